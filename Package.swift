@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+// NanoFind: nanoparticle segmentation and measurement for HRTEM micrographs.
+//
+// Layers (each a library target; an arrow means "may import"):
+//   NanoTensor  (tensors, thread pool, SIMD kernels)
+//     <- NanoNet  (autograd, layers, losses, Adam, U-Net, model files)
+//   NanoHDF5    (thin Swift wrapper over libhdf5; used by NanoNet and MicrographIO)
+//   MicrographIO (Micrograph value, readers and writers for every format)
+//     <- Preprocessing (median filter, normalisation, tiling, augmentation)
+//   nanofind (the command-line tool) imports them all.
+import PackageDescription
+
+// The hot kernels need a CPU flag: without one, SIMD16 multiply-adds become calls to fmaf
+// (~200x slower, see ../shared/notes/cpu-kernels.md). The Makefile passes -DNF_SIMD16 when the CPU
+// has AVX-512 so that the kernels use 16-lane vectors; otherwise they use 8 lanes.
+let kernelFlags: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-target-cpu", "native"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "NanoFind",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "nanofind", targets: ["nanofind"]),
+        .library(name: "NanoTensor", targets: ["NanoTensor"]),
+        .library(name: "NanoNet", targets: ["NanoNet"]),
+        .library(name: "MicrographIO", targets: ["MicrographIO"]),
+        .library(name: "Preprocessing", targets: ["Preprocessing"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
+    ],
+    targets: [
+        // C helpers that Swift's Glibc module does not expose (thread affinity).
+        .target(name: "CNanoSupport"),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]),
+        .systemLibrary(name: "CTIFF", pkgConfig: "libtiff-4",
+                       providers: [.apt(["libtiff-dev"]), .brew(["libtiff"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+
+        .target(name: "NanoTensor", dependencies: ["CNanoSupport"], swiftSettings: kernelFlags),
+        .target(name: "NanoHDF5", dependencies: ["CHDF5"]),
+        .target(name: "NanoNet", dependencies: ["NanoTensor", "NanoHDF5"], swiftSettings: kernelFlags),
+        .target(name: "MicrographIO",
+                dependencies: ["CTIFF", "CPNG", "NanoHDF5", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Preprocessing", dependencies: ["MicrographIO"], swiftSettings: kernelFlags),
+        .executableTarget(name: "nanofind", dependencies: [
+            "NanoTensor", "NanoNet", "MicrographIO", "Preprocessing",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "NanoTensorTests", dependencies: ["NanoTensor"]),
+        .testTarget(name: "NanoNetTests", dependencies: ["NanoNet", "NanoTensor", "MicrographIO"]),
+        .testTarget(name: "MicrographIOTests", dependencies: ["MicrographIO"]),
+        .testTarget(name: "PreprocessingTests", dependencies: ["Preprocessing", "MicrographIO"]),
+        .testTarget(name: "CLITests", dependencies: ["MicrographIO"]),
+    ]
+)

@@ -1,0 +1,93 @@
+import Foundation
+
+/// Bounds-checked reading of little- or big-endian values from a byte buffer. Every read that
+/// would run past the end throws a `MicrographError` naming the file and the field, so a
+/// truncated or corrupt file can never crash a reader.
+public struct ByteReader {
+    public let bytes: [UInt8]
+    public let file: String
+    public var offset: Int = 0
+    public var bigEndian: Bool
+
+    public init(bytes: [UInt8], file: String, bigEndian: Bool = false) {
+        self.bytes = bytes; self.file = file; self.bigEndian = bigEndian
+    }
+
+    public var count: Int { bytes.count }
+    public var remaining: Int { bytes.count - offset }
+
+    public func fail(_ reason: String) -> MicrographError { MicrographError(file: file, reason: reason) }
+
+    /// Checks that `length` bytes from `at` lie inside the file.
+    public func require(_ at: Int, _ length: Int, _ field: String) throws {
+        if at < 0 || length < 0 || at > bytes.count || length > bytes.count - at {
+            throw fail("truncated: \(field) needs \(length) bytes at offset \(at), file has \(bytes.count)")
+        }
+    }
+
+    public func uint(at: Int, size: Int, _ field: String) throws -> UInt64 {
+        try require(at, size, field)
+        var v: UInt64 = 0
+        if bigEndian {
+            for i in 0..<size { v = (v << 8) | UInt64(bytes[at + i]) }
+        } else {
+            for i in stride(from: size - 1, through: 0, by: -1) { v = (v << 8) | UInt64(bytes[at + i]) }
+        }
+        return v
+    }
+
+    public func u8(at: Int, _ field: String) throws -> UInt8 { UInt8(try uint(at: at, size: 1, field)) }
+    public func u16(at: Int, _ field: String) throws -> UInt16 { UInt16(try uint(at: at, size: 2, field)) }
+    public func u32(at: Int, _ field: String) throws -> UInt32 { UInt32(try uint(at: at, size: 4, field)) }
+    public func u64(at: Int, _ field: String) throws -> UInt64 { try uint(at: at, size: 8, field) }
+    public func i16(at: Int, _ field: String) throws -> Int16 { Int16(bitPattern: try u16(at: at, field)) }
+    public func i32(at: Int, _ field: String) throws -> Int32 { Int32(bitPattern: try u32(at: at, field)) }
+    public func i64(at: Int, _ field: String) throws -> Int64 { Int64(bitPattern: try u64(at: at, field)) }
+    public func f32(at: Int, _ field: String) throws -> Float { Float(bitPattern: try u32(at: at, field)) }
+    public func f64(at: Int, _ field: String) throws -> Double { Double(bitPattern: try u64(at: at, field)) }
+
+    public func slice(at: Int, length: Int, _ field: String) throws -> ArraySlice<UInt8> {
+        try require(at, length, field)
+        return bytes[at..<(at + length)]
+    }
+
+    // Sequential variants that advance `offset`.
+    public mutating func readU8(_ field: String) throws -> UInt8 { defer { offset += 1 }; return try u8(at: offset, field) }
+    public mutating func readU16(_ field: String) throws -> UInt16 { defer { offset += 2 }; return try u16(at: offset, field) }
+    public mutating func readU32(_ field: String) throws -> UInt32 { defer { offset += 4 }; return try u32(at: offset, field) }
+    public mutating func readU64(_ field: String) throws -> UInt64 { defer { offset += 8 }; return try u64(at: offset, field) }
+    public mutating func readI32(_ field: String) throws -> Int32 { defer { offset += 4 }; return try i32(at: offset, field) }
+    public mutating func readI64(_ field: String) throws -> Int64 { defer { offset += 8 }; return try i64(at: offset, field) }
+    public mutating func readF32(_ field: String) throws -> Float { defer { offset += 4 }; return try f32(at: offset, field) }
+    public mutating func readF64(_ field: String) throws -> Double { defer { offset += 8 }; return try f64(at: offset, field) }
+    public mutating func readBytes(_ n: Int, _ field: String) throws -> ArraySlice<UInt8> {
+        let s = try slice(at: offset, length: n, field); offset += n; return s
+    }
+}
+
+/// Reverses the byte order of every `size`-byte sample in place (big-endian files → native LE).
+public func swapSampleBytes(_ data: inout [UInt8], sampleSize: Int) {
+    guard sampleSize > 1 else { return }
+    data.withUnsafeMutableBufferPointer { p in
+        var i = 0
+        while i + sampleSize <= p.count {
+            var a = i, b = i + sampleSize - 1
+            while a < b { p.swapAt(a, b); a += 1; b -= 1 }
+            i += sampleSize
+        }
+    }
+}
+
+/// Reads a whole file, naming it in the error if it cannot be read.
+public func readFileBytes(_ url: URL) throws -> [UInt8] {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+        throw MicrographError(url: url, reason: "no such file")
+    }
+    if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
+    do {
+        return [UInt8](try Data(contentsOf: url, options: .mappedIfSafe))
+    } catch {
+        throw MicrographError(url: url, reason: "cannot be read (\(error.localizedDescription))")
+    }
+}

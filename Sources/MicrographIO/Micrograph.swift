@@ -1,0 +1,101 @@
+import Foundation
+
+/// The pixel type a file stores, named as NumPy names it (so results compare with Python readers).
+public enum PixelType: String, Sendable, CaseIterable, Codable {
+    case int8, uint8, int16, uint16, int32, uint32, int64, uint64
+    case float16, float32, float64, complex64, complex128, bool
+
+    /// Bytes per sample (complex: both parts).
+    public var byteCount: Int {
+        switch self {
+        case .int8, .uint8, .bool: return 1
+        case .int16, .uint16, .float16: return 2
+        case .int32, .uint32, .float32: return 4
+        case .int64, .uint64, .float64, .complex64: return 8
+        case .complex128: return 16
+        }
+    }
+
+    public var isComplex: Bool { self == .complex64 || self == .complex128 }
+}
+
+/// Pixel size in nanometres per axis (x = columns, y = rows).
+public struct PixelSize: Sendable, Equatable, Codable {
+    public var x: Double
+    public var y: Double
+    public init(x: Double, y: Double) { self.x = x; self.y = y }
+    public init(isotropic nm: Double) { self.init(x: nm, y: nm) }
+}
+
+/// The calibration exactly as the file stores it (before conversion to nm).
+public struct StoredCalibration: Sendable, Equatable, Codable {
+    public var x: Double
+    public var y: Double
+    public var unitX: String
+    public var unitY: String
+    public init(x: Double, y: Double, unitX: String, unitY: String) {
+        self.x = x; self.y = y; self.unitX = unitX; self.unitY = unitY
+    }
+}
+
+/// What a user wants to know about an acquisition, where the file records it.
+public struct MicrographMetadata: Sendable, Equatable, Codable {
+    public var voltageKV: Double?
+    public var magnification: Double?
+    public var acquisitionDate: String?
+    public var detector: String?
+    public var microscope: String?
+    public var mode: String?
+    /// Format-specific facts (header fields, compression, calibration source...).
+    public var extra: [String: String]
+    public init(voltageKV: Double? = nil, magnification: Double? = nil, acquisitionDate: String? = nil,
+                detector: String? = nil, microscope: String? = nil, mode: String? = nil,
+                extra: [String: String] = [:]) {
+        self.voltageKV = voltageKV; self.magnification = magnification
+        self.acquisitionDate = acquisitionDate; self.detector = detector
+        self.microscope = microscope; self.mode = mode; self.extra = extra
+    }
+}
+
+/// One image (or stack of frames) as a microscope file stores it.
+///
+/// Pixels keep their native type: `data` holds `frames × height × width × channels` samples in
+/// the native type, little-endian, row-major (row 0 = top), converted from the file's byte order.
+public struct Micrograph: Sendable {
+    public var width: Int
+    public var height: Int
+    public var frames: Int
+    /// 1 for grey images; 3 for RGB (PNG colour images).
+    public var channels: Int
+    public var pixelType: PixelType
+    public var data: [UInt8]
+    /// nm per pixel, nil when the file has no real-space calibration.
+    public var pixelSize: PixelSize?
+    /// The calibration in the file's own units (also for reciprocal calibrations), nil if none.
+    public var storedCalibration: StoredCalibration?
+    /// `mrc`, `tiff`, `dm3`, `dm4`, `ser`, `emd-velox`, `emd-berkeley`, `png`, `npy`.
+    public var format: String
+    public var metadata: MicrographMetadata
+    /// Where it came from (for error messages and output names).
+    public var source: URL?
+
+    public init(width: Int, height: Int, frames: Int = 1, channels: Int = 1, pixelType: PixelType,
+                data: [UInt8], pixelSize: PixelSize? = nil, storedCalibration: StoredCalibration? = nil,
+                format: String, metadata: MicrographMetadata = MicrographMetadata(), source: URL? = nil) {
+        precondition(data.count == width * height * frames * channels * pixelType.byteCount,
+                     "Micrograph data size does not match its shape")
+        self.width = width; self.height = height; self.frames = frames; self.channels = channels
+        self.pixelType = pixelType; self.data = data; self.pixelSize = pixelSize
+        self.storedCalibration = storedCalibration; self.format = format
+        self.metadata = metadata; self.source = source
+    }
+
+    /// Number of samples in one frame (all channels).
+    public var samplesPerFrame: Int { width * height * channels }
+
+    /// The native little-endian bytes of one frame.
+    public func frameBytes(_ frame: Int = 0) -> ArraySlice<UInt8> {
+        let n = samplesPerFrame * pixelType.byteCount
+        return data[(frame * n)..<((frame + 1) * n)]
+    }
+}

@@ -1,0 +1,2 @@
+import XCTest
+final class MicrographIOTestsPlaceholder: XCTestCase { func testBuilds() {} }

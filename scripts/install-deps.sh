@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the C libraries NanoFind links (libhdf5, libtiff, libpng, FFTW) and pkg-config when
+# they are missing: apt-get on Debian/Ubuntu, Homebrew on macOS. Does nothing when all are there.
+set -euo pipefail
+need=()
+for pc in hdf5 libtiff-4 libpng fftw3f; do
+  pkg-config --exists "$pc" 2>/dev/null || need+=("$pc")
+done
+command -v pkg-config >/dev/null 2>&1 || need+=("pkg-config")
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing system libraries for: ${need[*]}"
+if command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+    pkg-config libhdf5-dev libtiff-dev libpng-dev libfftw3-dev
+elif command -v brew >/dev/null 2>&1; then
+  brew install pkg-config hdf5 libtiff libpng fftw
+else
+  echo "error: neither apt-get nor brew found; install libhdf5, libtiff, libpng, fftw and pkg-config by hand" >&2
+  exit 1
+fi
