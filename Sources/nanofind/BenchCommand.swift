@@ -1,7 +1,111 @@
 import ArgumentParser
 import Foundation
+import NanoNet
+import NanoTensor
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Measure inference and training speed (JSON lines).")
-    func run() throws { throw ExitCode(2) }
+    static let configuration = CommandConfiguration(
+        abstract: "Measure inference and training speed of the pyNanoFind U-Net.",
+        discussion: """
+            Prints one JSON object per line: infer_tile_512 (batch 1 and 8, ms_per_tile), infer_2048 \
+            (one 2048² pass), train_step_512 (batch 4 and 20, s_per_step, Adam + cross-entropy), and \
+            conv_layer (each convolution of a 512² forward pass alone), each with min and median \
+            over the timed runs, the thread count and the GFLOP/s achieved. Run it on an otherwise \
+            idle machine; medians are the numbers to compare.
+            """)
+
+    @Flag(help: "Fewer repetitions (about 20 s instead of a minute or two).") var quick = false
+    @Flag(help: "JSON lines (the only output format; accepted for scripts).") var json = false
+    @Option(help: "Worker threads (default: one per available CPU).") var threads: Int?
+    @Option(help: "Model file to time (default: the pyNanoFind architecture with random weights).") var model: String?
+
+    func run() throws {
+        if let threads {
+            guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
+            ThreadPool.setSharedThreadCount(threads)
+        }
+        let pool = ThreadPool.shared
+        let net: UNet
+        if let model {
+            do { net = try Model.load(URL(fileURLWithPath: model)).network } catch { throw exitWithInputError(error) }
+        } else {
+            net = UNet(config: .pyNanoFind, seed: 1)
+        }
+        let engine = UNetInference(net)
+        let reps = quick ? 5 : 15
+        var rng = SplitMix64(seed: 3)
+
+        func emit(_ fields: [(String, Any)]) {
+            let parts = fields.map { key, value -> String in
+                let v: String
+                switch value {
+                case let s as String: v = "\"\(s)\""
+                case let d as Double: v = String(format: "%.4g", d)
+                default: v = "\(value)"
+                }
+                return "\"\(key)\":\(v)"
+            }
+            print("{" + parts.joined(separator: ",") + "}")
+
+        }
+        func time(_ runs: Int, warmup: Int = 2, _ body: () -> Void) -> (min: Double, median: Double) {
+            for _ in 0..<warmup { body() }
+            var t: [Double] = []
+            for _ in 0..<runs {
+                let s = DispatchTime.now().uptimeNanoseconds
+                body()
+                t.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9)
+            }
+            t.sort()
+            return (t[0], t[t.count / 2])
+        }
+
+        let flops512 = net.forwardFlops(height: 512, width: 512)
+        for batch in [1, 8] {
+            let x = Tensor.randomUniform(Shape(batch, 1, 512, 512), in: 0...1, rng: &rng)
+            let r = time(batch == 1 ? reps * 2 : reps) { _ = engine.probabilities(x, pool: pool) }
+            emit([("name", "infer_tile_512"), ("batch", batch), ("threads", pool.threadCount),
+                  ("ms_per_tile", r.median * 1000 / Double(batch)), ("ms_per_tile_min", r.min * 1000 / Double(batch)),
+                  ("gflops", flops512 * Double(batch) / r.median / 1e9)])
+        }
+        do {
+            let x = Tensor.randomUniform(Shape(1, 1, 2048, 2048), in: 0...1, rng: &rng)
+            let r = time(quick ? 2 : 5, warmup: 1) { _ = engine.probabilities(x, pool: pool) }
+            emit([("name", "infer_2048"), ("batch", 1), ("threads", pool.threadCount),
+                  ("ms", r.median * 1000), ("ms_min", r.min * 1000),
+                  ("gflops", net.forwardFlops(height: 2048, width: 2048) / r.median / 1e9)])
+        }
+        for batch in [4, 20] {
+            let trainNet = UNet(config: net.config, seed: 2)
+            let adam = Adam(learningRate: 1e-4)
+            let x = Tensor.randomUniform(Shape(batch, 1, 512, 512), in: 0...1, rng: &rng)
+            let labels = Tensor(Shape(batch, 1, 512, 512))
+            for k in 0..<labels.count { labels.data[k] = rng.nextFloat() < 0.3 ? 1 : 0 }
+            var step: UInt64 = 0
+            let r = time(quick ? 2 : 5, warmup: 1) {
+                let tape = Tape(pool: pool)
+                let logits = trainNet.forward(Variable(x), tape: tape, training: true, dropoutSeed: step)
+                tape.backward(tape.loss(.crossEntropy, logits: logits, labels: labels))
+                adam.update(trainNet.parameters)
+                step += 1
+            }
+            emit([("name", "train_step_512"), ("batch", batch), ("threads", pool.threadCount),
+                  ("s_per_step", r.median), ("s_per_step_min", r.min),
+                  ("gflops", 3 * flops512 * Double(batch) / r.median / 1e9)])
+        }
+        // Each 3×3 convolution of a 512² forward pass alone (BN folded, as inference runs it).
+        for cost in net.convCosts where cost.kernel == 3 {
+            let side = 512 / cost.scaleDivisor
+            let x = Tensor.randomUniform(Shape(1, cost.cin, side, side), in: -1...1, rng: &rng)
+            let w = Tensor.randomUniform(Shape(cost.cout, cost.cin, 3, 3), in: -0.1...0.1, rng: &rng)
+            let packed = Conv3x3.PackedWeights(oihw: w.data, bias: nil, cout: cost.cout, cin: cost.cin)
+            let padded = PaddedPlanes.from(x, pool: pool)
+            let y = Tensor(Shape(1, cost.cout, side, side), zeroed: false)
+            let r = time(reps * 2) { Conv3x3.forward(padded, packed, into: y, relu: true, pool: pool) }
+            let pr = time(reps * 2) { padded.fill(from: [.init(x)], pool: pool) }
+            emit([("name", "conv_layer"), ("layer", cost.name), ("cin", cost.cin), ("cout", cost.cout), ("size", side),
+                  ("threads", pool.threadCount), ("ms", r.median * 1000), ("pad_ms", pr.median * 1000),
+                  ("gflops", cost.flops(height: 512, width: 512) / r.median / 1e9)])
+        }
+    }
 }

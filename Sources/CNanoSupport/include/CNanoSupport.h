@@ -5,4 +5,17 @@
 int nf_pin_current_thread(int cpu);
 /// Number of CPUs this process may run on (its affinity mask), or the online count.
 int nf_available_cpus(void);
+
+/// Atomics for the thread pool's work counter (portable to macOS 13, unlike Swift's Atomic).
+static inline long nf_atomic_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+static inline long nf_atomic_load(const long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void nf_atomic_store(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/// A spin-wait hint.
+static inline void nf_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 #endif

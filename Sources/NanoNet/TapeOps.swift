@@ -1,0 +1,211 @@
+import NanoTensor
+
+/// Differentiable operations. Each computes its output with the fast kernels and, when an input
+/// requires a gradient, records the step that turns the output gradient into input gradients.
+extension Tape {
+    /// 3×3 "same" convolution with bias. `weight` is (cout, cin, 3, 3), `bias` (1, 1, 1, cout).
+    public func conv3x3(_ x: Variable, weight: Variable, bias: Variable) -> Variable {
+        let cout = weight.shape.n, cin = weight.shape.c
+        let xs = x.shape
+        let padded = PaddedPlanes.from(x.value, pool: pool)
+        let packed = Conv3x3.PackedWeights(oihw: weight.value.data, bias: bias.value.data, cout: cout, cin: cin)
+        let y = Tensor(Shape(xs.n, cout, xs.h, xs.w), zeroed: false)
+        Conv3x3.forward(padded, packed, into: y, pool: pool)
+        let out = output(y, x, weight, bias)
+        if out.requiresGrad {
+            record { [pool] in
+                guard let g = out.grad else { return }
+                let gp = PaddedPlanes.from(g, pool: pool)
+                if x.requiresGrad {
+                    let dx = Tensor(xs, zeroed: false)
+                    Conv3x3.backwardData(gp, weights: .transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin),
+                                         into: dx, pool: pool)
+                    x.accumulate(dx)
+                }
+                if weight.requiresGrad || bias.requiresGrad {
+                    let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
+                    Conv3x3.backwardWeights(x: padded, dY: gp, dW: dW.data, dB: dB.data, pool: pool)
+                    if weight.requiresGrad { weight.accumulate(dW) }
+                    if bias.requiresGrad { bias.accumulate(dB) }
+                }
+            }
+        }
+        return out
+    }
+
+    /// 1×1 convolution with bias. `weight` is (cout, cin, 1, 1).
+    public func conv1x1(_ x: Variable, weight: Variable, bias: Variable) -> Variable {
+        let cout = weight.shape.n
+        let y = ChannelKernels.conv1x1(x.value, weights: weight.value.data, bias: bias.value.data, cout: cout, pool: pool)
+        let out = output(y, x, weight, bias)
+        if out.requiresGrad {
+            record { [pool] in
+                guard let g = out.grad else { return }
+                let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
+                let dx = ChannelKernels.conv1x1Backward(x: x.value, dy: g, weights: weight.value.data,
+                                                        dW: dW.data, dB: dB.data, pool: pool)
+                if x.requiresGrad { x.accumulate(dx) }
+                if weight.requiresGrad { weight.accumulate(dW) }
+                if bias.requiresGrad { bias.accumulate(dB) }
+            }
+        }
+        return out
+    }
+
+    public func relu(_ x: Variable) -> Variable {
+        let out = output(ElementwiseKernels.relu(x.value, pool: pool), x)
+        if out.requiresGrad {
+            record { [pool] in
+                guard let g = out.grad else { return }
+                x.accumulate(ElementwiseKernels.reluBackward(x: x.value, dy: g, pool: pool))
+            }
+        }
+        return out
+    }
+
+    public func maxPool2x2(_ x: Variable) -> Variable {
+        let out = output(PoolingKernels.maxPool2x2(x.value, pool: pool), x)
+        if out.requiresGrad {
+            record { [pool] in
+                guard let g = out.grad else { return }
+                x.accumulate(PoolingKernels.maxPool2x2Backward(x: x.value, dy: g, pool: pool))
+            }
+        }
+        return out
+    }
+
+    public func upsample2x(_ x: Variable) -> Variable {
+        let out = output(PoolingKernels.upsample2x(x.value, pool: pool), x)
+        if out.requiresGrad {
+            record { [pool] in
+                guard let g = out.grad else { return }
+                x.accumulate(PoolingKernels.upsample2xBackward(dy: g, pool: pool))
+            }
+        }
+        return out
+    }
+
+    /// Channel concatenation, first part first.
+    public func concat(_ parts: [Variable]) -> Variable {
+        let out = Variable(ChannelKernels.concat(parts.map(\.value), pool: pool),
+                           requiresGrad: parts.contains { $0.requiresGrad })
+        if out.requiresGrad {
+            record {
+                guard let g = out.grad else { return }
+                let grads = ChannelKernels.split(g, channels: parts.map { $0.shape.c })
+                for (p, gp) in zip(parts, grads) where p.requiresGrad { p.accumulate(gp) }
+            }
+        }
+        return out
+    }
+
+    /// Inverted dropout (Keras semantics): zeroes with probability `rate`, scales the rest by
+    /// 1/(1−rate). Deterministic for a seed.
+    public func dropout(_ x: Variable, rate: Float, seed: UInt64) -> Variable {
+        if rate <= 0 { return x }
+        let mask = ElementwiseKernels.dropoutMask(x.shape, rate: rate, seed: seed, pool: pool)
+        let out = output(ElementwiseKernels.multiply(x.value, mask, pool: pool), x)
+        if out.requiresGrad {
+            record { [pool] in
+                guard let g = out.grad else { return }
+                x.accumulate(ElementwiseKernels.multiply(g, mask, pool: pool))
+            }
+        }
+        return out
+    }
+
+    /// Batch normalisation. Training mode normalises with the batch statistics and updates the
+    /// running averages (Keras: running = momentum · running + (1 − momentum) · batch, with the
+    /// unbiased batch variance, as TensorFlow's fused batch norm does); inference mode uses the
+    /// running statistics.
+    public func batchNorm(_ x: Variable, _ bn: BatchNorm, training: Bool) -> Variable {
+        let c = x.shape.c
+        precondition(c == bn.channels, "batch norm has \(bn.channels) channels, input \(c)")
+        let gamma = bn.gamma.value.array, beta = bn.beta.value.array
+        if !training {
+            var scale = [Float](repeating: 0, count: c), shift = scale
+            for k in 0..<c {
+                scale[k] = gamma[k] / (bn.runningVariance.data[k] + bn.epsilon).squareRoot()
+                shift[k] = beta[k] - bn.runningMean.data[k] * scale[k]
+            }
+            let y = Tensor(x.shape, zeroed: false)
+            BatchNormKernels.affine(x.value, scale: scale, shift: shift, into: y, pool: pool)
+            let out = output(y, x, bn.gamma, bn.beta)
+            if out.requiresGrad {
+                record { [pool] in
+                    guard let g = out.grad else { return }
+                    // Running statistics are constants here: dx = g · scale; dγ = Σ g x̂; dβ = Σ g.
+                    let dx = Tensor(x.shape, zeroed: false)
+                    BatchNormKernels.affine(g, scale: scale, shift: [Float](repeating: 0, count: c), into: dx, pool: pool)
+                    if x.requiresGrad { x.accumulate(dx) }
+                    let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
+                    let s = x.shape
+                    for i in 0..<s.n {
+                        for k in 0..<c {
+                            let xp = x.value.plane(i, k), gp = g.plane(i, k)
+                            let mu = bn.runningMean.data[k], inv = scale[k] / gamma[k]
+                            var a = Float(0), b = Float(0)
+                            for p in 0..<s.plane { a += gp[p] * (xp[p] - mu) * inv; b += gp[p] }
+                            dG.data[k] += a; dB.data[k] += b
+                        }
+                    }
+                    if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
+                    if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
+                }
+            }
+            return out
+        }
+        let (mean, variance) = BatchNormKernels.statistics(x.value, pool: pool)
+        var invStd = [Float](repeating: 0, count: c), scale = invStd, shift = invStd
+        for k in 0..<c {
+            invStd[k] = 1 / (variance[k] + bn.epsilon).squareRoot()
+            scale[k] = gamma[k] * invStd[k]
+            shift[k] = beta[k] - mean[k] * scale[k]
+        }
+        let m = Float(x.shape.n * x.shape.plane)
+        let unbiased: Float = m > 1 ? m / (m - 1) : 1
+        for k in 0..<c {
+            bn.runningMean.data[k] = bn.momentum * bn.runningMean.data[k] + (1 - bn.momentum) * mean[k]
+            bn.runningVariance.data[k] = bn.momentum * bn.runningVariance.data[k] + (1 - bn.momentum) * variance[k] * unbiased
+        }
+        let y = Tensor(x.shape, zeroed: false)
+        BatchNormKernels.affine(x.value, scale: scale, shift: shift, into: y, pool: pool)
+        let out = output(y, x, bn.gamma, bn.beta)
+        if out.requiresGrad {
+            record { [pool] in
+                guard let g = out.grad else { return }
+                let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
+                let dx = BatchNormKernels.backward(x: x.value, dy: g, mean: mean, invStd: invStd, gamma: gamma,
+                                                   dGamma: dG.data, dBeta: dB.data, pool: pool)
+                if x.requiresGrad { x.accumulate(dx) }
+                if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
+                if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
+            }
+        }
+        return out
+    }
+
+    /// Softmax over channels (no gradient path: losses take logits and fuse the softmax).
+    public func softmax(_ x: Variable) -> Variable {
+        Variable(ChannelKernels.softmax(x.value, pool: pool))
+    }
+}
+
+extension Tape {
+    /// Σ x · weights as a scalar (summed in Double); used for gradient checks and weighted sums.
+    public func weightedSum(_ x: Variable, _ weights: Tensor) -> Variable {
+        precondition(x.value.count == weights.count)
+        var s = 0.0
+        for k in 0..<x.value.count { s += Double(x.value.data[k]) * Double(weights.data[k]) }
+        let out = Variable(Tensor(Shape(1, 1, 1, 1), values: [Float(s)]), requiresGrad: x.requiresGrad)
+        if out.requiresGrad {
+            record {
+                guard let g = out.grad else { return }
+                let dx = Tensor(x.shape, zeroed: false)
+                for k in 0..<dx.count { dx.data[k] = weights.data[k] * g.data[0] }
+                x.accumulate(dx)
+            }
+        }
+        return out
+    }
+}

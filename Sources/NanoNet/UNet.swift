@@ -1,0 +1,138 @@
+import Foundation
+import NanoTensor
+
+/// The shape of a pyNanoFind-family U-Net.
+public struct UNetConfig: Codable, Equatable, Sendable {
+    /// Encoder widths, top to bottom; pyNanoFind: [4, 8, 16, 32].
+    public var widths: [Int]
+    /// Width of the two centre convolutions; pyNanoFind: 32.
+    public var centreWidth: Int
+    public var inputChannels: Int
+    public var classes: Int
+    /// Dropout after the first convolution of each decoder stage; pyNanoFind: 0.2.
+    public var dropout: Float
+    /// pyNanoFind's batch norms use epsilon 1e-4 (not Keras' default 1e-3).
+    public var bnEpsilon: Float
+    public var bnMomentum: Float
+
+    public init(widths: [Int] = [4, 8, 16, 32], centreWidth: Int = 32, inputChannels: Int = 1, classes: Int = 2,
+                dropout: Float = 0.2, bnEpsilon: Float = 1e-4, bnMomentum: Float = 0.99) {
+        self.widths = widths; self.centreWidth = centreWidth; self.inputChannels = inputChannels
+        self.classes = classes; self.dropout = dropout; self.bnEpsilon = bnEpsilon; self.bnMomentum = bnMomentum
+    }
+
+    /// The published pyNanoFind network.
+    public static let pyNanoFind = UNetConfig()
+
+    public var depth: Int { widths.count }
+    /// Input sides must be divisible by this (one 2×2 pooling per encoder stage).
+    public var sizeMultiple: Int { 1 << depth }
+}
+
+/// A U-Net: `depth` encoder stages (conv 3×3 → BN; the skip is ReLU(BN), the main path max-pools
+/// the pre-ReLU BN output), two centre conv-BN-ReLU, `depth` decoder stages (upsample, concat
+/// with the skip first, conv-BN-ReLU, dropout, conv-BN-ReLU) and a 1×1 head with a softmax.
+/// Layer names follow ../shared/reference/pynanofind/fixtures/README.md.
+public final class UNet: @unchecked Sendable {
+    public let config: UNetConfig
+    /// Weighted layers in Keras' topological order (the order of the published .h5 files).
+    public private(set) var convs: [String: Conv2D] = [:]
+    public private(set) var norms: [String: BatchNorm] = [:]
+    public private(set) var layerOrder: [String] = []
+
+    public init(config: UNetConfig = .pyNanoFind, seed: UInt64 = 0) {
+        self.config = config
+        var rng = SplitMix64(seed: seed)
+        func addConv(_ name: String, _ cin: Int, _ cout: Int, kernel: Int = 3) {
+            convs[name] = Conv2D(cin: cin, cout: cout, kernel: kernel, name: name, rng: &rng)
+            layerOrder.append(name)
+        }
+        func addBN(_ name: String, _ c: Int) {
+            norms[name] = BatchNorm(channels: c, epsilon: config.bnEpsilon, momentum: config.bnMomentum, name: name)
+            layerOrder.append(name)
+        }
+        var c = config.inputChannels
+        for (k, w) in config.widths.enumerated() {
+            addConv("down\(k + 1)_conv", c, w); addBN("down\(k + 1)_bn", w); c = w
+        }
+        addConv("center1_conv", c, config.centreWidth); addBN("center1_bn", config.centreWidth)
+        addConv("center2_conv", config.centreWidth, config.centreWidth); addBN("center2_bn", config.centreWidth)
+        c = config.centreWidth
+        for k in stride(from: config.depth - 1, through: 0, by: -1) {
+            let w = config.widths[k], s = "up\(k + 1)"
+            addConv("\(s)_conv1", w + c, w); addBN("\(s)_bn1", w)
+            addConv("\(s)_conv2", w, w); addBN("\(s)_bn2", w)
+            c = w
+        }
+        addConv("final_conv", c, config.classes, kernel: 1)
+    }
+
+    /// Every trainable variable and running statistic, by name (`<layer>.weight`, `.bias`,
+    /// `.gamma`, `.beta`, `.moving_mean`, `.moving_variance`), in layer order.
+    public var namedTensors: [(String, Tensor)] {
+        var out: [(String, Tensor)] = []
+        for name in layerOrder {
+            if let cv = convs[name] {
+                out.append((name + ".weight", cv.weight.value)); out.append((name + ".bias", cv.bias.value))
+            } else if let bn = norms[name] {
+                out.append((name + ".gamma", bn.gamma.value)); out.append((name + ".beta", bn.beta.value))
+                out.append((name + ".moving_mean", bn.runningMean)); out.append((name + ".moving_variance", bn.runningVariance))
+            }
+        }
+        return out
+    }
+
+    /// The trainable variables (convolution weights and biases, BN γ and β).
+    public var parameters: [Variable] {
+        layerOrder.flatMap { name -> [Variable] in
+            if let cv = convs[name] { return [cv.weight, cv.bias] }
+            if let bn = norms[name] { return [bn.gamma, bn.beta] }
+            return []
+        }
+    }
+
+    public var parameterCount: Int { namedTensors.reduce(0) { $0 + $1.1.count } }
+
+    /// Checks that an input can go through the network.
+    public func validateInput(_ s: Shape) -> String? {
+        if s.c != config.inputChannels { return "the model expects \(config.inputChannels) channel(s), got \(s.c)" }
+        let m = config.sizeMultiple
+        if s.h % m != 0 || s.w % m != 0 || s.h == 0 || s.w == 0 {
+            return "image is \(s.w)×\(s.h) pixels; both sides must be positive multiples of \(m)"
+        }
+        return nil
+    }
+
+    /// The differentiable forward pass, returning logits (n, classes, h, w).
+    /// `observe` receives every named activation (used to compare with TensorFlow layer by layer).
+    public func forward(_ x: Variable, tape: Tape, training: Bool, dropoutSeed: UInt64 = 0,
+                        observe: ((String, Tensor) -> Void)? = nil) -> Variable {
+        precondition(validateInput(x.shape) == nil, validateInput(x.shape) ?? "")
+        func conv(_ name: String, _ v: Variable) -> Variable {
+            let y = convs[name]!(v, tape: tape); observe?(name, y.value); return y
+        }
+        func bn(_ name: String, _ v: Variable) -> Variable {
+            let y = tape.batchNorm(v, norms[name]!, training: training); observe?(name, y.value); return y
+        }
+        var skips: [Variable] = []
+        var h = x
+        for k in 0..<config.depth {
+            let z = bn("down\(k + 1)_bn", conv("down\(k + 1)_conv", h))
+            skips.append(tape.relu(z))
+            h = tape.maxPool2x2(z)
+        }
+        h = tape.relu(bn("center1_bn", conv("center1_conv", h)))
+        h = tape.relu(bn("center2_bn", conv("center2_conv", h)))
+        for k in stride(from: config.depth - 1, through: 0, by: -1) {
+            let s = "up\(k + 1)"
+            let cat = tape.concat([skips[k], tape.upsample2x(h)])
+            h = tape.relu(bn("\(s)_bn1", conv("\(s)_conv1", cat)))
+            if training && config.dropout > 0 {
+                h = tape.dropout(h, rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D)
+            }
+            h = tape.relu(bn("\(s)_bn2", conv("\(s)_conv2", h)))
+        }
+        let logits = conv("final_conv", h)
+        return logits
+    }
+}

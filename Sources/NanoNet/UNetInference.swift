@@ -1,0 +1,68 @@
+import NanoTensor
+
+/// The fast inference path of a `UNet`: batch norms folded into the convolutions, ReLUs fused into
+/// the kernels, the skip ReLU, the upsampling and the concatenation fused into the copy that lays
+/// out each convolution's padded input. Build it once per set of weights; it reads them at init.
+public final class UNetInference: @unchecked Sendable {
+    public let config: UNetConfig
+    private var packed: [String: Conv3x3.PackedWeights] = [:]
+    private let headWeight: Tensor
+    private let headBias: Tensor
+    private let model: UNet
+
+    public init(_ model: UNet) {
+        self.model = model
+        config = model.config
+        for (name, cv) in model.convs where cv.kernel == 3 {
+            let bnName = name.replacingOccurrences(of: "_conv", with: "_bn")
+            guard let bn = model.norms[bnName] else { continue }
+            let (scale, shift) = bn.inferenceAffine()
+            let cin = cv.cin, cout = cv.cout
+            let w = cv.weight.value.copy()
+            let b = Tensor(Shape(1, 1, 1, cout))
+            for o in 0..<cout {
+                for k in 0..<(cin * 9) { w.data[o * cin * 9 + k] *= scale[o] }
+                b.data[o] = cv.bias.value.data[o] * scale[o] + shift[o]
+            }
+            packed[name] = Conv3x3.PackedWeights(oihw: w.data, bias: b.data, cout: cout, cin: cin)
+        }
+        let head = model.convs["final_conv"]!
+        headWeight = head.weight.value.copy()
+        headBias = head.bias.value.copy()
+    }
+
+    private func conv(_ name: String, _ input: PaddedPlanes, relu: Bool, pool: ThreadPool) -> Tensor {
+        let w = packed[name]!
+        let y = Tensor(Shape(input.n, w.cout, input.height, input.width), zeroed: false)
+        Conv3x3.forward(input, w, into: y, relu: relu, pool: pool)
+        return y
+    }
+
+    /// Softmax probabilities (n, classes, h, w) for images (n, channels, h, w).
+    public func probabilities(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
+        ChannelKernels.softmax(logits(x, pool: pool), pool: pool)
+    }
+
+    /// Logits (n, classes, h, w).
+    public func logits(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
+        precondition(model.validateInput(x.shape) == nil, model.validateInput(x.shape) ?? "")
+        var skips: [Tensor] = []
+        var input = PaddedPlanes.from(x, pool: pool)
+        for k in 0..<config.depth {
+            let z = conv("down\(k + 1)_conv", input, relu: false, pool: pool)  // BN folded, pre-ReLU
+            skips.append(z)
+            input = PaddedPlanes.from(PoolingKernels.maxPool2x2(z, pool: pool), pool: pool)
+        }
+        var h = conv("center1_conv", input, relu: true, pool: pool)
+        h = conv("center2_conv", PaddedPlanes.from(h, pool: pool), relu: true, pool: pool)
+        for k in stride(from: config.depth - 1, through: 0, by: -1) {
+            let s = "up\(k + 1)"
+            let skip = skips[k]
+            let cat = PaddedPlanes(n: x.shape.n, channels: skip.shape.c + h.shape.c, height: skip.shape.h, width: skip.shape.w)
+            cat.fill(from: [.init(skip, .relu), .init(h, .upsample2x)], pool: pool)
+            h = conv("\(s)_conv1", cat, relu: true, pool: pool)
+            h = conv("\(s)_conv2", PaddedPlanes.from(h, pool: pool), relu: true, pool: pool)
+        }
+        return ChannelKernels.conv1x1(h, weights: headWeight.data, bias: headBias.data, cout: config.classes, pool: pool)
+    }
+}

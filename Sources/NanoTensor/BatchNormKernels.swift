@@ -1,0 +1,92 @@
+import Foundation
+
+/// Batch normalisation over (N, H, W) per channel.
+public enum BatchNormKernels {
+    /// Per-channel mean and biased variance over the batch (summed in Double).
+    public static func statistics(_ x: Tensor, pool: ThreadPool = .shared) -> (mean: [Float], variance: [Float]) {
+        let s = x.shape
+        var mean = [Float](repeating: 0, count: s.c), variance = mean
+        let m = Double(s.n * s.plane)
+        mean.withUnsafeMutableBufferPointer { mp in
+            variance.withUnsafeMutableBufferPointer { vp in
+                let mpp = mp.baseAddress!, vpp = vp.baseAddress!
+                pool.parallelFor(s.c) { c, _ in
+                    var sum = 0.0
+                    for i in 0..<s.n {
+                        let p = x.plane(i, c)
+                        var acc = FloatVector.zero, k = 0
+                        while k + vectorWidth <= s.plane { acc += loadVector(p + k); k += vectorWidth }
+                        var part = Double(acc.sum())
+                        while k < s.plane { part += Double(p[k]); k += 1 }
+                        sum += part
+                    }
+                    let mu = sum / m
+                    var sq = 0.0
+                    let muF = FloatVector(repeating: Float(mu))
+                    for i in 0..<s.n {
+                        let p = x.plane(i, c)
+                        var acc = FloatVector.zero, k = 0
+                        while k + vectorWidth <= s.plane { let d = loadVector(p + k) - muF; acc = acc.addingProduct(d, d); k += vectorWidth }
+                        var part = Double(acc.sum())
+                        while k < s.plane { let d = Double(p[k]) - mu; part += d * d; k += 1 }
+                        sq += part
+                    }
+                    mpp[c] = Float(mu)
+                    vpp[c] = Float(sq / m)
+                }
+            }
+        }
+        return (mean, variance)
+    }
+
+    /// y = x · scale[c] + shift[c] (inference BN, or training BN with batch statistics folded in).
+    public static func affine(_ x: Tensor, scale: [Float], shift: [Float], into y: Tensor, pool: ThreadPool = .shared) {
+        let s = x.shape
+        pool.parallelFor(s.n * s.c) { item, _ in
+            let c = item % s.c
+            let p = x.data + item * s.plane, q = y.data + item * s.plane
+            let a = scale[c], b = shift[c]
+            for k in 0..<s.plane { q[k] = p[k] * a + b }
+        }
+    }
+
+    /// Gradients of y = γ (x − μ) / σ + β with batch statistics μ, σ = sqrt(var + ε).
+    /// Returns dx and accumulates dγ, dβ.
+    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                pool: ThreadPool = .shared) -> Tensor {
+        let s = x.shape
+        let dx = Tensor(s, zeroed: false)
+        let m = Float(s.n * s.plane)
+        var sumDy = [Double](repeating: 0, count: s.c), sumDyXhat = sumDy
+        sumDy.withUnsafeMutableBufferPointer { sd in
+            sumDyXhat.withUnsafeMutableBufferPointer { sx in
+                let sdp = sd.baseAddress!, sxp = sx.baseAddress!
+                pool.parallelFor(s.c) { c, _ in
+                    var a = 0.0, b = 0.0
+                    let mu = mean[c], inv = invStd[c]
+                    for i in 0..<s.n {
+                        let xp = x.plane(i, c), gp = dy.plane(i, c)
+                        var va = Float(0), vb = Float(0)
+                        for k in 0..<s.plane { va += gp[k]; vb += gp[k] * (xp[k] - mu) }
+                        a += Double(va); b += Double(vb) * Double(inv)
+                    }
+                    sdp[c] = a; sxp[c] = b
+                }
+            }
+        }
+        for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
+        pool.parallelFor(s.n * s.c) { item, _ in
+            let c = item % s.c
+            let xp = x.data + item * s.plane, gp = dy.data + item * s.plane, out = dx.data + item * s.plane
+            let inv = invStd[c], mu = mean[c]
+            let k1 = gamma[c] * inv / m
+            let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
+            for k in 0..<s.plane {
+                let xhat = (xp[k] - mu) * inv
+                out[k] = k1 * (m * gp[k] - sdy - xhat * sdx)
+            }
+        }
+        return dx
+    }
+}

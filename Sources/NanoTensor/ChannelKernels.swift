@@ -1,0 +1,98 @@
+import Foundation
+
+/// Channel concatenation, 1×1 convolution and softmax over channels.
+public enum ChannelKernels {
+    /// Concatenates along channels, first tensor first.
+    public static func concat(_ parts: [Tensor], pool: ThreadPool = .shared) -> Tensor {
+        let s0 = parts[0].shape
+        let c = parts.reduce(0) { $0 + $1.shape.c }
+        let y = Tensor(Shape(s0.n, c, s0.h, s0.w), zeroed: false)
+        for i in 0..<s0.n {
+            var off = 0
+            for p in parts {
+                precondition(p.shape.n == s0.n && p.shape.h == s0.h && p.shape.w == s0.w, "concat shapes differ")
+                y.plane(i, off).update(from: p.plane(i, 0), count: p.shape.c * s0.plane)
+                off += p.shape.c
+            }
+        }
+        return y
+    }
+
+    /// Splits a gradient back into the parts' channel counts.
+    public static func split(_ dy: Tensor, channels: [Int]) -> [Tensor] {
+        let s = dy.shape
+        var off = 0
+        return channels.map { c in
+            let t = Tensor(Shape(s.n, c, s.h, s.w), zeroed: false)
+            for i in 0..<s.n { t.plane(i, 0).update(from: dy.plane(i, off), count: c * s.plane) }
+            off += c
+            return t
+        }
+    }
+
+    /// out[o] = b[o] + Σ_c w[o·cin + c] · x[c].
+    public static func conv1x1(_ x: Tensor, weights w: UnsafePointer<Float>, bias b: UnsafePointer<Float>?,
+                               cout: Int, pool: ThreadPool = .shared) -> Tensor {
+        let s = x.shape
+        let y = Tensor(Shape(s.n, cout, s.h, s.w), zeroed: false)
+        let pieces = max(1, s.plane / 4096)
+        let size = roundUp((s.plane + pieces - 1) / pieces, vectorWidth)
+        pool.parallelFor(s.n * pieces) { item, _ in
+            let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
+            if lo >= hi { return }
+            for o in 0..<cout {
+                let q = y.plane(i, o)
+                let bo = b?[o] ?? 0
+                for k in lo..<hi { q[k] = bo }
+                for c in 0..<s.c {
+                    let p = x.plane(i, c), wv = w[o * s.c + c]
+                    for k in lo..<hi { q[k] += wv * p[k] }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Gradients of the 1×1 conv: dx, and accumulated dW (cout × cin), dB.
+    public static func conv1x1Backward(x: Tensor, dy: Tensor, weights w: UnsafePointer<Float>,
+                                       dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
+                                       pool: ThreadPool = .shared) -> Tensor {
+        let s = x.shape, cout = dy.shape.c
+        let dx = Tensor(s)
+        for i in 0..<s.n {
+            for c in 0..<s.c {
+                let d = dx.plane(i, c), xp = x.plane(i, c)
+                for o in 0..<cout {
+                    let g = dy.plane(i, o), wv = w[o * s.c + c]
+                    var acc = Float(0)
+                    for k in 0..<s.plane { d[k] += wv * g[k]; acc += g[k] * xp[k] }
+                    dW[o * s.c + c] += acc
+                }
+            }
+            for o in 0..<cout {
+                let g = dy.plane(i, o)
+                var acc = Float(0)
+                for k in 0..<s.plane { acc += g[k] }
+                dB[o] += acc
+            }
+        }
+        return dx
+    }
+
+    /// Softmax over channels at every pixel (max-subtracted).
+    public static func softmax(_ z: Tensor, pool: ThreadPool = .shared) -> Tensor {
+        let s = z.shape
+        let y = Tensor(s, zeroed: false)
+        pool.parallelFor(s.n) { i, _ in
+            for k in 0..<s.plane {
+                var m = -Float.infinity
+                for c in 0..<s.c { m = max(m, z.plane(i, c)[k]) }
+                var sum = Float(0)
+                for c in 0..<s.c { let e = expf(z.plane(i, c)[k] - m); y.plane(i, c)[k] = e; sum += e }
+                let inv = 1 / sum
+                for c in 0..<s.c { y.plane(i, c)[k] *= inv }
+            }
+        }
+        return y
+    }
+}

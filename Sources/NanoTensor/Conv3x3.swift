@@ -1,0 +1,287 @@
+/// 3×3 "same" convolution (cross-correlation, zero padding 1, stride 1) with bias: the fast
+/// register-blocked direct kernels. `Conv3x3Reference.swift` holds the plain twins the tests
+/// compare them with.
+///
+/// Forward: each work item computes 4 output channels × a band of rows; along a row it keeps
+/// 4 channels × 4 vectors = 16 accumulators in registers, loops over input channels inside and
+/// unrolls the 9 taps, reading the input from `PaddedPlanes` so there are no border tests.
+/// Weights are OIHW: w[((o * cin + c) * 3 + ky) * 3 + kx].
+public enum Conv3x3 {
+    /// Output channels per register block.
+    static let block = 4
+
+    /// Weights repacked per block of 4 output channels as [cin][9][4] (zero for missing channels).
+    public struct PackedWeights: @unchecked Sendable {
+        public let cin: Int, cout: Int
+        let blocks: Int
+        let packed: Tensor
+        let bias: Tensor
+
+        public init(oihw w: UnsafePointer<Float>, bias b: UnsafePointer<Float>?, cout: Int, cin: Int) {
+            self.cin = cin; self.cout = cout
+            blocks = (cout + Conv3x3.block - 1) / Conv3x3.block
+            packed = Tensor(Shape(1, 1, 1, blocks * cin * 9 * Conv3x3.block))
+            bias = Tensor(Shape(1, 1, 1, blocks * Conv3x3.block))
+            for o in 0..<cout {
+                let ob = o / Conv3x3.block, j = o % Conv3x3.block
+                for c in 0..<cin {
+                    for k in 0..<9 {
+                        packed.data[((ob * cin + c) * 9 + k) * Conv3x3.block + j] = w[(o * cin + c) * 9 + k]
+                    }
+                }
+                bias.data[o] = b?[o] ?? 0
+            }
+        }
+
+        /// Weights for the input gradient: w'[c][o][ky][kx] = w[o][c][2-ky][2-kx], no bias.
+        public static func transposedFlipped(oihw w: UnsafePointer<Float>, cout: Int, cin: Int) -> PackedWeights {
+            let t = Tensor(Shape(1, 1, 1, cout * cin * 9))
+            for o in 0..<cout {
+                for c in 0..<cin {
+                    for k in 0..<9 { t.data[(c * cout + o) * 9 + (8 - k)] = w[(o * cin + c) * 9 + k] }
+                }
+            }
+            return PackedWeights(oihw: t.data, bias: nil, cout: cin, cin: cout)
+        }
+    }
+
+    /// out[n, o] = bias[o] + sum_c w[o, c] ⋆ input[n, c], optionally followed by ReLU.
+    /// `out` must have shape (n, cout, height, width) of the padded input.
+    public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, into out: Tensor,
+                               relu: Bool = false, pool: ThreadPool = .shared) {
+        precondition(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
+        let h = input.height, width = input.width
+        precondition(out.shape == Shape(input.n, w.cout, h, width), "conv output shape \(out.shape)")
+        // Rows per work item: enough work (≥ ~0.2 MFLOP) to amortise scheduling.
+        let rowFlops = max(1, width * w.cin * 9 * 2 * block)
+        let band = max(1, min(h, 200_000 / rowFlops))
+        let bands = (h + band - 1) / band
+        let items = input.n * bands * w.blocks
+        pool.parallelFor(items) { item, _ in
+            let ob = item % w.blocks
+            let rest = item / w.blocks
+            let bi = rest % bands, i = rest / bands
+            let y0 = bi * band, y1 = min(h, y0 + band)
+            let o0 = ob * block
+            let nValid = min(block, w.cout - o0)
+            let wp = UnsafePointer(w.packed.data + ob * w.cin * 9 * block)
+            let bp = UnsafePointer(w.bias.data + ob * block)
+            let outBase = out.plane(i, o0)
+            let inBase = UnsafePointer(input.origin(i, 0))
+            for y in y0..<y1 {
+                convRow(inBase + y * input.rowStride, input.planeStride, input.rowStride, w.cin, wp, bp,
+                        outBase + y * width, h * width, nValid, width, relu)
+            }
+        }
+    }
+
+    /// One output row of one 4-channel block.
+    @inline(never)
+    static func convRow(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
+                        _ wp: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
+                        _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ width: Int, _ relu: Bool) {
+        let vw = vectorWidth
+        var x = 0
+        while x + 4 * vw <= width {
+            chunk4(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, relu)
+            x += 4 * vw
+        }
+        while x < width {
+            chunk1(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, min(vw, width - x), relu)
+            x += vw
+        }
+    }
+
+    @inline(__always)
+    static func chunk4(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
+                       _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
+                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ relu: Bool) {
+        let vw = vectorWidth
+        var a00 = FloatVector(repeating: bp[0]), a01 = a00, a02 = a00, a03 = a00
+        var a10 = FloatVector(repeating: bp[1]), a11 = a10, a12 = a10, a13 = a10
+        var a20 = FloatVector(repeating: bp[2]), a21 = a20, a22 = a20, a23 = a20
+        var a30 = FloatVector(repeating: bp[3]), a31 = a30, a32 = a30, a33 = a30
+        var ip = ip0 - rs - 1
+        var wp = wp0
+        for _ in 0..<cin {
+            var rp = ip
+            for _ in 0..<3 {
+                var p = rp
+                for _ in 0..<3 {
+                    let v0 = loadVector(p), v1 = loadVector(p + vw), v2 = loadVector(p + 2 * vw), v3 = loadVector(p + 3 * vw)
+                    let w0 = FloatVector(repeating: wp[0])
+                    a00 = a00.addingProduct(v0, w0); a01 = a01.addingProduct(v1, w0)
+                    a02 = a02.addingProduct(v2, w0); a03 = a03.addingProduct(v3, w0)
+                    let w1 = FloatVector(repeating: wp[1])
+                    a10 = a10.addingProduct(v0, w1); a11 = a11.addingProduct(v1, w1)
+                    a12 = a12.addingProduct(v2, w1); a13 = a13.addingProduct(v3, w1)
+                    let w2 = FloatVector(repeating: wp[2])
+                    a20 = a20.addingProduct(v0, w2); a21 = a21.addingProduct(v1, w2)
+                    a22 = a22.addingProduct(v2, w2); a23 = a23.addingProduct(v3, w2)
+                    let w3 = FloatVector(repeating: wp[3])
+                    a30 = a30.addingProduct(v0, w3); a31 = a31.addingProduct(v1, w3)
+                    a32 = a32.addingProduct(v2, w3); a33 = a33.addingProduct(v3, w3)
+                    wp += 4
+                    p += 1
+                }
+                rp += rs
+            }
+            ip += ps
+        }
+        if relu {
+            let z = FloatVector.zero
+            a00 = pointwiseMax(a00, z); a01 = pointwiseMax(a01, z); a02 = pointwiseMax(a02, z); a03 = pointwiseMax(a03, z)
+            a10 = pointwiseMax(a10, z); a11 = pointwiseMax(a11, z); a12 = pointwiseMax(a12, z); a13 = pointwiseMax(a13, z)
+            a20 = pointwiseMax(a20, z); a21 = pointwiseMax(a21, z); a22 = pointwiseMax(a22, z); a23 = pointwiseMax(a23, z)
+            a30 = pointwiseMax(a30, z); a31 = pointwiseMax(a31, z); a32 = pointwiseMax(a32, z); a33 = pointwiseMax(a33, z)
+        }
+        storeVector(a00, out); storeVector(a01, out + vw); storeVector(a02, out + 2 * vw); storeVector(a03, out + 3 * vw)
+        if nValid > 1 {
+            let o = out + os
+            storeVector(a10, o); storeVector(a11, o + vw); storeVector(a12, o + 2 * vw); storeVector(a13, o + 3 * vw)
+        }
+        if nValid > 2 {
+            let o = out + 2 * os
+            storeVector(a20, o); storeVector(a21, o + vw); storeVector(a22, o + 2 * vw); storeVector(a23, o + 3 * vw)
+        }
+        if nValid > 3 {
+            let o = out + 3 * os
+            storeVector(a30, o); storeVector(a31, o + vw); storeVector(a32, o + 2 * vw); storeVector(a33, o + 3 * vw)
+        }
+    }
+
+    @inline(__always)
+    static func chunk1(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
+                       _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
+                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int, _ relu: Bool) {
+        var a0 = FloatVector(repeating: bp[0]), a1 = FloatVector(repeating: bp[1])
+        var a2 = FloatVector(repeating: bp[2]), a3 = FloatVector(repeating: bp[3])
+        var ip = ip0 - rs - 1
+        var wp = wp0
+        for _ in 0..<cin {
+            var rp = ip
+            for _ in 0..<3 {
+                var p = rp
+                for _ in 0..<3 {
+                    let v = loadVector(p)
+                    a0 = a0.addingProduct(v, FloatVector(repeating: wp[0]))
+                    a1 = a1.addingProduct(v, FloatVector(repeating: wp[1]))
+                    a2 = a2.addingProduct(v, FloatVector(repeating: wp[2]))
+                    a3 = a3.addingProduct(v, FloatVector(repeating: wp[3]))
+                    wp += 4
+                    p += 1
+                }
+                rp += rs
+            }
+            ip += ps
+        }
+        if relu {
+            a0 = pointwiseMax(a0, .zero); a1 = pointwiseMax(a1, .zero)
+            a2 = pointwiseMax(a2, .zero); a3 = pointwiseMax(a3, .zero)
+        }
+        storePartial(a0, out, lanes)
+        if nValid > 1 { storePartial(a1, out + os, lanes) }
+        if nValid > 2 { storePartial(a2, out + 2 * os, lanes) }
+        if nValid > 3 { storePartial(a3, out + 3 * os, lanes) }
+    }
+
+    // MARK: Backward
+
+    /// Input gradient: dX = conv(dY, rot180(Wᵀ)), with dY given as padded planes.
+    public static func backwardData(_ dY: PaddedPlanes, weights wT: PackedWeights, into dX: Tensor,
+                                    pool: ThreadPool = .shared) {
+        forward(dY, wT, into: dX, relu: false, pool: pool)
+    }
+
+    /// Weight and bias gradients, accumulated into `dW` (OIHW, cout*cin*9) and `dB` (cout).
+    /// `x` are the forward inputs and `dY` the output gradients, both as padded planes (zero
+    /// borders and tails make the vector loads exact). Each work item sums into its own buffer
+    /// and the buffers are added in item order, so the result does not depend on which thread
+    /// ran which item (training is bit-reproducible for a seed).
+    public static func backwardWeights(x: PaddedPlanes, dY: PaddedPlanes, dW: UnsafeMutablePointer<Float>,
+                                       dB: UnsafeMutablePointer<Float>?, pool: ThreadPool = .shared) {
+        let cin = x.channels, cout = dY.channels, h = x.height, width = x.width
+        precondition(dY.n == x.n && dY.height == h && dY.width == width)
+        let wCount = cout * cin * 9
+        // About 32 items in all: enough to balance two or more threads, few buffers to add.
+        let bandsPerImage = max(1, min(h, (32 + x.n - 1) / x.n))
+        let band = (h + bandsPerImage - 1) / bandsPerImage
+        let bands = (h + band - 1) / band
+        let items = x.n * bands
+        let partial = Tensor(Shape(items, 1, 1, wCount + cout))
+        pool.parallelFor(items) { item, _ in
+            let i = item / bands, bi = item % bands
+            let y0 = bi * band, y1 = min(h, y0 + band)
+            let acc = partial.data + item * (wCount + cout)
+            for c in 0..<cin {
+                let xo = UnsafePointer(x.origin(i, c))
+                var o = 0
+                while o < cout {
+                    let o1 = min(o + 1, cout - 1)
+                    weightGradTile(xo, x.rowStride, UnsafePointer(dY.origin(i, o)), UnsafePointer(dY.origin(i, o1)),
+                                   dY.rowStride, y0, y1, width,
+                                   acc + (o * cin + c) * 9, o1 != o ? acc + (o1 * cin + c) * 9 : nil)
+                    o += 2
+                }
+            }
+            if dB != nil {
+                for o in 0..<cout {
+                    let g = dY.origin(i, o)
+                    var s = FloatVector.zero
+                    for y in y0..<y1 {
+                        var xx = 0
+                        while xx < width { s += loadVector(g + y * dY.rowStride + xx); xx += vectorWidth }
+                    }
+                    acc[wCount + o] += s.sum()
+                }
+            }
+        }
+        for t in 0..<items {
+            let acc = partial.data + t * (wCount + cout)
+            for k in 0..<wCount { dW[k] += acc[k] }
+            if let dB { for o in 0..<cout { dB[o] += acc[wCount + o] } }
+        }
+    }
+
+    /// Sums dY[o](y, x) · X(y+ky-1, x+kx-1) over a band of rows for two output channels and one
+    /// input channel: 2 × 9 accumulators vectorised along x.
+    @inline(never)
+    static func weightGradTile(_ xo: UnsafePointer<Float>, _ xrs: Int, _ g0: UnsafePointer<Float>, _ g1: UnsafePointer<Float>,
+                               _ grs: Int, _ y0: Int, _ y1: Int, _ width: Int,
+                               _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
+        let vw = vectorWidth
+        var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0
+        var b0 = FloatVector.zero, b1 = b0, b2 = b0, b3 = b0, b4 = b0, b5 = b0, b6 = b0, b7 = b0, b8 = b0
+        for y in y0..<y1 {
+            let r0 = xo + (y - 1) * xrs - 1, r1 = r0 + xrs, r2 = r1 + xrs
+            let gr0 = g0 + y * grs, gr1 = g1 + y * grs
+            var x = 0
+            while x < width {
+                let d0 = loadVector(gr0 + x), d1 = loadVector(gr1 + x)
+                var v = loadVector(r0 + x); a0 = a0.addingProduct(d0, v); b0 = b0.addingProduct(d1, v)
+                v = loadVector(r0 + x + 1); a1 = a1.addingProduct(d0, v); b1 = b1.addingProduct(d1, v)
+                v = loadVector(r0 + x + 2); a2 = a2.addingProduct(d0, v); b2 = b2.addingProduct(d1, v)
+                v = loadVector(r1 + x); a3 = a3.addingProduct(d0, v); b3 = b3.addingProduct(d1, v)
+                v = loadVector(r1 + x + 1); a4 = a4.addingProduct(d0, v); b4 = b4.addingProduct(d1, v)
+                v = loadVector(r1 + x + 2); a5 = a5.addingProduct(d0, v); b5 = b5.addingProduct(d1, v)
+                v = loadVector(r2 + x); a6 = a6.addingProduct(d0, v); b6 = b6.addingProduct(d1, v)
+                v = loadVector(r2 + x + 1); a7 = a7.addingProduct(d0, v); b7 = b7.addingProduct(d1, v)
+                v = loadVector(r2 + x + 2); a8 = a8.addingProduct(d0, v); b8 = b8.addingProduct(d1, v)
+                x += vw
+            }
+        }
+        out0[0] += a0.sum(); out0[1] += a1.sum(); out0[2] += a2.sum()
+        out0[3] += a3.sum(); out0[4] += a4.sum(); out0[5] += a5.sum()
+        out0[6] += a6.sum(); out0[7] += a7.sum(); out0[8] += a8.sum()
+        if let out1 {
+            out1[0] += b0.sum(); out1[1] += b1.sum(); out1[2] += b2.sum()
+            out1[3] += b3.sum(); out1[4] += b4.sum(); out1[5] += b5.sum()
+            out1[6] += b6.sum(); out1[7] += b7.sum(); out1[8] += b8.sum()
+        }
+    }
+}
+
+/// Stores the first `lanes` lanes of `v`.
+@inline(__always) func storePartial(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
+    if lanes == vectorWidth { storeVector(v, p) } else { for l in 0..<lanes { p[l] = v[l] } }
+}

@@ -1,0 +1,51 @@
+/// ReLU and dropout, forward and backward.
+public enum ElementwiseKernels {
+    public static func relu(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
+        let y = Tensor(x.shape, zeroed: false)
+        chunks(x.count, pool) { lo, hi in for k in lo..<hi { y.data[k] = max(x.data[k], 0) } }
+        return y
+    }
+
+    /// dx = dy where x > 0.
+    public static func reluBackward(x: Tensor, dy: Tensor, pool: ThreadPool = .shared) -> Tensor {
+        let dx = Tensor(x.shape, zeroed: false)
+        chunks(x.count, pool) { lo, hi in for k in lo..<hi { dx.data[k] = x.data[k] > 0 ? dy.data[k] : 0 } }
+        return dx
+    }
+
+    /// Inverted dropout mask: 0 with probability `rate`, else 1 / (1 − rate). Deterministic for a
+    /// seed: each (image, channel) plane draws from its own generator.
+    public static func dropoutMask(_ shape: Shape, rate: Float, seed: UInt64, pool: ThreadPool = .shared) -> Tensor {
+        let m = Tensor(shape, zeroed: false)
+        let keep = 1 / (1 - rate)
+        pool.parallelFor(shape.n * shape.c) { item, _ in
+            var rng = SplitMix64(seed: seed &+ UInt64(item) &* 0x9E37_79B9_7F4A_7C15)
+            let p = m.data + item * shape.plane
+            for k in 0..<shape.plane { p[k] = rng.nextFloat() < rate ? 0 : keep }
+        }
+        return m
+    }
+
+    public static func multiply(_ a: Tensor, _ b: Tensor, pool: ThreadPool = .shared) -> Tensor {
+        precondition(a.shape == b.shape)
+        let y = Tensor(a.shape, zeroed: false)
+        chunks(a.count, pool) { lo, hi in for k in lo..<hi { y.data[k] = a.data[k] * b.data[k] } }
+        return y
+    }
+
+    /// a += b
+    public static func addInPlace(_ a: Tensor, _ b: Tensor, pool: ThreadPool = .shared) {
+        precondition(a.count == b.count)
+        chunks(a.count, pool) { lo, hi in for k in lo..<hi { a.data[k] += b.data[k] } }
+    }
+
+    /// Splits 0..<count into a few contiguous chunks run in parallel.
+    public static func chunks(_ count: Int, _ pool: ThreadPool, _ body: (Int, Int) -> Void) {
+        let pieces = count < 65536 ? 1 : pool.threadCount * 4
+        let size = (count + pieces - 1) / pieces
+        pool.parallelFor(pieces) { i, _ in
+            let lo = i * size, hi = min(count, lo + size)
+            if lo < hi { body(lo, hi) }
+        }
+    }
+}

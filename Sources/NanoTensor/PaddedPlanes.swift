@@ -1,0 +1,95 @@
+/// Feature maps laid out for the 3×3 convolution kernels: every channel plane has one zero row
+/// above and below and `vectorWidth` zero columns on each side (plus the columns up to a whole
+/// number of vectors), so the kernels read the 3×3 neighbourhood of any pixel with plain vector
+/// loads and never test for borders.
+///
+/// Pixel (y, x) of channel c of image n is at
+/// `data + (n * channels + c) * planeStride + (y + 1) * rowStride + vectorWidth + x`.
+public final class PaddedPlanes: @unchecked Sendable {
+    public let n: Int, channels: Int, height: Int, width: Int
+    public let rowStride: Int, planeStride: Int
+    let storage: Tensor
+
+    public init(n: Int, channels: Int, height: Int, width: Int) {
+        self.n = n; self.channels = channels; self.height = height; self.width = width
+        rowStride = 2 * vectorWidth + roundUp(width, vectorWidth)
+        planeStride = (height + 2) * rowStride
+        storage = Tensor(Shape(n, channels, 1, planeStride), zeroed: false)
+    }
+
+    public var data: UnsafeMutablePointer<Float> { storage.data }
+
+    /// Pointer to interior pixel (0, 0) of channel c of image i.
+    @inline(__always) public func origin(_ i: Int, _ c: Int) -> UnsafeMutablePointer<Float> {
+        storage.data + (i * channels + c) * planeStride + rowStride + vectorWidth
+    }
+
+    /// How a source tensor is copied into a range of channels.
+    public enum Transform: Sendable {
+        case copy
+        /// max(x, 0) on the way in (the skip connections' ReLU, fused into the concat).
+        case relu
+        /// Nearest-neighbour 2× upsampling on the way in (UpSampling2D, fused into the concat).
+        case upsample2x
+    }
+
+    public struct Source: @unchecked Sendable {
+        public var tensor: Tensor
+        public var transform: Transform
+        public init(_ tensor: Tensor, _ transform: Transform = .copy) { self.tensor = tensor; self.transform = transform }
+        var channels: Int { tensor.shape.c }
+    }
+
+    /// Fills the planes from sources concatenated along channels (first source first), writing
+    /// the zero border too. Runs in parallel over (image, channel).
+    public func fill(from sources: [Source], pool: ThreadPool = .shared) {
+        precondition(sources.reduce(0) { $0 + $1.channels } == channels, "concat channels mismatch")
+        var firstChannel: [Int] = []
+        var acc = 0
+        for s in sources {
+            firstChannel.append(acc); acc += s.channels
+            let sh = s.tensor.shape
+            precondition(sh.n == n, "batch mismatch")
+            switch s.transform {
+            case .copy, .relu: precondition(sh.h == height && sh.w == width, "source \(sh) vs \(height)x\(width)")
+            case .upsample2x: precondition(sh.h * 2 == height && sh.w * 2 == width, "upsample source \(sh) vs \(height)x\(width)")
+            }
+        }
+        let h = height, w = width, rs = rowStride, vw = vectorWidth
+        pool.parallelFor(n * channels) { item, _ in
+            let i = item / self.channels, c = item % self.channels
+            var si = 0
+            while si + 1 < sources.count && firstChannel[si + 1] <= c { si += 1 }
+            let src = sources[si]
+            let sc = c - firstChannel[si]
+            let base = self.data + (i * self.channels + c) * self.planeStride
+            // Zero rows above and below, and the side columns of every interior row.
+            base.update(repeating: 0, count: rs)
+            (base + (h + 1) * rs).update(repeating: 0, count: rs)
+            let inPlane = src.tensor.plane(i, sc)
+            for y in 0..<h {
+                let row = base + (y + 1) * rs
+                row.update(repeating: 0, count: vw)
+                (row + vw + w).update(repeating: 0, count: rs - vw - w)
+                let dst = row + vw
+                switch src.transform {
+                case .copy:
+                    dst.update(from: inPlane + y * w, count: w)
+                case .relu:
+                    let s = inPlane + y * w
+                    for x in 0..<w { dst[x] = max(s[x], 0) }
+                case .upsample2x:
+                    let s = inPlane + (y / 2) * (w / 2)
+                    for x in 0..<w { dst[x] = s[x >> 1] }
+                }
+            }
+        }
+    }
+
+    /// Copies a plain NCHW tensor into padded planes.
+    public static func from(_ t: Tensor, pool: ThreadPool = .shared) -> PaddedPlanes {
+        let p = PaddedPlanes(n: t.shape.n, channels: t.shape.c, height: t.shape.h, width: t.shape.w)
+        p.fill(from: [Source(t)], pool: pool)
+        return p
+    }
+}

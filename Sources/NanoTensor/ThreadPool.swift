@@ -1,0 +1,123 @@
+import CNanoSupport
+import Foundation
+
+/// A fixed set of worker threads, each pinned to its own CPU, that run `parallelFor` loops.
+///
+/// Measured on the 2-vCPU target machine (shared/notes/cpu-kernels.md): unpinned workers or
+/// `DispatchQueue.concurrentPerform` often land on one core and give no speed-up; pinning one
+/// thread per CPU gives close to 2x. The calling thread works as thread 0. Workers spin briefly
+/// before sleeping so that the many short layer loops of a forward pass do not pay a wake-up each.
+public final class ThreadPool: @unchecked Sendable {
+    public let threadCount: Int
+
+    private var job: UnsafePointer<(Int, Int) -> Void>?
+    private var jobCount = 0
+    private var next = 0          // atomic: next item index
+    private var pending = 0       // atomic: workers still running the current job
+    private var generation = 0    // atomic: bumped for each job
+    private var stopping = false
+    private let mutex = NSCondition()
+    private let callerLock = NSLock()
+    private var threads: [Thread] = []
+    private var callerPinned = false
+    private let pin: Bool
+
+    nonisolated(unsafe) private static var _shared: ThreadPool?
+    private static let sharedLock = NSLock()
+
+    /// The pool the kernels use. Defaults to one thread per available CPU.
+    public static var shared: ThreadPool {
+        sharedLock.lock(); defer { sharedLock.unlock() }
+        if let p = _shared { return p }
+        let p = ThreadPool(threads: Int(nf_available_cpus()))
+        _shared = p
+        return p
+    }
+
+    /// Replaces the shared pool (e.g. `--threads N`).
+    public static func setSharedThreadCount(_ n: Int) {
+        sharedLock.lock(); defer { sharedLock.unlock() }
+        if _shared?.threadCount == n { return }
+        _shared?.shutdown()
+        _shared = ThreadPool(threads: max(1, n))
+    }
+
+    public init(threads: Int, pin: Bool = true) {
+        threadCount = max(1, threads)
+        self.pin = pin
+        let cpus = Int(nf_available_cpus())
+        for i in 1..<threadCount {
+            let t = Thread { [unowned self] in
+                if self.pin && self.threadCount <= cpus { _ = nf_pin_current_thread(Int32(i)) }
+                self.workerLoop(index: i)
+            }
+            t.stackSize = 1 << 20
+            t.start()
+            self.threads.append(t)
+        }
+    }
+
+    func shutdown() {
+        mutex.lock(); stopping = true; mutex.broadcast(); mutex.unlock()
+    }
+
+    /// Runs `body(item, threadIndex)` for every item in 0..<count, spread over the threads.
+    /// `threadIndex` is in 0..<threadCount and lets a loop keep per-thread partial results.
+    public func parallelFor(_ count: Int, _ body: (Int, Int) -> Void) {
+        if count <= 0 { return }
+        if threadCount == 1 || count == 1 {
+            for i in 0..<count { body(i, 0) }
+            return
+        }
+        callerLock.lock(); defer { callerLock.unlock() }
+        if pin && !callerPinned && Thread.isMainThread {
+            _ = nf_pin_current_thread(0)
+            callerPinned = true
+        }
+        // Workers call the closure through a pointer to this stack slot, so they never hold a
+        // reference to it after their last item (the closure does not escape this call).
+        withoutActuallyEscaping(body) { escapable in
+            withUnsafePointer(to: escapable) { ptr in
+                mutex.lock()
+                job = ptr
+                jobCount = count
+                nf_atomic_store(&next, 0)
+                nf_atomic_store(&pending, threadCount - 1)
+                _ = nf_atomic_fetch_add(&generation, 1)
+                mutex.broadcast()
+                mutex.unlock()
+                runItems(ptr, count: count, thread: 0)
+                while nf_atomic_load(&pending) > 0 { nf_cpu_relax() }
+                job = nil
+            }
+        }
+    }
+
+    @inline(__always) private func runItems(_ body: UnsafePointer<(Int, Int) -> Void>, count: Int, thread: Int) {
+        while true {
+            let i = nf_atomic_fetch_add(&next, 1)
+            if i >= count { break }
+            body.pointee(i, thread)
+        }
+    }
+
+    private func workerLoop(index: Int) {
+        var seen = 0
+        while true {
+            // Spin for a short while (a forward pass issues jobs back to back), then sleep.
+            var spins = 0
+            while nf_atomic_load(&generation) == seen && spins < 200_000 {
+                nf_cpu_relax(); spins += 1
+            }
+            mutex.lock()
+            while nf_atomic_load(&generation) == seen && !stopping { mutex.wait() }
+            if stopping { mutex.unlock(); return }
+            seen = nf_atomic_load(&generation)
+            let body = job!
+            let count = jobCount
+            mutex.unlock()
+            runItems(body, count: count, thread: index)
+            _ = nf_atomic_fetch_add(&pending, -1)
+        }
+    }
+}

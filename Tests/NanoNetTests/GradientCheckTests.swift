@@ -1,0 +1,112 @@
+import NanoNet
+import NanoTensor
+import XCTest
+
+/// Every differentiable op and loss against central finite differences.
+final class GradientCheckTests: XCTestCase {
+    /// Compares the tape's gradients of `f` with respect to `inputs` with (f(v+ε) − f(v−ε)) / 2ε
+    /// at `samples` random positions per input. `f` returns the output whose Double-summed
+    /// weighted sum (with fixed random weights) is the scalar being differentiated, or a scalar loss.
+    func check(_ name: String, _ inputs: [Variable], eps: Float = 1e-2, tol: Double = 2e-2, samples: Int = 12,
+               seed: UInt64 = 9, file: StaticString = #filePath, line: UInt = #line, _ f: (Tape) -> Variable) {
+        var rng = SplitMix64(seed: seed)
+        let probe = f(Tape())
+        let weights = probe.value.count == 1 ? Tensor(probe.shape, repeating: 1)
+                                             : Tensor.randomNormal(probe.shape, rng: &rng)
+        func scalar() -> Double {
+            let y = f(Tape())
+            var s = 0.0
+            for k in 0..<y.value.count { s += Double(y.value.data[k]) * Double(weights.data[k]) }
+            return s
+        }
+        for v in inputs { v.zeroGrad() }
+        let tape = Tape()
+        let loss = tape.weightedSum(f(tape), weights)
+        tape.backward(loss)
+        for (vi, v) in inputs.enumerated() {
+            guard let g = v.grad else { XCTFail("\(name): input \(vi) got no gradient", file: file, line: line); continue }
+            for _ in 0..<samples {
+                let k = Int(rng.next() % UInt64(v.value.count))
+                let old = v.value.data[k]
+                v.value.data[k] = old + eps; let lp = scalar()
+                v.value.data[k] = old - eps; let lm = scalar()
+                v.value.data[k] = old
+                let numeric = (lp - lm) / Double(2 * eps)
+                let analytic = Double(g.data[k])
+                XCTAssertLessThanOrEqual(abs(numeric - analytic), tol * max(1, abs(numeric)),
+                                         "\(name): input \(vi)[\(k)] analytic \(analytic) numeric \(numeric)", file: file, line: line)
+            }
+        }
+    }
+
+    func param(_ s: Shape, _ seed: UInt64, std: Float = 1) -> Variable {
+        var rng = SplitMix64(seed: seed)
+        return Variable(Tensor.randomNormal(s, std: std, rng: &rng), requiresGrad: true)
+    }
+
+    func testConv3x3() {
+        let x = param(Shape(2, 3, 5, 19), 1), w = param(Shape(5, 3, 3, 3), 2), b = param(Shape(1, 1, 1, 5), 3)
+        check("conv3x3", [x, w, b]) { $0.conv3x3(x, weight: w, bias: b) }
+    }
+
+    func testConv1x1() {
+        let x = param(Shape(2, 4, 3, 7), 4), w = param(Shape(2, 4, 1, 1), 5), b = param(Shape(1, 1, 1, 2), 6)
+        check("conv1x1", [x, w, b]) { $0.conv1x1(x, weight: w, bias: b) }
+    }
+
+    func testReLUPoolUpsampleConcat() {
+        // Values spaced well apart so no finite-difference step crosses a kink or a tie.
+        var rng = SplitMix64(seed: 7)
+        let base = (0..<(2 * 3 * 6 * 8)).map { Float($0) * 0.37 }.shuffled(using: &rng)
+        let x = Variable(Tensor(Shape(2, 3, 6, 8), values: base.map { $0 - 26 }), requiresGrad: true)
+        check("relu", [x], eps: 1e-2) { $0.relu(x) }
+        check("maxPool2x2", [x], eps: 1e-2) { $0.maxPool2x2(x) }
+        check("upsample2x", [x]) { $0.upsample2x(x) }
+        let y = param(Shape(2, 2, 6, 8), 8)
+        check("concat", [x, y]) { $0.concat([x, y]) }
+    }
+
+    func testDropoutWithFixedSeed() {
+        let x = param(Shape(2, 3, 8, 8), 9)
+        check("dropout", [x]) { $0.dropout(x, rate: 0.2, seed: 42) }
+    }
+
+    func testBatchNormTrainingAndInference() {
+        let x = param(Shape(3, 4, 5, 6), 10, std: 2)
+        let bn = BatchNorm(channels: 4, epsilon: 1e-3, momentum: 0.99, name: "bn")
+        var rng = SplitMix64(seed: 11)
+        for k in 0..<4 { bn.gamma.value.data[k] = 0.5 + rng.nextFloat(); bn.beta.value.data[k] = rng.nextGaussian() }
+        check("batchNorm(training)", [x, bn.gamma, bn.beta], eps: 1e-2, tol: 3e-2) { $0.batchNorm(x, bn, training: true) }
+        for k in 0..<4 { bn.runningMean.data[k] = rng.nextGaussian(); bn.runningVariance.data[k] = 0.5 + rng.nextFloat() }
+        check("batchNorm(inference)", [x, bn.gamma, bn.beta]) { $0.batchNorm(x, bn, training: false) }
+    }
+
+    func labels(_ s: Shape) -> Tensor {
+        var rng = SplitMix64(seed: 12)
+        let t = Tensor(Shape(s.n, 1, s.h, s.w))
+        for k in 0..<t.count { t.data[k] = rng.nextFloat() < 0.4 ? 1 : 0 }
+        return t
+    }
+
+    func testLosses() {
+        let z = param(Shape(2, 2, 4, 5), 13)
+        let t = labels(z.shape)
+        check("crossEntropy", [z], eps: 1e-3, tol: 2e-2) { $0.loss(.crossEntropy, logits: z, labels: t) }
+        check("dice", [z], eps: 1e-3, tol: 2e-2) { $0.loss(.dice, logits: z, labels: t) }
+        check("bce+dice", [z], eps: 1e-3, tol: 2e-2) { $0.loss(.crossEntropyDice, logits: z, labels: t) }
+        let z3 = param(Shape(1, 3, 4, 4), 14)
+        let t3 = labels(z3.shape)
+        for k in stride(from: 0, to: t3.count, by: 5) { t3.data[k] = 2 }
+        check("crossEntropy(3 classes)", [z3], eps: 1e-3, tol: 2e-2) { $0.loss(.crossEntropy, logits: z3, labels: t3) }
+    }
+
+    func testWholeSmallUNet() {
+        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4, dropout: 0.2), seed: 5)
+        let x = param(Shape(2, 1, 8, 12), 15)
+        let t = labels(Shape(2, 1, 8, 12))
+        let params = [x] + Array(net.parameters.prefix(6))
+        check("unet", params, eps: 1e-2, tol: 5e-2, samples: 6) { tape in
+            tape.loss(.crossEntropy, logits: net.forward(x, tape: tape, training: true, dropoutSeed: 3), labels: t)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import NanoTensor
+import XCTest
+
+/// The fast 3×3 kernels against their plain reference twins on random shapes, odd sizes included.
+final class Conv3x3KernelTests: XCTestCase {
+    // (n, cin, cout, h, w): widths exercise the 4-vector path, the 1-vector path and partial tails.
+    let shapes: [(Int, Int, Int, Int, Int)] = [
+        (1, 1, 4, 8, 8), (2, 3, 5, 7, 37), (1, 12, 4, 9, 70), (2, 8, 8, 16, 64),
+        (1, 5, 3, 3, 1), (1, 2, 6, 1, 130), (3, 4, 9, 6, 24), (1, 32, 32, 5, 96),
+    ]
+
+    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
+
+    func testForwardMatchesReference() {
+        var rng = SplitMix64(seed: 1)
+        for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {
+            for (n, cin, cout, h, w) in shapes {
+                let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+                let wt = Tensor.randomNormal(Shape(cout, cin, 3, 3), rng: &rng)
+                let b = Tensor.randomNormal(Shape(1, 1, 1, cout), rng: &rng)
+                let packed = Conv3x3.PackedWeights(oihw: wt.data, bias: b.data, cout: cout, cin: cin)
+                let out = Tensor(Shape(n, cout, h, w))
+                Conv3x3.forward(PaddedPlanes.from(x, pool: pool), packed, into: out, pool: pool)
+                let ref = Conv3x3Reference.forward(x, weights: wt.array, bias: b.array, cout: cout)
+                XCTAssertLessThan(maxAbsDiff(out.array, ref.array), 1e-4, "forward \(n) \(cin)->\(cout) \(h)x\(w)")
+                // Fused ReLU
+                let outR = Tensor(Shape(n, cout, h, w))
+                Conv3x3.forward(PaddedPlanes.from(x, pool: pool), packed, into: outR, relu: true, pool: pool)
+                XCTAssertLessThan(maxAbsDiff(outR.array, ref.array.map { max($0, 0) }), 1e-4)
+            }
+        }
+    }
+
+    func testBackwardDataMatchesReference() {
+        var rng = SplitMix64(seed: 2)
+        for (n, cin, cout, h, w) in shapes {
+            let dy = Tensor.randomNormal(Shape(n, cout, h, w), rng: &rng)
+            let wt = Tensor.randomNormal(Shape(cout, cin, 3, 3), rng: &rng)
+            let dx = Tensor(Shape(n, cin, h, w))
+            Conv3x3.backwardData(PaddedPlanes.from(dy), weights: .transposedFlipped(oihw: wt.data, cout: cout, cin: cin), into: dx)
+            let ref = Conv3x3Reference.backwardData(dy, weights: wt.array, cin: cin)
+            XCTAssertLessThan(maxAbsDiff(dx.array, ref.array), 1e-4, "backward data \(n) \(cin)->\(cout) \(h)x\(w)")
+        }
+    }
+
+    func testBackwardWeightsMatchesReference() {
+        var rng = SplitMix64(seed: 3)
+        for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {
+            for (n, cin, cout, h, w) in shapes {
+                let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+                let dy = Tensor.randomNormal(Shape(n, cout, h, w), rng: &rng)
+                var dW = [Float](repeating: 0, count: cout * cin * 9), dB = [Float](repeating: 0, count: cout)
+                Conv3x3.backwardWeights(x: PaddedPlanes.from(x, pool: pool), dY: PaddedPlanes.from(dy, pool: pool),
+                                        dW: &dW, dB: &dB, pool: pool)
+                let ref = Conv3x3Reference.backwardWeights(x: x, dY: dy)
+                let scale = Float(n * h * w).squareRoot()
+                XCTAssertLessThan(maxAbsDiff(dW, ref.dW), 2e-5 * scale * 10, "dW \(n) \(cin)->\(cout) \(h)x\(w)")
+                XCTAssertLessThan(maxAbsDiff(dB, ref.dB), 2e-5 * scale * 10, "dB \(n) \(cin)->\(cout) \(h)x\(w)")
+            }
+        }
+    }
+
+    func testConv1x1MatchesReference() {
+        var rng = SplitMix64(seed: 4)
+        for (n, cin, cout, h, w) in [(1, 4, 2, 16, 16), (2, 3, 5, 9, 71), (1, 1, 1, 1, 1)] {
+            let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+            let wt = Tensor.randomNormal(Shape(cout, cin, 1, 1), rng: &rng)
+            let b = Tensor.randomNormal(Shape(1, 1, 1, cout), rng: &rng)
+            let y = ChannelKernels.conv1x1(x, weights: wt.data, bias: b.data, cout: cout)
+            let ref = Conv3x3Reference.conv1x1(x, weights: wt.array, bias: b.array, cout: cout)
+            XCTAssertLessThan(maxAbsDiff(y.array, ref.array), 1e-5)
+        }
+    }
+
+    func testPaddedPlanesFusedConcatReluUpsample() {
+        var rng = SplitMix64(seed: 5)
+        let a = Tensor.randomNormal(Shape(2, 3, 6, 10), rng: &rng)
+        let b = Tensor.randomNormal(Shape(2, 2, 3, 5), rng: &rng)
+        let p = PaddedPlanes(n: 2, channels: 5, height: 6, width: 10)
+        p.fill(from: [.init(a, .relu), .init(b, .upsample2x)])
+        let up = PoolingKernels.upsample2x(b)
+        for i in 0..<2 { for c in 0..<5 { for y in -1...6 { for x in -1...10 {
+            let v = p.origin(i, c)[y * p.rowStride + x]
+            let inside = y >= 0 && y < 6 && x >= 0 && x < 10
+            let expect: Float = !inside ? 0 : (c < 3 ? max(a[i, c, y, x], 0) : up[i, c - 3, y, x])
+            XCTAssertEqual(v, expect, "padded (\(i),\(c),\(y),\(x))")
+        } } } }
+    }
+}

@@ -1,0 +1,54 @@
+import NanoTensor
+import XCTest
+
+/// Pooling, upsampling, concat, batch-norm statistics and dropout against hand-computed values.
+final class LayerKernelTests: XCTestCase {
+    func testMaxPoolAndBackwardByHand() {
+        let x = Tensor(Shape(1, 1, 2, 4), values: [1, 5, -2, -3, 4, 2, -1, -7])
+        XCTAssertEqual(PoolingKernels.maxPool2x2(x).array, [5, -1])
+        let dx = PoolingKernels.maxPool2x2Backward(x: x, dy: Tensor(Shape(1, 1, 1, 2), values: [10, 20]))
+        XCTAssertEqual(dx.array, [0, 10, 0, 0, 0, 0, 20, 0])
+    }
+
+    func testUpsampleAndBackwardByHand() {
+        let x = Tensor(Shape(1, 1, 1, 2), values: [1, 2])
+        XCTAssertEqual(PoolingKernels.upsample2x(x).array, [1, 1, 2, 2, 1, 1, 2, 2])
+        let g = Tensor(Shape(1, 1, 2, 4), values: [1, 2, 3, 4, 5, 6, 7, 8])
+        XCTAssertEqual(PoolingKernels.upsample2xBackward(dy: g).array, [14, 22])
+    }
+
+    func testConcatAndSplit() {
+        let a = Tensor(Shape(2, 1, 1, 2), values: [1, 2, 3, 4])
+        let b = Tensor(Shape(2, 2, 1, 2), values: [5, 6, 7, 8, 9, 10, 11, 12])
+        let c = ChannelKernels.concat([a, b])
+        XCTAssertEqual(c.array, [1, 2, 5, 6, 7, 8, 3, 4, 9, 10, 11, 12])
+        let parts = ChannelKernels.split(c, channels: [1, 2])
+        XCTAssertEqual(parts[0].array, a.array)
+        XCTAssertEqual(parts[1].array, b.array)
+    }
+
+    func testBatchNormStatistics() {
+        let x = Tensor(Shape(2, 2, 1, 2), values: [1, 3, 10, 10, 5, 7, 20, 40])
+        let (m, v) = BatchNormKernels.statistics(x)
+        XCTAssertEqual(m, [4, 20])
+        XCTAssertEqual(v[0], 5, accuracy: 1e-5)    // (9+1+1+9)/4
+        XCTAssertEqual(v[1], 150, accuracy: 1e-3)  // (100+100+0+400)/4
+    }
+
+    func testDropoutMaskIsSeededAndScaled() {
+        let a = ElementwiseKernels.dropoutMask(Shape(2, 3, 32, 32), rate: 0.2, seed: 7)
+        let b = ElementwiseKernels.dropoutMask(Shape(2, 3, 32, 32), rate: 0.2, seed: 7)
+        XCTAssertEqual(a.array, b.array)
+        let zeros = a.array.filter { $0 == 0 }.count
+        XCTAssertEqual(Double(zeros) / Double(a.count), 0.2, accuracy: 0.03)
+        XCTAssertTrue(a.array.allSatisfy { $0 == 0 || $0 == 1.25 })
+    }
+
+    func testSoftmaxOverChannels() {
+        let z = Tensor(Shape(1, 2, 1, 2), values: [0, 1, 0, -1])
+        let p = ChannelKernels.softmax(z).array
+        XCTAssertEqual(p[0], 0.5, accuracy: 1e-6)
+        XCTAssertEqual(p[1], 1 / (1 + exp(-2)), accuracy: 1e-6)
+        XCTAssertEqual(p[2], 0.5, accuracy: 1e-6)
+    }
+}
