@@ -60,4 +60,10 @@ static inline int nf_tiff_get_float(TIFF *tif, uint32_t tag, float *value) {
 static inline int nf_tiff_get_string(TIFF *tif, uint32_t tag, const char **value) {
     return TIFFGetField(tif, tag, value);
 }
+static inline int nf_tiff_set_u16(TIFF *tif, uint32_t tag, uint16_t value) {
+    return TIFFSetField(tif, tag, (int)value);
+}
+static inline int nf_tiff_set_u32(TIFF *tif, uint32_t tag, uint32_t value) {
+    return TIFFSetField(tif, tag, value);
+}
 #endif
