@@ -1,0 +1,173 @@
+import Foundation
+
+/// The fixed 1024-byte header of an MRC / MRC2014 file, decoded and validated.
+struct MRCHeader {
+    var nx: Int, ny: Int, nz: Int
+    var mode: Int
+    var mx: Int, my: Int, mz: Int
+    var cella: (x: Double, y: Double, z: Double)
+    var ispg: Int
+    var nsymbt: Int
+    var exttyp: String
+    var nversion: Int
+    var mapID: String
+    var bigEndian: Bool
+    var imodUnsignedBytes: Bool
+
+    static let size = 1024
+
+    /// Pixel type of an MRC mode (mode 0 is signed, as MRC2014 says; IMOD's unsigned flag honoured).
+    static func pixelType(mode: Int, imodUnsignedBytes: Bool) -> PixelType? {
+        switch mode {
+        case 0: return imodUnsignedBytes ? .uint8 : .int8
+        case 1: return .int16
+        case 2: return .float32
+        case 4: return .complex64
+        case 6: return .uint16
+        case 12: return .float16
+        default: return nil
+        }
+    }
+
+    static let knownModes: Set<Int> = [0, 1, 2, 3, 4, 6, 12, 101]
+
+    /// True when the head of a file is plausibly an MRC header: the 'MAP ' ID at byte 208, or
+    /// (older files) positive dimensions and a known mode in one of the two byte orders.
+    static func looksLikeMRC(_ head: [UInt8]) -> Bool {
+        guard head.count >= size else { return false }
+        if Array(head[208..<212]) == Array("MAP ".utf8) { return true }
+        for bigEndian in [false, true] {
+            let r = ByteReader(bytes: head, file: "", bigEndian: bigEndian)
+            guard let nx = try? r.i32(at: 0, "nx"), let ny = try? r.i32(at: 4, "ny"),
+                  let nz = try? r.i32(at: 8, "nz"), let mode = try? r.i32(at: 12, "mode") else { continue }
+            if nx > 0, ny > 0, nz > 0, nx <= 1 << 20, ny <= 1 << 20, knownModes.contains(Int(mode)) { return true }
+        }
+        return false
+    }
+
+    init(bytes: [UInt8], file: String) throws {
+        var r = ByteReader(bytes: bytes, file: file)
+        try r.require(0, MRCHeader.size, "MRC header")
+        let machst = bytes[212]
+        if machst == 0x44 {
+            bigEndian = false
+        } else if machst == 0x11 {
+            bigEndian = true
+        } else {
+            // No valid machine stamp (old writers): take the byte order in which mode is known.
+            let modeLE = Int(try r.i32(at: 12, "mode"))
+            r.bigEndian = true
+            let modeBE = Int(try r.i32(at: 12, "mode"))
+            bigEndian = !MRCHeader.knownModes.contains(modeLE) && MRCHeader.knownModes.contains(modeBE)
+        }
+        r.bigEndian = bigEndian
+        nx = Int(try r.i32(at: 0, "nx")); ny = Int(try r.i32(at: 4, "ny")); nz = Int(try r.i32(at: 8, "nz"))
+        mode = Int(try r.i32(at: 12, "mode"))
+        mx = Int(try r.i32(at: 28, "mx")); my = Int(try r.i32(at: 32, "my")); mz = Int(try r.i32(at: 36, "mz"))
+        cella = (Double(try r.f32(at: 40, "cella.x")), Double(try r.f32(at: 44, "cella.y")), Double(try r.f32(at: 48, "cella.z")))
+        ispg = Int(try r.i32(at: 88, "ispg"))
+        nsymbt = Int(try r.i32(at: 92, "nsymbt"))
+        exttyp = MRCHeader.text(bytes[104..<108])
+        nversion = Int(try r.i32(at: 108, "nversion"))
+        mapID = MRCHeader.text(bytes[208..<212])
+        let imodStamp = try r.i32(at: 152, "imodStamp")
+        let imodFlags = try r.i32(at: 156, "imodFlags")
+        imodUnsignedBytes = imodStamp == 1_146_047_817 && (imodFlags & 1) == 0
+
+        guard nx > 0 else { throw r.fail("nx = \(nx) is not a positive width (corrupt MRC header)") }
+        guard ny > 0 else { throw r.fail("ny = \(ny) is not a positive height (corrupt MRC header)") }
+        guard nz > 0 else { throw r.fail("nz = \(nz) is not a positive number of sections (corrupt MRC header)") }
+        guard nsymbt >= 0 else { throw r.fail("nsymbt = \(nsymbt) is negative (corrupt extended header size)") }
+        guard nsymbt <= bytes.count - MRCHeader.size else {
+            throw r.fail("truncated: nsymbt = \(nsymbt) extended header bytes, but the file has only \(bytes.count - MRCHeader.size) after the header")
+        }
+    }
+
+    /// Printable ASCII of a fixed-size text field, trailing NULs and spaces removed.
+    static func text(_ s: ArraySlice<UInt8>) -> String {
+        let cut = s.prefix { $0 != 0 }
+        return String(decoding: cut.filter { $0 >= 0x20 && $0 < 0x7f }, as: UTF8.self)
+            .trimmingCharacters(in: .whitespaces)
+    }
+}
+
+/// MRC2014 (and older MRC) images, stacks and volumes: modes 0 (int8), 1 (int16), 2 (float32),
+/// 4 (complex64), 6 (uint16) and 12 (float16), either byte order. Every section is a frame.
+/// Pixel size = cella / mx in Å (uncalibrated when cella or mx ≤ 0). FEI1/FEI2 extended headers
+/// give the acquisition metadata.
+public enum MRCReader {
+    public static func read(_ url: URL) throws -> [Micrograph] {
+        [try parse(readFileBytes(url), url: url)]
+    }
+
+    public static func parse(_ bytes: [UInt8], url: URL) throws -> Micrograph {
+        let file = url.path
+        let h = try MRCHeader(bytes: bytes, file: file)
+        let r = ByteReader(bytes: bytes, file: file, bigEndian: h.bigEndian)
+        guard let type = MRCHeader.pixelType(mode: h.mode, imodUnsignedBytes: h.imodUnsignedBytes) else {
+            switch h.mode {
+            case 3: throw r.fail("mode 3 (complex int16) is not supported")
+            case 101: throw r.fail("mode 101 (4-bit packed) is not supported")
+            default: throw r.fail("mode \(h.mode) is not an MRC pixel mode")
+            }
+        }
+        var count = h.nx
+        for (d, name) in [(h.ny, "ny"), (h.nz, "nz"), (type.byteCount, "bytes per pixel")] {
+            let (m, o) = count.multipliedReportingOverflow(by: d)
+            guard !o else { throw r.fail("nx × ny × nz overflows (\(name) = \(d))") }
+            count = m
+        }
+        let dataStart = MRCHeader.size + h.nsymbt
+        guard count <= bytes.count - dataStart else {
+            throw r.fail("truncated: \(h.nx)×\(h.ny)×\(h.nz) mode \(h.mode) needs \(count) data bytes after the header, file has \(bytes.count - dataStart)")
+        }
+        var data = [UInt8](bytes[dataStart..<(dataStart + count)])
+        if h.bigEndian { swapSampleBytes(&data, sampleSize: type.isComplex ? type.byteCount / 2 : type.byteCount) }
+
+        var pixelSize: PixelSize?
+        var stored: StoredCalibration?
+        if h.cella.x > 0, h.cella.y > 0, h.mx > 0, h.my > 0, h.cella.x.isFinite, h.cella.y.isFinite {
+            let ax = h.cella.x / Double(h.mx), ay = h.cella.y / Double(h.my)
+            stored = StoredCalibration(x: ax, y: ay, unitX: "Å", unitY: "Å")
+            pixelSize = PixelSize(x: ax / 10, y: ay / 10)
+        }
+        var metadata = MicrographMetadata(extra: [
+            "mode": String(h.mode), "nversion": String(h.nversion), "exttyp": h.exttyp,
+            "nsymbt": String(h.nsymbt), "ispg": String(h.ispg), "map_id": h.mapID,
+            "cella_A": "\(h.cella.x) \(h.cella.y) \(h.cella.z)", "mxyz": "\(h.mx) \(h.my) \(h.mz)",
+            "byteorder": h.bigEndian ? "big-endian" : "little-endian",
+        ])
+        if h.exttyp == "FEI1" || h.exttyp == "FEI2" {
+            readFEIExtendedHeader(bytes[MRCHeader.size..<dataStart], into: &metadata)
+        }
+        return Micrograph(width: h.nx, height: h.ny, frames: h.nz, pixelType: type, data: data,
+                          pixelSize: pixelSize, storedCalibration: stored, format: "mrc",
+                          metadata: metadata, source: url)
+    }
+
+    /// The first record of an FEI1/FEI2 extended header (always little-endian). Fields beyond
+    /// the record's declared size or the extended header are skipped, never read.
+    static func readFEIExtendedHeader(_ ext: ArraySlice<UInt8>, into metadata: inout MicrographMetadata) {
+        let bytes = [UInt8](ext)
+        let r = ByteReader(bytes: bytes, file: "")
+        guard let size32 = try? r.i32(at: 0, "metadata size") else { return }
+        let recordSize = min(Int(size32), bytes.count)
+        guard recordSize > 0 else { return }
+        metadata.extra["ext_header_record_size"] = String(size32)
+        func f64(_ at: Int) -> Double? {
+            guard at + 8 <= recordSize, let v = try? r.f64(at: at, "") , v.isFinite else { return nil }
+            return v
+        }
+        func str(_ at: Int) -> String? {
+            guard at + 16 <= recordSize else { return nil }
+            let s = MRCHeader.text(bytes[at..<(at + 16)])
+            return s.isEmpty ? nil : s
+        }
+        if let t = f64(12), t != 0 { metadata.extra["timestamp_days_since_1900"] = String(t) }
+        if let m = str(20) { metadata.microscope = m }
+        if let ht = f64(84), ht > 0 { metadata.voltageKV = ht / 1000 }
+        if let px = f64(156), px > 0 { metadata.extra["ext_pixel_size_x_m"] = String(px) }
+        if let mag = f64(289), mag > 0 { metadata.magnification = mag }
+        if let camera = str(435) { metadata.detector = camera }
+    }
+}

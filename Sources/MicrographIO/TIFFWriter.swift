@@ -1,0 +1,150 @@
+import Foundation
+
+/// Writes uncompressed little-endian TIFFs with ImageJ calibration, so Fiji shows the scale in
+/// nm: ImageDescription "ImageJ=1.11a\nunit=nm\n…", XResolution/YResolution = 1 / pixel size
+/// (pixels per nm) and ResolutionUnit none. Frames become pages whose pixel data is contiguous,
+/// as ImageJ expects of a stack. Meant for float32 maps, uint8 masks and uint16 labels; any
+/// integer or float type and 8-bit RGB are accepted. The write is atomic.
+public enum TIFFWriter {
+    public static func write(_ image: Micrograph, to url: URL) throws {
+        try writeAtomically(encode(image, file: url.path), to: url)
+    }
+
+    /// Writes a float32 map (row-major) with an optional pixel size in nm.
+    public static func writeFloat32(_ values: [Float], width: Int, height: Int, pixelSizeNM: Double?, to url: URL) throws {
+        var data = [UInt8](); data.reserveCapacity(values.count * 4)
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        try write(Micrograph(width: width, height: height, pixelType: .float32, data: data,
+                             pixelSize: pixelSizeNM.map { PixelSize(isotropic: $0) }, format: "tiff"), to: url)
+    }
+
+    public static func encode(_ image: Micrograph, file: String = "") throws -> [UInt8] {
+        let fail = { (reason: String) in MicrographError(file: file, reason: reason) }
+        let sampleFormat: UInt16
+        switch image.pixelType {
+        case .uint8, .uint16, .uint32, .uint64, .bool: sampleFormat = 1
+        case .int8, .int16, .int32, .int64: sampleFormat = 2
+        case .float16, .float32, .float64: sampleFormat = 3
+        case .complex64, .complex128: throw fail("TIFF writer does not store complex pixels")
+        }
+        guard image.channels == 1 || (image.channels == 3 && image.pixelType == .uint8) else {
+            throw fail("TIFF writer takes grey images or 8-bit RGB, not \(image.channels) channels of \(image.pixelType.rawValue)")
+        }
+        let frameBytes = image.samplesPerFrame * image.pixelType.byteCount
+        let dataStart = 8
+        let ifdStart = dataStart + image.data.count + (image.data.count & 1)
+        guard ifdStart < Int(UInt32.max) - 4096 - 256 * image.frames else {
+            throw fail("image of \(image.data.count) bytes is too large for a classic TIFF")
+        }
+
+        var description = "ImageJ=1.11a\n"
+        if image.frames > 1 { description += "images=\(image.frames)\nslices=\(image.frames)\n" }
+        if image.pixelSize != nil { description += "unit=nm\n" }
+        if image.pixelType == .float32 || image.pixelType == .float64 || image.pixelType == .float16 {
+            let s = image.statistics(frame: 0)
+            if s.min.isFinite && s.max.isFinite { description += "min=\(s.min)\nmax=\(s.max)\n" }
+        }
+        if image.frames > 1 { description += "loop=false\n" }
+        let descriptionBytes = Array(description.utf8) + [0]
+
+        var out = [UInt8](repeating: 0, count: 8)
+        out[0] = 0x49; out[1] = 0x49; out[2] = 42
+        out.append(contentsOf: image.data)
+        if out.count & 1 == 1 { out.append(0) }
+        precondition(out.count == ifdStart)
+        func put16(_ v: UInt16, at: Int) { out[at] = UInt8(v & 0xff); out[at + 1] = UInt8(v >> 8) }
+        func put32(_ v: UInt32, at: Int) { for k in 0..<4 { out[at + k] = UInt8((v >> (8 * UInt32(k))) & 0xff) } }
+        func append32(_ v: UInt32) { for k in 0..<4 { out.append(UInt8((v >> (8 * UInt32(k))) & 0xff)) } }
+        put32(UInt32(ifdStart), at: 4)
+
+        let resolution = image.pixelSize.map { (x: rational(1 / $0.x), y: rational(1 / $0.y)) }
+        for frame in 0..<image.frames {
+            // (tag, type, count, value or nil + payload)
+            var entries: [(tag: UInt16, type: UInt16, count: UInt32, inline: UInt32?, payload: [UInt8])] = []
+            func short(_ tag: UInt16, _ v: UInt16) { entries.append((tag, 3, 1, UInt32(v), [])) }
+            func long(_ tag: UInt16, _ v: UInt32) { entries.append((tag, 4, 1, v, [])) }
+            func ratio(_ tag: UInt16, _ r: (UInt32, UInt32)) {
+                var p: [UInt8] = []
+                for v in [r.0, r.1] { for k in 0..<4 { p.append(UInt8((v >> (8 * UInt32(k))) & 0xff)) } }
+                entries.append((tag, 5, 1, nil, p))
+            }
+            if image.frames > 1 { long(254, 2) } else { long(254, 0) }
+            long(256, UInt32(image.width))
+            long(257, UInt32(image.height))
+            if image.channels == 3 {
+                var p: [UInt8] = []
+                for _ in 0..<3 { p += [8, 0] }
+                entries.append((258, 3, 3, nil, p))
+            } else {
+                short(258, UInt16(image.pixelType.byteCount * 8))
+            }
+            short(259, 1)
+            short(262, image.channels == 3 ? 2 : 1)
+            if frame == 0 {
+                entries.append((270, 2, UInt32(descriptionBytes.count), nil, descriptionBytes))
+            }
+            long(273, UInt32(dataStart + frame * frameBytes))
+            short(277, UInt16(image.channels))
+            long(278, UInt32(image.height))
+            long(279, UInt32(frameBytes))
+            if let resolution {
+                ratio(282, resolution.x)
+                ratio(283, resolution.y)
+                short(296, 1)
+            }
+            if image.channels == 3 {
+                entries.append((339, 3, 3, nil, [UInt8](repeating: 0, count: 6).enumerated().map { $0.offset % 2 == 0 ? UInt8(sampleFormat) : 0 }))
+            } else {
+                short(339, sampleFormat)
+            }
+            if image.channels == 1 && image.pixelType == .bool { }  // stored as 0/1 bytes
+
+            let ifdOffset = out.count
+            let ifdSize = 2 + 12 * entries.count + 4
+            var payloadAt = ifdOffset + ifdSize
+            out.append(contentsOf: [UInt8](repeating: 0, count: ifdSize))
+            put16(UInt16(entries.count), at: ifdOffset)
+            for (k, e) in entries.enumerated() {
+                let at = ifdOffset + 2 + 12 * k
+                put16(e.tag, at: at); put16(e.type, at: at + 2); put32(e.count, at: at + 4)
+                if let v = e.inline {
+                    if e.type == 3 { put16(UInt16(v), at: at + 8) } else { put32(v, at: at + 8) }
+                } else if e.payload.count <= 4 {
+                    for (j, b) in e.payload.enumerated() { out[at + 8 + j] = b }
+                } else {
+                    put32(UInt32(payloadAt), at: at + 8)
+                    out.append(contentsOf: e.payload)
+                    if e.payload.count & 1 == 1 { out.append(0) }
+                    payloadAt = out.count
+                }
+            }
+            let next = frame + 1 < image.frames ? UInt32(out.count) : 0
+            put32(next, at: ifdOffset + 2 + 12 * entries.count)
+        }
+        _ = append32
+        return out
+    }
+
+    /// The closest fraction n/d to `value` with n, d < 2^32 (continued fractions), for RATIONAL tags.
+    static func rational(_ value: Double) -> (UInt32, UInt32) {
+        guard value.isFinite, value > 0 else { return (0, 1) }
+        let limit = Double(UInt32.max)
+        if value >= limit { return (UInt32.max, 1) }
+        if value <= 1 / limit { return (1, UInt32.max) }
+        var (h0, h1) = (0.0, 1.0), (k0, k1) = (1.0, 0.0)
+        var x = value
+        var best = (Double(1), Double(1))
+        for _ in 0..<64 {
+            let a = x.rounded(.down)
+            let h2 = a * h1 + h0, k2 = a * k1 + k0
+            if h2 > limit || k2 > limit { break }
+            best = (h2, k2)
+            (h0, h1) = (h1, h2); (k0, k1) = (k1, k2)
+            let frac = x - a
+            if frac < 1e-15 { break }
+            x = 1 / frac
+        }
+        if best.1 == 0 { best.1 = 1 }
+        return (UInt32(best.0), UInt32(best.1))
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class MicrographIOTestsPlaceholder: XCTestCase { func testBuilds() {} }

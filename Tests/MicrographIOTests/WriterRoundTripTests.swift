@@ -1,0 +1,147 @@
+import CTIFF
+import Foundation
+import MicrographIO
+import XCTest
+
+/// What the writers write reads back identically (pixels, type, shape, pixel size), and the
+/// TIFF carries the tags Fiji uses for its scale.
+final class WriterRoundTripTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try SharedFixtures.temporaryDirectory("writers") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func roundTrip(_ image: Micrograph, name: String, write: (Micrograph, URL) throws -> Void,
+                   file: StaticString = #filePath, line: UInt = #line) throws -> Micrograph {
+        let url = dir.appendingPathComponent(name)
+        try write(image, url)
+        let back = try MicrographReader.open(url)
+        XCTAssertEqual(back.count, 1, name, file: file, line: line)
+        let m = try XCTUnwrap(back.first)
+        XCTAssertEqual(m.width, image.width, name, file: file, line: line)
+        XCTAssertEqual(m.height, image.height, name, file: file, line: line)
+        XCTAssertEqual(m.frames, image.frames, name, file: file, line: line)
+        XCTAssertEqual(m.channels, image.channels, name, file: file, line: line)
+        XCTAssertEqual(m.pixelType, image.pixelType, name, file: file, line: line)
+        XCTAssertTrue(m.data == image.data, "\(name): pixels differ after the round trip", file: file, line: line)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".partial") }
+        XCTAssertEqual(leftovers, [], "temporary files left behind", file: file, line: line)
+        return m
+    }
+
+    func testTIFFFloat32Uint8Uint16KeepPixelsAndPixelSize() throws {
+        for type in [PixelType.float32, .uint8, .uint16, .int16, .int32, .float64] {
+            for frames in [1, 3] {
+                let image = TestImages.image(type, frames: frames, pixelSizeNM: 0.04336)
+                let m = try roundTrip(image, name: "\(type)-\(frames).tif", write: TIFFWriter.write)
+                XCTAssertEqual(m.format, "tiff")
+                let p = try XCTUnwrap(m.pixelSize, "\(type): calibration lost")
+                assertRelativelyEqual(p.x, 0.04336, 1e-9, "\(type) x")
+                assertRelativelyEqual(p.y, 0.04336, 1e-9, "\(type) y")
+                XCTAssertEqual(m.storedCalibration?.unitX, "nm")
+            }
+        }
+        let uncalibrated = try roundTrip(TestImages.image(.uint8, pixelSizeNM: nil), name: "plain.tif", write: TIFFWriter.write)
+        XCTAssertNil(uncalibrated.pixelSize)
+        _ = try roundTrip(TestImages.image(.uint8, channels: 3), name: "rgb.tif", write: TIFFWriter.write)
+    }
+
+    func testTIFFPixelSizesOverManyDecadesSurviveTheRational() throws {
+        for p in [1e-4, 0.0100127, 0.04336, 1.0, 3.3724e3, 2.5e6] {
+            let m = try roundTrip(TestImages.image(.float32, pixelSizeNM: p), name: "p\(p).tif", write: TIFFWriter.write)
+            assertRelativelyEqual(m.pixelSize?.x ?? .nan, p, 1e-9, "pixel size \(p)")
+        }
+    }
+
+    /// Fiji reads the scale from ImageDescription (ImageJ=, unit=) and XResolution/YResolution.
+    func testTIFFHasTheTagsFijiReadsForItsScale() throws {
+        let url = dir.appendingPathComponent("fiji.tif")
+        try TIFFWriter.writeFloat32((0..<(20 * 10)).map { Float($0) / 3 }, width: 20, height: 10, pixelSizeNM: 0.04336, to: url)
+        var messages = nf_tiff_messages()
+        let tif = try XCTUnwrap(nf_tiff_open(url.path, "r", &messages, 0), "libtiff cannot open our TIFF")
+        defer { TIFFClose(tif) }
+        var text: UnsafePointer<CChar>?
+        XCTAssertEqual(nf_tiff_get_string(tif, UInt32(TIFFTAG_IMAGEDESCRIPTION), &text), 1)
+        let description = text.map { String(cString: $0) } ?? ""
+        XCTAssertTrue(description.hasPrefix("ImageJ="), description)
+        XCTAssertTrue(description.contains("\nunit=nm\n"), description)
+        var xres: Float = 0, yres: Float = 0
+        XCTAssertEqual(nf_tiff_get_float(tif, UInt32(TIFFTAG_XRESOLUTION), &xres), 1)
+        XCTAssertEqual(nf_tiff_get_float(tif, UInt32(TIFFTAG_YRESOLUTION), &yres), 1)
+        assertRelativelyEqual(Double(xres), 1 / 0.04336, 1e-6, "XResolution")
+        assertRelativelyEqual(Double(yres), 1 / 0.04336, 1e-6, "YResolution")
+        var unit: UInt16 = 0
+        XCTAssertEqual(nf_tiff_get_u16(tif, UInt32(TIFFTAG_RESOLUTIONUNIT), &unit), 1)
+        XCTAssertEqual(Int32(unit), RESUNIT_NONE)
+        var format: UInt16 = 0, bits: UInt16 = 0
+        _ = nf_tiff_get_u16(tif, UInt32(TIFFTAG_SAMPLEFORMAT), &format)
+        _ = nf_tiff_get_u16(tif, UInt32(TIFFTAG_BITSPERSAMPLE), &bits)
+        XCTAssertEqual(Int32(format), SAMPLEFORMAT_IEEEFP)
+        XCTAssertEqual(bits, 32)
+    }
+
+    func testPNGGreyAndRGBRoundTrip() throws {
+        _ = try roundTrip(TestImages.image(.uint8, pixelSizeNM: nil), name: "mask.png", write: PNGWriter.write)
+        _ = try roundTrip(TestImages.image(.uint16, pixelSizeNM: nil), name: "labels.png", write: PNGWriter.write)
+        _ = try roundTrip(TestImages.image(.uint8, channels: 3, pixelSizeNM: nil), name: "overlay.png", write: PNGWriter.write)
+        XCTAssertThrowsError(try PNGWriter.write(TestImages.image(.float32), to: dir.appendingPathComponent("f.png")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("f.png").path))
+    }
+
+    func testMRCRoundTripKeepsModeAndPixelSize() throws {
+        for type in [PixelType.float32, .int16, .int8, .uint16, .float16, .complex64] {
+            for frames in [1, 4] {
+                let m = try roundTrip(TestImages.image(type, frames: frames, pixelSizeNM: 0.0100127),
+                                      name: "\(type)-\(frames).mrc", write: MRCWriter.write)
+                XCTAssertEqual(m.format, "mrc")
+                assertRelativelyEqual(m.pixelSize?.x ?? .nan, 0.0100127, 1e-6, "\(type) pixel size")
+            }
+        }
+        let plain = try roundTrip(TestImages.image(.float32, pixelSizeNM: nil), name: "plain.mrc", write: MRCWriter.write)
+        XCTAssertNil(plain.pixelSize)
+        XCTAssertThrowsError(try MRCWriter.write(TestImages.image(.uint32), to: dir.appendingPathComponent("u32.mrc")))
+    }
+
+    func testNPYRoundTrip() throws {
+        let image = TestImages.image(.float32, frames: 2, pixelSizeNM: nil)
+        _ = try roundTrip(image, name: "a.npy") { m, url in
+            try NPYFile.write(data: m.data, dtype: m.pixelType, shape: [m.frames, m.height, m.width], to: url)
+        }
+    }
+
+    func testFailedWriteLeavesNoFileAndReplacingIsAtomic() throws {
+        let missing = dir.appendingPathComponent("no-such-dir/out.tif")
+        XCTAssertThrowsError(try TIFFWriter.write(TestImages.image(.uint8), to: missing)) { e in
+            XCTAssertTrue(e is MicrographError, "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: missing.path))
+        let url = dir.appendingPathComponent("replace.tif")
+        try TIFFWriter.write(TestImages.image(.uint8, width: 5, height: 5), to: url)
+        try TIFFWriter.write(TestImages.image(.uint16, width: 9, height: 4), to: url)
+        let m = try XCTUnwrap(try MicrographReader.open(url).first)
+        XCTAssertEqual(m.pixelType, .uint16)
+        XCTAssertEqual(m.width, 9)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["replace.tif"])
+    }
+
+    func testStatisticsAndChecksumFollowTheReferenceDefinitions() throws {
+        // RGB: grey = 0.299 R + 0.587 G + 0.114 B, not rounded.
+        let rgb = Micrograph(width: 2, height: 1, channels: 3, pixelType: .uint8, data: [255, 0, 0, 0, 0, 255], format: "t")
+        let s = rgb.statistics(frame: 0)
+        XCTAssertEqual(s.min, 0.114 * 255, accuracy: 1e-12)
+        XCTAssertEqual(s.max, 0.299 * 255, accuracy: 1e-12)
+        XCTAssertEqual(rgb.floatFrame(0).count, 2)
+        // complex: modulus
+        var bytes = [UInt8]()
+        for v: Float in [3, 4, 0, -2] { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        let c = Micrograph(width: 2, height: 1, pixelType: .complex64, data: bytes, format: "t")
+        XCTAssertEqual(c.floatFrame(0), [5, 2])
+        // float16 1.0 and -2.0
+        let h = Micrograph(width: 2, height: 1, pixelType: .float16, data: [0x00, 0x3C, 0x00, 0xC0], format: "t")
+        XCTAssertEqual(h.floatFrame(0), [1, -2])
+        // sha256 of the empty-string-free known vector: bytes "abc"
+        let abc = Micrograph(width: 3, height: 1, pixelType: .uint8, data: Array("abc".utf8), format: "t")
+        XCTAssertEqual(abc.sha256(frame: 0), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let stack = TestImages.image(.int16, frames: 2)
+        XCTAssertNotEqual(stack.sha256(frame: 0), stack.sha256(frame: 1))
+    }
+}
