@@ -33,7 +33,7 @@ public struct FloatImage: Equatable, Sendable {
 
     /// The sample at column `x`, row `y` (no bounds check beyond the array's own).
     @inlinable
-    public subscript(x: Int, y: Int) -> Float {
+    public subscript(x x: Int, y y: Int) -> Float {
         get { pixels[y * width + x] }
         set { pixels[y * width + x] = newValue }
     }
@@ -123,7 +123,7 @@ public struct BinaryMask: Equatable, Sendable {
     /// The label at column `x`, row `y`. Setting stores 1 for any non-zero value, so the mask
     /// stays binary.
     @inlinable
-    public subscript(x: Int, y: Int) -> UInt8 {
+    public subscript(x x: Int, y y: Int) -> UInt8 {
         get { values[y * width + x] }
         set { values[y * width + x] = newValue == 0 ? 0 : 1 }
     }
