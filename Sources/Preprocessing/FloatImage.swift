@@ -1,0 +1,195 @@
+import MicrographIO
+
+/// A single-channel image of `Float` samples, row-major, row 0 at the top.
+///
+/// `pixels[y * width + x]` is column `x` (0 = left) of row `y` (0 = top). Intensities carry no
+/// unit of their own: they are whatever the detector or the previous step produced (counts,
+/// normalised [0, 1] values, probabilities).
+public struct FloatImage: Equatable, Sendable {
+    public var width: Int
+    public var height: Int
+    /// `width * height` samples, row-major, row 0 at the top.
+    public var pixels: [Float]
+
+    /// Wraps `pixels` (row-major, row 0 at the top); `pixels.count` must be `width * height`.
+    public init(width: Int, height: Int, pixels: [Float]) {
+        require(width >= 0 && height >= 0, "FloatImage: negative size \(width)x\(height)")
+        require(pixels.count == width * height,
+                "FloatImage: \(pixels.count) pixels for a \(width)x\(height) image")
+        self.width = width; self.height = height; self.pixels = pixels
+    }
+
+    /// An image with every sample equal to `value`.
+    public init(width: Int, height: Int, repeating value: Float = 0) {
+        self.init(width: width, height: height, pixels: [Float](repeating: value, count: width * height))
+    }
+
+    /// Builds an image from rows (row 0 = top); every row must have the same length.
+    public init(rows: [[Float]]) {
+        let w = rows.first?.count ?? 0
+        require(rows.allSatisfy { $0.count == w }, "FloatImage(rows:): rows differ in length")
+        self.init(width: w, height: rows.count, pixels: rows.flatMap { $0 })
+    }
+
+    /// The sample at column `x`, row `y` (no bounds check beyond the array's own).
+    @inlinable
+    public subscript(x x: Int, y y: Int) -> Float {
+        get { pixels[y * width + x] }
+        set { pixels[y * width + x] = newValue }
+    }
+
+    /// Number of samples (`width * height`).
+    @inlinable public var count: Int { width * height }
+
+    /// The rows as arrays (row 0 first); handy for tests and printing small images.
+    public var rows: [[Float]] {
+        (0..<height).map { Array(pixels[($0 * width)..<(($0 + 1) * width)]) }
+    }
+
+    /// Smallest and largest sample; `(0, 0)` for an empty image. NaNs are ignored.
+    public func minMax() -> (min: Float, max: Float) {
+        guard !pixels.isEmpty else { return (0, 0) }
+        return pixels.withUnsafeBufferPointer { p in
+            var lo = Float.infinity, hi = -Float.infinity
+            for v in p {
+                lo = v < lo ? v : lo
+                hi = v > hi ? v : hi
+            }
+            return lo <= hi ? (lo, hi) : (0, 0)
+        }
+    }
+
+    /// Applies `transform` to every sample.
+    public func map(_ transform: (Float) -> Float) -> FloatImage {
+        FloatImage(width: width, height: height, pixels: pixels.map(transform))
+    }
+}
+
+extension FloatImage {
+    /// Converts one frame of a micrograph to `Float`, keeping the stored values (no scaling):
+    /// an int16 MRC pixel of -123 becomes -123.0. Colour images (channels > 1) become the mean
+    /// of their channels; `bool` becomes 0/1. Complex data is refused (take a magnitude first).
+    public init(_ micrograph: Micrograph, frame: Int = 0) throws {
+        self.init(width: micrograph.width, height: micrograph.height,
+                  pixels: try decodeFrame(micrograph, frame: frame))
+    }
+}
+
+/// A binary segmentation mask: `values[y * width + x]` is 1 for particle, 0 for background.
+///
+/// Masks are kept as bytes holding exactly 0 or 1 (never soft labels); every operation in this
+/// module that moves mask pixels (flips, rotation, zoom, tiling) samples by nearest neighbour, so
+/// the invariant holds through augmentation.
+public struct BinaryMask: Equatable, Sendable {
+    public var width: Int
+    public var height: Int
+    /// `width * height` bytes, each 0 (background) or 1 (particle), row-major, row 0 at the top.
+    public var values: [UInt8]
+
+    /// Wraps `values`, which must hold only 0 and 1 (checked).
+    public init(width: Int, height: Int, values: [UInt8]) {
+        require(width >= 0 && height >= 0, "BinaryMask: negative size \(width)x\(height)")
+        require(values.count == width * height,
+                "BinaryMask: \(values.count) values for a \(width)x\(height) mask")
+        require(values.allSatisfy { $0 <= 1 }, "BinaryMask: values must be 0 or 1")
+        self.width = width; self.height = height; self.values = values
+    }
+
+    /// An all-background mask.
+    public init(width: Int, height: Int) {
+        self.width = width; self.height = height
+        self.values = [UInt8](repeating: 0, count: width * height)
+    }
+
+    /// Builds a mask from rows of 0/1 (row 0 = top).
+    public init(rows: [[UInt8]]) {
+        let w = rows.first?.count ?? 0
+        require(rows.allSatisfy { $0.count == w }, "BinaryMask(rows:): rows differ in length")
+        self.init(width: w, height: rows.count, values: rows.flatMap { $0 })
+    }
+
+    /// 1 where `image` is strictly greater than `threshold`, 0 elsewhere (e.g. a probability map
+    /// thresholded at 0.5, or a 0/255 label image thresholded at 127).
+    public init(_ image: FloatImage, threshold: Float = 0.5) {
+        self.width = image.width; self.height = image.height
+        self.values = image.pixels.map { $0 > threshold ? 1 : 0 }
+    }
+
+    /// Reads a label image (e.g. sim-v1's `_mask.png`, 0/255): any non-zero pixel is particle.
+    public init(_ micrograph: Micrograph, frame: Int = 0) throws {
+        self.init(try FloatImage(micrograph, frame: frame), threshold: 0)
+    }
+
+    /// The label at column `x`, row `y`. Setting stores 1 for any non-zero value, so the mask
+    /// stays binary.
+    @inlinable
+    public subscript(x x: Int, y y: Int) -> UInt8 {
+        get { values[y * width + x] }
+        set { values[y * width + x] = newValue == 0 ? 0 : 1 }
+    }
+
+    /// Number of particle pixels.
+    public var foregroundCount: Int { values.reduce(0) { $0 + Int($1) } }
+
+    /// Whether every value is 0 or 1 (true unless `values` was edited directly).
+    public var isBinary: Bool { values.allSatisfy { $0 <= 1 } }
+
+    /// The mask as a 0.0/1.0 image (the network's target).
+    public var floatImage: FloatImage {
+        FloatImage(width: width, height: height, pixels: values.map { Float($0) })
+    }
+
+    /// The rows as arrays (row 0 first).
+    public var rows: [[UInt8]] {
+        (0..<height).map { Array(values[($0 * width)..<(($0 + 1) * width)]) }
+    }
+}
+
+/// Decodes one frame of native little-endian samples to Float, averaging channels.
+private func decodeFrame(_ m: Micrograph, frame: Int) throws -> [Float] {
+    let name = m.source?.path ?? "micrograph"
+    guard frame >= 0 && frame < m.frames else {
+        throw MicrographError(file: name, reason: "frame \(frame) out of range 0..<\(m.frames)")
+    }
+    guard !m.pixelType.isComplex else {
+        throw MicrographError(file: name, reason: "complex pixels (\(m.pixelType.rawValue)) cannot become a real image")
+    }
+    let n = m.samplesPerFrame
+    let size = m.pixelType.byteCount
+    let start = frame * n * size
+    var samples = [Float](repeating: 0, count: n)
+    m.data.withUnsafeBytes { raw in
+        let base = raw.baseAddress! + start
+        samples.withUnsafeMutableBufferPointer { out in
+            func load<T>(_: T.Type, _ convert: (T) -> Float) {
+                for i in 0..<n { out[i] = convert(base.loadUnaligned(fromByteOffset: i * size, as: T.self)) }
+            }
+            // Micrograph stores little-endian samples; this module targets little-endian hosts.
+            switch m.pixelType {
+            case .int8: load(Int8.self) { Float($0) }
+            case .uint8: load(UInt8.self) { Float($0) }
+            case .bool: load(UInt8.self) { $0 == 0 ? 0 : 1 }
+            case .int16: load(Int16.self) { Float($0) }
+            case .uint16: load(UInt16.self) { Float($0) }
+            case .int32: load(Int32.self) { Float($0) }
+            case .uint32: load(UInt32.self) { Float($0) }
+            case .int64: load(Int64.self) { Float($0) }
+            case .uint64: load(UInt64.self) { Float($0) }
+            case .float16: load(UInt16.self) { Float(Float16(bitPattern: $0)) }
+            case .float32: load(Float.self) { $0 }
+            case .float64: load(Double.self) { Float($0) }
+            case .complex64, .complex128: break
+            }
+        }
+    }
+    let c = m.channels
+    guard c > 1 else { return samples }
+    let pixelsCount = m.width * m.height
+    var grey = [Float](repeating: 0, count: pixelsCount)
+    for p in 0..<pixelsCount {
+        var s: Float = 0
+        for k in 0..<c { s += samples[p * c + k] }
+        grey[p] = s / Float(c)
+    }
+    return grey
+}

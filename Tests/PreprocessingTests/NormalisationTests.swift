@@ -1,0 +1,80 @@
+import Preprocessing
+import XCTest
+
+final class NormalisationTests: XCTestCase {
+    func testMinMaxByHand() {
+        let im = FloatImage(rows: [[2, 4], [6, 10]])
+        XCTAssertEqual(minMaxNormalise(im).pixels, [0, 0.25, 0.5, 1])
+        XCTAssertEqual(Normalisation.minMax.apply(im).pixels, [0, 0.25, 0.5, 1])
+        XCTAssertEqual(minMaxNormalise(FloatImage(width: 2, height: 1, repeating: 3)).pixels, [0, 0])
+    }
+
+    /// Values 0...10 (shuffled): NumPy-style linear percentiles — rank p/100 * 10.
+    func testPercentilesByHand() {
+        let v: [Float] = [7, 3, 10, 0, 5, 1, 9, 2, 8, 4, 6]
+        XCTAssertEqual(percentiles(v, [50]), [5])
+        XCTAssertEqual(percentiles(v, [25, 0, 100]), [2.5, 0, 10])
+        XCTAssertEqual(percentiles(v, [0.5])[0], 0.05, accuracy: 1e-6)
+        XCTAssertEqual(percentiles(v, [99.5])[0], 9.95, accuracy: 1e-6)
+        XCTAssertEqual(percentiles([4], [0, 50, 100]), [4, 4, 4])
+        XCTAssertEqual(percentiles([1, 3], [50]), [2])
+    }
+
+    func testPercentilesMatchSortingOnRandomDataWithTies() {
+        for seed: UInt64 in 0..<20 {
+            let n = 1 + Int(seed) * 37
+            var values = randomImage(n, 1, seed: seed, scale: 50).pixels
+            values = values.map { $0.rounded() }
+            let sorted = values.sorted()
+            let ps: [Double] = [0, 0.5, 10, 50, 73.3, 99.5, 100]
+            let got = percentiles(values, ps)
+            for (p, g) in zip(ps, got) {
+                let r = p / 100 * Double(n - 1)
+                let k = Int(r), f = Float(r - Double(k))
+                let expect = k + 1 < n ? sorted[k] + f * (sorted[k + 1] - sorted[k]) : sorted[k]
+                XCTAssertEqual(g, expect, accuracy: 1e-4, "n \(n) p \(p)")
+            }
+        }
+    }
+
+    /// q10 = 1 and q90 = 9 for 0...10, so x -> (x - 1) / 8, clipped.
+    func testPercentileScalingClipsByHand() {
+        let im = FloatImage(width: 11, height: 1, pixels: (0...10).map { Float($0) })
+        let out = percentileNormalise(im, lower: 10, upper: 90)
+        XCTAssertEqual(out.pixels, [0, 0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1, 1])
+    }
+
+    /// A single hot pixel ruins max scaling but not the default robust scaling.
+    func testDefaultIsRobustToAHotPixel() {
+        var im = FloatImage(width: 1000, height: 1, pixels: (0..<1000).map { Float($0) })
+        im[x: 999, y: 0] = 1_000_000
+        XCTAssertEqual(Normalisation.default, .percentile(lower: 0.5, upper: 99.5))
+        let robust = Normalisation.default.apply(im)
+        // q0.5 = 4.995, q99.5 ≈ 994.005: pixel 500 -> (500 - 4.995) / 989.01 ≈ 0.5005.
+        XCTAssertEqual(robust[x: 500, y: 0], 0.5005, accuracy: 1e-3)
+        XCTAssertEqual(robust[x: 999, y: 0], 1)
+        XCTAssertEqual(robust[x: 0, y: 0], 0)
+        XCTAssertLessThan(minMaxNormalise(im)[x: 500, y: 0], 0.001)
+    }
+
+    /// [1, 2, 3, 4, 100]: median 3, |x - 3| = [2, 1, 0, 1, 97], MAD = 1.
+    func testMedianMADByHand() {
+        let im = FloatImage(rows: [[1, 2, 3, 4, 100]])
+        let s: Float = 1.4826
+        assertClose(medianMADStandardise(im).pixels, [-2 / s, -1 / s, 0, 1 / s, 97 / s], accuracy: 1e-5)
+        // MAD 0 (more than half the values equal): only the median is subtracted.
+        XCTAssertEqual(medianMADStandardise(FloatImage(rows: [[5, 5, 5, 9]])).pixels, [0, 0, 0, 4])
+    }
+
+    func testDatasetMaxByHand() {
+        let a = FloatImage(rows: [[1, 2]]), b = FloatImage(rows: [[4, -1]])
+        let n = DatasetMaxNormaliser(images: [a, b])
+        XCTAssertEqual(n.maximum, 4)
+        XCTAssertEqual(n.apply(a).pixels, [0.25, 0.5])
+        XCTAssertEqual(n.apply(b).pixels, [1, -0.25])
+        var m = DatasetMaxNormaliser()
+        m.accumulate(a)
+        XCTAssertEqual(m.maximum, 2)
+        XCTAssertEqual(Normalisation.divide(by: 4).apply(b).pixels, [1, -0.25])
+    }
+}
