@@ -14,7 +14,7 @@ public enum NPYFile {
 
     static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
 
-    public static func isNPY(_ bytes: [UInt8]) -> Bool { bytes.count >= 6 && Array(bytes[0..<6]) == magic }
+    public static func isNPY(_ bytes: [UInt8]) -> Bool { bytes.count >= 6 && Swift.Array(bytes[0..<6]) == magic }
 
     public static func read(_ url: URL) throws -> Array {
         try parse(readFileBytes(url), file: url.path)
