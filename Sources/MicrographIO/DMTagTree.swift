@@ -98,7 +98,7 @@ struct DMTagParser {
         let order = try r.readU32("DM header byte order")
         guard order <= 1 else { throw r.fail("DM header byte order is \(order), expected 0 or 1") }
         guard rootLength <= UInt64(r.count) else {
-            throw r.fail("DM header root length \(rootLength) exceeds the file size \(r.count)")
+            throw r.fail("truncated: DM header root length \(rootLength) exceeds the file size \(r.count)")
         }
         self.version = Int(version)
         self.dataLittleEndian = order == 1
@@ -143,7 +143,12 @@ struct DMTagParser {
             let nameBytes = try r.readBytes(nameLength, "name of tag \(i) in \(path)")
             let name = String(decoding: nameBytes.map { UInt16($0) }, as: UTF16.self)  // Latin-1
             let label = name.isEmpty ? "\(path)[\(i)]" : "\(path).\(name)"
-            if version == 4 { _ = try r.readU64("size of tag \(label)") }
+            if version == 4 {
+                let size = try r.readU64("size of tag \(label)")
+                guard size <= UInt64(r.remaining) else {
+                    throw r.fail("size of tag \(label) is \(size), more than the \(r.remaining) bytes left at offset \(r.offset)")
+                }
+            }
             switch kind {
             case 20: tags.append(DMTag(name: name, node: .group(try parseGroup(depth: depth + 1, path: label))))
             case 21: tags.append(DMTag(name: name, node: .value(try parseData(label))))
