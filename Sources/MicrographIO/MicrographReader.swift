@@ -20,13 +20,9 @@ public enum MicrographReader {
         case .tiff: return try TIFFReader.read(url)
         case .png: return [try PNGReader.read(url)]
         case .npy: return [try NPYFile.readMicrograph(url)]
-        // Formats read by the io-b readers. At merge replace these three lines with:
-        //   case .dm3, .dm4: return try DMReader.read(url)
-        //   case .ser: return try SERReader.read(url)
-        //   case .emd: return try EMDReader.read(url)
-        case .dm3, .dm4: throw MicrographError(url: url, reason: "DM3/DM4 support is not in this build")
-        case .ser: throw MicrographError(url: url, reason: "SER support is not in this build")
-        case .emd: throw MicrographError(url: url, reason: "EMD support is not in this build")
+        case .dm3, .dm4: return try DMReader.read(url)
+        case .ser: return try SERReader.read(url)
+        case .emd: return try EMDReader.read(url)
         }
     }
 

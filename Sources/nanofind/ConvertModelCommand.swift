@@ -1,0 +1,24 @@
+import ArgumentParser
+import Foundation
+import NanoNet
+
+struct ConvertModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert-model",
+        abstract: "Convert a Keras-2 .h5 weight file (e.g. a published pyNanoFind model) to a NanoFind .safetensors model.",
+        discussion: "The model file records the architecture, threshold and preprocessing, so `segment` needs nothing else.")
+
+    @Argument(help: "Model to convert (.h5 or .safetensors).") var input: String
+    @Option(name: [.short, .customLong("output")], help: "The .safetensors file to write.") var output: String
+    @Option(help: "Threshold to record (default: keep the model's).") var threshold: Float?
+
+    func run() throws {
+        do {
+            var model = try Model.load(URL(fileURLWithPath: input))
+            if let threshold { model.metadata.threshold = threshold }
+            try SafeTensorsModel.save(model, to: URL(fileURLWithPath: output))
+        } catch {
+            throw exitWithInputError(error)
+        }
+    }
+}
