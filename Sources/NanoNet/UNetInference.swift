@@ -38,9 +38,19 @@ public final class UNetInference: @unchecked Sendable {
         return y
     }
 
+    /// A convolution whose output is the next convolution's (padded) input.
+    private func convPadded(_ name: String, _ input: PaddedPlanes, relu: Bool, pool: ThreadPool) -> PaddedPlanes {
+        let w = packed[name]!
+        let y = PaddedPlanes(n: input.n, channels: w.cout, height: input.height, width: input.width)
+        Conv3x3.forward(input, w, into: y, relu: relu, pool: pool)
+        return y
+    }
+
     /// Softmax probabilities (n, classes, h, w) for images (n, channels, h, w).
     public func probabilities(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
-        ChannelKernels.softmax(logits(x, pool: pool), pool: pool)
+        let z = logits(x, pool: pool)
+        ChannelKernels.softmax(z, into: z, pool: pool)
+        return z
     }
 
     /// Logits (n, classes, h, w).
@@ -51,17 +61,18 @@ public final class UNetInference: @unchecked Sendable {
         for k in 0..<config.depth {
             let z = conv("down\(k + 1)_conv", input, relu: false, pool: pool)  // BN folded, pre-ReLU
             skips.append(z)
-            input = PaddedPlanes.from(PoolingKernels.maxPool2x2(z, pool: pool), pool: pool)
+            input = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h / 2, width: z.shape.w / 2)
+            input.fillMaxPool2x2(of: z, pool: pool)
         }
-        var h = conv("center1_conv", input, relu: true, pool: pool)
-        h = conv("center2_conv", PaddedPlanes.from(h, pool: pool), relu: true, pool: pool)
+        let c1 = convPadded("center1_conv", input, relu: true, pool: pool)
+        var h = conv("center2_conv", c1, relu: true, pool: pool)
         for k in stride(from: config.depth - 1, through: 0, by: -1) {
             let s = "up\(k + 1)"
             let skip = skips[k]
             let cat = PaddedPlanes(n: x.shape.n, channels: skip.shape.c + h.shape.c, height: skip.shape.h, width: skip.shape.w)
             cat.fill(from: [.init(skip, .relu), .init(h, .upsample2x)], pool: pool)
-            h = conv("\(s)_conv1", cat, relu: true, pool: pool)
-            h = conv("\(s)_conv2", PaddedPlanes.from(h, pool: pool), relu: true, pool: pool)
+            let t = convPadded("\(s)_conv1", cat, relu: true, pool: pool)
+            h = conv("\(s)_conv2", t, relu: true, pool: pool)
         }
         return ChannelKernels.conv1x1(h, weights: headWeight.data, bias: headBias.data, cout: config.classes, pool: pool)
     }

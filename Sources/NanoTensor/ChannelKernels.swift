@@ -79,20 +79,54 @@ public enum ChannelKernels {
         return dx
     }
 
-    /// Softmax over channels at every pixel (max-subtracted).
+    /// Softmax over channels at every pixel (max-subtracted), vectorised along pixels.
     public static func softmax(_ z: Tensor, pool: ThreadPool = .shared) -> Tensor {
+        let y = Tensor(z.shape, zeroed: false)
+        softmax(z, into: y, pool: pool)
+        return y
+    }
+
+    /// Softmax of `z` written into `y` (which may be `z` itself).
+    public static func softmax(_ z: Tensor, into y: Tensor, pool: ThreadPool = .shared) {
         let s = z.shape
-        let y = Tensor(s, zeroed: false)
-        pool.parallelFor(s.n) { i, _ in
-            for k in 0..<s.plane {
+        precondition(y.shape == s)
+        let vw = vectorWidth
+        let pieces = max(1, s.plane / 8192)
+        let size = roundUp((s.plane + pieces - 1) / pieces, vw)
+        pool.parallelFor(s.n * pieces) { item, _ in
+            let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
+            if lo >= hi { return }
+            var k = lo
+            // Whole vectors
+            while k + vw <= hi {
+                if s.c == 2 {
+                    let z0 = loadVector(z.plane(i, 0) + k), z1 = loadVector(z.plane(i, 1) + k)
+                    let e = vectorExp(z0 - z1)          // p1 = 1 / (1 + e), p0 = e / (1 + e)
+                    let inv = 1 / (1 + e)
+                    storeVector(e * inv, y.plane(i, 0) + k)
+                    storeVector(inv, y.plane(i, 1) + k)
+                } else {
+                    var m = loadVector(z.plane(i, 0) + k)
+                    for c in 1..<s.c { m = pointwiseMax(m, loadVector(z.plane(i, c) + k)) }
+                    var sum = FloatVector.zero
+                    for c in 0..<s.c {
+                        let e = vectorExp(loadVector(z.plane(i, c) + k) - m)
+                        storeVector(e, y.plane(i, c) + k); sum += e
+                    }
+                    let inv = 1 / sum
+                    for c in 0..<s.c { storeVector(loadVector(y.plane(i, c) + k) * inv, y.plane(i, c) + k) }
+                }
+                k += vw
+            }
+            // Tail pixels
+            while k < hi {
                 var m = -Float.infinity
                 for c in 0..<s.c { m = max(m, z.plane(i, c)[k]) }
                 var sum = Float(0)
                 for c in 0..<s.c { let e = expf(z.plane(i, c)[k] - m); y.plane(i, c)[k] = e; sum += e }
-                let inv = 1 / sum
-                for c in 0..<s.c { y.plane(i, c)[k] *= inv }
+                for c in 0..<s.c { y.plane(i, c)[k] /= sum }
+                k += 1
             }
         }
-        return y
     }
 }

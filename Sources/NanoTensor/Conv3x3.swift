@@ -49,9 +49,26 @@ public enum Conv3x3 {
     /// `out` must have shape (n, cout, height, width) of the padded input.
     public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, into out: Tensor,
                                relu: Bool = false, pool: ThreadPool = .shared) {
+        precondition(out.shape == Shape(input.n, w.cout, input.height, input.width), "conv output shape \(out.shape)")
+        forward(input, w, out: out.data, imageStride: w.cout * out.shape.plane, planeStride: out.shape.plane,
+                rowStride: input.width, relu: relu, pool: pool)
+    }
+
+    /// The same, writing straight into the interior of padded planes (the next convolution's
+    /// input), so no copy is needed between two convolutions. Clears the planes' borders.
+    public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, into out: PaddedPlanes,
+                               relu: Bool = false, pool: ThreadPool = .shared) {
+        precondition(out.n == input.n && out.channels == w.cout && out.height == input.height && out.width == input.width,
+                     "conv output planes do not match")
+        out.clearBorders(pool: pool)
+        forward(input, w, out: out.origin(0, 0), imageStride: out.channels * out.planeStride, planeStride: out.planeStride,
+                rowStride: out.rowStride, relu: relu, pool: pool)
+    }
+
+    static func forward(_ input: PaddedPlanes, _ w: PackedWeights, out: UnsafeMutablePointer<Float>,
+                        imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool, pool: ThreadPool) {
         precondition(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
-        precondition(out.shape == Shape(input.n, w.cout, h, width), "conv output shape \(out.shape)")
         // Rows per work item: enough work (≥ ~0.2 MFLOP) to amortise scheduling.
         let rowFlops = max(1, width * w.cin * 9 * 2 * block)
         let band = max(1, min(h, 200_000 / rowFlops))
@@ -66,11 +83,11 @@ public enum Conv3x3 {
             let nValid = min(block, w.cout - o0)
             let wp = UnsafePointer(w.packed.data + ob * w.cin * 9 * block)
             let bp = UnsafePointer(w.bias.data + ob * block)
-            let outBase = out.plane(i, o0)
+            let outBase = out + i * imageStride + o0 * planeStride
             let inBase = UnsafePointer(input.origin(i, 0))
             for y in y0..<y1 {
                 convRow(inBase + y * input.rowStride, input.planeStride, input.rowStride, w.cin, wp, bp,
-                        outBase + y * width, h * width, nValid, width, relu)
+                        outBase + y * rowStride, planeStride, nValid, width, relu)
             }
         }
     }

@@ -86,6 +86,46 @@ public final class PaddedPlanes: @unchecked Sendable {
         }
     }
 
+    /// Zeroes the border rows and side columns of every plane (for planes whose interior a
+    /// kernel writes directly).
+    public func clearBorders(pool: ThreadPool = .shared) {
+        let h = height, w = width, rs = rowStride, vw = vectorWidth
+        pool.parallelFor(n * channels) { item, _ in
+            let base = self.data + item * self.planeStride
+            base.update(repeating: 0, count: rs)
+            (base + (h + 1) * rs).update(repeating: 0, count: rs)
+            for y in 0..<h {
+                let row = base + (y + 1) * rs
+                row.update(repeating: 0, count: vw)
+                (row + vw + w).update(repeating: 0, count: rs - vw - w)
+            }
+        }
+    }
+
+    /// 2×2 max pooling (stride 2) of a plain tensor, written into the interior of these planes.
+    public func fillMaxPool2x2(of x: Tensor, pool: ThreadPool = .shared) {
+        let s = x.shape
+        precondition(s.n == n && s.c == channels && s.h / 2 == height && s.w / 2 == width, "pool planes do not match")
+        clearBorders(pool: pool)
+        pool.parallelFor(n * channels) { item, _ in
+            let p = x.data + item * s.plane
+            let q = self.data + item * self.planeStride + self.rowStride + vectorWidth
+            for r in 0..<self.height {
+                let a = p + 2 * r * s.w, b = a + s.w, o = q + r * self.rowStride
+                for k in 0..<self.width { o[k] = max(max(a[2 * k], a[2 * k + 1]), max(b[2 * k], b[2 * k + 1])) }
+            }
+        }
+    }
+
+    /// The interior as a plain NCHW tensor (for tests and for ops that need plain layout).
+    public func interior() -> Tensor {
+        let t = Tensor(Shape(n, channels, height, width), zeroed: false)
+        for i in 0..<n { for c in 0..<channels { for y in 0..<height {
+            (t.plane(i, c) + y * width).update(from: origin(i, c) + y * rowStride, count: width)
+        } } }
+        return t
+    }
+
     /// Copies a plain NCHW tensor into padded planes.
     public static func from(_ t: Tensor, pool: ThreadPool = .shared) -> PaddedPlanes {
         let p = PaddedPlanes(n: t.shape.n, channels: t.shape.c, height: t.shape.h, width: t.shape.w)

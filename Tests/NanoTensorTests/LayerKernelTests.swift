@@ -51,4 +51,53 @@ final class LayerKernelTests: XCTestCase {
         XCTAssertEqual(p[1], 1 / (1 + exp(-2)), accuracy: 1e-6)
         XCTAssertEqual(p[2], 0.5, accuracy: 1e-6)
     }
+
+    func testVectorExpAccuracy() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 88 {
+            let v = vectorExp(FloatVector(repeating: x))[0]
+            let e = Float(exp(Double(x)))
+            worst = max(worst, abs(v - e) / e)
+            x += 0.0137
+        }
+        XCTAssertLessThan(worst, 1e-6, "vectorExp relative error \(worst)")
+    }
+
+    func testVectorisedSoftmaxMatchesScalarForTwoAndThreeClasses() {
+        var rng = SplitMix64(seed: 21)
+        for classes in [2, 3] {
+            let z = Tensor.randomNormal(Shape(2, classes, 7, 45), std: 4, rng: &rng)
+            let p = ChannelKernels.softmax(z)
+            for i in 0..<2 { for k in 0..<(7 * 45) {
+                let zs = (0..<classes).map { Double(z.plane(i, $0)[k]) }
+                let m = zs.max()!, sum = zs.map { exp($0 - m) }.reduce(0, +)
+                for c in 0..<classes {
+                    XCTAssertEqual(Double(p.plane(i, c)[k]), exp(zs[c] - m) / sum, accuracy: 1e-6)
+                }
+            } }
+        }
+    }
+
+    func testPoolIntoPaddedPlanesAndConvIntoPaddedPlanes() {
+        var rng = SplitMix64(seed: 22)
+        let x = Tensor.randomNormal(Shape(2, 3, 10, 38), rng: &rng)
+        let p = PaddedPlanes(n: 2, channels: 3, height: 5, width: 19)
+        p.data.update(repeating: .nan, count: 2 * 3 * p.planeStride)  // borders must be cleared
+        p.fillMaxPool2x2(of: x)
+        XCTAssertEqual(p.interior().array, PoolingKernels.maxPool2x2(x).array)
+        XCTAssertEqual(PaddedPlanes.from(p.interior()).data[0], 0)
+        let w = Tensor.randomNormal(Shape(5, 3, 3, 3), rng: &rng)
+        let packed = Conv3x3.PackedWeights(oihw: w.data, bias: nil, cout: 5, cin: 3)
+        let plain = Tensor(Shape(2, 5, 5, 19))
+        Conv3x3.forward(p, packed, into: plain)
+        let padded = PaddedPlanes(n: 2, channels: 5, height: 5, width: 19)
+        padded.data.update(repeating: .nan, count: 2 * 5 * padded.planeStride)
+        Conv3x3.forward(p, packed, into: padded)
+        XCTAssertEqual(padded.interior().array, plain.array)
+        for i in 0..<2 { for c in 0..<5 {
+            XCTAssertEqual(padded.origin(i, c)[-1], 0); XCTAssertEqual(padded.origin(i, c)[-padded.rowStride], 0)
+            XCTAssertEqual(padded.origin(i, c)[19], 0); XCTAssertEqual(padded.origin(i, c)[5 * padded.rowStride], 0)
+        } }
+    }
 }
