@@ -177,7 +177,7 @@ public enum TIFFReader {
                 guard tw > 0, th > 0 else { throw fail("\(page): TileWidth \(tw) / TileLength \(th) invalid") }
                 let (tileRow, o3) = tw.multipliedReportingOverflow(by: pixelBytes)
                 let (tileBytes, o4) = tileRow.multipliedReportingOverflow(by: th)
-                guard !o3, !o4, tileBytes <= max(4 * pageBytes, 1 << 24), tileBytes <= Int(TIFFTileSize64(tif)) else {
+                guard !o3, !o4, tileBytes <= max(4 * pageBytes, 1 << 24) else {
                     throw fail("\(page): tile \(tw)×\(th) is implausible for a \(width)×\(height) image")
                 }
                 var tile = [UInt8](repeating: 0, count: tileBytes)
