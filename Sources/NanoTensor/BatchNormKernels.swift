@@ -42,9 +42,10 @@ public enum BatchNormKernels {
     /// y = x · scale[c] + shift[c] (inference BN, or training BN with batch statistics folded in).
     public static func affine(_ x: Tensor, scale: [Float], shift: [Float], into y: Tensor, pool: ThreadPool = .shared) {
         let s = x.shape
+        let xd = x.data, yd = y.data
         pool.parallelFor(s.n * s.c) { item, _ in
             let c = item % s.c
-            let p = x.data + item * s.plane, q = y.data + item * s.plane
+            let p = xd + item * s.plane, q = yd + item * s.plane
             let a = scale[c], b = shift[c]
             for k in 0..<s.plane { q[k] = p[k] * a + b }
         }
@@ -65,20 +66,28 @@ public enum BatchNormKernels {
                 pool.parallelFor(s.c) { c, _ in
                     var a = 0.0, b = 0.0
                     let mu = mean[c], inv = invStd[c]
+                    let muV = FloatVector(repeating: mu)
                     for i in 0..<s.n {
                         let xp = x.plane(i, c), gp = dy.plane(i, c)
-                        var va = Float(0), vb = Float(0)
-                        for k in 0..<s.plane { va += gp[k]; vb += gp[k] * (xp[k] - mu) }
-                        a += Double(va); b += Double(vb) * Double(inv)
+                        var va = FloatVector.zero, vb = FloatVector.zero, k = 0
+                        while k + vectorWidth <= s.plane {
+                            let g = loadVector(gp + k)
+                            va += g; vb = vb.addingProduct(g, loadVector(xp + k) - muV)
+                            k += vectorWidth
+                        }
+                        var sa = Double(va.sum()), sb = Double(vb.sum())
+                        while k < s.plane { sa += Double(gp[k]); sb += Double(gp[k] * (xp[k] - mu)); k += 1 }
+                        a += sa; b += sb * Double(inv)
                     }
                     sdp[c] = a; sxp[c] = b
                 }
             }
         }
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
+        let xd = x.data, gd = dy.data, dd = dx.data
         pool.parallelFor(s.n * s.c) { item, _ in
             let c = item % s.c
-            let xp = x.data + item * s.plane, gp = dy.data + item * s.plane, out = dx.data + item * s.plane
+            let xp = xd + item * s.plane, gp = gd + item * s.plane, out = dd + item * s.plane
             let inv = invStd[c], mu = mean[c]
             let k1 = gamma[c] * inv / m
             let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])

@@ -64,19 +64,34 @@ public enum ChannelKernels {
                 let d = dx.plane(i, c), xp = x.plane(i, c)
                 for o in 0..<cout {
                     let g = dy.plane(i, o), wv = w[o * s.c + c]
-                    var acc = Float(0)
-                    for k in 0..<s.plane { d[k] += wv * g[k]; acc += g[k] * xp[k] }
-                    dW[o * s.c + c] += acc
+                    for k in 0..<s.plane { d[k] += wv * g[k] }
+                    dW[o * s.c + c] += dot(g, xp, s.plane)
                 }
             }
-            for o in 0..<cout {
-                let g = dy.plane(i, o)
-                var acc = Float(0)
-                for k in 0..<s.plane { acc += g[k] }
-                dB[o] += acc
-            }
+            for o in 0..<cout { dB[o] += sum(dy.plane(i, o), s.plane) }
         }
         return dx
+    }
+
+    /// Σ a·b with vector accumulators (a plain float loop would not vectorise: no reassociation).
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc0 = FloatVector.zero, acc1 = FloatVector.zero, k = 0
+        while k + 2 * vectorWidth <= n {
+            acc0 = acc0.addingProduct(loadVector(a + k), loadVector(b + k))
+            acc1 = acc1.addingProduct(loadVector(a + k + vectorWidth), loadVector(b + k + vectorWidth))
+            k += 2 * vectorWidth
+        }
+        var s = (acc0 + acc1).sum()
+        while k < n { s += a[k] * b[k]; k += 1 }
+        return s
+    }
+
+    public static func sum(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = FloatVector.zero, k = 0
+        while k + vectorWidth <= n { acc += loadVector(a + k); k += vectorWidth }
+        var s = acc.sum()
+        while k < n { s += a[k]; k += 1 }
+        return s
     }
 
     /// Softmax over channels at every pixel (max-subtracted), vectorised along pixels.

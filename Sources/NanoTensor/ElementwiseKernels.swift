@@ -2,14 +2,16 @@
 public enum ElementwiseKernels {
     public static func relu(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let y = Tensor(x.shape, zeroed: false)
-        chunks(x.count, pool) { lo, hi in for k in lo..<hi { y.data[k] = max(x.data[k], 0) } }
+        let xp = x.data, yp = y.data
+        chunks(x.count, pool) { lo, hi in for k in lo..<hi { yp[k] = max(xp[k], 0) } }
         return y
     }
 
     /// dx = dy where x > 0.
     public static func reluBackward(x: Tensor, dy: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let dx = Tensor(x.shape, zeroed: false)
-        chunks(x.count, pool) { lo, hi in for k in lo..<hi { dx.data[k] = x.data[k] > 0 ? dy.data[k] : 0 } }
+        let xp = x.data, gp = dy.data, dp = dx.data
+        chunks(x.count, pool) { lo, hi in for k in lo..<hi { dp[k] = xp[k] > 0 ? gp[k] : 0 } }
         return dx
     }
 
@@ -29,14 +31,16 @@ public enum ElementwiseKernels {
     public static func multiply(_ a: Tensor, _ b: Tensor, pool: ThreadPool = .shared) -> Tensor {
         precondition(a.shape == b.shape)
         let y = Tensor(a.shape, zeroed: false)
-        chunks(a.count, pool) { lo, hi in for k in lo..<hi { y.data[k] = a.data[k] * b.data[k] } }
+        let ap = a.data, bp = b.data, yp = y.data
+        chunks(a.count, pool) { lo, hi in for k in lo..<hi { yp[k] = ap[k] * bp[k] } }
         return y
     }
 
     /// a += b
     public static func addInPlace(_ a: Tensor, _ b: Tensor, pool: ThreadPool = .shared) {
         precondition(a.count == b.count)
-        chunks(a.count, pool) { lo, hi in for k in lo..<hi { a.data[k] += b.data[k] } }
+        let ap = a.data, bp = b.data
+        chunks(a.count, pool) { lo, hi in for k in lo..<hi { ap[k] += bp[k] } }
     }
 
     /// Splits 0..<count into a few contiguous chunks run in parallel.

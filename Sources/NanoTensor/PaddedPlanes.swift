@@ -66,7 +66,7 @@ public final class PaddedPlanes: @unchecked Sendable {
             // Zero rows above and below, and the side columns of every interior row.
             base.update(repeating: 0, count: rs)
             (base + (h + 1) * rs).update(repeating: 0, count: rs)
-            let inPlane = src.tensor.plane(i, sc)
+            let inPlane = UnsafePointer(src.tensor.plane(i, sc))
             for y in 0..<h {
                 let row = base + (y + 1) * rs
                 row.update(repeating: 0, count: vw)
@@ -77,10 +77,16 @@ public final class PaddedPlanes: @unchecked Sendable {
                     dst.update(from: inPlane + y * w, count: w)
                 case .relu:
                     let s = inPlane + y * w
-                    for x in 0..<w { dst[x] = max(s[x], 0) }
+                    var x = 0
+                    while x + vw <= w { storeVector(pointwiseMax(loadVector(s + x), .zero), dst + x); x += vw }
+                    while x < w { dst[x] = max(s[x], 0); x += 1 }
                 case .upsample2x:
-                    let s = inPlane + (y / 2) * (w / 2)
-                    for x in 0..<w { dst[x] = s[x >> 1] }
+                    if y % 2 == 1 {
+                        dst.update(from: dst - rs, count: w)  // same as the row above
+                    } else {
+                        let s = inPlane + (y / 2) * (w / 2)
+                        for x in 0..<(w / 2) { let v = s[x]; dst[2 * x] = v; dst[2 * x + 1] = v }
+                    }
                 }
             }
         }

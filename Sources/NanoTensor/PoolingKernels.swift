@@ -18,15 +18,21 @@ public enum PoolingKernels {
     public static func maxPool2x2Backward(x: Tensor, dy: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         let oh = s.h / 2, ow = s.w / 2
-        let dx = Tensor(s)
+        let dx = Tensor(s, zeroed: false)
+        let xd = x.data, gd = dy.data, dd = dx.data
         pool.parallelFor(s.n * s.c) { item, _ in
-            let p = x.data + item * s.plane, g = dy.data + item * oh * ow, d = dx.data + item * s.plane
+            let p = xd + item * s.plane, g = gd + item * oh * ow, d = dd + item * s.plane
             for r in 0..<oh {
+                let a = p + 2 * r * s.w, b = a + s.w, da = d + 2 * r * s.w, db = da + s.w
                 for k in 0..<ow {
-                    let i0 = 2 * r * s.w + 2 * k
-                    var best = i0
-                    for j in [i0 + 1, i0 + s.w, i0 + s.w + 1] where p[j] > p[best] { best = j }
-                    d[best] += g[r * ow + k]
+                    let v00 = a[2 * k], v01 = a[2 * k + 1], v10 = b[2 * k], v11 = b[2 * k + 1]
+                    let m = max(max(v00, v01), max(v10, v11))
+                    let gv = g[r * ow + k]
+                    // The first maximum in row-major order takes the gradient.
+                    let t00 = v00 == m, t01 = !t00 && v01 == m, t10 = !t00 && !t01 && v10 == m
+                    let t11 = !t00 && !t01 && !t10
+                    da[2 * k] = t00 ? gv : 0; da[2 * k + 1] = t01 ? gv : 0
+                    db[2 * k] = t10 ? gv : 0; db[2 * k + 1] = t11 ? gv : 0
                 }
             }
         }

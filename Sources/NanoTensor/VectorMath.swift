@@ -13,8 +13,10 @@
     p = p * r + 0.5
     p = p * r + 1
     p = p * r + 1
-    let bits = (SIMD16OrSIMD8Int(n, rounding: .towardZero) &+ 127) &<< 23
-    return p * unsafeBitCast(bits, to: FloatVector.self)
+    // n is a whole number in [-126, 127]: adding 1.5·2²³ puts it in the low mantissa bits, read
+    // back as an integer without a (slow, per-lane) float-to-int conversion.
+    let shifted = unsafeBitCast(n + 12_582_912, to: SIMD16OrSIMD8Int.self) &- 0x4B40_0000
+    return p * unsafeBitCast((shifted &+ 127) &<< 23, to: FloatVector.self)
 }
 
 #if NF_SIMD16

@@ -91,6 +91,9 @@ struct Bench: ParsableCommand {
                 tape.backward(tape.loss(.crossEntropy, logits: logits, labels: labels))
                 adam.update(trainNet.parameters)
                 step += 1
+                if ProcessInfo.processInfo.environment["NANOFIND_BENCH_DEBUG"] != nil {
+                    FileHandle.standardError.write(Data("step \(step): \(BufferPool.allocatedFromSystem >> 20) MiB from the system\n".utf8))
+                }
             }
             emit([("name", "train_step_512"), ("batch", batch), ("threads", pool.threadCount),
                   ("s_per_step", r.median), ("s_per_step_min", r.min),
