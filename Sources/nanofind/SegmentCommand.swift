@@ -87,6 +87,11 @@ struct Segment: ParsableCommand {
                 try? FileManager.default.removeItem(at: probURL)  // never leave half an output
                 throw error
             }
+            let fraction = Double(mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / Double(mask.count)
+            let scale = image.pixelSize.map { String(format: ", %.4g nm/px", $0.x) } ?? ", uncalibrated"
+            print(String(format: "%@: %d×%d%@, %.1f %% particle (p > %.2f) -> %@, %@",
+                         url.path + (images.count == 1 ? "" : " [\(index)]"), image.width, image.height, scale,
+                         100 * fraction, threshold, probURL.lastPathComponent, maskURL.lastPathComponent))
         }
     }
 }
