@@ -21,11 +21,11 @@ build: deps
 
 test: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product nanofind
-	$(SWIFT) test $(SWIFTFLAGS) --parallel --num-workers 2
+	$(SWIFT) test $(SWIFTFLAGS) --disable-swift-testing
 
 # Slow checks (full robustness corpora, long training) are behind NANOFIND_LONG_TESTS=1.
 test-long: deps
-	NANOFIND_LONG_TESTS=1 $(SWIFT) test $(SWIFTFLAGS)
+	NANOFIND_LONG_TESTS=1 $(SWIFT) test $(SWIFTFLAGS) --disable-swift-testing
 
 demo: build
 	@mkdir -p out/demo
