@@ -67,8 +67,8 @@ public struct FloatImage: Equatable, Sendable {
 
 extension FloatImage {
     /// Converts one frame of a micrograph to `Float`, keeping the stored values (no scaling):
-    /// an int16 MRC pixel of -123 becomes -123.0. Colour images (channels > 1) become the mean
-    /// of their channels; `bool` becomes 0/1. Complex data is refused (take a magnitude first).
+    /// an int16 MRC pixel of -123 becomes -123.0. RGB images become grey
+    /// (0.299 R + 0.587 G + 0.114 B, as `Micrograph.floatFrame`); `bool` becomes 0/1. Complex data is refused (take a magnitude first).
     public init(_ micrograph: Micrograph, frame: Int = 0) throws {
         self.init(width: micrograph.width, height: micrograph.height,
                   pixels: try decodeFrame(micrograph, frame: frame))
@@ -154,42 +154,6 @@ private func decodeFrame(_ m: Micrograph, frame: Int) throws -> [Float] {
     guard !m.pixelType.isComplex else {
         throw MicrographError(file: name, reason: "complex pixels (\(m.pixelType.rawValue)) cannot become a real image")
     }
-    let n = m.samplesPerFrame
-    let size = m.pixelType.byteCount
-    let start = frame * n * size
-    var samples = [Float](repeating: 0, count: n)
-    m.data.withUnsafeBytes { raw in
-        let base = raw.baseAddress! + start
-        samples.withUnsafeMutableBufferPointer { out in
-            func load<T>(_: T.Type, _ convert: (T) -> Float) {
-                for i in 0..<n { out[i] = convert(base.loadUnaligned(fromByteOffset: i * size, as: T.self)) }
-            }
-            // Micrograph stores little-endian samples; this module targets little-endian hosts.
-            switch m.pixelType {
-            case .int8: load(Int8.self) { Float($0) }
-            case .uint8: load(UInt8.self) { Float($0) }
-            case .bool: load(UInt8.self) { $0 == 0 ? 0 : 1 }
-            case .int16: load(Int16.self) { Float($0) }
-            case .uint16: load(UInt16.self) { Float($0) }
-            case .int32: load(Int32.self) { Float($0) }
-            case .uint32: load(UInt32.self) { Float($0) }
-            case .int64: load(Int64.self) { Float($0) }
-            case .uint64: load(UInt64.self) { Float($0) }
-            case .float16: load(UInt16.self) { Float(Float16(bitPattern: $0)) }
-            case .float32: load(Float.self) { $0 }
-            case .float64: load(Double.self) { Float($0) }
-            case .complex64, .complex128: break
-            }
-        }
-    }
-    let c = m.channels
-    guard c > 1 else { return samples }
-    let pixelsCount = m.width * m.height
-    var grey = [Float](repeating: 0, count: pixelsCount)
-    for p in 0..<pixelsCount {
-        var s: Float = 0
-        for k in 0..<c { s += samples[p * c + k] }
-        grey[p] = s / Float(c)
-    }
-    return grey
+    // One conversion for the whole app: RGB becomes grey = 0.299 R + 0.587 G + 0.114 B.
+    return m.floatFrame(frame)
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MicrographIO
+import NanoTensor
 import XCTest
 
 /// A numeric field of a seed file worth corrupting (a count, size, offset or dimension).
@@ -7,19 +8,6 @@ struct FuzzField {
     var offset: Int
     var size: Int
     var bigEndian: Bool
-}
-
-/// Deterministic generator (SplitMix64), so every run mutates the same way.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Robustness testing of the DM, SER and EMD readers with mutated files.

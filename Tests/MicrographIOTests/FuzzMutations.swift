@@ -1,17 +1,8 @@
 import Foundation
+import NanoTensor
 
-/// A deterministic random number generator (SplitMix64), so every fuzz run mutates the same way.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// Mutations draw from NanoTensor's SplitMix64, so every fuzz run mutates the same way.
+typealias SeededRandom = SplitMix64
 
 /// Ways to damage a valid file that every reader must survive.
 enum FuzzMutations {

@@ -43,9 +43,9 @@ final class FloatImageTests: XCTestCase {
         XCTAssertThrowsError(try FloatImage(m, frame: 2))
     }
 
-    func testRGBBecomesChannelMeanAndFloat32Passes() throws {
+    func testRGBBecomesLuminanceAndFloat32Passes() throws {
         let rgb = Micrograph(width: 1, height: 1, channels: 3, pixelType: .uint8, data: [30, 60, 90], format: "png")
-        XCTAssertEqual(try FloatImage(rgb).pixels, [60])
+        XCTAssertEqual(try FloatImage(rgb).pixels[0], 0.299 * 30 + 0.587 * 60 + 0.114 * 90, accuracy: 1e-4)
         let f: [Float] = [1.5, -2.25]
         let bytes = f.flatMap { v -> [UInt8] in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
         let fm = Micrograph(width: 2, height: 1, pixelType: .float32, data: bytes, format: "npy")
