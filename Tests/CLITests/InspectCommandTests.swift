@@ -1,0 +1,48 @@
+import Foundation
+import MicrographIO
+import XCTest
+
+/// `nanofind inspect`: JSON lines that agree with the readers, and one-line errors.
+final class InspectCommandTests: XCTestCase {
+    func testJSONLineForAWrittenFile() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let url = tmp.appendingPathComponent("ramp.npy")
+        try NPYFile.write((0..<(32 * 48)).map { Float($0) }, shape: [32, 48], to: url)
+        let r = try CLIRunner.run(["inspect", "--json", url.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(obj?["width"] as? Int, 48)
+        XCTAssertEqual(obj?["height"] as? Int, 32)
+        XCTAssertEqual(obj?["dtype"] as? String, "float32")
+        XCTAssertEqual(obj?["format"] as? String, "npy")
+        XCTAssertEqual(obj?["max"] as? Double, Double(32 * 48 - 1))
+        XCTAssertEqual((obj?["sha256"] as? String)?.count, 64)
+    }
+
+    func testCorruptFilesGiveOneLineEachAndTheRightExitCode() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let good = tmp.appendingPathComponent("good.npy")
+        try NPYFile.write([Float](repeating: 1, count: 64), shape: [8, 8], to: good)
+        var bytes = try Data(contentsOf: good)
+        bytes.removeLast(40)
+        let truncated = tmp.appendingPathComponent("truncated.npy")
+        try bytes.write(to: truncated)
+        let garbage = tmp.appendingPathComponent("garbage.tif")
+        try Data([0x49, 0x49, 0x2A, 0x00, 0xff, 0xff, 0xff, 0x7f] + [UInt8](repeating: 7, count: 100)).write(to: garbage)
+        let before = try Data(contentsOf: truncated)
+
+        let one = try CLIRunner.run(["inspect", truncated.path])
+        XCTAssertEqual(one.status, 2)
+        XCTAssertEqual(one.stderr.split(separator: "\n").count, 1, one.stderr)
+        XCTAssertTrue(one.stderr.contains(truncated.path))
+
+        let batch = try CLIRunner.run(["inspect", "--json", good.path, truncated.path, garbage.path])
+        XCTAssertEqual(batch.status, 1, "a batch with failures exits 1")
+        XCTAssertEqual(batch.stderr.split(separator: "\n").count, 2, batch.stderr)
+        XCTAssertTrue(batch.stderr.contains(garbage.path))
+        XCTAssertEqual(batch.stdout.split(separator: "\n").count, 1)
+        XCTAssertEqual(try Data(contentsOf: truncated), before, "inputs are never touched")
+    }
+}
