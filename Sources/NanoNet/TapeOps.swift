@@ -5,22 +5,43 @@ import NanoTensor
 extension Tape {
     /// 3×3 "same" convolution with bias. `weight` is (cout, cin, 3, 3), `bias` (1, 1, 1, cout).
     public func conv3x3(_ x: Variable, weight: Variable, bias: Variable) -> Variable {
+        conv3x3([(x, .copy)], weight: weight, bias: bias)
+    }
+
+    /// 3×3 convolution of the channel concatenation of `parts`, each copied or 2× upsampled
+    /// (nearest) on its way into the convolution's padded input: a U-Net decoder's
+    /// upsample + concat + conv without materialising the upsampled map or the concatenation.
+    public func conv3x3(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable) -> Variable {
         let cout = weight.shape.n, cin = weight.shape.c
-        let xs = x.shape
-        let padded = PaddedPlanes.from(x.value, pool: pool)
+        let first = parts[0].0.shape
+        let h = parts[0].1 == .upsample2x ? first.h * 2 : first.h, w = parts[0].1 == .upsample2x ? first.w * 2 : first.w
+        let padded = PaddedPlanes(n: first.n, channels: cin, height: h, width: w)
+        padded.fill(from: parts.map { PaddedPlanes.Source($0.0.value, $0.1) }, pool: pool)
         let packed = Conv3x3.PackedWeights(oihw: weight.value.data, bias: bias.value.data, cout: cout, cin: cin)
-        let y = Tensor(Shape(xs.n, cout, xs.h, xs.w), zeroed: false)
+        let y = Tensor(Shape(first.n, cout, h, w), zeroed: false)
         Conv3x3.forward(padded, packed, into: y, pool: pool)
-        let out = output(y, x, weight, bias)
+        let needs = parts.contains { $0.0.requiresGrad } || weight.requiresGrad || bias.requiresGrad
+        let out = Variable(y, requiresGrad: needs)
         if out.requiresGrad {
             record { [pool] in
                 guard let g = out.grad else { return }
                 let gp = PaddedPlanes.from(g, pool: pool)
-                if x.requiresGrad {
-                    let dx = Tensor(xs, zeroed: false)
+                if parts.contains(where: { $0.0.requiresGrad }) {
+                    let dx = Tensor(Shape(first.n, cin, h, w), zeroed: false)
                     Conv3x3.backwardData(gp, weights: .transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin),
                                          into: dx, pool: pool)
-                    x.accumulate(dx)
+                    var offset = 0
+                    for (v, transform) in parts {
+                        let c = v.shape.c
+                        defer { offset += c }
+                        guard v.requiresGrad else { continue }
+                        let slice = parts.count == 1 ? dx : ChannelKernels.channels(of: dx, offset: offset, count: c, pool: pool)
+                        switch transform {
+                        case .copy: v.accumulate(slice)
+                        case .relu: v.accumulate(ElementwiseKernels.reluBackward(x: v.value, dy: slice, pool: pool))
+                        case .upsample2x: v.accumulate(PoolingKernels.upsample2xBackward(dy: slice, pool: pool))
+                        }
+                    }
                 }
                 if weight.requiresGrad || bias.requiresGrad {
                     let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
@@ -119,6 +140,16 @@ extension Tape {
     /// unbiased batch variance, as TensorFlow's fused batch norm does); inference mode uses the
     /// running statistics.
     public func batchNorm(_ x: Variable, _ bn: BatchNorm, training: Bool) -> Variable {
+        batchNorm(x, bn, training: training, relu: false)
+    }
+
+    /// Batch norm followed by ReLU as one op: in training the ReLU's mask is recomputed from the
+    /// input in the backward pass, so neither the BN output nor a separate ReLU pass is needed.
+    public func batchNormReLU(_ x: Variable, _ bn: BatchNorm, training: Bool) -> Variable {
+        training ? batchNorm(x, bn, training: true, relu: true) : relu(batchNorm(x, bn, training: false, relu: false))
+    }
+
+    func batchNorm(_ x: Variable, _ bn: BatchNorm, training: Bool, relu fuseReLU: Bool) -> Variable {
         let c = x.shape.c
         precondition(c == bn.channels, "batch norm has \(bn.channels) channels, input \(c)")
         let gamma = bn.gamma.value.array, beta = bn.beta.value.array
@@ -169,14 +200,18 @@ extension Tape {
             bn.runningVariance.data[k] = bn.momentum * bn.runningVariance.data[k] + (1 - bn.momentum) * variance[k] * unbiased
         }
         let y = Tensor(x.shape, zeroed: false)
-        BatchNormKernels.affine(x.value, scale: scale, shift: shift, into: y, pool: pool)
+        if fuseReLU {
+            BatchNormKernels.affineReLU(x.value, scale: scale, shift: shift, into: y, pool: pool)
+        } else {
+            BatchNormKernels.affine(x.value, scale: scale, shift: shift, into: y, pool: pool)
+        }
         let out = output(y, x, bn.gamma, bn.beta)
         if out.requiresGrad {
             record { [pool] in
                 guard let g = out.grad else { return }
                 let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
-                let dx = BatchNormKernels.backward(x: x.value, dy: g, mean: mean, invStd: invStd, gamma: gamma,
-                                                   dGamma: dG.data, dBeta: dB.data, pool: pool)
+                let dx = BatchNormKernels.backward(x: x.value, dy: g, mean: mean, invStd: invStd, gamma: gamma, beta: beta,
+                                                   reluAfter: fuseReLU, dGamma: dG.data, dBeta: dB.data, pool: pool)
                 if x.requiresGrad { x.accumulate(dx) }
                 if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
                 if bn.beta.requiresGrad { bn.beta.accumulate(dB) }

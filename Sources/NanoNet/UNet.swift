@@ -121,16 +121,26 @@ public final class UNet: @unchecked Sendable {
             skips.append(tape.relu(z))
             h = tape.maxPool2x2(z)
         }
-        h = tape.relu(bn("center1_bn", conv("center1_conv", h)))
-        h = tape.relu(bn("center2_bn", conv("center2_conv", h)))
+        // BN and ReLU run as one op here: only the encoder needs its pre-ReLU BN output (for pooling).
+        func bnReLU(_ name: String, _ v: Variable) -> Variable {
+            if let observe {
+                return tape.relu(bn(name, v))  // bn() reports the pre-ReLU output
+            }
+            return tape.batchNormReLU(v, norms[name]!, training: training)
+        }
+        h = bnReLU("center1_bn", conv("center1_conv", h))
+        h = bnReLU("center2_bn", conv("center2_conv", h))
         for k in stride(from: config.depth - 1, through: 0, by: -1) {
             let s = "up\(k + 1)"
-            let cat = tape.concat([skips[k], tape.upsample2x(h)])
-            h = tape.relu(bn("\(s)_bn1", conv("\(s)_conv1", cat)))
+            // Skip first, then the upsampled map: concat and upsampling fused into the conv's input.
+            let c1 = convs["\(s)_conv1"]!
+            let z1 = tape.conv3x3([(skips[k], .copy), (h, .upsample2x)], weight: c1.weight, bias: c1.bias)
+            observe?("\(s)_conv1", z1.value)
+            h = bnReLU("\(s)_bn1", z1)
             if training && config.dropout > 0 {
                 h = tape.dropout(h, rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D)
             }
-            h = tape.relu(bn("\(s)_bn2", conv("\(s)_conv2", h)))
+            h = bnReLU("\(s)_bn2", conv("\(s)_conv2", h))
         }
         let logits = conv("final_conv", h)
         return logits

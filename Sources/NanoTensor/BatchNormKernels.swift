@@ -51,32 +51,42 @@ public enum BatchNormKernels {
         }
     }
 
-    /// Gradients of y = γ (x − μ) / σ + β with batch statistics μ, σ = sqrt(var + ε).
-    /// Returns dx and accumulates dγ, dβ.
-    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
+    /// Gradients of y = γ (x − μ) / σ + β with batch statistics μ, σ = sqrt(var + ε), or, with
+    /// `reluAfter`, of max(that, 0) (the ReLU's mask is recomputed from x, so the BN output need
+    /// not be kept). Returns dx and accumulates dγ, dβ.
+    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float], beta: [Float],
+                                reluAfter: Bool = false,
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         let dx = Tensor(s, zeroed: false)
         let m = Float(s.n * s.plane)
         var sumDy = [Double](repeating: 0, count: s.c), sumDyXhat = sumDy
+        let xd = x.data, gd = dy.data, dd = dx.data
         sumDy.withUnsafeMutableBufferPointer { sd in
             sumDyXhat.withUnsafeMutableBufferPointer { sx in
                 let sdp = sd.baseAddress!, sxp = sx.baseAddress!
                 pool.parallelFor(s.c) { c, _ in
                     var a = 0.0, b = 0.0
                     let mu = mean[c], inv = invStd[c]
-                    let muV = FloatVector(repeating: mu)
+                    let muV = FloatVector(repeating: mu), scaleV = FloatVector(repeating: gamma[c] * inv)
+                    let shiftV = FloatVector(repeating: beta[c] - mu * gamma[c] * inv)
                     for i in 0..<s.n {
-                        let xp = x.plane(i, c), gp = dy.plane(i, c)
+                        let xp = xd + (i * s.c + c) * s.plane, gp = gd + (i * s.c + c) * s.plane
                         var va = FloatVector.zero, vb = FloatVector.zero, k = 0
                         while k + vectorWidth <= s.plane {
-                            let g = loadVector(gp + k)
-                            va += g; vb = vb.addingProduct(g, loadVector(xp + k) - muV)
+                            let xv = loadVector(xp + k)
+                            var g = loadVector(gp + k)
+                            if reluAfter { g.replace(with: 0, where: xv * scaleV + shiftV .<= FloatVector.zero) }
+                            va += g; vb = vb.addingProduct(g, xv - muV)
                             k += vectorWidth
                         }
                         var sa = Double(va.sum()), sb = Double(vb.sum())
-                        while k < s.plane { sa += Double(gp[k]); sb += Double(gp[k] * (xp[k] - mu)); k += 1 }
+                        while k < s.plane {
+                            var g = gp[k]
+                            if reluAfter && xp[k] * scaleV[0] + shiftV[0] <= 0 { g = 0 }
+                            sa += Double(g); sb += Double(g * (xp[k] - mu)); k += 1
+                        }
                         a += sa; b += sb * Double(inv)
                     }
                     sdp[c] = a; sxp[c] = b
@@ -84,18 +94,31 @@ public enum BatchNormKernels {
             }
         }
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
-        let xd = x.data, gd = dy.data, dd = dx.data
         pool.parallelFor(s.n * s.c) { item, _ in
             let c = item % s.c
             let xp = xd + item * s.plane, gp = gd + item * s.plane, out = dd + item * s.plane
             let inv = invStd[c], mu = mean[c]
             let k1 = gamma[c] * inv / m
             let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
+            let scale = gamma[c] * inv, shift = beta[c] - mu * gamma[c] * inv
             for k in 0..<s.plane {
+                let g = reluAfter && xp[k] * scale + shift <= 0 ? 0 : gp[k]
                 let xhat = (xp[k] - mu) * inv
-                out[k] = k1 * (m * gp[k] - sdy - xhat * sdx)
+                out[k] = k1 * (m * g - sdy - xhat * sdx)
             }
         }
         return dx
+    }
+
+    /// y = max(x · scale[c] + shift[c], 0): batch norm and ReLU in one pass.
+    public static func affineReLU(_ x: Tensor, scale: [Float], shift: [Float], into y: Tensor, pool: ThreadPool = .shared) {
+        let s = x.shape
+        let xd = x.data, yd = y.data
+        pool.parallelFor(s.n * s.c) { item, _ in
+            let c = item % s.c
+            let p = xd + item * s.plane, q = yd + item * s.plane
+            let a = scale[c], b = shift[c]
+            for k in 0..<s.plane { q[k] = max(p[k] * a + b, 0) }
+        }
     }
 }

@@ -18,6 +18,14 @@ public enum ChannelKernels {
         return y
     }
 
+    /// Channels offset..<offset+count of every image, as a new tensor.
+    public static func channels(of t: Tensor, offset: Int, count: Int, pool: ThreadPool = .shared) -> Tensor {
+        let s = t.shape
+        let out = Tensor(Shape(s.n, count, s.h, s.w), zeroed: false)
+        pool.parallelFor(s.n) { i, _ in out.plane(i, 0).update(from: t.plane(i, offset), count: count * s.plane) }
+        return out
+    }
+
     /// Splits a gradient back into the parts' channel counts.
     public static func split(_ dy: Tensor, channels: [Int]) -> [Tensor] {
         let s = dy.shape

@@ -25,7 +25,7 @@ public final class PaddedPlanes: @unchecked Sendable {
     }
 
     /// How a source tensor is copied into a range of channels.
-    public enum Transform: Sendable {
+    public enum Transform: Sendable, Equatable {
         case copy
         /// max(x, 0) on the way in (the skip connections' ReLU, fused into the concat).
         case relu

@@ -49,6 +49,23 @@ final class GradientCheckTests: XCTestCase {
         check("conv3x3", [x, w, b]) { $0.conv3x3(x, weight: w, bias: b) }
     }
 
+    func testConvOfFusedConcatUpsampleReLU() {
+        let skip = param(Shape(2, 3, 6, 10), 31), low = param(Shape(2, 2, 3, 5), 32)
+        let w = param(Shape(4, 5, 3, 3), 33), b = param(Shape(1, 1, 1, 4), 34)
+        check("conv3x3([skip, upsample(low)])", [skip, low, w, b]) {
+            $0.conv3x3([(skip, .copy), (low, .upsample2x)], weight: w, bias: b)
+        }
+        // The same through the separate ops gives the same values.
+        let t = Tape()
+        let fused = t.conv3x3([(skip, .copy), (low, .upsample2x)], weight: w, bias: b).value.array
+        let plain = t.conv3x3(t.concat([skip, t.upsample2x(low)]), weight: w, bias: b).value.array
+        XCTAssertEqual(fused, plain)
+        // ReLU on the way in: away from kinks
+        let spaced = Variable(Tensor(Shape(1, 2, 4, 6), values: (0..<48).map { Float($0) * 0.41 - 9.9 }), requiresGrad: true)
+        let w2 = param(Shape(3, 2, 3, 3), 35), b2 = param(Shape(1, 1, 1, 3), 36)
+        check("conv3x3([relu(x)])", [spaced, w2, b2]) { $0.conv3x3([(spaced, .relu)], weight: w2, bias: b2) }
+    }
+
     func testConv1x1() {
         let x = param(Shape(2, 4, 3, 7), 4), w = param(Shape(2, 4, 1, 1), 5), b = param(Shape(1, 1, 1, 2), 6)
         check("conv1x1", [x, w, b]) { $0.conv1x1(x, weight: w, bias: b) }
@@ -79,6 +96,10 @@ final class GradientCheckTests: XCTestCase {
         check("batchNorm(training)", [x, bn.gamma, bn.beta], eps: 1e-2, tol: 3e-2) { $0.batchNorm(x, bn, training: true) }
         for k in 0..<4 { bn.runningMean.data[k] = rng.nextGaussian(); bn.runningVariance.data[k] = 0.5 + rng.nextFloat() }
         check("batchNorm(inference)", [x, bn.gamma, bn.beta]) { $0.batchNorm(x, bn, training: false) }
+        check("batchNormReLU(training)", [x, bn.gamma, bn.beta], eps: 1e-3, tol: 3e-2) { $0.batchNormReLU(x, bn, training: true) }
+        let t = Tape()
+        XCTAssertEqual(t.batchNormReLU(x, bn, training: true).value.array,
+                       t.relu(t.batchNorm(x, bn, training: true)).value.array)
     }
 
     func labels(_ s: Shape) -> Tensor {
