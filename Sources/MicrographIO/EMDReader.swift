@@ -25,6 +25,9 @@ public enum EMDReader {
     }
 
     public static func read(_ url: URL) throws -> [Micrograph] {
+        let bytes = try readFileBytes(url)
+        guard isHDF5(bytes) else { throw MicrographError(url: url, reason: "not an HDF5 file (no HDF5 signature)") }
+        try HDF5GlobalHeapCheck.validate(bytes, file: url.path)
         do {
             let h5 = try HDF5File(path: url.path)
             let root = h5.root
@@ -69,6 +72,29 @@ public enum EMDReader {
         return n
     }
 
+    /// Refuses datasets whose declared size the file cannot justify: unfiltered data must be
+    /// stored in full, filtered (compressed) data may expand at most 1000-fold, and no dataset
+    /// can occupy more bytes than the file has. Checked before anything is read.
+    static func checkStorage(_ ds: HDF5Dataset, _ info: HDF5Dataset.Info, bytesPerValue: Int, url: URL) throws {
+        let count = try product(info.shape[...], url, ds.path)
+        let (needed, o) = count.multipliedReportingOverflow(by: bytesPerValue)
+        guard !o else { throw MicrographError(url: url, reason: "\(ds.path) has an impossible shape \(info.shape)") }
+        let stored = info.storageBytes
+        guard stored >= 0, stored <= ds.file.fileSize else {
+            throw MicrographError(url: url, reason: "\(ds.path) claims \(stored) bytes of storage, the file has \(ds.file.fileSize)")
+        }
+        let filters = try ds.filterCount()
+        if filters == 0 {
+            guard needed <= stored else {
+                throw MicrographError(url: url, reason: "\(ds.path) declares shape \(info.shape) (\(needed) bytes) but the file stores \(stored) bytes of it")
+            }
+        } else {
+            guard needed / 1000 <= stored else {
+                throw MicrographError(url: url, reason: "\(ds.path) declares shape \(info.shape) (\(needed) bytes) from \(stored) compressed bytes")
+            }
+        }
+    }
+
     // MARK: Velox
 
     static func readVelox(_ images: HDF5Group, url: URL) throws -> [Micrograph] {
@@ -90,6 +116,7 @@ public enum EMDReader {
             guard height >= 1, width >= 1, frames >= 1 else {
                 throw MicrographError(url: url, reason: "\(what) is empty (shape \(info.shape))")
             }
+            try checkStorage(ds, info, bytesPerValue: type.byteCount, url: url)
             let raw = try ds.readNativeBytes()
             let b = type.byteCount
             let count = try product(info.shape[...], url, what)
@@ -133,6 +160,7 @@ public enum EMDReader {
         guard case .integer(_, 1) = info.valueClass, info.shape.count == 1 || info.shape.count == 2 else { return nil }
         let columns = info.shape.count == 2 ? info.shape[1] : 1
         guard columns >= 1 else { return nil }
+        try checkStorage(ds, info, bytesPerValue: 1, url: url)
         let raw = try ds.readNativeBytes()
         var text: [UInt8] = []
         var i = 0
@@ -199,8 +227,8 @@ public enum EMDReader {
             let (g, depth) = queue.removeFirst()
             visited += 1
             if visited > maxGroupsVisited { break }
-            if let a = try? g.attribute("emd_group_type"), let v = try? a.read(),
-               v.numbers?.first == 1 || v.strings?.first == "1" {
+            if let a = try? g.attribute("emd_group_type"),
+               (try? a.read())?.numbers?.first == 1 || a.readStringsIfPossible?.first == "1" {
                 found.append(g)
                 continue
             }
@@ -226,6 +254,7 @@ public enum EMDReader {
         guard width >= 1, height >= 1, frames >= 1 else {
             throw MicrographError(url: url, reason: "\(what) is empty (shape \(info.shape))")
         }
+        try checkStorage(ds, info, bytesPerValue: type.byteCount, url: url)
         let data = try ds.readNativeBytes()
         guard data.count == width * height * frames * type.byteCount else {
             throw MicrographError(url: url, reason: "\(what) returned \(data.count) bytes for shape \(info.shape)")
@@ -244,7 +273,9 @@ public enum EMDReader {
             func attr(_ name: String) -> HDF5Values? { (try? mic.attribute(name)).flatMap { try? $0?.read() } }
             if let v = attr("high tension")?.numbers?.first, v.isFinite, v > 0 { m.metadata.voltageKV = v / 1000 }
             if let v = attr("magnification")?.numbers?.first, v.isFinite, v > 0 { m.metadata.magnification = v }
-            if let s = attr("name")?.strings?.first, !s.isEmpty { m.metadata.microscope = s }
+            if let s = (try? mic.attribute("name"))??.readStringsIfPossible?.first, !s.isEmpty {
+                m.metadata.microscope = s
+            }
         }
         return m
     }
@@ -255,12 +286,26 @@ public enum EMDReader {
         let d = try g.dataset("dim\(n)")
         let info = try d.info()
         guard info.shape.count == 1, info.count >= 2, info.count <= 1 << 24 else { return nil }
+        // Only plain numbers: a corrupt type (say a 4-GB "float") makes libhdf5 convert for seconds.
+        switch info.valueClass {
+        case .float(let b) where b == 4 || b == 8: break
+        case .integer(_, let b) where b <= 8: break
+        default: return nil
+        }
+        let bytesPerValue: Int
+        switch info.valueClass { case .float(let b), .integer(_, let b): bytesPerValue = b; default: bytesPerValue = 8 }
+        try checkStorage(d, info, bytesPerValue: bytesPerValue, url: URL(fileURLWithPath: d.file.path))
         let v = try d.readFloats()
         guard v.count >= 2 else { return nil }
         let step = Double(v[1]) - Double(v[0])
         guard step.isFinite, step > 0,
-              let unit = (try d.attribute("units")?.read())?.strings?.first,
+              let unit = try d.attribute("units")?.readStrings()?.first,
               !unit.isEmpty, unit != "[]" else { return nil }
         return (step, unit)
     }
+}
+
+extension HDF5Attribute {
+    /// The attribute's strings, or nil when it is not a string or cannot be read.
+    var readStringsIfPossible: [String]? { (try? readStrings()) ?? nil }
 }

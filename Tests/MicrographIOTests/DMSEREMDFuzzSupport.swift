@@ -155,7 +155,14 @@ enum DMSEREMDFuzz {
             report.total += 1
             if let problem {
                 failures += 1
-                if failures <= 10 { XCTFail("\(label) mutant \(i) of \(seed.name) (\(kind)): \(problem)", file: file, line: line) }
+                if failures <= 10 {
+                    // Keep the mutant so the failure can be reproduced.
+                    let keep = FileManager.default.temporaryDirectory
+                        .appendingPathComponent("nanofind-fuzz-\(label.replacingOccurrences(of: " ", with: "_"))-\(i).bin")
+                    try? Data(bytes).write(to: keep)
+                    XCTFail("\(label) mutant \(i) of \(seed.name) (\(kind)): \(problem) [saved as \(keep.path)]",
+                            file: file, line: line)
+                }
             }
         }
         report.seconds = Date().timeIntervalSince(start)
