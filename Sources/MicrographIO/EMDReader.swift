@@ -227,8 +227,7 @@ public enum EMDReader {
             let (g, depth) = queue.removeFirst()
             visited += 1
             if visited > maxGroupsVisited { break }
-            if let a = try? g.attribute("emd_group_type"),
-               (try? a.read())?.numbers?.first == 1 || a.readStringsIfPossible?.first == "1" {
+            if let a = try? g.attribute("emd_group_type"), (try? a.read())?.numbers?.first == 1 {
                 found.append(g)
                 continue
             }
@@ -269,13 +268,13 @@ public enum EMDReader {
             }
         }
         m.metadata.extra["title"] = g.path.split(separator: "/").last.map(String.init) ?? g.path
+        // Numbers only: every string read goes through libhdf5's variable-length conversion, which
+        // trusts the stored length (a corrupt one makes it allocate and clear up to 4 GiB). Only
+        // the dim units, which the calibration needs, are read as strings.
         if root.hasGroup("microscope"), let mic = try? root.group("microscope") {
             func attr(_ name: String) -> HDF5Values? { (try? mic.attribute(name)).flatMap { try? $0?.read() } }
             if let v = attr("high tension")?.numbers?.first, v.isFinite, v > 0 { m.metadata.voltageKV = v / 1000 }
             if let v = attr("magnification")?.numbers?.first, v.isFinite, v > 0 { m.metadata.magnification = v }
-            if let s = (try? mic.attribute("name"))??.readStringsIfPossible?.first, !s.isEmpty {
-                m.metadata.microscope = s
-            }
         }
         return m
     }
@@ -303,9 +302,4 @@ public enum EMDReader {
               !unit.isEmpty, unit != "[]" else { return nil }
         return (step, unit)
     }
-}
-
-extension HDF5Attribute {
-    /// The attribute's strings, or nil when it is not a string or cannot be read.
-    var readStringsIfPossible: [String]? { (try? readStrings()) ?? nil }
 }
