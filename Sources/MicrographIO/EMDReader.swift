@@ -10,8 +10,9 @@ import NanoHDF5
 ///   (leading axes are frames), pixel size = `dimN[1] − dimN[0]` in the `units` of `dimN`.
 public enum EMDReader {
     static let signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
-    /// Groups visited at most while looking for Berkeley data groups.
+    /// Groups visited, and links listed, at most while looking for Berkeley data groups.
     static let maxGroupsVisited = 10_000
+    static let maxLinksListed = 20_000
     static let maxGroupDepth = 8
 
     /// True when the HDF5 signature sits at offset 0, 512, 1024, 2048, … (where HDF5 looks for it).
@@ -99,6 +100,10 @@ public enum EMDReader {
 
     static func readVelox(_ images: HDF5Group, url: URL) throws -> [Micrograph] {
         var out: [Micrograph] = []
+        let count = try images.childCount()
+        guard count <= maxLinksListed else {
+            throw MicrographError(url: url, reason: "Velox group \(images.path) claims \(count) images")
+        }
         for name in try images.childNames() where images.hasGroup(name) {
             let g = try images.group(name)
             guard g.hasDataset("Data") else { continue }
@@ -222,7 +227,7 @@ public enum EMDReader {
     static func berkeleyGroups(_ root: HDF5Group) throws -> [HDF5Group] {
         var found: [HDF5Group] = []
         var queue: [(HDF5Group, Int)] = [(root, 0)]
-        var visited = 0
+        var visited = 0, listed = 0
         while !queue.isEmpty {
             let (g, depth) = queue.removeFirst()
             visited += 1
@@ -232,6 +237,10 @@ public enum EMDReader {
                 continue
             }
             guard depth < maxGroupDepth else { continue }
+            listed += try g.childCount()
+            guard listed <= maxLinksListed else {
+                throw MicrographError(file: root.file.path, reason: "HDF5 groups hold more than \(maxLinksListed) links (at \(g.path)); not an EMD file")
+            }
             for n in try g.childNames() where g.hasGroup(n) { queue.append((try g.group(n), depth + 1)) }
         }
         return found
