@@ -293,7 +293,7 @@ public enum EMDReader {
         guard g.hasDataset("dim\(n)") else { return nil }
         let d = try g.dataset("dim\(n)")
         let info = try d.info()
-        guard info.shape.count == 1, info.count >= 2, info.count <= 1 << 24 else { return nil }
+        guard info.shape.count == 1, info.shape[0] >= 2, info.shape[0] <= 1 << 24 else { return nil }
         // Only plain numbers: a corrupt type (say a 4-GB "float") makes libhdf5 convert for seconds.
         switch info.valueClass {
         case .float(let b) where b == 4 || b == 8: break
