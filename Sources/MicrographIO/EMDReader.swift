@@ -28,7 +28,7 @@ public enum EMDReader {
     public static func read(_ url: URL) throws -> [Micrograph] {
         let bytes = try readFileBytes(url)
         guard isHDF5(bytes) else { throw MicrographError(url: url, reason: "not an HDF5 file (no HDF5 signature)") }
-        try HDF5GlobalHeapCheck.validate(bytes, file: url.path)
+        let heaps = try HDF5GlobalHeapCheck.validate(bytes, file: url.path)
         do {
             let h5 = try HDF5File(path: url.path)
             let root = h5.root
@@ -40,7 +40,7 @@ public enum EMDReader {
                 throw MicrographError(url: url, reason: "HDF5 file is neither a Velox EMD (no Data/Image group) nor a Berkeley EMD (no group with emd_group_type = 1)")
             }
             var images: [Micrograph] = []
-            for g in groups { images.append(try readBerkeley(g, root: root, url: url)) }
+            for g in groups { images.append(try readBerkeley(g, root: root, url: url, bytes: bytes, heaps: heaps)) }
             return images
         } catch let e as HDF5Error {
             throw MicrographError(file: url.path, reason: e.reason)
@@ -246,7 +246,8 @@ public enum EMDReader {
         return found
     }
 
-    static func readBerkeley(_ g: HDF5Group, root: HDF5Group, url: URL) throws -> Micrograph {
+    static func readBerkeley(_ g: HDF5Group, root: HDF5Group, url: URL, bytes: [UInt8],
+                             heaps: HDF5GlobalHeapCheck.Collections) throws -> Micrograph {
         let ds = try g.dataset("data")
         let info = try ds.info()
         let what = ds.path
@@ -269,6 +270,13 @@ public enum EMDReader {
         }
         var m = Micrograph(width: width, height: height, frames: frames, pixelType: type, data: data,
                            format: "emd-berkeley", source: url)
+        // The dim units are variable-length strings: check their stored lengths first (the image
+        // data itself is not searched, so pixel values cannot look like a corrupt reference).
+        var imageBytes: [Range<Int>] = []
+        if let offset = try ds.contiguousOffset(), offset >= 0, offset <= bytes.count {
+            imageBytes.append(offset..<min(bytes.count, offset + data.count))
+        }
+        try HDF5GlobalHeapCheck.checkReferences(bytes, heaps, excluding: imageBytes, file: url.path)
         // dim<rank-1> runs along rows (y), dim<rank> along columns (x).
         if let (sy, uy) = try berkeleyStep(g, rank - 1), let (sx, ux) = try berkeleyStep(g, rank) {
             m.storedCalibration = StoredCalibration(x: sx, y: sy, unitX: ux, unitY: uy)

@@ -17,3 +17,17 @@ extension HDF5Dataset {
         }
     }
 }
+
+extension HDF5Dataset {
+    /// File offset of the dataset's raw data when it is stored contiguously; nil otherwise
+    /// (chunked, compact, or not yet allocated).
+    public func contiguousOffset() throws -> Int? {
+        try file.locked {
+            let did = H5Dopen2(file.id, path, nf_h5p_default())
+            guard did >= 0 else { throw file.fail("cannot open dataset \(path)") }
+            defer { H5Dclose(did) }
+            let offset = H5Dget_offset(did)
+            return offset == haddr_t.max ? nil : Int(exactly: offset)
+        }
+    }
+}
