@@ -10,8 +10,9 @@ import NanoHDF5
 ///   (leading axes are frames), pixel size = `dimN[1] − dimN[0]` in the `units` of `dimN`.
 public enum EMDReader {
     static let signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
-    /// Groups visited at most while looking for Berkeley data groups.
+    /// Groups visited, and links listed, at most while looking for Berkeley data groups.
     static let maxGroupsVisited = 10_000
+    static let maxLinksListed = 20_000
     static let maxGroupDepth = 8
 
     /// True when the HDF5 signature sits at offset 0, 512, 1024, 2048, … (where HDF5 looks for it).
@@ -25,6 +26,9 @@ public enum EMDReader {
     }
 
     public static func read(_ url: URL) throws -> [Micrograph] {
+        let bytes = try readFileBytes(url)
+        guard isHDF5(bytes) else { throw MicrographError(url: url, reason: "not an HDF5 file (no HDF5 signature)") }
+        let heaps = try HDF5GlobalHeapCheck.validate(bytes, file: url.path)
         do {
             let h5 = try HDF5File(path: url.path)
             let root = h5.root
@@ -36,7 +40,7 @@ public enum EMDReader {
                 throw MicrographError(url: url, reason: "HDF5 file is neither a Velox EMD (no Data/Image group) nor a Berkeley EMD (no group with emd_group_type = 1)")
             }
             var images: [Micrograph] = []
-            for g in groups { images.append(try readBerkeley(g, root: root, url: url)) }
+            for g in groups { images.append(try readBerkeley(g, root: root, url: url, bytes: bytes, heaps: heaps)) }
             return images
         } catch let e as HDF5Error {
             throw MicrographError(file: url.path, reason: e.reason)
@@ -69,10 +73,37 @@ public enum EMDReader {
         return n
     }
 
+    /// Refuses datasets whose declared size the file cannot justify: unfiltered data must be
+    /// stored in full, filtered (compressed) data may expand at most 1000-fold, and no dataset
+    /// can occupy more bytes than the file has. Checked before anything is read.
+    static func checkStorage(_ ds: HDF5Dataset, _ info: HDF5Dataset.Info, bytesPerValue: Int, url: URL) throws {
+        let count = try product(info.shape[...], url, ds.path)
+        let (needed, o) = count.multipliedReportingOverflow(by: bytesPerValue)
+        guard !o else { throw MicrographError(url: url, reason: "\(ds.path) has an impossible shape \(info.shape)") }
+        let stored = info.storageBytes
+        guard stored >= 0, stored <= ds.file.fileSize else {
+            throw MicrographError(url: url, reason: "\(ds.path) claims \(stored) bytes of storage, the file has \(ds.file.fileSize)")
+        }
+        let filters = try ds.filterCount()
+        if filters == 0 {
+            guard needed <= stored else {
+                throw MicrographError(url: url, reason: "\(ds.path) declares shape \(info.shape) (\(needed) bytes) but the file stores \(stored) bytes of it")
+            }
+        } else {
+            guard needed / 1000 <= stored else {
+                throw MicrographError(url: url, reason: "\(ds.path) declares shape \(info.shape) (\(needed) bytes) from \(stored) compressed bytes")
+            }
+        }
+    }
+
     // MARK: Velox
 
     static func readVelox(_ images: HDF5Group, url: URL) throws -> [Micrograph] {
         var out: [Micrograph] = []
+        let count = try images.childCount()
+        guard count <= maxLinksListed else {
+            throw MicrographError(url: url, reason: "Velox group \(images.path) claims \(count) images")
+        }
         for name in try images.childNames() where images.hasGroup(name) {
             let g = try images.group(name)
             guard g.hasDataset("Data") else { continue }
@@ -90,6 +121,7 @@ public enum EMDReader {
             guard height >= 1, width >= 1, frames >= 1 else {
                 throw MicrographError(url: url, reason: "\(what) is empty (shape \(info.shape))")
             }
+            try checkStorage(ds, info, bytesPerValue: type.byteCount, url: url)
             let raw = try ds.readNativeBytes()
             let b = type.byteCount
             let count = try product(info.shape[...], url, what)
@@ -133,6 +165,7 @@ public enum EMDReader {
         guard case .integer(_, 1) = info.valueClass, info.shape.count == 1 || info.shape.count == 2 else { return nil }
         let columns = info.shape.count == 2 ? info.shape[1] : 1
         guard columns >= 1 else { return nil }
+        try checkStorage(ds, info, bytesPerValue: 1, url: url)
         let raw = try ds.readNativeBytes()
         var text: [UInt8] = []
         var i = 0
@@ -194,23 +227,27 @@ public enum EMDReader {
     static func berkeleyGroups(_ root: HDF5Group) throws -> [HDF5Group] {
         var found: [HDF5Group] = []
         var queue: [(HDF5Group, Int)] = [(root, 0)]
-        var visited = 0
+        var visited = 0, listed = 0
         while !queue.isEmpty {
             let (g, depth) = queue.removeFirst()
             visited += 1
             if visited > maxGroupsVisited { break }
-            if let a = try? g.attribute("emd_group_type"), let v = try? a.read(),
-               v.numbers?.first == 1 || v.strings?.first == "1" {
+            if let a = try? g.attribute("emd_group_type"), (try? a.read())?.numbers?.first == 1 {
                 found.append(g)
                 continue
             }
             guard depth < maxGroupDepth else { continue }
+            listed += try g.childCount()
+            guard listed <= maxLinksListed else {
+                throw MicrographError(file: root.file.path, reason: "HDF5 groups hold more than \(maxLinksListed) links (at \(g.path)); not an EMD file")
+            }
             for n in try g.childNames() where g.hasGroup(n) { queue.append((try g.group(n), depth + 1)) }
         }
         return found
     }
 
-    static func readBerkeley(_ g: HDF5Group, root: HDF5Group, url: URL) throws -> Micrograph {
+    static func readBerkeley(_ g: HDF5Group, root: HDF5Group, url: URL, bytes: [UInt8],
+                             heaps: HDF5GlobalHeapCheck.Collections) throws -> Micrograph {
         let ds = try g.dataset("data")
         let info = try ds.info()
         let what = ds.path
@@ -226,12 +263,20 @@ public enum EMDReader {
         guard width >= 1, height >= 1, frames >= 1 else {
             throw MicrographError(url: url, reason: "\(what) is empty (shape \(info.shape))")
         }
+        try checkStorage(ds, info, bytesPerValue: type.byteCount, url: url)
         let data = try ds.readNativeBytes()
         guard data.count == width * height * frames * type.byteCount else {
             throw MicrographError(url: url, reason: "\(what) returned \(data.count) bytes for shape \(info.shape)")
         }
         var m = Micrograph(width: width, height: height, frames: frames, pixelType: type, data: data,
                            format: "emd-berkeley", source: url)
+        // The dim units are variable-length strings: check their stored lengths first (the image
+        // data itself is not searched, so pixel values cannot look like a corrupt reference).
+        var imageBytes: [Range<Int>] = []
+        if let offset = try ds.contiguousOffset(), offset >= 0, offset <= bytes.count {
+            imageBytes.append(offset..<min(bytes.count, offset + data.count))
+        }
+        try HDF5GlobalHeapCheck.checkReferences(bytes, heaps, excluding: imageBytes, file: url.path)
         // dim<rank-1> runs along rows (y), dim<rank> along columns (x).
         if let (sy, uy) = try berkeleyStep(g, rank - 1), let (sx, ux) = try berkeleyStep(g, rank) {
             m.storedCalibration = StoredCalibration(x: sx, y: sy, unitX: ux, unitY: uy)
@@ -240,11 +285,13 @@ public enum EMDReader {
             }
         }
         m.metadata.extra["title"] = g.path.split(separator: "/").last.map(String.init) ?? g.path
+        // Numbers only: every string read goes through libhdf5's variable-length conversion, which
+        // trusts the stored length (a corrupt one makes it allocate and clear up to 4 GiB). Only
+        // the dim units, which the calibration needs, are read as strings.
         if root.hasGroup("microscope"), let mic = try? root.group("microscope") {
             func attr(_ name: String) -> HDF5Values? { (try? mic.attribute(name)).flatMap { try? $0?.read() } }
             if let v = attr("high tension")?.numbers?.first, v.isFinite, v > 0 { m.metadata.voltageKV = v / 1000 }
             if let v = attr("magnification")?.numbers?.first, v.isFinite, v > 0 { m.metadata.magnification = v }
-            if let s = attr("name")?.strings?.first, !s.isEmpty { m.metadata.microscope = s }
         }
         return m
     }
@@ -254,12 +301,21 @@ public enum EMDReader {
         guard g.hasDataset("dim\(n)") else { return nil }
         let d = try g.dataset("dim\(n)")
         let info = try d.info()
-        guard info.shape.count == 1, info.count >= 2, info.count <= 1 << 24 else { return nil }
+        guard info.shape.count == 1, info.shape[0] >= 2, info.shape[0] <= 1 << 24 else { return nil }
+        // Only plain numbers: a corrupt type (say a 4-GB "float") makes libhdf5 convert for seconds.
+        switch info.valueClass {
+        case .float(let b) where b == 4 || b == 8: break
+        case .integer(_, let b) where b <= 8: break
+        default: return nil
+        }
+        let bytesPerValue: Int
+        switch info.valueClass { case .float(let b), .integer(_, let b): bytesPerValue = b; default: bytesPerValue = 8 }
+        try checkStorage(d, info, bytesPerValue: bytesPerValue, url: URL(fileURLWithPath: d.file.path))
         let v = try d.readFloats()
         guard v.count >= 2 else { return nil }
         let step = Double(v[1]) - Double(v[0])
         guard step.isFinite, step > 0,
-              let unit = (try d.attribute("units")?.read())?.strings?.first,
+              let unit = try d.attribute("units")?.readStrings()?.first,
               !unit.isEmpty, unit != "[]" else { return nil }
         return (step, unit)
     }

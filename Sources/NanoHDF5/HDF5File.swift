@@ -263,7 +263,7 @@ public struct HDF5Dataset: Sendable {
             let sid = H5Dget_space(did); defer { H5Sclose(sid) }
             guard let shape = shapeOf(sid) else { throw file.fail("dataset \(path) has a bad shape") }
             let tid = H5Dget_type(did); defer { H5Tclose(tid) }
-            return Info(shape: shape, valueClass: valueClass(tid), storageBytes: Int(H5Dget_storage_size(did)))
+            return Info(shape: shape, valueClass: valueClass(tid), storageBytes: Int(clamping: H5Dget_storage_size(did)))
         }
     }
 

@@ -113,10 +113,16 @@ enum DMSEREMDFuzz {
 
     /// Runs `count` mutants spread over `seeds` through `parse`; every one must succeed or throw
     /// a `MicrographError`, within 1 s, and a success may not hold more pixel bytes than the file.
+    @discardableResult
     static func run(_ label: String, seeds: [Seed], count: Int, rngSeed: UInt64,
                     parse: ([UInt8]) throws -> [Micrograph],
                     file: StaticString = #filePath, line: UInt = #line) -> Report {
-        var rng = SplitMix64(seed: rngSeed)
+        // NANOFIND_FUZZ_SEED explores other mutants; NANOFIND_FUZZ_KEEP=<path> saves each mutant
+        // there before it is parsed (to reproduce a crash).
+        let env = ProcessInfo.processInfo.environment
+        let seedValue = env["NANOFIND_FUZZ_SEED"].flatMap { UInt64($0) }.map { $0 &+ rngSeed } ?? rngSeed
+        let keepPath = env["NANOFIND_FUZZ_KEEP"]
+        var rng = SplitMix64(seed: seedValue)
         var report = Report()
         var failures = 0
         let start = Date()
@@ -124,6 +130,10 @@ enum DMSEREMDFuzz {
         for i in 0..<count {
             let seed = seeds[i % seeds.count]
             let (kind, bytes) = mutate(seed, index: i / seeds.count, rng: &rng)
+            if let keep = keepPath {
+                // A crash inside a C library cannot be caught: leave the mutant where it can be found.
+                try? Data(bytes).write(to: URL(fileURLWithPath: keep))
+            }
             let t0 = Date()
             var problem: String? = nil
             do {
@@ -143,7 +153,14 @@ enum DMSEREMDFuzz {
             report.total += 1
             if let problem {
                 failures += 1
-                if failures <= 10 { XCTFail("\(label) mutant \(i) of \(seed.name) (\(kind)): \(problem)", file: file, line: line) }
+                if failures <= 10 {
+                    // Keep the mutant so the failure can be reproduced.
+                    let keep = FileManager.default.temporaryDirectory
+                        .appendingPathComponent("nanofind-fuzz-\(label.replacingOccurrences(of: " ", with: "_"))-\(i).bin")
+                    try? Data(bytes).write(to: keep)
+                    XCTFail("\(label) mutant \(i) of \(seed.name) (\(kind)): \(problem) [saved as \(keep.path)]",
+                            file: file, line: line)
+                }
             }
         }
         report.seconds = Date().timeIntervalSince(start)
