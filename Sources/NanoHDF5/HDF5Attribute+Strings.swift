@@ -5,9 +5,7 @@ extension HDF5Attribute {
     /// The attribute's strings, read through a memory type derived from the stored one (same
     /// character set and padding); nil when the attribute is not a string.
     ///
-    /// `read()` converts every string to an ASCII memory type, which libhdf5 refuses for UTF-8
-    /// strings unless some earlier conversion happened to register the path (so it fails or
-    /// succeeds depending on what was read before). This reader does not depend on that.
+    /// Unlike `read()`, it checks the string type before reading and trims the padding.
     public func readStrings() throws -> [String]? {
         try file.locked {
             try withObject(file, objectPath) { oid -> [String]? in

@@ -185,8 +185,11 @@ func readValues(file: HDF5File, what: String, typeID: hid_t, count: Int,
         return .numbers(out)
     case .string:
         if H5Tis_variable_str(typeID) > 0 {
-            let mem = H5Tcopy(nf_h5t_c_s1()); defer { H5Tclose(mem) }
-            H5Tset_size(mem, Int(bitPattern: UInt(bitPattern: -1)))  // H5T_VARIABLE
+            // A memory type derived from the stored one keeps its character set: an ASCII memory
+            // type makes libhdf5 refuse UTF-8 strings unless an earlier read registered the path.
+            let mem = H5Tget_native_type(typeID, H5T_DIR_ASCEND)
+            guard mem >= 0 else { throw file.fail("\(what) has an unreadable string type") }
+            defer { H5Tclose(mem) }
             var ptrs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             let st = ptrs.withUnsafeMutableBytes { read(mem, $0.baseAddress!) }
             guard st >= 0 else { throw file.fail("cannot read \(what)") }
