@@ -46,11 +46,23 @@ public final class UNetInference: @unchecked Sendable {
         return y
     }
 
-    /// Softmax probabilities (n, classes, h, w) for images (n, channels, h, w).
+    /// Softmax probabilities (n, classes, h, w) for images (n, channels, h, w). A batch runs one
+    /// image at a time: one 512² image's activations fit the L3 cache, a batch's do not.
     public func probabilities(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
-        let z = logits(x, pool: pool)
-        ChannelKernels.softmax(z, into: z, pool: pool)
-        return z
+        let s = x.shape
+        if s.n == 1 {
+            let z = logits(x, pool: pool)
+            ChannelKernels.softmax(z, into: z, pool: pool)
+            return z
+        }
+        let out = Tensor(Shape(s.n, config.classes, s.h, s.w), zeroed: false)
+        let one = Tensor(Shape(1, s.c, s.h, s.w), zeroed: false)
+        for i in 0..<s.n {
+            one.data.update(from: x.plane(i, 0), count: s.c * s.plane)
+            let p = probabilities(one, pool: pool)
+            out.plane(i, 0).update(from: p.data, count: config.classes * s.plane)
+        }
+        return out
     }
 
     /// Logits (n, classes, h, w).

@@ -69,9 +69,10 @@ public enum Conv3x3 {
                         imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool, pool: ThreadPool) {
         precondition(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
-        // Rows per work item: enough work (≥ ~0.2 MFLOP) to amortise scheduling.
-        let rowFlops = max(1, width * w.cin * 9 * 2 * block)
-        let band = max(1, min(h, 200_000 / rowFlops))
+        // Contiguous bands of rows per work item (about 8 per thread and block): neighbouring
+        // output rows share two of their three input rows, so a band keeps them in one core's
+        // cache instead of fetching each input row into both cores.
+        let band = max(1, h / (8 * pool.threadCount))
         let bands = (h + band - 1) / band
         let items = input.n * bands * w.blocks
         pool.parallelFor(items) { item, _ in
