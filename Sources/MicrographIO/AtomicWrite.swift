@@ -7,8 +7,10 @@ public func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
         .appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
     do {
         try Data(bytes).write(to: tmp)
-        if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-        try FileManager.default.moveItem(at: tmp, to: url)
+        // rename(2) replaces an existing file atomically: readers see the old or the new one.
+        guard rename(tmp.path, url.path) == 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+        }
     } catch {
         try? FileManager.default.removeItem(at: tmp)
         throw MicrographError(url: url, reason: "cannot be written (\(error.localizedDescription))")

@@ -255,7 +255,16 @@ public struct HDF5Dataset: Sendable {
         public var valueClass: HDF5ValueClass
         /// Bytes the dataset occupies in the file (compressed size for chunked data).
         public var storageBytes: Int
-        public var count: Int { shape.reduce(1, *) }
+        /// Number of values; Int.max when the product overflows (checkSize then refuses it).
+        public var count: Int {
+            var total = 1
+            for d in shape {
+                let (r, o) = total.multipliedReportingOverflow(by: d)
+                if o { return Int.max }
+                total = r
+            }
+            return total
+        }
     }
 
     public func info() throws -> Info {

@@ -30,7 +30,7 @@ public enum KerasWeights {
         let first = try kernelShape(convs[0]), centre = try kernelShape(convs[depth])[3]
         let head = try kernelShape(convs[convs.count - 1])
         let config = UNetConfig(widths: widths, centreWidth: centre, inputChannels: first[2], classes: head[3])
-        guard (2...64).contains(config.classes) else { throw fail("final layer has \(config.classes) outputs") }
+        if let problem = config.problem { throw fail("the kernel shapes describe an impossible network: \(problem)") }
         let net = UNet(config: config)
         let ours = net.layerOrder
         guard ours.count == layers.count else {
@@ -80,10 +80,11 @@ public enum KerasWeights {
         }
         guard names.count < 10_000 else { throw HDF5Error(file: url.path, reason: "implausible layer count \(names.count)") }
         var layers: [Layer] = []
+        var valuesRead = 0
         for name in names {
             let g = try groupForWeights.group(name)
             guard let wn = try g.attribute("weight_names") else {
-                throw HDF5Error(file: url.path, reason: "layer \(name) has no weight_names attribute")
+                throw HDF5Error(file: url.path, reason: "layer \(name.debugDescription) has no weight_names attribute")
             }
             let weightNames = try wn.read().strings ?? []  // layers without weights store an empty float array
             if weightNames.isEmpty { continue }
@@ -94,9 +95,10 @@ public enum KerasWeights {
                 for p in parts.dropLast() { grp = try grp.group(p) }
                 let ds = try grp.dataset(parts.last ?? w)
                 let info = try ds.info()
-                guard info.count <= 10_000_000 else {
+                guard info.count <= 10_000_000, valuesRead + info.count <= 50_000_000 else {
                     throw HDF5Error(file: url.path, reason: "dataset \(name)/\(w) is implausibly large \(info.shape)")
                 }
+                valuesRead += info.count
                 arrays.append((w, info.shape, try ds.readFloats()))
             }
             layers.append(Layer(name: name, arrays: arrays))

@@ -26,11 +26,10 @@ public enum SafeTensorsModel {
         withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
         out.append(headerData)
         for (_, t) in tensors { out.append(Data(bytes: t.data, count: t.count * 4)) }
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
         do {
             try out.write(to: tmp)
-            if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-            try FileManager.default.moveItem(at: tmp, to: url)
+            guard rename(tmp.path, url.path) == 0 else { throw CocoaError(.fileWriteUnknown) }  // atomic replace
         } catch {
             try? FileManager.default.removeItem(at: tmp)
             throw ModelFileError(file: url.path, reason: "cannot be written (\(error.localizedDescription))")
@@ -39,6 +38,8 @@ public enum SafeTensorsModel {
 
     public static func load(_ url: URL) throws -> Model {
         func fail(_ r: String) -> ModelFileError { ModelFileError(file: url.path, reason: r) }
+        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= 1 << 30 else { throw fail("not a model file (\(size) bytes; NanoFind models are well under 1 GiB)") }
         let bytes: Data
         do { bytes = try Data(contentsOf: url) } catch { throw fail("cannot be read") }
         guard bytes.count >= 8 else { throw fail("not a model file (too short for a safetensors header)") }
@@ -54,24 +55,27 @@ public enum SafeTensorsModel {
               let metadata = try? JSONDecoder().decode(ModelMetadata.self, from: Data(metaText.utf8)) else {
             throw fail("safetensors file has no NanoFind metadata (__metadata__.\(metadataKey))")
         }
-        guard metadata.config.widths.count >= 1, metadata.config.widths.count <= 8,
-              metadata.config.widths.allSatisfy({ $0 >= 1 && $0 <= 4096 }),
-              (1...4096).contains(metadata.config.centreWidth), (1...64).contains(metadata.config.inputChannels),
-              (2...64).contains(metadata.config.classes) else {
-            throw fail("metadata describes an implausible network \(metadata.config)")
+        if let problem = metadata.config.problem { throw fail("metadata describes an impossible network: \(problem)") }
+        guard metadata.threshold.isFinite, (0...1).contains(metadata.threshold) else {
+            throw fail("threshold \(metadata.threshold) is outside [0, 1]")
         }
-        let network = UNet(config: metadata.config)
         let dataStart = 8 + Int(n)
         let dataCount = bytes.count - dataStart
+        let needed = (metadata.config.parameterCount ?? Int.max / 4) * 4
+        guard needed <= dataCount else {
+            throw fail("truncated: the network needs \(needed) bytes of weights, the file has \(dataCount)")
+        }
+        let network = UNet(config: metadata.config)
         var used = Set<String>()
         for (name, t) in network.namedTensors {
             guard let entry = header[name] as? [String: Any] else { throw fail("tensor \(name) is missing") }
             guard entry["dtype"] as? String == "F32" else { throw fail("tensor \(name) is not F32") }
-            guard let shape = entry["shape"] as? [Int], shape.reduce(1, *) == t.count else {
+            guard let shape = entry["shape"] as? [Int], shape.allSatisfy({ $0 >= 0 && $0 <= t.count }),
+                  shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 }) == t.count else {
                 throw fail("tensor \(name) has shape \(entry["shape"] ?? "?"), the network needs \(t.count) values")
             }
-            guard let offs = entry["data_offsets"] as? [Int], offs.count == 2, offs[0] >= 0, offs[1] == offs[0] + t.count * 4,
-                  offs[1] <= dataCount else {
+            guard let offs = entry["data_offsets"] as? [Int], offs.count == 2, offs[0] >= 0, offs[0] <= dataCount,
+                  dataCount - offs[0] >= t.count * 4, offs[1] >= offs[0], offs[1] - offs[0] == t.count * 4 else {
                 throw fail("tensor \(name) has byte range \(entry["data_offsets"] ?? "?") outside the data (\(dataCount) bytes)")
             }
             bytes.withUnsafeBytes { raw in

@@ -174,7 +174,7 @@ extension Tape {
                     for i in 0..<s.n {
                         for k in 0..<c {
                             let xp = x.value.plane(i, k), gp = g.plane(i, k)
-                            let mu = bn.runningMean.data[k], inv = scale[k] / gamma[k]
+                            let mu = bn.runningMean.data[k], inv = 1 / (bn.runningVariance.data[k] + bn.epsilon).squareRoot()
                             var a = Float(0), b = Float(0)
                             for p in 0..<s.plane { a += gp[p] * (xp[p] - mu) * inv; b += gp[p] }
                             dG.data[k] += a; dB.data[k] += b
@@ -210,8 +210,9 @@ extension Tape {
             record { [pool] in
                 guard let g = out.grad else { return }
                 let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
-                let dx = BatchNormKernels.backward(x: x.value, dy: g, mean: mean, invStd: invStd, gamma: gamma, beta: beta,
-                                                   reluAfter: fuseReLU, dGamma: dG.data, dBeta: dB.data, pool: pool)
+                let dx = BatchNormKernels.backward(x: x.value, dy: g, mean: mean, invStd: invStd, gamma: gamma,
+                                                   scale: scale, shift: shift, reluAfter: fuseReLU,
+                                                   dGamma: dG.data, dBeta: dB.data, pool: pool)
                 if x.requiresGrad { x.accumulate(dx) }
                 if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
                 if bn.beta.requiresGrad { bn.beta.accumulate(dB) }

@@ -25,6 +25,40 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public static let pyNanoFind = UNetConfig()
 
     public var depth: Int { widths.count }
+
+    /// Learned and running-statistic floats of the network, or nil when that overflows.
+    public var parameterCount: Int? {
+        var total = 0, c = inputChannels
+        func add(_ x: Int) -> Bool { let (r, o) = total.addingReportingOverflow(x); total = r; return !o }
+        func conv(_ cin: Int, _ cout: Int, _ k: Int) -> Bool {
+            let (a, o1) = cin.multipliedReportingOverflow(by: cout * k * k)
+            return !o1 && add(a) && add(cout)
+        }
+        for w in widths { guard conv(c, w, 3), add(4 * w) else { return nil }; c = w }
+        guard conv(c, centreWidth, 3), add(4 * centreWidth), conv(centreWidth, centreWidth, 3), add(4 * centreWidth) else { return nil }
+        c = centreWidth
+        for w in widths.reversed() {
+            guard conv(w + c, w, 3), add(4 * w), conv(w, w, 3), add(4 * w) else { return nil }
+            c = w
+        }
+        guard conv(c, classes, 1) else { return nil }
+        return total
+    }
+
+    /// Why this configuration cannot be a network NanoFind runs, or nil when it can. Model files
+    /// are checked with this before anything is allocated for them.
+    public var problem: String? {
+        if !(1...8).contains(depth) { return "depth \(depth) is outside 1...8" }
+        if !widths.allSatisfy({ (1...4096).contains($0) }) { return "widths \(widths) must each be in 1...4096" }
+        if !(1...4096).contains(centreWidth) { return "centre width \(centreWidth) is outside 1...4096" }
+        if !(1...64).contains(inputChannels) { return "\(inputChannels) input channels is outside 1...64" }
+        if !(2...64).contains(classes) { return "\(classes) classes is outside 2...64" }
+        if !(dropout >= 0 && dropout < 1) { return "dropout \(dropout) is outside [0, 1)" }
+        if !(bnEpsilon > 0 && bnEpsilon.isFinite) { return "batch-norm epsilon \(bnEpsilon) must be positive" }
+        if !(bnMomentum >= 0 && bnMomentum <= 1) { return "batch-norm momentum \(bnMomentum) is outside [0, 1]" }
+        guard let n = parameterCount, n <= 50_000_000 else { return "the network would have more than 50 million parameters" }
+        return nil
+    }
     /// Input sides must be divisible by this (one 2×2 pooling per encoder stage).
     public var sizeMultiple: Int { 1 << depth }
 }

@@ -54,8 +54,10 @@ public enum BatchNormKernels {
     /// Gradients of y = γ (x − μ) / σ + β with batch statistics μ, σ = sqrt(var + ε), or, with
     /// `reluAfter`, of max(that, 0) (the ReLU's mask is recomputed from x, so the BN output need
     /// not be kept). Returns dx and accumulates dγ, dβ.
-    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float], beta: [Float],
-                                reluAfter: Bool = false,
+    /// `scale` and `shift` are the forward's y = scale · x + shift, so the recomputed ReLU mask
+    /// matches the forward bit for bit.
+    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
+                                scale: [Float], shift: [Float], reluAfter: Bool = false,
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
@@ -69,8 +71,8 @@ public enum BatchNormKernels {
                 pool.parallelFor(s.c) { c, _ in
                     var a = 0.0, b = 0.0
                     let mu = mean[c], inv = invStd[c]
-                    let muV = FloatVector(repeating: mu), scaleV = FloatVector(repeating: gamma[c] * inv)
-                    let shiftV = FloatVector(repeating: beta[c] - mu * gamma[c] * inv)
+                    let muV = FloatVector(repeating: mu), scaleV = FloatVector(repeating: scale[c])
+                    let shiftV = FloatVector(repeating: shift[c])
                     for i in 0..<s.n {
                         let xp = xd + (i * s.c + c) * s.plane, gp = gd + (i * s.c + c) * s.plane
                         var va = FloatVector.zero, vb = FloatVector.zero, k = 0
@@ -84,7 +86,7 @@ public enum BatchNormKernels {
                         var sa = Double(va.sum()), sb = Double(vb.sum())
                         while k < s.plane {
                             var g = gp[k]
-                            if reluAfter && xp[k] * scaleV[0] + shiftV[0] <= 0 { g = 0 }
+                            if reluAfter && xp[k] * scale[c] + shift[c] <= 0 { g = 0 }
                             sa += Double(g); sb += Double(g * (xp[k] - mu)); k += 1
                         }
                         a += sa; b += sb * Double(inv)
@@ -100,9 +102,9 @@ public enum BatchNormKernels {
             let inv = invStd[c], mu = mean[c]
             let k1 = gamma[c] * inv / m
             let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
-            let scale = gamma[c] * inv, shift = beta[c] - mu * gamma[c] * inv
+            let a = scale[c], b = shift[c]
             for k in 0..<s.plane {
-                let g = reluAfter && xp[k] * scale + shift <= 0 ? 0 : gp[k]
+                let g = reluAfter && xp[k] * a + b <= 0 ? 0 : gp[k]
                 let xhat = (xp[k] - mu) * inv
                 out[k] = k1 * (m * g - sdy - xhat * sdx)
             }

@@ -21,7 +21,10 @@ public enum ElementwiseKernels {
         let m = Tensor(shape, zeroed: false)
         let keep = 1 / (1 - rate)
         pool.parallelFor(shape.n * shape.c) { item, _ in
-            var rng = SplitMix64(seed: seed &+ UInt64(item) &* 0x9E37_79B9_7F4A_7C15)
+            // Seed each plane's generator from a hash of (seed, plane): seeding with seed + k·γ (γ
+            // being SplitMix64's own increment) would make plane k+1 plane k shifted by one draw.
+            var mix = SplitMix64(seed: seed ^ (UInt64(item) &* 0xD1B5_4A32_D192_ED03))
+            var rng = SplitMix64(seed: mix.next())
             let p = m.data + item * shape.plane
             for k in 0..<shape.plane { p[k] = rng.nextFloat() < rate ? 0 : keep }
         }

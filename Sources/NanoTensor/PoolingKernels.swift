@@ -18,7 +18,7 @@ public enum PoolingKernels {
     public static func maxPool2x2Backward(x: Tensor, dy: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         let oh = s.h / 2, ow = s.w / 2
-        let dx = Tensor(s, zeroed: false)
+        let dx = Tensor(s)  // zeroed: an odd last row or column gets no gradient
         let xd = x.data, gd = dy.data, dd = dx.data
         pool.parallelFor(s.n * s.c) { item, _ in
             let p = xd + item * s.plane, g = gd + item * oh * ow, d = dd + item * s.plane

@@ -47,7 +47,7 @@ public final class ThreadPool: @unchecked Sendable {
         self.pin = pin
         let cpus = Int(nf_available_cpus())
         for i in 1..<threadCount {
-            let t = Thread { [unowned self] in
+            let t = Thread { [self] in
                 if self.pin && self.threadCount <= cpus { _ = nf_pin_current_thread(Int32(i)) }
                 self.workerLoop(index: i)
             }
@@ -69,7 +69,13 @@ public final class ThreadPool: @unchecked Sendable {
             for i in 0..<count { body(i, 0) }
             return
         }
-        callerLock.lock(); defer { callerLock.unlock() }
+        // A nested or concurrent call (from a worker, or while another loop runs) runs serially
+        // rather than waiting for the pool it is part of.
+        guard callerLock.try() else {
+            for i in 0..<count { body(i, 0) }
+            return
+        }
+        defer { callerLock.unlock() }
         if pin && !callerPinned && Thread.isMainThread {
             _ = nf_pin_current_thread(0)
             callerPinned = true
@@ -111,7 +117,8 @@ public final class ThreadPool: @unchecked Sendable {
             }
             mutex.lock()
             while nf_atomic_load(&generation) == seen && !stopping { mutex.wait() }
-            if stopping { mutex.unlock(); return }
+            // Leave only when no job is waiting for this worker (its caller counts on it).
+            if stopping && nf_atomic_load(&generation) == seen { mutex.unlock(); return }
             seen = nf_atomic_load(&generation)
             let body = job!
             let count = jobCount

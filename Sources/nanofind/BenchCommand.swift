@@ -30,6 +30,9 @@ struct Bench: ParsableCommand {
         let net: UNet
         if let model {
             do { net = try Model.load(URL(fileURLWithPath: model)).network } catch { throw exitWithInputError(error) }
+            guard net.config.inputChannels == 1 else {
+                throw exitWithInputError(ModelFileError(file: model, reason: "bench times one-channel models; this one takes \(net.config.inputChannels) channels"))
+            }
         } else {
             net = UNet(config: .pyNanoFind, seed: 1)
         }

@@ -13,6 +13,9 @@ struct ConvertModel: ParsableCommand {
     @Option(help: "Threshold to record (default: keep the model's).") var threshold: Float?
 
     func run() throws {
+        if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) {
+            throw ValidationError("--threshold must be in [0, 1]")
+        }
         do {
             var model = try Model.load(URL(fileURLWithPath: input))
             if let threshold { model.metadata.threshold = threshold }

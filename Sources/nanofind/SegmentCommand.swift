@@ -32,7 +32,7 @@ struct Segment: ParsableCommand {
             guard (1...256).contains(threads) else { throw ValidationError("--threads must be between 1 and 256") }
             ThreadPool.setSharedThreadCount(threads)
         }
-        if let threshold, !(0...1).contains(threshold) { throw ValidationError("--threshold must be in [0, 1]") }
+        if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
         guard ["model", "none", "median3+max"].contains(preprocess) else {
             throw ValidationError("--preprocess must be 'model', 'none' or 'median3+max'")
         }
@@ -48,10 +48,11 @@ struct Segment: ParsableCommand {
         let recipe = preprocess == "model" ? loaded.metadata.preprocessing : preprocess
         let t = threshold ?? loaded.metadata.threshold
         var failures = 0
+        var usedNames = Set<String>()
         for input in inputs {
             do {
                 try segmentFile(URL(fileURLWithPath: input), engine: engine, network: loaded.network,
-                                recipe: recipe, threshold: t, outURL: outURL)
+                                recipe: recipe, threshold: t, outURL: outURL, usedNames: &usedNames)
             } catch {
                 failures += 1
                 FileHandle.standardError.write(Data(("error: " + String(describing: error) + "\n").utf8))
@@ -60,14 +61,29 @@ struct Segment: ParsableCommand {
         if failures > 0 { throw ExitCode(inputs.count == 1 ? 2 : 1) }
     }
 
-    func segmentFile(_ url: URL, engine: UNetInference, network: UNet, recipe: String, threshold: Float, outURL: URL) throws {
+    func segmentFile(_ url: URL, engine: UNetInference, network: UNet, recipe: String, threshold: Float, outURL: URL,
+                     usedNames: inout Set<String>) throws {
         let images = try MicrographReader.open(url)
         let stem = url.deletingPathExtension().lastPathComponent
-        for (index, image) in images.enumerated() {
-            let shape = Shape(1, 1, image.height, image.width)
-            if let problem = network.validateInput(shape) {
+        // Check every image before writing anything, so a failing file leaves no outputs.
+        let names = images.indices.map { images.count == 1 ? stem : "\(stem)_\($0)" }
+        for (name, image) in zip(names, images) {
+            if let problem = network.validateInput(Shape(1, 1, image.height, image.width)) {
                 throw MicrographError(url: url, reason: problem + " (padding of arbitrary sizes is not supported yet)")
             }
+            // The network keeps about 160 bytes per pixel of activations at once.
+            let (bytes, overflow) = image.width.multipliedReportingOverflow(by: image.height * 160)
+            let budget = Int(ProcessInfo.processInfo.physicalMemory / 2)
+            if overflow || bytes > budget {
+                throw MicrographError(url: url, reason: "image is \(image.width)×\(image.height) pixels; segmenting it whole needs about \(overflow ? Int.max >> 30 : bytes >> 30) GiB, more than half of this machine's memory")
+            }
+            if usedNames.contains(name) {
+                throw MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(name); segment it into another folder")
+            }
+        }
+        var results: [(name: String, prob: [Float], mask: [UInt8], image: Micrograph)] = []
+        for (name, image) in zip(names, images) {
+            let shape = Shape(1, 1, image.height, image.width)
             var pixels = FloatImage(width: image.width, height: image.height, pixels: image.floatFrame(0))
             if recipe == "median3+max" {
                 pixels = minMaxNormalise(medianFilter3x3(pixels))
@@ -76,22 +92,29 @@ struct Segment: ParsableCommand {
             }
             let p = engine.probabilities(Tensor(shape, values: pixels.pixels))
             let prob = Array(UnsafeBufferPointer(start: p.plane(0, 1), count: image.width * image.height))
-            let mask = prob.map { $0 > threshold ? UInt8(255) : 0 }
-            let name = images.count == 1 ? stem : "\(stem)_\(index)"
-            let probURL = outURL.appendingPathComponent("\(name)_prob.npy")
-            let maskURL = outURL.appendingPathComponent("\(name)_mask.png")
-            try NPYFile.write(prob, shape: [image.height, image.width], to: probURL)
-            do {
-                try PNGWriter.writeGrey8(mask, width: image.width, height: image.height, to: maskURL)
-            } catch {
-                try? FileManager.default.removeItem(at: probURL)  // never leave half an output
-                throw error
+            results.append((name, prob, prob.map { $0 > threshold ? UInt8(255) : 0 }, image))
+        }
+        var written: [URL] = []
+        do {
+            for r in results {
+                let probURL = outURL.appendingPathComponent("\(r.name)_prob.npy")
+                let maskURL = outURL.appendingPathComponent("\(r.name)_mask.png")
+                try NPYFile.write(r.prob, shape: [r.image.height, r.image.width], to: probURL)
+                written.append(probURL)
+                try PNGWriter.writeGrey8(r.mask, width: r.image.width, height: r.image.height, to: maskURL)
+                written.append(maskURL)
             }
-            let fraction = Double(mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / Double(mask.count)
-            let scale = image.pixelSize.map { String(format: ", %.4g nm/px", $0.x) } ?? ", uncalibrated"
-            print(String(format: "%@: %d×%d%@, %.1f %% particle (p > %.2f) -> %@, %@",
-                         url.path + (images.count == 1 ? "" : " [\(index)]"), image.width, image.height, scale,
-                         100 * fraction, threshold, probURL.lastPathComponent, maskURL.lastPathComponent))
+        } catch {
+            for w in written { try? FileManager.default.removeItem(at: w) }  // never leave half the outputs
+            throw error
+        }
+        for (index, r) in results.enumerated() {
+            usedNames.insert(r.name)
+            let fraction = Double(r.mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / Double(max(1, r.mask.count))
+            let scale = r.image.pixelSize.map { String(format: ", %.4g nm/px", $0.x) } ?? ", uncalibrated"
+            print(String(format: "%@: %d×%d%@, %.1f %% particle (p > %.2f) -> %@_prob.npy, %@_mask.png",
+                         url.path + (results.count == 1 ? "" : " [\(index)]"), r.image.width, r.image.height, scale,
+                         100 * fraction, threshold, r.name, r.name))
         }
     }
 }

@@ -42,6 +42,23 @@ final class LayerKernelTests: XCTestCase {
         let zeros = a.array.filter { $0 == 0 }.count
         XCTAssertEqual(Double(zeros) / Double(a.count), 0.2, accuracy: 0.03)
         XCTAssertTrue(a.array.allSatisfy { $0 == 0 || $0 == 1.25 })
+        // Planes draw independent masks: plane c+1 must not be plane c shifted by one draw, and
+        // two planes agree on about 0.8² + 0.2² = 68 % of pixels, not all.
+        let plane = 32 * 32
+        var shifted = 0, same = 0
+        for k in 0..<(plane - 1) { if a.data[plane + k] == a.data[k + 1] { shifted += 1 } }
+        for k in 0..<plane { if a.data[plane + k] == a.data[k] { same += 1 } }
+        XCTAssertLessThan(Double(shifted) / Double(plane), 0.8)
+        XCTAssertEqual(Double(same) / Double(plane), 0.68, accuracy: 0.05)
+        XCTAssertNotEqual(ElementwiseKernels.dropoutMask(Shape(2, 3, 32, 32), rate: 0.2, seed: 8).array, a.array)
+    }
+
+    func testMaxPoolBackwardTiesAndOddSizes() {
+        // Ties go to the first maximum in row-major order, as the forward's value.
+        let x = Tensor(Shape(1, 1, 3, 5), values: [2, 2, 1, 0, 9, 2, 2, 3, 3, 9, 7, 7, 7, 7, 7])
+        XCTAssertEqual(PoolingKernels.maxPool2x2(x).array, [2, 3])
+        let dx = PoolingKernels.maxPool2x2Backward(x: x, dy: Tensor(Shape(1, 1, 1, 2), values: [1, 5]))
+        XCTAssertEqual(dx.array, [1, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0], "odd last row and column get no gradient")
     }
 
     func testSoftmaxOverChannels() {
