@@ -56,6 +56,6 @@ let package = Package(
         .testTarget(name: "NanoNetTests", dependencies: ["NanoNet", "NanoTensor", "MicrographIO"]),
         .testTarget(name: "MicrographIOTests", dependencies: ["MicrographIO", "NanoTensor"]),
         .testTarget(name: "PreprocessingTests", dependencies: ["Preprocessing", "MicrographIO"]),
-        .testTarget(name: "CLITests", dependencies: ["MicrographIO"]),
+        .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet"]),
     ]
 )
