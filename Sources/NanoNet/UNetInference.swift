@@ -51,9 +51,7 @@ public final class UNetInference: @unchecked Sendable {
     public func probabilities(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         if s.n == 1 {
-            let z = logits(x, pool: pool)
-            ChannelKernels.softmax(z, into: z, pool: pool)
-            return z
+            return forward(x, fusedHead: config.classes == 2 && config.widths[0] <= 4, pool: pool)
         }
         let out = Tensor(Shape(s.n, config.classes, s.h, s.w), zeroed: false)
         let one = Tensor(Shape(1, s.c, s.h, s.w), zeroed: false)
@@ -67,6 +65,12 @@ public final class UNetInference: @unchecked Sendable {
 
     /// Logits (n, classes, h, w).
     public func logits(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
+        forward(x, fusedHead: false, logitsOnly: true, pool: pool)
+    }
+
+    /// The whole pass. With `fusedHead` the last convolution, the 1×1 head and the softmax run as
+    /// one kernel; otherwise the head writes logits and, unless `logitsOnly`, a softmax follows.
+    private func forward(_ x: Tensor, fusedHead: Bool, logitsOnly: Bool = false, pool: ThreadPool) -> Tensor {
         precondition(model.validateInput(x.shape) == nil, model.validateInput(x.shape) ?? "")
         var skips: [Tensor] = []
         var input = PaddedPlanes.from(x, pool: pool)
@@ -84,8 +88,16 @@ public final class UNetInference: @unchecked Sendable {
             let cat = PaddedPlanes(n: x.shape.n, channels: skip.shape.c + h.shape.c, height: skip.shape.h, width: skip.shape.w)
             cat.fill(from: [.init(skip, .relu), .init(h, .upsample2x)], pool: pool)
             let t = convPadded("\(s)_conv1", cat, relu: true, pool: pool)
+            if k == 0 && fusedHead {
+                let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)
+                Conv3x3.forwardWithSoftmaxHead(t, packed["\(s)_conv2"]!, head: headWeight.array + headBias.array,
+                                               into: probs, pool: pool)
+                return probs
+            }
             h = conv("\(s)_conv2", t, relu: true, pool: pool)
         }
-        return ChannelKernels.conv1x1(h, weights: headWeight.data, bias: headBias.data, cout: config.classes, pool: pool)
+        let z = ChannelKernels.conv1x1(h, weights: headWeight.data, bias: headBias.data, cout: config.classes, pool: pool)
+        if !logitsOnly { ChannelKernels.softmax(z, into: z, pool: pool) }
+        return z
     }
 }

@@ -93,6 +93,66 @@ public enum Conv3x3 {
         }
     }
 
+    /// A U-Net's last 3×3 convolution (at most 4 outputs, ReLU) fused with the 1×1 two-class head
+    /// and its softmax: out[n, 0] and out[n, 1] are the class probabilities. The 4 feature maps
+    /// only ever exist in a 1 KB scratch per 64 pixels, never in memory.
+    /// `head` holds the 1×1 weights w[k][c] (2 × cin-of-head, row-major) then the 2 biases.
+    public static func forwardWithSoftmaxHead(_ input: PaddedPlanes, _ w: PackedWeights, head: [Float],
+                                              into out: Tensor, pool: ThreadPool = .shared) {
+        precondition(w.blocks == 1 && head.count == 2 * w.cout + 2, "fused head needs ≤ 4 features and 2 classes")
+        precondition(out.shape == Shape(input.n, 2, input.height, input.width))
+        let h = input.height, width = input.width, cf = w.cout
+        var hw = [Float](repeating: 0, count: 10)  // zero-padded to 4 features
+        for k in 0..<2 { for c in 0..<cf { hw[k * 4 + c] = head[k * cf + c] } }
+        hw[8] = head[2 * cf]; hw[9] = head[2 * cf + 1]
+        let band = max(1, h / (8 * pool.threadCount))
+        let bands = (h + band - 1) / band
+        let wp = UnsafePointer(w.packed.data), bp = UnsafePointer(w.bias.data)
+        hw.withUnsafeBufferPointer { hbuf in
+            let hp = hbuf.baseAddress!
+            pool.parallelFor(input.n * bands) { item, _ in
+                let i = item / bands, y0 = (item % bands) * band, y1 = min(h, y0 + band)
+                let inBase = UnsafePointer(input.origin(i, 0))
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * 64) { scratchBuffer in
+                    let scratch = scratchBuffer.baseAddress!
+                    for y in y0..<y1 {
+                        let ip = inBase + y * input.rowStride
+                        let p0 = out.plane(i, 0) + y * width, p1 = out.plane(i, 1) + y * width
+                        var x = 0
+                        while x < width {
+                            let n = min(64, width - x)
+                            if n == 64 {
+                                chunk4(ip + x, input.planeStride, input.rowStride, w.cin, wp, bp, scratch, 64, 4, true)
+                            } else {
+                                var v = 0
+                                while v < n {
+                                    chunk1(ip + x + v, input.planeStride, input.rowStride, w.cin, wp, bp, scratch + v, 64, 4,
+                                           min(vectorWidth, n - v), true)
+                                    v += vectorWidth
+                                }
+                            }
+                            var v = 0
+                            while v < n {
+                                let f0 = loadVector(scratch + v), f1 = loadVector(scratch + 64 + v)
+                                let f2 = loadVector(scratch + 128 + v), f3 = loadVector(scratch + 192 + v)
+                                var z0 = FloatVector(repeating: hp[8]), z1 = FloatVector(repeating: hp[9])
+                                z0 = z0.addingProduct(f0, hp[0]).addingProduct(f1, hp[1]).addingProduct(f2, hp[2]).addingProduct(f3, hp[3])
+                                z1 = z1.addingProduct(f0, hp[4]).addingProduct(f1, hp[5]).addingProduct(f2, hp[6]).addingProduct(f3, hp[7])
+                                let e = vectorExp(z0 - z1)
+                                let q1 = 1 / (1 + e)
+                                let lanes = min(vectorWidth, n - v)
+                                storePartial(e * q1, p0 + x + v, lanes)
+                                storePartial(q1, p1 + x + v, lanes)
+                                v += vectorWidth
+                            }
+                            x += 64
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// One output row of one 4-channel block.
     @inline(never)
     static func convRow(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,

@@ -24,3 +24,25 @@ final class FusedOpsAgreementTests: XCTestCase {
         }
     }
 }
+
+/// The inference path's fused last-conv + 1×1 head + softmax kernel against the plain path.
+final class FusedHeadTests: XCTestCase {
+    func testFusedSoftmaxHeadMatchesLogitsThenSoftmax() {
+        for (widths, h, w) in [([3, 5], 8, 40), ([4, 8], 12, 132), ([2, 2], 4, 68)] {
+            let net = UNet(config: UNetConfig(widths: widths, centreWidth: 6), seed: 9)
+            var rng = SplitMix64(seed: 2)
+            for (_, t) in net.namedTensors { for k in 0..<t.count { t.data[k] += 0.1 * rng.nextGaussian() } }
+            for bn in net.norms.values { for k in 0..<bn.channels { bn.runningVariance.data[k] = 0.5 + rng.nextFloat() } }
+            let engine = UNetInference(net)
+            let x = Tensor.randomNormal(Shape(2, 1, h, w), rng: &rng)
+            let fused = engine.probabilities(x)
+            let plain = ChannelKernels.softmax(engine.logits(x))
+            let d = zip(fused.array, plain.array).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(d, 1e-5, "widths \(widths) \(h)x\(w)")
+            // and the autograd path in inference mode agrees too
+            let z = net.forward(Variable(x), tape: Tape(), training: false).value
+            let d2 = zip(ChannelKernels.softmax(z).array, fused.array).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(d2, 1e-4, "widths \(widths) \(h)x\(w) vs tape")
+        }
+    }
+}
