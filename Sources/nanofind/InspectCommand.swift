@@ -19,7 +19,7 @@ struct Inspect: ParsableCommand {
         for path in files {
             let url = URL(fileURLWithPath: path)
             do {
-                let images = try MicrographReader.open(url)
+                let images = try IsolatedReader.open(url)
                 for (index, image) in images.enumerated() {
                     let line = json ? jsonLine(image, file: path, index: index) : textBlock(image, file: path, index: index, of: images.count)
                     FileHandle.standardOutput.write(Data((line + "\n").utf8))

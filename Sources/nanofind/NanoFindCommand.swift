@@ -10,7 +10,7 @@ struct NanoFindCommand: ParsableCommand {
             A U-Net labels every pixel as crystalline particle or amorphous background; NanoFind turns \
             that into masks and probability maps. Run `nanofind help <subcommand>` for details.
             """,
-        subcommands: [Segment.self, Inspect.self, ConvertModel.self, Bench.self]
+        subcommands: [Segment.self, Inspect.self, ConvertModel.self, Bench.self, ReadIsolated.self]
     )
 }
 

@@ -63,7 +63,7 @@ struct Segment: ParsableCommand {
 
     func segmentFile(_ url: URL, engine: UNetInference, network: UNet, recipe: String, threshold: Float, outURL: URL,
                      usedNames: inout Set<String>) throws {
-        let images = try MicrographReader.open(url)
+        let images = try IsolatedReader.open(url)
         let stem = url.deletingPathExtension().lastPathComponent
         // Check every image before writing anything, so a failing file leaves no outputs.
         let names = images.indices.map { images.count == 1 ? stem : "\(stem)_\($0)" }

@@ -46,3 +46,27 @@ final class InspectCommandTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: truncated), before, "inputs are never touched")
     }
 }
+
+/// HDF5 files are read in a child process, so a crash or hang inside libhdf5 becomes one line.
+final class IsolatedReaderTests: XCTestCase {
+    func testCrashingAndHangingReadersAreReportedNotFatal() throws {
+        let emd = CLIRunner.shared.appendingPathComponent("reference/formats/emd/Velox_tem_stack.emd")
+        guard FileManager.default.fileExists(atPath: emd.path) else { throw XCTSkip("../shared is not present") }
+        let ok = try CLIRunner.run(["inspect", "--json", emd.path])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("\"emd-velox\""))
+
+        setenv("NANOFIND_TEST_READER_FAULT", "signal", 1)
+        defer { unsetenv("NANOFIND_TEST_READER_FAULT"); unsetenv("NANOFIND_READ_TIMEOUT") }
+        let crashed = try CLIRunner.run(["inspect", emd.path])
+        XCTAssertEqual(crashed.status, 2)
+        XCTAssertEqual(crashed.stderr.split(separator: "\n").count, 1, crashed.stderr)
+        XCTAssertTrue(crashed.stderr.contains(emd.path) && crashed.stderr.contains("crashed"), crashed.stderr)
+
+        setenv("NANOFIND_TEST_READER_FAULT", "hang", 1)
+        setenv("NANOFIND_READ_TIMEOUT", "1", 1)
+        let hung = try CLIRunner.run(["inspect", emd.path])
+        XCTAssertEqual(hung.status, 2)
+        XCTAssertTrue(hung.stderr.contains("longer than"), hung.stderr)
+    }
+}

@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import MicrographIO
+
+/// Opens micrographs for the CLI. HDF5-based files (EMD) are read in a child process: libhdf5
+/// can crash or loop on some corrupt files inside its C code, which no Swift error handling can
+/// catch, and one bad file must not take down a batch. Other formats are read in-process.
+enum IsolatedReader {
+    /// Seconds a child may take before the file counts as unreadable.
+    static var timeout: TimeInterval {
+        Double(ProcessInfo.processInfo.environment["NANOFIND_READ_TIMEOUT"] ?? "") ?? 120
+    }
+
+    static func open(_ url: URL) throws -> [Micrograph] {
+        let head = try readHead(url)
+        guard MicrographReader.detectFormat(head: head, fileExtension: url.pathExtension) == .emd else {
+            return try MicrographReader.open(url)
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-read-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
+        if !FileManager.default.isExecutableFile(atPath: child.executableURL!.path), let exe = Bundle.main.executableURL {
+            child.executableURL = exe
+        }
+        child.arguments = ["read-isolated", url.path, dir.path]
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=no"  // a crash is reported in one line, not a backtrace
+        child.environment = environment
+        let errPipe = Pipe()
+        child.standardError = errPipe
+        child.standardOutput = FileHandle.nullDevice
+        do { try child.run() } catch { return try MicrographReader.open(url) }  // cannot isolate: read here
+        let deadline = Date().addingTimeInterval(timeout)
+        while child.isRunning && Date() < deadline { usleep(2000) }
+        if child.isRunning {
+            child.terminate(); child.waitUntilExit()
+            throw MicrographError(url: url, reason: "reading took longer than \(Int(timeout)) s (corrupt HDF5 structure?)")
+        }
+        let message = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        if child.terminationReason == .uncaughtSignal {
+            throw MicrographError(url: url, reason: "the HDF5 library crashed reading this file (signal \(child.terminationStatus)); the file is corrupt")
+        }
+        guard child.terminationStatus == 0 else {
+            // The child printed the reader's own one-line error; pass its reason on.
+            let reason = message.components(separatedBy: ": ").dropFirst(2).joined(separator: ": ")
+            throw MicrographError(url: url, reason: reason.isEmpty ? "cannot be read" : reason)
+        }
+        return try ImageBundle.read(from: dir, source: url)
+    }
+
+    static func readHead(_ url: URL) throws -> [UInt8] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+            throw MicrographError(url: url, reason: "no such file")
+        }
+        if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
+        guard let h = FileHandle(forReadingAtPath: url.path) else { throw MicrographError(url: url, reason: "cannot be opened for reading") }
+        defer { try? h.close() }
+        return [UInt8]((try? h.read(upToCount: 1024)) ?? Data())
+    }
+}
+
+/// Micrographs passed from the child to the parent: per image a raw `<i>.bin` with the native
+/// bytes and a `<i>.json` with everything else.
+enum ImageBundle {
+    struct Header: Codable {
+        var width: Int, height: Int, frames: Int, channels: Int
+        var pixelType: PixelType
+        var pixelSize: PixelSize?
+        var storedCalibration: StoredCalibration?
+        var format: String
+        var metadata: MicrographMetadata
+    }
+
+    static func write(_ images: [Micrograph], to dir: URL) throws {
+        for (i, m) in images.enumerated() {
+            let h = Header(width: m.width, height: m.height, frames: m.frames, channels: m.channels, pixelType: m.pixelType,
+                           pixelSize: m.pixelSize, storedCalibration: m.storedCalibration, format: m.format, metadata: m.metadata)
+            try JSONEncoder().encode(h).write(to: dir.appendingPathComponent("\(i).json"))
+            try Data(m.data).write(to: dir.appendingPathComponent("\(i).bin"))
+        }
+    }
+
+    static func read(from dir: URL, source: URL) throws -> [Micrograph] {
+        var out: [Micrograph] = []
+        var i = 0
+        while FileManager.default.fileExists(atPath: dir.appendingPathComponent("\(i).json").path) {
+            let h = try JSONDecoder().decode(Header.self, from: Data(contentsOf: dir.appendingPathComponent("\(i).json")))
+            let data = [UInt8](try Data(contentsOf: dir.appendingPathComponent("\(i).bin")))
+            guard data.count == h.width * h.height * h.frames * h.channels * h.pixelType.byteCount else {
+                throw MicrographError(url: source, reason: "the isolated reader returned inconsistent data")
+            }
+            out.append(Micrograph(width: h.width, height: h.height, frames: h.frames, channels: h.channels,
+                                  pixelType: h.pixelType, data: data, pixelSize: h.pixelSize,
+                                  storedCalibration: h.storedCalibration, format: h.format, metadata: h.metadata, source: source))
+            i += 1
+        }
+        return out
+    }
+}
+
+/// Internal: reads one file and writes its images for `IsolatedReader` (runs in a child process).
+struct ReadIsolated: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "read-isolated", abstract: "Internal: read one micrograph file in a child process.", shouldDisplay: false)
+    @Argument var file: String
+    @Argument var outputFolder: String
+    func run() throws {
+        // Test hook: lets the CLI tests check that a reader dying inside C code is reported.
+        if ProcessInfo.processInfo.environment["NANOFIND_TEST_READER_FAULT"] == "signal" {
+            signal(SIGSEGV, SIG_DFL)  // as a fault inside C code ends: no handler returns
+            raise(SIGSEGV)
+        }
+        if ProcessInfo.processInfo.environment["NANOFIND_TEST_READER_FAULT"] == "hang" { while true { sleep(1) } }
+        do {
+            try ImageBundle.write(MicrographReader.open(URL(fileURLWithPath: file)), to: URL(fileURLWithPath: outputFolder))
+        } catch {
+            throw exitWithInputError(error)
+        }
+    }
+}
