@@ -73,37 +73,34 @@ extension Tape {
         return out
     }
 
-    public func relu(_ x: Variable) -> Variable {
-        let out = output(ElementwiseKernels.relu(x.value, pool: pool), x)
+    /// An op with one input whose gradient is a function of the output gradient alone.
+    private func unary(_ x: Variable, _ y: Tensor, backward: @escaping (Tensor) -> Tensor) -> Variable {
+        let out = output(y, x)
         if out.requiresGrad {
-            record { [pool] in
+            record {
                 guard let g = out.grad else { return }
-                x.accumulate(ElementwiseKernels.reluBackward(x: x.value, dy: g, pool: pool))
+                x.accumulate(backward(g))
             }
         }
         return out
+    }
+
+    public func relu(_ x: Variable) -> Variable {
+        unary(x, ElementwiseKernels.relu(x.value, pool: pool)) { [pool] g in
+            ElementwiseKernels.reluBackward(x: x.value, dy: g, pool: pool)
+        }
     }
 
     public func maxPool2x2(_ x: Variable) -> Variable {
-        let out = output(PoolingKernels.maxPool2x2(x.value, pool: pool), x)
-        if out.requiresGrad {
-            record { [pool] in
-                guard let g = out.grad else { return }
-                x.accumulate(PoolingKernels.maxPool2x2Backward(x: x.value, dy: g, pool: pool))
-            }
+        unary(x, PoolingKernels.maxPool2x2(x.value, pool: pool)) { [pool] g in
+            PoolingKernels.maxPool2x2Backward(x: x.value, dy: g, pool: pool)
         }
-        return out
     }
 
     public func upsample2x(_ x: Variable) -> Variable {
-        let out = output(PoolingKernels.upsample2x(x.value, pool: pool), x)
-        if out.requiresGrad {
-            record { [pool] in
-                guard let g = out.grad else { return }
-                x.accumulate(PoolingKernels.upsample2xBackward(dy: g, pool: pool))
-            }
+        unary(x, PoolingKernels.upsample2x(x.value, pool: pool)) { [pool] g in
+            PoolingKernels.upsample2xBackward(dy: g, pool: pool)
         }
-        return out
     }
 
     /// Channel concatenation, first part first.
@@ -125,14 +122,9 @@ extension Tape {
     public func dropout(_ x: Variable, rate: Float, seed: UInt64) -> Variable {
         if rate <= 0 { return x }
         let mask = ElementwiseKernels.dropoutMask(x.shape, rate: rate, seed: seed, pool: pool)
-        let out = output(ElementwiseKernels.multiply(x.value, mask, pool: pool), x)
-        if out.requiresGrad {
-            record { [pool] in
-                guard let g = out.grad else { return }
-                x.accumulate(ElementwiseKernels.multiply(g, mask, pool: pool))
-            }
+        return unary(x, ElementwiseKernels.multiply(x.value, mask, pool: pool)) { [pool] g in
+            ElementwiseKernels.multiply(g, mask, pool: pool)
         }
-        return out
     }
 
     /// Batch normalisation. Training mode normalises with the batch statistics and updates the
@@ -200,11 +192,7 @@ extension Tape {
             bn.runningVariance.data[k] = bn.momentum * bn.runningVariance.data[k] + (1 - bn.momentum) * variance[k] * unbiased
         }
         let y = Tensor(x.shape, zeroed: false)
-        if fuseReLU {
-            BatchNormKernels.affineReLU(x.value, scale: scale, shift: shift, into: y, pool: pool)
-        } else {
-            BatchNormKernels.affine(x.value, scale: scale, shift: shift, into: y, pool: pool)
-        }
+        BatchNormKernels.affine(x.value, scale: scale, shift: shift, relu: fuseReLU, into: y, pool: pool)
         let out = output(y, x, bn.gamma, bn.beta)
         if out.requiresGrad {
             record { [pool] in

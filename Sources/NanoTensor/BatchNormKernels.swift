@@ -39,15 +39,18 @@ public enum BatchNormKernels {
         return (mean, variance)
     }
 
-    /// y = x · scale[c] + shift[c] (inference BN, or training BN with batch statistics folded in).
-    public static func affine(_ x: Tensor, scale: [Float], shift: [Float], into y: Tensor, pool: ThreadPool = .shared) {
+    /// y = x · scale[c] + shift[c] (inference BN, or training BN with batch statistics folded in),
+    /// followed by max(·, 0) when `relu` (batch norm and ReLU in one pass).
+    public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, into y: Tensor,
+                              pool: ThreadPool = .shared) {
         let s = x.shape
         let xd = x.data, yd = y.data
+        let floor: Float = relu ? 0 : -.infinity
         pool.parallelFor(s.n * s.c) { item, _ in
             let c = item % s.c
             let p = xd + item * s.plane, q = yd + item * s.plane
             let a = scale[c], b = shift[c]
-            for k in 0..<s.plane { q[k] = p[k] * a + b }
+            for k in 0..<s.plane { q[k] = max(p[k] * a + b, floor) }
         }
     }
 
@@ -110,17 +113,5 @@ public enum BatchNormKernels {
             }
         }
         return dx
-    }
-
-    /// y = max(x · scale[c] + shift[c], 0): batch norm and ReLU in one pass.
-    public static func affineReLU(_ x: Tensor, scale: [Float], shift: [Float], into y: Tensor, pool: ThreadPool = .shared) {
-        let s = x.shape
-        let xd = x.data, yd = y.data
-        pool.parallelFor(s.n * s.c) { item, _ in
-            let c = item % s.c
-            let p = xd + item * s.plane, q = yd + item * s.plane
-            let a = scale[c], b = shift[c]
-            for k in 0..<s.plane { q[k] = max(p[k] * a + b, 0) }
-        }
     }
 }
