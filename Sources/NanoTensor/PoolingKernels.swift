@@ -18,7 +18,8 @@ public enum PoolingKernels {
     public static func maxPool2x2Backward(x: Tensor, dy: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         let oh = s.h / 2, ow = s.w / 2
-        let dx = Tensor(s)  // zeroed: an odd last row or column gets no gradient
+        // Every position of each 2×2 window is written; only an odd last row or column needs zeros.
+        let dx = Tensor(s, zeroed: s.h % 2 == 1 || s.w % 2 == 1)
         let xd = x.data, gd = dy.data, dd = dx.data
         pool.parallelFor(s.n * s.c) { item, _ in
             let p = xd + item * s.plane, g = gd + item * oh * ow, d = dd + item * s.plane
