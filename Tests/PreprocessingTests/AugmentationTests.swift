@@ -88,7 +88,6 @@ final class AugmentationTests: XCTestCase {
     /// only where bilinear and nearest sampling disagree at disc edges).
     func testImageAndMaskTransformedIdentically() {
         let mask = discMask(64, 64, cx: 20, cy: 30, r: 9)
-        let pipeline = AugmentationPipeline(config: .paper)
         var rng = SeededRandom(seed: 77)
         for _ in 0..<10 {
             var cfg = AugmentationConfig.paper
@@ -97,7 +96,6 @@ final class AugmentationTests: XCTestCase {
             let agree = zip(BinaryMask(img, threshold: 0.5).values, msk.values).filter { $0 == $1 }.count
             XCTAssertGreaterThan(Double(agree) / 4096, 0.99)
             XCTAssertTrue(msk.isBinary)
-            _ = pipeline
         }
     }
 
