@@ -157,7 +157,7 @@ public final class UNet: @unchecked Sendable {
         }
         // BN and ReLU run as one op here: only the encoder needs its pre-ReLU BN output (for pooling).
         func bnReLU(_ name: String, _ v: Variable) -> Variable {
-            if let observe {
+            if observe != nil {
                 return tape.relu(bn(name, v))  // bn() reports the pre-ReLU output
             }
             return tape.batchNormReLU(v, norms[name]!, training: training)
