@@ -12,6 +12,48 @@ extension Tape {
     /// (nearest) on its way into the convolution's padded input: a U-Net decoder's
     /// upsample + concat + conv without materialising the upsampled map or the concatenation.
     public func conv3x3(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable) -> Variable {
+        let (y, padded) = convForward(parts, weight: weight, bias: bias)
+        let needs = parts.contains { $0.0.requiresGrad } || weight.requiresGrad || bias.requiresGrad
+        let out = Variable(y, requiresGrad: needs)
+        if out.requiresGrad {
+            record { [unowned self] in  // steps run only inside this tape's backward()
+                guard let g = out.grad else { return }
+                self.convBackward(parts, input: padded, outputGradient: PaddedPlanes.from(g, pool: self.pool), weight: weight, bias: bias)
+            }
+        }
+        return out
+    }
+
+    /// Convolution, then batch norm with batch statistics (training), then optionally ReLU, as
+    /// one op: the batch norm's backward writes the convolution's output gradient straight into
+    /// the padded layout its backward kernels read, and the pre-BN map is the only one kept.
+    public func convBatchNorm(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
+                              relu: Bool) -> Variable {
+        let (z, padded) = convForward(parts, weight: conv.weight, bias: conv.bias)
+        let (mean, invStd, scale, shift) = trainingStatistics(z, bn)
+        let y = Tensor(z.shape, zeroed: false)
+        BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, into: y, pool: pool)
+        let needs = parts.contains { $0.0.requiresGrad } || conv.weight.requiresGrad || conv.bias.requiresGrad
+            || bn.gamma.requiresGrad || bn.beta.requiresGrad
+        let out = Variable(y, requiresGrad: needs)
+        if out.requiresGrad {
+            let gamma = bn.gamma.value.array
+            record { [unowned self] in  // steps run only inside this tape's backward()
+                guard let g = out.grad else { return }
+                let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
+                let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
+                BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                          reluAfter: relu, dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
+                if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
+                if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
+                self.convBackward(parts, input: padded, outputGradient: dz, weight: conv.weight, bias: conv.bias)
+            }
+        }
+        return out
+    }
+
+    /// The convolution's output and its padded input (kept for the weight gradient).
+    func convForward(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable) -> (Tensor, PaddedPlanes) {
         let cout = weight.shape.n, cin = weight.shape.c
         let first = parts[0].0.shape
         let h = parts[0].1 == .upsample2x ? first.h * 2 : first.h, w = parts[0].1 == .upsample2x ? first.w * 2 : first.w
@@ -20,38 +62,36 @@ extension Tape {
         let packed = Conv3x3.PackedWeights(oihw: weight.value.data, bias: bias.value.data, cout: cout, cin: cin)
         let y = Tensor(Shape(first.n, cout, h, w), zeroed: false)
         Conv3x3.forward(padded, packed, into: y, pool: pool)
-        let needs = parts.contains { $0.0.requiresGrad } || weight.requiresGrad || bias.requiresGrad
-        let out = Variable(y, requiresGrad: needs)
-        if out.requiresGrad {
-            record { [pool] in
-                guard let g = out.grad else { return }
-                let gp = PaddedPlanes.from(g, pool: pool)
-                if parts.contains(where: { $0.0.requiresGrad }) {
-                    let dx = Tensor(Shape(first.n, cin, h, w), zeroed: false)
-                    Conv3x3.backwardData(gp, weights: .transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin),
-                                         into: dx, pool: pool)
-                    var offset = 0
-                    for (v, transform) in parts {
-                        let c = v.shape.c
-                        defer { offset += c }
-                        guard v.requiresGrad else { continue }
-                        let slice = parts.count == 1 ? dx : ChannelKernels.channels(of: dx, offset: offset, count: c, pool: pool)
-                        switch transform {
-                        case .copy: v.accumulate(slice)
-                        case .relu: v.accumulate(ElementwiseKernels.reluBackward(x: v.value, dy: slice, pool: pool))
-                        case .upsample2x: v.accumulate(PoolingKernels.upsample2xBackward(dy: slice, pool: pool))
-                        }
-                    }
-                }
-                if weight.requiresGrad || bias.requiresGrad {
-                    let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
-                    Conv3x3.backwardWeights(x: padded, dY: gp, dW: dW.data, dB: dB.data, pool: pool)
-                    if weight.requiresGrad { weight.accumulate(dW) }
-                    if bias.requiresGrad { bias.accumulate(dB) }
+        return (y, padded)
+    }
+
+    /// Input, weight and bias gradients of a convolution from its output gradient (padded).
+    func convBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input padded: PaddedPlanes, outputGradient gp: PaddedPlanes,
+                      weight: Variable, bias: Variable) {
+        let cout = weight.shape.n, cin = weight.shape.c
+        if parts.contains(where: { $0.0.requiresGrad }) {
+            let dx = Tensor(Shape(padded.n, cin, padded.height, padded.width), zeroed: false)
+            Conv3x3.backwardData(gp, weights: .transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin),
+                                 into: dx, pool: pool)
+            var offset = 0
+            for (v, transform) in parts {
+                let c = v.shape.c
+                defer { offset += c }
+                guard v.requiresGrad else { continue }
+                let slice = parts.count == 1 ? dx : ChannelKernels.channels(of: dx, offset: offset, count: c, pool: pool)
+                switch transform {
+                case .copy: v.accumulate(slice)
+                case .relu: v.accumulate(ElementwiseKernels.reluBackward(x: v.value, dy: slice, pool: pool))
+                case .upsample2x: v.accumulate(PoolingKernels.upsample2xBackward(dy: slice, pool: pool))
                 }
             }
         }
-        return out
+        if weight.requiresGrad || bias.requiresGrad {
+            let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
+            Conv3x3.backwardWeights(x: padded, dY: gp, dW: dW.data, dB: dB.data, pool: pool)
+            if weight.requiresGrad { weight.accumulate(dW) }
+            if bias.requiresGrad { bias.accumulate(dB) }
+        }
     }
 
     /// 1×1 convolution with bias. `weight` is (cout, cin, 1, 1).
@@ -178,19 +218,7 @@ extension Tape {
             }
             return out
         }
-        let (mean, variance) = BatchNormKernels.statistics(x.value, pool: pool)
-        var invStd = [Float](repeating: 0, count: c), scale = invStd, shift = invStd
-        for k in 0..<c {
-            invStd[k] = 1 / (variance[k] + bn.epsilon).squareRoot()
-            scale[k] = gamma[k] * invStd[k]
-            shift[k] = beta[k] - mean[k] * scale[k]
-        }
-        let m = Float(x.shape.n * x.shape.plane)
-        let unbiased: Float = m > 1 ? m / (m - 1) : 1
-        for k in 0..<c {
-            bn.runningMean.data[k] = bn.momentum * bn.runningMean.data[k] + (1 - bn.momentum) * mean[k]
-            bn.runningVariance.data[k] = bn.momentum * bn.runningVariance.data[k] + (1 - bn.momentum) * variance[k] * unbiased
-        }
+        let (mean, invStd, scale, shift) = trainingStatistics(x.value, bn)
         let y = Tensor(x.shape, zeroed: false)
         BatchNormKernels.affine(x.value, scale: scale, shift: shift, relu: fuseReLU, into: y, pool: pool)
         let out = output(y, x, bn.gamma, bn.beta)
@@ -231,5 +259,29 @@ extension Tape {
             }
         }
         return out
+    }
+}
+
+extension Tape {
+    /// Batch statistics of x for a training-mode batch norm, the folded (scale, shift), and the
+    /// running-average update (Keras: running = momentum · running + (1 − momentum) · batch, with
+    /// the unbiased batch variance, as TensorFlow's fused batch norm does).
+    func trainingStatistics(_ x: Tensor, _ bn: BatchNorm) -> (mean: [Float], invStd: [Float], scale: [Float], shift: [Float]) {
+        let c = x.shape.c
+        precondition(c == bn.channels, "batch norm has \(bn.channels) channels, input \(c)")
+        let (mean, variance) = BatchNormKernels.statistics(x, pool: pool)
+        var invStd = [Float](repeating: 0, count: c), scale = invStd, shift = invStd
+        for k in 0..<c {
+            invStd[k] = 1 / (variance[k] + bn.epsilon).squareRoot()
+            scale[k] = bn.gamma.value.data[k] * invStd[k]
+            shift[k] = bn.beta.value.data[k] - mean[k] * scale[k]
+        }
+        let m = Float(x.shape.n * x.shape.plane)
+        let unbiased: Float = m > 1 ? m / (m - 1) : 1
+        for k in 0..<c {
+            bn.runningMean.data[k] = bn.momentum * bn.runningMean.data[k] + (1 - bn.momentum) * mean[k]
+            bn.runningVariance.data[k] = bn.momentum * bn.runningVariance.data[k] + (1 - bn.momentum) * variance[k] * unbiased
+        }
+        return (mean, invStd, scale, shift)
     }
 }

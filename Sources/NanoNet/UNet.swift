@@ -148,33 +148,34 @@ public final class UNet: @unchecked Sendable {
         func bn(_ name: String, _ v: Variable) -> Variable {
             let y = tape.batchNorm(v, norms[name]!, training: training); observe?(name, y.value); return y
         }
+        // conv → BN (→ ReLU) as one op in training, where only the encoder needs its pre-ReLU BN
+        // output (for pooling); as separate ops when observed or in inference mode.
+        let fuse = training && observe == nil
+        func block(_ convName: String, _ bnName: String, _ parts: [(Variable, PaddedPlanes.Transform)], relu: Bool) -> Variable {
+            let c = convs[convName]!
+            if fuse { return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu) }
+            let z = tape.conv3x3(parts, weight: c.weight, bias: c.bias)
+            observe?(convName, z.value)
+            let y = bn(bnName, z)
+            return relu ? tape.relu(y) : y
+        }
         var skips: [Variable] = []
         var h = x
         for k in 0..<config.depth {
-            let z = bn("down\(k + 1)_bn", conv("down\(k + 1)_conv", h))
-            skips.append(tape.relu(z))
+            let z = block("down\(k + 1)_conv", "down\(k + 1)_bn", [(h, .copy)], relu: false)
+            skips.append(z)  // its ReLU is applied on the way into the decoder's convolution
             h = tape.maxPool2x2(z)
         }
-        // BN and ReLU run as one op here: only the encoder needs its pre-ReLU BN output (for pooling).
-        func bnReLU(_ name: String, _ v: Variable) -> Variable {
-            if observe != nil {
-                return tape.relu(bn(name, v))  // bn() reports the pre-ReLU output
-            }
-            return tape.batchNormReLU(v, norms[name]!, training: training)
-        }
-        h = bnReLU("center1_bn", conv("center1_conv", h))
-        h = bnReLU("center2_bn", conv("center2_conv", h))
+        h = block("center1_conv", "center1_bn", [(h, .copy)], relu: true)
+        h = block("center2_conv", "center2_bn", [(h, .copy)], relu: true)
         for k in stride(from: config.depth - 1, through: 0, by: -1) {
             let s = "up\(k + 1)"
             // Skip first, then the upsampled map: concat and upsampling fused into the conv's input.
-            let c1 = convs["\(s)_conv1"]!
-            let z1 = tape.conv3x3([(skips[k], .copy), (h, .upsample2x)], weight: c1.weight, bias: c1.bias)
-            observe?("\(s)_conv1", z1.value)
-            h = bnReLU("\(s)_bn1", z1)
+            h = block("\(s)_conv1", "\(s)_bn1", [(skips[k], .relu), (h, .upsample2x)], relu: true)
             if training && config.dropout > 0 {
                 h = tape.dropout(h, rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D)
             }
-            h = bnReLU("\(s)_bn2", conv("\(s)_conv2", h))
+            h = block("\(s)_conv2", "\(s)_bn2", [(h, .copy)], relu: true)
         }
         let logits = conv("final_conv", h)
         return logits

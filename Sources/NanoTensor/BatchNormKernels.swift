@@ -63,11 +63,33 @@ public enum BatchNormKernels {
                                 scale: [Float], shift: [Float], reluAfter: Bool = false,
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 pool: ThreadPool = .shared) -> Tensor {
+        let dx = Tensor(x.shape, zeroed: false)
+        backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift, reluAfter: reluAfter,
+                 dGamma: dGamma, dBeta: dBeta, out: dx.data, planeStride: x.shape.plane, rowStride: x.shape.w, pool: pool)
+        return dx
+    }
+
+    /// The same, writing dx into the interior of padded planes: the input gradient of the
+    /// convolution that produced x, ready for its backward kernels without another copy.
+    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
+                                scale: [Float], shift: [Float], reluAfter: Bool = false,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                into dx: PaddedPlanes, pool: ThreadPool = .shared) {
+        precondition(dx.n == x.shape.n && dx.channels == x.shape.c && dx.height == x.shape.h && dx.width == x.shape.w)
+        dx.clearBorders(pool: pool)
+        backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift, reluAfter: reluAfter,
+                 dGamma: dGamma, dBeta: dBeta, out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride,
+                 pool: pool)
+    }
+
+    static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
+                         scale: [Float], shift: [Float], reluAfter: Bool,
+                         dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                         out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, pool: ThreadPool) {
         let s = x.shape
-        let dx = Tensor(s, zeroed: false)
         let m = Float(s.n * s.plane)
         var sumDy = [Double](repeating: 0, count: s.c), sumDyXhat = sumDy
-        let xd = x.data, gd = dy.data, dd = dx.data
+        let xd = x.data, gd = dy.data
         sumDy.withUnsafeMutableBufferPointer { sd in
             sumDyXhat.withUnsafeMutableBufferPointer { sx in
                 let sdp = sd.baseAddress!, sxp = sx.baseAddress!
@@ -101,17 +123,19 @@ public enum BatchNormKernels {
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
         pool.parallelFor(s.n * s.c) { item, _ in
             let c = item % s.c
-            let xp = xd + item * s.plane, gp = gd + item * s.plane, out = dd + item * s.plane
+            let xp = xd + item * s.plane, gp = gd + item * s.plane, outPlane = dd + item * planeStride
             let inv = invStd[c], mu = mean[c]
             let k1 = gamma[c] * inv / m
             let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
             let a = scale[c], b = shift[c]
-            for k in 0..<s.plane {
-                let g = reluAfter && xp[k] * a + b <= 0 ? 0 : gp[k]
-                let xhat = (xp[k] - mu) * inv
-                out[k] = k1 * (m * g - sdy - xhat * sdx)
+            for y in 0..<s.h {
+                let out = outPlane + y * rowStride, r = y * s.w
+                for k in 0..<s.w {
+                    let g = reluAfter && xp[r + k] * a + b <= 0 ? 0 : gp[r + k]
+                    let xhat = (xp[r + k] - mu) * inv
+                    out[k] = k1 * (m * g - sdy - xhat * sdx)
+                }
             }
         }
-        return dx
     }
 }
