@@ -15,6 +15,8 @@ public enum PoolingKernels {
     }
 
     /// Routes each output gradient to the first maximum of its window (row-major order).
+    /// (A vectorised version built on SIMDMask logic measured 2.5× slower: Swift lowered the mask
+    /// operations lane by lane. `PoolingReference` holds the plain twin.)
     public static func maxPool2x2Backward(x: Tensor, dy: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         let oh = s.h / 2, ow = s.w / 2

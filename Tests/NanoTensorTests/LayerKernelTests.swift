@@ -53,6 +53,18 @@ final class LayerKernelTests: XCTestCase {
         XCTAssertNotEqual(ElementwiseKernels.dropoutMask(Shape(2, 3, 32, 32), rate: 0.2, seed: 8).array, a.array)
     }
 
+    func testVectorisedMaxPoolBackwardMatchesReference() {
+        var rng = SplitMix64(seed: 31)
+        for (h, w) in [(2, 2), (4, 6), (6, 34), (5, 33), (8, 64), (3, 130), (2, 18), (4, 16)] {
+            // Values from a small set, so windows often tie.
+            let x = Tensor(Shape(2, 3, h, w))
+            for k in 0..<x.count { x.data[k] = Float(rng.next() % 4) }
+            let dy = Tensor.randomNormal(Shape(2, 3, h / 2, w / 2), rng: &rng)
+            XCTAssertEqual(PoolingKernels.maxPool2x2Backward(x: x, dy: dy).array,
+                           PoolingReference.maxPool2x2Backward(x: x, dy: dy).array, "\(h)x\(w)")
+        }
+    }
+
     func testMaxPoolBackwardTiesAndOddSizes() {
         // Ties go to the first maximum in row-major order, as the forward's value.
         let x = Tensor(Shape(1, 1, 3, 5), values: [2, 2, 1, 0, 9, 2, 2, 3, 3, 9, 7, 7, 7, 7, 7])
