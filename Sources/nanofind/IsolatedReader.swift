@@ -20,10 +20,7 @@ enum IsolatedReader {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let child = Process()
-        child.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
-        if !FileManager.default.isExecutableFile(atPath: child.executableURL!.path), let exe = Bundle.main.executableURL {
-            child.executableURL = exe
-        }
+        child.executableURL = selfExecutable()
         child.arguments = ["read-isolated", url.path, dir.path]
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"  // a crash is reported in one line, not a backtrace
@@ -49,6 +46,14 @@ enum IsolatedReader {
             throw MicrographError(url: url, reason: reason.isEmpty ? "cannot be read" : reason)
         }
         return try ImageBundle.read(from: dir, source: url)
+    }
+
+    /// This program's own executable (found whether it was started by path or through PATH).
+    static func selfExecutable() -> URL {
+        let procSelf = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        if procSelf.path != "/proc/self/exe", FileManager.default.isExecutableFile(atPath: procSelf.path) { return procSelf }
+        if let exe = Bundle.main.executableURL, FileManager.default.isExecutableFile(atPath: exe.path) { return exe }
+        return URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
     }
 
     static func readHead(_ url: URL) throws -> [UInt8] {
