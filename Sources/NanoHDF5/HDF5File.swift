@@ -64,16 +64,23 @@ public struct HDF5Group: Sendable {
     public let file: HDF5File
     public let path: String
 
-    func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
-
-    /// Names of the group's direct children (groups and datasets), in the file's index order.
-    public func childNames() throws -> [String] {
+    /// Runs `body` with the group open and its info read, under the library lock.
+    func withOpenGroup<T>(_ body: (hid_t, H5G_info_t) throws -> T) throws -> T {
         try file.locked {
             let gid = H5Gopen2(file.id, path, nf_h5p_default())
             guard gid >= 0 else { throw file.fail("cannot open group \(path)") }
             defer { H5Gclose(gid) }
             var info = H5G_info_t()
             guard H5Gget_info(gid, &info) >= 0 else { throw file.fail("cannot read group \(path)") }
+            return try body(gid, info)
+        }
+    }
+
+    func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
+
+    /// Names of the group's direct children (groups and datasets), in the file's index order.
+    public func childNames() throws -> [String] {
+        try withOpenGroup { gid, info in
             guard info.nlinks < 1_000_000 else { throw file.fail("group \(path) claims \(info.nlinks) members") }
             var names: [String] = []
             for i in 0..<info.nlinks {
