@@ -69,21 +69,23 @@ extension Tape {
     func convBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input padded: PaddedPlanes, outputGradient gp: PaddedPlanes,
                       weight: Variable, bias: Variable) {
         let cout = weight.shape.n, cin = weight.shape.c
-        if parts.contains(where: { $0.0.requiresGrad }) {
-            let dx = Tensor(Shape(padded.n, cin, padded.height, padded.width), zeroed: false)
-            Conv3x3.backwardData(gp, weights: .transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin),
+        // Each part's gradient comes from the weights of its own input channels, so a
+        // concatenated input's gradient is never materialised and split.
+        var offset = 0
+        for (v, transform) in parts {
+            let c = v.shape.c
+            defer { offset += c }
+            guard v.requiresGrad else { continue }
+            let dx = Tensor(Shape(padded.n, c, padded.height, padded.width), zeroed: false)
+            Conv3x3.backwardData(gp, weights: .transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin,
+                                                                 inputChannels: offset..<(offset + c)),
                                  into: dx, pool: pool)
-            var offset = 0
-            for (v, transform) in parts {
-                let c = v.shape.c
-                defer { offset += c }
-                guard v.requiresGrad else { continue }
-                let slice = parts.count == 1 ? dx : ChannelKernels.channels(of: dx, offset: offset, count: c, pool: pool)
-                switch transform {
-                case .copy: v.accumulate(slice)
-                case .relu: v.accumulate(ElementwiseKernels.reluBackward(x: v.value, dy: slice, pool: pool))
-                case .upsample2x: v.accumulate(PoolingKernels.upsample2xBackward(dy: slice, pool: pool))
-                }
+            switch transform {
+            case .copy: v.accumulate(dx)
+            case .relu:
+                ElementwiseKernels.reluBackward(x: v.value, dy: dx, into: dx, pool: pool)
+                v.accumulate(dx)
+            case .upsample2x: v.accumulate(PoolingKernels.upsample2xBackward(dy: dx, pool: pool))
             }
         }
         if weight.requiresGrad || bias.requiresGrad {
@@ -132,9 +134,19 @@ extension Tape {
     }
 
     public func maxPool2x2(_ x: Variable) -> Variable {
-        unary(x, PoolingKernels.maxPool2x2(x.value, pool: pool)) { [pool] g in
-            PoolingKernels.maxPool2x2Backward(x: x.value, dy: g, pool: pool)
+        let out = output(PoolingKernels.maxPool2x2(x.value, pool: pool), x)
+        if out.requiresGrad {
+            record { [pool] in
+                guard let g = out.grad else { return }
+                // A U-Net's skip map already holds the decoder's gradient: add into it in place.
+                if let existing = x.grad {
+                    PoolingKernels.maxPool2x2Backward(x: x.value, dy: g, addingInto: existing, pool: pool)
+                } else {
+                    x.accumulate(PoolingKernels.maxPool2x2Backward(x: x.value, dy: g, pool: pool))
+                }
+            }
         }
+        return out
     }
 
     public func upsample2x(_ x: Variable) -> Variable {

@@ -50,7 +50,10 @@ public enum BatchNormKernels {
             let c = item % s.c
             let p = xd + item * s.plane, q = yd + item * s.plane
             let a = scale[c], b = shift[c]
-            for k in 0..<s.plane { q[k] = max(p[k] * a + b, floor) }
+            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b), floorV = FloatVector(repeating: floor)
+            var k = 0
+            while k + vectorWidth <= s.plane { storeVector(vmax(loadVector(p + k) * aV + bV, floorV), q + k); k += vectorWidth }
+            while k < s.plane { q[k] = max(p[k] * a + b, floor); k += 1 }
         }
     }
 
@@ -128,12 +131,25 @@ public enum BatchNormKernels {
             let k1 = gamma[c] * inv / m
             let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
             let a = scale[c], b = shift[c]
+            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b), muV = FloatVector(repeating: mu)
+            let invV = FloatVector(repeating: inv), k1V = FloatVector(repeating: k1), mV = FloatVector(repeating: m)
+            let sdyV = FloatVector(repeating: sdy), sdxV = FloatVector(repeating: sdx)
             for y in 0..<s.h {
-                let out = outPlane + y * rowStride, r = y * s.w
-                for k in 0..<s.w {
-                    let g = reluAfter && xp[r + k] * a + b <= 0 ? 0 : gp[r + k]
-                    let xhat = (xp[r + k] - mu) * inv
-                    out[k] = k1 * (m * g - sdy - xhat * sdx)
+                let out = outPlane + y * rowStride, xr = xp + y * s.w, gr = gp + y * s.w
+                var k = 0
+                while k + vectorWidth <= s.w {
+                    let xv = loadVector(xr + k)
+                    var g = loadVector(gr + k)
+                    if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
+                    let xhat = (xv - muV) * invV
+                    storeVector(k1V * ((mV * g - sdyV) - xhat * sdxV), out + k)
+                    k += vectorWidth
+                }
+                while k < s.w {
+                    let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gr[k]
+                    let xhat = (xr[k] - mu) * inv
+                    out[k] = k1 * ((m * g - sdy) - xhat * sdx)
+                    k += 1
                 }
             }
         }

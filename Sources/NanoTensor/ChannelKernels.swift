@@ -130,7 +130,7 @@ public enum ChannelKernels {
                     storeVector(inv, y.plane(i, 1) + k)
                 } else {
                     var m = loadVector(z.plane(i, 0) + k)
-                    for c in 1..<s.c { m = pointwiseMax(m, loadVector(z.plane(i, c) + k)) }
+                    for c in 1..<s.c { m = vmax(m, loadVector(z.plane(i, c) + k)) }
                     var sum = FloatVector.zero
                     for c in 0..<s.c {
                         let e = vectorExp(loadVector(z.plane(i, c) + k) - m)

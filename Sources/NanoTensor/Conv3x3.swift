@@ -35,13 +35,22 @@ public enum Conv3x3 {
 
         /// Weights for the input gradient: w'[c][o][ky][kx] = w[o][c][2-ky][2-kx], no bias.
         public static func transposedFlipped(oihw w: UnsafePointer<Float>, cout: Int, cin: Int) -> PackedWeights {
-            let t = Tensor(Shape(1, 1, 1, cout * cin * 9))
+            transposedFlipped(oihw: w, cout: cout, cin: cin, inputChannels: 0..<cin)
+        }
+
+        /// The same for a range of the input channels only: the backward pass of one part of a
+        /// concatenated input, written to that part's own gradient without a split copy.
+        public static func transposedFlipped(oihw w: UnsafePointer<Float>, cout: Int, cin: Int,
+                                             inputChannels: Range<Int>) -> PackedWeights {
+            precondition(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= cin, "input channels \(inputChannels) of \(cin)")
+            let part = inputChannels.count
+            let t = Tensor(Shape(1, 1, 1, cout * part * 9))
             for o in 0..<cout {
-                for c in 0..<cin {
-                    for k in 0..<9 { t.data[(c * cout + o) * 9 + (8 - k)] = w[(o * cin + c) * 9 + k] }
+                for (j, c) in inputChannels.enumerated() {
+                    for k in 0..<9 { t.data[(j * cout + o) * 9 + (8 - k)] = w[(o * cin + c) * 9 + k] }
                 }
             }
-            return PackedWeights(oihw: t.data, bias: nil, cout: cin, cin: cout)
+            return PackedWeights(oihw: t.data, bias: nil, cout: part, cin: cout)
         }
     }
 
@@ -208,10 +217,10 @@ public enum Conv3x3 {
         }
         if relu {
             let z = FloatVector.zero
-            a00 = pointwiseMax(a00, z); a01 = pointwiseMax(a01, z); a02 = pointwiseMax(a02, z); a03 = pointwiseMax(a03, z)
-            a10 = pointwiseMax(a10, z); a11 = pointwiseMax(a11, z); a12 = pointwiseMax(a12, z); a13 = pointwiseMax(a13, z)
-            a20 = pointwiseMax(a20, z); a21 = pointwiseMax(a21, z); a22 = pointwiseMax(a22, z); a23 = pointwiseMax(a23, z)
-            a30 = pointwiseMax(a30, z); a31 = pointwiseMax(a31, z); a32 = pointwiseMax(a32, z); a33 = pointwiseMax(a33, z)
+            a00 = vmax(a00, z); a01 = vmax(a01, z); a02 = vmax(a02, z); a03 = vmax(a03, z)
+            a10 = vmax(a10, z); a11 = vmax(a11, z); a12 = vmax(a12, z); a13 = vmax(a13, z)
+            a20 = vmax(a20, z); a21 = vmax(a21, z); a22 = vmax(a22, z); a23 = vmax(a23, z)
+            a30 = vmax(a30, z); a31 = vmax(a31, z); a32 = vmax(a32, z); a33 = vmax(a33, z)
         }
         storeVector(a00, out); storeVector(a01, out + vw); storeVector(a02, out + 2 * vw); storeVector(a03, out + 3 * vw)
         if nValid > 1 {
@@ -254,8 +263,8 @@ public enum Conv3x3 {
             ip += ps
         }
         if relu {
-            a0 = pointwiseMax(a0, .zero); a1 = pointwiseMax(a1, .zero)
-            a2 = pointwiseMax(a2, .zero); a3 = pointwiseMax(a3, .zero)
+            a0 = vmax(a0, .zero); a1 = vmax(a1, .zero)
+            a2 = vmax(a2, .zero); a3 = vmax(a3, .zero)
         }
         storePartial(a0, out, lanes)
         if nValid > 1 { storePartial(a1, out + os, lanes) }

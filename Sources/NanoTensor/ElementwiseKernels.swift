@@ -10,9 +10,22 @@ public enum ElementwiseKernels {
     /// dx = dy where x > 0.
     public static func reluBackward(x: Tensor, dy: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let dx = Tensor(x.shape, zeroed: false)
-        let xp = x.data, gp = dy.data, dp = dx.data
-        chunks(x.count, pool) { lo, hi in for k in lo..<hi { dp[k] = xp[k] > 0 ? gp[k] : 0 } }
+        reluBackward(x: x, dy: dy, into: dx, pool: pool)
         return dx
+    }
+
+    /// The same into `dx`, which may be `dy` itself (masking the gradient in place).
+    public static func reluBackward(x: Tensor, dy: Tensor, into dx: Tensor, pool: ThreadPool = .shared) {
+        precondition(x.count == dy.count && dx.count == dy.count, "relu gradient \(dy.shape) for \(x.shape)")
+        let xp = x.data, gp = dy.data, dp = dx.data
+        chunks(x.count, pool) { lo, hi in
+            var k = lo
+            while k + vectorWidth <= hi {
+                storeVector(FloatVector.zero.replacing(with: loadVector(gp + k), where: loadVector(xp + k) .> 0), dp + k)
+                k += vectorWidth
+            }
+            while k < hi { dp[k] = xp[k] > 0 ? gp[k] : 0; k += 1 }
+        }
     }
 
     /// Inverted dropout mask: 0 with probability `rate`, else 1 / (1 − rate). Deterministic for a

@@ -78,14 +78,16 @@ public final class PaddedPlanes: @unchecked Sendable {
                 case .relu:
                     let s = inPlane + y * w
                     var x = 0
-                    while x + vw <= w { storeVector(pointwiseMax(loadVector(s + x), .zero), dst + x); x += vw }
+                    while x + vw <= w { storeVector(vmax(loadVector(s + x), .zero), dst + x); x += vw }
                     while x < w { dst[x] = max(s[x], 0); x += 1 }
                 case .upsample2x:
                     if y % 2 == 1 {
                         dst.update(from: dst - rs, count: w)  // same as the row above
                     } else {
                         let s = inPlane + (y / 2) * (w / 2)
-                        for x in 0..<(w / 2) { let v = s[x]; dst[2 * x] = v; dst[2 * x + 1] = v }
+                        var x = 0
+                        while 2 * x + vw <= w { storeVector(duplicateLanes(loadHalfVector(s + x)), dst + 2 * x); x += vw / 2 }
+                        while x < w / 2 { let v = s[x]; dst[2 * x] = v; dst[2 * x + 1] = v; x += 1 }
                     }
                 }
             }

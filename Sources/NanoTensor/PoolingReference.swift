@@ -1,4 +1,4 @@
-/// Plain twin of the vectorised max-pool backward kernel, for the tests.
+/// Plain twins of the vectorised pooling, upsampling and ReLU backward kernels, for the tests.
 public enum PoolingReference {
     /// Each output gradient goes to the first maximum of its 2×2 window in row-major order.
     public static func maxPool2x2Backward(x: Tensor, dy: Tensor) -> Tensor {
@@ -11,5 +11,21 @@ public enum PoolingReference {
             dx[i, c, best.0, best.1] = dy[i, c, r, k]
         } } } }
         return dx
+    }
+
+    /// Each input pixel's gradient is the sum of its 2×2 block of the upsampled gradient.
+    public static func upsample2xBackward(dy: Tensor) -> Tensor {
+        let s = dy.shape
+        let dx = Tensor(Shape(s.n, s.c, s.h / 2, s.w / 2))
+        for i in 0..<s.n { for c in 0..<s.c { for r in 0..<(s.h / 2) { for k in 0..<(s.w / 2) {
+            dx[i, c, r, k] = (dy[i, c, 2 * r, 2 * k] + dy[i, c, 2 * r, 2 * k + 1])
+                + (dy[i, c, 2 * r + 1, 2 * k] + dy[i, c, 2 * r + 1, 2 * k + 1])
+        } } } }
+        return dx
+    }
+
+    /// dx = dy where x > 0, else 0.
+    public static func reluBackward(x: Tensor, dy: Tensor) -> Tensor {
+        Tensor(x.shape, values: zip(x.array, dy.array).map { $0 > 0 ? $1 : 0 })
     }
 }

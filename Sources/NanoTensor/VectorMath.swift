@@ -2,7 +2,8 @@
 /// for exp(r) and the exponent bits for 2ⁿ. Relative error below 3e-7 on [-87, 88]; inputs
 /// beyond are clamped (exp(−87) ≈ 1.6e-38 and exp(88) ≈ 1.7e38).
 @inline(__always) public func vectorExp(_ x: FloatVector) -> FloatVector {
-    let xc = pointwiseMin(pointwiseMax(x, FloatVector(repeating: -87)), FloatVector(repeating: 88))
+    let lo = vmax(x, FloatVector(repeating: -87)), hi = FloatVector(repeating: 88)
+    let xc = lo.replacing(with: hi, where: hi .< lo)
     let n = (xc * 1.442_695_04).rounded(.toNearestOrEven)
     var r = xc - n * 0.693_145_751_953_125   // ln2 high part (exact in float)
     r = r - n * 1.428_606_765_330_187e-06    // ln2 low part

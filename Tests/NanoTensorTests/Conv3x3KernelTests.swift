@@ -43,6 +43,22 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    func testBackwardDataOfAChannelRangeMatchesThoseChannelsOfTheReference() {
+        var rng = SplitMix64(seed: 21)
+        for (n, cin, cout, h, w) in [(2, 12, 4, 9, 21), (1, 7, 5, 16, 33), (2, 24, 8, 8, 8)] {
+            let dy = Tensor.randomNormal(Shape(n, cout, h, w), rng: &rng)
+            let wt = Tensor.randomNormal(Shape(cout, cin, 3, 3), rng: &rng)
+            let ref = Conv3x3Reference.backwardData(dy, weights: wt.array, cin: cin)
+            for range in [0..<(cin / 3), (cin / 3)..<cin, 1..<2] {
+                let dx = Tensor(Shape(n, range.count, h, w))
+                Conv3x3.backwardData(PaddedPlanes.from(dy), weights: .transposedFlipped(oihw: wt.data, cout: cout, cin: cin,
+                                                                                        inputChannels: range), into: dx)
+                let expected = ChannelKernels.channels(of: ref, offset: range.lowerBound, count: range.count)
+                XCTAssertLessThan(maxAbsDiff(dx.array, expected.array), 1e-4, "channels \(range) of \(cin)->\(cout) \(h)x\(w)")
+            }
+        }
+    }
+
     func testBackwardWeightsMatchesReference() {
         var rng = SplitMix64(seed: 3)
         for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {

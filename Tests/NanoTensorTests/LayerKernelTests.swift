@@ -65,6 +65,33 @@ final class LayerKernelTests: XCTestCase {
         }
     }
 
+    func testMaxPoolBackwardAddingIntoAnExistingGradient() {
+        var rng = SplitMix64(seed: 32)
+        for (h, w) in [(4, 6), (5, 33), (8, 64), (2, 34)] {
+            let x = Tensor(Shape(2, 3, h, w))
+            for k in 0..<x.count { x.data[k] = Float(rng.next() % 4) }
+            let dy = Tensor.randomNormal(Shape(2, 3, h / 2, w / 2), rng: &rng)
+            let existing = Tensor.randomNormal(x.shape, rng: &rng)
+            let expected = zip(existing.array, PoolingReference.maxPool2x2Backward(x: x, dy: dy).array).map { $0 + $1 }
+            PoolingKernels.maxPool2x2Backward(x: x, dy: dy, addingInto: existing)
+            XCTAssertEqual(existing.array, expected, "\(h)x\(w)")
+        }
+    }
+
+    func testVectorisedUpsampleAndReLUBackwardMatchReference() {
+        var rng = SplitMix64(seed: 33)
+        for (h, w) in [(2, 2), (4, 6), (6, 34), (8, 64), (2, 66), (4, 32)] {
+            let dy = Tensor.randomNormal(Shape(2, 3, h, w), rng: &rng)
+            XCTAssertEqual(PoolingKernels.upsample2xBackward(dy: dy).array,
+                           PoolingReference.upsample2xBackward(dy: dy).array, "\(h)x\(w)")
+            let x = Tensor.randomNormal(Shape(2, 3, h, w + 1), rng: &rng)
+            for k in stride(from: 0, to: x.count, by: 7) { x.data[k] = 0 }  // exact zeros get no gradient
+            let g = Tensor.randomNormal(x.shape, rng: &rng)
+            XCTAssertEqual(ElementwiseKernels.reluBackward(x: x, dy: g).array,
+                           PoolingReference.reluBackward(x: x, dy: g).array, "\(h)x\(w + 1)")
+        }
+    }
+
     func testMaxPoolBackwardTiesAndOddSizes() {
         // Ties go to the first maximum in row-major order, as the forward's value.
         let x = Tensor(Shape(1, 1, 3, 5), values: [2, 2, 1, 0, 9, 2, 2, 3, 3, 9, 7, 7, 7, 7, 7])
