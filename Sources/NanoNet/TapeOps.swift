@@ -24,15 +24,17 @@ extension Tape {
         return out
     }
 
-    /// Convolution, then batch norm with batch statistics (training), then optionally ReLU, as
-    /// one op: the batch norm's backward writes the convolution's output gradient straight into
-    /// the padded layout its backward kernels read, and the pre-BN map is the only one kept.
+    /// Convolution, then batch norm with batch statistics (training), then optionally ReLU and
+    /// inverted dropout, as one op: the batch norm's backward writes the convolution's output
+    /// gradient straight into the padded layout its backward kernels read, the pre-BN map is the
+    /// only one kept, and the ReLU and dropout masks are recomputed rather than stored.
     public func convBatchNorm(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
-                              relu: Bool) -> Variable {
+                              relu: Bool, dropout: DropoutMask? = nil) -> Variable {
         let (z, padded) = convForward(parts, weight: conv.weight, bias: conv.bias)
         let (mean, invStd, scale, shift) = trainingStatistics(z, bn)
         let y = Tensor(z.shape, zeroed: false)
-        BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, into: y, pool: pool)
+        let dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
+        BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, pool: pool)
         let needs = parts.contains { $0.0.requiresGrad } || conv.weight.requiresGrad || conv.bias.requiresGrad
             || bn.gamma.requiresGrad || bn.beta.requiresGrad
         let out = Variable(y, requiresGrad: needs)
@@ -43,7 +45,7 @@ extension Tape {
                 let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
                 let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
                 BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                          reluAfter: relu, dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
+                                          reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
                 if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
                 if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
                 self.convBackward(parts, input: padded, outputGradient: dz, weight: conv.weight, bias: conv.bias)
@@ -173,6 +175,7 @@ extension Tape {
     /// 1/(1−rate). Deterministic for a seed.
     public func dropout(_ x: Variable, rate: Float, seed: UInt64) -> Variable {
         if rate <= 0 { return x }
+        // The same mask as `DropoutMask(rate:seed:)` inside `convBatchNorm`, here as a tensor.
         let mask = ElementwiseKernels.dropoutMask(x.shape, rate: rate, seed: seed, pool: pool)
         return unary(x, ElementwiseKernels.multiply(x.value, mask, pool: pool)) { [pool] g in
             ElementwiseKernels.multiply(g, mask, pool: pool)

@@ -151,13 +151,16 @@ public final class UNet: @unchecked Sendable {
         // conv → BN (→ ReLU) as one op in training, where only the encoder needs its pre-ReLU BN
         // output (for pooling); as separate ops when observed or in inference mode.
         let fuse = training && observe == nil
-        func block(_ convName: String, _ bnName: String, _ parts: [(Variable, PaddedPlanes.Transform)], relu: Bool) -> Variable {
+        func block(_ convName: String, _ bnName: String, _ parts: [(Variable, PaddedPlanes.Transform)], relu: Bool,
+                   dropout: DropoutMask? = nil) -> Variable {
             let c = convs[convName]!
-            if fuse { return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu) }
+            if fuse { return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu, dropout: dropout) }
             let z = tape.conv3x3(parts, weight: c.weight, bias: c.bias)
             observe?(convName, z.value)
             let y = bn(bnName, z)
-            return relu ? tape.relu(y) : y
+            let r = relu ? tape.relu(y) : y
+            guard let d = dropout else { return r }
+            return tape.dropout(r, rate: d.rate, seed: d.seed)
         }
         var skips: [Variable] = []
         var h = x
@@ -171,10 +174,9 @@ public final class UNet: @unchecked Sendable {
         for k in stride(from: config.depth - 1, through: 0, by: -1) {
             let s = "up\(k + 1)"
             // Skip first, then the upsampled map: concat and upsampling fused into the conv's input.
-            h = block("\(s)_conv1", "\(s)_bn1", [(skips[k], .relu), (h, .upsample2x)], relu: true)
-            if training && config.dropout > 0 {
-                h = tape.dropout(h, rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D)
-            }
+            let dropout = training && config.dropout > 0
+                ? DropoutMask(rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D) : nil
+            h = block("\(s)_conv1", "\(s)_bn1", [(skips[k], .relu), (h, .upsample2x)], relu: true, dropout: dropout)
             h = block("\(s)_conv2", "\(s)_bn2", [(h, .copy)], relu: true)
         }
         let logits = conv("final_conv", h)

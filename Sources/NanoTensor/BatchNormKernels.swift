@@ -41,55 +41,72 @@ public enum BatchNormKernels {
 
     /// y = x · scale[c] + shift[c] (inference BN, or training BN with batch statistics folded in),
     /// followed by max(·, 0) when `relu` (batch norm and ReLU in one pass).
-    public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, into y: Tensor,
-                              pool: ThreadPool = .shared) {
+    /// With `dropout`, the result then goes through inverted dropout (batch norm, ReLU and
+    /// dropout in one pass; the mask is recomputed, never stored).
+    public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, dropout: DropoutMask? = nil,
+                              into y: Tensor, pool: ThreadPool = .shared) {
         let s = x.shape
+        precondition(y.shape == s, "affine output \(y.shape) for \(s)")
         let xd = x.data, yd = y.data
         let floor: Float = relu ? 0 : -.infinity
+        let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         pool.parallelFor(s.n * s.c) { item, _ in
             let c = item % s.c
             let p = xd + item * s.plane, q = yd + item * s.plane
             let a = scale[c], b = shift[c]
             let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b), floorV = FloatVector(repeating: floor)
+            let key = drop ? mask.planeKey(item) : 0
             var k = 0
-            while k + vectorWidth <= s.plane { storeVector(vmax(loadVector(p + k) * aV + bV, floorV), q + k); k += vectorWidth }
-            while k < s.plane { q[k] = max(p[k] * a + b, floor); k += 1 }
+            while k + vectorWidth <= s.plane {
+                var v = vmax(loadVector(p + k) * aV + bV, floorV)
+                if drop { v = mask.apply(v, key: key, vectorAt: k) }
+                storeVector(v, q + k)
+                k += vectorWidth
+            }
+            while k < s.plane {
+                let v = max(p[k] * a + b, floor)
+                q[k] = drop ? mask.apply(v, key: key, index: k) : v
+                k += 1
+            }
         }
     }
 
     /// Gradients of y = γ (x − μ) / σ + β with batch statistics μ, σ = sqrt(var + ε), or, with
     /// `reluAfter`, of max(that, 0) (the ReLU's mask is recomputed from x, so the BN output need
-    /// not be kept). Returns dx and accumulates dγ, dβ.
+    /// not be kept). With `dropout` as well, of dropout(max(that, 0)), the mask recomputed too.
+    /// Returns dx and accumulates dγ, dβ.
     /// `scale` and `shift` are the forward's y = scale · x + shift, so the recomputed ReLU mask
     /// matches the forward bit for bit.
     public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
-                                scale: [Float], shift: [Float], reluAfter: Bool = false,
+                                scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 pool: ThreadPool = .shared) -> Tensor {
         let dx = Tensor(x.shape, zeroed: false)
         backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift, reluAfter: reluAfter,
-                 dGamma: dGamma, dBeta: dBeta, out: dx.data, planeStride: x.shape.plane, rowStride: x.shape.w, pool: pool)
+                 dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dx.data, planeStride: x.shape.plane, rowStride: x.shape.w, pool: pool)
         return dx
     }
 
     /// The same, writing dx into the interior of padded planes: the input gradient of the
     /// convolution that produced x, ready for its backward kernels without another copy.
     public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
-                                scale: [Float], shift: [Float], reluAfter: Bool = false,
+                                scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 into dx: PaddedPlanes, pool: ThreadPool = .shared) {
         precondition(dx.n == x.shape.n && dx.channels == x.shape.c && dx.height == x.shape.h && dx.width == x.shape.w)
         dx.clearBorders(pool: pool)
         backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift, reluAfter: reluAfter,
-                 dGamma: dGamma, dBeta: dBeta, out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride,
+                 dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride,
                  pool: pool)
     }
 
     static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
-                         scale: [Float], shift: [Float], reluAfter: Bool,
+                         scale: [Float], shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
                          dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                          out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, pool: ThreadPool) {
         let s = x.shape
+        precondition(dy.shape == s, "batch-norm output gradient \(dy.shape) for \(s)")
+        let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         let m = Float(s.n * s.plane)
         var sumDy = [Double](repeating: 0, count: s.c), sumDyXhat = sumDy
         let xd = x.data, gd = dy.data
@@ -103,17 +120,19 @@ public enum BatchNormKernels {
                     let shiftV = FloatVector(repeating: shift[c])
                     for i in 0..<s.n {
                         let xp = xd + (i * s.c + c) * s.plane, gp = gd + (i * s.c + c) * s.plane
+                        let key = drop ? mask.planeKey(i * s.c + c) : 0
                         var va = FloatVector.zero, vb = FloatVector.zero, k = 0
                         while k + vectorWidth <= s.plane {
                             let xv = loadVector(xp + k)
                             var g = loadVector(gp + k)
+                            if drop { g = mask.apply(g, key: key, vectorAt: k) }
                             if reluAfter { g.replace(with: 0, where: xv * scaleV + shiftV .<= FloatVector.zero) }
                             va += g; vb = vb.addingProduct(g, xv - muV)
                             k += vectorWidth
                         }
                         var sa = Double(va.sum()), sb = Double(vb.sum())
                         while k < s.plane {
-                            var g = gp[k]
+                            var g = drop ? mask.apply(gp[k], key: key, index: k) : gp[k]
                             if reluAfter && xp[k] * scale[c] + shift[c] <= 0 { g = 0 }
                             sa += Double(g); sb += Double(g * (xp[k] - mu)); k += 1
                         }
@@ -134,19 +153,22 @@ public enum BatchNormKernels {
             let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b), muV = FloatVector(repeating: mu)
             let invV = FloatVector(repeating: inv), k1V = FloatVector(repeating: k1), mV = FloatVector(repeating: m)
             let sdyV = FloatVector(repeating: sdy), sdxV = FloatVector(repeating: sdx)
+            let key = drop ? mask.planeKey(item) : 0
             for y in 0..<s.h {
                 let out = outPlane + y * rowStride, xr = xp + y * s.w, gr = gp + y * s.w
                 var k = 0
                 while k + vectorWidth <= s.w {
                     let xv = loadVector(xr + k)
                     var g = loadVector(gr + k)
+                    if drop { g = mask.apply(g, key: key, vectorAt: y * s.w + k) }
                     if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
                     let xhat = (xv - muV) * invV
                     storeVector(k1V * ((mV * g - sdyV) - xhat * sdxV), out + k)
                     k += vectorWidth
                 }
                 while k < s.w {
-                    let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gr[k]
+                    let gk = drop ? mask.apply(gr[k], key: key, index: y * s.w + k) : gr[k]
+                    let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gk
                     let xhat = (xr[k] - mu) * inv
                     out[k] = k1 * ((m * g - sdy) - xhat * sdx)
                     k += 1

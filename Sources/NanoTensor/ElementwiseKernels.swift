@@ -28,18 +28,15 @@ public enum ElementwiseKernels {
         }
     }
 
-    /// Inverted dropout mask: 0 with probability `rate`, else 1 / (1 − rate). Deterministic for a
-    /// seed: each (image, channel) plane draws from its own generator.
+    /// Inverted dropout mask as a tensor: 0 with probability `rate`, else 1 / (1 − rate); the
+    /// same mask `DropoutMask` computes on the fly inside the fused kernels.
     public static func dropoutMask(_ shape: Shape, rate: Float, seed: UInt64, pool: ThreadPool = .shared) -> Tensor {
         let m = Tensor(shape, zeroed: false)
-        let keep = 1 / (1 - rate)
+        let mask = DropoutMask(rate: rate, seed: seed)
         pool.parallelFor(shape.n * shape.c) { item, _ in
-            // Seed each plane's generator from a hash of (seed, plane): seeding with seed + k·γ (γ
-            // being SplitMix64's own increment) would make plane k+1 plane k shifted by one draw.
-            var mix = SplitMix64(seed: seed ^ (UInt64(item) &* 0xD1B5_4A32_D192_ED03))
-            var rng = SplitMix64(seed: mix.next())
+            let key = mask.planeKey(item)
             let p = m.data + item * shape.plane
-            for k in 0..<shape.plane { p[k] = rng.nextFloat() < rate ? 0 : keep }
+            for k in 0..<shape.plane { p[k] = mask.apply(1, key: key, index: k) }
         }
         return m
     }

@@ -60,3 +60,12 @@ let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, 
 @inline(__always) func loadHalfVector(_ p: UnsafePointer<Float>) -> HalfFloatVector {
     UnsafeRawPointer(p).loadUnaligned(as: HalfFloatVector.self)
 }
+
+/// 32-bit lanes matching `FloatVector` (hashes for dropout masks).
+#if NF_SIMD16
+public typealias IndexVector = SIMD16<UInt32>
+@inline(__always) var laneIndices: IndexVector { IndexVector(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) }
+#else
+public typealias IndexVector = SIMD8<UInt32>
+@inline(__always) var laneIndices: IndexVector { IndexVector(0, 1, 2, 3, 4, 5, 6, 7) }
+#endif

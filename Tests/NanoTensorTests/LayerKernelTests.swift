@@ -92,6 +92,36 @@ final class LayerKernelTests: XCTestCase {
         }
     }
 
+    func testBatchNormKernelsApplyTheDropoutMaskOnTheFly() {
+        var rng = SplitMix64(seed: 34)
+        for (h, w) in [(5, 37), (4, 16), (3, 3)] {
+            let s = Shape(3, 2, h, w)
+            let x = Tensor.randomNormal(s, rng: &rng), g = Tensor.randomNormal(s, rng: &rng)
+            let scale: [Float] = [1.5, -0.7], shift: [Float] = [0.2, 0.1]
+            let mask = DropoutMask(rate: 0.3, seed: 99)
+            let maskTensor = ElementwiseKernels.dropoutMask(s, rate: 0.3, seed: 99)
+            // Forward: BN + ReLU + dropout in one pass = BN + ReLU, then the mask tensor.
+            let fused = Tensor(s), plain = Tensor(s)
+            BatchNormKernels.affine(x, scale: scale, shift: shift, relu: true, dropout: mask, into: fused)
+            BatchNormKernels.affine(x, scale: scale, shift: shift, relu: true, into: plain)
+            XCTAssertEqual(fused.array, ElementwiseKernels.multiply(plain, maskTensor).array, "\(h)x\(w)")
+            // Backward: the fused gradient = the plain one of the masked output gradient.
+            let (mean, variance) = BatchNormKernels.statistics(x)
+            let invStd = variance.map { 1 / ($0 + 1e-3).squareRoot() }
+            let gamma = zip(scale, invStd).map { $0 / $1 }
+            var dG1: [Float] = [0, 0], dB1: [Float] = [0, 0], dG2: [Float] = [0, 0], dB2: [Float] = [0, 0]
+            let a = BatchNormKernels.backward(x: x, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                              reluAfter: true, dropout: mask, dGamma: &dG1, dBeta: &dB1)
+            let b = BatchNormKernels.backward(x: x, dy: ElementwiseKernels.multiply(g, maskTensor), mean: mean, invStd: invStd,
+                                              gamma: gamma, scale: scale, shift: shift, reluAfter: true, dGamma: &dG2, dBeta: &dB2)
+            XCTAssertEqual(a.array, b.array, "\(h)x\(w)")
+            XCTAssertEqual(dG1, dG2); XCTAssertEqual(dB1, dB2)
+        }
+        // The mask does not depend on how many threads draw it.
+        XCTAssertEqual(ElementwiseKernels.dropoutMask(Shape(2, 3, 9, 40), rate: 0.2, seed: 5, pool: ThreadPool(threads: 1)).array,
+                       ElementwiseKernels.dropoutMask(Shape(2, 3, 9, 40), rate: 0.2, seed: 5, pool: ThreadPool(threads: 2)).array)
+    }
+
     func testMaxPoolBackwardTiesAndOddSizes() {
         // Ties go to the first maximum in row-major order, as the forward's value.
         let x = Tensor(Shape(1, 1, 3, 5), values: [2, 2, 1, 0, 9, 2, 2, 3, 3, 9, 7, 7, 7, 7, 7])
