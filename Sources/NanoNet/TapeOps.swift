@@ -30,8 +30,8 @@ extension Tape {
     /// only one kept, and the ReLU and dropout masks are recomputed rather than stored.
     public func convBatchNorm(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
                               relu: Bool, dropout: DropoutMask? = nil) -> Variable {
-        let (z, padded) = convForward(parts, weight: conv.weight, bias: conv.bias)
-        let (mean, invStd, scale, shift) = trainingStatistics(z, bn)
+        let (z, padded, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
+        let (mean, invStd, scale, shift) = trainingStatistics(z, bn, batchStatistics: statistics)
         let y = Tensor(z.shape, zeroed: false)
         let dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
         BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, pool: pool)
@@ -56,6 +56,13 @@ extension Tape {
 
     /// The convolution's output and its padded input (kept for the weight gradient).
     func convForward(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable) -> (Tensor, PaddedPlanes) {
+        let (y, padded, _) = convForward(parts, weight: weight, bias: bias, statistics: false)
+        return (y, padded)
+    }
+
+    /// The same, with the output's per-channel batch mean and variance when `statistics`.
+    func convForward(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable,
+                     statistics: Bool) -> (Tensor, PaddedPlanes, (mean: [Float], variance: [Float])?) {
         let cout = weight.shape.n, cin = weight.shape.c
         let first = parts[0].0.shape
         let h = parts[0].1 == .upsample2x ? first.h * 2 : first.h, w = parts[0].1 == .upsample2x ? first.w * 2 : first.w
@@ -63,8 +70,9 @@ extension Tape {
         padded.fill(from: parts.map { PaddedPlanes.Source($0.0.value, $0.1) }, pool: pool)
         let packed = Conv3x3.PackedWeights(oihw: weight.value.data, bias: bias.value.data, cout: cout, cin: cin)
         let y = Tensor(Shape(first.n, cout, h, w), zeroed: false)
+        if statistics { return (y, padded, Conv3x3.forwardWithStatistics(padded, packed, into: y, pool: pool)) }
         Conv3x3.forward(padded, packed, into: y, pool: pool)
-        return (y, padded)
+        return (y, padded, nil)
     }
 
     /// Input, weight and bias gradients of a convolution from its output gradient (padded).
@@ -281,10 +289,13 @@ extension Tape {
     /// Batch statistics of x for a training-mode batch norm, the folded (scale, shift), and the
     /// running-average update (Keras: running = momentum · running + (1 − momentum) · batch, with
     /// the unbiased batch variance, as TensorFlow's fused batch norm does).
-    func trainingStatistics(_ x: Tensor, _ bn: BatchNorm) -> (mean: [Float], invStd: [Float], scale: [Float], shift: [Float]) {
+    /// `batchStatistics`, when given, are x's mean and variance already gathered by the kernel
+    /// that produced x.
+    func trainingStatistics(_ x: Tensor, _ bn: BatchNorm, batchStatistics: (mean: [Float], variance: [Float])? = nil)
+        -> (mean: [Float], invStd: [Float], scale: [Float], shift: [Float]) {
         let c = x.shape.c
         precondition(c == bn.channels, "batch norm has \(bn.channels) channels, input \(c)")
-        let (mean, variance) = BatchNormKernels.statistics(x, pool: pool)
+        let (mean, variance) = batchStatistics ?? BatchNormKernels.statistics(x, pool: pool)
         var invStd = [Float](repeating: 0, count: c), scale = invStd, shift = invStd
         for k in 0..<c {
             invStd[k] = 1 / (variance[k] + bn.epsilon).squareRoot()

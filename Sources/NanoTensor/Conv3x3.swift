@@ -74,8 +74,36 @@ public enum Conv3x3 {
                 rowStride: out.rowStride, relu: relu, pool: pool)
     }
 
+    /// The same into a plain tensor, also returning the per-channel mean and (biased) variance
+    /// of the output over (N, H, W): a training-mode batch norm's statistics, gathered row by row
+    /// while each output row is still in cache instead of in two more passes over the output.
+    /// Each row's sums are taken around the channel's bias and kept apart, then added in a fixed
+    /// order in Double, so the result does not depend on the thread count.
+    public static func forwardWithStatistics(_ input: PaddedPlanes, _ w: PackedWeights, into out: Tensor,
+                                             pool: ThreadPool = .shared) -> (mean: [Float], variance: [Float]) {
+        precondition(out.shape == Shape(input.n, w.cout, input.height, input.width), "conv output shape \(out.shape)")
+        let s = out.shape
+        let rowSums = Tensor(Shape(1, 1, 1, 2 * s.n * s.c * s.h), zeroed: false)
+        forward(input, w, out: out.data, imageStride: w.cout * s.plane, planeStride: s.plane,
+                rowStride: s.w, relu: false, rowStatistics: rowSums.data, pool: pool)
+        var mean = [Float](repeating: 0, count: s.c), variance = mean
+        let m = Double(s.n * s.plane)
+        for c in 0..<s.c {
+            var s1 = 0.0, s2 = 0.0
+            for i in 0..<s.n {
+                let r = rowSums.data + 2 * (i * s.c + c) * s.h
+                for y in 0..<s.h { s1 += Double(r[2 * y]); s2 += Double(r[2 * y + 1]) }
+            }
+            let shifted = s1 / m
+            mean[c] = Float(Double(w.bias.data[c]) + shifted)
+            variance[c] = Float(max(s2 / m - shifted * shifted, 0))
+        }
+        return (mean, variance)
+    }
+
     static func forward(_ input: PaddedPlanes, _ w: PackedWeights, out: UnsafeMutablePointer<Float>,
-                        imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool, pool: ThreadPool) {
+                        imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool,
+                        rowStatistics: UnsafeMutablePointer<Float>? = nil, pool: ThreadPool) {
         precondition(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
         // Contiguous bands of rows per work item (about 8 per thread and block): neighbouring
@@ -98,8 +126,30 @@ public enum Conv3x3 {
             for y in y0..<y1 {
                 convRow(inBase + y * input.rowStride, input.planeStride, input.rowStride, w.cin, wp, bp,
                         outBase + y * rowStride, planeStride, nValid, width, relu)
+                if let st = rowStatistics {
+                    for oc in 0..<nValid {
+                        rowSums(outBase + oc * planeStride + y * rowStride, width, around: bp[oc],
+                                into: st + 2 * ((i * w.cout + o0 + oc) * h + y))
+                    }
+                }
             }
         }
+    }
+
+    /// Σ (x − shift) and Σ (x − shift)² over one row.
+    @inline(__always)
+    static func rowSums(_ row: UnsafePointer<Float>, _ width: Int, around shift: Float, into out: UnsafeMutablePointer<Float>) {
+        let sV = FloatVector(repeating: shift)
+        var s1 = FloatVector.zero, s2 = FloatVector.zero, x = 0
+        while x + vectorWidth <= width {
+            let d = loadVector(row + x) - sV
+            s1 += d; s2 = s2.addingProduct(d, d)
+            x += vectorWidth
+        }
+        var t1: Float = 0, t2: Float = 0
+        for k in 0..<vectorWidth { t1 += s1[k]; t2 += s2[k] }
+        while x < width { let d = row[x] - shift; t1 += d; t2 += d * d; x += 1 }
+        out[0] = t1; out[1] = t2
     }
 
     /// A U-Net's last 3×3 convolution (at most 4 outputs, ReLU) fused with the 1×1 two-class head

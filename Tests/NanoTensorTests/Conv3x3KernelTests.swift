@@ -31,6 +31,31 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    func testForwardWithStatisticsGivesTheOutputsBatchMeanAndVariance() {
+        var rng = SplitMix64(seed: 4)
+        for (n, cin, cout, h, w) in shapes {
+            let x = Tensor.randomNormal(Shape(n, cin, h, w), std: 2, rng: &rng)
+            for k in 0..<x.count { x.data[k] += 3 }  // a mean well away from zero
+            let wt = Tensor.randomNormal(Shape(cout, cin, 3, 3), rng: &rng)
+            let b = Tensor.randomNormal(Shape(1, 1, 1, cout), rng: &rng)
+            let packed = Conv3x3.PackedWeights(oihw: wt.data, bias: b.data, cout: cout, cin: cin)
+            var results: [[Float]] = []
+            for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {
+                let out = Tensor(Shape(n, cout, h, w))
+                let (mean, variance) = Conv3x3.forwardWithStatistics(PaddedPlanes.from(x, pool: pool), packed, into: out, pool: pool)
+                let ref = Conv3x3Reference.forward(x, weights: wt.array, bias: b.array, cout: cout)
+                XCTAssertLessThan(maxAbsDiff(out.array, ref.array), 1e-5 * max(1, ref.array.map(abs).max()!))
+                let (m2, v2) = BatchNormKernels.statistics(out)
+                for c in 0..<cout {
+                    XCTAssertEqual(mean[c], m2[c], accuracy: 1e-5 * max(1, abs(m2[c])), "mean \(c) of \(n) \(cin)->\(cout) \(h)x\(w)")
+                    XCTAssertEqual(variance[c], v2[c], accuracy: 1e-5 * max(1, v2[c]), "variance \(c) of \(n) \(cin)->\(cout) \(h)x\(w)")
+                }
+                results.append(mean + variance)
+            }
+            XCTAssertEqual(results[0], results[1], "statistics depend on the thread count")
+        }
+    }
+
     func testBackwardDataMatchesReference() {
         var rng = SplitMix64(seed: 2)
         for (n, cin, cout, h, w) in shapes {
