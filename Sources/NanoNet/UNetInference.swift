@@ -6,6 +6,8 @@ import NanoTensor
 public final class UNetInference: @unchecked Sendable {
     public let config: UNetConfig
     private var packed: [String: Conv3x3.PackedWeights] = [:]
+    /// The decoder's first convolutions over their upsampled part (`packed` holds the skip part).
+    private var phase: [String: UpsampledConv3x3.PhaseWeights] = [:]
     private let headWeight: Tensor
     private let headBias: Tensor
     private let model: UNet
@@ -24,7 +26,16 @@ public final class UNetInference: @unchecked Sendable {
                 for k in 0..<(cin * 9) { w.data[o * cin * 9 + k] *= scale[o] }
                 b.data[o] = cv.bias.value.data[o] * scale[o] + shift[o]
             }
-            packed[name] = Conv3x3.PackedWeights(oihw: w.data, bias: b.data, cout: cout, cin: cin)
+            if name.hasPrefix("up"), name.hasSuffix("_conv1"),
+               let skip = model.convs[name.replacingOccurrences(of: "up", with: "down").replacingOccurrences(of: "_conv1", with: "_conv")] {
+                // Skip channels first, then the upsampled map: a direct convolution of the skip
+                // part and a phase-decomposed one of the map before upsampling.
+                let cs = skip.cout
+                packed[name] = Conv3x3.PackedWeights(oihw: w.data, bias: b.data, cout: cout, allInputs: cin, inputChannels: 0..<cs)
+                phase[name] = UpsampledConv3x3.PhaseWeights(oihw: w.data, cout: cout, allInputs: cin, inputChannels: cs..<cin)
+            } else {
+                packed[name] = Conv3x3.PackedWeights(oihw: w.data, bias: b.data, cout: cout, cin: cin)
+            }
         }
         let head = model.convs["final_conv"]!
         headWeight = head.weight.value.copy()
@@ -44,6 +55,20 @@ public final class UNetInference: @unchecked Sendable {
         let y = PaddedPlanes(n: input.n, channels: w.cout, height: input.height, width: input.width)
         Conv3x3.forward(input, w, into: y, relu: relu, pool: pool)
         return y
+    }
+
+    /// A decoder level's first convolution (BN folded, ReLU) of [ReLU(skip), upsample2x(low)]:
+    /// the skip part directly, the upsampled part on `low` itself, so the upsampled map and the
+    /// concatenation are never laid out.
+    private func decoderConv1(_ k: Int, skip: Tensor, low: PaddedPlanes, pool: ThreadPool) -> PaddedPlanes {
+        let name = "up\(k + 1)_conv1"
+        let w = packed[name]!
+        let skipPlanes = PaddedPlanes(n: skip.shape.n, channels: skip.shape.c, height: skip.shape.h, width: skip.shape.w)
+        skipPlanes.fill(from: [.init(skip, .relu)], pool: pool)
+        let t = PaddedPlanes(n: skip.shape.n, channels: w.cout, height: skip.shape.h, width: skip.shape.w)
+        Conv3x3.forward(skipPlanes, w, into: t, relu: false, pool: pool)
+        UpsampledConv3x3.forward(low, phase[name]!, addingInto: t, relu: true, pool: pool)
+        return t
     }
 
     /// Softmax probabilities (n, classes, h, w) for images (n, channels, h, w). A batch runs one
@@ -81,21 +106,18 @@ public final class UNetInference: @unchecked Sendable {
             input.fillMaxPool2x2(of: z, pool: pool)
         }
         let c1 = convPadded("center1_conv", input, relu: true, pool: pool)
-        var h = conv("center2_conv", c1, relu: true, pool: pool)
-        for k in stride(from: config.depth - 1, through: 0, by: -1) {
-            let s = "up\(k + 1)"
-            let skip = skips[k]
-            let cat = PaddedPlanes(n: x.shape.n, channels: skip.shape.c + h.shape.c, height: skip.shape.h, width: skip.shape.w)
-            cat.fill(from: [.init(skip, .relu), .init(h, .upsample2x)], pool: pool)
-            let t = convPadded("\(s)_conv1", cat, relu: true, pool: pool)
-            if k == 0 && fusedHead {
-                let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)
-                Conv3x3.forwardWithSoftmaxHead(t, packed["\(s)_conv2"]!, head: headWeight.array + headBias.array,
-                                               into: probs, pool: pool)
-                return probs
-            }
-            h = conv("\(s)_conv2", t, relu: true, pool: pool)
+        var low = convPadded("center2_conv", c1, relu: true, pool: pool)
+        for k in stride(from: config.depth - 1, through: 1, by: -1) {
+            low = convPadded("up\(k + 1)_conv2", decoderConv1(k, skip: skips[k], low: low, pool: pool), relu: true, pool: pool)
         }
+        let t = decoderConv1(0, skip: skips[0], low: low, pool: pool)
+        if fusedHead {
+            let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)
+            Conv3x3.forwardWithSoftmaxHead(t, packed["up1_conv2"]!, head: headWeight.array + headBias.array,
+                                           into: probs, pool: pool)
+            return probs
+        }
+        let h = conv("up1_conv2", t, relu: true, pool: pool)
         let z = ChannelKernels.conv1x1(h, weights: headWeight.data, bias: headBias.data, cout: config.classes, pool: pool)
         if !logitsOnly { ChannelKernels.softmax(z, into: z, pool: pool) }
         return z

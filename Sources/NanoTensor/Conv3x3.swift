@@ -18,15 +18,24 @@ public enum Conv3x3 {
         let bias: Tensor
 
         public init(oihw w: UnsafePointer<Float>, bias b: UnsafePointer<Float>?, cout: Int, cin: Int) {
+            self.init(oihw: w, bias: b, cout: cout, allInputs: cin, inputChannels: 0..<cin)
+        }
+
+        /// Weights (cout, allInputs, 3, 3) restricted to the input channels `inputChannels` (one
+        /// part of a concatenated input; the bias goes with it).
+        public init(oihw w: UnsafePointer<Float>, bias b: UnsafePointer<Float>?, cout: Int, allInputs: Int, inputChannels: Range<Int>) {
+            precondition(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= allInputs,
+                         "input channels \(inputChannels) of \(allInputs)")
+            let cin = inputChannels.count
             self.cin = cin; self.cout = cout
             blocks = (cout + Conv3x3.block - 1) / Conv3x3.block
             packed = Tensor(Shape(1, 1, 1, blocks * cin * 9 * Conv3x3.block))
             bias = Tensor(Shape(1, 1, 1, blocks * Conv3x3.block))
             for o in 0..<cout {
                 let ob = o / Conv3x3.block, j = o % Conv3x3.block
-                for c in 0..<cin {
+                for (ci, c) in inputChannels.enumerated() {
                     for k in 0..<9 {
-                        packed.data[((ob * cin + c) * 9 + k) * Conv3x3.block + j] = w[(o * cin + c) * 9 + k]
+                        packed.data[((ob * cin + ci) * 9 + k) * Conv3x3.block + j] = w[(o * allInputs + c) * 9 + k]
                     }
                 }
                 bias.data[o] = b?[o] ?? 0

@@ -40,6 +40,14 @@ public typealias HalfFloatVector = SIMD8<Float>
 @inline(__always) func evenLanes(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
     FloatVector(a[0], a[2], a[4], a[6], a[8], a[10], a[12], a[14], b[0], b[2], b[4], b[6], b[8], b[10], b[12], b[14])
 }
+/// (a0, b0, a1, b1, …) from the low halves of a and b.
+@inline(__always) func interleaveLow(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+    FloatVector(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
+}
+/// The same from the high halves.
+@inline(__always) func interleaveHigh(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+    FloatVector(a[8], b[8], a[9], b[9], a[10], b[10], a[11], b[11], a[12], b[12], a[13], b[13], a[14], b[14], a[15], b[15])
+}
 /// True on lanes 0, 2, 4, …
 let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, true, false, true, false, true, false,
                                                      true, false, true, false, true, false, true, false)
@@ -55,6 +63,12 @@ public typealias HalfFloatVector = SIMD4<Float>
     FloatVector(a[0], a[2], a[4], a[6], b[0], b[2], b[4], b[6])
 }
 let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, true, false, true, false, true, false)
+@inline(__always) func interleaveLow(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+    FloatVector(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3])
+}
+@inline(__always) func interleaveHigh(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+    FloatVector(a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
+}
 #endif
 
 @inline(__always) func loadHalfVector(_ p: UnsafePointer<Float>) -> HalfFloatVector {

@@ -56,6 +56,38 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    func testUpsampledConvolutionMatchesTheReferenceOnTheUpsampledConcatenation() {
+        var rng = SplitMix64(seed: 5)
+        // (n, skip channels, upsampled channels, cout, low-resolution h, w): full and partial
+        // vector chunks, odd sizes, blocks of 4 outputs with a remainder.
+        for (n, cs, cu, cout, h, w) in [(1, 4, 8, 4, 8, 40), (2, 3, 5, 6, 3, 7), (1, 16, 32, 16, 4, 16), (1, 2, 3, 5, 1, 1),
+                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20)] {
+            let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
+            let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
+            let wt = Tensor.randomNormal(Shape(cout, cs + cu, 3, 3), rng: &rng)
+            let b = Tensor.randomNormal(Shape(1, 1, 1, cout), rng: &rng)
+            let input = cs > 0 ? ChannelKernels.concat([skip, PoolingKernels.upsample2x(low)]) : PoolingKernels.upsample2x(low)
+            let ref = Conv3x3Reference.forward(input, weights: wt.array, bias: b.array, cout: cout)
+            for relu in [false, true] {
+                for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {
+                    let out = Tensor(Shape(n, cout, 2 * h, 2 * w))
+                    if cs > 0 {
+                        Conv3x3.forward(PaddedPlanes.from(skip, pool: pool),
+                                        .init(oihw: wt.data, bias: b.data, cout: cout, allInputs: cs + cu, inputChannels: 0..<cs),
+                                        into: out, pool: pool)
+                    } else {
+                        for i in 0..<n { for o in 0..<cout { out.plane(i, o).update(repeating: b.data[o], count: out.shape.plane) } }
+                    }
+                    UpsampledConv3x3.forward(PaddedPlanes.from(low, pool: pool),
+                                             .init(oihw: wt.data, cout: cout, allInputs: cs + cu, inputChannels: cs..<(cs + cu)),
+                                             addingInto: out, relu: relu, pool: pool)
+                    let expected = relu ? ref.array.map { max($0, 0) } : ref.array
+                    XCTAssertLessThan(maxAbsDiff(out.array, expected), 1e-4, "\(n) \(cs)+\(cu)->\(cout) \(h)x\(w) relu \(relu)")
+                }
+            }
+        }
+    }
+
     func testBackwardDataMatchesReference() {
         var rng = SplitMix64(seed: 2)
         for (n, cin, cout, h, w) in shapes {
