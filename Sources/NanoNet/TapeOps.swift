@@ -12,13 +12,13 @@ extension Tape {
     /// (nearest) on its way into the convolution's padded input: a U-Net decoder's
     /// upsample + concat + conv without materialising the upsampled map or the concatenation.
     public func conv3x3(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable) -> Variable {
-        let (y, padded) = convForward(parts, weight: weight, bias: bias)
+        let (y, input) = convForward(parts, weight: weight, bias: bias)
         let needs = parts.contains { $0.0.requiresGrad } || weight.requiresGrad || bias.requiresGrad
         let out = Variable(y, requiresGrad: needs)
         if out.requiresGrad {
             record { [unowned self] in  // steps run only inside this tape's backward()
                 guard let g = out.grad else { return }
-                self.convBackward(parts, input: padded, outputGradient: PaddedPlanes.from(g, pool: self.pool), weight: weight, bias: bias)
+                self.convBackward(parts, input: input, outputGradient: PaddedPlanes.from(g, pool: self.pool), weight: weight, bias: bias)
             }
         }
         return out
@@ -30,7 +30,7 @@ extension Tape {
     /// only one kept, and the ReLU and dropout masks are recomputed rather than stored.
     public func convBatchNorm(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
                               relu: Bool, dropout: DropoutMask? = nil) -> Variable {
-        let (z, padded, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
+        let (z, input, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
         let (mean, invStd, scale, shift) = trainingStatistics(z, bn, batchStatistics: statistics)
         let y = Tensor(z.shape, zeroed: false)
         let dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
@@ -48,35 +48,60 @@ extension Tape {
                                           reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
                 if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
                 if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
-                self.convBackward(parts, input: padded, outputGradient: dz, weight: conv.weight, bias: conv.bias)
+                self.convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
             }
         }
         return out
     }
 
-    /// The convolution's output and its padded input (kept for the weight gradient).
-    func convForward(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable) -> (Tensor, PaddedPlanes) {
-        let (y, padded, _) = convForward(parts, weight: weight, bias: bias, statistics: false)
-        return (y, padded)
+    /// What a convolution keeps of its input for the backward pass: the padded planes of the
+    /// parts laid out as they are and, for a decoder convolution whose last part is upsampled,
+    /// that part's map before upsampling (the forward never lays out the upsampled map).
+    struct ConvInput {
+        let direct: PaddedPlanes
+        let low: PaddedPlanes?
+        var n: Int { direct.n }
+        var height: Int { direct.height }
+        var width: Int { direct.width }
+    }
+
+    /// The convolution's output and its input as kept for the weight gradient.
+    func convForward(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable) -> (Tensor, ConvInput) {
+        let (y, input, _) = convForward(parts, weight: weight, bias: bias, statistics: false)
+        return (y, input)
     }
 
     /// The same, with the output's per-channel batch mean and variance when `statistics`.
     func convForward(_ parts: [(Variable, PaddedPlanes.Transform)], weight: Variable, bias: Variable,
-                     statistics: Bool) -> (Tensor, PaddedPlanes, (mean: [Float], variance: [Float])?) {
+                     statistics: Bool) -> (Tensor, ConvInput, (mean: [Float], variance: [Float])?) {
         let cout = weight.shape.n, cin = weight.shape.c
         let first = parts[0].0.shape
         let h = parts[0].1 == .upsample2x ? first.h * 2 : first.h, w = parts[0].1 == .upsample2x ? first.w * 2 : first.w
-        let padded = PaddedPlanes(n: first.n, channels: cin, height: h, width: w)
-        padded.fill(from: parts.map { PaddedPlanes.Source($0.0.value, $0.1) }, pool: pool)
-        let packed = Conv3x3.PackedWeights(oihw: weight.value.data, bias: bias.value.data, cout: cout, cin: cin)
         let y = Tensor(Shape(first.n, cout, h, w), zeroed: false)
-        if statistics { return (y, padded, Conv3x3.forwardWithStatistics(padded, packed, into: y, pool: pool)) }
+        let sources = parts.map { PaddedPlanes.Source($0.0.value, $0.1) }
+        if parts.count >= 2, parts.last!.1 == .upsample2x, !parts.dropLast().contains(where: { $0.1 == .upsample2x }) {
+            // Decoder: the direct parts as padded planes, the upsampled one on its own map.
+            let lowMap = parts.last!.0.value
+            let cs = cin - lowMap.shape.c
+            let direct = PaddedPlanes(n: first.n, channels: cs, height: h, width: w)
+            direct.fill(from: Array(sources.dropLast()), pool: pool)
+            let low = PaddedPlanes.from(lowMap, pool: pool)
+            let stats = UpsampledConv3x3.forward(
+                skip: direct, .init(oihw: weight.value.data, bias: bias.value.data, cout: cout, allInputs: cin, inputChannels: 0..<cs),
+                low: low, .init(oihw: weight.value.data, cout: cout, allInputs: cin, inputChannels: cs..<cin),
+                into: y, statistics: statistics, pool: pool)
+            return (y, ConvInput(direct: direct, low: low), stats)
+        }
+        let padded = PaddedPlanes(n: first.n, channels: cin, height: h, width: w)
+        padded.fill(from: sources, pool: pool)
+        let packed = Conv3x3.PackedWeights(oihw: weight.value.data, bias: bias.value.data, cout: cout, cin: cin)
+        if statistics { return (y, ConvInput(direct: padded, low: nil), Conv3x3.forwardWithStatistics(padded, packed, into: y, pool: pool)) }
         Conv3x3.forward(padded, packed, into: y, pool: pool)
-        return (y, padded, nil)
+        return (y, ConvInput(direct: padded, low: nil), nil)
     }
 
     /// Input, weight and bias gradients of a convolution from its output gradient (padded).
-    func convBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input padded: PaddedPlanes, outputGradient gp: PaddedPlanes,
+    func convBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, outputGradient gp: PaddedPlanes,
                       weight: Variable, bias: Variable) {
         let cout = weight.shape.n, cin = weight.shape.c
         // Each part's gradient comes from the weights of its own input channels, so a
@@ -86,7 +111,7 @@ extension Tape {
             let c = v.shape.c
             defer { offset += c }
             guard v.requiresGrad else { continue }
-            let dx = Tensor(Shape(padded.n, c, padded.height, padded.width), zeroed: false)
+            let dx = Tensor(Shape(input.n, c, input.height, input.width), zeroed: false)
             Conv3x3.backwardData(gp, weights: .transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin,
                                                                  inputChannels: offset..<(offset + c)),
                                  into: dx, pool: pool)
@@ -98,12 +123,26 @@ extension Tape {
             case .upsample2x: v.accumulate(PoolingKernels.upsample2xBackward(dy: dx, pool: pool))
             }
         }
-        if weight.requiresGrad || bias.requiresGrad {
-            let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
-            Conv3x3.backwardWeights(x: padded, dY: gp, dW: dW.data, dB: dB.data, pool: pool)
-            if weight.requiresGrad { weight.accumulate(dW) }
-            if bias.requiresGrad { bias.accumulate(dB) }
+        guard weight.requiresGrad || bias.requiresGrad else { return }
+        let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
+        if input.low != nil, let upsampled = parts.last?.0.value {
+            // The direct parts' weights from their planes; the upsampled part's from its map laid
+            // out upsampled for this step only.
+            let cs = input.direct.channels, cu = cin - cs
+            let dWs = Tensor(Shape(cout, cs, 3, 3)), dWu = Tensor(Shape(cout, cu, 3, 3))
+            Conv3x3.backwardWeights(x: input.direct, dY: gp, dW: dWs.data, dB: dB.data, pool: pool)
+            let up = PaddedPlanes(n: input.n, channels: cu, height: input.height, width: input.width)
+            up.fill(from: [.init(upsampled, .upsample2x)], pool: pool)
+            Conv3x3.backwardWeights(x: up, dY: gp, dW: dWu.data, dB: nil, pool: pool)
+            for o in 0..<cout {
+                (dW.data + o * cin * 9).update(from: dWs.data + o * cs * 9, count: cs * 9)
+                (dW.data + (o * cin + cs) * 9).update(from: dWu.data + o * cu * 9, count: cu * 9)
+            }
+        } else {
+            Conv3x3.backwardWeights(x: input.direct, dY: gp, dW: dW.data, dB: dB.data, pool: pool)
         }
+        if weight.requiresGrad { weight.accumulate(dW) }
+        if bias.requiresGrad { bias.accumulate(dB) }
     }
 
     /// 1×1 convolution with bias. `weight` is (cout, cin, 1, 1).

@@ -95,6 +95,11 @@ public enum Conv3x3 {
         let rowSums = Tensor(Shape(1, 1, 1, 2 * s.n * s.c * s.h), zeroed: false)
         forward(input, w, out: out.data, imageStride: w.cout * s.plane, planeStride: s.plane,
                 rowStride: s.w, relu: false, rowStatistics: rowSums.data, pool: pool)
+        return batchStatistics(rowSums: rowSums, of: s, around: w.bias.data)
+    }
+
+    /// Mean and variance per channel from per-row sums around `shift` (see `rowSums`).
+    static func batchStatistics(rowSums: Tensor, of s: Shape, around shift: UnsafePointer<Float>) -> (mean: [Float], variance: [Float]) {
         var mean = [Float](repeating: 0, count: s.c), variance = mean
         let m = Double(s.n * s.plane)
         for c in 0..<s.c {
@@ -104,7 +109,7 @@ public enum Conv3x3 {
                 for y in 0..<s.h { s1 += Double(r[2 * y]); s2 += Double(r[2 * y + 1]) }
             }
             let shifted = s1 / m
-            mean[c] = Float(Double(w.bias.data[c]) + shifted)
+            mean[c] = Float(Double(shift[c]) + shifted)
             variance[c] = Float(max(s2 / m - shifted * shifted, 0))
         }
         return (mean, variance)

