@@ -40,6 +40,10 @@ public typealias HalfFloatVector = SIMD8<Float>
 @inline(__always) func evenLanes(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
     FloatVector(a[0], a[2], a[4], a[6], a[8], a[10], a[12], a[14], b[0], b[2], b[4], b[6], b[8], b[10], b[12], b[14])
 }
+/// The odd lanes of `a`, then the odd lanes of `b`.
+@inline(__always) func oddLanes(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+    FloatVector(a[1], a[3], a[5], a[7], a[9], a[11], a[13], a[15], b[1], b[3], b[5], b[7], b[9], b[11], b[13], b[15])
+}
 /// (a0, b0, a1, b1, …) from the low halves of a and b.
 @inline(__always) func interleaveLow(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
     FloatVector(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
@@ -63,6 +67,9 @@ public typealias HalfFloatVector = SIMD4<Float>
     FloatVector(a[0], a[2], a[4], a[6], b[0], b[2], b[4], b[6])
 }
 let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, true, false, true, false, true, false)
+@inline(__always) func oddLanes(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+    FloatVector(a[1], a[3], a[5], a[7], b[1], b[3], b[5], b[7])
+}
 @inline(__always) func interleaveLow(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
     FloatVector(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3])
 }
@@ -83,3 +90,11 @@ public typealias IndexVector = SIMD16<UInt32>
 public typealias IndexVector = SIMD8<UInt32>
 @inline(__always) var laneIndices: IndexVector { IndexVector(0, 1, 2, 3, 4, 5, 6, 7) }
 #endif
+
+/// The sum of a vector's lanes, in lane order (the standard library's generic `sum()` is not
+/// specialised here and costs a call).
+@inline(__always) func laneSum(_ v: FloatVector) -> Float {
+    var t: Float = 0
+    for l in 0..<vectorWidth { t += v[l] }
+    return t
+}

@@ -294,6 +294,277 @@ public enum UpsampledConv3x3 {
         }
     }
 
+
+    // MARK: Backward
+
+    /// The output gradient's even and odd columns as separate padded planes (channel 2·o holds
+    /// columns 0, 2, 4, … of channel o; 2·o + 1 columns 1, 3, 5, …), with zero borders: in this
+    /// layout every low-resolution pixel's 4×4 stride-2 neighbourhood of the output is plain
+    /// vector loads.
+    public static func splitColumns(_ g: PaddedPlanes, pool: ThreadPool = .shared) -> PaddedPlanes {
+        precondition(g.width % 2 == 0, "split of an odd width \(g.width)")
+        let lw = g.width / 2, h = g.height
+        let out = PaddedPlanes(n: g.n, channels: 2 * g.channels, height: h, width: lw)
+        out.clearBorders(pool: pool)
+        let vw = vectorWidth
+        pool.parallelFor(g.n * g.channels) { item, _ in
+            let i = item / g.channels, o = item % g.channels
+            let src = g.origin(i, o), even = out.origin(i, 2 * o), odd = out.origin(i, 2 * o + 1)
+            for y in 0..<h {
+                let s = src + y * g.rowStride, e = even + y * out.rowStride, d = odd + y * out.rowStride
+                var q = 0
+                while q + vw <= lw {
+                    let a = loadVector(s + 2 * q), b = loadVector(s + 2 * q + vw)
+                    storeVector(evenLanes(a, b), e + q); storeVector(oddLanes(a, b), d + q)
+                    q += vw
+                }
+                while q < lw { e[q] = s[2 * q]; d[q] = s[2 * q + 1]; q += 1 }
+            }
+        }
+        return out
+    }
+
+    /// Weights for the low-resolution map's gradient: per block of 4 map channels and output
+    /// channel, [row i][column j][4] for output rows 2r − 1 + i and columns 2q − 1 + j.
+    public struct DataWeights: @unchecked Sendable {
+        public let cin: Int, cout: Int
+        let blocks: Int
+        let packed: Tensor
+
+        /// From the same OIHW weights as `PhaseWeights`.
+        public init(oihw w: UnsafePointer<Float>, cout: Int, allInputs: Int, inputChannels: Range<Int>) {
+            let phase = PhaseWeights(oihw: w, cout: cout, allInputs: allInputs, inputChannels: inputChannels)
+            let cin = inputChannels.count
+            self.cin = cin; self.cout = cout
+            blocks = (cin + Conv3x3.block - 1) / Conv3x3.block
+            packed = Tensor(Shape(1, 1, 1, blocks * cout * 64))
+            // Output row 2r − 1 + i belongs to parity p(i) and neighbour t(i) of low row r.
+            let parity = [1, 0, 1, 0], neighbour = [1, 1, 0, 0]
+            for o in 0..<cout {
+                for c in 0..<cin {
+                    let cb = c / Conv3x3.block, j4 = c % Conv3x3.block
+                    for i in 0..<4 { for j in 0..<4 {
+                        let py = parity[i], ty = neighbour[i], px = parity[j], tx = neighbour[j]
+                        let v = phase.packed.data[((((o / Conv3x3.block) * 2 + py) * cin + c) * 8 + (ty * 2 + px) * 2 + tx) * 4
+                                                  + o % Conv3x3.block]
+                        packed.data[((cb * cout + o) * 16 + i * 4 + j) * 4 + j4] = v
+                    } }
+                }
+            }
+        }
+    }
+
+    /// The gradient of the map before upsampling, (n, cin, h, w), from the output gradient split
+    /// by `splitColumns`: a 4×4 stride-2 correlation, 16 multiply-adds per output channel and
+    /// low-resolution pixel where laying out the upsampled gradient and summing 2×2 blocks takes 36.
+    public static func backwardData(columnsOf split: PaddedPlanes, _ w: DataWeights, into dL: Tensor,
+                                    pool: ThreadPool = .shared) {
+        let s = dL.shape
+        precondition(split.channels == 2 * w.cout && s.c == w.cin && split.n == s.n && split.height == 2 * s.h && split.width == s.w,
+                     "upsampled conv gradient shapes do not match")
+        let lw = s.w, vw = vectorWidth
+        let band = max(1, s.h / (8 * pool.threadCount))
+        let bands = (s.h + band - 1) / band
+        pool.parallelFor(s.n * bands * w.blocks) { item, _ in
+            let cb = item % w.blocks
+            let rest = item / w.blocks
+            let bi = rest % bands, i = rest / bands
+            let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, w.cin - c0)
+            let wp = UnsafePointer(w.packed.data + cb * w.cout * 64)
+            let base = UnsafePointer(split.origin(i, 0))
+            for r in (bi * band)..<min(s.h, (bi + 1) * band) {
+                let top = base + (2 * r - 1) * split.rowStride
+                let out = dL.plane(i, c0) + r * lw
+                var q = 0
+                while q + 2 * vw <= lw {
+                    dataChunk2(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid)
+                    q += 2 * vw
+                }
+                while q < lw {
+                    dataChunk1(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid, min(vw, lw - q))
+                    q += vw
+                }
+            }
+        }
+    }
+
+    /// Weight gradients of the upsampled part, added to `dW` (cout, cin, 3, 3) for the map's
+    /// channels: the 16 phase-weight gradients per (output, map channel) from the map and the
+    /// split output gradient, then each 3×3 weight collects those of the phases it was summed
+    /// into. Items sum into their own buffers, added in item order (thread-count independent).
+    public static func backwardWeights(low: PaddedPlanes, columnsOf split: PaddedPlanes, dW: UnsafeMutablePointer<Float>,
+                                       pool: ThreadPool = .shared) {
+        let cin = low.channels, cout = split.channels / 2, h = low.height, lw = low.width
+        precondition(split.n == low.n && split.height == 2 * h && split.width == lw, "upsampled conv gradient shapes do not match")
+        let band = max(1, min(h, 8))
+        let bands = (h + band - 1) / band
+        let items = low.n * bands
+        let count = cout * cin * 16
+        let partial = Tensor(Shape(items, 1, 1, count))
+        pool.parallelFor(items) { item, _ in
+            let i = item / bands, r0 = (item % bands) * band, r1 = min(h, r0 + band)
+            let acc = partial.data + item * count
+            for o in 0..<cout {
+                let even = UnsafePointer(split.origin(i, 2 * o)), odd = UnsafePointer(split.origin(i, 2 * o + 1))
+                for c in 0..<cin {
+                    weightTile(UnsafePointer(low.origin(i, c)), low.rowStride, even, odd, split.rowStride, r0, r1, lw,
+                               acc + (o * cin + c) * 16)
+                }
+            }
+        }
+        var phase = [Float](repeating: 0, count: count)
+        for t in 0..<items {
+            let acc = partial.data + t * count
+            for k in 0..<count { phase[k] += acc[k] }
+        }
+        for o in 0..<cout {
+            for c in 0..<cin {
+                let g = (o * cin + c) * 16, d = dW + (o * cin + c) * 9
+                for py in 0..<2 { for px in 0..<2 { for ty in 0..<2 { for tx in 0..<2 {
+                    let v = phase[g + ((py * 2 + px) * 2 + ty) * 2 + tx]
+                    for ky in taps[py][ty] { for kx in taps[px][tx] { d[ky * 3 + kx] += v } }
+                } } } }
+            }
+        }
+    }
+
+    /// Σ over rows r0..<r1 and all columns of one map channel and one output channel: the 16
+    /// phase-weight gradients [py][px][ty][tx], added to `out`.
+    @inline(never)
+    static func weightTile(_ low: UnsafePointer<Float>, _ lrs: Int, _ even: UnsafePointer<Float>, _ odd: UnsafePointer<Float>,
+                           _ srs: Int, _ r0: Int, _ r1: Int, _ lw: Int, _ out: UnsafeMutablePointer<Float>) {
+        var a0000 = FloatVector.zero, a0001 = FloatVector.zero, a0010 = FloatVector.zero, a0011 = FloatVector.zero
+        var a0100 = FloatVector.zero, a0101 = FloatVector.zero, a0110 = FloatVector.zero, a0111 = FloatVector.zero
+        var a1000 = FloatVector.zero, a1001 = FloatVector.zero, a1010 = FloatVector.zero, a1011 = FloatVector.zero
+        var a1100 = FloatVector.zero, a1101 = FloatVector.zero, a1110 = FloatVector.zero, a1111 = FloatVector.zero
+        for r in r0..<r1 {
+            let up = low + (r - 1) * lrs, mid = up + lrs, down = mid + lrs
+            let e0 = even + (2 * r) * srs, o0 = odd + (2 * r) * srs, e1 = e0 + srs, o1 = o0 + srs
+            var q = 0
+            // Lanes past the width read the zero padding of both layouts, so they add nothing.
+            while q < lw {
+                let um = loadVector(up + q - 1), uz = loadVector(up + q), up1 = loadVector(up + q + 1)
+                let mm = loadVector(mid + q - 1), mz = loadVector(mid + q), mp = loadVector(mid + q + 1)
+                let dm = loadVector(down + q - 1), dz = loadVector(down + q), dp = loadVector(down + q + 1)
+                let ge0 = loadVector(e0 + q), go0 = loadVector(o0 + q), ge1 = loadVector(e1 + q), go1 = loadVector(o1 + q)
+                // Even output rows (py = 0) meet low rows r − 1 (ty = 0) and r (ty = 1).
+                a0000 = a0000.addingProduct(ge0, um); a0001 = a0001.addingProduct(ge0, uz)
+                a0010 = a0010.addingProduct(ge0, mm); a0011 = a0011.addingProduct(ge0, mz)
+                a0100 = a0100.addingProduct(go0, uz); a0101 = a0101.addingProduct(go0, up1)
+                a0110 = a0110.addingProduct(go0, mz); a0111 = a0111.addingProduct(go0, mp)
+                // Odd output rows (py = 1) meet low rows r (ty = 0) and r + 1 (ty = 1).
+                a1000 = a1000.addingProduct(ge1, mm); a1001 = a1001.addingProduct(ge1, mz)
+                a1010 = a1010.addingProduct(ge1, dm); a1011 = a1011.addingProduct(ge1, dz)
+                a1100 = a1100.addingProduct(go1, mz); a1101 = a1101.addingProduct(go1, mp)
+                a1110 = a1110.addingProduct(go1, dz); a1111 = a1111.addingProduct(go1, dp)
+                q += vectorWidth
+            }
+        }
+        out[0] += laneSum(a0000); out[1] += laneSum(a0001); out[2] += laneSum(a0010); out[3] += laneSum(a0011)
+        out[4] += laneSum(a0100); out[5] += laneSum(a0101); out[6] += laneSum(a0110); out[7] += laneSum(a0111)
+        out[8] += laneSum(a1000); out[9] += laneSum(a1001); out[10] += laneSum(a1010); out[11] += laneSum(a1011)
+        out[12] += laneSum(a1100); out[13] += laneSum(a1101); out[14] += laneSum(a1110); out[15] += laneSum(a1111)
+    }
+
+    @inline(__always)
+    static func dataChunk2(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
+                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int) {
+        let vw = vectorWidth
+        var a00 = FloatVector.zero, a01 = FloatVector.zero, a10 = FloatVector.zero, a11 = FloatVector.zero
+        var a20 = FloatVector.zero, a21 = FloatVector.zero, a30 = FloatVector.zero, a31 = FloatVector.zero
+        var wp = wp0
+        var even = top
+        for _ in 0..<cout {
+            let odd = even + ps
+            for i in 0..<4 {
+                let e = even + i * rs, o = odd + i * rs, w = wp + 16 * i
+                let s00 = loadVector(o - 1), s10 = loadVector(e), s20 = loadVector(o), s30 = loadVector(e + 1), s01 = loadVector(o - 1 + 1 * vw), s11 = loadVector(e + 1 * vw), s21 = loadVector(o + 1 * vw), s31 = loadVector(e + 1 + 1 * vw)
+                do {
+                    let w0 = FloatVector(repeating: w[0]), w1 = FloatVector(repeating: w[4]), w2 = FloatVector(repeating: w[8]), w3 = FloatVector(repeating: w[12])
+                    a00 = a00.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+                    a01 = a01.addingProduct(s01, w0).addingProduct(s11, w1).addingProduct(s21, w2).addingProduct(s31, w3)
+                }
+                do {
+                    let w0 = FloatVector(repeating: w[1]), w1 = FloatVector(repeating: w[5]), w2 = FloatVector(repeating: w[9]), w3 = FloatVector(repeating: w[13])
+                    a10 = a10.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+                    a11 = a11.addingProduct(s01, w0).addingProduct(s11, w1).addingProduct(s21, w2).addingProduct(s31, w3)
+                }
+                do {
+                    let w0 = FloatVector(repeating: w[2]), w1 = FloatVector(repeating: w[6]), w2 = FloatVector(repeating: w[10]), w3 = FloatVector(repeating: w[14])
+                    a20 = a20.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+                    a21 = a21.addingProduct(s01, w0).addingProduct(s11, w1).addingProduct(s21, w2).addingProduct(s31, w3)
+                }
+                do {
+                    let w0 = FloatVector(repeating: w[3]), w1 = FloatVector(repeating: w[7]), w2 = FloatVector(repeating: w[11]), w3 = FloatVector(repeating: w[15])
+                    a30 = a30.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+                    a31 = a31.addingProduct(s01, w0).addingProduct(s11, w1).addingProduct(s21, w2).addingProduct(s31, w3)
+                }
+            }
+            wp += 64; even += 2 * ps
+        }
+        do {
+            storeVector(a00, out + 0 * os + 0 * vw)
+            storeVector(a01, out + 0 * os + 1 * vw)
+        }
+        if nValid > 1 {
+            storeVector(a10, out + 1 * os + 0 * vw)
+            storeVector(a11, out + 1 * os + 1 * vw)
+        }
+        if nValid > 2 {
+            storeVector(a20, out + 2 * os + 0 * vw)
+            storeVector(a21, out + 2 * os + 1 * vw)
+        }
+        if nValid > 3 {
+            storeVector(a30, out + 3 * os + 0 * vw)
+            storeVector(a31, out + 3 * os + 1 * vw)
+        }
+    }
+
+    @inline(__always)
+    static func dataChunk1(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
+                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int) {
+        let vw = vectorWidth
+        var a00 = FloatVector.zero, a10 = FloatVector.zero, a20 = FloatVector.zero, a30 = FloatVector.zero
+        var wp = wp0
+        var even = top
+        for _ in 0..<cout {
+            let odd = even + ps
+            for i in 0..<4 {
+                let e = even + i * rs, o = odd + i * rs, w = wp + 16 * i
+                let s00 = loadVector(o - 1), s10 = loadVector(e), s20 = loadVector(o), s30 = loadVector(e + 1)
+                do {
+                    let w0 = FloatVector(repeating: w[0]), w1 = FloatVector(repeating: w[4]), w2 = FloatVector(repeating: w[8]), w3 = FloatVector(repeating: w[12])
+                    a00 = a00.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+                }
+                do {
+                    let w0 = FloatVector(repeating: w[1]), w1 = FloatVector(repeating: w[5]), w2 = FloatVector(repeating: w[9]), w3 = FloatVector(repeating: w[13])
+                    a10 = a10.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+                }
+                do {
+                    let w0 = FloatVector(repeating: w[2]), w1 = FloatVector(repeating: w[6]), w2 = FloatVector(repeating: w[10]), w3 = FloatVector(repeating: w[14])
+                    a20 = a20.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+                }
+                do {
+                    let w0 = FloatVector(repeating: w[3]), w1 = FloatVector(repeating: w[7]), w2 = FloatVector(repeating: w[11]), w3 = FloatVector(repeating: w[15])
+                    a30 = a30.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+                }
+            }
+            wp += 64; even += 2 * ps
+        }
+        do {
+            storePartial(a00, out + 0 * os, lanes)
+        }
+        if nValid > 1 {
+            storePartial(a10, out + 1 * os, lanes)
+        }
+        if nValid > 2 {
+            storePartial(a20, out + 2 * os, lanes)
+        }
+        if nValid > 3 {
+            storePartial(a30, out + 3 * os, lanes)
+        }
+    }
+
 }
 
 /// out[0..<lanes] += v (then ReLU when `relu`).

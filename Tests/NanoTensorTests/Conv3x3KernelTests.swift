@@ -88,6 +88,39 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    func testUpsampledConvolutionGradientsMatchTheReferenceThroughTheUpsampling() {
+        var rng = SplitMix64(seed: 6)
+        // (n, skip channels, upsampled channels, cout, low-resolution h, w)
+        for (n, cs, cu, cout, h, w) in [(1, 4, 8, 4, 8, 40), (2, 3, 5, 6, 3, 7), (1, 16, 32, 16, 4, 16), (1, 2, 3, 5, 1, 1),
+                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20)] {
+            let cin = cs + cu
+            let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
+            let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
+            let wt = Tensor.randomNormal(Shape(cout, cin, 3, 3), rng: &rng)
+            let dY = Tensor.randomNormal(Shape(n, cout, 2 * h, 2 * w), rng: &rng)
+            let upsampled = PoolingKernels.upsample2x(low)
+            let input = cs > 0 ? ChannelKernels.concat([skip, upsampled]) : upsampled
+            // Reference: through the upsampled concatenation, then the upsampling's own gradient.
+            let refDx = Conv3x3Reference.backwardData(dY, weights: wt.array, cin: cin)
+            let refDL = PoolingReference.upsample2xBackward(dy: ChannelKernels.channels(of: refDx, offset: cs, count: cu))
+            let refDW = Conv3x3Reference.backwardWeights(x: input, dY: dY).dW
+            for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {
+                let split = UpsampledConv3x3.splitColumns(PaddedPlanes.from(dY, pool: pool), pool: pool)
+                let dL = Tensor(Shape(n, cu, h, w))
+                UpsampledConv3x3.backwardData(columnsOf: split, .init(oihw: wt.data, cout: cout, allInputs: cin, inputChannels: cs..<cin),
+                                              into: dL, pool: pool)
+                let scale = max(1, refDL.array.map(abs).max()!)
+                XCTAssertLessThan(maxAbsDiff(dL.array, refDL.array), 1e-5 * scale, "data \(n) \(cs)+\(cu)->\(cout) \(h)x\(w)")
+                var dW = [Float](repeating: 0, count: cout * cu * 9)
+                UpsampledConv3x3.backwardWeights(low: PaddedPlanes.from(low, pool: pool), columnsOf: split, dW: &dW, pool: pool)
+                var expected: [Float] = []
+                for o in 0..<cout { expected += refDW[((o * cin + cs) * 9)..<((o * cin + cin) * 9)] }
+                let wScale = max(1, expected.map(abs).max()!)
+                XCTAssertLessThan(maxAbsDiff(dW, expected), 1e-5 * wScale, "weights \(n) \(cs)+\(cu)->\(cout) \(h)x\(w)")
+            }
+        }
+    }
+
     func testBackwardDataMatchesReference() {
         var rng = SplitMix64(seed: 2)
         for (n, cin, cout, h, w) in shapes {
