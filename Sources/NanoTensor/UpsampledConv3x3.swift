@@ -365,17 +365,21 @@ public enum UpsampledConv3x3 {
         let lw = s.w, vw = vectorWidth
         let band = max(1, s.h / (8 * pool.threadCount))
         let bands = (s.h + band - 1) / band
-        pool.parallelFor(s.n * bands * w.blocks) { item, _ in
-            let cb = item % w.blocks
-            let rest = item / w.blocks
-            let bi = rest % bands, i = rest / bands
+        // All channel blocks of a band in one item: the band's gradient rows stay in cache.
+        pool.parallelFor(s.n * bands) { item, _ in
+            let bi = item % bands, i = item / bands
+            let base = UnsafePointer(split.origin(i, 0))
+            for cb in 0..<w.blocks {
             let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, w.cin - c0)
             let wp = UnsafePointer(w.packed.data + cb * w.cout * 64)
-            let base = UnsafePointer(split.origin(i, 0))
             for r in (bi * band)..<min(s.h, (bi + 1) * band) {
                 let top = base + (2 * r - 1) * split.rowStride
                 let out = dL.plane(i, c0) + r * lw
                 var q = 0
+                while q + 4 * vw <= lw {
+                    dataChunk4(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid)
+                    q += 4 * vw
+                }
                 while q + 2 * vw <= lw {
                     dataChunk2(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid)
                     q += 2 * vw
@@ -384,6 +388,7 @@ public enum UpsampledConv3x3 {
                     dataChunk1(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid, min(vw, lw - q))
                     q += vw
                 }
+            }
             }
         }
     }
@@ -464,6 +469,73 @@ public enum UpsampledConv3x3 {
         out[4] += laneSum(a0100); out[5] += laneSum(a0101); out[6] += laneSum(a0110); out[7] += laneSum(a0111)
         out[8] += laneSum(a1000); out[9] += laneSum(a1001); out[10] += laneSum(a1010); out[11] += laneSum(a1011)
         out[12] += laneSum(a1100); out[13] += laneSum(a1101); out[14] += laneSum(a1110); out[15] += laneSum(a1111)
+    }
+
+    @inline(__always)
+    static func dataChunk4(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
+                           _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int) {
+        let vw = vectorWidth
+        var a00 = FloatVector.zero, a01 = FloatVector.zero, a02 = FloatVector.zero, a03 = FloatVector.zero
+        var a10 = FloatVector.zero, a11 = FloatVector.zero, a12 = FloatVector.zero, a13 = FloatVector.zero
+        var a20 = FloatVector.zero, a21 = FloatVector.zero, a22 = FloatVector.zero, a23 = FloatVector.zero
+        var a30 = FloatVector.zero, a31 = FloatVector.zero, a32 = FloatVector.zero, a33 = FloatVector.zero
+        var wp = wp0
+        var even = top
+        for _ in 0..<cout {
+            let odd = even + ps
+            for i in 0..<4 {
+                let e = even + i * rs, o = odd + i * rs, w = wp + 16 * i
+                do {
+                    let s0 = loadVector(o - 1), s1 = loadVector(o - 1 + 1 * vw), s2 = loadVector(o - 1 + 2 * vw), s3 = loadVector(o - 1 + 3 * vw)
+                    let w0 = FloatVector(repeating: w[0]), w1 = FloatVector(repeating: w[1]), w2 = FloatVector(repeating: w[2]), w3 = FloatVector(repeating: w[3])
+                    a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
+                    a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
+                    a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
+                    a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
+                }
+                do {
+                    let s0 = loadVector(e), s1 = loadVector(e + 1 * vw), s2 = loadVector(e + 2 * vw), s3 = loadVector(e + 3 * vw)
+                    let w0 = FloatVector(repeating: w[4]), w1 = FloatVector(repeating: w[5]), w2 = FloatVector(repeating: w[6]), w3 = FloatVector(repeating: w[7])
+                    a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
+                    a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
+                    a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
+                    a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
+                }
+                do {
+                    let s0 = loadVector(o), s1 = loadVector(o + 1 * vw), s2 = loadVector(o + 2 * vw), s3 = loadVector(o + 3 * vw)
+                    let w0 = FloatVector(repeating: w[8]), w1 = FloatVector(repeating: w[9]), w2 = FloatVector(repeating: w[10]), w3 = FloatVector(repeating: w[11])
+                    a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
+                    a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
+                    a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
+                    a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
+                }
+                do {
+                    let s0 = loadVector(e + 1), s1 = loadVector(e + 1 + 1 * vw), s2 = loadVector(e + 1 + 2 * vw), s3 = loadVector(e + 1 + 3 * vw)
+                    let w0 = FloatVector(repeating: w[12]), w1 = FloatVector(repeating: w[13]), w2 = FloatVector(repeating: w[14]), w3 = FloatVector(repeating: w[15])
+                    a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
+                    a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
+                    a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
+                    a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
+                }
+            }
+            wp += 64; even += 2 * ps
+        }
+        do {
+            let p = out + 0
+            storeVector(a00, p); storeVector(a01, p + 1 * vw); storeVector(a02, p + 2 * vw); storeVector(a03, p + 3 * vw)
+        }
+        if nValid > 1 {
+            let p = out + 1 * os
+            storeVector(a10, p); storeVector(a11, p + 1 * vw); storeVector(a12, p + 2 * vw); storeVector(a13, p + 3 * vw)
+        }
+        if nValid > 2 {
+            let p = out + 2 * os
+            storeVector(a20, p); storeVector(a21, p + 1 * vw); storeVector(a22, p + 2 * vw); storeVector(a23, p + 3 * vw)
+        }
+        if nValid > 3 {
+            let p = out + 3 * os
+            storeVector(a30, p); storeVector(a31, p + 1 * vw); storeVector(a32, p + 2 * vw); storeVector(a33, p + 3 * vw)
+        }
     }
 
     @inline(__always)
