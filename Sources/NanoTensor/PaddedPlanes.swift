@@ -64,13 +64,11 @@ public final class PaddedPlanes: @unchecked Sendable {
             let sc = c - firstChannel[si]
             let base = self.data + (i * self.channels + c) * self.planeStride
             // Zero rows above and below, and the side columns of every interior row.
-            base.update(repeating: 0, count: rs)
-            (base + (h + 1) * rs).update(repeating: 0, count: rs)
+            self.zeroBorderRows(base)
             let inPlane = UnsafePointer(src.tensor.plane(i, sc))
             for y in 0..<h {
                 let row = base + (y + 1) * rs
-                row.update(repeating: 0, count: vw)
-                (row + vw + w).update(repeating: 0, count: rs - vw - w)
+                self.zeroSides(row)
                 let dst = row + vw
                 switch src.transform {
                 case .copy:
@@ -97,17 +95,28 @@ public final class PaddedPlanes: @unchecked Sendable {
     /// Zeroes the border rows and side columns of every plane (for planes whose interior a
     /// kernel writes directly).
     public func clearBorders(pool: ThreadPool = .shared) {
-        let h = height, w = width, rs = rowStride, vw = vectorWidth
+        let h = height, rs = rowStride
         pool.parallelFor(n * channels) { item, _ in
             let base = self.data + item * self.planeStride
-            base.update(repeating: 0, count: rs)
-            (base + (h + 1) * rs).update(repeating: 0, count: rs)
-            for y in 0..<h {
-                let row = base + (y + 1) * rs
-                row.update(repeating: 0, count: vw)
-                (row + vw + w).update(repeating: 0, count: rs - vw - w)
-            }
+            self.zeroBorderRows(base)
+            for y in 0..<h { self.zeroSides(base + (y + 1) * rs) }
         }
+    }
+
+    /// Zeroes the rows above and below the plane at `base`.
+    @inline(__always) func zeroBorderRows(_ base: UnsafeMutablePointer<Float>) {
+        let bottom = base + (height + 1) * rowStride
+        var k = 0
+        while k < rowStride { storeVector(.zero, base + k); storeVector(.zero, bottom + k); k += vectorWidth }
+    }
+
+    /// Zeroes the columns left and right of an interior row, with vector stores (a per-row
+    /// memset call cost more than the zeroing). The last store may run into the next row's left
+    /// columns, which are zero too.
+    @inline(__always) func zeroSides(_ row: UnsafeMutablePointer<Float>) {
+        storeVector(.zero, row)
+        var k = vectorWidth + width
+        while k < rowStride { storeVector(.zero, row + k); k += vectorWidth }
     }
 
     /// 2×2 max pooling (stride 2) of a plain tensor, written into the interior of these planes.

@@ -595,7 +595,6 @@ public enum UpsampledConv3x3 {
     @inline(__always)
     static func dataChunk1(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
                        _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int) {
-        let vw = vectorWidth
         var a00 = FloatVector.zero, a10 = FloatVector.zero, a20 = FloatVector.zero, a30 = FloatVector.zero
         var wp = wp0
         var even = top
