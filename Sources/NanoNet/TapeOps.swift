@@ -28,16 +28,26 @@ extension Tape {
     /// inverted dropout, as one op: the batch norm's backward writes the convolution's output
     /// gradient straight into the padded layout its backward kernels read, the pre-BN map is the
     /// only one kept, and the ReLU and dropout masks are recomputed rather than stored.
+    ///
+    /// With `paddedOutput` the result is written as the padded planes a following convolution
+    /// reads (for outputs whose consumers are convolutions), so no copy lays it out again.
     public func convBatchNorm(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
-                              relu: Bool, dropout: DropoutMask? = nil) -> Variable {
+                              relu: Bool, dropout: DropoutMask? = nil, paddedOutput: Bool = false) -> Variable {
         let (z, input, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
         let (mean, invStd, scale, shift) = trainingStatistics(z, bn, batchStatistics: statistics)
-        let y = Tensor(z.shape, zeroed: false)
         let dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
-        BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, pool: pool)
         let needs = parts.contains { $0.0.requiresGrad } || conv.weight.requiresGrad || conv.bias.requiresGrad
             || bn.gamma.requiresGrad || bn.beta.requiresGrad
-        let out = Variable(y, requiresGrad: needs)
+        let out: Variable
+        if paddedOutput {
+            let y = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
+            BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, pool: pool)
+            out = Variable(padded: y, requiresGrad: needs)
+        } else {
+            let y = Tensor(z.shape, zeroed: false)
+            BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, pool: pool)
+            out = Variable(y, requiresGrad: needs)
+        }
         if out.requiresGrad {
             let gamma = bn.gamma.value.array
             record { [unowned self] in  // steps run only inside this tape's backward()
@@ -78,26 +88,33 @@ extension Tape {
         let first = parts[0].0.shape
         let h = parts[0].1 == .upsample2x ? first.h * 2 : first.h, w = parts[0].1 == .upsample2x ? first.w * 2 : first.w
         let y = Tensor(Shape(first.n, cout, h, w), zeroed: false)
-        let sources = parts.map { PaddedPlanes.Source($0.0.value, $0.1) }
         if parts.count >= 2, parts.last!.1 == .upsample2x, !parts.dropLast().contains(where: { $0.1 == .upsample2x }) {
             // Decoder: the direct parts as padded planes, the upsampled one on its own map.
-            let lowMap = parts.last!.0.value
+            let lowMap = parts.last!.0
             let cs = cin - lowMap.shape.c
-            let direct = PaddedPlanes(n: first.n, channels: cs, height: h, width: w)
-            direct.fill(from: Array(sources.dropLast()), pool: pool)
-            let low = PaddedPlanes.from(lowMap, pool: pool)
+            let direct = planes(Array(parts.dropLast()), height: h, width: w)
+            let low = lowMap.padded ?? PaddedPlanes.from(lowMap.value, pool: pool)
             let stats = UpsampledConv3x3.forward(
                 skip: direct, .init(oihw: weight.value.data, bias: bias.value.data, cout: cout, allInputs: cin, inputChannels: 0..<cs),
                 low: low, .init(oihw: weight.value.data, cout: cout, allInputs: cin, inputChannels: cs..<cin),
                 into: y, statistics: statistics, pool: pool)
             return (y, ConvInput(direct: direct, low: low), stats)
         }
-        let padded = PaddedPlanes(n: first.n, channels: cin, height: h, width: w)
-        padded.fill(from: sources, pool: pool)
+        let padded = planes(parts, height: h, width: w)
         let packed = Conv3x3.PackedWeights(oihw: weight.value.data, bias: bias.value.data, cout: cout, cin: cin)
         if statistics { return (y, ConvInput(direct: padded, low: nil), Conv3x3.forwardWithStatistics(padded, packed, into: y, pool: pool)) }
         Conv3x3.forward(padded, packed, into: y, pool: pool)
         return (y, ConvInput(direct: padded, low: nil), nil)
+    }
+
+    /// The parts laid out as one convolution input: a single copied part that is already padded
+    /// planes is used as it is.
+    func planes(_ parts: [(Variable, PaddedPlanes.Transform)], height h: Int, width w: Int) -> PaddedPlanes {
+        if parts.count == 1, parts[0].1 == .copy, let p = parts[0].0.padded { return p }
+        let channels = parts.reduce(0) { $0 + $1.0.shape.c }
+        let padded = PaddedPlanes(n: parts[0].0.shape.n, channels: channels, height: h, width: w)
+        padded.fill(from: parts.map { PaddedPlanes.Source($0.0.value, $0.1) }, pool: pool)
+        return padded
     }
 
     /// Input, weight and bias gradients of a convolution from its output gradient (padded).
@@ -190,8 +207,17 @@ extension Tape {
         }
     }
 
-    public func maxPool2x2(_ x: Variable) -> Variable {
-        let out = output(PoolingKernels.maxPool2x2(x.value, pool: pool), x)
+    /// With `paddedOutput` the pooled map is written as a following convolution's padded input.
+    public func maxPool2x2(_ x: Variable, paddedOutput: Bool = false) -> Variable {
+        let out: Variable
+        if paddedOutput {
+            let s = x.shape
+            let planes = PaddedPlanes(n: s.n, channels: s.c, height: s.h / 2, width: s.w / 2)
+            planes.fillMaxPool2x2(of: x.value, pool: pool)
+            out = Variable(padded: planes, requiresGrad: x.requiresGrad)
+        } else {
+            out = output(PoolingKernels.maxPool2x2(x.value, pool: pool), x)
+        }
         if out.requiresGrad {
             record { [pool] in
                 guard let g = out.grad else { return }

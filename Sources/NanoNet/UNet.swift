@@ -151,10 +151,13 @@ public final class UNet: @unchecked Sendable {
         // conv → BN (→ ReLU) as one op in training, where only the encoder needs its pre-ReLU BN
         // output (for pooling); as separate ops when observed or in inference mode.
         let fuse = training && observe == nil
+        // `padded`: the output feeds only convolutions, so it is written as their padded input.
         func block(_ convName: String, _ bnName: String, _ parts: [(Variable, PaddedPlanes.Transform)], relu: Bool,
-                   dropout: DropoutMask? = nil) -> Variable {
+                   dropout: DropoutMask? = nil, padded: Bool = false) -> Variable {
             let c = convs[convName]!
-            if fuse { return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu, dropout: dropout) }
+            if fuse {
+                return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu, dropout: dropout, paddedOutput: padded)
+            }
             let z = tape.conv3x3(parts, weight: c.weight, bias: c.bias)
             observe?(convName, z.value)
             let y = bn(bnName, z)
@@ -167,17 +170,18 @@ public final class UNet: @unchecked Sendable {
         for k in 0..<config.depth {
             let z = block("down\(k + 1)_conv", "down\(k + 1)_bn", [(h, .copy)], relu: false)
             skips.append(z)  // its ReLU is applied on the way into the decoder's convolution
-            h = tape.maxPool2x2(z)
+            h = tape.maxPool2x2(z, paddedOutput: fuse)
         }
-        h = block("center1_conv", "center1_bn", [(h, .copy)], relu: true)
-        h = block("center2_conv", "center2_bn", [(h, .copy)], relu: true)
+        h = block("center1_conv", "center1_bn", [(h, .copy)], relu: true, padded: true)
+        h = block("center2_conv", "center2_bn", [(h, .copy)], relu: true, padded: true)
         for k in stride(from: config.depth - 1, through: 0, by: -1) {
             let s = "up\(k + 1)"
             // Skip first, then the upsampled map: concat and upsampling fused into the conv's input.
             let dropout = training && config.dropout > 0
                 ? DropoutMask(rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D) : nil
-            h = block("\(s)_conv1", "\(s)_bn1", [(skips[k], .relu), (h, .upsample2x)], relu: true, dropout: dropout)
-            h = block("\(s)_conv2", "\(s)_bn2", [(h, .copy)], relu: true)
+            h = block("\(s)_conv1", "\(s)_bn1", [(skips[k], .relu), (h, .upsample2x)], relu: true, dropout: dropout, padded: true)
+            // The last one feeds the 1×1 head, which reads plain planes.
+            h = block("\(s)_conv2", "\(s)_bn2", [(h, .copy)], relu: true, padded: k > 0)
         }
         let logits = conv("final_conv", h)
         return logits

@@ -1,21 +1,42 @@
 import NanoTensor
 
 /// A value in the computation graph, with the gradient the tape accumulates for it.
+///
+/// An op whose only consumers are convolutions may produce its value directly as the padded
+/// planes a convolution reads (`padded`); the plain NCHW `value` is then laid out only if
+/// something asks for it.
 public final class Variable: @unchecked Sendable {
-    public var value: Tensor
+    private var plain: Tensor?
+    /// The value as a convolution's padded input, when the op that made it wrote it that way.
+    public let padded: PaddedPlanes?
     public var grad: Tensor?
     public let requiresGrad: Bool
     public let name: String
+    public let shape: Shape
 
     public init(_ value: Tensor, requiresGrad: Bool = false, name: String = "") {
-        self.value = value; self.requiresGrad = requiresGrad; self.name = name
+        plain = value; padded = nil; shape = value.shape
+        self.requiresGrad = requiresGrad; self.name = name
     }
 
-    public var shape: Shape { value.shape }
+    /// A value held as padded planes.
+    public init(padded: PaddedPlanes, requiresGrad: Bool = false, name: String = "") {
+        plain = nil; self.padded = padded
+        shape = Shape(padded.n, padded.channels, padded.height, padded.width)
+        self.requiresGrad = requiresGrad; self.name = name
+    }
+
+    /// The value in plain NCHW layout (laid out from `padded` on first use).
+    public var value: Tensor {
+        if let plain { return plain }
+        let t = padded!.interior()
+        plain = t
+        return t
+    }
 
     /// Adds `g` into the gradient (taking ownership of `g` when there is none yet).
     func accumulate(_ g: Tensor) {
-        precondition(g.shape.count == value.shape.count, "gradient shape \(g.shape) for \(value.shape)")
+        precondition(g.shape.count == shape.count, "gradient shape \(g.shape) for \(shape)")
         if let existing = grad { ElementwiseKernels.addInPlace(existing, g) } else { grad = g }
     }
 

@@ -45,28 +45,49 @@ public enum BatchNormKernels {
     /// dropout in one pass; the mask is recomputed, never stored).
     public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, dropout: DropoutMask? = nil,
                               into y: Tensor, pool: ThreadPool = .shared) {
+        precondition(y.shape == x.shape, "affine output \(y.shape) for \(x.shape)")
+        affine(x, scale: scale, shift: shift, relu: relu, dropout: dropout, out: y.data, planeStride: x.shape.plane,
+               rowStride: x.shape.w, pool: pool)
+    }
+
+    /// The same into the interior of padded planes: the next convolution's input, without a copy.
+    public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, dropout: DropoutMask? = nil,
+                              into y: PaddedPlanes, pool: ThreadPool = .shared) {
+        precondition(y.n == x.shape.n && y.channels == x.shape.c && y.height == x.shape.h && y.width == x.shape.w,
+                     "affine output planes do not match \(x.shape)")
+        affine(x, scale: scale, shift: shift, relu: relu, dropout: dropout, out: y.origin(0, 0), planeStride: y.planeStride,
+               rowStride: y.rowStride, borders: y, pool: pool)
+    }
+
+    /// `borders`: the padded planes being written, whose borders are zeroed row by row.
+    static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool, dropout: DropoutMask?,
+                       out: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
+                       pool: ThreadPool) {
         let s = x.shape
-        precondition(y.shape == s, "affine output \(y.shape) for \(s)")
-        let xd = x.data, yd = y.data
+        let xd = x.data
         let floor: Float = relu ? 0 : -.infinity
         let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         pool.parallelFor(s.n * s.c) { item, _ in
             let c = item % s.c
-            let p = xd + item * s.plane, q = yd + item * s.plane
+            let p = xd + item * s.plane, outPlane = out + item * planeStride
             let a = scale[c], b = shift[c]
             let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b), floorV = FloatVector(repeating: floor)
             let key = drop ? mask.planeKey(item) : 0
-            var k = 0
-            while k + vectorWidth <= s.plane {
-                var v = vmax(loadVector(p + k) * aV + bV, floorV)
-                if drop { v = mask.apply(v, key: key, vectorAt: k) }
-                storeVector(v, q + k)
-                k += vectorWidth
-            }
-            while k < s.plane {
-                let v = max(p[k] * a + b, floor)
-                q[k] = drop ? mask.apply(v, key: key, index: k) : v
-                k += 1
+            for y in 0..<s.h {
+                borders?.zeroBorders(plane: item, row: y)
+                let xr = p + y * s.w, q = outPlane + y * rowStride
+                var k = 0
+                while k + vectorWidth <= s.w {
+                    var v = vmax(loadVector(xr + k) * aV + bV, floorV)
+                    if drop { v = mask.apply(v, key: key, vectorAt: y * s.w + k) }
+                    storeVector(v, q + k)
+                    k += vectorWidth
+                }
+                while k < s.w {
+                    let v = max(xr[k] * a + b, floor)
+                    q[k] = drop ? mask.apply(v, key: key, index: y * s.w + k) : v
+                    k += 1
+                }
             }
         }
     }
@@ -94,16 +115,16 @@ public enum BatchNormKernels {
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 into dx: PaddedPlanes, pool: ThreadPool = .shared) {
         precondition(dx.n == x.shape.n && dx.channels == x.shape.c && dx.height == x.shape.h && dx.width == x.shape.w)
-        dx.clearBorders(pool: pool)
         backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift, reluAfter: reluAfter,
                  dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride,
-                 pool: pool)
+                 borders: dx, pool: pool)
     }
 
     static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
                          scale: [Float], shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
                          dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                         out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, pool: ThreadPool) {
+                         out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
+                         pool: ThreadPool) {
         let s = x.shape
         precondition(dy.shape == s, "batch-norm output gradient \(dy.shape) for \(s)")
         let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
@@ -155,6 +176,7 @@ public enum BatchNormKernels {
             let sdyV = FloatVector(repeating: sdy), sdxV = FloatVector(repeating: sdx)
             let key = drop ? mask.planeKey(item) : 0
             for y in 0..<s.h {
+                borders?.zeroBorders(plane: item, row: y)
                 let out = outPlane + y * rowStride, xr = xp + y * s.w, gr = gp + y * s.w
                 var k = 0
                 while k + vectorWidth <= s.w {

@@ -78,9 +78,8 @@ public enum Conv3x3 {
                                relu: Bool = false, pool: ThreadPool = .shared) {
         precondition(out.n == input.n && out.channels == w.cout && out.height == input.height && out.width == input.width,
                      "conv output planes do not match")
-        out.clearBorders(pool: pool)
         forward(input, w, out: out.origin(0, 0), imageStride: out.channels * out.planeStride, planeStride: out.planeStride,
-                rowStride: out.rowStride, relu: relu, pool: pool)
+                rowStride: out.rowStride, relu: relu, borders: out, pool: pool)
     }
 
     /// The same into a plain tensor, also returning the per-channel mean and (biased) variance
@@ -117,7 +116,7 @@ public enum Conv3x3 {
 
     static func forward(_ input: PaddedPlanes, _ w: PackedWeights, out: UnsafeMutablePointer<Float>,
                         imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool,
-                        rowStatistics: UnsafeMutablePointer<Float>? = nil, pool: ThreadPool) {
+                        rowStatistics: UnsafeMutablePointer<Float>? = nil, borders: PaddedPlanes? = nil, pool: ThreadPool) {
         precondition(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
         // Contiguous bands of rows per work item (about 8 per thread and block): neighbouring
@@ -138,6 +137,7 @@ public enum Conv3x3 {
             let outBase = out + i * imageStride + o0 * planeStride
             let inBase = UnsafePointer(input.origin(i, 0))
             for y in y0..<y1 {
+                if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
                 convRow(inBase + y * input.rowStride, input.planeStride, input.rowStride, w.cin, wp, bp,
                         outBase + y * rowStride, planeStride, nValid, width, relu)
                 if let st = rowStatistics {

@@ -103,6 +103,24 @@ public final class PaddedPlanes: @unchecked Sendable {
         }
     }
 
+    /// Zeroes the side columns of interior row `y` of plane `item` (image · channels + channel),
+    /// and the border row above or below it when `y` is the first or last row: kernels that write
+    /// rows straight into these planes call this per row, so the borders cost no pass of their own.
+    @inline(__always) public func zeroBorders(plane item: Int, row y: Int) {
+        let base = data + item * planeStride
+        zeroSides(base + (y + 1) * rowStride)
+        if y == 0 || y == height - 1 {
+            let border = y == 0 ? base : base + (height + 1) * rowStride
+            var k = 0
+            while k < rowStride { storeVector(.zero, border + k); k += vectorWidth }
+        }
+        if height == 1 {  // the only row is both first and last
+            let bottom = base + 2 * rowStride
+            var k = 0
+            while k < rowStride { storeVector(.zero, bottom + k); k += vectorWidth }
+        }
+    }
+
     /// Zeroes the rows above and below the plane at `base`.
     @inline(__always) func zeroBorderRows(_ base: UnsafeMutablePointer<Float>) {
         let bottom = base + (height + 1) * rowStride
@@ -123,11 +141,11 @@ public final class PaddedPlanes: @unchecked Sendable {
     public func fillMaxPool2x2(of x: Tensor, pool: ThreadPool = .shared) {
         let s = x.shape
         precondition(s.n == n && s.c == channels && s.h / 2 == height && s.w / 2 == width, "pool planes do not match")
-        clearBorders(pool: pool)
         pool.parallelFor(n * channels) { item, _ in
             let p = x.data + item * s.plane
             let q = self.data + item * self.planeStride + self.rowStride + vectorWidth
             for r in 0..<self.height {
+                self.zeroBorders(plane: item, row: r)
                 let a = p + 2 * r * s.w, b = a + s.w, o = q + r * self.rowStride
                 for k in 0..<self.width { o[k] = max(max(a[2 * k], a[2 * k + 1]), max(b[2 * k], b[2 * k + 1])) }
             }

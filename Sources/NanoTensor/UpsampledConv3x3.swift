@@ -305,12 +305,13 @@ public enum UpsampledConv3x3 {
         precondition(g.width % 2 == 0, "split of an odd width \(g.width)")
         let lw = g.width / 2, h = g.height
         let out = PaddedPlanes(n: g.n, channels: 2 * g.channels, height: h, width: lw)
-        out.clearBorders(pool: pool)
         let vw = vectorWidth
         pool.parallelFor(g.n * g.channels) { item, _ in
             let i = item / g.channels, o = item % g.channels
             let src = g.origin(i, o), even = out.origin(i, 2 * o), odd = out.origin(i, 2 * o + 1)
             for y in 0..<h {
+                out.zeroBorders(plane: i * out.channels + 2 * o, row: y)
+                out.zeroBorders(plane: i * out.channels + 2 * o + 1, row: y)
                 let s = src + y * g.rowStride, e = even + y * out.rowStride, d = odd + y * out.rowStride
                 var q = 0
                 while q + vw <= lw {

@@ -187,3 +187,61 @@ final class LayerKernelTests: XCTestCase {
         } }
     }
 }
+
+/// Kernels that write rows straight into padded planes zero the borders as they go: planes taken
+/// from the buffer pool still hold whatever the last user left, here NaN.
+final class PaddedBorderTests: XCTestCase {
+    /// Padded planes whose recycled storage is full of NaN.
+    func dirtyPlanes(n: Int, channels: Int, height: Int, width: Int) -> PaddedPlanes {
+        let probe = PaddedPlanes(n: n, channels: channels, height: height, width: width)
+        let count = n * channels * probe.planeStride
+        do {
+            let garbage = Tensor(Shape(n, channels, 1, probe.planeStride), repeating: .nan)
+            XCTAssertEqual(garbage.count, count)
+        }
+        let dirty = PaddedPlanes(n: n, channels: channels, height: height, width: width)
+        XCTAssertTrue(dirty.data[0].isNaN && dirty.data[count - 1].isNaN, "the pool did not hand back the NaN buffer")
+        return dirty
+    }
+
+    func assertBordersZero(_ p: PaddedPlanes, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        var bad = 0
+        for plane in 0..<(p.n * p.channels) {
+            let base = p.data + plane * p.planeStride
+            for r in 0..<(p.height + 2) {
+                for k in 0..<p.rowStride {
+                    let interior = r >= 1 && r <= p.height && k >= vectorWidth && k < vectorWidth + p.width
+                    if !interior && base[r * p.rowStride + k] != 0 { bad += 1 }
+                }
+            }
+        }
+        XCTAssertEqual(bad, 0, "\(what): \(bad) border values are not zero", file: file, line: line)
+    }
+
+    func testWritersZeroTheBordersOfRecycledPlanes() {
+        var rng = SplitMix64(seed: 40)
+        for (h, w) in [(5, 37), (1, 16), (6, 2)] {
+            let x = Tensor.randomNormal(Shape(2, 3, h, w), rng: &rng)
+            let scale: [Float] = [1, 2, 3], shift: [Float] = [0, 1, -1]
+            var p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
+            BatchNormKernels.affine(x, scale: scale, shift: shift, relu: true, into: p)
+            assertBordersZero(p, "affine \(h)x\(w)")
+            p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
+            var dG: [Float] = [0, 0, 0], dB: [Float] = [0, 0, 0]
+            BatchNormKernels.backward(x: x, dy: x, mean: [0, 0, 0], invStd: [1, 1, 1], gamma: [1, 1, 1], scale: scale, shift: shift,
+                                      reluAfter: true, dGamma: &dG, dBeta: &dB, into: p)
+            assertBordersZero(p, "BN backward \(h)x\(w)")
+            p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
+            Conv3x3.forward(PaddedPlanes.from(x), .init(oihw: Tensor.randomNormal(Shape(3, 3, 3, 3), rng: &rng).data, bias: nil, cout: 3, cin: 3),
+                            into: p)
+            assertBordersZero(p, "conv forward \(h)x\(w)")
+            let big = Tensor.randomNormal(Shape(2, 3, 2 * h, 2 * w), rng: &rng)
+            p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
+            p.fillMaxPool2x2(of: big)
+            assertBordersZero(p, "max pool \(h)x\(w)")
+            let split = dirtyPlanes(n: 2, channels: 6, height: 2 * h, width: w)
+            withExtendedLifetime(split) {}
+            assertBordersZero(UpsampledConv3x3.splitColumns(PaddedPlanes.from(big)), "split columns \(h)x\(w)")
+        }
+    }
+}
