@@ -146,8 +146,7 @@ public final class PaddedPlanes: @unchecked Sendable {
             let q = self.data + item * self.planeStride + self.rowStride + vectorWidth
             for r in 0..<self.height {
                 self.zeroBorders(plane: item, row: r)
-                let a = p + 2 * r * s.w, b = a + s.w, o = q + r * self.rowStride
-                for k in 0..<self.width { o[k] = max(max(a[2 * k], a[2 * k + 1]), max(b[2 * k], b[2 * k + 1])) }
+                PoolingKernels.maxPoolRow(p + 2 * r * s.w, p + (2 * r + 1) * s.w, into: q + r * self.rowStride, count: self.width)
             }
         }
     }

@@ -6,12 +6,22 @@ public enum PoolingKernels {
         let y = Tensor(Shape(s.n, s.c, oh, ow), zeroed: false)
         pool.parallelFor(s.n * s.c) { item, _ in
             let p = x.data + item * s.plane, q = y.data + item * oh * ow
-            for r in 0..<oh {
-                let a = p + 2 * r * s.w, b = a + s.w, o = q + r * ow
-                for k in 0..<ow { o[k] = max(max(a[2 * k], a[2 * k + 1]), max(b[2 * k], b[2 * k + 1])) }
-            }
+            for r in 0..<oh { maxPoolRow(p + 2 * r * s.w, p + (2 * r + 1) * s.w, into: q + r * ow, count: ow) }
         }
         return y
+    }
+
+    /// One pooled row: o[k] = max of a[2k], a[2k+1], b[2k], b[2k+1] for k < count.
+    @inline(__always) static func maxPoolRow(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                             into o: UnsafeMutablePointer<Float>, count: Int) {
+        var k = 0
+        while k + vectorWidth <= count {
+            let m0 = vmax(loadVector(a + 2 * k), loadVector(b + 2 * k))
+            let m1 = vmax(loadVector(a + 2 * k + vectorWidth), loadVector(b + 2 * k + vectorWidth))
+            storeVector(vmax(evenLanes(m0, m1), oddLanes(m0, m1)), o + k)
+            k += vectorWidth
+        }
+        while k < count { o[k] = max(max(a[2 * k], a[2 * k + 1]), max(b[2 * k], b[2 * k + 1])); k += 1 }
     }
 
     /// Routes each output gradient to the first maximum of its window (row-major order).

@@ -28,4 +28,15 @@ public enum PoolingReference {
     public static func reluBackward(x: Tensor, dy: Tensor) -> Tensor {
         Tensor(x.shape, values: zip(x.array, dy.array).map { $0 > 0 ? $1 : 0 })
     }
+
+    /// The maximum of each 2×2 window (stride 2; an odd last row or column is dropped).
+    public static func maxPool2x2(_ x: Tensor) -> Tensor {
+        let s = x.shape
+        let y = Tensor(Shape(s.n, s.c, s.h / 2, s.w / 2))
+        for i in 0..<s.n { for c in 0..<s.c { for r in 0..<(s.h / 2) { for k in 0..<(s.w / 2) {
+            y[i, c, r, k] = max(max(x[i, c, 2 * r, 2 * k], x[i, c, 2 * r, 2 * k + 1]),
+                                max(x[i, c, 2 * r + 1, 2 * k], x[i, c, 2 * r + 1, 2 * k + 1]))
+        } } } }
+        return y
+    }
 }

@@ -65,6 +65,18 @@ final class LayerKernelTests: XCTestCase {
         }
     }
 
+    func testVectorisedMaxPoolMatchesReference() {
+        var rng = SplitMix64(seed: 35)
+        for (h, w) in [(2, 2), (4, 34), (5, 67), (8, 64), (2, 130)] {
+            let x = Tensor.randomNormal(Shape(2, 3, h, w), rng: &rng)
+            let ref = PoolingReference.maxPool2x2(x)
+            XCTAssertEqual(PoolingKernels.maxPool2x2(x).array, ref.array, "\(h)x\(w)")
+            let planes = PaddedPlanes(n: 2, channels: 3, height: h / 2, width: w / 2)
+            planes.fillMaxPool2x2(of: x)
+            XCTAssertEqual(planes.interior().array, ref.array, "into planes \(h)x\(w)")
+        }
+    }
+
     func testMaxPoolBackwardAddingIntoAnExistingGradient() {
         var rng = SplitMix64(seed: 32)
         for (h, w) in [(4, 6), (5, 33), (8, 64), (2, 34)] {
