@@ -32,36 +32,19 @@ extension Tape {
         }
     }
 
-    /// −mean log softmax(z)[label].
+    /// −mean log softmax(z)[label]. Labels hold class indices as floats (0, 1, …).
     public func crossEntropy(logits: Variable, labels: Tensor) -> Variable {
         let s = logits.shape
         precondition(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for logits \(s)")
         let p = ChannelKernels.softmax(logits.value, pool: pool)
-        var total = 0.0
-        for i in 0..<s.n {
-            let lp = labels.plane(i, 0)
-            var part = 0.0
-            for k in 0..<s.plane {
-                let t = Int(lp[k])
-                part -= Double(logf(max(p.plane(i, t)[k], 1e-30)))
-            }
-            total += part
-        }
+        let (total, _) = ChannelKernels.crossEntropySum(probabilities: p, labels: labels, pool: pool)
         let m = Float(s.n * s.plane)
         let out = Variable(Tensor(Shape(1, 1, 1, 1), values: [Float(total / Double(m))]), requiresGrad: logits.requiresGrad)
         if out.requiresGrad {
-            record {
+            record { [pool] in
                 guard let g = out.grad else { return }
-                let scale = g.data[0] / m
-                let dz = Tensor(s, zeroed: false)
-                for i in 0..<s.n {
-                    let lp = labels.plane(i, 0)
-                    for c in 0..<s.c {
-                        let pp = p.plane(i, c), d = dz.plane(i, c)
-                        for k in 0..<s.plane { d[k] = (pp[k] - (Int(lp[k]) == c ? 1 : 0)) * scale }
-                    }
-                }
-                logits.accumulate(dz)
+                logits.accumulate(ChannelKernels.crossEntropyGradient(probabilities: p, labels: labels,
+                                                                      scale: g.data[0] / m, pool: pool))
             }
         }
         return out

@@ -43,42 +43,79 @@ public enum ChannelKernels {
                                cout: Int, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         let y = Tensor(Shape(s.n, cout, s.h, s.w), zeroed: false)
-        let pieces = max(1, s.plane / 4096)
-        let size = roundUp((s.plane + pieces - 1) / pieces, vectorWidth)
+        let (pieces, size) = pixelPieces(s.plane)
         pool.parallelFor(s.n * pieces) { item, _ in
             let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
             if lo >= hi { return }
+            // One output channel at a time over a piece small enough that the inputs stay in L2.
             for o in 0..<cout {
                 let q = y.plane(i, o)
-                let bo = b?[o] ?? 0
-                for k in lo..<hi { q[k] = bo }
-                for c in 0..<s.c {
-                    let p = x.plane(i, c), wv = w[o * s.c + c]
-                    for k in lo..<hi { q[k] += wv * p[k] }
+                let bo = b?[o] ?? 0, bV = FloatVector(repeating: bo)
+                var k = lo
+                while k + vectorWidth <= hi {
+                    var acc = bV
+                    for c in 0..<s.c { acc = acc.addingProduct(loadVector(x.plane(i, c) + k), FloatVector(repeating: w[o * s.c + c])) }
+                    storeVector(acc, q + k)
+                    k += vectorWidth
+                }
+                while k < hi {
+                    var acc = bo
+                    for c in 0..<s.c { acc += w[o * s.c + c] * x.plane(i, c)[k] }
+                    q[k] = acc
+                    k += 1
                 }
             }
         }
         return y
     }
 
-    /// Gradients of the 1×1 conv: dx, and accumulated dW (cout × cin), dB.
+    /// Gradients of the 1×1 conv: dx, and accumulated dW (cout × cin), dB. Runs in parallel over
+    /// pieces of each image; the weight sums of each piece are kept apart and added in piece
+    /// order, so the result does not depend on the thread count.
     public static func conv1x1Backward(x: Tensor, dy: Tensor, weights w: UnsafePointer<Float>,
                                        dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
                                        pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape, cout = dy.shape.c
-        let dx = Tensor(s)
-        for i in 0..<s.n {
+        precondition(dy.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(dy.shape) for input \(s)")
+        let dx = Tensor(s, zeroed: false)
+        let (pieces, size) = pixelPieces(s.plane)
+        let items = s.n * pieces, stride = cout * s.c + cout
+        let partial = Tensor(Shape(items, 1, 1, stride))
+        pool.parallelFor(items) { item, _ in
+            let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
+            if lo >= hi { return }
+            let acc = partial.data + item * stride
             for c in 0..<s.c {
-                let d = dx.plane(i, c), xp = x.plane(i, c)
-                for o in 0..<cout {
-                    let g = dy.plane(i, o), wv = w[o * s.c + c]
-                    for k in 0..<s.plane { d[k] += wv * g[k] }
-                    dW[o * s.c + c] += dot(g, xp, s.plane)
+                let d = dx.plane(i, c)
+                var k = lo
+                while k + vectorWidth <= hi {
+                    var a = FloatVector.zero
+                    for o in 0..<cout { a = a.addingProduct(loadVector(dy.plane(i, o) + k), FloatVector(repeating: w[o * s.c + c])) }
+                    storeVector(a, d + k)
+                    k += vectorWidth
                 }
+                while k < hi {
+                    var a: Float = 0
+                    for o in 0..<cout { a += w[o * s.c + c] * dy.plane(i, o)[k] }
+                    d[k] = a
+                    k += 1
+                }
+                for o in 0..<cout { acc[o * s.c + c] = dot(dy.plane(i, o) + lo, x.plane(i, c) + lo, hi - lo) }
             }
-            for o in 0..<cout { dB[o] += sum(dy.plane(i, o), s.plane) }
+            for o in 0..<cout { acc[cout * s.c + o] = sum(dy.plane(i, o) + lo, hi - lo) }
+        }
+        for t in 0..<items {
+            let acc = partial.data + t * stride
+            for k in 0..<(cout * s.c) { dW[k] += acc[k] }
+            for o in 0..<cout { dB[o] += acc[cout * s.c + o] }
         }
         return dx
+    }
+
+    /// Pieces of a plane for per-pixel kernels: about 4096 pixels each, whole vectors.
+    static func pixelPieces(_ plane: Int) -> (count: Int, size: Int) {
+        let pieces = max(1, plane / 4096)
+        return (pieces, roundUp((plane + pieces - 1) / pieces, vectorWidth))
     }
 
     /// Σ a·b with vector accumulators (a plain float loop would not vectorise: no reassociation).
@@ -89,7 +126,7 @@ public enum ChannelKernels {
             acc1 = acc1.addingProduct(loadVector(a + k + vectorWidth), loadVector(b + k + vectorWidth))
             k += 2 * vectorWidth
         }
-        var s = (acc0 + acc1).sum()
+        var s = laneSum(acc0 + acc1)
         while k < n { s += a[k] * b[k]; k += 1 }
         return s
     }
@@ -97,9 +134,70 @@ public enum ChannelKernels {
     public static func sum(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
         var acc = FloatVector.zero, k = 0
         while k + vectorWidth <= n { acc += loadVector(a + k); k += vectorWidth }
-        var s = acc.sum()
+        var s = laneSum(acc)
         while k < n { s += a[k]; k += 1 }
         return s
+    }
+
+    /// Σ −log p[label] over all pixels (p clamped to 1e-30), for softmax probabilities p and a
+    /// label map of class indices; summed per piece in Double and added in piece order.
+    public static func crossEntropySum(probabilities p: Tensor, labels: Tensor,
+                                       pool: ThreadPool = .shared) -> (total: Double, pixels: Int) {
+        let s = p.shape
+        precondition(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for probabilities \(s)")
+        let (pieces, size) = pixelPieces(s.plane)
+        var parts = [Double](repeating: 0, count: s.n * pieces)
+        parts.withUnsafeMutableBufferPointer { partsBuffer in
+            let out = partsBuffer.baseAddress!
+            pool.parallelFor(s.n * pieces) { item, _ in
+                let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
+                if lo >= hi { return }
+                let lp = labels.plane(i, 0)
+                let floor = FloatVector(repeating: 1e-30)
+                var acc = FloatVector.zero, part = 0.0, k = lo, n = 0
+                while k + vectorWidth <= hi {
+                    let t = loadVector(lp + k)
+                    var pt = loadVector(p.plane(i, 0) + k)
+                    for c in 1..<max(s.c, 1) { pt.replace(with: loadVector(p.plane(i, c) + k), where: t .== Float(c)) }
+                    acc -= vectorLog(vmax(pt, floor))
+                    k += vectorWidth; n += 1
+                    if n == 64 { part += Double(laneSum(acc)); acc = .zero; n = 0 }  // keep float sums short
+                }
+                part += Double(laneSum(acc))
+                while k < hi {
+                    let t = Int(lp[k])
+                    part -= Double(logf(max(p.plane(i, min(max(t, 0), s.c - 1))[k], 1e-30)))
+                    k += 1
+                }
+                out[item] = part
+            }
+        }
+        return (parts.reduce(0, +), s.n * s.plane)
+    }
+
+    /// The cross-entropy's gradient with respect to the logits: (p − onehot(label)) · scale.
+    public static func crossEntropyGradient(probabilities p: Tensor, labels: Tensor, scale: Float,
+                                            pool: ThreadPool = .shared) -> Tensor {
+        let s = p.shape
+        let dz = Tensor(s, zeroed: false)
+        let (pieces, size) = pixelPieces(s.plane)
+        pool.parallelFor(s.n * pieces) { item, _ in
+            let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
+            if lo >= hi { return }
+            let lp = labels.plane(i, 0)
+            let scaleV = FloatVector(repeating: scale)
+            for c in 0..<s.c {
+                let pp = p.plane(i, c), d = dz.plane(i, c)
+                var k = lo
+                while k + vectorWidth <= hi {
+                    let hit = FloatVector.zero.replacing(with: 1, where: loadVector(lp + k) .== Float(c))
+                    storeVector((loadVector(pp + k) - hit) * scaleV, d + k)
+                    k += vectorWidth
+                }
+                while k < hi { d[k] = (pp[k] - (Int(lp[k]) == c ? 1 : 0)) * scale; k += 1 }
+            }
+        }
+        return dz
     }
 
     /// Softmax over channels at every pixel (max-subtracted), vectorised along pixels.

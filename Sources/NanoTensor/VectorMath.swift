@@ -20,6 +20,36 @@
     return p * unsafeBitCast((shifted &+ 127) &<< 23, to: FloatVector.self)
 }
 
+/// Natural logarithm on a whole vector of positive, normal floats (callers clamp away zeros):
+/// x = 2ᵉ · m with m in [√½, √2), log m from the Cephes single-precision polynomial in m − 1.
+/// Relative error about 1e-7.
+@inline(__always) public func vectorLog(_ x: FloatVector) -> FloatVector {
+    let bits = unsafeBitCast(x, to: SIMD16OrSIMD8Int.self)
+    var e = SIMD16OrSIMD8Int(truncatingIfNeeded: (bits &>> 23) & 0xFF) &- 126
+    var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: FloatVector.self)  // in [0.5, 1)
+    // Below √½, use 2m and e − 1, so m − 1 stays in [−0.29, 0.41].
+    let small = m .< FloatVector(repeating: 0.707_106_781_186_547_5)
+    e.replace(with: e &- 1, where: small)
+    m.replace(with: m + m, where: small)
+    let f = m - 1
+    let z = f * f
+    var y = FloatVector(repeating: 7.037_683_629_2e-2)
+    y = y * f - 1.151_461_031_0e-1
+    y = y * f + 1.167_699_874_0e-1
+    y = y * f - 1.242_014_084_6e-1
+    y = y * f + 1.424_932_278_7e-1
+    y = y * f - 1.666_805_766_5e-1
+    y = y * f + 2.000_071_476_5e-1
+    y = y * f - 2.499_999_399_3e-1
+    y = y * f + 3.333_333_117_4e-1
+    y = y * f * z
+    // e as floats through the mantissa (exact for |e| < 2²²), avoiding a per-lane conversion.
+    let ef = unsafeBitCast(e &+ 0x4B40_0000, to: FloatVector.self) - 12_582_912
+    y = y + ef * -2.121_944_4e-4
+    y = y - 0.5 * z
+    return f + y + ef * 0.693_359_375
+}
+
 #if NF_SIMD16
 typealias SIMD16OrSIMD8Int = SIMD16<Int32>
 #else

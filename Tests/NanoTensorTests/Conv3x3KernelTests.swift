@@ -168,13 +168,34 @@ final class Conv3x3KernelTests: XCTestCase {
 
     func testConv1x1MatchesReference() {
         var rng = SplitMix64(seed: 4)
-        for (n, cin, cout, h, w) in [(1, 4, 2, 16, 16), (2, 3, 5, 9, 71), (1, 1, 1, 1, 1)] {
+        for (n, cin, cout, h, w) in [(1, 4, 2, 16, 16), (2, 3, 5, 9, 71), (1, 1, 1, 1, 1), (2, 4, 2, 70, 80)] {
             let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
             let wt = Tensor.randomNormal(Shape(cout, cin, 1, 1), rng: &rng)
             let b = Tensor.randomNormal(Shape(1, 1, 1, cout), rng: &rng)
             let y = ChannelKernels.conv1x1(x, weights: wt.data, bias: b.data, cout: cout)
             let ref = Conv3x3Reference.conv1x1(x, weights: wt.array, bias: b.array, cout: cout)
             XCTAssertLessThan(maxAbsDiff(y.array, ref.array), 1e-5)
+            // Backward against plain sums: dx = Σ_o w[o, c] dy[o], dW[o, c] = Σ dy[o] x[c], dB[o] = Σ dy[o].
+            let dy = Tensor.randomNormal(y.shape, rng: &rng)
+            var dW = [Float](repeating: 0, count: cout * cin), dB = [Float](repeating: 0, count: cout)
+            let dx = ChannelKernels.conv1x1Backward(x: x, dy: dy, weights: wt.data, dW: &dW, dB: &dB)
+            for c in 0..<cin {
+                for o in 0..<cout {
+                    var sw = 0.0
+                    for i in 0..<n { for k in 0..<(h * w) { sw += Double(dy.plane(i, o)[k]) * Double(x.plane(i, c)[k]) } }
+                    XCTAssertEqual(Double(dW[o * cin + c]), sw, accuracy: 1e-4 * max(1, abs(sw)))
+                }
+                for i in 0..<n { for k in 0..<(h * w) {
+                    var a: Float = 0
+                    for o in 0..<cout { a += wt.data[o * cin + c] * dy.plane(i, o)[k] }
+                    XCTAssertEqual(dx.plane(i, c)[k], a, accuracy: 1e-5 * max(1, abs(a)))
+                } }
+            }
+            for o in 0..<cout {
+                var sb = 0.0
+                for i in 0..<n { for k in 0..<(h * w) { sb += Double(dy.plane(i, o)[k]) } }
+                XCTAssertEqual(Double(dB[o]), sb, accuracy: 1e-4 * max(1, abs(sb)))
+            }
         }
     }
 

@@ -162,6 +162,45 @@ final class LayerKernelTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-6, "vectorExp relative error \(worst)")
     }
 
+    func testVectorLogAccuracy() {
+        var worst = 0.0
+        var x: Float = 1e-30
+        while x < 1e30 {
+            var v = FloatVector.zero
+            for l in 0..<vectorWidth { v[l] = x * (1 + Float(l) * 0.031) }
+            let got = vectorLog(v)
+            for l in 0..<vectorWidth {
+                let want = log(Double(v[l]))
+                worst = max(worst, abs(Double(got[l]) - want) / max(1, abs(want)))
+            }
+            x *= 1.37
+        }
+        XCTAssertLessThan(worst, 3e-7, "vectorLog error \(worst)")
+        // Around 1, where log is near 0, the absolute error stays at float resolution.
+        let nearOne = vectorLog(FloatVector(repeating: 1 + 1e-6))[0]
+        XCTAssertEqual(Double(nearOne), log(Double(Float(1 + 1e-6))), accuracy: 1e-10)
+    }
+
+    func testCrossEntropySumAndGradientMatchPlainLoops() {
+        var rng = SplitMix64(seed: 36)
+        for (classes, h, w) in [(2, 7, 37), (3, 5, 16), (2, 64, 80)] {
+            let z = Tensor.randomNormal(Shape(2, classes, h, w), std: 3, rng: &rng)
+            let labels = Tensor(Shape(2, 1, h, w))
+            for k in 0..<labels.count { labels.data[k] = Float(rng.next() % UInt64(classes)) }
+            let p = ChannelKernels.softmax(z)
+            var want = 0.0
+            for i in 0..<2 { for k in 0..<(h * w) { want -= log(Double(p.plane(i, Int(labels.plane(i, 0)[k]))[k])) } }
+            let (total, pixels) = ChannelKernels.crossEntropySum(probabilities: p, labels: labels)
+            XCTAssertEqual(pixels, 2 * h * w)
+            XCTAssertEqual(total, want, accuracy: 1e-5 * abs(want), "\(classes) classes \(h)x\(w)")
+            let g = ChannelKernels.crossEntropyGradient(probabilities: p, labels: labels, scale: 0.5)
+            for i in 0..<2 { for c in 0..<classes { for k in 0..<(h * w) {
+                let onehot: Float = Int(labels.plane(i, 0)[k]) == c ? 1 : 0
+                XCTAssertEqual(g.plane(i, c)[k], (p.plane(i, c)[k] - onehot) * 0.5)
+            } } }
+        }
+    }
+
     func testVectorisedSoftmaxMatchesScalarForTwoAndThreeClasses() {
         var rng = SplitMix64(seed: 21)
         for classes in [2, 3] {
