@@ -403,31 +403,35 @@ public enum Conv3x3 {
         let vw = vectorWidth
         var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0
         var b0 = FloatVector.zero, b1 = b0, b2 = b0, b3 = b0, b4 = b0, b5 = b0, b6 = b0, b7 = b0, b8 = b0
+        // dW[ky][kx] = Σ dY(y, x) · X(y + ky − 1, x + kx − 1) = Σ dY(y, x′ − kx + 1) · X(y + ky − 1, x′):
+        // the input is read at whole-vector positions (3 aligned loads) and the gradient at the
+        // three shifts (6 loads, 4 of them across a cache line) instead of 9 input loads (6 split).
+        // Shifted gradient lanes at −1 and width read its zero columns.
         for y in y0..<y1 {
-            let r0 = xo + (y - 1) * xrs - 1, r1 = r0 + xrs, r2 = r1 + xrs
-            let gr0 = g0 + y * grs, gr1 = g1 + y * grs
+            let r0 = xo + (y - 1) * xrs, r1 = r0 + xrs, r2 = r1 + xrs
+            let gr0 = g0 + y * grs + 1, gr1 = g1 + y * grs + 1
             var x = 0
             while x < width {
-                let d0 = loadVector(gr0 + x), d1 = loadVector(gr1 + x)
-                var v = loadVector(r0 + x); a0 = a0.addingProduct(d0, v); b0 = b0.addingProduct(d1, v)
-                v = loadVector(r0 + x + 1); a1 = a1.addingProduct(d0, v); b1 = b1.addingProduct(d1, v)
-                v = loadVector(r0 + x + 2); a2 = a2.addingProduct(d0, v); b2 = b2.addingProduct(d1, v)
-                v = loadVector(r1 + x); a3 = a3.addingProduct(d0, v); b3 = b3.addingProduct(d1, v)
-                v = loadVector(r1 + x + 1); a4 = a4.addingProduct(d0, v); b4 = b4.addingProduct(d1, v)
-                v = loadVector(r1 + x + 2); a5 = a5.addingProduct(d0, v); b5 = b5.addingProduct(d1, v)
-                v = loadVector(r2 + x); a6 = a6.addingProduct(d0, v); b6 = b6.addingProduct(d1, v)
-                v = loadVector(r2 + x + 1); a7 = a7.addingProduct(d0, v); b7 = b7.addingProduct(d1, v)
-                v = loadVector(r2 + x + 2); a8 = a8.addingProduct(d0, v); b8 = b8.addingProduct(d1, v)
+                let x0 = loadVector(r0 + x), x1 = loadVector(r1 + x), x2 = loadVector(r2 + x)
+                var d = loadVector(gr0 + x), e = loadVector(gr1 + x)   // kx = 0: dY(x′ + 1)
+                a0 = a0.addingProduct(d, x0); a3 = a3.addingProduct(d, x1); a6 = a6.addingProduct(d, x2)
+                b0 = b0.addingProduct(e, x0); b3 = b3.addingProduct(e, x1); b6 = b6.addingProduct(e, x2)
+                d = loadVector(gr0 + x - 1); e = loadVector(gr1 + x - 1)   // kx = 1: dY(x′)
+                a1 = a1.addingProduct(d, x0); a4 = a4.addingProduct(d, x1); a7 = a7.addingProduct(d, x2)
+                b1 = b1.addingProduct(e, x0); b4 = b4.addingProduct(e, x1); b7 = b7.addingProduct(e, x2)
+                d = loadVector(gr0 + x - 2); e = loadVector(gr1 + x - 2)   // kx = 2: dY(x′ − 1)
+                a2 = a2.addingProduct(d, x0); a5 = a5.addingProduct(d, x1); a8 = a8.addingProduct(d, x2)
+                b2 = b2.addingProduct(e, x0); b5 = b5.addingProduct(e, x1); b8 = b8.addingProduct(e, x2)
                 x += vw
             }
         }
-        out0[0] += a0.sum(); out0[1] += a1.sum(); out0[2] += a2.sum()
-        out0[3] += a3.sum(); out0[4] += a4.sum(); out0[5] += a5.sum()
-        out0[6] += a6.sum(); out0[7] += a7.sum(); out0[8] += a8.sum()
+        out0[0] += laneSum(a0); out0[1] += laneSum(a1); out0[2] += laneSum(a2)
+        out0[3] += laneSum(a3); out0[4] += laneSum(a4); out0[5] += laneSum(a5)
+        out0[6] += laneSum(a6); out0[7] += laneSum(a7); out0[8] += laneSum(a8)
         if let out1 {
-            out1[0] += b0.sum(); out1[1] += b1.sum(); out1[2] += b2.sum()
-            out1[3] += b3.sum(); out1[4] += b4.sum(); out1[5] += b5.sum()
-            out1[6] += b6.sum(); out1[7] += b7.sum(); out1[8] += b8.sum()
+            out1[0] += laneSum(b0); out1[1] += laneSum(b1); out1[2] += laneSum(b2)
+            out1[3] += laneSum(b3); out1[4] += laneSum(b4); out1[5] += laneSum(b5)
+            out1[6] += laneSum(b6); out1[7] += laneSum(b7); out1[8] += laneSum(b8)
         }
     }
 }
