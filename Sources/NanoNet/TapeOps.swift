@@ -140,15 +140,18 @@ extension Tape {
                 continue
             }
             let dx = Tensor(Shape(input.n, c, input.height, input.width), zeroed: false)
-            Conv3x3.backwardData(gp, weights: .transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin,
-                                                                 inputChannels: offset..<(offset + c)),
-                                 into: dx, pool: pool)
+            let weights = Conv3x3.PackedWeights.transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin,
+                                                                  inputChannels: offset..<(offset + c))
             switch transform {
-            case .copy: v.accumulate(dx)
-            case .relu:
-                ElementwiseKernels.reluBackward(x: v.value, dy: dx, into: dx, pool: pool)
+            case .copy:
+                Conv3x3.backwardData(gp, weights: weights, into: dx, pool: pool)
                 v.accumulate(dx)
-            case .upsample2x: v.accumulate(PoolingKernels.upsample2xBackward(dy: dx, pool: pool))
+            case .relu:  // the ReLU's mask applied as the kernel stores the gradient
+                Conv3x3.backwardData(gp, weights: weights, into: dx, reluInput: v.value, pool: pool)
+                v.accumulate(dx)
+            case .upsample2x:
+                Conv3x3.backwardData(gp, weights: weights, into: dx, pool: pool)
+                v.accumulate(PoolingKernels.upsample2xBackward(dy: dx, pool: pool))
             }
         }
         guard weight.requiresGrad || bias.requiresGrad else { return }

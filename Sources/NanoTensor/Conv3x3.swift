@@ -116,7 +116,8 @@ public enum Conv3x3 {
 
     static func forward(_ input: PaddedPlanes, _ w: PackedWeights, out: UnsafeMutablePointer<Float>,
                         imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool,
-                        rowStatistics: UnsafeMutablePointer<Float>? = nil, borders: PaddedPlanes? = nil, pool: ThreadPool) {
+                        rowStatistics: UnsafeMutablePointer<Float>? = nil, borders: PaddedPlanes? = nil,
+                        gate: UnsafePointer<Float>? = nil, pool: ThreadPool) {
         precondition(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
         // Contiguous bands of rows per work item (about 8 per thread and block): neighbouring
@@ -138,8 +139,9 @@ public enum Conv3x3 {
             let inBase = UnsafePointer(input.origin(i, 0))
             for y in y0..<y1 {
                 if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
+                let offset = i * imageStride + o0 * planeStride + y * rowStride
                 convRow(inBase + y * input.rowStride, input.planeStride, input.rowStride, w.cin, wp, bp,
-                        outBase + y * rowStride, planeStride, nValid, width, relu)
+                        outBase + y * rowStride, planeStride, nValid, width, relu, gate.map { $0 + offset })
                 if let st = rowStatistics {
                     for oc in 0..<nValid {
                         rowSums(outBase + oc * planeStride + y * rowStride, width, around: bp[oc],
@@ -230,15 +232,16 @@ public enum Conv3x3 {
     @inline(never)
     static func convRow(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                         _ wp: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
-                        _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ width: Int, _ relu: Bool) {
+                        _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ width: Int, _ relu: Bool,
+                        _ gate: UnsafePointer<Float>? = nil) {
         let vw = vectorWidth
         var x = 0
         while x + 4 * vw <= width {
-            chunk4(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, relu)
+            chunk4(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, relu, gate.map { $0 + x })
             x += 4 * vw
         }
         while x < width {
-            chunk1(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, min(vw, width - x), relu)
+            chunk1(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, min(vw, width - x), relu, gate.map { $0 + x })
             x += vw
         }
     }
@@ -246,7 +249,8 @@ public enum Conv3x3 {
     @inline(__always)
     static func chunk4(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                        _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
-                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ relu: Bool) {
+                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ relu: Bool,
+                       _ gate: UnsafePointer<Float>? = nil) {
         let vw = vectorWidth
         var a00 = FloatVector(repeating: bp[0]), a01 = a00, a02 = a00, a03 = a00
         var a10 = FloatVector(repeating: bp[1]), a11 = a10, a12 = a10, a13 = a10
@@ -286,25 +290,27 @@ public enum Conv3x3 {
             a20 = vmax(a20, z); a21 = vmax(a21, z); a22 = vmax(a22, z); a23 = vmax(a23, z)
             a30 = vmax(a30, z); a31 = vmax(a31, z); a32 = vmax(a32, z); a33 = vmax(a33, z)
         }
-        storeVector(a00, out); storeVector(a01, out + vw); storeVector(a02, out + 2 * vw); storeVector(a03, out + 3 * vw)
+        gatedStore(a00, out, gate, 0); gatedStore(a01, out, gate, vw)
+        gatedStore(a02, out, gate, 2 * vw); gatedStore(a03, out, gate, 3 * vw)
         if nValid > 1 {
-            let o = out + os
-            storeVector(a10, o); storeVector(a11, o + vw); storeVector(a12, o + 2 * vw); storeVector(a13, o + 3 * vw)
+            gatedStore(a10, out, gate, os); gatedStore(a11, out, gate, os + vw)
+            gatedStore(a12, out, gate, os + 2 * vw); gatedStore(a13, out, gate, os + 3 * vw)
         }
         if nValid > 2 {
-            let o = out + 2 * os
-            storeVector(a20, o); storeVector(a21, o + vw); storeVector(a22, o + 2 * vw); storeVector(a23, o + 3 * vw)
+            gatedStore(a20, out, gate, 2 * os); gatedStore(a21, out, gate, 2 * os + vw)
+            gatedStore(a22, out, gate, 2 * os + 2 * vw); gatedStore(a23, out, gate, 2 * os + 3 * vw)
         }
         if nValid > 3 {
-            let o = out + 3 * os
-            storeVector(a30, o); storeVector(a31, o + vw); storeVector(a32, o + 2 * vw); storeVector(a33, o + 3 * vw)
+            gatedStore(a30, out, gate, 3 * os); gatedStore(a31, out, gate, 3 * os + vw)
+            gatedStore(a32, out, gate, 3 * os + 2 * vw); gatedStore(a33, out, gate, 3 * os + 3 * vw)
         }
     }
 
     @inline(__always)
     static func chunk1(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                        _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
-                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int, _ relu: Bool) {
+                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int, _ relu: Bool,
+                       _ gate: UnsafePointer<Float>? = nil) {
         var a0 = FloatVector(repeating: bp[0]), a1 = FloatVector(repeating: bp[1])
         var a2 = FloatVector(repeating: bp[2]), a3 = FloatVector(repeating: bp[3])
         var ip = ip0 - rs - 1
@@ -330,10 +336,36 @@ public enum Conv3x3 {
             a0 = vmax(a0, .zero); a1 = vmax(a1, .zero)
             a2 = vmax(a2, .zero); a3 = vmax(a3, .zero)
         }
+        if let gate {
+            a0 = FloatVector.zero.replacing(with: a0, where: loadGate(gate, lanes) .> 0)
+            if nValid > 1 { a1 = FloatVector.zero.replacing(with: a1, where: loadGate(gate + os, lanes) .> 0) }
+            if nValid > 2 { a2 = FloatVector.zero.replacing(with: a2, where: loadGate(gate + 2 * os, lanes) .> 0) }
+            if nValid > 3 { a3 = FloatVector.zero.replacing(with: a3, where: loadGate(gate + 3 * os, lanes) .> 0) }
+        }
         storePartial(a0, out, lanes)
         if nValid > 1 { storePartial(a1, out + os, lanes) }
         if nValid > 2 { storePartial(a2, out + 2 * os, lanes) }
         if nValid > 3 { storePartial(a3, out + 3 * os, lanes) }
+    }
+
+    /// out[offset…] = v, zeroed where gate[offset…] ≤ 0 when there is a gate (the input gradient
+    /// through a ReLU on the input, applied as it is stored).
+    @inline(__always)
+    static func gatedStore(_ v: FloatVector, _ out: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>?, _ offset: Int) {
+        if let gate {
+            storeVector(FloatVector.zero.replacing(with: v, where: loadVector(gate + offset) .> 0), out + offset)
+        } else {
+            storeVector(v, out + offset)
+        }
+    }
+
+    /// The first `lanes` lanes of a gate (the rest zero), without reading past them.
+    @inline(__always)
+    static func loadGate(_ p: UnsafePointer<Float>, _ lanes: Int) -> FloatVector {
+        if lanes == vectorWidth { return loadVector(p) }
+        var v = FloatVector.zero
+        for l in 0..<lanes { v[l] = p[l] }
+        return v
     }
 
     // MARK: Backward
@@ -342,6 +374,17 @@ public enum Conv3x3 {
     public static func backwardData(_ dY: PaddedPlanes, weights wT: PackedWeights, into dX: Tensor,
                                     pool: ThreadPool = .shared) {
         forward(dY, wT, into: dX, relu: false, pool: pool)
+    }
+
+    /// The same through a ReLU on the input: dX is zero where `reluInput` ≤ 0 (the skip
+    /// connection's ReLU of a U-Net decoder, applied as the gradient is stored).
+    public static func backwardData(_ dY: PaddedPlanes, weights wT: PackedWeights, into dX: Tensor, reluInput: Tensor,
+                                    pool: ThreadPool = .shared) {
+        precondition(dX.shape == Shape(dY.n, wT.cout, dY.height, dY.width) && reluInput.shape == dX.shape,
+                     "gradient \(dX.shape) and ReLU input \(reluInput.shape) do not match")
+        let s = dX.shape
+        forward(dY, wT, out: dX.data, imageStride: wT.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
+                gate: UnsafePointer(reluInput.data), pool: pool)
     }
 
     /// Weight and bias gradients, accumulated into `dW` (OIHW, cout*cin*9) and `dB` (cout).

@@ -149,6 +149,22 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    func testBackwardDataThroughAReLUMatchesMaskedReference() {
+        var rng = SplitMix64(seed: 22)
+        for (n, cin, cout, h, w) in shapes {
+            let dy = Tensor.randomNormal(Shape(n, cout, h, w), rng: &rng)
+            let wt = Tensor.randomNormal(Shape(cout, cin, 3, 3), rng: &rng)
+            let reluInput = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+            for k in stride(from: 0, to: reluInput.count, by: 5) { reluInput.data[k] = 0 }  // exact zeros pass nothing
+            let dx = Tensor(Shape(n, cin, h, w))
+            Conv3x3.backwardData(PaddedPlanes.from(dy), weights: .transposedFlipped(oihw: wt.data, cout: cout, cin: cin),
+                                 into: dx, reluInput: reluInput)
+            let ref = Conv3x3Reference.backwardData(dy, weights: wt.array, cin: cin)
+            let masked = zip(ref.array, reluInput.array).map { $1 > 0 ? $0 : 0 }
+            XCTAssertLessThan(maxAbsDiff(dx.array, masked), 1e-4, "gated backward data \(n) \(cin)->\(cout) \(h)x\(w)")
+        }
+    }
+
     func testBackwardWeightsMatchesReference() {
         var rng = SplitMix64(seed: 3)
         for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {
