@@ -468,14 +468,8 @@ public enum Conv3x3 {
                 x += vw
             }
         }
-        out0[0] += laneSum(a0); out0[1] += laneSum(a1); out0[2] += laneSum(a2)
-        out0[3] += laneSum(a3); out0[4] += laneSum(a4); out0[5] += laneSum(a5)
-        out0[6] += laneSum(a6); out0[7] += laneSum(a7); out0[8] += laneSum(a8)
-        if let out1 {
-            out1[0] += laneSum(b0); out1[1] += laneSum(b1); out1[2] += laneSum(b2)
-            out1[3] += laneSum(b3); out1[4] += laneSum(b4); out1[5] += laneSum(b5)
-            out1[6] += laneSum(b6); out1[7] += laneSum(b7); out1[8] += laneSum(b8)
-        }
+        addLaneSums(a0, a1, a2, a3, a4, a5, a6, a7, a8, to: out0)
+        if let out1 { addLaneSums(b0, b1, b2, b3, b4, b5, b6, b7, b8, to: out1) }
     }
 }
 

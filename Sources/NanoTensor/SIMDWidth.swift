@@ -98,3 +98,12 @@ public typealias IndexVector = SIMD8<UInt32>
     for l in 0..<vectorWidth { t += v[l] }
     return t
 }
+
+/// out[k] += the lane sum of the k-th vector: the end of a 3×3 weight-gradient tile.
+@inline(__always) func addLaneSums(_ a0: FloatVector, _ a1: FloatVector, _ a2: FloatVector, _ a3: FloatVector,
+                                   _ a4: FloatVector, _ a5: FloatVector, _ a6: FloatVector, _ a7: FloatVector,
+                                   _ a8: FloatVector, to out: UnsafeMutablePointer<Float>) {
+    out[0] += laneSum(a0); out[1] += laneSum(a1); out[2] += laneSum(a2)
+    out[3] += laneSum(a3); out[4] += laneSum(a4); out[5] += laneSum(a5)
+    out[6] += laneSum(a6); out[7] += laneSum(a7); out[8] += laneSum(a8)
+}

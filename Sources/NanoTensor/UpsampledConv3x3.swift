@@ -136,164 +136,99 @@ public enum UpsampledConv3x3 {
         var wp = wp0
         var pa = rowA, pb = rowB
         for _ in 0..<cin {
-            do {
-                let m0 = loadVector(pa - 1), z0 = loadVector(pa), p0 = loadVector(pa + 1), m1 = loadVector(pa - 1 + 1 * vw), z1 = loadVector(pa + 1 * vw), p1 = loadVector(pa + 1 + 1 * vw)
-                let w000 = FloatVector(repeating: wp[0]), w001 = FloatVector(repeating: wp[4])
+            // Low row r + py − 1 (ty = 0), then r + py (ty = 1); weights [ty][px][tx][4].
+            for ty in 0..<2 {
+                let row = ty == 0 ? pa : pb, w = wp + 16 * ty
+                let m0 = loadVector(row - 1), z0 = loadVector(row), p0 = loadVector(row + 1)
+                let m1 = loadVector(row - 1 + vw), z1 = loadVector(row + vw), p1 = loadVector(row + 1 + vw)
+                let w000 = FloatVector(repeating: w[0]), w001 = FloatVector(repeating: w[4])
                 a000 = a000.addingProduct(m0, w000).addingProduct(z0, w001)
                 a001 = a001.addingProduct(m1, w000).addingProduct(z1, w001)
-                let w010 = FloatVector(repeating: wp[8]), w011 = FloatVector(repeating: wp[12])
+                let w010 = FloatVector(repeating: w[8]), w011 = FloatVector(repeating: w[12])
                 a010 = a010.addingProduct(z0, w010).addingProduct(p0, w011)
                 a011 = a011.addingProduct(z1, w010).addingProduct(p1, w011)
-                let w100 = FloatVector(repeating: wp[1]), w101 = FloatVector(repeating: wp[5])
+                let w100 = FloatVector(repeating: w[1]), w101 = FloatVector(repeating: w[5])
                 a100 = a100.addingProduct(m0, w100).addingProduct(z0, w101)
                 a101 = a101.addingProduct(m1, w100).addingProduct(z1, w101)
-                let w110 = FloatVector(repeating: wp[9]), w111 = FloatVector(repeating: wp[13])
+                let w110 = FloatVector(repeating: w[9]), w111 = FloatVector(repeating: w[13])
                 a110 = a110.addingProduct(z0, w110).addingProduct(p0, w111)
                 a111 = a111.addingProduct(z1, w110).addingProduct(p1, w111)
-                let w200 = FloatVector(repeating: wp[2]), w201 = FloatVector(repeating: wp[6])
+                let w200 = FloatVector(repeating: w[2]), w201 = FloatVector(repeating: w[6])
                 a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
                 a201 = a201.addingProduct(m1, w200).addingProduct(z1, w201)
-                let w210 = FloatVector(repeating: wp[10]), w211 = FloatVector(repeating: wp[14])
+                let w210 = FloatVector(repeating: w[10]), w211 = FloatVector(repeating: w[14])
                 a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
                 a211 = a211.addingProduct(z1, w210).addingProduct(p1, w211)
-                let w300 = FloatVector(repeating: wp[3]), w301 = FloatVector(repeating: wp[7])
+                let w300 = FloatVector(repeating: w[3]), w301 = FloatVector(repeating: w[7])
                 a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
                 a301 = a301.addingProduct(m1, w300).addingProduct(z1, w301)
-                let w310 = FloatVector(repeating: wp[11]), w311 = FloatVector(repeating: wp[15])
-                a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
-                a311 = a311.addingProduct(z1, w310).addingProduct(p1, w311)
-            }
-            do {
-                let m0 = loadVector(pb - 1), z0 = loadVector(pb), p0 = loadVector(pb + 1), m1 = loadVector(pb - 1 + 1 * vw), z1 = loadVector(pb + 1 * vw), p1 = loadVector(pb + 1 + 1 * vw)
-                let w000 = FloatVector(repeating: wp[16]), w001 = FloatVector(repeating: wp[20])
-                a000 = a000.addingProduct(m0, w000).addingProduct(z0, w001)
-                a001 = a001.addingProduct(m1, w000).addingProduct(z1, w001)
-                let w010 = FloatVector(repeating: wp[24]), w011 = FloatVector(repeating: wp[28])
-                a010 = a010.addingProduct(z0, w010).addingProduct(p0, w011)
-                a011 = a011.addingProduct(z1, w010).addingProduct(p1, w011)
-                let w100 = FloatVector(repeating: wp[17]), w101 = FloatVector(repeating: wp[21])
-                a100 = a100.addingProduct(m0, w100).addingProduct(z0, w101)
-                a101 = a101.addingProduct(m1, w100).addingProduct(z1, w101)
-                let w110 = FloatVector(repeating: wp[25]), w111 = FloatVector(repeating: wp[29])
-                a110 = a110.addingProduct(z0, w110).addingProduct(p0, w111)
-                a111 = a111.addingProduct(z1, w110).addingProduct(p1, w111)
-                let w200 = FloatVector(repeating: wp[18]), w201 = FloatVector(repeating: wp[22])
-                a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
-                a201 = a201.addingProduct(m1, w200).addingProduct(z1, w201)
-                let w210 = FloatVector(repeating: wp[26]), w211 = FloatVector(repeating: wp[30])
-                a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
-                a211 = a211.addingProduct(z1, w210).addingProduct(p1, w211)
-                let w300 = FloatVector(repeating: wp[19]), w301 = FloatVector(repeating: wp[23])
-                a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
-                a301 = a301.addingProduct(m1, w300).addingProduct(z1, w301)
-                let w310 = FloatVector(repeating: wp[27]), w311 = FloatVector(repeating: wp[31])
+                let w310 = FloatVector(repeating: w[11]), w311 = FloatVector(repeating: w[15])
                 a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
                 a311 = a311.addingProduct(z1, w310).addingProduct(p1, w311)
             }
             wp += 32; pa += ps; pb += ps
         }
-        do {
-            let o = out + 0 * os
-            addStore(interleaveLow(a000, a010), o + 0 * vw, relu, vw)
-            addStore(interleaveHigh(a000, a010), o + 1 * vw, relu, vw)
-            addStore(interleaveLow(a001, a011), o + 2 * vw, relu, vw)
-            addStore(interleaveHigh(a001, a011), o + 3 * vw, relu, vw)
-        }
-        if nValid > 1 {
-            let o = out + 1 * os
-            addStore(interleaveLow(a100, a110), o + 0 * vw, relu, vw)
-            addStore(interleaveHigh(a100, a110), o + 1 * vw, relu, vw)
-            addStore(interleaveLow(a101, a111), o + 2 * vw, relu, vw)
-            addStore(interleaveHigh(a101, a111), o + 3 * vw, relu, vw)
-        }
-        if nValid > 2 {
-            let o = out + 2 * os
-            addStore(interleaveLow(a200, a210), o + 0 * vw, relu, vw)
-            addStore(interleaveHigh(a200, a210), o + 1 * vw, relu, vw)
-            addStore(interleaveLow(a201, a211), o + 2 * vw, relu, vw)
-            addStore(interleaveHigh(a201, a211), o + 3 * vw, relu, vw)
-        }
-        if nValid > 3 {
-            let o = out + 3 * os
-            addStore(interleaveLow(a300, a310), o + 0 * vw, relu, vw)
-            addStore(interleaveHigh(a300, a310), o + 1 * vw, relu, vw)
-            addStore(interleaveLow(a301, a311), o + 2 * vw, relu, vw)
-            addStore(interleaveHigh(a301, a311), o + 3 * vw, relu, vw)
-        }
+        addPhases(a000, a010, a001, a011, out, relu)
+        if nValid > 1 { addPhases(a100, a110, a101, a111, out + 1 * os, relu) }
+        if nValid > 2 { addPhases(a200, a210, a201, a211, out + 2 * os, relu) }
+        if nValid > 3 { addPhases(a300, a310, a301, a311, out + 3 * os, relu) }
     }
 
     @inline(__always)
     static func chunk1(_ rowA: UnsafePointer<Float>, _ rowB: UnsafePointer<Float>, _ ps: Int, _ cin: Int,
                        _ wp0: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int,
                        _ relu: Bool, _ lanes: Int) {
-        let vw = vectorWidth
         var a000 = FloatVector.zero, a010 = FloatVector.zero, a100 = FloatVector.zero, a110 = FloatVector.zero
         var a200 = FloatVector.zero, a210 = FloatVector.zero, a300 = FloatVector.zero, a310 = FloatVector.zero
         var wp = wp0
         var pa = rowA, pb = rowB
         for _ in 0..<cin {
-            do {
-                let m0 = loadVector(pa - 1), z0 = loadVector(pa), p0 = loadVector(pa + 1)
-                let w000 = FloatVector(repeating: wp[0]), w001 = FloatVector(repeating: wp[4])
+            // Low row r + py − 1 (ty = 0), then r + py (ty = 1); weights [ty][px][tx][4].
+            for ty in 0..<2 {
+                let row = ty == 0 ? pa : pb, w = wp + 16 * ty
+                let m0 = loadVector(row - 1), z0 = loadVector(row), p0 = loadVector(row + 1)
+                let w000 = FloatVector(repeating: w[0]), w001 = FloatVector(repeating: w[4])
                 a000 = a000.addingProduct(m0, w000).addingProduct(z0, w001)
-                let w010 = FloatVector(repeating: wp[8]), w011 = FloatVector(repeating: wp[12])
+                let w010 = FloatVector(repeating: w[8]), w011 = FloatVector(repeating: w[12])
                 a010 = a010.addingProduct(z0, w010).addingProduct(p0, w011)
-                let w100 = FloatVector(repeating: wp[1]), w101 = FloatVector(repeating: wp[5])
+                let w100 = FloatVector(repeating: w[1]), w101 = FloatVector(repeating: w[5])
                 a100 = a100.addingProduct(m0, w100).addingProduct(z0, w101)
-                let w110 = FloatVector(repeating: wp[9]), w111 = FloatVector(repeating: wp[13])
+                let w110 = FloatVector(repeating: w[9]), w111 = FloatVector(repeating: w[13])
                 a110 = a110.addingProduct(z0, w110).addingProduct(p0, w111)
-                let w200 = FloatVector(repeating: wp[2]), w201 = FloatVector(repeating: wp[6])
+                let w200 = FloatVector(repeating: w[2]), w201 = FloatVector(repeating: w[6])
                 a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
-                let w210 = FloatVector(repeating: wp[10]), w211 = FloatVector(repeating: wp[14])
+                let w210 = FloatVector(repeating: w[10]), w211 = FloatVector(repeating: w[14])
                 a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
-                let w300 = FloatVector(repeating: wp[3]), w301 = FloatVector(repeating: wp[7])
+                let w300 = FloatVector(repeating: w[3]), w301 = FloatVector(repeating: w[7])
                 a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
-                let w310 = FloatVector(repeating: wp[11]), w311 = FloatVector(repeating: wp[15])
-                a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
-            }
-            do {
-                let m0 = loadVector(pb - 1), z0 = loadVector(pb), p0 = loadVector(pb + 1)
-                let w000 = FloatVector(repeating: wp[16]), w001 = FloatVector(repeating: wp[20])
-                a000 = a000.addingProduct(m0, w000).addingProduct(z0, w001)
-                let w010 = FloatVector(repeating: wp[24]), w011 = FloatVector(repeating: wp[28])
-                a010 = a010.addingProduct(z0, w010).addingProduct(p0, w011)
-                let w100 = FloatVector(repeating: wp[17]), w101 = FloatVector(repeating: wp[21])
-                a100 = a100.addingProduct(m0, w100).addingProduct(z0, w101)
-                let w110 = FloatVector(repeating: wp[25]), w111 = FloatVector(repeating: wp[29])
-                a110 = a110.addingProduct(z0, w110).addingProduct(p0, w111)
-                let w200 = FloatVector(repeating: wp[18]), w201 = FloatVector(repeating: wp[22])
-                a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
-                let w210 = FloatVector(repeating: wp[26]), w211 = FloatVector(repeating: wp[30])
-                a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
-                let w300 = FloatVector(repeating: wp[19]), w301 = FloatVector(repeating: wp[23])
-                a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
-                let w310 = FloatVector(repeating: wp[27]), w311 = FloatVector(repeating: wp[31])
+                let w310 = FloatVector(repeating: w[11]), w311 = FloatVector(repeating: w[15])
                 a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
             }
             wp += 32; pa += ps; pb += ps
         }
-        do {
-            let o = out + 0 * os
-            addStore(interleaveLow(a000, a010), o, relu, min(vw, 2 * lanes))
-            addStore(interleaveHigh(a000, a010), o + vw, relu, max(0, 2 * lanes - vw))
-        }
-        if nValid > 1 {
-            let o = out + 1 * os
-            addStore(interleaveLow(a100, a110), o, relu, min(vw, 2 * lanes))
-            addStore(interleaveHigh(a100, a110), o + vw, relu, max(0, 2 * lanes - vw))
-        }
-        if nValid > 2 {
-            let o = out + 2 * os
-            addStore(interleaveLow(a200, a210), o, relu, min(vw, 2 * lanes))
-            addStore(interleaveHigh(a200, a210), o + vw, relu, max(0, 2 * lanes - vw))
-        }
-        if nValid > 3 {
-            let o = out + 3 * os
-            addStore(interleaveLow(a300, a310), o, relu, min(vw, 2 * lanes))
-            addStore(interleaveHigh(a300, a310), o + vw, relu, max(0, 2 * lanes - vw))
-        }
+        addPhases(a000, a010, out, relu, lanes)
+        if nValid > 1 { addPhases(a100, a110, out + 1 * os, relu, lanes) }
+        if nValid > 2 { addPhases(a200, a210, out + 2 * os, relu, lanes) }
+        if nValid > 3 { addPhases(a300, a310, out + 3 * os, relu, lanes) }
     }
 
+    /// Adds two output vectors' worth of interleaved even/odd phase sums (columns 2q and 2q + 1)
+    /// at `o`, for two vectors of low-resolution columns.
+    @inline(__always)
+    static func addPhases(_ even0: FloatVector, _ odd0: FloatVector, _ even1: FloatVector, _ odd1: FloatVector,
+                          _ o: UnsafeMutablePointer<Float>, _ relu: Bool) {
+        let vw = vectorWidth
+        addStore(interleaveLow(even0, odd0), o, relu, vw); addStore(interleaveHigh(even0, odd0), o + vw, relu, vw)
+        addStore(interleaveLow(even1, odd1), o + 2 * vw, relu, vw); addStore(interleaveHigh(even1, odd1), o + 3 * vw, relu, vw)
+    }
+
+    /// The same for one vector of low-resolution columns, `lanes` of them valid.
+    @inline(__always)
+    static func addPhases(_ even: FloatVector, _ odd: FloatVector, _ o: UnsafeMutablePointer<Float>, _ relu: Bool, _ lanes: Int) {
+        let vw = vectorWidth
+        addStore(interleaveLow(even, odd), o, relu, min(vw, 2 * lanes))
+        addStore(interleaveHigh(even, odd), o + vw, relu, max(0, 2 * lanes - vw))
+    }
 
     // MARK: Backward
 
@@ -493,14 +428,8 @@ public enum UpsampledConv3x3 {
                 q += vectorWidth
             }
         }
-        out0[0] += laneSum(a0); out0[1] += laneSum(a1); out0[2] += laneSum(a2)
-        out0[3] += laneSum(a3); out0[4] += laneSum(a4); out0[5] += laneSum(a5)
-        out0[6] += laneSum(a6); out0[7] += laneSum(a7); out0[8] += laneSum(a8)
-        if let out1 {
-            out1[0] += laneSum(b0); out1[1] += laneSum(b1); out1[2] += laneSum(b2)
-            out1[3] += laneSum(b3); out1[4] += laneSum(b4); out1[5] += laneSum(b5)
-            out1[6] += laneSum(b6); out1[7] += laneSum(b7); out1[8] += laneSum(b8)
-        }
+        addLaneSums(a0, a1, a2, a3, a4, a5, a6, a7, a8, to: out0)
+        if let out1 { addLaneSums(b0, b1, b2, b3, b4, b5, b6, b7, b8, to: out1) }
     }
 
     @inline(__always)
