@@ -31,8 +31,11 @@ extension Tape {
     ///
     /// With `paddedOutput` the result is written as the padded planes a following convolution
     /// reads (for outputs whose consumers are convolutions), so no copy lays it out again.
+    /// With `rectifiedCopy` (and not `paddedOutput`) the output also carries max(y, 0) as padded
+    /// planes, written in the same pass, for a consumer that reads it through a ReLU.
     public func convBatchNorm(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
-                              relu: Bool, dropout: DropoutMask? = nil, paddedOutput: Bool = false) -> Variable {
+                              relu: Bool, dropout: DropoutMask? = nil, paddedOutput: Bool = false,
+                              rectifiedCopy: Bool = false) -> Variable {
         let (z, input, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
         let (mean, invStd, scale, shift) = trainingStatistics(z, bn, batchStatistics: statistics)
         let dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
@@ -45,8 +48,10 @@ extension Tape {
             out = Variable(padded: y, requiresGrad: needs)
         } else {
             let y = Tensor(z.shape, zeroed: false)
-            BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, pool: pool)
+            let copy = rectifiedCopy ? PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w) : nil
+            BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, reluCopy: copy, pool: pool)
             out = Variable(y, requiresGrad: needs)
+            out.rectifiedPadded = copy
         }
         if out.requiresGrad {
             let gamma = bn.gamma.value.array
@@ -111,6 +116,7 @@ extension Tape {
     /// planes is used as it is.
     func planes(_ parts: [(Variable, PaddedPlanes.Transform)], height h: Int, width w: Int) -> PaddedPlanes {
         if parts.count == 1, parts[0].1 == .copy, let p = parts[0].0.padded { return p }
+        if parts.count == 1, parts[0].1 == .relu, let p = parts[0].0.rectifiedPadded { return p }
         let channels = parts.reduce(0) { $0 + $1.0.shape.c }
         let padded = PaddedPlanes(n: parts[0].0.shape.n, channels: channels, height: h, width: w)
         padded.fill(from: parts.map { PaddedPlanes.Source($0.0.value, $0.1) }, pool: pool)

@@ -152,11 +152,13 @@ public final class UNet: @unchecked Sendable {
         // output (for pooling); as separate ops when observed or in inference mode.
         let fuse = training && observe == nil
         // `padded`: the output feeds only convolutions, so it is written as their padded input.
+        // `rectified`: the decoder also reads it through a ReLU; that copy is written in the same pass.
         func block(_ convName: String, _ bnName: String, _ parts: [(Variable, PaddedPlanes.Transform)], relu: Bool,
-                   dropout: DropoutMask? = nil, padded: Bool = false) -> Variable {
+                   dropout: DropoutMask? = nil, padded: Bool = false, rectified: Bool = false) -> Variable {
             let c = convs[convName]!
             if fuse {
-                return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu, dropout: dropout, paddedOutput: padded)
+                return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu, dropout: dropout, paddedOutput: padded,
+                                          rectifiedCopy: rectified)
             }
             let z = tape.conv3x3(parts, weight: c.weight, bias: c.bias)
             observe?(convName, z.value)
@@ -168,7 +170,7 @@ public final class UNet: @unchecked Sendable {
         var skips: [Variable] = []
         var h = x
         for k in 0..<config.depth {
-            let z = block("down\(k + 1)_conv", "down\(k + 1)_bn", [(h, .copy)], relu: false)
+            let z = block("down\(k + 1)_conv", "down\(k + 1)_bn", [(h, .copy)], relu: false, rectified: true)
             skips.append(z)  // its ReLU is applied on the way into the decoder's convolution
             h = tape.maxPool2x2(z, paddedOutput: fuse)
         }

@@ -43,11 +43,18 @@ public enum BatchNormKernels {
     /// followed by max(·, 0) when `relu` (batch norm and ReLU in one pass).
     /// With `dropout`, the result then goes through inverted dropout (batch norm, ReLU and
     /// dropout in one pass; the mask is recomputed, never stored).
+    ///
+    /// `reluCopy`: padded planes that also receive max(y, 0) in the same pass (a U-Net encoder's
+    /// output: plain for pooling, rectified and padded for the decoder's convolution).
     public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, dropout: DropoutMask? = nil,
-                              into y: Tensor, pool: ThreadPool = .shared) {
+                              into y: Tensor, reluCopy: PaddedPlanes? = nil, pool: ThreadPool = .shared) {
         precondition(y.shape == x.shape, "affine output \(y.shape) for \(x.shape)")
+        if let r = reluCopy {
+            precondition(r.n == x.shape.n && r.channels == x.shape.c && r.height == x.shape.h && r.width == x.shape.w,
+                         "ReLU copy planes do not match \(x.shape)")
+        }
         affine(x, scale: scale, shift: shift, relu: relu, dropout: dropout, out: y.data, planeStride: x.shape.plane,
-               rowStride: x.shape.w, pool: pool)
+               rowStride: x.shape.w, reluCopy: reluCopy, pool: pool)
     }
 
     /// The same into the interior of padded planes: the next convolution's input, without a copy.
@@ -62,7 +69,7 @@ public enum BatchNormKernels {
     /// `borders`: the padded planes being written, whose borders are zeroed row by row.
     static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool, dropout: DropoutMask?,
                        out: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
-                       pool: ThreadPool) {
+                       reluCopy: PaddedPlanes? = nil, pool: ThreadPool) {
         let s = x.shape
         let xd = x.data
         let floor: Float = relu ? 0 : -.infinity
@@ -75,17 +82,22 @@ public enum BatchNormKernels {
             let key = drop ? mask.planeKey(item) : 0
             for y in 0..<s.h {
                 borders?.zeroBorders(plane: item, row: y)
+                reluCopy?.zeroBorders(plane: item, row: y)
+                let r = reluCopy.map { $0.data + item * $0.planeStride + (y + 1) * $0.rowStride + vectorWidth }
                 let xr = p + y * s.w, q = outPlane + y * rowStride
                 var k = 0
                 while k + vectorWidth <= s.w {
                     var v = vmax(loadVector(xr + k) * aV + bV, floorV)
                     if drop { v = mask.apply(v, key: key, vectorAt: y * s.w + k) }
                     storeVector(v, q + k)
+                    if let r { storeVector(vmax(v, .zero), r + k) }
                     k += vectorWidth
                 }
                 while k < s.w {
-                    let v = max(xr[k] * a + b, floor)
-                    q[k] = drop ? mask.apply(v, key: key, index: y * s.w + k) : v
+                    var v = max(xr[k] * a + b, floor)
+                    if drop { v = mask.apply(v, key: key, index: y * s.w + k) }
+                    q[k] = v
+                    r?[k] = max(v, 0)
                     k += 1
                 }
             }
@@ -171,9 +183,10 @@ public enum BatchNormKernels {
             let k1 = gamma[c] * inv / m
             let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
             let a = scale[c], b = shift[c]
-            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b), muV = FloatVector(repeating: mu)
-            let invV = FloatVector(repeating: inv), k1V = FloatVector(repeating: k1), mV = FloatVector(repeating: m)
-            let sdyV = FloatVector(repeating: sdy), sdxV = FloatVector(repeating: sdx)
+            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+            // k1 (m g − Σg − x̂ Σg·x̂) with x̂ = (x − μ) / σ, as g · A + (x · B + C).
+            let gA = FloatVector(repeating: k1 * m), xB = FloatVector(repeating: -k1 * sdx * inv)
+            let cC = FloatVector(repeating: k1 * (sdx * inv * mu - sdy))
             let key = drop ? mask.planeKey(item) : 0
             for y in 0..<s.h {
                 borders?.zeroBorders(plane: item, row: y)
@@ -184,15 +197,13 @@ public enum BatchNormKernels {
                     var g = loadVector(gr + k)
                     if drop { g = mask.apply(g, key: key, vectorAt: y * s.w + k) }
                     if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
-                    let xhat = (xv - muV) * invV
-                    storeVector(k1V * ((mV * g - sdyV) - xhat * sdxV), out + k)
+                    storeVector(cC.addingProduct(xv, xB).addingProduct(g, gA), out + k)
                     k += vectorWidth
                 }
                 while k < s.w {
                     let gk = drop ? mask.apply(gr[k], key: key, index: y * s.w + k) : gr[k]
                     let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gk
-                    let xhat = (xr[k] - mu) * inv
-                    out[k] = k1 * ((m * g - sdy) - xhat * sdx)
+                    out[k] = g * (k1 * m) + (xr[k] * (-k1 * sdx * inv) + k1 * (sdx * inv * mu - sdy))
                     k += 1
                 }
             }

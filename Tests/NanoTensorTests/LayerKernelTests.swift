@@ -277,6 +277,13 @@ final class PaddedBorderTests: XCTestCase {
             var p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
             BatchNormKernels.affine(x, scale: scale, shift: shift, relu: true, into: p)
             assertBordersZero(p, "affine \(h)x\(w)")
+            // A plain output with a rectified padded copy written in the same pass.
+            p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
+            let plain = Tensor(x.shape)
+            BatchNormKernels.affine(x, scale: scale, shift: shift, into: plain, reluCopy: p)
+            assertBordersZero(p, "affine ReLU copy \(h)x\(w)")
+            XCTAssertEqual(p.interior().array, plain.array.map { max($0, 0) })
+            XCTAssertTrue(plain.array.contains { $0 < 0 }, "the plain output keeps its negative values")
             p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
             var dG: [Float] = [0, 0, 0], dB: [Float] = [0, 0, 0]
             BatchNormKernels.backward(x: x, dy: x, mean: [0, 0, 0], invStd: [1, 1, 1], gamma: [1, 1, 1], scale: scale, shift: shift,
