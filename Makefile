@@ -22,6 +22,11 @@ build: deps
 test: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product nanofind
 	$(SWIFT) test $(SWIFTFLAGS) --disable-swift-testing
+ifneq ($(SIMD_FLAG),)
+	@echo "kernels again with 8-lane vectors (the AVX2 / arm64 code path), in .build/simd8"
+	$(SWIFT) build -c release --build-path .build/simd8 --build-tests
+	$(SWIFT) test -c release --build-path .build/simd8 --skip-build --disable-swift-testing --filter "NanoTensorTests|NanoNetTests"
+endif
 
 # Slow checks (full robustness corpora, long training) are behind NANOFIND_LONG_TESTS=1.
 test-long: deps

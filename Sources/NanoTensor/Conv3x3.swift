@@ -193,10 +193,13 @@ public enum Conv3x3 {
                     for y in y0..<y1 {
                         let ip = inBase + y * input.rowStride
                         let p0 = out.plane(i, 0) + y * width, p1 = out.plane(i, 1) + y * width
+                        // Chunks of 4 vectors (64 pixels with 16 lanes, 32 with 8); the scratch
+                        // holds 64 floats per feature either way.
+                        let chunk = 4 * vectorWidth
                         var x = 0
                         while x < width {
-                            let n = min(64, width - x)
-                            if n == 64 {
+                            let n = min(chunk, width - x)
+                            if n == chunk {
                                 chunk4(ip + x, input.planeStride, input.rowStride, w.cin, wp, bp, scratch, 64, 4, true)
                             } else {
                                 var v = 0
@@ -220,7 +223,7 @@ public enum Conv3x3 {
                                 storePartial(q1, p1 + x + v, lanes)
                                 v += vectorWidth
                             }
-                            x += 64
+                            x += chunk
                         }
                     }
                 }
