@@ -29,7 +29,8 @@ public final class Variable: @unchecked Sendable {
         self.requiresGrad = requiresGrad; self.name = name
     }
 
-    /// The value in plain NCHW layout (laid out from `padded` on first use).
+    /// The value in plain NCHW layout (laid out from `padded` on first use, and then a copy:
+    /// writing into it does not change `padded`). Like the tape, not for concurrent use.
     public var value: Tensor {
         if let plain { return plain }
         let t = padded!.interior()

@@ -16,7 +16,7 @@ public enum BatchNormKernels {
                         let p = x.plane(i, c)
                         var acc = FloatVector.zero, k = 0
                         while k + vectorWidth <= s.plane { acc += loadVector(p + k); k += vectorWidth }
-                        var part = Double(acc.sum())
+                        var part = Double(laneSum(acc))
                         while k < s.plane { part += Double(p[k]); k += 1 }
                         sum += part
                     }
@@ -27,7 +27,7 @@ public enum BatchNormKernels {
                         let p = x.plane(i, c)
                         var acc = FloatVector.zero, k = 0
                         while k + vectorWidth <= s.plane { let d = loadVector(p + k) - muF; acc = acc.addingProduct(d, d); k += vectorWidth }
-                        var part = Double(acc.sum())
+                        var part = Double(laneSum(acc))
                         while k < s.plane { let d = Double(p[k]) - mu; part += d * d; k += 1 }
                         sq += part
                     }
@@ -163,7 +163,7 @@ public enum BatchNormKernels {
                             va += g; vb = vb.addingProduct(g, xv - muV)
                             k += vectorWidth
                         }
-                        var sa = Double(va.sum()), sb = Double(vb.sum())
+                        var sa = Double(laneSum(va)), sb = Double(laneSum(vb))
                         while k < s.plane {
                             var g = drop ? mask.apply(gp[k], key: key, index: k) : gp[k]
                             if reluAfter && xp[k] * scale[c] + shift[c] <= 0 { g = 0 }

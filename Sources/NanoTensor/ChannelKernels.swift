@@ -140,7 +140,8 @@ public enum ChannelKernels {
     }
 
     /// Σ −log p[label] over all pixels (p clamped to 1e-30), for softmax probabilities p and a
-    /// label map of class indices; summed per piece in Double and added in piece order.
+    /// label map of class indices 0, 1, … stored as floats; summed per piece in Double and added
+    /// in piece order.
     public static func crossEntropySum(probabilities p: Tensor, labels: Tensor,
                                        pool: ThreadPool = .shared) -> (total: Double, pixels: Int) {
         let s = p.shape
@@ -164,9 +165,10 @@ public enum ChannelKernels {
                     if n == 64 { part += Double(laneSum(acc)); acc = .zero; n = 0 }  // keep float sums short
                 }
                 part += Double(laneSum(acc))
-                while k < hi {
-                    let t = Int(lp[k])
-                    part -= Double(logf(max(p.plane(i, min(max(t, 0), s.c - 1))[k], 1e-30)))
+                while k < hi {  // as the vector loop: class 0 unless the label equals another index
+                    var pt = p.plane(i, 0)[k]
+                    for c in 1..<max(s.c, 1) where lp[k] == Float(c) { pt = p.plane(i, c)[k] }
+                    part -= Double(logf(max(pt, 1e-30)))
                     k += 1
                 }
                 out[item] = part
@@ -194,7 +196,7 @@ public enum ChannelKernels {
                     storeVector((loadVector(pp + k) - hit) * scaleV, d + k)
                     k += vectorWidth
                 }
-                while k < hi { d[k] = (pp[k] - (Int(lp[k]) == c ? 1 : 0)) * scale; k += 1 }
+                while k < hi { d[k] = (pp[k] - (lp[k] == Float(c) ? 1 : 0)) * scale; k += 1 }
             }
         }
         return dz

@@ -85,31 +85,44 @@ public enum Conv3x3 {
     /// The same into a plain tensor, also returning the per-channel mean and (biased) variance
     /// of the output over (N, H, W): a training-mode batch norm's statistics, gathered row by row
     /// while each output row is still in cache instead of in two more passes over the output.
-    /// Each row's sums are taken around the channel's bias and kept apart, then added in a fixed
-    /// order in Double, so the result does not depend on the thread count.
+    /// Each row's moments are kept apart and combined in a fixed order in Double (see
+    /// `rowMoments`), so the result does not depend on the thread count, and stays exact to float
+    /// precision however far the mean is from zero.
     public static func forwardWithStatistics(_ input: PaddedPlanes, _ w: PackedWeights, into out: Tensor,
                                              pool: ThreadPool = .shared) -> (mean: [Float], variance: [Float]) {
         precondition(out.shape == Shape(input.n, w.cout, input.height, input.width), "conv output shape \(out.shape)")
         let s = out.shape
-        let rowSums = Tensor(Shape(1, 1, 1, 2 * s.n * s.c * s.h), zeroed: false)
+        let moments = rowMomentsBuffer(s)
         forward(input, w, out: out.data, imageStride: w.cout * s.plane, planeStride: s.plane,
-                rowStride: s.w, relu: false, rowStatistics: rowSums.data, pool: pool)
-        return batchStatistics(rowSums: rowSums, of: s, around: w.bias.data)
+                rowStride: s.w, relu: false, rowStatistics: moments.data, pool: pool)
+        return batchStatistics(rowMoments: moments, of: s)
     }
 
-    /// Mean and variance per channel from per-row sums around `shift` (see `rowSums`).
-    static func batchStatistics(rowSums: Tensor, of s: Shape, around shift: UnsafePointer<Float>) -> (mean: [Float], variance: [Float]) {
+    /// Room for `rowMoments` of every row of every (image, channel) plane of an output.
+    static func rowMomentsBuffer(_ s: Shape) -> Tensor { Tensor(Shape(1, 1, 1, 3 * s.n * s.c * s.h), zeroed: false) }
+
+    /// Mean and variance per channel from the moments of every row, combined in Double
+    /// (Chan et al.'s pairwise update: M2 = Σ M2ᵣ + Σ wᵣ (meanᵣ − mean)²).
+    static func batchStatistics(rowMoments: Tensor, of s: Shape) -> (mean: [Float], variance: [Float]) {
         var mean = [Float](repeating: 0, count: s.c), variance = mean
-        let m = Double(s.n * s.plane)
+        let m = Double(s.n * s.plane), w = Double(s.w)
         for c in 0..<s.c {
-            var s1 = 0.0, s2 = 0.0
+            var total = 0.0
             for i in 0..<s.n {
-                let r = rowSums.data + 2 * (i * s.c + c) * s.h
-                for y in 0..<s.h { s1 += Double(r[2 * y]); s2 += Double(r[2 * y + 1]) }
+                let r = rowMoments.data + 3 * (i * s.c + c) * s.h
+                for y in 0..<s.h { total += Double(r[3 * y]) * w + Double(r[3 * y + 1]) }
             }
-            let shifted = s1 / m
-            mean[c] = Float(Double(shift[c]) + shifted)
-            variance[c] = Float(max(s2 / m - shifted * shifted, 0))
+            let mu = total / m
+            var m2 = 0.0
+            for i in 0..<s.n {
+                let r = rowMoments.data + 3 * (i * s.c + c) * s.h
+                for y in 0..<s.h {
+                    let rowMean = Double(r[3 * y]) + Double(r[3 * y + 1]) / w
+                    m2 += Double(r[3 * y + 2]) + w * (rowMean - mu) * (rowMean - mu)
+                }
+            }
+            mean[c] = Float(mu)
+            variance[c] = Float(m2 / m)
         }
         return (mean, variance)
     }
@@ -144,28 +157,30 @@ public enum Conv3x3 {
                         outBase + y * rowStride, planeStride, nValid, width, relu, gate.map { $0 + offset })
                 if let st = rowStatistics {
                     for oc in 0..<nValid {
-                        rowSums(outBase + oc * planeStride + y * rowStride, width, around: bp[oc],
-                                into: st + 2 * ((i * w.cout + o0 + oc) * h + y))
+                        rowMoments(outBase + oc * planeStride + y * rowStride, width, into: st + 3 * ((i * w.cout + o0 + oc) * h + y))
                     }
                 }
             }
         }
     }
 
-    /// Σ (x − shift) and Σ (x − shift)² over one row.
+    /// One row's moments, from two passes over the row while it is in L1: the row's first value
+    /// x₀, Σ (x − x₀) (small, so the row mean x₀ + Σ/width keeps its precision), and
+    /// Σ (x − mean)² around the row's own mean.
     @inline(__always)
-    static func rowSums(_ row: UnsafePointer<Float>, _ width: Int, around shift: Float, into out: UnsafeMutablePointer<Float>) {
-        let sV = FloatVector(repeating: shift)
-        var s1 = FloatVector.zero, s2 = FloatVector.zero, x = 0
-        while x + vectorWidth <= width {
-            let d = loadVector(row + x) - sV
-            s1 += d; s2 = s2.addingProduct(d, d)
-            x += vectorWidth
-        }
-        var t1: Float = 0, t2: Float = 0
-        for k in 0..<vectorWidth { t1 += s1[k]; t2 += s2[k] }
-        while x < width { let d = row[x] - shift; t1 += d; t2 += d * d; x += 1 }
-        out[0] = t1; out[1] = t2
+    static func rowMoments(_ row: UnsafePointer<Float>, _ width: Int, into out: UnsafeMutablePointer<Float>) {
+        let first = row[0], fV = FloatVector(repeating: first)
+        var s1 = FloatVector.zero, x = 0
+        while x + vectorWidth <= width { s1 += loadVector(row + x) - fV; x += vectorWidth }
+        var t1 = laneSum(s1)
+        while x < width { t1 += row[x] - first; x += 1 }
+        let rowMean = Float(Double(first) + Double(t1) / Double(width)), mV = FloatVector(repeating: rowMean)
+        var s2 = FloatVector.zero
+        x = 0
+        while x + vectorWidth <= width { let d = loadVector(row + x) - mV; s2 = s2.addingProduct(d, d); x += vectorWidth }
+        var t2 = laneSum(s2)
+        while x < width { let d = row[x] - rowMean; t2 += d * d; x += 1 }
+        out[0] = first; out[1] = t1; out[2] = t2
     }
 
     /// A U-Net's last 3×3 convolution (at most 4 outputs, ReLU) fused with the 1×1 two-class head
@@ -429,7 +444,7 @@ public enum Conv3x3 {
                         var xx = 0
                         while xx < width { s += loadVector(g + y * dY.rowStride + xx); xx += vectorWidth }
                     }
-                    acc[wCount + o] += s.sum()
+                    acc[wCount + o] += laneSum(s)
                 }
             }
         }

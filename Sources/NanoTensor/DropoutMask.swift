@@ -17,7 +17,9 @@ public struct DropoutMask: Sendable, Equatable {
         keepScale = 1 / (1 - rate)
     }
 
-    /// The key of plane `item` (image · channels + channel): planes draw unrelated masks.
+    /// The key of plane `item` (image · channels + channel). Each element's decision is
+    /// hash(hash(index) + key): with a single round, two planes whose keys differ by d would
+    /// draw the same mask shifted by d.
     @inline(__always) public func planeKey(_ item: Int) -> UInt32 {
         var mix = SplitMix64(seed: seed ^ (UInt64(item) &* 0xD1B5_4A32_D192_ED03))
         return UInt32(truncatingIfNeeded: mix.next() >> 32)
@@ -42,13 +44,13 @@ public struct DropoutMask: Sendable, Equatable {
 
     /// Whether element `index` of the plane with `key` is kept.
     @inline(__always) public func keeps(key: UInt32, index: Int) -> Bool {
-        DropoutMask.hash(UInt32(truncatingIfNeeded: index) &+ key) >= threshold
+        DropoutMask.hash(DropoutMask.hash(UInt32(truncatingIfNeeded: index)) &+ key) >= threshold
     }
 
     /// The same for `vectorWidth` consecutive elements from `index`.
     @inline(__always) func keeps(key: UInt32, vectorAt index: Int) -> SIMDMask<IndexVector.MaskStorage> {
-        let v = laneIndices &+ IndexVector(repeating: UInt32(truncatingIfNeeded: index) &+ key)
-        return DropoutMask.hash(v) .>= IndexVector(repeating: threshold)
+        let v = laneIndices &+ IndexVector(repeating: UInt32(truncatingIfNeeded: index))
+        return DropoutMask.hash(DropoutMask.hash(v) &+ IndexVector(repeating: key)) .>= IndexVector(repeating: threshold)
     }
 
     /// x where kept, scaled by 1 / (1 − rate); 0 where dropped.

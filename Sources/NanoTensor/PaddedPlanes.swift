@@ -92,48 +92,35 @@ public final class PaddedPlanes: @unchecked Sendable {
         }
     }
 
-    /// Zeroes the border rows and side columns of every plane (for planes whose interior a
-    /// kernel writes directly).
-    public func clearBorders(pool: ThreadPool = .shared) {
-        let h = height, rs = rowStride
-        pool.parallelFor(n * channels) { item, _ in
-            let base = self.data + item * self.planeStride
-            self.zeroBorderRows(base)
-            for y in 0..<h { self.zeroSides(base + (y + 1) * rs) }
-        }
-    }
-
     /// Zeroes the side columns of interior row `y` of plane `item` (image · channels + channel),
     /// and the border row above or below it when `y` is the first or last row: kernels that write
     /// rows straight into these planes call this per row, so the borders cost no pass of their own.
+    /// Call it before writing the row: the right-hand zeroing starts at the row's last whole
+    /// vector, which may cover interior columns the writer then fills.
     @inline(__always) public func zeroBorders(plane item: Int, row y: Int) {
         let base = data + item * planeStride
         zeroSides(base + (y + 1) * rowStride)
-        if y == 0 || y == height - 1 {
-            let border = y == 0 ? base : base + (height + 1) * rowStride
-            var k = 0
-            while k < rowStride { storeVector(.zero, border + k); k += vectorWidth }
-        }
-        if height == 1 {  // the only row is both first and last
-            let bottom = base + 2 * rowStride
-            var k = 0
-            while k < rowStride { storeVector(.zero, bottom + k); k += vectorWidth }
-        }
+        if y == 0 { zeroRow(base) }
+        if y == height - 1 { zeroRow(base + (height + 1) * rowStride) }
+    }
+
+    @inline(__always) func zeroRow(_ row: UnsafeMutablePointer<Float>) {
+        var k = 0
+        while k < rowStride { storeVector(.zero, row + k); k += vectorWidth }
     }
 
     /// Zeroes the rows above and below the plane at `base`.
     @inline(__always) func zeroBorderRows(_ base: UnsafeMutablePointer<Float>) {
-        let bottom = base + (height + 1) * rowStride
-        var k = 0
-        while k < rowStride { storeVector(.zero, base + k); storeVector(.zero, bottom + k); k += vectorWidth }
+        zeroRow(base)
+        zeroRow(base + (height + 1) * rowStride)
     }
 
-    /// Zeroes the columns left and right of an interior row, with vector stores (a per-row
-    /// memset call cost more than the zeroing). The last store may run into the next row's left
-    /// columns, which are zero too.
+    /// Zeroes the columns left and right of an interior row with whole, aligned vector stores
+    /// (a per-row memset call cost more than the zeroing), never past the row: the right-hand
+    /// stores start at the last whole vector of the interior, so call it before the row is written.
     @inline(__always) func zeroSides(_ row: UnsafeMutablePointer<Float>) {
         storeVector(.zero, row)
-        var k = vectorWidth + width
+        var k = vectorWidth + width / vectorWidth * vectorWidth
         while k < rowStride { storeVector(.zero, row + k); k += vectorWidth }
     }
 

@@ -73,17 +73,17 @@ public enum UpsampledConv3x3 {
             forward(low, w, addingInto: out, pool: pool)
             return nil
         }
-        let rowSums = Tensor(Shape(1, 1, 1, 2 * s.n * s.c * s.h), zeroed: false)
+        let moments = Conv3x3.rowMomentsBuffer(s)
         forward(low, w, out: out.data, imageStride: w.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
-                rowStatistics: (rowSums.data, UnsafePointer(direct.bias.data)), pool: pool)
-        return Conv3x3.batchStatistics(rowSums: rowSums, of: s, around: direct.bias.data)
+                rowStatistics: moments.data, pool: pool)
+        return Conv3x3.batchStatistics(rowMoments: moments, of: s)
     }
 
-    /// `rowStatistics`: per output row and channel, Σ (y − shift[c]) and Σ (y − shift[c])² of the
-    /// final output, as `Conv3x3.forwardWithStatistics` gathers them.
+    /// `rowStatistics`: the moments of every final output row (`Conv3x3.rowMoments`), as
+    /// `Conv3x3.forwardWithStatistics` gathers them.
     static func forward(_ low: PaddedPlanes, _ w: PhaseWeights, out: UnsafeMutablePointer<Float>,
                         imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool,
-                        rowStatistics: (sums: UnsafeMutablePointer<Float>, shift: UnsafePointer<Float>)?, pool: ThreadPool) {
+                        rowStatistics: UnsafeMutablePointer<Float>?, pool: ThreadPool) {
         precondition(low.channels == w.cin, "upsampled conv input has \(low.channels) channels, weights \(w.cin)")
         let h = 2 * low.height, lw = low.width, width = 2 * lw
         let band = max(1, h / (8 * pool.threadCount))
@@ -116,8 +116,7 @@ public enum UpsampledConv3x3 {
                 }
                 if let st = rowStatistics {
                     for oc in 0..<nValid {
-                        Conv3x3.rowSums(o + oc * planeStride, width, around: st.shift[o0 + oc],
-                                        into: st.sums + 2 * ((i * w.cout + o0 + oc) * h + y))
+                        Conv3x3.rowMoments(o + oc * planeStride, width, into: st + 3 * ((i * w.cout + o0 + oc) * h + y))
                     }
                 }
             }
@@ -341,28 +340,37 @@ public enum UpsampledConv3x3 {
                                        pool: ThreadPool = .shared) {
         let cin = low.channels, cout = split.channels / 2, h = low.height, lw = low.width
         precondition(split.n == low.n && split.height == 2 * h && split.width == lw, "upsampled conv gradient shapes do not match")
-        let band = max(1, min(h, 8))
+        // About 32 items in all (as Conv3x3.backwardWeights), each working through its band 8
+        // low-resolution rows at a time so the block sums stay in cache.
+        let bandsPerImage = max(1, min(h, (32 + low.n - 1) / low.n))
+        let band = (h + bandsPerImage - 1) / bandsPerImage
         let bands = (h + band - 1) / band
         let items = low.n * bands
         let count = cout * cin * 9
         let partial = Tensor(Shape(items, 1, 1, count))
-        let sumStride = roundUp(lw, vectorWidth), sumPlane = band * sumStride
+        let pass = 8
+        let sumStride = roundUp(lw, vectorWidth), sumPlane = pass * sumStride
         let scratch = Tensor(Shape(pool.threadCount, 1, 1, 9 * sumPlane), zeroed: false)
         pool.parallelFor(items) { item, thread in
-            let i = item / bands, r0 = (item % bands) * band, r1 = min(h, r0 + band)
+            let i = item / bands, start = (item % bands) * band, end = min(h, start + band)
             let acc = partial.data + item * count
             let sums = scratch.data + thread * 9 * sumPlane
-            for o in 0..<cout {
-                blockSums(even: UnsafePointer(split.origin(i, 2 * o)), odd: UnsafePointer(split.origin(i, 2 * o + 1)),
-                          split.rowStride, r0, r1, lw, into: sums, sumStride, sumPlane)
-                var c = 0
-                while c < cin {
-                    let c1 = min(c + 1, cin - 1)
-                    blockSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
-                                 UnsafePointer(sums), sumStride, sumPlane, r1 - r0, r0, lw,
-                                 acc + (o * cin + c) * 9, c1 != c ? acc + (o * cin + c1) * 9 : nil)
-                    c += 2
+            var r0 = start
+            while r0 < end {
+                let r1 = min(end, r0 + pass)
+                for o in 0..<cout {
+                    blockSums(even: UnsafePointer(split.origin(i, 2 * o)), odd: UnsafePointer(split.origin(i, 2 * o + 1)),
+                              split.rowStride, r0, r1, lw, into: sums, sumStride, sumPlane)
+                    var c = 0
+                    while c < cin {
+                        let c1 = min(c + 1, cin - 1)
+                        blockSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
+                                     UnsafePointer(sums), sumStride, sumPlane, r1 - r0, r0, lw,
+                                     acc + (o * cin + c) * 9, c1 != c ? acc + (o * cin + c1) * 9 : nil)
+                        c += 2
+                    }
                 }
+                r0 = r1
             }
         }
         for t in 0..<items {

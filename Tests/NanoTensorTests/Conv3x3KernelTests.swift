@@ -121,6 +121,26 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    func testBatchStatisticsStayExactFarFromZero() {
+        // Raw intensities: a mean 1000× the spread. One-pass Σx² − (Σx)² would lose the variance.
+        var rng = SplitMix64(seed: 23)
+        let (n, cin, cout, h, w) = (2, 1, 4, 16, 70)
+        let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+        for k in 0..<x.count { x.data[k] = 1000 + x.data[k] }
+        let wt = Tensor.randomNormal(Shape(cout, cin, 3, 3), std: 0.3, rng: &rng)
+        let packed = Conv3x3.PackedWeights(oihw: wt.data, bias: nil, cout: cout, cin: cin)
+        let out = Tensor(Shape(n, cout, h, w))
+        let (mean, variance) = Conv3x3.forwardWithStatistics(PaddedPlanes.from(x), packed, into: out)
+        for c in 0..<cout {
+            var values: [Double] = []
+            for i in 0..<n { for k in 0..<(h * w) { values.append(Double(out.plane(i, c)[k])) } }
+            let mu = values.reduce(0, +) / Double(values.count)
+            let v = values.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / Double(values.count)
+            XCTAssertEqual(Double(mean[c]), mu, accuracy: 1e-6 * abs(mu))
+            XCTAssertEqual(Double(variance[c]), v, accuracy: 1e-4 * v, "channel \(c): mean \(mu), variance \(v)")
+        }
+    }
+
     func testBackwardDataMatchesReference() {
         var rng = SplitMix64(seed: 2)
         for (n, cin, cout, h, w) in shapes {
