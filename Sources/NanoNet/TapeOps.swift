@@ -31,11 +31,8 @@ extension Tape {
     ///
     /// With `paddedOutput` the result is written as the padded planes a following convolution
     /// reads (for outputs whose consumers are convolutions), so no copy lays it out again.
-    /// With `rectifiedCopy` (and not `paddedOutput`) the output also carries max(y, 0) as padded
-    /// planes, written in the same pass, for a consumer that reads it through a ReLU.
     public func convBatchNorm(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
-                              relu: Bool, dropout: DropoutMask? = nil, paddedOutput: Bool = false,
-                              rectifiedCopy: Bool = false) -> Variable {
+                              relu: Bool, dropout: DropoutMask? = nil, paddedOutput: Bool = false) -> Variable {
         let (z, input, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
         let (mean, invStd, scale, shift) = trainingStatistics(z, bn, batchStatistics: statistics)
         let dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
@@ -48,10 +45,8 @@ extension Tape {
             out = Variable(padded: y, requiresGrad: needs)
         } else {
             let y = Tensor(z.shape, zeroed: false)
-            let copy = rectifiedCopy ? PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w) : nil
-            BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, reluCopy: copy, pool: pool)
+            BatchNormKernels.affine(z, scale: scale, shift: shift, relu: relu, dropout: dropout, into: y, pool: pool)
             out = Variable(y, requiresGrad: needs)
-            out.rectifiedPadded = copy
         }
         if out.requiresGrad {
             let gamma = bn.gamma.value.array
@@ -67,6 +62,43 @@ extension Tape {
             }
         }
         return out
+    }
+
+    /// A U-Net encoder stage as one op: convolution, batch norm with batch statistics, and the
+    /// stage's two outputs of the BN output y: `skip` = max(y, 0), the padded planes the decoder's
+    /// convolution reads, and `pooled` = the 2×2 max pooling of y (not of its ReLU: pyNanoFind
+    /// pools the pre-ReLU output), the padded planes of the next stage's input. y itself is never
+    /// stored: the forward writes both outputs in one pass, and the backward forms y's gradient
+    /// from both outputs' gradients (the ReLU's gate and the pooling's routing recomputed from the
+    /// pre-BN map) inside the batch norm's own passes. Run it after both outputs' consumers have
+    /// recorded their steps, as any tape op.
+    public func convBatchNormPooled(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D,
+                                    _ bn: BatchNorm) -> (skip: Variable, pooled: Variable) {
+        let (z, input, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
+        let (mean, invStd, scale, shift) = trainingStatistics(z, bn, batchStatistics: statistics)
+        let s = z.shape
+        let rectified = PaddedPlanes(n: s.n, channels: s.c, height: s.h, width: s.w)
+        let pooledPlanes = PaddedPlanes(n: s.n, channels: s.c, height: s.h / 2, width: s.w / 2)
+        BatchNormKernels.affine(z, scale: scale, shift: shift, rectifiedInto: rectified, pooledInto: pooledPlanes, pool: pool)
+        let needs = parts.contains { $0.0.requiresGrad } || conv.weight.requiresGrad || conv.bias.requiresGrad
+            || bn.gamma.requiresGrad || bn.beta.requiresGrad
+        let skip = Variable(padded: rectified, requiresGrad: needs)
+        let pooled = Variable(padded: pooledPlanes, requiresGrad: needs)
+        if needs {
+            let gamma = bn.gamma.value.array
+            record { [unowned self] in  // steps run only inside this tape's backward()
+                guard skip.grad != nil || pooled.grad != nil else { return }
+                let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
+                let dz = PaddedPlanes(n: s.n, channels: s.c, height: s.h, width: s.w)
+                BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, mean: mean,
+                                          invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                          dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
+                if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
+                if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
+                self.convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
+            }
+        }
+        return (skip, pooled)
     }
 
     /// What a convolution keeps of its input for the backward pass: the padded planes of the
@@ -116,7 +148,6 @@ extension Tape {
     /// planes is used as it is.
     func planes(_ parts: [(Variable, PaddedPlanes.Transform)], height h: Int, width w: Int) -> PaddedPlanes {
         if parts.count == 1, parts[0].1 == .copy, let p = parts[0].0.padded { return p }
-        if parts.count == 1, parts[0].1 == .relu, let p = parts[0].0.rectifiedPadded { return p }
         let channels = parts.reduce(0) { $0 + $1.0.shape.c }
         let padded = PaddedPlanes(n: parts[0].0.shape.n, channels: channels, height: h, width: w)
         padded.fill(from: parts.map { PaddedPlanes.Source($0.0.value, $0.1) }, pool: pool)
@@ -216,17 +247,8 @@ extension Tape {
         }
     }
 
-    /// With `paddedOutput` the pooled map is written as a following convolution's padded input.
-    public func maxPool2x2(_ x: Variable, paddedOutput: Bool = false) -> Variable {
-        let out: Variable
-        if paddedOutput {
-            let s = x.shape
-            let planes = PaddedPlanes(n: s.n, channels: s.c, height: s.h / 2, width: s.w / 2)
-            planes.fillMaxPool2x2(of: x.value, pool: pool)
-            out = Variable(padded: planes, requiresGrad: x.requiresGrad)
-        } else {
-            out = output(PoolingKernels.maxPool2x2(x.value, pool: pool), x)
-        }
+    public func maxPool2x2(_ x: Variable) -> Variable {
+        let out = output(PoolingKernels.maxPool2x2(x.value, pool: pool), x)
         if out.requiresGrad {
             record { [pool] in
                 guard let g = out.grad else { return }

@@ -148,17 +148,16 @@ public final class UNet: @unchecked Sendable {
         func bn(_ name: String, _ v: Variable) -> Variable {
             let y = tape.batchNorm(v, norms[name]!, training: training); observe?(name, y.value); return y
         }
-        // conv → BN (→ ReLU) as one op in training, where only the encoder needs its pre-ReLU BN
-        // output (for pooling); as separate ops when observed or in inference mode.
+        // conv → BN (→ ReLU, dropout) as one op in training, and each encoder stage (conv → BN →
+        // ReLU for the skip, max-pool of the pre-ReLU output for the next stage) as one op; as
+        // separate ops when observed or in inference mode.
         let fuse = training && observe == nil
         // `padded`: the output feeds only convolutions, so it is written as their padded input.
-        // `rectified`: the decoder also reads it through a ReLU; that copy is written in the same pass.
         func block(_ convName: String, _ bnName: String, _ parts: [(Variable, PaddedPlanes.Transform)], relu: Bool,
-                   dropout: DropoutMask? = nil, padded: Bool = false, rectified: Bool = false) -> Variable {
+                   dropout: DropoutMask? = nil, padded: Bool = false) -> Variable {
             let c = convs[convName]!
             if fuse {
-                return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu, dropout: dropout, paddedOutput: padded,
-                                          rectifiedCopy: rectified)
+                return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu, dropout: dropout, paddedOutput: padded)
             }
             let z = tape.conv3x3(parts, weight: c.weight, bias: c.bias)
             observe?(convName, z.value)
@@ -167,12 +166,20 @@ public final class UNet: @unchecked Sendable {
             guard let d = dropout else { return r }
             return tape.dropout(r, rate: d.rate, seed: d.seed)
         }
-        var skips: [Variable] = []
+        // Each skip with the transform that the decoder's convolution reads it through.
+        var skips: [(Variable, PaddedPlanes.Transform)] = []
         var h = x
         for k in 0..<config.depth {
-            let z = block("down\(k + 1)_conv", "down\(k + 1)_bn", [(h, .copy)], relu: false, rectified: true)
-            skips.append(z)  // its ReLU is applied on the way into the decoder's convolution
-            h = tape.maxPool2x2(z, paddedOutput: fuse)
+            let convName = "down\(k + 1)_conv", bnName = "down\(k + 1)_bn"
+            if fuse {
+                let (skip, pooled) = tape.convBatchNormPooled([(h, .copy)], conv: convs[convName]!, norms[bnName]!)
+                skips.append((skip, .copy))  // already rectified
+                h = pooled
+            } else {
+                let z = block(convName, bnName, [(h, .copy)], relu: false)
+                skips.append((z, .relu))  // its ReLU is applied on the way into the decoder's convolution
+                h = tape.maxPool2x2(z)
+            }
         }
         h = block("center1_conv", "center1_bn", [(h, .copy)], relu: true, padded: true)
         h = block("center2_conv", "center2_bn", [(h, .copy)], relu: true, padded: true)
@@ -181,7 +188,7 @@ public final class UNet: @unchecked Sendable {
             // Skip first, then the upsampled map: concat and upsampling fused into the conv's input.
             let dropout = training && config.dropout > 0
                 ? DropoutMask(rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D) : nil
-            h = block("\(s)_conv1", "\(s)_bn1", [(skips[k], .relu), (h, .upsample2x)], relu: true, dropout: dropout, padded: true)
+            h = block("\(s)_conv1", "\(s)_bn1", [skips[k], (h, .upsample2x)], relu: true, dropout: dropout, padded: true)
             // The last one feeds the 1×1 head, which reads plain planes.
             h = block("\(s)_conv2", "\(s)_bn2", [(h, .copy)], relu: true, padded: k > 0)
         }

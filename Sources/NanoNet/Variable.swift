@@ -9,9 +9,6 @@ public final class Variable: @unchecked Sendable {
     private var plain: Tensor?
     /// The value as a convolution's padded input, when the op that made it wrote it that way.
     public let padded: PaddedPlanes?
-    /// max(value, 0) as padded planes, when the op that made it also wrote that (a U-Net
-    /// encoder's output, which the decoder reads through a ReLU).
-    public internal(set) var rectifiedPadded: PaddedPlanes?
     public var grad: Tensor?
     public let requiresGrad: Bool
     public let name: String

@@ -43,18 +43,11 @@ public enum BatchNormKernels {
     /// followed by max(·, 0) when `relu` (batch norm and ReLU in one pass).
     /// With `dropout`, the result then goes through inverted dropout (batch norm, ReLU and
     /// dropout in one pass; the mask is recomputed, never stored).
-    ///
-    /// `reluCopy`: padded planes that also receive max(y, 0) in the same pass (a U-Net encoder's
-    /// output: plain for pooling, rectified and padded for the decoder's convolution).
     public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, dropout: DropoutMask? = nil,
-                              into y: Tensor, reluCopy: PaddedPlanes? = nil, pool: ThreadPool = .shared) {
+                              into y: Tensor, pool: ThreadPool = .shared) {
         precondition(y.shape == x.shape, "affine output \(y.shape) for \(x.shape)")
-        if let r = reluCopy {
-            precondition(r.n == x.shape.n && r.channels == x.shape.c && r.height == x.shape.h && r.width == x.shape.w,
-                         "ReLU copy planes do not match \(x.shape)")
-        }
         affine(x, scale: scale, shift: shift, relu: relu, dropout: dropout, out: y.data, planeStride: x.shape.plane,
-               rowStride: x.shape.w, reluCopy: reluCopy, pool: pool)
+               rowStride: x.shape.w, pool: pool)
     }
 
     /// The same into the interior of padded planes: the next convolution's input, without a copy.
@@ -69,7 +62,7 @@ public enum BatchNormKernels {
     /// `borders`: the padded planes being written, whose borders are zeroed row by row.
     static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool, dropout: DropoutMask?,
                        out: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
-                       reluCopy: PaddedPlanes? = nil, pool: ThreadPool) {
+                       pool: ThreadPool) {
         let s = x.shape
         let xd = x.data
         let floor: Float = relu ? 0 : -.infinity
@@ -82,23 +75,60 @@ public enum BatchNormKernels {
             let key = drop ? mask.planeKey(item) : 0
             for y in 0..<s.h {
                 borders?.zeroBorders(plane: item, row: y)
-                reluCopy?.zeroBorders(plane: item, row: y)
-                let r = reluCopy.map { $0.data + item * $0.planeStride + (y + 1) * $0.rowStride + vectorWidth }
                 let xr = p + y * s.w, q = outPlane + y * rowStride
                 var k = 0
                 while k + vectorWidth <= s.w {
                     var v = vmax(loadVector(xr + k) * aV + bV, floorV)
                     if drop { v = mask.apply(v, key: key, vectorAt: y * s.w + k) }
                     storeVector(v, q + k)
-                    if let r { storeVector(vmax(v, .zero), r + k) }
                     k += vectorWidth
                 }
                 while k < s.w {
                     var v = max(xr[k] * a + b, floor)
                     if drop { v = mask.apply(v, key: key, index: y * s.w + k) }
                     q[k] = v
-                    r?[k] = max(v, 0)
                     k += 1
+                }
+            }
+        }
+    }
+
+    /// A U-Net encoder's two outputs of y = x · scale[c] + shift[c], in one pass that never
+    /// stores y: max(y, 0) into `rectified` (the skip connection, which the decoder reads through
+    /// a ReLU) and the 2×2 max pooling of y into `pooled` (the next stage's input). Two rows of y
+    /// at a time live in a small per-thread scratch. `backward(x:rectifiedGradient:pooledGradient:…)`
+    /// is its gradient.
+    public static func affine(_ x: Tensor, scale: [Float], shift: [Float], rectifiedInto rectified: PaddedPlanes,
+                              pooledInto pooled: PaddedPlanes, pool: ThreadPool = .shared) {
+        let s = x.shape
+        precondition(rectified.n == s.n && rectified.channels == s.c && rectified.height == s.h && rectified.width == s.w,
+                     "rectified planes do not match \(s)")
+        precondition(pooled.n == s.n && pooled.channels == s.c && pooled.height == s.h / 2 && pooled.width == s.w / 2,
+                     "pooled planes do not match \(s)")
+        let ws = roundUp(max(s.w, 1), vectorWidth)
+        let scratch = Tensor(Shape(pool.threadCount, 1, 1, 2 * ws), zeroed: false)
+        pool.parallelFor(s.n * s.c) { item, thread in
+            let c = item % s.c
+            let a = scale[c], b = shift[c]
+            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+            let rows = scratch.data + thread * 2 * ws
+            let p = x.data + item * s.plane
+            let rOrigin = rectified.data + item * rectified.planeStride + rectified.rowStride + vectorWidth
+            let pOrigin = pooled.data + item * pooled.planeStride + pooled.rowStride + vectorWidth
+            if pooled.height == 0 { pooled.zeroBorderRows(pooled.data + item * pooled.planeStride) }
+            for y in 0..<s.h {
+                rectified.zeroBorders(plane: item, row: y)
+                let yRow = rows + (y % 2) * ws, xr = p + y * s.w, r = rOrigin + y * rectified.rowStride
+                var k = 0
+                while k + vectorWidth <= s.w {
+                    let v = loadVector(xr + k) * aV + bV
+                    storeVector(v, yRow + k); storeVector(vmax(v, .zero), r + k)
+                    k += vectorWidth
+                }
+                while k < s.w { let v = xr[k] * a + b; yRow[k] = v; r[k] = max(v, 0); k += 1 }
+                if y % 2 == 1 && y / 2 < pooled.height {
+                    pooled.zeroBorders(plane: item, row: y / 2)
+                    PoolingKernels.maxPoolRow(rows, rows + ws, into: pOrigin + (y / 2) * pooled.rowStride, count: pooled.width)
                 }
             }
         }
@@ -132,53 +162,146 @@ public enum BatchNormKernels {
                  borders: dx, pool: pool)
     }
 
+    /// The gradient of the encoder's `affine(_:scale:shift:rectifiedInto:pooledInto:)`, written
+    /// into the interior of padded planes: y's gradient arrives as the skip connection's (of
+    /// max(y, 0), gated here by y > 0) plus the pooled map's (routed to each window's first
+    /// maximum of y, as `PoolingKernels.maxPool2x2Backward` does); y is recomputed from x two rows
+    /// at a time and neither gradient is laid out at full size. Either gradient may be nil (zero).
+    /// Accumulates dγ, dβ.
+    public static func backward(x: Tensor, rectifiedGradient: Tensor?, pooledGradient: Tensor?, mean: [Float], invStd: [Float],
+                                gamma: [Float], scale: [Float], shift: [Float],
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                into dx: PaddedPlanes, pool: ThreadPool = .shared) {
+        let s = x.shape
+        precondition(dx.n == s.n && dx.channels == s.c && dx.height == s.h && dx.width == s.w)
+        if let r = rectifiedGradient { precondition(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
+        if let g = pooledGradient {
+            precondition(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
+        }
+        backward(x: x, source: .rectifiedAndPooled(rectifiedGradient, pooledGradient), mean: mean, invStd: invStd,
+                 gamma: gamma, scale: scale, shift: shift, reluAfter: false, dropout: nil, dGamma: dGamma, dBeta: dBeta,
+                 out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride, borders: dx, pool: pool)
+    }
+
+    /// Where a batch norm's output gradient comes from.
+    enum GradientSource {
+        case plain(Tensor)
+        /// The encoder's: of max(y, 0) and of maxpool(y); see `backward(x:rectifiedGradient:…)`.
+        case rectifiedAndPooled(Tensor?, Tensor?)
+    }
+
     static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
                          scale: [Float], shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
                          dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                          out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
                          pool: ThreadPool) {
+        precondition(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
+        backward(x: x, source: .plain(dy), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                 reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dd, planeStride: planeStride,
+                 rowStride: rowStride, borders: borders, pool: pool)
+    }
+
+    /// Both passes of the batch-norm gradient (the sums Σg and Σg·x̂ over the batch, then dx),
+    /// reading the output gradient g two rows at a time from `source`.
+    static func backward(x: Tensor, source: GradientSource, mean: [Float], invStd: [Float], gamma: [Float],
+                         scale: [Float], shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
+                         dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                         out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
+                         pool: ThreadPool) {
         let s = x.shape
-        precondition(dy.shape == s, "batch-norm output gradient \(dy.shape) for \(s)")
         let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         let m = Float(s.n * s.plane)
         var sumDy = [Double](repeating: 0, count: s.c), sumDyXhat = sumDy
-        let xd = x.data, gd = dy.data
+        let xd = x.data
+        // Rows y and y + 1 (y even) of plane `item`'s output gradient, and their stride: the
+        // gradient itself, or the encoder's two gradients combined in a per-thread scratch.
+        let ws = roundUp(max(s.w, 1), vectorWidth)
+        var scratch: Tensor? = nil
+        if case .rectifiedAndPooled = source { scratch = Tensor(Shape(pool.threadCount, 1, 1, 4 * ws), zeroed: false) }
+        func gradientRows(_ item: Int, _ y: Int, _ thread: Int) -> (UnsafePointer<Float>, Int) {
+            switch source {
+            case .plain(let dy):
+                return (UnsafePointer(dy.data + item * s.plane + y * s.w), s.w)
+            case .rectifiedAndPooled(let rectified, let pooled):
+                let c = item % s.c
+                let a = scale[c], b = shift[c]
+                let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+                let yRows = scratch!.data + thread * 4 * ws, gRows = yRows + 2 * ws
+                let count = min(2, s.h - y)
+                for j in 0..<count {
+                    let xr = xd + item * s.plane + (y + j) * s.w, yr = yRows + j * ws, gr = gRows + j * ws
+                    let rr = rectified.map { UnsafePointer($0.data + item * s.plane + (y + j) * s.w) }
+                    var k = 0
+                    while k + vectorWidth <= s.w {
+                        let v = loadVector(xr + k) * aV + bV
+                        storeVector(v, yr + k)
+                        var g = rr.map { loadVector($0 + k) } ?? .zero
+                        g.replace(with: 0, where: v .<= FloatVector.zero)
+                        storeVector(g, gr + k)
+                        k += vectorWidth
+                    }
+                    while k < s.w {
+                        let v = xr[k] * a + b
+                        yr[k] = v
+                        gr[k] = v > 0 ? rr?[k] ?? 0 : 0
+                        k += 1
+                    }
+                }
+                if count == 2, let pooled {
+                    let ow = s.w / 2
+                    PoolingKernels.maxPool2x2BackwardRows(UnsafePointer(yRows), UnsafePointer(yRows + ws),
+                                                          UnsafePointer(pooled.data + item * (s.h / 2) * ow + (y / 2) * ow),
+                                                          into: gRows, gRows + ws, count: ow, accumulate: true)
+                }
+                return (UnsafePointer(gRows), ws)
+            }
+        }
         sumDy.withUnsafeMutableBufferPointer { sd in
             sumDyXhat.withUnsafeMutableBufferPointer { sx in
                 let sdp = sd.baseAddress!, sxp = sx.baseAddress!
-                pool.parallelFor(s.c) { c, _ in
+                pool.parallelFor(s.c) { c, thread in
                     var a = 0.0, b = 0.0
                     let mu = mean[c], inv = invStd[c]
                     let muV = FloatVector(repeating: mu), scaleV = FloatVector(repeating: scale[c])
                     let shiftV = FloatVector(repeating: shift[c])
                     for i in 0..<s.n {
-                        let xp = xd + (i * s.c + c) * s.plane, gp = gd + (i * s.c + c) * s.plane
-                        let key = drop ? mask.planeKey(i * s.c + c) : 0
-                        var va = FloatVector.zero, vb = FloatVector.zero, k = 0
-                        while k + vectorWidth <= s.plane {
-                            let xv = loadVector(xp + k)
-                            var g = loadVector(gp + k)
-                            if drop { g = mask.apply(g, key: key, vectorAt: k) }
-                            if reluAfter { g.replace(with: 0, where: xv * scaleV + shiftV .<= FloatVector.zero) }
-                            va += g; vb = vb.addingProduct(g, xv - muV)
-                            k += vectorWidth
+                        let item = i * s.c + c
+                        let xp = xd + item * s.plane
+                        let key = drop ? mask.planeKey(item) : 0
+                        var va = FloatVector.zero, vb = FloatVector.zero
+                        var sa = 0.0, sb = 0.0
+                        var y = 0
+                        while y < s.h {
+                            let (g0, gs) = gradientRows(item, y, thread)
+                            for j in 0..<min(2, s.h - y) {
+                                let xr = xp + (y + j) * s.w, gr = g0 + j * gs, at = (y + j) * s.w
+                                var k = 0
+                                while k + vectorWidth <= s.w {
+                                    let xv = loadVector(xr + k)
+                                    var g = loadVector(gr + k)
+                                    if drop { g = mask.apply(g, key: key, vectorAt: at + k) }
+                                    if reluAfter { g.replace(with: 0, where: xv * scaleV + shiftV .<= FloatVector.zero) }
+                                    va += g; vb = vb.addingProduct(g, xv - muV)
+                                    k += vectorWidth
+                                }
+                                while k < s.w {
+                                    var g = drop ? mask.apply(gr[k], key: key, index: at + k) : gr[k]
+                                    if reluAfter && xr[k] * scale[c] + shift[c] <= 0 { g = 0 }
+                                    sa += Double(g); sb += Double(g * (xr[k] - mu)); k += 1
+                                }
+                            }
+                            y += 2
                         }
-                        var sa = Double(laneSum(va)), sb = Double(laneSum(vb))
-                        while k < s.plane {
-                            var g = drop ? mask.apply(gp[k], key: key, index: k) : gp[k]
-                            if reluAfter && xp[k] * scale[c] + shift[c] <= 0 { g = 0 }
-                            sa += Double(g); sb += Double(g * (xp[k] - mu)); k += 1
-                        }
-                        a += sa; b += sb * Double(inv)
+                        a += sa + Double(laneSum(va)); b += (sb + Double(laneSum(vb))) * Double(inv)
                     }
                     sdp[c] = a; sxp[c] = b
                 }
             }
         }
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
-        pool.parallelFor(s.n * s.c) { item, _ in
+        pool.parallelFor(s.n * s.c) { item, thread in
             let c = item % s.c
-            let xp = xd + item * s.plane, gp = gd + item * s.plane, outPlane = dd + item * planeStride
+            let xp = xd + item * s.plane, outPlane = dd + item * planeStride
             let inv = invStd[c], mu = mean[c]
             let k1 = gamma[c] * inv / m
             let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
@@ -188,24 +311,30 @@ public enum BatchNormKernels {
             let gA = FloatVector(repeating: k1 * m), xB = FloatVector(repeating: -k1 * sdx * inv)
             let cC = FloatVector(repeating: k1 * (sdx * inv * mu - sdy))
             let key = drop ? mask.planeKey(item) : 0
-            for y in 0..<s.h {
-                borders?.zeroBorders(plane: item, row: y)
-                let out = outPlane + y * rowStride, xr = xp + y * s.w, gr = gp + y * s.w
-                var k = 0
-                while k + vectorWidth <= s.w {
-                    let xv = loadVector(xr + k)
-                    var g = loadVector(gr + k)
-                    if drop { g = mask.apply(g, key: key, vectorAt: y * s.w + k) }
-                    if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
-                    storeVector(cC.addingProduct(xv, xB).addingProduct(g, gA), out + k)
-                    k += vectorWidth
+            var y = 0
+            while y < s.h {
+                let (g0, gs) = gradientRows(item, y, thread)
+                for j in 0..<min(2, s.h - y) {
+                    let row = y + j
+                    borders?.zeroBorders(plane: item, row: row)
+                    let out = outPlane + row * rowStride, xr = xp + row * s.w, gr = g0 + j * gs
+                    var k = 0
+                    while k + vectorWidth <= s.w {
+                        let xv = loadVector(xr + k)
+                        var g = loadVector(gr + k)
+                        if drop { g = mask.apply(g, key: key, vectorAt: row * s.w + k) }
+                        if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
+                        storeVector(cC.addingProduct(xv, xB).addingProduct(g, gA), out + k)
+                        k += vectorWidth
+                    }
+                    while k < s.w {
+                        let gk = drop ? mask.apply(gr[k], key: key, index: row * s.w + k) : gr[k]
+                        let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gk
+                        out[k] = g * (k1 * m) + (xr[k] * (-k1 * sdx * inv) + k1 * (sdx * inv * mu - sdy))
+                        k += 1
+                    }
                 }
-                while k < s.w {
-                    let gk = drop ? mask.apply(gr[k], key: key, index: y * s.w + k) : gr[k]
-                    let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gk
-                    out[k] = g * (k1 * m) + (xr[k] * (-k1 * sdx * inv) + k1 * (sdx * inv * mu - sdy))
-                    k += 1
-                }
+                y += 2
             }
         }
     }

@@ -48,41 +48,51 @@ public enum PoolingKernels {
         let xd = x.data, gd = dy.data, dd = dx.data
         pool.parallelFor(s.n * s.c) { item, _ in
             let p = xd + item * s.plane, g = gd + item * oh * ow, d = dd + item * s.plane
-            let even = evenLaneMask
             for r in 0..<oh {
-                let a = p + 2 * r * s.w, b = a + s.w, da = d + 2 * r * s.w, db = da + s.w, gr = g + r * ow
-                // A vector of input columns holds vectorWidth / 2 whole windows, each as an (even,
-                // odd) lane pair; swapPairs puts each lane's partner beside it.
-                var x = 0
-                while x + vectorWidth <= 2 * ow {
-                    let va = loadVector(a + x), vb = loadVector(b + x)
-                    let sa = swapPairs(va), sb = swapPairs(vb)
-                    let pairA = vmax(va, sa), m = vmax(pairA, vmax(vb, swapPairs(vb)))
-                    let gv = duplicateLanes(loadHalfVector(gr + x / 2))
-                    // First maximum in row-major order: the top row wins over the bottom row, and
-                    // within a row the even lane over the odd one.
-                    let takeA = (va .== m) .& (even .| (sa .!= m))
-                    let takeB = (vb .== m) .& (pairA .!= m) .& (even .| (sb .!= m))
-                    var outA = FloatVector.zero.replacing(with: gv, where: takeA)
-                    var outB = FloatVector.zero.replacing(with: gv, where: takeB)
-                    if accumulate { outA += loadVector(da + x); outB += loadVector(db + x) }
-                    storeVector(outA, da + x); storeVector(outB, db + x)
-                    x += vectorWidth
-                }
-                for k in (x / 2)..<ow {
-                    let v00 = a[2 * k], v01 = a[2 * k + 1], v10 = b[2 * k], v11 = b[2 * k + 1]
-                    let m = max(max(v00, v01), max(v10, v11))
-                    let gv = gr[k]
-                    let t00 = v00 == m, t01 = !t00 && v01 == m, t10 = !t00 && !t01 && v10 == m
-                    let t11 = !t00 && !t01 && !t10
-                    if accumulate {
-                        da[2 * k] += t00 ? gv : 0; da[2 * k + 1] += t01 ? gv : 0
-                        db[2 * k] += t10 ? gv : 0; db[2 * k + 1] += t11 ? gv : 0
-                    } else {
-                        da[2 * k] = t00 ? gv : 0; da[2 * k + 1] = t01 ? gv : 0
-                        db[2 * k] = t10 ? gv : 0; db[2 * k + 1] = t11 ? gv : 0
-                    }
-                }
+                let a = p + 2 * r * s.w, da = d + 2 * r * s.w
+                maxPool2x2BackwardRows(a, a + s.w, UnsafePointer(g + r * ow), into: da, da + s.w, count: ow, accumulate: accumulate)
+            }
+        }
+    }
+
+    /// One row of windows: routes gr[k] to the first maximum (row-major) of the window over
+    /// a[2k], a[2k+1], b[2k], b[2k+1], writing (or adding, with `accumulate`) da and db at
+    /// columns 0..<2·count.
+    @inline(__always)
+    static func maxPool2x2BackwardRows(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ gr: UnsafePointer<Float>,
+                                       into da: UnsafeMutablePointer<Float>, _ db: UnsafeMutablePointer<Float>,
+                                       count ow: Int, accumulate: Bool) {
+        let even = evenLaneMask
+        // A vector of input columns holds vectorWidth / 2 whole windows, each as an (even,
+        // odd) lane pair; swapPairs puts each lane's partner beside it.
+        var x = 0
+        while x + vectorWidth <= 2 * ow {
+            let va = loadVector(a + x), vb = loadVector(b + x)
+            let sa = swapPairs(va), sb = swapPairs(vb)
+            let pairA = vmax(va, sa), m = vmax(pairA, vmax(vb, swapPairs(vb)))
+            let gv = duplicateLanes(loadHalfVector(gr + x / 2))
+            // First maximum in row-major order: the top row wins over the bottom row, and
+            // within a row the even lane over the odd one.
+            let takeA = (va .== m) .& (even .| (sa .!= m))
+            let takeB = (vb .== m) .& (pairA .!= m) .& (even .| (sb .!= m))
+            var outA = FloatVector.zero.replacing(with: gv, where: takeA)
+            var outB = FloatVector.zero.replacing(with: gv, where: takeB)
+            if accumulate { outA += loadVector(da + x); outB += loadVector(db + x) }
+            storeVector(outA, da + x); storeVector(outB, db + x)
+            x += vectorWidth
+        }
+        for k in (x / 2)..<ow {
+            let v00 = a[2 * k], v01 = a[2 * k + 1], v10 = b[2 * k], v11 = b[2 * k + 1]
+            let m = max(max(v00, v01), max(v10, v11))
+            let gv = gr[k]
+            let t00 = v00 == m, t01 = !t00 && v01 == m, t10 = !t00 && !t01 && v10 == m
+            let t11 = !t00 && !t01 && !t10
+            if accumulate {
+                da[2 * k] += t00 ? gv : 0; da[2 * k + 1] += t01 ? gv : 0
+                db[2 * k] += t10 ? gv : 0; db[2 * k + 1] += t11 ? gv : 0
+            } else {
+                da[2 * k] = t00 ? gv : 0; da[2 * k + 1] = t01 ? gv : 0
+                db[2 * k] = t10 ? gv : 0; db[2 * k + 1] = t11 ? gv : 0
             }
         }
     }

@@ -134,6 +134,46 @@ final class LayerKernelTests: XCTestCase {
                        ElementwiseKernels.dropoutMask(Shape(2, 3, 9, 40), rate: 0.2, seed: 5, pool: ThreadPool(threads: 2)).array)
     }
 
+    /// The encoder stage's fused kernels against the separate ones: BN output y, then its ReLU
+    /// and its 2×2 max pooling; backward, y's gradient = ReLU gradient + pooling gradient, then
+    /// the batch-norm gradient. The same floating-point operations in the same order, so equal.
+    func testEncoderAffineAndBackwardMatchSeparateOps() {
+        var rng = SplitMix64(seed: 35)
+        for (h, w) in [(6, 40), (5, 37), (4, 34), (2, 2), (3, 1), (8, 64)] {
+            let s = Shape(3, 2, h, w)
+            let x = Tensor.randomNormal(s, rng: &rng)
+            for k in stride(from: 0, to: x.count, by: 5) { x.data[k] = x.data[k / 2] }  // ties inside windows, exact zeros of y
+            let scale: [Float] = [1.5, -0.7], shift: [Float] = [0.2, 0.1]
+            let y = Tensor(s)
+            BatchNormKernels.affine(x, scale: scale, shift: shift, into: y)
+            let rectified = PaddedPlanes(n: 3, channels: 2, height: h, width: w)
+            let pooled = PaddedPlanes(n: 3, channels: 2, height: h / 2, width: w / 2)
+            BatchNormKernels.affine(x, scale: scale, shift: shift, rectifiedInto: rectified, pooledInto: pooled)
+            XCTAssertEqual(rectified.interior().array, ElementwiseKernels.relu(y).array, "\(h)x\(w)")
+            XCTAssertEqual(pooled.interior().array, PoolingKernels.maxPool2x2(y).array, "\(h)x\(w)")
+
+            let (mean, variance) = BatchNormKernels.statistics(x)
+            let invStd = variance.map { 1 / ($0 + 1e-3).squareRoot() }
+            let gamma = zip(scale, invStd).map { $0 / $1 }
+            let gr = Tensor.randomNormal(s, rng: &rng), gp = Tensor.randomNormal(Shape(3, 2, h / 2, w / 2), rng: &rng)
+            for (useR, useP) in [(true, true), (true, false), (false, true)] {
+                let dy = useR ? ElementwiseKernels.reluBackward(x: y, dy: gr) : Tensor(s)
+                if useP { PoolingKernels.maxPool2x2Backward(x: y, dy: gp, addingInto: dy) }
+                var dG1: [Float] = [0, 0], dB1: [Float] = [0, 0], dG2: [Float] = [0, 0], dB2: [Float] = [0, 0]
+                let expected = PaddedPlanes(n: 3, channels: 2, height: h, width: w), fused = PaddedPlanes(n: 3, channels: 2, height: h, width: w)
+                BatchNormKernels.backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                          dGamma: &dG1, dBeta: &dB1, into: expected)
+                BatchNormKernels.backward(x: x, rectifiedGradient: useR ? gr : nil, pooledGradient: useP ? gp : nil, mean: mean,
+                                          invStd: invStd, gamma: gamma, scale: scale, shift: shift, dGamma: &dG2, dBeta: &dB2,
+                                          into: fused)
+                let what = "\(h)x\(w) rectified \(useR) pooled \(useP)"
+                XCTAssertEqual(fused.interior().array, expected.interior().array, what)
+                XCTAssertEqual(dG1, dG2, what); XCTAssertEqual(dB1, dB2, what)
+                if useR || (h >= 2 && w >= 2) { XCTAssertTrue(dB1.allSatisfy { $0 != 0 }, what) }
+            }
+        }
+    }
+
     func testMaxPoolBackwardTiesAndOddSizes() {
         // Ties go to the first maximum in row-major order, as the forward's value.
         let x = Tensor(Shape(1, 1, 3, 5), values: [2, 2, 1, 0, 9, 2, 2, 3, 3, 9, 7, 7, 7, 7, 7])
@@ -277,13 +317,17 @@ final class PaddedBorderTests: XCTestCase {
             var p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
             BatchNormKernels.affine(x, scale: scale, shift: shift, relu: true, into: p)
             assertBordersZero(p, "affine \(h)x\(w)")
-            // A plain output with a rectified padded copy written in the same pass.
+            // The encoder's rectified skip and pooled map, written in the same pass.
             p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
-            let plain = Tensor(x.shape)
-            BatchNormKernels.affine(x, scale: scale, shift: shift, into: plain, reluCopy: p)
-            assertBordersZero(p, "affine ReLU copy \(h)x\(w)")
-            XCTAssertEqual(p.interior().array, plain.array.map { max($0, 0) })
-            XCTAssertTrue(plain.array.contains { $0 < 0 }, "the plain output keeps its negative values")
+            let pooledPlanes = dirtyPlanes(n: 2, channels: 3, height: h / 2, width: w / 2)
+            BatchNormKernels.affine(x, scale: scale, shift: shift, rectifiedInto: p, pooledInto: pooledPlanes)
+            assertBordersZero(p, "encoder affine, rectified \(h)x\(w)")
+            assertBordersZero(pooledPlanes, "encoder affine, pooled \(h)x\(w)")
+            p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
+            var dG0: [Float] = [0, 0, 0], dB0: [Float] = [0, 0, 0]
+            BatchNormKernels.backward(x: x, rectifiedGradient: x, pooledGradient: nil, mean: [0, 0, 0], invStd: [1, 1, 1],
+                                      gamma: [1, 1, 1], scale: scale, shift: shift, dGamma: &dG0, dBeta: &dB0, into: p)
+            assertBordersZero(p, "encoder BN backward \(h)x\(w)")
             p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
             var dG: [Float] = [0, 0, 0], dB: [Float] = [0, 0, 0]
             BatchNormKernels.backward(x: x, dy: x, mean: [0, 0, 0], invStd: [1, 1, 1], gamma: [1, 1, 1], scale: scale, shift: shift,
