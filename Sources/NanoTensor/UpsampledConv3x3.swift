@@ -330,18 +330,19 @@ public enum UpsampledConv3x3 {
 
     /// Weight gradients of the upsampled part, added to `dW` (cout, cin, 3, 3) for the map's
     /// channels. Weight (ky, kx) meets low-resolution pixel (r, q) through the 2×2 block of
-    /// output pixels from (2r + 1 − ky, 2q + 1 − kx), so
-    ///   dW[o][c][ky][kx] = Σ_{r,q} map[c](r, q) · blockSum[o][ky][kx](r, q):
-    /// the nine block sums of each output channel's gradient are formed once (in a small
-    /// scratch per band) and serve every map channel, leaving 9 multiply-adds per pixel where
-    /// the upsampled layout takes 36. Items sum into their own buffers, added in item order
+    /// output pixels from (2r + 1 − ky, 2q + 1 − kx), so with P the 2×2 box sums of an output
+    /// channel's gradient, P(y, x) = Σ g(y..y+1, x..x+1),
+    ///   dW[o][c][ky][kx] = Σ_{r,q} map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx).
+    /// P is formed once per output channel (in a small scratch per pass of rows, even and odd
+    /// columns apart) and serves every map channel, leaving 9 multiply-adds per pixel where the
+    /// upsampled layout takes 36. Items sum into their own buffers, added in item order
     /// (independent of the thread count).
     public static func backwardWeights(low: PaddedPlanes, columnsOf split: PaddedPlanes, dW: UnsafeMutablePointer<Float>,
                                        pool: ThreadPool = .shared) {
         let cin = low.channels, cout = split.channels / 2, h = low.height, lw = low.width
         precondition(split.n == low.n && split.height == 2 * h && split.width == lw, "upsampled conv gradient shapes do not match")
         // About 32 items in all (as Conv3x3.backwardWeights), each working through its band 8
-        // low-resolution rows at a time so the block sums stay in cache.
+        // low-resolution rows at a time so the box sums stay in cache.
         let bandsPerImage = max(1, min(h, (32 + low.n - 1) / low.n))
         let band = (h + bandsPerImage - 1) / bandsPerImage
         let bands = (h + band - 1) / band
@@ -349,24 +350,26 @@ public enum UpsampledConv3x3 {
         let count = cout * cin * 9
         let partial = Tensor(Shape(items, 1, 1, count))
         let pass = 8
-        let sumStride = roundUp(lw, vectorWidth), sumPlane = pass * sumStride
-        let scratch = Tensor(Shape(pool.threadCount, 1, 1, 9 * sumPlane), zeroed: false)
+        // Box-sum rows y = 2r − 1 … 2r + 1 of a pass's rows r, even then odd columns, each with
+        // one vector of columns on the left (the odd columns' P(y, −1) is not zero).
+        let sumStride = roundUp(lw, vectorWidth) + vectorWidth, sumSize = (2 * pass + 1) * 2 * sumStride
+        let scratch = Tensor(Shape(pool.threadCount, 1, 1, sumSize), zeroed: false)
         pool.parallelFor(items) { item, thread in
             let i = item / bands, start = (item % bands) * band, end = min(h, start + band)
             let acc = partial.data + item * count
-            let sums = scratch.data + thread * 9 * sumPlane
+            let sums = scratch.data + thread * sumSize + vectorWidth
             var r0 = start
             while r0 < end {
                 let r1 = min(end, r0 + pass)
                 for o in 0..<cout {
-                    blockSums(even: UnsafePointer(split.origin(i, 2 * o)), odd: UnsafePointer(split.origin(i, 2 * o + 1)),
-                              split.rowStride, r0, r1, lw, into: sums, sumStride, sumPlane)
+                    boxSums(even: UnsafePointer(split.origin(i, 2 * o)), odd: UnsafePointer(split.origin(i, 2 * o + 1)),
+                            split.rowStride, r0, r1, lw, into: sums, sumStride)
                     var c = 0
                     while c < cin {
                         let c1 = min(c + 1, cin - 1)
-                        blockSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
-                                     UnsafePointer(sums), sumStride, sumPlane, r1 - r0, r0, lw,
-                                     acc + (o * cin + c) * 9, c1 != c ? acc + (o * cin + c1) * 9 : nil)
+                        boxSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
+                                   UnsafePointer(sums), sumStride, r1 - r0, r0, lw,
+                                   acc + (o * cin + c) * 9, c1 != c ? acc + (o * cin + c1) * 9 : nil)
                         c += 2
                     }
                 }
@@ -379,60 +382,57 @@ public enum UpsampledConv3x3 {
         }
     }
 
-    /// The nine 2×2 block sums of one output channel's gradient for low rows r0..<r1:
-    /// sums[ky·3 + kx] at (r − r0, q) = Σ of output rows 2r + 1 − ky + {0, 1} and columns
-    /// 2q + 1 − kx + {0, 1}, from the split columns (zero borders cover the edges).
-    static func blockSums(even: UnsafePointer<Float>, odd: UnsafePointer<Float>, _ srs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
-                          into sums: UnsafeMutablePointer<Float>, _ sumStride: Int, _ sumPlane: Int) {
-        for r in r0..<r1 {
-            let out = sums + (r - r0) * sumStride
-            var q = 0
-            while q < lw {
-                // Column pair sums of output rows 2r − 1 … 2r + 2 for kx = 0 (columns 2q + 1, 2q + 2),
-                // kx = 1 (2q, 2q + 1) and kx = 2 (2q − 1, 2q).
-                let y0 = 2 * r - 1
-                let e0 = even + y0 * srs + q, o0 = odd + y0 * srs + q
-                let a0 = loadVector(o0) + loadVector(e0 + 1), b0 = loadVector(e0) + loadVector(o0), d0 = loadVector(o0 - 1) + loadVector(e0)
-                let e1 = e0 + srs, o1 = o0 + srs
-                let a1 = loadVector(o1) + loadVector(e1 + 1), b1 = loadVector(e1) + loadVector(o1), d1 = loadVector(o1 - 1) + loadVector(e1)
-                let e2 = e1 + srs, o2 = o1 + srs
-                let a2 = loadVector(o2) + loadVector(e2 + 1), b2 = loadVector(e2) + loadVector(o2), d2 = loadVector(o2 - 1) + loadVector(e2)
-                let e3 = e2 + srs, o3 = o2 + srs
-                let a3 = loadVector(o3) + loadVector(e3 + 1), b3 = loadVector(e3) + loadVector(o3), d3 = loadVector(o3 - 1) + loadVector(e3)
-                // ky = 0: rows 2r + 1, 2r + 2 (indices 2, 3); ky = 1: rows 2r, 2r + 1 (1, 2); ky = 2: rows 2r − 1, 2r (0, 1).
-                storeVector(a2 + a3, out + 0 * sumPlane + q); storeVector(b2 + b3, out + 1 * sumPlane + q)
-                storeVector(d2 + d3, out + 2 * sumPlane + q)
-                storeVector(a1 + a2, out + 3 * sumPlane + q); storeVector(b1 + b2, out + 4 * sumPlane + q)
-                storeVector(d1 + d2, out + 5 * sumPlane + q)
-                storeVector(a0 + a1, out + 6 * sumPlane + q); storeVector(b0 + b1, out + 7 * sumPlane + q)
-                storeVector(d0 + d1, out + 8 * sumPlane + q)
-                q += vectorWidth
+    /// The 2×2 box sums P(y, ·) of one output channel's gradient for rows y = 2·r0 − 1 … 2·r1 − 1,
+    /// from its split columns (zero borders cover the edges): row j (y = 2·r0 − 1 + j) holds
+    /// P(y, 2q) at `sums + 2j·stride + q` and P(y, 2q + 1) at `sums + (2j + 1)·stride + q`, for
+    /// q from −1 (one vector to the left) to the width. Each row's column-pair sums serve the two
+    /// box rows they belong to.
+    @inline(never)
+    static func boxSums(even: UnsafePointer<Float>, odd: UnsafePointer<Float>, _ srs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
+                        into sums: UnsafeMutablePointer<Float>, _ stride: Int) {
+        let rows = 2 * (r1 - r0) + 1
+        var q = -vectorWidth
+        while q < lw {
+            var e = even + (2 * r0 - 1) * srs + q, o = odd + (2 * r0 - 1) * srs + q
+            // Column-pair sums of a gradient row: columns (2q, 2q + 1) and (2q + 1, 2q + 2).
+            var pe = loadVector(e) + loadVector(o), po = loadVector(o) + loadVector(e + 1)
+            var out = sums + q
+            for _ in 0..<rows {
+                e += srs; o += srs
+                let ne = loadVector(e) + loadVector(o), no = loadVector(o) + loadVector(e + 1)
+                storeVector(pe + ne, out); storeVector(po + no, out + stride)
+                pe = ne; po = no
+                out += 2 * stride
             }
+            q += vectorWidth
         }
     }
 
-    /// Σ over the band of map[c] · blockSums[k] (k = ky·3 + kx) for two map channels, added to
-    /// out0 and out1 (nine each). Lanes past the width meet the map's zero padding.
+    /// Σ over low rows r0..<r0 + rows of map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx) (k = ky·3 + kx)
+    /// for two map channels, added to out0 and out1 (nine each), with P from `boxSums`. Lanes
+    /// past the width meet the map's zero padding.
     @inline(never)
-    static func blockSumTile(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
-                             _ sums: UnsafePointer<Float>, _ sumStride: Int, _ sumPlane: Int, _ rows: Int, _ r0: Int, _ lw: Int,
-                             _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
+    static func boxSumTile(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
+                           _ sums: UnsafePointer<Float>, _ stride: Int, _ rows: Int, _ r0: Int, _ lw: Int,
+                           _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
         var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0
         var b0 = FloatVector.zero, b1 = b0, b2 = b0, b3 = b0, b4 = b0, b5 = b0, b6 = b0, b7 = b0, b8 = b0
         for j in 0..<rows {
-            let m0 = l0 + (r0 + j) * lrs, m1 = l1 + (r0 + j) * lrs, sr = sums + j * sumStride
+            let m0 = l0 + (r0 + j) * lrs, m1 = l1 + (r0 + j) * lrs
+            // Box rows y = 2r + 1 (ky = 0), 2r (ky = 1), 2r − 1 (ky = 2).
+            let p2 = sums + 4 * j * stride, p1 = p2 + 2 * stride, p0 = p1 + 2 * stride
             var q = 0
             while q < lw {
                 let x0 = loadVector(m0 + q), x1 = loadVector(m1 + q)
-                var v = loadVector(sr + q); a0 = a0.addingProduct(v, x0); b0 = b0.addingProduct(v, x1)
-                v = loadVector(sr + sumPlane + q); a1 = a1.addingProduct(v, x0); b1 = b1.addingProduct(v, x1)
-                v = loadVector(sr + 2 * sumPlane + q); a2 = a2.addingProduct(v, x0); b2 = b2.addingProduct(v, x1)
-                v = loadVector(sr + 3 * sumPlane + q); a3 = a3.addingProduct(v, x0); b3 = b3.addingProduct(v, x1)
-                v = loadVector(sr + 4 * sumPlane + q); a4 = a4.addingProduct(v, x0); b4 = b4.addingProduct(v, x1)
-                v = loadVector(sr + 5 * sumPlane + q); a5 = a5.addingProduct(v, x0); b5 = b5.addingProduct(v, x1)
-                v = loadVector(sr + 6 * sumPlane + q); a6 = a6.addingProduct(v, x0); b6 = b6.addingProduct(v, x1)
-                v = loadVector(sr + 7 * sumPlane + q); a7 = a7.addingProduct(v, x0); b7 = b7.addingProduct(v, x1)
-                v = loadVector(sr + 8 * sumPlane + q); a8 = a8.addingProduct(v, x0); b8 = b8.addingProduct(v, x1)
+                var v = loadVector(p0 + stride + q); a0 = a0.addingProduct(v, x0); b0 = b0.addingProduct(v, x1)
+                v = loadVector(p0 + q); a1 = a1.addingProduct(v, x0); b1 = b1.addingProduct(v, x1)
+                v = loadVector(p0 + stride + q - 1); a2 = a2.addingProduct(v, x0); b2 = b2.addingProduct(v, x1)
+                v = loadVector(p1 + stride + q); a3 = a3.addingProduct(v, x0); b3 = b3.addingProduct(v, x1)
+                v = loadVector(p1 + q); a4 = a4.addingProduct(v, x0); b4 = b4.addingProduct(v, x1)
+                v = loadVector(p1 + stride + q - 1); a5 = a5.addingProduct(v, x0); b5 = b5.addingProduct(v, x1)
+                v = loadVector(p2 + stride + q); a6 = a6.addingProduct(v, x0); b6 = b6.addingProduct(v, x1)
+                v = loadVector(p2 + q); a7 = a7.addingProduct(v, x0); b7 = b7.addingProduct(v, x1)
+                v = loadVector(p2 + stride + q - 1); a8 = a8.addingProduct(v, x0); b8 = b8.addingProduct(v, x1)
                 q += vectorWidth
             }
         }

@@ -8,9 +8,10 @@ struct Bench: ParsableCommand {
         abstract: "Measure inference and training speed of the pyNanoFind U-Net.",
         discussion: """
             Prints one JSON object per line: infer_tile_512 (batch 1 and 8, ms_per_tile), infer_2048 \
-            (one 2048² pass), train_step_512 (batch 4 and 20, s_per_step, Adam + cross-entropy), and \
-            conv_layer (each convolution of a 512² forward pass alone), each with min and median \
-            over the timed runs, the thread count and the GFLOP/s achieved: "gflops" counts the \
+            (one 2048² pass), train_step_512 (batch 4 and 20, s_per_step, Adam + cross-entropy), \
+            conv_layer (each convolution of a 512² forward pass alone) and conv_grad (each \
+            convolution's backward kernels at batch 20, median ms and GFLOP/s of each); the first \
+            three with min and median over the timed runs, the thread count and the GFLOP/s achieved: "gflops" counts the \
             nominal direct-convolution FLOPs (1.335 GFLOP per 512² tile forward, 3× that per \
             training image), "gflops_executed" the multiply-adds actually run (decoder convolutions \
             work on the map before upsampling and need fewer). Run it on an otherwise idle \
@@ -21,7 +22,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "JSON lines (the only output format; accepted for scripts).") var json = false
     @Option(help: "Worker threads (default: one per available CPU).") var threads: Int?
     @Option(help: "Model file to time (default: the pyNanoFind architecture with random weights).") var model: String?
-    @Option(help: "Run only the benchmarks whose name starts with this (e.g. infer_tile_512, train_step_512, conv_layer).")
+    @Option(help: "Run only the benchmarks whose name starts with this (e.g. infer_tile_512, train_step_512, conv_layer, conv_grad).")
     var only: String?
 
     func run() throws {
@@ -146,6 +147,44 @@ struct Bench: ParsableCommand {
                 ("gflops_executed", cost.executedFlops(height: 512, width: 512) / r.median / 1e9)]
             if pool.threadCount == 1 {  // CPU time excludes what other processes take: the kernel's own rate
                 fields.append(("gflops_executed_per_cpu_second", cost.executedFlops(height: 512, width: 512) / cpuPerRun / 1e9))
+            }
+            emit(fields)
+        }
+        // The backward kernels of each 3×3 convolution at training's batch of 20 (random data):
+        // the direct part's weight and data gradients; for a decoder's first convolution also its
+        // upsampled part's (on the map before upsampling; "_9" and "_16" count the 9 and 16
+        // multiply-adds per low-resolution pixel those kernels execute) and the column split they read.
+        for cost in net.convCosts where cost.kernel == 3 && wanted("conv_grad") {
+            let nb = 20
+            let side = 512 / cost.scaleDivisor
+            let cs = cost.cin - cost.upsampledInputs
+            let x = PaddedPlanes.from(Tensor.randomUniform(Shape(nb, cs, side, side), in: -1...1, rng: &rng), pool: pool)
+            let g = PaddedPlanes.from(Tensor.randomUniform(Shape(nb, cost.cout, side, side), in: -1...1, rng: &rng), pool: pool)
+            let w = Tensor.randomUniform(Shape(cost.cout, cost.cin, 3, 3), in: -0.1...0.1, rng: &rng)
+            let dW = Tensor(Shape(cost.cout, cs, 3, 3)), dB = Tensor(Shape(1, 1, 1, cost.cout))
+            let rw = time(reps) { Conv3x3.backwardWeights(x: x, dY: g, dW: dW.data, dB: dB.data, pool: pool) }
+            let dx = Tensor(Shape(nb, cs, side, side), zeroed: false)
+            let wt = Conv3x3.PackedWeights.transposedFlipped(oihw: w.data, cout: cost.cout, cin: cost.cin, inputChannels: 0..<cs)
+            let rd = time(reps) { Conv3x3.backwardData(g, weights: wt, into: dx, pool: pool) }
+            let direct = 2.0 * 9 * Double(cs * cost.cout * side * side * nb)
+            var fields: [(String, Any)] = [("name", "conv_grad"), ("layer", cost.name), ("batch", nb), ("cin", cs), ("cout", cost.cout), ("size", side),
+                ("threads", pool.threadCount),
+                ("wgrad_ms", rw.median * 1000), ("wgrad_gflops", direct / rw.median / 1e9),
+                ("dgrad_ms", rd.median * 1000), ("dgrad_gflops", direct / rd.median / 1e9)]
+            if cost.upsampledInputs > 0 {
+                let cu = cost.upsampledInputs
+                let low = PaddedPlanes.from(Tensor.randomUniform(Shape(nb, cu, side / 2, side / 2), in: -1...1, rng: &rng), pool: pool)
+                let split = UpsampledConv3x3.splitColumns(g, pool: pool)
+                let dWu = Tensor(Shape(cost.cout, cu, 3, 3))
+                let ru = time(reps) { UpsampledConv3x3.backwardWeights(low: low, columnsOf: split, dW: dWu.data, pool: pool) }
+                let dl = Tensor(Shape(nb, cu, side / 2, side / 2), zeroed: false)
+                let dwts = UpsampledConv3x3.DataWeights(oihw: w.data, cout: cost.cout, allInputs: cost.cin, inputChannels: cs..<cost.cin)
+                let rud = time(reps) { UpsampledConv3x3.backwardData(columnsOf: split, dwts, into: dl, pool: pool) }
+                let rs = time(reps) { _ = UpsampledConv3x3.splitColumns(g, pool: pool) }
+                let lowPix = Double(cu * cost.cout * side * side / 4 * nb)
+                fields += [("up_wgrad_ms", ru.median * 1000), ("up_wgrad_gflops_9", 18 * lowPix / ru.median / 1e9),
+                           ("up_dgrad_ms", rud.median * 1000), ("up_dgrad_gflops_16", 32 * lowPix / rud.median / 1e9),
+                           ("split_ms", rs.median * 1000)]
             }
             emit(fields)
         }

@@ -61,7 +61,8 @@ final class Conv3x3KernelTests: XCTestCase {
         // (n, skip channels, upsampled channels, cout, low-resolution h, w): full and partial
         // vector chunks, odd sizes, blocks of 4 outputs with a remainder.
         for (n, cs, cu, cout, h, w) in [(1, 4, 8, 4, 8, 40), (2, 3, 5, 6, 3, 7), (1, 16, 32, 16, 4, 16), (1, 2, 3, 5, 1, 1),
-                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20)] {
+                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20),
+                                        (1, 1, 3, 2, 300, 5)] {  // bands of 10 rows: more than one pass of 8 in the weight gradient
             let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
             let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
             let wt = Tensor.randomNormal(Shape(cout, cs + cu, 3, 3), rng: &rng)
@@ -92,7 +93,8 @@ final class Conv3x3KernelTests: XCTestCase {
         var rng = SplitMix64(seed: 6)
         // (n, skip channels, upsampled channels, cout, low-resolution h, w)
         for (n, cs, cu, cout, h, w) in [(1, 4, 8, 4, 8, 40), (2, 3, 5, 6, 3, 7), (1, 16, 32, 16, 4, 16), (1, 2, 3, 5, 1, 1),
-                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20)] {
+                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20),
+                                        (1, 1, 3, 2, 300, 5)] {  // bands of 10 rows: more than one pass of 8 in the weight gradient
             let cin = cs + cu
             let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
             let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
