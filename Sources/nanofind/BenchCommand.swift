@@ -10,8 +10,8 @@ struct Bench: ParsableCommand {
             Prints one JSON object per line: infer_tile_512 (batch 1 and 8, ms_per_tile), infer_2048 \
             (one 2048² pass), train_step_512 (batch 4 and 20, s_per_step, Adam + cross-entropy), \
             conv_layer (each convolution of a 512² forward pass alone) and conv_grad (each \
-            convolution's backward kernels at batch 20, median ms and GFLOP/s of each); the first \
-            three with min and median over the timed runs, the thread count and the GFLOP/s achieved: "gflops" counts the \
+            convolution's backward kernels at batch 20, median ms and GFLOP/s of each); all but conv_grad \
+            with min and median over the timed runs, the thread count and the GFLOP/s achieved: "gflops" counts the \
             nominal direct-convolution FLOPs (1.335 GFLOP per 512² tile forward, 3× that per \
             training image), "gflops_executed" the multiply-adds actually run (decoder convolutions \
             work on the map before upsampling and need fewer). Run it on an otherwise idle \
