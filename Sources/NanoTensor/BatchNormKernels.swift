@@ -67,7 +67,9 @@ public enum BatchNormKernels {
         let xd = x.data
         let floor: Float = relu ? 0 : -.infinity
         let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
+        let stream = streams(s.n * s.c * planeStride, out, rowStride: rowStride) && planeStride % vectorWidth == 0
         pool.parallelFor(s.n * s.c) { item, _ in
+            defer { if stream { storeFence() } }
             let c = item % s.c
             let p = xd + item * s.plane, outPlane = out + item * planeStride
             let a = scale[c], b = shift[c]
@@ -80,7 +82,7 @@ public enum BatchNormKernels {
                 while k + vectorWidth <= s.w {
                     var v = vmax(loadVector(xr + k) * aV + bV, floorV)
                     if drop { v = mask.apply(v, key: key, vectorAt: y * s.w + k) }
-                    storeVector(v, q + k)
+                    storeVector(v, q + k, streaming: stream)
                     k += vectorWidth
                 }
                 while k < s.w {
@@ -107,7 +109,9 @@ public enum BatchNormKernels {
                      "pooled planes do not match \(s)")
         let ws = roundUp(max(s.w, 1), vectorWidth)
         let scratch = Tensor(Shape(pool.threadCount, 1, 1, 2 * ws), zeroed: false)
+        let stream = streams(s.n * s.c * rectified.planeStride, rectified.origin(0, 0), rowStride: rectified.rowStride)
         pool.parallelFor(s.n * s.c) { item, thread in
+            defer { if stream { storeFence() } }
             let c = item % s.c
             let a = scale[c], b = shift[c]
             let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
@@ -122,7 +126,7 @@ public enum BatchNormKernels {
                 var k = 0
                 while k + vectorWidth <= s.w {
                     let v = loadVector(xr + k) * aV + bV
-                    storeVector(v, yRow + k); storeVector(vmax(v, .zero), r + k)
+                    storeVector(v, yRow + k); storeVector(vmax(v, .zero), r + k, streaming: stream)
                     k += vectorWidth
                 }
                 while k < s.w { let v = xr[k] * a + b; yRow[k] = v; r[k] = max(v, 0); k += 1 }
@@ -299,7 +303,9 @@ public enum BatchNormKernels {
             }
         }
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
+        let stream = streams(s.n * s.c * planeStride, dd, rowStride: rowStride) && planeStride % vectorWidth == 0
         pool.parallelFor(s.n * s.c) { item, thread in
+            defer { if stream { storeFence() } }
             let c = item % s.c
             let xp = xd + item * s.plane, outPlane = dd + item * planeStride
             let inv = invStd[c], mu = mean[c]
@@ -324,7 +330,7 @@ public enum BatchNormKernels {
                         var g = loadVector(gr + k)
                         if drop { g = mask.apply(g, key: key, vectorAt: row * s.w + k) }
                         if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
-                        storeVector(cC.addingProduct(xv, xB).addingProduct(g, gA), out + k)
+                        storeVector(cC.addingProduct(xv, xB).addingProduct(g, gA), out + k, streaming: stream)
                         k += vectorWidth
                     }
                     while k < s.w {

@@ -44,7 +44,9 @@ public enum ChannelKernels {
         let s = x.shape
         let y = Tensor(Shape(s.n, cout, s.h, s.w), zeroed: false)
         let (pieces, size) = pixelPieces(s.plane)
+        let stream = streams(y.count, y.data, rowStride: s.plane)
         pool.parallelFor(s.n * pieces) { item, _ in
+            defer { if stream { storeFence() } }
             let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
             if lo >= hi { return }
             // One output channel at a time over a piece small enough that the inputs stay in L2.
@@ -55,7 +57,7 @@ public enum ChannelKernels {
                 while k + vectorWidth <= hi {
                     var acc = bV
                     for c in 0..<s.c { acc = acc.addingProduct(loadVector(x.plane(i, c) + k), FloatVector(repeating: w[o * s.c + c])) }
-                    storeVector(acc, q + k)
+                    storeVector(acc, q + k, streaming: stream)
                     k += vectorWidth
                 }
                 while k < hi {
@@ -81,7 +83,9 @@ public enum ChannelKernels {
         let (pieces, size) = pixelPieces(s.plane)
         let items = s.n * pieces, stride = cout * s.c + cout
         let partial = Tensor(Shape(items, 1, 1, stride))
+        let stream = streams(dx.count, dx.data, rowStride: s.plane)
         pool.parallelFor(items) { item, _ in
+            defer { if stream { storeFence() } }
             let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
             if lo >= hi { return }
             let acc = partial.data + item * stride
@@ -91,7 +95,7 @@ public enum ChannelKernels {
                 while k + vectorWidth <= hi {
                     var a = FloatVector.zero
                     for o in 0..<cout { a = a.addingProduct(loadVector(dy.plane(i, o) + k), FloatVector(repeating: w[o * s.c + c])) }
-                    storeVector(a, d + k)
+                    storeVector(a, d + k, streaming: stream)
                     k += vectorWidth
                 }
                 while k < hi {
@@ -183,7 +187,9 @@ public enum ChannelKernels {
         let s = p.shape
         let dz = Tensor(s, zeroed: false)
         let (pieces, size) = pixelPieces(s.plane)
+        let stream = streams(dz.count, dz.data, rowStride: s.plane)
         pool.parallelFor(s.n * pieces) { item, _ in
+            defer { if stream { storeFence() } }
             let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
             if lo >= hi { return }
             let lp = labels.plane(i, 0)
@@ -193,7 +199,7 @@ public enum ChannelKernels {
                 var k = lo
                 while k + vectorWidth <= hi {
                     let hit = FloatVector.zero.replacing(with: 1, where: loadVector(lp + k) .== Float(c))
-                    storeVector((loadVector(pp + k) - hit) * scaleV, d + k)
+                    storeVector((loadVector(pp + k) - hit) * scaleV, d + k, streaming: stream)
                     k += vectorWidth
                 }
                 while k < hi { d[k] = (pp[k] - (lp[k] == Float(c) ? 1 : 0)) * scale; k += 1 }
@@ -216,7 +222,10 @@ public enum ChannelKernels {
         let vw = vectorWidth
         let pieces = max(1, s.plane / 8192)
         let size = roundUp((s.plane + pieces - 1) / pieces, vw)
+        // In place (y = z) the lines are read first anyway.
+        let stream = y !== z && streams(y.count, y.data, rowStride: s.plane)
         pool.parallelFor(s.n * pieces) { item, _ in
+            defer { if stream { storeFence() } }
             let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
             if lo >= hi { return }
             var k = lo
@@ -226,8 +235,8 @@ public enum ChannelKernels {
                     let z0 = loadVector(z.plane(i, 0) + k), z1 = loadVector(z.plane(i, 1) + k)
                     let e = vectorExp(z0 - z1)          // p1 = 1 / (1 + e), p0 = e / (1 + e)
                     let inv = 1 / (1 + e)
-                    storeVector(e * inv, y.plane(i, 0) + k)
-                    storeVector(inv, y.plane(i, 1) + k)
+                    storeVector(e * inv, y.plane(i, 0) + k, streaming: stream)
+                    storeVector(inv, y.plane(i, 1) + k, streaming: stream)
                 } else {
                     var m = loadVector(z.plane(i, 0) + k)
                     for c in 1..<s.c { m = vmax(m, loadVector(z.plane(i, c) + k)) }

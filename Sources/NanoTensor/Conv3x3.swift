@@ -130,7 +130,7 @@ public enum Conv3x3 {
     static func forward(_ input: PaddedPlanes, _ w: PackedWeights, out: UnsafeMutablePointer<Float>,
                         imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool,
                         rowStatistics: UnsafeMutablePointer<Float>? = nil, borders: PaddedPlanes? = nil,
-                        gate: UnsafePointer<Float>? = nil, pool: ThreadPool) {
+                        gate: UnsafePointer<Float>? = nil, stream: Bool = false, pool: ThreadPool) {
         precondition(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
         // Contiguous bands of rows per work item (about 8 per thread and block): neighbouring
@@ -140,6 +140,7 @@ public enum Conv3x3 {
         let bands = (h + band - 1) / band
         let items = input.n * bands * w.blocks
         pool.parallelFor(items) { item, _ in
+            defer { if stream { storeFence() } }
             let ob = item % w.blocks
             let rest = item / w.blocks
             let bi = rest % bands, i = rest / bands
@@ -154,7 +155,7 @@ public enum Conv3x3 {
                 if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
                 let offset = i * imageStride + o0 * planeStride + y * rowStride
                 convRow(inBase + y * input.rowStride, input.planeStride, input.rowStride, w.cin, wp, bp,
-                        outBase + y * rowStride, planeStride, nValid, width, relu, gate.map { $0 + offset })
+                        outBase + y * rowStride, planeStride, nValid, width, relu, gate.map { $0 + offset }, stream)
                 if let st = rowStatistics {
                     for oc in 0..<nValid {
                         rowMoments(outBase + oc * planeStride + y * rowStride, width, into: st + 3 * ((i * w.cout + o0 + oc) * h + y))
@@ -251,11 +252,11 @@ public enum Conv3x3 {
     static func convRow(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                         _ wp: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
                         _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ width: Int, _ relu: Bool,
-                        _ gate: UnsafePointer<Float>? = nil) {
+                        _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false) {
         let vw = vectorWidth
         var x = 0
         while x + 4 * vw <= width {
-            chunk4(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, relu, gate.map { $0 + x })
+            chunk4(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, relu, gate.map { $0 + x }, stream)
             x += 4 * vw
         }
         while x < width {
@@ -268,7 +269,7 @@ public enum Conv3x3 {
     static func chunk4(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                        _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
                        _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ relu: Bool,
-                       _ gate: UnsafePointer<Float>? = nil) {
+                       _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false) {
         let vw = vectorWidth
         var a00 = FloatVector(repeating: bp[0]), a01 = a00, a02 = a00, a03 = a00
         var a10 = FloatVector(repeating: bp[1]), a11 = a10, a12 = a10, a13 = a10
@@ -308,19 +309,19 @@ public enum Conv3x3 {
             a20 = vmax(a20, z); a21 = vmax(a21, z); a22 = vmax(a22, z); a23 = vmax(a23, z)
             a30 = vmax(a30, z); a31 = vmax(a31, z); a32 = vmax(a32, z); a33 = vmax(a33, z)
         }
-        gatedStore(a00, out, gate, 0); gatedStore(a01, out, gate, vw)
-        gatedStore(a02, out, gate, 2 * vw); gatedStore(a03, out, gate, 3 * vw)
+        gatedStore(a00, out, gate, 0, stream); gatedStore(a01, out, gate, vw, stream)
+        gatedStore(a02, out, gate, 2 * vw, stream); gatedStore(a03, out, gate, 3 * vw, stream)
         if nValid > 1 {
-            gatedStore(a10, out, gate, os); gatedStore(a11, out, gate, os + vw)
-            gatedStore(a12, out, gate, os + 2 * vw); gatedStore(a13, out, gate, os + 3 * vw)
+            gatedStore(a10, out, gate, os, stream); gatedStore(a11, out, gate, os + vw, stream)
+            gatedStore(a12, out, gate, os + 2 * vw, stream); gatedStore(a13, out, gate, os + 3 * vw, stream)
         }
         if nValid > 2 {
-            gatedStore(a20, out, gate, 2 * os); gatedStore(a21, out, gate, 2 * os + vw)
-            gatedStore(a22, out, gate, 2 * os + 2 * vw); gatedStore(a23, out, gate, 2 * os + 3 * vw)
+            gatedStore(a20, out, gate, 2 * os, stream); gatedStore(a21, out, gate, 2 * os + vw, stream)
+            gatedStore(a22, out, gate, 2 * os + 2 * vw, stream); gatedStore(a23, out, gate, 2 * os + 3 * vw, stream)
         }
         if nValid > 3 {
-            gatedStore(a30, out, gate, 3 * os); gatedStore(a31, out, gate, 3 * os + vw)
-            gatedStore(a32, out, gate, 3 * os + 2 * vw); gatedStore(a33, out, gate, 3 * os + 3 * vw)
+            gatedStore(a30, out, gate, 3 * os, stream); gatedStore(a31, out, gate, 3 * os + vw, stream)
+            gatedStore(a32, out, gate, 3 * os + 2 * vw, stream); gatedStore(a33, out, gate, 3 * os + 3 * vw, stream)
         }
     }
 
@@ -369,11 +370,12 @@ public enum Conv3x3 {
     /// out[offset…] = v, zeroed where gate[offset…] ≤ 0 when there is a gate (the input gradient
     /// through a ReLU on the input, applied as it is stored).
     @inline(__always)
-    static func gatedStore(_ v: FloatVector, _ out: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>?, _ offset: Int) {
+    static func gatedStore(_ v: FloatVector, _ out: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>?, _ offset: Int,
+                           _ stream: Bool) {
         if let gate {
-            storeVector(FloatVector.zero.replacing(with: v, where: loadVector(gate + offset) .> 0), out + offset)
+            storeVector(FloatVector.zero.replacing(with: v, where: loadVector(gate + offset) .> 0), out + offset, streaming: stream)
         } else {
-            storeVector(v, out + offset)
+            storeVector(v, out + offset, streaming: stream)
         }
     }
 
@@ -391,7 +393,10 @@ public enum Conv3x3 {
     /// Input gradient: dX = conv(dY, rot180(Wᵀ)), with dY given as padded planes.
     public static func backwardData(_ dY: PaddedPlanes, weights wT: PackedWeights, into dX: Tensor,
                                     pool: ThreadPool = .shared) {
-        forward(dY, wT, into: dX, relu: false, pool: pool)
+        precondition(dX.shape == Shape(dY.n, wT.cout, dY.height, dY.width), "input gradient shape \(dX.shape)")
+        let s = dX.shape
+        forward(dY, wT, out: dX.data, imageStride: wT.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
+                stream: streams(s.count, dX.data, rowStride: s.w) && s.plane % vectorWidth == 0, pool: pool)
     }
 
     /// The same through a ReLU on the input: dX is zero where `reluInput` ≤ 0 (the skip
@@ -402,7 +407,8 @@ public enum Conv3x3 {
                      "gradient \(dX.shape) and ReLU input \(reluInput.shape) do not match")
         let s = dX.shape
         forward(dY, wT, out: dX.data, imageStride: wT.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
-                gate: UnsafePointer(reluInput.data), pool: pool)
+                gate: UnsafePointer(reluInput.data),
+                stream: streams(s.count, dX.data, rowStride: s.w) && s.plane % vectorWidth == 0, pool: pool)
     }
 
     /// Weight and bias gradients, accumulated into `dW` (OIHW, cout*cin*9) and `dB` (cout).

@@ -1,3 +1,5 @@
+import CNanoSupport
+
 /// The vector type of the hot kernels. With AVX-512 (the Makefile passes -DNF_SIMD16) a
 /// `SIMD16<Float>` is one zmm register; elsewhere 8 lanes (one AVX2 ymm, two NEON q registers).
 #if NF_SIMD16
@@ -18,6 +20,37 @@ public let vectorWidth = FloatVector.scalarCount
 }
 
 @inline(__always) func roundUp(_ x: Int, _ m: Int) -> Int { (x + m - 1) / m * m }
+
+/// Outputs of at least this many bytes (the last-level cache of the machines NanoFind is tuned
+/// on: 32 MB on Zen 4) are written with non-temporal stores: a plain store reads each line
+/// before writing it, and an output this large evicts itself before its reader comes. Smaller
+/// outputs stay in cache for the next kernel.
+let streamingOutputBytes = 32 << 20
+
+/// Whether an output of `floats` floats written through `p` with rows `rowStride` floats apart
+/// should be streamed (`streamVector`): large enough, and every whole-vector store aligned.
+@inline(__always) func streams(_ floats: Int, _ p: UnsafeMutablePointer<Float>, rowStride: Int) -> Bool {
+    floats * 4 >= streamingOutputBytes && rowStride % vectorWidth == 0
+        && Int(bitPattern: p) % (vectorWidth * 4) == 0
+}
+
+/// A non-temporal store of a whole vector at an address aligned to the vector's size. Call
+/// `storeFence()` before other threads read what was streamed.
+@inline(__always) func streamVector(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>) {
+#if NF_SIMD16
+    nf_stream_store16(p, v)
+#else
+    nf_stream_store8(p, v)
+#endif
+}
+
+/// Orders the calling thread's streamed stores before whatever it does next (the end of a work item).
+@inline(__always) func storeFence() { nf_store_fence() }
+
+/// `streamVector` when `stream`, else a plain store.
+@inline(__always) func storeVector(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>, streaming stream: Bool) {
+    if stream { streamVector(v, p) } else { storeVector(v, p) }
+}
 
 /// Lane-wise maximum as one compare and one blend. (The standard library's `pointwiseMax` on
 /// floating-point vectors is lowered lane by lane, with NaN handling, and measured 8× slower

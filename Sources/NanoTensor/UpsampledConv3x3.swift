@@ -240,7 +240,9 @@ public enum UpsampledConv3x3 {
         let lw = g.width / 2, h = g.height
         let out = PaddedPlanes(n: g.n, channels: 2 * g.channels, height: h, width: lw)
         let vw = vectorWidth
+        let stream = streams(out.n * out.channels * out.planeStride, out.origin(0, 0), rowStride: out.rowStride)
         pool.parallelFor(g.n * g.channels) { item, _ in
+            defer { if stream { storeFence() } }
             let i = item / g.channels, o = item % g.channels
             let src = g.origin(i, o), even = out.origin(i, 2 * o), odd = out.origin(i, 2 * o + 1)
             for y in 0..<h {
@@ -250,7 +252,7 @@ public enum UpsampledConv3x3 {
                 var q = 0
                 while q + vw <= lw {
                     let a = loadVector(s + 2 * q), b = loadVector(s + 2 * q + vw)
-                    storeVector(evenLanes(a, b), e + q); storeVector(oddLanes(a, b), d + q)
+                    storeVector(evenLanes(a, b), e + q, streaming: stream); storeVector(oddLanes(a, b), d + q, streaming: stream)
                     q += vw
                 }
                 while q < lw { e[q] = s[2 * q]; d[q] = s[2 * q + 1]; q += 1 }
@@ -300,8 +302,10 @@ public enum UpsampledConv3x3 {
         let lw = s.w, vw = vectorWidth
         let band = max(1, s.h / (8 * pool.threadCount))
         let bands = (s.h + band - 1) / band
+        let stream = streams(s.count, dL.data, rowStride: lw) && s.plane % vw == 0
         // All channel blocks of a band in one item: the band's gradient rows stay in cache.
         pool.parallelFor(s.n * bands) { item, _ in
+            defer { if stream { storeFence() } }
             let bi = item % bands, i = item / bands
             let base = UnsafePointer(split.origin(i, 0))
             for cb in 0..<w.blocks {
@@ -312,7 +316,7 @@ public enum UpsampledConv3x3 {
                 let out = dL.plane(i, c0) + r * lw
                 var q = 0
                 while q + 4 * vw <= lw {
-                    dataChunk4(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid)
+                    dataChunk4(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid, stream)
                     q += 4 * vw
                 }
                 while q + 2 * vw <= lw {
@@ -442,7 +446,7 @@ public enum UpsampledConv3x3 {
 
     @inline(__always)
     static func dataChunk4(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
-                           _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int) {
+                           _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ stream: Bool) {
         let vw = vectorWidth
         var a00 = FloatVector.zero, a01 = FloatVector.zero, a02 = FloatVector.zero, a03 = FloatVector.zero
         var a10 = FloatVector.zero, a11 = FloatVector.zero, a12 = FloatVector.zero, a13 = FloatVector.zero
@@ -491,19 +495,19 @@ public enum UpsampledConv3x3 {
         }
         do {
             let p = out + 0
-            storeVector(a00, p); storeVector(a01, p + 1 * vw); storeVector(a02, p + 2 * vw); storeVector(a03, p + 3 * vw)
+            storeVector(a00, p, streaming: stream); storeVector(a01, p + 1 * vw, streaming: stream); storeVector(a02, p + 2 * vw, streaming: stream); storeVector(a03, p + 3 * vw, streaming: stream)
         }
         if nValid > 1 {
             let p = out + 1 * os
-            storeVector(a10, p); storeVector(a11, p + 1 * vw); storeVector(a12, p + 2 * vw); storeVector(a13, p + 3 * vw)
+            storeVector(a10, p, streaming: stream); storeVector(a11, p + 1 * vw, streaming: stream); storeVector(a12, p + 2 * vw, streaming: stream); storeVector(a13, p + 3 * vw, streaming: stream)
         }
         if nValid > 2 {
             let p = out + 2 * os
-            storeVector(a20, p); storeVector(a21, p + 1 * vw); storeVector(a22, p + 2 * vw); storeVector(a23, p + 3 * vw)
+            storeVector(a20, p, streaming: stream); storeVector(a21, p + 1 * vw, streaming: stream); storeVector(a22, p + 2 * vw, streaming: stream); storeVector(a23, p + 3 * vw, streaming: stream)
         }
         if nValid > 3 {
             let p = out + 3 * os
-            storeVector(a30, p); storeVector(a31, p + 1 * vw); storeVector(a32, p + 2 * vw); storeVector(a33, p + 3 * vw)
+            storeVector(a30, p, streaming: stream); storeVector(a31, p + 1 * vw, streaming: stream); storeVector(a32, p + 2 * vw, streaming: stream); storeVector(a33, p + 3 * vw, streaming: stream)
         }
     }
 

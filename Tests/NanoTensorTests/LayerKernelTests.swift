@@ -347,3 +347,100 @@ final class PaddedBorderTests: XCTestCase {
         }
     }
 }
+
+/// Outputs of 32 MB or more are written with non-temporal stores (`streamVector`). A batch of
+/// identical images streams where one image does not, and every kernel gives each image of the
+/// batch exactly what it gives the image alone (batch-norm sums of identical images scale by a
+/// power of two, exactly), so streamed and cached stores must agree bit for bit.
+final class StreamingStoreTests: XCTestCase {
+    /// `copies` copies of one image along the batch.
+    func replicate(_ t: Tensor, _ copies: Int) -> Tensor {
+        let s = t.shape
+        precondition(s.n == 1)
+        let out = Tensor(Shape(copies, s.c, s.h, s.w), zeroed: false)
+        for i in 0..<copies { (out.data + i * s.c * s.plane).update(from: t.data, count: s.c * s.plane) }
+        return out
+    }
+
+    func assertEachImage(_ big: Tensor, equals one: Tensor, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        let per = one.count
+        XCTAssertGreaterThanOrEqual(big.count * 4, 32 << 20, "\(what): too small to stream", file: file, line: line)
+        for i in 0..<big.shape.n {
+            let same = memcmp(big.data + i * per, one.data, per * 4) == 0
+            XCTAssertTrue(same, "\(what): image \(i) differs from the image alone", file: file, line: line)
+        }
+    }
+
+    func testStreamedOutputsEqualCachedOnes() {
+        var rng = SplitMix64(seed: 77)
+        let copies = 8
+        let x1 = Tensor.randomNormal(Shape(1, 4, 512, 512), rng: &rng), g1 = Tensor.randomNormal(x1.shape, rng: &rng)
+        let x = replicate(x1, copies), g = replicate(g1, copies)
+        let scale: [Float] = [1.5, -0.7, 0.3, 2], shift: [Float] = [0.2, 0.1, -0.4, 0]
+        let mask = DropoutMask(rate: 0.2, seed: 4)
+
+        // Batch norm forward (decoder: ReLU + dropout into padded planes; encoder: rectified + pooled).
+        func decoderAffine(_ t: Tensor) -> Tensor {
+            let p = PaddedPlanes(n: t.shape.n, channels: 4, height: 512, width: 512)
+            BatchNormKernels.affine(t, scale: scale, shift: shift, relu: true, dropout: mask, into: p)
+            return p.interior()
+        }
+        // The dropout mask is per (image, channel) plane: compare planes of image 0 only.
+        let affineBig = decoderAffine(x), affineOne = decoderAffine(x1)
+        XCTAssertEqual(memcmp(affineBig.data, affineOne.data, affineOne.count * 4), 0, "decoder affine")
+        func encoderAffine(_ t: Tensor) -> Tensor {
+            let r = PaddedPlanes(n: t.shape.n, channels: 4, height: 512, width: 512)
+            let p = PaddedPlanes(n: t.shape.n, channels: 4, height: 256, width: 256)
+            BatchNormKernels.affine(t, scale: scale, shift: shift, rectifiedInto: r, pooledInto: p)
+            return r.interior()
+        }
+        assertEachImage(encoderAffine(x), equals: encoderAffine(x1), "encoder affine")
+
+        // Batch norm backward into padded planes.
+        func bnBackward(_ t: Tensor, _ dy: Tensor) -> Tensor {
+            var dG = [Float](repeating: 0, count: 4), dB = dG
+            let p = PaddedPlanes(n: t.shape.n, channels: 4, height: 512, width: 512)
+            BatchNormKernels.backward(x: t, dy: dy, mean: [0.1, 0, -0.2, 0.3], invStd: [1, 2, 0.5, 1], gamma: [1.5, -1.4, 0.6, 2],
+                                      scale: scale, shift: shift, reluAfter: true, dGamma: &dG, dBeta: &dB, into: p)
+            return p.interior()
+        }
+        assertEachImage(bnBackward(x, g), equals: bnBackward(x1, g1), "batch-norm backward")
+
+        // Convolution input gradients and the decoder's column split.
+        let w = Tensor.randomNormal(Shape(4, 4, 3, 3), std: 0.2, rng: &rng)
+        let wT = Conv3x3.PackedWeights.transposedFlipped(oihw: w.data, cout: 4, cin: 4)
+        func dgrad(_ dy: Tensor) -> Tensor {
+            let dx = Tensor(dy.shape, zeroed: false)
+            Conv3x3.backwardData(PaddedPlanes.from(dy), weights: wT, into: dx)
+            return dx
+        }
+        assertEachImage(dgrad(g), equals: dgrad(g1), "3×3 input gradient")
+        assertEachImage(UpsampledConv3x3.splitColumns(PaddedPlanes.from(g)).interior(),
+                        equals: UpsampledConv3x3.splitColumns(PaddedPlanes.from(g1)).interior(), "column split")
+        let wu = Tensor.randomNormal(Shape(4, 16, 3, 3), std: 0.2, rng: &rng)
+        let dataWeights = UpsampledConv3x3.DataWeights(oihw: wu.data, cout: 4, allInputs: 16, inputChannels: 0..<16)
+        func upsampledDgrad(_ dy: Tensor) -> Tensor {
+            let dl = Tensor(Shape(dy.shape.n, 16, 256, 256), zeroed: false)
+            UpsampledConv3x3.backwardData(columnsOf: UpsampledConv3x3.splitColumns(PaddedPlanes.from(dy)), dataWeights, into: dl)
+            return dl
+        }
+        assertEachImage(upsampledDgrad(g), equals: upsampledDgrad(g1), "upsampled input gradient")
+
+        // The 1×1 head, its softmax and the cross-entropy gradient.
+        let hw: [Float] = [0.5, -1, 0.25, 2, 1, 0.5, -0.5, -2]
+        assertEachImage(ChannelKernels.conv1x1(replicate(x1, 2 * copies), weights: hw, bias: [0.1, -0.1], cout: 2),
+                        equals: ChannelKernels.conv1x1(x1, weights: hw, bias: [0.1, -0.1], cout: 2), "1×1 convolution")
+        func headBackward(_ t: Tensor, _ dy: Tensor) -> Tensor {
+            var dW = [Float](repeating: 0, count: 8), dB: [Float] = [0, 0]
+            return ChannelKernels.conv1x1Backward(x: t, dy: dy, weights: hw, dW: &dW, dB: &dB)
+        }
+        let d1 = ChannelKernels.channels(of: g1, offset: 0, count: 2)
+        assertEachImage(headBackward(x, replicate(d1, copies)), equals: headBackward(x1, d1), "1×1 input gradient")
+        let z1 = ChannelKernels.channels(of: g1, offset: 0, count: 2), z = replicate(z1, 2 * copies)
+        let p = ChannelKernels.softmax(z), p1 = ChannelKernels.softmax(z1)
+        assertEachImage(p, equals: p1, "softmax")
+        let labels1 = Tensor(Shape(1, 1, 512, 512), values: (0..<(512 * 512)).map { Float(($0 * 7) % 3 == 0 ? 1 : 0) })
+        assertEachImage(ChannelKernels.crossEntropyGradient(probabilities: p, labels: replicate(labels1, 2 * copies), scale: 0.5),
+                        equals: ChannelKernels.crossEntropyGradient(probabilities: p1, labels: labels1, scale: 0.5), "cross-entropy gradient")
+    }
+}

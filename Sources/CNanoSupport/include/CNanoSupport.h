@@ -19,4 +19,20 @@ static inline void nf_cpu_relax(void) {
     __asm__ __volatile__("yield");
 #endif
 }
+
+/// Non-temporal (cache-bypassing) vector stores, for outputs larger than the last-level cache:
+/// a plain store first reads the line it writes, and the data would only evict what the next
+/// kernel reads. `p` must be aligned to the vector's size. Other threads may read the data only
+/// after the writer's `nf_store_fence`.
+typedef float nf_float16 __attribute__((ext_vector_type(16)));
+typedef float nf_float8 __attribute__((ext_vector_type(8)));
+static inline void nf_stream_store16(float *p, nf_float16 v) { __builtin_nontemporal_store(v, (nf_float16 *)p); }
+static inline void nf_stream_store8(float *p, nf_float8 v) { __builtin_nontemporal_store(v, (nf_float8 *)p); }
+static inline void nf_store_fence(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_sfence();
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
 #endif
