@@ -66,8 +66,7 @@ public final class UNetInference: @unchecked Sendable {
         let skipPlanes = PaddedPlanes(n: skip.shape.n, channels: skip.shape.c, height: skip.shape.h, width: skip.shape.w)
         skipPlanes.fill(from: [.init(skip, .relu)], pool: pool)
         let t = PaddedPlanes(n: skip.shape.n, channels: w.cout, height: skip.shape.h, width: skip.shape.w)
-        Conv3x3.forward(skipPlanes, w, into: t, relu: false, pool: pool)
-        UpsampledConv3x3.forward(low, phase[name]!, addingInto: t, relu: true, pool: pool)
+        UpsampledConv3x3.forward(skip: skipPlanes, w, low: low, phase[name]!, into: t, relu: true, pool: pool)
         return t
     }
 

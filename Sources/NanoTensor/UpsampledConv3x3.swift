@@ -68,22 +68,36 @@ public enum UpsampledConv3x3 {
         let s = out.shape
         precondition(direct.cout == w.cout && skip.n == low.n && skip.height == 2 * low.height && skip.width == 2 * low.width,
                      "decoder convolution parts do not match")
-        Conv3x3.forward(skip, direct, into: out, pool: pool)
-        guard statistics else {
-            forward(low, w, addingInto: out, pool: pool)
-            return nil
-        }
-        let moments = Conv3x3.rowMomentsBuffer(s)
+        precondition(out.shape == Shape(low.n, w.cout, skip.height, skip.width), "decoder convolution output shape \(out.shape)")
+        precondition(skip.channels == direct.cin, "skip has \(skip.channels) channels, weights \(direct.cin)")
+        let moments = statistics ? Conv3x3.rowMomentsBuffer(s) : nil
         forward(low, w, out: out.data, imageStride: w.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
-                rowStatistics: moments.data, pool: pool)
-        return Conv3x3.batchStatistics(rowMoments: moments, of: s)
+                rowStatistics: moments?.data, direct: (skip, direct), pool: pool)
+        return moments.map { Conv3x3.batchStatistics(rowMoments: $0, of: s) }
+    }
+
+    /// The same into the interior of padded planes (the next convolution's input), with ReLU
+    /// when `relu`: a decoder convolution at inference, where batch norm is folded into it.
+    public static func forward(skip: PaddedPlanes, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes, _ w: PhaseWeights,
+                               into out: PaddedPlanes, relu: Bool, pool: ThreadPool = .shared) {
+        precondition(direct.cout == w.cout && skip.n == low.n && skip.height == 2 * low.height && skip.width == 2 * low.width,
+                     "decoder convolution parts do not match")
+        precondition(out.n == low.n && out.channels == w.cout && out.height == skip.height && out.width == skip.width,
+                     "decoder convolution output planes do not match")
+        precondition(skip.channels == direct.cin, "skip has \(skip.channels) channels, weights \(direct.cin)")
+        forward(low, w, out: out.origin(0, 0), imageStride: out.channels * out.planeStride, planeStride: out.planeStride,
+                rowStride: out.rowStride, relu: relu, rowStatistics: nil, direct: (skip, direct), borders: out, pool: pool)
     }
 
     /// `rowStatistics`: the moments of every final output row (`Conv3x3.rowMoments`), as
-    /// `Conv3x3.forwardWithStatistics` gathers them.
+    /// `Conv3x3.forwardWithStatistics` gathers them. With `direct`, each output row first gets
+    /// the direct convolution of those planes (with its bias) written, and the upsampled part is
+    /// added while the row is still in cache: one pass over the output instead of two.
     static func forward(_ low: PaddedPlanes, _ w: PhaseWeights, out: UnsafeMutablePointer<Float>,
                         imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool,
-                        rowStatistics: UnsafeMutablePointer<Float>?, pool: ThreadPool) {
+                        rowStatistics: UnsafeMutablePointer<Float>?,
+                        direct: (planes: PaddedPlanes, weights: Conv3x3.PackedWeights)? = nil, borders: PaddedPlanes? = nil,
+                        pool: ThreadPool) {
         precondition(low.channels == w.cin, "upsampled conv input has \(low.channels) channels, weights \(w.cin)")
         let h = 2 * low.height, lw = low.width, width = 2 * lw
         let band = max(1, h / (8 * pool.threadCount))
@@ -100,6 +114,13 @@ public enum UpsampledConv3x3 {
             let outBase = out + i * imageStride + o0 * planeStride
             let inBase = UnsafePointer(low.origin(i, 0))
             for y in y0..<y1 {
+                if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
+                if let (planes, dw) = direct {
+                    Conv3x3.convRow(UnsafePointer(planes.origin(i, 0)) + y * planes.rowStride, planes.planeStride, planes.rowStride,
+                                    dw.cin, UnsafePointer(dw.packed.data + ob * dw.cin * 9 * Conv3x3.block),
+                                    UnsafePointer(dw.bias.data + ob * Conv3x3.block), outBase + y * rowStride, planeStride,
+                                    nValid, width, false)
+                }
                 let r = y / 2, py = y % 2
                 // Low-resolution rows r + py − 1 and r + py (the zero border rows cover −1 and h/2).
                 let rowA = inBase + (r + py - 1) * low.rowStride, rowB = rowA + low.rowStride

@@ -341,6 +341,12 @@ final class PaddedBorderTests: XCTestCase {
             p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
             p.fillMaxPool2x2(of: big)
             assertBordersZero(p, "max pool \(h)x\(w)")
+            let decoderOut = dirtyPlanes(n: 2, channels: 3, height: 2 * h, width: 2 * w)
+            let wd = Tensor.randomNormal(Shape(3, 6, 3, 3), rng: &rng)
+            UpsampledConv3x3.forward(skip: PaddedPlanes.from(big), .init(oihw: wd.data, bias: nil, cout: 3, allInputs: 6, inputChannels: 0..<3),
+                                     low: PaddedPlanes.from(x), .init(oihw: wd.data, cout: 3, allInputs: 6, inputChannels: 3..<6),
+                                     into: decoderOut, relu: true)
+            assertBordersZero(decoderOut, "decoder convolution \(h)x\(w)")
             let split = dirtyPlanes(n: 2, channels: 6, height: 2 * h, width: w)
             withExtendedLifetime(split) {}
             assertBordersZero(UpsampledConv3x3.splitColumns(PaddedPlanes.from(big)), "split columns \(h)x\(w)")
