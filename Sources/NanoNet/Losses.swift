@@ -41,10 +41,10 @@ extension Tape {
         let m = Float(s.n * s.plane)
         let out = Variable(Tensor(Shape(1, 1, 1, 1), values: [Float(total / Double(m))]), requiresGrad: logits.requiresGrad)
         if out.requiresGrad {
-            record { [pool] in
+            record {
                 guard let g = out.grad else { return }
-                logits.accumulate(ChannelKernels.crossEntropyGradient(probabilities: p, labels: labels,
-                                                                      scale: g.data[0] / m, pool: pool))
+                // Kept unlaid: a 1×1 head and the batch norm before it read it row by row.
+                logits.accumulate(CrossEntropyGradient(probabilities: p, labels: labels, scale: g.data[0] / m))
             }
         }
         return out

@@ -9,7 +9,20 @@ public final class Variable: @unchecked Sendable {
     private var plain: Tensor?
     /// The value as a convolution's padded input, when the op that made it wrote it that way.
     public let padded: PaddedPlanes?
-    public var grad: Tensor?
+    private var laidOutGrad: Tensor?
+    /// A cross-entropy gradient not laid out yet (`CrossEntropyGradient`); `grad` lays it out
+    /// on first use, ops that can read it as it is take it with `lossGradientAlone`.
+    private var lossGradient: CrossEntropyGradient?
+    public var grad: Tensor? {
+        get {
+            if let l = lossGradient {
+                lossGradient = nil
+                accumulate(l.materialize())
+            }
+            return laidOutGrad
+        }
+        set { laidOutGrad = newValue; lossGradient = nil }
+    }
     public let requiresGrad: Bool
     public let name: String
     public let shape: Shape
@@ -38,8 +51,17 @@ public final class Variable: @unchecked Sendable {
     /// Adds `g` into the gradient (taking ownership of `g` when there is none yet).
     func accumulate(_ g: Tensor) {
         precondition(g.shape.count == shape.count, "gradient shape \(g.shape) for \(shape)")
-        if let existing = grad { ElementwiseKernels.addInPlace(existing, g) } else { grad = g }
+        if let existing = grad { ElementwiseKernels.addInPlace(existing, g) } else { laidOutGrad = g }
     }
+
+    /// Adds a cross-entropy gradient, kept unlaid while it is the whole gradient.
+    func accumulate(_ g: CrossEntropyGradient) {
+        precondition(g.shape.count == shape.count, "gradient shape \(g.shape) for \(shape)")
+        if laidOutGrad == nil && lossGradient == nil { lossGradient = g } else { accumulate(g.materialize()) }
+    }
+
+    /// The gradient when it is one cross-entropy gradient and nothing else.
+    var lossGradientAlone: CrossEntropyGradient? { laidOutGrad == nil ? lossGradient : nil }
 
     public func zeroGrad() { grad = nil }
 }

@@ -187,9 +187,26 @@ public enum BatchNormKernels {
                  out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride, borders: dx, pool: pool)
     }
 
+    /// The same with the output gradient kept as a cross-entropy gradient (the batch norm
+    /// before a 1×1 head): it is evaluated two rows at a time from the probabilities and labels,
+    /// never laid out.
+    public static func backward(x: Tensor, lossGradient: CrossEntropyGradient, mean: [Float], invStd: [Float], gamma: [Float],
+                                scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                into dx: PaddedPlanes, pool: ThreadPool = .shared) {
+        let s = x.shape
+        precondition(dx.n == s.n && dx.channels == s.c && dx.height == s.h && dx.width == s.w)
+        precondition(lossGradient.shape == s, "batch-norm output gradient \(lossGradient.shape) for \(s)")
+        backward(x: x, source: .crossEntropy(lossGradient), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                 reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dx.origin(0, 0),
+                 planeStride: dx.planeStride, rowStride: dx.rowStride, borders: dx, pool: pool)
+    }
+
     /// Where a batch norm's output gradient comes from.
     enum GradientSource {
         case plain(Tensor)
+        /// A cross-entropy gradient, evaluated row by row.
+        case crossEntropy(CrossEntropyGradient)
         /// The encoder's: of max(y, 0) and of maxpool(y); see `backward(x:rectifiedGradient:…)`.
         case rectifiedAndPooled(Tensor?, Tensor?)
     }
@@ -221,11 +238,20 @@ public enum BatchNormKernels {
         // gradient itself, or the encoder's two gradients combined in a per-thread scratch.
         let ws = roundUp(max(s.w, 1), vectorWidth)
         var scratch: Tensor? = nil
-        if case .rectifiedAndPooled = source { scratch = Tensor(Shape(pool.threadCount, 1, 1, 4 * ws), zeroed: false) }
+        switch source {
+        case .plain: break
+        case .rectifiedAndPooled, .crossEntropy: scratch = Tensor(Shape(pool.threadCount, 1, 1, 4 * ws), zeroed: false)
+        }
         func gradientRows(_ item: Int, _ y: Int, _ thread: Int) -> (UnsafePointer<Float>, Int) {
             switch source {
             case .plain(let dy):
                 return (UnsafePointer(dy.data + item * s.plane + y * s.w), s.w)
+            case .crossEntropy(let g):
+                let rows = scratch!.data + thread * 4 * ws
+                for j in 0..<min(2, s.h - y) {
+                    g.evaluate(image: item / s.c, channel: item % s.c, from: (y + j) * s.w, count: s.w, into: rows + j * ws)
+                }
+                return (UnsafePointer(rows), ws)
             case .rectifiedAndPooled(let rectified, let pooled):
                 let c = item % s.c
                 let a = scale[c], b = shift[c]

@@ -116,6 +116,38 @@ public enum ChannelKernels {
         return dx
     }
 
+    /// The same for an output gradient kept as a cross-entropy gradient: dW and dB from it (each
+    /// piece of it laid out in a small scratch, then summed as above), and the input's gradient
+    /// returned in the same unlaid form (`CrossEntropyGradient.throughConv1x1`), so neither the
+    /// logits' nor the input's gradient is ever written out.
+    public static func conv1x1Backward(x: Tensor, lossGradient g: CrossEntropyGradient, weights w: UnsafePointer<Float>,
+                                       dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
+                                       pool: ThreadPool = .shared) -> CrossEntropyGradient {
+        let s = x.shape, cout = g.channels
+        precondition(g.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(g.shape) for input \(s)")
+        let (pieces, size) = pixelPieces(s.plane)
+        let items = s.n * pieces, stride = cout * s.c + cout
+        let partial = Tensor(Shape(items, 1, 1, stride))
+        let scratch = Tensor(Shape(pool.threadCount, 1, cout, size), zeroed: false)
+        pool.parallelFor(items) { item, thread in
+            let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
+            if lo >= hi { return }
+            let acc = partial.data + item * stride
+            let dy = scratch.data + thread * cout * size
+            for o in 0..<cout { g.evaluate(image: i, channel: o, from: lo, count: hi - lo, into: dy + o * size) }
+            for c in 0..<s.c {
+                for o in 0..<cout { acc[o * s.c + c] = dot(dy + o * size, x.plane(i, c) + lo, hi - lo) }
+            }
+            for o in 0..<cout { acc[cout * s.c + o] = sum(dy + o * size, hi - lo) }
+        }
+        for t in 0..<items {
+            let acc = partial.data + t * stride
+            for k in 0..<(cout * s.c) { dW[k] += acc[k] }
+            for o in 0..<cout { dB[o] += acc[cout * s.c + o] }
+        }
+        return g.throughConv1x1(weights: w, cin: s.c)
+    }
+
     /// Pieces of a plane for per-pixel kernels: about 4096 pixels each, whole vectors.
     static func pixelPieces(_ plane: Int) -> (count: Int, size: Int) {
         let pieces = max(1, plane / 4096)
