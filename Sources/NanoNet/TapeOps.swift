@@ -51,18 +51,11 @@ extension Tape {
         if out.requiresGrad {
             let gamma = bn.gamma.value.array
             record { [unowned self] in  // steps run only inside this tape's backward()
+                guard let g = out.grad else { return }
                 let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
                 let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
-                if let lg = out.lossGradientAlone {  // before a loss head: evaluated row by row
-                    BatchNormKernels.backward(x: z, lossGradient: lg, mean: mean, invStd: invStd, gamma: gamma, scale: scale,
-                                              shift: shift, reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data,
-                                              into: dz, pool: self.pool)
-                } else {
-                    guard let g = out.grad else { return }
-                    BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                              reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz,
-                                              pool: self.pool)
-                }
+                BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                          reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
                 if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
                 if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
                 self.convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
@@ -225,7 +218,7 @@ extension Tape {
         if out.requiresGrad {
             record { [pool] in
                 let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
-                if let lg = out.lossGradientAlone {  // a loss head: its gradients stay unlaid
+                if let lg = out.lossGradientAlone {  // a loss head: the logits' gradient is never laid out
                     let dx = ChannelKernels.conv1x1Backward(x: x.value, lossGradient: lg, weights: weight.value.data,
                                                             dW: dW.data, dB: dB.data, pool: pool)
                     if x.requiresGrad { x.accumulate(dx) }

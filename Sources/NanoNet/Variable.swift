@@ -11,7 +11,7 @@ public final class Variable: @unchecked Sendable {
     public let padded: PaddedPlanes?
     private var laidOutGrad: Tensor?
     /// A cross-entropy gradient not laid out yet (`CrossEntropyGradient`); `grad` lays it out
-    /// on first use, ops that can read it as it is take it with `lossGradientAlone`.
+    /// on first use, an op that can read it as it is (a 1×1 head) takes it with `lossGradientAlone`.
     private var lossGradient: CrossEntropyGradient?
     public var grad: Tensor? {
         get {

@@ -187,26 +187,9 @@ public enum BatchNormKernels {
                  out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride, borders: dx, pool: pool)
     }
 
-    /// The same with the output gradient kept as a cross-entropy gradient (the batch norm
-    /// before a 1×1 head): it is evaluated two rows at a time from the probabilities and labels,
-    /// never laid out.
-    public static func backward(x: Tensor, lossGradient: CrossEntropyGradient, mean: [Float], invStd: [Float], gamma: [Float],
-                                scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
-                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                                into dx: PaddedPlanes, pool: ThreadPool = .shared) {
-        let s = x.shape
-        precondition(dx.n == s.n && dx.channels == s.c && dx.height == s.h && dx.width == s.w)
-        precondition(lossGradient.shape == s, "batch-norm output gradient \(lossGradient.shape) for \(s)")
-        backward(x: x, source: .crossEntropy(lossGradient), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                 reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dx.origin(0, 0),
-                 planeStride: dx.planeStride, rowStride: dx.rowStride, borders: dx, pool: pool)
-    }
-
     /// Where a batch norm's output gradient comes from.
     enum GradientSource {
         case plain(Tensor)
-        /// A cross-entropy gradient, evaluated row by row.
-        case crossEntropy(CrossEntropyGradient)
         /// The encoder's: of max(y, 0) and of maxpool(y); see `backward(x:rectifiedGradient:…)`.
         case rectifiedAndPooled(Tensor?, Tensor?)
     }
@@ -238,20 +221,11 @@ public enum BatchNormKernels {
         // gradient itself, or the encoder's two gradients combined in a per-thread scratch.
         let ws = roundUp(max(s.w, 1), vectorWidth)
         var scratch: Tensor? = nil
-        switch source {
-        case .plain: break
-        case .rectifiedAndPooled, .crossEntropy: scratch = Tensor(Shape(pool.threadCount, 1, 1, 4 * ws), zeroed: false)
-        }
+        if case .rectifiedAndPooled = source { scratch = Tensor(Shape(pool.threadCount, 1, 1, 4 * ws), zeroed: false) }
         func gradientRows(_ item: Int, _ y: Int, _ thread: Int) -> (UnsafePointer<Float>, Int) {
             switch source {
             case .plain(let dy):
                 return (UnsafePointer(dy.data + item * s.plane + y * s.w), s.w)
-            case .crossEntropy(let g):
-                let rows = scratch!.data + thread * 4 * ws
-                for j in 0..<min(2, s.h - y) {
-                    g.evaluate(image: item / s.c, channel: item % s.c, from: (y + j) * s.w, count: s.w, into: rows + j * ws)
-                }
-                return (UnsafePointer(rows), ws)
             case .rectifiedAndPooled(let rectified, let pooled):
                 let c = item % s.c
                 let a = scale[c], b = shift[c]
@@ -286,47 +260,49 @@ public enum BatchNormKernels {
                 return (UnsafePointer(gRows), ws)
             }
         }
-        sumDy.withUnsafeMutableBufferPointer { sd in
-            sumDyXhat.withUnsafeMutableBufferPointer { sx in
-                let sdp = sd.baseAddress!, sxp = sx.baseAddress!
-                pool.parallelFor(s.c) { c, thread in
-                    var a = 0.0, b = 0.0
-                    let mu = mean[c], inv = invStd[c]
-                    let muV = FloatVector(repeating: mu), scaleV = FloatVector(repeating: scale[c])
-                    let shiftV = FloatVector(repeating: shift[c])
-                    for i in 0..<s.n {
-                        let item = i * s.c + c
-                        let xp = xd + item * s.plane
-                        let key = drop ? mask.planeKey(item) : 0
-                        var va = FloatVector.zero, vb = FloatVector.zero
-                        var sa = 0.0, sb = 0.0
-                        var y = 0
-                        while y < s.h {
-                            let (g0, gs) = gradientRows(item, y, thread)
-                            for j in 0..<min(2, s.h - y) {
-                                let xr = xp + (y + j) * s.w, gr = g0 + j * gs, at = (y + j) * s.w
-                                var k = 0
-                                while k + vectorWidth <= s.w {
-                                    let xv = loadVector(xr + k)
-                                    var g = loadVector(gr + k)
-                                    if drop { g = mask.apply(g, key: key, vectorAt: at + k) }
-                                    if reluAfter { g.replace(with: 0, where: xv * scaleV + shiftV .<= FloatVector.zero) }
-                                    va += g; vb = vb.addingProduct(g, xv - muV)
-                                    k += vectorWidth
-                                }
-                                while k < s.w {
-                                    var g = drop ? mask.apply(gr[k], key: key, index: at + k) : gr[k]
-                                    if reluAfter && xr[k] * scale[c] + shift[c] <= 0 { g = 0 }
-                                    sa += Double(g); sb += Double(g * (xr[k] - mu)); k += 1
-                                }
-                            }
-                            y += 2
-                        }
-                        a += sa + Double(laneSum(va)); b += (sb + Double(laneSum(vb))) * Double(inv)
+        // Pass 1 per (image, channel) plane, image-major, so the planes of one image that share
+        // a gradient source (the encoder's, the cross-entropy's) are read while it is in cache;
+        // each plane's two sums are kept apart and added per channel in image order.
+        let planeSums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * s.n * s.c)
+        defer { planeSums.deallocate() }
+        pool.parallelFor(s.n * s.c) { item, thread in
+            let c = item % s.c
+            let mu = mean[c], inv = invStd[c]
+            let muV = FloatVector(repeating: mu), scaleV = FloatVector(repeating: scale[c])
+            let shiftV = FloatVector(repeating: shift[c])
+            let xp = xd + item * s.plane
+            let key = drop ? mask.planeKey(item) : 0
+            var va = FloatVector.zero, vb = FloatVector.zero
+            var sa = 0.0, sb = 0.0
+            var y = 0
+            while y < s.h {
+                let (g0, gs) = gradientRows(item, y, thread)
+                for j in 0..<min(2, s.h - y) {
+                    let xr = xp + (y + j) * s.w, gr = g0 + j * gs, at = (y + j) * s.w
+                    var k = 0
+                    while k + vectorWidth <= s.w {
+                        let xv = loadVector(xr + k)
+                        var g = loadVector(gr + k)
+                        if drop { g = mask.apply(g, key: key, vectorAt: at + k) }
+                        if reluAfter { g.replace(with: 0, where: xv * scaleV + shiftV .<= FloatVector.zero) }
+                        va += g; vb = vb.addingProduct(g, xv - muV)
+                        k += vectorWidth
                     }
-                    sdp[c] = a; sxp[c] = b
+                    while k < s.w {
+                        var g = drop ? mask.apply(gr[k], key: key, index: at + k) : gr[k]
+                        if reluAfter && xr[k] * scale[c] + shift[c] <= 0 { g = 0 }
+                        sa += Double(g); sb += Double(g * (xr[k] - mu)); k += 1
+                    }
                 }
+                y += 2
             }
+            planeSums[2 * item] = sa + Double(laneSum(va))
+            planeSums[2 * item + 1] = (sb + Double(laneSum(vb))) * Double(inv)
+        }
+        for c in 0..<s.c {
+            var a = 0.0, b = 0.0
+            for i in 0..<s.n { a += planeSums[2 * (i * s.c + c)]; b += planeSums[2 * (i * s.c + c) + 1] }
+            sumDy[c] = a; sumDyXhat[c] = b
         }
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
         let stream = streams(s.n * s.c * planeStride, dd, rowStride: rowStride) && planeStride % vectorWidth == 0

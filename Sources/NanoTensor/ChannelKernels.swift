@@ -79,34 +79,47 @@ public enum ChannelKernels {
                                        pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape, cout = dy.shape.c
         precondition(dy.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(dy.shape) for input \(s)")
+        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, pool: pool) { i, _, _, _ in
+            (UnsafePointer(dy.plane(i, 0)), s.plane)
+        }
+    }
+
+    /// The 1×1 backward over pieces of each image; `gradient(image, lo, hi, thread)` gives a
+    /// pointer p and a channel stride such that p + o · stride + k is dy[o] at pixel k of the
+    /// piece lo..<hi.
+    static func conv1x1Backward(x: Tensor, cout: Int, weights w: UnsafePointer<Float>,
+                                dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>, pool: ThreadPool,
+                                gradient: (Int, Int, Int, Int) -> (UnsafePointer<Float>, Int)) -> Tensor {
+        let s = x.shape
         let dx = Tensor(s, zeroed: false)
         let (pieces, size) = pixelPieces(s.plane)
         let items = s.n * pieces, stride = cout * s.c + cout
         let partial = Tensor(Shape(items, 1, 1, stride))
         let stream = streams(dx.count, dx.data, rowStride: s.plane)
-        pool.parallelFor(items) { item, _ in
+        pool.parallelFor(items) { item, thread in
             defer { if stream { storeFence() } }
             let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
             if lo >= hi { return }
             let acc = partial.data + item * stride
+            let (g, gs) = gradient(i, lo, hi, thread)
             for c in 0..<s.c {
                 let d = dx.plane(i, c)
                 var k = lo
                 while k + vectorWidth <= hi {
                     var a = FloatVector.zero
-                    for o in 0..<cout { a = a.addingProduct(loadVector(dy.plane(i, o) + k), FloatVector(repeating: w[o * s.c + c])) }
+                    for o in 0..<cout { a = a.addingProduct(loadVector(g + o * gs + k), FloatVector(repeating: w[o * s.c + c])) }
                     storeVector(a, d + k, streaming: stream)
                     k += vectorWidth
                 }
                 while k < hi {
                     var a: Float = 0
-                    for o in 0..<cout { a += w[o * s.c + c] * dy.plane(i, o)[k] }
+                    for o in 0..<cout { a += w[o * s.c + c] * g[o * gs + k] }
                     d[k] = a
                     k += 1
                 }
-                for o in 0..<cout { acc[o * s.c + c] = dot(dy.plane(i, o) + lo, x.plane(i, c) + lo, hi - lo) }
+                for o in 0..<cout { acc[o * s.c + c] = dot(g + o * gs + lo, x.plane(i, c) + lo, hi - lo) }
             }
-            for o in 0..<cout { acc[cout * s.c + o] = sum(dy.plane(i, o) + lo, hi - lo) }
+            for o in 0..<cout { acc[cout * s.c + o] = sum(g + o * gs + lo, hi - lo) }
         }
         for t in 0..<items {
             let acc = partial.data + t * stride
@@ -116,36 +129,21 @@ public enum ChannelKernels {
         return dx
     }
 
-    /// The same for an output gradient kept as a cross-entropy gradient: dW and dB from it (each
-    /// piece of it laid out in a small scratch, then summed as above), and the input's gradient
-    /// returned in the same unlaid form (`CrossEntropyGradient.throughConv1x1`), so neither the
-    /// logits' nor the input's gradient is ever written out.
+    /// The same for an output gradient kept as a cross-entropy gradient: each piece of it is
+    /// evaluated into a small scratch and used from there, so the logits' gradient is never
+    /// written out. The same operations in the same order as laying it out first.
     public static func conv1x1Backward(x: Tensor, lossGradient g: CrossEntropyGradient, weights w: UnsafePointer<Float>,
                                        dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
-                                       pool: ThreadPool = .shared) -> CrossEntropyGradient {
-        let s = x.shape, cout = g.channels
+                                       pool: ThreadPool = .shared) -> Tensor {
+        let s = x.shape, cout = g.shape.c
         precondition(g.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(g.shape) for input \(s)")
         let (pieces, size) = pixelPieces(s.plane)
-        let items = s.n * pieces, stride = cout * s.c + cout
-        let partial = Tensor(Shape(items, 1, 1, stride))
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, size), zeroed: false)
-        pool.parallelFor(items) { item, thread in
-            let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
-            if lo >= hi { return }
-            let acc = partial.data + item * stride
+        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, pool: pool) { i, lo, hi, thread in
             let dy = scratch.data + thread * cout * size
-            for o in 0..<cout { g.evaluate(image: i, channel: o, from: lo, count: hi - lo, into: dy + o * size) }
-            for c in 0..<s.c {
-                for o in 0..<cout { acc[o * s.c + c] = dot(dy + o * size, x.plane(i, c) + lo, hi - lo) }
-            }
-            for o in 0..<cout { acc[cout * s.c + o] = sum(dy + o * size, hi - lo) }
+            for o in 0..<cout { g.evaluate(image: i, class: o, from: lo, count: hi - lo, into: dy + o * size) }
+            return (UnsafePointer(dy - lo), size)
         }
-        for t in 0..<items {
-            let acc = partial.data + t * stride
-            for k in 0..<(cout * s.c) { dW[k] += acc[k] }
-            for o in 0..<cout { dB[o] += acc[cout * s.c + o] }
-        }
-        return g.throughConv1x1(weights: w, cin: s.c)
     }
 
     /// Pieces of a plane for per-pixel kernels: about 4096 pixels each, whole vectors.

@@ -456,36 +456,20 @@ final class StreamingStoreTests: XCTestCase {
 final class CrossEntropyGradientTests: XCTestCase {
     func testUnlaidGradientMatchesTheLaidOutKernels() {
         var rng = SplitMix64(seed: 91)
-        for (h, w) in [(6, 40), (5, 37), (2, 3)] {
+        for (h, w) in [(6, 40), (5, 37), (2, 3), (128, 80)] {
             let p = ChannelKernels.softmax(Tensor.randomNormal(Shape(3, 2, h, w), rng: &rng))
             let labels = Tensor(Shape(3, 1, h, w), values: (0..<(3 * h * w)).map { Float(($0 * 5) % 7 < 3 ? 1 : 0) })
             let g = CrossEntropyGradient(probabilities: p, labels: labels, scale: 0.25)
             let dLogits = ChannelKernels.crossEntropyGradient(probabilities: p, labels: labels, scale: 0.25)
             XCTAssertEqual(g.materialize().array, dLogits.array, "logits \(h)x\(w)")
-
-            // Through the 1×1 head: weight gradients and the input's gradient.
+            // Through the 1×1 head (two pieces per image at 128×80): weight gradients and the input's gradient.
             let x = Tensor.randomNormal(Shape(3, 4, h, w), rng: &rng)
             let hw: [Float] = [0.5, -1, 0.25, 2, 1, 0.5, -0.5, -2]
             var dW1 = [Float](repeating: 0, count: 8), dB1: [Float] = [0, 0], dW2 = dW1, dB2 = dB1
             let dx = ChannelKernels.conv1x1Backward(x: x, dy: dLogits, weights: hw, dW: &dW1, dB: &dB1)
             let gx = ChannelKernels.conv1x1Backward(x: x, lossGradient: g, weights: hw, dW: &dW2, dB: &dB2)
             XCTAssertEqual(dW1, dW2, "head weights \(h)x\(w)"); XCTAssertEqual(dB1, dB2, "head bias \(h)x\(w)")
-            XCTAssertEqual(gx.materialize().array, dx.array, "head input \(h)x\(w)")
-
-            // The batch norm before the head, reading it row by row.
-            let z = Tensor.randomNormal(x.shape, rng: &rng)
-            let (mean, variance) = BatchNormKernels.statistics(z)
-            let invStd = variance.map { 1 / ($0 + 1e-3).squareRoot() }
-            let gamma: [Float] = [1, -0.5, 2, 0.7], beta: [Float] = [0, 0.1, -0.2, 0.3]
-            let scale = zip(gamma, invStd).map { $0 * $1 }, shift = (0..<4).map { beta[$0] - mean[$0] * scale[$0] }
-            var dG1 = [Float](repeating: 0, count: 4), dBeta1 = dG1, dG2 = dG1, dBeta2 = dG1
-            let a = PaddedPlanes(n: 3, channels: 4, height: h, width: w), b = PaddedPlanes(n: 3, channels: 4, height: h, width: w)
-            BatchNormKernels.backward(x: z, dy: dx, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                      reluAfter: true, dGamma: &dG1, dBeta: &dBeta1, into: a)
-            BatchNormKernels.backward(x: z, lossGradient: gx, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                      reluAfter: true, dGamma: &dG2, dBeta: &dBeta2, into: b)
-            XCTAssertEqual(a.interior().array, b.interior().array, "batch norm \(h)x\(w)")
-            XCTAssertEqual(dG1, dG2); XCTAssertEqual(dBeta1, dBeta2)
+            XCTAssertEqual(gx.array, dx.array, "head input \(h)x\(w)")
         }
     }
 }
