@@ -222,19 +222,30 @@ public enum BatchNormKernels {
         let ws = roundUp(max(s.w, 1), vectorWidth)
         var scratch: Tensor? = nil
         if case .rectifiedAndPooled = source { scratch = Tensor(Shape(pool.threadCount, 1, 1, 4 * ws), zeroed: false) }
+        // Plain pointers, taken once: unwrapping the tensors per row cost a retain and a release
+        // each, on reference counts both threads share.
+        var plainGradient: UnsafePointer<Float>? = nil, rectifiedGradient: UnsafePointer<Float>? = nil
+        var pooledGradient: UnsafePointer<Float>? = nil
+        let encoder: Bool
+        switch source {
+        case .plain(let dy): plainGradient = UnsafePointer(dy.data); encoder = false
+        case .rectifiedAndPooled(let r, let p):
+            rectifiedGradient = r.map { UnsafePointer($0.data) }; pooledGradient = p.map { UnsafePointer($0.data) }; encoder = true
+        }
+        let scratchBase = scratch?.data
         func gradientRows(_ item: Int, _ y: Int, _ thread: Int) -> (UnsafePointer<Float>, Int) {
-            switch source {
-            case .plain(let dy):
-                return (UnsafePointer(dy.data + item * s.plane + y * s.w), s.w)
-            case .rectifiedAndPooled(let rectified, let pooled):
+            if !encoder {
+                return (plainGradient! + item * s.plane + y * s.w, s.w)
+            } else {
+                let rectified = rectifiedGradient, pooled = pooledGradient
                 let c = item % s.c
                 let a = scale[c], b = shift[c]
                 let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
-                let yRows = scratch!.data + thread * 4 * ws, gRows = yRows + 2 * ws
+                let yRows = scratchBase! + thread * 4 * ws, gRows = yRows + 2 * ws
                 let count = min(2, s.h - y)
                 for j in 0..<count {
                     let xr = xd + item * s.plane + (y + j) * s.w, yr = yRows + j * ws, gr = gRows + j * ws
-                    let rr = rectified.map { UnsafePointer($0.data + item * s.plane + (y + j) * s.w) }
+                    let rr = rectified.map { $0 + item * s.plane + (y + j) * s.w }
                     var k = 0
                     while k + vectorWidth <= s.w {
                         let v = loadVector(xr + k) * aV + bV
@@ -254,15 +265,14 @@ public enum BatchNormKernels {
                 if count == 2, let pooled {
                     let ow = s.w / 2
                     PoolingKernels.maxPool2x2BackwardRows(UnsafePointer(yRows), UnsafePointer(yRows + ws),
-                                                          UnsafePointer(pooled.data + item * (s.h / 2) * ow + (y / 2) * ow),
+                                                          pooled + item * (s.h / 2) * ow + (y / 2) * ow,
                                                           into: gRows, gRows + ws, count: ow, accumulate: true)
                 }
                 return (UnsafePointer(gRows), ws)
             }
         }
-        // Pass 1 per (image, channel) plane, image-major, so the planes of one image that share
-        // a gradient source (the encoder's, the cross-entropy's) are read while it is in cache;
-        // each plane's two sums are kept apart and added per channel in image order.
+        // Pass 1 per (image, channel) plane; each plane's two sums are kept apart and added per
+        // channel in image order (independent of the thread count).
         let planeSums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * s.n * s.c)
         defer { planeSums.deallocate() }
         pool.parallelFor(s.n * s.c) { item, thread in

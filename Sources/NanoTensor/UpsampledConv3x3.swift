@@ -104,6 +104,13 @@ public enum UpsampledConv3x3 {
         let bands = (h + band - 1) / band
         let items = low.n * bands * w.blocks
         let vw = vectorWidth
+        // The direct part as plain pointers and strides: unwrapping the optional tuple of class
+        // references per row cost a retain and a release each, on counts both threads share.
+        let directBase = direct.map { UnsafePointer($0.planes.data) }
+        let dps = direct?.planes.planeStride ?? 0, drs = direct?.planes.rowStride ?? 0
+        let dImage = (direct?.planes.channels ?? 0) * dps, dOrigin = drs + vw
+        let dCin = direct?.weights.cin ?? 0
+        let dPacked = direct.map { UnsafePointer($0.weights.packed.data) }, dBias = direct.map { UnsafePointer($0.weights.bias.data) }
         pool.parallelFor(items) { item, _ in
             let ob = item % w.blocks
             let rest = item / w.blocks
@@ -115,10 +122,10 @@ public enum UpsampledConv3x3 {
             let inBase = UnsafePointer(low.origin(i, 0))
             for y in y0..<y1 {
                 if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
-                if let (planes, dw) = direct {
-                    Conv3x3.convRow(UnsafePointer(planes.origin(i, 0)) + y * planes.rowStride, planes.planeStride, planes.rowStride,
-                                    dw.cin, UnsafePointer(dw.packed.data + ob * dw.cin * 9 * Conv3x3.block),
-                                    UnsafePointer(dw.bias.data + ob * Conv3x3.block), outBase + y * rowStride, planeStride,
+                if let directBase, let dPacked, let dBias {
+                    Conv3x3.convRow(directBase + i * dImage + dOrigin + y * drs, dps, drs,
+                                    dCin, dPacked + ob * dCin * 9 * Conv3x3.block,
+                                    dBias + ob * Conv3x3.block, outBase + y * rowStride, planeStride,
                                     nValid, width, false)
                 }
                 let r = y / 2, py = y % 2
