@@ -158,9 +158,9 @@ extension Tape {
     func convBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, outputGradient gp: PaddedPlanes,
                       weight: Variable, bias: Variable) {
         let cout = weight.shape.n, cin = weight.shape.c
-        // A decoder convolution's upsampled part works on the output gradient's even and odd
-        // columns (see UpsampledConv3x3).
-        let split = input.low != nil ? UpsampledConv3x3.splitColumns(gp, pool: pool) : nil
+        // A decoder convolution's upsampled part works on the output gradient's 2×2 box sums
+        // (see UpsampledConv3x3.boxSums).
+        let boxSums = input.low != nil ? UpsampledConv3x3.boxSums(gp, pool: pool) : nil
         // Each part's gradient comes from the weights of its own input channels, so a
         // concatenated input's gradient is never materialised and split.
         var offset = 0
@@ -168,9 +168,9 @@ extension Tape {
             let c = v.shape.c
             defer { offset += c }
             guard v.requiresGrad else { continue }
-            if transform == .upsample2x, let split {
+            if transform == .upsample2x, let boxSums {
                 let dL = Tensor(v.shape, zeroed: false)
-                UpsampledConv3x3.backwardData(columnsOf: split, .init(oihw: weight.value.data, cout: cout, allInputs: cin,
+                UpsampledConv3x3.backwardData(boxSums: boxSums, .init(oihw: weight.value.data, cout: cout, allInputs: cin,
                                                                       inputChannels: offset..<(offset + c)),
                                               into: dL, pool: pool)
                 v.accumulate(dL)
@@ -193,12 +193,12 @@ extension Tape {
         }
         guard weight.requiresGrad || bias.requiresGrad else { return }
         let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
-        if let low = input.low, let split {
+        if let low = input.low, let boxSums {
             // The direct parts' weights from their planes, the upsampled part's from its map.
             let cs = input.direct.channels, cu = cin - cs
             let dWs = Tensor(Shape(cout, cs, 3, 3)), dWu = Tensor(Shape(cout, cu, 3, 3))
             Conv3x3.backwardWeights(x: input.direct, dY: gp, dW: dWs.data, dB: dB.data, pool: pool)
-            UpsampledConv3x3.backwardWeights(low: low, columnsOf: split, dW: dWu.data, pool: pool)
+            UpsampledConv3x3.backwardWeights(low: low, boxSums: boxSums, dW: dWu.data, pool: pool)
             for o in 0..<cout {
                 (dW.data + o * cin * 9).update(from: dWs.data + o * cs * 9, count: cs * 9)
                 (dW.data + (o * cin + cs) * 9).update(from: dWu.data + o * cu * 9, count: cu * 9)

@@ -259,153 +259,161 @@ public enum UpsampledConv3x3 {
 
     // MARK: Backward
 
-    /// The output gradient's even and odd columns as separate padded planes (channel 2·o holds
-    /// columns 0, 2, 4, … of channel o; 2·o + 1 columns 1, 3, 5, …), with zero borders: in this
-    /// layout every low-resolution pixel's 4×4 stride-2 neighbourhood of the output is plain
-    /// vector loads.
-    public static func splitColumns(_ g: PaddedPlanes, pool: ThreadPool = .shared) -> PaddedPlanes {
-        precondition(g.width % 2 == 0, "split of an odd width \(g.width)")
-        let lw = g.width / 2, h = g.height
-        let out = PaddedPlanes(n: g.n, channels: 2 * g.channels, height: h, width: lw)
-        let vw = vectorWidth
+    /// The 2×2 box sums P(y, x) = Σ g(y..y+1, x..x+1) of the output gradient: all the upsampled
+    /// part's backward needs. Weight (ky, kx) joins low-resolution pixel (r, q) to the output's
+    /// 2×2 block from (2r + 1 − ky, 2q + 1 − kx), so
+    ///   dL[c](r, q) = Σ_o Σ_{ky,kx} w[o][c][ky][kx] · P_o(2r + 1 − ky, 2q + 1 − kx)
+    ///   dW[o][c][ky][kx] = Σ_{r,q} map[c](r, q) · P_o(2r + 1 − ky, 2q + 1 − kx):
+    /// 9 multiply-adds per output channel and low-resolution pixel each, where laying out the
+    /// upsampled gradient takes 36. Per output channel o two planes of 2h + 1 rows (row j holds
+    /// y = j − 1, from −1 to 2h − 1) and w + 1 columns: plane 2o holds P(y, 2q), plane 2o + 1
+    /// P(y, 2q − 1), so a pixel's three columns 2q + 1, 2q, 2q − 1 are plane 2o + 1 at q + 1,
+    /// plane 2o at q and plane 2o + 1 at q: plain vector loads.
+    public static func boxSums(_ g: PaddedPlanes, pool: ThreadPool = .shared) -> PaddedPlanes {
+        precondition(g.width % 2 == 0 && g.height % 2 == 0, "box sums of an odd size \(g.height)x\(g.width)")
+        let lw = g.width / 2, h2 = g.height, vw = vectorWidth
+        let out = PaddedPlanes(n: g.n, channels: 2 * g.channels, height: h2 + 1, width: lw + 1)
+        // Column-pair sums of two gradient rows (E and O each), per thread.
+        let ws = roundUp(lw + 1, vw)
+        let scratch = Tensor(Shape(pool.threadCount, 1, 4, ws), zeroed: false)
         let stream = streams(out.n * out.channels * out.planeStride, out.origin(0, 0), rowStride: out.rowStride)
-        pool.parallelFor(g.n * g.channels) { item, _ in
+        pool.parallelFor(g.n * g.channels) { item, thread in
             defer { if stream { storeFence() } }
             let i = item / g.channels, o = item % g.channels
-            let src = g.origin(i, o), even = out.origin(i, 2 * o), odd = out.origin(i, 2 * o + 1)
-            for y in 0..<h {
-                out.zeroBorders(plane: i * out.channels + 2 * o, row: y)
-                out.zeroBorders(plane: i * out.channels + 2 * o + 1, row: y)
-                let s = src + y * g.rowStride, e = even + y * out.rowStride, d = odd + y * out.rowStride
+            let src = UnsafePointer(g.origin(i, o))
+            var above = scratch.data + thread * 4 * ws, below = above + 2 * ws
+            columnPairSums(src - g.rowStride, lw, into: above, ws)  // row −1: the zero border
+            for j in 0...h2 {
+                columnPairSums(src + j * g.rowStride, lw, into: below, ws)  // row y + 1 = j (row h2: the zero border)
+                let pe = i * out.channels + 2 * o
+                out.zeroBorders(plane: pe, row: j)
+                out.zeroBorders(plane: pe + 1, row: j)
+                let e = out.origin(i, 2 * o) + j * out.rowStride, d = e + out.planeStride
                 var q = 0
-                while q + vw <= lw {
-                    let a = loadVector(s + 2 * q), b = loadVector(s + 2 * q + vw)
-                    storeVector(evenLanes(a, b), e + q, streaming: stream); storeVector(oddLanes(a, b), d + q, streaming: stream)
+                while q < ws {
+                    storeVector(loadVector(above + q) + loadVector(below + q), e + q, streaming: stream)
+                    storeVector(loadVector(above + ws + q) + loadVector(below + ws + q), d + q, streaming: stream)
                     q += vw
                 }
-                while q < lw { e[q] = s[2 * q]; d[q] = s[2 * q + 1]; q += 1 }
+                swap(&above, &below)
             }
         }
         return out
     }
 
+    /// Column-pair sums of one gradient row (padded, `2 · lw` wide): E(q) = g(2q) + g(2q + 1) at
+    /// `sums`, O(q) = g(2q − 1) + g(2q) at `sums + ws`, zero past the last column each needs
+    /// (lw − 1 and lw).
+    @inline(__always)
+    static func columnPairSums(_ row: UnsafePointer<Float>, _ lw: Int, into sums: UnsafeMutablePointer<Float>, _ ws: Int) {
+        let vw = vectorWidth
+        var q = 0
+        while q + vw <= lw {
+            let a = loadVector(row + 2 * q), b = loadVector(row + 2 * q + vw)
+            let a1 = loadVector(row + 2 * q - 2), b1 = loadVector(row + 2 * q + vw - 2)
+            let even = evenLanes(a, b)
+            storeVector(even + oddLanes(a, b), sums + q)
+            storeVector(oddLanes(a1, b1) + even, sums + ws + q)
+            q += vw
+        }
+        while q < ws {
+            sums[q] = q < lw ? row[2 * q] + row[2 * q + 1] : 0
+            sums[ws + q] = q < lw ? row[2 * q - 1] + row[2 * q] : q == lw ? row[2 * q - 1] : 0
+            q += 1
+        }
+    }
+
     /// Weights for the low-resolution map's gradient: per block of 4 map channels and output
-    /// channel, [row i][column j][4] for output rows 2r − 1 + i and columns 2q − 1 + j.
+    /// channel, the 9 weights (ky, kx) × 4 map channels.
     public struct DataWeights: @unchecked Sendable {
         public let cin: Int, cout: Int
         let blocks: Int
         let packed: Tensor
 
-        /// From the same OIHW weights as `PhaseWeights`.
+        /// From OIHW weights (cout, allInputs, 3, 3), the map being input channels `inputChannels`.
         public init(oihw w: UnsafePointer<Float>, cout: Int, allInputs: Int, inputChannels: Range<Int>) {
-            let phase = PhaseWeights(oihw: w, cout: cout, allInputs: allInputs, inputChannels: inputChannels)
+            precondition(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= allInputs,
+                         "input channels \(inputChannels) of \(allInputs)")
             let cin = inputChannels.count
             self.cin = cin; self.cout = cout
             blocks = (cin + Conv3x3.block - 1) / Conv3x3.block
-            packed = Tensor(Shape(1, 1, 1, blocks * cout * 64))
-            // Output row 2r − 1 + i belongs to parity p(i) and neighbour t(i) of low row r.
-            let parity = [1, 0, 1, 0], neighbour = [1, 1, 0, 0]
+            packed = Tensor(Shape(1, 1, 1, blocks * cout * 9 * Conv3x3.block))
             for o in 0..<cout {
-                for c in 0..<cin {
-                    let cb = c / Conv3x3.block, j4 = c % Conv3x3.block
-                    for i in 0..<4 { for j in 0..<4 {
-                        let py = parity[i], ty = neighbour[i], px = parity[j], tx = neighbour[j]
-                        let v = phase.packed.data[((((o / Conv3x3.block) * 2 + py) * cin + c) * 8 + (ty * 2 + px) * 2 + tx) * 4
-                                                  + o % Conv3x3.block]
-                        packed.data[((cb * cout + o) * 16 + i * 4 + j) * 4 + j4] = v
-                    } }
+                for (c, channel) in inputChannels.enumerated() {
+                    for k in 0..<9 {
+                        packed.data[(((c / Conv3x3.block) * cout + o) * 9 + k) * Conv3x3.block + c % Conv3x3.block]
+                            = w[(o * allInputs + channel) * 9 + k]
+                    }
                 }
             }
         }
     }
 
-    /// The gradient of the map before upsampling, (n, cin, h, w), from the output gradient split
-    /// by `splitColumns`: a 4×4 stride-2 correlation, 16 multiply-adds per output channel and
-    /// low-resolution pixel where laying out the upsampled gradient and summing 2×2 blocks takes 36.
-    public static func backwardData(columnsOf split: PaddedPlanes, _ w: DataWeights, into dL: Tensor,
-                                    pool: ThreadPool = .shared) {
+    /// The gradient of the map before upsampling, (n, cin, h, w), from the output gradient's
+    /// `boxSums`: 9 multiply-adds per output channel and low-resolution pixel.
+    public static func backwardData(boxSums p: PaddedPlanes, _ w: DataWeights, into dL: Tensor, pool: ThreadPool = .shared) {
         let s = dL.shape
-        precondition(split.channels == 2 * w.cout && s.c == w.cin && split.n == s.n && split.height == 2 * s.h && split.width == s.w,
+        precondition(p.channels == 2 * w.cout && s.c == w.cin && p.n == s.n && p.height == 2 * s.h + 1 && p.width == s.w + 1,
                      "upsampled conv gradient shapes do not match")
         let lw = s.w, vw = vectorWidth
         let band = max(1, s.h / (8 * pool.threadCount))
         let bands = (s.h + band - 1) / band
         let stream = streams(s.count, dL.data, rowStride: lw) && s.plane % vw == 0
-        // All channel blocks of a band in one item: the band's gradient rows stay in cache.
+        let pBase = UnsafePointer(p.data), prs = p.rowStride, pps = p.planeStride, origin = p.rowStride + vw
+        let wBase = UnsafePointer(w.packed.data)
+        // All channel blocks of a band in one item: the band's box-sum rows stay in cache.
         pool.parallelFor(s.n * bands) { item, _ in
             defer { if stream { storeFence() } }
             let bi = item % bands, i = item / bands
-            let base = UnsafePointer(split.origin(i, 0))
+            // Box-sum row 2r + 2 (y = 2r + 1, ky = 0) of output channel 0's planes.
+            let image = pBase + i * p.channels * pps + origin
             for cb in 0..<w.blocks {
-            let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, w.cin - c0)
-            let wp = UnsafePointer(w.packed.data + cb * w.cout * 64)
-            for r in (bi * band)..<min(s.h, (bi + 1) * band) {
-                let top = base + (2 * r - 1) * split.rowStride
-                let out = dL.plane(i, c0) + r * lw
-                var q = 0
-                while q + 4 * vw <= lw {
-                    dataChunk4(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid, stream)
-                    q += 4 * vw
+                let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, w.cin - c0)
+                let wp = wBase + cb * w.cout * 9 * Conv3x3.block
+                for r in (bi * band)..<min(s.h, (bi + 1) * band) {
+                    let top = image + (2 * r + 2) * prs
+                    let out = dL.plane(i, c0) + r * lw
+                    var q = 0
+                    while q + 4 * vw <= lw {
+                        dataChunk4(top + q, pps, prs, w.cout, wp, out + q, s.plane, nValid, stream)
+                        q += 4 * vw
+                    }
+                    while q < lw {
+                        dataChunk1(top + q, pps, prs, w.cout, wp, out + q, s.plane, nValid, min(vw, lw - q))
+                        q += vw
+                    }
                 }
-                while q + 2 * vw <= lw {
-                    dataChunk2(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid)
-                    q += 2 * vw
-                }
-                while q < lw {
-                    dataChunk1(top + q, split.planeStride, split.rowStride, w.cout, wp, out + q, s.plane, nValid, min(vw, lw - q))
-                    q += vw
-                }
-            }
             }
         }
     }
 
     /// Weight gradients of the upsampled part, added to `dW` (cout, cin, 3, 3) for the map's
-    /// channels. Weight (ky, kx) meets low-resolution pixel (r, q) through the 2×2 block of
-    /// output pixels from (2r + 1 − ky, 2q + 1 − kx), so with P the 2×2 box sums of an output
-    /// channel's gradient, P(y, x) = Σ g(y..y+1, x..x+1),
-    ///   dW[o][c][ky][kx] = Σ_{r,q} map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx).
-    /// P is formed once per output channel (in a small scratch per pass of rows, even and odd
-    /// columns apart) and serves every map channel, leaving 9 multiply-adds per pixel where the
-    /// upsampled layout takes 36. Items sum into their own buffers, added in item order
-    /// (independent of the thread count).
-    public static func backwardWeights(low: PaddedPlanes, columnsOf split: PaddedPlanes, dW: UnsafeMutablePointer<Float>,
+    /// channels, from the output gradient's `boxSums` (9 multiply-adds per pixel). Items (bands
+    /// of rows) sum into their own buffers, added in item order (independent of the thread count).
+    public static func backwardWeights(low: PaddedPlanes, boxSums p: PaddedPlanes, dW: UnsafeMutablePointer<Float>,
                                        pool: ThreadPool = .shared) {
-        let cin = low.channels, cout = split.channels / 2, h = low.height, lw = low.width
-        precondition(split.n == low.n && split.height == 2 * h && split.width == lw, "upsampled conv gradient shapes do not match")
-        // About 32 items in all (as Conv3x3.backwardWeights), each working through its band 8
-        // low-resolution rows at a time so the box sums stay in cache.
+        let cin = low.channels, cout = p.channels / 2, h = low.height, lw = low.width
+        precondition(p.n == low.n && p.height == 2 * h + 1 && p.width == lw + 1, "upsampled conv gradient shapes do not match")
+        // About 32 items in all (as Conv3x3.backwardWeights).
         let bandsPerImage = max(1, min(h, (32 + low.n - 1) / low.n))
         let band = (h + bandsPerImage - 1) / bandsPerImage
         let bands = (h + band - 1) / band
         let items = low.n * bands
         let count = cout * cin * 9
         let partial = Tensor(Shape(items, 1, 1, count))
-        let pass = 8
-        // Box-sum rows y = 2r − 1 … 2r + 1 of a pass's rows r, even then odd columns, each with
-        // one vector of columns on the left (the odd columns' P(y, −1) is not zero).
-        let sumStride = roundUp(lw, vectorWidth) + vectorWidth, sumSize = (2 * pass + 1) * 2 * sumStride
-        let scratch = Tensor(Shape(pool.threadCount, 1, 1, sumSize), zeroed: false)
-        pool.parallelFor(items) { item, thread in
+        pool.parallelFor(items) { item, _ in
             let i = item / bands, start = (item % bands) * band, end = min(h, start + band)
             let acc = partial.data + item * count
-            let sums = scratch.data + thread * sumSize + vectorWidth
-            var r0 = start
-            while r0 < end {
-                let r1 = min(end, r0 + pass)
-                for o in 0..<cout {
-                    boxSums(even: UnsafePointer(split.origin(i, 2 * o)), odd: UnsafePointer(split.origin(i, 2 * o + 1)),
-                            split.rowStride, r0, r1, lw, into: sums, sumStride)
-                    var c = 0
-                    while c < cin {
-                        let c1 = min(c + 1, cin - 1)
-                        boxSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
-                                   UnsafePointer(sums), sumStride, r1 - r0, r0, lw,
-                                   acc + (o * cin + c) * 9, c1 != c ? acc + (o * cin + c1) * 9 : nil)
-                        c += 2
-                    }
+            for o in 0..<cout {
+                let e = UnsafePointer(p.origin(i, 2 * o)), d = UnsafePointer(p.origin(i, 2 * o + 1))
+                var c = 0
+                while c < cin {
+                    let c1 = min(c + 1, cin - 1)
+                    boxSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
+                               e, d, p.rowStride, start, end, lw,
+                               acc + (o * cin + c) * 9, c1 != c ? acc + (o * cin + c1) * 9 : nil)
+                    c += 2
                 }
-                r0 = r1
             }
         }
         for t in 0..<items {
@@ -414,57 +422,32 @@ public enum UpsampledConv3x3 {
         }
     }
 
-    /// The 2×2 box sums P(y, ·) of one output channel's gradient for rows y = 2·r0 − 1 … 2·r1 − 1,
-    /// from its split columns (zero borders cover the edges): row j (y = 2·r0 − 1 + j) holds
-    /// P(y, 2q) at `sums + 2j·stride + q` and P(y, 2q + 1) at `sums + (2j + 1)·stride + q`, for
-    /// q from −1 (one vector to the left) to the width. Each row's column-pair sums serve the two
-    /// box rows they belong to.
-    @inline(never)
-    static func boxSums(even: UnsafePointer<Float>, odd: UnsafePointer<Float>, _ srs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
-                        into sums: UnsafeMutablePointer<Float>, _ stride: Int) {
-        let rows = 2 * (r1 - r0) + 1
-        var q = -vectorWidth
-        while q < lw {
-            var e = even + (2 * r0 - 1) * srs + q, o = odd + (2 * r0 - 1) * srs + q
-            // Column-pair sums of a gradient row: columns (2q, 2q + 1) and (2q + 1, 2q + 2).
-            var pe = loadVector(e) + loadVector(o), po = loadVector(o) + loadVector(e + 1)
-            var out = sums + q
-            for _ in 0..<rows {
-                e += srs; o += srs
-                let ne = loadVector(e) + loadVector(o), no = loadVector(o) + loadVector(e + 1)
-                storeVector(pe + ne, out); storeVector(po + no, out + stride)
-                pe = ne; po = no
-                out += 2 * stride
-            }
-            q += vectorWidth
-        }
-    }
-
-    /// Σ over low rows r0..<r0 + rows of map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx) (k = ky·3 + kx)
-    /// for two map channels, added to out0 and out1 (nine each), with P from `boxSums`. Lanes
-    /// past the width meet the map's zero padding.
+    /// Σ over low rows r0..<r1 of map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx) (k = ky·3 + kx) for
+    /// two map channels, added to out0 and out1 (nine each), with P from `boxSums` (even columns
+    /// at `e`, odd at `d`). Lanes past the width meet the map's zero padding.
     @inline(never)
     static func boxSumTile(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
-                           _ sums: UnsafePointer<Float>, _ stride: Int, _ rows: Int, _ r0: Int, _ lw: Int,
+                           _ e: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ prs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
                            _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
         var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0
         var b0 = FloatVector.zero, b1 = b0, b2 = b0, b3 = b0, b4 = b0, b5 = b0, b6 = b0, b7 = b0, b8 = b0
-        for j in 0..<rows {
-            let m0 = l0 + (r0 + j) * lrs, m1 = l1 + (r0 + j) * lrs
-            // Box rows y = 2r + 1 (ky = 0), 2r (ky = 1), 2r − 1 (ky = 2).
-            let p2 = sums + 4 * j * stride, p1 = p2 + 2 * stride, p0 = p1 + 2 * stride
+        for r in r0..<r1 {
+            let m0 = l0 + r * lrs, m1 = l1 + r * lrs
+            // Box rows y = 2r + 1 (ky = 0), 2r (ky = 1), 2r − 1 (ky = 2): rows 2r + 2, 2r + 1, 2r.
+            let e0 = e + (2 * r + 2) * prs, d0 = d + (2 * r + 2) * prs
+            let e1 = e0 - prs, d1 = d0 - prs, e2 = e1 - prs, d2 = d1 - prs
             var q = 0
             while q < lw {
                 let x0 = loadVector(m0 + q), x1 = loadVector(m1 + q)
-                var v = loadVector(p0 + stride + q); a0 = a0.addingProduct(v, x0); b0 = b0.addingProduct(v, x1)
-                v = loadVector(p0 + q); a1 = a1.addingProduct(v, x0); b1 = b1.addingProduct(v, x1)
-                v = loadVector(p0 + stride + q - 1); a2 = a2.addingProduct(v, x0); b2 = b2.addingProduct(v, x1)
-                v = loadVector(p1 + stride + q); a3 = a3.addingProduct(v, x0); b3 = b3.addingProduct(v, x1)
-                v = loadVector(p1 + q); a4 = a4.addingProduct(v, x0); b4 = b4.addingProduct(v, x1)
-                v = loadVector(p1 + stride + q - 1); a5 = a5.addingProduct(v, x0); b5 = b5.addingProduct(v, x1)
-                v = loadVector(p2 + stride + q); a6 = a6.addingProduct(v, x0); b6 = b6.addingProduct(v, x1)
-                v = loadVector(p2 + q); a7 = a7.addingProduct(v, x0); b7 = b7.addingProduct(v, x1)
-                v = loadVector(p2 + stride + q - 1); a8 = a8.addingProduct(v, x0); b8 = b8.addingProduct(v, x1)
+                var v = loadVector(d0 + q + 1); a0 = a0.addingProduct(v, x0); b0 = b0.addingProduct(v, x1)
+                v = loadVector(e0 + q); a1 = a1.addingProduct(v, x0); b1 = b1.addingProduct(v, x1)
+                v = loadVector(d0 + q); a2 = a2.addingProduct(v, x0); b2 = b2.addingProduct(v, x1)
+                v = loadVector(d1 + q + 1); a3 = a3.addingProduct(v, x0); b3 = b3.addingProduct(v, x1)
+                v = loadVector(e1 + q); a4 = a4.addingProduct(v, x0); b4 = b4.addingProduct(v, x1)
+                v = loadVector(d1 + q); a5 = a5.addingProduct(v, x0); b5 = b5.addingProduct(v, x1)
+                v = loadVector(d2 + q + 1); a6 = a6.addingProduct(v, x0); b6 = b6.addingProduct(v, x1)
+                v = loadVector(e2 + q); a7 = a7.addingProduct(v, x0); b7 = b7.addingProduct(v, x1)
+                v = loadVector(d2 + q); a8 = a8.addingProduct(v, x0); b8 = b8.addingProduct(v, x1)
                 q += vectorWidth
             }
         }
@@ -472,171 +455,85 @@ public enum UpsampledConv3x3 {
         if let out1 { addLaneSums(b0, b1, b2, b3, b4, b5, b6, b7, b8, to: out1) }
     }
 
+    /// Four vectors of low-resolution columns of one output row for a block of 4 map channels:
+    /// Σ_o Σ_{ky,kx} w · P over the box-sum rows from `top` (row 2r + 2 of output channel 0's
+    /// even-column plane; its odd-column plane is `ps` further, the next channel's 2·ps).
     @inline(__always)
     static func dataChunk4(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
                            _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ stream: Bool) {
         let vw = vectorWidth
-        var a00 = FloatVector.zero, a01 = FloatVector.zero, a02 = FloatVector.zero, a03 = FloatVector.zero
-        var a10 = FloatVector.zero, a11 = FloatVector.zero, a12 = FloatVector.zero, a13 = FloatVector.zero
-        var a20 = FloatVector.zero, a21 = FloatVector.zero, a22 = FloatVector.zero, a23 = FloatVector.zero
-        var a30 = FloatVector.zero, a31 = FloatVector.zero, a32 = FloatVector.zero, a33 = FloatVector.zero
-        var wp = wp0
+        var a00 = FloatVector.zero, a01 = a00, a02 = a00, a03 = a00
+        var a10 = FloatVector.zero, a11 = a10, a12 = a10, a13 = a10
+        var a20 = FloatVector.zero, a21 = a20, a22 = a20, a23 = a20
+        var a30 = FloatVector.zero, a31 = a30, a32 = a30, a33 = a30
         var even = top
+        var wp = wp0
         for _ in 0..<cout {
-            let odd = even + ps
-            for i in 0..<4 {
-                let e = even + i * rs, o = odd + i * rs, w = wp + 16 * i
-                do {
-                    let s0 = loadVector(o - 1), s1 = loadVector(o - 1 + 1 * vw), s2 = loadVector(o - 1 + 2 * vw), s3 = loadVector(o - 1 + 3 * vw)
-                    let w0 = FloatVector(repeating: w[0]), w1 = FloatVector(repeating: w[1]), w2 = FloatVector(repeating: w[2]), w3 = FloatVector(repeating: w[3])
+            var row = even
+            for _ in 0..<3 {
+                // kx = 0: odd plane at q + 1; kx = 1: even plane at q; kx = 2: odd plane at q.
+                for kx in 0..<3 {
+                    let p = kx == 0 ? row + ps + 1 : kx == 1 ? row : row + ps
+                    let s0 = loadVector(p), s1 = loadVector(p + vw), s2 = loadVector(p + 2 * vw), s3 = loadVector(p + 3 * vw)
+                    let w0 = FloatVector(repeating: wp[0]), w1 = FloatVector(repeating: wp[1])
+                    let w2 = FloatVector(repeating: wp[2]), w3 = FloatVector(repeating: wp[3])
                     a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
                     a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
                     a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
                     a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
+                    wp += 4
                 }
-                do {
-                    let s0 = loadVector(e), s1 = loadVector(e + 1 * vw), s2 = loadVector(e + 2 * vw), s3 = loadVector(e + 3 * vw)
-                    let w0 = FloatVector(repeating: w[4]), w1 = FloatVector(repeating: w[5]), w2 = FloatVector(repeating: w[6]), w3 = FloatVector(repeating: w[7])
-                    a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
-                    a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
-                    a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
-                    a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
-                }
-                do {
-                    let s0 = loadVector(o), s1 = loadVector(o + 1 * vw), s2 = loadVector(o + 2 * vw), s3 = loadVector(o + 3 * vw)
-                    let w0 = FloatVector(repeating: w[8]), w1 = FloatVector(repeating: w[9]), w2 = FloatVector(repeating: w[10]), w3 = FloatVector(repeating: w[11])
-                    a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
-                    a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
-                    a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
-                    a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
-                }
-                do {
-                    let s0 = loadVector(e + 1), s1 = loadVector(e + 1 + 1 * vw), s2 = loadVector(e + 1 + 2 * vw), s3 = loadVector(e + 1 + 3 * vw)
-                    let w0 = FloatVector(repeating: w[12]), w1 = FloatVector(repeating: w[13]), w2 = FloatVector(repeating: w[14]), w3 = FloatVector(repeating: w[15])
-                    a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
-                    a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
-                    a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
-                    a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
-                }
+                row -= rs
             }
-            wp += 64; even += 2 * ps
+            even += 2 * ps
         }
         do {
             let p = out + 0
-            storeVector(a00, p, streaming: stream); storeVector(a01, p + 1 * vw, streaming: stream); storeVector(a02, p + 2 * vw, streaming: stream); storeVector(a03, p + 3 * vw, streaming: stream)
+            storeVector(a00, p, streaming: stream); storeVector(a01, p + 1 * vw, streaming: stream)
+            storeVector(a02, p + 2 * vw, streaming: stream); storeVector(a03, p + 3 * vw, streaming: stream)
         }
         if nValid > 1 {
             let p = out + 1 * os
-            storeVector(a10, p, streaming: stream); storeVector(a11, p + 1 * vw, streaming: stream); storeVector(a12, p + 2 * vw, streaming: stream); storeVector(a13, p + 3 * vw, streaming: stream)
+            storeVector(a10, p, streaming: stream); storeVector(a11, p + 1 * vw, streaming: stream)
+            storeVector(a12, p + 2 * vw, streaming: stream); storeVector(a13, p + 3 * vw, streaming: stream)
         }
         if nValid > 2 {
             let p = out + 2 * os
-            storeVector(a20, p, streaming: stream); storeVector(a21, p + 1 * vw, streaming: stream); storeVector(a22, p + 2 * vw, streaming: stream); storeVector(a23, p + 3 * vw, streaming: stream)
+            storeVector(a20, p, streaming: stream); storeVector(a21, p + 1 * vw, streaming: stream)
+            storeVector(a22, p + 2 * vw, streaming: stream); storeVector(a23, p + 3 * vw, streaming: stream)
         }
         if nValid > 3 {
             let p = out + 3 * os
-            storeVector(a30, p, streaming: stream); storeVector(a31, p + 1 * vw, streaming: stream); storeVector(a32, p + 2 * vw, streaming: stream); storeVector(a33, p + 3 * vw, streaming: stream)
+            storeVector(a30, p, streaming: stream); storeVector(a31, p + 1 * vw, streaming: stream)
+            storeVector(a32, p + 2 * vw, streaming: stream); storeVector(a33, p + 3 * vw, streaming: stream)
         }
     }
 
-    @inline(__always)
-    static func dataChunk2(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
-                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int) {
-        let vw = vectorWidth
-        var a00 = FloatVector.zero, a01 = FloatVector.zero, a10 = FloatVector.zero, a11 = FloatVector.zero
-        var a20 = FloatVector.zero, a21 = FloatVector.zero, a30 = FloatVector.zero, a31 = FloatVector.zero
-        var wp = wp0
-        var even = top
-        for _ in 0..<cout {
-            let odd = even + ps
-            for i in 0..<4 {
-                let e = even + i * rs, o = odd + i * rs, w = wp + 16 * i
-                let s00 = loadVector(o - 1), s10 = loadVector(e), s20 = loadVector(o), s30 = loadVector(e + 1), s01 = loadVector(o - 1 + 1 * vw), s11 = loadVector(e + 1 * vw), s21 = loadVector(o + 1 * vw), s31 = loadVector(e + 1 + 1 * vw)
-                do {
-                    let w0 = FloatVector(repeating: w[0]), w1 = FloatVector(repeating: w[4]), w2 = FloatVector(repeating: w[8]), w3 = FloatVector(repeating: w[12])
-                    a00 = a00.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
-                    a01 = a01.addingProduct(s01, w0).addingProduct(s11, w1).addingProduct(s21, w2).addingProduct(s31, w3)
-                }
-                do {
-                    let w0 = FloatVector(repeating: w[1]), w1 = FloatVector(repeating: w[5]), w2 = FloatVector(repeating: w[9]), w3 = FloatVector(repeating: w[13])
-                    a10 = a10.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
-                    a11 = a11.addingProduct(s01, w0).addingProduct(s11, w1).addingProduct(s21, w2).addingProduct(s31, w3)
-                }
-                do {
-                    let w0 = FloatVector(repeating: w[2]), w1 = FloatVector(repeating: w[6]), w2 = FloatVector(repeating: w[10]), w3 = FloatVector(repeating: w[14])
-                    a20 = a20.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
-                    a21 = a21.addingProduct(s01, w0).addingProduct(s11, w1).addingProduct(s21, w2).addingProduct(s31, w3)
-                }
-                do {
-                    let w0 = FloatVector(repeating: w[3]), w1 = FloatVector(repeating: w[7]), w2 = FloatVector(repeating: w[11]), w3 = FloatVector(repeating: w[15])
-                    a30 = a30.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
-                    a31 = a31.addingProduct(s01, w0).addingProduct(s11, w1).addingProduct(s21, w2).addingProduct(s31, w3)
-                }
-            }
-            wp += 64; even += 2 * ps
-        }
-        do {
-            storeVector(a00, out + 0 * os + 0 * vw)
-            storeVector(a01, out + 0 * os + 1 * vw)
-        }
-        if nValid > 1 {
-            storeVector(a10, out + 1 * os + 0 * vw)
-            storeVector(a11, out + 1 * os + 1 * vw)
-        }
-        if nValid > 2 {
-            storeVector(a20, out + 2 * os + 0 * vw)
-            storeVector(a21, out + 2 * os + 1 * vw)
-        }
-        if nValid > 3 {
-            storeVector(a30, out + 3 * os + 0 * vw)
-            storeVector(a31, out + 3 * os + 1 * vw)
-        }
-    }
-
+    /// The same for one vector of columns, `lanes` of them stored.
     @inline(__always)
     static func dataChunk1(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
-                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int) {
-        var a00 = FloatVector.zero, a10 = FloatVector.zero, a20 = FloatVector.zero, a30 = FloatVector.zero
-        var wp = wp0
+                           _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int) {
+        var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0
         var even = top
+        var wp = wp0
         for _ in 0..<cout {
-            let odd = even + ps
-            for i in 0..<4 {
-                let e = even + i * rs, o = odd + i * rs, w = wp + 16 * i
-                let s00 = loadVector(o - 1), s10 = loadVector(e), s20 = loadVector(o), s30 = loadVector(e + 1)
-                do {
-                    let w0 = FloatVector(repeating: w[0]), w1 = FloatVector(repeating: w[4]), w2 = FloatVector(repeating: w[8]), w3 = FloatVector(repeating: w[12])
-                    a00 = a00.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
+            var row = even
+            for _ in 0..<3 {
+                for kx in 0..<3 {
+                    let v = loadVector(kx == 0 ? row + ps + 1 : kx == 1 ? row : row + ps)
+                    a0 = a0.addingProduct(v, FloatVector(repeating: wp[0])); a1 = a1.addingProduct(v, FloatVector(repeating: wp[1]))
+                    a2 = a2.addingProduct(v, FloatVector(repeating: wp[2])); a3 = a3.addingProduct(v, FloatVector(repeating: wp[3]))
+                    wp += 4
                 }
-                do {
-                    let w0 = FloatVector(repeating: w[1]), w1 = FloatVector(repeating: w[5]), w2 = FloatVector(repeating: w[9]), w3 = FloatVector(repeating: w[13])
-                    a10 = a10.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
-                }
-                do {
-                    let w0 = FloatVector(repeating: w[2]), w1 = FloatVector(repeating: w[6]), w2 = FloatVector(repeating: w[10]), w3 = FloatVector(repeating: w[14])
-                    a20 = a20.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
-                }
-                do {
-                    let w0 = FloatVector(repeating: w[3]), w1 = FloatVector(repeating: w[7]), w2 = FloatVector(repeating: w[11]), w3 = FloatVector(repeating: w[15])
-                    a30 = a30.addingProduct(s00, w0).addingProduct(s10, w1).addingProduct(s20, w2).addingProduct(s30, w3)
-                }
+                row -= rs
             }
-            wp += 64; even += 2 * ps
+            even += 2 * ps
         }
-        do {
-            storePartial(a00, out + 0 * os, lanes)
-        }
-        if nValid > 1 {
-            storePartial(a10, out + 1 * os, lanes)
-        }
-        if nValid > 2 {
-            storePartial(a20, out + 2 * os, lanes)
-        }
-        if nValid > 3 {
-            storePartial(a30, out + 3 * os, lanes)
-        }
+        storePartial(a0, out, lanes)
+        if nValid > 1 { storePartial(a1, out + os, lanes) }
+        if nValid > 2 { storePartial(a2, out + 2 * os, lanes) }
+        if nValid > 3 { storePartial(a3, out + 3 * os, lanes) }
     }
-
 }
 
 /// out[0..<lanes] += v (then ReLU when `relu`).

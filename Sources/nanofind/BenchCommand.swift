@@ -152,8 +152,8 @@ struct Bench: ParsableCommand {
         }
         // The backward kernels of each 3×3 convolution at training's batch of 20 (random data):
         // the direct part's weight and data gradients; for a decoder's first convolution also its
-        // upsampled part's (on the map before upsampling; "_9" and "_16" count the 9 and 16
-        // multiply-adds per low-resolution pixel those kernels execute) and the column split they read.
+        // upsampled part's (on the map before upsampling: 9 multiply-adds per low-resolution pixel
+        // each, counted as executed) and the output gradient's box sums they both read.
         for cost in net.convCosts where cost.kernel == 3 && wanted("conv_grad") {
             let nb = 20
             let side = 512 / cost.scaleDivisor
@@ -174,17 +174,17 @@ struct Bench: ParsableCommand {
             if cost.upsampledInputs > 0 {
                 let cu = cost.upsampledInputs
                 let low = PaddedPlanes.from(Tensor.randomUniform(Shape(nb, cu, side / 2, side / 2), in: -1...1, rng: &rng), pool: pool)
-                let split = UpsampledConv3x3.splitColumns(g, pool: pool)
+                let boxSums = UpsampledConv3x3.boxSums(g, pool: pool)
                 let dWu = Tensor(Shape(cost.cout, cu, 3, 3))
-                let ru = time(reps) { UpsampledConv3x3.backwardWeights(low: low, columnsOf: split, dW: dWu.data, pool: pool) }
+                let ru = time(reps) { UpsampledConv3x3.backwardWeights(low: low, boxSums: boxSums, dW: dWu.data, pool: pool) }
                 let dl = Tensor(Shape(nb, cu, side / 2, side / 2), zeroed: false)
                 let dwts = UpsampledConv3x3.DataWeights(oihw: w.data, cout: cost.cout, allInputs: cost.cin, inputChannels: cs..<cost.cin)
-                let rud = time(reps) { UpsampledConv3x3.backwardData(columnsOf: split, dwts, into: dl, pool: pool) }
-                let rs = time(reps) { _ = UpsampledConv3x3.splitColumns(g, pool: pool) }
+                let rud = time(reps) { UpsampledConv3x3.backwardData(boxSums: boxSums, dwts, into: dl, pool: pool) }
+                let rb = time(reps) { _ = UpsampledConv3x3.boxSums(g, pool: pool) }
                 let lowPix = Double(cu * cost.cout * side * side / 4 * nb)
-                fields += [("up_wgrad_ms", ru.median * 1000), ("up_wgrad_gflops_9", 18 * lowPix / ru.median / 1e9),
-                           ("up_dgrad_ms", rud.median * 1000), ("up_dgrad_gflops_16", 32 * lowPix / rud.median / 1e9),
-                           ("split_ms", rs.median * 1000)]
+                fields += [("up_wgrad_ms", ru.median * 1000), ("up_wgrad_gflops", 18 * lowPix / ru.median / 1e9),
+                           ("up_dgrad_ms", rud.median * 1000), ("up_dgrad_gflops", 18 * lowPix / rud.median / 1e9),
+                           ("box_sums_ms", rb.median * 1000)]
             }
             emit(fields)
         }

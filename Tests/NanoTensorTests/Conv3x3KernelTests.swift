@@ -107,14 +107,14 @@ final class Conv3x3KernelTests: XCTestCase {
             let refDL = PoolingReference.upsample2xBackward(dy: ChannelKernels.channels(of: refDx, offset: cs, count: cu))
             let refDW = Conv3x3Reference.backwardWeights(x: input, dY: dY).dW
             for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {
-                let split = UpsampledConv3x3.splitColumns(PaddedPlanes.from(dY, pool: pool), pool: pool)
+                let boxSums = UpsampledConv3x3.boxSums(PaddedPlanes.from(dY, pool: pool), pool: pool)
                 let dL = Tensor(Shape(n, cu, h, w))
-                UpsampledConv3x3.backwardData(columnsOf: split, .init(oihw: wt.data, cout: cout, allInputs: cin, inputChannels: cs..<cin),
+                UpsampledConv3x3.backwardData(boxSums: boxSums, .init(oihw: wt.data, cout: cout, allInputs: cin, inputChannels: cs..<cin),
                                               into: dL, pool: pool)
                 let scale = max(1, refDL.array.map(abs).max()!)
                 XCTAssertLessThan(maxAbsDiff(dL.array, refDL.array), 1e-5 * scale, "data \(n) \(cs)+\(cu)->\(cout) \(h)x\(w)")
                 var dW = [Float](repeating: 0, count: cout * cu * 9)
-                UpsampledConv3x3.backwardWeights(low: PaddedPlanes.from(low, pool: pool), columnsOf: split, dW: &dW, pool: pool)
+                UpsampledConv3x3.backwardWeights(low: PaddedPlanes.from(low, pool: pool), boxSums: boxSums, dW: &dW, pool: pool)
                 var expected: [Float] = []
                 for o in 0..<cout { expected += refDW[((o * cin + cs) * 9)..<((o * cin + cin) * 9)] }
                 let wScale = max(1, expected.map(abs).max()!)

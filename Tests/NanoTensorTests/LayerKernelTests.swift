@@ -347,9 +347,9 @@ final class PaddedBorderTests: XCTestCase {
                                      low: PaddedPlanes.from(x), .init(oihw: wd.data, cout: 3, allInputs: 6, inputChannels: 3..<6),
                                      into: decoderOut, relu: true)
             assertBordersZero(decoderOut, "decoder convolution \(h)x\(w)")
-            let split = dirtyPlanes(n: 2, channels: 6, height: 2 * h, width: w)
-            withExtendedLifetime(split) {}
-            assertBordersZero(UpsampledConv3x3.splitColumns(PaddedPlanes.from(big)), "split columns \(h)x\(w)")
+            let boxSumPlanes = dirtyPlanes(n: 2, channels: 6, height: 2 * h + 1, width: w + 1)
+            withExtendedLifetime(boxSumPlanes) {}
+            assertBordersZero(UpsampledConv3x3.boxSums(PaddedPlanes.from(big)), "box sums \(h)x\(w)")
         }
     }
 }
@@ -412,7 +412,7 @@ final class StreamingStoreTests: XCTestCase {
         }
         assertEachImage(bnBackward(x, g), equals: bnBackward(x1, g1), "batch-norm backward")
 
-        // Convolution input gradients and the decoder's column split.
+        // Convolution input gradients and the decoder's box sums.
         let w = Tensor.randomNormal(Shape(4, 4, 3, 3), std: 0.2, rng: &rng)
         let wT = Conv3x3.PackedWeights.transposedFlipped(oihw: w.data, cout: 4, cin: 4)
         func dgrad(_ dy: Tensor) -> Tensor {
@@ -421,13 +421,13 @@ final class StreamingStoreTests: XCTestCase {
             return dx
         }
         assertEachImage(dgrad(g), equals: dgrad(g1), "3×3 input gradient")
-        assertEachImage(UpsampledConv3x3.splitColumns(PaddedPlanes.from(g)).interior(),
-                        equals: UpsampledConv3x3.splitColumns(PaddedPlanes.from(g1)).interior(), "column split")
+        assertEachImage(UpsampledConv3x3.boxSums(PaddedPlanes.from(g)).interior(),
+                        equals: UpsampledConv3x3.boxSums(PaddedPlanes.from(g1)).interior(), "box sums")
         let wu = Tensor.randomNormal(Shape(4, 16, 3, 3), std: 0.2, rng: &rng)
         let dataWeights = UpsampledConv3x3.DataWeights(oihw: wu.data, cout: 4, allInputs: 16, inputChannels: 0..<16)
         func upsampledDgrad(_ dy: Tensor) -> Tensor {
             let dl = Tensor(Shape(dy.shape.n, 16, 256, 256), zeroed: false)
-            UpsampledConv3x3.backwardData(columnsOf: UpsampledConv3x3.splitColumns(PaddedPlanes.from(dy)), dataWeights, into: dl)
+            UpsampledConv3x3.backwardData(boxSums: UpsampledConv3x3.boxSums(PaddedPlanes.from(dy)), dataWeights, into: dl)
             return dl
         }
         assertEachImage(upsampledDgrad(g), equals: upsampledDgrad(g1), "upsampled input gradient")
