@@ -436,21 +436,16 @@ public enum Conv3x3 {
                 var o = 0
                 while o < cout {
                     let o1 = min(o + 1, cout - 1)
-                    weightGradTile(xo, x.rowStride, UnsafePointer(dY.origin(i, o)), UnsafePointer(dY.origin(i, o1)),
-                                   dY.rowStride, y0, y1, width,
-                                   acc + (o * cin + c) * 9, o1 != o ? acc + (o1 * cin + c) * 9 : nil)
-                    o += 2
-                }
-            }
-            if dB != nil {
-                for o in 0..<cout {
-                    let g = dY.origin(i, o)
-                    var s = FloatVector.zero
-                    for y in y0..<y1 {
-                        var xx = 0
-                        while xx < width { s += loadVector(g + y * dY.rowStride + xx); xx += vectorWidth }
+                    let out0 = acc + (o * cin + c) * 9, out1 = o1 != o ? acc + (o1 * cin + c) * 9 : nil
+                    if c == 0 && dB != nil {  // the bias gradient Σ dY with the first input channel's pass
+                        weightGradTileWithBias(xo, x.rowStride, UnsafePointer(dY.origin(i, o)), UnsafePointer(dY.origin(i, o1)),
+                                               dY.rowStride, y0, y1, width, out0, out1,
+                                               acc + wCount + o, o1 != o ? acc + wCount + o1 : nil)
+                    } else {
+                        weightGradTile(xo, x.rowStride, UnsafePointer(dY.origin(i, o)), UnsafePointer(dY.origin(i, o1)),
+                                       dY.rowStride, y0, y1, width, out0, out1)
                     }
-                    acc[wCount + o] += laneSum(s)
+                    o += 2
                 }
             }
         }
@@ -467,7 +462,26 @@ public enum Conv3x3 {
     static func weightGradTile(_ xo: UnsafePointer<Float>, _ xrs: Int, _ g0: UnsafePointer<Float>, _ g1: UnsafePointer<Float>,
                                _ grs: Int, _ y0: Int, _ y1: Int, _ width: Int,
                                _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
+        weightGradTile(xo, xrs, g0, g1, grs, y0, y1, width, out0, out1, bias: false, nil, nil)
+    }
+
+    /// The same, also adding Σ dY over the band to bias0 and bias1 (the bias gradient, read
+    /// with the first input channel's pass instead of in a pass of its own).
+    @inline(never)
+    static func weightGradTileWithBias(_ xo: UnsafePointer<Float>, _ xrs: Int, _ g0: UnsafePointer<Float>, _ g1: UnsafePointer<Float>,
+                                       _ grs: Int, _ y0: Int, _ y1: Int, _ width: Int,
+                                       _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?,
+                                       _ bias0: UnsafeMutablePointer<Float>, _ bias1: UnsafeMutablePointer<Float>?) {
+        weightGradTile(xo, xrs, g0, g1, grs, y0, y1, width, out0, out1, bias: true, bias0, bias1)
+    }
+
+    @inline(__always)
+    static func weightGradTile(_ xo: UnsafePointer<Float>, _ xrs: Int, _ g0: UnsafePointer<Float>, _ g1: UnsafePointer<Float>,
+                               _ grs: Int, _ y0: Int, _ y1: Int, _ width: Int,
+                               _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?,
+                               bias: Bool, _ bias0: UnsafeMutablePointer<Float>?, _ bias1: UnsafeMutablePointer<Float>?) {
         let vw = vectorWidth
+        var s0 = FloatVector.zero, s1 = FloatVector.zero
         var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0
         var b0 = FloatVector.zero, b1 = b0, b2 = b0, b3 = b0, b4 = b0, b5 = b0, b6 = b0, b7 = b0, b8 = b0
         // dW[ky][kx] = Σ dY(y, x) · X(y + ky − 1, x + kx − 1) = Σ dY(y, x′ − kx + 1) · X(y + ky − 1, x′):
@@ -484,6 +498,7 @@ public enum Conv3x3 {
                 a0 = a0.addingProduct(d, x0); a3 = a3.addingProduct(d, x1); a6 = a6.addingProduct(d, x2)
                 b0 = b0.addingProduct(e, x0); b3 = b3.addingProduct(e, x1); b6 = b6.addingProduct(e, x2)
                 d = loadVector(gr0 + x - 1); e = loadVector(gr1 + x - 1)   // kx = 1: dY(x′)
+                if bias { s0 += d; s1 += e }
                 a1 = a1.addingProduct(d, x0); a4 = a4.addingProduct(d, x1); a7 = a7.addingProduct(d, x2)
                 b1 = b1.addingProduct(e, x0); b4 = b4.addingProduct(e, x1); b7 = b7.addingProduct(e, x2)
                 d = loadVector(gr0 + x - 2); e = loadVector(gr1 + x - 2)   // kx = 2: dY(x′ − 1)
@@ -494,6 +509,10 @@ public enum Conv3x3 {
         }
         addLaneSums(a0, a1, a2, a3, a4, a5, a6, a7, a8, to: out0)
         if let out1 { addLaneSums(b0, b1, b2, b3, b4, b5, b6, b7, b8, to: out1) }
+        if bias {
+            bias0![0] += laneSum(s0)
+            if let bias1 { bias1[0] += laneSum(s1) }
+        }
     }
 }
 
