@@ -426,11 +426,11 @@ public enum Conv3x3 {
         let band = (h + bandsPerImage - 1) / bandsPerImage
         let bands = (h + band - 1) / band
         let items = x.n * bands
-        let partial = Tensor(Shape(items, 1, 1, wCount + cout))
+        let partial = PartialSums(items: items, stride: wCount + cout)
         pool.parallelFor(items) { item, _ in
             let i = item / bands, bi = item % bands
             let y0 = bi * band, y1 = min(h, y0 + band)
-            let acc = partial.data + item * (wCount + cout)
+            let acc = partial.take(item)
             for c in 0..<cin {
                 let xo = UnsafePointer(x.origin(i, c))
                 var o = 0
@@ -449,11 +449,8 @@ public enum Conv3x3 {
                 }
             }
         }
-        for t in 0..<items {
-            let acc = partial.data + t * (wCount + cout)
-            for k in 0..<wCount { dW[k] += acc[k] }
-            if let dB { for o in 0..<cout { dB[o] += acc[wCount + o] } }
-        }
+        partial.add(count: wCount, into: dW, pool: pool)
+        if let dB { partial.add(offset: wCount, count: cout, into: dB, pool: pool) }
     }
 
     /// Sums dY[o](y, x) · X(y+ky-1, x+kx-1) over a band of rows for two output channels and one

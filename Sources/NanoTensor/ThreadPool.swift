@@ -128,3 +128,36 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 }
+
+/// Per-item partial sums (deterministic reductions): `items` buffers of `stride` floats, each
+/// zeroed by the item that fills it (in parallel), then added element by element in item order,
+/// in parallel over the elements, so the sum does not depend on the thread count.
+struct PartialSums {
+    let items: Int, stride: Int
+    let buffer: Tensor
+
+    init(items: Int, stride: Int) {
+        self.items = items; self.stride = stride
+        buffer = Tensor(Shape(items, 1, 1, max(stride, 1)), zeroed: false)
+    }
+
+    /// Item `item`'s buffer, zeroed: call once, from the item's own work.
+    func take(_ item: Int) -> UnsafeMutablePointer<Float> {
+        let p = buffer.data + item * stride
+        p.initialize(repeating: 0, count: stride)
+        return p
+    }
+
+    /// out[k] += Σ_items partial[item][offset + k] for k < count, items in order.
+    func add(offset: Int = 0, count: Int, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        let chunk = 2048
+        let data = UnsafePointer(buffer.data)
+        pool.parallelFor((count + chunk - 1) / chunk) { piece, _ in
+            let lo = piece * chunk, hi = min(count, lo + chunk)
+            for t in 0..<items {
+                let acc = data + t * stride + offset
+                for k in lo..<hi { out[k] += acc[k] }
+            }
+        }
+    }
+}

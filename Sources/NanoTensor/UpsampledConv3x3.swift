@@ -400,10 +400,10 @@ public enum UpsampledConv3x3 {
         let bands = (h + band - 1) / band
         let items = low.n * bands
         let count = cout * cin * 9
-        let partial = Tensor(Shape(items, 1, 1, count))
+        let partial = PartialSums(items: items, stride: count)
         pool.parallelFor(items) { item, _ in
             let i = item / bands, start = (item % bands) * band, end = min(h, start + band)
-            let acc = partial.data + item * count
+            let acc = partial.take(item)
             for o in 0..<cout {
                 let e = UnsafePointer(p.origin(i, 2 * o)), d = UnsafePointer(p.origin(i, 2 * o + 1))
                 var c = 0
@@ -416,10 +416,7 @@ public enum UpsampledConv3x3 {
                 }
             }
         }
-        for t in 0..<items {
-            let acc = partial.data + t * count
-            for k in 0..<count { dW[k] += acc[k] }
-        }
+        partial.add(count: count, into: dW, pool: pool)
     }
 
     /// Σ over low rows r0..<r1 of map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx) (k = ky·3 + kx) for
