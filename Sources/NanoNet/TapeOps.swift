@@ -52,13 +52,58 @@ extension Tape {
             let gamma = bn.gamma.value.array
             record { [unowned self] in  // steps run only inside this tape's backward()
                 guard let g = out.grad else { return }
-                let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
-                let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
-                BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                          reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
-                if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
-                if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
-                self.convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
+                self.convBatchNormBackward(parts, input: input, conv: conv, bn, gamma: gamma, z: z, dy: g, mean: mean, invStd: invStd,
+                                           scale: scale, shift: shift, relu: relu, dropout: dropout)
+            }
+        }
+        return out
+    }
+
+    /// The backward of conv → BN (→ ReLU → dropout) from the gradient of its output.
+    private func convBatchNormBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, conv: Conv2D,
+                                       _ bn: BatchNorm, gamma: [Float], z: Tensor, dy: Tensor, mean: [Float], invStd: [Float],
+                                       scale: [Float], shift: [Float], relu: Bool, dropout: DropoutMask?) {
+        let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
+        let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
+        BatchNormKernels.backward(x: z, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                  reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz, pool: pool)
+        if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
+        if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
+        convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
+    }
+
+    /// A U-Net's last block and its 1×1 head as one op: convolution, batch norm with batch
+    /// statistics and ReLU, then the head, which forms its input from the pre-BN map as it reads
+    /// it (`ChannelKernels.RectifiedAffine`), so the block's output is never stored; the head's
+    /// backward forms it again. Returns the logits.
+    public func convBatchNormHead(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
+                                  head: Conv2D) -> Variable {
+        precondition(head.kernel == 1, "the head is a 1×1 convolution")
+        let (z, input, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
+        let (mean, invStd, scale, shift) = trainingStatistics(z, bn, batchStatistics: statistics)
+        let transform = ChannelKernels.RectifiedAffine(scale: scale, shift: shift)
+        let logits = ChannelKernels.conv1x1(z, weights: head.weight.value.data, bias: head.bias.value.data,
+                                            cout: head.weight.shape.n, inputTransform: transform, pool: pool)
+        let needs = parts.contains { $0.0.requiresGrad } || conv.weight.requiresGrad || conv.bias.requiresGrad
+            || bn.gamma.requiresGrad || bn.beta.requiresGrad || head.weight.requiresGrad || head.bias.requiresGrad
+        let out = Variable(logits, requiresGrad: needs)
+        if needs {
+            let gamma = bn.gamma.value.array
+            record { [unowned self] in  // steps run only inside this tape's backward()
+                let dW = Tensor(head.weight.shape), dB = Tensor(head.bias.shape)
+                let dy: Tensor  // the gradient of the block's output, the head's input
+                if let lg = out.lossGradientAlone {  // the logits' gradient is never laid out
+                    dy = ChannelKernels.conv1x1Backward(x: z, lossGradient: lg, weights: head.weight.value.data, dW: dW.data,
+                                                        dB: dB.data, inputTransform: transform, pool: self.pool)
+                } else {
+                    guard let g = out.grad else { return }
+                    dy = ChannelKernels.conv1x1Backward(x: z, dy: g, weights: head.weight.value.data, dW: dW.data, dB: dB.data,
+                                                        inputTransform: transform, pool: self.pool)
+                }
+                if head.weight.requiresGrad { head.weight.accumulate(dW) }
+                if head.bias.requiresGrad { head.bias.accumulate(dB) }
+                self.convBatchNormBackward(parts, input: input, conv: conv, bn, gamma: gamma, z: z, dy: dy, mean: mean,
+                                           invStd: invStd, scale: scale, shift: shift, relu: true, dropout: nil)
             }
         }
         return out

@@ -189,6 +189,10 @@ public final class UNet: @unchecked Sendable {
             let dropout = training && config.dropout > 0
                 ? DropoutMask(rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D) : nil
             h = block("\(s)_conv1", "\(s)_bn1", [skips[k], (h, .upsample2x)], relu: true, dropout: dropout, padded: true)
+            if k == 0 && fuse {
+                // The last block and the 1×1 head as one op: the block's output is never stored.
+                return tape.convBatchNormHead([(h, .copy)], conv: convs["\(s)_conv2"]!, norms["\(s)_bn2"]!, head: convs["final_conv"]!)
+            }
             // The last one feeds the 1×1 head, which reads plain planes.
             h = block("\(s)_conv2", "\(s)_bn2", [(h, .copy)], relu: true, padded: k > 0)
         }

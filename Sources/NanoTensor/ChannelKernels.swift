@@ -38,17 +38,48 @@ public enum ChannelKernels {
         }
     }
 
-    /// out[o] = b[o] + Σ_c w[o·cin + c] · x[c].
+    /// A batch norm (folded to scale and shift) and ReLU applied to a 1×1 convolution's input as
+    /// it is read, x_c = max(z_c · scale[c] + shift[c], 0) exactly as `BatchNormKernels.affine`
+    /// computes it, so that input is never stored: a U-Net's last block before its head.
+    public struct RectifiedAffine: Sendable {
+        public let scale: [Float], shift: [Float]
+        public init(scale: [Float], shift: [Float]) { self.scale = scale; self.shift = shift }
+    }
+
+    /// The input of pixels lo..<hi of image i as a pointer p and channel stride with p + c·stride
+    /// + k the value at pixel k: the tensor itself, or its `transform` laid out in `scratch`
+    /// (room for channels × (hi − lo) floats).
+    @inline(__always)
+    static func inputPiece(_ x: Tensor, _ transform: RectifiedAffine?, _ i: Int, _ lo: Int, _ hi: Int,
+                           _ scratch: UnsafeMutablePointer<Float>?) -> (UnsafePointer<Float>, Int) {
+        let s = x.shape
+        guard let transform, let scratch else { return (UnsafePointer(x.plane(i, 0)), s.plane) }
+        let size = hi - lo
+        for c in 0..<s.c {
+            let src = x.plane(i, c) + lo, dst = scratch + c * size
+            let a = transform.scale[c], b = transform.shift[c]
+            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+            var k = 0
+            while k + vectorWidth <= size { storeVector(vmax(loadVector(src + k) * aV + bV, .zero), dst + k); k += vectorWidth }
+            while k < size { dst[k] = max(src[k] * a + b, 0); k += 1 }
+        }
+        return (UnsafePointer(scratch - lo), size)
+    }
+
+    /// out[o] = b[o] + Σ_c w[o·cin + c] · x[c], with x transformed as it is read when
+    /// `inputTransform` is given.
     public static func conv1x1(_ x: Tensor, weights w: UnsafePointer<Float>, bias b: UnsafePointer<Float>?,
-                               cout: Int, pool: ThreadPool = .shared) -> Tensor {
+                               cout: Int, inputTransform: RectifiedAffine? = nil, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         let y = Tensor(Shape(s.n, cout, s.h, s.w), zeroed: false)
         let (pieces, size) = pixelPieces(s.plane)
         let stream = streams(y.count, y.data, rowStride: s.plane)
-        pool.parallelFor(s.n * pieces) { item, _ in
+        let scratch = inputTransform.map { _ in Tensor(Shape(pool.threadCount, 1, s.c, size), zeroed: false) }
+        pool.parallelFor(s.n * pieces) { item, thread in
             defer { if stream { storeFence() } }
             let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
             if lo >= hi { return }
+            let (xp, xs) = inputPiece(x, inputTransform, i, lo, hi, scratch.map { $0.data + thread * s.c * size })
             // One output channel at a time over a piece small enough that the inputs stay in L2.
             for o in 0..<cout {
                 let q = y.plane(i, o)
@@ -56,13 +87,13 @@ public enum ChannelKernels {
                 var k = lo
                 while k + vectorWidth <= hi {
                     var acc = bV
-                    for c in 0..<s.c { acc = acc.addingProduct(loadVector(x.plane(i, c) + k), FloatVector(repeating: w[o * s.c + c])) }
+                    for c in 0..<s.c { acc = acc.addingProduct(loadVector(xp + c * xs + k), FloatVector(repeating: w[o * s.c + c])) }
                     storeVector(acc, q + k, streaming: stream)
                     k += vectorWidth
                 }
                 while k < hi {
                     var acc = bo
-                    for c in 0..<s.c { acc += w[o * s.c + c] * x.plane(i, c)[k] }
+                    for c in 0..<s.c { acc += w[o * s.c + c] * xp[c * xs + k] }
                     q[k] = acc
                     k += 1
                 }
@@ -76,10 +107,10 @@ public enum ChannelKernels {
     /// order, so the result does not depend on the thread count.
     public static func conv1x1Backward(x: Tensor, dy: Tensor, weights w: UnsafePointer<Float>,
                                        dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
-                                       pool: ThreadPool = .shared) -> Tensor {
+                                       inputTransform: RectifiedAffine? = nil, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape, cout = dy.shape.c
         precondition(dy.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(dy.shape) for input \(s)")
-        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, pool: pool) { i, _, _, _ in
+        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform, pool: pool) { i, _, _, _ in
             (UnsafePointer(dy.plane(i, 0)), s.plane)
         }
     }
@@ -88,7 +119,8 @@ public enum ChannelKernels {
     /// pointer p and a channel stride such that p + o · stride + k is dy[o] at pixel k of the
     /// piece lo..<hi.
     static func conv1x1Backward(x: Tensor, cout: Int, weights w: UnsafePointer<Float>,
-                                dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>, pool: ThreadPool,
+                                dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
+                                inputTransform: RectifiedAffine? = nil, pool: ThreadPool,
                                 gradient: (Int, Int, Int, Int) -> (UnsafePointer<Float>, Int)) -> Tensor {
         let s = x.shape
         let dx = Tensor(s, zeroed: false)
@@ -96,12 +128,14 @@ public enum ChannelKernels {
         let items = s.n * pieces, stride = cout * s.c + cout
         let partial = Tensor(Shape(items, 1, 1, stride))
         let stream = streams(dx.count, dx.data, rowStride: s.plane)
+        let scratch = inputTransform.map { _ in Tensor(Shape(pool.threadCount, 1, s.c, size), zeroed: false) }
         pool.parallelFor(items) { item, thread in
             defer { if stream { storeFence() } }
             let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
             if lo >= hi { return }
             let acc = partial.data + item * stride
             let (g, gs) = gradient(i, lo, hi, thread)
+            let (xp, xs) = inputPiece(x, inputTransform, i, lo, hi, scratch.map { $0.data + thread * s.c * size })
             for c in 0..<s.c {
                 let d = dx.plane(i, c)
                 var k = lo
@@ -117,7 +151,7 @@ public enum ChannelKernels {
                     d[k] = a
                     k += 1
                 }
-                for o in 0..<cout { acc[o * s.c + c] = dot(g + o * gs + lo, x.plane(i, c) + lo, hi - lo) }
+                for o in 0..<cout { acc[o * s.c + c] = dot(g + o * gs + lo, xp + c * xs + lo, hi - lo) }
             }
             for o in 0..<cout { acc[cout * s.c + o] = sum(g + o * gs + lo, hi - lo) }
         }
@@ -134,12 +168,13 @@ public enum ChannelKernels {
     /// written out. The same operations in the same order as laying it out first.
     public static func conv1x1Backward(x: Tensor, lossGradient g: CrossEntropyGradient, weights w: UnsafePointer<Float>,
                                        dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
-                                       pool: ThreadPool = .shared) -> Tensor {
+                                       inputTransform: RectifiedAffine? = nil, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape, cout = g.shape.c
         precondition(g.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(g.shape) for input \(s)")
         let (pieces, size) = pixelPieces(s.plane)
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, size), zeroed: false)
-        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, pool: pool) { i, lo, hi, thread in
+        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform,
+                               pool: pool) { i, lo, hi, thread in
             let dy = scratch.data + thread * cout * size
             for o in 0..<cout { g.evaluate(image: i, class: o, from: lo, count: hi - lo, into: dy + o * size) }
             return (UnsafePointer(dy - lo), size)

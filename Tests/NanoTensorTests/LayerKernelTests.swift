@@ -470,6 +470,19 @@ final class CrossEntropyGradientTests: XCTestCase {
             let gx = ChannelKernels.conv1x1Backward(x: x, lossGradient: g, weights: hw, dW: &dW2, dB: &dB2)
             XCTAssertEqual(dW1, dW2, "head weights \(h)x\(w)"); XCTAssertEqual(dB1, dB2, "head bias \(h)x\(w)")
             XCTAssertEqual(gx.array, dx.array, "head input \(h)x\(w)")
+
+            // The head reading its input as batch norm + ReLU of a pre-BN map, never stored.
+            let z = Tensor.randomNormal(x.shape, rng: &rng)
+            let transform = ChannelKernels.RectifiedAffine(scale: [1.5, -0.5, 0.7, 2], shift: [0.1, 0.2, -0.3, 0])
+            let y = Tensor(z.shape, zeroed: false)
+            BatchNormKernels.affine(z, scale: transform.scale, shift: transform.shift, relu: true, into: y)
+            XCTAssertEqual(ChannelKernels.conv1x1(z, weights: hw, bias: [0.1, -0.2], cout: 2, inputTransform: transform).array,
+                           ChannelKernels.conv1x1(y, weights: hw, bias: [0.1, -0.2], cout: 2).array, "head on the fly \(h)x\(w)")
+            var dW3 = [Float](repeating: 0, count: 8), dB3: [Float] = [0, 0], dW4 = dW3, dB4 = dB3
+            let dy1 = ChannelKernels.conv1x1Backward(x: y, lossGradient: g, weights: hw, dW: &dW3, dB: &dB3)
+            let dy2 = ChannelKernels.conv1x1Backward(x: z, lossGradient: g, weights: hw, dW: &dW4, dB: &dB4, inputTransform: transform)
+            XCTAssertEqual(dW3, dW4, "head weights on the fly \(h)x\(w)"); XCTAssertEqual(dB3, dB4)
+            XCTAssertEqual(dy1.array, dy2.array)
         }
     }
 }
