@@ -64,12 +64,42 @@ extension Tape {
                                        _ bn: BatchNorm, gamma: [Float], z: Tensor, dy: Tensor, mean: [Float], invStd: [Float],
                                        scale: [Float], shift: [Float], relu: Bool, dropout: DropoutMask?) {
         let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
-        let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
-        BatchNormKernels.backward(x: z, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                  reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz, pool: pool)
+        if let fused = fusedConvolutionBackward(parts, input: input, z: z, weight: conv.weight, bias: conv.bias) {
+            BatchNormKernels.backward(x: z, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                      reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data,
+                                      throughConvolution: fused.kernel, pool: pool)
+            fused.finish()
+        } else {
+            let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
+            BatchNormKernels.backward(x: z, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                      reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz, pool: pool)
+            convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
+        }
         if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
         if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
-        convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
+    }
+
+    /// A convolution's backward to run fused with its batch norm's second pass
+    /// (`BatchNormKernels.ConvolutionBackward`), for one direct input and an output of 32 MB or
+    /// more (where writing its gradient out and reading it back twice costs memory bandwidth);
+    /// `finish` hands the gradients to the variables afterwards. Nil otherwise.
+    func fusedConvolutionBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, z: Tensor,
+                                  weight: Variable, bias: Variable)
+        -> (kernel: BatchNormKernels.ConvolutionBackward, finish: () -> Void)? {
+        guard parts.count == 1, parts[0].1 == .copy, input.low == nil, z.shape.count * 4 >= 32 << 20 else { return nil }
+        let v = parts[0].0
+        let cout = weight.shape.n, cin = weight.shape.c
+        let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
+        let dx = v.requiresGrad ? Tensor(v.shape, zeroed: false) : nil
+        let inputGradient = dx.map {
+            (weights: Conv3x3.PackedWeights.transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin), into: $0)
+        }
+        let kernel = BatchNormKernels.ConvolutionBackward(input: input.direct, inputGradient: inputGradient, dW: dW.data, dB: dB.data)
+        return (kernel, {
+            if let dx { v.accumulate(dx) }
+            if weight.requiresGrad { weight.accumulate(dW) }
+            if bias.requiresGrad { bias.accumulate(dB) }
+        })
     }
 
     /// A U-Net's last block and its 1×1 head as one op: convolution, batch norm with batch
@@ -134,13 +164,20 @@ extension Tape {
             record { [unowned self] in  // steps run only inside this tape's backward()
                 guard skip.grad != nil || pooled.grad != nil else { return }
                 let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
-                let dz = PaddedPlanes(n: s.n, channels: s.c, height: s.h, width: s.w)
-                BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, mean: mean,
-                                          invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                          dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
+                if let fused = self.fusedConvolutionBackward(parts, input: input, z: z, weight: conv.weight, bias: conv.bias) {
+                    BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, mean: mean,
+                                              invStd: invStd, gamma: gamma, scale: scale, shift: shift, dGamma: dG.data,
+                                              dBeta: dB.data, throughConvolution: fused.kernel, pool: self.pool)
+                    fused.finish()
+                } else {
+                    let dz = PaddedPlanes(n: s.n, channels: s.c, height: s.h, width: s.w)
+                    BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, mean: mean,
+                                              invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                              dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
+                    self.convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
+                }
                 if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
                 if bn.beta.requiresGrad { bn.beta.accumulate(dB) }
-                self.convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
             }
         }
         return (skip, pooled)

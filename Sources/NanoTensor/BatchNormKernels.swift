@@ -187,6 +187,35 @@ public enum BatchNormKernels {
                  out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride, borders: dx, pool: pool)
     }
 
+    /// The gradient of a convolution → batch norm (→ ReLU → dropout) with the convolution's
+    /// backward fused into the second pass (`ConvolutionBackward`): the convolution's output
+    /// gradient is never written out.
+    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
+                                scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
+        precondition(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
+        backward(x: x, source: .plain(dy), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                 reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: x.data, planeStride: x.shape.plane,
+                 rowStride: x.shape.w, throughConvolution: convolution, pool: pool)
+    }
+
+    /// The encoder's gradient (`backward(x:rectifiedGradient:pooledGradient:…into:)`) with the
+    /// convolution's backward fused into the second pass.
+    public static func backward(x: Tensor, rectifiedGradient: Tensor?, pooledGradient: Tensor?, mean: [Float], invStd: [Float],
+                                gamma: [Float], scale: [Float], shift: [Float],
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
+        let s = x.shape
+        if let r = rectifiedGradient { precondition(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
+        if let g = pooledGradient {
+            precondition(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
+        }
+        backward(x: x, source: .rectifiedAndPooled(rectifiedGradient, pooledGradient), mean: mean, invStd: invStd,
+                 gamma: gamma, scale: scale, shift: shift, reluAfter: false, dropout: nil, dGamma: dGamma, dBeta: dBeta,
+                 out: x.data, planeStride: s.plane, rowStride: s.w, throughConvolution: convolution, pool: pool)
+    }
+
     /// Where a batch norm's output gradient comes from.
     enum GradientSource {
         case plain(Tensor)
@@ -211,7 +240,7 @@ public enum BatchNormKernels {
                          scale: [Float], shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
                          dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                          out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
-                         pool: ThreadPool) {
+                         throughConvolution fused: ConvolutionBackward? = nil, pool: ThreadPool) {
         let s = x.shape
         let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         let m = Float(s.n * s.plane)
@@ -315,45 +344,163 @@ public enum BatchNormKernels {
             sumDy[c] = a; sumDyXhat[c] = b
         }
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
+        // k1 (m g − Σg − x̂ Σg·x̂) with x̂ = (x − μ) / σ, as g · A + (x · B + C), per channel.
+        var coefficients = [Float](repeating: 0, count: 3 * s.c)
+        for c in 0..<s.c {
+            let inv = invStd[c], mu = mean[c], k1 = gamma[c] * inv / m
+            let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
+            coefficients[3 * c] = k1 * m
+            coefficients[3 * c + 1] = -k1 * sdx * inv
+            coefficients[3 * c + 2] = k1 * (sdx * inv * mu - sdy)
+        }
+        /// dx for row `row` of plane `item` from its output-gradient row `gr`, into `out`.
+        func writeRow(_ item: Int, _ row: Int, _ gr: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ stream: Bool) {
+            let c = item % s.c
+            let a = scale[c], b = shift[c]
+            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+            let gA = coefficients[3 * c], xB = coefficients[3 * c + 1], cC = coefficients[3 * c + 2]
+            let gAV = FloatVector(repeating: gA), xBV = FloatVector(repeating: xB), cCV = FloatVector(repeating: cC)
+            let key = drop ? mask.planeKey(item) : 0
+            let xr = xd + item * s.plane + row * s.w
+            var k = 0
+            while k + vectorWidth <= s.w {
+                let xv = loadVector(xr + k)
+                var g = loadVector(gr + k)
+                if drop { g = mask.apply(g, key: key, vectorAt: row * s.w + k) }
+                if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
+                storeVector(cCV.addingProduct(xv, xBV).addingProduct(g, gAV), out + k, streaming: stream)
+                k += vectorWidth
+            }
+            while k < s.w {
+                let gk = drop ? mask.apply(gr[k], key: key, index: row * s.w + k) : gr[k]
+                let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gk
+                out[k] = g * gA + (xr[k] * xB + cC)
+                k += 1
+            }
+        }
+        if let fused {
+            backwardThroughConvolution(fused, s, gradientRows, writeRow, pool: pool)
+            return
+        }
         let stream = streams(s.n * s.c * planeStride, dd, rowStride: rowStride) && planeStride % vectorWidth == 0
         pool.parallelFor(s.n * s.c) { item, thread in
             defer { if stream { storeFence() } }
-            let c = item % s.c
-            let xp = xd + item * s.plane, outPlane = dd + item * planeStride
-            let inv = invStd[c], mu = mean[c]
-            let k1 = gamma[c] * inv / m
-            let sdy = Float(sumDy[c]), sdx = Float(sumDyXhat[c])
-            let a = scale[c], b = shift[c]
-            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
-            // k1 (m g − Σg − x̂ Σg·x̂) with x̂ = (x − μ) / σ, as g · A + (x · B + C).
-            let gA = FloatVector(repeating: k1 * m), xB = FloatVector(repeating: -k1 * sdx * inv)
-            let cC = FloatVector(repeating: k1 * (sdx * inv * mu - sdy))
-            let key = drop ? mask.planeKey(item) : 0
+            let outPlane = dd + item * planeStride
             var y = 0
             while y < s.h {
                 let (g0, gs) = gradientRows(item, y, thread)
                 for j in 0..<min(2, s.h - y) {
-                    let row = y + j
-                    borders?.zeroBorders(plane: item, row: row)
-                    let out = outPlane + row * rowStride, xr = xp + row * s.w, gr = g0 + j * gs
-                    var k = 0
-                    while k + vectorWidth <= s.w {
-                        let xv = loadVector(xr + k)
-                        var g = loadVector(gr + k)
-                        if drop { g = mask.apply(g, key: key, vectorAt: row * s.w + k) }
-                        if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
-                        storeVector(cC.addingProduct(xv, xB).addingProduct(g, gA), out + k, streaming: stream)
-                        k += vectorWidth
-                    }
-                    while k < s.w {
-                        let gk = drop ? mask.apply(gr[k], key: key, index: row * s.w + k) : gr[k]
-                        let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gk
-                        out[k] = g * (k1 * m) + (xr[k] * (-k1 * sdx * inv) + k1 * (sdx * inv * mu - sdy))
-                        k += 1
-                    }
+                    borders?.zeroBorders(plane: item, row: y + j)
+                    writeRow(item, y + j, g0 + j * gs, outPlane + (y + j) * rowStride, stream)
                 }
                 y += 2
             }
         }
+    }
+
+    /// What a convolution's backward needs to run fused with the batch-norm gradient's second
+    /// pass: the gradient of the convolution's output then exists only a band of rows at a time,
+    /// in a per-thread scratch, read there by the input-gradient and weight-gradient kernels
+    /// instead of being written out and read back twice.
+    public struct ConvolutionBackward {
+        /// The convolution's input, as its forward read it.
+        public let input: PaddedPlanes
+        /// `Conv3x3.PackedWeights.transposedFlipped` of the weights and the input gradient to
+        /// write, when the input needs one.
+        public let inputGradient: (weights: Conv3x3.PackedWeights, into: Tensor)?
+        /// Added to: dW (cout, cin, 3, 3) and dB (cout).
+        public let dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>?
+
+        public init(input: PaddedPlanes, inputGradient: (weights: Conv3x3.PackedWeights, into: Tensor)?,
+                    dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>?) {
+            self.input = input; self.inputGradient = inputGradient; self.dW = dW; self.dB = dB
+        }
+    }
+
+    /// Rows of 32 per work item (plus one above and below for the input gradient's stencil).
+    static let fusedBand = 32
+
+    /// The second pass fused with the convolution's backward (see `ConvolutionBackward`), per
+    /// (image, band of rows): the band's output-gradient rows for every channel into a scratch
+    /// of padded rows, then the input gradient's rows and the weight-gradient tiles from it.
+    /// Weight sums per item, added in item order.
+    static func backwardThroughConvolution(_ f: ConvolutionBackward, _ s: Shape,
+                                           _ gradientRows: (Int, Int, Int) -> (UnsafePointer<Float>, Int),
+                                           _ writeRow: (Int, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Bool) -> Void,
+                                           pool: ThreadPool) {
+        let vw = vectorWidth, cin = f.input.channels, cout = s.c
+        precondition(f.input.n == s.n && f.input.height == s.h && f.input.width == s.w, "convolution input does not match \(s)")
+        let band = fusedBand, bands = (s.h + band - 1) / band
+        let rs = roundUp(max(s.w, 1), vw) + 2 * vw, ps = (band + 2) * rs
+        let scratch = Tensor(Shape(pool.threadCount, 1, cout, ps), zeroed: false)
+        let wCount = cout * cin * 9
+        let partial = PartialSums(items: s.n * bands, stride: wCount + cout)
+        let dx = f.inputGradient?.into, wT = f.inputGradient?.weights
+        if let dx, let wT { precondition(dx.shape == Shape(s.n, cin, s.h, s.w) && wT.cin == cout && wT.cout == cin) }
+        let stream = dx.map { streams($0.count, $0.data, rowStride: s.w) && s.plane % vw == 0 } ?? false
+        let xBase = UnsafePointer(f.input.data), xps = f.input.planeStride, xrs = f.input.rowStride
+        let xOrigin = xrs + vw
+        let hasBias = f.dB != nil
+        pool.parallelFor(s.n * bands) { item, thread in
+            defer { if stream { storeFence() } }
+            let i = item / bands, y0 = (item % bands) * band, y1 = min(s.h, y0 + band)
+            let sc = scratch.data + thread * cout * ps
+            // Output-gradient rows y0 − 1 … y1 at scratch rows 0 … y1 − y0 + 1, zero outside the
+            // image and in the side columns. Row pairs start at even rows (the encoder's source
+            // forms two rows at a time).
+            for c in 0..<cout {
+                let plane = sc + c * ps
+                var p = y0 - 2
+                while p <= y1 {
+                    let pair = p >= 0 && p < s.h ? gradientRows(i * cout + c, p, thread) : nil
+                    for j in 0..<2 {
+                        let yy = p + j
+                        guard yy >= y0 - 1 && yy <= y1 else { continue }
+                        let row = plane + (yy - y0 + 1) * rs
+                        if yy < 0 || yy >= s.h {
+                            var k = 0
+                            while k < rs { storeVector(.zero, row + k); k += vw }
+                            continue
+                        }
+                        storeVector(.zero, row)
+                        var k = vw + s.w / vw * vw
+                        while k < rs { storeVector(.zero, row + k); k += vw }
+                        writeRow(i * cout + c, yy, pair!.0 + j * pair!.1, row + vw, false)
+                    }
+                    p += 2
+                }
+            }
+            if let dx, let wT {
+                for y in y0..<y1 {
+                    for ob in 0..<wT.blocks {
+                        let o0 = ob * Conv3x3.block
+                        Conv3x3.convRow(UnsafePointer(sc + (y - y0 + 1) * rs + vw), ps, rs, cout,
+                                        UnsafePointer(wT.packed.data + ob * cout * 9 * Conv3x3.block),
+                                        UnsafePointer(wT.bias.data + ob * Conv3x3.block), dx.plane(i, o0) + y * s.w, s.plane,
+                                        min(Conv3x3.block, cin - o0), s.w, false, nil, stream)
+                    }
+                }
+            }
+            let acc = partial.take(item)
+            for c in 0..<cin {
+                let xo = xBase + (i * cin + c) * xps + xOrigin
+                var o = 0
+                while o < cout {
+                    let o1 = min(o + 1, cout - 1)
+                    // Gradient row y of channel o at g + y · rs.
+                    let g0 = UnsafePointer(sc + o * ps + (1 - y0) * rs + vw), g1 = UnsafePointer(sc + o1 * ps + (1 - y0) * rs + vw)
+                    let out0 = acc + (o * cin + c) * 9, out1 = o1 != o ? acc + (o1 * cin + c) * 9 : nil
+                    if c == 0 && hasBias {
+                        Conv3x3.weightGradTileWithBias(xo, xrs, g0, g1, rs, y0, y1, s.w, out0, out1,
+                                                       acc + wCount + o, o1 != o ? acc + wCount + o1 : nil)
+                    } else {
+                        Conv3x3.weightGradTile(xo, xrs, g0, g1, rs, y0, y1, s.w, out0, out1)
+                    }
+                    o += 2
+                }
+            }
+        }
+        partial.add(count: wCount, into: f.dW, pool: pool)
+        if let dB = f.dB { partial.add(offset: wCount, count: cout, into: dB, pool: pool) }
     }
 }

@@ -171,7 +171,7 @@ public enum ChannelKernels {
                                        inputTransform: RectifiedAffine? = nil, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape, cout = g.shape.c
         precondition(g.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(g.shape) for input \(s)")
-        let (pieces, size) = pixelPieces(s.plane)
+        let size = pixelPieces(s.plane).size
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, size), zeroed: false)
         return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform,
                                pool: pool) { i, lo, hi, thread in

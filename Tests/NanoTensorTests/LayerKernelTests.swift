@@ -486,3 +486,69 @@ final class CrossEntropyGradientTests: XCTestCase {
         }
     }
 }
+
+/// The batch-norm gradient's second pass fused with the convolution's backward (the output
+/// gradient held a band of rows at a time) against the two run apart: batch norm into padded
+/// planes, then the convolution's input and weight gradients from them.
+final class FusedConvolutionBackwardTests: XCTestCase {
+    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
+
+    func testFusedBackwardMatchesTheSeparateKernels() {
+        var rng = SplitMix64(seed: 55)
+        // (n, cin, cout, h, w): bands of 32 rows, with partial bands, heights below one band and
+        // widths with partial vectors.
+        for (n, cin, cout, h, w) in [(2, 3, 4, 70, 37), (1, 1, 4, 32, 16), (2, 4, 5, 6, 20), (1, 2, 2, 33, 3), (3, 4, 4, 64, 64)] {
+            let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+            let z = Tensor.randomNormal(Shape(n, cout, h, w), std: 2, rng: &rng)
+            let wts = Tensor.randomNormal(Shape(cout, cin, 3, 3), std: 0.3, rng: &rng)
+            let scale = (0..<cout).map { Float($0) * 0.4 - 0.7 }, shift = (0..<cout).map { Float($0) * 0.1 }
+            let mean = (0..<cout).map { Float($0) * 0.05 }, invStd = (0..<cout).map { 1 + Float($0) * 0.2 }
+            let gamma = zip(scale, invStd).map { $0 / $1 }
+            let input = PaddedPlanes.from(x)
+            let wT = Conv3x3.PackedWeights.transposedFlipped(oihw: wts.data, cout: cout, cin: cin)
+            let what = "\(n)x\(cin)->\(cout) \(h)x\(w)"
+
+            // Plain output gradient through ReLU and dropout, and the encoder's two gradients.
+            let g = Tensor.randomNormal(z.shape, rng: &rng)
+            let rect = Tensor.randomNormal(z.shape, rng: &rng), pooled = Tensor.randomNormal(Shape(n, cout, h / 2, w / 2), rng: &rng)
+            for encoder in [false, true] {
+                var dG1 = [Float](repeating: 0, count: cout), dB1 = dG1, dG2 = dG1, dB2 = dG1
+                let dz = PaddedPlanes(n: n, channels: cout, height: h, width: w)
+                let mask = DropoutMask(rate: 0.25, seed: 9)
+                if encoder {
+                    BatchNormKernels.backward(x: z, rectifiedGradient: rect, pooledGradient: pooled, mean: mean, invStd: invStd,
+                                              gamma: gamma, scale: scale, shift: shift, dGamma: &dG1, dBeta: &dB1, into: dz)
+                } else {
+                    BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                              reluAfter: true, dropout: mask, dGamma: &dG1, dBeta: &dB1, into: dz)
+                }
+                let dxRef = Tensor(x.shape, zeroed: false)
+                Conv3x3.backwardData(dz, weights: wT, into: dxRef)
+                var dWRef = [Float](repeating: 0, count: cout * cin * 9), dBRef = [Float](repeating: 0, count: cout)
+                Conv3x3.backwardWeights(x: input, dY: dz, dW: &dWRef, dB: &dBRef)
+
+                let dx = Tensor(x.shape, zeroed: false)
+                var dW = [Float](repeating: 0, count: cout * cin * 9), dBias = [Float](repeating: 0, count: cout)
+                dW.withUnsafeMutableBufferPointer { dWp in
+                    dBias.withUnsafeMutableBufferPointer { dBp in
+                        let fused = BatchNormKernels.ConvolutionBackward(input: input, inputGradient: (wT, dx),
+                                                                         dW: dWp.baseAddress!, dB: dBp.baseAddress!)
+                        if encoder {
+                            BatchNormKernels.backward(x: z, rectifiedGradient: rect, pooledGradient: pooled, mean: mean, invStd: invStd,
+                                                      gamma: gamma, scale: scale, shift: shift, dGamma: &dG2, dBeta: &dB2,
+                                                      throughConvolution: fused)
+                        } else {
+                            BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                                      reluAfter: true, dropout: mask, dGamma: &dG2, dBeta: &dB2, throughConvolution: fused)
+                        }
+                    }
+                }
+                XCTAssertEqual(dG1, dG2, what); XCTAssertEqual(dB1, dB2, what)
+                XCTAssertEqual(dx.array, dxRef.array, "input gradient \(what) encoder \(encoder)")
+                let wScale = max(1, dWRef.map(abs).max()!), bScale = max(1, dBRef.map(abs).max()!)
+                XCTAssertLessThan(maxAbsDiff(dW, dWRef), 1e-5 * wScale, "weight gradient \(what) encoder \(encoder)")
+                XCTAssertLessThan(maxAbsDiff(dBias, dBRef), 1e-5 * bScale, "bias gradient \(what) encoder \(encoder)")
+            }
+        }
+    }
+}
