@@ -80,13 +80,13 @@ extension Tape {
     }
 
     /// A convolution's backward to run fused with its batch norm's second pass
-    /// (`BatchNormKernels.ConvolutionBackward`), for one direct input and an output of 32 MB or
-    /// more (where writing its gradient out and reading it back twice costs memory bandwidth);
-    /// `finish` hands the gradients to the variables afterwards. Nil otherwise.
+    /// (`BatchNormKernels.ConvolutionBackward`: its output gradient is never written out), for a
+    /// convolution of one direct input; `finish` hands the gradients to the variables afterwards.
+    /// Nil for a decoder convolution, whose upsampled part reads the whole gradient's box sums.
     func fusedConvolutionBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, z: Tensor,
                                   weight: Variable, bias: Variable)
         -> (kernel: BatchNormKernels.ConvolutionBackward, finish: () -> Void)? {
-        guard parts.count == 1, parts[0].1 == .copy, input.low == nil, z.shape.count * 4 >= 32 << 20 else { return nil }
+        guard parts.count == 1, parts[0].1 == .copy, input.low == nil else { return nil }
         let v = parts[0].0
         let cout = weight.shape.n, cin = weight.shape.c
         let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
