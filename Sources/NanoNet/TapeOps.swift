@@ -81,23 +81,51 @@ extension Tape {
 
     /// A convolution's backward to run fused with its batch norm's second pass
     /// (`BatchNormKernels.ConvolutionBackward`: its output gradient is never written out), for a
-    /// convolution of one direct input; `finish` hands the gradients to the variables afterwards.
-    /// Nil for a decoder convolution, whose upsampled part reads the whole gradient's box sums.
+    /// convolution of one direct input or a decoder convolution of [skip, upsample2x(map)];
+    /// `finish` hands the gradients to the variables afterwards. Nil for any other input.
     func fusedConvolutionBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, z: Tensor,
                                   weight: Variable, bias: Variable)
         -> (kernel: BatchNormKernels.ConvolutionBackward, finish: () -> Void)? {
-        guard parts.count == 1, parts[0].1 == .copy, input.low == nil else { return nil }
+        let decoder = parts.count == 2 && parts[0].1 == .copy && parts[1].1 == .upsample2x && input.low != nil
+        guard decoder || (parts.count == 1 && parts[0].1 == .copy && input.low == nil) else { return nil }
         let v = parts[0].0
-        let cout = weight.shape.n, cin = weight.shape.c
-        let dW = Tensor(weight.shape), dB = Tensor(bias.shape)
+        let cout = weight.shape.n, cin = weight.shape.c, cs = v.shape.c, cu = cin - cs
+        let dWs = Tensor(Shape(cout, cs, 3, 3)), dB = Tensor(bias.shape)
         let dx = v.requiresGrad ? Tensor(v.shape, zeroed: false) : nil
         let inputGradient = dx.map {
-            (weights: Conv3x3.PackedWeights.transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin), into: $0)
+            (weights: Conv3x3.PackedWeights.transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin, inputChannels: 0..<cs),
+             into: $0)
         }
-        let kernel = BatchNormKernels.ConvolutionBackward(input: input.direct, inputGradient: inputGradient, dW: dW.data, dB: dB.data)
+        var upsampled: BatchNormKernels.ConvolutionBackward.Upsampled? = nil
+        var dWu: Tensor? = nil, dL: Tensor? = nil
+        if decoder, let low = input.low {
+            let map = parts[1].0
+            let uw = Tensor(Shape(cout, cu, 3, 3))
+            dWu = uw
+            dL = map.requiresGrad ? Tensor(map.shape, zeroed: false) : nil
+            let mapGradient = dL.map {
+                (weights: UpsampledConv3x3.DataWeights(oihw: weight.value.data, cout: cout, allInputs: cin, inputChannels: cs..<cin),
+                 into: $0)
+            }
+            upsampled = .init(low: low, inputGradient: mapGradient, dW: uw.data)
+        }
+        let kernel = BatchNormKernels.ConvolutionBackward(input: input.direct, inputGradient: inputGradient, dW: dWs.data,
+                                                          dB: dB.data, upsampled: upsampled)
         return (kernel, {
             if let dx { v.accumulate(dx) }
-            if weight.requiresGrad { weight.accumulate(dW) }
+            if let dL { parts[1].0.accumulate(dL) }
+            if weight.requiresGrad {
+                if let dWu {  // the skip part's weights, then the upsampled part's, per output channel
+                    let dW = Tensor(weight.shape)
+                    for o in 0..<cout {
+                        (dW.data + o * cin * 9).update(from: dWs.data + o * cs * 9, count: cs * 9)
+                        (dW.data + (o * cin + cs) * 9).update(from: dWu.data + o * cu * 9, count: cu * 9)
+                    }
+                    weight.accumulate(dW)
+                } else {
+                    weight.accumulate(dWs)
+                }
+            }
             if bias.requiresGrad { bias.accumulate(dB) }
         })
     }

@@ -410,10 +410,24 @@ public enum BatchNormKernels {
         public let inputGradient: (weights: Conv3x3.PackedWeights, into: Tensor)?
         /// Added to: dW (cout, cin, 3, 3) and dB (cout).
         public let dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>?
+        /// A decoder convolution's upsampled part (`UpsampledConv3x3`): its map before
+        /// upsampling, the weights and gradient for that map when it needs one, and its weight
+        /// gradient (cout, map channels, 3, 3) to add to. Its box sums are formed per band too.
+        public let upsampled: Upsampled?
+
+        public struct Upsampled {
+            public let low: PaddedPlanes
+            public let inputGradient: (weights: UpsampledConv3x3.DataWeights, into: Tensor)?
+            public let dW: UnsafeMutablePointer<Float>
+            public init(low: PaddedPlanes, inputGradient: (weights: UpsampledConv3x3.DataWeights, into: Tensor)?,
+                        dW: UnsafeMutablePointer<Float>) {
+                self.low = low; self.inputGradient = inputGradient; self.dW = dW
+            }
+        }
 
         public init(input: PaddedPlanes, inputGradient: (weights: Conv3x3.PackedWeights, into: Tensor)?,
-                    dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>?) {
-            self.input = input; self.inputGradient = inputGradient; self.dW = dW; self.dB = dB
+                    dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>?, upsampled: Upsampled? = nil) {
+            self.input = input; self.inputGradient = inputGradient; self.dW = dW; self.dB = dB; self.upsampled = upsampled
         }
     }
 
@@ -434,15 +448,32 @@ public enum BatchNormKernels {
         let rs = roundUp(max(s.w, 1), vw) + 2 * vw, ps = (band + 2) * rs
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, ps), zeroed: false)
         let wCount = cout * cin * 9
-        let partial = PartialSums(items: s.n * bands, stride: wCount + cout)
+        // The upsampled part: its map, box-sum rows of the band (2·cout planes of band + 1 rows),
+        // its weight sums after the direct part's.
+        let up = f.upsampled, cu = up?.low.channels ?? 0, lw = s.w / 2
+        let uCount = cout * cu * 9
+        if let up {
+            precondition(s.h % 2 == 0 && s.w % 2 == 0 && up.low.n == s.n && up.low.height == s.h / 2 && up.low.width == lw,
+                         "upsampled part does not match \(s)")
+            if let (dw, dL) = up.inputGradient {
+                precondition(dw.cout == cout && dw.cin == cu && dL.shape == Shape(s.n, cu, s.h / 2, lw))
+            }
+        }
+        let pws = roundUp(lw + 1, vw), prs = pws + 2 * vw, pps = (band + 1) * prs
+        let boxScratch = up.map { _ in Tensor(Shape(pool.threadCount, 1, 2 * cout, pps + 2 * pws), zeroed: false) }
+        let partial = PartialSums(items: s.n * bands, stride: wCount + cout + uCount)
         let dx = f.inputGradient?.into, wT = f.inputGradient?.weights
         if let dx, let wT { precondition(dx.shape == Shape(s.n, cin, s.h, s.w) && wT.cin == cout && wT.cout == cin) }
         let stream = dx.map { streams($0.count, $0.data, rowStride: s.w) && s.plane % vw == 0 } ?? false
+            || (up?.inputGradient).map { streams($0.into.count, $0.into.data, rowStride: lw) && $0.into.shape.plane % vw == 0 } ?? false
+        let dL = up?.inputGradient?.into
+        let streamL = dL.map { streams($0.count, $0.data, rowStride: lw) && $0.shape.plane % vw == 0 } ?? false
+        let streamX = dx.map { streams($0.count, $0.data, rowStride: s.w) && s.plane % vw == 0 } ?? false
         let xBase = UnsafePointer(f.input.data), xps = f.input.planeStride, xrs = f.input.rowStride
         let xOrigin = xrs + vw
         let hasBias = f.dB != nil
         pool.parallelFor(s.n * bands) { item, thread in
-            defer { if stream { storeFence() } }
+            defer { if stream || streamL { storeFence() } }
             let i = item / bands, y0 = (item % bands) * band, y1 = min(s.h, y0 + band)
             let sc = scratch.data + thread * cout * ps
             // Output-gradient rows y0 − 1 … y1 at scratch rows 0 … y1 − y0 + 1, zero outside the
@@ -477,7 +508,7 @@ public enum BatchNormKernels {
                         Conv3x3.convRow(UnsafePointer(sc + (y - y0 + 1) * rs + vw), ps, rs, cout,
                                         UnsafePointer(wT.packed.data + ob * cout * 9 * Conv3x3.block),
                                         UnsafePointer(wT.bias.data + ob * Conv3x3.block), dx.plane(i, o0) + y * s.w, s.plane,
-                                        min(Conv3x3.block, cin - o0), s.w, false, nil, stream)
+                                        min(Conv3x3.block, cin - o0), s.w, false, nil, streamX)
                     }
                 }
             }
@@ -499,8 +530,69 @@ public enum BatchNormKernels {
                     o += 2
                 }
             }
+            if let up, let boxScratch {
+                // Box sums P(y, ·) for y = y0 − 1 … y1 − 1 from the band's gradient rows, as
+                // `UpsampledConv3x3.boxSums` lays them out: plane 2o P(y, 2q), plane 2o + 1
+                // P(y, 2q − 1), row y − y0 + 1, w + 1 columns and zero sides.
+                let bs = boxScratch.data + thread * 2 * cout * (pps + 2 * pws)
+                let pairs = bs + 2 * cout * pps  // column-pair sums of two gradient rows
+                for o in 0..<cout {
+                    let e = bs + 2 * o * pps, d = e + pps
+                    var above = pairs, below = pairs + 2 * pws
+                    UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * ps + vw), lw, into: above, pws)
+                    for r in 0..<(y1 - y0 + 1) {
+                        UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * ps + (r + 1) * rs + vw), lw, into: below, pws)
+                        let er = e + r * prs, dr = d + r * prs
+                        storeVector(.zero, er); storeVector(.zero, dr)
+                        var q = 0
+                        while q < pws {
+                            storeVector(loadVector(above + q) + loadVector(below + q), er + vw + q)
+                            storeVector(loadVector(above + pws + q) + loadVector(below + pws + q), dr + vw + q)
+                            q += vw
+                        }
+                        q = vw + pws
+                        while q < prs { storeVector(.zero, er + q); storeVector(.zero, dr + q); q += vw }
+                        swap(&above, &below)
+                    }
+                }
+                // Row y = 2r + 1 (index 2r + 2 − y0) of output channel 0's even plane for low row r.
+                func top(_ r: Int) -> UnsafePointer<Float> { UnsafePointer(bs + (2 * r + 2 - y0) * prs + vw) }
+                let r0 = y0 / 2, r1 = y1 / 2
+                if let (dw, dL) = up.inputGradient {
+                    for r in r0..<r1 {
+                        for cb in 0..<dw.blocks {
+                            let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, cu - c0)
+                            let wp = UnsafePointer(dw.packed.data + cb * cout * 9 * Conv3x3.block)
+                            let out = dL.plane(i, c0) + r * lw
+                            var q = 0
+                            while q + 4 * vw <= lw {
+                                UpsampledConv3x3.dataChunk4(top(r) + q, pps, prs, cout, wp, out + q, dL.shape.plane, nValid, streamL)
+                                q += 4 * vw
+                            }
+                            while q < lw {
+                                UpsampledConv3x3.dataChunk1(top(r) + q, pps, prs, cout, wp, out + q, dL.shape.plane, nValid, min(vw, lw - q))
+                                q += vw
+                            }
+                        }
+                    }
+                }
+                let low = up.low
+                for o in 0..<cout {
+                    // Rows indexed as in the whole map: row 2r + 2 of these is the band's row 2r + 2 − y0.
+                    let e = UnsafePointer(bs + 2 * o * pps + vw - y0 * prs), d = e + pps
+                    var c = 0
+                    while c < cu {
+                        let c1 = min(c + 1, cu - 1)
+                        UpsampledConv3x3.boxSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
+                                                    e, d, prs, r0, r1, lw, acc + wCount + cout + (o * cu + c) * 9,
+                                                    c1 != c ? acc + wCount + cout + (o * cu + c1) * 9 : nil)
+                        c += 2
+                    }
+                }
+            }
         }
         partial.add(count: wCount, into: f.dW, pool: pool)
         if let dB = f.dB { partial.add(offset: wCount, count: cout, into: dB, pool: pool) }
+        if let up { partial.add(offset: wCount + cout, count: uCount, into: up.dW, pool: pool) }
     }
 }

@@ -551,4 +551,60 @@ final class FusedConvolutionBackwardTests: XCTestCase {
             }
         }
     }
+
+    /// A decoder convolution of [skip, upsample2x(map)]: the upsampled part's box sums, map
+    /// gradient and weight gradient formed per band too.
+    func testFusedDecoderBackwardMatchesTheSeparateKernels() {
+        var rng = SplitMix64(seed: 56)
+        // (n, skip channels, map channels, cout, full-resolution h, w): several bands, partial ones.
+        for (n, cs, cu, cout, h, w) in [(2, 3, 5, 4, 70, 38), (1, 4, 8, 4, 64, 64), (2, 2, 3, 5, 6, 10)] {
+            let skip = Tensor.randomNormal(Shape(n, cs, h, w), rng: &rng), map = Tensor.randomNormal(Shape(n, cu, h / 2, w / 2), rng: &rng)
+            let z = Tensor.randomNormal(Shape(n, cout, h, w), std: 2, rng: &rng), g = Tensor.randomNormal(z.shape, rng: &rng)
+            let wts = Tensor.randomNormal(Shape(cout, cs + cu, 3, 3), std: 0.3, rng: &rng)
+            let scale = (0..<cout).map { Float($0) * 0.4 - 0.7 }, shift = (0..<cout).map { Float($0) * 0.1 }
+            let mean = (0..<cout).map { Float($0) * 0.05 }, invStd = (0..<cout).map { 1 + Float($0) * 0.2 }
+            let gamma = zip(scale, invStd).map { $0 / $1 }
+            let mask = DropoutMask(rate: 0.2, seed: 4)
+            let skipPlanes = PaddedPlanes.from(skip), low = PaddedPlanes.from(map)
+            let wT = Conv3x3.PackedWeights.transposedFlipped(oihw: wts.data, cout: cout, cin: cs + cu, inputChannels: 0..<cs)
+            let dataWeights = UpsampledConv3x3.DataWeights(oihw: wts.data, cout: cout, allInputs: cs + cu, inputChannels: cs..<(cs + cu))
+            let what = "\(n) \(cs)+\(cu)->\(cout) \(h)x\(w)"
+
+            var dG1 = [Float](repeating: 0, count: cout), dB1 = dG1, dG2 = dG1, dB2 = dG1
+            let dz = PaddedPlanes(n: n, channels: cout, height: h, width: w)
+            BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                      reluAfter: true, dropout: mask, dGamma: &dG1, dBeta: &dB1, into: dz)
+            let dxRef = Tensor(skip.shape, zeroed: false)
+            Conv3x3.backwardData(dz, weights: wT, into: dxRef)
+            var dWsRef = [Float](repeating: 0, count: cout * cs * 9), dBRef = [Float](repeating: 0, count: cout)
+            Conv3x3.backwardWeights(x: skipPlanes, dY: dz, dW: &dWsRef, dB: &dBRef)
+            let boxSums = UpsampledConv3x3.boxSums(dz)
+            let dLRef = Tensor(map.shape, zeroed: false)
+            UpsampledConv3x3.backwardData(boxSums: boxSums, dataWeights, into: dLRef)
+            var dWuRef = [Float](repeating: 0, count: cout * cu * 9)
+            UpsampledConv3x3.backwardWeights(low: low, boxSums: boxSums, dW: &dWuRef)
+
+            let dx = Tensor(skip.shape, zeroed: false), dL = Tensor(map.shape, zeroed: false)
+            var dWs = [Float](repeating: 0, count: cout * cs * 9), dB = [Float](repeating: 0, count: cout)
+            var dWu = [Float](repeating: 0, count: cout * cu * 9)
+            dWs.withUnsafeMutableBufferPointer { dWsp in
+                dB.withUnsafeMutableBufferPointer { dBp in
+                    dWu.withUnsafeMutableBufferPointer { dWup in
+                        let fused = BatchNormKernels.ConvolutionBackward(
+                            input: skipPlanes, inputGradient: (wT, dx), dW: dWsp.baseAddress!, dB: dBp.baseAddress!,
+                            upsampled: .init(low: low, inputGradient: (dataWeights, dL), dW: dWup.baseAddress!))
+                        BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                                                  reluAfter: true, dropout: mask, dGamma: &dG2, dBeta: &dB2, throughConvolution: fused)
+                    }
+                }
+            }
+            XCTAssertEqual(dG1, dG2, what); XCTAssertEqual(dB1, dB2, what)
+            XCTAssertEqual(dx.array, dxRef.array, "skip gradient \(what)")
+            XCTAssertEqual(dL.array, dLRef.array, "map gradient \(what)")
+            func close(_ a: [Float], _ b: [Float], _ label: String) {
+                XCTAssertLessThan(maxAbsDiff(a, b), 1e-5 * max(1, b.map(abs).max()!), "\(label) \(what)")
+            }
+            close(dWs, dWsRef, "skip weight gradient"); close(dB, dBRef, "bias gradient"); close(dWu, dWuRef, "map weight gradient")
+        }
+    }
 }
