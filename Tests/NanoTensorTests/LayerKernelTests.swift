@@ -493,6 +493,16 @@ final class CrossEntropyGradientTests: XCTestCase {
 final class FusedConvolutionBackwardTests: XCTestCase {
     func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
 
+    /// The direct part's input, weight and bias gradients from a laid-out output gradient.
+    func separateBackward(_ dz: PaddedPlanes, input: PaddedPlanes, weights wT: Conv3x3.PackedWeights)
+        -> (dx: Tensor, dW: [Float], dB: [Float]) {
+        let dx = Tensor(Shape(input.n, input.channels, input.height, input.width), zeroed: false)
+        Conv3x3.backwardData(dz, weights: wT, into: dx)
+        var dW = [Float](repeating: 0, count: dz.channels * input.channels * 9), dB = [Float](repeating: 0, count: dz.channels)
+        Conv3x3.backwardWeights(x: input, dY: dz, dW: &dW, dB: &dB)
+        return (dx, dW, dB)
+    }
+
     func testFusedBackwardMatchesTheSeparateKernels() {
         var rng = SplitMix64(seed: 55)
         // (n, cin, cout, h, w): bands of 32 rows, with partial bands, heights below one band and
@@ -522,10 +532,7 @@ final class FusedConvolutionBackwardTests: XCTestCase {
                     BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
                                               reluAfter: true, dropout: mask, dGamma: &dG1, dBeta: &dB1, into: dz)
                 }
-                let dxRef = Tensor(x.shape, zeroed: false)
-                Conv3x3.backwardData(dz, weights: wT, into: dxRef)
-                var dWRef = [Float](repeating: 0, count: cout * cin * 9), dBRef = [Float](repeating: 0, count: cout)
-                Conv3x3.backwardWeights(x: input, dY: dz, dW: &dWRef, dB: &dBRef)
+                let (dxRef, dWRef, dBRef) = separateBackward(dz, input: input, weights: wT)
 
                 let dx = Tensor(x.shape, zeroed: false)
                 var dW = [Float](repeating: 0, count: cout * cin * 9), dBias = [Float](repeating: 0, count: cout)
@@ -574,10 +581,7 @@ final class FusedConvolutionBackwardTests: XCTestCase {
             let dz = PaddedPlanes(n: n, channels: cout, height: h, width: w)
             BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
                                       reluAfter: true, dropout: mask, dGamma: &dG1, dBeta: &dB1, into: dz)
-            let dxRef = Tensor(skip.shape, zeroed: false)
-            Conv3x3.backwardData(dz, weights: wT, into: dxRef)
-            var dWsRef = [Float](repeating: 0, count: cout * cs * 9), dBRef = [Float](repeating: 0, count: cout)
-            Conv3x3.backwardWeights(x: skipPlanes, dY: dz, dW: &dWsRef, dB: &dBRef)
+            let (dxRef, dWsRef, dBRef) = separateBackward(dz, input: skipPlanes, weights: wT)
             let boxSums = UpsampledConv3x3.boxSums(dz)
             let dLRef = Tensor(map.shape, zeroed: false)
             UpsampledConv3x3.backwardData(boxSums: boxSums, dataWeights, into: dLRef)
