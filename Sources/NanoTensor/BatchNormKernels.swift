@@ -195,6 +195,7 @@ public enum BatchNormKernels {
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
         precondition(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
+        // No output gradient is written (`out` goes unused): the convolution reads it in cache.
         backward(x: x, source: .plain(dy), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
                  reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: x.data, planeStride: x.shape.plane,
                  rowStride: x.shape.w, throughConvolution: convolution, pool: pool)
@@ -211,6 +212,7 @@ public enum BatchNormKernels {
         if let g = pooledGradient {
             precondition(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
         }
+        // No output gradient is written (`out` goes unused): the convolution reads it in cache.
         backward(x: x, source: .rectifiedAndPooled(rectifiedGradient, pooledGradient), mean: mean, invStd: invStd,
                  gamma: gamma, scale: scale, shift: shift, reluAfter: false, dropout: nil, dGamma: dGamma, dBeta: dBeta,
                  out: x.data, planeStride: s.plane, rowStride: s.w, throughConvolution: convolution, pool: pool)

@@ -51,12 +51,19 @@ public enum Conv3x3 {
         /// concatenated input, written to that part's own gradient without a split copy.
         public static func transposedFlipped(oihw w: UnsafePointer<Float>, cout: Int, cin: Int,
                                              inputChannels: Range<Int>) -> PackedWeights {
+            transposed(oihw: w, cout: cout, cin: cin, inputChannels: inputChannels, flipped: true)
+        }
+
+        /// w'[c][o][ky][kx] = w[o][c][ky][kx] (or rotated by 180° when `flipped`) for the input
+        /// channels `inputChannels`, no bias: the input channels become outputs.
+        static func transposed(oihw w: UnsafePointer<Float>, cout: Int, cin: Int, inputChannels: Range<Int>,
+                               flipped: Bool) -> PackedWeights {
             precondition(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= cin, "input channels \(inputChannels) of \(cin)")
             let part = inputChannels.count
             let t = Tensor(Shape(1, 1, 1, cout * part * 9))
             for o in 0..<cout {
                 for (j, c) in inputChannels.enumerated() {
-                    for k in 0..<9 { t.data[(j * cout + o) * 9 + (8 - k)] = w[(o * cin + c) * 9 + k] }
+                    for k in 0..<9 { t.data[(j * cout + o) * 9 + (flipped ? 8 - k : k)] = w[(o * cin + c) * 9 + k] }
                 }
             }
             return PackedWeights(oihw: t.data, bias: nil, cout: part, cin: cout)

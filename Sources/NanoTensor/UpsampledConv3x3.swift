@@ -327,25 +327,17 @@ public enum UpsampledConv3x3 {
     /// channel, the 9 weights (ky, kx) × 4 map channels.
     public struct DataWeights: @unchecked Sendable {
         public let cin: Int, cout: Int
-        let blocks: Int
-        let packed: Tensor
+        /// Packed as a convolution whose outputs are the map's channels and whose inputs are the
+        /// output gradient's: [block of 4 map channels][output channel][ky][kx][4].
+        let weights: Conv3x3.PackedWeights
+        var blocks: Int { weights.blocks }
+        var packed: Tensor { weights.packed }
 
         /// From OIHW weights (cout, allInputs, 3, 3), the map being input channels `inputChannels`.
         public init(oihw w: UnsafePointer<Float>, cout: Int, allInputs: Int, inputChannels: Range<Int>) {
-            precondition(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= allInputs,
-                         "input channels \(inputChannels) of \(allInputs)")
-            let cin = inputChannels.count
-            self.cin = cin; self.cout = cout
-            blocks = (cin + Conv3x3.block - 1) / Conv3x3.block
-            packed = Tensor(Shape(1, 1, 1, blocks * cout * 9 * Conv3x3.block))
-            for o in 0..<cout {
-                for (c, channel) in inputChannels.enumerated() {
-                    for k in 0..<9 {
-                        packed.data[(((c / Conv3x3.block) * cout + o) * 9 + k) * Conv3x3.block + c % Conv3x3.block]
-                            = w[(o * allInputs + channel) * 9 + k]
-                    }
-                }
-            }
+            cin = inputChannels.count; self.cout = cout
+            weights = Conv3x3.PackedWeights.transposed(oihw: w, cout: cout, cin: allInputs, inputChannels: inputChannels,
+                                                       flipped: false)
         }
     }
 
