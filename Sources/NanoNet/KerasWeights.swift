@@ -32,41 +32,48 @@ public enum KerasWeights {
         let config = UNetConfig(widths: widths, centreWidth: centre, inputChannels: first[2], classes: head[3])
         if let problem = config.problem { throw fail("the kernel shapes describe an impossible network: \(problem)") }
         let net = UNet(config: config)
-        let ours = net.layerOrder
-        guard ours.count == layers.count else {
-            throw fail("\(layers.count) weighted layers, the inferred network has \(ours.count)")
+        let expected = net.plan.weightedLayerNames.count
+        guard expected == layers.count else {
+            throw fail("\(layers.count) weighted layers, the inferred network has \(expected)")
         }
-        for (name, l) in zip(ours, layers) {
-            if let cv = net.convs[name] {
-                guard l.arrays.count == 2 else { throw fail("layer \(l.name) should be a convolution (for \(name))") }
-                let (_, ks, kv) = l.arrays[0], (_, bs, bv) = l.arrays[1]
-                let k = cv.kernel
-                guard ks == [k, k, cv.cin, cv.cout] else {
-                    throw fail("layer \(l.name) kernel has shape \(ks), expected \([k, k, cv.cin, cv.cout]) for \(name)")
-                }
-                guard bs == [cv.cout] else { throw fail("layer \(l.name) bias has shape \(bs), expected [\(cv.cout)]") }
-                // HWIO → OIHW
-                for ky in 0..<k { for kx in 0..<k { for c in 0..<cv.cin { for o in 0..<cv.cout {
-                    cv.weight.value.data[((o * cv.cin + c) * k + ky) * k + kx] = kv[((ky * k + kx) * cv.cin + c) * cv.cout + o]
-                } } } }
-                for o in 0..<cv.cout { cv.bias.value.data[o] = bv[o] }
-            } else if let bn = net.norms[name] {
-                guard l.arrays.count == 4 else { throw fail("layer \(l.name) should be a batch norm (for \(name))") }
-                let targets = [bn.gamma.value, bn.beta.value, bn.runningMean, bn.runningVariance]
-                for ((vname, s, v), t) in zip(l.arrays, targets) {
-                    guard s == [bn.channels] else {
-                        throw fail("layer \(l.name) \(vname) has shape \(s), expected [\(bn.channels)]")
-                    }
-                    for c in 0..<bn.channels { t.data[c] = v[c] }
-                }
-                guard (0..<bn.channels).allSatisfy({ bn.runningVariance.data[$0] >= 0 }) else {
-                    throw fail("layer \(l.name) has a negative moving variance")
-                }
-            }
+        // Keras' order is the plan's: each convolution, then its batch norm.
+        var remaining = layers[...]
+        for c in net.plan.convolutions {
+            let l = remaining.removeFirst()
+            try loadConvolution(l, into: net.layer(c), name: c.name, fail: fail)
+            guard let normName = c.normName else { continue }
+            try loadBatchNorm(remaining.removeFirst(), into: net.norm(c), name: normName, fail: fail)
         }
         let meta = ModelMetadata(config: config, threshold: 0.5, trainingPixelSizeNm: nil, preprocessing: "median3+max",
                                  provenance: "Keras HDF5 weights \(url.lastPathComponent)")
         return Model(network: net, metadata: meta)
+    }
+
+    static func loadConvolution(_ l: Layer, into cv: Conv2D, name: String, fail: (String) -> ModelFileError) throws {
+        guard l.arrays.count == 2 else { throw fail("layer \(l.name) should be a convolution (for \(name))") }
+        let (_, ks, kv) = l.arrays[0], (_, bs, bv) = l.arrays[1]
+        let k = cv.kernel
+        guard ks == [k, k, cv.cin, cv.cout] else {
+            throw fail("layer \(l.name) kernel has shape \(ks), expected \([k, k, cv.cin, cv.cout]) for \(name)")
+        }
+        guard bs == [cv.cout] else { throw fail("layer \(l.name) bias has shape \(bs), expected [\(cv.cout)]") }
+        // HWIO → OIHW
+        for ky in 0..<k { for kx in 0..<k { for c in 0..<cv.cin { for o in 0..<cv.cout {
+            cv.weight.value.data[((o * cv.cin + c) * k + ky) * k + kx] = kv[((ky * k + kx) * cv.cin + c) * cv.cout + o]
+        } } } }
+        for o in 0..<cv.cout { cv.bias.value.data[o] = bv[o] }
+    }
+
+    static func loadBatchNorm(_ l: Layer, into bn: BatchNorm, name: String, fail: (String) -> ModelFileError) throws {
+        guard l.arrays.count == 4 else { throw fail("layer \(l.name) should be a batch norm (for \(name))") }
+        let targets = [bn.gamma.value, bn.beta.value, bn.runningMean, bn.runningVariance]
+        for ((vname, s, v), t) in zip(l.arrays, targets) {
+            guard s == [bn.channels] else { throw fail("layer \(l.name) \(vname) has shape \(s), expected [\(bn.channels)]") }
+            for c in 0..<bn.channels { t.data[c] = v[c] }
+        }
+        guard (0..<bn.channels).allSatisfy({ bn.runningVariance.data[$0] >= 0 }) else {
+            throw fail("layer \(l.name) has a negative moving variance")
+        }
     }
 
     /// Reads every weighted layer in `layer_names` order with its arrays in `weight_names` order.

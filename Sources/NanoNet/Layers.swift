@@ -11,7 +11,7 @@ public final class Conv2D: @unchecked Sendable {
 
     /// Glorot-uniform weights (Keras' default initialiser), zero bias.
     public init(cin: Int, cout: Int, kernel: Int, name: String, rng: inout SplitMix64) {
-        precondition(kernel == 1 || kernel == 3)
+        require(kernel == 1 || kernel == 3, "kernel \(kernel) (only 1×1 and 3×3)")
         self.kernel = kernel
         let fanIn = Float(cin * kernel * kernel), fanOut = Float(cout * kernel * kernel)
         let limit = (6 / (fanIn + fanOut)).squareRoot()

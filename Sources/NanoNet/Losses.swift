@@ -35,7 +35,7 @@ extension Tape {
     /// −mean log softmax(z)[label]. Labels hold class indices as floats (0, 1, …).
     public func crossEntropy(logits: Variable, labels: Tensor) -> Variable {
         let s = logits.shape
-        precondition(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for logits \(s)")
+        require(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for logits \(s)")
         let p = ChannelKernels.softmax(logits.value, pool: pool)
         let (total, _) = ChannelKernels.crossEntropySum(probabilities: p, labels: labels, pool: pool)
         let m = Float(s.n * s.plane)
@@ -53,7 +53,7 @@ extension Tape {
     /// 1 − (2 Σ p t + 1) / (Σ p + Σ t + 1) with p the particle probability (softmax channel 1).
     public func softDice(logits: Variable, labels: Tensor) -> Variable {
         let s = logits.shape
-        precondition(s.c >= 2, "dice needs a particle channel")
+        require(s.c >= 2, "dice needs a particle channel")
         let p = ChannelKernels.softmax(logits.value, pool: pool)
         var inter = 0.0, sumP = 0.0, sumT = 0.0
         for i in 0..<s.n {

@@ -15,7 +15,7 @@ public final class Tape {
 
     /// Seeds d(loss)/d(loss) = 1 and propagates gradients to every variable that requires them.
     public func backward(_ loss: Variable) {
-        precondition(loss.value.count == 1, "backward needs a scalar loss")
+        require(loss.value.count == 1, "backward needs a scalar loss")
         loss.grad = Tensor(loss.value.shape, repeating: 1)
         for step in backwardSteps.reversed() { step() }
         backwardSteps.removeAll()

@@ -136,7 +136,7 @@ extension Tape {
     /// backward forms it again. Returns the logits.
     public func convBatchNormHead(_ parts: [(Variable, PaddedPlanes.Transform)], conv: Conv2D, _ bn: BatchNorm,
                                   head: Conv2D) -> Variable {
-        precondition(head.kernel == 1, "the head is a 1×1 convolution")
+        require(head.kernel == 1, "the head is a 1×1 convolution")
         let (z, input, statistics) = convForward(parts, weight: conv.weight, bias: conv.bias, statistics: true)
         let (mean, invStd, scale, shift) = trainingStatistics(z, bn, batchStatistics: statistics)
         let transform = ChannelKernels.RectifiedAffine(scale: scale, shift: shift)
@@ -426,7 +426,7 @@ extension Tape {
 
     func batchNorm(_ x: Variable, _ bn: BatchNorm, training: Bool, relu fuseReLU: Bool) -> Variable {
         let c = x.shape.c
-        precondition(c == bn.channels, "batch norm has \(bn.channels) channels, input \(c)")
+        require(c == bn.channels, "batch norm has \(bn.channels) channels, input \(c)")
         let gamma = bn.gamma.value.array, beta = bn.beta.value.array
         if !training {
             var scale = [Float](repeating: 0, count: c), shift = scale
@@ -489,7 +489,7 @@ extension Tape {
 extension Tape {
     /// Σ x · weights as a scalar (summed in Double); used for gradient checks and weighted sums.
     public func weightedSum(_ x: Variable, _ weights: Tensor) -> Variable {
-        precondition(x.value.count == weights.count)
+        require(x.value.count == weights.count, "\(x.shape) with \(weights.shape) weights")
         var s = 0.0
         for k in 0..<x.value.count { s += Double(x.value.data[k]) * Double(weights.data[k]) }
         let out = Variable(Tensor(Shape(1, 1, 1, 1), values: [Float(s)]), requiresGrad: x.requiresGrad)
@@ -514,7 +514,7 @@ extension Tape {
     func trainingStatistics(_ x: Tensor, _ bn: BatchNorm, batchStatistics: (mean: [Float], variance: [Float])? = nil)
         -> (mean: [Float], invStd: [Float], scale: [Float], shift: [Float]) {
         let c = x.shape.c
-        precondition(c == bn.channels, "batch norm has \(bn.channels) channels, input \(c)")
+        require(c == bn.channels, "batch norm has \(bn.channels) channels, input \(c)")
         let (mean, variance) = batchStatistics ?? BatchNormKernels.statistics(x, pool: pool)
         var invStd = [Float](repeating: 0, count: c), scale = invStd, shift = invStd
         for k in 0..<c {

@@ -28,20 +28,16 @@ public struct UNetConfig: Codable, Equatable, Sendable {
 
     /// Learned and running-statistic floats of the network, or nil when that overflows.
     public var parameterCount: Int? {
-        var total = 0, c = inputChannels
-        func add(_ x: Int) -> Bool { let (r, o) = total.addingReportingOverflow(x); total = r; return !o }
-        func conv(_ cin: Int, _ cout: Int, _ k: Int) -> Bool {
-            let (a, o1) = cin.multipliedReportingOverflow(by: cout * k * k)
-            return !o1 && add(a) && add(cout)
+        let limit = 1 << 24  // larger widths could overflow the plan's own channel sums
+        guard ([centreWidth, inputChannels, classes] + widths).allSatisfy({ (0...limit).contains($0) }) else { return nil }
+        var total = 0
+        for c in UNetPlan(self).convolutions {
+            let (a, o1) = c.cin.multipliedReportingOverflow(by: c.cout)
+            let (w, o2) = a.multipliedReportingOverflow(by: c.kernel * c.kernel)
+            let (t, o3) = total.addingReportingOverflow(w + c.cout * (c.normName == nil ? 1 : 5))
+            if o1 || o2 || o3 { return nil }
+            total = t
         }
-        for w in widths { guard conv(c, w, 3), add(4 * w) else { return nil }; c = w }
-        guard conv(c, centreWidth, 3), add(4 * centreWidth), conv(centreWidth, centreWidth, 3), add(4 * centreWidth) else { return nil }
-        c = centreWidth
-        for w in widths.reversed() {
-            guard conv(w + c, w, 3), add(4 * w), conv(w, w, 3), add(4 * w) else { return nil }
-            c = w
-        }
-        guard conv(c, classes, 1) else { return nil }
         return total
     }
 
@@ -66,62 +62,67 @@ public struct UNetConfig: Codable, Equatable, Sendable {
 /// A U-Net: `depth` encoder stages (conv 3×3 → BN; the skip is ReLU(BN), the main path max-pools
 /// the pre-ReLU BN output), two centre conv-BN-ReLU, `depth` decoder stages (upsample, concat
 /// with the skip first, conv-BN-ReLU, dropout, conv-BN-ReLU) and a 1×1 head with a softmax.
-/// Layer names follow ../shared/reference/pynanofind/fixtures/README.md.
+/// Its layers are those of its `UNetPlan`, in the plan's order.
 public final class UNet: @unchecked Sendable {
     public let config: UNetConfig
-    /// Weighted layers in Keras' topological order (the order of the published .h5 files).
-    public private(set) var convs: [String: Conv2D] = [:]
-    public private(set) var norms: [String: BatchNorm] = [:]
-    public private(set) var layerOrder: [String] = []
+    public let plan: UNetPlan
+    /// One convolution per `plan.convolutions` entry, same order.
+    public let layers: [Conv2D]
+    /// The batch norm after each convolution (nil for the head), same order.
+    public let layerNorms: [BatchNorm?]
 
     public init(config: UNetConfig = .pyNanoFind, seed: UInt64 = 0) {
         self.config = config
+        plan = UNetPlan(config)
         var rng = SplitMix64(seed: seed)
-        func addConv(_ name: String, _ cin: Int, _ cout: Int, kernel: Int = 3) {
-            convs[name] = Conv2D(cin: cin, cout: cout, kernel: kernel, name: name, rng: &rng)
-            layerOrder.append(name)
+        var layers: [Conv2D] = [], norms: [BatchNorm?] = []
+        for c in plan.convolutions {  // Glorot draws in Keras' layer order
+            layers.append(Conv2D(cin: c.cin, cout: c.cout, kernel: c.kernel, name: c.name, rng: &rng))
+            norms.append(c.normName.map { BatchNorm(channels: c.cout, epsilon: config.bnEpsilon, momentum: config.bnMomentum, name: $0) })
         }
-        func addBN(_ name: String, _ c: Int) {
-            norms[name] = BatchNorm(channels: c, epsilon: config.bnEpsilon, momentum: config.bnMomentum, name: name)
-            layerOrder.append(name)
-        }
-        var c = config.inputChannels
-        for (k, w) in config.widths.enumerated() {
-            addConv("down\(k + 1)_conv", c, w); addBN("down\(k + 1)_bn", w); c = w
-        }
-        addConv("center1_conv", c, config.centreWidth); addBN("center1_bn", config.centreWidth)
-        addConv("center2_conv", config.centreWidth, config.centreWidth); addBN("center2_bn", config.centreWidth)
-        c = config.centreWidth
-        for k in stride(from: config.depth - 1, through: 0, by: -1) {
-            let w = config.widths[k], s = "up\(k + 1)"
-            addConv("\(s)_conv1", w + c, w); addBN("\(s)_bn1", w)
-            addConv("\(s)_conv2", w, w); addBN("\(s)_bn2", w)
-            c = w
-        }
-        addConv("final_conv", c, config.classes, kernel: 1)
+        self.layers = layers
+        layerNorms = norms
     }
+
+    public func layer(_ c: UNetPlan.Convolution) -> Conv2D { layers[c.index] }
+
+    /// The batch norm after a convolution of the plan; every convolution but the head has one.
+    public func norm(_ c: UNetPlan.Convolution) -> BatchNorm {
+        guard let bn = layerNorms[c.index] else { fatalError("UNet: \(c.name) has no batch norm") }
+        return bn
+    }
+
+    /// Convolutions by layer name.
+    public var convs: [String: Conv2D] {
+        Dictionary(uniqueKeysWithValues: plan.convolutions.map { ($0.name, layers[$0.index]) })
+    }
+    /// Batch norms by layer name.
+    public var norms: [String: BatchNorm] {
+        Dictionary(uniqueKeysWithValues: plan.convolutions.compactMap { c in c.normName.map { ($0, norm(c)) } })
+    }
+    /// Weighted layers in Keras' topological order (the order of the published .h5 files).
+    public var layerOrder: [String] { plan.weightedLayerNames }
 
     /// Every trainable variable and running statistic, by name (`<layer>.weight`, `.bias`,
     /// `.gamma`, `.beta`, `.moving_mean`, `.moving_variance`), in layer order.
     public var namedTensors: [(String, Tensor)] {
-        var out: [(String, Tensor)] = []
-        for name in layerOrder {
-            if let cv = convs[name] {
-                out.append((name + ".weight", cv.weight.value)); out.append((name + ".bias", cv.bias.value))
-            } else if let bn = norms[name] {
-                out.append((name + ".gamma", bn.gamma.value)); out.append((name + ".beta", bn.beta.value))
-                out.append((name + ".moving_mean", bn.runningMean)); out.append((name + ".moving_variance", bn.runningVariance))
+        plan.convolutions.flatMap { c -> [(String, Tensor)] in
+            let cv = layers[c.index]
+            var out = [(c.name + ".weight", cv.weight.value), (c.name + ".bias", cv.bias.value)]
+            if let bn = layerNorms[c.index], let n = c.normName {
+                out += [(n + ".gamma", bn.gamma.value), (n + ".beta", bn.beta.value),
+                        (n + ".moving_mean", bn.runningMean), (n + ".moving_variance", bn.runningVariance)]
             }
+            return out
         }
-        return out
     }
 
     /// The trainable variables (convolution weights and biases, BN γ and β).
     public var parameters: [Variable] {
-        layerOrder.flatMap { name -> [Variable] in
-            if let cv = convs[name] { return [cv.weight, cv.bias] }
-            if let bn = norms[name] { return [bn.gamma, bn.beta] }
-            return []
+        plan.convolutions.flatMap { c -> [Variable] in
+            let cv = layers[c.index]
+            guard let bn = layerNorms[c.index] else { return [cv.weight, cv.bias] }
+            return [cv.weight, cv.bias, bn.gamma, bn.beta]
         }
     }
 
@@ -139,64 +140,65 @@ public final class UNet: @unchecked Sendable {
 
     /// The differentiable forward pass, returning logits (n, classes, h, w).
     /// `observe` receives every named activation (used to compare with TensorFlow layer by layer).
+    ///
+    /// In training each convolution runs through the fused op its plan entry names
+    /// (`UNetPlan.TrainingOp`); when observed or in inference mode, as separate ops (conv, BN,
+    /// ReLU, dropout, pooling), which is also the reference the fused ops are tested against.
     public func forward(_ x: Variable, tape: Tape, training: Bool, dropoutSeed: UInt64 = 0,
                         observe: ((String, Tensor) -> Void)? = nil) -> Variable {
-        precondition(validateInput(x.shape) == nil, validateInput(x.shape) ?? "")
-        func conv(_ name: String, _ v: Variable) -> Variable {
-            let y = convs[name]!(v, tape: tape); observe?(name, y.value); return y
-        }
-        func bn(_ name: String, _ v: Variable) -> Variable {
-            let y = tape.batchNorm(v, norms[name]!, training: training); observe?(name, y.value); return y
-        }
-        // conv → BN (→ ReLU, dropout) as one op in training, and each encoder stage (conv → BN →
-        // ReLU for the skip, max-pool of the pre-ReLU output for the next stage) as one op; as
-        // separate ops when observed or in inference mode.
+        if let problem = validateInput(x.shape) { fatalError("UNet.forward: input \(x.shape): \(problem)") }
         let fuse = training && observe == nil
-        // `padded`: the output feeds only convolutions, so it is written as their padded input.
-        func block(_ convName: String, _ bnName: String, _ parts: [(Variable, PaddedPlanes.Transform)], relu: Bool,
-                   dropout: DropoutMask? = nil, padded: Bool = false) -> Variable {
-            let c = convs[convName]!
-            if fuse {
-                return tape.convBatchNorm(parts, conv: c, norms[bnName]!, relu: relu, dropout: dropout, paddedOutput: padded)
-            }
-            let z = tape.conv3x3(parts, weight: c.weight, bias: c.bias)
-            observe?(convName, z.value)
-            let y = bn(bnName, z)
-            let r = relu ? tape.relu(y) : y
-            guard let d = dropout else { return r }
-            return tape.dropout(r, rate: d.rate, seed: d.seed)
-        }
         // Each skip with the transform that the decoder's convolution reads it through.
         var skips: [(Variable, PaddedPlanes.Transform)] = []
         var h = x
-        for k in 0..<config.depth {
-            let convName = "down\(k + 1)_conv", bnName = "down\(k + 1)_bn"
+        for c in plan.encoders {
             if fuse {
-                let (skip, pooled) = tape.convBatchNormPooled([(h, .copy)], conv: convs[convName]!, norms[bnName]!)
+                let (skip, pooled) = tape.convBatchNormPooled([(h, .copy)], conv: layer(c), norm(c))
                 skips.append((skip, .copy))  // already rectified
                 h = pooled
             } else {
-                let z = block(convName, bnName, [(h, .copy)], relu: false)
+                let z = block(c, [(h, .copy)], tape: tape, training: training, fuse: false, observe: observe)
                 skips.append((z, .relu))  // its ReLU is applied on the way into the decoder's convolution
                 h = tape.maxPool2x2(z)
             }
         }
-        h = block("center1_conv", "center1_bn", [(h, .copy)], relu: true, padded: true)
-        h = block("center2_conv", "center2_bn", [(h, .copy)], relu: true, padded: true)
-        for k in stride(from: config.depth - 1, through: 0, by: -1) {
-            let s = "up\(k + 1)"
-            // Skip first, then the upsampled map: concat and upsampling fused into the conv's input.
+        for c in plan.centre {
+            h = block(c, [(h, .copy)], tape: tape, training: training, fuse: fuse, padded: true, observe: observe)
+        }
+        for level in stride(from: config.depth - 1, through: 0, by: -1) {
+            let (first, second) = plan.decoders[level]
             let dropout = training && config.dropout > 0
-                ? DropoutMask(rate: config.dropout, seed: dropoutSeed &+ UInt64(k) &* 0x2545_F491_4F6C_DD1D) : nil
-            h = block("\(s)_conv1", "\(s)_bn1", [skips[k], (h, .upsample2x)], relu: true, dropout: dropout, padded: true)
-            if k == 0 && fuse {
+                ? DropoutMask(rate: config.dropout, seed: dropoutSeed &+ UInt64(level) &* 0x2545_F491_4F6C_DD1D) : nil
+            // Skip first, then the upsampled map: concat and upsampling fused into the conv's input.
+            h = block(first, [skips[level], (h, .upsample2x)], tape: tape, training: training, fuse: fuse,
+                      dropout: dropout, padded: true, observe: observe)
+            if fuse && second.trainingOp == .convBatchNormHead {
                 // The last block and the 1×1 head as one op: the block's output is never stored.
-                return tape.convBatchNormHead([(h, .copy)], conv: convs["\(s)_conv2"]!, norms["\(s)_bn2"]!, head: convs["final_conv"]!)
+                return tape.convBatchNormHead([(h, .copy)], conv: layer(second), norm(second), head: layer(plan.head))
             }
             // The last one feeds the 1×1 head, which reads plain planes.
-            h = block("\(s)_conv2", "\(s)_bn2", [(h, .copy)], relu: true, padded: k > 0)
+            h = block(second, [(h, .copy)], tape: tape, training: training, fuse: fuse, padded: level > 0, observe: observe)
         }
-        let logits = conv("final_conv", h)
+        let logits = layer(plan.head)(h, tape: tape)
+        observe?(plan.head.name, logits.value)
         return logits
+    }
+
+    /// conv → BN (→ ReLU, dropout) as one op when fused, else as separate ops. `padded`: the
+    /// output feeds only convolutions, so it is written as their padded input.
+    private func block(_ c: UNetPlan.Convolution, _ parts: [(Variable, PaddedPlanes.Transform)], tape: Tape, training: Bool,
+                       fuse: Bool, dropout: DropoutMask? = nil, padded: Bool = false,
+                       observe: ((String, Tensor) -> Void)?) -> Variable {
+        let conv = layer(c), bn = norm(c)
+        if fuse {
+            return tape.convBatchNorm(parts, conv: conv, bn, relu: c.hasReLU, dropout: dropout, paddedOutput: padded)
+        }
+        let z = tape.conv3x3(parts, weight: conv.weight, bias: conv.bias)
+        observe?(c.name, z.value)
+        let y = tape.batchNorm(z, bn, training: training)
+        if let n = c.normName { observe?(n, y.value) }
+        let r = c.hasReLU ? tape.relu(y) : y
+        guard let d = dropout else { return r }
+        return tape.dropout(r, rate: d.rate, seed: d.seed)
     }
 }

@@ -37,24 +37,10 @@ public struct ConvLayerCost: Sendable {
 extension UNet {
     /// Every convolution with its channel counts and resolution, in execution order.
     public var convCosts: [ConvLayerCost] {
-        var out: [ConvLayerCost] = []
-        var c = config.inputChannels
-        for (k, w) in config.widths.enumerated() {
-            out.append(ConvLayerCost(name: "down\(k + 1)_conv", cin: c, cout: w, kernel: 3, scaleDivisor: 1 << k)); c = w
+        plan.convolutions.map {
+            ConvLayerCost(name: $0.name, cin: $0.cin, cout: $0.cout, kernel: $0.kernel, scaleDivisor: $0.scaleDivisor,
+                          upsampledInputs: $0.upsampledInputs)
         }
-        let d = 1 << config.depth
-        out.append(ConvLayerCost(name: "center1_conv", cin: c, cout: config.centreWidth, kernel: 3, scaleDivisor: d))
-        out.append(ConvLayerCost(name: "center2_conv", cin: config.centreWidth, cout: config.centreWidth, kernel: 3, scaleDivisor: d))
-        c = config.centreWidth
-        for k in stride(from: config.depth - 1, through: 0, by: -1) {
-            let w = config.widths[k]
-            out.append(ConvLayerCost(name: "up\(k + 1)_conv1", cin: w + c, cout: w, kernel: 3, scaleDivisor: 1 << k,
-                                     upsampledInputs: c))
-            out.append(ConvLayerCost(name: "up\(k + 1)_conv2", cin: w, cout: w, kernel: 3, scaleDivisor: 1 << k))
-            c = w
-        }
-        out.append(ConvLayerCost(name: "final_conv", cin: c, cout: config.classes, kernel: 1, scaleDivisor: 1))
-        return out
     }
 
     public func forwardFlops(height: Int, width: Int) -> Double {

@@ -5,9 +5,12 @@ import NanoTensor
 /// out each convolution's padded input. Build it once per set of weights; it reads them at init.
 public final class UNetInference: @unchecked Sendable {
     public let config: UNetConfig
-    private var packed: [String: Conv3x3.PackedWeights] = [:]
-    /// The decoder's first convolutions over their upsampled part (`packed` holds the skip part).
-    private var phase: [String: UpsampledConv3x3.PhaseWeights] = [:]
+    public let plan: UNetPlan
+    /// Packed weights (BN folded) of every 3×3 convolution, by plan index; for a decoder's first
+    /// convolution the direct (skip) part.
+    private var packed: [Conv3x3.PackedWeights?]
+    /// The decoder's first convolutions over their upsampled part, by plan index.
+    private var phase: [UpsampledConv3x3.PhaseWeights?]
     private let headWeight: Tensor
     private let headBias: Tensor
     private let model: UNet
@@ -15,58 +18,64 @@ public final class UNetInference: @unchecked Sendable {
     public init(_ model: UNet) {
         self.model = model
         config = model.config
-        for (name, cv) in model.convs where cv.kernel == 3 {
-            let bnName = name.replacingOccurrences(of: "_conv", with: "_bn")
-            guard let bn = model.norms[bnName] else { continue }
-            let (scale, shift) = bn.inferenceAffine()
-            let cin = cv.cin, cout = cv.cout
+        plan = model.plan
+        packed = Array(repeating: nil, count: plan.convolutions.count)
+        phase = packed.map { _ in nil }
+        for c in plan.convolutions where c.stage != .head {
+            let cv = model.layer(c)
+            let (scale, shift) = model.norm(c).inferenceAffine()
+            let cin = c.cin, cout = c.cout
             let w = cv.weight.value.copy()
             let b = Tensor(Shape(1, 1, 1, cout))
             for o in 0..<cout {
                 for k in 0..<(cin * 9) { w.data[o * cin * 9 + k] *= scale[o] }
                 b.data[o] = cv.bias.value.data[o] * scale[o] + shift[o]
             }
-            if name.hasPrefix("up"), name.hasSuffix("_conv1"),
-               let skip = model.convs[name.replacingOccurrences(of: "up", with: "down").replacingOccurrences(of: "_conv1", with: "_conv")] {
+            if c.upsampledInputs > 0 {
                 // Skip channels first, then the upsampled map: a direct convolution of the skip
                 // part and a phase-decomposed one of the map before upsampling.
-                let cs = skip.cout
-                packed[name] = Conv3x3.PackedWeights(oihw: w.data, bias: b.data, cout: cout, allInputs: cin, inputChannels: 0..<cs)
-                phase[name] = UpsampledConv3x3.PhaseWeights(oihw: w.data, cout: cout, allInputs: cin, inputChannels: cs..<cin)
+                let cs = c.directInputs
+                packed[c.index] = Conv3x3.PackedWeights(oihw: w.data, bias: b.data, cout: cout, allInputs: cin, inputChannels: 0..<cs)
+                phase[c.index] = UpsampledConv3x3.PhaseWeights(oihw: w.data, cout: cout, allInputs: cin, inputChannels: cs..<cin)
             } else {
-                packed[name] = Conv3x3.PackedWeights(oihw: w.data, bias: b.data, cout: cout, cin: cin)
+                packed[c.index] = Conv3x3.PackedWeights(oihw: w.data, bias: b.data, cout: cout, cin: cin)
             }
         }
-        let head = model.convs["final_conv"]!
+        let head = model.layer(plan.head)
         headWeight = head.weight.value.copy()
         headBias = head.bias.value.copy()
     }
 
-    private func conv(_ name: String, _ input: PaddedPlanes, relu: Bool, pool: ThreadPool) -> Tensor {
-        let w = packed[name]!
+    private func weights(_ c: UNetPlan.Convolution) -> Conv3x3.PackedWeights {
+        guard let w = packed[c.index] else { fatalError("UNetInference: \(c.name) has no packed weights") }
+        return w
+    }
+
+    private func conv(_ c: UNetPlan.Convolution, _ input: PaddedPlanes, relu: Bool, pool: ThreadPool) -> Tensor {
+        let w = weights(c)
         let y = Tensor(Shape(input.n, w.cout, input.height, input.width), zeroed: false)
         Conv3x3.forward(input, w, into: y, relu: relu, pool: pool)
         return y
     }
 
     /// A convolution whose output is the next convolution's (padded) input.
-    private func convPadded(_ name: String, _ input: PaddedPlanes, relu: Bool, pool: ThreadPool) -> PaddedPlanes {
-        let w = packed[name]!
+    private func convPadded(_ c: UNetPlan.Convolution, _ input: PaddedPlanes, pool: ThreadPool) -> PaddedPlanes {
+        let w = weights(c)
         let y = PaddedPlanes(n: input.n, channels: w.cout, height: input.height, width: input.width)
-        Conv3x3.forward(input, w, into: y, relu: relu, pool: pool)
+        Conv3x3.forward(input, w, into: y, relu: c.hasReLU, pool: pool)
         return y
     }
 
     /// A decoder level's first convolution (BN folded, ReLU) of [ReLU(skip), upsample2x(low)]:
     /// the skip part directly, the upsampled part on `low` itself, so the upsampled map and the
     /// concatenation are never laid out.
-    private func decoderConv1(_ k: Int, skip: Tensor, low: PaddedPlanes, pool: ThreadPool) -> PaddedPlanes {
-        let name = "up\(k + 1)_conv1"
-        let w = packed[name]!
+    private func decoderConv1(_ c: UNetPlan.Convolution, skip: Tensor, low: PaddedPlanes, pool: ThreadPool) -> PaddedPlanes {
+        let w = weights(c)
+        guard let pw = phase[c.index] else { fatalError("UNetInference: \(c.name) has no upsampled part") }
         let skipPlanes = PaddedPlanes(n: skip.shape.n, channels: skip.shape.c, height: skip.shape.h, width: skip.shape.w)
         skipPlanes.fill(from: [.init(skip, .relu)], pool: pool)
         let t = PaddedPlanes(n: skip.shape.n, channels: w.cout, height: skip.shape.h, width: skip.shape.w)
-        UpsampledConv3x3.forward(skip: skipPlanes, w, low: low, phase[name]!, into: t, relu: true, pool: pool)
+        UpsampledConv3x3.forward(skip: skipPlanes, w, low: low, pw, into: t, relu: true, pool: pool)
         return t
     }
 
@@ -95,28 +104,29 @@ public final class UNetInference: @unchecked Sendable {
     /// The whole pass. With `fusedHead` the last convolution, the 1×1 head and the softmax run as
     /// one kernel; otherwise the head writes logits and, unless `logitsOnly`, a softmax follows.
     private func forward(_ x: Tensor, fusedHead: Bool, logitsOnly: Bool = false, pool: ThreadPool) -> Tensor {
-        precondition(model.validateInput(x.shape) == nil, model.validateInput(x.shape) ?? "")
+        if let problem = model.validateInput(x.shape) { fatalError("UNetInference.forward: input \(x.shape): \(problem)") }
         var skips: [Tensor] = []
         var input = PaddedPlanes.from(x, pool: pool)
-        for k in 0..<config.depth {
-            let z = conv("down\(k + 1)_conv", input, relu: false, pool: pool)  // BN folded, pre-ReLU
+        for c in plan.encoders {
+            let z = conv(c, input, relu: false, pool: pool)  // BN folded, pre-ReLU
             skips.append(z)
             input = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h / 2, width: z.shape.w / 2)
             input.fillMaxPool2x2(of: z, pool: pool)
         }
-        let c1 = convPadded("center1_conv", input, relu: true, pool: pool)
-        var low = convPadded("center2_conv", c1, relu: true, pool: pool)
-        for k in stride(from: config.depth - 1, through: 1, by: -1) {
-            low = convPadded("up\(k + 1)_conv2", decoderConv1(k, skip: skips[k], low: low, pool: pool), relu: true, pool: pool)
+        var low = input
+        for c in plan.centre { low = convPadded(c, low, pool: pool) }
+        for level in stride(from: config.depth - 1, through: 1, by: -1) {
+            let (first, second) = plan.decoders[level]
+            low = convPadded(second, decoderConv1(first, skip: skips[level], low: low, pool: pool), pool: pool)
         }
-        let t = decoderConv1(0, skip: skips[0], low: low, pool: pool)
+        let (first, last) = plan.decoders[0]
+        let t = decoderConv1(first, skip: skips[0], low: low, pool: pool)
         if fusedHead {
             let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)
-            Conv3x3.forwardWithSoftmaxHead(t, packed["up1_conv2"]!, head: headWeight.array + headBias.array,
-                                           into: probs, pool: pool)
+            Conv3x3.forwardWithSoftmaxHead(t, weights(last), head: headWeight.array + headBias.array, into: probs, pool: pool)
             return probs
         }
-        let h = conv("up1_conv2", t, relu: true, pool: pool)
+        let h = conv(last, t, relu: true, pool: pool)
         let z = ChannelKernels.conv1x1(h, weights: headWeight.data, bias: headBias.data, cout: config.classes, pool: pool)
         if !logitsOnly { ChannelKernels.softmax(z, into: z, pool: pool) }
         return z

@@ -50,13 +50,13 @@ public final class Variable: @unchecked Sendable {
 
     /// Adds `g` into the gradient (taking ownership of `g` when there is none yet).
     func accumulate(_ g: Tensor) {
-        precondition(g.shape.count == shape.count, "gradient shape \(g.shape) for \(shape)")
+        require(g.shape.count == shape.count, "gradient shape \(g.shape) for \(shape)")
         if let existing = grad { ElementwiseKernels.addInPlace(existing, g) } else { laidOutGrad = g }
     }
 
     /// Adds a cross-entropy gradient, kept unlaid while it is the whole gradient.
     func accumulate(_ g: CrossEntropyGradient) {
-        precondition(g.shape.count == shape.count, "gradient shape \(g.shape) for \(shape)")
+        require(g.shape.count == shape.count, "gradient shape \(g.shape) for \(shape)")
         if laidOutGrad == nil && lossGradient == nil { lossGradient = g } else { accumulate(g.materialize()) }
     }
 

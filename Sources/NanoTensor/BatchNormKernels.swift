@@ -45,7 +45,7 @@ public enum BatchNormKernels {
     /// dropout in one pass; the mask is recomputed, never stored).
     public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, dropout: DropoutMask? = nil,
                               into y: Tensor, pool: ThreadPool = .shared) {
-        precondition(y.shape == x.shape, "affine output \(y.shape) for \(x.shape)")
+        require(y.shape == x.shape, "affine output \(y.shape) for \(x.shape)")
         affine(x, scale: scale, shift: shift, relu: relu, dropout: dropout, out: y.data, planeStride: x.shape.plane,
                rowStride: x.shape.w, pool: pool)
     }
@@ -53,7 +53,7 @@ public enum BatchNormKernels {
     /// The same into the interior of padded planes: the next convolution's input, without a copy.
     public static func affine(_ x: Tensor, scale: [Float], shift: [Float], relu: Bool = false, dropout: DropoutMask? = nil,
                               into y: PaddedPlanes, pool: ThreadPool = .shared) {
-        precondition(y.n == x.shape.n && y.channels == x.shape.c && y.height == x.shape.h && y.width == x.shape.w,
+        require(y.n == x.shape.n && y.channels == x.shape.c && y.height == x.shape.h && y.width == x.shape.w,
                      "affine output planes do not match \(x.shape)")
         affine(x, scale: scale, shift: shift, relu: relu, dropout: dropout, out: y.origin(0, 0), planeStride: y.planeStride,
                rowStride: y.rowStride, borders: y, pool: pool)
@@ -103,9 +103,9 @@ public enum BatchNormKernels {
     public static func affine(_ x: Tensor, scale: [Float], shift: [Float], rectifiedInto rectified: PaddedPlanes,
                               pooledInto pooled: PaddedPlanes, pool: ThreadPool = .shared) {
         let s = x.shape
-        precondition(rectified.n == s.n && rectified.channels == s.c && rectified.height == s.h && rectified.width == s.w,
+        require(rectified.n == s.n && rectified.channels == s.c && rectified.height == s.h && rectified.width == s.w,
                      "rectified planes do not match \(s)")
-        precondition(pooled.n == s.n && pooled.channels == s.c && pooled.height == s.h / 2 && pooled.width == s.w / 2,
+        require(pooled.n == s.n && pooled.channels == s.c && pooled.height == s.h / 2 && pooled.width == s.w / 2,
                      "pooled planes do not match \(s)")
         let ws = roundUp(max(s.w, 1), vectorWidth)
         let scratch = Tensor(Shape(pool.threadCount, 1, 1, 2 * ws), zeroed: false)
@@ -160,7 +160,7 @@ public enum BatchNormKernels {
                                 scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 into dx: PaddedPlanes, pool: ThreadPool = .shared) {
-        precondition(dx.n == x.shape.n && dx.channels == x.shape.c && dx.height == x.shape.h && dx.width == x.shape.w)
+        require(dx.n == x.shape.n && dx.channels == x.shape.c && dx.height == x.shape.h && dx.width == x.shape.w, "gradient planes \(dx.n)x\(dx.channels)x\(dx.height)x\(dx.width) for input \(x.shape)")
         backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift, reluAfter: reluAfter,
                  dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride,
                  borders: dx, pool: pool)
@@ -177,10 +177,10 @@ public enum BatchNormKernels {
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 into dx: PaddedPlanes, pool: ThreadPool = .shared) {
         let s = x.shape
-        precondition(dx.n == s.n && dx.channels == s.c && dx.height == s.h && dx.width == s.w)
-        if let r = rectifiedGradient { precondition(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
+        require(dx.n == s.n && dx.channels == s.c && dx.height == s.h && dx.width == s.w, "gradient planes \(dx.n)x\(dx.channels)x\(dx.height)x\(dx.width) for input \(s)")
+        if let r = rectifiedGradient { require(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
         if let g = pooledGradient {
-            precondition(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
+            require(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
         }
         backward(x: x, source: .rectifiedAndPooled(rectifiedGradient, pooledGradient), mean: mean, invStd: invStd,
                  gamma: gamma, scale: scale, shift: shift, reluAfter: false, dropout: nil, dGamma: dGamma, dBeta: dBeta,
@@ -194,7 +194,7 @@ public enum BatchNormKernels {
                                 scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
-        precondition(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
+        require(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
         // No output gradient is written (`out` goes unused): the convolution reads it in cache.
         backward(x: x, source: .plain(dy), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
                  reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: x.data, planeStride: x.shape.plane,
@@ -208,9 +208,9 @@ public enum BatchNormKernels {
                                 dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
         let s = x.shape
-        if let r = rectifiedGradient { precondition(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
+        if let r = rectifiedGradient { require(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
         if let g = pooledGradient {
-            precondition(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
+            require(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
         }
         // No output gradient is written (`out` goes unused): the convolution reads it in cache.
         backward(x: x, source: .rectifiedAndPooled(rectifiedGradient, pooledGradient), mean: mean, invStd: invStd,
@@ -230,7 +230,7 @@ public enum BatchNormKernels {
                          dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                          out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
                          pool: ThreadPool) {
-        precondition(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
+        require(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
         backward(x: x, source: .plain(dy), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
                  reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dd, planeStride: planeStride,
                  rowStride: rowStride, borders: borders, pool: pool)
@@ -445,7 +445,7 @@ public enum BatchNormKernels {
                                            _ writeRow: (Int, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Bool) -> Void,
                                            pool: ThreadPool) {
         let vw = vectorWidth, cin = f.input.channels, cout = s.c
-        precondition(f.input.n == s.n && f.input.height == s.h && f.input.width == s.w, "convolution input does not match \(s)")
+        require(f.input.n == s.n && f.input.height == s.h && f.input.width == s.w, "convolution input does not match \(s)")
         let band = fusedBand, bands = (s.h + band - 1) / band
         let rs = roundUp(max(s.w, 1), vw) + 2 * vw, ps = (band + 2) * rs
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, ps), zeroed: false)
@@ -455,17 +455,17 @@ public enum BatchNormKernels {
         let up = f.upsampled, cu = up?.low.channels ?? 0, lw = s.w / 2
         let uCount = cout * cu * 9
         if let up {
-            precondition(s.h % 2 == 0 && s.w % 2 == 0 && up.low.n == s.n && up.low.height == s.h / 2 && up.low.width == lw,
+            require(s.h % 2 == 0 && s.w % 2 == 0 && up.low.n == s.n && up.low.height == s.h / 2 && up.low.width == lw,
                          "upsampled part does not match \(s)")
             if let (dw, dL) = up.inputGradient {
-                precondition(dw.cout == cout && dw.cin == cu && dL.shape == Shape(s.n, cu, s.h / 2, lw))
+                require(dw.cout == cout && dw.cin == cu && dL.shape == Shape(s.n, cu, s.h / 2, lw), "upsampled part: weights \(dw.cout)x\(dw.cin), map gradient \(dL.shape) for output \(s)")
             }
         }
         let pws = roundUp(lw + 1, vw), prs = pws + 2 * vw, pps = (band + 1) * prs
         let boxScratch = up.map { _ in Tensor(Shape(pool.threadCount, 1, 2 * cout, pps + 2 * pws), zeroed: false) }
         let partial = PartialSums(items: s.n * bands, stride: wCount + cout + uCount)
         let dx = f.inputGradient?.into, wT = f.inputGradient?.weights
-        if let dx, let wT { precondition(dx.shape == Shape(s.n, cin, s.h, s.w) && wT.cin == cout && wT.cout == cin) }
+        if let dx, let wT { require(dx.shape == Shape(s.n, cin, s.h, s.w) && wT.cin == cout && wT.cout == cin, "input gradient \(dx.shape), transposed weights \(wT.cout)x\(wT.cin) for output \(s) from \(cin) channels") }
         let stream = dx.map { streams($0.count, $0.data, rowStride: s.w) && s.plane % vw == 0 } ?? false
             || (up?.inputGradient).map { streams($0.into.count, $0.into.data, rowStride: lw) && $0.into.shape.plane % vw == 0 } ?? false
         let dL = up?.inputGradient?.into

@@ -10,7 +10,7 @@ public enum ChannelKernels {
         for i in 0..<s0.n {
             var off = 0
             for p in parts {
-                precondition(p.shape.n == s0.n && p.shape.h == s0.h && p.shape.w == s0.w, "concat shapes differ")
+                require(p.shape.n == s0.n && p.shape.h == s0.h && p.shape.w == s0.w, "concat shapes differ")
                 y.plane(i, off).update(from: p.plane(i, 0), count: p.shape.c * s0.plane)
                 off += p.shape.c
             }
@@ -109,7 +109,7 @@ public enum ChannelKernels {
                                        dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
                                        inputTransform: RectifiedAffine? = nil, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape, cout = dy.shape.c
-        precondition(dy.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(dy.shape) for input \(s)")
+        require(dy.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(dy.shape) for input \(s)")
         return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform, pool: pool) { i, _, _, _ in
             (UnsafePointer(dy.plane(i, 0)), s.plane)
         }
@@ -170,7 +170,7 @@ public enum ChannelKernels {
                                        dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
                                        inputTransform: RectifiedAffine? = nil, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape, cout = g.shape.c
-        precondition(g.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(g.shape) for input \(s)")
+        require(g.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(g.shape) for input \(s)")
         let size = pixelPieces(s.plane).size
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, size), zeroed: false)
         return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform,
@@ -214,7 +214,7 @@ public enum ChannelKernels {
     public static func crossEntropySum(probabilities p: Tensor, labels: Tensor,
                                        pool: ThreadPool = .shared) -> (total: Double, pixels: Int) {
         let s = p.shape
-        precondition(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for probabilities \(s)")
+        require(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for probabilities \(s)")
         let (pieces, size) = pixelPieces(s.plane)
         var parts = [Double](repeating: 0, count: s.n * pieces)
         parts.withUnsafeMutableBufferPointer { partsBuffer in
@@ -283,7 +283,7 @@ public enum ChannelKernels {
     /// Softmax of `z` written into `y` (which may be `z` itself).
     public static func softmax(_ z: Tensor, into y: Tensor, pool: ThreadPool = .shared) {
         let s = z.shape
-        precondition(y.shape == s)
+        require(y.shape == s, "output \(y.shape) for input \(s)")
         let vw = vectorWidth
         let pieces = max(1, s.plane / 8192)
         let size = roundUp((s.plane + pieces - 1) / pieces, vw)

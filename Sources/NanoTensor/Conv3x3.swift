@@ -24,7 +24,7 @@ public enum Conv3x3 {
         /// Weights (cout, allInputs, 3, 3) restricted to the input channels `inputChannels` (one
         /// part of a concatenated input; the bias goes with it).
         public init(oihw w: UnsafePointer<Float>, bias b: UnsafePointer<Float>?, cout: Int, allInputs: Int, inputChannels: Range<Int>) {
-            precondition(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= allInputs,
+            require(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= allInputs,
                          "input channels \(inputChannels) of \(allInputs)")
             let cin = inputChannels.count
             self.cin = cin; self.cout = cout
@@ -58,7 +58,7 @@ public enum Conv3x3 {
         /// channels `inputChannels`, no bias: the input channels become outputs.
         static func transposed(oihw w: UnsafePointer<Float>, cout: Int, cin: Int, inputChannels: Range<Int>,
                                flipped: Bool) -> PackedWeights {
-            precondition(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= cin, "input channels \(inputChannels) of \(cin)")
+            require(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= cin, "input channels \(inputChannels) of \(cin)")
             let part = inputChannels.count
             let t = Tensor(Shape(1, 1, 1, cout * part * 9))
             for o in 0..<cout {
@@ -74,7 +74,7 @@ public enum Conv3x3 {
     /// `out` must have shape (n, cout, height, width) of the padded input.
     public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, into out: Tensor,
                                relu: Bool = false, pool: ThreadPool = .shared) {
-        precondition(out.shape == Shape(input.n, w.cout, input.height, input.width), "conv output shape \(out.shape)")
+        require(out.shape == Shape(input.n, w.cout, input.height, input.width), "output \(out.shape) for input \(input.n)x\(input.channels)x\(input.height)x\(input.width) and \(w.cout) output channels")
         forward(input, w, out: out.data, imageStride: w.cout * out.shape.plane, planeStride: out.shape.plane,
                 rowStride: input.width, relu: relu, pool: pool)
     }
@@ -83,8 +83,8 @@ public enum Conv3x3 {
     /// input), so no copy is needed between two convolutions. Clears the planes' borders.
     public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, into out: PaddedPlanes,
                                relu: Bool = false, pool: ThreadPool = .shared) {
-        precondition(out.n == input.n && out.channels == w.cout && out.height == input.height && out.width == input.width,
-                     "conv output planes do not match")
+        require(out.n == input.n && out.channels == w.cout && out.height == input.height && out.width == input.width,
+                     "output planes \(out.n)x\(out.channels)x\(out.height)x\(out.width) for input \(input.n)x\(input.channels)x\(input.height)x\(input.width) and \(w.cout) output channels")
         forward(input, w, out: out.origin(0, 0), imageStride: out.channels * out.planeStride, planeStride: out.planeStride,
                 rowStride: out.rowStride, relu: relu, borders: out, pool: pool)
     }
@@ -97,7 +97,7 @@ public enum Conv3x3 {
     /// precision however far the mean is from zero.
     public static func forwardWithStatistics(_ input: PaddedPlanes, _ w: PackedWeights, into out: Tensor,
                                              pool: ThreadPool = .shared) -> (mean: [Float], variance: [Float]) {
-        precondition(out.shape == Shape(input.n, w.cout, input.height, input.width), "conv output shape \(out.shape)")
+        require(out.shape == Shape(input.n, w.cout, input.height, input.width), "output \(out.shape) for input \(input.n)x\(input.channels)x\(input.height)x\(input.width) and \(w.cout) output channels")
         let s = out.shape
         let moments = rowMomentsBuffer(s)
         forward(input, w, out: out.data, imageStride: w.cout * s.plane, planeStride: s.plane,
@@ -138,7 +138,7 @@ public enum Conv3x3 {
                         imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool,
                         rowStatistics: UnsafeMutablePointer<Float>? = nil, borders: PaddedPlanes? = nil,
                         gate: UnsafePointer<Float>? = nil, stream: Bool = false, pool: ThreadPool) {
-        precondition(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
+        require(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
         // Contiguous bands of rows per work item (about 8 per thread and block): neighbouring
         // output rows share two of their three input rows, so a band keeps them in one core's
@@ -197,8 +197,8 @@ public enum Conv3x3 {
     /// `head` holds the 1×1 weights w[k][c] (2 × cin-of-head, row-major) then the 2 biases.
     public static func forwardWithSoftmaxHead(_ input: PaddedPlanes, _ w: PackedWeights, head: [Float],
                                               into out: Tensor, pool: ThreadPool = .shared) {
-        precondition(w.blocks == 1 && head.count == 2 * w.cout + 2, "fused head needs ≤ 4 features and 2 classes")
-        precondition(out.shape == Shape(input.n, 2, input.height, input.width))
+        require(w.blocks == 1 && head.count == 2 * w.cout + 2, "fused head needs ≤ 4 features and 2 classes")
+        require(out.shape == Shape(input.n, 2, input.height, input.width), "probabilities \(out.shape) for input \(input.n)x\(input.channels)x\(input.height)x\(input.width)")
         let h = input.height, width = input.width, cf = w.cout
         var hw = [Float](repeating: 0, count: 10)  // zero-padded to 4 features
         for k in 0..<2 { for c in 0..<cf { hw[k * 4 + c] = head[k * cf + c] } }
@@ -400,7 +400,7 @@ public enum Conv3x3 {
     /// Input gradient: dX = conv(dY, rot180(Wᵀ)), with dY given as padded planes.
     public static func backwardData(_ dY: PaddedPlanes, weights wT: PackedWeights, into dX: Tensor,
                                     pool: ThreadPool = .shared) {
-        precondition(dX.shape == Shape(dY.n, wT.cout, dY.height, dY.width), "input gradient shape \(dX.shape)")
+        require(dX.shape == Shape(dY.n, wT.cout, dY.height, dY.width), "input gradient shape \(dX.shape)")
         let s = dX.shape
         forward(dY, wT, out: dX.data, imageStride: wT.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
                 stream: streams(s.count, dX.data, rowStride: s.w) && s.plane % vectorWidth == 0, pool: pool)
@@ -410,7 +410,7 @@ public enum Conv3x3 {
     /// connection's ReLU of a U-Net decoder, applied as the gradient is stored).
     public static func backwardData(_ dY: PaddedPlanes, weights wT: PackedWeights, into dX: Tensor, reluInput: Tensor,
                                     pool: ThreadPool = .shared) {
-        precondition(dX.shape == Shape(dY.n, wT.cout, dY.height, dY.width) && reluInput.shape == dX.shape,
+        require(dX.shape == Shape(dY.n, wT.cout, dY.height, dY.width) && reluInput.shape == dX.shape,
                      "gradient \(dX.shape) and ReLU input \(reluInput.shape) do not match")
         let s = dX.shape
         forward(dY, wT, out: dX.data, imageStride: wT.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
@@ -426,7 +426,7 @@ public enum Conv3x3 {
     public static func backwardWeights(x: PaddedPlanes, dY: PaddedPlanes, dW: UnsafeMutablePointer<Float>,
                                        dB: UnsafeMutablePointer<Float>?, pool: ThreadPool = .shared) {
         let cin = x.channels, cout = dY.channels, h = x.height, width = x.width
-        precondition(dY.n == x.n && dY.height == h && dY.width == width)
+        require(dY.n == x.n && dY.height == h && dY.width == width, "output gradient \(dY.n)x\(dY.channels)x\(dY.height)x\(dY.width) for input \(x.n)x\(x.channels)x\(h)x\(width)")
         let wCount = cout * cin * 9
         // About 32 items in all: enough to balance two or more threads, few buffers to add.
         let bandsPerImage = max(1, min(h, (32 + x.n - 1) / x.n))

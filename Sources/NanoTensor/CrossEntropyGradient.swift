@@ -12,7 +12,7 @@ public struct CrossEntropyGradient: @unchecked Sendable {
 
     public init(probabilities: Tensor, labels: Tensor, scale: Float) {
         let s = probabilities.shape
-        precondition(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for probabilities \(s)")
+        require(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for probabilities \(s)")
         self.probabilities = probabilities; self.labels = labels; self.scale = scale
     }
 

@@ -11,7 +11,7 @@ public struct DropoutMask: Sendable, Equatable {
     public let keepScale: Float
 
     public init(rate: Float, seed: UInt64) {
-        precondition(rate >= 0 && rate < 1, "dropout rate \(rate) outside [0, 1)")
+        require(rate >= 0 && rate < 1, "dropout rate \(rate) outside [0, 1)")
         self.rate = rate; self.seed = seed
         threshold = UInt32(min(Double(rate) * 4_294_967_296.0, 4_294_967_295.0))
         keepScale = 1 / (1 - rate)

@@ -16,7 +16,7 @@ public enum ElementwiseKernels {
 
     /// The same into `dx`, which may be `dy` itself (masking the gradient in place).
     public static func reluBackward(x: Tensor, dy: Tensor, into dx: Tensor, pool: ThreadPool = .shared) {
-        precondition(x.count == dy.count && dx.count == dy.count, "relu gradient \(dy.shape) for \(x.shape)")
+        require(x.count == dy.count && dx.count == dy.count, "relu gradient \(dy.shape) for \(x.shape)")
         let xp = x.data, gp = dy.data, dp = dx.data
         chunks(x.count, pool) { lo, hi in
             var k = lo
@@ -42,7 +42,7 @@ public enum ElementwiseKernels {
     }
 
     public static func multiply(_ a: Tensor, _ b: Tensor, pool: ThreadPool = .shared) -> Tensor {
-        precondition(a.shape == b.shape)
+        require(a.shape == b.shape, "\(a.shape) and \(b.shape)")
         let y = Tensor(a.shape, zeroed: false)
         let ap = a.data, bp = b.data, yp = y.data
         chunks(a.count, pool) { lo, hi in for k in lo..<hi { yp[k] = ap[k] * bp[k] } }
@@ -51,7 +51,7 @@ public enum ElementwiseKernels {
 
     /// a += b
     public static func addInPlace(_ a: Tensor, _ b: Tensor, pool: ThreadPool = .shared) {
-        precondition(a.count == b.count)
+        require(a.count == b.count, "\(a.count) and \(b.count) values")
         let ap = a.data, bp = b.data
         chunks(a.count, pool) { lo, hi in for k in lo..<hi { ap[k] += bp[k] } }
     }

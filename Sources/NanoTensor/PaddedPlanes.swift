@@ -43,16 +43,16 @@ public final class PaddedPlanes: @unchecked Sendable {
     /// Fills the planes from sources concatenated along channels (first source first), writing
     /// the zero border too. Runs in parallel over (image, channel).
     public func fill(from sources: [Source], pool: ThreadPool = .shared) {
-        precondition(sources.reduce(0) { $0 + $1.channels } == channels, "concat channels mismatch")
+        require(sources.reduce(0) { $0 + $1.channels } == channels, "concat channels mismatch")
         var firstChannel: [Int] = []
         var acc = 0
         for s in sources {
             firstChannel.append(acc); acc += s.channels
             let sh = s.tensor.shape
-            precondition(sh.n == n, "batch mismatch")
+            require(sh.n == n, "batch mismatch")
             switch s.transform {
-            case .copy, .relu: precondition(sh.h == height && sh.w == width, "source \(sh) vs \(height)x\(width)")
-            case .upsample2x: precondition(sh.h * 2 == height && sh.w * 2 == width, "upsample source \(sh) vs \(height)x\(width)")
+            case .copy, .relu: require(sh.h == height && sh.w == width, "source \(sh) vs \(height)x\(width)")
+            case .upsample2x: require(sh.h * 2 == height && sh.w * 2 == width, "upsample source \(sh) vs \(height)x\(width)")
             }
         }
         let h = height, w = width, rs = rowStride, vw = vectorWidth
@@ -127,7 +127,7 @@ public final class PaddedPlanes: @unchecked Sendable {
     /// 2×2 max pooling (stride 2) of a plain tensor, written into the interior of these planes.
     public func fillMaxPool2x2(of x: Tensor, pool: ThreadPool = .shared) {
         let s = x.shape
-        precondition(s.n == n && s.c == channels && s.h / 2 == height && s.w / 2 == width, "pool planes do not match")
+        require(s.n == n && s.c == channels && s.h / 2 == height && s.w / 2 == width, "pool planes do not match")
         pool.parallelFor(n * channels) { item, _ in
             let p = x.data + item * s.plane
             let q = self.data + item * self.planeStride + self.rowStride + vectorWidth

@@ -37,14 +37,14 @@ public enum PoolingKernels {
     /// The same, added to `dx` (the input's gradient from its other consumers), so the pooled
     /// gradient never exists as a tensor of its own.
     public static func maxPool2x2Backward(x: Tensor, dy: Tensor, addingInto dx: Tensor, pool: ThreadPool = .shared) {
-        precondition(dx.shape == x.shape, "gradient \(dx.shape) for input \(x.shape)")
+        require(dx.shape == x.shape, "gradient \(dx.shape) for input \(x.shape)")
         maxPool2x2Backward(x: x, dy: dy, into: dx, accumulate: true, pool: pool)
     }
 
     static func maxPool2x2Backward(x: Tensor, dy: Tensor, into dx: Tensor, accumulate: Bool, pool: ThreadPool) {
         let s = x.shape
         let oh = s.h / 2, ow = s.w / 2
-        precondition(dy.shape == Shape(s.n, s.c, oh, ow), "pooled gradient \(dy.shape) for input \(s)")
+        require(dy.shape == Shape(s.n, s.c, oh, ow), "pooled gradient \(dy.shape) for input \(s)")
         let xd = x.data, gd = dy.data, dd = dx.data
         pool.parallelFor(s.n * s.c) { item, _ in
             let p = xd + item * s.plane, g = gd + item * oh * ow, d = dd + item * s.plane

@@ -23,7 +23,7 @@ public final class Tensor: @unchecked Sendable {
     }
 
     public convenience init(_ shape: Shape, values: [Float]) {
-        precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+        require(values.count == shape.count, "\(values.count) values for shape \(shape)")
         self.init(shape, zeroed: false)
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
     }

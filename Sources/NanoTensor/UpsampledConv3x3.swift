@@ -21,7 +21,7 @@ public enum UpsampledConv3x3 {
         /// From OIHW weights (cout, allInputs, 3, 3), taking the input channels `inputChannels`
         /// (the upsampled part of a concatenated input).
         public init(oihw w: UnsafePointer<Float>, cout: Int, allInputs: Int, inputChannels: Range<Int>) {
-            precondition(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= allInputs,
+            require(inputChannels.lowerBound >= 0 && inputChannels.upperBound <= allInputs,
                          "input channels \(inputChannels) of \(allInputs)")
             let cin = inputChannels.count
             self.cin = cin; self.cout = cout
@@ -45,7 +45,7 @@ public enum UpsampledConv3x3 {
     /// the bias and any other part's contribution, then applies ReLU when `relu`.
     public static func forward(_ low: PaddedPlanes, _ w: PhaseWeights, addingInto out: Tensor,
                                relu: Bool = false, pool: ThreadPool = .shared) {
-        precondition(out.shape == Shape(low.n, w.cout, 2 * low.height, 2 * low.width), "upsampled conv output shape \(out.shape)")
+        require(out.shape == Shape(low.n, w.cout, 2 * low.height, 2 * low.width), "upsampled conv output shape \(out.shape)")
         forward(low, w, out: out.data, imageStride: w.cout * out.shape.plane, planeStride: out.shape.plane,
                 rowStride: out.shape.w, relu: relu, rowStatistics: nil, pool: pool)
     }
@@ -53,7 +53,7 @@ public enum UpsampledConv3x3 {
     /// The same into the interior of padded planes (the next convolution's input).
     public static func forward(_ low: PaddedPlanes, _ w: PhaseWeights, addingInto out: PaddedPlanes,
                                relu: Bool = false, pool: ThreadPool = .shared) {
-        precondition(out.n == low.n && out.channels == w.cout && out.height == 2 * low.height && out.width == 2 * low.width,
+        require(out.n == low.n && out.channels == w.cout && out.height == 2 * low.height && out.width == 2 * low.width,
                      "upsampled conv output planes do not match")
         forward(low, w, out: out.origin(0, 0), imageStride: out.channels * out.planeStride, planeStride: out.planeStride,
                 rowStride: out.rowStride, relu: relu, rowStatistics: nil, pool: pool)
@@ -66,10 +66,10 @@ public enum UpsampledConv3x3 {
     public static func forward(skip: PaddedPlanes, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes, _ w: PhaseWeights,
                                into out: Tensor, statistics: Bool, pool: ThreadPool = .shared) -> (mean: [Float], variance: [Float])? {
         let s = out.shape
-        precondition(direct.cout == w.cout && skip.n == low.n && skip.height == 2 * low.height && skip.width == 2 * low.width,
+        require(direct.cout == w.cout && skip.n == low.n && skip.height == 2 * low.height && skip.width == 2 * low.width,
                      "decoder convolution parts do not match")
-        precondition(out.shape == Shape(low.n, w.cout, skip.height, skip.width), "decoder convolution output shape \(out.shape)")
-        precondition(skip.channels == direct.cin, "skip has \(skip.channels) channels, weights \(direct.cin)")
+        require(out.shape == Shape(low.n, w.cout, skip.height, skip.width), "decoder convolution output shape \(out.shape)")
+        require(skip.channels == direct.cin, "skip has \(skip.channels) channels, weights \(direct.cin)")
         let moments = statistics ? Conv3x3.rowMomentsBuffer(s) : nil
         forward(low, w, out: out.data, imageStride: w.cout * s.plane, planeStride: s.plane, rowStride: s.w, relu: false,
                 rowStatistics: moments?.data, direct: (skip, direct), pool: pool)
@@ -80,11 +80,11 @@ public enum UpsampledConv3x3 {
     /// when `relu`: a decoder convolution at inference, where batch norm is folded into it.
     public static func forward(skip: PaddedPlanes, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes, _ w: PhaseWeights,
                                into out: PaddedPlanes, relu: Bool, pool: ThreadPool = .shared) {
-        precondition(direct.cout == w.cout && skip.n == low.n && skip.height == 2 * low.height && skip.width == 2 * low.width,
+        require(direct.cout == w.cout && skip.n == low.n && skip.height == 2 * low.height && skip.width == 2 * low.width,
                      "decoder convolution parts do not match")
-        precondition(out.n == low.n && out.channels == w.cout && out.height == skip.height && out.width == skip.width,
+        require(out.n == low.n && out.channels == w.cout && out.height == skip.height && out.width == skip.width,
                      "decoder convolution output planes do not match")
-        precondition(skip.channels == direct.cin, "skip has \(skip.channels) channels, weights \(direct.cin)")
+        require(skip.channels == direct.cin, "skip has \(skip.channels) channels, weights \(direct.cin)")
         forward(low, w, out: out.origin(0, 0), imageStride: out.channels * out.planeStride, planeStride: out.planeStride,
                 rowStride: out.rowStride, relu: relu, rowStatistics: nil, direct: (skip, direct), borders: out, pool: pool)
     }
@@ -98,7 +98,7 @@ public enum UpsampledConv3x3 {
                         rowStatistics: UnsafeMutablePointer<Float>?,
                         direct: (planes: PaddedPlanes, weights: Conv3x3.PackedWeights)? = nil, borders: PaddedPlanes? = nil,
                         pool: ThreadPool) {
-        precondition(low.channels == w.cin, "upsampled conv input has \(low.channels) channels, weights \(w.cin)")
+        require(low.channels == w.cin, "upsampled conv input has \(low.channels) channels, weights \(w.cin)")
         let h = 2 * low.height, lw = low.width, width = 2 * lw
         let band = max(1, h / (8 * pool.threadCount))
         let bands = (h + band - 1) / band
@@ -270,7 +270,7 @@ public enum UpsampledConv3x3 {
     /// P(y, 2q − 1), so a pixel's three columns 2q + 1, 2q, 2q − 1 are plane 2o + 1 at q + 1,
     /// plane 2o at q and plane 2o + 1 at q: plain vector loads.
     public static func boxSums(_ g: PaddedPlanes, pool: ThreadPool = .shared) -> PaddedPlanes {
-        precondition(g.width % 2 == 0 && g.height % 2 == 0, "box sums of an odd size \(g.height)x\(g.width)")
+        require(g.width % 2 == 0 && g.height % 2 == 0, "box sums of an odd size \(g.height)x\(g.width)")
         let lw = g.width / 2, h2 = g.height, vw = vectorWidth
         let out = PaddedPlanes(n: g.n, channels: 2 * g.channels, height: h2 + 1, width: lw + 1)
         // Column-pair sums of two gradient rows (E and O each), per thread.
@@ -345,7 +345,7 @@ public enum UpsampledConv3x3 {
     /// `boxSums`: 9 multiply-adds per output channel and low-resolution pixel.
     public static func backwardData(boxSums p: PaddedPlanes, _ w: DataWeights, into dL: Tensor, pool: ThreadPool = .shared) {
         let s = dL.shape
-        precondition(p.channels == 2 * w.cout && s.c == w.cin && p.n == s.n && p.height == 2 * s.h + 1 && p.width == s.w + 1,
+        require(p.channels == 2 * w.cout && s.c == w.cin && p.n == s.n && p.height == 2 * s.h + 1 && p.width == s.w + 1,
                      "upsampled conv gradient shapes do not match")
         let lw = s.w, vw = vectorWidth
         let band = max(1, s.h / (8 * pool.threadCount))
@@ -385,7 +385,7 @@ public enum UpsampledConv3x3 {
     public static func backwardWeights(low: PaddedPlanes, boxSums p: PaddedPlanes, dW: UnsafeMutablePointer<Float>,
                                        pool: ThreadPool = .shared) {
         let cin = low.channels, cout = p.channels / 2, h = low.height, lw = low.width
-        precondition(p.n == low.n && p.height == 2 * h + 1 && p.width == lw + 1, "upsampled conv gradient shapes do not match")
+        require(p.n == low.n && p.height == 2 * h + 1 && p.width == lw + 1, "upsampled conv gradient shapes do not match")
         // About 32 items in all (as Conv3x3.backwardWeights).
         let bandsPerImage = max(1, min(h, (32 + low.n - 1) / low.n))
         let band = (h + bandsPerImage - 1) / bandsPerImage

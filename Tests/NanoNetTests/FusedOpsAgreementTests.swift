@@ -17,6 +17,14 @@ final class FusedOpsAgreementTests: XCTestCase {
         checkAgreement(UNetConfig(widths: [4, 8, 16, 32], centreWidth: 32, dropout: 0.2), height: 32, width: 80)
     }
 
+    /// Every stage's fused op against the separate ops, at depths 1, 3 and 5 with odd widths
+    /// (the plan drives both paths, so any depth goes through the same code).
+    func testFusedAndSeparateOpsAgreeAtOtherDepthsAndOddWidths() {
+        checkAgreement(UNetConfig(widths: [3], centreWidth: 5, dropout: 0.2), height: 6, width: 10)
+        checkAgreement(UNetConfig(widths: [3, 5, 7], centreWidth: 9, dropout: 0.2), height: 16, width: 24)
+        checkAgreement(UNetConfig(widths: [2, 3, 5, 7, 9], centreWidth: 11, dropout: 0.2), height: 64, width: 96)
+    }
+
     func checkAgreement(_ config: UNetConfig, height: Int, width: Int, file: StaticString = #filePath, line: UInt = #line) {
         func grads(fused: Bool) -> [[Float]] {
             let net = UNet(config: config, seed: 5)
