@@ -26,6 +26,9 @@ let package = Package(
         .library(name: "NanoNet", targets: ["NanoNet"]),
         .library(name: "MicrographIO", targets: ["MicrographIO"]),
         .library(name: "Preprocessing", targets: ["Preprocessing"]),
+        .library(name: "Segmentation", targets: ["Segmentation"]),
+        .library(name: "ParticleAnalysis", targets: ["ParticleAnalysis"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,8 +50,11 @@ let package = Package(
         .target(name: "MicrographIO",
                 dependencies: ["CTIFF", "CPNG", "NanoHDF5", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Preprocessing", dependencies: ["MicrographIO"], swiftSettings: kernelFlags),
+        .target(name: "Segmentation", dependencies: ["NanoNet", "Preprocessing", "MicrographIO", "ParticleAnalysis"]),
+        .target(name: "ParticleAnalysis", dependencies: ["Preprocessing"]),
+        .target(name: "Training", dependencies: ["Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
         .executableTarget(name: "nanofind", dependencies: [
-            "NanoTensor", "NanoNet", "MicrographIO", "Preprocessing",
+            "NanoTensor", "NanoNet", "MicrographIO", "Preprocessing", "Segmentation", "ParticleAnalysis", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -56,6 +62,8 @@ let package = Package(
         .testTarget(name: "NanoNetTests", dependencies: ["NanoNet", "NanoTensor", "MicrographIO"]),
         .testTarget(name: "MicrographIOTests", dependencies: ["MicrographIO", "NanoTensor"]),
         .testTarget(name: "PreprocessingTests", dependencies: ["Preprocessing", "MicrographIO"]),
+        .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet"]),
     ]
 )

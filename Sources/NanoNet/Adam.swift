@@ -36,4 +36,23 @@ public final class Adam {
             p.zeroGrad()
         }
     }
+
+    /// The moments of `parameters` (zeros for any not yet updated) and the step count: what a
+    /// checkpoint needs to continue training exactly where it stopped.
+    public func state(of parameters: [Variable]) -> (step: Int, m: [[Float]], v: [[Float]]) {
+        (step, parameters.map { m[ObjectIdentifier($0)]?.array ?? [Float](repeating: 0, count: $0.value.count) },
+         parameters.map { v[ObjectIdentifier($0)]?.array ?? [Float](repeating: 0, count: $0.value.count) })
+    }
+
+    /// Restores a `state(of:)` for the same parameters, in the same order.
+    public func restore(step: Int, m ms: [[Float]], v vs: [[Float]], for parameters: [Variable]) {
+        require(ms.count == parameters.count && vs.count == parameters.count,
+                "\(ms.count) and \(vs.count) moments for \(parameters.count) parameters")
+        self.step = step
+        for (p, (mt, vt)) in zip(parameters, zip(ms, vs)) {
+            require(mt.count == p.value.count && vt.count == p.value.count, "moments of \(mt.count) for \(p.shape)")
+            m[ObjectIdentifier(p)] = Tensor(p.shape, values: mt)
+            v[ObjectIdentifier(p)] = Tensor(p.shape, values: vt)
+        }
+    }
 }

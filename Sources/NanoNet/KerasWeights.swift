@@ -44,7 +44,7 @@ public enum KerasWeights {
             guard let normName = c.normName else { continue }
             try loadBatchNorm(remaining.removeFirst(), into: net.norm(c), name: normName, fail: fail)
         }
-        let meta = ModelMetadata(config: config, threshold: 0.5, trainingPixelSizeNm: nil, preprocessing: "median3+max",
+        let meta = ModelMetadata(config: config, threshold: 0.5, trainingPixelSizeNm: nil, preprocessing: .pyNanoFind,
                                  provenance: "Keras HDF5 weights \(url.lastPathComponent)")
         return Model(network: net, metadata: meta)
     }

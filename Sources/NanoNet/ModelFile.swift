@@ -10,24 +10,32 @@ public struct ModelFileError: Error, CustomStringConvertible, LocalizedError, Se
     public var errorDescription: String? { description }
 }
 
-/// What a model needs besides its weights: how to prepare the input and read the output.
+/// What a model needs besides its weights: how to prepare the input and read the output, and
+/// where it came from.
 public struct ModelMetadata: Codable, Equatable, Sendable {
     public var architecture: String
     public var config: UNetConfig
     /// Particle where p > threshold.
     public var threshold: Float
-    /// nm per pixel of the training data, when known.
+    /// nm per pixel of the training data (median of the training images' calibrations), when known.
     public var trainingPixelSizeNm: Double?
-    /// Input preparation: "median3+max" (pyNanoFind: 3×3 median filter, then divide by the
-    /// maximum to scale to [0, 1]) or "none".
-    public var preprocessing: String
+    /// Input preparation (older files hold "median3+max" or "none", read as the typed recipe).
+    public var preprocessing: InputRecipe
     /// Where the weights come from.
     public var provenance: String
+    /// The training data: folders and image counts, one line each.
+    public var trainingData: [String]?
+    /// The training recipe: every setting, by flag name.
+    public var trainingRecipe: [String: String]?
+    /// Metrics measured when the model was made (validation dice, pixel accuracy, …).
+    public var metrics: [String: Double]?
 
     public init(architecture: String = "unet", config: UNetConfig, threshold: Float = 0.5,
-                trainingPixelSizeNm: Double? = nil, preprocessing: String = "median3+max", provenance: String) {
+                trainingPixelSizeNm: Double? = nil, preprocessing: InputRecipe = .pyNanoFind, provenance: String,
+                trainingData: [String]? = nil, trainingRecipe: [String: String]? = nil, metrics: [String: Double]? = nil) {
         self.architecture = architecture; self.config = config; self.threshold = threshold
         self.trainingPixelSizeNm = trainingPixelSizeNm; self.preprocessing = preprocessing; self.provenance = provenance
+        self.trainingData = trainingData; self.trainingRecipe = trainingRecipe; self.metrics = metrics
     }
 }
 
@@ -40,6 +48,7 @@ public struct Model: @unchecked Sendable {
 
     /// Loads a native `.safetensors` model or a Keras-2 HDF5 weight file (by content).
     public static func load(_ url: URL) throws -> Model {
+        try checkRegularFile(url)
         guard let fh = FileHandle(forReadingAtPath: url.path) else {
             throw ModelFileError(file: url.path, reason: FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file")
         }
@@ -48,4 +57,14 @@ public struct Model: @unchecked Sendable {
         if head.starts(with: [0x89, 0x48, 0x44, 0x46]) { return try KerasWeights.load(url) }
         return try SafeTensorsModel.load(url)
     }
+}
+
+/// Model inputs must be regular files: a FIFO would block, a device could be endless.
+func checkRegularFile(_ url: URL) throws {
+    var st = stat()
+    guard stat(url.path, &st) == 0 else {
+        throw ModelFileError(file: url.path, reason: errno == ENOENT ? "no such file" : "cannot be read")
+    }
+    if (st.st_mode & S_IFMT) == S_IFDIR { throw ModelFileError(file: url.path, reason: "is a folder, not a model file") }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelFileError(file: url.path, reason: "is not a regular file") }
 }

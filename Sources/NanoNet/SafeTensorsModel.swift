@@ -8,32 +8,17 @@ public enum SafeTensorsModel {
     static let metadataKey = "nanofind"
 
     public static func save(_ model: Model, to url: URL) throws {
-        let tensors = model.network.namedTensors
-        var header: [String: Any] = [:]
-        var offset = 0
-        for (name, t) in tensors {
+        try SafeTensorsFile.write(encode(model), to: url)
+    }
+
+    /// The bytes of the model's file.
+    public static func encode(_ model: Model) throws -> Data {
+        let entries = model.network.namedTensors.map { name, t -> SafeTensorsFile.Entry in
             let s = t.shape
-            let dims = name.hasSuffix(".weight") ? [s.n, s.c, s.h, s.w] : [t.count]
-            header[name] = ["dtype": "F32", "shape": dims, "data_offsets": [offset, offset + t.count * 4]]
-            offset += t.count * 4
+            return SafeTensorsFile.Entry(name: name, shape: name.hasSuffix(".weight") ? [s.n, s.c, s.h, s.w] : [t.count], values: t.array)
         }
         let metaJSON = try JSONEncoder().encode(model.metadata)
-        header["__metadata__"] = [metadataKey: String(decoding: metaJSON, as: UTF8.self)]
-        var headerData = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        while headerData.count % 8 != 0 { headerData.append(0x20) }
-        var out = Data()
-        var n = UInt64(headerData.count).littleEndian
-        withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
-        out.append(headerData)
-        for (_, t) in tensors { out.append(Data(bytes: t.data, count: t.count * 4)) }
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
-        do {
-            try out.write(to: tmp)
-            guard rename(tmp.path, url.path) == 0 else { throw CocoaError(.fileWriteUnknown) }  // atomic replace
-        } catch {
-            try? FileManager.default.removeItem(at: tmp)
-            throw ModelFileError(file: url.path, reason: "cannot be written (\(error.localizedDescription))")
-        }
+        return try SafeTensorsFile.encode(entries, metadata: [metadataKey: String(decoding: metaJSON, as: UTF8.self)])
     }
 
     public static func load(_ url: URL) throws -> Model {
@@ -42,6 +27,12 @@ public enum SafeTensorsModel {
         guard size <= 1 << 30 else { throw fail("not a model file (\(size) bytes; NanoFind models are well under 1 GiB)") }
         let bytes: Data
         do { bytes = try Data(contentsOf: url) } catch { throw fail("cannot be read") }
+        return try load(bytes, file: url.path)
+    }
+
+    /// A model from the bytes of a safetensors file (`file` names it in errors).
+    public static func load(_ bytes: Data, file: String) throws -> Model {
+        func fail(_ r: String) -> ModelFileError { ModelFileError(file: file, reason: r) }
         guard bytes.count >= 8 else { throw fail("not a model file (too short for a safetensors header)") }
         let n = bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
         guard n > 1, n <= UInt64(bytes.count - 8), n < 100_000_000 else {

@@ -2,119 +2,143 @@ import ArgumentParser
 import Foundation
 import MicrographIO
 import NanoNet
-import NanoTensor
-import Preprocessing
+import Segmentation
+
+extension ImageOutputs.ProbabilityFormat: ExpressibleByArgument {}
+
+/// `--shard K/N`.
+struct Shard: ExpressibleByArgument {
+    var k: Int, n: Int
+    init?(argument: String) {
+        let parts = argument.split(separator: "/")
+        guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else { return nil }
+        self.k = k; self.n = n
+    }
+}
 
 struct Segment: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Segment micrographs into particle and background.",
+        abstract: "Segment micrographs and measure every particle.",
         discussion: """
-            For every input image writes OUTDIR/<stem>_prob.npy (float32 H×W particle probability, \
-            softmax channel 1) and OUTDIR/<stem>_mask.png (0/255, particle where p > threshold). \
-            Inputs may be any format `nanofind inspect` reads; the first frame of each image is used. \
-            Image sides must be multiples of 16 for now. A file that cannot be read is reported on \
-            one line and skipped; the exit status is 2 when the only input failed, 1 when some of \
-            several failed.
+            INPUT: micrograph files in any format `nanofind inspect` reads, or folders (searched \
+            recursively). Every image (and every frame of a stack) of any size from 64 px up is \
+            segmented whole, in exact tiles: the result equals one whole-image pass. When the \
+            image's pixel size (from the file, or --pixel-size) differs from the one the model was \
+            trained at, it is resampled to the model's scale and the probabilities mapped back.
 
-            Example: nanofind segment image.npy -o out --model unet32_AuCdSeDots_09_final.h5
+            Per image in OUTDIR: NAME_mask.png (0/255), NAME_mask.tif, NAME_labels.tif (uint16 \
+            particle ids), NAME_prob.tif (float32; --prob-format npy for .npy), all calibrated in \
+            nm for Fiji; NAME_overlay.png (outlines and ids); NAME_particles.csv. For the run: \
+            particles.csv, summary.json, size_histogram.png and report.html (self-contained).
+
+            A re-run skips inputs whose outputs are newer (--overwrite redoes them). A bad file is \
+            reported on one line and skipped; exit status 1 if any failed (2 when the only input \
+            failed). --shard K/N processes a fixed 1/N of the inputs (for cluster job arrays; \
+            combine the shards with `nanofind merge`).
+
+            Example: nanofind segment micrographs/ -o results --pixel-size 0.05
             """)
 
-    @Argument(help: "Micrograph files.") var inputs: [String]
+    @Argument(help: "Micrograph files or folders.") var inputs: [String]
     @Option(name: [.short, .customLong("output")], help: "Output folder (created if missing).") var outputDir: String
-    @Option(help: "Model file: a NanoFind .safetensors model or a Keras-2 .h5 weight file.") var model: String
+    @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
-    @Option(help: "Input preparation: 'model' (what the model file records), 'none' (feed pixels as they are), or 'median3+max'.")
-    var preprocess: String = "model"
-    @Option(help: "Worker threads (default: one per available CPU).") var threads: Int?
+    @Option(help: "nm per pixel, for inputs without a calibration or with a wrong one.") var pixelSize: Double?
+    @Option(help: "Memory for the network's activations in GB (default: a quarter of this machine's).") var memory: Double?
+    @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = 0.5
+    @Option(help: "Probability map format: tif or npy.") var probFormat: ImageOutputs.ProbabilityFormat = .tif
+    @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
+    @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
+        if let pixelSize, !(pixelSize.isFinite && pixelSize > 0 && pixelSize < 1000) {
+            throw ValidationError("--pixel-size must be a positive number of nm per pixel, got \(pixelSize)")
+        }
+        if let memory, !(memory.isFinite && memory >= 0.1) { throw ValidationError("--memory must be at least 0.1 (GB)") }
+        if !(minArea.isFinite && minArea >= 0) { throw ValidationError("--min-area must be 0 or more (nm²)") }
+        if let shard, !(shard.n >= 1 && shard.k >= 1 && shard.k <= shard.n) {
+            throw ValidationError("--shard \(shard.k)/\(shard.n): K must be between 1 and N")
+        }
+    }
 
     func run() throws {
-        if let threads {
-            guard (1...256).contains(threads) else { throw ValidationError("--threads must be between 1 and 256") }
-            ThreadPool.setSharedThreadCount(threads)
-        }
-        if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
-        guard ["model", "none", "median3+max"].contains(preprocess) else {
-            throw ValidationError("--preprocess must be 'model', 'none' or 'median3+max'")
-        }
-        let loaded: Model
-        do { loaded = try Model.load(URL(fileURLWithPath: model)) } catch { throw exitWithInputError(error) }
+        threads.apply()
         let outURL = URL(fileURLWithPath: outputDir)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: outURL.path, isDirectory: &isDir), !isDir.boolValue {
+            throw exitWithInputError(MicrographError(url: outURL, reason: "is a file, not a folder; -o names the output folder"))
+        }
+        let model = try modelOptions.load()
         do {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
         } catch {
             throw exitWithInputError(MicrographError(url: outURL, reason: "cannot create the output folder"))
         }
-        let engine = UNetInference(loaded.network)
-        let recipe = preprocess == "model" ? loaded.metadata.preprocessing : preprocess
-        let t = threshold ?? loaded.metadata.threshold
-        var failures = 0
-        var usedNames = Set<String>()
-        for input in inputs {
+        var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
+        if let memory { options.memoryBytes = Int(memory * 1e9) }
+        let segmenter = Segmenter(model: model, options: options)
+        var settings = BatchSettings(outputDir: outURL)
+        settings.overwrite = overwrite; settings.probabilityFormat = probFormat; settings.minimumAreaNm2 = minArea
+        if let shard { settings.shard = (shard.k, shard.n) }
+        let modelName = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default (\(DefaultModel.url?.lastPathComponent ?? "?"))"
+        let batch = BatchSegmentation(segmenter: segmenter, settings: settings, modelName: modelName)
+        batch.open = IsolatedReader.open
+        batch.removeStaleTemporaries()
+        let (files, missing) = batch.expand(inputs)
+        var failures = missing.count
+        for m in missing { printError(m) }
+        var summaries: [ImageSummary] = []
+        let bar = ProgressBar()
+        var processed = 0, skipped = 0, particles = 0, seconds = 0.0
+        var warnedUncalibrated = false
+        for (i, url) in files.enumerated() {
+            if let previous = batch.previousResults(for: url) {
+                summaries += previous; skipped += 1
+                particles += previous.reduce(0) { $0 + $1.particles }
+                continue
+            }
+            let start = Date()
             do {
-                try segmentFile(URL(fileURLWithPath: input), engine: engine, network: loaded.network,
-                                recipe: recipe, threshold: t, outURL: outURL, usedNames: &usedNames)
+                let s = try batch.process(url)
+                summaries += s
+                processed += 1
+                particles += s.reduce(0) { $0 + $1.particles }
+                if !warnedUncalibrated, s.contains(where: { $0.pixelSizeSource == "none" }) {
+                    warnedUncalibrated = true
+                    FileHandle.standardError.write(Data("warning: \(url.path) has no pixel size; sizes are in pixels (give --pixel-size NM)\n".utf8))
+                }
+                for r in s {
+                    print(String(format: "%@: %d×%d, %@, %d particles, %.1f %% area -> %@_*", r.input, r.width, r.height,
+                                      r.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated", r.particles,
+                                      100 * r.areaFraction, r.image))
+                }
             } catch {
                 failures += 1
-                FileHandle.standardError.write(Data(("error: " + String(describing: error) + "\n").utf8))
+                printError(error)
             }
+            seconds += Date().timeIntervalSince(start)
+            let perFile = seconds / Double(max(1, processed))
+            if bar.isTerminal { bar.update("files", done: i + 1, of: files.count, detail: String(format: "%d particles, %.2f s/file", particles, perFile),
+                       secondsLeft: perFile * Double(files.count - i - 1)) }
         }
-        if failures > 0 { throw ExitCode(inputs.count == 1 ? 2 : 1) }
+        if !summaries.isEmpty {
+            var runSettings: [String: String] = ["model": modelName, "threshold": String(format: "%.4f", segmenter.threshold),
+                                                 "preprocessing": segmenter.recipe.description, "min_area_nm2": "\(minArea)"]
+            if let p = model.metadata.trainingPixelSizeNm { runSettings["model_pixel_size_nm"] = String(format: "%.4g", p) }
+            if let pixelSize { runSettings["pixel_size_nm (--pixel-size)"] = "\(pixelSize)" }
+            if let shard { runSettings["shard"] = "\(shard.k)/\(shard.n)" }
+            do { try RunReport(summaries: summaries, settings: runSettings).write(into: outURL) } catch { throw exitWithInputError(error) }
+        }
+        if bar.isTerminal { bar.finish("") }
+        print("\(processed) processed, \(skipped) already done, \(failures) failed; \(particles) particles -> \(outURL.path)/report.html")
+        if failures > 0 { throw ExitCode(files.count + missing.count == 1 ? 2 : 1) }
     }
+}
 
-    func segmentFile(_ url: URL, engine: UNetInference, network: UNet, recipe: String, threshold: Float, outURL: URL,
-                     usedNames: inout Set<String>) throws {
-        let images = try IsolatedReader.open(url)
-        let stem = url.deletingPathExtension().lastPathComponent
-        // Check every image before writing anything, so a failing file leaves no outputs.
-        let names = images.indices.map { images.count == 1 ? stem : "\(stem)_\($0)" }
-        for (name, image) in zip(names, images) {
-            if let problem = network.validateInput(Shape(1, 1, image.height, image.width)) {
-                throw MicrographError(url: url, reason: problem + " (padding of arbitrary sizes is not supported yet)")
-            }
-            // The network keeps about 160 bytes per pixel of activations at once.
-            let (bytes, overflow) = image.width.multipliedReportingOverflow(by: image.height * 160)
-            let budget = Int(ProcessInfo.processInfo.physicalMemory / 2)
-            if overflow || bytes > budget {
-                throw MicrographError(url: url, reason: "image is \(image.width)×\(image.height) pixels; segmenting it whole needs about \(overflow ? Int.max >> 30 : bytes >> 30) GiB, more than half of this machine's memory")
-            }
-            if usedNames.contains(name) {
-                throw MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(name); segment it into another folder")
-            }
-        }
-        var results: [(name: String, prob: [Float], mask: [UInt8], image: Micrograph)] = []
-        for (name, image) in zip(names, images) {
-            let shape = Shape(1, 1, image.height, image.width)
-            var pixels = FloatImage(width: image.width, height: image.height, pixels: image.floatFrame(0))
-            if recipe == "median3+max" {
-                pixels = minMaxNormalise(medianFilter3x3(pixels))
-            } else if recipe != "none" {
-                throw MicrographError(url: url, reason: "the model asks for unknown preprocessing '\(recipe)'")
-            }
-            let p = engine.probabilities(Tensor(shape, values: pixels.pixels))
-            let prob = Array(UnsafeBufferPointer(start: p.plane(0, 1), count: image.width * image.height))
-            results.append((name, prob, prob.map { $0 > threshold ? UInt8(255) : 0 }, image))
-        }
-        var written: [URL] = []
-        do {
-            for r in results {
-                let probURL = outURL.appendingPathComponent("\(r.name)_prob.npy")
-                let maskURL = outURL.appendingPathComponent("\(r.name)_mask.png")
-                try NPYFile.write(r.prob, shape: [r.image.height, r.image.width], to: probURL)
-                written.append(probURL)
-                try PNGWriter.writeGrey8(r.mask, width: r.image.width, height: r.image.height, to: maskURL)
-                written.append(maskURL)
-            }
-        } catch {
-            for w in written { try? FileManager.default.removeItem(at: w) }  // never leave half the outputs
-            throw error
-        }
-        for (index, r) in results.enumerated() {
-            usedNames.insert(r.name)
-            let fraction = Double(r.mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / Double(max(1, r.mask.count))
-            let scale = r.image.pixelSize.map { String(format: ", %.4g nm/px", $0.x) } ?? ", uncalibrated"
-            print(String(format: "%@: %d×%d%@, %.1f %% particle (p > %.2f) -> %@_prob.npy, %@_mask.png",
-                         url.path + (results.count == 1 ? "" : " [\(index)]"), r.image.width, r.image.height, scale,
-                         100 * fraction, threshold, r.name, r.name))
-        }
-    }
+/// One line `error: <file>: <reason>` on stderr.
+func printError(_ error: Error) {
+    let text = String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+    FileHandle.standardError.write(Data(("error: " + text + "\n").utf8))
 }

@@ -16,9 +16,9 @@ final class BadInputTests: XCTestCase {
         out = tmp.appendingPathComponent("out")
         model = tmp.appendingPathComponent("small.safetensors")
         let net = UNet(config: UNetConfig(widths: [2, 4], centreWidth: 4), seed: 1)
-        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, preprocessing: "none", provenance: "test")), to: model)
+        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, preprocessing: .none, provenance: "test")), to: model)
         image = tmp.appendingPathComponent("image.npy")
-        try NPYFile.write((0..<(32 * 48)).map { Float($0 % 7) }, shape: [32, 48], to: image)
+        try NPYFile.write((0..<(64 * 96)).map { Float($0 % 7) }, shape: [64, 96], to: image)
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
@@ -35,7 +35,9 @@ final class BadInputTests: XCTestCase {
     func testTheGoodModelWorks() throws {
         let r = try CLIRunner.run(["segment", image.path, "-o", out.path, "--model", model.path])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(), ["image_mask.png", "image_prob.npy"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(),
+                       ["image.summary.json", "image_labels.tif", "image_mask.png", "image_mask.tif", "image_overlay.png",
+                        "image_particles.csv", "image_prob.tif", "particles.csv", "report.html", "size_histogram.png", "summary.json"])
     }
 
     func testBrokenModelFiles() throws {
@@ -74,14 +76,14 @@ final class BadInputTests: XCTestCase {
     func testImagesThatCannotBeSegmented() throws {
         let odd = tmp.appendingPathComponent("odd.npy")
         try NPYFile.write([Float](repeating: 1, count: 30 * 20), shape: [30, 20], to: odd)
-        try assertOneLineExit2(["segment", odd.path, "-o", out.path, "--model", model.path], mentions: "multiples of 4")
+        try assertOneLineExit2(["segment", odd.path, "-o", out.path, "--model", model.path], mentions: "at least 64")
 
         let short = tmp.appendingPathComponent("short.npy")
         try (try Data(contentsOf: image)).dropLast(64).write(to: short)
         try assertOneLineExit2(["segment", short.path, "-o", out.path, "--model", model.path], mentions: short.path)
 
         // A small PNG of a huge, blank image: refused for its size, not by running out of memory.
-        let sideForHalfTheMemory = Int((Double(ProcessInfo.processInfo.physicalMemory / 2) / 160).squareRoot()) + 64
+        let sideForHalfTheMemory = Int((Double(ProcessInfo.processInfo.physicalMemory / 2) / 40).squareRoot()) + 64
         let side = (sideForHalfTheMemory + 3) / 4 * 4
         let big = tmp.appendingPathComponent("big.png")
         try PNGWriter.writeGrey8([UInt8](repeating: 0, count: side * side), width: side, height: side, to: big)

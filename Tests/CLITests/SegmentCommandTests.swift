@@ -28,7 +28,7 @@ final class SegmentCommandTests: XCTestCase {
         for stem in modelStems {
             let dir = out.appendingPathComponent(stem)
             let r = try CLIRunner.run(["segment"] + inputs.map { fixtures.appendingPathComponent("\($0).npy").path }
-                + ["-o", dir.path, "--model", models.appendingPathComponent("\(stem).h5").path, "--preprocess", "none"])
+                + ["-o", dir.path, "--model", models.appendingPathComponent("\(stem).h5").path, "--preprocess", "none", "--prob-format", "npy"])
             XCTAssertEqual(r.status, 0, r.stderr)
             for input in inputs {
                 let (p, ps) = try floats(dir.appendingPathComponent("\(input)_prob.npy"))
@@ -90,15 +90,16 @@ final class SegmentCommandTests: XCTestCase {
         try inputBytes.prefix(inputBytes.count - 1000).write(to: shortNPY)
         try assertBadInput(["segment", shortNPY.path, "-o", out.path, "--model", goodModel.path], mentions: shortNPY.path, outDir: out)
 
-        // Sides not divisible by 16
+        // Smaller than 64 px
         let odd = tmp.appendingPathComponent("odd.npy")
-        try NPYFile.write([Float](repeating: 0.5, count: 100 * 90), shape: [100, 90], to: odd)
-        try assertBadInput(["segment", odd.path, "-o", out.path, "--model", goodModel.path], mentions: "multiples of 16", outDir: out)
+        try NPYFile.write([Float](repeating: 0.5, count: 50 * 90), shape: [50, 90], to: odd)
+        try assertBadInput(["segment", odd.path, "-o", out.path, "--model", goodModel.path], mentions: "at least 64", outDir: out)
 
         // A batch with one bad file: exit 1, the good one is written
-        let r = try CLIRunner.run(["segment", odd.path, input.path, "-o", out.path, "--model", goodModel.path, "--preprocess", "none"])
+        let r = try CLIRunner.run(["segment", odd.path, input.path, "-o", out.path, "--model", goodModel.path, "--preprocess", "none",
+                                   "--prob-format", "npy"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1)
+        XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("input_lattice_256_prob.npy").path))
     }
 
@@ -110,7 +111,8 @@ final class SegmentCommandTests: XCTestCase {
         let c = try CLIRunner.run(["convert-model", models.appendingPathComponent("\(modelStems[0]).h5").path, "-o", converted.path])
         XCTAssertEqual(c.status, 0, c.stderr)
         let input = fixtures.appendingPathComponent("input_rect_128x384.npy")
-        let r = try CLIRunner.run(["segment", input.path, "-o", tmp.path, "--model", converted.path, "--preprocess", "none"])
+        let r = try CLIRunner.run(["segment", input.path, "-o", tmp.path, "--model", converted.path, "--preprocess", "none",
+                                   "--prob-format", "npy"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let (p, _) = try floats(tmp.appendingPathComponent("input_rect_128x384_prob.npy"))
         let (e, _) = try floats(fixtures.appendingPathComponent("out__\(modelStems[0])__input_rect_128x384.npy"))

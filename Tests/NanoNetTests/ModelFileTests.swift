@@ -10,7 +10,7 @@ final class ModelFileTests: XCTestCase {
     func testSafetensorsRoundTripIsBitExact() throws {
         let net = UNet(config: UNetConfig(widths: [4, 8, 16], centreWidth: 24, classes: 2), seed: 3)
         for (_, t) in net.namedTensors { for k in 0..<t.count { t.data[k] += Float(k % 7) * 0.001 } }
-        let meta = ModelMetadata(config: net.config, threshold: 0.73, trainingPixelSizeNm: 0.05, preprocessing: "none", provenance: "test")
+        let meta = ModelMetadata(config: net.config, threshold: 0.73, trainingPixelSizeNm: 0.05, preprocessing: .none, provenance: "test")
         let url = tmp("m.safetensors")
         defer { try? FileManager.default.removeItem(at: url) }
         try SafeTensorsModel.save(Model(network: net, metadata: meta), to: url)

@@ -1,0 +1,106 @@
+/// One particle's measurements. Pixel coordinates use the pixel-centre convention: pixel
+/// (column, row) covers [column, column + 1) × [row, row + 1), so its centre is (column + 0.5,
+/// row + 0.5). Lengths and areas in nm are nil when the pixel size is unknown.
+public struct Particle: Sendable, Equatable, Codable {
+    public var id: Int
+    public var centroidX: Double
+    public var centroidY: Double
+    public var areaPx: Int
+    /// Major and minor axis lengths of the ellipse with the same second moments (px).
+    public var majorAxisPx: Double
+    public var minorAxisPx: Double
+    /// Angle of the major axis from the +x (column) axis towards +y (down), degrees in (−90, 90].
+    public var orientationDeg: Double
+    /// Boundary length (px), estimated as scikit-image's `perimeter` (4-connected boundary with
+    /// weights for straight, diagonal and corner steps).
+    public var perimeterPx: Double
+    /// 4πA/P² (1 for a disc; lower for elongated or ragged outlines).
+    public var circularity: Double
+    /// Of the moment ellipse: 0 for a circle, towards 1 for a line.
+    public var eccentricity: Double
+    /// Area over the area of the convex hull of the particle's pixel squares.
+    public var solidity: Double
+    /// Bounding box: first and one-past-last column and row.
+    public var boundingBox: (x0: Int, y0: Int, x1: Int, y1: Int)
+    /// The particle reaches the image border, so it may be cut.
+    public var touchesBorder: Bool
+    /// Mean particle probability over its pixels (nil without a probability map).
+    public var meanProbability: Double?
+    /// nm per pixel used for the nm columns.
+    public var pixelSizeNm: Double?
+
+    public var areaNm2: Double? { pixelSizeNm.map { Double(areaPx) * $0 * $0 } }
+    /// Diameter of the disc with the same area.
+    public var equivalentDiameterPx: Double { 2 * (Double(areaPx) / Double.pi).squareRoot() }
+    public var equivalentDiameterNm: Double? { pixelSizeNm.map { equivalentDiameterPx * $0 } }
+    public var centroidXNm: Double? { pixelSizeNm.map { centroidX * $0 } }
+    public var centroidYNm: Double? { pixelSizeNm.map { centroidY * $0 } }
+    public var majorAxisNm: Double? { pixelSizeNm.map { majorAxisPx * $0 } }
+    public var minorAxisNm: Double? { pixelSizeNm.map { minorAxisPx * $0 } }
+    public var perimeterNm: Double? { pixelSizeNm.map { perimeterPx * $0 } }
+
+    enum CodingKeys: String, CodingKey {
+        case id, centroidX, centroidY, areaPx, majorAxisPx, minorAxisPx, orientationDeg, perimeterPx, circularity,
+             eccentricity, solidity, x0, y0, x1, y1, touchesBorder, meanProbability, pixelSizeNm
+    }
+
+    public init(id: Int, centroidX: Double, centroidY: Double, areaPx: Int, majorAxisPx: Double, minorAxisPx: Double,
+                orientationDeg: Double, perimeterPx: Double, circularity: Double, eccentricity: Double, solidity: Double,
+                boundingBox: (x0: Int, y0: Int, x1: Int, y1: Int), touchesBorder: Bool, meanProbability: Double?,
+                pixelSizeNm: Double?) {
+        self.id = id; self.centroidX = centroidX; self.centroidY = centroidY; self.areaPx = areaPx
+        self.majorAxisPx = majorAxisPx; self.minorAxisPx = minorAxisPx; self.orientationDeg = orientationDeg
+        self.perimeterPx = perimeterPx; self.circularity = circularity; self.eccentricity = eccentricity
+        self.solidity = solidity; self.boundingBox = boundingBox; self.touchesBorder = touchesBorder
+        self.meanProbability = meanProbability; self.pixelSizeNm = pixelSizeNm
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(Int.self, forKey: .id)
+        centroidX = try c.decode(Double.self, forKey: .centroidX); centroidY = try c.decode(Double.self, forKey: .centroidY)
+        areaPx = try c.decode(Int.self, forKey: .areaPx)
+        majorAxisPx = try c.decode(Double.self, forKey: .majorAxisPx); minorAxisPx = try c.decode(Double.self, forKey: .minorAxisPx)
+        orientationDeg = try c.decode(Double.self, forKey: .orientationDeg)
+        perimeterPx = try c.decode(Double.self, forKey: .perimeterPx); circularity = try c.decode(Double.self, forKey: .circularity)
+        eccentricity = try c.decode(Double.self, forKey: .eccentricity); solidity = try c.decode(Double.self, forKey: .solidity)
+        boundingBox = (try c.decode(Int.self, forKey: .x0), try c.decode(Int.self, forKey: .y0),
+                       try c.decode(Int.self, forKey: .x1), try c.decode(Int.self, forKey: .y1))
+        touchesBorder = try c.decode(Bool.self, forKey: .touchesBorder)
+        meanProbability = try c.decodeIfPresent(Double.self, forKey: .meanProbability)
+        pixelSizeNm = try c.decodeIfPresent(Double.self, forKey: .pixelSizeNm)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id); try c.encode(centroidX, forKey: .centroidX); try c.encode(centroidY, forKey: .centroidY)
+        try c.encode(areaPx, forKey: .areaPx); try c.encode(majorAxisPx, forKey: .majorAxisPx)
+        try c.encode(minorAxisPx, forKey: .minorAxisPx); try c.encode(orientationDeg, forKey: .orientationDeg)
+        try c.encode(perimeterPx, forKey: .perimeterPx); try c.encode(circularity, forKey: .circularity)
+        try c.encode(eccentricity, forKey: .eccentricity); try c.encode(solidity, forKey: .solidity)
+        try c.encode(boundingBox.x0, forKey: .x0); try c.encode(boundingBox.y0, forKey: .y0)
+        try c.encode(boundingBox.x1, forKey: .x1); try c.encode(boundingBox.y1, forKey: .y1)
+        try c.encode(touchesBorder, forKey: .touchesBorder)
+        try c.encodeIfPresent(meanProbability, forKey: .meanProbability); try c.encodeIfPresent(pixelSizeNm, forKey: .pixelSizeNm)
+    }
+
+    public static func == (a: Particle, b: Particle) -> Bool {
+        a.id == b.id && a.centroidX == b.centroidX && a.centroidY == b.centroidY && a.areaPx == b.areaPx
+            && a.boundingBox == b.boundingBox && a.perimeterPx == b.perimeterPx && a.solidity == b.solidity
+            && a.touchesBorder == b.touchesBorder && a.meanProbability == b.meanProbability && a.pixelSizeNm == b.pixelSizeNm
+    }
+
+    /// CSV columns, units in the names.
+    public static let csvHeader = ["id", "centroid_x_px", "centroid_y_px", "centroid_x_nm", "centroid_y_nm", "area_px", "area_nm2",
+                                   "eq_diameter_nm", "eq_diameter_px", "major_axis_nm", "minor_axis_nm", "orientation_deg",
+                                   "perimeter_nm", "circularity", "eccentricity", "solidity", "bbox_x0", "bbox_y0", "bbox_x1",
+                                   "bbox_y1", "touches_border", "mean_probability"]
+
+    public var csvFields: [String] {
+        func f(_ v: Double?, _ digits: Int = 4) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "" }
+        return [String(id), f(centroidX, 2), f(centroidY, 2), f(centroidXNm), f(centroidYNm), String(areaPx), f(areaNm2),
+                f(equivalentDiameterNm), f(equivalentDiameterPx, 2), f(majorAxisNm), f(minorAxisNm), f(orientationDeg, 2),
+                f(perimeterNm), f(circularity), f(eccentricity), f(solidity), String(boundingBox.x0), String(boundingBox.y0),
+                String(boundingBox.x1), String(boundingBox.y1), touchesBorder ? "1" : "0", f(meanProbability)]
+    }
+}

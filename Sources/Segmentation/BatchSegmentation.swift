@@ -1,0 +1,189 @@
+import Foundation
+import MicrographIO
+import NanoNet
+import NanoTensor
+import ParticleAnalysis
+import Preprocessing
+
+/// Settings of a batch that are not the segmenter's.
+public struct BatchSettings: Sendable {
+    public var outputDir: URL
+    public var overwrite = false
+    public var probabilityFormat: ImageOutputs.ProbabilityFormat = .tif
+    /// Objects smaller than this are not particles (needs the pixel size; else `minimumAreaPx`).
+    public var minimumAreaNm2 = 0.5
+    public var minimumAreaPx = 20
+    /// Process only the inputs of shard `k` of `n` (1-based), chosen by a hash of the path.
+    public var shard: (k: Int, n: Int) = (1, 1)
+
+    public init(outputDir: URL) { self.outputDir = outputDir }
+}
+
+/// `nanofind segment` over many files: inputs expanded (folders recursively), sharded, skipped
+/// when their outputs are newer, segmented and measured one image at a time, outputs written
+/// atomically; a bad file is reported and the batch goes on.
+public final class BatchSegmentation {
+    public let segmenter: Segmenter
+    public let settings: BatchSettings
+    public let modelName: String
+    public var open: (URL) throws -> [Micrograph] = MicrographReader.open
+    /// Output names given out in this run (two inputs with one stem must not overwrite each other).
+    public private(set) var usedNames: [String: String] = [:]
+    /// Bytes the pipeline holds per pixel of an image besides the network's tiles (the raw and
+    /// prepared images, probabilities, mask, labels, output buffers).
+    public static let bytesPerPixel = 40
+
+    public init(segmenter: Segmenter, settings: BatchSettings, modelName: String) {
+        self.segmenter = segmenter; self.settings = settings; self.modelName = modelName
+    }
+
+    static let imageExtensions: Set<String> = ["mrc", "mrcs", "map", "st", "tif", "tiff", "dm3", "dm4", "ser", "emd", "png", "npy"]
+
+    /// The files to process: files as given, folders searched recursively for micrographs (not
+    /// NanoFind's own outputs or label images), in a stable order, then this shard's share.
+    public func expand(_ inputs: [String]) -> (files: [URL], problems: [MicrographError]) {
+        var files: [URL] = [], problems: [MicrographError] = []
+        for input in inputs {
+            let url = URL(fileURLWithPath: input)
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+                problems.append(MicrographError(url: url, reason: "no such file")); continue
+            }
+            guard isDir.boolValue else { files.append(url); continue }
+            let found = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey])
+            var inFolder: [URL] = []
+            while let f = found?.nextObject() as? URL {
+                let name = f.lastPathComponent
+                guard !name.hasPrefix("."), BatchSegmentation.imageExtensions.contains(f.pathExtension.lowercased()) else { continue }
+                let stem = f.deletingPathExtension().lastPathComponent
+                if ["_mask", "_labels", "_prob", "_overlay"].contains(where: { stem.hasSuffix($0) }) { continue }
+                if f.standardizedFileURL.path.hasPrefix(settings.outputDir.standardizedFileURL.path + "/") { continue }
+                inFolder.append(f)
+            }
+            files += inFolder.sorted { $0.path < $1.path }
+        }
+        let (k, n) = settings.shard
+        return (files.filter { BatchSegmentation.shard(of: $0.path, count: n) == k - 1 }, problems)
+    }
+
+    /// Which of `count` shards a path falls in: FNV-1a of its bytes, so the same path always
+    /// lands in the same shard.
+    public static func shard(of path: String, count: Int) -> Int {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in path.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return Int(h % UInt64(max(1, count)))
+    }
+
+    /// Output names of a file's images (`<stem>`, or `<stem>_<k>` for several).
+    public func names(for url: URL, count: Int) -> [String] {
+        let stem = url.deletingPathExtension().lastPathComponent
+        return (0..<count).map { count == 1 ? stem : "\(stem)_\($0)" }
+    }
+
+    /// The summaries of a file processed before, when every output is there and newer than it.
+    public func previousResults(for url: URL) -> [ImageSummary]? {
+        guard !settings.overwrite, usedNames.values.contains(url.path) == false,
+              let inputDate = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date else { return nil }
+        let stem = url.deletingPathExtension().lastPathComponent
+        let candidates = (try? FileManager.default.contentsOfDirectory(atPath: settings.outputDir.path)) ?? []
+        let summaries = candidates.filter {
+            $0.hasSuffix(".summary.json") && ($0 == "\(stem).summary.json" || $0.hasPrefix("\(stem)_"))
+        }.sorted()
+        var out: [ImageSummary] = []
+        for file in summaries {
+            let u = settings.outputDir.appendingPathComponent(file)
+            guard let data = try? Data(contentsOf: u), let s = try? JSONDecoder().decode(ImageSummary.self, from: data),
+                  s.input == url.path else { continue }
+            let all = ImageOutputs.files(for: s.image, probability: settings.probabilityFormat)
+            let fresh = all.allSatisfy { name in
+                let d = (try? FileManager.default.attributesOfItem(atPath: settings.outputDir.appendingPathComponent(name).path))?[.modificationDate] as? Date
+                return d.map { $0 >= inputDate } ?? false
+            }
+            guard fresh else { return nil }
+            out.append(s)
+        }
+        guard !out.isEmpty, out.allSatisfy({ usedNames[$0.image] == nil }) else { return nil }
+        for s in out { usedNames[s.image] = url.path }
+        return out
+    }
+
+    /// Segments, measures and writes every image of one file. Every image is checked before
+    /// anything is written, and a failure removes what this file wrote.
+    public func process(_ url: URL, pool: ThreadPool = .shared) throws -> [ImageSummary] {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let readStart = start
+        let micrographs = try open(url)
+        var frames: [(Micrograph, Int)] = []
+        for m in micrographs { for f in 0..<max(1, m.frames) { frames.append((m, f)) } }
+        guard !frames.isEmpty else { throw MicrographError(url: url, reason: "holds no image") }
+        for (m, _) in frames where m.width < 64 || m.height < 64 {
+            throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; both sides must be at least 64")
+        }
+        let readSeconds = Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9
+        let names = self.names(for: url, count: frames.count)
+        let budget = Int(ProcessInfo.processInfo.physicalMemory / 2)
+        for (m, _) in frames {
+            let (bytes, overflow) = m.width.multipliedReportingOverflow(by: m.height * BatchSegmentation.bytesPerPixel)
+            if overflow || bytes > budget {
+                throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; segmenting it needs about \(overflow ? Int.max >> 30 : bytes >> 30) GiB of memory, more than half of this machine's")
+            }
+        }
+        for name in names {
+            if let earlier = usedNames[name], earlier != url.path {
+                throw MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(name) (\(earlier)); segment it into another folder")
+            }
+        }
+        for name in names { usedNames[name] = url.path }
+        var summaries: [ImageSummary] = []
+        var done: [String] = []
+        do {
+            for (name, (m, frame)) in zip(names, frames) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let raw = try FloatImage(m, frame: frame)
+                let (size, source) = segmenter.pixelSize(of: m)
+                let result = segmenter.segment(raw, pixelSizeNm: size, source: source, pool: pool)
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                let measurement = ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
+                                                      minimumAreaNm2: size == nil ? 0 : settings.minimumAreaNm2,
+                                                      minimumAreaPx: size == nil ? settings.minimumAreaPx : 1)
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                var timings = Dictionary(uniqueKeysWithValues: result.timings)
+                timings["read"] = readSeconds / Double(frames.count)
+                timings["particles"] = Double(t2 - t1) / 1e9
+                let summaryForFile = { (seconds: Double, timings: [String: Double]) in
+                    ImageSummary(image: name, input: url.path, width: m.width, height: m.height, particles: measurement.particles,
+                                 mask: result.mask.values, model: self.modelName, threshold: result.threshold, pixelSizeNm: size,
+                                 pixelSizeSource: source.rawValue, scale: result.scale, seconds: seconds, timings: timings)
+                }
+                // The summary written with the outputs carries the time up to writing them.
+                var summary = summaryForFile(Double(t2 - t0) / 1e9 + readSeconds / Double(frames.count), timings)
+                done.append(name)
+                let t3 = DispatchTime.now().uptimeNanoseconds
+                try ImageOutputs.write(name: name, into: settings.outputDir, raw: raw, result: result, measurement: measurement,
+                                       summary: summary, probability: settings.probabilityFormat)
+                timings["write"] = Double(DispatchTime.now().uptimeNanoseconds - t3) / 1e9
+                summary = summaryForFile(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 + readSeconds / Double(frames.count), timings)
+                summaries.append(summary)
+            }
+        } catch {
+            for name in done {
+                for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
+                    try? FileManager.default.removeItem(at: settings.outputDir.appendingPathComponent(f))
+                }
+            }
+            throw error
+        }
+        return summaries
+    }
+
+    /// Removes temporary files a killed run left (`.NAME.partial-PID` whose process is gone).
+    public func removeStaleTemporaries() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.outputDir.path)) ?? []
+        for name in names where name.hasPrefix(".") && name.contains(".partial-") {
+            guard let pid = Int32(name.split(separator: "-").last ?? ""), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(at: settings.outputDir.appendingPathComponent(name))
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import NanoNet
+import NanoTensor
+import Preprocessing
+
+/// Whole-image inference in tiles that give exactly the whole-image values.
+///
+/// Inference is convolutional, so a tile that starts on the pooling grid (a multiple of
+/// `UNetPlan.alignment`) gives the whole image's values at every pixel at least
+/// `UNetPlan.tileMargin` (the receptive radius rounded up to the grid) from a tile edge that is
+/// not also an image edge. The image is first padded by reflection to a multiple of the grid;
+/// tiles are then laid so that what each keeps meets its neighbour's, and the kept parts are
+/// copied into the result. Any tile size above twice the margin gives the same map (to float
+/// round-off from the kernels' different blocking at different widths).
+public struct ExactTiling: Sendable, Equatable {
+    /// One tile: where it starts and what of it is kept (in padded-image pixels), per axis.
+    public struct Span: Sendable, Equatable {
+        public var origin: Int
+        public var size: Int
+        public var keep: Range<Int>
+    }
+
+    public let width: Int, height: Int
+    /// Padded sizes (multiples of the alignment).
+    public let paddedWidth: Int, paddedHeight: Int
+    public let columns: [Span]
+    public let rows: [Span]
+    public let margin: Int
+
+    /// Tiles of at most `tileSize` (rounded down to the alignment, at least 2 · margin + alignment).
+    public init(width: Int, height: Int, plan: UNetPlan, tileSize: Int) {
+        require(width > 0 && height > 0, "ExactTiling: empty image \(width)x\(height)")
+        let a = plan.alignment, m = plan.tileMargin
+        let t = max(2 * m + a, tileSize / a * a)
+        self.width = width; self.height = height; margin = m
+        paddedWidth = (width + a - 1) / a * a
+        paddedHeight = (height + a - 1) / a * a
+        columns = ExactTiling.spans(length: paddedWidth, tile: t, margin: m)
+        rows = ExactTiling.spans(length: paddedHeight, tile: t, margin: m)
+    }
+
+    /// Tiles along one axis: each starts `margin` before the first pixel not yet covered (or at
+    /// 0, or at `length − tile`), and keeps up to `margin` before its far edge unless that edge
+    /// is the image's.
+    static func spans(length: Int, tile: Int, margin: Int) -> [Span] {
+        guard length > tile else { return [Span(origin: 0, size: length, keep: 0..<length)] }
+        var spans: [Span] = []
+        var next = 0
+        while next < length {
+            let origin = min(max(0, next - margin), length - tile)
+            let end = origin + tile == length ? length : origin + tile - margin
+            spans.append(Span(origin: origin, size: tile, keep: next..<end))
+            next = end
+        }
+        return spans
+    }
+
+    public var count: Int { columns.count * rows.count }
+
+    /// The largest square tile whose activations fit `bytes` (about 170 bytes per pixel for the
+    /// pyNanoFind widths; scaled by the network's widest full-resolution maps otherwise).
+    public static func tileSize(forMemory bytes: Int, plan: UNetPlan) -> Int {
+        let perPixel = bytesPerPixel(plan)
+        let side = Int(Double(max(bytes, 0) / perPixel).squareRoot())
+        return max(2 * plan.tileMargin + plan.alignment, side / plan.alignment * plan.alignment)
+    }
+
+    /// Activation bytes per input pixel at inference: every map the pass keeps at once (skips,
+    /// padded inputs and outputs), summed over the levels, 4 bytes a value.
+    public static func bytesPerPixel(_ plan: UNetPlan) -> Int {
+        var floats = 0.0
+        for c in plan.convolutions {
+            let area = 1.0 / Double(c.scaleDivisor * c.scaleDivisor)
+            floats += Double(c.cin + 2 * c.cout) * area  // input, output and the skip kept for the decoder
+        }
+        return max(32, Int(4 * floats * 1.3))
+    }
+}
+
+/// Particle probabilities of whole images through `UNetInference`, tiled exactly.
+public struct TiledPredictor: @unchecked Sendable {
+    public let engine: UNetInference
+    public let tileSize: Int
+
+    public init(engine: UNetInference, tileSize: Int) {
+        self.engine = engine
+        self.tileSize = tileSize
+    }
+
+    /// The particle probability (softmax channel 1) of every pixel of `image` (already prepared).
+    public func probabilities(_ image: FloatImage, pool: ThreadPool = .shared) -> FloatImage {
+        let tiling = ExactTiling(width: image.width, height: image.height, plan: engine.plan, tileSize: tileSize)
+        var out = FloatImage(width: image.width, height: image.height)
+        for row in tiling.rows {
+            for column in tiling.columns {
+                let x = Tensor(Shape(1, 1, row.size, column.size), zeroed: false)
+                for y in 0..<row.size {
+                    let sy = BorderMode.mirror.index(row.origin + y, count: image.height)
+                    let dst = x.data + y * column.size
+                    image.pixels.withUnsafeBufferPointer { src in
+                        for xx in 0..<column.size {
+                            dst[xx] = src[sy * image.width + BorderMode.mirror.index(column.origin + xx, count: image.width)]
+                        }
+                    }
+                }
+                let p = engine.probabilities(x, pool: pool)
+                let particle = p.plane(0, 1)
+                for y in row.keep where y < image.height {
+                    for xx in column.keep where xx < image.width {
+                        out.pixels[y * image.width + xx] = particle[(y - row.origin) * column.size + (xx - column.origin)]
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

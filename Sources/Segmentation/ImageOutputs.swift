@@ -1,0 +1,98 @@
+import Foundation
+import MicrographIO
+import ParticleAnalysis
+import Preprocessing
+
+/// The files `segment` writes for one image, each atomically (temporary file, then rename):
+/// `<name>_mask.png` (0/255), `<name>_mask.tif`, `<name>_labels.tif` (uint16 particle ids),
+/// `<name>_prob.tif` (float32) or `<name>_prob.npy`, `<name>_overlay.png` and, last, as the mark
+/// that the image is done, `<name>_particles.csv` and `<name>.summary.json`. The TIFFs carry an
+/// ImageJ calibration in nm so Fiji shows the scale.
+public enum ImageOutputs {
+    public enum ProbabilityFormat: String, Sendable, CaseIterable { case tif, npy }
+
+    public static func files(for name: String, probability: ProbabilityFormat) -> [String] {
+        ["\(name)_mask.png", "\(name)_mask.tif", "\(name)_labels.tif", "\(name)_prob.\(probability.rawValue)",
+         "\(name)_overlay.png", "\(name)_particles.csv", "\(name).summary.json"]
+    }
+
+    /// Writes every output of one image. On any failure the files written so far are removed.
+    public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage,
+                             measurement: ParticleMeasurement, summary: ImageSummary, probability: ProbabilityFormat) throws {
+        let w = raw.width, h = raw.height
+        let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
+        var written: [URL] = []
+        func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
+        do {
+            let mask255 = result.mask.values.map { $0 == 0 ? UInt8(0) : 255 }
+            try PNGWriter.writeGrey8(mask255, width: w, height: h, to: url("_mask.png")); written.append(url("_mask.png"))
+            try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255, pixelSize: pixelSize, format: "tiff"),
+                                 to: url("_mask.tif"))
+            written.append(url("_mask.tif"))
+            guard measurement.labels.count <= Int(UInt16.max) else {
+                throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles do not fit uint16 labels")
+            }
+            var labelBytes = [UInt8](repeating: 0, count: 2 * w * h)
+            for (i, l) in measurement.labels.labels.enumerated() where l != 0 {
+                labelBytes[2 * i] = UInt8(l & 0xff); labelBytes[2 * i + 1] = UInt8((l >> 8) & 0xff)
+            }
+            try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes, pixelSize: pixelSize, format: "tiff"),
+                                 to: url("_labels.tif"))
+            written.append(url("_labels.tif"))
+            switch probability {
+            case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm, to: url("_prob.tif"))
+            case .npy: try NPYFile.write(result.probability.pixels, shape: [h, w], to: url("_prob.npy"))
+            }
+            written.append(url("_prob.\(probability.rawValue)"))
+            let overlay = Overlay.render(raw, labels: measurement.labels, particles: measurement.particles)
+            try overlay.write(to: url("_overlay.png")); written.append(url("_overlay.png"))
+            let csv = ([Particle.csvHeader.joined(separator: ",")] + measurement.particles.map { $0.csvFields.joined(separator: ",") })
+                .joined(separator: "\n") + "\n"
+            try writeAtomically(Array(csv.utf8), to: url("_particles.csv")); written.append(url("_particles.csv"))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try writeAtomically(Array(try encoder.encode(summary)), to: url(".summary.json"))
+        } catch {
+            for f in written { try? FileManager.default.removeItem(at: f) }
+            throw error
+        }
+    }
+}
+
+/// The micrograph, contrast-stretched (0.5–99.5 %), with particle outlines and ids; at most
+/// 2048 px on its longer side (larger images are shown shrunk).
+public enum Overlay {
+    public static let maxSide = 2048
+
+    public static func render(_ raw: FloatImage, labels: ComponentLabels, particles: [Particle]) -> Canvas {
+        let w = raw.width, h = raw.height
+        let step = max(1, (max(w, h) + maxSide - 1) / maxSide)
+        let ow = (w + step - 1) / step, oh = (h + step - 1) / step
+        let stretched = percentileNormalise(raw, lower: 0.5, upper: 99.5)
+        var c = Canvas(width: ow, height: oh)
+        let L = labels.labels
+        for oy in 0..<oh {
+            for ox in 0..<ow {
+                let x = ox * step, y = oy * step
+                let v = UInt8(max(0, min(255, stretched.pixels[y * w + x] * 255)))
+                let l = L[y * w + x]
+                var edge = false
+                if l != 0 {
+                    for (dx, dy) in [(-step, 0), (step, 0), (0, -step), (0, step)] {
+                        let nx = x + dx, ny = y + dy
+                        if nx < 0 || ny < 0 || nx >= w || ny >= h || L[ny * w + nx] != l { edge = true; break }
+                    }
+                }
+                c.set(ox, oy, edge ? (255, 40, 40) : (v, v, v))
+            }
+        }
+        let scale = max(1, min(ow, oh) / 300)
+        for p in particles {
+            let text = String(p.id)
+            let x = Int(p.centroidX) / step - Canvas.textWidth(text, scale: scale) / 2, y = Int(p.centroidY) / step - 3 * scale
+            c.fill(x0: x - 1, y0: y - 1, x1: x + Canvas.textWidth(text, scale: scale), y1: y + 8 * scale, (0, 0, 0))
+            c.text(text, x: x, y: y, (255, 230, 0), scale: scale)
+        }
+        return c
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import MicrographIO
+import ParticleAnalysis
+
+/// The files that describe a whole `segment` run: `particles.csv` (every particle of every image,
+/// one row each, the image's name first), `summary.json` (settings and one entry per image),
+/// `size_histogram.png` (equivalent diameters) and `report.html` (one self-contained page).
+public struct RunReport {
+    public var summaries: [ImageSummary]
+    public var settings: [String: String]
+
+    public init(summaries: [ImageSummary], settings: [String: String]) { self.summaries = summaries; self.settings = settings }
+
+    struct SummaryFile: Codable {
+        var settings: [String: String]
+        var images: [ImageSummary]
+    }
+
+    /// Reads the `summary.json` of an earlier run (for `merge`).
+    public static func read(_ dir: URL) throws -> RunReport {
+        let url = dir.appendingPathComponent("summary.json")
+        guard let data = try? Data(contentsOf: url) else { throw MicrographError(url: url, reason: "no such file (not a segment output folder?)") }
+        guard let s = try? JSONDecoder().decode(SummaryFile.self, from: data) else {
+            throw MicrographError(url: url, reason: "is not a NanoFind segment summary")
+        }
+        return RunReport(summaries: s.images, settings: s.settings)
+    }
+
+    /// The particle rows of every image, read back from the per-image CSVs in `dirs`.
+    func particleRows(in dirs: [URL]) -> (header: String, rows: [(image: String, fields: [String])]) {
+        var header = "image," + Particle.csvHeader.joined(separator: ",")
+        var rows: [(String, [String])] = []
+        for s in summaries {
+            guard let dir = dirs.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent("\(s.image)_particles.csv").path) }),
+                  let text = try? String(contentsOf: dir.appendingPathComponent("\(s.image)_particles.csv"), encoding: .utf8) else { continue }
+            let lines = text.split(separator: "\n")
+            if let first = lines.first { header = "image," + first }
+            for line in lines.dropFirst() { rows.append((s.image, line.split(separator: ",", omittingEmptySubsequences: false).map(String.init))) }
+        }
+        return (header, rows)
+    }
+
+    /// Writes the run's files into `dir`, reading the per-image particle tables from `sources`.
+    public func write(into dir: URL, sources: [URL]? = nil) throws {
+        let (header, rows) = particleRows(in: sources ?? [dir])
+        let csv = ([header] + rows.map { ([$0.image] + $0.fields).joined(separator: ",") }).joined(separator: "\n") + "\n"
+        try writeAtomically(Array(csv.utf8), to: dir.appendingPathComponent("particles.csv"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(Array(try encoder.encode(SummaryFile(settings: settings, images: summaries))),
+                            to: dir.appendingPathComponent("summary.json"))
+        let columns = header.split(separator: ",").map(String.init)
+        let nmColumn = columns.firstIndex(of: "eq_diameter_nm"), pxColumn = columns.firstIndex(of: "eq_diameter_px")
+        let inNm = rows.contains { r in nmColumn.map { $0 < r.fields.count + 1 && !r.fields[$0 - 1].isEmpty } ?? false }
+        let column = (inNm ? nmColumn : pxColumn).map { $0 - 1 }
+        let diameters = rows.compactMap { r in column.flatMap { $0 < r.fields.count ? Double(r.fields[$0]) : nil } }
+        let histogram = sizeHistogram(diameters, unit: inNm ? "nm" : "px")
+        try histogram.write(to: dir.appendingPathComponent("size_histogram.png"))
+        let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: try PNGWriter.encode(
+            Micrograph(width: histogram.width, height: histogram.height, channels: 3, pixelType: .uint8, data: histogram.pixels, format: "png")),
+            overlay: { name in
+                let url = (sources ?? [dir]).map { $0.appendingPathComponent("\(name)_overlay.png") }
+                    .first { FileManager.default.fileExists(atPath: $0.path) }
+                return url.flatMap { try? Data(contentsOf: $0) }
+            }).html
+        try writeAtomically(Array(html.utf8), to: dir.appendingPathComponent("report.html"))
+    }
+}
+
+/// A histogram of particle sizes with labelled axes.
+func sizeHistogram(_ values: [Double], unit: String, width: Int = 640, height: Int = 400) -> Canvas {
+    var c = Canvas(width: width, height: height)
+    let left = 60, right = width - 20, top = 40, bottom = height - 40
+    c.text("equivalent diameter (\(unit)), \(values.count) particles", x: left, y: 12, scale: 2)
+    c.line(Double(left), Double(bottom), Double(right), Double(bottom), Canvas.black)
+    c.line(Double(left), Double(top), Double(left), Double(bottom), Canvas.black)
+    guard let lo = values.min(), let hi = values.max() else { return c }
+    let binCount = max(5, min(40, Int(Double(values.count).squareRoot() * 2)))
+    let span = max(hi - lo, 1e-9)
+    var counts = [Int](repeating: 0, count: binCount)
+    for v in values { counts[min(binCount - 1, Int((v - lo) / span * Double(binCount)))] += 1 }
+    let maxCount = max(1, counts.max() ?? 1)
+    let bw = Double(right - left) / Double(binCount)
+    for (i, n) in counts.enumerated() {
+        let x0 = left + Int(Double(i) * bw) + 1, x1 = left + Int(Double(i + 1) * bw) - 1
+        let y0 = bottom - Int(Double(n) / Double(maxCount) * Double(bottom - top))
+        c.fill(x0: x0, y0: y0, x1: x1, y1: bottom, Canvas.blue)
+    }
+    c.text(String(format: "%.2f", lo), x: left, y: bottom + 8)
+    let hiText = String(format: "%.2f", hi)
+    c.text(hiText, x: right - Canvas.textWidth(hiText), y: bottom + 8)
+    c.text("\(maxCount)", x: 8, y: top)
+    c.text("0", x: 8, y: bottom - 7)
+    return c
+}
+
+/// `report.html`: one self-contained page (images inline as data URIs, no network access).
+struct ReportPage {
+    var summaries: [ImageSummary]
+    var settings: [String: String]
+    var columns: [String]
+    var rows: [(image: String, fields: [String])]
+    var histogramPNG: [UInt8]
+    var overlay: (String) -> Data?
+
+    func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    func format(_ v: Double?, _ digits: Int = 2) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "–" }
+
+    var html: String {
+        let total = summaries.reduce(0) { $0 + $1.particles }
+        var page = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><title>NanoFind report</title>
+        <style>
+        body{font-family:system-ui,sans-serif;margin:2em;color:#222} h1{margin-bottom:0.2em}
+        .images{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0;width:320px}
+        figure img{width:320px;height:auto;border:1px solid #ccc} figcaption{font-size:0.85em}
+        table{border-collapse:collapse;font-size:0.85em} th,td{border:1px solid #ddd;padding:2px 6px;text-align:right}
+        th{background:#f0f0f0;cursor:pointer;position:sticky;top:0} td:first-child{text-align:left}
+        </style></head><body>
+        <h1>NanoFind report</h1>
+        <p id="totals">\(summaries.count) images, \(total) particles.</p>
+        <h2>Settings</h2><table id="settings">
+        """
+        for (k, v) in settings.sorted(by: { $0.key < $1.key }) { page += "<tr><td>\(escape(k))</td><td>\(escape(v))</td></tr>" }
+        page += "</table>\n<h2>Images</h2><div class=\"images\">\n"
+        for s in summaries {
+            let img = overlay(s.image).map { "<img alt=\"\(escape(s.image)) overlay\" src=\"data:image/png;base64,\($0.base64EncodedString())\">" } ?? ""
+            page += """
+            <figure>\(img)<figcaption><b>\(escape(s.image))</b>: \(s.particles) particles, \(format(100 * s.areaFraction, 1)) % area,
+            mean ⌀ \(format(s.meanEqDiameterNm)) nm, median ⌀ \(format(s.medianEqDiameterNm)) nm,
+            \(s.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated") (\(escape(s.pixelSizeSource)))</figcaption></figure>
+
+            """
+        }
+        page += "</div>\n<h2>Particle sizes</h2><img id=\"histogram\" alt=\"size histogram\" src=\"data:image/png;base64,\(Data(histogramPNG).base64EncodedString())\">\n"
+        page += "<h2>Particles</h2><table id=\"particles\"><thead><tr>"
+        for c in columns { page += "<th>\(escape(c))</th>" }
+        page += "</tr></thead><tbody>\n"
+        for r in rows { page += "<tr><td>\(escape(r.image))</td>" + r.fields.map { "<td>\(escape($0))</td>" }.joined() + "</tr>\n" }
+        page += """
+        </tbody></table>
+        <script>
+        document.querySelectorAll('#particles th').forEach(function (th, col) {
+          th.addEventListener('click', function () {
+            var body = document.querySelector('#particles tbody');
+            var rows = Array.from(body.rows), asc = th.dataset.asc !== '1';
+            rows.sort(function (a, b) {
+              var x = a.cells[col].textContent, y = b.cells[col].textContent, nx = parseFloat(x), ny = parseFloat(y);
+              var d = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+              return asc ? d : -d;
+            });
+            rows.forEach(function (r) { body.appendChild(r); });
+            th.dataset.asc = asc ? '1' : '0';
+          });
+        });
+        </script>
+        </body></html>
+
+        """
+        return page
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import MicrographIO
+import NanoNet
+import NanoTensor
+import Preprocessing
+
+/// Settings of a segmentation run that are not the model's own.
+public struct SegmentationOptions: Sendable {
+    /// Particle where p > threshold (nil: the model's).
+    public var threshold: Float?
+    /// nm per pixel to use instead of the file's calibration (for uncalibrated exports).
+    public var pixelSizeOverride: Double?
+    /// Input preparation (nil: what the model records).
+    public var recipe: InputRecipe?
+    /// Memory the network's activations may take, which sets the tile size.
+    public var memoryBytes: Int
+    /// Resample to the model's pixel size when both are known (on by default).
+    public var resampleToModelScale: Bool
+    /// Average the probabilities over the 8 flips and 90° rotations (8× the time).
+    public var testTimeAugmentation = false
+
+    public init(threshold: Float? = nil, pixelSizeOverride: Double? = nil, recipe: InputRecipe? = nil,
+                memoryBytes: Int = SegmentationOptions.defaultMemory, resampleToModelScale: Bool = true) {
+        self.threshold = threshold; self.pixelSizeOverride = pixelSizeOverride; self.recipe = recipe
+        self.memoryBytes = memoryBytes; self.resampleToModelScale = resampleToModelScale
+    }
+
+    /// A quarter of the machine's memory.
+    public static var defaultMemory: Int { Int(ProcessInfo.processInfo.physicalMemory / 4) }
+}
+
+/// Where an image's pixel size came from.
+public enum PixelSizeSource: String, Sendable, Codable {
+    case file
+    case option = "--pixel-size"
+    case none
+}
+
+/// One segmented image, on its own pixel grid.
+public struct SegmentedImage: Sendable {
+    /// Particle probability (softmax channel 1) of every pixel.
+    public var probability: FloatImage
+    /// 1 where probability > threshold.
+    public var mask: BinaryMask
+    public var threshold: Float
+    /// nm per pixel (x), nil when unknown.
+    public var pixelSizeNm: Double?
+    public var pixelSizeSource: PixelSizeSource
+    /// Network pixels per image pixel (1 when not resampled).
+    public var scale: Double
+    /// Seconds per step: preprocess, resample, network, …
+    public var timings: [(String, Double)]
+}
+
+/// The segmentation pipeline of one model: resample to the model's pixel size, prepare the input
+/// as the model records, run the network in exact tiles, map the probabilities back, threshold.
+public final class Segmenter: @unchecked Sendable {
+    public let model: Model
+    public let options: SegmentationOptions
+    public let predictor: TiledPredictor
+
+    public init(model: Model, options: SegmentationOptions = SegmentationOptions()) {
+        self.model = model
+        self.options = options
+        let engine = UNetInference(model.network)
+        predictor = TiledPredictor(engine: engine, tileSize: ExactTiling.tileSize(forMemory: options.memoryBytes, plan: engine.plan))
+    }
+
+    public var threshold: Float { options.threshold ?? model.metadata.threshold }
+    public var recipe: InputRecipe { options.recipe ?? model.metadata.preprocessing }
+
+    /// The pixel size to use for a micrograph and where it came from.
+    public func pixelSize(of micrograph: Micrograph) -> (Double?, PixelSizeSource) {
+        if let p = options.pixelSizeOverride { return (p, .option) }
+        if let p = micrograph.pixelSize, p.x > 0, p.x.isFinite { return (p.x, .file) }
+        return (nil, .none)
+    }
+
+    /// Segments one frame of a micrograph.
+    public func segment(_ micrograph: Micrograph, frame: Int = 0, pool: ThreadPool = .shared) throws -> SegmentedImage {
+        let image = try FloatImage(micrograph, frame: frame)
+        let (size, source) = pixelSize(of: micrograph)
+        return segment(image, pixelSizeNm: size, source: source, pool: pool)
+    }
+
+    /// Segments an image of raw intensities whose pixel size is `pixelSizeNm` (nil: unknown).
+    public func segment(_ image: FloatImage, pixelSizeNm: Double?, source: PixelSizeSource = .file,
+                        pool: ThreadPool = .shared) -> SegmentedImage {
+        var timings: [(String, Double)] = []
+        func timed<T>(_ name: String, _ body: () -> T) -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let r = body()
+            timings.append((name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+            return r
+        }
+        var scale = 1.0
+        if options.resampleToModelScale, let p = pixelSizeNm, let m = model.metadata.trainingPixelSizeNm, m > 0,
+           abs(p / m - 1) > 0.02 {
+            scale = p / m
+        }
+        let netWidth = max(1, Int((Double(image.width) * scale).rounded()))
+        let netHeight = max(1, Int((Double(image.height) * scale).rounded()))
+        let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight) }
+        let prepared = timed("preprocess") { recipe.apply(scaled) }
+        let p = timed("network") {
+            guard options.testTimeAugmentation else { return predictor.probabilities(prepared, pool: pool) }
+            var sum = [Float](repeating: 0, count: prepared.count)
+            for k in 0..<8 {
+                let q = Dihedral(k).inverse(predictor.probabilities(Dihedral(k).apply(prepared), pool: pool))
+                for i in 0..<sum.count { sum[i] += q.pixels[i] / 8 }
+            }
+            return FloatImage(width: prepared.width, height: prepared.height, pixels: sum)
+        }
+        let probability = timed("resample_back") { resample(p, width: image.width, height: image.height) }
+        let t = threshold
+        let mask = timed("threshold") { BinaryMask(width: image.width, height: image.height,
+                                                    values: probability.pixels.map { $0 > t ? 1 : 0 }) }
+        return SegmentedImage(probability: probability, mask: mask, threshold: t, pixelSizeNm: pixelSizeNm,
+                              pixelSizeSource: source, scale: scale, timings: timings)
+    }
+}
+
+/// One of the 8 symmetries of the square: `k & 3` quarter turns, then a horizontal flip if `k & 4`.
+public struct Dihedral: Sendable {
+    public let k: Int
+    public init(_ k: Int) { self.k = k & 7 }
+
+    public func apply(_ image: FloatImage) -> FloatImage {
+        var out = image
+        for _ in 0..<(k & 3) { out = Dihedral.quarterTurn(out) }
+        return k & 4 != 0 ? out.flippedHorizontally() : out
+    }
+
+    public func inverse(_ image: FloatImage) -> FloatImage {
+        var out = k & 4 != 0 ? image.flippedHorizontally() : image
+        for _ in 0..<((4 - (k & 3)) & 3) { out = Dihedral.quarterTurn(out) }
+        return out
+    }
+
+    /// Rotated by 90° (clockwise on screen): new (x, y) = (h − 1 − y, x).
+    static func quarterTurn(_ image: FloatImage) -> FloatImage {
+        let w = image.width, h = image.height
+        var pixels = [Float](repeating: 0, count: w * h)
+        for y in 0..<h { for x in 0..<w { pixels[x * h + (h - 1 - y)] = image.pixels[y * w + x] } }
+        return FloatImage(width: h, height: w, pixels: pixels)
+    }
+}

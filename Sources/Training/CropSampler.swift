@@ -1,0 +1,87 @@
+import Foundation
+import Preprocessing
+
+/// How training crops are varied.
+public enum AugmentationPreset: String, Codable, Sendable, CaseIterable {
+    /// pyNanoFind's: rotation by any angle (wrap) and flips.
+    case paper
+    /// The paper's plus scale (0.7–1.4×), contrast, gamma, blur (defocus, resolution) and noise
+    /// (dose) jitter: for micrographs from other microscopes, pixel sizes and doses.
+    case robust
+    /// Crops as they are.
+    case none
+}
+
+/// Random training crops: each is a `size`×`size` window at a random place of a (prepared)
+/// image, rotated by a random angle about its centre, possibly flipped and zoomed, sampled with
+/// periodic wrap (as Keras' `fill_mode='wrap'`), bilinear for the image and nearest for the mask,
+/// then given the preset's intensity jitter. Everything is drawn from the `SeededRandom` passed in.
+public struct CropSampler: Sendable {
+    public var size: Int
+    public var preset: AugmentationPreset
+
+    public init(size: Int, preset: AugmentationPreset) { self.size = size; self.preset = preset }
+
+    /// Writes one crop into `x` and its labels (0/1 as Float) into `t`, `size * size` each.
+    public func sample(_ image: FloatImage, _ mask: BinaryMask, rng: inout SeededRandom,
+                       x: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Float>) {
+        let n = size
+        let angle = preset == .none ? 0 : rng.nextDouble() * 2 * Double.pi
+        let flipX = preset != .none && rng.nextBool(probability: 0.5)
+        let flipY = preset != .none && rng.nextBool(probability: 0.5)
+        let zoom = preset == .robust ? exp(rng.nextDouble(in: log(0.7)...log(1.4))) : 1
+        let cx = rng.nextDouble() * Double(image.width), cy = rng.nextDouble() * Double(image.height)
+        let c = cos(angle) / zoom, s = sin(angle) / zoom
+        let w = image.width, h = image.height
+        image.pixels.withUnsafeBufferPointer { src in
+            mask.values.withUnsafeBufferPointer { m in
+                for v in 0..<n {
+                    let dv = (Double(v) + 0.5 - Double(n) / 2) * (flipY ? -1 : 1)
+                    for u in 0..<n {
+                        let du = (Double(u) + 0.5 - Double(n) / 2) * (flipX ? -1 : 1)
+                        let sx = cx + c * du - s * dv - 0.5, sy = cy + s * du + c * dv - 0.5
+                        let x0 = Int(sx.rounded(.down)), y0 = Int(sy.rounded(.down))
+                        let fx = Float(sx - Double(x0)), fy = Float(sy - Double(y0))
+                        let xa = wrap(x0, w), xb = wrap(x0 + 1, w), ya = wrap(y0, h) * w, yb = wrap(y0 + 1, h) * w
+                        let top = src[ya + xa] + fx * (src[ya + xb] - src[ya + xa])
+                        let bottom = src[yb + xa] + fx * (src[yb + xb] - src[yb + xa])
+                        x[v * n + u] = top + fy * (bottom - top)
+                        let nx = wrap(Int(sx.rounded()), w), ny = wrap(Int(sy.rounded()), h)
+                        t[v * n + u] = Float(m[ny * w + nx])
+                    }
+                }
+            }
+        }
+        if preset == .robust { jitterIntensities(x, count: n * n, rng: &rng) }
+    }
+
+    /// Contrast about the mean, gamma, blur and additive noise, each with its own probability.
+    func jitterIntensities(_ x: UnsafeMutablePointer<Float>, count: Int, rng: inout SeededRandom) {
+        let buffer = UnsafeMutableBufferPointer(start: x, count: count)
+        if rng.nextBool(probability: 0.3) {
+            let sigma = rng.nextDouble(in: 0.5...1.5)
+            let blurred = gaussianBlur(FloatImage(width: size, height: size, pixels: Array(buffer)), sigma: sigma)
+            for k in 0..<count { x[k] = blurred.pixels[k] }
+        }
+        if rng.nextBool(probability: 0.5) {
+            let factor = rng.nextFloat(in: 0.6...1.4)
+            var mean: Float = 0
+            for k in 0..<count { mean += x[k] }
+            mean /= Float(count)
+            for k in 0..<count { x[k] = mean + factor * (x[k] - mean) }
+        }
+        if rng.nextBool(probability: 0.3) {
+            let gamma = rng.nextFloat(in: 0.7...1.4)
+            for k in 0..<count { x[k] = powf(min(max(x[k], 0), 1), gamma) }
+        }
+        if rng.nextBool(probability: 0.5) {
+            let sigma = rng.nextFloat(in: 0.02...0.15)
+            for k in 0..<count { x[k] += sigma * rng.nextGaussian() }
+        }
+    }
+}
+
+@inline(__always) func wrap(_ i: Int, _ n: Int) -> Int {
+    let m = i % n
+    return m < 0 ? m + n : m
+}

@@ -1,0 +1,65 @@
+import NanoNet
+
+/// Every knob of a training run. The defaults are the paper's training script: 3×3 median and
+/// min-max scaling, rotation 0–360° with wrap and flips, a 75/25 train/validation split, Adam
+/// 1e-4, categorical cross-entropy, batch 20 of 512² tiles, 1000 steps per epoch, at most 10
+/// epochs, early stopping on validation loss (patience 2, min delta 0.001), the best epoch kept.
+public struct TrainingSettings: Codable, Sendable, Equatable {
+    public var epochs = 10
+    public var stepsPerEpoch = 1000
+    public var batchSize = 20
+    public var tile = 512
+    public var learningRate: Float = 1e-4
+    /// `constant`, or `cosine`: decays to 1 % of the rate over all epochs.
+    public var schedule: LearningRateSchedule = .constant
+    public var loss: Loss = .crossEntropy
+    public var widths: [Int] = [4, 8, 16, 32]
+    public var augment: AugmentationPreset = .paper
+    public var recipe: InputRecipe = .pyNanoFind
+    public var seed: UInt64 = 0
+    public var validationFraction = 0.25
+    public var patience = 2
+    public var minDelta = 0.001
+
+    public init() {}
+
+    public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable { case constant, cosine }
+
+    /// The network the settings describe (centre as wide as the deepest encoder stage).
+    public var config: UNetConfig { UNetConfig(widths: widths, centreWidth: widths.last ?? 32) }
+
+    /// Why these settings cannot train a network, naming the flag; nil when they can.
+    public var problem: String? {
+        if epochs < 1 || epochs > 10_000 { return "--epochs must be between 1 and 10000" }
+        if stepsPerEpoch < 1 || stepsPerEpoch > 1_000_000 { return "--steps-per-epoch must be between 1 and 1000000" }
+        if batchSize < 1 || batchSize > 256 { return "--batch-size must be between 1 and 256" }
+        if !(learningRate > 0 && learningRate < 1) { return "--lr must be in (0, 1)" }
+        if !(validationFraction >= 0 && validationFraction < 1) { return "the validation fraction must be in [0, 1)" }
+        if let p = config.problem { return "--widths \(widths.map(String.init).joined(separator: ",")) make no network: \(p)" }
+        let a = config.sizeMultiple
+        if tile < a || tile % a != 0 || tile > 4096 {
+            return "--tile \(tile) must be a multiple of \(a) (one 2×2 pooling per encoder stage) between \(a) and 4096"
+        }
+        if let p = recipe.problem { return "--normalise: \(p)" }
+        return nil
+    }
+
+    /// The learning rate at a step.
+    public func learningRate(atStep step: Int) -> Float {
+        guard schedule == .cosine else { return learningRate }
+        let total = Double(epochs * stepsPerEpoch)
+        let f = 0.01 + 0.99 * 0.5 * (1 + cos(Double.pi * min(1, Double(step) / total)))
+        return learningRate * Float(f)
+    }
+
+    /// Every setting by its flag name, for the model file.
+    public var asFlags: [String: String] {
+        ["epochs": "\(epochs)", "steps-per-epoch": "\(stepsPerEpoch)", "batch-size": "\(batchSize)", "tile": "\(tile)",
+         "lr": "\(learningRate)", "lr-schedule": schedule.rawValue, "loss": loss.rawValue,
+         "widths": widths.map(String.init).joined(separator: ","), "augment": augment.rawValue,
+         "normalise": recipe.description, "seed": "\(seed)", "validation-fraction": "\(validationFraction)",
+         "patience": "\(patience)", "min-delta": "\(minDelta)"]
+    }
+}
+
+import Foundation

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import MicrographIO
+import Segmentation
+import Training
+
+enum EvaluationMethod: String, ExpressibleByArgument, CaseIterable { case unet }
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Score a model against labelled micrographs (pixel accuracy, dice, IoU, precision, recall).",
+        discussion: """
+            DATA are folders laid out as for `nanofind train` (NAME.ext + NAME_mask.png). Scores are \
+            given per image, pooled over all images (from the summed pixel counts, so images with \
+            empty masks do not break dice) and per material when a manifest.jsonl is beside or \
+            above the folder. Writes evaluation.csv, evaluation.json and confusion.png into OUTDIR; \
+            --json prints the JSON (keys pooled, groups, images) to stdout.
+
+            Example: nanofind evaluate ../shared/data/sim-v1/test --json
+            """)
+
+    @Argument(help: "Folders of micrographs with NAME_mask.png beside each.") var data: [String]
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Method: unet.") var method: EvaluationMethod = .unet
+    @Option(name: [.short, .customLong("output")], help: "Folder for evaluation.csv, evaluation.json, confusion.png.")
+    var outputDir = "evaluation"
+    @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
+    @Option(help: "nm per pixel, for inputs without a calibration (PNG exports).") var pixelSize: Double?
+    @Flag(help: "Average over the 8 flips and rotations (test-time augmentation).") var tta = false
+    @Flag(help: "Print the JSON report to stdout.") var json = false
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
+        if let pixelSize, !(pixelSize.isFinite && pixelSize > 0 && pixelSize < 1000) {
+            throw ValidationError("--pixel-size must be a positive number of nm per pixel, got \(pixelSize)")
+        }
+    }
+
+    func run() throws {
+        threads.apply()
+        let outURL = URL(fileURLWithPath: outputDir)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: outURL.path, isDirectory: &isDir), !isDir.boolValue {
+            throw exitWithInputError(MicrographError(url: outURL, reason: "is a file, not a folder; -o names the output folder"))
+        }
+        let model = try modelOptions.load()
+        var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
+        options.testTimeAugmentation = tta
+        let segmenter = Segmenter(model: model, options: options)
+        var evaluation = Evaluation(data: data.map { URL(fileURLWithPath: $0) })
+        evaluation.open = IsolatedReader.open
+        let name = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default"
+        let report: EvaluationReport
+        do {
+            report = try evaluation.run(model: name, method: method.rawValue, threshold: segmenter.threshold) { image in
+                let p = options.pixelSizeOverride ?? image.pixelSizeNm
+                return segmenter.segment(image.image, pixelSizeNm: p, source: options.pixelSizeOverride != nil ? .option : .file).mask
+            }
+            try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let jsonData = try encoder.encode(report)
+            try writeAtomically(Array(report.csv.utf8), to: outURL.appendingPathComponent("evaluation.csv"))
+            try writeAtomically(Array(jsonData), to: outURL.appendingPathComponent("evaluation.json"))
+            try report.confusionChart().write(to: outURL.appendingPathComponent("confusion.png"))
+            if json {
+                FileHandle.standardOutput.write(jsonData + Data("\n".utf8))
+                return
+            }
+        } catch {
+            throw exitWithInputError(error)
+        }
+        print("model \(name), threshold \(String(format: "%.4f", segmenter.threshold))\(tta ? ", 8-fold TTA" : "")")
+        print("group        images  pixel acc.   dice    IoU   precision  recall")
+        for (g, s) in report.groups.sorted(by: { $0.key < $1.key }) + [("(all)", report.pooled)] {
+            print(String(format: "%-12@ %6d   %7.2f %%  %6.4f  %6.4f   %6.4f   %6.4f", g, s.images, 100 * s.pixelAccuracy, s.dice, s.iou, s.precision, s.recall))
+        }
+        print("-> \(outURL.path)/evaluation.csv, evaluation.json, confusion.png")
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import NanoNet
+import Training
+
+extension Loss: ExpressibleByArgument {}
+extension AugmentationPreset: ExpressibleByArgument {}
+extension TrainingSettings.LearningRateSchedule: ExpressibleByArgument {}
+
+/// Input normalisation for training, as recorded in the model.
+enum NormaliseChoice: String, ExpressibleByArgument, CaseIterable {
+    case paper = "median3+min-max", robust = "median3+percentile", percentile, minMax = "min-max", none
+
+    var recipe: InputRecipe {
+        switch self {
+        case .paper: return .pyNanoFind
+        case .robust: return .robust
+        case .percentile: return InputRecipe(medianFilter: false, scaling: .percentile)
+        case .minMax: return InputRecipe(medianFilter: false, scaling: .minMax)
+        case .none: return .none
+        }
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a U-Net on folders of labelled micrographs.",
+        discussion: """
+            DATA are folders of micrographs (any format NanoFind reads) with NAME_mask.png beside \
+            each image (0/255 or 0/1). A stem stored in several formats counts once. Without \
+            --validation, 25 % of each material (from a manifest.jsonl beside or above the folder, \
+            else per folder) is held out for validation. The defaults are the paper's recipe: \
+            3×3 median + min-max, rotation 0–360° with wrap + flips, Adam 1e-4, cross-entropy, \
+            batch 20 of 512² tiles, 1000 steps per epoch, at most 10 epochs, early stopping on \
+            validation loss (patience 2, min delta 0.001), the best epoch kept; then the threshold \
+            that maximises pixel accuracy on the training images.
+
+            Writes MODEL (with everything needed to use it: architecture, threshold, training pixel \
+            size, preprocessing, data, recipe, metrics), and train_log.csv and loss_curve.png beside \
+            it; MODEL.checkpoint while training, which --resume continues from (after any \
+            interruption); the same seed and flags give the same model, bit for bit.
+
+            Example: nanofind train ../shared/data/sim-v1/train -o model.safetensors --epochs 3
+            """)
+
+    @Argument(help: "Folders of micrographs with NAME_mask.png beside each.") var data: [String]
+    @Option(name: [.short, .customLong("output")], help: "The model file to write (.safetensors).") var output: String
+    @Option(help: "A folder of validation images instead of a split of DATA.") var validation: String?
+    @Option(help: "Most epochs.") var epochs = 10
+    @Option(help: "Steps per epoch.") var stepsPerEpoch = 1000
+    @Option(help: "Crops per step.") var batchSize = 20
+    @Option(help: "Crop side in pixels (a multiple of 2^depth).") var tile = 512
+    @Option(help: "Adam learning rate.") var lr: Float = 1e-4
+    @Option(help: "Learning-rate schedule: constant or cosine (to 1 % at the end).") var lrSchedule: TrainingSettings.LearningRateSchedule = .constant
+    @Option(help: "Loss: cce, dice or bce+dice.") var loss: Loss = .crossEntropy
+    @Option(help: "Encoder widths, comma-separated (centre = the last).") var widths = "4,8,16,32"
+    @Option(help: "Augmentation: paper (rotation + flips), robust (+ scale, contrast, gamma, blur, noise) or none.")
+    var augment: AugmentationPreset = .paper
+    @Option(help: "Input normalisation: \(NormaliseChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var normalise: NormaliseChoice = .paper
+    @Option(help: "Early stopping: epochs without improvement of the validation loss.") var patience = 2
+    @Option(help: "Random seed (split, crops, initialisation, dropout).") var seed: UInt64 = 0
+    @Flag(help: "Continue from MODEL.checkpoint.") var resume = false
+    @OptionGroup var threads: ThreadOptions
+
+    func settings() throws -> TrainingSettings {
+        var s = TrainingSettings()
+        s.epochs = epochs; s.stepsPerEpoch = stepsPerEpoch; s.batchSize = batchSize; s.tile = tile
+        s.learningRate = lr; s.schedule = lrSchedule; s.loss = loss; s.augment = augment
+        s.recipe = normalise.recipe; s.seed = seed; s.patience = patience
+        let parts = widths.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("--widths must be comma-separated whole numbers, e.g. 4,8,16,32")
+        }
+        s.widths = parts.compactMap { $0 }
+        if let p = s.problem { throw ValidationError(p) }
+        return s
+    }
+
+    func validate() throws { _ = try settings() }
+
+    func run() throws {
+        threads.apply()
+        let outURL = URL(fileURLWithPath: output)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: outURL.path, isDirectory: &isDir), isDir.boolValue {
+            throw exitWithInputError(DatasetError(file: output, reason: "is a folder; -o names the model file to write"))
+        }
+        guard FileManager.default.fileExists(atPath: outURL.deletingLastPathComponent().path) else {
+            throw exitWithInputError(DatasetError(file: output, reason: "its folder does not exist"))
+        }
+        var run = TrainingRun(data: data.map { URL(fileURLWithPath: $0) }, validationFolder: validation.map { URL(fileURLWithPath: $0) },
+                              settings: try settings(), output: outURL)
+        run.resume = resume
+        run.open = IsolatedReader.open
+        let bar = ProgressBar()
+        let started = Date()
+        do {
+            _ = try run.run { event in
+                switch event {
+                case let .step(epoch, step, of, loss, dice, rate):
+                    bar.update(String(format: "epoch %d/%d", epoch, self.epochs), done: step, of: of,
+                               detail: String(format: "loss %.4f  dice %.3f  %.1f samples/s", loss, dice, rate),
+                               secondsLeft: Double(of - step) * Double(self.batchSize) / max(rate, 1e-9))
+                case let .epochEnd(r, improved):
+                    bar.finish(String(format: "epoch %d: loss %.4f dice %.3f | validation loss %.4f dice %.3f%@ | %.1f samples/s, %.0f s",
+                                      r.epoch, r.trainLoss, r.trainDice, r.validationLoss, r.validationDice,
+                                      improved ? " (best)" : "", r.samplesPerSecond, r.seconds))
+                case let .earlyStop(epoch):
+                    bar.finish("early stopping after epoch \(epoch): the validation loss stopped improving")
+                case let .message(text):
+                    bar.finish(text)
+                }
+            }
+        } catch {
+            throw exitWithInputError(error)
+        }
+        bar.finish(String(format: "wrote %@ (and train_log.csv, loss_curve.png) in %.0f s", output, Date().timeIntervalSince(started)))
+    }
+}

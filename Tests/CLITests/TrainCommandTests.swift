@@ -1,0 +1,113 @@
+import Foundation
+import MicrographIO
+import NanoNet
+import XCTest
+
+/// `nanofind train` end to end on a tiny dataset made here: resume after kill -9, bad data.
+final class TrainCommandTests: XCTestCase {
+    var tmp: URL!
+
+    override func setUpWithError() throws { tmp = try CLIRunner.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    /// `count` 64×64 images of fringed discs on noise, NAME.npy + NAME_mask.png.
+    func makeData(_ folder: URL, count: Int = 4) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var state: UInt64 = 7
+        func random() -> Double { state = state &* 6364136223846793005 &+ 1442695040888963407; return Double(state >> 11) / Double(1 << 53) }
+        for i in 0..<count {
+            var pixels = [Float](), mask = [UInt8]()
+            let cx = 16 + 32 * random(), cy = 16 + 32 * random(), r = 8 + 8 * random()
+            for y in 0..<64 { for x in 0..<64 {
+                let inside = (Double(x) - cx) * (Double(x) - cx) + (Double(y) - cy) * (Double(y) - cy) < r * r
+                pixels.append(Float(100 + 10 * random() + (inside ? 30 * cos(Double(x) * 1.7) : 0)))
+                mask.append(inside ? 255 : 0)
+            } }
+            try NPYFile.write(pixels, shape: [64, 64], to: folder.appendingPathComponent("img\(i).npy"))
+            try PNGWriter.writeGrey8(mask, width: 64, height: 64, to: folder.appendingPathComponent("img\(i)_mask.png"))
+        }
+    }
+
+    let tiny = ["--epochs", "3", "--steps-per-epoch", "400", "--batch-size", "2", "--tile", "32", "--widths", "2,4",
+                "--lr", "1e-3", "--seed", "3", "--threads", "1"]
+
+    func weights(_ url: URL) throws -> [Float] { try Model.load(url).network.namedTensors.flatMap { $0.1.array } }
+
+    func testResumeAfterKillGivesTheSameWeightsAsAnUninterruptedRun() throws {
+        let data = tmp.appendingPathComponent("data")
+        try makeData(data)
+        let whole = tmp.appendingPathComponent("whole.safetensors")
+        let r = try CLIRunner.run(["train", data.path, "-o", whole.path] + tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for name in ["train_log.csv", "loss_curve.png"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(name).path), name)
+        }
+        let meta = try Model.load(whole).metadata
+        XCTAssertEqual(meta.trainingRecipe?["tile"], "32")
+        XCTAssertEqual(meta.preprocessing, .pyNanoFind)
+        XCTAssertNotNil(meta.metrics?["train_pixel_accuracy"])
+
+        let second = tmp.appendingPathComponent("second")
+        try FileManager.default.createDirectory(at: second, withIntermediateDirectories: true)
+        let killed = second.appendingPathComponent("killed.safetensors")
+        let checkpoint = second.appendingPathComponent("killed.safetensors.checkpoint")
+        let p = Process()
+        p.executableURL = CLIRunner.binary
+        p.arguments = ["train", data.path, "-o", killed.path] + tiny
+        p.standardError = FileHandle.nullDevice; p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: checkpoint.path) && p.isRunning && Date() < deadline { usleep(2000) }
+        usleep(50_000)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run ended before it could be killed; make it longer")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: killed.path), "a killed run must not leave a model")
+        let resumed = try CLIRunner.run(["train", data.path, "-o", killed.path, "--resume"] + tiny)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resumed at step"), resumed.stderr)
+        XCTAssertEqual(try weights(killed), try weights(whole), "resumed and uninterrupted runs differ")
+        XCTAssertEqual(try Model.load(killed).metadata.threshold, meta.threshold)
+    }
+
+    func assertRefused(_ args: [String], mentions: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let out = tmp.appendingPathComponent("out")
+        try? FileManager.default.removeItem(at: out)
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let r = try CLIRunner.run(args + ["-o", out.appendingPathComponent("m.safetensors").path])
+        XCTAssertEqual(r.status, 2, r.stderr, file: file, line: line)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(mentions), "\(r.stderr) should name \(mentions)", file: file, line: line)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path), [], "left behind", file: file, line: line)
+    }
+
+    func testBadDataIsRefusedWithOneLine() throws {
+        let good = tmp.appendingPathComponent("good")
+        try makeData(good, count: 2)
+        let noMask = tmp.appendingPathComponent("nomask")
+        try makeData(noMask, count: 2)
+        try FileManager.default.removeItem(at: noMask.appendingPathComponent("img1_mask.png"))
+        try assertRefused(["train", noMask.path], mentions: "img1.npy: has no mask")
+
+        let wrongSize = tmp.appendingPathComponent("wrongsize")
+        try makeData(wrongSize, count: 2)
+        try PNGWriter.writeGrey8([UInt8](repeating: 0, count: 32 * 32), width: 32, height: 32,
+                                 to: wrongSize.appendingPathComponent("img0_mask.png"))
+        try assertRefused(["train", wrongSize.path], mentions: "img0_mask.png: is 32×32 pixels")
+
+        let grey = tmp.appendingPathComponent("grey")
+        try makeData(grey, count: 2)
+        try PNGWriter.writeGrey8((0..<(64 * 64)).map { UInt8($0 % 200) }, width: 64, height: 64,
+                                 to: grey.appendingPathComponent("img1_mask.png"))
+        try assertRefused(["train", grey.path], mentions: "is not a binary mask")
+
+        let empty = tmp.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        try assertRefused(["train", empty.path], mentions: "holds no micrographs")
+        try assertRefused(["train", tmp.appendingPathComponent("missing").path], mentions: "no such folder")
+        try assertRefused(["train", good.path, "--widths", "4,x"], mentions: "--widths")
+        try assertRefused(["train", good.path, "--widths", "0,4"], mentions: "--widths 0,4 make no network")
+        try assertRefused(["train", good.path, "--tile", "30", "--widths", "2,4"], mentions: "--tile 30")
+        try assertRefused(["train", good.path, "--resume", "--tile", "32", "--widths", "2,4"], mentions: "no checkpoint")
+    }
+}

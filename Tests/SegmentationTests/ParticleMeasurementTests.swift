@@ -1,0 +1,104 @@
+import ParticleAnalysis
+import Preprocessing
+import XCTest
+
+/// Particle measures on masks with known answers (as scikit-image's regionprops tests do).
+final class ParticleMeasurementTests: XCTestCase {
+    func mask(_ w: Int, _ h: Int, _ inside: (Double, Double) -> Bool) -> BinaryMask {
+        var m = BinaryMask(width: w, height: h)
+        for y in 0..<h { for x in 0..<w where inside(Double(x) + 0.5, Double(y) + 0.5) { m.values[y * w + x] = 1 } }
+        return m
+    }
+
+    func testDisc() {
+        let r = 20.0
+        let m = mask(100, 100) { ($0 - 50) * ($0 - 50) + ($1 - 40) * ($1 - 40) < r * r }
+        let p = ParticleMeasurement(mask: m, pixelSizeNm: 0.05).particles
+        XCTAssertEqual(p.count, 1)
+        let d = p[0]
+        XCTAssertEqual(d.centroidX, 50, accuracy: 0.01)
+        XCTAssertEqual(d.centroidY, 40, accuracy: 0.01)
+        XCTAssertEqual(Double(d.areaPx), Double.pi * r * r, accuracy: 0.01 * Double.pi * r * r)
+        XCTAssertEqual(d.equivalentDiameterNm!, 2 * r * 0.05, accuracy: 0.01)
+        XCTAssertEqual(d.areaNm2!, Double(d.areaPx) * 0.0025, accuracy: 1e-9)
+        XCTAssertEqual(d.majorAxisPx, 2 * r, accuracy: 0.4)
+        XCTAssertEqual(d.minorAxisPx, 2 * r, accuracy: 0.4)
+        XCTAssertLessThan(d.eccentricity, 0.1)
+        XCTAssertEqual(d.circularity, 1, accuracy: 0.1)
+        XCTAssertGreaterThan(d.solidity, 0.95)  // the hull of the pixel squares takes in the staircase corners
+        XCTAssertFalse(d.touchesBorder)
+        XCTAssertEqual(d.perimeterPx, 2 * Double.pi * r, accuracy: 0.05 * 2 * Double.pi * r)
+    }
+
+    func testEllipseAxesAndOrientation() {
+        let a = 30.0, b = 12.0, theta = 30.0 * Double.pi / 180
+        let m = mask(120, 120) { x, y in
+            let dx = x - 60, dy = y - 60
+            let u = dx * cos(theta) + dy * sin(theta), v = -dx * sin(theta) + dy * cos(theta)
+            return u * u / (a * a) + v * v / (b * b) < 1
+        }
+        let e = ParticleMeasurement(mask: m).particles[0]
+        XCTAssertEqual(e.majorAxisPx, 2 * a, accuracy: 0.6)
+        XCTAssertEqual(e.minorAxisPx, 2 * b, accuracy: 0.6)
+        XCTAssertEqual(e.orientationDeg, 30, accuracy: 1)
+        XCTAssertEqual(e.eccentricity, (1 - b * b / (a * a)).squareRoot(), accuracy: 0.01)
+        XCTAssertEqual(Double(e.areaPx), Double.pi * a * b, accuracy: 0.01 * Double.pi * a * b)
+    }
+
+    func testRectangle() {
+        let m = mask(60, 50) { x, y in x > 10 && x < 40 && y > 5 && y < 25 }  // columns 10...39, rows 5...24
+        let r = ParticleMeasurement(mask: m).particles[0]
+        XCTAssertEqual(r.areaPx, 30 * 20)
+        XCTAssertEqual(r.boundingBox.x0, 10); XCTAssertEqual(r.boundingBox.x1, 40)
+        XCTAssertEqual(r.boundingBox.y0, 5); XCTAssertEqual(r.boundingBox.y1, 25)
+        XCTAssertEqual(r.solidity, 1, accuracy: 1e-12)
+        XCTAssertEqual(r.orientationDeg, 0, accuracy: 1e-9)
+        // Major/minor of a w×h rectangle's moment ellipse: 4·sqrt(w²/12), 4·sqrt(h²/12).
+        XCTAssertEqual(r.majorAxisPx, 4 * (900.0 / 12).squareRoot(), accuracy: 1e-6)
+        XCTAssertEqual(r.minorAxisPx, 4 * (400.0 / 12).squareRoot(), accuracy: 1e-6)
+        // scikit-image: along straight edges and at right-angle corners every border pixel counts 1.
+        XCTAssertEqual(r.perimeterPx, 96, accuracy: 1e-9)
+    }
+
+    func testRingHoleIsFilled() {
+        let m = mask(80, 80) { x, y in
+            let d2 = (x - 40) * (x - 40) + (y - 40) * (y - 40)
+            return d2 < 25 * 25 && d2 >= 12 * 12
+        }
+        let disc = mask(80, 80) { ($0 - 40) * ($0 - 40) + ($1 - 40) * ($1 - 40) < 25 * 25 }
+        let p = ParticleMeasurement(mask: m).particles
+        XCTAssertEqual(p.count, 1)
+        XCTAssertEqual(p[0].areaPx, disc.foregroundCount)
+    }
+
+    func testTouchingDiscsJoinAndSeparatedOnesDoNot() {
+        // Two discs whose pixels touch diagonally or share an edge: one particle (8-connectivity).
+        let touching = mask(100, 60) { x, y in
+            (x - 30) * (x - 30) + (y - 30) * (y - 30) < 400 || (x - 69.9) * (x - 69.9) + (y - 30) * (y - 30) < 400
+        }
+        XCTAssertEqual(ParticleMeasurement(mask: touching).particles.count, 1)
+        let apart = mask(100, 60) { x, y in
+            (x - 25) * (x - 25) + (y - 30) * (y - 30) < 400 || (x - 75) * (x - 75) + (y - 30) * (y - 30) < 400
+        }
+        let p = ParticleMeasurement(mask: apart).particles
+        XCTAssertEqual(p.count, 2)
+        XCTAssertEqual(p[0].id, 1); XCTAssertLessThan(p[0].centroidX, p[1].centroidX)
+    }
+
+    func testBorderFlagSmallObjectRemovalAndLabels() {
+        var m = mask(50, 50) { x, y in x < 10 && y > 20 && y < 30 }  // touches the left border
+        m.values[45 * 50 + 45] = 1  // a single-pixel speck
+        let all = ParticleMeasurement(mask: m)
+        XCTAssertEqual(all.particles.count, 2)
+        XCTAssertTrue(all.particles[0].touchesBorder)
+        let filtered = ParticleMeasurement(mask: m, pixelSizeNm: 0.1, minimumAreaNm2: 0.05)  // 5 px
+        XCTAssertEqual(filtered.particles.count, 1)
+        XCTAssertEqual(filtered.labels.labels[45 * 50 + 45], 0)
+        XCTAssertEqual(filtered.labels.labels[25 * 50 + 5], 1)
+        XCTAssertNil(all.particles[0].areaNm2)
+    }
+
+    func testEmptyMask() {
+        XCTAssertEqual(ParticleMeasurement(mask: BinaryMask(width: 20, height: 10)).particles.count, 0)
+    }
+}

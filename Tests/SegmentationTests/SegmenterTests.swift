@@ -1,0 +1,41 @@
+import Foundation
+import MicrographIO
+import NanoNet
+import Preprocessing
+import Segmentation
+import XCTest
+
+final class SegmenterTests: XCTestCase {
+    func testResamplingKeepsConstantsAndRamps() {
+        let flat = FloatImage(width: 40, height: 30, repeating: 3)
+        for (w, h) in [(20, 15), (97, 61), (40, 30)] {
+            let r = resample(flat, width: w, height: h)
+            XCTAssertEqual(r.pixels.map { abs($0 - 3) }.max()!, 0, accuracy: 1e-5)
+        }
+        let ramp = FloatImage(width: 64, height: 8, pixels: (0..<(64 * 8)).map { Float($0 % 64) })
+        let half = resample(ramp, width: 32, height: 8)
+        for x in 4..<28 { XCTAssertEqual(half[x: x, y: 4], Float(2 * x) + 0.5, accuracy: 0.05) }
+    }
+
+    func testPreprocessingRecipesReadOldAndNewModelFiles() throws {
+        let legacy = try JSONDecoder().decode([InputRecipe].self, from: Data(#"["median3+max","none"]"#.utf8))
+        XCTAssertEqual(legacy, [.pyNanoFind, .none])
+        let round = try JSONDecoder().decode(InputRecipe.self, from: JSONEncoder().encode(InputRecipe.robust))
+        XCTAssertEqual(round, .robust)
+        XCTAssertThrowsError(try JSONDecoder().decode([InputRecipe].self, from: Data(#"["median5"]"#.utf8)))
+    }
+
+    /// An image at twice the model's pixel size is resampled to the model's scale and back.
+    func testResamplesToTheModelsPixelSize() {
+        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
+        let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: 0.05,
+                                                                preprocessing: .robust, provenance: "test"))
+        let image = FloatImage(width: 100, height: 80, pixels: (0..<8000).map { Float($0 % 13) })
+        let s = Segmenter(model: model)
+        let r = s.segment(image, pixelSizeNm: 0.1)
+        XCTAssertEqual(r.scale, 2, accuracy: 1e-12)
+        XCTAssertEqual(r.probability.width, 100); XCTAssertEqual(r.mask.height, 80)
+        XCTAssertEqual(s.segment(image, pixelSizeNm: 0.0505).scale, 1)  // within 2 %: as it is
+        XCTAssertEqual(s.segment(image, pixelSizeNm: nil).scale, 1)
+    }
+}

@@ -1,0 +1,41 @@
+import Preprocessing
+import Training
+import XCTest
+
+final class MetricsAndThresholdTests: XCTestCase {
+    func testConfusionCountsAndScoresByHand() {
+        // truth:     1 1 0 0 1 0     prediction: 1 0 1 0 1 0  → TP 2, FN 1, FP 1, TN 2
+        let truth = BinaryMask(width: 6, height: 1, values: [1, 1, 0, 0, 1, 0])
+        let pred = BinaryMask(width: 6, height: 1, values: [1, 0, 1, 0, 1, 0])
+        let c = ConfusionCounts(predicted: pred, truth: truth)
+        XCTAssertEqual(c, ConfusionCounts(truePositive: 2, falsePositive: 1, trueNegative: 2, falseNegative: 1))
+        XCTAssertEqual(c.pixelAccuracy, 4.0 / 6, accuracy: 1e-12)
+        XCTAssertEqual(c.dice, 4.0 / 6, accuracy: 1e-12)          // 2·2 / (2·2 + 1 + 1)
+        XCTAssertEqual(c.iou, 2.0 / 4, accuracy: 1e-12)
+        XCTAssertEqual(c.precision, 2.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(c.recall, 2.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(c.normalisedConfusion[0], [2.0 / 3, 1.0 / 3])
+        XCTAssertEqual(c.normalisedConfusion[1], [1.0 / 3, 2.0 / 3])
+        // Pooling adds counts: an image with an empty truth and one false positive.
+        let empty = ConfusionCounts(predicted: BinaryMask(width: 2, height: 1, values: [1, 0]), truth: BinaryMask(width: 2, height: 1))
+        XCTAssertEqual(empty.dice, 0)
+        XCTAssertEqual((c + empty).dice, 4.0 / 7, accuracy: 1e-12)
+        XCTAssertEqual(ConfusionCounts(predicted: BinaryMask(width: 2, height: 1), truth: BinaryMask(width: 2, height: 1)).dice, 1)
+    }
+
+    func testThresholdSearchFindsTheKnownBest() {
+        // Particles: p uniform in [0.6, 1); background: 3000 in [0, 0.3) and 400 in [0.70, 0.72).
+        // Accuracy is flat for t in [0.3, 0.6) (4000 of 4400 right), falls to 0.70, and peaks at
+        // t = 0.72: 700 particles + 3400 background = 4100.
+        var probabilities: [Float] = [], truth: [UInt8] = []
+        for k in 0..<1000 { probabilities.append(0.6 + 0.4 * Float(k) / 1000); truth.append(1) }
+        for k in 0..<3000 { probabilities.append(0.3 * Float(k) / 3000); truth.append(0) }
+        for k in 0..<400 { probabilities.append(0.7 + 0.0199 * Float(k) / 400); truth.append(0) }
+        var search = ThresholdSearch()
+        search.add(probability: probabilities, truth: BinaryMask(width: truth.count, height: 1, values: truth))
+        let (t, accuracy) = search.best()
+        XCTAssertEqual(t, 0.72, accuracy: 0.0005)
+        XCTAssertEqual(accuracy, 4100.0 / 4400, accuracy: 0.0005)
+        // A hill-climb from 0.5 would stay on the plateau (4000 right); the search must not.
+    }
+}
