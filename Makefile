@@ -6,10 +6,13 @@ SWIFT ?= swift
 SIMD_FLAG := $(shell grep -q avx512f /proc/cpuinfo 2>/dev/null && echo "-Xswiftc -DNF_SIMD16")
 SWIFTFLAGS := -c release $(SIMD_FLAG)
 BIN := .build/release/nanofind
-DEMO_INPUT := ../shared/reference/pynanofind/fixtures/input_lattice_512.npy
-DEMO_MODEL := ../shared/reference/pynanofind/models/unet32_AuCdSeDots_09_final.h5
+SIM := ../shared/data/sim-v1
+# The default model's recipe (Models/README.md): robust normalisation and augmentation, 256² crops,
+# batch 8, Adam 1e-3 with a cosine decay, 12 epochs of 1000 steps, the best validation epoch kept.
+MODEL_FLAGS := --tile 256 --batch-size 8 --lr 1e-3 --lr-schedule cosine --epochs 12 --steps-per-epoch 1000 \
+	--normalise median3+percentile --augment robust --patience 12 --seed 1
 
-.PHONY: all deps build test test-long demo bench clean
+.PHONY: all deps build test test-long demo bench model clean
 
 all: build
 
@@ -34,14 +37,26 @@ test-long: deps
 
 demo: build
 	@mkdir -p out/demo
-	@if [ -f "$(DEMO_INPUT)" ] && [ -f "$(DEMO_MODEL)" ]; then \
-	  $(BIN) segment "$(DEMO_INPUT)" -o out/demo --model "$(DEMO_MODEL)"; \
+	@if [ -d "$(SIM)/test" ]; then \
+	  mkdir -p out/demo/input && for f in au_1000 au_1006 cdse_1003 cdse_1009; do \
+	    cp "$(SIM)/test/$$f.mrc" "$(SIM)/test/$${f}_mask.png" out/demo/input/; done; \
+	  $(BIN) segment out/demo/input -o out/demo/segmented && \
+	  $(BIN) evaluate out/demo/input -o out/demo/evaluation; \
 	else \
-	  echo "demo: ../shared is not present; run: $(BIN) segment IMAGE -o out/demo --model MODEL.h5"; \
+	  echo "demo: ../shared/data/sim-v1 is not present (the built-in simulator that makes demo data comes next)"; \
+	  echo "      run: $(BIN) segment IMAGE_OR_FOLDER -o out/demo"; \
 	fi
 
+# Reproduces Models/default.safetensors (and train_log.csv, loss_curve.png beside it) from
+# ../shared/data/sim-v1/train, then evaluates it on the test split.
+model: build
+	@test -d "$(SIM)/train" || { echo "make model: needs $(SIM)/train (../shared beside the checkout)"; exit 1; }
+	@mkdir -p Models
+	$(BIN) train $(SIM)/train -o Models/default.safetensors $(MODEL_FLAGS)
+	$(BIN) evaluate $(SIM)/test --model Models/default.safetensors -o Models/evaluation
+
 bench: build
-	$(BIN) bench --json
+	$(BIN) bench
 
 clean:
 	rm -rf .build out

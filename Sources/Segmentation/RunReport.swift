@@ -42,7 +42,8 @@ public struct RunReport {
 
     /// Writes the run's files into `dir`, reading the per-image particle tables from `sources`.
     public func write(into dir: URL, sources: [URL]? = nil) throws {
-        let (header, rows) = particleRows(in: sources ?? [dir])
+        let summaries = self.summaries.sorted { $0.image < $1.image }
+        let (header, rows) = RunReport(summaries: summaries, settings: settings).particleRows(in: sources ?? [dir])
         let csv = ([header] + rows.map { ([$0.image] + $0.fields).joined(separator: ",") }).joined(separator: "\n") + "\n"
         try writeAtomically(Array(csv.utf8), to: dir.appendingPathComponent("particles.csv"))
         let encoder = JSONEncoder()

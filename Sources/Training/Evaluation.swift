@@ -2,6 +2,7 @@ import Foundation
 import MicrographIO
 import NanoNet
 import Preprocessing
+import ParticleAnalysis
 import Segmentation
 
 /// Scores of one image or a pool of images, as the paper reports them.
@@ -32,6 +33,54 @@ public struct ImageEvaluation: Codable, Sendable {
     public var group: String
     public var pixelSizeNm: Double?
     public var scores: EvaluationScores
+    /// Particles found (after holes filled and objects under 0.5 nm² dropped).
+    public var particlesFound: Int
+    /// Particles in the manifest (nil without one) and connected components of the true mask.
+    public var particlesTrue: Int?
+    public var componentsTrue: Int
+    /// For each manifest particle not touching the border: (true, found) equivalent diameters in
+    /// nm; found is nil when no particle was found at its centre.
+    public var diameters: [DiameterPair]
+
+    enum CodingKeys: String, CodingKey {
+        case image, group, pixelSizeNm = "pixel_size_nm", scores, particlesFound = "particles_found",
+             particlesTrue = "particles_true", componentsTrue = "components_true", diameters
+    }
+}
+
+public struct DiameterPair: Codable, Sendable {
+    public var trueNm: Double
+    public var foundNm: Double?
+    enum CodingKeys: String, CodingKey { case trueNm = "true_nm", foundNm = "found_nm" }
+}
+
+/// How well particle counts and sizes come out, over a set of images with a manifest.
+public struct ParticleScores: Codable, Sendable {
+    /// Median of |found − true| / true over matched particles not touching the border.
+    public var medianRelativeDiameterError: Double?
+    public var particlesCompared: Int
+    public var particlesMissed: Int
+    /// Fraction of images whose particle count equals the manifest's.
+    public var countsMatchManifest: Double?
+    /// Fraction of images whose particle count equals the true mask's connected components.
+    public var countsMatchMask: Double
+
+    enum CodingKeys: String, CodingKey {
+        case medianRelativeDiameterError = "median_relative_diameter_error", particlesCompared = "particles_compared",
+             particlesMissed = "particles_missed", countsMatchManifest = "counts_match_manifest", countsMatchMask = "counts_match_mask"
+    }
+
+    init(_ images: [ImageEvaluation]) {
+        let pairs = images.flatMap(\.diameters)
+        let errors = pairs.compactMap { p in p.foundNm.map { abs($0 - p.trueNm) / p.trueNm } }.sorted()
+        medianRelativeDiameterError = errors.isEmpty ? nil : (errors[(errors.count - 1) / 2] + errors[errors.count / 2]) / 2
+        particlesCompared = errors.count
+        particlesMissed = pairs.count - errors.count
+        let withManifest = images.filter { $0.particlesTrue != nil }
+        countsMatchManifest = withManifest.isEmpty ? nil
+            : Double(withManifest.filter { $0.particlesTrue == $0.particlesFound }.count) / Double(withManifest.count)
+        countsMatchMask = Double(images.filter { $0.componentsTrue == $0.particlesFound }.count) / Double(max(1, images.count))
+    }
 }
 
 /// The whole evaluation: per image, pooled over all, and per group (material).
@@ -41,9 +90,10 @@ public struct EvaluationReport: Codable, Sendable {
     public var threshold: Float?
     public var pooled: EvaluationScores
     public var groups: [String: EvaluationScores]
+    public var particles: ParticleScores
     public var perImage: [ImageEvaluation]
 
-    enum CodingKeys: String, CodingKey { case model, method, threshold, pooled, groups, perImage = "images" }
+    enum CodingKeys: String, CodingKey { case model, method, threshold, pooled, groups, particles, perImage = "images" }
 
     public init(model: String, method: String, threshold: Float?, images: [ImageEvaluation]) {
         self.model = model; self.method = method; self.threshold = threshold; perImage = images
@@ -51,6 +101,7 @@ public struct EvaluationReport: Codable, Sendable {
         groups = Dictionary(grouping: images, by: \.group).mapValues {
             EvaluationScores($0.reduce(ConfusionCounts()) { $0 + $1.scores.counts }, images: $0.count)
         }
+        particles = ParticleScores(images)
     }
 
     public var csv: String {
@@ -95,15 +146,33 @@ public struct Evaluation {
     public var open: (URL) throws -> [Micrograph] = MicrographReader.open
     public init(data: [URL]) { self.data = data }
 
-    /// Scores of `predict` (raw image, pixel size → mask) on every labelled image of the data.
+    /// Scores of `predict` (labelled image → predicted mask) on every labelled image of the
+    /// data, and particle counts and sizes against the manifest where there is one.
     public func run(model: String, method: String, threshold: Float?,
                     predict: (LabelledImage) throws -> BinaryMask) throws -> EvaluationReport {
         let images = try LabelledDataset.load(data, open: open)
+        var truth: [String: [String: Any]] = [:]
+        for folder in data {
+            for e in LabelledDataset.manifestEntries(near: folder) { if let n = e["name"] as? String { truth[n] = e } }
+        }
         var results: [ImageEvaluation] = []
         for image in images {
             let mask = try predict(image)
+            let found = ParticleMeasurement(mask: mask, pixelSizeNm: image.pixelSizeNm, minimumAreaNm2: image.pixelSizeNm == nil ? 0 : 0.5,
+                                            minimumAreaPx: image.pixelSizeNm == nil ? 20 : 1)
+            let components = ParticleMeasurement(mask: image.mask).particles.count
+            var pairs: [DiameterPair] = []
+            let entry = truth[image.name]
+            for p in (entry?["particles"] as? [[String: Any]]) ?? [] where (p["touches_border"] as? Bool) == false {
+                guard let d = p["eq_diameter_nm"] as? Double, let c = p["center_px"] as? [Double], c.count == 2 else { continue }
+                let x = min(max(Int(c[0]), 0), mask.width - 1), y = min(max(Int(c[1]), 0), mask.height - 1)
+                let label = Int(found.labels.labels[y * mask.width + x])
+                pairs.append(DiameterPair(trueNm: d, foundNm: label > 0 ? found.particles[label - 1].equivalentDiameterNm : nil))
+            }
             results.append(ImageEvaluation(image: image.name, group: image.group, pixelSizeNm: image.pixelSizeNm,
-                                           scores: EvaluationScores(ConfusionCounts(predicted: mask, truth: image.mask), images: 1)))
+                                           scores: EvaluationScores(ConfusionCounts(predicted: mask, truth: image.mask), images: 1),
+                                           particlesFound: found.particles.count, particlesTrue: entry?["n_particles"] as? Int,
+                                           componentsTrue: components, diameters: pairs))
         }
         return EvaluationReport(model: model, method: method, threshold: threshold, images: results)
     }

@@ -2,38 +2,43 @@ import ArgumentParser
 import Foundation
 import NanoNet
 import NanoTensor
+import MicrographIO
+import Segmentation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure inference and training speed of the pyNanoFind U-Net.",
         discussion: """
-            Prints one JSON object per line: infer_tile_512 (batch 1 and 8, ms_per_tile), infer_2048 \
-            (one 2048² pass), train_step_512 (batch 4 and 20, s_per_step, Adam + cross-entropy), \
-            conv_layer (each convolution of a 512² forward pass alone) and conv_grad (each \
-            convolution's backward kernels at batch 20, median ms and GFLOP/s of each); all but conv_grad \
-            with min and median over the timed runs, the thread count and the GFLOP/s achieved: "gflops" counts the \
-            nominal direct-convolution FLOPs (1.335 GFLOP per 512² tile forward, 3× that per \
-            training image), "gflops_executed" the multiply-adds actually run (decoder convolutions \
-            work on the map before upsampling and need fewer). Run it on an otherwise idle \
-            machine; medians are the numbers to compare.
+            Prints a table per kind of row (--json: one JSON object per line): infer_tile_512 \
+            (batch 1 and 8, ms_per_tile), infer_2048 (one 2048² pass), train_step_512 (batch 4 and \
+            20, s_per_step, Adam + cross-entropy), conv_layer (each convolution of a 512² forward \
+            pass alone), conv_grad (each convolution's backward kernels at batch 20, median ms and \
+            GFLOP/s of each), and segment_1024 … segment_8192 (the whole segment pipeline on an \
+            int16 MRC of that side, from reading to every output written, with each step's seconds; \
+            8192 not with --quick). Rows carry min and median over the timed runs, the thread count \
+            and the GFLOP/s achieved: "gflops" counts the nominal direct-convolution FLOPs (1.335 \
+            GFLOP per 512² tile forward, 3× that per training image), "gflops_executed" the \
+            multiply-adds actually run (decoder convolutions work on the map before upsampling and \
+            need fewer). The default model is used when there is one (same architecture). Run it on \
+            an otherwise idle machine; medians are the numbers to compare.
             """)
 
     @Flag(help: "Fewer repetitions (about 20 s instead of a minute or two).") var quick = false
-    @Flag(help: "JSON lines (the only output format; accepted for scripts).") var json = false
-    @Option(help: "Worker threads (default: one per available CPU).") var threads: Int?
+    @Flag(help: "One JSON object per line instead of tables.") var json = false
+    @OptionGroup var threads: ThreadOptions
     @Option(help: "Model file to time (default: the pyNanoFind architecture with random weights).") var model: String?
     @Option(help: "Run only the benchmarks whose name starts with this (e.g. infer_tile_512, train_step_512, conv_layer, conv_grad).")
     var only: String?
 
     func run() throws {
-        if let threads {
-            guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
-            ThreadPool.setSharedThreadCount(threads)
-        }
+        threads.apply()
         let pool = ThreadPool.shared
         let net: UNet
+        var benchModel = Model(network: UNet(config: .pyNanoFind, seed: 1),
+                               metadata: ModelMetadata(config: .pyNanoFind, preprocessing: .robust, provenance: "random weights"))
+        if model == nil, let m = try? DefaultModel.load() { benchModel = m }
         if let model {
-            do { net = try Model.load(URL(fileURLWithPath: model)).network } catch { throw exitWithInputError(error) }
+            do { benchModel = try Model.load(URL(fileURLWithPath: model)); net = benchModel.network } catch { throw exitWithInputError(error) }
             guard net.config.inputChannels == 1 else {
                 throw exitWithInputError(ModelFileError(file: model, reason: "bench times one-channel models; this one takes \(net.config.inputChannels) channels"))
             }
@@ -44,19 +49,8 @@ struct Bench: ParsableCommand {
         let reps = quick ? 5 : 15
         var rng = SplitMix64(seed: 3)
 
-        func emit(_ fields: [(String, Any)]) {
-            let parts = fields.map { key, value -> String in
-                let v: String
-                switch value {
-                case let s as String: v = "\"\(s)\""
-                case let d as Double: v = String(format: "%.4g", d)
-                default: v = "\(value)"
-                }
-                return "\"\(key)\":\(v)"
-            }
-            print("{" + parts.joined(separator: ",") + "}")
-
-        }
+        let table = BenchTable(json: json)
+        func emit(_ fields: [(String, Any)]) { table.emit(fields) }
         func time(_ runs: Int, warmup: Int = 2, _ body: () -> Void) -> (min: Double, median: Double) {
             for _ in 0..<warmup { body() }
             var t: [Double] = []
@@ -188,6 +182,88 @@ struct Bench: ParsableCommand {
             }
             emit(fields)
         }
+        for side in [1024, 2048, 4096, 8192] where wanted("segment_\(side)") && (side <= 4096 || !quick) {
+            do { emit(try segmentRow(side: side, model: benchModel, pool: pool)) } catch { throw exitWithInputError(error) }
+        }
+    }
+
+    /// The whole `segment` pipeline on a side×side int16 MRC of fringed discs on noise: from
+    /// reading the file to every output written, with the time of each step.
+    func segmentRow(side: Int, model: Model, pool: ThreadPool) throws -> [(String, Any)] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rng = SplitMix64(seed: UInt64(side))
+        var data = [UInt8](repeating: 0, count: 2 * side * side)
+        let discs = (0..<(side * side / 40_000)).map { _ in
+            (Double(rng.next() % UInt64(side)), Double(rng.next() % UInt64(side)), 30 + Double(rng.next() % 50))
+        }
+        var value = [Double](repeating: 0, count: side * side)
+        for (cx, cy, r) in discs {
+            for y in max(0, Int(cy - r))..<min(side, Int(cy + r) + 1) { for x in max(0, Int(cx - r))..<min(side, Int(cx + r) + 1)
+                where (Double(x) - cx) * (Double(x) - cx) + (Double(y) - cy) * (Double(y) - cy) < r * r {
+                value[y * side + x] = 300 * cos(Double(x + y) * 1.3)
+            } }
+        }
+        for i in 0..<(side * side) {
+            let v = Int16(clamping: Int(2000 + value[i] + 100 * Double(rng.nextGaussian())))
+            data[2 * i] = UInt8(truncatingIfNeeded: v); data[2 * i + 1] = UInt8(truncatingIfNeeded: v >> 8)
+        }
+        let input = dir.appendingPathComponent("bench_\(side).mrc")
+        let pixelSize = model.metadata.trainingPixelSizeNm ?? 0.05
+        try MRCWriter.write(Micrograph(width: side, height: side, pixelType: .int16, data: data,
+                                       pixelSize: PixelSize(isotropic: pixelSize), format: "mrc"), to: input)
+        let out = dir.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let batch = BatchSegmentation(segmenter: Segmenter(model: model), settings: BatchSettings(outputDir: out), modelName: "bench")
+        let start = DispatchTime.now().uptimeNanoseconds
+        let summary = try batch.process(input, pool: pool)[0]
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        var fields: [(String, Any)] = [("name", "segment_\(side)"), ("threads", pool.threadCount), ("s", seconds),
+                                       ("megapixels_per_s", Double(side * side) / seconds / 1e6), ("particles", summary.particles)]
+        for key in ["read", "resample", "preprocess", "network", "resample_back", "threshold", "particles", "write"] {
+            fields.append((key + "_s", summary.timings[key] ?? 0))
+        }
+        return fields
+    }
+}
+
+/// Bench output: a table per kind of row (a header whenever the row's name or columns change),
+/// or one JSON object per line with --json.
+final class BenchTable {
+    let json: Bool
+    var lastKeys: [String] = []
+    init(json: Bool) { self.json = json }
+
+    func text(_ value: Any) -> String {
+        switch value {
+        case let s as String: return s
+        case let d as Double: return String(format: "%.4g", d)
+        default: return "\(value)"
+        }
+    }
+
+    func emit(_ fields: [(String, Any)]) {
+        if json {
+            let parts = fields.map { key, value -> String in
+                let v = value is String ? "\"\(value)\"" : text(value)
+                return "\"\(key)\":\(v)"
+            }
+            print("{" + parts.joined(separator: ",") + "}")
+            return
+        }
+        let keys = fields.map(\.0)
+        let widths = fields.map { max($0.0.count, text($0.1).count, 8) }
+        if keys != lastKeys {
+            print("")
+            print(zip(keys, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  "))
+            lastKeys = keys
+        }
+        print(zip(fields, widths).map { field, w in
+            let t = text(field.1)
+            return String(repeating: " ", count: max(0, w - t.count)) + t
+        }.joined(separator: "  "))
+        fflush(nil)
     }
 }
 

@@ -4,7 +4,7 @@ import MicrographIO
 import Segmentation
 import Training
 
-enum EvaluationMethod: String, ExpressibleByArgument, CaseIterable { case unet }
+enum EvaluationMethod: String, ExpressibleByArgument, CaseIterable { case unet, bragg }
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,7 +21,7 @@ struct Evaluate: ParsableCommand {
 
     @Argument(help: "Folders of micrographs with NAME_mask.png beside each.") var data: [String]
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: "Method: unet.") var method: EvaluationMethod = .unet
+    @Option(help: "Method: unet (the model) or bragg (automatic Bragg filtering, no model).") var method: EvaluationMethod = .unet
     @Option(name: [.short, .customLong("output")], help: "Folder for evaluation.csv, evaluation.json, confusion.png.")
     var outputDir = "evaluation"
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
@@ -44,18 +44,31 @@ struct Evaluate: ParsableCommand {
         if FileManager.default.fileExists(atPath: outURL.path, isDirectory: &isDir), !isDir.boolValue {
             throw exitWithInputError(MicrographError(url: outURL, reason: "is a file, not a folder; -o names the output folder"))
         }
-        let model = try modelOptions.load()
-        var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
-        options.testTimeAugmentation = tta
-        let segmenter = Segmenter(model: model, options: options)
         var evaluation = Evaluation(data: data.map { URL(fileURLWithPath: $0) })
         evaluation.open = IsolatedReader.open
-        let name = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default"
         let report: EvaluationReport
+        let name: String, shownThreshold: Float?
         do {
-            report = try evaluation.run(model: name, method: method.rawValue, threshold: segmenter.threshold) { image in
-                let p = options.pixelSizeOverride ?? image.pixelSizeNm
-                return segmenter.segment(image.image, pixelSizeNm: p, source: options.pixelSizeOverride != nil ? .option : .file).mask
+            if method == .bragg {
+                name = "Bragg filter"; shownThreshold = nil
+                let filter = BraggFilter()
+                report = try evaluation.run(model: name, method: method.rawValue, threshold: nil) { image in
+                    guard let p = pixelSize ?? image.pixelSizeNm else {
+                        throw MicrographError(url: image.url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
+                    }
+                    return filter.segment(image.image, pixelSizeNm: p).mask
+                }
+            } else {
+                let model = try modelOptions.load()
+                var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
+                options.testTimeAugmentation = tta
+                let segmenter = Segmenter(model: model, options: options)
+                name = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default"
+                shownThreshold = segmenter.threshold
+                report = try evaluation.run(model: name, method: method.rawValue, threshold: segmenter.threshold) { image in
+                    let p = options.pixelSizeOverride ?? image.pixelSizeNm
+                    return segmenter.segment(image.image, pixelSizeNm: p, source: options.pixelSizeOverride != nil ? .option : .file).mask
+                }
             }
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             let encoder = JSONEncoder()
@@ -71,10 +84,19 @@ struct Evaluate: ParsableCommand {
         } catch {
             throw exitWithInputError(error)
         }
-        print("model \(name), threshold \(String(format: "%.4f", segmenter.threshold))\(tta ? ", 8-fold TTA" : "")")
+        print("\(method == .bragg ? "method" : "model") \(name)\(shownThreshold.map { String(format: ", threshold %.4f", $0) } ?? "")\(tta && method == .unet ? ", 8-fold TTA" : "")")
         print("group        images  pixel acc.   dice    IoU   precision  recall")
         for (g, s) in report.groups.sorted(by: { $0.key < $1.key }) + [("(all)", report.pooled)] {
-            print(String(format: "%-12@ %6d   %7.2f %%  %6.4f  %6.4f   %6.4f   %6.4f", g, s.images, 100 * s.pixelAccuracy, s.dice, s.iou, s.precision, s.recall))
+            print(g.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %6d   %7.2f %%  %6.4f  %6.4f   %6.4f   %6.4f", s.images, 100 * s.pixelAccuracy, s.dice, s.iou, s.precision, s.recall))
+        }
+        let ps = report.particles
+        if let e = ps.medianRelativeDiameterError {
+            print(String(format: "particles: median |diameter error| %.1f %% over %d particles not touching the border (%d not found)",
+                         100 * e, ps.particlesCompared, ps.particlesMissed))
+        }
+        if let m = ps.countsMatchManifest {
+            print(String(format: "particle counts equal the manifest's on %.0f %% of images (the true mask's components: %.0f %%)",
+                         100 * m, 100 * ps.countsMatchMask))
         }
         print("-> \(outURL.path)/evaluation.csv, evaluation.json, confusion.png")
     }

@@ -10,7 +10,7 @@ struct NanoFindCommand: ParsableCommand {
             A U-Net labels every pixel as crystalline particle or amorphous background; NanoFind turns \
             that into masks and probability maps. Run `nanofind help <subcommand>` for details.
             """,
-        subcommands: [Segment.self, Train.self, Evaluate.self, Inspect.self, ConvertModel.self, Bench.self, ReadIsolated.self]
+        subcommands: [Segment.self, Train.self, Evaluate.self, Bragg.self, Activations.self, Measure.self, Merge.self, Inspect.self, ConvertModel.self, Bench.self, ReadIsolated.self]
     )
 
     /// Parses and runs a subcommand. A bad flag or value is bad input like a bad file: one line
@@ -33,6 +33,7 @@ struct NanoFindCommand: ParsableCommand {
 
 /// Bad input: print one line naming the file and the problem on stderr, exit with status 2.
 func exitWithInputError(_ error: Error) -> ExitCode {
+    if let already = error as? ExitCode { return already }  // reported where it happened
     FileHandle.standardError.write(Data(("error: " + String(describing: error) + "\n").utf8))
     return ExitCode(2)
 }

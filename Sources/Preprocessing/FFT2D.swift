@@ -1,0 +1,56 @@
+import CFFTW
+import Foundation
+
+/// Two-dimensional discrete Fourier transforms of complex images through FFTW (single
+/// precision). Values are interleaved (re, im) pairs, row-major; `inverse` does not divide by
+/// the pixel count (FFTW's convention), `inverseNormalised` does. Plans are made with
+/// FFTW_ESTIMATE (no timing runs) and are not shared between threads.
+public final class FFT2D {
+    public let width: Int
+    public let height: Int
+    let buffer: UnsafeMutablePointer<fftwf_complex>
+    let forwardPlan: fftwf_plan
+    let inversePlan: fftwf_plan
+    /// FFTW's planner is not thread-safe.
+    static let planning = NSLock()
+
+    public init(width: Int, height: Int) {
+        self.width = width; self.height = height
+        buffer = fftwf_alloc_complex(width * height)
+        FFT2D.planning.lock()
+        forwardPlan = fftwf_plan_dft_2d(Int32(height), Int32(width), buffer, buffer, FFTW_FORWARD, FFTW_ESTIMATE)
+        inversePlan = fftwf_plan_dft_2d(Int32(height), Int32(width), buffer, buffer, FFTW_BACKWARD, FFTW_ESTIMATE)
+        FFT2D.planning.unlock()
+    }
+
+    deinit {
+        FFT2D.planning.lock()
+        fftwf_destroy_plan(forwardPlan); fftwf_destroy_plan(inversePlan)
+        FFT2D.planning.unlock()
+        fftwf_free(buffer)
+    }
+
+    /// The spectrum of a real image (`width × height` values).
+    public func forward(real: [Float]) -> [Float] {
+        require(real.count == width * height, "FFT2D: \(real.count) values for \(width)x\(height)")
+        let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: Float.self)
+        for i in 0..<real.count { raw[2 * i] = real[i]; raw[2 * i + 1] = 0 }
+        fftwf_execute(forwardPlan)
+        return Array(UnsafeBufferPointer(start: raw, count: 2 * width * height))
+    }
+
+    /// The inverse transform of interleaved complex values, not normalised.
+    public func inverse(_ spectrum: [Float]) -> [Float] {
+        require(spectrum.count == 2 * width * height, "FFT2D: \(spectrum.count / 2) values for \(width)x\(height)")
+        let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: Float.self)
+        for i in 0..<spectrum.count { raw[i] = spectrum[i] }
+        fftwf_execute(inversePlan)
+        return Array(UnsafeBufferPointer(start: raw, count: 2 * width * height))
+    }
+
+    /// The inverse transform divided by the pixel count (so inverse(forward(x)) = x).
+    public func inverseNormalised(_ spectrum: [Float]) -> [Float] {
+        let s = 1 / Float(width * height)
+        return inverse(spectrum).map { $0 * s }
+    }
+}

@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import MicrographIO
+import NanoNet
+import NanoTensor
+import Preprocessing
+import Segmentation
+
+struct Activations: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write what each layer of the network sees: a PNG grid of its activation maps.",
+        discussion: """
+            Prepares IMAGE as the model records (resampled to the model's pixel size when both are \
+            known), runs the network in inference mode and writes OUTDIR/NN_<layer>.png for every \
+            convolution and batch norm: one tile per channel, each stretched to its own range (the \
+            paper's Figure 6: early layers separate particle from background, later ones respond \
+            to atomic columns). The image is cropped to a multiple of the network's alignment, at \
+            most 1024 px a side.
+
+            Example: nanofind activations image.mrc -o activations
+            """)
+
+    @Argument(help: "A micrograph.") var image: String
+    @Option(name: [.short, .customLong("output")], help: "Output folder (created if missing).") var outputDir: String
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "nm per pixel, for inputs without a calibration.") var pixelSize: Double?
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        threads.apply()
+        let model = try modelOptions.load()
+        let out = URL(fileURLWithPath: outputDir)
+        do {
+            let url = URL(fileURLWithPath: image)
+            guard let m = try IsolatedReader.open(url).first else { throw MicrographError(url: url, reason: "holds no image") }
+            guard m.width >= 64, m.height >= 64 else {
+                throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; both sides must be at least 64")
+            }
+            var raw = try FloatImage(m)
+            if let p = pixelSize ?? m.pixelSize?.x, let t = model.metadata.trainingPixelSizeNm, abs(p / t - 1) > 0.02 {
+                raw = resample(raw, width: Int(Double(raw.width) * p / t), height: Int(Double(raw.height) * p / t))
+            }
+            let prepared = (modelOptions.preprocess.recipe ?? model.metadata.preprocessing).apply(raw)
+            let a = model.network.plan.alignment
+            let w = min(1024, prepared.width / a * a), h = min(1024, prepared.height / a * a)
+            let x = Tensor(Shape(1, 1, h, w))
+            for y in 0..<h { for xx in 0..<w { x[0, 0, y, xx] = prepared.pixels[y * prepared.width + xx] } }
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            var index = 0
+            var failure: Error?
+            _ = model.network.forward(Variable(x), tape: Tape(), training: false) { name, t in
+                guard failure == nil else { return }
+                index += 1
+                do { try activationGrid(t).write(to: out.appendingPathComponent(String(format: "%02d_%@.png", index, name))) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            print("\(index) layers -> \(outputDir)/")
+        } catch {
+            throw exitWithInputError(error)
+        }
+    }
+}
+
+/// The channels of one image's activation (1, c, h, w) side by side in a near-square grid, each
+/// stretched from its own minimum (black) to maximum (white), tiles at most 256 px.
+func activationGrid(_ t: Tensor) -> Canvas {
+    let s = t.shape
+    let step = max(1, max(s.h, s.w) / 256)
+    let th = (s.h + step - 1) / step, tw = (s.w + step - 1) / step
+    let columns = Int(Double(s.c).squareRoot().rounded(.up)), rows = (s.c + columns - 1) / columns
+    var c = Canvas(width: columns * (tw + 2), height: rows * (th + 2), background: (40, 40, 40))
+    for ch in 0..<s.c {
+        let plane = UnsafeBufferPointer(start: t.plane(0, ch), count: s.plane)
+        let lo = plane.min() ?? 0, hi = plane.max() ?? 1
+        let ox = (ch % columns) * (tw + 2) + 1, oy = (ch / columns) * (th + 2) + 1
+        for y in 0..<th { for x in 0..<tw {
+            let v = hi > lo ? (plane[y * step * s.w + x * step] - lo) / (hi - lo) : 0
+            let g = UInt8(max(0, min(255, v * 255)))
+            c.set(ox + x, oy + y, (g, g, g))
+        } }
+    }
+    return c
+}

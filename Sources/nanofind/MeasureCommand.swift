@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import MicrographIO
+import ParticleAnalysis
+import Preprocessing
+
+struct Measure: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure the particles of binary masks (any non-zero pixel is particle).",
+        discussion: """
+            Holes are filled, 8-connected pixels form one particle, objects below --min-area are \
+            dropped. Prints one CSV row per particle (the columns of segment's particles.csv, the \
+            mask's file first); sizes in nm need the mask's calibration or --pixel-size.
+
+            Example: nanofind measure results/*_mask.tif > particles.csv
+            """)
+
+    @Argument(help: "Mask files (PNG, TIFF, …).") var masks: [String]
+    @Option(help: "nm per pixel (default: the mask file's calibration).") var pixelSize: Double?
+    @Option(help: "Smallest particle in nm² (with a pixel size), else in pixels with --min-area-px.") var minArea = 0.0
+    @Option(help: "Smallest particle in pixels.") var minAreaPx = 1
+
+    func validate() throws {
+        if let pixelSize, !(pixelSize.isFinite && pixelSize > 0 && pixelSize < 1000) {
+            throw ValidationError("--pixel-size must be a positive number of nm per pixel, got \(pixelSize)")
+        }
+        if !(minArea >= 0 && minArea.isFinite) || minAreaPx < 1 { throw ValidationError("--min-area must be 0 or more and --min-area-px at least 1") }
+    }
+
+    func run() throws {
+        print((["file"] + Particle.csvHeader).joined(separator: ","))
+        var failures = 0
+        for path in masks {
+            do {
+                let images = try IsolatedReader.open(URL(fileURLWithPath: path))
+                for m in images {
+                    let mask = try BinaryMask(m)
+                    let size = pixelSize ?? m.pixelSize.map(\.x)
+                    let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: minArea, minimumAreaPx: minAreaPx)
+                    for p in result.particles { print(([path] + p.csvFields).joined(separator: ",")) }
+                }
+            } catch {
+                failures += 1
+                printError(error)
+            }
+        }
+        if failures > 0 { throw ExitCode(masks.count == 1 ? 2 : 1) }
+    }
+}
