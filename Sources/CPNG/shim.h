@@ -163,6 +163,9 @@ static inline int nf_png_encode(const unsigned char *pixels, uint32_t width, uin
         return 1;
     }
     png_set_write_fn(png, io, nf_png_write_fn, nf_png_flush_fn);
+    /* Fast zlib level: masks and overlays of large micrographs are written by the thousand;
+       level 1 is several times faster than the default 6 for a few per cent more bytes. */
+    png_set_compression_level(png, 1);
     int color_type = channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY;
     png_set_IHDR(png, info, width, height, bit_depth, color_type, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);

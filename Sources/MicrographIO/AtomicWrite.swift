@@ -6,7 +6,7 @@ public func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
     let tmp = url.deletingLastPathComponent()
         .appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
     do {
-        try Data(bytes).write(to: tmp)
+        try writeFile(bytes, to: tmp)
         // rename(2) replaces an existing file atomically: readers see the old or the new one.
         guard rename(tmp.path, url.path) == 0 else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
@@ -14,5 +14,23 @@ public func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
     } catch {
         try? FileManager.default.removeItem(at: tmp)
         throw MicrographError(url: url, reason: "cannot be written (\(error.localizedDescription))")
+    }
+}
+
+/// Writes `bytes` to a new file with POSIX calls (no intermediate copy of large outputs).
+func writeFile(_ bytes: [UInt8], to url: URL) throws {
+    let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))]) }
+    defer { close(fd) }
+    var offset = 0
+    try bytes.withUnsafeBytes { raw in
+        while offset < raw.count {
+            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+            }
+            offset += n
+        }
     }
 }

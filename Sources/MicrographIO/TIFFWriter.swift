@@ -12,8 +12,10 @@ public enum TIFFWriter {
 
     /// Writes a float32 map (row-major) with an optional pixel size in nm.
     public static func writeFloat32(_ values: [Float], width: Int, height: Int, pixelSizeNM: Double?, to url: URL) throws {
-        var data = [UInt8](); data.reserveCapacity(values.count * 4)
-        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        var data = values.withUnsafeBytes { Array($0) }  // native order
+        if UInt32(1).bigEndian == 1 {  // big-endian host: swap to the little-endian the writer stores
+            for i in stride(from: 0, to: data.count, by: 4) { data.swapAt(i, i + 3); data.swapAt(i + 1, i + 2) }
+        }
         try write(Micrograph(width: width, height: height, pixelType: .float32, data: data,
                              pixelSize: pixelSizeNM.map { PixelSize(isotropic: $0) }, format: "tiff"), to: url)
     }
@@ -40,7 +42,17 @@ public enum TIFFWriter {
         var description = "ImageJ=1.11a\n"
         if image.frames > 1 { description += "images=\(image.frames)\nslices=\(image.frames)\n" }
         if image.pixelSize != nil { description += "unit=nm\n" }
-        if image.pixelType == .float32 || image.pixelType == .float64 || image.pixelType == .float16 {
+        if image.pixelType == .float32 {
+            var lo = Float.infinity, hi = -Float.infinity
+            image.data.withUnsafeBytes { raw in
+                for k in 0..<image.samplesPerFrame {
+                    let v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self)))
+                    if v < lo { lo = v }
+                    if v > hi { hi = v }
+                }
+            }
+            if lo.isFinite && hi.isFinite { description += "min=\(Double(lo))\nmax=\(Double(hi))\n" }
+        } else if image.pixelType == .float64 || image.pixelType == .float16 {
             let s = image.statistics(frame: 0)
             if s.min.isFinite && s.max.isFinite { description += "min=\(s.min)\nmax=\(s.max)\n" }
         }
@@ -48,6 +60,7 @@ public enum TIFFWriter {
         let descriptionBytes = Array(description.utf8) + [0]
 
         var out = [UInt8](repeating: 0, count: 8)
+        out.reserveCapacity(ifdStart + 4096 + descriptionBytes.count + 64 * image.frames)  // one allocation, no regrowth copies
         out[0] = 0x49; out[1] = 0x49; out[2] = 42
         out.append(contentsOf: image.data)
         if out.count & 1 == 1 { out.append(0) }

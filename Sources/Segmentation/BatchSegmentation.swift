@@ -159,9 +159,10 @@ public final class BatchSegmentation {
                 var summary = summaryForFile(Double(t2 - t0) / 1e9 + readSeconds / Double(frames.count), timings)
                 done.append(name)
                 let t3 = DispatchTime.now().uptimeNanoseconds
-                try ImageOutputs.write(name: name, into: settings.outputDir, raw: raw, result: result, measurement: measurement,
-                                       summary: summary, probability: settings.probabilityFormat)
+                let parts = try ImageOutputs.write(name: name, into: settings.outputDir, raw: raw, result: result,
+                                                   measurement: measurement, summary: summary, probability: settings.probabilityFormat)
                 timings["write"] = Double(DispatchTime.now().uptimeNanoseconds - t3) / 1e9
+                timings.merge(parts) { $1 }
                 summary = summaryForFile(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 + readSeconds / Double(frames.count), timings)
                 summaries.append(summary)
             }

@@ -34,21 +34,25 @@ public struct ExactTiling: Sendable, Equatable {
         self.width = width; self.height = height; margin = m
         paddedWidth = (width + a - 1) / a * a
         paddedHeight = (height + a - 1) / a * a
-        columns = ExactTiling.spans(length: paddedWidth, tile: t, margin: m)
-        rows = ExactTiling.spans(length: paddedHeight, tile: t, margin: m)
+        columns = ExactTiling.spans(length: paddedWidth, tile: t, margin: m, alignment: a)
+        rows = ExactTiling.spans(length: paddedHeight, tile: t, margin: m, alignment: a)
     }
 
-    /// Tiles along one axis: each starts `margin` before the first pixel not yet covered (or at
-    /// 0, or at `length − tile`), and keeps up to `margin` before its far edge unless that edge
-    /// is the image's.
-    static func spans(length: Int, tile: Int, margin: Int) -> [Span] {
+    /// Tiles along one axis: as few as fit `tile` (k of them), all of the same size, the
+    /// smallest that still covers the axis with a margin between neighbours (so the margins cost
+    /// little); each keeps from `margin` after its start (or the axis start) to `margin` before
+    /// its end (or the axis end), and the kept parts meet.
+    static func spans(length: Int, tile: Int, margin: Int, alignment a: Int) -> [Span] {
         guard length > tile else { return [Span(origin: 0, size: length, keep: 0..<length)] }
+        let k = (length - 2 * margin + (tile - 2 * margin) - 1) / (tile - 2 * margin)
+        let even = (length + 2 * margin * (k - 1) + k - 1) / k
+        let size = min(tile, (even + a - 1) / a * a)
         var spans: [Span] = []
         var next = 0
         while next < length {
-            let origin = min(max(0, next - margin), length - tile)
-            let end = origin + tile == length ? length : origin + tile - margin
-            spans.append(Span(origin: origin, size: tile, keep: next..<end))
+            let origin = min(max(0, next - margin), length - size)
+            let end = origin + size == length ? length : origin + size - margin
+            spans.append(Span(origin: origin, size: size, keep: next..<end))
             next = end
         }
         return spans
@@ -56,11 +60,17 @@ public struct ExactTiling: Sendable, Equatable {
 
     public var count: Int { columns.count * rows.count }
 
+    /// Tiles larger than this gain nothing: the network is as fast per pixel at this size, and
+    /// its buffers, recycled from tile to tile, are page-faulted in once (a whole 4096² pass
+    /// would fault in about 3 GB of fresh memory).
+    public static let preferredTileSize = 2048
+
     /// The largest square tile whose activations fit `bytes` (about 170 bytes per pixel for the
-    /// pyNanoFind widths; scaled by the network's widest full-resolution maps otherwise).
+    /// pyNanoFind widths; scaled by the network's widest full-resolution maps otherwise), at most
+    /// `preferredTileSize`.
     public static func tileSize(forMemory bytes: Int, plan: UNetPlan) -> Int {
         let perPixel = bytesPerPixel(plan)
-        let side = Int(Double(max(bytes, 0) / perPixel).squareRoot())
+        let side = min(preferredTileSize, Int(Double(max(bytes, 0) / perPixel).squareRoot()))
         return max(2 * plan.tileMargin + plan.alignment, side / plan.alignment * plan.alignment)
     }
 

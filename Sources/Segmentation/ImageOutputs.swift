@@ -16,9 +16,18 @@ public enum ImageOutputs {
          "\(name)_overlay.png", "\(name)_particles.csv", "\(name).summary.json"]
     }
 
-    /// Writes every output of one image. On any failure the files written so far are removed.
+    /// Writes every output of one image and returns the seconds each took. On any failure the
+    /// files written so far are removed.
+    @discardableResult
     public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage,
-                             measurement: ParticleMeasurement, summary: ImageSummary, probability: ProbabilityFormat) throws {
+                             measurement: ParticleMeasurement, summary: ImageSummary, probability: ProbabilityFormat) throws -> [String: Double] {
+        var seconds: [String: Double] = [:]
+        var clock = DispatchTime.now().uptimeNanoseconds
+        func lap(_ key: String) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            seconds[key] = Double(now - clock) / 1e9
+            clock = now
+        }
         let w = raw.width, h = raw.height
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
         var written: [URL] = []
@@ -26,9 +35,11 @@ public enum ImageOutputs {
         do {
             let mask255 = result.mask.values.map { $0 == 0 ? UInt8(0) : 255 }
             try PNGWriter.writeGrey8(mask255, width: w, height: h, to: url("_mask.png")); written.append(url("_mask.png"))
+            lap("write_mask_png")
             try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255, pixelSize: pixelSize, format: "tiff"),
                                  to: url("_mask.tif"))
             written.append(url("_mask.tif"))
+            lap("write_mask_tif")
             guard measurement.labels.count <= Int(UInt16.max) else {
                 throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles do not fit uint16 labels")
             }
@@ -39,23 +50,28 @@ public enum ImageOutputs {
             try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes, pixelSize: pixelSize, format: "tiff"),
                                  to: url("_labels.tif"))
             written.append(url("_labels.tif"))
+            lap("write_labels_tif")
             switch probability {
             case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm, to: url("_prob.tif"))
             case .npy: try NPYFile.write(result.probability.pixels, shape: [h, w], to: url("_prob.npy"))
             }
             written.append(url("_prob.\(probability.rawValue)"))
+            lap("write_prob")
             let overlay = Overlay.render(raw, labels: measurement.labels, particles: measurement.particles)
             try overlay.write(to: url("_overlay.png")); written.append(url("_overlay.png"))
+            lap("write_overlay")
             let csv = ([Particle.csvHeader.joined(separator: ",")] + measurement.particles.map { $0.csvFields.joined(separator: ",") })
                 .joined(separator: "\n") + "\n"
             try writeAtomically(Array(csv.utf8), to: url("_particles.csv")); written.append(url("_particles.csv"))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try writeAtomically(Array(try encoder.encode(summary)), to: url(".summary.json"))
+            lap("write_tables")
         } catch {
             for f in written { try? FileManager.default.removeItem(at: f) }
             throw error
         }
+        return seconds
     }
 }
 
@@ -68,21 +84,25 @@ public enum Overlay {
         let w = raw.width, h = raw.height
         let step = max(1, (max(w, h) + maxSide - 1) / maxSide)
         let ow = (w + step - 1) / step, oh = (h + step - 1) / step
-        let stretched = percentileNormalise(raw, lower: 0.5, upper: 99.5)
+        // Contrast limits from the pixels shown (every step-th), not the whole image.
+        var shown = [Float](); shown.reserveCapacity(ow * oh)
+        for oy in 0..<oh { for ox in 0..<ow { shown.append(raw.pixels[oy * step * w + ox * step]) } }
+        let q = percentiles(shown, [0.5, 99.5])
+        let lo = q[0], span = max(q[1] - q[0], 1e-12)
         var c = Canvas(width: ow, height: oh)
         let L = labels.labels
         for oy in 0..<oh {
+            let y = oy * step
             for ox in 0..<ow {
-                let x = ox * step, y = oy * step
-                let v = UInt8(max(0, min(255, stretched.pixels[y * w + x] * 255)))
+                let x = ox * step
                 let l = L[y * w + x]
                 var edge = false
                 if l != 0 {
-                    for (dx, dy) in [(-step, 0), (step, 0), (0, -step), (0, step)] {
-                        let nx = x + dx, ny = y + dy
-                        if nx < 0 || ny < 0 || nx >= w || ny >= h || L[ny * w + nx] != l { edge = true; break }
-                    }
+                    edge = x < step || y < step || x + step >= w || y + step >= h
+                        || L[y * w + x - step] != l || L[y * w + x + step] != l
+                        || L[(y - step) * w + x] != l || L[(y + step) * w + x] != l
                 }
+                let v = UInt8(max(0, min(255, (shown[oy * ow + ox] - lo) / span * 255)))
                 c.set(ox, oy, edge ? (255, 40, 40) : (v, v, v))
             }
         }

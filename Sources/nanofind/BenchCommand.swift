@@ -221,7 +221,8 @@ struct Bench: ParsableCommand {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         var fields: [(String, Any)] = [("name", "segment_\(side)"), ("threads", pool.threadCount), ("s", seconds),
                                        ("megapixels_per_s", Double(side * side) / seconds / 1e6), ("particles", summary.particles)]
-        for key in ["read", "resample", "preprocess", "network", "resample_back", "threshold", "particles", "write"] {
+        for key in ["read", "resample", "preprocess", "network", "resample_back", "threshold", "particles", "write", "write_mask_png",
+                    "write_mask_tif", "write_labels_tif", "write_prob", "write_overlay", "write_tables"] {
             fields.append((key + "_s", summary.timings[key] ?? 0))
         }
         return fields

@@ -1,0 +1,118 @@
+import Foundation
+import MicrographIO
+import NanoNet
+import XCTest
+
+/// `segment` over a folder: bad files are named and skipped, re-runs skip finished inputs, a run
+/// killed with kill -9 is finished by the next one and leaves no partial files, shards merge
+/// into the single run's table.
+final class BatchSegmentTests: XCTestCase {
+    var tmp: URL!
+    var model: URL!
+    var data: URL!
+    let good = 47
+
+    override func setUpWithError() throws {
+        tmp = try CLIRunner.temporaryDirectory()
+        model = tmp.appendingPathComponent("model.safetensors")
+        let net = UNet(config: .pyNanoFind, seed: 4)
+        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, preprocessing: .robust, provenance: "test")),
+                                  to: model)
+        data = tmp.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        for i in 0..<good {
+            try NPYFile.write((0..<(192 * 160)).map { Float(($0 * (i + 3)) % 17) }, shape: [160, 192],
+                              to: data.appendingPathComponent(String(format: "img%02d.npy", i)))
+        }
+        let npy = try Data(contentsOf: data.appendingPathComponent("img00.npy"))
+        try npy.prefix(npy.count - 100).write(to: data.appendingPathComponent("bad_truncated.npy"))
+        try Data(repeating: 0x41, count: 3000).write(to: data.appendingPathComponent("bad_garbage.mrc"))
+        try Data().write(to: data.appendingPathComponent("bad_empty.tif"))
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    func outputs(_ dir: URL) throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() }
+
+    func testBadFilesAreNamedTheBatchGoesOnAndReRunsSkipFinishedInputs() throws {
+        let out = tmp.appendingPathComponent("out")
+        let r = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threads", "2"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+        XCTAssertEqual(errors.count, 3, r.stderr)
+        for bad in ["bad_truncated.npy", "bad_garbage.mrc", "bad_empty.tif"] {
+            XCTAssertEqual(errors.filter { $0.contains(bad) }.count, 1, "\(bad) named once: \(r.stderr)")
+        }
+        XCTAssertTrue(r.stdout.contains("\(good) processed, 0 already done, 3 failed"), r.stdout)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any]
+        XCTAssertEqual((summary?["images"] as? [Any])?.count, good)
+        XCTAssertEqual(try outputs(out).filter { $0.hasSuffix("_particles.csv") }.count, good)
+        let again = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path])
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.stdout.contains("0 processed, \(good) already done, 3 failed"), again.stdout)
+    }
+
+    func testAKilledRunIsFinishedByTheNextAndLeavesNoPartialFiles() throws {
+        let out = tmp.appendingPathComponent("killed")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = CLIRunner.binary
+        p.arguments = ["segment", data.path, "-o", out.path, "--model", model.path, "--threads", "1"]
+        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        while try p.isRunning && Date() < deadline && outputs(out).filter({ $0.hasSuffix(".summary.json") }).count < 5 { usleep(1000) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the batch finished before it could be killed")
+        let done = try outputs(out).filter { $0.hasSuffix(".summary.json") }.count
+        XCTAssertLessThan(done, good)
+        let r = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\(good - done) processed, \(done) already done"), r.stdout)
+        let files = try outputs(out)
+        XCTAssertEqual(files.filter { $0.hasPrefix(".") }, [], "partial files left")
+        for i in 0..<good {
+            let name = String(format: "img%02d", i)
+            for suffix in ["_mask.png", "_mask.tif", "_labels.tif", "_prob.tif", "_overlay.png", "_particles.csv", ".summary.json"] {
+                XCTAssertTrue(files.contains(name + suffix), "\(name + suffix) missing")
+            }
+        }
+    }
+
+    func testShardsMergeIntoTheSingleRunsTable() throws {
+        let single = tmp.appendingPathComponent("single")
+        _ = try CLIRunner.run(["segment", data.path, "-o", single.path, "--model", model.path])
+        var shards: [String] = []
+        for k in 1...3 {
+            let dir = tmp.appendingPathComponent("shard\(k)")
+            _ = try CLIRunner.run(["segment", data.path, "-o", dir.path, "--model", model.path, "--shard", "\(k)/3"])
+            shards.append(dir.path)
+        }
+        let merged = tmp.appendingPathComponent("merged")
+        let m = try CLIRunner.run(["merge"] + shards + ["-o", merged.path])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        XCTAssertEqual(try String(contentsOf: merged.appendingPathComponent("particles.csv"), encoding: .utf8),
+                       try String(contentsOf: single.appendingPathComponent("particles.csv"), encoding: .utf8))
+        let bad = try CLIRunner.run(["segment", data.path, "-o", merged.path, "--model", model.path, "--shard", "5/4"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("--shard 5/4"), bad.stderr)
+    }
+
+    func testBadFlagsAndOutputs() throws {
+        let image = data.appendingPathComponent("img00.npy").path
+        for (args, mention) in [(["--pixel-size", "0"], "--pixel-size"), (["--shard", "0/2"], "--shard"), (["--threshold", "2"], "--threshold")] {
+            let r = try CLIRunner.run(["segment", image, "-o", tmp.appendingPathComponent("o").path, "--model", model.path] + args)
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(mention), r.stderr)
+        }
+        let file = tmp.appendingPathComponent("a-file")
+        try Data("x".utf8).write(to: file)
+        let r = try CLIRunner.run(["segment", image, "-o", file.path, "--model", model.path])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("is a file, not a folder"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+    }
+}
