@@ -146,6 +146,11 @@ struct ReportPage {
         page += """
         </tbody></table>
         <script>
+        window.addEventListener('load', function () {  // what a check of the page reads back
+          var decoded = Array.from(document.images).filter(function (i) { return i.naturalWidth > 0; }).length;
+          document.body.setAttribute('data-images-decoded', String(decoded));
+          document.body.setAttribute('data-particle-rows', String(document.querySelectorAll('#particles tbody tr').length));
+        });
         document.querySelectorAll('#particles th').forEach(function (th, col) {
           th.addEventListener('click', function () {
             var body = document.querySelector('#particles tbody');
