@@ -69,6 +69,21 @@ static inline int nf_png_decode(const unsigned char *data, size_t size, size_t m
         nf_png_set_message(io, "not a PNG file (bad signature)");
         return 1;
     }
+    /* Every chunk's length is checked against what the file still holds before libpng sees it:
+       libpng allocates a text chunk's claimed length before reading it (2 GB for a 44-byte file). */
+    for (size_t pos = 8; pos + 8 <= size;) {
+        size_t length = ((size_t)data[pos] << 24) | ((size_t)data[pos + 1] << 16) | ((size_t)data[pos + 2] << 8) | data[pos + 3];
+        if (length > size - pos - 8 || size - pos - 8 - length < 4) {
+            char type[5] = {0};
+            memcpy(type, data + pos + 4, 4);
+            for (int k = 0; k < 4; k++) if (type[k] < 32 || type[k] > 126) type[k] = '?';
+            snprintf(io->message, sizeof io->message, "truncated: chunk %s claims %zu bytes, the file holds %zu after it",
+                     type, length, size - pos - 8);
+            return 1;
+        }
+        if (memcmp(data + pos + 4, "IEND", 4) == 0) break;
+        pos += 12 + length;
+    }
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, io, nf_png_error_fn, nf_png_warning_fn);
     if (png == NULL) { nf_png_set_message(io, "libpng could not start"); return 1; }
     png_infop info = png_create_info_struct(png);

@@ -58,6 +58,7 @@ public enum MicrographReader {
             throw MicrographError(url: url, reason: "no such file")
         }
         if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
+        try requireRegularFile(url)
         guard let handle = FileHandle(forReadingAtPath: url.path) else {
             throw MicrographError(url: url, reason: "cannot be opened for reading")
         }
@@ -67,5 +68,22 @@ public enum MicrographReader {
         } catch {
             throw MicrographError(url: url, reason: "cannot be read (\(error.localizedDescription))")
         }
+    }
+}
+
+/// Refuses inputs that are not regular files before they are opened: reading a FIFO blocks until
+/// a writer comes, a device can be endless.
+public func requireRegularFile(_ url: URL) throws {
+    var st = stat()
+    guard stat(url.path, &st) == 0 else {
+        throw MicrographError(url: url, reason: errno == ENOENT ? "no such file" : errno == EACCES ? "permission denied" : "cannot be read")
+    }
+    switch st.st_mode & S_IFMT {
+    case S_IFREG: return
+    case S_IFDIR: throw MicrographError(url: url, reason: "is a directory, not a file")
+    case S_IFIFO: throw MicrographError(url: url, reason: "is not a regular file (a FIFO)")
+    case S_IFSOCK: throw MicrographError(url: url, reason: "is not a regular file (a socket)")
+    case S_IFCHR, S_IFBLK: throw MicrographError(url: url, reason: "is not a regular file (a device)")
+    default: throw MicrographError(url: url, reason: "is not a regular file")
     }
 }

@@ -32,6 +32,11 @@ public enum SafeTensorsFile {
 
     /// Writes through a temporary file and a rename, so readers see the old file or the new one.
     public static func write(_ data: Data, to url: URL) throws {
+        var st = stat()
+        if stat(url.path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
+            throw ModelFileError(file: url.path, reason: (st.st_mode & S_IFMT) == S_IFDIR
+                                 ? "is a folder; name the model file to write" : "exists and is not a regular file; it is not replaced")
+        }
         let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
         do {
             try data.write(to: tmp)

@@ -105,10 +105,14 @@ public final class Trainer {
             let step = state.stepsDone
             let start = DispatchTime.now().uptimeNanoseconds
             var rng = Trainer.stream(settings.seed, step)
-            for i in 0..<b {
-                let k = rng.nextInt(below: train.count)
-                var crop = rng.fork()
-                sampler.sample(train[k].image, train[k].mask, rng: &crop, x: x.plane(i, 0), t: labels.plane(i, 0))
+            // Which image and which generator each crop gets are drawn in order; the crops are
+            // then cut in parallel, each from its own generator, so the batch is the same for
+            // any thread count.
+            let picks = (0..<b).map { _ in (rng.nextInt(below: train.count), rng.fork()) }
+            let images = train
+            pool.parallelFor(b) { i, _ in
+                var crop = picks[i].1
+                sampler.sample(images[picks[i].0].image, images[picks[i].0].mask, rng: &crop, x: x.plane(i, 0), t: labels.plane(i, 0))
             }
             let tape = Tape(pool: pool)
             let logits = network.forward(Variable(x), tape: tape, training: true, dropoutSeed: rng.next())

@@ -26,10 +26,10 @@ struct Inspect: ParsableCommand {
                 }
             } catch let error as MicrographError {
                 failures += 1
-                FileHandle.standardError.write(Data("error: \(error.file): \(error.reason)\n".utf8))
+                printError(error)
             } catch {
                 failures += 1
-                FileHandle.standardError.write(Data("error: \(path): \(error)\n".utf8))
+                printError(MicrographError(url: url, reason: "\(error)"))
             }
         }
         if failures > 0 { throw ExitCode(files.count == 1 ? 2 : 1) }

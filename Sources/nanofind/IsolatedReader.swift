@@ -62,6 +62,7 @@ enum IsolatedReader {
             throw MicrographError(url: url, reason: "no such file")
         }
         if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
+        try requireRegularFile(url)
         guard let h = FileHandle(forReadingAtPath: url.path) else { throw MicrographError(url: url, reason: "cannot be opened for reading") }
         defer { try? h.close() }
         return [UInt8]((try? h.read(upToCount: 1024)) ?? Data())

@@ -23,7 +23,7 @@ struct NanoFindCommand: ParsableCommand {
         } catch {
             if exitCode(for: error) == .validationFailure {
                 let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-                FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
+                FileHandle.standardError.write(Data(("error: " + oneLine(message) + "\n").utf8))
                 Foundation.exit(2)
             }
             exit(withError: error)
@@ -34,6 +34,28 @@ struct NanoFindCommand: ParsableCommand {
 /// Bad input: print one line naming the file and the problem on stderr, exit with status 2.
 func exitWithInputError(_ error: Error) -> ExitCode {
     if let already = error as? ExitCode { return already }  // reported where it happened
-    FileHandle.standardError.write(Data(("error: " + String(describing: error) + "\n").utf8))
+    printError(error)
     return ExitCode(2)
+}
+
+/// One line `error: <file>: <reason>` on stderr, with control characters (a newline in a file
+/// name, bytes a reader took for a tag name) escaped so that the line stays one line.
+func printError(_ error: Error) {
+    FileHandle.standardError.write(Data(("error: " + oneLine(String(describing: error)) + "\n").utf8))
+}
+
+/// `text` with control characters written as \n, \t, \r or \u{XX}.
+func oneLine(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        case _ where scalar.value < 0x20 || (0x7f..<0xa0).contains(scalar.value) || scalar == "\u{FFFD}":
+            out += "\\u{\(String(scalar.value, radix: 16))}"
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
 }

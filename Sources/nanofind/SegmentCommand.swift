@@ -137,8 +137,3 @@ struct Segment: ParsableCommand {
     }
 }
 
-/// One line `error: <file>: <reason>` on stderr.
-func printError(_ error: Error) {
-    let text = String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-    FileHandle.standardError.write(Data(("error: " + text + "\n").utf8))
-}

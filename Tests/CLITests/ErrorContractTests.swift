@@ -1,0 +1,72 @@
+import Foundation
+import MicrographIO
+import XCTest
+
+/// Regression cases for breaches of the error contract found by an outside mutation run: every
+/// bad input gives exactly one line, exit 2, bounded memory, and nothing but regular files is
+/// read or replaced.
+final class ErrorContractTests: XCTestCase {
+    var tmp: URL!
+    override func setUpWithError() throws { tmp = try CLIRunner.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    func assertOneLine(_ args: [String], mentions: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try CLIRunner.run(args)
+        XCTAssertEqual(r.status, 2, r.stderr, file: file, line: line)
+        XCTAssertEqual(r.stderr.split(separator: "\n", omittingEmptySubsequences: false).count, 2, "one line: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.hasPrefix("error: "), r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(mentions), "\(r.stderr) should mention \(mentions)", file: file, line: line)
+    }
+
+    func testAFIFOIsRefusedInsteadOfBlocking() throws {
+        let fifo = tmp.appendingPathComponent("pipe.mrc")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        try assertOneLine(["inspect", fifo.path], mentions: "is not a regular file (a FIFO)")
+        try assertOneLine(["segment", fifo.path, "-o", tmp.appendingPathComponent("out").path], mentions: "a FIFO")
+    }
+
+    func testAPNGTextChunkClaimingTwoGigabytesIsRefusedBeforeAllocating() throws {
+        // Signature, IHDR (8×8 grey), then a tEXt chunk header claiming 0x7FFFFFFF bytes.
+        var bytes: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+        bytes += [0, 0, 0, 13] + Array("IHDR".utf8) + [0, 0, 0, 8, 0, 0, 0, 8, 8, 0, 0, 0, 0] + [0, 0, 0, 0]
+        bytes += [0x7F, 0xFF, 0xFF, 0xFF] + Array("tEXt".utf8) + [0, 0, 0, 0]
+        let png = tmp.appendingPathComponent("huge_text.png")
+        try Data(bytes).write(to: png)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        // An address-space limit of 1 GiB: a 2 GB allocation would fail or crash instead of an error line.
+        p.arguments = ["-c", "ulimit -v 1048576; exec \"$0\" inspect \"$1\"", CLIRunner.binary.path, png.path]
+        let err = Pipe()
+        p.standardError = err; p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 2, text)
+        XCTAssertTrue(text.contains("chunk tEXt claims 2147483647 bytes"), text)
+    }
+
+    func testControlCharactersInNamesAndReasonsStayOnOneLine() throws {
+        let odd = tmp.appendingPathComponent("bad\nname\u{1b}[31m.mrc")
+        try Data(repeating: 7, count: 100).write(to: odd)
+        try assertOneLine(["inspect", odd.path], mentions: "bad\\nname\\u{1b}[31m.mrc")
+        // An NPY header without its closing brace (the header text used to be quoted with its newline).
+        var npy = Array("\u{93}NUMPY".utf8) + [1, 0]
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), " + String(repeating: " ", count: 53) + "\n"
+        npy += [UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)] + Array(header.utf8) + [UInt8](repeating: 0, count: 64)
+        let broken = tmp.appendingPathComponent("broken.npy")
+        try Data(npy).write(to: broken)
+        try assertOneLine(["inspect", broken.path], mentions: broken.path)
+    }
+
+    func testModelOutputsNeverReplaceFoldersOrDevices() throws {
+        let model = CLIRunner.packageRoot.appendingPathComponent("Models/default.safetensors")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: model.path), "Models/default.safetensors is not in this checkout")
+        let dir = tmp.appendingPathComponent("folder")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try assertOneLine(["convert-model", model.path, "-o", dir.path], mentions: "is a folder")
+        try assertOneLine(["convert-model", model.path, "-o", "/dev/null"], mentions: "is not a regular file")
+        var st = stat()
+        XCTAssertEqual(stat("/dev/null", &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFCHR, "/dev/null must still be a device")
+    }
+}
