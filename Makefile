@@ -12,7 +12,7 @@ SIM := ../shared/data/sim-v1
 MODEL_FLAGS := --tile 256 --batch-size 8 --lr 1e-3 --lr-schedule cosine --epochs 12 --steps-per-epoch 1000 \
 	--normalise median3+percentile --augment robust --patience 12 --seed 1
 
-.PHONY: all deps build test test-long demo bench model clean
+.PHONY: all deps build test test-long test-cluster demo bench model clean
 
 all: build
 
@@ -30,6 +30,11 @@ ifneq ($(SIMD_FLAG),)
 	$(SWIFT) build -c release --build-path .build/simd8 --build-tests
 	$(SWIFT) test -c release --build-path .build/simd8 --skip-build --disable-swift-testing --filter "NanoTensorTests|NanoNetTests"
 endif
+
+# A single-node SLURM cluster (slurm-wlm, munge; installed if missing) runs a 4-task array of
+# `segment --shard K/4`; the merged result must equal a single-process run. Needs root.
+test-cluster: build
+	bash scripts/slurm-test.sh
 
 # Slow checks (full robustness corpora, long training) are behind NANOFIND_LONG_TESTS=1.
 test-long: deps
