@@ -21,15 +21,16 @@ struct Activations: ParsableCommand {
             """)
 
     @Argument(help: "A micrograph.") var image: String
-    @Option(name: [.short, .customLong("output")], help: "Output folder (created if missing).") var outputDir: String
+    @OptionGroup var output: OutputFolderOption
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: "nm per pixel, for inputs without a calibration.") var pixelSize: Double?
+    @OptionGroup var calibration: PixelSizeOption
     @OptionGroup var threads: ThreadOptions
 
     func run() throws {
         threads.apply()
         let model = try modelOptions.load()
-        let out = URL(fileURLWithPath: outputDir)
+        let out = try output.prepare()
+        let pixelSize = calibration.pixelSize
         do {
             let url = URL(fileURLWithPath: image)
             guard let m = try IsolatedReader.open(url).first else { throw MicrographError(url: url, reason: "holds no image") }
@@ -45,7 +46,6 @@ struct Activations: ParsableCommand {
             let w = min(1024, prepared.width / a * a), h = min(1024, prepared.height / a * a)
             let x = Tensor(Shape(1, 1, h, w))
             for y in 0..<h { for xx in 0..<w { x[0, 0, y, xx] = prepared.pixels[y * prepared.width + xx] } }
-            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
             var index = 0
             var failure: Error?
             _ = model.network.forward(Variable(x), tape: Tape(), training: false) { name, t in
@@ -54,7 +54,7 @@ struct Activations: ParsableCommand {
                 do { try activationGrid(t).write(to: out.appendingPathComponent(String(format: "%02d_%@.png", index, name))) } catch { failure = error }
             }
             if let failure { throw failure }
-            print("\(index) layers -> \(outputDir)/")
+            print("\(index) layers -> \(out.path)/")
         } catch {
             throw exitWithInputError(error)
         }

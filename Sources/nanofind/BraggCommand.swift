@@ -18,24 +18,12 @@ struct Bragg: ParsableCommand {
             """)
 
     @Argument(help: "Micrograph files.") var inputs: [String]
-    @Option(name: [.short, .customLong("output")], help: "Output folder (created if missing).") var outputDir: String
-    @Option(help: "nm per pixel, for inputs without a calibration.") var pixelSize: Double?
-
-    func validate() throws {
-        if let pixelSize, !(pixelSize.isFinite && pixelSize > 0 && pixelSize < 1000) {
-            throw ValidationError("--pixel-size must be a positive number of nm per pixel, got \(pixelSize)")
-        }
-    }
+    @OptionGroup var output: OutputFolderOption
+    @OptionGroup var calibration: PixelSizeOption
 
     func run() throws {
-        let out = URL(fileURLWithPath: outputDir)
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: out.path, isDirectory: &isDir), !isDir.boolValue {
-            throw exitWithInputError(MicrographError(url: out, reason: "is a file, not a folder; -o names the output folder"))
-        }
-        do { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true) } catch {
-            throw exitWithInputError(MicrographError(url: out, reason: "cannot create the output folder"))
-        }
+        let out = try output.prepare()
+        let pixelSize = calibration.pixelSize
         var failures = 0
         for input in inputs {
             let url = URL(fileURLWithPath: input)

@@ -24,26 +24,21 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Method: unet (the model) or bragg (automatic Bragg filtering, no model).") var method: EvaluationMethod = .unet
     @Option(name: [.short, .customLong("output")], help: "Folder for evaluation.csv, evaluation.json, confusion.png.")
     var outputDir = "evaluation"
+    var output: OutputFolderOption { var o = OutputFolderOption(); o.outputDir = outputDir; return o }
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
-    @Option(help: "nm per pixel, for inputs without a calibration (PNG exports).") var pixelSize: Double?
+    @OptionGroup var calibration: PixelSizeOption
+    var pixelSize: Double? { calibration.pixelSize }
     @Flag(help: "Average over the 8 flips and rotations (test-time augmentation).") var tta = false
     @Flag(help: "Print the JSON report to stdout.") var json = false
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
-        if let pixelSize, !(pixelSize.isFinite && pixelSize > 0 && pixelSize < 1000) {
-            throw ValidationError("--pixel-size must be a positive number of nm per pixel, got \(pixelSize)")
-        }
     }
 
     func run() throws {
         threads.apply()
-        let outURL = URL(fileURLWithPath: outputDir)
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: outURL.path, isDirectory: &isDir), !isDir.boolValue {
-            throw exitWithInputError(MicrographError(url: outURL, reason: "is a file, not a folder; -o names the output folder"))
-        }
+        let outURL = try output.prepare()
         var evaluation = Evaluation(data: data.map { URL(fileURLWithPath: $0) })
         evaluation.open = IsolatedReader.open
         let report: EvaluationReport
@@ -70,7 +65,6 @@ struct Evaluate: ParsableCommand {
                     return segmenter.segment(image.image, pixelSizeNm: p, source: options.pixelSizeOverride != nil ? .option : .file).mask
                 }
             }
-            try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let jsonData = try encoder.encode(report)

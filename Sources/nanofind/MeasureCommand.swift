@@ -16,14 +16,11 @@ struct Measure: ParsableCommand {
             """)
 
     @Argument(help: "Mask files (PNG, TIFF, …).") var masks: [String]
-    @Option(help: "nm per pixel (default: the mask file's calibration).") var pixelSize: Double?
+    @OptionGroup var calibration: PixelSizeOption
     @Option(help: "Smallest particle in nm² (with a pixel size), else in pixels with --min-area-px.") var minArea = 0.0
     @Option(help: "Smallest particle in pixels.") var minAreaPx = 1
 
     func validate() throws {
-        if let pixelSize, !(pixelSize.isFinite && pixelSize > 0 && pixelSize < 1000) {
-            throw ValidationError("--pixel-size must be a positive number of nm per pixel, got \(pixelSize)")
-        }
         if !(minArea >= 0 && minArea.isFinite) || minAreaPx < 1 { throw ValidationError("--min-area must be 0 or more and --min-area-px at least 1") }
     }
 
@@ -35,7 +32,7 @@ struct Measure: ParsableCommand {
                 let images = try IsolatedReader.open(URL(fileURLWithPath: path))
                 for m in images {
                     let mask = try BinaryMask(m)
-                    let size = pixelSize ?? m.pixelSize.map(\.x)
+                    let size = calibration.pixelSize ?? m.pixelSize.map(\.x)
                     let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: minArea, minimumAreaPx: minAreaPx)
                     for p in result.particles { print(([path] + p.csvFields).joined(separator: ",")) }
                 }

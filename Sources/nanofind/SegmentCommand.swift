@@ -40,10 +40,10 @@ struct Segment: ParsableCommand {
             """)
 
     @Argument(help: "Micrograph files or folders.") var inputs: [String]
-    @Option(name: [.short, .customLong("output")], help: "Output folder (created if missing).") var outputDir: String
+    @OptionGroup var output: OutputFolderOption
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
-    @Option(help: "nm per pixel, for inputs without a calibration or with a wrong one.") var pixelSize: Double?
+    @OptionGroup var calibration: PixelSizeOption
     @Option(help: "Memory for the network's activations in GB (default: a quarter of this machine's).") var memory: Double?
     @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = 0.5
     @Option(help: "Probability map format: tif or npy.") var probFormat: ImageOutputs.ProbabilityFormat = .tif
@@ -53,9 +53,6 @@ struct Segment: ParsableCommand {
 
     func validate() throws {
         if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
-        if let pixelSize, !(pixelSize.isFinite && pixelSize > 0 && pixelSize < 1000) {
-            throw ValidationError("--pixel-size must be a positive number of nm per pixel, got \(pixelSize)")
-        }
         if let memory, !(memory.isFinite && memory >= 0.1) { throw ValidationError("--memory must be at least 0.1 (GB)") }
         if !(minArea.isFinite && minArea >= 0) { throw ValidationError("--min-area must be 0 or more (nm²)") }
         if let shard, !(shard.n >= 1 && shard.k >= 1 && shard.k <= shard.n) {
@@ -65,17 +62,9 @@ struct Segment: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        let outURL = URL(fileURLWithPath: outputDir)
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: outURL.path, isDirectory: &isDir), !isDir.boolValue {
-            throw exitWithInputError(MicrographError(url: outURL, reason: "is a file, not a folder; -o names the output folder"))
-        }
         let model = try modelOptions.load()
-        do {
-            try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        } catch {
-            throw exitWithInputError(MicrographError(url: outURL, reason: "cannot create the output folder"))
-        }
+        let outURL = try output.prepare()
+        let pixelSize = calibration.pixelSize
         var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
         if let memory { options.memoryBytes = Int(memory * 1e9) }
         let segmenter = Segmenter(model: model, options: options)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MicrographIO
 import NanoNet
 import NanoTensor
 import Segmentation
@@ -50,6 +51,35 @@ struct ModelOptions: ParsableArguments {
             return try Model.load(URL(fileURLWithPath: model))
         } catch {
             throw exitWithInputError(error)
+        }
+    }
+}
+
+/// `-o OUTDIR` for commands that write a folder of results.
+struct OutputFolderOption: ParsableArguments {
+    @Option(name: [.short, .customLong("output")], help: "Output folder (created if missing).") var outputDir: String
+
+    /// The folder, created if missing; a one-line error (exit 2) when it is a file or cannot be made.
+    func prepare() throws -> URL {
+        let url = URL(fileURLWithPath: outputDir)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), !isDir.boolValue {
+            throw exitWithInputError(MicrographError(url: url, reason: "is a file, not a folder; -o names the output folder"))
+        }
+        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+            throw exitWithInputError(MicrographError(url: url, reason: "cannot create the output folder"))
+        }
+        return url
+    }
+}
+
+/// `--pixel-size NM`, for inputs without a calibration or with a wrong one.
+struct PixelSizeOption: ParsableArguments {
+    @Option(help: "nm per pixel, for inputs without a calibration (PNG exports) or with a wrong one.") var pixelSize: Double?
+
+    func validate() throws {
+        if let pixelSize, !(pixelSize.isFinite && pixelSize > 0 && pixelSize < 1000) {
+            throw ValidationError("--pixel-size must be a positive number of nm per pixel, got \(pixelSize)")
         }
     }
 }
