@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "Segmentation", targets: ["Segmentation"]),
         .library(name: "ParticleAnalysis", targets: ["ParticleAnalysis"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Simulation", targets: ["Simulation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -54,9 +55,10 @@ let package = Package(
         .target(name: "Preprocessing", dependencies: ["MicrographIO", "CFFTW"], swiftSettings: kernelFlags),
         .target(name: "Segmentation", dependencies: ["NanoNet", "Preprocessing", "MicrographIO", "ParticleAnalysis"]),
         .target(name: "ParticleAnalysis", dependencies: ["Preprocessing"]),
+        .target(name: "Simulation", dependencies: ["Preprocessing", "MicrographIO"], swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .target(name: "Training", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
         .executableTarget(name: "nanofind", dependencies: [
-            "NanoTensor", "NanoNet", "MicrographIO", "Preprocessing", "Segmentation", "ParticleAnalysis", "Training",
+            "NanoTensor", "NanoNet", "MicrographIO", "Preprocessing", "Segmentation", "ParticleAnalysis", "Training", "Simulation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -65,6 +67,7 @@ let package = Package(
         .testTarget(name: "MicrographIOTests", dependencies: ["MicrographIO", "NanoTensor"]),
         .testTarget(name: "PreprocessingTests", dependencies: ["Preprocessing", "MicrographIO"]),
         .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet"]),
     ]

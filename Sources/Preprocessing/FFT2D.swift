@@ -39,6 +39,15 @@ public final class FFT2D {
         return Array(UnsafeBufferPointer(start: raw, count: 2 * width * height))
     }
 
+    /// The spectrum of a complex image (interleaved re, im).
+    public func forward(complex values: [Float]) -> [Float] {
+        require(values.count == 2 * width * height, "FFT2D: \(values.count / 2) values for \(width)x\(height)")
+        let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: Float.self)
+        for i in 0..<values.count { raw[i] = values[i] }
+        fftwf_execute(forwardPlan)
+        return Array(UnsafeBufferPointer(start: raw, count: 2 * width * height))
+    }
+
     /// The inverse transform of interleaved complex values, not normalised.
     public func inverse(_ spectrum: [Float]) -> [Float] {
         require(spectrum.count == 2 * width * height, "FFT2D: \(spectrum.count / 2) values for \(width)x\(height)")

@@ -24,7 +24,6 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Method: unet (the model) or bragg (automatic Bragg filtering, no model).") var method: EvaluationMethod = .unet
     @Option(name: [.short, .customLong("output")], help: "Folder for evaluation.csv, evaluation.json, confusion.png.")
     var outputDir = "evaluation"
-    var output: OutputFolderOption { var o = OutputFolderOption(); o.outputDir = outputDir; return o }
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
     @OptionGroup var calibration: PixelSizeOption
     var pixelSize: Double? { calibration.pixelSize }
@@ -38,7 +37,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        let outURL = try output.prepare()
+        let outURL = try OutputFolderOption.prepare(outputDir)
         var evaluation = Evaluation(data: data.map { URL(fileURLWithPath: $0) })
         evaluation.open = IsolatedReader.open
         let report: EvaluationReport

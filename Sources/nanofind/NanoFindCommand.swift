@@ -10,7 +10,7 @@ struct NanoFindCommand: ParsableCommand {
             A U-Net labels every pixel as crystalline particle or amorphous background; NanoFind turns \
             that into masks and probability maps. Run `nanofind help <subcommand>` for details.
             """,
-        subcommands: [Segment.self, Train.self, Evaluate.self, Bragg.self, Activations.self, Measure.self, Merge.self, Inspect.self, ConvertModel.self, Bench.self, ReadIsolated.self]
+        subcommands: [Demo.self, Segment.self, Train.self, Evaluate.self, Simulate.self, Bragg.self, Activations.self, Measure.self, Merge.self, Inspect.self, ConvertModel.self, Bench.self, ReadIsolated.self]
     )
 
     /// Parses and runs a subcommand. A bad flag or value is bad input like a bad file: one line

@@ -60,8 +60,10 @@ struct OutputFolderOption: ParsableArguments {
     @Option(name: [.short, .customLong("output")], help: "Output folder (created if missing).") var outputDir: String
 
     /// The folder, created if missing; a one-line error (exit 2) when it is a file or cannot be made.
-    func prepare() throws -> URL {
-        let url = URL(fileURLWithPath: outputDir)
+    func prepare() throws -> URL { try OutputFolderOption.prepare(outputDir) }
+
+    static func prepare(_ path: String) throws -> URL {
+        let url = URL(fileURLWithPath: path)
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), !isDir.boolValue {
             throw exitWithInputError(MicrographError(url: url, reason: "is a file, not a folder; -o names the output folder"))

@@ -1,0 +1,242 @@
+import Foundation
+import Preprocessing
+
+/// Everything one simulated micrograph depends on.
+public struct SimulationParameters: Codable, Sendable, Equatable {
+    public var material: Material = .Au
+    public var size = 512
+    public var pixelSizeNm = 0.05
+    /// Positive = underfocus (C1 = −defocus), as abTEM's sim-v1 manifest records it.
+    public var defocusNm = 5.0
+    public var csUm = 10.0
+    public var astigmatismNm = 0.0
+    public var focalSpreadNm = 3.0
+    public var semiangleMrad = 0.3
+    public var apertureMrad = 30.0
+    public var voltageKV = 300.0
+    public var doseEPerA2 = 1000.0
+    public var carbonThicknessNm = 3.0
+    public var particles: ClosedRange<Int> = 1...4
+    public var diameterNm: ClosedRange<Double> = 3...6
+    public var cameraGain = 7.0
+    public var cameraOffset = 1800.0
+    public var readNoise = 0.7
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    /// Why these parameters make no micrograph, or nil.
+    public var problem: String? {
+        if !(64...8192).contains(size) { return "--size must be between 64 and 8192 pixels" }
+        if !(pixelSizeNm > 0.005 && pixelSizeNm <= 0.5) { return "--pixel-size must be between 0.005 and 0.5 nm" }
+        if !(carbonThicknessNm >= 0 && carbonThicknessNm <= 50) { return "--carbon-thickness must be between 0 and 50 nm" }
+        if !(doseEPerA2 > 0 && doseEPerA2 <= 1e6) { return "--dose must be positive (electrons per Å²)" }
+        if particles.lowerBound < 0 || particles.upperBound > 100 { return "--particles must be within 0...100" }
+        if !(diameterNm.lowerBound > 0.5 && diameterNm.upperBound <= 50) { return "--diameter must be within 0.5...50 nm" }
+        if diameterNm.lowerBound < 4 * pixelSizeNm { return "--diameter \(diameterNm.lowerBound) nm is under 4 pixels of \(pixelSizeNm) nm" }
+        if !(csUm >= 0 && csUm < 1e5) || !(abs(defocusNm) < 1e4) { return "--cs and --defocus are out of range" }
+        return nil
+    }
+}
+
+/// The truth about one particle of a simulated micrograph.
+public struct ParticleTruth: Codable, Sendable {
+    public var id: Int
+    public var material: String
+    public var diameterNm: Double
+    public var centerPx: [Double]
+    public var centerNm: [Double]
+    public var areaPx: Int
+    public var areaNm2: Double
+    public var eqDiameterNm: Double
+    public var zoneAxis: String
+    public var touchesBorder: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, material, diameterNm = "diameter_nm", centerPx = "center_px", centerNm = "center_nm", areaPx = "area_px",
+             areaNm2 = "area_nm2", eqDiameterNm = "eq_diameter_nm", zoneAxis = "zone_axis", touchesBorder = "touches_border"
+    }
+}
+
+/// A simulated micrograph: int16 counts, the particle mask and instance labels, the truth.
+public struct SimulatedMicrograph: Sendable {
+    public var parameters: SimulationParameters
+    public var counts: [Int16]
+    public var mask: [UInt8]
+    public var labels: [UInt16]
+    public var particles: [ParticleTruth]
+    /// Seconds per stage: structure, potential, multislice, lens, noise.
+    public var timings: [String: Double]
+}
+
+/// HRTEM micrographs of crystalline particles on amorphous carbon: atoms from the crystal
+/// structure cut to spheres near a low-index zone axis, a carbon film of random atoms (2 g/cm³,
+/// no two closer than about 1.3 Å), multislice (`Multislice`) at 2 Å slices, the objective lens
+/// (defocus, Cs, astigmatism, aperture, temporal and spatial coherence envelopes), a camera MTF,
+/// Poisson shot noise at the dose, gain and offset. The mask is each particle's projected outline:
+/// the convex hull of its atoms' projections grown by 1 Å.
+public enum Simulator {
+    public static let sliceThickness = 2.0
+
+    public static func simulate(_ p: SimulationParameters) -> SimulatedMicrograph {
+        var rng = SeededRandom(seed: p.seed)
+        var timings: [String: Double] = [:]
+        var clock = DispatchTime.now().uptimeNanoseconds
+        func lap(_ key: String) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            timings[key, default: 0] += Double(now - clock) / 1e9
+            clock = now
+        }
+        let n = p.size, d = p.pixelSizeNm * 10, field = Double(n) * d  // Å
+        let carbon = p.carbonThicknessNm * 10
+        // Particles: sizes, places (not overlapping in projection), orientations, atoms.
+        var placed: [(x: Double, y: Double, r: Double)] = []
+        var particleAtoms: [[(Element, SIMD3<Double>)]] = []
+        var zones: [String] = []
+        let count = p.particles.lowerBound + rng.nextInt(below: p.particles.count)
+        for _ in 0..<count {
+            let r = rng.nextDouble(in: p.diameterNm) * 5  // radius in Å
+            var x = 0.0, y = 0.0, ok = false
+            for _ in 0..<50 {
+                x = rng.nextDouble() * field; y = rng.nextDouble() * field
+                if placed.allSatisfy({ ($0.x - x) * ($0.x - x) + ($0.y - y) * ($0.y - y) > ($0.r + r + 5) * ($0.r + r + 5) }) { ok = true; break }
+            }
+            guard ok else { continue }
+            let axes = p.material.zoneAxes
+            let zone = axes[rng.nextInt(below: axes.count)]
+            let rotation = orientation(zone, crystal: p.material.crystal, tilt: rng.nextDouble() * 2 * .pi / 180,
+                                       tiltDirection: rng.nextDouble() * 2 * .pi, inPlane: rng.nextDouble() * 2 * .pi)
+            let atoms = p.material.crystal.atoms(within: r, rotation: rotation).map { ($0.0, $0.1 + SIMD3(x, y, carbon + r)) }
+            placed.append((x, y, r)); particleAtoms.append(atoms)
+            zones.append("[" + [zone.x, zone.y, zone.z].map { String(Int($0)) }.joined() + "]")
+        }
+        // Carbon: random positions at 0.1 atoms/Å³ (2 g/cm³), none closer than 1.3 Å to another
+        // (random sequential addition on a hash grid; periodic in x and y like the field).
+        var atoms: [(Element, SIMD3<Double>)] = particleAtoms.flatMap { $0 }
+        lap("structure")
+        // The simulated field is the image plus a margin all round (a particle cut by the image's
+        // border must not wrap round to the opposite side of the periodic field), its side a
+        // multiple of 64 for the FFT; the image is cropped from its middle.
+        let maxRadius = placed.map(\.r).max() ?? 0
+        let ns = (n + 2 * (Int((maxRadius / d).rounded(.up)) + 16) + 63) / 64 * 64
+        let pad = Double((ns - n) / 2) * d, padded = Double(ns) * d
+        if carbon > 0 {
+            // Carbon in the margin too, so the film looks the same up to the image's edges.
+            atoms = particleAtoms.flatMap { $0 } + amorphousCarbon(field: padded, thickness: carbon, rng: &rng).map { (.C, $0 - SIMD3(pad, pad, 0)) }
+        }
+        lap("structure")
+        // Slices of 2 Å from the top (largest z: the particles sit on the film) down.
+        let top = atoms.map(\.1.z).max() ?? 0
+        let slices = max(1, Int((top / sliceThickness).rounded(.up)) + 1)
+        var bySlice = [[(Element, SIMD2<Double>)]](repeating: [], count: slices)
+        for (e, r) in atoms { bySlice[min(slices - 1, Int((top - r.z) / sliceThickness))].append((e, SIMD2(r.x + pad, r.y + pad))) }
+        let ms = Multislice(n: ns, sampling: d, volts: p.voltageKV * 1000)
+        var wave = ms.planeWave
+        for s in bySlice {
+            let v = ms.projectedPotential(s)
+            lap("potential")
+            ms.transmitAndPropagate(&wave, potential: v, thickness: sliceThickness)
+            lap("multislice")
+        }
+        let full = lens(ms, wave: wave, p)
+        let offset = (ns - n) / 2
+        var intensity = [Float](repeating: 0, count: n * n)
+        for y in 0..<n { for x in 0..<n { intensity[y * n + x] = full[(y + offset) * ns + x + offset] } }
+        lap("lens")
+        let counts = noise(&intensity, p, &rng)
+        lap("noise")
+        let (mask, labels, truths) = truth(particleAtoms, placed: placed, zones: zones, p)
+        lap("truth")
+        return SimulatedMicrograph(parameters: p, counts: counts, mask: mask, labels: labels, particles: truths, timings: timings)
+    }
+
+    /// Random carbon positions in a field × field × thickness box (Å), at least `minimum` Å apart.
+    static func amorphousCarbon(field: Double, thickness: Double, density: Double = 0.1, minimum: Double = 1.3,
+                                rng: inout SeededRandom) -> [SIMD3<Double>] {
+        let target = Int(density * field * field * thickness)
+        let cells = max(1, Int(field / minimum)), cellSize = field / Double(cells), layers = max(1, Int(thickness / cellSize) + 1)
+        var grid = [[Int32]](repeating: [], count: cells * cells * layers)
+        var out: [SIMD3<Double>] = []
+        out.reserveCapacity(target)
+        var attempts = 0
+        while out.count < target && attempts < 20 * target {
+            attempts += 1
+            let p = SIMD3(rng.nextDouble() * field, rng.nextDouble() * field, rng.nextDouble() * thickness)
+            let cx = min(cells - 1, Int(p.x / cellSize)), cy = min(cells - 1, Int(p.y / cellSize)), cz = min(layers - 1, Int(p.z / cellSize))
+            var free = true
+            search: for dz in -1...1 { let z = cz + dz; guard z >= 0 && z < layers else { continue }
+                for dy in -1...1 { for dx in -1...1 {
+                    let gx = (cx + dx + cells) % cells, gy = (cy + dy + cells) % cells
+                    for j in grid[(z * cells + gy) * cells + gx] {
+                        var d = out[Int(j)] - p
+                        d.x -= field * (d.x / field).rounded(); d.y -= field * (d.y / field).rounded()
+                        if (d * d).sum() < minimum * minimum { free = false; break search }
+                    }
+                } }
+            }
+            guard free else { continue }
+            grid[(cz * cells + cy) * cells + cx].append(Int32(out.count))
+            out.append(p)
+        }
+        return out
+    }
+
+    /// Rotation (rows) taking `zone` (lattice components) onto the beam (z), tilted by `tilt` and
+    /// turned by `inPlane` about the beam.
+    static func orientation(_ zone: SIMD3<Double>, crystal: Crystal, tilt: Double, tiltDirection: Double, inPlane: Double) -> [SIMD3<Double>] {
+        let v = zone.x * crystal.lattice[0] + zone.y * crystal.lattice[1] + zone.z * crystal.lattice[2]
+        let e3 = v / (v * v).sum().squareRoot()
+        let helper: SIMD3<Double> = abs(e3.z) < 0.9 ? [0, 0, 1] : [1, 0, 0]
+        var e1 = cross(helper, e3); e1 /= (e1 * e1).sum().squareRoot()
+        let e2 = cross(e3, e1)
+        // In-plane turn, then a small tilt of the beam direction.
+        let c = cos(inPlane), s = sin(inPlane)
+        let r1 = c * e1 + s * e2, r2 = -s * e1 + c * e2
+        let t = tilt, ct = cos(t), st = sin(t), cd = cos(tiltDirection), sd = sin(tiltDirection)
+        let axis = cd * r1 + sd * r2
+        func rotate(_ u: SIMD3<Double>) -> SIMD3<Double> {  // Rodrigues about `axis` by t
+            u * ct + cross(axis, u) * st + axis * ((axis * u).sum()) * (1 - ct)
+        }
+        return [rotate(r1), rotate(r2), rotate(e3)]
+    }
+
+    /// The objective lens and partial coherence on the exit wave, then the camera's MTF.
+    public static func lens(_ ms: Multislice, wave: [Float], _ p: SimulationParameters) -> [Float] {
+        let n = ms.n, lambda = ms.wavelength
+        let c1 = -p.defocusNm * 10, cs = p.csUm * 1e4, a1 = p.astigmatismNm * 10
+        let alpha = p.semiangleMrad * 1e-3, qAperture = p.apertureMrad * 1e-3 / lambda, spread = p.focalSpreadNm * 10
+        var k = ms.spectrum(wave)
+        for y in 0..<n { for x in 0..<n {
+            let i = y * n + x
+            let q2 = ms.frequencySquared(i), q = q2.squareRoot()
+            guard q <= qAperture else { k[2 * i] = 0; k[2 * i + 1] = 0; continue }
+            let fx = Double(x <= n / 2 ? x : x - n), fy = Double(y <= n / 2 ? y : y - n)
+            let phi = atan2(fy, fx)
+            let chi = Double.pi * lambda * q2 * (c1 + a1 * cos(2 * phi)) + Double.pi / 2 * cs * lambda * lambda * lambda * q2 * q2
+            let temporal = exp(-0.5 * pow(Double.pi * lambda * spread, 2) * q2 * q2)
+            let spatial = exp(-pow(Double.pi * alpha / lambda, 2) * pow(c1 * lambda * q + cs * pow(lambda, 3) * q * q2, 2))
+            let e = Float(temporal * spatial), c = Float(cos(chi)) * e, s = Float(-sin(chi)) * e
+            let re = k[2 * i], im = k[2 * i + 1]
+            k[2 * i] = re * c - im * s; k[2 * i + 1] = re * s + im * c
+        } }
+        let intensity = ms.image(k)
+        // Camera MTF: 0.6 at Nyquist.
+        var spectrum = ms.realSpectrum(intensity)
+        let dq = p.pixelSizeNm * 10
+        for i in 0..<(n * n) {
+            let m = Float(exp(-ms.frequencySquared(i) * dq * dq / 0.49))
+            spectrum[2 * i] *= m; spectrum[2 * i + 1] *= m
+        }
+        return ms.realPart(spectrum)
+    }
+
+    /// Poisson counts at the dose, gain, offset and read noise, as int16.
+    static func noise(_ intensity: inout [Float], _ p: SimulationParameters, _ rng: inout SeededRandom) -> [Int16] {
+        let electrons = p.doseEPerA2 * pow(p.pixelSizeNm * 10, 2)
+        return intensity.map { v in
+            let e = Double(rng.nextPoisson(mean: max(0, Double(v)) * electrons))
+            let adu = p.cameraGain * e + p.cameraOffset + p.readNoise * rng.nextGaussianDouble()
+            return Int16(clamping: Int(adu.rounded()))
+        }
+    }
+}

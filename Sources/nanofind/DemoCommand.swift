@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import MicrographIO
+import NanoNet
+import ParticleAnalysis
+import Preprocessing
+import Segmentation
+import Simulation
+import Training
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The whole job on built-in data: simulate micrographs, segment them with the default model, compare with the truth.",
+        discussion: """
+            Needs nothing but this repository: simulates four HRTEM micrographs (Au and CdSe as in \
+            the default model's training data, Pt and CdS which it never saw), segments them with \
+            the default model, prints per image the particles found against the true ones, the \
+            pixel dice and the mean diameters, and where the overlays, particle table, size \
+            histogram and report.html are.
+            """)
+
+    @Option(name: [.short, .customLong("output")], help: "Output folder.") var outputDir = "out/demo"
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        threads.apply()
+        let start = Date()
+        let model: Model
+        do { model = try DefaultModel.load() } catch { throw exitWithInputError(error) }
+        let root = try OutputFolderOption.prepare(outputDir)
+        let input = root.appendingPathComponent("micrographs"), results = root.appendingPathComponent("segmented")
+        try? FileManager.default.removeItem(at: input)
+        try? FileManager.default.removeItem(at: results)
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        let cases: [(Material, UInt64, Bool)] = [(.Au, 11, true), (.CdSe, 12, true), (.Pt, 13, false), (.CdS, 14, false)]
+        var simulated: [(name: String, image: SimulatedMicrograph, seen: Bool)] = []
+        let pixel = model.metadata.trainingPixelSizeNm ?? 0.055
+        FileHandle.standardError.write(Data("simulating \(cases.count) micrographs (multislice, 512² at \(String(format: "%.3f", pixel)) nm/px)…\n".utf8))
+        final class Box: @unchecked Sendable { var items: [SimulatedMicrograph?]; init(_ n: Int) { items = Array(repeating: nil, count: n) } }
+        let box = Box(cases.count)
+        DispatchQueue.concurrentPerform(iterations: cases.count) { i in
+            var p = SimulationParameters()
+            p.material = cases[i].0; p.seed = cases[i].1; p.pixelSizeNm = pixel; p.particles = 2...4; p.diameterNm = 3...6
+            p.defocusNm = 4; p.doseEPerA2 = 1000; p.carbonThicknessNm = 3
+            box.items[i] = Simulator.simulate(p)
+        }
+        var manifest: [String] = []
+        for (i, c) in cases.enumerated() {
+            guard let m = box.items[i] else { continue }
+            let name = "\(c.0.rawValue.lowercased())_demo"
+            manifest.append(try m.write(name: name, into: input))
+            simulated.append((name, m, c.2))
+        }
+        try writeAtomically(Array((manifest.joined(separator: "\n") + "\n").utf8), to: input.appendingPathComponent("manifest.jsonl"))
+        let simulatedAt = Date()
+        try FileManager.default.createDirectory(at: results, withIntermediateDirectories: true)
+        let batch = BatchSegmentation(segmenter: Segmenter(model: model), settings: BatchSettings(outputDir: results),
+                                      modelName: "default")
+        var summaries: [ImageSummary] = []
+        print("material  in training  particles found/true  pixel dice  mean diameter found/true (nm)")
+        for s in simulated {
+            let url = input.appendingPathComponent("\(s.name).mrc")
+            let summary = try batch.process(url)
+            summaries += summary
+            let mask = try BinaryMask(MicrographReader.open(results.appendingPathComponent("\(s.name)_mask.png"))[0])
+            let truth = BinaryMask(width: s.image.parameters.size, height: s.image.parameters.size, values: s.image.mask.map { $0 == 0 ? 0 : 1 })
+            let dice = ConfusionCounts(predicted: mask, truth: truth).dice
+            let trueMean = s.image.particles.isEmpty ? nil : s.image.particles.map(\.eqDiameterNm).reduce(0, +) / Double(s.image.particles.count)
+            func pad(_ t: String, _ n: Int) -> String { t.padding(toLength: max(n, t.count), withPad: " ", startingAt: 0) }
+            let found = summary[0].meanEqDiameterNm.map { String(format: "%.2f", $0) } ?? "–"
+            print(pad(s.image.parameters.material.rawValue, 10) + pad(s.seen ? "yes" : "no (unseen)", 13)
+                  + pad(String(format: "%9d / %d", summary[0].particles, s.image.particles.count), 22)
+                  + pad(String(format: "%10.3f", dice), 14) + "\(found) / \(trueMean.map { String(format: "%.2f", $0) } ?? "–")")
+        }
+        try RunReport(summaries: summaries, settings: ["model": "default", "data": "nanofind demo (simulated)"]).write(into: results)
+        let end = Date()
+        print(String(format: "\nsimulated in %.1f s, segmented in %.1f s", simulatedAt.timeIntervalSince(start), end.timeIntervalSince(simulatedAt)))
+        print("overlays:      \(results.path)/*_overlay.png")
+        print("particles:     \(results.path)/particles.csv")
+        print("size histogram \(results.path)/size_histogram.png")
+        print("report:        \(results.path)/report.html")
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Preprocessing
+import Simulation
+import XCTest
+
+/// Each physical step against a closed form or a conservation law.
+final class SimulationPhysicsTests: XCTestCase {
+    func testLatticeSpacingsOfEachStructure() {
+        // d(hkl) from the lattice against the textbook formulas.
+        let au = Material.Au.crystal
+        XCTAssertEqual(au.spacing(1, 1, 1), 4.078 / 3.0.squareRoot(), accuracy: 1e-9)
+        XCTAssertEqual(au.spacing(2, 0, 0), 4.078 / 2, accuracy: 1e-9)
+        XCTAssertEqual(Material.Pt.crystal.spacing(2, 2, 0), 3.924 / 8.0.squareRoot(), accuracy: 1e-9)
+        // Hexagonal: 1/d² = 4/3 (h² + hk + k²)/a² + l²/c².
+        let cdse = Material.CdSe.crystal
+        XCTAssertEqual(cdse.spacing(1, 0, 0), 1 / (4.0 / 3 / (4.3 * 4.3)).squareRoot(), accuracy: 1e-9)
+        XCTAssertEqual(cdse.spacing(0, 0, 2), 7.011 / 2, accuracy: 1e-9)
+        XCTAssertEqual(cdse.spacing(1, 0, 1), 1 / (4.0 / 3 / (4.3 * 4.3) + 1 / (7.011 * 7.011)).squareRoot(), accuracy: 1e-9)
+        XCTAssertEqual(Material.TiO2.crystal.spacing(1, 1, 0), 4.594 / 2.0.squareRoot(), accuracy: 1e-9)
+        XCTAssertEqual(Material.CeO2.crystal.spacing(1, 1, 1), 5.411 / 3.0.squareRoot(), accuracy: 1e-9)
+        // Atom counts of a sphere follow the density: fcc has 4 atoms per a³.
+        let r = 20.0
+        let atoms = au.atoms(within: r, rotation: [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+        XCTAssertEqual(Double(atoms.count), 4 / pow(4.078, 3) * 4 / 3 * Double.pi * r * r * r, accuracy: 0.05 * Double(atoms.count))
+        // Wurtzite's nearest Cd–Se distance is about 2.63 Å.
+        let w = cdse.atoms(within: 8, rotation: [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+        var nearest = Double.infinity
+        for (e1, p1) in w where e1 == .Cd { for (e2, p2) in w where e2 == .Se { nearest = min(nearest, ((p1 - p2) * (p1 - p2)).sum().squareRoot()) } }
+        XCTAssertEqual(nearest, 2.63, accuracy: 0.03)
+    }
+
+    func testScatteringFactorsAndBeam() {
+        // f(0) = 2 Σ aᵢ; carbon ≈ 2.5 Å and gold ≈ 10.6 Å, decreasing with g.
+        XCTAssertEqual(Element.C.scatteringFactor(g2: 0), 2.5, accuracy: 0.05)
+        XCTAssertEqual(Element.Au.scatteringFactor(g2: 0), 10.58, accuracy: 0.05)
+        XCTAssertLessThan(Element.Au.scatteringFactor(g2: 1), Element.Au.scatteringFactor(g2: 0.1))
+        XCTAssertEqual(Beam.wavelength(volts: 300_000), 0.019687, accuracy: 1e-6)
+        XCTAssertEqual(Beam.wavelength(volts: 200_000), 0.025079, accuracy: 1e-6)
+        XCTAssertEqual(Beam.interaction(volts: 300_000), 6.5259e-4, accuracy: 2e-7)
+    }
+
+    /// A single atom's projected potential integrates to prefactor · f(0) (its Fourier
+    /// coefficient at q = 0) and peaks at the atom.
+    func testProjectedPotentialOfOneAtom() {
+        let ms = Multislice(n: 128, sampling: 0.25)
+        let v = ms.projectedPotential([(.Au, SIMD2(16.1, 15.9))])
+        let total = v.reduce(0.0) { $0 + Double($1) } * 0.25 * 0.25
+        XCTAssertEqual(total, Beam.potentialPrefactor * Element.Au.scatteringFactor(g2: 0), accuracy: 0.01 * total)
+        let peak = v.indices.max { v[$0] < v[$1] }!
+        XCTAssertEqual(Double(peak % 128) * 0.25, 16.1, accuracy: 0.3)
+        XCTAssertEqual(Double(peak / 128) * 0.25, 15.9, accuracy: 0.3)
+    }
+
+    /// Without absorption the propagator and the transmission function are unitary: the wave's
+    /// norm stays 1 through many slices.
+    func testMultisliceConservesTheNorm() {
+        let ms = Multislice(n: 128, sampling: 0.3)
+        var rng = SeededRandom(seed: 1)
+        var wave = ms.planeWave
+        // The plane wave and the slices are band-limited, so the norm is kept to round-off.
+        for _ in 0..<20 {
+            let atoms = (0..<60).map { _ in (Element.Au, SIMD2(rng.nextDouble() * 38.4, rng.nextDouble() * 38.4)) }
+            ms.transmitAndPropagate(&wave, potential: ms.projectedPotential(atoms), thickness: 2)
+        }
+        var norm = 0.0
+        for i in 0..<(128 * 128) { norm += Double(wave[2 * i] * wave[2 * i] + wave[2 * i + 1] * wave[2 * i + 1]) }
+        XCTAssertEqual(norm / Double(128 * 128), 1, accuracy: 0.02)
+    }
+
+    /// The coherent phase-contrast transfer sin χ is zero where χ(q) = π λ C1 q² + π/2 Cs λ³ q⁴ = kπ.
+    func testCTFZerosAtTheAnalyticPositions() {
+        var p = SimulationParameters()
+        p.size = 256; p.pixelSizeNm = 0.02; p.defocusNm = 20; p.csUm = 0; p.focalSpreadNm = 0; p.semiangleMrad = 0
+        let ms = Multislice(n: 256, sampling: 0.2)
+        // A weak phase object with a flat spectrum: a tiny phase at one pixel.
+        var wave = ms.planeWave
+        wave[1] = 0.001
+        let intensity = Simulator.lens(ms, wave: wave, p)
+        var contrast = ms.realSpectrum(intensity.map { $0 - 1 })
+        let lambda = Beam.wavelength(volts: 300_000)
+        // First zero of sin χ for C1 = −200 Å: q = sqrt(1 / (λ · 200)).
+        let q0 = (1 / (lambda * 200)).squareRoot()
+        func amplitude(_ k: Int) -> Double {
+            Double((contrast[2 * k] * contrast[2 * k] + contrast[2 * k + 1] * contrast[2 * k + 1]).squareRoot())
+        }
+        // The measured transfer follows 2φ|sin χ| bin by bin, and its minimum sits at the zero.
+        let bins = Array(8...44)
+        let measured = bins.map(amplitude)
+        let expected = bins.map { k -> Double in
+            let q = Double(k) / (256 * 0.2)
+            return 0.002 * abs(sin(Double.pi * lambda * -200 * q * q))
+        }
+        let mm = measured.reduce(0, +) / Double(bins.count), me = expected.reduce(0, +) / Double(bins.count)
+        let cov = zip(measured, expected).reduce(0) { $0 + ($1.0 - mm) * ($1.1 - me) }
+        let correlation = cov / (measured.reduce(0) { $0 + ($1 - mm) * ($1 - mm) } * expected.reduce(0) { $0 + ($1 - me) * ($1 - me) }).squareRoot()
+        XCTAssertGreaterThan(correlation, 0.95, "transfer vs 2φ|sin χ|")
+        let zeroBin = q0 * 256 * 0.2
+        let window = Array(Int(zeroBin) - 4...Int(zeroBin) + 4)
+        let minimum = window.min { amplitude($0) < amplitude($1) }!
+        XCTAssertEqual(Double(minimum), zeroBin, accuracy: 2, "first zero at bin \(minimum), analytic \(zeroBin)")
+        XCTAssertLessThan(amplitude(minimum), 0.25 * measured.max()!)
+        contrast = []
+    }
+
+    func testSameSeedSameMicrograph() {
+        var p = SimulationParameters()
+        p.size = 96; p.pixelSizeNm = 0.05; p.particles = 1...2; p.diameterNm = 2...3; p.carbonThicknessNm = 1; p.seed = 5
+        let a = Simulator.simulate(p), b = Simulator.simulate(p)
+        XCTAssertEqual(a.counts, b.counts)
+        XCTAssertEqual(a.mask, b.mask)
+        p.seed = 6
+        XCTAssertNotEqual(Simulator.simulate(p).counts, a.counts)
+        XCTAssertFalse(a.particles.isEmpty)
+        XCTAssertEqual(a.mask.filter { $0 != 0 }.count, a.particles.reduce(0) { $0 + $1.areaPx })
+    }
+}
