@@ -1,0 +1,63 @@
+import Foundation
+import XCTest
+
+/// `nanofind demo` needs nothing but the repository; `simulate` refuses impossible parameters.
+final class DemoAndSimulateTests: XCTestCase {
+    func testDemoSimulatesSegmentsAndReports() throws {
+        let model = CLIRunner.packageRoot.appendingPathComponent("Models/default.safetensors")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: model.path), "Models/default.safetensors is not in this checkout")
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let start = Date()
+        let r = try CLIRunner.run(["demo", "-o", tmp.path])
+        let seconds = Date().timeIntervalSince(start)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertLessThan(seconds, 60, "the demo should take under a minute")
+        let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("Au ") || $0.hasPrefix("CdSe ") || $0.hasPrefix("Pt ") || $0.hasPrefix("CdS ") }
+        XCTAssertEqual(rows.count, 4, r.stdout)
+        for row in rows {
+            // "found / true": at least one particle found wherever there are some.
+            let numbers = row.split(whereSeparator: { $0 == " " || $0 == "/" }).compactMap { Int($0) }
+            XCTAssertGreaterThanOrEqual(numbers.count, 2, String(row))
+            XCTAssertGreaterThan(numbers[0], 0, "no particle found: \(row)")
+        }
+        for file in ["segmented/report.html", "segmented/particles.csv", "segmented/size_histogram.png", "micrographs/manifest.jsonl",
+                     "micrographs/pt_demo.mrc", "segmented/pt_demo_overlay.png"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(file).path), file)
+        }
+    }
+
+    func testSimulateRefusesImpossibleParameters() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let out = tmp.appendingPathComponent("sim").path
+        for (args, mention) in [(["--count", "0"], "--count"), (["--material", "Unobtainium"], "Au"),
+                                (["--carbon-thickness=-1"], "--carbon-thickness"), (["--pixel-size", "0.5", "--diameter", "1"], "--diameter"),
+                                (["--pixel-size", "2:1"], "--pixel-size")] {
+            let r = try CLIRunner.run(["simulate", "-o", out] + args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(mention), "\(args): \(r.stderr)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    func testSimulateWritesTheTrainingLayout() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let r = try CLIRunner.run(["simulate", "-o", tmp.path, "--count", "2", "--size", "128", "--material", "CeO2", "--particles", "1:2",
+                                   "--diameter", "2:3", "--carbon-thickness", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let manifest = try String(contentsOf: tmp.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(manifest.count, 2)
+        let entry = try JSONSerialization.jsonObject(with: Data(manifest[0].utf8)) as? [String: Any]
+        XCTAssertEqual(entry?["material"] as? String, "CeO2")
+        XCTAssertNotNil(entry?["particles"] as? [[String: Any]])
+        let inspect = try CLIRunner.run(["inspect", tmp.appendingPathComponent("ceo2_0000.mrc").path, "--json"])
+        XCTAssertTrue(inspect.stdout.contains("int16"), inspect.stdout)
+        // and train reads it as any data folder
+        for name in ["ceo2_0000.mrc", "ceo2_0000_mask.png", "ceo2_0001_labels.png"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(name).path), name)
+        }
+    }
+}
