@@ -150,32 +150,44 @@ public enum Simulator {
         return SimulatedMicrograph(parameters: p, counts: counts, mask: mask, labels: labels, particles: truths, timings: timings)
     }
 
-    /// Random carbon positions in a field × field × thickness box (Å), at least `minimum` Å apart.
+    /// Random carbon positions in a field × field × thickness box (Å), at least `minimum` Å apart
+    /// (random sequential addition; a flat hash grid of cells `minimum` wide, at most 8 atoms a
+    /// cell, periodic in x and y like the field).
     static func amorphousCarbon(field: Double, thickness: Double, density: Double = 0.1, minimum: Double = 1.3,
                                 rng: inout SeededRandom) -> [SIMD3<Double>] {
         let target = Int(density * field * field * thickness)
-        let cells = max(1, Int(field / minimum)), cellSize = field / Double(cells), layers = max(1, Int(thickness / cellSize) + 1)
-        var grid = [[Int32]](repeating: [], count: cells * cells * layers)
+        let cells = max(3, Int(field / minimum)), cellSize = field / Double(cells)
+        let layers = max(1, Int(thickness / cellSize) + 1), capacity = 8
+        var counts = [UInt8](repeating: 0, count: cells * cells * layers)
+        var members = [Int32](repeating: 0, count: cells * cells * layers * capacity)
         var out: [SIMD3<Double>] = []
         out.reserveCapacity(target)
+        let m2 = minimum * minimum
         var attempts = 0
         while out.count < target && attempts < 20 * target {
             attempts += 1
             let p = SIMD3(rng.nextDouble() * field, rng.nextDouble() * field, rng.nextDouble() * thickness)
             let cx = min(cells - 1, Int(p.x / cellSize)), cy = min(cells - 1, Int(p.y / cellSize)), cz = min(layers - 1, Int(p.z / cellSize))
             var free = true
-            search: for dz in -1...1 { let z = cz + dz; guard z >= 0 && z < layers else { continue }
-                for dy in -1...1 { for dx in -1...1 {
-                    let gx = (cx + dx + cells) % cells, gy = (cy + dy + cells) % cells
-                    for j in grid[(z * cells + gy) * cells + gx] {
-                        var d = out[Int(j)] - p
-                        d.x -= field * (d.x / field).rounded(); d.y -= field * (d.y / field).rounded()
-                        if (d * d).sum() < minimum * minimum { free = false; break search }
+            search: for z in max(0, cz - 1)...min(layers - 1, cz + 1) {
+                for dy in -1...1 {
+                    let gy = cy + dy < 0 ? cy + dy + cells : (cy + dy >= cells ? cy + dy - cells : cy + dy)
+                    for dx in -1...1 {
+                        let gx = cx + dx < 0 ? cx + dx + cells : (cx + dx >= cells ? cx + dx - cells : cx + dx)
+                        let cell = (z * cells + gy) * cells + gx
+                        for k in 0..<Int(counts[cell]) {
+                            var d = out[Int(members[cell * capacity + k])] - p
+                            if d.x > field / 2 { d.x -= field } else if d.x < -field / 2 { d.x += field }
+                            if d.y > field / 2 { d.y -= field } else if d.y < -field / 2 { d.y += field }
+                            if (d * d).sum() < m2 { free = false; break search }
+                        }
                     }
-                } }
+                }
             }
-            guard free else { continue }
-            grid[(cz * cells + cy) * cells + cx].append(Int32(out.count))
+            let cell = (cz * cells + cy) * cells + cx
+            guard free, Int(counts[cell]) < capacity else { continue }
+            members[cell * capacity + Int(counts[cell])] = Int32(out.count)
+            counts[cell] += 1
             out.append(p)
         }
         return out
