@@ -281,4 +281,27 @@ public final class Trainer {
         bestWeights = best
         state = saved
     }
+
+    /// The best epoch's weights of a run in progress (or interrupted), from its checkpoint, as a
+    /// model with threshold 0.5 (the threshold search runs at the end of training).
+    public static func bestModel(fromCheckpoint url: URL) throws -> Model {
+        guard let bytes = try? Data(contentsOf: url) else { throw DatasetError(file: url.path, reason: "cannot be read") }
+        let (entries, meta) = try SafeTensorsFile.decode(bytes, file: url.path)
+        guard let text = meta["trainer"], let state = try? stateDecoder.decode(TrainerState.self, from: Data(text.utf8)) else {
+            throw DatasetError(file: url.path, reason: "is not a NanoFind training checkpoint")
+        }
+        let network = UNet(config: state.settings.config)
+        for (name, t) in network.namedTensors {
+            guard let e = entries["best/\(name)"], e.values.count == t.count else {
+                throw DatasetError(file: url.path, reason: "tensor best/\(name) is missing or has the wrong size")
+            }
+            for k in 0..<t.count { t.data[k] = e.values[k] }
+        }
+        var metrics: [String: Double] = ["steps": Double(state.stepsDone), "best_epoch": Double(state.bestEpoch)]
+        if let best = state.records.first(where: { $0.epoch == state.bestEpoch }) { metrics["val_loss"] = best.validationLoss }
+        let metadata = ModelMetadata(config: state.settings.config, threshold: 0.5, preprocessing: state.settings.recipe,
+                                     provenance: "best epoch (\(state.bestEpoch)) of the training checkpoint \(url.lastPathComponent) at step \(state.stepsDone)",
+                                     trainingRecipe: state.settings.asFlags, metrics: metrics)
+        return Model(network: network, metadata: metadata)
+    }
 }

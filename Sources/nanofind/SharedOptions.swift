@@ -4,6 +4,7 @@ import MicrographIO
 import NanoNet
 import NanoTensor
 import Segmentation
+import Training
 
 /// `--threads`, for every command that computes.
 struct ThreadOptions: ParsableArguments {
@@ -39,7 +40,7 @@ enum PreprocessChoice: String, ExpressibleByArgument, CaseIterable {
 
 /// `--model` and `--preprocess`, for every command that runs a model.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model file: a NanoFind .safetensors model or a Keras-2 .h5 weight file (default: Models/default.safetensors).")
+    @Option(help: "Model file: a NanoFind .safetensors model, a Keras-2 .h5 weight file, or a training's .checkpoint (its best epoch so far) (default: Models/default.safetensors).")
     var model: String?
     @Option(help: "Input preparation: \(PreprocessChoice.allCases.map(\.rawValue).joined(separator: ", ")) ('model': what the model file records).")
     var preprocess: PreprocessChoice = .model
@@ -48,7 +49,10 @@ struct ModelOptions: ParsableArguments {
     func load() throws -> Model {
         do {
             guard let model else { return try DefaultModel.load() }
-            return try Model.load(URL(fileURLWithPath: model))
+            let url = URL(fileURLWithPath: model)
+            // A training checkpoint: the best epoch so far of a run in progress or interrupted.
+            if url.pathExtension == "checkpoint" { return try Trainer.bestModel(fromCheckpoint: url) }
+            return try Model.load(url)
         } catch {
             throw exitWithInputError(error)
         }

@@ -63,6 +63,10 @@ final class TrainCommandTests: XCTestCase {
         p.waitUntilExit()
         XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run ended before it could be killed; make it longer")
         XCTAssertFalse(FileManager.default.fileExists(atPath: killed.path), "a killed run must not leave a model")
+        // The run so far can be evaluated from its checkpoint (its best epoch, threshold 0.5).
+        let partial = try CLIRunner.run(["evaluate", data.path, "--model", checkpoint.path, "-o", second.appendingPathComponent("eval").path])
+        XCTAssertEqual(partial.status, 0, partial.stderr)
+        XCTAssertTrue(partial.stdout.contains("threshold 0.5000"), partial.stdout)
         let resumed = try CLIRunner.run(["train", data.path, "-o", killed.path, "--resume"] + tiny)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stderr.contains("resumed at step"), resumed.stderr)
