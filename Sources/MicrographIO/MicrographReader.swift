@@ -60,7 +60,7 @@ public enum MicrographReader {
         if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
         try requireRegularFile(url)
         guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw MicrographError(url: url, reason: "cannot be opened for reading")
+            throw MicrographError(url: url, reason: access(url.path, R_OK) != 0 && errno == EACCES ? "permission denied" : "cannot be opened for reading")
         }
         defer { try? handle.close() }
         do {

@@ -63,7 +63,9 @@ enum IsolatedReader {
         }
         if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
         try requireRegularFile(url)
-        guard let h = FileHandle(forReadingAtPath: url.path) else { throw MicrographError(url: url, reason: "cannot be opened for reading") }
+        guard let h = FileHandle(forReadingAtPath: url.path) else {
+            throw MicrographError(url: url, reason: access(url.path, R_OK) != 0 && errno == EACCES ? "permission denied" : "cannot be opened for reading")
+        }
         defer { try? h.close() }
         return [UInt8]((try? h.read(upToCount: 1024)) ?? Data())
     }

@@ -70,3 +70,48 @@ final class ErrorContractTests: XCTestCase {
         XCTAssertEqual(st.st_mode & S_IFMT, S_IFCHR, "/dev/null must still be a device")
     }
 }
+
+/// A batch over a folder with a FIFO, a device node, an unreadable file and a good file, run as
+/// an unprivileged user (root ignores permission bits): the good file is processed, the others
+/// are named on one line each, exit 1, nothing blocks.
+final class SpecialFilesBatchTests: XCTestCase {
+    func testSpecialFilesInABatchAreNamedAndSkipped() throws {
+        try XCTSkipUnless(getuid() == 0, "needs root to make a device node and to run the batch as another user")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") || FileManager.default.isExecutableFile(atPath: "/sbin/runuser"),
+                          "runuser is not installed")
+        let model = CLIRunner.packageRoot.appendingPathComponent("Models/default.safetensors")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: model.path), "Models/default.safetensors is not in this checkout")
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        chmod(tmp.path, 0o777)
+        let data = tmp.appendingPathComponent("data"), out = tmp.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        chmod(data.path, 0o755); chmod(out.path, 0o777)
+        try NPYFile.write((0..<(96 * 96)).map { Float($0 % 11) }, shape: [96, 96], to: data.appendingPathComponent("good.npy"))
+        chmod(data.appendingPathComponent("good.npy").path, 0o644)
+        XCTAssertEqual(mkfifo(data.appendingPathComponent("pipe.mrc").path, 0o666), 0)
+        XCTAssertEqual(mknod(data.appendingPathComponent("device.tif").path, S_IFCHR | 0o666, dev_t((1 << 8) | 3)), 0)
+        try NPYFile.write([Float](repeating: 1, count: 96 * 96), shape: [96, 96], to: data.appendingPathComponent("secret.npy"))
+        chmod(data.appendingPathComponent("secret.npy").path, 0o000)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+        p.arguments = ["-u", "nobody", "--", CLIRunner.binary.path, "segment", data.path, "-o", out.path, "--model", model.path]
+        let err = Pipe(), stdout = Pipe()
+        p.standardError = err; p.standardOutput = stdout
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && Date() < deadline { usleep(10_000) }
+        if p.isRunning { p.terminate(); XCTFail("the batch blocked") }
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        _ = stdout.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 1, text)
+        let errors = text.split(separator: "\n").filter { $0.hasPrefix("error:") }
+        XCTAssertEqual(errors.count, 3, text)
+        XCTAssertTrue(errors.contains { $0.contains("pipe.mrc") && $0.contains("a FIFO") }, text)
+        XCTAssertTrue(errors.contains { $0.contains("device.tif") && $0.contains("a device") }, text)
+        XCTAssertTrue(errors.contains { $0.contains("secret.npy") && $0.contains("permission denied") }, text)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("good_particles.csv").path))
+    }
+}
