@@ -69,22 +69,27 @@ public struct ComponentLabels: Sendable, Equatable {
 }
 
 extension BinaryMask {
-    /// The mask with every hole filled: background regions (4-connected, the complement of
-    /// 8-connected foreground) that do not reach the image border become foreground.
+    /// The mask with every hole filled: background pixels that cannot reach the image border
+    /// through 4-connected background (the complement of 8-connected foreground) become
+    /// foreground. A flood fill from the border over the background, row spans at a time.
     public func holesFilled() -> BinaryMask {
-        let v = values
-        let background = ComponentLabels(width: width, height: height, connectivity8: false) { v[$0] == 0 }
-        var reachesBorder = [Bool](repeating: false, count: background.count + 1)
-        for x in 0..<width {
-            reachesBorder[Int(background.labels[x])] = true
-            reachesBorder[Int(background.labels[(height - 1) * width + x])] = true
-        }
-        for y in 0..<height {
-            reachesBorder[Int(background.labels[y * width])] = true
-            reachesBorder[Int(background.labels[y * width + width - 1])] = true
+        let w = width, h = height
+        guard w > 0, h > 0 else { return self }
+        // 0 foreground, 1 background not yet reached, 2 background reached from the border.
+        var state = values.map { $0 == 0 ? UInt8(1) : 0 }
+        var stack: [Int] = []
+        func seed(_ i: Int) { if state[i] == 1 { state[i] = 2; stack.append(i) } }
+        for x in 0..<w { seed(x); seed((h - 1) * w + x) }
+        for y in 0..<h { seed(y * w); seed(y * w + w - 1) }
+        while let i = stack.popLast() {
+            let x = i % w, y = i / w
+            if x > 0 { seed(i - 1) }
+            if x + 1 < w { seed(i + 1) }
+            if y > 0 { seed(i - w) }
+            if y + 1 < h { seed(i + w) }
         }
         var out = self
-        for i in 0..<out.values.count where v[i] == 0 && !reachesBorder[Int(background.labels[i])] { out.values[i] = 1 }
+        for i in 0..<out.values.count where state[i] == 1 { out.values[i] = 1 }
         return out
     }
 }

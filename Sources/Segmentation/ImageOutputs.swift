@@ -16,63 +16,90 @@ public enum ImageOutputs {
          "\(name)_overlay.png", "\(name)_particles.csv", "\(name).summary.json"]
     }
 
-    /// Writes every output of one image and returns the seconds each took. On any failure the
-    /// files written so far are removed.
+    /// Writes every output of one image and returns the seconds each took. The images are
+    /// encoded and written two at a time (they are independent); the particle table and the
+    /// summary, the marks that the image is done, come last. On any failure every file written
+    /// for the image is removed.
     @discardableResult
     public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage,
                              measurement: ParticleMeasurement, summary: ImageSummary, probability: ProbabilityFormat) throws -> [String: Double] {
-        var seconds: [String: Double] = [:]
-        var clock = DispatchTime.now().uptimeNanoseconds
-        func lap(_ key: String) {
-            let now = DispatchTime.now().uptimeNanoseconds
-            seconds[key] = Double(now - clock) / 1e9
-            clock = now
-        }
         let w = raw.width, h = raw.height
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
-        var written: [URL] = []
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
+        guard measurement.labels.count <= Int(UInt16.max) else {
+            throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles do not fit uint16 labels")
+        }
+        let mask255 = result.mask.values.map { $0 == 0 ? UInt8(0) : 255 }
+        let jobs: [(key: String, file: URL, write: () throws -> Void)] = [
+            ("write_prob", url("_prob.\(probability.rawValue)"), {
+                switch probability {
+                case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm,
+                                                      to: url("_prob.tif"))
+                case .npy: try NPYFile.write(result.probability.pixels, shape: [h, w], to: url("_prob.npy"))
+                }
+            }),
+            ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255, width: w, height: h, to: url("_mask.png")) }),
+            ("write_overlay", url("_overlay.png"), {
+                try Overlay.render(raw, labels: measurement.labels, particles: measurement.particles).write(to: url("_overlay.png"))
+            }),
+            ("write_labels_tif", url("_labels.tif"), {
+                var labelBytes = [UInt8](repeating: 0, count: 2 * w * h)
+                for (i, l) in measurement.labels.labels.enumerated() where l != 0 {
+                    labelBytes[2 * i] = UInt8(l & 0xff); labelBytes[2 * i + 1] = UInt8((l >> 8) & 0xff)
+                }
+                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes, pixelSize: pixelSize,
+                                                format: "tiff"), to: url("_labels.tif"))
+            }),
+            ("write_mask_tif", url("_mask.tif"), {
+                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255, pixelSize: pixelSize, format: "tiff"),
+                                     to: url("_mask.tif"))
+            }),
+        ]
+        final class Outcome: @unchecked Sendable {
+            let lock = NSLock()
+            var seconds: [String: Double] = [:]
+            var error: Error?
+        }
+        final class Jobs: @unchecked Sendable {
+            let list: [(key: String, file: URL, write: () throws -> Void)]
+            init(_ list: [(key: String, file: URL, write: () throws -> Void)]) { self.list = list }
+        }
+        let outcome = Outcome(), work = Jobs(jobs)
+        let next = ManagedAtomicCounter()
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            while true {
+                let k = next.increment()
+                guard k < work.list.count else { return }
+                let start = DispatchTime.now().uptimeNanoseconds
+                do { try work.list[k].write() } catch { outcome.lock.lock(); outcome.error = outcome.error ?? error; outcome.lock.unlock() }
+                outcome.lock.lock()
+                outcome.seconds[work.list[k].key] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                outcome.lock.unlock()
+            }
+        }
         do {
-            let mask255 = result.mask.values.map { $0 == 0 ? UInt8(0) : 255 }
-            try PNGWriter.writeGrey8(mask255, width: w, height: h, to: url("_mask.png")); written.append(url("_mask.png"))
-            lap("write_mask_png")
-            try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255, pixelSize: pixelSize, format: "tiff"),
-                                 to: url("_mask.tif"))
-            written.append(url("_mask.tif"))
-            lap("write_mask_tif")
-            guard measurement.labels.count <= Int(UInt16.max) else {
-                throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles do not fit uint16 labels")
-            }
-            var labelBytes = [UInt8](repeating: 0, count: 2 * w * h)
-            for (i, l) in measurement.labels.labels.enumerated() where l != 0 {
-                labelBytes[2 * i] = UInt8(l & 0xff); labelBytes[2 * i + 1] = UInt8((l >> 8) & 0xff)
-            }
-            try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes, pixelSize: pixelSize, format: "tiff"),
-                                 to: url("_labels.tif"))
-            written.append(url("_labels.tif"))
-            lap("write_labels_tif")
-            switch probability {
-            case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm, to: url("_prob.tif"))
-            case .npy: try NPYFile.write(result.probability.pixels, shape: [h, w], to: url("_prob.npy"))
-            }
-            written.append(url("_prob.\(probability.rawValue)"))
-            lap("write_prob")
-            let overlay = Overlay.render(raw, labels: measurement.labels, particles: measurement.particles)
-            try overlay.write(to: url("_overlay.png")); written.append(url("_overlay.png"))
-            lap("write_overlay")
+            if let error = outcome.error { throw error }
+            let start = DispatchTime.now().uptimeNanoseconds
             let csv = ([Particle.csvHeader.joined(separator: ",")] + measurement.particles.map { $0.csvFields.joined(separator: ",") })
                 .joined(separator: "\n") + "\n"
-            try writeAtomically(Array(csv.utf8), to: url("_particles.csv")); written.append(url("_particles.csv"))
+            try writeAtomically(Array(csv.utf8), to: url("_particles.csv"))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try writeAtomically(Array(try encoder.encode(summary)), to: url(".summary.json"))
-            lap("write_tables")
+            outcome.seconds["write_tables"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         } catch {
-            for f in written { try? FileManager.default.removeItem(at: f) }
+            for f in jobs.map(\.file) + [url("_particles.csv"), url(".summary.json")] { try? FileManager.default.removeItem(at: f) }
             throw error
         }
-        return seconds
+        return outcome.seconds
     }
+}
+
+/// A counter shared by worker threads (a lock is plenty for a handful of jobs).
+final class ManagedAtomicCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func increment() -> Int { lock.lock(); defer { lock.unlock() }; let v = value; value += 1; return v }
 }
 
 /// The micrograph, contrast-stretched (0.5–99.5 %), with particle outlines and ids; at most
