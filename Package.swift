@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "MicrographIOTests", dependencies: ["MicrographIO", "NanoTensor"]),
         .testTarget(name: "PreprocessingTests", dependencies: ["Preprocessing", "MicrographIO"]),
         .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet"]),
     ]

@@ -114,3 +114,50 @@ final class SimulationPhysicsTests: XCTestCase {
         XCTAssertEqual(a.mask.filter { $0 != 0 }.count, a.particles.reduce(0) { $0 + $1.areaPx })
     }
 }
+
+/// The simulated image's lattice fringes sit at the crystal's spacings.
+final class SimulatedFringeTests: XCTestCase {
+    /// Radially averaged power spectrum of an image (bins of 1/(n·d) Å⁻¹).
+    func radialPower(_ counts: [Int16], n: Int) -> [Double] {
+        let fft = FFT2D(width: n, height: n)
+        let values = counts.map { Float($0) }
+        let mean = values.reduce(0, +) / Float(values.count)
+        let spectrum = fft.forward(real: values.map { $0 - mean })
+        var sum = [Double](repeating: 0, count: n / 2), count = [Double](repeating: 0, count: n / 2)
+        for y in 0..<n { for x in 0..<n {
+            let fx = x <= n / 2 ? x : x - n, fy = y <= n / 2 ? y : y - n
+            let r = Int((Double(fx * fx + fy * fy)).squareRoot().rounded())
+            guard r < n / 2 else { continue }
+            sum[r] += Double(spectrum[2 * (y * n + x)] * spectrum[2 * (y * n + x)] + spectrum[2 * (y * n + x) + 1] * spectrum[2 * (y * n + x) + 1])
+            count[r] += 1
+        } }
+        return zip(sum, count).map { $1 > 0 ? $0 / $1 : 0 }
+    }
+
+    func testGoldFringesAtTheTwoHundredAndOneElevenSpacings() {
+        let n = 256, d = 0.5  // Å per pixel
+        var found: [Double] = []
+        for seed in 1...12 as ClosedRange<UInt64> {
+            var p = SimulationParameters()
+            p.material = .Au; p.size = n; p.pixelSizeNm = d / 10; p.particles = 1...1; p.diameterNm = 8...8
+            p.carbonThicknessNm = 0; p.doseEPerA2 = 10_000; p.defocusNm = 2; p.csUm = 0; p.seed = seed
+            let m = Simulator.simulate(p)
+            guard let zone = m.particles.first?.zoneAxis, zone == "[001]" || zone == "[011]" else { continue }
+            let power = radialPower(m.counts, n: n)
+            // The strongest ring between 0.35 and 0.6 Å⁻¹ (spacings 1.7–2.9 Å).
+            let lo = Int(0.35 * Double(n) * d), hi = Int(0.6 * Double(n) * d)
+            let k = (lo...hi).max { power[$0] < power[$1] }!
+            // Parabolic refinement of the peak position.
+            let a = power[k - 1], b = power[k], c = power[k + 1]
+            let offset = (a - c) / (2 * (a - 2 * b + c))
+            let spacing = Double(n) * d / (Double(k) + offset)
+            found.append(spacing)
+            let d200 = 4.078 / 2, d111 = 4.078 / 3.0.squareRoot()
+            let nearest = abs(spacing - d200) < abs(spacing - d111) ? d200 : d111
+            XCTAssertEqual(spacing, nearest, accuracy: 0.02 * nearest, "zone \(zone): fringe at \(spacing) Å")
+            if found.count == 3 { break }
+        }
+        XCTAssertFalse(found.isEmpty, "no [001] or [011] particle among the seeds")
+        print("SimulatedFringeTests: fringe spacings \(found.map { String(format: "%.3f", $0) }) Å (Au d200 2.039, d111 2.354)")
+    }
+}

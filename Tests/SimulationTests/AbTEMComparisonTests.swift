@@ -1,0 +1,74 @@
+import Foundation
+import MicrographIO
+import Preprocessing
+import Simulation
+import XCTest
+
+/// NanoFind's simulator against abTEM's (sim-v1) with the same microscope, dose and camera
+/// parameters: what can be compared without the same atoms — mean counts, the contrast of the
+/// carbon and of the particles, and where the lattice fringes sit. Skipped without ../shared.
+final class AbTEMComparisonTests: XCTestCase {
+    static let sim = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/sim-v1")
+
+    struct Stats { var mean: Double; var carbonStd: Double; var particleMinusCarbon: Double; var fringe: Double? }
+
+    func stats(_ counts: [Double], mask: [UInt8], n: Int, pixelA: Double) -> Stats {
+        let carbon = zip(counts, mask).filter { $0.1 == 0 }.map(\.0), particle = zip(counts, mask).filter { $0.1 != 0 }.map(\.0)
+        func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
+        let cm = mean(carbon)
+        let std = (carbon.reduce(0) { $0 + ($1 - cm) * ($1 - cm) } / Double(max(1, carbon.count))).squareRoot()
+        // Strongest ring of the radially averaged power spectrum between 0.4 and 0.55 Å⁻¹ (Au 200, 111).
+        let fft = FFT2D(width: n, height: n)
+        let m = mean(counts)
+        let s = fft.forward(real: counts.map { Float($0 - m) })
+        var sum = [Double](repeating: 0, count: n / 2), count = sum
+        for y in 0..<n { for x in 0..<n {
+            let fx = x <= n / 2 ? x : x - n, fy = y <= n / 2 ? y : y - n
+            let r = Int(Double(fx * fx + fy * fy).squareRoot().rounded())
+            guard r < n / 2 else { continue }
+            let i = y * n + x
+            sum[r] += Double(s[2 * i] * s[2 * i] + s[2 * i + 1] * s[2 * i + 1]); count[r] += 1
+        } }
+        let power = zip(sum, count).map { $1 > 0 ? $0 / $1 : 0 }
+        let lo = Int(0.4 * Double(n) * pixelA), hi = Int(0.55 * Double(n) * pixelA)
+        let k = (lo...hi).max { power[$0] < power[$1] }!
+        let a = power[k - 1], b = power[k], c = power[k + 1]
+        let fringe = Double(n) * pixelA / (Double(k) + (a - c) / (2 * (a - 2 * b + c)))
+        return Stats(mean: m, carbonStd: std, particleMinusCarbon: mean(particle) - cm, fringe: fringe)
+    }
+
+    func testMeanCountsContrastAndFringesAgreeWithAbTEM() throws {
+        let manifest = Self.sim.appendingPathComponent("manifest.jsonl")
+        guard let text = try? String(contentsOf: manifest, encoding: .utf8) else {
+            throw XCTSkip("../shared/data/sim-v1 is absent (it holds the abTEM images to compare with)")
+        }
+        let entries = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        for name in ["au_1000", "au_1006"] {
+            guard let e = entries.first(where: { $0["name"] as? String == name }) else { continue }
+            let image = try MicrographReader.open(Self.sim.appendingPathComponent("test/\(name).mrc"))[0]
+            let mask = try BinaryMask(MicrographReader.open(Self.sim.appendingPathComponent("test/\(name)_mask.png"))[0]).values
+            var p = SimulationParameters()
+            p.material = .Au; p.size = image.width
+            p.pixelSizeNm = e["pixel_size_nm"] as! Double; p.defocusNm = e["defocus_nm"] as! Double; p.csUm = e["cs_um"] as! Double
+            p.focalSpreadNm = e["focal_spread_nm"] as! Double; p.semiangleMrad = e["semiangle_mrad"] as! Double
+            p.doseEPerA2 = e["dose_e_per_A2"] as! Double; p.cameraGain = e["camera_gain_adu_per_e"] as! Double
+            p.cameraOffset = e["camera_offset_adu"] as! Double; p.readNoise = e["read_noise_adu"] as! Double
+            p.carbonThicknessNm = e["carbon_thickness_nm"] as! Double
+            let particles = e["particles"] as! [[String: Any]]
+            let diameters = particles.map { $0["diameter_nm"] as! Double }
+            p.particles = particles.count...particles.count
+            p.diameterNm = (diameters.min() ?? 3)...(diameters.max() ?? 5); p.seed = 7
+            let ours = Simulator.simulate(p)
+            let a = stats(image.doubleFrame(0), mask: mask, n: image.width, pixelA: p.pixelSizeNm * 10)
+            let b = stats(ours.counts.map(Double.init), mask: ours.mask, n: p.size, pixelA: p.pixelSizeNm * 10)
+            print(String(format: "AbTEMComparison %@: mean counts abTEM %.0f NanoFind %.0f | carbon std %.1f vs %.1f | particle − carbon %.1f vs %.1f | fringe %.3f vs %.3f Å",
+                         name, a.mean, b.mean, a.carbonStd, b.carbonStd, a.particleMinusCarbon, b.particleMinusCarbon, a.fringe ?? .nan, b.fringe ?? .nan))
+            XCTAssertEqual(b.mean, a.mean, accuracy: 0.05 * a.mean, "mean counts")
+            for f in [a.fringe, b.fringe].compactMap({ $0 }) {
+                let d200 = 2.039, d111 = 2.354
+                XCTAssertEqual(f, abs(f - d200) < abs(f - d111) ? d200 : d111, accuracy: 0.02 * f, "fringe \(f) Å")
+            }
+        }
+    }
+}
