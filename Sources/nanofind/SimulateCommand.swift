@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import MicrographIO
 import Preprocessing
+import ParticleAnalysis
+import Segmentation
 import Simulation
 
 /// A value or a range `MIN:MAX`, drawn uniformly per image.
@@ -21,6 +23,18 @@ struct Span: ExpressibleByArgument, CustomStringConvertible {
 
 extension Material: ExpressibleByArgument {}
 
+/// `--material Au` or `--material Au,CdSe,Pt` (images take the materials in turn).
+struct MaterialList: ExpressibleByArgument {
+    var materials: [Material]
+    init?(argument: String) {
+        let list = argument.split(separator: ",").map { Material(rawValue: String($0).trimmingCharacters(in: .whitespaces)) }
+        guard !list.isEmpty, list.allSatisfy({ $0 != nil }) else { return nil }
+        materials = list.compactMap { $0 }
+    }
+    init(_ m: [Material]) { materials = m }
+    static var allValueStrings: [String] { Material.allCases.map(\.rawValue) }
+}
+
 struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Simulate labelled HRTEM micrographs of nanoparticles on amorphous carbon (multislice).",
@@ -36,7 +50,8 @@ struct Simulate: ParsableCommand {
 
     @OptionGroup var output: OutputFolderOption
     @Option(help: "Number of micrographs.") var count = 10
-    @Option(help: "Material: \(Material.allCases.map(\.rawValue).joined(separator: ", ")).") var material: Material = .Au
+    @Option(help: "Material, or several separated by commas (taken in turn): \(Material.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var material = MaterialList([.Au])
     @Option(help: "Image side in pixels.") var size = 512
     @Option(help: "nm per pixel (or MIN:MAX).") var pixelSize = Span(0.04...0.07)
     @Option(help: "Defocus in nm, positive = underfocus (or MIN:MAX).") var defocus = Span(-5...10)
@@ -51,7 +66,7 @@ struct Simulate: ParsableCommand {
     func parameters(_ index: Int) -> SimulationParameters {
         var rng = SeededRandom(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
         var p = SimulationParameters()
-        p.material = material; p.size = size; p.csUm = cs
+        p.material = material.materials[index % material.materials.count]; p.size = size; p.csUm = cs
         p.pixelSizeNm = pixelSize.draw(&rng); p.defocusNm = defocus.draw(&rng); p.doseEPerA2 = dose.draw(&rng)
         p.carbonThicknessNm = carbonThickness.draw(&rng)
         p.particles = Int(particles.range.lowerBound)...Int(particles.range.upperBound)
@@ -74,6 +89,7 @@ struct Simulate: ParsableCommand {
         let jobs = self.jobs ?? ProcessInfo.processInfo.activeProcessorCount
         final class Results: @unchecked Sendable {
             let lock = NSLock()
+            var sheet: [(String, SimulatedMicrograph)] = []
             var lines: [String?]
             var done = 0
             var failure: Error?
@@ -85,10 +101,12 @@ struct Simulate: ParsableCommand {
             var index = worker
             while index < command.count {
                 let p = command.parameters(index)
-                let name = "\(command.material.rawValue.lowercased())_\(String(format: "%04d", index))"
+                let name = "\(p.material.rawValue.lowercased())_\(String(format: "%04d", index))"
                 do {
-                    let line = try Simulator.simulate(p).write(name: name, into: out)
+                    let m = Simulator.simulate(p)
+                    let line = try m.write(name: name, into: out)
                     results.lock.lock(); results.lines[index] = line; results.done += 1
+                    if index < 16 { results.sheet.append((name, m)) }
                     FileHandle.standardError.write(Data("\r\(results.done)/\(command.count) micrographs".utf8))
                     results.lock.unlock()
                 } catch {
@@ -100,6 +118,7 @@ struct Simulate: ParsableCommand {
         FileHandle.standardError.write(Data("\n".utf8))
         if let failure = results.failure { throw exitWithInputError(failure) }
         let lines = results.lines
+        try contactSheet(results.sheet.sorted { $0.0 < $1.0 }).write(to: out.appendingPathComponent("contact_sheet.png"))
         let manifest = out.appendingPathComponent("manifest.jsonl")
         let previous = (try? String(contentsOf: manifest, encoding: .utf8)) ?? ""
         let names = Set(lines.compactMap { $0 }.compactMap { line in
@@ -109,8 +128,29 @@ struct Simulate: ParsableCommand {
             return n.map { !names.contains($0) } ?? false
         }.map(String.init)
         try writeAtomically(Array(((kept + lines.compactMap { $0 }).joined(separator: "\n") + "\n").utf8), to: manifest)
-        print(String(format: "%d micrographs of %@ -> %@ (%.1f s, %.2f s each)", count, material.rawValue, out.path,
+        print(String(format: "%d micrographs of %@ -> %@ (%.1f s, %.2f s each)", count,
+                     material.materials.map(\.rawValue).joined(separator: ", "), out.path,
                      Date().timeIntervalSince(start), Date().timeIntervalSince(start) * Double(jobs) / Double(count)))
     }
 
+
+    /// Up to 16 micrographs with their true outlines (red), 256 px each, four to a row.
+    func contactSheet(_ images: [(String, SimulatedMicrograph)]) -> Canvas {
+        let tile = 256, columns = min(4, max(1, images.count)), rows = (images.count + columns - 1) / columns
+        var sheet = Canvas(width: columns * (tile + 4), height: max(1, rows) * (tile + 18), background: (255, 255, 255))
+        for (k, (name, m)) in images.enumerated() {
+            let n = m.parameters.size
+            let raw = FloatImage(width: n, height: n, pixels: m.counts.map { Float($0) })
+            let labels = ComponentLabels(width: n, height: n) { m.labels[$0] != 0 }
+            let small = Overlay.render(resample(raw, width: tile, height: tile), labels: ComponentLabels(width: tile, height: tile) { i in
+                labels.labels[(i / tile * n / tile) * n + (i % tile) * n / tile] != 0 }, particles: [])
+            let ox = (k % columns) * (tile + 4) + 2, oy = (k / columns) * (tile + 18) + 2
+            for y in 0..<tile { for x in 0..<tile {
+                let i = 3 * (y * tile + x)
+                sheet.set(ox + x, oy + y, (small.pixels[i], small.pixels[i + 1], small.pixels[i + 2]))
+            } }
+            sheet.text(name, x: ox, y: oy + tile + 4)
+        }
+        return sheet
+    }
 }
