@@ -50,7 +50,19 @@ struct Bench: ParsableCommand {
         var rng = SplitMix64(seed: 3)
 
         let table = BenchTable(json: json)
-        func emit(_ fields: [(String, Any)]) { table.emit(fields) }
+        // The ceiling, measured first in the same run: every row's executed GFLOP/s is given as a
+        // fraction of it, with the CPU and the kernels' vector ISA.
+        let peak = FMAPeak.measure(pool: pool)
+        let (cpuModel, isa) = FMAPeak.cpu
+        func emit(_ fields: [(String, Any)]) {
+            var row = fields
+            if let executed = fields.first(where: { $0.0 == "gflops_executed" })?.1 as? Double {
+                row.append(("fraction_of_peak", executed / peak))
+            }
+            row += [("isa", isa), ("cpu", cpuModel)]
+            table.emit(row)
+        }
+        emit([("name", "fma_peak"), ("threads", pool.threadCount), ("gflops", peak)])
         func time(_ runs: Int, warmup: Int = 2, _ body: () -> Void) -> (min: Double, median: Double) {
             for _ in 0..<warmup { body() }
             var t: [Double] = []
