@@ -2,7 +2,8 @@
 # release mode with the CPU flags the SIMD kernels need.
 SHELL := /bin/bash
 SWIFT ?= swift
-# 16-lane vectors where the CPU has AVX-512, 8 lanes otherwise (see Package.swift).
+# 16-lane vectors where the CPU has AVX-512, 8 lanes otherwise (see Package.swift); make test also runs the
+# kernel and network tests at the narrower widths this CPU can execute (8 and 4 lanes).
 SIMD_FLAG := $(shell grep -q avx512f /proc/cpuinfo 2>/dev/null && echo "-Xswiftc -DNF_SIMD16")
 SWIFTFLAGS := -c release $(SIMD_FLAG)
 BIN := .build/release/nanofind
@@ -26,10 +27,13 @@ test: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product nanofind
 	$(SWIFT) test $(SWIFTFLAGS) --disable-swift-testing
 ifneq ($(SIMD_FLAG),)
-	@echo "kernels again with 8-lane vectors (the AVX2 / arm64 code path), in .build/simd8"
+	@echo "kernels again with 8-lane vectors (the AVX2 code path), in .build/simd8"
 	$(SWIFT) build -c release --build-path .build/simd8 --build-tests
 	$(SWIFT) test -c release --build-path .build/simd8 --skip-build --disable-swift-testing --filter "NanoTensorTests|NanoNetTests"
 endif
+	@echo "kernels again with 4-lane vectors (the arm64 NEON code path), in .build/simd4"
+	$(SWIFT) build -c release --build-path .build/simd4 --build-tests -Xswiftc -DNF_SIMD4
+	$(SWIFT) test -c release --build-path .build/simd4 --skip-build --disable-swift-testing --filter "NanoTensorTests|NanoNetTests"
 
 # A single-node SLURM cluster (slurm-wlm, munge; installed if missing) runs a 4-task array of
 # `segment --shard K/4`; the merged result must equal a single-process run. Needs root.

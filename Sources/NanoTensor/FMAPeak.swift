@@ -54,7 +54,7 @@ public enum FMAPeak {
         #if arch(arm64)
         let isa = "neon (\(vectorWidth) lanes)"
         #else
-        let isa = vectorWidth == 16 ? "avx512 (16 lanes)" : "avx2 (8 lanes)"
+        let isa = vectorWidth == 16 ? "avx512 (16 lanes)" : vectorWidth == 8 ? "avx2 (8 lanes)" : "sse/neon width (\(vectorWidth) lanes)"
         #endif
         return (model, isa)
     }

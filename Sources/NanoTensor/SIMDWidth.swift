@@ -4,6 +4,8 @@ import CNanoSupport
 /// `SIMD16<Float>` is one zmm register; elsewhere 8 lanes (one AVX2 ymm, two NEON q registers).
 #if NF_SIMD16
 public typealias FloatVector = SIMD16<Float>
+#elseif NF_SIMD4
+public typealias FloatVector = SIMD4<Float>  // one NEON q register; also builds the 4-lane path on x86 for tests
 #else
 public typealias FloatVector = SIMD8<Float>
 #endif
@@ -39,6 +41,8 @@ let streamingOutputBytes = 32 << 20
 @inline(__always) func streamVector(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>) {
 #if NF_SIMD16
     nf_stream_store16(p, v)
+#elseif NF_SIMD4
+    nf_stream_store4(p, v)
 #else
     nf_stream_store8(p, v)
 #endif
@@ -88,6 +92,15 @@ public typealias HalfFloatVector = SIMD8<Float>
 /// True on lanes 0, 2, 4, …
 let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, true, false, true, false, true, false,
                                                      true, false, true, false, true, false, true, false)
+#elseif NF_SIMD4
+public typealias HalfFloatVector = SIMD2<Float>
+@inline(__always) func swapPairs(_ v: FloatVector) -> FloatVector { FloatVector(v[1], v[0], v[3], v[2]) }
+@inline(__always) func duplicateLanes(_ h: HalfFloatVector) -> FloatVector { FloatVector(h[0], h[0], h[1], h[1]) }
+@inline(__always) func evenLanes(_ a: FloatVector, _ b: FloatVector) -> FloatVector { FloatVector(a[0], a[2], b[0], b[2]) }
+let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, true, false)
+@inline(__always) func oddLanes(_ a: FloatVector, _ b: FloatVector) -> FloatVector { FloatVector(a[1], a[3], b[1], b[3]) }
+@inline(__always) func interleaveLow(_ a: FloatVector, _ b: FloatVector) -> FloatVector { FloatVector(a[0], b[0], a[1], b[1]) }
+@inline(__always) func interleaveHigh(_ a: FloatVector, _ b: FloatVector) -> FloatVector { FloatVector(a[2], b[2], a[3], b[3]) }
 #else
 public typealias HalfFloatVector = SIMD4<Float>
 @inline(__always) func swapPairs(_ v: FloatVector) -> FloatVector {
@@ -119,6 +132,9 @@ let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, 
 #if NF_SIMD16
 public typealias IndexVector = SIMD16<UInt32>
 @inline(__always) var laneIndices: IndexVector { IndexVector(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) }
+#elseif NF_SIMD4
+public typealias IndexVector = SIMD4<UInt32>
+@inline(__always) var laneIndices: IndexVector { IndexVector(0, 1, 2, 3) }
 #else
 public typealias IndexVector = SIMD8<UInt32>
 @inline(__always) var laneIndices: IndexVector { IndexVector(0, 1, 2, 3, 4, 5, 6, 7) }

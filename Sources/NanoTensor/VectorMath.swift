@@ -52,6 +52,8 @@
 
 #if NF_SIMD16
 typealias SIMD16OrSIMD8Int = SIMD16<Int32>
+#elseif NF_SIMD4
+typealias SIMD16OrSIMD8Int = SIMD4<Int32>
 #else
 typealias SIMD16OrSIMD8Int = SIMD8<Int32>
 #endif

@@ -26,8 +26,10 @@ static inline void nf_cpu_relax(void) {
 /// after the writer's `nf_store_fence`.
 typedef float nf_float16 __attribute__((ext_vector_type(16)));
 typedef float nf_float8 __attribute__((ext_vector_type(8)));
+typedef float nf_float4 __attribute__((ext_vector_type(4)));
 static inline void nf_stream_store16(float *p, nf_float16 v) { __builtin_nontemporal_store(v, (nf_float16 *)p); }
 static inline void nf_stream_store8(float *p, nf_float8 v) { __builtin_nontemporal_store(v, (nf_float8 *)p); }
+static inline void nf_stream_store4(float *p, nf_float4 v) { __builtin_nontemporal_store(v, (nf_float4 *)p); }
 static inline void nf_store_fence(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_sfence();
