@@ -244,9 +244,7 @@ public enum BatchNormKernels {
                          out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
                          throughConvolution fused: ConvolutionBackward? = nil, pool: ThreadPool) {
         let s = x.shape
-        let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
-        let m = Float(s.n * s.plane)
-        var sumDy = [Double](repeating: 0, count: s.c), sumDyXhat = sumDy
+        let mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         let xd = x.data
         // Rows y and y + 1 (y even) of plane `item`'s output gradient, and their stride: the
         // gradient itself, or the encoder's two gradients combined in a per-thread scratch.
@@ -265,45 +263,87 @@ public enum BatchNormKernels {
         }
         let scratchBase = scratch?.data
         func gradientRows(_ item: Int, _ y: Int, _ thread: Int) -> (UnsafePointer<Float>, Int) {
-            if !encoder {
-                return (plainGradient! + item * s.plane + y * s.w, s.w)
-            } else {
-                let rectified = rectifiedGradient, pooled = pooledGradient
-                let c = item % s.c
-                let a = scale[c], b = shift[c]
-                let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
-                let yRows = scratchBase! + thread * 4 * ws, gRows = yRows + 2 * ws
-                let count = min(2, s.h - y)
-                for j in 0..<count {
-                    let xr = xd + item * s.plane + (y + j) * s.w, yr = yRows + j * ws, gr = gRows + j * ws
-                    let rr = rectified.map { $0 + item * s.plane + (y + j) * s.w }
-                    var k = 0
-                    while k + vectorWidth <= s.w {
-                        let v = loadVector(xr + k) * aV + bV
-                        storeVector(v, yr + k)
-                        var g = rr.map { loadVector($0 + k) } ?? .zero
-                        g.replace(with: 0, where: v .<= FloatVector.zero)
-                        storeVector(g, gr + k)
-                        k += vectorWidth
-                    }
-                    while k < s.w {
-                        let v = xr[k] * a + b
-                        yr[k] = v
-                        gr[k] = v > 0 ? rr?[k] ?? 0 : 0
-                        k += 1
-                    }
+            guard encoder else { return (plainGradient! + item * s.plane + y * s.w, s.w) }
+            let c = item % s.c
+            return encoderGradientRows(item, y, s, x: xd, scale: scale[c], shift: shift[c], rectified: rectifiedGradient,
+                                       pooled: pooledGradient, scratch: scratchBase! + thread * 4 * ws, rowStride: ws)
+        }
+        let (sumDy, sumDyXhat) = gradientSums(s, x: xd, mean: mean, invStd: invStd, scale: scale, shift: shift,
+                                              reluAfter: reluAfter, dropout: dropout, gradientRows, pool: pool)
+        for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
+        let coefficients = dxCoefficients(s, mean: mean, invStd: invStd, gamma: gamma, sumDy: sumDy, sumDyXhat: sumDyXhat)
+        /// dx for row `row` of plane `item` from its output-gradient row `gr`, into `out`.
+        func writeRow(_ item: Int, _ row: Int, _ gr: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ stream: Bool) {
+            let c = item % s.c
+            gradientRow(item, row, gr, out, stream, s, x: xd, scale: scale[c], shift: shift[c], gA: coefficients[3 * c],
+                        xB: coefficients[3 * c + 1], cC: coefficients[3 * c + 2], reluAfter: reluAfter,
+                        dropout: dropout == nil ? nil : mask)
+        }
+        if let fused {
+            backwardThroughConvolution(fused, s, gradientRows, writeRow, pool: pool)
+            return
+        }
+        let stream = streams(s.n * s.c * planeStride, dd, rowStride: rowStride) && planeStride % vectorWidth == 0
+        pool.parallelFor(s.n * s.c) { item, thread in
+            defer { if stream { storeFence() } }
+            let outPlane = dd + item * planeStride
+            var y = 0
+            while y < s.h {
+                let (g0, gs) = gradientRows(item, y, thread)
+                for j in 0..<min(2, s.h - y) {
+                    borders?.zeroBorders(plane: item, row: y + j)
+                    writeRow(item, y + j, g0 + j * gs, outPlane + (y + j) * rowStride, stream)
                 }
-                if count == 2, let pooled {
-                    let ow = s.w / 2
-                    PoolingKernels.maxPool2x2BackwardRows(UnsafePointer(yRows), UnsafePointer(yRows + ws),
-                                                          pooled + item * (s.h / 2) * ow + (y / 2) * ow,
-                                                          into: gRows, gRows + ws, count: ow, accumulate: true)
-                }
-                return (UnsafePointer(gRows), ws)
+                y += 2
             }
         }
-        // Pass 1 per (image, channel) plane; each plane's two sums are kept apart and added per
-        // channel in image order (independent of the thread count).
+    }
+
+    /// The encoder's output gradient for rows y, y + 1 of plane `item`: y = x·scale + shift is
+    /// recomputed, the skip's gradient gated by y > 0, the pooled map's routed to each window's
+    /// maximum and added; into two rows of `scratch` (`rowStride` apart), also holding y.
+    @inline(__always)
+    static func encoderGradientRows(_ item: Int, _ y: Int, _ s: Shape, x xd: UnsafeMutablePointer<Float>, scale a: Float, shift b: Float,
+                                    rectified: UnsafePointer<Float>?, pooled: UnsafePointer<Float>?,
+                                    scratch yRows: UnsafeMutablePointer<Float>, rowStride ws: Int) -> (UnsafePointer<Float>, Int) {
+        let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+        let gRows = yRows + 2 * ws
+        let count = min(2, s.h - y)
+        for j in 0..<count {
+            let xr = xd + item * s.plane + (y + j) * s.w, yr = yRows + j * ws, gr = gRows + j * ws
+            let rr = rectified.map { $0 + item * s.plane + (y + j) * s.w }
+            var k = 0
+            while k + vectorWidth <= s.w {
+                let v = loadVector(xr + k) * aV + bV
+                storeVector(v, yr + k)
+                var g = rr.map { loadVector($0 + k) } ?? .zero
+                g.replace(with: 0, where: v .<= FloatVector.zero)
+                storeVector(g, gr + k)
+                k += vectorWidth
+            }
+            while k < s.w {
+                let v = xr[k] * a + b
+                yr[k] = v
+                gr[k] = v > 0 ? rr?[k] ?? 0 : 0
+                k += 1
+            }
+        }
+        if count == 2, let pooled {
+            let ow = s.w / 2
+            PoolingKernels.maxPool2x2BackwardRows(UnsafePointer(yRows), UnsafePointer(yRows + ws),
+                                                  pooled + item * (s.h / 2) * ow + (y / 2) * ow,
+                                                  into: gRows, gRows + ws, count: ow, accumulate: true)
+        }
+        return (UnsafePointer(gRows), ws)
+    }
+
+    /// Pass 1: per channel Σg and Σg·x̂ (g after the ReLU gate and dropout), per (image, channel)
+    /// plane, the planes' sums added per channel in image order (independent of the thread count).
+    static func gradientSums(_ s: Shape, x xd: UnsafeMutablePointer<Float>, mean: [Float], invStd: [Float], scale: [Float],
+                             shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
+                             _ gradientRows: (Int, Int, Int) -> (UnsafePointer<Float>, Int),
+                             pool: ThreadPool) -> (sumDy: [Double], sumDyXhat: [Double]) {
+        let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         let planeSums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * s.n * s.c)
         defer { planeSums.deallocate() }
         pool.parallelFor(s.n * s.c) { item, thread in
@@ -340,13 +380,20 @@ public enum BatchNormKernels {
             planeSums[2 * item] = sa + Double(laneSum(va))
             planeSums[2 * item + 1] = (sb + Double(laneSum(vb))) * Double(inv)
         }
+        var sumDy = [Double](repeating: 0, count: s.c), sumDyXhat = sumDy
         for c in 0..<s.c {
             var a = 0.0, b = 0.0
             for i in 0..<s.n { a += planeSums[2 * (i * s.c + c)]; b += planeSums[2 * (i * s.c + c) + 1] }
             sumDy[c] = a; sumDyXhat[c] = b
         }
-        for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
-        // k1 (m g − Σg − x̂ Σg·x̂) with x̂ = (x − μ) / σ, as g · A + (x · B + C), per channel.
+        return (sumDy, sumDyXhat)
+    }
+
+    /// k1 (m g − Σg − x̂ Σg·x̂) with x̂ = (x − μ) / σ and k1 = γ / (σ m), as g · A + (x · B + C):
+    /// (A, B, C) per channel.
+    static func dxCoefficients(_ s: Shape, mean: [Float], invStd: [Float], gamma: [Float], sumDy: [Double],
+                               sumDyXhat: [Double]) -> [Float] {
+        let m = Float(s.n * s.plane)
         var coefficients = [Float](repeating: 0, count: 3 * s.c)
         for c in 0..<s.c {
             let inv = invStd[c], mu = mean[c], k1 = gamma[c] * inv / m
@@ -355,48 +402,34 @@ public enum BatchNormKernels {
             coefficients[3 * c + 1] = -k1 * sdx * inv
             coefficients[3 * c + 2] = k1 * (sdx * inv * mu - sdy)
         }
-        /// dx for row `row` of plane `item` from its output-gradient row `gr`, into `out`.
-        func writeRow(_ item: Int, _ row: Int, _ gr: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ stream: Bool) {
-            let c = item % s.c
-            let a = scale[c], b = shift[c]
-            let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
-            let gA = coefficients[3 * c], xB = coefficients[3 * c + 1], cC = coefficients[3 * c + 2]
-            let gAV = FloatVector(repeating: gA), xBV = FloatVector(repeating: xB), cCV = FloatVector(repeating: cC)
-            let key = drop ? mask.planeKey(item) : 0
-            let xr = xd + item * s.plane + row * s.w
-            var k = 0
-            while k + vectorWidth <= s.w {
-                let xv = loadVector(xr + k)
-                var g = loadVector(gr + k)
-                if drop { g = mask.apply(g, key: key, vectorAt: row * s.w + k) }
-                if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
-                storeVector(cCV.addingProduct(xv, xBV).addingProduct(g, gAV), out + k, streaming: stream)
-                k += vectorWidth
-            }
-            while k < s.w {
-                let gk = drop ? mask.apply(gr[k], key: key, index: row * s.w + k) : gr[k]
-                let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gk
-                out[k] = g * gA + (xr[k] * xB + cC)
-                k += 1
-            }
+        return coefficients
+    }
+
+    /// Pass 2 for one row: dx = g·A + (x·B + C), g gated by the ReLU of x·scale + shift and by
+    /// the dropout mask.
+    @inline(__always)
+    static func gradientRow(_ item: Int, _ row: Int, _ gr: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ stream: Bool,
+                            _ s: Shape, x xd: UnsafeMutablePointer<Float>, scale a: Float, shift b: Float, gA: Float, xB: Float,
+                            cC: Float, reluAfter: Bool, dropout: DropoutMask?) {
+        let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
+        let aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+        let gAV = FloatVector(repeating: gA), xBV = FloatVector(repeating: xB), cCV = FloatVector(repeating: cC)
+        let key = drop ? mask.planeKey(item) : 0
+        let xr = xd + item * s.plane + row * s.w
+        var k = 0
+        while k + vectorWidth <= s.w {
+            let xv = loadVector(xr + k)
+            var g = loadVector(gr + k)
+            if drop { g = mask.apply(g, key: key, vectorAt: row * s.w + k) }
+            if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
+            storeVector(cCV.addingProduct(xv, xBV).addingProduct(g, gAV), out + k, streaming: stream)
+            k += vectorWidth
         }
-        if let fused {
-            backwardThroughConvolution(fused, s, gradientRows, writeRow, pool: pool)
-            return
-        }
-        let stream = streams(s.n * s.c * planeStride, dd, rowStride: rowStride) && planeStride % vectorWidth == 0
-        pool.parallelFor(s.n * s.c) { item, thread in
-            defer { if stream { storeFence() } }
-            let outPlane = dd + item * planeStride
-            var y = 0
-            while y < s.h {
-                let (g0, gs) = gradientRows(item, y, thread)
-                for j in 0..<min(2, s.h - y) {
-                    borders?.zeroBorders(plane: item, row: y + j)
-                    writeRow(item, y + j, g0 + j * gs, outPlane + (y + j) * rowStride, stream)
-                }
-                y += 2
-            }
+        while k < s.w {
+            let gk = drop ? mask.apply(gr[k], key: key, index: row * s.w + k) : gr[k]
+            let g = reluAfter && xr[k] * a + b <= 0 ? 0 : gk
+            out[k] = g * gA + (xr[k] * xB + cC)
+            k += 1
         }
     }
 
@@ -436,6 +469,18 @@ public enum BatchNormKernels {
     /// Rows of 32 per work item (plus one above and below for the input gradient's stencil).
     static let fusedBand = 32
 
+    /// The sizes and buffers one band of the fused backward works with.
+    struct FusedBand {
+        let s: Shape, cin: Int, cout: Int
+        /// Scratch of the band's output-gradient rows: row stride, plane stride.
+        let rs: Int, ps: Int
+        /// The upsampled part's low-resolution width, box-sum row stride, row and plane strides.
+        let lw: Int, pws: Int, prs: Int, pps: Int
+        let wCount: Int, hasBias: Bool
+        let xBase: UnsafePointer<Float>, xps: Int, xrs: Int
+        let streamX: Bool, streamL: Bool
+    }
+
     /// The second pass fused with the convolution's backward (see `ConvolutionBackward`), per
     /// (image, band of rows): the band's output-gradient rows for every channel into a scratch
     /// of padded rows, then the input gradient's rows and the weight-gradient tiles from it.
@@ -449,11 +494,9 @@ public enum BatchNormKernels {
         let band = fusedBand, bands = (s.h + band - 1) / band
         let rs = roundUp(max(s.w, 1), vw) + 2 * vw, ps = (band + 2) * rs
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, ps), zeroed: false)
-        let wCount = cout * cin * 9
         // The upsampled part: its map, box-sum rows of the band (2·cout planes of band + 1 rows),
         // its weight sums after the direct part's.
         let up = f.upsampled, cu = up?.low.channels ?? 0, lw = s.w / 2
-        let uCount = cout * cu * 9
         if let up {
             require(s.h % 2 == 0 && s.w % 2 == 0 && up.low.n == s.n && up.low.height == s.h / 2 && up.low.width == lw,
                          "upsampled part does not match \(s)")
@@ -463,138 +506,177 @@ public enum BatchNormKernels {
         }
         let pws = roundUp(lw + 1, vw), prs = pws + 2 * vw, pps = (band + 1) * prs
         let boxScratch = up.map { _ in Tensor(Shape(pool.threadCount, 1, 2 * cout, pps + 2 * pws), zeroed: false) }
-        let partial = PartialSums(items: s.n * bands, stride: wCount + cout + uCount)
+        let wCount = cout * cin * 9
+        let partial = PartialSums(items: s.n * bands, stride: wCount + cout + cout * cu * 9)
         let dx = f.inputGradient?.into, wT = f.inputGradient?.weights
         if let dx, let wT { require(dx.shape == Shape(s.n, cin, s.h, s.w) && wT.cin == cout && wT.cout == cin, "input gradient \(dx.shape), transposed weights \(wT.cout)x\(wT.cin) for output \(s) from \(cin) channels") }
-        let stream = dx.map { streams($0.count, $0.data, rowStride: s.w) && s.plane % vw == 0 } ?? false
-            || (up?.inputGradient).map { streams($0.into.count, $0.into.data, rowStride: lw) && $0.into.shape.plane % vw == 0 } ?? false
         let dL = up?.inputGradient?.into
-        let streamL = dL.map { streams($0.count, $0.data, rowStride: lw) && $0.shape.plane % vw == 0 } ?? false
-        let streamX = dx.map { streams($0.count, $0.data, rowStride: s.w) && s.plane % vw == 0 } ?? false
-        let xBase = UnsafePointer(f.input.data), xps = f.input.planeStride, xrs = f.input.rowStride
-        let xOrigin = xrs + vw
-        let hasBias = f.dB != nil
+        let geometry = FusedBand(
+            s: s, cin: cin, cout: cout, rs: rs, ps: ps, lw: lw, pws: pws, prs: prs, pps: pps, wCount: wCount, hasBias: f.dB != nil,
+            xBase: UnsafePointer(f.input.data), xps: f.input.planeStride, xrs: f.input.rowStride,
+            streamX: dx.map { streams($0.count, $0.data, rowStride: s.w) && s.plane % vw == 0 } ?? false,
+            streamL: dL.map { streams($0.count, $0.data, rowStride: lw) && $0.shape.plane % vw == 0 } ?? false)
         pool.parallelFor(s.n * bands) { item, thread in
-            defer { if stream || streamL { storeFence() } }
+            defer { if geometry.streamX || geometry.streamL { storeFence() } }
             let i = item / bands, y0 = (item % bands) * band, y1 = min(s.h, y0 + band)
             let sc = scratch.data + thread * cout * ps
-            // Output-gradient rows y0 − 1 … y1 at scratch rows 0 … y1 − y0 + 1, zero outside the
-            // image and in the side columns. Row pairs start at even rows (the encoder's source
-            // forms two rows at a time).
-            for c in 0..<cout {
-                let plane = sc + c * ps
-                var p = y0 - 2
-                while p <= y1 {
-                    let pair = p >= 0 && p < s.h ? gradientRows(i * cout + c, p, thread) : nil
-                    for j in 0..<2 {
-                        let yy = p + j
-                        guard yy >= y0 - 1 && yy <= y1 else { continue }
-                        let row = plane + (yy - y0 + 1) * rs
-                        if yy < 0 || yy >= s.h {
-                            var k = 0
-                            while k < rs { storeVector(.zero, row + k); k += vw }
-                            continue
-                        }
-                        storeVector(.zero, row)
-                        var k = vw + s.w / vw * vw
-                        while k < rs { storeVector(.zero, row + k); k += vw }
-                        writeRow(i * cout + c, yy, pair!.0 + j * pair!.1, row + vw, false)
-                    }
-                    p += 2
-                }
-            }
-            if let dx, let wT {
-                for y in y0..<y1 {
-                    for ob in 0..<wT.blocks {
-                        let o0 = ob * Conv3x3.block
-                        Conv3x3.convRow(UnsafePointer(sc + (y - y0 + 1) * rs + vw), ps, rs, cout,
-                                        UnsafePointer(wT.packed.data + ob * cout * 9 * Conv3x3.block),
-                                        UnsafePointer(wT.bias.data + ob * Conv3x3.block), dx.plane(i, o0) + y * s.w, s.plane,
-                                        min(Conv3x3.block, cin - o0), s.w, false, nil, streamX)
-                    }
-                }
-            }
+            fillGradientBand(i, y0, y1, thread, into: sc, geometry, gradientRows, writeRow)
+            if let dx, let wT { inputGradientBand(i, y0, y1, from: sc, geometry, weights: wT, into: dx) }
             let acc = partial.take(item)
-            for c in 0..<cin {
-                let xo = xBase + (i * cin + c) * xps + xOrigin
-                var o = 0
-                while o < cout {
-                    let o1 = min(o + 1, cout - 1)
-                    // Gradient row y of channel o at g + y · rs.
-                    let g0 = UnsafePointer(sc + o * ps + (1 - y0) * rs + vw), g1 = UnsafePointer(sc + o1 * ps + (1 - y0) * rs + vw)
-                    let out0 = acc + (o * cin + c) * 9, out1 = o1 != o ? acc + (o1 * cin + c) * 9 : nil
-                    if c == 0 && hasBias {
-                        Conv3x3.weightGradTileWithBias(xo, xrs, g0, g1, rs, y0, y1, s.w, out0, out1,
-                                                       acc + wCount + o, o1 != o ? acc + wCount + o1 : nil)
-                    } else {
-                        Conv3x3.weightGradTile(xo, xrs, g0, g1, rs, y0, y1, s.w, out0, out1)
-                    }
-                    o += 2
-                }
-            }
+            weightGradientBand(i, y0, y1, from: sc, geometry, into: acc)
             if let up, let boxScratch {
-                // Box sums P(y, ·) for y = y0 − 1 … y1 − 1 from the band's gradient rows, as
-                // `UpsampledConv3x3.boxSums` lays them out: plane 2o P(y, 2q), plane 2o + 1
-                // P(y, 2q − 1), row y − y0 + 1, w + 1 columns and zero sides.
                 let bs = boxScratch.data + thread * 2 * cout * (pps + 2 * pws)
-                let pairs = bs + 2 * cout * pps  // column-pair sums of two gradient rows
-                for o in 0..<cout {
-                    let e = bs + 2 * o * pps, d = e + pps
-                    var above = pairs, below = pairs + 2 * pws
-                    UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * ps + vw), lw, into: above, pws)
-                    for r in 0..<(y1 - y0 + 1) {
-                        UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * ps + (r + 1) * rs + vw), lw, into: below, pws)
-                        let er = e + r * prs, dr = d + r * prs
-                        storeVector(.zero, er); storeVector(.zero, dr)
-                        var q = 0
-                        while q < pws {
-                            storeVector(loadVector(above + q) + loadVector(below + q), er + vw + q)
-                            storeVector(loadVector(above + pws + q) + loadVector(below + pws + q), dr + vw + q)
-                            q += vw
-                        }
-                        q = vw + pws
-                        while q < prs { storeVector(.zero, er + q); storeVector(.zero, dr + q); q += vw }
-                        swap(&above, &below)
-                    }
-                }
-                // Row y = 2r + 1 (index 2r + 2 − y0) of output channel 0's even plane for low row r.
-                func top(_ r: Int) -> UnsafePointer<Float> { UnsafePointer(bs + (2 * r + 2 - y0) * prs + vw) }
-                let r0 = y0 / 2, r1 = y1 / 2
-                if let (dw, dL) = up.inputGradient {
-                    for r in r0..<r1 {
-                        for cb in 0..<dw.blocks {
-                            let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, cu - c0)
-                            let wp = UnsafePointer(dw.packed.data + cb * cout * 9 * Conv3x3.block)
-                            let out = dL.plane(i, c0) + r * lw
-                            var q = 0
-                            while q + 4 * vw <= lw {
-                                UpsampledConv3x3.dataChunk4(top(r) + q, pps, prs, cout, wp, out + q, dL.shape.plane, nValid, streamL)
-                                q += 4 * vw
-                            }
-                            while q < lw {
-                                UpsampledConv3x3.dataChunk1(top(r) + q, pps, prs, cout, wp, out + q, dL.shape.plane, nValid, min(vw, lw - q))
-                                q += vw
-                            }
-                        }
-                    }
-                }
-                let low = up.low
-                for o in 0..<cout {
-                    // Rows indexed as in the whole map: row 2r + 2 of these is the band's row 2r + 2 − y0.
-                    let e = UnsafePointer(bs + 2 * o * pps + vw - y0 * prs), d = e + pps
-                    var c = 0
-                    while c < cu {
-                        let c1 = min(c + 1, cu - 1)
-                        UpsampledConv3x3.boxSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
-                                                    e, d, prs, r0, r1, lw, acc + wCount + cout + (o * cu + c) * 9,
-                                                    c1 != c ? acc + wCount + cout + (o * cu + c1) * 9 : nil)
-                        c += 2
-                    }
-                }
+                boxSumBand(y0, y1, from: sc, geometry, into: bs)
+                upsampledBand(i, y0, y1, boxSums: bs, geometry, up, into: acc + wCount + cout)
             }
         }
         partial.add(count: wCount, into: f.dW, pool: pool)
         if let dB = f.dB { partial.add(offset: wCount, count: cout, into: dB, pool: pool) }
-        if let up { partial.add(offset: wCount + cout, count: uCount, into: up.dW, pool: pool) }
+        if let up { partial.add(offset: wCount + cout, count: cout * cu * 9, into: up.dW, pool: pool) }
+    }
+
+    /// Output-gradient rows y0 − 1 … y1 at scratch rows 0 … y1 − y0 + 1, zero outside the image
+    /// and in the side columns. Row pairs start at even rows (the encoder's source forms two rows
+    /// at a time).
+    @inline(__always)
+    static func fillGradientBand(_ i: Int, _ y0: Int, _ y1: Int, _ thread: Int, into sc: UnsafeMutablePointer<Float>, _ g: FusedBand,
+                                 _ gradientRows: (Int, Int, Int) -> (UnsafePointer<Float>, Int),
+                                 _ writeRow: (Int, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Bool) -> Void) {
+        let vw = vectorWidth, s = g.s, rs = g.rs
+        for c in 0..<g.cout {
+            let plane = sc + c * g.ps
+            var p = y0 - 2
+            while p <= y1 {
+                let pair = p >= 0 && p < s.h ? gradientRows(i * g.cout + c, p, thread) : nil
+                for j in 0..<2 {
+                    let yy = p + j
+                    guard yy >= y0 - 1 && yy <= y1 else { continue }
+                    let row = plane + (yy - y0 + 1) * rs
+                    if yy < 0 || yy >= s.h {
+                        var k = 0
+                        while k < rs { storeVector(.zero, row + k); k += vw }
+                        continue
+                    }
+                    storeVector(.zero, row)
+                    var k = vw + s.w / vw * vw
+                    while k < rs { storeVector(.zero, row + k); k += vw }
+                    writeRow(i * g.cout + c, yy, pair!.0 + j * pair!.1, row + vw, false)
+                }
+                p += 2
+            }
+        }
+    }
+
+    /// The convolution's input gradient for rows y0 ..< y1: the forward row kernel on the band's
+    /// gradient rows with the transposed, flipped weights.
+    @inline(__always)
+    static func inputGradientBand(_ i: Int, _ y0: Int, _ y1: Int, from sc: UnsafeMutablePointer<Float>, _ g: FusedBand,
+                                  weights wT: Conv3x3.PackedWeights, into dx: Tensor) {
+        let s = g.s
+        for y in y0..<y1 {
+            for ob in 0..<wT.blocks {
+                let o0 = ob * Conv3x3.block
+                Conv3x3.convRow(UnsafePointer(sc + (y - y0 + 1) * g.rs + vectorWidth), g.ps, g.rs, g.cout,
+                                UnsafePointer(wT.packed.data + ob * g.cout * 9 * Conv3x3.block),
+                                UnsafePointer(wT.bias.data + ob * Conv3x3.block), dx.plane(i, o0) + y * s.w, s.plane,
+                                min(Conv3x3.block, g.cin - o0), s.w, false, nil, g.streamX)
+            }
+        }
+    }
+
+    /// The band's share of the weight (and bias) gradient: the 3×3 tiles of each (output pair,
+    /// input channel), added into the item's partial sums.
+    @inline(__always)
+    static func weightGradientBand(_ i: Int, _ y0: Int, _ y1: Int, from sc: UnsafeMutablePointer<Float>, _ g: FusedBand,
+                                   into acc: UnsafeMutablePointer<Float>) {
+        let s = g.s, cin = g.cin, cout = g.cout, rs = g.rs, vw = vectorWidth
+        for c in 0..<cin {
+            let xo = g.xBase + (i * cin + c) * g.xps + g.xrs + vw
+            var o = 0
+            while o < cout {
+                let o1 = min(o + 1, cout - 1)
+                // Gradient row y of channel o at g + y · rs.
+                let g0 = UnsafePointer(sc + o * g.ps + (1 - y0) * rs + vw), g1 = UnsafePointer(sc + o1 * g.ps + (1 - y0) * rs + vw)
+                let out0 = acc + (o * cin + c) * 9, out1 = o1 != o ? acc + (o1 * cin + c) * 9 : nil
+                if c == 0 && g.hasBias {
+                    Conv3x3.weightGradTileWithBias(xo, g.xrs, g0, g1, rs, y0, y1, s.w, out0, out1,
+                                                   acc + g.wCount + o, o1 != o ? acc + g.wCount + o1 : nil)
+                } else {
+                    Conv3x3.weightGradTile(xo, g.xrs, g0, g1, rs, y0, y1, s.w, out0, out1)
+                }
+                o += 2
+            }
+        }
+    }
+
+    /// Box sums P(y, ·) for y = y0 − 1 … y1 − 1 from the band's gradient rows, as
+    /// `UpsampledConv3x3.boxSums` lays them out: plane 2o P(y, 2q), plane 2o + 1 P(y, 2q − 1),
+    /// row y − y0 + 1, w + 1 columns and zero sides.
+    @inline(__always)
+    static func boxSumBand(_ y0: Int, _ y1: Int, from sc: UnsafeMutablePointer<Float>, _ g: FusedBand,
+                           into bs: UnsafeMutablePointer<Float>) {
+        let vw = vectorWidth, pws = g.pws, prs = g.prs, pps = g.pps
+        let pairs = bs + 2 * g.cout * pps  // column-pair sums of two gradient rows
+        for o in 0..<g.cout {
+            let e = bs + 2 * o * pps, d = e + pps
+            var above = pairs, below = pairs + 2 * pws
+            UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * g.ps + vw), g.lw, into: above, pws)
+            for r in 0..<(y1 - y0 + 1) {
+                UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * g.ps + (r + 1) * g.rs + vw), g.lw, into: below, pws)
+                let er = e + r * prs, dr = d + r * prs
+                storeVector(.zero, er); storeVector(.zero, dr)
+                var q = 0
+                while q < pws {
+                    storeVector(loadVector(above + q) + loadVector(below + q), er + vw + q)
+                    storeVector(loadVector(above + pws + q) + loadVector(below + pws + q), dr + vw + q)
+                    q += vw
+                }
+                q = vw + pws
+                while q < prs { storeVector(.zero, er + q); storeVector(.zero, dr + q); q += vw }
+                swap(&above, &below)
+            }
+        }
+    }
+
+    /// The upsampled part's gradients for the band's low-resolution rows from its box sums: the
+    /// map's gradient (when it needs one) and the weight gradient (into `acc`).
+    @inline(__always)
+    static func upsampledBand(_ i: Int, _ y0: Int, _ y1: Int, boxSums bs: UnsafeMutablePointer<Float>, _ g: FusedBand,
+                              _ up: ConvolutionBackward.Upsampled, into acc: UnsafeMutablePointer<Float>) {
+        let vw = vectorWidth, prs = g.prs, pps = g.pps, lw = g.lw, cout = g.cout, cu = up.low.channels
+        // Row y = 2r + 1 (index 2r + 2 − y0) of output channel 0's even plane for low row r.
+        func top(_ r: Int) -> UnsafePointer<Float> { UnsafePointer(bs + (2 * r + 2 - y0) * prs + vw) }
+        let r0 = y0 / 2, r1 = y1 / 2
+        if let (dw, dL) = up.inputGradient {
+            for r in r0..<r1 {
+                for cb in 0..<dw.blocks {
+                    let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, cu - c0)
+                    let wp = UnsafePointer(dw.packed.data + cb * cout * 9 * Conv3x3.block)
+                    let out = dL.plane(i, c0) + r * lw
+                    var q = 0
+                    while q + 4 * vw <= lw {
+                        UpsampledConv3x3.dataChunk4(top(r) + q, pps, prs, cout, wp, out + q, dL.shape.plane, nValid, g.streamL)
+                        q += 4 * vw
+                    }
+                    while q < lw {
+                        UpsampledConv3x3.dataChunk1(top(r) + q, pps, prs, cout, wp, out + q, dL.shape.plane, nValid, min(vw, lw - q))
+                        q += vw
+                    }
+                }
+            }
+        }
+        let low = up.low
+        for o in 0..<cout {
+            // Rows indexed as in the whole map: row 2r + 2 of these is the band's row 2r + 2 − y0.
+            let e = UnsafePointer(bs + 2 * o * pps + vw - y0 * prs), d = e + pps
+            var c = 0
+            while c < cu {
+                let c1 = min(c + 1, cu - 1)
+                UpsampledConv3x3.boxSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
+                                            e, d, prs, r0, r1, lw, acc + (o * cu + c) * 9,
+                                            c1 != c ? acc + (o * cu + c1) * 9 : nil)
+                c += 2
+            }
+        }
     }
 }
