@@ -103,20 +103,27 @@ public struct TiledPredictor: @unchecked Sendable {
         for row in tiling.rows {
             for column in tiling.columns {
                 let x = Tensor(Shape(1, 1, row.size, column.size), zeroed: false)
-                for y in 0..<row.size {
-                    let sy = BorderMode.mirror.index(row.origin + y, count: image.height)
-                    let dst = x.data + y * column.size
-                    image.pixels.withUnsafeBufferPointer { src in
-                        for xx in 0..<column.size {
+                image.pixels.withUnsafeBufferPointer { src in
+                    // Columns inside the image are one copy per row; only the padding beyond the
+                    // right edge is mirrored pixel by pixel.
+                    let inside = max(0, min(column.size, image.width - column.origin))
+                    for y in 0..<row.size {
+                        let sy = BorderMode.mirror.index(row.origin + y, count: image.height)
+                        let dst = x.data + y * column.size
+                        if inside > 0 { dst.update(from: src.baseAddress! + sy * image.width + column.origin, count: inside) }
+                        for xx in inside..<column.size {
                             dst[xx] = src[sy * image.width + BorderMode.mirror.index(column.origin + xx, count: image.width)]
                         }
                     }
                 }
                 let p = engine.probabilities(x, pool: pool)
                 let particle = p.plane(0, 1)
-                for y in row.keep where y < image.height {
-                    for xx in column.keep where xx < image.width {
-                        out.pixels[y * image.width + xx] = particle[(y - row.origin) * column.size + (xx - column.origin)]
+                let x0 = column.keep.lowerBound, x1 = min(column.keep.upperBound, image.width)
+                guard x1 > x0 else { continue }
+                out.pixels.withUnsafeMutableBufferPointer { dst in
+                    for y in row.keep where y < image.height {
+                        (dst.baseAddress! + y * image.width + x0)
+                            .update(from: particle + (y - row.origin) * column.size + (x0 - column.origin), count: x1 - x0)
                     }
                 }
             }
