@@ -60,7 +60,7 @@ final class FusedHeadTests: XCTestCase {
             let net = UNet(config: UNetConfig(widths: widths, centreWidth: 6), seed: 9)
             var rng = SplitMix64(seed: 2)
             for (_, t) in net.namedTensors { for k in 0..<t.count { t.data[k] += 0.1 * rng.nextGaussian() } }
-            for bn in net.norms.values { for k in 0..<bn.channels { bn.runningVariance.data[k] = 0.5 + rng.nextFloat() } }
+            for bn in net.layerNorms.compactMap({ $0 }) { for k in 0..<bn.channels { bn.runningVariance.data[k] = 0.5 + rng.nextFloat() } }
             let engine = UNetInference(net)
             let x = Tensor.randomNormal(Shape(2, 1, h, w), rng: &rng)
             let fused = engine.probabilities(x)

@@ -95,6 +95,6 @@ final class UNetPlanTests: XCTestCase {
     func randomiseNorms(_ net: UNet) {
         var rng = SplitMix64(seed: 12)
         for (_, t) in net.namedTensors { for k in 0..<t.count { t.data[k] += 0.1 * rng.nextGaussian() } }
-        for bn in net.norms.values { for k in 0..<bn.channels { bn.runningVariance.data[k] = 0.5 + rng.nextFloat() } }
+        for bn in net.layerNorms.compactMap({ $0 }) { for k in 0..<bn.channels { bn.runningVariance.data[k] = 0.5 + rng.nextFloat() } }
     }
 }

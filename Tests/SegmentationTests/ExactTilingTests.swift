@@ -11,7 +11,7 @@ final class ExactTilingTests: XCTestCase {
         let net = UNet(config: .pyNanoFind, seed: 21)
         var rng = SplitMix64(seed: 5)
         for (_, t) in net.namedTensors { for k in 0..<t.count { t.data[k] += 0.05 * rng.nextGaussian() } }
-        for bn in net.norms.values { for k in 0..<bn.channels { bn.runningVariance.data[k] = 0.5 + rng.nextFloat() } }
+        for bn in net.layerNorms.compactMap({ $0 }) { for k in 0..<bn.channels { bn.runningVariance.data[k] = 0.5 + rng.nextFloat() } }
         return UNetInference(net)
     }
 
