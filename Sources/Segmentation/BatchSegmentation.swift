@@ -22,13 +22,15 @@ public struct BatchSettings: Sendable {
 /// `nanofind segment` over many files: inputs expanded (folders recursively), sharded, skipped
 /// when their outputs are newer, segmented and measured one image at a time, outputs written
 /// atomically; a bad file is reported and the batch goes on.
-public final class BatchSegmentation {
+public final class BatchSegmentation: @unchecked Sendable {
     public let segmenter: Segmenter
     public let settings: BatchSettings
     public let modelName: String
     public var open: (URL) throws -> [Micrograph] = MicrographReader.open
-    /// Output names given out in this run (two inputs with one stem must not overwrite each other).
+    /// Output names given out in this run (two inputs with one stem must not overwrite each other);
+    /// files may be processed concurrently, so every use goes through `namesLock`.
     public private(set) var usedNames: [String: String] = [:]
+    private let namesLock = NSLock()
     /// Bytes the pipeline holds per pixel of an image besides the network's tiles (the raw and
     /// prepared images, probabilities, mask, labels, output buffers).
     public static let bytesPerPixel = 40
@@ -82,6 +84,7 @@ public final class BatchSegmentation {
 
     /// The summaries of a file processed before, when every output is there and newer than it.
     public func previousResults(for url: URL) -> [ImageSummary]? {
+        namesLock.lock(); defer { namesLock.unlock() }
         guard !settings.overwrite, usedNames.values.contains(url.path) == false,
               let inputDate = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date else { return nil }
         let stem = url.deletingPathExtension().lastPathComponent
@@ -128,12 +131,7 @@ public final class BatchSegmentation {
                 throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; segmenting it needs about \(overflow ? Int.max >> 30 : bytes >> 30) GiB of memory, more than half of this machine's")
             }
         }
-        for name in names {
-            if let earlier = usedNames[name], earlier != url.path {
-                throw MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(name) (\(earlier)); segment it into another folder")
-            }
-        }
-        for name in names { usedNames[name] = url.path }
+        try claim(names, for: url)
         var summaries: [ImageSummary] = []
         var done: [String] = []
         do {
@@ -175,6 +173,17 @@ public final class BatchSegmentation {
             throw error
         }
         return summaries
+    }
+
+    /// Reserves output names for a file, or names the earlier input that has them.
+    func claim(_ names: [String], for url: URL) throws {
+        namesLock.lock(); defer { namesLock.unlock() }
+        for name in names {
+            if let earlier = usedNames[name], earlier != url.path {
+                throw MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(name) (\(earlier)); segment it into another folder")
+            }
+        }
+        for name in names { usedNames[name] = url.path }
     }
 
     /// Removes temporary files a killed run left (`.NAME.partial-PID` whose process is gone).

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A one-line progress bar on stderr: redrawn in place on a terminal, a line every 10 % otherwise.
-final class ProgressBar {
+final class ProgressBar: @unchecked Sendable {  // used under its callers' lock
     let isTerminal = isatty(STDERR_FILENO) != 0
     var lastDecile = -1
     var lastDraw = 0.0

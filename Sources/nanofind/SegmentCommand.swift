@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MicrographIO
 import NanoNet
+import NanoTensor
 import Segmentation
 
 extension ImageOutputs.ProbabilityFormat: ExpressibleByArgument {}
@@ -49,12 +50,14 @@ struct Segment: ParsableCommand {
     @Option(help: "Probability map format: tif or npy.") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
+    @Option(help: "Files segmented at once (each with CPUs / N threads and --memory / N for its tiles; default 1).") var jobs = 1
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
         if let memory, !(memory.isFinite && memory >= 0.1) { throw ValidationError("--memory must be at least 0.1 (GB)") }
         if !(minArea.isFinite && minArea >= 0) { throw ValidationError("--min-area must be 0 or more (nm²)") }
+        if !(1...64).contains(jobs) { throw ValidationError("--jobs must be between 1 and 64") }
         if let shard, !(shard.n >= 1 && shard.k >= 1 && shard.k <= shard.n) {
             throw ValidationError("--shard \(shard.k)/\(shard.n): K must be between 1 and N")
         }
@@ -67,6 +70,7 @@ struct Segment: ParsableCommand {
         let pixelSize = calibration.pixelSize
         var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
         if let memory { options.memoryBytes = Int(memory * 1e9) }
+        options.memoryBytes /= jobs
         let segmenter = Segmenter(model: model, options: options)
         var settings = BatchSettings(outputDir: outURL)
         settings.overwrite = overwrite; settings.probabilityFormat = probFormat; settings.minimumAreaNm2 = minArea
@@ -76,42 +80,61 @@ struct Segment: ParsableCommand {
         batch.open = IsolatedReader.open
         batch.removeStaleTemporaries()
         let (files, missing) = batch.expand(inputs)
-        var failures = missing.count
         for m in missing { printError(m) }
-        var summaries: [ImageSummary] = []
-        let bar = ProgressBar()
-        var processed = 0, skipped = 0, particles = 0, seconds = 0.0
-        var warnedUncalibrated = false
-        for (i, url) in files.enumerated() {
-            if let previous = batch.previousResults(for: url) {
-                summaries += previous; skipped += 1
-                particles += previous.reduce(0) { $0 + $1.particles }
-                continue
-            }
-            let start = Date()
-            do {
-                let s = try batch.process(url)
-                summaries += s
-                processed += 1
-                particles += s.reduce(0) { $0 + $1.particles }
-                if !warnedUncalibrated, s.contains(where: { $0.pixelSizeSource == "none" }) {
-                    warnedUncalibrated = true
-                    FileHandle.standardError.write(Data("warning: \(url.path) has no pixel size; sizes are in pixels (give --pixel-size NM)\n".utf8))
-                }
-                for r in s {
-                    print(String(format: "%@: %d×%d, %@, %d particles, %.1f %% area -> %@_*", r.input, r.width, r.height,
-                                      r.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated", r.particles,
-                                      100 * r.areaFraction, r.image))
-                }
-            } catch {
-                failures += 1
-                printError(error)
-            }
-            seconds += Date().timeIntervalSince(start)
-            let perFile = seconds / Double(max(1, processed))
-            if bar.isTerminal { bar.update("files", done: i + 1, of: files.count, detail: String(format: "%d particles, %.2f s/file", particles, perFile),
-                       secondsLeft: perFile * Double(files.count - i - 1)) }
+        final class Progress: @unchecked Sendable {
+            let lock = NSLock()
+            var summaries: [ImageSummary] = []
+            var processed = 0, skipped = 0, particles = 0, failures = 0, done = 0, seconds = 0.0
+            var warnedUncalibrated = false
         }
+        let progress = Progress()
+        progress.failures = missing.count
+        let bar = ProgressBar()
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        let pools = jobs == 1 ? [ThreadPool.shared] : (0..<jobs).map { _ in ThreadPool(threads: max(1, cpus / jobs), pin: false) }
+        DispatchQueue.concurrentPerform(iterations: jobs) { job in
+            for index in stride(from: job, to: files.count, by: jobs) {
+                let url = files[index]
+                if let previous = batch.previousResults(for: url) {
+                    progress.lock.lock()
+                    progress.summaries += previous; progress.skipped += 1; progress.done += 1
+                    progress.particles += previous.reduce(0) { $0 + $1.particles }
+                    progress.lock.unlock()
+                    continue
+                }
+                let start = Date()
+                let result = Result { try batch.process(url, pool: pools[job]) }
+                progress.lock.lock()
+                defer { progress.lock.unlock() }
+                switch result {
+                case .success(let s):
+                    progress.summaries += s; progress.processed += 1
+                    progress.particles += s.reduce(0) { $0 + $1.particles }
+                    if !progress.warnedUncalibrated, s.contains(where: { $0.pixelSizeSource == "none" }) {
+                        progress.warnedUncalibrated = true
+                        FileHandle.standardError.write(Data("warning: \(oneLine(url.path)) has no pixel size; sizes are in pixels (give --pixel-size NM)\n".utf8))
+                    }
+                    for r in s {
+                        print(String(format: "%@: %d×%d, %@, %d particles, %.1f %% area -> %@_*", r.input, r.width, r.height,
+                                     r.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated", r.particles,
+                                     100 * r.areaFraction, r.image))
+                    }
+                case .failure(let error):
+                    progress.failures += 1
+                    printError(error)
+                }
+                progress.done += 1
+                progress.seconds += Date().timeIntervalSince(start)
+                let perFile = progress.seconds / Double(max(1, progress.processed)) / Double(jobs)
+                if bar.isTerminal {
+                    bar.update("files", done: progress.done, of: files.count,
+                               detail: String(format: "%d particles, %.2f s/file", progress.particles, perFile),
+                               secondsLeft: perFile * Double(files.count - progress.done))
+                }
+            }
+        }
+        let summaries = progress.summaries
+        let processed = progress.processed, skipped = progress.skipped, particles = progress.particles, failures = progress.failures
         if !summaries.isEmpty {
             var runSettings: [String: String] = ["model": modelName, "threshold": String(format: "%.4f", segmenter.threshold),
                                                  "preprocessing": segmenter.recipe.description, "min_area_nm2": "\(minArea)"]

@@ -94,6 +94,11 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertEqual(m.status, 0, m.stderr)
         XCTAssertEqual(try String(contentsOf: merged.appendingPathComponent("particles.csv"), encoding: .utf8),
                        try String(contentsOf: single.appendingPathComponent("particles.csv"), encoding: .utf8))
+        // Files in parallel give the same table.
+        let parallel = tmp.appendingPathComponent("parallel")
+        _ = try CLIRunner.run(["segment", data.path, "-o", parallel.path, "--model", model.path, "--jobs", "2"])
+        XCTAssertEqual(try String(contentsOf: parallel.appendingPathComponent("particles.csv"), encoding: .utf8),
+                       try String(contentsOf: single.appendingPathComponent("particles.csv"), encoding: .utf8))
         let bad = try CLIRunner.run(["segment", data.path, "-o", merged.path, "--model", model.path, "--shard", "5/4"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
