@@ -16,6 +16,12 @@ struct ConvertModel: ParsableCommand {
         if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) {
             throw ValidationError("--threshold must be in [0, 1]")
         }
+        // Test hook, as in read-isolated: lets the CLI tests check that libhdf5 dying while a
+        // Keras model is converted in the isolating child is reported on one line.
+        if ProcessInfo.processInfo.environment["NANOFIND_TEST_MODEL_FAULT"] == "signal" {
+            signal(SIGSEGV, SIG_DFL)
+            raise(SIGSEGV)
+        }
         do {
             var model = try Model.load(URL(fileURLWithPath: input))
             if let threshold { model.metadata.threshold = threshold }

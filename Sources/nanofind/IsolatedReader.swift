@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MicrographIO
+import NanoNet
 
 /// Opens micrographs for the CLI. HDF5-based files (EMD) are read in a child process: libhdf5
 /// can crash or loop on some corrupt files inside its C code, which no Swift error handling can
@@ -19,16 +20,24 @@ enum IsolatedReader {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-read-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
+        guard try runChild(["read-isolated", url.path, dir.path], for: url) else { return try MicrographReader.open(url) }
+        return try ImageBundle.read(from: dir, source: url)
+    }
+
+    /// Runs this program with `arguments` in a child process for `url`, within the timeout: a
+    /// crash or hang of the C library in the child becomes one error line about `url`, and the
+    /// child's own one-line error is passed on. False when no child could be started.
+    static func runChild(_ arguments: [String], for url: URL) throws -> Bool {
         let child = Process()
         child.executableURL = selfExecutable()
-        child.arguments = ["read-isolated", url.path, dir.path]
+        child.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"  // a crash is reported in one line, not a backtrace
         child.environment = environment
         let errPipe = Pipe()
         child.standardError = errPipe
         child.standardOutput = FileHandle.nullDevice
-        do { try child.run() } catch { return try MicrographReader.open(url) }  // cannot isolate: read here
+        do { try child.run() } catch { return false }
         let deadline = Date().addingTimeInterval(timeout)
         while child.isRunning && Date() < deadline { usleep(2000) }
         if child.isRunning {
@@ -45,7 +54,25 @@ enum IsolatedReader {
             let reason = message.components(separatedBy: ": ").dropFirst(2).joined(separator: ": ")
             throw MicrographError(url: url, reason: reason.isEmpty ? "cannot be read" : reason)
         }
-        return try ImageBundle.read(from: dir, source: url)
+        return true
+    }
+
+    /// A model file: Keras HDF5 weights are converted in a child process (libhdf5 crashing or
+    /// hanging on a hostile file becomes one error line), native files are read here.
+    static func loadModel(_ url: URL) throws -> Model {
+        _ = try readHead(url)
+        let head = (try? FileHandle(forReadingFrom: url).read(upToCount: 8)) ?? Data()
+        guard head.starts(with: [0x89, 0x48, 0x44, 0x46]) else { return try Model.load(url) }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-model-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let converted = dir.appendingPathComponent("model.safetensors")
+        do {
+            guard try runChild(["convert-model", url.path, "-o", converted.path], for: url) else { return try Model.load(url) }
+        } catch let error as MicrographError {
+            throw ModelFileError(file: url.path, reason: error.reason)
+        }
+        return try SafeTensorsModel.load(converted)
     }
 
     /// This program's own executable (found whether it was started by path or through PATH).

@@ -52,7 +52,7 @@ struct ModelOptions: ParsableArguments {
             let url = URL(fileURLWithPath: model)
             // A training checkpoint: the best epoch so far of a run in progress or interrupted.
             if url.pathExtension == "checkpoint" { return try Trainer.bestModel(fromCheckpoint: url) }
-            return try Model.load(url)
+            return try IsolatedReader.loadModel(url)
         } catch {
             throw exitWithInputError(error)
         }

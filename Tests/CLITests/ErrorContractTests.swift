@@ -115,3 +115,33 @@ final class SpecialFilesBatchTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("good_particles.csv").path))
     }
 }
+
+/// Keras .h5 models are read by libhdf5 in a child process, as EMD files are: a crash there is
+/// one error line naming the model, not a dead batch.
+final class IsolatedModelTests: XCTestCase {
+    func testACrashWhileReadingAKerasModelIsOneLine() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let h5 = tmp.appendingPathComponent("weights.h5")
+        try Data([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a] + [UInt8](repeating: 0, count: 64)).write(to: h5)
+        let image = tmp.appendingPathComponent("image.npy")
+        try NPYFile.write([Float](repeating: 1, count: 64 * 64), shape: [64, 64], to: image)
+        let p = Process()
+        p.executableURL = CLIRunner.binary
+        p.arguments = ["segment", image.path, "-o", tmp.appendingPathComponent("out").path, "--model", h5.path]
+        p.environment = ProcessInfo.processInfo.environment.merging(["NANOFIND_TEST_MODEL_FAULT": "signal"]) { $1 }
+        let err = Pipe()
+        p.standardError = err; p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 2, text)
+        XCTAssertEqual(text.split(separator: "\n").count, 1, text)
+        XCTAssertTrue(text.contains(h5.path) && text.contains("crashed"), text)
+        // Without the fault the same broken file is refused by the reader, also on one line.
+        let r = try CLIRunner.run(["segment", image.path, "-o", tmp.appendingPathComponent("out").path, "--model", h5.path])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains(h5.path), r.stderr)
+    }
+}
