@@ -3,7 +3,13 @@ import Foundation
 import NanoNet
 import Training
 
-extension Loss: ExpressibleByArgument {}
+extension Loss: ExpressibleByArgument {
+    /// `cce`, `dice`, and `bce-dice` (or `bce+dice`).
+    public init?(argument: String) {
+        self.init(rawValue: argument == "bce-dice" ? "bce+dice" : argument)
+    }
+    public static var allValueStrings: [String] { ["cce", "dice", "bce-dice"] }
+}
 extension AugmentationPreset: ExpressibleByArgument {}
 extension TrainingSettings.LearningRateSchedule: ExpressibleByArgument {}
 
@@ -52,7 +58,7 @@ struct Train: ParsableCommand {
     @Option(help: "Crop side in pixels (a multiple of 2^depth).") var tile = 512
     @Option(help: "Adam learning rate.") var lr: Float = 1e-4
     @Option(help: "Learning-rate schedule: constant or cosine (to 1 % at the end).") var lrSchedule: TrainingSettings.LearningRateSchedule = .constant
-    @Option(help: "Loss: cce, dice or bce+dice.") var loss: Loss = .crossEntropy
+    @Option(help: "Loss: cce, dice or bce-dice.") var loss: Loss = .crossEntropy
     @Option(help: "Encoder widths, comma-separated (centre = the last).") var widths = "4,8,16,32"
     @Option(help: "Augmentation: paper (rotation + flips), robust (+ scale, contrast, gamma, blur, noise) or none.")
     var augment: AugmentationPreset = .paper
