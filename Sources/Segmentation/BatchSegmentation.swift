@@ -126,7 +126,11 @@ public final class BatchSegmentation: @unchecked Sendable {
         let names = self.names(for: url, count: frames.count)
         let budget = Int(ProcessInfo.processInfo.physicalMemory / 2)
         for (m, _) in frames {
-            let (bytes, overflow) = m.width.multipliedReportingOverflow(by: m.height * BatchSegmentation.bytesPerPixel)
+            // At the model's scale too: a coarsely sampled image grows before the network sees it.
+            let scale = max(1, segmenter.scale(for: segmenter.pixelSize(of: m).0))
+            let (pixels, o1) = m.width.multipliedReportingOverflow(by: m.height)
+            let scaled = o1 ? Int.max : Int(min(Double(Int.max / 2), Double(pixels) * scale * scale))
+            let (bytes, overflow) = scaled.multipliedReportingOverflow(by: BatchSegmentation.bytesPerPixel)
             if overflow || bytes > budget {
                 throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; segmenting it needs about \(overflow ? Int.max >> 30 : bytes >> 30) GiB of memory, more than half of this machine's")
             }

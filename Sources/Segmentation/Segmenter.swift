@@ -76,6 +76,14 @@ public final class Segmenter: @unchecked Sendable {
         return (nil, .none)
     }
 
+    /// Network pixels per image pixel for an image of `pixelSizeNm` (1 when either pixel size is
+    /// unknown, resampling is off, or they differ by 2 % or less).
+    public func scale(for pixelSizeNm: Double?) -> Double {
+        guard options.resampleToModelScale, let p = pixelSizeNm, let m = model.metadata.trainingPixelSizeNm, m > 0,
+              abs(p / m - 1) > 0.02 else { return 1 }
+        return p / m
+    }
+
     /// Segments one frame of a micrograph.
     public func segment(_ micrograph: Micrograph, frame: Int = 0, pool: ThreadPool = .shared) throws -> SegmentedImage {
         let image = try FloatImage(micrograph, frame: frame)
@@ -93,11 +101,7 @@ public final class Segmenter: @unchecked Sendable {
             timings.append((name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
             return r
         }
-        var scale = 1.0
-        if options.resampleToModelScale, let p = pixelSizeNm, let m = model.metadata.trainingPixelSizeNm, m > 0,
-           abs(p / m - 1) > 0.02 {
-            scale = p / m
-        }
+        let scale = self.scale(for: pixelSizeNm)
         let netWidth = max(1, Int((Double(image.width) * scale).rounded()))
         let netHeight = max(1, Int((Double(image.height) * scale).rounded()))
         let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight) }
