@@ -8,7 +8,9 @@ struct NanoFindCommand: ParsableCommand {
         abstract: "Find and measure nanoparticles in HRTEM micrographs.",
         discussion: """
             A U-Net labels every pixel as crystalline particle or amorphous background; NanoFind turns \
-            that into masks and probability maps. Run `nanofind help <subcommand>` for details.
+            that into particle outlines, sizes in nm and statistics for whole batches of micrographs, \
+            trains and evaluates such networks, and simulates labelled HRTEM data to train them on. \
+            Start with `nanofind demo`; run `nanofind help <subcommand>` for details.
             """,
         subcommands: [Demo.self, Segment.self, Train.self, Evaluate.self, Simulate.self, Bragg.self, Activations.self, Measure.self, Merge.self, Inspect.self, ConvertModel.self, Bench.self, ReadIsolated.self]
     )
