@@ -625,13 +625,8 @@ public enum BatchNormKernels {
                 UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * g.ps + (r + 1) * g.rs + vw), g.lw, into: below, pws)
                 let er = e + r * prs, dr = d + r * prs
                 storeVector(.zero, er); storeVector(.zero, dr)
-                var q = 0
-                while q < pws {
-                    storeVector(loadVector(above + q) + loadVector(below + q), er + vw + q)
-                    storeVector(loadVector(above + pws + q) + loadVector(below + pws + q), dr + vw + q)
-                    q += vw
-                }
-                q = vw + pws
+                UpsampledConv3x3.boxSumRow(UnsafePointer(above), UnsafePointer(below), pws, into: er + vw, dr + vw, streaming: false)
+                var q = vw + pws
                 while q < prs { storeVector(.zero, er + q); storeVector(.zero, dr + q); q += vw }
                 swap(&above, &below)
             }

@@ -289,16 +289,26 @@ public enum UpsampledConv3x3 {
                 out.zeroBorders(plane: pe, row: j)
                 out.zeroBorders(plane: pe + 1, row: j)
                 let e = out.origin(i, 2 * o) + j * out.rowStride, d = e + out.planeStride
-                var q = 0
-                while q < ws {
-                    storeVector(loadVector(above + q) + loadVector(below + q), e + q, streaming: stream)
-                    storeVector(loadVector(above + ws + q) + loadVector(below + ws + q), d + q, streaming: stream)
-                    q += vw
-                }
+                boxSumRow(UnsafePointer(above), UnsafePointer(below), ws, into: e, d, streaming: stream)
                 swap(&above, &below)
             }
         }
         return out
+    }
+
+    /// One row of box sums from the column-pair sums of the two gradient rows around it (`ws`
+    /// floats of E sums, then `ws` of O sums, each): E into `e`, O into `d`. The plain box sums
+    /// and the fused convolution backward (`BatchNormKernels.boxSumBand`) both form rows here.
+    @inline(__always)
+    static func boxSumRow(_ above: UnsafePointer<Float>, _ below: UnsafePointer<Float>, _ ws: Int,
+                          into e: UnsafeMutablePointer<Float>, _ d: UnsafeMutablePointer<Float>, streaming stream: Bool) {
+        let vw = vectorWidth
+        var q = 0
+        while q < ws {
+            storeVector(loadVector(above + q) + loadVector(below + q), e + q, streaming: stream)
+            storeVector(loadVector(above + ws + q) + loadVector(below + ws + q), d + q, streaming: stream)
+            q += vw
+        }
     }
 
     /// Column-pair sums of one gradient row (padded, `2 · lw` wide): E(q) = g(2q) + g(2q + 1) at
