@@ -58,7 +58,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                 let name = f.lastPathComponent
                 guard !name.hasPrefix("."), BatchSegmentation.imageExtensions.contains(f.pathExtension.lowercased()) else { continue }
                 let stem = f.deletingPathExtension().lastPathComponent
-                if ["_mask", "_labels", "_prob", "_overlay"].contains(where: { stem.hasSuffix($0) }) { continue }
+                if ["_mask", "_labels", "_prob", "_overlay"].contains(where: { stem.hasSuffix($0) }) || stem == "contact_sheet" { continue }
                 if f.standardizedFileURL.path.hasPrefix(settings.outputDir.standardizedFileURL.path + "/") { continue }
                 inFolder.append(f)
             }

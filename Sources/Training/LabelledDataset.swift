@@ -24,7 +24,8 @@ public struct LabelledImage: Sendable {
 
 /// Folders of micrographs with `NAME_mask.png` beside each image (the layout of
 /// `../shared/data/sim-v1`). A stem stored in several formats counts once (the first of
-/// `formatPreference`); `*_mask.png`, `*_labels.png` and `*_labels.tif` are never images.
+/// `formatPreference`); `*_mask.png`, `*_labels.png`, `*_labels.tif` and `contact_sheet.png`
+/// are never images.
 public enum LabelledDataset {
     /// Extensions taken as images, in order of preference when a stem has several.
     public static let formatPreference = ["mrc", "tif", "tiff", "dm4", "dm3", "emd", "ser", "npy", "png"]
@@ -44,6 +45,7 @@ public enum LabelledDataset {
             guard let rank = formatPreference.firstIndex(of: ext) else { continue }
             let stem = url.deletingPathExtension().lastPathComponent
             if stem.hasSuffix("_mask") || stem.hasSuffix("_labels") || stem.hasSuffix("_prob") { continue }
+            if stem == "contact_sheet" { continue }  // the overview `simulate` (and sim-v1) writes
             if let existing = byStem[stem], existing.rank <= rank { continue }
             byStem[stem] = (rank, url)
         }
