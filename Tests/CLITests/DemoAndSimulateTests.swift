@@ -55,9 +55,14 @@ final class DemoAndSimulateTests: XCTestCase {
         XCTAssertNotNil(entry?["particles"] as? [[String: Any]])
         let inspect = try CLIRunner.run(["inspect", tmp.appendingPathComponent("ceo2_0000.mrc").path, "--json"])
         XCTAssertTrue(inspect.stdout.contains("int16"), inspect.stdout)
-        // and train reads it as any data folder
-        for name in ["ceo2_0000.mrc", "ceo2_0000_mask.png", "ceo2_0001_labels.png"] {
+        for name in ["ceo2_0000.mrc", "ceo2_0000_mask.png", "ceo2_0001_labels.png", "contact_sheet.png"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(name).path), name)
         }
+        // and train reads it as any data folder (the contact sheet is not taken for an image)
+        let model = tmp.appendingPathComponent("m.safetensors")
+        let t = try CLIRunner.run(["train", tmp.path, "-o", model.path, "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "2",
+                                   "--tile", "64", "--widths", "2,4", "--validation", tmp.path])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        XCTAssertTrue(t.stderr.contains("2 training and 2 validation images"), t.stderr)
     }
 }
