@@ -33,27 +33,26 @@ public final class FFT2D {
     /// The spectrum of a real image (`width × height` values).
     public func forward(real: [Float]) -> [Float] {
         require(real.count == width * height, "FFT2D: \(real.count) values for \(width)x\(height)")
-        let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: Float.self)
-        for i in 0..<real.count { raw[2 * i] = real[i]; raw[2 * i + 1] = 0 }
-        fftwf_execute(forwardPlan)
-        return Array(UnsafeBufferPointer(start: raw, count: 2 * width * height))
+        return execute(forwardPlan) { raw in for i in 0..<real.count { raw[2 * i] = real[i]; raw[2 * i + 1] = 0 } }
     }
 
     /// The spectrum of a complex image (interleaved re, im).
     public func forward(complex values: [Float]) -> [Float] {
         require(values.count == 2 * width * height, "FFT2D: \(values.count / 2) values for \(width)x\(height)")
-        let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: Float.self)
-        for i in 0..<values.count { raw[i] = values[i] }
-        fftwf_execute(forwardPlan)
-        return Array(UnsafeBufferPointer(start: raw, count: 2 * width * height))
+        return execute(forwardPlan) { raw in for i in 0..<values.count { raw[i] = values[i] } }
     }
 
     /// The inverse transform of interleaved complex values, not normalised.
     public func inverse(_ spectrum: [Float]) -> [Float] {
         require(spectrum.count == 2 * width * height, "FFT2D: \(spectrum.count / 2) values for \(width)x\(height)")
+        return execute(inversePlan) { raw in for i in 0..<spectrum.count { raw[i] = spectrum[i] } }
+    }
+
+    /// Fills the buffer, runs `plan` in place, returns the interleaved result.
+    private func execute(_ plan: fftwf_plan, fill: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
         let raw = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: Float.self)
-        for i in 0..<spectrum.count { raw[i] = spectrum[i] }
-        fftwf_execute(inversePlan)
+        fill(raw)
+        fftwf_execute(plan)
         return Array(UnsafeBufferPointer(start: raw, count: 2 * width * height))
     }
 

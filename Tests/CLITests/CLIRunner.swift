@@ -19,7 +19,7 @@ struct CLIRunner {
 
     struct Result { var status: Int32; var stdout: String; var stderr: String }
 
-    static func run(_ args: [String]) throws -> Result {
+    static func run(_ args: [String], environment: [String: String]? = nil) throws -> Result {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             XCTFail("nanofind is not built at \(binary.path); `make test` builds it before the tests")
             throw CocoaError(.fileNoSuchFile)
@@ -27,6 +27,7 @@ struct CLIRunner {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
+        if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out; p.standardError = err
         try p.run()

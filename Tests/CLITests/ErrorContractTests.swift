@@ -126,16 +126,10 @@ final class IsolatedModelTests: XCTestCase {
         try Data([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a] + [UInt8](repeating: 0, count: 64)).write(to: h5)
         let image = tmp.appendingPathComponent("image.npy")
         try NPYFile.write([Float](repeating: 1, count: 64 * 64), shape: [64, 64], to: image)
-        let p = Process()
-        p.executableURL = CLIRunner.binary
-        p.arguments = ["segment", image.path, "-o", tmp.appendingPathComponent("out").path, "--model", h5.path]
-        p.environment = ProcessInfo.processInfo.environment.merging(["NANOFIND_TEST_MODEL_FAULT": "signal"]) { $1 }
-        let err = Pipe()
-        p.standardError = err; p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 2, text)
+        let crashed = try CLIRunner.run(["segment", image.path, "-o", tmp.appendingPathComponent("out").path, "--model", h5.path],
+                                        environment: ["NANOFIND_TEST_MODEL_FAULT": "signal"])
+        let text = crashed.stderr
+        XCTAssertEqual(crashed.status, 2, text)
         XCTAssertEqual(text.split(separator: "\n").count, 1, text)
         XCTAssertTrue(text.contains(h5.path) && text.contains("crashed"), text)
         // Without the fault the same broken file is refused by the reader, also on one line.
