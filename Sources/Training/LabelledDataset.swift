@@ -2,14 +2,9 @@ import Foundation
 import MicrographIO
 import Preprocessing
 
-/// Why a data folder cannot be used: names the file or folder and the problem.
-public struct DatasetError: Error, CustomStringConvertible, LocalizedError, Sendable {
-    public var file: String
-    public var reason: String
-    public init(file: String, reason: String) { self.file = file; self.reason = reason }
-    public var description: String { "\(file): \(reason)" }
-    public var errorDescription: String? { description }
-}
+/// Why a data folder, a checkpoint or the training settings cannot be used: the file (or flag)
+/// and the problem, printed as `file: reason` like every other input error.
+public typealias DatasetError = MicrographError
 
 /// One labelled micrograph: raw intensities, the particle mask, its calibration and its group.
 public struct LabelledImage: Sendable {
