@@ -49,11 +49,12 @@ extension Tape {
             out = Variable(y, requiresGrad: needs)
         }
         if out.requiresGrad {
-            let gamma = bn.gamma.value.array
+            let normalisation = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: bn.gamma.value.array,
+                                                               scale: scale, shift: shift)
             record { [unowned self] in  // steps run only inside this tape's backward()
                 guard let g = out.grad else { return }
-                self.convBatchNormBackward(parts, input: input, conv: conv, bn, gamma: gamma, z: z, dy: g, mean: mean, invStd: invStd,
-                                           scale: scale, shift: shift, relu: relu, dropout: dropout)
+                self.convBatchNormBackward(parts, input: input, conv: conv, bn, z: z, dy: g, normalisation, relu: relu,
+                                           dropout: dropout)
             }
         }
         return out
@@ -61,18 +62,17 @@ extension Tape {
 
     /// The backward of conv → BN (→ ReLU → dropout) from the gradient of its output.
     private func convBatchNormBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, conv: Conv2D,
-                                       _ bn: BatchNorm, gamma: [Float], z: Tensor, dy: Tensor, mean: [Float], invStd: [Float],
-                                       scale: [Float], shift: [Float], relu: Bool, dropout: DropoutMask?) {
+                                       _ bn: BatchNorm, z: Tensor, dy: Tensor, _ normalisation: BatchNormKernels.Normalisation,
+                                       relu: Bool, dropout: DropoutMask?) {
         let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
         if let fused = fusedConvolutionBackward(parts, input: input, z: z, weight: conv.weight, bias: conv.bias) {
-            BatchNormKernels.backward(x: z, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                      reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data,
-                                      throughConvolution: fused.kernel, pool: pool)
+            BatchNormKernels.backward(x: z, dy: dy, normalisation, reluAfter: relu, dropout: dropout, dGamma: dG.data,
+                                      dBeta: dB.data, throughConvolution: fused.kernel, pool: pool)
             fused.finish()
         } else {
             let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
-            BatchNormKernels.backward(x: z, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                      reluAfter: relu, dropout: dropout, dGamma: dG.data, dBeta: dB.data, into: dz, pool: pool)
+            BatchNormKernels.backward(x: z, dy: dy, normalisation, reluAfter: relu, dropout: dropout, dGamma: dG.data,
+                                      dBeta: dB.data, into: dz, pool: pool)
             convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
         }
         if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
@@ -82,7 +82,8 @@ extension Tape {
     /// A convolution's backward to run fused with its batch norm's second pass
     /// (`BatchNormKernels.ConvolutionBackward`: its output gradient is never written out), for a
     /// convolution of one direct input or a decoder convolution of [skip, upsample2x(map)];
-    /// `finish` hands the gradients to the variables afterwards. Nil for any other input.
+    /// `finish` hands the gradients the kernel holds to the variables afterwards. Nil for any
+    /// other input.
     func fusedConvolutionBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, z: Tensor,
                                   weight: Variable, bias: Variable)
         -> (kernel: BatchNormKernels.ConvolutionBackward, finish: () -> Void)? {
@@ -90,43 +91,36 @@ extension Tape {
         guard decoder || (parts.count == 1 && parts[0].1 == .copy && input.low == nil) else { return nil }
         let v = parts[0].0
         let cout = weight.shape.n, cin = weight.shape.c, cs = v.shape.c, cu = cin - cs
-        let dWs = Tensor(Shape(cout, cs, 3, 3)), dB = Tensor(bias.shape)
-        let dx = v.requiresGrad ? Tensor(v.shape, zeroed: false) : nil
-        let inputGradient = dx.map {
-            (weights: Conv3x3.PackedWeights.transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin, inputChannels: 0..<cs),
-             into: $0)
-        }
+        let inputGradient = v.requiresGrad ? (
+            weights: Conv3x3.PackedWeights.transposedFlipped(oihw: weight.value.data, cout: cout, cin: cin, inputChannels: 0..<cs),
+            into: Tensor(v.shape, zeroed: false)) : nil
         var upsampled: BatchNormKernels.ConvolutionBackward.Upsampled? = nil
-        var dWu: Tensor? = nil, dL: Tensor? = nil
         if decoder, let low = input.low {
             let map = parts[1].0
-            let uw = Tensor(Shape(cout, cu, 3, 3))
-            dWu = uw
-            dL = map.requiresGrad ? Tensor(map.shape, zeroed: false) : nil
-            let mapGradient = dL.map {
-                (weights: UpsampledConv3x3.DataWeights(oihw: weight.value.data, cout: cout, allInputs: cin, inputChannels: cs..<cin),
-                 into: $0)
-            }
-            upsampled = .init(low: low, inputGradient: mapGradient, dW: uw.data)
+            let mapGradient = map.requiresGrad ? (
+                weights: UpsampledConv3x3.DataWeights(oihw: weight.value.data, cout: cout, allInputs: cin, inputChannels: cs..<cin),
+                into: Tensor(map.shape, zeroed: false)) : nil
+            upsampled = .init(low: low, inputGradient: mapGradient, dW: Tensor(Shape(cout, cu, 3, 3)))
         }
-        let kernel = BatchNormKernels.ConvolutionBackward(input: input.direct, inputGradient: inputGradient, dW: dWs.data,
-                                                          dB: dB.data, upsampled: upsampled)
+        let kernel = BatchNormKernels.ConvolutionBackward(input: input.direct, inputGradient: inputGradient,
+                                                          dW: Tensor(Shape(cout, cs, 3, 3)), dB: Tensor(bias.shape),
+                                                          upsampled: upsampled)
         return (kernel, {
-            if let dx { v.accumulate(dx) }
-            if let dL { parts[1].0.accumulate(dL) }
+            if let dx = kernel.inputGradient?.into { v.accumulate(dx) }
+            if let dL = kernel.upsampled?.inputGradient?.into { parts[1].0.accumulate(dL) }
             if weight.requiresGrad {
-                if let dWu {  // the skip part's weights, then the upsampled part's, per output channel
-                    let dW = Tensor(weight.shape)
+                if let dWu = kernel.upsampled?.dW {  // the skip part's weights, then the upsampled part's, per output channel
+                    let dW = Tensor(weight.shape), dWs = kernel.dW
                     for o in 0..<cout {
                         (dW.data + o * cin * 9).update(from: dWs.data + o * cs * 9, count: cs * 9)
                         (dW.data + (o * cin + cs) * 9).update(from: dWu.data + o * cu * 9, count: cu * 9)
                     }
                     weight.accumulate(dW)
                 } else {
-                    weight.accumulate(dWs)
+                    weight.accumulate(kernel.dW)
                 }
             }
-            if bias.requiresGrad { bias.accumulate(dB) }
+            if bias.requiresGrad, let dB = kernel.dB { bias.accumulate(dB) }
         })
     }
 
@@ -146,7 +140,8 @@ extension Tape {
             || bn.gamma.requiresGrad || bn.beta.requiresGrad || head.weight.requiresGrad || head.bias.requiresGrad
         let out = Variable(logits, requiresGrad: needs)
         if needs {
-            let gamma = bn.gamma.value.array
+            let normalisation = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: bn.gamma.value.array,
+                                                               scale: scale, shift: shift)
             record { [unowned self] in  // steps run only inside this tape's backward()
                 let dW = Tensor(head.weight.shape), dB = Tensor(head.bias.shape)
                 let dy: Tensor  // the gradient of the block's output, the head's input
@@ -160,8 +155,8 @@ extension Tape {
                 }
                 if head.weight.requiresGrad { head.weight.accumulate(dW) }
                 if head.bias.requiresGrad { head.bias.accumulate(dB) }
-                self.convBatchNormBackward(parts, input: input, conv: conv, bn, gamma: gamma, z: z, dy: dy, mean: mean,
-                                           invStd: invStd, scale: scale, shift: shift, relu: true, dropout: nil)
+                self.convBatchNormBackward(parts, input: input, conv: conv, bn, z: z, dy: dy, normalisation, relu: true,
+                                           dropout: nil)
             }
         }
         return out
@@ -188,19 +183,18 @@ extension Tape {
         let skip = Variable(padded: rectified, requiresGrad: needs)
         let pooled = Variable(padded: pooledPlanes, requiresGrad: needs)
         if needs {
-            let gamma = bn.gamma.value.array
+            let normalisation = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: bn.gamma.value.array,
+                                                               scale: scale, shift: shift)
             record { [unowned self] in  // steps run only inside this tape's backward()
                 guard skip.grad != nil || pooled.grad != nil else { return }
                 let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
                 if let fused = self.fusedConvolutionBackward(parts, input: input, z: z, weight: conv.weight, bias: conv.bias) {
-                    BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, mean: mean,
-                                              invStd: invStd, gamma: gamma, scale: scale, shift: shift, dGamma: dG.data,
-                                              dBeta: dB.data, throughConvolution: fused.kernel, pool: self.pool)
+                    BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, normalisation,
+                                              dGamma: dG.data, dBeta: dB.data, throughConvolution: fused.kernel, pool: self.pool)
                     fused.finish()
                 } else {
                     let dz = PaddedPlanes(n: s.n, channels: s.c, height: s.h, width: s.w)
-                    BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, mean: mean,
-                                              invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                    BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, normalisation,
                                               dGamma: dG.data, dBeta: dB.data, into: dz, pool: self.pool)
                     self.convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
                 }
@@ -469,9 +463,9 @@ extension Tape {
             record { [pool] in
                 guard let g = out.grad else { return }
                 let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
-                let dx = BatchNormKernels.backward(x: x.value, dy: g, mean: mean, invStd: invStd, gamma: gamma,
-                                                   scale: scale, shift: shift, reluAfter: fuseReLU,
-                                                   dGamma: dG.data, dBeta: dB.data, pool: pool)
+                let dx = BatchNormKernels.backward(x: x.value, dy: g, .init(mean: mean, invStd: invStd, gamma: gamma,
+                                                                            scale: scale, shift: shift),
+                                                   reluAfter: fuseReLU, dGamma: dG.data, dBeta: dB.data, pool: pool)
                 if x.requiresGrad { x.accumulate(dx) }
                 if bn.gamma.requiresGrad { bn.gamma.accumulate(dG) }
                 if bn.beta.requiresGrad { bn.beta.accumulate(dB) }

@@ -138,84 +138,14 @@ public enum BatchNormKernels {
         }
     }
 
-    /// Gradients of y = γ (x − μ) / σ + β with batch statistics μ, σ = sqrt(var + ε), or, with
-    /// `reluAfter`, of max(that, 0) (the ReLU's mask is recomputed from x, so the BN output need
-    /// not be kept). With `dropout` as well, of dropout(max(that, 0)), the mask recomputed too.
-    /// Returns dx and accumulates dγ, dβ.
-    /// `scale` and `shift` are the forward's y = scale · x + shift, so the recomputed ReLU mask
-    /// matches the forward bit for bit.
-    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
-                                scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
-                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                                pool: ThreadPool = .shared) -> Tensor {
-        let dx = Tensor(x.shape, zeroed: false)
-        backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift, reluAfter: reluAfter,
-                 dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dx.data, planeStride: x.shape.plane, rowStride: x.shape.w, pool: pool)
-        return dx
-    }
-
-    /// The same, writing dx into the interior of padded planes: the input gradient of the
-    /// convolution that produced x, ready for its backward kernels without another copy.
-    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
-                                scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
-                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                                into dx: PaddedPlanes, pool: ThreadPool = .shared) {
-        require(dx.n == x.shape.n && dx.channels == x.shape.c && dx.height == x.shape.h && dx.width == x.shape.w, "gradient planes \(dx.n)x\(dx.channels)x\(dx.height)x\(dx.width) for input \(x.shape)")
-        backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift, reluAfter: reluAfter,
-                 dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride,
-                 borders: dx, pool: pool)
-    }
-
-    /// The gradient of the encoder's `affine(_:scale:shift:rectifiedInto:pooledInto:)`, written
-    /// into the interior of padded planes: y's gradient arrives as the skip connection's (of
-    /// max(y, 0), gated here by y > 0) plus the pooled map's (routed to each window's first
-    /// maximum of y, as `PoolingKernels.maxPool2x2Backward` does); y is recomputed from x two rows
-    /// at a time and neither gradient is laid out at full size. Either gradient may be nil (zero).
-    /// Accumulates dγ, dβ.
-    public static func backward(x: Tensor, rectifiedGradient: Tensor?, pooledGradient: Tensor?, mean: [Float], invStd: [Float],
-                                gamma: [Float], scale: [Float], shift: [Float],
-                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                                into dx: PaddedPlanes, pool: ThreadPool = .shared) {
-        let s = x.shape
-        require(dx.n == s.n && dx.channels == s.c && dx.height == s.h && dx.width == s.w, "gradient planes \(dx.n)x\(dx.channels)x\(dx.height)x\(dx.width) for input \(s)")
-        if let r = rectifiedGradient { require(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
-        if let g = pooledGradient {
-            require(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
+    /// A training batch norm's per-channel numbers as its forward used them: the batch mean,
+    /// 1/σ with σ = sqrt(var + ε), γ, and the forward's y = scale · x + shift (so a recomputed
+    /// ReLU mask matches the forward bit for bit).
+    public struct Normalisation: Sendable {
+        public let mean: [Float], invStd: [Float], gamma: [Float], scale: [Float], shift: [Float]
+        public init(mean: [Float], invStd: [Float], gamma: [Float], scale: [Float], shift: [Float]) {
+            self.mean = mean; self.invStd = invStd; self.gamma = gamma; self.scale = scale; self.shift = shift
         }
-        backward(x: x, source: .rectifiedAndPooled(rectifiedGradient, pooledGradient), mean: mean, invStd: invStd,
-                 gamma: gamma, scale: scale, shift: shift, reluAfter: false, dropout: nil, dGamma: dGamma, dBeta: dBeta,
-                 out: dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride, borders: dx, pool: pool)
-    }
-
-    /// The gradient of a convolution → batch norm (→ ReLU → dropout) with the convolution's
-    /// backward fused into the second pass (`ConvolutionBackward`): the convolution's output
-    /// gradient is never written out.
-    public static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
-                                scale: [Float], shift: [Float], reluAfter: Bool = false, dropout: DropoutMask? = nil,
-                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                                throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
-        require(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
-        // No output gradient is written (`out` goes unused): the convolution reads it in cache.
-        backward(x: x, source: .plain(dy), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                 reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: x.data, planeStride: x.shape.plane,
-                 rowStride: x.shape.w, throughConvolution: convolution, pool: pool)
-    }
-
-    /// The encoder's gradient (`backward(x:rectifiedGradient:pooledGradient:…into:)`) with the
-    /// convolution's backward fused into the second pass.
-    public static func backward(x: Tensor, rectifiedGradient: Tensor?, pooledGradient: Tensor?, mean: [Float], invStd: [Float],
-                                gamma: [Float], scale: [Float], shift: [Float],
-                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                                throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
-        let s = x.shape
-        if let r = rectifiedGradient { require(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
-        if let g = pooledGradient {
-            require(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)")
-        }
-        // No output gradient is written (`out` goes unused): the convolution reads it in cache.
-        backward(x: x, source: .rectifiedAndPooled(rectifiedGradient, pooledGradient), mean: mean, invStd: invStd,
-                 gamma: gamma, scale: scale, shift: shift, reluAfter: false, dropout: nil, dGamma: dGamma, dBeta: dBeta,
-                 out: x.data, planeStride: s.plane, rowStride: s.w, throughConvolution: convolution, pool: pool)
     }
 
     /// Where a batch norm's output gradient comes from.
@@ -225,34 +155,103 @@ public enum BatchNormKernels {
         case rectifiedAndPooled(Tensor?, Tensor?)
     }
 
-    static func backward(x: Tensor, dy: Tensor, mean: [Float], invStd: [Float], gamma: [Float],
-                         scale: [Float], shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
-                         dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                         out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
-                         pool: ThreadPool) {
+    /// Where the input gradient dx goes: rows of planes (a tensor's, or padded planes' interior
+    /// whose borders are zeroed row by row), or straight into a convolution's backward, which
+    /// reads it a band at a time and never lets it be written out.
+    enum GradientDestination {
+        case planes(UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes?)
+        case convolution(ConvolutionBackward)
+    }
+
+    /// Gradients of y = γ (x − μ) / σ + β with batch statistics, or, with `reluAfter`, of
+    /// max(that, 0) (the ReLU's mask is recomputed from x, so the BN output need not be kept).
+    /// With `dropout` as well, of dropout(max(that, 0)), the mask recomputed too.
+    /// Returns dx and accumulates dγ, dβ.
+    public static func backward(x: Tensor, dy: Tensor, _ n: Normalisation, reluAfter: Bool = false, dropout: DropoutMask? = nil,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                pool: ThreadPool = .shared) -> Tensor {
         require(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
-        backward(x: x, source: .plain(dy), mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                 reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta, out: dd, planeStride: planeStride,
-                 rowStride: rowStride, borders: borders, pool: pool)
+        let dx = Tensor(x.shape, zeroed: false)
+        backward(x: x, source: .plain(dy), n, reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta,
+                 into: .planes(dx.data, planeStride: x.shape.plane, rowStride: x.shape.w, borders: nil), pool: pool)
+        return dx
+    }
+
+    /// The same, writing dx into the interior of padded planes: the input gradient of the
+    /// convolution that produced x, ready for its backward kernels without another copy.
+    public static func backward(x: Tensor, dy: Tensor, _ n: Normalisation, reluAfter: Bool = false, dropout: DropoutMask? = nil,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                into dx: PaddedPlanes, pool: ThreadPool = .shared) {
+        require(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
+        backward(x: x, source: .plain(dy), n, reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta,
+                 into: planes(dx, for: x.shape), pool: pool)
+    }
+
+    /// The gradient of the encoder's `affine(_:scale:shift:rectifiedInto:pooledInto:)`, written
+    /// into the interior of padded planes: y's gradient arrives as the skip connection's (of
+    /// max(y, 0), gated here by y > 0) plus the pooled map's (routed to each window's first
+    /// maximum of y, as `PoolingKernels.maxPool2x2Backward` does); y is recomputed from x two rows
+    /// at a time and neither gradient is laid out at full size. Either gradient may be nil (zero).
+    /// Accumulates dγ, dβ.
+    public static func backward(x: Tensor, rectifiedGradient: Tensor?, pooledGradient: Tensor?, _ n: Normalisation,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                into dx: PaddedPlanes, pool: ThreadPool = .shared) {
+        backward(x: x, source: encoderSource(x.shape, rectifiedGradient, pooledGradient), n, reluAfter: false, dropout: nil,
+                 dGamma: dGamma, dBeta: dBeta, into: planes(dx, for: x.shape), pool: pool)
+    }
+
+    /// The gradient of a convolution → batch norm (→ ReLU → dropout) with the convolution's
+    /// backward fused into the second pass (`ConvolutionBackward`): the convolution's output
+    /// gradient is never written out.
+    public static func backward(x: Tensor, dy: Tensor, _ n: Normalisation, reluAfter: Bool = false, dropout: DropoutMask? = nil,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
+        require(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
+        backward(x: x, source: .plain(dy), n, reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta,
+                 into: .convolution(convolution), pool: pool)
+    }
+
+    /// The encoder's gradient (`backward(x:rectifiedGradient:pooledGradient:…into:)`) with the
+    /// convolution's backward fused into the second pass.
+    public static func backward(x: Tensor, rectifiedGradient: Tensor?, pooledGradient: Tensor?, _ n: Normalisation,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
+        backward(x: x, source: encoderSource(x.shape, rectifiedGradient, pooledGradient), n, reluAfter: false, dropout: nil,
+                 dGamma: dGamma, dBeta: dBeta, into: .convolution(convolution), pool: pool)
+    }
+
+    /// The encoder's two output gradients, checked against the batch norm's input shape.
+    static func encoderSource(_ s: Shape, _ rectified: Tensor?, _ pooled: Tensor?) -> GradientSource {
+        if let r = rectified { require(r.shape == s, "rectified gradient \(r.shape) for \(s)") }
+        if let g = pooled { require(g.shape == Shape(s.n, s.c, s.h / 2, s.w / 2), "pooled gradient \(g.shape) for \(s)") }
+        return .rectifiedAndPooled(rectified, pooled)
+    }
+
+    /// Padded planes' interior as a destination, checked against the input shape.
+    static func planes(_ dx: PaddedPlanes, for s: Shape) -> GradientDestination {
+        require(dx.n == s.n && dx.channels == s.c && dx.height == s.h && dx.width == s.w,
+                "gradient planes \(dx.n)x\(dx.channels)x\(dx.height)x\(dx.width) for input \(s)")
+        return .planes(dx.origin(0, 0), planeStride: dx.planeStride, rowStride: dx.rowStride, borders: dx)
     }
 
     /// Both passes of the batch-norm gradient (the sums Σg and Σg·x̂ over the batch, then dx),
     /// reading the output gradient g two rows at a time from `source`.
-    static func backward(x: Tensor, source: GradientSource, mean: [Float], invStd: [Float], gamma: [Float],
-                         scale: [Float], shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
+    static func backward(x: Tensor, source: GradientSource, _ n: Normalisation, reluAfter: Bool, dropout: DropoutMask?,
                          dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
-                         out dd: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int, borders: PaddedPlanes? = nil,
-                         throughConvolution fused: ConvolutionBackward? = nil, pool: ThreadPool) {
+                         into destination: GradientDestination, pool: ThreadPool) {
         let s = x.shape
+        require(n.mean.count == s.c && n.invStd.count == s.c && n.gamma.count == s.c && n.scale.count == s.c
+                    && n.shift.count == s.c, "batch-norm parameters for \(s.c) channels")
         let mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         let xd = x.data
+        let scale = n.scale, shift = n.shift
         // Rows y and y + 1 (y even) of plane `item`'s output gradient, and their stride: the
         // gradient itself, or the encoder's two gradients combined in a per-thread scratch.
         let ws = roundUp(max(s.w, 1), vectorWidth)
         var scratch: Tensor? = nil
         if case .rectifiedAndPooled = source { scratch = Tensor(Shape(pool.threadCount, 1, 1, 4 * ws), zeroed: false) }
         // Plain pointers, taken once: unwrapping the tensors per row cost a retain and a release
-        // each, on reference counts both threads share.
+        // each, on reference counts both threads share. `source` holds the tensors meanwhile.
         var plainGradient: UnsafePointer<Float>? = nil, rectifiedGradient: UnsafePointer<Float>? = nil
         var pooledGradient: UnsafePointer<Float>? = nil
         let encoder: Bool
@@ -268,10 +267,9 @@ public enum BatchNormKernels {
             return encoderGradientRows(item, y, s, x: xd, scale: scale[c], shift: shift[c], rectified: rectifiedGradient,
                                        pooled: pooledGradient, scratch: scratchBase! + thread * 4 * ws, rowStride: ws)
         }
-        let (sumDy, sumDyXhat) = gradientSums(s, x: xd, mean: mean, invStd: invStd, scale: scale, shift: shift,
-                                              reluAfter: reluAfter, dropout: dropout, gradientRows, pool: pool)
+        let (sumDy, sumDyXhat) = gradientSums(s, x: xd, n, reluAfter: reluAfter, dropout: dropout, gradientRows, pool: pool)
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
-        let coefficients = dxCoefficients(s, mean: mean, invStd: invStd, gamma: gamma, sumDy: sumDy, sumDyXhat: sumDyXhat)
+        let coefficients = dxCoefficients(s, n, sumDy: sumDy, sumDyXhat: sumDyXhat)
         /// dx for row `row` of plane `item` from its output-gradient row `gr`, into `out`.
         func writeRow(_ item: Int, _ row: Int, _ gr: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ stream: Bool) {
             let c = item % s.c
@@ -279,26 +277,28 @@ public enum BatchNormKernels {
                         xB: coefficients[3 * c + 1], cC: coefficients[3 * c + 2], reluAfter: reluAfter,
                         dropout: dropout == nil ? nil : mask)
         }
-        if let fused {
-            backwardThroughConvolution(fused, s, gradientRows, writeRow, pool: pool)
-            return
-        }
-        let stream = streams(s.n * s.c * planeStride, dd, rowStride: rowStride) && planeStride % vectorWidth == 0
-        pool.parallelFor(s.n * s.c) { item, thread in
-            defer { if stream { storeFence() } }
-            let outPlane = dd + item * planeStride
-            var y = 0
-            while y < s.h {
-                let (g0, gs) = gradientRows(item, y, thread)
-                for j in 0..<min(2, s.h - y) {
-                    borders?.zeroBorders(plane: item, row: y + j)
-                    writeRow(item, y + j, g0 + j * gs, outPlane + (y + j) * rowStride, stream)
+        withExtendedLifetime((source, scratch)) {
+            switch destination {
+            case .convolution(let fused):
+                backwardThroughConvolution(fused, s, gradientRows, writeRow, pool: pool)
+            case .planes(let dd, let planeStride, let rowStride, let borders):
+                let stream = streams(s.n * s.c * planeStride, dd, rowStride: rowStride) && planeStride % vectorWidth == 0
+                pool.parallelFor(s.n * s.c) { item, thread in
+                    defer { if stream { storeFence() } }
+                    let outPlane = dd + item * planeStride
+                    var y = 0
+                    while y < s.h {
+                        let (g0, gs) = gradientRows(item, y, thread)
+                        for j in 0..<min(2, s.h - y) {
+                            borders?.zeroBorders(plane: item, row: y + j)
+                            writeRow(item, y + j, g0 + j * gs, outPlane + (y + j) * rowStride, stream)
+                        }
+                        y += 2
+                    }
                 }
-                y += 2
             }
         }
     }
-
     /// The encoder's output gradient for rows y, y + 1 of plane `item`: y = x·scale + shift is
     /// recomputed, the skip's gradient gated by y > 0, the pooled map's routed to each window's
     /// maximum and added; into two rows of `scratch` (`rowStride` apart), also holding y.
@@ -339,10 +339,10 @@ public enum BatchNormKernels {
 
     /// Pass 1: per channel Σg and Σg·x̂ (g after the ReLU gate and dropout), per (image, channel)
     /// plane, the planes' sums added per channel in image order (independent of the thread count).
-    static func gradientSums(_ s: Shape, x xd: UnsafeMutablePointer<Float>, mean: [Float], invStd: [Float], scale: [Float],
-                             shift: [Float], reluAfter: Bool, dropout: DropoutMask?,
-                             _ gradientRows: (Int, Int, Int) -> (UnsafePointer<Float>, Int),
+    static func gradientSums(_ s: Shape, x xd: UnsafeMutablePointer<Float>, _ n: Normalisation, reluAfter: Bool,
+                             dropout: DropoutMask?, _ gradientRows: (Int, Int, Int) -> (UnsafePointer<Float>, Int),
                              pool: ThreadPool) -> (sumDy: [Double], sumDyXhat: [Double]) {
+        let mean = n.mean, invStd = n.invStd, scale = n.scale, shift = n.shift
         let drop = dropout != nil, mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         let planeSums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * s.n * s.c)
         defer { planeSums.deallocate() }
@@ -391,8 +391,8 @@ public enum BatchNormKernels {
 
     /// k1 (m g − Σg − x̂ Σg·x̂) with x̂ = (x − μ) / σ and k1 = γ / (σ m), as g · A + (x · B + C):
     /// (A, B, C) per channel.
-    static func dxCoefficients(_ s: Shape, mean: [Float], invStd: [Float], gamma: [Float], sumDy: [Double],
-                               sumDyXhat: [Double]) -> [Float] {
+    static func dxCoefficients(_ s: Shape, _ n: Normalisation, sumDy: [Double], sumDyXhat: [Double]) -> [Float] {
+        let mean = n.mean, invStd = n.invStd, gamma = n.gamma
         let m = Float(s.n * s.plane)
         var coefficients = [Float](repeating: 0, count: 3 * s.c)
         for c in 0..<s.c {
@@ -436,15 +436,16 @@ public enum BatchNormKernels {
     /// What a convolution's backward needs to run fused with the batch-norm gradient's second
     /// pass: the gradient of the convolution's output then exists only a band of rows at a time,
     /// in a per-thread scratch, read there by the input-gradient and weight-gradient kernels
-    /// instead of being written out and read back twice.
+    /// instead of being written out and read back twice. It holds every buffer the fused kernel
+    /// reads or adds to, so they live as long as the value does, whoever else lets go of them.
     public struct ConvolutionBackward {
         /// The convolution's input, as its forward read it.
         public let input: PaddedPlanes
         /// `Conv3x3.PackedWeights.transposedFlipped` of the weights and the input gradient to
         /// write, when the input needs one.
         public let inputGradient: (weights: Conv3x3.PackedWeights, into: Tensor)?
-        /// Added to: dW (cout, cin, 3, 3) and dB (cout).
-        public let dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>?
+        /// Added to: dW (cout, cin, 3, 3) and dB (cout values).
+        public let dW: Tensor, dB: Tensor?
         /// A decoder convolution's upsampled part (`UpsampledConv3x3`): its map before
         /// upsampling, the weights and gradient for that map when it needs one, and its weight
         /// gradient (cout, map channels, 3, 3) to add to. Its box sums are formed per band too.
@@ -453,23 +454,43 @@ public enum BatchNormKernels {
         public struct Upsampled {
             public let low: PaddedPlanes
             public let inputGradient: (weights: UpsampledConv3x3.DataWeights, into: Tensor)?
-            public let dW: UnsafeMutablePointer<Float>
-            public init(low: PaddedPlanes, inputGradient: (weights: UpsampledConv3x3.DataWeights, into: Tensor)?,
-                        dW: UnsafeMutablePointer<Float>) {
+            public let dW: Tensor
+            public init(low: PaddedPlanes, inputGradient: (weights: UpsampledConv3x3.DataWeights, into: Tensor)?, dW: Tensor) {
                 self.low = low; self.inputGradient = inputGradient; self.dW = dW
             }
         }
 
         public init(input: PaddedPlanes, inputGradient: (weights: Conv3x3.PackedWeights, into: Tensor)?,
-                    dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>?, upsampled: Upsampled? = nil) {
+                    dW: Tensor, dB: Tensor?, upsampled: Upsampled? = nil) {
             self.input = input; self.inputGradient = inputGradient; self.dW = dW; self.dB = dB; self.upsampled = upsampled
+        }
+
+        /// Checks every part against the batch norm's shape `s` (the convolution's output).
+        func validate(_ s: Shape) {
+            let cin = input.channels, cout = s.c
+            require(input.n == s.n && input.height == s.h && input.width == s.w, "convolution input does not match \(s)")
+            require(dW.count == cout * cin * 9 && (dB?.count ?? cout) == cout,
+                    "weight gradient of \(dW.count), bias gradient of \(dB?.count ?? 0) values for \(cin) -> \(cout) channels")
+            if let (wT, dx) = inputGradient {
+                require(dx.shape == Shape(s.n, cin, s.h, s.w) && wT.cin == cout && wT.cout == cin,
+                        "input gradient \(dx.shape), transposed weights \(wT.cout)x\(wT.cin) for output \(s) from \(cin) channels")
+            }
+            if let up = upsampled {
+                let cu = up.low.channels
+                require(s.h % 2 == 0 && s.w % 2 == 0 && up.low.n == s.n && up.low.height == s.h / 2 && up.low.width == s.w / 2
+                            && up.dW.count == cout * cu * 9, "upsampled part does not match \(s)")
+                if let (dw, dL) = up.inputGradient {
+                    require(dw.cout == cout && dw.cin == cu && dL.shape == Shape(s.n, cu, s.h / 2, s.w / 2),
+                            "upsampled part: weights \(dw.cout)x\(dw.cin), map gradient \(dL.shape) for output \(s)")
+                }
+            }
         }
     }
 
     /// Rows of 32 per work item (plus one above and below for the input gradient's stencil).
     static let fusedBand = 32
 
-    /// The sizes and buffers one band of the fused backward works with.
+    /// The sizes one band of the fused backward works with.
     struct FusedBand {
         let s: Shape, cin: Int, cout: Int
         /// Scratch of the band's output-gradient rows: row stride, plane stride.
@@ -477,43 +498,47 @@ public enum BatchNormKernels {
         /// The upsampled part's low-resolution width, box-sum row stride, row and plane strides.
         let lw: Int, pws: Int, prs: Int, pps: Int
         let wCount: Int, hasBias: Bool
-        let xBase: UnsafePointer<Float>, xps: Int, xrs: Int
         let streamX: Bool, streamL: Bool
+
+        /// The band's output-gradient rows in the scratch `sc` (rows y0 − 1 … y1 at scratch rows
+        /// 0 … y1 − y0 + 1) as planes whose row y is the image's row y.
+        func gradient(_ sc: UnsafeMutablePointer<Float>, band y0: Int) -> PlaneView {
+            PlaneView(sc + (1 - y0) * rs + vectorWidth, planeStride: ps, rowStride: rs)
+        }
+
+        /// The band's box sums in `bs` (box-sum rows j = y0 … y1 at rows 0 … y1 − y0) as planes
+        /// whose row j is the whole map's.
+        func boxSums(_ bs: UnsafeMutablePointer<Float>, band y0: Int) -> PlaneView {
+            PlaneView(bs + vectorWidth - y0 * prs, planeStride: pps, rowStride: prs)
+        }
     }
 
     /// The second pass fused with the convolution's backward (see `ConvolutionBackward`), per
     /// (image, band of rows): the band's output-gradient rows for every channel into a scratch
-    /// of padded rows, then the input gradient's rows and the weight-gradient tiles from it.
-    /// Weight sums per item, added in item order.
+    /// of padded rows, then the input gradient's rows and the weight-gradient tiles from it, by
+    /// the same row and band routines the plain kernels run (`Conv3x3.PackedWeights.convolveRow`,
+    /// `Conv3x3.weightGradientRows`, `UpsampledConv3x3.boxSumRows`, `DataWeights.gradientRow`,
+    /// `UpsampledConv3x3.weightGradientRows`). Weight sums per item, added in item order.
     static func backwardThroughConvolution(_ f: ConvolutionBackward, _ s: Shape,
                                            _ gradientRows: (Int, Int, Int) -> (UnsafePointer<Float>, Int),
                                            _ writeRow: (Int, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Bool) -> Void,
                                            pool: ThreadPool) {
+        f.validate(s)
         let vw = vectorWidth, cin = f.input.channels, cout = s.c
-        require(f.input.n == s.n && f.input.height == s.h && f.input.width == s.w, "convolution input does not match \(s)")
         let band = fusedBand, bands = (s.h + band - 1) / band
         let rs = roundUp(max(s.w, 1), vw) + 2 * vw, ps = (band + 2) * rs
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, ps), zeroed: false)
-        // The upsampled part: its map, box-sum rows of the band (2·cout planes of band + 1 rows),
-        // its weight sums after the direct part's.
+        // The upsampled part: box-sum rows of the band (2·cout planes of band + 1 rows, then the
+        // column-pair sums), its weight sums after the direct part's.
         let up = f.upsampled, cu = up?.low.channels ?? 0, lw = s.w / 2
-        if let up {
-            require(s.h % 2 == 0 && s.w % 2 == 0 && up.low.n == s.n && up.low.height == s.h / 2 && up.low.width == lw,
-                         "upsampled part does not match \(s)")
-            if let (dw, dL) = up.inputGradient {
-                require(dw.cout == cout && dw.cin == cu && dL.shape == Shape(s.n, cu, s.h / 2, lw), "upsampled part: weights \(dw.cout)x\(dw.cin), map gradient \(dL.shape) for output \(s)")
-            }
-        }
         let pws = roundUp(lw + 1, vw), prs = pws + 2 * vw, pps = (band + 1) * prs
         let boxScratch = up.map { _ in Tensor(Shape(pool.threadCount, 1, 2 * cout, pps + 2 * pws), zeroed: false) }
         let wCount = cout * cin * 9
         let partial = PartialSums(items: s.n * bands, stride: wCount + cout + cout * cu * 9)
         let dx = f.inputGradient?.into, wT = f.inputGradient?.weights
-        if let dx, let wT { require(dx.shape == Shape(s.n, cin, s.h, s.w) && wT.cin == cout && wT.cout == cin, "input gradient \(dx.shape), transposed weights \(wT.cout)x\(wT.cin) for output \(s) from \(cin) channels") }
-        let dL = up?.inputGradient?.into
+        let dL = up?.inputGradient?.into, dataWeights = up?.inputGradient?.weights
         let geometry = FusedBand(
             s: s, cin: cin, cout: cout, rs: rs, ps: ps, lw: lw, pws: pws, prs: prs, pps: pps, wCount: wCount, hasBias: f.dB != nil,
-            xBase: UnsafePointer(f.input.data), xps: f.input.planeStride, xrs: f.input.rowStride,
             streamX: dx.map { streams($0.count, $0.data, rowStride: s.w) && s.plane % vw == 0 } ?? false,
             streamL: dL.map { streams($0.count, $0.data, rowStride: lw) && $0.shape.plane % vw == 0 } ?? false)
         pool.parallelFor(s.n * bands) { item, thread in
@@ -521,18 +546,40 @@ public enum BatchNormKernels {
             let i = item / bands, y0 = (item % bands) * band, y1 = min(s.h, y0 + band)
             let sc = scratch.data + thread * cout * ps
             fillGradientBand(i, y0, y1, thread, into: sc, geometry, gradientRows, writeRow)
-            if let dx, let wT { inputGradientBand(i, y0, y1, from: sc, geometry, weights: wT, into: dx) }
+            let g = geometry.gradient(sc, band: y0)
+            if let dx, let wT {
+                let out = PlaneView.of(dx, image: i)
+                for y in y0..<y1 {
+                    for ob in 0..<wT.blocks { wT.convolveRow(y, block: ob, input: g, into: out, width: s.w, stream: geometry.streamX) }
+                }
+            }
             let acc = partial.take(item)
-            weightGradientBand(i, y0, y1, from: sc, geometry, into: acc)
+            Conv3x3.weightGradientRows(x: f.input.view(image: i), channels: cin, dY: g, channels: cout, rows: y0, y1,
+                                       width: s.w, bias: geometry.hasBias, into: acc)
             if let up, let boxScratch {
                 let bs = boxScratch.data + thread * 2 * cout * (pps + 2 * pws)
-                boxSumBand(y0, y1, from: sc, geometry, into: bs)
-                upsampledBand(i, y0, y1, boxSums: bs, geometry, up, into: acc + wCount + cout)
+                let sums = geometry.boxSums(bs, band: y0)
+                for o in 0..<cout {
+                    UpsampledConv3x3.boxSumRows(UnsafePointer(g.row(o, 0)), rs, rows: y0...y1, lw: lw, into: sums.row(2 * o, 0),
+                                                sums.row(2 * o + 1, 0), rowStride: prs, pairs: bs + 2 * cout * pps, ws: pws,
+                                                streaming: false)
+                }
+                let r0 = y0 / 2, r1 = y1 / 2
+                if let dL, let dataWeights {
+                    let out = PlaneView.of(dL, image: i)
+                    for r in r0..<r1 {
+                        for cb in 0..<dataWeights.blocks {
+                            dataWeights.gradientRow(r, block: cb, boxSums: sums, into: out, width: lw, stream: geometry.streamL)
+                        }
+                    }
+                }
+                UpsampledConv3x3.weightGradientRows(low: up.low.view(image: i), channels: cu, boxSums: sums, outputs: cout,
+                                                    rows: r0, r1, width: lw, into: acc + wCount + cout)
             }
         }
-        partial.add(count: wCount, into: f.dW, pool: pool)
-        if let dB = f.dB { partial.add(offset: wCount, count: cout, into: dB, pool: pool) }
-        if let up { partial.add(offset: wCount + cout, count: cout * cu * 9, into: up.dW, pool: pool) }
+        partial.add(count: wCount, into: f.dW.data, pool: pool)
+        if let dB = f.dB { partial.add(offset: wCount, count: cout, into: dB.data, pool: pool) }
+        if let up { partial.add(offset: wCount + cout, count: cout * cu * 9, into: up.dW.data, pool: pool) }
     }
 
     /// Output-gradient rows y0 − 1 … y1 at scratch rows 0 … y1 − y0 + 1, zero outside the image
@@ -557,120 +604,10 @@ public enum BatchNormKernels {
                         while k < rs { storeVector(.zero, row + k); k += vw }
                         continue
                     }
-                    storeVector(.zero, row)
-                    var k = vw + s.w / vw * vw
-                    while k < rs { storeVector(.zero, row + k); k += vw }
+                    zeroSides(row, width: s.w, rowStride: rs)
                     writeRow(i * g.cout + c, yy, pair!.0 + j * pair!.1, row + vw, false)
                 }
                 p += 2
-            }
-        }
-    }
-
-    /// The convolution's input gradient for rows y0 ..< y1: the forward row kernel on the band's
-    /// gradient rows with the transposed, flipped weights.
-    @inline(__always)
-    static func inputGradientBand(_ i: Int, _ y0: Int, _ y1: Int, from sc: UnsafeMutablePointer<Float>, _ g: FusedBand,
-                                  weights wT: Conv3x3.PackedWeights, into dx: Tensor) {
-        let s = g.s
-        for y in y0..<y1 {
-            for ob in 0..<wT.blocks {
-                let o0 = ob * Conv3x3.block
-                Conv3x3.convRow(UnsafePointer(sc + (y - y0 + 1) * g.rs + vectorWidth), g.ps, g.rs, g.cout,
-                                UnsafePointer(wT.packed.data + ob * g.cout * 9 * Conv3x3.block),
-                                UnsafePointer(wT.bias.data + ob * Conv3x3.block), dx.plane(i, o0) + y * s.w, s.plane,
-                                min(Conv3x3.block, g.cin - o0), s.w, false, nil, g.streamX)
-            }
-        }
-    }
-
-    /// The band's share of the weight (and bias) gradient: the 3×3 tiles of each (output pair,
-    /// input channel), added into the item's partial sums.
-    @inline(__always)
-    static func weightGradientBand(_ i: Int, _ y0: Int, _ y1: Int, from sc: UnsafeMutablePointer<Float>, _ g: FusedBand,
-                                   into acc: UnsafeMutablePointer<Float>) {
-        let s = g.s, cin = g.cin, cout = g.cout, rs = g.rs, vw = vectorWidth
-        for c in 0..<cin {
-            let xo = g.xBase + (i * cin + c) * g.xps + g.xrs + vw
-            var o = 0
-            while o < cout {
-                let o1 = min(o + 1, cout - 1)
-                // Gradient row y of channel o at g + y · rs.
-                let g0 = UnsafePointer(sc + o * g.ps + (1 - y0) * rs + vw), g1 = UnsafePointer(sc + o1 * g.ps + (1 - y0) * rs + vw)
-                let out0 = acc + (o * cin + c) * 9, out1 = o1 != o ? acc + (o1 * cin + c) * 9 : nil
-                if c == 0 && g.hasBias {
-                    Conv3x3.weightGradTileWithBias(xo, g.xrs, g0, g1, rs, y0, y1, s.w, out0, out1,
-                                                   acc + g.wCount + o, o1 != o ? acc + g.wCount + o1 : nil)
-                } else {
-                    Conv3x3.weightGradTile(xo, g.xrs, g0, g1, rs, y0, y1, s.w, out0, out1)
-                }
-                o += 2
-            }
-        }
-    }
-
-    /// Box sums P(y, ·) for y = y0 − 1 … y1 − 1 from the band's gradient rows, as
-    /// `UpsampledConv3x3.boxSums` lays them out: plane 2o P(y, 2q), plane 2o + 1 P(y, 2q − 1),
-    /// row y − y0 + 1, w + 1 columns and zero sides.
-    @inline(__always)
-    static func boxSumBand(_ y0: Int, _ y1: Int, from sc: UnsafeMutablePointer<Float>, _ g: FusedBand,
-                           into bs: UnsafeMutablePointer<Float>) {
-        let vw = vectorWidth, pws = g.pws, prs = g.prs, pps = g.pps
-        let pairs = bs + 2 * g.cout * pps  // column-pair sums of two gradient rows
-        for o in 0..<g.cout {
-            let e = bs + 2 * o * pps, d = e + pps
-            var above = pairs, below = pairs + 2 * pws
-            UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * g.ps + vw), g.lw, into: above, pws)
-            for r in 0..<(y1 - y0 + 1) {
-                UpsampledConv3x3.columnPairSums(UnsafePointer(sc + o * g.ps + (r + 1) * g.rs + vw), g.lw, into: below, pws)
-                let er = e + r * prs, dr = d + r * prs
-                storeVector(.zero, er); storeVector(.zero, dr)
-                UpsampledConv3x3.boxSumRow(UnsafePointer(above), UnsafePointer(below), pws, into: er + vw, dr + vw, streaming: false)
-                var q = vw + pws
-                while q < prs { storeVector(.zero, er + q); storeVector(.zero, dr + q); q += vw }
-                swap(&above, &below)
-            }
-        }
-    }
-
-    /// The upsampled part's gradients for the band's low-resolution rows from its box sums: the
-    /// map's gradient (when it needs one) and the weight gradient (into `acc`).
-    @inline(__always)
-    static func upsampledBand(_ i: Int, _ y0: Int, _ y1: Int, boxSums bs: UnsafeMutablePointer<Float>, _ g: FusedBand,
-                              _ up: ConvolutionBackward.Upsampled, into acc: UnsafeMutablePointer<Float>) {
-        let vw = vectorWidth, prs = g.prs, pps = g.pps, lw = g.lw, cout = g.cout, cu = up.low.channels
-        // Row y = 2r + 1 (index 2r + 2 − y0) of output channel 0's even plane for low row r.
-        func top(_ r: Int) -> UnsafePointer<Float> { UnsafePointer(bs + (2 * r + 2 - y0) * prs + vw) }
-        let r0 = y0 / 2, r1 = y1 / 2
-        if let (dw, dL) = up.inputGradient {
-            for r in r0..<r1 {
-                for cb in 0..<dw.blocks {
-                    let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, cu - c0)
-                    let wp = UnsafePointer(dw.packed.data + cb * cout * 9 * Conv3x3.block)
-                    let out = dL.plane(i, c0) + r * lw
-                    var q = 0
-                    while q + 4 * vw <= lw {
-                        UpsampledConv3x3.dataChunk4(top(r) + q, pps, prs, cout, wp, out + q, dL.shape.plane, nValid, g.streamL)
-                        q += 4 * vw
-                    }
-                    while q < lw {
-                        UpsampledConv3x3.dataChunk1(top(r) + q, pps, prs, cout, wp, out + q, dL.shape.plane, nValid, min(vw, lw - q))
-                        q += vw
-                    }
-                }
-            }
-        }
-        let low = up.low
-        for o in 0..<cout {
-            // Rows indexed as in the whole map: row 2r + 2 of these is the band's row 2r + 2 − y0.
-            let e = UnsafePointer(bs + 2 * o * pps + vw - y0 * prs), d = e + pps
-            var c = 0
-            while c < cu {
-                let c1 = min(c + 1, cu - 1)
-                UpsampledConv3x3.boxSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
-                                            e, d, prs, r0, r1, lw, acc + (o * cu + c) * 9,
-                                            c1 != c ? acc + (o * cu + c1) * 9 : nil)
-                c += 2
             }
         }
     }

@@ -11,11 +11,19 @@ public enum Conv3x3 {
     static let block = 4
 
     /// Weights repacked per block of 4 output channels as [cin][9][4] (zero for missing channels).
+    ///
+    /// The type owns its packing: `convolveRow` is the one place that knows where a block's
+    /// weights lie, and every kernel that runs these weights (the forward, the input gradient,
+    /// the decoder's direct part, the fused backward) goes through it.
     public struct PackedWeights: @unchecked Sendable {
         public let cin: Int, cout: Int
         let blocks: Int
         let packed: Tensor
         let bias: Tensor
+        /// `packed` and `bias` as plain pointers, valid as long as this value (which holds the
+        /// tensors): reading a class reference per row costs a retain and a release on a count
+        /// all threads share.
+        private let packedBase: UnsafePointer<Float>, biasBase: UnsafePointer<Float>
 
         public init(oihw w: UnsafePointer<Float>, bias b: UnsafePointer<Float>?, cout: Int, cin: Int) {
             self.init(oihw: w, bias: b, cout: cout, allInputs: cin, inputChannels: 0..<cin)
@@ -40,6 +48,26 @@ public enum Conv3x3 {
                 }
                 bias.data[o] = b?[o] ?? 0
             }
+            packedBase = UnsafePointer(packed.data); biasBase = UnsafePointer(bias.data)
+        }
+
+        /// Output row y of the block `ob` of output channels (4·ob ..< 4·ob + 4) of one image:
+        /// reads rows y − 1 … y + 1 of `input` (padded: one row and one vector of columns
+        /// readable on each side), writes row y of each of the block's channels of `out`, through
+        /// max(·, 0) when `relu`, zero where `gate` (laid out as `out`) is ≤ 0 when given.
+        @inline(__always)
+        func convolveRow(_ y: Int, block ob: Int, input: PlaneView, into out: PlaneView, width: Int, relu: Bool = false,
+                         gate: UnsafePointer<Float>? = nil, stream: Bool = false) {
+            let o0 = ob * Conv3x3.block
+            Conv3x3.convRow(UnsafePointer(input.row(0, y)), input.planeStride, input.rowStride, cin,
+                            packedBase + ob * cin * 9 * Conv3x3.block, biasBase + o0, out.row(o0, y), out.planeStride,
+                            min(Conv3x3.block, cout - o0), width, relu,
+                            gate.map { $0 + o0 * out.planeStride + y * out.rowStride }, stream)
+        }
+
+        /// The whole packed block `ob` (for the fused softmax head, which runs one block by chunks).
+        func block(_ ob: Int) -> (weights: UnsafePointer<Float>, bias: UnsafePointer<Float>) {
+            (packedBase + ob * cin * 9 * Conv3x3.block, biasBase + ob * Conv3x3.block)
         }
 
         /// Weights for the input gradient: w'[c][o][ky][kx] = w[o][c][2-ky][2-kx], no bias.
@@ -154,18 +182,14 @@ public enum Conv3x3 {
             let y0 = bi * band, y1 = min(h, y0 + band)
             let o0 = ob * block
             let nValid = min(block, w.cout - o0)
-            let wp = UnsafePointer(w.packed.data + ob * w.cin * 9 * block)
-            let bp = UnsafePointer(w.bias.data + ob * block)
-            let outBase = out + i * imageStride + o0 * planeStride
-            let inBase = UnsafePointer(input.origin(i, 0))
+            let inView = input.view(image: i), outView = PlaneView(out + i * imageStride, planeStride: planeStride, rowStride: rowStride)
+            let imageGate = gate.map { $0 + i * imageStride }
             for y in y0..<y1 {
                 if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
-                let offset = i * imageStride + o0 * planeStride + y * rowStride
-                convRow(inBase + y * input.rowStride, input.planeStride, input.rowStride, w.cin, wp, bp,
-                        outBase + y * rowStride, planeStride, nValid, width, relu, gate.map { $0 + offset }, stream)
+                w.convolveRow(y, block: ob, input: inView, into: outView, width: width, relu: relu, gate: imageGate, stream: stream)
                 if let st = rowStatistics {
                     for oc in 0..<nValid {
-                        rowMoments(outBase + oc * planeStride + y * rowStride, width, into: st + 3 * ((i * w.cout + o0 + oc) * h + y))
+                        rowMoments(outView.row(o0 + oc, y), width, into: st + 3 * ((i * w.cout + o0 + oc) * h + y))
                     }
                 }
             }
@@ -205,7 +229,7 @@ public enum Conv3x3 {
         hw[8] = head[2 * cf]; hw[9] = head[2 * cf + 1]
         let band = max(1, h / (8 * pool.threadCount))
         let bands = (h + band - 1) / band
-        let wp = UnsafePointer(w.packed.data), bp = UnsafePointer(w.bias.data)
+        let (wp, bp) = w.block(0)
         hw.withUnsafeBufferPointer { hbuf in
             let hp = hbuf.baseAddress!
             pool.parallelFor(input.n * bands) { item, _ in
@@ -437,27 +461,38 @@ public enum Conv3x3 {
         pool.parallelFor(items) { item, _ in
             let i = item / bands, bi = item % bands
             let y0 = bi * band, y1 = min(h, y0 + band)
-            let acc = partial.take(item)
-            for c in 0..<cin {
-                let xo = UnsafePointer(x.origin(i, c))
-                var o = 0
-                while o < cout {
-                    let o1 = min(o + 1, cout - 1)
-                    let out0 = acc + (o * cin + c) * 9, out1 = o1 != o ? acc + (o1 * cin + c) * 9 : nil
-                    if c == 0 && dB != nil {  // the bias gradient Σ dY with the first input channel's pass
-                        weightGradTileWithBias(xo, x.rowStride, UnsafePointer(dY.origin(i, o)), UnsafePointer(dY.origin(i, o1)),
-                                               dY.rowStride, y0, y1, width, out0, out1,
-                                               acc + wCount + o, o1 != o ? acc + wCount + o1 : nil)
-                    } else {
-                        weightGradTile(xo, x.rowStride, UnsafePointer(dY.origin(i, o)), UnsafePointer(dY.origin(i, o1)),
-                                       dY.rowStride, y0, y1, width, out0, out1)
-                    }
-                    o += 2
-                }
-            }
+            weightGradientRows(x: x.view(image: i), channels: cin, dY: dY.view(image: i), channels: cout, rows: y0, y1,
+                               width: width, bias: dB != nil, into: partial.take(item))
         }
         partial.add(count: wCount, into: dW, pool: pool)
         if let dB { partial.add(offset: wCount, count: cout, into: dB, pool: pool) }
+    }
+
+    /// One image's share of the weight (and, with `bias`, bias) gradient from output rows
+    /// y0 ..< y1: for each (pair of output channels, input channel) the 3×3 tile Σ dY · X, added
+    /// to `acc` (OIHW, then the cout biases). `x` must be readable one row and one vector beyond
+    /// the band on each side, `dY` one vector on each side (padded planes, or a scratch band with
+    /// zero sides). The plain backward and the fused one (`BatchNormKernels`) both run this.
+    @inline(__always)
+    static func weightGradientRows(x: PlaneView, channels cin: Int, dY: PlaneView, channels cout: Int, rows y0: Int, _ y1: Int,
+                                   width: Int, bias: Bool, into acc: UnsafeMutablePointer<Float>) {
+        let wCount = cout * cin * 9
+        for c in 0..<cin {
+            let xo = UnsafePointer(x.row(c, 0))
+            var o = 0
+            while o < cout {
+                let o1 = min(o + 1, cout - 1)
+                let g0 = UnsafePointer(dY.row(o, 0)), g1 = UnsafePointer(dY.row(o1, 0))
+                let out0 = acc + (o * cin + c) * 9, out1 = o1 != o ? acc + (o1 * cin + c) * 9 : nil
+                if c == 0 && bias {  // the bias gradient Σ dY with the first input channel's pass
+                    weightGradTileWithBias(xo, x.rowStride, g0, g1, dY.rowStride, y0, y1, width, out0, out1,
+                                           acc + wCount + o, o1 != o ? acc + wCount + o1 : nil)
+                } else {
+                    weightGradTile(xo, x.rowStride, g0, g1, dY.rowStride, y0, y1, width, out0, out1)
+                }
+                o += 2
+            }
+        }
     }
 
     /// Sums dY[o](y, x) · X(y+ky-1, x+kx-1) over a band of rows for two output channels and one

@@ -17,10 +17,10 @@ public final class PaddedPlanes: @unchecked Sendable {
         storage = Tensor(Shape(n, channels, 1, planeStride), zeroed: false)
     }
 
-    public var data: UnsafeMutablePointer<Float> { storage.data }
+    package var data: UnsafeMutablePointer<Float> { storage.data }
 
     /// Pointer to interior pixel (0, 0) of channel c of image i.
-    @inline(__always) public func origin(_ i: Int, _ c: Int) -> UnsafeMutablePointer<Float> {
+    @inline(__always) package func origin(_ i: Int, _ c: Int) -> UnsafeMutablePointer<Float> {
         storage.data + (i * channels + c) * planeStride + rowStride + vectorWidth
     }
 
@@ -119,9 +119,7 @@ public final class PaddedPlanes: @unchecked Sendable {
     /// (a per-row memset call cost more than the zeroing), never past the row: the right-hand
     /// stores start at the last whole vector of the interior, so call it before the row is written.
     @inline(__always) func zeroSides(_ row: UnsafeMutablePointer<Float>) {
-        storeVector(.zero, row)
-        var k = vectorWidth + width / vectorWidth * vectorWidth
-        while k < rowStride { storeVector(.zero, row + k); k += vectorWidth }
+        NanoTensor.zeroSides(row, width: width, rowStride: rowStride)
     }
 
     /// 2×2 max pooling (stride 2) of a plain tensor, written into the interior of these planes.
@@ -153,4 +151,12 @@ public final class PaddedPlanes: @unchecked Sendable {
         p.fill(from: [Source(t)], pool: pool)
         return p
     }
+}
+
+/// Zeroes the side columns of a padded row (`PaddedPlanes.zeroSides`) of `width` interior
+/// columns and `rowStride` floats, from the row's start (the left padding).
+@inline(__always) func zeroSides(_ row: UnsafeMutablePointer<Float>, width: Int, rowStride: Int) {
+    storeVector(.zero, row)
+    var k = vectorWidth + width / vectorWidth * vectorWidth
+    while k < rowStride { storeVector(.zero, row + k); k += vectorWidth }
 }

@@ -11,9 +11,14 @@ public struct Shape: Equatable, Hashable, Sendable, CustomStringConvertible {
 
 /// A dense float32 tensor in NCHW layout (row-major within each channel plane), 64-byte aligned.
 /// Storage comes from a pool and returns to it when the tensor is released.
+///
+/// The raw storage pointer is `package`: the kernels of this package use it while they hold the
+/// tensor; code outside the package reads and writes through `withUnsafeBufferPointer`,
+/// `withUnsafeMutableBufferPointer`, `array`, `assign(from:)` and the subscript, which keep the
+/// tensor alive for as long as the pointer is in use.
 public final class Tensor: @unchecked Sendable {
     public let shape: Shape
-    public let data: UnsafeMutablePointer<Float>
+    package let data: UnsafeMutablePointer<Float>
 
     /// A tensor of the given shape, zero-filled unless `zeroed` is false.
     public init(_ shape: Shape, zeroed: Bool = true) {
@@ -37,10 +42,26 @@ public final class Tensor: @unchecked Sendable {
 
     public var count: Int { shape.count }
     public var array: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
-    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: data, count: count) }
+
+    /// Calls `body` with the values; the tensor stays alive until it returns.
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(UnsafeBufferPointer(start: data, count: count)) }
+    }
+
+    /// Calls `body` with the values to change; the tensor stays alive until it returns.
+    public func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(UnsafeMutableBufferPointer(start: data, count: count)) }
+    }
+
+    /// Replaces every value with `values` (as many as the tensor holds).
+    public func assign<C: Collection>(from values: C) where C.Element == Float {
+        require(values.count == count, "\(values.count) values for a tensor of shape \(shape)")
+        var k = 0
+        for v in values { data[k] = v; k += 1 }
+    }
 
     /// Pointer to channel `c` of image `n`.
-    @inline(__always) public func plane(_ n: Int, _ c: Int) -> UnsafeMutablePointer<Float> {
+    @inline(__always) package func plane(_ n: Int, _ c: Int) -> UnsafeMutablePointer<Float> {
         data + (n * shape.c + c) * shape.plane
     }
 

@@ -12,9 +12,10 @@ public final class ThreadPool: @unchecked Sendable {
 
     private var job: UnsafePointer<(Int, Int) -> Void>?
     private var jobCount = 0
-    private var next = 0          // atomic: next item index
-    private var pending = 0       // atomic: workers still running the current job
-    private var generation = 0    // atomic: bumped for each job
+    /// The counters the threads share, at addresses the pool owns (a class property's address,
+    /// taken with `&`, is only valid for the duration of one call): the next item index, the
+    /// workers still running the current job, and the job generation (bumped for each job).
+    private let counters = SharedCounters()
     private var stopping = false
     private let mutex = NSCondition()
     private let callerLock = NSLock()
@@ -87,13 +88,13 @@ public final class ThreadPool: @unchecked Sendable {
                 mutex.lock()
                 job = ptr
                 jobCount = count
-                nf_atomic_store(&next, 0)
-                nf_atomic_store(&pending, threadCount - 1)
-                _ = nf_atomic_fetch_add(&generation, 1)
+                counters.store(.next, 0)
+                counters.store(.pending, threadCount - 1)
+                _ = counters.add(.generation, 1)
                 mutex.broadcast()
                 mutex.unlock()
                 runItems(ptr, count: count, thread: 0)
-                while nf_atomic_load(&pending) > 0 { nf_cpu_relax() }
+                while counters.load(.pending) > 0 { nf_cpu_relax() }
                 job = nil
             }
         }
@@ -101,7 +102,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     @inline(__always) private func runItems(_ body: UnsafePointer<(Int, Int) -> Void>, count: Int, thread: Int) {
         while true {
-            let i = nf_atomic_fetch_add(&next, 1)
+            let i = counters.add(.next, 1)
             if i >= count { break }
             body.pointee(i, thread)
         }
@@ -112,21 +113,42 @@ public final class ThreadPool: @unchecked Sendable {
         while true {
             // Spin for a short while (a forward pass issues jobs back to back), then sleep.
             var spins = 0
-            while nf_atomic_load(&generation) == seen && spins < 200_000 {
+            while counters.load(.generation) == seen && spins < 200_000 {
                 nf_cpu_relax(); spins += 1
             }
             mutex.lock()
-            while nf_atomic_load(&generation) == seen && !stopping { mutex.wait() }
+            while counters.load(.generation) == seen && !stopping { mutex.wait() }
             // Leave only when no job is waiting for this worker (its caller counts on it).
-            if stopping && nf_atomic_load(&generation) == seen { mutex.unlock(); return }
-            seen = nf_atomic_load(&generation)
+            if stopping && counters.load(.generation) == seen { mutex.unlock(); return }
+            seen = counters.load(.generation)
             let body = job!
             let count = jobCount
             mutex.unlock()
             runItems(body, count: count, thread: index)
-            _ = nf_atomic_fetch_add(&pending, -1)
+            _ = counters.add(.pending, -1)
         }
     }
+}
+
+/// Atomic counters in memory of their own, allocated once and freed with the owner, so the C
+/// atomics always see one stable address per counter. Each counter sits on its own cache line
+/// (the item counter is hammered by every thread; the others only polled).
+final class SharedCounters: @unchecked Sendable {
+    enum Counter: Int { case next = 0, pending = 1, generation = 2 }
+    private static let stride = 8  // 64 bytes between counters
+    private let base: UnsafeMutablePointer<Int>
+
+    init() {
+        base = UnsafeMutableRawPointer.allocate(byteCount: 3 * Self.stride * MemoryLayout<Int>.stride, alignment: 64)
+            .initializeMemory(as: Int.self, repeating: 0, count: 3 * Self.stride)
+    }
+    deinit { base.deallocate() }
+
+    @inline(__always) private func address(_ c: Counter) -> UnsafeMutablePointer<Int> { base + c.rawValue * Self.stride }
+    @inline(__always) func load(_ c: Counter) -> Int { nf_atomic_load(address(c)) }
+    @inline(__always) func store(_ c: Counter, _ v: Int) { nf_atomic_store(address(c), v) }
+    /// Adds `v` and returns the value before.
+    @inline(__always) func add(_ c: Counter, _ v: Int) -> Int { nf_atomic_fetch_add(address(c), v) }
 }
 
 /// Per-item partial sums (deterministic reductions): `items` buffers of `stride` floats, each

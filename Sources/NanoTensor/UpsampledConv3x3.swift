@@ -104,13 +104,9 @@ public enum UpsampledConv3x3 {
         let bands = (h + band - 1) / band
         let items = low.n * bands * w.blocks
         let vw = vectorWidth
-        // The direct part as plain pointers and strides: unwrapping the optional tuple of class
+        // The direct part unwrapped once per item: unwrapping the optional tuple of class
         // references per row cost a retain and a release each, on counts both threads share.
-        let directBase = direct.map { UnsafePointer($0.planes.data) }
-        let dps = direct?.planes.planeStride ?? 0, drs = direct?.planes.rowStride ?? 0
-        let dImage = (direct?.planes.channels ?? 0) * dps, dOrigin = drs + vw
-        let dCin = direct?.weights.cin ?? 0
-        let dPacked = direct.map { UnsafePointer($0.weights.packed.data) }, dBias = direct.map { UnsafePointer($0.weights.bias.data) }
+        let directWeights = direct?.weights
         pool.parallelFor(items) { item, _ in
             let ob = item % w.blocks
             let rest = item / w.blocks
@@ -118,15 +114,14 @@ public enum UpsampledConv3x3 {
             let y0 = bi * band, y1 = min(h, y0 + band)
             let o0 = ob * Conv3x3.block
             let nValid = min(Conv3x3.block, w.cout - o0)
-            let outBase = out + i * imageStride + o0 * planeStride
+            let outView = PlaneView(out + i * imageStride, planeStride: planeStride, rowStride: rowStride)
+            let outBase = outView.row(o0, 0)
             let inBase = UnsafePointer(low.origin(i, 0))
+            let directView = direct?.planes.view(image: i)
             for y in y0..<y1 {
                 if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
-                if let directBase, let dPacked, let dBias {
-                    Conv3x3.convRow(directBase + i * dImage + dOrigin + y * drs, dps, drs,
-                                    dCin, dPacked + ob * dCin * 9 * Conv3x3.block,
-                                    dBias + ob * Conv3x3.block, outBase + y * rowStride, planeStride,
-                                    nValid, width, false)
+                if let directWeights, let directView {
+                    directWeights.convolveRow(y, block: ob, input: directView, into: outView, width: width)
                 }
                 let r = y / 2, py = y % 2
                 // Low-resolution rows r + py − 1 and r + py (the zero border rows cover −1 and h/2).
@@ -280,20 +275,37 @@ public enum UpsampledConv3x3 {
         pool.parallelFor(g.n * g.channels) { item, thread in
             defer { if stream { storeFence() } }
             let i = item / g.channels, o = item % g.channels
-            let src = UnsafePointer(g.origin(i, o))
-            var above = scratch.data + thread * 4 * ws, below = above + 2 * ws
-            columnPairSums(src - g.rowStride, lw, into: above, ws)  // row −1: the zero border
-            for j in 0...h2 {
-                columnPairSums(src + j * g.rowStride, lw, into: below, ws)  // row y + 1 = j (row h2: the zero border)
-                let pe = i * out.channels + 2 * o
-                out.zeroBorders(plane: pe, row: j)
-                out.zeroBorders(plane: pe + 1, row: j)
-                let e = out.origin(i, 2 * o) + j * out.rowStride, d = e + out.planeStride
-                boxSumRow(UnsafePointer(above), UnsafePointer(below), ws, into: e, d, streaming: stream)
-                swap(&above, &below)
-            }
+            // Gradient rows −1 and h2 are the planes' zero border rows.
+            boxSumRows(UnsafePointer(g.origin(i, o)), g.rowStride, rows: 0...h2, lw: lw, into: out.origin(i, 2 * o),
+                       out.origin(i, 2 * o + 1), rowStride: out.rowStride, pairs: scratch.data + thread * 4 * ws, ws: ws,
+                       streaming: stream)
+            let pe = out.data + (i * out.channels + 2 * o) * out.planeStride
+            out.zeroBorderRows(pe); out.zeroBorderRows(pe + out.planeStride)
         }
         return out
+    }
+
+    /// Box-sum rows j ∈ `rows` of one output channel (row j holds y = j − 1, from gradient rows
+    /// j − 1 and j) into row j of `e` and `d` (the even- and odd-column planes' interiors, rows
+    /// `prs` apart, padded as `PaddedPlanes` of width lw + 1: their side columns are zeroed here).
+    /// Row y of the gradient is at `gradient + y · grs`, readable (zero outside the image) for
+    /// rows.lowerBound − 1 … rows.upperBound. `pairs`: a scratch of 4 · ws floats. The plain box
+    /// sums and the fused convolution backward (`BatchNormKernels.boxSumBand`) both run this.
+    @inline(__always)
+    static func boxSumRows(_ gradient: UnsafePointer<Float>, _ grs: Int, rows: ClosedRange<Int>, lw: Int,
+                           into e: UnsafeMutablePointer<Float>, _ d: UnsafeMutablePointer<Float>, rowStride prs: Int,
+                           pairs: UnsafeMutablePointer<Float>, ws: Int, streaming stream: Bool) {
+        let vw = vectorWidth
+        var above = pairs, below = pairs + 2 * ws
+        columnPairSums(gradient + (rows.lowerBound - 1) * grs, lw, into: above, ws)
+        for j in rows {
+            columnPairSums(gradient + j * grs, lw, into: below, ws)
+            let er = e + j * prs, dr = d + j * prs
+            zeroSides(er - vw, width: lw + 1, rowStride: prs)
+            zeroSides(dr - vw, width: lw + 1, rowStride: prs)
+            boxSumRow(UnsafePointer(above), UnsafePointer(below), ws, into: er, dr, streaming: stream)
+            swap(&above, &below)
+        }
     }
 
     /// One row of box sums from the column-pair sums of the two gradient rows around it (`ws`
@@ -341,13 +353,33 @@ public enum UpsampledConv3x3 {
         /// output gradient's: [block of 4 map channels][output channel][ky][kx][4].
         let weights: Conv3x3.PackedWeights
         var blocks: Int { weights.blocks }
-        var packed: Tensor { weights.packed }
 
         /// From OIHW weights (cout, allInputs, 3, 3), the map being input channels `inputChannels`.
         public init(oihw w: UnsafePointer<Float>, cout: Int, allInputs: Int, inputChannels: Range<Int>) {
             cin = inputChannels.count; self.cout = cout
             weights = Conv3x3.PackedWeights.transposed(oihw: w, cout: cout, cin: allInputs, inputChannels: inputChannels,
                                                        flipped: false)
+        }
+
+        /// Low-resolution row r of the map's gradient for block `cb` of map channels, from box
+        /// sums laid out as `boxSums` does (`boxSums.row(0, 2r + 2)`: output channel 0's
+        /// even-column plane at y = 2r + 1), into row r of `out`'s channels 4·cb ..< 4·cb + 4.
+        @inline(__always)
+        func gradientRow(_ r: Int, block cb: Int, boxSums p: PlaneView, into out: PlaneView, width lw: Int, stream: Bool) {
+            let vw = vectorWidth
+            let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, cin - c0)
+            let wp = weights.block(cb).weights
+            let top = UnsafePointer(p.row(0, 2 * r + 2)), o = out.row(c0, r)
+            var q = 0
+            while q + 4 * vw <= lw {
+                UpsampledConv3x3.dataChunk4(top + q, p.planeStride, p.rowStride, cout, wp, o + q, out.planeStride, nValid, stream)
+                q += 4 * vw
+            }
+            while q < lw {
+                UpsampledConv3x3.dataChunk1(top + q, p.planeStride, p.rowStride, cout, wp, o + q, out.planeStride, nValid,
+                                            min(vw, lw - q))
+                q += vw
+            }
         }
     }
 
@@ -361,29 +393,14 @@ public enum UpsampledConv3x3 {
         let band = max(1, s.h / (8 * pool.threadCount))
         let bands = (s.h + band - 1) / band
         let stream = streams(s.count, dL.data, rowStride: lw) && s.plane % vw == 0
-        let pBase = UnsafePointer(p.data), prs = p.rowStride, pps = p.planeStride, origin = p.rowStride + vw
-        let wBase = UnsafePointer(w.packed.data)
         // All channel blocks of a band in one item: the band's box-sum rows stay in cache.
         pool.parallelFor(s.n * bands) { item, _ in
             defer { if stream { storeFence() } }
             let bi = item % bands, i = item / bands
-            // Box-sum row 2r + 2 (y = 2r + 1, ky = 0) of output channel 0's planes.
-            let image = pBase + i * p.channels * pps + origin
+            let sums = p.view(image: i), out = PlaneView.of(dL, image: i)
             for cb in 0..<w.blocks {
-                let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, w.cin - c0)
-                let wp = wBase + cb * w.cout * 9 * Conv3x3.block
                 for r in (bi * band)..<min(s.h, (bi + 1) * band) {
-                    let top = image + (2 * r + 2) * prs
-                    let out = dL.plane(i, c0) + r * lw
-                    var q = 0
-                    while q + 4 * vw <= lw {
-                        dataChunk4(top + q, pps, prs, w.cout, wp, out + q, s.plane, nValid, stream)
-                        q += 4 * vw
-                    }
-                    while q < lw {
-                        dataChunk1(top + q, pps, prs, w.cout, wp, out + q, s.plane, nValid, min(vw, lw - q))
-                        q += vw
-                    }
+                    w.gradientRow(r, block: cb, boxSums: sums, into: out, width: lw, stream: stream)
                 }
             }
         }
@@ -405,20 +422,30 @@ public enum UpsampledConv3x3 {
         let partial = PartialSums(items: items, stride: count)
         pool.parallelFor(items) { item, _ in
             let i = item / bands, start = (item % bands) * band, end = min(h, start + band)
-            let acc = partial.take(item)
-            for o in 0..<cout {
-                let e = UnsafePointer(p.origin(i, 2 * o)), d = UnsafePointer(p.origin(i, 2 * o + 1))
-                var c = 0
-                while c < cin {
-                    let c1 = min(c + 1, cin - 1)
-                    boxSumTile(UnsafePointer(low.origin(i, c)), UnsafePointer(low.origin(i, c1)), low.rowStride,
-                               e, d, p.rowStride, start, end, lw,
-                               acc + (o * cin + c) * 9, c1 != c ? acc + (o * cin + c1) * 9 : nil)
-                    c += 2
-                }
-            }
+            weightGradientRows(low: low.view(image: i), channels: cin, boxSums: p.view(image: i), outputs: cout,
+                               rows: start, end, width: lw, into: partial.take(item))
         }
         partial.add(count: count, into: dW, pool: pool)
+    }
+
+    /// One image's share of the upsampled part's weight gradient from low-resolution rows
+    /// r0 ..< r1: for each (output channel, pair of map channels) the 3×3 tile of `boxSumTile`,
+    /// added to `acc` (cout, cin, 3, 3). `boxSums`: planes 2o and 2o + 1 of output channel o as
+    /// `boxSums` lays them out (row 2r + 2 readable for every r in the band, and the two above).
+    /// The plain backward and the fused one (`BatchNormKernels`) both run this.
+    @inline(__always)
+    static func weightGradientRows(low: PlaneView, channels cin: Int, boxSums p: PlaneView, outputs cout: Int,
+                                   rows r0: Int, _ r1: Int, width lw: Int, into acc: UnsafeMutablePointer<Float>) {
+        for o in 0..<cout {
+            let e = UnsafePointer(p.row(2 * o, 0)), d = UnsafePointer(p.row(2 * o + 1, 0))
+            var c = 0
+            while c < cin {
+                let c1 = min(c + 1, cin - 1)
+                boxSumTile(UnsafePointer(low.row(c, 0)), UnsafePointer(low.row(c1, 0)), low.rowStride, e, d, p.rowStride,
+                           r0, r1, lw, acc + (o * cin + c) * 9, c1 != c ? acc + (o * cin + c1) * 9 : nil)
+                c += 2
+            }
+        }
     }
 
     /// Σ over low rows r0..<r1 of map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx) (k = ky·3 + kx) for

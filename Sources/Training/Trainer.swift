@@ -121,7 +121,7 @@ public final class Trainer {
             adam.learningRate = settings.learningRate(atStep: step)
             adam.update(network.parameters)
             state.epochCounts = state.epochCounts + Trainer.counts(logits: logits.value, labels: labels)
-            state.epochLossSum += Double(loss.value.data[0])
+            state.epochLossSum += Double(loss.value[0, 0, 0, 0])
             state.epochSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             state.stepsDone += 1
             let inEpoch = (step % settings.stepsPerEpoch) + 1
@@ -215,7 +215,7 @@ public final class Trainer {
     public var stepsDone: Int { state.stepsDone }
 
     func restore(_ weights: [[Float]]) {
-        for ((_, t), w) in zip(network.namedTensors, weights) { for k in 0..<t.count { t.data[k] = w[k] } }
+        for ((_, t), w) in zip(network.namedTensors, weights) { t.assign(from: w) }
     }
 
     // MARK: Checkpoints
@@ -271,7 +271,7 @@ public final class Trainer {
         var best: [[Float]] = []
         for (name, t) in network.namedTensors {
             let v = try values("net/\(name)", t.count)
-            for k in 0..<t.count { t.data[k] = v[k] }
+            t.assign(from: v)
             best.append(try values("best/\(name)", t.count))
         }
         let params = network.parameters
@@ -295,7 +295,7 @@ public final class Trainer {
             guard let e = entries["best/\(name)"], e.values.count == t.count else {
                 throw DatasetError(file: url.path, reason: "tensor best/\(name) is missing or has the wrong size")
             }
-            for k in 0..<t.count { t.data[k] = e.values[k] }
+            t.assign(from: e.values)
         }
         var metrics: [String: Double] = ["steps": Double(state.stepsDone), "best_epoch": Double(state.bestEpoch)]
         if let best = state.records.first(where: { $0.epoch == state.bestEpoch }) { metrics["val_loss"] = best.validationLoss }

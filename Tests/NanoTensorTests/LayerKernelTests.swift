@@ -121,11 +121,11 @@ final class LayerKernelTests: XCTestCase {
             let (mean, variance) = BatchNormKernels.statistics(x)
             let invStd = variance.map { 1 / ($0 + 1e-3).squareRoot() }
             let gamma = zip(scale, invStd).map { $0 / $1 }
+            let norm = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift)
             var dG1: [Float] = [0, 0], dB1: [Float] = [0, 0], dG2: [Float] = [0, 0], dB2: [Float] = [0, 0]
-            let a = BatchNormKernels.backward(x: x, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+            let a = BatchNormKernels.backward(x: x, dy: g, norm,
                                               reluAfter: true, dropout: mask, dGamma: &dG1, dBeta: &dB1)
-            let b = BatchNormKernels.backward(x: x, dy: ElementwiseKernels.multiply(g, maskTensor), mean: mean, invStd: invStd,
-                                              gamma: gamma, scale: scale, shift: shift, reluAfter: true, dGamma: &dG2, dBeta: &dB2)
+            let b = BatchNormKernels.backward(x: x, dy: ElementwiseKernels.multiply(g, maskTensor), norm, reluAfter: true, dGamma: &dG2, dBeta: &dB2)
             XCTAssertEqual(a.array, b.array, "\(h)x\(w)")
             XCTAssertEqual(dG1, dG2); XCTAssertEqual(dB1, dB2)
         }
@@ -155,16 +155,16 @@ final class LayerKernelTests: XCTestCase {
             let (mean, variance) = BatchNormKernels.statistics(x)
             let invStd = variance.map { 1 / ($0 + 1e-3).squareRoot() }
             let gamma = zip(scale, invStd).map { $0 / $1 }
+            let norm = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift)
             let gr = Tensor.randomNormal(s, rng: &rng), gp = Tensor.randomNormal(Shape(3, 2, h / 2, w / 2), rng: &rng)
             for (useR, useP) in [(true, true), (true, false), (false, true)] {
                 let dy = useR ? ElementwiseKernels.reluBackward(x: y, dy: gr) : Tensor(s)
                 if useP { PoolingKernels.maxPool2x2Backward(x: y, dy: gp, addingInto: dy) }
                 var dG1: [Float] = [0, 0], dB1: [Float] = [0, 0], dG2: [Float] = [0, 0], dB2: [Float] = [0, 0]
                 let expected = PaddedPlanes(n: 3, channels: 2, height: h, width: w), fused = PaddedPlanes(n: 3, channels: 2, height: h, width: w)
-                BatchNormKernels.backward(x: x, dy: dy, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                BatchNormKernels.backward(x: x, dy: dy, norm,
                                           dGamma: &dG1, dBeta: &dB1, into: expected)
-                BatchNormKernels.backward(x: x, rectifiedGradient: useR ? gr : nil, pooledGradient: useP ? gp : nil, mean: mean,
-                                          invStd: invStd, gamma: gamma, scale: scale, shift: shift, dGamma: &dG2, dBeta: &dB2,
+                BatchNormKernels.backward(x: x, rectifiedGradient: useR ? gr : nil, pooledGradient: useP ? gp : nil, norm, dGamma: &dG2, dBeta: &dB2,
                                           into: fused)
                 let what = "\(h)x\(w) rectified \(useR) pooled \(useP)"
                 XCTAssertEqual(fused.interior().array, expected.interior().array, what)
@@ -325,12 +325,11 @@ final class PaddedBorderTests: XCTestCase {
             assertBordersZero(pooledPlanes, "encoder affine, pooled \(h)x\(w)")
             p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
             var dG0: [Float] = [0, 0, 0], dB0: [Float] = [0, 0, 0]
-            BatchNormKernels.backward(x: x, rectifiedGradient: x, pooledGradient: nil, mean: [0, 0, 0], invStd: [1, 1, 1],
-                                      gamma: [1, 1, 1], scale: scale, shift: shift, dGamma: &dG0, dBeta: &dB0, into: p)
+            BatchNormKernels.backward(x: x, rectifiedGradient: x, pooledGradient: nil, BatchNormKernels.Normalisation(mean: [0, 0, 0], invStd: [1, 1, 1], gamma: [1, 1, 1], scale: scale, shift: shift), dGamma: &dG0, dBeta: &dB0, into: p)
             assertBordersZero(p, "encoder BN backward \(h)x\(w)")
             p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
             var dG: [Float] = [0, 0, 0], dB: [Float] = [0, 0, 0]
-            BatchNormKernels.backward(x: x, dy: x, mean: [0, 0, 0], invStd: [1, 1, 1], gamma: [1, 1, 1], scale: scale, shift: shift,
+            BatchNormKernels.backward(x: x, dy: x, BatchNormKernels.Normalisation(mean: [0, 0, 0], invStd: [1, 1, 1], gamma: [1, 1, 1], scale: scale, shift: shift),
                                       reluAfter: true, dGamma: &dG, dBeta: &dB, into: p)
             assertBordersZero(p, "BN backward \(h)x\(w)")
             p = dirtyPlanes(n: 2, channels: 3, height: h, width: w)
@@ -406,8 +405,7 @@ final class StreamingStoreTests: XCTestCase {
         func bnBackward(_ t: Tensor, _ dy: Tensor) -> Tensor {
             var dG = [Float](repeating: 0, count: 4), dB = dG
             let p = PaddedPlanes(n: t.shape.n, channels: 4, height: 512, width: 512)
-            BatchNormKernels.backward(x: t, dy: dy, mean: [0.1, 0, -0.2, 0.3], invStd: [1, 2, 0.5, 1], gamma: [1.5, -1.4, 0.6, 2],
-                                      scale: scale, shift: shift, reluAfter: true, dGamma: &dG, dBeta: &dB, into: p)
+            BatchNormKernels.backward(x: t, dy: dy, BatchNormKernels.Normalisation(mean: [0.1, 0, -0.2, 0.3], invStd: [1, 2, 0.5, 1], gamma: [1.5, -1.4, 0.6, 2], scale: scale, shift: shift), reluAfter: true, dGamma: &dG, dBeta: &dB, into: p)
             return p.interior()
         }
         assertEachImage(bnBackward(x, g), equals: bnBackward(x1, g1), "batch-norm backward")
@@ -514,6 +512,7 @@ final class FusedConvolutionBackwardTests: XCTestCase {
             let scale = (0..<cout).map { Float($0) * 0.4 - 0.7 }, shift = (0..<cout).map { Float($0) * 0.1 }
             let mean = (0..<cout).map { Float($0) * 0.05 }, invStd = (0..<cout).map { 1 + Float($0) * 0.2 }
             let gamma = zip(scale, invStd).map { $0 / $1 }
+            let norm = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift)
             let input = PaddedPlanes.from(x)
             let wT = Conv3x3.PackedWeights.transposedFlipped(oihw: wts.data, cout: cout, cin: cin)
             let what = "\(n)x\(cin)->\(cout) \(h)x\(w)"
@@ -526,30 +525,24 @@ final class FusedConvolutionBackwardTests: XCTestCase {
                 let dz = PaddedPlanes(n: n, channels: cout, height: h, width: w)
                 let mask = DropoutMask(rate: 0.25, seed: 9)
                 if encoder {
-                    BatchNormKernels.backward(x: z, rectifiedGradient: rect, pooledGradient: pooled, mean: mean, invStd: invStd,
-                                              gamma: gamma, scale: scale, shift: shift, dGamma: &dG1, dBeta: &dB1, into: dz)
+                    BatchNormKernels.backward(x: z, rectifiedGradient: rect, pooledGradient: pooled, norm, dGamma: &dG1, dBeta: &dB1, into: dz)
                 } else {
-                    BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+                    BatchNormKernels.backward(x: z, dy: g, norm,
                                               reluAfter: true, dropout: mask, dGamma: &dG1, dBeta: &dB1, into: dz)
                 }
                 let (dxRef, dWRef, dBRef) = separateBackward(dz, input: input, weights: wT)
 
                 let dx = Tensor(x.shape, zeroed: false)
-                var dW = [Float](repeating: 0, count: cout * cin * 9), dBias = [Float](repeating: 0, count: cout)
-                dW.withUnsafeMutableBufferPointer { dWp in
-                    dBias.withUnsafeMutableBufferPointer { dBp in
-                        let fused = BatchNormKernels.ConvolutionBackward(input: input, inputGradient: (wT, dx),
-                                                                         dW: dWp.baseAddress!, dB: dBp.baseAddress!)
-                        if encoder {
-                            BatchNormKernels.backward(x: z, rectifiedGradient: rect, pooledGradient: pooled, mean: mean, invStd: invStd,
-                                                      gamma: gamma, scale: scale, shift: shift, dGamma: &dG2, dBeta: &dB2,
-                                                      throughConvolution: fused)
-                        } else {
-                            BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                                      reluAfter: true, dropout: mask, dGamma: &dG2, dBeta: &dB2, throughConvolution: fused)
-                        }
-                    }
+                let dWt = Tensor(Shape(cout, cin, 3, 3)), dBt = Tensor(Shape(1, 1, 1, cout))
+                let fused = BatchNormKernels.ConvolutionBackward(input: input, inputGradient: (wT, dx), dW: dWt, dB: dBt)
+                if encoder {
+                    BatchNormKernels.backward(x: z, rectifiedGradient: rect, pooledGradient: pooled, norm, dGamma: &dG2, dBeta: &dB2,
+                                              throughConvolution: fused)
+                } else {
+                    BatchNormKernels.backward(x: z, dy: g, norm,
+                                              reluAfter: true, dropout: mask, dGamma: &dG2, dBeta: &dB2, throughConvolution: fused)
                 }
+                let dW = dWt.array, dBias = dBt.array
                 XCTAssertEqual(dG1, dG2, what); XCTAssertEqual(dB1, dB2, what)
                 XCTAssertEqual(dx.array, dxRef.array, "input gradient \(what) encoder \(encoder)")
                 let wScale = max(1, dWRef.map(abs).max()!), bScale = max(1, dBRef.map(abs).max()!)
@@ -571,6 +564,7 @@ final class FusedConvolutionBackwardTests: XCTestCase {
             let scale = (0..<cout).map { Float($0) * 0.4 - 0.7 }, shift = (0..<cout).map { Float($0) * 0.1 }
             let mean = (0..<cout).map { Float($0) * 0.05 }, invStd = (0..<cout).map { 1 + Float($0) * 0.2 }
             let gamma = zip(scale, invStd).map { $0 / $1 }
+            let norm = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift)
             let mask = DropoutMask(rate: 0.2, seed: 4)
             let skipPlanes = PaddedPlanes.from(skip), low = PaddedPlanes.from(map)
             let wT = Conv3x3.PackedWeights.transposedFlipped(oihw: wts.data, cout: cout, cin: cs + cu, inputChannels: 0..<cs)
@@ -579,7 +573,7 @@ final class FusedConvolutionBackwardTests: XCTestCase {
 
             var dG1 = [Float](repeating: 0, count: cout), dB1 = dG1, dG2 = dG1, dB2 = dG1
             let dz = PaddedPlanes(n: n, channels: cout, height: h, width: w)
-            BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
+            BatchNormKernels.backward(x: z, dy: g, norm,
                                       reluAfter: true, dropout: mask, dGamma: &dG1, dBeta: &dB1, into: dz)
             let (dxRef, dWsRef, dBRef) = separateBackward(dz, input: skipPlanes, weights: wT)
             let boxSums = UpsampledConv3x3.boxSums(dz)
@@ -589,19 +583,13 @@ final class FusedConvolutionBackwardTests: XCTestCase {
             UpsampledConv3x3.backwardWeights(low: low, boxSums: boxSums, dW: &dWuRef)
 
             let dx = Tensor(skip.shape, zeroed: false), dL = Tensor(map.shape, zeroed: false)
-            var dWs = [Float](repeating: 0, count: cout * cs * 9), dB = [Float](repeating: 0, count: cout)
-            var dWu = [Float](repeating: 0, count: cout * cu * 9)
-            dWs.withUnsafeMutableBufferPointer { dWsp in
-                dB.withUnsafeMutableBufferPointer { dBp in
-                    dWu.withUnsafeMutableBufferPointer { dWup in
-                        let fused = BatchNormKernels.ConvolutionBackward(
-                            input: skipPlanes, inputGradient: (wT, dx), dW: dWsp.baseAddress!, dB: dBp.baseAddress!,
-                            upsampled: .init(low: low, inputGradient: (dataWeights, dL), dW: dWup.baseAddress!))
-                        BatchNormKernels.backward(x: z, dy: g, mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift,
-                                                  reluAfter: true, dropout: mask, dGamma: &dG2, dBeta: &dB2, throughConvolution: fused)
-                    }
-                }
-            }
+            let dWst = Tensor(Shape(cout, cs, 3, 3)), dBt = Tensor(Shape(1, 1, 1, cout)), dWut = Tensor(Shape(cout, cu, 3, 3))
+            let fused = BatchNormKernels.ConvolutionBackward(
+                input: skipPlanes, inputGradient: (wT, dx), dW: dWst, dB: dBt,
+                upsampled: .init(low: low, inputGradient: (dataWeights, dL), dW: dWut))
+            BatchNormKernels.backward(x: z, dy: g, norm,
+                                      reluAfter: true, dropout: mask, dGamma: &dG2, dBeta: &dB2, throughConvolution: fused)
+            let dWs = dWst.array, dB = dBt.array, dWu = dWut.array
             XCTAssertEqual(dG1, dG2, what); XCTAssertEqual(dB1, dB2, what)
             XCTAssertEqual(dx.array, dxRef.array, "skip gradient \(what)")
             XCTAssertEqual(dL.array, dLRef.array, "map gradient \(what)")
