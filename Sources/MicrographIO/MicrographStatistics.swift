@@ -7,7 +7,36 @@ import Foundation
 extension Micrograph {
     /// One frame as Float values, one per pixel (row-major). RGB becomes grey, complex its modulus.
     public func floatFrame(_ i: Int) -> [Float] {
-        doubleFrame(i).map { Float($0) }
+        directFloatFrame(i) ?? doubleFrame(i).map { Float($0) }
+    }
+
+    /// One grey frame of a type whose values a Float holds after one rounding (as through
+    /// Double), decoded straight to Float: no Double copy of a large frame. Nil for the others.
+    func directFloatFrame(_ i: Int) -> [Float]? {
+        guard channels == 1 else { return nil }
+        let n = samplesPerFrame
+        func decode(_ body: (UnsafeRawBufferPointer, Int) -> Float) -> [Float] {
+            frameBytes(i).withUnsafeBytes { raw in
+                [Float](unsafeUninitializedCapacity: n) { out, count in
+                    for k in 0..<n { out[k] = body(raw, k) }
+                    count = n
+                }
+            }
+        }
+        switch pixelType {
+        case .int8: return decode { Float($0.loadUnaligned(fromByteOffset: $1, as: Int8.self)) }
+        case .uint8: return decode { Float($0[$1]) }
+        case .bool: return decode { $0[$1] != 0 ? 1 : 0 }
+        case .int16: return decode { Float(Int16(littleEndian: $0.loadUnaligned(fromByteOffset: 2 * $1, as: Int16.self))) }
+        case .uint16: return decode { Float(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: 2 * $1, as: UInt16.self))) }
+        case .int32: return decode { Float(Int32(littleEndian: $0.loadUnaligned(fromByteOffset: 4 * $1, as: Int32.self))) }
+        case .uint32: return decode { Float(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4 * $1, as: UInt32.self))) }
+        case .float16: return decode { halfToFloat(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: 2 * $1, as: UInt16.self))) }
+        case .float32:
+            return decode { Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4 * $1, as: UInt32.self))) }
+        case .float64: return decode { Float(Double(bitPattern: UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8 * $1, as: UInt64.self)))) }
+        case .int64, .uint64, .complex64, .complex128: return nil
+        }
     }
 
     /// One frame as Double values, one per pixel (row-major). RGB becomes grey (not rounded),

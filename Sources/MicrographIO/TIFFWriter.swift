@@ -7,20 +7,75 @@ import Foundation
 /// integer or float type and 8-bit RGB are accepted. The write is atomic.
 public enum TIFFWriter {
     public static func write(_ image: Micrograph, to url: URL) throws {
-        try writeAtomically(encode(image, file: url.path), to: url)
+        let (head, tail) = try parts(Layout(image), file: url.path)
+        try image.data.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
     }
 
-    /// Writes a float32 map (row-major) with an optional pixel size in nm.
+    /// Writes a float32 map (row-major) with an optional pixel size in nm, straight from the
+    /// values (no copy of the pixels on a little-endian host).
     public static func writeFloat32(_ values: [Float], width: Int, height: Int, pixelSizeNM: Double?, to url: URL) throws {
-        var data = values.withUnsafeBytes { Array($0) }  // native order
-        if UInt32(1).bigEndian == 1 {  // big-endian host: swap to the little-endian the writer stores
-            for i in stride(from: 0, to: data.count, by: 4) { data.swapAt(i, i + 3); data.swapAt(i + 1, i + 2) }
+        precondition(values.count == width * height, "\(values.count) values for \(width)x\(height)")
+        var lo = Float.infinity, hi = -Float.infinity
+        values.withUnsafeBufferPointer { v in for x in v { lo = Swift.min(lo, x); hi = Swift.max(hi, x) } }
+        let layout = Layout(width: width, height: height, frames: 1, channels: 1, pixelType: .float32,
+                            pixelSize: pixelSizeNM.map { PixelSize(isotropic: $0) }, dataCount: 4 * values.count,
+                            range: lo.isFinite && hi.isFinite ? (Double(lo), Double(hi)) : nil)
+        let (head, tail) = try parts(layout, file: url.path)
+        if UInt32(1).littleEndian == 1 {
+            try values.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
+        } else {  // big-endian host: swap to the little-endian the writer stores
+            let swapped = values.map { $0.bitPattern.littleEndian }
+            try swapped.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
         }
-        try write(Micrograph(width: width, height: height, pixelType: .float32, data: data,
-                             pixelSize: pixelSizeNM.map { PixelSize(isotropic: $0) }, format: "tiff"), to: url)
     }
 
+    /// The whole file in memory.
     public static func encode(_ image: Micrograph, file: String = "") throws -> [UInt8] {
+        let (head, tail) = try parts(Layout(image), file: file)
+        return head + image.data + tail
+    }
+
+    /// What the header and the directories need to know of an image: everything but its pixels.
+    struct Layout {
+        let width: Int, height: Int, frames: Int, channels: Int
+        let pixelType: PixelType
+        let pixelSize: PixelSize?
+        /// Bytes of pixel data, all frames.
+        let dataCount: Int
+        /// The display range ImageJ reads from the description (float images).
+        let range: (Double, Double)?
+        var samplesPerFrame: Int { width * height * channels }
+
+        init(width: Int, height: Int, frames: Int, channels: Int, pixelType: PixelType, pixelSize: PixelSize?, dataCount: Int,
+             range: (Double, Double)?) {
+            self.width = width; self.height = height; self.frames = frames; self.channels = channels
+            self.pixelType = pixelType; self.pixelSize = pixelSize; self.dataCount = dataCount; self.range = range
+        }
+
+        init(_ image: Micrograph) {
+            var range: (Double, Double)? = nil
+            if image.pixelType == .float32 {
+                var lo = Float.infinity, hi = -Float.infinity
+                image.data.withUnsafeBytes { raw in
+                    for k in 0..<image.samplesPerFrame {
+                        let v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self)))
+                        if v < lo { lo = v }
+                        if v > hi { hi = v }
+                    }
+                }
+                if lo.isFinite && hi.isFinite { range = (Double(lo), Double(hi)) }
+            } else if image.pixelType == .float64 || image.pixelType == .float16 {
+                let s = image.statistics(frame: 0)
+                if s.min.isFinite && s.max.isFinite { range = (s.min, s.max) }
+            }
+            self.init(width: image.width, height: image.height, frames: image.frames, channels: image.channels,
+                      pixelType: image.pixelType, pixelSize: image.pixelSize, dataCount: image.data.count, range: range)
+        }
+    }
+
+    /// The bytes before the pixel data (the 8-byte header) and after it (padding, then one
+    /// directory per frame with its payloads).
+    static func parts(_ image: Layout, file: String) throws -> (head: [UInt8], tail: [UInt8]) {
         let fail = { (reason: String) in MicrographError(file: file, reason: reason) }
         let sampleFormat: UInt16
         switch image.pixelType {
@@ -34,41 +89,27 @@ public enum TIFFWriter {
         }
         let frameBytes = image.samplesPerFrame * image.pixelType.byteCount
         let dataStart = 8
-        let ifdStart = dataStart + image.data.count + (image.data.count & 1)
+        let ifdStart = dataStart + image.dataCount + (image.dataCount & 1)
         guard ifdStart < Int(UInt32.max) - 4096 - 256 * image.frames else {
-            throw fail("image of \(image.data.count) bytes is too large for a classic TIFF")
+            throw fail("image of \(image.dataCount) bytes is too large for a classic TIFF")
         }
 
         var description = "ImageJ=1.11a\n"
         if image.frames > 1 { description += "images=\(image.frames)\nslices=\(image.frames)\n" }
         if image.pixelSize != nil { description += "unit=nm\n" }
-        if image.pixelType == .float32 {
-            var lo = Float.infinity, hi = -Float.infinity
-            image.data.withUnsafeBytes { raw in
-                for k in 0..<image.samplesPerFrame {
-                    let v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self)))
-                    if v < lo { lo = v }
-                    if v > hi { hi = v }
-                }
-            }
-            if lo.isFinite && hi.isFinite { description += "min=\(Double(lo))\nmax=\(Double(hi))\n" }
-        } else if image.pixelType == .float64 || image.pixelType == .float16 {
-            let s = image.statistics(frame: 0)
-            if s.min.isFinite && s.max.isFinite { description += "min=\(s.min)\nmax=\(s.max)\n" }
-        }
+        if let (lo, hi) = image.range { description += "min=\(lo)\nmax=\(hi)\n" }
         if image.frames > 1 { description += "loop=false\n" }
         let descriptionBytes = Array(description.utf8) + [0]
 
-        var out = [UInt8](repeating: 0, count: 8)
-        out.reserveCapacity(ifdStart + 4096 + descriptionBytes.count + 64 * image.frames)  // one allocation, no regrowth copies
-        out[0] = 0x49; out[1] = 0x49; out[2] = 42
-        out.append(contentsOf: image.data)
-        if out.count & 1 == 1 { out.append(0) }
-        precondition(out.count == ifdStart)
-        func put16(_ v: UInt16, at: Int) { out[at] = UInt8(v & 0xff); out[at + 1] = UInt8(v >> 8) }
-        func put32(_ v: UInt32, at: Int) { for k in 0..<4 { out[at + k] = UInt8((v >> (8 * UInt32(k))) & 0xff) } }
-        func append32(_ v: UInt32) { for k in 0..<4 { out.append(UInt8((v >> (8 * UInt32(k))) & 0xff)) } }
-        put32(UInt32(ifdStart), at: 4)
+        var head = [UInt8](repeating: 0, count: 8)
+        head[0] = 0x49; head[1] = 0x49; head[2] = 42
+        for k in 0..<4 { head[4 + k] = UInt8((UInt32(ifdStart) >> (8 * UInt32(k))) & 0xff) }
+        // The tail's bytes sit at file offset `base` + index (after one padding byte if odd).
+        var out = [UInt8]()
+        if image.dataCount & 1 == 1 { out.append(0) }
+        let base = ifdStart - out.count
+        func put16(_ v: UInt16, at: Int) { out[at - base] = UInt8(v & 0xff); out[at - base + 1] = UInt8(v >> 8) }
+        func put32(_ v: UInt32, at: Int) { for k in 0..<4 { out[at - base + k] = UInt8((v >> (8 * UInt32(k))) & 0xff) } }
 
         let resolution = image.pixelSize.map { (x: rational(1 / $0.x), y: rational(1 / $0.y)) }
         for frame in 0..<image.frames {
@@ -112,7 +153,7 @@ public enum TIFFWriter {
             }
             if image.channels == 1 && image.pixelType == .bool { }  // stored as 0/1 bytes
 
-            let ifdOffset = out.count
+            let ifdOffset = base + out.count
             let ifdSize = 2 + 12 * entries.count + 4
             var payloadAt = ifdOffset + ifdSize
             out.append(contentsOf: [UInt8](repeating: 0, count: ifdSize))
@@ -123,19 +164,18 @@ public enum TIFFWriter {
                 if let v = e.inline {
                     if e.type == 3 { put16(UInt16(v), at: at + 8) } else { put32(v, at: at + 8) }
                 } else if e.payload.count <= 4 {
-                    for (j, b) in e.payload.enumerated() { out[at + 8 + j] = b }
+                    for (j, b) in e.payload.enumerated() { out[at - base + 8 + j] = b }
                 } else {
                     put32(UInt32(payloadAt), at: at + 8)
                     out.append(contentsOf: e.payload)
                     if e.payload.count & 1 == 1 { out.append(0) }
-                    payloadAt = out.count
+                    payloadAt = base + out.count
                 }
             }
-            let next = frame + 1 < image.frames ? UInt32(out.count) : 0
+            let next = frame + 1 < image.frames ? UInt32(base + out.count) : 0
             put32(next, at: ifdOffset + 2 + 12 * entries.count)
         }
-        _ = append32
-        return out
+        return (head, out)
     }
 
     /// The closest fraction n/d to `value` with n, d < 2^32 (continued fractions), for RATIONAL tags.

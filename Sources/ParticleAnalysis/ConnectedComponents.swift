@@ -14,18 +14,7 @@ public struct ComponentLabels: Sendable, Equatable {
     public init(width: Int, height: Int, connectivity8: Bool = true, isSet: (Int) -> Bool) {
         self.width = width; self.height = height
         var labels = [Int32](repeating: 0, count: width * height)
-        var parent: [Int32] = [0]
-        func find(_ a: Int32) -> Int32 {
-            var r = a
-            while parent[Int(r)] != r { r = parent[Int(r)] }
-            var x = a
-            while parent[Int(x)] != r { let n = parent[Int(x)]; parent[Int(x)] = r; x = n }
-            return r
-        }
-        func union(_ a: Int32, _ b: Int32) {
-            let ra = find(a), rb = find(b)
-            if ra != rb { parent[Int(max(ra, rb))] = min(ra, rb) }
-        }
+        var sets = UnionFind(count: 1)  // 0: background
         for y in 0..<height {
             let row = y * width, up = row - width
             for x in 0..<width where isSet(row + x) {
@@ -33,7 +22,7 @@ public struct ComponentLabels: Sendable, Equatable {
                 var label: Int32 = 0
                 @inline(__always) func join(_ n: Int32) {
                     guard n != 0 else { return }
-                    if label == 0 { label = n } else if n != label { union(label, n) }
+                    if label == 0 { label = n } else if n != label { sets.union(label, n) }
                 }
                 if x > 0 { join(labels[row + x - 1]) }
                 if y > 0 {
@@ -43,18 +32,15 @@ public struct ComponentLabels: Sendable, Equatable {
                         if x + 1 < width { join(labels[up + x + 1]) }
                     }
                 }
-                if label == 0 {
-                    label = Int32(parent.count)
-                    parent.append(label)
-                }
+                if label == 0 { label = sets.add() }
                 labels[row + x] = label
             }
         }
         // Final labels in raster order of each component's first pixel.
-        var final = [Int32](repeating: 0, count: parent.count)
+        var final = [Int32](repeating: 0, count: sets.count)
         var next: Int32 = 0
         for i in 0..<labels.count where labels[i] != 0 {
-            let r = find(labels[i])
+            let r = sets.find(labels[i])
             if final[Int(r)] == 0 { next += 1; final[Int(r)] = next }
             labels[i] = final[Int(r)]
         }
@@ -62,34 +48,50 @@ public struct ComponentLabels: Sendable, Equatable {
         count = Int(next)
     }
 
+    /// The components of a mask's set pixels, found from its runs (see `Runs`): the same labels
+    /// as the pixel-by-pixel labelling, several times faster on a large mask.
     public init(_ mask: BinaryMask, connectivity8: Bool = true) {
-        let v = mask.values
-        self.init(width: mask.width, height: mask.height, connectivity8: connectivity8) { v[$0] != 0 }
+        let runs = mask.values.withUnsafeBufferPointer { Runs(width: mask.width, height: mask.height, values: $0, set: true) }
+        let (component, count) = runs.components(connectivity8: connectivity8)
+        self.init(runs: runs, runLabels: component.map { $0 + 1 }, count: count)
+    }
+
+    /// Labels painted from runs: run r gets `runLabels[r]` (0 leaves it background).
+    init(runs: Runs, runLabels: [Int32], count: Int) {
+        width = runs.width; height = runs.height
+        self.count = count
+        let w = runs.width
+        labels = [Int32](repeating: 0, count: runs.width * runs.height)
+        labels.withUnsafeMutableBufferPointer { out in
+            for r in 0..<runs.count where runLabels[r] != 0 {
+                let row = out.baseAddress! + Int(runs.y[r]) * w
+                (row + Int(runs.x0[r])).update(repeating: runLabels[r], count: Int(runs.x1[r] - runs.x0[r]))
+            }
+        }
     }
 }
 
 extension BinaryMask {
     /// The mask with every hole filled: background pixels that cannot reach the image border
     /// through 4-connected background (the complement of 8-connected foreground) become
-    /// foreground. A flood fill from the border over the background, row spans at a time.
+    /// foreground: the background's 4-connected components (from its runs) that do not touch the
+    /// border.
     public func holesFilled() -> BinaryMask {
         let w = width, h = height
         guard w > 0, h > 0 else { return self }
-        // 0 foreground, 1 background not yet reached, 2 background reached from the border.
-        var state = values.map { $0 == 0 ? UInt8(1) : 0 }
-        var stack: [Int] = []
-        func seed(_ i: Int) { if state[i] == 1 { state[i] = 2; stack.append(i) } }
-        for x in 0..<w { seed(x); seed((h - 1) * w + x) }
-        for y in 0..<h { seed(y * w); seed(y * w + w - 1) }
-        while let i = stack.popLast() {
-            let x = i % w, y = i / w
-            if x > 0 { seed(i - 1) }
-            if x + 1 < w { seed(i + 1) }
-            if y > 0 { seed(i - w) }
-            if y + 1 < h { seed(i + w) }
+        // The background's 4-connected components; those that touch the border are not holes.
+        let runs = values.withUnsafeBufferPointer { Runs(width: w, height: h, values: $0, set: false) }
+        let (component, count) = runs.components(connectivity8: false)
+        var open = [Bool](repeating: false, count: count)
+        for r in 0..<runs.count where runs.y[r] == 0 || Int(runs.y[r]) == h - 1 || runs.x0[r] == 0 || Int(runs.x1[r]) == w {
+            open[Int(component[r])] = true
         }
         var out = self
-        for i in 0..<out.values.count where state[i] == 1 { out.values[i] = 1 }
+        out.values.withUnsafeMutableBufferPointer { v in
+            for r in 0..<runs.count where !open[Int(component[r])] {
+                (v.baseAddress! + Int(runs.y[r]) * w + Int(runs.x0[r])).update(repeating: 1, count: Int(runs.x1[r] - runs.x0[r]))
+            }
+        }
         return out
     }
 }

@@ -16,20 +16,20 @@ public struct ParticleMeasurement: Sendable {
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
                 minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1) {
         let filled = mask.holesFilled()
-        var labels = ComponentLabels(filled)
         let w = mask.width, h = mask.height
+        let runs = filled.values.withUnsafeBufferPointer { Runs(width: w, height: h, values: $0, set: true) }
+        let (component, count) = runs.components(connectivity8: true)
         var minimum = max(1, minimumAreaPx)
         if let p = pixelSizeNm, p > 0, minimumAreaNm2 > 0 { minimum = max(minimum, Int((minimumAreaNm2 / (p * p)).rounded(.up))) }
-        // Areas first, to drop the small ones and renumber the rest.
-        var area = [Int](repeating: 0, count: labels.count + 1)
-        for l in labels.labels where l != 0 { area[Int(l)] += 1 }
-        var newId = [Int32](repeating: 0, count: labels.count + 1)
+        // Areas first, to drop the small ones and renumber the rest (in raster order still).
+        var area = [Int](repeating: 0, count: count)
+        for r in 0..<runs.count { area[Int(component[r])] += Int(runs.x1[r] - runs.x0[r]) }
+        var newId = [Int32](repeating: 0, count: count)
         var kept: Int32 = 0
-        for l in 1..<max(1, labels.count + 1) where area[l] >= minimum { kept += 1; newId[l] = kept }
-        for i in 0..<labels.labels.count where labels.labels[i] != 0 { labels.labels[i] = newId[Int(labels.labels[i])] }
-        labels.count = Int(kept)
-        self.labels = labels
-        particles = ParticleMeasurement.measure(labels, width: w, height: h, probability: probability, pixelSizeNm: pixelSizeNm)
+        for c in 0..<count where area[c] >= minimum { kept += 1; newId[c] = kept }
+        let runLabels = component.map { newId[Int($0)] }
+        labels = ComponentLabels(runs: runs, runLabels: runLabels, count: Int(kept))
+        particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm)
     }
 
     struct Sums {
@@ -39,27 +39,42 @@ public struct ParticleMeasurement: Sendable {
         var corners: [(Double, Double)] = []
     }
 
-    static func measure(_ labels: ComponentLabels, width w: Int, height h: Int, probability: [Float]?,
+    /// Every particle's measures from its runs: moments in closed form per run, the perimeter
+    /// (scikit-image's, from the border pixels' neighbourhoods) along each run's pixels.
+    static func measure(_ runs: Runs, _ runLabels: [Int32], _ labels: ComponentLabels, probability: [Float]?,
                         pixelSizeNm: Double?) -> [Particle] {
+        let w = runs.width, h = runs.height
         var sums = [Sums](repeating: Sums(), count: labels.count + 1)
-        let L = labels.labels
-        func at(_ x: Int, _ y: Int) -> Int32 { x < 0 || y < 0 || x >= w || y >= h ? 0 : L[y * w + x] }
-        // A border pixel: in the particle with a 4-neighbour outside it (scikit-image erodes with a cross).
-        func isBorder(_ x: Int, _ y: Int, _ l: Int32) -> Bool {
-            at(x, y) == l && (at(x - 1, y) != l || at(x + 1, y) != l || at(x, y - 1) != l || at(x, y + 1) != l)
-        }
-        let sqrt2 = 2.0.squareRoot()
-        for y in 0..<h {
-            for x in 0..<w {
-                let l = L[y * w + x]
-                guard l != 0 else { continue }
-                let fx = Double(x) + 0.5, fy = Double(y) + 0.5
-                let li = Int(l)
-                sums[li].n += 1; sums[li].sx += fx; sums[li].sy += fy; sums[li].sxx += fx * fx; sums[li].syy += fy * fy; sums[li].sxy += fx * fy
-                if let probability { sums[li].prob += Double(probability[y * w + x]) }
-                sums[li].x0 = min(sums[li].x0, x); sums[li].y0 = min(sums[li].y0, y); sums[li].x1 = max(sums[li].x1, x + 1); sums[li].y1 = max(sums[li].y1, y + 1)
-                if x == 0 || y == 0 || x == w - 1 || y == h - 1 { sums[li].border = true }
-                if isBorder(x, y, l) {
+        labels.labels.withUnsafeBufferPointer { L in
+            func at(_ x: Int, _ y: Int) -> Int32 { x < 0 || y < 0 || x >= w || y >= h ? 0 : L[y * w + x] }
+            // A border pixel: in the particle with a 4-neighbour outside it (scikit-image erodes with a cross).
+            func isBorder(_ x: Int, _ y: Int, _ l: Int32) -> Bool {
+                at(x, y) == l && (at(x - 1, y) != l || at(x + 1, y) != l || at(x, y - 1) != l || at(x, y + 1) != l)
+            }
+            for r in 0..<runs.count where runLabels[r] != 0 {
+                let l = runLabels[r], li = Int(l)
+                let y = Int(runs.y[r]), a = Int(runs.x0[r]), b = Int(runs.x1[r])
+                // Σ over the run's pixel centres x + ½ of 1, x, x² (exact integer sums first).
+                let len = b - a
+                let sumX = (a + b - 1) * len / 2
+                func squares(_ n: Int) -> Int { n * (n + 1) * (2 * n + 1) / 6 }  // Σ_{x=0}^{n} x²
+                let sumXX = squares(b - 1) - (a > 0 ? squares(a - 1) : 0)
+                let n = Double(len), cx = Double(sumX) + 0.5 * n, fy = Double(y) + 0.5
+                sums[li].n += len; sums[li].sx += cx; sums[li].sy += n * fy
+                sums[li].sxx += Double(sumXX) + Double(sumX) + 0.25 * n; sums[li].syy += n * fy * fy; sums[li].sxy += fy * cx
+                if let probability {
+                    var p = 0.0
+                    for x in a..<b { p += Double(probability[y * w + x]) }
+                    sums[li].prob += p
+                }
+                sums[li].x0 = min(sums[li].x0, a); sums[li].y0 = min(sums[li].y0, y)
+                sums[li].x1 = max(sums[li].x1, b); sums[li].y1 = max(sums[li].y1, y + 1)
+                if a == 0 || y == 0 || b == w || y == h - 1 { sums[li].border = true }
+                // The run's rectangle's corners: their hull is the particle's pixels' hull.
+                sums[li].corners.append(contentsOf: [(Double(a), Double(y)), (Double(b), Double(y)),
+                                                     (Double(a), Double(y + 1)), (Double(b), Double(y + 1))])
+                var perimeter = 0.0
+                for x in a..<b where x == a || x == b - 1 || at(x, y - 1) != l || at(x, y + 1) != l {
                     // scikit-image's perimeter: code = 1 + 2·(4-neighbours on the border) + 10·(diagonal ones)
                     var code = 1
                     if isBorder(x - 1, y, l) { code += 2 }
@@ -71,14 +86,13 @@ public struct ParticleMeasurement: Sendable {
                     if isBorder(x - 1, y + 1, l) { code += 10 }
                     if isBorder(x + 1, y + 1, l) { code += 10 }
                     switch code {
-                    case 5, 7, 15, 17, 25, 27: sums[li].perimeter += 1
-                    case 21, 33: sums[li].perimeter += sqrt2
-                    case 13, 23: sums[li].perimeter += (1 + sqrt2) / 2
+                    case 5, 7, 15, 17, 25, 27: perimeter += 1
+                    case 21, 33: perimeter += 2.0.squareRoot()
+                    case 13, 23: perimeter += (1 + 2.0.squareRoot()) / 2
                     default: break
                     }
-                    sums[li].corners.append((Double(x), Double(y))); sums[li].corners.append((Double(x + 1), Double(y)))
-                    sums[li].corners.append((Double(x), Double(y + 1))); sums[li].corners.append((Double(x + 1), Double(y + 1)))
                 }
+                sums[li].perimeter += perimeter
             }
         }
         return (1..<max(1, labels.count + 1)).map { id in

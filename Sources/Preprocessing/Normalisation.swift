@@ -125,29 +125,80 @@ public struct DatasetMaxNormaliser: Sendable, Equatable, Codable {
 /// percentile), never a full sort. `values` must not be empty or contain NaN.
 public func percentiles(_ values: [Float], _ ps: [Double]) -> [Float] {
     require(!values.isEmpty, "percentiles: no values")
+    let n = values.count
+    // The order statistics wanted: rank k and, when interpolating, k + 1.
+    let ranks = ps.map { p -> (k: Int, frac: Float) in
+        let rank = Swift.min(Swift.max(p, 0), 100) / 100 * Double(n - 1)
+        let k = Swift.min(Int(rank.rounded(.down)), n - 1)
+        return (k, Float(rank - Double(k)))
+    }
+    let wanted = Array(Set(ranks.flatMap { $0.frac > 0 && $0.k + 1 < n ? [$0.k, $0.k + 1] : [$0.k] })).sorted()
+    let order = orderStatistics(values, wanted)
+    return ranks.map { r in
+        let vk = order[r.k]!
+        guard r.frac > 0 && r.k + 1 < n else { return vk }
+        return vk + r.frac * (order[r.k + 1]! - vk)
+    }
+}
+
+/// The values of rank `ranks` (0-based, ascending) in the sorted order of `values`. Large inputs
+/// go through a histogram: one pass counts the values per bin of [min, max] (the bin of a value
+/// is monotonic in it, so a bin holds a contiguous run of ranks), a second collects only the
+/// values of the bins holding the wanted ranks, and selection runs on those few. Exact: the same
+/// values as selection over everything, a few times faster on a 16-megapixel image.
+func orderStatistics(_ values: [Float], _ ranks: [Int]) -> [Int: Float] {
+    let n = values.count
+    let bins = 1 << 14
+    var lo = values[0], hi = values[0]
+    if n >= 4 * bins {
+        values.withUnsafeBufferPointer { v in for x in v { lo = smin(lo, x); hi = smax(hi, x) } }
+    }
+    let scale = Float(bins) / (hi - lo)
+    guard n >= 4 * bins, lo.isFinite, hi.isFinite, hi > lo, scale.isFinite else {
+        return orderStatisticsBySelection(values, ranks)
+    }
+    @inline(__always) func bin(_ x: Float) -> Int { Swift.min(bins - 1, Int((x - lo) * scale)) }
+    var counts = [Int](repeating: 0, count: bins)
+    values.withUnsafeBufferPointer { v in
+        counts.withUnsafeMutableBufferPointer { c in for x in v { c[bin(x)] += 1 } }
+    }
+    // Each wanted rank's bin and the rank of the bin's first value.
+    var start = [Int](repeating: 0, count: bins + 1)
+    for b in 0..<bins { start[b + 1] = start[b] + counts[b] }
+    var binOf: [Int: Int] = [:]
+    for k in ranks {
+        var l = 0, h = bins - 1  // the last bin whose start is <= k
+        while l < h { let m = (l + h + 1) / 2; if start[m] <= k { l = m } else { h = m - 1 } }
+        binOf[k] = l
+    }
+    // The wanted bins' values, gathered in one pass: slot[b] is the bin's place among them.
+    let chosen = Array(Set(binOf.values)).sorted()
+    var slot = [Int](repeating: -1, count: bins)
+    for (j, b) in chosen.enumerated() { slot[b] = j }
+    var members = chosen.map { b -> [Float] in var list = [Float](); list.reserveCapacity(counts[b]); return list }
+    values.withUnsafeBufferPointer { v in
+        slot.withUnsafeBufferPointer { slot in
+            for x in v { let j = slot[bin(x)]; if j >= 0 { members[j].append(x) } }
+        }
+    }
+    var result: [Int: Float] = [:]
+    for (j, b) in chosen.enumerated() {
+        let inBin = ranks.filter { binOf[$0] == b }.map { $0 - start[b] }
+        for (k, v) in orderStatisticsBySelection(members[j], inBin) { result[k + start[b]] = v }
+    }
+    return result
+}
+
+/// The same by quickselect on one copy of all the values (O(n) expected per rank).
+func orderStatisticsBySelection(_ values: [Float], _ ranks: [Int]) -> [Int: Float] {
     var work = values
-    let n = work.count
-    // Process ranks in increasing order so each selection only searches what lies above the last.
-    let order = ps.indices.sorted { ps[$0] < ps[$1] }
-    var result = [Float](repeating: 0, count: ps.count)
+    var result: [Int: Float] = [:]
     work.withUnsafeMutableBufferPointer { a in
         var lowerBound = 0
-        for i in order {
-            let p = Swift.min(Swift.max(ps[i], 0), 100)
-            let rank = p / 100 * Double(n - 1)
-            let k = Swift.min(Int(rank.rounded(.down)), n - 1)
-            let frac = Float(rank - Double(k))
+        for k in ranks.sorted() {  // each selection only searches what lies above the last
             select(a, k, from: lowerBound)
             lowerBound = k
-            let vk = a[k]
-            if frac > 0 && k + 1 < n {
-                // The (k+1)-th order statistic is the minimum of the part above k.
-                var next = a[k + 1]
-                for j in (k + 2)..<n { next = smin(next, a[j]) }
-                result[i] = vk + frac * (next - vk)
-            } else {
-                result[i] = vk
-            }
+            result[k] = a[k]
         }
     }
     return result

@@ -145,27 +145,27 @@ public final class BatchSegmentation: @unchecked Sendable {
                 let (size, source) = segmenter.pixelSize(of: m)
                 let result = segmenter.segment(raw, pixelSizeNm: size, source: source, pool: pool)
                 let t1 = DispatchTime.now().uptimeNanoseconds
-                let measurement = ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
-                                                      minimumAreaNm2: size == nil ? 0 : settings.minimumAreaNm2,
-                                                      minimumAreaPx: size == nil ? settings.minimumAreaPx : 1)
-                let t2 = DispatchTime.now().uptimeNanoseconds
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
                 timings["read"] = readSeconds / Double(frames.count)
-                timings["particles"] = Double(t2 - t1) / 1e9
-                let summaryForFile = { (seconds: Double, timings: [String: Double]) in
-                    ImageSummary(image: name, input: url.path, width: m.width, height: m.height, particles: measurement.particles,
-                                 mask: result.mask.values, model: self.modelName, threshold: result.threshold, pixelSizeNm: size,
-                                 pixelSizeSource: source.rawValue, scale: result.scale, seconds: seconds, timings: timings)
-                }
-                // The summary written with the outputs carries the time up to writing them.
-                var summary = summaryForFile(Double(t2 - t0) / 1e9 + readSeconds / Double(frames.count), timings)
                 done.append(name)
-                let t3 = DispatchTime.now().uptimeNanoseconds
-                let parts = try ImageOutputs.write(name: name, into: settings.outputDir, raw: raw, result: result,
-                                                   measurement: measurement, summary: summary, probability: settings.probabilityFormat)
-                timings["write"] = Double(DispatchTime.now().uptimeNanoseconds - t3) / 1e9
-                timings.merge(parts) { $1 }
-                summary = summaryForFile(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 + readSeconds / Double(frames.count), timings)
+                let (_, summary) = try ImageOutputs.write(
+                    name: name, into: settings.outputDir, raw: raw, result: result, probability: settings.probabilityFormat,
+                    measure: {
+                        ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
+                                            minimumAreaNm2: size == nil ? 0 : settings.minimumAreaNm2,
+                                            minimumAreaPx: size == nil ? settings.minimumAreaPx : 1)
+                    },
+                    summarise: { measurement, seconds in
+                        // The summary written with the outputs carries the time up to writing it.
+                        let now = DispatchTime.now().uptimeNanoseconds
+                        timings.merge(seconds) { $1 }
+                        timings["write"] = Double(now - t1) / 1e9 - (seconds["particles"] ?? 0)
+                        return ImageSummary(image: name, input: url.path, width: m.width, height: m.height,
+                                            particles: measurement.particles, mask: result.mask.values, model: self.modelName,
+                                            threshold: result.threshold, pixelSizeNm: size, pixelSizeSource: source.rawValue,
+                                            scale: result.scale, seconds: Double(now - t0) / 1e9 + readSeconds / Double(frames.count),
+                                            timings: timings)
+                    })
                 summaries.append(summary)
             }
         } catch {

@@ -16,21 +16,66 @@ public enum ImageOutputs {
          "\(name)_overlay.png", "\(name)_particles.csv", "\(name).summary.json"]
     }
 
-    /// Writes every output of one image and returns the seconds each took. The images are
-    /// encoded and written two at a time (they are independent); the particle table and the
-    /// summary, the marks that the image is done, come last. On any failure every file written
-    /// for the image is removed.
-    @discardableResult
-    public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage,
-                             measurement: ParticleMeasurement, summary: ImageSummary, probability: ProbabilityFormat) throws -> [String: Double] {
-        let w = raw.width, h = raw.height
+    /// A file to write and how.
+    typealias Job = (key: String, file: URL, write: () throws -> Void)
+
+    /// Writes every output of one image, measuring its particles meanwhile, and returns the
+    /// measurement and the summary with the seconds each step took. The maps that do not depend
+    /// on the particles (probability, mask PNG and TIFF) are written on a second thread while
+    /// `measure` runs on this one; then the labels and the overlay two at a time; the particle
+    /// table and the summary (`summarise` of the measurement and the timings), the marks that
+    /// the image is done, come last. On any failure every file written for the image is removed.
+    public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage, probability: ProbabilityFormat,
+                             measure: () -> ParticleMeasurement,
+                             summarise: (ParticleMeasurement, [String: Double]) -> ImageSummary) throws
+        -> (ParticleMeasurement, ImageSummary) {
+        func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
+        let maps = mapJobs(name: name, into: dir, result: result, probability: probability)
+        let outcome = Outcome(), mapWork = Jobs(maps)
+        let mapsDone = DispatchGroup()
+        DispatchQueue.global().async(group: mapsDone) { run(mapWork, threads: 1, into: outcome) }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let measurement = measure()
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        let particleJobs: [Job]
+        do {
+            particleJobs = try self.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
+                                                 pixelSizeNm: result.pixelSizeNm)
+        } catch {
+            mapsDone.wait()
+            for f in maps.map(\.file) { try? FileManager.default.removeItem(at: f) }
+            throw error
+        }
+        run(Jobs(particleJobs), threads: 2, into: outcome)
+        mapsDone.wait()
+        let written = maps.map(\.file) + particleJobs.map(\.file)
+        do {
+            if let error = outcome.error { throw error }
+            var seconds = outcome.seconds
+            seconds["particles"] = Double(t1 - t0) / 1e9
+            let start = DispatchTime.now().uptimeNanoseconds
+            let csv = ([Particle.csvHeader.joined(separator: ",")] + measurement.particles.map { $0.csvFields.joined(separator: ",") })
+                .joined(separator: "\n") + "\n"
+            try writeAtomically(Array(csv.utf8), to: url("_particles.csv"))
+            seconds["write_tables"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let summary = summarise(measurement, seconds)
+            try writeAtomically(Array(try encoder.encode(summary)), to: url(".summary.json"))
+            return (measurement, summary)
+        } catch {
+            for f in written + [url("_particles.csv"), url(".summary.json")] { try? FileManager.default.removeItem(at: f) }
+            throw error
+        }
+    }
+
+    /// The probability map and the mask (PNG and TIFF).
+    static func mapJobs(name: String, into dir: URL, result: SegmentedImage, probability: ProbabilityFormat) -> [Job] {
+        let w = result.mask.width, h = result.mask.height
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        guard measurement.labels.count <= Int(UInt16.max) else {
-            throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles do not fit uint16 labels")
-        }
         let mask255 = result.mask.values.map { $0 == 0 ? UInt8(0) : 255 }
-        let jobs: [(key: String, file: URL, write: () throws -> Void)] = [
+        return [
             ("write_prob", url("_prob.\(probability.rawValue)"), {
                 switch probability {
                 case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm,
@@ -39,34 +84,56 @@ public enum ImageOutputs {
                 }
             }),
             ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255, width: w, height: h, to: url("_mask.png")) }),
-            ("write_overlay", url("_overlay.png"), {
-                try Overlay.render(raw, labels: measurement.labels, particles: measurement.particles).write(to: url("_overlay.png"))
-            }),
-            ("write_labels_tif", url("_labels.tif"), {
-                var labelBytes = [UInt8](repeating: 0, count: 2 * w * h)
-                for (i, l) in measurement.labels.labels.enumerated() where l != 0 {
-                    labelBytes[2 * i] = UInt8(l & 0xff); labelBytes[2 * i + 1] = UInt8((l >> 8) & 0xff)
-                }
-                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes, pixelSize: pixelSize,
-                                                format: "tiff"), to: url("_labels.tif"))
-            }),
             ("write_mask_tif", url("_mask.tif"), {
                 try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255, pixelSize: pixelSize, format: "tiff"),
                                      to: url("_mask.tif"))
             }),
         ]
-        final class Outcome: @unchecked Sendable {
-            let lock = NSLock()
-            var seconds: [String: Double] = [:]
-            var error: Error?
+    }
+
+    /// The particle labels (uint16 TIFF) and the overlay.
+    static func particleJobs(name: String, into dir: URL, raw: FloatImage, measurement: ParticleMeasurement,
+                             pixelSizeNm: Double?) throws -> [Job] {
+        let w = raw.width, h = raw.height
+        func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
+        guard measurement.labels.count <= Int(UInt16.max) else {
+            throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles do not fit uint16 labels")
         }
-        final class Jobs: @unchecked Sendable {
-            let list: [(key: String, file: URL, write: () throws -> Void)]
-            init(_ list: [(key: String, file: URL, write: () throws -> Void)]) { self.list = list }
-        }
-        let outcome = Outcome(), work = Jobs(jobs)
+        return [
+            ("write_overlay", url("_overlay.png"), {
+                try Overlay.render(raw, labels: measurement.labels, particles: measurement.particles).write(to: url("_overlay.png"))
+            }),
+            ("write_labels_tif", url("_labels.tif"), {
+                let labelBytes = [UInt8](unsafeUninitializedCapacity: 2 * w * h) { bytes, count in
+                    measurement.labels.labels.withUnsafeBufferPointer { labels in
+                        for (i, l) in labels.enumerated() {  // little-endian uint16 (count checked above)
+                            bytes[2 * i] = UInt8(truncatingIfNeeded: l); bytes[2 * i + 1] = UInt8(truncatingIfNeeded: l >> 8)
+                        }
+                    }
+                    count = 2 * w * h
+                }
+                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes,
+                                                pixelSize: pixelSizeNm.map { PixelSize(isotropic: $0) }, format: "tiff"),
+                                     to: url("_labels.tif"))
+            }),
+        ]
+    }
+
+    final class Outcome: @unchecked Sendable {
+        let lock = NSLock()
+        var seconds: [String: Double] = [:]
+        var error: Error?
+    }
+
+    final class Jobs: @unchecked Sendable {
+        let list: [Job]
+        init(_ list: [Job]) { self.list = list }
+    }
+
+    /// Runs the jobs on `threads` threads, recording each one's seconds and the first error.
+    static func run(_ work: Jobs, threads: Int, into outcome: Outcome) {
         let next = ManagedAtomicCounter()
-        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
             while true {
                 let k = next.increment()
                 guard k < work.list.count else { return }
@@ -77,21 +144,6 @@ public enum ImageOutputs {
                 outcome.lock.unlock()
             }
         }
-        do {
-            if let error = outcome.error { throw error }
-            let start = DispatchTime.now().uptimeNanoseconds
-            let csv = ([Particle.csvHeader.joined(separator: ",")] + measurement.particles.map { $0.csvFields.joined(separator: ",") })
-                .joined(separator: "\n") + "\n"
-            try writeAtomically(Array(csv.utf8), to: url("_particles.csv"))
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeAtomically(Array(try encoder.encode(summary)), to: url(".summary.json"))
-            outcome.seconds["write_tables"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        } catch {
-            for f in jobs.map(\.file) + [url("_particles.csv"), url(".summary.json")] { try? FileManager.default.removeItem(at: f) }
-            throw error
-        }
-        return outcome.seconds
     }
 }
 
@@ -117,20 +169,27 @@ public enum Overlay {
         let q = percentiles(shown, [0.5, 99.5])
         let lo = q[0], span = max(q[1] - q[0], 1e-12)
         var c = Canvas(width: ow, height: oh)
-        let L = labels.labels
-        for oy in 0..<oh {
-            let y = oy * step
-            for ox in 0..<ow {
-                let x = ox * step
-                let l = L[y * w + x]
-                var edge = false
-                if l != 0 {
-                    edge = x < step || y < step || x + step >= w || y + step >= h
-                        || L[y * w + x - step] != l || L[y * w + x + step] != l
-                        || L[(y - step) * w + x] != l || L[(y + step) * w + x] != l
+        let k = 255 / span
+        labels.labels.withUnsafeBufferPointer { L in
+            shown.withUnsafeBufferPointer { v in
+                c.pixels.withUnsafeMutableBufferPointer { out in
+                    for oy in 0..<oh {
+                        let y = oy * step
+                        for ox in 0..<ow {
+                            let x = ox * step, i = y * w + x
+                            let l = L[i]
+                            let edge = l != 0 && (x < step || y < step || x + step >= w || y + step >= h
+                                || L[i - step] != l || L[i + step] != l || L[i - step * w] != l || L[i + step * w] != l)
+                            let o = 3 * (oy * ow + ox)
+                            if edge {
+                                out[o] = 255; out[o + 1] = 40; out[o + 2] = 40
+                            } else {
+                                let g = UInt8(max(0, min(255, (v[oy * ow + ox] - lo) * k)))
+                                out[o] = g; out[o + 1] = g; out[o + 2] = g
+                            }
+                        }
+                    }
                 }
-                let v = UInt8(max(0, min(255, (shown[oy * ow + ox] - lo) / span * 255)))
-                c.set(ox, oy, edge ? (255, 40, 40) : (v, v, v))
             }
         }
         let scale = max(1, min(ow, oh) / 300)

@@ -37,6 +37,35 @@ final class NormalisationTests: XCTestCase {
         }
     }
 
+    /// Inputs large enough for the histogram path (≥ 65 536 values): Gaussian, heavily tied
+    /// (int16-like, most values in a few bins), two values only, a hot pixel squeezing all the
+    /// others into one bin, and ranks falling into the same and into different bins. The order
+    /// statistics must be exactly those of a sort, so the interpolated percentiles are equal bit
+    /// for bit to the selection over everything.
+    func testHistogramPercentilesEqualSortingOnLargeInputs() {
+        var rng = SystemRandomNumberGenerator()
+        let n = 70_001
+        var cases: [(String, [Float])] = []
+        cases.append(("gaussian", randomImage(n, 1, seed: 3, scale: 100).pixels))
+        cases.append(("ties", randomImage(n, 1, seed: 4, scale: 3).pixels.map { $0.rounded() }))
+        cases.append(("two values", (0..<n).map { $0 % 3 == 0 ? 1 : 7 }))
+        var hot = randomImage(n, 1, seed: 5, scale: 1).pixels
+        hot[17] = 1e30
+        cases.append(("hot pixel", hot))
+        cases.append(("uniform", (0..<n).map { _ in Float.random(in: -5...5, using: &rng) }))
+        for (name, values) in cases {
+            let sorted = values.sorted()
+            let ps: [Double] = [0, 0.5, 1, 25, 50, 50.0001, 99.5, 100]
+            let got = percentiles(values, ps)
+            for (p, g) in zip(ps, got) {
+                let r = p / 100 * Double(n - 1)
+                let k = Int(r), f = Float(r - Double(k))
+                let expect = k + 1 < n && f > 0 ? sorted[k] + f * (sorted[k + 1] - sorted[k]) : sorted[k]
+                XCTAssertEqual(g, expect, "\(name) p \(p)")
+            }
+        }
+    }
+
     /// q10 = 1 and q90 = 9 for 0...10, so x -> (x - 1) / 8, clipped.
     func testPercentileScalingClipsByHand() {
         let im = FloatImage(width: 11, height: 1, pixels: (0...10).map { Float($0) })

@@ -1,5 +1,6 @@
 import ParticleAnalysis
 import Preprocessing
+import NanoTensor
 import XCTest
 
 /// Particle measures on masks with known answers (as scikit-image's regionprops tests do).
@@ -100,5 +101,45 @@ final class ParticleMeasurementTests: XCTestCase {
 
     func testEmptyMask() {
         XCTAssertEqual(ParticleMeasurement(mask: BinaryMask(width: 20, height: 10)).particles.count, 0)
+    }
+
+    /// The run-based labelling and hole filling against pixel-by-pixel twins (a union-find over
+    /// pixels, and a flood fill from the border) on random masks of several densities and sizes,
+    /// including one-row, one-column and full masks.
+    func testRunLabellingAndHoleFillingMatchPixelReferences() {
+        var rng = SplitMix64(seed: 7)
+        for (w, h) in [(1, 1), (1, 9), (9, 1), (37, 23), (64, 64), (101, 50)] {
+            for density in [0.0, 0.2, 0.45, 0.6, 0.9, 1.0] {
+                var m = BinaryMask(width: w, height: h)
+                for i in 0..<(w * h) { m.values[i] = Double(rng.next() % 1000) / 1000 < density ? 1 : 0 }
+                let what = "\(w)x\(h) density \(density)"
+                for eight in [true, false] {
+                    let byRuns = ComponentLabels(m, connectivity8: eight)
+                    let byPixels = ComponentLabels(width: w, height: h, connectivity8: eight) { m.values[$0] != 0 }
+                    XCTAssertEqual(byRuns, byPixels, "\(what) 8-connected \(eight)")
+                }
+                XCTAssertEqual(m.holesFilled().values, floodFilledReference(m).values, what)
+            }
+        }
+    }
+
+    /// Background pixels not reachable from the border through 4-connected background become set.
+    func floodFilledReference(_ m: BinaryMask) -> BinaryMask {
+        let w = m.width, h = m.height
+        var reached = [Bool](repeating: false, count: w * h)
+        var stack: [Int] = []
+        func seed(_ i: Int) { if m.values[i] == 0 && !reached[i] { reached[i] = true; stack.append(i) } }
+        for x in 0..<w { seed(x); seed((h - 1) * w + x) }
+        for y in 0..<h { seed(y * w); seed(y * w + w - 1) }
+        while let i = stack.popLast() {
+            let x = i % w, y = i / w
+            if x > 0 { seed(i - 1) }
+            if x + 1 < w { seed(i + 1) }
+            if y > 0 { seed(i - w) }
+            if y + 1 < h { seed(i + w) }
+        }
+        var out = m
+        for i in 0..<(w * h) where m.values[i] == 0 && !reached[i] { out.values[i] = 1 }
+        return out
     }
 }
