@@ -61,4 +61,49 @@ public final class FFT2D {
         let s = 1 / Float(width * height)
         return inverse(spectrum).map { $0 * s }
     }
+
+    /// The transform's own buffer (`width × height` interleaved complex values), for a caller
+    /// that keeps its data there from one transform to the next (no copies in or out):
+    /// `forwardInPlace` and `inverseInPlace` transform it where it is.
+    public var values: UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: Float.self) }
+    public func forwardInPlace() { fftwf_execute(forwardPlan) }
+    /// Not normalised (FFTW's convention).
+    public func inverseInPlace() { fftwf_execute(inversePlan) }
+}
+
+/// Transforms between a real image (`width × height`) and the non-redundant half of its
+/// spectrum (`height × (width / 2 + 1)` interleaved complex values, row-major): half the work of
+/// the complex transform for data known to be real. Both buffers belong to the transform;
+/// `inverse` (not normalised) overwrites the spectrum, as FFTW's c2r does.
+public final class RealFFT2D {
+    public let width: Int, height: Int
+    /// Columns of the half spectrum.
+    public var halfWidth: Int { width / 2 + 1 }
+    public let real: UnsafeMutablePointer<Float>
+    let complex: UnsafeMutablePointer<fftwf_complex>
+    let forwardPlan: fftwf_plan, inversePlan: fftwf_plan
+
+    public init(width: Int, height: Int) {
+        self.width = width; self.height = height
+        real = fftwf_alloc_real(width * height)
+        complex = fftwf_alloc_complex(height * (width / 2 + 1))
+        FFT2D.planning.lock()
+        forwardPlan = fftwf_plan_dft_r2c_2d(Int32(height), Int32(width), real, complex, FFTW_ESTIMATE)
+        inversePlan = fftwf_plan_dft_c2r_2d(Int32(height), Int32(width), complex, real, FFTW_ESTIMATE)
+        FFT2D.planning.unlock()
+    }
+
+    deinit {
+        FFT2D.planning.lock()
+        fftwf_destroy_plan(forwardPlan); fftwf_destroy_plan(inversePlan)
+        FFT2D.planning.unlock()
+        fftwf_free(real); fftwf_free(complex)
+    }
+
+    /// The half spectrum, interleaved (re, im).
+    public var spectrum: UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(complex).assumingMemoryBound(to: Float.self) }
+    /// `real` → `spectrum`.
+    public func forward() { fftwf_execute(forwardPlan) }
+    /// `spectrum` → `real`, not normalised; the spectrum is overwritten.
+    public func inverse() { fftwf_execute(inversePlan) }
 }

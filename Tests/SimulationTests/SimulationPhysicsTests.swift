@@ -113,6 +113,57 @@ final class SimulationPhysicsTests: XCTestCase {
         XCTAssertFalse(a.particles.isEmpty)
         XCTAssertEqual(a.mask.filter { $0 != 0 }.count, a.particles.reduce(0) { $0 + $1.areaPx })
     }
+
+    /// The vector sin/cos of the transmission against libm (Double), over small phases, the
+    /// quadrant boundaries and large arguments.
+    func testFastSinCosMatchesLibm() {
+        var rng = SeededRandom(seed: 11)
+        var xs: [Float] = [0, .pi / 4, .pi / 2, .pi, -.pi / 2, 3 * .pi / 2, 2 * .pi, -1e-8, 1e-30]
+        for _ in 0..<4000 { xs.append(Float(rng.nextDouble() * 20 - 10)) }
+        for _ in 0..<1000 { xs.append(Float(rng.nextDouble() * 2e4 - 1e4)) }
+        while xs.count % 8 != 0 { xs.append(0.5) }
+        var worst = 0.0
+        for k in stride(from: 0, to: xs.count, by: 8) {
+            var v = SIMD8<Float>()
+            for l in 0..<8 { v[l] = xs[k + l] }
+            let (s, c) = sinCos(v)
+            for l in 0..<8 {
+                worst = max(worst, abs(Double(s[l]) - sin(Double(v[l]))), abs(Double(c[l]) - cos(Double(v[l]))))
+            }
+        }
+        XCTAssertLessThan(worst, 5e-7)
+    }
+
+    /// Simulated fields are sized for FFTW: smooth (2, 3, 5, 7), multiples of 8, never smaller.
+    func testFieldSizesAreFFTFriendly() {
+        XCTAssertEqual(Simulator.fftFriendlySize(atLeast: 644), 648)
+        XCTAssertEqual(Simulator.fftFriendlySize(atLeast: 512), 512)
+        for m in stride(from: 1, to: 3000, by: 37) {
+            let s = Simulator.fftFriendlySize(atLeast: m)
+            var r = s
+            for p in [2, 3, 5, 7] { while r % p == 0 { r /= p } }
+            XCTAssert(s >= m && s % 8 == 0 && r == 1 && s < max(2 * m, 16), "\(m) -> \(s)")
+        }
+    }
+
+    /// The real transform's round trip, and its half spectrum equal to the complex transform's.
+    func testRealFFTMatchesTheComplexTransform() {
+        let w = 24, h = 18
+        var rng = SeededRandom(seed: 5)
+        let x = (0..<(w * h)).map { _ in Float(rng.nextDouble() - 0.5) }
+        let full = FFT2D(width: w, height: h).forward(real: x)
+        let r = RealFFT2D(width: w, height: h)
+        for i in 0..<(w * h) { r.real[i] = x[i] }
+        r.forward()
+        var worst: Float = 0
+        for y in 0..<h { for k in 0..<r.halfWidth {
+            worst = max(worst, abs(r.spectrum[2 * (y * r.halfWidth + k)] - full[2 * (y * w + k)]),
+                        abs(r.spectrum[2 * (y * r.halfWidth + k) + 1] - full[2 * (y * w + k) + 1]))
+        } }
+        XCTAssertLessThan(worst, 1e-4)
+        r.inverse()
+        for i in 0..<(w * h) { XCTAssertEqual(r.real[i] / Float(w * h), x[i], accuracy: 1e-5) }
+    }
 }
 
 /// The simulated image's lattice fringes sit at the crystal's spacings.
