@@ -13,7 +13,7 @@ SIM := ../shared/data/sim-v1
 MODEL_FLAGS := --tile 256 --batch-size 8 --lr 1e-3 --lr-schedule cosine --epochs 12 --steps-per-epoch 1000 \
 	--normalise median3+percentile --augment robust --patience 12 --seed 1
 
-.PHONY: all deps build test test-long test-cluster demo bench model clean
+.PHONY: all deps build test test-long test-cluster demo bench model fuzz clean
 
 all: build
 
@@ -39,6 +39,30 @@ endif
 # `segment --shard K/4`; the merged result must equal a single-process run. Needs root.
 test-cluster: build
 	bash scripts/slurm-test.sh
+
+# Coverage-guided fuzzing of one reader or model parser under AddressSanitizer (libFuzzer):
+#   make fuzz TARGET=mrc SECONDS=600
+# TARGET: mrc tiff dm ser emi png npy safetensors emd h5model (Sources/FuzzTargets/FuzzTarget.swift).
+# The seed corpus is written by the tests' own writers (testWriteFuzzSeeds, into .build/fuzz-seeds);
+# the corpus the fuzzer grows stays in .build/fuzz-corpus. Any input that crashes, hangs (10 s), or
+# allocates more than 512 MB at once lands in Tests/FuzzFindings/TARGET/, which make test replays.
+# A request too large for any allocator fails as it does under glibc (returns NULL: libhdf5 then
+# reports an error) instead of stopping the run (ASan's allocator_may_return_null).
+TARGET ?= mrc
+SECONDS ?= 60
+FUZZ_BIN := .build/fuzz/release/nanofind-fuzz
+fuzz: deps
+	$(SWIFT) build -c release --build-path .build/fuzz --product nanofind-fuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING $(SIMD_FLAG)
+	@if [ ! -d .build/fuzz-seeds/$(TARGET) ]; then \
+		$(SWIFT) build $(SWIFTFLAGS) --build-tests && \
+		NANOFIND_FUZZ_SEEDS=$(CURDIR)/.build/fuzz-seeds $(SWIFT) test $(SWIFTFLAGS) --skip-build --disable-swift-testing \
+			--filter testWriteFuzzSeeds; fi
+	@test -d .build/fuzz-seeds/$(TARGET) || { echo "make fuzz: no seeds for TARGET=$(TARGET)"; exit 2; }
+	@mkdir -p .build/fuzz-corpus/$(TARGET) Tests/FuzzFindings/$(TARGET)
+	NANOFIND_FUZZ_TARGET=$(TARGET) ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 $(FUZZ_BIN) -max_total_time=$(SECONDS) -timeout=10 \
+		-rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 -artifact_prefix=Tests/FuzzFindings/$(TARGET)/ \
+		.build/fuzz-corpus/$(TARGET) .build/fuzz-seeds/$(TARGET)
 
 # Slow checks (full robustness corpora, long training) are behind NANOFIND_LONG_TESTS=1.
 test-long: deps

@@ -8,6 +8,7 @@
 //   MicrographIO (Micrograph value, readers and writers for every format)
 //     <- Preprocessing (median filter, normalisation, tiling, augmentation)
 //   nanofind (the command-line tool) imports them all.
+//   FuzzTargets (readers and model parsers as fuzzing targets) <- nanofind-fuzz (libFuzzer entry).
 import PackageDescription
 
 // The hot kernels need a CPU flag: without one, SIMD16 multiply-adds become calls to fmaf
@@ -57,6 +58,9 @@ let package = Package(
         .target(name: "ParticleAnalysis", dependencies: ["Preprocessing"]),
         .target(name: "Simulation", dependencies: ["Preprocessing", "MicrographIO"], swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .target(name: "Training", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
+        // Fuzzing: the readers and model parsers as libFuzzer targets (`make fuzz`; see FuzzTarget).
+        .target(name: "FuzzTargets", dependencies: ["MicrographIO", "NanoNet"]),
+        .executableTarget(name: "nanofind-fuzz", dependencies: ["FuzzTargets"]),
         .executableTarget(name: "nanofind", dependencies: [
             "NanoTensor", "NanoNet", "MicrographIO", "Preprocessing", "Segmentation", "ParticleAnalysis", "Training", "Simulation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -70,5 +74,6 @@ let package = Package(
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet"]),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MicrographIO", "NanoNet", "NanoTensor"]),
     ]
 )

@@ -68,7 +68,7 @@ public enum NPYFile {
         try micrograph(from: parse(readFileBytes(url), file: url.path), url: url)
     }
 
-    static func micrograph(from a: Array, url: URL) throws -> Micrograph {
+    package static func micrograph(from a: Array, url: URL) throws -> Micrograph {
         guard a.shape.count >= 2 else {
             throw MicrographError(url: url, reason: "array has shape \(a.shape); an image needs 2 dimensions (height, width)")
         }

@@ -153,4 +153,9 @@ final class DMReaderTests: XCTestCase {
 
     func testFuzzDM3() { fuzz(version: 3) }
     func testFuzzDM4() { fuzz(version: 4) }
+
+    /// DM3 and DM4 seeds as `make fuzz`'s corpus (see FuzzSeedCorpus).
+    func testWriteFuzzSeeds() throws {
+        try FuzzSeedCorpus.write((dmSeeds(version: 3) + dmSeeds(version: 4)).map(\.bytes), target: "dm", ext: "dm")
+    }
 }

@@ -108,9 +108,7 @@ final class EMDReaderTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), 1)
     }
 
-    func testFuzzEMD() throws {
-        // 2,000 mutants with this seed. Other seeds can crash libhdf5 1.10 itself (inside the C
-        // library, which no Swift code can catch); the CLI reads HDF5 files in a child process.
+    func emdSeeds() throws -> [DMSEREMDFuzz.Seed] {
         var seeds: [DMSEREMDFuzz.Seed] = []
         let velox = dir.appendingPathComponent("seed-velox.emd")
         try EMDTestWriter.velox(velox, type: .int16, width: 6, height: 5, frames: 2,
@@ -121,10 +119,23 @@ final class EMDReaderTests: XCTestCase {
                                    pixels: DMTestImage.make(.float32, dims: [6, 5, 2]).expected, step: 0.1, units: "nm")
         seeds.append(DMSEREMDFuzz.Seed(name: "generated-berkeley.emd", bytes: try readFileBytes(berkeley)))
         seeds += DMSEREMDFuzz.corpusSeeds(folder: "emd", extensions: ["emd"], maxBytes: 200_000)
+        return seeds
+    }
+
+    func testFuzzEMD() throws {
+        // 2,000 mutants with this seed. Other seeds can crash libhdf5 1.10 itself (inside the C
+        // library, which no Swift code can catch); the CLI reads HDF5 files in a child process.
+        let seeds = try emdSeeds()
         let path = dir.appendingPathComponent("mutant.emd")
         DMSEREMDFuzz.run("EMD", seeds: seeds, count: 2_000, rngSeed: 0xE3D, parse: { bytes in
             try Data(bytes).write(to: path)
             return try EMDReader.read(path)
         })
+    }
+
+    /// EMD seeds as `make fuzz`'s corpus (see FuzzSeedCorpus).
+    func testWriteFuzzSeeds() throws {
+        _ = try FuzzSeedCorpus.folder("emd")
+        try FuzzSeedCorpus.write(try emdSeeds().map(\.bytes), target: "emd", ext: "emd")
     }
 }

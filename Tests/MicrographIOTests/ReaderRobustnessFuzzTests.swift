@@ -98,7 +98,7 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
 
     // MARK: MRC
 
-    func testDamagedMRCFilesNeverCrash() throws {
+    func mrcSeeds() throws -> [[UInt8]] {
         var seeds = [
             try MRCWriter.encode(TestImages.image(.int16, width: 16, height: 12)),
             try MRCWriter.encode(TestImages.image(.float32, width: 9, height: 5, frames: 3)),
@@ -115,6 +115,11 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
         fei.replaceSubrange(104..<108, with: Array("FEI1".utf8))
         seeds.append(fei)
         seeds += sharedSeeds(["mrc/gen_fei1_exthdr_int16.mrc", "mrc/EMD-3197.map", "mrc/DE_Custom_movie.mrc"])
+        return seeds
+    }
+
+    func testDamagedMRCFilesNeverCrash() throws {
+        let seeds = try mrcSeeds()
         let fields = [0, 4, 8, 12, 28, 32, 36, 40, 44, 92, 152, 156, 1024]
         try fuzz("mrc", ext: "mrc", seeds: seeds, seed: 0x4D52_4301) { b, rng in
             let at = fields.randomElement(using: &rng)!
@@ -182,7 +187,7 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
         return [UInt8](try Data(contentsOf: url))
     }
 
-    func testDamagedTIFFFilesNeverCrash() throws {
+    func tiffSeeds() throws -> [[UInt8]] {
         var seeds = [
             try TIFFWriter.encode(TestImages.image(.uint8, width: 16, height: 10)),
             try TIFFWriter.encode(TestImages.image(.uint16, width: 9, height: 6, frames: 3)),
@@ -193,6 +198,11 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
             try libtiffSeed(compression: UInt16(COMPRESSION_PACKBITS), tiled: false, bigEndian: false, bits: 8),
         ]
         seeds += sharedSeeds(["tiff/DM_exported.tif", "tiff/ImageJ_micron.tif"])
+        return seeds
+    }
+
+    func testDamagedTIFFFilesNeverCrash() throws {
+        let seeds = try tiffSeeds()
         let unsupported = sharedSeeds(["tiff/gen_unsupported_jpegxl.tif"])
         try fuzz("tiff", ext: "tif", seeds: seeds, rejectedSeeds: unsupported, seed: 0x5449_4646) { b, rng in
             guard b.count >= 8 else { return }
@@ -234,13 +244,18 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
 
     // MARK: PNG
 
-    func testDamagedPNGFilesNeverCrash() throws {
+    func pngSeeds() throws -> [[UInt8]] {
         var seeds = [
             try PNGWriter.encode(TestImages.image(.uint8, width: 16, height: 10, pixelSizeNM: nil)),
             try PNGWriter.encode(TestImages.image(.uint16, width: 9, height: 7, pixelSizeNM: nil)),
             try PNGWriter.encode(TestImages.image(.uint8, width: 8, height: 8, channels: 3, pixelSizeNM: nil)),
         ]
         seeds += sharedSeeds(["png/gen_grey16.png"])
+        return seeds
+    }
+
+    func testDamagedPNGFilesNeverCrash() throws {
+        let seeds = try pngSeeds()
         try fuzz("png", ext: "png", seeds: seeds, seed: 0x504E_4701) { b, rng in
             let chunks = FuzzMutations.pngChunks(b)
             switch Int.random(in: 0..<4, using: &rng) {
@@ -269,13 +284,18 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
 
     // MARK: NPY
 
-    func testDamagedNPYFilesNeverCrash() throws {
+    func npySeeds() throws -> [[UInt8]] {
         var seeds: [[UInt8]] = []
         for (type, shape) in [(PixelType.float32, [6, 5]), (.int16, [3, 4, 5]), (.uint8, [7, 3]), (.complex64, [2, 4])] {
             let count = shape.reduce(1, *)
             seeds.append(try fileBytes { try NPYFile.write(data: TestImages.samples(type, count: count), dtype: type, shape: shape, to: $0) })
         }
         seeds += sharedSeeds(["npy/gen_int16_be.npy"])
+        return seeds
+    }
+
+    func testDamagedNPYFilesNeverCrash() throws {
+        let seeds = try npySeeds()
         let shapes = ["(4294967296, 4294967296)", "(-1, 5)", "()", "(3,)", "(1, 1, 1, 1, 1, 1, 1, 1, 1, 2)",
                       "(9223372036854775807, 2)", "(0, 5)", "(2, 3", "((2, 3))", "(3, 3)", "(5, 4294967295)"]
         let descrs = ["'<c32'", "'|O'", "'<U8'", "'>f8'", "'<i8'", "'?'", "''", "'<f2'"]
@@ -301,5 +321,14 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
             let replacement = Array(header.utf8.map { $0 })
             b.replaceSubrange(10..<min(b.count, 10 + 200), with: replacement)
         }
+    }
+
+    /// The seeds above as `make fuzz`'s corpus (see FuzzSeedCorpus).
+    func testWriteFuzzSeeds() throws {
+        _ = try FuzzSeedCorpus.folder("mrc")
+        try FuzzSeedCorpus.write(try mrcSeeds(), target: "mrc", ext: "mrc")
+        try FuzzSeedCorpus.write(try tiffSeeds(), target: "tiff", ext: "tif")
+        try FuzzSeedCorpus.write(try pngSeeds(), target: "png", ext: "png")
+        try FuzzSeedCorpus.write(try npySeeds(), target: "npy", ext: "npy")
     }
 }

@@ -144,4 +144,11 @@ final class SERReaderTests: XCTestCase {
             DMSEREMDFuzz.run("SER corpus", seeds: corpus, count: 1_000, rngSeed: 0xC0DE, parse: parse)
         }
     }
+
+    /// SER seeds, and .emi companions, as `make fuzz`'s corpus (see FuzzSeedCorpus).
+    func testWriteFuzzSeeds() throws {
+        try FuzzSeedCorpus.write(serSeeds().map(\.bytes), target: "ser", ext: "ser")
+        try FuzzSeedCorpus.write([SERTestWriter.emi(mode: "TEM", camera: "BM-Ceta"), SERTestWriter.emi(mode: "STEM", camera: nil)],
+                                 target: "emi", ext: "emi")
+    }
 }
