@@ -45,6 +45,51 @@ final class ErrorContractTests: XCTestCase {
         XCTAssertTrue(text.contains("chunk tEXt claims 2147483647 bytes"), text)
     }
 
+    /// Every reader of a single-file format, on damaged files (truncations, and header fields set
+    /// to huge and negative sizes), all opened by one `inspect` under an address-space limit of
+    /// 1 GiB: each file is read or refused on one line, nothing crashes, nothing allocates what
+    /// the file cannot justify.
+    func testDamagedFilesOfEveryFormatUnderOneGiBOfAddressSpace() throws {
+        let image = Micrograph(width: 40, height: 30, pixelType: .int16, data: (0..<2400).map { UInt8($0 % 251) },
+                               pixelSize: PixelSize(isotropic: 0.1), format: "test")
+        let npy = tmp.appendingPathComponent("seed.npy")
+        try NPYFile.write((0..<1200).map { Float($0) }, shape: [30, 40], to: npy)
+        let seeds: [(String, [UInt8])] = [("mrc", try MRCWriter.encode(image)), ("tif", try TIFFWriter.encode(image)),
+                                          ("png", try PNGWriter.encode(Micrograph(width: 40, height: 30, pixelType: .uint8,
+                                                                                 data: [UInt8](repeating: 9, count: 1200), format: "png"))),
+                                          ("npy", [UInt8](try Data(contentsOf: npy)))]
+        var files: [String] = []
+        for (ext, seed) in seeds {
+            for k in 1..<8 {  // truncations
+                let f = tmp.appendingPathComponent("cut\(k).\(ext)")
+                try Data(seed.prefix(seed.count * k / 8)).write(to: f)
+                files.append(f.path)
+            }
+            for offset in stride(from: 0, to: min(seed.count - 4, 240), by: 4) {  // fields set to huge / negative
+                for value: UInt32 in [0x7FFF_FFFF, 0xFFFF_FFF0] {
+                    var b = seed
+                    for j in 0..<4 { b[offset + j] = UInt8((value >> (8 * UInt32(j))) & 0xff) }
+                    let f = tmp.appendingPathComponent("field\(offset)-\(value).\(ext)")
+                    try Data(b).write(to: f)
+                    files.append(f.path)
+                }
+            }
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "ulimit -v 1048576; exec \"$0\" inspect \"$@\"", CLIRunner.binary.path] + files
+        let err = Pipe()
+        p.standardError = err; p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit, "inspect was killed: \(text.suffix(500))")
+        XCTAssert([0, 1, 2].contains(p.terminationStatus), "exit \(p.terminationStatus): \(text.suffix(500))")
+        let lines = text.split(separator: "\n")
+        XCTAssertGreaterThan(lines.count, files.count / 4, "too few damaged files were refused: the damage is too weak")
+        for line in lines { XCTAssertTrue(line.hasPrefix("error: \(tmp.path)"), "not one error line per file: \(line)") }
+    }
+
     func testControlCharactersInNamesAndReasonsStayOnOneLine() throws {
         let odd = tmp.appendingPathComponent("bad\nname\u{1b}[31m.mrc")
         try Data(repeating: 7, count: 100).write(to: odd)
