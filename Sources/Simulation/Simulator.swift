@@ -22,6 +22,11 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
     public var cameraOffset = 1800.0
     public var readNoise = 0.7
     public var seed: UInt64 = 0
+    /// Grid points per output pixel along each axis (nil: 1). The multislice keeps frequencies up
+    /// to 2/3 of its grid's Nyquist limit, so at the output pixel (0.4–0.7 Å) it drops what the
+    /// heavy atoms' sharp potentials scatter beyond about 0.8 Å⁻¹; 2 keeps them up to the
+    /// objective aperture, at 4× the time (see docs/simulation.md, sampling study).
+    public var oversampling: Int?
 
     public init() {}
 
@@ -35,6 +40,7 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
         if !(diameterNm.lowerBound > 0.5 && diameterNm.upperBound <= 50) { return "--diameter must be within 0.5...50 nm" }
         if diameterNm.lowerBound < 4 * pixelSizeNm { return "--diameter \(diameterNm.lowerBound) nm is under 4 pixels of \(pixelSizeNm) nm" }
         if !(csUm >= 0 && csUm < 1e5) || !(abs(defocusNm) < 1e4) { return "--cs and --defocus are out of range" }
+        if let o = oversampling, !(1...4).contains(o) { return "--oversampling must be 1, 2, 3 or 4" }
         return nil
     }
 }
@@ -118,8 +124,10 @@ public enum Simulator {
         // border must not wrap round to the opposite side of the periodic field), its side one
         // that FFTW transforms fast; the image is cropped from its middle.
         let maxRadius = placed.map(\.r).max() ?? 0
-        let ns = fftFriendlySize(atLeast: n + 2 * (Int((maxRadius / d).rounded(.up)) + 16))
-        let pad = Double((ns - n) / 2) * d, padded = Double(ns) * d
+        let o = max(1, p.oversampling ?? 1), fine = d / Double(o)
+        let ns = fftFriendlySize(atLeast: o * (n + 2 * (Int((maxRadius / d).rounded(.up)) + 16)))
+        let offset = (ns - o * n) / 2
+        let pad = Double(offset) * fine, padded = Double(ns) * fine
         if carbon > 0 {
             // Carbon in the margin too, so the film looks the same up to the image's edges.
             atoms = particleAtoms.flatMap { $0 } + amorphousCarbon(field: padded, thickness: carbon, rng: &rng).map { (.C, $0 - SIMD3(pad, pad, 0)) }
@@ -130,12 +138,16 @@ public enum Simulator {
         let slices = max(1, Int((top / sliceThickness).rounded(.up)) + 1)
         var bySlice = [[(Element, SIMD2<Double>)]](repeating: [], count: slices)
         for (e, r) in atoms { bySlice[min(slices - 1, Int((top - r.z) / sliceThickness))].append((e, SIMD2(r.x + pad, r.y + pad))) }
-        let ms = Multislice(n: ns, sampling: d, volts: p.voltageKV * 1000)
+        let ms = Multislice(n: ns, sampling: fine, volts: p.voltageKV * 1000)
         let wave = ms.exitWave(bySlice, thickness: sliceThickness, lap: lap)
         let full = lens(ms, wave: wave, p)
-        let offset = (ns - n) / 2
+        // The image from the middle of the field, each output pixel the mean of its o × o points.
         var intensity = [Float](repeating: 0, count: n * n)
-        for y in 0..<n { for x in 0..<n { intensity[y * n + x] = full[(y + offset) * ns + x + offset] } }
+        for y in 0..<n { for x in 0..<n {
+            var sum: Float = 0
+            for j in 0..<o { for i in 0..<o { sum += full[(offset + o * y + j) * ns + offset + o * x + i] } }
+            intensity[y * n + x] = sum / Float(o * o)
+        } }
         lap("lens")
         let counts = noise(&intensity, p, &rng)
         lap("noise")

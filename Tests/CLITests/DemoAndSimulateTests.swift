@@ -33,7 +33,7 @@ final class DemoAndSimulateTests: XCTestCase {
         let out = tmp.appendingPathComponent("sim").path
         for (args, mention) in [(["--count", "0"], "--count"), (["--material", "Unobtainium"], "Au"),
                                 (["--carbon-thickness=-1"], "--carbon-thickness"), (["--pixel-size", "0.5", "--diameter", "1"], "--diameter"),
-                                (["--pixel-size", "2:1"], "--pixel-size")] {
+                                (["--pixel-size", "2:1"], "--pixel-size"), (["--oversampling", "5"], "--oversampling")] {
             let r = try CLIRunner.run(["simulate", "-o", out] + args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)

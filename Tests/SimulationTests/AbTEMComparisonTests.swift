@@ -79,11 +79,13 @@ final class AbTEMComparisonTests: XCTestCase {
             let diameters = particles.map { $0["diameter_nm"] as! Double }
             p.particles = particles.count...particles.count
             p.diameterNm = (diameters.min() ?? 3)...(diameters.max() ?? 5); p.seed = 7
+            // The sampling study (docs/simulation.md) runs this with NANOFIND_SIM_OVERSAMPLING=2.
+            p.oversampling = ProcessInfo.processInfo.environment["NANOFIND_SIM_OVERSAMPLING"].flatMap { Int($0) }
             let ours = Simulator.simulate(p)
             let a = stats(image.doubleFrame(0), mask: mask, n: image.width, pixelA: p.pixelSizeNm * 10)
             let b = stats(ours.counts.map(Double.init), mask: ours.mask, n: p.size, pixelA: p.pixelSizeNm * 10)
-            print(String(format: "AbTEMComparison %@: mean counts abTEM %.0f NanoFind %.0f | carbon std %.1f vs %.1f | particle − carbon %.1f vs %.1f | fringe %.3f vs %.3f Å",
-                         name, a.mean, b.mean, a.carbonStd, b.carbonStd, a.particleMinusCarbon, b.particleMinusCarbon, a.fringe ?? .nan, b.fringe ?? .nan))
+            print(String(format: "AbTEMComparison %@ (oversampling %d): mean counts abTEM %.0f NanoFind %.0f | carbon std %.1f vs %.1f | particle − carbon %.1f vs %.1f | fringe %.3f vs %.3f Å",
+                         name, p.oversampling ?? 1, a.mean, b.mean, a.carbonStd, b.carbonStd, a.particleMinusCarbon, b.particleMinusCarbon, a.fringe ?? .nan, b.fringe ?? .nan))
             let r = powerSpectrumCorrelation(radialPower(image.doubleFrame(0), n: image.width),
                                              radialPower(ours.counts.map(Double.init), n: p.size), n: p.size, pixelA: p.pixelSizeNm * 10)
             print(String(format: "AbTEMComparison %@: log power spectrum 0.1–1.0 1/Å, correlation %.3f", name, r))
