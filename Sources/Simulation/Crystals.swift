@@ -38,15 +38,18 @@ public struct Crystal: Sendable {
     }
 
     /// Every atom of the crystal within `radius` Å of the origin, rotated by `rotation`.
-    public func atoms(within radius: Double, rotation: [SIMD3<Double>], offset: SIMD3<Double> = .zero) -> [(Element, SIMD3<Double>)] {
+    public func atoms(within radius: Double, rotation: [SIMD3<Double>], offset: SIMD3<Double> = .zero,
+                      shape: ParticleShape = .sphere) -> [(Element, SIMD3<Double>)] {
         let lengths = lattice.map { ($0 * $0).sum().squareRoot() }
-        let n = lengths.map { Int((radius / $0).rounded(.up)) + 1 }
+        let reach = radius * shape.boundingRadius
+        // Lattice cells far enough along each vector to hold the shape even for oblique lattices.
+        let n = lengths.map { Int((2 * reach / $0).rounded(.up)) + 1 }
         var out: [(Element, SIMD3<Double>)] = []
         for i in -n[0]...n[0] { for j in -n[1]...n[1] { for k in -n[2]...n[2] {
             for (e, f) in basis {
                 let fr = SIMD3(Double(i), Double(j), Double(k)) + f
                 let p = fr.x * lattice[0] + fr.y * lattice[1] + fr.z * lattice[2] - offset
-                guard (p * p).sum() <= radius * radius else { continue }
+                guard (p * p).sum() <= reach * reach, shape.contains(p, halfSize: radius) else { continue }
                 let r = SIMD3((rotation[0] * p).sum(), (rotation[1] * p).sum(), (rotation[2] * p).sum())
                 out.append((e, r))
             }

@@ -5,7 +5,7 @@ extension Simulator {
     /// atoms' projections grown by `growth` Å (about half an interatomic distance), rasterised by
     /// pixel centres; where outlines overlap the later particle's id wins in the labels.
     static func truth(_ particles: [[(Element, SIMD3<Double>)]], placed: [(x: Double, y: Double, r: Double)], zones: [String],
-                      _ p: SimulationParameters, growth: Double = 1.0) -> ([UInt8], [UInt16], [ParticleTruth]) {
+                      shapes: [ParticleShape], _ p: SimulationParameters, growth: Double = 1.0) -> ([UInt8], [UInt16], [ParticleTruth]) {
         let n = p.size, d = p.pixelSizeNm * 10
         var mask = [UInt8](repeating: 0, count: n * n), labels = [UInt16](repeating: 0, count: n * n)
         var truths: [ParticleTruth] = []
@@ -31,7 +31,8 @@ extension Simulator {
                                         centerPx: [sx / Double(area), sy / Double(area)],
                                         centerNm: [sx / Double(area) * p.pixelSizeNm, sy / Double(area) * p.pixelSizeNm],
                                         areaPx: area, areaNm2: areaNm2, eqDiameterNm: 2 * (areaNm2 / Double.pi).squareRoot(),
-                                        zoneAxis: zones[index], touchesBorder: border))
+                                        zoneAxis: zones[index], touchesBorder: border,
+                                        shape: p.shapes == nil ? nil : shapes[index].rawValue))
         }
         return (mask, labels, truths)
     }

@@ -27,6 +27,8 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
     /// heavy atoms' sharp potentials scatter beyond about 0.8 Å⁻¹; 2 keeps them up to the
     /// objective aperture, at 4× the time (see docs/simulation.md, sampling study).
     public var oversampling: Int?
+    /// Particle shapes, one drawn per particle (nil: spheres).
+    public var shapes: [ParticleShape]?
 
     public init() {}
 
@@ -57,10 +59,12 @@ public struct ParticleTruth: Codable, Sendable {
     public var eqDiameterNm: Double
     public var zoneAxis: String
     public var touchesBorder: Bool
+    /// The particle's outline (`ParticleShape`), when shapes were asked for (else a sphere).
+    public var shape: String?
 
     enum CodingKeys: String, CodingKey {
         case id, material, diameterNm = "diameter_nm", centerPx = "center_px", centerNm = "center_nm", areaPx = "area_px",
-             areaNm2 = "area_nm2", eqDiameterNm = "eq_diameter_nm", zoneAxis = "zone_axis", touchesBorder = "touches_border"
+             areaNm2 = "area_nm2", eqDiameterNm = "eq_diameter_nm", zoneAxis = "zone_axis", touchesBorder = "touches_border", shape
     }
 }
 
@@ -97,23 +101,28 @@ public enum Simulator {
         let carbon = p.carbonThicknessNm * 10
         // Particles: sizes, places (not overlapping in projection), orientations, atoms.
         var placed: [(x: Double, y: Double, r: Double)] = []
+        var reaches: [Double] = [], shapes: [ParticleShape] = []  // each particle's bounding radius (Å) and shape
         var particleAtoms: [[(Element, SIMD3<Double>)]] = []
         var zones: [String] = []
         let count = p.particles.lowerBound + rng.nextInt(below: p.particles.count)
         for _ in 0..<count {
             let r = rng.nextDouble(in: p.diameterNm) * 5  // radius in Å
+            let shape = p.shapes.map { $0[rng.nextInt(below: $0.count)] } ?? .sphere
+            let reach = r * shape.boundingRadius
             var x = 0.0, y = 0.0, ok = false
             for _ in 0..<50 {
                 x = rng.nextDouble() * field; y = rng.nextDouble() * field
-                if placed.allSatisfy({ ($0.x - x) * ($0.x - x) + ($0.y - y) * ($0.y - y) > ($0.r + r + 5) * ($0.r + r + 5) }) { ok = true; break }
+                if zip(placed, reaches).allSatisfy({ q, qr in (q.x - x) * (q.x - x) + (q.y - y) * (q.y - y) > (qr + reach + 5) * (qr + reach + 5) }) {
+                    ok = true; break
+                }
             }
             guard ok else { continue }
             let axes = p.material.zoneAxes
             let zone = axes[rng.nextInt(below: axes.count)]
             let rotation = orientation(zone, crystal: p.material.crystal, tilt: rng.nextDouble() * 2 * .pi / 180,
                                        tiltDirection: rng.nextDouble() * 2 * .pi, inPlane: rng.nextDouble() * 2 * .pi)
-            let atoms = p.material.crystal.atoms(within: r, rotation: rotation).map { ($0.0, $0.1 + SIMD3(x, y, carbon + r)) }
-            placed.append((x, y, r)); particleAtoms.append(atoms)
+            let atoms = p.material.crystal.atoms(within: r, rotation: rotation, shape: shape).map { ($0.0, $0.1 + SIMD3(x, y, carbon + reach)) }
+            placed.append((x, y, r)); reaches.append(reach); shapes.append(shape); particleAtoms.append(atoms)
             zones.append("[" + [zone.x, zone.y, zone.z].map { String(Int($0)) }.joined() + "]")
         }
         // Carbon: random positions at 0.1 atoms/Å³ (2 g/cm³), none closer than 1.3 Å to another
@@ -123,7 +132,7 @@ public enum Simulator {
         // The simulated field is the image plus a margin all round (a particle cut by the image's
         // border must not wrap round to the opposite side of the periodic field), its side one
         // that FFTW transforms fast; the image is cropped from its middle.
-        let maxRadius = placed.map(\.r).max() ?? 0
+        let maxRadius = reaches.max() ?? 0
         let o = max(1, p.oversampling ?? 1), fine = d / Double(o)
         let ns = fftFriendlySize(atLeast: o * (n + 2 * (Int((maxRadius / d).rounded(.up)) + 16)))
         let offset = (ns - o * n) / 2
@@ -151,7 +160,7 @@ public enum Simulator {
         lap("lens")
         let counts = noise(&intensity, p, &rng)
         lap("noise")
-        let (mask, labels, truths) = truth(particleAtoms, placed: placed, zones: zones, p)
+        let (mask, labels, truths) = truth(particleAtoms, placed: placed, zones: zones, shapes: shapes, p)
         lap("truth")
         return SimulatedMicrograph(parameters: p, counts: counts, mask: mask, labels: labels, particles: truths, timings: timings)
     }

@@ -24,15 +24,16 @@ struct Span: ExpressibleByArgument, CustomStringConvertible {
 extension Material: ExpressibleByArgument {}
 
 /// `--material Au` or `--material Au,CdSe,Pt` (images take the materials in turn).
-struct MaterialList: ExpressibleByArgument {
-    var materials: [Material]
+/// A comma-separated list of an enumeration's names (`--material Au,CdSe`, `--shape sphere,cuboctahedron`).
+struct NameList<Value: RawRepresentable & CaseIterable & Equatable & Sendable>: ExpressibleByArgument, Sendable where Value.RawValue == String {
+    var values: [Value]
     init?(argument: String) {
-        let list = argument.split(separator: ",").map { Material(rawValue: String($0).trimmingCharacters(in: .whitespaces)) }
+        let list = argument.split(separator: ",").map { Value(rawValue: String($0).trimmingCharacters(in: .whitespaces)) }
         guard !list.isEmpty, list.allSatisfy({ $0 != nil }) else { return nil }
-        materials = list.compactMap { $0 }
+        values = list.compactMap { $0 }
     }
-    init(_ m: [Material]) { materials = m }
-    static var allValueStrings: [String] { Material.allCases.map(\.rawValue) }
+    init(_ v: [Value]) { values = v }
+    static var allValueStrings: [String] { Value.allCases.map(\.rawValue) }
 }
 
 struct Simulate: ParsableCommand {
@@ -51,7 +52,7 @@ struct Simulate: ParsableCommand {
     @OptionGroup var output: OutputFolderOption
     @Option(help: "Number of micrographs.") var count = 10
     @Option(help: "Material, or several separated by commas (taken in turn): \(Material.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var material = MaterialList([.Au])
+    var material = NameList<Material>([.Au])
     @Option(help: "Image side in pixels.") var size = 512
     @Option(help: "nm per pixel (or MIN:MAX).") var pixelSize = Span(0.04...0.07)
     @Option(help: "Defocus in nm, positive = underfocus (or MIN:MAX).") var defocus = Span(-5...10)
@@ -62,19 +63,22 @@ struct Simulate: ParsableCommand {
     @Option(help: "Particle diameter in nm (or MIN:MAX).") var diameter = Span(2.5...7)
     @Option(help: "Grid points per output pixel along each axis, 1 to 4: 2 keeps the heavy atoms' high frequencies (particle contrast as abTEM's) at 4× the time.")
     var oversampling = 1
+    @Option(help: "Particle shapes, one drawn per particle, separated by commas: \(ParticleShape.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var shape = NameList<ParticleShape>([.sphere])
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Images simulated at once (default: one per CPU).") var jobs: Int?
 
     func parameters(_ index: Int) -> SimulationParameters {
         var rng = SeededRandom(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
         var p = SimulationParameters()
-        p.material = material.materials[index % material.materials.count]; p.size = size; p.csUm = cs
+        p.material = material.values[index % material.values.count]; p.size = size; p.csUm = cs
         p.pixelSizeNm = pixelSize.draw(&rng); p.defocusNm = defocus.draw(&rng); p.doseEPerA2 = dose.draw(&rng)
         p.carbonThicknessNm = carbonThickness.draw(&rng)
         p.particles = Int(particles.range.lowerBound)...Int(particles.range.upperBound)
         p.diameterNm = diameter.range
         p.seed = rng.next()
         p.oversampling = oversampling == 1 ? nil : oversampling
+        p.shapes = shape.values == [.sphere] ? nil : shape.values
         return p
     }
 
@@ -132,7 +136,7 @@ struct Simulate: ParsableCommand {
         }.map(String.init)
         try writeAtomically(Array(((kept + lines.compactMap { $0 }).joined(separator: "\n") + "\n").utf8), to: manifest)
         print(String(format: "%d micrographs of %@ -> %@ (%.1f s, %.2f s each)", count,
-                     material.materials.map(\.rawValue).joined(separator: ", "), out.path,
+                     material.values.map(\.rawValue).joined(separator: ", "), out.path,
                      Date().timeIntervalSince(start), Date().timeIntervalSince(start) * Double(jobs) / Double(count)))
     }
 

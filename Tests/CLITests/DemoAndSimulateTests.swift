@@ -33,7 +33,8 @@ final class DemoAndSimulateTests: XCTestCase {
         let out = tmp.appendingPathComponent("sim").path
         for (args, mention) in [(["--count", "0"], "--count"), (["--material", "Unobtainium"], "Au"),
                                 (["--carbon-thickness=-1"], "--carbon-thickness"), (["--pixel-size", "0.5", "--diameter", "1"], "--diameter"),
-                                (["--pixel-size", "2:1"], "--pixel-size"), (["--oversampling", "5"], "--oversampling")] {
+                                (["--pixel-size", "2:1"], "--pixel-size"), (["--oversampling", "5"], "--oversampling"),
+                                (["--shape", "pyramid"], "cuboctahedron")] {
             let r = try CLIRunner.run(["simulate", "-o", out] + args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
@@ -46,13 +47,14 @@ final class DemoAndSimulateTests: XCTestCase {
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
         let r = try CLIRunner.run(["simulate", "-o", tmp.path, "--count", "2", "--size", "128", "--material", "CeO2", "--particles", "1:2",
-                                   "--diameter", "2:3", "--carbon-thickness", "1"])
+                                   "--diameter", "2:3", "--carbon-thickness", "1", "--shape", "truncated-octahedron,cuboctahedron"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let manifest = try String(contentsOf: tmp.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(manifest.count, 2)
         let entry = try JSONSerialization.jsonObject(with: Data(manifest[0].utf8)) as? [String: Any]
         XCTAssertEqual(entry?["material"] as? String, "CeO2")
-        XCTAssertNotNil(entry?["particles"] as? [[String: Any]])
+        let particles = try XCTUnwrap(entry?["particles"] as? [[String: Any]])
+        for p in particles { XCTAssertTrue(["truncated-octahedron", "cuboctahedron"].contains(p["shape"] as? String ?? ""), "\(p)") }
         let inspect = try CLIRunner.run(["inspect", tmp.appendingPathComponent("ceo2_0000.mrc").path, "--json"])
         XCTAssertTrue(inspect.stdout.contains("int16"), inspect.stdout)
         for name in ["ceo2_0000.mrc", "ceo2_0000_mask.png", "ceo2_0001_labels.png", "contact_sheet.png"] {

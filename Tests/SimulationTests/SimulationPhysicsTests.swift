@@ -114,6 +114,31 @@ final class SimulationPhysicsTests: XCTestCase {
         XCTAssertEqual(a.mask.filter { $0 != 0 }.count, a.particles.reduce(0) { $0 + $1.areaPx })
     }
 
+    /// Each shape's faces where they should be, and nothing of it outside its bounding sphere.
+    func testParticleShapes() {
+        let r = 10.0
+        func inside(_ s: ParticleShape, _ p: SIMD3<Double>) -> Bool { s.contains(p * r, halfSize: r) }
+        for s in ParticleShape.allCases {
+            XCTAssertTrue(inside(s, [0.99, 0, 0]), "\(s) reaches its face along x")
+            XCTAssertFalse(inside(s, [1.01, 0, 0]), "\(s) ends at its face along x")
+        }
+        XCTAssertFalse(inside(.truncatedOctahedron, [0.9, 0.9, 0.9]))  // cut by a {111} face
+        XCTAssertTrue(inside(.cuboctahedron, [0.99, 0.99, 0]))         // out to the square faces' corners
+        XCTAssertFalse(inside(.cuboctahedron, [0.9, 0.9, 0.9]))
+        XCTAssertTrue(inside(.hexagonalPrism, [0, 1.1, 0]))             // towards a corner of the hexagon (circumradius 1.155)
+        XCTAssertFalse(inside(.hexagonalPrism, [0, 0, 0.85]))           // basal faces at 0.8
+        XCTAssertFalse(inside(.ellipsoid, [0, 0, 0.75]))                // polar semi-axis 0.7
+        var rng = SeededRandom(seed: 3)
+        for s in ParticleShape.allCases {
+            for _ in 0..<20_000 {
+                let p = SIMD3(rng.nextDouble(), rng.nextDouble(), rng.nextDouble()) * 4 * r - SIMD3(repeating: 2 * r)
+                if s.contains(p, halfSize: r) { XCTAssertLessThanOrEqual((p * p).sum().squareRoot(), s.boundingRadius * r, "\(s)") }
+            }
+            let atoms = Material.Au.crystal.atoms(within: r, rotation: [[1, 0, 0], [0, 1, 0], [0, 0, 1]], shape: s)
+            XCTAssertGreaterThan(atoms.count, 100, "\(s)")
+        }
+    }
+
     /// The vector sin/cos of the transmission against libm (Double), over small phases, the
     /// quadrant boundaries and large arguments.
     func testFastSinCosMatchesLibm() {
