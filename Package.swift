@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "MicrographIOTests", dependencies: ["MicrographIO", "NanoTensor"]),
         .testTarget(name: "PreprocessingTests", dependencies: ["Preprocessing", "MicrographIO"]),
         .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO", "Segmentation"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MicrographIO", "NanoNet", "NanoTensor"]),

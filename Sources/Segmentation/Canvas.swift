@@ -79,14 +79,15 @@ public struct Canvas: Sendable {
 import Foundation
 
 /// A line chart of one or more series against a shared x axis, with labelled axes.
+/// `yFromZero`: the y axis starts at 0 (else at the data's minimum).
 public func lineChart(series: [(name: String, colour: Canvas.Colour, points: [(Double, Double)])], title: String,
-                      xLabel: String, width: Int = 640, height: Int = 400) -> Canvas {
+                      xLabel: String, yFromZero: Bool = true, width: Int = 640, height: Int = 400) -> Canvas {
     var c = Canvas(width: width, height: height)
     let left = 60, right = width - 20, top = 40, bottom = height - 40
     let all = series.flatMap(\.points).filter { $0.0.isFinite && $0.1.isFinite }
     let xs = all.map(\.0), ys = all.map(\.1)
     let xMin = xs.min() ?? 0, xMax = max(xs.max() ?? 1, xMin + 1e-9)
-    let yMin = min(0, ys.min() ?? 0), yMax = max(ys.max() ?? 1, yMin + 1e-9)
+    let yMin = yFromZero ? min(0, ys.min() ?? 0) : (ys.min() ?? 0), yMax = max(ys.max() ?? 1, yMin + 1e-9)
     func px(_ x: Double) -> Double { Double(left) + (x - xMin) / (xMax - xMin) * Double(right - left) }
     func py(_ y: Double) -> Double { Double(bottom) - (y - yMin) / (yMax - yMin) * Double(bottom - top) }
     for k in 0...4 {
@@ -96,8 +97,8 @@ public func lineChart(series: [(name: String, colour: Canvas.Colour, points: [(D
     }
     c.line(Double(left), Double(bottom), Double(right), Double(bottom), Canvas.black)
     c.line(Double(left), Double(top), Double(left), Double(bottom), Canvas.black)
-    c.text(String(format: "%.0f", xMin), x: left, y: bottom + 8)
-    c.text(String(format: "%.0f", xMax), x: right - Canvas.textWidth(String(format: "%.0f", xMax)), y: bottom + 8)
+    c.text(String(format: "%.3g", xMin), x: left, y: bottom + 8)
+    c.text(String(format: "%.3g", xMax), x: right - Canvas.textWidth(String(format: "%.3g", xMax)), y: bottom + 8)
     c.text(xLabel, x: (left + right) / 2 - Canvas.textWidth(xLabel) / 2, y: bottom + 22)
     c.text(title, x: left, y: 12, scale: 2)
     var legendX = right - 10

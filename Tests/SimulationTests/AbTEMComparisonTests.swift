@@ -1,6 +1,7 @@
 import Foundation
 import MicrographIO
 import Preprocessing
+import Segmentation
 import Simulation
 import XCTest
 
@@ -47,15 +48,29 @@ final class AbTEMComparisonTests: XCTestCase {
     /// the camera's MTF) from 0.1 to 1.0 Å⁻¹: the correlation of NanoFind's and abTEM's log power,
     /// each over 5-pixel rings, for the same parameters.
     func powerSpectrumCorrelation(_ a: [Double], _ b: [Double], n: Int, pixelA: Double) -> Double {
-        let lo = Int(0.1 * Double(n) * pixelA), hi = min(n / 2 - 5, Int(1.0 * Double(n) * pixelA))
-        var la: [Double] = [], lb: [Double] = []
-        for r in stride(from: lo, to: hi, by: 5) {
-            la.append(log10(a[r..<(r + 5)].reduce(0, +) + 1e-30)); lb.append(log10(b[r..<(r + 5)].reduce(0, +) + 1e-30))
-        }
+        let (_, la, lb) = binnedLogPower(a, b, n: n, pixelA: pixelA)
         let ma = la.reduce(0, +) / Double(la.count), mb = lb.reduce(0, +) / Double(lb.count)
         let cov = zip(la, lb).reduce(0) { $0 + ($1.0 - ma) * ($1.1 - mb) }
         let va = la.reduce(0) { $0 + ($1 - ma) * ($1 - ma) }, vb = lb.reduce(0) { $0 + ($1 - mb) * ($1 - mb) }
         return cov / (va * vb).squareRoot()
+    }
+
+    /// Both log power spectra over 5-pixel rings from 0.1 to 1.0 Å⁻¹, with each ring's q (Å⁻¹).
+    func binnedLogPower(_ a: [Double], _ b: [Double], n: Int, pixelA: Double) -> (q: [Double], a: [Double], b: [Double]) {
+        let lo = Int(0.1 * Double(n) * pixelA), hi = min(n / 2 - 5, Int(1.0 * Double(n) * pixelA))
+        var q: [Double] = [], la: [Double] = [], lb: [Double] = []
+        for r in stride(from: lo, to: hi, by: 5) {
+            q.append((Double(r) + 2) / (Double(n) * pixelA))
+            la.append(log10(a[r..<(r + 5)].reduce(0, +) + 1e-30)); lb.append(log10(b[r..<(r + 5)].reduce(0, +) + 1e-30))
+        }
+        return (q, la, lb)
+    }
+
+    /// Where the log power spectrum is lowest between 0.72 and 0.95 Å⁻¹ (past the Au 220 ring):
+    /// the minimum where the contrast transfer and the envelopes meet (the carbon's Thon ring).
+    func thonMinimum(_ q: [Double], _ l: [Double]) -> Double {
+        let inRange = q.indices.filter { q[$0] >= 0.72 && q[$0] <= 0.95 }
+        return q[inRange.min { l[$0] < l[$1] }!]
     }
 
     func testMeanCountsContrastAndFringesAgreeWithAbTEM() throws {
@@ -86,9 +101,20 @@ final class AbTEMComparisonTests: XCTestCase {
             let b = stats(ours.counts.map(Double.init), mask: ours.mask, n: p.size, pixelA: p.pixelSizeNm * 10)
             print(String(format: "AbTEMComparison %@ (oversampling %d): mean counts abTEM %.0f NanoFind %.0f | carbon std %.1f vs %.1f | particle − carbon %.1f vs %.1f | fringe %.3f vs %.3f Å",
                          name, p.oversampling ?? 1, a.mean, b.mean, a.carbonStd, b.carbonStd, a.particleMinusCarbon, b.particleMinusCarbon, a.fringe ?? .nan, b.fringe ?? .nan))
-            let r = powerSpectrumCorrelation(radialPower(image.doubleFrame(0), n: image.width),
-                                             radialPower(ours.counts.map(Double.init), n: p.size), n: p.size, pixelA: p.pixelSizeNm * 10)
-            print(String(format: "AbTEMComparison %@: log power spectrum 0.1–1.0 1/Å, correlation %.3f", name, r))
+            let pa = radialPower(image.doubleFrame(0), n: image.width), pb = radialPower(ours.counts.map(Double.init), n: p.size)
+            let r = powerSpectrumCorrelation(pa, pb, n: p.size, pixelA: p.pixelSizeNm * 10)
+            let (q, la, lb) = binnedLogPower(pa, pb, n: p.size, pixelA: p.pixelSizeNm * 10)
+            let (ta, tb) = (thonMinimum(q, la), thonMinimum(q, lb))
+            print(String(format: "AbTEMComparison %@: log power spectrum 0.1–1.0 1/Å, correlation %.3f; minimum past 220 at %.3f vs %.3f 1/Å",
+                         name, r, ta, tb))
+            XCTAssertEqual(tb, ta, accuracy: 0.05 * ta, "the power spectrum's minimum past the 220 ring")
+            if let dir = ProcessInfo.processInfo.environment["NANOFIND_PLOT_DIR"] {  // docs/simulation-psd.png
+                let ma = la.reduce(0, +) / Double(la.count), mb = lb.reduce(0, +) / Double(lb.count)
+                try lineChart(series: [("abTEM", Canvas.blue, Array(zip(q, la.map { $0 - ma }))),
+                                       ("NanoFind", Canvas.orange, Array(zip(q, lb.map { $0 - mb })))],
+                              title: "\(name): log10 power, mean removed", xLabel: "q (1/A)", yFromZero: false)
+                    .write(to: URL(fileURLWithPath: dir).appendingPathComponent("psd-\(name).png"))
+            }
             // Measured 0.82 (au_1000) and 0.78 (au_1006): the carbon's rise to the fringes and the
             // minimum near 0.78 Å⁻¹ agree; the fringe peaks' heights depend on the particles.
             XCTAssertGreaterThan(r, 0.7, "power spectrum shape")
