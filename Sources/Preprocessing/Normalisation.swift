@@ -121,8 +121,10 @@ public struct DatasetMaxNormaliser: Sendable, Equatable, Codable {
 
 /// Percentiles of `values` (each in percent, 0...100) with NumPy's default linear interpolation:
 /// for p, the rank `r = p/100 * (n - 1)`; the result is `v[floor(r)] + frac(r) * (v[floor(r)+1] -
-/// v[floor(r)])` in the sorted order. Uses quickselect on one copy (O(n) expected per
-/// percentile), never a full sort. `values` must not be empty or contain NaN.
+/// v[floor(r)])` in the sorted order. The order statistics come from `orderStatistics` (a
+/// histogram, then selection among the few values of the wanted bins; selection over everything
+/// for small inputs), never a full sort. `values` must not be empty; with NaN among them the
+/// result is unspecified (such inputs take the selection path).
 public func percentiles(_ values: [Float], _ ps: [Double]) -> [Float] {
     require(!values.isEmpty, "percentiles: no values")
     let n = values.count
@@ -149,15 +151,17 @@ public func percentiles(_ values: [Float], _ ps: [Double]) -> [Float] {
 func orderStatistics(_ values: [Float], _ ranks: [Int]) -> [Int: Float] {
     let n = values.count
     let bins = 1 << 14
-    var lo = values[0], hi = values[0]
+    var lo = values[0], hi = values[0], nan = false
     if n >= 4 * bins {
-        values.withUnsafeBufferPointer { v in for x in v { lo = smin(lo, x); hi = smax(hi, x) } }
+        values.withUnsafeBufferPointer { v in for x in v { lo = smin(lo, x); hi = smax(hi, x); nan = nan || x != x } }
     }
     let scale = Float(bins) / (hi - lo)
-    guard n >= 4 * bins, lo.isFinite, hi.isFinite, hi > lo, scale.isFinite else {
+    // The histogram needs every value's bin to be a number in 0 ..< bins: no NaN, and a span
+    // that is finite in Float (else x − lo can overflow to infinity and the product to NaN).
+    guard n >= 4 * bins, !nan, lo.isFinite, hi.isFinite, hi > lo, (hi - lo).isFinite, scale.isFinite, scale > 0 else {
         return orderStatisticsBySelection(values, ranks)
     }
-    @inline(__always) func bin(_ x: Float) -> Int { Swift.min(bins - 1, Int((x - lo) * scale)) }
+    @inline(__always) func bin(_ x: Float) -> Int { Swift.min(bins - 1, Swift.max(0, Int((x - lo) * scale))) }
     var counts = [Int](repeating: 0, count: bins)
     values.withUnsafeBufferPointer { v in
         counts.withUnsafeMutableBufferPointer { c in for x in v { c[bin(x)] += 1 } }

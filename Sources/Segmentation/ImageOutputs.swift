@@ -32,27 +32,35 @@ public enum ImageOutputs {
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let maps = mapJobs(name: name, into: dir, result: result, probability: probability)
         let outcome = Outcome(), mapWork = Jobs(maps)
-        let mapsDone = DispatchGroup()
-        DispatchQueue.global().async(group: mapsDone) { run(mapWork, threads: 1, into: outcome) }
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let measurement = measure()
-        let t1 = DispatchTime.now().uptimeNanoseconds
+        // Two iterations of one concurrentPerform (the caller's thread takes one): no wait on a
+        // queue that `segment --jobs N` may have filled with callers like this one.
+        final class Measured: @unchecked Sendable { var value: ParticleMeasurement?; var seconds = 0.0 }
+        let measured = Measured()
+        withoutActuallyEscaping(measure) { measure in
+            final class Task: @unchecked Sendable { let run: () -> ParticleMeasurement; init(_ r: @escaping () -> ParticleMeasurement) { run = r } }
+            let task = Task(measure)
+            DispatchQueue.concurrentPerform(iterations: 2) { k in
+                if k == 1 { run(mapWork, threads: 1, into: outcome); return }
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                measured.value = task.run()
+                measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            }
+        }
+        let measurement = measured.value!
         let particleJobs: [Job]
         do {
             particleJobs = try self.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
                                                  pixelSizeNm: result.pixelSizeNm)
         } catch {
-            mapsDone.wait()
             for f in maps.map(\.file) { try? FileManager.default.removeItem(at: f) }
             throw error
         }
         run(Jobs(particleJobs), threads: 2, into: outcome)
-        mapsDone.wait()
         let written = maps.map(\.file) + particleJobs.map(\.file)
         do {
             if let error = outcome.error { throw error }
             var seconds = outcome.seconds
-            seconds["particles"] = Double(t1 - t0) / 1e9
+            seconds["particles"] = measured.seconds
             let start = DispatchTime.now().uptimeNanoseconds
             let csv = ([Particle.csvHeader.joined(separator: ",")] + measurement.particles.map { $0.csvFields.joined(separator: ",") })
                 .joined(separator: "\n") + "\n"

@@ -121,7 +121,10 @@ public enum Simulator {
             let zone = axes[rng.nextInt(below: axes.count)]
             let rotation = orientation(zone, crystal: p.material.crystal, tilt: rng.nextDouble() * 2 * .pi / 180,
                                        tiltDirection: rng.nextDouble() * 2 * .pi, inPlane: rng.nextDouble() * 2 * .pi)
-            let atoms = p.material.crystal.atoms(within: r, rotation: rotation, shape: shape).map { ($0.0, $0.1 + SIMD3(x, y, carbon + reach)) }
+            // On the film: the lowest atom just above the carbon's top (z = carbon).
+            let cut = p.material.crystal.atoms(within: r, rotation: rotation, shape: shape)
+            let lowest = cut.map(\.1.z).min() ?? 0
+            let atoms = cut.map { ($0.0, $0.1 + SIMD3(x, y, carbon - lowest)) }
             placed.append((x, y, r)); reaches.append(reach); shapes.append(shape); particleAtoms.append(atoms)
             zones.append("[" + [zone.x, zone.y, zone.z].map { String(Int($0)) }.joined() + "]")
         }

@@ -53,6 +53,9 @@ final class NormalisationTests: XCTestCase {
         hot[17] = 1e30
         cases.append(("hot pixel", hot))
         cases.append(("uniform", (0..<n).map { _ in Float.random(in: -5...5, using: &rng) }))
+        var span = randomImage(n, 1, seed: 6, scale: 1).pixels  // max − min overflows Float
+        span[3] = -3e38; span[9] = 3e38
+        cases.append(("span beyond Float", span))
         for (name, values) in cases {
             let sorted = values.sorted()
             let ps: [Double] = [0, 0.5, 1, 25, 50, 50.0001, 99.5, 100]
@@ -64,6 +67,13 @@ final class NormalisationTests: XCTestCase {
                 XCTAssertEqual(g, expect, "\(name) p \(p)")
             }
         }
+    }
+
+    /// NaN among many values (a damaged float file): the result is unspecified, but it comes back.
+    func testPercentilesOfLargeInputsWithNaNComeBack() {
+        var values = randomImage(70_001, 1, seed: 8, scale: 10).pixels
+        values[5] = .nan; values[60_000] = .nan
+        XCTAssertEqual(percentiles(values, [0.5, 50, 99.5]).count, 3)
     }
 
     /// q10 = 1 and q90 = 9 for 0...10, so x -> (x - 1) / 8, clipped.
