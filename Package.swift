@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(name: "nanofind-fuzz", dependencies: ["FuzzTargets"]),
         .executableTarget(name: "nanofind", dependencies: [
             "NanoTensor", "NanoNet", "MicrographIO", "Preprocessing", "Segmentation", "ParticleAnalysis", "Training", "Simulation",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CNanoSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "NanoTensorTests", dependencies: ["NanoTensor"]),

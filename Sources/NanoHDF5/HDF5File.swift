@@ -296,8 +296,10 @@ public struct HDF5Dataset: Sendable {
         }
         let needed = total.multipliedReportingOverflow(by: bytesPerValue)
         // Compression rarely exceeds 1000:1 on image data; a contiguous dataset must fit the file.
-        guard !needed.overflow, needed.partialValue <= max(info.storageBytes, 0) * 1000 + 4096,
-              needed.partialValue <= 1 << 34 else {
+        // (A corrupt file can report any storage size: the bound saturates instead of overflowing.)
+        let stored = max(info.storageBytes, 0)
+        let allowed = stored > (Int.max - 4096) / 1000 ? Int.max : stored * 1000 + 4096
+        guard !needed.overflow, needed.partialValue <= allowed, needed.partialValue <= 1 << 34 else {
             throw file.fail("dataset \(path) declares \(info.shape) values but the file holds only \(info.storageBytes) bytes of it")
         }
     }

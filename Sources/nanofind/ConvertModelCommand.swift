@@ -11,6 +11,10 @@ struct ConvertModel: ParsableCommand {
     @Argument(help: "Model to convert (.h5 or .safetensors).") var input: String
     @Option(name: [.short, .customLong("output")], help: "The .safetensors file to write.") var output: String
     @Option(help: "Threshold to record (default: keep the model's).") var threshold: Float?
+    /// Set by `IsolatedReader.loadModel` for the child that reads a Keras .h5 file: it loads in
+    /// process. Run by a user, the command reads an .h5 in such a child too, so a fault inside
+    /// libhdf5 on a hostile file ends as one error line.
+    @Flag(name: .customLong("in-child"), help: .hidden) var inChild = false
 
     func run() throws {
         if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) {
@@ -18,12 +22,14 @@ struct ConvertModel: ParsableCommand {
         }
         // Test hook, as in read-isolated: lets the CLI tests check that libhdf5 dying while a
         // Keras model is converted in the isolating child is reported on one line.
-        if ProcessInfo.processInfo.environment["NANOFIND_TEST_MODEL_FAULT"] == "signal" {
+        if inChild && ProcessInfo.processInfo.environment["NANOFIND_TEST_MODEL_FAULT"] == "signal" {
             signal(SIGSEGV, SIG_DFL)
             raise(SIGSEGV)
         }
         do {
-            var model = try Model.load(URL(fileURLWithPath: input))
+            let url = URL(fileURLWithPath: input)
+            if inChild { IsolatedReader.limitAddressSpace(for: url) }
+            var model = inChild ? try Model.load(url) : try IsolatedReader.loadModel(url)
             if let threshold { model.metadata.threshold = threshold }
             try SafeTensorsModel.save(model, to: URL(fileURLWithPath: output))
         } catch {

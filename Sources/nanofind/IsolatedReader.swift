@@ -1,4 +1,5 @@
 import ArgumentParser
+import CNanoSupport
 import Foundation
 import MicrographIO
 import NanoNet
@@ -68,11 +69,21 @@ enum IsolatedReader {
         defer { try? FileManager.default.removeItem(at: dir) }
         let converted = dir.appendingPathComponent("model.safetensors")
         do {
-            guard try runChild(["convert-model", url.path, "-o", converted.path], for: url) else { return try Model.load(url) }
+            guard try runChild(["convert-model", "--in-child", url.path, "-o", converted.path], for: url) else { return try Model.load(url) }
         } catch let error as MicrographError {
             throw ModelFileError(file: url.path, reason: error.reason)
         }
         return try SafeTensorsModel.load(converted)
+    }
+
+    /// In the child, before libhdf5 reads `url`: an address-space limit of 2 GiB, or 1 GiB plus
+    /// eight times the file's size for large files (room for the decoded images however they are
+    /// stored), so that an allocation a corrupt header makes libhdf5 ask for (10 GB for a 30 kB
+    /// file, found by fuzzing) fails at once and the file is refused.
+    static func limitAddressSpace(for url: URL) {
+        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.uint64Value ?? 0
+        let bytes = max(UInt64(2) << 30, (UInt64(1) << 30) &+ size.multipliedReportingOverflow(by: 8).partialValue)
+        _ = nf_limit_address_space(bytes)
     }
 
     /// This program's own executable (found whether it was started by path or through PATH).
@@ -150,6 +161,7 @@ struct ReadIsolated: ParsableCommand {
             raise(SIGSEGV)
         }
         if ProcessInfo.processInfo.environment["NANOFIND_TEST_READER_FAULT"] == "hang" { while true { sleep(1) } }
+        IsolatedReader.limitAddressSpace(for: URL(fileURLWithPath: file))
         do {
             try ImageBundle.write(MicrographReader.open(URL(fileURLWithPath: file)), to: URL(fileURLWithPath: outputFolder))
         } catch {

@@ -177,6 +177,13 @@ final class IsolatedModelTests: XCTestCase {
         XCTAssertEqual(crashed.status, 2, text)
         XCTAssertEqual(text.split(separator: "\n").count, 1, text)
         XCTAssertTrue(text.contains(h5.path) && text.contains("crashed"), text)
+        // convert-model run by a user reads the .h5 in a child too.
+        let converted = tmp.appendingPathComponent("m.safetensors")
+        let c = try CLIRunner.run(["convert-model", h5.path, "-o", converted.path], environment: ["NANOFIND_TEST_MODEL_FAULT": "signal"])
+        XCTAssertEqual(c.status, 2, c.stderr)
+        XCTAssertEqual(c.stderr.split(separator: "\n").count, 1, c.stderr)
+        XCTAssertTrue(c.stderr.contains(h5.path) && c.stderr.contains("crashed"), c.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: converted.path))
         // Without the fault the same broken file is refused by the reader, also on one line.
         let r = try CLIRunner.run(["segment", image.path, "-o", tmp.appendingPathComponent("out").path, "--model", h5.path])
         XCTAssertEqual(r.status, 2)

@@ -69,12 +69,16 @@ final class FuzzTargetsTests: XCTestCase {
         p.arguments = target == .emd ? ["inspect", file.path] : ["convert-model", file.path, "-o", out.path]
         let err = Pipe()
         p.standardError = err; p.standardOutput = FileHandle.nullDevice
+        let started = Date()
         try p.run()
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .exit, "\(file.lastPathComponent): killed: \(text)")
-        XCTAssertEqual(p.terminationStatus, 2, "\(file.lastPathComponent): \(text)")
-        XCTAssertEqual(text.split(separator: "\n").count, 1, "\(file.lastPathComponent): \(text)")
+        let what = "\(target.rawValue)/\(file.lastPathComponent)"
+        XCTAssertEqual(p.terminationReason, .exit, "\(what): killed: \(text)")
+        // Read (some of libhdf5's faults do no visible harm outside AddressSanitizer) or refused on one line.
+        XCTAssert(p.terminationStatus == 0 && text.isEmpty || p.terminationStatus == 2 && text.split(separator: "\n").count == 1,
+                  "\(what): exit \(p.terminationStatus): \(text)")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "\(what) took too long")
     }
 
     /// Small native models (depths 1–3, odd widths) as the safetensors corpus.

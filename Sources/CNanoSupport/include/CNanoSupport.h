@@ -6,6 +6,10 @@
 int nf_pin_current_thread(int index);
 /// Number of CPUs this process may run on (its affinity mask), or the online count.
 int nf_available_cpus(void);
+/// Lowers this process's address-space limit (RLIMIT_AS) to `bytes`, never raising it: 0 on
+/// success. The child that reads an HDF5 file sets one, so that a corrupt file's absurd
+/// allocation inside libhdf5 fails at once instead of taking the machine's memory.
+int nf_limit_address_space(unsigned long long bytes);
 
 /// Atomics for the thread pool's work counter (portable to macOS 13, unlike Swift's Atomic).
 static inline long nf_atomic_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
