@@ -3,7 +3,8 @@
 # they are missing: apt-get on Debian/Ubuntu, Homebrew on macOS. Does nothing when all are there.
 set -euo pipefail
 need=()
-for pc in hdf5 libtiff-4 libpng fftw3f; do
+# zlib: the PNG shim sets zlib's strategy (libpng-dev brings its headers on Debian; macOS has them).
+for pc in hdf5 libtiff-4 libpng zlib fftw3f; do
   pkg-config --exists "$pc" 2>/dev/null || need+=("$pc")
 done
 command -v pkg-config >/dev/null 2>&1 || need+=("pkg-config")
@@ -20,9 +21,9 @@ if command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-    pkg-config libhdf5-dev libtiff-dev libpng-dev libfftw3-dev
+    pkg-config libhdf5-dev libtiff-dev libpng-dev zlib1g-dev libfftw3-dev
 elif command -v brew >/dev/null 2>&1; then
-  brew install pkg-config hdf5 libtiff libpng fftw
+  brew install pkg-config hdf5 libtiff libpng zlib fftw
 else
   echo "error: neither apt-get nor brew found; install libhdf5, libtiff, libpng, fftw and pkg-config by hand" >&2
   exit 1

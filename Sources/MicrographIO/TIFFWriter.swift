@@ -15,11 +15,9 @@ public enum TIFFWriter {
     /// values (no copy of the pixels on a little-endian host).
     public static func writeFloat32(_ values: [Float], width: Int, height: Int, pixelSizeNM: Double?, to url: URL) throws {
         precondition(values.count == width * height, "\(values.count) values for \(width)x\(height)")
-        var lo = Float.infinity, hi = -Float.infinity
-        values.withUnsafeBufferPointer { v in for x in v { lo = Swift.min(lo, x); hi = Swift.max(hi, x) } }
+        let range = values.withUnsafeBufferPointer { v in Layout.displayRange(count: v.count) { v[$0] } }
         let layout = Layout(width: width, height: height, frames: 1, channels: 1, pixelType: .float32,
-                            pixelSize: pixelSizeNM.map { PixelSize(isotropic: $0) }, dataCount: 4 * values.count,
-                            range: lo.isFinite && hi.isFinite ? (Double(lo), Double(hi)) : nil)
+                            pixelSize: pixelSizeNM.map { PixelSize(isotropic: $0) }, dataCount: 4 * values.count, range: range)
         let (head, tail) = try parts(layout, file: url.path)
         if UInt32(1).littleEndian == 1 {
             try values.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
@@ -52,18 +50,22 @@ public enum TIFFWriter {
             self.pixelType = pixelType; self.pixelSize = pixelSize; self.dataCount = dataCount; self.range = range
         }
 
+        /// The minimum and maximum of `count` float values (the first frame's), nil when not finite.
+        @inline(__always)
+        static func displayRange(count: Int, _ value: (Int) -> Float) -> (Double, Double)? {
+            var lo = Float.infinity, hi = -Float.infinity
+            for k in 0..<count { let v = value(k); if v < lo { lo = v }; if v > hi { hi = v } }
+            return lo.isFinite && hi.isFinite ? (Double(lo), Double(hi)) : nil
+        }
+
         init(_ image: Micrograph) {
             var range: (Double, Double)? = nil
             if image.pixelType == .float32 {
-                var lo = Float.infinity, hi = -Float.infinity
-                image.data.withUnsafeBytes { raw in
-                    for k in 0..<image.samplesPerFrame {
-                        let v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self)))
-                        if v < lo { lo = v }
-                        if v > hi { hi = v }
+                range = image.data.withUnsafeBytes { raw in
+                    Layout.displayRange(count: image.samplesPerFrame) {
+                        Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)))
                     }
                 }
-                if lo.isFinite && hi.isFinite { range = (Double(lo), Double(hi)) }
             } else if image.pixelType == .float64 || image.pixelType == .float16 {
                 let s = image.statistics(frame: 0)
                 if s.min.isFinite && s.max.isFinite { range = (s.min, s.max) }
