@@ -13,7 +13,8 @@ import PackageDescription
 
 // The hot kernels need a CPU flag: without one, SIMD16 multiply-adds become calls to fmaf
 // (~200x slower, see ../shared/notes/cpu-kernels.md). The Makefile passes -DNF_SIMD16 when the CPU
-// has AVX-512 so that the kernels use 16-lane vectors; otherwise they use 8 lanes.
+// has AVX-512 so that the kernels use 16-lane vectors; otherwise they use 8 lanes (AVX2), or 4 on
+// arm64 (NEON); `RegisterBlocking` sizes the kernels' register blocks for each.
 let kernelFlags: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-target-cpu", "native"], .when(configuration: .release)),
 ]

@@ -240,19 +240,20 @@ public enum Conv3x3 {
                     for y in y0..<y1 {
                         let ip = inBase + y * input.rowStride
                         let p0 = out.plane(i, 0) + y * width, p1 = out.plane(i, 1) + y * width
-                        // Chunks of 4 vectors (64 pixels with 16 lanes, 32 with 8); the scratch
-                        // holds 64 floats per feature either way.
-                        let chunk = 4 * vectorWidth
+                        // Chunks of the register block's vectors (at most 64 pixels: 4 × 16
+                        // lanes); the scratch holds 64 floats per feature.
+                        let k = RegisterBlocking.rowVectors, chunk = k * vectorWidth
                         var x = 0
                         while x < width {
                             let n = min(chunk, width - x)
                             if n == chunk {
-                                chunk4(ip + x, input.planeStride, input.rowStride, w.cin, wp, bp, scratch, 64, 4, true)
+                                Conv3x3.chunk(ip + x, input.planeStride, input.rowStride, w.cin, wp, bp, scratch, 64, 4,
+                                              vectors: k, lanes: vectorWidth, true)
                             } else {
                                 var v = 0
                                 while v < n {
-                                    chunk1(ip + x + v, input.planeStride, input.rowStride, w.cin, wp, bp, scratch + v, 64, 4,
-                                           min(vectorWidth, n - v), true)
+                                    Conv3x3.chunk(ip + x + v, input.planeStride, input.rowStride, w.cin, wp, bp, scratch + v, 64, 4,
+                                                  vectors: 1, lanes: min(vectorWidth, n - v), true)
                                     v += vectorWidth
                                 }
                             }
@@ -278,34 +279,26 @@ public enum Conv3x3 {
         }
     }
 
-    /// One output row of one 4-channel block.
+    /// One output row of one 4-channel block, chunked by `RegisterBlocking.forEachRowChunk`.
     @inline(never)
     static func convRow(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                         _ wp: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
                         _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ width: Int, _ relu: Bool,
                         _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false) {
-        let vw = vectorWidth
-        var x = 0
-        while x + 4 * vw <= width {
-            chunk4(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, relu, gate.map { $0 + x }, stream)
-            x += 4 * vw
-        }
-        while x < width {
-            chunk1(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, min(vw, width - x), relu, gate.map { $0 + x })
-            x += vw
+        RegisterBlocking.forEachRowChunk(width: width) { x, vectors, lanes in
+            chunk(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, vectors: vectors, lanes: lanes, relu, gate.map { $0 + x },
+                  stream)
         }
     }
 
+    /// `vectors` vectors of one output row for a block of 4 output channels (the first `lanes`
+    /// lanes of the last one stored): bias, then Σ over input channels and the 9 taps.
     @inline(__always)
-    static func chunk4(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
-                       _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
-                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ relu: Bool,
-                       _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false) {
-        let vw = vectorWidth
-        var a00 = FloatVector(repeating: bp[0]), a01 = a00, a02 = a00, a03 = a00
-        var a10 = FloatVector(repeating: bp[1]), a11 = a10, a12 = a10, a13 = a10
-        var a20 = FloatVector(repeating: bp[2]), a21 = a20, a22 = a20, a23 = a20
-        var a30 = FloatVector(repeating: bp[3]), a31 = a30, a32 = a30, a33 = a30
+    static func chunk(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
+                      _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
+                      _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, vectors: Int, lanes: Int, _ relu: Bool,
+                      _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false) {
+        var acc = RowAccumulators(vectors: vectors, bias: bp)
         var ip = ip0 - rs - 1
         var wp = wp0
         for _ in 0..<cin {
@@ -313,19 +306,7 @@ public enum Conv3x3 {
             for _ in 0..<3 {
                 var p = rp
                 for _ in 0..<3 {
-                    let v0 = loadVector(p), v1 = loadVector(p + vw), v2 = loadVector(p + 2 * vw), v3 = loadVector(p + 3 * vw)
-                    let w0 = FloatVector(repeating: wp[0])
-                    a00 = a00.addingProduct(v0, w0); a01 = a01.addingProduct(v1, w0)
-                    a02 = a02.addingProduct(v2, w0); a03 = a03.addingProduct(v3, w0)
-                    let w1 = FloatVector(repeating: wp[1])
-                    a10 = a10.addingProduct(v0, w1); a11 = a11.addingProduct(v1, w1)
-                    a12 = a12.addingProduct(v2, w1); a13 = a13.addingProduct(v3, w1)
-                    let w2 = FloatVector(repeating: wp[2])
-                    a20 = a20.addingProduct(v0, w2); a21 = a21.addingProduct(v1, w2)
-                    a22 = a22.addingProduct(v2, w2); a23 = a23.addingProduct(v3, w2)
-                    let w3 = FloatVector(repeating: wp[3])
-                    a30 = a30.addingProduct(v0, w3); a31 = a31.addingProduct(v1, w3)
-                    a32 = a32.addingProduct(v2, w3); a33 = a33.addingProduct(v3, w3)
+                    acc.add(p, weights: wp)
                     wp += 4
                     p += 1
                 }
@@ -333,81 +314,7 @@ public enum Conv3x3 {
             }
             ip += ps
         }
-        if relu {
-            let z = FloatVector.zero
-            a00 = vmax(a00, z); a01 = vmax(a01, z); a02 = vmax(a02, z); a03 = vmax(a03, z)
-            a10 = vmax(a10, z); a11 = vmax(a11, z); a12 = vmax(a12, z); a13 = vmax(a13, z)
-            a20 = vmax(a20, z); a21 = vmax(a21, z); a22 = vmax(a22, z); a23 = vmax(a23, z)
-            a30 = vmax(a30, z); a31 = vmax(a31, z); a32 = vmax(a32, z); a33 = vmax(a33, z)
-        }
-        gatedStore(a00, out, gate, 0, stream); gatedStore(a01, out, gate, vw, stream)
-        gatedStore(a02, out, gate, 2 * vw, stream); gatedStore(a03, out, gate, 3 * vw, stream)
-        if nValid > 1 {
-            gatedStore(a10, out, gate, os, stream); gatedStore(a11, out, gate, os + vw, stream)
-            gatedStore(a12, out, gate, os + 2 * vw, stream); gatedStore(a13, out, gate, os + 3 * vw, stream)
-        }
-        if nValid > 2 {
-            gatedStore(a20, out, gate, 2 * os, stream); gatedStore(a21, out, gate, 2 * os + vw, stream)
-            gatedStore(a22, out, gate, 2 * os + 2 * vw, stream); gatedStore(a23, out, gate, 2 * os + 3 * vw, stream)
-        }
-        if nValid > 3 {
-            gatedStore(a30, out, gate, 3 * os, stream); gatedStore(a31, out, gate, 3 * os + vw, stream)
-            gatedStore(a32, out, gate, 3 * os + 2 * vw, stream); gatedStore(a33, out, gate, 3 * os + 3 * vw, stream)
-        }
-    }
-
-    @inline(__always)
-    static func chunk1(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
-                       _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
-                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int, _ relu: Bool,
-                       _ gate: UnsafePointer<Float>? = nil) {
-        var a0 = FloatVector(repeating: bp[0]), a1 = FloatVector(repeating: bp[1])
-        var a2 = FloatVector(repeating: bp[2]), a3 = FloatVector(repeating: bp[3])
-        var ip = ip0 - rs - 1
-        var wp = wp0
-        for _ in 0..<cin {
-            var rp = ip
-            for _ in 0..<3 {
-                var p = rp
-                for _ in 0..<3 {
-                    let v = loadVector(p)
-                    a0 = a0.addingProduct(v, FloatVector(repeating: wp[0]))
-                    a1 = a1.addingProduct(v, FloatVector(repeating: wp[1]))
-                    a2 = a2.addingProduct(v, FloatVector(repeating: wp[2]))
-                    a3 = a3.addingProduct(v, FloatVector(repeating: wp[3]))
-                    wp += 4
-                    p += 1
-                }
-                rp += rs
-            }
-            ip += ps
-        }
-        if relu {
-            a0 = vmax(a0, .zero); a1 = vmax(a1, .zero)
-            a2 = vmax(a2, .zero); a3 = vmax(a3, .zero)
-        }
-        if let gate {
-            a0 = FloatVector.zero.replacing(with: a0, where: loadGate(gate, lanes) .> 0)
-            if nValid > 1 { a1 = FloatVector.zero.replacing(with: a1, where: loadGate(gate + os, lanes) .> 0) }
-            if nValid > 2 { a2 = FloatVector.zero.replacing(with: a2, where: loadGate(gate + 2 * os, lanes) .> 0) }
-            if nValid > 3 { a3 = FloatVector.zero.replacing(with: a3, where: loadGate(gate + 3 * os, lanes) .> 0) }
-        }
-        storePartial(a0, out, lanes)
-        if nValid > 1 { storePartial(a1, out + os, lanes) }
-        if nValid > 2 { storePartial(a2, out + 2 * os, lanes) }
-        if nValid > 3 { storePartial(a3, out + 3 * os, lanes) }
-    }
-
-    /// out[offset…] = v, zeroed where gate[offset…] ≤ 0 when there is a gate (the input gradient
-    /// through a ReLU on the input, applied as it is stored).
-    @inline(__always)
-    static func gatedStore(_ v: FloatVector, _ out: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>?, _ offset: Int,
-                           _ stream: Bool) {
-        if let gate {
-            storeVector(FloatVector.zero.replacing(with: v, where: loadVector(gate + offset) .> 0), out + offset, streaming: stream)
-        } else {
-            storeVector(v, out + offset, streaming: stream)
-        }
+        acc.store(to: out, planeStride: os, channels: nValid, lanes: lanes, relu: relu, gate: gate, stream: stream)
     }
 
     /// The first `lanes` lanes of a gate (the rest zero), without reading past them.
@@ -481,7 +388,7 @@ public enum Conv3x3 {
             let xo = UnsafePointer(x.row(c, 0))
             var o = 0
             while o < cout {
-                let o1 = min(o + 1, cout - 1)
+                let o1 = min(o + RegisterBlocking.gradientChannels - 1, cout - 1)
                 let g0 = UnsafePointer(dY.row(o, 0)), g1 = UnsafePointer(dY.row(o1, 0))
                 let out0 = acc + (o * cin + c) * 9, out1 = o1 != o ? acc + (o1 * cin + c) * 9 : nil
                 if c == 0 && bias {  // the bias gradient Σ dY with the first input channel's pass
@@ -490,18 +397,20 @@ public enum Conv3x3 {
                 } else {
                     weightGradTile(xo, x.rowStride, g0, g1, dY.rowStride, y0, y1, width, out0, out1)
                 }
-                o += 2
+                o += RegisterBlocking.gradientChannels
             }
         }
     }
 
-    /// Sums dY[o](y, x) · X(y+ky-1, x+kx-1) over a band of rows for two output channels and one
-    /// input channel: 2 × 9 accumulators vectorised along x.
+    /// Sums dY[o](y, x) · X(y+ky-1, x+kx-1) over a band of rows for one input channel and
+    /// `RegisterBlocking.gradientChannels` output channels (g0 and g1; out1 is nil when the second
+    /// is missing or the blocking takes one): 9 accumulators each, vectorised along x.
     @inline(never)
     static func weightGradTile(_ xo: UnsafePointer<Float>, _ xrs: Int, _ g0: UnsafePointer<Float>, _ g1: UnsafePointer<Float>,
                                _ grs: Int, _ y0: Int, _ y1: Int, _ width: Int,
                                _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
-        weightGradTile(xo, xrs, g0, g1, grs, y0, y1, width, out0, out1, bias: false, nil, nil)
+        weightGradTile(xo, xrs, g0, g1, grs, y0, y1, width, out0, out1, pair: RegisterBlocking.gradientChannels == 2,
+                       bias: false, nil, nil)
     }
 
     /// The same, also adding Σ dY over the band to bias0 and bias1 (the bias gradient, read
@@ -511,13 +420,14 @@ public enum Conv3x3 {
                                        _ grs: Int, _ y0: Int, _ y1: Int, _ width: Int,
                                        _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?,
                                        _ bias0: UnsafeMutablePointer<Float>, _ bias1: UnsafeMutablePointer<Float>?) {
-        weightGradTile(xo, xrs, g0, g1, grs, y0, y1, width, out0, out1, bias: true, bias0, bias1)
+        weightGradTile(xo, xrs, g0, g1, grs, y0, y1, width, out0, out1, pair: RegisterBlocking.gradientChannels == 2,
+                       bias: true, bias0, bias1)
     }
 
     @inline(__always)
     static func weightGradTile(_ xo: UnsafePointer<Float>, _ xrs: Int, _ g0: UnsafePointer<Float>, _ g1: UnsafePointer<Float>,
                                _ grs: Int, _ y0: Int, _ y1: Int, _ width: Int,
-                               _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?,
+                               _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?, pair: Bool,
                                bias: Bool, _ bias0: UnsafeMutablePointer<Float>?, _ bias1: UnsafeMutablePointer<Float>?) {
         let vw = vectorWidth
         var s0 = FloatVector.zero, s1 = FloatVector.zero
@@ -533,24 +443,34 @@ public enum Conv3x3 {
             var x = 0
             while x < width {
                 let x0 = loadVector(r0 + x), x1 = loadVector(r1 + x), x2 = loadVector(r2 + x)
-                var d = loadVector(gr0 + x), e = loadVector(gr1 + x)   // kx = 0: dY(x′ + 1)
+                var d = loadVector(gr0 + x)   // kx = 0: dY(x′ + 1)
                 a0 = a0.addingProduct(d, x0); a3 = a3.addingProduct(d, x1); a6 = a6.addingProduct(d, x2)
-                b0 = b0.addingProduct(e, x0); b3 = b3.addingProduct(e, x1); b6 = b6.addingProduct(e, x2)
-                d = loadVector(gr0 + x - 1); e = loadVector(gr1 + x - 1)   // kx = 1: dY(x′)
-                if bias { s0 += d; s1 += e }
+                if pair {
+                    let e = loadVector(gr1 + x)
+                    b0 = b0.addingProduct(e, x0); b3 = b3.addingProduct(e, x1); b6 = b6.addingProduct(e, x2)
+                }
+                d = loadVector(gr0 + x - 1)   // kx = 1: dY(x′)
+                if bias { s0 += d }
                 a1 = a1.addingProduct(d, x0); a4 = a4.addingProduct(d, x1); a7 = a7.addingProduct(d, x2)
-                b1 = b1.addingProduct(e, x0); b4 = b4.addingProduct(e, x1); b7 = b7.addingProduct(e, x2)
-                d = loadVector(gr0 + x - 2); e = loadVector(gr1 + x - 2)   // kx = 2: dY(x′ − 1)
+                if pair {
+                    let e = loadVector(gr1 + x - 1)
+                    if bias { s1 += e }
+                    b1 = b1.addingProduct(e, x0); b4 = b4.addingProduct(e, x1); b7 = b7.addingProduct(e, x2)
+                }
+                d = loadVector(gr0 + x - 2)   // kx = 2: dY(x′ − 1)
                 a2 = a2.addingProduct(d, x0); a5 = a5.addingProduct(d, x1); a8 = a8.addingProduct(d, x2)
-                b2 = b2.addingProduct(e, x0); b5 = b5.addingProduct(e, x1); b8 = b8.addingProduct(e, x2)
+                if pair {
+                    let e = loadVector(gr1 + x - 2)
+                    b2 = b2.addingProduct(e, x0); b5 = b5.addingProduct(e, x1); b8 = b8.addingProduct(e, x2)
+                }
                 x += vw
             }
         }
         addLaneSums(a0, a1, a2, a3, a4, a5, a6, a7, a8, to: out0)
-        if let out1 { addLaneSums(b0, b1, b2, b3, b4, b5, b6, b7, b8, to: out1) }
+        if pair, let out1 { addLaneSums(b0, b1, b2, b3, b4, b5, b6, b7, b8, to: out1) }
         if bias {
             bias0![0] += laneSum(s0)
-            if let bias1 { bias1[0] += laneSum(s1) }
+            if pair, let bias1 { bias1[0] += laneSum(s1) }
         }
     }
 }

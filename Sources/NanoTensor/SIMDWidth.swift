@@ -1,11 +1,13 @@
 import CNanoSupport
 
 /// The vector type of the hot kernels. With AVX-512 (the Makefile passes -DNF_SIMD16) a
-/// `SIMD16<Float>` is one zmm register; elsewhere 8 lanes (one AVX2 ymm, two NEON q registers).
+/// `SIMD16<Float>` is one zmm register; on arm64 (or with -DNF_SIMD4, which tests that path on
+/// x86) 4 lanes, one NEON q register; elsewhere 8 lanes, one AVX2 ymm register.
+/// `RegisterBlocking` sizes the kernels' register blocks for each.
 #if NF_SIMD16
 public typealias FloatVector = SIMD16<Float>
-#elseif NF_SIMD4
-public typealias FloatVector = SIMD4<Float>  // one NEON q register; also builds the 4-lane path on x86 for tests
+#elseif NF_SIMD4 || arch(arm64)
+public typealias FloatVector = SIMD4<Float>
 #else
 public typealias FloatVector = SIMD8<Float>
 #endif
@@ -41,7 +43,7 @@ let streamingOutputBytes = 32 << 20
 @inline(__always) func streamVector(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>) {
 #if NF_SIMD16
     nf_stream_store16(p, v)
-#elseif NF_SIMD4
+#elseif NF_SIMD4 || arch(arm64)
     nf_stream_store4(p, v)
 #else
     nf_stream_store8(p, v)
@@ -92,7 +94,7 @@ public typealias HalfFloatVector = SIMD8<Float>
 /// True on lanes 0, 2, 4, …
 let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, true, false, true, false, true, false,
                                                      true, false, true, false, true, false, true, false)
-#elseif NF_SIMD4
+#elseif NF_SIMD4 || arch(arm64)
 public typealias HalfFloatVector = SIMD2<Float>
 @inline(__always) func swapPairs(_ v: FloatVector) -> FloatVector { FloatVector(v[1], v[0], v[3], v[2]) }
 @inline(__always) func duplicateLanes(_ h: HalfFloatVector) -> FloatVector { FloatVector(h[0], h[0], h[1], h[1]) }
@@ -132,7 +134,7 @@ let evenLaneMask = SIMDMask<FloatVector.MaskStorage>(arrayLiteral: true, false, 
 #if NF_SIMD16
 public typealias IndexVector = SIMD16<UInt32>
 @inline(__always) var laneIndices: IndexVector { IndexVector(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) }
-#elseif NF_SIMD4
+#elseif NF_SIMD4 || arch(arm64)
 public typealias IndexVector = SIMD4<UInt32>
 @inline(__always) var laneIndices: IndexVector { IndexVector(0, 1, 2, 3) }
 #else

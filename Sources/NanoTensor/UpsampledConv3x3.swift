@@ -129,7 +129,7 @@ public enum UpsampledConv3x3 {
                 let wp = UnsafePointer(w.packed.data + (ob * 2 + py) * w.cin * 32)
                 let o = outBase + y * rowStride
                 var c = 0
-                while c + 2 * vw <= lw {
+                while RegisterBlocking.upsampledVectors == 2 && c + 2 * vw <= lw {
                     chunk2(rowA + c, rowB + c, low.planeStride, w.cin, wp, o + 2 * c, planeStride, nValid, relu)
                     c += 2 * vw
                 }
@@ -366,19 +366,12 @@ public enum UpsampledConv3x3 {
         /// even-column plane at y = 2r + 1), into row r of `out`'s channels 4·cb ..< 4·cb + 4.
         @inline(__always)
         func gradientRow(_ r: Int, block cb: Int, boxSums p: PlaneView, into out: PlaneView, width lw: Int, stream: Bool) {
-            let vw = vectorWidth
             let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, cin - c0)
             let wp = weights.block(cb).weights
             let top = UnsafePointer(p.row(0, 2 * r + 2)), o = out.row(c0, r)
-            var q = 0
-            while q + 4 * vw <= lw {
-                UpsampledConv3x3.dataChunk4(top + q, p.planeStride, p.rowStride, cout, wp, o + q, out.planeStride, nValid, stream)
-                q += 4 * vw
-            }
-            while q < lw {
-                UpsampledConv3x3.dataChunk1(top + q, p.planeStride, p.rowStride, cout, wp, o + q, out.planeStride, nValid,
-                                            min(vw, lw - q))
-                q += vw
+            RegisterBlocking.forEachRowChunk(width: lw) { q, vectors, lanes in
+                UpsampledConv3x3.dataChunk(top + q, p.planeStride, p.rowStride, cout, wp, o + q, out.planeStride, nValid,
+                                           vectors: vectors, lanes: lanes, stream)
             }
         }
     }
@@ -450,7 +443,9 @@ public enum UpsampledConv3x3 {
 
     /// Σ over low rows r0..<r1 of map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx) (k = ky·3 + kx) for
     /// two map channels, added to out0 and out1 (nine each), with P from `boxSums` (even columns
-    /// at `e`, odd at `d`). Lanes past the width meet the map's zero padding.
+    /// at `e`, odd at `d`). Two channels on every ISA: with AVX2's 16 registers the 18
+    /// accumulators spill, but one channel per tile (9 box-sum loads for 9 multiply-adds) measured
+    /// 37 % slower there. Lanes past the width meet the map's zero padding.
     @inline(never)
     static func boxSumTile(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
                            _ e: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ prs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
@@ -481,17 +476,15 @@ public enum UpsampledConv3x3 {
         if let out1 { addLaneSums(b0, b1, b2, b3, b4, b5, b6, b7, b8, to: out1) }
     }
 
-    /// Four vectors of low-resolution columns of one output row for a block of 4 map channels:
-    /// Σ_o Σ_{ky,kx} w · P over the box-sum rows from `top` (row 2r + 2 of output channel 0's
-    /// even-column plane; its odd-column plane is `ps` further, the next channel's 2·ps).
+    /// `vectors` vectors of low-resolution columns of one output row for a block of 4 map
+    /// channels (the first `lanes` lanes of the last one stored): Σ_o Σ_{ky,kx} w · P over the
+    /// box-sum rows from `top` (row 2r + 2 of output channel 0's even-column plane; its
+    /// odd-column plane is `ps` further, the next channel's 2·ps).
     @inline(__always)
-    static func dataChunk4(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
-                           _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ stream: Bool) {
-        let vw = vectorWidth
-        var a00 = FloatVector.zero, a01 = a00, a02 = a00, a03 = a00
-        var a10 = FloatVector.zero, a11 = a10, a12 = a10, a13 = a10
-        var a20 = FloatVector.zero, a21 = a20, a22 = a20, a23 = a20
-        var a30 = FloatVector.zero, a31 = a30, a32 = a30, a33 = a30
+    static func dataChunk(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
+                          _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, vectors: Int, lanes: Int,
+                          _ stream: Bool) {
+        var acc = RowAccumulators(vectors: vectors, bias: nil)
         var even = top
         var wp = wp0
         for _ in 0..<cout {
@@ -499,66 +492,14 @@ public enum UpsampledConv3x3 {
             for _ in 0..<3 {
                 // kx = 0: odd plane at q + 1; kx = 1: even plane at q; kx = 2: odd plane at q.
                 for kx in 0..<3 {
-                    let p = kx == 0 ? row + ps + 1 : kx == 1 ? row : row + ps
-                    let s0 = loadVector(p), s1 = loadVector(p + vw), s2 = loadVector(p + 2 * vw), s3 = loadVector(p + 3 * vw)
-                    let w0 = FloatVector(repeating: wp[0]), w1 = FloatVector(repeating: wp[1])
-                    let w2 = FloatVector(repeating: wp[2]), w3 = FloatVector(repeating: wp[3])
-                    a00 = a00.addingProduct(s0, w0); a01 = a01.addingProduct(s1, w0); a02 = a02.addingProduct(s2, w0); a03 = a03.addingProduct(s3, w0)
-                    a10 = a10.addingProduct(s0, w1); a11 = a11.addingProduct(s1, w1); a12 = a12.addingProduct(s2, w1); a13 = a13.addingProduct(s3, w1)
-                    a20 = a20.addingProduct(s0, w2); a21 = a21.addingProduct(s1, w2); a22 = a22.addingProduct(s2, w2); a23 = a23.addingProduct(s3, w2)
-                    a30 = a30.addingProduct(s0, w3); a31 = a31.addingProduct(s1, w3); a32 = a32.addingProduct(s2, w3); a33 = a33.addingProduct(s3, w3)
+                    acc.add(kx == 0 ? row + ps + 1 : kx == 1 ? row : row + ps, weights: wp)
                     wp += 4
                 }
                 row -= rs
             }
             even += 2 * ps
         }
-        do {
-            let p = out + 0
-            storeVector(a00, p, streaming: stream); storeVector(a01, p + 1 * vw, streaming: stream)
-            storeVector(a02, p + 2 * vw, streaming: stream); storeVector(a03, p + 3 * vw, streaming: stream)
-        }
-        if nValid > 1 {
-            let p = out + 1 * os
-            storeVector(a10, p, streaming: stream); storeVector(a11, p + 1 * vw, streaming: stream)
-            storeVector(a12, p + 2 * vw, streaming: stream); storeVector(a13, p + 3 * vw, streaming: stream)
-        }
-        if nValid > 2 {
-            let p = out + 2 * os
-            storeVector(a20, p, streaming: stream); storeVector(a21, p + 1 * vw, streaming: stream)
-            storeVector(a22, p + 2 * vw, streaming: stream); storeVector(a23, p + 3 * vw, streaming: stream)
-        }
-        if nValid > 3 {
-            let p = out + 3 * os
-            storeVector(a30, p, streaming: stream); storeVector(a31, p + 1 * vw, streaming: stream)
-            storeVector(a32, p + 2 * vw, streaming: stream); storeVector(a33, p + 3 * vw, streaming: stream)
-        }
-    }
-
-    /// The same for one vector of columns, `lanes` of them stored.
-    @inline(__always)
-    static func dataChunk1(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
-                           _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lanes: Int) {
-        var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0
-        var even = top
-        var wp = wp0
-        for _ in 0..<cout {
-            var row = even
-            for _ in 0..<3 {
-                for kx in 0..<3 {
-                    let v = loadVector(kx == 0 ? row + ps + 1 : kx == 1 ? row : row + ps)
-                    a0 = a0.addingProduct(v, FloatVector(repeating: wp[0])); a1 = a1.addingProduct(v, FloatVector(repeating: wp[1]))
-                    a2 = a2.addingProduct(v, FloatVector(repeating: wp[2])); a3 = a3.addingProduct(v, FloatVector(repeating: wp[3]))
-                    wp += 4
-                }
-                row -= rs
-            }
-            even += 2 * ps
-        }
-        storePartial(a0, out, lanes)
-        if nValid > 1 { storePartial(a1, out + os, lanes) }
-        if nValid > 2 { storePartial(a2, out + 2 * os, lanes) }
-        if nValid > 3 { storePartial(a3, out + 3 * os, lanes) }
+        acc.store(to: out, planeStride: os, channels: nValid, lanes: lanes, relu: false, gate: nil, stream: stream)
     }
 }
 

@@ -52,7 +52,7 @@
 
 #if NF_SIMD16
 typealias SIMD16OrSIMD8Int = SIMD16<Int32>
-#elseif NF_SIMD4
+#elseif NF_SIMD4 || arch(arm64)
 typealias SIMD16OrSIMD8Int = SIMD4<Int32>
 #else
 typealias SIMD16OrSIMD8Int = SIMD8<Int32>

@@ -3,7 +3,8 @@ import XCTest
 
 /// The fast 3×3 kernels against their plain reference twins on random shapes, odd sizes included.
 final class Conv3x3KernelTests: XCTestCase {
-    // (n, cin, cout, h, w): widths exercise the 4-vector path, the 1-vector path and partial tails.
+    // (n, cin, cout, h, w): widths exercise every chunk of `RegisterBlocking.forEachRowChunk` (full
+    // blocks, the pair and single-vector tails, partial last vectors) at 16, 8 and 4 lanes.
     let shapes: [(Int, Int, Int, Int, Int)] = [
         (1, 1, 4, 8, 8), (2, 3, 5, 7, 37), (1, 12, 4, 9, 70), (2, 8, 8, 16, 64),
         (1, 5, 3, 3, 1), (1, 2, 6, 1, 130), (3, 4, 9, 6, 24), (1, 32, 32, 5, 96),

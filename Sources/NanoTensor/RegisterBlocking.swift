@@ -1,0 +1,133 @@
+/// How many accumulators the hot kernels keep in vector registers, chosen per vector ISA at
+/// build time. AVX-512 has 32 registers of 16 lanes and NEON 32 of 4: a block of 16
+/// accumulators leaves room for the inputs and the broadcast weights. AVX2 has 16 registers of
+/// 8 lanes: 16 accumulators alone fill them, and a build for Zen 3 spilled 37 of them to the
+/// stack in the forward row kernel (../shared/notes/cpu-kernels.md), so there the blocks are
+/// smaller. The 4-lane build (`NF_SIMD4`) takes NEON's blocking, so `make test` runs the arm64
+/// kernels on x86 too.
+public enum RegisterBlocking {
+#if NF_SIMD16 || NF_SIMD4 || arch(arm64)
+    /// Vectors along a row in the direct kernels' block of 4 output channels (4 × 4 = 16 accumulators).
+    public static let rowVectors = 4
+    /// Output channels per weight-gradient tile (9 accumulators each).
+    public static let gradientChannels = 2
+    /// Vectors of low-resolution columns per chunk of the upsampled (decoder) forward (8 accumulators each).
+    public static let upsampledVectors = 2
+    /// Vector registers of the ISA the blocking is made for.
+    public static let vectorRegisters = 32
+#else
+    /// 4 × 2 = 8 accumulators. (4 × 3 = 12 would fill the 16 registers with the 3 inputs and a
+    /// weight, but measured 13 % slower over the U-Net's convolutions on a Zen 4 running AVX2 code:
+    /// it still spilled, and the rows of 4 to 64 vectors leave a remainder after threes.)
+    public static let rowVectors = 2
+    /// 9 accumulators, the 3 input rows and the gradient vector.
+    public static let gradientChannels = 1
+    /// 8 accumulators, 3 input vectors and 2 weights.
+    public static let upsampledVectors = 1
+    public static let vectorRegisters = 16
+#endif
+}
+
+extension RegisterBlocking {
+    /// Splits a row of `width` floats into the direct kernels' chunks: `rowVectors` vectors at a
+    /// time, then pairs (8 accumulators busy where one vector keeps 4), then single vectors.
+    /// `body(x, vectors, lanes)`: the chunk from column x, its vector count (a constant at each
+    /// call, so each inlined kernel is compiled for it) and the lanes of its last vector inside
+    /// the row.
+    @inline(__always)
+    static func forEachRowChunk(width: Int, _ body: (_ x: Int, _ vectors: Int, _ lanes: Int) -> Void) {
+        let vw = vectorWidth, k = rowVectors
+        var x = 0
+        while x + k * vw <= width { body(x, k, vw); x += k * vw }
+        while k > 2 && x + vw < width { body(x, 2, min(vw, width - x - vw)); x += 2 * vw }
+        while x < width { body(x, 1, min(vw, width - x)); x += vw }
+    }
+}
+
+/// The register block of the direct 3×3 kernels (the forward convolution, its input gradient,
+/// and the upsampled part's map gradient): 4 output channels × `vectors` (1 … 4) consecutive
+/// vectors of one output row. Every kernel that runs a block of packed weights goes through it,
+/// so the blocking is written once; with `vectors` a constant at the call site (the functions
+/// are inlined), the unused accumulators and their multiply-adds vanish from the compiled loop.
+struct RowAccumulators {
+    let vectors: Int
+    var a00, a01, a02, a03: FloatVector
+    var a10, a11, a12, a13: FloatVector
+    var a20, a21, a22, a23: FloatVector
+    var a30, a31, a32, a33: FloatVector
+
+    /// Starts from the 4 biases at `bias` (zero without).
+    @inline(__always) init(vectors: Int, bias: UnsafePointer<Float>?) {
+        self.vectors = vectors
+        let b0 = FloatVector(repeating: bias?[0] ?? 0), b1 = FloatVector(repeating: bias?[1] ?? 0)
+        let b2 = FloatVector(repeating: bias?[2] ?? 0), b3 = FloatVector(repeating: bias?[3] ?? 0)
+        a00 = b0; a01 = b0; a02 = b0; a03 = b0
+        a10 = b1; a11 = b1; a12 = b1; a13 = b1
+        a20 = b2; a21 = b2; a22 = b2; a23 = b2
+        a30 = b3; a31 = b3; a32 = b3; a33 = b3
+    }
+
+    /// Adds one tap: the `vectors` vectors from `p` times the 4 channels' weights wp[0 ..< 4].
+    /// The inputs are loaded first and each weight is broadcast just before its multiply-adds,
+    /// so one register holds the weights.
+    @inline(__always) mutating func add(_ p: UnsafePointer<Float>, weights wp: UnsafePointer<Float>) {
+        let k = vectors, vw = vectorWidth
+        let v0 = loadVector(p)
+        let v1 = k > 1 ? loadVector(p + vw) : .zero
+        let v2 = k > 2 ? loadVector(p + 2 * vw) : .zero
+        let v3 = k > 3 ? loadVector(p + 3 * vw) : .zero
+        let w0 = FloatVector(repeating: wp[0])
+        a00 = a00.addingProduct(v0, w0)
+        if k > 1 { a01 = a01.addingProduct(v1, w0) }
+        if k > 2 { a02 = a02.addingProduct(v2, w0) }
+        if k > 3 { a03 = a03.addingProduct(v3, w0) }
+        let w1 = FloatVector(repeating: wp[1])
+        a10 = a10.addingProduct(v0, w1)
+        if k > 1 { a11 = a11.addingProduct(v1, w1) }
+        if k > 2 { a12 = a12.addingProduct(v2, w1) }
+        if k > 3 { a13 = a13.addingProduct(v3, w1) }
+        let w2 = FloatVector(repeating: wp[2])
+        a20 = a20.addingProduct(v0, w2)
+        if k > 1 { a21 = a21.addingProduct(v1, w2) }
+        if k > 2 { a22 = a22.addingProduct(v2, w2) }
+        if k > 3 { a23 = a23.addingProduct(v3, w2) }
+        let w3 = FloatVector(repeating: wp[3])
+        a30 = a30.addingProduct(v0, w3)
+        if k > 1 { a31 = a31.addingProduct(v1, w3) }
+        if k > 2 { a32 = a32.addingProduct(v2, w3) }
+        if k > 3 { a33 = a33.addingProduct(v3, w3) }
+    }
+
+    /// Writes the first `channels` channels to `out` (planes `planeStride` apart): through
+    /// max(·, 0) when `relu`, zero where `gate` (laid out as `out`) is ≤ 0 when given, only the
+    /// first `lanes` lanes of the last vector, streamed when `stream` (whole vectors only).
+    @inline(__always) func store(to out: UnsafeMutablePointer<Float>, planeStride os: Int, channels: Int, lanes: Int,
+                                 relu: Bool, gate: UnsafePointer<Float>?, stream: Bool) {
+        storeChannel(a00, a01, a02, a03, out, lanes, relu, gate, stream)
+        if channels > 1 { storeChannel(a10, a11, a12, a13, out + os, lanes, relu, gate.map { $0 + os }, stream) }
+        if channels > 2 { storeChannel(a20, a21, a22, a23, out + 2 * os, lanes, relu, gate.map { $0 + 2 * os }, stream) }
+        if channels > 3 { storeChannel(a30, a31, a32, a33, out + 3 * os, lanes, relu, gate.map { $0 + 3 * os }, stream) }
+    }
+
+    @inline(__always) private func storeChannel(_ c0: FloatVector, _ c1: FloatVector, _ c2: FloatVector, _ c3: FloatVector,
+                                                _ out: UnsafeMutablePointer<Float>, _ lanes: Int, _ relu: Bool,
+                                                _ gate: UnsafePointer<Float>?, _ stream: Bool) {
+        let k = vectors, vw = vectorWidth
+        storeVector(c0, at: out, lanes: k == 1 ? lanes : vw, relu, gate, stream)
+        if k > 1 { storeVector(c1, at: out + vw, lanes: k == 2 ? lanes : vw, relu, gate.map { $0 + vw }, stream) }
+        if k > 2 { storeVector(c2, at: out + 2 * vw, lanes: k == 3 ? lanes : vw, relu, gate.map { $0 + 2 * vw }, stream) }
+        if k > 3 { storeVector(c3, at: out + 3 * vw, lanes: lanes, relu, gate.map { $0 + 3 * vw }, stream) }
+    }
+
+    @inline(__always) private func storeVector(_ v: FloatVector, at p: UnsafeMutablePointer<Float>, lanes: Int, _ relu: Bool,
+                                               _ gate: UnsafePointer<Float>?, _ stream: Bool) {
+        var v = v
+        if relu { v = vmax(v, .zero) }
+        if let gate { v = FloatVector.zero.replacing(with: v, where: Conv3x3.loadGate(gate, lanes) .> 0) }
+        if lanes == vectorWidth {
+            NanoTensor.storeVector(v, p, streaming: stream)
+        } else {
+            storePartial(v, p, lanes)
+        }
+    }
+}
