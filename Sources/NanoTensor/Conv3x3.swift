@@ -240,23 +240,13 @@ public enum Conv3x3 {
                     for y in y0..<y1 {
                         let ip = inBase + y * input.rowStride
                         let p0 = out.plane(i, 0) + y * width, p1 = out.plane(i, 1) + y * width
-                        // Chunks of the register block's vectors (at most 64 pixels: 4 × 16
-                        // lanes); the scratch holds 64 floats per feature.
-                        let k = RegisterBlocking.rowVectors, chunk = k * vectorWidth
+                        // 64 pixels at a time: the 4 features go to the scratch (convRow cuts
+                        // them into register blocks), then the head reads them from L1.
+                        let chunk = 64
                         var x = 0
                         while x < width {
                             let n = min(chunk, width - x)
-                            if n == chunk {
-                                Conv3x3.chunk(ip + x, input.planeStride, input.rowStride, w.cin, wp, bp, scratch, 64, 4,
-                                              vectors: k, lanes: vectorWidth, true)
-                            } else {
-                                var v = 0
-                                while v < n {
-                                    Conv3x3.chunk(ip + x + v, input.planeStride, input.rowStride, w.cin, wp, bp, scratch + v, 64, 4,
-                                                  vectors: 1, lanes: min(vectorWidth, n - v), true)
-                                    v += vectorWidth
-                                }
-                            }
+                            convRow(ip + x, input.planeStride, input.rowStride, w.cin, wp, bp, scratch, 64, 4, n, true)
                             var v = 0
                             while v < n {
                                 let f0 = loadVector(scratch + v), f1 = loadVector(scratch + 64 + v)
@@ -286,18 +276,18 @@ public enum Conv3x3 {
                         _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ width: Int, _ relu: Bool,
                         _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false) {
         RegisterBlocking.forEachRowChunk(width: width) { x, vectors, lanes in
-            chunk(ip + x, ps, rs, cin, wp, bp, out + x, os, nValid, vectors: vectors, lanes: lanes, relu, gate.map { $0 + x },
-                  stream)
+            chunk(ip + x, ps, rs, cin, wp, bp, out, column: x, os, nValid, vectors: vectors, lanes: lanes, relu, gate, stream)
         }
     }
 
-    /// `vectors` vectors of one output row for a block of 4 output channels (the first `lanes`
-    /// lanes of the last one stored): bias, then Σ over input channels and the 9 taps.
+    /// `vectors` vectors of one output row for a block of 4 output channels, stored from `column`
+    /// of `out` and `gate` (the first `lanes` lanes of the last vector): bias, then Σ over input
+    /// channels and the 9 taps read from `ip0`.
     @inline(__always)
     static func chunk(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                       _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
-                      _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, vectors: Int, lanes: Int, _ relu: Bool,
-                      _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false) {
+                      _ out: UnsafeMutablePointer<Float>, column: Int, _ os: Int, _ nValid: Int, vectors: Int, lanes: Int,
+                      _ relu: Bool, _ gate: UnsafePointer<Float>?, _ stream: Bool) {
         var acc = RowAccumulators(vectors: vectors, bias: bp)
         var ip = ip0 - rs - 1
         var wp = wp0
@@ -314,7 +304,7 @@ public enum Conv3x3 {
             }
             ip += ps
         }
-        acc.store(to: out, planeStride: os, channels: nValid, lanes: lanes, relu: relu, gate: gate, stream: stream)
+        acc.store(to: out, column: column, planeStride: os, channels: nValid, lanes: lanes, relu: relu, gate: gate, stream: stream)
     }
 
     /// The first `lanes` lanes of a gate (the rest zero), without reading past them.

@@ -98,36 +98,37 @@ struct RowAccumulators {
         if k > 3 { a33 = a33.addingProduct(v3, w3) }
     }
 
-    /// Writes the first `channels` channels to `out` (planes `planeStride` apart): through
+    /// Writes the first `channels` channels to `out` from column x (planes `planeStride` apart): through
     /// max(·, 0) when `relu`, zero where `gate` (laid out as `out`) is ≤ 0 when given, only the
     /// first `lanes` lanes of the last vector, streamed when `stream` (whole vectors only).
-    @inline(__always) func store(to out: UnsafeMutablePointer<Float>, planeStride os: Int, channels: Int, lanes: Int,
-                                 relu: Bool, gate: UnsafePointer<Float>?, stream: Bool) {
-        storeChannel(a00, a01, a02, a03, out, lanes, relu, gate, stream)
-        if channels > 1 { storeChannel(a10, a11, a12, a13, out + os, lanes, relu, gate.map { $0 + os }, stream) }
-        if channels > 2 { storeChannel(a20, a21, a22, a23, out + 2 * os, lanes, relu, gate.map { $0 + 2 * os }, stream) }
-        if channels > 3 { storeChannel(a30, a31, a32, a33, out + 3 * os, lanes, relu, gate.map { $0 + 3 * os }, stream) }
+    @inline(__always) func store(to out: UnsafeMutablePointer<Float>, column x: Int, planeStride os: Int, channels: Int,
+                                 lanes: Int, relu: Bool, gate: UnsafePointer<Float>?, stream: Bool) {
+        storeChannel(a00, a01, a02, a03, out, x, lanes, relu, gate, stream)
+        if channels > 1 { storeChannel(a10, a11, a12, a13, out, x + os, lanes, relu, gate, stream) }
+        if channels > 2 { storeChannel(a20, a21, a22, a23, out, x + 2 * os, lanes, relu, gate, stream) }
+        if channels > 3 { storeChannel(a30, a31, a32, a33, out, x + 3 * os, lanes, relu, gate, stream) }
     }
 
+    /// One channel's vectors at out + offset (and gate + offset).
     @inline(__always) private func storeChannel(_ c0: FloatVector, _ c1: FloatVector, _ c2: FloatVector, _ c3: FloatVector,
-                                                _ out: UnsafeMutablePointer<Float>, _ lanes: Int, _ relu: Bool,
+                                                _ out: UnsafeMutablePointer<Float>, _ offset: Int, _ lanes: Int, _ relu: Bool,
                                                 _ gate: UnsafePointer<Float>?, _ stream: Bool) {
         let k = vectors, vw = vectorWidth
-        storeVector(c0, at: out, lanes: k == 1 ? lanes : vw, relu, gate, stream)
-        if k > 1 { storeVector(c1, at: out + vw, lanes: k == 2 ? lanes : vw, relu, gate.map { $0 + vw }, stream) }
-        if k > 2 { storeVector(c2, at: out + 2 * vw, lanes: k == 3 ? lanes : vw, relu, gate.map { $0 + 2 * vw }, stream) }
-        if k > 3 { storeVector(c3, at: out + 3 * vw, lanes: lanes, relu, gate.map { $0 + 3 * vw }, stream) }
+        storeVector(c0, out, offset, lanes: k == 1 ? lanes : vw, relu, gate, stream)
+        if k > 1 { storeVector(c1, out, offset + vw, lanes: k == 2 ? lanes : vw, relu, gate, stream) }
+        if k > 2 { storeVector(c2, out, offset + 2 * vw, lanes: k == 3 ? lanes : vw, relu, gate, stream) }
+        if k > 3 { storeVector(c3, out, offset + 3 * vw, lanes: lanes, relu, gate, stream) }
     }
 
-    @inline(__always) private func storeVector(_ v: FloatVector, at p: UnsafeMutablePointer<Float>, lanes: Int, _ relu: Bool,
-                                               _ gate: UnsafePointer<Float>?, _ stream: Bool) {
+    @inline(__always) private func storeVector(_ v: FloatVector, _ out: UnsafeMutablePointer<Float>, _ offset: Int, lanes: Int,
+                                               _ relu: Bool, _ gate: UnsafePointer<Float>?, _ stream: Bool) {
         var v = v
         if relu { v = vmax(v, .zero) }
-        if let gate { v = FloatVector.zero.replacing(with: v, where: Conv3x3.loadGate(gate, lanes) .> 0) }
+        if let gate { v = FloatVector.zero.replacing(with: v, where: Conv3x3.loadGate(gate + offset, lanes) .> 0) }
         if lanes == vectorWidth {
-            NanoTensor.storeVector(v, p, streaming: stream)
+            NanoTensor.storeVector(v, out + offset, streaming: stream)
         } else {
-            storePartial(v, p, lanes)
+            storePartial(v, out + offset, lanes)
         }
     }
 }

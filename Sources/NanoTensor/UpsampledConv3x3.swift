@@ -103,7 +103,6 @@ public enum UpsampledConv3x3 {
         let band = max(1, h / (8 * pool.threadCount))
         let bands = (h + band - 1) / band
         let items = low.n * bands * w.blocks
-        let vw = vectorWidth
         // The direct part unwrapped once per item: unwrapping the optional tuple of class
         // references per row cost a retain and a release each, on counts both threads share.
         let directWeights = direct?.weights
@@ -128,15 +127,7 @@ public enum UpsampledConv3x3 {
                 let rowA = inBase + (r + py - 1) * low.rowStride, rowB = rowA + low.rowStride
                 let wp = UnsafePointer(w.packed.data + (ob * 2 + py) * w.cin * 32)
                 let o = outBase + y * rowStride
-                var c = 0
-                while RegisterBlocking.upsampledVectors == 2 && c + 2 * vw <= lw {
-                    chunk2(rowA + c, rowB + c, low.planeStride, w.cin, wp, o + 2 * c, planeStride, nValid, relu)
-                    c += 2 * vw
-                }
-                while c < lw {
-                    chunk1(rowA + c, rowB + c, low.planeStride, w.cin, wp, o + 2 * c, planeStride, nValid, relu, min(vw, lw - c))
-                    c += vw
-                }
+                upsampledRow(rowA, rowB, low.planeStride, w.cin, wp, o, planeStride, nValid, lw, relu)
                 if let st = rowStatistics {
                     for oc in 0..<nValid {
                         Conv3x3.rowMoments(o + oc * planeStride, width, into: st + 3 * ((i * w.cout + o0 + oc) * h + y))
@@ -146,10 +137,32 @@ public enum UpsampledConv3x3 {
         }
     }
 
+    /// One output row's upsampled part for a block of 4 output channels from the low-resolution
+    /// rows `rowA` and `rowB`: chunks of `RegisterBlocking.upsampledVectors` vectors of low
+    /// columns, then single vectors. Not inlined, like `Conv3x3.convRow`.
+    @inline(never)
+    static func upsampledRow(_ rowA: UnsafePointer<Float>, _ rowB: UnsafePointer<Float>, _ ps: Int, _ cin: Int,
+                             _ wp: UnsafePointer<Float>, _ o: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int,
+                             _ lw: Int, _ relu: Bool) {
+        let vw = vectorWidth, k = RegisterBlocking.upsampledVectors
+        var c = 0
+        while k == 2 && c + 2 * vw <= lw {
+            chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 2, lanes: vw)
+            c += 2 * vw
+        }
+        while c < lw {
+            chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 1, lanes: min(vw, lw - c))
+            c += vw
+        }
+    }
+
+    /// `vectors` (1 or 2) vectors of low-resolution columns (`lanes` lanes of the last one inside
+    /// the row) of one output row, 4 output channels: 8 accumulators per vector (4 channels × the
+    /// even and odd output phase), added to the output interleaved.
     @inline(__always)
-    static func chunk2(_ rowA: UnsafePointer<Float>, _ rowB: UnsafePointer<Float>, _ ps: Int, _ cin: Int,
-                       _ wp0: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int,
-                       _ relu: Bool) {
+    static func chunk(_ rowA: UnsafePointer<Float>, _ rowB: UnsafePointer<Float>, _ ps: Int, _ cin: Int,
+                      _ wp0: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int,
+                      _ relu: Bool, vectors k: Int, lanes: Int) {
         let vw = vectorWidth
         var a000 = FloatVector.zero, a001 = FloatVector.zero, a010 = FloatVector.zero, a011 = FloatVector.zero
         var a100 = FloatVector.zero, a101 = FloatVector.zero, a110 = FloatVector.zero, a111 = FloatVector.zero
@@ -162,81 +175,51 @@ public enum UpsampledConv3x3 {
             for ty in 0..<2 {
                 let row = ty == 0 ? pa : pb, w = wp + 16 * ty
                 let m0 = loadVector(row - 1), z0 = loadVector(row), p0 = loadVector(row + 1)
-                let m1 = loadVector(row - 1 + vw), z1 = loadVector(row + vw), p1 = loadVector(row + 1 + vw)
+                let m1 = k > 1 ? loadVector(row - 1 + vw) : .zero, z1 = k > 1 ? loadVector(row + vw) : .zero
+                let p1 = k > 1 ? loadVector(row + 1 + vw) : .zero
                 let w000 = FloatVector(repeating: w[0]), w001 = FloatVector(repeating: w[4])
                 a000 = a000.addingProduct(m0, w000).addingProduct(z0, w001)
-                a001 = a001.addingProduct(m1, w000).addingProduct(z1, w001)
+                if k > 1 { a001 = a001.addingProduct(m1, w000).addingProduct(z1, w001) }
                 let w010 = FloatVector(repeating: w[8]), w011 = FloatVector(repeating: w[12])
                 a010 = a010.addingProduct(z0, w010).addingProduct(p0, w011)
-                a011 = a011.addingProduct(z1, w010).addingProduct(p1, w011)
+                if k > 1 { a011 = a011.addingProduct(z1, w010).addingProduct(p1, w011) }
                 let w100 = FloatVector(repeating: w[1]), w101 = FloatVector(repeating: w[5])
                 a100 = a100.addingProduct(m0, w100).addingProduct(z0, w101)
-                a101 = a101.addingProduct(m1, w100).addingProduct(z1, w101)
+                if k > 1 { a101 = a101.addingProduct(m1, w100).addingProduct(z1, w101) }
                 let w110 = FloatVector(repeating: w[9]), w111 = FloatVector(repeating: w[13])
                 a110 = a110.addingProduct(z0, w110).addingProduct(p0, w111)
-                a111 = a111.addingProduct(z1, w110).addingProduct(p1, w111)
+                if k > 1 { a111 = a111.addingProduct(z1, w110).addingProduct(p1, w111) }
                 let w200 = FloatVector(repeating: w[2]), w201 = FloatVector(repeating: w[6])
                 a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
-                a201 = a201.addingProduct(m1, w200).addingProduct(z1, w201)
+                if k > 1 { a201 = a201.addingProduct(m1, w200).addingProduct(z1, w201) }
                 let w210 = FloatVector(repeating: w[10]), w211 = FloatVector(repeating: w[14])
                 a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
-                a211 = a211.addingProduct(z1, w210).addingProduct(p1, w211)
+                if k > 1 { a211 = a211.addingProduct(z1, w210).addingProduct(p1, w211) }
                 let w300 = FloatVector(repeating: w[3]), w301 = FloatVector(repeating: w[7])
                 a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
-                a301 = a301.addingProduct(m1, w300).addingProduct(z1, w301)
+                if k > 1 { a301 = a301.addingProduct(m1, w300).addingProduct(z1, w301) }
                 let w310 = FloatVector(repeating: w[11]), w311 = FloatVector(repeating: w[15])
                 a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
-                a311 = a311.addingProduct(z1, w310).addingProduct(p1, w311)
+                if k > 1 { a311 = a311.addingProduct(z1, w310).addingProduct(p1, w311) }
             }
             wp += 32; pa += ps; pb += ps
         }
-        addPhases(a000, a010, a001, a011, out, relu)
-        if nValid > 1 { addPhases(a100, a110, a101, a111, out + 1 * os, relu) }
-        if nValid > 2 { addPhases(a200, a210, a201, a211, out + 2 * os, relu) }
-        if nValid > 3 { addPhases(a300, a310, a301, a311, out + 3 * os, relu) }
-    }
-
-    @inline(__always)
-    static func chunk1(_ rowA: UnsafePointer<Float>, _ rowB: UnsafePointer<Float>, _ ps: Int, _ cin: Int,
-                       _ wp0: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int,
-                       _ relu: Bool, _ lanes: Int) {
-        var a000 = FloatVector.zero, a010 = FloatVector.zero, a100 = FloatVector.zero, a110 = FloatVector.zero
-        var a200 = FloatVector.zero, a210 = FloatVector.zero, a300 = FloatVector.zero, a310 = FloatVector.zero
-        var wp = wp0
-        var pa = rowA, pb = rowB
-        for _ in 0..<cin {
-            // Low row r + py − 1 (ty = 0), then r + py (ty = 1); weights [ty][px][tx][4].
-            for ty in 0..<2 {
-                let row = ty == 0 ? pa : pb, w = wp + 16 * ty
-                let m0 = loadVector(row - 1), z0 = loadVector(row), p0 = loadVector(row + 1)
-                let w000 = FloatVector(repeating: w[0]), w001 = FloatVector(repeating: w[4])
-                a000 = a000.addingProduct(m0, w000).addingProduct(z0, w001)
-                let w010 = FloatVector(repeating: w[8]), w011 = FloatVector(repeating: w[12])
-                a010 = a010.addingProduct(z0, w010).addingProduct(p0, w011)
-                let w100 = FloatVector(repeating: w[1]), w101 = FloatVector(repeating: w[5])
-                a100 = a100.addingProduct(m0, w100).addingProduct(z0, w101)
-                let w110 = FloatVector(repeating: w[9]), w111 = FloatVector(repeating: w[13])
-                a110 = a110.addingProduct(z0, w110).addingProduct(p0, w111)
-                let w200 = FloatVector(repeating: w[2]), w201 = FloatVector(repeating: w[6])
-                a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
-                let w210 = FloatVector(repeating: w[10]), w211 = FloatVector(repeating: w[14])
-                a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
-                let w300 = FloatVector(repeating: w[3]), w301 = FloatVector(repeating: w[7])
-                a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
-                let w310 = FloatVector(repeating: w[11]), w311 = FloatVector(repeating: w[15])
-                a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
-            }
-            wp += 32; pa += ps; pb += ps
+        if k > 1 {
+            addPhases(a000, a010, a001, a011, out, relu)
+            if nValid > 1 { addPhases(a100, a110, a101, a111, out + 1 * os, relu) }
+            if nValid > 2 { addPhases(a200, a210, a201, a211, out + 2 * os, relu) }
+            if nValid > 3 { addPhases(a300, a310, a301, a311, out + 3 * os, relu) }
+        } else {
+            addPhases(a000, a010, out, relu, lanes)
+            if nValid > 1 { addPhases(a100, a110, out + 1 * os, relu, lanes) }
+            if nValid > 2 { addPhases(a200, a210, out + 2 * os, relu, lanes) }
+            if nValid > 3 { addPhases(a300, a310, out + 3 * os, relu, lanes) }
         }
-        addPhases(a000, a010, out, relu, lanes)
-        if nValid > 1 { addPhases(a100, a110, out + 1 * os, relu, lanes) }
-        if nValid > 2 { addPhases(a200, a210, out + 2 * os, relu, lanes) }
-        if nValid > 3 { addPhases(a300, a310, out + 3 * os, relu, lanes) }
     }
 
     /// Adds two output vectors' worth of interleaved even/odd phase sums (columns 2q and 2q + 1)
     /// at `o`, for two vectors of low-resolution columns.
-    @inline(__always)
+    @_transparent
     static func addPhases(_ even0: FloatVector, _ odd0: FloatVector, _ even1: FloatVector, _ odd1: FloatVector,
                           _ o: UnsafeMutablePointer<Float>, _ relu: Bool) {
         let vw = vectorWidth
@@ -245,7 +228,7 @@ public enum UpsampledConv3x3 {
     }
 
     /// The same for one vector of low-resolution columns, `lanes` of them valid.
-    @inline(__always)
+    @_transparent
     static func addPhases(_ even: FloatVector, _ odd: FloatVector, _ o: UnsafeMutablePointer<Float>, _ relu: Bool, _ lanes: Int) {
         let vw = vectorWidth
         addStore(interleaveLow(even, odd), o, relu, min(vw, 2 * lanes))
@@ -368,11 +351,20 @@ public enum UpsampledConv3x3 {
         func gradientRow(_ r: Int, block cb: Int, boxSums p: PlaneView, into out: PlaneView, width lw: Int, stream: Bool) {
             let c0 = cb * Conv3x3.block, nValid = min(Conv3x3.block, cin - c0)
             let wp = weights.block(cb).weights
-            let top = UnsafePointer(p.row(0, 2 * r + 2)), o = out.row(c0, r)
-            RegisterBlocking.forEachRowChunk(width: lw) { q, vectors, lanes in
-                UpsampledConv3x3.dataChunk(top + q, p.planeStride, p.rowStride, cout, wp, o + q, out.planeStride, nValid,
-                                           vectors: vectors, lanes: lanes, stream)
-            }
+            UpsampledConv3x3.dataRow(UnsafePointer(p.row(0, 2 * r + 2)), p.planeStride, p.rowStride, cout, wp,
+                                     out.row(c0, r), out.planeStride, nValid, lw, stream)
+        }
+    }
+
+    /// One low-resolution row of the map's gradient for a block of 4 map channels, chunked by
+    /// `RegisterBlocking.forEachRowChunk`. Not inlined (as `Conv3x3.convRow`): a caller that
+    /// inlined every chunk kind grew past the compiler's inlining limits, which then left the
+    /// accumulators' own helpers as calls.
+    @inline(never)
+    static func dataRow(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp: UnsafePointer<Float>,
+                        _ o: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ lw: Int, _ stream: Bool) {
+        RegisterBlocking.forEachRowChunk(width: lw) { q, vectors, lanes in
+            dataChunk(top + q, ps, rs, cout, wp, o, column: q, os, nValid, vectors: vectors, lanes: lanes, stream)
         }
     }
 
@@ -477,13 +469,13 @@ public enum UpsampledConv3x3 {
     }
 
     /// `vectors` vectors of low-resolution columns of one output row for a block of 4 map
-    /// channels (the first `lanes` lanes of the last one stored): Σ_o Σ_{ky,kx} w · P over the
+    /// channels, stored from `column` of `out` (the first `lanes` lanes of the last vector): Σ_o Σ_{ky,kx} w · P over the
     /// box-sum rows from `top` (row 2r + 2 of output channel 0's even-column plane; its
     /// odd-column plane is `ps` further, the next channel's 2·ps).
     @inline(__always)
     static func dataChunk(_ top: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cout: Int, _ wp0: UnsafePointer<Float>,
-                          _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, vectors: Int, lanes: Int,
-                          _ stream: Bool) {
+                          _ out: UnsafeMutablePointer<Float>, column: Int, _ os: Int, _ nValid: Int, vectors: Int,
+                          lanes: Int, _ stream: Bool) {
         var acc = RowAccumulators(vectors: vectors, bias: nil)
         var even = top
         var wp = wp0
@@ -499,12 +491,13 @@ public enum UpsampledConv3x3 {
             }
             even += 2 * ps
         }
-        acc.store(to: out, planeStride: os, channels: nValid, lanes: lanes, relu: false, gate: nil, stream: stream)
+        acc.store(to: out, column: column, planeStride: os, channels: nValid, lanes: lanes, relu: false, gate: nil,
+                  stream: stream)
     }
 }
 
 /// out[0..<lanes] += v (then ReLU when `relu`).
-@inline(__always) func addStore(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>, _ relu: Bool, _ lanes: Int) {
+@_transparent func addStore(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>, _ relu: Bool, _ lanes: Int) {
     if lanes == vectorWidth {
         var s = loadVector(p) + v
         if relu { s = vmax(s, .zero) }
