@@ -1,8 +1,9 @@
 import NanoTensor
 
 /// The fast inference path of a `UNet`: batch norms folded into the convolutions, ReLUs fused into
-/// the kernels, the skip ReLU, the upsampling and the concatenation fused into the copy that lays
-/// out each convolution's padded input. Build it once per set of weights; it reads them at init.
+/// the kernels, each encoder convolution writing its skip connection's ReLU (in the padded layout
+/// the decoder reads) beside its pre-ReLU output, and the upsampling and the concatenation fused
+/// into the decoder's convolution. Build it once per set of weights; it reads them at init.
 public final class UNetInference: @unchecked Sendable {
     public let config: UNetConfig
     public let plan: UNetPlan
@@ -69,13 +70,11 @@ public final class UNetInference: @unchecked Sendable {
     /// A decoder level's first convolution (BN folded, ReLU) of [ReLU(skip), upsample2x(low)]:
     /// the skip part directly, the upsampled part on `low` itself, so the upsampled map and the
     /// concatenation are never laid out.
-    private func decoderConv1(_ c: UNetPlan.Convolution, skip: Tensor, low: PaddedPlanes, pool: ThreadPool) -> PaddedPlanes {
+    private func decoderConv1(_ c: UNetPlan.Convolution, skip: PaddedPlanes, low: PaddedPlanes, pool: ThreadPool) -> PaddedPlanes {
         let w = weights(c)
         guard let pw = phase[c.index] else { fatalError("UNetInference: \(c.name) has no upsampled part") }
-        let skipPlanes = PaddedPlanes(n: skip.shape.n, channels: skip.shape.c, height: skip.shape.h, width: skip.shape.w)
-        skipPlanes.fill(from: [.init(skip, .relu)], pool: pool)
-        let t = PaddedPlanes(n: skip.shape.n, channels: w.cout, height: skip.shape.h, width: skip.shape.w)
-        UpsampledConv3x3.forward(skip: skipPlanes, w, low: low, pw, into: t, relu: true, pool: pool)
+        let t = PaddedPlanes(n: skip.n, channels: w.cout, height: skip.height, width: skip.width)
+        UpsampledConv3x3.forward(skip: skip, w, low: low, pw, into: t, relu: true, pool: pool)
         return t
     }
 
@@ -105,11 +104,15 @@ public final class UNetInference: @unchecked Sendable {
     /// one kernel; otherwise the head writes logits and, unless `logitsOnly`, a softmax follows.
     private func forward(_ x: Tensor, fusedHead: Bool, logitsOnly: Bool = false, pool: ThreadPool) -> Tensor {
         if let problem = model.validateInput(x.shape) { fatalError("UNetInference.forward: input \(x.shape): \(problem)") }
-        var skips: [Tensor] = []
+        var skips: [PaddedPlanes] = []
         var input = PaddedPlanes.from(x, pool: pool)
         for c in plan.encoders {
-            let z = conv(c, input, relu: false, pool: pool)  // BN folded, pre-ReLU
-            skips.append(z)
+            // BN folded; the main path pools the pre-ReLU output, the skip is its ReLU.
+            let w = weights(c)
+            let z = Tensor(Shape(input.n, w.cout, input.height, input.width), zeroed: false)
+            let skip = PaddedPlanes(n: input.n, channels: w.cout, height: input.height, width: input.width)
+            Conv3x3.forward(input, w, into: z, reluCopy: skip, pool: pool)
+            skips.append(skip)
             input = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h / 2, width: z.shape.w / 2)
             input.fillMaxPool2x2(of: z, pool: pool)
         }

@@ -54,15 +54,18 @@ public enum Conv3x3 {
         /// Output row y of the block `ob` of output channels (4·ob ..< 4·ob + 4) of one image:
         /// reads rows y − 1 … y + 1 of `input` (padded: one row and one vector of columns
         /// readable on each side), writes row y of each of the block's channels of `out`, through
-        /// max(·, 0) when `relu`, zero where `gate` (laid out as `out`) is ≤ 0 when given.
+        /// max(·, 0) when `relu`, zero where `gate` (laid out as `out`) is ≤ 0 when given; with
+        /// `reluCopy`, max(·, 0) of the row also goes there (a U-Net encoder's skip connection,
+        /// written while the row is in registers instead of copied afterwards).
         @inline(__always)
         func convolveRow(_ y: Int, block ob: Int, input: PlaneView, into out: PlaneView, width: Int, relu: Bool = false,
-                         gate: UnsafePointer<Float>? = nil, stream: Bool = false) {
+                         gate: UnsafePointer<Float>? = nil, stream: Bool = false, reluCopy: PlaneView? = nil) {
             let o0 = ob * Conv3x3.block
             Conv3x3.convRow(UnsafePointer(input.row(0, y)), input.planeStride, input.rowStride, cin,
                             packedBase + ob * cin * 9 * Conv3x3.block, biasBase + o0, out.row(o0, y), out.planeStride,
                             min(Conv3x3.block, cout - o0), width, relu,
-                            gate.map { $0 + o0 * out.planeStride + y * out.rowStride }, stream)
+                            gate.map { $0 + o0 * out.planeStride + y * out.rowStride }, stream,
+                            reluCopy?.row(o0, y), reluCopy?.planeStride ?? 0)
         }
 
         /// The whole packed block `ob` (for the fused softmax head, which runs one block by chunks).
@@ -105,6 +108,18 @@ public enum Conv3x3 {
         require(out.shape == Shape(input.n, w.cout, input.height, input.width), "output \(out.shape) for input \(input.n)x\(input.channels)x\(input.height)x\(input.width) and \(w.cout) output channels")
         forward(input, w, out: out.data, imageStride: w.cout * out.shape.plane, planeStride: out.shape.plane,
                 rowStride: input.width, relu: relu, pool: pool)
+    }
+
+    /// The same without ReLU into `out`, and max(·, 0) of it into the interior of `reluCopy` (its
+    /// borders cleared), in one pass: a U-Net encoder's pre-ReLU output, which the main path
+    /// pools, and its ReLU, the skip connection laid out as the decoder's convolution reads it.
+    public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, into out: Tensor, reluCopy: PaddedPlanes,
+                               pool: ThreadPool = .shared) {
+        require(out.shape == Shape(input.n, w.cout, input.height, input.width), "output \(out.shape) for input \(input.n)x\(input.channels)x\(input.height)x\(input.width) and \(w.cout) output channels")
+        require(reluCopy.n == input.n && reluCopy.channels == w.cout && reluCopy.height == input.height
+                    && reluCopy.width == input.width, "ReLU copy planes \(reluCopy.n)x\(reluCopy.channels)x\(reluCopy.height)x\(reluCopy.width) for output \(out.shape)")
+        forward(input, w, out: out.data, imageStride: w.cout * out.shape.plane, planeStride: out.shape.plane,
+                rowStride: input.width, relu: false, reluCopy: reluCopy, pool: pool)
     }
 
     /// The same, writing straight into the interior of padded planes (the next convolution's
@@ -165,7 +180,8 @@ public enum Conv3x3 {
     static func forward(_ input: PaddedPlanes, _ w: PackedWeights, out: UnsafeMutablePointer<Float>,
                         imageStride: Int, planeStride: Int, rowStride: Int, relu: Bool,
                         rowStatistics: UnsafeMutablePointer<Float>? = nil, borders: PaddedPlanes? = nil,
-                        gate: UnsafePointer<Float>? = nil, stream: Bool = false, pool: ThreadPool) {
+                        gate: UnsafePointer<Float>? = nil, stream: Bool = false, reluCopy: PaddedPlanes? = nil,
+                        pool: ThreadPool) {
         require(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
         // Contiguous bands of rows per work item (about 8 per thread and block): neighbouring
@@ -184,9 +200,12 @@ public enum Conv3x3 {
             let nValid = min(block, w.cout - o0)
             let inView = input.view(image: i), outView = PlaneView(out + i * imageStride, planeStride: planeStride, rowStride: rowStride)
             let imageGate = gate.map { $0 + i * imageStride }
+            let copyView = reluCopy?.view(image: i)
             for y in y0..<y1 {
                 if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
-                w.convolveRow(y, block: ob, input: inView, into: outView, width: width, relu: relu, gate: imageGate, stream: stream)
+                if let reluCopy { for oc in 0..<nValid { reluCopy.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
+                w.convolveRow(y, block: ob, input: inView, into: outView, width: width, relu: relu, gate: imageGate, stream: stream,
+                              reluCopy: copyView)
                 if let st = rowStatistics {
                     for oc in 0..<nValid {
                         rowMoments(outView.row(o0 + oc, y), width, into: st + 3 * ((i * w.cout + o0 + oc) * h + y))
@@ -269,14 +288,17 @@ public enum Conv3x3 {
         }
     }
 
-    /// One output row of one 4-channel block, chunked by `RegisterBlocking.forEachRowChunk`.
+    /// One output row of one 4-channel block, chunked by `RegisterBlocking.forEachRowChunk`;
+    /// its ReLU also to `copy` (planes `copyStride` apart) when given.
     @inline(never)
     static func convRow(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                         _ wp: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
                         _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int, _ width: Int, _ relu: Bool,
-                        _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false) {
+                        _ gate: UnsafePointer<Float>? = nil, _ stream: Bool = false,
+                        _ copy: UnsafeMutablePointer<Float>? = nil, _ copyStride: Int = 0) {
         RegisterBlocking.forEachRowChunk(width: width) { x, vectors, lanes in
-            chunk(ip + x, ps, rs, cin, wp, bp, out, column: x, os, nValid, vectors: vectors, lanes: lanes, relu, gate, stream)
+            chunk(ip + x, ps, rs, cin, wp, bp, out, column: x, os, nValid, vectors: vectors, lanes: lanes, relu, gate, stream,
+                  copy, copyStride)
         }
     }
 
@@ -287,7 +309,8 @@ public enum Conv3x3 {
     static func chunk(_ ip0: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ cin: Int,
                       _ wp0: UnsafePointer<Float>, _ bp: UnsafePointer<Float>,
                       _ out: UnsafeMutablePointer<Float>, column: Int, _ os: Int, _ nValid: Int, vectors: Int, lanes: Int,
-                      _ relu: Bool, _ gate: UnsafePointer<Float>?, _ stream: Bool) {
+                      _ relu: Bool, _ gate: UnsafePointer<Float>?, _ stream: Bool,
+                      _ copy: UnsafeMutablePointer<Float>? = nil, _ copyStride: Int = 0) {
         var acc = RowAccumulators(vectors: vectors, bias: bp)
         var ip = ip0 - rs - 1
         var wp = wp0
@@ -305,6 +328,10 @@ public enum Conv3x3 {
             ip += ps
         }
         acc.store(to: out, column: column, planeStride: os, channels: nValid, lanes: lanes, relu: relu, gate: gate, stream: stream)
+        if let copy {
+            acc.store(to: copy, column: column, planeStride: copyStride, channels: nValid, lanes: lanes, relu: true, gate: nil,
+                      stream: false)
+        }
     }
 
     /// The first `lanes` lanes of a gate (the rest zero), without reading past them.
