@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO", "Segmentation"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
-        .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet"]),
+        .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet", "Segmentation"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MicrographIO", "NanoNet", "NanoTensor"]),
     ]
 )

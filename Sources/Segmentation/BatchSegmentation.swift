@@ -31,9 +31,6 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// files may be processed concurrently, so every use goes through `namesLock`.
     public private(set) var usedNames: [String: String] = [:]
     private let namesLock = NSLock()
-    /// Bytes the pipeline holds per pixel of an image besides the network's tiles (the raw and
-    /// prepared images, probabilities, mask, labels, output buffers).
-    public static let bytesPerPixel = 40
 
     public init(segmenter: Segmenter, settings: BatchSettings, modelName: String) {
         self.segmenter = segmenter; self.settings = settings; self.modelName = modelName
@@ -124,26 +121,25 @@ public final class BatchSegmentation: @unchecked Sendable {
         }
         let readSeconds = Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9
         let names = self.names(for: url, count: frames.count)
-        let budget = Int(ProcessInfo.processInfo.physicalMemory / 2)
+        // Each image must fit --memory with its full-size arrays and at least the smallest tile.
+        var tileSizes: [Int] = []
         for (m, _) in frames {
-            // At the model's scale too: a coarsely sampled image grows before the network sees it.
-            let scale = max(1, segmenter.scale(for: segmenter.pixelSize(of: m).0))
-            let (pixels, o1) = m.width.multipliedReportingOverflow(by: m.height)
-            let scaled = o1 ? Int.max : Int(min(Double(Int.max / 2), Double(pixels) * scale * scale))
-            let (bytes, overflow) = scaled.multipliedReportingOverflow(by: BatchSegmentation.bytesPerPixel)
-            if overflow || bytes > budget {
-                throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; segmenting it needs about \(overflow ? Int.max >> 30 : bytes >> 30) GiB of memory, more than half of this machine's")
+            switch segmenter.memoryPlan(width: m.width, height: m.height, pixelSizeNm: segmenter.pixelSize(of: m).0) {
+            case .success(let plan): tileSizes.append(plan.tileSize)
+            case .failure(let shortfall):
+                let gb = { (b: Double) in String(format: "%.1f", b / 1e9) }
+                throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; segmenting it needs at least \(gb(shortfall.neededBytes)) GB of memory and --memory gives \(gb(Double(segmenter.options.memoryBytes))) GB (per file with --jobs)")
             }
         }
         try claim(names, for: url)
         var summaries: [ImageSummary] = []
         var done: [String] = []
         do {
-            for (name, (m, frame)) in zip(names, frames) {
+            for (index, (name, (m, frame))) in zip(names, frames).enumerated() {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let raw = try FloatImage(m, frame: frame)
                 let (size, source) = segmenter.pixelSize(of: m)
-                let result = segmenter.segment(raw, pixelSizeNm: size, source: source, pool: pool)
+                let result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
                 timings["read"] = readSeconds / Double(frames.count)

@@ -12,7 +12,8 @@ public struct SegmentationOptions: Sendable {
     public var pixelSizeOverride: Double?
     /// Input preparation (nil: what the model records).
     public var recipe: InputRecipe?
-    /// Memory the network's activations may take, which sets the tile size.
+    /// Memory one image may take: its full-size arrays (`Segmenter.memoryPlan`) plus the
+    /// network's tiles, whose size is chosen from what remains.
     public var memoryBytes: Int
     /// Resample to the model's pixel size when both are known (on by default).
     public var resampleToModelScale: Bool
@@ -84,6 +85,41 @@ public final class Segmenter: @unchecked Sendable {
         return p / m
     }
 
+    /// Bytes per image pixel of the full-size arrays held while the outputs are measured and
+    /// written (the image, the probability map, the mask, the labels, the overlay, the writers'
+    /// buffers), when memory peaks. Measured: the peak resident memory of `nanofind segment` on
+    /// int16 MRCs of 8192² and 16384² pixels grew by 18.6 bytes per pixel (AMD EPYC fam 25 mod
+    /// 17, 2048² tiles, with and without resampling to the model's scale).
+    public static let outputBytesPerPixel = 19
+    /// While the network runs: per image pixel the micrograph and its float copy, and per network
+    /// pixel the resampled image, its prepared copy and the probability map. Exceeds the output
+    /// stage only when the image is resampled up (pixels coarser than the model's).
+    public static let networkBytesPerImagePixel = 6, networkBytesPerNetworkPixel = 12
+    /// The process itself (code, libraries, model, thread stacks).
+    public static let baseBytes = 150 << 20
+
+    /// How an image of width × height at `pixelSizeNm` fits `options.memoryBytes`: the bytes of
+    /// its full-size arrays and the tile side left for the network, or the least memory it needs
+    /// when it does not fit (its full-size arrays and the smallest exact tile).
+    public func memoryPlan(width: Int, height: Int, pixelSizeNm: Double?) -> Result<(fullSize: Int, tileSize: Int), MemoryShortfall> {
+        let scale = self.scale(for: pixelSizeNm)
+        let pixels = Double(width) * Double(height)
+        let fullSize = max(pixels * Double(Self.outputBytesPerPixel),
+                           pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(Self.networkBytesPerNetworkPixel)))
+        let plan = predictor.engine.plan
+        let smallest = 2 * plan.tileMargin + plan.alignment
+        let smallestTile = Double(smallest * smallest * ExactTiling.bytesPerPixel(plan))
+        let need = fullSize + smallestTile + Double(Self.baseBytes)
+        guard need <= Double(options.memoryBytes) else { return .failure(MemoryShortfall(neededBytes: need)) }
+        let rest = Int(Double(options.memoryBytes) - fullSize) - Self.baseBytes
+        return .success((Int(fullSize), min(predictor.tileSize, ExactTiling.tileSize(forMemory: rest, plan: plan))))
+    }
+
+    /// An image that needs more memory than `--memory` gives.
+    public struct MemoryShortfall: Error {
+        public let neededBytes: Double
+    }
+
     /// Segments one frame of a micrograph.
     public func segment(_ micrograph: Micrograph, frame: Int = 0, pool: ThreadPool = .shared) throws -> SegmentedImage {
         let image = try FloatImage(micrograph, frame: frame)
@@ -92,8 +128,10 @@ public final class Segmenter: @unchecked Sendable {
     }
 
     /// Segments an image of raw intensities whose pixel size is `pixelSizeNm` (nil: unknown).
-    public func segment(_ image: FloatImage, pixelSizeNm: Double?, source: PixelSizeSource = .file,
+    /// `tileSize` overrides the tile side the options' memory gives (`memoryPlan`'s for a large image).
+    public func segment(_ image: FloatImage, pixelSizeNm: Double?, source: PixelSizeSource = .file, tileSize: Int? = nil,
                         pool: ThreadPool = .shared) -> SegmentedImage {
+        let predictor = tileSize.map { TiledPredictor(engine: self.predictor.engine, tileSize: $0) } ?? self.predictor
         var timings: [(String, Double)] = []
         func timed<T>(_ name: String, _ body: () -> T) -> T {
             let start = DispatchTime.now().uptimeNanoseconds

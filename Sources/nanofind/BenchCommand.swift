@@ -205,26 +205,8 @@ struct Bench: ParsableCommand {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        var rng = SplitMix64(seed: UInt64(side))
-        var data = [UInt8](repeating: 0, count: 2 * side * side)
-        let discs = (0..<(side * side / 40_000)).map { _ in
-            (Double(rng.next() % UInt64(side)), Double(rng.next() % UInt64(side)), 30 + Double(rng.next() % 50))
-        }
-        var value = [Double](repeating: 0, count: side * side)
-        for (cx, cy, r) in discs {
-            for y in max(0, Int(cy - r))..<min(side, Int(cy + r) + 1) { for x in max(0, Int(cx - r))..<min(side, Int(cx + r) + 1)
-                where (Double(x) - cx) * (Double(x) - cx) + (Double(y) - cy) * (Double(y) - cy) < r * r {
-                value[y * side + x] = 300 * cos(Double(x + y) * 1.3)
-            } }
-        }
-        for i in 0..<(side * side) {
-            let v = Int16(clamping: Int(2000 + value[i] + 100 * Double(rng.nextGaussian())))
-            data[2 * i] = UInt8(truncatingIfNeeded: v); data[2 * i + 1] = UInt8(truncatingIfNeeded: v >> 8)
-        }
         let input = dir.appendingPathComponent("bench_\(side).mrc")
-        let pixelSize = model.metadata.trainingPixelSizeNm ?? 0.05
-        try MRCWriter.write(Micrograph(width: side, height: side, pixelType: .int16, data: data,
-                                       pixelSize: PixelSize(isotropic: pixelSize), format: "mrc"), to: input)
+        try MRCWriter.write(SyntheticMicrograph.discs(side: side, pixelSizeNm: model.metadata.trainingPixelSizeNm ?? 0.05), to: input)
         let out = dir.appendingPathComponent("out")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let batch = BatchSegmentation(segmenter: Segmenter(model: model), settings: BatchSettings(outputDir: out), modelName: "bench")

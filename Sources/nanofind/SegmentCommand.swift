@@ -45,7 +45,7 @@ struct Segment: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
     @OptionGroup var calibration: PixelSizeOption
-    @Option(help: "Memory for the network's activations in GB (default: a quarter of this machine's).") var memory: Double?
+    @Option(help: "Memory one file may use in GB: the image's full-size arrays (about 18 bytes per pixel) and the network's tiles, sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory, shared by --jobs).") var memory: Double?
     @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = 0.5
     @Option(help: "Probability map format: tif or npy.") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false

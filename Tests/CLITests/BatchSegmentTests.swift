@@ -113,6 +113,14 @@ final class BatchSegmentTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
             XCTAssertTrue(r.stderr.contains(mention), r.stderr)
         }
+        // An image that cannot fit --memory (its full-size arrays and the smallest tile) is
+        // refused before anything is written, naming what it needs.
+        let small = try CLIRunner.run(["segment", image, "-o", tmp.appendingPathComponent("m").path, "--model", model.path,
+                                       "--memory", "0.1"])
+        XCTAssertEqual(small.status, 2, small.stderr)
+        XCTAssertEqual(small.stderr.split(separator: "\n").count, 1, small.stderr)
+        XCTAssertTrue(small.stderr.contains("needs at least") && small.stderr.contains("--memory gives 0.1 GB"), small.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("m/img00_mask.png").path))
         let file = tmp.appendingPathComponent("a-file")
         try Data("x".utf8).write(to: file)
         let r = try CLIRunner.run(["segment", image, "-o", file.path, "--model", model.path])
