@@ -37,11 +37,18 @@ public struct Crystal: Sendable {
         Crystal(lattice: [[a, 0, 0], [0, a, 0], [0, 0, a]], basis: basis)
     }
 
-    /// Every atom of the crystal within `radius` Å of the origin, rotated by `rotation`.
+    /// Every atom of the crystal cut to `shape` of half-size `radius` Å about the origin, rotated
+    /// by `rotation` (rows). Single-crystal shapes only; `TwinnedParticles` builds the others.
     public func atoms(within radius: Double, rotation: [SIMD3<Double>], offset: SIMD3<Double> = .zero,
                       shape: ParticleShape = .sphere) -> [(Element, SIMD3<Double>)] {
+        atoms(within: radius * shape.boundingRadius, rotation: rotation, offset: offset) { p, _ in shape.contains(p, halfSize: radius) }
+    }
+
+    /// Every atom within `reach` Å of the origin (less `offset`) for which `keep(p, r)` holds, p
+    /// in the crystal's frame and r = rotation · p; returned rotated.
+    func atoms(within reach: Double, rotation: [SIMD3<Double>], offset: SIMD3<Double> = .zero,
+               where keep: (_ crystalFrame: SIMD3<Double>, _ rotated: SIMD3<Double>) -> Bool) -> [(Element, SIMD3<Double>)] {
         let lengths = lattice.map { ($0 * $0).sum().squareRoot() }
-        let reach = radius * shape.boundingRadius
         // Lattice cells far enough along each vector to hold the shape even for oblique lattices.
         let n = lengths.map { Int((2 * reach / $0).rounded(.up)) + 1 }
         var out: [(Element, SIMD3<Double>)] = []
@@ -49,9 +56,9 @@ public struct Crystal: Sendable {
             for (e, f) in basis {
                 let fr = SIMD3(Double(i), Double(j), Double(k)) + f
                 let p = fr.x * lattice[0] + fr.y * lattice[1] + fr.z * lattice[2] - offset
-                guard (p * p).sum() <= reach * reach, shape.contains(p, halfSize: radius) else { continue }
+                guard (p * p).sum() <= reach * reach else { continue }
                 let r = SIMD3((rotation[0] * p).sum(), (rotation[1] * p).sum(), (rotation[2] * p).sum())
-                out.append((e, r))
+                if keep(p, r) { out.append((e, r)) }
             }
         } } }
         return out
@@ -89,6 +96,9 @@ public enum Material: String, CaseIterable, Sendable, Codable {
         case .TiO2: return .rutile(.Ti, .O, a: 4.594, c: 2.959, u: 0.305)
         }
     }
+
+    /// Face-centred cubic metals: the ones that form multiply twinned particles (`TwinnedParticles`).
+    public var isFCCMetal: Bool { [.Au, .Ag, .Pt, .Pd, .Cu].contains(self) }
 
     /// Low-index zone axes (in lattice-vector components) the particle is oriented near.
     var zoneAxes: [SIMD3<Double>] {

@@ -5,7 +5,8 @@ extension Simulator {
     /// atoms' projections grown by `growth` Å (about half an interatomic distance), rasterised by
     /// pixel centres; where outlines overlap the later particle's id wins in the labels.
     static func truth(_ particles: [[(Element, SIMD3<Double>)]], placed: [(x: Double, y: Double, r: Double)], zones: [String],
-                      shapes: [ParticleShape], _ p: SimulationParameters, growth: Double = 1.0) -> ([UInt8], [UInt16], [ParticleTruth]) {
+                      shapes: [ParticleShape], touching: [Bool], _ p: SimulationParameters,
+                      growth: Double = 1.0) -> ([UInt8], [UInt16], [ParticleTruth]) {
         let n = p.size, d = p.pixelSizeNm * 10
         var mask = [UInt8](repeating: 0, count: n * n), labels = [UInt16](repeating: 0, count: n * n)
         var truths: [ParticleTruth] = []
@@ -32,7 +33,8 @@ extension Simulator {
                                         centerNm: [sx / Double(area) * p.pixelSizeNm, sy / Double(area) * p.pixelSizeNm],
                                         areaPx: area, areaNm2: areaNm2, eqDiameterNm: 2 * (areaNm2 / Double.pi).squareRoot(),
                                         zoneAxis: zones[index], touchesBorder: border,
-                                        shape: p.shapes == nil ? nil : shapes[index].rawValue))
+                                        shape: p.shapes == nil ? nil : shapes[index].rawValue,
+                                        touchesParticle: p.touchingFraction > 0 ? touching[index] : nil))
         }
         return (mask, labels, truths)
     }

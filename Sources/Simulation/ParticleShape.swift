@@ -3,9 +3,10 @@ import Foundation
 /// The outline a particle is cut to from its crystal, in the crystal's own frame (cube axes for
 /// the cubic structures, c along z for the hexagonal ones), before it is oriented. `size` is the
 /// drawn diameter: the sphere's, the distance between opposite {100} faces of the polyhedra, the
-/// hexagonal prism's width across its side faces, the ellipsoid's equatorial diameter. The
-/// multiply twinned shapes (decahedra, icosahedra) are not made: a single crystal cut to their
-/// outline would lack the twin boundaries a microscopist looks for.
+/// hexagonal prism's width across its side faces, the ellipsoid's equatorial diameter, the
+/// decahedron's width across its {100} (Ino) facets, the icosahedron's between opposite facets.
+/// The two multiply twinned shapes are built by `TwinnedParticles` from fcc segments in the
+/// particle's own frame (the decahedron's 5-fold axis along z, one facet normal along x).
 public enum ParticleShape: String, CaseIterable, Sendable, Codable {
     case sphere
     /// {100} and {111} facets, the {111} at 0.87 of the {100} distance (Au's Wulff ratio γ111/γ100).
@@ -16,6 +17,14 @@ public enum ParticleShape: String, CaseIterable, Sendable, Codable {
     case hexagonalPrism = "hexagonal-prism"
     /// Equatorial radius R, polar semi-axis 0.7 R along the crystal's z.
     case ellipsoid
+    /// Five twinned fcc tetrahedra around the 5-fold axis: the pentagonal bipyramid (apexes at
+    /// ±0.89 R, reaching 1.25 R along each segment's bisector) cut by {100} facets at R.
+    case decahedron
+    /// Twenty twinned fcc tetrahedra: {111} facets at R from the centre.
+    case icosahedron
+
+    /// Multiply twinned (fcc metals only).
+    public var isTwinned: Bool { self == .decahedron || self == .icosahedron }
 
     /// Whether the point `p` (Å, from the centre) lies inside the shape of half-size `r`.
     public func contains(_ p: SIMD3<Double>, halfSize r: Double) -> Bool {
@@ -33,6 +42,14 @@ public enum ParticleShape: String, CaseIterable, Sendable, Codable {
             }
             return true
         case .ellipsoid: return (p.x * p.x + p.y * p.y) / (r * r) + p.z * p.z / (0.49 * r * r) <= 1
+        case .decahedron:
+            // The segment's radial distance along its bisector; a tetrahedron of the bipyramid
+            // reaches 1.25 R radially (before the {100} cut) and 1.25 R / √2 along the axis.
+            let phi = atan2(p.y, p.x), k = (phi / (2 * Double.pi / 5)).rounded()
+            let rho = p.x * cos(k * 2 * Double.pi / 5) + p.y * sin(k * 2 * Double.pi / 5)
+            return rho <= r && rho / (1.25 * r) + a.z / (0.8925 * r) <= 1
+        case .icosahedron:
+            return TwinnedParticles.icosahedronFaces.allSatisfy { (p * $0.normal).sum() <= r }
         }
     }
 
@@ -43,6 +60,8 @@ public enum ParticleShape: String, CaseIterable, Sendable, Codable {
         case .truncatedOctahedron: return 1.26   // the vertices (1, 0.507, 0) and the like; 1.26 covers them
         case .cuboctahedron: return 2.0.squareRoot()
         case .hexagonalPrism: return ((2 / 3.0.squareRoot()) * (2 / 3.0.squareRoot()) + 0.64).squareRoot()
+        case .decahedron: return 1.24        // the equatorial corners between facets, at 1 / cos 36° = 1.236
+        case .icosahedron: return 1.259      // circumradius / inradius of the icosahedron
         }
     }
 }

@@ -29,6 +29,9 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
     public var oversampling: Int?
     /// Particle shapes, one drawn per particle (nil: spheres).
     public var shapes: [ParticleShape]?
+    /// The share of particles (after the first) placed against one already placed, 1–3 Å apart at
+    /// their nearest atoms (touching in the image), instead of anywhere with 5 Å to spare.
+    public var touchingFraction = 0.0
 
     public init() {}
 
@@ -43,6 +46,10 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
         if diameterNm.lowerBound < 4 * pixelSizeNm { return "--diameter \(diameterNm.lowerBound) nm is under 4 pixels of \(pixelSizeNm) nm" }
         if !(csUm >= 0 && csUm < 1e5) || !(abs(defocusNm) < 1e4) { return "--cs and --defocus are out of range" }
         if let o = oversampling, !(1...4).contains(o) { return "--oversampling must be 1, 2, 3 or 4" }
+        if let twinned = shapes?.first(where: \.isTwinned), !material.isFCCMetal {
+            return "--shape \(twinned.rawValue) needs an fcc metal (\(Material.allCases.filter(\.isFCCMetal).map(\.rawValue).joined(separator: ", "))), not \(material.rawValue)"
+        }
+        if !(touchingFraction >= 0 && touchingFraction <= 1) { return "--touching must be between 0 and 1" }
         return nil
     }
 }
@@ -61,10 +68,13 @@ public struct ParticleTruth: Codable, Sendable {
     public var touchesBorder: Bool
     /// The particle's outline (`ParticleShape`), when shapes were asked for (else a sphere).
     public var shape: String?
+    /// Whether it was placed against another particle (when touching particles were asked for).
+    public var touchesParticle: Bool?
 
     enum CodingKeys: String, CodingKey {
         case id, material, diameterNm = "diameter_nm", centerPx = "center_px", centerNm = "center_nm", areaPx = "area_px",
-             areaNm2 = "area_nm2", eqDiameterNm = "eq_diameter_nm", zoneAxis = "zone_axis", touchesBorder = "touches_border", shape
+             areaNm2 = "area_nm2", eqDiameterNm = "eq_diameter_nm", zoneAxis = "zone_axis", touchesBorder = "touches_border", shape,
+             touchesParticle = "touches_particle"
     }
 }
 
@@ -99,34 +109,40 @@ public enum Simulator {
         }
         let n = p.size, d = p.pixelSizeNm * 10, field = Double(n) * d  // Å
         let carbon = p.carbonThicknessNm * 10
-        // Particles: sizes, places (not overlapping in projection), orientations, atoms.
+        // Particles: sizes, orientations, atoms, places (apart in projection, or touching one
+        // already placed).
         var placed: [(x: Double, y: Double, r: Double)] = []
         var reaches: [Double] = [], shapes: [ParticleShape] = []  // each particle's bounding radius (Å) and shape
         var particleAtoms: [[(Element, SIMD3<Double>)]] = []
-        var zones: [String] = []
+        var zones: [String] = [], touching: [Bool] = []
         let count = p.particles.lowerBound + rng.nextInt(below: p.particles.count)
         for _ in 0..<count {
             let r = rng.nextDouble(in: p.diameterNm) * 5  // radius in Å
             let shape = p.shapes.map { $0[rng.nextInt(below: $0.count)] } ?? .sphere
             let reach = r * shape.boundingRadius
-            var x = 0.0, y = 0.0, ok = false
-            for _ in 0..<50 {
-                x = rng.nextDouble() * field; y = rng.nextDouble() * field
-                if zip(placed, reaches).allSatisfy({ q, qr in (q.x - x) * (q.x - x) + (q.y - y) * (q.y - y) > (qr + reach + 5) * (qr + reach + 5) }) {
-                    ok = true; break
+            let (rotation, zone) = particleOrientation(shape, p.material, &rng)
+            // Cut at the origin, then resting on the film: the lowest atom just above the carbon.
+            let cut = shape.isTwinned ? TwinnedParticles.atoms(p.material.crystal, shape: shape, halfSize: r, rotation: rotation)
+                                      : p.material.crystal.atoms(within: r, rotation: rotation, shape: shape)
+            let lowest = cut.map(\.1.z).min() ?? 0
+            let local = cut.map { ($0.0, $0.1 + SIMD3(0, 0, carbon - lowest)) }
+            var spot: (x: Double, y: Double)?
+            if p.touchingFraction > 0 && !placed.isEmpty && rng.nextDouble() < p.touchingFraction {
+                spot = touchingPlace(local, reach: reach, placed: placed, reaches: reaches, atoms: particleAtoms, field: field, &rng)
+            }
+            let isTouching = spot != nil
+            if spot == nil {
+                for _ in 0..<50 {
+                    let x = rng.nextDouble() * field, y = rng.nextDouble() * field
+                    if zip(placed, reaches).allSatisfy({ q, qr in (q.x - x) * (q.x - x) + (q.y - y) * (q.y - y) > (qr + reach + 5) * (qr + reach + 5) }) {
+                        spot = (x, y); break
+                    }
                 }
             }
-            guard ok else { continue }
-            let axes = p.material.zoneAxes
-            let zone = axes[rng.nextInt(below: axes.count)]
-            let rotation = orientation(zone, crystal: p.material.crystal, tilt: rng.nextDouble() * 2 * .pi / 180,
-                                       tiltDirection: rng.nextDouble() * 2 * .pi, inPlane: rng.nextDouble() * 2 * .pi)
-            // On the film: the lowest atom just above the carbon's top (z = carbon).
-            let cut = p.material.crystal.atoms(within: r, rotation: rotation, shape: shape)
-            let lowest = cut.map(\.1.z).min() ?? 0
-            let atoms = cut.map { ($0.0, $0.1 + SIMD3(x, y, carbon - lowest)) }
-            placed.append((x, y, r)); reaches.append(reach); shapes.append(shape); particleAtoms.append(atoms)
-            zones.append("[" + [zone.x, zone.y, zone.z].map { String(Int($0)) }.joined() + "]")
+            guard let (x, y) = spot else { continue }
+            placed.append((x, y, r)); reaches.append(reach); shapes.append(shape)
+            particleAtoms.append(local.map { ($0.0, $0.1 + SIMD3(x, y, 0)) })
+            zones.append(zone); touching.append(isTouching)
         }
         // Carbon: random positions at 0.1 atoms/Å³ (2 g/cm³), none closer than 1.3 Å to another
         // (random sequential addition on a hash grid; periodic in x and y like the field).
@@ -163,7 +179,7 @@ public enum Simulator {
         lap("lens")
         let counts = noise(&intensity, p, &rng)
         lap("noise")
-        let (mask, labels, truths) = truth(particleAtoms, placed: placed, zones: zones, shapes: shapes, p)
+        let (mask, labels, truths) = truth(particleAtoms, placed: placed, zones: zones, shapes: shapes, touching: touching, p)
         lap("truth")
         return SimulatedMicrograph(parameters: p, counts: counts, mask: mask, labels: labels, particles: truths, timings: timings)
     }
@@ -226,7 +242,12 @@ public enum Simulator {
     /// Rotation (rows) taking `zone` (lattice components) onto the beam (z), tilted by `tilt` and
     /// turned by `inPlane` about the beam.
     static func orientation(_ zone: SIMD3<Double>, crystal: Crystal, tilt: Double, tiltDirection: Double, inPlane: Double) -> [SIMD3<Double>] {
-        let v = zone.x * crystal.lattice[0] + zone.y * crystal.lattice[1] + zone.z * crystal.lattice[2]
+        orientation(direction: zone.x * crystal.lattice[0] + zone.y * crystal.lattice[1] + zone.z * crystal.lattice[2],
+                    tilt: tilt, tiltDirection: tiltDirection, inPlane: inPlane)
+    }
+
+    /// The same for a direction in Cartesian coordinates (a twinned particle's symmetry axis).
+    static func orientation(direction v: SIMD3<Double>, tilt: Double, tiltDirection: Double, inPlane: Double) -> [SIMD3<Double>] {
         let e3 = v / (v * v).sum().squareRoot()
         let helper: SIMD3<Double> = abs(e3.z) < 0.9 ? [0, 0, 1] : [1, 0, 0]
         var e1 = cross(helper, e3); e1 /= (e1 * e1).sum().squareRoot()

@@ -65,6 +65,8 @@ struct Simulate: ParsableCommand {
     var oversampling = 1
     @Option(help: "Particle shapes, one drawn per particle, separated by commas: \(ParticleShape.allCases.map(\.rawValue).joined(separator: ", ")).")
     var shape = NameList<ParticleShape>([.sphere])
+    @Option(help: "Share of particles (after an image's first) placed touching another, their nearest atoms about one bond apart, 0 to 1.")
+    var touching = 0.2
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Images simulated at once (default: one per CPU).") var jobs: Int?
 
@@ -79,13 +81,14 @@ struct Simulate: ParsableCommand {
         p.seed = rng.next()
         p.oversampling = oversampling == 1 ? nil : oversampling
         p.shapes = shape.values == [.sphere] ? nil : shape.values
+        p.touchingFraction = touching
         return p
     }
 
     func validate() throws {
         guard count >= 1 && count <= 100_000 else { throw ValidationError("--count must be between 1 and 100000, got \(count)") }
         if let jobs, !(1...256).contains(jobs) { throw ValidationError("--jobs must be between 1 and 256") }
-        if let problem = parameters(0).problem { throw ValidationError(problem) }
+        for index in material.values.indices { if let problem = parameters(index).problem { throw ValidationError(problem) } }
         var lowest = parameters(0); lowest.pixelSizeNm = pixelSize.range.upperBound
         if let problem = lowest.problem { throw ValidationError(problem) }
     }

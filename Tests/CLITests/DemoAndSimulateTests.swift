@@ -34,7 +34,9 @@ final class DemoAndSimulateTests: XCTestCase {
         for (args, mention) in [(["--count", "0"], "--count"), (["--material", "Unobtainium"], "Au"),
                                 (["--carbon-thickness=-1"], "--carbon-thickness"), (["--pixel-size", "0.5", "--diameter", "1"], "--diameter"),
                                 (["--pixel-size", "2:1"], "--pixel-size"), (["--oversampling", "5"], "--oversampling"),
-                                (["--shape", "pyramid"], "cuboctahedron")] {
+                                (["--shape", "pyramid"], "cuboctahedron"),
+                                (["--material", "Au,CdSe", "--shape", "sphere,decahedron"], "fcc metal (Au, Ag, Pt, Pd, Cu), not CdSe"),
+                                (["--touching", "1.5"], "--touching")] {
             let r = try CLIRunner.run(["simulate", "-o", out] + args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)

@@ -139,6 +139,58 @@ final class SimulationPhysicsTests: XCTestCase {
         }
     }
 
+    /// Decahedra and icosahedra: every segment present with its share of the atoms, every atom
+    /// inside the outline (to within half a layer), and no two atoms closer than the bond
+    /// (Au: 2.88 Å): the twin planes' atoms are shared by the tetrahedra that meet there, not doubled.
+    func testTwinnedParticles() {
+        let identity: [SIMD3<Double>] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+        for (shape, segments) in [(ParticleShape.decahedron, 5), (.icosahedron, 20)] {
+            let r = 25.0
+            let atoms = TwinnedParticles.atoms(Material.Au.crystal, shape: shape, halfSize: r, rotation: identity)
+            let directions = TwinnedParticles.segmentDirections(of: shape)
+            XCTAssertEqual(directions.count, segments)
+            // Atoms inside one segment (not on a twin plane shared with another): the same number
+            // in every segment, by symmetry.
+            var counts = [Int](repeating: 0, count: segments)
+            for (_, q) in atoms {
+                XCTAssertTrue(shape.contains(q, halfSize: r + 1.2), "\(shape): atom at \(q) outside its outline")
+                let dots = directions.map { ($0 * q).sum() }.sorted(by: >)
+                if dots[0] - dots[1] > 1e-6 { counts[TwinnedParticles.segmentIndex(of: q, directions)] += 1 }
+            }
+            XCTAssertEqual(Set(counts).count, 1, "\(shape) segments \(counts)")
+            XCTAssertGreaterThan(counts[0] * segments, atoms.count / 2)
+            var nearest = Double.infinity
+            for i in atoms.indices { for j in (i + 1)..<atoms.count {
+                let d = atoms[i].1 - atoms[j].1
+                nearest = min(nearest, (d * d).sum())
+            } }
+            XCTAssertEqual(nearest.squareRoot(), 4.078 / 2.0.squareRoot(), accuracy: 0.01, "\(shape): nearest neighbours")
+            // Its size: the decahedron's {100} facet at r along x, the icosahedron's (111) facet near r along x.
+            let reach = atoms.map(\.1.x).max() ?? 0
+            XCTAssertEqual(reach, r, accuracy: 1.5, "\(shape)")
+        }
+    }
+
+    /// With every particle placed touching, the second one's outline meets the first's within a
+    /// couple of pixels, both are kept apart in the labels, and the manifest says so.
+    func testTouchingParticles() {
+        var p = SimulationParameters()
+        p.size = 256; p.particles = 2...2; p.diameterNm = 4...4; p.touchingFraction = 1; p.seed = 12
+        let sim = Simulator.simulate(p)
+        XCTAssertEqual(sim.particles.count, 2)
+        XCTAssertEqual(sim.particles.map(\.touchesParticle), [false, true])
+        let n = p.size
+        var first: [(Int, Int)] = [], second: [(Int, Int)] = []
+        for y in 0..<n { for x in 0..<n {
+            if sim.labels[y * n + x] == 1 { first.append((x, y)) }
+            if sim.labels[y * n + x] == 2 { second.append((x, y)) }
+        } }
+        XCTAssertFalse(first.isEmpty || second.isEmpty)
+        var closest = Int.max
+        for a in first where a.0 % 2 == 0 { for b in second { closest = min(closest, (a.0 - b.0) * (a.0 - b.0) + (a.1 - b.1) * (a.1 - b.1)) } }
+        XCTAssertLessThanOrEqual(closest, 9, "the outlines of touching particles are within 3 px")
+    }
+
     /// The vector sin/cos of the transmission against libm (Double), over small phases, the
     /// quadrant boundaries and large arguments.
     func testFastSinCosMatchesLibm() {
