@@ -8,6 +8,10 @@ extension Simulator {
     /// icosahedron along a 5-, 3- or 2-fold axis), tilted up to 2° and turned at random in plane.
     static func particleOrientation(_ shape: ParticleShape, _ material: Material,
                                     _ rng: inout SeededRandom) -> (rotation: [SIMD3<Double>], zone: String) {
+        // The axis is drawn first, then the tilt and the in-plane turn (the order single crystals
+        // have always drawn them in, so a seed keeps giving the same micrograph).
+        var zoneAxis: SIMD3<Double>?
+        if !shape.isTwinned { zoneAxis = material.zoneAxes[rng.nextInt(below: material.zoneAxes.count)] }
         let tilt = rng.nextDouble() * 2 * .pi / 180, tiltDirection = rng.nextDouble() * 2 * .pi
         let inPlane = rng.nextDouble() * 2 * .pi
         switch shape {
@@ -27,8 +31,7 @@ extension Simulator {
             }
             return (orientation(direction: axis, tilt: tilt, tiltDirection: tiltDirection, inPlane: inPlane), zone)
         default:
-            let axes = material.zoneAxes
-            let z = axes[rng.nextInt(below: axes.count)]
+            let z = zoneAxis!
             return (orientation(z, crystal: material.crystal, tilt: tilt, tiltDirection: tiltDirection, inPlane: inPlane),
                     "[" + [z.x, z.y, z.z].map { String(Int($0)) }.joined() + "]")
         }

@@ -120,25 +120,27 @@ public enum Simulator {
             let r = rng.nextDouble(in: p.diameterNm) * 5  // radius in Å
             let shape = p.shapes.map { $0[rng.nextInt(below: $0.count)] } ?? .sphere
             let reach = r * shape.boundingRadius
+            let touches = p.touchingFraction > 0 && !placed.isEmpty && rng.nextDouble() < p.touchingFraction
+            func anywhere() -> (x: Double, y: Double)? {
+                for _ in 0..<50 {
+                    let x = rng.nextDouble() * field, y = rng.nextDouble() * field
+                    if zip(placed, reaches).allSatisfy({ q, qr in (q.x - x) * (q.x - x) + (q.y - y) * (q.y - y) > (qr + reach + 5) * (qr + reach + 5) }) {
+                        return (x, y)
+                    }
+                }
+                return nil
+            }
+            var spot = touches ? nil : anywhere()
+            if !touches && spot == nil { continue }
             let (rotation, zone) = particleOrientation(shape, p.material, &rng)
             // Cut at the origin, then resting on the film: the lowest atom just above the carbon.
             let cut = shape.isTwinned ? TwinnedParticles.atoms(p.material.crystal, shape: shape, halfSize: r, rotation: rotation)
                                       : p.material.crystal.atoms(within: r, rotation: rotation, shape: shape)
             let lowest = cut.map(\.1.z).min() ?? 0
             let local = cut.map { ($0.0, $0.1 + SIMD3(0, 0, carbon - lowest)) }
-            var spot: (x: Double, y: Double)?
-            if p.touchingFraction > 0 && !placed.isEmpty && rng.nextDouble() < p.touchingFraction {
-                spot = touchingPlace(local, reach: reach, placed: placed, reaches: reaches, atoms: particleAtoms, field: field, &rng)
-            }
-            let isTouching = spot != nil
-            if spot == nil {
-                for _ in 0..<50 {
-                    let x = rng.nextDouble() * field, y = rng.nextDouble() * field
-                    if zip(placed, reaches).allSatisfy({ q, qr in (q.x - x) * (q.x - x) + (q.y - y) * (q.y - y) > (qr + reach + 5) * (qr + reach + 5) }) {
-                        spot = (x, y); break
-                    }
-                }
-            }
+            if touches { spot = touchingPlace(local, reach: reach, placed: placed, reaches: reaches, atoms: particleAtoms, field: field, &rng) }
+            let isTouching = spot != nil && touches
+            if spot == nil { spot = anywhere() }
             guard let (x, y) = spot else { continue }
             placed.append((x, y, r)); reaches.append(reach); shapes.append(shape)
             particleAtoms.append(local.map { ($0.0, $0.1 + SIMD3(x, y, 0)) })
