@@ -151,7 +151,7 @@ public enum UpsampledConv3x3 {
             c += 2 * vw
         }
         while c < lw {
-            chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 1, lanes: min(vw, lw - c))
+            chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 1, lanes: lw - c < vw ? lw - c : vw)
             c += vw
         }
     }
@@ -159,7 +159,7 @@ public enum UpsampledConv3x3 {
     /// `vectors` (1 or 2) vectors of low-resolution columns (`lanes` lanes of the last one inside
     /// the row) of one output row, 4 output channels: 8 accumulators per vector (4 channels × the
     /// even and odd output phase), added to the output interleaved.
-    @inline(__always)
+    @_transparent  // inlined at both widths (as @inline(__always), the second call stayed a call)
     static func chunk(_ rowA: UnsafePointer<Float>, _ rowB: UnsafePointer<Float>, _ ps: Int, _ cin: Int,
                       _ wp0: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int,
                       _ relu: Bool, vectors k: Int, lanes: Int) {
@@ -231,8 +231,9 @@ public enum UpsampledConv3x3 {
     @_transparent
     static func addPhases(_ even: FloatVector, _ odd: FloatVector, _ o: UnsafeMutablePointer<Float>, _ relu: Bool, _ lanes: Int) {
         let vw = vectorWidth
-        addStore(interleaveLow(even, odd), o, relu, min(vw, 2 * lanes))
-        addStore(interleaveHigh(even, odd), o + vw, relu, max(0, 2 * lanes - vw))
+        let twice = 2 * lanes  // output lanes: the first vector's, then the rest in the second
+        addStore(interleaveLow(even, odd), o, relu, twice < vw ? twice : vw)
+        addStore(interleaveHigh(even, odd), o + vw, relu, twice > vw ? twice - vw : 0)
     }
 
     // MARK: Backward
@@ -503,6 +504,6 @@ public enum UpsampledConv3x3 {
         if relu { s = vmax(s, .zero) }
         storeVector(s, p)
     } else {
-        for l in 0..<lanes { let s = p[l] + v[l]; p[l] = relu ? max(s, 0) : s }
+        for l in 0..<lanes { let s = p[l] + v[l]; p[l] = relu && !(s > 0) ? 0 : s }  // no generic max: it stays a call
     }
 }

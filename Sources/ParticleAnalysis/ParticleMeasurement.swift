@@ -13,8 +13,10 @@ public struct ParticleMeasurement: Sendable {
     ///   - pixelSizeNm: nm per pixel, for the nm columns and `minimumAreaNm2`.
     ///   - minimumAreaNm2: objects smaller than this are removed (needs the pixel size);
     ///   - minimumAreaPx: … and smaller than this many pixels.
+    ///   - splitTouching: particles that touch (a narrow neck between two inscribed circles) are
+    ///     split along the neck into one particle each (`TouchingParticles`).
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
-                minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1) {
+                minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, splitTouching: Bool = false) {
         let filled = mask.holesFilled()
         let w = mask.width, h = mask.height
         let runs = filled.values.withUnsafeBufferPointer { Runs(width: w, height: h, values: $0, set: true) }
@@ -29,6 +31,44 @@ public struct ParticleMeasurement: Sendable {
         for c in 0..<count where area[c] >= minimum { kept += 1; newId[c] = kept }
         let runLabels = component.map { newId[Int($0)] }
         labels = ComponentLabels(runs: runs, runLabels: runLabels, count: Int(kept))
+        particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm)
+        if splitTouching { splitTouchingParticles(probability: probability, pixelSizeNm: pixelSizeNm, minimumArea: minimum) }
+    }
+
+    /// Splits each particle of low solidity whose distance transform has separate peaks joined
+    /// by a narrow neck, then numbers the labels in raster order again and measures them anew.
+    mutating func splitTouchingParticles(probability: [Float]?, pixelSizeNm: Double?, minimumArea: Int) {
+        let w = labels.width
+        var next = Int32(labels.count)
+        var split = false
+        for particle in particles where particle.solidity < TouchingParticles.solidityBelow {
+            let (x0, y0, x1, y1) = particle.boundingBox
+            let id = Int32(particle.id), bw = x1 - x0, bh = y1 - y0
+            let (basin, count) = labels.labels.withUnsafeBufferPointer { L in
+                TouchingParticles.basins(width: bw, height: bh) { x, y in L[(y0 + y) * w + x0 + x] == id }
+            }
+            guard count > 1 else { continue }
+            // Basins smaller than the minimum area stay with the particle (basin 0's id).
+            var area = [Int](repeating: 0, count: count)
+            for b in basin where b >= 0 { area[Int(b)] += 1 }
+            var newId = [Int32](repeating: id, count: count)
+            for b in 1..<count where area[b] >= minimumArea { next += 1; newId[b] = next; split = true }
+            for y in 0..<bh { for x in 0..<bw where basin[y * bw + x] >= 0 {
+                labels.labels[(y0 + y) * w + x0 + x] = newId[Int(basin[y * bw + x])]
+            } }
+        }
+        guard split else { return }
+        // Number in raster order of first pixels again, then measure from the labels' runs.
+        var number = [Int32](repeating: 0, count: Int(next) + 1)
+        var count: Int32 = 0
+        for i in labels.labels.indices where labels.labels[i] != 0 {
+            let l = Int(labels.labels[i])
+            if number[l] == 0 { count += 1; number[l] = count }
+            labels.labels[i] = number[l]
+        }
+        labels.count = Int(count)
+        var runLabels: [Int32] = []
+        let runs = labels.labels.withUnsafeBufferPointer { Runs(width: w, height: labels.height, labels: $0, runLabels: &runLabels) }
         particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm)
     }
 

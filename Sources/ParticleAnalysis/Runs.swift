@@ -30,6 +30,27 @@ struct Runs {
         rowStart[height] = y.count
     }
 
+    /// The runs of a label image: maximal horizontal stretches of one nonzero label, with each
+    /// run's label in `runLabels`.
+    init(width: Int, height: Int, labels: UnsafeBufferPointer<Int32>, runLabels: inout [Int32]) {
+        self.width = width; self.height = height
+        rowStart = [Int](repeating: 0, count: height + 1)
+        runLabels = []
+        for row in 0..<height {
+            rowStart[row] = y.count
+            let p = labels.baseAddress! + row * width
+            var x = 0
+            while x < width {
+                while x < width && p[x] == 0 { x += 1 }
+                guard x < width else { break }
+                let start = x, l = p[x]
+                while x < width && p[x] == l { x += 1 }
+                y.append(Int32(row)); x0.append(Int32(start)); x1.append(Int32(x)); runLabels.append(l)
+            }
+        }
+        rowStart[height] = y.count
+    }
+
     /// Connected components of the runs, numbered 0, 1, … in raster order of their first run,
     /// with 8-connectivity (runs in neighbouring rows touching diagonally join) or 4. Returns
     /// each run's component and the number of components.

@@ -13,6 +13,8 @@ public struct BatchSettings: Sendable {
     /// Objects smaller than this are not particles (needs the pixel size; else `minimumAreaPx`).
     public var minimumAreaNm2 = 0.5
     public var minimumAreaPx = 20
+    /// Split touching particles (`ParticleMeasurement`'s `splitTouching`).
+    public var splitTouching = true
     /// Process only the inputs of shard `k` of `n` (1-based), chosen by a hash of the path.
     public var shard: (k: Int, n: Int) = (1, 1)
 
@@ -149,7 +151,8 @@ public final class BatchSegmentation: @unchecked Sendable {
                     measure: {
                         ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
                                             minimumAreaNm2: size == nil ? 0 : settings.minimumAreaNm2,
-                                            minimumAreaPx: size == nil ? settings.minimumAreaPx : 1)
+                                            minimumAreaPx: size == nil ? settings.minimumAreaPx : 1,
+                                            splitTouching: settings.splitTouching)
                     },
                     summarise: { measurement, seconds in
                         // The summary written with the outputs carries the time up to writing it.

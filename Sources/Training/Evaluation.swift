@@ -144,6 +144,8 @@ public struct EvaluationReport: Codable, Sendable {
 public struct Evaluation {
     public var data: [URL]
     public var open: (URL) throws -> [Micrograph] = MicrographReader.open
+    /// Split touching particles before counting and sizing them (as `segment` does).
+    public var splitTouching = true
     public init(data: [URL]) { self.data = data }
 
     /// Scores of `predict` (labelled image → predicted mask) on every labelled image of the
@@ -159,7 +161,7 @@ public struct Evaluation {
         for image in images {
             let mask = try predict(image)
             let found = ParticleMeasurement(mask: mask, pixelSizeNm: image.pixelSizeNm, minimumAreaNm2: image.pixelSizeNm == nil ? 0 : 0.5,
-                                            minimumAreaPx: image.pixelSizeNm == nil ? 20 : 1)
+                                            minimumAreaPx: image.pixelSizeNm == nil ? 20 : 1, splitTouching: splitTouching)
             let components = ParticleMeasurement(mask: image.mask).particles.count
             var pairs: [DiameterPair] = []
             let entry = truth[image.name]

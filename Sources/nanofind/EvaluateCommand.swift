@@ -29,6 +29,7 @@ struct Evaluate: ParsableCommand {
     var pixelSize: Double? { calibration.pixelSize }
     @Flag(help: "Average over the 8 flips and rotations (test-time augmentation).") var tta = false
     @Flag(help: "Print the JSON report to stdout.") var json = false
+    @OptionGroup var split: ParticleSplitOption
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
@@ -40,6 +41,7 @@ struct Evaluate: ParsableCommand {
         let outURL = try OutputFolderOption.prepare(outputDir)
         var evaluation = Evaluation(data: data.map { URL(fileURLWithPath: $0) })
         evaluation.open = IsolatedReader.open
+        evaluation.splitTouching = split.splitTouching
         let report: EvaluationReport
         let name: String, shownThreshold: Float?
         do {

@@ -19,6 +19,7 @@ struct Measure: ParsableCommand {
     @OptionGroup var calibration: PixelSizeOption
     @Option(help: "Smallest particle in nm² (with a pixel size), else in pixels with --min-area-px.") var minArea = 0.0
     @Option(help: "Smallest particle in pixels.") var minAreaPx = 1
+    @OptionGroup var split: ParticleSplitOption
 
     func validate() throws {
         if !(minArea >= 0 && minArea.isFinite) || minAreaPx < 1 { throw ValidationError("--min-area must be 0 or more and --min-area-px at least 1") }
@@ -33,7 +34,8 @@ struct Measure: ParsableCommand {
                 for m in images {
                     let mask = try BinaryMask(m)
                     let size = calibration.pixelSize ?? m.pixelSize.map(\.x)
-                    let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: minArea, minimumAreaPx: minAreaPx)
+                    let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: minArea, minimumAreaPx: minAreaPx,
+                                                     splitTouching: split.splitTouching)
                     for p in result.particles { print(([path] + p.csvFields).joined(separator: ",")) }
                 }
             } catch {

@@ -47,6 +47,7 @@ struct Segment: ParsableCommand {
     @OptionGroup var calibration: PixelSizeOption
     @Option(help: "Memory one file may use in GB: the image's full-size arrays (about 18 bytes per pixel) and the network's tiles, sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory, shared by --jobs).") var memory: Double?
     @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = 0.5
+    @OptionGroup var split: ParticleSplitOption
     @Option(help: "Probability map format: tif or npy.") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
@@ -74,6 +75,7 @@ struct Segment: ParsableCommand {
         let segmenter = Segmenter(model: model, options: options)
         var settings = BatchSettings(outputDir: outURL)
         settings.overwrite = overwrite; settings.probabilityFormat = probFormat; settings.minimumAreaNm2 = minArea
+        settings.splitTouching = split.splitTouching
         if let shard { settings.shard = (shard.k, shard.n) }
         let modelName = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default (\(DefaultModel.url?.lastPathComponent ?? "?"))"
         let batch = BatchSegmentation(segmenter: segmenter, settings: settings, modelName: modelName)

@@ -86,6 +86,54 @@ final class ParticleMeasurementTests: XCTestCase {
         XCTAssertEqual(p[0].id, 1); XCTAssertLessThan(p[0].centroidX, p[1].centroidX)
     }
 
+    /// With `splitTouching`, two discs that touch or overlap come out as two particles split
+    /// along the neck, each with about a disc's area and its centre; a chain of three as three;
+    /// single particles of any shape (an elongated ellipse, a square, a dumbbell whose neck is
+    /// nearly as wide as its ends) stay whole.
+    func testTouchingParticlesSplitAlongTheNeck() {
+        let r = 20.0, disc = Double.pi * r * r
+        func discs(_ centres: [(Double, Double)], _ w: Int = 160, _ h: Int = 60) -> BinaryMask {
+            mask(w, h) { x, y in centres.contains { (x - $0.0) * (x - $0.0) + (y - $0.1) * (y - $0.1) < r * r } }
+        }
+        for gap in [39.9, 36.0] {  // touching, and overlapping by 4 px
+            let p = ParticleMeasurement(mask: discs([(30, 30), (30 + gap, 30)]), splitTouching: true).particles
+            XCTAssertEqual(p.count, 2, "discs \(gap) apart")
+            guard p.count == 2 else { continue }
+            XCTAssertEqual(p[0].centroidX, 30, accuracy: 1.0); XCTAssertEqual(p[1].centroidX, 30 + gap, accuracy: 1.0)
+            for q in p { XCTAssertEqual(Double(q.areaPx), disc - (gap < 39 ? 55 : 0), accuracy: 0.05 * disc) }
+        }
+        XCTAssertEqual(ParticleMeasurement(mask: discs([(25, 30), (63, 30), (101, 30)]), splitTouching: true).particles.count, 3)
+        // Without splitting, the same masks are one particle (8-connected components).
+        XCTAssertEqual(ParticleMeasurement(mask: discs([(30, 30), (66, 30)])).particles.count, 1)
+        let ellipse = mask(160, 60) { x, y in (x - 80) * (x - 80) / 3600 + (y - 30) * (y - 30) / 400 < 1 }
+        let square = mask(80, 80) { x, y in abs(x - 40) < 25 && abs(y - 40) < 25 }
+        let dumbbell = mask(160, 60) { x, y in
+            (x - 40) * (x - 40) + (y - 30) * (y - 30) < 400 || (x - 110) * (x - 110) + (y - 30) * (y - 30) < 400
+                || (x > 40 && x < 110 && abs(y - 30) < 17)
+        }
+        for (name, m) in [("ellipse 3:1", ellipse), ("square", square), ("dumbbell", dumbbell)] {
+            XCTAssertEqual(ParticleMeasurement(mask: m, splitTouching: true).particles.count, 1, name)
+        }
+    }
+
+    /// The exact distance transform against a brute-force search on random masks.
+    func testDistanceTransformMatchesBruteForce() {
+        var rng = SplitMix64(seed: 8)
+        for _ in 0..<20 {
+            let w = 1 + Int(rng.next() % 23), h = 1 + Int(rng.next() % 17)
+            let set = (0..<(w * h)).map { _ in rng.next() % 4 != 0 }
+            let d = DistanceTransform.squared(width: w, height: h) { x, y in set[y * w + x] }
+            for y in 0..<h { for x in 0..<w {
+                var best = Double.infinity
+                // Unset pixels, and the ring just outside the region.
+                for v in -1...h { for u in -1...w where u < 0 || v < 0 || u >= w || v >= h || !set[v * w + u] {
+                    best = min(best, Double((u - x) * (u - x) + (v - y) * (v - y)))
+                } }
+                XCTAssertEqual(d[y * w + x], set[y * w + x] ? best : 0, "\(w)x\(h) at \(x),\(y)")
+            } }
+        }
+    }
+
     func testBorderFlagSmallObjectRemovalAndLabels() {
         var m = mask(50, 50) { x, y in x < 10 && y > 20 && y < 30 }  // touches the left border
         m.values[45 * 50 + 45] = 1  // a single-pixel speck
