@@ -436,15 +436,40 @@ public enum UpsampledConv3x3 {
 
     /// Σ over low rows r0..<r1 of map[c](r, q) · P(2r + 1 − ky, 2q + 1 − kx) (k = ky·3 + kx) for
     /// two map channels, added to out0 and out1 (nine each), with P from `boxSums` (even columns
-    /// at `e`, odd at `d`). Two channels on every ISA: with AVX2's 16 registers the 18
-    /// accumulators spill, but one channel per tile (9 box-sum loads for 9 multiply-adds) measured
-    /// 37 % slower there. Lanes past the width meet the map's zero padding.
+    /// at `e`, odd at `d`). Two channels on every ISA (one channel per tile, 9 box-sum loads for 9
+    /// multiply-adds, measured 37 % slower with AVX2). With AVX2's 16 registers the 18
+    /// accumulators do not fit, so there the taps go in two passes, ky 0–1 (12) and ky 2 (6);
+    /// each accumulator sums in the same order either way. Lanes past the width meet the map's
+    /// zero padding.
     @inline(never)
     static func boxSumTile(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
                            _ e: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ prs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
                            _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
-        var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0
-        var b0 = FloatVector.zero, b1 = b0, b2 = b0, b3 = b0, b4 = b0, b5 = b0, b6 = b0, b7 = b0, b8 = b0
+        var acc = BoxSumAccumulators()
+        if RegisterBlocking.vectorRegisters < 32 {
+            boxSumTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, near: true, far: false, &acc)
+            boxSumTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, near: false, far: true, &acc)
+        } else {
+            boxSumTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, near: true, far: true, &acc)
+        }
+        addLaneSums(acc.a0, acc.a1, acc.a2, acc.a3, acc.a4, acc.a5, acc.a6, acc.a7, acc.a8, to: out0)
+        if let out1 { addLaneSums(acc.b0, acc.b1, acc.b2, acc.b3, acc.b4, acc.b5, acc.b6, acc.b7, acc.b8, to: out1) }
+    }
+
+    /// The 3×3 tiles of two map channels (a and b), tap k at ak and bk.
+    struct BoxSumAccumulators {
+        var a0 = FloatVector.zero, a1 = FloatVector.zero, a2 = FloatVector.zero, a3 = FloatVector.zero, a4 = FloatVector.zero
+        var a5 = FloatVector.zero, a6 = FloatVector.zero, a7 = FloatVector.zero, a8 = FloatVector.zero
+        var b0 = FloatVector.zero, b1 = FloatVector.zero, b2 = FloatVector.zero, b3 = FloatVector.zero, b4 = FloatVector.zero
+        var b5 = FloatVector.zero, b6 = FloatVector.zero, b7 = FloatVector.zero, b8 = FloatVector.zero
+    }
+
+    /// One pass of `boxSumTile` over the taps of ky 0 and 1 (`near`) and of ky 2 (`far`).
+    @inline(__always)
+    static func boxSumTaps(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
+                           _ e: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ prs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
+                           near: Bool, far: Bool, _ acc: inout BoxSumAccumulators) {
+        var c = acc
         for r in r0..<r1 {
             let m0 = l0 + r * lrs, m1 = l1 + r * lrs
             // Box rows y = 2r + 1 (ky = 0), 2r (ky = 1), 2r − 1 (ky = 2): rows 2r + 2, 2r + 1, 2r.
@@ -453,20 +478,23 @@ public enum UpsampledConv3x3 {
             var q = 0
             while q < lw {
                 let x0 = loadVector(m0 + q), x1 = loadVector(m1 + q)
-                var v = loadVector(d0 + q + 1); a0 = a0.addingProduct(v, x0); b0 = b0.addingProduct(v, x1)
-                v = loadVector(e0 + q); a1 = a1.addingProduct(v, x0); b1 = b1.addingProduct(v, x1)
-                v = loadVector(d0 + q); a2 = a2.addingProduct(v, x0); b2 = b2.addingProduct(v, x1)
-                v = loadVector(d1 + q + 1); a3 = a3.addingProduct(v, x0); b3 = b3.addingProduct(v, x1)
-                v = loadVector(e1 + q); a4 = a4.addingProduct(v, x0); b4 = b4.addingProduct(v, x1)
-                v = loadVector(d1 + q); a5 = a5.addingProduct(v, x0); b5 = b5.addingProduct(v, x1)
-                v = loadVector(d2 + q + 1); a6 = a6.addingProduct(v, x0); b6 = b6.addingProduct(v, x1)
-                v = loadVector(e2 + q); a7 = a7.addingProduct(v, x0); b7 = b7.addingProduct(v, x1)
-                v = loadVector(d2 + q); a8 = a8.addingProduct(v, x0); b8 = b8.addingProduct(v, x1)
+                if near {
+                    var v = loadVector(d0 + q + 1); c.a0 = c.a0.addingProduct(v, x0); c.b0 = c.b0.addingProduct(v, x1)
+                    v = loadVector(e0 + q); c.a1 = c.a1.addingProduct(v, x0); c.b1 = c.b1.addingProduct(v, x1)
+                    v = loadVector(d0 + q); c.a2 = c.a2.addingProduct(v, x0); c.b2 = c.b2.addingProduct(v, x1)
+                    v = loadVector(d1 + q + 1); c.a3 = c.a3.addingProduct(v, x0); c.b3 = c.b3.addingProduct(v, x1)
+                    v = loadVector(e1 + q); c.a4 = c.a4.addingProduct(v, x0); c.b4 = c.b4.addingProduct(v, x1)
+                    v = loadVector(d1 + q); c.a5 = c.a5.addingProduct(v, x0); c.b5 = c.b5.addingProduct(v, x1)
+                }
+                if far {
+                    var v = loadVector(d2 + q + 1); c.a6 = c.a6.addingProduct(v, x0); c.b6 = c.b6.addingProduct(v, x1)
+                    v = loadVector(e2 + q); c.a7 = c.a7.addingProduct(v, x0); c.b7 = c.b7.addingProduct(v, x1)
+                    v = loadVector(d2 + q); c.a8 = c.a8.addingProduct(v, x0); c.b8 = c.b8.addingProduct(v, x1)
+                }
                 q += vectorWidth
             }
         }
-        addLaneSums(a0, a1, a2, a3, a4, a5, a6, a7, a8, to: out0)
-        if let out1 { addLaneSums(b0, b1, b2, b3, b4, b5, b6, b7, b8, to: out1) }
+        acc = c
     }
 
     /// `vectors` vectors of low-resolution columns of one output row for a block of 4 map
