@@ -41,13 +41,26 @@ public struct ParticleMeasurement: Sendable {
         let w = labels.width
         var next = Int32(labels.count)
         var split = false
-        for particle in particles where particle.solidity < TouchingParticles.solidityBelow {
+        let candidates = particles.filter { $0.solidity < TouchingParticles.solidityBelow }
+        // Each candidate's basins on its own (in parallel: the particles are independent), then
+        // the new labels written in candidate order.
+        final class Found: @unchecked Sendable {
+            var basins: [(basin: [Int32], count: Int)]
+            let lock = NSLock()
+            init(_ n: Int) { basins = Array(repeating: ([], 0), count: n) }
+        }
+        let found = Found(candidates.count), current = labels.labels
+        DispatchQueue.concurrentPerform(iterations: candidates.count) { k in
+            let (x0, y0, x1, y1) = candidates[k].boundingBox
+            let id = Int32(candidates[k].id)
+            let result = current.withUnsafeBufferPointer { L in
+                TouchingParticles.basins(width: x1 - x0, height: y1 - y0) { x, y in L[(y0 + y) * w + x0 + x] == id }
+            }
+            found.lock.lock(); found.basins[k] = result; found.lock.unlock()
+        }
+        for (particle, (basin, count)) in zip(candidates, found.basins) where count > 1 {
             let (x0, y0, x1, y1) = particle.boundingBox
             let id = Int32(particle.id), bw = x1 - x0, bh = y1 - y0
-            let (basin, count) = labels.labels.withUnsafeBufferPointer { L in
-                TouchingParticles.basins(width: bw, height: bh) { x, y in L[(y0 + y) * w + x0 + x] == id }
-            }
-            guard count > 1 else { continue }
             // Basins smaller than the minimum area stay with the particle (basin 0's id).
             var area = [Int](repeating: 0, count: count)
             for b in basin where b >= 0 { area[Int(b)] += 1 }
@@ -61,10 +74,12 @@ public struct ParticleMeasurement: Sendable {
         // Number in raster order of first pixels again, then measure from the labels' runs.
         var number = [Int32](repeating: 0, count: Int(next) + 1)
         var count: Int32 = 0
-        for i in labels.labels.indices where labels.labels[i] != 0 {
-            let l = Int(labels.labels[i])
-            if number[l] == 0 { count += 1; number[l] = count }
-            labels.labels[i] = number[l]
+        labels.labels.withUnsafeMutableBufferPointer { L in
+            for i in 0..<L.count where L[i] != 0 {
+                let l = Int(L[i])
+                if number[l] == 0 { count += 1; number[l] = count }
+                L[i] = number[l]
+            }
         }
         labels.count = Int(count)
         var runLabels: [Int32] = []
