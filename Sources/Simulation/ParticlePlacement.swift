@@ -37,48 +37,66 @@ extension Simulator {
         }
     }
 
+    /// Whether a particle of projected reach `reach` at c keeps 5 Å between its reach and every
+    /// placed particle's (`except` one it is meant to touch).
+    static func isClear(_ c: SIMD2<Double>, reach: Double, placed: [(x: Double, y: Double, r: Double)], reaches: [Double],
+                        except: Int? = nil) -> Bool {
+        placed.indices.allSatisfy { k in
+            let d = SIMD2(placed[k].x, placed[k].y) - c
+            return k == except || (d * d).sum() > (reaches[k] + reach + 5) * (reaches[k] + reach + 5)
+        }
+    }
+
+    /// A random place in the field clear of every placed particle (50 tries), or nil.
+    static func clearPlace(reach: Double, placed: [(x: Double, y: Double, r: Double)], reaches: [Double], field: Double,
+                           _ rng: inout SeededRandom) -> (x: Double, y: Double)? {
+        for _ in 0..<50 {
+            let x = rng.nextDouble() * field, y = rng.nextDouble() * field
+            if isClear(SIMD2(x, y), reach: reach, placed: placed, reaches: reaches) { return (x, y) }
+        }
+        return nil
+    }
+
     /// Where a particle (atoms about (0, 0), already at their height) touches one already
     /// placed: in a random direction from a random neighbour, at the distance where their
-    /// nearest atoms are 2.4–3.0 Å apart (about one bond: in contact, not merged), clear of the
+    /// nearest atoms are 2.4–3.0 Å apart in projection (about one bond: their outlines, each
+    /// grown by 1 Å, meet without overlapping, whatever their heights on the film), clear of the
     /// others by 5 Å and inside the field. Nil when no direction works.
-    static func touchingPlace(_ atoms: [(Element, SIMD3<Double>)], reach: Double, placed: [(x: Double, y: Double, r: Double)],
+    package static func touchingPlace(_ atoms: [(Element, SIMD3<Double>)], reach: Double, placed: [(x: Double, y: Double, r: Double)],
                               reaches: [Double], atoms others: [[(Element, SIMD3<Double>)]], field: Double,
-                              _ rng: inout SeededRandom) -> (x: Double, y: Double)? {
+                              _ rng: inout SeededRandom) -> (x: Double, y: Double, partner: Int)? {
         let gap = 2.4 + 0.6 * rng.nextDouble()
+        let mine = atoms.map { SIMD2($0.1.x, $0.1.y) }
         for _ in 0..<12 {
             let j = rng.nextInt(below: placed.count), angle = rng.nextDouble() * 2 * .pi
             let u = SIMD2(cos(angle), sin(angle)), q = SIMD2(placed[j].x, placed[j].y)
-            // From the bounding spheres' contact inwards: each step closes the nearest atoms'
-            // distance to the gap (the outlines are not spheres, so a few steps).
+            let theirs = others[j].map { SIMD2($0.1.x, $0.1.y) }
+            // From the projected reaches' contact inwards: each step closes the nearest atoms'
+            // distance to the gap (the outlines are not circles, so a few steps).
             var distance = reaches[j] + reach + gap
             for _ in 0..<8 {
-                let c = q + distance * u
-                let nearest = nearestDistance(atoms, offset: c, others[j])
+                let nearest = nearestDistance(mine, offset: q + distance * u, theirs)
                 if abs(nearest - gap) < 0.2 { break }
                 distance -= nearest - gap
             }
             let c = q + distance * u
             guard c.x >= 0, c.y >= 0, c.x < field, c.y < field,
-                  abs(nearestDistance(atoms, offset: c, others[j]) - gap) < 0.3 else { continue }
-            let clear = placed.indices.allSatisfy { k in
-                k == j || ((SIMD2(placed[k].x, placed[k].y) - c) * (SIMD2(placed[k].x, placed[k].y) - c)).sum()
-                    > (reaches[k] + reach + 5) * (reaches[k] + reach + 5)
-            }
-            if clear { return (c.x, c.y) }
+                  abs(nearestDistance(mine, offset: c, theirs) - gap) < 0.3,
+                  isClear(c, reach: reach, placed: placed, reaches: reaches, except: j) else { continue }
+            return (c.x, c.y, j)
         }
         return nil
     }
 
-    /// The smallest distance between an atom of `a` shifted by (offset, 0) and one of `b`.
-    static func nearestDistance(_ a: [(Element, SIMD3<Double>)], offset: SIMD2<Double>, _ b: [(Element, SIMD3<Double>)]) -> Double {
-        // Only atoms that can be nearest: those of each within a slab facing the other's centre.
-        let shift = SIMD3(offset.x, offset.y, 0)
-        let ca = a.reduce(SIMD3<Double>.zero) { $0 + $1.1 } / Double(max(1, a.count)) + shift
-        let cb = b.reduce(SIMD3<Double>.zero) { $0 + $1.1 } / Double(max(1, b.count))
-        var u = cb - ca; u.z = 0
+    /// The smallest distance in projection between a point of `a` shifted by `offset` and one of `b`.
+    package static func nearestDistance(_ a: [SIMD2<Double>], offset: SIMD2<Double>, _ b: [SIMD2<Double>]) -> Double {
+        // Only points that can be nearest: those of each within a band facing the other's centre.
+        let ca = a.reduce(SIMD2<Double>.zero, +) / Double(max(1, a.count)) + offset
+        let cb = b.reduce(SIMD2<Double>.zero, +) / Double(max(1, b.count))
+        var u = cb - ca
         u /= max(1e-9, (u * u).sum().squareRoot())
-        let facingA = a.map { $0.1 + shift }.filter { (($0 - ca) * u).sum() > -2 }
-        let facingB = b.map(\.1).filter { (($0 - cb) * u).sum() < 2 }
+        let facingA = a.map { $0 + offset }.filter { (($0 - ca) * u).sum() > -2 }
+        let facingB = b.filter { (($0 - cb) * u).sum() < 2 }
         var best = Double.infinity
         for p in facingA { for q in facingB { best = min(best, ((p - q) * (p - q)).sum()) } }
         return best.squareRoot()

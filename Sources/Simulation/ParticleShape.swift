@@ -60,7 +60,7 @@ public enum ParticleShape: String, CaseIterable, Sendable, Codable {
         case .truncatedOctahedron: return 1.26   // the vertices (1, 0.507, 0) and the like; 1.26 covers them
         case .cuboctahedron: return 2.0.squareRoot()
         case .hexagonalPrism: return ((2 / 3.0.squareRoot()) * (2 / 3.0.squareRoot()) + 0.64).squareRoot()
-        case .decahedron: return 1.24        // the equatorial corners between facets, at 1 / cos 36° = 1.236
+        case .decahedron: return 1.25        // the corners between facets, 1.236 out and ±0.18 up: 1.249
         case .icosahedron: return 1.259      // circumradius / inradius of the icosahedron
         }
     }

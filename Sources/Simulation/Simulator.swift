@@ -29,8 +29,9 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
     public var oversampling: Int?
     /// Particle shapes, one drawn per particle (nil: spheres).
     public var shapes: [ParticleShape]?
-    /// The share of particles (after the first) placed against one already placed, 1–3 Å apart at
-    /// their nearest atoms (touching in the image), instead of anywhere with 5 Å to spare.
+    /// The share of particles (after an image's first) placed against one already placed, their
+    /// nearest atoms 2.4–3.0 Å apart in projection (touching in the image), instead of anywhere
+    /// with 5 Å to spare.
     public var touchingFraction = 0.0
 
     public init() {}
@@ -98,7 +99,9 @@ public struct SimulatedMicrograph: Sendable {
 public enum Simulator {
     public static let sliceThickness = 2.0
 
+    /// `p` must be valid (`p.problem` nil): the command line checks it first.
     public static func simulate(_ p: SimulationParameters) -> SimulatedMicrograph {
+        if let problem = p.problem { preconditionFailure("Simulator.simulate: \(problem)") }
         var rng = SeededRandom(seed: p.seed)
         var timings: [String: Double] = [:]
         var clock = DispatchTime.now().uptimeNanoseconds
@@ -114,38 +117,38 @@ public enum Simulator {
         var placed: [(x: Double, y: Double, r: Double)] = []
         var reaches: [Double] = [], shapes: [ParticleShape] = []  // each particle's bounding radius (Å) and shape
         var particleAtoms: [[(Element, SIMD3<Double>)]] = []
-        var zones: [String] = [], touching: [Bool] = []
+        var zones: [String] = []
         let count = p.particles.lowerBound + rng.nextInt(below: p.particles.count)
+        var partners: [Int?] = []  // the particle each one was placed against
         for _ in 0..<count {
             let r = rng.nextDouble(in: p.diameterNm) * 5  // radius in Å
             let shape = p.shapes.map { $0[rng.nextInt(below: $0.count)] } ?? .sphere
-            let reach = r * shape.boundingRadius
+            var reach = r * shape.boundingRadius
             let touches = p.touchingFraction > 0 && !placed.isEmpty && rng.nextDouble() < p.touchingFraction
-            func anywhere() -> (x: Double, y: Double)? {
-                for _ in 0..<50 {
-                    let x = rng.nextDouble() * field, y = rng.nextDouble() * field
-                    if zip(placed, reaches).allSatisfy({ q, qr in (q.x - x) * (q.x - x) + (q.y - y) * (q.y - y) > (qr + reach + 5) * (qr + reach + 5) }) {
-                        return (x, y)
-                    }
-                }
-                return nil
-            }
-            var spot = touches ? nil : anywhere()
+            var spot = touches ? nil : clearPlace(reach: reach, placed: placed, reaches: reaches, field: field, &rng)
             if !touches && spot == nil { continue }
             let (rotation, zone) = particleOrientation(shape, p.material, &rng)
             // Cut at the origin, then resting on the film: the lowest atom just above the carbon.
-            let cut = shape.isTwinned ? TwinnedParticles.atoms(p.material.crystal, shape: shape, halfSize: r, rotation: rotation)
+            let cut = shape.isTwinned ? TwinnedParticles.atoms(p.material, shape: shape, halfSize: r, rotation: rotation)
                                       : p.material.crystal.atoms(within: r, rotation: rotation, shape: shape)
             let lowest = cut.map(\.1.z).min() ?? 0
             let local = cut.map { ($0.0, $0.1 + SIMD3(0, 0, carbon - lowest)) }
-            if touches { spot = touchingPlace(local, reach: reach, placed: placed, reaches: reaches, atoms: particleAtoms, field: field, &rng) }
-            let isTouching = spot != nil && touches
-            if spot == nil { spot = anywhere() }
+            // The particle's reach in projection, from its atoms (at least the shape's estimate).
+            reach = max(reach, local.map { ($0.1.x * $0.1.x + $0.1.y * $0.1.y).squareRoot() }.max() ?? 0)
+            var partner: Int?
+            if touches, let t = touchingPlace(local, reach: reach, placed: placed, reaches: reaches, atoms: particleAtoms,
+                                              field: field, &rng) {
+                spot = (t.x, t.y); partner = t.partner
+            }
+            if spot == nil { spot = clearPlace(reach: reach, placed: placed, reaches: reaches, field: field, &rng) }
             guard let (x, y) = spot else { continue }
             placed.append((x, y, r)); reaches.append(reach); shapes.append(shape)
             particleAtoms.append(local.map { ($0.0, $0.1 + SIMD3(x, y, 0)) })
-            zones.append(zone); touching.append(isTouching)
+            zones.append(zone); partners.append(partner)
         }
+        // Both particles of a touching pair are marked.
+        var touching = partners.map { $0 != nil }
+        for case let j? in partners { touching[j] = true }
         // Carbon: random positions at 0.1 atoms/Å³ (2 g/cm³), none closer than 1.3 Å to another
         // (random sequential addition on a hash grid; periodic in x and y like the field).
         var atoms: [(Element, SIMD3<Double>)] = particleAtoms.flatMap { $0 }

@@ -26,10 +26,12 @@ package enum TwinnedParticles {
         }
     }
 
-    /// Every atom of the twinned particle of half-size `r` of the fcc `crystal`, rotated by
-    /// `rotation` (the particle's orientation, rows).
-    package static func atoms(_ crystal: Crystal, shape: ParticleShape, halfSize r: Double,
+    /// Every atom of the twinned particle of half-size `r` of an fcc metal, rotated by `rotation`
+    /// (the particle's orientation, rows).
+    package static func atoms(_ material: Material, shape: ParticleShape, halfSize r: Double,
                               rotation: [SIMD3<Double>]) -> [(Element, SIMD3<Double>)] {
+        precondition(material.isFCCMetal, "twinned particles are made of fcc metals, not \(material.rawValue)")
+        let crystal = material.crystal
         let element = crystal.basis[0].0
         let bond = (crystal.lattice[0] * crystal.lattice[0]).sum().squareRoot() / 2.0.squareRoot()  // a / √2
         var tetrahedra: [(origin: SIMD3<Double>, edges: [SIMD3<Double>], layers: Int)] = []

@@ -146,7 +146,7 @@ final class SimulationPhysicsTests: XCTestCase {
         let identity: [SIMD3<Double>] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
         for (shape, segments) in [(ParticleShape.decahedron, 5), (.icosahedron, 20)] {
             let r = 25.0
-            let atoms = TwinnedParticles.atoms(Material.Au.crystal, shape: shape, halfSize: r, rotation: identity)
+            let atoms = TwinnedParticles.atoms(.Au, shape: shape, halfSize: r, rotation: identity)
             let directions = TwinnedParticles.segmentDirections(of: shape)
             XCTAssertEqual(directions.count, segments)
             // Atoms inside one segment (not on a twin plane shared with another): the same number
@@ -171,14 +171,15 @@ final class SimulationPhysicsTests: XCTestCase {
         }
     }
 
-    /// With every particle placed touching, the second one's outline meets the first's within a
-    /// couple of pixels, both are kept apart in the labels, and the manifest says so.
+    /// With every particle placed touching, a pair comes out both marked `touches_particle`, their
+    /// outlines meeting within a couple of pixels and each keeping its own label.
     func testTouchingParticles() {
         var p = SimulationParameters()
-        p.size = 256; p.particles = 2...2; p.diameterNm = 4...4; p.touchingFraction = 1; p.seed = 12
+        p.size = 256; p.particles = 2...2; p.diameterNm = 2.5...7; p.touchingFraction = 1; p.seed = 12
         let sim = Simulator.simulate(p)
         XCTAssertEqual(sim.particles.count, 2)
-        XCTAssertEqual(sim.particles.map(\.touchesParticle), [false, true])
+        XCTAssertEqual(sim.particles.map(\.touchesParticle), [true, true])
+        XCTAssertEqual(sim.mask.filter { $0 != 0 }.count, sim.particles.reduce(0) { $0 + $1.areaPx })
         let n = p.size
         var first: [(Int, Int)] = [], second: [(Int, Int)] = []
         for y in 0..<n { for x in 0..<n {
@@ -189,6 +190,28 @@ final class SimulationPhysicsTests: XCTestCase {
         var closest = Int.max
         for a in first where a.0 % 2 == 0 { for b in second { closest = min(closest, (a.0 - b.0) * (a.0 - b.0) + (a.1 - b.1) * (a.1 - b.1)) } }
         XCTAssertLessThanOrEqual(closest, 9, "the outlines of touching particles are within 3 px")
+    }
+
+    /// Two particles of very different sizes resting on the film (centres at different heights)
+    /// are placed so that their nearest atoms are a bond apart in projection, so their outlines
+    /// meet without overlapping in the image.
+    func testTouchingPlacementIsMeasuredInProjection() {
+        let identity: [SIMD3<Double>] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+        func resting(_ r: Double) -> [(Element, SIMD3<Double>)] {
+            let cut = Material.Au.crystal.atoms(within: r, rotation: identity)
+            let lowest = cut.map(\.1.z).min()!
+            return cut.map { ($0.0, $0.1 - SIMD3(0, 0, lowest)) }
+        }
+        let big = resting(35).map { ($0.0, $0.1 + SIMD3(200, 200, 0)) }, small = resting(12.5)
+        var rng = SeededRandom(seed: 4)
+        guard let t = Simulator.touchingPlace(small, reach: 12.5, placed: [(200, 200, 35)], reaches: [35], atoms: [big],
+                                              field: 400, &rng) else { return XCTFail("no place found") }
+        XCTAssertEqual(t.partner, 0)
+        let a = small.map { SIMD2($0.1.x + t.x, $0.1.y + t.y) }, b = big.map { SIMD2($0.1.x, $0.1.y) }
+        var nearest = Double.infinity
+        for p in a { for q in b { nearest = min(nearest, ((p - q) * (p - q)).sum()) } }
+        XCTAssertGreaterThan(nearest.squareRoot(), 2.1)
+        XCTAssertLessThan(nearest.squareRoot(), 3.3)
     }
 
     /// The vector sin/cos of the transmission against libm (Double), over small phases, the
