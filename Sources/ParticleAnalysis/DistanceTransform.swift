@@ -1,11 +1,12 @@
 /// The exact Euclidean distance transform (Felzenszwalb & Huttenlocher 2012): for every set
 /// pixel of a width × height region, the squared distance (in pixels) to the nearest unset
 /// pixel, everything outside the region counting as unset. One lower-envelope-of-parabolas pass
-/// down each column, then one along each row: O(pixels).
+/// down each column, then one along each row: O(pixels). Kept as Float (4 bytes a pixel of the
+/// region; whole numbers, exact up to 2²⁴ px², about a 4096-pixel radius).
 package enum DistanceTransform {
-    package static func squared(width w: Int, height h: Int, isSet: (Int, Int) -> Bool) -> [Double] {
-        let far = Double(w * w + h * h + 1)
-        var d = [Double](repeating: 0, count: w * h)
+    package static func squared(width w: Int, height h: Int, isSet: (Int, Int) -> Bool) -> [Float] {
+        let far = Float(w * w + h * h + 1)
+        var d = [Float](repeating: 0, count: w * h)
         for y in 0..<h { for x in 0..<w where isSet(x, y) { d[y * w + x] = far } }
         // Columns, then rows, each with a border of unset pixels just outside the region.
         let n = max(w, h) + 2
@@ -13,15 +14,15 @@ package enum DistanceTransform {
         var v = [Int](repeating: 0, count: n), z = [Double](repeating: 0, count: n + 1)
         for x in 0..<w {
             f[0] = 0; f[h + 1] = 0
-            for y in 0..<h { f[y + 1] = d[y * w + x] }
+            for y in 0..<h { f[y + 1] = Double(d[y * w + x]) }
             lowerEnvelope(f, count: h + 2, into: &out, &v, &z)
-            for y in 0..<h { d[y * w + x] = out[y + 1] }
+            for y in 0..<h { d[y * w + x] = Float(out[y + 1]) }
         }
         for y in 0..<h {
             f[0] = 0; f[w + 1] = 0
-            for x in 0..<w { f[x + 1] = d[y * w + x] }
+            for x in 0..<w { f[x + 1] = Double(d[y * w + x]) }
             lowerEnvelope(f, count: w + 2, into: &out, &v, &z)
-            for x in 0..<w { d[y * w + x] = out[x + 1] }
+            for x in 0..<w { d[y * w + x] = Float(out[x + 1]) }
         }
         return d
     }
@@ -30,7 +31,7 @@ package enum DistanceTransform {
     /// least count and count + 1).
     static func lowerEnvelope(_ f: [Double], count n: Int, into out: inout [Double], _ v: inout [Int], _ z: inout [Double]) {
         var k = 0
-        z[0] = -.infinity; z[1] = .infinity
+        v[0] = 0; z[0] = -.infinity; z[1] = .infinity
         for q in 1..<n {
             var s: Double
             repeat {

@@ -37,37 +37,26 @@ public struct ParticleMeasurement: Sendable {
 
     /// Splits each particle of low solidity whose distance transform has separate peaks joined
     /// by a narrow neck, then numbers the labels in raster order again and measures them anew.
+    /// Only parts of at least `minimumArea` pixels become particles: smaller basins join the
+    /// neighbouring basin they share the longest boundary with, the largest part keeps the id.
+    /// One particle at a time, so the memory it takes is bounded by the largest one's box.
     mutating func splitTouchingParticles(probability: [Float]?, pixelSizeNm: Double?, minimumArea: Int) {
         let w = labels.width
         var next = Int32(labels.count)
         var split = false
-        let candidates = particles.filter { $0.solidity < TouchingParticles.solidityBelow }
-        // Each candidate's basins on its own (in parallel: the particles are independent), then
-        // the new labels written in candidate order.
-        final class Found: @unchecked Sendable {
-            var basins: [(basin: [Int32], count: Int)]
-            let lock = NSLock()
-            init(_ n: Int) { basins = Array(repeating: ([], 0), count: n) }
-        }
-        let found = Found(candidates.count), current = labels.labels
-        DispatchQueue.concurrentPerform(iterations: candidates.count) { k in
-            let (x0, y0, x1, y1) = candidates[k].boundingBox
-            let id = Int32(candidates[k].id)
-            let result = current.withUnsafeBufferPointer { L in
-                TouchingParticles.basins(width: x1 - x0, height: y1 - y0) { x, y in L[(y0 + y) * w + x0 + x] == id }
-            }
-            found.lock.lock(); found.basins[k] = result; found.lock.unlock()
-        }
-        for (particle, (basin, count)) in zip(candidates, found.basins) where count > 1 {
+        for particle in particles where particle.solidity < TouchingParticles.solidityBelow {
             let (x0, y0, x1, y1) = particle.boundingBox
             let id = Int32(particle.id), bw = x1 - x0, bh = y1 - y0
-            // Basins smaller than the minimum area stay with the particle (basin 0's id).
-            var area = [Int](repeating: 0, count: count)
-            for b in basin where b >= 0 { area[Int(b)] += 1 }
-            var newId = [Int32](repeating: id, count: count)
-            for b in 1..<count where area[b] >= minimumArea { next += 1; newId[b] = next; split = true }
+            let (basin, count) = labels.labels.withUnsafeBufferPointer { L in
+                TouchingParticles.basins(width: bw, height: bh) { x, y in L[(y0 + y) * w + x0 + x] == id }
+            }
+            guard count > 1, let parts = TouchingParticles.parts(basin, count: count, width: bw, minimumArea: minimumArea) else { continue }
+            // The largest part keeps the id, the others take new ones.
+            var newId = [Int32](repeating: id, count: parts.count)
+            for k in 0..<parts.count where k != parts.largest { next += 1; newId[k] = next }
+            split = true
             for y in 0..<bh { for x in 0..<bw where basin[y * bw + x] >= 0 {
-                labels.labels[(y0 + y) * w + x0 + x] = newId[Int(basin[y * bw + x])]
+                labels.labels[(y0 + y) * w + x0 + x] = newId[Int(parts.of[Int(basin[y * bw + x])])]
             } }
         }
         guard split else { return }

@@ -4,19 +4,71 @@
 /// transform); two basins that meet are one particle unless the neck where they meet is
 /// narrower than `neckRatio` of the smaller basin's peak (its inscribed radius). A single
 /// particle's bumps and facets dip far less, so it stays whole.
-enum TouchingParticles {
+package enum TouchingParticles {
     /// Split only components whose solidity (area / convex hull area) is below this (a shortcut:
     /// the neck decides): a pixelated disc, ellipse or polygon alone is above 0.95, two discs
     /// touching 0.88, overlapping by a fifth of their radius 0.92.
     static let solidityBelow = 0.95
     /// A neck narrower than this share of the smaller particle's inscribed radius separates.
-    static let neckRatio = 0.7
+    static let neckRatio: Float = 0.7
     /// Particles whose inscribed radius is smaller than this many pixels are not split off.
-    static let minimumRadius = 3.0
+    static let minimumRadius: Float = 3
+
+    /// Basins grouped into particles: each basin of at least `minimumArea` pixels is a part; a
+    /// smaller one joins the basin it shares the longest boundary with (repeatedly, so a chain
+    /// of small ones ends in a large one). `of[b]` is basin b's part, `largest` the part with the
+    /// most pixels; nil when fewer than two parts remain.
+    static func parts(_ basin: [Int32], count: Int, width w: Int, minimumArea: Int) -> (of: [Int], count: Int, largest: Int)? {
+        let h = basin.count / max(1, w)
+        var area = [Int](repeating: 0, count: count)
+        for b in basin where b >= 0 { area[Int(b)] += 1 }
+        // Shared boundary lengths between basins (4-neighbours).
+        var shared: [Int: Int] = [:]
+        func note(_ a: Int32, _ b: Int32) {
+            guard a >= 0, b >= 0, a != b else { return }
+            shared[Int(min(a, b)) * count + Int(max(a, b)), default: 0] += 1
+        }
+        for y in 0..<h { for x in 0..<w {
+            let b = basin[y * w + x]
+            if x + 1 < w { note(b, basin[y * w + x + 1]) }
+            if y + 1 < h { note(b, basin[(y + 1) * w + x]) }
+        } }
+        var target = Array(0..<count)  // each basin's destination; large ones are their own
+        for b in 0..<count where area[b] < minimumArea {
+            var best = -1, bestLength = 0
+            for (key, length) in shared {
+                let a = key / count, c = key % count
+                guard a == b || c == b else { continue }
+                let other = a == b ? c : a
+                if length > bestLength || (length == bestLength && other < best) { best = other; bestLength = length }
+            }
+            if best >= 0 { target[b] = best }
+        }
+        func resolve(_ b: Int) -> Int {  // follow small basins' targets to a large one (or a cycle's end)
+            var x = b, steps = 0
+            while target[x] != x && area[x] < minimumArea && steps < count { x = target[x]; steps += 1 }
+            return x
+        }
+        var partOf = [Int](repeating: -1, count: count), number: [Int: Int] = [:]
+        var partArea: [Int] = []
+        for b in 0..<count {
+            let root = resolve(b)
+            if number[root] == nil { number[root] = partArea.count; partArea.append(0) }
+            partOf[b] = number[root]!
+            partArea[partOf[b]] += area[b]
+        }
+        let large = partArea.filter { $0 >= minimumArea }.count
+        guard large >= 2 else { return nil }
+        let largest = partArea.indices.max { partArea[$0] < partArea[$1] }!
+        // A small part with no large neighbour (rare: small basins only touching each other)
+        // goes with the largest part rather than being a particle below the minimum.
+        for b in 0..<count where partArea[partOf[b]] < minimumArea { partOf[b] = largest }
+        return (partOf, partArea.count, largest)
+    }
 
     /// The basins of one component, given as the pixels of a width × height box where
     /// `inside(x, y)`: per pixel the basin number (−1 outside), and the number of basins.
-    static func basins(width w: Int, height h: Int, inside: (Int, Int) -> Bool) -> (basin: [Int32], count: Int) {
+    package static func basins(width w: Int, height h: Int, inside: (Int, Int) -> Bool) -> (basin: [Int32], count: Int) {
         let d2 = DistanceTransform.squared(width: w, height: h, isSet: inside)
         // Highest distance first, ties in raster order: a counting sort on the squared distances
         // (whole numbers of pixels²).
@@ -32,14 +84,14 @@ enum TouchingParticles {
         }
         var pixelSet = [Int32](repeating: -1, count: w * h)
         var sets = UnionFind(count: 0)
-        var peak: [Double] = []
+        var peak: [Float] = []
         var roots: [Int32] = []
         roots.reserveCapacity(8)
         for i32 in order {
             let i = Int(i32), x = i % w, y = i / w
             let level = d2[i].squareRoot()
             roots.removeAll(keepingCapacity: true)
-            var best: Int32 = -1, bestLevel = -1.0  // the highest labelled neighbour
+            var best: Int32 = -1, bestLevel: Float = -1  // the highest labelled neighbour
             for dy in -1...1 { for dx in -1...1 where dx != 0 || dy != 0 {
                 let nx = x + dx, ny = y + dy
                 guard nx >= 0, ny >= 0, nx < w, ny < h else { continue }

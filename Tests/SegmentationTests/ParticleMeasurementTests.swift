@@ -116,6 +116,32 @@ final class ParticleMeasurementTests: XCTestCase {
         }
     }
 
+    /// The watershed itself on single shapes (their one peak, or a ridge of near-equal ones,
+    /// merge into one basin), a satellite below the minimum area staying with its particle, and
+    /// touching particles cut by the image's border.
+    func testSplitterOnSingleShapesSatellitesAndBorders() {
+        for (name, inside) in [("ellipse 3:1", { (x: Double, y: Double) in (x - 80) * (x - 80) / 3600 + (y - 30) * (y - 30) / 400 < 1 }),
+                               ("square", { (x: Double, y: Double) in abs(x - 40) < 25 && abs(y - 30) < 25 }),
+                               ("hexagon", { (x: Double, y: Double) in
+                                   (0..<3).allSatisfy { k in abs((x - 80) * cos(Double(k) * .pi / 3) + (y - 30) * sin(Double(k) * .pi / 3)) < 25 } })] {
+            let (_, count) = TouchingParticles.basins(width: 160, height: 60) { x, y in inside(Double(x) + 0.5, Double(y) + 0.5) }
+            XCTAssertEqual(count, 1, name)
+        }
+        // A disc of radius 20 with a touching satellite of radius 7 (about 150 px).
+        let satellite = mask(100, 60) { x, y in
+            (x - 30) * (x - 30) + (y - 30) * (y - 30) < 400 || (x - 56.5) * (x - 56.5) + (y - 30) * (y - 30) < 49
+        }
+        XCTAssertEqual(ParticleMeasurement(mask: satellite, minimumAreaPx: 200, splitTouching: true).particles.count, 1)
+        let both = ParticleMeasurement(mask: satellite, minimumAreaPx: 100, splitTouching: true).particles
+        XCTAssertEqual(both.count, 2)
+        XCTAssertEqual(both.map(\.areaPx).reduce(0, +), satellite.values.filter { $0 != 0 }.count)
+        // Two touching discs cut by the left border: two particles, both touching the border.
+        let cut = mask(100, 100) { x, y in (x - 5) * (x - 5) + (y - 30) * (y - 30) < 400 || (x - 5) * (x - 5) + (y - 69.5) * (y - 69.5) < 400 }
+        let parts = ParticleMeasurement(mask: cut, splitTouching: true).particles
+        XCTAssertEqual(parts.count, 2)
+        XCTAssertTrue(parts.allSatisfy(\.touchesBorder))
+    }
+
     /// The exact distance transform against a brute-force search on random masks.
     func testDistanceTransformMatchesBruteForce() {
         var rng = SplitMix64(seed: 8)
@@ -129,7 +155,7 @@ final class ParticleMeasurementTests: XCTestCase {
                 for v in -1...h { for u in -1...w where u < 0 || v < 0 || u >= w || v >= h || !set[v * w + u] {
                     best = min(best, Double((u - x) * (u - x) + (v - y) * (v - y)))
                 } }
-                XCTAssertEqual(d[y * w + x], set[y * w + x] ? best : 0, "\(w)x\(h) at \(x),\(y)")
+                XCTAssertEqual(Double(d[y * w + x]), set[y * w + x] ? best : 0, "\(w)x\(h) at \(x),\(y)")
             } }
         }
     }
