@@ -45,6 +45,8 @@ public struct ParticleMeasurement: Sendable {
         var next = Int32(labels.count)
         var split = false
         for particle in particles where particle.solidity < TouchingParticles.solidityBelow {
+            let box = particle.boundingBox
+            guard (box.x1 - box.x0) * (box.y1 - box.y0) <= TouchingParticles.largestBox else { continue }
             let (x0, y0, x1, y1) = particle.boundingBox
             let id = Int32(particle.id), bw = x1 - x0, bh = y1 - y0
             let (basin, count) = labels.labels.withUnsafeBufferPointer { L in

@@ -11,6 +11,9 @@ package enum TouchingParticles {
     static let solidityBelow = 0.95
     /// A neck narrower than this share of the smaller particle's inscribed radius separates.
     static let neckRatio: Float = 0.7
+    /// Components whose bounding box holds more pixels than this (4096²) are left whole: the
+    /// split takes 16 bytes per pixel of the box, which `segment --memory` allows for up to this.
+    package static let largestBox = 1 << 24
     /// Particles whose inscribed radius is smaller than this many pixels are not split off.
     static let minimumRadius: Float = 3
 

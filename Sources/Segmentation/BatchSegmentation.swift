@@ -125,8 +125,10 @@ public final class BatchSegmentation: @unchecked Sendable {
         let names = self.names(for: url, count: frames.count)
         // Each image must fit --memory with its full-size arrays and at least the smallest tile.
         var tileSizes: [Int] = []
+        let fileBytes = micrographs.reduce(0) { $0 + $1.data.count }
         for (m, _) in frames {
-            switch segmenter.memoryPlan(width: m.width, height: m.height, pixelSizeNm: segmenter.pixelSize(of: m).0) {
+            switch segmenter.memoryPlan(width: m.width, height: m.height, pixelSizeNm: segmenter.pixelSize(of: m).0,
+                                        fileBytes: fileBytes) {
             case .success(let plan): tileSizes.append(plan.tileSize)
             case .failure(let shortfall):
                 let gb = { (b: Double) in String(format: "%.1f", b / 1e9) }

@@ -86,26 +86,32 @@ public final class Segmenter: @unchecked Sendable {
     }
 
     /// Bytes per image pixel of the full-size arrays held while the outputs are measured and
-    /// written (the image, the probability map, the mask, the labels, the overlay, the writers'
-    /// buffers), when memory peaks. Measured: the peak resident memory of `nanofind segment` on
-    /// int16 MRCs of 8192² and 16384² pixels grew by 18.6 bytes per pixel (AMD EPYC fam 25 mod
-    /// 17, 2048² tiles, with and without resampling to the model's scale).
-    public static let outputBytesPerPixel = 19
-    /// While the network runs: per image pixel the micrograph and its float copy, and per network
-    /// pixel the resampled image, its prepared copy and the probability map. Exceeds the output
-    /// stage only when the image is resampled up (pixels coarser than the model's).
-    public static let networkBytesPerImagePixel = 6, networkBytesPerNetworkPixel = 12
+    /// written (the float image, the probability map, the mask, the labels, the overlay, the
+    /// writers' buffers), when memory peaks, besides the file's own pixel data. Measured: the
+    /// peak resident memory of `nanofind segment` on int16 MRCs of 8192² and 16384² pixels grew
+    /// by 18.6 bytes per pixel, 2 of them the int16 data (AMD EPYC fam 25 mod 17, 2048² tiles,
+    /// with and without resampling to the model's scale).
+    public static let outputBytesPerPixel = 17
+    /// While the network runs: per image pixel the float copy, and per network pixel the
+    /// resampled image, its prepared copy and the probability map. Exceeds the output stage only
+    /// when the image is resampled up (pixels coarser than the model's).
+    public static let networkBytesPerImagePixel = 4, networkBytesPerNetworkPixel = 12
+    /// Splitting touching particles takes 16 bytes per pixel of one particle's box at a time;
+    /// boxes over 2²⁴ pixels (4096²) are not split, so this bounds it.
+    public static let splitBytes = 16 << 24
     /// The process itself (code, libraries, model, thread stacks).
     public static let baseBytes = 150 << 20
 
     /// How an image of width × height at `pixelSizeNm` fits `options.memoryBytes`: the bytes of
     /// its full-size arrays and the tile side left for the network, or the least memory it needs
-    /// when it does not fit (its full-size arrays and the smallest exact tile).
-    public func memoryPlan(width: Int, height: Int, pixelSizeNm: Double?) -> Result<(fullSize: Int, tileSize: Int), MemoryShortfall> {
+    /// when it does not fit (its full-size arrays and the smallest exact tile). `fileBytes`: the
+    /// pixel data of the whole file it came from, held while any of its frames is segmented.
+    public func memoryPlan(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int = 0) -> Result<(fullSize: Int, tileSize: Int), MemoryShortfall> {
         let scale = self.scale(for: pixelSizeNm)
         let pixels = Double(width) * Double(height)
-        let fullSize = max(pixels * Double(Self.outputBytesPerPixel),
-                           pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(Self.networkBytesPerNetworkPixel)))
+        let fullSize = Double(fileBytes) + min(pixels * 16, Double(Self.splitBytes))
+            + max(pixels * Double(Self.outputBytesPerPixel),
+                  pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(Self.networkBytesPerNetworkPixel)))
         let plan = predictor.engine.plan
         let smallest = 2 * plan.tileMargin + plan.alignment
         let smallestTile = Double(smallest * smallest * ExactTiling.bytesPerPixel(plan))
@@ -128,10 +134,15 @@ public final class Segmenter: @unchecked Sendable {
     }
 
     /// Segments an image of raw intensities whose pixel size is `pixelSizeNm` (nil: unknown).
-    /// `tileSize` overrides the tile side the options' memory gives (`memoryPlan`'s for a large image).
+    /// `tileSize`: the tile side (default: what `memoryPlan` leaves for this image, or the one
+    /// the options' whole memory gives when the image does not fit it).
     public func segment(_ image: FloatImage, pixelSizeNm: Double?, source: PixelSizeSource = .file, tileSize: Int? = nil,
                         pool: ThreadPool = .shared) -> SegmentedImage {
-        let predictor = tileSize.map { TiledPredictor(engine: self.predictor.engine, tileSize: $0) } ?? self.predictor
+        var tile = tileSize
+        if tile == nil, case .success(let plan) = memoryPlan(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm) {
+            tile = plan.tileSize
+        }
+        let predictor = tile.map { TiledPredictor(engine: self.predictor.engine, tileSize: $0) } ?? self.predictor
         var timings: [(String, Double)] = []
         func timed<T>(_ name: String, _ body: () -> T) -> T {
             let start = DispatchTime.now().uptimeNanoseconds

@@ -22,8 +22,8 @@ struct Segment: ParsableCommand {
         abstract: "Segment micrographs and measure every particle.",
         discussion: """
             INPUT: micrograph files in any format `nanofind inspect` reads, or folders (searched \
-            recursively). Every image (and every frame of a stack) of any size from 64 px up is \
-            segmented whole, in exact tiles: the result equals one whole-image pass. When the \
+            recursively). Every image (and every frame of a stack) from 64 px up that fits \
+            --memory is segmented in exact tiles: the result equals one whole-image pass. When the \
             image's pixel size (from the file, or --pixel-size) differs from the one the model was \
             trained at, it is resampled to the model's scale and the probabilities mapped back.
 
@@ -45,18 +45,18 @@ struct Segment: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
     @OptionGroup var calibration: PixelSizeOption
-    @Option(help: "Memory one file may use in GB: the image's full-size arrays (about 18 bytes per pixel) and the network's tiles, sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory, shared by --jobs).") var memory: Double?
+    @Option(help: "Memory in GB for the files segmented at once (each of --jobs N gets 1/N): an image's full-size arrays (about 19 bytes per pixel, a 16384² int16 one 5.5 GB in all) and the network's tiles, sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory).") var memory: Double?
     @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = 0.5
     @OptionGroup var split: ParticleSplitOption
     @Option(help: "Probability map format: tif or npy.") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
-    @Option(help: "Files segmented at once (each with CPUs / N threads and --memory / N for its tiles; default 1).") var jobs = 1
+    @Option(help: "Files segmented at once (each with CPUs / N threads and --memory / N; default 1).") var jobs = 1
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
-        if let memory, !(memory.isFinite && memory >= 0.1) { throw ValidationError("--memory must be at least 0.1 (GB)") }
+        if let memory, !(memory.isFinite && memory >= 0.3 && memory <= 1e6) { throw ValidationError("--memory must be between 0.3 and 1000000 (GB)") }
         if !(minArea.isFinite && minArea >= 0) { throw ValidationError("--min-area must be 0 or more (nm²)") }
         if !(1...64).contains(jobs) { throw ValidationError("--jobs must be between 1 and 64") }
         if let shard, !(shard.n >= 1 && shard.k >= 1 && shard.k <= shard.n) {

@@ -82,9 +82,11 @@ final class BadInputTests: XCTestCase {
         try (try Data(contentsOf: image)).dropLast(64).write(to: short)
         try assertOneLineExit2(["segment", short.path, "-o", out.path, "--model", model.path], mentions: short.path)
 
-        // A small PNG of a huge, blank image: refused for its size, not by running out of memory.
-        let sideForHalfTheMemory = Int((Double(ProcessInfo.processInfo.physicalMemory / 2) / 40).squareRoot()) + 64
-        let side = (sideForHalfTheMemory + 3) / 4 * 4
+        // A small PNG of a huge, blank image: refused for its size (its full-size arrays alone,
+        // 17 bytes a pixel, exceed the default --memory, a quarter of this machine's), not by
+        // running out of memory.
+        let sideForTheDefaultMemory = Int((Double(ProcessInfo.processInfo.physicalMemory / 4) / 17).squareRoot()) + 64
+        let side = (sideForTheDefaultMemory + 3) / 4 * 4
         let big = tmp.appendingPathComponent("big.png")
         try PNGWriter.writeGrey8([UInt8](repeating: 0, count: side * side), width: side, height: side, to: big)
         try assertOneLineExit2(["segment", big.path, "-o", out.path, "--model", model.path], mentions: "memory")

@@ -114,13 +114,21 @@ final class BatchSegmentTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(mention), r.stderr)
         }
         // An image that cannot fit --memory (its full-size arrays and the smallest tile) is
-        // refused before anything is written, naming what it needs.
-        let small = try CLIRunner.run(["segment", image, "-o", tmp.appendingPathComponent("m").path, "--model", model.path,
-                                       "--memory", "0.1"])
-        XCTAssertEqual(small.status, 2, small.stderr)
-        XCTAssertEqual(small.stderr.split(separator: "\n").count, 1, small.stderr)
-        XCTAssertTrue(small.stderr.contains("needs at least") && small.stderr.contains("--memory gives 0.1 GB"), small.stderr)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("m/img00_mask.png").path))
+        // refused before anything is written, naming what it needs; a smaller one fits.
+        let large = tmp.appendingPathComponent("large.npy")
+        try NPYFile.write([Float](repeating: 0, count: 3072 * 3072), shape: [3072, 3072], to: large)
+        let refused = try CLIRunner.run(["segment", large.path, "-o", tmp.appendingPathComponent("m").path, "--model", model.path,
+                                         "--memory", "0.3"])
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("needs at least") && refused.stderr.contains("--memory gives 0.3 GB"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("m/large_mask.png").path))
+        let fits = try CLIRunner.run(["segment", image, "-o", tmp.appendingPathComponent("m").path, "--model", model.path,
+                                      "--memory", "0.3"])
+        XCTAssertEqual(fits.status, 0, fits.stderr)
+        let tooLittle = try CLIRunner.run(["segment", image, "-o", tmp.appendingPathComponent("m").path, "--memory", "0.1"])
+        XCTAssertEqual(tooLittle.status, 2)
+        XCTAssertTrue(tooLittle.stderr.contains("--memory must be between 0.3"), tooLittle.stderr)
         let file = tmp.appendingPathComponent("a-file")
         try Data("x".utf8).write(to: file)
         let r = try CLIRunner.run(["segment", image, "-o", file.path, "--model", model.path])
