@@ -3,8 +3,9 @@
 /// compare them with.
 ///
 /// Forward: each work item computes 4 output channels × a band of rows; along a row it keeps
-/// 4 channels × 4 vectors = 16 accumulators in registers, loops over input channels inside and
-/// unrolls the 9 taps, reading the input from `PaddedPlanes` so there are no border tests.
+/// 4 channels × `RegisterBlocking.rowVectors` vectors of accumulators in registers (16 with
+/// AVX-512 or NEON, 8 with AVX2), loops over input channels inside and unrolls the 9 taps,
+/// reading the input from `PaddedPlanes` so there are no border tests.
 /// Weights are OIHW: w[((o * cin + c) * 3 + ky) * 3 + kx].
 public enum Conv3x3 {
     /// Output channels per register block.

@@ -532,6 +532,6 @@ public enum UpsampledConv3x3 {
         if relu { s = vmax(s, .zero) }
         storeVector(s, p)
     } else {
-        for l in 0..<lanes { let s = p[l] + v[l]; p[l] = relu && !(s > 0) ? 0 : s }  // no generic max: it stays a call
+        for l in 0..<lanes { let s = p[l] + v[l]; p[l] = relu && s < 0 ? 0 : s }  // as vmax (NaN stays); no generic max: it stays a call
     }
 }

@@ -1,5 +1,19 @@
 import Preprocessing
 
+/// Renumbers the values of `ids` that are ≥ 0 (negative: background) as first, first + 1, … in
+/// order of first appearance (raster order for an image); `maxId` bounds the values. Returns how
+/// many distinct values there were.
+func renumberInOrder(_ ids: UnsafeMutableBufferPointer<Int32>, maxId: Int, first: Int32) -> Int {
+    var number = [Int32](repeating: -1, count: maxId + 1)
+    var next = first
+    for i in 0..<ids.count where ids[i] >= 0 {
+        let v = Int(ids[i])
+        if number[v] < 0 { number[v] = next; next += 1 }
+        ids[i] = number[v]
+    }
+    return Int(next - first)
+}
+
 /// Connected components of a binary mask, numbered 1, 2, … in raster order of their first pixel
 /// (the top-most, then left-most); 0 is background.
 public struct ComponentLabels: Sendable, Equatable {

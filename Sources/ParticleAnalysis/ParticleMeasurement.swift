@@ -63,16 +63,13 @@ public struct ParticleMeasurement: Sendable {
         }
         guard split else { return }
         // Number in raster order of first pixels again, then measure from the labels' runs.
-        var number = [Int32](repeating: 0, count: Int(next) + 1)
-        var count: Int32 = 0
-        labels.labels.withUnsafeMutableBufferPointer { L in
-            for i in 0..<L.count where L[i] != 0 {
-                let l = Int(L[i])
-                if number[l] == 0 { count += 1; number[l] = count }
-                L[i] = number[l]
-            }
+        // (Background 0 becomes −1 for the renumbering, then 0 again.)
+        labels.count = labels.labels.withUnsafeMutableBufferPointer { L in
+            for i in 0..<L.count { L[i] -= 1 }
+            let count = renumberInOrder(L, maxId: Int(next), first: 1)
+            for i in 0..<L.count where L[i] < 0 { L[i] = 0 }
+            return count
         }
-        labels.count = Int(count)
         var runLabels: [Int32] = []
         let runs = labels.labels.withUnsafeBufferPointer { Runs(width: w, height: labels.height, labels: $0, runLabels: &runLabels) }
         particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm)

@@ -13,39 +13,34 @@ struct Runs {
 
     /// The runs of pixels where `value(i) != 0` (`set`) or `== 0` (not `set`).
     init(width: Int, height: Int, values: UnsafeBufferPointer<UInt8>, set: Bool) {
-        self.width = width; self.height = height
-        rowStart = [Int](repeating: 0, count: height + 1)
-        for row in 0..<height {
-            rowStart[row] = y.count
-            let p = values.baseAddress! + row * width
-            var x = 0
-            while x < width {
-                while x < width && (p[x] != 0) != set { x += 1 }
-                guard x < width else { break }
-                let start = x
-                while x < width && (p[x] != 0) == set { x += 1 }
-                y.append(Int32(row)); x0.append(Int32(start)); x1.append(Int32(x))
-            }
-        }
-        rowStart[height] = y.count
+        let p = values.baseAddress!
+        self.init(width: width, height: height, key: { (p[$0] != 0) == set ? 1 : 0 }, onRun: { _ in })
     }
 
     /// The runs of a label image: maximal horizontal stretches of one nonzero label, with each
     /// run's label in `runLabels`.
     init(width: Int, height: Int, labels: UnsafeBufferPointer<Int32>, runLabels: inout [Int32]) {
+        let p = labels.baseAddress!
+        var found: [Int32] = []
+        self.init(width: width, height: height, key: { p[$0] }, onRun: { found.append($0) })
+        runLabels = found
+    }
+
+    /// Runs of equal nonzero `key(pixel index)`, row by row; `onRun(key)` for each.
+    @inline(__always)
+    private init(width: Int, height: Int, key: (Int) -> Int32, onRun: (Int32) -> Void) {
         self.width = width; self.height = height
         rowStart = [Int](repeating: 0, count: height + 1)
-        runLabels = []
         for row in 0..<height {
             rowStart[row] = y.count
-            let p = labels.baseAddress! + row * width
+            let base = row * width
             var x = 0
             while x < width {
-                while x < width && p[x] == 0 { x += 1 }
+                while x < width && key(base + x) == 0 { x += 1 }
                 guard x < width else { break }
-                let start = x, l = p[x]
-                while x < width && p[x] == l { x += 1 }
-                y.append(Int32(row)); x0.append(Int32(start)); x1.append(Int32(x)); runLabels.append(l)
+                let start = x, k = key(base + x)
+                while x < width && key(base + x) == k { x += 1 }
+                y.append(Int32(row)); x0.append(Int32(start)); x1.append(Int32(x)); onRun(k)
             }
         }
         rowStart[height] = y.count

@@ -121,14 +121,9 @@ package enum TouchingParticles {
             } }
             pixelSet[i] = best  // the pixel joins the basin of its highest neighbour
         }
-        // Number the final basins 0, 1, … in raster order.
-        var number = [Int32](repeating: -1, count: sets.count)
-        var basin = [Int32](repeating: -1, count: w * h), next: Int32 = 0
-        for i in 0..<(w * h) where pixelSet[i] >= 0 {
-            let r = Int(sets.find(pixelSet[i]))
-            if number[r] < 0 { number[r] = next; next += 1 }
-            basin[i] = number[r]
-        }
-        return (basin, Int(next))
+        // The final basins, numbered 0, 1, … in raster order.
+        for i in 0..<(w * h) where pixelSet[i] >= 0 { pixelSet[i] = sets.find(pixelSet[i]) }
+        let count = pixelSet.withUnsafeMutableBufferPointer { renumberInOrder($0, maxId: sets.count, first: 0) }
+        return (pixelSet, count)
     }
 }

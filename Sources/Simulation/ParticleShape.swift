@@ -45,8 +45,8 @@ public enum ParticleShape: String, CaseIterable, Sendable, Codable {
         case .decahedron:
             // The segment's radial distance along its bisector; a tetrahedron of the bipyramid
             // reaches 1.25 R radially (before the {100} cut) and 1.25 R / √2 along the axis.
-            let phi = atan2(p.y, p.x), k = (phi / (2 * Double.pi / 5)).rounded()
-            let rho = p.x * cos(k * 2 * Double.pi / 5) + p.y * sin(k * 2 * Double.pi / 5)
+            let k = Int((atan2(p.y, p.x) / (2 * Double.pi / 5)).rounded())
+            let rho = (p * TwinnedParticles.decahedronBisector(k)).sum()
             return rho <= r && rho / (1.25 * r) + a.z / (0.8925 * r) <= 1
         case .icosahedron:
             return TwinnedParticles.icosahedronFaces.allSatisfy { (p * $0.normal).sum() <= r }

@@ -20,7 +20,7 @@ package enum TwinnedParticles {
     /// decahedron segment's bisector, each icosahedron face's normal.
     package static func segmentDirections(of shape: ParticleShape) -> [SIMD3<Double>] {
         switch shape {
-        case .decahedron: return (0..<5).map { k in SIMD3(cos(Double(k) * 2 * .pi / 5), sin(Double(k) * 2 * .pi / 5), 0) }
+        case .decahedron: return (0..<5).map(decahedronBisector)
         case .icosahedron: return icosahedronFaces.map(\.normal)
         default: return []
         }
@@ -43,10 +43,12 @@ package enum TwinnedParticles {
             let origin = SIMD3(0, 0, -Double(layers) * bond / 2)
             let rho = 3.0.squareRoot() / 2  // the equatorial vertices' distance from the axis, in edges
             for k in 0..<5 {
-                let phi = Double(k) * 2 * .pi / 5, half = Double.pi / 5
+                // The equatorial vertices lie midway between this segment's bisector and the
+                // neighbours' (the directions at k ∓ ½ of 72°).
+                let b = decahedronBisector(k), side = SIMD3(-b.y, b.x, 0), c = cos(Double.pi / 5), s = sin(Double.pi / 5)
                 let up = SIMD3<Double>(0, 0, bond)
-                let left = bond * SIMD3(rho * cos(phi - half), rho * sin(phi - half), 0.5)
-                let right = bond * SIMD3(rho * cos(phi + half), rho * sin(phi + half), 0.5)
+                let left = bond * (rho * (c * b - s * side) + SIMD3(0, 0, 0.5))
+                let right = bond * (rho * (c * b + s * side) + SIMD3(0, 0, 0.5))
                 tetrahedra.append((origin, [up, left, right], layers))
             }
         case .icosahedron:
@@ -69,6 +71,12 @@ package enum TwinnedParticles {
             } } }
         }
         return out
+    }
+
+    /// The decahedron's segment k's bisector (k · 72° from +x about the 5-fold axis z); any
+    /// integer k.
+    static func decahedronBisector(_ k: Int) -> SIMD3<Double> {
+        SIMD3(cos(Double(k) * 2 * .pi / 5), sin(Double(k) * 2 * .pi / 5), 0)
     }
 
     package static func segmentIndex(of q: SIMD3<Double>, _ directions: [SIMD3<Double>]) -> Int {

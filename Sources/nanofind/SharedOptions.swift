@@ -79,13 +79,13 @@ struct OutputFolderOption: ParsableArguments {
     }
 }
 
-/// `--pixel-size NM`, for inputs without a calibration or with a wrong one.
 /// Whether touching particles are split into one each (segment, evaluate, measure).
 struct ParticleSplitOption: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Split particles that touch along the neck between them (a watershed on the distance to the background), one particle each.")
     var splitTouching = true
 }
 
+/// `--pixel-size NM`, for inputs without a calibration or with a wrong one.
 struct PixelSizeOption: ParsableArguments {
     @Option(help: "nm per pixel, for inputs without a calibration (PNG exports) or with a wrong one.") var pixelSize: Double?
 

@@ -8,6 +8,7 @@ final class Conv3x3KernelTests: XCTestCase {
     let shapes: [(Int, Int, Int, Int, Int)] = [
         (1, 1, 4, 8, 8), (2, 3, 5, 7, 37), (1, 12, 4, 9, 70), (2, 8, 8, 16, 64),
         (1, 5, 3, 3, 1), (1, 2, 6, 1, 130), (3, 4, 9, 6, 24), (1, 32, 32, 5, 96),
+        (1, 3, 4, 4, 48), (2, 4, 5, 3, 20),  // one full vector left after the blocks, at 16 and at 4 lanes
     ]
 
     func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
@@ -28,6 +29,20 @@ final class Conv3x3KernelTests: XCTestCase {
                 let outR = Tensor(Shape(n, cout, h, w))
                 Conv3x3.forward(PaddedPlanes.from(x, pool: pool), packed, into: outR, relu: true, pool: pool)
                 XCTAssertLessThan(maxAbsDiff(outR.array, ref.array.map { max($0, 0) }), 1e-4)
+                // The pre-ReLU output and its ReLU into padded planes that held other data
+                // (NaN, borders included): the copy's interior is the ReLU, and a convolution
+                // reading it sees zero borders.
+                let copy = PaddedPlanes(n: n, channels: cout, height: h, width: w)
+                copy.data.update(repeating: .nan, count: n * cout * copy.planeStride)
+                let pre = Tensor(Shape(n, cout, h, w))
+                Conv3x3.forward(PaddedPlanes.from(x, pool: pool), packed, into: pre, reluCopy: copy, pool: pool)
+                XCTAssertLessThan(maxAbsDiff(pre.array, ref.array), 1e-4)
+                XCTAssertEqual(copy.interior().array, pre.array.map { max($0, 0) })
+                let w2 = Tensor.randomNormal(Shape(2, cout, 3, 3), rng: &rng)
+                let next = Tensor(Shape(n, 2, h, w))
+                Conv3x3.forward(copy, Conv3x3.PackedWeights(oihw: w2.data, bias: nil, cout: 2, cin: cout), into: next, pool: pool)
+                let nextRef = Conv3x3Reference.forward(outR, weights: w2.array, bias: [Float](repeating: 0, count: 2), cout: 2)
+                XCTAssertLessThan(maxAbsDiff(next.array, nextRef.array), 1e-3, "convolution of the ReLU copy \(h)x\(w)")
             }
         }
     }
