@@ -76,26 +76,21 @@ struct RowAccumulators {
         let v1 = k > 1 ? loadVector(p + vw) : .zero
         let v2 = k > 2 ? loadVector(p + 2 * vw) : .zero
         let v3 = k > 3 ? loadVector(p + 3 * vw) : .zero
-        let w0 = FloatVector(repeating: wp[0])
-        a00 = a00.addingProduct(v0, w0)
-        if k > 1 { a01 = a01.addingProduct(v1, w0) }
-        if k > 2 { a02 = a02.addingProduct(v2, w0) }
-        if k > 3 { a03 = a03.addingProduct(v3, w0) }
-        let w1 = FloatVector(repeating: wp[1])
-        a10 = a10.addingProduct(v0, w1)
-        if k > 1 { a11 = a11.addingProduct(v1, w1) }
-        if k > 2 { a12 = a12.addingProduct(v2, w1) }
-        if k > 3 { a13 = a13.addingProduct(v3, w1) }
-        let w2 = FloatVector(repeating: wp[2])
-        a20 = a20.addingProduct(v0, w2)
-        if k > 1 { a21 = a21.addingProduct(v1, w2) }
-        if k > 2 { a22 = a22.addingProduct(v2, w2) }
-        if k > 3 { a23 = a23.addingProduct(v3, w2) }
-        let w3 = FloatVector(repeating: wp[3])
-        a30 = a30.addingProduct(v0, w3)
-        if k > 1 { a31 = a31.addingProduct(v1, w3) }
-        if k > 2 { a32 = a32.addingProduct(v2, w3) }
-        if k > 3 { a33 = a33.addingProduct(v3, w3) }
+        Self.multiplyAdd(&a00, &a01, &a02, &a03, v0, v1, v2, v3, wp[0], k)
+        Self.multiplyAdd(&a10, &a11, &a12, &a13, v0, v1, v2, v3, wp[1], k)
+        Self.multiplyAdd(&a20, &a21, &a22, &a23, v0, v1, v2, v3, wp[2], k)
+        Self.multiplyAdd(&a30, &a31, &a32, &a33, v0, v1, v2, v3, wp[3], k)
+    }
+
+    /// One channel's accumulators c0 … c(k−1) += v0 … v(k−1) · w.
+    @inline(__always) static func multiplyAdd(_ c0: inout FloatVector, _ c1: inout FloatVector, _ c2: inout FloatVector,
+                                              _ c3: inout FloatVector, _ v0: FloatVector, _ v1: FloatVector, _ v2: FloatVector,
+                                              _ v3: FloatVector, _ w: Float, _ k: Int) {
+        let wv = FloatVector(repeating: w)
+        c0 = c0.addingProduct(v0, wv)
+        if k > 1 { c1 = c1.addingProduct(v1, wv) }
+        if k > 2 { c2 = c2.addingProduct(v2, wv) }
+        if k > 3 { c3 = c3.addingProduct(v3, wv) }
     }
 
     /// Writes the first `channels` channels to `out` from column x (planes `planeStride` apart): through
