@@ -8,7 +8,8 @@
 Two intra-op threads, one inter-op thread, graph mode (tf.function), as in
 shared/reference/pynanofind/bench. Weights are random: the cost does not depend on them.
 """
-import json, os, sys, time
+import json, os, sys
+from bench_timing import timed  # beside this script
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np
@@ -44,13 +45,6 @@ def train_step(x, y):
         loss = loss_fn(y, model(x, training=True))
     opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
     return loss
-
-def timed(fn, runs, warmup):
-    for _ in range(warmup): fn()
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter(); fn(); t.append(time.perf_counter() - s)
-    t.sort(); return t[0], t[len(t) // 2]
 
 rng = np.random.default_rng(0)
 for batch in (1, 8):

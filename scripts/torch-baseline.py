@@ -10,7 +10,8 @@ Needs torch (not a NanoFind dependency), e.g. from a local wheel without touchin
 Two intra-op threads, one inter-op thread, eager mode and torch.compile-free (what a notebook
 runs), NCHW float32. Weights are random: the cost does not depend on them.
 """
-import json, sys, time
+import json, sys
+from bench_timing import timed  # beside this script
 import numpy as np
 import torch
 import torch.nn as nn
@@ -54,13 +55,6 @@ class UNet(nn.Module):
             x = stage(torch.cat([s, F.interpolate(x, scale_factor=2, mode="nearest")], 1))
         return self.head(x)  # logits; softmax below
 
-
-def timed(fn, runs, warmup):
-    for _ in range(warmup): fn()
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter(); fn(); t.append(time.perf_counter() - s)
-    t.sort(); return t[0], t[len(t) // 2]
 
 
 model = UNet()
