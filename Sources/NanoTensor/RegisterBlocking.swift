@@ -11,8 +11,9 @@ public enum RegisterBlocking {
     public static let rowVectors = 4
     /// Output channels per weight-gradient tile (9 accumulators each).
     public static let gradientChannels = 2
-    /// Vectors of low-resolution columns per chunk of the upsampled (decoder) forward (8 accumulators each).
-    public static let upsampledVectors = 2
+    /// Vectors of low-resolution columns per chunk of the upsampled (decoder) forward, and output
+    /// channels per pass over its inputs (2 accumulators per vector and channel): 2 × 4 = 16.
+    public static let upsampledVectors = 2, upsampledChannels = 4
     /// Vector registers of the ISA the blocking is made for.
     public static let vectorRegisters = 32
 #else
@@ -22,8 +23,9 @@ public enum RegisterBlocking {
     public static let rowVectors = 2
     /// 9 accumulators, the 3 input rows and the gradient vector.
     public static let gradientChannels = 1
-    /// 8 accumulators, 3 input vectors and 2 weights.
-    public static let upsampledVectors = 1
+    /// 2 vectors × 2 channels = 8 accumulators, 6 input vectors and a weight; the block's 4
+    /// channels in two passes.
+    public static let upsampledVectors = 2, upsampledChannels = 2
     public static let vectorRegisters = 16
 #endif
 }

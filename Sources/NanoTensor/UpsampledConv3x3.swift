@@ -144,25 +144,34 @@ public enum UpsampledConv3x3 {
     static func upsampledRow(_ rowA: UnsafePointer<Float>, _ rowB: UnsafePointer<Float>, _ ps: Int, _ cin: Int,
                              _ wp: UnsafePointer<Float>, _ o: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int,
                              _ lw: Int, _ relu: Bool) {
-        let vw = vectorWidth, k = RegisterBlocking.upsampledVectors
+        let vw = vectorWidth, k = RegisterBlocking.upsampledVectors, cc = RegisterBlocking.upsampledChannels
         var c = 0
         while k == 2 && c + 2 * vw <= lw {
-            chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 2, lanes: vw)
+            if cc == 4 {
+                chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 2, lanes: vw, first: 0, channels: 4)
+            } else {  // two passes of two channels
+                chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 2, lanes: vw, first: 0, channels: 2)
+                if nValid > 2 {
+                    chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 2, lanes: vw, first: 2, channels: 2)
+                }
+            }
             c += 2 * vw
         }
         while c < lw {
-            chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 1, lanes: lw - c < vw ? lw - c : vw)
+            chunk(rowA + c, rowB + c, ps, cin, wp, o + 2 * c, os, nValid, relu, vectors: 1, lanes: lw - c < vw ? lw - c : vw,
+                  first: 0, channels: 4)
             c += vw
         }
     }
 
     /// `vectors` (1 or 2) vectors of low-resolution columns (`lanes` lanes of the last one inside
-    /// the row) of one output row, 4 output channels: 8 accumulators per vector (4 channels × the
+    /// the row) of one output row, output channels `first` ..< `first` + `channels` (4, or 2 when
+    /// 16 registers must hold 2 vectors) of the block: 2 accumulators per vector and channel (the
     /// even and odd output phase), added to the output interleaved.
     @_transparent  // inlined at both widths (as @inline(__always), the second call stayed a call)
     static func chunk(_ rowA: UnsafePointer<Float>, _ rowB: UnsafePointer<Float>, _ ps: Int, _ cin: Int,
                       _ wp0: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ os: Int, _ nValid: Int,
-                      _ relu: Bool, vectors k: Int, lanes: Int) {
+                      _ relu: Bool, vectors k: Int, lanes: Int, first f: Int, channels cc: Int) {
         let vw = vectorWidth
         var a000 = FloatVector.zero, a001 = FloatVector.zero, a010 = FloatVector.zero, a011 = FloatVector.zero
         var a100 = FloatVector.zero, a101 = FloatVector.zero, a110 = FloatVector.zero, a111 = FloatVector.zero
@@ -177,43 +186,47 @@ public enum UpsampledConv3x3 {
                 let m0 = loadVector(row - 1), z0 = loadVector(row), p0 = loadVector(row + 1)
                 let m1 = k > 1 ? loadVector(row - 1 + vw) : .zero, z1 = k > 1 ? loadVector(row + vw) : .zero
                 let p1 = k > 1 ? loadVector(row + 1 + vw) : .zero
-                let w000 = FloatVector(repeating: w[0]), w001 = FloatVector(repeating: w[4])
+                let w000 = FloatVector(repeating: w[0 + f]), w001 = FloatVector(repeating: w[4 + f])
                 a000 = a000.addingProduct(m0, w000).addingProduct(z0, w001)
                 if k > 1 { a001 = a001.addingProduct(m1, w000).addingProduct(z1, w001) }
-                let w010 = FloatVector(repeating: w[8]), w011 = FloatVector(repeating: w[12])
+                let w010 = FloatVector(repeating: w[8 + f]), w011 = FloatVector(repeating: w[12 + f])
                 a010 = a010.addingProduct(z0, w010).addingProduct(p0, w011)
                 if k > 1 { a011 = a011.addingProduct(z1, w010).addingProduct(p1, w011) }
-                let w100 = FloatVector(repeating: w[1]), w101 = FloatVector(repeating: w[5])
+                let w100 = FloatVector(repeating: w[1 + f]), w101 = FloatVector(repeating: w[5 + f])
                 a100 = a100.addingProduct(m0, w100).addingProduct(z0, w101)
                 if k > 1 { a101 = a101.addingProduct(m1, w100).addingProduct(z1, w101) }
-                let w110 = FloatVector(repeating: w[9]), w111 = FloatVector(repeating: w[13])
+                let w110 = FloatVector(repeating: w[9 + f]), w111 = FloatVector(repeating: w[13 + f])
                 a110 = a110.addingProduct(z0, w110).addingProduct(p0, w111)
                 if k > 1 { a111 = a111.addingProduct(z1, w110).addingProduct(p1, w111) }
-                let w200 = FloatVector(repeating: w[2]), w201 = FloatVector(repeating: w[6])
-                a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
-                if k > 1 { a201 = a201.addingProduct(m1, w200).addingProduct(z1, w201) }
-                let w210 = FloatVector(repeating: w[10]), w211 = FloatVector(repeating: w[14])
-                a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
-                if k > 1 { a211 = a211.addingProduct(z1, w210).addingProduct(p1, w211) }
-                let w300 = FloatVector(repeating: w[3]), w301 = FloatVector(repeating: w[7])
-                a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
-                if k > 1 { a301 = a301.addingProduct(m1, w300).addingProduct(z1, w301) }
-                let w310 = FloatVector(repeating: w[11]), w311 = FloatVector(repeating: w[15])
-                a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
-                if k > 1 { a311 = a311.addingProduct(z1, w310).addingProduct(p1, w311) }
+                if cc > 2 {
+                    let w200 = FloatVector(repeating: w[2 + f]), w201 = FloatVector(repeating: w[6 + f])
+                    a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
+                    if k > 1 { a201 = a201.addingProduct(m1, w200).addingProduct(z1, w201) }
+                    let w210 = FloatVector(repeating: w[10 + f]), w211 = FloatVector(repeating: w[14 + f])
+                    a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
+                    if k > 1 { a211 = a211.addingProduct(z1, w210).addingProduct(p1, w211) }
+                    let w300 = FloatVector(repeating: w[3 + f]), w301 = FloatVector(repeating: w[7 + f])
+                    a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
+                    if k > 1 { a301 = a301.addingProduct(m1, w300).addingProduct(z1, w301) }
+                    let w310 = FloatVector(repeating: w[11 + f]), w311 = FloatVector(repeating: w[15 + f])
+                    a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
+                    if k > 1 { a311 = a311.addingProduct(z1, w310).addingProduct(p1, w311) }
+                }
             }
             wp += 32; pa += ps; pb += ps
         }
+        // Slot s is output channel f + s of the block.
+        let o = out + f * os
         if k > 1 {
-            addPhases(a000, a010, a001, a011, out, relu)
-            if nValid > 1 { addPhases(a100, a110, a101, a111, out + 1 * os, relu) }
-            if nValid > 2 { addPhases(a200, a210, a201, a211, out + 2 * os, relu) }
-            if nValid > 3 { addPhases(a300, a310, a301, a311, out + 3 * os, relu) }
+            if f < nValid { addPhases(a000, a010, a001, a011, o, relu) }
+            if f + 1 < nValid { addPhases(a100, a110, a101, a111, o + 1 * os, relu) }
+            if cc > 2 && f + 2 < nValid { addPhases(a200, a210, a201, a211, o + 2 * os, relu) }
+            if cc > 2 && f + 3 < nValid { addPhases(a300, a310, a301, a311, o + 3 * os, relu) }
         } else {
-            addPhases(a000, a010, out, relu, lanes)
-            if nValid > 1 { addPhases(a100, a110, out + 1 * os, relu, lanes) }
-            if nValid > 2 { addPhases(a200, a210, out + 2 * os, relu, lanes) }
-            if nValid > 3 { addPhases(a300, a310, out + 3 * os, relu, lanes) }
+            if f < nValid { addPhases(a000, a010, o, relu, lanes) }
+            if f + 1 < nValid { addPhases(a100, a110, o + 1 * os, relu, lanes) }
+            if cc > 2 && f + 2 < nValid { addPhases(a200, a210, o + 2 * os, relu, lanes) }
+            if cc > 2 && f + 3 < nValid { addPhases(a300, a310, o + 3 * os, relu, lanes) }
         }
     }
 
