@@ -186,31 +186,11 @@ public enum UpsampledConv3x3 {
                 let m0 = loadVector(row - 1), z0 = loadVector(row), p0 = loadVector(row + 1)
                 let m1 = k > 1 ? loadVector(row - 1 + vw) : .zero, z1 = k > 1 ? loadVector(row + vw) : .zero
                 let p1 = k > 1 ? loadVector(row + 1 + vw) : .zero
-                let w000 = FloatVector(repeating: w[0 + f]), w001 = FloatVector(repeating: w[4 + f])
-                a000 = a000.addingProduct(m0, w000).addingProduct(z0, w001)
-                if k > 1 { a001 = a001.addingProduct(m1, w000).addingProduct(z1, w001) }
-                let w010 = FloatVector(repeating: w[8 + f]), w011 = FloatVector(repeating: w[12 + f])
-                a010 = a010.addingProduct(z0, w010).addingProduct(p0, w011)
-                if k > 1 { a011 = a011.addingProduct(z1, w010).addingProduct(p1, w011) }
-                let w100 = FloatVector(repeating: w[1 + f]), w101 = FloatVector(repeating: w[5 + f])
-                a100 = a100.addingProduct(m0, w100).addingProduct(z0, w101)
-                if k > 1 { a101 = a101.addingProduct(m1, w100).addingProduct(z1, w101) }
-                let w110 = FloatVector(repeating: w[9 + f]), w111 = FloatVector(repeating: w[13 + f])
-                a110 = a110.addingProduct(z0, w110).addingProduct(p0, w111)
-                if k > 1 { a111 = a111.addingProduct(z1, w110).addingProduct(p1, w111) }
+                phaseMultiplyAdd(&a000, &a001, &a010, &a011, m0, z0, p0, m1, z1, p1, w, f, k)
+                phaseMultiplyAdd(&a100, &a101, &a110, &a111, m0, z0, p0, m1, z1, p1, w, f + 1, k)
                 if cc > 2 {
-                    let w200 = FloatVector(repeating: w[2 + f]), w201 = FloatVector(repeating: w[6 + f])
-                    a200 = a200.addingProduct(m0, w200).addingProduct(z0, w201)
-                    if k > 1 { a201 = a201.addingProduct(m1, w200).addingProduct(z1, w201) }
-                    let w210 = FloatVector(repeating: w[10 + f]), w211 = FloatVector(repeating: w[14 + f])
-                    a210 = a210.addingProduct(z0, w210).addingProduct(p0, w211)
-                    if k > 1 { a211 = a211.addingProduct(z1, w210).addingProduct(p1, w211) }
-                    let w300 = FloatVector(repeating: w[3 + f]), w301 = FloatVector(repeating: w[7 + f])
-                    a300 = a300.addingProduct(m0, w300).addingProduct(z0, w301)
-                    if k > 1 { a301 = a301.addingProduct(m1, w300).addingProduct(z1, w301) }
-                    let w310 = FloatVector(repeating: w[11 + f]), w311 = FloatVector(repeating: w[15 + f])
-                    a310 = a310.addingProduct(z0, w310).addingProduct(p0, w311)
-                    if k > 1 { a311 = a311.addingProduct(z1, w310).addingProduct(p1, w311) }
+                    phaseMultiplyAdd(&a200, &a201, &a210, &a211, m0, z0, p0, m1, z1, p1, w, f + 2, k)
+                    phaseMultiplyAdd(&a300, &a301, &a310, &a311, m0, z0, p0, m1, z1, p1, w, f + 3, k)
                 }
             }
             wp += 32; pa += ps; pb += ps
@@ -228,6 +208,22 @@ public enum UpsampledConv3x3 {
             if cc > 2 && f + 2 < nValid { addPhases(a200, a210, o + 2 * os, relu, lanes) }
             if cc > 2 && f + 3 < nValid { addPhases(a300, a310, o + 3 * os, relu, lanes) }
         }
+    }
+
+    /// One output channel's accumulators for one low-resolution row: the even output phase
+    /// (e0, e1 for the first and second vector) takes the columns q − 1 and q, the odd phase
+    /// (o0, o1) q and q + 1, with channel j's weights w[j], w[4 + j] and w[8 + j], w[12 + j].
+    @_transparent
+    static func phaseMultiplyAdd(_ e0: inout FloatVector, _ e1: inout FloatVector, _ o0: inout FloatVector,
+                                 _ o1: inout FloatVector, _ m0: FloatVector, _ z0: FloatVector, _ p0: FloatVector,
+                                 _ m1: FloatVector, _ z1: FloatVector, _ p1: FloatVector, _ w: UnsafePointer<Float>,
+                                 _ j: Int, _ k: Int) {
+        let we0 = FloatVector(repeating: w[j]), we1 = FloatVector(repeating: w[4 + j])
+        e0 = e0.addingProduct(m0, we0).addingProduct(z0, we1)
+        if k > 1 { e1 = e1.addingProduct(m1, we0).addingProduct(z1, we1) }
+        let wo0 = FloatVector(repeating: w[8 + j]), wo1 = FloatVector(repeating: w[12 + j])
+        o0 = o0.addingProduct(z0, wo0).addingProduct(p0, wo1)
+        if k > 1 { o1 = o1.addingProduct(z1, wo0).addingProduct(p1, wo1) }
     }
 
     /// Adds two output vectors' worth of interleaved even/odd phase sums (columns 2q and 2q + 1)
