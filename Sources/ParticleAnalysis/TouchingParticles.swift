@@ -36,16 +36,13 @@ package enum TouchingParticles {
             if x + 1 < w { note(b, basin[y * w + x + 1]) }
             if y + 1 < h { note(b, basin[(y + 1) * w + x]) }
         } }
-        var target = Array(0..<count)  // each basin's destination; large ones are their own
-        for b in 0..<count where area[b] < minimumArea {
-            var best = -1, bestLength = 0
-            for (key, length) in shared {
-                let a = key / count, c = key % count
-                guard a == b || c == b else { continue }
-                let other = a == b ? c : a
-                if length > bestLength || (length == bestLength && other < best) { best = other; bestLength = length }
+        // Each small basin's destination: the neighbour with the longest shared boundary (ties
+        // to the lower number), from one pass over the boundaries; large basins are their own.
+        var target = Array(0..<count), bestLength = [Int](repeating: 0, count: count)
+        for (key, length) in shared {
+            for (b, other) in [(key / count, key % count), (key % count, key / count)] where area[b] < minimumArea {
+                if length > bestLength[b] || (length == bestLength[b] && other < target[b]) { target[b] = other; bestLength[b] = length }
             }
-            if best >= 0 { target[b] = best }
         }
         func resolve(_ b: Int) -> Int {  // follow small basins' targets to a large one (or a cycle's end)
             var x = b, steps = 0
