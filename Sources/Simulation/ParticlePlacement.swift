@@ -69,6 +69,9 @@ extension Simulator {
         let mine = atoms.map { SIMD2($0.1.x, $0.1.y) }
         for _ in 0..<12 {
             let j = rng.nextInt(below: placed.count), angle = rng.nextDouble() * 2 * .pi
+            // The nearest-atom search compares the facing halves atom by atom: beyond about
+            // 8 nm particles (10⁸ pairs a step) it would take minutes, so those are not touched.
+            guard Double(mine.count) * Double(others[j].count) / 4 <= Self.touchingPairsLimit else { continue }
             let u = SIMD2(cos(angle), sin(angle)), q = SIMD2(placed[j].x, placed[j].y)
             let theirs = others[j].map { SIMD2($0.1.x, $0.1.y) }
             // From the projected reaches' contact inwards: each step closes the nearest atoms'
@@ -87,6 +90,9 @@ extension Simulator {
         }
         return nil
     }
+
+    /// The most atom pairs (facing halves) one step of `touchingPlace` may compare.
+    static let touchingPairsLimit = 1e8
 
     /// The smallest distance in projection between a point of `a` shifted by `offset` and one of `b`.
     package static func nearestDistance(_ a: [SIMD2<Double>], offset: SIMD2<Double>, _ b: [SIMD2<Double>]) -> Double {

@@ -31,7 +31,7 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
     public var shapes: [ParticleShape]?
     /// The share of particles (after an image's first) placed against one already placed, their
     /// nearest atoms 2.4–3.0 Å apart in projection (touching in the image), instead of anywhere
-    /// with 5 Å to spare.
+    /// with 5 Å to spare. Pairs larger than about 8 nm are placed apart (`touchingPairsLimit`).
     public var touchingFraction = 0.0
 
     public init() {}
