@@ -33,21 +33,32 @@ public struct CropSampler: Sendable {
         let cx = rng.nextDouble() * Double(image.width), cy = rng.nextDouble() * Double(image.height)
         let c = cos(angle) / zoom, s = sin(angle) / zoom
         let w = image.width, h = image.height
+        // The source position of output pixel (u, v) is ((cx + c·du) − s·dv − 0.5, (cy + s·du) +
+        // c·dv − 0.5): the products are taken once per column and once per row, the sums in that
+        // order per pixel (the same values as the formula written inline; `referenceSample` in the
+        // tests is that inline form). Indices wrap only when they leave the image.
+        var cdu = [Double](repeating: 0, count: n), sdu = [Double](repeating: 0, count: n)
+        for u in 0..<n {
+            let du = (Double(u) + 0.5 - Double(n) / 2) * (flipX ? -1 : 1)
+            cdu[u] = c * du; sdu[u] = s * du
+        }
         image.pixels.withUnsafeBufferPointer { src in
             mask.values.withUnsafeBufferPointer { m in
                 for v in 0..<n {
                     let dv = (Double(v) + 0.5 - Double(n) / 2) * (flipY ? -1 : 1)
+                    let sdv = s * dv, cdv = c * dv
+                    let xRow = x + v * n, tRow = t + v * n
                     for u in 0..<n {
-                        let du = (Double(u) + 0.5 - Double(n) / 2) * (flipX ? -1 : 1)
-                        let sx = cx + c * du - s * dv - 0.5, sy = cy + s * du + c * dv - 0.5
-                        let x0 = Int(sx.rounded(.down)), y0 = Int(sy.rounded(.down))
-                        let fx = Float(sx - Double(x0)), fy = Float(sy - Double(y0))
+                        let sx = cx + cdu[u] - sdv - 0.5, sy = cy + sdu[u] + cdv - 0.5
+                        let fx0 = sx.rounded(.down), fy0 = sy.rounded(.down)
+                        let x0 = Int(fx0), y0 = Int(fy0)
+                        let fx = Float(sx - fx0), fy = Float(sy - fy0)
                         let xa = wrap(x0, w), xb = wrap(x0 + 1, w), ya = wrap(y0, h) * w, yb = wrap(y0 + 1, h) * w
                         let top = src[ya + xa] + fx * (src[ya + xb] - src[ya + xa])
                         let bottom = src[yb + xa] + fx * (src[yb + xb] - src[yb + xa])
-                        x[v * n + u] = top + fy * (bottom - top)
-                        let nx = wrap(Int(sx.rounded()), w), ny = wrap(Int(sy.rounded()), h)
-                        t[v * n + u] = Float(m[ny * w + nx])
+                        xRow[u] = top + fy * (bottom - top)
+                        let nx = wrap(roundedHalfAway(sx), w), ny = wrap(roundedHalfAway(sy), h)
+                        tRow[u] = Float(m[ny * w + nx])
                     }
                 }
             }
@@ -81,7 +92,18 @@ public struct CropSampler: Sendable {
     }
 }
 
+/// `i` wrapped into `0..<n` (periodic); no division while it is already inside.
 @inline(__always) func wrap(_ i: Int, _ n: Int) -> Int {
+    if UInt(bitPattern: i) < UInt(n) { return i }
     let m = i % n
     return m < 0 ? m + n : m
+}
+
+/// `Int(x.rounded())` (halves away from zero) without the C library call that `.rounded()`
+/// makes on x86: `x` minus its truncation is exact, so comparing it with 0.5 decides exactly.
+@inline(__always) public func roundedHalfAway(_ x: Double) -> Int {
+    let t = x.rounded(.towardZero)
+    let r = Int(t)
+    let d = x - t
+    return d >= 0.5 ? r + 1 : (d <= -0.5 ? r - 1 : r)
 }

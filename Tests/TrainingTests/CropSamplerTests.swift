@@ -1,0 +1,102 @@
+import Foundation
+import Preprocessing
+import Training
+import XCTest
+
+/// The crop sampler against its plain twin: the formula written inline, every index wrapped with
+/// `%` and every nearest position from `.rounded()`, as the sampler was first written. The fast
+/// one must give the same bits, so a run resumed with a newer build goes on exactly as it started.
+final class CropSamplerTests: XCTestCase {
+    /// The reference: the same draws in the same order, then the inline geometry.
+    static func referenceSample(size n: Int, preset: AugmentationPreset, _ image: FloatImage, _ mask: BinaryMask,
+                                rng: inout SeededRandom) -> (x: [Float], t: [Float]) {
+        let angle = preset == .none ? 0 : rng.nextDouble() * 2 * Double.pi
+        let flipX = preset != .none && rng.nextBool(probability: 0.5)
+        let flipY = preset != .none && rng.nextBool(probability: 0.5)
+        let zoom = preset == .robust ? exp(rng.nextDouble(in: log(0.7)...log(1.4))) : 1
+        let cx = rng.nextDouble() * Double(image.width), cy = rng.nextDouble() * Double(image.height)
+        let c = cos(angle) / zoom, s = sin(angle) / zoom
+        let w = image.width, h = image.height
+        func wrap(_ i: Int, _ n: Int) -> Int { let m = i % n; return m < 0 ? m + n : m }
+        var x = [Float](repeating: 0, count: n * n), t = x
+        let src = image.pixels, m = mask.values
+        for v in 0..<n {
+            let dv = (Double(v) + 0.5 - Double(n) / 2) * (flipY ? -1 : 1)
+            for u in 0..<n {
+                let du = (Double(u) + 0.5 - Double(n) / 2) * (flipX ? -1 : 1)
+                let sx = cx + c * du - s * dv - 0.5, sy = cy + s * du + c * dv - 0.5
+                let x0 = Int(sx.rounded(.down)), y0 = Int(sy.rounded(.down))
+                let fx = Float(sx - Double(x0)), fy = Float(sy - Double(y0))
+                let xa = wrap(x0, w), xb = wrap(x0 + 1, w), ya = wrap(y0, h) * w, yb = wrap(y0 + 1, h) * w
+                let top = src[ya + xa] + fx * (src[ya + xb] - src[ya + xa])
+                let bottom = src[yb + xa] + fx * (src[yb + xb] - src[yb + xa])
+                x[v * n + u] = top + fy * (bottom - top)
+                let nx = wrap(Int(sx.rounded()), w), ny = wrap(Int(sy.rounded()), h)
+                t[v * n + u] = Float(m[ny * w + nx])
+            }
+        }
+        return (x, t)
+    }
+
+    func testFastSamplerGivesTheReferenceBits() {
+        var data = SeededRandom(seed: 7)
+        // Crops smaller than, equal to and larger than the image (wrapping several times).
+        for (w, h, n) in [(37, 53, 16), (37, 53, 96), (64, 64, 64), (300, 100, 48), (512, 512, 512)] {
+            let image = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { _ in data.nextFloat() })
+            let mask = BinaryMask(width: w, height: h, values: (0..<(w * h)).map { _ in data.nextBool(probability: 0.4) ? 1 : 0 })
+            for preset in AugmentationPreset.allCases {
+                let sampler = CropSampler(size: n, preset: preset)
+                for draw in 0..<(n == 512 ? 2 : 12) {
+                    var fast = SeededRandom(seed: UInt64(1000 * n + draw)), slow = fast
+                    var x = [Float](repeating: .nan, count: n * n), t = x
+                    x.withUnsafeMutableBufferPointer { xb in
+                        t.withUnsafeMutableBufferPointer { tb in
+                            sampler.sample(image, mask, rng: &fast, x: xb.baseAddress!, t: tb.baseAddress!)
+                        }
+                    }
+                    let ref = Self.referenceSample(size: n, preset: preset, image, mask, rng: &slow)
+                    XCTAssertEqual(t, ref.t, "labels, \(w)×\(h) image, \(n)² crop, \(preset), draw \(draw)")
+                    // The robust preset jitters intensities afterwards (its own draws), so the
+                    // image is compared where the geometry alone makes it.
+                    if preset != .robust {
+                        XCTAssertEqual(x.map(\.bitPattern), ref.x.map(\.bitPattern), "image, \(w)×\(h), \(n)², \(preset), draw \(draw)")
+                        XCTAssertEqual(fast.next(), slow.next(), "the same number of draws")
+                    }
+                }
+            }
+        }
+    }
+
+    func testCropsCoverTheMaskAsOften() {
+        // A sanity check independent of the reference: on a half-particle image, crops with
+        // rotation and flips see about half particle pixels on average.
+        let w = 64, h = 64
+        let mask = BinaryMask(width: w, height: h, values: (0..<(w * h)).map { ($0 % w) < 32 ? 1 : 0 })
+        let image = FloatImage(width: w, height: h, pixels: mask.values.map { Float($0) })
+        let sampler = CropSampler(size: 32, preset: .paper)
+        var rng = SeededRandom(seed: 3), total = 0.0
+        var x = [Float](repeating: 0, count: 32 * 32), t = x
+        for _ in 0..<200 {
+            x.withUnsafeMutableBufferPointer { xb in
+                t.withUnsafeMutableBufferPointer { tb in sampler.sample(image, mask, rng: &rng, x: xb.baseAddress!, t: tb.baseAddress!) }
+            }
+            total += Double(t.reduce(0, +)) / Double(t.count)
+        }
+        XCTAssertEqual(total / 200, 0.5, accuracy: 0.05)
+    }
+}
+
+final class RoundedHalfAwayTests: XCTestCase {
+    func testMatchesRoundedOnTiesAndNeighbours() {
+        var values: [Double] = [0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999999999999994, -0.49999999999999994,
+                                1e15 + 0.5, -1e15 - 0.5, 4503599627370495.5, -4503599627370495.5, 511.5, -512.5]
+        var rng = SeededRandom(seed: 11)
+        for _ in 0..<10_000 { values.append((rng.nextDouble() - 0.5) * 2000) }
+        for _ in 0..<1_000 { values.append(Double(Int(rng.nextDouble() * 2000) - 1000) + 0.5) }
+        for x in values {
+            XCTAssertEqual(roundedHalfAway(x), Int(x.rounded()), "\(x)")
+            XCTAssertEqual(roundedHalfAway(x.nextUp), Int(x.nextUp.rounded()), "\(x.nextUp)")
+            XCTAssertEqual(roundedHalfAway(x.nextDown), Int(x.nextDown.rounded()), "\(x.nextDown)")
+        }
+    }
+}
