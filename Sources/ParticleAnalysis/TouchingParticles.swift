@@ -12,8 +12,14 @@ package enum TouchingParticles {
     /// A neck narrower than this share of the smaller particle's inscribed radius separates.
     static let neckRatio: Float = 0.7
     /// Components whose bounding box holds more pixels than this (4096²) are left whole: the
-    /// split takes 16 bytes per pixel of the box, which `segment --memory` allows for up to this.
+    /// split takes `bytesPerBoxPixel` per pixel of the box, which `segment --memory` allows for
+    /// up to this.
     package static let largestBox = 1 << 24
+    /// The split's scratch per pixel of a component's box: the distance transform, the basin
+    /// numbers and the flooding order (4 bytes each), and the transform's own scratch.
+    package static let bytesPerBoxPixel = 16
+    /// The most scratch one split takes.
+    package static let largestScratchBytes = bytesPerBoxPixel * largestBox
     /// Particles whose inscribed radius is smaller than this many pixels are not split off.
     static let minimumRadius: Float = 3
 

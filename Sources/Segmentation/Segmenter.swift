@@ -2,6 +2,7 @@ import Foundation
 import MicrographIO
 import NanoNet
 import NanoTensor
+import ParticleAnalysis
 import Preprocessing
 
 /// Settings of a segmentation run that are not the model's own.
@@ -96,9 +97,6 @@ public final class Segmenter: @unchecked Sendable {
     /// resampled image, its prepared copy and the probability map. Exceeds the output stage only
     /// when the image is resampled up (pixels coarser than the model's).
     public static let networkBytesPerImagePixel = 4, networkBytesPerNetworkPixel = 12
-    /// Splitting touching particles takes 16 bytes per pixel of one particle's box at a time;
-    /// boxes over 2²⁴ pixels (4096²) are not split, so this bounds it.
-    public static let splitBytes = 16 << 24
     /// The process itself (code, libraries, model, thread stacks).
     public static let baseBytes = 150 << 20
 
@@ -109,7 +107,7 @@ public final class Segmenter: @unchecked Sendable {
     public func memoryPlan(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int = 0) -> Result<(fullSize: Int, tileSize: Int), MemoryShortfall> {
         let scale = self.scale(for: pixelSizeNm)
         let pixels = Double(width) * Double(height)
-        let fullSize = Double(fileBytes) + min(pixels * 16, Double(Self.splitBytes))
+        let fullSize = Double(fileBytes) + min(pixels * Double(TouchingParticles.bytesPerBoxPixel), Double(TouchingParticles.largestScratchBytes))
             + max(pixels * Double(Self.outputBytesPerPixel),
                   pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(Self.networkBytesPerNetworkPixel)))
         let plan = predictor.engine.plan
