@@ -41,13 +41,13 @@ public struct Crystal: Sendable {
     /// by `rotation` (rows). Single-crystal shapes only; `TwinnedParticles` builds the others.
     public func atoms(within radius: Double, rotation: [SIMD3<Double>], offset: SIMD3<Double> = .zero,
                       shape: ParticleShape = .sphere) -> [(Element, SIMD3<Double>)] {
-        atoms(within: radius * shape.boundingRadius, rotation: rotation, offset: offset) { p, _ in shape.contains(p, halfSize: radius) }
+        atoms(within: radius * shape.boundingRadius, rotation: rotation, offset: offset) { shape.contains($0, halfSize: radius) }
     }
 
-    /// Every atom within `reach` Å of the origin (less `offset`) for which `keep(p, r)` holds, p
-    /// in the crystal's frame and r = rotation · p; returned rotated.
+    /// Every atom within `reach` Å of the origin (less `offset`) for which `keep(p)` holds, p in
+    /// the crystal's frame; returned rotated.
     func atoms(within reach: Double, rotation: [SIMD3<Double>], offset: SIMD3<Double> = .zero,
-               where keep: (_ crystalFrame: SIMD3<Double>, _ rotated: SIMD3<Double>) -> Bool) -> [(Element, SIMD3<Double>)] {
+               where keep: (_ crystalFrame: SIMD3<Double>) -> Bool) -> [(Element, SIMD3<Double>)] {
         let lengths = lattice.map { ($0 * $0).sum().squareRoot() }
         // Lattice cells far enough along each vector to hold the shape even for oblique lattices.
         let n = lengths.map { Int((2 * reach / $0).rounded(.up)) + 1 }
@@ -56,9 +56,8 @@ public struct Crystal: Sendable {
             for (e, f) in basis {
                 let fr = SIMD3(Double(i), Double(j), Double(k)) + f
                 let p = fr.x * lattice[0] + fr.y * lattice[1] + fr.z * lattice[2] - offset
-                guard (p * p).sum() <= reach * reach else { continue }
-                let r = SIMD3((rotation[0] * p).sum(), (rotation[1] * p).sum(), (rotation[2] * p).sum())
-                if keep(p, r) { out.append((e, r)) }
+                guard (p * p).sum() <= reach * reach, keep(p) else { continue }
+                out.append((e, SIMD3((rotation[0] * p).sum(), (rotation[1] * p).sum(), (rotation[2] * p).sum())))
             }
         } } }
         return out

@@ -47,7 +47,7 @@ public enum ParticleShape: String, CaseIterable, Sendable, Codable {
             // reaches 1.25 R radially (before the {100} cut) and 1.25 R / √2 along the axis.
             let k = Int((atan2(p.y, p.x) / (2 * Double.pi / 5)).rounded())
             let rho = (p * TwinnedParticles.decahedronBisector(k)).sum()
-            return rho <= r && rho / (1.25 * r) + a.z / (0.8925 * r) <= 1
+            return rho <= r && rho / (TwinnedParticles.decahedronBisectorReach * r) + a.z / (TwinnedParticles.decahedronAxisEdge / 2 * r) <= 1
         case .icosahedron:
             return TwinnedParticles.icosahedronFaces.allSatisfy { (p * $0.normal).sum() <= r }
         }
@@ -60,7 +60,7 @@ public enum ParticleShape: String, CaseIterable, Sendable, Codable {
         case .truncatedOctahedron: return 1.26   // the vertices (1, 0.507, 0) and the like; 1.26 covers them
         case .cuboctahedron: return 2.0.squareRoot()
         case .hexagonalPrism: return ((2 / 3.0.squareRoot()) * (2 / 3.0.squareRoot()) + 0.64).squareRoot()
-        case .decahedron: return 1.25        // the corners between facets, 1.236 out and ±0.18 up: 1.249
+        case .decahedron: return TwinnedParticles.decahedronBisectorReach  // the corners between facets, 1.236 out and ±0.18 up: 1.249
         case .icosahedron: return 1.259      // circumradius / inradius of the icosahedron
         }
     }

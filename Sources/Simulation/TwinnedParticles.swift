@@ -26,6 +26,12 @@ package enum TwinnedParticles {
         }
     }
 
+    /// The decahedron's pentagonal bipyramid in units of R, the {100} facets' distance from the
+    /// axis: its axis edge L = 1.785 R, so that it reaches 1.25 R along each segment's bisector
+    /// before the {100} cut and its apexes lie at ±L/2 = ±0.8925 R.
+    package static let decahedronAxisEdge = 1.785
+    package static let decahedronBisectorReach = 1.25
+
     /// Every atom of the twinned particle of half-size `r` of an fcc metal, rotated by `rotation`
     /// (the particle's orientation, rows).
     package static func atoms(_ material: Material, shape: ParticleShape, halfSize r: Double,
@@ -37,9 +43,7 @@ package enum TwinnedParticles {
         var tetrahedra: [(origin: SIMD3<Double>, edges: [SIMD3<Double>], layers: Int)] = []
         switch shape {
         case .decahedron:
-            // Axis edge L = 1.785 R: the bipyramid then reaches 1.25 R along each bisector before
-            // the {100} cut at R, and its apexes lie at ±0.89 R.
-            let layers = max(1, Int((1.785 * r / bond).rounded()))
+            let layers = max(1, Int((decahedronAxisEdge * r / bond).rounded()))
             let origin = SIMD3(0, 0, -Double(layers) * bond / 2)
             let rho = 3.0.squareRoot() / 2  // the equatorial vertices' distance from the axis, in edges
             for k in 0..<5 {
