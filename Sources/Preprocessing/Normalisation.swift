@@ -41,31 +41,31 @@ public enum Normalisation: Sendable, Equatable {
 }
 
 /// Per-image min-max scaling to [0, 1]: `(x - min) / (max - min)`; a constant image becomes 0.
-public func minMaxNormalise(_ image: FloatImage) -> FloatImage {
+public func minMaxNormalise(_ image: consuming FloatImage) -> FloatImage {
     let (lo, hi) = image.minMax()
     guard hi > lo else { return FloatImage(width: image.width, height: image.height, repeating: 0) }
-    return affine(image, offset: lo, scale: 1 / (hi - lo), clip: false)
+    return affine(consume image, offset: lo, scale: 1 / (hi - lo), clip: false)
 }
 
 /// Per-image robust scaling: percentiles `lower` and `upper` (in percent, 0...100) map to 0 and 1,
 /// values outside are clipped. Percentiles are found by selection (O(n)), not by sorting.
-public func percentileNormalise(_ image: FloatImage, lower: Float = 0.5, upper: Float = 99.5) -> FloatImage {
+public func percentileNormalise(_ image: consuming FloatImage, lower: Float = 0.5, upper: Float = 99.5) -> FloatImage {
     require(0 <= lower && lower < upper && upper <= 100,
             "percentileNormalise: need 0 <= lower < upper <= 100, got \(lower), \(upper)")
     guard image.count > 0 else { return image }
     let q = percentiles(image.pixels, [Double(lower), Double(upper)])
-    guard q[1] > q[0] else { return minMaxNormalise(image) }
-    return affine(image, offset: q[0], scale: 1 / (q[1] - q[0]), clip: true)
+    guard q[1] > q[0] else { return minMaxNormalise(consume image) }
+    return affine(consume image, offset: q[0], scale: 1 / (q[1] - q[0]), clip: true)
 }
 
 /// Per-image robust standardisation: `(x - median) / (1.4826 * MAD)`, not clipped.
-public func medianMADStandardise(_ image: FloatImage) -> FloatImage {
+public func medianMADStandardise(_ image: consuming FloatImage) -> FloatImage {
     guard image.count > 0 else { return image }
     let median = percentiles(image.pixels, [50])[0]
     let deviations = image.pixels.map { abs($0 - median) }
     let mad = percentiles(deviations, [50])[0]
     let s: Float = mad > 0 ? 1 / (1.4826 * mad) : 1
-    return affine(image, offset: median, scale: s, clip: false)
+    return affine(consume image, offset: median, scale: s, clip: false)
 }
 
 /// `x * factor` for every sample.
@@ -73,9 +73,11 @@ func scale(_ image: FloatImage, by factor: Float) -> FloatImage {
     affine(image, offset: 0, scale: factor, clip: false)
 }
 
-/// `(x - offset) * scale`, optionally clipped to [0, 1].
-func affine(_ image: FloatImage, offset: Float, scale: Float, clip: Bool) -> FloatImage {
-    var out = image
+/// `(x - offset) * scale`, optionally clipped to [0, 1]. The normalisations consume their image,
+/// so the last owner's pixels (a median-filtered copy, say) are scaled where they lie instead of
+/// being copied first (a fresh full-size array: 64 MB and its page faults for a 4096² image).
+func affine(_ image: consuming FloatImage, offset: Float, scale: Float, clip: Bool) -> FloatImage {
+    var out = consume image
     out.pixels.withUnsafeMutableBufferPointer { p in
         if clip {
             for i in 0..<p.count { p[i] = smin(smax((p[i] - offset) * scale, 0), 1) }

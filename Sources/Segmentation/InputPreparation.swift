@@ -7,9 +7,9 @@ extension InputRecipe {
         let filtered = medianFilter ? medianFilter3x3(image) : image
         switch scaling {
         case .none: return filtered
-        case .minMax: return minMaxNormalise(filtered)
-        case .percentile: return percentileNormalise(filtered, lower: lowerPercentile, upper: upperPercentile)
-        case .medianMAD: return medianMADStandardise(filtered)
+        case .minMax: return minMaxNormalise(consume filtered)
+        case .percentile: return percentileNormalise(consume filtered, lower: lowerPercentile, upper: upperPercentile)
+        case .medianMAD: return medianMADStandardise(consume filtered)
         }
     }
 }
