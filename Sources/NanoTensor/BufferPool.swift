@@ -24,10 +24,28 @@ public final class BufferPool: @unchecked Sendable {
         }
         freshBytes += n * 4
         lock.unlock()
+        return BufferPool.allocate(n)
+    }
+
+    /// Buffers of at least this many bytes are laid on 2 MiB pages where Linux offers them
+    /// (transparent huge pages for regions that ask, `madvise`, the common setting): a 512²
+    /// batch's activations are gigabytes, and with 4 KiB pages the kernels' plane-strided accesses
+    /// miss the TLB. Measured on AMD EPYC fam 25 mod 17 (AVX2 build): `thp_fault_alloc` counts
+    /// the pages granted; batch-20 training steps 0.465-0.469 s against 0.478-0.513 s with 4 KiB
+    /// pages, alternating; the 2 MiB alignment alone changed nothing. The first touch of a huge
+    /// page costs more (the kernel clears 2 MiB at once), which a recycled buffer pays once.
+    static let largeAlignment = 2 << 20
+
+    static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
+        let bytes = n * MemoryLayout<Float>.stride
+        let large = bytes >= largeAlignment
         var raw: UnsafeMutableRawPointer? = nil
-        guard posix_memalign(&raw, 64, n * MemoryLayout<Float>.stride) == 0, let r = raw else {
-            fatalError("out of memory allocating \(n * 4) bytes")
+        guard posix_memalign(&raw, large ? largeAlignment : 64, bytes) == 0, let r = raw else {
+            fatalError("out of memory allocating \(bytes) bytes")
         }
+        #if os(Linux)
+        if large { _ = madvise(r, bytes / largeAlignment * largeAlignment, MADV_HUGEPAGE) }
+        #endif
         return r.bindMemory(to: Float.self, capacity: n)
     }
 
