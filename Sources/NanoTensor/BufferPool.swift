@@ -23,22 +23,31 @@ public final class BufferPool: @unchecked Sendable {
             return p
         }
         freshBytes += n * 4
+        let huge = useHugePages
         lock.unlock()
-        return BufferPool.allocate(n)
+        return BufferPool.allocate(n, hugePages: huge)
     }
 
-    /// Buffers of at least this many bytes are laid on 2 MiB pages where Linux offers them
-    /// (transparent huge pages for regions that ask, `madvise`, the common setting): a 512²
-    /// batch's activations are gigabytes, and with 4 KiB pages the kernels' plane-strided accesses
-    /// miss the TLB. Measured on AMD EPYC fam 25 mod 17 (AVX2 build): `thp_fault_alloc` counts
-    /// the pages granted; batch-20 training steps 0.465-0.469 s against 0.478-0.513 s with 4 KiB
-    /// pages, alternating; the 2 MiB alignment alone changed nothing. The first touch of a huge
-    /// page costs more (the kernel clears 2 MiB at once), which a recycled buffer pays once.
+    /// With `hugePages` on, buffers of at least this many bytes are laid on 2 MiB pages where
+    /// Linux offers them (transparent huge pages for regions that ask, `madvise`, the common
+    /// setting): a 512² batch's activations are gigabytes, and with 4 KiB pages the kernels'
+    /// plane-strided accesses miss the TLB. Measured on AMD EPYC fam 25 mod 17 (`thp_fault_alloc`
+    /// counts the pages granted): batch-20 training steps 0.426-0.481 s against 0.449-0.685 s
+    /// (AVX-512) and 0.465-0.480 s against 0.478-0.523 s (AVX2 build), alternating; the 2 MiB
+    /// alignment alone changed nothing. But a huge page's first touch costs more, so a single
+    /// pass over fresh buffers (one micrograph's tiles: `segment_4096`'s network 0.69-0.73 s
+    /// against 0.63-0.69 s) loses: training, which recycles the same buffers for thousands of
+    /// steps, turns it on.
+    public static var hugePages: Bool {
+        get { shared.lock.lock(); defer { shared.lock.unlock() }; return shared.useHugePages }
+        set { shared.lock.lock(); shared.useHugePages = newValue; shared.lock.unlock() }
+    }
+    private var useHugePages = false
     static let largeAlignment = 2 << 20
 
-    static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
+    static func allocate(_ n: Int, hugePages: Bool) -> UnsafeMutablePointer<Float> {
         let bytes = n * MemoryLayout<Float>.stride
-        let large = bytes >= largeAlignment
+        let large = hugePages && bytes >= largeAlignment
         var raw: UnsafeMutableRawPointer? = nil
         guard posix_memalign(&raw, large ? largeAlignment : 64, bytes) == 0, let r = raw else {
             fatalError("out of memory allocating \(bytes) bytes")

@@ -96,6 +96,7 @@ public final class Trainer {
 
     /// Trains to the end (or to early stopping), leaving the best epoch's weights in `network`.
     public func run() throws {
+        BufferPool.hugePages = true  // the same activation buffers for every step
         let total = settings.epochs * settings.stepsPerEpoch
         let sampler = CropSampler(size: settings.tile, preset: settings.augment)
         let b = settings.batchSize, t = settings.tile
