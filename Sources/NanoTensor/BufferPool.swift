@@ -37,7 +37,9 @@ public final class BufferPool: @unchecked Sendable {
     /// alignment alone changed nothing. But a huge page's first touch costs more, so a single
     /// pass over fresh buffers (one micrograph's tiles: `segment_4096`'s network 0.69-0.73 s
     /// against 0.63-0.69 s) loses: training, which recycles the same buffers for thousands of
-    /// steps, turns it on.
+    /// steps, turns it on. (Where the kernel compacts memory synchronously for such regions,
+    /// `defrag` = `madvise`, the default), a first touch may also wait for that when memory is
+    /// fragmented.)
     public static var hugePages: Bool {
         get { shared.lock.lock(); defer { shared.lock.unlock() }; return shared.useHugePages }
         set { shared.lock.lock(); shared.useHugePages = newValue; shared.lock.unlock() }

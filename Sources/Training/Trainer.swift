@@ -96,7 +96,11 @@ public final class Trainer {
 
     /// Trains to the end (or to early stopping), leaving the best epoch's weights in `network`.
     public func run() throws {
-        BufferPool.hugePages = true  // the same activation buffers for every step
+        // The same activation buffers serve every step: huge pages pay (see BufferPool.hugePages);
+        // whatever runs after training (one pass over fresh buffers) gets the caller's setting back.
+        let hugePages = BufferPool.hugePages
+        BufferPool.hugePages = true
+        defer { BufferPool.hugePages = hugePages }
         let total = settings.epochs * settings.stepsPerEpoch
         let sampler = CropSampler(size: settings.tile, preset: settings.augment)
         let b = settings.batchSize, t = settings.tile

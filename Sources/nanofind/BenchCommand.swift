@@ -98,6 +98,7 @@ struct Bench: ParsableCommand {
                   ("gflops", net.forwardFlops(height: 2048, width: 2048) / r.median / 1e9),
                   ("gflops_executed", net.executedForwardFlops(height: 2048, width: 2048) / r.median / 1e9)])
         }
+        let hugePages = BufferPool.hugePages
         BufferPool.hugePages = wanted("train_step_512")  // as `train` runs (see BufferPool.hugePages)
         for batch in [4, 20] where wanted("train_step_512") {
             let trainNet = UNet(config: net.config, seed: 2)
@@ -121,7 +122,7 @@ struct Bench: ParsableCommand {
                   ("gflops", 3 * flops512 * Double(batch) / r.median / 1e9),
                   ("gflops_executed", trainExecuted512 * Double(batch) / r.median / 1e9)])
         }
-        BufferPool.hugePages = false
+        BufferPool.hugePages = hugePages
         // Each 3×3 convolution of a 512² forward pass alone (BN folded, as inference runs it: a
         // decoder's first convolution as the direct skip part plus the upsampled part on the map
         // before upsampling).
