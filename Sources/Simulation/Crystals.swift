@@ -9,6 +9,14 @@ public struct Crystal: Sendable {
     public static func fcc(_ e: Element, a: Double) -> Crystal {
         cubic(a, [(e, [0, 0, 0]), (e, [0.5, 0.5, 0]), (e, [0.5, 0, 0.5]), (e, [0, 0.5, 0.5])])
     }
+    /// Body-centred cubic with lattice constant a (Å).
+    public static func bcc(_ e: Element, a: Double) -> Crystal {
+        cubic(a, [(e, [0, 0, 0]), (e, [0.5, 0.5, 0.5])])
+    }
+    /// Hexagonal close-packed (a, c in Å): two atoms a cell, at (⅓, ⅔, ¼) and (⅔, ⅓, ¾).
+    public static func hcp(_ e: Element, a: Double, c: Double) -> Crystal {
+        Crystal(lattice: hexagonal(a, c), basis: [(e, [1.0 / 3, 2.0 / 3, 0.25]), (e, [2.0 / 3, 1.0 / 3, 0.75])])
+    }
     /// Zinc blende AB: A on the fcc sites, B shifted by (¼, ¼, ¼).
     public static func zincBlende(_ cation: Element, _ anion: Element, a lattice: Double) -> Crystal {
         let f: [SIMD3<Double>] = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
@@ -22,8 +30,7 @@ public struct Crystal: Sendable {
     }
     /// Wurtzite AB (hexagonal a, c; internal parameter u).
     public static func wurtzite(_ cation: Element, _ anion: Element, a: Double, c: Double, u: Double = 0.375) -> Crystal {
-        let lattice: [SIMD3<Double>] = [[a, 0, 0], [-a / 2, a * 3.0.squareRoot() / 2, 0], [0, 0, c]]
-        return Crystal(lattice: lattice, basis: [(cation, [1.0 / 3, 2.0 / 3, 0]), (cation, [2.0 / 3, 1.0 / 3, 0.5]),
+        Crystal(lattice: hexagonal(a, c), basis: [(cation, [1.0 / 3, 2.0 / 3, 0]), (cation, [2.0 / 3, 1.0 / 3, 0.5]),
                                                   (anion, [1.0 / 3, 2.0 / 3, u]), (anion, [2.0 / 3, 1.0 / 3, 0.5 + u])])
     }
     /// Rutile AB₂ (tetragonal a, c; oxygen parameter u).
@@ -35,6 +42,11 @@ public struct Crystal: Sendable {
 
     static func cubic(_ a: Double, _ basis: [(Element, SIMD3<Double>)]) -> Crystal {
         Crystal(lattice: [[a, 0, 0], [0, a, 0], [0, 0, a]], basis: basis)
+    }
+
+    /// Hexagonal lattice vectors: a₁ along x, a₂ at 120° from it, c along z.
+    static func hexagonal(_ a: Double, _ c: Double) -> [SIMD3<Double>] {
+        [[a, 0, 0], [-a / 2, a * 3.0.squareRoot() / 2, 0], [0, 0, c]]
     }
 
     /// Every atom of the crystal cut to `shape` of half-size `radius` Å about the origin, rotated
@@ -79,7 +91,7 @@ func cross(_ a: SIMD3<Double>, _ b: SIMD3<Double>) -> SIMD3<Double> {
 
 /// The materials `simulate` knows, with their structures and real lattice constants (Å).
 public enum Material: String, CaseIterable, Sendable, Codable {
-    case Au, Ag, Pt, Pd, Cu, CdSe, CdS, ZnS, CeO2, TiO2
+    case Au, Ag, Pt, Pd, Cu, Fe, W, Co, Ru, CdSe, CdS, ZnS, CeO2, TiO2
 
     public var crystal: Crystal {
         switch self {
@@ -88,6 +100,10 @@ public enum Material: String, CaseIterable, Sendable, Codable {
         case .Pt: return .fcc(.Pt, a: 3.924)
         case .Pd: return .fcc(.Pd, a: 3.891)
         case .Cu: return .fcc(.Cu, a: 3.615)
+        case .Fe: return .bcc(.Fe, a: 2.8665)  // α-Fe
+        case .W: return .bcc(.W, a: 3.1652)
+        case .Co: return .hcp(.Co, a: 2.5071, c: 4.0695)  // α-Co
+        case .Ru: return .hcp(.Ru, a: 2.7059, c: 4.2815)
         case .CdSe: return .wurtzite(.Cd, .Se, a: 4.300, c: 7.011, u: 0.376)
         case .CdS: return .wurtzite(.Cd, .S, a: 4.136, c: 6.714, u: 0.377)
         case .ZnS: return .zincBlende(.Zn, .S, a: 5.409)
@@ -102,7 +118,7 @@ public enum Material: String, CaseIterable, Sendable, Codable {
     /// Low-index zone axes (in lattice-vector components) the particle is oriented near.
     var zoneAxes: [SIMD3<Double>] {
         switch self {
-        case .CdSe, .CdS: return [[2, -1, 0], [0, 1, 0], [0, 0, 1]]  // [2-1-10], [01-10], [0001] in 3-index form
+        case .CdSe, .CdS, .Co, .Ru: return [[2, -1, 0], [0, 1, 0], [0, 0, 1]]  // [2-1-10], [01-10], [0001] in 3-index form
         case .TiO2: return [[0, 0, 1], [1, 0, 0], [1, 1, 0]]
         default: return [[0, 0, 1], [0, 1, 1], [1, 1, 1], [1, 1, 2]]
         }

@@ -29,6 +29,43 @@ final class SimulationPhysicsTests: XCTestCase {
         XCTAssertEqual(nearest, 2.63, accuracy: 0.03)
     }
 
+    func testBodyCentredAndHexagonalClosePackedMetals() {
+        let identity: [SIMD3<Double>] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+        // The neighbours of the atom nearest the centre of a small cluster, sorted by distance.
+        func shells(_ m: Material) -> [Double] {
+            let atoms = m.crystal.atoms(within: 9, rotation: identity).map(\.1)
+            let centre = atoms.min { ($0 * $0).sum() < ($1 * $1).sum() }!
+            return atoms.map { (($0 - centre) * ($0 - centre)).sum().squareRoot() }.filter { $0 > 0.01 }.sorted()
+        }
+        // bcc: 1/d² = (h² + k² + l²)/a²; 8 nearest neighbours at a√3/2, 6 more at a; 2 atoms per a³.
+        for (m, a) in [(Material.Fe, 2.8665), (.W, 3.1652)] {
+            XCTAssertEqual(m.crystal.spacing(1, 1, 0), a / 2.0.squareRoot(), accuracy: 1e-9)
+            XCTAssertEqual(m.crystal.spacing(2, 0, 0), a / 2, accuracy: 1e-9)
+            XCTAssertEqual(m.crystal.spacing(2, 1, 1), a / 6.0.squareRoot(), accuracy: 1e-9)
+            let d = shells(m)
+            XCTAssertEqual(Array(d.prefix(8)).map { ($0 * 1e6).rounded() / 1e6 }, Array(repeating: ((a * 3.0.squareRoot() / 2) * 1e6).rounded() / 1e6, count: 8), "\(m)")
+            XCTAssertEqual(d[8], a, accuracy: 1e-9, "\(m)")
+            let r = 15.0, n = m.crystal.atoms(within: r, rotation: identity).count
+            XCTAssertEqual(Double(n), 2 / pow(a, 3) * 4 / 3 * Double.pi * r * r * r, accuracy: 0.06 * Double(n), "\(m)")
+        }
+        // hcp: the hexagonal d(hkl) as for wurtzite; 12 nearest neighbours, 6 in the basal plane at a
+        // and 6 in the planes above and below at √(a²/3 + c²/4); 2 atoms per cell of a²c·√3/2.
+        for (m, a, c) in [(Material.Co, 2.5071, 4.0695), (.Ru, 2.7059, 4.2815)] {
+            XCTAssertEqual(m.crystal.spacing(1, 0, 0), a * 3.0.squareRoot() / 2, accuracy: 1e-9)
+            XCTAssertEqual(m.crystal.spacing(0, 0, 2), c / 2, accuracy: 1e-9)
+            XCTAssertEqual(m.crystal.spacing(1, 0, 1), 1 / (4.0 / 3 / (a * a) + 1 / (c * c)).squareRoot(), accuracy: 1e-9)
+            let d = shells(m), outOfPlane = (a * a / 3 + c * c / 4).squareRoot()
+            XCTAssertEqual(d.prefix(12).filter { abs($0 - a) < 1e-9 }.count, 6, "\(m)")
+            XCTAssertEqual(d.prefix(12).filter { abs($0 - outOfPlane) < 1e-9 }.count, 6, "\(m)")
+            XCTAssertGreaterThan(d[12], max(a, outOfPlane) + 0.5, "\(m)")
+            let r = 15.0, n = m.crystal.atoms(within: r, rotation: identity).count
+            XCTAssertEqual(Double(n), 2 / (a * a * c * 3.0.squareRoot() / 2) * 4 / 3 * Double.pi * r * r * r, accuracy: 0.06 * Double(n), "\(m)")
+        }
+        // The published Lobato-Van Dyck coefficients: f(0) = 2 Σ aᵢ.
+        XCTAssertEqual(Element.Fe.scatteringFactor(g2: 0), 7.1635, accuracy: 1e-3)
+        XCTAssertEqual(Element.W.scatteringFactor(g2: 0), 12.6368, accuracy: 1e-3)
+    }
+
     func testScatteringFactorsAndBeam() {
         // f(0) = 2 Σ aᵢ; carbon ≈ 2.5 Å and gold ≈ 10.6 Å, decreasing with g.
         XCTAssertEqual(Element.C.scatteringFactor(g2: 0), 2.5, accuracy: 0.05)
