@@ -202,4 +202,29 @@ static inline int nf_png_encode(const unsigned char *pixels, uint32_t width, uin
     png_destroy_write_struct(&png, &info);
     return 0;
 }
+
+/* Deflates `size` bytes into a zlib stream (RFC 1950, what TIFF's Adobe deflate compression 8
+   stores) at `level`, in one call (inputs and the bound below 4 GiB). On success *out holds
+   the stream (free it with nf_png_free). */
+static inline int nf_zlib_compress(const unsigned char *bytes, size_t size, int level,
+                                   unsigned char **out, size_t *out_size) {
+    *out = NULL; *out_size = 0;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit(&z, level) != Z_OK) return 1;
+    uLong bound = deflateBound(&z, (uLong)size);
+    unsigned char *buffer = bound <= 0xFFFFFFFFul && size <= 0xFFFFFFFFul ? (unsigned char *)malloc(bound) : NULL;
+    if (buffer == NULL) { deflateEnd(&z); return 1; }
+    z.next_in = (Bytef *)bytes;
+    z.avail_in = (uInt)size;
+    z.next_out = buffer;
+    z.avail_out = (uInt)bound;
+    int status = deflate(&z, Z_FINISH);
+    size_t produced = (size_t)z.total_out;
+    deflateEnd(&z);
+    if (status != Z_STREAM_END) { free(buffer); return 1; }
+    *out = buffer;
+    *out_size = produced;
+    return 0;
+}
 #endif

@@ -4,7 +4,8 @@ import ParticleAnalysis
 import Preprocessing
 
 /// The files `segment` writes for one image, each atomically (temporary file, then rename):
-/// `<name>_mask.png` (0/255), `<name>_mask.tif`, `<name>_labels.tif` (uint16 particle ids),
+/// `<name>_mask.png` (0/255), `<name>_mask.tif`, `<name>_labels.tif` (uint16 particle ids; both
+/// TIFFs deflated, see `TIFFWriter`),
 /// `<name>_prob.tif` (float32) or `<name>_prob.npy`, `<name>_overlay.png` and, last, as the mark
 /// that the image is done, `<name>_particles.csv` and `<name>.summary.json`. The TIFFs carry an
 /// ImageJ calibration in nm so Fiji shows the scale.
@@ -94,7 +95,7 @@ public enum ImageOutputs {
             ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255, width: w, height: h, to: url("_mask.png")) }),
             ("write_mask_tif", url("_mask.tif"), {
                 try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255, pixelSize: pixelSize, format: "tiff"),
-                                     to: url("_mask.tif"))
+                                     to: url("_mask.tif"), deflated: true)
             }),
         ]
     }
@@ -114,7 +115,8 @@ public enum ImageOutputs {
             ("write_labels_tif", url("_labels.tif"), {
                 let labelBytes = [UInt8](unsafeUninitializedCapacity: 2 * w * h) { bytes, count in
                     measurement.labels.labels.withUnsafeBufferPointer { labels in
-                        for (i, l) in labels.enumerated() {  // little-endian uint16 (count checked above)
+                        for i in 0..<labels.count {  // little-endian uint16 (count checked above)
+                            let l = labels[i]
                             bytes[2 * i] = UInt8(truncatingIfNeeded: l); bytes[2 * i + 1] = UInt8(truncatingIfNeeded: l >> 8)
                         }
                     }
@@ -122,7 +124,7 @@ public enum ImageOutputs {
                 }
                 try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes,
                                                 pixelSize: pixelSizeNm.map { PixelSize(isotropic: $0) }, format: "tiff"),
-                                     to: url("_labels.tif"))
+                                     to: url("_labels.tif"), deflated: true)
             }),
         ]
     }

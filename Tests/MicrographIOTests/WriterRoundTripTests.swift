@@ -45,6 +45,41 @@ final class WriterRoundTripTests: XCTestCase {
         _ = try roundTrip(TestImages.image(.uint8, channels: 3), name: "rgb.tif", write: TIFFWriter.write)
     }
 
+    /// Masks and labels are written deflated with the horizontal predictor: libtiff (an
+    /// independent reader) gets the same pixels back, including wrap-around differences (255 → 0,
+    /// 65535 → 1), every page of a stack, and a mask of long runs shrinks far below its raw size.
+    func testDeflatedTIFFRoundTripsAndShrinksMasks() throws {
+        for type in [PixelType.uint8, .uint16, .int16, .int8] {
+            for frames in [1, 3] {
+                let image = TestImages.image(type, width: 37, height: 11, frames: frames, pixelSizeNM: 0.05)
+                let m = try roundTrip(image, name: "deflated-\(type)-\(frames).tif") { try TIFFWriter.write($0, to: $1, deflated: true) }
+                XCTAssertEqual(m.pixelSize?.x ?? .nan, 0.05, accuracy: 1e-9)
+            }
+        }
+        let wrap = Micrograph(width: 4, height: 2, pixelType: .uint16, data: [255, 255, 0, 0, 1, 0, 255, 255, 0, 0, 0, 0, 7, 0, 0, 0],
+                              pixelSize: nil, format: "tiff")
+        _ = try roundTrip(wrap, name: "wrap.tif") { try TIFFWriter.write($0, to: $1, deflated: true) }
+        // A 1024² mask with a disc: tags say deflate + predictor, and the file is tiny.
+        let side = 1024
+        var mask = [UInt8](repeating: 0, count: side * side)
+        for y in 0..<side { for x in 0..<side where (x - 500) * (x - 500) + (y - 400) * (y - 400) < 200 * 200 { mask[y * side + x] = 255 } }
+        let url = dir.appendingPathComponent("mask.tif")
+        try TIFFWriter.write(Micrograph(width: side, height: side, pixelType: .uint8, data: mask, pixelSize: nil, format: "tiff"),
+                             to: url, deflated: true)
+        let bytes = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int)
+        XCTAssertLessThan(bytes, side * side / 50, "a deflated mask of one disc should be tiny, it is \(bytes) bytes")
+        XCTAssertTrue(try MicrographReader.open(url)[0].data == mask)
+        var messages = nf_tiff_messages()
+        let tif = try XCTUnwrap(nf_tiff_open(url.path, "r", &messages, 0))
+        defer { TIFFClose(tif) }
+        var compression: UInt16 = 0, predictor: UInt16 = 0
+        XCTAssertEqual(nf_tiff_get_u16(tif, UInt32(TIFFTAG_COMPRESSION), &compression), 1)
+        XCTAssertEqual(nf_tiff_get_u16(tif, UInt32(TIFFTAG_PREDICTOR), &predictor), 1)
+        XCTAssertEqual(Int32(compression), COMPRESSION_ADOBE_DEFLATE)
+        XCTAssertEqual(Int32(predictor), PREDICTOR_HORIZONTAL)
+        XCTAssertThrowsError(try TIFFWriter.write(TestImages.image(.float32), to: dir.appendingPathComponent("f.tif"), deflated: true))
+    }
+
     func testTIFFPixelSizesOverManyDecadesSurviveTheRational() throws {
         for p in [1e-4, 0.0100127, 0.04336, 1.0, 3.3724e3, 2.5e6] {
             let m = try roundTrip(TestImages.image(.float32, pixelSizeNM: p), name: "p\(p).tif", write: TIFFWriter.write)
