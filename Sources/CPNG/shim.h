@@ -204,14 +204,16 @@ static inline int nf_png_encode(const unsigned char *pixels, uint32_t width, uin
 }
 
 /* Deflates `size` bytes into a zlib stream (RFC 1950, what TIFF's Adobe deflate compression 8
-   stores) at `level`, in one call (inputs and the bound below 4 GiB). On success *out holds
-   the stream (free it with nf_png_free). */
-static inline int nf_zlib_compress(const unsigned char *bytes, size_t size, int level,
-                                   unsigned char **out, size_t *out_size) {
+   stores) at `level`, run-length matches only (Z_RLE: what masks and label images, after the
+   TIFF predictor, are made of; half the size of level 1's default matching, and faster), in
+   one call (inputs and the bound below 4 GiB). On success *out holds the stream (free it with
+   nf_png_free). */
+static inline int nf_zlib_compress_runs(const unsigned char *bytes, size_t size, int level,
+                                        unsigned char **out, size_t *out_size) {
     *out = NULL; *out_size = 0;
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (deflateInit(&z, level) != Z_OK) return 1;
+    if (deflateInit2(&z, level, Z_DEFLATED, 15, 8, Z_RLE) != Z_OK) return 1;
     uLong bound = deflateBound(&z, (uLong)size);
     unsigned char *buffer = bound <= 0xFFFFFFFFul && size <= 0xFFFFFFFFul ? (unsigned char *)malloc(bound) : NULL;
     if (buffer == NULL) { deflateEnd(&z); return 1; }

@@ -8,9 +8,10 @@ import Foundation
 /// integer or float type and 8-bit RGB are accepted. The write is atomic.
 ///
 /// Masks and label images can be written `deflated`: each page one zlib stream (compression 8,
-/// Adobe deflate, at zlib's fastest level) of its rows with the horizontal-difference predictor
-/// (2), which turns a run of one particle id into zeros. Fiji, libtiff and tifffile read it; a
-/// 4096² mask shrinks from 16 MB to tens of kB, its labels from 32 MB to about as little.
+/// Adobe deflate, run-length matches) of its rows with the horizontal-difference predictor (2),
+/// which turns a run of one particle id into zeros. Fiji, libtiff and tifffile read it; a
+/// 4096² mask of 250 particles shrinks from 16 MB to about 0.1 MB, its labels from 32 MB to
+/// about 0.2 MB.
 public enum TIFFWriter {
     public static func write(_ image: Micrograph, to url: URL) throws {
         try write(image, to: url, deflated: false)
@@ -63,7 +64,7 @@ public enum TIFFWriter {
         }
         var stream: UnsafeMutablePointer<UInt8>? = nil
         var size = 0
-        let status = differences.withUnsafeMutableBufferPointer { nf_zlib_compress($0.baseAddress, pageBytes, 1, &stream, &size) }
+        let status = differences.withUnsafeMutableBufferPointer { nf_zlib_compress_runs($0.baseAddress, pageBytes, 1, &stream, &size) }
         differences = []
         guard status == 0, let stream else { throw MicrographError(file: file, reason: "page \(frame) cannot be deflated") }
         defer { nf_png_free(stream) }

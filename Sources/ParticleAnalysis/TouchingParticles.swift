@@ -10,7 +10,7 @@ package enum TouchingParticles {
     /// touching 0.88, overlapping by a fifth of their radius 0.92.
     static let solidityBelow = 0.95
     /// A neck narrower than this share of the smaller particle's inscribed radius separates.
-    static let neckRatio: Float = 0.7
+    package static let neckRatio: Float = 0.7
     /// Components whose bounding box holds more pixels than this (4096²) are left whole: the
     /// split takes `bytesPerBoxPixel` per pixel of the box, which `segment --memory` allows for
     /// up to this.
@@ -21,7 +21,7 @@ package enum TouchingParticles {
     /// The most scratch one split takes.
     package static let largestScratchBytes = bytesPerBoxPixel * largestBox
     /// Particles whose inscribed radius is smaller than this many pixels are not split off.
-    static let minimumRadius: Float = 3
+    package static let minimumRadius: Float = 3
 
     /// Basins grouped into particles: each basin of at least `minimumArea` pixels is a part; a
     /// smaller one joins the basin it shares the longest boundary with (repeatedly, so a chain
@@ -74,59 +74,78 @@ package enum TouchingParticles {
 
     /// The basins of one component, given as the pixels of a width × height box where
     /// `inside(x, y)`: per pixel the basin number (−1 outside), and the number of basins.
+    /// (`TouchingParticlesTests` checks it against a plain twin, pixel for pixel.)
     package static func basins(width w: Int, height h: Int, inside: (Int, Int) -> Bool) -> (basin: [Int32], count: Int) {
         let d2 = DistanceTransform.squared(width: w, height: h, isSet: inside)
-        // Highest distance first, ties in raster order: a counting sort on the squared distances
-        // (whole numbers of pixels²).
+        // The flooding works on the box with a one-pixel frame (never labelled), so a pixel's
+        // 8 neighbours are fixed offsets with no bounds checks; `level2` holds d² there.
+        let pw = w + 2, ph = h + 2
+        var level2 = [Float](repeating: 0, count: pw * ph)
         var top = 0
-        for v in d2 where Int(v) > top { top = Int(v) }
+        for y in 0..<h { for x in 0..<w {
+            let v = d2[y * w + x]
+            level2[(y + 1) * pw + x + 1] = v
+            if Int(v) > top { top = Int(v) }
+        } }
+        // Highest distance first, ties in raster order: a counting sort on the squared distances
+        // (whole numbers of pixels²), giving framed indices.
         var start = [Int](repeating: 0, count: top + 2)
         for v in d2 where v > 0 { start[top - Int(v) + 1] += 1 }
         for k in 1..<start.count { start[k] += start[k - 1] }
         var order = [Int32](repeating: 0, count: start[top + 1])
-        for i in 0..<(w * h) where d2[i] > 0 {
-            let k = top - Int(d2[i])
-            order[start[k]] = Int32(i); start[k] += 1
-        }
-        var pixelSet = [Int32](repeating: -1, count: w * h)
+        for y in 0..<h { for x in 0..<w where d2[y * w + x] > 0 {
+            let k = top - Int(d2[y * w + x])
+            order[start[k]] = Int32((y + 1) * pw + x + 1); start[k] += 1
+        } }
+        var pixelSet = [Int32](repeating: -1, count: pw * ph)
         var sets = UnionFind(count: 0)
         var peak: [Float] = []
-        var roots: [Int32] = []
-        roots.reserveCapacity(8)
-        for i32 in order {
-            let i = Int(i32), x = i % w, y = i / w
-            let level = d2[i].squareRoot()
-            roots.removeAll(keepingCapacity: true)
-            var best: Int32 = -1, bestLevel: Float = -1  // the highest labelled neighbour
-            for dy in -1...1 { for dx in -1...1 where dx != 0 || dy != 0 {
-                let nx = x + dx, ny = y + dy
-                guard nx >= 0, ny >= 0, nx < w, ny < h else { continue }
-                let n = ny * w + nx, set = pixelSet[n]
-                guard set >= 0 else { continue }
-                let r = sets.find(set)
-                if !roots.contains(r) { roots.append(r) }
-                if d2[n] > bestLevel { bestLevel = d2[n]; best = set }
-            } }
-            if roots.isEmpty {
-                pixelSet[i] = sets.add(); peak.append(level)
-                continue
-            }
-            // Basins meeting here at `level` (their saddle) merge unless the neck is narrow.
-            for a in 0..<roots.count { for b in (a + 1)..<roots.count {
-                let ra = sets.find(roots[a]), rb = sets.find(roots[b])
-                guard ra != rb else { continue }
-                let small = min(peak[Int(ra)], peak[Int(rb)])
-                if small < minimumRadius || level >= neckRatio * small {
-                    let high = max(peak[Int(ra)], peak[Int(rb)])
-                    sets.union(ra, rb)
-                    peak[Int(sets.find(ra))] = high
+        // The neighbours in the order the rows above, then this row, then the row below are read
+        // (ties for the highest go to the first).
+        let offsets = [-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1]
+        var roots = [Int32](repeating: 0, count: 8)
+        level2.withUnsafeBufferPointer { L in pixelSet.withUnsafeMutableBufferPointer { P in
+            for p32 in order {
+                let p = Int(p32)
+                var rootCount = 0
+                var best: Int32 = -1, bestLevel: Float = -1  // the highest labelled neighbour
+                for o in offsets {
+                    let n = p + o, set = P[n]
+                    guard set >= 0 else { continue }
+                    let r = sets.find(set)
+                    var seen = false
+                    for k in 0..<rootCount where roots[k] == r { seen = true; break }
+                    if !seen { roots[rootCount] = r; rootCount += 1 }
+                    if L[n] > bestLevel { bestLevel = L[n]; best = set }
                 }
-            } }
-            pixelSet[i] = best  // the pixel joins the basin of its highest neighbour
-        }
-        // The final basins, numbered 0, 1, … in raster order.
-        for i in 0..<(w * h) where pixelSet[i] >= 0 { pixelSet[i] = sets.find(pixelSet[i]) }
-        let count = pixelSet.withUnsafeMutableBufferPointer { renumberInOrder($0, maxId: sets.count, first: 0) }
-        return (pixelSet, count)
+                if rootCount == 0 {
+                    P[p] = sets.add(); peak.append(L[p].squareRoot())
+                    continue
+                }
+                if rootCount > 1 {
+                    // Basins meeting here at `level` (their saddle) merge unless the neck is narrow.
+                    let level = L[p].squareRoot()
+                    for a in 0..<rootCount { for b in (a + 1)..<rootCount {
+                        let ra = sets.find(roots[a]), rb = sets.find(roots[b])
+                        guard ra != rb else { continue }
+                        let small = min(peak[Int(ra)], peak[Int(rb)])
+                        if small < minimumRadius || level >= neckRatio * small {
+                            let high = max(peak[Int(ra)], peak[Int(rb)])
+                            sets.union(ra, rb)
+                            peak[Int(sets.find(ra))] = high
+                        }
+                    } }
+                }
+                P[p] = best  // the pixel joins the basin of its highest neighbour
+            }
+        } }
+        // The final basins, numbered 0, 1, … in raster order, without the frame.
+        var basin = [Int32](repeating: -1, count: w * h)
+        for y in 0..<h { for x in 0..<w {
+            let set = pixelSet[(y + 1) * pw + x + 1]
+            if set >= 0 { basin[y * w + x] = sets.find(set) }
+        } }
+        let count = basin.withUnsafeMutableBufferPointer { renumberInOrder($0, maxId: sets.count, first: 0) }
+        return (basin, count)
     }
 }

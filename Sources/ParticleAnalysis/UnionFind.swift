@@ -14,7 +14,9 @@ struct UnionFind {
         return i
     }
 
+    @inline(__always)
     mutating func find(_ a: Int32) -> Int32 {
+        if parent[Int(a)] == a { return a }  // most lookups: a root already
         var r = a
         while parent[Int(r)] != r { r = parent[Int(r)] }
         var x = a

@@ -1,0 +1,78 @@
+import NanoTensor
+import ParticleAnalysis
+import XCTest
+
+/// The watershed that splits touching particles (`TouchingParticles.basins`, which floods a
+/// framed box through fixed neighbour offsets) against its plain twin below, pixel for pixel.
+final class TouchingParticlesTests: XCTestCase {
+    /// The plain flooding: bounds-checked neighbours, coordinates from the pixel index.
+    static func referenceBasins(width w: Int, height h: Int, inside: (Int, Int) -> Bool) -> (basin: [Int32], count: Int) {
+        let d2 = DistanceTransform.squared(width: w, height: h, isSet: inside)
+        var parent: [Int32] = []
+        func find(_ a: Int32) -> Int32 { var r = a; while parent[Int(r)] != r { r = parent[Int(r)] }; return r }
+        let pixels = (0..<(w * h)).filter { d2[$0] > 0 }
+        // Highest distance first, ties in raster order.
+        let order = pixels.sorted { d2[$0] > d2[$1] || (d2[$0] == d2[$1] && $0 < $1) }
+        var pixelSet = [Int32](repeating: -1, count: w * h)
+        var peak: [Float] = []
+        for i in order {
+            let x = i % w, y = i / w, level = d2[i].squareRoot()
+            var roots: [Int32] = []
+            var best: Int32 = -1, bestLevel: Float = -1
+            for dy in -1...1 { for dx in -1...1 where dx != 0 || dy != 0 {
+                let nx = x + dx, ny = y + dy
+                guard nx >= 0, ny >= 0, nx < w, ny < h, pixelSet[ny * w + nx] >= 0 else { continue }
+                let n = ny * w + nx, r = find(pixelSet[n])
+                if !roots.contains(r) { roots.append(r) }
+                if d2[n] > bestLevel { bestLevel = d2[n]; best = pixelSet[n] }
+            } }
+            if roots.isEmpty {
+                parent.append(Int32(parent.count)); pixelSet[i] = Int32(parent.count - 1); peak.append(level)
+                continue
+            }
+            for a in 0..<roots.count { for b in (a + 1)..<roots.count {
+                let ra = find(roots[a]), rb = find(roots[b])
+                guard ra != rb else { continue }
+                let small = min(peak[Int(ra)], peak[Int(rb)])
+                if small < TouchingParticles.minimumRadius || level >= TouchingParticles.neckRatio * small {
+                    let high = max(peak[Int(ra)], peak[Int(rb)])
+                    parent[Int(max(ra, rb))] = min(ra, rb)
+                    peak[Int(min(ra, rb))] = high
+                }
+            } }
+            pixelSet[i] = best
+        }
+        // Number the basins 0, 1, … in raster order of their first pixel.
+        var number: [Int32: Int32] = [:]
+        var basin = [Int32](repeating: -1, count: w * h)
+        for i in 0..<(w * h) where pixelSet[i] >= 0 {
+            let r = find(pixelSet[i])
+            if number[r] == nil { number[r] = Int32(number.count) }
+            basin[i] = number[r]!
+        }
+        return (basin, number.count)
+    }
+
+    func testBasinsMatchThePlainFloodingOnRandomBlobs() {
+        var rng = SplitMix64(seed: 12)
+        var splits = 0
+        for trial in 0..<60 {
+            let w = 8 + Int(rng.next() % 120), h = 8 + Int(rng.next() % 90)
+            let discs = (0..<(1 + Int(rng.next() % 4))).map { _ in
+                (Double(rng.next() % UInt64(w)), Double(rng.next() % UInt64(h)), 2 + Double(rng.next() % 30))
+            }
+            // Discs, some with a notch, and an occasional hole: shapes with several peaks.
+            let inside = { (x: Int, y: Int) -> Bool in
+                let px = Double(x) + 0.5, py = Double(y) + 0.5
+                let inDisc = discs.contains { (px - $0.0) * (px - $0.0) + (py - $0.1) * (py - $0.1) < $0.2 * $0.2 }
+                return inDisc && !(trial % 5 == 0 && (x * 7 + y * 3) % 23 == 0)
+            }
+            let fast = TouchingParticles.basins(width: w, height: h, inside: inside)
+            let plain = Self.referenceBasins(width: w, height: h, inside: inside)
+            XCTAssertEqual(fast.count, plain.count, "trial \(trial): \(w)x\(h), discs \(discs)")
+            XCTAssertEqual(fast.basin, plain.basin, "trial \(trial): \(w)x\(h), discs \(discs)")
+            if plain.count > 1 { splits += 1 }
+        }
+        XCTAssertGreaterThan(splits, 10, "the random blobs should include many with several basins")
+    }
+}
