@@ -21,6 +21,15 @@ public struct BatchSettings: Sendable {
     public init(outputDir: URL) { self.outputDir = outputDir }
 }
 
+/// A file whose image needs more memory than the segmenter's budget (`--memory`, or a job's
+/// share of it); nothing was written for it.
+public struct ImageExceedsMemory: Error, CustomStringConvertible, LocalizedError, Sendable {
+    public let error: MicrographError
+    public init(_ error: MicrographError) { self.error = error }
+    public var description: String { error.description }
+    public var errorDescription: String? { description }
+}
+
 /// `nanofind segment` over many files: inputs expanded (folders recursively), sharded, skipped
 /// when their outputs are newer, segmented and measured one image at a time, outputs written
 /// atomically; a bad file is reported and the batch goes on.
@@ -111,7 +120,9 @@ public final class BatchSegmentation: @unchecked Sendable {
 
     /// Segments, measures and writes every image of one file. Every image is checked before
     /// anything is written, and a failure removes what this file wrote.
-    public func process(_ url: URL, pool: ThreadPool = .shared) throws -> [ImageSummary] {
+    /// `segmenter`: this file's (another memory budget), else the batch's.
+    public func process(_ url: URL, pool: ThreadPool = .shared, segmenter: Segmenter? = nil) throws -> [ImageSummary] {
+        let segmenter = segmenter ?? self.segmenter
         let start = DispatchTime.now().uptimeNanoseconds
         let readStart = start
         let micrographs = try open(url)
@@ -132,7 +143,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             case .success(let plan): tileSizes.append(plan.tileSize)
             case .failure(let shortfall):
                 let gb = { (b: Double) in String(format: "%.1f", b / 1e9) }
-                throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; segmenting it needs at least \(gb(shortfall.neededBytes)) GB of memory and --memory gives \(gb(Double(segmenter.options.memoryBytes))) GB (per file with --jobs)")
+                throw ImageExceedsMemory(MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; segmenting it needs at least \(gb(shortfall.neededBytes)) GB of memory and --memory gives \(gb(Double(segmenter.options.memoryBytes))) GB"))
             }
         }
         try claim(names, for: url)

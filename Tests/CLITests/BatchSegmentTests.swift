@@ -105,6 +105,37 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("--shard 5/4"), bad.stderr)
     }
 
+    /// Files run side by side, each with its share of --memory; an image that needs more than its
+    /// share waits and is segmented alone with all of --memory (the same outputs as one file at a
+    /// time), and one that needs more than all of it is refused on one line naming --memory.
+    func testAnImageLargerThanItsShareIsSegmentedAloneAfterTheOthers() throws {
+        let mixed = tmp.appendingPathComponent("mixed")
+        try FileManager.default.createDirectory(at: mixed, withIntermediateDirectories: true)
+        for i in 0..<3 {
+            let name = String(format: "img%02d.npy", i)
+            try FileManager.default.copyItem(at: data.appendingPathComponent(name), to: mixed.appendingPathComponent(name))
+        }
+        // 3072²: refused by 0.3 GB (a job's share of 0.6), fits 0.6.
+        try NPYFile.write((0..<(3072 * 3072)).map { Float($0 % 17) }, shape: [3072, 3072], to: mixed.appendingPathComponent("large.npy"))
+        var tables: [String] = []
+        for jobs in ["2", "1"] {
+            let out = tmp.appendingPathComponent("mixed-\(jobs)")
+            let r = try CLIRunner.run(["segment", mixed.path, "-o", out.path, "--model", model.path, "--memory", "0.6", "--jobs", jobs])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("4 processed, 0 already done, 0 failed"), r.stdout)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("large_particles.csv").path))
+            tables.append(try String(contentsOf: out.appendingPathComponent("particles.csv"), encoding: .utf8))
+        }
+        XCTAssertEqual(tables[0], tables[1], "two at a time (the large one alone) and one at a time give the same table")
+        let refused = try CLIRunner.run(["segment", mixed.path, "-o", tmp.appendingPathComponent("mixed-small").path, "--model", model.path,
+                                         "--memory", "0.3", "--jobs", "2"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        let errors = refused.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+        XCTAssertEqual(errors.count, 1, refused.stderr)
+        XCTAssertTrue(errors.first?.contains("large.npy") == true && errors.first?.contains("--memory gives 0.3 GB") == true, refused.stderr)
+        XCTAssertTrue(refused.stdout.contains("3 processed, 0 already done, 1 failed"), refused.stdout)
+    }
+
     func testBadFlagsAndOutputs() throws {
         let image = data.appendingPathComponent("img00.npy").path
         for (args, mention) in [(["--pixel-size", "0"], "--pixel-size"), (["--shard", "0/2"], "--shard"), (["--threshold", "2"], "--threshold")] {
