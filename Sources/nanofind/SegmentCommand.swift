@@ -67,6 +67,7 @@ struct Segment: ParsableCommand {
 
     func run() throws {
         threads.apply()
+        reuseFreedMemory()
         let model = try modelOptions.load()
         let outURL = try output.prepare()
         let pixelSize = calibration.pixelSize
