@@ -33,6 +33,19 @@ int nf_pin_current_thread(int index) {
 #endif
 }
 
+int nf_unpin_current_thread(void) {
+#ifdef __linux__
+    pthread_once(&allowedOnce, readAllowed);
+    if (allowedCount == 0) return -1;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int k = 0; k < allowedCount; k++) CPU_SET(allowed[k], &set);
+    return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -1;
+#else
+    return -1;
+#endif
+}
+
 int nf_available_cpus(void) {
 #ifdef __linux__
     pthread_once(&allowedOnce, readAllowed);

@@ -58,6 +58,18 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
+    /// Runs `body(0) … body(count − 1)` side by side on Dispatch's threads (the caller takes
+    /// one): for independent jobs such as a batch's files or an image's writes beside its
+    /// measurement, not for kernels (those use `parallelFor`). A pool pins its calling thread to
+    /// the first CPU, and a thread started from a pinned thread inherits that one CPU, so
+    /// Dispatch's threads could all share it: each job off the main thread may run on any CPU.
+    public static func sideBySide(_ count: Int, _ body: @Sendable (Int) -> Void) {
+        DispatchQueue.concurrentPerform(iterations: count) { k in
+            if !Thread.isMainThread { _ = nf_unpin_current_thread() }
+            body(k)
+        }
+    }
+
     func shutdown() {
         mutex.lock(); stopping = true; mutex.broadcast(); mutex.unlock()
     }

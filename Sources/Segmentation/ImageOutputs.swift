@@ -1,5 +1,6 @@
 import Foundation
 import MicrographIO
+import NanoTensor
 import ParticleAnalysis
 import Preprocessing
 
@@ -33,14 +34,14 @@ public enum ImageOutputs {
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let maps = mapJobs(name: name, into: dir, result: result, probability: probability)
         let outcome = Outcome(), mapWork = Jobs(maps)
-        // Two iterations of one concurrentPerform (the caller's thread takes one): no wait on a
+        // Two jobs side by side (the caller's thread takes one): no wait on a
         // queue that `segment --jobs N` may have filled with callers like this one.
         final class Measured: @unchecked Sendable { var value: ParticleMeasurement?; var seconds = 0.0 }
         let measured = Measured()
         withoutActuallyEscaping(measure) { measure in
             final class Task: @unchecked Sendable { let run: () -> ParticleMeasurement; init(_ r: @escaping () -> ParticleMeasurement) { run = r } }
             let task = Task(measure)
-            DispatchQueue.concurrentPerform(iterations: 2) { k in
+            ThreadPool.sideBySide(2) { k in
                 if k == 1 { run(mapWork, threads: 1, into: outcome); return }
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 measured.value = task.run()
@@ -143,7 +144,7 @@ public enum ImageOutputs {
     /// Runs the jobs on `threads` threads, recording each one's seconds and the first error.
     static func run(_ work: Jobs, threads: Int, into outcome: Outcome) {
         let next = ManagedAtomicCounter()
-        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+        ThreadPool.sideBySide(threads) { _ in
             while true {
                 let k = next.increment()
                 guard k < work.list.count else { return }

@@ -61,11 +61,19 @@ public final class Segmenter: @unchecked Sendable {
     public let options: SegmentationOptions
     public let predictor: TiledPredictor
 
-    public init(model: Model, options: SegmentationOptions = SegmentationOptions()) {
+    public convenience init(model: Model, options: SegmentationOptions = SegmentationOptions()) {
+        self.init(model: model, options: options, engine: UNetInference(model.network))
+    }
+
+    private init(model: Model, options: SegmentationOptions, engine: UNetInference) {
         self.model = model
         self.options = options
-        let engine = UNetInference(model.network)
         predictor = TiledPredictor(engine: engine, tileSize: ExactTiling.tileSize(forMemory: options.memoryBytes, plan: engine.plan))
+    }
+
+    /// The same model (and packed weights) with other options, e.g. a share of the memory.
+    public func with(options: SegmentationOptions) -> Segmenter {
+        Segmenter(model: model, options: options, engine: predictor.engine)
     }
 
     public var threshold: Float { options.threshold ?? model.metadata.threshold }

@@ -15,9 +15,10 @@ struct Bench: ParsableCommand {
             image through the network in exact tiles, as segment runs it), train_step_512 (batch 4 and \
             20, s_per_step, Adam + cross-entropy), conv_layer (each convolution of a 512² forward \
             pass alone), conv_grad (each convolution's backward kernels at batch 20, median ms and \
-            GFLOP/s of each), and segment_1024 … segment_8192 (the whole segment pipeline on an \
+            GFLOP/s of each), segment_1024 … segment_8192 (the whole segment pipeline on an \
             int16 MRC of that side, from reading to every output written, with each step's seconds; \
-            8192 not with --quick). Rows carry min and median over the timed runs, the thread count \
+            8192 not with --quick) and segment_batch_4096 (a folder of such 4096² files, two per \
+            thread, segmented as `segment` does: one file per thread side by side). Rows carry min and median over the timed runs, the thread count \
             and the GFLOP/s achieved: "gflops" counts the nominal direct-convolution FLOPs (1.335 \
             GFLOP per 512² tile forward, 3× that per training image), "gflops_executed" the \
             multiply-adds actually run (decoder convolutions work on the map before upsampling and \
@@ -217,6 +218,9 @@ struct Bench: ParsableCommand {
         for side in [1024, 2048, 4096, 8192] where wanted("segment_\(side)") && (side <= 4096 || !quick) {
             do { emit(try segmentRow(side: side, model: benchModel, pool: pool, runs: quick ? 3 : 5)) } catch { throw exitWithInputError(error) }
         }
+        if wanted("segment_batch_4096") {
+            do { emit(try segmentBatchRow(side: 4096, model: benchModel, pool: pool)) } catch { throw exitWithInputError(error) }
+        }
     }
 
     /// The whole `segment` pipeline on a side×side int16 MRC of fringed discs on noise: from
@@ -251,6 +255,37 @@ struct Bench: ParsableCommand {
             fields.append((key + "_s", summary.timings[key] ?? 0))
         }
         return fields
+    }
+}
+
+extension Bench {
+    /// `segment`'s default over a folder of side×side int16 MRCs (two per job, one job per thread):
+    /// seconds per file and megapixels per second once every job is busy, as a batch runs.
+    func segmentBatchRow(side: Int, model: Model, pool: ThreadPool) throws -> [(String, Any)] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let first = dir.appendingPathComponent("bench_0.mrc")
+        try MRCWriter.write(SyntheticMicrograph.discs(side: side, pixelSizeNm: model.metadata.trainingPixelSizeNm ?? 0.05), to: first)
+        let jobs = pool.threadCount, count = 2 * jobs
+        var files = [first]
+        for k in 1..<count {
+            let f = dir.appendingPathComponent("bench_\(k).mrc")
+            try FileManager.default.copyItem(at: first, to: f)
+            files.append(f)
+        }
+        let out = dir.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let batch = BatchSegmentation(segmenter: Segmenter(model: model), settings: BatchSettings(outputDir: out), modelName: "bench")
+        final class Failures: @unchecked Sendable { var list: [Error] = [] }
+        let failures = Failures()
+        let start = DispatchTime.now().uptimeNanoseconds
+        batch.run(files, jobs: jobs, pool: pool) { _, outcome, _ in if case .failed(let e) = outcome { failures.list.append(e) } }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if let e = failures.list.first { throw e }
+        return [("name", "segment_batch_\(side)"), ("files", count), ("jobs", jobs), ("threads", pool.threadCount),
+                ("s", seconds), ("s_per_file", seconds / Double(count)),
+                ("megapixels_per_s", Double(count * side * side) / seconds / 1e6)]
     }
 }
 

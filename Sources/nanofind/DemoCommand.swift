@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NanoTensor
 import MicrographIO
 import NanoNet
 import ParticleAnalysis
@@ -38,7 +39,7 @@ struct Demo: ParsableCommand {
         FileHandle.standardError.write(Data("simulating \(cases.count) micrographs (multislice, 512² at \(String(format: "%.3f", pixel)) nm/px)…\n".utf8))
         final class Box: @unchecked Sendable { var items: [SimulatedMicrograph?]; init(_ n: Int) { items = Array(repeating: nil, count: n) } }
         let box = Box(cases.count)
-        DispatchQueue.concurrentPerform(iterations: cases.count) { i in
+        ThreadPool.sideBySide(cases.count) { i in
             var p = SimulationParameters()
             p.material = cases[i].0; p.seed = cases[i].1; p.pixelSizeNm = pixel; p.particles = 2...4; p.diameterNm = 3...6
             p.defocusNm = 4; p.doseEPerA2 = 1000; p.carbonThicknessNm = 3

@@ -85,33 +85,22 @@ struct Segment: ParsableCommand {
         let (files, missing) = batch.expand(inputs)
         for m in missing { printError(m) }
         final class Progress: @unchecked Sendable {
-            let lock = NSLock()
             var summaries: [ImageSummary] = []
             var processed = 0, skipped = 0, particles = 0, failures = 0, done = 0, seconds = 0.0
             var warnedUncalibrated = false
-            /// Files that need more than a job's share of --memory, segmented alone at the end.
-            var alone: [URL] = []
         }
         let progress = Progress()
         progress.failures = missing.count
         let bar = ProgressBar()
-        // Files at once: one per CPU unless --jobs says, each with its share of the threads and of
-        // --memory. Single-threaded networks side by side run a batch of 4096² micrographs 1.7×
-        // faster than one at a time with every thread (the measuring and writing of one file
-        // overlap the network of the other). An image that needs more than its share waits, and
-        // is segmented alone with all of --memory and every thread once the others are done.
-        let cpus = ThreadPool.shared.threadCount
-        let jobs = max(1, min(self.jobs ?? cpus, max(1, files.count)))
-        let pools = jobs == 1 ? [ThreadPool.shared] : (0..<jobs).map { _ in ThreadPool(threads: max(1, cpus / jobs), pin: false) }
-        var shareOptions = options
-        shareOptions.memoryBytes /= jobs
-        let share = jobs == 1 ? segmenter : Segmenter(model: model, options: shareOptions)
-        @Sendable func record(_ url: URL, _ result: Result<[ImageSummary], Error>, since start: Date, jobs: Int) {
-            progress.lock.lock()
-            defer { progress.lock.unlock() }
-            switch result {
-            case .success(let s):
-                progress.summaries += s; progress.processed += 1
+        let jobs = max(1, min(self.jobs ?? ThreadPool.shared.threadCount, max(1, files.count)))
+        // One call at a time (BatchSegmentation.run).
+        batch.run(files, jobs: jobs) { url, outcome, seconds in
+            switch outcome {
+            case .skipped(let previous):
+                progress.summaries += previous; progress.skipped += 1
+                progress.particles += previous.reduce(0) { $0 + $1.particles }
+            case .processed(let s):
+                progress.summaries += s; progress.processed += 1; progress.seconds += seconds
                 progress.particles += s.reduce(0) { $0 + $1.particles }
                 if !progress.warnedUncalibrated, s.contains(where: { $0.pixelSizeSource == "none" }) {
                     progress.warnedUncalibrated = true
@@ -122,41 +111,17 @@ struct Segment: ParsableCommand {
                                  r.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated", r.particles,
                                  100 * r.areaFraction, r.image))
                 }
-            case .failure(let error):
-                progress.failures += 1
+            case .failed(let error):
+                progress.failures += 1; progress.seconds += seconds
                 printError(error)
             }
             progress.done += 1
-            progress.seconds += Date().timeIntervalSince(start)
             let perFile = progress.seconds / Double(max(1, progress.processed)) / Double(jobs)
             if bar.isTerminal {
                 bar.update("files", done: progress.done, of: files.count,
                            detail: String(format: "%d particles, %.2f s/file", progress.particles, perFile),
                            secondsLeft: perFile * Double(files.count - progress.done))
             }
-        }
-        DispatchQueue.concurrentPerform(iterations: jobs) { job in
-            for index in stride(from: job, to: files.count, by: jobs) {
-                let url = files[index]
-                if let previous = batch.previousResults(for: url) {
-                    progress.lock.lock()
-                    progress.summaries += previous; progress.skipped += 1; progress.done += 1
-                    progress.particles += previous.reduce(0) { $0 + $1.particles }
-                    progress.lock.unlock()
-                    continue
-                }
-                let start = Date()
-                let result = Result { try batch.process(url, pool: pools[job], segmenter: share) }
-                if jobs > 1, case .failure(let error) = result, error is ImageExceedsMemory {
-                    progress.lock.lock(); progress.alone.append(url); progress.lock.unlock()
-                    continue
-                }
-                record(url, result, since: start, jobs: jobs)
-            }
-        }
-        for url in progress.alone.sorted(by: { $0.path < $1.path }) {
-            let start = Date()
-            record(url, Result { try batch.process(url, pool: ThreadPool.shared) }, since: start, jobs: 1)
         }
         let summaries = progress.summaries
         let processed = progress.processed, skipped = progress.skipped, particles = progress.particles, failures = progress.failures

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NanoTensor
 import MicrographIO
 import Preprocessing
 import ParticleAnalysis
@@ -107,7 +108,7 @@ struct Simulate: ParsableCommand {
         }
         let results = Results(count)
         let command = self
-        DispatchQueue.concurrentPerform(iterations: min(jobs, count)) { worker in
+        ThreadPool.sideBySide(min(jobs, count)) { worker in
             var index = worker
             while index < command.count {
                 let p = command.parameters(index)

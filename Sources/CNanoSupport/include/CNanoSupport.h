@@ -4,6 +4,10 @@
 /// (Linux sched_setaffinity; the allowed set is read once, before any pinning). Returns 0 on
 /// success, -1 where pinning is unavailable (macOS) or refused; callers then go on unpinned.
 int nf_pin_current_thread(int index);
+/// Lets the calling thread run on every CPU the process was allowed at start again (a thread
+/// inherits the mask of the thread that created it, so threads started from a pinned one would
+/// all share its CPU). 0 on success, -1 where unavailable.
+int nf_unpin_current_thread(void);
 /// Number of CPUs this process may run on (its affinity mask), or the online count.
 int nf_available_cpus(void);
 /// Lowers this process's address-space limit (RLIMIT_AS) to `bytes`, never raising it: 0 on
