@@ -49,7 +49,9 @@ public final class ThreadPool: @unchecked Sendable {
         let cpus = Int(nf_available_cpus())
         for i in 1..<threadCount {
             let t = Thread { [self] in
-                if self.pin && self.threadCount <= cpus { _ = nf_pin_current_thread(Int32(i)) }
+                // Pinned to its own CPU, or free to run on any (not on the CPU its creator may
+                // be pinned to, whose mask a new thread inherits).
+                if self.pin && self.threadCount <= cpus { _ = nf_pin_current_thread(Int32(i)) } else { _ = nf_unpin_current_thread() }
                 self.workerLoop(index: i)
             }
             t.stackSize = 1 << 20
