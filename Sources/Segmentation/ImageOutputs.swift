@@ -22,11 +22,12 @@ public enum ImageOutputs {
     typealias Job = (key: String, file: URL, write: () throws -> Void)
 
     /// Writes every output of one image, measuring its particles meanwhile, and returns the
-    /// measurement and the summary with the seconds each step took. The maps that do not depend
-    /// on the particles (probability, mask PNG and TIFF) are written on a second thread while
-    /// `measure` runs on this one; then the labels and the overlay two at a time; the particle
-    /// table and the summary (`summarise` of the measurement and the timings), the marks that
-    /// the image is done, come last. On any failure every file written for the image is removed.
+    /// measurement and the summary with the seconds each step took. Two threads: this one
+    /// measures (`measure`), then renders and writes the overlay; the other writes the maps that
+    /// do not depend on the particles (probability, mask PNG and TIFF), then, once the
+    /// measurement is there, the labels. The particle table and the summary (`summarise` of the
+    /// measurement and the timings), the marks that the image is done, come last. On any failure
+    /// every file written for the image is removed.
     public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage, probability: ProbabilityFormat,
                              measure: () -> ParticleMeasurement,
                              summarise: (ParticleMeasurement, [String: Double]) -> ImageSummary) throws
@@ -34,30 +35,43 @@ public enum ImageOutputs {
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let maps = mapJobs(name: name, into: dir, result: result, probability: probability)
         let outcome = Outcome(), mapWork = Jobs(maps)
-        // Two jobs side by side (the caller's thread takes one): no wait on a
-        // queue that `segment --jobs N` may have filled with callers like this one.
-        final class Measured: @unchecked Sendable { var value: ParticleMeasurement?; var seconds = 0.0 }
+        final class Measured: @unchecked Sendable {
+            var value: ParticleMeasurement?
+            var seconds = 0.0
+            var jobs: Result<[Job], Error>?
+            let ready = DispatchSemaphore(value: 0)
+        }
         let measured = Measured()
         withoutActuallyEscaping(measure) { measure in
             final class Task: @unchecked Sendable { let run: () -> ParticleMeasurement; init(_ r: @escaping () -> ParticleMeasurement) { run = r } }
             let task = Task(measure)
+            // Two jobs side by side (the caller's thread takes one): no wait on a queue that
+            // `segment --jobs N` may have filled with callers like this one.
             ThreadPool.sideBySide(2) { k in
-                if k == 1 { run(mapWork, threads: 1, into: outcome); return }
+                if k == 1 {
+                    run(mapWork, threads: 1, into: outcome)
+                    measured.ready.wait()
+                    if case .success(let jobs)? = measured.jobs { run(Jobs(Array(jobs.dropFirst())), threads: 1, into: outcome) }
+                    return
+                }
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                measured.value = task.run()
+                let measurement = task.run()
+                measured.value = measurement
                 measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                measured.jobs = Result { try ImageOutputs.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
+                                                          pixelSizeNm: result.pixelSizeNm) }
+                measured.ready.signal()
+                if case .success(let jobs)? = measured.jobs { run(Jobs(Array(jobs.prefix(1))), threads: 1, into: outcome) }
             }
         }
         let measurement = measured.value!
         let particleJobs: [Job]
         do {
-            particleJobs = try self.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
-                                                 pixelSizeNm: result.pixelSizeNm)
+            particleJobs = try measured.jobs!.get()
         } catch {
             for f in maps.map(\.file) { try? FileManager.default.removeItem(at: f) }
             throw error
         }
-        run(Jobs(particleJobs), threads: 2, into: outcome)
         let written = maps.map(\.file) + particleJobs.map(\.file)
         do {
             if let error = outcome.error { throw error }
@@ -101,7 +115,7 @@ public enum ImageOutputs {
         ]
     }
 
-    /// The particle labels (uint16 TIFF) and the overlay.
+    /// The overlay (first: the measuring thread writes it) and the particle labels (uint16 TIFF).
     static func particleJobs(name: String, into dir: URL, raw: FloatImage, measurement: ParticleMeasurement,
                              pixelSizeNm: Double?) throws -> [Job] {
         let w = raw.width, h = raw.height
