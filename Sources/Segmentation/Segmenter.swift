@@ -113,11 +113,7 @@ public final class Segmenter: @unchecked Sendable {
     /// when it does not fit (its full-size arrays and the smallest exact tile). `fileBytes`: the
     /// pixel data of the whole file it came from, held while any of its frames is segmented.
     public func memoryPlan(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int = 0) -> Result<(fullSize: Int, tileSize: Int), MemoryShortfall> {
-        let scale = self.scale(for: pixelSizeNm)
-        let pixels = Double(width) * Double(height)
-        let fullSize = Double(fileBytes) + min(pixels * Double(TouchingParticles.bytesPerBoxPixel), Double(TouchingParticles.largestScratchBytes))
-            + max(pixels * Double(Self.outputBytesPerPixel),
-                  pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(Self.networkBytesPerNetworkPixel)))
+        let fullSize = fullSizeBytes(width: width, height: height, pixelSizeNm: pixelSizeNm, fileBytes: fileBytes)
         let plan = predictor.engine.plan
         let smallest = 2 * plan.tileMargin + plan.alignment
         let smallestTile = Double(smallest * smallest * ExactTiling.bytesPerPixel(plan))
@@ -125,6 +121,26 @@ public final class Segmenter: @unchecked Sendable {
         guard need <= Double(options.memoryBytes) else { return .failure(MemoryShortfall(neededBytes: need)) }
         let rest = Int(Double(options.memoryBytes) - fullSize) - Self.baseBytes
         return .success((Int(fullSize), min(predictor.tileSize, ExactTiling.tileSize(forMemory: rest, plan: plan))))
+    }
+
+    /// The full-size arrays of an image (see `memoryPlan`).
+    func fullSizeBytes(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int) -> Double {
+        let scale = self.scale(for: pixelSizeNm)
+        let pixels = Double(width) * Double(height)
+        return Double(fileBytes) + min(pixels * Double(TouchingParticles.bytesPerBoxPixel), Double(TouchingParticles.largestScratchBytes))
+            + max(pixels * Double(Self.outputBytesPerPixel),
+                  pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(Self.networkBytesPerNetworkPixel)))
+    }
+
+    /// What one image of `side`² int16 pixels at the model's scale needs to be segmented in tiles
+    /// of the preferred size (`ExactTiling.preferredKeptSide` between margins): about 3 GB for
+    /// 4096², the common camera size (the tile's activations are 2.25 GB of it, as
+    /// `ExactTiling.bytesPerPixel` reckons them).
+    public func bytesForPreferredTiles(side: Int) -> Int {
+        let plan = predictor.engine.plan
+        let tile = ExactTiling.preferredKeptSide + 2 * plan.tileMargin
+        return Int(fullSizeBytes(width: side, height: side, pixelSizeNm: nil, fileBytes: 2 * side * side))
+            + tile * tile * ExactTiling.bytesPerPixel(plan) + Self.baseBytes
     }
 
     /// An image that needs more memory than `--memory` gives.

@@ -259,7 +259,8 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
-    /// `segment`'s default over a folder of side×side int16 MRCs (two per job, one job per thread):
+    /// `segment`'s default over a folder of side×side int16 MRCs (two per job; a job per thread,
+    /// as many as the memory holds):
     /// seconds per file and megapixels per second once every job is busy, as a batch runs.
     func segmentBatchRow(side: Int, model: Model, pool: ThreadPool) throws -> [(String, Any)] {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-bench-\(UUID().uuidString)")
@@ -267,7 +268,8 @@ extension Bench {
         defer { try? FileManager.default.removeItem(at: dir) }
         let first = dir.appendingPathComponent("bench_0.mrc")
         try MRCWriter.write(SyntheticMicrograph.discs(side: side, pixelSizeNm: model.metadata.trainingPixelSizeNm ?? 0.05), to: first)
-        let jobs = pool.threadCount, count = 2 * jobs
+        let segmenter = Segmenter(model: model)
+        let jobs = BatchSegmentation.jobs(nil, files: Int.max, threads: pool.threadCount, segmenter: segmenter), count = 2 * jobs
         var files = [first]
         for k in 1..<count {
             let f = dir.appendingPathComponent("bench_\(k).mrc")
@@ -276,7 +278,7 @@ extension Bench {
         }
         let out = dir.appendingPathComponent("out")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        let batch = BatchSegmentation(segmenter: Segmenter(model: model), settings: BatchSettings(outputDir: out), modelName: "bench")
+        let batch = BatchSegmentation(segmenter: segmenter, settings: BatchSettings(outputDir: out), modelName: "bench")
         final class Failures: @unchecked Sendable { var list: [Error] = [] }
         let failures = Failures()
         let start = DispatchTime.now().uptimeNanoseconds

@@ -51,7 +51,7 @@ struct Segment: ParsableCommand {
     @Option(help: "Probability map format: tif or npy.") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
-    @Option(help: "Files segmented at once, each with CPUs / N threads and --memory / N (default: one per CPU, at most one per input). An image that needs more than its share of --memory is segmented alone after the others.")
+    @Option(help: "Files segmented at once, each with CPUs / N threads and --memory / N (default: one per CPU, at most one per input and one per 3 GB of --memory). An image that needs more than its share of --memory is segmented alone after the others.")
     var jobs: Int?
     @OptionGroup var threads: ThreadOptions
 
@@ -92,7 +92,7 @@ struct Segment: ParsableCommand {
         let progress = Progress()
         progress.failures = missing.count
         let bar = ProgressBar()
-        let jobs = max(1, min(self.jobs ?? ThreadPool.shared.threadCount, max(1, files.count)))
+        let jobs = BatchSegmentation.jobs(self.jobs, files: files.count, threads: ThreadPool.shared.threadCount, segmenter: segmenter)
         // One call at a time (BatchSegmentation.run).
         batch.run(files, jobs: jobs) { url, outcome, seconds in
             switch outcome {

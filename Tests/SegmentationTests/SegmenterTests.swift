@@ -26,6 +26,28 @@ final class SegmenterTests: XCTestCase {
     }
 
     /// An image at twice the model's pixel size is resampled to the model's scale and back.
+    /// Files at once: one per thread, but no more than leave each job memory for a 4096²
+    /// micrograph in full-size tiles (which that budget then fits), never more than the files;
+    /// `--jobs` as asked.
+    func testFilesAtOnceFollowThreadsMemoryAndFiles() {
+        let net = UNet(config: .pyNanoFind, seed: 1)
+        let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: 0.05,
+                                                                preprocessing: .robust, provenance: "test"))
+        func segmenter(_ gb: Double) -> Segmenter { Segmenter(model: model, options: SegmentationOptions(memoryBytes: Int(gb * 1e9))) }
+        let perJob = segmenter(6).bytesForPreferredTiles(side: 4096)
+        XCTAssertEqual(Double(perJob) / 1e9, 3.0, accuracy: 0.5)  // what the memory plan reserves for 2144² tiles
+        // That much memory holds a 4096² image in tiles of the preferred size, a little less does not.
+        let plan = segmenter(Double(perJob) / 1e9).memoryPlan(width: 4096, height: 4096, pixelSizeNm: 0.05, fileBytes: 2 * 4096 * 4096)
+        XCTAssertEqual(try plan.get().tileSize, ExactTiling.preferredKeptSide + 2 * net.plan.tileMargin)
+        let less = segmenter(Double(perJob) / 1e9 - 0.2).memoryPlan(width: 4096, height: 4096, pixelSizeNm: 0.05, fileBytes: 2 * 4096 * 4096)
+        XCTAssertLessThan(try less.get().tileSize, ExactTiling.preferredKeptSide + 2 * net.plan.tileMargin)
+        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 2, segmenter: segmenter(6)), 2)
+        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 16, segmenter: segmenter(6)), 6 * 1_000_000_000 / perJob)
+        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 1, threads: 16, segmenter: segmenter(64)), 1)
+        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 16, segmenter: segmenter(1)), 1)
+        XCTAssertEqual(BatchSegmentation.jobs(4, files: 10, threads: 2, segmenter: segmenter(1)), 4)
+    }
+
     func testResamplesToTheModelsPixelSize() {
         let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
         let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: 0.05,
