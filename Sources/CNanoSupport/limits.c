@@ -17,12 +17,13 @@ int nf_limit_address_space(unsigned long long bytes) {
 
 int nf_reuse_freed_memory(unsigned long long largest) {
 #if defined(__GLIBC__)
-    /* Blocks up to `largest` from the heap instead of a fresh mapping each (glibc's own limit
-       for that rises only to 32 MiB), and the heap's free memory kept instead of trimmed. */
+    /* Freed memory kept instead of trimmed, and blocks up to `largest` from the heap instead of
+       a fresh mapping each (glibc's own limit for that rises only to 32 MiB). glibc refuses
+       thresholds above half its largest heap in some versions: then 32 MiB. */
+    int kept = mallopt(M_TRIM_THRESHOLD, 0x7fffffff) == 1;
     if (largest > 0x7fffffffULL) largest = 0x7fffffffULL;
-    if (mallopt(M_MMAP_THRESHOLD, (int)largest) != 1) return -1;
-    if (mallopt(M_TRIM_THRESHOLD, 0x7fffffff) != 1) return -1;
-    return 0;
+    int heap = mallopt(M_MMAP_THRESHOLD, (int)largest) == 1 || mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+    return kept && heap ? 0 : -1;
 #else
     (void)largest;
     return -1;

@@ -203,30 +203,41 @@ static inline int nf_png_encode(const unsigned char *pixels, uint32_t width, uin
     return 0;
 }
 
-/* Deflates `size` bytes into a zlib stream (RFC 1950, what TIFF's Adobe deflate compression 8
-   stores) at `level`, run-length matches only (Z_RLE: what masks and label images, after the
-   TIFF predictor, are made of; half the size of level 1's default matching, and faster), in
-   one call (inputs and the bound below 4 GiB). On success *out holds the stream (free it with
-   nf_png_free). */
-static inline int nf_zlib_compress_runs(const unsigned char *bytes, size_t size, int level,
-                                        unsigned char **out, size_t *out_size) {
-    *out = NULL; *out_size = 0;
+/* A zlib stream (RFC 1950, what TIFF's Adobe deflate compression 8 stores) fed in pieces, with
+   run-length matches only (Z_RLE: what masks and label images are made of after the TIFF
+   predictor; half the size of level 1's default matching, and faster). The output grows in
+   `out` (free it with nf_png_free once taken). */
+typedef struct {
     z_stream z;
-    memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, level, Z_DEFLATED, 15, 8, Z_RLE) != Z_OK) return 1;
-    uLong bound = deflateBound(&z, (uLong)size);
-    unsigned char *buffer = bound <= 0xFFFFFFFFul && size <= 0xFFFFFFFFul ? (unsigned char *)malloc(bound) : NULL;
-    if (buffer == NULL) { deflateEnd(&z); return 1; }
-    z.next_in = (Bytef *)bytes;
-    z.avail_in = (uInt)size;
-    z.next_out = buffer;
-    z.avail_out = (uInt)bound;
-    int status = deflate(&z, Z_FINISH);
-    size_t produced = (size_t)z.total_out;
-    deflateEnd(&z);
-    if (status != Z_STREAM_END) { free(buffer); return 1; }
-    *out = buffer;
-    *out_size = produced;
-    return 0;
+    unsigned char *out;
+    size_t capacity;
+} nf_deflater;
+
+static inline int nf_deflater_begin(nf_deflater *d, int level) {
+    memset(d, 0, sizeof *d);
+    return deflateInit2(&d->z, level, Z_DEFLATED, 15, 8, Z_RLE) == Z_OK ? 0 : 1;
 }
+
+/* Compresses `size` bytes (below 4 GiB), the last piece with `finish`. 0 on success; on failure
+   the stream is ended and the output freed. */
+static inline int nf_deflater_feed(nf_deflater *d, const unsigned char *bytes, size_t size, int finish) {
+    d->z.next_in = (Bytef *)bytes;
+    d->z.avail_in = (uInt)size;
+    for (;;) {
+        if (d->capacity - d->z.total_out < 65536) {
+            size_t capacity = d->capacity ? 2 * d->capacity : 1u << 20;
+            unsigned char *grown = (unsigned char *)realloc(d->out, capacity);
+            if (grown == NULL) { deflateEnd(&d->z); free(d->out); d->out = NULL; return 1; }
+            d->out = grown;
+            d->capacity = capacity;
+        }
+        d->z.next_out = d->out + d->z.total_out;
+        d->z.avail_out = (uInt)(d->capacity - d->z.total_out);
+        int status = deflate(&d->z, finish ? Z_FINISH : Z_NO_FLUSH);
+        if (status == Z_STREAM_END) { deflateEnd(&d->z); return 0; }
+        if (status != Z_OK && status != Z_BUF_ERROR) { deflateEnd(&d->z); free(d->out); d->out = NULL; return 1; }
+        if (!finish && d->z.avail_in == 0) return 0;
+    }
+}
+
 #endif

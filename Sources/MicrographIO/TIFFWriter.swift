@@ -36,39 +36,47 @@ public enum TIFFWriter {
     }
 
     /// One page's rows with the horizontal predictor (each sample minus the one before it in its
-    /// row, modulo 2⁸ or 2¹⁶, little-endian), deflated.
+    /// row, modulo 2⁸ or 2¹⁶, little-endian), deflated a band of rows at a time (no copy of the
+    /// whole page).
     static func deflatedPage(_ image: Micrograph, frame: Int, file: String) throws -> [UInt8] {
         let w = image.width, h = image.height, bytes = image.pixelType.byteCount
-        let pageBytes = w * h * bytes
-        var differences = [UInt8](unsafeUninitializedCapacity: pageBytes) { out, count in
-            image.data.withUnsafeBufferPointer { all in
-                let src = UnsafeBufferPointer(rebasing: all[(frame * pageBytes)..<((frame + 1) * pageBytes)])
-                if bytes == 1 {
-                    for y in 0..<h {
-                        var previous: UInt8 = 0
-                        for x in 0..<w { let v = src[y * w + x]; out[y * w + x] = v &- previous; previous = v }
-                    }
-                } else {
-                    for y in 0..<h {
-                        var previous: UInt16 = 0
-                        for x in 0..<w {
-                            let i = 2 * (y * w + x)
-                            let v = UInt16(src[i]) | UInt16(src[i + 1]) << 8, d = v &- previous
-                            out[i] = UInt8(truncatingIfNeeded: d); out[i + 1] = UInt8(truncatingIfNeeded: d >> 8)
-                            previous = v
+        let pageBytes = w * h * bytes, rowBytes = w * bytes
+        let band = max(1, min(h, (256 << 10) / max(1, rowBytes)))
+        var deflater = nf_deflater()
+        let fail = MicrographError(file: file, reason: "page \(frame) cannot be deflated")
+        guard nf_deflater_begin(&deflater, 1) == 0 else { throw fail }
+        var differences = [UInt8](repeating: 0, count: band * rowBytes)
+        try image.data.withUnsafeBufferPointer { all in
+            let src = UnsafeBufferPointer(rebasing: all[(frame * pageBytes)..<((frame + 1) * pageBytes)])
+            var y0 = 0
+            while y0 < h {
+                let y1 = min(h, y0 + band)
+                differences.withUnsafeMutableBufferPointer { out in
+                    for y in y0..<y1 {
+                        let o = (y - y0) * rowBytes, i0 = y * rowBytes
+                        if bytes == 1 {
+                            var previous: UInt8 = 0
+                            for x in 0..<w { let v = src[i0 + x]; out[o + x] = v &- previous; previous = v }
+                        } else {
+                            var previous: UInt16 = 0
+                            for x in 0..<w {
+                                let i = i0 + 2 * x
+                                let v = UInt16(src[i]) | UInt16(src[i + 1]) << 8, d = v &- previous
+                                out[o + 2 * x] = UInt8(truncatingIfNeeded: d); out[o + 2 * x + 1] = UInt8(truncatingIfNeeded: d >> 8)
+                                previous = v
+                            }
                         }
                     }
                 }
+                let status = differences.withUnsafeBufferPointer {
+                    nf_deflater_feed(&deflater, $0.baseAddress, (y1 - y0) * rowBytes, y1 == h ? 1 : 0)
+                }
+                guard status == 0 else { throw fail }
+                y0 = y1
             }
-            count = pageBytes
         }
-        var stream: UnsafeMutablePointer<UInt8>? = nil
-        var size = 0
-        let status = differences.withUnsafeMutableBufferPointer { nf_zlib_compress_runs($0.baseAddress, pageBytes, 1, &stream, &size) }
-        differences = []
-        guard status == 0, let stream else { throw MicrographError(file: file, reason: "page \(frame) cannot be deflated") }
-        defer { nf_png_free(stream) }
-        return Array(UnsafeBufferPointer(start: stream, count: size))
+        defer { nf_png_free(deflater.out) }
+        return Array(UnsafeBufferPointer(start: deflater.out, count: Int(deflater.z.total_out)))
     }
 
     /// Writes a float32 map (row-major) with an optional pixel size in nm, straight from the

@@ -72,7 +72,8 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    func shutdown() {
+    /// Lets the workers end once idle (a pool made for one job; `shared` is never shut down).
+    public func shutdown() {
         mutex.lock(); stopping = true; mutex.broadcast(); mutex.unlock()
     }
 

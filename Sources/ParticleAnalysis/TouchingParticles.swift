@@ -15,8 +15,9 @@ package enum TouchingParticles {
     /// split takes `bytesPerBoxPixel` per pixel of the box, which `segment --memory` allows for
     /// up to this.
     package static let largestBox = 1 << 24
-    /// The split's scratch per pixel of a component's box: the distance transform, the basin
-    /// numbers and the flooding order (4 bytes each), and the transform's own scratch.
+    /// The split's scratch per pixel of a component's box: the distances (framed), the flooding
+    /// order and the basin numbers (4 bytes each; the unframed distances are let go before the
+    /// basins are made), and the counting sort's table (at most 2 bytes a pixel).
     package static let bytesPerBoxPixel = 16
     /// The most scratch one split takes.
     package static let largestScratchBytes = bytesPerBoxPixel * largestBox
@@ -76,9 +77,11 @@ package enum TouchingParticles {
     /// `inside(x, y)`: per pixel the basin number (−1 outside), and the number of basins.
     /// (`TouchingParticlesTests` checks it against a plain twin, pixel for pixel.)
     package static func basins(width w: Int, height h: Int, inside: (Int, Int) -> Bool) -> (basin: [Int32], count: Int) {
-        let d2 = DistanceTransform.squared(width: w, height: h, isSet: inside)
+        var d2 = DistanceTransform.squared(width: w, height: h, isSet: inside)
         // The flooding works on the box with a one-pixel frame (never labelled), so a pixel's
-        // 8 neighbours are fixed offsets with no bounds checks; `level2` holds d² there.
+        // 8 neighbours are fixed offsets with no bounds checks; `level2` holds d² there. Peak
+        // scratch: d², its framed copy and the order (12 bytes a pixel), then the framed copy,
+        // the order and the basins (`bytesPerBoxPixel`).
         let pw = w + 2, ph = h + 2
         var level2 = [Float](repeating: 0, count: pw * ph)
         var top = 0
@@ -97,6 +100,7 @@ package enum TouchingParticles {
             let k = top - Int(d2[y * w + x])
             order[start[k]] = Int32((y + 1) * pw + x + 1); start[k] += 1
         } }
+        d2 = []
         var pixelSet = [Int32](repeating: -1, count: pw * ph)
         var sets = UnionFind(count: 0)
         var peak: [Float] = []
@@ -139,13 +143,14 @@ package enum TouchingParticles {
                 P[p] = best  // the pixel joins the basin of its highest neighbour
             }
         } }
-        // The final basins, numbered 0, 1, … in raster order, without the frame.
-        var basin = [Int32](repeating: -1, count: w * h)
+        // The final basins, numbered 0, 1, … in raster order, without the frame: moved in place
+        // (a pixel's unframed index is never past its framed one).
         for y in 0..<h { for x in 0..<w {
             let set = pixelSet[(y + 1) * pw + x + 1]
-            if set >= 0 { basin[y * w + x] = sets.find(set) }
+            pixelSet[y * w + x] = set >= 0 ? sets.find(set) : -1
         } }
-        let count = basin.withUnsafeMutableBufferPointer { renumberInOrder($0, maxId: sets.count, first: 0) }
-        return (basin, count)
+        pixelSet.removeLast(pixelSet.count - w * h)
+        let count = pixelSet.withUnsafeMutableBufferPointer { renumberInOrder($0, maxId: sets.count, first: 0) }
+        return (pixelSet, count)
     }
 }

@@ -112,27 +112,40 @@ public final class BatchSegmentation: @unchecked Sendable {
         var shareOptions = segmenter.options
         shareOptions.memoryBytes /= jobs
         let share = jobs == 1 ? segmenter : segmenter.with(options: shareOptions)
+        // Two inputs with one stem: the earlier one in the list gets the outputs' names, as when
+        // files are taken one at a time (jobs side by side would otherwise race for them).
+        var firstWithStem: [String: URL] = [:], clashes: [Int: URL] = [:]
+        for (index, url) in files.enumerated() {
+            let stem = url.deletingPathExtension().lastPathComponent
+            if let earlier = firstWithStem[stem] { clashes[index] = earlier } else { firstWithStem[stem] = url }
+        }
+        let earlierInput = clashes
         final class State: @unchecked Sendable {
             let lock = NSLock()
-            var alone: [URL] = []
+            var alone: [Int] = []
         }
         let state = State()
         ThreadPool.sideBySide(jobs) { job in
             for index in stride(from: job, to: files.count, by: jobs) {
                 let url = files[index]
                 let (outcome, seconds) = BatchSegmentation.timed {
+                    if let earlier = earlierInput[index] {
+                        let stem = url.deletingPathExtension().lastPathComponent
+                        return .failed(MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(stem) (\(earlier.path)); segment it into another folder"))
+                    }
                     if let previous = previousResults(for: url) { return .skipped(previous) }
                     do { return .processed(try process(url, pool: pools[job], segmenter: share)) } catch { return .failed(error) }
                 }
                 state.lock.lock(); defer { state.lock.unlock() }
                 if jobs > 1, case .failed(let error) = outcome, error is ImageExceedsMemory {
-                    state.alone.append(url)
+                    state.alone.append(index)
                 } else {
                     report(url, outcome, seconds)
                 }
             }
         }
-        for url in state.alone.sorted(by: { $0.path < $1.path }) {
+        for p in pools where p !== pool { p.shutdown() }
+        for url in state.alone.sorted().map({ files[$0] }) {
             let (outcome, seconds) = BatchSegmentation.timed {
                 do { return .processed(try process(url, pool: pool)) } catch { return .failed(error) }
             }

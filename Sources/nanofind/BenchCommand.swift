@@ -214,7 +214,8 @@ struct Bench: ParsableCommand {
             }
             emit(fields)
         }
-        if wanted("segment") { reuseFreedMemory() }  // as `segment` runs
+        let segmentRows = ["segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_batch_4096"]
+        if segmentRows.contains(where: wanted) { reuseFreedMemory() }  // as `segment` runs
         for side in [1024, 2048, 4096, 8192] where wanted("segment_\(side)") && (side <= 4096 || !quick) {
             do { emit(try segmentRow(side: side, model: benchModel, pool: pool, runs: quick ? 3 : 5)) } catch { throw exitWithInputError(error) }
         }

@@ -136,6 +136,30 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertTrue(refused.stdout.contains("3 processed, 0 already done, 1 failed"), refused.stdout)
     }
 
+    /// Two inputs with one stem: the earlier one in the list gets the names, the later one is
+    /// named with the problem, however the jobs side by side happen to run.
+    func testTheEarlierOfTwoInputsWithOneStemGetsTheNames() throws {
+        let root = tmp.appendingPathComponent("stems")
+        for folder in ["a", "b"] {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        try FileManager.default.copyItem(at: data.appendingPathComponent("img00.npy"), to: root.appendingPathComponent("a/x.npy"))
+        // The earlier input is the larger one: read side by side, the later one would claim first.
+        try NPYFile.write((0..<(2048 * 2048)).map { Float($0 % 13) }, shape: [2048, 2048], to: root.appendingPathComponent("b/x.npy"))
+        for run in 0..<3 {
+            let out = tmp.appendingPathComponent("stems-out-\(run)")
+            let r = try CLIRunner.run(["segment", root.appendingPathComponent("b/x.npy").path, root.appendingPathComponent("a/x.npy").path,
+                                       "-o", out.path, "--model", model.path, "--jobs", "2"])
+            XCTAssertEqual(r.status, 1, r.stderr)
+            let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            XCTAssertEqual(errors.count, 1, r.stderr)
+            XCTAssertTrue(errors.first?.contains("a/x.npy: its outputs would overwrite those of an earlier input named x") == true, r.stderr)
+            let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("x.summary.json"))) as? [String: Any]
+            let input = summary?["input"] as? String ?? ""
+            XCTAssertTrue(input.hasSuffix("b/x.npy"), "the first input given (b/x.npy) owns x_*, not \(input)")
+        }
+    }
+
     func testBadFlagsAndOutputs() throws {
         let image = data.appendingPathComponent("img00.npy").path
         for (args, mention) in [(["--pixel-size", "0"], "--pixel-size"), (["--shard", "0/2"], "--shard"), (["--threshold", "2"], "--threshold")] {

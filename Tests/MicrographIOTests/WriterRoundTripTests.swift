@@ -56,6 +56,9 @@ final class WriterRoundTripTests: XCTestCase {
                 XCTAssertEqual(m.pixelSize?.x ?? .nan, 0.05, accuracy: 1e-9)
             }
         }
+        // Pages of several bands of rows (the deflater is fed 256 kB at a time), two of them.
+        let banded = TestImages.image(.uint16, width: 700, height: 500, frames: 2, pixelSizeNM: nil)
+        _ = try roundTrip(banded, name: "banded.tif") { try TIFFWriter.write($0, to: $1, deflated: true) }
         let wrap = Micrograph(width: 4, height: 2, pixelType: .uint16, data: [255, 255, 0, 0, 1, 0, 255, 255, 0, 0, 0, 0, 7, 0, 0, 0],
                               pixelSize: nil, format: "tiff")
         _ = try roundTrip(wrap, name: "wrap.tif") { try TIFFWriter.write($0, to: $1, deflated: true) }
