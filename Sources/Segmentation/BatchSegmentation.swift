@@ -99,7 +99,7 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// tiles, whose margins cost network time), each job with its share of the threads and of
     /// the segmenter's memory. Side by side,
     /// single-threaded networks run a batch of 4096² micrographs 1.1–1.2× faster than one file
-    /// at a time with every thread (six in 5.5–5.6 s against 6.2–6.9 s, AMD EPYC fam 25 mod 17,
+    /// at a time with every thread (six in 5.4–6.2 s against 6.4–6.9 s, AMD EPYC fam 25 mod 17,
     /// 2 vCPUs): one file's measuring and writing overlap another's network. A
     /// file whose image needs more than its job's share waits, and is segmented alone with all
     /// the memory and every thread once the others are done. `report` is called once per file,
