@@ -11,11 +11,14 @@ import Preprocessing
 /// that the image is done, `<name>_particles.csv` and `<name>.summary.json`. The TIFFs carry an
 /// ImageJ calibration in nm so Fiji shows the scale.
 public enum ImageOutputs {
-    public enum ProbabilityFormat: String, Sendable, CaseIterable { case tif, npy }
+    /// How the probability map is kept: float32 TIFF, NumPy, or not at all (`none`: a 4096²
+    /// map is 64 MB, for batches that need only the masks, labels and tables).
+    public enum ProbabilityFormat: String, Sendable, CaseIterable { case tif, npy, none }
 
     public static func files(for name: String, probability: ProbabilityFormat) -> [String] {
-        ["\(name)_mask.png", "\(name)_mask.tif", "\(name)_labels.tif", "\(name)_prob.\(probability.rawValue)",
-         "\(name)_overlay.png", "\(name)_particles.csv", "\(name).summary.json"]
+        let map = probability == .none ? [] : ["\(name)_prob.\(probability.rawValue)"]
+        return ["\(name)_mask.png", "\(name)_mask.tif", "\(name)_labels.tif"] + map
+            + ["\(name)_overlay.png", "\(name)_particles.csv", "\(name).summary.json"]
     }
 
     /// A file to write and how.
@@ -93,20 +96,23 @@ public enum ImageOutputs {
         }
     }
 
-    /// The probability map and the mask (PNG and TIFF).
+    /// The probability map (unless `none`) and the mask (PNG and TIFF).
     static func mapJobs(name: String, into dir: URL, result: SegmentedImage, probability: ProbabilityFormat) -> [Job] {
         let w = result.mask.width, h = result.mask.height
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let mask255 = result.mask.values.map { $0 == 0 ? UInt8(0) : 255 }
-        return [
+        let probabilityJob: [Job] = probability == .none ? [] : [
             ("write_prob", url("_prob.\(probability.rawValue)"), {
                 switch probability {
                 case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm,
                                                       to: url("_prob.tif"))
                 case .npy: try NPYFile.write(result.probability.pixels, shape: [h, w], to: url("_prob.npy"))
+                case .none: break
                 }
             }),
+        ]
+        return probabilityJob + [
             ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255, width: w, height: h, to: url("_mask.png")) }),
             ("write_mask_tif", url("_mask.tif"), {
                 try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255, pixelSize: pixelSize, format: "tiff"),

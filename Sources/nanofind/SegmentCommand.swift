@@ -28,7 +28,7 @@ struct Segment: ParsableCommand {
             trained at, it is resampled to the model's scale and the probabilities mapped back.
 
             Per image in OUTDIR: NAME_mask.png (0/255), NAME_mask.tif, NAME_labels.tif (uint16 \
-            particle ids), NAME_prob.tif (float32; --prob-format npy for .npy), all calibrated in \
+            particle ids), NAME_prob.tif (float32; --prob-format npy for .npy, none for no map), all calibrated in \
             nm for Fiji; NAME_overlay.png (outlines and ids); NAME_particles.csv. For the run: \
             particles.csv, summary.json, size_histogram.png and report.html (self-contained).
 
@@ -48,7 +48,7 @@ struct Segment: ParsableCommand {
     @Option(help: "Memory in GB for the files segmented at once (each of --jobs N gets 1/N; an image that needs more is segmented alone afterwards with all of it): an image's full-size arrays (about 19 bytes per pixel, a 16384² int16 one 5.5 GB in all) and the network's tiles, sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory).") var memory: Double?
     @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = 0.5
     @OptionGroup var split: ParticleSplitOption
-    @Option(help: "Probability map format: tif or npy.") var probFormat: ImageOutputs.ProbabilityFormat = .tif
+    @Option(help: "Probability map format: tif, npy, or none (no map; a 4096² one is 64 MB).") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
     @Option(help: "Files segmented at once, each with CPUs / N threads and --memory / N (default: one per CPU, at most one per input and one per 3 GB of --memory). An image that needs more than its share of --memory is segmented alone after the others.")

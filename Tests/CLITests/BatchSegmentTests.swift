@@ -160,6 +160,19 @@ final class BatchSegmentTests: XCTestCase {
         }
     }
 
+    /// `--prob-format none`: every output but the probability map, and a re-run finds the file done.
+    func testWithoutTheProbabilityMap() throws {
+        let out = tmp.appendingPathComponent("noprob")
+        let image = data.appendingPathComponent("img03.npy").path
+        let r = try CLIRunner.run(["segment", image, "-o", out.path, "--model", model.path, "--prob-format", "none"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let files = try outputs(out).filter { $0.hasPrefix("img03") }
+        XCTAssertEqual(files, ["img03.summary.json", "img03_labels.tif", "img03_mask.png", "img03_mask.tif", "img03_overlay.png",
+                               "img03_particles.csv"])
+        let again = try CLIRunner.run(["segment", image, "-o", out.path, "--model", model.path, "--prob-format", "none"])
+        XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
+    }
+
     func testBadFlagsAndOutputs() throws {
         let image = data.appendingPathComponent("img00.npy").path
         for (args, mention) in [(["--pixel-size", "0"], "--pixel-size"), (["--shard", "0/2"], "--shard"), (["--threshold", "2"], "--threshold")] {
