@@ -131,7 +131,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                 let (outcome, seconds) = BatchSegmentation.timed {
                     if let earlier = earlierInput[index] {
                         let stem = url.deletingPathExtension().lastPathComponent
-                        return .failed(MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(stem) (\(earlier.path)); segment it into another folder"))
+                        return .failed(BatchSegmentation.nameClash(url, name: stem, earlier: earlier.path))
                     }
                     if let previous = previousResults(for: url) { return .skipped(previous) }
                     do { return .processed(try process(url, pool: pools[job], segmenter: share)) } catch { return .failed(error) }
@@ -274,11 +274,16 @@ public final class BatchSegmentation: @unchecked Sendable {
     }
 
     /// Reserves output names for a file, or names the earlier input that has them.
+    /// An input whose output name `name` an earlier input (`earlier`) has.
+    static func nameClash(_ url: URL, name: String, earlier: String) -> MicrographError {
+        MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(name) (\(earlier)); segment it into another folder")
+    }
+
     func claim(_ names: [String], for url: URL) throws {
         namesLock.lock(); defer { namesLock.unlock() }
         for name in names {
             if let earlier = usedNames[name], earlier != url.path {
-                throw MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(name) (\(earlier)); segment it into another folder")
+                throw BatchSegmentation.nameClash(url, name: name, earlier: earlier)
             }
         }
         for name in names { usedNames[name] = url.path }
