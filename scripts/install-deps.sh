@@ -3,7 +3,8 @@
 # they are missing: apt-get on Debian/Ubuntu, Homebrew on macOS. Does nothing when all are there.
 set -euo pipefail
 need=()
-# zlib: the PNG shim sets zlib's strategy (libpng-dev brings its headers on Debian; macOS has them).
+# zlib: linked directly (the PNG shim sets its strategy, the TIFF writer deflates masks and labels);
+# zlib1g-dev brings it on Debian, macOS has it.
 for pc in hdf5 libtiff-4 libpng zlib fftw3f; do
   pkg-config --exists "$pc" 2>/dev/null || need+=("$pc")
 done
