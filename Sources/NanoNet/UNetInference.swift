@@ -107,14 +107,13 @@ public final class UNetInference: @unchecked Sendable {
         var skips: [PaddedPlanes] = []
         var input = PaddedPlanes.from(x, pool: pool)
         for c in plan.encoders {
-            // BN folded; the main path pools the pre-ReLU output, the skip is its ReLU.
+            // BN folded; the main path pools the pre-ReLU output, the skip is its ReLU (one pass).
             let w = weights(c)
-            let z = Tensor(Shape(input.n, w.cout, input.height, input.width), zeroed: false)
             let skip = PaddedPlanes(n: input.n, channels: w.cout, height: input.height, width: input.width)
-            Conv3x3.forward(input, w, into: z, reluCopy: skip, pool: pool)
+            let pooled = PaddedPlanes(n: input.n, channels: w.cout, height: input.height / 2, width: input.width / 2)
+            Conv3x3.forward(input, w, reluCopy: skip, pooledInto: pooled, pool: pool)
             skips.append(skip)
-            input = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h / 2, width: z.shape.w / 2)
-            input.fillMaxPool2x2(of: z, pool: pool)
+            input = pooled
         }
         var low = input
         for c in plan.centre { low = convPadded(c, low, pool: pool) }

@@ -69,6 +69,18 @@ public enum Conv3x3 {
                             reluCopy?.row(o0, y), reluCopy?.planeStride ?? 0)
         }
 
+        /// The same with no ReLU or gate, row y of the block's first channel written at `row` and its
+        /// other channels `planeStride` apart: a scratch band that holds a few rows only.
+        @inline(__always)
+        func convolveRow(_ y: Int, block ob: Int, input: PlaneView, intoRow row: UnsafeMutablePointer<Float>,
+                         planeStride: Int, width: Int, reluCopy: PlaneView?) {
+            let o0 = ob * Conv3x3.block
+            Conv3x3.convRow(UnsafePointer(input.row(0, y)), input.planeStride, input.rowStride, cin,
+                            packedBase + ob * cin * 9 * Conv3x3.block, biasBase + o0, row, planeStride,
+                            min(Conv3x3.block, cout - o0), width, false, nil, false,
+                            reluCopy?.row(o0, y), reluCopy?.planeStride ?? 0)
+        }
+
         /// The whole packed block `ob` (for the fused softmax head, which runs one block by chunks).
         func block(_ ob: Int) -> (weights: UnsafePointer<Float>, bias: UnsafePointer<Float>) {
             (packedBase + ob * cin * 9 * Conv3x3.block, biasBase + ob * Conv3x3.block)
@@ -121,6 +133,55 @@ public enum Conv3x3 {
                     && reluCopy.width == input.width, "ReLU copy planes \(reluCopy.n)x\(reluCopy.channels)x\(reluCopy.height)x\(reluCopy.width) for output \(out.shape)")
         forward(input, w, out: out.data, imageStride: w.cout * out.shape.plane, planeStride: out.shape.plane,
                 rowStride: input.width, relu: false, reluCopy: reluCopy, pool: pool)
+    }
+
+    /// A U-Net encoder's convolution at inference, in one pass: max(·, 0) of the output into the
+    /// interior of `reluCopy` (the skip connection) and the 2×2 max pooling of the pre-ReLU output
+    /// into the interior of `pooled` (the next level's input; borders of both cleared). The
+    /// pre-ReLU output never exists as a tensor: each work item's rows go to a per-thread scratch
+    /// of two rows per output channel, pooled as soon as a pair is complete, so the pass saves
+    /// the output's store, a pooling pass and its reload. Same values as `forward(_:_:into:reluCopy:)`
+    /// followed by `PaddedPlanes.fillMaxPool2x2(of:)`.
+    public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, reluCopy: PaddedPlanes, pooledInto pooled: PaddedPlanes,
+                               pool: ThreadPool = .shared) {
+        let h = input.height, width = input.width
+        require(reluCopy.n == input.n && reluCopy.channels == w.cout && reluCopy.height == h && reluCopy.width == width,
+                "ReLU copy planes \(reluCopy.n)x\(reluCopy.channels)x\(reluCopy.height)x\(reluCopy.width) for input \(input.n)x\(input.channels)x\(h)x\(width) and \(w.cout) output channels")
+        require(pooled.n == input.n && pooled.channels == w.cout && pooled.height == h / 2 && pooled.width == width / 2,
+                "pooled planes \(pooled.n)x\(pooled.channels)x\(pooled.height)x\(pooled.width) for input \(input.n)x\(input.channels)x\(h)x\(width) and \(w.cout) output channels")
+        require(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
+        // Bands as in `forward`, of an even number of rows so that both rows of a pooling window
+        // belong to one work item.
+        let band = roundUp(max(2, h / (8 * pool.threadCount)), 2)
+        let bands = (h + band - 1) / band
+        let ws = roundUp(max(width, 1), vectorWidth)
+        let scratch = Tensor(Shape(pool.threadCount, 1, 1, 2 * block * ws), zeroed: false)
+        pool.parallelFor(input.n * bands * w.blocks) { item, thread in
+            let ob = item % w.blocks
+            let rest = item / w.blocks
+            let bi = rest % bands, i = rest / bands
+            let y0 = bi * band, y1 = min(h, y0 + band)
+            let o0 = ob * block
+            let nValid = min(block, w.cout - o0)
+            let inView = input.view(image: i), copyView = reluCopy.view(image: i)
+            // Row y of output channel o0 + oc lives at rows + oc · 2ws + (y mod 2) · ws.
+            let rows = scratch.data + thread * 2 * block * ws
+            if pooled.height == 0 && y0 == 0 {
+                for oc in 0..<nValid { pooled.zeroBorderRows(pooled.data + (i * w.cout + o0 + oc) * pooled.planeStride) }
+            }
+            for y in y0..<y1 {
+                for oc in 0..<nValid { reluCopy.zeroBorders(plane: i * w.cout + o0 + oc, row: y) }
+                w.convolveRow(y, block: ob, input: inView, intoRow: rows + (y % 2) * ws, planeStride: 2 * ws, width: width,
+                              reluCopy: copyView)
+                guard y % 2 == 1, y / 2 < pooled.height else { continue }
+                for oc in 0..<nValid {
+                    let r = y / 2, pair = rows + oc * 2 * ws
+                    pooled.zeroBorders(plane: i * w.cout + o0 + oc, row: r)
+                    PoolingKernels.maxPoolRow(pair, pair + ws, into: pooled.origin(i, o0 + oc) + r * pooled.rowStride,
+                                              count: pooled.width)
+                }
+            }
+        }
     }
 
     /// The same, writing straight into the interior of padded planes (the next convolution's

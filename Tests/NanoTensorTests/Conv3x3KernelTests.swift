@@ -47,6 +47,43 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    /// The encoder's one-pass convolution, skip copy and pooling gives exactly what the separate
+    /// convolution (with its ReLU copy) and pooling give, on odd sizes and partial blocks too, into
+    /// planes that held NaN.
+    func testEncoderConvolutionWithPoolingMatchesTheSeparatePasses() {
+        var rng = SplitMix64(seed: 11)
+        for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2)] {
+            for (n, cin, cout, h, w) in shapes + [(1, 4, 4, 64, 64), (2, 1, 4, 34, 50), (1, 4, 8, 2, 2)] {
+                let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+                let wt = Tensor.randomNormal(Shape(cout, cin, 3, 3), rng: &rng)
+                let b = Tensor.randomNormal(Shape(1, 1, 1, cout), rng: &rng)
+                let packed = Conv3x3.PackedWeights(oihw: wt.data, bias: b.data, cout: cout, cin: cin)
+                let input = PaddedPlanes.from(x, pool: pool)
+                let pre = Tensor(Shape(n, cout, h, w))
+                let copy = PaddedPlanes(n: n, channels: cout, height: h, width: w)
+                Conv3x3.forward(input, packed, into: pre, reluCopy: copy, pool: pool)
+                let pooledRef = PaddedPlanes(n: n, channels: cout, height: h / 2, width: w / 2)
+                pooledRef.fillMaxPool2x2(of: pre, pool: pool)
+
+                let copy2 = PaddedPlanes(n: n, channels: cout, height: h, width: w)
+                let pooled = PaddedPlanes(n: n, channels: cout, height: h / 2, width: w / 2)
+                copy2.data.update(repeating: .nan, count: n * cout * copy2.planeStride)
+                pooled.data.update(repeating: .nan, count: n * cout * pooled.planeStride)
+                Conv3x3.forward(input, packed, reluCopy: copy2, pooledInto: pooled, pool: pool)
+                let shape = "\(n) \(cin)->\(cout) \(h)x\(w)"
+                XCTAssertEqual(copy2.interior().array, copy.interior().array, "skip \(shape)")
+                XCTAssertEqual(pooled.interior().array, pooledRef.interior().array, "pooled \(shape)")
+                // Borders of both are zero: a convolution reading them sees "same" padding.
+                for planes in [copy2, pooled] where planes.height > 0 && planes.width > 0 {
+                    let ones = Tensor(Shape(1, cout, 3, 3)); ones.data.update(repeating: 1, count: ones.count)
+                    let sum = Tensor(Shape(n, 1, planes.height, planes.width))
+                    Conv3x3.forward(planes, Conv3x3.PackedWeights(oihw: ones.data, bias: nil, cout: 1, cin: cout), into: sum, pool: pool)
+                    XCTAssertFalse(sum.array.contains { $0.isNaN }, "NaN in a border \(shape)")
+                }
+            }
+        }
+    }
+
     func testForwardWithStatisticsGivesTheOutputsBatchMeanAndVariance() {
         var rng = SplitMix64(seed: 4)
         for (n, cin, cout, h, w) in shapes {
