@@ -1,23 +1,34 @@
 /// The exact Euclidean distance transform (Felzenszwalb & Huttenlocher 2012): for every set
 /// pixel of a width × height region, the squared distance (in pixels) to the nearest unset
-/// pixel, everything outside the region counting as unset. One lower-envelope-of-parabolas pass
-/// down each column, then one along each row: O(pixels). Kept as Float (4 bytes a pixel of the
-/// region; whole numbers, exact up to 2²⁴ px², about a 4096-pixel radius).
+/// pixel, everything outside the region counting as unset. A binary image's pass down the
+/// columns is the distance to the nearest unset pixel above or below (two scans, made row by row
+/// so memory is read in order); then one lower-envelope-of-parabolas pass along each row:
+/// O(pixels). Kept as Float (4 bytes a pixel of the region; whole numbers, exact up to 2²⁴ px²,
+/// about a 4096-pixel radius).
 package enum DistanceTransform {
     package static func squared(width w: Int, height h: Int, isSet: (Int, Int) -> Bool) -> [Float] {
-        let far = Float(w * w + h * h + 1)
         var d = [Float](repeating: 0, count: w * h)
-        for y in 0..<h { for x in 0..<w where isSet(x, y) { d[y * w + x] = far } }
-        // Columns, then rows, each with a border of unset pixels just outside the region.
-        let n = max(w, h) + 2
+        guard w > 0, h > 0 else { return d }
+        // Down the columns: rows up to the nearest unset pixel at or above (row −1 is unset),
+        // then below (row h is unset); the nearer one, squared.
+        var run = [Int32](repeating: 0, count: w)
+        d.withUnsafeMutableBufferPointer { D in run.withUnsafeMutableBufferPointer { R in
+            for y in 0..<h { for x in 0..<w {
+                R[x] = isSet(x, y) ? R[x] + 1 : 0
+                D[y * w + x] = Float(R[x])
+            } }
+            for x in 0..<w { R[x] = 0 }
+            for y in stride(from: h - 1, through: 0, by: -1) { for x in 0..<w {
+                let i = y * w + x, above = Int32(D[i])
+                R[x] = above > 0 ? R[x] + 1 : 0
+                let g = min(above, R[x])
+                D[i] = Float(g * g)
+            } }
+        } }
+        // Along the rows, with a border of unset pixels just outside the region.
+        let n = w + 2
         var f = [Double](repeating: 0, count: n), out = f
         var v = [Int](repeating: 0, count: n), z = [Double](repeating: 0, count: n + 1)
-        for x in 0..<w {
-            f[0] = 0; f[h + 1] = 0
-            for y in 0..<h { f[y + 1] = Double(d[y * w + x]) }
-            lowerEnvelope(f, count: h + 2, into: &out, &v, &z)
-            for y in 0..<h { d[y * w + x] = Float(out[y + 1]) }
-        }
         for y in 0..<h {
             f[0] = 0; f[w + 1] = 0
             for x in 0..<w { f[x + 1] = Double(d[y * w + x]) }

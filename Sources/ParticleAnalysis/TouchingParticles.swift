@@ -111,20 +111,30 @@ package enum TouchingParticles {
         level2.withUnsafeBufferPointer { L in pixelSet.withUnsafeMutableBufferPointer { P in
             for p32 in order {
                 let p = Int(p32)
-                var rootCount = 0
                 var best: Int32 = -1, bestLevel: Float = -1  // the highest labelled neighbour
+                var first: Int32 = -1, mixed = false
                 for o in offsets {
                     let n = p + o, set = P[n]
                     guard set >= 0 else { continue }
-                    let r = sets.find(set)
-                    var seen = false
-                    for k in 0..<rootCount where roots[k] == r { seen = true; break }
-                    if !seen { roots[rootCount] = r; rootCount += 1 }
+                    if first < 0 { first = set } else if set != first { mixed = true }
                     if L[n] > bestLevel { bestLevel = L[n]; best = set }
                 }
-                if rootCount == 0 {
+                if first < 0 {
                     P[p] = sets.add(); peak.append(L[p].squareRoot())
                     continue
+                }
+                // Neighbours that all carry one set number are one basin (most pixels): only
+                // different numbers need their roots, and two roots or more a saddle.
+                var rootCount = 0
+                if mixed {
+                    for o in offsets {
+                        let set = P[p + o]
+                        guard set >= 0 else { continue }
+                        let r = sets.find(set)
+                        var seen = false
+                        for k in 0..<rootCount where roots[k] == r { seen = true; break }
+                        if !seen { roots[rootCount] = r; rootCount += 1 }
+                    }
                 }
                 if rootCount > 1 {
                     // Basins meeting here at `level` (their saddle) merge unless the neck is narrow.

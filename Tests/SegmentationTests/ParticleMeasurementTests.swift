@@ -145,9 +145,10 @@ final class ParticleMeasurementTests: XCTestCase {
     /// The exact distance transform against a brute-force search on random masks.
     func testDistanceTransformMatchesBruteForce() {
         var rng = SplitMix64(seed: 8)
-        for _ in 0..<20 {
-            let w = 1 + Int(rng.next() % 23), h = 1 + Int(rng.next() % 17)
-            let set = (0..<(w * h)).map { _ in rng.next() % 4 != 0 }
+        for k in 0..<40 {
+            // Dense unset pixels, then sparse ones (long distances, whole columns set).
+            let w = 1 + Int(rng.next() % 23), h = 1 + Int(rng.next() % 17), oneIn: UInt64 = k < 20 ? 4 : 60
+            let set = (0..<(w * h)).map { _ in rng.next() % oneIn != 0 }
             let d = DistanceTransform.squared(width: w, height: h) { x, y in set[y * w + x] }
             for y in 0..<h { for x in 0..<w {
                 var best = Double.infinity
