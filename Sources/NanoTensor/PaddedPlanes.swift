@@ -56,7 +56,13 @@ public final class PaddedPlanes: @unchecked Sendable {
             }
         }
         let h = height, w = width, rs = rowStride, vw = vectorWidth
-        pool.parallelFor(n * channels) { item, _ in
+        // Few planes (a network's one-channel input) are cut into bands of rows, an even number
+        // each (an upsampled odd row copies the row above), so that every thread has a share.
+        let planes = n * channels
+        let bands = planes >= 4 * pool.threadCount ? 1 : min(max(1, h / 2), (4 * pool.threadCount + planes - 1) / planes)
+        let band = roundUp((h + bands - 1) / bands, 2)
+        pool.parallelFor(planes * bands) { piece, _ in
+            let item = piece / bands, y0 = min(h, piece % bands * band), y1 = min(h, y0 + band)
             let i = item / self.channels, c = item % self.channels
             var si = 0
             while si + 1 < sources.count && firstChannel[si + 1] <= c { si += 1 }
@@ -64,9 +70,9 @@ public final class PaddedPlanes: @unchecked Sendable {
             let sc = c - firstChannel[si]
             let base = self.data + (i * self.channels + c) * self.planeStride
             // Zero rows above and below, and the side columns of every interior row.
-            self.zeroBorderRows(base)
+            if piece % bands == 0 { self.zeroBorderRows(base) }
             let inPlane = UnsafePointer(src.tensor.plane(i, sc))
-            for y in 0..<h {
+            for y in y0..<y1 {
                 let row = base + (y + 1) * rs
                 self.zeroSides(row)
                 let dst = row + vw

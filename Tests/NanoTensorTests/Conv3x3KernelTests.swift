@@ -304,4 +304,28 @@ final class Conv3x3KernelTests: XCTestCase {
             XCTAssertEqual(v, expect, "padded (\(i),\(c),\(y),\(x))")
         } } } }
     }
+
+    /// Few planes (a one-channel input) are filled in bands of rows: every row, border and
+    /// upsampled odd row comes out as with one band, for odd heights and more threads than rows.
+    func testPaddedPlanesFillInBandsOfRows() {
+        var rng = SplitMix64(seed: 6)
+        for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
+            for (n, h, w) in [(1, 37, 20), (1, 1, 7), (1, 2, 3), (2, 64, 33), (1, 9, 16)] {
+                let a = Tensor.randomNormal(Shape(n, 1, h, w), rng: &rng)
+                let p = PaddedPlanes(n: n, channels: 1, height: h, width: w)
+                p.data.update(repeating: .nan, count: n * p.planeStride)
+                p.fill(from: [.init(a)], pool: pool)
+                for i in 0..<n { for y in -1...h { for x in -1...w {
+                    let inside = y >= 0 && y < h && x >= 0 && x < w
+                    XCTAssertEqual(p.origin(i, 0)[y * p.rowStride + x], inside ? a[i, 0, y, x] : 0, "\(n)x\(h)x\(w) at \(y),\(x)")
+                } } }
+                guard h % 2 == 0 else { continue }
+                let low = Tensor.randomNormal(Shape(n, 1, h / 2, w / 2), rng: &rng)
+                let q = PaddedPlanes(n: n, channels: 1, height: h, width: w / 2 * 2)
+                q.data.update(repeating: .nan, count: n * q.planeStride)
+                q.fill(from: [.init(low, .upsample2x)], pool: pool)
+                XCTAssertEqual(q.interior().array, PoolingKernels.upsample2x(low).array, "upsampled \(n)x\(h)x\(w)")
+            }
+        }
+    }
 }
