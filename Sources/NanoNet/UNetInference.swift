@@ -104,7 +104,10 @@ public final class UNetInference: @unchecked Sendable {
     /// one kernel; otherwise the head writes logits and, unless `logitsOnly`, a softmax follows.
     private func forward(_ x: Tensor, fusedHead: Bool, logitsOnly: Bool = false, pool: ThreadPool) -> Tensor {
         if let problem = model.validateInput(x.shape) { fatalError("UNetInference.forward: input \(x.shape): \(problem)") }
-        var skips: [PaddedPlanes] = []
+        // A skip is let go as soon as its decoder convolution has read it: the buffer pool then
+        // hands its (cached) memory to the next map of its size, that level's second convolution,
+        // instead of one last touched a pass ago.
+        var skips: [PaddedPlanes?] = []
         var input = PaddedPlanes.from(x, pool: pool)
         for c in plan.encoders {
             // BN folded; the main path pools the pre-ReLU output, the skip is its ReLU (one pass).
@@ -119,10 +122,12 @@ public final class UNetInference: @unchecked Sendable {
         for c in plan.centre { low = convPadded(c, low, pool: pool) }
         for level in stride(from: config.depth - 1, through: 1, by: -1) {
             let (first, second) = plan.decoders[level]
-            low = convPadded(second, decoderConv1(first, skip: skips[level], low: low, pool: pool), pool: pool)
+            let t = decoderConv1(first, skip: skips[level]!, low: low, pool: pool)
+            skips[level] = nil
+            low = convPadded(second, t, pool: pool)
         }
         let (first, last) = plan.decoders[0]
-        let t = decoderConv1(first, skip: skips[0], low: low, pool: pool)
+        let t = decoderConv1(first, skip: skips[0]!, low: low, pool: pool)
         if fusedHead {
             let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)
             Conv3x3.forwardWithSoftmaxHead(t, weights(last), head: headWeight.array + headBias.array, into: probs, pool: pool)
