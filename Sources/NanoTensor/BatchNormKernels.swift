@@ -78,12 +78,13 @@ public enum BatchNormKernels {
             for y in 0..<s.h {
                 borders?.zeroBorders(plane: item, row: y)
                 let xr = p + y * s.w, q = outPlane + y * rowStride
-                var k = 0
-                while k + vectorWidth <= s.w {
-                    var v = vmax(loadVector(xr + k) * aV + bV, floorV)
-                    if drop { v = mask.apply(v, key: key, vectorAt: y * s.w + k) }
-                    storeVector(v, q + k, streaming: stream)
-                    k += vectorWidth
+                // One loop per combination of the flags (see `rowSums`).
+                var k: Int
+                switch (drop, stream) {
+                case (false, false): k = affineRow(xr, q, s.w, y * s.w, aV, bV, floorV, mask, key, false, false)
+                case (true, false): k = affineRow(xr, q, s.w, y * s.w, aV, bV, floorV, mask, key, true, false)
+                case (false, true): k = affineRow(xr, q, s.w, y * s.w, aV, bV, floorV, mask, key, false, true)
+                case (true, true): k = affineRow(xr, q, s.w, y * s.w, aV, bV, floorV, mask, key, true, true)
                 }
                 while k < s.w {
                     var v = max(xr[k] * a + b, floor)
@@ -93,6 +94,21 @@ public enum BatchNormKernels {
                 }
             }
         }
+    }
+
+    /// The whole vectors of one row of `affine`. Returns the first column left.
+    @inline(__always)
+    static func affineRow(_ xr: UnsafePointer<Float>, _ q: UnsafeMutablePointer<Float>, _ w: Int, _ at: Int, _ aV: FloatVector,
+                          _ bV: FloatVector, _ floorV: FloatVector, _ mask: DropoutMask, _ key: UInt32, _ drop: Bool,
+                          _ stream: Bool) -> Int {
+        var k = 0
+        while k + vectorWidth <= w {
+            var v = vmax(loadVector(xr + k) * aV + bV, floorV)
+            if drop { v = mask.apply(v, key: key, vectorAt: at + k) }
+            storeVector(v, q + k, streaming: stream)
+            k += vectorWidth
+        }
+        return k
     }
 
     /// A U-Net encoder's two outputs of y = x · scale[c] + shift[c], in one pass that never
@@ -360,19 +376,19 @@ public enum BatchNormKernels {
                 let (g0, gs) = gradientRows(item, y, thread)
                 for j in 0..<min(2, s.h - y) {
                     let xr = xp + (y + j) * s.w, gr = g0 + j * gs, at = (y + j) * s.w
-                    var k = 0
-                    while k + vectorWidth <= s.w {
-                        let xv = loadVector(xr + k)
-                        var g = loadVector(gr + k)
-                        if drop { g = mask.apply(g, key: key, vectorAt: at + k) }
-                        if reluAfter { g.replace(with: 0, where: xv * scaleV + shiftV .<= FloatVector.zero) }
-                        va += g; vb = vb.addingProduct(g, xv - muV)
-                        k += vectorWidth
+                    // One loop per combination of the flags, each with only the constants it
+                    // needs in registers (one loop for all four kept the accumulators on the stack).
+                    let k: Int
+                    switch (drop, reluAfter) {
+                    case (false, false): k = rowSums(xr, gr, s.w, at, muV, scaleV, shiftV, mask, key, false, false, &va, &vb)
+                    case (false, true): k = rowSums(xr, gr, s.w, at, muV, scaleV, shiftV, mask, key, false, true, &va, &vb)
+                    case (true, false): k = rowSums(xr, gr, s.w, at, muV, scaleV, shiftV, mask, key, true, false, &va, &vb)
+                    case (true, true): k = rowSums(xr, gr, s.w, at, muV, scaleV, shiftV, mask, key, true, true, &va, &vb)
                     }
-                    while k < s.w {
+                    for k in k..<s.w {
                         var g = drop ? mask.apply(gr[k], key: key, index: at + k) : gr[k]
                         if reluAfter && xr[k] * scale[c] + shift[c] <= 0 { g = 0 }
-                        sa += Double(g); sb += Double(g * (xr[k] - mu)); k += 1
+                        sa += Double(g); sb += Double(g * (xr[k] - mu))
                     }
                 }
                 y += 2
@@ -387,6 +403,25 @@ public enum BatchNormKernels {
             sumDy[c] = a; sumDyXhat[c] = b
         }
         return (sumDy, sumDyXhat)
+    }
+
+    /// Pass 1's whole vectors of one row: va += g, vb += g · (x − μ), g gated by the dropout mask
+    /// and the ReLU of x · scale + shift as the flags say. Returns the first column left.
+    @inline(__always)
+    static func rowSums(_ xr: UnsafePointer<Float>, _ gr: UnsafePointer<Float>, _ w: Int, _ at: Int, _ muV: FloatVector,
+                        _ scaleV: FloatVector, _ shiftV: FloatVector, _ mask: DropoutMask, _ key: UInt32, _ drop: Bool,
+                        _ relu: Bool, _ va: inout FloatVector, _ vb: inout FloatVector) -> Int {
+        var a = va, b = vb, k = 0
+        while k + vectorWidth <= w {
+            let xv = loadVector(xr + k)
+            var g = loadVector(gr + k)
+            if drop { g = mask.apply(g, key: key, vectorAt: at + k) }
+            if relu { g.replace(with: 0, where: xv * scaleV + shiftV .<= FloatVector.zero) }
+            a += g; b = b.addingProduct(g, xv - muV)
+            k += vectorWidth
+        }
+        va = a; vb = b
+        return k
     }
 
     /// k1 (m g − Σg − x̂ Σg·x̂) with x̂ = (x − μ) / σ and k1 = γ / (σ m), as g · A + (x · B + C):
@@ -416,14 +451,17 @@ public enum BatchNormKernels {
         let gAV = FloatVector(repeating: gA), xBV = FloatVector(repeating: xB), cCV = FloatVector(repeating: cC)
         let key = drop ? mask.planeKey(item) : 0
         let xr = xd + item * s.plane + row * s.w
-        var k = 0
-        while k + vectorWidth <= s.w {
-            let xv = loadVector(xr + k)
-            var g = loadVector(gr + k)
-            if drop { g = mask.apply(g, key: key, vectorAt: row * s.w + k) }
-            if reluAfter { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
-            storeVector(cCV.addingProduct(xv, xBV).addingProduct(g, gAV), out + k, streaming: stream)
-            k += vectorWidth
+        // One loop per combination of the flags (see `rowSums`).
+        var k: Int
+        switch (drop, reluAfter, stream) {
+        case (false, false, false): k = dxRow(xr, gr, out, s.w, row * s.w, aV, bV, gAV, xBV, cCV, mask, key, false, false, false)
+        case (false, true, false): k = dxRow(xr, gr, out, s.w, row * s.w, aV, bV, gAV, xBV, cCV, mask, key, false, true, false)
+        case (true, false, false): k = dxRow(xr, gr, out, s.w, row * s.w, aV, bV, gAV, xBV, cCV, mask, key, true, false, false)
+        case (true, true, false): k = dxRow(xr, gr, out, s.w, row * s.w, aV, bV, gAV, xBV, cCV, mask, key, true, true, false)
+        case (false, false, true): k = dxRow(xr, gr, out, s.w, row * s.w, aV, bV, gAV, xBV, cCV, mask, key, false, false, true)
+        case (false, true, true): k = dxRow(xr, gr, out, s.w, row * s.w, aV, bV, gAV, xBV, cCV, mask, key, false, true, true)
+        case (true, false, true): k = dxRow(xr, gr, out, s.w, row * s.w, aV, bV, gAV, xBV, cCV, mask, key, true, false, true)
+        case (true, true, true): k = dxRow(xr, gr, out, s.w, row * s.w, aV, bV, gAV, xBV, cCV, mask, key, true, true, true)
         }
         while k < s.w {
             let gk = drop ? mask.apply(gr[k], key: key, index: row * s.w + k) : gr[k]
@@ -431,6 +469,23 @@ public enum BatchNormKernels {
             out[k] = g * gA + (xr[k] * xB + cC)
             k += 1
         }
+    }
+
+    /// Pass 2's whole vectors of one row (`gradientRow`). Returns the first column left.
+    @inline(__always)
+    static func dxRow(_ xr: UnsafePointer<Float>, _ gr: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ w: Int,
+                      _ at: Int, _ aV: FloatVector, _ bV: FloatVector, _ gAV: FloatVector, _ xBV: FloatVector, _ cCV: FloatVector,
+                      _ mask: DropoutMask, _ key: UInt32, _ drop: Bool, _ relu: Bool, _ stream: Bool) -> Int {
+        var k = 0
+        while k + vectorWidth <= w {
+            let xv = loadVector(xr + k)
+            var g = loadVector(gr + k)
+            if drop { g = mask.apply(g, key: key, vectorAt: at + k) }
+            if relu { g.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero) }
+            storeVector(cCV.addingProduct(xv, xBV).addingProduct(g, gAV), out + k, streaming: stream)
+            k += vectorWidth
+        }
+        return k
     }
 
     /// What a convolution's backward needs to run fused with the batch-norm gradient's second
