@@ -127,6 +127,14 @@ public final class UNetInference: @unchecked Sendable {
             low = convPadded(second, t, pool: pool)
         }
         let (first, last) = plan.decoders[0]
+        if fusedHead, let pw = phase[first.index] {
+            // The last level in one pass: its first convolution's rows go straight to the last
+            // convolution and the head (`OutputLevel`), never to a full-resolution map.
+            let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)
+            OutputLevel.forward(skip: skips[0]!, weights(first), low: low, pw, last: weights(last),
+                                head: headWeight.array + headBias.array, into: probs, pool: pool)
+            return probs
+        }
         let t = decoderConv1(first, skip: skips[0]!, low: low, pool: pool)
         if fusedHead {
             let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)

@@ -302,48 +302,69 @@ public enum Conv3x3 {
     /// `head` holds the 1×1 weights w[k][c] (2 × cin-of-head, row-major) then the 2 biases.
     public static func forwardWithSoftmaxHead(_ input: PaddedPlanes, _ w: PackedWeights, head: [Float],
                                               into out: Tensor, pool: ThreadPool = .shared) {
-        require(w.blocks == 1 && head.count == 2 * w.cout + 2, "fused head needs ≤ 4 features and 2 classes")
         require(out.shape == Shape(input.n, 2, input.height, input.width), "probabilities \(out.shape) for input \(input.n)x\(input.channels)x\(input.height)x\(input.width)")
-        let h = input.height, width = input.width, cf = w.cout
-        var hw = [Float](repeating: 0, count: 10)  // zero-padded to 4 features
-        for k in 0..<2 { for c in 0..<cf { hw[k * 4 + c] = head[k * cf + c] } }
-        hw[8] = head[2 * cf]; hw[9] = head[2 * cf + 1]
+        let h = input.height, width = input.width
+        let hw = SoftmaxHead(w, head)
         let band = max(1, h / (8 * pool.threadCount))
         let bands = (h + band - 1) / band
-        let (wp, bp) = w.block(0)
-        hw.withUnsafeBufferPointer { hbuf in
-            let hp = hbuf.baseAddress!
-            pool.parallelFor(input.n * bands) { item, _ in
-                let i = item / bands, y0 = (item % bands) * band, y1 = min(h, y0 + band)
-                let inBase = UnsafePointer(input.origin(i, 0))
+        pool.parallelFor(input.n * bands) { item, _ in
+            let i = item / bands, y0 = (item % bands) * band, y1 = min(h, y0 + band)
+            let inBase = UnsafePointer(input.origin(i, 0))
+            for y in y0..<y1 {
+                hw.row(inBase + y * input.rowStride, input.planeStride, input.rowStride,
+                       out.plane(i, 0) + y * width, out.plane(i, 1) + y * width, width: width)
+            }
+        }
+    }
+
+    /// The last 3×3 convolution (at most 4 outputs, ReLU), the 1×1 two-class head and its softmax
+    /// for one row at a time (`forwardWithSoftmaxHead`, `OutputLevel`). Holds the head's
+    /// weights zero-padded to 4 features, then the 2 biases.
+    struct SoftmaxHead: @unchecked Sendable {
+        let weights: PackedWeights
+        /// In a value, not an array: an array's reference count, touched per row, is shared by all threads.
+        let hp: SIMD16<Float>
+
+        init(_ w: PackedWeights, _ head: [Float]) {
+            require(w.blocks == 1 && head.count == 2 * w.cout + 2, "fused head needs ≤ 4 features and 2 classes")
+            let cf = w.cout
+            var hp = SIMD16<Float>()
+            for k in 0..<2 { for c in 0..<cf { hp[k * 4 + c] = head[k * cf + c] } }
+            hp[8] = head[2 * cf]; hp[9] = head[2 * cf + 1]
+            weights = w; self.hp = hp
+        }
+
+        /// Probabilities of classes 0 and 1 at `p0` and `p1` for the row whose input (channel 0,
+        /// column 0) is at `ip`, input channels `ps` apart and rows `rs` apart (padded: one row and
+        /// one vector of columns readable on each side). 64 pixels at a time: the 4 features go to
+        /// a 1 KB scratch (convRow cuts them into register blocks), then the head reads them from L1.
+        func row(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ p0: UnsafeMutablePointer<Float>,
+                 _ p1: UnsafeMutablePointer<Float>, width: Int) {
+            let (wp, bp) = weights.block(0)
+            let hp = self.hp
+            do {
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * 64) { scratchBuffer in
                     let scratch = scratchBuffer.baseAddress!
-                    for y in y0..<y1 {
-                        let ip = inBase + y * input.rowStride
-                        let p0 = out.plane(i, 0) + y * width, p1 = out.plane(i, 1) + y * width
-                        // 64 pixels at a time: the 4 features go to the scratch (convRow cuts
-                        // them into register blocks), then the head reads them from L1.
-                        let chunk = 64
-                        var x = 0
-                        while x < width {
-                            let n = min(chunk, width - x)
-                            convRow(ip + x, input.planeStride, input.rowStride, w.cin, wp, bp, scratch, 64, 4, n, true)
-                            var v = 0
-                            while v < n {
-                                let f0 = loadVector(scratch + v), f1 = loadVector(scratch + 64 + v)
-                                let f2 = loadVector(scratch + 128 + v), f3 = loadVector(scratch + 192 + v)
-                                var z0 = FloatVector(repeating: hp[8]), z1 = FloatVector(repeating: hp[9])
-                                z0 = z0.addingProduct(f0, hp[0]).addingProduct(f1, hp[1]).addingProduct(f2, hp[2]).addingProduct(f3, hp[3])
-                                z1 = z1.addingProduct(f0, hp[4]).addingProduct(f1, hp[5]).addingProduct(f2, hp[6]).addingProduct(f3, hp[7])
-                                let e = vectorExp(z0 - z1)
-                                let q1 = 1 / (1 + e)
-                                let lanes = min(vectorWidth, n - v)
-                                storePartial(e * q1, p0 + x + v, lanes)
-                                storePartial(q1, p1 + x + v, lanes)
-                                v += vectorWidth
-                            }
-                            x += chunk
+                    let chunk = 64
+                    var x = 0
+                    while x < width {
+                        let n = min(chunk, width - x)
+                        convRow(ip + x, ps, rs, weights.cin, wp, bp, scratch, 64, 4, n, true)
+                        var v = 0
+                        while v < n {
+                            let f0 = loadVector(scratch + v), f1 = loadVector(scratch + 64 + v)
+                            let f2 = loadVector(scratch + 128 + v), f3 = loadVector(scratch + 192 + v)
+                            var z0 = FloatVector(repeating: hp[8]), z1 = FloatVector(repeating: hp[9])
+                            z0 = z0.addingProduct(f0, hp[0]).addingProduct(f1, hp[1]).addingProduct(f2, hp[2]).addingProduct(f3, hp[3])
+                            z1 = z1.addingProduct(f0, hp[4]).addingProduct(f1, hp[5]).addingProduct(f2, hp[6]).addingProduct(f3, hp[7])
+                            let e = vectorExp(z0 - z1)
+                            let q1 = 1 / (1 + e)
+                            let lanes = min(vectorWidth, n - v)
+                            storePartial(e * q1, p0 + x + v, lanes)
+                            storePartial(q1, p1 + x + v, lanes)
+                            v += vectorWidth
                         }
+                        x += chunk
                     }
                 }
             }

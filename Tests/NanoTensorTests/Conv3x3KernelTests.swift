@@ -142,6 +142,36 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    /// The last decoder level in one pass per band (`OutputLevel`) equals its two passes (the
+    /// decoder convolution into padded planes, then the last convolution with the softmax head)
+    /// bit for bit: bands with odd first rows, bands of one row, a partial block of features,
+    /// 1 to 3 threads.
+    func testOutputLevelEqualsItsTwoPasses() {
+        var rng = SplitMix64(seed: 12)
+        // (n, skip channels, map channels, features, low-resolution h, w)
+        for (n, cs, cu, f, h, w) in [(1, 4, 8, 4, 32, 40), (2, 3, 5, 3, 7, 9), (1, 4, 8, 4, 1, 1), (1, 1, 2, 2, 40, 3),
+                                     (1, 4, 8, 4, 70, 33)] {
+            let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
+            let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
+            let w1 = Tensor.randomNormal(Shape(f, cs + cu, 3, 3), rng: &rng), b1 = Tensor.randomNormal(Shape(1, 1, 1, f), rng: &rng)
+            let w2 = Tensor.randomNormal(Shape(f, f, 3, 3), rng: &rng), b2 = Tensor.randomNormal(Shape(1, 1, 1, f), rng: &rng)
+            let head = Tensor.randomNormal(Shape(1, 1, 1, 2 * f + 2), rng: &rng).array
+            let direct = Conv3x3.PackedWeights(oihw: w1.data, bias: b1.data, cout: f, allInputs: cs + cu, inputChannels: 0..<cs)
+            let phase = UpsampledConv3x3.PhaseWeights(oihw: w1.data, cout: f, allInputs: cs + cu, inputChannels: cs..<(cs + cu))
+            let last = Conv3x3.PackedWeights(oihw: w2.data, bias: b2.data, cout: f, cin: f)
+            for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
+                let sp = PaddedPlanes.from(skip, pool: pool), lp = PaddedPlanes.from(low, pool: pool)
+                let t = PaddedPlanes(n: n, channels: f, height: 2 * h, width: 2 * w)
+                UpsampledConv3x3.forward(skip: sp, direct, low: lp, phase, into: t, relu: true, pool: pool)
+                let expected = Tensor(Shape(n, 2, 2 * h, 2 * w))
+                Conv3x3.forwardWithSoftmaxHead(t, last, head: head, into: expected, pool: pool)
+                let out = Tensor(Shape(n, 2, 2 * h, 2 * w), repeating: .nan)
+                OutputLevel.forward(skip: sp, direct, low: lp, phase, last: last, head: head, into: out, pool: pool)
+                XCTAssertEqual(out.array, expected.array, "\(n) \(cs)+\(cu)->\(f) \(2 * h)x\(2 * w), \(pool.threadCount) threads")
+            }
+        }
+    }
+
     func testUpsampledConvolutionGradientsMatchTheReferenceThroughTheUpsampling() {
         var rng = SplitMix64(seed: 6)
         // (n, skip channels, upsampled channels, cout, low-resolution h, w)
