@@ -16,51 +16,55 @@
 /// `med3(max(lo[x-1...x+1]), med3(mid[x-1...x+1]), min(hi[x-1...x+1]))` — the exact median of
 /// the nine values in 19 min/max operations, in loops the compiler vectorises.
 /// NaN samples give unspecified results.
-public func medianFilter3x3(_ image: FloatImage, border: BorderMode = .mirror) -> FloatImage {
+/// `parallel` runs bands of rows side by side (the same values either way).
+public func medianFilter3x3(_ image: FloatImage, border: BorderMode = .mirror, parallel: ParallelFor = serially) -> FloatImage {
     let w = image.width, h = image.height
     guard w > 0 && h > 0 else { return image }
-    var out = [Float](repeating: 0, count: w * h)
     let pw = w + 2
-    var r0 = [Float](repeating: 0, count: pw), r1 = r0, r2 = r0
-    var lo = r0, mid = r0, hi = r0
     let left = border.index(-1, count: w), right = border.index(w, count: w)
-    image.pixels.withUnsafeBufferPointer { src in
-        out.withUnsafeMutableBufferPointer { dst in
-            r0.withUnsafeMutableBufferPointer { a in
-            r1.withUnsafeMutableBufferPointer { b in
-            r2.withUnsafeMutableBufferPointer { c in
-            lo.withUnsafeMutableBufferPointer { lo in
-            mid.withUnsafeMutableBufferPointer { mid in
-            hi.withUnsafeMutableBufferPointer { hi in
-                func load(_ row: Int, into buf: UnsafeMutableBufferPointer<Float>) {
-                    let base = row * w
-                    buf[0] = src[base + left]
-                    for x in 0..<w { buf[x + 1] = src[base + x] }
-                    buf[w + 1] = src[base + right]
-                }
-                for y in 0..<h {
-                    load(border.index(y - 1, count: h), into: a)
-                    load(y, into: b)
-                    load(border.index(y + 1, count: h), into: c)
-                    // Sort each column of three.
-                    for j in 0..<pw {
-                        let p = a[j], q = b[j], r = c[j]
-                        let mn = smin(p, q), mx = smax(p, q)
-                        lo[j] = smin(mn, r)
-                        let t = smax(mn, r)
-                        mid[j] = smin(mx, t)
-                        hi[j] = smax(mx, t)
+    let (bands, band) = pieces(h, minimum: Swift.max(1, (1 << 16) / w))
+    // Every pixel is written by its band (no zero-filling pass first, which would also take the
+    // new array's page faults on one thread).
+    let out = [Float](unsafeUninitializedCapacity: w * h) { dst, initialised in
+        image.pixels.withUnsafeBufferPointer { src in
+            parallel(bands) { piece in
+                // Each band its own row buffers: the three source rows (edge-padded) and the
+                // sorted columns.
+                var buffers = [Float](repeating: 0, count: 6 * pw)
+                buffers.withUnsafeMutableBufferPointer { all in
+                    let base = all.baseAddress!
+                    let a = base, b = base + pw, c = base + 2 * pw, lo = base + 3 * pw, mid = base + 4 * pw, hi = base + 5 * pw
+                    func load(_ row: Int, into buf: UnsafeMutablePointer<Float>) {
+                        let start = row * w
+                        buf[0] = src[start + left]
+                        for x in 0..<w { buf[x + 1] = src[start + x] }
+                        buf[w + 1] = src[start + right]
                     }
-                    let o = y * w
-                    for x in 0..<w {
-                        let maxLo = smax(smax(lo[x], lo[x + 1]), lo[x + 2])
-                        let minHi = smin(smin(hi[x], hi[x + 1]), hi[x + 2])
-                        let medMid = med3(mid[x], mid[x + 1], mid[x + 2])
-                        dst[o + x] = med3(maxLo, medMid, minHi)
+                    for y in (piece * band)..<Swift.min(h, piece * band + band) {
+                        load(border.index(y - 1, count: h), into: a)
+                        load(y, into: b)
+                        load(border.index(y + 1, count: h), into: c)
+                        // Sort each column of three.
+                        for j in 0..<pw {
+                            let p = a[j], q = b[j], r = c[j]
+                            let mn = smin(p, q), mx = smax(p, q)
+                            lo[j] = smin(mn, r)
+                            let t = smax(mn, r)
+                            mid[j] = smin(mx, t)
+                            hi[j] = smax(mx, t)
+                        }
+                        let o = y * w
+                        for x in 0..<w {
+                            let maxLo = smax(smax(lo[x], lo[x + 1]), lo[x + 2])
+                            let minHi = smin(smin(hi[x], hi[x + 1]), hi[x + 2])
+                            let medMid = med3(mid[x], mid[x + 1], mid[x + 2])
+                            dst[o + x] = med3(maxLo, medMid, minHi)
+                        }
                     }
                 }
-            }}}}}}
+            }
         }
+        initialised = w * h
     }
     return FloatImage(width: w, height: h, pixels: out)
 }

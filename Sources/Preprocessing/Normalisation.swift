@@ -49,13 +49,15 @@ public func minMaxNormalise(_ image: consuming FloatImage) -> FloatImage {
 
 /// Per-image robust scaling: percentiles `lower` and `upper` (in percent, 0...100) map to 0 and 1,
 /// values outside are clipped. Percentiles are found by selection (O(n)), not by sorting.
-public func percentileNormalise(_ image: consuming FloatImage, lower: Float = 0.5, upper: Float = 99.5) -> FloatImage {
+/// `parallel` splits the passes over the pixels (the same values either way).
+public func percentileNormalise(_ image: consuming FloatImage, lower: Float = 0.5, upper: Float = 99.5,
+                                parallel: ParallelFor = serially) -> FloatImage {
     require(0 <= lower && lower < upper && upper <= 100,
             "percentileNormalise: need 0 <= lower < upper <= 100, got \(lower), \(upper)")
     guard image.count > 0 else { return image }
-    let q = percentiles(image.pixels, [Double(lower), Double(upper)])
+    let q = percentiles(image.pixels, [Double(lower), Double(upper)], parallel: parallel)
     guard q[1] > q[0] else { return minMaxNormalise(consume image) }
-    return affine(consume image, offset: q[0], scale: 1 / (q[1] - q[0]), clip: true)
+    return affine(consume image, offset: q[0], scale: 1 / (q[1] - q[0]), clip: true, parallel: parallel)
 }
 
 /// Per-image robust standardisation: `(x - median) / (1.4826 * MAD)`, not clipped.
@@ -76,13 +78,18 @@ func scale(_ image: FloatImage, by factor: Float) -> FloatImage {
 /// `(x - offset) * scale`, optionally clipped to [0, 1]. The normalisations consume their image,
 /// so the last owner's pixels (a median-filtered copy, say) are scaled where they lie instead of
 /// being copied first (a fresh full-size array: 64 MB and its page faults for a 4096² image).
-func affine(_ image: consuming FloatImage, offset: Float, scale: Float, clip: Bool) -> FloatImage {
+func affine(_ image: consuming FloatImage, offset: Float, scale: Float, clip: Bool, parallel: ParallelFor = serially) -> FloatImage {
     var out = consume image
-    out.pixels.withUnsafeMutableBufferPointer { p in
-        if clip {
-            for i in 0..<p.count { p[i] = smin(smax((p[i] - offset) * scale, 0), 1) }
-        } else {
-            for i in 0..<p.count { p[i] = (p[i] - offset) * scale }
+    out.pixels.withUnsafeMutableBufferPointer { all in
+        let (count, size) = pieces(all.count)
+        parallel(count) { piece in
+            let p = all.baseAddress!
+            let range = (piece * size)..<Swift.min(all.count, piece * size + size)
+            if clip {
+                for i in range { p[i] = smin(smax((p[i] - offset) * scale, 0), 1) }
+            } else {
+                for i in range { p[i] = (p[i] - offset) * scale }
+            }
         }
     }
     return out
@@ -127,7 +134,7 @@ public struct DatasetMaxNormaliser: Sendable, Equatable, Codable {
 /// histogram, then selection among the few values of the wanted bins; selection over everything
 /// for small inputs), never a full sort. `values` must not be empty; with NaN among them the
 /// result is unspecified (such inputs take the selection path).
-public func percentiles(_ values: [Float], _ ps: [Double]) -> [Float] {
+public func percentiles(_ values: [Float], _ ps: [Double], parallel: ParallelFor = serially) -> [Float] {
     require(!values.isEmpty, "percentiles: no values")
     let n = values.count
     // The order statistics wanted: rank k and, when interpolating, k + 1.
@@ -137,7 +144,7 @@ public func percentiles(_ values: [Float], _ ps: [Double]) -> [Float] {
         return (k, Float(rank - Double(k)))
     }
     let wanted = Array(Set(ranks.flatMap { $0.frac > 0 && $0.k + 1 < n ? [$0.k, $0.k + 1] : [$0.k] })).sorted()
-    let order = orderStatistics(values, wanted)
+    let order = orderStatistics(values, wanted, parallel: parallel)
     return ranks.map { r in
         let vk = order[r.k]!
         guard r.frac > 0 && r.k + 1 < n else { return vk }
@@ -150,12 +157,23 @@ public func percentiles(_ values: [Float], _ ps: [Double]) -> [Float] {
 /// is monotonic in it, so a bin holds a contiguous run of ranks), a second collects only the
 /// values of the bins holding the wanted ranks, and selection runs on those few. Exact: the same
 /// values as selection over everything, a few times faster on a 16-megapixel image.
-func orderStatistics(_ values: [Float], _ ranks: [Int]) -> [Int: Float] {
+/// `parallel` runs each pass in contiguous pieces, combined in order: the same values.
+func orderStatistics(_ values: [Float], _ ranks: [Int], parallel: ParallelFor = serially) -> [Int: Float] {
     let n = values.count
     let bins = 1 << 14
+    let (count, size) = pieces(n)
+    @inline(__always) func range(_ piece: Int) -> Range<Int> { (piece * size)..<Swift.min(n, piece * size + size) }
     var lo = values[0], hi = values[0], nan = false
     if n >= 4 * bins {
-        values.withUnsafeBufferPointer { v in for x in v { lo = smin(lo, x); hi = smax(hi, x); nan = nan || x != x } }
+        var partial = [(lo: Float, hi: Float, nan: Bool)](repeating: (values[0], values[0], false), count: count)
+        values.withUnsafeBufferPointer { v in partial.withUnsafeMutableBufferPointer { out in
+            parallel(count) { piece in
+                var l = v[0], h = v[0], bad = false
+                for i in range(piece) { let x = v[i]; l = smin(l, x); h = smax(h, x); bad = bad || x != x }
+                out[piece] = (l, h, bad)
+            }
+        } }
+        for p in partial { lo = smin(lo, p.lo); hi = smax(hi, p.hi); nan = nan || p.nan }
     }
     let scale = Float(bins) / (hi - lo)
     // The histogram needs every value's bin to be a number in 0 ..< bins: no NaN, and a span
@@ -164,10 +182,16 @@ func orderStatistics(_ values: [Float], _ ranks: [Int]) -> [Int: Float] {
         return orderStatisticsBySelection(values, ranks)
     }
     @inline(__always) func bin(_ x: Float) -> Int { Swift.min(bins - 1, Swift.max(0, Int((x - lo) * scale))) }
+    // Counts per piece, added in piece order.
+    var pieceCounts = [Int](repeating: 0, count: count * bins)
+    values.withUnsafeBufferPointer { v in pieceCounts.withUnsafeMutableBufferPointer { all in
+        parallel(count) { piece in
+            let c = all.baseAddress! + piece * bins
+            for i in range(piece) { c[bin(v[i])] += 1 }
+        }
+    } }
     var counts = [Int](repeating: 0, count: bins)
-    values.withUnsafeBufferPointer { v in
-        counts.withUnsafeMutableBufferPointer { c in for x in v { c[bin(x)] += 1 } }
-    }
+    for piece in 0..<count { for b in 0..<bins { counts[b] += pieceCounts[piece * bins + b] } }
     // Each wanted rank's bin and the rank of the bin's first value.
     var start = [Int](repeating: 0, count: bins + 1)
     for b in 0..<bins { start[b + 1] = start[b] + counts[b] }
@@ -181,11 +205,19 @@ func orderStatistics(_ values: [Float], _ ranks: [Int]) -> [Int: Float] {
     let chosen = Array(Set(binOf.values)).sorted()
     var slot = [Int](repeating: -1, count: bins)
     for (j, b) in chosen.enumerated() { slot[b] = j }
-    var members = chosen.map { b -> [Float] in var list = [Float](); list.reserveCapacity(counts[b]); return list }
-    values.withUnsafeBufferPointer { v in
-        slot.withUnsafeBufferPointer { slot in
-            for x in v { let j = slot[bin(x)]; if j >= 0 { members[j].append(x) } }
+    // Per piece, then joined in piece order: the values in the order one pass would meet them.
+    var pieceMembers = [[[Float]]](repeating: chosen.map { _ in [] }, count: count)
+    values.withUnsafeBufferPointer { v in slot.withUnsafeBufferPointer { slot in pieceMembers.withUnsafeMutableBufferPointer { out in
+        parallel(count) { piece in
+            var lists = chosen.map { _ in [Float]() }
+            for i in range(piece) { let x = v[i]; let j = slot[bin(x)]; if j >= 0 { lists[j].append(x) } }
+            out[piece] = lists
         }
+    } } }
+    let members = chosen.indices.map { j -> [Float] in
+        var list = [Float](); list.reserveCapacity(counts[chosen[j]])
+        for piece in 0..<count { list.append(contentsOf: pieceMembers[piece][j]) }
+        return list
     }
     var result: [Int: Float] = [:]
     for (j, b) in chosen.enumerated() {

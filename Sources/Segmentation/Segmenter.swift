@@ -176,7 +176,7 @@ public final class Segmenter: @unchecked Sendable {
         let netWidth = max(1, Int((Double(image.width) * scale).rounded()))
         let netHeight = max(1, Int((Double(image.height) * scale).rounded()))
         let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight) }
-        let prepared = timed("preprocess") { recipe.apply(scaled) }
+        let prepared = timed("preprocess") { recipe.apply(scaled, pool: pool) }
         let p = timed("network") {
             guard options.testTimeAugmentation else { return predictor.probabilities(prepared, pool: pool) }
             var sum = [Float](repeating: 0, count: prepared.count)
@@ -188,8 +188,19 @@ public final class Segmenter: @unchecked Sendable {
         }
         let probability = timed("resample_back") { resample(p, width: image.width, height: image.height) }
         let t = threshold
-        let mask = timed("threshold") { BinaryMask(width: image.width, height: image.height,
-                                                    values: probability.pixels.map { $0 > t ? 1 : 0 }) }
+        let mask = timed("threshold") { () -> BinaryMask in
+            // In pieces on the pool's threads, each writing (and first touching) its own.
+            let n = probability.count, size = max(1 << 16, (n + 15) / 16)
+            let values = [UInt8](unsafeUninitializedCapacity: n) { v, initialised in
+                probability.pixels.withUnsafeBufferPointer { p in
+                    pool.parallelFor((n + size - 1) / size) { piece, _ in
+                        for i in (piece * size)..<min(n, piece * size + size) { v[i] = p[i] > t ? 1 : 0 }
+                    }
+                }
+                initialised = n
+            }
+            return BinaryMask(width: image.width, height: image.height, values: values)
+        }
         return SegmentedImage(probability: probability, mask: mask, threshold: t, pixelSizeNm: pixelSizeNm,
                               pixelSizeSource: source, scale: scale, timings: timings)
     }

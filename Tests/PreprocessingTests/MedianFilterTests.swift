@@ -64,6 +64,17 @@ final class MedianFilterTests: XCTestCase {
         }
     }
 
+    /// Bands of rows (run in reverse order, or side by side) give the one-pass filter bit for bit,
+    /// band edges and image edges included.
+    func testBandsOfRowsEqualOnePass() {
+        let im = randomImage(301, 997, seed: 21).map { ($0 / 10).rounded() }  // 4 bands, ties
+        for mode in BorderMode.allCases {
+            let one = medianFilter3x3(im, border: mode)
+            XCTAssertEqual(medianFilter3x3(im, border: mode, parallel: reversedPieces).pixels, one.pixels, "reversed \(mode)")
+            XCTAssertEqual(medianFilter3x3(im, border: mode, parallel: sideBySide).pixels, one.pixels, "side by side \(mode)")
+        }
+    }
+
     /// 5×5 ramp v = x + 5y with a spike 1000 at the centre (where 12 was). Its 3×3 median is
     /// median{6,7,8,11,1000,13,16,17,18} = 13. Image std = 193.7 (hand: E[x²] = 1004756/25,
     /// mean = 51.52), so 5σ = 968.7 < |1000 - 13|: only the spike is replaced; the ramp's other

@@ -69,6 +69,29 @@ final class NormalisationTests: XCTestCase {
         }
     }
 
+    /// The passes split into pieces (run in reverse order, or side by side) give the same
+    /// percentiles and the same normalised pixels as one pass, bit for bit.
+    func testPercentilesInPiecesEqualOnePass() {
+        let n = 300_001  // 4 pieces
+        var hot = randomImage(n, 1, seed: 15, scale: 1).pixels
+        hot[200_000] = 1e30
+        let cases: [(String, [Float])] = [
+            ("gaussian", randomImage(n, 1, seed: 13, scale: 100).pixels),
+            ("ties", randomImage(n, 1, seed: 14, scale: 3).pixels.map { $0.rounded() }),
+            ("hot pixel", hot),
+        ]
+        let ps: [Double] = [0, 0.5, 25, 50, 99.5, 100]
+        for (name, values) in cases {
+            let one = percentiles(values, ps)
+            for (runner, parallel) in [("reversed", reversedPieces), ("side by side", sideBySide)] {
+                XCTAssertEqual(percentiles(values, ps, parallel: parallel), one, "\(name), \(runner)")
+                let image = FloatImage(width: 1001, height: n / 1001, pixels: Array(values.prefix(n / 1001 * 1001)))
+                XCTAssertEqual(percentileNormalise(image, parallel: parallel).pixels, percentileNormalise(image).pixels,
+                               "normalised \(name), \(runner)")
+            }
+        }
+    }
+
     /// NaN among many values (a damaged float file): the result is unspecified, but it comes back.
     func testPercentilesOfLargeInputsWithNaNComeBack() {
         var values = randomImage(70_001, 1, seed: 8, scale: 10).pixels

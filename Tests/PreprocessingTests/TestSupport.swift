@@ -1,3 +1,4 @@
+import Dispatch
 import Preprocessing
 import XCTest
 
@@ -33,4 +34,21 @@ func assertClose(_ a: [Float], _ b: [Float], accuracy: Float, _ message: String 
         XCTFail("index \(i): \(x) vs \(y) \(message)", file: file, line: line)
         return
     }
+}
+
+/// `ParallelFor` runners for the tests: every piece once, last first; and on Dispatch's threads.
+func reversedPieces(_ count: Int, _ piece: (Int) -> Void) {
+    for i in stride(from: count - 1, through: 0, by: -1) { piece(i) }
+}
+
+func sideBySide(_ count: Int, _ piece: (Int) -> Void) {
+    withoutActuallyEscaping(piece) { body in
+        let box = UncheckedBox(body)
+        DispatchQueue.concurrentPerform(iterations: count) { box.value($0) }
+    }
+}
+
+private final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
