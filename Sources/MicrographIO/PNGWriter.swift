@@ -1,7 +1,8 @@
 import CPNG
 import Foundation
 
-/// Writes 8/16-bit grey PNGs (masks, label images) and 8-bit RGB PNGs (overlays), atomically.
+/// Writes 8/16-bit grey PNGs (masks, label images), 8-bit RGB PNGs (plots) and palette PNGs
+/// (overlays), atomically.
 public enum PNGWriter {
     public static func write(_ image: Micrograph, to url: URL) throws {
         try writeAtomically(encode(image, file: url.path), to: url)
@@ -15,6 +16,37 @@ public enum PNGWriter {
     /// Writes an 8-bit RGB image (row-major, R G B interleaved).
     public static func writeRGB8(_ pixels: [UInt8], width: Int, height: Int, to url: URL) throws {
         try write(Micrograph(width: width, height: height, channels: 3, pixelType: .uint8, data: pixels, format: "png"), to: url)
+    }
+
+    /// Writes 8-bit palette indices (row-major `width × height` bytes) with up to 256 RGB
+    /// palette entries (every index must name one).
+    public static func writeIndexed(_ indices: [UInt8], width: Int, height: Int, palette: [(UInt8, UInt8, UInt8)],
+                                    to url: URL) throws {
+        try writeAtomically(encodeIndexed(indices, width: width, height: height, palette: palette, file: url.path), to: url)
+    }
+
+    public static func encodeIndexed(_ indices: [UInt8], width: Int, height: Int, palette: [(UInt8, UInt8, UInt8)],
+                                     file: String = "") throws -> [UInt8] {
+        let fail = { (reason: String) in MicrographError(file: file, reason: reason) }
+        guard width > 0, height > 0, width <= 1_000_000, height <= 1_000_000, indices.count == width * height else {
+            throw fail("PNG size \(width)×\(height) is out of range or does not match \(indices.count) indices")
+        }
+        guard (1...256).contains(palette.count), palette.count == 256 || indices.allSatisfy({ Int($0) < palette.count }) else {
+            throw fail("palette of \(palette.count) entries does not cover every index")
+        }
+        let rgb = palette.flatMap { [$0.0, $0.1, $0.2] }
+        var io = nf_png_io()
+        let status = indices.withUnsafeBufferPointer { buf in
+            rgb.withUnsafeBufferPointer { p in
+                nf_png_encode_indexed(buf.baseAddress, UInt32(width), UInt32(height), p.baseAddress, Int32(palette.count), &io)
+            }
+        }
+        guard status == 0, let out = io.output else {
+            let reason = withUnsafeBytes(of: io.message) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+            throw fail("PNG cannot be encoded (\(reason))")
+        }
+        defer { nf_png_free(out) }
+        return [UInt8](UnsafeBufferPointer(start: out, count: io.output_size))
     }
 
     public static func encode(_ image: Micrograph, file: String = "") throws -> [UInt8] {

@@ -1,4 +1,5 @@
 import MicrographIO
+import NanoTensor
 
 /// A small RGB raster for the plots NanoFind writes as PNG (loss curves, size histograms,
 /// confusion matrices, overlays): filled rectangles, lines, and digits/letters in a 5×7 font.
@@ -40,12 +41,18 @@ public struct Canvas: Sendable {
     /// Text in a 5×7 font scaled by `scale` (digits, capitals, a few signs; lower case is drawn
     /// as capitals, anything else as a blank).
     public mutating func text(_ s: String, x: Int, y: Int, _ c: Colour = Canvas.black, scale: Int = 1) {
+        Canvas.glyphCells(s, x: x, y: y, scale: scale) { fill(x0: $0, y0: $1, x1: $2, y1: $3, c) }
+    }
+
+    /// Calls `plot(x0, y0, x1, y1)` for every filled cell of `s` in the 5×7 font scaled by `scale`
+    /// (the text drawing of `Canvas` and `IndexedCanvas`).
+    static func glyphCells(_ s: String, x: Int, y: Int, scale: Int, _ plot: (Int, Int, Int, Int) -> Void) {
         var cx = x
         for ch in s.uppercased() {
             if let rows = Canvas.glyphs[ch] {
                 for (r, bits) in rows.enumerated() {
                     for b in 0..<5 where bits & (1 << (4 - b)) != 0 {
-                        fill(x0: cx + b * scale, y0: y + r * scale, x1: cx + (b + 1) * scale, y1: y + (r + 1) * scale, c)
+                        plot(cx + b * scale, y + r * scale, cx + (b + 1) * scale, y + (r + 1) * scale)
                     }
                 }
             }
@@ -74,6 +81,43 @@ public struct Canvas: Sendable {
         "V": [17, 17, 17, 17, 17, 10, 4], "W": [17, 17, 17, 21, 21, 21, 10], "X": [17, 17, 10, 4, 10, 17, 17],
         "Y": [17, 17, 10, 4, 4, 4, 4], "Z": [31, 1, 2, 4, 8, 16, 31],
     ]
+}
+
+/// An 8-bit palette raster: one byte per pixel naming one of up to 256 colours. Overlays are
+/// drawn on one: a third of an RGB canvas's bytes to fill, deflate and write.
+public struct IndexedCanvas: Sendable {
+    public let width: Int
+    public let height: Int
+    public var indices: [UInt8]
+    public let palette: [Canvas.Colour]
+
+    /// All pixels index 0.
+    public init(width: Int, height: Int, palette: [Canvas.Colour]) {
+        require((1...256).contains(palette.count), "IndexedCanvas: \(palette.count) palette entries")
+        self.width = width; self.height = height; self.palette = palette
+        indices = [UInt8](repeating: 0, count: width * height)
+    }
+
+    public mutating func fill(x0: Int, y0: Int, x1: Int, y1: Int, _ index: UInt8) {
+        let xa = max(0, x0), xb = min(width, x1)
+        guard xa < xb else { return }
+        for y in max(0, y0)..<max(max(0, y0), min(height, y1)) { for x in xa..<xb { indices[y * width + x] = index } }
+    }
+
+    public mutating func text(_ s: String, x: Int, y: Int, _ index: UInt8, scale: Int = 1) {
+        Canvas.glyphCells(s, x: x, y: y, scale: scale) { fill(x0: $0, y0: $1, x1: $2, y1: $3, index) }
+    }
+
+    /// The colour of every pixel, R G B interleaved.
+    public var rgb: [UInt8] {
+        var out = [UInt8](repeating: 0, count: 3 * indices.count)
+        for (k, i) in indices.enumerated() { let c = palette[Int(i)]; out[3 * k] = c.0; out[3 * k + 1] = c.1; out[3 * k + 2] = c.2 }
+        return out
+    }
+
+    public func write(to url: URL) throws {
+        try PNGWriter.writeIndexed(indices, width: width, height: height, palette: palette, to: url)
+    }
 }
 
 import Foundation

@@ -157,8 +157,7 @@ struct Simulate: ParsableCommand {
                 labels.labels[(i / tile * n / tile) * n + (i % tile) * n / tile] != 0 }, particles: [])
             let ox = (k % columns) * (tile + 4) + 2, oy = (k / columns) * (tile + 18) + 2
             for y in 0..<tile { for x in 0..<tile {
-                let i = 3 * (y * tile + x)
-                sheet.set(ox + x, oy + y, (small.pixels[i], small.pixels[i + 1], small.pixels[i + 2]))
+                sheet.set(ox + x, oy + y, small.palette[Int(small.indices[y * tile + x])])
             } }
             sheet.text(name, x: ox, y: oy + tile + 4)
         }

@@ -1,0 +1,47 @@
+import Foundation
+import MicrographIO
+import ParticleAnalysis
+import Preprocessing
+import Segmentation
+import XCTest
+
+/// The overlay: contrast-stretched grey levels, outlines and ids on a palette image, and the
+/// palette PNG it is written as.
+final class OverlayTests: XCTestCase {
+    /// A left-to-right ramp with one disc: background grey rises with the ramp (0 at the left
+    /// edge's 0.5 % level, the top grey at the right), the disc's edge is outlined, its interior
+    /// keeps the micrograph, its id is drawn; the PNG reads back as the same colours.
+    func testGreyLevelsOutlineAndIdRoundTrip() throws {
+        let w = 200, h = 120
+        let raw = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { Float($0 % w) })
+        var mask = BinaryMask(width: w, height: h)
+        for y in 0..<h { for x in 0..<w where (x - 100) * (x - 100) + (y - 60) * (y - 60) < 30 * 30 { mask.values[y * w + x] = 1 } }
+        let m = ParticleMeasurement(mask: mask)
+        XCTAssertEqual(m.particles.count, 1)
+        let c = Overlay.render(raw, labels: m.labels, particles: m.particles)
+        XCTAssertEqual(c.width, w); XCTAssertEqual(c.height, h)
+        XCTAssertEqual(c.palette.count, 256)
+        XCTAssertEqual(c.indices[5 * w + 0], 0, "the 0.5 % level is black")
+        XCTAssertEqual(c.indices[5 * w + w - 1], UInt8(Overlay.greyLevels - 1), "the 99.5 % level is white")
+        let row = (0..<w).map { c.indices[5 * w + $0] }
+        XCTAssertEqual(row, row.sorted(), "grey rises with the ramp")
+        XCTAssertEqual(c.indices[60 * w + 71], Overlay.outline, "the disc's left edge is outlined")
+        XCTAssertEqual(c.indices[60 * w + 72] < Overlay.outline, true, "inside the edge the micrograph shows")
+        XCTAssertTrue(c.indices.contains(Overlay.label), "the id is drawn")
+        XCTAssertEqual(Overlay.palette[Int(Overlay.outline)].0, 255)
+
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("overlay-\(getpid()).png")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try c.write(to: url)
+        let back = try PNGReader.read(url)
+        XCTAssertEqual(back.channels, 3)
+        XCTAssertEqual(back.data, c.rgb, "a palette PNG reads back as the palette's colours")
+    }
+
+    func testIndexedPNGRefusesIndicesOutsideThePalette() {
+        XCTAssertThrowsError(try PNGWriter.encodeIndexed([0, 1, 2, 3], width: 2, height: 2, palette: [(0, 0, 0), (9, 9, 9)]))
+        XCTAssertThrowsError(try PNGWriter.encodeIndexed([0], width: 1, height: 1, palette: []))
+        XCTAssertThrowsError(try PNGWriter.encodeIndexed([0, 0], width: 1, height: 1, palette: [(0, 0, 0)]))
+        XCTAssertNoThrow(try PNGWriter.encodeIndexed([0, 1, 1, 0], width: 2, height: 2, palette: [(0, 0, 0), (9, 9, 9)]))
+    }
+}
