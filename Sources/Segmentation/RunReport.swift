@@ -1,5 +1,6 @@
 import Foundation
 import MicrographIO
+import NanoTensor
 import ParticleAnalysis
 
 /// The files that describe a whole `segment` run: `particles.csv` (every particle of every image,
@@ -59,12 +60,78 @@ public struct RunReport {
         try histogram.write(to: dir.appendingPathComponent("size_histogram.png"))
         let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: try PNGWriter.encode(
             Micrograph(width: histogram.width, height: histogram.height, channels: 3, pixelType: .uint8, data: histogram.pixels, format: "png")),
-            overlay: { name in
-                let url = (sources ?? [dir]).map { $0.appendingPathComponent("\(name)_overlay.png") }
-                    .first { FileManager.default.fileExists(atPath: $0.path) }
-                return url.flatMap { try? Data(contentsOf: $0) }
-            }).html
+            overlays: overlayThumbnails(summaries.map(\.image), in: sources ?? [dir], linkedFrom: dir)).html
         try writeAtomically(Array(html.utf8), to: dir.appendingPathComponent("report.html"))
+    }
+}
+
+/// Each image's overlay as the report shows it: a thumbnail (`Overlay.thumbnail`) and the path of
+/// the full overlay relative to the report's folder; nil where no overlay can be read. Made side by
+/// side, one image per CPU.
+func overlayThumbnails(_ names: [String], in dirs: [URL], linkedFrom reportDir: URL) -> [String: (png: [UInt8], link: String)] {
+    final class Results: @unchecked Sendable {
+        var values: [(png: [UInt8], link: String)?]
+        let lock = NSLock()
+        init(_ n: Int) { values = Array(repeating: nil, count: n) }
+    }
+    let results = Results(names.count)
+    let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    ThreadPool.sideBySide(min(cpus, names.count)) { worker in
+        for k in stride(from: worker, to: names.count, by: cpus) {
+            guard let url = dirs.map({ $0.appendingPathComponent("\(names[k])_overlay.png") })
+                    .first(where: { FileManager.default.fileExists(atPath: $0.path) }),
+                  let png = Overlay.thumbnail(of: url) else { continue }
+            let link = relativePath(of: url, from: reportDir)
+            results.lock.lock(); results.values[k] = (png, link); results.lock.unlock()
+        }
+    }
+    var out: [String: (png: [UInt8], link: String)] = [:]
+    for (name, value) in zip(names, results.values) { if let value { out[name] = value } }
+    return out
+}
+
+/// `file`'s path relative to the folder `dir` ("../b/x.png" from "a" to "b/x.png"), as a URL
+/// path with each component percent-encoded.
+func relativePath(of file: URL, from dir: URL) -> String {
+    let f = file.standardizedFileURL.resolvingSymlinksInPath().pathComponents
+    let d = dir.standardizedFileURL.resolvingSymlinksInPath().pathComponents
+    var common = 0
+    while common < min(f.count - 1, d.count) && f[common] == d[common] { common += 1 }
+    let parts = Array(repeating: "..", count: d.count - common) + f[common...]
+    return parts.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
+        .joined(separator: "/")
+}
+
+extension Overlay {
+    /// An overlay shrunk to at most `side` pixels on its longer side, as a palette PNG in the
+    /// overlay's colours: a pixel shows the outline or id colour most of its box holds (so 1-pixel
+    /// outlines survive the shrinking), else the box's mean grey. A 2048² overlay (3.7 MB) becomes
+    /// a 512² thumbnail of a few hundred kB, so a report of many micrographs stays small enough to open.
+    public static func thumbnail(of url: URL, side: Int = 512) -> [UInt8]? {
+        guard let image = try? PNGReader.read(url), image.channels == 3, image.pixelType == .uint8,
+              image.width > 0, image.height > 0 else { return nil }
+        let w = image.width, h = image.height
+        let step = max(1, (max(w, h) + side - 1) / side)
+        let tw = (w + step - 1) / step, th = (h + step - 1) / step
+        let top = Float(Overlay.greyLevels - 1)
+        var indices = [UInt8](repeating: 0, count: tw * th)
+        image.data.withUnsafeBufferPointer { rgb in
+            for ty in 0..<th { for tx in 0..<tw {
+                var grey = 0, greys = 0, outline = 0, label = 0
+                for y in (ty * step)..<min(h, ty * step + step) { for x in (tx * step)..<min(w, tx * step + step) {
+                    let i = 3 * (y * w + x), r = Int(rgb[i]), g = Int(rgb[i + 1]), b = Int(rgb[i + 2])
+                    if r == g && g == b { grey += r; greys += 1; continue }
+                    // The nearer of the two colours.
+                    let o = Overlay.palette[Int(Overlay.outline)], l = Overlay.palette[Int(Overlay.label)]
+                    let dOutline = (r - Int(o.0)) * (r - Int(o.0)) + (g - Int(o.1)) * (g - Int(o.1)) + (b - Int(o.2)) * (b - Int(o.2))
+                    let dLabel = (r - Int(l.0)) * (r - Int(l.0)) + (g - Int(l.1)) * (g - Int(l.1)) + (b - Int(l.2)) * (b - Int(l.2))
+                    if dOutline <= dLabel { outline += 1 } else { label += 1 }
+                } }
+                indices[ty * tw + tx] = outline + label == 0 ? UInt8((Float(grey) / Float(max(1, greys)) / 255 * top).rounded())
+                    : (label > outline ? Overlay.label : Overlay.outline)
+            } }
+        }
+        return try? PNGWriter.encodeIndexed(indices, width: tw, height: th, palette: Overlay.palette)
     }
 }
 
@@ -102,7 +169,8 @@ struct ReportPage {
     var columns: [String]
     var rows: [(image: String, fields: [String])]
     var histogramPNG: [UInt8]
-    var overlay: (String) -> Data?
+    /// Per image: the overlay's thumbnail and the full overlay's path from the report.
+    var overlays: [String: (png: [UInt8], link: String)]
 
     func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
@@ -130,7 +198,9 @@ struct ReportPage {
         for (k, v) in settings.sorted(by: { $0.key < $1.key }) { page += "<tr><td>\(escape(k))</td><td>\(escape(v))</td></tr>" }
         page += "</table>\n<h2>Images</h2><div class=\"images\">\n"
         for s in summaries {
-            let img = overlay(s.image).map { "<img alt=\"\(escape(s.image)) overlay\" src=\"data:image/png;base64,\($0.base64EncodedString())\">" } ?? ""
+            let img = overlays[s.image].map {
+                "<a href=\"\(escape($0.link))\"><img alt=\"\(escape(s.image)) overlay\" src=\"data:image/png;base64,\(Data($0.png).base64EncodedString())\"></a>"
+            } ?? ""
             page += """
             <figure>\(img)<figcaption><b>\(escape(s.image))</b>: \(s.particles) particles, \(format(100 * s.areaFraction, 1)) % area,
             mean ⌀ \(format(s.meanEqDiameterNm)) nm, median ⌀ \(format(s.medianEqDiameterNm)) nm,

@@ -38,6 +38,31 @@ final class OverlayTests: XCTestCase {
         XCTAssertEqual(back.data, c.rgb, "a palette PNG reads back as the palette's colours")
     }
 
+    /// A report's thumbnail keeps 1-pixel outlines (the box's outline colour wins over grey) and
+    /// the mean grey elsewhere, within the requested size.
+    func testThumbnailKeepsOutlinesAndShrinks() throws {
+        let w = 1000, h = 600
+        let raw = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { Float($0 % w) })
+        var mask = BinaryMask(width: w, height: h)
+        for y in 0..<h { for x in 0..<w where (x - 500) * (x - 500) + (y - 300) * (y - 300) < 150 * 150 { mask.values[y * w + x] = 1 } }
+        let m = ParticleMeasurement(mask: mask)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("overlay-thumb-\(getpid()).png")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Overlay.render(raw, labels: m.labels, particles: m.particles).write(to: url)
+        let png = try XCTUnwrap(Overlay.thumbnail(of: url, side: 256))
+        let thumbURL = url.deletingPathExtension().appendingPathExtension("small.png")
+        defer { try? FileManager.default.removeItem(at: thumbURL) }
+        try Data(png).write(to: thumbURL)
+        let t = try PNGReader.read(thumbURL)
+        XCTAssertEqual(t.width, 250); XCTAssertEqual(t.height, 150)
+        func colour(_ x: Int, _ y: Int) -> (UInt8, UInt8, UInt8) { let i = 3 * (y * t.width + x); return (t.data[i], t.data[i + 1], t.data[i + 2]) }
+        // The disc's left edge (x = 351 in the overlay) falls in thumbnail column 87, row 75.
+        XCTAssertEqual(colour(87, 75).0, 255); XCTAssertEqual(colour(87, 75).2, 40, "the outline survives the shrinking")
+        let bg = colour(10, 10)
+        XCTAssertTrue(bg.0 == bg.1 && bg.1 == bg.2, "background stays grey")
+        XCTAssertNil(Overlay.thumbnail(of: url.appendingPathExtension("missing")))
+    }
+
     func testIndexedPNGRefusesIndicesOutsideThePalette() {
         XCTAssertThrowsError(try PNGWriter.encodeIndexed([0, 1, 2, 3], width: 2, height: 2, palette: [(0, 0, 0), (9, 9, 9)]))
         XCTAssertThrowsError(try PNGWriter.encodeIndexed([0], width: 1, height: 1, palette: []))
