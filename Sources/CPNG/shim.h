@@ -158,52 +158,14 @@ static inline void nf_png_write_fn(png_structp png, png_bytep data, size_t count
 
 static inline void nf_png_flush_fn(png_structp png) { (void)png; }
 
-/* Encodes 8-bit palette indices with `entries` RGB palette entries (`palette`: 3 bytes each): an
-   overlay holds one byte per pixel instead of three, a third of the bytes to deflate. No row
-   filter, run-length matching (Z_RLE): measured on a 2048² overlay of a micrograph, 3.7 MB in
-   39 ms against 3.8 MB in 95 ms for zlib's default strategy (and 6.1 MB in 126 ms as RGB). */
-static inline int nf_png_encode_indexed(const unsigned char *indices, uint32_t width, uint32_t height,
-                                        const unsigned char *palette, int entries, nf_png_io *io) {
+/* The one libpng write path: rows of `rowbytes` bytes, the given colour type and depth, row
+   filter and zlib strategy (-1: zlib's default), a palette when `entries` > 0, 16-bit samples
+   given little-endian. On success io->output holds the file (free it with nf_png_free). */
+static inline int nf_png_encode_rows(const unsigned char *pixels, uint32_t width, uint32_t height, size_t rowbytes,
+                                     int color_type, int bit_depth, int filter, int strategy,
+                                     const unsigned char *palette, int entries, nf_png_io *io) {
     memset(io, 0, sizeof *io);
-    if (entries < 1 || entries > 256) { nf_png_set_message(io, "palette needs 1 to 256 entries"); return 1; }
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, io, nf_png_error_fn, nf_png_warning_fn);
-    if (png == NULL) { nf_png_set_message(io, "libpng could not start"); return 1; }
-    png_infop info = png_create_info_struct(png);
-    if (info == NULL) {
-        png_destroy_write_struct(&png, NULL);
-        nf_png_set_message(io, "libpng could not start");
-        return 1;
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        free(io->output);
-        io->output = NULL;
-        io->output_size = 0;
-        return 1;
-    }
-    png_set_write_fn(png, io, nf_png_write_fn, nf_png_flush_fn);
-    png_set_compression_level(png, 1);
-    png_set_filter(png, 0, PNG_FILTER_NONE);
-    png_set_compression_strategy(png, Z_RLE);
-    png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_color colours[256];
-    for (int k = 0; k < entries; k++) {
-        colours[k].red = palette[3 * k]; colours[k].green = palette[3 * k + 1]; colours[k].blue = palette[3 * k + 2];
-    }
-    png_set_PLTE(png, info, colours, entries);
-    png_write_info(png, info);
-    for (uint32_t y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(indices + (size_t)y * width));
-    png_write_end(png, info);
-    png_destroy_write_struct(&png, &info);
-    return 0;
-}
-
-/* Encodes 8/16-bit grey (channels 1) or RGB (channels 3) pixels; 16-bit input samples are
-   little-endian. On success io->output holds the file (free it with nf_png_free). */
-static inline int nf_png_encode(const unsigned char *pixels, uint32_t width, uint32_t height,
-                                int channels, int bit_depth, nf_png_io *io) {
-    memset(io, 0, sizeof *io);
+    if (entries < 0 || entries > 256) { nf_png_set_message(io, "palette needs at most 256 entries"); return 1; }
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, io, nf_png_error_fn, nf_png_warning_fn);
     if (png == NULL) { nf_png_set_message(io, "libpng could not start"); return 1; }
     png_infop info = png_create_info_struct(png);
@@ -223,25 +185,48 @@ static inline int nf_png_encode(const unsigned char *pixels, uint32_t width, uin
     /* Fast zlib level: masks and overlays of large micrographs are written by the thousand;
        level 1 is several times faster than the default 6 for a few per cent more bytes. */
     png_set_compression_level(png, 1);
-    /* Row filters: libpng's default tries all five on every row and keeps the best, which costs
-       more than the deflate itself. Masks and label images (long runs of equal bytes) need no
-       filter and compress as runs; photographs (overlays) take the cheap SUB filter. */
-    if (channels == 1) {
-        png_set_filter(png, 0, PNG_FILTER_NONE);
-        png_set_compression_strategy(png, Z_RLE);
-    } else {
-        png_set_filter(png, 0, PNG_FILTER_SUB);
-    }
-    int color_type = channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY;
+    png_set_filter(png, 0, filter);
+    if (strategy >= 0) png_set_compression_strategy(png, strategy);
     png_set_IHDR(png, info, width, height, bit_depth, color_type, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (entries > 0) {
+        png_color colours[256];
+        for (int k = 0; k < entries; k++) {
+            colours[k].red = palette[3 * k]; colours[k].green = palette[3 * k + 1]; colours[k].blue = palette[3 * k + 2];
+        }
+        png_set_PLTE(png, info, colours, entries);
+    }
     png_write_info(png, info);
     if (bit_depth == 16) png_set_swap(png);
-    size_t rowbytes = (size_t)width * (size_t)channels * (size_t)(bit_depth / 8);
     for (uint32_t y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * rowbytes));
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
     return 0;
+}
+
+/* Encodes 8/16-bit grey (channels 1) or RGB (channels 3) pixels; 16-bit input samples are
+   little-endian. Row filters: libpng's default tries all five on every row and keeps the best,
+   which costs more than the deflate itself. Masks and label images (long runs of equal bytes)
+   need no filter and compress as runs; photographs and plots take the cheap SUB filter. */
+static inline int nf_png_encode(const unsigned char *pixels, uint32_t width, uint32_t height,
+                                int channels, int bit_depth, nf_png_io *io) {
+    size_t rowbytes = (size_t)width * (size_t)channels * (size_t)(bit_depth / 8);
+    if (channels == 1) {
+        return nf_png_encode_rows(pixels, width, height, rowbytes, PNG_COLOR_TYPE_GRAY, bit_depth, PNG_FILTER_NONE, Z_RLE,
+                                  NULL, 0, io);
+    }
+    return nf_png_encode_rows(pixels, width, height, rowbytes, PNG_COLOR_TYPE_RGB, bit_depth, PNG_FILTER_SUB, -1, NULL, 0, io);
+}
+
+/* Encodes 8-bit palette indices with `entries` RGB palette entries (`palette`: 3 bytes each): an
+   overlay holds one byte per pixel instead of three, a third of the bytes to deflate. No row
+   filter, run-length matching (Z_RLE): measured on a 2048² overlay of a micrograph, 3.7 MB in
+   39 ms against 3.8 MB in 95 ms for zlib's default strategy (and 6.1 MB in 126 ms as RGB). */
+static inline int nf_png_encode_indexed(const unsigned char *indices, uint32_t width, uint32_t height,
+                                        const unsigned char *palette, int entries, nf_png_io *io) {
+    if (entries < 1) { memset(io, 0, sizeof *io); nf_png_set_message(io, "palette needs 1 to 256 entries"); return 1; }
+    return nf_png_encode_rows(indices, width, height, width, PNG_COLOR_TYPE_PALETTE, 8, PNG_FILTER_NONE, Z_RLE,
+                              palette, entries, io);
 }
 
 /* A zlib stream (RFC 1950, what TIFF's Adobe deflate compression 8 stores) fed in pieces, with

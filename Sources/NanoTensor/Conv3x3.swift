@@ -157,10 +157,7 @@ public enum Conv3x3 {
         let ws = roundUp(max(width, 1), vectorWidth)
         let scratch = Tensor(Shape(pool.threadCount, 1, 1, 2 * block * ws), zeroed: false)
         pool.parallelFor(input.n * bands * w.blocks) { item, thread in
-            let ob = item % w.blocks
-            let rest = item / w.blocks
-            let bi = rest % bands, i = rest / bands
-            let y0 = bi * band, y1 = min(h, y0 + band)
+            let (i, ob, y0, y1) = bandItem(item, blocks: w.blocks, bands: bands, band: band, height: h)
             let o0 = ob * block
             let nValid = min(block, w.cout - o0)
             let inView = input.view(image: i), copyView = reluCopy.view(image: i)
@@ -254,10 +251,7 @@ public enum Conv3x3 {
         let items = input.n * bands * w.blocks
         pool.parallelFor(items) { item, _ in
             defer { if stream { storeFence() } }
-            let ob = item % w.blocks
-            let rest = item / w.blocks
-            let bi = rest % bands, i = rest / bands
-            let y0 = bi * band, y1 = min(h, y0 + band)
+            let (i, ob, y0, y1) = bandItem(item, blocks: w.blocks, bands: bands, band: band, height: h)
             let o0 = ob * block
             let nValid = min(block, w.cout - o0)
             let inView = input.view(image: i), outView = PlaneView(out + i * imageStride, planeStride: planeStride, rowStride: rowStride)
@@ -275,6 +269,14 @@ public enum Conv3x3 {
                 }
             }
         }
+    }
+
+    /// Work item `item` of a convolution cut into (image, band of rows, block of output channels),
+    /// blocks innermost: its image, block and rows y0 ..< y1.
+    @inline(__always)
+    static func bandItem(_ item: Int, blocks: Int, bands: Int, band: Int, height h: Int) -> (image: Int, block: Int, y0: Int, y1: Int) {
+        let rest = item / blocks, bi = rest % bands
+        return (rest / bands, item % blocks, bi * band, min(h, bi * band + band))
     }
 
     /// One row's moments, from two passes over the row while it is in L1: the row's first value

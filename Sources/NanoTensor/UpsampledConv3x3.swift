@@ -107,10 +107,7 @@ public enum UpsampledConv3x3 {
         // references per row cost a retain and a release each, on counts both threads share.
         let directWeights = direct?.weights
         pool.parallelFor(items) { item, _ in
-            let ob = item % w.blocks
-            let rest = item / w.blocks
-            let bi = rest % bands, i = rest / bands
-            let y0 = bi * band, y1 = min(h, y0 + band)
+            let (i, ob, y0, y1) = Conv3x3.bandItem(item, blocks: w.blocks, bands: bands, band: band, height: h)
             let o0 = ob * Conv3x3.block
             let nValid = min(Conv3x3.block, w.cout - o0)
             let outView = PlaneView(out + i * imageStride, planeStride: planeStride, rowStride: rowStride)

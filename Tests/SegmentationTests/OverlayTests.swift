@@ -8,15 +8,20 @@ import XCTest
 /// The overlay: contrast-stretched grey levels, outlines and ids on a palette image, and the
 /// palette PNG it is written as.
 final class OverlayTests: XCTestCase {
+    /// A left-to-right ramp (value = x) and a disc of `radius` at the centre, measured.
+    func rampWithDisc(_ w: Int, _ h: Int, radius r: Int) -> (FloatImage, ParticleMeasurement) {
+        let raw = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { Float($0 % w) })
+        var mask = BinaryMask(width: w, height: h)
+        for y in 0..<h { for x in 0..<w where (x - w / 2) * (x - w / 2) + (y - h / 2) * (y - h / 2) < r * r { mask.values[y * w + x] = 1 } }
+        return (raw, ParticleMeasurement(mask: mask))
+    }
+
     /// A left-to-right ramp with one disc: background grey rises with the ramp (0 at the left
     /// edge's 0.5 % level, the top grey at the right), the disc's edge is outlined, its interior
     /// keeps the micrograph, its id is drawn; the PNG reads back as the same colours.
     func testGreyLevelsOutlineAndIdRoundTrip() throws {
         let w = 200, h = 120
-        let raw = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { Float($0 % w) })
-        var mask = BinaryMask(width: w, height: h)
-        for y in 0..<h { for x in 0..<w where (x - 100) * (x - 100) + (y - 60) * (y - 60) < 30 * 30 { mask.values[y * w + x] = 1 } }
-        let m = ParticleMeasurement(mask: mask)
+        let (raw, m) = rampWithDisc(w, h, radius: 30)
         XCTAssertEqual(m.particles.count, 1)
         let c = Overlay.render(raw, labels: m.labels, particles: m.particles)
         XCTAssertEqual(c.width, w); XCTAssertEqual(c.height, h)
@@ -41,11 +46,7 @@ final class OverlayTests: XCTestCase {
     /// A report's thumbnail keeps 1-pixel outlines (the box's outline colour wins over grey) and
     /// the mean grey elsewhere, within the requested size.
     func testThumbnailKeepsOutlinesAndShrinks() throws {
-        let w = 1000, h = 600
-        let raw = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { Float($0 % w) })
-        var mask = BinaryMask(width: w, height: h)
-        for y in 0..<h { for x in 0..<w where (x - 500) * (x - 500) + (y - 300) * (y - 300) < 150 * 150 { mask.values[y * w + x] = 1 } }
-        let m = ParticleMeasurement(mask: mask)
+        let (raw, m) = rampWithDisc(1000, 600, radius: 150)
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("overlay-thumb-\(getpid()).png")
         defer { try? FileManager.default.removeItem(at: url) }
         try Overlay.render(raw, labels: m.labels, particles: m.particles).write(to: url)
