@@ -21,8 +21,8 @@ package enum DistanceTransform {
             for y in stride(from: h - 1, through: 0, by: -1) { for x in 0..<w {
                 let i = y * w + x, above = Int32(D[i])
                 R[x] = above > 0 ? R[x] + 1 : 0
-                let g = min(above, R[x])
-                D[i] = Float(g * g)
+                let g = Float(min(above, R[x]))
+                D[i] = g * g
             } }
         } }
         // Along the rows, with a border of unset pixels just outside the region.

@@ -91,15 +91,17 @@ func overlayThumbnails(_ names: [String], in dirs: [URL], linkedFrom reportDir: 
 }
 
 /// `file`'s path relative to the folder `dir` ("../b/x.png" from "a" to "b/x.png"), as a URL
-/// path with each component percent-encoded.
+/// path with each component percent-encoded (":" too, so a name like "grid:A1" is never read as
+/// a URL scheme). Paths are taken as given, not through symlinks: a browser resolves ".." against
+/// the path it opened the report by.
 func relativePath(of file: URL, from dir: URL) -> String {
-    let f = file.standardizedFileURL.resolvingSymlinksInPath().pathComponents
-    let d = dir.standardizedFileURL.resolvingSymlinksInPath().pathComponents
+    let f = file.standardizedFileURL.pathComponents
+    let d = dir.standardizedFileURL.pathComponents
     var common = 0
     while common < min(f.count - 1, d.count) && f[common] == d[common] { common += 1 }
     let parts = Array(repeating: "..", count: d.count - common) + f[common...]
-    return parts.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
-        .joined(separator: "/")
+    let allowed = CharacterSet.urlPathAllowed.subtracting(CharacterSet(charactersIn: "/:"))
+    return parts.map { $0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0 }.joined(separator: "/")
 }
 
 extension Overlay {

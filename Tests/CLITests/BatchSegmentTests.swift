@@ -94,6 +94,16 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertEqual(m.status, 0, m.stderr)
         XCTAssertEqual(try String(contentsOf: merged.appendingPathComponent("particles.csv"), encoding: .utf8),
                        try String(contentsOf: single.appendingPathComponent("particles.csv"), encoding: .utf8))
+        // Each report links every image's full overlay where it lies: beside it, or in a shard.
+        for (dir, count) in [(single, good), (merged, good)] {
+            let html = try String(contentsOf: dir.appendingPathComponent("report.html"), encoding: .utf8)
+            let links = html.components(separatedBy: "<a href=\"").dropFirst().map { String($0.prefix { $0 != "\"" }) }
+            XCTAssertEqual(links.count, count, dir.lastPathComponent)
+            for link in links {
+                let target = URL(fileURLWithPath: dir.path + "/" + (link.removingPercentEncoding ?? link)).standardizedFileURL
+                XCTAssertTrue(FileManager.default.fileExists(atPath: target.path), "\(dir.lastPathComponent): \(link)")
+            }
+        }
         // Files in parallel give the same table.
         let parallel = tmp.appendingPathComponent("parallel")
         _ = try CLIRunner.run(["segment", data.path, "-o", parallel.path, "--model", model.path, "--jobs", "2"])
@@ -161,6 +171,17 @@ final class BatchSegmentTests: XCTestCase {
     }
 
     /// `--prob-format none`: every output but the probability map, and a re-run finds the file done.
+    /// A name the browser could take for a URL scheme ("grid:A1") is linked percent-encoded.
+    func testReportLinksOverlaysWhateverTheirNames() throws {
+        let dir = tmp.appendingPathComponent("colon"), out = tmp.appendingPathComponent("colon-out")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: data.appendingPathComponent("img03.npy"), to: dir.appendingPathComponent("grid:A1.npy"))
+        let r = try CLIRunner.run(["segment", dir.path, "-o", out.path, "--model", model.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("<a href=\"grid%3AA1_overlay.png\">"), String(html.prefix(2000)))
+    }
+
     func testWithoutTheProbabilityMap() throws {
         let out = tmp.appendingPathComponent("noprob")
         let image = data.appendingPathComponent("img03.npy").path
