@@ -25,10 +25,11 @@ public enum ImageOutputs {
     typealias Job = (key: String, file: URL, write: () throws -> Void)
 
     /// Writes every output of one image, measuring its particles meanwhile, and returns the
-    /// measurement and the summary with the seconds each step took. Two threads: this one
-    /// measures (`measure`), then renders and writes the overlay; the other writes the maps that
-    /// do not depend on the particles (probability, mask PNG and TIFF), then, once the
-    /// measurement is there, the labels. The particle table and the summary (`summarise` of the
+    /// measurement and the summary with the seconds each step took. Two threads share one queue
+    /// of writes: it starts with the maps that do not depend on the particles (probability, mask
+    /// PNG and TIFF); this thread measures (`measure`) meanwhile, then adds the overlay and the
+    /// labels, and both take whatever write is next until none is left (the probability map alone
+    /// takes as long as the measurement). The particle table and the summary (`summarise` of the
     /// measurement and the timings), the marks that the image is done, come last. On any failure
     /// every file written for the image is removed.
     public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage, probability: ProbabilityFormat,
@@ -37,12 +38,11 @@ public enum ImageOutputs {
         -> (ParticleMeasurement, ImageSummary) {
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let maps = mapJobs(name: name, into: dir, result: result, probability: probability)
-        let outcome = Outcome(), mapWork = Jobs(maps)
+        let outcome = Outcome(), queue = JobQueue(maps)
         final class Measured: @unchecked Sendable {
             var value: ParticleMeasurement?
             var seconds = 0.0
             var jobs: Result<[Job], Error>?
-            let ready = DispatchSemaphore(value: 0)
         }
         let measured = Measured()
         withoutActuallyEscaping(measure) { measure in
@@ -51,20 +51,16 @@ public enum ImageOutputs {
             // Two jobs side by side (the caller's thread takes one): no wait on a queue that
             // `segment --jobs N` may have filled with callers like this one.
             ThreadPool.sideBySide(2) { k in
-                if k == 1 {
-                    run(mapWork, threads: 1, into: outcome)
-                    measured.ready.wait()
-                    if case .success(let jobs)? = measured.jobs { run(Jobs(Array(jobs.dropFirst())), threads: 1, into: outcome) }
-                    return
+                if k == 0 {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    let measurement = task.run()
+                    measured.value = measurement
+                    measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                    measured.jobs = Result { try ImageOutputs.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
+                                                              pixelSizeNm: result.pixelSizeNm) }
+                    queue.close(adding: (try? measured.jobs?.get()) ?? [])
                 }
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                let measurement = task.run()
-                measured.value = measurement
-                measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                measured.jobs = Result { try ImageOutputs.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
-                                                          pixelSizeNm: result.pixelSizeNm) }
-                measured.ready.signal()
-                if case .success(let jobs)? = measured.jobs { run(Jobs(Array(jobs.prefix(1))), threads: 1, into: outcome) }
+                run(queue, into: outcome)
             }
         }
         let measurement = measured.value!
@@ -121,7 +117,7 @@ public enum ImageOutputs {
         ]
     }
 
-    /// The overlay (first: the measuring thread writes it) and the particle labels (uint16 TIFF).
+    /// The overlay and the particle labels (uint16 TIFF).
     static func particleJobs(name: String, into dir: URL, raw: FloatImage, measurement: ParticleMeasurement,
                              pixelSizeNm: Double?) throws -> [Job] {
         let w = raw.width, h = raw.height
@@ -156,33 +152,38 @@ public enum ImageOutputs {
         var error: Error?
     }
 
-    final class Jobs: @unchecked Sendable {
-        let list: [Job]
-        init(_ list: [Job]) { self.list = list }
-    }
+    /// Writes in the order they are to be taken; more may come until `close(adding:)`.
+    final class JobQueue: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var jobs: [Job], next = 0, closed = false
+        init(_ jobs: [Job]) { self.jobs = jobs }
 
-    /// Runs the jobs on `threads` threads, recording each one's seconds and the first error.
-    static func run(_ work: Jobs, threads: Int, into outcome: Outcome) {
-        let next = ManagedAtomicCounter()
-        ThreadPool.sideBySide(threads) { _ in
-            while true {
-                let k = next.increment()
-                guard k < work.list.count else { return }
-                let start = DispatchTime.now().uptimeNanoseconds
-                do { try work.list[k].write() } catch { outcome.lock.lock(); outcome.error = outcome.error ?? error; outcome.lock.unlock() }
-                outcome.lock.lock()
-                outcome.seconds[work.list[k].key] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                outcome.lock.unlock()
-            }
+        /// Adds the last jobs; takers then stop once the queue is empty.
+        func close(adding more: [Job]) {
+            condition.lock(); jobs += more; closed = true; condition.broadcast(); condition.unlock()
+        }
+
+        /// The next job, waiting while the queue is empty but not closed; nil when all are taken.
+        func take() -> Job? {
+            condition.lock(); defer { condition.unlock() }
+            while next == jobs.count && !closed { condition.wait() }
+            guard next < jobs.count else { return nil }
+            next += 1
+            return jobs[next - 1]
         }
     }
-}
 
-/// A counter shared by worker threads (a lock is plenty for a handful of jobs).
-final class ManagedAtomicCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func increment() -> Int { lock.lock(); defer { lock.unlock() }; let v = value; value += 1; return v }
+    /// Takes and runs jobs until the queue has none left, recording each one's seconds and the
+    /// first error.
+    static func run(_ queue: JobQueue, into outcome: Outcome) {
+        while let job = queue.take() {
+            let start = DispatchTime.now().uptimeNanoseconds
+            do { try job.write() } catch { outcome.lock.lock(); outcome.error = outcome.error ?? error; outcome.lock.unlock() }
+            outcome.lock.lock()
+            outcome.seconds[job.key] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            outcome.lock.unlock()
+        }
+    }
 }
 
 /// The micrograph, contrast-stretched (0.5–99.5 %), with particle outlines and ids; at most
