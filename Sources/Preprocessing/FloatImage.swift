@@ -109,10 +109,19 @@ public struct BinaryMask: Equatable, Sendable {
     }
 
     /// 1 where `image` is strictly greater than `threshold`, 0 elsewhere (e.g. a probability map
-    /// thresholded at 0.5, or a 0/255 label image thresholded at 127).
-    public init(_ image: FloatImage, threshold: Float = 0.5) {
+    /// thresholded at 0.5, or a 0/255 label image thresholded at 127). `parallel` runs it in
+    /// pieces, each writing (and first touching) its own part of the mask.
+    public init(_ image: FloatImage, threshold: Float = 0.5, parallel: ParallelFor = serially) {
         self.width = image.width; self.height = image.height
-        self.values = image.pixels.map { $0 > threshold ? 1 : 0 }
+        let n = image.count, parts = pieces(n)
+        self.values = [UInt8](unsafeUninitializedCapacity: n) { v, initialised in
+            image.pixels.withUnsafeBufferPointer { p in
+                parallel(parts.count) { piece in
+                    for i in parts.range(piece) { v[i] = p[i] > threshold ? 1 : 0 }
+                }
+            }
+            initialised = n
+        }
     }
 
     /// Reads a label image (e.g. sim-v1's `_mask.png`, 0/255): any non-zero pixel is particle.

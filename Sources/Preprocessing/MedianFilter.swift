@@ -22,12 +22,12 @@ public func medianFilter3x3(_ image: FloatImage, border: BorderMode = .mirror, p
     guard w > 0 && h > 0 else { return image }
     let pw = w + 2
     let left = border.index(-1, count: w), right = border.index(w, count: w)
-    let (bands, band) = pieces(h, minimum: Swift.max(1, (1 << 16) / w))
+    let bands = pieces(h, minimum: Swift.max(1, (1 << 16) / w))
     // Every pixel is written by its band (no zero-filling pass first, which would also take the
     // new array's page faults on one thread).
     let out = [Float](unsafeUninitializedCapacity: w * h) { dst, initialised in
         image.pixels.withUnsafeBufferPointer { src in
-            parallel(bands) { piece in
+            parallel(bands.count) { piece in
                 // Each band its own row buffers: the three source rows (edge-padded) and the
                 // sorted columns.
                 var buffers = [Float](repeating: 0, count: 6 * pw)
@@ -40,7 +40,7 @@ public func medianFilter3x3(_ image: FloatImage, border: BorderMode = .mirror, p
                         for x in 0..<w { buf[x + 1] = src[start + x] }
                         buf[w + 1] = src[start + right]
                     }
-                    for y in (piece * band)..<Swift.min(h, piece * band + band) {
+                    for y in bands.range(piece) {
                         load(border.index(y - 1, count: h), into: a)
                         load(y, into: b)
                         load(border.index(y + 1, count: h), into: c)

@@ -81,14 +81,13 @@ func scale(_ image: FloatImage, by factor: Float) -> FloatImage {
 func affine(_ image: consuming FloatImage, offset: Float, scale: Float, clip: Bool, parallel: ParallelFor = serially) -> FloatImage {
     var out = consume image
     out.pixels.withUnsafeMutableBufferPointer { all in
-        let (count, size) = pieces(all.count)
-        parallel(count) { piece in
+        let parts = pieces(all.count)
+        parallel(parts.count) { piece in
             let p = all.baseAddress!
-            let range = (piece * size)..<Swift.min(all.count, piece * size + size)
             if clip {
-                for i in range { p[i] = smin(smax((p[i] - offset) * scale, 0), 1) }
+                for i in parts.range(piece) { p[i] = smin(smax((p[i] - offset) * scale, 0), 1) }
             } else {
-                for i in range { p[i] = (p[i] - offset) * scale }
+                for i in parts.range(piece) { p[i] = (p[i] - offset) * scale }
             }
         }
     }
@@ -161,15 +160,14 @@ public func percentiles(_ values: [Float], _ ps: [Double], parallel: ParallelFor
 func orderStatistics(_ values: [Float], _ ranks: [Int], parallel: ParallelFor = serially) -> [Int: Float] {
     let n = values.count
     let bins = 1 << 14
-    let (count, size) = pieces(n)
-    @inline(__always) func range(_ piece: Int) -> Range<Int> { (piece * size)..<Swift.min(n, piece * size + size) }
+    let parts = pieces(n), count = parts.count
     var lo = values[0], hi = values[0], nan = false
     if n >= 4 * bins {
         var partial = [(lo: Float, hi: Float, nan: Bool)](repeating: (values[0], values[0], false), count: count)
         values.withUnsafeBufferPointer { v in partial.withUnsafeMutableBufferPointer { out in
             parallel(count) { piece in
                 var l = v[0], h = v[0], bad = false
-                for i in range(piece) { let x = v[i]; l = smin(l, x); h = smax(h, x); bad = bad || x != x }
+                for i in parts.range(piece) { let x = v[i]; l = smin(l, x); h = smax(h, x); bad = bad || x != x }
                 out[piece] = (l, h, bad)
             }
         } }
@@ -187,7 +185,7 @@ func orderStatistics(_ values: [Float], _ ranks: [Int], parallel: ParallelFor = 
     values.withUnsafeBufferPointer { v in pieceCounts.withUnsafeMutableBufferPointer { all in
         parallel(count) { piece in
             let c = all.baseAddress! + piece * bins
-            for i in range(piece) { c[bin(v[i])] += 1 }
+            for i in parts.range(piece) { c[bin(v[i])] += 1 }
         }
     } }
     var counts = [Int](repeating: 0, count: bins)
@@ -210,7 +208,7 @@ func orderStatistics(_ values: [Float], _ ranks: [Int], parallel: ParallelFor = 
     values.withUnsafeBufferPointer { v in slot.withUnsafeBufferPointer { slot in pieceMembers.withUnsafeMutableBufferPointer { out in
         parallel(count) { piece in
             var lists = chosen.map { _ in [Float]() }
-            for i in range(piece) { let x = v[i]; let j = slot[bin(x)]; if j >= 0 { lists[j].append(x) } }
+            for i in parts.range(piece) { let x = v[i]; let j = slot[bin(x)]; if j >= 0 { lists[j].append(x) } }
             out[piece] = lists
         }
     } } }

@@ -9,10 +9,16 @@ public func serially(_ count: Int, _ piece: (Int) -> Void) {
     for i in 0..<count { piece(i) }
 }
 
-/// `count` items cut into at most `maximum` contiguous pieces of at least `minimum` items:
-/// (pieces, items per piece; the last may be shorter).
-func pieces(_ count: Int, maximum: Int = 16, minimum: Int = 1 << 16) -> (count: Int, size: Int) {
-    let n = Swift.max(1, Swift.min(maximum, count / Swift.max(1, minimum)))
-    let size = Swift.max(1, (count + n - 1) / n)
-    return ((count + size - 1) / size, size)
+/// Items 0 ..< total cut into `count` contiguous pieces of `size` (the last may be shorter).
+struct Pieces {
+    let total: Int, count: Int, size: Int
+    /// The items of piece `k`.
+    @inline(__always) func range(_ k: Int) -> Range<Int> { (k * size)..<Swift.min(total, k * size + size) }
+}
+
+/// `total` items cut into at most `maximum` contiguous pieces of at least `minimum` items.
+func pieces(_ total: Int, maximum: Int = 16, minimum: Int = 1 << 16) -> Pieces {
+    let n = Swift.max(1, Swift.min(maximum, total / Swift.max(1, minimum)))
+    let size = Swift.max(1, (total + n - 1) / n)
+    return Pieces(total: total, count: (total + size - 1) / size, size: size)
 }

@@ -97,7 +97,18 @@ public enum ImageOutputs {
         let w = result.mask.width, h = result.mask.height
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        let mask255 = result.mask.values.map { $0 == 0 ? UInt8(0) : 255 }
+        // 0/255 bytes, made by whichever mask write comes first (off the thread that queues them).
+        final class Mask255: @unchecked Sendable {
+            let lock = NSLock(), mask: BinaryMask
+            var bytes: [UInt8]?
+            init(_ mask: BinaryMask) { self.mask = mask }
+            var value: [UInt8] {
+                lock.lock(); defer { lock.unlock() }
+                if bytes == nil { bytes = mask.values.map { $0 == 0 ? UInt8(0) : 255 } }
+                return bytes!
+            }
+        }
+        let mask255 = Mask255(result.mask)
         let probabilityJob: [Job] = probability == .none ? [] : [
             ("write_prob", url("_prob.\(probability.rawValue)"), {
                 switch probability {
@@ -109,9 +120,9 @@ public enum ImageOutputs {
             }),
         ]
         return probabilityJob + [
-            ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255, width: w, height: h, to: url("_mask.png")) }),
+            ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255.value, width: w, height: h, to: url("_mask.png")) }),
             ("write_mask_tif", url("_mask.tif"), {
-                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255, pixelSize: pixelSize, format: "tiff"),
+                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255.value, pixelSize: pixelSize, format: "tiff"),
                                      to: url("_mask.tif"), deflated: true)
             }),
         ]

@@ -6,10 +6,7 @@ extension InputRecipe {
     /// The network input for a micrograph frame, prepared as this recipe says. With `pool`, the
     /// median filter and the percentile scaling run on its threads (the same values).
     public func apply(_ image: FloatImage, pool: ThreadPool? = nil) -> FloatImage {
-        let parallel: ParallelFor = { count, piece in
-            guard let pool else { return serially(count, piece) }
-            pool.parallelFor(count) { i, _ in piece(i) }
-        }
+        let parallel = pool?.parallel ?? serially
         let filtered = medianFilter ? medianFilter3x3(image, parallel: parallel) : image
         switch scaling {
         case .none: return filtered
@@ -19,4 +16,9 @@ extension InputRecipe {
         case .medianMAD: return medianMADStandardise(consume filtered)
         }
     }
+}
+
+extension ThreadPool {
+    /// This pool as `Preprocessing`'s way of running pieces side by side.
+    public var parallel: ParallelFor { { count, piece in self.parallelFor(count) { i, _ in piece(i) } } }
 }

@@ -188,19 +188,7 @@ public final class Segmenter: @unchecked Sendable {
         }
         let probability = timed("resample_back") { resample(p, width: image.width, height: image.height) }
         let t = threshold
-        let mask = timed("threshold") { () -> BinaryMask in
-            // In pieces on the pool's threads, each writing (and first touching) its own.
-            let n = probability.count, size = max(1 << 16, (n + 15) / 16)
-            let values = [UInt8](unsafeUninitializedCapacity: n) { v, initialised in
-                probability.pixels.withUnsafeBufferPointer { p in
-                    pool.parallelFor((n + size - 1) / size) { piece, _ in
-                        for i in (piece * size)..<min(n, piece * size + size) { v[i] = p[i] > t ? 1 : 0 }
-                    }
-                }
-                initialised = n
-            }
-            return BinaryMask(width: image.width, height: image.height, values: values)
-        }
+        let mask = timed("threshold") { BinaryMask(probability, threshold: t, parallel: pool.parallel) }
         return SegmentedImage(probability: probability, mask: mask, threshold: t, pixelSizeNm: pixelSizeNm,
                               pixelSizeSource: source, scale: scale, timings: timings)
     }
