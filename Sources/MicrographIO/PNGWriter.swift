@@ -35,12 +35,19 @@ public enum PNGWriter {
             throw fail("palette of \(palette.count) entries does not cover every index")
         }
         let rgb = palette.flatMap { [$0.0, $0.1, $0.2] }
-        var io = nf_png_io()
-        let status = indices.withUnsafeBufferPointer { buf in
-            rgb.withUnsafeBufferPointer { p in
-                nf_png_encode_indexed(buf.baseAddress, UInt32(width), UInt32(height), p.baseAddress, Int32(palette.count), &io)
+        return try encoded(fail) { io in
+            indices.withUnsafeBufferPointer { buf in
+                rgb.withUnsafeBufferPointer { p in
+                    nf_png_encode_indexed(buf.baseAddress, UInt32(width), UInt32(height), p.baseAddress, Int32(palette.count), &io)
+                }
             }
         }
+    }
+
+    /// The file a shim encoder made (`encode` returns its status), or its message as the error.
+    static func encoded(_ fail: (String) -> MicrographError, _ encode: (inout nf_png_io) -> Int32) throws -> [UInt8] {
+        var io = nf_png_io()
+        let status = encode(&io)
         guard status == 0, let out = io.output else {
             let reason = withUnsafeBytes(of: io.message) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
             throw fail("PNG cannot be encoded (\(reason))")
@@ -62,15 +69,10 @@ public enum PNGWriter {
         guard image.width > 0, image.height > 0, image.width <= 1_000_000, image.height <= 1_000_000 else {
             throw fail("PNG size \(image.width)×\(image.height) is out of range")
         }
-        var io = nf_png_io()
-        let status = image.data.withUnsafeBufferPointer { buf in
-            nf_png_encode(buf.baseAddress, UInt32(image.width), UInt32(image.height), Int32(image.channels), depth, &io)
+        return try encoded(fail) { io in
+            image.data.withUnsafeBufferPointer { buf in
+                nf_png_encode(buf.baseAddress, UInt32(image.width), UInt32(image.height), Int32(image.channels), depth, &io)
+            }
         }
-        guard status == 0, let out = io.output else {
-            let reason = withUnsafeBytes(of: io.message) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
-            throw fail("PNG cannot be encoded (\(reason))")
-        }
-        defer { nf_png_free(out) }
-        return [UInt8](UnsafeBufferPointer(start: out, count: io.output_size))
     }
 }

@@ -344,30 +344,28 @@ public enum Conv3x3 {
                  _ p1: UnsafeMutablePointer<Float>, width: Int) {
             let (wp, bp) = weights.block(0)
             let hp = self.hp
-            do {
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * 64) { scratchBuffer in
-                    let scratch = scratchBuffer.baseAddress!
-                    let chunk = 64
-                    var x = 0
-                    while x < width {
-                        let n = min(chunk, width - x)
-                        convRow(ip + x, ps, rs, weights.cin, wp, bp, scratch, 64, 4, n, true)
-                        var v = 0
-                        while v < n {
-                            let f0 = loadVector(scratch + v), f1 = loadVector(scratch + 64 + v)
-                            let f2 = loadVector(scratch + 128 + v), f3 = loadVector(scratch + 192 + v)
-                            var z0 = FloatVector(repeating: hp[8]), z1 = FloatVector(repeating: hp[9])
-                            z0 = z0.addingProduct(f0, hp[0]).addingProduct(f1, hp[1]).addingProduct(f2, hp[2]).addingProduct(f3, hp[3])
-                            z1 = z1.addingProduct(f0, hp[4]).addingProduct(f1, hp[5]).addingProduct(f2, hp[6]).addingProduct(f3, hp[7])
-                            let e = vectorExp(z0 - z1)
-                            let q1 = 1 / (1 + e)
-                            let lanes = min(vectorWidth, n - v)
-                            storePartial(e * q1, p0 + x + v, lanes)
-                            storePartial(q1, p1 + x + v, lanes)
-                            v += vectorWidth
-                        }
-                        x += chunk
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * 64) { scratchBuffer in
+                let scratch = scratchBuffer.baseAddress!
+                let chunk = 64
+                var x = 0
+                while x < width {
+                    let n = min(chunk, width - x)
+                    convRow(ip + x, ps, rs, weights.cin, wp, bp, scratch, 64, 4, n, true)
+                    var v = 0
+                    while v < n {
+                        let f0 = loadVector(scratch + v), f1 = loadVector(scratch + 64 + v)
+                        let f2 = loadVector(scratch + 128 + v), f3 = loadVector(scratch + 192 + v)
+                        var z0 = FloatVector(repeating: hp[8]), z1 = FloatVector(repeating: hp[9])
+                        z0 = z0.addingProduct(f0, hp[0]).addingProduct(f1, hp[1]).addingProduct(f2, hp[2]).addingProduct(f3, hp[3])
+                        z1 = z1.addingProduct(f0, hp[4]).addingProduct(f1, hp[5]).addingProduct(f2, hp[6]).addingProduct(f3, hp[7])
+                        let e = vectorExp(z0 - z1)
+                        let q1 = 1 / (1 + e)
+                        let lanes = min(vectorWidth, n - v)
+                        storePartial(e * q1, p0 + x + v, lanes)
+                        storePartial(q1, p1 + x + v, lanes)
+                        v += vectorWidth
                     }
+                    x += chunk
                 }
             }
         }

@@ -34,8 +34,7 @@ public enum OutputLevel {
         pool.parallelFor(skip.n * bands) { item, thread in
             let i = item / bands, y0 = (item % bands) * band, y1 = min(h, y0 + band)
             let rows = scratch.data + thread * features * sps
-            let skipView = skip.view(image: i)
-            let lowBase = UnsafePointer(low.origin(i, 0))
+            let skipView = skip.view(image: i), lowView = low.view(image: i)
             // Image rows y0 − 1 … y1 of the first convolution (zero outside the image).
             for y in (y0 - 1)...y1 {
                 let r = y - y0 + 1
@@ -44,15 +43,10 @@ public enum OutputLevel {
                     continue
                 }
                 for c in 0..<features { zeroSides(rows + c * sps + r * rs, width: width, rowStride: rs) }
-                let ly = y / 2, py = y % 2
-                // Low-resolution rows ly + py − 1 and ly + py (the zero border rows cover −1 and h/2).
-                let rowA = lowBase + (ly + py - 1) * low.rowStride, rowB = rowA + low.rowStride
                 for ob in 0..<blocks {
-                    let o0 = ob * Conv3x3.block, o = rows + o0 * sps + r * rs + vectorWidth
+                    let o = rows + ob * Conv3x3.block * sps + r * rs + vectorWidth
                     direct.convolveRow(y, block: ob, input: skipView, intoRow: o, planeStride: sps, width: width, reluCopy: nil)
-                    let wp = UnsafePointer(phase.packed.data + (ob * 2 + py) * phase.cin * 32)
-                    UpsampledConv3x3.upsampledRow(rowA, rowB, low.planeStride, phase.cin, wp, o, sps,
-                                                  min(Conv3x3.block, features - o0), lw, true)
+                    phase.addRow(y, block: ob, low: lowView, lowWidth: lw, into: o, planeStride: sps, relu: true)
                 }
             }
             // The last convolution and the head, reading the band's rows from the scratch.

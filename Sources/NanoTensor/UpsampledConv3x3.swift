@@ -112,19 +112,15 @@ public enum UpsampledConv3x3 {
             let nValid = min(Conv3x3.block, w.cout - o0)
             let outView = PlaneView(out + i * imageStride, planeStride: planeStride, rowStride: rowStride)
             let outBase = outView.row(o0, 0)
-            let inBase = UnsafePointer(low.origin(i, 0))
+            let lowView = low.view(image: i)
             let directView = direct?.planes.view(image: i)
             for y in y0..<y1 {
                 if let borders { for oc in 0..<nValid { borders.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
                 if let directWeights, let directView {
                     directWeights.convolveRow(y, block: ob, input: directView, into: outView, width: width)
                 }
-                let r = y / 2, py = y % 2
-                // Low-resolution rows r + py − 1 and r + py (the zero border rows cover −1 and h/2).
-                let rowA = inBase + (r + py - 1) * low.rowStride, rowB = rowA + low.rowStride
-                let wp = UnsafePointer(w.packed.data + (ob * 2 + py) * w.cin * 32)
                 let o = outBase + y * rowStride
-                upsampledRow(rowA, rowB, low.planeStride, w.cin, wp, o, planeStride, nValid, lw, relu)
+                w.addRow(y, block: ob, low: lowView, lowWidth: lw, into: o, planeStride: planeStride, relu: relu)
                 if let st = rowStatistics {
                     for oc in 0..<nValid {
                         Conv3x3.rowMoments(o + oc * planeStride, width, into: st + 3 * ((i * w.cout + o0 + oc) * h + y))
@@ -539,5 +535,21 @@ public enum UpsampledConv3x3 {
         storeVector(s, p)
     } else {
         for l in 0..<lanes { let s = p[l] + v[l]; p[l] = relu && s < 0 ? 0 : s }  // as vmax (NaN stays); no generic max: it stays a call
+    }
+}
+
+extension UpsampledConv3x3.PhaseWeights {
+    /// Adds the upsampled part to row y of output block `ob` (output channel 4·ob at `row`, the
+    /// others `planeStride` apart; 2 · `lowWidth` columns) from the map before upsampling (`low`,
+    /// one image's padded planes), then max(·, 0) when `relu`. The one place that knows where a
+    /// block's phase weights lie (the decoder convolution and `OutputLevel` both go through it).
+    @inline(__always)
+    func addRow(_ y: Int, block ob: Int, low: PlaneView, lowWidth: Int, into row: UnsafeMutablePointer<Float>,
+                planeStride: Int, relu: Bool) {
+        let r = y / 2, py = y % 2
+        // Low-resolution rows r + py − 1 and r + py (the zero border rows cover −1 and h/2).
+        let rowA = UnsafePointer(low.row(0, r + py - 1)), rowB = rowA + low.rowStride
+        UpsampledConv3x3.upsampledRow(rowA, rowB, low.planeStride, cin, UnsafePointer(packed.data + (ob * 2 + py) * cin * 32),
+                                      row, planeStride, min(Conv3x3.block, cout - ob * Conv3x3.block), lowWidth, relu)
     }
 }

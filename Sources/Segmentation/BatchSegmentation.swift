@@ -273,12 +273,12 @@ public final class BatchSegmentation: @unchecked Sendable {
         return summaries
     }
 
-    /// Reserves output names for a file, or names the earlier input that has them.
     /// An input whose output name `name` an earlier input (`earlier`) has.
     static func nameClash(_ url: URL, name: String, earlier: String) -> MicrographError {
         MicrographError(url: url, reason: "its outputs would overwrite those of an earlier input named \(name) (\(earlier)); segment it into another folder")
     }
 
+    /// Reserves output names for a file, or names the earlier input that has them.
     func claim(_ names: [String], for url: URL) throws {
         namesLock.lock(); defer { namesLock.unlock() }
         for name in names {

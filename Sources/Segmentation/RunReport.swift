@@ -75,15 +75,12 @@ func overlayThumbnails(_ names: [String], in dirs: [URL], linkedFrom reportDir: 
         init(_ n: Int) { values = Array(repeating: nil, count: n) }
     }
     let results = Results(names.count)
-    let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
-    ThreadPool.sideBySide(min(cpus, names.count)) { worker in
-        for k in stride(from: worker, to: names.count, by: cpus) {
-            guard let url = dirs.map({ $0.appendingPathComponent("\(names[k])_overlay.png") })
-                    .first(where: { FileManager.default.fileExists(atPath: $0.path) }),
-                  let png = Overlay.thumbnail(of: url) else { continue }
-            let link = relativePath(of: url, from: reportDir)
-            results.lock.lock(); results.values[k] = (png, link); results.lock.unlock()
-        }
+    ThreadPool.sideBySide(names.count) { k in  // Dispatch runs as many at once as there are CPUs
+        guard let url = dirs.map({ $0.appendingPathComponent("\(names[k])_overlay.png") })
+                .first(where: { FileManager.default.fileExists(atPath: $0.path) }),
+              let png = Overlay.thumbnail(of: url) else { return }
+        let link = relativePath(of: url, from: reportDir)
+        results.lock.lock(); results.values[k] = (png, link); results.lock.unlock()
     }
     var out: [String: (png: [UInt8], link: String)] = [:]
     for (name, value) in zip(names, results.values) { if let value { out[name] = value } }
@@ -124,10 +121,11 @@ extension Overlay {
                     let i = 3 * (y * w + x), r = Int(rgb[i]), g = Int(rgb[i + 1]), b = Int(rgb[i + 2])
                     if r == g && g == b { grey += r; greys += 1; continue }
                     // The nearer of the two colours.
-                    let o = Overlay.palette[Int(Overlay.outline)], l = Overlay.palette[Int(Overlay.label)]
-                    let dOutline = (r - Int(o.0)) * (r - Int(o.0)) + (g - Int(o.1)) * (g - Int(o.1)) + (b - Int(o.2)) * (b - Int(o.2))
-                    let dLabel = (r - Int(l.0)) * (r - Int(l.0)) + (g - Int(l.1)) * (g - Int(l.1)) + (b - Int(l.2)) * (b - Int(l.2))
-                    if dOutline <= dLabel { outline += 1 } else { label += 1 }
+                    func distance2(_ index: UInt8) -> Int {
+                        let c = Overlay.palette[Int(index)]
+                        return (r - Int(c.0)) * (r - Int(c.0)) + (g - Int(c.1)) * (g - Int(c.1)) + (b - Int(c.2)) * (b - Int(c.2))
+                    }
+                    if distance2(Overlay.outline) <= distance2(Overlay.label) { outline += 1 } else { label += 1 }
                 } }
                 indices[ty * tw + tx] = outline + label == 0 ? UInt8((Float(grey) / Float(max(1, greys)) / 255 * top).rounded())
                     : (label > outline ? Overlay.label : Overlay.outline)
