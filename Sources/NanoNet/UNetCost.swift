@@ -1,7 +1,7 @@
 /// Analytic cost of a U-Net forward pass (multiply-adds of the convolutions count 2 FLOP each).
 ///
 /// `flops` is the nominal count of a direct convolution, the figure the U-Net is usually quoted
-/// by (1.335 GFLOP per 512² tile). The engine runs the upsampled part of each decoder
+/// by (1.307 GFLOP per 512² tile for the pyNanoFind widths, pinned by `UNetPlanTests`). The engine runs the upsampled part of each decoder
 /// convolution on the map before upsampling (`UpsampledConv3x3`), so it executes fewer:
 /// `executedFlops` counts those.
 public struct ConvLayerCost: Sendable {
@@ -25,11 +25,14 @@ public struct ConvLayerCost: Sendable {
     }
 
     /// FLOPs of one training step's forward and backward for this layer as executed (`isFirst`:
-    /// no input gradient). The upsampled part's input gradient takes 16 and its weight
-    /// gradient 9 multiply-adds per low-resolution pixel, i.e. 4 and 2.25 per output pixel.
+    /// no input gradient). The upsampled part's forward takes 16 multiply-adds per
+    /// low-resolution pixel (4 per output pixel); its input gradient and its weight gradient work
+    /// on the output gradient's 2×2 box sums and take 9 each (2.25 per output pixel), per input
+    /// and output channel (`UpsampledConv3x3.backwardData`, `backwardWeights`; the box sums
+    /// themselves are additions, not counted).
     public func executedTrainingFlops(height: Int, width: Int, isFirst: Bool) -> Double {
         let cd = Double(cin - upsampledInputs), cu = Double(upsampledInputs), k2 = Double(kernel * kernel)
-        let forward = k2 * cd + 4 * cu, data = isFirst ? 0 : k2 * cd + 4 * cu, weights = k2 * cd + 2.25 * cu
+        let forward = k2 * cd + 4 * cu, data = isFirst ? 0 : k2 * cd + 2.25 * cu, weights = k2 * cd + 2.25 * cu
         return 2 * (forward + data + weights) * Double(cout) * pixels(height, width)
     }
 }

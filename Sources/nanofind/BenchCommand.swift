@@ -18,12 +18,15 @@ struct Bench: ParsableCommand {
             GFLOP/s of each), segment_1024 … segment_8192 (the whole segment pipeline on an \
             int16 MRC of that side, from reading to every output written, with each step's seconds; \
             8192 not with --quick) and segment_batch_4096 (a folder of such 4096² files, two per \
-            thread, segmented as `segment` does: one file per thread side by side). Rows carry min and median over the timed runs, the thread count \
-            and the GFLOP/s achieved: "gflops" counts the nominal direct-convolution FLOPs (1.335 \
-            GFLOP per 512² tile forward, 3× that per training image), "gflops_executed" the \
+            job, segmented as `segment` does: a job per thread, as many as the memory holds, one \
+            file each side by side). Rows carry min and median over the timed runs, the thread \
+            count and the GFLOP/s achieved: "gflops" counts the nominal direct-convolution FLOPs \
+            (1.307 GFLOP per 512² tile forward, 3× that per training image), "gflops_executed" the \
             multiply-adds actually run (decoder convolutions work on the map before upsampling and \
-            need fewer). The default model is used when there is one (same architecture). Run it on \
-            an otherwise idle machine; medians are the numbers to compare.
+            need fewer; tiles count their margins). The segment rows use the default model when \
+            there is one; the others time the pyNanoFind network with random weights (the work \
+            does not depend on the weights) unless --model is given. Run it on an otherwise idle \
+            machine; medians are the numbers to compare.
             """)
 
     @Flag(help: "Fewer repetitions (about 20 s instead of a minute or two).") var quick = false
@@ -110,9 +113,13 @@ struct Bench: ParsableCommand {
                 let tiled = TiledPredictor(engine: engine, tileSize: tile)
                 let tiling = ExactTiling(width: 4096, height: 4096, plan: engine.plan, tileSize: tile)
                 let r = time(quick ? 2 : 3, warmup: 1) { _ = tiled.probabilities(image, pool: pool) }
+                // What the tiles run, margins included (1.10 × the image's pixels for 2144² tiles).
+                let executed = tiling.rows.reduce(0.0) { sum, row in
+                    tiling.columns.reduce(sum) { $0 + net.executedForwardFlops(height: row.size, width: $1.size) }
+                }
                 emit([("name", "infer_4096_tiled"), ("tile", tiling.columns[0].size), ("tiles", tiling.count), ("threads", pool.threadCount),
                       ("ms", r.median * 1000), ("ms_min", r.min * 1000),
-                      ("gflops_executed", net.executedForwardFlops(height: 4096, width: 4096) / r.median / 1e9)])
+                      ("gflops_executed", executed / r.median / 1e9)])
             }
         }
         let hugePages = BufferPool.hugePages

@@ -1,5 +1,6 @@
 import NanoNet
 import NanoTensor
+import TestSupport
 import XCTest
 
 /// The plan is the one description of the network: names, order, counts and receptive field.
@@ -36,6 +37,34 @@ final class UNetPlanTests: XCTestCase {
     }
 
     func plan(_ c: UNetConfig) -> UNetPlan { UNetPlan(c) }
+
+    /// The FLOP counts `bench` divides by, against a hand count of the pyNanoFind layers at 512²
+    /// (cin, cout, side; kernel 3 but the 1×1 head; decoders' first convolutions take the skip
+    /// plus the map before upsampling).
+    func testFlopCountsMatchAHandCountOfThePyNanoFindLayers() {
+        let net = UNet(config: .pyNanoFind)
+        // (direct inputs, upsampled inputs, outputs, side, kernel) of every convolution.
+        let layers: [(Double, Double, Double, Double, Double)] = [
+            (1, 0, 4, 512, 3), (4, 0, 8, 256, 3), (8, 0, 16, 128, 3), (16, 0, 32, 64, 3), (32, 0, 32, 32, 3), (32, 0, 32, 32, 3),
+            (32, 32, 32, 64, 3), (32, 0, 32, 64, 3), (16, 32, 16, 128, 3), (16, 0, 16, 128, 3),
+            (8, 16, 8, 256, 3), (8, 0, 8, 256, 3), (4, 8, 4, 512, 3), (4, 0, 4, 512, 3), (4, 0, 2, 512, 1)]
+        var nominal = 0.0, forward = 0.0, training = 0.0
+        for (k, (cd, cu, cout, side, kernel)) in layers.enumerated() {
+            let pixels = side * side, k2 = kernel * kernel
+            nominal += 2 * k2 * (cd + cu) * cout * pixels
+            // Executed: the upsampled part's forward 4 multiply-adds per output pixel (16 per
+            // low-resolution pixel), its input and weight gradients 9 per low-resolution pixel.
+            let f = 2 * (k2 * cd + 4 * cu) * cout * pixels
+            let backward = 2 * (k2 * cd + 2.25 * cu) * cout * pixels
+            forward += f
+            training += f + (k == 0 ? 0 : backward) + backward
+        }
+        XCTAssertEqual(nominal, 1_306_525_696)  // the 1.307 GFLOP the bench's help quotes
+        XCTAssertEqual(net.forwardFlops(height: 512, width: 512), nominal)
+        XCTAssertEqual(net.executedForwardFlops(height: 512, width: 512), forward)
+        XCTAssertEqual(net.executedTrainingFlops(height: 512, width: 512), training)
+        XCTAssertLessThan(forward, nominal)
+    }
 
     /// The receptive radius is an upper bound (no output further away changes when one input
     /// pixel does) and a tight one (some output at nearly that distance does change).
@@ -81,7 +110,7 @@ final class UNetPlanTests: XCTestCase {
         let part = engine.probabilities(window)
         var worst: Float = 0
         for y in 0..<(wh - m) { for xx in m..<(ww - m) {  // top edge is the image's own edge
-            worst = max(worst, abs(part[0, 1, y, xx] - whole[0, 1, y0 + y, x0 + xx]))
+            worst = worse(worst, abs(part[0, 1, y, xx] - whole[0, 1, y0 + y, x0 + xx]))
         } }
         XCTAssertLessThan(worst, 1e-5, "window core differs from the whole image by \(worst)")
         // and a margin that is too small does differ (the test can fail)
