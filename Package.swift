@@ -67,14 +67,17 @@ let package = Package(
             "CNanoSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "NanoTensorTests", dependencies: ["NanoTensor"]),
-        .testTarget(name: "NanoNetTests", dependencies: ["NanoNet", "NanoTensor", "MicrographIO"]),
+        // Helpers the test targets share (NaN-proof comparisons); nothing in Sources imports it.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "NanoTensorTests", dependencies: ["NanoTensor", "TestSupport"]),
+        .testTarget(name: "NanoNetTests", dependencies: ["NanoNet", "NanoTensor", "MicrographIO", "TestSupport"]),
         .testTarget(name: "MicrographIOTests", dependencies: ["MicrographIO", "NanoTensor"]),
         .testTarget(name: "PreprocessingTests", dependencies: ["Preprocessing", "MicrographIO"]),
-        .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO", "Segmentation"]),
+        .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO",
+                                                              "TestSupport"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO", "Segmentation", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
-        .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet", "Segmentation"]),
+        .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet", "Segmentation", "TestSupport"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MicrographIO", "NanoNet", "NanoTensor"]),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import MicrographIO
+import TestSupport
 import XCTest
 
 /// `nanofind segment` end to end: the published models against TensorFlow, and bad inputs.
@@ -35,8 +36,8 @@ final class SegmentCommandTests: XCTestCase {
                 let (e, es) = try floats(fixtures.appendingPathComponent("out__\(stem)__\(input).npy"))
                 XCTAssertEqual(ps, Array(es.prefix(2)))
                 var d: Float = 0
-                for k in 0..<p.count { d = max(d, abs(p[k] - e[2 * k + 1])) }
-                worst = max(worst, d)
+                for k in 0..<p.count { d = worse(d, abs(p[k] - e[2 * k + 1])) }
+                worst = worse(worst, d)
                 XCTAssertLessThanOrEqual(d, 1e-4, "\(stem) \(input)")
                 let mask = try MicrographReader.open(dir.appendingPathComponent("\(input)_mask.png"))[0]
                 XCTAssertEqual(mask.width, ps[1]); XCTAssertEqual(mask.height, ps[0])
@@ -117,7 +118,7 @@ final class SegmentCommandTests: XCTestCase {
         let (p, _) = try floats(tmp.appendingPathComponent("input_rect_128x384_prob.npy"))
         let (e, _) = try floats(fixtures.appendingPathComponent("out__\(modelStems[0])__input_rect_128x384.npy"))
         var d: Float = 0
-        for k in 0..<p.count { d = max(d, abs(p[k] - e[2 * k + 1])) }
+        for k in 0..<p.count { d = worse(d, abs(p[k] - e[2 * k + 1])) }
         XCTAssertLessThanOrEqual(d, 1e-4)
     }
 }

@@ -1,5 +1,6 @@
 import NanoNet
 import NanoTensor
+import TestSupport
 import XCTest
 
 /// The fused training ops (BN+ReLU, upsample+concat+conv) give the same gradients as the
@@ -26,7 +27,7 @@ final class FusedOpsAgreementTests: XCTestCase {
     }
 
     func checkAgreement(_ config: UNetConfig, height: Int, width: Int, file: StaticString = #filePath, line: UInt = #line) {
-        func grads(fused: Bool) -> [[Float]] {
+        func grads(fused: Bool) -> [[Float]]? {
             let net = UNet(config: config, seed: 5)
             var rng = SplitMix64(seed: 3)
             let x = Variable(Tensor.randomNormal(Shape(2, 1, height, width), std: 3, rng: &rng), requiresGrad: true)
@@ -34,16 +35,26 @@ final class FusedOpsAgreementTests: XCTestCase {
             // An observer makes the network run BN and ReLU as separate ops.
             let logits = net.forward(x, tape: tape, training: true, dropoutSeed: 3, observe: fused ? nil : { _, _ in })
             tape.backward(tape.weightedSum(logits, Tensor.randomNormal(logits.shape, rng: &rng)))
-            return [x.grad!.array] + net.parameters.map { $0.grad?.array ?? [] }
+            // A parameter without a gradient is a failure, not an empty array that compares equal.
+            var all = [x.grad?.array]
+            for p in net.parameters { all.append(p.grad?.array) }
+            guard all.allSatisfy({ $0 != nil }) else {
+                XCTFail("a gradient is missing (\(fused ? "fused" : "separate") ops, \(height)x\(width))", file: file, line: line)
+                return nil
+            }
+            return all.map { $0! }
         }
-        let a = grads(fused: true), b = grads(fused: false)
+        guard let a = grads(fused: true), let b = grads(fused: false) else { return }
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
         // A convolution bias followed by batch norm has a gradient that is zero up to round-off
         // (the norm removes the mean); the fused op gathers the batch mean differently, so there
         // both are compared on the scale of the network's other gradients.
-        let networkScale = b.map { $0.map(abs).max() ?? 0 }.max() ?? 0
+        let networkScale = largest(b.map { largest($0.map(abs)) ?? 0 }) ?? 0
         for (i, (ga, gb)) in zip(a, b).enumerated() {
-            let scale = max(1e-3 * networkScale, gb.map(abs).max() ?? 0)
-            let diff = zip(ga, gb).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertEqual(ga.count, gb.count, "gradient \(i)", file: file, line: line)
+            XCTAssertGreaterThan(gb.count, 0, "gradient \(i) is empty", file: file, line: line)
+            let scale = max(1e-3 * networkScale, largest(gb.map(abs)) ?? 0)
+            let diff = maxAbsDifference(ga, gb)
             // The fused decoder convolution sums weights before multiplying (phase-decomposed
             // upsampling), so values agree to round-off, which batch statistics over 2 × 8 × 12
             // pixels amplify to a few 1e-4.
@@ -65,11 +76,11 @@ final class FusedHeadTests: XCTestCase {
             let x = Tensor.randomNormal(Shape(2, 1, h, w), rng: &rng)
             let fused = engine.probabilities(x)
             let plain = ChannelKernels.softmax(engine.logits(x))
-            let d = zip(fused.array, plain.array).map { abs($0 - $1) }.max()!
+            let d = maxAbsDifference(fused.array, plain.array)
             XCTAssertLessThan(d, 1e-5, "widths \(widths) \(h)x\(w)")
             // and the autograd path in inference mode agrees too
             let z = net.forward(Variable(x), tape: Tape(), training: false).value
-            let d2 = zip(ChannelKernels.softmax(z).array, fused.array).map { abs($0 - $1) }.max()!
+            let d2 = maxAbsDifference(ChannelKernels.softmax(z).array, fused.array)
             XCTAssertLessThan(d2, 1e-4, "widths \(widths) \(h)x\(w) vs tape")
         }
     }

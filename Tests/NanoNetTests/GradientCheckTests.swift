@@ -1,5 +1,6 @@
 import NanoNet
 import NanoTensor
+import TestSupport
 import XCTest
 
 /// Every differentiable op and loss against central finite differences.
@@ -64,7 +65,7 @@ final class GradientCheckTests: XCTestCase {
         let fused = t.conv3x3([(skip, .copy), (low, .upsample2x)], weight: w, bias: b).value.array
         let plain = t.conv3x3(t.concat([skip, t.upsample2x(low)]), weight: w, bias: b).value.array
         // Equal up to round-off: the fused one sums the weights each upsampled pixel meets first.
-        XCTAssertLessThan(zip(fused, plain).map { abs($0 - $1) }.max()!, 1e-5 * plain.map(abs).max()!)
+        XCTAssertLessThan(maxAbsDifference(fused, plain), 1e-5 * largest(plain.map(abs))!)
         // ReLU on the way in: away from kinks
         let spaced = Variable(Tensor(Shape(1, 2, 4, 6), values: (0..<48).map { Float($0) * 0.41 - 9.9 }), requiresGrad: true)
         let w2 = param(Shape(3, 2, 3, 3), 35), b2 = param(Shape(1, 1, 1, 3), 36)
@@ -188,8 +189,8 @@ final class GradientCheckTests: XCTestCase {
         for (name, conv) in net.convs where name != "final_conv" {
             let weightScale = conv.weight.grad!.array.map(abs).max()!
             XCTAssertGreaterThan(weightScale, 1e-3, name)
-            XCTAssertLessThan(conv.bias.grad!.array.map(abs).max()!, 1e-5 * max(1, weightScale), name)
+            XCTAssertLessThan(largest(conv.bias.grad!.array.map(abs))!, 1e-5 * max(1, weightScale), name)
         }
-        XCTAssertGreaterThan(net.convs["final_conv"]!.bias.grad!.array.map(abs).max()!, 1e-3)
+        XCTAssertGreaterThan(largest(net.convs["final_conv"]!.bias.grad!.array.map(abs))!, 1e-3)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import MicrographIO
 import NanoNet
 import NanoTensor
+import TestSupport
 import XCTest
 
 /// The published pyNanoFind models through our engine against TensorFlow's outputs
@@ -23,8 +24,8 @@ final class TensorFlowFixtureTests: XCTestCase {
                 let (ev, es) = try SharedFixtures.floats(SharedFixtures.pynanofind.appendingPathComponent("fixtures/out__\(stem)__\(input).npy"))
                 let expected = SharedFixtures.nhwcToTensor(ev, es)
                 XCTAssertEqual(p.shape, expected.shape)
-                let d = zip(p.array, expected.array).map { abs($0 - $1) }.max() ?? .infinity
-                worst = max(worst, d)
+                let d = maxAbsDifference(p.array, expected.array)
+                worst = worse(worst, d)
                 XCTAssertLessThanOrEqual(d, 1e-4, "\(stem) on \(input): max |diff| \(d)")
             }
         }

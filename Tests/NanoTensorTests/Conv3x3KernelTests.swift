@@ -1,4 +1,5 @@
 import NanoTensor
+import TestSupport
 import XCTest
 
 /// The fast 3×3 kernels against their plain reference twins on random shapes, odd sizes included.
@@ -11,7 +12,7 @@ final class Conv3x3KernelTests: XCTestCase {
         (1, 3, 4, 4, 48), (2, 4, 5, 3, 20),  // one full vector left after the blocks, at 16 and at 4 lanes
     ]
 
-    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
+    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { maxAbsDifference(a, b) }
 
     func testForwardMatchesReference() {
         var rng = SplitMix64(seed: 1)

@@ -3,6 +3,7 @@ import NanoTensor
 import ParticleAnalysis
 import Preprocessing
 import Segmentation
+import TestSupport
 import XCTest
 
 /// Tiled inference equals one whole-image pass, for any tile size.
@@ -40,7 +41,7 @@ final class ExactTilingTests: XCTestCase {
             let tiling = ExactTiling(width: width, height: height, plan: engine.plan, tileSize: t)
             XCTAssertGreaterThan(tiling.count, 1, "tile \(t) should cut \(width)x\(height)")
             let tiled = TiledPredictor(engine: engine, tileSize: t).probabilities(img)
-            let worst = zip(whole.pixels, tiled.pixels).map { abs($0 - $1) }.max() ?? 0
+            let worst = maxAbsDifference(whole.pixels, tiled.pixels)
             XCTAssertLessThan(worst, 1e-5, "\(width)x\(height) in \(tiling.count) tiles of \(t): max |diff| \(worst)")
             // Particles cut by tile borders come out whole: the same count as the whole pass.
             let n = ParticleMeasurement(mask: BinaryMask(tiled, threshold: 0.5)).particles.count
