@@ -27,12 +27,16 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     public var validationDice: Double
     public var samplesPerSecond: Double
     public var learningRate: Double
+    /// Seconds in the epoch's training steps (what `samplesPerSecond` divides by).
     public var seconds: Double
+    /// Wall-clock seconds since the previous epoch's record: the steps, the checkpoints written
+    /// since, and this epoch's validation. Nil in records from checkpoints that predate it.
+    public var wallSeconds: Double?
 
-    public static let csvHeader = "epoch,step,train_loss,train_dice,val_loss,val_dice,samples_per_s,lr,seconds"
+    public static let csvHeader = "epoch,step,train_loss,train_dice,val_loss,val_dice,samples_per_s,lr,train_s,wall_s"
     public var csvLine: String {
-        String(format: "%d,%d,%.6f,%.5f,%.6f,%.5f,%.2f,%.3g,%.1f", epoch, step, trainLoss, trainDice, validationLoss,
-               validationDice, samplesPerSecond, learningRate, seconds)
+        String(format: "%d,%d,%.6f,%.5f,%.6f,%.5f,%.2f,%.3g,%.1f,%@", epoch, step, trainLoss, trainDice, validationLoss,
+               validationDice, samplesPerSecond, learningRate, seconds, wallSeconds.map { String(format: "%.1f", $0) } ?? "")
     }
 }
 
@@ -58,6 +62,11 @@ struct TrainerState: Codable {
     var epochLossSum = 0.0
     var epochCounts = ConfusionCounts()
     var epochSeconds = 0.0
+    /// Wall-clock seconds of the epoch in progress so far (nil: none yet, or an older checkpoint).
+    var epochWallSeconds: Double?
+    /// The training images' median pixel size (nm), recorded in the model (and in a model read
+    /// from a checkpoint) so that segment resamples to it. Nil: unknown.
+    var trainingPixelSizeNm: Double?
 }
 
 /// Trains a U-Net on prepared images: random crops drawn per step from a generator seeded by
@@ -109,6 +118,8 @@ public final class Trainer {
         while !state.stopped && state.stepsDone < total {
             let step = state.stepsDone
             let start = DispatchTime.now().uptimeNanoseconds
+            // Wall time counted into the epoch from here (endEpoch moves it past its own record).
+            var counted = start
             var rng = Trainer.stream(settings.seed, step)
             // Which image and which generator each crop gets are drawn in order; the crops are
             // then cut in parallel, each from its own generator, so the batch is the same for
@@ -134,13 +145,14 @@ public final class Trainer {
                          loss: state.epochLossSum / Double(inEpoch), dice: state.epochCounts.dice,
                          samplesPerSecond: Double(inEpoch * b) / max(state.epochSeconds, 1e-9)))
             if inEpoch == settings.stepsPerEpoch {
-                try endEpoch()
+                try endEpoch(wallSince: &counted)
                 sinceCheckpoint = 0
                 try saveCheckpoint()
             } else {
                 sinceCheckpoint += 1
                 if sinceCheckpoint >= checkpointEvery { sinceCheckpoint = 0; try saveCheckpoint() }
             }
+            state.epochWallSeconds = (state.epochWallSeconds ?? 0) + Double(DispatchTime.now().uptimeNanoseconds - counted) / 1e9
         }
         restore(bestWeights)
     }
@@ -163,13 +175,20 @@ public final class Trainer {
         return c
     }
 
-    func endEpoch() throws {
+    /// Ends the epoch: validation, the record (its wall time: what `state.epochWallSeconds` holds
+    /// plus the time since `counted`, which is then moved to now), early stopping.
+    func endEpoch(wallSince counted: inout UInt64) throws {
         let epoch = state.stepsDone / settings.stepsPerEpoch
         let (valLoss, valCounts) = validationScores()
+        let now = DispatchTime.now().uptimeNanoseconds
+        let wall = (state.epochWallSeconds ?? 0) + Double(now - counted) / 1e9
+        counted = now
+        state.epochWallSeconds = 0
         let record = EpochRecord(epoch: epoch, step: state.stepsDone, trainLoss: state.epochLossSum / Double(settings.stepsPerEpoch),
                                  trainDice: state.epochCounts.dice, validationLoss: valLoss, validationDice: valCounts.dice,
                                  samplesPerSecond: Double(settings.stepsPerEpoch * settings.batchSize) / max(state.epochSeconds, 1e-9),
-                                 learningRate: Double(settings.learningRate(atStep: state.stepsDone - 1)), seconds: state.epochSeconds)
+                                 learningRate: Double(settings.learningRate(atStep: state.stepsDone - 1)), seconds: state.epochSeconds,
+                                 wallSeconds: wall)
         state.records.append(record)
         state.epochLossSum = 0; state.epochCounts = ConfusionCounts(); state.epochSeconds = 0
         // Keras' EarlyStopping (min_delta) and ModelCheckpoint(save_best_only) on the validation loss;
@@ -218,6 +237,11 @@ public final class Trainer {
     public var records: [EpochRecord] { state.records }
     public var bestEpoch: Int { state.bestEpoch }
     public var stepsDone: Int { state.stepsDone }
+    /// The training images' median pixel size, kept in the checkpoint (see `bestModel`).
+    public var trainingPixelSizeNm: Double? {
+        get { state.trainingPixelSizeNm }
+        set { state.trainingPixelSizeNm = newValue }
+    }
 
     func restore(_ weights: [[Float]]) {
         for ((_, t), w) in zip(network.namedTensors, weights) { t.assign(from: w) }
@@ -288,7 +312,8 @@ public final class Trainer {
     }
 
     /// The best epoch's weights of a run in progress (or interrupted), from its checkpoint, as a
-    /// model with threshold 0.5 (the threshold search runs at the end of training).
+    /// model with threshold 0.5 (provisional: the threshold search runs at the end of training)
+    /// and the training images' pixel size (when the checkpoint records it).
     public static func bestModel(fromCheckpoint url: URL) throws -> Model {
         guard let bytes = try? Data(contentsOf: url) else { throw DatasetError(file: url.path, reason: "cannot be read") }
         let (entries, meta) = try SafeTensorsFile.decode(bytes, file: url.path)
@@ -304,7 +329,8 @@ public final class Trainer {
         }
         var metrics: [String: Double] = ["steps": Double(state.stepsDone), "best_epoch": Double(state.bestEpoch)]
         if let best = state.records.first(where: { $0.epoch == state.bestEpoch }) { metrics["val_loss"] = best.validationLoss }
-        let metadata = ModelMetadata(config: state.settings.config, threshold: 0.5, preprocessing: state.settings.recipe,
+        let metadata = ModelMetadata(config: state.settings.config, threshold: 0.5, trainingPixelSizeNm: state.trainingPixelSizeNm,
+                                     preprocessing: state.settings.recipe,
                                      provenance: "best epoch (\(state.bestEpoch)) of the training checkpoint \(url.lastPathComponent) at step \(state.stepsDone)",
                                      trainingRecipe: state.settings.asFlags, metrics: metrics)
         return Model(network: network, metadata: metadata)

@@ -57,10 +57,13 @@ public struct TrainingRun {
             if case .epochEnd = event { try? self.writeLog(trainer.records) }
             report(event)
         }
+        let sizes = trainSet.compactMap(\.pixelSizeNm).sorted()
+        let median = sizes.isEmpty ? nil : (sizes[(sizes.count - 1) / 2] + sizes[sizes.count / 2]) / 2
         if resume {
             try trainer.resume()
             report(.message("resumed at step \(trainer.stepsDone)"))
         }
+        trainer.trainingPixelSizeNm = median  // in every checkpoint, so a model read from one has it
         try trainer.run()
         let (threshold, trainAccuracy) = trainer.chooseThreshold()
         report(.message(String(format: "threshold %.4f (pixel accuracy %.2f %% on the training images)", threshold, 100 * trainAccuracy)))
@@ -70,8 +73,6 @@ public struct TrainingRun {
             metrics["val_loss"] = best.validationLoss; metrics["val_dice_at_0.5"] = best.validationDice
             metrics["samples_per_s"] = best.samplesPerSecond
         }
-        let sizes = trainSet.compactMap(\.pixelSizeNm).sorted()
-        let median = sizes.isEmpty ? nil : (sizes[(sizes.count - 1) / 2] + sizes[sizes.count / 2]) / 2
         let described = Dictionary(grouping: trainSet, by: \.group).map { "\($0.key): \($0.value.count) images" }.sorted()
         let metadata = ModelMetadata(config: settings.config, threshold: threshold, trainingPixelSizeNm: median,
                                      preprocessing: recipe,

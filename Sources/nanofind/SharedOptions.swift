@@ -41,7 +41,7 @@ enum PreprocessChoice: String, ExpressibleByArgument, CaseIterable {
 
 /// `--model` and `--preprocess`, for every command that runs a model.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model file: a NanoFind .safetensors model, a Keras-2 .h5 weight file, or a training's .checkpoint (its best epoch so far) (default: Models/default.safetensors).")
+    @Option(help: "Model file: a NanoFind .safetensors model, a Keras-2 .h5 weight file, or a training's .checkpoint (its best epoch so far, at a provisional threshold of 0.5: the threshold is chosen when training ends) (default: Models/default.safetensors).")
     var model: String?
     @Option(help: "Input preparation: \(PreprocessChoice.allCases.map(\.rawValue).joined(separator: ", ")) ('model': what the model file records).")
     var preprocess: PreprocessChoice = .model

@@ -139,9 +139,12 @@ struct Simulate: ParsableCommand {
             return n.map { !names.contains($0) } ?? false
         }.map(String.init)
         try writeAtomically(Array(((kept + lines.compactMap { $0 }).joined(separator: "\n") + "\n").utf8), to: manifest)
-        print(String(format: "%d micrographs of %@ -> %@ (%.1f s, %.2f s each)", count,
+        // Per micrograph: the wall time over the micrographs each worker ran (min(jobs, count) of
+        // them side by side), contact sheet and manifest included.
+        print(String(format: "%d micrographs of %@ -> %@ (%.1f s, %.2f s each on each of %d workers)", count,
                      material.values.map(\.rawValue).joined(separator: ", "), out.path,
-                     Date().timeIntervalSince(start), Date().timeIntervalSince(start) * Double(jobs) / Double(count)))
+                     Date().timeIntervalSince(start), Date().timeIntervalSince(start) * Double(min(jobs, count)) / Double(count),
+                     min(jobs, count)))
     }
 
 

@@ -109,9 +109,9 @@ struct Train: ParsableCommand {
                                detail: String(format: "loss %.4f  dice %.3f  %.1f samples/s", loss, dice, rate),
                                secondsLeft: Double(of - step) * Double(self.batchSize) / max(rate, 1e-9))
                 case let .epochEnd(r, improved):
-                    bar.finish(String(format: "epoch %d: loss %.4f dice %.3f | validation loss %.4f dice %.3f%@ | %.1f samples/s, %.0f s",
+                    bar.finish(String(format: "epoch %d: loss %.4f dice %.3f | validation loss %.4f dice %.3f%@ | %.1f samples/s, %.0f s training, %.0f s in all",
                                       r.epoch, r.trainLoss, r.trainDice, r.validationLoss, r.validationDice,
-                                      improved ? " (best)" : "", r.samplesPerSecond, r.seconds))
+                                      improved ? " (best)" : "", r.samplesPerSecond, r.seconds, r.wallSeconds ?? r.seconds))
                 case let .earlyStop(epoch):
                     bar.finish("early stopping after epoch \(epoch): the validation loss stopped improving")
                 case let .message(text):

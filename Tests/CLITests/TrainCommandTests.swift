@@ -1,6 +1,7 @@
 import Foundation
 import MicrographIO
 import NanoNet
+import Training
 import XCTest
 
 /// `nanofind train` end to end on a tiny dataset made here: resume after kill -9, bad data.
@@ -10,8 +11,9 @@ final class TrainCommandTests: XCTestCase {
     override func setUpWithError() throws { tmp = try CLIRunner.temporaryDirectory() }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    /// `count` 64×64 images of fringed discs on noise, NAME.npy + NAME_mask.png.
-    func makeData(_ folder: URL, count: Int = 4) throws {
+    /// `count` 64×64 images of fringed discs on noise, NAME.npy + NAME_mask.png (NAME.mrc at
+    /// `pixelSizeNm` when given).
+    func makeData(_ folder: URL, count: Int = 4, pixelSizeNm: Double? = nil) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         var state: UInt64 = 7
         func random() -> Double { state = state &* 6364136223846793005 &+ 1442695040888963407; return Double(state >> 11) / Double(1 << 53) }
@@ -23,7 +25,14 @@ final class TrainCommandTests: XCTestCase {
                 pixels.append(Float(100 + 10 * random() + (inside ? 30 * cos(Double(x) * 1.7) : 0)))
                 mask.append(inside ? 255 : 0)
             } }
-            try NPYFile.write(pixels, shape: [64, 64], to: folder.appendingPathComponent("img\(i).npy"))
+            if let pixelSizeNm {
+                let bytes = pixels.withUnsafeBytes { Array($0) }
+                try MRCWriter.write(Micrograph(width: 64, height: 64, pixelType: .float32, data: bytes,
+                                               pixelSize: PixelSize(isotropic: pixelSizeNm), format: "MRC"),
+                                    to: folder.appendingPathComponent("img\(i).mrc"))
+            } else {
+                try NPYFile.write(pixels, shape: [64, 64], to: folder.appendingPathComponent("img\(i).npy"))
+            }
             try PNGWriter.writeGrey8(mask, width: 64, height: 64, to: folder.appendingPathComponent("img\(i)_mask.png"))
         }
     }
@@ -35,17 +44,28 @@ final class TrainCommandTests: XCTestCase {
 
     func testResumeAfterKillGivesTheSameWeightsAsAnUninterruptedRun() throws {
         let data = tmp.appendingPathComponent("data")
-        try makeData(data)
+        try makeData(data, pixelSizeNm: 0.06)
         let whole = tmp.appendingPathComponent("whole.safetensors")
         let r = try CLIRunner.run(["train", data.path, "-o", whole.path] + tiny)
         XCTAssertEqual(r.status, 0, r.stderr)
         for name in ["train_log.csv", "loss_curve.png"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(name).path), name)
         }
+        // One row per epoch; the wall time covers the training steps and the validation after them.
+        let log = try String(contentsOf: tmp.appendingPathComponent("train_log.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(log.first, "epoch,step,train_loss,train_dice,val_loss,val_dice,samples_per_s,lr,train_s,wall_s")
+        XCTAssertEqual(log.count, 4, log.joined(separator: "\n"))
+        for row in log.dropFirst() {
+            let fields = row.split(separator: ",", omittingEmptySubsequences: false)
+            let train = try XCTUnwrap(Double(fields[8])), wall = try XCTUnwrap(Double(fields[9]), String(row))
+            XCTAssertGreaterThan(train, 0, String(row))
+            XCTAssertGreaterThanOrEqual(wall, train, String(row))
+        }
         let meta = try Model.load(whole).metadata
         XCTAssertEqual(meta.trainingRecipe?["tile"], "32")
         XCTAssertEqual(meta.preprocessing, .pyNanoFind)
         XCTAssertNotNil(meta.metrics?["train_pixel_accuracy"])
+        XCTAssertEqual(meta.trainingPixelSizeNm ?? 0, 0.06, accuracy: 1e-6)  // MRC keeps float32
 
         let second = tmp.appendingPathComponent("second")
         try FileManager.default.createDirectory(at: second, withIntermediateDirectories: true)
@@ -67,6 +87,8 @@ final class TrainCommandTests: XCTestCase {
         let partial = try CLIRunner.run(["evaluate", data.path, "--model", checkpoint.path, "-o", second.appendingPathComponent("eval").path])
         XCTAssertEqual(partial.status, 0, partial.stderr)
         XCTAssertTrue(partial.stdout.contains("threshold 0.5000"), partial.stdout)
+        // and the checkpoint's model knows the training pixel size, so segment resamples to it.
+        XCTAssertEqual(try Trainer.bestModel(fromCheckpoint: checkpoint).metadata.trainingPixelSizeNm ?? 0, 0.06, accuracy: 1e-6)  // MRC keeps float32
         let resumed = try CLIRunner.run(["train", data.path, "-o", killed.path, "--resume"] + tiny)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stderr.contains("resumed at step"), resumed.stderr)
