@@ -23,7 +23,8 @@ deps:
 build: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product nanofind
 
-test: deps
+test:
+	@bash scripts/install-deps.sh --test
 	$(SWIFT) build $(SWIFTFLAGS) --product nanofind
 	$(SWIFT) test $(SWIFTFLAGS) --disable-swift-testing
 ifneq ($(SIMD_FLAG),)

@@ -1,12 +1,16 @@
 // swift-tools-version:6.0
 // NanoFind: nanoparticle segmentation and measurement for HRTEM micrographs.
 //
-// Layers (each a library target; an arrow means "may import"):
+// Layers (each a library target; "A <- B" means B imports A; docs/architecture.md draws them):
 //   NanoTensor  (tensors, thread pool, SIMD kernels)
 //     <- NanoNet  (autograd, layers, losses, Adam, U-Net, model files)
 //   NanoHDF5    (thin Swift wrapper over libhdf5; used by NanoNet and MicrographIO)
-//   MicrographIO (Micrograph value, readers and writers for every format)
-//     <- Preprocessing (median filter, normalisation, tiling, augmentation)
+//   MicrographIO (Micrograph value, readers and writers)
+//     <- Preprocessing (median filter, normalisation, resampling, FFT, tiling, augmentation)
+//       <- ParticleAnalysis (labelling, measures, touching-particle split)
+//       <- Simulation (multislice HRTEM simulator)
+//   NanoNet, Preprocessing, ParticleAnalysis, NanoTensor <- Segmentation (whole micrographs, batches, reports)
+//     <- Training (datasets, trainer, evaluation)
 //   nanofind (the command-line tool) imports them all.
 //   FuzzTargets (readers and model parsers as fuzzing targets) <- nanofind-fuzz (libFuzzer entry).
 import PackageDescription
@@ -55,10 +59,10 @@ let package = Package(
         .target(name: "MicrographIO",
                 dependencies: ["CTIFF", "CPNG", "NanoHDF5", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Preprocessing", dependencies: ["MicrographIO", "CFFTW"], swiftSettings: kernelFlags),
-        .target(name: "Segmentation", dependencies: ["NanoNet", "Preprocessing", "MicrographIO", "ParticleAnalysis"]),
+        .target(name: "Segmentation", dependencies: ["NanoNet", "NanoTensor", "Preprocessing", "MicrographIO", "ParticleAnalysis"]),
         .target(name: "ParticleAnalysis", dependencies: ["Preprocessing"]),
         .target(name: "Simulation", dependencies: ["Preprocessing", "MicrographIO"], swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
-        .target(name: "Training", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "Preprocessing", "MicrographIO"]),
+        .target(name: "Training", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "NanoTensor", "Preprocessing", "MicrographIO"]),
         // Fuzzing: the readers and model parsers as libFuzzer targets (`make fuzz`; see FuzzTarget).
         .target(name: "FuzzTargets", dependencies: ["MicrographIO", "NanoNet"]),
         .executableTarget(name: "nanofind-fuzz", dependencies: ["FuzzTargets"]),

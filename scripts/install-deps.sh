@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the C libraries NanoFind links (libhdf5, libtiff, libpng, FFTW) and pkg-config when
-# they are missing: apt-get on Debian/Ubuntu, Homebrew on macOS. Does nothing when all are there.
+# Installs the C libraries NanoFind links (libhdf5, libtiff, libpng, zlib, FFTW) and pkg-config
+# when they are missing: apt-get on Debian/Ubuntu, Homebrew on macOS. Does nothing when all are
+# there. With --test (make test) it also tries Debian's chromium, which one test uses.
 set -euo pipefail
+for_tests=false; [ "${1:-}" = "--test" ] && for_tests=true
 need=()
 # zlib: linked directly (the PNG shim sets its strategy, the TIFF writer deflates masks and labels);
 # zlib1g-dev brings it on Debian, macOS has it.
@@ -11,7 +13,7 @@ done
 command -v pkg-config >/dev/null 2>&1 || need+=("pkg-config")
 # report.html is checked in a real headless browser (Debian's chromium) by make test.
 # Not every distribution packages it (Ubuntu ships a snap): without it that one check is skipped.
-if command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+if $for_tests && command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
     || echo "note: Debian's chromium could not be installed; the report.html browser check will be skipped"

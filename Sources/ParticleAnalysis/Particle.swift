@@ -90,17 +90,19 @@ public struct Particle: Sendable, Equatable, Codable {
             && a.touchesBorder == b.touchesBorder && a.meanProbability == b.meanProbability && a.pixelSizeNm == b.pixelSizeNm
     }
 
-    /// CSV columns, units in the names.
+    /// CSV columns, units in the names: every length in pixels, and in nm where the pixel size is
+    /// known (the nm columns are empty for an uncalibrated image).
     public static let csvHeader = ["id", "centroid_x_px", "centroid_y_px", "centroid_x_nm", "centroid_y_nm", "area_px", "area_nm2",
-                                   "eq_diameter_nm", "eq_diameter_px", "major_axis_nm", "minor_axis_nm", "orientation_deg",
-                                   "perimeter_nm", "circularity", "eccentricity", "solidity", "bbox_x0", "bbox_y0", "bbox_x1",
-                                   "bbox_y1", "touches_border", "mean_probability"]
+                                   "eq_diameter_nm", "eq_diameter_px", "major_axis_nm", "minor_axis_nm", "major_axis_px",
+                                   "minor_axis_px", "orientation_deg", "perimeter_nm", "perimeter_px", "circularity", "eccentricity",
+                                   "solidity", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "touches_border", "mean_probability"]
 
     public var csvFields: [String] {
         func f(_ v: Double?, _ digits: Int = 4) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "" }
         return [String(id), f(centroidX, 2), f(centroidY, 2), f(centroidXNm), f(centroidYNm), String(areaPx), f(areaNm2),
-                f(equivalentDiameterNm), f(equivalentDiameterPx, 2), f(majorAxisNm), f(minorAxisNm), f(orientationDeg, 2),
-                f(perimeterNm), f(circularity), f(eccentricity), f(solidity), String(boundingBox.x0), String(boundingBox.y0),
-                String(boundingBox.x1), String(boundingBox.y1), touchesBorder ? "1" : "0", f(meanProbability)]
+                f(equivalentDiameterNm), f(equivalentDiameterPx, 2), f(majorAxisNm), f(minorAxisNm), f(majorAxisPx, 2),
+                f(minorAxisPx, 2), f(orientationDeg, 2), f(perimeterNm), f(perimeterPx, 2), f(circularity), f(eccentricity),
+                f(solidity), String(boundingBox.x0), String(boundingBox.y0), String(boundingBox.x1), String(boundingBox.y1),
+                touchesBorder ? "1" : "0", f(meanProbability)]
     }
 }

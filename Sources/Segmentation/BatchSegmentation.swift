@@ -47,7 +47,10 @@ public final class BatchSegmentation: @unchecked Sendable {
         self.segmenter = segmenter; self.settings = settings; self.modelName = modelName
     }
 
-    static let imageExtensions: Set<String> = ["mrc", "mrcs", "map", "st", "tif", "tiff", "dm3", "dm4", "ser", "emd", "png", "npy"]
+    /// What a folder is searched for (a file named on the command line is read by its content,
+    /// whatever its name): every extension `MicrographReader` knows, the MRC family's included.
+    public static let imageExtensions: Set<String> = ["mrc", "mrcs", "map", "st", "ali", "rec", "preali", "tif", "tiff", "dm3", "dm4",
+                                                      "ser", "emd", "png", "npy"]
 
     /// The files to process: files as given, folders searched recursively for micrographs (not
     /// NanoFind's own outputs or label images), in a stable order, then this shard's share.
@@ -172,7 +175,9 @@ public final class BatchSegmentation: @unchecked Sendable {
         return (0..<count).map { count == 1 ? stem : "\(stem)_\($0)" }
     }
 
-    /// The summaries of a file processed before, when every output is there and newer than it.
+    /// The summaries of a file processed before, when every output is there and newer than it,
+    /// and was made with this run's model, threshold and (when given) --pixel-size: a re-run
+    /// with other settings redoes the file rather than report old results under new settings.
     public func previousResults(for url: URL) -> [ImageSummary]? {
         namesLock.lock(); defer { namesLock.unlock() }
         guard !settings.overwrite, usedNames.values.contains(url.path) == false,
@@ -187,6 +192,8 @@ public final class BatchSegmentation: @unchecked Sendable {
             let u = settings.outputDir.appendingPathComponent(file)
             guard let data = try? Data(contentsOf: u), let s = try? JSONDecoder().decode(ImageSummary.self, from: data),
                   s.input == url.path else { continue }
+            guard s.model == modelName, s.threshold == segmenter.threshold,
+                  segmenter.options.pixelSizeOverride.map({ s.pixelSizeNm == $0 }) ?? true else { return nil }
             let all = ImageOutputs.files(for: s.image, probability: settings.probabilityFormat)
             let fresh = all.allSatisfy { name in
                 let d = (try? FileManager.default.attributesOfItem(atPath: settings.outputDir.appendingPathComponent(name).path))?[.modificationDate] as? Date

@@ -14,7 +14,8 @@ struct Evaluate: ParsableCommand {
             given per image, pooled over all images (from the summed pixel counts, so images with \
             empty masks do not break dice) and per material when a manifest.jsonl is beside or \
             above the folder. Writes evaluation.csv, evaluation.json and confusion.png into OUTDIR; \
-            --json prints the JSON (keys pooled, groups, images) to stdout.
+            --json prints the JSON (keys model, method, threshold, pooled, groups, particles, images) \
+            to stdout.
 
             Example: nanofind evaluate ../shared/data/sim-v1/test --json
             """)

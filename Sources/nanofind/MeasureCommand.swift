@@ -17,12 +17,12 @@ struct Measure: ParsableCommand {
 
     @Argument(help: "Mask files (PNG, TIFF, …).") var masks: [String]
     @OptionGroup var calibration: PixelSizeOption
-    @Option(help: "Smallest particle in nm² (with a pixel size), else in pixels with --min-area-px.") var minArea = 0.0
-    @Option(help: "Smallest particle in pixels.") var minAreaPx = 1
+    @Option(help: "Smallest particle in nm², with a pixel size (segment's default).") var minArea = 0.5
+    @Option(help: "Smallest particle in pixels (default: 20 without a pixel size, as segment; 1 with one).") var minAreaPx: Int?
     @OptionGroup var split: ParticleSplitOption
 
     func validate() throws {
-        if !(minArea >= 0 && minArea.isFinite) || minAreaPx < 1 { throw ValidationError("--min-area must be 0 or more and --min-area-px at least 1") }
+        if !(minArea >= 0 && minArea.isFinite) || (minAreaPx ?? 1) < 1 { throw ValidationError("--min-area must be 0 or more and --min-area-px at least 1") }
     }
 
     func run() throws {
@@ -34,8 +34,9 @@ struct Measure: ParsableCommand {
                 for m in images {
                     let mask = try BinaryMask(m)
                     let size = calibration.pixelSize ?? m.pixelSize.map(\.x)
-                    let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: minArea, minimumAreaPx: minAreaPx,
-                                                     splitTouching: split.splitTouching)
+                    // segment's rule: the nm² limit where the pixel size is known, else 20 px.
+                    let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: size == nil ? 0 : minArea,
+                                                     minimumAreaPx: minAreaPx ?? (size == nil ? 20 : 1), splitTouching: split.splitTouching)
                     for p in result.particles { print(([path] + p.csvFields).joined(separator: ",")) }
                 }
             } catch {

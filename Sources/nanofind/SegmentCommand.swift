@@ -21,18 +21,21 @@ struct Segment: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Segment micrographs and measure every particle.",
         discussion: """
-            INPUT: micrograph files in any format `nanofind inspect` reads, or folders (searched \
-            recursively). Every image (and every frame of a stack) from 64 px up that fits \
+            INPUT: micrograph files in any format `nanofind inspect` reads (by content, whatever \
+            their name), or folders, searched recursively for files with those formats' extensions \
+            (.mrc .mrcs .map .st .ali .rec .preali .tif .tiff .dm3 .dm4 .ser .emd .png .npy). Every image (and every frame of a stack) from 64 px up that fits \
             --memory is segmented in exact tiles: the result equals one whole-image pass. When the \
             image's pixel size (from the file, or --pixel-size) differs from the one the model was \
             trained at, it is resampled to the model's scale and the probabilities mapped back.
 
             Per image in OUTDIR: NAME_mask.png (0/255), NAME_mask.tif, NAME_labels.tif (uint16 \
-            particle ids), NAME_prob.tif (float32; --prob-format npy for .npy, none for no map), all calibrated in \
-            nm for Fiji; NAME_overlay.png (outlines and ids); NAME_particles.csv. For the run: \
-            particles.csv, summary.json, size_histogram.png and report.html (self-contained).
+            particle ids), NAME_prob.tif (float32; --prob-format npy for .npy, none for no map), the \
+            TIFFs calibrated in nm for Fiji; NAME_overlay.png (outlines and ids); NAME_particles.csv \
+            (lengths in pixels, and in nm when the pixel size is known); NAME.summary.json. For the \
+            run: particles.csv, summary.json, size_histogram.png and report.html (self-contained).
 
-            A re-run skips inputs whose outputs are newer (--overwrite redoes them). A bad file is \
+            A re-run skips inputs whose outputs are newer and were made with the same model, \
+            threshold and --pixel-size (--overwrite redoes them). A bad file is \
             reported on one line and skipped; exit status 1 if any failed (2 when the only input \
             failed). --shard K/N processes a fixed 1/N of the inputs (for cluster job arrays; \
             combine the shards with `nanofind merge`).
@@ -104,7 +107,7 @@ struct Segment: ParsableCommand {
                 progress.particles += s.reduce(0) { $0 + $1.particles }
                 if !progress.warnedUncalibrated, s.contains(where: { $0.pixelSizeSource == "none" }) {
                     progress.warnedUncalibrated = true
-                    FileHandle.standardError.write(Data("warning: \(oneLine(url.path)) has no pixel size; sizes are in pixels (give --pixel-size NM)\n".utf8))
+                    FileHandle.standardError.write(Data("warning: \(oneLine(url.path)) has no pixel size; sizes are in pixels, the nm columns empty (give --pixel-size NM)\n".utf8))
                 }
                 for r in s {
                     print(String(format: "%@: %d×%d, %@, %d particles, %.1f %% area -> %@_*", r.input, r.width, r.height,
@@ -125,7 +128,9 @@ struct Segment: ParsableCommand {
         }
         let summaries = progress.summaries
         let processed = progress.processed, skipped = progress.skipped, particles = progress.particles, failures = progress.failures
-        if !summaries.isEmpty {
+        // A shard writes its run files even with no image done (none of the inputs fell to it, or
+        // all failed), so that `merge` over every shard's folder finds each one's summary.json.
+        if !summaries.isEmpty || shard != nil {
             var runSettings: [String: String] = ["model": modelName, "threshold": String(format: "%.4f", segmenter.threshold),
                                                  "preprocessing": segmenter.recipe.description, "min_area_nm2": "\(minArea)"]
             if let p = model.metadata.trainingPixelSizeNm { runSettings["model_pixel_size_nm"] = String(format: "%.4g", p) }

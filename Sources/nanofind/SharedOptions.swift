@@ -23,10 +23,19 @@ enum PreprocessChoice: String, ExpressibleByArgument, CaseIterable {
     /// What the model file records.
     case model
     case none
-    /// pyNanoFind: 3×3 median, per-image min-max.
-    case pyNanoFind = "median3+max"
+    /// pyNanoFind: 3×3 median, per-image min-max (the name `train --normalise` uses).
+    case pyNanoFind = "median3+min-max"
     /// 3×3 median, per-image 0.5–99.5 % percentiles.
     case robust = "median3+percentile"
+
+    /// The names above, the older "median3+max", and a recipe as summary.json writes it
+    /// (e.g. "median3+percentile(0.5, 99.5)").
+    init?(argument: String) {
+        if argument == "median3+max" { self = .pyNanoFind; return }
+        if let named = PreprocessChoice(rawValue: argument) { self = named; return }
+        guard let same = PreprocessChoice.allCases.first(where: { $0.recipe?.description == argument }) else { return nil }
+        self = same
+    }
 
     /// The recipe to use instead of the model's, nil for the model's own.
     var recipe: InputRecipe? {
@@ -104,7 +113,7 @@ struct PixelSizeOption: ParsableArguments {
 /// keep what is freed halves the page faults of a batch: six 4096² MRCs 6.23-6.42 -> 5.67-6.01 s,
 /// system time 3.3-3.5 -> 2.0-2.1 s, 1.32 M -> 0.60 M faults (AMD EPYC fam 25 mod 17, 2 vCPUs,
 /// alternating), peak resident unchanged (1.6-1.7 GB). Larger blocks stay mappings of their own,
-/// so a 16384² image's peak (5.42-5.44 GB with --memory 6) does not grow. `segment` and bench's
+/// so a 16384² image's peak (then 5.42-5.44 GB with --memory 6, both ways) does not grow. `segment` and bench's
 /// segment rows call it; elsewhere (macOS) it does nothing.
 func reuseFreedMemory() {
     _ = nf_reuse_freed_memory(96 << 20)

@@ -56,6 +56,9 @@ final class BatchSegmentTests: XCTestCase {
         let again = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path])
         XCTAssertEqual(again.status, 1)
         XCTAssertTrue(again.stdout.contains("0 processed, \(good) already done, 3 failed"), again.stdout)
+        // Other settings are not "already done": a new threshold redoes every file.
+        let other = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9"])
+        XCTAssertTrue(other.stdout.contains("\(good) processed, 0 already done, 3 failed"), other.stdout)
     }
 
     func testAKilledRunIsFinishedByTheNextAndLeavesNoPartialFiles() throws {
