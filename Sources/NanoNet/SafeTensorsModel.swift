@@ -17,7 +17,11 @@ public enum SafeTensorsModel {
             let s = t.shape
             return SafeTensorsFile.Entry(name: name, shape: name.hasSuffix(".weight") ? [s.n, s.c, s.h, s.w] : [t.count], values: t.array)
         }
-        let metaJSON = try JSONEncoder().encode(model.metadata)
+        // JSON has no NaN or infinity: a metric that is not a number (a validation loss without
+        // validation images) is left out rather than fail the save at the end of a training run.
+        var metadata = model.metadata
+        metadata.metrics = metadata.metrics?.filter { $0.value.isFinite }
+        let metaJSON = try JSONEncoder().encode(metadata)
         return try SafeTensorsFile.encode(entries, metadata: [metadataKey: String(decoding: metaJSON, as: UTF8.self)])
     }
 

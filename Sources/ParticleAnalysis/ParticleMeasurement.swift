@@ -22,7 +22,12 @@ public struct ParticleMeasurement: Sendable {
         let runs = filled.values.withUnsafeBufferPointer { Runs(width: w, height: h, values: $0, set: true) }
         let (component, count) = runs.components(connectivity8: true)
         var minimum = max(1, minimumAreaPx)
-        if let p = pixelSizeNm, p > 0, minimumAreaNm2 > 0 { minimum = max(minimum, Int((minimumAreaNm2 / (p * p)).rounded(.up))) }
+        if let p = pixelSizeNm, p > 0, minimumAreaNm2 > 0 {
+            // In pixels, capped where the quotient leaves Int's range (a huge area or a tiny pixel):
+            // then no object is large enough.
+            let pixels = (minimumAreaNm2 / (p * p)).rounded(.up)
+            minimum = pixels.isFinite && pixels < Double(w * h + 1) ? max(minimum, Int(pixels)) : w * h + 1
+        }
         // Areas first, to drop the small ones and renumber the rest (in raster order still).
         var area = [Int](repeating: 0, count: count)
         for r in 0..<runs.count { area[Int(component[r])] += Int(runs.x1[r] - runs.x0[r]) }

@@ -70,7 +70,7 @@ public struct TrainingRun {
         var metrics: [String: Double] = ["train_pixel_accuracy": trainAccuracy, "best_epoch": Double(trainer.bestEpoch),
                                          "steps": Double(trainer.stepsDone)]
         if let best = trainer.records.first(where: { $0.epoch == trainer.bestEpoch }) {
-            metrics["val_loss"] = best.validationLoss; metrics["val_dice_at_0.5"] = best.validationDice
+            if !validationSet.isEmpty { metrics["val_loss"] = best.validationLoss; metrics["val_dice_at_0.5"] = best.validationDice }
             metrics["samples_per_s"] = best.samplesPerSecond
         }
         let described = Dictionary(grouping: trainSet, by: \.group).map { "\($0.key): \($0.value.count) images" }.sorted()

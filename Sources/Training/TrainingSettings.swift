@@ -35,6 +35,7 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
         if batchSize < 1 || batchSize > 256 { return "--batch-size must be between 1 and 256" }
         if !(learningRate > 0 && learningRate < 1) { return "--lr must be in (0, 1)" }
         if !(validationFraction >= 0 && validationFraction < 1) { return "the validation fraction must be in [0, 1)" }
+        if patience < 1 || patience > 10_000 { return "--patience must be between 1 and 10000 (epochs)" }
         if let p = config.problem { return "--widths \(widths.map(String.init).joined(separator: ",")) make no network: \(p)" }
         let a = config.sizeMultiple
         if tile < a || tile % a != 0 || tile > 4096 {

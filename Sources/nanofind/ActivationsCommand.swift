@@ -38,11 +38,22 @@ struct Activations: ParsableCommand {
                 throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; both sides must be at least 64")
             }
             var raw = try FloatImage(m)
+            let a = model.network.plan.alignment
             if let p = pixelSize ?? m.pixelSize?.x, let t = model.metadata.trainingPixelSizeNm, abs(p / t - 1) > 0.02 {
-                raw = resample(raw, width: Int(Double(raw.width) * p / t), height: Int(Double(raw.height) * p / t))
+                // The part of the image that becomes at most 1024² at the model's scale, cut before
+                // resampling (a far finer model scale would otherwise blow the whole image up).
+                let scale = p / t
+                let cw = min(raw.width, max(1, Int((1024 / scale).rounded(.up)))), ch = min(raw.height, max(1, Int((1024 / scale).rounded(.up))))
+                var cut = FloatImage(width: cw, height: ch)
+                for y in 0..<ch { for xx in 0..<cw { cut[x: xx, y: y] = raw[x: xx, y: y] } }
+                let rw = Int((Double(cw) * scale).rounded()), rh = Int((Double(ch) * scale).rounded())
+                guard rw >= a, rh >= a else {
+                    throw MicrographError(url: url, reason: String(format: "at the model's pixel size (%.4g nm, this image %.4g nm) the image is %d×%d pixels, smaller than the network's %d",
+                                                                   t, p, rw, rh, a))
+                }
+                raw = resample(cut, width: rw, height: rh)
             }
             let prepared = (modelOptions.preprocess.recipe ?? model.metadata.preprocessing).apply(raw)
-            let a = model.network.plan.alignment
             let w = min(1024, prepared.width / a * a), h = min(1024, prepared.height / a * a)
             let x = Tensor(Shape(1, 1, h, w))
             for y in 0..<h { for xx in 0..<w { x[0, 0, y, xx] = prepared.pixels[y * prepared.width + xx] } }

@@ -36,6 +36,16 @@ struct Bench: ParsableCommand {
     @Option(help: "Run only the benchmarks whose name starts with this (e.g. infer_tile_512, train_step_512, conv_layer, conv_grad).")
     var only: String?
 
+    /// Every row name (`--only` must be a prefix of one).
+    static let rowNames = ["infer_tile_512", "infer_2048", "infer_4096_tiled", "train_step_512", "conv_layer", "conv_grad",
+                           "segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_batch_4096"]
+
+    func validate() throws {
+        if let only, !Bench.rowNames.contains(where: { $0.hasPrefix(only) }) {
+            throw ValidationError("--only \(only) names no bench row; rows: \(Bench.rowNames.joined(separator: ", "))")
+        }
+    }
+
     func run() throws {
         threads.apply()
         let pool = ThreadPool.shared
@@ -44,7 +54,8 @@ struct Bench: ParsableCommand {
                                metadata: ModelMetadata(config: .pyNanoFind, preprocessing: .robust, provenance: "random weights"))
         if model == nil, let m = try? DefaultModel.load() { benchModel = m }
         if let model {
-            do { benchModel = try Model.load(URL(fileURLWithPath: model)); net = benchModel.network } catch { throw exitWithInputError(error) }
+            // As every command: a Keras .h5 is read in a child process (IsolatedReader).
+            do { benchModel = try IsolatedReader.loadModel(URL(fileURLWithPath: model)); net = benchModel.network } catch { throw exitWithInputError(error) }
             guard net.config.inputChannels == 1 else {
                 throw exitWithInputError(ModelFileError(file: model, reason: "bench times one-channel models; this one takes \(net.config.inputChannels) channels"))
             }

@@ -12,7 +12,10 @@ struct Bragg: ParsableCommand {
             above a robust threshold among lattice spacings of 0.1–0.45 nm; a smooth mask around \
             them; the inverse transform's local amplitude; Otsu's threshold; holes filled and \
             objects under 1 nm² dropped. Writes OUTDIR/NAME_mask.png (0/255) and \
-            NAME_amplitude.tif. Needs the pixel size (from the file or --pixel-size).
+            NAME_amplitude.tif. Needs the pixel size (from the file or --pixel-size). Files that \
+            are already there (a mask beside its image, an earlier run) are not replaced without \
+            --overwrite, and never when they are inputs of this run; two inputs with the same name \
+            are refused.
 
             Example: nanofind bragg image.dm4 -o bragg
             """)
@@ -20,21 +23,41 @@ struct Bragg: ParsableCommand {
     @Argument(help: "Micrograph files.") var inputs: [String]
     @OptionGroup var output: OutputFolderOption
     @OptionGroup var calibration: PixelSizeOption
+    @Flag(help: "Replace NAME_mask.png and NAME_amplitude.tif when they exist (never an input of this run).") var overwrite = false
 
     func run() throws {
         let out = try output.prepare()
         let pixelSize = calibration.pixelSize
+        let inputPaths = Set(inputs.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().standardizedFileURL.path })
+        var claimed: [String: String] = [:]  // output name → the input that writes it
         var failures = 0
         for input in inputs {
             let url = URL(fileURLWithPath: input)
             do {
                 let images = try IsolatedReader.open(url)
                 let stem = url.deletingPathExtension().lastPathComponent
+                let names = images.count == 1 ? [stem] : images.indices.map { "\(stem)_\($0)" }
+                for name in names {
+                    if let other = claimed[name] {
+                        throw MicrographError(url: url, reason: "writes \(name)_mask.png, as \(other) does; rename one of them")
+                    }
+                    for suffix in ["_mask.png", "_amplitude.tif"] {
+                        let target = out.appendingPathComponent(name + suffix)
+                        let path = target.resolvingSymlinksInPath().standardizedFileURL.path
+                        if inputPaths.contains(path) {
+                            throw MicrographError(url: target, reason: "is an input of this run; bragg will not write over it")
+                        }
+                        if !overwrite && FileManager.default.fileExists(atPath: target.path) {
+                            throw MicrographError(url: target, reason: "exists (a mask beside its image, or an earlier run); give --overwrite to replace it")
+                        }
+                    }
+                }
+                for name in names { claimed[name] = input }
                 for (k, m) in images.enumerated() {
                     guard let p = pixelSize ?? m.pixelSize?.x else {
                         throw MicrographError(url: url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
-                    let name = images.count == 1 ? stem : "\(stem)_\(k)"
+                    let name = names[k]
                     let r = BraggFilter().segment(try FloatImage(m), pixelSizeNm: p)
                     try PNGWriter.writeGrey8(r.mask.values.map { $0 == 0 ? 0 : 255 }, width: m.width, height: m.height,
                                              to: out.appendingPathComponent("\(name)_mask.png"))

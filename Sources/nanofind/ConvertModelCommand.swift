@@ -28,6 +28,10 @@ struct ConvertModel: ParsableCommand {
         }
         do {
             let url = URL(fileURLWithPath: input)
+            let out = URL(fileURLWithPath: output)
+            if out.resolvingSymlinksInPath().standardizedFileURL.path == url.resolvingSymlinksInPath().standardizedFileURL.path {
+                throw ModelFileError(file: output, reason: "is the input; convert-model writes a new file (-o another path)")
+            }
             if inChild { IsolatedReader.limitAddressSpace(for: url) }
             var model = inChild ? try Model.load(url) : try IsolatedReader.loadModel(url)
             if let threshold { model.metadata.threshold = threshold }

@@ -23,17 +23,44 @@ struct Demo: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "Output folder.") var outputDir = "out/demo"
     @OptionGroup var threads: ThreadOptions
 
+    static let cases: [(Material, UInt64, Bool)] = [(.Au, 11, true), (.CdSe, 12, true), (.Pt, 13, false), (.CdS, 14, false)]
+    static var stems: [String] { cases.map { "\($0.0.rawValue.lowercased())_demo" } }
+    /// The run files demo writes beside its images' (micrographs/ and segmented/).
+    static let runFiles: Set<String> = ["manifest.jsonl", "contact_sheet.png", "particles.csv", "summary.json", "size_histogram.png",
+                                        "report.html"]
+
     func run() throws {
         threads.apply()
-        let start = Date()
         let model: Model
         do { model = try DefaultModel.load() } catch { throw exitWithInputError(error) }
         let root = try OutputFolderOption.prepare(outputDir)
+        do { try run(model: model, root: root) } catch { throw exitWithInputError(error) }
+    }
+
+    /// Clears what an earlier demo wrote into `folder`, and nothing else: a file demo does not
+    /// write (someone's data) is an error, not something to delete.
+    func clearEarlierDemo(_ folder: URL) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir) else { return }
+        guard isDir.boolValue else { throw MicrographError(url: folder, reason: "is a file; demo writes a folder there") }
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+        func isDemo(_ name: String) -> Bool {
+            Demo.runFiles.contains(name) || Demo.stems.contains { name.hasPrefix($0) || name.hasPrefix(".\($0)") }
+        }
+        if let other = names.sorted().first(where: { !isDemo($0) }) {
+            throw MicrographError(url: folder.appendingPathComponent(other),
+                                  reason: "was not written by nanofind demo; give demo an empty or new folder (-o)")
+        }
+        for name in names { try FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
+    }
+
+    func run(model: Model, root: URL) throws {
+        let start = Date()
         let input = root.appendingPathComponent("micrographs"), results = root.appendingPathComponent("segmented")
-        try? FileManager.default.removeItem(at: input)
-        try? FileManager.default.removeItem(at: results)
+        try clearEarlierDemo(input)
+        try clearEarlierDemo(results)
         try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
-        let cases: [(Material, UInt64, Bool)] = [(.Au, 11, true), (.CdSe, 12, true), (.Pt, 13, false), (.CdS, 14, false)]
+        let cases = Demo.cases
         var simulated: [(name: String, image: SimulatedMicrograph, seen: Bool)] = []
         let pixel = model.metadata.trainingPixelSizeNm ?? 0.055
         FileHandle.standardError.write(Data("simulating \(cases.count) micrographs (multislice, 512² at \(String(format: "%.3f", pixel)) nm/px)…\n".utf8))

@@ -21,17 +21,32 @@ struct Merge: ParsableCommand {
         let dirs = folders.map { URL(fileURLWithPath: $0) }
         var summaries: [ImageSummary] = []
         var settings: [String: String] = [:]
+        var from: [String: String] = [:]  // image name → the folder it came from
         do {
-            for dir in dirs {
+            for (dir, folder) in zip(dirs, folders) {
                 let r = try RunReport.read(dir)
+                for s in r.summaries {
+                    // Shards never share an image name; two folders that do would merge into a
+                    // table with one image's rows twice and the other's lost.
+                    if let other = from[s.image] {
+                        throw MicrographError(url: dir.appendingPathComponent("summary.json"),
+                                              reason: "image \(s.image) is also in \(other); merged folders must not share image names")
+                    }
+                    from[s.image] = folder
+                }
                 summaries += r.summaries
                 for (k, v) in r.settings where k != "shard" { settings[k] = v }
             }
-            let out = URL(fileURLWithPath: outputDir)
-            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        } catch {
+            throw exitWithInputError(error)
+        }
+        let out = try OutputFolderOption.prepare(outputDir)
+        do {
             summaries.sort { $0.image < $1.image }
             settings["merged_from"] = folders.joined(separator: ", ")
-            try RunReport(summaries: summaries, settings: settings).write(into: out, sources: [out] + dirs)
+            // The per-image tables and overlays are read where the summaries came from (not from
+            // leftovers of an earlier merge in -o).
+            try RunReport(summaries: summaries, settings: settings).write(into: out, sources: dirs)
         } catch {
             throw exitWithInputError(error)
         }

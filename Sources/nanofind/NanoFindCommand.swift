@@ -43,7 +43,31 @@ func exitWithInputError(_ error: Error) -> ExitCode {
 /// One line `error: <file>: <reason>` on stderr, with control characters (a newline in a file
 /// name, bytes a reader took for a tag name) escaped so that the line stays one line.
 func printError(_ error: Error) {
-    FileHandle.standardError.write(Data(("error: " + oneLine(String(describing: error)) + "\n").utf8))
+    FileHandle.standardError.write(Data(("error: " + oneLine(describe(error)) + "\n").utf8))
+}
+
+/// An error as `<file>: <reason>`: NanoFind's own errors as they describe themselves, and
+/// Foundation's file errors (which print as an NSError dump) in plain words with their path.
+func describe(_ error: Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return String(describing: error) }
+    let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    let reason: String
+    if ns.domain == NSPOSIXErrorDomain {
+        reason = String(cString: strerror(Int32(ns.code))).lowercased()
+    } else if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        reason = String(cString: strerror(Int32(underlying.code))).lowercased()
+    } else {
+        switch CocoaError.Code(rawValue: ns.code) {
+        case .fileNoSuchFile, .fileReadNoSuchFile: reason = "no such file or folder"
+        case .fileReadNoPermission, .fileWriteNoPermission: reason = "permission denied"
+        case .fileWriteFileExists: reason = "already exists"
+        case .fileWriteOutOfSpace: reason = "no space left on the device"
+        case .fileWriteVolumeReadOnly: reason = "is on a read-only file system"
+        default: reason = ns.localizedDescription
+        }
+    }
+    return path.map { "\($0): \(reason)" } ?? reason
 }
 
 /// `text` with control characters written as \n, \t, \r or \u{XX}.

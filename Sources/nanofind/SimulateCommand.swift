@@ -89,9 +89,23 @@ struct Simulate: ParsableCommand {
     func validate() throws {
         guard count >= 1 && count <= 100_000 else { throw ValidationError("--count must be between 1 and 100000, got \(count)") }
         if let jobs, !(1...256).contains(jobs) { throw ValidationError("--jobs must be between 1 and 256") }
-        for index in material.values.indices { if let problem = parameters(index).problem { throw ValidationError(problem) } }
-        var lowest = parameters(0); lowest.pixelSizeNm = pixelSize.range.upperBound
-        if let problem = lowest.problem { throw ValidationError(problem) }
+        // Whole numbers before they become Ints (a huge bound would trap).
+        let counts = particles.range
+        guard counts.lowerBound >= 0, counts.upperBound <= 100, counts.lowerBound.rounded() == counts.lowerBound,
+              counts.upperBound.rounded() == counts.upperBound else {
+            throw ValidationError("--particles must be whole numbers within 0...100")
+        }
+        // Every image draws its values from the ranges: each end of each range must be valid (not
+        // just the first images' draws), for every material.
+        for index in material.values.indices {
+            let drawn = parameters(index)
+            var ends: [SimulationParameters] = [drawn]
+            for v in [pixelSize.range.lowerBound, pixelSize.range.upperBound] { var q = drawn; q.pixelSizeNm = v; ends.append(q) }
+            for v in [defocus.range.lowerBound, defocus.range.upperBound] { var q = drawn; q.defocusNm = v; ends.append(q) }
+            for v in [dose.range.lowerBound, dose.range.upperBound] { var q = drawn; q.doseEPerA2 = v; ends.append(q) }
+            for v in [carbonThickness.range.lowerBound, carbonThickness.range.upperBound] { var q = drawn; q.carbonThicknessNm = v; ends.append(q) }
+            for q in ends { if let problem = q.problem { throw ValidationError(problem) } }
+        }
     }
 
     func run() throws {
@@ -129,7 +143,9 @@ struct Simulate: ParsableCommand {
         FileHandle.standardError.write(Data("\n".utf8))
         if let failure = results.failure { throw exitWithInputError(failure) }
         let lines = results.lines
-        try contactSheet(results.sheet.sorted { $0.0 < $1.0 }).write(to: out.appendingPathComponent("contact_sheet.png"))
+        do {
+            try contactSheet(results.sheet.sorted { $0.0 < $1.0 }).write(to: out.appendingPathComponent("contact_sheet.png"))
+        } catch { throw exitWithInputError(error) }
         let manifest = out.appendingPathComponent("manifest.jsonl")
         let previous = (try? String(contentsOf: manifest, encoding: .utf8)) ?? ""
         let names = Set(lines.compactMap { $0 }.compactMap { line in
@@ -138,7 +154,9 @@ struct Simulate: ParsableCommand {
             let n = (try? JSONSerialization.jsonObject(with: Data(old.utf8)) as? [String: Any])?["name"] as? String
             return n.map { !names.contains($0) } ?? false
         }.map(String.init)
-        try writeAtomically(Array(((kept + lines.compactMap { $0 }).joined(separator: "\n") + "\n").utf8), to: manifest)
+        do {
+            try writeAtomically(Array(((kept + lines.compactMap { $0 }).joined(separator: "\n") + "\n").utf8), to: manifest)
+        } catch { throw exitWithInputError(error) }
         // Per micrograph: the wall time over the micrographs each worker ran (min(jobs, count) of
         // them side by side), contact sheet and manifest included.
         print(String(format: "%d micrographs of %@ -> %@ (%.1f s, %.2f s each on each of %d workers)", count,

@@ -92,8 +92,24 @@ struct Train: ParsableCommand {
         if FileManager.default.fileExists(atPath: outURL.path, isDirectory: &isDir), isDir.boolValue {
             throw exitWithInputError(DatasetError(file: output, reason: "is a folder; -o names the model file to write"))
         }
-        guard FileManager.default.fileExists(atPath: outURL.deletingLastPathComponent().path) else {
+        let folder = outURL.deletingLastPathComponent()
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir), isDir.boolValue else {
             throw exitWithInputError(DatasetError(file: output, reason: "its folder does not exist"))
+        }
+        guard FileManager.default.isWritableFile(atPath: folder.path) else {
+            throw exitWithInputError(DatasetError(file: output, reason: "its folder cannot be written"))
+        }
+        // The model, train_log.csv and loss_curve.png go beside -o: never into the data, where
+        // they would replace an image or a mask (or become one).
+        let resolved = outURL.resolvingSymlinksInPath().standardizedFileURL.path
+        for source in data + (validation.map { [$0] } ?? []) {
+            let d = URL(fileURLWithPath: source).resolvingSymlinksInPath().standardizedFileURL.path
+            if resolved == d || resolved.hasPrefix(d.hasSuffix("/") ? d : d + "/") {
+                throw exitWithInputError(DatasetError(file: output, reason: "is inside the training data \(source); write the model elsewhere"))
+            }
+        }
+        if FileManager.default.fileExists(atPath: outURL.path), !resume, (try? Model.load(outURL)) == nil {
+            throw exitWithInputError(DatasetError(file: output, reason: "exists and is not a NanoFind model; train will not replace it"))
         }
         var run = TrainingRun(data: data.map { URL(fileURLWithPath: $0) }, validationFolder: validation.map { URL(fileURLWithPath: $0) },
                               settings: try settings(), output: outURL)
@@ -109,8 +125,10 @@ struct Train: ParsableCommand {
                                detail: String(format: "loss %.4f  dice %.3f  %.1f samples/s", loss, dice, rate),
                                secondsLeft: Double(of - step) * Double(self.batchSize) / max(rate, 1e-9))
                 case let .epochEnd(r, improved):
-                    bar.finish(String(format: "epoch %d: loss %.4f dice %.3f | validation loss %.4f dice %.3f%@ | %.1f samples/s, %.0f s training, %.0f s in all",
-                                      r.epoch, r.trainLoss, r.trainDice, r.validationLoss, r.validationDice,
+                    let validation = r.validationLoss.isNaN ? "no validation images"
+                        : String(format: "validation loss %.4f dice %.3f", r.validationLoss, r.validationDice)
+                    bar.finish(String(format: "epoch %d: loss %.4f dice %.3f | %@%@ | %.1f samples/s, %.0f s training, %.0f s in all",
+                                      r.epoch, r.trainLoss, r.trainDice, validation,
                                       improved ? " (best)" : "", r.samplesPerSecond, r.seconds, r.wallSeconds ?? r.seconds))
                 case let .earlyStop(epoch):
                     bar.finish("early stopping after epoch \(epoch): the validation loss stopped improving")

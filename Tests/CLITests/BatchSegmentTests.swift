@@ -122,6 +122,11 @@ final class BatchSegmentTests: XCTestCase {
         _ = try CLIRunner.run(["segment", data.path, "-o", parallel.path, "--model", model.path, "--jobs", "2"])
         XCTAssertEqual(try String(contentsOf: parallel.appendingPathComponent("particles.csv"), encoding: .utf8),
                        try String(contentsOf: single.appendingPathComponent("particles.csv"), encoding: .utf8))
+        // Folders that share an image (the same shard twice) are refused, not merged twice over.
+        let twice = try CLIRunner.run(["merge", shards[0], shards[0], "-o", tmp.appendingPathComponent("twice").path])
+        XCTAssertEqual(twice.status, 2, twice.stderr)
+        XCTAssertEqual(twice.stderr.split(separator: "\n").count, 1, twice.stderr)
+        XCTAssertTrue(twice.stderr.contains("merged folders must not share image names"), twice.stderr)
         let bad = try CLIRunner.run(["segment", data.path, "-o", merged.path, "--model", model.path, "--shard", "5/4"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)

@@ -1,0 +1,122 @@
+import Foundation
+import MicrographIO
+import NanoNet
+import Segmentation
+import XCTest
+
+/// The error contract for the commands besides segment (one line, exit 2, no crash, nothing of
+/// the user's replaced): each case a breach a review found.
+final class CommandContractTests: XCTestCase {
+    var tmp: URL!
+    override func setUpWithError() throws { tmp = try CLIRunner.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    /// Runs the command and checks one `error:` line, exit 2, naming `mentions`.
+    @discardableResult
+    func assertRefused(_ args: [String], mentions: String, file: StaticString = #filePath, line: UInt = #line) throws -> CLIRunner.Result {
+        let r = try CLIRunner.run(args)
+        XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)", file: file, line: line)
+        let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("simulating") }
+        XCTAssertEqual(lines.count, 1, "\(args): \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(lines.first?.hasPrefix("error: ") == true && r.stderr.contains(mentions), "\(args): \(r.stderr)", file: file, line: line)
+        return r
+    }
+
+    /// A 96² image with a disc and its mask, as train and evaluate read them.
+    func labelledFolder(_ name: String, pixelSizeNm: Double? = 0.05) throws -> URL {
+        let dir = tmp.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var pixels = [Float](), mask = [UInt8]()
+        for y in 0..<96 { for x in 0..<96 {
+            let inside = (x - 40) * (x - 40) + (y - 50) * (y - 50) < 400
+            pixels.append(Float(100 + (x * 7 + y * 13) % 11) + (inside ? 30 * Float(cos(Double(x) * 1.7)) : 0)); mask.append(inside ? 255 : 0)
+        } }
+        let bytes = pixels.withUnsafeBytes { Array($0) }
+        try MRCWriter.write(Micrograph(width: 96, height: 96, pixelType: .float32, data: bytes,
+                                       pixelSize: pixelSizeNm.map { PixelSize(isotropic: $0) }, format: "MRC"),
+                            to: dir.appendingPathComponent("img.mrc"))
+        try PNGWriter.writeGrey8(mask, width: 96, height: 96, to: dir.appendingPathComponent("img_mask.png"))
+        return dir
+    }
+
+    let tinyTraining = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--tile", "32", "--widths", "2,4", "--threads", "1"]
+
+    func testDemoDoesNotDeleteFilesItDidNotWrite() throws {
+        let mine = tmp.appendingPathComponent("demo/micrographs/my_data.dm4")
+        try FileManager.default.createDirectory(at: mine.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data("precious".utf8).write(to: mine)
+        try assertRefused(["demo", "-o", tmp.appendingPathComponent("demo").path], mentions: "my_data.dm4: was not written by nanofind demo")
+        XCTAssertEqual(try Data(contentsOf: mine), Data("precious".utf8))
+    }
+
+    func testTrainNeverWritesIntoItsDataAndSavesWithoutValidationImages() throws {
+        let data = try labelledFolder("data")
+        let mask = data.appendingPathComponent("img_mask.png"), before = try Data(contentsOf: mask)
+        try assertRefused(["train", data.path, "-o", mask.path] + tinyTraining, mentions: "is inside the training data")
+        XCTAssertEqual(try Data(contentsOf: mask), before)
+        let other = tmp.appendingPathComponent("notes.txt")
+        try Data("notes".utf8).write(to: other)
+        try assertRefused(["train", data.path, "-o", other.path] + tinyTraining, mentions: "exists and is not a NanoFind model")
+        try assertRefused(["train", data.path, "-o", tmp.appendingPathComponent("m.safetensors").path, "--patience=0"] + tinyTraining,
+                          mentions: "--patience")
+        // One image: the 25 % split leaves no validation image. Training still ends with a model
+        // (its metadata without the validation loss, which is not a number).
+        let model = tmp.appendingPathComponent("m.safetensors")
+        let r = try CLIRunner.run(["train", data.path, "-o", model.path] + tinyTraining)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("no validation images") || r.stdout.contains("no validation images"), r.stdout + r.stderr)
+        XCTAssertNil(try Model.load(model).metadata.metrics?["val_loss"])
+    }
+
+    func testMeasureEvaluateAndActivationsRefuseWhatTheyCannotDo() throws {
+        let data = try labelledFolder("data")
+        let mask = data.appendingPathComponent("img_mask.png")
+        // A minimum area beyond any image: no particle, no trap.
+        let huge = try CLIRunner.run(["measure", mask.path, "--pixel-size", "0.05", "--min-area", "1e300"])
+        XCTAssertEqual(huge.status, 0, huge.stderr)
+        XCTAssertEqual(huge.stdout.split(separator: "\n").count, 1, huge.stdout)
+        try assertRefused(["measure", mask.path, "--pixel-size", "1e-300"], mentions: "--pixel-size")
+        if DefaultModel.url != nil {
+            // At 50 nm/px the image would be resampled to about 86,000 px a side: more than any memory.
+            try assertRefused(["evaluate", data.path, "-o", tmp.appendingPathComponent("ev").path, "--pixel-size", "50"],
+                              mentions: "needs at least")
+            try assertRefused(["activations", data.appendingPathComponent("img.mrc").path, "-o", tmp.appendingPathComponent("act").path,
+                               "--pixel-size", "0.001"], mentions: "smaller than the network's")
+        }
+    }
+
+    func testBraggKeepsMasksAndRefusesTwoInputsOfOneName() throws {
+        let data = try labelledFolder("data")
+        let mask = data.appendingPathComponent("img_mask.png"), before = try Data(contentsOf: mask)
+        try assertRefused(["bragg", data.appendingPathComponent("img.mrc").path, "-o", data.path], mentions: "give --overwrite")
+        XCTAssertEqual(try Data(contentsOf: mask), before)
+        // Even with --overwrite, img.mrc's output img_mask.png is not written when it is an input.
+        let both = try CLIRunner.run(["bragg", data.appendingPathComponent("img.mrc").path, mask.path, "-o", data.path, "--overwrite",
+                                      "--pixel-size", "0.05"])
+        XCTAssertEqual(both.status, 1, both.stderr)
+        XCTAssertTrue(both.stderr.contains("img_mask.png: is an input of this run"), both.stderr)
+        XCTAssertEqual(try Data(contentsOf: mask), before)
+        let copy = try labelledFolder("copy")
+        let r = try CLIRunner.run(["bragg", data.appendingPathComponent("img.mrc").path, copy.appendingPathComponent("img.mrc").path,
+                                   "-o", tmp.appendingPathComponent("bragg").path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("as \(data.appendingPathComponent("img.mrc").path) does"), r.stderr)
+    }
+
+    func testSimulateChecksEveryEndOfItsRanges() throws {
+        let out = tmp.appendingPathComponent("sim").path
+        try assertRefused(["simulate", "-o", out, "--count", "1", "--size", "64", "--particles", "0:1e30"], mentions: "--particles")
+        try assertRefused(["simulate", "-o", out, "--count", "40", "--size", "64", "--dose=-3000:3000"], mentions: "--dose")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    func testConvertModelAndBenchRefuseNonsense() throws {
+        let model = tmp.appendingPathComponent("m.safetensors")
+        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4))
+        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, provenance: "test")), to: model)
+        let before = try Data(contentsOf: model)
+        try assertRefused(["convert-model", model.path, "-o", model.path], mentions: "is the input")
+        XCTAssertEqual(try Data(contentsOf: model), before)
+        try assertRefused(["bench", "--only", "zzz"], mentions: "names no bench row")
+    }
+}
