@@ -99,3 +99,19 @@ public struct Micrograph: Sendable {
         return data[(frame * n)..<((frame + 1) * n)]
     }
 }
+
+extension Micrograph {
+    /// The one pixel size (nm) that lengths and areas are measured in: the calibration's when its
+    /// pixels are square (x and y within 1 %), nil when there is none. Pixels that are not square
+    /// are an error (a size in nm would be wrong along one axis); `--pixel-size` overrides.
+    /// `file` names the file in the error (default: where the micrograph was read from).
+    public func squarePixelSizeNm(file: String? = nil) throws -> Double? {
+        guard let p = pixelSize, p.x > 0, p.x.isFinite else { return nil }
+        guard p.y > 0, p.y.isFinite, abs(p.y / p.x - 1) <= 0.01 else {
+            throw MicrographError(file: file ?? source?.path ?? format, reason: String(
+                format: "pixels are %.4g × %.4g nm, not square: sizes in nm would be wrong along one axis (give --pixel-size NM to measure in square pixels of that size)",
+                p.x, p.y))
+        }
+        return p.x
+    }
+}

@@ -6,7 +6,9 @@ public struct Particle: Sendable, Equatable, Codable {
     public var centroidX: Double
     public var centroidY: Double
     public var areaPx: Int
-    /// Major and minor axis lengths of the ellipse with the same second moments (px).
+    /// Major and minor axis lengths of the ellipse with the same second moments (px), the moments
+    /// of the pixel squares (MATLAB regionprops' convention: each pixel's own extent adds 1/12 to
+    /// the variances, so one pixel gives 1.15 px; scikit-image takes the centres only, 0 px).
     public var majorAxisPx: Double
     public var minorAxisPx: Double
     /// Angle of the major axis from the +x (column) axis towards +y (down), degrees in (−90, 90].
@@ -14,11 +16,14 @@ public struct Particle: Sendable, Equatable, Codable {
     /// Boundary length (px), estimated as scikit-image's `perimeter` (4-connected boundary with
     /// weights for straight, diagonal and corner steps).
     public var perimeterPx: Double
-    /// 4πA/P² (1 for a disc; lower for elongated or ragged outlines).
+    /// 4πA/P² with scikit-image's perimeter: lower for elongated or ragged outlines. That
+    /// perimeter overestimates a digital circle's by a few per cent, so a disc of radius 10–80 px
+    /// gives 0.97–0.91, and small discs more than 1 (radius 3: 1.21).
     public var circularity: Double
     /// Of the moment ellipse: 0 for a circle, towards 1 for a line.
     public var eccentricity: Double
-    /// Area over the area of the convex hull of the particle's pixel squares.
+    /// Area over the pixels of its convex hull image, as scikit-image's regionprops: the pixels
+    /// whose centres lie in or on the hull of the particle's pixels' edge midpoints.
     public var solidity: Double
     /// Bounding box: first and one-past-last column and row.
     public var boundingBox: (x0: Int, y0: Int, x1: Int, y1: Int)

@@ -40,16 +40,22 @@ public struct ParticleMeasurement: Sendable {
         if splitTouching { splitTouchingParticles(probability: probability, pixelSizeNm: pixelSizeNm, minimumArea: minimum) }
     }
 
-    /// Splits each particle of low solidity whose distance transform has separate peaks joined
-    /// by a narrow neck, then numbers the labels in raster order again and measures them anew.
-    /// Only parts of at least `minimumArea` pixels become particles: smaller basins join the
-    /// neighbouring basin they share the longest boundary with, the largest part keeps the id.
-    /// One particle at a time, so the memory it takes is bounded by the largest one's box.
+    /// Splits each particle whose distance transform has separate peaks joined by a narrow neck,
+    /// then numbers the labels in raster order again and measures them anew. Only parts of at
+    /// least `minimumArea` pixels become particles: smaller basins join the neighbouring basin
+    /// they share the longest boundary with, the largest part keeps the id. Every particle large
+    /// enough for two parts is looked at: a cheaper gate on solidity (area / convex hull) missed a
+    /// large particle touching a small one (radii 80 and 20 px: solidity 0.95, as a single
+    /// pixelated disc of radius 10). One particle at a time, so the memory it takes is bounded by
+    /// the largest one's box.
     mutating func splitTouchingParticles(probability: [Float]?, pixelSizeNm: Double?, minimumArea: Int) {
         let w = labels.width
         var next = Int32(labels.count)
         var split = false
-        for particle in particles where particle.solidity < TouchingParticles.solidityBelow {
+        // Two parts each need `minimumArea` pixels and an inscribed radius of `minimumRadius`.
+        let r = Double(TouchingParticles.minimumRadius)
+        let smallestPair = 2 * max(minimumArea, Int((Double.pi * r * r).rounded(.down)))
+        for particle in particles where particle.areaPx >= smallestPair {
             let box = particle.boundingBox
             guard (box.x1 - box.x0) * (box.y1 - box.y0) <= TouchingParticles.largestBox else { continue }
             let (x0, y0, x1, y1) = particle.boundingBox
@@ -84,7 +90,7 @@ public struct ParticleMeasurement: Sendable {
         var n = 0, sx = 0.0, sy = 0.0, sxx = 0.0, syy = 0.0, sxy = 0.0, prob = 0.0
         var x0 = Int.max, y0 = Int.max, x1 = 0, y1 = 0, border = false
         var perimeter = 0.0
-        var corners: [(Double, Double)] = []
+        var hullPoints: [(Int, Int)] = []
     }
 
     /// Every particle's measures from its runs: moments in closed form per run, the perimeter
@@ -118,9 +124,12 @@ public struct ParticleMeasurement: Sendable {
                 sums[li].x0 = min(sums[li].x0, a); sums[li].y0 = min(sums[li].y0, y)
                 sums[li].x1 = max(sums[li].x1, b); sums[li].y1 = max(sums[li].y1, y + 1)
                 if a == 0 || y == 0 || b == w || y == h - 1 { sums[li].border = true }
-                // The run's rectangle's corners: their hull is the particle's pixels' hull.
-                sums[li].corners.append(contentsOf: [(Double(a), Double(y)), (Double(b), Double(y)),
-                                                     (Double(a), Double(y + 1)), (Double(b), Double(y + 1))])
+                // The edge midpoints of the run's end pixels (in doubled pixel-index coordinates,
+                // so they are whole numbers): their hull is that of every pixel's edge midpoints,
+                // as scikit-image's convex_hull_image takes it.
+                let ya = 2 * y, xa = 2 * a, xb = 2 * (b - 1)
+                sums[li].hullPoints.append(contentsOf: [(xa - 1, ya), (xa, ya - 1), (xa, ya + 1),
+                                                        (xb + 1, ya), (xb, ya - 1), (xb, ya + 1)])
                 var perimeter = 0.0
                 for x in a..<b where x == a || x == b - 1 || at(x, y - 1) != l || at(x, y + 1) != l {
                     // scikit-image's perimeter: code = 1 + 2·(4-neighbours on the border) + 10·(diagonal ones)
@@ -153,7 +162,7 @@ public struct ParticleMeasurement: Sendable {
             let l1 = (cxx + cyy) / 2 + common, l2 = max(0, (cxx + cyy) / 2 - common)
             var angle = 0.5 * atan2(2 * cxy, cxx - cyy) * 180 / Double.pi
             if angle <= -90 { angle += 180 }
-            let hull = convexHullArea(s.corners)
+            let hull = Double(convexHullPixelCount(s.hullPoints))
             let perimeter = s.perimeter
             return Particle(id: id, centroidX: cx, centroidY: cy, areaPx: s.n, majorAxisPx: 4 * l1.squareRoot(),
                             minorAxisPx: 4 * l2.squareRoot(), orientationDeg: angle, perimeterPx: perimeter,
@@ -166,14 +175,17 @@ public struct ParticleMeasurement: Sendable {
     }
 }
 
-/// Area of the convex hull of points (Andrew's monotone chain, then the shoelace formula).
-func convexHullArea(_ points: [(Double, Double)]) -> Double {
+/// The pixels of a particle's convex hull image, as scikit-image's `convex_hull_image` makes it
+/// (`regionprops`' `area_convex`, which `solidity` divides by): the hull of the pixels' edge
+/// midpoints, and every pixel whose centre lies inside it or on it. `points` are in doubled
+/// pixel-index coordinates (pixel (x, y)'s centre is (2x, 2y)), so the hull's vertices are whole
+/// numbers and each row's span is found exactly.
+func convexHullPixelCount(_ points: [(Int, Int)]) -> Int {
     let p = points.sorted { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
-    guard p.count >= 3 else { return 0 }
-    func cross(_ o: (Double, Double), _ a: (Double, Double), _ b: (Double, Double)) -> Double {
-        (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
-    }
-    var lower: [(Double, Double)] = [], upper: [(Double, Double)] = []
+    guard let first = p.first else { return 0 }
+    // Andrew's monotone chain (collinear points dropped).
+    func cross(_ o: (Int, Int), _ a: (Int, Int), _ b: (Int, Int)) -> Int { (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0) }
+    var lower: [(Int, Int)] = [], upper: [(Int, Int)] = []
     for q in p {
         while lower.count >= 2 && cross(lower[lower.count - 2], lower[lower.count - 1], q) <= 0 { lower.removeLast() }
         lower.append(q)
@@ -182,11 +194,34 @@ func convexHullArea(_ points: [(Double, Double)]) -> Double {
         while upper.count >= 2 && cross(upper[upper.count - 2], upper[upper.count - 1], q) <= 0 { upper.removeLast() }
         upper.append(q)
     }
-    let hull = Array(lower.dropLast()) + Array(upper.dropLast())
-    var area = 0.0
-    for i in 0..<hull.count {
-        let a = hull[i], b = hull[(i + 1) % hull.count]
-        area += a.0 * b.1 - b.0 * a.1
+    var hull = Array(lower.dropLast()) + Array(upper.dropLast())
+    if hull.isEmpty { hull = [first] }
+    let ys = hull.map(\.1), yMin = ys.min()!, yMax = ys.max()!
+    // Rows of pixel centres: even doubled y. On each, the hull's span [lo, hi] as fractions; the
+    // centres inside are the even X with lo <= X <= hi.
+    func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }  // b > 0
+    func ceilDiv(_ a: Int, _ b: Int) -> Int { -floorDiv(-a, b) }
+    var count = 0
+    var y = yMin + (yMin & 1)
+    while y <= yMax {
+        // Crossing x of each edge whose y-range holds y, as n / d with d > 0; lo = min, hi = max.
+        var lo: (n: Int, d: Int)? = nil, hi: (n: Int, d: Int)? = nil
+        for i in 0..<hull.count {
+            let a = hull[i], b = hull[(i + 1) % hull.count]
+            guard min(a.1, b.1) <= y && y <= max(a.1, b.1) else { continue }
+            let cands: [(n: Int, d: Int)] = a.1 == b.1 ? [(a.0, 1), (b.0, 1)]
+                : [((a.0 * (b.1 - a.1) + (y - a.1) * (b.0 - a.0)) * (b.1 > a.1 ? 1 : -1), abs(b.1 - a.1))]
+            for c in cands {
+                if lo.map({ c.n * $0.d < $0.n * c.d }) ?? true { lo = c }
+                if hi.map({ c.n * $0.d > $0.n * c.d }) ?? true { hi = c }
+            }
+        }
+        if let lo, let hi {
+            // Even X in [lo, hi]: X = 2k with ceil(lo / 2) <= k <= floor(hi / 2).
+            let k0 = ceilDiv(lo.n, 2 * lo.d), k1 = floorDiv(hi.n, 2 * hi.d)
+            if k1 >= k0 { count += k1 - k0 + 1 }
+        }
+        y += 2
     }
-    return abs(area) / 2
+    return count
 }

@@ -5,10 +5,6 @@
 /// narrower than `neckRatio` of the smaller basin's peak (its inscribed radius). A single
 /// particle's bumps and facets dip far less, so it stays whole.
 package enum TouchingParticles {
-    /// Split only components whose solidity (area / convex hull area) is below this (a shortcut:
-    /// the neck decides): a pixelated disc, ellipse or polygon alone is above 0.95, two discs
-    /// touching 0.88, overlapping by a fifth of their radius 0.92.
-    static let solidityBelow = 0.95
     /// A neck narrower than this share of the smaller particle's inscribed radius separates.
     package static let neckRatio: Float = 0.7
     /// Components whose bounding box holds more pixels than this (4096²) are left whole: the

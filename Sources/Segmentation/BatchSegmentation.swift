@@ -227,6 +227,7 @@ public final class BatchSegmentation: @unchecked Sendable {
         var tileSizes: [Int] = []
         let fileBytes = micrographs.reduce(0) { $0 + $1.data.count }
         for (m, _) in frames {
+            if segmenter.options.pixelSizeOverride == nil { _ = try m.squarePixelSizeNm(file: url.path) }
             switch segmenter.memoryPlan(width: m.width, height: m.height, pixelSizeNm: segmenter.pixelSize(of: m).0,
                                         fileBytes: fileBytes) {
             case .success(let plan): tileSizes.append(plan.tileSize)

@@ -151,6 +151,7 @@ public final class Segmenter: @unchecked Sendable {
     /// Segments one frame of a micrograph.
     public func segment(_ micrograph: Micrograph, frame: Int = 0, pool: ThreadPool = .shared) throws -> SegmentedImage {
         let image = try FloatImage(micrograph, frame: frame)
+        if options.pixelSizeOverride == nil { _ = try micrograph.squarePixelSizeNm() }
         let (size, source) = pixelSize(of: micrograph)
         return segment(image, pixelSizeNm: size, source: source, pool: pool)
     }

@@ -62,7 +62,8 @@ public struct ParticleScores: Codable, Sendable {
     public var particlesMissed: Int
     /// Fraction of images whose particle count equals the manifest's.
     public var countsMatchManifest: Double?
-    /// Fraction of images whose particle count equals the true mask's connected components.
+    /// Fraction of images whose particle count equals the true mask's, measured the same way
+    /// (touching particles split as the prediction's, the same smallest particle).
     public var countsMatchMask: Double
 
     enum CodingKeys: String, CodingKey {
@@ -160,9 +161,14 @@ public struct Evaluation {
         var results: [ImageEvaluation] = []
         for image in images {
             let mask = try predict(image)
-            let found = ParticleMeasurement(mask: mask, pixelSizeNm: image.pixelSizeNm, minimumAreaNm2: image.pixelSizeNm == nil ? 0 : 0.5,
-                                            minimumAreaPx: image.pixelSizeNm == nil ? 20 : 1, splitTouching: splitTouching)
-            let components = ParticleMeasurement(mask: image.mask).particles.count
+            // The prediction and the true mask measured alike (split, smallest particle), so that a
+            // perfect prediction counts right.
+            func measured(_ m: BinaryMask) -> ParticleMeasurement {
+                ParticleMeasurement(mask: m, pixelSizeNm: image.pixelSizeNm, minimumAreaNm2: image.pixelSizeNm == nil ? 0 : 0.5,
+                                    minimumAreaPx: image.pixelSizeNm == nil ? 20 : 1, splitTouching: splitTouching)
+            }
+            let found = measured(mask)
+            let components = measured(image.mask).particles.count
             var pairs: [DiameterPair] = []
             let entry = truth[image.name]
             for p in (entry?["particles"] as? [[String: Any]]) ?? [] where (p["touches_border"] as? Bool) == false {

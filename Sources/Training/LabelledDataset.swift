@@ -77,7 +77,7 @@ public enum LabelledDataset {
                 }
                 let mask = BinaryMask(width: m.width, height: m.height, values: values.map { $0 > 0 ? 1 : 0 })
                 let image = try FloatImage(first, frame: 0)
-                let pixelSize = first.pixelSize.flatMap { $0.x > 0 && $0.x.isFinite ? $0.x : nil }
+                let pixelSize = try first.squarePixelSizeNm(file: url.path)
                 out.append(LabelledImage(name: stem, url: url, image: image, mask: mask, pixelSizeNm: pixelSize,
                                          group: groups[stem] ?? folder.lastPathComponent))
             }

@@ -39,7 +39,7 @@ struct Activations: ParsableCommand {
             }
             var raw = try FloatImage(m)
             let a = model.network.plan.alignment
-            if let p = pixelSize ?? m.pixelSize?.x, let t = model.metadata.trainingPixelSizeNm, abs(p / t - 1) > 0.02 {
+            if let p = try pixelSize ?? m.squarePixelSizeNm(file: image), let t = model.metadata.trainingPixelSizeNm, abs(p / t - 1) > 0.02 {
                 // The part of the image that becomes at most 1024² at the model's scale, cut before
                 // resampling (a far finer model scale would otherwise blow the whole image up).
                 let scale = p / t

@@ -54,7 +54,7 @@ struct Bragg: ParsableCommand {
                 }
                 for name in names { claimed[name] = input }
                 for (k, m) in images.enumerated() {
-                    guard let p = pixelSize ?? m.pixelSize?.x else {
+                    guard let p = try pixelSize ?? m.squarePixelSizeNm(file: input) else {
                         throw MicrographError(url: url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
                     let name = names[k]

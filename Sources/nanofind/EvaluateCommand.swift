@@ -98,7 +98,7 @@ struct Evaluate: ParsableCommand {
                          100 * e, ps.particlesCompared, ps.particlesMissed))
         }
         if let m = ps.countsMatchManifest {
-            print(String(format: "particle counts equal the manifest's on %.0f %% of images (the true mask's components: %.0f %%)",
+            print(String(format: "particle counts equal the manifest's on %.0f %% of images (the true mask's, measured alike: %.0f %%)",
                          100 * m, 100 * ps.countsMatchMask))
         }
         print("-> \(outURL.path)/evaluation.csv, evaluation.json, confusion.png")

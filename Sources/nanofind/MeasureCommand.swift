@@ -33,7 +33,7 @@ struct Measure: ParsableCommand {
                 let images = try IsolatedReader.open(URL(fileURLWithPath: path))
                 for m in images {
                     let mask = try BinaryMask(m)
-                    let size = calibration.pixelSize ?? m.pixelSize.map(\.x)
+                    let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.
                     let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: size == nil ? 0 : minArea,
                                                      minimumAreaPx: minAreaPx ?? (size == nil ? 20 : 1), splitTouching: split.splitTouching)

@@ -110,6 +110,21 @@ final class CommandContractTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// Pixels that are not square would make every size in nm wrong along one axis: refused on
+    /// one line unless --pixel-size says which size to measure in.
+    func testNonSquarePixelsAreRefusedUnlessThePixelSizeIsGiven() throws {
+        let url = tmp.appendingPathComponent("aniso.mrc")
+        let values = (0..<(96 * 96)).map { Float($0 % 13) }
+        try MRCWriter.write(Micrograph(width: 96, height: 96, pixelType: .float32, data: values.withUnsafeBytes { Array($0) },
+                                       pixelSize: PixelSize(x: 0.05, y: 0.1), format: "MRC"), to: url)
+        try assertRefused(["measure", url.path], mentions: "not square")
+        try assertRefused(["bragg", url.path, "-o", tmp.appendingPathComponent("b").path], mentions: "not square")
+        guard DefaultModel.url != nil else { return }
+        try assertRefused(["segment", url.path, "-o", tmp.appendingPathComponent("s").path], mentions: "pixels are 0.05 × 0.1 nm, not square")
+        let given = try CLIRunner.run(["segment", url.path, "-o", tmp.appendingPathComponent("s2").path, "--pixel-size", "0.05"])
+        XCTAssertEqual(given.status, 0, given.stderr)
+    }
+
     func testConvertModelAndBenchRefuseNonsense() throws {
         let model = tmp.appendingPathComponent("m.safetensors")
         let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4))
