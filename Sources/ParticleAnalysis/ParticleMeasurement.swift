@@ -36,30 +36,50 @@ public struct ParticleMeasurement: Sendable {
         for c in 0..<count where area[c] >= minimum { kept += 1; newId[c] = kept }
         let runLabels = component.map { newId[Int($0)] }
         labels = ComponentLabels(runs: runs, runLabels: runLabels, count: Int(kept))
-        particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm)
-        if splitTouching { splitTouchingParticles(probability: probability, pixelSizeNm: pixelSizeNm, minimumArea: minimum) }
+        particles = []
+        // Split first (it needs only each particle's box and area), then measure once.
+        if splitTouching && splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: Int(kept)), minimumArea: minimum) {
+            var split: [Int32] = []
+            let relabelled = labels.labels.withUnsafeBufferPointer { Runs(width: w, height: h, labels: $0, runLabels: &split) }
+            particles = ParticleMeasurement.measure(relabelled, split, labels, probability: probability, pixelSizeNm: pixelSizeNm)
+        } else {
+            particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm)
+        }
+    }
+
+    /// Each label's bounding box (first and one-past-last column and row) and area, from its runs.
+    static func boxes(_ runs: Runs, _ runLabels: [Int32], count: Int) -> [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)] {
+        var boxes = [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)](repeating: (Int.max, Int.max, 0, 0, 0), count: count + 1)
+        for r in 0..<runs.count where runLabels[r] != 0 {
+            let l = Int(runLabels[r]), y = Int(runs.y[r]), a = Int(runs.x0[r]), b = Int(runs.x1[r])
+            boxes[l].x0 = min(boxes[l].x0, a); boxes[l].x1 = max(boxes[l].x1, b)
+            boxes[l].y0 = min(boxes[l].y0, y); boxes[l].y1 = max(boxes[l].y1, y + 1)
+            boxes[l].area += b - a
+        }
+        return boxes
     }
 
     /// Splits each particle whose distance transform has separate peaks joined by a narrow neck,
-    /// then numbers the labels in raster order again and measures them anew. Only parts of at
+    /// then numbers the labels in raster order again (the caller measures them). Only parts of at
     /// least `minimumArea` pixels become particles: smaller basins join the neighbouring basin
     /// they share the longest boundary with, the largest part keeps the id. Every particle large
     /// enough for two parts is looked at: a cheaper gate on solidity (area / convex hull) missed a
     /// large particle touching a small one (radii 80 and 20 px: solidity 0.95, as a single
-    /// pixelated disc of radius 10). One particle at a time, so the memory it takes is bounded by
-    /// the largest one's box.
-    mutating func splitTouchingParticles(probability: [Float]?, pixelSizeNm: Double?, minimumArea: Int) {
+    /// pixelated disc of radius 10; the solidity then was the continuous hull's). One particle at
+    /// a time, so the memory it takes is bounded by the largest one's box.
+    /// `boxes[id]`: each label's box and area (index 0 unused). Returns whether any particle was
+    /// split (the labels then renumbered in raster order).
+    mutating func splitTouchingParticles(_ boxes: [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)], minimumArea: Int) -> Bool {
         let w = labels.width
         var next = Int32(labels.count)
         var split = false
         // Two parts each need `minimumArea` pixels and an inscribed radius of `minimumRadius`.
         let r = Double(TouchingParticles.minimumRadius)
         let smallestPair = 2 * max(minimumArea, Int((Double.pi * r * r).rounded(.down)))
-        for particle in particles where particle.areaPx >= smallestPair {
-            let box = particle.boundingBox
-            guard (box.x1 - box.x0) * (box.y1 - box.y0) <= TouchingParticles.largestBox else { continue }
-            let (x0, y0, x1, y1) = particle.boundingBox
-            let id = Int32(particle.id), bw = x1 - x0, bh = y1 - y0
+        for id32 in 1..<Int32(max(1, boxes.count)) where boxes[Int(id32)].area >= smallestPair {
+            let (x0, y0, x1, y1, _) = boxes[Int(id32)]
+            guard (x1 - x0) * (y1 - y0) <= TouchingParticles.largestBox else { continue }
+            let id = id32, bw = x1 - x0, bh = y1 - y0
             let (basin, count) = labels.labels.withUnsafeBufferPointer { L in
                 TouchingParticles.basins(width: bw, height: bh) { x, y in L[(y0 + y) * w + x0 + x] == id }
             }
@@ -72,18 +92,16 @@ public struct ParticleMeasurement: Sendable {
                 labels.labels[(y0 + y) * w + x0 + x] = newId[Int(parts.of[Int(basin[y * bw + x])])]
             } }
         }
-        guard split else { return }
-        // Number in raster order of first pixels again, then measure from the labels' runs.
-        // (Background 0 becomes −1 for the renumbering, then 0 again.)
+        guard split else { return false }
+        // Number in raster order of first pixels again. (Background 0 becomes −1 for the
+        // renumbering, then 0 again.)
         labels.count = labels.labels.withUnsafeMutableBufferPointer { L in
             for i in 0..<L.count { L[i] -= 1 }
             let count = renumberInOrder(L, maxId: Int(next), first: 1)
             for i in 0..<L.count where L[i] < 0 { L[i] = 0 }
             return count
         }
-        var runLabels: [Int32] = []
-        let runs = labels.labels.withUnsafeBufferPointer { Runs(width: w, height: labels.height, labels: $0, runLabels: &runLabels) }
-        particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm)
+        return true
     }
 
     struct Sums {
