@@ -228,6 +228,15 @@ public final class BatchSegmentation: @unchecked Sendable {
         let fileBytes = micrographs.reduce(0) { $0 + $1.data.count }
         for (m, _) in frames {
             if segmenter.options.pixelSizeOverride == nil { _ = try m.squarePixelSizeNm(file: url.path) }
+            // At the model's scale too: a 64-px image at a tenth of the model's pixel size would
+            // reach the network as 6 px.
+            let (size, _) = segmenter.pixelSize(of: m), scale = segmenter.scale(for: size)
+            let netWidth = Int((Double(m.width) * scale).rounded()), netHeight = Int((Double(m.height) * scale).rounded())
+            if netWidth < 64 || netHeight < 64 {
+                throw MicrographError(url: url, reason: String(
+                    format: "image is %d×%d pixels of %.4g nm, %d×%d at the model's %.4g nm; both sides must be at least 64 there",
+                    m.width, m.height, size ?? 0, netWidth, netHeight, segmenter.model.metadata.trainingPixelSizeNm ?? 0))
+            }
             switch segmenter.memoryPlan(width: m.width, height: m.height, pixelSizeNm: segmenter.pixelSize(of: m).0,
                                         fileBytes: fileBytes) {
             case .success(let plan): tileSizes.append(plan.tileSize)

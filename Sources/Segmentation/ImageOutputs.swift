@@ -128,13 +128,26 @@ public enum ImageOutputs {
         ]
     }
 
-    /// The overlay and the particle labels (uint16 TIFF).
+    /// The overlay and the particle labels: a uint16 TIFF, or float32 (ids exact up to 2²⁴, as
+    /// Fiji opens it) for an image of more than 65535 particles.
     static func particleJobs(name: String, into dir: URL, raw: FloatImage, measurement: ParticleMeasurement,
                              pixelSizeNm: Double?) throws -> [Job] {
         let w = raw.width, h = raw.height
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        guard measurement.labels.count <= Int(UInt16.max) else {
-            throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles do not fit uint16 labels")
+        let pixelSize = pixelSizeNm.map { PixelSize(isotropic: $0) }
+        if measurement.labels.count > Int(UInt16.max) {
+            guard measurement.labels.count < 1 << 24 else {
+                throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles: more than a label image can number")
+            }
+            return [
+                ("write_overlay", url("_overlay.png"), {
+                    try Overlay.render(raw, labels: measurement.labels, particles: measurement.particles).write(to: url("_overlay.png"))
+                }),
+                ("write_labels_tif", url("_labels.tif"), {
+                    try TIFFWriter.writeFloat32(measurement.labels.labels.map(Float.init), width: w, height: h,
+                                                pixelSizeNM: pixelSizeNm, to: url("_labels.tif"))
+                }),
+            ]
         }
         return [
             ("write_overlay", url("_overlay.png"), {
@@ -151,7 +164,7 @@ public enum ImageOutputs {
                     count = 2 * w * h
                 }
                 try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes,
-                                                pixelSize: pixelSizeNm.map { PixelSize(isotropic: $0) }, format: "tiff"),
+                                                pixelSize: pixelSize, format: "tiff"),
                                      to: url("_labels.tif"), deflated: true)
             }),
         ]

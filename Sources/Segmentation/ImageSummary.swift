@@ -9,11 +9,16 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     public var width: Int
     public var height: Int
     public var particles: Int
-    /// Fraction of the image's pixels in particles.
+    /// Fraction of the image's pixels in the particles reported (holes filled, objects below the
+    /// smallest area dropped).
     public var areaFraction: Double
+    /// Fraction above the threshold (the mask files), before holes are filled and small objects
+    /// dropped. Nil in summaries written before it was recorded.
+    public var maskFraction: Double?
     public var meanEqDiameterNm: Double?
     public var medianEqDiameterNm: Double?
     public var meanEqDiameterPx: Double?
+    public var medianEqDiameterPx: Double?
     public var model: String
     public var threshold: Float
     public var pixelSizeNm: Double?
@@ -25,9 +30,24 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     public var timings: [String: Double]
 
     enum CodingKeys: String, CodingKey {
-        case image, input, width, height, particles, areaFraction = "area_fraction", meanEqDiameterNm = "mean_eq_diameter_nm",
-             medianEqDiameterNm = "median_eq_diameter_nm", meanEqDiameterPx = "mean_eq_diameter_px", model, threshold,
+        case image, input, width, height, particles, areaFraction = "area_fraction", maskFraction = "mask_fraction",
+             meanEqDiameterNm = "mean_eq_diameter_nm", medianEqDiameterNm = "median_eq_diameter_nm",
+             meanEqDiameterPx = "mean_eq_diameter_px", medianEqDiameterPx = "median_eq_diameter_px", model, threshold,
              pixelSizeNm = "pixel_size_nm", pixelSizeSource = "pixel_size_source", scale, seconds, timings
+    }
+
+    /// Every field, those without a value as null (an uncalibrated image's nm fields), so that a
+    /// reader finds the same keys in every entry.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(image, forKey: .image); try c.encode(input, forKey: .input)
+        try c.encode(width, forKey: .width); try c.encode(height, forKey: .height); try c.encode(particles, forKey: .particles)
+        try c.encode(areaFraction, forKey: .areaFraction); try c.encode(maskFraction, forKey: .maskFraction)
+        try c.encode(meanEqDiameterNm, forKey: .meanEqDiameterNm); try c.encode(medianEqDiameterNm, forKey: .medianEqDiameterNm)
+        try c.encode(meanEqDiameterPx, forKey: .meanEqDiameterPx); try c.encode(medianEqDiameterPx, forKey: .medianEqDiameterPx)
+        try c.encode(model, forKey: .model); try c.encode(threshold, forKey: .threshold)
+        try c.encode(pixelSizeNm, forKey: .pixelSizeNm); try c.encode(pixelSizeSource, forKey: .pixelSizeSource)
+        try c.encode(scale, forKey: .scale); try c.encode(seconds, forKey: .seconds); try c.encode(timings, forKey: .timings)
     }
 
     public init(image: String, input: String, width: Int, height: Int, particles: [Particle], mask: [UInt8], model: String,
@@ -35,11 +55,14 @@ public struct ImageSummary: Codable, Sendable, Equatable {
                 timings: [String: Double]) {
         self.image = image; self.input = input; self.width = width; self.height = height
         self.particles = particles.count
-        areaFraction = Double(mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / Double(max(1, mask.count))
-        let nm = particles.compactMap(\.equivalentDiameterNm).sorted()
+        areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / Double(max(1, width * height))
+        maskFraction = Double(mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / Double(max(1, mask.count))
+        func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : (v[(v.count - 1) / 2] + v[v.count / 2]) / 2 }
+        let nm = particles.compactMap(\.equivalentDiameterNm).sorted(), px = particles.map(\.equivalentDiameterPx).sorted()
         meanEqDiameterNm = nm.isEmpty ? nil : nm.reduce(0, +) / Double(nm.count)
-        medianEqDiameterNm = nm.isEmpty ? nil : (nm[(nm.count - 1) / 2] + nm[nm.count / 2]) / 2
-        meanEqDiameterPx = particles.isEmpty ? nil : particles.map(\.equivalentDiameterPx).reduce(0, +) / Double(particles.count)
+        medianEqDiameterNm = median(nm)
+        meanEqDiameterPx = px.isEmpty ? nil : px.reduce(0, +) / Double(px.count)
+        medianEqDiameterPx = median(px)
         self.model = model; self.threshold = threshold; self.pixelSizeNm = pixelSizeNm; self.pixelSizeSource = pixelSizeSource
         self.scale = scale; self.seconds = seconds; self.timings = timings
     }

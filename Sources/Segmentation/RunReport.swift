@@ -43,9 +43,9 @@ public struct RunReport {
 
     /// Writes the run's files into `dir`, reading the per-image particle tables from `sources`.
     public func write(into dir: URL, sources: [URL]? = nil) throws {
-        let summaries = self.summaries.sorted { $0.image < $1.image }
+        let summaries = self.summaries.sorted { naturalOrder($0.image, $1.image) }
         let (header, rows) = RunReport(summaries: summaries, settings: settings).particleRows(in: sources ?? [dir])
-        let csv = ([header] + rows.map { ([$0.image] + $0.fields).joined(separator: ",") }).joined(separator: "\n") + "\n"
+        let csv = ([header] + rows.map { ([csvField($0.image)] + $0.fields).joined(separator: ",") }).joined(separator: "\n") + "\n"
         try writeAtomically(Array(csv.utf8), to: dir.appendingPathComponent("particles.csv"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -56,7 +56,10 @@ public struct RunReport {
         let inNm = rows.contains { r in nmColumn.map { $0 < r.fields.count + 1 && !r.fields[$0 - 1].isEmpty } ?? false }
         let column = (inNm ? nmColumn : pxColumn).map { $0 - 1 }
         let diameters = rows.compactMap { r in column.flatMap { $0 < r.fields.count ? Double(r.fields[$0]) : nil } }
-        let histogram = sizeHistogram(diameters, unit: inNm ? "nm" : "px")
+        // In nm when any image is calibrated: then the uncalibrated images' particles are not in it, and the title says so.
+        let omitted = rows.count - diameters.count
+        let histogram = sizeHistogram(diameters, unit: inNm ? "nm" : "px",
+                                      note: omitted > 0 ? "\(omitted) of \(rows.count) particles not shown (uncalibrated images)" : nil)
         try histogram.write(to: dir.appendingPathComponent("size_histogram.png"))
         let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: try PNGWriter.encode(
             Micrograph(width: histogram.width, height: histogram.height, channels: 3, pixelType: .uint8, data: histogram.pixels, format: "png")),
@@ -136,10 +139,11 @@ extension Overlay {
 }
 
 /// A histogram of particle sizes with labelled axes.
-func sizeHistogram(_ values: [Double], unit: String, width: Int = 640, height: Int = 400) -> Canvas {
+func sizeHistogram(_ values: [Double], unit: String, note: String? = nil, width: Int = 640, height: Int = 400) -> Canvas {
     var c = Canvas(width: width, height: height)
     let left = 60, right = width - 20, top = 40, bottom = height - 40
     c.text("equivalent diameter (\(unit)), \(values.count) particles", x: left, y: 12, scale: 2)
+    if let note { c.text(note, x: left, y: 30) }
     c.line(Double(left), Double(bottom), Double(right), Double(bottom), Canvas.black)
     c.line(Double(left), Double(top), Double(left), Double(bottom), Canvas.black)
     guard let lo = values.min(), let hi = values.max() else { return c }
@@ -226,8 +230,11 @@ struct ReportPage {
             var body = document.querySelector('#particles tbody');
             var rows = Array.from(body.rows), asc = th.dataset.asc !== '1';
             rows.sort(function (a, b) {
-              var x = a.cells[col].textContent, y = b.cells[col].textContent, nx = parseFloat(x), ny = parseFloat(y);
-              var d = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+              // Numbers where the whole cell is one, else text with digit runs compared as numbers
+              // (img_2 before img_10; 20240105_grid1 before 20240105_grid2).
+              var x = a.cells[col].textContent, y = b.cells[col].textContent, number = /^-?\\d*\\.?\\d+(e[-+]?\\d+)?$/i;
+              var d = (number.test(x) && number.test(y)) ? parseFloat(x) - parseFloat(y)
+                : x.localeCompare(y, undefined, { numeric: true });
               return asc ? d : -d;
             });
             rows.forEach(function (r) { body.appendChild(r); });
@@ -240,4 +247,37 @@ struct ReportPage {
         """
         return page
     }
+}
+
+/// A CSV field as RFC 4180 has it: quoted (inner quotes doubled) when it holds a comma, a quote
+/// or a line break (an image named `grid,A1`), as it is otherwise.
+func csvField(_ text: String) -> String {
+    guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+    return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}
+
+/// Names in the order a person reads them: runs of digits compared as numbers (tilt_2 before
+/// tilt_10), the rest as text.
+public func naturalOrder(_ a: String, _ b: String) -> Bool {
+    var i = a.unicodeScalars.makeIterator(), j = b.unicodeScalars.makeIterator()
+    var x = i.next(), y = j.next()
+    func digits(_ first: inout Unicode.Scalar?, _ it: inout String.UnicodeScalarView.Iterator) -> String {
+        var run = ""
+        while let c = first, c.properties.numericType == .decimal, c.isASCII { run.unicodeScalars.append(c); first = it.next() }
+        return run
+    }
+    while let c = x, let d = y {
+        let cd = c.isASCII && c.properties.numericType == .decimal, dd = d.isASCII && d.properties.numericType == .decimal
+        if cd && dd {
+            let m = digits(&x, &i), n = digits(&y, &j)
+            let mt = m.drop { $0 == "0" }, nt = n.drop { $0 == "0" }
+            if mt.count != nt.count { return mt.count < nt.count }
+            if mt != nt { return mt < nt }
+            if m.count != n.count { return m.count < n.count }
+            continue
+        }
+        if c != d { return c.value < d.value }
+        x = i.next(); y = j.next()
+    }
+    return x == nil && y != nil
 }

@@ -52,6 +52,13 @@ public struct SegmentedImage: Sendable {
     public var scale: Double
     /// Seconds per step: preprocess, resample, network, …
     public var timings: [(String, Double)]
+
+    /// A result made elsewhere (a map from another tool), to write with `ImageOutputs`.
+    public init(probability: FloatImage, mask: BinaryMask, threshold: Float, pixelSizeNm: Double?,
+                pixelSizeSource: PixelSizeSource, scale: Double = 1, timings: [(String, Double)] = []) {
+        self.probability = probability; self.mask = mask; self.threshold = threshold; self.pixelSizeNm = pixelSizeNm
+        self.pixelSizeSource = pixelSizeSource; self.scale = scale; self.timings = timings
+    }
 }
 
 /// The segmentation pipeline of one model: resample to the model's pixel size, prepare the input
@@ -187,7 +194,14 @@ public final class Segmenter: @unchecked Sendable {
             }
             return FloatImage(width: prepared.width, height: prepared.height, pixels: sum)
         }
-        let probability = timed("resample_back") { resample(p, width: image.width, height: image.height) }
+        // The resampling filter overshoots near sharp edges: probabilities are clamped to [0, 1]
+        // (which leaves the mask, p > t for t in [0, 1], as it is).
+        let probability = timed("resample_back") {
+            guard netWidth != image.width || netHeight != image.height else { return p }
+            var back = resample(p, width: image.width, height: image.height)
+            back.pixels.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i] = min(max(b[i], 0), 1) } }
+            return back
+        }
         let t = threshold
         let mask = timed("threshold") { BinaryMask(probability, threshold: t, parallel: pool.parallel) }
         return SegmentedImage(probability: probability, mask: mask, threshold: t, pixelSizeNm: pixelSizeNm,

@@ -54,12 +54,18 @@ public struct ConfusionCounts: Sendable, Equatable, Codable {
 /// not a hill-climb, so it finds the global best even when accuracy has several local maxima.
 public struct ThresholdSearch: Sendable {
     public static let bins = 4096
-    var particle = [Int](repeating: 0, count: ThresholdSearch.bins)
-    var background = [Int](repeating: 0, count: ThresholdSearch.bins)
+    /// Pixel counts by probability: index 0 for p <= 0 (or NaN), b >= 1 for p in ((b − 1)/bins,
+    /// b/bins] (above 1: the last). A pixel exactly on an edge t goes below it, as the mask's
+    /// p > t rule calls it background there.
+    var particle = [Int](repeating: 0, count: ThresholdSearch.bins + 1)
+    var background = [Int](repeating: 0, count: ThresholdSearch.bins + 1)
 
     public init() {}
 
-    static func bin(_ p: Float) -> Int { min(bins - 1, max(0, Int(p * Float(bins)))) }
+    static func bin(_ p: Float) -> Int {
+        guard p > 0 else { return 0 }  // NaN too: p > t is false for every t
+        return min(bins, Int((p * Float(bins)).rounded(.up)))
+    }
 
     /// Adds one image's probabilities and truth.
     public mutating func add(probability: [Float], truth: BinaryMask) {
@@ -69,13 +75,13 @@ public struct ThresholdSearch: Sendable {
         }
     }
 
-    /// The best threshold t (particle where p > t, t on a bin edge) and the pixel accuracy there.
-    /// Ties go to the threshold nearest 0.5.
+    /// The best threshold t (particle where p > t, t on a bin edge e/bins) and the pixel accuracy
+    /// there. Ties go to the threshold nearest 0.5.
     public func best() -> (threshold: Float, accuracy: Double) {
         let total = particle.reduce(0, +) + background.reduce(0, +)
         guard total > 0 else { return (0.5, 0) }
-        // Threshold at the upper edge of bin k: pixels in bins 0...k are background.
-        var correct = particle.reduce(0, +)  // t below every bin: all called particle
+        // At edge e the pixels of bins 0...e are background, the rest particle.
+        var correct = background[0] + particle.dropFirst().reduce(0, +)
         var best = (edge: 0, correct: -1)
         func consider(_ edge: Int, _ c: Int) {
             let t = Double(edge) / Double(Self.bins)
@@ -84,9 +90,9 @@ public struct ThresholdSearch: Sendable {
             }
         }
         consider(0, correct)
-        for k in 0..<Self.bins {
-            correct += background[k] - particle[k]
-            consider(k + 1, correct)
+        for e in 1...Self.bins {
+            correct += background[e] - particle[e]
+            consider(e, correct)
         }
         return (Float(best.edge) / Float(Self.bins), Double(best.correct) / Double(total))
     }

@@ -42,7 +42,7 @@ struct Merge: ParsableCommand {
         }
         let out = try OutputFolderOption.prepare(outputDir)
         do {
-            summaries.sort { $0.image < $1.image }
+            summaries.sort { naturalOrder($0.image, $1.image) }
             settings["merged_from"] = folders.joined(separator: ", ")
             // The per-image tables and overlays are read where the summaries came from (not from
             // leftovers of an earlier merge in -o).

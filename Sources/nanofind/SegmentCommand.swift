@@ -130,16 +130,20 @@ struct Segment: ParsableCommand {
         let processed = progress.processed, skipped = progress.skipped, particles = progress.particles, failures = progress.failures
         // A shard writes its run files even with no image done (none of the inputs fell to it, or
         // all failed), so that `merge` over every shard's folder finds each one's summary.json.
-        if !summaries.isEmpty || shard != nil {
+        let wroteReport = !summaries.isEmpty || shard != nil
+        if wroteReport {
             var runSettings: [String: String] = ["model": modelName, "threshold": String(format: "%.4f", segmenter.threshold),
-                                                 "preprocessing": segmenter.recipe.description, "min_area_nm2": "\(minArea)"]
+                                                 "preprocessing": segmenter.recipe.description,
+                                                 "min_area": "\(minArea) nm² where the pixel size is known, else \(settings.minimumAreaPx) px",
+                                                 "split_touching": split.splitTouching ? "yes" : "no", "prob_format": probFormat.rawValue]
             if let p = model.metadata.trainingPixelSizeNm { runSettings["model_pixel_size_nm"] = String(format: "%.4g", p) }
             if let pixelSize { runSettings["pixel_size_nm (--pixel-size)"] = "\(pixelSize)" }
             if let shard { runSettings["shard"] = "\(shard.k)/\(shard.n)" }
             do { try RunReport(summaries: summaries, settings: runSettings).write(into: outURL) } catch { throw exitWithInputError(error) }
         }
         if bar.isTerminal { bar.finish("") }
-        print("\(processed) processed, \(skipped) already done, \(failures) failed; \(particles) particles -> \(outURL.path)/report.html")
+        print("\(processed) processed, \(skipped) already done, \(failures) failed; \(particles) particles"
+              + (wroteReport ? " -> \(outURL.path)/report.html" : " (no report: no image was segmented)"))
         if failures > 0 { throw ExitCode(files.count + missing.count == 1 ? 2 : 1) }
     }
 }

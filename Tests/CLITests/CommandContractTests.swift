@@ -125,6 +125,28 @@ final class CommandContractTests: XCTestCase {
         XCTAssertEqual(given.status, 0, given.stderr)
     }
 
+    /// The 64-px minimum holds at the model's scale; a resampled probability map stays in [0, 1]
+    /// (the resampling filter overshoots at sharp edges).
+    func testSegmentAtAnotherScale() throws {
+        guard DefaultModel.url != nil else { throw XCTSkip("no default model in this checkout") }
+        func write(_ name: String, side: Int, pixelSizeNm: Double) throws -> URL {
+            let url = tmp.appendingPathComponent(name)
+            let values = (0..<(side * side)).map { Float(($0 % side) / 8 % 2 == 0 ? 100 : 300) }
+            try MRCWriter.write(Micrograph(width: side, height: side, pixelType: .float32, data: values.withUnsafeBytes { Array($0) },
+                                           pixelSize: PixelSize(isotropic: pixelSizeNm), format: "MRC"), to: url)
+            return url
+        }
+        try assertRefused(["segment", try write("tiny.mrc", side: 64, pixelSizeNm: 0.005).path, "-o", tmp.appendingPathComponent("t").path],
+                          mentions: "both sides must be at least 64 there")
+        let out = tmp.appendingPathComponent("coarse")
+        let r = try CLIRunner.run(["segment", try write("coarse.mrc", side: 96, pixelSizeNm: 0.3).path, "-o", out.path, "--prob-format", "npy"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let prob = try NPYFile.read(out.appendingPathComponent("coarse_prob.npy"))
+        let values = prob.data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        XCTAssertEqual(values.count, 96 * 96)
+        XCTAssertTrue(values.allSatisfy { $0 >= 0 && $0 <= 1 }, "min \(values.min() ?? .nan), max \(values.max() ?? .nan)")
+    }
+
     func testConvertModelAndBenchRefuseNonsense() throws {
         let model = tmp.appendingPathComponent("m.safetensors")
         let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4))

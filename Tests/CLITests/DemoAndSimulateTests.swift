@@ -74,7 +74,10 @@ final class DemoAndSimulateTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(name).path), name)
         }
         // and train reads it as any data folder (the contact sheet is not taken for an image)
-        let model = tmp.appendingPathComponent("m.safetensors")
+        // (the model, train_log.csv and loss_curve.png go outside the data: train refuses to write into it)
+        let elsewhere = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: elsewhere) }
+        let model = elsewhere.appendingPathComponent("m.safetensors")
         let t = try CLIRunner.run(["train", tmp.path, "-o", model.path, "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "2",
                                    "--tile", "64", "--widths", "2,4", "--validation", tmp.path])
         XCTAssertEqual(t.status, 0, t.stderr)

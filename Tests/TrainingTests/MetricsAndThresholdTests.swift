@@ -38,4 +38,27 @@ final class MetricsAndThresholdTests: XCTestCase {
         XCTAssertEqual(accuracy, 4100.0 / 4400, accuracy: 0.0005)
         // A hill-climb from 0.5 would stay on the plateau (4000 right); the search must not.
     }
+
+    /// The accuracy the search reports is the one the mask at its threshold has (p > t), also for
+    /// probabilities exactly on a bin edge (0.5 where two logits are equal, 0, 1) and NaN.
+    func testThresholdSearchAgreesWithTheMaskItChooses() {
+        var rng = SeededRandom(seed: 5)
+        for round in 0..<20 {
+            var probabilities: [Float] = [], truth: [UInt8] = []
+            for _ in 0..<2000 {
+                let edge = Float(Int(rng.nextFloat() * 4097)) / 4096
+                let p: Float = rng.nextFloat() < 0.5 ? edge : (rng.nextFloat() < 0.02 ? .nan : rng.nextFloat())
+                probabilities.append(p)
+                truth.append(rng.nextFloat() < (p.isNaN ? 0.5 : p) ? 1 : 0)
+            }
+            if round == 0 { for k in 0..<500 { probabilities[k] = 0.5; truth[k] = 1 } }  // ties at 0.5, all particles
+            var search = ThresholdSearch()
+            let mask = BinaryMask(width: truth.count, height: 1, values: truth)
+            search.add(probability: probabilities, truth: mask)
+            let (t, accuracy) = search.best()
+            let predicted = BinaryMask(FloatImage(width: probabilities.count, height: 1, pixels: probabilities), threshold: t)
+            XCTAssertEqual(ConfusionCounts(predicted: predicted, truth: mask).pixelAccuracy, accuracy, accuracy: 1e-12, "round \(round), t \(t)")
+            if round == 0 { XCTAssertLessThan(t, 0.5, "0.5 itself would call the 500 particles at p = 0.5 background") }
+        }
+    }
 }

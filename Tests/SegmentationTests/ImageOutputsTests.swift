@@ -1,0 +1,79 @@
+import Foundation
+import MicrographIO
+import ParticleAnalysis
+import Preprocessing
+import Segmentation
+import XCTest
+
+/// What `segment` writes for an image, checked on results made here.
+final class ImageOutputsTests: XCTestCase {
+    /// More particles than uint16 numbers: the labels come out as float32 (exact ids), and the
+    /// image's other outputs are written as usual (they were all dropped before). The area
+    /// fraction is the particles' (holes filled, small objects dropped), the mask fraction the
+    /// threshold's.
+    func testManyParticlesAndTheAreaFractions() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("outputs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let w = 600, h = 460
+        var p = FloatImage(width: w, height: h)
+        for y in stride(from: 0, to: h, by: 2) { for x in stride(from: 0, to: w, by: 2) { p[x: x, y: y] = 0.9 } }
+        let mask = BinaryMask(p, threshold: 0.5)
+        let result = SegmentedImage(probability: p, mask: mask, threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: .file)
+        let (measured, summary) = try ImageOutputs.write(
+            name: "dots", into: dir, raw: p, result: result, probability: .none,
+            measure: { ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0, minimumAreaPx: 1) },
+            summarise: { m, seconds in
+                ImageSummary(image: "dots", input: "dots", width: w, height: h, particles: m.particles, mask: mask.values, model: "test",
+                             threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
+            })
+        XCTAssertEqual(measured.particles.count, 300 * 230)
+        let labels = try MicrographReader.open(dir.appendingPathComponent("dots_labels.tif"))[0]
+        XCTAssertEqual(labels.pixelType, .float32)
+        let values = labels.data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        XCTAssertEqual(values, measured.labels.labels.map(Float.init))
+        for file in ["dots_mask.png", "dots_mask.tif", "dots_overlay.png", "dots_particles.csv", "dots.summary.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path), file)
+        }
+        XCTAssertEqual(summary.areaFraction, Double(300 * 230) / Double(w * h), accuracy: 1e-12)
+        XCTAssertEqual(summary.maskFraction ?? 0, Double(300 * 230) / Double(w * h), accuracy: 1e-12)
+        // A ring: its hole is filled, so the particle's area (and the area fraction) exceeds the mask's.
+        var ring = BinaryMask(width: 40, height: 40)
+        for y in 0..<40 { for x in 0..<40 { let r2 = (x - 20) * (x - 20) + (y - 20) * (y - 20); if r2 < 225 && r2 >= 49 { ring.values[y * 40 + x] = 1 } } }
+        let filled = ParticleMeasurement(mask: ring, minimumAreaPx: 1).particles
+        let s = ImageSummary(image: "ring", input: "ring", width: 40, height: 40, particles: filled, mask: ring.values, model: "test",
+                             threshold: 0.5, pixelSizeNm: nil, pixelSizeSource: "none", scale: 1, seconds: 0, timings: [:])
+        XCTAssertGreaterThan(s.areaFraction, s.maskFraction ?? 1)
+        // Without a calibration the nm fields are there, as null.
+        let json = String(decoding: try JSONEncoder().encode(s), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"mean_eq_diameter_nm\":null") && json.contains("\"pixel_size_nm\":null"), json)
+    }
+
+    /// An image name with a comma or quote is one CSV field in the run's particles.csv.
+    func testRunTableQuotesImageNames() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var disc = BinaryMask(width: 20, height: 20)
+        for y in 5..<12 { for x in 5..<12 { disc.values[y * 20 + x] = 1 } }
+        let particles = ParticleMeasurement(mask: disc, pixelSizeNm: 0.1).particles
+        var summaries: [ImageSummary] = []
+        for name in ["grid,A1", "say \"hi\""] {
+            let rows = [Particle.csvHeader.joined(separator: ",")] + particles.map { $0.csvFields.joined(separator: ",") }
+            try (rows.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("\(name)_particles.csv"), atomically: true, encoding: .utf8)
+            summaries.append(ImageSummary(image: name, input: name, width: 20, height: 20, particles: particles, mask: disc.values, model: "test",
+                                          threshold: 0.5, pixelSizeNm: 0.1, pixelSizeSource: "file", scale: 1, seconds: 0, timings: [:]))
+        }
+        try RunReport(summaries: summaries, settings: [:]).write(into: dir)
+        let lines = try String(contentsOf: dir.appendingPathComponent("particles.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 3)
+        XCTAssertTrue(lines[1].hasPrefix("\"grid,A1\",1,"), String(lines[1]))
+        XCTAssertTrue(lines[2].hasPrefix("\"say \"\"hi\"\"\",1,"), String(lines[2]))
+    }
+
+    /// Image names in the order a person reads them (frames 2 before 10).
+    func testNaturalOrder() {
+        let names = ["tilt_10", "tilt_2", "tilt_1", "a", "tilt_0", "20240105_grid2", "20240105_grid10", "tilt_02"]
+        XCTAssertEqual(names.sorted(by: naturalOrder), ["20240105_grid2", "20240105_grid10", "a", "tilt_0", "tilt_1", "tilt_2", "tilt_02", "tilt_10"])
+    }
+}
