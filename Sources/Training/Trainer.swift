@@ -67,6 +67,11 @@ struct TrainerState: Codable {
     /// The training images' median pixel size (nm), recorded in the model (and in a model read
     /// from a checkpoint) so that segment resamples to it. Nil: unknown.
     var trainingPixelSizeNm: Double?
+    /// Early stopping's reference: the validation loss of the last epoch that improved by more
+    /// than min_delta (Keras' EarlyStopping.best). Nil in older checkpoints (then the best loss).
+    var earlyStopReference: Double?
+    /// The training and validation images' names, in order: a resume must see the same.
+    var imageNames: [String]?
 }
 
 /// Trains a U-Net on prepared images: random crops drawn per step from a generator seeded by
@@ -93,7 +98,20 @@ public final class Trainer {
         network = UNet(config: settings.config, seed: settings.seed)
         adam = Adam(learningRate: settings.learningRate)
         state = TrainerState(settings: settings)
+        state.imageNames = Trainer.names(train: train, validation: validation)
         bestWeights = network.namedTensors.map { $0.1.array }
+    }
+
+    /// Keras' EarlyStopping (mode min) for one epoch's loss: an improvement is a loss below the
+    /// reference by more than `minDelta`, and only an improvement moves the reference (a smaller
+    /// decrease neither counts nor resets it).
+    public static func earlyStopping(reference: Double, loss: Double, minDelta: Double) -> (improved: Bool, reference: Double) {
+        loss < reference - minDelta ? (true, loss) : (false, reference)
+    }
+
+    /// The images a run trains and validates on, in order, as a checkpoint records them.
+    static func names(train: [PreparedImage], validation: [PreparedImage]) -> [String] {
+        train.map { "train: \($0.group)/\($0.name)" } + validation.map { "validation: \($0.group)/\($0.name)" }
     }
 
     /// A generator for one step's draws (or any other numbered task) of this run.
@@ -191,9 +209,17 @@ public final class Trainer {
                                  wallSeconds: wall)
         state.records.append(record)
         state.epochLossSum = 0; state.epochCounts = ConfusionCounts(); state.epochSeconds = 0
-        // Keras' EarlyStopping (min_delta) and ModelCheckpoint(save_best_only) on the validation loss;
-        // without validation images the last epoch counts as the best.
-        let improved = validation.isEmpty || valLoss < state.bestValidationLoss - settings.minDelta
+        // Keras' EarlyStopping (min_delta; its reference moves only on such an improvement) and
+        // ModelCheckpoint(save_best_only: any lower loss) on the validation loss; without
+        // validation images the last epoch counts as the best.
+        let improved: Bool
+        if validation.isEmpty {
+            improved = true
+        } else {
+            let step = Trainer.earlyStopping(reference: state.earlyStopReference ?? state.bestValidationLoss, loss: valLoss,
+                                             minDelta: settings.minDelta)
+            improved = step.improved; state.earlyStopReference = step.reference
+        }
         if improved || valLoss < state.bestValidationLoss {
             state.bestValidationLoss = validation.isEmpty ? state.bestValidationLoss : valLoss
             state.bestEpoch = epoch
@@ -291,6 +317,11 @@ public final class Trainer {
         guard saved.settings == settings else {
             throw DatasetError(file: path, reason: "was made with other settings; resume with the same flags, or start afresh without --resume")
         }
+        // The same images in the same split and order, or the steps would draw other crops and
+        // the best validation loss would compare different images.
+        if let names = saved.imageNames, names != Trainer.names(train: train, validation: validation) {
+            throw DatasetError(file: path, reason: "was made on other training or validation images (added, removed or reordered); resume with the same data, or start afresh without --resume")
+        }
         func values(_ name: String, _ count: Int) throws -> [Float] {
             guard let e = entries[name], e.values.count == count else {
                 throw DatasetError(file: path, reason: "tensor \(name) is missing or has the wrong size")
@@ -309,6 +340,7 @@ public final class Trainer {
         adam.restore(step: adamStep, m: m, v: v, for: params)
         bestWeights = best
         state = saved
+        state.imageNames = state.imageNames ?? Trainer.names(train: train, validation: validation)
     }
 
     /// The best epoch's weights of a run in progress (or interrupted), from its checkpoint, as a

@@ -1,9 +1,12 @@
 import NanoNet
 
-/// Every knob of a training run. The defaults are the paper's training script: 3×3 median and
+/// Every knob of a training run. The defaults follow the paper's training script: 3×3 median and
 /// min-max scaling, rotation 0–360° with wrap and flips, a 75/25 train/validation split, Adam
 /// 1e-4, categorical cross-entropy, batch 20 of 512² tiles, 1000 steps per epoch, at most 10
-/// epochs, early stopping on validation loss (patience 2, min delta 0.001), the best epoch kept.
+/// epochs, early stopping on validation loss (patience 2, min delta 0.001). Where they differ
+/// from it: the best epoch's weights are kept (the published files are the last epoch's), the
+/// validation images are 25 % of each material (Keras' validation_split takes the array's last
+/// 25 %) scored whole, and the dice loss is the particle channel's.
 public struct TrainingSettings: Codable, Sendable, Equatable {
     public var epochs = 10
     public var stepsPerEpoch = 1000
@@ -42,6 +45,10 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
             return "--tile \(tile) must be a multiple of \(a) (one 2×2 pooling per encoder stage) between \(a) and 4096"
         }
         if let p = recipe.problem { return "--normalise: \(p)" }
+        // The robust preset's contrast, gamma and noise jitter act on values in [0, 1].
+        if augment == .robust && recipe.scaling != .minMax && recipe.scaling != .percentile {
+            return "--augment robust jitters contrast, gamma and noise on data scaled to [0, 1]: use it with --normalise median3+min-max, min-max, median3+percentile or percentile"
+        }
         return nil
     }
 

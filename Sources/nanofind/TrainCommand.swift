@@ -35,11 +35,12 @@ struct Train: ParsableCommand {
             DATA are folders of micrographs (any format NanoFind reads) with NAME_mask.png beside \
             each image (0/255 or 0/1). A stem stored in several formats counts once. Without \
             --validation, 25 % of each material (from a manifest.jsonl beside or above the folder, \
-            else per folder) is held out for validation. The defaults are the paper's recipe: \
+            else per folder) is held out for validation. The defaults follow the paper's recipe: \
             3×3 median + min-max, rotation 0–360° with wrap + flips, Adam 1e-4, cross-entropy, \
             batch 20 of 512² tiles, 1000 steps per epoch, at most 10 epochs, early stopping on \
-            validation loss (patience 2, min delta 0.001), the best epoch kept; then the threshold \
-            that maximises pixel accuracy on the training images.
+            validation loss (patience 2, min delta 0.001, as Keras' EarlyStopping); unlike the \
+            published files (the last epoch's), the best epoch is kept. Then the threshold that \
+            maximises pixel accuracy on the training images.
 
             Writes MODEL (with everything needed to use it: architecture, threshold, training pixel \
             size, preprocessing, data, recipe, metrics), and train_log.csv and loss_curve.png beside \

@@ -59,6 +59,9 @@ final class CommandContractTests: XCTestCase {
         try assertRefused(["train", data.path, "-o", other.path] + tinyTraining, mentions: "exists and is not a NanoFind model")
         try assertRefused(["train", data.path, "-o", tmp.appendingPathComponent("m.safetensors").path, "--patience=0"] + tinyTraining,
                           mentions: "--patience")
+        // The robust preset's jitter assumes data in [0, 1].
+        try assertRefused(["train", data.path, "-o", tmp.appendingPathComponent("m.safetensors").path, "--augment", "robust",
+                           "--normalise", "none"] + tinyTraining, mentions: "--augment robust")
         // One image: the 25 % split leaves no validation image. Training still ends with a model
         // (its metadata without the validation loss, which is not a number).
         let model = tmp.appendingPathComponent("m.safetensors")

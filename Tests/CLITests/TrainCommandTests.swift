@@ -89,6 +89,16 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(partial.stdout.contains("threshold 0.5000"), partial.stdout)
         // and the checkpoint's model knows the training pixel size, so segment resamples to it.
         XCTAssertEqual(try Trainer.bestModel(fromCheckpoint: checkpoint).metadata.trainingPixelSizeNm ?? 0, 0.06, accuracy: 1e-6)  // MRC keeps float32
+        // Resuming on other data (an image added) is refused: the split and the crops would change.
+        let extra = tmp.appendingPathComponent("extra")
+        try makeData(extra, count: 5, pixelSizeNm: 0.06)
+        for name in ["img4.mrc", "img4_mask.png"] {
+            try FileManager.default.copyItem(at: extra.appendingPathComponent(name), to: data.appendingPathComponent(name))
+        }
+        let other = try CLIRunner.run(["train", data.path, "-o", killed.path, "--resume"] + tiny)
+        XCTAssertEqual(other.status, 2, other.stderr)
+        XCTAssertTrue(other.stderr.contains("was made on other training or validation images"), other.stderr)
+        for name in ["img4.mrc", "img4_mask.png"] { try FileManager.default.removeItem(at: data.appendingPathComponent(name)) }
         let resumed = try CLIRunner.run(["train", data.path, "-o", killed.path, "--resume"] + tiny)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stderr.contains("resumed at step"), resumed.stderr)

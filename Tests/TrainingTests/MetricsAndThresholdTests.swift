@@ -39,6 +39,24 @@ final class MetricsAndThresholdTests: XCTestCase {
         // A hill-climb from 0.5 would stay on the plateau (4000 right); the search must not.
     }
 
+    /// Early stopping as Keras' EarlyStopping(min_delta=0.001, patience=2): decreases smaller than
+    /// min_delta do not move the reference, so 1.0, 0.9995, 0.9986, 0.99, 0.98 runs all five
+    /// epochs (0.9986 improves on 1.0); a reference lowered to 0.9995 would have stopped at 3.
+    func testEarlyStoppingFollowsKeras() {
+        var reference = Double.infinity, wait = 0, epochs = 0
+        for loss in [1.0, 0.9995, 0.9986, 0.99, 0.98] {
+            epochs += 1
+            let step = Trainer.earlyStopping(reference: reference, loss: loss, minDelta: 0.001)
+            reference = step.reference
+            wait = step.improved ? 0 : wait + 1
+            if wait >= 2 { break }
+        }
+        XCTAssertEqual(epochs, 5)
+        XCTAssertEqual(reference, 0.98)
+        XCTAssertFalse(Trainer.earlyStopping(reference: 1.0, loss: 0.9995, minDelta: 0.001).improved)
+        XCTAssertEqual(Trainer.earlyStopping(reference: 1.0, loss: 0.9995, minDelta: 0.001).reference, 1.0)
+    }
+
     /// The accuracy the search reports is the one the mask at its threshold has (p > t), also for
     /// probabilities exactly on a bin edge (0.5 where two logits are equal, 0, 1) and NaN.
     func testThresholdSearchAgreesWithTheMaskItChooses() {
