@@ -115,10 +115,27 @@ public enum Material: String, CaseIterable, Sendable, Codable {
     /// Face-centred cubic metals: the ones that form multiply twinned particles (`TwinnedParticles`).
     public var isFCCMetal: Bool { [.Au, .Ag, .Pt, .Pd, .Cu].contains(self) }
 
+    /// A zone axis as written for this crystal: [UVW], or for the hexagonal ones the 4-index
+    /// [uvtw] (u = (2U − V)/3, v = (2V − U)/3, t = −(u + v), w = W, in whole numbers).
+    func zoneAxisName(_ z: SIMD3<Double>) -> String {
+        var digits = [z.x, z.y, z.z].map { Int($0) }
+        if [.CdSe, .CdS, .Co, .Ru].contains(self) {
+            let (U, V, W) = (digits[0], digits[1], digits[2])
+            var four = [2 * U - V, 2 * V - U, -(U + V), 3 * W]
+            let g = four.reduce(0) { gcd($0, abs($1)) }
+            if g > 1 { four = four.map { $0 / g } }
+            digits = four
+        }
+        return "[" + digits.map(String.init).joined() + "]"
+    }
+
+    private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
     /// Low-index zone axes (in lattice-vector components) the particle is oriented near.
     var zoneAxes: [SIMD3<Double>] {
         switch self {
-        case .CdSe, .CdS, .Co, .Ru: return [[2, -1, 0], [0, 1, 0], [0, 0, 1]]  // [2-1-10], [01-10], [0001] in 3-index form
+        // [2-1-10], [01-10] and [0001] in 3-index form ([UVW] = [u − t, v − t, w] with a₂ at 120°).
+        case .CdSe, .CdS, .Co, .Ru: return [[1, 0, 0], [1, 2, 0], [0, 0, 1]]
         case .TiO2: return [[0, 0, 1], [1, 0, 0], [1, 1, 0]]
         default: return [[0, 0, 1], [0, 1, 1], [1, 1, 1], [1, 1, 2]]
         }

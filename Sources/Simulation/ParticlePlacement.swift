@@ -33,7 +33,7 @@ extension Simulator {
         default:
             let z = zoneAxis!
             return (orientation(z, crystal: material.crystal, tilt: tilt, tiltDirection: tiltDirection, inPlane: inPlane),
-                    "[" + [z.x, z.y, z.z].map { String(Int($0)) }.joined() + "]")
+                    material.zoneAxisName(z))
         }
     }
 

@@ -35,9 +35,10 @@ public enum ParticleShape: String, CaseIterable, Sendable, Codable {
         case .cuboctahedron: return a.max() <= r && a.sum() <= 2 * r
         case .hexagonalPrism:
             guard a.z <= 0.8 * r else { return false }
-            // Side-face normals at 0°, 60°, 120° in the basal plane (± covers all six).
+            // The {10-10} side faces (wurtzite's habit): normals along a₁* and its turns, at 30°,
+            // 90°, 150° in the basal plane with a₁ along x (± covers all six).
             for k in 0..<3 {
-                let t = Double(k) * Double.pi / 3
+                let t = Double.pi / 6 + Double(k) * Double.pi / 3
                 if abs(p.x * cos(t) + p.y * sin(t)) > r { return false }
             }
             return true

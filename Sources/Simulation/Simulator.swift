@@ -47,6 +47,13 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
         if diameterNm.lowerBound < 4 * pixelSizeNm { return "--diameter \(diameterNm.lowerBound) nm is under 4 pixels of \(pixelSizeNm) nm" }
         if !(csUm >= 0 && csUm < 1e5) || !(abs(defocusNm) < 1e4) { return "--cs and --defocus are out of range" }
         if let o = oversampling, !(1...4).contains(o) { return "--oversampling must be 1, 2, 3 or 4" }
+        // int16 counts: the brightest pixels (about twice the mean, plus 5 σ of shot noise) must
+        // stay below 32767 at the camera's gain and offset, or they would clip silently.
+        let electrons = doseEPerA2 * pow(pixelSizeNm * 10, 2), bright = 2 * electrons + 5 * (2 * electrons).squareRoot()
+        if cameraGain * bright + cameraOffset > 32767 {
+            return String(format: "--dose %.0f e/Å² at %.3g nm/px is %.0f electrons a pixel: bright pixels would pass int16's 32767 at the camera's gain of %.3g ADU/e (lower --dose)",
+                          doseEPerA2, pixelSizeNm, electrons, cameraGain)
+        }
         if let twinned = shapes?.first(where: \.isTwinned), !material.isFCCMetal {
             return "--shape \(twinned.rawValue) needs an fcc metal (\(Material.allCases.filter(\.isFCCMetal).map(\.rawValue).joined(separator: ", "))), not \(material.rawValue)"
         }
@@ -170,7 +177,11 @@ public enum Simulator {
         let top = atoms.map(\.1.z).max() ?? 0
         let slices = max(1, Int((top / sliceThickness).rounded(.up)) + 1)
         var bySlice = [[(Element, SIMD2<Double>)]](repeating: [], count: slices)
-        for (e, r) in atoms { bySlice[min(slices - 1, Int((top - r.z) / sliceThickness))].append((e, SIMD2(r.x + pad, r.y + pad))) }
+        // Output pixel x averages the fine points from x·d (its o × o block), whose mean lies at
+        // x·d + (o − 1)·fine/2; shifted by half a fine step, the image samples pixel centres
+        // (x + ½)·d, where the ground truth rasterises its outlines.
+        let shift = pad - fine / 2
+        for (e, r) in atoms { bySlice[min(slices - 1, Int((top - r.z) / sliceThickness))].append((e, SIMD2(r.x + shift, r.y + shift))) }
         let ms = Multislice(n: ns, sampling: fine, volts: p.voltageKV * 1000)
         let wave = ms.exitWave(bySlice, thickness: sliceThickness, lap: lap)
         let full = lens(ms, wave: wave, p)

@@ -47,7 +47,8 @@ final class DemoAndSimulateTests: XCTestCase {
                                 (["--pixel-size", "2:1"], "--pixel-size"), (["--oversampling", "5"], "--oversampling"),
                                 (["--shape", "pyramid"], "cuboctahedron"),
                                 (["--material", "Au,CdSe", "--shape", "sphere,decahedron"], "fcc metal (Au, Ag, Pt, Pd, Cu), not CdSe"),
-                                (["--touching", "1.5"], "--touching")] {
+                                (["--touching", "1.5"], "--touching"),
+                                (["--dose", "20000", "--pixel-size", "0.2"], "int16")] {
             let r = try CLIRunner.run(["simulate", "-o", out] + args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
@@ -73,6 +74,19 @@ final class DemoAndSimulateTests: XCTestCase {
         for name in ["ceo2_0000.mrc", "ceo2_0000_mask.png", "ceo2_0001_labels.png", "contact_sheet.png"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(name).path), name)
         }
+        // Wurtzite particles lie along its low-index zones, named in 4 indices.
+        let cdse = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: cdse) }
+        let c = try CLIRunner.run(["simulate", "-o", cdse.path, "--count", "3", "--size", "128", "--material", "CdSe", "--particles", "2:3",
+                                   "--diameter", "2:3", "--shape", "hexagonal-prism"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        var zones = Set<String>()
+        for line in try String(contentsOf: cdse.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n") {
+            let e = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            for p in (e?["particles"] as? [[String: Any]]) ?? [] { zones.insert(p["zone_axis"] as? String ?? "?") }
+        }
+        XCTAssertFalse(zones.isEmpty)
+        XCTAssertTrue(zones.isSubset(of: ["[2-1-10]", "[01-10]", "[0001]"]), "\(zones)")
         // and train reads it as any data folder (the contact sheet is not taken for an image)
         // (the model, train_log.csv and loss_curve.png go outside the data: train refuses to write into it)
         let elsewhere = try CLIRunner.temporaryDirectory()

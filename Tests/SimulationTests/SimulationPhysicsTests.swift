@@ -156,14 +156,17 @@ final class SimulationPhysicsTests: XCTestCase {
     func testParticleShapes() {
         let r = 10.0
         func inside(_ s: ParticleShape, _ p: SIMD3<Double>) -> Bool { s.contains(p * r, halfSize: r) }
+        // The hexagonal prism's {10-10} faces are normal to a₂* (along y with a₁ along x), the
+        // others' to x.
         for s in ParticleShape.allCases {
-            XCTAssertTrue(inside(s, [0.99, 0, 0]), "\(s) reaches its face along x")
-            XCTAssertFalse(inside(s, [1.01, 0, 0]), "\(s) ends at its face along x")
+            let face: SIMD3<Double> = s == .hexagonalPrism ? [0, 1, 0] : [1, 0, 0]
+            XCTAssertTrue(inside(s, 0.99 * face), "\(s) reaches its face along \(face)")
+            XCTAssertFalse(inside(s, 1.01 * face), "\(s) ends at its face along \(face)")
         }
         XCTAssertFalse(inside(.truncatedOctahedron, [0.9, 0.9, 0.9]))  // cut by a {111} face
         XCTAssertTrue(inside(.cuboctahedron, [0.99, 0.99, 0]))         // out to the square faces' corners
         XCTAssertFalse(inside(.cuboctahedron, [0.9, 0.9, 0.9]))
-        XCTAssertTrue(inside(.hexagonalPrism, [0, 1.1, 0]))             // towards a corner of the hexagon (circumradius 1.155)
+        XCTAssertTrue(inside(.hexagonalPrism, [1.1, 0, 0]))             // towards a corner of the hexagon (circumradius 1.155), along a₁
         XCTAssertFalse(inside(.hexagonalPrism, [0, 0, 0.85]))           // basal faces at 0.8
         XCTAssertFalse(inside(.ellipsoid, [0, 0, 0.75]))                // polar semi-axis 0.7
         var rng = SeededRandom(seed: 3)
