@@ -112,7 +112,8 @@ static inline int nf_png_decode(const unsigned char *data, size_t size, size_t m
     out->stored_bit_depth = bit_depth;
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    /* Alpha is dropped, also the alpha a palette's (or grey image's) tRNS chunk would add. */
+    if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
     if (bit_depth == 16) png_set_swap(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);

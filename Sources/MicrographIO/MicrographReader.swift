@@ -15,15 +15,30 @@ public enum MicrographReader {
         guard let format = detectFormat(head: head, fileExtension: url.pathExtension) else {
             throw MicrographError(url: url, reason: "unknown file format (not MRC, TIFF, DM3/DM4, SER, EMD, PNG or NPY)")
         }
+        let images: [Micrograph]
         switch format {
-        case .mrc: return try MRCReader.read(url)
-        case .tiff: return try TIFFReader.read(url)
-        case .png: return [try PNGReader.read(url)]
-        case .npy: return [try NPYFile.readMicrograph(url)]
-        case .dm3, .dm4: return try DMReader.read(url)
-        case .ser: return try SERReader.read(url)
-        case .emd: return try EMDReader.read(url)
+        case .mrc: images = try MRCReader.read(url)
+        case .tiff: images = try TIFFReader.read(url)
+        case .png: images = [try PNGReader.read(url)]
+        case .npy: images = [try NPYFile.readMicrograph(url)]
+        case .dm3, .dm4: images = try DMReader.read(url)
+        case .ser: images = try SERReader.read(url)
+        case .emd: images = try EMDReader.read(url)
         }
+        return images.map(plausiblyCalibrated)
+    }
+
+    /// Pixel sizes (nm) a micrograph can have: from a picometre-scale sampling to a 10 mm field
+    /// per pixel. Outside them the calibration is a misread or a default (a SER file without
+    /// its EMI states its step in metres: 4e16 nm) and the image counts as uncalibrated; the
+    /// stored calibration keeps what the file says.
+    public static let plausiblePixelSizeNm: ClosedRange<Double> = 1e-6...1e7
+
+    static func plausiblyCalibrated(_ m: Micrograph) -> Micrograph {
+        guard let p = m.pixelSize, !(plausiblePixelSizeNm.contains(p.x) && plausiblePixelSizeNm.contains(p.y)) else { return m }
+        var out = m
+        out.pixelSize = nil
+        return out
     }
 
     /// The format of a file whose first bytes (up to 1024) are `head`; nil when none fits.

@@ -41,9 +41,7 @@ public enum NPYFile {
         let descrClean = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\" "))
         let (dtype, bigEndian) = try parseDescr(descrClean, r)
         let shape = try parseShape(shapeText, r)
-        if fortran.hasPrefix("True") && shape.filter({ $0 > 1 }).count > 1 {
-            throw r.fail("Fortran-order arrays are not supported (save with np.ascontiguousarray)")
-        }
+        let fortranOrder = fortran.hasPrefix("True") && shape.filter({ $0 > 1 }).count > 1
         var count = 1
         for d in shape {
             let (m, o) = count.multipliedReportingOverflow(by: d)
@@ -60,6 +58,7 @@ public enum NPYFile {
         if bigEndian {
             swapSampleBytes(&data, sampleSize: dtype.isComplex ? dtype.byteCount / 2 : dtype.byteCount)
         }
+        if fortranOrder { data = cOrder(fromFortran: data, shape: shape, elementSize: dtype.byteCount) }
         return Array(dtype: dtype, shape: shape, data: data)
     }
 
@@ -142,12 +141,33 @@ public enum NPYFile {
         return (t, bigEndian)
     }
 
+    /// A column-major (Fortran-order) array's bytes in row-major order: element (i0, …, ik) is at
+    /// i0 + d0·(i1 + d1·(…)) in the former.
+    static func cOrder(fromFortran data: [UInt8], shape: [Int], elementSize e: Int) -> [UInt8] {
+        let count = shape.reduce(1, *)
+        var fortranStride = [Int](repeating: 1, count: shape.count)
+        for k in 1..<max(1, shape.count) { fortranStride[k] = fortranStride[k - 1] * shape[k - 1] }
+        var out = [UInt8](repeating: 0, count: data.count)
+        var index = [Int](repeating: 0, count: shape.count)  // row-major counter
+        data.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { dst in
+            for c in 0..<count {
+                var f = 0
+                for k in 0..<shape.count { f += index[k] * fortranStride[k] }
+                for b in 0..<e { dst[c * e + b] = src[f * e + b] }
+                var k = shape.count - 1
+                while k >= 0 { index[k] += 1; if index[k] < shape[k] { break }; index[k] = 0; k -= 1 }
+            }
+        } }
+        return out
+    }
+
     static func parseShape(_ s: String, _ r: ByteReader) throws -> [Int] {
         let inner = s.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
         if inner.isEmpty { return [] }
         var shape: [Int] = []
         for part in inner.split(separator: ",") {
-            let t = part.trimmingCharacters(in: .whitespaces)
+            var t = part.trimmingCharacters(in: .whitespaces)
+            if t.hasSuffix("L") { t.removeLast() }  // Python 2's long integers: (6L, 7L)
             if t.isEmpty { continue }
             guard let v = Int(t), v >= 0 else { throw r.fail("bad shape '\(s)'") }
             shape.append(v)

@@ -131,11 +131,26 @@ struct TIFFCalibration {
 
     // MARK: ImageJ
 
+    /// ImageJ writes its description as Java properties: non-ASCII characters as \uXXXX (µ as
+    /// \u00B5, Å as \u00C5), which Java's Properties.load decodes.
+    static func decodingJavaEscapes(_ text: String) -> String {
+        guard text.contains("\\u") else { return text }
+        var out = "", chars = Array(text.unicodeScalars), i = 0
+        while i < chars.count {
+            if chars[i] == "\\", i + 6 <= chars.count, chars[i + 1] == "u",
+               let v = UInt32(String(String.UnicodeScalarView(chars[(i + 2)..<(i + 6)])), radix: 16), let scalar = Unicode.Scalar(v) {
+                out.unicodeScalars.append(scalar); i += 6
+            } else {
+                out.unicodeScalars.append(chars[i]); i += 1
+            }
+        }
+        return out
+    }
+
     static func imageJ(_ description: String, _ dir: TIFFDirectory) -> TIFFCalibration? {
         var unit: String?
         for line in description.split(whereSeparator: { $0 == "\n" }) where line.hasPrefix("unit=") {
-            unit = String(line.dropFirst(5)).replacingOccurrences(of: "\\u00B5", with: "µ")
-                .replacingOccurrences(of: "\\u00b5", with: "µ")
+            unit = decodingJavaEscapes(String(line.dropFirst(5)))
         }
         guard let unit, let xr = dir.rational(282), xr.numerator > 0, xr.denominator > 0 else { return nil }
         let yr = dir.rational(283).flatMap { $0.numerator > 0 && $0.denominator > 0 ? $0 : nil } ?? xr

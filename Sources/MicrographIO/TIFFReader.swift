@@ -53,9 +53,14 @@ public enum TIFFReader {
         var pages: [Page] = []
         var directory = 0
         while true {
-            let page = try decodePage(tif, directory: directory, fileSize: bytes.count, budget: &budget,
-                                      fail: fail, reason: libtiffReason)
-            pages.append(page)
+            // A reduced-resolution page (NewSubfileType bit 0: a preview of the page before) is
+            // not an image of its own, as tifffile's series have it.
+            var subfile: UInt32 = 0
+            let reduced = directory > 0 && nf_tiff_get_u32(tif, UInt32(TIFFTAG_SUBFILETYPE), &subfile) == 1 && subfile & 1 != 0
+            if !reduced {
+                pages.append(try decodePage(tif, directory: directory, fileSize: bytes.count, budget: &budget,
+                                            fail: fail, reason: libtiffReason))
+            }
             directory += 1
             guard directory < maxPages else { throw fail("more than \(maxPages) pages") }
             let errorsBefore = messages.pointee.count

@@ -231,7 +231,12 @@ public final class BatchSegmentation: @unchecked Sendable {
             // At the model's scale too: a 64-px image at a tenth of the model's pixel size would
             // reach the network as 6 px.
             let (size, _) = segmenter.pixelSize(of: m), scale = segmenter.scale(for: size)
-            let netWidth = Int((Double(m.width) * scale).rounded()), netHeight = Int((Double(m.height) * scale).rounded())
+            let sides = (Double(m.width) * scale, Double(m.height) * scale)
+            guard sides.0.isFinite, sides.1.isFinite, sides.0 < 1e7, sides.1 < 1e7 else {
+                throw MicrographError(url: url, reason: String(format: "a pixel size of %.4g nm would make this image %.3g pixels wide at the model's scale",
+                                                               size ?? 0, sides.0))
+            }
+            let netWidth = Int(sides.0.rounded()), netHeight = Int(sides.1.rounded())
             if netWidth < 64 || netHeight < 64 {
                 throw MicrographError(url: url, reason: String(
                     format: "image is %d×%d pixels of %.4g nm, %d×%d at the model's %.4g nm; both sides must be at least 64 there",

@@ -1,0 +1,46 @@
+import Foundation
+import MicrographIO
+import XCTest
+
+/// Files other tools write that the readers once got wrong (found in a review): each is made
+/// here byte by byte.
+final class ReaderEdgeCaseTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try SharedFixtures.temporaryDirectory("edge") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// A .npy header as numpy writes it (v1.0, padded to a multiple of 64 with a newline).
+    func npy(_ header: String, _ data: [UInt8]) -> [UInt8] {
+        var h = header
+        while (10 + h.utf8.count + 1) % 64 != 0 { h += " " }
+        h += "\n"
+        let n = h.utf8.count
+        return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(n & 0xff), UInt8(n >> 8)] + Array(h.utf8) + data
+    }
+
+    /// Fortran order (numpy's np.asfortranarray, or MATLAB exports) and Python 2's shape (6L, 7L).
+    func testFortranOrderAndPython2Shapes() throws {
+        let h = 3, w = 4
+        // Element (y, x) = 10 y + x, stored column by column.
+        var fortran: [UInt8] = []
+        for x in 0..<w { for y in 0..<h { fortran.append(UInt8(10 * y + x)) } }
+        let f = dir.appendingPathComponent("f.npy")
+        try Data(npy("{'descr': '|u1', 'fortran_order': True, 'shape': (\(h), \(w)), }", fortran)).write(to: f)
+        let m = try XCTUnwrap(MicrographReader.open(f).first)
+        XCTAssertEqual([m.width, m.height], [w, h])
+        XCTAssertEqual(m.data, (0..<(h * w)).map { UInt8(10 * ($0 / w) + $0 % w) })
+        let p2 = dir.appendingPathComponent("p2.npy")
+        try Data(npy("{'descr': '|u1', 'fortran_order': False, 'shape': (\(h)L, \(w)L), }", [UInt8](repeating: 7, count: h * w))).write(to: p2)
+        XCTAssertEqual(try MicrographReader.open(p2).first?.width, w)
+    }
+
+    /// A calibration no micrograph can have (a SER step in metres without its EMI: 4e16 nm)
+    /// reads as uncalibrated, not as a pixel size that would blow the image up.
+    func testImplausiblePixelSizesReadAsUncalibrated() throws {
+        let url = dir.appendingPathComponent("huge.mrc")
+        let image = Micrograph(width: 8, height: 8, pixelType: .int16, data: [UInt8](repeating: 1, count: 128),
+                               pixelSize: PixelSize(isotropic: 1e15), format: "MRC")
+        try MRCWriter.write(image, to: url)
+        XCTAssertNil(try MicrographReader.open(url).first?.pixelSize)
+    }
+}
