@@ -37,15 +37,27 @@ public enum DMReader {
         guard let list = root["ImageList"]?.entries else {
             throw MicrographError(file: file, reason: "DM file has no ImageList tag group")
         }
+        // The thumbnails are the entries the root's Thumbnails group names (ImageIndex), as
+        // RosettaSciIO reads them; without that group, DigitalMicrograph's habit: the first of
+        // several entries.
+        let thumbnails: Set<Int>
+        if let group = root["Thumbnails"]?.entries {
+            thumbnails = Set(group.compactMap { $0.node["ImageIndex"]?.number.flatMap { $0.isFinite ? Int(exactly: $0.rounded()) : nil } })
+        } else {
+            thumbnails = list.count > 1 ? [0] : []
+        }
         var images: [Micrograph] = []
-        for (index, entry) in list.enumerated() {
-            // DigitalMicrograph stores a display thumbnail as the first of several ImageList entries.
-            if index == 0 && list.count > 1 { continue }
+        var spectra = 0
+        for (index, entry) in list.enumerated() where !thumbnails.contains(index) {
+            // Spectra and spectrum images (EELS, EDS) are not micrographs.
+            let kind = parser.text(entry.node.at("ImageTags", "Meta Data", "Format"))?.lowercased() ?? ""
+            if kind == "spectrum" || kind == "spectrum image" || entry.node.at("ImageTags", "spim") != nil { spectra += 1; continue }
             if let m = try image(entry.node, index: index, parser: parser, bytes: bytes, url: url, format: format) {
                 images.append(m)
             }
         }
         guard !images.isEmpty else {
+            if spectra > 0 { throw MicrographError(file: file, reason: "DM file holds spectra or a spectrum image (EELS, EDS), not a micrograph") }
             throw MicrographError(file: file, reason: "DM file holds no 2-D image (ImageList has \(list.count) entries)")
         }
         return images

@@ -158,4 +158,32 @@ final class DMReaderTests: XCTestCase {
     func testWriteFuzzSeeds() throws {
         try FuzzSeedCorpus.write((dmSeeds(version: 3) + dmSeeds(version: 4)).map(\.bytes), target: "dm", ext: "dm")
     }
+
+    /// Which ImageList entries are micrographs: the root's Thumbnails group names the thumbnails
+    /// (without it, the first of several entries is one); spectra and spectrum images (EELS,
+    /// EDS: ImageTags Meta Data Format) are not micrographs.
+    func testThumbnailsAndSpectraFollowTheirTags() throws {
+        typealias T = DMTestWriter.Tag
+        func entry(_ name: String, format: String? = nil) -> T {
+            let image = DMTestImage.make(.int16, dims: [6, 4])
+            var tags: [T] = [.text("Name", name)]
+            if let format { tags.append(.group("ImageTags", [.group("Meta Data", [.text("Format", format)])])) }
+            return .group("", [.group("ImageData", [image.dataTag(littleEndian: true), .number("DataType", type: 3, value: Double(image.dataType)),
+                                                    .group("Dimensions", [.number("", type: 5, value: 6), .number("", type: 5, value: 4)]),
+                                                    .number("PixelDepth", type: 3, value: 2)])] + tags)
+        }
+        func read(_ entries: [T], thumbnails: [Int]?) throws -> [String] {
+            var w = DMTestWriter(version: 3, littleEndian: true)
+            var root: [T] = [.group("ImageList", entries)]
+            if let thumbnails { root.append(.group("Thumbnails", thumbnails.map { .group("", [.number("ImageIndex", type: 3, value: Double($0))]) })) }
+            return try DMReader.parse(w.file(root), url: URL(fileURLWithPath: "/tmp/t.dm3")).map { $0.metadata.extra["title"] ?? "?" }
+        }
+        XCTAssertEqual(try read([entry("first"), entry("second")], thumbnails: []), ["first", "second"])
+        XCTAssertEqual(try read([entry("thumb"), entry("main")], thumbnails: [0]), ["main"])
+        XCTAssertEqual(try read([entry("thumb"), entry("main")], thumbnails: nil), ["main"])
+        XCTAssertEqual(try read([entry("image"), entry("si", format: "Spectrum image")], thumbnails: []), ["image"])
+        XCTAssertThrowsError(try read([entry("si", format: "Spectrum image")], thumbnails: [])) { e in
+            XCTAssertTrue("\(e)".contains("spectrum image"), "\(e)")
+        }
+    }
 }
