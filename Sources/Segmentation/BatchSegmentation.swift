@@ -258,7 +258,13 @@ public final class BatchSegmentation: @unchecked Sendable {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let raw = try FloatImage(m, frame: frame)
                 let (size, source) = segmenter.pixelSize(of: m)
-                let result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
+                var result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
+                // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a
+                // scale bar, not specimen: no particle there.
+                if let bar = m.metadata.extra["fei_databar_rows"].flatMap(Int.init), bar > 0, bar < raw.height {
+                    let first = (raw.height - bar) * raw.width
+                    for i in first..<(raw.width * raw.height) { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
+                }
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
                 timings["read"] = readSeconds / Double(frames.count)

@@ -150,6 +150,23 @@ final class CommandContractTests: XCTestCase {
         XCTAssertTrue(values.allSatisfy { $0 >= 0 && $0 <= 1 }, "min \(values.min() ?? .nan), max \(values.max() ?? .nan)")
     }
 
+    /// An FEI/Thermo SEM TIFF's information bar is not specimen: no mask there. A 3.4 µm pixel is
+    /// refused at the model's scale unless --pixel-size says otherwise.
+    func testFEIDataBarIsNotSegmented() throws {
+        let file = CLIRunner.shared.appendingPathComponent("reference/formats/tiff/FEI-Helios-Ebeam-8bits.tif")
+        guard FileManager.default.fileExists(atPath: file.path), DefaultModel.url != nil else {
+            throw XCTSkip("../shared (the FEI reference TIFF) or the default model is absent")
+        }
+        try assertRefused(["segment", file.path, "-o", tmp.appendingPathComponent("a").path], mentions: "at the model's scale")
+        let out = tmp.appendingPathComponent("b")
+        let r = try CLIRunner.run(["segment", file.path, "-o", out.path, "--pixel-size", "0.05"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let mask = try XCTUnwrap(MicrographReader.open(out.appendingPathComponent("FEI-Helios-Ebeam-8bits_mask.png")).first)
+        let bar = 29  // rows below the 442-row scan
+        XCTAssertEqual(mask.data[(mask.height - bar) * mask.width..<(mask.height * mask.width)].filter { $0 != 0 }.count, 0)
+        XCTAssertGreaterThan(mask.data.filter { $0 != 0 }.count, 0)
+    }
+
     func testConvertModelAndBenchRefuseNonsense() throws {
         let model = tmp.appendingPathComponent("m.safetensors")
         let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4))
