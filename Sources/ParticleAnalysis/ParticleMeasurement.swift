@@ -73,9 +73,12 @@ public struct ParticleMeasurement: Sendable {
         let w = labels.width
         var next = Int32(labels.count)
         var split = false
-        // Two parts each need `minimumArea` pixels and an inscribed radius of `minimumRadius`.
-        let r = Double(TouchingParticles.minimumRadius)
-        let smallestPair = 2 * max(minimumArea, Int((Double.pi * r * r).rounded(.down)))
+        // Two parts each need `minimumArea` pixels and an inscribed radius of `minimumRadius`:
+        // at least the pixels within that distance of a centre pixel (25 for a radius of 3).
+        let r = Int(TouchingParticles.minimumRadius.rounded(.up))
+        var disc = 0
+        for dy in -r...r { for dx in -r...r where Float(dx * dx + dy * dy) < TouchingParticles.minimumRadius * TouchingParticles.minimumRadius { disc += 1 } }
+        let smallestPair = 2 * max(minimumArea, disc)
         for id32 in 1..<Int32(max(1, boxes.count)) where boxes[Int(id32)].area >= smallestPair {
             let (x0, y0, x1, y1, _) = boxes[Int(id32)]
             guard (x1 - x0) * (y1 - y0) <= TouchingParticles.largestBox else { continue }

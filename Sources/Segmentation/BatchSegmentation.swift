@@ -194,6 +194,11 @@ public final class BatchSegmentation: @unchecked Sendable {
                   s.input == url.path else { continue }
             guard s.model == modelName, s.threshold == segmenter.threshold,
                   segmenter.options.pixelSizeOverride.map({ s.pixelSizeNm == $0 }) ?? true else { return nil }
+            // A particle table with other columns (an older version's) is redone, so that the
+            // run's particles.csv has one header for every row.
+            let table = settings.outputDir.appendingPathComponent("\(s.image)_particles.csv")
+            guard let text = try? String(contentsOf: table, encoding: .utf8),
+                  text.prefix(while: { $0 != "\n" }) == Particle.csvHeader.joined(separator: ",") else { return nil }
             let all = ImageOutputs.files(for: s.image, probability: settings.probabilityFormat)
             let fresh = all.allSatisfy { name in
                 let d = (try? FileManager.default.attributesOfItem(atPath: settings.outputDir.appendingPathComponent(name).path))?[.modificationDate] as? Date

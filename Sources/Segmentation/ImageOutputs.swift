@@ -5,8 +5,8 @@ import ParticleAnalysis
 import Preprocessing
 
 /// The files `segment` writes for one image, each atomically (temporary file, then rename):
-/// `<name>_mask.png` (0/255), `<name>_mask.tif`, `<name>_labels.tif` (uint16 particle ids; both
-/// TIFFs deflated, see `TIFFWriter`),
+/// `<name>_mask.png` (0/255), `<name>_mask.tif`, `<name>_labels.tif` (uint16 particle ids, both
+/// TIFFs deflated, see `TIFFWriter`; past 65535 particles float32 labels, not deflated),
 /// `<name>_prob.tif` (float32) or `<name>_prob.npy`, `<name>_overlay.png` and, last, as the mark
 /// that the image is done, `<name>_particles.csv` and `<name>.summary.json`. The TIFFs carry an
 /// ImageJ calibration in nm so Fiji shows the scale.

@@ -251,7 +251,7 @@ struct ReportPage {
 
 /// A CSV field as RFC 4180 has it: quoted (inner quotes doubled) when it holds a comma, a quote
 /// or a line break (an image named `grid,A1`), as it is otherwise.
-func csvField(_ text: String) -> String {
+public func csvField(_ text: String) -> String {
     guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
     return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }

@@ -195,7 +195,7 @@ public final class Segmenter: @unchecked Sendable {
             return FloatImage(width: prepared.width, height: prepared.height, pixels: sum)
         }
         // The resampling filter overshoots near sharp edges: probabilities are clamped to [0, 1]
-        // (which leaves the mask, p > t for t in [0, 1], as it is).
+        // (which leaves the mask, p > t, as it is for t in [0, 1)).
         let probability = timed("resample_back") {
             guard netWidth != image.width || netHeight != image.height else { return p }
             var back = resample(p, width: image.width, height: image.height)

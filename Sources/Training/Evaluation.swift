@@ -109,7 +109,7 @@ public struct EvaluationReport: Codable, Sendable {
         var lines = ["image,group,pixel_size_nm,pixel_accuracy,dice,iou,precision,recall,tp,fp,tn,fn"]
         func line(_ name: String, _ group: String, _ p: Double?, _ s: EvaluationScores) -> String {
             let c = s.counts
-            return [name, group, p.map { String(format: "%.5g", $0) } ?? "", String(format: "%.5f", s.pixelAccuracy),
+            return [csvField(name), csvField(group), p.map { String(format: "%.5g", $0) } ?? "", String(format: "%.5f", s.pixelAccuracy),
                     String(format: "%.5f", s.dice), String(format: "%.5f", s.iou), String(format: "%.5f", s.precision),
                     String(format: "%.5f", s.recall), "\(c.truePositive)", "\(c.falsePositive)", "\(c.trueNegative)",
                     "\(c.falseNegative)"].joined(separator: ",")

@@ -46,6 +46,10 @@ struct Activations: ParsableCommand {
                 let cw = min(raw.width, max(1, Int((1024 / scale).rounded(.up)))), ch = min(raw.height, max(1, Int((1024 / scale).rounded(.up))))
                 var cut = FloatImage(width: cw, height: ch)
                 for y in 0..<ch { for xx in 0..<cw { cut[x: xx, y: y] = raw[x: xx, y: y] } }
+                guard Double(cw) * scale <= 4096, Double(ch) * scale <= 4096 else {
+                    throw MicrographError(url: url, reason: String(format: "at the model's pixel size (%.4g nm, this image %.4g nm) one pixel of this image would be %.3g pixels",
+                                                                   t, p, scale))
+                }
                 let rw = Int((Double(cw) * scale).rounded()), rh = Int((Double(ch) * scale).rounded())
                 guard rw >= a, rh >= a else {
                     throw MicrographError(url: url, reason: String(format: "at the model's pixel size (%.4g nm, this image %.4g nm) the image is %d×%d pixels, smaller than the network's %d",

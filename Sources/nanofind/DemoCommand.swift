@@ -44,8 +44,14 @@ struct Demo: ParsableCommand {
         guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir) else { return }
         guard isDir.boolValue else { throw MicrographError(url: folder, reason: "is a file; demo writes a folder there") }
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+        // Demo's files: the run files, NAME.ext and NAME_suffix.ext of its images, and the
+        // temporary `.FILE.partial-PID` of any of them an interrupted run left; regular files only.
         func isDemo(_ name: String) -> Bool {
-            Demo.runFiles.contains(name) || Demo.stems.contains { name.hasPrefix($0) || name.hasPrefix(".\($0)") }
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path, isDirectory: &isDir), !isDir.boolValue else { return false }
+            var file = name
+            if file.hasPrefix("."), let r = file.range(of: ".partial-") { file = String(file[file.index(after: file.startIndex)..<r.lowerBound]) }
+            return Demo.runFiles.contains(file) || Demo.stems.contains { file.hasPrefix($0 + ".") || file.hasPrefix($0 + "_") }
         }
         if let other = names.sorted().first(where: { !isDemo($0) }) {
             throw MicrographError(url: folder.appendingPathComponent(other),
@@ -75,7 +81,7 @@ struct Demo: ParsableCommand {
         var manifest: [String] = []
         for (i, c) in cases.enumerated() {
             guard let m = box.items[i] else { continue }
-            let name = "\(c.0.rawValue.lowercased())_demo"
+            let name = Demo.stems[i]
             manifest.append(try m.write(name: name, into: input))
             simulated.append((name, m, c.2))
         }

@@ -3,6 +3,7 @@ import Foundation
 import MicrographIO
 import ParticleAnalysis
 import Preprocessing
+import Segmentation
 
 struct Measure: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,7 +38,7 @@ struct Measure: ParsableCommand {
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.
                     let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: size == nil ? 0 : minArea,
                                                      minimumAreaPx: minAreaPx ?? (size == nil ? 20 : 1), splitTouching: split.splitTouching)
-                    for p in result.particles { print(([path] + p.csvFields).joined(separator: ",")) }
+                    for p in result.particles { print(([csvField(path)] + p.csvFields).joined(separator: ",")) }
                 }
             } catch {
                 failures += 1

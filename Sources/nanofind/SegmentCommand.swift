@@ -29,7 +29,7 @@ struct Segment: ParsableCommand {
             trained at, it is resampled to the model's scale and the probabilities mapped back.
 
             Per image in OUTDIR: NAME_mask.png (0/255), NAME_mask.tif, NAME_labels.tif (uint16 \
-            particle ids), NAME_prob.tif (float32; --prob-format npy for .npy, none for no map), the \
+            particle ids; float32 past 65535 particles), NAME_prob.tif (float32; --prob-format npy for .npy, none for no map), the \
             TIFFs calibrated in nm for Fiji; NAME_overlay.png (outlines and ids); NAME_particles.csv \
             (lengths in pixels, and in nm when the pixel size is known); NAME.summary.json. For the \
             run: particles.csv, summary.json, size_histogram.png and report.html (self-contained).

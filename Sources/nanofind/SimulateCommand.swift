@@ -104,6 +104,8 @@ struct Simulate: ParsableCommand {
             for v in [defocus.range.lowerBound, defocus.range.upperBound] { var q = drawn; q.defocusNm = v; ends.append(q) }
             for v in [dose.range.lowerBound, dose.range.upperBound] { var q = drawn; q.doseEPerA2 = v; ends.append(q) }
             for v in [carbonThickness.range.lowerBound, carbonThickness.range.upperBound] { var q = drawn; q.carbonThicknessNm = v; ends.append(q) }
+            // The int16 limit depends on dose and pixel size together: their brightest corner.
+            var corner = drawn; corner.doseEPerA2 = dose.range.upperBound; corner.pixelSizeNm = pixelSize.range.upperBound; ends.append(corner)
             for q in ends { if let problem = q.problem { throw ValidationError(problem) } }
         }
     }

@@ -102,14 +102,16 @@ struct Train: ParsableCommand {
         }
         // The model, train_log.csv and loss_curve.png go beside -o: never into the data, where
         // they would replace an image or a mask (or become one).
-        let resolved = outURL.resolvingSymlinksInPath().standardizedFileURL.path
+        // The folder resolved (it exists; a file that does not yet would not be), then the name.
+        let resolved = folder.resolvingSymlinksInPath().standardizedFileURL.appendingPathComponent(outURL.lastPathComponent).path
         for source in data + (validation.map { [$0] } ?? []) {
             let d = URL(fileURLWithPath: source).resolvingSymlinksInPath().standardizedFileURL.path
             if resolved == d || resolved.hasPrefix(d.hasSuffix("/") ? d : d + "/") {
                 throw exitWithInputError(DatasetError(file: output, reason: "is inside the training data \(source); write the model elsewhere"))
             }
         }
-        if FileManager.default.fileExists(atPath: outURL.path), !resume, (try? Model.load(outURL)) == nil {
+        // Only a NanoFind model is replaced (not a Keras .h5 of published weights, nor anything else).
+        if FileManager.default.fileExists(atPath: outURL.path), !resume, (try? SafeTensorsModel.load(outURL)) == nil {
             throw exitWithInputError(DatasetError(file: output, reason: "exists and is not a NanoFind model; train will not replace it"))
         }
         var run = TrainingRun(data: data.map { URL(fileURLWithPath: $0) }, validationFolder: validation.map { URL(fileURLWithPath: $0) },

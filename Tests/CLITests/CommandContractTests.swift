@@ -47,6 +47,12 @@ final class CommandContractTests: XCTestCase {
         try Data("precious".utf8).write(to: mine)
         try assertRefused(["demo", "-o", tmp.appendingPathComponent("demo").path], mentions: "my_data.dm4: was not written by nanofind demo")
         XCTAssertEqual(try Data(contentsOf: mine), Data("precious".utf8))
+        // A folder whose name starts like a demo image's is not demo's either.
+        try FileManager.default.removeItem(at: mine)
+        let folder = mine.deletingLastPathComponent().appendingPathComponent("au_demo_2019")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try assertRefused(["demo", "-o", tmp.appendingPathComponent("demo").path], mentions: "au_demo_2019: was not written by nanofind demo")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.path))
     }
 
     func testTrainNeverWritesIntoItsDataAndSavesWithoutValidationImages() throws {
@@ -54,6 +60,11 @@ final class CommandContractTests: XCTestCase {
         let mask = data.appendingPathComponent("img_mask.png"), before = try Data(contentsOf: mask)
         try assertRefused(["train", data.path, "-o", mask.path] + tinyTraining, mentions: "is inside the training data")
         XCTAssertEqual(try Data(contentsOf: mask), before)
+        // Also through a symbolic link to the data, for a model file that does not exist yet.
+        let link = tmp.appendingPathComponent("link")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: data)
+        try assertRefused(["train", link.path, "-o", link.appendingPathComponent("new.safetensors").path] + tinyTraining,
+                          mentions: "is inside the training data")
         let other = tmp.appendingPathComponent("notes.txt")
         try Data("notes".utf8).write(to: other)
         try assertRefused(["train", data.path, "-o", other.path] + tinyTraining, mentions: "exists and is not a NanoFind model")
@@ -110,6 +121,9 @@ final class CommandContractTests: XCTestCase {
         let out = tmp.appendingPathComponent("sim").path
         try assertRefused(["simulate", "-o", out, "--count", "1", "--size", "64", "--particles", "0:1e30"], mentions: "--particles")
         try assertRefused(["simulate", "-o", out, "--count", "40", "--size", "64", "--dose=-3000:3000"], mentions: "--dose")
+        // Each end alone is fine; their brightest corner (most dose on the largest pixel) clips int16.
+        try assertRefused(["simulate", "-o", out, "--count", "40", "--size", "64", "--dose", "1000:3000", "--pixel-size", "0.04:0.1",
+                           "--diameter", "0.8:1"], mentions: "int16")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
