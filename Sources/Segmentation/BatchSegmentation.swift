@@ -169,6 +169,13 @@ public final class BatchSegmentation: @unchecked Sendable {
         return (outcome, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
 
+    /// The run's settings that shape a result besides the model, threshold and pixel size, as
+    /// each image's summary records them (a re-run with others redoes the image).
+    public var segmentationSettings: String {
+        String(format: "split_touching=%@ min_area_nm2=%g min_area_px=%d preprocessing=%@ tta=%@", settings.splitTouching ? "yes" : "no",
+               settings.minimumAreaNm2, settings.minimumAreaPx, segmenter.recipe.description, segmenter.options.testTimeAugmentation ? "yes" : "no")
+    }
+
     /// Output names of a file's images (`<stem>`, or `<stem>_<k>` for several).
     public func names(for url: URL, count: Int) -> [String] {
         let stem = url.deletingPathExtension().lastPathComponent
@@ -192,7 +199,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             let u = settings.outputDir.appendingPathComponent(file)
             guard let data = try? Data(contentsOf: u), let s = try? JSONDecoder().decode(ImageSummary.self, from: data),
                   s.input == url.path else { continue }
-            guard s.model == modelName, s.threshold == segmenter.threshold,
+            guard s.model == modelName, s.threshold == segmenter.threshold, s.segmentation == segmentationSettings,
                   segmenter.options.pixelSizeOverride.map({ s.pixelSizeNm == $0 }) ?? true else { return nil }
             // A particle table with other columns (an older version's) is redone, so that the
             // run's particles.csv has one header for every row.
@@ -293,7 +300,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                                             particles: measurement.particles, mask: result.mask.values, model: self.modelName,
                                             threshold: result.threshold, pixelSizeNm: size, pixelSizeSource: source.rawValue,
                                             scale: result.scale, seconds: Double(now - t0) / 1e9 + readSeconds / Double(frames.count),
-                                            timings: timings)
+                                            timings: timings, segmentation: self.segmentationSettings)
                     })
                 summaries.append(summary)
             }

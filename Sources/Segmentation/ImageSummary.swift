@@ -28,12 +28,16 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     public var scale: Double
     public var seconds: Double
     public var timings: [String: Double]
+    /// The settings besides model, threshold and pixel size that shaped the result (splitting,
+    /// smallest particle, input preparation, TTA), so that a re-run with others redoes the
+    /// image. Nil in summaries written before it was recorded.
+    public var segmentation: String?
 
     enum CodingKeys: String, CodingKey {
         case image, input, width, height, particles, areaFraction = "area_fraction", maskFraction = "mask_fraction",
              meanEqDiameterNm = "mean_eq_diameter_nm", medianEqDiameterNm = "median_eq_diameter_nm",
              meanEqDiameterPx = "mean_eq_diameter_px", medianEqDiameterPx = "median_eq_diameter_px", model, threshold,
-             pixelSizeNm = "pixel_size_nm", pixelSizeSource = "pixel_size_source", scale, seconds, timings
+             pixelSizeNm = "pixel_size_nm", pixelSizeSource = "pixel_size_source", scale, seconds, timings, segmentation
     }
 
     /// Every field, those without a value as null (an uncalibrated image's nm fields), so that a
@@ -48,12 +52,13 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         try c.encode(model, forKey: .model); try c.encode(threshold, forKey: .threshold)
         try c.encode(pixelSizeNm, forKey: .pixelSizeNm); try c.encode(pixelSizeSource, forKey: .pixelSizeSource)
         try c.encode(scale, forKey: .scale); try c.encode(seconds, forKey: .seconds); try c.encode(timings, forKey: .timings)
+        try c.encode(segmentation, forKey: .segmentation)
     }
 
     public init(image: String, input: String, width: Int, height: Int, particles: [Particle], mask: [UInt8], model: String,
                 threshold: Float, pixelSizeNm: Double?, pixelSizeSource: String, scale: Double, seconds: Double,
-                timings: [String: Double]) {
-        self.image = image; self.input = input; self.width = width; self.height = height
+                timings: [String: Double], segmentation: String? = nil) {
+        self.image = image; self.input = input; self.width = width; self.height = height; self.segmentation = segmentation
         self.particles = particles.count
         areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / Double(max(1, width * height))
         maskFraction = Double(mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / Double(max(1, mask.count))

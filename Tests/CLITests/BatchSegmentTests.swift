@@ -59,6 +59,11 @@ final class BatchSegmentTests: XCTestCase {
         // Other settings are not "already done": a new threshold redoes every file.
         let other = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9"])
         XCTAssertTrue(other.stdout.contains("\(good) processed, 0 already done, 3 failed"), other.stdout)
+        // and so do other splitting or preparation settings.
+        let unsplit = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9", "--no-split-touching"])
+        XCTAssertTrue(unsplit.stdout.contains("\(good) processed, 0 already done, 3 failed"), unsplit.stdout)
+        let same = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9", "--no-split-touching"])
+        XCTAssertTrue(same.stdout.contains("0 processed, \(good) already done, 3 failed"), same.stdout)
     }
 
     func testAKilledRunIsFinishedByTheNextAndLeavesNoPartialFiles() throws {
