@@ -47,6 +47,15 @@ public struct ParticleMeasurement: Sendable {
         }
     }
 
+    /// Segment's smallest particle, in the two forms the initialiser takes: `nm2` where the pixel
+    /// size is known (then at least 1 px), else `uncalibratedPx` pixels. Segment, measure and
+    /// evaluate all take it from here.
+    public static let smallestParticleNm2 = 0.5, smallestParticlePxUncalibrated = 20
+    public static func minimumAreas(pixelSizeNm: Double?, nm2: Double = smallestParticleNm2,
+                                    uncalibratedPx: Int = smallestParticlePxUncalibrated) -> (nm2: Double, px: Int) {
+        pixelSizeNm == nil ? (0, uncalibratedPx) : (nm2, 1)
+    }
+
     /// Each label's bounding box (first and one-past-last column and row) and area, from its runs.
     static func boxes(_ runs: Runs, _ runLabels: [Int32], count: Int) -> [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)] {
         var boxes = [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)](repeating: (Int.max, Int.max, 0, 0, 0), count: count + 1)
@@ -230,11 +239,14 @@ func convexHullPixelCount(_ points: [(Int, Int)]) -> Int {
         for i in 0..<hull.count {
             let a = hull[i], b = hull[(i + 1) % hull.count]
             guard min(a.1, b.1) <= y && y <= max(a.1, b.1) else { continue }
-            let cands: [(n: Int, d: Int)] = a.1 == b.1 ? [(a.0, 1), (b.0, 1)]
-                : [((a.0 * (b.1 - a.1) + (y - a.1) * (b.0 - a.0)) * (b.1 > a.1 ? 1 : -1), abs(b.1 - a.1))]
-            for c in cands {
+            func note(_ c: (n: Int, d: Int)) {
                 if lo.map({ c.n * $0.d < $0.n * c.d }) ?? true { lo = c }
                 if hi.map({ c.n * $0.d > $0.n * c.d }) ?? true { hi = c }
+            }
+            if a.1 == b.1 {
+                note((a.0, 1)); note((b.0, 1))
+            } else {
+                note(((a.0 * (b.1 - a.1) + (y - a.1) * (b.0 - a.0)) * (b.1 > a.1 ? 1 : -1), abs(b.1 - a.1)))
             }
         }
         if let lo, let hi {

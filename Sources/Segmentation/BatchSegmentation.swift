@@ -11,8 +11,8 @@ public struct BatchSettings: Sendable {
     public var overwrite = false
     public var probabilityFormat: ImageOutputs.ProbabilityFormat = .tif
     /// Objects smaller than this are not particles (needs the pixel size; else `minimumAreaPx`).
-    public var minimumAreaNm2 = 0.5
-    public var minimumAreaPx = 20
+    public var minimumAreaNm2 = ParticleMeasurement.smallestParticleNm2
+    public var minimumAreaPx = ParticleMeasurement.smallestParticlePxUncalibrated
     /// Split touching particles (`ParticleMeasurement`'s `splitTouching`).
     public var splitTouching = true
     /// Process only the inputs of shard `k` of `n` (1-based), chosen by a hash of the path.
@@ -284,9 +284,10 @@ public final class BatchSegmentation: @unchecked Sendable {
                 let (_, summary) = try ImageOutputs.write(
                     name: name, into: settings.outputDir, raw: raw, result: result, probability: settings.probabilityFormat,
                     measure: {
-                        ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
-                                            minimumAreaNm2: size == nil ? 0 : settings.minimumAreaNm2,
-                                            minimumAreaPx: size == nil ? settings.minimumAreaPx : 1,
+                        let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: size, nm2: settings.minimumAreaNm2,
+                                                                        uncalibratedPx: settings.minimumAreaPx)
+                        return ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
+                                            minimumAreaNm2: smallest.nm2, minimumAreaPx: smallest.px,
                                             splitTouching: settings.splitTouching)
                     },
                     summarise: { measurement, seconds in

@@ -164,8 +164,9 @@ public struct Evaluation {
             // The prediction and the true mask measured alike (split, smallest particle), so that a
             // perfect prediction counts right.
             func measured(_ m: BinaryMask) -> ParticleMeasurement {
-                ParticleMeasurement(mask: m, pixelSizeNm: image.pixelSizeNm, minimumAreaNm2: image.pixelSizeNm == nil ? 0 : 0.5,
-                                    minimumAreaPx: image.pixelSizeNm == nil ? 20 : 1, splitTouching: splitTouching)
+                let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: image.pixelSizeNm)
+                return ParticleMeasurement(mask: m, pixelSizeNm: image.pixelSizeNm, minimumAreaNm2: smallest.nm2,
+                                           minimumAreaPx: smallest.px, splitTouching: splitTouching)
             }
             let found = measured(mask)
             let components = measured(image.mask).particles.count

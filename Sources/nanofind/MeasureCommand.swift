@@ -18,7 +18,7 @@ struct Measure: ParsableCommand {
 
     @Argument(help: "Mask files (PNG, TIFF, …).") var masks: [String]
     @OptionGroup var calibration: PixelSizeOption
-    @Option(help: "Smallest particle in nm², with a pixel size (segment's default).") var minArea = 0.5
+    @Option(help: "Smallest particle in nm², with a pixel size (segment's default).") var minArea = ParticleMeasurement.smallestParticleNm2
     @Option(help: "Smallest particle in pixels (default: 20 without a pixel size, as segment; 1 with one).") var minAreaPx: Int?
     @OptionGroup var split: ParticleSplitOption
 
@@ -36,8 +36,9 @@ struct Measure: ParsableCommand {
                     let mask = try BinaryMask(m)
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.
-                    let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: size == nil ? 0 : minArea,
-                                                     minimumAreaPx: minAreaPx ?? (size == nil ? 20 : 1), splitTouching: split.splitTouching)
+                    let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: size, nm2: minArea)
+                    let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
+                                                     minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
                     for p in result.particles { print(([csvField(path)] + p.csvFields).joined(separator: ",")) }
                 }
             } catch {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MicrographIO
+import ParticleAnalysis
 import NanoNet
 import NanoTensor
 import Segmentation
@@ -50,7 +51,7 @@ struct Segment: ParsableCommand {
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
     @OptionGroup var calibration: PixelSizeOption
     @Option(help: "Memory in GB for the files segmented at once (each of --jobs N gets 1/N; an image that needs more is segmented alone afterwards with all of it): an image's full-size arrays (about 19 bytes per pixel, a 16384² int16 one 5.5 GB in all) and the network's tiles, sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory).") var memory: Double?
-    @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = 0.5
+    @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = ParticleMeasurement.smallestParticleNm2
     @OptionGroup var split: ParticleSplitOption
     @Option(help: "Probability map format: tif, npy, or none (no map; a 4096² one is 64 MB).") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
