@@ -239,10 +239,9 @@ public final class BatchSegmentation: @unchecked Sendable {
         var tileSizes: [Int] = []
         let fileBytes = micrographs.reduce(0) { $0 + $1.data.count }
         for (m, _) in frames {
-            if segmenter.options.pixelSizeOverride == nil { _ = try m.squarePixelSizeNm(file: url.path) }
             // At the model's scale too: a 64-px image at a tenth of the model's pixel size would
             // reach the network as 6 px.
-            let (size, _) = segmenter.pixelSize(of: m), scale = segmenter.scale(for: size)
+            let (size, _) = try segmenter.pixelSize(of: m, file: url.path), scale = segmenter.scale(for: size)
             let sides = (Double(m.width) * scale, Double(m.height) * scale)
             guard sides.0.isFinite, sides.1.isFinite, sides.0 < 1e7, sides.1 < 1e7 else {
                 throw MicrographError(url: url, reason: String(format: "a pixel size of %.4g nm would make this image %.3g pixels wide at the model's scale",
@@ -254,7 +253,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                     format: "image is %d×%d pixels of %.4g nm, %d×%d at the model's %.4g nm; both sides must be at least 64 there",
                     m.width, m.height, size ?? 0, netWidth, netHeight, segmenter.model.metadata.trainingPixelSizeNm ?? 0))
             }
-            switch segmenter.memoryPlan(width: m.width, height: m.height, pixelSizeNm: segmenter.pixelSize(of: m).0,
+            switch segmenter.memoryPlan(width: m.width, height: m.height, pixelSizeNm: size,
                                         fileBytes: fileBytes) {
             case .success(let plan): tileSizes.append(plan.tileSize)
             case .failure(let shortfall):
@@ -269,7 +268,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             for (index, (name, (m, frame))) in zip(names, frames).enumerated() {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let raw = try FloatImage(m, frame: frame)
-                let (size, source) = segmenter.pixelSize(of: m)
+                let (size, source) = try segmenter.pixelSize(of: m, file: url.path)
                 var result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
                 // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a
                 // scale bar, not specimen: no particle there.

@@ -87,9 +87,10 @@ public final class Segmenter: @unchecked Sendable {
     public var recipe: InputRecipe { options.recipe ?? model.metadata.preprocessing }
 
     /// The pixel size to use for a micrograph and where it came from.
-    public func pixelSize(of micrograph: Micrograph) -> (Double?, PixelSizeSource) {
+    /// Pixels that are not square are an error unless `--pixel-size` overrides (`squarePixelSizeNm`).
+    public func pixelSize(of micrograph: Micrograph, file: String? = nil) throws -> (Double?, PixelSizeSource) {
         if let p = options.pixelSizeOverride { return (p, .option) }
-        if let p = micrograph.pixelSize, p.x > 0, p.x.isFinite { return (p.x, .file) }
+        if let p = try micrograph.squarePixelSizeNm(file: file) { return (p, .file) }
         return (nil, .none)
     }
 
@@ -158,8 +159,7 @@ public final class Segmenter: @unchecked Sendable {
     /// Segments one frame of a micrograph.
     public func segment(_ micrograph: Micrograph, frame: Int = 0, pool: ThreadPool = .shared) throws -> SegmentedImage {
         let image = try FloatImage(micrograph, frame: frame)
-        if options.pixelSizeOverride == nil { _ = try micrograph.squarePixelSizeNm() }
-        let (size, source) = pixelSize(of: micrograph)
+        let (size, source) = try pixelSize(of: micrograph)
         return segment(image, pixelSizeNm: size, source: source, pool: pool)
     }
 
