@@ -27,27 +27,33 @@ package enum DistanceTransform {
         } }
         // Along the rows, with a border of unset pixels just outside the region.
         let n = w + 2
-        var f = [Double](repeating: 0, count: n), out = f
-        var v = [Int](repeating: 0, count: n), z = [Double](repeating: 0, count: n + 1)
-        for y in 0..<h {
-            f[0] = 0; f[w + 1] = 0
-            for x in 0..<w { f[x + 1] = Double(d[y * w + x]) }
-            lowerEnvelope(f, count: w + 2, into: &out, &v, &z)
-            for x in 0..<w { d[y * w + x] = Float(out[x + 1]) }
+        let f = UnsafeMutablePointer<Double>.allocate(capacity: n), out = UnsafeMutablePointer<Double>.allocate(capacity: n)
+        let v = UnsafeMutablePointer<Int>.allocate(capacity: n), z = UnsafeMutablePointer<Double>.allocate(capacity: n + 1)
+        defer { f.deallocate(); out.deallocate(); v.deallocate(); z.deallocate() }
+        d.withUnsafeMutableBufferPointer { D in
+            for y in 0..<h {
+                let row = D.baseAddress! + y * w
+                f[0] = 0; f[w + 1] = 0
+                for x in 0..<w { f[x + 1] = Double(row[x]) }
+                lowerEnvelope(f, count: n, into: out, v, z)
+                for x in 0..<w { row[x] = Float(out[x + 1]) }
+            }
         }
         return d
     }
 
     /// out[q] = min over p of (q − p)² + f[p], for q, p in 0 ..< count (`v`, `z`: scratch of at
     /// least count and count + 1).
-    static func lowerEnvelope(_ f: [Double], count n: Int, into out: inout [Double], _ v: inout [Int], _ z: inout [Double]) {
+    static func lowerEnvelope(_ f: UnsafePointer<Double>, count n: Int, into out: UnsafeMutablePointer<Double>,
+                              _ v: UnsafeMutablePointer<Int>, _ z: UnsafeMutablePointer<Double>) {
         var k = 0
         v[0] = 0; z[0] = -.infinity; z[1] = .infinity
         for q in 1..<n {
             var s: Double
+            let fq = f[q] + Double(q * q)
             repeat {
                 let p = v[k]
-                s = ((f[q] + Double(q * q)) - (f[p] + Double(p * p))) / Double(2 * q - 2 * p)
+                s = (fq - (f[p] + Double(p * p))) / Double(2 * q - 2 * p)
                 if s <= z[k] { k -= 1 } else { break }
             } while k >= 0
             k += 1

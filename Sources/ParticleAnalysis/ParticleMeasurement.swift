@@ -15,8 +15,11 @@ public struct ParticleMeasurement: Sendable {
     ///   - minimumAreaPx: … and smaller than this many pixels.
     ///   - splitTouching: particles that touch (a narrow neck between two inscribed circles) are
     ///     split along the neck into one particle each (`TouchingParticles`).
+    ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
+    ///     result either way).
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
-                minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, splitTouching: Bool = false) {
+                minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, splitTouching: Bool = false,
+                parallel: ParallelFor = serially) {
         let filled = mask.holesFilled()
         let w = mask.width, h = mask.height
         let runs = filled.values.withUnsafeBufferPointer { Runs(width: w, height: h, values: $0, set: true) }
@@ -38,7 +41,8 @@ public struct ParticleMeasurement: Sendable {
         labels = ComponentLabels(runs: runs, runLabels: runLabels, count: Int(kept))
         particles = []
         // Split first (it needs only each particle's box and area), then measure once.
-        if splitTouching && splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: Int(kept)), minimumArea: minimum) {
+        if splitTouching && splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: Int(kept)), minimumArea: minimum,
+                                                   parallel: parallel) {
             var split: [Int32] = []
             let relabelled = labels.labels.withUnsafeBufferPointer { Runs(width: w, height: h, labels: $0, runLabels: &split) }
             particles = ParticleMeasurement.measure(relabelled, split, labels, probability: probability, pixelSizeNm: pixelSizeNm)
@@ -74,34 +78,86 @@ public struct ParticleMeasurement: Sendable {
     /// they share the longest boundary with, the largest part keeps the id. Every particle large
     /// enough for two parts is looked at: a cheaper gate on solidity (area / convex hull) missed a
     /// large particle touching a small one (radii 80 and 20 px: solidity 0.95, as a single
-    /// pixelated disc of radius 10; the solidity then was the continuous hull's). One particle at
-    /// a time, so the memory it takes is bounded by the largest one's box.
+    /// pixelated disc of radius 10; the solidity then was the continuous hull's).
+    ///
+    /// Two passes: the first finds which particles split and how, reading the labels only, and
+    /// may look at several particles side by side (`parallel`; a particle whose box holds more
+    /// than `largestSideBySideBox` pixels is looked at alone, so the scratch of those side by
+    /// side stays small); the second writes the parts of those that split, in id order (the same
+    /// labels however the first pass was run).
     /// `boxes[id]`: each label's box and area (index 0 unused). Returns whether any particle was
     /// split (the labels then renumbered in raster order).
-    mutating func splitTouchingParticles(_ boxes: [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)], minimumArea: Int) -> Bool {
+    mutating func splitTouchingParticles(_ boxes: [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)], minimumArea: Int,
+                                         parallel: ParallelFor = serially) -> Bool {
         let w = labels.width
-        var next = Int32(labels.count)
-        var split = false
         // Two parts each need `minimumArea` pixels and an inscribed radius of `minimumRadius`:
         // at least the pixels within that distance of a centre pixel (25 for a radius of 3).
         let r = Int(TouchingParticles.minimumRadius.rounded(.up))
         var disc = 0
         for dy in -r...r { for dx in -r...r where Float(dx * dx + dy * dy) < TouchingParticles.minimumRadius * TouchingParticles.minimumRadius { disc += 1 } }
         let smallestPair = 2 * max(minimumArea, disc)
-        for id32 in 1..<Int32(max(1, boxes.count)) where boxes[Int(id32)].area >= smallestPair {
-            let (x0, y0, x1, y1, _) = boxes[Int(id32)]
-            guard (x1 - x0) * (y1 - y0) <= TouchingParticles.largestBox else { continue }
-            let id = id32, bw = x1 - x0, bh = y1 - y0
-            let (basin, count) = labels.labels.withUnsafeBufferPointer { L in
-                TouchingParticles.basins(width: bw, height: bh) { x, y in L[(y0 + y) * w + x0 + x] == id }
+        func boxPixels(_ id: Int) -> Int { (boxes[id].x1 - boxes[id].x0) * (boxes[id].y1 - boxes[id].y0) }
+        let candidates = (1..<max(1, boxes.count)).filter { boxes[$0].area >= smallestPair && boxPixels($0) <= TouchingParticles.largestBox }
+        guard !candidates.isEmpty else { return false }
+        // Each particle's basins, grouped into parts (nil: it stays whole).
+        func parts(_ L: UnsafeBufferPointer<Int32>, _ id: Int) -> (basin: [Int32], of: [Int], count: Int, largest: Int)? {
+            let (x0, y0, x1, y1, _) = boxes[id]
+            let bw = x1 - x0, id32 = Int32(id)
+            let (basin, count) = TouchingParticles.basins(width: bw, height: y1 - y0) { x, y in L[(y0 + y) * w + x0 + x] == id32 }
+            guard count > 1, let p = TouchingParticles.parts(basin, count: count, width: bw, minimumArea: minimumArea) else { return nil }
+            return (basin, p.of, p.count, p.largest)
+        }
+        // First pass: which split, and their parts. Large boxes first, one at a time, then the
+        // rest side by side in interleaved pieces (neighbouring ids are often of similar size).
+        // The parts of the side-by-side ones are kept (a byte a pixel of the box) while they fit
+        // beside the scratch in the bound `TouchingParticles.scratchBytes` sets; the others are
+        // found again below.
+        final class Found: @unchecked Sendable {
+            let lock = NSLock()
+            var parts: [Int: (part: [UInt8], count: Int, largest: Int)] = [:], keptBytes = 0, splits: [Int] = []
+        }
+        let found = Found(), keptBudget = TouchingParticles.keptBytes(pixels: labels.labels.count)
+        func look(_ L: UnsafeBufferPointer<Int32>, _ id: Int, keeping: Bool) {
+            guard let p = parts(L, id) else { return }
+            found.lock.lock()
+            found.splits.append(id)
+            let keep = keeping && p.count < 255 && found.keptBytes + p.basin.count <= keptBudget
+            if keep { found.keptBytes += p.basin.count }
+            found.lock.unlock()
+            guard keep else { return }
+            let part = p.basin.map { $0 >= 0 ? UInt8(p.of[Int($0)]) : 255 }
+            found.lock.lock(); found.parts[id] = (part, p.count, p.largest); found.lock.unlock()
+        }
+        labels.labels.withUnsafeBufferPointer { L in
+            for id in candidates where boxPixels(id) > TouchingParticles.largestSideBySideBox { look(L, id, keeping: false) }
+            let small = candidates.filter { boxPixels($0) <= TouchingParticles.largestSideBySideBox }
+            let count = min(small.count, 64)
+            parallel(count) { k in
+                for i in stride(from: k, to: small.count, by: count) { look(L, small[i], keeping: true) }
             }
-            guard count > 1, let parts = TouchingParticles.parts(basin, count: count, width: bw, minimumArea: minimumArea) else { continue }
-            // The largest part keeps the id, the others take new ones.
-            var newId = [Int32](repeating: id, count: parts.count)
-            for k in 0..<parts.count where k != parts.largest { next += 1; newId[k] = next }
+        }
+        // Second pass: the parts written, those kept first (and let go), then those found again.
+        // The largest part keeps the id, the others take new ones (which, once the labels are
+        // numbered in raster order below, do not depend on the order taken here).
+        var next = Int32(labels.count)
+        var split = false
+        let splits = found.splits.sorted()
+        for id in splits.filter({ found.parts[$0] != nil }) + splits.filter({ found.parts[$0] == nil }) {
+            let kept = found.parts.removeValue(forKey: id)
+            let again = kept == nil ? labels.labels.withUnsafeBufferPointer({ parts($0, id) }) : nil
+            guard let count = kept?.count ?? again?.count, let largest = kept?.largest ?? again?.largest else { continue }
+            let (x0, y0, x1, y1, _) = boxes[id]
+            let bw = x1 - x0, bh = y1 - y0
+            var newId = [Int32](repeating: Int32(id), count: count)
+            for k in 0..<count where k != largest { next += 1; newId[k] = next }
             split = true
-            for y in 0..<bh { for x in 0..<bw where basin[y * bw + x] >= 0 {
-                labels.labels[(y0 + y) * w + x0 + x] = newId[Int(parts.of[Int(basin[y * bw + x])])]
+            for y in 0..<bh { for x in 0..<bw {
+                let i = y * bw + x
+                if let kept {
+                    if kept.part[i] != 255 { labels.labels[(y0 + y) * w + x0 + x] = newId[Int(kept.part[i])] }
+                } else if let again, again.basin[i] >= 0 {
+                    labels.labels[(y0 + y) * w + x0 + x] = newId[again.of[Int(again.basin[i])]]
+                }
             } }
         }
         guard split else { return false }

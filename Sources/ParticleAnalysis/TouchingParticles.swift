@@ -15,8 +15,19 @@ package enum TouchingParticles {
     /// order and the basin numbers (4 bytes each; the unframed distances are let go before the
     /// basins are made), and the counting sort's table (at most 2 bytes a pixel).
     package static let bytesPerBoxPixel = 16
-    /// The most scratch one split takes.
-    package static let largestScratchBytes = bytesPerBoxPixel * largestBox
+    /// Particles whose box holds at most this many pixels (1024²) may be looked at side by side
+    /// (`ParticleMeasurement`'s split; `segment` looks at two at a time): 16 MB of scratch each.
+    package static let largestSideBySideBox = largestBox / 16
+    /// The split's scratch for an image of `pixels`, at most: one box alone (at most the image
+    /// and `largestBox`), or two side by side and the parts kept from them.
+    package static func scratchBytes(pixels: Int) -> Int {
+        max(min(pixels, largestBox), 2 * min(pixels, largestSideBySideBox)) * bytesPerBoxPixel
+    }
+    /// The parts the split keeps between its passes (a byte a pixel of a split particle's box):
+    /// what two side-by-side boxes leave of `scratchBytes` (none for an image of at most 2²¹ pixels).
+    package static func keptBytes(pixels: Int) -> Int {
+        scratchBytes(pixels: pixels) - 2 * min(pixels, largestSideBySideBox) * bytesPerBoxPixel
+    }
     /// Particles whose inscribed radius is smaller than this many pixels are not split off.
     package static let minimumRadius: Float = 3
 
@@ -103,8 +114,9 @@ package enum TouchingParticles {
         // The neighbours in the order the rows above, then this row, then the row below are read
         // (ties for the highest go to the first).
         let offsets = [-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1]
-        var roots = [Int32](repeating: 0, count: 8)
+        var rootsArray = [Int32](repeating: 0, count: 8)
         level2.withUnsafeBufferPointer { L in pixelSet.withUnsafeMutableBufferPointer { P in
+          offsets.withUnsafeBufferPointer { offsets in rootsArray.withUnsafeMutableBufferPointer { roots in
             for p32 in order {
                 let p = Int(p32)
                 var best: Int32 = -1, bestLevel: Float = -1  // the highest labelled neighbour
@@ -148,6 +160,7 @@ package enum TouchingParticles {
                 }
                 P[p] = best  // the pixel joins the basin of its highest neighbour
             }
+          } }
         } }
         // The final basins, numbered 0, 1, … in raster order, without the frame: moved in place
         // (a pixel's unframed index is never past its framed one).

@@ -26,14 +26,16 @@ public enum ImageOutputs {
 
     /// Writes every output of one image, measuring its particles meanwhile, and returns the
     /// measurement and the summary with the seconds each step took. Two threads share one queue
-    /// of writes: it starts with the maps that do not depend on the particles (probability, mask
-    /// PNG and TIFF); this thread measures (`measure`) meanwhile, then adds the overlay and the
-    /// labels, and both take whatever write is next until none is left (the probability map alone
-    /// takes as long as the measurement). The particle table and the summary (`summarise` of the
-    /// measurement and the timings), the marks that the image is done, come last. On any failure
-    /// every file written for the image is removed.
+    /// of work: it starts with the maps that do not depend on the particles (probability, mask
+    /// PNG and TIFF); this thread measures (`measure`) meanwhile, and what `measure` runs through
+    /// the `ParallelFor` it is given (the split of touching particles) goes to the head of the
+    /// queue, so the other thread joins in as soon as its write is done. Then this thread adds the
+    /// overlay and the labels, and both take whatever write is next until none is left. The
+    /// particle table and the summary (`summarise` of the measurement and the timings), the marks
+    /// that the image is done, come last. On any failure every file written for the image is
+    /// removed.
     public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage, probability: ProbabilityFormat,
-                             measure: () -> ParticleMeasurement,
+                             measure: (ParallelFor) -> ParticleMeasurement,
                              summarise: (ParticleMeasurement, [String: Double]) -> ImageSummary) throws
         -> (ParticleMeasurement, ImageSummary) {
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
@@ -46,21 +48,24 @@ public enum ImageOutputs {
         }
         let measured = Measured()
         withoutActuallyEscaping(measure) { measure in
-            final class Task: @unchecked Sendable { let run: () -> ParticleMeasurement; init(_ r: @escaping () -> ParticleMeasurement) { run = r } }
+            final class Task: @unchecked Sendable {
+                let run: (ParallelFor) -> ParticleMeasurement
+                init(_ r: @escaping (ParallelFor) -> ParticleMeasurement) { run = r }
+            }
             let task = Task(measure)
             // Two jobs side by side (the caller's thread takes one): no wait on a queue that
             // `segment --jobs N` may have filled with callers like this one.
             ThreadPool.sideBySide(2) { k in
                 if k == 0 {
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    let measurement = task.run()
+                    let measurement = task.run { count, piece in queue.parallel(count, piece, outcome: outcome) }
                     measured.value = measurement
                     measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                     measured.jobs = Result { try ImageOutputs.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
                                                               pixelSizeNm: result.pixelSizeNm) }
                     queue.close(adding: (try? measured.jobs?.get()) ?? [])
                 }
-                run(queue, into: outcome)
+                queue.run(into: outcome)
             }
         }
         let measurement = measured.value!
@@ -176,36 +181,75 @@ public enum ImageOutputs {
         var error: Error?
     }
 
-    /// Writes in the order they are to be taken; more may come until `close(adding:)`.
+    /// Writes in the order they are to be taken (more may come until `close(adding:)`), and the
+    /// pieces of a `parallel` loop, taken before any write.
     final class JobQueue: @unchecked Sendable {
         private let condition = NSCondition()
         private var jobs: [Job], next = 0, closed = false
+        private var pieces: [() -> Void] = [], nextPiece = 0, unfinishedPieces = 0
         init(_ jobs: [Job]) { self.jobs = jobs }
+
+        enum Work { case write(Job), piece(() -> Void) }
 
         /// Adds the last jobs; takers then stop once the queue is empty.
         func close(adding more: [Job]) {
             condition.lock(); jobs += more; closed = true; condition.broadcast(); condition.unlock()
         }
 
-        /// The next job, waiting while the queue is empty but not closed; nil when all are taken.
-        func take() -> Job? {
-            condition.lock(); defer { condition.unlock() }
-            while next == jobs.count && !closed { condition.wait() }
-            guard next < jobs.count else { return nil }
-            next += 1
-            return jobs[next - 1]
+        /// The next piece or write (under the lock), nil when there is none now.
+        private func nextWork() -> Work? {
+            if nextPiece < pieces.count { nextPiece += 1; return .piece(pieces[nextPiece - 1]) }
+            if next < jobs.count { next += 1; return .write(jobs[next - 1]) }
+            return nil
         }
-    }
 
-    /// Takes and runs jobs until the queue has none left, recording each one's seconds and the
-    /// first error.
-    static func run(_ queue: JobQueue, into outcome: Outcome) {
-        while let job = queue.take() {
-            let start = DispatchTime.now().uptimeNanoseconds
-            do { try job.write() } catch { outcome.lock.lock(); outcome.error = outcome.error ?? error; outcome.lock.unlock() }
-            outcome.lock.lock()
-            outcome.seconds[job.key] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            outcome.lock.unlock()
+        /// Takes and runs pieces and writes until none is left and the queue is closed.
+        func run(into outcome: Outcome) {
+            while true {
+                condition.lock()
+                var work = nextWork()
+                while work == nil && !closed { condition.wait(); work = nextWork() }
+                condition.unlock()
+                guard let work else { return }
+                perform(work, outcome)
+            }
+        }
+
+        /// Runs `piece(0 ..< count)` (a `ParallelFor`): the pieces go before every write, the
+        /// other thread takes them as it comes back to the queue, and this one takes pieces (or,
+        /// once they are all taken, writes) until every piece has finished. One loop at a time.
+        func parallel(_ count: Int, _ piece: (Int) -> Void, outcome: Outcome) {
+            guard count > 0 else { return }
+            withoutActuallyEscaping(piece) { piece in
+                condition.lock()
+                pieces = (0..<count).map { k in { piece(k) } }
+                nextPiece = 0; unfinishedPieces = count
+                condition.broadcast()
+                while unfinishedPieces > 0 {
+                    if let work = nextWork() {
+                        condition.unlock(); perform(work, outcome); condition.lock()
+                    } else {
+                        condition.wait()
+                    }
+                }
+                pieces = []; nextPiece = 0
+                condition.unlock()
+            }
+        }
+
+        /// Runs a piece (and counts it finished) or a write (recording its seconds and the first error).
+        private func perform(_ work: Work, _ outcome: Outcome) {
+            switch work {
+            case .piece(let body):
+                body()
+                condition.lock(); unfinishedPieces -= 1; condition.broadcast(); condition.unlock()
+            case .write(let job):
+                let start = DispatchTime.now().uptimeNanoseconds
+                do { try job.write() } catch { outcome.lock.lock(); outcome.error = outcome.error ?? error; outcome.lock.unlock() }
+                outcome.lock.lock()
+                outcome.seconds[job.key] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                outcome.lock.unlock()
+            }
         }
     }
 }

@@ -135,7 +135,7 @@ public final class Segmenter: @unchecked Sendable {
     func fullSizeBytes(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int) -> Double {
         let scale = self.scale(for: pixelSizeNm)
         let pixels = Double(width) * Double(height)
-        return Double(fileBytes) + min(pixels * Double(TouchingParticles.bytesPerBoxPixel), Double(TouchingParticles.largestScratchBytes))
+        return Double(fileBytes) + Double(TouchingParticles.scratchBytes(pixels: width * height))
             + max(pixels * Double(Self.outputBytesPerPixel),
                   pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(Self.networkBytesPerNetworkPixel)))
     }

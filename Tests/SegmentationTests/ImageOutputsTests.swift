@@ -22,7 +22,7 @@ final class ImageOutputsTests: XCTestCase {
         let result = SegmentedImage(probability: p, mask: mask, threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: .file)
         let (measured, summary) = try ImageOutputs.write(
             name: "dots", into: dir, raw: p, result: result, probability: .none,
-            measure: { ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0, minimumAreaPx: 1) },
+            measure: { _ in ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0, minimumAreaPx: 1) },
             summarise: { m, seconds in
                 ImageSummary(image: "dots", input: "dots", width: w, height: h, particles: m.particles, mask: mask.values, model: "test",
                              threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
@@ -50,6 +50,39 @@ final class ImageOutputsTests: XCTestCase {
     }
 
     /// An image name with a comma or quote is one CSV field in the run's particles.csv.
+    /// The split of touching particles runs through the writers' queue (the other thread joins in
+    /// between its writes): the same particles as measured alone, every file written.
+    func testMeasuringThroughTheWritersQueue() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("outputs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let mask = ParticleMeasurementTests.crowdedDiscs(seed: 3)
+        let p = FloatImage(width: mask.width, height: mask.height, pixels: mask.values.map { Float($0) * 0.8 + 0.1 })
+        let result = SegmentedImage(probability: p, mask: mask, threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: .file)
+        func measure(_ parallel: ParallelFor) -> ParticleMeasurement {
+            ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0.5, splitTouching: true, parallel: parallel)
+        }
+        var piecesRun = 0
+        let (measured, _) = try ImageOutputs.write(
+            name: "crowd", into: dir, raw: p, result: result, probability: .tif,
+            measure: { parallel in
+                withoutActuallyEscaping(parallel) { parallel in measure { count, piece in piecesRun += count; parallel(count, piece) } }
+            },
+            summarise: { m, seconds in
+                ImageSummary(image: "crowd", input: "crowd", width: mask.width, height: mask.height, particles: m.particles, mask: mask.values,
+                             model: "test", threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
+            })
+        XCTAssertGreaterThan(piecesRun, 1, "the split ran through the queue")
+        let alone = measure(serially)
+        XCTAssertEqual(measured.labels, alone.labels)
+        XCTAssertEqual(measured.particles.map(\.csvFields), alone.particles.map(\.csvFields))
+        for file in ImageOutputs.files(for: "crowd", probability: .tif) {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path), file)
+        }
+        let labels = try MicrographReader.open(dir.appendingPathComponent("crowd_labels.tif"))[0]
+        XCTAssertEqual(labels.data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }.map(Int32.init), alone.labels.labels)
+    }
+
     func testRunTableQuotesImageNames() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -1,3 +1,4 @@
+import Foundation
 import ParticleAnalysis
 import Preprocessing
 import NanoTensor
@@ -135,6 +136,55 @@ final class ParticleMeasurementTests: XCTestCase {
         let p = ParticleMeasurement(mask: apart).particles
         XCTAssertEqual(p.count, 2)
         XCTAssertEqual(p[0].id, 1); XCTAssertLessThan(p[0].centroidX, p[1].centroidX)
+    }
+
+    /// Random discs, many of them touching or overlapping (pairs, chains, clusters), of radii
+    /// 4–40 px (and one of 600 px, whose box is too large to be looked at side by side).
+    static func crowdedDiscs(seed: UInt64, side: Int = 1600) -> BinaryMask {
+        let c = Double(side) / 2
+        var rng = SplitMix64(seed: seed)
+        var discs: [(x: Double, y: Double, r: Double)] = [(c, c, 600)]
+        for _ in 0..<220 {
+            let r = 4 + 36 * Double(rng.nextFloat()), x = Double(side) * Double(rng.nextFloat()), y = Double(side) * Double(rng.nextFloat())
+            discs.append((x, y, r))
+            // A neighbour touching it (or just overlapping) in a random direction.
+            let a = 2 * Double.pi * Double(rng.nextFloat()), r2 = 4 + 36 * Double(rng.nextFloat()), d = (r + r2) * (0.9 + 0.1 * Double(rng.nextFloat()))
+            discs.append((x + d * cos(a), y + d * sin(a), r2))
+        }
+        var m = BinaryMask(width: side, height: side)
+        for d in discs {
+            let ys = min(side, max(0, Int(d.y - d.r))), ye = min(side, max(ys, Int(d.y + d.r) + 1))
+            let xs = min(side, max(0, Int(d.x - d.r))), xe = min(side, max(xs, Int(d.x + d.r) + 1))
+            for y in ys..<ye {
+                for x in xs..<xe
+                where (Double(x) + 0.5 - d.x) * (Double(x) + 0.5 - d.x) + (Double(y) + 0.5 - d.y) * (Double(y) + 0.5 - d.y) < d.r * d.r {
+                    m.values[y * side + x] = 1
+                }
+            }
+        }
+        return m
+    }
+
+    /// The split looks at particles side by side (pieces in any order, on several threads) and
+    /// gives exactly the labels and measures of looking at them one after another; on a
+    /// 1600² image it keeps the parts it found for its second pass, on 1400² (at most 2²¹
+    /// pixels: `TouchingParticles.keptBytes` is 0) it finds them again.
+    func testSplitSideBySideEqualsSerial() {
+        XCTAssertGreaterThan(TouchingParticles.keptBytes(pixels: 1600 * 1600), 1 << 20)
+        XCTAssertEqual(TouchingParticles.keptBytes(pixels: 1400 * 1400), 0)
+        for (seed, side): (UInt64, Int) in [(1, 1600), (2, 1400)] {
+            let m = Self.crowdedDiscs(seed: seed, side: side)
+            let serial = ParticleMeasurement(mask: m, minimumAreaPx: 20, splitTouching: true)
+            let pool = ThreadPool(threads: 2)
+            let sideBySide = ParticleMeasurement(mask: m, minimumAreaPx: 20, splitTouching: true) { count, piece in
+                pool.parallelFor(count) { k, _ in piece(count - 1 - k) }
+            }
+            pool.shutdown()
+            let whole = ParticleMeasurement(mask: m, minimumAreaPx: 20)
+            XCTAssertGreaterThan(serial.particles.count, whole.particles.count + 30, "seed \(seed): many particles split")
+            XCTAssertEqual(sideBySide.labels, serial.labels, "seed \(seed)")
+            XCTAssertEqual(sideBySide.particles.map(\.csvFields), serial.particles.map(\.csvFields), "seed \(seed)")
+        }
     }
 
     /// With `splitTouching`, two discs that touch or overlap come out as two particles split
