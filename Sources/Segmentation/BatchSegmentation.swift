@@ -37,6 +37,9 @@ public final class BatchSegmentation: @unchecked Sendable {
     public let segmenter: Segmenter
     public let settings: BatchSettings
     public let modelName: String
+    /// SHA-256 of the model file, when known: each image's summary records it, and a re-run with
+    /// a different model under the same name (retrained, say) redoes the image.
+    public var modelDigest: String?
     public var open: (URL) throws -> [Micrograph] = MicrographReader.open
     /// Output names given out in this run (two inputs with one stem must not overwrite each other);
     /// files may be processed concurrently, so every use goes through `namesLock`.
@@ -169,11 +172,13 @@ public final class BatchSegmentation: @unchecked Sendable {
         return (outcome, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
 
-    /// The run's settings that shape a result besides the model, threshold and pixel size, as
-    /// each image's summary records them (a re-run with others redoes the image).
+    /// The run's settings that shape a result besides the model's name, threshold and pixel
+    /// size, as each image's summary records them (a re-run with others redoes the image); the
+    /// model's digest (its first 16 hex digits) when known.
     public var segmentationSettings: String {
         String(format: "split_touching=%@ min_area_nm2=%g min_area_px=%d preprocessing=%@ tta=%@", settings.splitTouching ? "yes" : "no",
                settings.minimumAreaNm2, settings.minimumAreaPx, segmenter.recipe.description, segmenter.options.testTimeAugmentation ? "yes" : "no")
+            + (modelDigest.map { " model_sha256=\($0.prefix(16))" } ?? "")
     }
 
     /// Output names of a file's images (`<stem>`, or `<stem>_<k>` for several).

@@ -64,6 +64,14 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertTrue(unsplit.stdout.contains("\(good) processed, 0 already done, 3 failed"), unsplit.stdout)
         let same = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9", "--no-split-touching"])
         XCTAssertTrue(same.stdout.contains("0 processed, \(good) already done, 3 failed"), same.stdout)
+        // A different model saved under the same name (retrained, say) redoes every file.
+        let net = UNet(config: .pyNanoFind, seed: 5)
+        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, preprocessing: .robust, provenance: "test")), to: model)
+        let retrained = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9", "--no-split-touching"])
+        XCTAssertTrue(retrained.stdout.contains("\(good) processed, 0 already done, 3 failed"), retrained.stdout)
+        let digest = try fileSHA256(model)
+        let image = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("img00.summary.json"))) as? [String: Any]
+        XCTAssertTrue((image?["segmentation"] as? String)?.hasSuffix("model_sha256=\(digest.prefix(16))") == true, "\(image?["segmentation"] ?? "none")")
     }
 
     func testAKilledRunIsFinishedByTheNextAndLeavesNoPartialFiles() throws {
