@@ -15,11 +15,14 @@ public struct ParticleMeasurement: Sendable {
     ///   - minimumAreaPx: … and smaller than this many pixels.
     ///   - splitTouching: particles that touch (a narrow neck between two inscribed circles) are
     ///     split along the neck into one particle each (`TouchingParticles`).
+    ///   - specimenHeight: the rows that show specimen, when the image's last rows do not (an
+    ///     SEM's information bar, left empty in the mask): a particle reaching the last of them is
+    ///     cut there, and flagged `touchesBorder` as at the image's edges.
     ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
     ///     result either way).
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
                 minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, splitTouching: Bool = false,
-                parallel: ParallelFor = serially) {
+                specimenHeight: Int? = nil, parallel: ParallelFor = serially) {
         let filled = mask.holesFilled()
         let w = mask.width, h = mask.height
         let runs = filled.values.withUnsafeBufferPointer { Runs(width: w, height: h, values: $0, set: true) }
@@ -45,9 +48,11 @@ public struct ParticleMeasurement: Sendable {
                                                    parallel: parallel) {
             var split: [Int32] = []
             let relabelled = labels.labels.withUnsafeBufferPointer { Runs(width: w, height: h, labels: $0, runLabels: &split) }
-            particles = ParticleMeasurement.measure(relabelled, split, labels, probability: probability, pixelSizeNm: pixelSizeNm)
+            particles = ParticleMeasurement.measure(relabelled, split, labels, probability: probability, pixelSizeNm: pixelSizeNm,
+                                                    lastRow: min(h, specimenHeight ?? h) - 1)
         } else {
-            particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm)
+            particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
+                                                    lastRow: min(h, specimenHeight ?? h) - 1)
         }
     }
 
@@ -180,9 +185,10 @@ public struct ParticleMeasurement: Sendable {
     }
 
     /// Every particle's measures from its runs: moments in closed form per run, the perimeter
-    /// (scikit-image's, from the border pixels' neighbourhoods) along each run's pixels.
+    /// (scikit-image's, from the border pixels' neighbourhoods) along each run's pixels. A run on
+    /// the first or `lastRow` (or past it) or at either side touches the border.
     static func measure(_ runs: Runs, _ runLabels: [Int32], _ labels: ComponentLabels, probability: [Float]?,
-                        pixelSizeNm: Double?) -> [Particle] {
+                        pixelSizeNm: Double?, lastRow: Int) -> [Particle] {
         let w = runs.width, h = runs.height
         var sums = [Sums](repeating: Sums(), count: labels.count + 1)
         labels.labels.withUnsafeBufferPointer { L in
@@ -209,7 +215,7 @@ public struct ParticleMeasurement: Sendable {
                 }
                 sums[li].x0 = min(sums[li].x0, a); sums[li].y0 = min(sums[li].y0, y)
                 sums[li].x1 = max(sums[li].x1, b); sums[li].y1 = max(sums[li].y1, y + 1)
-                if a == 0 || y == 0 || b == w || y == h - 1 { sums[li].border = true }
+                if a == 0 || y == 0 || b == w || y >= lastRow { sums[li].border = true }
                 // The edge midpoints of the run's end pixels (in doubled pixel-index coordinates,
                 // so they are whole numbers): their hull is that of every pixel's edge midpoints,
                 // as scikit-image's convex_hull_image takes it.

@@ -276,10 +276,12 @@ public final class BatchSegmentation: @unchecked Sendable {
                 let (size, source) = try segmenter.pixelSize(of: m, file: url.path)
                 var result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
                 // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a
-                // scale bar, not specimen: no particle there.
+                // scale bar, not specimen: no particle there, and one cut by it touches the border.
+                var specimenHeight: Int?
                 if let bar = m.metadata.extra["fei_databar_rows"].flatMap(Int.init), bar > 0, bar < raw.height {
                     let first = (raw.height - bar) * raw.width
                     for i in first..<(raw.width * raw.height) { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
+                    specimenHeight = raw.height - bar
                 }
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
@@ -292,7 +294,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                                                                         uncalibratedPx: settings.minimumAreaPx)
                         return ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
                                             minimumAreaNm2: smallest.nm2, minimumAreaPx: smallest.px,
-                                            splitTouching: settings.splitTouching, parallel: parallel)
+                                            splitTouching: settings.splitTouching, specimenHeight: specimenHeight, parallel: parallel)
                     },
                     summarise: { measurement, seconds in
                         // The summary written with the outputs carries the time up to writing it.

@@ -284,6 +284,15 @@ final class ParticleMeasurementTests: XCTestCase {
         XCTAssertNil(all.particles[0].areaNm2)
     }
 
+    /// Rows below `specimenHeight` (an SEM information bar) are not specimen: a particle reaching
+    /// the last specimen row is cut there and touches the border; one above it does not.
+    func testParticleCutByAnInformationBarTouchesTheBorder() {
+        let m = mask(60, 50) { x, y in (x > 10 && x < 20 && y > 30 && y < 40) || (x > 30 && x < 40 && y > 5 && y < 15) }
+        XCTAssertEqual(ParticleMeasurement(mask: m).particles.map(\.touchesBorder), [false, false])
+        XCTAssertEqual(ParticleMeasurement(mask: m, specimenHeight: 40).particles.map(\.touchesBorder), [false, true])
+        XCTAssertEqual(ParticleMeasurement(mask: m, specimenHeight: 41).particles.map(\.touchesBorder), [false, false])
+    }
+
     func testEmptyMask() {
         XCTAssertEqual(ParticleMeasurement(mask: BinaryMask(width: 20, height: 10)).particles.count, 0)
     }
