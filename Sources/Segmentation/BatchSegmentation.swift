@@ -108,8 +108,9 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// at a time with every thread (six in 5.4–6.2 s against 6.4–6.9 s, AMD EPYC fam 25 mod 17,
     /// 2 vCPUs): one file's measuring and writing overlap another's network. A
     /// file whose image needs more than its job's share waits, and is segmented alone with all
-    /// the memory and every thread once the others are done. `report` is called once per file,
-    /// one call at a time, with the seconds it took.
+    /// the memory and every thread once the others are done; so does a file whose names may be
+    /// another's frames' (`mayShareNames`), so that the earlier input gets them. `report` is
+    /// called once per file, one call at a time, with the seconds it took.
     public func run(_ files: [URL], jobs: Int? = nil, pool: ThreadPool = .shared,
                     report: @escaping @Sendable (URL, Outcome, Double) -> Void) {
         let threads = pool.threadCount
@@ -126,37 +127,65 @@ public final class BatchSegmentation: @unchecked Sendable {
             if let earlier = firstWithStem[stem] { clashes[index] = earlier } else { firstWithStem[stem] = url }
         }
         let earlierInput = clashes
+        // An input whose names may be an earlier input's frames' (`x_1` beside a stack `x`, whose
+        // frames are `x_0`, `x_1`, …; or the other way round) waits until the others are done,
+        // so that the earlier one claims the names first whatever the timing.
+        let waits = jobs > 1 ? BatchSegmentation.mayShareNames(files).subtracting(earlierInput.keys) : []
         final class State: @unchecked Sendable {
             let lock = NSLock()
-            var alone: [Int] = []
+            var afterwards: [Int] = []
         }
         let state = State()
+        @Sendable func outcome(_ index: Int, pool: ThreadPool, segmenter: Segmenter) -> (Outcome, Double) {
+            let url = files[index]
+            return BatchSegmentation.timed {
+                if let earlier = earlierInput[index] {
+                    let stem = url.deletingPathExtension().lastPathComponent
+                    return .failed(BatchSegmentation.nameClash(url, name: stem, earlier: earlier.path))
+                }
+                if let previous = previousResults(for: url) { return .skipped(previous) }
+                do { return .processed(try process(url, pool: pool, segmenter: segmenter)) } catch { return .failed(error) }
+            }
+        }
         ThreadPool.sideBySide(jobs) { job in
             for index in stride(from: job, to: files.count, by: jobs) {
-                let url = files[index]
-                let (outcome, seconds) = BatchSegmentation.timed {
-                    if let earlier = earlierInput[index] {
-                        let stem = url.deletingPathExtension().lastPathComponent
-                        return .failed(BatchSegmentation.nameClash(url, name: stem, earlier: earlier.path))
-                    }
-                    if let previous = previousResults(for: url) { return .skipped(previous) }
-                    do { return .processed(try process(url, pool: pools[job], segmenter: share)) } catch { return .failed(error) }
+                if waits.contains(index) {
+                    state.lock.lock(); state.afterwards.append(index); state.lock.unlock()
+                    continue
                 }
+                let (result, seconds) = outcome(index, pool: pools[job], segmenter: share)
                 state.lock.lock(); defer { state.lock.unlock() }
-                if jobs > 1, case .failed(let error) = outcome, error is ImageExceedsMemory {
-                    state.alone.append(index)
+                if jobs > 1, case .failed(let error) = result, error is ImageExceedsMemory {
+                    state.afterwards.append(index)
                 } else {
-                    report(url, outcome, seconds)
+                    report(files[index], result, seconds)
                 }
             }
         }
         for p in pools where p !== pool { p.shutdown() }
-        for url in state.alone.sorted().map({ files[$0] }) {
-            let (outcome, seconds) = BatchSegmentation.timed {
-                do { return .processed(try process(url, pool: pool)) } catch { return .failed(error) }
-            }
-            report(url, outcome, seconds)
+        // Then, one at a time and in the order given: images too large for a job's share of the
+        // memory, and the inputs that waited.
+        for index in state.afterwards.sorted() {
+            let (result, seconds) = outcome(index, pool: pool, segmenter: segmenter)
+            report(files[index], result, seconds)
         }
+    }
+
+    /// The inputs (indices) whose output names may be those of another input's frames: stem
+    /// `x_<k>` beside an input of stem `x` (a stack's frames are named `x_0`, `x_1`, …), both
+    /// of them.
+    package static func mayShareNames(_ files: [URL]) -> Set<Int> {
+        let stems = files.map { $0.deletingPathExtension().lastPathComponent }
+        var byStem: [String: [Int]] = [:]
+        for (i, stem) in stems.enumerated() { byStem[stem, default: []].append(i) }
+        var out: Set<Int> = []
+        for (i, stem) in stems.enumerated() {
+            guard let cut = stem.lastIndex(of: "_"), !stem[stem.index(after: cut)...].isEmpty,
+                  stem[stem.index(after: cut)...].allSatisfy(\.isASCII), stem[stem.index(after: cut)...].allSatisfy(\.isNumber),
+                  let stack = byStem[String(stem[..<cut])] else { continue }
+            out.insert(i); out.formUnion(stack)
+        }
+        return out
     }
 
     /// Files at once: `asked`, else one per thread, at most one per 4096² micrograph that the

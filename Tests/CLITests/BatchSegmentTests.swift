@@ -201,6 +201,35 @@ final class BatchSegmentTests: XCTestCase {
         }
     }
 
+    /// A stack `s` (frames `s_0`, `s_1`) and a file `s_1`: whichever comes first in the list gets
+    /// the name `s_1`, and the other is named with the problem, however the jobs happen to run
+    /// (the stack is the larger file: read side by side, the later input would claim first).
+    func testAStacksFrameAndAFileOfThatNameGoToTheEarlierInput() throws {
+        let root = tmp.appendingPathComponent("frames")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let stack = root.appendingPathComponent("s.npy"), single = root.appendingPathComponent("s_1.npy")
+        try NPYFile.write((0..<(2 * 2048 * 2048)).map { Float($0 % 13) }, shape: [2, 2048, 2048], to: stack)
+        try FileManager.default.copyItem(at: data.appendingPathComponent("img00.npy"), to: single)
+        for (run, (first, second)) in [(stack, single), (single, stack), (stack, single), (single, stack)].enumerated() {
+            let out = tmp.appendingPathComponent("frames-out-\(run)")
+            let r = try CLIRunner.run(["segment", first.path, second.path, "-o", out.path, "--model", model.path, "--jobs", "2"])
+            XCTAssertEqual(r.status, 1, r.stderr)
+            let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            XCTAssertEqual(errors.count, 1, r.stderr)
+            XCTAssertTrue(errors.first?.contains("\(second.lastPathComponent): its outputs would overwrite those of an earlier input") == true,
+                          "run \(run): \(r.stderr)")
+            let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("s_1.summary.json"))) as? [String: Any]
+            XCTAssertEqual(summary?["input"] as? String, first.path, "run \(run)")
+        }
+    }
+
+    /// Which inputs wait for the others (the rule behind the test above, which timing alone may
+    /// pass): a stem `x_<digits>` beside a stem `x`, both of them; nothing else.
+    func testInputsThatMayShareNamesWithAStacksFrames() {
+        let names = ["a/s.mrc", "b/s_1.tif", "t_x.npy", "t.npy", "u_2.png", "v.png", "v_01.npy", "w_.npy", "w.npy", "y_3_4.npy", "y_3.tif"]
+        XCTAssertEqual(BatchSegmentation.mayShareNames(names.map { URL(fileURLWithPath: $0) }), [0, 1, 5, 6, 9, 10])
+    }
+
     /// `--prob-format none`: every output but the probability map, and a re-run finds the file done.
     /// A name the browser could take for a URL scheme ("grid:A1") is linked percent-encoded.
     func testReportLinksOverlaysWhateverTheirNames() throws {
