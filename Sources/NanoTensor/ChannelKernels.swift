@@ -208,9 +208,13 @@ public enum ChannelKernels {
         return s
     }
 
-    /// Σ −log p[label] over all pixels (p clamped to 1e-30), for softmax probabilities p and a
-    /// label map of class indices 0, 1, … stored as floats; summed per piece in Double and added
-    /// in piece order.
+    /// The least probability the cross-entropy takes a log of: Keras' epsilon (its
+    /// `categorical_crossentropy` clips to it), for the training and validation losses alike.
+    public static let crossEntropyFloor: Float = 1e-7
+
+    /// Σ −log p[label] over all pixels (p clamped to `crossEntropyFloor`), for softmax
+    /// probabilities p and a label map of class indices 0, 1, … stored as floats; summed per piece
+    /// in Double and added in piece order.
     public static func crossEntropySum(probabilities p: Tensor, labels: Tensor,
                                        pool: ThreadPool = .shared) -> (total: Double, pixels: Int) {
         let s = p.shape
@@ -223,7 +227,7 @@ public enum ChannelKernels {
                 let i = item / pieces, lo = (item % pieces) * size, hi = min(s.plane, lo + size)
                 if lo >= hi { return }
                 let lp = labels.plane(i, 0)
-                let floor = FloatVector(repeating: 1e-30)
+                let floor = FloatVector(repeating: crossEntropyFloor)
                 var acc = FloatVector.zero, part = 0.0, k = lo, n = 0
                 while k + vectorWidth <= hi {
                     let t = loadVector(lp + k)
@@ -237,7 +241,7 @@ public enum ChannelKernels {
                 while k < hi {  // as the vector loop: class 0 unless the label equals another index
                     var pt = p.plane(i, 0)[k]
                     for c in 1..<max(s.c, 1) where lp[k] == Float(c) { pt = p.plane(i, c)[k] }
-                    part -= Double(logf(max(pt, 1e-30)))
+                    part -= Double(logf(max(pt, crossEntropyFloor)))
                     k += 1
                 }
                 out[item] = part

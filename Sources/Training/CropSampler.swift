@@ -12,15 +12,32 @@ public enum AugmentationPreset: String, Codable, Sendable, CaseIterable {
     case none
 }
 
-/// Random training crops: each is a `size`×`size` window at a random place of a (prepared)
-/// image, rotated by a random angle about its centre, possibly flipped and zoomed, sampled with
-/// periodic wrap (as Keras' `fill_mode='wrap'`), bilinear for the image and nearest for the mask,
-/// then given the preset's intensity jitter. Everything is drawn from the `SeededRandom` passed in.
+/// Where a training crop's centre is drawn.
+public enum CropPlacement: String, Codable, Sendable, CaseIterable {
+    /// Anywhere in the image, sampled with periodic wrap (as Keras' `fill_mode='wrap'`): every
+    /// pixel is as likely to be seen, but most crops of an image twice their size carry a seam
+    /// where the image's opposite edges meet.
+    case wrap
+    /// Where the turned, zoomed window lies wholly inside the image (no seam; pixels near the
+    /// edges are seen less often); a window too large to fit is centred and wraps where it
+    /// overhangs (so the paper's 512² crop of a 512² image is turned about the image's centre, as
+    /// Keras turns it).
+    case inside
+}
+
+/// Random training crops: each is a `size`×`size` window of a (prepared) image, centred as
+/// `placement` says, rotated by a random angle about its centre, possibly flipped and zoomed,
+/// bilinear for the image and nearest for the mask, indices wrapping periodically where they
+/// leave the image, then given the preset's intensity jitter. Everything is drawn from the
+/// `SeededRandom` passed in.
 public struct CropSampler: Sendable {
     public var size: Int
     public var preset: AugmentationPreset
+    public var placement: CropPlacement
 
-    public init(size: Int, preset: AugmentationPreset) { self.size = size; self.preset = preset }
+    public init(size: Int, preset: AugmentationPreset, placement: CropPlacement = .wrap) {
+        self.size = size; self.preset = preset; self.placement = placement
+    }
 
     /// Writes one crop into `x` and its labels (0/1 as Float) into `t`, `size * size` each.
     public func sample(_ image: FloatImage, _ mask: BinaryMask, rng: inout SeededRandom,
@@ -30,9 +47,11 @@ public struct CropSampler: Sendable {
         let flipX = preset != .none && rng.nextBool(probability: 0.5)
         let flipY = preset != .none && rng.nextBool(probability: 0.5)
         let zoom = preset == .robust ? exp(rng.nextDouble(in: log(0.7)...log(1.4))) : 1
-        let cx = rng.nextDouble() * Double(image.width), cy = rng.nextDouble() * Double(image.height)
         let c = cos(angle) / zoom, s = sin(angle) / zoom
         let w = image.width, h = image.height
+        let e = Double(n - 1) / 2 * (abs(c) + abs(s))  // the turned window's half extent
+        let cx = placement == .wrap ? rng.nextDouble() * Double(w) : CropSampler.centre(rng.nextDouble(), length: w, halfExtent: e)
+        let cy = placement == .wrap ? rng.nextDouble() * Double(h) : CropSampler.centre(rng.nextDouble(), length: h, halfExtent: e)
         // The source position of output pixel (u, v) is ((cx + c·du) − s·dv − 0.5, (cy + s·du) +
         // c·dv − 0.5): the products are taken once per column and once per row, the sums in that
         // order per pixel (the same values as the formula written inline; `referenceSample` in the
@@ -64,6 +83,14 @@ public struct CropSampler: Sendable {
             }
         }
         if preset == .robust { jitterIntensities(x, count: n * n, rng: &rng) }
+    }
+
+    /// A crop centre (`inside`) along an axis of `length` pixels, from a uniform draw `u` in [0, 1): where
+    /// the samples at ±`halfExtent` from it (less the half-pixel to pixel indices) and their
+    /// bilinear neighbours are all inside, or the middle when no such place exists.
+    static func centre(_ u: Double, length: Int, halfExtent e: Double) -> Double {
+        let lo = e + 0.5, hi = Double(length) - e - 0.5
+        return hi >= lo ? lo + u * (hi - lo) : Double(length) / 2
     }
 
     /// Contrast about the mean, gamma, blur and additive noise, each with its own probability.

@@ -129,7 +129,7 @@ public final class Trainer {
         BufferPool.hugePages = true
         defer { BufferPool.hugePages = hugePages }
         let total = settings.epochs * settings.stepsPerEpoch
-        let sampler = CropSampler(size: settings.tile, preset: settings.augment)
+        let sampler = CropSampler(size: settings.tile, preset: settings.augment, placement: settings.crops)
         let b = settings.batchSize, t = settings.tile
         let x = Tensor(Shape(b, 1, t, t), zeroed: false), labels = Tensor(Shape(b, 1, t, t), zeroed: false)
         var sinceCheckpoint = 0
@@ -233,8 +233,8 @@ public final class Trainer {
         }
     }
 
-    /// Mean cross-entropy and pixel counts (p > 0.5) over the whole validation images, batch norm
-    /// in inference mode.
+    /// Mean cross-entropy (p floored as in training, `ChannelKernels.crossEntropyFloor`) and pixel
+    /// counts (p > 0.5) over the whole validation images, batch norm in inference mode.
     public func validationScores() -> (loss: Double, counts: ConfusionCounts) {
         guard !validation.isEmpty else { return (.nan, ConfusionCounts()) }
         let predictor = TiledPredictor(engine: UNetInference(network), tileSize: 1024)
@@ -244,7 +244,7 @@ public final class Trainer {
             let p = predictor.probabilities(v.image, pool: pool)
             for (q, l) in zip(p.pixels, v.mask.values) {
                 let pt = Double(l != 0 ? q : 1 - q)
-                loss -= log(max(pt, 1e-7))
+                loss -= log(max(pt, Double(ChannelKernels.crossEntropyFloor)))
             }
             pixels += p.count
             counts = counts + ConfusionCounts(predicted: BinaryMask(p, threshold: 0.5), truth: v.mask)

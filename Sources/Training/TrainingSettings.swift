@@ -18,6 +18,8 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     public var loss: Loss = .crossEntropy
     public var widths: [Int] = [4, 8, 16, 32]
     public var augment: AugmentationPreset = .paper
+    /// Where crops are centred: `wrap` (the paper's Keras generator) or `inside` (no seams).
+    public var crops: CropPlacement = .wrap
     public var recipe: InputRecipe = .pyNanoFind
     public var seed: UInt64 = 0
     public var validationFraction = 0.25
@@ -67,6 +69,7 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
          "widths": widths.map(String.init).joined(separator: ","), "augment": augment.rawValue,
          "normalise": recipe.description, "seed": "\(seed)", "validation-fraction": "\(validationFraction)",
          "patience": "\(patience)", "min-delta": "\(minDelta)"]
+            .merging(crops == .wrap ? [:] : ["crops": crops.rawValue]) { $1 }  // (models made before the flag carry none)
     }
 }
 

@@ -11,6 +11,7 @@ extension Loss: ExpressibleByArgument {
     public static var allValueStrings: [String] { ["cce", "dice", "bce-dice"] }
 }
 extension AugmentationPreset: ExpressibleByArgument {}
+extension CropPlacement: ExpressibleByArgument {}
 extension TrainingSettings.LearningRateSchedule: ExpressibleByArgument {}
 
 /// Input normalisation for training, as recorded in the model.
@@ -63,6 +64,8 @@ struct Train: ParsableCommand {
     @Option(help: "Encoder widths, comma-separated (centre = the last).") var widths = "4,8,16,32"
     @Option(help: "Augmentation: paper (rotation + flips), robust (+ scale, contrast, gamma, blur, noise) or none.")
     var augment: AugmentationPreset = .paper
+    @Option(help: "Where crops are centred: wrap (anywhere, wrapping at the edges, as the paper's Keras generator) or inside (where the turned crop lies inside the image: no seams).")
+    var crops: CropPlacement = .wrap
     @Option(help: "Input normalisation: \(NormaliseChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
     var normalise: NormaliseChoice = .paper
     @Option(help: "Early stopping: epochs without improvement of the validation loss.") var patience = 2
@@ -73,7 +76,7 @@ struct Train: ParsableCommand {
     func settings() throws -> TrainingSettings {
         var s = TrainingSettings()
         s.epochs = epochs; s.stepsPerEpoch = stepsPerEpoch; s.batchSize = batchSize; s.tile = tile
-        s.learningRate = lr; s.schedule = lrSchedule; s.loss = loss; s.augment = augment
+        s.learningRate = lr; s.schedule = lrSchedule; s.loss = loss; s.augment = augment; s.crops = crops
         s.recipe = normalise.recipe; s.seed = seed; s.patience = patience
         let parts = widths.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {

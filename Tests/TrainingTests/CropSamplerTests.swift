@@ -8,15 +8,21 @@ import XCTest
 /// one must give the same bits, so a run resumed with a newer build goes on exactly as it started.
 final class CropSamplerTests: XCTestCase {
     /// The reference: the same draws in the same order, then the inline geometry.
-    static func referenceSample(size n: Int, preset: AugmentationPreset, _ image: FloatImage, _ mask: BinaryMask,
+    static func referenceSample(size n: Int, preset: AugmentationPreset, placement: CropPlacement, _ image: FloatImage, _ mask: BinaryMask,
                                 rng: inout SeededRandom) -> (x: [Float], t: [Float]) {
         let angle = preset == .none ? 0 : rng.nextDouble() * 2 * Double.pi
         let flipX = preset != .none && rng.nextBool(probability: 0.5)
         let flipY = preset != .none && rng.nextBool(probability: 0.5)
         let zoom = preset == .robust ? exp(rng.nextDouble(in: log(0.7)...log(1.4))) : 1
-        let cx = rng.nextDouble() * Double(image.width), cy = rng.nextDouble() * Double(image.height)
         let c = cos(angle) / zoom, s = sin(angle) / zoom
         let w = image.width, h = image.height
+        // The centre: anywhere (wrap), or where the turned window (corners at ±(n − 1)/2 ·
+        // (|c| + |s|)) and its bilinear neighbours fit, else the middle (inside).
+        let e = Double(n - 1) / 2 * (abs(c) + abs(s))
+        let ux = rng.nextDouble(), uy = rng.nextDouble()
+        let lo = e + 0.5, hx = Double(w) - e - 0.5, hy = Double(h) - e - 0.5
+        let cx = placement == .wrap ? ux * Double(w) : hx >= lo ? lo + ux * (hx - lo) : Double(w) / 2
+        let cy = placement == .wrap ? uy * Double(h) : hy >= lo ? lo + uy * (hy - lo) : Double(h) / 2
         func wrap(_ i: Int, _ n: Int) -> Int { let m = i % n; return m < 0 ? m + n : m }
         var x = [Float](repeating: 0, count: n * n), t = x
         let src = image.pixels, m = mask.values
@@ -44,8 +50,8 @@ final class CropSamplerTests: XCTestCase {
         for (w, h, n) in [(37, 53, 16), (37, 53, 96), (64, 64, 64), (300, 100, 48), (512, 512, 512)] {
             let image = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { _ in data.nextFloat() })
             let mask = BinaryMask(width: w, height: h, values: (0..<(w * h)).map { _ in data.nextBool(probability: 0.4) ? 1 : 0 })
-            for preset in AugmentationPreset.allCases {
-                let sampler = CropSampler(size: n, preset: preset)
+            for preset in AugmentationPreset.allCases { for placement in CropPlacement.allCases {
+                let sampler = CropSampler(size: n, preset: preset, placement: placement)
                 for draw in 0..<(n == 512 ? 2 : 12) {
                     var fast = SeededRandom(seed: UInt64(1000 * n + draw)), slow = fast
                     var x = [Float](repeating: .nan, count: n * n), t = x
@@ -54,7 +60,7 @@ final class CropSamplerTests: XCTestCase {
                             sampler.sample(image, mask, rng: &fast, x: xb.baseAddress!, t: tb.baseAddress!)
                         }
                     }
-                    let ref = Self.referenceSample(size: n, preset: preset, image, mask, rng: &slow)
+                    let ref = Self.referenceSample(size: n, preset: preset, placement: placement, image, mask, rng: &slow)
                     XCTAssertEqual(t, ref.t, "labels, \(w)×\(h) image, \(n)² crop, \(preset), draw \(draw)")
                     // The robust preset jitters intensities afterwards (its own draws), so the
                     // image is compared where the geometry alone makes it.
@@ -63,8 +69,35 @@ final class CropSamplerTests: XCTestCase {
                         XCTAssertEqual(fast.next(), slow.next(), "the same number of draws")
                     }
                 }
-            }
+            } }
         }
+    }
+
+    /// With `inside` placement, crops that fit inside the image show no seam: on a ramp (value =
+    /// column + row · w) every step between neighbouring crop pixels stays small, turned, while
+    /// with `wrap` most crops of an image twice their size cross an edge.
+    func testCropsPlacedInsideShowNoSeam() {
+        let w = 512, h = 512, n = 256
+        let image = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { Float($0 % w) + Float($0 / w) })
+        let mask = BinaryMask(width: w, height: h)
+        var rng = SeededRandom(seed: 5)
+        var x = [Float](repeating: 0, count: n * n), t = x
+        var seams: [CropPlacement: Int] = [:]
+        for placement in CropPlacement.allCases { for preset in [AugmentationPreset.paper, .none] {
+            for _ in 0..<150 {
+                x.withUnsafeMutableBufferPointer { xb in
+                    t.withUnsafeMutableBufferPointer { tb in
+                        CropSampler(size: n, preset: preset, placement: placement).sample(image, mask, rng: &rng, x: xb.baseAddress!, t: tb.baseAddress!)
+                    }
+                }
+                var largest: Float = 0
+                for v in 0..<n { for u in 0..<(n - 1) { largest = max(largest, abs(x[v * n + u + 1] - x[v * n + u])) } }
+                for v in 0..<(n - 1) { for u in 0..<n { largest = max(largest, abs(x[(v + 1) * n + u] - x[v * n + u])) } }
+                if !(largest < 3) { seams[placement, default: 0] += 1 }
+            }
+        } }
+        XCTAssertEqual(seams[.inside] ?? 0, 0, "crops placed inside with a seam")
+        XCTAssertGreaterThan(seams[.wrap] ?? 0, 150, "crops placed anywhere with a seam (of 300)")
     }
 
     func testCropsCoverTheMaskAsOften() {
