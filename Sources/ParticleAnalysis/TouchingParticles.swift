@@ -19,15 +19,16 @@ package enum TouchingParticles {
     /// (`ParticleMeasurement`'s split; `segment` looks at two at a time): 16 MB of scratch each.
     package static let largestSideBySideBox = largestBox / 16
     /// The split's scratch for an image of `pixels`, at most: one box alone (at most the image
-    /// and `largestBox`), or two side by side and the parts kept from them.
+    /// and `largestBox`), or two side by side and the parts kept from them (at least a byte a
+    /// pixel of the image).
     package static func scratchBytes(pixels: Int) -> Int {
-        max(min(pixels, largestBox), 2 * min(pixels, largestSideBySideBox)) * bytesPerBoxPixel
+        max(min(pixels, largestBox) * bytesPerBoxPixel, sideBySideBytes(pixels: pixels) + pixels)
     }
+    /// Two boxes side by side, each at most the image and `largestSideBySideBox`.
+    static func sideBySideBytes(pixels: Int) -> Int { 2 * min(pixels, largestSideBySideBox) * bytesPerBoxPixel }
     /// The parts the split keeps between its passes (a byte a pixel of a split particle's box):
-    /// what two side-by-side boxes leave of `scratchBytes` (none for an image of at most 2²¹ pixels).
-    package static func keptBytes(pixels: Int) -> Int {
-        scratchBytes(pixels: pixels) - 2 * min(pixels, largestSideBySideBox) * bytesPerBoxPixel
-    }
+    /// what two side-by-side boxes leave of `scratchBytes`.
+    package static func keptBytes(pixels: Int) -> Int { scratchBytes(pixels: pixels) - sideBySideBytes(pixels: pixels) }
     /// Particles whose inscribed radius is smaller than this many pixels are not split off.
     package static let minimumRadius: Float = 3
 
