@@ -17,7 +17,8 @@ public struct ParticleMeasurement: Sendable {
     ///     split along the neck into one particle each (`TouchingParticles`).
     ///   - specimenHeight: the rows that show specimen, when the image's last rows do not (an
     ///     SEM's information bar, left empty in the mask): a particle reaching the last of them is
-    ///     cut there, and flagged `touchesBorder` as at the image's edges.
+    ///     cut there, and flagged `touchesBorder` as at the image's edges (a height outside
+    ///     1 ... the mask's is ignored).
     ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
     ///     result either way).
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
@@ -43,16 +44,18 @@ public struct ParticleMeasurement: Sendable {
         let runLabels = component.map { newId[Int($0)] }
         labels = ComponentLabels(runs: runs, runLabels: runLabels, count: Int(kept))
         particles = []
+        // The last row of specimen (a height outside 1 ... h is the image's).
+        let lastRow = (specimenHeight.flatMap { $0 >= 1 && $0 <= h ? $0 : nil } ?? h) - 1
         // Split first (it needs only each particle's box and area), then measure once.
         if splitTouching && splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: Int(kept)), minimumArea: minimum,
                                                    parallel: parallel) {
             var split: [Int32] = []
             let relabelled = labels.labels.withUnsafeBufferPointer { Runs(width: w, height: h, labels: $0, runLabels: &split) }
             particles = ParticleMeasurement.measure(relabelled, split, labels, probability: probability, pixelSizeNm: pixelSizeNm,
-                                                    lastRow: min(h, specimenHeight ?? h) - 1)
+                                                    lastRow: lastRow)
         } else {
             particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
-                                                    lastRow: min(h, specimenHeight ?? h) - 1)
+                                                    lastRow: lastRow)
         }
     }
 
@@ -85,11 +88,11 @@ public struct ParticleMeasurement: Sendable {
     /// large particle touching a small one (radii 80 and 20 px: solidity 0.95, as a single
     /// pixelated disc of radius 10; the solidity then was the continuous hull's).
     ///
-    /// Two passes: the first finds which particles split and how, reading the labels only, and
-    /// may look at several particles side by side (`parallel`; a particle whose box holds more
-    /// than `largestSideBySideBox` pixels is looked at alone, so the scratch of those side by
-    /// side stays small); the second writes the parts of those that split, in id order (the same
-    /// labels however the first pass was run).
+    /// Particles whose box holds more than `TouchingParticles.largestSideBySideBox` pixels are
+    /// split first, one at a time. The others in two passes: the first finds which split and how,
+    /// reading the labels only, and may look at several side by side (`parallel`), keeping the
+    /// parts it finds within `TouchingParticles.keptBytes`; the second writes them (finding again
+    /// those it could not keep). The same labels however the pieces run.
     /// `boxes[id]`: each label's box and area (index 0 unused). Returns whether any particle was
     /// split (the labels then renumbered in raster order).
     mutating func splitTouchingParticles(_ boxes: [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)], minimumArea: Int,
@@ -112,58 +115,59 @@ public struct ParticleMeasurement: Sendable {
             guard count > 1, let p = TouchingParticles.parts(basin, count: count, width: bw, minimumArea: minimumArea) else { return nil }
             return (basin, p.of, p.count, p.largest)
         }
-        // First pass: which split, and their parts. Large boxes first, one at a time, then the
-        // rest side by side in interleaved pieces (neighbouring ids are often of similar size).
-        // The parts of the side-by-side ones are kept (a byte a pixel of the box) while they fit
-        // beside the scratch in the bound `TouchingParticles.scratchBytes` sets; the others are
-        // found again below.
-        final class Found: @unchecked Sendable {
-            let lock = NSLock()
-            var parts: [Int: (part: [UInt8], count: Int, largest: Int)] = [:], keptBytes = 0, splits: [Int] = []
-        }
-        let found = Found(), keptBudget = TouchingParticles.keptBytes(pixels: labels.labels.count)
-        func look(_ L: UnsafeBufferPointer<Int32>, _ id: Int, keeping: Bool) {
-            guard let p = parts(L, id) else { return }
-            found.lock.lock()
-            found.splits.append(id)
-            let keep = keeping && p.count < 255 && found.keptBytes + p.basin.count <= keptBudget
-            if keep { found.keptBytes += p.basin.count }
-            found.lock.unlock()
-            guard keep else { return }
-            let part = p.basin.map { $0 >= 0 ? UInt8(p.of[Int($0)]) : 255 }
-            found.lock.lock(); found.parts[id] = (part, p.count, p.largest); found.lock.unlock()
-        }
-        labels.labels.withUnsafeBufferPointer { L in
-            for id in candidates where boxPixels(id) > TouchingParticles.largestSideBySideBox { look(L, id, keeping: false) }
-            let small = candidates.filter { boxPixels($0) <= TouchingParticles.largestSideBySideBox }
-            let count = min(small.count, 64)
-            parallel(count) { k in
-                for i in stride(from: k, to: small.count, by: count) { look(L, small[i], keeping: true) }
-            }
-        }
-        // Second pass: the parts written, those kept first (and let go), then those found again.
-        // The largest part keeps the id, the others take new ones (which, once the labels are
-        // numbered in raster order below, do not depend on the order taken here).
+        // A particle's parts written: the largest keeps the id, the others take new ones (above
+        // every id there was, so no other particle's test `== id` changes; once the labels are
+        // numbered in raster order below, they do not depend on the order taken here).
         var next = Int32(labels.count)
         var split = false
-        let splits = found.splits.sorted()
-        for id in splits.filter({ found.parts[$0] != nil }) + splits.filter({ found.parts[$0] == nil }) {
-            let kept = found.parts.removeValue(forKey: id)
-            let again = kept == nil ? labels.labels.withUnsafeBufferPointer({ parts($0, id) }) : nil
-            guard let count = kept?.count ?? again?.count, let largest = kept?.largest ?? again?.largest else { continue }
+        func write(_ id: Int, count: Int, largest: Int, part: (Int) -> Int?) {
             let (x0, y0, x1, y1, _) = boxes[id]
             let bw = x1 - x0, bh = y1 - y0
             var newId = [Int32](repeating: Int32(id), count: count)
             for k in 0..<count where k != largest { next += 1; newId[k] = next }
             split = true
             for y in 0..<bh { for x in 0..<bw {
-                let i = y * bw + x
-                if let kept {
-                    if kept.part[i] != 255 { labels.labels[(y0 + y) * w + x0 + x] = newId[Int(kept.part[i])] }
-                } else if let again, again.basin[i] >= 0 {
-                    labels.labels[(y0 + y) * w + x0 + x] = newId[again.of[Int(again.basin[i])]]
-                }
+                if let k = part(y * bw + x) { labels.labels[(y0 + y) * w + x0 + x] = newId[k] }
             } }
+        }
+        // Large boxes, one at a time.
+        for id in candidates where boxPixels(id) > TouchingParticles.largestSideBySideBox {
+            guard let p = labels.labels.withUnsafeBufferPointer({ parts($0, id) }) else { continue }
+            write(id, count: p.count, largest: p.largest) { p.basin[$0] >= 0 ? p.of[Int(p.basin[$0])] : nil }
+        }
+        // The rest side by side, in interleaved pieces (neighbouring ids are often of similar
+        // size): which split, and their parts, kept (a byte a pixel of the box) while they fit
+        // `keptBytes`.
+        final class Found: @unchecked Sendable {
+            let lock = NSLock()
+            var parts: [Int: (part: [UInt8], count: Int, largest: Int)] = [:], keptBytes = 0, splits: [Int] = []
+        }
+        let found = Found(), keptBudget = TouchingParticles.keptBytes(pixels: labels.labels.count)
+        let small = candidates.filter { boxPixels($0) <= TouchingParticles.largestSideBySideBox }
+        labels.labels.withUnsafeBufferPointer { L in
+            let count = min(small.count, 64)
+            parallel(count) { k in
+                for i in stride(from: k, to: small.count, by: count) {
+                    guard let p = parts(L, small[i]) else { continue }
+                    found.lock.lock()
+                    found.splits.append(small[i])
+                    let keep = p.count < 255 && found.keptBytes + p.basin.count <= keptBudget
+                    if keep { found.keptBytes += p.basin.count }
+                    found.lock.unlock()
+                    guard keep else { continue }
+                    let part = p.basin.map { $0 >= 0 ? UInt8(p.of[Int($0)]) : 255 }
+                    found.lock.lock(); found.parts[small[i]] = (part, p.count, p.largest); found.lock.unlock()
+                }
+            }
+        }
+        // Their parts written: those kept first (and let go), then those found again.
+        let splits = found.splits.sorted()
+        for id in splits.filter({ found.parts[$0] != nil }) + splits.filter({ found.parts[$0] == nil }) {
+            if let kept = found.parts.removeValue(forKey: id) {
+                write(id, count: kept.count, largest: kept.largest) { kept.part[$0] != 255 ? Int(kept.part[$0]) : nil }
+            } else if let p = labels.labels.withUnsafeBufferPointer({ parts($0, id) }) {
+                write(id, count: p.count, largest: p.largest) { p.basin[$0] >= 0 ? p.of[Int(p.basin[$0])] : nil }
+            }
         }
         guard split else { return false }
         // Number in raster order of first pixels again. (Background 0 becomes −1 for the

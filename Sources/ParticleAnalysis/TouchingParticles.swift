@@ -20,9 +20,10 @@ package enum TouchingParticles {
     package static let largestSideBySideBox = largestBox / 16
     /// The split's scratch for an image of `pixels`, at most: one box alone (at most the image
     /// and `largestBox`), or two side by side and the parts kept from them (at least a byte a
-    /// pixel of the image).
+    /// pixel of the image, or of the largest box).
     package static func scratchBytes(pixels: Int) -> Int {
-        max(min(pixels, largestBox) * bytesPerBoxPixel, sideBySideBytes(pixels: pixels) + pixels)
+        let box = min(pixels, largestBox)
+        return max(box * bytesPerBoxPixel, sideBySideBytes(pixels: pixels) + box)
     }
     /// Two boxes side by side, each at most the image and `largestSideBySideBox`.
     static func sideBySideBytes(pixels: Int) -> Int { 2 * min(pixels, largestSideBySideBox) * bytesPerBoxPixel }

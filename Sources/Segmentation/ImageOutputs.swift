@@ -29,7 +29,8 @@ public enum ImageOutputs {
     /// of work: it starts with the maps that do not depend on the particles (probability, mask
     /// PNG and TIFF); this thread measures (`measure`) meanwhile, and what `measure` runs through
     /// the `ParallelFor` it is given (the split of touching particles) goes to the head of the
-    /// queue, so the other thread joins in as soon as its write is done. Then this thread adds the
+    /// queue, so the other thread joins in as soon as its write is done (this one takes no write
+    /// until it has measured). Then this thread adds the
     /// overlay and the labels, and both take whatever write is next until none is left. The
     /// particle table and the summary (`summarise` of the measurement and the timings), the marks
     /// that the image is done, come last. On any failure every file written for the image is
@@ -186,19 +187,28 @@ public enum ImageOutputs {
     final class JobQueue: @unchecked Sendable {
         private let condition = NSCondition()
         private var jobs: [Job], next = 0, closed = false
-        private var pieces: [() -> Void] = [], nextPiece = 0, unfinishedPieces = 0
+        /// The running loop's body (a pointer to the caller's stack slot, so that no thread holds
+        /// a reference to the closure once its piece is done), its pieces and those not finished.
+        private var pieceBody: UnsafePointer<(Int) -> Void>?, pieceCount = 0, nextPiece = 0, unfinishedPieces = 0
         init(_ jobs: [Job]) { self.jobs = jobs }
 
-        enum Work { case write(Job), piece(() -> Void) }
+        enum Work { case write(Job), piece(UnsafePointer<(Int) -> Void>, Int) }
 
         /// Adds the last jobs; takers then stop once the queue is empty.
         func close(adding more: [Job]) {
             condition.lock(); jobs += more; closed = true; condition.broadcast(); condition.unlock()
         }
 
+        /// The next piece (under the lock), nil when there is none now.
+        private func nextPieceWork() -> Work? {
+            guard nextPiece < pieceCount, let body = pieceBody else { return nil }
+            nextPiece += 1
+            return .piece(body, nextPiece - 1)
+        }
+
         /// The next piece or write (under the lock), nil when there is none now.
         private func nextWork() -> Work? {
-            if nextPiece < pieces.count { nextPiece += 1; return .piece(pieces[nextPiece - 1]) }
+            if let piece = nextPieceWork() { return piece }
             if next < jobs.count { next += 1; return .write(jobs[next - 1]) }
             return nil
         }
@@ -216,32 +226,34 @@ public enum ImageOutputs {
         }
 
         /// Runs `piece(0 ..< count)` (a `ParallelFor`): the pieces go before every write, the
-        /// other thread takes them as it comes back to the queue, and this one takes pieces (or,
-        /// once they are all taken, writes) until every piece has finished. One loop at a time.
+        /// other thread takes them as it comes back to the queue, and this one takes pieces only
+        /// (the measurement that waits on them is what the overlay and labels wait on) until
+        /// every piece has finished. One loop at a time.
         func parallel(_ count: Int, _ piece: (Int) -> Void, outcome: Outcome) {
             guard count > 0 else { return }
-            withoutActuallyEscaping(piece) { piece in
-                condition.lock()
-                pieces = (0..<count).map { k in { piece(k) } }
-                nextPiece = 0; unfinishedPieces = count
-                condition.broadcast()
-                while unfinishedPieces > 0 {
-                    if let work = nextWork() {
-                        condition.unlock(); perform(work, outcome); condition.lock()
-                    } else {
-                        condition.wait()
+            withoutActuallyEscaping(piece) { escapable in
+                withUnsafePointer(to: escapable) { body in
+                    condition.lock()
+                    pieceBody = body; pieceCount = count; nextPiece = 0; unfinishedPieces = count
+                    condition.broadcast()
+                    while unfinishedPieces > 0 {
+                        if let work = nextPieceWork() {
+                            condition.unlock(); perform(work, outcome); condition.lock()
+                        } else {
+                            condition.wait()
+                        }
                     }
+                    pieceBody = nil; pieceCount = 0; nextPiece = 0
+                    condition.unlock()
                 }
-                pieces = []; nextPiece = 0
-                condition.unlock()
             }
         }
 
         /// Runs a piece (and counts it finished) or a write (recording its seconds and the first error).
         private func perform(_ work: Work, _ outcome: Outcome) {
             switch work {
-            case .piece(let body):
-                body()
+            case .piece(let body, let k):
+                body.pointee(k)
                 condition.lock(); unfinishedPieces -= 1; condition.broadcast(); condition.unlock()
             case .write(let job):
                 let start = DispatchTime.now().uptimeNanoseconds

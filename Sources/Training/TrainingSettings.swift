@@ -28,6 +28,27 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
 
     public init() {}
 
+    /// Settings as a checkpoint records them; a key an older build did not write (`crops`) takes
+    /// its default, so a run started before it was added resumes as it started.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        stepsPerEpoch = try c.decode(Int.self, forKey: .stepsPerEpoch)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        tile = try c.decode(Int.self, forKey: .tile)
+        learningRate = try c.decode(Float.self, forKey: .learningRate)
+        schedule = try c.decode(LearningRateSchedule.self, forKey: .schedule)
+        loss = try c.decode(Loss.self, forKey: .loss)
+        widths = try c.decode([Int].self, forKey: .widths)
+        augment = try c.decode(AugmentationPreset.self, forKey: .augment)
+        crops = try c.decodeIfPresent(CropPlacement.self, forKey: .crops) ?? .wrap
+        recipe = try c.decode(InputRecipe.self, forKey: .recipe)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        validationFraction = try c.decode(Double.self, forKey: .validationFraction)
+        patience = try c.decode(Int.self, forKey: .patience)
+        minDelta = try c.decode(Double.self, forKey: .minDelta)
+    }
+
     public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable { case constant, cosine }
 
     /// The network the settings describe (centre as wide as the deepest encoder stage).

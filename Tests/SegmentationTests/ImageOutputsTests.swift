@@ -49,7 +49,6 @@ final class ImageOutputsTests: XCTestCase {
         XCTAssertTrue(json.contains("\"mean_eq_diameter_nm\":null") && json.contains("\"pixel_size_nm\":null"), json)
     }
 
-    /// An image name with a comma or quote is one CSV field in the run's particles.csv.
     /// The split of touching particles runs through the writers' queue (the other thread joins in
     /// between its writes): the same particles as measured alone, every file written.
     func testMeasuringThroughTheWritersQueue() throws {
@@ -83,6 +82,7 @@ final class ImageOutputsTests: XCTestCase {
         XCTAssertEqual(labels.data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }.map(Int32.init), alone.labels.labels)
     }
 
+    /// An image name with a comma or quote is one CSV field in the run's particles.csv.
     func testRunTableQuotesImageNames() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -294,6 +294,8 @@ final class ParticleMeasurementTests: XCTestCase {
         XCTAssertEqual(ParticleMeasurement(mask: m).particles.map(\.touchesBorder), [false, false])
         XCTAssertEqual(ParticleMeasurement(mask: m, specimenHeight: 40).particles.map(\.touchesBorder), [false, true])
         XCTAssertEqual(ParticleMeasurement(mask: m, specimenHeight: 41).particles.map(\.touchesBorder), [false, false])
+        for ignored in [0, -3, 51] { XCTAssertEqual(ParticleMeasurement(mask: m, specimenHeight: ignored).particles.map(\.touchesBorder), [false, false]) }
+        XCTAssertEqual(ParticleMeasurement(mask: BinaryMask(width: 0, height: 0), specimenHeight: 5).particles.count, 0)
     }
 
     func testEmptyMask() {
