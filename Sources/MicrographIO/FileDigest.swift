@@ -8,5 +8,8 @@ public func fileSHA256(_ url: URL) throws -> String {
     defer { try? handle.close() }
     var hasher = SHA256()
     while let piece = try handle.read(upToCount: 1 << 20), !piece.isEmpty { hasher.update(data: piece) }
-    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    return hex(hasher.finalize())
 }
+
+/// A digest as lower-case hex, as `sha256sum` prints it.
+func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }

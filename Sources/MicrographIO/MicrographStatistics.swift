@@ -127,7 +127,7 @@ extension Micrograph {
 
     /// Hex SHA-256 of one frame's native little-endian bytes (RGB interleaved, complex as re, im).
     public func sha256(frame: Int = 0) -> String {
-        SHA256.hash(data: Data(frameBytes(frame))).map { String(format: "%02x", $0) }.joined()
+        hex(SHA256.hash(data: Data(frameBytes(frame))))
     }
 }
 

@@ -180,9 +180,9 @@ public final class BatchSegmentation: @unchecked Sendable {
         for (i, stem) in stems.enumerated() { byStem[stem, default: []].append(i) }
         var out: Set<Int> = []
         for (i, stem) in stems.enumerated() {
-            guard let cut = stem.lastIndex(of: "_"), !stem[stem.index(after: cut)...].isEmpty,
-                  stem[stem.index(after: cut)...].allSatisfy(\.isASCII), stem[stem.index(after: cut)...].allSatisfy(\.isNumber),
-                  let stack = byStem[String(stem[..<cut])] else { continue }
+            guard let cut = stem.lastIndex(of: "_") else { continue }
+            let frame = stem[stem.index(after: cut)...]
+            guard !frame.isEmpty, frame.allSatisfy({ $0.isASCII && $0.isNumber }), let stack = byStem[String(stem[..<cut])] else { continue }
             out.insert(i); out.formUnion(stack)
         }
         return out
