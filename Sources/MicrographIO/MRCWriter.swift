@@ -2,7 +2,8 @@ import Foundation
 
 /// Writes MRC2014 files: mode 0 (int8), 1 (int16), 2 (float32), 4 (complex64), 6 (uint16) and
 /// 12 (float16), little-endian, frames as an image stack (ispg 0). cella comes from the pixel
-/// size (Å), or is 0 for an uncalibrated image. The write is atomic.
+/// size (Å), or is 0 for an uncalibrated image; dmin, dmax, dmean and rms describe the whole
+/// stack. The write is atomic.
 public enum MRCWriter {
     public static func mode(for type: PixelType) -> Int? {
         switch type {
@@ -47,13 +48,14 @@ public enum MRCWriter {
         }
         putF32(13, 90); putF32(14, 90); putF32(15, 90)
         putI32(16, 1); putI32(17, 2); putI32(18, 3)
-        let stats = image.statistics(frame: 0)
+        // dmin, dmax, dmean and rms of the whole stack, not of its first frame.
+        let stats = image.stackStatistics()
         putF32(19, Float(stats.min)); putF32(20, Float(stats.max)); putF32(21, Float(stats.mean))
         putI32(22, 0)  // ispg 0: image stack
         putI32(27, 20141)  // nversion
         for (k, c) in "MAP ".utf8.enumerated() { header[208 + k] = c }
         header[212] = 0x44; header[213] = 0x44
-        putF32(54, -1)  // rms not computed
+        putF32(54, Float(stats.rms))
         putI32(55, 1)
         for (k, c) in "NanoFind".utf8.enumerated() { header[224 + k] = c }
         return header + image.data

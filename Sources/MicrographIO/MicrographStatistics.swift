@@ -125,6 +125,34 @@ extension Micrograph {
         return (lo, hi, sum / Double(count))
     }
 
+    /// Minimum, maximum, mean and RMS deviation from the mean over every frame (NaNs left out),
+    /// as an MRC header records them for the whole stack: per-frame sums combined in Double
+    /// (M2 = Σ M2ᵢ + Σ nᵢ (meanᵢ − mean)²), so no frame is read twice at once.
+    public func stackStatistics() -> (min: Double, max: Double, mean: Double, rms: Double) {
+        var lo = Double.infinity, hi = -Double.infinity
+        var perFrame: [(n: Double, mean: Double, m2: Double)] = []
+        for f in 0..<frames {
+            let values = doubleFrame(f)
+            var sum = 0.0, count = 0
+            for v in values where !v.isNaN {
+                if v < lo { lo = v }
+                if v > hi { hi = v }
+                sum += v
+                count += 1
+            }
+            guard count > 0 else { continue }
+            let mean = sum / Double(count)
+            var m2 = 0.0
+            for v in values where !v.isNaN { m2 += (v - mean) * (v - mean) }
+            perFrame.append((Double(count), mean, m2))
+        }
+        let n = perFrame.reduce(0) { $0 + $1.n }
+        guard n > 0 else { return (.nan, .nan, .nan, .nan) }
+        let mean = perFrame.reduce(0) { $0 + $1.n * $1.mean } / n
+        let m2 = perFrame.reduce(0) { $0 + $1.m2 + $1.n * ($1.mean - mean) * ($1.mean - mean) }
+        return (lo, hi, mean, (m2 / n).squareRoot())
+    }
+
     /// Hex SHA-256 of one frame's native little-endian bytes (RGB interleaved, complex as re, im).
     public func sha256(frame: Int = 0) -> String {
         hex(SHA256.hash(data: Data(frameBytes(frame))))

@@ -139,6 +139,28 @@ final class WriterRoundTripTests: XCTestCase {
         XCTAssertThrowsError(try MRCWriter.write(TestImages.image(.uint32), to: dir.appendingPathComponent("u32.mrc")))
     }
 
+    /// dmin, dmax, dmean (words 20–22) and rms (word 55) cover every frame of a stack: here the
+    /// extremes are in the last frame, which a first-frame summary would miss.
+    func testMRCHeaderStatisticsCoverTheWholeStack() throws {
+        let values: [[Float]] = [[1, 2, 3, 4], [2, 2, 2, 2], [-5, 0, 0, 11]]
+        var bytes: [UInt8] = []
+        for v in values.joined() { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        let stack = Micrograph(width: 2, height: 2, frames: 3, pixelType: .float32, data: bytes, format: "t")
+        let header = try MRCWriter.encode(stack)
+        func word(_ k: Int) -> Float {
+            Float(bitPattern: UInt32(header[4 * k]) | UInt32(header[4 * k + 1]) << 8 | UInt32(header[4 * k + 2]) << 16
+                  | UInt32(header[4 * k + 3]) << 24)
+        }
+        let all = values.joined().map(Double.init)
+        let mean = all.reduce(0, +) / Double(all.count)
+        let rms = (all.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(all.count)).squareRoot()
+        XCTAssertEqual(word(19), -5)
+        XCTAssertEqual(word(20), 11)
+        XCTAssertEqual(Double(word(21)), mean, accuracy: 1e-6)
+        XCTAssertEqual(Double(word(54)), rms, accuracy: 1e-5)
+        XCTAssertEqual(Double(word(54)), 12.0.squareRoot(), accuracy: 1e-5)  // by hand: mean 2, Σ(x − 2)² = 144 over 12
+    }
+
     func testNPYRoundTrip() throws {
         let image = TestImages.image(.float32, frames: 2, pixelSizeNM: nil)
         _ = try roundTrip(image, name: "a.npy") { m, url in
