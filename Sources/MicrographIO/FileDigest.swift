@@ -1,14 +1,24 @@
 import Crypto
 import Foundation
 
-/// Hex SHA-256 of a file's bytes, read in pieces (e.g. a model file, so that a result records
-/// which weights made it, not only the file's name).
-public func fileSHA256(_ url: URL) throws -> String {
-    let handle = try FileHandle(forReadingFrom: url)
-    defer { try? handle.close() }
-    var hasher = SHA256()
-    while let piece = try handle.read(upToCount: 1 << 20), !piece.isEmpty { hasher.update(data: piece) }
-    return hex(hasher.finalize())
+/// SHA-256 of a sequence of byte pieces (tensors, labels, settings), fed in a fixed order, for
+/// a result to record what made it: e.g. a model's weights, hashed from memory as they were
+/// loaded rather than from a file that may have changed since.
+public struct ContentDigest {
+    private var hasher = SHA256()
+
+    public init() {}
+
+    /// Adds `bytes`, preceded by their length, so that pieces cannot run into each other.
+    public mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { hasher.update(bufferPointer: $0) }
+        hasher.update(bufferPointer: bytes)
+    }
+
+    public mutating func add(_ text: String) { Array(text.utf8).withUnsafeBytes { add($0) } }
+
+    /// The digest as lower-case hex, as `sha256sum` prints it.
+    public func hexDigest() -> String { hex(hasher.finalize()) }
 }
 
 /// A digest as lower-case hex, as `sha256sum` prints it.

@@ -203,11 +203,11 @@ public final class BatchSegmentation: @unchecked Sendable {
 
     /// The run's settings that shape a result besides the model's name, threshold and pixel
     /// size, as each image's summary records them (a re-run with others redoes the image); the
-    /// model's digest (its first 16 hex digits) when known.
+    /// model's `contentDigest` (its first 16 hex digits) when known.
     public var segmentationSettings: String {
         String(format: "split_touching=%@ min_area_nm2=%g min_area_px=%d preprocessing=%@ tta=%@", settings.splitTouching ? "yes" : "no",
                settings.minimumAreaNm2, settings.minimumAreaPx, segmenter.recipe.description, segmenter.options.testTimeAugmentation ? "yes" : "no")
-            + (modelDigest.map { " model_sha256=\($0.prefix(16))" } ?? "")
+            + (modelDigest.map { " model_digest=\($0.prefix(16))" } ?? "")
     }
 
     /// Output names of a file's images (`<stem>`, or `<stem>_<k>` for several).

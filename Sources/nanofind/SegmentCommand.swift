@@ -85,9 +85,8 @@ struct Segment: ParsableCommand {
         if let shard { settings.shard = (shard.k, shard.n) }
         let modelName = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default (\(DefaultModel.url?.lastPathComponent ?? "?"))"
         let batch = BatchSegmentation(segmenter: segmenter, settings: settings, modelName: modelName)
-        // The model file's contents, not only its name, decide whether earlier results are this run's.
-        let modelFile = modelOptions.model.map { URL(fileURLWithPath: $0) } ?? DefaultModel.url
-        batch.modelDigest = modelFile.flatMap { try? fileSHA256($0) }
+        // The model's weights, not only its file's name, decide whether earlier results are this run's.
+        batch.modelDigest = model.contentDigest
         batch.open = IsolatedReader.open
         batch.removeStaleTemporaries()
         let (files, missing) = batch.expand(inputs)
@@ -142,7 +141,7 @@ struct Segment: ParsableCommand {
                                                  "min_area": "\(minArea) nm² where the pixel size is known, else \(settings.minimumAreaPx) px",
                                                  "split_touching": split.splitTouching ? "yes" : "no", "prob_format": probFormat.rawValue]
             if let p = model.metadata.trainingPixelSizeNm { runSettings["model_pixel_size_nm"] = String(format: "%.4g", p) }
-            if let digest = batch.modelDigest { runSettings["model_sha256"] = digest }
+            if let digest = batch.modelDigest { runSettings["model_digest"] = digest }
             if let pixelSize { runSettings["pixel_size_nm (--pixel-size)"] = "\(pixelSize)" }
             if let shard { runSettings["shard"] = "\(shard.k)/\(shard.n)" }
             do { try RunReport(summaries: summaries, settings: runSettings).write(into: outURL) } catch { throw exitWithInputError(error) }

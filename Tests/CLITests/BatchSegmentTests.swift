@@ -69,9 +69,15 @@ final class BatchSegmentTests: XCTestCase {
         try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, preprocessing: .robust, provenance: "test")), to: model)
         let retrained = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9", "--no-split-touching"])
         XCTAssertTrue(retrained.stdout.contains("\(good) processed, 0 already done, 3 failed"), retrained.stdout)
-        let digest = try fileSHA256(model)
+        let digest = try Model.load(model).contentDigest
         let image = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("img00.summary.json"))) as? [String: Any]
-        XCTAssertTrue((image?["segmentation"] as? String)?.hasSuffix("model_sha256=\(digest.prefix(16))") == true, "\(image?["segmentation"] ?? "none")")
+        XCTAssertTrue((image?["segmentation"] as? String)?.hasSuffix("model_digest=\(digest.prefix(16))") == true, "\(image?["segmentation"] ?? "none")")
+        // The same weights saved again with other provenance are the same model: nothing is redone.
+        var relabelled = try Model.load(model)
+        relabelled.metadata.provenance = "copied"; relabelled.metadata.metrics = ["dice": 0.5]
+        try SafeTensorsModel.save(relabelled, to: model)
+        let resaved = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9", "--no-split-touching"])
+        XCTAssertTrue(resaved.stdout.contains("0 processed, \(good) already done, 3 failed"), resaved.stdout)
     }
 
     func testAKilledRunIsFinishedByTheNextAndLeavesNoPartialFiles() throws {
