@@ -183,7 +183,7 @@ public final class Segmenter: @unchecked Sendable {
         let scale = self.scale(for: pixelSizeNm)
         let netWidth = max(1, Int((Double(image.width) * scale).rounded()))
         let netHeight = max(1, Int((Double(image.height) * scale).rounded()))
-        let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight) }
+        let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight, parallel: pool.parallel) }
         let prepared = timed("preprocess") { recipe.apply(scaled, pool: pool) }
         let p = timed("network") {
             guard options.testTimeAugmentation else { return predictor.probabilities(prepared, pool: pool) }
@@ -198,9 +198,7 @@ public final class Segmenter: @unchecked Sendable {
         // (which leaves the mask, p > t, as it is for t in [0, 1)).
         let probability = timed("resample_back") {
             guard netWidth != image.width || netHeight != image.height else { return p }
-            var back = resample(p, width: image.width, height: image.height)
-            back.pixels.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i] = min(max(b[i], 0), 1) } }
-            return back
+            return resample(p, width: image.width, height: image.height, clamp: 0...1, parallel: pool.parallel)
         }
         let t = threshold
         let mask = timed("threshold") { BinaryMask(probability, threshold: t, parallel: pool.parallel) }

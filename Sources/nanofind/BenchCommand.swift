@@ -17,9 +17,10 @@ struct Bench: ParsableCommand {
             pass alone), conv_grad (each convolution's backward kernels at batch 20, median ms and \
             GFLOP/s of each), segment_1024 … segment_8192 (the whole segment pipeline on an \
             int16 MRC of that side, from reading to every output written, with each step's seconds; \
-            8192 not with --quick) and segment_batch_4096 (a folder of such 4096² files, two per \
-            job, segmented as `segment` does: a job per thread, as many as the memory holds, one \
-            file each side by side). Rows carry min and median over the timed runs, the thread \
+            8192 not with --quick), segment_resampled_4096 (the same at a pixel size 10 % finer than \
+            the model's, as most micrographs are: resampled to the model's scale and back) and \
+            segment_batch_4096 (a folder of such 4096² files, two per job, segmented as `segment` \
+            does: a job per thread, as many as the memory holds, one file each side by side). Rows carry min and median over the timed runs, the thread \
             count and the GFLOP/s achieved: "gflops" counts the nominal direct-convolution FLOPs \
             (1.307 GFLOP per 512² tile forward, 3× that per training image), "gflops_executed" the \
             multiply-adds actually run (decoder convolutions work on the map before upsampling and \
@@ -38,7 +39,7 @@ struct Bench: ParsableCommand {
 
     /// Every row name (`--only` must be a prefix of one).
     static let rowNames = ["infer_tile_512", "infer_2048", "infer_4096_tiled", "train_step_512", "conv_layer", "conv_grad",
-                           "segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_batch_4096"]
+                           "segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_resampled_4096", "segment_batch_4096"]
 
     func validate() throws {
         if let only, !Bench.rowNames.contains(where: { $0.hasPrefix(only) }) {
@@ -232,10 +233,14 @@ struct Bench: ParsableCommand {
             }
             emit(fields)
         }
-        let segmentRows = ["segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_batch_4096"]
-        if segmentRows.contains(where: wanted) { reuseFreedMemory() }  // as `segment` runs
+        if Bench.rowNames.filter({ $0.hasPrefix("segment_") }).contains(where: wanted) { reuseFreedMemory() }  // as `segment` runs
         for side in [1024, 2048, 4096, 8192] where wanted("segment_\(side)") && (side <= 4096 || !quick) {
             do { emit(try segmentRow(side: side, model: benchModel, pool: pool, runs: quick ? 3 : 5)) } catch { throw exitWithInputError(error) }
+        }
+        if wanted("segment_resampled_4096") {
+            do {
+                emit(try segmentRow(side: 4096, pixelScale: 0.9, model: benchModel, pool: pool, runs: quick ? 3 : 5))
+            } catch { throw exitWithInputError(error) }
         }
         if wanted("segment_batch_4096") {
             do { emit(try segmentBatchRow(side: 4096, model: benchModel, pool: pool)) } catch { throw exitWithInputError(error) }
@@ -243,13 +248,15 @@ struct Bench: ParsableCommand {
     }
 
     /// The whole `segment` pipeline on a side×side int16 MRC of fringed discs on noise: from
-    /// reading the file to every output written, with the time of each step.
-    func segmentRow(side: Int, model: Model, pool: ThreadPool, runs: Int) throws -> [(String, Any)] {
+    /// reading the file to every output written, with the time of each step. The file's pixel
+    /// size is the model's times `pixelScale` (other than 1: resampled to the model's and back).
+    func segmentRow(side: Int, pixelScale: Double = 1, model: Model, pool: ThreadPool, runs: Int) throws -> [(String, Any)] {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("bench_\(side).mrc")
-        try MRCWriter.write(SyntheticMicrograph.discs(side: side, pixelSizeNm: model.metadata.trainingPixelSizeNm ?? 0.05), to: input)
+        let pixelSize = (model.metadata.trainingPixelSizeNm ?? 0.05) * pixelScale
+        try MRCWriter.write(SyntheticMicrograph.discs(side: side, pixelSizeNm: pixelSize), to: input)
         // One cold run, then `runs - 1` more as a batch would run its next files (the network's
         // buffers and the freed arrays reused); each run writes into a folder of its own, kept
         // until the row ends, so every output is a new file as in a batch. The row gives the
@@ -265,7 +272,8 @@ struct Bench: ParsableCommand {
         }
         let sorted = results.sorted { $0.seconds < $1.seconds }
         let (seconds, summary) = sorted[(sorted.count - 1) / 2]
-        var fields: [(String, Any)] = [("name", "segment_\(side)"), ("threads", pool.threadCount), ("s", seconds),
+        let name = pixelScale == 1 ? "segment_\(side)" : "segment_resampled_\(side)"
+        var fields: [(String, Any)] = [("name", name), ("threads", pool.threadCount), ("s", seconds),
                                        ("s_min", sorted[0].seconds), ("s_first", results[0].seconds), ("runs", runs),
                                        ("network_s_runs", results.map { String(format: "%.3f", $0.summary.timings["network"] ?? 0) }.joined(separator: " ")),
                                        ("megapixels_per_s", Double(side * side) / seconds / 1e6), ("particles", summary.particles)]
