@@ -24,9 +24,10 @@ struct Span: ExpressibleByArgument, CustomStringConvertible {
 
 extension Material: ExpressibleByArgument {}
 
-/// `--material Au` or `--material Au,CdSe,Pt` (images take the materials in turn).
-/// A comma-separated list of an enumeration's names (`--material Au,CdSe`, `--shape sphere,cuboctahedron`).
-struct NameList<Value: RawRepresentable & CaseIterable & Equatable & Sendable>: ExpressibleByArgument, Sendable where Value.RawValue == String {
+/// A comma-separated list of an enumeration's names (`--material Au,CdSe`, `--shape sphere,cuboctahedron`);
+/// images take the materials in turn. Shown in help as it is typed (`Au,CdSe`).
+struct NameList<Value: RawRepresentable & CaseIterable & Equatable & Sendable>: ExpressibleByArgument, CustomStringConvertible,
+                                                                                  Sendable where Value.RawValue == String {
     var values: [Value]
     init?(argument: String) {
         let list = argument.split(separator: ",").map { Value(rawValue: String($0).trimmingCharacters(in: .whitespaces)) }
@@ -34,6 +35,7 @@ struct NameList<Value: RawRepresentable & CaseIterable & Equatable & Sendable>: 
         values = list.compactMap { $0 }
     }
     init(_ v: [Value]) { values = v }
+    var description: String { values.map(\.rawValue).joined(separator: ",") }
     static var allValueStrings: [String] { Value.allCases.map(\.rawValue) }
 }
 
@@ -52,7 +54,7 @@ struct Simulate: ParsableCommand {
 
     @OptionGroup var output: OutputFolderOption
     @Option(help: "Number of micrographs.") var count = 10
-    @Option(help: "Material, or several separated by commas (taken in turn): \(Material.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "Material, or several separated by commas (taken in turn).")
     var material = NameList<Material>([.Au])
     @Option(help: "Image side in pixels.") var size = 512
     @Option(help: "nm per pixel (or MIN:MAX).") var pixelSize = Span(0.04...0.07)
@@ -64,7 +66,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "Particle diameter in nm (or MIN:MAX).") var diameter = Span(2.5...7)
     @Option(help: "Grid points per output pixel along each axis, 1 to 4: 2 keeps the heavy atoms' high frequencies (particle contrast as abTEM's) at 4× the time.")
     var oversampling = 1
-    @Option(help: "Particle shapes, one drawn per particle, separated by commas: \(ParticleShape.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "Particle shapes, one drawn per particle, separated by commas.")
     var shape = NameList<ParticleShape>([.sphere])
     @Option(help: "Share of particles (after an image's first) placed touching another, their nearest atoms about one bond apart, 0 to 1.")
     var touching = 0.2

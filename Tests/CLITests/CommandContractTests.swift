@@ -39,6 +39,26 @@ final class CommandContractTests: XCTestCase {
         return dir
     }
 
+    /// Every command's help shows defaults as a user types them: no Swift type names, optionals
+    /// or enum paths (`NameList<Material>(values: [Simulation.Material.Au])` was shown for
+    /// simulate's --material).
+    func testHelpShowsDefaultsAsTheyAreTyped() throws {
+        let top = try CLIRunner.run(["--help"])
+        XCTAssertEqual(top.status, 0)
+        let commands = ["segment", "measure", "merge", "train", "evaluate", "bragg", "simulate", "demo", "inspect", "bench",
+                        "convert-model", "activations"]
+        for c in commands { XCTAssertTrue(top.stdout.contains(c), "\(c) missing from the command list") }
+        for c in commands {
+            let r = try CLIRunner.run([c, "--help"])
+            XCTAssertEqual(r.status, 0, "\(c): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("USAGE: nanofind \(c)"), "\(c): \(r.stdout)")
+            for leak in ["NameList<", "Optional(", "Simulation.", "NanoNet.", "Segmentation.", "Preprocessing.", "Span("] {
+                XCTAssertFalse(r.stdout.contains(leak), "\(c) --help shows \(leak): \(r.stdout)")
+            }
+        }
+        XCTAssertTrue(try CLIRunner.run(["simulate", "--help"]).stdout.contains("default: Au)"))
+    }
+
     let tinyTraining = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--tile", "32", "--widths", "2,4", "--threads", "1"]
 
     func testDemoDoesNotDeleteFilesItDidNotWrite() throws {
