@@ -100,15 +100,48 @@ public final class UNetInference: @unchecked Sendable {
         forward(x, fusedHead: false, logitsOnly: true, pool: pool)
     }
 
+    /// The particle probability (softmax class 1) of one image already laid out as padded planes
+    /// (one image, the model's input channels), only rows `rows` and columns `columns` of it,
+    /// written to `out`: row y, column x at out + (y − rows.lowerBound) · rowStride + x −
+    /// columns.lowerBound. What a tiled pass keeps of a tile, with nothing else stored: for the
+    /// pyNanoFind head the last level computes only those rows (`OutputLevel`). The values are
+    /// channel 1 of `probabilities` bit for bit.
+    public func particleProbabilities(_ input: PaddedPlanes, rows: Range<Int>, columns: Range<Int>,
+                                      into out: UnsafeMutablePointer<Float>, rowStride: Int, pool: ThreadPool = .shared) {
+        let shape = Shape(input.n, input.channels, input.height, input.width)
+        if let problem = model.validateInput(shape) { fatalError("UNetInference.particleProbabilities: input \(shape): \(problem)") }
+        require(input.n == 1 && config.classes == 2 && rows.lowerBound >= 0 && rows.upperBound <= input.height
+                    && columns.lowerBound >= 0 && columns.upperBound <= input.width && rowStride >= columns.count,
+                "particle window rows \(rows), columns \(columns) of \(shape) (\(config.classes) classes)")
+        let (skip, low) = levels(input, pool: pool)
+        let (first, last) = plan.decoders[0]
+        if config.widths[0] <= 4, let pw = phase[first.index] {
+            OutputLevel.forward(skip: skip, weights(first), low: low, pw, last: weights(last), head: headWeight.array + headBias.array,
+                                into: .particleWindow(base: out, rowStride: rowStride, rows: rows, columns: columns), pool: pool)
+            return
+        }
+        let p = lastLevel(skip: skip, low: low, shape: shape, fusedHead: config.widths[0] <= 4, logitsOnly: false, pool: pool)
+        for y in rows {
+            (out + (y - rows.lowerBound) * rowStride).update(from: p.plane(0, 1) + y * input.width + columns.lowerBound, count: columns.count)
+        }
+    }
+
     /// The whole pass. With `fusedHead` the last convolution, the 1×1 head and the softmax run as
     /// one kernel; otherwise the head writes logits and, unless `logitsOnly`, a softmax follows.
     private func forward(_ x: Tensor, fusedHead: Bool, logitsOnly: Bool = false, pool: ThreadPool) -> Tensor {
         if let problem = model.validateInput(x.shape) { fatalError("UNetInference.forward: input \(x.shape): \(problem)") }
+        let (skip, low) = levels(PaddedPlanes.from(x, pool: pool), pool: pool)
+        return lastLevel(skip: skip, low: low, shape: x.shape, fusedHead: fusedHead, logitsOnly: logitsOnly, pool: pool)
+    }
+
+    /// Every level but the last: the encoders, the centre and the decoders down to level 1.
+    /// Returns the last level's inputs: its skip connection and the map below it.
+    private func levels(_ x: PaddedPlanes, pool: ThreadPool) -> (skip: PaddedPlanes, low: PaddedPlanes) {
         // A skip is let go as soon as its decoder convolution has read it: the buffer pool then
         // hands its (cached) memory to the next map of its size, that level's second convolution,
         // instead of one last touched a pass ago.
         var skips: [PaddedPlanes?] = []
-        var input = PaddedPlanes.from(x, pool: pool)
+        var input = x
         for c in plan.encoders {
             // BN folded; the main path pools the pre-ReLU output, the skip is its ReLU (one pass).
             let w = weights(c)
@@ -126,18 +159,25 @@ public final class UNetInference: @unchecked Sendable {
             skips[level] = nil
             low = convPadded(second, t, pool: pool)
         }
+        return (skips[0]!, low)
+    }
+
+    /// The last level and the head, on the level's skip connection and the map below it, for
+    /// images of `shape`.
+    private func lastLevel(skip: PaddedPlanes, low: PaddedPlanes, shape: Shape, fusedHead: Bool, logitsOnly: Bool,
+                           pool: ThreadPool) -> Tensor {
         let (first, last) = plan.decoders[0]
         if fusedHead, let pw = phase[first.index] {
             // The last level in one pass: its first convolution's rows go straight to the last
             // convolution and the head (`OutputLevel`), never to a full-resolution map.
-            let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)
-            OutputLevel.forward(skip: skips[0]!, weights(first), low: low, pw, last: weights(last),
+            let probs = Tensor(Shape(shape.n, 2, shape.h, shape.w), zeroed: false)
+            OutputLevel.forward(skip: skip, weights(first), low: low, pw, last: weights(last),
                                 head: headWeight.array + headBias.array, into: probs, pool: pool)
             return probs
         }
-        let t = decoderConv1(first, skip: skips[0]!, low: low, pool: pool)
+        let t = decoderConv1(first, skip: skip, low: low, pool: pool)
         if fusedHead {
-            let probs = Tensor(Shape(x.shape.n, 2, x.shape.h, x.shape.w), zeroed: false)
+            let probs = Tensor(Shape(shape.n, 2, shape.h, shape.w), zeroed: false)
             Conv3x3.forwardWithSoftmaxHead(t, weights(last), head: headWeight.array + headBias.array, into: probs, pool: pool)
             return probs
         }

@@ -336,11 +336,12 @@ public enum Conv3x3 {
             weights = w; self.hp = hp
         }
 
-        /// Probabilities of classes 0 and 1 at `p0` and `p1` for the row whose input (channel 0,
-        /// column 0) is at `ip`, input channels `ps` apart and rows `rs` apart (padded: one row and
-        /// one vector of columns readable on each side). 64 pixels at a time: the 4 features go to
-        /// a 1 KB scratch (convRow cuts them into register blocks), then the head reads them from L1.
-        func row(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ p0: UnsafeMutablePointer<Float>,
+        /// Probabilities of classes 0 and 1 at `p0` (unless nil) and `p1` for the row whose input
+        /// (channel 0, column 0) is at `ip`, input channels `ps` apart and rows `rs` apart (padded:
+        /// one row and one vector of columns readable on each side). 64 pixels at a time: the 4
+        /// features go to a 1 KB scratch (convRow cuts them into register blocks), then the head
+        /// reads them from L1.
+        func row(_ ip: UnsafePointer<Float>, _ ps: Int, _ rs: Int, _ p0: UnsafeMutablePointer<Float>?,
                  _ p1: UnsafeMutablePointer<Float>, width: Int) {
             let (wp, bp) = weights.block(0)
             let hp = self.hp
@@ -361,7 +362,7 @@ public enum Conv3x3 {
                         let e = vectorExp(z0 - z1)
                         let q1 = 1 / (1 + e)
                         let lanes = min(vectorWidth, n - v)
-                        storePartial(e * q1, p0 + x + v, lanes)
+                        if let p0 { storePartial(e * q1, p0 + x + v, lanes) }
                         storePartial(q1, p1 + x + v, lanes)
                         v += vectorWidth
                     }

@@ -12,28 +12,55 @@
 public enum OutputLevel {
     /// Rows per work item: enough that the rows computed twice cost little, few enough that a
     /// band's scratch stays in the caches and every thread gets several bands.
-    static let band = 32
+    public static let band = 32
+
+    /// Where the level's probabilities go.
+    public enum Destination {
+        /// Both classes of every row: out[n, 0] and out[n, 1].
+        case tensor(Tensor)
+        /// Class 1 (the particles) only, of rows `rows` and columns `columns` of a single image:
+        /// row y, column x at base + (y − rows.lowerBound) · rowStride + x − columns.lowerBound.
+        /// Rows outside `rows` are not computed (a tile's margins); class 0 is not stored.
+        case particleWindow(base: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>, columns: Range<Int>)
+    }
 
     public static func forward(skip: PaddedPlanes, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes,
                                _ phase: UpsampledConv3x3.PhaseWeights, last: Conv3x3.PackedWeights, head: [Float],
                                into out: Tensor, pool: ThreadPool = .shared) {
+        forward(skip: skip, direct, low: low, phase, last: last, head: head, into: .tensor(out), pool: pool)
+    }
+
+    public static func forward(skip: PaddedPlanes, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes,
+                               _ phase: UpsampledConv3x3.PhaseWeights, last: Conv3x3.PackedWeights, head: [Float],
+                               into destination: Destination, pool: ThreadPool = .shared) {
         let h = skip.height, width = skip.width, lw = low.width
         require(direct.cout == phase.cout && skip.n == low.n && h == 2 * low.height && width == 2 * lw,
                 "decoder convolution parts do not match")
         require(skip.channels == direct.cin && low.channels == phase.cin, "skip has \(skip.channels) channels, weights \(direct.cin); map \(low.channels), weights \(phase.cin)")
         require(last.cin == direct.cout, "last convolution reads \(last.cin) channels, the level makes \(direct.cout)")
-        require(out.shape == Shape(skip.n, 2, h, width), "probabilities \(out.shape) for \(skip.n)x\(h)x\(width)")
+        let produced: Range<Int>
+        switch destination {
+        case .tensor(let out):
+            require(out.shape == Shape(skip.n, 2, h, width), "probabilities \(out.shape) for \(skip.n)x\(h)x\(width)")
+            produced = 0..<h
+        case .particleWindow(_, _, let rows, let columns):
+            require(skip.n == 1 && rows.lowerBound >= 0 && rows.upperBound <= h && columns.lowerBound >= 0 && columns.upperBound <= width,
+                    "particle window rows \(rows), columns \(columns) of \(skip.n) images of \(h)x\(width)")
+            produced = rows
+        }
         let features = direct.cout, blocks = (features + Conv3x3.block - 1) / Conv3x3.block
         let softmax = Conv3x3.SoftmaxHead(last, head)
-        let band = min(OutputLevel.band, max(1, h / (4 * pool.threadCount)))
-        let bands = (h + band - 1) / band
+        let band = min(OutputLevel.band, max(1, produced.count / (4 * pool.threadCount)))
+        let bands = (produced.count + band - 1) / band
         // Scratch per thread: `features` planes of band + 2 padded rows (row r holds image row
-        // y0 − 1 + r), one vector of zero columns on each side, as `PaddedPlanes` lays them out.
+        // y0 − 1 + r), one vector of zero columns on each side, as `PaddedPlanes` lays them out;
+        // then one row of class 1 for a window to be cut from.
         let rs = 2 * vectorWidth + roundUp(width, vectorWidth), sps = (band + 2) * rs
-        let scratch = Tensor(Shape(pool.threadCount, 1, 1, features * sps), zeroed: false)
+        let perThread = features * sps + roundUp(width, vectorWidth)
+        let scratch = Tensor(Shape(pool.threadCount, 1, 1, perThread), zeroed: false)
         pool.parallelFor(skip.n * bands) { item, thread in
-            let i = item / bands, y0 = (item % bands) * band, y1 = min(h, y0 + band)
-            let rows = scratch.data + thread * features * sps
+            let i = item / bands, y0 = produced.lowerBound + (item % bands) * band, y1 = min(produced.upperBound, y0 + band)
+            let rows = scratch.data + thread * perThread
             let skipView = skip.view(image: i), lowView = low.view(image: i)
             // Image rows y0 − 1 … y1 of the first convolution (zero outside the image).
             for y in (y0 - 1)...y1 {
@@ -51,8 +78,15 @@ public enum OutputLevel {
             }
             // The last convolution and the head, reading the band's rows from the scratch.
             for y in y0..<y1 {
-                softmax.row(UnsafePointer(rows + (y - y0 + 1) * rs + vectorWidth), sps, rs,
-                            out.plane(i, 0) + y * width, out.plane(i, 1) + y * width, width: width)
+                let input = UnsafePointer(rows + (y - y0 + 1) * rs + vectorWidth)
+                switch destination {
+                case .tensor(let out):
+                    softmax.row(input, sps, rs, out.plane(i, 0) + y * width, out.plane(i, 1) + y * width, width: width)
+                case .particleWindow(let base, let rowStride, let kept, let columns):
+                    let p1 = rows + features * sps
+                    softmax.row(input, sps, rs, nil, p1, width: width)
+                    (base + (y - kept.lowerBound) * rowStride).update(from: p1 + columns.lowerBound, count: columns.count)
+                }
             }
         }
     }

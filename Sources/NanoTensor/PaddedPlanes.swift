@@ -98,6 +98,20 @@ public final class PaddedPlanes: @unchecked Sendable {
         }
     }
 
+    /// Fills plane `item` (image · channels + channel) row by row, its borders zeroed: `row(y, dst)`
+    /// writes the `width` interior values of row y at `dst`. Bands of rows run side by side, so
+    /// `row` must only write its own row.
+    public func fill(plane item: Int, pool: ThreadPool = .shared, rows row: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        require(item >= 0 && item < n * channels, "plane \(item) of \(n * channels)")
+        let h = height, bands = max(1, min(h, 4 * pool.threadCount)), band = (h + bands - 1) / bands
+        pool.parallelFor((h + band - 1) / band) { k, _ in
+            for y in (k * band)..<min(h, k * band + band) {
+                self.zeroBorders(plane: item, row: y)
+                row(y, self.origin(item / self.channels, item % self.channels) + y * self.rowStride)
+            }
+        }
+    }
+
     /// Zeroes the side columns of interior row `y` of plane `item` (image · channels + channel),
     /// and the border row above or below it when `y` is the first or last row: kernels that write
     /// rows straight into these planes call this per row, so the borders cost no pass of their own.

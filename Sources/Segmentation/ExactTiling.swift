@@ -100,37 +100,39 @@ public struct TiledPredictor: @unchecked Sendable {
     }
 
     /// The particle probability (softmax channel 1) of every pixel of `image` (already prepared).
+    /// Each tile is laid out straight into the network's padded input, and the network writes
+    /// only the particle probabilities of the part the tile keeps into the result
+    /// (`UNetInference.particleProbabilities`): no copies of whole tiles in or out.
     public func probabilities(_ image: FloatImage, pool: ThreadPool = .shared) -> FloatImage {
         let tiling = ExactTiling(width: image.width, height: image.height, plan: engine.plan, tileSize: tileSize)
-        var out = FloatImage(width: image.width, height: image.height)
-        for row in tiling.rows {
-            for column in tiling.columns {
-                let x = Tensor(Shape(1, 1, row.size, column.size), zeroed: false)
-                image.pixels.withUnsafeBufferPointer { src in
-                    // Columns inside the image are one copy per row; only the padding beyond the
-                    // right edge is mirrored pixel by pixel.
-                    let inside = max(0, min(column.size, image.width - column.origin))
-                    for y in 0..<row.size {
-                        let sy = BorderMode.mirror.index(row.origin + y, count: image.height)
-                        let dst = x.data + y * column.size
-                        if inside > 0 { dst.update(from: src.baseAddress! + sy * image.width + column.origin, count: inside) }
-                        for xx in inside..<column.size {
-                            dst[xx] = src[sy * image.width + BorderMode.mirror.index(column.origin + xx, count: image.width)]
+        let w = image.width, h = image.height
+        // Every pixel is written: the kept parts of the tiles cover the padded image.
+        let pixels = [Float](unsafeUninitializedCapacity: w * h) { buffer, count in
+            let out = buffer.baseAddress!
+            image.pixels.withUnsafeBufferPointer { srcBuffer in
+                let src = srcBuffer.baseAddress!
+                for row in tiling.rows {
+                    let y0 = row.keep.lowerBound, y1 = min(row.keep.upperBound, h)
+                    for column in tiling.columns {
+                        let x0 = column.keep.lowerBound, x1 = min(column.keep.upperBound, w)
+                        guard y1 > y0 && x1 > x0 else { continue }  // a tile that keeps only padding
+                        let input = PaddedPlanes(n: 1, channels: 1, height: row.size, width: column.size)
+                        // Columns inside the image are one copy per row; only the padding beyond
+                        // the right edge is mirrored pixel by pixel.
+                        let inside = max(0, min(column.size, w - column.origin))
+                        input.fill(plane: 0, pool: pool) { y, dst in
+                            let sy = BorderMode.mirror.index(row.origin + y, count: h)
+                            if inside > 0 { dst.update(from: src + sy * w + column.origin, count: inside) }
+                            for xx in inside..<column.size { dst[xx] = src[sy * w + BorderMode.mirror.index(column.origin + xx, count: w)] }
                         }
-                    }
-                }
-                let p = engine.probabilities(x, pool: pool)
-                let particle = p.plane(0, 1)
-                let x0 = column.keep.lowerBound, x1 = min(column.keep.upperBound, image.width)
-                guard x1 > x0 else { continue }
-                out.pixels.withUnsafeMutableBufferPointer { dst in
-                    for y in row.keep where y < image.height {
-                        (dst.baseAddress! + y * image.width + x0)
-                            .update(from: particle + (y - row.origin) * column.size + (x0 - column.origin), count: x1 - x0)
+                        engine.particleProbabilities(input, rows: (y0 - row.origin)..<(y1 - row.origin),
+                                                     columns: (x0 - column.origin)..<(x1 - column.origin),
+                                                     into: out + y0 * w + x0, rowStride: w, pool: pool)
                     }
                 }
             }
+            count = w * h
         }
-        return out
+        return FloatImage(width: w, height: h, pixels: pixels)
     }
 }

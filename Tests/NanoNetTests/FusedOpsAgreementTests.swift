@@ -84,4 +84,33 @@ final class FusedHeadTests: XCTestCase {
             XCTAssertLessThan(d2, 1e-4, "widths \(widths) \(h)x\(w) vs tape")
         }
     }
+
+    /// A window of the particle probabilities (what a tile keeps) is channel 1 of the whole map
+    /// bit for bit, on the fused last level (first width ≤ 4) and on the plain one; rows beyond
+    /// the window's row stride are left as they were.
+    func testParticleWindowIsTheMapsChannelOneBitForBit() {
+        for widths in [[4, 8], [8, 8, 16]] {
+            let net = UNet(config: UNetConfig(widths: widths, centreWidth: 8), seed: 7)
+            var rng = SplitMix64(seed: 4)
+            for (_, t) in net.namedTensors { for k in 0..<t.count { t.data[k] += 0.1 * rng.nextGaussian() } }
+            let engine = UNetInference(net)
+            let (h, w) = (48, 80)
+            let x = Tensor.randomNormal(Shape(1, 1, h, w), rng: &rng)
+            let map = engine.probabilities(x)
+            let input = PaddedPlanes(n: 1, channels: 1, height: h, width: w)
+            input.fill(plane: 0) { y, dst in dst.update(from: x.data + y * w, count: w) }
+            for (rows, columns) in [(0..<h, 0..<w), (5..<31, 7..<70), (47..<48, 0..<1), (0..<1, 79..<80)] {
+                let stride = columns.count + 3
+                var out = [Float](repeating: -7, count: rows.count * stride)
+                out.withUnsafeMutableBufferPointer { o in
+                    engine.particleProbabilities(input, rows: rows, columns: columns, into: o.baseAddress!, rowStride: stride)
+                }
+                for (r, y) in rows.enumerated() {
+                    let expected = (0..<columns.count).map { map.plane(0, 1)[y * w + columns.lowerBound + $0] }
+                    XCTAssertEqual(Array(out[(r * stride)..<(r * stride + columns.count)]), expected, "widths \(widths) row \(y) of \(rows), \(columns)")
+                    XCTAssertEqual(Array(out[(r * stride + columns.count)..<(r * stride + stride)]), [-7, -7, -7])
+                }
+            }
+        }
+    }
 }
