@@ -37,6 +37,10 @@ public enum SafeTensorsFile {
             throw ModelFileError(file: url.path, reason: (st.st_mode & S_IFMT) == S_IFDIR
                                  ? "is a folder; name the model file to write" : "exists and is not a regular file; it is not replaced")
         }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.deletingLastPathComponent().path, isDirectory: &isDir), isDir.boolValue else {
+            throw ModelFileError(file: url.path, reason: "cannot be written: its folder does not exist")
+        }
         let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
         do {
             try data.write(to: tmp)

@@ -41,6 +41,11 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// a different model under the same name (retrained, say) redoes the image.
     public var modelDigest: String?
     public var open: (URL) throws -> [Micrograph] = MicrographReader.open
+    /// Called (from any job) when `--pixel-size` replaces a file's own calibration that differs
+    /// from it by more than 2 %: the file, its own pixel size and the one used.
+    public var calibrationReplaced: (@Sendable (URL, Double, Double) -> Void)?
+    /// Every input of the run (resolved paths): no output may be written over one.
+    private var inputPaths: Set<String> = []
     /// Output names given out in this run (two inputs with one stem must not overwrite each other);
     /// files may be processed concurrently, so every use goes through `namesLock`.
     public private(set) var usedNames: [String: String] = [:]
@@ -56,7 +61,9 @@ public final class BatchSegmentation: @unchecked Sendable {
                                                       "ser", "emd", "png", "npy"]
 
     /// The files to process: files as given, folders searched recursively for micrographs (not
-    /// NanoFind's own outputs or label images), in a stable order, then this shard's share.
+    /// NanoFind's own outputs or label images), in a stable order, then this shard's share. An
+    /// output folder inside an input folder (or the same) is searched too: its outputs are left
+    /// out by their names.
     public func expand(_ inputs: [String]) -> (files: [URL], problems: [MicrographError]) {
         var files: [URL] = [], problems: [MicrographError] = []
         for input in inputs {
@@ -73,7 +80,10 @@ public final class BatchSegmentation: @unchecked Sendable {
                 guard !name.hasPrefix("."), BatchSegmentation.imageExtensions.contains(f.pathExtension.lowercased()) else { continue }
                 let stem = f.deletingPathExtension().lastPathComponent
                 if ["_mask", "_labels", "_prob", "_overlay"].contains(where: { stem.hasSuffix($0) }) || stem == "contact_sheet" { continue }
-                if f.standardizedFileURL.path.hasPrefix(settings.outputDir.standardizedFileURL.path + "/") { continue }
+                // The run's own histogram, when the output folder is among the inputs.
+                if name == "size_histogram.png" && f.deletingLastPathComponent().standardizedFileURL.path == settings.outputDir.standardizedFileURL.path {
+                    continue
+                }
                 inFolder.append(f)
             }
             files += inFolder.sorted { $0.path < $1.path }
@@ -113,6 +123,7 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// called once per file, one call at a time, with the seconds it took.
     public func run(_ files: [URL], jobs: Int? = nil, pool: ThreadPool = .shared,
                     report: @escaping @Sendable (URL, Outcome, Double) -> Void) {
+        inputPaths = Set(files.map(BatchSegmentation.resolved))
         let threads = pool.threadCount
         let jobs = BatchSegmentation.jobs(jobs, files: files.count, threads: threads, segmenter: segmenter)
         let pools = jobs == 1 ? [pool] : (0..<jobs).map { _ in ThreadPool(threads: max(1, threads / jobs), pin: false) }
@@ -233,8 +244,10 @@ public final class BatchSegmentation: @unchecked Sendable {
             let u = settings.outputDir.appendingPathComponent(file)
             guard let data = try? Data(contentsOf: u), let s = try? JSONDecoder().decode(ImageSummary.self, from: data),
                   s.input == url.path else { continue }
+            // --pixel-size as before: the same value, or none both times.
+            let byOption = s.pixelSizeSource == PixelSizeSource.option.rawValue
             guard s.model == modelName, s.threshold == segmenter.threshold, s.segmentation == segmentationSettings,
-                  segmenter.options.pixelSizeOverride.map({ s.pixelSizeNm == $0 }) ?? true else { return nil }
+                  segmenter.options.pixelSizeOverride.map({ byOption && s.pixelSizeNm == $0 }) ?? !byOption else { return nil }
             // A particle table with other columns (an older version's) is redone, so that the
             // run's particles.csv has one header for every row.
             let table = settings.outputDir.appendingPathComponent("\(s.image)_particles.csv")
@@ -291,9 +304,18 @@ public final class BatchSegmentation: @unchecked Sendable {
                                         fileBytes: fileBytes) {
             case .success(let plan): tileSizes.append(plan.tileSize)
             case .failure(let shortfall):
-                let gb = { (b: Double) in String(format: "%.1f", b / 1e9) }
-                throw ImageExceedsMemory(MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; segmenting it needs at least \(gb(shortfall.neededBytes)) GB of memory and --memory gives \(gb(Double(segmenter.options.memoryBytes))) GB"))
+                let gb = { (b: Double) in String(format: "%.3g", b / 1e9) }
+                // Resampled to the model's scale, a coarse calibration can make a small image huge:
+                // say so, since raising --memory is then the wrong remedy.
+                let resampled = scale == 1 ? "" : String(format: " of %.4g nm, %d×%d at the model's %.4g nm (check the calibration, or give --pixel-size)",
+                                                         size ?? 0, netWidth, netHeight, segmenter.model.metadata.trainingPixelSizeNm ?? 0)
+                throw ImageExceedsMemory(MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels\(resampled); segmenting it needs at least \(gb(shortfall.neededBytes)) GB of memory and --memory gives \(gb(Double(segmenter.options.memoryBytes))) GB"))
             }
+        }
+        try checkOutputs(names, for: url)
+        if segmenter.options.pixelSizeOverride != nil, let m = micrographs.first, let own = try? m.squarePixelSizeNm(file: url.path),
+           let used = segmenter.options.pixelSizeOverride, abs(used / own - 1) > 0.02 {
+            calibrationReplaced?(url, own, used)
         }
         try claim(names, for: url)
         var summaries: [ImageSummary] = []
@@ -343,12 +365,33 @@ public final class BatchSegmentation: @unchecked Sendable {
         } catch {
             for name in done {
                 for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
-                    try? FileManager.default.removeItem(at: settings.outputDir.appendingPathComponent(f))
+                    ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(f))
                 }
             }
             throw error
         }
         return summaries
+    }
+
+    /// A path with symbolic links resolved, as inputs and outputs are compared.
+    static func resolved(_ url: URL) -> String { url.standardizedFileURL.resolvingSymlinksInPath().path }
+
+    /// Refuses a file whose outputs would replace one of the run's inputs (`x.npy` beside an
+    /// input `x_mask.png`, written into the same folder) or a folder.
+    func checkOutputs(_ names: [String], for url: URL) throws {
+        let inputs = inputPaths.union([BatchSegmentation.resolved(url)])
+        for name in names {
+            for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
+                let out = settings.outputDir.appendingPathComponent(f)
+                if inputs.contains(BatchSegmentation.resolved(out)) {
+                    throw MicrographError(url: url, reason: "its output \(f) would replace an input of this run (\(out.path)); segment it into another folder")
+                }
+                var isDir: ObjCBool = false
+                if FileManager.default.fileExists(atPath: out.path, isDirectory: &isDir), isDir.boolValue {
+                    throw MicrographError(url: url, reason: "its output \(out.path) is a folder; move it or segment into another folder")
+                }
+            }
+        }
     }
 
     /// An input whose output name `name` an earlier input (`earlier`) has.

@@ -74,7 +74,7 @@ public enum ImageOutputs {
         do {
             particleJobs = try measured.jobs!.get()
         } catch {
-            for f in maps.map(\.file) { try? FileManager.default.removeItem(at: f) }
+            for f in maps.map(\.file) { removeOutputFile(f) }
             throw error
         }
         let written = maps.map(\.file) + particleJobs.map(\.file)
@@ -93,9 +93,17 @@ public enum ImageOutputs {
             try writeAtomically(Array(try encoder.encode(summary)), to: url(".summary.json"))
             return (measurement, summary)
         } catch {
-            for f in written + [url("_particles.csv"), url(".summary.json")] { try? FileManager.default.removeItem(at: f) }
+            for f in written + [url("_particles.csv"), url(".summary.json")] { removeOutputFile(f) }
             throw error
         }
+    }
+
+    /// Removes an output after a failure, if it is a file (or a link): a folder of that name is
+    /// the user's, never removed.
+    public static func removeOutputFile(_ url: URL) {
+        guard let type = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.type] as? FileAttributeType,
+              type == .typeRegular || type == .typeSymbolicLink else { return }
+        try? FileManager.default.removeItem(at: url)
     }
 
     /// The probability map (unless `none`) and the mask (PNG and TIFF).

@@ -38,11 +38,13 @@ struct Segment: ParsableCommand {
             A re-run skips inputs whose outputs are newer and were made with the same model, \
             threshold, --pixel-size, splitting, --min-area, --preprocess and --tta (--overwrite \
             redoes them). A bad file is \
-            reported on one line and skipped; exit status 1 if any failed (2 when the only input \
-            failed). --shard K/N processes a fixed 1/N of the inputs (for cluster job arrays; \
-            combine the shards with `nanofind merge`).
+            reported on one line and skipped; exit status 1 if any failed (2 when the one \
+            input named, a file, failed). --shard K/N processes a fixed 1/N of the inputs (for cluster job arrays; \
+            combine the shards with `nanofind merge`). --pixel-size replaces every input's own \
+            calibration (a warning names a file whose calibration differs): give it for \
+            uncalibrated exports.
 
-            Example: nanofind segment micrographs/ -o results --pixel-size 0.05
+            Example: nanofind segment micrographs/ -o results
             """)
 
     @Argument(help: "Micrograph files or folders.") var inputs: [String]
@@ -56,6 +58,7 @@ struct Segment: ParsableCommand {
     @Option(help: "Probability map format: tif, npy, or none (no map; a 4096² one is 64 MB).") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
+    @Flag(help: "Average the probabilities over the 8 flips and quarter turns (8× the network time).") var tta = false
     @Option(help: "Files segmented at once, each with CPUs / N threads and --memory / N (default: one per CPU, at most one per input and one per 3 GB of --memory). An image that needs more than its share of --memory is segmented alone after the others.")
     var jobs: Int?
     @OptionGroup var threads: ThreadOptions
@@ -78,6 +81,7 @@ struct Segment: ParsableCommand {
         let pixelSize = calibration.pixelSize
         var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
         if let memory { options.memoryBytes = Int(memory * 1e9) }
+        options.testTimeAugmentation = tta
         let segmenter = Segmenter(model: model, options: options)
         var settings = BatchSettings(outputDir: outURL)
         settings.overwrite = overwrite; settings.probabilityFormat = probFormat; settings.minimumAreaNm2 = minArea
@@ -88,6 +92,15 @@ struct Segment: ParsableCommand {
         // The model's weights, not only its file's name, decide whether earlier results are this run's.
         batch.modelDigest = model.contentDigest
         batch.open = IsolatedReader.open
+        final class Once: @unchecked Sendable { let lock = NSLock(); var done = false }
+        let warned = Once()
+        batch.calibrationReplaced = { url, own, used in
+            warned.lock.lock(); defer { warned.lock.unlock() }
+            guard !warned.done else { return }
+            warned.done = true
+            FileHandle.standardError.write(Data(String(format: "warning: %@ says %.4g nm/px; --pixel-size %.4g replaces it, as it does every input's own calibration\n",
+                                                       oneLine(url.path), own, used).utf8))
+        }
         batch.removeStaleTemporaries()
         let (files, missing) = batch.expand(inputs)
         for m in missing { printError(m) }
@@ -149,7 +162,12 @@ struct Segment: ParsableCommand {
         if bar.isTerminal { bar.finish("") }
         print("\(processed) processed, \(skipped) already done, \(failures) failed; \(particles) particles"
               + (wroteReport ? " -> \(outURL.path)/report.html" : " (no report: no image was segmented)"))
-        if failures > 0 { throw ExitCode(files.count + missing.count == 1 ? 2 : 1) }
+        // Exit 2 when the one file named failed; 1 for a batch (a folder, several inputs, or a shard
+        // of a cluster job, whose failed inputs must not read as a failed job).
+        var isFolder: ObjCBool = false
+        let single = inputs.count == 1 && shard == nil
+            && !(FileManager.default.fileExists(atPath: inputs[0], isDirectory: &isFolder) && isFolder.boolValue)
+        if failures > 0 { throw ExitCode(single ? 2 : 1) }
     }
 }
 

@@ -100,7 +100,7 @@ struct PixelSizeOption: ParsableArguments {
     @Option(help: "nm per pixel, for inputs without a calibration (PNG exports) or with a wrong one.") var pixelSize: Double?
 
     func validate() throws {
-        if let pixelSize, !(pixelSize.isFinite && pixelSize >= 1e-6 && pixelSize < 1000) {
+        if let pixelSize, !(pixelSize.isFinite && pixelSize >= 1e-6 && pixelSize <= 1000) {
             throw ValidationError("--pixel-size must be between 1e-6 and 1000 nm per pixel, got \(pixelSize)")
         }
     }

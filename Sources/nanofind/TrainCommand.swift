@@ -96,9 +96,16 @@ struct Train: ParsableCommand {
         if FileManager.default.fileExists(atPath: outURL.path, isDirectory: &isDir), isDir.boolValue {
             throw exitWithInputError(DatasetError(file: output, reason: "is a folder; -o names the model file to write"))
         }
+        // The model's folder is made if missing, as segment and evaluate make their -o folders.
         let folder = outURL.deletingLastPathComponent()
-        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir), isDir.boolValue else {
-            throw exitWithInputError(DatasetError(file: output, reason: "its folder does not exist"))
+        if !FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir) {
+            do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+                throw exitWithInputError(DatasetError(file: output, reason: "its folder cannot be created"))
+            }
+            isDir = true
+        }
+        guard isDir.boolValue else {
+            throw exitWithInputError(DatasetError(file: output, reason: "its folder is a file"))
         }
         guard FileManager.default.isWritableFile(atPath: folder.path) else {
             throw exitWithInputError(DatasetError(file: output, reason: "its folder cannot be written"))

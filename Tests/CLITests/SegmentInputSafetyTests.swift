@@ -1,0 +1,119 @@
+import Foundation
+import MicrographIO
+import NanoNet
+import Segmentation
+import XCTest
+
+/// `segment` never writes over its inputs or the user's folders, follows --pixel-size on re-runs
+/// in both directions, and exits as a cluster job expects: each case a defect a review found.
+final class SegmentInputSafetyTests: XCTestCase {
+    var tmp: URL!
+    var model: URL!
+
+    override func setUpWithError() throws {
+        tmp = try CLIRunner.temporaryDirectory()
+        model = tmp.appendingPathComponent("model.safetensors")
+        let net = UNet(config: .pyNanoFind, seed: 4)
+        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, threshold: 0.5, trainingPixelSizeNm: 0.05,
+                                                                              preprocessing: .robust, provenance: "test")), to: model)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    func image(_ url: URL, pixelSizeNm: Double? = nil) throws {
+        let values = (0..<(96 * 80)).map { Float(($0 * 7) % 23) }
+        if let pixelSizeNm {
+            try MRCWriter.write(Micrograph(width: 96, height: 80, pixelType: .float32, data: values.withUnsafeBytes { Array($0) },
+                                           pixelSize: PixelSize(isotropic: pixelSizeNm), format: "MRC"), to: url)
+        } else {
+            try NPYFile.write(values, shape: [80, 96], to: url)
+        }
+    }
+
+    func segment(_ args: [String]) throws -> CLIRunner.Result {
+        try CLIRunner.run(["segment"] + args + ["--model", model.path, "--threads", "2"])
+    }
+
+    /// `b.npy` segmented into its own folder would write `b_mask.png`, which is also an input.
+    func testOutputsNeverReplaceAnInput() throws {
+        let d = tmp.appendingPathComponent("d")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        try image(d.appendingPathComponent("b.npy"))
+        let mask = d.appendingPathComponent("b_mask.png")
+        try PNGWriter.writeGrey8((0..<(96 * 80)).map { $0 % 96 < 40 ? 255 : 0 }, width: 96, height: 80, to: mask)
+        let before = try Data(contentsOf: mask)
+        let r = try segment([d.appendingPathComponent("b.npy").path, mask.path, "-o", d.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("b.npy: its output b_mask.png would replace an input of this run"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: mask), before, "an input was modified")
+        XCTAssertTrue(r.stdout.contains("1 processed, 0 already done, 1 failed"), r.stdout)  // b_mask.png itself
+    }
+
+    /// A folder segmented into itself: its images are inputs, its outputs are not.
+    func testAnOutputFolderAmongTheInputsIsSearchedForInputsOnly() throws {
+        let d = tmp.appendingPathComponent("same")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        try image(d.appendingPathComponent("x.npy"))
+        let first = try segment([d.path, "-o", d.path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("1 processed, 0 already done, 0 failed"), first.stdout)
+        let again = try segment([d.path, "-o", d.path])
+        XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
+    }
+
+    /// A folder where an output goes is named and left alone (a failed image's cleanup removed it).
+    func testAFolderAtAnOutputPathIsNamedAndKept() throws {
+        try image(tmp.appendingPathComponent("x.npy"))
+        let out = tmp.appendingPathComponent("out")
+        let mine = out.appendingPathComponent("x_overlay.png/notes.txt")
+        try FileManager.default.createDirectory(at: mine.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: mine)
+        let r = try segment([tmp.appendingPathComponent("x.npy").path, "-o", out.path])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("x_overlay.png is a folder"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: mine), Data("mine".utf8))
+    }
+
+    /// --pixel-size that replaces a file's own calibration is warned about; a re-run without it
+    /// redoes the file at the file's calibration (it was reused), one with it again redoes it too.
+    func testPixelSizeReplacingACalibrationIsWarnedAndReRunsFollowIt() throws {
+        let f = tmp.appendingPathComponent("cal.mrc")
+        try image(f, pixelSizeNm: 0.05)
+        let out = tmp.appendingPathComponent("cal")
+        let forced = try segment([f.path, "-o", out.path, "--pixel-size", "0.1"])
+        XCTAssertEqual(forced.status, 0, forced.stderr)
+        XCTAssertTrue(forced.stderr.contains("cal.mrc says 0.05 nm/px; --pixel-size 0.1 replaces it"), forced.stderr)
+        XCTAssertTrue(forced.stdout.contains("0.1 nm/px"), forced.stdout)
+        let own = try segment([f.path, "-o", out.path])
+        XCTAssertTrue(own.stdout.contains("1 processed, 0 already done"), own.stdout)
+        XCTAssertTrue(own.stdout.contains("0.05 nm/px"), own.stdout)
+        XCTAssertFalse(own.stderr.contains("warning"), own.stderr)
+        XCTAssertTrue(try segment([f.path, "-o", out.path]).stdout.contains("0 processed, 1 already done"))
+        XCTAssertTrue(try segment([f.path, "-o", out.path, "--pixel-size", "0.1"]).stdout.contains("1 processed, 0 already done"))
+        // The same value as the file's: no warning.
+        XCTAssertFalse(try segment([f.path, "-o", out.path, "--pixel-size", "0.0501"]).stderr.contains("warning"))
+    }
+
+    /// Exit 2 only when the one file named failed; a folder, or a shard whose one input failed, is
+    /// a batch with failures (exit 1), which the SLURM script counts as success.
+    func testExitStatusOfABatchWithOneFailedInput() throws {
+        let d = tmp.appendingPathComponent("bad")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        let bad = d.appendingPathComponent("broken.mrc")
+        try Data(repeating: 0x41, count: 3000).write(to: bad)
+        XCTAssertEqual(try segment([bad.path, "-o", tmp.appendingPathComponent("o1").path]).status, 2)
+        XCTAssertEqual(try segment([bad.path, "-o", tmp.appendingPathComponent("o2").path, "--shard", "1/1"]).status, 1)
+        XCTAssertEqual(try segment([d.path, "-o", tmp.appendingPathComponent("o3").path]).status, 1)
+    }
+
+    /// An image that resampling to the model's scale makes too large is refused with the pixel
+    /// sizes that make it so, not only the memory.
+    func testAMemoryRefusalNamesTheResampling() throws {
+        let f = tmp.appendingPathComponent("coarse.mrc")
+        try image(f, pixelSizeNm: 3.0)  // 60× the model's 0.05 nm: 5760×4800 at its scale
+        let r = try segment([f.path, "-o", tmp.appendingPathComponent("o").path, "--memory", "0.3"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("image is 96×80 pixels of 3 nm, 5760×4800 at the model's 0.05 nm (check the calibration, or give --pixel-size)"),
+                      r.stderr)
+    }
+}
