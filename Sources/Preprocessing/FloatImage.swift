@@ -124,9 +124,11 @@ public struct BinaryMask: Equatable, Sendable {
         }
     }
 
-    /// Reads a label image (e.g. sim-v1's `_mask.png`, 0/255): any non-zero pixel is particle.
+    /// Reads a label image (e.g. sim-v1's `_mask.png`, 0/255): any non-zero pixel is particle,
+    /// negative ones too (a 0/255 mask stored as signed bytes reads as 0/−1); NaN is not.
     public init(_ micrograph: Micrograph, frame: Int = 0) throws {
-        self.init(try FloatImage(micrograph, frame: frame), threshold: 0)
+        let image = try FloatImage(micrograph, frame: frame)
+        self.init(width: image.width, height: image.height, values: image.pixels.map { $0 != 0 && !$0.isNaN ? 1 : 0 })
     }
 
     /// The label at column `x`, row `y`. Setting stores 1 for any non-zero value, so the mask
@@ -151,6 +153,49 @@ public struct BinaryMask: Equatable, Sendable {
     /// The rows as arrays (row 0 first).
     public var rows: [[UInt8]] {
         (0..<height).map { Array(values[($0 * width)..<(($0 + 1) * width)]) }
+    }
+}
+
+extension FloatImage {
+    /// Replaces every NaN and ±∞ with the median of the finite pixels (0 when there are none),
+    /// so that normalisation and the network see a plain image; returns which pixels were
+    /// replaced, or nil when all were finite (one pass over the image, in pieces).
+    public mutating func replaceNonFinite(parallel: ParallelFor = serially) -> BinaryMask? {
+        let n = count, parts = pieces(n)
+        var bad = [Int](repeating: 0, count: parts.count)
+        pixels.withUnsafeBufferPointer { p in
+            bad.withUnsafeMutableBufferPointer { b in
+                parallel(parts.count) { k in
+                    var c = 0
+                    for i in parts.range(k) where !p[i].isFinite { c += 1 }
+                    b[k] = c
+                }
+            }
+        }
+        guard bad.contains(where: { $0 > 0 }) else { return nil }
+        let finite = pixels.filter(\.isFinite)
+        let fill = finite.isEmpty ? 0 : percentiles(finite, [50], parallel: parallel)[0]
+        var replaced = BinaryMask(width: width, height: height)
+        for i in 0..<n where !pixels[i].isFinite { pixels[i] = fill; replaced.values[i] = 1 }
+        return replaced
+    }
+
+    /// The smallest and largest pixel (NaN left out).
+    public func extremes(parallel: ParallelFor = serially) -> (min: Float, max: Float) {
+        let parts = pieces(count)
+        var lo = [Float](repeating: .infinity, count: parts.count), hi = [Float](repeating: -.infinity, count: parts.count)
+        pixels.withUnsafeBufferPointer { p in
+            lo.withUnsafeMutableBufferPointer { l in
+                hi.withUnsafeMutableBufferPointer { h in
+                    parallel(parts.count) { k in
+                        var a = Float.infinity, b = -Float.infinity
+                        for i in parts.range(k) { a = Swift.min(a, p[i]); b = Swift.max(b, p[i]) }
+                        l[k] = a; h[k] = b
+                    }
+                }
+            }
+        }
+        return (lo.min() ?? .nan, hi.max() ?? .nan)
     }
 }
 

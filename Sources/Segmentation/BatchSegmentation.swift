@@ -44,6 +44,9 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// Called (from any job) when `--pixel-size` replaces a file's own calibration that differs
     /// from it by more than 2 %: the file, its own pixel size and the one used.
     public var calibrationReplaced: (@Sendable (URL, Double, Double) -> Void)?
+    /// Called (from any job) with an image's notes (`SegmentedImage.notes`): the file, the
+    /// image's name and the note.
+    public var imageNote: (@Sendable (URL, String, String) -> Void)?
     /// Every input of the run (resolved paths): no output may be written over one.
     private var inputPaths: Set<String> = []
     /// Output names given out in this run (two inputs with one stem must not overwrite each other);
@@ -323,9 +326,17 @@ public final class BatchSegmentation: @unchecked Sendable {
         do {
             for (index, (name, (m, frame))) in zip(names, frames).enumerated() {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                let raw = try FloatImage(m, frame: frame)
+                var raw = try FloatImage(m, frame: frame)
+                // NaN and ±∞ (the unexposed border of an aligned sum, say) are read as the median
+                // of the other pixels, and are never particle.
+                let notFinite = raw.replaceNonFinite(parallel: pool.parallel)
                 let (size, source) = try segmenter.pixelSize(of: m, file: url.path)
                 var result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
+                if let notFinite {
+                    for i in 0..<notFinite.values.count where notFinite.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
+                    result.notes.insert("\(notFinite.foregroundCount) pixels are NaN or infinite: read as the median of the others, never particle", at: 0)
+                }
+                for note in result.notes { imageNote?(url, name, note) }
                 // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a
                 // scale bar, not specimen: no particle there, and one cut by it touches the border.
                 var specimenHeight: Int?

@@ -52,6 +52,8 @@ public struct SegmentedImage: Sendable {
     public var scale: Double
     /// Seconds per step: preprocess, resample, network, …
     public var timings: [(String, Double)]
+    /// What the user should know about this image's result (a blank image, say), one line each.
+    public var notes: [String] = []
 
     /// A result made elsewhere (a map from another tool), to write with `ImageOutputs`.
     public init(probability: FloatImage, mask: BinaryMask, threshold: Float, pixelSizeNm: Double?,
@@ -173,6 +175,16 @@ public final class Segmenter: @unchecked Sendable {
             tile = plan.tileSize
         }
         let predictor = tile.map { TiledPredictor(engine: self.predictor.engine, tileSize: $0) } ?? self.predictor
+        // An image of one value has nothing to segment: its normalised copy would be all zeros, which
+        // the network, trained on texture, may read as anything.
+        let (lo, hi) = image.extremes(parallel: pool.parallel)
+        if lo == hi {
+            var blank = SegmentedImage(probability: FloatImage(width: image.width, height: image.height),
+                                       mask: BinaryMask(width: image.width, height: image.height), threshold: threshold,
+                                       pixelSizeNm: pixelSizeNm, pixelSizeSource: source, scale: 1)
+            blank.notes = [String(format: "every pixel is %g: nothing to segment, no particles", lo)]
+            return blank
+        }
         var timings: [(String, Double)] = []
         func timed<T>(_ name: String, _ body: () -> T) -> T {
             let start = DispatchTime.now().uptimeNanoseconds

@@ -77,6 +77,9 @@ public enum LabelledDataset {
                 }
                 let mask = BinaryMask(width: m.width, height: m.height, values: values.map { $0 > 0 ? 1 : 0 })
                 let image = try FloatImage(first, frame: 0)
+                // Training data must be clean: a NaN would turn every loss and weight into NaN.
+                let notFinite = image.pixels.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+                guard notFinite == 0 else { throw DatasetError(file: url.path, reason: "has \(notFinite) pixels that are NaN or infinite") }
                 let pixelSize = try first.squarePixelSizeNm(file: url.path)
                 out.append(LabelledImage(name: stem, url: url, image: image, mask: mask, pixelSizeNm: pixelSize,
                                          group: groups[stem] ?? folder.lastPathComponent))

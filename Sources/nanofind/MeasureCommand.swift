@@ -10,8 +10,10 @@ struct Measure: ParsableCommand {
         abstract: "Measure the particles of binary masks (any non-zero pixel is particle).",
         discussion: """
             Holes are filled, 8-connected pixels form one particle, objects below --min-area are \
-            dropped. Prints one CSV row per particle (the columns of segment's particles.csv, the \
-            mask's file first); sizes in nm need the mask's calibration or --pixel-size.
+            dropped. Every image of a file is measured (each frame of a stack). Prints one CSV row \
+            per particle: the mask's file, the image's name (as segment names it: the file's stem, \
+            or stem_K for image K of several), then the columns of segment's particles.csv. Sizes \
+            in nm need the mask's calibration or --pixel-size.
 
             Example: nanofind measure results/*_mask.tif > particles.csv
             """)
@@ -27,19 +29,23 @@ struct Measure: ParsableCommand {
     }
 
     func run() throws {
-        print((["file"] + Particle.csvHeader).joined(separator: ","))
+        print((["file", "image"] + Particle.csvHeader).joined(separator: ","))
         var failures = 0
         for path in masks {
             do {
-                let images = try IsolatedReader.open(URL(fileURLWithPath: path))
-                for m in images {
-                    let mask = try BinaryMask(m)
+                let url = URL(fileURLWithPath: path)
+                let images = try IsolatedReader.open(url)
+                let frames = images.flatMap { m in (0..<max(1, m.frames)).map { (m, $0) } }
+                let stem = url.deletingPathExtension().lastPathComponent
+                for (k, (m, frame)) in frames.enumerated() {
+                    let name = frames.count == 1 ? stem : "\(stem)_\(k)"
+                    let mask = try BinaryMask(m, frame: frame)
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.
                     let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: size, nm2: minArea)
                     let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
                                                      minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
-                    for p in result.particles { print(([csvField(path)] + p.csvFields).joined(separator: ",")) }
+                    for p in result.particles { print(([csvField(path), csvField(name)] + p.csvFields).joined(separator: ",")) }
                 }
             } catch {
                 failures += 1

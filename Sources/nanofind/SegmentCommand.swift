@@ -94,6 +94,10 @@ struct Segment: ParsableCommand {
         batch.open = IsolatedReader.open
         final class Once: @unchecked Sendable { let lock = NSLock(); var done = false }
         let warned = Once()
+        batch.imageNote = { url, name, note in
+            warned.lock.lock(); defer { warned.lock.unlock() }
+            FileHandle.standardError.write(Data("warning: \(oneLine(url.path)) (\(name)): \(note)\n".utf8))
+        }
         batch.calibrationReplaced = { url, own, used in
             warned.lock.lock(); defer { warned.lock.unlock() }
             guard !warned.done else { return }

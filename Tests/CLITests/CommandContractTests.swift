@@ -75,6 +75,25 @@ final class CommandContractTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder.path))
     }
 
+    /// Training data with a NaN pixel is refused, naming the file; a model's missing folder is made.
+    func testTrainRefusesNonFiniteDataAndMakesTheModelsFolder() throws {
+        let data = try labelledFolder("nan")
+        let image = data.appendingPathComponent("img.mrc")
+        var m = try XCTUnwrap(try MicrographReader.open(image).first)
+        var values = m.floatFrame(0)
+        values[100] = .nan
+        m = Micrograph(width: 96, height: 96, pixelType: .float32, data: values.withUnsafeBytes { Array($0) },
+                       pixelSize: PixelSize(isotropic: 0.05), format: "MRC")
+        try MRCWriter.write(m, to: image)
+        try assertRefused(["train", data.path, "-o", tmp.appendingPathComponent("m.safetensors").path] + tinyTraining,
+                          mentions: "img.mrc: has 1 pixels that are NaN or infinite")
+        let clean = try labelledFolder("clean")
+        let model = tmp.appendingPathComponent("new/deeper/m.safetensors")
+        let r = try CLIRunner.run(["train", clean.path, "-o", model.path] + tinyTraining)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: model.path))
+    }
+
     func testTrainNeverWritesIntoItsDataAndSavesWithoutValidationImages() throws {
         let data = try labelledFolder("data")
         let mask = data.appendingPathComponent("img_mask.png"), before = try Data(contentsOf: mask)

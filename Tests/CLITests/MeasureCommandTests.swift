@@ -27,13 +27,43 @@ final class MeasureCommandTests: XCTestCase {
             let m = try CLIRunner.run(["measure", out.appendingPathComponent(mask).path] + flags)
             XCTAssertEqual(m.status, 0, m.stderr)
             let measured = m.stdout.split(separator: "\n").map(String.init)
-            XCTAssertEqual(measured.first, "file," + table[0], mask)
+            XCTAssertEqual(measured.first, "file,image," + table[0], mask)
             XCTAssertEqual(measured.count, table.count, "\(mask) \(flags): \(m.stdout)")
             // Every column but mean_probability (measure has no probability map).
             func columns(_ row: String) -> [Substring] { Array(row.split(separator: ",", omittingEmptySubsequences: false).dropLast()) }
             for (a, b) in zip(measured.dropFirst(), table.dropFirst()) {
-                XCTAssertEqual(Array(columns(a).dropFirst()), columns(b), "\(mask) \(flags)")
+                XCTAssertEqual(Array(columns(a).dropFirst(2)), columns(b), "\(mask) \(flags)")
+                XCTAssertEqual(columns(a)[1], Substring(mask.replacingOccurrences(of: ".tif", with: "").replacingOccurrences(of: ".png", with: "")))
             }
         }
+    }
+
+    /// Every frame of a stack is measured and named; a 0/255 mask stored as signed bytes (255
+    /// reads as −1) and negative values are particle, NaN is not.
+    func testEveryFrameAndEveryNonZeroValue() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        // Three 40×30 frames: a 10×10 square, nothing, two 6×6 squares.
+        var values = [Float](repeating: 0, count: 3 * 40 * 30)
+        func square(_ f: Int, _ x0: Int, _ y0: Int, _ side: Int, _ v: Float) {
+            for y in y0..<(y0 + side) { for x in x0..<(x0 + side) { values[f * 1200 + y * 40 + x] = v } }
+        }
+        square(0, 5, 5, 10, -1); square(2, 2, 2, 6, 255); square(2, 20, 10, 6, 0.5)
+        values[1 * 1200 + 3 * 40 + 3] = .nan
+        let stack = tmp.appendingPathComponent("stack.npy")
+        try NPYFile.write(values, shape: [3, 30, 40], to: stack)
+        let r = try CLIRunner.run(["measure", stack.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let rows = lines.dropFirst()
+        XCTAssertEqual(rows.map { String($0[1]) }, ["stack_0", "stack_2", "stack_2"], r.stdout)
+        let area = try XCTUnwrap(lines.first?.firstIndex(of: "area_px"))
+        XCTAssertEqual(rows.map { String($0[area]) }, ["100", "36", "36"], r.stdout)
+        // Int8 0/255 (MRC mode 0 is signed): 255 is stored as −1.
+        let bytes = (0..<(40 * 30)).map { i -> UInt8 in (i % 40 >= 10 && i % 40 < 20 && i / 40 >= 5 && i / 40 < 15) ? 255 : 0 }
+        let signed = tmp.appendingPathComponent("signed.mrc")
+        try MRCWriter.write(Micrograph(width: 40, height: 30, pixelType: .int8, data: bytes, format: "MRC"), to: signed)
+        let s = try CLIRunner.run(["measure", signed.path])
+        XCTAssertEqual(s.stdout.split(separator: "\n").count, 2, s.stdout)
     }
 }
