@@ -162,17 +162,25 @@ extension FloatImage {
     /// replaced, or nil when all were finite (one pass over the image, in pieces).
     public mutating func replaceNonFinite(parallel: ParallelFor = serially) -> BinaryMask? {
         let n = count, parts = pieces(n)
-        var bad = [Int](repeating: 0, count: parts.count)
+        // x − x is 0 for every finite x and NaN for NaN and ±∞: one vector sum per piece tells
+        // whether it has any (the common case, none, in one vectorised pass).
+        var sums = [Float](repeating: 0, count: parts.count)
         pixels.withUnsafeBufferPointer { p in
-            bad.withUnsafeMutableBufferPointer { b in
+            sums.withUnsafeMutableBufferPointer { b in
                 parallel(parts.count) { k in
-                    var c = 0
-                    for i in parts.range(k) where !p[i].isFinite { c += 1 }
-                    b[k] = c
+                    let r = parts.range(k)
+                    var acc = SIMD16<Float>(), i = r.lowerBound
+                    while i + 16 <= r.upperBound {
+                        let v = UnsafeRawPointer(p.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
+                        acc += v - v; i += 16
+                    }
+                    var tail: Float = 0
+                    while i < r.upperBound { tail += p[i] - p[i]; i += 1 }
+                    b[k] = acc.sum() + tail
                 }
             }
         }
-        guard bad.contains(where: { $0 > 0 }) else { return nil }
+        guard sums.contains(where: { !$0.isFinite }) else { return nil }
         let finite = pixels.filter(\.isFinite)
         let fill = finite.isEmpty ? 0 : percentiles(finite, [50], parallel: parallel)[0]
         var replaced = BinaryMask(width: width, height: height)
@@ -180,7 +188,7 @@ extension FloatImage {
         return replaced
     }
 
-    /// The smallest and largest pixel (NaN left out).
+    /// The smallest and largest pixel (NaN left out; +∞ and −∞ for an image of NaN only).
     public func extremes(parallel: ParallelFor = serially) -> (min: Float, max: Float) {
         let parts = pieces(count)
         var lo = [Float](repeating: .infinity, count: parts.count), hi = [Float](repeating: -.infinity, count: parts.count)
@@ -188,14 +196,22 @@ extension FloatImage {
             lo.withUnsafeMutableBufferPointer { l in
                 hi.withUnsafeMutableBufferPointer { h in
                     parallel(parts.count) { k in
-                        var a = Float.infinity, b = -Float.infinity
-                        for i in parts.range(k) { a = Swift.min(a, p[i]); b = Swift.max(b, p[i]) }
-                        l[k] = a; h[k] = b
+                        // A compare and a blend per vector (a NaN compares false and is passed over).
+                        let r = parts.range(k)
+                        var a = SIMD16<Float>(repeating: .infinity), b = SIMD16<Float>(repeating: -.infinity), i = r.lowerBound
+                        while i + 16 <= r.upperBound {
+                            let v = UnsafeRawPointer(p.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
+                            a.replace(with: v, where: v .< a); b.replace(with: v, where: v .> b); i += 16
+                        }
+                        var sa = Float.infinity, sb = -Float.infinity
+                        for j in 0..<16 { if a[j] < sa { sa = a[j] }; if b[j] > sb { sb = b[j] } }
+                        while i < r.upperBound { if p[i] < sa { sa = p[i] }; if p[i] > sb { sb = p[i] }; i += 1 }
+                        l[k] = sa; h[k] = sb
                     }
                 }
             }
         }
-        return (lo.min() ?? .nan, hi.max() ?? .nan)
+        return (lo.min() ?? .infinity, hi.max() ?? -.infinity)
     }
 }
 

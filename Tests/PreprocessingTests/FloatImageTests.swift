@@ -54,3 +54,47 @@ final class FloatImageTests: XCTestCase {
         XCTAssertThrowsError(try FloatImage(c))
     }
 }
+
+final class NonFinitePixelTests: XCTestCase {
+    /// Odd sizes (vector tails), pieces side by side: every NaN and ±∞ is found wherever it lies,
+    /// replaced by the median of the others, and marked; an all-finite image is left alone.
+    func testNonFinitePixelsAreFoundAndReplacedByTheMedian() {
+        for (w, h) in [(7, 3), (301, 997), (1024, 65)] {
+            var image = randomImage(w, h, seed: UInt64(w))
+            XCTAssertNil(image.replaceNonFinite(parallel: sideBySide))
+            let n = w * h
+            let spots = [0, n - 1, n / 2, n / 3 + 1].filter { $0 < n }
+            let bad: [Float] = [.nan, .infinity, -.infinity, .nan]
+            let finite = image.pixels.enumerated().filter { !spots.contains($0.offset) }.map(\.element).sorted()
+            let m = finite.count, median = m % 2 == 1 ? finite[m / 2] : (finite[m / 2 - 1] + finite[m / 2]) / 2
+            for (k, i) in spots.enumerated() { image.pixels[i] = bad[k] }
+            let original = image
+            let replaced = image.replaceNonFinite(parallel: reversedPieces)
+            XCTAssertEqual(replaced?.foregroundCount, Set(spots).count, "\(w)x\(h)")
+            for i in 0..<n {
+                if Set(spots).contains(i) {
+                    XCTAssertEqual(replaced?.values[i], 1); XCTAssertEqual(image.pixels[i], median, accuracy: 1e-3 * abs(median))
+                } else {
+                    XCTAssertEqual(replaced?.values[i], 0); XCTAssertEqual(image.pixels[i], original.pixels[i])
+                }
+            }
+        }
+        var none = FloatImage(width: 5, height: 4, pixels: [Float](repeating: .nan, count: 20))
+        XCTAssertEqual(none.replaceNonFinite()?.foregroundCount, 20)
+        XCTAssertEqual(none.pixels, [Float](repeating: 0, count: 20))
+    }
+
+    /// The vectorised extremes equal a plain scan, NaN passed over, at odd sizes and in pieces.
+    func testExtremesMatchAPlainScan() {
+        for (w, h) in [(1, 1), (17, 5), (640, 333)] {
+            var image = randomImage(w, h, seed: 9, scale: 200)
+            for i in stride(from: 3, to: image.count, by: 97) { image.pixels[i] = .nan }
+            image.pixels[image.count - 1] = -5000
+            let finite = image.pixels.filter { !$0.isNaN }
+            let e = image.extremes(parallel: sideBySide)
+            XCTAssertEqual(e.min, finite.min()!, "\(w)x\(h)")
+            XCTAssertEqual(e.max, finite.max()!, "\(w)x\(h)")
+        }
+        XCTAssertEqual(FloatImage(width: 3, height: 3, repeating: 7).extremes().min, 7)
+    }
+}
