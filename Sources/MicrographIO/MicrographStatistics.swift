@@ -125,7 +125,8 @@ extension Micrograph {
         return (lo, hi, sum / Double(count))
     }
 
-    /// Minimum, maximum, mean and RMS deviation from the mean over every frame (NaNs left out),
+    /// Minimum, maximum, mean and RMS deviation from the mean over every frame (NaN and ±∞ left
+    /// out, so that one bad frame does not make the header useless),
     /// as an MRC header records them for the whole stack: per-frame sums combined in Double
     /// (M2 = Σ M2ᵢ + Σ nᵢ (meanᵢ − mean)²), so no frame is read twice at once.
     public func stackStatistics() -> (min: Double, max: Double, mean: Double, rms: Double) {
@@ -134,7 +135,7 @@ extension Micrograph {
         for f in 0..<frames {
             let values = doubleFrame(f)
             var sum = 0.0, count = 0
-            for v in values where !v.isNaN {
+            for v in values where v.isFinite {
                 if v < lo { lo = v }
                 if v > hi { hi = v }
                 sum += v
@@ -143,7 +144,7 @@ extension Micrograph {
             guard count > 0 else { continue }
             let mean = sum / Double(count)
             var m2 = 0.0
-            for v in values where !v.isNaN { m2 += (v - mean) * (v - mean) }
+            for v in values where v.isFinite { m2 += (v - mean) * (v - mean) }
             perFrame.append((Double(count), mean, m2))
         }
         let n = perFrame.reduce(0) { $0 + $1.n }

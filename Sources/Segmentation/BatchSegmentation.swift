@@ -83,8 +83,9 @@ public final class BatchSegmentation: @unchecked Sendable {
                 guard !name.hasPrefix("."), BatchSegmentation.imageExtensions.contains(f.pathExtension.lowercased()) else { continue }
                 let stem = f.deletingPathExtension().lastPathComponent
                 if ["_mask", "_labels", "_prob", "_overlay"].contains(where: { stem.hasSuffix($0) }) || stem == "contact_sheet" { continue }
-                // The run's own histogram, when the output folder is among the inputs.
-                if name == "size_histogram.png" && f.deletingLastPathComponent().standardizedFileURL.path == settings.outputDir.standardizedFileURL.path {
+                // A run's histogram (this one's, a shard's or a merge's), beside its summary.json.
+                if name == "size_histogram.png"
+                    && FileManager.default.fileExists(atPath: f.deletingLastPathComponent().appendingPathComponent("summary.json").path) {
                     continue
                 }
                 inFolder.append(f)
@@ -92,7 +93,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             files += inFolder.sorted { $0.path < $1.path }
         }
         let (k, n) = settings.shard
-        return (files.filter { BatchSegmentation.shard(of: $0.path, count: n) == k - 1 }, problems)
+        return (files.filter { BatchSegmentation.shard(of: $0.standardizedFileURL.path, count: n) == k - 1 }, problems)
     }
 
     /// Which of `count` shards a path falls in: FNV-1a of its bytes, so the same path always
@@ -307,12 +308,8 @@ public final class BatchSegmentation: @unchecked Sendable {
                                         fileBytes: fileBytes) {
             case .success(let plan): tileSizes.append(plan.tileSize)
             case .failure(let shortfall):
-                let gb = { (b: Double) in String(format: "%.3g", b / 1e9) }
-                // Resampled to the model's scale, a coarse calibration can make a small image huge:
-                // say so, since raising --memory is then the wrong remedy.
-                let resampled = scale == 1 ? "" : String(format: " of %.4g nm, %d×%d at the model's %.4g nm (check the calibration, or give --pixel-size)",
-                                                         size ?? 0, netWidth, netHeight, segmenter.model.metadata.trainingPixelSizeNm ?? 0)
-                throw ImageExceedsMemory(MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels\(resampled); segmenting it needs at least \(gb(shortfall.neededBytes)) GB of memory and --memory gives \(gb(Double(segmenter.options.memoryBytes))) GB"))
+                throw ImageExceedsMemory(MicrographError(url: url, reason: segmenter.refusal(width: m.width, height: m.height, pixelSizeNm: size,
+                                                                                              shortfall, budget: "--memory")))
             }
         }
         try checkOutputs(names, for: url)
@@ -388,9 +385,13 @@ public final class BatchSegmentation: @unchecked Sendable {
     static func resolved(_ url: URL) -> String { url.standardizedFileURL.resolvingSymlinksInPath().path }
 
     /// Refuses a file whose outputs would replace one of the run's inputs (`x.npy` beside an
-    /// input `x_mask.png`, written into the same folder) or a folder.
+    /// input `x_mask.png`, written into the same folder) or a folder; and, segmented into its own
+    /// folder, a file beside which an output's name is already taken by something no earlier
+    /// segment run wrote (no `NAME.summary.json`): a labelled data folder's `x_mask.png` is the
+    /// truth a model is trained or judged on, never to be replaced by a prediction.
     func checkOutputs(_ names: [String], for url: URL) throws {
         let inputs = inputPaths.union([BatchSegmentation.resolved(url)])
+        let ownFolder = BatchSegmentation.resolved(url.deletingLastPathComponent()) == BatchSegmentation.resolved(settings.outputDir)
         for name in names {
             for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
                 let out = settings.outputDir.appendingPathComponent(f)
@@ -400,6 +401,13 @@ public final class BatchSegmentation: @unchecked Sendable {
                 var isDir: ObjCBool = false
                 if FileManager.default.fileExists(atPath: out.path, isDirectory: &isDir), isDir.boolValue {
                     throw MicrographError(url: url, reason: "its output \(out.path) is a folder; move it or segment into another folder")
+                }
+            }
+            let summary = settings.outputDir.appendingPathComponent("\(name).summary.json")
+            if ownFolder && !FileManager.default.fileExists(atPath: summary.path) {
+                for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat)
+                where FileManager.default.fileExists(atPath: settings.outputDir.appendingPathComponent(f).path) {
+                    throw MicrographError(url: url, reason: "\(f) beside it was not written by segment (no \(name).summary.json): it may be a label mask; segment into another folder")
                 }
             }
         }

@@ -115,6 +115,8 @@ public final class Segmenter: @unchecked Sendable {
     /// resampled image, its prepared copy and the probability map. Exceeds the output stage only
     /// when the image is resampled up (pixels coarser than the model's).
     public static let networkBytesPerImagePixel = 4, networkBytesPerNetworkPixel = 12
+    /// What `--tta` adds per network pixel (counted, not measured: five float maps at most).
+    public static let augmentationBytesPerNetworkPixel = 20
     /// The process itself (code, libraries, model, thread stacks).
     public static let baseBytes = 150 << 20
 
@@ -134,12 +136,15 @@ public final class Segmenter: @unchecked Sendable {
     }
 
     /// The full-size arrays of an image (see `memoryPlan`).
-    func fullSizeBytes(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int) -> Double {
+    package func fullSizeBytes(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int) -> Double {
         let scale = self.scale(for: pixelSizeNm)
         let pixels = Double(width) * Double(height)
+        // With test-time augmentation the network stage also holds the running sum, a turned copy
+        // of the input (two while a turn is composed), the tile result and its inverse.
+        let perNetworkPixel = Self.networkBytesPerNetworkPixel + (options.testTimeAugmentation ? Self.augmentationBytesPerNetworkPixel : 0)
         return Double(fileBytes) + Double(TouchingParticles.scratchBytes(pixels: width * height))
             + max(pixels * Double(Self.outputBytesPerPixel),
-                  pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(Self.networkBytesPerNetworkPixel)))
+                  pixels * (Double(Self.networkBytesPerImagePixel) + scale * scale * Double(perNetworkPixel)))
     }
 
     /// What one image of `side`² int16 pixels at the model's scale needs to be segmented in tiles
@@ -156,6 +161,19 @@ public final class Segmenter: @unchecked Sendable {
     /// An image that needs more memory than `--memory` gives.
     public struct MemoryShortfall: Error {
         public let neededBytes: Double
+    }
+
+    /// Why an image of width × height at `pixelSizeNm` is refused for `shortfall`, in the words
+    /// of a one-line error: its size, at the model's scale too when resampling makes it larger or
+    /// smaller (a coarse calibration can make a small image huge, and raising the memory is then
+    /// the wrong remedy), the memory it needs and the budget (`budget` names where that came from).
+    public func refusal(width: Int, height: Int, pixelSizeNm: Double?, _ shortfall: MemoryShortfall, budget: String) -> String {
+        let scale = self.scale(for: pixelSizeNm)
+        let gb = { (b: Double) in String(format: "%.3g", b / 1e9) }
+        let resampled = scale == 1 ? "" : String(format: " of %.4g nm, %d×%d at the model's %.4g nm (check the calibration, or give --pixel-size)",
+                                                 pixelSizeNm ?? 0, Int((Double(width) * scale).rounded()), Int((Double(height) * scale).rounded()),
+                                                 model.metadata.trainingPixelSizeNm ?? 0)
+        return "image is \(width)×\(height) pixels\(resampled); segmenting it needs at least \(gb(shortfall.neededBytes)) GB of memory and \(budget) gives \(gb(Double(options.memoryBytes))) GB"
     }
 
     /// Segments one frame of a micrograph.
@@ -181,7 +199,7 @@ public final class Segmenter: @unchecked Sendable {
         if lo == hi {
             var blank = SegmentedImage(probability: FloatImage(width: image.width, height: image.height),
                                        mask: BinaryMask(width: image.width, height: image.height), threshold: threshold,
-                                       pixelSizeNm: pixelSizeNm, pixelSizeSource: source, scale: 1)
+                                       pixelSizeNm: pixelSizeNm, pixelSizeSource: source, scale: scale(for: pixelSizeNm))
             blank.notes = [String(format: "every pixel is %g: nothing to segment, no particles", lo)]
             return blank
         }

@@ -66,10 +66,9 @@ struct Evaluate: ParsableCommand {
                     let p = options.pixelSizeOverride ?? image.pixelSizeNm
                     // As segment: an image that does not fit the memory (at the model's scale) is refused.
                     if case .failure(let shortfall) = segmenter.memoryPlan(width: image.image.width, height: image.image.height, pixelSizeNm: p) {
-                        throw MicrographError(url: image.url, reason: String(
-                            format: "image is %d×%d pixels; segmenting it%@ needs at least %.1f GB of memory and the budget is %.1f GB (a quarter of this machine's)",
-                            image.image.width, image.image.height, p.map { String(format: " at %.4g nm/px", $0) } ?? "",
-                            shortfall.neededBytes / 1e9, Double(segmenter.options.memoryBytes) / 1e9))
+                        throw MicrographError(url: image.url, reason: segmenter.refusal(
+                            width: image.image.width, height: image.image.height, pixelSizeNm: p, shortfall,
+                            budget: "the budget (a quarter of this machine's memory)"))
                     }
                     return segmenter.segment(image.image, pixelSizeNm: p, source: options.pixelSizeOverride != nil ? .option : .file).mask
                 }

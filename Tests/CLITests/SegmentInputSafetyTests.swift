@@ -61,6 +61,29 @@ final class SegmentInputSafetyTests: XCTestCase {
         XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
     }
 
+    /// A labelled folder (image beside its truth mask) segmented into itself keeps its masks; a
+    /// run's histogram (a merge's, beside its summary.json) is not taken for an input.
+    func testALabelledFolderSegmentedIntoItselfKeepsItsMasks() throws {
+        let d = tmp.appendingPathComponent("labelled")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        try image(d.appendingPathComponent("x.npy"))
+        let mask = d.appendingPathComponent("x_mask.png")
+        try PNGWriter.writeGrey8((0..<(96 * 80)).map { $0 % 96 < 40 ? 255 : 0 }, width: 96, height: 80, to: mask)
+        let before = try Data(contentsOf: mask)
+        let r = try segment([d.path, "-o", d.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("x.npy: x_mask.png beside it was not written by segment (no x.summary.json)"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: mask), before, "a truth mask was replaced")
+        // Into another folder it is segmented; a merged run's histogram there is not an input.
+        let merged = d.appendingPathComponent("runs/all")
+        try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: merged.appendingPathComponent("summary.json"))
+        try PNGWriter.writeGrey8([UInt8](repeating: 9, count: 64 * 64), width: 64, height: 64, to: merged.appendingPathComponent("size_histogram.png"))
+        let other = try segment([d.path, "-o", d.appendingPathComponent("runs/new").path])
+        XCTAssertEqual(other.status, 0, other.stderr)
+        XCTAssertTrue(other.stdout.contains("1 processed, 0 already done, 0 failed"), other.stdout)
+    }
+
     /// A folder where an output goes is named and left alone (a failed image's cleanup removed it).
     func testAFolderAtAnOutputPathIsNamedAndKept() throws {
         try image(tmp.appendingPathComponent("x.npy"))

@@ -46,6 +46,14 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 1, threads: 16, segmenter: segmenter(64)), 1)
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 16, segmenter: segmenter(1)), 1)
         XCTAssertEqual(BatchSegmentation.jobs(4, files: 10, threads: 2, segmenter: segmenter(1)), 4)
+        // Test-time augmentation holds more maps while the network runs: a 4096² image at a tenth
+        // of the model's pixel size (resampled up 10×) needs that much more.
+        var tta = SegmentationOptions(memoryBytes: 1 << 40)
+        tta.testTimeAugmentation = true
+        let plain = Segmenter(model: model, options: SegmentationOptions(memoryBytes: 1 << 40))
+        let augmented = Segmenter(model: model, options: tta)
+        let need = { (s: Segmenter) in s.fullSizeBytes(width: 4096, height: 4096, pixelSizeNm: 0.5, fileBytes: 0) }
+        XCTAssertEqual(need(augmented) - need(plain), 100 * 4096 * 4096 * Double(Segmenter.augmentationBytesPerNetworkPixel), accuracy: 1)
     }
 
     /// An image at twice the model's pixel size is resampled to the model's scale (200 × 160),
