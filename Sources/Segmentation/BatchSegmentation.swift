@@ -295,7 +295,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             let (size, _) = try segmenter.pixelSize(of: m, file: url.path), scale = segmenter.scale(for: size)
             let sides = (Double(m.width) * scale, Double(m.height) * scale)
             guard sides.0.isFinite, sides.1.isFinite, sides.0 < 1e7, sides.1 < 1e7 else {
-                throw MicrographError(url: url, reason: String(format: "a pixel size of %.4g nm would make this image %.3g pixels wide at the model's scale",
+                throw MicrographError(url: url, reason: String(format: "a pixel size of %.4g nm would make this image %.3g pixels wide at the model's scale (check the calibration, or give --pixel-size)",
                                                                size ?? 0, sides.0))
             }
             let netWidth = Int(sides.0.rounded()), netHeight = Int(sides.1.rounded())
