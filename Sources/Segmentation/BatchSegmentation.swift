@@ -324,21 +324,14 @@ public final class BatchSegmentation: @unchecked Sendable {
             for (index, (name, (m, frame))) in zip(names, frames).enumerated() {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 var raw = try FloatImage(m, frame: frame)
-                // Regions of one value (masked, saturated, unexposed or padded) hold no lattice, and
-                // are never particle; nor are NaN and ±∞ (the unexposed border of an aligned sum,
-                // say), which are read as the median of the other pixels.
-                let flat = flatRegions(raw, parallel: pool.parallel)
+                // NaN and ±∞ (the unexposed border of an aligned sum, say) are read as the median
+                // of the other pixels, and are never particle.
                 let notFinite = raw.replaceNonFinite(parallel: pool.parallel)
                 let (size, source) = try segmenter.pixelSize(of: m, file: url.path)
                 var result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
                 if let notFinite {
                     for i in 0..<notFinite.values.count where notFinite.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
                     result.notes.insert("\(notFinite.foregroundCount) pixels are NaN or infinite: read as the median of the others, never particle", at: 0)
-                }
-                if let flat, case let n = flat.foregroundCount, n < flat.values.count {  // a blank image has its own note
-                    for i in 0..<flat.values.count where flat.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
-                    result.notes.append(String(format: "%d pixels (%.1f %%) lie in regions of one value (masked, saturated or padding): never particle",
-                                               n, 100 * Double(n) / Double(flat.values.count)))
                 }
                 for note in result.notes { imageNote?(url, name, note) }
                 // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a

@@ -175,34 +175,4 @@ final class SegmentUnusualPixelsTests: XCTestCase {
         XCTAssertEqual(Array(holes[(10 * 96)...]), Array(plain[(10 * 96)...]))
         XCTAssertTrue(holes.allSatisfy(\.isFinite))
     }
-
-    /// A micrograph padded with a border of one value (a montage's padding, a masked corner):
-    /// the padding is never particle, with a warning; the rest is segmented as it is.
-    func testRegionsOfOneValueAreNeverParticle() throws {
-        let tmp = try CLIRunner.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: tmp) }
-        let model = tmp.appendingPathComponent("model.safetensors")
-        let net = UNet(config: .pyNanoFind, seed: 4)
-        // Threshold 0: every pixel the network sees is particle unless it is masked out.
-        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, threshold: 0,
-                                                                              preprocessing: .robust, provenance: "test")), to: model)
-        let (w, h) = (128, 96)
-        let values = (0..<(w * h)).map { i -> Float in
-            let x = i % w, y = i / w
-            return x < 20 || y >= 80 ? 0 : Float((i * 7) % 23) + 1
-        }
-        try NPYFile.write(values, shape: [h, w], to: tmp.appendingPathComponent("padded.npy"))
-        let out = tmp.appendingPathComponent("out")
-        let r = try CLIRunner.run(["segment", tmp.appendingPathComponent("padded.npy").path, "-o", out.path, "--model", model.path])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let flat = 20 * 80 + w * 16
-        XCTAssertTrue(r.stderr.contains("padded.npy (padded): \(flat) pixels (\(String(format: "%.1f", 100 * Double(flat) / Double(w * h))) %) lie in regions of one value"),
-                      r.stderr)
-        let mask = try MicrographReader.open(out.appendingPathComponent("padded_mask.png"))[0].floatFrame(0)
-        for i in 0..<(w * h) {
-            let padding = i % w < 20 || i / w >= 80
-            XCTAssertEqual(mask[i], padding ? 0 : 255, "pixel \(i % w), \(i / w)")
-            if mask[i] != (padding ? 0 : 255) { break }
-        }
-    }
 }
