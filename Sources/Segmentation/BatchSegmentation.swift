@@ -407,7 +407,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             if ownFolder && !FileManager.default.fileExists(atPath: summary.path) {
                 for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat)
                 where FileManager.default.fileExists(atPath: settings.outputDir.appendingPathComponent(f).path) {
-                    throw MicrographError(url: url, reason: "\(f) beside it was not written by segment (no \(name).summary.json): it may be a label mask; segment into another folder")
+                    throw MicrographError(url: url, reason: "\(f) beside it was not written by segment (no \(name).summary.json): it may be a label mask; segment into another folder (or, if a killed run left it, remove it)")
                 }
             }
         }

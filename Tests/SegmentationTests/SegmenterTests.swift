@@ -46,8 +46,8 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 1, threads: 16, segmenter: segmenter(64)), 1)
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 16, segmenter: segmenter(1)), 1)
         XCTAssertEqual(BatchSegmentation.jobs(4, files: 10, threads: 2, segmenter: segmenter(1)), 4)
-        // Test-time augmentation holds more maps while the network runs: a 4096² image at a tenth
-        // of the model's pixel size (resampled up 10×) needs that much more.
+        // Test-time augmentation holds more maps while the network runs: a 4096² image of pixels
+        // ten times the model's (resampled up 10× to 100 times the pixels) needs that much more.
         var tta = SegmentationOptions(memoryBytes: 1 << 40)
         tta.testTimeAugmentation = true
         let plain = Segmenter(model: model, options: SegmentationOptions(memoryBytes: 1 << 40))
