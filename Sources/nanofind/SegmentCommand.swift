@@ -41,7 +41,8 @@ struct Segment: ParsableCommand {
             reported on one line and skipped; exit status 1 if any failed (2 when the one \
             input named, a file, failed). --shard K/N processes a fixed 1/N of the inputs (for cluster job arrays; \
             combine the shards with `nanofind merge`). --pixel-size replaces every input's own \
-            calibration (a warning names a file whose calibration differs): give it for \
+            calibration (a warning at the end names the first input, by path, whose own differs by \
+            over 2 %, and counts the others): give it for \
             uncalibrated exports.
 
             Example: nanofind segment micrographs/ -o results
@@ -92,18 +93,17 @@ struct Segment: ParsableCommand {
         // The model's weights, not only its file's name, decide whether earlier results are this run's.
         batch.modelDigest = model.contentDigest
         batch.open = IsolatedReader.open
-        final class Once: @unchecked Sendable { let lock = NSLock(); var done = false }
-        let warned = Once()
+        final class Notices: @unchecked Sendable { let lock = NSLock(); var replaced: [(path: String, own: Double)] = [] }
+        let notices = Notices()
         batch.imageNote = { url, name, note in
-            warned.lock.lock(); defer { warned.lock.unlock() }
+            notices.lock.lock(); defer { notices.lock.unlock() }
             FileHandle.standardError.write(Data("warning: \(oneLine(url.path)) (\(name)): \(note)\n".utf8))
         }
-        batch.calibrationReplaced = { url, own, used in
-            warned.lock.lock(); defer { warned.lock.unlock() }
-            guard !warned.done else { return }
-            warned.done = true
-            FileHandle.standardError.write(Data(String(format: "warning: %@ says %.4g nm/px; --pixel-size %.4g replaces it, as it does every input's own calibration\n",
-                                                       oneLine(url.path), own, used).utf8))
+        // Calibrations that --pixel-size replaced, told once at the end, in the order of the paths
+        // (the jobs finish in any order).
+        batch.calibrationReplaced = { url, own, _ in
+            notices.lock.lock(); defer { notices.lock.unlock() }
+            notices.replaced.append((url.path, own))
         }
         batch.removeStaleTemporaries()
         let (files, missing) = batch.expand(inputs)
@@ -164,6 +164,13 @@ struct Segment: ParsableCommand {
             do { try RunReport(summaries: summaries, settings: runSettings).write(into: outURL) } catch { throw exitWithInputError(error) }
         }
         if bar.isTerminal { bar.finish("") }
+        if let pixelSize, let first = notices.replaced.min(by: { $0.path < $1.path }) {
+            let n = notices.replaced.count
+            FileHandle.standardError.write(Data(String(format: "warning: %@ says %.4g nm/px; --pixel-size %.4g replaced it%@\n", oneLine(first.path),
+                                                       first.own, pixelSize,
+                                                       n == 1 ? "" : n == 2 ? ", and the calibration of 1 more input that differs from it by over 2 %"
+                                                           : ", and the calibration of \(n - 1) more inputs that differ from it by over 2 %").utf8))
+        }
         print("\(processed) processed, \(skipped) already done, \(failures) failed; \(particles) particles"
               + (wroteReport ? " -> \(outURL.path)/report.html" : " (no report: no image was segmented)"))
         // Exit 2 when the one file named failed; 1 for a batch (a folder, several inputs, or a shard

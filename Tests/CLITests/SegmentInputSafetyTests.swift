@@ -105,7 +105,7 @@ final class SegmentInputSafetyTests: XCTestCase {
         let out = tmp.appendingPathComponent("cal")
         let forced = try segment([f.path, "-o", out.path, "--pixel-size", "0.1"])
         XCTAssertEqual(forced.status, 0, forced.stderr)
-        XCTAssertTrue(forced.stderr.contains("cal.mrc says 0.05 nm/px; --pixel-size 0.1 replaces it"), forced.stderr)
+        XCTAssertTrue(forced.stderr.contains("cal.mrc says 0.05 nm/px; --pixel-size 0.1 replaced it\n"), forced.stderr)
         XCTAssertTrue(forced.stdout.contains("0.1 nm/px"), forced.stdout)
         let own = try segment([f.path, "-o", out.path])
         XCTAssertTrue(own.stdout.contains("1 processed, 0 already done"), own.stdout)
@@ -113,6 +113,14 @@ final class SegmentInputSafetyTests: XCTestCase {
         XCTAssertFalse(own.stderr.contains("warning"), own.stderr)
         XCTAssertTrue(try segment([f.path, "-o", out.path]).stdout.contains("0 processed, 1 already done"))
         XCTAssertTrue(try segment([f.path, "-o", out.path, "--pixel-size", "0.1"]).stdout.contains("1 processed, 0 already done"))
+        // Several calibrated files: one line, the first by path, and a count.
+        try image(tmp.appendingPathComponent("cal2.mrc"), pixelSizeNm: 0.06)
+        try image(tmp.appendingPathComponent("cal3.mrc"), pixelSizeNm: 0.0999)
+        let three = try segment([f.path, tmp.appendingPathComponent("cal2.mrc").path, tmp.appendingPathComponent("cal3.mrc").path,
+                                 "-o", tmp.appendingPathComponent("cal-all").path, "--pixel-size", "0.1", "--jobs", "2"])
+        XCTAssertEqual(three.stderr.split(separator: "\n").filter { $0.hasPrefix("warning:") },
+                       ["warning: \(f.path) says 0.05 nm/px; --pixel-size 0.1 replaced it, and the calibration of 1 more input that differs from it by over 2 %"],
+                       three.stderr)
         // The same value as the file's: no warning.
         XCTAssertFalse(try segment([f.path, "-o", out.path, "--pixel-size", "0.0501"]).stderr.contains("warning"))
     }
