@@ -30,18 +30,24 @@ final class SegmentInputSafetyTests: XCTestCase {
         }
     }
 
+    /// A folder holding STEM.npy and its truth mask STEM_mask.png (0/255), as train reads them:
+    /// the folder, the mask and the mask's bytes.
+    func labelledFolder(_ name: String, stem: String) throws -> (URL, URL, Data) {
+        let d = tmp.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        try image(d.appendingPathComponent("\(stem).npy"))
+        let mask = d.appendingPathComponent("\(stem)_mask.png")
+        try PNGWriter.writeGrey8((0..<(96 * 80)).map { $0 % 96 < 40 ? 255 : 0 }, width: 96, height: 80, to: mask)
+        return (d, mask, try Data(contentsOf: mask))
+    }
+
     func segment(_ args: [String]) throws -> CLIRunner.Result {
         try CLIRunner.run(["segment"] + args + ["--model", model.path, "--threads", "2"])
     }
 
     /// `b.npy` segmented into its own folder would write `b_mask.png`, which is also an input.
     func testOutputsNeverReplaceAnInput() throws {
-        let d = tmp.appendingPathComponent("d")
-        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        try image(d.appendingPathComponent("b.npy"))
-        let mask = d.appendingPathComponent("b_mask.png")
-        try PNGWriter.writeGrey8((0..<(96 * 80)).map { $0 % 96 < 40 ? 255 : 0 }, width: 96, height: 80, to: mask)
-        let before = try Data(contentsOf: mask)
+        let (d, mask, before) = try labelledFolder("d", stem: "b")
         let r = try segment([d.appendingPathComponent("b.npy").path, mask.path, "-o", d.path])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("b.npy: its output b_mask.png would replace an input of this run"), r.stderr)
@@ -64,12 +70,7 @@ final class SegmentInputSafetyTests: XCTestCase {
     /// A labelled folder (image beside its truth mask) segmented into itself keeps its masks; a
     /// run's histogram (a merge's, beside its summary.json) is not taken for an input.
     func testALabelledFolderSegmentedIntoItselfKeepsItsMasks() throws {
-        let d = tmp.appendingPathComponent("labelled")
-        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        try image(d.appendingPathComponent("x.npy"))
-        let mask = d.appendingPathComponent("x_mask.png")
-        try PNGWriter.writeGrey8((0..<(96 * 80)).map { $0 % 96 < 40 ? 255 : 0 }, width: 96, height: 80, to: mask)
-        let before = try Data(contentsOf: mask)
+        let (d, mask, before) = try labelledFolder("labelled", stem: "x")
         let r = try segment([d.path, "-o", d.path])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("x.npy: x_mask.png beside it was not written by segment (no x.summary.json)"), r.stderr)
