@@ -75,6 +75,28 @@ final class CommandContractTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder.path))
     }
 
+    /// Early stopping in a run, not only its rule: validated on the training image with its mask
+    /// inverted, the validation loss can only worsen once the first epoch has learnt something, so
+    /// training stops `--patience` epochs after the first, long before `--epochs`, and the model
+    /// keeps the first epoch's weights.
+    func testEarlyStoppingEndsARunWhoseValidationLossStopsImproving() throws {
+        let fit = try labelledFolder("fit")
+        let contrary = tmp.appendingPathComponent("contrary")
+        try FileManager.default.createDirectory(at: contrary, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: fit.appendingPathComponent("img.mrc"), to: contrary.appendingPathComponent("img.mrc"))
+        let mask = try XCTUnwrap(MicrographReader.open(fit.appendingPathComponent("img_mask.png")).first)
+        try PNGWriter.writeGrey8(mask.data.map { $0 == 0 ? 255 : 0 }, width: 96, height: 96, to: contrary.appendingPathComponent("img_mask.png"))
+        let model = tmp.appendingPathComponent("early.safetensors")
+        let r = try CLIRunner.run(["train", fit.path, "--validation", contrary.path, "-o", model.path, "--epochs", "12",
+                                   "--steps-per-epoch", "15", "--batch-size", "2", "--tile", "32", "--widths", "2,4", "--lr", "0.01",
+                                   "--patience", "2", "--threads", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let said = r.stdout + r.stderr
+        XCTAssertTrue(said.contains("early stopping after epoch 3: the validation loss stopped improving"), said)
+        let saved = try Model.load(model)
+        XCTAssertEqual(saved.metadata.metrics?["best_epoch"], 1, "\(saved.metadata.metrics ?? [:])")
+    }
+
     /// Training data with a NaN pixel is refused, naming the file; a model's missing folder is made.
     func testTrainRefusesNonFiniteDataAndMakesTheModelsFolder() throws {
         let data = try labelledFolder("nan")
