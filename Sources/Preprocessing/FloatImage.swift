@@ -161,26 +161,9 @@ extension FloatImage {
     /// so that normalisation and the network see a plain image; returns which pixels were
     /// replaced, or nil when all were finite (one pass over the image, in pieces).
     public mutating func replaceNonFinite(parallel: ParallelFor = serially) -> BinaryMask? {
-        let n = count, parts = pieces(n)
-        // x − x is 0 for every finite x and NaN for NaN and ±∞: one vector sum per piece tells
-        // whether it has any (the common case, none, in one vectorised pass).
-        var sums = [Float](repeating: 0, count: parts.count)
-        pixels.withUnsafeBufferPointer { p in
-            sums.withUnsafeMutableBufferPointer { b in
-                parallel(parts.count) { k in
-                    let r = parts.range(k)
-                    var acc = SIMD16<Float>(), i = r.lowerBound
-                    while i + 16 <= r.upperBound {
-                        let v = UnsafeRawPointer(p.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
-                        acc += v - v; i += 16
-                    }
-                    var tail: Float = 0
-                    while i < r.upperBound { tail += p[i] - p[i]; i += 1 }
-                    b[k] = acc.sum() + tail
-                }
-            }
-        }
-        guard sums.contains(where: { !$0.isFinite }) else { return nil }
+        let n = count
+        // The common case, all finite, in one vectorised pass.
+        guard !scanPieces(parallel).allSatisfy(\.finite) else { return nil }
         let finite = pixels.filter(\.isFinite)
         let fill = finite.isEmpty ? 0 : percentiles(finite, [50], parallel: parallel)[0]
         var replaced = BinaryMask(width: width, height: height)
@@ -190,29 +173,40 @@ extension FloatImage {
 
     /// The smallest and largest pixel (NaN left out; +∞ and −∞ for an image of NaN only).
     public func extremes(parallel: ParallelFor = serially) -> (min: Float, max: Float) {
-        let parts = pieces(count)
-        var lo = [Float](repeating: .infinity, count: parts.count), hi = [Float](repeating: -.infinity, count: parts.count)
-        pixels.withUnsafeBufferPointer { p in
-            lo.withUnsafeMutableBufferPointer { l in
-                hi.withUnsafeMutableBufferPointer { h in
-                    parallel(parts.count) { k in
-                        // A compare and a blend per vector (a NaN compares false and is passed over).
-                        let r = parts.range(k)
-                        var a = SIMD16<Float>(repeating: .infinity), b = SIMD16<Float>(repeating: -.infinity), i = r.lowerBound
-                        while i + 16 <= r.upperBound {
-                            let v = UnsafeRawPointer(p.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
-                            a.replace(with: v, where: v .< a); b.replace(with: v, where: v .> b); i += 16
-                        }
-                        var sa = Float.infinity, sb = -Float.infinity
-                        for j in 0..<16 { if a[j] < sa { sa = a[j] }; if b[j] > sb { sb = b[j] } }
-                        while i < r.upperBound { if p[i] < sa { sa = p[i] }; if p[i] > sb { sb = p[i] }; i += 1 }
-                        l[k] = sa; h[k] = sb
-                    }
-                }
-            }
-        }
-        return (lo.min() ?? .infinity, hi.max() ?? -.infinity)
+        let scans = scanPieces(parallel)
+        return (scans.map(\.min).min() ?? .infinity, scans.map(\.max).max() ?? -.infinity)
     }
+
+    /// `scanExtremes` of each of the image's pieces, side by side.
+    private func scanPieces(_ parallel: ParallelFor) -> [(min: Float, max: Float, finite: Bool)] {
+        let parts = pieces(count)
+        var out = [(min: Float, max: Float, finite: Bool)](repeating: (.infinity, -.infinity, true), count: parts.count)
+        pixels.withUnsafeBufferPointer { p in
+            out.withUnsafeMutableBufferPointer { o in parallel(parts.count) { k in o[k] = scanExtremes(p.baseAddress!, parts.range(k)) } }
+        }
+        return out
+    }
+}
+
+/// The smallest and largest of values[range] (NaN passed over; +∞ and −∞ when there are none)
+/// and whether all are finite, in one vectorised pass: a compare and a blend per vector for the
+/// extremes, and x − x summed, which is 0 for finite x and NaN as soon as a NaN or ±∞ is met.
+func scanExtremes(_ values: UnsafePointer<Float>, _ range: Range<Int>) -> (min: Float, max: Float, finite: Bool) {
+    var a = SIMD16<Float>(repeating: .infinity), b = SIMD16<Float>(repeating: -.infinity), z = SIMD16<Float>()
+    var i = range.lowerBound
+    while i + 16 <= range.upperBound {
+        let v = UnsafeRawPointer(values + i).loadUnaligned(as: SIMD16<Float>.self)
+        a.replace(with: v, where: v .< a); b.replace(with: v, where: v .> b); z += v - v; i += 16
+    }
+    var lo = Float.infinity, hi = -Float.infinity, finite = z.sum().isFinite
+    for j in 0..<16 { if a[j] < lo { lo = a[j] }; if b[j] > hi { hi = b[j] } }
+    while i < range.upperBound {
+        let x = values[i]
+        if x < lo { lo = x }
+        if x > hi { hi = x }
+        finite = finite && x.isFinite; i += 1
+    }
+    return (lo, hi, finite)
 }
 
 /// Decodes one frame of native little-endian samples to Float, averaging channels.

@@ -166,18 +166,9 @@ func orderStatistics(_ values: [Float], _ ranks: [Int], parallel: ParallelFor = 
         var partial = [(lo: Float, hi: Float, nan: Bool)](repeating: (values[0], values[0], false), count: count)
         values.withUnsafeBufferPointer { v in partial.withUnsafeMutableBufferPointer { out in
             parallel(count) { piece in
-                // A compare and a blend per vector for the extremes, and x − x summed: NaN as soon
-                // as a NaN or an infinity is met (either sends the ranks to plain selection below).
-                let r = parts.range(piece)
-                var a = SIMD16<Float>(repeating: v[0]), b = a, z = SIMD16<Float>(), i = r.lowerBound
-                while i + 16 <= r.upperBound {
-                    let x = UnsafeRawPointer(v.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
-                    a.replace(with: x, where: x .< a); b.replace(with: x, where: x .> b); z += x - x; i += 16
-                }
-                var l = v[0], h = v[0], bad = !z.sum().isFinite
-                for j in 0..<16 { l = smin(l, a[j]); h = smax(h, b[j]) }
-                while i < r.upperBound { let x = v[i]; l = smin(l, x); h = smax(h, x); bad = bad || !x.isFinite; i += 1 }
-                out[piece] = (l, h, bad)
+                // A NaN or an infinity sends the ranks to plain selection below.
+                let s = scanExtremes(v.baseAddress!, parts.range(piece))
+                out[piece] = (s.min, s.max, !s.finite)
             }
         } }
         for p in partial { lo = smin(lo, p.lo); hi = smax(hi, p.hi); nan = nan || p.nan }
