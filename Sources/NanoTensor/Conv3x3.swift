@@ -4,7 +4,7 @@
 ///
 /// Forward: each work item computes 4 output channels × a band of rows; along a row it keeps
 /// 4 channels × `RegisterBlocking.rowVectors` vectors of accumulators in registers (16 with
-/// AVX-512 or NEON, 8 with AVX2), loops over input channels inside and unrolls the 9 taps,
+/// AVX-512 or NEON, 12 with AVX2), loops over input channels inside and unrolls the 9 taps,
 /// reading the input from `PaddedPlanes` so there are no border tests.
 /// Weights are OIHW: w[((o * cin + c) * 3 + ky) * 3 + kx].
 public enum Conv3x3 {

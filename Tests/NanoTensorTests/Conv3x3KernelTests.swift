@@ -10,6 +10,7 @@ final class Conv3x3KernelTests: XCTestCase {
         (1, 1, 4, 8, 8), (2, 3, 5, 7, 37), (1, 12, 4, 9, 70), (2, 8, 8, 16, 64),
         (1, 5, 3, 3, 1), (1, 2, 6, 1, 130), (3, 4, 9, 6, 24), (1, 32, 32, 5, 96),
         (1, 3, 4, 4, 48), (2, 4, 5, 3, 20),  // one full vector left after the blocks, at 16 and at 4 lanes
+        (1, 3, 4, 4, 32), (2, 2, 5, 3, 29),  // four vectors (the last partial) as two pairs, at 8 lanes
     ]
 
     func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { maxAbsDifference(a, b) }
@@ -115,7 +116,7 @@ final class Conv3x3KernelTests: XCTestCase {
         // (n, skip channels, upsampled channels, cout, low-resolution h, w): full and partial
         // vector chunks, odd sizes, blocks of 4 outputs with a remainder.
         for (n, cs, cu, cout, h, w) in [(1, 4, 8, 4, 8, 40), (2, 3, 5, 6, 3, 7), (1, 16, 32, 16, 4, 16), (1, 2, 3, 5, 1, 1),
-                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20),
+                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20), (1, 2, 3, 4, 3, 30),
                                         (1, 1, 3, 2, 300, 5)] {  // bands of 10 rows: more than one pass of 8 in the weight gradient
             let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
             let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
@@ -177,7 +178,7 @@ final class Conv3x3KernelTests: XCTestCase {
         var rng = SplitMix64(seed: 6)
         // (n, skip channels, upsampled channels, cout, low-resolution h, w)
         for (n, cs, cu, cout, h, w) in [(1, 4, 8, 4, 8, 40), (2, 3, 5, 6, 3, 7), (1, 16, 32, 16, 4, 16), (1, 2, 3, 5, 1, 1),
-                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20),
+                                        (2, 8, 16, 8, 5, 33), (1, 0, 4, 3, 6, 20), (1, 2, 3, 4, 3, 30),
                                         (1, 1, 3, 2, 300, 5)] {  // bands of 10 rows: more than one pass of 8 in the weight gradient
             let cin = cs + cu
             let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
