@@ -161,14 +161,23 @@ extension FloatImage {
     /// so that normalisation and the network see a plain image; returns which pixels were
     /// replaced, or nil when all were finite (one pass over the image, in pieces).
     public mutating func replaceNonFinite(parallel: ParallelFor = serially) -> BinaryMask? {
-        let n = count
-        // The common case, all finite, in one vectorised pass.
-        guard !scanPieces(parallel).allSatisfy(\.finite) else { return nil }
+        replaceNonFiniteFindingExtremes(parallel: parallel).replaced
+    }
+
+    /// `replaceNonFinite`, and the smallest and largest pixel after it: from the same pass when
+    /// every pixel is finite (the common case), so a pipeline that needs both reads the image once.
+    public mutating func replaceNonFiniteFindingExtremes(parallel: ParallelFor = serially)
+        -> (replaced: BinaryMask?, min: Float, max: Float) {
+        let scans = scanPieces(parallel)
+        guard !scans.allSatisfy(\.finite) else {
+            return (nil, scans.map(\.min).min() ?? .infinity, scans.map(\.max).max() ?? -.infinity)
+        }
         let finite = pixels.filter(\.isFinite)
         let fill = finite.isEmpty ? 0 : percentiles(finite, [50], parallel: parallel)[0]
         var replaced = BinaryMask(width: width, height: height)
-        for i in 0..<n where !pixels[i].isFinite { pixels[i] = fill; replaced.values[i] = 1 }
-        return replaced
+        for i in 0..<count where !pixels[i].isFinite { pixels[i] = fill; replaced.values[i] = 1 }
+        let (lo, hi) = extremes(parallel: parallel)
+        return (replaced, lo, hi)
     }
 
     /// The smallest and largest pixel (NaN left out; +∞ and −∞ for an image of NaN only).

@@ -324,15 +324,11 @@ public final class BatchSegmentation: @unchecked Sendable {
             for (index, (name, (m, frame))) in zip(names, frames).enumerated() {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 var raw = try FloatImage(m, frame: frame)
-                // NaN and ±∞ (the unexposed border of an aligned sum, say) are read as the median
-                // of the other pixels, and are never particle.
-                let notFinite = raw.replaceNonFinite(parallel: pool.parallel)
                 let (size, source) = try segmenter.pixelSize(of: m, file: url.path)
                 var result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
-                if let notFinite {
-                    for i in 0..<notFinite.values.count where notFinite.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
-                    result.notes.insert("\(notFinite.foregroundCount) pixels are NaN or infinite: read as the median of the others, never particle", at: 0)
-                }
+                // The overlay shows the micrograph as the network saw it (NaN and ±∞ read as the
+                // median); only an image that had such pixels is read again for it.
+                if result.nonFinite != nil { _ = raw.replaceNonFinite(parallel: pool.parallel) }
                 for note in result.notes { imageNote?(url, name, note) }
                 // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a
                 // scale bar, not specimen: no particle there, and one cut by it touches the border.

@@ -54,6 +54,9 @@ public struct SegmentedImage: Sendable {
     public var timings: [(String, Double)]
     /// What the user should know about this image's result (a blank image, say), one line each.
     public var notes: [String] = []
+    /// The pixels that were NaN or ±∞ (read as the median of the others, never particle), nil
+    /// when every pixel was finite.
+    public var nonFinite: BinaryMask?
 
     /// A result made elsewhere (a map from another tool), to write with `ImageOutputs`.
     public init(probability: FloatImage, mask: BinaryMask, threshold: Float, pixelSizeNm: Double?,
@@ -185,9 +188,25 @@ public final class Segmenter: @unchecked Sendable {
 
     /// Segments an image of raw intensities whose pixel size is `pixelSizeNm` (nil: unknown).
     /// `tileSize`: the tile side (default: what `memoryPlan` leaves for this image, or the one
-    /// the options' whole memory gives when the image does not fit it).
+    /// the options' whole memory gives when the image does not fit it). NaN and ±∞ pixels (the
+    /// unexposed border of an aligned sum, say) are read as the median of the others and are
+    /// never particle (`SegmentedImage.nonFinite`, and a note).
     public func segment(_ image: FloatImage, pixelSizeNm: Double?, source: PixelSizeSource = .file, tileSize: Int? = nil,
                         pool: ThreadPool = .shared) -> SegmentedImage {
+        var image = image
+        let (nonFinite, lo, hi) = image.replaceNonFiniteFindingExtremes(parallel: pool.parallel)
+        var result = segmentFinite(image, oneValue: lo == hi ? lo : nil, pixelSizeNm: pixelSizeNm, source: source, tileSize: tileSize, pool: pool)
+        if let nonFinite {
+            for i in 0..<nonFinite.values.count where nonFinite.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
+            result.notes.insert("\(nonFinite.foregroundCount) pixels are NaN or infinite: read as the median of the others, never particle", at: 0)
+            result.nonFinite = nonFinite
+        }
+        return result
+    }
+
+    /// `segment` of an image of finite pixels; `oneValue`: the value of an image of one value.
+    private func segmentFinite(_ image: FloatImage, oneValue: Float?, pixelSizeNm: Double?, source: PixelSizeSource, tileSize: Int?,
+                               pool: ThreadPool) -> SegmentedImage {
         var tile = tileSize
         if tile == nil, case .success(let plan) = memoryPlan(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm) {
             tile = plan.tileSize
@@ -195,8 +214,7 @@ public final class Segmenter: @unchecked Sendable {
         let predictor = tile.map { TiledPredictor(engine: self.predictor.engine, tileSize: $0) } ?? self.predictor
         // An image of one value has nothing to segment: its normalised copy would be all zeros, which
         // the network, trained on texture, may read as anything.
-        let (lo, hi) = image.extremes(parallel: pool.parallel)
-        if lo == hi {
+        if let lo = oneValue {
             var blank = SegmentedImage(probability: FloatImage(width: image.width, height: image.height),
                                        mask: BinaryMask(width: image.width, height: image.height), threshold: threshold,
                                        pixelSizeNm: pixelSizeNm, pixelSizeSource: source, scale: scale(for: pixelSizeNm))

@@ -78,4 +78,21 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(s.segment(image, pixelSizeNm: 0.0505).scale, 1)  // within 2 %: as it is
         XCTAssertEqual(s.segment(image, pixelSizeNm: nil).scale, 1)
     }
+
+    /// NaN and ±∞ are handled by the pipeline itself, for every caller (`evaluate` calls it
+    /// directly): read as the median, never particle, marked and noted. A threshold below every
+    /// probability makes every other pixel particle, so only that rule keeps them out.
+    func testNonFinitePixelsAreNeverParticleForEveryCaller() {
+        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
+        let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: nil,
+                                                                preprocessing: .robust, provenance: "test"))
+        var pixels: [Float] = (0..<(64 * 64)).map { i -> Float in Float(i % 13) + Float(i / 64 % 7) }
+        for x in 0..<64 { pixels[10 * 64 + x] = .nan; pixels[20 * 64 + x] = .infinity }
+        let s = Segmenter(model: model, options: SegmentationOptions(threshold: -1))
+        let r = s.segment(FloatImage(width: 64, height: 64, pixels: pixels), pixelSizeNm: nil)
+        XCTAssertEqual(r.nonFinite?.foregroundCount, 128)
+        XCTAssertTrue(r.probability.pixels.allSatisfy { $0.isFinite })
+        XCTAssertEqual(r.mask.foregroundCount, 64 * 64 - 128)
+        XCTAssertEqual(r.notes.first, "128 pixels are NaN or infinite: read as the median of the others, never particle")
+    }
 }
