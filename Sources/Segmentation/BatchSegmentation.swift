@@ -225,8 +225,14 @@ public final class BatchSegmentation: @unchecked Sendable {
             + (modelDigest.map { " model_digest=\($0.prefix(16))" } ?? "")
     }
 
+    /// A file's images: every frame of every micrograph in it, in order (a micrograph of no
+    /// frames counted as one image).
+    public static func images(of micrographs: [Micrograph]) -> [(Micrograph, Int)] {
+        micrographs.flatMap { m in (0..<max(1, m.frames)).map { (m, $0) } }
+    }
+
     /// Output names of a file's images (`<stem>`, or `<stem>_<k>` for several).
-    public func names(for url: URL, count: Int) -> [String] {
+    public static func names(for url: URL, count: Int) -> [String] {
         let stem = url.deletingPathExtension().lastPathComponent
         return (0..<count).map { count == 1 ? stem : "\(stem)_\($0)" }
     }
@@ -278,14 +284,13 @@ public final class BatchSegmentation: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         let readStart = start
         let micrographs = try open(url)
-        var frames: [(Micrograph, Int)] = []
-        for m in micrographs { for f in 0..<max(1, m.frames) { frames.append((m, f)) } }
+        let frames = BatchSegmentation.images(of: micrographs)
         guard !frames.isEmpty else { throw MicrographError(url: url, reason: "holds no image") }
         for (m, _) in frames where m.width < 64 || m.height < 64 {
             throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; both sides must be at least 64")
         }
         let readSeconds = Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9
-        let names = self.names(for: url, count: frames.count)
+        let names = BatchSegmentation.names(for: url, count: frames.count)
         // Each image must fit --memory with its full-size arrays and at least the smallest tile.
         var tileSizes: [Int] = []
         let fileBytes = micrographs.reduce(0) { $0 + $1.data.count }

@@ -35,10 +35,8 @@ struct Measure: ParsableCommand {
             do {
                 let url = URL(fileURLWithPath: path)
                 let images = try IsolatedReader.open(url)
-                let frames = images.flatMap { m in (0..<max(1, m.frames)).map { (m, $0) } }
-                let stem = url.deletingPathExtension().lastPathComponent
-                for (k, (m, frame)) in frames.enumerated() {
-                    let name = frames.count == 1 ? stem : "\(stem)_\(k)"
+                let frames = BatchSegmentation.images(of: images)
+                for (name, (m, frame)) in zip(BatchSegmentation.names(for: url, count: frames.count), frames) {
                     let mask = try BinaryMask(m, frame: frame)
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.
