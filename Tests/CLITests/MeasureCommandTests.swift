@@ -49,7 +49,7 @@ final class MeasureCommandTests: XCTestCase {
             for y in y0..<(y0 + side) { for x in x0..<(x0 + side) { values[f * 1200 + y * 40 + x] = v } }
         }
         square(0, 5, 5, 10, -1); square(2, 2, 2, 6, 255); square(2, 20, 10, 6, 0.5)
-        values[1 * 1200 + 3 * 40 + 3] = .nan
+        square(1, 3, 3, 6, .nan)  // 36 px: above the 20-px smallest particle, so only its NaN keeps it out
         let stack = tmp.appendingPathComponent("stack.npy")
         try NPYFile.write(values, shape: [3, 30, 40], to: stack)
         let r = try CLIRunner.run(["measure", stack.path])
