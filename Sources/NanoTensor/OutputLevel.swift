@@ -14,6 +14,12 @@ public enum OutputLevel {
     /// band's scratch stays in the caches and every thread gets several bands.
     public static let band = 32
 
+    /// The rows per work item for `produced` rows on `threads` threads: `band`, or fewer so that
+    /// every thread gets several.
+    public static func bandRows(produced: Int, threads: Int) -> Int {
+        min(band, max(1, produced / (4 * threads)))
+    }
+
     /// Where the level's probabilities go.
     public enum Destination {
         /// Both classes of every row: out[n, 0] and out[n, 1].
@@ -50,7 +56,7 @@ public enum OutputLevel {
         }
         let features = direct.cout, blocks = (features + Conv3x3.block - 1) / Conv3x3.block
         let softmax = Conv3x3.SoftmaxHead(last, head)
-        let band = min(OutputLevel.band, max(1, produced.count / (4 * pool.threadCount)))
+        let band = bandRows(produced: produced.count, threads: pool.threadCount)
         let bands = (produced.count + band - 1) / band
         // Scratch per thread: `features` planes of band + 2 padded rows (row r holds image row
         // y0 − 1 + r), one vector of zero columns on each side, as `PaddedPlanes` lays them out;

@@ -126,16 +126,26 @@ struct Bench: ParsableCommand {
                 let tiling = ExactTiling(width: 4096, height: 4096, plan: engine.plan, tileSize: tile)
                 let r = time(quick ? 2 : 3, warmup: 1) { _ = tiled.probabilities(image, pool: pool) }
                 // What the tiles run, margins included (1.10 × the image's pixels for 2144² tiles),
-                // but the last level's (its two convolutions and the head), which runs the kept
-                // rows only, and one more above and below every band of them.
-                let lastLevel = Set([engine.plan.decoders[0].first.name, engine.plan.decoders[0].second.name, engine.plan.head.name])
+                // but the last level (`OutputLevel`): its last convolution and the head run the
+                // kept rows only, its first convolution those and the row above and below every
+                // band of them that lies in the tile.
+                let fusedLevel = engine.config.widths[0] <= 4
+                let firstOfLevel = engine.plan.decoders[0].first.name
+                let restOfLevel = Set([engine.plan.decoders[0].second.name, engine.plan.head.name])
                 let executed = tiling.rows.reduce(0.0) { sum, row in
-                    let kept = Double(row.keep.count), bands = (kept / Double(OutputLevel.band)).rounded(.up)
-                    let share = engine.config.widths[0] <= 4 ? min(1, (kept + 2 * bands) / Double(row.size)) : 1
+                    // The kept rows in the tile's own coordinates, cut into bands as `OutputLevel` does.
+                    let kept = (row.keep.lowerBound - row.origin)..<(min(row.keep.upperBound, 4096) - row.origin)
+                    let band = OutputLevel.bandRows(produced: kept.count, threads: pool.threadCount)
+                    let firstRows = stride(from: kept.lowerBound, to: kept.upperBound, by: band).reduce(0) { rows, y0 in
+                        rows + min(row.size - 1, min(kept.upperBound, y0 + band)) - max(0, y0 - 1) + 1
+                    }
+                    func share(_ name: String) -> Double {
+                        guard fusedLevel else { return 1 }
+                        if name == firstOfLevel { return Double(firstRows) / Double(row.size) }
+                        return restOfLevel.contains(name) ? Double(kept.count) / Double(row.size) : 1
+                    }
                     return tiling.columns.reduce(sum) { sum, column in
-                        net.convCosts.reduce(sum) {
-                            $0 + $1.executedFlops(height: row.size, width: column.size) * (lastLevel.contains($1.name) ? share : 1)
-                        }
+                        net.convCosts.reduce(sum) { $0 + $1.executedFlops(height: row.size, width: column.size) * share($1.name) }
                     }
                 }
                 emit([("name", "infer_4096_tiled"), ("tile", tiling.columns[0].size), ("tiles", tiling.count), ("threads", pool.threadCount),
