@@ -48,8 +48,10 @@ public enum MRCWriter {
         }
         putF32(13, 90); putF32(14, 90); putF32(15, 90)
         putI32(16, 1); putI32(17, 2); putI32(18, 3)
-        // dmin, dmax, dmean and rms of the whole stack, not of its first frame.
-        let stats = image.stackStatistics()
+        // dmin, dmax, dmean and rms of the whole stack, not of its first frame. A stack with no
+        // finite value gets MRC2014's "not determined": dmax < dmin, dmean below both, rms < 0.
+        let computed = image.stackStatistics()
+        let stats = computed.rms.isFinite ? computed : (min: 0, max: -1, mean: -2, rms: -1)
         putF32(19, Float(stats.min)); putF32(20, Float(stats.max)); putF32(21, Float(stats.mean))
         putI32(22, 0)  // ispg 0: image stack
         putI32(27, 20141)  // nversion

@@ -139,6 +139,12 @@ final class WriterRoundTripTests: XCTestCase {
         XCTAssertThrowsError(try MRCWriter.write(TestImages.image(.uint32), to: dir.appendingPathComponent("u32.mrc")))
     }
 
+    /// 32-bit float word k (from 0) of an MRC header.
+    func mrcHeaderWord(_ header: [UInt8], _ k: Int) -> Float {
+        Float(bitPattern: UInt32(header[4 * k]) | UInt32(header[4 * k + 1]) << 8 | UInt32(header[4 * k + 2]) << 16
+              | UInt32(header[4 * k + 3]) << 24)
+    }
+
     /// dmin, dmax, dmean (words 20–22) and rms (word 55) cover every frame of a stack: here the
     /// extremes are in the last frame, which a first-frame summary would miss.
     func testMRCHeaderStatisticsCoverTheWholeStack() throws {
@@ -147,10 +153,7 @@ final class WriterRoundTripTests: XCTestCase {
         for v in values.joined() { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
         let stack = Micrograph(width: 2, height: 2, frames: 3, pixelType: .float32, data: bytes, format: "t")
         let header = try MRCWriter.encode(stack)
-        func word(_ k: Int) -> Float {
-            Float(bitPattern: UInt32(header[4 * k]) | UInt32(header[4 * k + 1]) << 8 | UInt32(header[4 * k + 2]) << 16
-                  | UInt32(header[4 * k + 3]) << 24)
-        }
+        func word(_ k: Int) -> Float { mrcHeaderWord(header, k) }
         let all = values.joined().map(Double.init)
         let mean = all.reduce(0, +) / Double(all.count)
         let rms = (all.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(all.count)).squareRoot()
@@ -159,6 +162,18 @@ final class WriterRoundTripTests: XCTestCase {
         XCTAssertEqual(Double(word(21)), mean, accuracy: 1e-6)
         XCTAssertEqual(Double(word(54)), rms, accuracy: 1e-5)
         XCTAssertEqual(Double(word(54)), 12.0.squareRoot(), accuracy: 1e-5)  // by hand: mean 2, Σ(x − 2)² = 144 over 12
+    }
+
+    /// A stack with no finite value: the header says "not determined" as MRC2014 defines it
+    /// (dmax < dmin, dmean below both, rms < 0), never NaN.
+    func testMRCHeaderStatisticsOfNoFiniteValueAreMarkedUndetermined() throws {
+        var bytes: [UInt8] = []
+        for v: Float in [.nan, .infinity, -.infinity, .nan] { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        let header = try MRCWriter.encode(Micrograph(width: 2, height: 2, pixelType: .float32, data: bytes, format: "t"))
+        func word(_ k: Int) -> Float { mrcHeaderWord(header, k) }
+        XCTAssertLessThan(word(20), word(19))
+        XCTAssertLessThan(word(21), min(word(19), word(20)))
+        XCTAssertLessThan(word(54), 0)
     }
 
     func testNPYRoundTrip() throws {
