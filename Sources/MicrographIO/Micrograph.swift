@@ -55,6 +55,22 @@ public struct MicrographMetadata: Sendable, Equatable, Codable {
         self.acquisitionDate = acquisitionDate; self.detector = detector
         self.microscope = microscope; self.mode = mode; self.extra = extra
     }
+
+    /// An `extra` value in its JSON type: a whole or decimal number as Int or Double, a
+    /// space-separated list of them as an array, anything else as the text itself. A value is a
+    /// number only if that number prints back as the same text, so nothing is lost: `0012` (a
+    /// serial number), `1e-9` or `nan` stay text.
+    public static func typedValue(_ text: String) -> Any {
+        func number(_ t: Substring) -> Any? {
+            if let i = Int(t), String(i) == t { return i }
+            if let d = Double(t), d.isFinite, String(d) == t { return d }
+            return nil
+        }
+        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+        let numbers = parts.compactMap(number)
+        guard numbers.count == parts.count else { return text }
+        return parts.count == 1 ? numbers[0] : numbers
+    }
 }
 
 /// One image (or stack of frames) as a microscope file stores it.

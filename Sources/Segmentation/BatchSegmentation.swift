@@ -347,6 +347,10 @@ public final class BatchSegmentation: @unchecked Sendable {
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
                 timings["read"] = readSeconds / Double(frames.count)
                 done.append(name)
+                // Marks the outputs as this run's until the summary says they are complete: a
+                // run killed meanwhile leaves it, and the next one then knows the outputs it finds
+                // are segment's (`checkOutputs`) and replaces them.
+                try Data().write(to: settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name)))
                 let (_, summary) = try ImageOutputs.write(
                     name: name, into: settings.outputDir, raw: raw, result: result, probability: settings.probabilityFormat,
                     measure: { parallel in
@@ -370,10 +374,11 @@ public final class BatchSegmentation: @unchecked Sendable {
                                             timings: timings, segmentation: self.segmentationSettings)
                     })
                 summaries.append(summary)
+                ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name)))
             }
         } catch {
             for name in done {
-                for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
+                for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) + [BatchSegmentation.inProgressMarker(name)] {
                     ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(f))
                 }
             }
@@ -388,8 +393,9 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// Refuses a file whose outputs would replace one of the run's inputs (`x.npy` beside an
     /// input `x_mask.png`, written into the same folder) or a folder; and, segmented into its own
     /// folder, a file beside which an output's name is already taken by something no earlier
-    /// segment run wrote (no `NAME.summary.json`): a labelled data folder's `x_mask.png` is the
-    /// truth a model is trained or judged on, never to be replaced by a prediction.
+    /// segment run wrote (no `NAME.summary.json`, nor the mark of a run killed while writing
+    /// them): a labelled data folder's `x_mask.png` is the truth a model is trained or judged on,
+    /// never to be replaced by a prediction.
     func checkOutputs(_ names: [String], for url: URL) throws {
         let inputs = inputPaths.union([BatchSegmentation.resolved(url)])
         let ownFolder = BatchSegmentation.resolved(url.deletingLastPathComponent()) == BatchSegmentation.resolved(settings.outputDir)
@@ -405,14 +411,19 @@ public final class BatchSegmentation: @unchecked Sendable {
                 }
             }
             let summary = settings.outputDir.appendingPathComponent("\(name).summary.json")
-            if ownFolder && !FileManager.default.fileExists(atPath: summary.path) {
+            let marker = settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name))
+            if ownFolder && !FileManager.default.fileExists(atPath: summary.path) && !FileManager.default.fileExists(atPath: marker.path) {
                 for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat)
                 where FileManager.default.fileExists(atPath: settings.outputDir.appendingPathComponent(f).path) {
-                    throw MicrographError(url: url, reason: "\(f) beside it was not written by segment (no \(name).summary.json): it may be a label mask; segment into another folder (or, if a killed run left it, remove it)")
+                    throw MicrographError(url: url, reason: "\(f) beside it was not written by segment (no \(name).summary.json): it may be a label mask; segment into another folder")
                 }
             }
         }
     }
+
+    /// The hidden file that marks image `name`'s outputs as being written (removed once its
+    /// summary is).
+    package static func inProgressMarker(_ name: String) -> String { ".\(name).writing" }
 
     /// An input whose output name `name` an earlier input (`earlier`) has.
     static func nameClash(_ url: URL, name: String, earlier: String) -> MicrographError {

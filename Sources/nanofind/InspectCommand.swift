@@ -75,7 +75,7 @@ struct Inspect: ParsableCommand {
         } else {
             o["unit"] = NSNull()
         }
-        var md: [String: Any] = m.metadata.extra
+        var md: [String: Any] = m.metadata.extra.mapValues(MicrographMetadata.typedValue)
         if let v = m.metadata.voltageKV { md["voltage_kv"] = v }
         if let v = m.metadata.magnification { md["magnification"] = v }
         if let v = m.metadata.acquisitionDate { md["acquisition_date"] = v }

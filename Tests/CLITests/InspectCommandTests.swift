@@ -20,6 +20,23 @@ final class InspectCommandTests: XCTestCase {
         XCTAssertEqual((obj?["sha256"] as? String)?.count, 64)
     }
 
+    /// Header values come out in their JSON types, as `expected.json` has them: numbers,
+    /// arrays of numbers, and text only where the value is text.
+    func testHeaderValuesAreNumbersWhereTheyAreNumbers() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let url = tmp.appendingPathComponent("ramp.mrc")
+        try MRCWriter.write(Micrograph(width: 48, height: 32, pixelType: .float32, data: (0..<(32 * 48)).map { Float($0) }.withUnsafeBytes { Array($0) },
+                                       pixelSize: PixelSize(isotropic: 0.125), format: "MRC"), to: url)
+        let r = try CLIRunner.run(["inspect", "--json", url.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let md = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["metadata"] as? [String: Any])
+        XCTAssertEqual(md["mode"] as? Int, 2, "\(md)")
+        XCTAssertEqual(md["mxyz"] as? [Int], [48, 32, 1], "\(md)")
+        XCTAssertEqual((md["cella_A"] as? [Double])?.first ?? 0, 48 * 1.25, accuracy: 1e-4, "\(md)")
+        XCTAssertEqual(md["byteorder"] as? String, "little-endian", "\(md)")
+    }
+
     func testCorruptFilesGiveOneLineEachAndTheRightExitCode() throws {
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }

@@ -67,6 +67,33 @@ final class SegmentInputSafetyTests: XCTestCase {
         XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
     }
 
+    /// A run into the input's own folder killed while it wrote an image's outputs (some written,
+    /// no summary yet) leaves its mark; the next run knows the outputs are segment's, replaces
+    /// them and removes the mark. Without the mark such a file could be a truth mask: refused.
+    func testAKilledRunIntoItsOwnFolderIsFinishedByTheNext() throws {
+        let d = tmp.appendingPathComponent("own")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        try image(d.appendingPathComponent("x.npy"))
+        let first = try segment([d.path, "-o", d.path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: d.path).filter { $0.hasPrefix(".") }, [],
+                       "a finished image must leave no mark")
+        // What a kill between the mask's rename and the summary's leaves.
+        let summary = d.appendingPathComponent("x.summary.json"), marker = d.appendingPathComponent(BatchSegmentation.inProgressMarker("x"))
+        try FileManager.default.removeItem(at: summary)
+        try Data().write(to: marker)
+        let again = try segment([d.path, "-o", d.path])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("1 processed, 0 already done, 0 failed"), again.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: summary.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker.path), "the mark outlived the image's summary")
+        // The same outputs with neither summary nor mark are not known to be segment's.
+        try FileManager.default.removeItem(at: summary)
+        let refused = try segment([d.path, "-o", d.path])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("x_mask.png beside it was not written by segment (no x.summary.json)"), refused.stderr)
+    }
+
     /// A labelled folder (image beside its truth mask) segmented into itself keeps its masks; a
     /// run's histogram (a merge's, beside its summary.json) is not taken for an input.
     func testALabelledFolderSegmentedIntoItselfKeepsItsMasks() throws {

@@ -43,4 +43,19 @@ final class ReaderEdgeCaseTests: XCTestCase {
         try MRCWriter.write(image, to: url)
         XCTAssertNil(try MicrographReader.open(url).first?.pixelSize)
     }
+
+    /// Header text typed for JSON (`inspect --json`): numbers and lists of them become numbers
+    /// only where printing them gives the same text back.
+    func testHeaderTextIsTypedOnlyWhereNothingIsLost() {
+        func typed(_ t: String) -> Any { MicrographMetadata.typedValue(t) }
+        XCTAssertEqual(typed("6") as? Int, 6)
+        XCTAssertEqual(typed("-3") as? Int, -3)
+        XCTAssertEqual(typed("908.6610107421875") as? Double, 908.6610107421875)
+        XCTAssertEqual(typed("5.679131290012676e-09") as? Double, 5.679131290012676e-09)
+        XCTAssertEqual(typed("16 16 1") as? [Int], [16, 16, 1])
+        XCTAssertEqual((typed("908.5 908.5 0.0") as? [Any])?.count, 3)
+        for text in ["0012", "nan", "inf", "1e-9", "+5", "1 2 x", "", " 1", "MAP", "little-endian", "27/08/2016 20:52:30"] {
+            XCTAssertEqual(typed(text) as? String, text, "\(text) must stay text")
+        }
+    }
 }
