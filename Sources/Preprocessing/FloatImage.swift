@@ -95,6 +95,16 @@ public struct BinaryMask: Equatable, Sendable {
         self.width = width; self.height = height; self.values = values
     }
 
+    /// The mask as image files show it: 0 for background, 255 for particle (any non-zero value).
+    public var bytes255: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: values.count) { out, count in
+            values.withUnsafeBufferPointer { v in
+                for i in 0..<v.count { out[i] = v[i] == 0 ? 0 : 255 }
+            }
+            count = values.count
+        }
+    }
+
     /// An all-background mask.
     public init(width: Int, height: Int) {
         self.width = width; self.height = height

@@ -118,7 +118,7 @@ public enum ImageOutputs {
             init(_ mask: BinaryMask) { self.mask = mask }
             var value: [UInt8] {
                 lock.lock(); defer { lock.unlock() }
-                if bytes == nil { bytes = mask.values.map { $0 == 0 ? UInt8(0) : 255 } }
+                if bytes == nil { bytes = mask.bytes255 }
                 return bytes!
             }
         }

@@ -59,7 +59,7 @@ struct Bragg: ParsableCommand {
                     }
                     let name = names[k]
                     let r = BraggFilter().segment(try FloatImage(m), pixelSizeNm: p)
-                    try PNGWriter.writeGrey8(r.mask.values.map { $0 == 0 ? 0 : 255 }, width: m.width, height: m.height,
+                    try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height,
                                              to: out.appendingPathComponent("\(name)_mask.png"))
                     try TIFFWriter.writeFloat32(r.amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p,
                                                 to: out.appendingPathComponent("\(name)_amplitude.tif"))
