@@ -138,8 +138,8 @@ public final class UNetInference: @unchecked Sendable {
     /// Returns the last level's inputs: its skip connection and the map below it.
     private func levels(_ x: PaddedPlanes, pool: ThreadPool) -> (skip: PaddedPlanes, low: PaddedPlanes) {
         // A skip is let go as soon as its decoder convolution has read it: the buffer pool then
-        // hands its (cached) memory to the next map of its size, that level's second convolution,
-        // instead of one last touched a pass ago.
+        // hands its (cached) memory to the next map of its size, that level's second convolution
+        // (where the level runs as two passes), instead of one last touched a pass ago.
         var skips: [PaddedPlanes?] = []
         var input = x
         for c in plan.encoders {
@@ -155,9 +155,18 @@ public final class UNetInference: @unchecked Sendable {
         for c in plan.centre { low = convPadded(c, low, pool: pool) }
         for level in stride(from: config.depth - 1, through: 1, by: -1) {
             let (first, second) = plan.decoders[level]
-            let t = decoderConv1(first, skip: skips[level]!, low: low, pool: pool)
-            skips[level] = nil
-            low = convPadded(second, t, pool: pool)
+            let height = skips[level]!.height
+            if let pw = phase[first.index], OutputLevel.fuses(height: height, threads: pool.threadCount) {
+                // Both convolutions in one pass per band: the first one's output never is a map.
+                let out = PaddedPlanes(n: low.n, channels: second.cout, height: height, width: 2 * low.width)
+                OutputLevel.forward(skip: skips[level]!, weights(first), low: low, pw, second: weights(second), into: out, pool: pool)
+                skips[level] = nil
+                low = out
+            } else {
+                let t = decoderConv1(first, skip: skips[level]!, low: low, pool: pool)
+                skips[level] = nil
+                low = convPadded(second, t, pool: pool)
+            }
         }
         return (skips[0]!, low)
     }

@@ -24,7 +24,8 @@ struct Bench: ParsableCommand {
             count and the GFLOP/s achieved: "gflops" counts the nominal direct-convolution FLOPs \
             (1.307 GFLOP per 512² tile forward, 3× that per training image), "gflops_executed" the \
             multiply-adds actually run (decoder convolutions work on the map before upsampling and \
-            need fewer; tiles count their margins). The segment rows use the default model when \
+            need fewer; tiles count their margins; the rows a decoder level run in bands of rows \
+            computes twice, at the bands' edges, are not counted). The segment rows use the default model when \
             there is one; the others time the pyNanoFind network with random weights (the work \
             does not depend on the weights) unless --model is given. Run it on an otherwise idle \
             machine; medians are the numbers to compare.
@@ -126,26 +127,18 @@ struct Bench: ParsableCommand {
                 let tiling = ExactTiling(width: 4096, height: 4096, plan: engine.plan, tileSize: tile)
                 let r = time(quick ? 2 : 3, warmup: 1) { _ = tiled.probabilities(image, pool: pool) }
                 // What the tiles run, margins included (1.10 × the image's pixels for 2144² tiles),
-                // but the last level (`OutputLevel`): its last convolution and the head run the
-                // kept rows only, its first convolution those and the row above and below every
-                // band of them that lies in the tile.
-                let fusedLevel = engine.config.widths[0] <= 4
-                let firstOfLevel = engine.plan.decoders[0].first.name
-                let restOfLevel = Set([engine.plan.decoders[0].second.name, engine.plan.head.name])
+                // but the last level (`OutputLevel`), which runs the kept rows only. As in every
+                // row, the rows a level run in bands computes twice (one above and one below each
+                // band) are not counted.
+                let lastLevel = engine.config.widths[0] <= 4
+                    ? Set([engine.plan.decoders[0].first.name, engine.plan.decoders[0].second.name, engine.plan.head.name]) : []
                 let executed = tiling.rows.reduce(0.0) { sum, row in
-                    // The kept rows in the tile's own coordinates, cut into bands as `OutputLevel` does.
-                    let kept = (row.keep.lowerBound - row.origin)..<(min(row.keep.upperBound, 4096) - row.origin)
-                    let band = OutputLevel.bandRows(produced: kept.count, threads: pool.threadCount)
-                    let firstRows = stride(from: kept.lowerBound, to: kept.upperBound, by: band).reduce(0) { rows, y0 in
-                        rows + min(row.size - 1, min(kept.upperBound, y0 + band)) - max(0, y0 - 1) + 1
-                    }
-                    func share(_ name: String) -> Double {
-                        guard fusedLevel else { return 1 }
-                        if name == firstOfLevel { return Double(firstRows) / Double(row.size) }
-                        return restOfLevel.contains(name) ? Double(kept.count) / Double(row.size) : 1
-                    }
+                    let kept = min(row.keep.upperBound, 4096) - row.keep.lowerBound
                     return tiling.columns.reduce(sum) { sum, column in
-                        net.convCosts.reduce(sum) { $0 + $1.executedFlops(height: row.size, width: column.size) * share($1.name) }
+                        net.convCosts.reduce(sum) {
+                            $0 + $1.executedFlops(height: row.size, width: column.size)
+                                * (lastLevel.contains($1.name) ? Double(kept) / Double(row.size) : 1)
+                        }
                     }
                 }
                 emit([("name", "infer_4096_tiled"), ("tile", tiling.columns[0].size), ("tiles", tiling.count), ("threads", pool.threadCount),

@@ -174,6 +174,39 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    /// A decoder level above the last in one pass per band (`OutputLevel`, into padded planes)
+    /// equals its two passes (the decoder convolution, then the second convolution with ReLU
+    /// into padded planes) bit for bit, borders included: more output channels than one block,
+    /// bands with odd first rows and of one row, 1 to 3 threads.
+    func testDecoderLevelIntoPlanesEqualsItsTwoPasses() {
+        var rng = SplitMix64(seed: 14)
+        // (n, skip channels, map channels, features, outputs, low-resolution h, w)
+        for (n, cs, cu, f, o, h, w) in [(1, 8, 16, 8, 8, 32, 40), (2, 3, 5, 3, 6, 7, 9), (1, 4, 8, 4, 5, 1, 1), (1, 1, 2, 2, 2, 40, 3),
+                                        (1, 16, 32, 16, 16, 70, 33)] {
+            let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
+            let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
+            let w1 = Tensor.randomNormal(Shape(f, cs + cu, 3, 3), rng: &rng), b1 = Tensor.randomNormal(Shape(1, 1, 1, f), rng: &rng)
+            let w2 = Tensor.randomNormal(Shape(o, f, 3, 3), rng: &rng), b2 = Tensor.randomNormal(Shape(1, 1, 1, o), rng: &rng)
+            let direct = Conv3x3.PackedWeights(oihw: w1.data, bias: b1.data, cout: f, allInputs: cs + cu, inputChannels: 0..<cs)
+            let phase = UpsampledConv3x3.PhaseWeights(oihw: w1.data, cout: f, allInputs: cs + cu, inputChannels: cs..<(cs + cu))
+            let second = Conv3x3.PackedWeights(oihw: w2.data, bias: b2.data, cout: o, cin: f)
+            for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
+                let sp = PaddedPlanes.from(skip, pool: pool), lp = PaddedPlanes.from(low, pool: pool)
+                let t = PaddedPlanes(n: n, channels: f, height: 2 * h, width: 2 * w)
+                UpsampledConv3x3.forward(skip: sp, direct, low: lp, phase, into: t, relu: true, pool: pool)
+                let expected = PaddedPlanes(n: n, channels: o, height: 2 * h, width: 2 * w)
+                Conv3x3.forward(t, second, into: expected, relu: true, pool: pool)
+                let out = PaddedPlanes(n: n, channels: o, height: 2 * h, width: 2 * w)
+                let count = n * o * out.planeStride
+                for k in 0..<count { out.data[k] = .nan }  // every value, borders too, must be written
+                OutputLevel.forward(skip: sp, direct, low: lp, phase, second: second, into: out, pool: pool)
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: out.data, count: count)),
+                               Array(UnsafeBufferPointer(start: expected.data, count: count)),
+                               "\(n) \(cs)+\(cu)->\(f)->\(o) \(2 * h)x\(2 * w), \(pool.threadCount) threads")
+            }
+        }
+    }
+
     func testUpsampledConvolutionGradientsMatchTheReferenceThroughTheUpsampling() {
         var rng = SplitMix64(seed: 6)
         // (n, skip channels, upsampled channels, cout, low-resolution h, w)
