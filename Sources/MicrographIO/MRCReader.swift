@@ -165,9 +165,9 @@ public enum MRCReader {
         }
         if let t = f64(12), t != 0 { metadata.extra["timestamp_days_since_1900"] = String(t) }
         if let m = str(20) { metadata.microscope = m }
-        if let ht = f64(84), ht > 0 { metadata.voltageKV = ht / 1000 }
+        if let ht = f64(84), ht.isFinite, ht > 0 { metadata.voltageKV = ht / 1000 }
         if let px = f64(156), px > 0 { metadata.extra["ext_pixel_size_x_m"] = String(px) }
-        if let mag = f64(289), mag > 0 { metadata.magnification = mag }
+        if let mag = f64(289), mag.isFinite, mag > 0 { metadata.magnification = mag }
         if let camera = str(435) { metadata.detector = camera }
     }
 }

@@ -61,7 +61,7 @@ struct TIFFCalibration {
 
     static func fei(_ text: String, height: Int, metadata: inout MicrographMetadata) -> TIFFCalibration? {
         let s = ini(text)
-        if let hv = s["Beam"]?["HV"].flatMap(Double.init), hv > 0 { metadata.voltageKV = hv / 1000 }
+        if let hv = s["Beam"]?["HV"].flatMap(Double.init), hv.isFinite, hv > 0 { metadata.voltageKV = hv / 1000 }
         if let date = s["User"]?["Date"], let time = s["User"]?["Time"] { metadata.acquisitionDate = "\(date) \(time)" }
         if let name = s["Detectors"]?["Name"] {
             metadata.detector = [name, s["Detectors"]?["Mode"] ?? ""].filter { !$0.isEmpty }.joined(separator: " ")
@@ -92,7 +92,7 @@ struct TIFFCalibration {
                 fields[line] = next[next.index(after: sep)...].trimmingCharacters(in: .whitespaces)
             }
         }
-        if let kv = fields["AP_ACTUALKV"], let v = leadingNumber(kv) { metadata.voltageKV = kv.contains("kV") ? v : v / 1000 }
+        if let kv = fields["AP_ACTUALKV"], let v = leadingNumber(kv), v.isFinite { metadata.voltageKV = kv.contains("kV") ? v : v / 1000 }
         if let mag = fields["AP_MAG"] { metadata.extra["zeiss_magnification"] = mag }
         if let detector = fields["DP_DETECTOR_CHANNEL"] { metadata.detector = detector }
         if let date = fields["AP_DATE"] {

@@ -156,7 +156,7 @@ public final class UNetInference: @unchecked Sendable {
         for level in stride(from: config.depth - 1, through: 1, by: -1) {
             let (first, second) = plan.decoders[level]
             let height = skips[level]!.height
-            if let pw = phase[first.index], OutputLevel.fuses(height: height, threads: pool.threadCount) {
+            if let pw = phase[first.index], second.hasReLU, OutputLevel.fuses(height: height, threads: pool.threadCount) {
                 // Both convolutions in one pass per band: the first one's output never is a map.
                 let out = PaddedPlanes(n: low.n, channels: second.cout, height: height, width: 2 * low.width)
                 OutputLevel.forward(skip: skips[level]!, weights(first), low: low, pw, second: weights(second), into: out, pool: pool)

@@ -90,6 +90,11 @@ public enum OutputLevel {
                     "output planes \(out.n)x\(out.channels)x\(out.height)x\(out.width) for \(skip.n)x\(last.cout)x\(h)x\(width)")
             produced = 0..<h
         }
+        if case .planes = destination {
+            require(head.isEmpty, "a decoder level written to planes has no head (\(head.count) head values given)")
+        } else {
+            require(!head.isEmpty, "probabilities need the head's weights")
+        }
         let features = direct.cout, blocks = (features + Conv3x3.block - 1) / Conv3x3.block
         let softmax: Conv3x3.SoftmaxHead? = head.isEmpty ? nil : Conv3x3.SoftmaxHead(last, head)
         let band = bandRows(produced: produced.count, threads: pool.threadCount)

@@ -238,7 +238,7 @@ public final class BatchSegmentation: @unchecked Sendable {
     }
 
     /// The summaries of a file processed before, when every output is there and newer than it,
-    /// and was made with this run's model, threshold and (when given) --pixel-size: a re-run
+    /// no image of it is still marked as being written, and it was made with this run's model, threshold and (when given) --pixel-size: a re-run
     /// with other settings redoes the file rather than report old results under new settings.
     public func previousResults(for url: URL) -> [ImageSummary]? {
         namesLock.lock(); defer { namesLock.unlock() }
@@ -249,6 +249,14 @@ public final class BatchSegmentation: @unchecked Sendable {
         let summaries = candidates.filter {
             $0.hasSuffix(".summary.json") && ($0 == "\(stem).summary.json" || $0.hasPrefix("\(stem)_"))
         }.sorted()
+        // An image of the file still marked as being written (the mark holds the input's path):
+        // a run was killed before finishing the file (a stack part-way, or between an image's
+        // summary and its mark's removal).
+        let marked = candidates.contains { name in
+            (name == BatchSegmentation.inProgressMarker(stem) || (name.hasPrefix(".\(stem)_") && name.hasSuffix(".writing")))
+                && (try? Data(contentsOf: settings.outputDir.appendingPathComponent(name))) == Data(url.path.utf8)
+        }
+        guard !marked else { return nil }
         var out: [ImageSummary] = []
         for file in summaries {
             let u = settings.outputDir.appendingPathComponent(file)
@@ -326,6 +334,12 @@ public final class BatchSegmentation: @unchecked Sendable {
         var summaries: [ImageSummary] = []
         var done: [String] = []
         do {
+            // Marks every image's outputs as this run's until its summary says they are complete:
+            // a run killed meanwhile leaves the marks, and the next one then redoes the file
+            // (`previousResults`) and knows the outputs it finds are segment's (`checkOutputs`).
+            for name in names {
+                try writeAtomically(Array(url.path.utf8), to: settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name)))
+            }
             for (index, (name, (m, frame))) in zip(names, frames).enumerated() {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 var raw = try FloatImage(m, frame: frame)
@@ -347,10 +361,6 @@ public final class BatchSegmentation: @unchecked Sendable {
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
                 timings["read"] = readSeconds / Double(frames.count)
                 done.append(name)
-                // Marks the outputs as this run's until the summary says they are complete: a
-                // run killed meanwhile leaves it, and the next one then knows the outputs it finds
-                // are segment's (`checkOutputs`) and replaces them.
-                try Data().write(to: settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name)))
                 let (_, summary) = try ImageOutputs.write(
                     name: name, into: settings.outputDir, raw: raw, result: result, probability: settings.probabilityFormat,
                     measure: { parallel in
@@ -378,10 +388,11 @@ public final class BatchSegmentation: @unchecked Sendable {
             }
         } catch {
             for name in done {
-                for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) + [BatchSegmentation.inProgressMarker(name)] {
+                for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
                     ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(f))
                 }
             }
+            for name in names { ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name))) }
             throw error
         }
         return summaries
@@ -407,7 +418,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                 }
                 var isDir: ObjCBool = false
                 if FileManager.default.fileExists(atPath: out.path, isDirectory: &isDir), isDir.boolValue {
-                    throw MicrographError(url: url, reason: "its output \(out.path) is a folder; move it or segment into another folder")
+                    throw MicrographError(url: url, reason: "its output \(out.path) is a folder; move it or segment into another folder (or, if a killed run of an earlier version left it, remove it)")
                 }
             }
             let summary = settings.outputDir.appendingPathComponent("\(name).summary.json")
@@ -422,7 +433,7 @@ public final class BatchSegmentation: @unchecked Sendable {
     }
 
     /// The hidden file that marks image `name`'s outputs as being written (removed once its
-    /// summary is).
+    /// summary is); it holds the input file's path.
     package static func inProgressMarker(_ name: String) -> String { ".\(name).writing" }
 
     /// An input whose output name `name` an earlier input (`earlier`) has.

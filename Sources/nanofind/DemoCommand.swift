@@ -45,12 +45,14 @@ struct Demo: ParsableCommand {
         guard isDir.boolValue else { throw MicrographError(url: folder, reason: "is a file; demo writes a folder there") }
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
         // Demo's files: the run files, NAME.ext and NAME_suffix.ext of its images, and the
-        // temporary `.FILE.partial-PID` of any of them an interrupted run left; regular files only.
+        // temporary `.FILE.partial-PID` of any of them, or the `.NAME.writing` mark of an image,
+        // an interrupted run left; regular files only.
         func isDemo(_ name: String) -> Bool {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path, isDirectory: &isDir), !isDir.boolValue else { return false }
             var file = name
             if file.hasPrefix("."), let r = file.range(of: ".partial-") { file = String(file[file.index(after: file.startIndex)..<r.lowerBound]) }
+            if file.hasPrefix("."), file.hasSuffix(".writing") { file = String(file.dropFirst().dropLast(".writing".count)) + "." }
             return Demo.runFiles.contains(file) || Demo.stems.contains { file.hasPrefix($0 + ".") || file.hasPrefix($0 + "_") }
         }
         if let other = names.sorted().first(where: { !isDemo($0) }) {

@@ -76,8 +76,8 @@ struct Inspect: ParsableCommand {
             o["unit"] = NSNull()
         }
         var md: [String: Any] = m.metadata.extra.mapValues(MicrographMetadata.typedValue)
-        if let v = m.metadata.voltageKV { md["voltage_kv"] = v }
-        if let v = m.metadata.magnification { md["magnification"] = v }
+        if let v = m.metadata.voltageKV { md["voltage_kv"] = jsonNumber(v) }
+        if let v = m.metadata.magnification { md["magnification"] = jsonNumber(v) }
         if let v = m.metadata.acquisitionDate { md["acquisition_date"] = v }
         if let v = m.metadata.detector { md["detector"] = v }
         if let v = m.metadata.microscope { md["microscope"] = v }

@@ -8,6 +8,10 @@ final class DemoAndSimulateTests: XCTestCase {
         try XCTSkipUnless(FileManager.default.fileExists(atPath: model.path), "Models/default.safetensors is not in this checkout")
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
+        // What a demo killed while writing an image leaves: its mark, which the next demo clears.
+        let killed = tmp.appendingPathComponent("segmented/.au_demo.writing")
+        try FileManager.default.createDirectory(at: killed.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data("micrographs/au_demo.mrc".utf8).write(to: killed)
         let start = Date()
         let r = try CLIRunner.run(["demo", "-o", tmp.path])
         let seconds = Date().timeIntervalSince(start)
@@ -32,6 +36,7 @@ final class DemoAndSimulateTests: XCTestCase {
                 XCTAssertGreaterThan(dice, 0.6, "pixel dice: \(row)")
             }
         }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: killed.deletingLastPathComponent().path).filter { $0.hasPrefix(".") }, [])
         for file in ["segmented/report.html", "segmented/particles.csv", "segmented/size_histogram.png", "micrographs/manifest.jsonl",
                      "micrographs/pt_demo.mrc", "segmented/pt_demo_overlay.png"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(file).path), file)

@@ -86,12 +86,40 @@ final class SegmentInputSafetyTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertTrue(again.stdout.contains("1 processed, 0 already done, 0 failed"), again.stdout)
         XCTAssertTrue(FileManager.default.fileExists(atPath: summary.path))
-        XCTAssertFalse(FileManager.default.fileExists(atPath: marker.path), "the mark outlived the image's summary")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: d.path).filter { $0.hasPrefix(".") }, [],
+                       "the mark outlived the image's summary")
         // The same outputs with neither summary nor mark are not known to be segment's.
         try FileManager.default.removeItem(at: summary)
         let refused = try segment([d.path, "-o", d.path])
         XCTAssertEqual(refused.status, 1, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("x_mask.png beside it was not written by segment (no x.summary.json)"), refused.stderr)
+    }
+
+    /// A stack killed part-way (its first image finished, the second marked as being written)
+    /// is redone by the next run, not reported done; so is an image killed between its summary
+    /// and the removal of its mark.
+    func testAStackKilledPartWayIsRedone() throws {
+        let input = tmp.appendingPathComponent("stack.mrc"), out = tmp.appendingPathComponent("stack-out")
+        let values = (0..<(2 * 96 * 80)).map { Float(($0 * 7) % 23) }
+        try MRCWriter.write(Micrograph(width: 96, height: 80, frames: 2, pixelType: .float32, data: values.withUnsafeBytes { Array($0) },
+                                       pixelSize: PixelSize(isotropic: 0.05), format: "MRC"), to: input)
+        let first = try segment([input.path, "-o", out.path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let again = try segment([input.path, "-o", out.path])
+        XCTAssertTrue(again.stdout.contains("0 processed, 1 already done"), again.stdout)
+        for leftover in [["stack_1.summary.json"], []] {  // killed in the second image; after the last summary
+            for f in leftover { try FileManager.default.removeItem(at: out.appendingPathComponent(f)) }
+            try Data(input.path.utf8).write(to: out.appendingPathComponent(BatchSegmentation.inProgressMarker("stack_1")))
+            let r = try segment([input.path, "-o", out.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("1 processed, 0 already done"), "\(leftover): \(r.stdout)")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasPrefix(".") }, [])
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("stack_1.summary.json").path))
+        }
+        // Another input's mark (its stem starts the same) does not make this file's results stale.
+        try Data("/elsewhere/stack_b.mrc".utf8).write(to: out.appendingPathComponent(BatchSegmentation.inProgressMarker("stack_b")))
+        let other = try segment([input.path, "-o", out.path])
+        XCTAssertTrue(other.stdout.contains("0 processed, 1 already done"), other.stdout)
     }
 
     /// A labelled folder (image beside its truth mask) segmented into itself keeps its masks; a

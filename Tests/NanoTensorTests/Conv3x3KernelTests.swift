@@ -200,8 +200,8 @@ final class Conv3x3KernelTests: XCTestCase {
                 let count = n * o * out.planeStride
                 for k in 0..<count { out.data[k] = .nan }  // every value, borders too, must be written
                 OutputLevel.forward(skip: sp, direct, low: lp, phase, second: second, into: out, pool: pool)
-                XCTAssertEqual(Array(UnsafeBufferPointer(start: out.data, count: count)),
-                               Array(UnsafeBufferPointer(start: expected.data, count: count)),
+                XCTAssertEqual(UnsafeBufferPointer(start: out.data, count: count).map(\.bitPattern),
+                               UnsafeBufferPointer(start: expected.data, count: count).map(\.bitPattern),
                                "\(n) \(cs)+\(cu)->\(f)->\(o) \(2 * h)x\(2 * w), \(pool.threadCount) threads")
             }
         }
