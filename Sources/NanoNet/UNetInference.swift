@@ -1,3 +1,4 @@
+import Foundation
 import NanoTensor
 
 /// The fast inference path of a `UNet`: batch norms folded into the convolutions, ReLUs fused into
@@ -15,6 +16,11 @@ public final class UNetInference: @unchecked Sendable {
     private let headWeight: Tensor
     private let headBias: Tensor
     private let model: UNet
+    /// When set, called after each stage of a pass with its name and wall-clock seconds: the
+    /// input's layout, each encoder convolution, each centre convolution, each decoder level
+    /// (`up2_conv1+up2_conv2` where its two convolutions run as one pass per band) and the last
+    /// level with the head. `bench` sets it (the `infer_tile_stage` rows); nothing else does.
+    public var stageObserver: ((String, Double) -> Void)?
 
     public init(_ model: UNet) {
         self.model = model
@@ -45,6 +51,15 @@ public final class UNetInference: @unchecked Sendable {
         let head = model.layer(plan.head)
         headWeight = head.weight.value.copy()
         headBias = head.bias.value.copy()
+    }
+
+    /// `body`, reported to `stageObserver` as stage `name` when one is set.
+    @inline(__always) private func stage<T>(_ name: @autoclosure () -> String, _ body: () -> T) -> T {
+        guard let observer = stageObserver else { return body() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let result = body()
+        observer(name(), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        return result
     }
 
     private func weights(_ c: UNetPlan.Convolution) -> Conv3x3.PackedWeights {
@@ -130,8 +145,11 @@ public final class UNetInference: @unchecked Sendable {
     /// one kernel; otherwise the head writes logits and, unless `logitsOnly`, a softmax follows.
     private func forward(_ x: Tensor, fusedHead: Bool, logitsOnly: Bool = false, pool: ThreadPool) -> Tensor {
         if let problem = model.validateInput(x.shape) { fatalError("UNetInference.forward: input \(x.shape): \(problem)") }
-        let (skip, low) = levels(PaddedPlanes.from(x, pool: pool), pool: pool)
-        return lastLevel(skip: skip, low: low, shape: x.shape, fusedHead: fusedHead, logitsOnly: logitsOnly, pool: pool)
+        let (skip, low) = levels(stage("input") { PaddedPlanes.from(x, pool: pool) }, pool: pool)
+        let (first, last) = plan.decoders[0]
+        return stage("\(first.name)+\(last.name)+\(plan.head.name)") {
+            lastLevel(skip: skip, low: low, shape: x.shape, fusedHead: fusedHead, logitsOnly: logitsOnly, pool: pool)
+        }
     }
 
     /// Every level but the last: the encoders, the centre and the decoders down to level 1.
@@ -147,25 +165,27 @@ public final class UNetInference: @unchecked Sendable {
             let w = weights(c)
             let skip = PaddedPlanes(n: input.n, channels: w.cout, height: input.height, width: input.width)
             let pooled = PaddedPlanes(n: input.n, channels: w.cout, height: input.height / 2, width: input.width / 2)
-            Conv3x3.forward(input, w, reluCopy: skip, pooledInto: pooled, pool: pool)
+            stage(c.name) { Conv3x3.forward(input, w, reluCopy: skip, pooledInto: pooled, pool: pool) }
             skips.append(skip)
             input = pooled
         }
         var low = input
-        for c in plan.centre { low = convPadded(c, low, pool: pool) }
+        for c in plan.centre { low = stage(c.name) { convPadded(c, low, pool: pool) } }
         for level in stride(from: config.depth - 1, through: 1, by: -1) {
             let (first, second) = plan.decoders[level]
             let height = skips[level]!.height
             if let pw = phase[first.index], second.hasReLU, OutputLevel.fuses(height: height, threads: pool.threadCount) {
                 // Both convolutions in one pass per band: the first one's output never is a map.
                 let out = PaddedPlanes(n: low.n, channels: second.cout, height: height, width: 2 * low.width)
-                OutputLevel.forward(skip: skips[level]!, weights(first), low: low, pw, second: weights(second), into: out, pool: pool)
+                stage("\(first.name)+\(second.name)") {
+                    OutputLevel.forward(skip: skips[level]!, weights(first), low: low, pw, second: weights(second), into: out, pool: pool)
+                }
                 skips[level] = nil
                 low = out
             } else {
-                let t = decoderConv1(first, skip: skips[level]!, low: low, pool: pool)
+                let t = stage(first.name) { decoderConv1(first, skip: skips[level]!, low: low, pool: pool) }
                 skips[level] = nil
-                low = convPadded(second, t, pool: pool)
+                low = stage(second.name) { convPadded(second, t, pool: pool) }
             }
         }
         return (skips[0]!, low)

@@ -85,6 +85,27 @@ final class FusedHeadTests: XCTestCase {
         }
     }
 
+    /// The stages a pass reports (`stageObserver`, which `bench` times) cover every
+    /// convolution exactly once, in the order they run, and watching does not change the result.
+    func testStagesCoverEveryConvolutionOnce() {
+        let net = UNet(config: .pyNanoFind, seed: 3)
+        let engine = UNetInference(net)
+        var rng = SplitMix64(seed: 5)
+        let x = Tensor.randomNormal(Shape(1, 1, 256, 256), rng: &rng)
+        let unwatched = engine.probabilities(x)
+        var stages: [String] = []
+        engine.stageObserver = { name, seconds in
+            XCTAssertGreaterThanOrEqual(seconds, 0)
+            stages.append(name)
+        }
+        let watched = engine.probabilities(x)
+        engine.stageObserver = nil
+        XCTAssertEqual(watched.array.map(\.bitPattern), unwatched.array.map(\.bitPattern))
+        XCTAssertEqual(stages.first, "input")
+        let parts = stages.dropFirst().flatMap { $0.split(separator: "+").map(String.init) }
+        XCTAssertEqual(parts, engine.plan.convolutions.map(\.name), "\(stages)")
+    }
+
     /// A window of the particle probabilities (what a tile keeps) is channel 1 of the whole map
     /// bit for bit, on the fused last level (first width ≤ 4) and on the plain one; rows beyond
     /// the window's row stride are left as they were.
