@@ -55,14 +55,20 @@ final class SegmentInputSafetyTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("1 processed, 0 already done, 1 failed"), r.stdout)  // b_mask.png itself
     }
 
-    /// A folder segmented into itself: its images are inputs, its outputs are not.
-    func testAnOutputFolderAmongTheInputsIsSearchedForInputsOnly() throws {
-        let d = tmp.appendingPathComponent("same")
+    /// A folder `name` holding x.npy, segmented into itself once.
+    func folderSegmentedIntoItself(_ name: String) throws -> URL {
+        let d = tmp.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
         try image(d.appendingPathComponent("x.npy"))
         let first = try segment([d.path, "-o", d.path])
         XCTAssertEqual(first.status, 0, first.stderr)
         XCTAssertTrue(first.stdout.contains("1 processed, 0 already done, 0 failed"), first.stdout)
+        return d
+    }
+
+    /// A folder segmented into itself: its images are inputs, its outputs are not.
+    func testAnOutputFolderAmongTheInputsIsSearchedForInputsOnly() throws {
+        let d = try folderSegmentedIntoItself("same")
         let again = try segment([d.path, "-o", d.path])
         XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
     }
@@ -71,11 +77,7 @@ final class SegmentInputSafetyTests: XCTestCase {
     /// no summary yet) leaves its mark; the next run knows the outputs are segment's, replaces
     /// them and removes the mark. Without the mark such a file could be a truth mask: refused.
     func testAKilledRunIntoItsOwnFolderIsFinishedByTheNext() throws {
-        let d = tmp.appendingPathComponent("own")
-        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        try image(d.appendingPathComponent("x.npy"))
-        let first = try segment([d.path, "-o", d.path])
-        XCTAssertEqual(first.status, 0, first.stderr)
+        let d = try folderSegmentedIntoItself("own")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: d.path).filter { $0.hasPrefix(".") }, [],
                        "a finished image must leave no mark")
         // What a kill between the mask's rename and the summary's leaves.

@@ -144,6 +144,28 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    /// A decoder level with random values: its skip (n, cs, 2h, 2w) and map (n, cu, h, w), its
+    /// first convolution (f outputs, bias) as the direct and the upsampled part, and a second
+    /// convolution f → o (bias); `firstPass` runs the first convolution alone into padded planes.
+    struct RandomDecoderLevel {
+        let skip: Tensor, low: Tensor
+        let direct: Conv3x3.PackedWeights, phase: UpsampledConv3x3.PhaseWeights, second: Conv3x3.PackedWeights
+        init(n: Int, cs: Int, cu: Int, f: Int, o: Int, h: Int, w: Int, rng: inout SplitMix64) {
+            skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
+            low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
+            let w1 = Tensor.randomNormal(Shape(f, cs + cu, 3, 3), rng: &rng), b1 = Tensor.randomNormal(Shape(1, 1, 1, f), rng: &rng)
+            let w2 = Tensor.randomNormal(Shape(o, f, 3, 3), rng: &rng), b2 = Tensor.randomNormal(Shape(1, 1, 1, o), rng: &rng)
+            direct = Conv3x3.PackedWeights(oihw: w1.data, bias: b1.data, cout: f, allInputs: cs + cu, inputChannels: 0..<cs)
+            phase = UpsampledConv3x3.PhaseWeights(oihw: w1.data, cout: f, allInputs: cs + cu, inputChannels: cs..<(cs + cu))
+            second = Conv3x3.PackedWeights(oihw: w2.data, bias: b2.data, cout: o, cin: f)
+        }
+        func firstPass(_ sp: PaddedPlanes, _ lp: PaddedPlanes, pool: ThreadPool) -> PaddedPlanes {
+            let t = PaddedPlanes(n: sp.n, channels: direct.cout, height: sp.height, width: sp.width)
+            UpsampledConv3x3.forward(skip: sp, direct, low: lp, phase, into: t, relu: true, pool: pool)
+            return t
+        }
+    }
+
     /// The last decoder level in one pass per band (`OutputLevel`) equals its two passes (the
     /// decoder convolution into padded planes, then the last convolution with the softmax head)
     /// bit for bit: bands with odd first rows, bands of one row, a partial block of features,
@@ -153,23 +175,16 @@ final class Conv3x3KernelTests: XCTestCase {
         // (n, skip channels, map channels, features, low-resolution h, w)
         for (n, cs, cu, f, h, w) in [(1, 4, 8, 4, 32, 40), (2, 3, 5, 3, 7, 9), (1, 4, 8, 4, 1, 1), (1, 1, 2, 2, 40, 3),
                                      (1, 4, 8, 4, 70, 33)] {
-            let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
-            let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
-            let w1 = Tensor.randomNormal(Shape(f, cs + cu, 3, 3), rng: &rng), b1 = Tensor.randomNormal(Shape(1, 1, 1, f), rng: &rng)
-            let w2 = Tensor.randomNormal(Shape(f, f, 3, 3), rng: &rng), b2 = Tensor.randomNormal(Shape(1, 1, 1, f), rng: &rng)
+            let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: f, h: h, w: w, rng: &rng)
             let head = Tensor.randomNormal(Shape(1, 1, 1, 2 * f + 2), rng: &rng).array
-            let direct = Conv3x3.PackedWeights(oihw: w1.data, bias: b1.data, cout: f, allInputs: cs + cu, inputChannels: 0..<cs)
-            let phase = UpsampledConv3x3.PhaseWeights(oihw: w1.data, cout: f, allInputs: cs + cu, inputChannels: cs..<(cs + cu))
-            let last = Conv3x3.PackedWeights(oihw: w2.data, bias: b2.data, cout: f, cin: f)
             for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
-                let sp = PaddedPlanes.from(skip, pool: pool), lp = PaddedPlanes.from(low, pool: pool)
-                let t = PaddedPlanes(n: n, channels: f, height: 2 * h, width: 2 * w)
-                UpsampledConv3x3.forward(skip: sp, direct, low: lp, phase, into: t, relu: true, pool: pool)
+                let sp = PaddedPlanes.from(level.skip, pool: pool), lp = PaddedPlanes.from(level.low, pool: pool)
                 let expected = Tensor(Shape(n, 2, 2 * h, 2 * w))
-                Conv3x3.forwardWithSoftmaxHead(t, last, head: head, into: expected, pool: pool)
+                Conv3x3.forwardWithSoftmaxHead(level.firstPass(sp, lp, pool: pool), level.second, head: head, into: expected, pool: pool)
                 let out = Tensor(Shape(n, 2, 2 * h, 2 * w), repeating: .nan)
-                OutputLevel.forward(skip: sp, direct, low: lp, phase, last: last, head: head, into: out, pool: pool)
-                XCTAssertEqual(out.array, expected.array, "\(n) \(cs)+\(cu)->\(f) \(2 * h)x\(2 * w), \(pool.threadCount) threads")
+                OutputLevel.forward(skip: sp, level.direct, low: lp, level.phase, last: level.second, head: head, into: out, pool: pool)
+                XCTAssertEqual(out.array.map(\.bitPattern), expected.array.map(\.bitPattern),
+                               "\(n) \(cs)+\(cu)->\(f) \(2 * h)x\(2 * w), \(pool.threadCount) threads")
             }
         }
     }
@@ -183,23 +198,15 @@ final class Conv3x3KernelTests: XCTestCase {
         // (n, skip channels, map channels, features, outputs, low-resolution h, w)
         for (n, cs, cu, f, o, h, w) in [(1, 8, 16, 8, 8, 32, 40), (2, 3, 5, 3, 6, 7, 9), (1, 4, 8, 4, 5, 1, 1), (1, 1, 2, 2, 2, 40, 3),
                                         (1, 16, 32, 16, 16, 70, 33)] {
-            let skip = Tensor.randomNormal(Shape(n, cs, 2 * h, 2 * w), rng: &rng)
-            let low = Tensor.randomNormal(Shape(n, cu, h, w), rng: &rng)
-            let w1 = Tensor.randomNormal(Shape(f, cs + cu, 3, 3), rng: &rng), b1 = Tensor.randomNormal(Shape(1, 1, 1, f), rng: &rng)
-            let w2 = Tensor.randomNormal(Shape(o, f, 3, 3), rng: &rng), b2 = Tensor.randomNormal(Shape(1, 1, 1, o), rng: &rng)
-            let direct = Conv3x3.PackedWeights(oihw: w1.data, bias: b1.data, cout: f, allInputs: cs + cu, inputChannels: 0..<cs)
-            let phase = UpsampledConv3x3.PhaseWeights(oihw: w1.data, cout: f, allInputs: cs + cu, inputChannels: cs..<(cs + cu))
-            let second = Conv3x3.PackedWeights(oihw: w2.data, bias: b2.data, cout: o, cin: f)
+            let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: o, h: h, w: w, rng: &rng)
             for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
-                let sp = PaddedPlanes.from(skip, pool: pool), lp = PaddedPlanes.from(low, pool: pool)
-                let t = PaddedPlanes(n: n, channels: f, height: 2 * h, width: 2 * w)
-                UpsampledConv3x3.forward(skip: sp, direct, low: lp, phase, into: t, relu: true, pool: pool)
+                let sp = PaddedPlanes.from(level.skip, pool: pool), lp = PaddedPlanes.from(level.low, pool: pool)
                 let expected = PaddedPlanes(n: n, channels: o, height: 2 * h, width: 2 * w)
-                Conv3x3.forward(t, second, into: expected, relu: true, pool: pool)
+                Conv3x3.forward(level.firstPass(sp, lp, pool: pool), level.second, into: expected, relu: true, pool: pool)
                 let out = PaddedPlanes(n: n, channels: o, height: 2 * h, width: 2 * w)
                 let count = n * o * out.planeStride
                 for k in 0..<count { out.data[k] = .nan }  // every value, borders too, must be written
-                OutputLevel.forward(skip: sp, direct, low: lp, phase, second: second, into: out, pool: pool)
+                OutputLevel.forward(skip: sp, level.direct, low: lp, level.phase, second: level.second, into: out, pool: pool)
                 XCTAssertEqual(UnsafeBufferPointer(start: out.data, count: count).map(\.bitPattern),
                                UnsafeBufferPointer(start: expected.data, count: count).map(\.bitPattern),
                                "\(n) \(cs)+\(cu)->\(f)->\(o) \(2 * h)x\(2 * w), \(pool.threadCount) threads")
