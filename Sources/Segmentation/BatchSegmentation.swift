@@ -238,8 +238,9 @@ public final class BatchSegmentation: @unchecked Sendable {
     }
 
     /// The summaries of a file processed before, when every output is there and newer than it,
-    /// no image of it is still marked as being written, and it was made with this run's model, threshold and (when given) --pixel-size: a re-run
-    /// with other settings redoes the file rather than report old results under new settings.
+    /// no image of it is still marked as being written, and it was made with this run's model,
+    /// threshold and (when given) --pixel-size: a re-run with other settings redoes the file
+    /// rather than report old results under new settings.
     public func previousResults(for url: URL) -> [ImageSummary]? {
         namesLock.lock(); defer { namesLock.unlock() }
         guard !settings.overwrite, usedNames.values.contains(url.path) == false,
@@ -418,7 +419,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                 }
                 var isDir: ObjCBool = false
                 if FileManager.default.fileExists(atPath: out.path, isDirectory: &isDir), isDir.boolValue {
-                    throw MicrographError(url: url, reason: "its output \(out.path) is a folder; move it or segment into another folder (or, if a killed run of an earlier version left it, remove it)")
+                    throw MicrographError(url: url, reason: "its output \(out.path) is a folder; move it or segment into another folder")
                 }
             }
             let summary = settings.outputDir.appendingPathComponent("\(name).summary.json")
@@ -426,7 +427,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             if ownFolder && !FileManager.default.fileExists(atPath: summary.path) && !FileManager.default.fileExists(atPath: marker.path) {
                 for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat)
                 where FileManager.default.fileExists(atPath: settings.outputDir.appendingPathComponent(f).path) {
-                    throw MicrographError(url: url, reason: "\(f) beside it was not written by segment (no \(name).summary.json): it may be a label mask; segment into another folder")
+                    throw MicrographError(url: url, reason: "\(f) beside it was not written by segment (no \(name).summary.json): it may be a label mask; segment into another folder (or, if a killed run of an earlier version left it, remove it)")
                 }
             }
         }

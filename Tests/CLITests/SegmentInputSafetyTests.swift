@@ -131,6 +131,7 @@ final class SegmentInputSafetyTests: XCTestCase {
         let r = try segment([d.path, "-o", d.path])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("x.npy: x_mask.png beside it was not written by segment (no x.summary.json)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("if a killed run of an earlier version left it, remove it"), r.stderr)
         XCTAssertEqual(try Data(contentsOf: mask), before, "a truth mask was replaced")
         // Into another folder it is segmented; a merged run's histogram there is not an input.
         let merged = d.appendingPathComponent("runs/all")
