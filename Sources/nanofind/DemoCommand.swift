@@ -52,7 +52,10 @@ struct Demo: ParsableCommand {
             guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path, isDirectory: &isDir), !isDir.boolValue else { return false }
             var file = name
             if file.hasPrefix("."), let r = file.range(of: ".partial-") { file = String(file[file.index(after: file.startIndex)..<r.lowerBound]) }
-            if file.hasPrefix("."), file.hasSuffix(".writing") { file = String(file.dropFirst().dropLast(".writing".count)) + "." }
+            if file.hasPrefix("."), file.hasSuffix(".writing") {  // an image's mark: `.IMAGE.writing`
+                let image = file.dropFirst().dropLast(".writing".count)
+                return Demo.stems.contains { image == $0 || image.hasPrefix($0 + "_") }
+            }
             return Demo.runFiles.contains(file) || Demo.stems.contains { file.hasPrefix($0 + ".") || file.hasPrefix($0 + "_") }
         }
         if let other = names.sorted().first(where: { !isDemo($0) }) {
