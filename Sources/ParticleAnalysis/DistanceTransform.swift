@@ -4,8 +4,8 @@
 /// columns is the distance to the nearest unset pixel above or below (two scans, made row by row
 /// so memory is read in order); then one lower-envelope-of-parabolas pass along each row:
 /// O(pixels). Kept as Float (4 bytes a pixel of the region; whole numbers, exact up to 2²⁴ px²,
-/// about a 4096-pixel radius). (`TouchingParticlesTests` checks it against the distances found
-/// by trying every unset pixel.)
+/// about a 4096-pixel radius). (`ParticleMeasurementTests` checks it against the distances
+/// found by trying every unset pixel.)
 package enum DistanceTransform {
     package static func squared(width w: Int, height h: Int, isSet: (Int, Int) -> Bool) -> [Float] {
         var d = [Float](repeating: 0, count: w * h)

@@ -255,13 +255,17 @@ final class ParticleMeasurementTests: XCTestCase {
         XCTAssertTrue(parts.allSatisfy(\.touchesBorder))
     }
 
-    /// The exact distance transform against a brute-force search on random masks.
+    /// The exact distance transform against a brute-force search on random masks, and on
+    /// regions all set (only the region's edge is unset: single rows and columns, and larger).
     func testDistanceTransformMatchesBruteForce() {
         var rng = SplitMix64(seed: 8)
-        for k in 0..<40 {
-            // Dense unset pixels, then sparse ones (long distances, whole columns set).
-            let w = 1 + Int(rng.next() % 23), h = 1 + Int(rng.next() % 17), oneIn: UInt64 = k < 20 ? 4 : 60
-            let set = (0..<(w * h)).map { _ in rng.next() % oneIn != 0 }
+        for k in 0..<50 {
+            // Dense unset pixels, then sparse ones (long distances, whole columns set), then none.
+            let large = k >= 40
+            let w = large && k % 5 == 0 ? 1 : 1 + Int(rng.next() % (large ? 70 : 23))
+            let h = large && k % 5 == 1 ? 1 : 1 + Int(rng.next() % (large ? 50 : 17))
+            let oneIn: UInt64 = k < 20 ? 4 : 60
+            let set = (0..<(w * h)).map { _ in large || rng.next() % oneIn != 0 }
             let d = DistanceTransform.squared(width: w, height: h) { x, y in set[y * w + x] }
             for y in 0..<h { for x in 0..<w {
                 var best = Double.infinity

@@ -53,32 +53,6 @@ final class TouchingParticlesTests: XCTestCase {
         return (basin, number.count)
     }
 
-    /// The distance transform against every unset pixel tried in turn (and the region's edge,
-    /// beyond which all is unset), exactly, on random shapes: blobs with holes, single rows and
-    /// columns, and all set.
-    func testDistanceTransformMatchesTryingEveryUnsetPixel() {
-        var rng = SplitMix64(seed: 31)
-        for trial in 0..<80 {
-            let w = trial % 10 == 0 ? 1 : 1 + Int(rng.next() % 70), h = trial % 10 == 1 ? 1 : 1 + Int(rng.next() % 50)
-            let density = [0.3, 0.7, 0.95, 1.0][trial % 4]
-            var set = [Bool](repeating: false, count: w * h)
-            let discs = (0..<(1 + Int(rng.next() % 3))).map { _ in
-                (Double(rng.next() % UInt64(w)), Double(rng.next() % UInt64(h)), 1 + Double(rng.next() % 25))
-            }
-            for y in 0..<h { for x in 0..<w {
-                let inDisc = discs.contains { (Double(x) - $0.0) * (Double(x) - $0.0) + (Double(y) - $0.1) * (Double(y) - $0.1) < $0.2 * $0.2 }
-                set[y * w + x] = density == 1 || (inDisc && Double(rng.next() % 1000) < density * 1000)
-            } }
-            let fast = DistanceTransform.squared(width: w, height: h) { set[$1 * w + $0] }
-            for y in 0..<h { for x in 0..<w {
-                guard set[y * w + x] else { XCTAssertEqual(fast[y * w + x], 0); continue }
-                var best = min((x + 1) * (x + 1), (w - x) * (w - x), (y + 1) * (y + 1), (h - y) * (h - y))
-                for v in 0..<h { for u in 0..<w where !set[v * w + u] { best = min(best, (u - x) * (u - x) + (v - y) * (v - y)) } }
-                XCTAssertEqual(fast[y * w + x], Float(best), "trial \(trial) (\(w)x\(h)) at (\(x), \(y))")
-            } }
-        }
-    }
-
     func testBasinsMatchThePlainFloodingOnRandomBlobs() {
         var rng = SplitMix64(seed: 12)
         var splits = 0
