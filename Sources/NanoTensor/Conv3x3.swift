@@ -1,3 +1,4 @@
+import CNanoSupport
 /// 3×3 "same" convolution (cross-correlation, zero padding 1, stride 1) with bias: the fast
 /// register-blocked direct kernels. `Conv3x3Reference.swift` holds the plain twins the tests
 /// compare them with.
@@ -398,8 +399,12 @@ public enum Conv3x3 {
         var acc = RowAccumulators(vectors: vectors, bias: bp)
         var ip = ip0 - rs - 1
         var wp = wp0
+        let ahead = RegisterBlocking.prefetchAhead
         for _ in 0..<cin {
             var rp = ip
+            if ahead > 0 {  // the row below, which no earlier output row has read: two lines, a chunk's worth
+                nf_prefetch(ip + 2 * rs + ahead); nf_prefetch(ip + 2 * rs + ahead + 16)
+            }
             for _ in 0..<3 {
                 var p = rp
                 for _ in 0..<3 {

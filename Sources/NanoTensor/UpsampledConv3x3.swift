@@ -1,3 +1,4 @@
+import CNanoSupport
 /// 3×3 "same" convolution of a nearest-neighbour 2×-upsampled map, computed on the map before
 /// upsampling: output pixel (2r + py, 2c + px) sees only a 2×2 neighbourhood of low-resolution
 /// pixels, so each of the four output phases (py, px) is a 2×2 convolution of the low-resolution
@@ -172,7 +173,9 @@ public enum UpsampledConv3x3 {
         var a300 = FloatVector.zero, a301 = FloatVector.zero, a310 = FloatVector.zero, a311 = FloatVector.zero
         var wp = wp0
         var pa = rowA, pb = rowB
+        let ahead = RegisterBlocking.prefetchAhead
         for _ in 0..<cin {
+            if ahead > 0 { nf_prefetch(pb + ahead) }  // the lower low-resolution row, a chunk's line
             // Low row r + py − 1 (ty = 0), then r + py (ty = 1); weights [ty][px][tx][4].
             for ty in 0..<2 {
                 let row = ty == 0 ? pa : pb, w = wp + 16 * ty

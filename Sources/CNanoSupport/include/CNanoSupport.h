@@ -50,4 +50,7 @@ static inline void nf_store_fence(void) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 #endif
 }
+/// Software prefetch of the cache line holding p, for reading, into every cache level (a hint:
+/// never faults, whatever p is).
+static inline void nf_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 #endif
