@@ -61,7 +61,7 @@ let streamingOutputBytes = 32 << 20
 /// Lane-wise maximum as one compare and one blend. (The standard library's `pointwiseMax` on
 /// floating-point vectors is lowered lane by lane, with NaN handling, and measured 8× slower
 /// than the scalar loop it was meant to replace.) A NaN in `a` wins.
-@inline(__always) func vmax(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+@inline(__always) @usableFromInline func vmax(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
     a.replacing(with: b, where: a .< b)
 }
 
