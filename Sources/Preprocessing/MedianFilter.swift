@@ -53,12 +53,14 @@ public func medianFilter3x3(_ image: FloatImage, border: BorderMode = .mirror, p
                             mid[j] = smin(mx, t)
                             hi[j] = smax(mx, t)
                         }
-                        let o = y * w
+                        // The output row as a local pointer: indexing the captured buffer
+                        // reloaded its base every pixel and kept this loop scalar.
+                        let row = dst.baseAddress! + y * w
                         for x in 0..<w {
                             let maxLo = smax(smax(lo[x], lo[x + 1]), lo[x + 2])
                             let minHi = smin(smin(hi[x], hi[x + 1]), hi[x + 2])
                             let medMid = med3(mid[x], mid[x + 1], mid[x + 2])
-                            dst[o + x] = med3(maxLo, medMid, minHi)
+                            row[x] = med3(maxLo, medMid, minHi)
                         }
                     }
                 }
