@@ -170,9 +170,10 @@ public enum ImageOutputs {
             ("write_labels_tif", url("_labels.tif"), {
                 let labelBytes = [UInt8](unsafeUninitializedCapacity: 2 * w * h) { bytes, count in
                     measurement.labels.labels.withUnsafeBufferPointer { labels in
-                        for i in 0..<labels.count {  // little-endian uint16 (count checked above)
-                            let l = labels[i]
-                            bytes[2 * i] = UInt8(truncatingIfNeeded: l); bytes[2 * i + 1] = UInt8(truncatingIfNeeded: l >> 8)
+                        precondition(labels.count == w * h)
+                        guard let to = UnsafeMutableRawPointer(bytes.baseAddress), let from = labels.baseAddress else { return }
+                        for i in 0..<labels.count {  // little-endian uint16 (count checked above), a vectorised loop
+                            to.storeBytes(of: UInt16(truncatingIfNeeded: from[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
                         }
                     }
                     count = 2 * w * h
