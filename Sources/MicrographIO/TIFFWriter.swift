@@ -53,8 +53,8 @@ public enum TIFFWriter {
                 let y1 = min(h, y0 + band)
                 differences.withUnsafeMutableBytes { out in
                     // Each difference from two loads (no value carried from one column to the
-                    // next), through raw pointers to rows whose bounds are checked once here:
-                    // loops the compiler vectorises.
+                    // next), through raw pointers into this band of the page's rows (the page
+                    // holds w·h samples, as `Micrograph` guarantees): loops the compiler vectorises.
                     let rows = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: src[(y0 * rowBytes)..<(y1 * rowBytes)]))
                     precondition(out.count >= rows.count)
                     guard w > 0, let inBase = rows.baseAddress, let outBase = out.baseAddress else { return }

@@ -298,6 +298,9 @@ public final class BatchSegmentation: @unchecked Sendable {
         for (m, _) in frames where m.width < 64 || m.height < 64 {
             throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; both sides must be at least 64")
         }
+        for (m, _) in frames {
+            if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) { throw MicrographError(url: url, reason: problem) }
+        }
         let readSeconds = Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9
         let names = BatchSegmentation.names(for: url, count: frames.count)
         // Each image must fit --memory with its full-size arrays and at least the smallest tile.

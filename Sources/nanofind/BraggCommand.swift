@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MicrographIO
+import ParticleAnalysis
 import Preprocessing
 import Segmentation
 
@@ -58,6 +59,9 @@ struct Bragg: ParsableCommand {
                         throw MicrographError(url: url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
                     let name = names[k]
+                    if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) {
+                        throw MicrographError(url: url, reason: problem)
+                    }
                     let r = BraggFilter().segment(try FloatImage(m), pixelSizeNm: p)
                     try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height,
                                              to: out.appendingPathComponent("\(name)_mask.png"))

@@ -37,6 +37,9 @@ struct Measure: ParsableCommand {
                 let images = try IsolatedReader.open(url)
                 let frames = BatchSegmentation.images(of: images)
                 for (name, (m, frame)) in zip(BatchSegmentation.names(for: url, count: frames.count), frames) {
+                    if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) {
+                        throw MicrographError(url: url, reason: problem)
+                    }
                     let mask = try BinaryMask(m, frame: frame)
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.

@@ -1,5 +1,6 @@
 import Foundation
 import MicrographIO
+import ParticleAnalysis
 import Segmentation
 import XCTest
 
@@ -35,6 +36,28 @@ final class MeasureCommandTests: XCTestCase {
                 XCTAssertEqual(Array(columns(a).dropFirst(2)), columns(b), "\(mask) \(flags)")
                 XCTAssertEqual(columns(a)[1], Substring(mask.replacingOccurrences(of: ".tif", with: "").replacingOccurrences(of: ".png", with: "")))
             }
+        }
+    }
+
+    /// A mask wider than the particle analysis takes (its row sums would overflow) is refused
+    /// with one line naming the file, exit 2, before any measuring; so are segment and bragg.
+    func testAMaskTooWideIsRefusedWithOneLine() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        // 64 rows (segment's smallest) of zeros in a deflated TIFF: a small file, 64 MB of pixels
+        // once read. (A PNG this wide is refused by its reader already.)
+        let wide = tmp.appendingPathComponent("wide.tif")
+        try TIFFWriter.write(Micrograph(width: ParticleMeasurement.largestSide + 1, height: 64, pixelType: .uint8,
+                                        data: [UInt8](repeating: 0, count: 64 * (ParticleMeasurement.largestSide + 1)), format: "tiff"),
+                             to: wide, deflated: true)
+        for args in [["measure", wide.path], ["segment", wide.path, "-o", tmp.appendingPathComponent("out").path],
+                     ["bragg", wide.path, "--pixel-size", "0.05", "-o", tmp.appendingPathComponent("bragg").path]] {
+            let r = try CLIRunner.run(args)
+            XCTAssertEqual(r.status, 2, "\(args[0]): \(r.stderr)")
+            let lines = r.stderr.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(args[0]): \(r.stderr)")
+            XCTAssertTrue(lines.first?.contains("wide.tif") == true && lines.first?.contains("\(ParticleMeasurement.largestSide)") == true,
+                          "\(args[0]): \(r.stderr)")
         }
     }
 

@@ -113,6 +113,23 @@ final class ParticleMeasurementTests: XCTestCase {
         XCTAssertEqual(r.perimeterPx, 96, accuracy: 1e-9)
     }
 
+    /// The longest rows a mask may have still give exact moments (the integer sums of x² near
+    /// 2⁶¹); the particle analysis builds without overflow checks.
+    func testLongestRowsMeasureExactly() {
+        let side = ParticleMeasurement.largestSide
+        let r = ParticleMeasurement(mask: BinaryMask(width: side, height: 2, values: [UInt8](repeating: 1, count: 2 * side))).particles
+        XCTAssertEqual(r.count, 1)
+        XCTAssertEqual(r[0].areaPx, 2 * side)
+        XCTAssertEqual(r[0].centroidX, Double(side) / 2, accuracy: 1e-6)
+        XCTAssertEqual(r[0].majorAxisPx, 4 * (Double(side) * Double(side) / 12).squareRoot(), accuracy: 1e-3)
+        // The minor axis is the eigenvalues' difference of a 10¹¹-sized moment and a ⅓-sized one:
+        // about 1e-5 of it is lost to rounding at this length (a 100-pixel rod loses 1e-12 or less).
+        XCTAssertEqual(r[0].minorAxisPx, 4 * (4.0 / 12).squareRoot(), accuracy: 1e-4)
+        XCTAssertNil(ParticleMeasurement.sizeProblem(width: side, height: side))
+        XCTAssertNotNil(ParticleMeasurement.sizeProblem(width: side + 1, height: 64))
+        XCTAssertNotNil(ParticleMeasurement.sizeProblem(width: 64, height: side + 1))
+    }
+
     func testRingHoleIsFilled() {
         let m = mask(80, 80) { x, y in
             let d2 = (x - 40) * (x - 40) + (y - 40) * (y - 40)
