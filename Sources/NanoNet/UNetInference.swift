@@ -22,6 +22,14 @@ public final class UNetInference: @unchecked Sendable {
     /// level with the head. `bench` sets it (the `infer_tile_stage` rows); nothing else does.
     public var stageObserver: ((String, Double) -> Void)?
 
+    /// Whether a decoder level above the last runs as one pass per band of rows
+    /// (`OutputLevel.forward(skip:_:low:_:second:into:)`) or as its two convolutions' passes.
+    /// The values are the same bit for bit either way: `.automatic`, the default, takes the
+    /// faster (`OutputLevel.fuses`: 16-lane builds, bands of at least 16 rows), and the tests
+    /// force each at every vector width.
+    public enum LevelFusion: Sendable { case automatic, always, never }
+    public var levelFusion: LevelFusion = .automatic
+
     public init(_ model: UNet) {
         self.model = model
         config = model.config
@@ -174,7 +182,13 @@ public final class UNetInference: @unchecked Sendable {
         for level in stride(from: config.depth - 1, through: 1, by: -1) {
             let (first, second) = plan.decoders[level]
             let height = skips[level]!.height
-            if let pw = phase[first.index], second.hasReLU, OutputLevel.fuses(height: height, threads: pool.threadCount) {
+            let fuse: Bool
+            switch levelFusion {
+            case .automatic: fuse = OutputLevel.fuses(height: height, threads: pool.threadCount)
+            case .always: fuse = true
+            case .never: fuse = false
+            }
+            if let pw = phase[first.index], second.hasReLU, fuse {
                 // Both convolutions in one pass per band: the first one's output never is a map.
                 let out = PaddedPlanes(n: low.n, channels: second.cout, height: height, width: 2 * low.width)
                 stage("\(first.name)+\(second.name)") {

@@ -85,6 +85,34 @@ final class FusedHeadTests: XCTestCase {
         }
     }
 
+    /// Decoder levels above the last, fused per band of rows (`OutputLevel`) or run as two passes,
+    /// give the same probabilities bit for bit through the whole network, and through the tiled
+    /// window path, at this build's vector width: `.automatic` fuses only in 16-lane builds, so
+    /// the 8- and 4-lane runs of `make test` would otherwise never run the fused network path.
+    func testDecoderLevelsFusedOrInTwoPassesGiveTheSameBits() {
+        for (config, h, w) in [(UNetConfig.pyNanoFind, 256, 256), (UNetConfig(widths: [4, 8, 8], centreWidth: 16), 144, 208)] {
+            let net = UNet(config: config, seed: 11)
+            var rng = SplitMix64(seed: 12)
+            for (_, t) in net.namedTensors { for k in 0..<t.count { t.data[k] += 0.1 * rng.nextGaussian() } }
+            let engine = UNetInference(net)
+            let x = Tensor.randomNormal(Shape(1, 1, h, w), rng: &rng)
+            var bits: [UNetInference.LevelFusion: [UInt32]] = [:]
+            var stages: [UNetInference.LevelFusion: [String]] = [:]
+            for fusion in [UNetInference.LevelFusion.never, .always, .automatic] {
+                engine.levelFusion = fusion
+                engine.stageObserver = { name, _ in stages[fusion, default: []].append(name) }
+                bits[fusion] = engine.probabilities(x).array.map(\.bitPattern)
+                engine.stageObserver = nil
+            }
+            XCTAssertEqual(bits[.always], bits[.never], "\(config.widths) \(h)x\(w): fused levels differ from two passes")
+            XCTAssertEqual(bits[.automatic], bits[.never], "\(config.widths) \(h)x\(w)")
+            // Each setting ran the path it names: fused levels report one stage for both convolutions.
+            let fusedStages = { (s: [String]) in s.filter { $0.hasPrefix("up") && $0.contains("+") && !$0.contains("final") }.count }
+            XCTAssertEqual(fusedStages(stages[.never] ?? []), 0)
+            XCTAssertEqual(fusedStages(stages[.always] ?? []), config.depth - 1, "\(stages[.always] ?? [])")
+        }
+    }
+
     /// The stages a pass reports (`stageObserver`, which `bench` times) cover every
     /// convolution exactly once, in the order they run, and watching does not change the result.
     func testStagesCoverEveryConvolutionOnce() {
