@@ -137,10 +137,9 @@ public final class UNetInference: @unchecked Sendable {
                     && columns.lowerBound >= 0 && columns.upperBound <= input.width && rowStride >= columns.count,
                 "particle window rows \(rows), columns \(columns) of \(shape) (\(config.classes) classes)")
         let (skip, low) = levels(input, pool: pool)
-        let (first, last) = plan.decoders[0]
-        if config.widths[0] <= 4, let pw = phase[first.index] {
-            OutputLevel.forward(skip: skip, weights(first), low: low, pw, last: weights(last), head: headWeight.array + headBias.array,
-                                into: .particleWindow(base: out, rowStride: rowStride, rows: rows, columns: columns), pool: pool)
+        if lastLevelFuses {
+            fusedLastLevel(skip: skip, low: low, into: .particleWindow(base: out, rowStride: rowStride, rows: rows, columns: columns),
+                           pool: pool)
             return
         }
         let p = lastLevel(skip: skip, low: low, shape: shape, fusedHead: config.widths[0] <= 4, logitsOnly: false, pool: pool)
@@ -205,17 +204,27 @@ public final class UNetInference: @unchecked Sendable {
         return (skips[0]!, low)
     }
 
+    /// Whether the last level and the head can run as one pass (`fusedLastLevel`): a first width
+    /// of at most 4 and a decoder convolution with an upsampled part.
+    private var lastLevelFuses: Bool { config.widths[0] <= 4 && phase[plan.decoders[0].first.index] != nil }
+
+    /// The last level in one pass (where `lastLevelFuses`): its first convolution's rows go
+    /// straight to the last convolution and the head (`OutputLevel`), never to a full-resolution map.
+    private func fusedLastLevel(skip: PaddedPlanes, low: PaddedPlanes, into destination: OutputLevel.Destination, pool: ThreadPool) {
+        let (first, last) = plan.decoders[0]
+        guard let pw = phase[first.index] else { fatalError("UNetInference: \(first.name) has no upsampled part to fuse") }
+        OutputLevel.forward(skip: skip, weights(first), low: low, pw, last: weights(last), head: headWeight.array + headBias.array,
+                            into: destination, pool: pool)
+    }
+
     /// The last level and the head, on the level's skip connection and the map below it, for
     /// images of `shape`.
     private func lastLevel(skip: PaddedPlanes, low: PaddedPlanes, shape: Shape, fusedHead: Bool, logitsOnly: Bool,
                            pool: ThreadPool) -> Tensor {
         let (first, last) = plan.decoders[0]
-        if fusedHead, let pw = phase[first.index] {
-            // The last level in one pass: its first convolution's rows go straight to the last
-            // convolution and the head (`OutputLevel`), never to a full-resolution map.
+        if fusedHead && lastLevelFuses {
             let probs = Tensor(Shape(shape.n, 2, shape.h, shape.w), zeroed: false)
-            OutputLevel.forward(skip: skip, weights(first), low: low, pw, last: weights(last),
-                                head: headWeight.array + headBias.array, into: probs, pool: pool)
+            fusedLastLevel(skip: skip, low: low, into: .tensor(probs), pool: pool)
             return probs
         }
         let t = decoderConv1(first, skip: skip, low: low, pool: pool)
