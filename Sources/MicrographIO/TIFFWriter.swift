@@ -90,7 +90,7 @@ public enum TIFFWriter {
     /// values (no copy of the pixels on a little-endian host).
     public static func writeFloat32(_ values: [Float], width: Int, height: Int, pixelSizeNM: Double?, to url: URL) throws {
         precondition(values.count == width * height, "\(values.count) values for \(width)x\(height)")
-        let range = values.withUnsafeBufferPointer { v in Layout.displayRange(count: v.count) { v[$0] } }
+        let range = values.withUnsafeBufferPointer { Layout.displayRange($0) }
         let layout = Layout(width: width, height: height, frames: 1, channels: 1, pixelType: .float32,
                             pixelSize: pixelSizeNM.map { PixelSize(isotropic: $0) }, dataCount: 4 * values.count, range: range)
         let (head, tail) = try parts(layout, file: url.path)
@@ -133,6 +133,26 @@ public enum TIFFWriter {
             var lo = Float.infinity, hi = -Float.infinity
             for k in 0..<count { let v = value(k); if v < lo { lo = v }; if v > hi { hi = v } }
             return lo.isFinite && hi.isFinite ? (Double(lo), Double(hi)) : nil
+        }
+
+        /// The same for a float buffer, 16 values at a time (the scalar loop above keeps its two
+        /// comparisons in sequence: about 10 ms per 4096² map). Equal to the scalar loop's result
+        /// bit for bit: a NaN is never taken, and extremes other than zero have one bit pattern;
+        /// where an extreme is zero (+0 or −0, whichever came first), the scalar loop decides.
+        static func displayRange(_ v: UnsafeBufferPointer<Float>) -> (Double, Double)? {
+            guard let base = v.baseAddress else { return nil }
+            var lo = SIMD16<Float>(repeating: .infinity), hi = SIMD16<Float>(repeating: -.infinity)
+            var k = 0
+            while k + 16 <= v.count {
+                let x = UnsafeRawPointer(base + k).loadUnaligned(as: SIMD16<Float>.self)
+                lo.replace(with: x, where: x .< lo)
+                hi.replace(with: x, where: x .> hi)
+                k += 16
+            }
+            var l = lo.min(), h = hi.max()
+            while k < v.count { let x = v[k]; if x < l { l = x }; if x > h { h = x }; k += 1 }
+            if l == 0 || h == 0 { return displayRange(count: v.count) { v[$0] } }
+            return l.isFinite && h.isFinite ? (Double(l), Double(h)) : nil
         }
 
         init(_ image: Micrograph, compressedPages: [Int]) {

@@ -90,6 +90,42 @@ final class WriterRoundTripTests: XCTestCase {
         }
     }
 
+    /// The display range ImageJ reads (min=, max=) of a float map, taken 16 values at a time by
+    /// `writeFloat32`, is the plain scan's that a float32 `Micrograph` goes through: NaNs left
+    /// out, no range with an infinity, and a zero extreme with the sign the scan met first.
+    func testFloatMapDisplayRangeIsThePlainScans() throws {
+        func description(_ url: URL) throws -> String {
+            var messages = nf_tiff_messages()
+            let tif = try XCTUnwrap(nf_tiff_open(url.path, "r", &messages, 0), "libtiff cannot open \(url.lastPathComponent)")
+            defer { TIFFClose(tif) }
+            var text: UnsafePointer<CChar>?
+            _ = nf_tiff_get_string(tif, UInt32(TIFFTAG_IMAGEDESCRIPTION), &text)
+            return text.map { String(cString: $0) } ?? ""
+        }
+        var rng = SystemRandomNumberGenerator()
+        let random = (0..<203).map { _ in Float.random(in: -5...7, using: &rng) }
+        var cases: [(String, [Float], Int, Int)] = [("random", random, 29, 7), ("short", Array(random.prefix(9)), 3, 3)]
+        var nans = random; nans[0] = .nan; nans[17] = .nan; nans[202] = .nan
+        cases.append(("nans", nans, 29, 7))
+        var infinite = random; infinite[40] = .infinity
+        cases.append(("infinite", infinite, 29, 7))
+        cases.append(("allNaN", [Float](repeating: .nan, count: 48), 8, 6))
+        var zeros = random.map { abs($0) }; zeros[5] = -0.0; zeros[100] = 0.0  // −0 met first: min=-0.0
+        cases.append(("zeros", zeros, 29, 7))
+        var tailZero = random.map { -abs($0) - 1 }; tailZero[202] = 0.0; tailZero[30] = -0.0  // the max is a zero
+        cases.append(("tailZero", tailZero, 29, 7))
+        for (name, values, w, h) in cases {
+            let fast = dir.appendingPathComponent("\(name)-fast.tif"), plain = dir.appendingPathComponent("\(name)-plain.tif")
+            try TIFFWriter.writeFloat32(values, width: w, height: h, pixelSizeNM: nil, to: fast)
+            let bytes = values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+            try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .float32, data: bytes, format: "tiff"), to: plain)
+            let d = try description(fast)
+            XCTAssertEqual(d, try description(plain), name)
+            XCTAssertEqual(d.contains("min="), name != "infinite" && name != "allNaN", "\(name): \(d)")
+            if name == "zeros" { XCTAssertTrue(d.contains("min=-0.0\n"), d) }
+        }
+    }
+
     /// Fiji reads the scale from ImageDescription (ImageJ=, unit=) and XResolution/YResolution.
     func testTIFFHasTheTagsFijiReadsForItsScale() throws {
         let url = dir.appendingPathComponent("fiji.tif")
