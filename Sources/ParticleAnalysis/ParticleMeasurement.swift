@@ -8,6 +8,17 @@ public struct ParticleMeasurement: Sendable {
     public var labels: ComponentLabels
     public var particles: [Particle]
 
+    /// The longest side a mask may have (1 048 576 pixels): runs hold 32-bit columns and rows,
+    /// and a row's exact integer sums of x² stay within `Int` up to this length.
+    public static let largestSide = 1 << 20
+
+    /// Why a `width` × `height` mask cannot be measured, or nil: callers with a file name say
+    /// this as its error instead of reaching the measurement's fatal check.
+    public static func sizeProblem(width: Int, height: Int) -> String? {
+        width <= largestSide && height <= largestSide ? nil
+            : "image is \(width)×\(height) pixels; neither side may be over \(largestSide) to be measured"
+    }
+
     /// - Parameters:
     ///   - probability: the particle probability per pixel, for `meanProbability`.
     ///   - pixelSizeNm: nm per pixel, for the nm columns and `minimumAreaNm2`.
@@ -21,17 +32,6 @@ public struct ParticleMeasurement: Sendable {
     ///     1 ... the mask's is ignored).
     ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
     ///     result either way).
-    /// The longest side a mask may have (1 048 576 pixels): runs hold 32-bit columns and rows,
-    /// and a row's exact integer sums of x² stay within `Int` up to this length.
-    public static let largestSide = 1 << 20
-
-    /// Why a `width` × `height` mask cannot be measured, or nil: callers with a file name say
-    /// this as its error instead of reaching the measurement's fatal check.
-    public static func sizeProblem(width: Int, height: Int) -> String? {
-        width <= largestSide && height <= largestSide ? nil
-            : "image is \(width)×\(height) pixels; neither side may be over \(largestSide) to be measured"
-    }
-
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
                 minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, splitTouching: Bool = false,
                 specimenHeight: Int? = nil, parallel: ParallelFor = serially) {

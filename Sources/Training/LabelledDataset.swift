@@ -1,6 +1,7 @@
 import Foundation
 import MicrographIO
 import Preprocessing
+import ParticleAnalysis
 
 /// Why a data folder, a checkpoint or the training settings cannot be used: the file (or flag)
 /// and the problem, printed as `file: reason` like every other input error.
@@ -69,6 +70,10 @@ public enum LabelledDataset {
                 guard let m = maskFrames.first else { throw DatasetError(file: maskURL.path, reason: "holds no image") }
                 guard m.width == first.width, m.height == first.height else {
                     throw DatasetError(file: maskURL.path, reason: "is \(m.width)×\(m.height) pixels, the image is \(first.width)×\(first.height)")
+                }
+                // evaluate measures the masks' particles.
+                if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) {
+                    throw DatasetError(file: maskURL.path, reason: problem)
                 }
                 let values = m.floatFrame(0)
                 let distinct = Set(values)

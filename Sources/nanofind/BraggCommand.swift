@@ -54,14 +54,16 @@ struct Bragg: ParsableCommand {
                     }
                 }
                 for name in names { claimed[name] = input }
+                for m in images {  // every image checked before the first is written
+                    if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) {
+                        throw MicrographError(url: url, reason: problem)
+                    }
+                }
                 for (k, m) in images.enumerated() {
                     guard let p = try pixelSize ?? m.squarePixelSizeNm(file: input) else {
                         throw MicrographError(url: url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
                     let name = names[k]
-                    if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) {
-                        throw MicrographError(url: url, reason: problem)
-                    }
                     let r = BraggFilter().segment(try FloatImage(m), pixelSizeNm: p)
                     try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height,
                                              to: out.appendingPathComponent("\(name)_mask.png"))

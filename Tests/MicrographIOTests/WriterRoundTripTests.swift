@@ -112,8 +112,15 @@ final class WriterRoundTripTests: XCTestCase {
         cases.append(("allNaN", [Float](repeating: .nan, count: 48), 8, 6))
         var zeros = random.map { abs($0) }; zeros[5] = -0.0; zeros[100] = 0.0  // −0 met first: min=-0.0
         cases.append(("zeros", zeros, 29, 7))
-        var tailZero = random.map { -abs($0) - 1 }; tailZero[202] = 0.0; tailZero[30] = -0.0  // the max is a zero
-        cases.append(("tailZero", tailZero, 29, 7))
+        // Zero extremes met in either order, in different lanes of the 16-value scan: whichever
+        // way its lanes break ties, one order of each would print the wrong sign without the
+        // first-zero rule.
+        var plusFirst = random.map { abs($0) + 1 }; plusFirst[5] = 0.0; plusFirst[100] = -0.0
+        cases.append(("plusFirst", plusFirst, 29, 7))
+        var maxMinusFirst = random.map { -abs($0) - 1 }; maxMinusFirst[5] = -0.0; maxMinusFirst[100] = 0.0
+        cases.append(("maxMinusFirst", maxMinusFirst, 29, 7))
+        var maxPlusFirst = random.map { -abs($0) - 1 }; maxPlusFirst[5] = 0.0; maxPlusFirst[100] = -0.0; maxPlusFirst[202] = -0.0
+        cases.append(("maxPlusFirst", maxPlusFirst, 29, 7))
         for (name, values, w, h) in cases {
             let fast = dir.appendingPathComponent("\(name)-fast.tif"), plain = dir.appendingPathComponent("\(name)-plain.tif")
             try TIFFWriter.writeFloat32(values, width: w, height: h, pixelSizeNM: nil, to: fast)
@@ -123,6 +130,9 @@ final class WriterRoundTripTests: XCTestCase {
             XCTAssertEqual(d, try description(plain), name)
             XCTAssertEqual(d.contains("min="), name != "infinite" && name != "allNaN", "\(name): \(d)")
             if name == "zeros" { XCTAssertTrue(d.contains("min=-0.0\n"), d) }
+            if name == "plusFirst" { XCTAssertTrue(d.contains("min=0.0\n"), d) }
+            if name == "maxMinusFirst" { XCTAssertTrue(d.contains("max=-0.0\n"), d) }
+            if name == "maxPlusFirst" { XCTAssertTrue(d.contains("max=0.0\n"), d) }
         }
     }
 

@@ -86,8 +86,8 @@ final class FusedHeadTests: XCTestCase {
     }
 
     /// Decoder levels above the last, fused per band of rows (`OutputLevel`) or run as two passes,
-    /// give the same probabilities bit for bit through the whole network, and through the tiled
-    /// window path, at this build's vector width: `.automatic` fuses only in 16-lane builds, so
+    /// give the same probabilities bit for bit through the whole network at this build's vector
+    /// width: `.automatic` fuses only in 16-lane builds, so
     /// the 8- and 4-lane runs of `make test` would otherwise never run the fused network path.
     func testDecoderLevelsFusedOrInTwoPassesGiveTheSameBits() {
         for (config, h, w) in [(UNetConfig.pyNanoFind, 256, 256), (UNetConfig(widths: [4, 8, 8], centreWidth: 16), 144, 208)] {
