@@ -15,6 +15,8 @@ public final class UNetInference: @unchecked Sendable {
     private var phase: [UpsampledConv3x3.PhaseWeights?]
     private let headWeight: Tensor
     private let headBias: Tensor
+    /// The head's weights then its biases, as the fused kernels take them (joined once, not per pass).
+    private let headJoined: [Float]
     private let model: UNet
     /// When set, called after each stage of a pass with its name and wall-clock seconds: the
     /// input's layout, each encoder convolution, each centre convolution, each decoder level
@@ -59,6 +61,7 @@ public final class UNetInference: @unchecked Sendable {
         let head = model.layer(plan.head)
         headWeight = head.weight.value.copy()
         headBias = head.bias.value.copy()
+        headJoined = headWeight.array + headBias.array
     }
 
     /// `body`, reported to `stageObserver` as stage `name` when one is set.
@@ -213,7 +216,7 @@ public final class UNetInference: @unchecked Sendable {
     private func fusedLastLevel(skip: PaddedPlanes, low: PaddedPlanes, into destination: OutputLevel.Destination, pool: ThreadPool) {
         let (first, last) = plan.decoders[0]
         guard let pw = phase[first.index] else { fatalError("UNetInference: \(first.name) has no upsampled part to fuse") }
-        OutputLevel.forward(skip: skip, weights(first), low: low, pw, last: weights(last), head: headWeight.array + headBias.array,
+        OutputLevel.forward(skip: skip, weights(first), low: low, pw, last: weights(last), head: headJoined,
                             into: destination, pool: pool)
     }
 
@@ -230,7 +233,7 @@ public final class UNetInference: @unchecked Sendable {
         let t = decoderConv1(first, skip: skip, low: low, pool: pool)
         if fusedHead {
             let probs = Tensor(Shape(shape.n, 2, shape.h, shape.w), zeroed: false)
-            Conv3x3.forwardWithSoftmaxHead(t, weights(last), head: headWeight.array + headBias.array, into: probs, pool: pool)
+            Conv3x3.forwardWithSoftmaxHead(t, weights(last), head: headJoined, into: probs, pool: pool)
             return probs
         }
         let h = conv(last, t, relu: true, pool: pool)

@@ -231,6 +231,15 @@ public final class BatchSegmentation: @unchecked Sendable {
         micrographs.flatMap { m in (0..<max(1, m.frames)).map { (m, $0) } }
     }
 
+    /// Throws, naming the file, when any of its micrographs is larger than particles can be
+    /// measured in (`ParticleMeasurement.largestSide`): segment, measure and bragg check every
+    /// image this way before the first is processed.
+    public static func checkMeasurable(_ micrographs: [Micrograph], file url: URL) throws {
+        for m in micrographs {
+            if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) { throw MicrographError(url: url, reason: problem) }
+        }
+    }
+
     /// Output names of a file's images (`<stem>`, or `<stem>_<k>` for several).
     public static func names(for url: URL, count: Int) -> [String] {
         let stem = url.deletingPathExtension().lastPathComponent
@@ -298,9 +307,7 @@ public final class BatchSegmentation: @unchecked Sendable {
         for (m, _) in frames where m.width < 64 || m.height < 64 {
             throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; both sides must be at least 64")
         }
-        for (m, _) in frames {
-            if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) { throw MicrographError(url: url, reason: problem) }
-        }
+        try BatchSegmentation.checkMeasurable(micrographs, file: url)
         let readSeconds = Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9
         let names = BatchSegmentation.names(for: url, count: frames.count)
         // Each image must fit --memory with its full-size arrays and at least the smallest tile.

@@ -172,7 +172,7 @@ public enum ImageOutputs {
                     measurement.labels.labels.withUnsafeBufferPointer { labels in
                         precondition(labels.count == w * h)
                         guard let to = UnsafeMutableRawPointer(bytes.baseAddress), let from = labels.baseAddress else { return }
-                        for i in 0..<labels.count {  // little-endian uint16 (count checked above), a vectorised loop
+                        for i in 0..<labels.count {  // little-endian uint16 (ids fit: at most 65535 particles, checked above), a vectorised loop
                             to.storeBytes(of: UInt16(truncatingIfNeeded: from[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
                         }
                     }

@@ -29,7 +29,7 @@ struct Bench: ParsableCommand {
             need fewer; tiles count their margins; the rows a decoder level run in bands of rows \
             computes twice, at the bands' edges, are not counted), and its fraction_of_peak \
             against peak_gflops, the highest FMA peak measured so far in the run (again after \
-            each row). The segment rows use the default model when \
+            each row, once for the stage rows of a pass). The segment rows use the default model when \
             there is one; the others time the pyNanoFind network with random weights (the work \
             does not depend on the weights) unless --model is given. Run it on an otherwise idle \
             machine; medians are the numbers to compare.
@@ -81,10 +81,12 @@ struct Bench: ParsableCommand {
         // 207); the highest value only ever lowers a fraction.
         var peak = FMAPeak.measure(pool: pool)
         let (cpuModel, isa) = FMAPeak.cpu
-        func emit(_ fields: [(String, Any)]) {
+        // `remeasure: false` for rows emitted back to back after one block of timing (the
+        // stages of a pass): the peak measured after the block's first row serves them all.
+        func emit(_ fields: [(String, Any)], remeasure: Bool = true) {
             var row = fields
             if let executed = fields.first(where: { $0.0 == "gflops_executed" })?.1 as? Double {
-                peak = max(peak, FMAPeak.measure(pool: pool, seconds: 0.15))
+                if remeasure { peak = max(peak, FMAPeak.measure(pool: pool, seconds: 0.15)) }
                 row += [("fraction_of_peak", executed / peak), ("peak_gflops", peak)]
             }
             row += [("isa", isa), ("cpu", cpuModel)]
@@ -130,6 +132,7 @@ struct Bench: ParsableCommand {
             }
             for _ in 0..<(reps * 2) { _ = engine.probabilities(x, pool: pool) }
             engine.stageObserver = nil
+            var measured = false
             for name in order {
                 let t = stages[name]!.sorted()
                 let work = net.convCosts.filter { name.split(separator: "+").contains(Substring($0.name)) }
@@ -137,7 +140,8 @@ struct Bench: ParsableCommand {
                 var fields: [(String, Any)] = [("name", "infer_tile_stage"), ("stage", name), ("threads", pool.threadCount),
                                                ("ms", t[t.count / 2] * 1000)]
                 if work > 0 { fields.append(("gflops_executed", work / t[t.count / 2] / 1e9)) }
-                emit(fields)
+                emit(fields, remeasure: !measured)
+                measured = measured || work > 0
             }
         }
         if wanted("infer_2048") {

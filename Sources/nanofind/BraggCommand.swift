@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import MicrographIO
-import ParticleAnalysis
 import Preprocessing
 import Segmentation
 
@@ -54,11 +53,7 @@ struct Bragg: ParsableCommand {
                     }
                 }
                 for name in names { claimed[name] = input }
-                for m in images {  // every image checked before the first is written
-                    if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) {
-                        throw MicrographError(url: url, reason: problem)
-                    }
-                }
+                try BatchSegmentation.checkMeasurable(images, file: url)  // before any file is written
                 for (k, m) in images.enumerated() {
                     guard let p = try pixelSize ?? m.squarePixelSizeNm(file: input) else {
                         throw MicrographError(url: url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")

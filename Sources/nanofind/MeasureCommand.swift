@@ -36,12 +36,7 @@ struct Measure: ParsableCommand {
                 let url = URL(fileURLWithPath: path)
                 let images = try IsolatedReader.open(url)
                 let frames = BatchSegmentation.images(of: images)
-                // Every image checked before the first is measured: no rows of a file then refused.
-                for (m, _) in frames {
-                    if let problem = ParticleMeasurement.sizeProblem(width: m.width, height: m.height) {
-                        throw MicrographError(url: url, reason: problem)
-                    }
-                }
+                try BatchSegmentation.checkMeasurable(images, file: url)  // before any row of the file
                 for (name, (m, frame)) in zip(BatchSegmentation.names(for: url, count: frames.count), frames) {
                     let mask = try BinaryMask(m, frame: frame)
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
