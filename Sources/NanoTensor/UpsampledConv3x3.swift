@@ -101,7 +101,8 @@ public enum UpsampledConv3x3 {
                         pool: ThreadPool) {
         require(low.channels == w.cin, "upsampled conv input has \(low.channels) channels, weights \(w.cin)")
         let h = 2 * low.height, lw = low.width, width = 2 * lw
-        let band = max(1, h / (8 * pool.threadCount))
+        let band = Conv3x3.bandRows(height: h, width: width, inputs: w.cin + (direct?.weights.cin ?? 0), blocks: w.blocks,
+                                    images: low.n, threads: pool.threadCount)
         let bands = (h + band - 1) / band
         let items = low.n * bands * w.blocks
         // The direct part unwrapped once per item: unwrapping the optional tuple of class
