@@ -7,6 +7,7 @@ import Foundation
 /// `DispatchQueue.concurrentPerform` often land on one core and give no speed-up; pinning one
 /// thread per CPU gives close to 2x. The calling thread works as thread 0. Workers spin briefly
 /// before sleeping so that the many short layer loops of a forward pass do not pay a wake-up each.
+/// Each thread starts a loop on its own share of the items (see `runItems`).
 public final class ThreadPool: @unchecked Sendable {
     public let threadCount: Int
 
@@ -15,7 +16,7 @@ public final class ThreadPool: @unchecked Sendable {
     /// The counters the threads share, at addresses the pool owns (a class property's address,
     /// taken with `&`, is only valid for the duration of one call): the next item index, the
     /// workers still running the current job, and the job generation (bumped for each job).
-    private let counters = SharedCounters()
+    private let counters: SharedCounters
     private var stopping = false
     private let mutex = NSCondition()
     private let callerLock = NSLock()
@@ -45,6 +46,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     public init(threads: Int, pin: Bool = true) {
         threadCount = max(1, threads)
+        counters = SharedCounters(threads: max(1, threads))
         self.pin = pin
         let cpus = Int(nf_available_cpus())
         for i in 1..<threadCount {
@@ -103,7 +105,7 @@ public final class ThreadPool: @unchecked Sendable {
                 mutex.lock()
                 job = ptr
                 jobCount = count
-                counters.store(.next, 0)
+                for t in 0..<threadCount { counters.storeNext(t, t * count / threadCount) }
                 counters.store(.pending, threadCount - 1)
                 _ = counters.add(.generation, 1)
                 mutex.broadcast()
@@ -115,11 +117,26 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
+    /// Each thread first takes the items of its own share, `thread` · count / threads up to
+    /// the next thread's, in order, then helps the others with theirs (from where each has got
+    /// to). The kernels number their items band of rows by band of rows, so a thread works on
+    /// the same slab of the image in every pass of a network: the rows it reads were mostly
+    /// written by itself, in its own caches, where a single shared counter dealt neighbouring
+    /// bands to alternate threads and half of every pass's input came from the other core's.
+    /// A thread's own counter also sits on a line no other thread touches until it helps.
+    /// Measured on Intel Xeon fam 6 mod 207, 2 threads, one binary switching between the two
+    /// tile by tile (medians of 40 tiles): AVX-512 512² tiles 3.22 against 3.42 ms, 3.06 against
+    /// 3.18, 3.02 against 3.13 (a 256² encoder 27 % faster); AVX2 build 5.40 against 5.46 and
+    /// 5.47 against 5.53 ms; batch-20 training steps 346 against 354 ms.
     @inline(__always) private func runItems(_ body: UnsafePointer<(Int, Int) -> Void>, count: Int, thread: Int) {
-        while true {
-            let i = counters.add(.next, 1)
-            if i >= count { break }
-            body.pointee(i, thread)
+        let threads = threadCount
+        for k in 0..<threads {
+            let t = (thread + k) % threads, end = (t + 1) * count / threads
+            while true {
+                let i = counters.addNext(t, 1)
+                if i >= end { break }
+                body.pointee(i, thread)
+            }
         }
     }
 
@@ -147,16 +164,21 @@ public final class ThreadPool: @unchecked Sendable {
 
 /// Atomic counters in memory of their own, allocated once and freed with the owner, so the C
 /// atomics always see one stable address per counter. Each counter sits on its own cache line
-/// (the item counter is hammered by every thread; the others only polled).
+/// (a thread's item counter is hammered by that thread; the others only polled): the workers
+/// still running the current job, the job generation, then each thread's next item.
 final class SharedCounters: @unchecked Sendable {
-    enum Counter: Int { case next = 0, pending = 1, generation = 2 }
+    enum Counter: Int { case pending = 0, generation = 1 }
     private static let stride = 8  // 64 bytes between counters
     private let base: UnsafeMutablePointer<Int>
 
-    init() {
-        base = UnsafeMutableRawPointer.allocate(byteCount: 3 * Self.stride * MemoryLayout<Int>.stride, alignment: 64)
-            .initializeMemory(as: Int.self, repeating: 0, count: 3 * Self.stride)
+    init(threads: Int) {
+        base = UnsafeMutableRawPointer.allocate(byteCount: (2 + threads) * Self.stride * MemoryLayout<Int>.stride, alignment: 64)
+            .initializeMemory(as: Int.self, repeating: 0, count: (2 + threads) * Self.stride)
     }
+    /// Thread t's next item.
+    @inline(__always) func storeNext(_ t: Int, _ v: Int) { nf_atomic_store(base + (2 + t) * Self.stride, v) }
+    /// Takes thread t's next item: adds `v` and returns the value before.
+    @inline(__always) func addNext(_ t: Int, _ v: Int) -> Int { nf_atomic_fetch_add(base + (2 + t) * Self.stride, v) }
     deinit { base.deallocate() }
 
     @inline(__always) private func address(_ c: Counter) -> UnsafeMutablePointer<Int> { base + c.rawValue * Self.stride }
