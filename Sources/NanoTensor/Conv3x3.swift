@@ -278,13 +278,14 @@ public enum Conv3x3 {
     /// up for; fewer where that would leave an item less than `minItemWork`, but at least 2
     /// items per thread, and as many items for each thread.
     ///
-    /// The lower bound is what taking an item costs: an atomic add on a line both cores write,
-    /// a closure call, the item's views (≈ 0.2 µs). With 8 bands per thread alone, a 512² tile's
-    /// 64² and 32² convolutions had 128 items of 0.7–1.3 µs. Measured on Intel Xeon fam 6 mod
-    /// 207, 2 threads, the same binary switching the rule tile by tile (medians of 30–40 tiles,
-    /// four runs): AVX-512 tiles 1.2–2.8 % faster (3.69 against 3.80 ms, 3.97 against 4.02,
-    /// 4.03 against 4.12), the 64² encoder and the centre convolutions 5–8 %; the AVX2 build
-    /// (`-target-cpu haswell`) 0.9–1.9 %. A 2048² map keeps its 8 bands per thread.
+    /// The lower bound is what taking an item costs (a counter, a closure call, the item's
+    /// views) and what a pass's last item leaves the other thread waiting: with 8 bands per
+    /// thread alone, a 512² tile's 64² and 32² convolutions had 128 items of 0.7–1.3 µs. Measured
+    /// on Intel Xeon fam 6 mod 207, 2 threads, one binary switching the rule tile by tile (medians
+    /// of 30–40 tiles): with one shared item counter, AVX-512 tiles 1.2–2.8 % faster than 8 bands
+    /// per thread (the 64² encoder and the centre 5–8 %), the AVX2 build 0.9–1.9 %; with each
+    /// thread's own share (`ThreadPool.runItems`), 2 M multiply-adds gave tiles 1.1–2.4 % faster
+    /// than 4 M (3.21 against 3.29 ms, 3.21 against 3.24), 0.5–1 M about the same as 2 M.
     package static func bandRows(height h: Int, width: Int, inputs cin: Int, blocks: Int, images: Int, threads: Int) -> Int {
         let rowWork = max(1, width * cin * 9 * block)
         let perBand = max(1, images * blocks)
@@ -295,9 +296,9 @@ public enum Conv3x3 {
         return (h + bands - 1) / bands
     }
 
-    /// Multiply-adds a convolution's work item has at least where the map allows (about 25 µs
-    /// of one AVX-512 core). Measured against 1 and 2 M: 4 M was as fast or faster.
-    package static let minItemWork = 1 << 22
+    /// Multiply-adds a convolution's work item has at least where the map allows (about 12 µs
+    /// of one AVX-512 core).
+    package static let minItemWork = 1 << 21
 
     /// Work item `item` of a convolution cut into (image, band of rows, block of output channels),
     /// blocks innermost: its image, block and rows y0 ..< y1.
