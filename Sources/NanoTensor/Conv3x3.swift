@@ -244,9 +244,9 @@ public enum Conv3x3 {
                         pool: ThreadPool) {
         require(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
         let h = input.height, width = input.width
-        // Contiguous bands of rows per work item (about 8 per thread and block): neighbouring
-        // output rows share two of their three input rows, so a band keeps them in one core's
-        // cache instead of fetching each input row into both cores.
+        // Contiguous bands of rows per work item (`bandRows`): neighbouring output rows share two
+        // of their three input rows, so a band keeps them in one core's cache instead of
+        // fetching each input row into both cores.
         let band = bandRows(height: h, width: width, inputs: w.cin, blocks: w.blocks, images: input.n, threads: pool.threadCount)
         let bands = (h + band - 1) / band
         let items = input.n * bands * w.blocks
@@ -276,17 +276,20 @@ public enum Conv3x3 {
     /// into (image, band of rows, block of output channels): 8 bands per thread for a large map,
     /// so neighbouring rows (which share input rows) stay on one core and a slow thread is made
     /// up for; fewer where that would leave an item less than `minItemWork`, but at least 2
-    /// items per thread, and as many items for each thread.
+    /// items per thread, and where the rows allow a number of bands that gives the threads as
+    /// many items each (not always: rounding the band to whole rows can change the count).
     ///
     /// The lower bound is what taking an item costs (a counter, a closure call, the item's
     /// views) and what a pass's last item leaves the other thread waiting: with 8 bands per
     /// thread alone, a 512² tile's 64² and 32² convolutions had 128 items of 0.7–1.3 µs. Measured
     /// on Intel Xeon fam 6 mod 207, 2 threads, one binary switching the rule tile by tile (medians
-    /// of 30–40 tiles): with one shared item counter, AVX-512 tiles 1.2–2.8 % faster than 8 bands
-    /// per thread (the 64² encoder and the centre 5–8 %), the AVX2 build 0.9–1.9 %; with each
+    /// of 30–40 tiles): with one shared item counter and a 4 M bound, AVX-512 tiles 1.2–2.8 %
+    /// faster than 8 bands per thread (the 64² encoder and the centre 5–8 %), the AVX2 build
+    /// 0.9–1.9 %; with each
     /// thread's own share (`ThreadPool.runItems`), 2 M multiply-adds gave tiles 1.1–2.4 % faster
     /// than 4 M (3.21 against 3.29 ms, 3.21 against 3.24), 0.5–1 M about the same as 2 M.
     package static func bandRows(height h: Int, width: Int, inputs cin: Int, blocks: Int, images: Int, threads: Int) -> Int {
+        guard h > 0 else { return 1 }
         let rowWork = max(1, width * cin * 9 * block)
         let perBand = max(1, images * blocks)
         var bands = min(8 * threads, max(1, h * rowWork / minItemWork))
@@ -296,8 +299,8 @@ public enum Conv3x3 {
         return (h + bands - 1) / bands
     }
 
-    /// Multiply-adds a convolution's work item has at least where the map allows (about 12 µs
-    /// of one AVX-512 core).
+    /// Multiply-adds a convolution's work item has at least where the map allows (about 20 µs
+    /// of one core of this machine at the AVX-512 kernels' speed in a pass).
     package static let minItemWork = 1 << 21
 
     /// Work item `item` of a convolution cut into (image, band of rows, block of output channels),

@@ -101,8 +101,10 @@ public enum UpsampledConv3x3 {
                         pool: ThreadPool) {
         require(low.channels == w.cin, "upsampled conv input has \(low.channels) channels, weights \(w.cin)")
         let h = 2 * low.height, lw = low.width, width = 2 * lw
-        let band = Conv3x3.bandRows(height: h, width: width, inputs: w.cin + (direct?.weights.cin ?? 0), blocks: w.blocks,
-                                    images: low.n, threads: pool.threadCount)
+        // The upsampled part costs 4 multiply-adds per output pixel and input channel, the
+        // direct part 9: its channels count 4/9 towards the rows' work.
+        let band = Conv3x3.bandRows(height: h, width: width, inputs: (direct?.weights.cin ?? 0) + (4 * w.cin + 8) / 9,
+                                    blocks: w.blocks, images: low.n, threads: pool.threadCount)
         let bands = (h + band - 1) / band
         let items = low.n * bands * w.blocks
         // The direct part unwrapped once per item: unwrapping the optional tuple of class

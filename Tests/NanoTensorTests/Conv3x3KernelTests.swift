@@ -31,6 +31,7 @@ final class Conv3x3KernelTests: XCTestCase {
         XCTAssertEqual(band(512, 512, 4, 1, 20), 32)   // a training batch: 37.7 M per image, 8 bands per thread
         XCTAssertEqual(band(7, 21, 16, 4, threads: 3), 3)  // 2 items per thread, 4 blocks: 3 bands make 12 items
         XCTAssertEqual(band(1, 8, 1, 1, threads: 4), 1)
+        XCTAssertEqual(band(0, 8, 1, 1), 1)  // an empty map: no items, no division by zero
         for h in [1, 2, 7, 32, 64, 100, 256, 512, 2048] {
             for (width, cin, blocks, n, threads) in [(h, 1, 1, 1, 2), (h, 32, 8, 1, 2), (h, 4, 2, 20, 2), (3 * h, 16, 4, 1, 3), (h, 8, 1, 2, 1)] {
                 let b = band(h, width, cin, blocks, n, threads: threads)
