@@ -103,6 +103,14 @@ public final class ThreadPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { escapable in
             withUnsafePointer(to: escapable) { ptr in
                 mutex.lock()
+                // A pool shut down (`setSharedThreadCount` replaced it while someone still held
+                // it) has workers that may have left: the caller runs the loop alone rather than
+                // wait for them forever. Checked under the lock the workers leave under.
+                if stopping {
+                    mutex.unlock()
+                    for i in 0..<count { ptr.pointee(i, 0) }
+                    return
+                }
                 job = ptr
                 jobCount = count
                 for t in 0..<threadCount { counters.storeNext(t, t * count / threadCount) }

@@ -49,4 +49,17 @@ final class ThreadPoolTests: XCTestCase {
         let helped = (0..<(count / 2)).filter { ran[$0] == 1 }.count
         XCTAssertGreaterThan(helped, 3, "thread 1 took \(helped) items of thread 0's share")
     }
+
+    /// A pool that was shut down (as `setSharedThreadCount` does to the pool it replaces) still
+    /// runs a loop someone gives it, on the caller alone, instead of waiting for workers that
+    /// have left.
+    func testAShutDownPoolRunsLoopsOnTheCaller() {
+        let pool = ThreadPool(threads: 2, pin: false)
+        pool.parallelFor(4) { _, _ in }
+        pool.shutdown()
+        usleep(20_000)  // the workers leave
+        var threads: [Int] = []
+        pool.parallelFor(5) { _, thread in threads.append(thread) }
+        XCTAssertEqual(threads, [0, 0, 0, 0, 0])
+    }
 }
