@@ -285,9 +285,9 @@ public enum Conv3x3 {
     /// on Intel Xeon fam 6 mod 207, 2 threads, one binary switching the rule tile by tile (medians
     /// of 30–40 tiles): with one shared item counter and a 4 M bound, AVX-512 tiles 1.2–2.8 %
     /// faster than 8 bands per thread (the 64² encoder and the centre 5–8 %), the AVX2 build
-    /// 0.9–1.9 %; with each
-    /// thread's own share (`ThreadPool.runItems`), 2 M multiply-adds gave tiles 1.1–2.4 % faster
-    /// than 4 M (3.21 against 3.29 ms, 3.21 against 3.24), 0.5–1 M about the same as 2 M.
+    /// 0.9–1.9 %; with each thread's own share (`ThreadPool.runItems`), 2 M multiply-adds gave
+    /// tiles 1.1–2.4 % faster than 4 M (3.21 against 3.29 ms, 3.21 against 3.24), 0.5–1 M about
+    /// the same as 2 M.
     package static func bandRows(height h: Int, width: Int, inputs cin: Int, blocks: Int, images: Int, threads: Int) -> Int {
         guard h > 0 else { return 1 }
         let rowWork = max(1, width * cin * 9 * block)
