@@ -88,24 +88,43 @@ public struct ComponentLabels: Sendable, Equatable {
 extension BinaryMask {
     /// The mask with every hole filled: background pixels that cannot reach the image border
     /// through 4-connected background (the complement of 8-connected foreground) become
-    /// foreground: the background's 4-connected components (from its runs) that do not touch the
-    /// border.
+    /// foreground (`Runs.init(holesFilledOf:)`).
     public func holesFilled() -> BinaryMask {
-        let w = width, h = height
-        guard w > 0, h > 0 else { return self }
-        // The background's 4-connected components; those that touch the border are not holes.
-        let runs = values.withUnsafeBufferPointer { Runs(width: w, height: h, values: $0, set: false) }
-        let (component, count) = runs.components(connectivity8: false)
-        var open = [Bool](repeating: false, count: count)
-        for r in 0..<runs.count where runs.y[r] == 0 || Int(runs.y[r]) == h - 1 || runs.x0[r] == 0 || Int(runs.x1[r]) == w {
-            open[Int(component[r])] = true
-        }
-        var out = self
+        let runs = values.withUnsafeBufferPointer { Runs(holesFilledOf: $0, width: width, height: height) }
+        var out = BinaryMask(width: width, height: height)
         out.values.withUnsafeMutableBufferPointer { v in
-            for r in 0..<runs.count where !open[Int(component[r])] {
-                (v.baseAddress! + Int(runs.y[r]) * w + Int(runs.x0[r])).update(repeating: 1, count: Int(runs.x1[r] - runs.x0[r]))
+            for r in 0..<runs.count {
+                (v.baseAddress! + Int(runs.y[r]) * width + Int(runs.x0[r])).update(repeating: 1, count: Int(runs.x1[r] - runs.x0[r]))
             }
         }
         return out
+    }
+}
+
+extension Runs {
+    /// The runs of a mask's set pixels with every hole filled: the background's 4-connected
+    /// components (from its runs) that touch the border are the background that stays; the
+    /// runs are the stretches between those, row by row. One scan of the mask.
+    init(holesFilledOf values: UnsafeBufferPointer<UInt8>, width w: Int, height h: Int) {
+        self.init(width: w, height: h)
+        guard w > 0, h > 0 else { finish(); return }
+        let background = Runs(width: w, height: h, values: values, set: false)
+        let (component, count) = background.components(connectivity8: false)
+        var open = [Bool](repeating: false, count: count)
+        for r in 0..<background.count
+        where background.y[r] == 0 || Int(background.y[r]) == h - 1 || background.x0[r] == 0 || Int(background.x1[r]) == w {
+            open[Int(component[r])] = true
+        }
+        for row in 0..<h {
+            beginRow(row)
+            var x = 0
+            for r in background.rowStart[row]..<background.rowStart[row + 1] where open[Int(component[r])] {
+                let a = Int(background.x0[r])
+                if a > x { append(row: row, from: x, to: a) }
+                x = Int(background.x1[r])
+            }
+            if x < w { append(row: row, from: x, to: w) }
+        }
+        finish()
     }
 }

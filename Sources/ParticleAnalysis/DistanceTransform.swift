@@ -26,45 +26,63 @@ package enum DistanceTransform {
                 D[i] = g * g
             } }
         } }
-        // Along the rows, with a border of unset pixels just outside the region.
+        // Along the rows, with a border of unset pixels just outside the region: each stretch of
+        // set pixels alone, between the unset pixels at its ends (no pixel beyond those can be
+        // nearer: any is farther along the row than the end, whose own distance is 0).
         let n = w + 2
-        let f = UnsafeMutablePointer<Double>.allocate(capacity: n), out = UnsafeMutablePointer<Double>.allocate(capacity: n)
-        let v = UnsafeMutablePointer<Int>.allocate(capacity: n), z = UnsafeMutablePointer<Double>.allocate(capacity: n + 1)
-        defer { f.deallocate(); out.deallocate(); v.deallocate(); z.deallocate() }
+        let f = UnsafeMutablePointer<Int>.allocate(capacity: n), out = UnsafeMutablePointer<Int>.allocate(capacity: n)
+        let v = UnsafeMutablePointer<Int>.allocate(capacity: n)
+        let zn = UnsafeMutablePointer<Int>.allocate(capacity: n + 1), zd = UnsafeMutablePointer<Int>.allocate(capacity: n + 1)
+        defer { f.deallocate(); out.deallocate(); v.deallocate(); zn.deallocate(); zd.deallocate() }
         d.withUnsafeMutableBufferPointer { D in
             for y in 0..<h {
                 let row = D.baseAddress! + y * w
-                f[0] = 0; f[w + 1] = 0
-                for x in 0..<w { f[x + 1] = Double(row[x]) }
-                lowerEnvelope(f, count: n, into: out, v, z)
-                for x in 0..<w { row[x] = Float(out[x + 1]) }
+                var x = 0
+                while x < w {
+                    while x < w && row[x] == 0 { x += 1 }
+                    guard x < w else { break }
+                    // Set pixels start .. x − 1; the unset ends start − 1 and x (row positions).
+                    let start = x
+                    while x < w && row[x] != 0 { x += 1 }
+                    let count = x - start + 2
+                    f[0] = 0; f[count - 1] = 0
+                    for k in 0..<(count - 2) { f[k + 1] = Int(row[start + k]) }
+                    lowerEnvelope(f, count: count, into: out, v, zn, zd)
+                    for k in 0..<(count - 2) { row[start + k] = Float(out[k + 1]) }
+                }
             }
         }
         return d
     }
 
-    /// out[q] = min over p of (q − p)² + f[p], for q, p in 0 ..< count (`v`, `z`: scratch of at
-    /// least count and count + 1).
-    static func lowerEnvelope(_ f: UnsafePointer<Double>, count n: Int, into out: UnsafeMutablePointer<Double>,
-                              _ v: UnsafeMutablePointer<Int>, _ z: UnsafeMutablePointer<Double>) {
+    /// out[q] = min over p of (q − p)² + f[p], for q, p in 0 ..< count, in whole numbers: the
+    /// parabolas' crossings are kept as fractions zn / zd (zd > 0) and compared by cross
+    /// multiplication, exact (no division) while count² · f stays within 2⁶² (`v`: scratch of
+    /// at least count, `zn`, `zd` count + 1).
+    static func lowerEnvelope(_ f: UnsafePointer<Int>, count n: Int, into out: UnsafeMutablePointer<Int>,
+                              _ v: UnsafeMutablePointer<Int>, _ zn: UnsafeMutablePointer<Int>, _ zd: UnsafeMutablePointer<Int>) {
+        // v[0 ... k]: the parabolas of the envelope; parabola j is lowest from crossing j
+        // (zn[j] / zd[j]; the first from −∞) to crossing j + 1 (the last to +∞).
         var k = 0
-        v[0] = 0; z[0] = -.infinity; z[1] = .infinity
+        v[0] = 0
         for q in 1..<n {
-            var s: Double
-            let fq = f[q] + Double(q * q)
-            repeat {
+            let fq = f[q] + q * q
+            var num = 0, den = 1
+            while true {
                 let p = v[k]
-                s = (fq - (f[p] + Double(p * p))) / Double(2 * q - 2 * p)
-                if s <= z[k] { k -= 1 } else { break }
-            } while k >= 0
+                num = fq - (f[p] + p * p); den = 2 * (q - p)
+                // The crossing with parabola k at or before where k starts: k is hidden.
+                if k > 0 && num * zd[k] <= zn[k] * den { k -= 1 } else { break }
+            }
             k += 1
-            v[k] = q; z[k] = s; z[k + 1] = .infinity
+            v[k] = q; zn[k] = num; zd[k] = den
         }
+        let top = k
         k = 0
         for q in 0..<n {
-            while z[k + 1] < Double(q) { k += 1 }
+            while k < top && zn[k + 1] < q * zd[k + 1] { k += 1 }
             let p = v[k]
-            out[q] = Double((q - p) * (q - p)) + f[p]
+            out[q] = (q - p) * (q - p) + f[p]
         }
     }
 }

@@ -41,8 +41,7 @@ public struct ParticleMeasurement: Sendable {
         if let probability, probability.count != w * h {
             fatalError("ParticleMeasurement: \(probability.count) probabilities for a \(w)×\(h) mask")
         }
-        let filled = mask.holesFilled()
-        let runs = filled.values.withUnsafeBufferPointer { Runs(width: w, height: h, values: $0, set: true) }
+        let runs = mask.values.withUnsafeBufferPointer { Runs(holesFilledOf: $0, width: w, height: h) }
         let (component, count) = runs.components(connectivity8: true)
         var minimum = max(1, minimumAreaPx)
         if let p = pixelSizeNm, p > 0, minimumAreaNm2 > 0 {
@@ -63,11 +62,10 @@ public struct ParticleMeasurement: Sendable {
         // The last row of specimen (a height outside 1 ... h is the image's).
         let lastRow = (specimenHeight.flatMap { $0 >= 1 && $0 <= h ? $0 : nil } ?? h) - 1
         // Split first (it needs only each particle's box and area), then measure once.
-        if splitTouching && splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: Int(kept)), minimumArea: minimum,
-                                                   parallel: parallel) {
-            var split: [Int32] = []
-            let relabelled = labels.labels.withUnsafeBufferPointer { Runs(width: w, height: h, labels: $0, runLabels: &split) }
-            particles = ParticleMeasurement.measure(relabelled, split, labels, probability: probability, pixelSizeNm: pixelSizeNm,
+        if splitTouching, let split = splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: Int(kept)),
+                                                            minimumArea: minimum, parallel: parallel) {
+            let (relabelled, splitLabels) = renumberAfterSplit(runs, runLabels, split: split)
+            particles = ParticleMeasurement.measure(relabelled, splitLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
                                                     lastRow: lastRow)
         } else {
             particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
@@ -109,10 +107,10 @@ public struct ParticleMeasurement: Sendable {
     /// reading the labels only, and may look at several side by side (`parallel`), keeping the
     /// parts it finds within `TouchingParticles.keptBytes`; the second writes them (finding again
     /// those it could not keep). The same labels however the pieces run.
-    /// `boxes[id]`: each label's box and area (index 0 unused). Returns whether any particle was
-    /// split (the labels then renumbered in raster order).
+    /// `boxes[id]`: each label's box and area (index 0 unused). Returns, when any particle was
+    /// split, which ids were (`renumberAfterSplit` numbers the labels in raster order again).
     mutating func splitTouchingParticles(_ boxes: [(x0: Int, y0: Int, x1: Int, y1: Int, area: Int)], minimumArea: Int,
-                                         parallel: ParallelFor = serially) -> Bool {
+                                         parallel: ParallelFor = serially) -> [Bool]? {
         let w = labels.width
         // Two parts each need `minimumArea` pixels and an inscribed radius of `minimumRadius`:
         // at least the pixels within that distance of a centre pixel (25 for a radius of 3).
@@ -122,12 +120,12 @@ public struct ParticleMeasurement: Sendable {
         let smallestPair = 2 * max(minimumArea, disc)
         func boxPixels(_ id: Int) -> Int { (boxes[id].x1 - boxes[id].x0) * (boxes[id].y1 - boxes[id].y0) }
         let candidates = (1..<max(1, boxes.count)).filter { boxes[$0].area >= smallestPair && boxPixels($0) <= TouchingParticles.largestBox }
-        guard !candidates.isEmpty else { return false }
+        guard !candidates.isEmpty else { return nil }
         // Each particle's basins, grouped into parts (nil: it stays whole).
         func parts(_ L: UnsafeBufferPointer<Int32>, _ id: Int) -> (basin: [Int32], of: [Int], count: Int, largest: Int)? {
             let (x0, y0, x1, y1, _) = boxes[id]
             let bw = x1 - x0, id32 = Int32(id)
-            let (basin, count) = TouchingParticles.basins(width: bw, height: y1 - y0) { x, y in L[(y0 + y) * w + x0 + x] == id32 }
+            let (basin, count) = TouchingParticles.basins(width: bw, height: y1 - y0, connected: true) { x, y in L[(y0 + y) * w + x0 + x] == id32 }
             guard count > 1, let p = TouchingParticles.parts(basin, count: count, width: bw, minimumArea: minimumArea) else { return nil }
             return (basin, p.of, p.count, p.largest)
         }
@@ -135,13 +133,13 @@ public struct ParticleMeasurement: Sendable {
         // every id there was, so no other particle's test `== id` changes; once the labels are
         // numbered in raster order below, they do not depend on the order taken here).
         var next = Int32(labels.count)
-        var split = false
+        var split = [Bool](repeating: false, count: labels.count + 1)
         func write(_ id: Int, count: Int, largest: Int, part: (Int) -> Int?) {
             let (x0, y0, x1, y1, _) = boxes[id]
             let bw = x1 - x0, bh = y1 - y0
             var newId = [Int32](repeating: Int32(id), count: count)
             for k in 0..<count where k != largest { next += 1; newId[k] = next }
-            split = true
+            split[id] = true
             for y in 0..<bh { for x in 0..<bw {
                 if let k = part(y * bw + x) { labels.labels[(y0 + y) * w + x0 + x] = newId[k] }
             } }
@@ -185,16 +183,57 @@ public struct ParticleMeasurement: Sendable {
                 write(id, count: p.count, largest: p.largest) { p.basin[$0] >= 0 ? p.of[Int(p.basin[$0])] : nil }
             }
         }
-        guard split else { return false }
-        // Number in raster order of first pixels again. (Background 0 becomes −1 for the
-        // renumbering, then 0 again.)
-        labels.count = labels.labels.withUnsafeMutableBufferPointer { L in
-            for i in 0..<L.count { L[i] -= 1 }
-            let count = renumberInOrder(L, maxId: Int(next), first: 1)
-            for i in 0..<L.count where L[i] < 0 { L[i] = 0 }
-            return count
+        return split.contains(true) ? split : nil
+    }
+
+    /// After `splitTouchingParticles`: the runs of the labels (those of a particle that was
+    /// split, `split[id]`, cut where the label changes, read from the labels in the run's span;
+    /// the others as they were), and the labels numbered again in raster order of each
+    /// particle's first pixel, painted from the runs. Returns the runs and each run's label.
+    /// Works on the particles' runs and pixels only, never the whole image.
+    mutating func renumberAfterSplit(_ runs: Runs, _ runLabels: [Int32], split: [Bool]) -> (Runs, [Int32]) {
+        let w = runs.width
+        var out = Runs(width: w, height: runs.height)
+        var outLabels: [Int32] = []
+        out.y.reserveCapacity(runs.count); out.x0.reserveCapacity(runs.count); out.x1.reserveCapacity(runs.count)
+        outLabels.reserveCapacity(runs.count)
+        var largest: Int32 = 0
+        labels.labels.withUnsafeBufferPointer { L in
+            for row in 0..<runs.height {
+                out.beginRow(row)
+                for r in runs.rowStart[row]..<runs.rowStart[row + 1] where runLabels[r] != 0 {
+                    let a = Int(runs.x0[r]), b = Int(runs.x1[r])
+                    guard split[Int(runLabels[r])] else {
+                        out.append(row: row, from: a, to: b); outLabels.append(runLabels[r]); continue
+                    }
+                    // Every pixel of a split particle carries one of its parts' labels (nonzero).
+                    let line = L.baseAddress! + row * w
+                    var x = a
+                    while x < b {
+                        let start = x, k = line[x]
+                        while x < b && line[x] == k { x += 1 }
+                        out.append(row: row, from: start, to: x); outLabels.append(k)
+                        largest = max(largest, k)
+                    }
+                }
+            }
         }
-        return true
+        out.finish()
+        // Numbers in order of first appearance: runs are in raster order.
+        var number = [Int32](repeating: 0, count: Int(max(largest, Int32(split.count - 1))) + 1)
+        var next: Int32 = 0
+        for r in 0..<outLabels.count {
+            let l = Int(outLabels[r])
+            if number[l] == 0 { next += 1; number[l] = next }
+            outLabels[r] = number[l]
+        }
+        labels.count = Int(next)
+        labels.labels.withUnsafeMutableBufferPointer { L in
+            for r in 0..<out.count {
+                (L.baseAddress! + Int(out.y[r]) * w + Int(out.x0[r])).update(repeating: outLabels[r], count: Int(out.x1[r] - out.x0[r]))
+            }
+        }
+        return (out, outLabels)
     }
 
     struct Sums {

@@ -11,39 +11,64 @@ struct Runs {
 
     var count: Int { y.count }
 
-    /// The runs of pixels where `value(i) != 0` (`set`) or `== 0` (not `set`).
-    init(width: Int, height: Int, values: UnsafeBufferPointer<UInt8>, set: Bool) {
-        let p = values.baseAddress!
-        self.init(width: width, height: height, key: { (p[$0] != 0) == set ? 1 : 0 }, onRun: { _ in })
-    }
-
-    /// The runs of a label image: maximal horizontal stretches of one nonzero label, with each
-    /// run's label in `runLabels`.
-    init(width: Int, height: Int, labels: UnsafeBufferPointer<Int32>, runLabels: inout [Int32]) {
-        let p = labels.baseAddress!
-        var found: [Int32] = []
-        self.init(width: width, height: height, key: { p[$0] }, onRun: { found.append($0) })
-        runLabels = found
-    }
-
-    /// Runs of equal nonzero `key(pixel index)`, row by row; `onRun(key)` for each.
-    @inline(__always)
-    private init(width: Int, height: Int, key: (Int) -> Int32, onRun: (Int32) -> Void) {
+    /// No runs yet: rows are added in order with `beginRow` and `append`, then `finish`.
+    init(width: Int, height: Int) {
         self.width = width; self.height = height
         rowStart = [Int](repeating: 0, count: height + 1)
+    }
+
+    mutating func beginRow(_ row: Int) { rowStart[row] = y.count }
+    mutating func append(row: Int, from a: Int, to b: Int) { y.append(Int32(row)); x0.append(Int32(a)); x1.append(Int32(b)) }
+    mutating func finish() { rowStart[height] = y.count }
+
+    /// The runs of pixels where `value(i) != 0` (`set`) or `== 0` (not `set`). Reads the row
+    /// eight bytes at a time: a mask is mostly long stretches of one value.
+    init(width: Int, height: Int, values: UnsafeBufferPointer<UInt8>, set: Bool) {
+        self.init(width: width, height: height)
+        precondition(values.count == width * height)
+        guard let p = values.baseAddress else { finish(); return }
         for row in 0..<height {
-            rowStart[row] = y.count
-            let base = row * width
+            beginRow(row)
+            let base = p + row * width
             var x = 0
             while x < width {
-                while x < width && key(base + x) == 0 { x += 1 }
+                x = set ? Runs.firstNonzero(base, from: x, to: width) : Runs.firstZero(base, from: x, to: width)
                 guard x < width else { break }
-                let start = x, k = key(base + x)
-                while x < width && key(base + x) == k { x += 1 }
-                y.append(Int32(row)); x0.append(Int32(start)); x1.append(Int32(x)); onRun(k)
+                let start = x
+                x = set ? Runs.firstZero(base, from: x, to: width) : Runs.firstNonzero(base, from: x, to: width)
+                append(row: row, from: start, to: x)
             }
         }
-        rowStart[height] = y.count
+        finish()
+    }
+
+    /// The first index in x ..< end whose byte is not zero (end if none).
+    @inline(__always)
+    static func firstNonzero(_ p: UnsafePointer<UInt8>, from x: Int, to end: Int) -> Int {
+        var x = x
+        while x + 8 <= end {
+            let word = UInt64(littleEndian: UnsafeRawPointer(p + x).loadUnaligned(as: UInt64.self))
+            if word != 0 { return x + word.trailingZeroBitCount / 8 }
+            x += 8
+        }
+        while x < end && p[x] == 0 { x += 1 }
+        return x
+    }
+
+    /// The first index in x ..< end whose byte is zero (end if none).
+    @inline(__always)
+    static func firstZero(_ p: UnsafePointer<UInt8>, from x: Int, to end: Int) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        var x = x
+        while x + 8 <= end {
+            let word = UInt64(littleEndian: UnsafeRawPointer(p + x).loadUnaligned(as: UInt64.self))
+            // The lowest byte flagged here is the lowest zero byte (higher flags may be false).
+            let zeros = (word &- ones) & ~word & highs
+            if zeros != 0 { return x + zeros.trailingZeroBitCount / 8 }
+            x += 8
+        }
+        while x < end && p[x] != 0 { x += 1 }
+        return x
     }
 
     /// Connected components of the runs, numbered 0, 1, … in raster order of their first run,

@@ -82,23 +82,57 @@ package enum TouchingParticles {
         return (partOf, partArea.count, largest)
     }
 
+    /// Whether the flooding of one 8-connected component is bound to end in one basin (or none),
+    /// found without flooding: two basins of a component meet, and stay apart only if both
+    /// peaks reach `minimumRadius`; a basin starts at a pixel
+    /// none of whose 8 neighbours is higher. Such pixels next to each other are of one level, so
+    /// when all those at d ≥ `minimumRadius` form one 8-connected group, they are one plateau,
+    /// the highest: the basins started there merge as it floods (at their peak's level), and
+    /// every other basin, its peak lower, merges with whatever it meets. `level2`: d² on the box
+    /// with a one-pixel frame of zeros.
+    static func hasOnePeak(_ level2: [Int32], width pw: Int, height ph: Int) -> Bool {
+        let least = Int32((minimumRadius * minimumRadius).rounded(.up))
+        var peaks: [Int] = []
+        level2.withUnsafeBufferPointer { L in
+            for y in 1..<max(1, ph - 1) {
+                for i in (y * pw + 1)..<(y * pw + pw - 1) where L[i] >= least {
+                    let v = L[i]
+                    if L[i - pw - 1] <= v && L[i - pw] <= v && L[i - pw + 1] <= v && L[i - 1] <= v
+                        && L[i + 1] <= v && L[i + pw - 1] <= v && L[i + pw] <= v && L[i + pw + 1] <= v { peaks.append(i) }
+                }
+            }
+        }
+        guard peaks.count > 1 else { return true }
+        // One 8-connected group? (A walk from the first, through the others.)
+        var unvisited = Set(peaks.dropFirst()), stack = [peaks[0]]
+        while let i = stack.popLast() {
+            for o in [-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1] where unvisited.remove(i + o) != nil { stack.append(i + o) }
+        }
+        return unvisited.isEmpty
+    }
+
     /// The basins of one component, given as the pixels of a width × height box where
     /// `inside(x, y)`: per pixel the basin number (−1 outside), and the number of basins.
     /// (`TouchingParticlesTests` checks it against a plain twin, pixel for pixel.)
-    package static func basins(width w: Int, height h: Int, inside: (Int, Int) -> Bool) -> (basin: [Int32], count: Int) {
+    /// `connected`: the pixels inside are one 8-connected component (a particle), which lets
+    /// most be done without flooding (`hasOnePeak`).
+    package static func basins(width w: Int, height h: Int, connected: Bool = false, inside: (Int, Int) -> Bool) -> (basin: [Int32], count: Int) {
         var d2 = DistanceTransform.squared(width: w, height: h, isSet: inside)
         // The flooding works on the box with a one-pixel frame (never labelled), so a pixel's
         // 8 neighbours are fixed offsets with no bounds checks; `level2` holds d² there. Peak
         // scratch: d², its framed copy and the order (12 bytes a pixel), then the framed copy,
         // the order and the basins (`bytesPerBoxPixel`).
         let pw = w + 2, ph = h + 2
-        var level2 = [Float](repeating: 0, count: pw * ph)
+        var level2 = [Int32](repeating: 0, count: pw * ph)
         var top = 0
         for y in 0..<h { for x in 0..<w {
             let v = d2[y * w + x]
-            level2[(y + 1) * pw + x + 1] = v
+            level2[(y + 1) * pw + x + 1] = Int32(v)
             if Int(v) > top { top = Int(v) }
         } }
+        if connected && hasOnePeak(level2, width: pw, height: ph) {
+            return (d2.map { $0 > 0 ? 0 : -1 }, d2.contains { $0 > 0 } ? 1 : 0)
+        }
         // Highest distance first, ties in raster order: a counting sort on the squared distances
         // (whole numbers of pixels²), giving framed indices.
         var start = [Int](repeating: 0, count: top + 2)
@@ -121,22 +155,26 @@ package enum TouchingParticles {
           offsets.withUnsafeBufferPointer { offsets in rootsArray.withUnsafeMutableBufferPointer { roots in
             for p32 in order {
                 let p = Int(p32)
-                var best: Int32 = -1, bestLevel: Float = -1  // the highest labelled neighbour
-                var first: Int32 = -1, mixed = false
-                for o in offsets {
-                    let n = p + o, set = P[n]
-                    guard set >= 0 else { continue }
-                    if first < 0 { first = set } else if set != first { mixed = true }
-                    if L[n] > bestLevel { bestLevel = L[n]; best = set }
+                // The highest labelled neighbour (the first of equals) as the largest key
+                // 8·d² + 7 − k of neighbour k (−1 when unlabelled: its set, −1, or-ed in), and
+                // the smallest and largest set number among the labelled ones (unlabelled: −1,
+                // UInt32.max as a bit pattern): integer maxima and minima, no branches.
+                var bestKey: Int32 = -1
+                var lowest = UInt32.max, highest: Int32 = -1
+                for k in 0..<8 {
+                    let n = p + offsets[k], set = P[n]
+                    bestKey = max(bestKey, (L[n] &<< 3 | Int32(7 - k)) | (set &>> 31))
+                    lowest = min(lowest, UInt32(bitPattern: set)); highest = max(highest, set)
                 }
-                if first < 0 {
-                    P[p] = sets.add(); peak.append(L[p].squareRoot())
+                if highest < 0 {
+                    P[p] = sets.add(); peak.append(Float(L[p]).squareRoot())
                     continue
                 }
+                let best = P[p + offsets[7 - Int(bestKey & 7)]]
                 // Neighbours that all carry one set number are one basin (most pixels): only
                 // different numbers need their roots, and two roots or more a saddle.
                 var rootCount = 0
-                if mixed {
+                if lowest != UInt32(bitPattern: highest) {
                     for o in offsets {
                         let set = P[p + o]
                         guard set >= 0 else { continue }
@@ -148,7 +186,7 @@ package enum TouchingParticles {
                 }
                 if rootCount > 1 {
                     // Basins meeting here at `level` (their saddle) merge unless the neck is narrow.
-                    let level = L[p].squareRoot()
+                    let level = Float(L[p]).squareRoot()
                     for a in 0..<rootCount { for b in (a + 1)..<rootCount {
                         let ra = sets.find(roots[a]), rb = sets.find(roots[b])
                         guard ra != rb else { continue }

@@ -1,5 +1,6 @@
 import NanoTensor
 import ParticleAnalysis
+import Preprocessing
 import XCTest
 
 /// The watershed that splits touching particles (`TouchingParticles.basins`, which floods a
@@ -55,7 +56,7 @@ final class TouchingParticlesTests: XCTestCase {
 
     func testBasinsMatchThePlainFloodingOnRandomBlobs() {
         var rng = SplitMix64(seed: 12)
-        var splits = 0
+        var splits = 0, components = 0, connectedSplits = 0
         for trial in 0..<60 {
             let w = 8 + Int(rng.next() % 120), h = 8 + Int(rng.next() % 90)
             let discs = (0..<(1 + Int(rng.next() % 4))).map { _ in
@@ -72,7 +73,20 @@ final class TouchingParticlesTests: XCTestCase {
             XCTAssertEqual(fast.count, plain.count, "trial \(trial): \(w)x\(h), discs \(discs)")
             XCTAssertEqual(fast.basin, plain.basin, "trial \(trial): \(w)x\(h), discs \(discs)")
             if plain.count > 1 { splits += 1 }
+            // One component (a particle, as the split looks at them): the same basins, most
+            // found without flooding.
+            var mask = BinaryMask(width: w, height: h)
+            for y in 0..<h { for x in 0..<w where inside(x, y) { mask.values[y * w + x] = 1 } }
+            if ComponentLabels(mask).count == 1 {
+                let particle = TouchingParticles.basins(width: w, height: h, connected: true, inside: inside)
+                XCTAssertEqual(particle.count, plain.count, "trial \(trial): one component")
+                XCTAssertEqual(particle.basin, plain.basin, "trial \(trial): one component")
+                components += 1
+                if plain.count > 1 { connectedSplits += 1 }
+            }
         }
         XCTAssertGreaterThan(splits, 10, "the random blobs should include many with several basins")
+        XCTAssertGreaterThan(components, 20, "many of the blobs should be one component")
+        XCTAssertGreaterThan(connectedSplits, 3, "some one-component blobs should have several basins")
     }
 }
