@@ -92,7 +92,7 @@ let package = Package(
                                                               "TestSupport"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO", "Segmentation", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
-        .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet", "Segmentation", "ParticleAnalysis", "Training", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet", "Preprocessing", "Segmentation", "ParticleAnalysis", "Training", "TestSupport"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MicrographIO", "NanoNet", "NanoTensor"]),
     ]
 )

@@ -110,11 +110,7 @@ extension Runs {
         guard w > 0, h > 0 else { finish(); return }
         let background = Runs(width: w, height: h, values: values, set: false)
         let (component, count) = background.components(connectivity8: false)
-        var open = [Bool](repeating: false, count: count)
-        for r in 0..<background.count
-        where background.y[r] == 0 || Int(background.y[r]) == h - 1 || background.x0[r] == 0 || Int(background.x1[r]) == w {
-            open[Int(component[r])] = true
-        }
+        let open = background.reachingEdge(component, count: count)
         for row in 0..<h {
             beginRow(row)
             var x = 0
@@ -126,5 +122,34 @@ extension Runs {
             if x < w { append(row: row, from: x, to: w) }
         }
         finish()
+    }
+}
+
+extension Runs {
+    /// Which components (as `components` numbers them, `count` of them) have a run on the
+    /// image's edge.
+    func reachingEdge(_ component: [Int32], count: Int) -> [Bool] {
+        var reaches = [Bool](repeating: false, count: count)
+        for r in 0..<self.count where y[r] == 0 || Int(y[r]) == height - 1 || x0[r] == 0 || Int(x1[r]) == width {
+            reaches[Int(component[r])] = true
+        }
+        return reaches
+    }
+}
+
+extension BinaryMask {
+    /// The set pixels whose 4-connected component reaches the image's edge (the background that
+    /// is not a hole, in `holesFilled`; a micrograph's padding, in `segment`).
+    public func componentsReachingEdge() -> BinaryMask {
+        let runs = values.withUnsafeBufferPointer { Runs(width: width, height: height, values: $0, set: true) }
+        let (component, count) = runs.components(connectivity8: false)
+        let reaches = runs.reachingEdge(component, count: count)
+        var out = BinaryMask(width: width, height: height)
+        out.values.withUnsafeMutableBufferPointer { v in
+            for r in 0..<runs.count where reaches[Int(component[r])] {
+                (v.baseAddress! + Int(runs.y[r]) * width + Int(runs.x0[r])).update(repeating: 1, count: Int(runs.x1[r] - runs.x0[r]))
+            }
+        }
+        return out
     }
 }

@@ -27,7 +27,8 @@ public struct Particle: Sendable, Equatable, Codable {
     public var solidity: Double
     /// Bounding box: first and one-past-last column and row.
     public var boundingBox: (x0: Int, y0: Int, x1: Int, y1: Int)
-    /// The particle reaches the image border, so it may be cut.
+    /// The particle reaches the image border, or pixels that show no specimen (padding, NaN
+    /// pixels, an SEM's information bar), so it may be cut.
     public var touchesBorder: Bool
     /// Mean particle probability over its pixels (nil without a probability map).
     public var meanProbability: Double?

@@ -30,16 +30,22 @@ public struct ParticleMeasurement: Sendable {
     ///     SEM's information bar, left empty in the mask): a particle reaching the last of them is
     ///     cut there, and flagged `touchesBorder` as at the image's edges (a height outside
     ///     1 ... the mask's is ignored).
+    ///   - outside: pixels that show no specimen (a micrograph's padding, its NaN pixels), left
+    ///     empty in the mask: a particle next to one (a 4-neighbour) is cut there, and flagged
+    ///     `touchesBorder` as at the image's edges.
     ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
     ///     result either way).
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
                 minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, splitTouching: Bool = false,
-                specimenHeight: Int? = nil, parallel: ParallelFor = serially) {
+                specimenHeight: Int? = nil, outside: BinaryMask? = nil, parallel: ParallelFor = serially) {
         let w = mask.width, h = mask.height
         // Checks that stay on: this target builds with -Ounchecked, which drops bounds checks.
         if let problem = ParticleMeasurement.sizeProblem(width: w, height: h) { fatalError("ParticleMeasurement: \(problem)") }
         if let probability, probability.count != w * h {
             fatalError("ParticleMeasurement: \(probability.count) probabilities for a \(w)×\(h) mask")
+        }
+        if let outside, outside.width != w || outside.height != h {
+            fatalError("ParticleMeasurement: a \(outside.width)×\(outside.height) outside mask for a \(w)×\(h) mask")
         }
         let runs = mask.values.withUnsafeBufferPointer { Runs(holesFilledOf: $0, width: w, height: h) }
         let (component, count) = runs.components(connectivity8: true)
@@ -66,10 +72,10 @@ public struct ParticleMeasurement: Sendable {
                                                             minimumArea: minimum, parallel: parallel) {
             let (relabelled, splitLabels) = renumberAfterSplit(runs, runLabels, split: split)
             particles = ParticleMeasurement.measure(relabelled, splitLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
-                                                    lastRow: lastRow)
+                                                    lastRow: lastRow, outside: outside)
         } else {
             particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
-                                                    lastRow: lastRow)
+                                                    lastRow: lastRow, outside: outside)
         }
     }
 
@@ -245,11 +251,22 @@ public struct ParticleMeasurement: Sendable {
 
     /// Every particle's measures from its runs: moments in closed form per run, the perimeter
     /// (scikit-image's, from the border pixels' neighbourhoods) along each run's pixels. A run on
-    /// the first or `lastRow` (or past it) or at either side touches the border.
+    /// the first or `lastRow` (or past it) or at either side, or next to a pixel `outside`,
+    /// touches the border.
     static func measure(_ runs: Runs, _ runLabels: [Int32], _ labels: ComponentLabels, probability: [Float]?,
-                        pixelSizeNm: Double?, lastRow: Int) -> [Particle] {
+                        pixelSizeNm: Double?, lastRow: Int, outside: BinaryMask? = nil) -> [Particle] {
         let w = runs.width, h = runs.height
         var sums = [Sums](repeating: Sums(), count: labels.count + 1)
+        // Whether the run y, a ..< b has a 4-neighbour outside the specimen.
+        func nextToOutside(_ y: Int, _ a: Int, _ b: Int) -> Bool {
+            guard let outside else { return false }
+            return outside.values.withUnsafeBufferPointer { O in
+                let o = O.baseAddress!
+                return (a > 0 && o[y * w + a - 1] != 0) || (b < w && o[y * w + b] != 0)
+                    || (y > 0 && Runs.firstNonzero(o + (y - 1) * w, from: a, to: b) < b)
+                    || (y + 1 < h && Runs.firstNonzero(o + (y + 1) * w, from: a, to: b) < b)
+            }
+        }
         labels.labels.withUnsafeBufferPointer { L in
             func at(_ x: Int, _ y: Int) -> Int32 { x < 0 || y < 0 || x >= w || y >= h ? 0 : L[y * w + x] }
             // A border pixel: in the particle with a 4-neighbour outside it (scikit-image erodes with a cross).
@@ -274,7 +291,7 @@ public struct ParticleMeasurement: Sendable {
                 }
                 sums[li].x0 = min(sums[li].x0, a); sums[li].y0 = min(sums[li].y0, y)
                 sums[li].x1 = max(sums[li].x1, b); sums[li].y1 = max(sums[li].y1, y + 1)
-                if a == 0 || y == 0 || b == w || y >= lastRow { sums[li].border = true }
+                if a == 0 || y == 0 || b == w || y >= lastRow || (!sums[li].border && nextToOutside(y, a, b)) { sums[li].border = true }
                 // The edge midpoints of the run's end pixels (in doubled pixel-index coordinates,
                 // so they are whole numbers): their hull is that of every pixel's edge midpoints,
                 // as scikit-image's convex_hull_image takes it.

@@ -356,9 +356,9 @@ public final class BatchSegmentation: @unchecked Sendable {
                 var raw = try FloatImage(m, frame: frame)
                 let (size, source) = try segmenter.pixelSize(of: m, file: url.path)
                 var result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
-                // The overlay shows the micrograph as the network saw it (NaN and ±∞ read as the
-                // median); only an image that had such pixels is read again for it.
-                if result.nonFinite != nil { _ = raw.replaceNonFinite(parallel: pool.parallel) }
+                // The overlay shows the pixels that show no specimen (padding, NaN and ±∞) flat, at
+                // the median of the others.
+                if let outside = result.outside { raw.fill(outside, with: result.outsideValue) }
                 for note in result.notes { imageNote?(url, name, note) }
                 // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a
                 // scale bar, not specimen: no particle there, and one cut by it touches the border.
@@ -368,6 +368,11 @@ public final class BatchSegmentation: @unchecked Sendable {
                     for i in first..<(raw.width * raw.height) { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
                     specimenHeight = raw.height - bar
                 }
+                // The pixels that show specimen: particles beside the others are cut there, and the
+                // area fractions are of these.
+                let outside = result.outside
+                let specimenPixels = (specimenHeight ?? raw.height) * raw.width
+                    - (outside?.values.prefix((specimenHeight ?? raw.height) * raw.width).reduce(0) { $0 + Int($1) } ?? 0)
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
                 timings["read"] = readSeconds / Double(frames.count)
@@ -379,7 +384,8 @@ public final class BatchSegmentation: @unchecked Sendable {
                                                                         uncalibratedPx: settings.minimumAreaPx)
                         return ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
                                             minimumAreaNm2: smallest.nm2, minimumAreaPx: smallest.px,
-                                            splitTouching: settings.splitTouching, specimenHeight: specimenHeight, parallel: parallel)
+                                            splitTouching: settings.splitTouching, specimenHeight: specimenHeight, outside: outside,
+                                            parallel: parallel)
                     },
                     summarise: { measurement, seconds in
                         // The summary written with the outputs carries the time up to writing it.
@@ -389,7 +395,8 @@ public final class BatchSegmentation: @unchecked Sendable {
                         // wall time together, from the segmentation's end to this summary.
                         timings["measure_and_write"] = Double(now - t1) / 1e9
                         return ImageSummary(image: name, input: url.path, width: m.width, height: m.height,
-                                            particles: measurement.particles, mask: result.mask.values, model: self.modelName,
+                                            particles: measurement.particles, mask: result.mask.values, specimenPixels: specimenPixels,
+                                            model: self.modelName,
                                             threshold: result.threshold, pixelSizeNm: size, pixelSizeSource: source.rawValue,
                                             scale: result.scale, seconds: Double(now - t0) / 1e9 + readSeconds / Double(frames.count),
                                             timings: timings, segmentation: self.segmentationSettings)

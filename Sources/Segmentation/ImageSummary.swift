@@ -9,11 +9,12 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     public var width: Int
     public var height: Int
     public var particles: Int
-    /// Fraction of the image's pixels in the particles reported (holes filled, objects below the
-    /// smallest area dropped).
+    /// Fraction of the specimen's pixels in the particles reported (holes filled, objects below
+    /// the smallest area dropped). The specimen is the image less what shows none: its flat
+    /// padding, NaN pixels and an SEM's information bar.
     public var areaFraction: Double
-    /// Fraction above the threshold (the mask files), before holes are filled and small objects
-    /// dropped. Nil in summaries written before it was recorded.
+    /// Fraction of the specimen's pixels above the threshold (the mask files), before holes are
+    /// filled and small objects dropped. Nil in summaries written before it was recorded.
     public var maskFraction: Double?
     public var meanEqDiameterNm: Double?
     public var medianEqDiameterNm: Double?
@@ -55,13 +56,17 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         try c.encode(segmentation, forKey: .segmentation)
     }
 
-    public init(image: String, input: String, width: Int, height: Int, particles: [Particle], mask: [UInt8], model: String,
+    /// `specimenPixels`: how many of the image's pixels show specimen (nil: all of them); the
+    /// mask is empty elsewhere.
+    public init(image: String, input: String, width: Int, height: Int, particles: [Particle], mask: [UInt8],
+                specimenPixels: Int? = nil, model: String,
                 threshold: Float, pixelSizeNm: Double?, pixelSizeSource: String, scale: Double, seconds: Double,
                 timings: [String: Double], segmentation: String? = nil) {
         self.image = image; self.input = input; self.width = width; self.height = height; self.segmentation = segmentation
         self.particles = particles.count
-        areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / Double(max(1, width * height))
-        maskFraction = Double(mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / Double(max(1, mask.count))
+        let specimen = Double(max(1, specimenPixels ?? width * height))
+        areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / specimen
+        maskFraction = Double(mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / specimen
         func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : (v[(v.count - 1) / 2] + v[v.count / 2]) / 2 }
         let nm = particles.compactMap(\.equivalentDiameterNm).sorted(), px = particles.map(\.equivalentDiameterPx).sorted()
         meanEqDiameterNm = nm.isEmpty ? nil : nm.reduce(0, +) / Double(nm.count)

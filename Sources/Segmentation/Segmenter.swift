@@ -54,9 +54,17 @@ public struct SegmentedImage: Sendable {
     public var timings: [(String, Double)]
     /// What the user should know about this image's result (a blank image, say), one line each.
     public var notes: [String] = []
-    /// The pixels that were NaN or ±∞ (read as the median of the others, never particle), nil
-    /// when every pixel was finite.
+    /// The pixels that were NaN or ±∞, nil when every pixel was finite.
     public var nonFinite: BinaryMask?
+    /// The flat padding at the image's edges (`FloatImage.flatPixels` reaching an edge: an
+    /// aligned sum's fill, say), nil when there is none.
+    public var padding: BinaryMask?
+    /// The median of the other pixels, whose noise the network read in `outside`
+    /// (`FloatImage.fillLikeOthers`): the overlay shows them flat at this value.
+    public var outsideValue: Float = 0
+
+    /// The pixels that show no specimen (NaN or ±∞, padding), nil when there are none.
+    public var outside: BinaryMask? { BinaryMask.union(nonFinite, padding) }
 
     /// A result made elsewhere (a map from another tool), to write with `ImageOutputs`.
     public init(probability: FloatImage, mask: BinaryMask, threshold: Float, pixelSizeNm: Double?,
@@ -188,20 +196,51 @@ public final class Segmenter: @unchecked Sendable {
 
     /// Segments an image of raw intensities whose pixel size is `pixelSizeNm` (nil: unknown).
     /// `tileSize`: the tile side (default: what `memoryPlan` leaves for this image, or the one
-    /// the options' whole memory gives when the image does not fit it). NaN and ±∞ pixels (the
-    /// unexposed border of an aligned sum, say) are read as the median of the others and are
-    /// never particle (`SegmentedImage.nonFinite`, and a note).
+    /// the options' whole memory gives when the image does not fit it). Pixels that show no
+    /// specimen are read as the median of the others and are never particle, each kind with a
+    /// note: flat padding at the edges (`SegmentedImage.padding`: the one-valued fill around an
+    /// aligned or rotated sum, which the network, trained on texture, may read as anything, and
+    /// which would squeeze the contrast of the rest), and NaN and ±∞ pixels (the unexposed
+    /// border of an aligned sum, `SegmentedImage.nonFinite`).
     public func segment(_ image: FloatImage, pixelSizeNm: Double?, source: PixelSizeSource = .file, tileSize: Int? = nil,
                         pool: ThreadPool = .shared) -> SegmentedImage {
         var image = image
-        let (nonFinite, lo, hi) = image.replaceNonFiniteFindingExtremes(parallel: pool.parallel)
-        var result = segmentFinite(image, oneValue: lo == hi ? lo : nil, pixelSizeNm: pixelSizeNm, source: source, tileSize: tileSize, pool: pool)
-        if let nonFinite {
-            for i in 0..<nonFinite.values.count where nonFinite.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
-            result.notes.insert("\(nonFinite.foregroundCount) pixels are NaN or infinite: read as the median of the others, never particle", at: 0)
-            result.nonFinite = nonFinite
+        var padding = image.flatPixels(parallel: pool.parallel)?.componentsReachingEdge()
+        if let p = padding, p.foregroundCount == 0 { padding = nil }
+        if let p = padding, p.foregroundCount == image.count {
+            // All padding: one value is the one-value image `segmentFinite` notes; more are blocks
+            // of values with nothing between them to segment.
+            let (lo, hi) = image.extremes(parallel: pool.parallel)
+            guard lo == hi else {
+                return blank(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm, source: source,
+                             note: "every pixel lies in flat blocks of one value (padding): nothing to segment, no particles")
+            }
+            padding = nil
         }
+        let (nonFinite, lo, hi) = image.replaceNonFiniteFindingExtremes(parallel: pool.parallel)
+        var notes: [String] = []
+        if let nonFinite {
+            notes.append("\(nonFinite.foregroundCount) pixels are NaN or infinite: filled with noise like the other pixels', never particle")
+        }
+        if let padding {
+            notes.append("\(padding.foregroundCount) pixels are flat padding at the image's edges (runs of \(FloatImage.flatRun) or more pixels of one value across and down): filled with noise like the other pixels', never particle")
+        }
+        let fill = BinaryMask.union(nonFinite, padding).map { image.fillLikeOthers($0, parallel: pool.parallel) } ?? 0
+        var result = segmentFinite(image, oneValue: lo == hi ? lo : nil, pixelSizeNm: pixelSizeNm, source: source, tileSize: tileSize, pool: pool)
+        result.nonFinite = nonFinite; result.padding = padding; result.outsideValue = fill
+        if let outside = result.outside {
+            for i in 0..<outside.values.count where outside.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
+        }
+        result.notes.insert(contentsOf: notes, at: 0)
         return result
+    }
+
+    /// A result with nothing to segment: every probability 0, no mask, and why.
+    private func blank(width: Int, height: Int, pixelSizeNm: Double?, source: PixelSizeSource, note: String) -> SegmentedImage {
+        var blank = SegmentedImage(probability: FloatImage(width: width, height: height), mask: BinaryMask(width: width, height: height),
+                                   threshold: threshold, pixelSizeNm: pixelSizeNm, pixelSizeSource: source, scale: scale(for: pixelSizeNm))
+        blank.notes = [note]
+        return blank
     }
 
     /// `segment` of an image of finite pixels; `oneValue`: the value of an image of one value.
@@ -215,11 +254,8 @@ public final class Segmenter: @unchecked Sendable {
         // An image of one value has nothing to segment: its normalised copy would be all zeros, which
         // the network, trained on texture, may read as anything.
         if let lo = oneValue {
-            var blank = SegmentedImage(probability: FloatImage(width: image.width, height: image.height),
-                                       mask: BinaryMask(width: image.width, height: image.height), threshold: threshold,
-                                       pixelSizeNm: pixelSizeNm, pixelSizeSource: source, scale: scale(for: pixelSizeNm))
-            blank.notes = [String(format: "every pixel is %g: nothing to segment, no particles", lo)]
-            return blank
+            return blank(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm, source: source,
+                         note: String(format: "every pixel is %g: nothing to segment, no particles", lo))
         }
         var timings: [(String, Double)] = []
         func timed<T>(_ name: String, _ body: () -> T) -> T {

@@ -1,6 +1,7 @@
 import Foundation
 import MicrographIO
 import NanoNet
+import Preprocessing
 import Segmentation
 import XCTest
 
@@ -210,9 +211,9 @@ final class SegmentInputSafetyTests: XCTestCase {
 
 /// Images `segment` cannot read as they are: NaN and infinite pixels, and images of one value.
 final class SegmentUnusualPixelsTests: XCTestCase {
-    /// NaN rows (an aligned sum's unexposed border) are read as the median and are never
-    /// particle, with a warning; the rest of the image is segmented as it would be with those
-    /// rows set to the median. A blank image has no particles, with a warning.
+    /// NaN rows (an aligned sum's unexposed border) are filled with noise like the other
+    /// pixels' and are never particle, with a warning; the rest of the image is segmented as it
+    /// would be with those rows so filled. A blank image has no particles, with a warning.
     func testNonFinitePixelsAndBlankImages() throws {
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
@@ -221,11 +222,12 @@ final class SegmentUnusualPixelsTests: XCTestCase {
         try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, threshold: 0.5,
                                                                               preprocessing: .robust, provenance: "test")), to: model)
         var values = (0..<(96 * 80)).map { Float(($0 * 7) % 23) }
-        // The median of the pixels left finite (an even count: the mean of the middle two).
-        let rest = values[(10 * 96)...].sorted(), median = (rest[rest.count / 2 - 1] + rest[rest.count / 2]) / 2
         for i in 0..<(10 * 96) { values[i] = i % 3 == 0 ? .nan : (i % 3 == 1 ? .infinity : -.infinity) }
-        var filled = values
-        for i in 0..<(10 * 96) { filled[i] = median }
+        var unset = BinaryMask(width: 96, height: 80)
+        for i in 0..<(10 * 96) { unset.values[i] = 1 }
+        var image = FloatImage(width: 96, height: 80, pixels: values)
+        image.fillLikeOthers(unset)
+        let filled = image.pixels
         try NPYFile.write(values, shape: [80, 96], to: tmp.appendingPathComponent("holes.npy"))
         try NPYFile.write(filled, shape: [80, 96], to: tmp.appendingPathComponent("filled.npy"))
         try NPYFile.write([Float](repeating: 7, count: 96 * 80), shape: [80, 96], to: tmp.appendingPathComponent("blank.npy"))
@@ -233,7 +235,7 @@ final class SegmentUnusualPixelsTests: XCTestCase {
         let r = try CLIRunner.run(["segment", tmp.appendingPathComponent("holes.npy").path, tmp.appendingPathComponent("filled.npy").path,
                                    tmp.appendingPathComponent("blank.npy").path, "-o", out.path, "--model", model.path])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("holes.npy (holes): 960 pixels are NaN or infinite: read as the median of the others, never particle"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("holes.npy (holes): 960 pixels are NaN or infinite: filled with noise like the other pixels', never particle"), r.stderr)
         XCTAssertTrue(r.stderr.contains("blank.npy (blank): every pixel is 7: nothing to segment, no particles"), r.stderr)
         XCTAssertTrue(r.stdout.contains("blank.npy: 96×80, uncalibrated, 0 particles, 0.0 % area"), r.stdout)
         let holes = try MicrographReader.open(out.appendingPathComponent("holes_prob.tif"))[0].floatFrame(0)

@@ -319,6 +319,24 @@ final class ParticleMeasurementTests: XCTestCase {
         XCTAssertEqual(ParticleMeasurement(mask: BinaryMask(width: 0, height: 0), specimenHeight: 5).particles.count, 0)
     }
 
+    /// A particle next to pixels that show no specimen (a micrograph's padding, its NaN
+    /// pixels) is cut there: it touches the border, as one at the image's edge does; one a pixel
+    /// away, or touching only diagonally, does not.
+    func testParticleBesideTheOutsideTouchesTheBorder() {
+        let m = mask(60, 40) { x, y in (x > 10 && x < 20 && y > 10 && y < 20) || (x > 30 && x < 40 && y > 10 && y < 20) }
+        var outside = BinaryMask(width: 60, height: 40)
+        for y in 5..<25 { outside.values[y * 60 + 9] = 1 }  // beside the first square's left column (x = 10)
+        outside.values[20 * 60 + 40] = 1  // diagonal to the second square's corner (39, 19): not a 4-neighbour
+        XCTAssertEqual(ParticleMeasurement(mask: m, outside: outside).particles.map(\.touchesBorder), [true, false])
+        outside.values[15 * 60 + 40] = 1  // right of the second square's right column (x = 39)
+        XCTAssertEqual(ParticleMeasurement(mask: m, outside: outside).particles.map(\.touchesBorder), [true, true])
+        XCTAssertEqual(ParticleMeasurement(mask: m).particles.map(\.touchesBorder), [false, false])
+        // Above and below a run, found through whole rows of the outside mask.
+        var above = BinaryMask(width: 60, height: 40)
+        above.values[9 * 60 + 35] = 1
+        XCTAssertEqual(ParticleMeasurement(mask: m, splitTouching: true, outside: above).particles.map(\.touchesBorder), [false, true])
+    }
+
     func testEmptyMask() {
         XCTAssertEqual(ParticleMeasurement(mask: BinaryMask(width: 20, height: 10)).particles.count, 0)
     }
@@ -339,6 +357,10 @@ final class ParticleMeasurementTests: XCTestCase {
                     XCTAssertEqual(byRuns, byPixels, "\(what) 8-connected \(eight)")
                 }
                 XCTAssertEqual(m.holesFilled().values, floodFilledReference(m).values, what)
+                // The background that reaches the edge is what hole filling leaves empty.
+                var background = m, notFilled = floodFilledReference(m)
+                for i in 0..<(w * h) { background.values[i] = 1 - m.values[i]; notFilled.values[i] = 1 - notFilled.values[i] }
+                XCTAssertEqual(background.componentsReachingEdge().values, notFilled.values, what)
             }
         }
     }

@@ -93,6 +93,37 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(r.nonFinite?.foregroundCount, 128)
         XCTAssertTrue(r.probability.pixels.allSatisfy { $0.isFinite })
         XCTAssertEqual(r.mask.foregroundCount, 64 * 64 - 128)
-        XCTAssertEqual(r.notes.first, "128 pixels are NaN or infinite: read as the median of the others, never particle")
+        XCTAssertEqual(r.notes.first, "128 pixels are NaN or infinite: filled with noise like the other pixels', never particle")
+    }
+
+    /// Flat padding at the edges (an aligned sum's fill of one value) is filled like the rest,
+    /// never particle, marked and noted; a flat block inside the image, or a strip too narrow,
+    /// is not padding.
+    func testFlatPaddingAtTheEdgesIsNeverParticle() {
+        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
+        let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: nil,
+                                                                preprocessing: .robust, provenance: "test"))
+        var rng = SeededRandom(seed: 2)
+        var pixels = (0..<(96 * 80)).map { _ in 100 + 10 * rng.nextGaussian() }
+        for y in 0..<80 { for x in 0..<96 where x < 20 || y < 16 { pixels[y * 96 + x] = 0 } }  // an L of padding
+        for y in 40..<60 { for x in 50..<70 { pixels[y * 96 + x] = 7 } }  // flat, but inside
+        for y in 0..<80 { for x in 90..<96 { pixels[y * 96 + x] = 0 } }  // 6 columns: too narrow
+        let s = Segmenter(model: model, options: SegmentationOptions(threshold: -1))
+        let r = s.segment(FloatImage(width: 96, height: 80, pixels: pixels), pixelSizeNm: nil)
+        let padding = 20 * 80 + 76 * 16
+        XCTAssertEqual(r.padding?.foregroundCount, padding)
+        XCTAssertNil(r.nonFinite)
+        XCTAssertEqual(r.outside?.values, r.padding?.values)
+        XCTAssertEqual(r.mask.foregroundCount, 96 * 80 - padding)
+        XCTAssertEqual(r.padding?.values[50 * 96 + 60], 0)
+        XCTAssertEqual(r.notes.first, "\(padding) pixels are flat padding at the image's edges (runs of 16 or more pixels of one value across and down): filled with noise like the other pixels', never particle")
+        // An image of flat blocks only has nothing to segment; one of one value says its value.
+        var blocks = [Float](repeating: 3, count: 96 * 80)
+        for i in 0..<(96 * 40) { blocks[i] = 9 }
+        let b = s.segment(FloatImage(width: 96, height: 80, pixels: blocks), pixelSizeNm: nil)
+        XCTAssertEqual(b.mask.foregroundCount, 0)
+        XCTAssertEqual(b.notes, ["every pixel lies in flat blocks of one value (padding): nothing to segment, no particles"])
+        let one = s.segment(FloatImage(width: 96, height: 80, pixels: [Float](repeating: 3, count: 96 * 80)), pixelSizeNm: nil)
+        XCTAssertEqual(one.notes, ["every pixel is 3: nothing to segment, no particles"])
     }
 }
