@@ -57,8 +57,9 @@ package enum DistanceTransform {
 
     /// out[q] = min over p of (q − p)² + f[p], for q, p in 0 ..< count, in whole numbers: the
     /// parabolas' crossings are kept as fractions zn / zd (zd > 0) and compared by cross
-    /// multiplication, exact (no division) while count² · f stays within 2⁶² (`v`: scratch of
-    /// at least count, `zn`, `zd` count + 1).
+    /// multiplication, exact (no division): the products are at most about
+    /// 2 · count · (count² + max f), within Int for rows up to `ParticleMeasurement.largestSide`
+    /// (`v`: scratch of at least count, `zn`, `zd` count + 1).
     static func lowerEnvelope(_ f: UnsafePointer<Int>, count n: Int, into out: UnsafeMutablePointer<Int>,
                               _ v: UnsafeMutablePointer<Int>, _ zn: UnsafeMutablePointer<Int>, _ zd: UnsafeMutablePointer<Int>) {
         // v[0 ... k]: the parabolas of the envelope; parabola j is lowest from crossing j

@@ -30,9 +30,9 @@ public struct ParticleMeasurement: Sendable {
     ///     SEM's information bar, left empty in the mask): a particle reaching the last of them is
     ///     cut there, and flagged `touchesBorder` as at the image's edges (a height outside
     ///     1 ... the mask's is ignored).
-    ///   - outside: pixels that show no specimen (a micrograph's padding, its NaN pixels), left
-    ///     empty in the mask: a particle next to one (a 4-neighbour) is cut there, and flagged
-    ///     `touchesBorder` as at the image's edges.
+    ///   - outside: pixels beyond which the specimen is not seen (a micrograph's padding, NaN
+    ///     pixels reaching its edges): a particle next to one (a 4-neighbour) is cut there, and
+    ///     flagged `touchesBorder` as at the image's edges.
     ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
     ///     result either way).
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,

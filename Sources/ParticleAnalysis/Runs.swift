@@ -25,7 +25,6 @@ struct Runs {
     /// eight bytes at a time: a mask is mostly long stretches of one value.
     init(width: Int, height: Int, values: UnsafeBufferPointer<UInt8>, set: Bool) {
         self.init(width: width, height: height)
-        precondition(values.count == width * height)
         guard let p = values.baseAddress else { finish(); return }
         for row in 0..<height {
             beginRow(row)

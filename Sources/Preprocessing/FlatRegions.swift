@@ -1,6 +1,7 @@
 /// Flat regions: blocks of pixels of exactly one value. A detector's noise makes neighbouring
-/// pixels differ, so such a block records no specimen: it is the fill around an aligned or
-/// rotated sum, a padded crop, the gaps of a mosaic, or an area clipped in an export.
+/// pixels differ, so such a block records no specimen: the fill around an aligned or rotated
+/// sum, a padded crop, the gaps of a mosaic, or an area clipped in an export (a saturated
+/// vacuum hole, say). `edgePadding` keeps those shaped like a fill.
 extension FloatImage {
     /// A pixel is flat when it lies in a row of at least this many equal pixels and in a column
     /// of as many (16: a fill of 15 px or less, or a clipped speck, is left to the network).
@@ -84,22 +85,70 @@ extension FloatImage {
         return mask.values.contains(1) ? mask : nil
     }
 
-    /// Fills the pixels of `mask` with noise like the others': Gaussian, of the other finite
-    /// pixels' median and half their 16th-84th percentile spread (0 when there are none), from a
-    /// fixed seed. Returns the median. A fill of one value would meet the specimen in an edge the
-    /// network, trained on texture, reads as something: it marked particles along the inner edge
-    /// of an aligned sum's padding, which a fill like the carbon around does not.
+    /// The fill around an aligned, shifted or rotated image (or a padded crop): the pixels of
+    /// one value that reach the image's edges along their row and along their column (each in
+    /// its row's first or last run of equal pixels, and in its column's), of a value some flat
+    /// pixel so placed has (`flatPixels`: a block of at least `run` across and down). The
+    /// specimen of such an image is a convex region, so its fill reaches the edges both ways,
+    /// down to a rotated fill's thinnest wedge; a flat area that does not, such as a saturated
+    /// vacuum hole cut by the image's edge, is left to the network. Nil when there is none.
+    public func edgePadding(run: Int = FloatImage.flatRun, parallel: ParallelFor = serially) -> BinaryMask? {
+        guard let flat = flatPixels(run: run, parallel: parallel) else { return nil }
+        let w = width, h = height
+        // Per row the end of its first run and the start of its last; per column the same.
+        var left = [Int](repeating: 0, count: h), right = [Int](repeating: 0, count: h)
+        var top = [Int](repeating: h, count: w), bottom = [Int](repeating: 0, count: w)
+        pixels.withUnsafeBufferPointer { p in
+            for y in 0..<h {
+                let row = p.baseAddress! + y * w
+                var a = 1
+                while a < w && row[a] == row[0] { a += 1 }
+                var b = w - 1
+                while b > 0 && row[b - 1] == row[w - 1] { b -= 1 }
+                left[y] = a; right[y] = b
+            }
+            var open = Array(0..<w)
+            for y in 1..<h where !open.isEmpty {
+                open.removeAll { x in
+                    guard p[y * w + x] != p[x] else { return false }
+                    top[x] = y; return true
+                }
+            }
+            for x in 0..<w {
+                var y = h - 1
+                while y > 0 && p[(y - 1) * w + x] == p[(h - 1) * w + x] { y -= 1 }
+                bottom[x] = y
+            }
+        }
+        func reachesEdges(_ x: Int, _ y: Int) -> Bool { (x < left[y] || x >= right[y]) && (y < top[x] || y >= bottom[x]) }
+        // The values of flat pixels that reach the edges both ways.
+        var values = Set<Float>()
+        for y in 0..<h {
+            for x in 0..<w where flat.values[y * w + x] != 0 && reachesEdges(x, y) { values.insert(pixels[y * w + x]) }
+        }
+        guard !values.isEmpty else { return nil }
+        var padding = BinaryMask(width: w, height: h)
+        for y in 0..<h {
+            for x in 0..<w where reachesEdges(x, y) && values.contains(pixels[y * w + x]) { padding.values[y * w + x] = 1 }
+        }
+        return padding
+    }
+
+    /// Fills the pixels of `mask` with pixels drawn at random (a fixed seed) from the other
+    /// finite ones (0 when there are none), keeping their histogram and whole numbers; returns
+    /// their median. A fill of one value would meet the specimen in an edge the network,
+    /// trained on texture, reads as something: it marked particles along the inner edge of an
+    /// aligned sum's padding, which a fill like the carbon around does not.
     @discardableResult
     public mutating func fillLikeOthers(_ mask: BinaryMask, parallel: ParallelFor = serially) -> Float {
         require(mask.width == width && mask.height == height, "fillLikeOthers: a \(mask.width)x\(mask.height) mask for a \(width)x\(height) image")
         var others: [Float] = []
         others.reserveCapacity(count - mask.foregroundCount)
         for i in 0..<count where mask.values[i] == 0 && pixels[i].isFinite { others.append(pixels[i]) }
-        let q = others.isEmpty ? [0, 0, 0] : percentiles(others, [15.87, 50, 84.13], parallel: parallel)
-        let spread = (q[2] - q[0]) / 2
+        guard !others.isEmpty else { fill(mask, with: 0); return 0 }
         var random = SeededRandom(seed: 0x6E66_6669_6C6C)
-        for i in 0..<count where mask.values[i] != 0 { pixels[i] = q[1] + spread * random.nextGaussian() }
-        return q[1]
+        for i in 0..<count where mask.values[i] != 0 { pixels[i] = others[Int(random.next() % UInt64(others.count))] }
+        return percentiles(others, [50], parallel: parallel)[0]
     }
 
     /// Sets the pixels of `mask` to `value`.

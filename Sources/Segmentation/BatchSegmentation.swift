@@ -355,24 +355,20 @@ public final class BatchSegmentation: @unchecked Sendable {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 var raw = try FloatImage(m, frame: frame)
                 let (size, source) = try segmenter.pixelSize(of: m, file: url.path)
-                var result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index], pool: pool)
-                // The overlay shows the pixels that show no specimen (padding, NaN and ±∞) flat, at
-                // the median of the others.
-                if let outside = result.outside { raw.fill(outside, with: result.outsideValue) }
-                for note in result.notes { imageNote?(url, name, note) }
                 // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a
                 // scale bar, not specimen: no particle there, and one cut by it touches the border.
-                var specimenHeight: Int?
-                if let bar = m.metadata.extra["fei_databar_rows"].flatMap(Int.init), bar > 0, bar < raw.height {
-                    let first = (raw.height - bar) * raw.width
-                    for i in first..<(raw.width * raw.height) { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
-                    specimenHeight = raw.height - bar
+                let specimenHeight = m.metadata.extra["fei_databar_rows"].flatMap(Int.init).flatMap { bar in
+                    bar > 0 && bar < raw.height ? raw.height - bar : nil
                 }
-                // The pixels that show specimen: particles beside the others are cut there, and the
-                // area fractions are of these.
-                let outside = result.outside
-                let specimenPixels = (specimenHeight ?? raw.height) * raw.width
-                    - (outside?.values.prefix((specimenHeight ?? raw.height) * raw.width).reduce(0) { $0 + Int($1) } ?? 0)
+                let result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index],
+                                               specimenRows: specimenHeight, pool: pool)
+                // The overlay shows the padding and NaN pixels flat, at the median of the others.
+                if let shown = BinaryMask.union(result.nonFinite, result.padding) { raw.fill(shown, with: result.outsideValue) }
+                for note in result.notes { imageNote?(url, name, note) }
+                // The area fractions are of the pixels that show specimen; particles beside the
+                // padding (or NaN reaching the edges) or the bar are cut there.
+                let cut = result.cut
+                let specimenPixels = raw.width * raw.height - (result.outside?.foregroundCount ?? 0)
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
                 timings["read"] = readSeconds / Double(frames.count)
@@ -384,7 +380,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                                                                         uncalibratedPx: settings.minimumAreaPx)
                         return ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
                                             minimumAreaNm2: smallest.nm2, minimumAreaPx: smallest.px,
-                                            splitTouching: settings.splitTouching, specimenHeight: specimenHeight, outside: outside,
+                                            splitTouching: settings.splitTouching, specimenHeight: specimenHeight, outside: cut,
                                             parallel: parallel)
                     },
                     summarise: { measurement, seconds in

@@ -56,15 +56,24 @@ public struct SegmentedImage: Sendable {
     public var notes: [String] = []
     /// The pixels that were NaN or ±∞, nil when every pixel was finite.
     public var nonFinite: BinaryMask?
-    /// The flat padding at the image's edges (`FloatImage.flatPixels` reaching an edge: an
-    /// aligned sum's fill, say), nil when there is none.
+    /// The flat fill at the image's edges (`FloatImage.edgePadding`: an aligned sum's, say),
+    /// nil when there is none.
     public var padding: BinaryMask?
-    /// The median of the other pixels, whose noise the network read in `outside`
-    /// (`FloatImage.fillLikeOthers`): the overlay shows them flat at this value.
+    /// The median of the other pixels, drawn from to fill `outside` for the network
+    /// (`FloatImage.fillLikeOthers`): the overlay shows the padding and NaN pixels flat at this
+    /// value.
     public var outsideValue: Float = 0
 
-    /// The pixels that show no specimen (NaN or ±∞, padding), nil when there are none.
-    public var outside: BinaryMask? { BinaryMask.union(nonFinite, padding) }
+    /// The rows below the specimen (an SEM's information bar), nil when there are none.
+    public var bar: BinaryMask?
+
+    /// The pixels that show no specimen (NaN or ±∞, padding, an information bar), nil when
+    /// there are none (a new mask each time).
+    public var outside: BinaryMask? { BinaryMask.union(BinaryMask.union(nonFinite, padding), bar) }
+
+    /// The pixels beyond which a particle is cut, besides the image's edges: the padding, and
+    /// the NaN and ±∞ pixels that reach the edges (a dead pixel inside a particle cuts nothing).
+    public var cut: BinaryMask? { BinaryMask.union(nonFinite?.componentsReachingEdge(), padding) }
 
     /// A result made elsewhere (a map from another tool), to write with `ImageOutputs`.
     public init(probability: FloatImage, mask: BinaryMask, threshold: Float, pixelSizeNm: Double?,
@@ -120,7 +129,9 @@ public final class Segmenter: @unchecked Sendable {
     /// writers' buffers), when memory peaks, besides the file's own pixel data. Measured: the
     /// peak resident memory of `nanofind segment` on int16 MRCs of 8192² and 16384² pixels grew
     /// by 18.6 bytes per pixel, 2 of them the int16 data (AMD EPYC fam 25 mod 17, 2048² tiles,
-    /// with and without resampling to the model's scale).
+    /// with and without resampling to the model's scale). An image with padding or NaN pixels
+    /// holds up to 3 bytes a pixel more while its outputs are written (their masks and the one
+    /// of what cuts a particle), not counted here.
     public static let outputBytesPerPixel = 17
     /// While the network runs: per image pixel the float copy, and per network pixel the
     /// resampled image, its prepared copy and the probability map. Exceeds the output stage only
@@ -197,37 +208,62 @@ public final class Segmenter: @unchecked Sendable {
     /// Segments an image of raw intensities whose pixel size is `pixelSizeNm` (nil: unknown).
     /// `tileSize`: the tile side (default: what `memoryPlan` leaves for this image, or the one
     /// the options' whole memory gives when the image does not fit it). Pixels that show no
-    /// specimen are read as the median of the others and are never particle, each kind with a
-    /// note: flat padding at the edges (`SegmentedImage.padding`: the one-valued fill around an
-    /// aligned or rotated sum, which the network, trained on texture, may read as anything, and
-    /// which would squeeze the contrast of the rest), and NaN and ±∞ pixels (the unexposed
-    /// border of an aligned sum, `SegmentedImage.nonFinite`).
+    /// specimen are filled with pixels drawn from the others (`FloatImage.fillLikeOthers`) and
+    /// are never particle, each kind with a note: the flat fill at the edges of an aligned or
+    /// rotated sum (`SegmentedImage.padding`, `FloatImage.edgePadding`), which the network,
+    /// trained on texture, may read as anything and which would squeeze the contrast of the
+    /// rest, and NaN and ±∞ pixels (`SegmentedImage.nonFinite`).
+    /// `specimenRows`: the rows that show specimen, when the image's last rows do not (an SEM's
+    /// information bar): those below are filled like the rest and never particle (`bar`).
     public func segment(_ image: FloatImage, pixelSizeNm: Double?, source: PixelSizeSource = .file, tileSize: Int? = nil,
-                        pool: ThreadPool = .shared) -> SegmentedImage {
+                        specimenRows: Int? = nil, pool: ThreadPool = .shared) -> SegmentedImage {
         var image = image
-        var padding = image.flatPixels(parallel: pool.parallel)?.componentsReachingEdge()
-        if let p = padding, p.foregroundCount == 0 { padding = nil }
-        if let p = padding, p.foregroundCount == image.count {
-            // All padding: one value is the one-value image `segmentFinite` notes; more are blocks
-            // of values with nothing between them to segment.
-            let (lo, hi) = image.extremes(parallel: pool.parallel)
+        let w = image.width, h = image.height
+        let rows = specimenRows.flatMap { $0 >= 1 && $0 < h ? $0 : nil } ?? h
+        var bar: BinaryMask?
+        var padding: BinaryMask?
+        // The rows that show specimen (the bar is no edge of it).
+        let scan = rows < h ? FloatImage(width: w, height: rows, pixels: Array(image.pixels[..<(rows * w)])) : image
+        if rows < h {
+            padding = scan.edgePadding(parallel: pool.parallel).map {
+                BinaryMask(width: w, height: h, values: $0.values + [UInt8](repeating: 0, count: (h - rows) * w))
+            }
+            var b = BinaryMask(width: w, height: h)
+            for i in (rows * w)..<(h * w) { b.values[i] = 1 }
+            bar = b
+        } else {
+            padding = image.edgePadding(parallel: pool.parallel)
+        }
+        if let p = padding, p.foregroundCount == rows * w {
+            // All padding: one value is the one-value image `segmentFinite` notes (or above a bar,
+            // noted here); more are blocks of values with nothing between them to segment.
+            let (lo, hi) = scan.extremes(parallel: pool.parallel)
+            if rows < h {
+                return blank(width: w, height: h, pixelSizeNm: pixelSizeNm, source: source,
+                             note: lo == hi ? String(format: "every pixel above the information bar is %g: nothing to segment, no particles", lo)
+                                            : "every pixel above the information bar lies in flat blocks of one value (padding): nothing to segment, no particles")
+            }
             guard lo == hi else {
-                return blank(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm, source: source,
+                return blank(width: w, height: h, pixelSizeNm: pixelSizeNm, source: source,
                              note: "every pixel lies in flat blocks of one value (padding): nothing to segment, no particles")
             }
             padding = nil
         }
-        let (nonFinite, lo, hi) = image.replaceNonFiniteFindingExtremes(parallel: pool.parallel)
+        var (nonFinite, lo, hi) = image.replaceNonFiniteFindingExtremes(parallel: pool.parallel)
         var notes: [String] = []
         if let nonFinite {
-            notes.append("\(nonFinite.foregroundCount) pixels are NaN or infinite: filled with noise like the other pixels', never particle")
+            notes.append("\(nonFinite.foregroundCount) pixels are NaN or infinite: filled with pixels drawn from the others, never particle")
         }
         if let padding {
-            notes.append("\(padding.foregroundCount) pixels are flat padding at the image's edges (runs of \(FloatImage.flatRun) or more pixels of one value across and down): filled with noise like the other pixels', never particle")
+            notes.append("\(padding.foregroundCount) pixels are flat padding at the image's edges (one value, reaching the edges across and down): filled with pixels drawn from the others, never particle")
         }
-        let fill = BinaryMask.union(nonFinite, padding).map { image.fillLikeOthers($0, parallel: pool.parallel) } ?? 0
+        var fill: Float = 0
+        if let outside = BinaryMask.union(BinaryMask.union(nonFinite, padding), bar) {
+            fill = image.fillLikeOthers(outside, parallel: pool.parallel)
+            (lo, hi) = image.extremes(parallel: pool.parallel)
+        }
         var result = segmentFinite(image, oneValue: lo == hi ? lo : nil, pixelSizeNm: pixelSizeNm, source: source, tileSize: tileSize, pool: pool)
-        result.nonFinite = nonFinite; result.padding = padding; result.outsideValue = fill
+        result.nonFinite = nonFinite; result.padding = padding; result.bar = bar; result.outsideValue = fill
         if let outside = result.outside {
             for i in 0..<outside.values.count where outside.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
         }

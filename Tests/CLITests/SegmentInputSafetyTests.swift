@@ -211,8 +211,8 @@ final class SegmentInputSafetyTests: XCTestCase {
 
 /// Images `segment` cannot read as they are: NaN and infinite pixels, and images of one value.
 final class SegmentUnusualPixelsTests: XCTestCase {
-    /// NaN rows (an aligned sum's unexposed border) are filled with noise like the other
-    /// pixels' and are never particle, with a warning; the rest of the image is segmented as it
+    /// NaN rows (an aligned sum's unexposed border) are filled with pixels drawn from the
+    /// others and are never particle, with a warning; the rest of the image is segmented as it
     /// would be with those rows so filled. A blank image has no particles, with a warning.
     func testNonFinitePixelsAndBlankImages() throws {
         let tmp = try CLIRunner.temporaryDirectory()
@@ -235,7 +235,7 @@ final class SegmentUnusualPixelsTests: XCTestCase {
         let r = try CLIRunner.run(["segment", tmp.appendingPathComponent("holes.npy").path, tmp.appendingPathComponent("filled.npy").path,
                                    tmp.appendingPathComponent("blank.npy").path, "-o", out.path, "--model", model.path])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("holes.npy (holes): 960 pixels are NaN or infinite: filled with noise like the other pixels', never particle"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("holes.npy (holes): 960 pixels are NaN or infinite: filled with pixels drawn from the others, never particle"), r.stderr)
         XCTAssertTrue(r.stderr.contains("blank.npy (blank): every pixel is 7: nothing to segment, no particles"), r.stderr)
         XCTAssertTrue(r.stdout.contains("blank.npy: 96×80, uncalibrated, 0 particles, 0.0 % area"), r.stdout)
         let holes = try MicrographReader.open(out.appendingPathComponent("holes_prob.tif"))[0].floatFrame(0)

@@ -1,3 +1,4 @@
+import Foundation
 import Preprocessing
 import XCTest
 
@@ -59,8 +60,57 @@ final class FlatRegionsTests: XCTestCase {
         }
     }
 
-    /// The fill: noise of the other pixels' median and spread, the same every time, nothing
-    /// outside the mask changed.
+    /// Padding, counted pixel by pixel: of one value through to an edge of its row and of its
+    /// column, of a value a flat pixel so placed has.
+    static func referencePadding(_ image: FloatImage, run: Int) -> [UInt8] {
+        let w = image.width, h = image.height, p = image.pixels
+        let flat = referenceFlat(image, run: run)
+        func reaches(_ x: Int, _ y: Int) -> Bool {
+            let v = p[y * w + x]
+            let row = (0...x).allSatisfy { p[y * w + $0] == v } || (x..<w).allSatisfy { p[y * w + $0] == v }
+            let column = (0...y).allSatisfy { p[$0 * w + x] == v } || (y..<h).allSatisfy { p[$0 * w + x] == v }
+            return row && column
+        }
+        let values = Set((0..<(w * h)).filter { flat[$0] != 0 && reaches($0 % w, $0 / w) }.map { p[$0] })
+        return (0..<(w * h)).map { values.contains(p[$0]) && reaches($0 % w, $0 / w) ? 1 : 0 }
+    }
+
+    /// Rotated and shifted images (noise inside a rectangle, a fill of 0 around it: every
+    /// pixel of the fill is padding, down to the wedges' tips), with flat blocks inside and a
+    /// flat half-disc at an edge (not padding), against the plain count.
+    func testEdgePaddingOfRotatedImages() {
+        var rng = SeededRandom(seed: 11)
+        var wholeFills = 0
+        for trial in 0..<30 {
+            let w = 40 + Int(rng.next() % 60), h = 40 + Int(rng.next() % 60)
+            let angle = Double(rng.next() % 360) * .pi / 180 / (trial % 3 == 0 ? 30 : 1)
+            let cx = Double(w) / 2 + Double(rng.next() % 9) - 4, cy = Double(h) / 2 + Double(rng.next() % 9) - 4
+            let hw = Double(w) * 0.45, hh = Double(h) * 0.45
+            var pixels = [Float](repeating: 0, count: w * h)
+            var fill = [UInt8](repeating: 0, count: w * h)
+            for y in 0..<h { for x in 0..<w {
+                let dx = Double(x) - cx, dy = Double(y) - cy
+                let u = dx * cos(angle) + dy * sin(angle), v = -dx * sin(angle) + dy * cos(angle)
+                if abs(u) < hw && abs(v) < hh { pixels[y * w + x] = 1 + Float(rng.next() % 1000) } else { fill[y * w + x] = 1 }
+            } }
+            let expected = Self.referencePadding(FloatImage(width: w, height: h, pixels: pixels), run: FloatImage.flatRun)
+            let found = FloatImage(width: w, height: h, pixels: pixels).edgePadding()
+            XCTAssertEqual(found?.values ?? [UInt8](repeating: 0, count: w * h), expected, "trial \(trial)")
+            if fill.contains(1) && expected.contains(1) { XCTAssertEqual(expected, fill, "trial \(trial): the whole fill is padding"); wholeFills += 1 }
+            // A flat block inside and a saturated half-disc at the bottom edge are not padding.
+            var more = pixels
+            for y in (h / 2 - 3)..<(h / 2 + 14) { for x in (w / 2 - 3)..<(w / 2 + 14) { more[y * w + x] = 2000 } }
+            for y in 0..<h { for x in 0..<w where (x - w / 2) * (x - w / 2) + (y - h) * (y - h) < 18 * 18 { more[y * w + x] = 3000 } }
+            let withBlocks = FloatImage(width: w, height: h, pixels: more).edgePadding()
+            XCTAssertEqual(withBlocks?.values ?? [UInt8](repeating: 0, count: w * h),
+                           Self.referencePadding(FloatImage(width: w, height: h, pixels: more), run: FloatImage.flatRun), "trial \(trial)")
+            XCTAssertFalse((0..<(w * h)).contains { more[$0] >= 2000 && withBlocks?.values[$0] == 1 }, "trial \(trial)")
+        }
+        XCTAssertGreaterThan(wholeFills, 10, "most trials should have a fill wide enough to be found")
+    }
+
+    /// The fill: pixels drawn from the others, the same every time, nothing outside the mask
+    /// changed.
     func testFillLikeOthers() {
         var rng = SeededRandom(seed: 3)
         let original = FloatImage(width: 100, height: 100, pixels: (0..<10_000).map { _ in 500 + 20 * rng.nextGaussian() })
@@ -74,6 +124,8 @@ final class FlatRegionsTests: XCTestCase {
         XCTAssertEqual(image.pixels, again.pixels)
         XCTAssertEqual(Array(image.pixels[3000...]), Array(original.pixels[3000...]))
         XCTAssertEqual(median, percentiles(Array(original.pixels[3000...]), [50])[0])
+        let others = Set(original.pixels[3000...])
+        XCTAssertTrue(image.pixels[..<3000].allSatisfy { others.contains($0) })
         let filled = image.pixels[..<3000].map(Double.init)
         let mean = filled.reduce(0, +) / 3000, sd = (filled.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 3000).squareRoot()
         XCTAssertEqual(mean, 500, accuracy: 2)

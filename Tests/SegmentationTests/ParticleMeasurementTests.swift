@@ -207,6 +207,33 @@ final class ParticleMeasurementTests: XCTestCase {
         }
     }
 
+    /// After a split the labels are numbered 1, 2, … in raster order of each particle's first
+    /// pixel, and every particle's area, box and centroid are those of its label's pixels,
+    /// counted pixel by pixel: the runs the split leaves are the labels' own.
+    func testSplitLabelsAndMeasuresAgreeWithThePixels() {
+        for (seed, side): (UInt64, Int) in [(3, 1400), (4, 1500)] {
+            let m = Self.crowdedDiscs(seed: seed, side: side)
+            let split = ParticleMeasurement(mask: m, minimumAreaPx: 20, splitTouching: true)
+            XCTAssertGreaterThan(split.particles.count, ParticleMeasurement(mask: m, minimumAreaPx: 20).particles.count, "seed \(seed)")
+            var next: Int32 = 1
+            var area = [Int](repeating: 0, count: split.labels.count + 1), sx = [Double](repeating: 0, count: split.labels.count + 1)
+            var box = [(Int, Int, Int, Int)](repeating: (Int.max, Int.max, 0, 0), count: split.labels.count + 1)
+            for y in 0..<side { for x in 0..<side {
+                let l = Int(split.labels.labels[y * side + x])
+                guard l != 0 else { continue }
+                if area[l] == 0 { XCTAssertEqual(Int32(l), next, "seed \(seed): raster order at \(x), \(y)"); next += 1 }
+                area[l] += 1; sx[l] += Double(x) + 0.5
+                box[l] = (min(box[l].0, x), min(box[l].1, y), max(box[l].2, x + 1), max(box[l].3, y + 1))
+            } }
+            XCTAssertEqual(Int(next) - 1, split.labels.count)
+            for p in split.particles {
+                XCTAssertEqual(p.areaPx, area[p.id], "seed \(seed) particle \(p.id)")
+                XCTAssertEqual(p.centroidX, sx[p.id] / Double(area[p.id]), accuracy: 1e-9)
+                XCTAssertTrue(p.boundingBox == box[p.id], "seed \(seed) particle \(p.id)")
+            }
+        }
+    }
+
     /// With `splitTouching`, two discs that touch or overlap come out as two particles split
     /// along the neck, each with about a disc's area and its centre; a chain of three as three;
     /// single particles of any shape (an elongated ellipse, a square, a dumbbell whose neck is
@@ -331,6 +358,11 @@ final class ParticleMeasurementTests: XCTestCase {
         outside.values[15 * 60 + 40] = 1  // right of the second square's right column (x = 39)
         XCTAssertEqual(ParticleMeasurement(mask: m, outside: outside).particles.map(\.touchesBorder), [true, true])
         XCTAssertEqual(ParticleMeasurement(mask: m).particles.map(\.touchesBorder), [false, false])
+        // Two touching discs split: only the one beside the outside pixel is cut.
+        let pair = mask(100, 60) { x, y in (x - 30) * (x - 30) + (y - 30) * (y - 30) < 400 || (x - 68) * (x - 68) + (y - 30) * (y - 30) < 400 }
+        var right = BinaryMask(width: 100, height: 60)
+        right.values[30 * 100 + 88] = 1  // beside the right disc's rightmost column (x = 87)
+        XCTAssertEqual(ParticleMeasurement(mask: pair, splitTouching: true, outside: right).particles.map(\.touchesBorder), [false, true])
         // Above and below a run, found through whole rows of the outside mask.
         var above = BinaryMask(width: 60, height: 40)
         above.values[9 * 60 + 35] = 1

@@ -93,30 +93,51 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(r.nonFinite?.foregroundCount, 128)
         XCTAssertTrue(r.probability.pixels.allSatisfy { $0.isFinite })
         XCTAssertEqual(r.mask.foregroundCount, 64 * 64 - 128)
-        XCTAssertEqual(r.notes.first, "128 pixels are NaN or infinite: filled with noise like the other pixels', never particle")
+        XCTAssertEqual(r.notes.first, "128 pixels are NaN or infinite: filled with pixels drawn from the others, never particle")
+    }
+
+    /// A particle is cut by the padding and by NaN pixels that reach the image's edges, not by
+    /// a dead pixel inside the image; the bar below `specimenRows` is outside too.
+    func testWhatCutsAParticle() {
+        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
+        let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: nil,
+                                                                preprocessing: .robust, provenance: "test"))
+        var rng = SeededRandom(seed: 4)
+        var pixels = (0..<(64 * 64)).map { _ in 100 + 10 * rng.nextGaussian() }
+        for x in 0..<64 { pixels[3 * 64 + x] = .nan }  // a NaN row, edge to edge
+        pixels[40 * 64 + 30] = .nan  // a dead pixel
+        let s = Segmenter(model: model, options: SegmentationOptions(threshold: -1))
+        let r = s.segment(FloatImage(width: 64, height: 64, pixels: pixels), pixelSizeNm: nil, specimenRows: 60)
+        XCTAssertEqual(r.nonFinite?.foregroundCount, 65)
+        XCTAssertEqual(r.cut?.foregroundCount, 64)
+        XCTAssertEqual(r.cut?.values[40 * 64 + 30], 0)
+        XCTAssertEqual(r.bar?.foregroundCount, 4 * 64)
+        XCTAssertEqual(r.outside?.foregroundCount, 65 + 4 * 64)
+        XCTAssertEqual(r.mask.foregroundCount, 64 * 64 - 65 - 4 * 64)
     }
 
     /// Flat padding at the edges (an aligned sum's fill of one value) is filled like the rest,
-    /// never particle, marked and noted; a flat block inside the image, or a strip too narrow,
-    /// is not padding.
+    /// never particle, marked and noted, down to a strip a few pixels wide; a flat block inside
+    /// the image, or a flat half-disc at an edge (a saturated vacuum hole), is not padding.
     func testFlatPaddingAtTheEdgesIsNeverParticle() {
         let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
         let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: nil,
                                                                 preprocessing: .robust, provenance: "test"))
         var rng = SeededRandom(seed: 2)
         var pixels = (0..<(96 * 80)).map { _ in 100 + 10 * rng.nextGaussian() }
-        for y in 0..<80 { for x in 0..<96 where x < 20 || y < 16 { pixels[y * 96 + x] = 0 } }  // an L of padding
+        for y in 0..<80 { for x in 0..<96 where x < 20 || y < 16 || x >= 90 { pixels[y * 96 + x] = 0 } }  // a fill, 6 px on the right
         for y in 40..<60 { for x in 50..<70 { pixels[y * 96 + x] = 7 } }  // flat, but inside
-        for y in 0..<80 { for x in 90..<96 { pixels[y * 96 + x] = 0 } }  // 6 columns: too narrow
+        for y in 60..<80 { for x in 30..<70 where (x - 50) * (x - 50) + (y - 80) * (y - 80) < 19 * 19 { pixels[y * 96 + x] = 255 } }
         let s = Segmenter(model: model, options: SegmentationOptions(threshold: -1))
         let r = s.segment(FloatImage(width: 96, height: 80, pixels: pixels), pixelSizeNm: nil)
-        let padding = 20 * 80 + 76 * 16
+        let padding = 20 * 80 + 76 * 16 + 6 * 64
         XCTAssertEqual(r.padding?.foregroundCount, padding)
         XCTAssertNil(r.nonFinite)
         XCTAssertEqual(r.outside?.values, r.padding?.values)
         XCTAssertEqual(r.mask.foregroundCount, 96 * 80 - padding)
         XCTAssertEqual(r.padding?.values[50 * 96 + 60], 0)
-        XCTAssertEqual(r.notes.first, "\(padding) pixels are flat padding at the image's edges (runs of 16 or more pixels of one value across and down): filled with noise like the other pixels', never particle")
+        XCTAssertEqual(r.padding?.values[79 * 96 + 50], 0, "a half-disc at the edge is no fill")
+        XCTAssertEqual(r.notes.first, "\(padding) pixels are flat padding at the image's edges (one value, reaching the edges across and down): filled with pixels drawn from the others, never particle")
         // An image of flat blocks only has nothing to segment; one of one value says its value.
         var blocks = [Float](repeating: 3, count: 96 * 80)
         for i in 0..<(96 * 40) { blocks[i] = 9 }
