@@ -82,7 +82,7 @@ public func swapSampleBytes(_ data: inout [UInt8], sampleSize: Int) {
 public func readFileBytes(_ url: URL) throws -> [UInt8] {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-        throw MicrographError(url: url, reason: "no such file")
+        throw MicrographError.noSuchFile(url)
     }
     if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
     do {

@@ -70,7 +70,7 @@ public enum MicrographReader {
     static func readFileHead(_ url: URL, count: Int) throws -> [UInt8] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw MicrographError(url: url, reason: "no such file")
+            throw MicrographError.noSuchFile(url)
         }
         if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
         try requireRegularFile(url)
@@ -91,7 +91,7 @@ public enum MicrographReader {
 public func requireRegularFile(_ url: URL) throws {
     var st = stat()
     guard stat(url.path, &st) == 0 else {
-        throw MicrographError(url: url, reason: errno == ENOENT ? "no such file" : errno == EACCES ? "permission denied" : "cannot be read")
+        throw MicrographError(url: url, reason: errno == ENOENT ? MicrographError.missing(url.path) : errno == EACCES ? "permission denied" : "cannot be read")
     }
     switch st.st_mode & S_IFMT {
     case S_IFREG: return

@@ -73,7 +73,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             let url = URL(fileURLWithPath: input)
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-                problems.append(MicrographError(url: url, reason: "no such file")); continue
+                problems.append(MicrographError.noSuchFile(url)); continue
             }
             guard isDir.boolValue else { files.append(url); continue }
             let found = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey])

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MicrographIO
 
 @main
 struct NanoFindCommand: ParsableCommand {
@@ -59,7 +60,7 @@ func describe(_ error: Error) -> String {
         reason = String(cString: strerror(Int32(underlying.code))).lowercased()
     } else {
         switch CocoaError.Code(rawValue: ns.code) {
-        case .fileNoSuchFile, .fileReadNoSuchFile: reason = "no such file or folder"
+        case .fileNoSuchFile, .fileReadNoSuchFile: reason = MicrographError.missing(path ?? "", reason: "no such file or folder")
         case .fileReadNoPermission, .fileWriteNoPermission: reason = "permission denied"
         case .fileWriteFileExists: reason = "already exists"
         case .fileWriteOutOfSpace: reason = "no space left on the device"

@@ -47,6 +47,26 @@ final class SegmentInputSafetyTests: XCTestCase {
     }
 
     /// `b.npy` segmented into its own folder would write `b_mask.png`, which is also an input.
+    /// A file whose name is not UTF-8 (a Latin-1 "µ" from a Windows share) cannot be opened
+    /// through Foundation, which lists it with U+FFFD: the error says so and what to do, not
+    /// "no such file"; the batch goes on with the others and exits 1.
+    func testANameThatIsNotUTF8IsExplained() throws {
+        let folder = tmp.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try image(folder.appendingPathComponent("good.npy"))
+        let good = try Data(contentsOf: folder.appendingPathComponent("good.npy"))
+        let latin1 = Array(folder.path.utf8) + Array("/probe_".utf8) + [0xB5] + Array("m.npy".utf8) + [0]
+        let fd = latin1.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_CREAT | O_WRONLY, 0o644) } }
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        _ = good.withUnsafeBytes { write(fd, $0.baseAddress, good.count) }
+        close(fd)
+        let r = try CLIRunner.run(["segment", folder.path, "-o", tmp.appendingPathComponent("out").path, "--model", model.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("probe_\\u{fffd}m.npy: its name is not valid UTF-8, so it cannot be opened by that name: rename it in UTF-8"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("1 processed"), r.stdout)
+        XCTAssertEqual(MicrographError.missing("/data/a.mrc"), "no such file")
+    }
+
     func testOutputsNeverReplaceAnInput() throws {
         let (d, mask, before) = try labelledFolder("d", stem: "b")
         let r = try segment([d.appendingPathComponent("b.npy").path, mask.path, "-o", d.path])
