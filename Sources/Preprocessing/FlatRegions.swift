@@ -4,7 +4,8 @@
 /// vacuum hole, say). `edgePadding` keeps those shaped like a fill.
 extension FloatImage {
     /// A pixel is flat when it lies in a row of at least this many equal pixels and in a column
-    /// of as many (16: a fill of 15 px or less, or a clipped speck, is left to the network).
+    /// of as many (16: a clipped speck is no block, nor is a fill thinner than this everywhere;
+    /// `edgePadding` follows a fill from its blocks down to its thinnest parts).
     public static let flatRun = 16
 
     /// The flat pixels (in a horizontal and a vertical run of at least `run` equal finite

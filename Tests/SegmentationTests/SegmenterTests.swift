@@ -79,13 +79,18 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(s.segment(image, pixelSizeNm: nil).scale, 1)
     }
 
+    /// A small untrained model without a pixel size, for what the pipeline does around the network.
+    static func tinyModel() -> Model {
+        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
+        return Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: nil, preprocessing: .robust,
+                                                           provenance: "test"))
+    }
+
     /// NaN and ±∞ are handled by the pipeline itself, for every caller (`evaluate` calls it
-    /// directly): read as the median, never particle, marked and noted. A threshold below every
+    /// directly): filled with pixels drawn from the others, never particle, marked and noted. A threshold below every
     /// probability makes every other pixel particle, so only that rule keeps them out.
     func testNonFinitePixelsAreNeverParticleForEveryCaller() {
-        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
-        let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: nil,
-                                                                preprocessing: .robust, provenance: "test"))
+        let model = Self.tinyModel()
         var pixels: [Float] = (0..<(64 * 64)).map { i -> Float in Float(i % 13) + Float(i / 64 % 7) }
         for x in 0..<64 { pixels[10 * 64 + x] = .nan; pixels[20 * 64 + x] = .infinity }
         let s = Segmenter(model: model, options: SegmentationOptions(threshold: -1))
@@ -99,9 +104,7 @@ final class SegmenterTests: XCTestCase {
     /// A particle is cut by the padding and by NaN pixels that reach the image's edges, not by
     /// a dead pixel inside the image; the bar below `specimenRows` is outside too.
     func testWhatCutsAParticle() {
-        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
-        let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: nil,
-                                                                preprocessing: .robust, provenance: "test"))
+        let model = Self.tinyModel()
         var rng = SeededRandom(seed: 4)
         var pixels = (0..<(64 * 64)).map { _ in 100 + 10 * rng.nextGaussian() }
         for x in 0..<64 { pixels[3 * 64 + x] = .nan }  // a NaN row, edge to edge
@@ -120,9 +123,7 @@ final class SegmenterTests: XCTestCase {
     /// never particle, marked and noted, down to a strip a few pixels wide; a flat block inside
     /// the image, or a flat half-disc at an edge (a saturated vacuum hole), is not padding.
     func testFlatPaddingAtTheEdgesIsNeverParticle() {
-        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 1)
-        let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: nil,
-                                                                preprocessing: .robust, provenance: "test"))
+        let model = Self.tinyModel()
         var rng = SeededRandom(seed: 2)
         var pixels = (0..<(96 * 80)).map { _ in 100 + 10 * rng.nextGaussian() }
         for y in 0..<80 { for x in 0..<96 where x < 20 || y < 16 || x >= 90 { pixels[y * 96 + x] = 0 } }  // a fill, 6 px on the right
