@@ -395,7 +395,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                                             model: self.modelName,
                                             threshold: result.threshold, pixelSizeNm: size, pixelSizeSource: source.rawValue,
                                             scale: result.scale, seconds: Double(now - t0) / 1e9 + readSeconds / Double(frames.count),
-                                            timings: timings, segmentation: self.segmentationSettings)
+                                            timings: timings, segmentation: self.segmentationSettings, notes: result.notes)
                     })
                 summaries.append(summary)
                 ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name)))

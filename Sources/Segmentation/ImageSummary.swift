@@ -33,12 +33,16 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     /// smallest particle, input preparation, TTA), so that a re-run with others redoes the
     /// image. Nil in summaries written before it was recorded.
     public var segmentation: String?
+    /// What the user should know about the image's result, one line each (its padding, NaN
+    /// pixels, a blank scan), as `segment` warned of them. Nil in summaries written before they
+    /// were recorded.
+    public var notes: [String]?
 
     enum CodingKeys: String, CodingKey {
         case image, input, width, height, particles, areaFraction = "area_fraction", maskFraction = "mask_fraction",
              meanEqDiameterNm = "mean_eq_diameter_nm", medianEqDiameterNm = "median_eq_diameter_nm",
              meanEqDiameterPx = "mean_eq_diameter_px", medianEqDiameterPx = "median_eq_diameter_px", model, threshold,
-             pixelSizeNm = "pixel_size_nm", pixelSizeSource = "pixel_size_source", scale, seconds, timings, segmentation
+             pixelSizeNm = "pixel_size_nm", pixelSizeSource = "pixel_size_source", scale, seconds, timings, segmentation, notes
     }
 
     /// Every field, those without a value as null (an uncalibrated image's nm fields), so that a
@@ -54,6 +58,7 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         try c.encode(pixelSizeNm, forKey: .pixelSizeNm); try c.encode(pixelSizeSource, forKey: .pixelSizeSource)
         try c.encode(scale, forKey: .scale); try c.encode(seconds, forKey: .seconds); try c.encode(timings, forKey: .timings)
         try c.encode(segmentation, forKey: .segmentation)
+        try c.encode(notes, forKey: .notes)
     }
 
     /// `specimenPixels`: how many of the image's pixels show specimen (nil: all of them); the
@@ -61,8 +66,9 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     public init(image: String, input: String, width: Int, height: Int, particles: [Particle], mask: [UInt8],
                 specimenPixels: Int? = nil, model: String,
                 threshold: Float, pixelSizeNm: Double?, pixelSizeSource: String, scale: Double, seconds: Double,
-                timings: [String: Double], segmentation: String? = nil) {
+                timings: [String: Double], segmentation: String? = nil, notes: [String] = []) {
         self.image = image; self.input = input; self.width = width; self.height = height; self.segmentation = segmentation
+        self.notes = notes
         self.particles = particles.count
         let specimen = Double(max(1, specimenPixels ?? width * height))
         areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / specimen

@@ -208,7 +208,7 @@ struct ReportPage {
             page += """
             <figure>\(img)<figcaption><b>\(escape(s.image))</b>: \(s.particles) particles, \(format(100 * s.areaFraction, 1)) % area,
             mean ⌀ \(format(s.meanEqDiameterNm)) nm, median ⌀ \(format(s.medianEqDiameterNm)) nm,
-            \(s.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated") (\(escape(s.pixelSizeSource)))</figcaption></figure>
+            \(s.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated") (\(escape(s.pixelSizeSource)))\((s.notes ?? []).map { "<br><i class=\"note\">\(escape($0))</i>" }.joined())</figcaption></figure>
 
             """
         }

@@ -258,6 +258,16 @@ final class SegmentUnusualPixelsTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("holes.npy (holes): 960 pixels are NaN or infinite: filled with pixels drawn from the others, never particle"), r.stderr)
         XCTAssertTrue(r.stderr.contains("blank.npy (blank): every pixel is 7: nothing to segment, no particles"), r.stderr)
         XCTAssertTrue(r.stdout.contains("blank.npy: 96×80, uncalibrated, 0 particles, 0.0 % area"), r.stdout)
+        // The notes stay with the results: in each image's summary and under its overlay in the report.
+        func notes(_ name: String) throws -> [String]? {
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("\(name).summary.json"))) as? [String: Any]
+            return json?["notes"] as? [String]
+        }
+        XCTAssertEqual(try notes("holes"), ["960 pixels are NaN or infinite: filled with pixels drawn from the others, never particle"])
+        XCTAssertEqual(try notes("blank"), ["every pixel is 7: nothing to segment, no particles"])
+        XCTAssertEqual(try notes("filled"), [])
+        let report = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(report.contains("<i class=\"note\">every pixel is 7: nothing to segment, no particles</i>"))
         let holes = try MicrographReader.open(out.appendingPathComponent("holes_prob.tif"))[0].floatFrame(0)
         let plain = try MicrographReader.open(out.appendingPathComponent("filled_prob.tif"))[0].floatFrame(0)
         XCTAssertEqual(Array(holes[0..<(10 * 96)]), [Float](repeating: 0, count: 10 * 96))
