@@ -218,6 +218,7 @@ public final class Segmenter: @unchecked Sendable {
     public func segment(_ image: FloatImage, pixelSizeNm: Double?, source: PixelSizeSource = .file, tileSize: Int? = nil,
                         specimenRows: Int? = nil, pool: ThreadPool = .shared) -> SegmentedImage {
         var image = image
+        let start = DispatchTime.now().uptimeNanoseconds
         let w = image.width, h = image.height
         let rows = specimenRows.flatMap { $0 >= 1 && $0 < h ? $0 : nil } ?? h
         var bar: BinaryMask?
@@ -262,7 +263,10 @@ public final class Segmenter: @unchecked Sendable {
             fill = image.fillLikeOthers(outside, parallel: pool.parallel)
             (lo, hi) = image.extremes(parallel: pool.parallel)
         }
+        // Finding and filling what shows no specimen (a scan of the rows for flat runs when there is none).
+        let outsideSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         var result = segmentFinite(image, oneValue: lo == hi ? lo : nil, pixelSizeNm: pixelSizeNm, source: source, tileSize: tileSize, pool: pool)
+        result.timings.insert(("outside", outsideSeconds), at: 0)
         result.nonFinite = nonFinite; result.padding = padding; result.bar = bar; result.outsideValue = fill
         if let outside = result.outside {
             for i in 0..<outside.values.count where outside.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }

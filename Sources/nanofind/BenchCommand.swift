@@ -324,7 +324,7 @@ struct Bench: ParsableCommand {
                                        ("s_min", sorted[0].seconds), ("s_first", results[0].seconds), ("runs", runs),
                                        ("network_s_runs", results.map { String(format: "%.3f", $0.summary.timings["network"] ?? 0) }.joined(separator: " ")),
                                        ("megapixels_per_s", Double(side * side) / seconds / 1e6), ("particles", summary.particles)]
-        for key in ["read", "resample", "preprocess", "network", "resample_back", "threshold", "particles", "measure_and_write", "write_mask_png",
+        for key in ["read", "outside", "resample", "preprocess", "network", "resample_back", "threshold", "particles", "measure_and_write", "write_mask_png",
                     "write_mask_tif", "write_labels_tif", "write_prob", "write_overlay", "write_tables"] {
             fields.append((key + "_s", summary.timings[key] ?? 0))
         }
