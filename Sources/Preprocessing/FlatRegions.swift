@@ -137,19 +137,33 @@ extension FloatImage {
 
     /// Fills the pixels of `mask` with pixels drawn at random (a fixed seed) from the other
     /// finite ones (0 when there are none), keeping their histogram and whole numbers; returns
-    /// their median. A fill of one value would meet the specimen in an edge the network,
-    /// trained on texture, reads as something: it marked particles along the inner edge of an
-    /// aligned sum's padding, which a fill like the carbon around does not.
+    /// their median, of at most a million of them taken evenly (what an overlay shows there). A
+    /// fill of one value would meet the specimen in an edge the network, trained on texture,
+    /// reads as something: it marked particles along the inner edge of an aligned sum's padding,
+    /// which a fill like the carbon around does not. Draws pixel indices until one is not in the
+    /// mask, so it holds no copy of the others.
     @discardableResult
     public mutating func fillLikeOthers(_ mask: BinaryMask, parallel: ParallelFor = serially) -> Float {
         require(mask.width == width && mask.height == height, "fillLikeOthers: a \(mask.width)x\(mask.height) mask for a \(width)x\(height) image")
-        var others: [Float] = []
-        others.reserveCapacity(count - mask.foregroundCount)
-        for i in 0..<count where mask.values[i] == 0 && pixels[i].isFinite { others.append(pixels[i]) }
-        guard !others.isEmpty else { fill(mask, with: 0); return 0 }
+        let n = count
+        var others = 0
+        for i in 0..<n where mask.values[i] == 0 && pixels[i].isFinite { others += 1 }
+        guard others > 0 else { fill(mask, with: 0); return 0 }
+        let step = Swift.max(1, others / 1_000_000)
+        var sample: [Float] = []
+        sample.reserveCapacity(others / step + 1)
+        var k = 0
+        for i in 0..<n where mask.values[i] == 0 && pixels[i].isFinite {
+            if k % step == 0 { sample.append(pixels[i]) }
+            k += 1
+        }
         var random = SeededRandom(seed: 0x6E66_6669_6C6C)
-        for i in 0..<count where mask.values[i] != 0 { pixels[i] = others[Int(random.next() % UInt64(others.count))] }
-        return percentiles(others, [50], parallel: parallel)[0]
+        for i in 0..<n where mask.values[i] != 0 {
+            var j = Int(random.next() % UInt64(n))
+            while mask.values[j] != 0 || !pixels[j].isFinite { j = Int(random.next() % UInt64(n)) }
+            pixels[i] = pixels[j]
+        }
+        return percentiles(sample, [50], parallel: parallel)[0]
     }
 
     /// Sets the pixels of `mask` to `value`.

@@ -59,9 +59,9 @@ public struct SegmentedImage: Sendable {
     /// The flat fill at the image's edges (`FloatImage.edgePadding`: an aligned sum's, say),
     /// nil when there is none.
     public var padding: BinaryMask?
-    /// The median of the other pixels, drawn from to fill `outside` for the network
-    /// (`FloatImage.fillLikeOthers`): the overlay shows the padding and NaN pixels flat at this
-    /// value.
+    /// The median of the other pixels (`FloatImage.fillLikeOthers`, which filled `outside` for
+    /// the network with pixels drawn from them): the overlay shows the padding and NaN pixels
+    /// flat at this value.
     public var outsideValue: Float = 0
 
     /// The rows below the specimen (an SEM's information bar), nil when there are none.
