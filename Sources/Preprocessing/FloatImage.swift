@@ -167,27 +167,16 @@ public struct BinaryMask: Equatable, Sendable {
 }
 
 extension FloatImage {
-    /// Replaces every NaN and ±∞ with the median of the finite pixels (0 when there are none),
-    /// so that normalisation and the network see a plain image; returns which pixels were
-    /// replaced, or nil when all were finite (one pass over the image, in pieces).
-    public mutating func replaceNonFinite(parallel: ParallelFor = serially) -> BinaryMask? {
-        replaceNonFiniteFindingExtremes(parallel: parallel).replaced
-    }
-
-    /// `replaceNonFinite`, and the smallest and largest pixel after it: from the same pass when
-    /// every pixel is finite (the common case), so a pipeline that needs both reads the image once.
-    public mutating func replaceNonFiniteFindingExtremes(parallel: ParallelFor = serially)
-        -> (replaced: BinaryMask?, min: Float, max: Float) {
+    /// The NaN and ±∞ pixels (nil when every pixel is finite), and the smallest and largest
+    /// pixel (of the finite ones when the mask is nil): one pass over the image, in pieces, in
+    /// the common case that all are finite. (`segment` fills them with `fillLikeOthers`.)
+    public func nonFinitePixels(parallel: ParallelFor = serially) -> (mask: BinaryMask?, min: Float, max: Float) {
         let scans = scanPieces(parallel)
-        guard !scans.allSatisfy(\.finite) else {
-            return (nil, scans.map(\.min).min() ?? .infinity, scans.map(\.max).max() ?? -.infinity)
-        }
-        let finite = pixels.filter(\.isFinite)
-        let fill = finite.isEmpty ? 0 : percentiles(finite, [50], parallel: parallel)[0]
-        var replaced = BinaryMask(width: width, height: height)
-        for i in 0..<count where !pixels[i].isFinite { pixels[i] = fill; replaced.values[i] = 1 }
-        let (lo, hi) = extremes(parallel: parallel)
-        return (replaced, lo, hi)
+        let lo = scans.map(\.min).min() ?? .infinity, hi = scans.map(\.max).max() ?? -.infinity
+        guard !scans.allSatisfy(\.finite) else { return (nil, lo, hi) }
+        var mask = BinaryMask(width: width, height: height)
+        for i in 0..<count where !pixels[i].isFinite { mask.values[i] = 1 }
+        return (mask, lo, hi)
     }
 
     /// The smallest and largest pixel (NaN left out; +∞ and −∞ for an image of NaN only).

@@ -250,7 +250,7 @@ public final class Segmenter: @unchecked Sendable {
             }
             padding = nil
         }
-        var (nonFinite, lo, hi) = image.replaceNonFiniteFindingExtremes(parallel: pool.parallel)
+        var (nonFinite, lo, hi) = image.nonFinitePixels(parallel: pool.parallel)
         var notes: [String] = []
         if let nonFinite {
             notes.append("\(nonFinite.foregroundCount) pixels are NaN or infinite: filled with pixels drawn from the others, never particle")

@@ -56,31 +56,31 @@ final class FloatImageTests: XCTestCase {
 }
 
 final class NonFinitePixelTests: XCTestCase {
-    /// Odd sizes (vector tails), pieces side by side: every NaN and ±∞ is found wherever it lies,
-    /// replaced by the median of the others, and marked; an all-finite image is left alone.
-    func testNonFinitePixelsAreFoundAndReplacedByTheMedian() {
+    /// Odd sizes (vector tails), pieces side by side: every NaN and ±∞ is found wherever it lies
+    /// and marked, with the extremes of the finite pixels when there are none; the fill then
+    /// gives them values of the others.
+    func testNonFinitePixelsAreFound() {
         for (w, h) in [(7, 3), (301, 997), (1024, 65)] {
             var image = randomImage(w, h, seed: UInt64(w))
-            XCTAssertNil(image.replaceNonFinite(parallel: sideBySide))
+            let clean = image.nonFinitePixels(parallel: sideBySide)
+            XCTAssertNil(clean.mask)
+            XCTAssertEqual(clean.min, image.pixels.min()); XCTAssertEqual(clean.max, image.pixels.max())
             let n = w * h
             let spots = [0, n - 1, n / 2, n / 3 + 1].filter { $0 < n }
             let bad: [Float] = [.nan, .infinity, -.infinity, .nan]
-            let finite = image.pixels.enumerated().filter { !spots.contains($0.offset) }.map(\.element).sorted()
-            let m = finite.count, median = m % 2 == 1 ? finite[m / 2] : (finite[m / 2 - 1] + finite[m / 2]) / 2
             for (k, i) in spots.enumerated() { image.pixels[i] = bad[k] }
+            let found = image.nonFinitePixels(parallel: reversedPieces).mask
+            XCTAssertEqual(found?.foregroundCount, Set(spots).count, "\(w)x\(h)")
+            for i in 0..<n { XCTAssertEqual(found?.values[i], Set(spots).contains(i) ? 1 : 0) }
             let original = image
-            let replaced = image.replaceNonFinite(parallel: reversedPieces)
-            XCTAssertEqual(replaced?.foregroundCount, Set(spots).count, "\(w)x\(h)")
-            for i in 0..<n {
-                if Set(spots).contains(i) {
-                    XCTAssertEqual(replaced?.values[i], 1); XCTAssertEqual(image.pixels[i], median, accuracy: 1e-3 * abs(median))
-                } else {
-                    XCTAssertEqual(replaced?.values[i], 0); XCTAssertEqual(image.pixels[i], original.pixels[i])
-                }
-            }
+            image.fillLikeOthers(found!)
+            let others = Set(original.pixels.enumerated().filter { !Set(spots).contains($0.offset) }.map(\.element))
+            for i in 0..<n { XCTAssertTrue(Set(spots).contains(i) ? others.contains(image.pixels[i]) : image.pixels[i] == original.pixels[i]) }
         }
         var none = FloatImage(width: 5, height: 4, pixels: [Float](repeating: .nan, count: 20))
-        XCTAssertEqual(none.replaceNonFinite()?.foregroundCount, 20)
+        let all = none.nonFinitePixels().mask!
+        XCTAssertEqual(all.foregroundCount, 20)
+        XCTAssertEqual(none.fillLikeOthers(all), 0)
         XCTAssertEqual(none.pixels, [Float](repeating: 0, count: 20))
     }
 
