@@ -115,33 +115,48 @@ extension FloatImage {
                     top[x] = y; return true
                 }
             }
-            for x in 0..<w {
-                var y = h - 1
-                while y > 0 && p[(y - 1) * w + x] == p[(h - 1) * w + x] { y -= 1 }
-                bottom[x] = y
+            open = Array(0..<w)
+            for y in stride(from: h - 2, through: 0, by: -1) where !open.isEmpty {
+                open.removeAll { x in
+                    guard p[y * w + x] != p[(h - 1) * w + x] else { return false }
+                    bottom[x] = y + 1; return true
+                }
             }
         }
         func reachesEdges(_ x: Int, _ y: Int) -> Bool { (x < left[y] || x >= right[y]) && (y < top[x] || y >= bottom[x]) }
-        // The values of flat pixels that reach the edges both ways.
+        // The values of flat pixels that reach the edges both ways (a fill has one or a few: the
+        // set is asked only when a pixel's value differs from the last one found).
         var values = Set<Float>()
+        var last = Float.nan
         for y in 0..<h {
-            for x in 0..<w where flat.values[y * w + x] != 0 && reachesEdges(x, y) { values.insert(pixels[y * w + x]) }
+            for x in 0..<w where flat.values[y * w + x] != 0 && pixels[y * w + x] != last && reachesEdges(x, y) {
+                last = pixels[y * w + x]; values.insert(last)
+            }
         }
         guard !values.isEmpty else { return nil }
+        let single = values.count == 1 ? values.first! : nil
         var padding = BinaryMask(width: w, height: h)
-        for y in 0..<h {
-            for x in 0..<w where reachesEdges(x, y) && values.contains(pixels[y * w + x]) { padding.values[y * w + x] = 1 }
+        padding.values.withUnsafeMutableBufferPointer { out in
+            pixels.withUnsafeBufferPointer { p in
+                for y in 0..<h {
+                    // Only a row's first and last runs can reach its edges.
+                    for x in Array(0..<left[y]) + Array(Swift.max(left[y], right[y])..<w) where y < top[x] || y >= bottom[x] {
+                        let v = p[y * w + x]
+                        if let single { if v == single { out[y * w + x] = 1 } } else if values.contains(v) { out[y * w + x] = 1 }
+                    }
+                }
+            }
         }
         return padding
     }
 
     /// Fills the pixels of `mask` with pixels drawn at random (a fixed seed) from the other
-    /// finite ones (0 when there are none), keeping their histogram and whole numbers; returns
-    /// their median, of at most a million of them taken evenly (what an overlay shows there). A
-    /// fill of one value would meet the specimen in an edge the network, trained on texture,
-    /// reads as something: it marked particles along the inner edge of an aligned sum's padding,
-    /// which a fill like the carbon around does not. Draws pixel indices until one is not in the
-    /// mask, so it holds no copy of the others.
+    /// finite ones (all of them, or a million taken evenly from more; 0 when there are none),
+    /// keeping their histogram and whole numbers; returns their median. A fill of one value
+    /// would meet the specimen in an edge the network, trained on texture, reads as something:
+    /// it marked particles along the inner edge of an aligned sum's padding, which a fill like
+    /// the carbon around does not. (Drawing from the sample, at most 4 MB, rather than from the
+    /// whole image keeps each draw in the caches.)
     @discardableResult
     public mutating func fillLikeOthers(_ mask: BinaryMask, parallel: ParallelFor = serially) -> Float {
         require(mask.width == width && mask.height == height, "fillLikeOthers: a \(mask.width)x\(mask.height) mask for a \(width)x\(height) image")
@@ -152,16 +167,20 @@ extension FloatImage {
         let step = Swift.max(1, others / 1_000_000)
         var sample: [Float] = []
         sample.reserveCapacity(others / step + 1)
-        var k = 0
+        var skip = 0  // others to pass over before the next one taken
         for i in 0..<n where mask.values[i] == 0 && pixels[i].isFinite {
-            if k % step == 0 { sample.append(pixels[i]) }
-            k += 1
+            if skip == 0 { sample.append(pixels[i]); skip = step }
+            skip -= 1
         }
         var random = SeededRandom(seed: 0x6E66_6669_6C6C)
-        for i in 0..<n where mask.values[i] != 0 {
-            var j = Int(random.next() % UInt64(n))
-            while mask.values[j] != 0 || !pixels[j].isFinite { j = Int(random.next() % UInt64(n)) }
-            pixels[i] = pixels[j]
+        let m = UInt64(sample.count)
+        mask.values.withUnsafeBufferPointer { mask in
+            pixels.withUnsafeMutableBufferPointer { p in
+                sample.withUnsafeBufferPointer { sample in
+                    // An index into the sample from 64 random bits: the high word of their product with its size.
+                    for i in 0..<n where mask[i] != 0 { p[i] = sample[Int(random.next().multipliedFullWidth(by: m).high)] }
+                }
+            }
         }
         return percentiles(sample, [50], parallel: parallel)[0]
     }
