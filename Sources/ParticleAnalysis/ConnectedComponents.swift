@@ -90,14 +90,7 @@ extension BinaryMask {
     /// through 4-connected background (the complement of 8-connected foreground) become
     /// foreground (`Runs.init(holesFilledOf:)`).
     public func holesFilled() -> BinaryMask {
-        let runs = values.withUnsafeBufferPointer { Runs(holesFilledOf: $0, width: width, height: height) }
-        var out = BinaryMask(width: width, height: height)
-        out.values.withUnsafeMutableBufferPointer { v in
-            for r in 0..<runs.count {
-                (v.baseAddress! + Int(runs.y[r]) * width + Int(runs.x0[r])).update(repeating: 1, count: Int(runs.x1[r] - runs.x0[r]))
-            }
-        }
-        return out
+        values.withUnsafeBufferPointer { Runs(holesFilledOf: $0, width: width, height: height) }.mask()
     }
 }
 
@@ -144,10 +137,17 @@ extension BinaryMask {
         let runs = values.withUnsafeBufferPointer { Runs(width: width, height: height, values: $0, set: true) }
         let (component, count) = runs.components(connectivity8: false)
         let reaches = runs.reachingEdge(component, count: count)
+        return runs.mask { reaches[Int(component[$0])] }
+    }
+}
+
+extension Runs {
+    /// A mask with the pixels of the runs r where `keep(r)` set.
+    func mask(keeping keep: (Int) -> Bool = { _ in true }) -> BinaryMask {
         var out = BinaryMask(width: width, height: height)
         out.values.withUnsafeMutableBufferPointer { v in
-            for r in 0..<runs.count where reaches[Int(component[r])] {
-                (v.baseAddress! + Int(runs.y[r]) * width + Int(runs.x0[r])).update(repeating: 1, count: Int(runs.x1[r] - runs.x0[r]))
+            for r in 0..<count where keep(r) {
+                (v.baseAddress! + Int(y[r]) * width + Int(x0[r])).update(repeating: 1, count: Int(x1[r] - x0[r]))
             }
         }
         return out

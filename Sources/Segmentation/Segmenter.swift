@@ -221,20 +221,13 @@ public final class Segmenter: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         let w = image.width, h = image.height
         let rows = specimenRows.flatMap { $0 >= 1 && $0 < h ? $0 : nil } ?? h
-        var bar: BinaryMask?
-        var padding: BinaryMask?
-        // The rows that show specimen (the bar is no edge of it).
+        // The rows that show specimen (the bar is no edge of it); its padding in the whole
+        // image's frame, and the bar's rows.
         let scan = rows < h ? FloatImage(width: w, height: rows, pixels: Array(image.pixels[..<(rows * w)])) : image
-        if rows < h {
-            padding = scan.edgePadding(parallel: pool.parallel).map {
-                BinaryMask(width: w, height: h, values: $0.values + [UInt8](repeating: 0, count: (h - rows) * w))
-            }
-            var b = BinaryMask(width: w, height: h)
-            for i in (rows * w)..<(h * w) { b.values[i] = 1 }
-            bar = b
-        } else {
-            padding = image.edgePadding(parallel: pool.parallel)
+        var padding = scan.edgePadding(parallel: pool.parallel).map {
+            rows < h ? BinaryMask(width: w, height: h, values: $0.values + [UInt8](repeating: 0, count: (h - rows) * w)) : $0
         }
+        let bar = rows < h ? BinaryMask(width: w, height: h, values: [UInt8](repeating: 0, count: rows * w) + [UInt8](repeating: 1, count: (h - rows) * w)) : nil
         if let p = padding, p.foregroundCount == rows * w {
             // All padding: one value is the one-value image `segmentFinite` notes (or above a bar,
             // noted here); more are blocks of values with nothing between them to segment.

@@ -57,7 +57,8 @@ final class SegmentInputSafetyTests: XCTestCase {
         let good = try Data(contentsOf: folder.appendingPathComponent("good.npy"))
         let latin1 = Array(folder.path.utf8) + Array("/probe_".utf8) + [0xB5] + Array("m.npy".utf8) + [0]
         let fd = latin1.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_CREAT | O_WRONLY, 0o644) } }
-        XCTAssertGreaterThanOrEqual(fd, 0)
+        // Some file systems (macOS's APFS) refuse such a name: nothing to test there.
+        guard fd >= 0 else { throw XCTSkip("this file system refuses a name that is not UTF-8 (errno \(errno))") }
         _ = good.withUnsafeBytes { write(fd, $0.baseAddress, good.count) }
         close(fd)
         let r = try CLIRunner.run(["segment", folder.path, "-o", tmp.appendingPathComponent("out").path, "--model", model.path])
