@@ -161,10 +161,13 @@ static inline void nf_png_flush_fn(png_structp png) { (void)png; }
 
 /* The one libpng write path: rows of `rowbytes` bytes, the given colour type and depth, row
    filter and zlib strategy (-1: zlib's default), a palette when `entries` > 0, 16-bit samples
-   given little-endian. On success io->output holds the file (free it with nf_png_free). */
+   given little-endian; or, when `stream` is given, no rows: that zlib stream of them (made by
+   the caller) as the image data. On success io->output holds the file (free it with
+   nf_png_free). */
 static inline int nf_png_encode_rows(const unsigned char *pixels, uint32_t width, uint32_t height, size_t rowbytes,
                                      int color_type, int bit_depth, int filter, int strategy,
-                                     const unsigned char *palette, int entries, nf_png_io *io) {
+                                     const unsigned char *palette, int entries,
+                                     const unsigned char *stream, size_t stream_size, nf_png_io *io) {
     memset(io, 0, sizeof *io);
     if (entries < 0 || entries > 256) { nf_png_set_message(io, "palette needs at most 256 entries"); return 1; }
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, io, nf_png_error_fn, nf_png_warning_fn);
@@ -198,25 +201,36 @@ static inline int nf_png_encode_rows(const unsigned char *pixels, uint32_t width
         png_set_PLTE(png, info, colours, entries);
     }
     png_write_info(png, info);
-    if (bit_depth == 16) png_set_swap(png);
-    for (uint32_t y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * rowbytes));
-    png_write_end(png, info);
+    if (stream != NULL) {
+        const size_t most = (size_t)1 << 30;  /* a chunk holds below 2^31 bytes */
+        for (size_t at = 0; at < stream_size; at += most) {
+            png_write_chunk(png, (png_const_bytep)"IDAT", stream + at, stream_size - at < most ? stream_size - at : most);
+        }
+        png_write_chunk(png, (png_const_bytep)"IEND", NULL, 0);
+    } else {
+        if (bit_depth == 16) png_set_swap(png);
+        for (uint32_t y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * rowbytes));
+        png_write_end(png, info);
+    }
     png_destroy_write_struct(&png, &info);
     return 0;
 }
 
-/* Encodes 8/16-bit grey (channels 1) or RGB (channels 3) pixels; 16-bit input samples are
-   little-endian. Row filters: libpng's default tries all five on every row and keeps the best,
-   which costs more than the deflate itself. Masks and label images (long runs of equal bytes)
-   need no filter and compress as runs; photographs and plots take the cheap SUB filter. */
-static inline int nf_png_encode(const unsigned char *pixels, uint32_t width, uint32_t height,
-                                int channels, int bit_depth, nf_png_io *io) {
-    size_t rowbytes = (size_t)width * (size_t)channels * (size_t)(bit_depth / 8);
-    if (channels == 1) {
-        return nf_png_encode_rows(pixels, width, height, rowbytes, PNG_COLOR_TYPE_GRAY, bit_depth, PNG_FILTER_NONE, Z_RLE,
-                                  NULL, 0, io);
-    }
-    return nf_png_encode_rows(pixels, width, height, rowbytes, PNG_COLOR_TYPE_RGB, bit_depth, PNG_FILTER_SUB, -1, NULL, 0, io);
+/* A PNG whose image data the caller compressed: `stream`, the zlib stream of the rows, each led
+   by its filter byte. On success io->output holds the file (free it with nf_png_free). */
+static inline int nf_png_encode_stream(uint32_t width, uint32_t height, int color_type, int bit_depth,
+                                       const unsigned char *stream, size_t size, nf_png_io *io) {
+    return nf_png_encode_rows(NULL, width, height, 0, color_type, bit_depth, PNG_FILTER_NONE, -1, NULL, 0, stream, size, io);
+}
+
+/* Encodes 8/16-bit RGB pixels; 16-bit input samples are little-endian. Row filter: libpng's
+   default tries all five on every row and keeps the best, which costs more than the deflate
+   itself; photographs and plots take the cheap SUB filter. (Grey images, masks and label
+   images, are compressed by the caller: `nf_png_encode_stream`.) */
+static inline int nf_png_encode_rgb(const unsigned char *pixels, uint32_t width, uint32_t height, int bit_depth,
+                                    nf_png_io *io) {
+    size_t rowbytes = (size_t)width * 3 * (size_t)(bit_depth / 8);
+    return nf_png_encode_rows(pixels, width, height, rowbytes, PNG_COLOR_TYPE_RGB, bit_depth, PNG_FILTER_SUB, -1, NULL, 0, NULL, 0, io);
 }
 
 /* Encodes 8-bit palette indices with `entries` RGB palette entries (`palette`: 3 bytes each): an
@@ -227,44 +241,7 @@ static inline int nf_png_encode_indexed(const unsigned char *indices, uint32_t w
                                         const unsigned char *palette, int entries, nf_png_io *io) {
     if (entries < 1) { memset(io, 0, sizeof *io); nf_png_set_message(io, "palette needs 1 to 256 entries"); return 1; }
     return nf_png_encode_rows(indices, width, height, width, PNG_COLOR_TYPE_PALETTE, 8, PNG_FILTER_NONE, Z_RLE,
-                              palette, entries, io);
-}
-
-/* A zlib stream (RFC 1950, what TIFF's Adobe deflate compression 8 stores) fed in pieces, with
-   run-length matches only (Z_RLE: what masks and label images are made of after the TIFF
-   predictor; half the size of level 1's default matching, and faster). The output grows in
-   `out` (free it with nf_png_free once taken). */
-typedef struct {
-    z_stream z;
-    unsigned char *out;
-    size_t capacity;
-} nf_deflater;
-
-static inline int nf_deflater_begin(nf_deflater *d, int level) {
-    memset(d, 0, sizeof *d);
-    return deflateInit2(&d->z, level, Z_DEFLATED, 15, 8, Z_RLE) == Z_OK ? 0 : 1;
-}
-
-/* Compresses `size` bytes (below 4 GiB), the last piece with `finish`. 0 on success; on failure
-   the stream is ended and the output freed. */
-static inline int nf_deflater_feed(nf_deflater *d, const unsigned char *bytes, size_t size, int finish) {
-    d->z.next_in = (Bytef *)bytes;
-    d->z.avail_in = (uInt)size;
-    for (;;) {
-        if (d->capacity - d->z.total_out < 65536) {
-            size_t capacity = d->capacity ? 2 * d->capacity : 1u << 20;
-            unsigned char *grown = (unsigned char *)realloc(d->out, capacity);
-            if (grown == NULL) { deflateEnd(&d->z); free(d->out); d->out = NULL; return 1; }
-            d->out = grown;
-            d->capacity = capacity;
-        }
-        d->z.next_out = d->out + d->z.total_out;
-        d->z.avail_out = (uInt)(d->capacity - d->z.total_out);
-        int status = deflate(&d->z, finish ? Z_FINISH : Z_NO_FLUSH);
-        if (status == Z_STREAM_END) { deflateEnd(&d->z); return 0; }
-        if (status != Z_OK && status != Z_BUF_ERROR) { deflateEnd(&d->z); free(d->out); d->out = NULL; return 1; }
-        if (!finish && d->z.avail_in == 0) return 0;
-    }
+                              palette, entries, NULL, 0, io);
 }
 
 #endif

@@ -69,9 +69,32 @@ public enum PNGWriter {
         guard image.width > 0, image.height > 0, image.width <= 1_000_000, image.height <= 1_000_000 else {
             throw fail("PNG size \(image.width)×\(image.height) is out of range")
         }
+        if image.channels == 3 {
+            return try encoded(fail) { io in
+                image.data.withUnsafeBufferPointer { nf_png_encode_rgb($0.baseAddress, UInt32(image.width), UInt32(image.height), depth, &io) }
+            }
+        }
+        // Grey: masks and label images, long runs of one value (`RunDeflater`), rows unfiltered
+        // (filter byte 0), 16-bit samples big-endian as PNG stores them.
+        let rowBytes = image.width * Int(depth / 8)
+        var deflater = RunDeflater()
+        image.data.withUnsafeBytes { data in
+            var swapped = [UInt8](repeating: 0, count: depth == 16 ? rowBytes : 0)
+            for y in 0..<image.height {
+                deflater.feed(repeating: 0, count: 1)
+                let row = UnsafeRawBufferPointer(rebasing: data[(y * rowBytes)..<((y + 1) * rowBytes)])
+                if depth == 8 {
+                    deflater.feed(row)
+                } else {
+                    for x in 0..<image.width { swapped[2 * x] = row[2 * x + 1]; swapped[2 * x + 1] = row[2 * x] }
+                    swapped.withUnsafeBytes { deflater.feed($0) }
+                }
+            }
+        }
+        let stream = deflater.finish()
         return try encoded(fail) { io in
-            image.data.withUnsafeBufferPointer { buf in
-                nf_png_encode(buf.baseAddress, UInt32(image.width), UInt32(image.height), Int32(image.channels), depth, &io)
+            stream.withUnsafeBufferPointer {
+                nf_png_encode_stream(UInt32(image.width), UInt32(image.height), PNG_COLOR_TYPE_GRAY, depth, $0.baseAddress, $0.count, &io)
             }
         }
     }
