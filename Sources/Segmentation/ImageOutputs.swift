@@ -40,7 +40,8 @@ public enum ImageOutputs {
                              summarise: (ParticleMeasurement, [String: Double]) -> ImageSummary) throws
         -> (ParticleMeasurement, ImageSummary) {
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        let maps = mapJobs(name: name, into: dir, result: result, probability: probability)
+        let background = Shared { Overlay.background(raw) }
+        let maps = mapJobs(name: name, into: dir, result: result, probability: probability, overlayBackground: background)
         let outcome = Outcome(), queue = JobQueue(maps)
         final class Measured: @unchecked Sendable {
             var value: ParticleMeasurement?
@@ -63,7 +64,7 @@ public enum ImageOutputs {
                     measured.value = measurement
                     measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                     measured.jobs = Result { try ImageOutputs.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
-                                                              pixelSizeNm: result.pixelSizeNm) }
+                                                              pixelSizeNm: result.pixelSizeNm, overlayBackground: background) }
                     queue.close(adding: (try? measured.jobs?.get()) ?? [])
                 }
                 queue.run(into: outcome)
@@ -106,23 +107,15 @@ public enum ImageOutputs {
         try? FileManager.default.removeItem(at: url)
     }
 
-    /// The probability map (unless `none`) and the mask (PNG and TIFF).
-    static func mapJobs(name: String, into dir: URL, result: SegmentedImage, probability: ProbabilityFormat) -> [Job] {
+    /// The probability map (unless `none`), the mask (PNG and TIFF), and the overlay's
+    /// background (`Overlay.background`, made here unless the overlay's write comes first).
+    static func mapJobs(name: String, into dir: URL, result: SegmentedImage, probability: ProbabilityFormat,
+                        overlayBackground: Shared<IndexedCanvas>) -> [Job] {
         let w = result.mask.width, h = result.mask.height
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        // 0/255 bytes, made by whichever mask write comes first (off the thread that queues them).
-        final class Mask255: @unchecked Sendable {
-            let lock = NSLock(), mask: BinaryMask
-            var bytes: [UInt8]?
-            init(_ mask: BinaryMask) { self.mask = mask }
-            var value: [UInt8] {
-                lock.lock(); defer { lock.unlock() }
-                if bytes == nil { bytes = mask.bytes255 }
-                return bytes!
-            }
-        }
-        let mask255 = Mask255(result.mask)
+        // 0/255 bytes, made by whichever mask write comes first.
+        let mask255 = Shared { result.mask.bytes255 }
         let probabilityJob: [Job] = probability == .none ? [] : [
             ("write_prob", url("_prob.\(probability.rawValue)"), {
                 switch probability {
@@ -139,15 +132,21 @@ public enum ImageOutputs {
                 try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255.value, pixelSize: pixelSize, format: "tiff"),
                                      to: url("_mask.tif"), deflated: true)
             }),
+            ("overlay_background", url("_overlay.png"), { _ = overlayBackground.value }),
         ]
     }
 
     /// The overlay and the particle labels: a uint16 TIFF, or float32 (ids exact up to 2²⁴, as
     /// Fiji opens it) for an image of more than 65535 particles.
     static func particleJobs(name: String, into dir: URL, raw: FloatImage, measurement: ParticleMeasurement,
-                             pixelSizeNm: Double?) throws -> [Job] {
+                             pixelSizeNm: Double?, overlayBackground: Shared<IndexedCanvas>) throws -> [Job] {
         let w = raw.width, h = raw.height
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
+        let overlay: Job = ("write_overlay", url("_overlay.png"), {
+            var canvas = overlayBackground.value
+            Overlay.draw(on: &canvas, of: raw, labels: measurement.labels, particles: measurement.particles)
+            try canvas.write(to: url("_overlay.png"))
+        })
         let pixelSize = pixelSizeNm.map { PixelSize(isotropic: $0) }
         if measurement.labels.count > Int(UInt16.max) {
             guard measurement.labels.count < 1 << 24 else {
@@ -164,9 +163,7 @@ public enum ImageOutputs {
             ]
         }
         return [
-            ("write_overlay", url("_overlay.png"), {
-                try Overlay.render(raw, labels: measurement.labels, particles: measurement.particles).write(to: url("_overlay.png"))
-            }),
+            overlay,
             ("write_labels_tif", url("_labels.tif"), {
                 let labelBytes = [UInt8](unsafeUninitializedCapacity: 2 * w * h) { bytes, count in
                     measurement.labels.labels.withUnsafeBufferPointer { labels in
@@ -183,6 +180,18 @@ public enum ImageOutputs {
                                      to: url("_labels.tif"), deflated: true)
             }),
         ]
+    }
+
+    /// A value made once, by whichever job asks for it first (off the thread that queues them).
+    final class Shared<Value>: @unchecked Sendable {
+        private let lock = NSLock(), make: () -> Value
+        private var made: Value?
+        init(_ make: @escaping () -> Value) { self.make = make }
+        var value: Value {
+            lock.lock(); defer { lock.unlock() }
+            if made == nil { made = make() }
+            return made!
+        }
     }
 
     final class Outcome: @unchecked Sendable {
@@ -289,8 +298,18 @@ public enum Overlay {
     } + [(255, 40, 40), (255, 230, 0)]
 
     public static func render(_ raw: FloatImage, labels: ComponentLabels, particles: [Particle]) -> IndexedCanvas {
-        let w = raw.width, h = raw.height
-        let step = max(1, (max(w, h) + maxSide - 1) / maxSide)
+        var c = background(raw)
+        draw(on: &c, of: raw, labels: labels, particles: particles)
+        return c
+    }
+
+    /// Every `step`-th pixel of the image, at most `maxSide` a side.
+    static func step(_ raw: FloatImage) -> Int { max(1, (max(raw.width, raw.height) + maxSide - 1) / maxSide) }
+
+    /// The contrast-stretched micrograph the outlines are drawn on (it needs no particles, so
+    /// `segment` makes it while they are measured).
+    public static func background(_ raw: FloatImage) -> IndexedCanvas {
+        let w = raw.width, h = raw.height, step = step(raw)
         let ow = (w + step - 1) / step, oh = (h + step - 1) / step
         // Contrast limits from the pixels shown (every step-th), not the whole image.
         var shown = [Float](); shown.reserveCapacity(ow * oh)
@@ -299,17 +318,29 @@ public enum Overlay {
         let lo = q[0], span = max(q[1] - q[0], 1e-12)
         var c = IndexedCanvas(width: ow, height: oh, palette: palette)
         let top = Float(greyLevels - 1), k = top / span
+        shown.withUnsafeBufferPointer { v in
+            c.indices.withUnsafeMutableBufferPointer { out in
+                for i in 0..<out.count { out[i] = UInt8(max(0, min(top, ((v[i] - lo) * k).rounded()))) }
+            }
+        }
+        return c
+    }
+
+    /// The particles' outlines (a shown pixel of a particle with a neighbour `step` away outside
+    /// it or beyond the image) and ids, on the `background` of `raw`.
+    public static func draw(on c: inout IndexedCanvas, of raw: FloatImage, labels: ComponentLabels, particles: [Particle]) {
+        let w = raw.width, h = raw.height, step = step(raw)
+        let ow = c.width, oh = c.height
         labels.labels.withUnsafeBufferPointer { L in
-            shown.withUnsafeBufferPointer { v in
-                c.indices.withUnsafeMutableBufferPointer { out in
-                    for oy in 0..<oh {
-                        let y = oy * step
-                        for ox in 0..<ow {
-                            let x = ox * step, i = y * w + x
-                            let l = L[i]
-                            let edge = l != 0 && (x < step || y < step || x + step >= w || y + step >= h
-                                || L[i - step] != l || L[i + step] != l || L[i - step * w] != l || L[i + step * w] != l)
-                            out[oy * ow + ox] = edge ? outline : UInt8(max(0, min(top, ((v[oy * ow + ox] - lo) * k).rounded())))
+            c.indices.withUnsafeMutableBufferPointer { out in
+                for oy in 0..<oh {
+                    let y = oy * step
+                    for ox in 0..<ow {
+                        let x = ox * step, i = y * w + x
+                        let l = L[i]
+                        if l != 0 && (x < step || y < step || x + step >= w || y + step >= h
+                            || L[i - step] != l || L[i + step] != l || L[i - step * w] != l || L[i + step * w] != l) {
+                            out[oy * ow + ox] = outline
                         }
                     }
                 }
@@ -322,6 +353,5 @@ public enum Overlay {
             c.fill(x0: x - 1, y0: y - 1, x1: x + Canvas.textWidth(text, scale: scale), y1: y + 8 * scale, 0)
             c.text(text, x: x, y: y, label, scale: scale)
         }
-        return c
     }
 }
