@@ -150,7 +150,31 @@ public struct BinaryMask: Equatable, Sendable {
     }
 
     /// Number of particle pixels.
-    public var foregroundCount: Int { values.reduce(0) { $0 + Int($1) } }
+    public var foregroundCount: Int { BinaryMask.nonZeroCount(values) }
+
+    /// How many of `bytes` are not 0: 8 at a time, each byte's bits or-ed into its lowest, the
+    /// flags summed bytewise for up to 255 steps (a 4096² mask in 2.2–3.1 ms, where a `reduce`
+    /// took 8.5–11; Intel Xeon fam 6 mod 207).
+    public static func nonZeroCount(_ bytes: [UInt8]) -> Int {
+        bytes.withUnsafeBytes { raw in
+            let n = raw.count
+            var total = 0, i = 0
+            while i + 8 <= n {
+                var flags: UInt64 = 0
+                let end = min(n - 7, i + 255 * 8)
+                while i < end {
+                    var x = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    x |= x >> 4; x |= x >> 2; x |= x >> 1  // within each byte (what crosses into the next byte's upper bits is masked off)
+                    flags &+= x & 0x0101_0101_0101_0101
+                    i += 8
+                }
+                let pairs = (flags & 0x00FF_00FF_00FF_00FF) &+ (flags >> 8 & 0x00FF_00FF_00FF_00FF)
+                total += Int((pairs &* 0x0001_0001_0001_0001) >> 48)
+            }
+            while i < n { total += raw[i] != 0 ? 1 : 0; i += 1 }
+            return total
+        }
+    }
 
     /// Whether every value is 0 or 1 (true unless `values` was edited directly).
     public var isBinary: Bool { values.allSatisfy { $0 <= 1 } }

@@ -1,5 +1,6 @@
 import Foundation
 import ParticleAnalysis
+import Preprocessing
 
 /// What `segment` found in one image: the line `summary.json` holds for it.
 public struct ImageSummary: Codable, Sendable, Equatable {
@@ -72,7 +73,7 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         self.particles = particles.count
         let specimen = Double(max(1, specimenPixels ?? width * height))
         areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / specimen
-        maskFraction = Double(mask.reduce(0) { $0 + ($1 == 0 ? 0 : 1) }) / specimen
+        maskFraction = Double(BinaryMask.nonZeroCount(mask)) / specimen
         func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : (v[(v.count - 1) / 2] + v[v.count / 2]) / 2 }
         let nm = particles.compactMap(\.equivalentDiameterNm).sorted(), px = particles.map(\.equivalentDiameterPx).sorted()
         meanEqDiameterNm = nm.isEmpty ? nil : nm.reduce(0, +) / Double(nm.count)

@@ -14,6 +14,18 @@ final class FloatImageTests: XCTestCase {
         XCTAssertTrue(im.minMax() == (-1, 6))
     }
 
+    /// The word-wise count of non-zero bytes against a plain one: every length around its 8-byte
+    /// steps and its 255-step blocks (a byte per lane counts at most 255), bytes of any value.
+    func testNonZeroCountCountsEveryNonZeroByte() {
+        var rng = SystemRandomNumberGenerator()
+        for n in Array(0...40) + [2039, 2040, 2041, 2047, 2048, 4081, 100_000] {
+            for fill in [0, 1, 2] {
+                let bytes = (0..<n).map { _ -> UInt8 in fill == 0 ? 255 : fill == 1 ? 0 : [0, 1, 16, 128, 255][Int.random(in: 0...4, using: &rng)] }
+                XCTAssertEqual(BinaryMask.nonZeroCount(bytes), bytes.filter { $0 != 0 }.count, "\(n) bytes, fill \(fill)")
+            }
+        }
+    }
+
     func testMaskStaysBinaryThroughSubscriptAndThreshold() {
         var m = BinaryMask(width: 2, height: 2)
         m[x: 1, y: 0] = 255
