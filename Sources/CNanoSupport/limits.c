@@ -21,6 +21,10 @@ int nf_reuse_freed_memory(unsigned long long largest) {
        a fresh mapping each (glibc's own limit for that rises only to 32 MiB). glibc refuses
        thresholds above half its largest heap in some versions: then 32 MiB. */
     int kept = mallopt(M_TRIM_THRESHOLD, 0x7fffffff) == 1;
+    /* One arena for every thread: a block that a job's thread (not the main one) asks for would
+       otherwise come from that thread's own arena, whose heaps hold at most 64 MiB each, so an
+       image's larger arrays would be fresh mappings there whatever the threshold below. */
+    kept = kept && mallopt(M_ARENA_MAX, 1) == 1;
     if (largest > 0x7fffffffULL) largest = 0x7fffffffULL;
     int heap = mallopt(M_MMAP_THRESHOLD, (int)largest) == 1 || mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
     return kept && heap ? 0 : -1;

@@ -113,8 +113,13 @@ struct PixelSizeOption: ParsableArguments {
 /// keep what is freed halves the page faults of a batch: six 4096² MRCs 6.23-6.42 -> 5.67-6.01 s,
 /// system time 3.3-3.5 -> 2.0-2.1 s, 1.32 M -> 0.60 M faults (AMD EPYC fam 25 mod 17, 2 vCPUs,
 /// alternating), peak resident unchanged (1.6-1.7 GB). Larger blocks stay mappings of their own,
-/// so a 16384² image's peak (then 5.42-5.44 GB with --memory 6, both ways) does not grow. `segment` and bench's
-/// segment rows call it; elsewhere (macOS) it does nothing.
+/// so a 16384² image's peak (then 5.42-5.44 GB with --memory 6, both ways) does not grow. The
+/// jobs of a batch run on threads of their own, whose blocks came from per-thread arenas (heaps of
+/// at most 64 MiB, so larger blocks were fresh mappings again) until every thread was given the
+/// one heap: eight 4096² MRCs in two jobs 4.34-4.58 -> 4.01-4.20 s, system time 0.94-1.18 ->
+/// 0.57-0.63 s, 0.52-0.71 M -> 0.29 M faults, peak resident 1.27-1.35 -> 1.19-1.26 GB (Intel
+/// Xeon fam 6 mod 207, alternating). `segment` and bench's segment rows call it; elsewhere (macOS)
+/// it does nothing.
 func reuseFreedMemory() {
     _ = nf_reuse_freed_memory(96 << 20)
 }

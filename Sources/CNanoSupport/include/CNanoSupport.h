@@ -14,9 +14,9 @@ int nf_available_cpus(void);
 /// success. The child that reads an HDF5 file sets one, so that a corrupt file's absurd
 /// allocation inside libhdf5 fails at once instead of taking the machine's memory.
 int nf_limit_address_space(unsigned long long bytes);
-/// glibc only: memory blocks up to `largest` bytes come from the heap and freed memory stays
-/// with the process, so the next image of a batch reuses the last one's pages instead of
-/// faulting in (and zeroing) fresh ones. 0 on success, -1 where not available (macOS: its
+/// glibc only: memory blocks up to `largest` bytes come from the heap, one for all threads, and
+/// freed memory stays with the process, so the next image of a batch reuses the last one's
+/// pages instead of faulting in (and zeroing) fresh ones. 0 on success, -1 where not available (macOS: its
 /// allocator already keeps freed regions for a while).
 int nf_reuse_freed_memory(unsigned long long largest);
 
