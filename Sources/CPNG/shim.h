@@ -162,7 +162,7 @@ static inline void nf_png_flush_fn(png_structp png) { (void)png; }
 /* The one libpng write path: rows of `rowbytes` bytes, the given colour type and depth, row
    filter and zlib strategy (-1: zlib's default), a palette when `entries` > 0, 16-bit samples
    given little-endian; or, when `stream` is given, no rows: that zlib stream of them (made by
-   the caller) as the image data. On success io->output holds the file (free it with
+   the caller, rows already filtered and big-endian) as the image data. On success io->output holds the file (free it with
    nf_png_free). */
 static inline int nf_png_encode_rows(const unsigned char *pixels, uint32_t width, uint32_t height, size_t rowbytes,
                                      int color_type, int bit_depth, int filter, int strategy,
@@ -186,8 +186,8 @@ static inline int nf_png_encode_rows(const unsigned char *pixels, uint32_t width
         return 1;
     }
     png_set_write_fn(png, io, nf_png_write_fn, nf_png_flush_fn);
-    /* Fast zlib level: masks and overlays of large micrographs are written by the thousand;
-       level 1 is several times faster than the default 6 for a few per cent more bytes. */
+    /* Fast zlib level: overlays of large micrographs are written by the thousand; level 1 is
+       several times faster than the default 6 for a few per cent more bytes. */
     png_set_compression_level(png, 1);
     png_set_filter(png, 0, filter);
     if (strategy >= 0) png_set_compression_strategy(png, strategy);

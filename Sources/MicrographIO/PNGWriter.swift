@@ -74,20 +74,25 @@ public enum PNGWriter {
                 image.data.withUnsafeBufferPointer { nf_png_encode_rgb($0.baseAddress, UInt32(image.width), UInt32(image.height), depth, &io) }
             }
         }
-        // Grey: masks and label images, long runs of one value (`RunDeflater`), rows unfiltered
-        // (filter byte 0), 16-bit samples big-endian as PNG stores them.
+        // Grey: masks and label images, long runs of one value (`RunDeflater`). 8-bit rows go
+        // unfiltered (filter byte 0: a mask's runs of 0 and 255 stay runs). 16-bit samples are
+        // stored big-endian, so a run of one label k is 00 k 00 k … with no run of bytes: those
+        // rows take the SUB filter (1), each byte minus the one two before it, which turns a run
+        // of one value into zeros.
         let rowBytes = image.width * Int(depth / 8)
         var deflater = RunDeflater()
         image.data.withUnsafeBytes { data in
-            var swapped = [UInt8](repeating: 0, count: depth == 16 ? rowBytes : 0)
+            var filtered = [UInt8](repeating: 0, count: depth == 16 ? rowBytes : 0)
             for y in 0..<image.height {
-                deflater.feed(repeating: 0, count: 1)
                 let row = UnsafeRawBufferPointer(rebasing: data[(y * rowBytes)..<((y + 1) * rowBytes)])
                 if depth == 8 {
+                    deflater.feed(repeating: 0, count: 1)
                     deflater.feed(row)
                 } else {
-                    for x in 0..<image.width { swapped[2 * x] = row[2 * x + 1]; swapped[2 * x + 1] = row[2 * x] }
-                    swapped.withUnsafeBytes { deflater.feed($0) }
+                    deflater.feed(repeating: 1, count: 1)
+                    func bigEndian(_ i: Int) -> UInt8 { i < 0 ? 0 : row[i ^ 1] }  // byte i of the big-endian row
+                    for i in 0..<rowBytes { filtered[i] = bigEndian(i) &- bigEndian(i - 2) }
+                    filtered.withUnsafeBytes { deflater.feed($0) }
                 }
             }
         }

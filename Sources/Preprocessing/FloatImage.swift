@@ -164,7 +164,7 @@ public struct BinaryMask: Equatable, Sendable {
                 let end = min(n - 7, i + 255 * 8)
                 while i < end {
                     var x = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                    x |= x >> 4; x |= x >> 2; x |= x >> 1  // within each byte (what crosses into the next byte's upper bits is masked off)
+                    x |= x >> 4; x |= x >> 2; x |= x >> 1  // each byte's lowest bit: the or of its bits (what a shift brings in from the byte above lands in bits masked off)
                     flags &+= x & 0x0101_0101_0101_0101
                     i += 8
                 }

@@ -27,10 +27,10 @@ public enum ImageOutputs {
     /// Writes every output of one image, measuring its particles meanwhile, and returns the
     /// measurement and the summary with the seconds each step took. Two threads share one queue
     /// of work: it starts with the maps that do not depend on the particles (probability, mask
-    /// PNG and TIFF); this thread measures (`measure`) meanwhile, and what `measure` runs through
-    /// the `ParallelFor` it is given (the split of touching particles) goes to the head of the
-    /// queue, so the other thread joins in as soon as its write is done (this one takes no write
-    /// until it has measured). Then this thread adds the
+    /// PNG and TIFF, the overlay's background); this thread measures (`measure`) meanwhile, and
+    /// what `measure` runs through the `ParallelFor` it is given (the split of touching
+    /// particles) goes to the head of the queue, so the other thread joins in as soon as its
+    /// write is done (this one takes no write until it has measured). Then this thread adds the
     /// overlay and the labels, and both take whatever write is next until none is left. The
     /// particle table and the summary (`summarise` of the measurement and the timings), the marks
     /// that the image is done, come last. On any failure every file written for the image is
@@ -153,9 +153,7 @@ public enum ImageOutputs {
                 throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles: more than a label image can number")
             }
             return [
-                ("write_overlay", url("_overlay.png"), {
-                    try Overlay.render(raw, labels: measurement.labels, particles: measurement.particles).write(to: url("_overlay.png"))
-                }),
+                overlay,
                 ("write_labels_tif", url("_labels.tif"), {
                     try TIFFWriter.writeFloat32(measurement.labels.labels.map(Float.init), width: w, height: h,
                                                 pixelSizeNM: pixelSizeNm, to: url("_labels.tif"))

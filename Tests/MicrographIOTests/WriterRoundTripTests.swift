@@ -167,6 +167,23 @@ final class WriterRoundTripTests: XCTestCase {
         _ = try roundTrip(TestImages.image(.uint8, pixelSizeNM: nil), name: "mask.png", write: PNGWriter.write)
         _ = try roundTrip(TestImages.image(.uint16, pixelSizeNM: nil), name: "labels.png", write: PNGWriter.write)
         _ = try roundTrip(TestImages.image(.uint8, channels: 3, pixelSizeNM: nil), name: "overlay.png", write: PNGWriter.write)
+        // A label image of discs numbered past 255 (both bytes of a sample vary) and a 0/255
+        // mask, 256 small discs: libpng reads them back, and both shrink below a tenth.
+        let side = 512
+        var labels = [UInt8](repeating: 0, count: 2 * side * side), mask = [UInt8](repeating: 0, count: side * side)
+        for y in 0..<side { for x in 0..<side {
+            let k = (y / 32) * 16 + x / 32, dx = x % 32 - 16, dy = y % 32 - 16
+            guard dx * dx + dy * dy < 100 else { continue }
+            let id = UInt16(200 + k)
+            labels[2 * (y * side + x)] = UInt8(id & 0xFF); labels[2 * (y * side + x) + 1] = UInt8(id >> 8)
+            mask[y * side + x] = 255
+        } }
+        for (name, image) in [("disc-labels.png", Micrograph(width: side, height: side, pixelType: .uint16, data: labels, format: "png")),
+                              ("disc-mask.png", Micrograph(width: side, height: side, pixelType: .uint8, data: mask, format: "png"))] {
+            _ = try roundTrip(image, name: name, write: PNGWriter.write)
+            let bytes = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent(name).path)[.size] as? Int)
+            XCTAssertLessThan(bytes, image.data.count / 10, "\(name): \(bytes) bytes")
+        }
         XCTAssertThrowsError(try PNGWriter.write(TestImages.image(.float32), to: dir.appendingPathComponent("f.png")))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("f.png").path))
     }
