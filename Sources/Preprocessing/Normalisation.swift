@@ -160,6 +160,7 @@ public func percentiles(_ values: [Float], _ ps: [Double], parallel: ParallelFor
 func orderStatistics(_ values: [Float], _ ranks: [Int], parallel: ParallelFor = serially) -> [Int: Float] {
     let n = values.count
     let bins = 1 << 14
+    if n >= 4 * bins, let found = orderStatisticsByBrackets(values, ranks, parallel: parallel) { return found }
     let parts = pieces(n), count = parts.count
     var lo = values[0], hi = values[0], nan = false
     if n >= 4 * bins {
@@ -225,8 +226,101 @@ func orderStatistics(_ values: [Float], _ ranks: [Int], parallel: ParallelFor = 
     return result
 }
 
+/// The same in one pass when a sample brackets the ranks, else nil: every wanted rank's value is
+/// looked for between two values of a sample of 65536 (spread over the image: every
+/// `stride`-th value, the stride odd so a sample visits every column), ranks 6 standard
+/// deviations of the sampling (and 16) beyond on either side; one pass counts the values below
+/// each bracket and collects those inside (blocks of 16 compared at once), and selection runs on
+/// those few. Exact: nil, not a guess, when a rank's value is outside its bracket (then
+/// `orderStatistics` counts a histogram), more than two brackets are wanted, or a value is NaN.
+/// On 4096² values, one thread: the 0.5 and 99.5 % percentiles in 16–18 ms instead of 46–50
+/// (Intel Xeon fam 6 mod 207).
+package func orderStatisticsByBrackets(_ values: [Float], _ ranks: [Int], parallel: ParallelFor) -> [Int: Float]? {
+    let n = values.count, m = 1 << 16
+    let stride = max(1, n / m) | 1
+    // Each rank's bracket in the sample: its place there ± 6 standard deviations of a binomial
+    // count, plus 16; overlapping brackets are joined. `bracketOf[k]`: rank k's bracket.
+    var brackets: [(lo: Int, hi: Int)] = [], bracketOf: [Int: Int] = [:]
+    for k in Set(ranks).sorted() {
+        let q = Double(k) / Double(max(1, n - 1)), spread = 6 * (Double(m) * q * (1 - q)).squareRoot() + 16
+        let j = q * Double(m - 1)
+        let lo = max(0, Int(j - spread)), hi = min(m - 1, Int(j + spread) + 1)
+        if let last = brackets.last, lo <= last.hi { brackets[brackets.count - 1].hi = max(last.hi, hi) } else { brackets.append((lo, hi)) }
+        bracketOf[k] = brackets.count - 1
+    }
+    // The brackets' ends as values (the first from −∞ and the last to +∞ when they reach the
+    // sample's ends).
+    var sample = (0..<m).map { values[$0 * stride % n] }
+    let ends = sample.withUnsafeMutableBufferPointer { a -> [Int: Float] in
+        var lowerBound = 0, found: [Int: Float] = [:]
+        for j in Set(brackets.flatMap { [$0.lo, $0.hi] }).sorted() { select(a, j, from: lowerBound); lowerBound = j; found[j] = a[j] }
+        return found
+    }
+    sample = []
+    let count = brackets.count
+    let lows = brackets.map { $0.lo == 0 ? -Float.infinity : ends[$0.lo]! }
+    let highs = brackets.map { $0.hi == m - 1 ? Float.infinity : ends[$0.hi]! }
+    // One pass, in pieces: per bracket the values below it and those inside it; and any NaN.
+    // Blocks of 16 values, compared at once; the few blocks with a value inside a bracket (or a
+    // NaN) are gone through one by one. At most two brackets (the usual: two percentiles).
+    guard count <= 2 else { return nil }
+    let lo0 = lows[0], hi0 = highs[0], lo1 = count > 1 ? lows[1] : Float.infinity, hi1 = count > 1 ? highs[1] : -Float.infinity
+    let parts = pieces(n), pieceCount = parts.count
+    var below = [Int](repeating: 0, count: pieceCount * 2), nan = [Bool](repeating: false, count: pieceCount)
+    var inside = [[[Float]]](repeating: [], count: pieceCount)
+    values.withUnsafeBufferPointer { v in below.withUnsafeMutableBufferPointer { below in
+        nan.withUnsafeMutableBufferPointer { nan in inside.withUnsafeMutableBufferPointer { inside in
+            parallel(pieceCount) { piece in
+                var list0 = [Float](), list1 = [Float](), sawNaN = false
+                var under0 = SIMD16<Int32>(), under1 = SIMD16<Int32>()
+                let l0 = SIMD16<Float>(repeating: lo0), h0 = SIMD16<Float>(repeating: hi0)
+                let l1 = SIMD16<Float>(repeating: lo1), h1 = SIMD16<Float>(repeating: hi1)
+                let one = SIMD16<Int32>(repeating: 1)
+                var tail0 = 0, tail1 = 0
+                func look(_ x: Float) {
+                    if x != x { sawNaN = true }
+                    if x >= lo0 && x <= hi0 { list0.append(x) }
+                    if x >= lo1 && x <= hi1 { list1.append(x) }
+                }
+                let range = parts.range(piece)
+                var i = range.lowerBound
+                while i + 16 <= range.upperBound {
+                    let x = UnsafeRawPointer(v.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
+                    under0 &+= one.replacing(with: 0, where: .!(x .< l0))
+                    under1 &+= one.replacing(with: 0, where: .!(x .< l1))
+                    let special = ((x .>= l0) .& (x .<= h0)) .| ((x .>= l1) .& (x .<= h1)) .| (x .!= x)
+                    if any(special) { for k in 0..<16 { look(x[k]) } }
+                    i += 16
+                }
+                while i < range.upperBound {
+                    let x = v[i]
+                    tail0 += x < lo0 ? 1 : 0; tail1 += x < lo1 ? 1 : 0
+                    look(x); i += 1
+                }
+                below[2 * piece] = Int(under0.wrappedSum()) + tail0
+                below[2 * piece + 1] = Int(under1.wrappedSum()) + tail1
+                inside[piece] = [list0, list1]
+                nan[piece] = sawNaN
+            }
+        } }
+    } }
+    guard !nan.contains(true) else { return nil }
+    var result: [Int: Float] = [:]
+    for b in 0..<count {
+        let under = (0..<pieceCount).reduce(0) { $0 + below[$1 * 2 + b] }
+        var members = [Float]()
+        members.reserveCapacity(inside.reduce(0) { $0 + $1[b].count })
+        for piece in 0..<pieceCount { members += inside[piece][b] }
+        let mine = bracketOf.filter { $0.value == b }.map { $0.key - under }
+        // A rank's value lies in its bracket when as many values are below as its rank allows.
+        guard mine.allSatisfy({ $0 >= 0 && $0 < members.count }) else { return nil }
+        for (k, v) in orderStatisticsBySelection(members, mine) { result[k + under] = v }
+    }
+    return result
+}
+
 /// The same by quickselect on one copy of all the values (O(n) expected per rank).
-func orderStatisticsBySelection(_ values: [Float], _ ranks: [Int]) -> [Int: Float] {
+package func orderStatisticsBySelection(_ values: [Float], _ ranks: [Int]) -> [Int: Float] {
     var work = values
     var result: [Int: Float] = [:]
     work.withUnsafeMutableBufferPointer { a in

@@ -92,6 +92,47 @@ final class NormalisationTests: XCTestCase {
         }
     }
 
+    /// The one-pass path (a sample brackets each rank, `orderStatisticsByBrackets`) gives the
+    /// order statistics of a sort, bit for bit, run in pieces or not; it takes the usual inputs
+    /// (the two percentiles of the robust recipe, a median) and declines, rather than guessing,
+    /// when its sample misleads it (every sampled value is the smallest), when a value is NaN, or
+    /// when more than two brackets are wanted. `percentiles` is exact whichever path it took.
+    func testBracketedOrderStatisticsEqualSorting() {
+        var rng = SystemRandomNumberGenerator()
+        let n = 1_000_003
+        let stride = (n >> 16) | 1
+        var hot = randomImage(n, 1, seed: 25, scale: 1).pixels
+        hot[17] = 1e30; hot[500_000] = -.infinity
+        let cases: [(String, [Float], Bool)] = [
+            ("gaussian", randomImage(n, 1, seed: 23, scale: 100).pixels, true),
+            ("ties", randomImage(n, 1, seed: 24, scale: 3).pixels.map { $0.rounded() }, true),
+            ("uniform", (0..<n).map { _ in Float.random(in: -5...5, using: &rng) }, true),
+            ("hot pixel and −∞", hot, true),
+            ("ramp", (0..<n).map { Float($0 % 4099) }, true),
+            // The sample (every stride-th value) sees only the smallest values.
+            ("misleading sample", (0..<n).map { $0 % stride == 0 ? -1 : Float.random(in: 0...1, using: &rng) }, false),
+        ]
+        for (name, values, taken) in cases {
+            let sorted = values.sorted()
+            for ranks in [[n / 200, n / 200 + 1, n - 1 - n / 200, n - n / 200], [n / 2], [0, n - 1]] {
+                for parallel in [serially, reversedPieces] {
+                    let got = orderStatisticsByBrackets(values, ranks, parallel: parallel)
+                    if taken { XCTAssertNotNil(got, "\(name) \(ranks)") }
+                    if let got { for k in ranks { XCTAssertEqual(got[k], sorted[k], "\(name) rank \(k)") } }
+                }
+            }
+            let ps: [Double] = [0.5, 99.5]
+            XCTAssertEqual(percentiles(values, ps), ps.map { p -> Float in
+                let r = p / 100 * Double(n - 1), k = Int(r), f = Float(r - Double(k))
+                return sorted[k] + f * (sorted[k + 1] - sorted[k])
+            }, name)
+        }
+        var nan = randomImage(n, 1, seed: 26, scale: 1).pixels
+        nan[1234] = .nan
+        XCTAssertNil(orderStatisticsByBrackets(nan, [n / 2], parallel: serially))
+        XCTAssertNil(orderStatisticsByBrackets(randomImage(n, 1, seed: 27, scale: 1).pixels, [0, n / 2, n - 1], parallel: serially))
+    }
+
     /// NaN among many values (a damaged float file): the result is unspecified, but it comes back.
     func testPercentilesOfLargeInputsWithNaNComeBack() {
         var values = randomImage(70_001, 1, seed: 8, scale: 10).pixels
