@@ -40,9 +40,10 @@ final class MedianFilterTests: XCTestCase {
     }
 
     /// The sorted-columns algorithm against a plain sort of the nine values, for all border
-    /// modes and awkward sizes (1×1, single rows and columns, odd sizes), with repeated values.
+    /// modes and awkward sizes (1×1, single rows and columns, odd sizes, rows wider than the
+    /// filter's chunks of 1024 columns, and one ending a column past a chunk), with repeated values.
     func testMatchesBruteForceForAllModesAndSizes() {
-        let sizes = [(1, 1), (1, 5), (6, 1), (2, 2), (3, 7), (8, 5), (17, 9)]
+        let sizes = [(1, 1), (1, 5), (6, 1), (2, 2), (3, 7), (8, 5), (17, 9), (1024, 3), (1025, 2), (2500, 4)]
         for (k, (w, h)) in sizes.enumerated() {
             var im = randomImage(w, h, seed: UInt64(k))
             im = im.map { ($0 / 100).rounded() }  // force ties
