@@ -237,6 +237,9 @@ func orderStatistics(_ values: [Float], _ ranks: [Int], parallel: ParallelFor = 
 /// (Intel Xeon fam 6 mod 207).
 package func orderStatisticsByBrackets(_ values: [Float], _ ranks: [Int], parallel: ParallelFor) -> [Int: Float]? {
     let n = values.count, m = 1 << 16
+    // Counts per piece fit the lanes' Int32 (and ranks outside the values have no bracket).
+    guard n < 1 << 31, ranks.allSatisfy({ (0..<n).contains($0) }) else { return nil }
+    if ranks.isEmpty { return [:] }
     let stride = max(1, n / m) | 1
     // Each rank's bracket in the sample: its place there ± 6 standard deviations of a binomial
     // count, plus 16; overlapping brackets are joined. `bracketOf[k]`: rank k's bracket.
@@ -248,6 +251,8 @@ package func orderStatisticsByBrackets(_ values: [Float], _ ranks: [Int], parall
         if let last = brackets.last, lo <= last.hi { brackets[brackets.count - 1].hi = max(last.hi, hi) } else { brackets.append((lo, hi)) }
         bracketOf[k] = brackets.count - 1
     }
+    // At most two brackets (the usual: two percentiles), else the histogram.
+    guard brackets.count <= 2 else { return nil }
     // The brackets' ends as values (the first from −∞ and the last to +∞ when they reach the
     // sample's ends).
     var sample = (0..<m).map { values[$0 * stride % n] }
@@ -262,8 +267,7 @@ package func orderStatisticsByBrackets(_ values: [Float], _ ranks: [Int], parall
     let highs = brackets.map { $0.hi == m - 1 ? Float.infinity : ends[$0.hi]! }
     // One pass, in pieces: per bracket the values below it and those inside it; and any NaN.
     // Blocks of 16 values, compared at once; the few blocks with a value inside a bracket (or a
-    // NaN) are gone through one by one. At most two brackets (the usual: two percentiles).
-    guard count <= 2 else { return nil }
+    // NaN) are gone through one by one.
     let lo0 = lows[0], hi0 = highs[0], lo1 = count > 1 ? lows[1] : Float.infinity, hi1 = count > 1 ? highs[1] : -Float.infinity
     let parts = pieces(n), pieceCount = parts.count
     var below = [Int](repeating: 0, count: pieceCount * 2), nan = [Bool](repeating: false, count: pieceCount)
