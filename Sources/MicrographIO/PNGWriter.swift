@@ -25,6 +25,7 @@ public enum PNGWriter {
         try writeAtomically(encodeIndexed(indices, width: width, height: height, palette: palette, file: url.path), to: url)
     }
 
+    /// A palette PNG, its rows unfiltered and coded as literals (`RunDeflater.literals`).
     public static func encodeIndexed(_ indices: [UInt8], width: Int, height: Int, palette: [(UInt8, UInt8, UInt8)],
                                      file: String = "") throws -> [UInt8] {
         let fail = { (reason: String) in MicrographError(file: file, reason: reason) }
@@ -34,11 +35,24 @@ public enum PNGWriter {
         guard (1...256).contains(palette.count), palette.count == 256 || indices.allSatisfy({ Int($0) < palette.count }) else {
             throw fail("palette of \(palette.count) entries does not cover every index")
         }
+        // Rows unfiltered (filter byte 0), as literals in a code fitted to them
+        // (`RunDeflater.literals`): an overlay's grey levels seldom repeat along a row.
+        var rows = [UInt8](repeating: 0, count: height * (width + 1))
+        rows.withUnsafeMutableBufferPointer { out in
+            indices.withUnsafeBufferPointer { src in
+                for y in 0..<height {
+                    UnsafeMutableBufferPointer(rebasing: out[(y * (width + 1) + 1)...]).baseAddress!
+                        .update(from: src.baseAddress! + y * width, count: width)
+                }
+            }
+        }
+        let stream = rows.withUnsafeBytes { RunDeflater.literals($0) }
         let rgb = palette.flatMap { [$0.0, $0.1, $0.2] }
         return try encoded(fail) { io in
-            indices.withUnsafeBufferPointer { buf in
-                rgb.withUnsafeBufferPointer { p in
-                    nf_png_encode_indexed(buf.baseAddress, UInt32(width), UInt32(height), p.baseAddress, Int32(palette.count), &io)
+            rgb.withUnsafeBufferPointer { p in
+                stream.withUnsafeBufferPointer {
+                    nf_png_encode_stream(UInt32(width), UInt32(height), PNG_COLOR_TYPE_PALETTE, 8, p.baseAddress, Int32(palette.count),
+                                         $0.baseAddress, $0.count, &io)
                 }
             }
         }
@@ -99,7 +113,7 @@ public enum PNGWriter {
         let stream = deflater.finish()
         return try encoded(fail) { io in
             stream.withUnsafeBufferPointer {
-                nf_png_encode_stream(UInt32(image.width), UInt32(image.height), PNG_COLOR_TYPE_GRAY, depth, $0.baseAddress, $0.count, &io)
+                nf_png_encode_stream(UInt32(image.width), UInt32(image.height), PNG_COLOR_TYPE_GRAY, depth, nil, 0, $0.baseAddress, $0.count, &io)
             }
         }
     }

@@ -70,6 +70,31 @@ final class RunDeflaterTests: XCTestCase {
         }
     }
 
+    /// Literals in a code fitted to their histogram (`RunDeflater.literals`, the overlay's
+    /// coder): zlib inflates them to what was given, for no bytes, one, every value, noise, and
+    /// counts so skewed (each value twice as frequent as the one before, as far as 2²⁰) that an
+    /// unlimited Huffman code would need over 15 bits; and the stream is about as short as the
+    /// histogram allows (its entropy, plus the header).
+    func testLiteralsInAFittedCodeInflateToWhatWasGiven() throws {
+        var rng = SplitMix64(seed: 12)
+        var skewed: [UInt8] = []
+        for v in 0..<21 { skewed += [UInt8](repeating: UInt8(v), count: 1 << v) }
+        let grey = (0..<300_000).map { _ -> UInt8 in UInt8(clamping: 128 + Int((rng.nextGaussian() * 20).rounded())) }
+        let cases: [(String, [UInt8])] = [("empty", []), ("one byte", [200]), ("every byte value", (0..<1024).map { UInt8($0 % 256) }),
+                                          ("noise", (0..<5000).map { _ in UInt8.random(in: 0...255, using: &rng) }),
+                                          ("skewed", skewed), ("grey levels", grey)]
+        for (name, bytes) in cases {
+            let stream = bytes.withUnsafeBytes { RunDeflater.literals($0) }
+            XCTAssertEqual(inflated(stream, count: bytes.count), bytes, name)
+        }
+        // Gaussian grey levels of σ 20: about 6.4 bits a byte.
+        var counts = [Int](repeating: 0, count: 256)
+        for b in grey { counts[Int(b)] += 1 }
+        let entropy = counts.filter { $0 > 0 }.reduce(0.0) { $0 - Double($1) * log2(Double($1) / Double(grey.count)) } / 8
+        let stream = grey.withUnsafeBytes { RunDeflater.literals($0) }
+        XCTAssertLessThan(Double(stream.count), 1.01 * entropy + 200, "\(stream.count) bytes, entropy \(entropy)")
+    }
+
     /// A mask (a PNG's rows: a filter byte, then 0/255 pixels) and a label image after the TIFF
     /// predictor come out about as short as zlib's run-length deflate makes them, and tiny.
     func testMasksAndLabelsDeflateAboutAsShortAsZlibDoes() throws {
