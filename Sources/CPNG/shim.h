@@ -159,13 +159,13 @@ static inline void nf_png_write_fn(png_structp png, png_bytep data, size_t count
 
 static inline void nf_png_flush_fn(png_structp png) { (void)png; }
 
-/* The one libpng write path: rows of `rowbytes` bytes, the given colour type and depth, row
-   filter and zlib strategy (-1: zlib's default), a palette when `entries` > 0, 16-bit samples
+/* The one libpng write path: rows of `rowbytes` bytes, the given colour type, depth and row
+   filter, a palette when `entries` > 0, 16-bit samples
    given little-endian; or, when `stream` is given, no rows: that zlib stream of them (made by
    the caller, rows already filtered and big-endian) as the image data. On success io->output holds the file (free it with
    nf_png_free). */
 static inline int nf_png_encode_rows(const unsigned char *pixels, uint32_t width, uint32_t height, size_t rowbytes,
-                                     int color_type, int bit_depth, int filter, int strategy,
+                                     int color_type, int bit_depth, int filter,
                                      const unsigned char *palette, int entries,
                                      const unsigned char *stream, size_t stream_size, nf_png_io *io) {
     memset(io, 0, sizeof *io);
@@ -186,11 +186,10 @@ static inline int nf_png_encode_rows(const unsigned char *pixels, uint32_t width
         return 1;
     }
     png_set_write_fn(png, io, nf_png_write_fn, nf_png_flush_fn);
-    /* Fast zlib level: overlays of large micrographs are written by the thousand; level 1 is
-       several times faster than the default 6 for a few per cent more bytes. */
+    /* Fast zlib level (RGB plots; masks, labels and overlays come compressed): level 1 is several
+       times faster than the default 6 for a few per cent more bytes. */
     png_set_compression_level(png, 1);
     png_set_filter(png, 0, filter);
-    if (strategy >= 0) png_set_compression_strategy(png, strategy);
     png_set_IHDR(png, info, width, height, bit_depth, color_type, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (entries > 0) {
@@ -222,18 +221,18 @@ static inline int nf_png_encode_rows(const unsigned char *pixels, uint32_t width
 static inline int nf_png_encode_stream(uint32_t width, uint32_t height, int color_type, int bit_depth,
                                        const unsigned char *palette, int entries,
                                        const unsigned char *stream, size_t size, nf_png_io *io) {
-    return nf_png_encode_rows(NULL, width, height, 0, color_type, bit_depth, PNG_FILTER_NONE, -1, palette, entries,
+    return nf_png_encode_rows(NULL, width, height, 0, color_type, bit_depth, PNG_FILTER_NONE, palette, entries,
                               stream, size, io);
 }
 
 /* Encodes 8/16-bit RGB pixels; 16-bit input samples are little-endian. Row filter: libpng's
    default tries all five on every row and keeps the best, which costs more than the deflate
    itself; photographs and plots take the cheap SUB filter. (Grey images, masks and label
-   images, are compressed by the caller: `nf_png_encode_stream`.) */
+   images, and palette images, overlays, are compressed by the caller: `nf_png_encode_stream`.) */
 static inline int nf_png_encode_rgb(const unsigned char *pixels, uint32_t width, uint32_t height, int bit_depth,
                                     nf_png_io *io) {
     size_t rowbytes = (size_t)width * 3 * (size_t)(bit_depth / 8);
-    return nf_png_encode_rows(pixels, width, height, rowbytes, PNG_COLOR_TYPE_RGB, bit_depth, PNG_FILTER_SUB, -1, NULL, 0, NULL, 0, io);
+    return nf_png_encode_rows(pixels, width, height, rowbytes, PNG_COLOR_TYPE_RGB, bit_depth, PNG_FILTER_SUB, NULL, 0, NULL, 0, io);
 }
 
 #endif

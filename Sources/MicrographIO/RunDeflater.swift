@@ -227,8 +227,8 @@ extension RunDeflater {
         return writer.finish(adler: adler)
     }
 
-    /// Huffman code lengths for `counts` (all positive), by the two-queue method on the counts
-    /// sorted (ties by symbol, so the same counts give the same code).
+    /// Huffman code lengths for `counts` (two or more, all positive), by the two-queue method on
+    /// the counts sorted (ties by symbol, so the same counts give the same code).
     static func huffmanLengths(_ counts: [Int]) -> [Int] {
         let n = counts.count
         guard n > 1 else { return [1] }

@@ -284,8 +284,8 @@ public enum ImageOutputs {
 
 /// The micrograph, contrast-stretched (0.5–99.5 %), with particle outlines and ids; at most
 /// 2048 px on its longer side (larger images are shown shrunk). Drawn in 254 grey levels and two
-/// colours on an `IndexedCanvas` (a palette PNG): a third of an RGB image's bytes to deflate and
-/// write (a 4096² micrograph's overlay 3.7 MB in 39 ms instead of 6.1 MB in 126 ms), its rows
+/// colours on an `IndexedCanvas` (a palette PNG): a third of an RGB image's bytes to code and
+/// write (with zlib, once: 3.7 MB in 39 ms instead of 6.1 MB in 126 ms as RGB). Its rows are
 /// coded as literals in a code fitted to them (`RunDeflater.literals`): a simulated 4096²
 /// micrograph's overlay 3.05 MB against 2.93 MB with zlib's run-length deflate, and the bench's
 /// overlay written in 25.7–27.1 ms against 40.6–41.2 ms (Intel Xeon fam 6 mod 207,

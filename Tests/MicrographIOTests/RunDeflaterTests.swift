@@ -1,4 +1,5 @@
 import CPNG
+import Foundation
 import MicrographIO
 import NanoTensor
 import XCTest
