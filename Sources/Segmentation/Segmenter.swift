@@ -256,7 +256,8 @@ public final class Segmenter: @unchecked Sendable {
             notes.append("\(padding.foregroundCount) pixels are flat padding at the image's edges (one value, reaching the edges across and down): filled with pixels drawn from the others, never particle")
         }
         var fill: Float = 0
-        if let outside = BinaryMask.union(BinaryMask.union(nonFinite, padding), bar) {
+        let outside = BinaryMask.union(BinaryMask.union(nonFinite, padding), bar)
+        if let outside {
             fill = image.fillLikeOthers(outside, parallel: pool.parallel)
             (lo, hi) = image.extremes(parallel: pool.parallel)
         }
@@ -265,7 +266,7 @@ public final class Segmenter: @unchecked Sendable {
         var result = segmentFinite(image, oneValue: lo == hi ? lo : nil, pixelSizeNm: pixelSizeNm, source: source, tileSize: tileSize, pool: pool)
         result.timings.insert(("outside", outsideSeconds), at: 0)
         result.nonFinite = nonFinite; result.padding = padding; result.bar = bar; result.outsideValue = fill
-        if let outside = result.outside {
+        if let outside {  // `result.outside`, made once
             for i in 0..<outside.values.count where outside.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
         }
         result.notes.insert(contentsOf: notes, at: 0)
