@@ -94,12 +94,31 @@ package enum TouchingParticles {
         let least = Int32((minimumRadius * minimumRadius).rounded(.up))
         var peaks: [Int] = []
         level2.withUnsafeBufferPointer { L in
+            let base = L.baseAddress!
+            // A pixel no lower than its 8 neighbours: 8 lanes at a time (the vector loads read
+            // the rows above and below and the neighbours beside), the few candidates one by one.
+            typealias Lanes = SIMD8<Int32>
+            func lanes(_ p: UnsafePointer<Int32>) -> Lanes { UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
+            func isPeak(_ i: Int) -> Bool {
+                let v = base[i]
+                return v >= least && base[i - pw - 1] <= v && base[i - pw] <= v && base[i - pw + 1] <= v && base[i - 1] <= v
+                    && base[i + 1] <= v && base[i + pw - 1] <= v && base[i + pw] <= v && base[i + pw + 1] <= v
+            }
             for y in 1..<max(1, ph - 1) {
-                for i in (y * pw + 1)..<(y * pw + pw - 1) where L[i] >= least {
-                    let v = L[i]
-                    if L[i - pw - 1] <= v && L[i - pw] <= v && L[i - pw + 1] <= v && L[i - 1] <= v
-                        && L[i + 1] <= v && L[i + pw - 1] <= v && L[i + pw] <= v && L[i + pw + 1] <= v { peaks.append(i) }
+                var i = y * pw + 1
+                let end = y * pw + pw - 1
+                while i + Lanes.scalarCount <= end {
+                    let v = lanes(base + i)
+                    let up = base + i - pw, down = base + i + pw
+                    let around = pointwiseMax(pointwiseMax(pointwiseMax(lanes(up - 1), lanes(up)), pointwiseMax(lanes(up + 1), lanes(base + i - 1))),
+                                              pointwiseMax(pointwiseMax(lanes(base + i + 1), lanes(down - 1)), pointwiseMax(lanes(down), lanes(down + 1))))
+                    let candidate = (v .>= Lanes(repeating: least)) .& (v .>= around)
+                    if any(candidate) {
+                        for k in 0..<Lanes.scalarCount where candidate[k] { peaks.append(i + k) }
+                    }
+                    i += Lanes.scalarCount
                 }
+                while i < end { if isPeak(i) { peaks.append(i) }; i += 1 }
             }
         }
         guard peaks.count > 1 else { return true }
@@ -117,33 +136,47 @@ package enum TouchingParticles {
     /// `connected`: the pixels inside are one 8-connected component (a particle), which lets
     /// most be done without flooding (`hasOnePeak`).
     package static func basins(width w: Int, height h: Int, connected: Bool = false, inside: (Int, Int) -> Bool) -> (basin: [Int32], count: Int) {
-        var d2 = DistanceTransform.squared(width: w, height: h, isSet: inside)
+        basins(width: w, height: h, connected: connected) { y, flags in
+            for x in 0..<w { flags[x] = inside(x, y) ? 1 : 0 }
+        }
+    }
+
+    /// The same, the box given row by row: `setRow(y, flags)` sets flags[x] to 1 for a pixel
+    /// inside, 0 for one outside (x in 0 ..< w).
+    package static func basins(width w: Int, height h: Int, connected: Bool = false,
+                               setRow: (Int, UnsafeMutablePointer<Int32>) -> Void) -> (basin: [Int32], count: Int) {
         // The flooding works on the box with a one-pixel frame (never labelled), so a pixel's
         // 8 neighbours are fixed offsets with no bounds checks; `level2` holds d² there. Peak
-        // scratch: d², its framed copy and the order (12 bytes a pixel), then the framed copy,
-        // the order and the basins (`bytesPerBoxPixel`).
+        // scratch: the framed d², the order and the basins (`bytesPerBoxPixel`).
         let pw = w + 2, ph = h + 2
-        var level2 = [Int32](repeating: 0, count: pw * ph)
-        var top = 0
-        for y in 0..<h { for x in 0..<w {
-            let v = d2[y * w + x]
-            level2[(y + 1) * pw + x + 1] = Int32(v)
-            if Int(v) > top { top = Int(v) }
-        } }
+        let level2 = DistanceTransform.squaredFramed(width: w, height: h, setRow: setRow)
         if connected && hasOnePeak(level2, width: pw, height: ph) {
-            return (d2.map { $0 > 0 ? 0 : -1 }, d2.contains { $0 > 0 } ? 1 : 0)
+            var inside = false
+            let basin = level2.withUnsafeBufferPointer { L in
+                [Int32](unsafeUninitializedCapacity: w * h) { b, count in
+                    for y in 0..<h {
+                        let row = L.baseAddress! + (y + 1) * pw + 1, out = b.baseAddress! + y * w
+                        var rowMax: Int32 = 0
+                        for x in 0..<w { out[x] = row[x] > 0 ? 0 : -1; rowMax = max(rowMax, row[x]) }
+                        if rowMax > 0 { inside = true }
+                    }
+                    count = w * h
+                }
+            }
+            return (basin, inside ? 1 : 0)
         }
+        var top = 0
+        for v in level2 where Int(v) > top { top = Int(v) }
         // Highest distance first, ties in raster order: a counting sort on the squared distances
         // (whole numbers of pixels²), giving framed indices.
         var start = [Int](repeating: 0, count: top + 2)
-        for v in d2 where v > 0 { start[top - Int(v) + 1] += 1 }
+        for v in level2 where v > 0 { start[top - Int(v) + 1] += 1 }
         for k in 1..<start.count { start[k] += start[k - 1] }
         var order = [Int32](repeating: 0, count: start[top + 1])
-        for y in 0..<h { for x in 0..<w where d2[y * w + x] > 0 {
-            let k = top - Int(d2[y * w + x])
-            order[start[k]] = Int32((y + 1) * pw + x + 1); start[k] += 1
-        } }
-        d2 = []
+        for i in 0..<level2.count where level2[i] > 0 {  // the frame is 0: interior pixels in raster order
+            let k = top - Int(level2[i])
+            order[start[k]] = Int32(i); start[k] += 1
+        }
         var pixelSet = [Int32](repeating: -1, count: pw * ph)
         var sets = UnionFind(count: 0)
         var peak: [Float] = []
@@ -155,34 +188,37 @@ package enum TouchingParticles {
           offsets.withUnsafeBufferPointer { offsets in rootsArray.withUnsafeMutableBufferPointer { roots in
             for p32 in order {
                 let p = Int(p32)
-                // The highest labelled neighbour (the first of equals) as the largest key
-                // 8·d² + 7 − k of neighbour k (−1 when unlabelled: its set, −1, or-ed in), and
-                // the smallest and largest set number among the labelled ones (unlabelled: −1,
-                // UInt32.max as a bit pattern): integer maxima and minima, no branches.
-                var bestKey: Int32 = -1
-                var lowest = UInt32.max, highest: Int32 = -1
-                for k in 0..<8 {
-                    let n = p + offsets[k], set = P[n]
-                    bestKey = max(bestKey, (L[n] &<< 3 | Int32(7 - k)) | (set &>> 31))
-                    lowest = min(lowest, UInt32(bitPattern: set)); highest = max(highest, set)
-                }
+                // The smallest and largest set number among the labelled neighbours (unlabelled:
+                // −1, UInt32.max as a bit pattern): integer maxima and minima, no branches.
+                let q = P.baseAddress! + p
+                let s0 = q[-pw - 1], s1 = q[-pw], s2 = q[-pw + 1], s3 = q[-1], s4 = q[1], s5 = q[pw - 1], s6 = q[pw], s7 = q[pw + 1]
+                let highest = max(max(max(s0, s1), max(s2, s3)), max(max(s4, s5), max(s6, s7)))
+                func u(_ s: Int32) -> UInt32 { UInt32(bitPattern: s) }
+                let lowest = min(min(min(u(s0), u(s1)), min(u(s2), u(s3))), min(min(u(s4), u(s5)), min(u(s6), u(s7))))
                 if highest < 0 {
                     P[p] = sets.add(); peak.append(Float(L[p]).squareRoot())
                     continue
                 }
+                // Neighbours that all carry one set number are one basin (most pixels): the
+                // pixel joins it.
+                if lowest == u(highest) { P[p] = highest; continue }
+                // The highest labelled neighbour (the first of equals) as the largest key
+                // 8·d² + 7 − k of neighbour k (−1 when unlabelled: its set, −1, or-ed in).
+                var bestKey: Int32 = -1
+                for k in 0..<8 {
+                    let n = p + offsets[k]
+                    bestKey = max(bestKey, (L[n] &<< 3 | Int32(7 - k)) | (P[n] &>> 31))
+                }
                 let best = P[p + offsets[7 - Int(bestKey & 7)]]
-                // Neighbours that all carry one set number are one basin (most pixels): only
-                // different numbers need their roots, and two roots or more a saddle.
+                // Different numbers need their roots, and two roots or more make a saddle.
                 var rootCount = 0
-                if lowest != UInt32(bitPattern: highest) {
-                    for o in offsets {
-                        let set = P[p + o]
-                        guard set >= 0 else { continue }
-                        let r = sets.find(set)
-                        var seen = false
-                        for k in 0..<rootCount where roots[k] == r { seen = true; break }
-                        if !seen { roots[rootCount] = r; rootCount += 1 }
-                    }
+                for o in offsets {
+                    let set = P[p + o]
+                    guard set >= 0 else { continue }
+                    let r = sets.find(set)
+                    var seen = false
+                    for k in 0..<rootCount where roots[k] == r { seen = true; break }
+                    if !seen { roots[rootCount] = r; rootCount += 1 }
                 }
                 if rootCount > 1 {
                     // Basins meeting here at `level` (their saddle) merge unless the neck is narrow.
