@@ -36,8 +36,9 @@ public final class BufferPool: @unchecked Sendable {
     /// (AVX-512) and 0.465-0.480 s against 0.478-0.523 s (AVX2 build), alternating; the 2 MiB
     /// alignment alone changed nothing. But a huge page's first touch costs more, so a single
     /// pass over fresh buffers (one micrograph's tiles: `segment_4096`'s network 0.69-0.73 s
-    /// against 0.63-0.69 s) loses: training, which recycles the same buffers for thousands of
-    /// steps, turns it on. (Where the kernel compacts memory synchronously for such regions,
+    /// against 0.63-0.69 s) lost there: training, which recycles the same buffers for thousands
+    /// of steps, turns it on, and so does `segment`, measured on Intel Xeon fam 6 mod 207 (see
+    /// `prepareMemoryForSegmenting` in the `nanofind` target). (Where the kernel compacts memory synchronously for such regions,
     /// `defrag` = `madvise`, the default), a first touch may also wait for that when memory is
     /// fragmented.)
     public static var hugePages: Bool {

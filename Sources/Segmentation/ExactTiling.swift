@@ -60,16 +60,15 @@ public struct ExactTiling: Sendable, Equatable {
 
     public var count: Int { columns.count * rows.count }
 
-    /// The most a tile keeps (between its margins): at this size the network runs as fast per
-    /// pixel as it does at all, and larger tiles gain nothing but page faults (a whole 4096²
-    /// pass faults in about 3 GB of fresh memory). A tile is this plus its two margins, so a
-    /// 4096² image takes 2 × 2 tiles of 2144² (1.10 × its pixels through the network) rather
+    /// The most a square tile keeps (between its margins) when the whole image's pass does not
+    /// fit the memory (`Segmenter.memoryPlan`): a tile is this plus its two margins, so a 4096²
+    /// image then takes 2 × 2 tiles of 2144² (1.10 × its pixels through the network) rather
     /// than 3 × 3 of 1520² (1.24 ×): warm, as in a batch, 0.48 against 0.58 s (AMD EPYC fam 25
-    /// mod 17, `bench --only infer_4096_tiled`).
+    /// mod 17, `bench --only infer_4096_tiled`). Larger square tiles still leave margins to
+    /// compute twice; the whole image in one pass leaves none.
     public static let preferredKeptSide = 2048
 
-    /// The largest square tile whose activations fit `bytes` (about 170 bytes per pixel for the
-    /// pyNanoFind widths; scaled by the network's widest full-resolution maps otherwise), at most
+    /// The largest square tile whose activations fit `bytes` (`bytesPerPixel`), at most
     /// `preferredKeptSide` plus two margins.
     public static func tileSize(forMemory bytes: Int, plan: UNetPlan) -> Int {
         let perPixel = bytesPerPixel(plan)
@@ -77,13 +76,26 @@ public struct ExactTiling: Sendable, Equatable {
         return max(2 * plan.tileMargin + plan.alignment, side / plan.alignment * plan.alignment)
     }
 
-    /// Activation bytes per input pixel at inference: every map the pass keeps at once (skips,
-    /// padded inputs and outputs), summed over the levels, 4 bytes a value.
+    /// Activation bytes per input pixel at inference (`UNetInference`): the maps a pass may hold,
+    /// counted as if all were held at once: the padded input, each encoder level's skip and
+    /// pooled output, the centre's two outputs, and each decoder level's two outputs (the last
+    /// level's only where it is not run in bands of rows straight into the probabilities, i.e.
+    /// a first width over 4), 4 bytes a value, and a third more for the planes' padding and the
+    /// buffers the pool keeps. 92 bytes for the pyNanoFind widths; measured: the peak resident
+    /// memory of a whole 4096² pass was 70 bytes a pixel above a 2048² one's, the pass's input
+    /// and output included (Intel Xeon fam 6 mod 207).
     public static func bytesPerPixel(_ plan: UNetPlan) -> Int {
-        var floats = 0.0
+        let lastLevelInBands = plan.config.widths.first.map { $0 <= 4 } ?? false
+        var floats = Double(plan.config.inputChannels)
         for c in plan.convolutions {
             let area = 1.0 / Double(c.scaleDivisor * c.scaleDivisor)
-            floats += Double(c.cin + 2 * c.cout) * area  // input, output and the skip kept for the decoder
+            switch c.stage {
+            case .encoder: floats += 1.25 * Double(c.cout) * area  // the skip, and the pooled map a quarter its size
+            case .centre: floats += Double(c.cout) * area
+            case .decoderFirst(let level), .decoderSecond(let level):
+                if level > 0 || !lastLevelInBands { floats += Double(c.cout) * area }
+            case .head: if !lastLevelInBands { floats += Double(c.cout) }
+            }
         }
         return max(32, Int(4 * floats * 1.3))
     }

@@ -150,14 +150,26 @@ public final class Segmenter: @unchecked Sendable {
     /// its full-size arrays and the tile side left for the network, or the least memory it needs
     /// when it does not fit (its full-size arrays and the smallest exact tile). `fileBytes`: the
     /// pixel data of the whole file it came from, held while any of its frames is segmented.
+    /// Where the rest of the memory holds the whole (padded) image's pass, the tile is the
+    /// whole image: no margins computed twice, and a 4096² pass costs what four 2048² ones do,
+    /// while four 2144² tiles cost 1.15-1.3 times that (`bench` with its tiling rows, Intel Xeon
+    /// fam 6 mod 207); else square tiles as large as the memory allows, up to
+    /// `ExactTiling.preferredKeptSide` between margins.
     public func memoryPlan(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int = 0) -> Result<(fullSize: Int, tileSize: Int), MemoryShortfall> {
         let fullSize = fullSizeBytes(width: width, height: height, pixelSizeNm: pixelSizeNm, fileBytes: fileBytes)
         let plan = predictor.engine.plan
         let smallest = 2 * plan.tileMargin + plan.alignment
-        let smallestTile = Double(smallest * smallest * ExactTiling.bytesPerPixel(plan))
+        let perPixel = ExactTiling.bytesPerPixel(plan)
+        let smallestTile = Double(smallest * smallest * perPixel)
         let need = fullSize + smallestTile + Double(Self.baseBytes)
         guard need <= Double(options.memoryBytes) else { return .failure(MemoryShortfall(neededBytes: need)) }
         let rest = Int(Double(options.memoryBytes) - fullSize) - Self.baseBytes
+        let scale = self.scale(for: pixelSizeNm), a = plan.alignment
+        let paddedWidth = (max(1, Int((Double(width) * scale).rounded())) + a - 1) / a * a
+        let paddedHeight = (max(1, Int((Double(height) * scale).rounded())) + a - 1) / a * a
+        if Double(paddedWidth) * Double(paddedHeight) * Double(perPixel) <= Double(rest) {
+            return .success((Int(fullSize), max(paddedWidth, paddedHeight, smallest)))
+        }
         return .success((Int(fullSize), min(predictor.tileSize, ExactTiling.tileSize(forMemory: rest, plan: plan))))
     }
 
@@ -174,9 +186,9 @@ public final class Segmenter: @unchecked Sendable {
     }
 
     /// What one image of `side`² int16 pixels at the model's scale needs to be segmented in tiles
-    /// of the preferred size (`ExactTiling.preferredKeptSide` between margins): about 3 GB for
-    /// 4096², the common camera size (the tile's activations are 2.25 GB of it, as
-    /// `ExactTiling.bytesPerPixel` reckons them).
+    /// of the preferred size (`ExactTiling.preferredKeptSide` between margins): 1.2 GB for
+    /// 4096², the common camera size (the tile's activations are 0.42 GB of it, as
+    /// `ExactTiling.bytesPerPixel` reckons them; the whole image's pass takes 1.5 GB more).
     public func bytesForPreferredTiles(side: Int) -> Int {
         let plan = predictor.engine.plan
         let tile = ExactTiling.preferredKeptSide + 2 * plan.tileMargin

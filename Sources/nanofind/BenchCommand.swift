@@ -14,7 +14,8 @@ struct Bench: ParsableCommand {
             (batch 1 and 8, ms_per_tile), infer_tile_stage (each stage of that pass at batch 1 \
             timed in place, to set beside conv_layer: what the pass loses between kernels), \
             infer_2048 (one 2048² pass), infer_4096_tiled (a 4096² \
-            image through the network in exact tiles, as segment runs it), train_step_512 (batch 4 and \
+            image through the network in exact tiles, as segment runs it where the memory does not \
+            hold the whole image's pass), train_step_512 (batch 4 and \
             20, s_per_step, Adam + cross-entropy), conv_layer (each convolution of a 512² forward \
             pass alone), conv_grad (each convolution's backward kernels at batch 20, median ms and \
             GFLOP/s of each), segment_1024 … segment_8192 (the whole segment pipeline on an \
@@ -153,8 +154,9 @@ struct Bench: ParsableCommand {
                   ("gflops_executed", net.executedForwardFlops(height: 2048, width: 2048) / r.median / 1e9)])
         }
         if wanted("infer_4096_tiled") {
-            // The network alone over a 4096² image in exact tiles (what `segment_4096` runs), warm
-            // as in a batch: the largest tile segment picks, and the 3 × 3 of the earlier limit.
+            // The network alone over a 4096² image in exact tiles (what `segment` runs where the
+            // memory does not hold the whole image's pass), warm as in a batch: the largest square
+            // tile segment picks, and the 3 × 3 of the earlier limit.
             let image = FloatImage(width: 4096, height: 4096, pixels: (0..<(4096 * 4096)).map { _ in rng.nextFloat() })
             let planned = ExactTiling.tileSize(forMemory: Int.max, plan: engine.plan)
             for tile in [planned, 1520] {
@@ -280,7 +282,7 @@ struct Bench: ParsableCommand {
             }
             emit(fields)
         }
-        if Bench.rowNames.filter({ $0.hasPrefix("segment_") }).contains(where: wanted) { reuseFreedMemory() }  // as `segment` runs
+        if Bench.rowNames.filter({ $0.hasPrefix("segment_") }).contains(where: wanted) { prepareMemoryForSegmenting() }  // as `segment` runs
         for side in [1024, 2048, 4096, 8192] where wanted("segment_\(side)") && (side <= 4096 || !quick) {
             do { emit(try segmentRow(side: side, model: benchModel, pool: pool, runs: quick ? 3 : 5)) } catch { throw exitWithInputError(error) }
         }

@@ -76,7 +76,7 @@ struct Segment: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        reuseFreedMemory()
+        prepareMemoryForSegmenting()
         let model = try modelOptions.load()
         let outURL = try output.prepare()
         let pixelSize = calibration.pixelSize

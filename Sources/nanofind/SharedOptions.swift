@@ -118,8 +118,14 @@ struct PixelSizeOption: ParsableArguments {
 /// at most 64 MiB, so larger blocks were fresh mappings again) until every thread was given the
 /// one heap: eight 4096² MRCs in two jobs 4.34-4.58 -> 4.01-4.20 s, system time 0.94-1.18 ->
 /// 0.57-0.63 s, 0.52-0.71 M -> 0.29 M faults, peak resident 1.27-1.35 -> 1.19-1.26 GB (Intel
-/// Xeon fam 6 mod 207, alternating). `segment` and bench's segment rows call it; elsewhere (macOS)
-/// it does nothing.
-func reuseFreedMemory() {
+/// Xeon fam 6 mod 207, alternating). Elsewhere (macOS) that part does nothing.
+///
+/// The network's buffers also go on huge pages (`BufferPool.hugePages`): a whole 4096² image's
+/// pass (`Segmenter.memoryPlan`) faults in about 1 GB, which on 4 KiB pages made a single
+/// 4096² file's `segment` 0.94-0.97 s against 0.79-0.84 s with them, and 2144² tiles with them
+/// 0.69-0.76 against 0.73-0.80 s (`--memory 1.5`); eight in a batch 3.67-4.06 against
+/// 3.97-4.23 s (Intel Xeon fam 6 mod 207, alternating). `segment` and bench's segment rows call it.
+func prepareMemoryForSegmenting() {
     _ = nf_reuse_freed_memory(96 << 20)
+    BufferPool.hugePages = true
 }
