@@ -87,30 +87,32 @@ package enum DistanceTransform {
     /// parabolas' crossings are kept as fractions zn / zd (zd > 0) and compared by cross
     /// multiplication, exact (no division): the products are at most about
     /// 2 · count · (count² + max f), within Int for rows up to `ParticleMeasurement.largestSide`
-    /// (`v`, `vf`: scratch of at least count, `zn`, `zd` count + 1).
+    /// (`v`, `vf`: scratch of at least count, `zn`, `zd` count + 1). The first and last crossings
+    /// are sentinels, ∓2⁴⁰, beyond any other (|num| ≤ f + count² < 2⁴¹ and den ≥ 2), their
+    /// products within 2⁶¹.
     static func lowerEnvelope(_ f: UnsafePointer<Int32>, count n: Int, into out: UnsafeMutablePointer<Int32>,
                               _ v: UnsafeMutablePointer<Int>, _ vf: UnsafeMutablePointer<Int>,
                               _ zn: UnsafeMutablePointer<Int>, _ zd: UnsafeMutablePointer<Int>) {
         // v[0 ... k]: the parabolas of the envelope (vf: f[p] + p² of each); parabola j is
-        // lowest from crossing j (zn[j] / zd[j]; the first from −∞) to crossing j + 1 (the last
-        // to +∞).
+        // lowest from crossing j (zn[j] / zd[j]; the first from −∞, a crossing every other is
+        // after) to crossing j + 1 (the last to +∞, set once the envelope is made).
         var k = 0
-        v[0] = 0; vf[0] = Int(f[0])
+        v[0] = 0; vf[0] = Int(f[0]); zn[0] = -(1 << 40); zd[0] = 1
         for q in 1..<n {
             let fq = Int(f[q]) + q * q
-            var num = 0, den = 1
-            while true {
+            var num = fq - vf[k], den = 2 * (q - v[k])
+            // The crossing with parabola k at or before where k starts: k is hidden.
+            while num * zd[k] <= zn[k] * den {
+                k -= 1
                 num = fq - vf[k]; den = 2 * (q - v[k])
-                // The crossing with parabola k at or before where k starts: k is hidden.
-                if k > 0 && num * zd[k] <= zn[k] * den { k -= 1 } else { break }
             }
             k += 1
             v[k] = q; vf[k] = fq; zn[k] = num; zd[k] = den
         }
-        let top = k
+        zn[k + 1] = 1 << 40; zd[k + 1] = 1
         k = 0
         for q in 0..<n {
-            while k < top && zn[k + 1] < q * zd[k + 1] { k += 1 }
+            while zn[k + 1] < q * zd[k + 1] { k += 1 }
             let p = v[k]
             out[q] = Int32(truncatingIfNeeded: (q - p) * (q - p) + Int(f[p]))
         }

@@ -249,7 +249,8 @@ public struct ParticleMeasurement: Sendable {
         var n = 0, sx = 0.0, sy = 0.0, sxx = 0.0, syy = 0.0, sxy = 0.0, prob = 0.0
         var x0 = Int.max, y0 = Int.max, x1 = 0, y1 = 0, border = false
         var perimeter = 0.0
-        var hullPoints: [(Int, Int)] = []
+        /// The hull's points row by row (`HullRows`).
+        var hullRows = HullRows()
     }
 
     /// Every particle's measures from its runs: moments in closed form per run, the perimeter
@@ -299,10 +300,13 @@ public struct ParticleMeasurement: Sendable {
                 // so they are whole numbers): their hull is that of every pixel's edge midpoints,
                 // as scikit-image's convex_hull_image takes it.
                 let ya = 2 * y, xa = 2 * a, xb = 2 * (b - 1)
-                sums[li].hullPoints.append(contentsOf: [(xa - 1, ya), (xa, ya - 1), (xa, ya + 1),
-                                                        (xb + 1, ya), (xb, ya - 1), (xb, ya + 1)])
+                sums[li].hullRows.extend(ya - 1, xa, xb)
+                sums[li].hullRows.extend(ya, xa - 1, xb + 1)
+                sums[li].hullRows.extend(ya + 1, xa, xb)
+                // The run's border pixels (its ends, and those with the pixel above or below
+                // outside the particle), in order along the run.
                 var perimeter = 0.0
-                for x in a..<b where x == a || x == b - 1 || at(x, y - 1) != l || at(x, y + 1) != l {
+                func addBorderPixel(_ x: Int) {
                     // scikit-image's perimeter: code = 1 + 2·(4-neighbours on the border) + 10·(diagonal ones)
                     var code = 1
                     if isBorder(x - 1, y, l) { code += 2 }
@@ -320,6 +324,25 @@ public struct ParticleMeasurement: Sendable {
                     default: break
                     }
                 }
+                addBorderPixel(a)
+                if y > 0 && y + 1 < h {
+                    // Between the ends, 16 pixels at a time: most of a particle's pixels have
+                    // their pixels above and below in it.
+                    let above = L.baseAddress! + (y - 1) * w, below = above + 2 * w
+                    typealias Lanes = SIMD16<Int32>
+                    let id = Lanes(repeating: l)
+                    var x = a + 1
+                    while x + Lanes.scalarCount <= b - 1 {
+                        let outside = (UnsafeRawPointer(above + x).loadUnaligned(as: Lanes.self) .!= id)
+                            .| (UnsafeRawPointer(below + x).loadUnaligned(as: Lanes.self) .!= id)
+                        if any(outside) { for k in 0..<Lanes.scalarCount where outside[k] { addBorderPixel(x + k) } }
+                        x += Lanes.scalarCount
+                    }
+                    while x < b - 1 { if above[x] != l || below[x] != l { addBorderPixel(x) }; x += 1 }
+                } else {
+                    for x in (a + 1)..<max(a + 1, b - 1) { addBorderPixel(x) }
+                }
+                if b - 1 > a { addBorderPixel(b - 1) }
                 sums[li].perimeter += perimeter
             }
         }
@@ -333,7 +356,7 @@ public struct ParticleMeasurement: Sendable {
             let l1 = (cxx + cyy) / 2 + common, l2 = max(0, (cxx + cyy) / 2 - common)
             var angle = 0.5 * atan2(2 * cxy, cxx - cyy) * 180 / Double.pi
             if angle <= -90 { angle += 180 }
-            let hull = Double(convexHullPixelCount(s.hullPoints))
+            let hull = Double(s.hullRows.convexHullPixelCount())
             let perimeter = s.perimeter
             return Particle(id: id, centroidX: cx, centroidY: cy, areaPx: s.n, majorAxisPx: 4 * l1.squareRoot(),
                             minorAxisPx: 4 * l2.squareRoot(), orientationDeg: angle, perimeterPx: perimeter,
@@ -346,15 +369,46 @@ public struct ParticleMeasurement: Sendable {
     }
 }
 
-/// The pixels of a particle's convex hull image, as scikit-image's `convex_hull_image` makes it
+/// A particle's convex hull image, as scikit-image's `convex_hull_image` makes it
 /// (`regionprops`' `area_convex`, which `solidity` divides by): the hull of the pixels' edge
-/// midpoints, and every pixel whose centre lies inside it or on it. `points` are in doubled
+/// midpoints, and every pixel whose centre lies inside it or on it. The points are in doubled
 /// pixel-index coordinates (pixel (x, y)'s centre is (2x, 2y)), so the hull's vertices are whole
-/// numbers and each row's span is found exactly.
-func convexHullPixelCount(_ points: [(Int, Int)]) -> Int {
-    let p = points.sorted { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
-    guard let first = p.first else { return 0 }
-    // Andrew's monotone chain (collinear points dropped).
+/// numbers and each row's span is found exactly; they are kept as each doubled row's leftmost
+/// and rightmost (the points between lie on the segment joining them, so the hull is the same).
+/// Rows come as the runs do, in raster order: a row at most two before the last (a run's rows
+/// are its doubled row and the one above and below). (`ParticleMeasurementTests` checks the
+/// solidity against a hull of every midpoint and a brute-force count.)
+struct HullRows: Sendable {
+    var y: [Int] = [], lo: [Int] = [], hi: [Int] = []
+
+    /// Points from x = `from` to `to` on doubled row `row`.
+    mutating func extend(_ row: Int, _ from: Int, _ to: Int) {
+        var k = y.count - 1
+        while k >= 0 && y[k] > row { k -= 1 }
+        if k >= 0 && y[k] == row {
+            lo[k] = min(lo[k], from); hi[k] = max(hi[k], to)
+        } else {
+            y.insert(row, at: k + 1); lo.insert(from, at: k + 1); hi.insert(to, at: k + 1)
+        }
+    }
+
+    /// The pixels of the hull image, the points never sorted: in order of row, then x, they are
+    /// sorted for the monotone chain on (row, x).
+    func convexHullPixelCount() -> Int {
+        var swapped: [(Int, Int)] = []
+        swapped.reserveCapacity(2 * y.count)
+        for k in y.indices {
+            swapped.append((y[k], lo[k]))
+            if hi[k] != lo[k] { swapped.append((y[k], hi[k])) }
+        }
+        return hullPixelCount(monotoneChain(swapped).map { ($0.1, $0.0) })
+    }
+}
+
+/// Andrew's monotone chain (collinear points dropped) of points sorted by their first
+/// coordinate, then the second: the hull's vertices (one point if all are one).
+func monotoneChain(_ p: [(Int, Int)]) -> [(Int, Int)] {
+    guard let first = p.first else { return [] }
     func cross(_ o: (Int, Int), _ a: (Int, Int), _ b: (Int, Int)) -> Int { (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0) }
     var lower: [(Int, Int)] = [], upper: [(Int, Int)] = []
     for q in p {
@@ -365,8 +419,14 @@ func convexHullPixelCount(_ points: [(Int, Int)]) -> Int {
         while upper.count >= 2 && cross(upper[upper.count - 2], upper[upper.count - 1], q) <= 0 { upper.removeLast() }
         upper.append(q)
     }
-    var hull = Array(lower.dropLast()) + Array(upper.dropLast())
-    if hull.isEmpty { hull = [first] }
+    let hull = Array(lower.dropLast()) + Array(upper.dropLast())
+    return hull.isEmpty ? [first] : hull
+}
+
+/// The pixel centres (even doubled coordinates) inside or on a convex polygon (its vertices in
+/// order, either way round) in doubled pixel-index coordinates.
+func hullPixelCount(_ hull: [(Int, Int)]) -> Int {
+    guard !hull.isEmpty else { return 0 }
     let ys = hull.map(\.1), yMin = ys.min()!, yMax = ys.max()!
     // Rows of pixel centres: even doubled y. On each, the hull's span [lo, hi] as fractions; the
     // centres inside are the even X with lo <= X <= hi.
