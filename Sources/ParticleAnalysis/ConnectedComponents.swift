@@ -70,17 +70,26 @@ public struct ComponentLabels: Sendable, Equatable {
         self.init(runs: runs, runLabels: component.map { $0 + 1 }, count: count)
     }
 
-    /// Labels painted from runs: run r gets `runLabels[r]` (0 leaves it background).
+    /// Labels painted from runs: run r gets `runLabels[r]` (0 leaves it background). Each row
+    /// written once, left to right: zeros up to a run, the run's label, and so on (no clearing
+    /// of the whole map first).
     init(runs: Runs, runLabels: [Int32], count: Int) {
         width = runs.width; height = runs.height
         self.count = count
         let w = runs.width
-        labels = [Int32](repeating: 0, count: runs.width * runs.height)
-        labels.withUnsafeMutableBufferPointer { out in
-            for r in 0..<runs.count where runLabels[r] != 0 {
-                let row = out.baseAddress! + Int(runs.y[r]) * w
-                (row + Int(runs.x0[r])).update(repeating: runLabels[r], count: Int(runs.x1[r] - runs.x0[r]))
+        labels = [Int32](unsafeUninitializedCapacity: runs.width * runs.height) { out, initialised in
+            for row in 0..<runs.height {
+                let line = out.baseAddress! + row * w
+                var x = 0
+                for r in runs.rowStart[row]..<runs.rowStart[row + 1] {
+                    let a = Int(runs.x0[r]), b = Int(runs.x1[r])
+                    (line + x).initialize(repeating: 0, count: a - x)
+                    (line + a).initialize(repeating: runLabels[r], count: b - a)
+                    x = b
+                }
+                (line + x).initialize(repeating: 0, count: w - x)
             }
+            initialised = runs.width * runs.height
         }
     }
 }

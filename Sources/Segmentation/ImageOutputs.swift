@@ -313,16 +313,32 @@ public enum Overlay {
     public static func background(_ raw: FloatImage) -> IndexedCanvas {
         let w = raw.width, h = raw.height, step = step(raw)
         let ow = (w + step - 1) / step, oh = (h + step - 1) / step
-        // Contrast limits from the pixels shown (every step-th), not the whole image.
-        var shown = [Float](); shown.reserveCapacity(ow * oh)
-        for oy in 0..<oh { for ox in 0..<ow { shown.append(raw.pixels[oy * step * w + ox * step]) } }
+        // Contrast limits from the pixels shown (every step-th; at step 1 the image itself).
+        let shown = step == 1 ? raw.pixels : [Float](unsafeUninitializedCapacity: ow * oh) { out, count in
+            raw.pixels.withUnsafeBufferPointer { src in
+                for oy in 0..<oh {
+                    let row = src.baseAddress! + oy * step * w, line = out.baseAddress! + oy * ow
+                    for ox in 0..<ow { line[ox] = row[ox * step] }
+                }
+            }
+            count = ow * oh
+        }
         let q = percentiles(shown, [0.5, 99.5])
         let lo = q[0], span = max(q[1] - q[0], 1e-12)
         var c = IndexedCanvas(width: ow, height: oh, palette: palette)
         let top = Float(greyLevels - 1), k = top / span
         shown.withUnsafeBufferPointer { v in
             c.indices.withUnsafeMutableBufferPointer { out in
-                for i in 0..<out.count { out[i] = UInt8(max(0, min(top, ((v[i] - lo) * k).rounded()))) }
+                // (v − lo)·k rounded half away from zero, as `rounded()` does, then clamped to
+                // the grey levels: for x ≥ 0 that is trunc(x) + 1 where x − trunc(x) ≥ ½ (x minus
+                // its integer part is exact), and anything below 0 ends at 0 either way. The
+                // level, a whole number in 0 ... 255, is the low byte of level + 2²³'s bits.
+                // Written so that it runs 16 pixels at a time (no conversion to check).
+                for i in 0..<out.count {
+                    let x = (v[i] - lo) * k, whole = x.rounded(.towardZero)
+                    let level = max(0, min(top, x - whole >= 0.5 ? whole + 1 : whole))
+                    out[i] = UInt8(truncatingIfNeeded: (level + 8_388_608).bitPattern)
+                }
             }
         }
         return c
