@@ -78,10 +78,12 @@ public enum TIFFWriter {
     }
 
     /// Writes a float32 map (row-major) with an optional pixel size in nm, straight from the
-    /// values (no copy of the pixels on a little-endian host).
-    public static func writeFloat32(_ values: [Float], width: Int, height: Int, pixelSizeNM: Double?, to url: URL) throws {
+    /// values (no copy of the pixels on a little-endian host). The display range ImageJ shows is
+    /// `displayRange`, or the values' own (a pass over them) when nil.
+    public static func writeFloat32(_ values: [Float], width: Int, height: Int, pixelSizeNM: Double?,
+                                    displayRange: (min: Double, max: Double)? = nil, to url: URL) throws {
         precondition(values.count == width * height, "\(values.count) values for \(width)x\(height)")
-        let range = values.withUnsafeBufferPointer { Layout.displayRange($0) }
+        let range = displayRange.map { ($0.min, $0.max) } ?? values.withUnsafeBufferPointer { Layout.displayRange($0) }
         let layout = Layout(width: width, height: height, frames: 1, channels: 1, pixelType: .float32,
                             pixelSize: pixelSizeNM.map { PixelSize(isotropic: $0) }, dataCount: 4 * values.count, range: range)
         let (head, tail) = try parts(layout, file: url.path)

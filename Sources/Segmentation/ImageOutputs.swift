@@ -119,8 +119,9 @@ public enum ImageOutputs {
         let probabilityJob: [Job] = probability == .none ? [] : [
             ("write_prob", url("_prob.\(probability.rawValue)"), {
                 switch probability {
+                // Shown from 0 to 1 in Fiji, the same for every image (and no pass to find its range).
                 case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm,
-                                                      to: url("_prob.tif"))
+                                                      displayRange: (0, 1), to: url("_prob.tif"))
                 case .npy: try NPYFile.write(result.probability.pixels, shape: [h, w], to: url("_prob.npy"))
                 case .none: break
                 }

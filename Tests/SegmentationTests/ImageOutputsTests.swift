@@ -80,6 +80,10 @@ final class ImageOutputsTests: XCTestCase {
         }
         let labels = try MicrographReader.open(dir.appendingPathComponent("crowd_labels.tif"))[0]
         XCTAssertEqual(labels.data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }.map(Int32.init), alone.labels.labels)
+        // The probability map shows from 0 to 1 in Fiji (its ImageJ description), whatever its values' range.
+        let prob = try Data(contentsOf: dir.appendingPathComponent("crowd_prob.tif"))
+        XCTAssertNotNil(prob.range(of: Data("min=0.0\nmax=1.0\n".utf8)), "the ImageJ display range of the probability map")
+        XCTAssertEqual(p.pixels.min(), 0.1)
     }
 
     /// An image name with a comma or quote is one CSV field in the run's particles.csv.
