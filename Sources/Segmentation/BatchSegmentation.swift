@@ -362,6 +362,8 @@ public final class BatchSegmentation: @unchecked Sendable {
                 }
                 let result = segmenter.segment(raw, pixelSizeNm: size, source: source, tileSize: tileSizes[index],
                                                specimenRows: specimenHeight, pool: pool)
+                // Measuring and writing run on threads of their own: the pool's workers sleep.
+                pool.rest()
                 // The overlay shows the padding and NaN pixels flat, at the median of the others.
                 if let shown = BinaryMask.union(result.nonFinite, result.padding) { raw.fill(shown, with: result.outsideValue) }
                 for note in result.notes { imageNote?(url, name, note) }
