@@ -50,6 +50,29 @@ final class ThreadPoolTests: XCTestCase {
         XCTAssertGreaterThan(helped, 3, "thread 1 took \(helped) items of thread 0's share")
     }
 
+    /// A pool told to rest (its workers asleep, not spinning) runs the next loops on every
+    /// thread as before, whether `rest` came before or after the workers finished the last loop
+    /// (here: right away, and after they had long been asleep or spinning), and after rests in
+    /// a row.
+    func testARestedPoolWakesForTheNextLoop() {
+        let pool = ThreadPool(threads: 2, pin: false)
+        defer { pool.shutdown() }
+        for pause: UInt32 in [0, 20_000, 0] {
+            pool.parallelFor(2) { _, _ in }
+            pool.rest()
+            pool.rest()
+            usleep(pause)
+            let lock = NSLock()
+            var threads = Set<Int>(), items = 0
+            pool.parallelFor(2) { _, thread in
+                usleep(50_000)  // long enough for the other thread to wake and take the second item
+                lock.lock(); threads.insert(thread); items += 1; lock.unlock()
+            }
+            XCTAssertEqual(items, 2)
+            XCTAssertEqual(threads, [0, 1], "after a pause of \(pause) µs")
+        }
+    }
+
     /// A pool that was shut down (as `setSharedThreadCount` does to the pool it replaces) still
     /// runs a loop someone gives it, on the caller alone, instead of waiting for workers that
     /// have left.
