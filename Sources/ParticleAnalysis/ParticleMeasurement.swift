@@ -131,7 +131,7 @@ public struct ParticleMeasurement: Sendable {
         func parts(_ L: UnsafeBufferPointer<Int32>, _ id: Int) -> (basin: [Int32], of: [Int], count: Int, largest: Int)? {
             let (x0, y0, x1, y1, _) = boxes[id]
             let bw = x1 - x0, id32 = Int32(id)
-            let (basin, count) = TouchingParticles.basins(width: bw, height: y1 - y0, connected: true) { y, flags in
+            let (basin, count) = TouchingParticles.basins(width: bw, height: y1 - y0, connected: true, onlyIfSeveral: true) { y, flags in
                 let row = L.baseAddress! + (y0 + y) * w + x0
                 for x in 0..<bw { flags[x] = row[x] == id32 ? 1 : 0 }
             }

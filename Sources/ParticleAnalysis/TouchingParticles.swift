@@ -142,8 +142,9 @@ package enum TouchingParticles {
     }
 
     /// The same, the box given row by row: `setRow(y, flags)` sets flags[x] to 1 for a pixel
-    /// inside, 0 for one outside (x in 0 ..< w).
-    package static func basins(width w: Int, height h: Int, connected: Bool = false,
+    /// inside, 0 for one outside (x in 0 ..< w). `onlyIfSeveral`: the basin numbers are wanted
+    /// only where there are two or more (a component found to have one gets none: `basin` empty).
+    package static func basins(width w: Int, height h: Int, connected: Bool = false, onlyIfSeveral: Bool = false,
                                setRow: (Int, UnsafeMutablePointer<Int32>) -> Void) -> (basin: [Int32], count: Int) {
         // The flooding works on the box with a one-pixel frame (never labelled), so a pixel's
         // 8 neighbours are fixed offsets with no bounds checks; `level2` holds d² there. Peak
@@ -151,6 +152,7 @@ package enum TouchingParticles {
         let pw = w + 2, ph = h + 2
         let level2 = DistanceTransform.squaredFramed(width: w, height: h, setRow: setRow)
         if connected && hasOnePeak(level2, width: pw, height: ph) {
+            if onlyIfSeveral { return ([], level2.contains { $0 > 0 } ? 1 : 0) }
             var inside = false
             let basin = level2.withUnsafeBufferPointer { L in
                 [Int32](unsafeUninitializedCapacity: w * h) { b, count in
@@ -246,6 +248,6 @@ package enum TouchingParticles {
         } }
         pixelSet.removeLast(pixelSet.count - w * h)
         let count = pixelSet.withUnsafeMutableBufferPointer { renumberInOrder($0, maxId: sets.count, first: 0) }
-        return (pixelSet, count)
+        return (onlyIfSeveral && count < 2 ? [] : pixelSet, count)
     }
 }

@@ -81,6 +81,12 @@ final class TouchingParticlesTests: XCTestCase {
                 let particle = TouchingParticles.basins(width: w, height: h, connected: true, inside: inside)
                 XCTAssertEqual(particle.count, plain.count, "trial \(trial): one component")
                 XCTAssertEqual(particle.basin, plain.basin, "trial \(trial): one component")
+                // Asked for basin numbers only where there are several: the same, or none.
+                let several = TouchingParticles.basins(width: w, height: h, connected: true, onlyIfSeveral: true) { y, flags in
+                    for x in 0..<w { flags[x] = inside(x, y) ? 1 : 0 }
+                }
+                XCTAssertEqual(several.count, plain.count, "trial \(trial): one component")
+                XCTAssertEqual(several.basin, plain.count > 1 ? plain.basin : [], "trial \(trial): one component")
                 components += 1
                 if plain.count > 1 { connectedSplits += 1 }
             }
