@@ -427,19 +427,24 @@ func monotoneChain(_ p: [(Int, Int)]) -> [(Int, Int)] {
 /// order, either way round) in doubled pixel-index coordinates.
 func hullPixelCount(_ hull: [(Int, Int)]) -> Int {
     guard !hull.isEmpty else { return 0 }
-    let ys = hull.map(\.1), yMin = ys.min()!, yMax = ys.max()!
+    // The edges by their lowest row; a sweep down the rows keeps those whose rows hold the
+    // current one (a few, the polygon being convex), so each row looks at those alone.
+    let edges = (0..<hull.count).map { i in (a: hull[i], b: hull[(i + 1) % hull.count]) }
+        .sorted { min($0.a.1, $0.b.1) < min($1.a.1, $1.b.1) }
+    let yMin = min(edges[0].a.1, edges[0].b.1), yMax = hull.map(\.1).max()!
     // Rows of pixel centres: even doubled y. On each, the hull's span [lo, hi] as fractions; the
     // centres inside are the even X with lo <= X <= hi.
     func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }  // b > 0
     func ceilDiv(_ a: Int, _ b: Int) -> Int { -floorDiv(-a, b) }
-    var count = 0
+    var count = 0, next = 0
+    var active: [(a: (Int, Int), b: (Int, Int))] = []
     var y = yMin + (yMin & 1)
     while y <= yMax {
+        while next < edges.count && min(edges[next].a.1, edges[next].b.1) <= y { active.append(edges[next]); next += 1 }
+        active.removeAll { max($0.a.1, $0.b.1) < y }
         // Crossing x of each edge whose y-range holds y, as n / d with d > 0; lo = min, hi = max.
         var lo: (n: Int, d: Int)? = nil, hi: (n: Int, d: Int)? = nil
-        for i in 0..<hull.count {
-            let a = hull[i], b = hull[(i + 1) % hull.count]
-            guard min(a.1, b.1) <= y && y <= max(a.1, b.1) else { continue }
+        for (a, b) in active {
             func note(_ c: (n: Int, d: Int)) {
                 if lo.map({ c.n * $0.d < $0.n * c.d }) ?? true { lo = c }
                 if hi.map({ c.n * $0.d > $0.n * c.d }) ?? true { hi = c }
