@@ -35,9 +35,12 @@ public struct ParticleMeasurement: Sendable {
     ///     flagged `touchesBorder` as at the image's edges.
     ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
     ///     result either way).
+    ///   - labelled: given the labels as soon as they are final, before the particles are
+    ///     measured (a caller may start writing them meanwhile).
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
                 minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, splitTouching: Bool = false,
-                specimenHeight: Int? = nil, outside: BinaryMask? = nil, parallel: ParallelFor = serially) {
+                specimenHeight: Int? = nil, outside: BinaryMask? = nil, parallel: ParallelFor = serially,
+                labelled: (ComponentLabels) -> Void = { _ in }) {
         let w = mask.width, h = mask.height
         // Checks that stay on: this target builds with -Ounchecked, which drops bounds checks.
         if let problem = ParticleMeasurement.sizeProblem(width: w, height: h) { fatalError("ParticleMeasurement: \(problem)") }
@@ -71,9 +74,11 @@ public struct ParticleMeasurement: Sendable {
         if splitTouching, let split = splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: Int(kept)),
                                                             minimumArea: minimum, parallel: parallel) {
             let (relabelled, splitLabels) = renumberAfterSplit(runs, runLabels, split: split)
+            labelled(labels)
             particles = ParticleMeasurement.measure(relabelled, splitLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
                                                     lastRow: lastRow, outside: outside)
         } else {
+            labelled(labels)
             particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
                                                     lastRow: lastRow, outside: outside)
         }

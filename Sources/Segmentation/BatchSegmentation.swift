@@ -377,13 +377,13 @@ public final class BatchSegmentation: @unchecked Sendable {
                 done.append(name)
                 let (_, summary) = try ImageOutputs.write(
                     name: name, into: settings.outputDir, raw: raw, result: result, probability: settings.probabilityFormat,
-                    measure: { parallel in
+                    measure: { parallel, labelled in
                         let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: size, nm2: settings.minimumAreaNm2,
                                                                         uncalibratedPx: settings.minimumAreaPx)
                         return ParticleMeasurement(mask: result.mask, probability: result.probability.pixels, pixelSizeNm: size,
                                             minimumAreaNm2: smallest.nm2, minimumAreaPx: smallest.px,
                                             splitTouching: settings.splitTouching, specimenHeight: specimenHeight, outside: cut,
-                                            parallel: parallel)
+                                            parallel: parallel, labelled: labelled)
                     },
                     summarise: { measurement, seconds in
                         // The summary written with the outputs carries the time up to writing it.

@@ -30,29 +30,33 @@ public enum ImageOutputs {
     /// PNG and TIFF, the overlay's background); this thread measures (`measure`) meanwhile, and
     /// what `measure` runs through the `ParallelFor` it is given (the split of touching
     /// particles) goes to the head of the queue, so the other thread joins in as soon as its
-    /// write is done (this one takes no write until it has measured). Then this thread adds the
-    /// overlay and the labels, and both take whatever write is next until none is left. The
-    /// particle table and the summary (`summarise` of the measurement and the timings), the marks
-    /// that the image is done, come last. On any failure every file written for the image is
-    /// removed.
+    /// write is done (this one takes no write until it has measured). Once the labels are final
+    /// (`measure` calls the function it is given, before the particles are measured; or, if it
+    /// does not, once it returns) the label image and the overlay's outlines are queued, and
+    /// the other thread takes them while this one measures; then this thread adds the overlay's
+    /// ids and its write, and both take whatever is next until none is left. The particle table
+    /// and the summary (`summarise` of the measurement and the timings), the marks that the
+    /// image is done, come last. On any failure every file written for the image is removed.
     public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage, probability: ProbabilityFormat,
-                             measure: (ParallelFor) -> ParticleMeasurement,
+                             measure: (ParallelFor, (ComponentLabels) -> Void) -> ParticleMeasurement,
                              summarise: (ParticleMeasurement, [String: Double]) -> ImageSummary) throws
         -> (ParticleMeasurement, ImageSummary) {
-        func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
+        @Sendable func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let background = Shared { Overlay.background(raw) }
         let maps = mapJobs(name: name, into: dir, result: result, probability: probability, overlayBackground: background)
         let outcome = Outcome(), queue = JobQueue(maps)
         final class Measured: @unchecked Sendable {
             var value: ParticleMeasurement?
             var seconds = 0.0
-            var jobs: Result<[Job], Error>?
+            /// The label image's write (or why there is none), and the overlay with outlines.
+            var labelJobs: Result<[Job], Error>?
+            var outlined: Shared<IndexedCanvas>?
         }
         let measured = Measured()
         withoutActuallyEscaping(measure) { measure in
             final class Task: @unchecked Sendable {
-                let run: (ParallelFor) -> ParticleMeasurement
-                init(_ r: @escaping (ParallelFor) -> ParticleMeasurement) { run = r }
+                let run: (ParallelFor, (ComponentLabels) -> Void) -> ParticleMeasurement
+                init(_ r: @escaping (ParallelFor, (ComponentLabels) -> Void) -> ParticleMeasurement) { run = r }
             }
             let task = Task(measure)
             // Two jobs side by side (the caller's thread takes one): no wait on a queue that
@@ -60,25 +64,43 @@ public enum ImageOutputs {
             ThreadPool.sideBySide(2) { k in
                 if k == 0 {
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    let measurement = task.run { count, piece in queue.parallel(count, piece, outcome: outcome) }
+                    func labelled(_ labels: ComponentLabels) {
+                        guard measured.labelJobs == nil else { return }
+                        let outlined = Shared { () -> IndexedCanvas in
+                            var canvas = background.value
+                            Overlay.outline(on: &canvas, of: raw, labels: labels)
+                            return canvas
+                        }
+                        measured.outlined = outlined
+                        measured.labelJobs = Result { try ImageOutputs.labelJobs(name: name, into: dir, labels: labels, pixelSizeNm: result.pixelSizeNm) }
+                        if case .success(let jobs) = measured.labelJobs {
+                            // The outlines first: the overlay's write after the measures waits for them.
+                            queue.add([("overlay_outlines", url("_overlay.png"), { _ = outlined.value })] + jobs)
+                        }
+                    }
+                    let measurement = task.run({ count, piece in queue.parallel(count, piece, outcome: outcome) }, labelled)
+                    labelled(measurement.labels)  // where `measure` did not say
                     measured.value = measurement
                     measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                    measured.jobs = Result { try ImageOutputs.particleJobs(name: name, into: dir, raw: raw, measurement: measurement,
-                                                              pixelSizeNm: result.pixelSizeNm, overlayBackground: background) }
-                    queue.close(adding: (try? measured.jobs?.get()) ?? [])
+                    guard case .success = measured.labelJobs, let outlined = measured.outlined else { queue.close(adding: []); return }
+                    queue.close(adding: [("write_overlay", url("_overlay.png"), {
+                        var canvas = outlined.value
+                        Overlay.number(on: &canvas, of: raw, particles: measurement.particles)
+                        try canvas.write(to: url("_overlay.png"))
+                    })])
                 }
                 queue.run(into: outcome)
             }
         }
         let measurement = measured.value!
-        let particleJobs: [Job]
+        let labelJobs: [Job]
         do {
-            particleJobs = try measured.jobs!.get()
+            labelJobs = try measured.labelJobs!.get()
         } catch {
             for f in maps.map(\.file) { removeOutputFile(f) }
             throw error
         }
-        let written = maps.map(\.file) + particleJobs.map(\.file)
+        let written = maps.map(\.file) + labelJobs.map(\.file) + [url("_overlay.png")]
         do {
             if let error = outcome.error { throw error }
             var seconds = outcome.seconds
@@ -137,35 +159,27 @@ public enum ImageOutputs {
         ]
     }
 
-    /// The overlay and the particle labels: a uint16 TIFF, or float32 (ids exact up to 2²⁴, as
-    /// Fiji opens it) for an image of more than 65535 particles.
-    static func particleJobs(name: String, into dir: URL, raw: FloatImage, measurement: ParticleMeasurement,
-                             pixelSizeNm: Double?, overlayBackground: Shared<IndexedCanvas>) throws -> [Job] {
-        let w = raw.width, h = raw.height
+    /// The particle labels: a uint16 TIFF, or float32 (ids exact up to 2²⁴, as Fiji opens it)
+    /// for an image of more than 65535 particles.
+    static func labelJobs(name: String, into dir: URL, labels: ComponentLabels, pixelSizeNm: Double?) throws -> [Job] {
+        let w = labels.width, h = labels.height
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        let overlay: Job = ("write_overlay", url("_overlay.png"), {
-            var canvas = overlayBackground.value
-            Overlay.draw(on: &canvas, of: raw, labels: measurement.labels, particles: measurement.particles)
-            try canvas.write(to: url("_overlay.png"))
-        })
         let pixelSize = pixelSizeNm.map { PixelSize(isotropic: $0) }
-        if measurement.labels.count > Int(UInt16.max) {
-            guard measurement.labels.count < 1 << 24 else {
-                throw MicrographError(url: url("_labels.tif"), reason: "\(measurement.labels.count) particles: more than a label image can number")
+        if labels.count > Int(UInt16.max) {
+            guard labels.count < 1 << 24 else {
+                throw MicrographError(url: url("_labels.tif"), reason: "\(labels.count) particles: more than a label image can number")
             }
             return [
-                overlay,
                 ("write_labels_tif", url("_labels.tif"), {
-                    try TIFFWriter.writeFloat32(measurement.labels.labels.map(Float.init), width: w, height: h,
+                    try TIFFWriter.writeFloat32(labels.labels.map(Float.init), width: w, height: h,
                                                 pixelSizeNM: pixelSizeNm, to: url("_labels.tif"))
                 }),
             ]
         }
         return [
-            overlay,
             ("write_labels_tif", url("_labels.tif"), {
                 let labelBytes = [UInt8](unsafeUninitializedCapacity: 2 * w * h) { bytes, count in
-                    measurement.labels.labels.withUnsafeBufferPointer { labels in
+                    labels.labels.withUnsafeBufferPointer { labels in
                         precondition(labels.count == w * h)
                         guard let to = UnsafeMutableRawPointer(bytes.baseAddress), let from = labels.baseAddress else { return }
                         for i in 0..<labels.count {  // little-endian uint16 (ids fit: at most 65535 particles, checked above), a vectorised loop
@@ -210,6 +224,11 @@ public enum ImageOutputs {
         init(_ jobs: [Job]) { self.jobs = jobs }
 
         enum Work { case write(Job), piece(UnsafePointer<(Int) -> Void>, Int) }
+
+        /// Adds jobs after those queued (the queue stays open).
+        func add(_ more: [Job]) {
+            condition.lock(); jobs += more; condition.broadcast(); condition.unlock()
+        }
 
         /// Adds the last jobs; takers then stop once the queue is empty.
         func close(adding more: [Job]) {
@@ -348,24 +367,54 @@ public enum Overlay {
     /// The particles' outlines (a shown pixel of a particle with a neighbour `step` away outside
     /// it or beyond the image) and ids, on the `background` of `raw`.
     public static func draw(on c: inout IndexedCanvas, of raw: FloatImage, labels: ComponentLabels, particles: [Particle]) {
+        outline(on: &c, of: raw, labels: labels)
+        number(on: &c, of: raw, particles: particles)
+    }
+
+    /// The particles' outlines alone (they need the labels only, not the measures).
+    static func outline(on c: inout IndexedCanvas, of raw: FloatImage, labels: ComponentLabels) {
         let w = raw.width, h = raw.height, step = step(raw)
         let ow = c.width, oh = c.height
+        // On the shown grid (every step-th pixel): a shown pixel of a particle whose neighbour
+        // `step` away, across or down, is outside it, or which is within `step` of an edge. The
+        // grid's rows are sampled into three rolling buffers, so each row's test is a plain
+        // loop over whole rows that runs 16 pixels at a time.
+        let rows = (0..<3).map { _ in UnsafeMutablePointer<Int32>.allocate(capacity: ow) }
+        defer { for r in rows { r.deallocate() } }
         labels.labels.withUnsafeBufferPointer { L in
             c.indices.withUnsafeMutableBufferPointer { out in
+                let base = L.baseAddress!
+                func sample(_ oy: Int, into row: UnsafeMutablePointer<Int32>) {
+                    let src = base + oy * step * w
+                    for ox in 0..<ow { row[ox] = src[ox * step] }
+                }
+                // Columns ox with x = ox·step within step of the left or right edge.
+                let inner = 1..<max(1, min(ow, (w - step + step - 1) / step))
+                var (up, mid, down) = (rows[0], rows[1], rows[2])
+                sample(0, into: mid)
+                if oh > 1 { sample(1, into: down) }
                 for oy in 0..<oh {
-                    let y = oy * step
-                    for ox in 0..<ow {
-                        let x = ox * step, i = y * w + x
-                        let l = L[i]
-                        if l != 0 && (x < step || y < step || x + step >= w || y + step >= h
-                            || L[i - step] != l || L[i + step] != l || L[i - step * w] != l || L[i + step * w] != l) {
-                            out[oy * ow + ox] = outline
+                    let y = oy * step, line = out.baseAddress! + oy * ow
+                    if y < step || y + step >= h {
+                        for ox in 0..<ow where mid[ox] != 0 { line[ox] = outline }
+                    } else {
+                        for ox in 0..<ow where (ox < inner.lowerBound || ox >= inner.upperBound) && mid[ox] != 0 { line[ox] = outline }
+                        for ox in inner {
+                            let l = mid[ox]
+                            let edge = l != 0 && (mid[ox - 1] != l || mid[ox + 1] != l || up[ox] != l || down[ox] != l)
+                            line[ox] = edge ? outline : line[ox]
                         }
                     }
+                    (up, mid, down) = (mid, down, up)
+                    if oy + 2 < oh { sample(oy + 2, into: down) }
                 }
             }
         }
-        let scale = max(1, min(ow, oh) / 300)
+    }
+
+    /// Each particle's id at its centroid.
+    static func number(on c: inout IndexedCanvas, of raw: FloatImage, particles: [Particle]) {
+        let step = step(raw), scale = max(1, min(c.width, c.height) / 300)
         for p in particles {
             let text = String(p.id)
             let x = Int(p.centroidX) / step - Canvas.textWidth(text, scale: scale) / 2, y = Int(p.centroidY) / step - 3 * scale

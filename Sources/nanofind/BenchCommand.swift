@@ -327,7 +327,7 @@ struct Bench: ParsableCommand {
                                        ("network_s_runs", results.map { String(format: "%.3f", $0.summary.timings["network"] ?? 0) }.joined(separator: " ")),
                                        ("megapixels_per_s", Double(side * side) / seconds / 1e6), ("particles", summary.particles)]
         for key in ["read", "outside", "resample", "preprocess", "network", "resample_back", "threshold", "particles", "measure_and_write", "write_mask_png",
-                    "write_mask_tif", "write_labels_tif", "write_prob", "overlay_background", "write_overlay", "write_tables"] {
+                    "write_mask_tif", "write_labels_tif", "write_prob", "overlay_background", "overlay_outlines", "write_overlay", "write_tables"] {
             fields.append((key + "_s", summary.timings[key] ?? 0))
         }
         return fields

@@ -22,7 +22,7 @@ final class ImageOutputsTests: XCTestCase {
         let result = SegmentedImage(probability: p, mask: mask, threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: .file)
         let (measured, summary) = try ImageOutputs.write(
             name: "dots", into: dir, raw: p, result: result, probability: .none,
-            measure: { _ in ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0, minimumAreaPx: 1) },
+            measure: { _, _ in ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0, minimumAreaPx: 1) },
             summarise: { m, seconds in
                 ImageSummary(image: "dots", input: "dots", width: w, height: h, particles: m.particles, mask: mask.values, model: "test",
                              threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
@@ -58,14 +58,17 @@ final class ImageOutputsTests: XCTestCase {
         let mask = ParticleMeasurementTests.crowdedDiscs(seed: 3)
         let p = FloatImage(width: mask.width, height: mask.height, pixels: mask.values.map { Float($0) * 0.8 + 0.1 })
         let result = SegmentedImage(probability: p, mask: mask, threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: .file)
-        func measure(_ parallel: ParallelFor) -> ParticleMeasurement {
-            ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0.5, splitTouching: true, parallel: parallel)
+        func measure(_ parallel: ParallelFor, labelled: (ComponentLabels) -> Void = { _ in }) -> ParticleMeasurement {
+            ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0.5, splitTouching: true,
+                                parallel: parallel, labelled: labelled)
         }
-        var piecesRun = 0
+        var piecesRun = 0, labelledEarly: ComponentLabels?
         let (measured, _) = try ImageOutputs.write(
             name: "crowd", into: dir, raw: p, result: result, probability: .tif,
-            measure: { parallel in
-                withoutActuallyEscaping(parallel) { parallel in measure { count, piece in piecesRun += count; parallel(count, piece) } }
+            measure: { parallel, labelled in
+                withoutActuallyEscaping(parallel) { parallel in
+                    measure({ count, piece in piecesRun += count; parallel(count, piece) }, labelled: { labelledEarly = $0; labelled($0) })
+                }
             },
             summarise: { m, seconds in
                 ImageSummary(image: "crowd", input: "crowd", width: mask.width, height: mask.height, particles: m.particles, mask: mask.values,
@@ -74,6 +77,11 @@ final class ImageOutputsTests: XCTestCase {
         XCTAssertGreaterThan(piecesRun, 1, "the split ran through the queue")
         let alone = measure(serially)
         XCTAssertEqual(measured.labels, alone.labels)
+        XCTAssertEqual(labelledEarly, alone.labels, "the labels handed over before measuring are the final ones")
+        // The overlay: outlines (queued before the measures) and ids, as drawn in one go.
+        let drawn = dir.appendingPathComponent("drawn_overlay.png")
+        try Overlay.render(p, labels: alone.labels, particles: alone.particles).write(to: drawn)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("crowd_overlay.png")), try Data(contentsOf: drawn))
         XCTAssertEqual(measured.particles.map(\.csvFields), alone.particles.map(\.csvFields))
         for file in ImageOutputs.files(for: "crowd", probability: .tif) {
             XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path), file)

@@ -1,5 +1,6 @@
 import Foundation
 import MicrographIO
+import NanoTensor
 import ParticleAnalysis
 import Preprocessing
 import Segmentation
@@ -14,6 +15,36 @@ final class OverlayTests: XCTestCase {
         var mask = BinaryMask(width: w, height: h)
         for y in 0..<h { for x in 0..<w where (x - w / 2) * (x - w / 2) + (y - h / 2) * (y - h / 2) < r * r { mask.values[y * w + x] = 1 } }
         return (raw, ParticleMeasurement(mask: mask))
+    }
+
+    /// The outlines (drawn from sampled rows) against the plain test of each shown pixel and its
+    /// four neighbours `step` away, on random blobs touching the edges, shown whole (step 1) and
+    /// shrunk (steps 2 and 3: images over 2048 and 4096 px wide), with the ids drawn the same.
+    func testOutlinesMatchThePlainNeighbourTest() {
+        var rng = SplitMix64(seed: 5)
+        for (w, h) in [(300, 200), (2100, 37), (4100, 29), (5, 3)] {
+            var mask = BinaryMask(width: w, height: h)
+            for _ in 0..<12 {
+                let cx = Int(rng.next() % UInt64(w)), cy = Int(rng.next() % UInt64(h)), r = 2 + Int(rng.next() % 20)
+                for y in max(0, cy - r)..<min(h, cy + r) { for x in max(0, cx - r)..<min(w, cx + r) where (x - cx) * (x - cx) + (y - cy) * (y - cy) < r * r {
+                    mask.values[y * w + x] = 1
+                } }
+            }
+            let raw = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { _ in rng.nextFloat() })
+            let m = ParticleMeasurement(mask: mask)
+            let drawn = Overlay.render(raw, labels: m.labels, particles: [])
+            var plain = Overlay.background(raw)
+            let step = max(1, (max(w, h) + Overlay.maxSide - 1) / Overlay.maxSide), L = m.labels.labels
+            for oy in 0..<plain.height { for ox in 0..<plain.width {
+                let x = ox * step, y = oy * step, i = y * w + x, l = L[i]
+                if l != 0 && (x < step || y < step || x + step >= w || y + step >= h
+                    || L[i - step] != l || L[i + step] != l || L[i - step * w] != l || L[i + step * w] != l) {
+                    plain.indices[oy * plain.width + ox] = Overlay.outline
+                }
+            } }
+            XCTAssertEqual(drawn.indices, plain.indices, "\(w)×\(h), step \(step)")
+            XCTAssertTrue(drawn.indices.contains(Overlay.outline) || m.particles.isEmpty, "\(w)×\(h)")
+        }
     }
 
     /// A left-to-right ramp with one disc: background grey rises with the ramp (0 at the left
