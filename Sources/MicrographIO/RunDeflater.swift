@@ -5,7 +5,7 @@ import CPNG
 ///
 /// One deflate block (RFC 1951) of one fixed set of Huffman codes made for runs: every run is
 /// its byte (unless the byte before it is the same) and then matches at distance 1, 258 bytes
-/// per 2-bit code (bytes 0 and 255 take 3 bits, the others 10 or 11), the runs found 8 bytes at a
+/// per 2-bit code (bytes 0 and 255 take 3 bits, the others 10 or 11), the runs found 32 and 8 bytes at a
 /// time, the Adler-32 of a run in closed form. zlib's run-length strategy (`Z_RLE`, level 1),
 /// which this replaces, compares byte by byte: on a 4096² mask of 95 particles (`segment`'s, as
 /// PNG rows) 30–35 ms against 2.3–2.6 ms here, on its uint16 labels after the TIFF predictor
@@ -31,6 +31,10 @@ public struct RunDeflater {
             let b = p.load(fromByteOffset: i, as: UInt8.self)
             let pattern = UInt64(b) &* 0x0101_0101_0101_0101
             var j = i + 1
+            // 32 bytes at a time while they all repeat it (a mask's long runs), then 8 at a time
+            // to the first that differs.
+            let wide = SIMD32<UInt8>(repeating: b)
+            while j + 32 <= n && all(p.loadUnaligned(fromByteOffset: j, as: SIMD32<UInt8>.self) .== wide) { j += 32 }
             scan: while j + 8 <= n {
                 let differs = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self)) ^ pattern
                 if differs != 0 { j += differs.trailingZeroBitCount >> 3; break scan }
