@@ -6,36 +6,50 @@ import Foundation
 /// RGB samples as grey = 0.299 R + 0.587 G + 0.114 B, and statistics are computed in Double.
 extension Micrograph {
     /// One frame as Float values, one per pixel (row-major). RGB becomes grey, complex its modulus.
-    public func floatFrame(_ i: Int) -> [Float] {
-        directFloatFrame(i) ?? doubleFrame(i).map { Float($0) }
+    /// `parallel(count, piece)` runs `piece(0 ..< count)`, side by side if it will: a grey frame
+    /// is decoded in up to 8 pieces (the same values however they run).
+    public func floatFrame(_ i: Int, parallel: (_ count: Int, _ piece: (Int) -> Void) -> Void = { n, piece in for k in 0..<n { piece(k) } }) -> [Float] {
+        directFloatFrame(i, parallel: parallel) ?? doubleFrame(i).map { Float($0) }
     }
 
     /// One grey frame of a type whose values a Float holds after one rounding (as through
     /// Double), decoded straight to Float: no Double copy of a large frame. Nil for the others.
-    func directFloatFrame(_ i: Int) -> [Float]? {
+    func directFloatFrame(_ i: Int, parallel: (_ count: Int, _ piece: (Int) -> Void) -> Void = { n, piece in for k in 0..<n { piece(k) } }) -> [Float]? {
         guard channels == 1 else { return nil }
-        let n = samplesPerFrame
-        func decode(_ body: (UnsafeRawBufferPointer, Int) -> Float) -> [Float] {
-            frameBytes(i).withUnsafeBytes { raw in
-                [Float](unsafeUninitializedCapacity: n) { out, count in
-                    for k in 0..<n { out[k] = body(raw, k) }
-                    count = n
+        switch pixelType {
+        case .int64, .uint64, .complex64, .complex128: return nil
+        default: break
+        }
+        let n = samplesPerFrame, parts = max(1, min(8, n >> 18)), type = pixelType
+        return frameBytes(i).withUnsafeBytes { raw in
+            [Float](unsafeUninitializedCapacity: n) { out, count in
+                parallel(parts) { part in
+                    Self.decode(raw, type, from: part * n / parts, to: (part + 1) * n / parts, into: out.baseAddress!)
                 }
+                count = n
             }
         }
-        switch pixelType {
-        case .int8: return decode { Float($0.loadUnaligned(fromByteOffset: $1, as: Int8.self)) }
-        case .uint8: return decode { Float($0[$1]) }
-        case .bool: return decode { $0[$1] != 0 ? 1 : 0 }
-        case .int16: return decode { Float(Int16(littleEndian: $0.loadUnaligned(fromByteOffset: 2 * $1, as: Int16.self))) }
-        case .uint16: return decode { Float(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: 2 * $1, as: UInt16.self))) }
-        case .int32: return decode { Float(Int32(littleEndian: $0.loadUnaligned(fromByteOffset: 4 * $1, as: Int32.self))) }
-        case .uint32: return decode { Float(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4 * $1, as: UInt32.self))) }
-        case .float16: return decode { halfToFloat(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: 2 * $1, as: UInt16.self))) }
-        case .float32:
-            return decode { Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4 * $1, as: UInt32.self))) }
-        case .float64: return decode { Float(Double(bitPattern: UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8 * $1, as: UInt64.self)))) }
-        case .int64, .uint64, .complex64, .complex128: return nil
+    }
+
+    /// Samples a ..< b of grey `raw` data of `type` (one of those `directFloatFrame` takes) as Float.
+    private static func decode(_ raw: UnsafeRawBufferPointer, _ type: PixelType, from a: Int, to b: Int, into out: UnsafeMutablePointer<Float>) {
+        // Through the raw pointer (the frame holds every sample, as `Micrograph` guarantees):
+        // loops with no checks in them, which the compiler vectorises.
+        guard b > a, let p = raw.baseAddress else { return }
+        precondition(b * type.byteCount <= raw.count)
+        @inline(__always) func each(_ value: (Int) -> Float) { for k in a..<b { out[k] = value(k) } }
+        switch type {
+        case .int8: each { Float(p.loadUnaligned(fromByteOffset: $0, as: Int8.self)) }
+        case .uint8: each { Float(p.loadUnaligned(fromByteOffset: $0, as: UInt8.self)) }
+        case .bool: each { p.loadUnaligned(fromByteOffset: $0, as: UInt8.self) != 0 ? 1 : 0 }
+        case .int16: each { Float(Int16(littleEndian: p.loadUnaligned(fromByteOffset: 2 &* $0, as: Int16.self))) }
+        case .uint16: each { Float(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 2 &* $0, as: UInt16.self))) }
+        case .int32: each { Float(Int32(littleEndian: p.loadUnaligned(fromByteOffset: 4 &* $0, as: Int32.self))) }
+        case .uint32: each { Float(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4 &* $0, as: UInt32.self))) }
+        case .float16: each { halfToFloat(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 2 &* $0, as: UInt16.self))) }
+        case .float32: each { Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4 &* $0, as: UInt32.self))) }
+        case .float64: each { Float(Double(bitPattern: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8 &* $0, as: UInt64.self)))) }
+        case .int64, .uint64, .complex64, .complex128: preconditionFailure("decode: \(type) is not decoded straight to Float")
         }
     }
 

@@ -69,9 +69,10 @@ extension FloatImage {
     /// Converts one frame of a micrograph to `Float`, keeping the stored values (no scaling):
     /// an int16 MRC pixel of -123 becomes -123.0. RGB images become grey
     /// (0.299 R + 0.587 G + 0.114 B, as `Micrograph.floatFrame`); `bool` becomes 0/1. Complex data is refused (take a magnitude first).
-    public init(_ micrograph: Micrograph, frame: Int = 0) throws {
+    /// `parallel`: how a grey frame's pieces are decoded (the same values either way).
+    public init(_ micrograph: Micrograph, frame: Int = 0, parallel: ParallelFor = serially) throws {
         self.init(width: micrograph.width, height: micrograph.height,
-                  pixels: try decodeFrame(micrograph, frame: frame))
+                  pixels: try decodeFrame(micrograph, frame: frame, parallel: parallel))
     }
 }
 
@@ -242,7 +243,7 @@ func scanExtremes(_ values: UnsafePointer<Float>, _ range: Range<Int>) -> (min: 
 }
 
 /// Decodes one frame of native little-endian samples to Float, averaging channels.
-private func decodeFrame(_ m: Micrograph, frame: Int) throws -> [Float] {
+private func decodeFrame(_ m: Micrograph, frame: Int, parallel: ParallelFor) throws -> [Float] {
     let name = m.source?.path ?? "micrograph"
     guard frame >= 0 && frame < m.frames else {
         throw MicrographError(file: name, reason: "frame \(frame) out of range 0..<\(m.frames)")
@@ -251,5 +252,5 @@ private func decodeFrame(_ m: Micrograph, frame: Int) throws -> [Float] {
         throw MicrographError(file: name, reason: "complex pixels (\(m.pixelType.rawValue)) cannot become a real image")
     }
     // One conversion for the whole app: RGB becomes grey = 0.299 R + 0.587 G + 0.114 B.
-    return m.floatFrame(frame)
+    return m.floatFrame(frame, parallel: parallel)
 }

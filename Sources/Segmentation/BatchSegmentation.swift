@@ -353,7 +353,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             }
             for (index, (name, (m, frame))) in zip(names, frames).enumerated() {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                var raw = try FloatImage(m, frame: frame)
+                var raw = try FloatImage(m, frame: frame, parallel: pool.parallel)
                 let (size, source) = try segmenter.pixelSize(of: m, file: url.path)
                 // An FEI/Thermo SEM TIFF's information bar (rows below the scan) holds text and a
                 // scale bar, not specimen: no particle there, and one cut by it touches the border.
