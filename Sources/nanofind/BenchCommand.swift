@@ -19,7 +19,9 @@ struct Bench: ParsableCommand {
             20, s_per_step, Adam + cross-entropy), conv_layer (each convolution of a 512² forward \
             pass alone), conv_grad (each convolution's backward kernels at batch 20, median ms and \
             GFLOP/s of each), segment_1024 … segment_8192 (the whole segment pipeline on an \
-            int16 MRC of that side, from reading to every output written, with each step's seconds; \
+            int16 MRC of that side, from reading to every output written, with each step's seconds, \
+            and network_multiple: the run over the same model's network alone on as many pixels, \
+            from 2048² passes timed between the runs (4 × infer_2048 for 4096²); \
             8192 not with --quick), segment_resampled_4096 (the same at a pixel size 10 % finer than \
             the model's, as most micrographs are: resampled to the model's scale and back) and \
             segment_batch_4096 (a folder of such 4096² files, two per job, segmented as `segment` \
@@ -309,8 +311,16 @@ struct Bench: ParsableCommand {
         // One cold run, then `runs - 1` more as a batch would run its next files (the network's
         // buffers and the freed arrays reused); each run writes into a folder of its own, kept
         // until the row ends, so every output is a new file as in a batch. The row gives the
-        // median run (and its breakdown), the fastest, and the first.
+        // median run (and its breakdown), the fastest, and the first. After each run, the same
+        // model's network alone on a 2048² image (warm), so that the pipeline's time is set
+        // beside the network's for as many pixels in the same minutes: `network_multiple`, the
+        // median run over (side / 2048)² of those passes' median (4 × infer_2048 for 4096²).
         var results: [(seconds: Double, summary: ImageSummary)] = []
+        let engine = Segmenter(model: model).predictor.engine
+        var rng = SplitMix64(seed: 4)
+        let x2048 = Tensor.randomUniform(Shape(1, 1, 2048, 2048), in: 0...1, rng: &rng)
+        _ = engine.probabilities(x2048, pool: pool)
+        var passes: [Double] = []
         for run in 0..<runs {
             let out = dir.appendingPathComponent("out\(run)")
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
@@ -318,13 +328,19 @@ struct Bench: ParsableCommand {
             let start = DispatchTime.now().uptimeNanoseconds
             let summary = try batch.process(input, pool: pool)[0]
             results.append((Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, summary))
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = engine.probabilities(x2048, pool: pool)
+            passes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
         let sorted = results.sorted { $0.seconds < $1.seconds }
         let (seconds, summary) = sorted[(sorted.count - 1) / 2]
+        let pass2048 = passes.sorted()[(passes.count - 1) / 2]
         let name = pixelScale == 1 ? "segment_\(side)" : "segment_resampled_\(side)"
         var fields: [(String, Any)] = [("name", name), ("threads", pool.threadCount), ("s", seconds),
                                        ("s_min", sorted[0].seconds), ("s_first", results[0].seconds), ("runs", runs),
                                        ("network_s_runs", results.map { String(format: "%.3f", $0.summary.timings["network"] ?? 0) }.joined(separator: " ")),
+                                       ("infer_2048_ms", pass2048 * 1000),
+                                       ("network_multiple", seconds / (pass2048 * Double(side * side) / Double(2048 * 2048))),
                                        ("megapixels_per_s", Double(side * side) / seconds / 1e6), ("particles", summary.particles)]
         for key in ["read", "outside", "resample", "preprocess", "network", "resample_back", "threshold", "particles", "measure_and_write", "write_mask_png",
                     "write_mask_tif", "write_labels_tif", "write_prob", "overlay_background", "overlay_outlines", "write_overlay", "write_tables"] {
