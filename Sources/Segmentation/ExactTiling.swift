@@ -60,19 +60,23 @@ public struct ExactTiling: Sendable, Equatable {
 
     public var count: Int { columns.count * rows.count }
 
-    /// The most a square tile keeps (between its margins) when the whole image's pass does not
-    /// fit the memory (`Segmenter.memoryPlan`): a tile is this plus its two margins, so a 4096²
-    /// image then takes 2 × 2 tiles of 2144² (1.10 × its pixels through the network) rather
-    /// than 3 × 3 of 1520² (1.24 ×): warm, as in a batch, 0.48 against 0.58 s (AMD EPYC fam 25
-    /// mod 17, `bench --only infer_4096_tiled`). Larger square tiles still leave margins to
-    /// compute twice; the whole image in one pass leaves none.
+    /// What a square tile keeps (between its margins) that `segment` plans a job's memory for
+    /// (`Segmenter.bytesForPreferredTiles`, `BatchSegmentation.jobs`): a tile is this plus its two
+    /// margins, so a 4096² image whose whole pass does not fit takes 2 × 2 tiles of 2144² (1.10 ×
+    /// its pixels through the network) rather than 3 × 3 of 1520² (1.24 ×): warm, as in a batch,
+    /// 0.48 against 0.58 s (AMD EPYC fam 25 mod 17, `bench --only infer_4096_tiled`).
     public static let preferredKeptSide = 2048
+    /// The most a square tile keeps where the memory holds more than the preferred tile but not
+    /// the whole image: fewer margins computed twice. An 8192² image with 6 GB in 2 × 2 tiles of
+    /// 4192² instead of 4 × 4 of 2192²: its network 1.22-1.32 s against 1.40-1.46 s, the whole
+    /// `segment_8192` 2.15-2.31 against 2.29-2.38 s (Intel Xeon fam 6 mod 207, alternating).
+    public static let largestKeptSide = 4096
 
     /// The largest square tile whose activations fit `bytes` (`bytesPerPixel`), at most
-    /// `preferredKeptSide` plus two margins.
+    /// `largestKeptSide` plus two margins.
     public static func tileSize(forMemory bytes: Int, plan: UNetPlan) -> Int {
         let perPixel = bytesPerPixel(plan)
-        let side = min(preferredKeptSide + 2 * plan.tileMargin, Int(Double(max(bytes, 0) / perPixel).squareRoot()))
+        let side = min(largestKeptSide + 2 * plan.tileMargin, Int(Double(max(bytes, 0) / perPixel).squareRoot()))
         return max(2 * plan.tileMargin + plan.alignment, side / plan.alignment * plan.alignment)
     }
 
@@ -82,8 +86,8 @@ public struct ExactTiling: Sendable, Equatable {
     /// level's only where it is not run in bands of rows straight into the probabilities, i.e.
     /// a first width over 4), 4 bytes a value, and a third more for the planes' padding and the
     /// buffers the pool keeps. 92 bytes for the pyNanoFind widths; measured: the peak resident
-    /// memory of a whole 4096² pass was 70 bytes a pixel above a 2048² one's, the pass's input
-    /// and output included (Intel Xeon fam 6 mod 207).
+    /// memory of whole passes grew by 70 bytes a pixel from 1024² to 4096², 12 of them the
+    /// bench's input and output tensors (Intel Xeon fam 6 mod 207).
     public static func bytesPerPixel(_ plan: UNetPlan) -> Int {
         let lastLevelInBands = plan.config.widths.first.map { $0 <= 4 } ?? false
         var floats = Double(plan.config.inputChannels)

@@ -154,7 +154,7 @@ public final class Segmenter: @unchecked Sendable {
     /// whole image: no margins computed twice, and a 4096² pass costs what four 2048² ones do,
     /// while four 2144² tiles cost 1.15-1.3 times that (`bench` with its tiling rows, Intel Xeon
     /// fam 6 mod 207); else square tiles as large as the memory allows, up to
-    /// `ExactTiling.preferredKeptSide` between margins.
+    /// `ExactTiling.largestKeptSide` between margins.
     public func memoryPlan(width: Int, height: Int, pixelSizeNm: Double?, fileBytes: Int = 0) -> Result<(fullSize: Int, tileSize: Int), MemoryShortfall> {
         let fullSize = fullSizeBytes(width: width, height: height, pixelSizeNm: pixelSizeNm, fileBytes: fileBytes)
         let plan = predictor.engine.plan

@@ -157,10 +157,10 @@ struct Bench: ParsableCommand {
         }
         if wanted("infer_4096_tiled") {
             // The network alone over a 4096² image in exact tiles (what `segment` runs where the
-            // memory does not hold the whole image's pass), warm as in a batch: the largest square
-            // tile segment picks, and the 3 × 3 of the earlier limit.
+            // memory does not hold the whole image's pass), warm as in a batch: the preferred
+            // square tile (`ExactTiling.preferredKeptSide`), and the 3 × 3 of the earlier limit.
             let image = FloatImage(width: 4096, height: 4096, pixels: (0..<(4096 * 4096)).map { _ in rng.nextFloat() })
-            let planned = ExactTiling.tileSize(forMemory: Int.max, plan: engine.plan)
+            let planned = ExactTiling.preferredKeptSide + 2 * engine.plan.tileMargin
             for tile in [planned, 1520] {
                 let tiled = TiledPredictor(engine: engine, tileSize: tile)
                 let tiling = ExactTiling(width: 4096, height: 4096, plan: engine.plan, tileSize: tile)

@@ -48,7 +48,11 @@ final class SegmenterTests: XCTestCase {
         let tile = ExactTiling.preferredKeptSide + 2 * net.plan.tileMargin, perPixel = ExactTiling.bytesPerPixel(net.plan)
         let whole = perJob - tile * tile * perPixel + 4096 * 4096 * perPixel
         XCTAssertEqual(try bytes(whole).memoryPlan(width: 4096, height: 4096, pixelSizeNm: 0.05, fileBytes: 2 * 4096 * 4096).get().tileSize, 4096)
-        XCTAssertEqual(try bytes(whole - 1).memoryPlan(width: 4096, height: 4096, pixelSizeNm: 0.05, fileBytes: 2 * 4096 * 4096).get().tileSize, tile)
+        // A little less: the largest square tile that memory holds (above the preferred one).
+        let largest = Int((Double(4096 * 4096 * perPixel - 1) / Double(perPixel)).squareRoot()) / 16 * 16
+        XCTAssertEqual(try bytes(whole - 1).memoryPlan(width: 4096, height: 4096, pixelSizeNm: 0.05, fileBytes: 2 * 4096 * 4096).get().tileSize, largest)
+        XCTAssertGreaterThan(largest, tile)
+        XCTAssertEqual(ExactTiling.tileSize(forMemory: 1 << 40, plan: net.plan), ExactTiling.largestKeptSide + 2 * net.plan.tileMargin)
         XCTAssertEqual(try segmenter(64).memoryPlan(width: 4000, height: 1000, pixelSizeNm: 0.05, fileBytes: 0).get().tileSize, 4000)
         XCTAssertEqual(try segmenter(64).memoryPlan(width: 1000, height: 3001, pixelSizeNm: 0.1, fileBytes: 0).get().tileSize, 6016)
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 2, segmenter: segmenter(6)), 2)
