@@ -15,7 +15,8 @@ public final class ThreadPool: @unchecked Sendable {
     private var jobCount = 0
     /// The counters the threads share, at addresses the pool owns (a class property's address,
     /// taken with `&`, is only valid for the duration of one call): the workers still running
-    /// the current job, the job generation (bumped for each job) and each thread's next item.
+    /// the current job, the job generation (bumped for each job), the generation the caller
+    /// last rested at (`rest`) and each thread's next item.
     private let counters: SharedCounters
     private var stopping = false
     private let mutex = NSCondition()
@@ -202,7 +203,7 @@ final class SharedCounters: @unchecked Sendable {
     @inline(__always) func storeNext(_ t: Int, _ v: Int) { nf_atomic_store(next(t), v) }
     /// Takes thread t's next item: adds `v` and returns the value before.
     @inline(__always) func addNext(_ t: Int, _ v: Int) -> Int { nf_atomic_fetch_add(next(t), v) }
-    /// Thread t's item counter, after `pending` and `generation`.
+    /// Thread t's item counter, after `pending`, `generation` and `restAt`.
     @inline(__always) private func next(_ t: Int) -> UnsafeMutablePointer<Int> { base + (3 + t) * Self.stride }
     deinit { base.deallocate() }
 

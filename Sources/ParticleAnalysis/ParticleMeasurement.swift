@@ -36,7 +36,7 @@ public struct ParticleMeasurement: Sendable {
     ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
     ///     result either way).
     ///   - labelled: given the labels as soon as they are final, before the particles are
-    ///     measured (a caller may start writing them meanwhile).
+    ///     measured (a caller may start writing them meanwhile): called once, on this thread.
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
                 minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, splitTouching: Bool = false,
                 specimenHeight: Int? = nil, outside: BinaryMask? = nil, parallel: ParallelFor = serially,

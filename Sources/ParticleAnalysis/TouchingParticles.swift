@@ -12,8 +12,8 @@ package enum TouchingParticles {
     /// up to this.
     package static let largestBox = 1 << 24
     /// The split's scratch per pixel of a component's box: the distances (framed), the flooding
-    /// order and the basin numbers (4 bytes each; the unframed distances are let go before the
-    /// basins are made), and the counting sort's table (at most 2 bytes a pixel).
+    /// order and the basin numbers (4 bytes each), and the counting sort's table (at most 2
+    /// bytes a pixel).
     package static let bytesPerBoxPixel = 16
     /// Particles whose box holds at most this many pixels (1024²) may be looked at side by side
     /// (`ParticleMeasurement`'s split; `segment` looks at two at a time): 16 MB of scratch each.

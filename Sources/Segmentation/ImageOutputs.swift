@@ -31,8 +31,9 @@ public enum ImageOutputs {
     /// what `measure` runs through the `ParallelFor` it is given (the split of touching
     /// particles) goes to the head of the queue, so the other thread joins in as soon as its
     /// write is done (this one takes no write until it has measured). Once the labels are final
-    /// (`measure` calls the function it is given, before the particles are measured; or, if it
-    /// does not, once it returns) the label image and the overlay's outlines are queued, and
+    /// (`measure` calls the function it is given, before the particles are measured, at most
+    /// once and on the thread it runs on, with the labels it returns; or, if it does not, once
+    /// it returns) the label image and the overlay's outlines are queued, and
     /// the other thread takes them while this one measures; then this thread adds the overlay's
     /// ids and its write, and both take whatever is next until none is left. The particle table
     /// and the summary (`summarise` of the measurement and the timings), the marks that the
@@ -130,7 +131,7 @@ public enum ImageOutputs {
     }
 
     /// The probability map (unless `none`), the mask (PNG and TIFF), and the overlay's
-    /// background (`Overlay.background`, made here unless the overlay's write comes first).
+    /// background (`Overlay.background`, made here unless the outlines' job comes first).
     static func mapJobs(name: String, into dir: URL, result: SegmentedImage, probability: ProbabilityFormat,
                         overlayBackground: Shared<IndexedCanvas>) -> [Job] {
         let w = result.mask.width, h = result.mask.height
@@ -263,7 +264,7 @@ public enum ImageOutputs {
 
         /// Runs `piece(0 ..< count)` (a `ParallelFor`): the pieces go before every write, the
         /// other thread takes them as it comes back to the queue, and this one takes pieces only
-        /// (the measurement that waits on them is what the overlay and labels wait on) until
+        /// (the split that waits on them is what the labels and the outlines wait on) until
         /// every piece has finished. One loop at a time.
         func parallel(_ count: Int, _ piece: (Int) -> Void, outcome: Outcome) {
             guard count > 0 else { return }
@@ -388,8 +389,8 @@ public enum Overlay {
                     let src = base + oy * step * w
                     for ox in 0..<ow { row[ox] = src[ox * step] }
                 }
-                // Columns ox with x = ox·step within step of the left or right edge.
-                let inner = 1..<max(1, min(ow, (w - step + step - 1) / step))
+                // Columns ox with x = ox·step at least step from the left and right edges.
+                let inner = 1..<max(1, min(ow, (w - 1) / step))
                 var (up, mid, down) = (rows[0], rows[1], rows[2])
                 sample(0, into: mid)
                 if oh > 1 { sample(1, into: down) }
