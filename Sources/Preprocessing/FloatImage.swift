@@ -97,13 +97,20 @@ public struct BinaryMask: Equatable, Sendable {
     }
 
     /// The mask as image files show it: 0 for background, 255 for particle (any non-zero value).
-    public var bytes255: [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: values.count) { out, count in
+    public var bytes255: [UInt8] { bytes255Counted.bytes }
+
+    /// `bytes255`, and how many of them are 255 (the particle pixels), in one pass.
+    public var bytes255Counted: (bytes: [UInt8], particlePixels: Int) {
+        var particlePixels = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: values.count) { out, count in
             values.withUnsafeBufferPointer { v in
-                for i in 0..<v.count { out[i] = v[i] == 0 ? 0 : 255 }
+                var n = 0
+                for i in 0..<v.count { let b: UInt8 = v[i] == 0 ? 0 : 255; out[i] = b; n &+= Int(b & 1) }
+                particlePixels = n
             }
             count = values.count
         }
+        return (bytes, particlePixels)
     }
 
     /// An all-background mask.

@@ -385,7 +385,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                                             splitTouching: settings.splitTouching, specimenHeight: specimenHeight, outside: cut,
                                             parallel: parallel, labelled: labelled)
                     },
-                    summarise: { measurement, seconds in
+                    summarise: { measurement, seconds, maskPixels in
                         // The summary written with the outputs carries the time up to writing it.
                         let now = DispatchTime.now().uptimeNanoseconds
                         timings.merge(seconds) { $1 }
@@ -393,7 +393,8 @@ public final class BatchSegmentation: @unchecked Sendable {
                         // wall time together, from the segmentation's end to this summary.
                         timings["measure_and_write"] = Double(now - t1) / 1e9
                         return ImageSummary(image: name, input: url.path, width: m.width, height: m.height,
-                                            particles: measurement.particles, mask: result.mask.values, specimenPixels: specimenPixels,
+                                            particles: measurement.particles, mask: result.mask.values, maskPixels: maskPixels,
+                                            specimenPixels: specimenPixels,
                                             model: self.modelName,
                                             threshold: result.threshold, pixelSizeNm: size, pixelSizeSource: source.rawValue,
                                             scale: result.scale, seconds: Double(now - t0) / 1e9 + readSeconds / Double(frames.count),

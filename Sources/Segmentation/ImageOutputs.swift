@@ -36,15 +36,15 @@ public enum ImageOutputs {
     /// it returns) the label image and the overlay's outlines are queued, and
     /// the other thread takes them while this one measures; then this thread adds the overlay's
     /// ids and its write, and both take whatever is next until none is left. The particle table
-    /// and the summary (`summarise` of the measurement and the timings), the marks that the
-    /// image is done, come last. On any failure every file written for the image is removed.
+    /// and the summary (`summarise` of the measurement, the timings and the mask's particle
+    /// pixels, counted as its bytes were written), the marks that the image is done, come last. On any failure every file written for the image is removed.
     public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage, probability: ProbabilityFormat,
                              measure: (ParallelFor, (ComponentLabels) -> Void) -> ParticleMeasurement,
-                             summarise: (ParticleMeasurement, [String: Double]) -> ImageSummary) throws
+                             summarise: (ParticleMeasurement, [String: Double], _ maskPixels: Int) -> ImageSummary) throws
         -> (ParticleMeasurement, ImageSummary) {
         @Sendable func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        let background = Shared { Overlay.background(raw) }
-        let maps = mapJobs(name: name, into: dir, result: result, probability: probability, overlayBackground: background)
+        let background = Shared { Overlay.background(raw) }, mask255 = Shared { result.mask.bytes255Counted }
+        let maps = mapJobs(name: name, into: dir, result: result, probability: probability, mask255: mask255, overlayBackground: background)
         let outcome = Outcome(), queue = JobQueue(maps)
         final class Measured: @unchecked Sendable {
             var value: ParticleMeasurement?
@@ -113,7 +113,7 @@ public enum ImageOutputs {
             seconds["write_tables"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let summary = summarise(measurement, seconds)
+            let summary = summarise(measurement, seconds, mask255.value.particlePixels)
             try writeAtomically(Array(try encoder.encode(summary)), to: url(".summary.json"))
             return (measurement, summary)
         } catch {
@@ -132,13 +132,13 @@ public enum ImageOutputs {
 
     /// The probability map (unless `none`), the mask (PNG and TIFF), and the overlay's
     /// background (`Overlay.background`, made here unless the outlines' job comes first).
+    /// `mask255`: the mask's 0/255 bytes and its particle pixels, made by whichever mask write
+    /// comes first.
     static func mapJobs(name: String, into dir: URL, result: SegmentedImage, probability: ProbabilityFormat,
-                        overlayBackground: Shared<IndexedCanvas>) -> [Job] {
+                        mask255: Shared<(bytes: [UInt8], particlePixels: Int)>, overlayBackground: Shared<IndexedCanvas>) -> [Job] {
         let w = result.mask.width, h = result.mask.height
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        // 0/255 bytes, made by whichever mask write comes first.
-        let mask255 = Shared { result.mask.bytes255 }
         let probabilityJob: [Job] = probability == .none ? [] : [
             ("write_prob", url("_prob.\(probability.rawValue)"), {
                 switch probability {
@@ -151,9 +151,9 @@ public enum ImageOutputs {
             }),
         ]
         return probabilityJob + [
-            ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255.value, width: w, height: h, to: url("_mask.png")) }),
+            ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255.value.bytes, width: w, height: h, to: url("_mask.png")) }),
             ("write_mask_tif", url("_mask.tif"), {
-                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255.value, pixelSize: pixelSize, format: "tiff"),
+                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255.value.bytes, pixelSize: pixelSize, format: "tiff"),
                                      to: url("_mask.tif"), deflated: true)
             }),
             ("overlay_background", url("_overlay.png"), { _ = overlayBackground.value }),

@@ -63,9 +63,10 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     }
 
     /// `specimenPixels`: how many of the image's pixels show specimen (nil: all of them); the
-    /// mask is empty elsewhere.
+    /// mask is empty elsewhere. `maskPixels`: the mask's non-zero bytes where the caller has
+    /// counted them (else counted here).
     public init(image: String, input: String, width: Int, height: Int, particles: [Particle], mask: [UInt8],
-                specimenPixels: Int? = nil, model: String,
+                maskPixels: Int? = nil, specimenPixels: Int? = nil, model: String,
                 threshold: Float, pixelSizeNm: Double?, pixelSizeSource: String, scale: Double, seconds: Double,
                 timings: [String: Double], segmentation: String? = nil, notes: [String] = []) {
         self.image = image; self.input = input; self.width = width; self.height = height; self.segmentation = segmentation
@@ -73,7 +74,7 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         self.particles = particles.count
         let specimen = Double(max(1, specimenPixels ?? width * height))
         areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / specimen
-        maskFraction = Double(BinaryMask.nonZeroCount(mask)) / specimen
+        maskFraction = Double(maskPixels ?? BinaryMask.nonZeroCount(mask)) / specimen
         func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : (v[(v.count - 1) / 2] + v[v.count / 2]) / 2 }
         let nm = particles.compactMap(\.equivalentDiameterNm).sorted(), px = particles.map(\.equivalentDiameterPx).sorted()
         meanEqDiameterNm = nm.isEmpty ? nil : nm.reduce(0, +) / Double(nm.count)

@@ -23,8 +23,8 @@ final class ImageOutputsTests: XCTestCase {
         let (measured, summary) = try ImageOutputs.write(
             name: "dots", into: dir, raw: p, result: result, probability: .none,
             measure: { _, _ in ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0, minimumAreaPx: 1) },
-            summarise: { m, seconds in
-                ImageSummary(image: "dots", input: "dots", width: w, height: h, particles: m.particles, mask: mask.values, model: "test",
+            summarise: { m, seconds, maskPixels in  // the mask's pixels as counted while its bytes were written
+                ImageSummary(image: "dots", input: "dots", width: w, height: h, particles: m.particles, mask: [], maskPixels: maskPixels, model: "test",
                              threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
             })
         XCTAssertEqual(measured.particles.count, 300 * 230)
@@ -70,7 +70,7 @@ final class ImageOutputsTests: XCTestCase {
                     measure({ count, piece in piecesRun += count; parallel(count, piece) }, labelled: { labelledEarly = $0; labelled($0) })
                 }
             },
-            summarise: { m, seconds in
+            summarise: { m, seconds, _ in
                 ImageSummary(image: "crowd", input: "crowd", width: mask.width, height: mask.height, particles: m.particles, mask: mask.values,
                              model: "test", threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
             })
