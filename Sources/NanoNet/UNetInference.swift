@@ -131,9 +131,11 @@ public final class UNetInference: @unchecked Sendable {
     /// written to `out`: row y, column x at out + (y − rows.lowerBound) · rowStride + x −
     /// columns.lowerBound. What a tiled pass keeps of a tile, with nothing else stored: for the
     /// pyNanoFind head the last level computes only those rows (`OutputLevel`). The values are
-    /// channel 1 of `probabilities` bit for bit.
+    /// channel 1 of `probabilities` bit for bit. With `mask`, also 1 where the probability is
+    /// above its threshold and 0 elsewhere, laid out as `out` from the mask's base.
     public func particleProbabilities(_ input: PaddedPlanes, rows: Range<Int>, columns: Range<Int>,
-                                      into out: UnsafeMutablePointer<Float>, rowStride: Int, pool: ThreadPool = .shared) {
+                                      into out: UnsafeMutablePointer<Float>, rowStride: Int,
+                                      mask: (base: UnsafeMutablePointer<UInt8>, threshold: Float)? = nil, pool: ThreadPool = .shared) {
         let shape = Shape(input.n, input.channels, input.height, input.width)
         if let problem = model.validateInput(shape) { fatalError("UNetInference.particleProbabilities: input \(shape): \(problem)") }
         require(input.n == 1 && config.classes == 2 && rows.lowerBound >= 0 && rows.upperBound <= input.height
@@ -141,13 +143,15 @@ public final class UNetInference: @unchecked Sendable {
                 "particle window rows \(rows), columns \(columns) of \(shape) (\(config.classes) classes)")
         let (skip, low) = levels(input, pool: pool)
         if lastLevelFuses {
-            fusedLastLevel(skip: skip, low: low, into: .particleWindow(base: out, rowStride: rowStride, rows: rows, columns: columns),
+            fusedLastLevel(skip: skip, low: low, into: .particleWindow(base: out, rowStride: rowStride, rows: rows, columns: columns, mask: mask),
                            pool: pool)
             return
         }
         let p = lastLevel(skip: skip, low: low, shape: shape, fusedHead: config.widths[0] <= 4, logitsOnly: false, pool: pool)
         for y in rows {
-            (out + (y - rows.lowerBound) * rowStride).update(from: p.plane(0, 1) + y * input.width + columns.lowerBound, count: columns.count)
+            let row = out + (y - rows.lowerBound) * rowStride
+            row.update(from: p.plane(0, 1) + y * input.width + columns.lowerBound, count: columns.count)
+            if let mask { OutputLevel.thresholdRow(row, columns.count, mask.threshold, into: mask.base + (y - rows.lowerBound) * rowStride) }
         }
     }
 

@@ -40,13 +40,23 @@ public enum OutputLevel {
     }
 
     /// Where the level's probabilities go.
+    /// 1 where p > threshold, 0 elsewhere (NaN: 0), for `count` values: a row's mask while
+    /// the row is in the first-level cache.
+    @inline(__always)
+    public static func thresholdRow(_ p: UnsafePointer<Float>, _ count: Int, _ threshold: Float, into mask: UnsafeMutablePointer<UInt8>) {
+        for x in 0..<count { mask[x] = p[x] > threshold ? 1 : 0 }
+    }
+
     public enum Destination {
         /// Both classes of every row: out[n, 0] and out[n, 1].
         case tensor(Tensor)
         /// Class 1 (the particles) only, of rows `rows` and columns `columns` of a single image:
         /// row y, column x at base + (y − rows.lowerBound) · rowStride + x − columns.lowerBound.
-        /// Rows outside `rows` are not computed (a tile's margins); class 0 is not stored.
-        case particleWindow(base: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>, columns: Range<Int>)
+        /// Rows outside `rows` are not computed (a tile's margins); class 0 is not stored. With
+        /// `mask`, also 1 where that probability is above its threshold and 0 elsewhere, at the
+        /// same place from the mask's base (what a mask made from the stored map would hold).
+        case particleWindow(base: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>, columns: Range<Int>,
+                            mask: (base: UnsafeMutablePointer<UInt8>, threshold: Float)?)
         /// No head: the last convolution's output with ReLU, into the interior of padded planes
         /// (their borders cleared), as `Conv3x3.forward(_:_:into:relu:)` writes it. A decoder
         /// level above the last, whose output is the next level's map.
@@ -81,7 +91,7 @@ public enum OutputLevel {
         case .tensor(let out):
             require(out.shape == Shape(skip.n, 2, h, width), "probabilities \(out.shape) for \(skip.n)x\(h)x\(width)")
             produced = 0..<h
-        case .particleWindow(_, _, let rows, let columns):
+        case .particleWindow(_, _, let rows, let columns, _):
             require(skip.n == 1 && rows.lowerBound >= 0 && rows.upperBound <= h && columns.lowerBound >= 0 && columns.upperBound <= width,
                     "particle window rows \(rows), columns \(columns) of \(skip.n) images of \(h)x\(width)")
             produced = rows
@@ -129,10 +139,12 @@ public enum OutputLevel {
                 switch destination {
                 case .tensor(let out):
                     softmax!.row(input, sps, rs, out.plane(i, 0) + y * width, out.plane(i, 1) + y * width, width: width)
-                case .particleWindow(let base, let rowStride, let kept, let columns):
+                case .particleWindow(let base, let rowStride, let kept, let columns, let mask):
                     let p1 = rows + features * sps
                     softmax!.row(input, sps, rs, nil, p1, width: width)
-                    (base + (y - kept.lowerBound) * rowStride).update(from: p1 + columns.lowerBound, count: columns.count)
+                    let row = base + (y - kept.lowerBound) * rowStride
+                    row.update(from: p1 + columns.lowerBound, count: columns.count)
+                    if let mask { thresholdRow(row, columns.count, mask.threshold, into: mask.base + (y - kept.lowerBound) * rowStride) }
                 case .planes(let out):
                     // The band's rows as planes whose row y is the image's row y.
                     let band = PlaneView(rows + vectorWidth + (1 - y0) * rs, planeStride: sps, rowStride: rs)

@@ -120,6 +120,23 @@ public struct TiledPredictor: @unchecked Sendable {
     /// only the particle probabilities of the part the tile keeps into the result
     /// (`UNetInference.particleProbabilities`): no copies of whole tiles in or out.
     public func probabilities(_ image: FloatImage, pool: ThreadPool = .shared) -> FloatImage {
+        probabilities(image, mask: nil, pool: pool)
+    }
+
+    /// The same, and the mask of the pixels whose probability is above `threshold`, made as
+    /// each tile's rows are written (what `BinaryMask(probabilities, threshold:)` gives, without
+    /// a pass over the map).
+    public func probabilitiesAndMask(_ image: FloatImage, threshold: Float, pool: ThreadPool = .shared) -> (FloatImage, BinaryMask) {
+        var probabilities: FloatImage?
+        // Every pixel is written, as the map's are.
+        let values = [UInt8](unsafeUninitializedCapacity: image.width * image.height) { buffer, count in
+            probabilities = self.probabilities(image, mask: (buffer.baseAddress!, threshold), pool: pool)
+            count = image.width * image.height
+        }
+        return (probabilities!, BinaryMask(width: image.width, height: image.height, values: values))
+    }
+
+    private func probabilities(_ image: FloatImage, mask: (base: UnsafeMutablePointer<UInt8>, threshold: Float)?, pool: ThreadPool) -> FloatImage {
         let tiling = ExactTiling(width: image.width, height: image.height, plan: engine.plan, tileSize: tileSize)
         let w = image.width, h = image.height
         // Every pixel is written: the kept parts of the tiles cover the padded image.
@@ -143,7 +160,8 @@ public struct TiledPredictor: @unchecked Sendable {
                         }
                         engine.particleProbabilities(input, rows: (y0 - row.origin)..<(y1 - row.origin),
                                                      columns: (x0 - column.origin)..<(x1 - column.origin),
-                                                     into: out + y0 * w + x0, rowStride: w, pool: pool)
+                                                     into: out + y0 * w + x0, rowStride: w,
+                                                     mask: mask.map { ($0.base + y0 * w + x0, $0.threshold) }, pool: pool)
                     }
                 }
             }

@@ -320,7 +320,16 @@ public final class Segmenter: @unchecked Sendable {
         let netHeight = max(1, Int((Double(image.height) * scale).rounded()))
         let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight, parallel: pool.parallel) }
         let prepared = timed("preprocess") { recipe.apply(scaled, pool: pool) }
+        let t = threshold
+        // At the image's own scale and without augmentation, the mask comes with the map, row by
+        // row as the network writes it (no pass over the map after).
+        var networkMask: BinaryMask?
         let p = timed("network") {
+            if !options.testTimeAugmentation && netWidth == image.width && netHeight == image.height {
+                let (p, mask) = predictor.probabilitiesAndMask(prepared, threshold: t, pool: pool)
+                networkMask = mask
+                return p
+            }
             guard options.testTimeAugmentation else { return predictor.probabilities(prepared, pool: pool) }
             var sum = [Float](repeating: 0, count: prepared.count)
             for k in 0..<8 {
@@ -335,8 +344,7 @@ public final class Segmenter: @unchecked Sendable {
             guard netWidth != image.width || netHeight != image.height else { return p }
             return resample(p, width: image.width, height: image.height, clamp: 0...1, parallel: pool.parallel)
         }
-        let t = threshold
-        let mask = timed("threshold") { BinaryMask(probability, threshold: t, parallel: pool.parallel) }
+        let mask = timed("threshold") { networkMask ?? BinaryMask(probability, threshold: t, parallel: pool.parallel) }
         return SegmentedImage(probability: probability, mask: mask, threshold: t, pixelSizeNm: pixelSizeNm,
                               pixelSizeSource: source, scale: scale, timings: timings)
     }
