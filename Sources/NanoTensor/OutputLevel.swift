@@ -39,14 +39,14 @@ public enum OutputLevel {
         vectorWidth >= 16 && bandRows(produced: height, threads: threads) >= 16
     }
 
-    /// Where the level's probabilities go.
     /// 1 where p > threshold, 0 elsewhere (NaN: 0), for `count` values: a row's mask while
     /// the row is in the first-level cache.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func thresholdRow(_ p: UnsafePointer<Float>, _ count: Int, _ threshold: Float, into mask: UnsafeMutablePointer<UInt8>) {
         for x in 0..<count { mask[x] = p[x] > threshold ? 1 : 0 }
     }
 
+    /// Where the level's probabilities go.
     public enum Destination {
         /// Both classes of every row: out[n, 0] and out[n, 1].
         case tensor(Tensor)

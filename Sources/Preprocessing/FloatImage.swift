@@ -96,6 +96,14 @@ public struct BinaryMask: Equatable, Sendable {
         self.width = width; self.height = height; self.values = values
     }
 
+    /// A mask of values made 0 or 1 by their maker (a threshold's), not checked again: no pass
+    /// over them. The size is checked.
+    package init(width: Int, height: Int, zeroOrOne values: [UInt8]) {
+        require(width >= 0 && height >= 0 && values.count == width * height,
+                "BinaryMask: \(values.count) values for a \(width)x\(height) mask")
+        self.width = width; self.height = height; self.values = values
+    }
+
     /// The mask as image files show it: 0 for background, 255 for particle (any non-zero value).
     public var bytes255: [UInt8] { bytes255Counted.bytes }
 

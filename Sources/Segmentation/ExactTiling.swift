@@ -133,7 +133,7 @@ public struct TiledPredictor: @unchecked Sendable {
             probabilities = self.probabilities(image, mask: (buffer.baseAddress!, threshold), pool: pool)
             count = image.width * image.height
         }
-        return (probabilities!, BinaryMask(width: image.width, height: image.height, values: values))
+        return (probabilities!, BinaryMask(width: image.width, height: image.height, zeroOrOne: values))
     }
 
     private func probabilities(_ image: FloatImage, mask: (base: UnsafeMutablePointer<UInt8>, threshold: Float)?, pool: ThreadPool) -> FloatImage {

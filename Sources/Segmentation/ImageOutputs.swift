@@ -33,11 +33,12 @@ public enum ImageOutputs {
     /// write is done (this one takes no write until it has measured). Once the labels are final
     /// (`measure` calls the function it is given, before the particles are measured, at most
     /// once and on the thread it runs on, with the labels it returns; or, if it does not, once
-    /// it returns) the label image and the overlay's outlines are queued, and
-    /// the other thread takes them while this one measures; then this thread adds the overlay's
-    /// ids and its write, and both take whatever is next until none is left. The particle table
-    /// and the summary (`summarise` of the measurement, the timings and the mask's particle
-    /// pixels, counted as its bytes were written), the marks that the image is done, come last. On any failure every file written for the image is removed.
+    /// it returns) the label image and the overlay's outlines are queued, and the other thread
+    /// takes them while this one measures; then this thread adds the overlay's ids and its
+    /// write, and both take whatever is next until none is left. The particle table and the
+    /// summary (`summarise` of the measurement, the timings and the mask's particle pixels,
+    /// counted as its bytes were made), the marks that the image is done, come last. On any
+    /// failure every file written for the image is removed.
     public static func write(name: String, into dir: URL, raw: FloatImage, result: SegmentedImage, probability: ProbabilityFormat,
                              measure: (ParallelFor, (ComponentLabels) -> Void) -> ParticleMeasurement,
                              summarise: (ParticleMeasurement, [String: Double], _ maskPixels: Int) -> ImageSummary) throws

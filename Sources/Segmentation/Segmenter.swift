@@ -138,8 +138,10 @@ public final class Segmenter: @unchecked Sendable {
     /// least the plan accepts for it) to 2 GB: still within the plan.
     public static let outputBytesPerPixel = 17
     /// While the network runs: per image pixel the float copy, and per network pixel the
-    /// resampled image, its prepared copy and the probability map. Exceeds the output stage only
-    /// when the image is resampled up (pixels coarser than the model's).
+    /// resampled image, its prepared copy and the probability map (at the image's own scale
+    /// also the mask, made with the map: a byte more, 4 + 12 + 1 still within the output
+    /// stage's 17). Exceeds the output stage only when the image is resampled up (pixels
+    /// coarser than the model's).
     public static let networkBytesPerImagePixel = 4, networkBytesPerNetworkPixel = 12
     /// What `--tta` adds per network pixel (counted, not measured: five float maps at most).
     public static let augmentationBytesPerNetworkPixel = 20

@@ -151,13 +151,23 @@ final class FusedHeadTests: XCTestCase {
             for (rows, columns) in [(0..<h, 0..<w), (5..<31, 7..<70), (47..<48, 0..<1), (0..<1, 79..<80)] {
                 let stride = columns.count + 3
                 var out = [Float](repeating: -7, count: rows.count * stride)
+                var mask = [UInt8](repeating: 9, count: rows.count * stride)
                 out.withUnsafeMutableBufferPointer { o in
                     engine.particleProbabilities(input, rows: rows, columns: columns, into: o.baseAddress!, rowStride: stride)
                 }
+                // With the mask made as the rows are written: the same map, and its threshold.
+                var withMask = [Float](repeating: -7, count: rows.count * stride)
+                withMask.withUnsafeMutableBufferPointer { o in mask.withUnsafeMutableBufferPointer { m in
+                    engine.particleProbabilities(input, rows: rows, columns: columns, into: o.baseAddress!, rowStride: stride,
+                                                 mask: (m.baseAddress!, 0.5))
+                } }
+                XCTAssertEqual(withMask.map(\.bitPattern), out.map(\.bitPattern), "widths \(widths)")
                 for (r, y) in rows.enumerated() {
                     let expected = (0..<columns.count).map { map.plane(0, 1)[y * w + columns.lowerBound + $0] }
                     XCTAssertEqual(Array(out[(r * stride)..<(r * stride + columns.count)]), expected, "widths \(widths) row \(y) of \(rows), \(columns)")
                     XCTAssertEqual(Array(out[(r * stride + columns.count)..<(r * stride + stride)]), [-7, -7, -7])
+                    XCTAssertEqual(Array(mask[(r * stride)..<(r * stride + columns.count)]), expected.map { $0 > 0.5 ? 1 : 0 }, "widths \(widths) row \(y)")
+                    XCTAssertEqual(Array(mask[(r * stride + columns.count)..<(r * stride + stride)]), [9, 9, 9])
                 }
             }
         }

@@ -90,6 +90,11 @@ final class SegmenterTests: XCTestCase {
         XCTAssertGreaterThan(maxAbsDifference(r.probability.pixels, pipeline(image).pixels), 1e-3,
                              "the test image must tell a resampled pass from one at the image's own scale")
         XCTAssertEqual(s.segment(image, pixelSizeNm: 0.0505).scale, 1)  // within 2 %: as it is
+        // The mask, made with the map at the image's own scale or from it after resampling back,
+        // is the map's threshold.
+        for result in [r, s.segment(image, pixelSizeNm: 0.0505)] {
+            XCTAssertEqual(result.mask, BinaryMask(result.probability, threshold: result.threshold))
+        }
         XCTAssertEqual(s.segment(image, pixelSizeNm: nil).scale, 1)
     }
 
