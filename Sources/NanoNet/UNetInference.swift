@@ -213,7 +213,7 @@ public final class UNetInference: @unchecked Sendable {
 
     /// Whether the last level and the head can run as one pass (`fusedLastLevel`): a first width
     /// of at most 4 and a decoder convolution with an upsampled part.
-    private var lastLevelFuses: Bool { config.widths[0] <= 4 && phase[plan.decoders[0].first.index] != nil }
+    private var lastLevelFuses: Bool { plan.lastLevelRunsInBands && phase[plan.decoders[0].first.index] != nil }
 
     /// The last level in one pass (where `lastLevelFuses`): its first convolution's rows go
     /// straight to the last convolution and the head (`OutputLevel`), never to a full-resolution map.

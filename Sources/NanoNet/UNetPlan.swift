@@ -88,6 +88,13 @@ public struct UNetPlan: Sendable, Equatable {
         convolutions = list
     }
 
+    /// Whether inference runs the last decoder level and the head as one pass per band of rows
+    /// (`OutputLevel`), never laying out a full-resolution map there: a first width of at most 4
+    /// and a first decoder convolution with an upsampled part.
+    public var lastLevelRunsInBands: Bool {
+        (config.widths.first.map { $0 <= 4 } ?? false) && decoders[0].first.upsampledInputs > 0
+    }
+
     /// Encoder convolutions, top (full resolution) first.
     public var encoders: [Convolution] { convolutions.filter(\.isEncoder) }
     /// The two centre convolutions.

@@ -196,8 +196,8 @@ final class SharedCounters: @unchecked Sendable {
 
     init(threads: Int) {
         base = UnsafeMutableRawPointer.allocate(byteCount: (3 + threads) * Self.stride * MemoryLayout<Int>.stride, alignment: 128)
-            .initializeMemory(as: Int.self, repeating: -1, count: (3 + threads) * Self.stride)
-        for c in [Counter.pending, .generation] { store(c, 0) }
+            .initializeMemory(as: Int.self, repeating: 0, count: (3 + threads) * Self.stride)
+        store(.restAt, -1)  // no generation yet
     }
     /// Thread t's next item.
     @inline(__always) func storeNext(_ t: Int, _ v: Int) { nf_atomic_store(next(t), v) }

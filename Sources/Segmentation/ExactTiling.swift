@@ -26,14 +26,17 @@ public struct ExactTiling: Sendable, Equatable {
     public let rows: [Span]
     public let margin: Int
 
+    /// A side padded (by reflection) to the pooling grid.
+    public static func padded(_ length: Int, plan: UNetPlan) -> Int { (length + plan.alignment - 1) / plan.alignment * plan.alignment }
+
     /// Tiles of at most `tileSize` (rounded down to the alignment, at least 2 · margin + alignment).
     public init(width: Int, height: Int, plan: UNetPlan, tileSize: Int) {
         require(width > 0 && height > 0, "ExactTiling: empty image \(width)x\(height)")
         let a = plan.alignment, m = plan.tileMargin
         let t = max(2 * m + a, tileSize / a * a)
         self.width = width; self.height = height; margin = m
-        paddedWidth = (width + a - 1) / a * a
-        paddedHeight = (height + a - 1) / a * a
+        paddedWidth = ExactTiling.padded(width, plan: plan)
+        paddedHeight = ExactTiling.padded(height, plan: plan)
         columns = ExactTiling.spans(length: paddedWidth, tile: t, margin: m, alignment: a)
         rows = ExactTiling.spans(length: paddedHeight, tile: t, margin: m, alignment: a)
     }
@@ -89,7 +92,7 @@ public struct ExactTiling: Sendable, Equatable {
     /// memory of whole passes grew by 70 bytes a pixel from 1024² to 4096², 12 of them the
     /// bench's input and output tensors (Intel Xeon fam 6 mod 207).
     public static func bytesPerPixel(_ plan: UNetPlan) -> Int {
-        let lastLevelInBands = plan.config.widths.first.map { $0 <= 4 } ?? false
+        let lastLevelInBands = plan.lastLevelRunsInBands
         var floats = Double(plan.config.inputChannels)
         for c in plan.convolutions {
             let area = 1.0 / Double(c.scaleDivisor * c.scaleDivisor)

@@ -69,7 +69,7 @@ public enum ImageOutputs {
                     func labelled(_ labels: ComponentLabels) {
                         guard measured.labelJobs == nil else { return }
                         let outlined = Shared { () -> IndexedCanvas in
-                            var canvas = background.value
+                            var canvas = background.take()  // the outlines are its only user
                             Overlay.outline(on: &canvas, of: raw, labels: labels)
                             return canvas
                         }
@@ -86,7 +86,7 @@ public enum ImageOutputs {
                     measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                     guard case .success = measured.labelJobs, let outlined = measured.outlined else { queue.close(adding: []); return }
                     queue.close(adding: [("write_overlay", url("_overlay.png"), {
-                        var canvas = outlined.value
+                        var canvas = outlined.take()  // the ids' write is its only user
                         Overlay.number(on: &canvas, of: raw, particles: measurement.particles)
                         try canvas.write(to: url("_overlay.png"))
                     })])
@@ -206,6 +206,14 @@ public enum ImageOutputs {
             lock.lock(); defer { lock.unlock() }
             if made == nil { made = make() }
             return made!
+        }
+        /// The value for its one consumer, who changes it: handed over, not copied (made here if
+        /// it was not yet; a later `value` would make it again).
+        func take() -> Value {
+            lock.lock(); defer { lock.unlock() }
+            let v = made ?? make()
+            made = nil
+            return v
         }
     }
 
@@ -400,7 +408,8 @@ public enum Overlay {
                     if y < step || y + step >= h {
                         for ox in 0..<ow where mid[ox] != 0 { line[ox] = outline }
                     } else {
-                        for ox in 0..<ow where (ox < inner.lowerBound || ox >= inner.upperBound) && mid[ox] != 0 { line[ox] = outline }
+                        for ox in 0..<min(ow, inner.lowerBound) where mid[ox] != 0 { line[ox] = outline }  // the edge columns
+                        for ox in inner.upperBound..<ow where mid[ox] != 0 { line[ox] = outline }
                         for ox in inner {
                             let l = mid[ox]
                             let edge = l != 0 && (mid[ox - 1] != l || mid[ox + 1] != l || up[ox] != l || down[ox] != l)

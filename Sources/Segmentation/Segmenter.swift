@@ -116,6 +116,12 @@ public final class Segmenter: @unchecked Sendable {
         return (nil, .none)
     }
 
+    /// An image's size at the model's scale, as the network sees it.
+    public func networkSize(width: Int, height: Int, pixelSizeNm: Double?) -> (width: Int, height: Int) {
+        let scale = self.scale(for: pixelSizeNm)
+        return (max(1, Int((Double(width) * scale).rounded())), max(1, Int((Double(height) * scale).rounded())))
+    }
+
     /// Network pixels per image pixel for an image of `pixelSizeNm` (1 when either pixel size is
     /// unknown, resampling is off, or they differ by 2 % or less).
     public func scale(for pixelSizeNm: Double?) -> Double {
@@ -166,9 +172,8 @@ public final class Segmenter: @unchecked Sendable {
         let need = fullSize + smallestTile + Double(Self.baseBytes)
         guard need <= Double(options.memoryBytes) else { return .failure(MemoryShortfall(neededBytes: need)) }
         let rest = Int(Double(options.memoryBytes) - fullSize) - Self.baseBytes
-        let scale = self.scale(for: pixelSizeNm), a = plan.alignment
-        let paddedWidth = (max(1, Int((Double(width) * scale).rounded())) + a - 1) / a * a
-        let paddedHeight = (max(1, Int((Double(height) * scale).rounded())) + a - 1) / a * a
+        let net = networkSize(width: width, height: height, pixelSizeNm: pixelSizeNm)
+        let paddedWidth = ExactTiling.padded(net.width, plan: plan), paddedHeight = ExactTiling.padded(net.height, plan: plan)
         if Double(paddedWidth) * Double(paddedHeight) * Double(perPixel) <= Double(rest) {
             return .success((Int(fullSize), max(paddedWidth, paddedHeight, smallest)))
         }
@@ -209,10 +214,10 @@ public final class Segmenter: @unchecked Sendable {
     /// smaller (a coarse calibration can make a small image huge, and raising the memory is then
     /// the wrong remedy), the memory it needs and the budget (`budget` names where that came from).
     public func refusal(width: Int, height: Int, pixelSizeNm: Double?, _ shortfall: MemoryShortfall, budget: String) -> String {
-        let scale = self.scale(for: pixelSizeNm)
+        let scale = self.scale(for: pixelSizeNm), net = networkSize(width: width, height: height, pixelSizeNm: pixelSizeNm)
         let gb = { (b: Double) in String(format: "%.3g", b / 1e9) }
         let resampled = scale == 1 ? "" : String(format: " of %.4g nm, %d×%d at the model's %.4g nm (check the calibration, or give --pixel-size)",
-                                                 pixelSizeNm ?? 0, Int((Double(width) * scale).rounded()), Int((Double(height) * scale).rounded()),
+                                                 pixelSizeNm ?? 0, net.width, net.height,
                                                  model.metadata.trainingPixelSizeNm ?? 0)
         return "image is \(width)×\(height) pixels\(resampled); segmenting it needs at least \(gb(shortfall.neededBytes)) GB of memory and \(budget) gives \(gb(Double(options.memoryBytes))) GB"
     }
@@ -318,8 +323,7 @@ public final class Segmenter: @unchecked Sendable {
             return r
         }
         let scale = self.scale(for: pixelSizeNm)
-        let netWidth = max(1, Int((Double(image.width) * scale).rounded()))
-        let netHeight = max(1, Int((Double(image.height) * scale).rounded()))
+        let (netWidth, netHeight) = networkSize(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm)
         let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight, parallel: pool.parallel) }
         let prepared = timed("preprocess") { recipe.apply(scaled, pool: pool) }
         let t = threshold
