@@ -52,7 +52,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
     ],
     targets: [
-        // C helpers that Swift's Glibc module does not expose (thread affinity).
+        // C helpers that Swift's Glibc module does not expose (thread affinity, direct writes).
         .target(name: "CNanoSupport"),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]),
@@ -67,7 +67,7 @@ let package = Package(
         .target(name: "NanoHDF5", dependencies: ["CHDF5"]),
         .target(name: "NanoNet", dependencies: ["NanoTensor", "NanoHDF5"], swiftSettings: kernelFlags),
         .target(name: "MicrographIO",
-                dependencies: ["CTIFF", "CPNG", "NanoHDF5", .product(name: "Crypto", package: "swift-crypto")],
+                dependencies: ["CNanoSupport", "CTIFF", "CPNG", "NanoHDF5", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: nativeFlags),
         .target(name: "Preprocessing", dependencies: ["MicrographIO", "CFFTW"], swiftSettings: kernelFlags),
         .target(name: "Segmentation", dependencies: ["NanoNet", "NanoTensor", "Preprocessing", "MicrographIO", "ParticleAnalysis"], swiftSettings: nativeFlags),

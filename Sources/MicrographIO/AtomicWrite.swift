@@ -1,3 +1,4 @@
+import CNanoSupport
 import Foundation
 
 /// Writes bytes to a temporary file beside `url`, then renames it into place, so a failed or
@@ -28,19 +29,103 @@ func writeAtomically(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws {
 }
 
 /// Writes the pieces to a new file with POSIX calls (no intermediate copy of large outputs).
+/// A large file (a 4096² probability map is 64 MiB) goes around the page cache where Linux
+/// allows it (`O_DIRECT`): NanoFind never reads its outputs back, and a buffered write first
+/// finds and fills fresh cache pages for every byte, which on AMD EPYC fam 26 mod 2 (a
+/// Firecracker VM) cost 0.14-0.16 s of CPU for 64 MiB against 0.002 s direct (0.018 s wall).
+/// Where the file system refuses direct writes (tmpfs, some network mounts), the file is
+/// written the buffered way instead.
 func writeFile(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws {
+    #if os(Linux)
+    if pieces.reduce(0, { $0 + $1.count }) >= DirectWrite.smallestFile, try DirectWrite.write(pieces, to: url) { return }
+    #endif
     let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))]) }
+    guard fd >= 0 else { throw posixError() }
     defer { close(fd) }
     for raw in pieces where raw.count > 0 {
-        var offset = 0
-        while offset < raw.count {
-            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
-            }
-            offset += n
-        }
+        try writeAll(fd, raw.baseAddress!, raw.count)
     }
 }
+
+private func posixError() -> CocoaError {
+    CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+}
+
+/// Writes `count` bytes, however many calls it takes.
+private func writeAll(_ fd: Int32, _ from: UnsafeRawPointer, _ count: Int) throws {
+    var offset = 0
+    while offset < count {
+        let n = write(fd, from + offset, count - offset)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw posixError()
+        }
+        offset += n
+    }
+}
+
+#if os(Linux)
+/// Large files written with `O_DIRECT`: the bytes are copied through an aligned staging buffer
+/// in whole blocks, the last block padded, and the file cut back to its length.
+package enum DirectWrite {
+    /// Files smaller than this are written buffered (a write to the cache is cheap for them, and
+    /// direct writes wait for the device). A 4096² image's overlay PNG (3.8 MB) is above it.
+    package static let smallestFile = 1 << 20
+    /// Alignment of the buffer, the offsets and the lengths: 4096 covers 512- and 4096-byte
+    /// logical blocks.
+    static let block = 4096
+    package static let stagingBytes = 4 << 20
+
+    /// False (nothing left behind but an empty file, which the buffered write truncates) when
+    /// the file system does not take direct writes.
+    package static func write(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws -> Bool {
+        let fd = nf_create_direct(url.path)
+        guard fd >= 0 else {
+            if errno == EINVAL { return false }
+            throw posixError()
+        }
+        defer { close(fd) }
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, block, stagingBytes) == 0, let staging = raw else { return false }
+        defer { free(staging) }
+        var filled = 0, written = 0
+        /// Writes the staging buffer's whole blocks (all of it, padded, when `last`); false when
+        /// the device refused a direct write.
+        func flush(last: Bool) throws -> Bool {
+            var length = filled
+            if last {
+                length = (filled + block - 1) / block * block
+                memset(staging + filled, 0, length - filled)
+            }
+            var offset = 0
+            while offset < length {
+                let n = Glibc.write(fd, staging + offset, length - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EINVAL { return false }  // the buffered write starts again
+                    throw posixError()
+                }
+                guard n % block == 0 else { return false }  // never seen: the rest would be misaligned
+                offset += n
+                written += n
+            }
+            filled = 0
+            return true
+        }
+        for piece in pieces where piece.count > 0 {
+            var from = 0
+            while from < piece.count {
+                let n = min(piece.count - from, stagingBytes - filled)
+                memcpy(staging + filled, piece.baseAddress! + from, n)
+                filled += n
+                from += n
+                if filled == stagingBytes, try !flush(last: false) { return false }
+            }
+        }
+        let length = written + filled
+        guard try flush(last: true) else { return false }
+        guard ftruncate(fd, off_t(length)) == 0 else { throw posixError() }
+        return true
+    }
+}
+#endif

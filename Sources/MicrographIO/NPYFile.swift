@@ -83,16 +83,14 @@ public enum NPYFile {
     /// Writes a float32 array (C order) as .npy version 1.0, atomically (no partial file is left).
     public static func write(_ values: [Float], shape: [Int], to url: URL) throws {
         precondition(shape.reduce(1, *) == values.count)
-        var bytes = header(descr: "<f4", shape: shape)
-        values.withUnsafeBytes { bytes.append(contentsOf: $0) }
-        try writeAtomically(bytes, to: url)
+        let head = header(descr: "<f4", shape: shape)
+        try values.withUnsafeBytes { try writeAtomically(head, $0, [], to: url) }  // no copy of the values
     }
 
     /// Writes native little-endian samples of any dtype.
     public static func write(data: [UInt8], dtype: PixelType, shape: [Int], to url: URL) throws {
-        var bytes = header(descr: descr(dtype), shape: shape)
-        bytes.append(contentsOf: data)
-        try writeAtomically(bytes, to: url)
+        let head = header(descr: descr(dtype), shape: shape)
+        try data.withUnsafeBytes { try writeAtomically(head, $0, [], to: url) }
     }
 
     static func descr(_ t: PixelType) -> String {

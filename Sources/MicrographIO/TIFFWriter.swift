@@ -32,27 +32,60 @@ public enum TIFFWriter {
         try image.data.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
     }
 
+    /// A one-page 16-bit grey image, deflated as `write(_:to:deflated:)` does, whose rows the
+    /// caller fills a band at a time (`fill(y0, y1, into)`: rows y0..<y1, one after the other,
+    /// little-endian): label ids kept as Int32 reach the file without a 16-bit copy of the whole
+    /// image (32 MB for 4096², fresh memory on every image).
+    public static func writeDeflatedUInt16(width: Int, height: Int, pixelSize: PixelSize?, to url: URL,
+                                           rows fill: (_ y0: Int, _ y1: Int, _ into: UnsafeMutablePointer<UInt16>) -> Void) throws {
+        let rowBytes = 2 * width, band = bandRows(height: height, rowBytes: rowBytes)
+        let scratch = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, band * width))
+        defer { scratch.deallocate() }
+        let page = deflatedPage(width: width, height: height, bytes: 2) { y0, y1, body in
+            fill(y0, y1, scratch)
+            body(UnsafeRawPointer(scratch))
+        }
+        var layout = Layout(width: width, height: height, frames: 1, channels: 1, pixelType: .uint16, pixelSize: pixelSize,
+                            dataCount: page.count, range: nil)
+        layout.compressedPages = [page.count]
+        let (head, tail) = try parts(layout, file: url.path)
+        try page.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
+    }
+
+    /// Rows in a band the deflater takes at once: about 256 KiB.
+    static func bandRows(height: Int, rowBytes: Int) -> Int { max(1, min(height, (256 << 10) / max(1, rowBytes))) }
+
+    /// One page of a `Micrograph`, deflated (`deflatedPage(width:height:bytes:rows:)`) straight
+    /// from its bytes.
+    static func deflatedPage(_ image: Micrograph, frame: Int) -> [UInt8] {
+        let rowBytes = image.width * image.pixelType.byteCount, pageBytes = rowBytes * image.height
+        return image.data.withUnsafeBytes { all in
+            precondition(all.count >= (frame + 1) * pageBytes)
+            return deflatedPage(width: image.width, height: image.height, bytes: image.pixelType.byteCount) { y0, _, body in
+                body(all.baseAddress! + frame * pageBytes + y0 * rowBytes)
+            }
+        }
+    }
+
     /// One page's rows with the horizontal predictor (each sample minus the one before it in its
     /// row, modulo 2⁸ or 2¹⁶, little-endian), deflated (`RunDeflater`) a band of rows at a time
-    /// (no copy of the whole page).
-    static func deflatedPage(_ image: Micrograph, frame: Int) -> [UInt8] {
-        let w = image.width, h = image.height, bytes = image.pixelType.byteCount
-        let pageBytes = w * h * bytes, rowBytes = w * bytes
-        let band = max(1, min(h, (256 << 10) / max(1, rowBytes)))
+    /// (no copy of the whole page). `rows(y0, y1, body)` calls `body` with rows y0..<y1 of
+    /// `bytes`-byte little-endian samples, one after the other.
+    static func deflatedPage(width w: Int, height h: Int, bytes: Int,
+                             rows: (_ y0: Int, _ y1: Int, _ body: (UnsafeRawPointer) -> Void) -> Void) -> [UInt8] {
+        let rowBytes = w * bytes
+        let band = bandRows(height: h, rowBytes: rowBytes)
         var deflater = RunDeflater()
         var differences = [UInt8](repeating: 0, count: band * rowBytes)
-        image.data.withUnsafeBufferPointer { all in
-            let src = UnsafeBufferPointer(rebasing: all[(frame * pageBytes)..<((frame + 1) * pageBytes)])
-            var y0 = 0
-            while y0 < h {
-                let y1 = min(h, y0 + band)
+        var y0 = 0
+        while y0 < h {
+            let y1 = min(h, y0 + band)
+            rows(y0, y1) { inBase in
                 differences.withUnsafeMutableBytes { out in
                     // Each difference from two loads (no value carried from one column to the
-                    // next), through raw pointers into this band of the page's rows (the page
-                    // holds w·h samples, as `Micrograph` guarantees): loops the compiler vectorises.
-                    let rows = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: src[(y0 * rowBytes)..<(y1 * rowBytes)]))
-                    precondition(out.count >= rows.count)
-                    guard w > 0, let inBase = rows.baseAddress, let outBase = out.baseAddress else { return }
+                    // next), through raw pointers into this band's rows: loops the compiler
+                    // vectorises.
+                    guard w > 0, let outBase = out.baseAddress else { return }
                     for r in 0..<(y1 - y0) {
                         let i = inBase + r * rowBytes, o = outBase + r * rowBytes
                         if bytes == 1 {
@@ -71,8 +104,8 @@ public enum TIFFWriter {
                     }
                     deflater.feed(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(out)[..<((y1 - y0) * rowBytes)]))
                 }
-                y0 = y1
             }
+            y0 = y1
         }
         return deflater.finish()
     }

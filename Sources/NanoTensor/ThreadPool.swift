@@ -75,6 +75,19 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on a thread of its own, free to run on any CPU (see `sideBySide`), for work
+    /// that mostly waits (a large write going to the device); the group's `wait()` joins it.
+    public static func detached(_ body: @escaping @Sendable () -> Void) -> DispatchGroup {
+        let done = DispatchGroup()
+        done.enter()
+        Thread.detachNewThread {
+            _ = nf_unpin_current_thread()
+            body()
+            done.leave()
+        }
+        return done
+    }
+
     /// Tells the workers that no loop is coming soon, so that once idle they sleep at once
     /// rather than spin (up to 200 000 pauses after a loop: 11 ms of a CPU per 4096² image in
     /// `segment_4096`, time its measuring and writing threads (`sideBySide`) could use). The

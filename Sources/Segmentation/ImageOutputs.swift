@@ -46,7 +46,14 @@ public enum ImageOutputs {
         @Sendable func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let background = Shared { Overlay.background(raw) }, mask255 = Shared { result.mask.bytes255Counted }
         let maps = mapJobs(name: name, into: dir, result: result, probability: probability, mask255: mask255, overlayBackground: background)
-        let outcome = Outcome(), queue = JobQueue(maps)
+        // The probability map (64 MB for 4096²) is mostly a wait on the device (a direct write,
+        // see `writeAtomically`): it goes on a thread of its own, so that the other two keep
+        // computing meanwhile.
+        let outcome = Outcome(), queue = JobQueue(maps.filter { $0.key != probabilityKey })
+        let probabilityWrite = maps.first { $0.key == probabilityKey }.map { job in
+            let handed = HandedOver(job)  // to that thread alone
+            return ThreadPool.detached { JobQueue.perform(handed.value, outcome) }
+        }
         final class Measured: @unchecked Sendable {
             var value: ParticleMeasurement?
             var seconds = 0.0
@@ -94,6 +101,7 @@ public enum ImageOutputs {
                 queue.run(into: outcome)
             }
         }
+        probabilityWrite?.wait()
         let measurement = measured.value!
         let labelJobs: [Job]
         do {
@@ -141,7 +149,7 @@ public enum ImageOutputs {
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let probabilityJob: [Job] = probability == .none ? [] : [
-            ("write_prob", url("_prob.\(probability.rawValue)"), {
+            (probabilityKey, url("_prob.\(probability.rawValue)"), {
                 switch probability {
                 // Shown from 0 to 1 in Fiji, the same for every image (and no pass to find its range).
                 case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm,
@@ -160,6 +168,8 @@ public enum ImageOutputs {
             ("overlay_background", url("_overlay.png"), { _ = overlayBackground.value }),
         ]
     }
+
+    static let probabilityKey = "write_prob"
 
     /// The particle labels: a uint16 TIFF, or float32 (ids exact up to 2²⁴, as Fiji opens it)
     /// for an image of more than 65535 particles.
@@ -180,19 +190,15 @@ public enum ImageOutputs {
         }
         return [
             ("write_labels_tif", url("_labels.tif"), {
-                let labelBytes = [UInt8](unsafeUninitializedCapacity: 2 * w * h) { bytes, count in
-                    labels.labels.withUnsafeBufferPointer { labels in
-                        precondition(labels.count == w * h)
-                        guard let to = UnsafeMutableRawPointer(bytes.baseAddress), let from = labels.baseAddress else { return }
-                        for i in 0..<labels.count {  // little-endian uint16 (ids fit: at most 65535 particles, checked above), a vectorised loop
-                            to.storeBytes(of: UInt16(truncatingIfNeeded: from[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                try labels.labels.withUnsafeBufferPointer { labels in
+                    precondition(labels.count == w * h)
+                    try TIFFWriter.writeDeflatedUInt16(width: w, height: h, pixelSize: pixelSize, to: url("_labels.tif")) { y0, y1, to in
+                        let from = labels.baseAddress! + y0 * w
+                        for i in 0..<((y1 - y0) * w) {  // ids fit: at most 65535 particles, checked above (a vectorised loop)
+                            to[i] = UInt16(truncatingIfNeeded: from[i]).littleEndian
                         }
                     }
-                    count = 2 * w * h
                 }
-                try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint16, data: labelBytes,
-                                                pixelSize: pixelSize, format: "tiff"),
-                                     to: url("_labels.tif"), deflated: true)
             }),
         ]
     }
@@ -215,6 +221,12 @@ public enum ImageOutputs {
             made = nil
             return v
         }
+    }
+
+    /// A value given to one other thread, which alone uses it from then on.
+    final class HandedOver<Value>: @unchecked Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
     }
 
     final class Outcome: @unchecked Sendable {
@@ -302,12 +314,17 @@ public enum ImageOutputs {
                 body.pointee(k)
                 condition.lock(); unfinishedPieces -= 1; condition.broadcast(); condition.unlock()
             case .write(let job):
-                let start = DispatchTime.now().uptimeNanoseconds
-                do { try job.write() } catch { outcome.lock.lock(); outcome.error = outcome.error ?? error; outcome.lock.unlock() }
-                outcome.lock.lock()
-                outcome.seconds[job.key] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                outcome.lock.unlock()
+                JobQueue.perform(job, outcome)
             }
+        }
+
+        /// Runs a write, recording its seconds and the first error.
+        static func perform(_ job: Job, _ outcome: Outcome) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            do { try job.write() } catch { outcome.lock.lock(); outcome.error = outcome.error ?? error; outcome.lock.unlock() }
+            outcome.lock.lock()
+            outcome.seconds[job.key] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            outcome.lock.unlock()
         }
     }
 }

@@ -19,6 +19,10 @@ int nf_limit_address_space(unsigned long long bytes);
 /// pages instead of faulting in (and zeroing) fresh ones. 0 on success, -1 where not available (macOS: its
 /// allocator already keeps freed regions for a while).
 int nf_reuse_freed_memory(unsigned long long largest);
+/// Creates (or truncates) a file for writing around the page cache (Linux `O_DIRECT`): its
+/// descriptor, or -1 with errno set (EINVAL where the file system or the platform has no direct
+/// writes). Buffers, offsets and lengths written to it must be aligned to the device's blocks.
+int nf_create_direct(const char *path);
 
 /// Atomics for the thread pool's work counter (portable to macOS 13, unlike Swift's Atomic).
 static inline long nf_atomic_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
