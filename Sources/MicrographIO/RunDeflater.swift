@@ -150,12 +150,14 @@ public struct RunDeflater {
 }
 
 /// The bits of a zlib stream (first bit lowest), 32 at a time into `out`, after the header.
-struct DeflateBits {
-    var out: [UInt8] = [0x78, 0x01]  // deflate, 32 KB window, fastest level; check bits
-    var bits: UInt64 = 0, pending = 0  // bits not yet in `out`
+package struct DeflateBits {
+    package var out: [UInt8] = [0x78, 0x01]  // deflate, 32 KB window, fastest level; check bits
+    package var bits: UInt64 = 0, pending = 0  // bits not yet in `out`
+
+    package init() {}
 
     @inline(__always)
-    mutating func put(_ value: UInt64, _ count: Int) {
+    package mutating func put(_ value: UInt64, _ count: Int) {
         bits |= value << UInt64(pending)
         pending += count
         if pending >= 32 {
@@ -167,6 +169,56 @@ struct DeflateBits {
             bits >>= 32
             pending -= 32
         }
+    }
+
+    /// The code of every byte of `bytes` (`codes[b]`, `lengths[b]` bits, at most 15), as `put`
+    /// of each would write them, but into raw memory: three codes (45 bits at most) joined to the
+    /// up to 7 bits not yet whole bytes, all 8 bytes of the word stored, and the pointer moved on
+    /// by the whole bytes (no branch, no append a byte): 4096² overlays' 4.2 MB coded in about a
+    /// third of the time.
+    package mutating func putCodes(_ bytes: UnsafeRawBufferPointer, codes: [UInt32], lengths: [UInt8]) {
+        guard let src = bytes.baseAddress, bytes.count > 0 else { return }
+        precondition(codes.count == 256 && lengths.count == 256 && lengths.allSatisfy { $0 <= 15 })
+        // Whole bytes out first, so that fewer than 8 bits wait.
+        while pending >= 8 { out.append(UInt8(truncatingIfNeeded: bits)); bits >>= 8; pending -= 8 }
+        let n = bytes.count, table = (0..<256).map { UInt64(codes[$0]) | UInt64(lengths[$0]) << 32 }
+        // At most 15 bits a byte, and 8 bytes of slack for the last word stored.
+        let coded = [UInt8](unsafeUninitializedCapacity: 2 * n + 16) { buffer, count in
+            let o = UnsafeMutableRawPointer(buffer.baseAddress!)
+            var acc = bits, used = UInt64(pending), at = 0
+            table.withUnsafeBufferPointer { t in
+                @inline(__always) func code(_ i: Int) -> UInt64 { t[Int(src.load(fromByteOffset: i, as: UInt8.self))] }
+                @inline(__always) func flush() {
+                    o.storeBytes(of: acc.littleEndian, toByteOffset: at, as: UInt64.self)
+                    let whole = Int(used >> 3)
+                    at += whole
+                    acc = whole == 8 ? 0 : acc >> UInt64(8 * whole)
+                    used &= 7
+                }
+                var i = 0
+                while i + 3 <= n {
+                    let a = code(i), b = code(i + 1), c = code(i + 2)
+                    let la = a >> 32, lb = b >> 32, lc = c >> 32
+                    acc |= (a & 0xFFFF_FFFF) << used
+                    acc |= (b & 0xFFFF_FFFF) << (used + la)
+                    acc |= (c & 0xFFFF_FFFF) << (used + la + lb)
+                    used += la + lb + lc
+                    flush()
+                    i += 3
+                }
+                while i < n {
+                    let a = code(i)
+                    acc |= (a & 0xFFFF_FFFF) << used
+                    used += a >> 32
+                    flush()
+                    i += 1
+                }
+            }
+            count = at
+            bits = acc
+            pending = Int(used)
+        }
+        out += coded
     }
 
     /// The one block's header: BFINAL 1, BTYPE 10 (Huffman codes given in the block), the
@@ -187,7 +239,7 @@ struct DeflateBits {
     }
 
     /// The last bits to a whole byte, then the Adler-32: the stream.
-    mutating func finish(adler: UInt32) -> [UInt8] {
+    package mutating func finish(adler: UInt32) -> [UInt8] {
         while pending > 0 {
             out.append(UInt8(truncatingIfNeeded: bits))
             bits >>= 8
@@ -215,17 +267,8 @@ extension RunDeflater {
         }
         let codes = canonical(lengths)
         var writer = DeflateBits()
-        writer.out.reserveCapacity(bytes.count + bytes.count / 8 + 256)
         writer.header(literalLengths: lengths, codeLengthLengths: (0..<19).map { $0 < 16 ? 4 : 0 })
-        let table = (0..<256).map { UInt64(codes[$0]) | UInt64(lengths[$0]) << 32 }
-        table.withUnsafeBufferPointer { t in
-            if let p = bytes.baseAddress {
-                for i in 0..<bytes.count {
-                    let c = t[Int(p.load(fromByteOffset: i, as: UInt8.self))]
-                    writer.put(c & 0xFFFF_FFFF, Int(c >> 32))
-                }
-            }
-        }
+        writer.putCodes(bytes, codes: (0..<256).map { UInt32(codes[$0]) }, lengths: (0..<256).map { UInt8(lengths[$0]) })
         writer.put(UInt64(codes[256]), lengths[256])  // end of block
         let adler = bytes.baseAddress.map { UInt32(adler32_z(1, $0.assumingMemoryBound(to: UInt8.self), bytes.count)) } ?? 1
         return writer.finish(adler: adler)

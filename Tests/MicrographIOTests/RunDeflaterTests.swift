@@ -96,6 +96,28 @@ final class RunDeflaterTests: XCTestCase {
         XCTAssertLessThan(Double(stream.count), 1.01 * entropy + 200, "\(stream.count) bytes, entropy \(entropy)")
     }
 
+    /// The literal coder's word-at-a-time loop (`putCodes`) writes the same bits as `put` of
+    /// each code in turn (its plain twin), whatever the bits already waiting and however many
+    /// bytes (the loop takes three at a time, then the rest).
+    func testCodesPutAWordAtATimeEqualPutOneByOne() {
+        var rng = SplitMix64(seed: 3)
+        // A code of 1 to 15 bits for each byte value (the bits above a code's length are zero).
+        let lengths = (0..<256).map { _ in UInt8(Int.random(in: 1...15, using: &rng)) }
+        let codes = lengths.map { UInt32.random(in: 0..<(1 << UInt32($0)), using: &rng) }
+        for count in [0, 1, 2, 3, 4, 5, 100, 4097] {
+            for waiting in [0, 1, 7, 8, 13, 31] {
+                let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                var fast = DeflateBits(), plain = DeflateBits()
+                let head = UInt64.random(in: 0..<(1 << UInt64(waiting)), using: &rng)
+                fast.put(head, waiting); plain.put(head, waiting)
+                bytes.withUnsafeBytes { fast.putCodes($0, codes: codes, lengths: lengths) }
+                for b in bytes { plain.put(UInt64(codes[Int(b)]), Int(lengths[Int(b)])) }
+                fast.put(0b101, 3); plain.put(0b101, 3)
+                XCTAssertEqual(fast.finish(adler: 1), plain.finish(adler: 1), "\(count) bytes after \(waiting) bits")
+            }
+        }
+    }
+
     /// A mask (a PNG's rows: a filter byte, then 0/255 pixels) and a label image after the TIFF
     /// predictor come out about as short as zlib's run-length deflate makes them, and tiny.
     func testMasksAndLabelsDeflateAboutAsShortAsZlibDoes() throws {
