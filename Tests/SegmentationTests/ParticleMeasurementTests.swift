@@ -207,6 +207,20 @@ final class ParticleMeasurementTests: XCTestCase {
         }
     }
 
+    /// The table's numbers are what `String(format: "%.<d>f")` writes, ties, signs, zeros and
+    /// the values printf rounds on their binary value included.
+    func testTableNumbersAreFormattedAsPrintfDoes() {
+        var rng = SplitMix64(seed: 9)
+        let special: [Double] = [0, -0.0, 0.125, 0.375, 2.675, 1.005, -0.00001, 0.5, 1.5, 2.5, -2.5, 1e-300, 123456789.987654321,
+                                 1e22, -1e300, .greatestFiniteMagnitude, .leastNonzeroMagnitude, .infinity, -.infinity, .nan]
+        let random = (0..<2000).map { _ in Double(Float.random(in: -1...1, using: &rng)) * pow(10, Double(Int.random(in: -6...9, using: &rng))) }
+        for v in special + random {
+            for digits in [0, 2, 4, 17] {
+                XCTAssertEqual(Particle.fixed(v, digits: digits), String(format: "%.\(digits)f", v), "\(v) to \(digits) digits")
+            }
+        }
+    }
+
     /// After a split the labels are numbered 1, 2, … in raster order of each particle's first
     /// pixel, and every particle's area, box and centroid are those of its label's pixels,
     /// counted pixel by pixel: the runs the split leaves are the labels' own.
