@@ -76,11 +76,11 @@ public struct ParticleMeasurement: Sendable {
             let (relabelled, splitLabels) = renumberAfterSplit(runs, runLabels, split: split)
             labelled(labels)
             particles = ParticleMeasurement.measure(relabelled, splitLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
-                                                    lastRow: lastRow, outside: outside)
+                                                    lastRow: lastRow, outside: outside, parallel: parallel)
         } else {
             labelled(labels)
             particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
-                                                    lastRow: lastRow, outside: outside)
+                                                    lastRow: lastRow, outside: outside, parallel: parallel)
         }
     }
 
@@ -261,10 +261,13 @@ public struct ParticleMeasurement: Sendable {
     /// Every particle's measures from its runs: moments in closed form per run, the perimeter
     /// (scikit-image's, from the border pixels' neighbourhoods) along each run's pixels. A run on
     /// the first or `lastRow` (or past it) or at either side, or next to a pixel `outside`,
-    /// touches the border.
+    /// touches the border. The particles are shared out by id between `parallel`'s pieces (odd
+    /// and even ids), each piece going through every run but taking only its own particles', in
+    /// the same order: the sums, so the measures, are those of one pass, bit for bit.
     static func measure(_ runs: Runs, _ runLabels: [Int32], _ labels: ComponentLabels, probability: [Float]?,
-                        pixelSizeNm: Double?, lastRow: Int, outside: BinaryMask? = nil) -> [Particle] {
+                        pixelSizeNm: Double?, lastRow: Int, outside: BinaryMask? = nil, parallel: ParallelFor = serially) -> [Particle] {
         let w = runs.width, h = runs.height
+        let pieces = labels.count > 1 ? 2 : 1
         var sums = [Sums](repeating: Sums(), count: labels.count + 1)
         // Whether the run y, a ..< b has a 4-neighbour outside the specimen.
         func nextToOutside(_ y: Int, _ a: Int, _ b: Int) -> Bool {
@@ -276,13 +279,13 @@ public struct ParticleMeasurement: Sendable {
                     || (y + 1 < h && Runs.firstNonzero(o + (y + 1) * w, from: a, to: b) < b)
             }
         }
-        labels.labels.withUnsafeBufferPointer { L in
+        labels.labels.withUnsafeBufferPointer { L in sums.withUnsafeMutableBufferPointer { sums in parallel(pieces) { piece in
             func at(_ x: Int, _ y: Int) -> Int32 { x < 0 || y < 0 || x >= w || y >= h ? 0 : L[y * w + x] }
             // A border pixel: in the particle with a 4-neighbour outside it (scikit-image erodes with a cross).
             func isBorder(_ x: Int, _ y: Int, _ l: Int32) -> Bool {
                 at(x, y) == l && (at(x - 1, y) != l || at(x + 1, y) != l || at(x, y - 1) != l || at(x, y + 1) != l)
             }
-            for r in 0..<runs.count where runLabels[r] != 0 {
+            for r in 0..<runs.count where runLabels[r] != 0 && Int(runLabels[r]) % pieces == piece {
                 let l = runLabels[r], li = Int(l)
                 let y = Int(runs.y[r]), a = Int(runs.x0[r]), b = Int(runs.x1[r])
                 // Σ over the run's pixel centres x + ½ of 1, x, x² (exact integer sums first).
@@ -350,8 +353,14 @@ public struct ParticleMeasurement: Sendable {
                 if b - 1 > a { addBorderPixel(b - 1) }
                 sums[li].perimeter += perimeter
             }
-        }
-        return (1..<max(1, labels.count + 1)).map { id in
+        } } }
+        // Each particle's measures from its sums (its hull the costliest), in the same pieces.
+        var particles = [Particle?](repeating: nil, count: labels.count + 1)
+        particles.withUnsafeMutableBufferPointer { out in parallel(pieces) { piece in
+            for id in stride(from: pieces == 1 ? 1 : (piece == 0 ? 2 : 1), through: labels.count, by: pieces) { out[id] = particle(id) }
+        } }
+        return (1..<max(1, labels.count + 1)).map { particles[$0]! }
+        func particle(_ id: Int) -> Particle {
             let s = sums[id]
             let n = Double(s.n)
             let cx = s.sx / n, cy = s.sy / n
