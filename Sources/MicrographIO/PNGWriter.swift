@@ -37,14 +37,15 @@ public enum PNGWriter {
         }
         // Rows unfiltered (filter byte 0), as literals in a code fitted to them
         // (`RunDeflater.literals`): an overlay's grey levels seldom repeat along a row.
-        var rows = [UInt8](repeating: 0, count: height * (width + 1))
-        rows.withUnsafeMutableBufferPointer { out in
+        let rows = [UInt8](unsafeUninitializedCapacity: height * (width + 1)) { out, count in
             indices.withUnsafeBufferPointer { src in
                 for y in 0..<height {
-                    UnsafeMutableBufferPointer(rebasing: out[(y * (width + 1) + 1)...]).baseAddress!
-                        .update(from: src.baseAddress! + y * width, count: width)
+                    let row = out.baseAddress! + y * (width + 1)
+                    row.initialize(to: 0)  // filter: none
+                    (row + 1).initialize(from: src.baseAddress! + y * width, count: width)
                 }
             }
+            count = height * (width + 1)
         }
         let stream = rows.withUnsafeBytes { RunDeflater.literals($0) }
         let rgb = palette.flatMap { [$0.0, $0.1, $0.2] }

@@ -393,7 +393,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                         // wall time together, from the segmentation's end to this summary.
                         timings["measure_and_write"] = Double(now - t1) / 1e9
                         return ImageSummary(image: name, input: url.path, width: m.width, height: m.height,
-                                            particles: measurement.particles, mask: result.mask.values, maskPixels: maskPixels,
+                                            particles: measurement.particles, maskPixels: maskPixels,
                                             specimenPixels: specimenPixels,
                                             model: self.modelName,
                                             threshold: result.threshold, pixelSizeNm: size, pixelSizeSource: source.rawValue,

@@ -62,11 +62,11 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         try c.encode(notes, forKey: .notes)
     }
 
-    /// `specimenPixels`: how many of the image's pixels show specimen (nil: all of them); the
-    /// mask is empty elsewhere. `maskPixels`: the mask's non-zero bytes where the caller has
-    /// counted them (else counted here).
-    public init(image: String, input: String, width: Int, height: Int, particles: [Particle], mask: [UInt8],
-                maskPixels: Int? = nil, specimenPixels: Int? = nil, model: String,
+    /// `maskPixels`: the mask's particle pixels (`BinaryMask.foregroundCount`; `segment` counts
+    /// them as it makes the mask's bytes). `specimenPixels`: how many of the image's pixels show
+    /// specimen (nil: all of them); the mask is empty elsewhere.
+    public init(image: String, input: String, width: Int, height: Int, particles: [Particle],
+                maskPixels: Int, specimenPixels: Int? = nil, model: String,
                 threshold: Float, pixelSizeNm: Double?, pixelSizeSource: String, scale: Double, seconds: Double,
                 timings: [String: Double], segmentation: String? = nil, notes: [String] = []) {
         self.image = image; self.input = input; self.width = width; self.height = height; self.segmentation = segmentation
@@ -74,7 +74,7 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         self.particles = particles.count
         let specimen = Double(max(1, specimenPixels ?? width * height))
         areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / specimen
-        maskFraction = Double(maskPixels ?? BinaryMask.nonZeroCount(mask)) / specimen
+        maskFraction = Double(maskPixels) / specimen
         func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : (v[(v.count - 1) / 2] + v[v.count / 2]) / 2 }
         let nm = particles.compactMap(\.equivalentDiameterNm).sorted(), px = particles.map(\.equivalentDiameterPx).sorted()
         meanEqDiameterNm = nm.isEmpty ? nil : nm.reduce(0, +) / Double(nm.count)

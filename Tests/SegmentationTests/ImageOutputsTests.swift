@@ -24,7 +24,7 @@ final class ImageOutputsTests: XCTestCase {
             name: "dots", into: dir, raw: p, result: result, probability: .none,
             measure: { _, _ in ParticleMeasurement(mask: mask, probability: p.pixels, pixelSizeNm: 0.05, minimumAreaNm2: 0, minimumAreaPx: 1) },
             summarise: { m, seconds, maskPixels in  // the mask's pixels as counted while its bytes were written
-                ImageSummary(image: "dots", input: "dots", width: w, height: h, particles: m.particles, mask: [], maskPixels: maskPixels, model: "test",
+                ImageSummary(image: "dots", input: "dots", width: w, height: h, particles: m.particles, maskPixels: maskPixels, model: "test",
                              threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
             })
         XCTAssertEqual(measured.particles.count, 300 * 230)
@@ -41,7 +41,7 @@ final class ImageOutputsTests: XCTestCase {
         var ring = BinaryMask(width: 40, height: 40)
         for y in 0..<40 { for x in 0..<40 { let r2 = (x - 20) * (x - 20) + (y - 20) * (y - 20); if r2 < 225 && r2 >= 49 { ring.values[y * 40 + x] = 1 } } }
         let filled = ParticleMeasurement(mask: ring, minimumAreaPx: 1).particles
-        let s = ImageSummary(image: "ring", input: "ring", width: 40, height: 40, particles: filled, mask: ring.values, model: "test",
+        let s = ImageSummary(image: "ring", input: "ring", width: 40, height: 40, particles: filled, maskPixels: ring.foregroundCount, model: "test",
                              threshold: 0.5, pixelSizeNm: nil, pixelSizeSource: "none", scale: 1, seconds: 0, timings: [:])
         XCTAssertGreaterThan(s.areaFraction, s.maskFraction ?? 1)
         // Without a calibration the nm fields are there, as null.
@@ -71,7 +71,7 @@ final class ImageOutputsTests: XCTestCase {
                 }
             },
             summarise: { m, seconds, _ in
-                ImageSummary(image: "crowd", input: "crowd", width: mask.width, height: mask.height, particles: m.particles, mask: mask.values,
+                ImageSummary(image: "crowd", input: "crowd", width: mask.width, height: mask.height, particles: m.particles, maskPixels: mask.foregroundCount,
                              model: "test", threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
             })
         XCTAssertGreaterThan(piecesRun, 1, "the split ran through the queue")
@@ -106,7 +106,7 @@ final class ImageOutputsTests: XCTestCase {
         for name in ["grid,A1", "say \"hi\""] {
             let rows = [Particle.csvHeader.joined(separator: ",")] + particles.map { $0.csvFields.joined(separator: ",") }
             try (rows.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("\(name)_particles.csv"), atomically: true, encoding: .utf8)
-            summaries.append(ImageSummary(image: name, input: name, width: 20, height: 20, particles: particles, mask: disc.values, model: "test",
+            summaries.append(ImageSummary(image: name, input: name, width: 20, height: 20, particles: particles, maskPixels: disc.foregroundCount, model: "test",
                                           threshold: 0.5, pixelSizeNm: 0.1, pixelSizeSource: "file", scale: 1, seconds: 0, timings: [:]))
         }
         try RunReport(summaries: summaries, settings: [:]).write(into: dir)
