@@ -109,11 +109,14 @@ struct PixelSizeOption: ParsableArguments {
 /// A batch allocates the same large arrays for every image (the image, its probability map, mask
 /// and labels, the outputs' bytes): with glibc's defaults each array above 32 MiB is a fresh
 /// mapping, faulted in and zeroed page by page every time, and freed memory is trimmed. Asking
-/// glibc to serve blocks up to 96 MB (a 4096² image's float and Int32 maps) from its heap and to
-/// keep what is freed halves the page faults of a batch: six 4096² MRCs 6.23-6.42 -> 5.67-6.01 s,
-/// system time 3.3-3.5 -> 2.0-2.1 s, 1.32 M -> 0.60 M faults (AMD EPYC fam 25 mod 17, 2 vCPUs,
-/// alternating), peak resident unchanged (1.6-1.7 GB). Larger blocks stay mappings of their own,
-/// so a 16384² image's peak (then 5.42-5.44 GB with --memory 6, both ways) does not grow. The
+/// glibc to serve blocks up to 300 MB (an 8192² image's float and Int32 maps, 256 MiB each)
+/// from its heap and to keep what is freed spares those faults. Measured: with 96 MB (a 4096²
+/// image's maps) six 4096² MRCs 6.23-6.42 -> 5.67-6.01 s, system time 3.3-3.5 -> 2.0-2.1 s,
+/// 1.32 M -> 0.60 M faults (AMD EPYC fam 25 mod 17, 2 vCPUs, alternating), peak resident
+/// unchanged (1.6-1.7 GB); raised to 300 MB, `segment_8192` 1.65-1.83 -> 1.38-1.50 s (its read
+/// 0.10 -> 0.02 s, preprocessing 0.10 -> 0.06 s; AMD EPYC fam 26 mod 2, alternating). Larger
+/// blocks (a 16384² image's 1 GiB maps) stay mappings of their own, so such an image's peak
+/// with --memory 6 stays within it (4.82 GB, the same machine). The
 /// jobs of a batch run on threads of their own, whose blocks came from per-thread arenas (heaps of
 /// at most 64 MiB, so larger blocks were fresh mappings again) until every thread was given the
 /// one heap: eight 4096² MRCs in two jobs 4.34-4.58 -> 4.01-4.20 s, system time 0.94-1.18 ->
@@ -126,6 +129,6 @@ struct PixelSizeOption: ParsableArguments {
 /// 0.69-0.76 against 0.73-0.80 s (`--memory 1.5`); eight in a batch 3.67-4.06 against
 /// 3.97-4.23 s (Intel Xeon fam 6 mod 207, alternating). `segment` and bench's segment rows call it.
 func prepareMemoryForSegmenting() {
-    _ = nf_reuse_freed_memory(96 << 20)
+    _ = nf_reuse_freed_memory(300 << 20)
     BufferPool.hugePages = true
 }
