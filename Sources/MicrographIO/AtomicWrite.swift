@@ -19,9 +19,7 @@ func writeAtomically(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws {
     do {
         try writeFile(pieces, to: tmp)
         // rename(2) replaces an existing file atomically: readers see the old or the new one.
-        guard rename(tmp.path, url.path) == 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
-        }
+        guard rename(tmp.path, url.path) == 0 else { throw posixError() }
     } catch {
         try? FileManager.default.removeItem(at: tmp)
         throw MicrographError(url: url, reason: "cannot be written (\(error.localizedDescription))")
@@ -29,16 +27,14 @@ func writeAtomically(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws {
 }
 
 /// Writes the pieces to a new file with POSIX calls (no intermediate copy of large outputs).
-/// A large file (a 4096² probability map is 64 MiB) goes around the page cache where Linux
-/// allows it (`O_DIRECT`): NanoFind never reads its outputs back, and a buffered write first
-/// finds and fills fresh cache pages for every byte, which on AMD EPYC fam 26 mod 2 (a
+/// A large file (a 4096² probability map is 64 MiB) goes around the page cache where the
+/// platform and the file system allow it (Linux `O_DIRECT`; `DirectWrite`): a buffered write
+/// first finds and fills fresh cache pages for every byte, which on AMD EPYC fam 26 mod 2 (a
 /// Firecracker VM) cost 0.14-0.16 s of CPU for 64 MiB against 0.002 s direct (0.018 s wall).
-/// Where the file system refuses direct writes (tmpfs, some network mounts), the file is
-/// written the buffered way instead.
+/// Where direct writes are refused (tmpfs before Linux 6.6, some network mounts, macOS) or
+/// turned off (`NANOFIND_BUFFERED_WRITES=1`), the file is written the buffered way.
 func writeFile(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws {
-    #if os(Linux)
-    if pieces.reduce(0, { $0 + $1.count }) >= DirectWrite.smallestFile, try DirectWrite.write(pieces, to: url) { return }
-    #endif
+    if pieces.reduce(0, { $0 + $1.count }) >= DirectWrite.smallestFile, DirectWrite.allowed, try DirectWrite.attempt(pieces, to: url) { return }
     let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw posixError() }
     defer { close(fd) }
@@ -56,17 +52,15 @@ private func writeAll(_ fd: Int32, _ from: UnsafeRawPointer, _ count: Int) throw
     var offset = 0
     while offset < count {
         let n = write(fd, from + offset, count - offset)
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw posixError()
-        }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw n == 0 ? CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "nothing written"]) : posixError() }
         offset += n
     }
 }
 
-#if os(Linux)
-/// Large files written with `O_DIRECT`: the bytes are copied through an aligned staging buffer
-/// in whole blocks, the last block padded, and the file cut back to its length.
+/// Large files written around the page cache (`nf_create_direct`: Linux `O_DIRECT`): the bytes
+/// are copied through an aligned staging buffer in whole blocks, the last block padded, and the
+/// file cut back to its length.
 package enum DirectWrite {
     /// Files smaller than this are written buffered (a write to the cache is cheap for them, and
     /// direct writes wait for the device). A 4096² image's overlay PNG (3.8 MB) is above it.
@@ -75,10 +69,14 @@ package enum DirectWrite {
     /// logical blocks.
     static let block = 4096
     package static let stagingBytes = 4 << 20
+    /// Off where the environment sets `NANOFIND_BUFFERED_WRITES` to 1 (a file system on which
+    /// each direct write is a slow round trip, say).
+    static let allowed = ProcessInfo.processInfo.environment["NANOFIND_BUFFERED_WRITES"] != "1"
 
-    /// False (nothing left behind but an empty file, which the buffered write truncates) when
-    /// the file system does not take direct writes.
-    package static func write(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws -> Bool {
+    /// Writes the file directly; false, when the platform or the file system does not take
+    /// direct writes, after which the caller writes it again from the start (the file may hold
+    /// some of the blocks: the buffered write truncates it).
+    package static func attempt(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws -> Bool {
         let fd = nf_create_direct(url.path)
         guard fd >= 0 else {
             if errno == EINVAL { return false }
@@ -99,13 +97,11 @@ package enum DirectWrite {
             }
             var offset = 0
             while offset < length {
-                let n = Glibc.write(fd, staging + offset, length - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EINVAL { return false }  // the buffered write starts again
-                    throw posixError()
-                }
-                guard n % block == 0 else { return false }  // never seen: the rest would be misaligned
+                let n = write(fd, staging + offset, length - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 && errno == EINVAL { return false }  // the buffered write starts again
+                guard n >= 0 else { throw posixError() }
+                guard n > 0, n % block == 0 else { return false }  // never seen: the rest would be misaligned
                 offset += n
                 written += n
             }
@@ -128,4 +124,3 @@ package enum DirectWrite {
         return true
     }
 }
-#endif

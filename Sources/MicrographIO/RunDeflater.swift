@@ -181,7 +181,8 @@ package struct DeflateBits {
         precondition(codes.count == 256 && lengths.count == 256 && lengths.allSatisfy { $0 <= 15 })
         // Whole bytes out first, so that fewer than 8 bits wait.
         while pending >= 8 { out.append(UInt8(truncatingIfNeeded: bits)); bits >>= 8; pending -= 8 }
-        let n = bytes.count, table = (0..<256).map { UInt64(codes[$0]) | UInt64(lengths[$0]) << 32 }
+        // Each code held to its length (a canonical code has no bits above it; none may reach the next).
+        let n = bytes.count, table = (0..<256).map { UInt64(codes[$0] & (1 << UInt32(lengths[$0]) - 1)) | UInt64(lengths[$0]) << 32 }
         // At most 15 bits a byte, and 8 bytes of slack for the last word stored.
         let coded = [UInt8](unsafeUninitializedCapacity: 2 * n + 16) { buffer, count in
             let o = UnsafeMutableRawPointer(buffer.baseAddress!)

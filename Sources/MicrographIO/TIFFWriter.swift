@@ -22,10 +22,7 @@ public enum TIFFWriter {
                 throw MicrographError(url: url, reason: "deflated TIFFs are written for 8/16-bit grey images, not \(image.channels) channels of \(image.pixelType.rawValue)")
             }
             let pages = (0..<max(1, image.frames)).map { deflatedPage(image, frame: $0) }
-            let layout = Layout(image, compressedPages: pages.map(\.count))
-            let (head, tail) = try parts(layout, file: url.path)
-            let data = pages.count == 1 ? pages[0] : Array(pages.joined())
-            try data.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
+            try writeCompressed(Layout(image), pages: pages, to: url)
             return
         }
         let (head, tail) = try parts(Layout(image), file: url.path)
@@ -45,11 +42,18 @@ public enum TIFFWriter {
             fill(y0, y1, scratch)
             body(UnsafeRawPointer(scratch))
         }
-        var layout = Layout(width: width, height: height, frames: 1, channels: 1, pixelType: .uint16, pixelSize: pixelSize,
-                            dataCount: page.count, range: nil)
-        layout.compressedPages = [page.count]
+        try writeCompressed(Layout(width: width, height: height, frames: 1, channels: 1, pixelType: .uint16, pixelSize: pixelSize,
+                                   dataCount: 0, range: nil), pages: [page], to: url)
+    }
+
+    /// A file of deflated pages (`deflatedPage`), one per frame of `layout`.
+    static func writeCompressed(_ layout: Layout, pages: [[UInt8]], to url: URL) throws {
+        var layout = layout
+        layout.compressedPages = pages.map(\.count)
+        layout.dataCount = pages.reduce(0) { $0 + $1.count }
         let (head, tail) = try parts(layout, file: url.path)
-        try page.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
+        let data = pages.count == 1 ? pages[0] : Array(pages.joined())
+        try data.withUnsafeBytes { data in try writeAtomically(head, data, tail, to: url) }
     }
 
     /// Rows in a band the deflater takes at once: about 256 KiB.
@@ -188,12 +192,6 @@ public enum TIFFWriter {
                 if h == 0 { h = v[i] }
             }
             return l.isFinite && h.isFinite ? (Double(l), Double(h)) : nil
-        }
-
-        init(_ image: Micrograph, compressedPages: [Int]) {
-            self.init(image)
-            self.compressedPages = compressedPages
-            dataCount = compressedPages.reduce(0, +)
         }
 
         init(_ image: Micrograph) {

@@ -33,8 +33,8 @@ public struct ParticleMeasurement: Sendable {
     ///   - outside: pixels beyond which the specimen is not seen (a micrograph's padding, NaN
     ///     pixels reaching its edges): a particle next to one (a 4-neighbour) is cut there, and
     ///     flagged `touchesBorder` as at the image's edges.
-    ///   - parallel: how the split looks at the particles (side by side or `serially`: the same
-    ///     result either way).
+    ///   - parallel: how the split looks at the particles, and the measuring shares them out
+    ///     (side by side or `serially`: the same result, bit for bit, either way).
     ///   - labelled: given the labels as soon as they are final, before the particles are
     ///     measured (a caller may start writing them meanwhile): called once, on this thread.
     public init(mask: BinaryMask, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
@@ -262,8 +262,10 @@ public struct ParticleMeasurement: Sendable {
     /// (scikit-image's, from the border pixels' neighbourhoods) along each run's pixels. A run on
     /// the first or `lastRow` (or past it) or at either side, or next to a pixel `outside`,
     /// touches the border. The particles are shared out by id between `parallel`'s pieces (odd
-    /// and even ids), each piece going through every run but taking only its own particles', in
-    /// the same order: the sums, so the measures, are those of one pass, bit for bit.
+    /// and even ids: two ranges of about equal pixels measured no faster, 0.067-0.077 s against
+    /// 0.066 s for `segment_4096`'s particles, AMD EPYC fam 26 mod 2), each piece going through
+    /// every run but taking only its own particles', in the same order: the sums, so the
+    /// measures, are those of one pass, bit for bit.
     static func measure(_ runs: Runs, _ runLabels: [Int32], _ labels: ComponentLabels, probability: [Float]?,
                         pixelSizeNm: Double?, lastRow: Int, outside: BinaryMask? = nil, parallel: ParallelFor = serially) -> [Particle] {
         let w = runs.width, h = runs.height

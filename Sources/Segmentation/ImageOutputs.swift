@@ -25,11 +25,13 @@ public enum ImageOutputs {
     typealias Job = (key: String, file: URL, write: () throws -> Void)
 
     /// Writes every output of one image, measuring its particles meanwhile, and returns the
-    /// measurement and the summary with the seconds each step took. Two threads share one queue
-    /// of work: it starts with the maps that do not depend on the particles (probability, mask
-    /// PNG and TIFF, the overlay's background); this thread measures (`measure`) meanwhile, and
-    /// what `measure` runs through the `ParallelFor` it is given (the split of touching
-    /// particles) goes to the head of the queue, so the other thread joins in as soon as its
+    /// measurement and the summary with the seconds each step took. The probability map, the
+    /// largest file and (written directly, see `writeAtomically`) mostly a wait on the device,
+    /// is written on a thread of its own. Two threads share one queue of the other work: it
+    /// starts with the maps that do not depend on the particles (mask PNG and TIFF, the
+    /// overlay's background); this thread measures (`measure`) meanwhile, and what `measure`
+    /// runs through the `ParallelFor` it is given (the split of touching particles, the
+    /// measuring's two pieces) goes to the head of the queue, so the other thread joins in as soon as its
     /// write is done (this one takes no write until it has measured). Once the labels are final
     /// (`measure` calls the function it is given, before the particles are measured, at most
     /// once and on the thread it runs on, with the labels it returns; or, if it does not, once
@@ -48,7 +50,8 @@ public enum ImageOutputs {
         let maps = mapJobs(name: name, into: dir, result: result, probability: probability, mask255: mask255, overlayBackground: background)
         // The probability map (64 MB for 4096²) is mostly a wait on the device (a direct write,
         // see `writeAtomically`): it goes on a thread of its own, so that the other two keep
-        // computing meanwhile.
+        // computing meanwhile. (Where the file system takes no direct writes it is a third thread
+        // copying into the page cache beside them.)
         let outcome = Outcome(), queue = JobQueue(maps.filter { $0.key != probabilityKey })
         let probabilityWrite = maps.first { $0.key == probabilityKey }.map { job in
             let handed = HandedOver(job)  // to that thread alone
@@ -63,11 +66,7 @@ public enum ImageOutputs {
         }
         let measured = Measured()
         withoutActuallyEscaping(measure) { measure in
-            final class Task: @unchecked Sendable {
-                let run: (ParallelFor, (ComponentLabels) -> Void) -> ParticleMeasurement
-                init(_ r: @escaping (ParallelFor, (ComponentLabels) -> Void) -> ParticleMeasurement) { run = r }
-            }
-            let task = Task(measure)
+            let task = HandedOver(measure)  // to the side-by-side job that measures
             // Two jobs side by side (the caller's thread takes one): no wait on a queue that
             // `segment --jobs N` may have filled with callers like this one.
             ThreadPool.sideBySide(2) { k in
@@ -87,7 +86,7 @@ public enum ImageOutputs {
                             queue.add([("overlay_outlines", url("_overlay.png"), { _ = outlined.value })] + jobs)
                         }
                     }
-                    let measurement = task.run({ count, piece in queue.parallel(count, piece, outcome: outcome) }, labelled)
+                    let measurement = task.value({ count, piece in queue.parallel(count, piece, outcome: outcome) }, labelled)
                     labelled(measurement.labels)  // where `measure` did not say
                     measured.value = measurement
                     measured.seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
@@ -223,7 +222,7 @@ public enum ImageOutputs {
         }
     }
 
-    /// A value given to one other thread, which alone uses it from then on.
+    /// A value given to another thread, which alone uses it from then on.
     final class HandedOver<Value>: @unchecked Sendable {
         let value: Value
         init(_ value: Value) { self.value = value }

@@ -69,7 +69,7 @@ public struct SegmentedImage: Sendable {
 
     /// The pixels that show no specimen (NaN or ±∞, padding, an information bar: the union of
     /// the three, made once by `Segmenter.segment`), nil when there are none.
-    public var outside: BinaryMask?
+    public internal(set) var outside: BinaryMask?
 
     /// The pixels beyond which a particle is cut, besides the image's edges: the padding, and
     /// the NaN and ±∞ pixels that reach the edges (a dead pixel inside a particle cuts nothing).
