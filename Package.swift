@@ -52,7 +52,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
     ],
     targets: [
-        // C helpers that Swift's Glibc module does not expose (thread affinity, direct writes).
+        // C helpers that Swift's Glibc module does not expose (thread affinity, direct writes, printf's %.*f).
         .target(name: "CNanoSupport"),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]),
@@ -71,7 +71,7 @@ let package = Package(
                 swiftSettings: nativeFlags),
         .target(name: "Preprocessing", dependencies: ["MicrographIO", "CFFTW"], swiftSettings: kernelFlags),
         .target(name: "Segmentation", dependencies: ["NanoNet", "NanoTensor", "Preprocessing", "MicrographIO", "ParticleAnalysis"], swiftSettings: nativeFlags),
-        .target(name: "ParticleAnalysis", dependencies: ["Preprocessing"], swiftSettings: kernelFlags),
+        .target(name: "ParticleAnalysis", dependencies: ["CNanoSupport", "Preprocessing"], swiftSettings: kernelFlags),
         .target(name: "Simulation", dependencies: ["Preprocessing", "MicrographIO"], swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .target(name: "Training", dependencies: ["Segmentation", "ParticleAnalysis", "NanoNet", "NanoTensor", "Preprocessing", "MicrographIO"]),
         // Fuzzing: the readers and model parsers as libFuzzer targets (`make fuzz`; see FuzzTarget).

@@ -24,6 +24,11 @@ int nf_reuse_freed_memory(unsigned long long largest);
 /// writes). Buffers, offsets and lengths written to it must be aligned to the device's blocks.
 int nf_create_direct(const char *path);
 
+/// `value` with `digits` decimals as printf's "%.*f" writes it, in the C locale ("." for the
+/// decimal point whatever the process has set): the characters written (not counting the NUL),
+/// or what would have been written had `size` been large enough.
+int nf_format_fixed(char *buffer, unsigned long size, double value, int digits);
+
 /// Atomics for the thread pool's work counter (portable to macOS 13, unlike Swift's Atomic).
 static inline long nf_atomic_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
 static inline long nf_atomic_load(const long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
