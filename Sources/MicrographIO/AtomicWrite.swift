@@ -26,7 +26,8 @@ func writeAtomically(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws {
     }
 }
 
-/// Writes the pieces to a new file with POSIX calls (no intermediate copy of large outputs).
+/// Writes the pieces to a new file with POSIX calls, straight from the caller's buffers (the
+/// direct path copies them through its staging buffer, 4 MiB at a time).
 /// A large file (a 4096² probability map is 64 MiB) goes around the page cache where the
 /// platform and the file system allow it (Linux `O_DIRECT`; `DirectWrite`): a buffered write
 /// first finds and fills fresh cache pages for every byte, which on AMD EPYC fam 26 mod 2 (a

@@ -1,5 +1,4 @@
 import CNanoSupport
-import Foundation
 
 /// One particle's measurements. Pixel coordinates use the pixel-centre convention: pixel
 /// (column, row) covers [column, column + 1) × [row, row + 1), so its centre is (column + 0.5,
@@ -120,13 +119,12 @@ extension Particle {
     /// `v` with `digits` decimals, as `String(format: "%.<digits>f", v)` writes it (C's
     /// formatting, "." for the decimal point whatever locale the process has set), by
     /// `nf_format_fixed` (snprintf) into a buffer on the stack: Foundation's `String(format:)`
-    /// took about 2 µs a number (5.7-6.1 ms for a 4096² image's 271 particles, the last thing
-    /// its thread did), and `vsnprintf` through Swift's `withVaList` about 1 µs (AMD EPYC fam 26
+    /// took about 2 µs a number (5.7-6.1 ms for a 4096² image's 271 particles; AMD EPYC fam 26
     /// mod 2).
-    public static func fixed(_ v: Double, digits: Int) -> String {
+    package static func fixed(_ v: Double, digits: Int) -> String {
         precondition((0...17).contains(digits))
         return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 350) { buffer in
-            let n = nf_format_fixed(buffer.baseAddress, UInt(buffer.count), v, Int32(digits))
+            let n = nf_format_fixed(buffer.baseAddress, buffer.count, v, Int32(digits))
             precondition(n >= 0 && n < buffer.count)
             return String(decoding: UnsafeRawBufferPointer(start: buffer.baseAddress, count: Int(n)), as: UTF8.self)
         }

@@ -359,7 +359,7 @@ public struct ParticleMeasurement: Sendable {
         // Each particle's measures from its sums (its hull the costliest), in the same pieces.
         var particles = [Particle?](repeating: nil, count: labels.count + 1)
         particles.withUnsafeMutableBufferPointer { out in parallel(pieces) { piece in
-            for id in stride(from: pieces == 1 ? 1 : (piece == 0 ? 2 : 1), through: labels.count, by: pieces) { out[id] = particle(id) }
+            for id in stride(from: piece == 0 ? pieces : piece, through: labels.count, by: pieces) { out[id] = particle(id) }  // id % pieces == piece
         } }
         return (1..<max(1, labels.count + 1)).map { particles[$0]! }
         func particle(_ id: Int) -> Particle {

@@ -370,7 +370,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                 // The area fractions are of the pixels that show specimen; particles beside the
                 // padding (or NaN reaching the edges) or the bar are cut there.
                 let cut = result.cut
-                let specimenPixels = raw.width * raw.height - (result.outside?.foregroundCount ?? 0)
+                let specimenPixels = raw.width * raw.height - result.outsidePixels
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 var timings = Dictionary(uniqueKeysWithValues: result.timings)
                 timings["read"] = readSeconds / Double(frames.count)

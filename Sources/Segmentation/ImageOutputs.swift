@@ -31,12 +31,12 @@ public enum ImageOutputs {
     /// starts with the maps that do not depend on the particles (mask PNG and TIFF, the
     /// overlay's background); this thread measures (`measure`) meanwhile, and what `measure`
     /// runs through the `ParallelFor` it is given (the split of touching particles, the
-    /// measuring's two pieces) goes to the head of the queue, so the other thread joins in as soon as its
-    /// write is done (this one takes no write until it has measured). Once the labels are final
-    /// (`measure` calls the function it is given, before the particles are measured, at most
-    /// once and on the thread it runs on, with the labels it returns; or, if it does not, once
-    /// it returns) the label image and the overlay's outlines are queued, and the other thread
-    /// takes them while this one measures; then this thread adds the overlay's ids and its
+    /// measuring's two pieces) goes to the head of the queue, so the other thread joins in as
+    /// soon as its write is done (this one takes no write until it has measured). Once the
+    /// labels are final (`measure` calls the function it is given, before the particles are
+    /// measured, at most once and on the thread it runs on, with the labels it returns; or, if
+    /// it does not, once it returns) the label image and the overlay's outlines are queued, and
+    /// the other thread takes them between the measuring's pieces; then this thread adds the overlay's ids and its
     /// write, and both take whatever is next until none is left. The particle table and the
     /// summary (`summarise` of the measurement, the timings and the mask's particle pixels,
     /// counted as its bytes were made), the marks that the image is done, come last. On any
@@ -47,13 +47,15 @@ public enum ImageOutputs {
         -> (ParticleMeasurement, ImageSummary) {
         @Sendable func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
         let background = Shared { Overlay.background(raw) }, mask255 = Shared { result.mask.bytes255Counted }
-        let maps = mapJobs(name: name, into: dir, result: result, probability: probability, mask255: mask255, overlayBackground: background)
+        let maps = mapJobs(name: name, into: dir, result: result, mask255: mask255, overlayBackground: background)
+        let probabilityMap = probabilityJob(name: name, into: dir, result: result, format: probability)
+        let mapFiles = maps.map(\.file) + (probabilityMap.map { [$0.file] } ?? [])
         // The probability map (64 MB for 4096²) is mostly a wait on the device (a direct write,
         // see `writeAtomically`): it goes on a thread of its own, so that the other two keep
         // computing meanwhile. (Where the file system takes no direct writes it is a third thread
         // copying into the page cache beside them.)
-        let outcome = Outcome(), queue = JobQueue(maps.filter { $0.key != probabilityKey })
-        let probabilityWrite = maps.first { $0.key == probabilityKey }.map { job in
+        let outcome = Outcome(), queue = JobQueue(maps)
+        let probabilityWrite = probabilityMap.map { job in
             let handed = HandedOver(job)  // to that thread alone
             return ThreadPool.detached { JobQueue.perform(handed.value, outcome) }
         }
@@ -106,10 +108,10 @@ public enum ImageOutputs {
         do {
             labelJobs = try measured.labelJobs!.get()
         } catch {
-            for f in maps.map(\.file) { removeOutputFile(f) }
+            for f in mapFiles { removeOutputFile(f) }
             throw error
         }
-        let written = maps.map(\.file) + labelJobs.map(\.file) + [url("_overlay.png")]
+        let written = mapFiles + labelJobs.map(\.file) + [url("_overlay.png")]
         do {
             if let error = outcome.error { throw error }
             var seconds = outcome.seconds
@@ -138,27 +140,31 @@ public enum ImageOutputs {
         try? FileManager.default.removeItem(at: url)
     }
 
-    /// The probability map (unless `none`), the mask (PNG and TIFF), and the overlay's
-    /// background (`Overlay.background`, made here unless the outlines' job comes first).
-    /// `mask255`: the mask's 0/255 bytes and its particle pixels, made by whichever mask write
-    /// comes first.
-    static func mapJobs(name: String, into dir: URL, result: SegmentedImage, probability: ProbabilityFormat,
+    /// The probability map's write, unless `none`.
+    static func probabilityJob(name: String, into dir: URL, result: SegmentedImage, format: ProbabilityFormat) -> Job? {
+        let w = result.mask.width, h = result.mask.height
+        let file = dir.appendingPathComponent("\(name)_prob.\(format.rawValue)")
+        switch format {
+        // Shown from 0 to 1 in Fiji, the same for every image (and no pass to find its range).
+        case .tif:
+            return ("write_prob", file, {
+                try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm,
+                                            displayRange: (0, 1), to: file)
+            })
+        case .npy: return ("write_prob", file, { try NPYFile.write(result.probability.pixels, shape: [h, w], to: file) })
+        case .none: return nil
+        }
+    }
+
+    /// The mask (PNG and TIFF), and the overlay's background (`Overlay.background`, made here
+    /// unless the outlines' job comes first). `mask255`: the mask's 0/255 bytes and its particle
+    /// pixels, made by whichever mask write comes first.
+    static func mapJobs(name: String, into dir: URL, result: SegmentedImage,
                         mask255: Shared<(bytes: [UInt8], particlePixels: Int)>, overlayBackground: Shared<IndexedCanvas>) -> [Job] {
         let w = result.mask.width, h = result.mask.height
         let pixelSize = result.pixelSizeNm.map { PixelSize(isotropic: $0) }
         func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
-        let probabilityJob: [Job] = probability == .none ? [] : [
-            (probabilityKey, url("_prob.\(probability.rawValue)"), {
-                switch probability {
-                // Shown from 0 to 1 in Fiji, the same for every image (and no pass to find its range).
-                case .tif: try TIFFWriter.writeFloat32(result.probability.pixels, width: w, height: h, pixelSizeNM: result.pixelSizeNm,
-                                                      displayRange: (0, 1), to: url("_prob.tif"))
-                case .npy: try NPYFile.write(result.probability.pixels, shape: [h, w], to: url("_prob.npy"))
-                case .none: break
-                }
-            }),
-        ]
-        return probabilityJob + [
+        return [
             ("write_mask_png", url("_mask.png"), { try PNGWriter.writeGrey8(mask255.value.bytes, width: w, height: h, to: url("_mask.png")) }),
             ("write_mask_tif", url("_mask.tif"), {
                 try TIFFWriter.write(Micrograph(width: w, height: h, pixelType: .uint8, data: mask255.value.bytes, pixelSize: pixelSize, format: "tiff"),
@@ -167,8 +173,6 @@ public enum ImageOutputs {
             ("overlay_background", url("_overlay.png"), { _ = overlayBackground.value }),
         ]
     }
-
-    static let probabilityKey = "write_prob"
 
     /// The particle labels: a uint16 TIFF, or float32 (ids exact up to 2²⁴, as Fiji opens it)
     /// for an image of more than 65535 particles.
@@ -284,8 +288,8 @@ public enum ImageOutputs {
 
         /// Runs `piece(0 ..< count)` (a `ParallelFor`): the pieces go before every write, the
         /// other thread takes them as it comes back to the queue, and this one takes pieces only
-        /// (the split that waits on them is what the labels and the outlines wait on) until
-        /// every piece has finished. One loop at a time.
+        /// (what waits on them, the split or the measuring, is what the labels, the outlines and
+        /// the overlay's ids wait on) until every piece has finished. One loop at a time.
         func parallel(_ count: Int, _ piece: (Int) -> Void, outcome: Outcome) {
             guard count > 0 else { return }
             withoutActuallyEscaping(piece) { escapable in

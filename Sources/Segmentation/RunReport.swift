@@ -181,7 +181,7 @@ struct ReportPage {
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
-    func format(_ v: Double?, _ digits: Int = 2) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "–" }
+    func format(_ v: Double?, _ digits: Int = 2) -> String { v.map { Particle.fixed($0, digits: digits) } ?? "–" }
 
     var html: String {
         let total = summaries.reduce(0) { $0 + $1.particles }

@@ -67,9 +67,12 @@ public struct SegmentedImage: Sendable {
     /// The rows below the specimen (an SEM's information bar), nil when there are none.
     public var bar: BinaryMask?
 
-    /// The pixels that show no specimen (NaN or ±∞, padding, an information bar: the union of
-    /// the three, made once by `Segmenter.segment`), nil when there are none.
-    public internal(set) var outside: BinaryMask?
+    /// The pixels that show no specimen (NaN or ±∞, padding, an information bar), nil when
+    /// there are none (a new mask each time).
+    public var outside: BinaryMask? { BinaryMask.union(BinaryMask.union(nonFinite, padding), bar) }
+    /// How many pixels show no specimen (`outside`'s), counted by `Segmenter.segment` as it
+    /// clears them.
+    public internal(set) var outsidePixels = 0
 
     /// The pixels beyond which a particle is cut, besides the image's edges: the padding, and
     /// the NaN and ±∞ pixels that reach the edges (a dead pixel inside a particle cuts nothing).
@@ -286,9 +289,10 @@ public final class Segmenter: @unchecked Sendable {
         var result = segmentFinite(image, oneValue: lo == hi ? lo : nil, pixelSizeNm: pixelSizeNm, source: source, tileSize: tileSize, pool: pool)
         result.timings.insert(("outside", outsideSeconds), at: 0)
         result.nonFinite = nonFinite; result.padding = padding; result.bar = bar; result.outsideValue = fill
-        result.outside = outside
-        if let outside {
-            for i in 0..<outside.values.count where outside.values[i] != 0 { result.mask.values[i] = 0; result.probability.pixels[i] = 0 }
+        if let outside {  // `result.outside`, made once here
+            for i in 0..<outside.values.count where outside.values[i] != 0 {
+                result.mask.values[i] = 0; result.probability.pixels[i] = 0; result.outsidePixels += 1
+            }
         }
         result.notes.insert(contentsOf: notes, at: 0)
         return result

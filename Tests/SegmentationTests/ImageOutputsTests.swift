@@ -97,6 +97,30 @@ final class ImageOutputsTests: XCTestCase {
     }
 
     /// An image name with a comma or quote is one CSV field in the run's particles.csv.
+    /// The probability map is written on a thread of its own: when that write fails (its name
+    /// is taken by a folder, here), the image fails with its error and none of its outputs is
+    /// left behind (the folder, the user's, stays).
+    func testAFailedProbabilityWriteFailsTheImageAndLeavesNothing() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("outputs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("blocked_prob.tif"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let side = 1024  // a 4 MiB map: written directly where the file system allows it
+        var p = FloatImage(width: side, height: side)
+        for y in 100..<300 { for x in 100..<300 { p[x: x, y: y] = 0.9 } }
+        let mask = BinaryMask(p, threshold: 0.5)
+        let result = SegmentedImage(probability: p, mask: mask, threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: .file)
+        XCTAssertThrowsError(try ImageOutputs.write(
+            name: "blocked", into: dir, raw: p, result: result, probability: .tif,
+            measure: { parallel, labelled in ParticleMeasurement(mask: mask, pixelSizeNm: 0.05, parallel: parallel, labelled: labelled) },
+            summarise: { m, seconds, maskPixels in
+                ImageSummary(image: "blocked", input: "blocked", width: side, height: side, particles: m.particles, maskPixels: maskPixels,
+                             model: "test", threshold: 0.5, pixelSizeNm: 0.05, pixelSizeSource: "file", scale: 1, seconds: 0, timings: seconds)
+            })) { error in
+            XCTAssertTrue("\(error)".contains("blocked_prob.tif"), "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["blocked_prob.tif"])
+    }
+
     func testRunTableQuotesImageNames() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -135,6 +135,7 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(r.cut?.values[40 * 64 + 30], 0)
         XCTAssertEqual(r.bar?.foregroundCount, 4 * 64)
         XCTAssertEqual(r.outside?.foregroundCount, 65 + 4 * 64)
+        XCTAssertEqual(r.outsidePixels, 65 + 4 * 64)
         XCTAssertEqual(r.mask.foregroundCount, 64 * 64 - 65 - 4 * 64)
     }
 

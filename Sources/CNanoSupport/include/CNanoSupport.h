@@ -1,5 +1,6 @@
 #ifndef NANOFIND_CNANOSUPPORT_H
 #define NANOFIND_CNANOSUPPORT_H
+#include <stddef.h>
 /// Pins the calling thread to the index-th CPU the process was allowed to use when it started
 /// (Linux sched_setaffinity; the allowed set is read once, before any pinning). Returns 0 on
 /// success, -1 where pinning is unavailable (macOS) or refused; callers then go on unpinned.
@@ -27,7 +28,7 @@ int nf_create_direct(const char *path);
 /// `value` with `digits` decimals as printf's "%.*f" writes it, in the C locale ("." for the
 /// decimal point whatever the process has set): the characters written (not counting the NUL),
 /// or what would have been written had `size` been large enough.
-int nf_format_fixed(char *buffer, unsigned long size, double value, int digits);
+int nf_format_fixed(char *buffer, size_t size, double value, int digits);
 
 /// Atomics for the thread pool's work counter (portable to macOS 13, unlike Swift's Atomic).
 static inline long nf_atomic_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
