@@ -25,10 +25,18 @@ package enum DistanceTransform {
     /// The smaller side is at most 2¹⁵, so that every distance² fits an Int32.
     package static func squaredFramed(width w: Int, height h: Int, setRow: (Int, UnsafeMutablePointer<Int32>) -> Void) -> [Int32] {
         let pw = w + 2, ph = h + 2
-        var d = [Int32](repeating: 0, count: pw * ph)
-        guard w > 0, h > 0 else { return d }
+        guard w > 0, h > 0 else { return [Int32](repeating: 0, count: pw * ph) }
         // A check that stays on: this target builds with -Ounchecked, which drops preconditions.
         if min(w, h) > 1 << 15 { fatalError("DistanceTransform: a \(w)×\(h) region has distances² past Int32") }
+        // Only the frame is zeroed here: every value inside it is written below (`setRow`, then
+        // the passes), so a split box's map is not filled twice.
+        var d = [Int32](unsafeUninitializedCapacity: pw * ph) { b, count in
+            let base = b.baseAddress!
+            base.initialize(repeating: 0, count: pw)
+            (base + (ph - 1) * pw).initialize(repeating: 0, count: pw)
+            for y in 1...h { (base + y * pw).initialize(to: 0); (base + y * pw + pw - 1).initialize(to: 0) }
+            count = pw * ph
+        }
         // Along a row, nothing is farther than w + 1 from the unset frame: a column distance
         // above that is cut to it, which changes no row's minimum (that end is nearer still)
         // and keeps its square within Int32 however tall the region.

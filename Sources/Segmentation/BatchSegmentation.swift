@@ -322,7 +322,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                 throw MicrographError(url: url, reason: String(format: "a pixel size of %.4g nm would make this image %.3g pixels wide at the model's scale (check the calibration, or give --pixel-size)",
                                                                size ?? 0, sides.0))
             }
-            let netWidth = Int(sides.0.rounded()), netHeight = Int(sides.1.rounded())
+            let (netWidth, netHeight) = segmenter.networkSize(width: m.width, height: m.height, pixelSizeNm: size)
             if netWidth < 64 || netHeight < 64 {
                 throw MicrographError(url: url, reason: String(
                     format: "image is %d×%d pixels of %.4g nm, %d×%d at the model's %.4g nm; both sides must be at least 64 there",

@@ -69,6 +69,8 @@ public struct ExactTiling: Sendable, Equatable {
     /// its pixels through the network) rather than 3 × 3 of 1520² (1.24 ×): warm, as in a batch,
     /// 0.48 against 0.58 s (AMD EPYC fam 25 mod 17, `bench --only infer_4096_tiled`).
     public static let preferredKeptSide = 2048
+    /// The preferred tile's side, its margins included (2144 for pyNanoFind).
+    public static func preferredTileSize(_ plan: UNetPlan) -> Int { preferredKeptSide + 2 * plan.tileMargin }
     /// The most a square tile keeps where the memory holds more than the preferred tile but not
     /// the whole image: fewer margins computed twice. An 8192² image with 6 GB in 2 × 2 tiles of
     /// 4192² instead of 4 × 4 of 2192²: its network 1.22-1.32 s against 1.40-1.46 s, the whole

@@ -202,7 +202,7 @@ public final class Segmenter: @unchecked Sendable {
     /// their place).
     public func bytesForPreferredTiles(side: Int) -> Int {
         let plan = predictor.engine.plan
-        let tile = ExactTiling.preferredKeptSide + 2 * plan.tileMargin
+        let tile = ExactTiling.preferredTileSize(plan)
         return Int(fullSizeBytes(width: side, height: side, pixelSizeNm: nil, fileBytes: 2 * side * side))
             + tile * tile * ExactTiling.bytesPerPixel(plan) + Self.baseBytes
     }

@@ -160,7 +160,7 @@ struct Bench: ParsableCommand {
             // memory does not hold the whole image's pass), warm as in a batch: the preferred
             // square tile (`ExactTiling.preferredKeptSide`), and the 3 × 3 of the earlier limit.
             let image = FloatImage(width: 4096, height: 4096, pixels: (0..<(4096 * 4096)).map { _ in rng.nextFloat() })
-            let planned = ExactTiling.preferredKeptSide + 2 * engine.plan.tileMargin
+            let planned = ExactTiling.preferredTileSize(engine.plan)
             for tile in [planned, 1520] {
                 let tiled = TiledPredictor(engine: engine, tileSize: tile)
                 let tiling = ExactTiling(width: 4096, height: 4096, plan: engine.plan, tileSize: tile)
@@ -169,7 +169,7 @@ struct Bench: ParsableCommand {
                 // but the last level (`OutputLevel`), which runs the kept rows only. As in every
                 // row, the rows a level run in bands computes twice (one above and one below each
                 // band) are not counted.
-                let lastLevel = engine.config.widths[0] <= 4
+                let lastLevel = engine.plan.lastLevelRunsInBands
                     ? Set([engine.plan.decoders[0].first.name, engine.plan.decoders[0].second.name, engine.plan.head.name]) : []
                 let executed = tiling.rows.reduce(0.0) { sum, row in
                     let kept = min(row.keep.upperBound, 4096) - row.keep.lowerBound

@@ -359,6 +359,13 @@ final class ParticleMeasurementTests: XCTestCase {
                 } }
                 XCTAssertEqual(Double(d[y * w + x]), set[y * w + x] ? best : 0, "\(w)x\(h) at \(x),\(y)")
             } }
+            // The framed form the watershed reads: the same inside, and a frame of zeros.
+            let framed = DistanceTransform.squaredFramed(width: w, height: h) { y, flags in for x in 0..<w { flags[x] = set[y * w + x] ? 1 : 0 } }
+            XCTAssertEqual(framed.count, (w + 2) * (h + 2))
+            for v in 0..<(h + 2) { for u in 0..<(w + 2) {
+                let inside = u > 0 && v > 0 && u <= w && v <= h
+                XCTAssertEqual(framed[v * (w + 2) + u], inside ? Int32(d[(v - 1) * w + u - 1]) : 0, "\(w)x\(h) framed at \(u),\(v)")
+            } }
         }
     }
 
