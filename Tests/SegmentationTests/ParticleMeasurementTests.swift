@@ -359,13 +359,43 @@ final class ParticleMeasurementTests: XCTestCase {
                 } }
                 XCTAssertEqual(Double(d[y * w + x]), set[y * w + x] ? best : 0, "\(w)x\(h) at \(x),\(y)")
             } }
-            // The framed form the watershed reads: the same inside, and a frame of zeros.
-            let framed = DistanceTransform.squaredFramed(width: w, height: h) { y, flags in for x in 0..<w { flags[x] = set[y * w + x] ? 1 : 0 } }
-            XCTAssertEqual(framed.count, (w + 2) * (h + 2))
-            for v in 0..<(h + 2) { for u in 0..<(w + 2) {
-                let inside = u > 0 && v > 0 && u <= w && v <= h
-                XCTAssertEqual(framed[v * (w + 2) + u], inside ? Int32(d[(v - 1) * w + u - 1]) : 0, "\(w)x\(h) framed at \(u),\(v)")
-            } }
+            // The framed form the watershed reads: the same inside, and a frame of zeros, with
+            // the row pass's windows and with the envelope on every row.
+            for window in [DistanceTransform.largestWindow, 0] {
+                let framed = DistanceTransform.squaredFramed(width: w, height: h, window: window) { y, flags in
+                    for x in 0..<w { flags[x] = set[y * w + x] ? 1 : 0 }
+                }
+                XCTAssertEqual(framed.count, (w + 2) * (h + 2))
+                for v in 0..<(h + 2) { for u in 0..<(w + 2) {
+                    let inside = u > 0 && v > 0 && u <= w && v <= h
+                    XCTAssertEqual(framed[v * (w + 2) + u], inside ? Int32(d[(v - 1) * w + u - 1]) : 0, "\(w)x\(h) framed at \(u),\(v), window \(window)")
+                } }
+            }
+        }
+    }
+
+    /// The row pass's windows against the envelope where rows need both: discs from a radius
+    /// well within `largestWindow` to well beyond it (some rows take the envelope, the others
+    /// windows), with and without specks of unset pixels, and long thin regions.
+    func testDistanceTransformWindowsMatchEnvelope() {
+        var rng = SplitMix64(seed: 21)
+        var regions: [(w: Int, h: Int, set: [Bool], radius: Int?)] = []
+        for r in [20, 100, 127, 129, 131, 200, 300] {
+            let s = 2 * r + 1 + Int(rng.next() % 7)
+            let disc = (0..<(s * s)).map { i in (i % s - r) * (i % s - r) + (i / s - r) * (i / s - r) <= r * r }
+            regions.append((s, s, disc, r))
+            regions.append((s, s, disc.map { $0 && rng.next() % 300 != 0 }, nil))
+        }
+        for (w, h) in [(2000, 3), (3, 2000), (700, 40), (40, 700)] { regions.append((w, h, [Bool](repeating: true, count: w * h), nil)) }
+        for (w, h, set, radius) in regions {
+            let rows = { (y: Int, flags: UnsafeMutablePointer<Int32>) in for x in 0..<w { flags[x] = set[y * w + x] ? 1 : 0 } }
+            let windows = DistanceTransform.squaredFramed(width: w, height: h, setRow: rows)
+            let envelope = DistanceTransform.squaredFramed(width: w, height: h, window: 0, setRow: rows)
+            XCTAssertEqual(windows.count, envelope.count)
+            XCTAssertTrue(windows == envelope, "\(w)x\(h): windows and envelope differ")
+            // A disc's centre is its farthest pixel from the unset ones, r² + 1 (at (r, 1)): rows
+            // through it took the envelope where that is beyond the window (r ≥ 128).
+            if let r = radius { XCTAssertEqual(Int(windows.max()!), r * r + 1, "radius \(r)") }
         }
     }
 
