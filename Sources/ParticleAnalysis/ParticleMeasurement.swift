@@ -1,3 +1,4 @@
+import CNanoSupport
 import Foundation
 import Preprocessing
 
@@ -287,7 +288,25 @@ public struct ParticleMeasurement: Sendable {
             func isBorder(_ x: Int, _ y: Int, _ l: Int32) -> Bool {
                 at(x, y) == l && (at(x - 1, y) != l || at(x + 1, y) != l || at(x, y - 1) != l || at(x, y + 1) != l)
             }
+            // The probabilities and the rows above and below of the runs ahead, asked for before
+            // they are read: each run is a jump to another row of these large maps, where the
+            // hardware's prefetching would start only after a few misses.
+            var asked = 0
+            func ask(upTo end: Int) {
+                while asked < end {
+                    let q = asked
+                    asked += 1
+                    guard runLabels[q] != 0 && Int(runLabels[q]) % pieces == piece else { continue }
+                    let start = Int(runs.y[q]) * w + Int(runs.x0[q]), count = Int(runs.x1[q] - runs.x0[q])
+                    for k in stride(from: 0, to: count, by: 16) {
+                        if let probability { probability.withUnsafeBufferPointer { nf_prefetch($0.baseAddress! + start + k) } }
+                        if start + k >= w { nf_prefetch(L.baseAddress! + start + k - w) }
+                        if start + k + w < w * h { nf_prefetch(L.baseAddress! + start + k + w) }
+                    }
+                }
+            }
             for r in 0..<runs.count where runLabels[r] != 0 && Int(runLabels[r]) % pieces == piece {
+                ask(upTo: min(runs.count, r + 8))
                 let l = runLabels[r], li = Int(l)
                 let y = Int(runs.y[r]), a = Int(runs.x0[r]), b = Int(runs.x1[r])
                 // Σ over the run's pixel centres x + ½ of 1, x, x² (exact integer sums first).
