@@ -89,8 +89,9 @@ package enum TouchingParticles {
     /// when all those at d ≥ `minimumRadius` form one 8-connected group, they are one plateau,
     /// the highest: the basins started there merge as it floods (at their peak's level), and
     /// every other basin, its peak lower, merges with whatever it meets. `level2`: d² on the box
-    /// with a one-pixel frame of zeros.
-    static func hasOnePeak(_ level2: [Int32], width pw: Int, height ph: Int) -> Bool {
+    /// with a one-pixel frame of zeros. Also the least d² of those pixels, `lowest`: no basin
+    /// whose peak reaches `minimumRadius` starts below it (0 where there is one such pixel or none).
+    package static func hasOnePeak(_ level2: [Int32], width pw: Int, height ph: Int) -> (one: Bool, lowest: Int32) {
         let least = Int32((minimumRadius * minimumRadius).rounded(.up))
         var peaks: [Int] = []
         level2.withUnsafeBufferPointer { L in
@@ -121,13 +122,14 @@ package enum TouchingParticles {
                 while i < end { if isPeak(i) { peaks.append(i) }; i += 1 }
             }
         }
-        guard peaks.count > 1 else { return true }
+        guard peaks.count > 1 else { return (true, 0) }
+        let lowest = peaks.map { level2[$0] }.min()!
         // One 8-connected group? (A walk from the first, through the others.)
         var unvisited = Set(peaks.dropFirst()), stack = [peaks[0]]
         while let i = stack.popLast() {
             for o in [-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1] where unvisited.remove(i + o) != nil { stack.append(i + o) }
         }
-        return unvisited.isEmpty
+        return (unvisited.isEmpty, lowest)
     }
 
     /// The basins of one component, given as the pixels of a width × height box where
@@ -151,7 +153,8 @@ package enum TouchingParticles {
         // scratch: the framed d², the order and the basins (`bytesPerBoxPixel`).
         let pw = w + 2, ph = h + 2
         let level2 = DistanceTransform.squaredFramed(width: w, height: h, setRow: setRow)
-        if connected && hasOnePeak(level2, width: pw, height: ph) {
+        let peaks = connected ? hasOnePeak(level2, width: pw, height: ph) : (one: false, lowest: Int32.min)
+        if peaks.one {
             if onlyIfSeveral { return ([], level2.contains { $0 > 0 } ? 1 : 0) }
             var inside = false
             let basin = level2.withUnsafeBufferPointer { L in
@@ -186,10 +189,17 @@ package enum TouchingParticles {
         // (ties for the highest go to the first).
         let offsets = [-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1]
         var rootsArray = [Int32](repeating: 0, count: 8)
+        // Sets whose peak reaches `minimumRadius`, as roots (two such merge only at a wide neck;
+        // any other merges with whatever it meets). Once one is left and the flooding is below
+        // every pixel where such a set can start (`peaks.lowest`), the sets left all end in it:
+        // a component found to have one basin is known without flooding the rest (about half
+        // its pixels, the lower ones).
+        var significant = 0, oneLeft = false
         level2.withUnsafeBufferPointer { L in pixelSet.withUnsafeMutableBufferPointer { P in
           offsets.withUnsafeBufferPointer { offsets in rootsArray.withUnsafeMutableBufferPointer { roots in
             for p32 in order {
                 let p = Int(p32)
+                if onlyIfSeveral && significant == 1 && L[p] < peaks.lowest { oneLeft = true; break }
                 // The smallest and largest set number among the labelled neighbours (unlabelled:
                 // −1, UInt32.max as a bit pattern): integer maxima and minima, no branches.
                 let q = P.baseAddress! + p
@@ -199,6 +209,7 @@ package enum TouchingParticles {
                 let lowest = min(min(min(u(s0), u(s1)), min(u(s2), u(s3))), min(min(u(s4), u(s5)), min(u(s6), u(s7))))
                 if highest < 0 {
                     P[p] = sets.add(); peak.append(Float(L[p]).squareRoot())
+                    if peak[peak.count - 1] >= minimumRadius { significant += 1 }
                     continue
                 }
                 // Neighbours that all carry one set number are one basin (most pixels): the
@@ -230,6 +241,7 @@ package enum TouchingParticles {
                         guard ra != rb else { continue }
                         let small = min(peak[Int(ra)], peak[Int(rb)])
                         if small < minimumRadius || level >= neckRatio * small {
+                            if small >= minimumRadius { significant -= 1 }
                             let high = max(peak[Int(ra)], peak[Int(rb)])
                             sets.union(ra, rb)
                             peak[Int(sets.find(ra))] = high
@@ -240,6 +252,7 @@ package enum TouchingParticles {
             }
           } }
         } }
+        if oneLeft { return ([], 1) }
         // The final basins, numbered 0, 1, … in raster order, without the frame: moved in place
         // (a pixel's unframed index is never past its framed one).
         for y in 0..<h { for x in 0..<w {

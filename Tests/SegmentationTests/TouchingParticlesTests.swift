@@ -95,4 +95,46 @@ final class TouchingParticlesTests: XCTestCase {
         XCTAssertGreaterThan(components, 20, "many of the blobs should be one component")
         XCTAssertGreaterThan(connectedSplits, 3, "some one-component blobs should have several basins")
     }
+
+    /// Particles of overlapping discs and ellipses (some with specks flipped), as a split looks
+    /// at them: the basins asked for only where there are several against the plain flooding.
+    /// Most have several peaks and one basin, found without flooding their lower pixels.
+    func testParticlesOfOverlappingDiscsMatchThePlainFlooding() {
+        var rng = SplitMix64(seed: 31)
+        var severalPeaksOneBasin = 0, split = 0
+        for trial in 0..<150 {
+            let spread = 10 + rng.next() % 60
+            let discs = (0..<(2 + Int(rng.next() % 3))).map { _ in
+                (Double(rng.next() % spread), Double(rng.next() % spread), 3 + Double(rng.next() % 30), 0.5 + Double(rng.next() % 100) / 100)
+            }
+            let x0 = discs.map { $0.0 - $0.2 }.min()! - 1, y0 = discs.map { $0.1 - $0.2 }.min()! - 1
+            let w = Int(discs.map { $0.0 + $0.2 }.max()! - x0) + 2, h = Int(discs.map { $0.1 + $0.2 }.max()! - y0) + 2
+            var mask = BinaryMask(width: w, height: h)
+            for y in 0..<h { for x in 0..<w {
+                let inDisc = discs.contains { d in
+                    let dx = Double(x) + x0 - d.0, dy = (Double(y) + y0 - d.1) / d.3
+                    return dx * dx + dy * dy < d.2 * d.2
+                }
+                mask.values[y * w + x] = (inDisc != (trial % 3 == 0 && rng.next() % 40 == 0)) ? 1 : 0
+            } }
+            // The largest component alone, as a particle.
+            let labels = ComponentLabels(mask)
+            guard labels.count > 0 else { continue }
+            var area = [Int](repeating: 0, count: labels.count + 1)
+            for l in labels.labels { area[Int(l)] += 1 }
+            let largest = Int32((1...labels.count).max { area[$0] < area[$1] }!)
+            let inside = { (x: Int, y: Int) in labels.labels[y * w + x] == largest }
+            let plain = Self.referenceBasins(width: w, height: h, inside: inside)
+            let several = TouchingParticles.basins(width: w, height: h, connected: true, onlyIfSeveral: true) { y, flags in
+                for x in 0..<w { flags[x] = inside(x, y) ? 1 : 0 }
+            }
+            XCTAssertEqual(several.count, plain.count, "trial \(trial): \(w)x\(h), discs \(discs)")
+            XCTAssertEqual(several.basin, plain.count > 1 ? plain.basin : [], "trial \(trial): \(w)x\(h), discs \(discs)")
+            let level2 = DistanceTransform.squaredFramed(width: w, height: h) { y, flags in for x in 0..<w { flags[x] = inside(x, y) ? 1 : 0 } }
+            if !TouchingParticles.hasOnePeak(level2, width: w + 2, height: h + 2).one && plain.count == 1 { severalPeaksOneBasin += 1 }
+            if plain.count > 1 { split += 1 }
+        }
+        XCTAssertGreaterThan(severalPeaksOneBasin, 30, "many particles should have several peaks and one basin")
+        XCTAssertGreaterThan(split, 10, "some particles should have several basins")
+    }
 }
