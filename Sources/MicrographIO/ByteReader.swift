@@ -78,11 +78,8 @@ public func swapSampleBytes(_ data: inout [UInt8], sampleSize: Int) {
     }
 }
 
-/// Reads a whole file, naming it in the error if it cannot be read: `read` straight into the
-/// array (no mapping of the file, whose every page would fault in on the copy, and no second
-/// copy): `segment`'s read of a 4096² int16 MRC (33 MB, from the page cache) 8.2–9.7 ms instead
-/// of 12.1–13.5 (Intel Xeon fam 6 mod 207, bench's segment_4096). Only regular files: what the
-/// opened file is, is checked before a byte is read (a FIFO would block, a device be endless).
+/// Reads a whole file, naming it in the error if it cannot be read (`ReadableFile`: read straight
+/// into the array, only a regular file).
 public func readFileBytes(_ url: URL) throws -> [UInt8] {
     let file = try ReadableFile(url)
     return try file.bytes(0..<file.size, shorter: true)
@@ -90,7 +87,12 @@ public func readFileBytes(_ url: URL) throws -> [UInt8] {
 
 /// A regular file open for reading, read by ranges (a reader that knows its layout from the
 /// header reads the pixel data straight into their own array, not through a copy of the whole
-/// file); the errors name the file, as `readFileBytes`'s do. Closed when released.
+/// file); the errors name the file. Reads go straight into the array (no mapping of the file,
+/// whose every page would fault in on the copy): `segment`'s read of a 4096² int16 MRC (33 MB,
+/// from the page cache) took 8.2–9.7 ms instead of 12.1–13.5 through a mapping (Intel Xeon fam 6
+/// mod 207, bench's segment_4096). Only regular files: what the opened file is, is checked
+/// before a byte is read (opened without blocking: a FIFO would block, a device be endless).
+/// Closed when released.
 public final class ReadableFile {
     public let url: URL
     /// Its size when opened (a file that grows meanwhile is read as it was).
@@ -103,11 +105,7 @@ public final class ReadableFile {
         guard fd >= 0 else { throw ReadableFile.failure(url, errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { let code = errno; close(fd); throw ReadableFile.failure(url, code) }
-        switch st.st_mode & S_IFMT {
-        case S_IFREG: break
-        case S_IFDIR: close(fd); throw MicrographError(url: url, reason: "is a directory, not a file")
-        default: close(fd); throw MicrographError(url: url, reason: "is not a regular file")
-        }
+        if let problem = notRegularFile(mode: st.st_mode) { close(fd); throw MicrographError(url: url, reason: problem) }
         self.fd = fd
         size = Int(max(0, st.st_size))
     }
@@ -119,11 +117,13 @@ public final class ReadableFile {
             : MicrographError(url: url, reason: code == EACCES ? "permission denied" : "cannot be read (\(String(cString: strerror(code))))")
     }
 
-    /// The bytes of `range` (within `size`), read straight into the array, at most 1 GiB a call
-    /// (macOS refuses reads above 2 GiB). A file that shrank since it was opened gives fewer
-    /// where `shorter`, else an error.
+    /// The bytes of `range` (within `size`, else an error), read straight into the array, at
+    /// most 1 GiB a call (macOS refuses reads above 2 GiB). A file that shrank since it was
+    /// opened gives fewer where `shorter`, else an error.
     public func bytes(_ range: Range<Int>, shorter: Bool = false) throws -> [UInt8] {
-        precondition(range.lowerBound >= 0 && range.upperBound <= size, "ReadableFile: \(range) is outside the file's \(size) bytes")
+        guard range.lowerBound >= 0 && range.upperBound <= size else {
+            throw MicrographError(url: url, reason: "bytes \(range.lowerBound) to \(range.upperBound) asked for, but the file has \(size)")
+        }
         var code: Int32 = 0
         let bytes = [UInt8](unsafeUninitializedCapacity: range.count) { buffer, count in
             var done = 0

@@ -150,17 +150,21 @@ public enum MRCReader {
             "byteorder": h.bigEndian ? "big-endian" : "little-endian",
         ])
         if h.exttyp == "FEI1" || h.exttyp == "FEI2" {
-            readFEIExtendedHeader(ArraySlice(try bytes(MRCHeader.size..<dataStart)), into: &metadata)
+            readFEIExtendedHeader(try bytes(MRCHeader.size..<min(dataStart, MRCHeader.size + feiFieldsEnd)), into: &metadata)
         }
         return Micrograph(width: h.nx, height: h.ny, frames: h.nz, pixelType: type, data: data,
                           pixelSize: pixelSize, storedCalibration: stored, format: "mrc",
                           metadata: metadata, source: url)
     }
 
-    /// The first record of an FEI1/FEI2 extended header (always little-endian). Fields beyond
-    /// the record's declared size or the extended header are skipped, never read.
-    static func readFEIExtendedHeader(_ ext: ArraySlice<UInt8>, into metadata: inout MicrographMetadata) {
-        let bytes = [UInt8](ext)
+    /// Where the last field `readFEIExtendedHeader` reads ends: the extended header is read up
+    /// to there (a stack's has a record per frame, megabytes, of which only the first's start is used).
+    static let feiFieldsEnd = 451
+
+    /// The first record of an FEI1/FEI2 extended header (always little-endian), from its first
+    /// `feiFieldsEnd` bytes or fewer. Fields beyond the record's declared size or the bytes given
+    /// are skipped, never read.
+    static func readFEIExtendedHeader(_ bytes: [UInt8], into metadata: inout MicrographMetadata) {
         let r = ByteReader(bytes: bytes, file: "")
         guard let size32 = try? r.i32(at: 0, "metadata size") else { return }
         let recordSize = min(Int(size32), bytes.count)

@@ -68,21 +68,8 @@ public enum MicrographReader {
     }
 
     static func readFileHead(_ url: URL, count: Int) throws -> [UInt8] {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw MicrographError.noSuchFile(url)
-        }
-        if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
-        try requireRegularFile(url)
-        guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw MicrographError(url: url, reason: access(url.path, R_OK) != 0 && errno == EACCES ? "permission denied" : "cannot be opened for reading")
-        }
-        defer { try? handle.close() }
-        do {
-            return [UInt8](try handle.read(upToCount: count) ?? Data())
-        } catch {
-            throw MicrographError(url: url, reason: "cannot be read (\(error.localizedDescription))")
-        }
+        let file = try ReadableFile(url)
+        return try file.bytes(0..<min(file.size, count), shorter: true)
     }
 }
 
@@ -93,12 +80,17 @@ public func requireRegularFile(_ url: URL) throws {
     guard stat(url.path, &st) == 0 else {
         throw MicrographError(url: url, reason: errno == ENOENT ? MicrographError.missing(url.path) : errno == EACCES ? "permission denied" : "cannot be read")
     }
-    switch st.st_mode & S_IFMT {
-    case S_IFREG: return
-    case S_IFDIR: throw MicrographError(url: url, reason: "is a directory, not a file")
-    case S_IFIFO: throw MicrographError(url: url, reason: "is not a regular file (a FIFO)")
-    case S_IFSOCK: throw MicrographError(url: url, reason: "is not a regular file (a socket)")
-    case S_IFCHR, S_IFBLK: throw MicrographError(url: url, reason: "is not a regular file (a device)")
-    default: throw MicrographError(url: url, reason: "is not a regular file")
+    if let problem = notRegularFile(mode: st.st_mode) { throw MicrographError(url: url, reason: problem) }
+}
+
+/// What a file of mode `mode` is, in an error's words, when it is not a regular file (nil when it is).
+func notRegularFile(mode: mode_t) -> String? {
+    switch mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "is a directory, not a file"
+    case S_IFIFO: return "is not a regular file (a FIFO)"
+    case S_IFSOCK: return "is not a regular file (a socket)"
+    case S_IFCHR, S_IFBLK: return "is not a regular file (a device)"
+    default: return "is not a regular file"
     }
 }

@@ -33,12 +33,14 @@ package enum DistanceTransform {
     /// y of the region: flags[x] = 1 for a set pixel, 0 for an unset one (x in 0 ..< w).
     /// The smaller side is at most 2¹⁵, so that every distance² fits an Int32. `window`: the
     /// farthest offset the row pass tries (at most `largestWindow`, so that k² + a column
-    /// distance² stays within Int32; 0 gives every row whose pixels lie more than a pixel from
-    /// the unset ones the envelope, as the tests compare them).
+    /// distance² stays within Int32; 0 gives the envelope to every row where a column distance²
+    /// is above 1, as the tests compare them). `envelopeRows`, where given, is told how many rows
+    /// took the envelope.
     package static func squaredFramed(width w: Int, height h: Int, window: Int32 = largestWindow,
+                                      envelopeRows: ((Int) -> Void)? = nil,
                                       setRow: (Int, UnsafeMutablePointer<Int32>) -> Void) -> [Int32] {
         let pw = w + 2, ph = h + 2
-        guard w > 0, h > 0 else { return [Int32](repeating: 0, count: pw * ph) }
+        guard w > 0, h > 0 else { envelopeRows?(0); return [Int32](repeating: 0, count: pw * ph) }
         // A check that stays on: this target builds with -Ounchecked, which drops preconditions.
         if min(w, h) > 1 << 15 { fatalError("DistanceTransform: a \(w)×\(h) region has distances² past Int32") }
         // Only the frame is zeroed here: every value inside it is written below (`setRow`, then
@@ -89,6 +91,8 @@ package enum DistanceTransform {
             typealias Lanes = SIMD16<Int32>
             let lane = Lanes(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
             func lanes(_ p: UnsafePointer<Int32>) -> Lanes { UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
+            var rowsByEnvelope = 0
+            defer { envelopeRows?(rowsByEnvelope) }
             for y in 1...h {
                 let row = base + y * pw
                 // Windows: for 16 pixels at a time, the least (x − p)² + g(p)² over p = x ± k for
@@ -120,6 +124,7 @@ package enum DistanceTransform {
                     (row + 1).update(from: out + 1, count: w)
                     continue
                 }
+                rowsByEnvelope += 1
                 // The envelope: each stretch of set pixels alone, between the unset pixels at its
                 // ends (the frame at the row's ends; no pixel beyond those can be nearer: any is
                 // farther along the row than the end, whose own distance is 0).

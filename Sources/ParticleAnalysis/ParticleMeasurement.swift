@@ -284,6 +284,8 @@ public struct ParticleMeasurement: Sendable {
                     || (y + 1 < h && Runs.firstNonzero(o + (y + 1) * w, from: a, to: b) < b)
             }
         }
+        let noProbabilities: [Float] = []
+        (probability ?? noProbabilities).withUnsafeBufferPointer { P in
         labels.labels.withUnsafeBufferPointer { L in sums.withUnsafeMutableBufferPointer { sums in parallel(pieces) { piece in
             func at(_ x: Int, _ y: Int) -> Int32 { x < 0 || y < 0 || x >= w || y >= h ? 0 : L[y * w + x] }
             // A border pixel: in the particle with a 4-neighbour outside it (scikit-image erodes with a cross).
@@ -293,21 +295,26 @@ public struct ParticleMeasurement: Sendable {
             // The probabilities and the rows above and below of the runs ahead, asked for before
             // they are read: each run is a jump to another row of these large maps, where the
             // hardware's prefetching would start only after a few misses.
+            func mine(_ r: Int) -> Bool { runLabels[r] != 0 && Int(runLabels[r]) % pieces == piece }
             var asked = 0
             func ask(upTo end: Int) {
                 while asked < end {
                     let q = asked
                     asked += 1
-                    guard runLabels[q] != 0 && Int(runLabels[q]) % pieces == piece else { continue }
-                    let start = Int(runs.y[q]) * w + Int(runs.x0[q]), count = Int(runs.x1[q] - runs.x0[q])
-                    for k in stride(from: 0, to: count, by: 16) {
-                        if let probability { probability.withUnsafeBufferPointer { nf_prefetch($0.baseAddress! + start + k) } }
-                        if start + k >= w { nf_prefetch(L.baseAddress! + start + k - w) }
-                        if start + k + w < w * h { nf_prefetch(L.baseAddress! + start + k + w) }
+                    guard mine(q) else { continue }
+                    let start = Int(runs.y[q]) * w + Int(runs.x0[q]), last = start + Int(runs.x1[q] - runs.x0[q]) - 1
+                    func lineOf(_ i: Int) {
+                        if probability != nil { nf_prefetch(P.baseAddress! + i) }
+                        if i >= w { nf_prefetch(L.baseAddress! + i - w) }
+                        if i + w < w * h { nf_prefetch(L.baseAddress! + i + w) }
                     }
+                    // Every 16 values (a line or two), and the last (a run may end in a line of its own).
+                    var i = start
+                    while i < last { lineOf(i); i += 16 }
+                    lineOf(last)
                 }
             }
-            for r in 0..<runs.count where runLabels[r] != 0 && Int(runLabels[r]) % pieces == piece {
+            for r in 0..<runs.count where mine(r) {
                 ask(upTo: min(runs.count, r + 8))
                 let l = runLabels[r], li = Int(l)
                 let y = Int(runs.y[r]), a = Int(runs.x0[r]), b = Int(runs.x1[r])
@@ -319,9 +326,9 @@ public struct ParticleMeasurement: Sendable {
                 let n = Double(len), cx = Double(sumX) + 0.5 * n, fy = Double(y) + 0.5
                 sums[li].n += len; sums[li].sx += cx; sums[li].sy += n * fy
                 sums[li].sxx += Double(sumXX) + Double(sumX) + 0.25 * n; sums[li].syy += n * fy * fy; sums[li].sxy += fy * cx
-                if let probability {
+                if probability != nil {
                     var p = 0.0
-                    for x in a..<b { p += Double(probability[y * w + x]) }
+                    for x in a..<b { p += Double(P[y * w + x]) }
                     sums[li].prob += p
                 }
                 sums[li].x0 = min(sums[li].x0, a); sums[li].y0 = min(sums[li].y0, y)
@@ -376,7 +383,7 @@ public struct ParticleMeasurement: Sendable {
                 if b - 1 > a { addBorderPixel(b - 1) }
                 sums[li].perimeter += perimeter
             }
-        } } }
+        } } } }
         // Each particle's measures from its sums (its hull the costliest), in the same pieces.
         var particles = [Particle?](repeating: nil, count: labels.count + 1)
         particles.withUnsafeMutableBufferPointer { out in parallel(pieces) { piece in

@@ -32,6 +32,15 @@ package enum TouchingParticles {
     package static func keptBytes(pixels: Int) -> Int { scratchBytes(pixels: pixels) - sideBySideBytes(pixels: pixels) }
     /// Particles whose inscribed radius is smaller than this many pixels are not split off.
     package static let minimumRadius: Float = 3
+    /// The least d² whose peak (its square root, as the flooding takes it) reaches
+    /// `minimumRadius`: where a basin that merges only at a wide neck can start (`hasOnePeak`
+    /// looks for such pixels; the flooding counts the sets started there).
+    static let leastPeakLevel2: Int32 = {
+        var l = Int32((minimumRadius * minimumRadius).rounded(.down))
+        while l > 0 && Float(l - 1).squareRoot() >= minimumRadius { l -= 1 }
+        while Float(l).squareRoot() < minimumRadius { l += 1 }
+        return l
+    }()
 
     /// Basins grouped into particles: each basin of at least `minimumArea` pixels is a part; a
     /// smaller one joins the basin it shares the longest boundary with (repeatedly, so a chain
@@ -92,7 +101,7 @@ package enum TouchingParticles {
     /// with a one-pixel frame of zeros. Also the least d² of those pixels, `lowest`: no basin
     /// whose peak reaches `minimumRadius` starts below it (0 where there is one such pixel or none).
     package static func hasOnePeak(_ level2: [Int32], width pw: Int, height ph: Int) -> (one: Bool, lowest: Int32) {
-        let least = Int32((minimumRadius * minimumRadius).rounded(.up))
+        let least = leastPeakLevel2
         var peaks: [Int] = []
         level2.withUnsafeBufferPointer { L in
             let base = L.baseAddress!
@@ -146,7 +155,10 @@ package enum TouchingParticles {
     /// The same, the box given row by row: `setRow(y, flags)` sets flags[x] to 1 for a pixel
     /// inside, 0 for one outside (x in 0 ..< w). `onlyIfSeveral`: the basin numbers are wanted
     /// only where there are two or more (a component found to have one gets none: `basin` empty).
+    /// `flooded`, where given, is told how many pixels were flooded (the tests check that the
+    /// flooding stops early where it can).
     package static func basins(width w: Int, height h: Int, connected: Bool = false, onlyIfSeveral: Bool = false,
+                               flooded: ((Int) -> Void)? = nil,
                                setRow: (Int, UnsafeMutablePointer<Int32>) -> Void) -> (basin: [Int32], count: Int) {
         // The flooding works on the box with a one-pixel frame (never labelled), so a pixel's
         // 8 neighbours are fixed offsets with no bounds checks; `level2` holds d² there. Peak
@@ -155,6 +167,7 @@ package enum TouchingParticles {
         let level2 = DistanceTransform.squaredFramed(width: w, height: h, setRow: setRow)
         let peaks = connected ? hasOnePeak(level2, width: pw, height: ph) : (one: false, lowest: Int32.min)
         if peaks.one {
+            flooded?(0)
             if onlyIfSeveral { return ([], level2.contains { $0 > 0 } ? 1 : 0) }
             var inside = false
             let basin = level2.withUnsafeBufferPointer { L in
@@ -194,12 +207,13 @@ package enum TouchingParticles {
         // every pixel where such a set can start (`peaks.lowest`), the sets left all end in it:
         // a component found to have one basin is known without flooding the rest (about half
         // its pixels, the lower ones).
-        var significant = 0, oneLeft = false
+        var significant = 0, oneLeft = false, floodedPixels = 0
         level2.withUnsafeBufferPointer { L in pixelSet.withUnsafeMutableBufferPointer { P in
           offsets.withUnsafeBufferPointer { offsets in rootsArray.withUnsafeMutableBufferPointer { roots in
             for p32 in order {
                 let p = Int(p32)
                 if onlyIfSeveral && significant == 1 && L[p] < peaks.lowest { oneLeft = true; break }
+                floodedPixels += 1
                 // The smallest and largest set number among the labelled neighbours (unlabelled:
                 // −1, UInt32.max as a bit pattern): integer maxima and minima, no branches.
                 let q = P.baseAddress! + p
@@ -209,7 +223,7 @@ package enum TouchingParticles {
                 let lowest = min(min(min(u(s0), u(s1)), min(u(s2), u(s3))), min(min(u(s4), u(s5)), min(u(s6), u(s7))))
                 if highest < 0 {
                     P[p] = sets.add(); peak.append(Float(L[p]).squareRoot())
-                    if peak[peak.count - 1] >= minimumRadius { significant += 1 }
+                    if L[p] >= leastPeakLevel2 { significant += 1 }  // its peak reaches minimumRadius
                     continue
                 }
                 // Neighbours that all carry one set number are one basin (most pixels): the
@@ -252,6 +266,7 @@ package enum TouchingParticles {
             }
           } }
         } }
+        flooded?(floodedPixels)
         if oneLeft { return ([], 1) }
         // The final basins, numbered 0, 1, … in raster order, without the frame: moved in place
         // (a pixel's unframed index is never past its framed one).

@@ -58,4 +58,28 @@ final class ReaderEdgeCaseTests: XCTestCase {
             XCTAssertEqual(typed(text) as? String, text, "\(text) must stay text")
         }
     }
+    /// Files read by ranges (`ReadableFile`, under every reader): the bytes asked for, a range
+    /// past the end refused, a file that shrank since it was opened named as truncated (or read
+    /// shorter where allowed), a folder and a FIFO refused before a byte is read.
+    func testReadableFileReadsRangesAndRefusesWhatItCannot() throws {
+        let f = dir.appendingPathComponent("bytes.bin")
+        let content = (0..<5000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        try Data(content).write(to: f)
+        let file = try ReadableFile(f)
+        XCTAssertEqual(file.size, 5000)
+        XCTAssertEqual(try file.bytes(1000..<1010), Array(content[1000..<1010]))
+        XCTAssertEqual(try file.bytes(0..<5000), content)
+        XCTAssertEqual(try file.bytes(5000..<5000), [])
+        XCTAssertThrowsError(try file.bytes(4990..<5001)) { XCTAssertTrue("\($0)".contains("bytes.bin"), "\($0)") }
+        // Cut to 3000 bytes while open.
+        XCTAssertEqual(truncate(f.path, 3000), 0)
+        XCTAssertThrowsError(try file.bytes(2000..<4000)) { XCTAssertTrue("\($0)".contains("truncated while being read"), "\($0)") }
+        XCTAssertEqual(try file.bytes(2000..<4000, shorter: true), Array(content[2000..<3000]))
+        XCTAssertEqual(try readFileBytes(f), Array(content[0..<3000]))
+        XCTAssertThrowsError(try ReadableFile(dir)) { XCTAssertTrue("\($0)".contains("is a directory"), "\($0)") }
+        XCTAssertThrowsError(try ReadableFile(dir.appendingPathComponent("none.mrc"))) { XCTAssertTrue("\($0)".contains("no such file"), "\($0)") }
+        let fifo = dir.appendingPathComponent("pipe.mrc")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        XCTAssertThrowsError(try ReadableFile(fifo)) { XCTAssertTrue("\($0)".contains("(a FIFO)"), "\($0)") }
+    }
 }

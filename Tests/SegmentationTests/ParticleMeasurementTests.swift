@@ -389,13 +389,26 @@ final class ParticleMeasurementTests: XCTestCase {
         for (w, h) in [(2000, 3), (3, 2000), (700, 40), (40, 700)] { regions.append((w, h, [Bool](repeating: true, count: w * h), nil)) }
         for (w, h, set, radius) in regions {
             let rows = { (y: Int, flags: UnsafeMutablePointer<Int32>) in for x in 0..<w { flags[x] = set[y * w + x] ? 1 : 0 } }
-            let windows = DistanceTransform.squaredFramed(width: w, height: h, setRow: rows)
+            var envelopeRows = -1
+            let windows = DistanceTransform.squaredFramed(width: w, height: h, envelopeRows: { envelopeRows = $0 }, setRow: rows)
             let envelope = DistanceTransform.squaredFramed(width: w, height: h, window: 0, setRow: rows)
             XCTAssertEqual(windows.count, envelope.count)
             XCTAssertTrue(windows == envelope, "\(w)x\(h): windows and envelope differ")
-            // A disc's centre is its farthest pixel from the unset ones, r² + 1 (at (r, 1)): rows
-            // through it took the envelope where that is beyond the window (r ≥ 128).
-            if let r = radius { XCTAssertEqual(Int(windows.max()!), r * r + 1, "radius \(r)") }
+            // A disc's centre is its farthest pixel from the unset ones, r² + 1 (at (r, 1)). Rows
+            // took the envelope where a pixel's distance² is above the largest window's square
+            // (r ≥ 129: 128² + 1 is still below 129²), the others windows.
+            if let r = radius {
+                XCTAssertEqual(Int(windows.max()!), r * r + 1, "radius \(r)")
+                let window = Int(DistanceTransform.largestWindow)
+                if r * r + 1 <= (window + 1) * (window + 1) {
+                    XCTAssertEqual(envelopeRows, 0, "radius \(r): every row in windows")
+                } else {
+                    XCTAssertGreaterThan(envelopeRows, 0, "radius \(r): the rows through the centre take the envelope")
+                    // A row t rows from the centre has every pixel within r + 1 − |t| of the
+                    // background (straight up or down): in windows where that is at most 128.
+                    XCTAssertLessThanOrEqual(envelopeRows, 2 * (r - window), "radius \(r): the rows far from the centre stay in windows")
+                }
+            }
         }
     }
 

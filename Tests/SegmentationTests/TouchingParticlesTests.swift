@@ -98,17 +98,18 @@ final class TouchingParticlesTests: XCTestCase {
 
     /// Particles of overlapping discs and ellipses (some with specks flipped), as a split looks
     /// at them: the basins asked for only where there are several against the plain flooding.
-    /// Most have several peaks and one basin, found without flooding their lower pixels.
+    /// Many have several peaks and one basin, found without flooding their lower pixels.
     func testParticlesOfOverlappingDiscsMatchThePlainFlooding() {
         var rng = SplitMix64(seed: 31)
-        var severalPeaksOneBasin = 0, split = 0
+        var severalPeaksOneBasin = 0, split = 0, stoppedEarly = 0
         for trial in 0..<150 {
             let spread = 10 + rng.next() % 60
             let discs = (0..<(2 + Int(rng.next() % 3))).map { _ in
                 (Double(rng.next() % spread), Double(rng.next() % spread), 3 + Double(rng.next() % 30), 0.5 + Double(rng.next() % 100) / 100)
             }
-            let x0 = discs.map { $0.0 - $0.2 }.min()! - 1, y0 = discs.map { $0.1 - $0.2 }.min()! - 1
-            let w = Int(discs.map { $0.0 + $0.2 }.max()! - x0) + 2, h = Int(discs.map { $0.1 + $0.2 }.max()! - y0) + 2
+            // Disc k: (x − cx)² + ((y − cy) / aspect)² < r², reaching r · aspect up and down.
+            let x0 = discs.map { $0.0 - $0.2 }.min()! - 1, y0 = discs.map { $0.1 - $0.2 * $0.3 }.min()! - 1
+            let w = Int(discs.map { $0.0 + $0.2 }.max()! - x0) + 2, h = Int(discs.map { $0.1 + $0.2 * $0.3 }.max()! - y0) + 2
             var mask = BinaryMask(width: w, height: h)
             for y in 0..<h { for x in 0..<w {
                 let inDisc = discs.contains { d in
@@ -125,9 +126,13 @@ final class TouchingParticlesTests: XCTestCase {
             let largest = Int32((1...labels.count).max { area[$0] < area[$1] }!)
             let inside = { (x: Int, y: Int) in labels.labels[y * w + x] == largest }
             let plain = Self.referenceBasins(width: w, height: h, inside: inside)
-            let several = TouchingParticles.basins(width: w, height: h, connected: true, onlyIfSeveral: true) { y, flags in
+            var flooded = -1
+            let several = TouchingParticles.basins(width: w, height: h, connected: true, onlyIfSeveral: true, flooded: { flooded = $0 }) { y, flags in
                 for x in 0..<w { flags[x] = inside(x, y) ? 1 : 0 }
             }
+            let pixels = labels.labels.filter { $0 == largest }.count
+            XCTAssertTrue((0...pixels).contains(flooded), "trial \(trial): \(flooded) of \(pixels) pixels flooded")
+            if flooded > 0 && flooded < pixels { stoppedEarly += 1 }
             XCTAssertEqual(several.count, plain.count, "trial \(trial): \(w)x\(h), discs \(discs)")
             XCTAssertEqual(several.basin, plain.count > 1 ? plain.basin : [], "trial \(trial): \(w)x\(h), discs \(discs)")
             let level2 = DistanceTransform.squaredFramed(width: w, height: h) { y, flags in for x in 0..<w { flags[x] = inside(x, y) ? 1 : 0 } }
@@ -135,6 +140,7 @@ final class TouchingParticlesTests: XCTestCase {
             if plain.count > 1 { split += 1 }
         }
         XCTAssertGreaterThan(severalPeaksOneBasin, 30, "many particles should have several peaks and one basin")
+        XCTAssertGreaterThan(stoppedEarly, 25, "the flooding should stop early for most of those")
         XCTAssertGreaterThan(split, 10, "some particles should have several basins")
     }
 }
