@@ -113,14 +113,11 @@ public final class BatchSegmentation: @unchecked Sendable {
         case failed(Error)
     }
 
-    /// Segments `files` `jobs` at a time (default: one per thread of `pool`, at most one per
-    /// file, and no more than leave each job enough of the memory for a 4096² micrograph in
-    /// full-size tiles, `Segmenter.bytesForPreferredTiles`: smaller shares would mean smaller
-    /// tiles, whose margins cost network time), each job with its share of the threads and of
-    /// the segmenter's memory. Side by side,
-    /// single-threaded networks run a batch of 4096² micrographs 1.1–1.2× faster than one file
-    /// at a time with every thread (six in 5.4–6.2 s against 6.4–6.9 s, AMD EPYC fam 25 mod 17,
-    /// 2 vCPUs): one file's measuring and writing overlap another's network. A
+    /// Segments `files` `jobs` at a time (default `jobs`: one per `threadsPerJob` threads of
+    /// `pool`, at most one per file, and no more than leave each job enough of the memory for a
+    /// 4096² micrograph in full-size tiles, `Segmenter.bytesForPreferredTiles`: smaller shares
+    /// would mean smaller tiles, whose margins cost network time), each job with its share of
+    /// the threads and of the segmenter's memory. A
     /// file whose image needs more than its job's share waits, and is segmented alone with all
     /// the memory and every thread once the others are done; so does a file whose names may be
     /// another's frames' (`mayShareNames`), so that the earlier input gets them. `report` is
@@ -203,11 +200,22 @@ public final class BatchSegmentation: @unchecked Sendable {
         return out
     }
 
-    /// Files at once: `asked`, else one per thread, at most one per 4096² micrograph that the
-    /// memory holds in full-size tiles; never more than the files.
+    /// Threads each file gets by default. One image keeps two busy from end to end: the
+    /// network, the median filter and the split run on every thread, the measuring and the
+    /// writes on two side by side. Files side by side on one thread each lost on two threads:
+    /// eight 4096² MRCs took 3.09–4.67 s against 2.66–2.74 s one at a time (AMD EPYC fam 26 mod
+    /// 2, 2 vCPUs, `segment` with and without `--jobs 1`, in turn), the two jobs' fresh pages
+    /// costing 1.3–4.6 s of system time against 0.3 s; 32 sim-v1 images of 512² took 0.45–0.47 s
+    /// either way. (Side by side won earlier, 1.1–1.2× on AMD EPYC fam 25 mod 17, while one image
+    /// ran its measuring on one thread.) On more threads, a file per two: past two, only the
+    /// network gains from more.
+    public static let threadsPerJob = 2
+
+    /// Files at once: `asked`, else one per `threadsPerJob` threads, at most one per 4096²
+    /// micrograph that the memory holds in full-size tiles; never more than the files.
     public static func jobs(_ asked: Int?, files: Int, threads: Int, segmenter: Segmenter) -> Int {
         let fitting = segmenter.options.memoryBytes / segmenter.bytesForPreferredTiles(side: 4096)
-        return max(1, min(asked ?? min(threads, fitting), max(1, files)))
+        return max(1, min(asked ?? min(max(1, threads / threadsPerJob), fitting), max(1, files)))
     }
 
     static func timed(_ body: () -> Outcome) -> (Outcome, Double) {

@@ -55,7 +55,12 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(ExactTiling.tileSize(forMemory: 1 << 40, plan: net.plan), ExactTiling.largestKeptSide + 2 * net.plan.tileMargin)
         XCTAssertEqual(try segmenter(64).memoryPlan(width: 4000, height: 1000, pixelSizeNm: 0.05, fileBytes: 0).get().tileSize, 4000)
         XCTAssertEqual(try segmenter(64).memoryPlan(width: 1000, height: 3001, pixelSizeNm: 0.1, fileBytes: 0).get().tileSize, 6016)
-        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 2, segmenter: segmenter(6)), 2)
+        // A file per two threads, as the memory allows.
+        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 2, segmenter: segmenter(6)), 1)
+        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 3, segmenter: segmenter(6)), 1)
+        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 4, segmenter: segmenter(6)), 2)
+        XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 16, segmenter: segmenter(64)), 8)
+        XCTAssertLessThan(6 * 1_000_000_000 / perJob, 8)
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 16, segmenter: segmenter(6)), 6 * 1_000_000_000 / perJob)
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 1, threads: 16, segmenter: segmenter(64)), 1)
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 16, segmenter: segmenter(1)), 1)
