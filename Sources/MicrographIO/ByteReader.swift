@@ -90,8 +90,9 @@ public func readFileBytes(_ url: URL) throws -> [UInt8] {
 /// file); the errors name the file. Reads go straight into the array (no mapping of the file,
 /// whose every page would fault in on the copy): `segment`'s read of a 4096² int16 MRC (33 MB,
 /// from the page cache) took 8.2–9.7 ms instead of 12.1–13.5 through a mapping (Intel Xeon fam 6
-/// mod 207, bench's segment_4096). Only regular files: what the opened file is, is checked
-/// before a byte is read (opened without blocking: a FIFO would block, a device be endless).
+/// mod 207, bench's segment_4096). Only regular files: what the file is, is checked before it
+/// is opened (a device's driver is never asked to open it, a FIFO's writer never woken) and
+/// again on the open file (opened without blocking, should a FIFO take its place meanwhile).
 /// Closed when released.
 public final class ReadableFile {
     public let url: URL
@@ -101,7 +102,11 @@ public final class ReadableFile {
 
     public init(_ url: URL) throws {
         self.url = url
-        let fd = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        try requireRegularFile(url)
+        var fd = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        // A regular file under a write lease (Samba's oplocks, nfsd) refuses a non-blocking
+        // open: it was a regular file a moment ago, so open it the blocking way.
+        if fd < 0 && (errno == EWOULDBLOCK || errno == EAGAIN) { fd = open(url.path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw ReadableFile.failure(url, errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { let code = errno; close(fd); throw ReadableFile.failure(url, code) }

@@ -67,7 +67,8 @@ public enum MicrographReader {
         }
     }
 
-    static func readFileHead(_ url: URL, count: Int) throws -> [UInt8] {
+    /// A file's first `count` bytes (fewer if it is shorter), with `ReadableFile`'s checks and errors.
+    public static func readFileHead(_ url: URL, count: Int) throws -> [UInt8] {
         let file = try ReadableFile(url)
         return try file.bytes(0..<min(file.size, count), shorter: true)
     }

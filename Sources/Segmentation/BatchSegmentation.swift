@@ -127,7 +127,7 @@ public final class BatchSegmentation: @unchecked Sendable {
         inputPaths = Set(files.map(BatchSegmentation.resolved))
         let threads = pool.threadCount
         let jobs = BatchSegmentation.jobs(jobs, files: files.count, threads: threads, segmenter: segmenter)
-        let pools = jobs == 1 ? [pool] : (0..<jobs).map { _ in ThreadPool(threads: max(1, threads / jobs), pin: false) }
+        let pools = jobs == 1 ? [pool] : BatchSegmentation.threadShares(threads, jobs: jobs).map { ThreadPool(threads: $0, pin: false) }
         var shareOptions = segmenter.options
         shareOptions.memoryBytes /= jobs
         let share = jobs == 1 ? segmenter : segmenter.with(options: shareOptions)
@@ -201,14 +201,17 @@ public final class BatchSegmentation: @unchecked Sendable {
     }
 
     /// Threads each file gets by default. One image keeps two busy from end to end: the
-    /// network, the median filter and the split run on every thread, the measuring and the
+    /// network and the median filter run on every thread, the split, the measuring and the
     /// writes on two side by side. Files side by side on one thread each lost on two threads:
     /// eight 4096² MRCs took 3.09–4.67 s against 2.66–2.74 s one at a time (AMD EPYC fam 26 mod
     /// 2, 2 vCPUs, `segment` with and without `--jobs 1`, in turn), the two jobs' fresh pages
     /// costing 1.3–4.6 s of system time against 0.3 s; 32 sim-v1 images of 512² took 0.45–0.47 s
-    /// either way. (Side by side won earlier, 1.1–1.2× on AMD EPYC fam 25 mod 17, while one image
-    /// ran its measuring on one thread.) On more threads, a file per two: past two, only the
-    /// network gains from more.
+    /// either way. Side by side still wins where one particle fills most of the image (its
+    /// split floods on one thread: eight 4096² tilings of sim-v1, each one component of 14 M
+    /// pixels, 3.7–3.8 s with `--jobs 2` against 5.1–5.25 s), and won earlier, 1.1–1.2× on AMD
+    /// EPYC fam 25 mod 17, while one image ran its measuring on one thread. On more threads, a
+    /// file per two (reasoned, not measured: past two, only the network's share of an image
+    /// gains from more).
     public static let threadsPerJob = 2
 
     /// Files at once: `asked`, else one per `threadsPerJob` threads, at most one per 4096²
@@ -216,6 +219,12 @@ public final class BatchSegmentation: @unchecked Sendable {
     public static func jobs(_ asked: Int?, files: Int, threads: Int, segmenter: Segmenter) -> Int {
         let fitting = segmenter.options.memoryBytes / segmenter.bytesForPreferredTiles(side: 4096)
         return max(1, min(asked ?? min(max(1, threads / threadsPerJob), fitting), max(1, files)))
+    }
+
+    /// Each of `jobs` jobs' threads: every one of `threads` used (the first `threads % jobs`
+    /// take one more), at least one each.
+    package static func threadShares(_ threads: Int, jobs: Int) -> [Int] {
+        (0..<max(1, jobs)).map { j in max(1, threads / max(1, jobs) + (j < threads % max(1, jobs) ? 1 : 0)) }
     }
 
     static func timed(_ body: () -> Outcome) -> (Outcome, Double) {

@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
             8192 not with --quick), segment_resampled_4096 (the same at a pixel size 10 % finer than \
             the model's, as most micrographs are: resampled to the model's scale and back) and \
             segment_batch_4096 (a folder of such 4096² files, two per job, segmented as `segment` \
-            does: a job per two threads, as many as the memory holds, one file each side by side). Rows carry min and median over the timed runs, the thread \
+            does: a job per two threads, as many as the memory holds, each job's files one after the other). Rows carry min and median over the timed runs, the thread \
             count and the GFLOP/s achieved: "gflops" counts the nominal direct-convolution FLOPs \
             (1.307 GFLOP per 512² tile forward, 3× that per training image), "gflops_executed" the \
             multiply-adds actually run (decoder convolutions work on the map before upsampling and \

@@ -94,19 +94,7 @@ enum IsolatedReader {
         return URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
     }
 
-    static func readHead(_ url: URL) throws -> [UInt8] {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw MicrographError.noSuchFile(url)
-        }
-        if isDir.boolValue { throw MicrographError(url: url, reason: "is a directory, not a file") }
-        try requireRegularFile(url)
-        guard let h = FileHandle(forReadingAtPath: url.path) else {
-            throw MicrographError(url: url, reason: access(url.path, R_OK) != 0 && errno == EACCES ? "permission denied" : "cannot be opened for reading")
-        }
-        defer { try? h.close() }
-        return [UInt8]((try? h.read(upToCount: 1024)) ?? Data())
-    }
+    static func readHead(_ url: URL) throws -> [UInt8] { try MicrographReader.readFileHead(url, count: 1024) }
 }
 
 /// Micrographs passed from the child to the parent: per image a raw `<i>.bin` with the native

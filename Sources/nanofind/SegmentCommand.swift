@@ -60,7 +60,7 @@ struct Segment: ParsableCommand {
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
     @Flag(help: "Average the probabilities over the 8 flips and quarter turns (8× the network time).") var tta = false
-    @Option(help: "Files segmented at once, each with CPUs / N threads and --memory / N (default: one per two CPUs, at most one per input and one per 1.2 GB of --memory, what a 4096² image needs in 2144² tiles). An image that needs more than its share of --memory is segmented alone after the others.")
+    @Option(help: "Files segmented at once, each with CPUs / N threads and --memory / N (default: one per two threads of --threads, at most one per input and one per 1.2 GB of --memory, what a 4096² image needs in 2144² tiles). An image that needs more than its share of --memory is segmented alone after the others. Where one particle fills most of each image, --jobs 2 on two threads is faster (its split runs on one thread).")
     var jobs: Int?
     @OptionGroup var threads: ThreadOptions
 

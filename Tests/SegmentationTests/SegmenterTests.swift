@@ -26,9 +26,9 @@ final class SegmenterTests: XCTestCase {
         XCTAssertThrowsError(try JSONDecoder().decode([InputRecipe].self, from: Data(#"["median5"]"#.utf8)))
     }
 
-    /// Files at once: one per thread, but no more than leave each job memory for a 4096²
+    /// Files at once: one per two threads, but no more than leave each job memory for a 4096²
     /// micrograph in full-size tiles (which that budget then fits), never more than the files;
-    /// `--jobs` as asked.
+    /// `--jobs` as asked. Every thread goes to a job.
     func testFilesAtOnceFollowThreadsMemoryAndFiles() {
         let net = UNet(config: .pyNanoFind, seed: 1)
         let model = Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: 0.05,
@@ -65,6 +65,10 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 1, threads: 16, segmenter: segmenter(64)), 1)
         XCTAssertEqual(BatchSegmentation.jobs(nil, files: 10, threads: 16, segmenter: segmenter(1)), 1)
         XCTAssertEqual(BatchSegmentation.jobs(4, files: 10, threads: 2, segmenter: segmenter(1)), 4)
+        XCTAssertEqual(BatchSegmentation.threadShares(5, jobs: 2), [3, 2])
+        XCTAssertEqual(BatchSegmentation.threadShares(16, jobs: 8), [Int](repeating: 2, count: 8))
+        XCTAssertEqual(BatchSegmentation.threadShares(7, jobs: 3), [3, 2, 2])
+        XCTAssertEqual(BatchSegmentation.threadShares(2, jobs: 4), [1, 1, 1, 1])
         // Test-time augmentation holds more maps while the network runs: a 4096² image of pixels
         // ten times the model's (resampled up 10× to 100 times the pixels) needs that much more.
         var tta = SegmentationOptions(memoryBytes: 1 << 40)
