@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
             Prints a table per kind of row (--json: one JSON object per line): infer_tile_512 \
             (batch 1 and 8, ms_per_tile), infer_tile_stage (each stage of that pass at batch 1 \
             timed in place, to set beside conv_layer: what the pass loses between kernels), \
-            infer_2048 (one 2048² pass), infer_4096_tiled (a 4096² \
+            infer_2048 (one 2048² pass), infer_stage_2048 (each stage of it, as for the tile), infer_4096_tiled (a 4096² \
             image through the network in exact tiles, as segment runs it where the memory does not \
             hold the whole image's pass), train_step_512 (batch 4 and \
             20, s_per_step, Adam + cross-entropy), conv_layer (each convolution of a 512² forward \
@@ -46,7 +46,7 @@ struct Bench: ParsableCommand {
     var only: String?
 
     /// Every row name (`--only` must be a prefix of one).
-    static let rowNames = ["infer_tile_512", "infer_tile_stage", "infer_2048", "infer_4096_tiled", "train_step_512", "conv_layer", "conv_grad",
+    static let rowNames = ["infer_tile_512", "infer_tile_stage", "infer_2048", "infer_stage_2048", "infer_4096_tiled", "train_step_512", "conv_layer", "conv_grad",
                            "segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_resampled_4096", "segment_batch_4096"]
 
     func validate() throws {
@@ -123,24 +123,25 @@ struct Bench: ParsableCommand {
                   ("gflops", flops512 * Double(batch) / r.median / 1e9),
                   ("gflops_executed", executed512 * Double(batch) / r.median / 1e9)])
         }
-        if wanted("infer_tile_stage") {
-            let x = Tensor.randomUniform(Shape(1, 1, 512, 512), in: 0...1, rng: &rng)
+        for (row, side) in [("infer_tile_stage", 512), ("infer_stage_2048", 2048)] where wanted(row) {
+            let x = Tensor.randomUniform(Shape(1, 1, side, side), in: 0...1, rng: &rng)
             for _ in 0..<2 { _ = engine.probabilities(x, pool: pool) }
             // Each stage of the same pass timed in place (median over runs), to set beside
-            // the same convolution alone (`conv_layer`): what the pass loses between kernels.
+            // the same convolution alone (`conv_layer`, at 512²): what the pass loses between
+            // kernels, and for 2048² what its maps, too large for the caches, cost beside a tile's.
             var stages: [String: [Double]] = [:], order: [String] = []
             engine.stageObserver = { name, seconds in
                 if stages[name] == nil { order.append(name) }
                 stages[name, default: []].append(seconds)
             }
-            for _ in 0..<(reps * 2) { _ = engine.probabilities(x, pool: pool) }
+            for _ in 0..<(side > 512 ? (quick ? 2 : 5) : reps * 2) { _ = engine.probabilities(x, pool: pool) }
             engine.stageObserver = nil
             var measured = false
             for name in order {
                 let t = stages[name]!.sorted()
                 let work = net.convCosts.filter { name.split(separator: "+").contains(Substring($0.name)) }
-                    .reduce(0.0) { $0 + $1.executedFlops(height: 512, width: 512) }
-                var fields: [(String, Any)] = [("name", "infer_tile_stage"), ("stage", name), ("threads", pool.threadCount),
+                    .reduce(0.0) { $0 + $1.executedFlops(height: side, width: side) }
+                var fields: [(String, Any)] = [("name", row), ("stage", name), ("threads", pool.threadCount),
                                                ("ms", t[t.count / 2] * 1000)]
                 if work > 0 { fields.append(("gflops_executed", work / t[t.count / 2] / 1e9)) }
                 emit(fields, remeasure: !measured)
