@@ -446,22 +446,76 @@ public enum UpsampledConv3x3 {
     /// two map channels, added to out0 and out1 (nine each), with P from `boxSums` (even columns
     /// at `e`, odd at `d`). Two channels on every ISA (one channel per tile, 9 box-sum loads for 9
     /// multiply-adds, measured 37 % slower with AVX2). With AVX2's 16 registers the 18
-    /// accumulators do not fit, so there the taps go in two passes, ky 0–1 (12) and ky 2 (6);
+    /// accumulators do not fit, so there the taps go in two passes, 0–4 (10) and 5–8 (8);
     /// each accumulator sums in the same order either way. Lanes past the width meet the map's
     /// zero padding.
     @inline(never)
     static func boxSumTile(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
                            _ e: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ prs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
                            _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
-        var acc = BoxSumAccumulators()
         if RegisterBlocking.vectorRegisters < 32 {
-            boxSumTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, near: true, far: false, &acc)
-            boxSumTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, near: false, far: true, &acc)
-        } else {
-            boxSumTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, near: true, far: true, &acc)
+            // Two passes, each with only its own accumulators live: taps 0-4 (10) and 5-8 (8),
+            // both at least the 8 chains that keep two multiply-add units busy. Carried through
+            // one struct of 18 (taps 0-5, then 6-8), the first pass kept all 18 live in its loop,
+            // and the Swift 6.3 `-target-cpu haswell` build spilled and reloaded 11 of them per
+            // iteration (by `objdump`); with 12 of its own it still spilled 2 and shuffled the
+            // rest between registers.
+            boxSumFirstTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, out0, out1)
+            boxSumLastTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, out0, out1)
+            return
         }
+        var acc = BoxSumAccumulators()
+        boxSumTaps(l0, l1, lrs, e, d, prs, r0, r1, lw, &acc)
         addLaneSums(acc.a0, acc.a1, acc.a2, acc.a3, acc.a4, acc.a5, acc.a6, acc.a7, acc.a8, to: out0)
         if let out1 { addLaneSums(acc.b0, acc.b1, acc.b2, acc.b3, acc.b4, acc.b5, acc.b6, acc.b7, acc.b8, to: out1) }
+    }
+
+    /// `boxSumTile`'s taps 0 … 4 alone (ky 0, and ky 1 with kx 0 and 1): 10 accumulators.
+    @inline(__always)
+    static func boxSumFirstTaps(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
+                                _ e: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ prs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
+                                _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
+        var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0
+        var b0 = FloatVector.zero, b1 = b0, b2 = b0, b3 = b0, b4 = b0
+        for r in r0..<r1 {
+            let m0 = l0 + r * lrs, m1 = l1 + r * lrs
+            let e0 = e + (2 * r + 2) * prs, d0 = d + (2 * r + 2) * prs, e1 = e0 - prs, d1 = d0 - prs
+            var q = 0
+            while q < lw {
+                let x0 = loadVector(m0 + q), x1 = loadVector(m1 + q)
+                var v = loadVector(d0 + q + 1); a0 = a0.addingProduct(v, x0); b0 = b0.addingProduct(v, x1)
+                v = loadVector(e0 + q); a1 = a1.addingProduct(v, x0); b1 = b1.addingProduct(v, x1)
+                v = loadVector(d0 + q); a2 = a2.addingProduct(v, x0); b2 = b2.addingProduct(v, x1)
+                v = loadVector(d1 + q + 1); a3 = a3.addingProduct(v, x0); b3 = b3.addingProduct(v, x1)
+                v = loadVector(e1 + q); a4 = a4.addingProduct(v, x0); b4 = b4.addingProduct(v, x1)
+                q += vectorWidth
+            }
+        }
+        out0[0] += laneSum(a0); out0[1] += laneSum(a1); out0[2] += laneSum(a2); out0[3] += laneSum(a3); out0[4] += laneSum(a4)
+        if let out1 { out1[0] += laneSum(b0); out1[1] += laneSum(b1); out1[2] += laneSum(b2); out1[3] += laneSum(b3); out1[4] += laneSum(b4) }
+    }
+
+    /// `boxSumTile`'s taps 5 … 8 alone (ky 1 with kx 2, and ky 2): 8 accumulators.
+    @inline(__always)
+    static func boxSumLastTaps(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
+                               _ e: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ prs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
+                               _ out0: UnsafeMutablePointer<Float>, _ out1: UnsafeMutablePointer<Float>?) {
+        var a5 = FloatVector.zero, a6 = a5, a7 = a5, a8 = a5, b5 = a5, b6 = a5, b7 = a5, b8 = a5
+        for r in r0..<r1 {
+            let m0 = l0 + r * lrs, m1 = l1 + r * lrs
+            let d1 = d + (2 * r + 1) * prs, e2 = e + (2 * r) * prs, d2 = d + (2 * r) * prs
+            var q = 0
+            while q < lw {
+                let x0 = loadVector(m0 + q), x1 = loadVector(m1 + q)
+                var v = loadVector(d1 + q); a5 = a5.addingProduct(v, x0); b5 = b5.addingProduct(v, x1)
+                v = loadVector(d2 + q + 1); a6 = a6.addingProduct(v, x0); b6 = b6.addingProduct(v, x1)
+                v = loadVector(e2 + q); a7 = a7.addingProduct(v, x0); b7 = b7.addingProduct(v, x1)
+                v = loadVector(d2 + q); a8 = a8.addingProduct(v, x0); b8 = b8.addingProduct(v, x1)
+                q += vectorWidth
+            }
+        }
+        out0[5] += laneSum(a5); out0[6] += laneSum(a6); out0[7] += laneSum(a7); out0[8] += laneSum(a8)
+        if let out1 { out1[5] += laneSum(b5); out1[6] += laneSum(b6); out1[7] += laneSum(b7); out1[8] += laneSum(b8) }
     }
 
     /// The 3×3 tiles of two map channels (a and b), tap k at ak and bk.
@@ -472,11 +526,11 @@ public enum UpsampledConv3x3 {
         var b5 = FloatVector.zero, b6 = FloatVector.zero, b7 = FloatVector.zero, b8 = FloatVector.zero
     }
 
-    /// One pass of `boxSumTile` over the taps of ky 0 and 1 (`near`) and of ky 2 (`far`).
+    /// All nine taps of `boxSumTile` in one pass (32 registers hold the 18 accumulators).
     @inline(__always)
     static func boxSumTaps(_ l0: UnsafePointer<Float>, _ l1: UnsafePointer<Float>, _ lrs: Int,
                            _ e: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ prs: Int, _ r0: Int, _ r1: Int, _ lw: Int,
-                           near: Bool, far: Bool, _ acc: inout BoxSumAccumulators) {
+                           _ acc: inout BoxSumAccumulators) {
         var c = acc
         for r in r0..<r1 {
             let m0 = l0 + r * lrs, m1 = l1 + r * lrs
@@ -486,19 +540,15 @@ public enum UpsampledConv3x3 {
             var q = 0
             while q < lw {
                 let x0 = loadVector(m0 + q), x1 = loadVector(m1 + q)
-                if near {
-                    var v = loadVector(d0 + q + 1); c.a0 = c.a0.addingProduct(v, x0); c.b0 = c.b0.addingProduct(v, x1)
-                    v = loadVector(e0 + q); c.a1 = c.a1.addingProduct(v, x0); c.b1 = c.b1.addingProduct(v, x1)
-                    v = loadVector(d0 + q); c.a2 = c.a2.addingProduct(v, x0); c.b2 = c.b2.addingProduct(v, x1)
-                    v = loadVector(d1 + q + 1); c.a3 = c.a3.addingProduct(v, x0); c.b3 = c.b3.addingProduct(v, x1)
-                    v = loadVector(e1 + q); c.a4 = c.a4.addingProduct(v, x0); c.b4 = c.b4.addingProduct(v, x1)
-                    v = loadVector(d1 + q); c.a5 = c.a5.addingProduct(v, x0); c.b5 = c.b5.addingProduct(v, x1)
-                }
-                if far {
-                    var v = loadVector(d2 + q + 1); c.a6 = c.a6.addingProduct(v, x0); c.b6 = c.b6.addingProduct(v, x1)
-                    v = loadVector(e2 + q); c.a7 = c.a7.addingProduct(v, x0); c.b7 = c.b7.addingProduct(v, x1)
-                    v = loadVector(d2 + q); c.a8 = c.a8.addingProduct(v, x0); c.b8 = c.b8.addingProduct(v, x1)
-                }
+                var v = loadVector(d0 + q + 1); c.a0 = c.a0.addingProduct(v, x0); c.b0 = c.b0.addingProduct(v, x1)
+                v = loadVector(e0 + q); c.a1 = c.a1.addingProduct(v, x0); c.b1 = c.b1.addingProduct(v, x1)
+                v = loadVector(d0 + q); c.a2 = c.a2.addingProduct(v, x0); c.b2 = c.b2.addingProduct(v, x1)
+                v = loadVector(d1 + q + 1); c.a3 = c.a3.addingProduct(v, x0); c.b3 = c.b3.addingProduct(v, x1)
+                v = loadVector(e1 + q); c.a4 = c.a4.addingProduct(v, x0); c.b4 = c.b4.addingProduct(v, x1)
+                v = loadVector(d1 + q); c.a5 = c.a5.addingProduct(v, x0); c.b5 = c.b5.addingProduct(v, x1)
+                v = loadVector(d2 + q + 1); c.a6 = c.a6.addingProduct(v, x0); c.b6 = c.b6.addingProduct(v, x1)
+                v = loadVector(e2 + q); c.a7 = c.a7.addingProduct(v, x0); c.b7 = c.b7.addingProduct(v, x1)
+                v = loadVector(d2 + q); c.a8 = c.a8.addingProduct(v, x0); c.b8 = c.b8.addingProduct(v, x1)
                 q += vectorWidth
             }
         }
