@@ -10,7 +10,9 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure inference and training speed of the pyNanoFind U-Net.",
         discussion: """
-            Prints a table per kind of row (--json: one JSON object per line): infer_tile_512 \
+            Prints a table per kind of row (--json: one JSON object per line): memory_bandwidth \
+            (GB/s of reading, of non-temporal writing and of copying 256 MB on every thread: the \
+            ceiling of passes bound by memory, beside fma_peak), infer_tile_512 \
             (batch 1 and 8, ms_per_tile), infer_tile_stage (each stage of that pass at batch 1 \
             timed in place, to set beside conv_layer: what the pass loses between kernels), \
             infer_2048 (one 2048² pass), infer_stage_2048 (each stage of it, as for the tile), infer_4096_tiled (a 4096² \
@@ -46,7 +48,7 @@ struct Bench: ParsableCommand {
     var only: String?
 
     /// Every row name (`--only` must be a prefix of one).
-    static let rowNames = ["infer_tile_512", "infer_tile_stage", "infer_2048", "infer_stage_2048", "infer_4096_tiled", "train_step_512", "conv_layer", "conv_grad",
+    static let rowNames = ["memory_bandwidth", "infer_tile_512", "infer_tile_stage", "infer_2048", "infer_stage_2048", "infer_4096_tiled", "train_step_512", "conv_layer", "conv_grad",
                            "segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_resampled_4096", "segment_batch_4096"]
 
     func validate() throws {
@@ -115,6 +117,14 @@ struct Bench: ParsableCommand {
         let executed512 = net.executedForwardFlops(height: 512, width: 512)
         let trainExecuted512 = net.executedTrainingFlops(height: 512, width: 512)
         func wanted(_ name: String) -> Bool { only.map { name.hasPrefix($0) } ?? true }
+        if wanted("memory_bandwidth") {
+            // The other ceiling: a pass that moves more bytes per multiply-add than the FMA peak
+            // and this allow together is bound by memory (the training step's full-resolution
+            // layers at batch 20, a 2048² pass's maps).
+            let bw = MemoryBandwidth.measure(pool: pool)
+            emit([("name", "memory_bandwidth"), ("threads", pool.threadCount), ("read_gb_per_s", bw.read),
+                  ("stream_write_gb_per_s", bw.write), ("copy_gb_per_s", bw.copy)])
+        }
         for batch in [1, 8] where wanted("infer_tile_512") {
             let x = Tensor.randomUniform(Shape(batch, 1, 512, 512), in: 0...1, rng: &rng)
             let r = time(batch == 1 ? reps * 2 : reps) { _ = engine.probabilities(x, pool: pool) }

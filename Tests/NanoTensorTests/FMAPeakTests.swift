@@ -12,6 +12,20 @@ final class FMAPeakTests: XCTestCase {
         XCTAssertLessThan(peak, 64 * 6)
     }
 
+    /// Memory's ceiling is a plausible rate for each of its three passes (above 0.2 GB/s, below
+    /// 10 TB/s), and its reading pass adds every value it reads (whole blocks of four vectors and
+    /// the single vectors after them).
+    func testMemoryBandwidthIsPlausibleAndReadsEveryValue() {
+        let pool = ThreadPool(threads: 2, pin: false)
+        let bw = MemoryBandwidth.measure(pool: pool, megabytes: 16, runs: 2)
+        for (name, rate) in [("read", bw.read), ("write", bw.write), ("copy", bw.copy)] {
+            XCTAssertGreaterThan(rate, 0.2, name); XCTAssertLessThan(rate, 10_000, name)
+        }
+        let n = 7 * vectorWidth
+        let values = (0..<n).map(Float.init)
+        XCTAssertEqual(values.withUnsafeBufferPointer { MemoryBandwidth.sum($0.baseAddress!, n) }, Float(n * (n - 1) / 2))
+    }
+
     /// The CPU named in bench rows is the one /proc/cpuinfo names (where there is one), and the
     /// ISA is the vector width this build was compiled for (-DNF_SIMD16, -DNF_SIMD4 or neither).
     func testTheCPUAndTheBuildsVectorWidthAreNamed() throws {
