@@ -11,8 +11,8 @@ struct Bench: ParsableCommand {
         abstract: "Measure inference and training speed of the pyNanoFind U-Net.",
         discussion: """
             Prints a table per kind of row (--json: one JSON object per line): memory_bandwidth \
-            (GB/s of reading, of non-temporal writing and of copying 256 MB on every thread: the \
-            ceiling of passes bound by memory, beside fma_peak), infer_tile_512 \
+            (GB/s of reading, of non-temporal writing and of copying 256 MiB shared among the \
+            threads: the ceiling of passes bound by memory, beside fma_peak), infer_tile_512 \
             (batch 1 and 8, ms_per_tile), infer_tile_stage (each stage of that pass at batch 1 \
             timed in place, to set beside conv_layer: what the pass loses between kernels), \
             infer_2048 (one 2048² pass), infer_stage_2048 (each stage of it, as for the tile), infer_4096_tiled (a 4096² \
@@ -144,7 +144,7 @@ struct Bench: ParsableCommand {
                 if stages[name] == nil { order.append(name) }
                 stages[name, default: []].append(seconds)
             }
-            for _ in 0..<(side > 512 ? (quick ? 2 : 5) : reps * 2) { _ = engine.probabilities(x, pool: pool) }
+            for _ in 0..<(side > 512 ? (quick ? 3 : 5) : reps * 2) { _ = engine.probabilities(x, pool: pool) }
             engine.stageObserver = nil
             var measured = false
             for name in order {

@@ -13,14 +13,16 @@ final class FMAPeakTests: XCTestCase {
     }
 
     /// Memory's ceiling is a plausible rate for each of its three passes (above 0.2 GB/s, below
-    /// 10 TB/s), and its reading pass adds every value it reads (whole blocks of four vectors and
-    /// the single vectors after them).
+    /// 10 TB/s), its writing pass wrote every float and its reading pass read them all back (the
+    /// checksum: 2 per float), and the reading pass adds every value it reads (whole blocks of
+    /// four vectors and the single vectors after them).
     func testMemoryBandwidthIsPlausibleAndReadsEveryValue() {
         let pool = ThreadPool(threads: 2, pin: false)
         let bw = MemoryBandwidth.measure(pool: pool, megabytes: 16, runs: 2)
         for (name, rate) in [("read", bw.read), ("write", bw.write), ("copy", bw.copy)] {
             XCTAssertGreaterThan(rate, 0.2, name); XCTAssertLessThan(rate, 10_000, name)
         }
+        XCTAssertEqual(bw.checksum, 2 * Double(16 << 20) / 4)
         let n = 7 * vectorWidth
         let values = (0..<n).map(Float.init)
         XCTAssertEqual(values.withUnsafeBufferPointer { MemoryBandwidth.sum($0.baseAddress!, n) }, Float(n * (n - 1) / 2))
