@@ -287,7 +287,11 @@ public enum Conv3x3 {
     /// faster than 8 bands per thread (the 64² encoder and the centre 5–8 %), the AVX2 build
     /// 0.9–1.9 %; with each thread's own share (`ThreadPool.runItems`), 2 M multiply-adds gave
     /// tiles 1.1–2.4 % faster than 4 M (3.21 against 3.29 ms, 3.21 against 3.24), 0.5–1 M about
-    /// the same as 2 M.
+    /// the same as 2 M. On AMD EPYC fam 26 mod 2 (Zen 5), 2 threads, builds alternating, 1 M gave
+    /// tiles 2.5–3 % faster than 2 M (medians of 8 runs 2.452 against 2.530 ms; paired, 12
+    /// rounds, faster in 11, median ratio 0.974), a 2048² image 1.8 % (4 of 6 rounds) and the
+    /// same batch-20 training step (ratio 0.996); 0.5 M was not better in one alternating run. There the pass's
+    /// workers spent about 9 % of a tile waiting at the ends of its loops.
     package static func bandRows(height h: Int, width: Int, inputs cin: Int, blocks: Int, images: Int, threads: Int) -> Int {
         guard h > 0 else { return 1 }
         let rowWork = max(1, width * cin * 9 * block)
@@ -299,9 +303,9 @@ public enum Conv3x3 {
         return (h + bands - 1) / bands
     }
 
-    /// Multiply-adds a convolution's work item has at least where the map allows (about 20 µs
-    /// of one core of this machine at the AVX-512 kernels' speed in a pass).
-    package static let minItemWork = 1 << 21
+    /// Multiply-adds a convolution's work item has at least where the map allows (about 5–10 µs
+    /// of one core at the AVX-512 kernels' speed in a pass).
+    package static let minItemWork = 1 << 20
 
     /// Work item `item` of a convolution cut into (image, band of rows, block of output channels),
     /// blocks innermost: its image, block and rows y0 ..< y1.
