@@ -200,10 +200,18 @@ public enum ChannelKernels {
         return s
     }
 
+    /// Σ of `n` floats: four chains of vector adds over blocks of four vectors (so the loads, not
+    /// the adds' latency, bound it: `MemoryBandwidth` reads memory through it), then single
+    /// vectors, then the last floats.
     public static func sum(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc = FloatVector.zero, k = 0
-        while k + vectorWidth <= n { acc += loadVector(a + k); k += vectorWidth }
-        var s = laneSum(acc)
+        let vw = vectorWidth
+        var a0 = FloatVector.zero, a1 = a0, a2 = a0, a3 = a0, k = 0
+        while k + 4 * vw <= n {
+            a0 += loadVector(a + k); a1 += loadVector(a + k + vw); a2 += loadVector(a + k + 2 * vw); a3 += loadVector(a + k + 3 * vw)
+            k += 4 * vw
+        }
+        while k + vw <= n { a0 += loadVector(a + k); k += vw }
+        var s = laneSum((a0 + a1) + (a2 + a3))
         while k < n { s += a[k]; k += 1 }
         return s
     }

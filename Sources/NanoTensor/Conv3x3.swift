@@ -290,8 +290,8 @@ public enum Conv3x3 {
     /// the same as 2 M. On AMD EPYC fam 26 mod 2 (Zen 5), 2 threads, builds alternating, 1 M gave
     /// tiles 2.5–3 % faster than 2 M (medians of 8 runs 2.452 against 2.530 ms; paired, 12
     /// rounds, faster in 11, median ratio 0.974), a 2048² image 1.8 % (4 of 6 rounds) and the
-    /// same batch-20 training step (ratio 0.996); 0.5 M was not better in one alternating run. There the pass's
-    /// workers spent about 9 % of a tile waiting at the ends of its loops.
+    /// same batch-20 training step (ratio 0.996); 0.5 M was not better in one alternating run.
+    /// There the pass's workers spent about 9 % of a tile waiting at the ends of its loops.
     package static func bandRows(height h: Int, width: Int, inputs cin: Int, blocks: Int, images: Int, threads: Int) -> Int {
         guard h > 0 else { return 1 }
         let rowWork = max(1, width * cin * 9 * block)

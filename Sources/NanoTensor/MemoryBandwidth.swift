@@ -7,10 +7,10 @@ import Foundation
 public enum MemoryBandwidth {
     /// GB/s over `megabytes` MiB shared among the threads, each thread a contiguous share, the
     /// best of `runs` runs of each pass: `write`, filling it with 2s by non-temporal stores (no
-    /// line read first); `read`, summing it; `copy`, reading one half into the other with plain
-    /// stores (the bytes read and written counted; a plain store also reads each line before
-    /// writing it, not counted). `checksum`: what the last read pass summed, 2 per float (the
-    /// tests' proof that both passes did their work).
+    /// line read first); `read`, summing it (`ChannelKernels.sum`); `copy`, reading one half into
+    /// the other with plain stores (the bytes read and written counted; a plain store also reads
+    /// each line before writing it, not counted). `checksum`: what the last read pass summed, 2
+    /// per float (the tests' proof that both passes did their work).
     public static func measure(pool: ThreadPool = .shared, megabytes: Int = 256, runs: Int = 3)
         -> (read: Double, write: Double, copy: Double, checksum: Double) {
         let vw = vectorWidth, threads = pool.threadCount
@@ -39,7 +39,7 @@ public enum MemoryBandwidth {
             while k < n { streamVector(v, p + k); k += vw }
             storeFence()
         }
-        let read = best { p, n, t in sums[16 * t] = sum(p, n) }
+        let read = best { p, n, t in sums[16 * t] = ChannelKernels.sum(p, n) }
         let checksum = (0..<threads).reduce(0.0) { $0 + Double(sums[16 * $1]) }
         let copy = best { p, n, _ in
             let half = n / 2
@@ -48,19 +48,5 @@ public enum MemoryBandwidth {
         }
         let bytes = Double(count * 4)
         return (bytes / read / 1e9, bytes / write / 1e9, bytes / copy / 1e9, checksum)
-    }
-
-    /// Σ of `n` floats (a whole number of vectors) in four chains, so the loads, not the adds, bound it.
-    @inline(never)
-    package static func sum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-        let vw = vectorWidth
-        var a = FloatVector.zero, b = a, c = a, d = a
-        var k = 0
-        while k + 4 * vw <= n {
-            a += loadVector(p + k); b += loadVector(p + k + vw); c += loadVector(p + k + 2 * vw); d += loadVector(p + k + 3 * vw)
-            k += 4 * vw
-        }
-        while k < n { a += loadVector(p + k); k += vw }
-        return (a + b + c + d).sum()
     }
 }

@@ -224,7 +224,8 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// Each of `jobs` jobs' threads: every one of `threads` used (the first `threads % jobs`
     /// take one more), at least one each.
     package static func threadShares(_ threads: Int, jobs: Int) -> [Int] {
-        (0..<max(1, jobs)).map { j in max(1, threads / max(1, jobs) + (j < threads % max(1, jobs) ? 1 : 0)) }
+        let jobs = max(1, jobs)
+        return (0..<jobs).map { j in max(1, threads / jobs + (j < threads % jobs ? 1 : 0)) }
     }
 
     static func timed(_ body: () -> Outcome) -> (Outcome, Double) {

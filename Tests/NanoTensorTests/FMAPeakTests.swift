@@ -14,8 +14,8 @@ final class FMAPeakTests: XCTestCase {
 
     /// Memory's ceiling is a plausible rate for each of its three passes (above 0.2 GB/s, below
     /// 10 TB/s), its writing pass wrote every float and its reading pass read them all back (the
-    /// checksum: 2 per float), and the reading pass adds every value it reads (whole blocks of
-    /// four vectors and the single vectors after them).
+    /// checksum: 2 per float), and the sum the reading pass runs adds every value it reads (whole
+    /// blocks of four vectors and the single vectors after them).
     func testMemoryBandwidthIsPlausibleAndReadsEveryValue() {
         let pool = ThreadPool(threads: 2, pin: false)
         let bw = MemoryBandwidth.measure(pool: pool, megabytes: 16, runs: 2)
@@ -25,7 +25,7 @@ final class FMAPeakTests: XCTestCase {
         XCTAssertEqual(bw.checksum, 2 * Double(16 << 20) / 4)
         let n = 7 * vectorWidth
         let values = (0..<n).map(Float.init)
-        XCTAssertEqual(values.withUnsafeBufferPointer { MemoryBandwidth.sum($0.baseAddress!, n) }, Float(n * (n - 1) / 2))
+        XCTAssertEqual(values.withUnsafeBufferPointer { ChannelKernels.sum($0.baseAddress!, n) }, Float(n * (n - 1) / 2))
     }
 
     /// The CPU named in bench rows is the one /proc/cpuinfo names (where there is one), and the
