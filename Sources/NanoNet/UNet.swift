@@ -144,6 +144,8 @@ public final class UNet: @unchecked Sendable {
     /// In training each convolution runs through the fused op its plan entry names
     /// (`UNetPlan.TrainingOp`); when observed or in inference mode, as separate ops (conv, BN,
     /// ReLU, dropout, pooling), which is also the reference the fused ops are tested against.
+    /// Each layer's ops are a stage of the tape named after the layer (`Tape.beginStage`; the
+    /// last block fused with the head: both names joined by "+").
     public func forward(_ x: Variable, tape: Tape, training: Bool, dropoutSeed: UInt64 = 0,
                         observe: ((String, Tensor) -> Void)? = nil) -> Variable {
         if let problem = validateInput(x.shape) { fatalError("UNet.forward: input \(x.shape): \(problem)") }
@@ -152,6 +154,7 @@ public final class UNet: @unchecked Sendable {
         var skips: [(Variable, PaddedPlanes.Transform)] = []
         var h = x
         for c in plan.encoders {
+            tape.beginStage(c.name)
             if fuse {
                 let (skip, pooled) = tape.convBatchNormPooled([(h, .copy)], conv: layer(c), norm(c))
                 skips.append((skip, .copy))  // already rectified
@@ -163,6 +166,7 @@ public final class UNet: @unchecked Sendable {
             }
         }
         for c in plan.centre {
+            tape.beginStage(c.name)
             h = block(c, [(h, .copy)], tape: tape, training: training, fuse: fuse, padded: true, observe: observe)
         }
         for level in stride(from: config.depth - 1, through: 0, by: -1) {
@@ -170,15 +174,19 @@ public final class UNet: @unchecked Sendable {
             let dropout = training && config.dropout > 0
                 ? DropoutMask(rate: config.dropout, seed: dropoutSeed &+ UInt64(level) &* 0x2545_F491_4F6C_DD1D) : nil
             // Skip first, then the upsampled map: concat and upsampling fused into the conv's input.
+            tape.beginStage(first.name)
             h = block(first, [skips[level], (h, .upsample2x)], tape: tape, training: training, fuse: fuse,
                       dropout: dropout, padded: true, observe: observe)
             if fuse && second.trainingOp == .convBatchNormHead {
                 // The last block and the 1×1 head as one op: the block's output is never stored.
+                tape.beginStage(second.name + "+" + plan.head.name)
                 return tape.convBatchNormHead([(h, .copy)], conv: layer(second), norm(second), head: layer(plan.head))
             }
             // The last one feeds the 1×1 head, which reads plain planes.
+            tape.beginStage(second.name)
             h = block(second, [(h, .copy)], tape: tape, training: training, fuse: fuse, padded: level > 0, observe: observe)
         }
+        tape.beginStage(plan.head.name)
         let logits = layer(plan.head)(h, tape: tape)
         observe?(plan.head.name, logits.value)
         return logits

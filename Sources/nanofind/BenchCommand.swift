@@ -18,7 +18,7 @@ struct Bench: ParsableCommand {
             infer_2048 (one 2048² pass), infer_stage_2048 (each stage of it, as for the tile), infer_4096_tiled (a 4096² \
             image through the network in exact tiles, as segment runs it where the memory does not \
             hold the whole image's pass), train_step_512 (batch 4 and \
-            20, s_per_step, Adam + cross-entropy), conv_layer (each convolution of a 512² forward \
+            20, s_per_step, Adam + cross-entropy), train_stage_512 (each layer's share of that             batch-20 step timed in place: its forward_ms and backward_ms, and its convolutions'             training FLOPs over both; then the loss and Adam), conv_layer (each convolution of a 512² forward \
             pass alone), conv_grad (each convolution's backward kernels at batch 20, median ms and \
             GFLOP/s of each), segment_1024 … segment_8192 (the whole segment pipeline on an \
             int16 MRC of that side, from reading to every output written, with each step's seconds, \
@@ -48,7 +48,7 @@ struct Bench: ParsableCommand {
     var only: String?
 
     /// Every row name (`--only` must be a prefix of one).
-    static let rowNames = ["memory_bandwidth", "infer_tile_512", "infer_tile_stage", "infer_2048", "infer_stage_2048", "infer_4096_tiled", "train_step_512", "conv_layer", "conv_grad",
+    static let rowNames = ["memory_bandwidth", "infer_tile_512", "infer_tile_stage", "infer_2048", "infer_stage_2048", "infer_4096_tiled", "train_step_512", "train_stage_512", "conv_layer", "conv_grad",
                            "segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_resampled_4096", "segment_batch_4096"]
 
     func validate() throws {
@@ -197,7 +197,7 @@ struct Bench: ParsableCommand {
             }
         }
         let hugePages = BufferPool.hugePages
-        BufferPool.hugePages = wanted("train_step_512")  // as `train` runs (see BufferPool.hugePages)
+        BufferPool.hugePages = wanted("train_step_512") || wanted("train_stage_512")  // as `train` runs (see BufferPool.hugePages)
         for batch in [4, 20] where wanted("train_step_512") {
             let trainNet = UNet(config: net.config, seed: 2)
             let adam = Adam(learningRate: 1e-4)
@@ -219,6 +219,49 @@ struct Bench: ParsableCommand {
                   ("s_per_step", r.median), ("s_per_step_min", r.min),
                   ("gflops", 3 * flops512 * Double(batch) / r.median / 1e9),
                   ("gflops_executed", trainExecuted512 * Double(batch) / r.median / 1e9)])
+        }
+        if wanted("train_stage_512") {
+            // Each layer's share of a batch-20 step, timed in place (`Tape.stageObserver`): its
+            // forward and its backward steps, and its convolutions' training FLOPs over both,
+            // medians over the steps; then the loss and the optimiser. Where the step's time goes
+            // beside each layer's work (the full-resolution layers are bound by memory).
+            let batch = 20
+            let trainNet = UNet(config: net.config, seed: 2)
+            let adam = Adam(learningRate: 1e-4)
+            let x = Tensor.randomUniform(Shape(batch, 1, 512, 512), in: 0...1, rng: &rng)
+            let labels = Tensor(Shape(batch, 1, 512, 512))
+            for k in 0..<labels.count { labels.data[k] = rng.nextFloat() < 0.3 ? 1 : 0 }
+            func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+            var forward: [String: [Double]] = [:], backward: [String: [Double]] = [:], order: [String] = []
+            let runs = quick ? 3 : 5
+            for step in 0..<(runs + 1) {  // the first step takes its buffers from the system: not counted
+                var f: [String: Double] = [:], b: [String: Double] = [:]
+                let tape = Tape(pool: pool)
+                tape.stageObserver = { name, isBackward, seconds in
+                    if isBackward { b[name, default: 0] += seconds } else { f[name, default: 0] += seconds }
+                    if step == 0 && !order.contains(name) { order.append(name) }
+                }
+                let logits = trainNet.forward(Variable(x), tape: tape, training: true, dropoutSeed: UInt64(step))
+                tape.beginStage("loss")
+                tape.backward(tape.loss(.crossEntropy, logits: logits, labels: labels))
+                let start = DispatchTime.now().uptimeNanoseconds
+                adam.update(trainNet.parameters)
+                f["adam"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                if step == 0 { order.append("adam"); continue }
+                for name in order { forward[name, default: []].append(f[name] ?? 0); backward[name, default: []].append(b[name] ?? 0) }
+            }
+            let costs = Dictionary(uniqueKeysWithValues: trainNet.convCosts.enumerated().map { ($1.name, ($1, $0 == 0)) })
+            var measured = false
+            for name in order {
+                let fm = median(forward[name] ?? [0]), bm = median(backward[name] ?? [0])
+                let work = name.split(separator: "+").compactMap { costs[String($0)] }
+                    .reduce(0.0) { $0 + $1.0.executedTrainingFlops(height: 512, width: 512, isFirst: $1.1) } * Double(batch)
+                var fields: [(String, Any)] = [("name", "train_stage_512"), ("stage", name), ("batch", batch),
+                                               ("threads", pool.threadCount), ("forward_ms", fm * 1000), ("backward_ms", bm * 1000)]
+                if work > 0 && fm + bm > 0 { fields.append(("gflops_executed", work / (fm + bm) / 1e9)) }
+                emit(fields, remeasure: !measured)
+                measured = measured || work > 0
+            }
         }
         BufferPool.hugePages = hugePages
         // Each 3×3 convolution of a 512² forward pass alone (BN folded, as inference runs it: a
