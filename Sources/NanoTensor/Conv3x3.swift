@@ -521,6 +521,17 @@ public enum Conv3x3 {
     /// to `acc` (OIHW, then the cout biases). `x` must be readable one row and one vector beyond
     /// the band on each side, `dY` one vector on each side (padded planes, or a scratch band with
     /// zero sides). The plain backward and the fused one (`BatchNormKernels`) both run this.
+    ///
+    /// Tried and not kept (AMD EPYC fam 26 mod 2, AVX-512, 2 threads): a band in chunks of about
+    /// 192 KB of rows, every tile of a chunk before the next, each tile's 18 accumulators kept
+    /// as vectors between chunks (the same sums bit for bit), so that the chunk's rows stay in
+    /// L2. `bench --only conv_grad` (medians of 3): the 512² weight gradients 8.41 → 7.83 ms,
+    /// but the 64² and 32² ones slower (4.13 → 5.10, 1.13 → 1.50 ms: short rows, and the
+    /// accumulators loaded and stored per chunk); the batch-20 step unchanged (paired, 6 rounds,
+    /// median ratio 1.004). The tile loop itself runs at the FMA peak on rows in L1 or L2 (a C
+    /// copy of it: 8.4-9.3 cycles at the 4 GHz the measured peak implies, for its 18 multiply-adds
+    /// that two units take 9 cycles to issue, at widths 64-512), misaligned
+    /// gradient loads included: what it loses in a pass is its data's way from memory.
     @inline(__always)
     static func weightGradientRows(x: PlaneView, channels cin: Int, dY: PlaneView, channels cout: Int, rows y0: Int, _ y1: Int,
                                    width: Int, bias: Bool, into acc: UnsafeMutablePointer<Float>) {
