@@ -8,13 +8,22 @@
 /// The first convolution's output (4 channels at full resolution: 4.5 MB for a 512² tile, 75 MB
 /// for a 2144² one) never exists as a map: each work item computes its band's rows, plus the row
 /// above and below it that the last convolution also reads, into a per-thread scratch laid out as
-/// padded planes, and the last convolution reads them there while they are in cache. The two rows
-/// around each band are computed twice (once by each neighbour), 2 in `band` rows. Values are
-/// those of the two separate passes, bit for bit (each row is made by the same kernels).
+/// padded planes, and the last convolution reads them there while they are in cache: row by row,
+/// the last convolution's row y − 1 right after the first one's row y, so that only three rows of
+/// the scratch are in use at any time (a band's whole scratch, 64 rows of 4 channels 2048 wide,
+/// would be 4 MB, more than a core's L2). The two rows around each band are computed twice (once
+/// by each neighbour), 2 in `band` rows. Values are those of the two separate passes, bit for bit
+/// (each row is made by the same kernels).
 public enum OutputLevel {
-    /// Rows per work item: enough that the rows computed twice cost little, few enough that a
-    /// band's scratch stays in the caches and every thread gets several bands.
-    public static let band = 32
+    /// Rows per work item: enough that the rows computed twice cost little, and every thread gets
+    /// several bands. Measured on AMD EPYC fam 26 mod 2 (Zen 5), 2 threads, builds paired: with
+    /// the rows interleaved (above) and bands of 32, a 2048² image took 0.903 of the time of all
+    /// the first convolution's rows of a band before the last one's (8 rounds, faster in 8), the
+    /// 512² tile the same (1.003, 12 rounds); then bands of 64 rather than 32, 0.977 for 2048² (8
+    /// of 8) and 0.983 for the tile (6 of 10); 128 the same as 64 (1.007). The AVX2 build
+    /// (`-target-cpu haswell`, whose upper levels run as two passes) neither gained nor lost
+    /// (1.013 for 2048², 1.010 for the tile, against the build before both).
+    public static let band = 64
 
     /// The rows per work item for `produced` rows on `threads` threads: `band`, or fewer so that
     /// every thread gets several.
@@ -118,23 +127,30 @@ public enum OutputLevel {
         pool.parallelFor(skip.n * bands) { item, thread in
             let i = item / bands, y0 = produced.lowerBound + (item % bands) * band, y1 = min(produced.upperBound, y0 + band)
             let rows = scratch.data + thread * perThread
-            let skipView = skip.view(image: i), lowView = low.view(image: i)
-            // Image rows y0 − 1 … y1 of the first convolution (zero outside the image).
+            let lowView = low.view(image: i)
+            let skipView = skip.view(image: i)
+            // Row by row: the first convolution's row y (image rows y0 − 1 … y1, zero outside the
+            // image), then the last convolution's row y − 1, which reads first-convolution rows
+            // y − 2 … y. So only a few rows of each scratch are in use at a time, and they stay in
+            // the core's caches however wide the image (a band's whole scratch of a 2048-wide
+            // image is more than its L2).
             for y in (y0 - 1)...y1 {
                 let r = y - y0 + 1
-                guard y >= 0 && y < h else {
+                if y >= 0 && y < h {
+                    for c in 0..<features { zeroSides(rows + c * sps + r * rs, width: width, rowStride: rs) }
+                    for ob in 0..<blocks {
+                        let o = rows + ob * Conv3x3.block * sps + r * rs + vectorWidth
+                        direct.convolveRow(y, block: ob, input: skipView, intoRow: o, planeStride: sps, width: width, reluCopy: nil)
+                        phase.addRow(y, block: ob, low: lowView, lowWidth: lw, into: o, planeStride: sps, relu: true)
+                    }
+                } else {
                     for c in 0..<features { zeroRow(rows + c * sps + r * rs, count: rs) }
-                    continue
                 }
-                for c in 0..<features { zeroSides(rows + c * sps + r * rs, width: width, rowStride: rs) }
-                for ob in 0..<blocks {
-                    let o = rows + ob * Conv3x3.block * sps + r * rs + vectorWidth
-                    direct.convolveRow(y, block: ob, input: skipView, intoRow: o, planeStride: sps, width: width, reluCopy: nil)
-                    phase.addRow(y, block: ob, low: lowView, lowWidth: lw, into: o, planeStride: sps, relu: true)
-                }
+                guard y - 1 >= y0 else { continue }
+                lastRow(y - 1)
             }
-            // The last convolution (and the head), reading the band's rows from the scratch.
-            for y in y0..<y1 {
+            // The last convolution's row y (and the head), reading the band's rows from the scratch.
+            func lastRow(_ y: Int) {
                 let input = UnsafePointer(rows + (y - y0 + 1) * rs + vectorWidth)
                 switch destination {
                 case .tensor(let out):
