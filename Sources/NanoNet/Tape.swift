@@ -13,7 +13,11 @@ public final class Tape {
     /// the next stage begins or the backward starts, and each backward step the stage recorded
     /// as it runs (`backward` true). For `bench`, which sets it beside a training step's own
     /// timing; nothing else depends on it.
-    public var stageObserver: ((_ stage: String, _ backward: Bool, _ seconds: Double) -> Void)?
+    /// Setting it (or clearing it) forgets any stage begun before: a pass observed from its
+    /// middle reports nothing rather than a stage timed across the change.
+    public var stageObserver: ((_ stage: String, _ backward: Bool, _ seconds: Double) -> Void)? {
+        didSet { openStage = nil; stepStages.removeAll() }
+    }
     private var openStage: (name: String, start: UInt64)?
     /// The stage each backward step was recorded in (only while observed).
     private var stepStages: [String] = []

@@ -547,7 +547,8 @@ public enum BatchNormKernels {
     /// builds alternating (4 rounds): 16 rows 0.289 s, 32 rows 0.280 s, 64 rows 0.279 s. Also
     /// tried and not kept: prefetching the next item's rows of x and the output gradient (and of
     /// the convolution's input) while this item's input gradient is computed, paired against
-    /// this (6 + 8 rounds, and 8 with the input): median step ratios 0.985, 0.993 and 1.010.
+    /// this (6 + 8 rounds, and 8 with the input): median step ratios 0.985, 0.993 and 1.010,
+    /// each within its rounds' spread (single rounds 0.92-1.10).
     static let fusedBand = 32
 
     /// The sizes one band of the fused backward works with.

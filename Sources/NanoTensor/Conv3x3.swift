@@ -529,8 +529,8 @@ public enum Conv3x3 {
     /// but the 64² and 32² ones slower (4.13 → 5.10, 1.13 → 1.50 ms: short rows, and the
     /// accumulators loaded and stored per chunk); the batch-20 step unchanged (paired, 6 rounds,
     /// median ratio 1.004). The tile loop itself runs at the FMA peak on rows in L1 or L2 (a C
-    /// copy of it: 8.4-9.3 cycles at the 4 GHz the measured peak implies, for its 18 multiply-adds
-    /// that two units take 9 cycles to issue, at widths 64-512), misaligned
+    /// copy of it: about the 9 cycles two units take to issue its 18 multiply-adds, at widths
+    /// 64-512, the clock taken as the 4 GHz the measured peak implies), misaligned
     /// gradient loads included: what it loses in a pass is its data's way from memory.
     @inline(__always)
     static func weightGradientRows(x: PlaneView, channels cin: Int, dY: PlaneView, channels cout: Int, rows y0: Int, _ y1: Int,

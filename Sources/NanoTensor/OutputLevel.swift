@@ -10,8 +10,8 @@
 /// above and below it that the last convolution also reads, into a per-thread scratch laid out as
 /// padded planes, and the last convolution reads them there while they are in cache: row by row,
 /// the last convolution's row y − 1 right after the first one's row y, so that only three rows of
-/// the scratch are in use at any time (a band's whole scratch, 64 rows of 4 channels 2048 wide,
-/// would be 4 MB, more than a core's L2). The two rows around each band are computed twice (once
+/// the scratch are in use at any time (a band's whole scratch, 66 rows of 4 channels 2048 wide,
+/// is about 2 MB, more than a core's L2). The two rows around each band are computed twice (once
 /// by each neighbour), 2 in `band` rows. Values are those of the two separate passes, bit for bit
 /// (each row is made by the same kernels).
 public enum OutputLevel {
@@ -20,7 +20,7 @@ public enum OutputLevel {
     /// the rows interleaved (above) and bands of 32, a 2048² image took 0.903 of the time of all
     /// the first convolution's rows of a band before the last one's (8 rounds, faster in 8), the
     /// 512² tile the same (1.003, 12 rounds); then bands of 64 rather than 32, 0.977 for 2048² (8
-    /// of 8) and 0.983 for the tile (6 of 10); 128 the same as 64 (1.007). The AVX2 build
+    /// of 8) and 0.983 for the tile (6 of 10: no loss); 128 the same as 64 (1.007). The AVX2 build
     /// (`-target-cpu haswell`, whose upper levels run as two passes) neither gained nor lost
     /// (1.013 for 2048², 1.010 for the tile, against the build before both).
     public static let band = 64

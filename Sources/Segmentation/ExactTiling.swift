@@ -92,7 +92,9 @@ public struct ExactTiling: Sendable, Equatable {
     /// a first width over 4), 4 bytes a value, and a third more for the planes' padding and the
     /// buffers the pool keeps. 92 bytes for the pyNanoFind widths; measured: the peak resident
     /// memory of whole passes grew by 70 bytes a pixel from 1024² to 4096², 12 of them the
-    /// bench's input and output tensors (Intel Xeon fam 6 mod 207).
+    /// bench's input and output tensors (Intel Xeon fam 6 mod 207). The banded levels' per-thread
+    /// scratch (`OutputLevel`: features × 66 rows of the level's width each) is inside the third:
+    /// for the largest tile on 16 threads about 71 MB, 4 % of the count.
     public static func bytesPerPixel(_ plan: UNetPlan) -> Int {
         let lastLevelInBands = plan.lastLevelRunsInBands
         var floats = Double(plan.config.inputChannels)

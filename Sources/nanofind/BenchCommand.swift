@@ -18,7 +18,9 @@ struct Bench: ParsableCommand {
             infer_2048 (one 2048² pass), infer_stage_2048 (each stage of it, as for the tile), infer_4096_tiled (a 4096² \
             image through the network in exact tiles, as segment runs it where the memory does not \
             hold the whole image's pass), train_step_512 (batch 4 and \
-            20, s_per_step, Adam + cross-entropy), train_stage_512 (each layer's share of that             batch-20 step timed in place: its forward_ms and backward_ms, and its convolutions'             training FLOPs over both; then the loss and Adam), conv_layer (each convolution of a 512² forward \
+            20, s_per_step, Adam + cross-entropy), train_stage_512 (each layer's share of that \
+            batch-20 step timed in place: its forward_ms and backward_ms, and gflops_executed: \
+            its convolutions' executed training FLOPs over both; then the loss and Adam), conv_layer (each convolution of a 512² forward \
             pass alone), conv_grad (each convolution's backward kernels at batch 20, median ms and \
             GFLOP/s of each), segment_1024 … segment_8192 (the whole segment pipeline on an \
             int16 MRC of that side, from reading to every output written, with each step's seconds, \

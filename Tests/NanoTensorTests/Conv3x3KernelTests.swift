@@ -201,8 +201,9 @@ final class Conv3x3KernelTests: XCTestCase {
     func testOutputLevelEqualsItsTwoPasses() {
         var rng = SplitMix64(seed: 12)
         // (n, skip channels, map channels, features, low-resolution h, w)
+        // 300 rows: whole bands of `OutputLevel.band` and a partial one on 1 thread.
         for (n, cs, cu, f, h, w) in [(1, 4, 8, 4, 32, 40), (2, 3, 5, 3, 7, 9), (1, 4, 8, 4, 1, 1), (1, 1, 2, 2, 40, 3),
-                                     (1, 4, 8, 4, 70, 33)] {
+                                     (1, 4, 8, 4, 70, 33), (1, 1, 2, 2, 150, 3)] {
             let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: f, h: h, w: w, rng: &rng)
             let head = Tensor.randomNormal(Shape(1, 1, 1, 2 * f + 2), rng: &rng).array
             for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
@@ -225,7 +226,7 @@ final class Conv3x3KernelTests: XCTestCase {
         var rng = SplitMix64(seed: 14)
         // (n, skip channels, map channels, features, outputs, low-resolution h, w)
         for (n, cs, cu, f, o, h, w) in [(1, 8, 16, 8, 8, 32, 40), (2, 3, 5, 3, 6, 7, 9), (1, 4, 8, 4, 5, 1, 1), (1, 1, 2, 2, 2, 40, 3),
-                                        (1, 16, 32, 16, 16, 70, 33)] {
+                                        (1, 16, 32, 16, 16, 70, 33), (1, 1, 2, 2, 2, 150, 3)] {
             let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: o, h: h, w: w, rng: &rng)
             for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
                 let sp = PaddedPlanes.from(level.skip, pool: pool), lp = PaddedPlanes.from(level.low, pool: pool)
