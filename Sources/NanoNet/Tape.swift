@@ -13,6 +13,7 @@ public final class Tape {
     /// the next stage begins or the backward starts, and each backward step the stage recorded
     /// as it runs (`backward` true). For `bench`, which sets it beside a training step's own
     /// timing; nothing else depends on it.
+    ///
     /// Setting it (or clearing it) forgets any stage begun before: a pass observed from its
     /// middle reports nothing rather than a stage timed across the change.
     public var stageObserver: ((_ stage: String, _ backward: Bool, _ seconds: Double) -> Void)? {
