@@ -108,8 +108,14 @@ struct Bench: ParsableCommand {
                 body()
                 t.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9)
             }
-            t.sort()
-            return (t[0], t[t.count / 2])
+            return (t.min()!, median(t))
+        }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        /// The convolutions of a stage named by its layers joined with "+" (a fused stage), each
+        /// with whether it is the network's first (no input gradient in training).
+        func convolutions(ofStage name: String) -> [(cost: ConvLayerCost, isFirst: Bool)] {
+            let layers = name.split(separator: "+").map(String.init)
+            return net.convCosts.enumerated().filter { layers.contains($0.element.name) }.map { ($0.element, $0.offset == 0) }
         }
 
         // "gflops" is the nominal direct-convolution rate (the usual way to quote this U-Net);
@@ -150,12 +156,10 @@ struct Bench: ParsableCommand {
             engine.stageObserver = nil
             var measured = false
             for name in order {
-                let t = stages[name]!.sorted()
-                let work = net.convCosts.filter { name.split(separator: "+").contains(Substring($0.name)) }
-                    .reduce(0.0) { $0 + $1.executedFlops(height: side, width: side) }
-                var fields: [(String, Any)] = [("name", row), ("stage", name), ("threads", pool.threadCount),
-                                               ("ms", t[t.count / 2] * 1000)]
-                if work > 0 { fields.append(("gflops_executed", work / t[t.count / 2] / 1e9)) }
+                let t = median(stages[name]!)
+                let work = convolutions(ofStage: name).reduce(0.0) { $0 + $1.cost.executedFlops(height: side, width: side) }
+                var fields: [(String, Any)] = [("name", row), ("stage", name), ("threads", pool.threadCount), ("ms", t * 1000)]
+                if work > 0 { fields.append(("gflops_executed", work / t / 1e9)) }
                 emit(fields, remeasure: !measured)
                 measured = measured || work > 0
             }
@@ -233,7 +237,6 @@ struct Bench: ParsableCommand {
             let x = Tensor.randomUniform(Shape(batch, 1, 512, 512), in: 0...1, rng: &rng)
             let labels = Tensor(Shape(batch, 1, 512, 512))
             for k in 0..<labels.count { labels.data[k] = rng.nextFloat() < 0.3 ? 1 : 0 }
-            func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
             var forward: [String: [Double]] = [:], backward: [String: [Double]] = [:], order: [String] = []
             let runs = quick ? 3 : 5
             for step in 0..<(runs + 1) {  // the first step takes its buffers from the system: not counted
@@ -252,12 +255,11 @@ struct Bench: ParsableCommand {
                 if step == 0 { order.append("adam"); continue }
                 for name in order { forward[name, default: []].append(f[name] ?? 0); backward[name, default: []].append(b[name] ?? 0) }
             }
-            let costs = Dictionary(uniqueKeysWithValues: trainNet.convCosts.enumerated().map { ($1.name, ($1, $0 == 0)) })
             var measured = false
             for name in order {
                 let fm = median(forward[name] ?? [0]), bm = median(backward[name] ?? [0])
-                let work = name.split(separator: "+").compactMap { costs[String($0)] }
-                    .reduce(0.0) { $0 + $1.0.executedTrainingFlops(height: 512, width: 512, isFirst: $1.1) } * Double(batch)
+                let work = convolutions(ofStage: name)
+                    .reduce(0.0) { $0 + $1.cost.executedTrainingFlops(height: 512, width: 512, isFirst: $1.isFirst) } * Double(batch)
                 var fields: [(String, Any)] = [("name", "train_stage_512"), ("stage", name), ("batch", batch),
                                                ("threads", pool.threadCount), ("forward_ms", fm * 1000), ("backward_ms", bm * 1000)]
                 if work > 0 && fm + bm > 0 { fields.append(("gflops_executed", work / (fm + bm) / 1e9)) }
