@@ -157,6 +157,13 @@ public enum TIFFReader {
         case (3, 2) where type == .uint8: channels = 3
         default: throw fail("\(page): unsupported layout: SamplesPerPixel \(spp), Photometric \(photometric), BitsPerSample \(bps)")
         }
+        // WhiteIsZero: 0 is shown white, the largest value black. Read as intensities (the image as
+        // Fiji shows it), the largest value minus each, for unsigned samples; signed and float
+        // samples have no largest value to count down from.
+        let whiteIsZero = channels == 1 && photometric == 0
+        if whiteIsZero && ![.uint8, .uint16, .uint32, .uint64].contains(type) {
+            throw fail("\(page): Photometric 0 (WhiteIsZero) with \(type.rawValue) samples is not supported (only unsigned ones can be turned into intensities)")
+        }
         if channels > 1 && planar != 1 {
             throw fail("\(page): PlanarConfiguration \(planar) (separate planes) is not supported for RGB")
         }
@@ -221,6 +228,8 @@ public enum TIFFReader {
                 }
             }
         }
+        // Every bit flipped is (2^bits − 1) − v for each unsigned sample, whatever its byte order.
+        if whiteIsZero { for i in data.indices { data[i] = ~data[i] } }
         return Page(width: width, height: height, channels: channels, type: type, data: data,
                     compression: compression, predictor: predictor, tiled: tiled, directoryIndex: directory)
     }

@@ -64,6 +64,18 @@ final class EMDReaderTests: XCTestCase {
         XCTAssertEqual(m.metadata.voltageKV, 200)
         XCTAssertEqual(m.metadata.extra["title"], "sample")
 
+        // ncempy (and the EMD viewers) write the units bracketed: "[n_m]", "[u_m]".
+        for (units, nm) in [("[n_m]", 0.5), ("[u_m]", 500.0), (" [A] ", 0.05)] {
+            let ncem = dir.appendingPathComponent("berkeley-ncempy.emd")
+            try EMDTestWriter.berkeley(ncem, type: .uint16, shape: [4, 6], pixels: DMTestImage.make(.uint16, dims: [6, 4]).expected,
+                                       step: 0.5, units: units)
+            XCTAssertEqual(try XCTUnwrap(EMDReader.read(ncem).first?.pixelSize?.x, units), nm, accuracy: nm * 1e-6, units)
+        }
+        XCTAssertNil(LengthUnit.nanometres(per: "[deg]"))
+        XCTAssertNil(LengthUnit.nanometres(per: "[1/n_m]"))
+        XCTAssertEqual(LengthUnit.nanometres(per: "nanometers"), 1)
+        XCTAssertEqual(LengthUnit.nanometres(per: "micrometres"), 1000)
+
         let uncalibrated = dir.appendingPathComponent("berkeley-nounits.emd")
         try EMDTestWriter.berkeley(uncalibrated, type: .int32, shape: [3, 3],
                                    pixels: DMTestImage.make(.int32, dims: [3, 3]).expected, step: 1, units: "[]")

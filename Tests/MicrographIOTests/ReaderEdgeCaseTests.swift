@@ -34,6 +34,42 @@ final class ReaderEdgeCaseTests: XCTestCase {
         XCTAssertEqual(try MicrographReader.open(p2).first?.width, w)
     }
 
+    /// A TIFF of `image` with its Photometric tag (262) set to `photometric` (little-endian, the
+    /// first page's directory as TIFFWriter lays it out).
+    func tiff(_ image: Micrograph, photometric: UInt16) throws -> URL {
+        let url = dir.appendingPathComponent("photometric\(photometric)-\(image.pixelType.rawValue).tif")
+        try TIFFWriter.write(image, to: url)
+        var b = [UInt8](try Data(contentsOf: url))
+        XCTAssertEqual(b[0], 0x49)  // "II"
+        let ifd = Int(b[4]) | Int(b[5]) << 8 | Int(b[6]) << 16 | Int(b[7]) << 24, n = Int(b[ifd]) | Int(b[ifd + 1]) << 8
+        var patched = false
+        for e in 0..<n {
+            let at = ifd + 2 + 12 * e
+            if Int(b[at]) | Int(b[at + 1]) << 8 == 262 { b[at + 8] = UInt8(photometric & 0xff); b[at + 9] = UInt8(photometric >> 8); patched = true }
+        }
+        XCTAssertTrue(patched, "no Photometric tag to patch")
+        try Data(b).write(to: url)
+        return url
+    }
+
+    /// WhiteIsZero (Photometric 0) pages read as intensities, as Fiji shows them: the largest
+    /// value minus each stored one; float samples, which have no largest value, are refused.
+    func testWhiteIsZeroTIFFReadsAsIntensities() throws {
+        let u8 = Micrograph(width: 4, height: 2, pixelType: .uint8, data: [0, 1, 2, 100, 200, 253, 254, 255], format: "TIFF")
+        XCTAssertEqual(try MicrographReader.open(tiff(u8, photometric: 0)).first?.data, [255, 254, 253, 155, 55, 2, 1, 0])
+        XCTAssertEqual(try MicrographReader.open(tiff(u8, photometric: 1)).first?.data, u8.data)
+        let values: [UInt16] = [0, 1, 300, 65535]
+        let u16 = Micrograph(width: 2, height: 2, pixelType: .uint16, data: values.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }, format: "TIFF")
+        let read = try XCTUnwrap(MicrographReader.open(tiff(u16, photometric: 0)).first)
+        XCTAssertEqual((0..<4).map { UInt16(read.data[2 * $0]) | UInt16(read.data[2 * $0 + 1]) << 8 }, values.map { 65535 - $0 })
+        let f32 = Micrograph(width: 2, height: 1, pixelType: .float32, data: [UInt8](repeating: 0, count: 8), format: "TIFF")
+        let url = try tiff(f32, photometric: 0)
+        XCTAssertThrowsError(try MicrographReader.open(url)) { error in
+            XCTAssertEqual((error as? MicrographError)?.file, url.path)
+            XCTAssertTrue("\(error)".contains("Photometric 0 (WhiteIsZero)"), "\(error)")
+        }
+    }
+
     /// A calibration no micrograph can have (a SER step in metres without its EMI: 4e16 nm)
     /// reads as uncalibrated, not as a pixel size that would blow the image up.
     func testImplausiblePixelSizesReadAsUncalibrated() throws {
