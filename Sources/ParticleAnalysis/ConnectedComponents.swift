@@ -148,6 +148,35 @@ extension BinaryMask {
         let reaches = runs.reachingEdge(component, count: count)
         return runs.mask { reaches[Int(component[$0])] }
     }
+
+    /// The set pixels whose 4-connected component is not wholly enclosed by `enclosing` (a
+    /// mask of the same size): those reaching the image's edge, and those with one of their 8
+    /// neighbours in neither mask. In `segment`, the NaN pixels that cut a particle: a NaN block
+    /// beside a particle hides where it ends, a dead pixel inside one hides nothing.
+    public func componentsNotEnclosed(by enclosing: BinaryMask) -> BinaryMask {
+        precondition(enclosing.width == width && enclosing.height == height,
+                "componentsNotEnclosed: a \(enclosing.width)x\(enclosing.height) mask around a \(width)x\(height) one")
+        let runs = values.withUnsafeBufferPointer { Runs(width: width, height: height, values: $0, set: true) }
+        let (component, count) = runs.components(connectivity8: false)
+        var open = runs.reachingEdge(component, count: count)
+        values.withUnsafeBufferPointer { v in
+            enclosing.values.withUnsafeBufferPointer { e in
+                // A component that does not reach the edge has every neighbour inside the image.
+                for r in 0..<runs.count where !open[Int(component[r])] {
+                    let y = Int(runs.y[r])
+                    search: for x in Int(runs.x0[r])..<Int(runs.x1[r]) {
+                        for q in [(y - 1) * width + x, y * width + x, (y + 1) * width + x] {
+                            for k in q - 1...q + 1 where v[k] == 0 && e[k] == 0 {
+                                open[Int(component[r])] = true
+                                break search
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return runs.mask { open[Int(component[$0])] }
+    }
 }
 
 extension Runs {

@@ -75,8 +75,10 @@ public struct SegmentedImage: Sendable {
     public internal(set) var outsidePixels = 0
 
     /// The pixels beyond which a particle is cut, besides the image's edges: the padding, and
-    /// the NaN and ±∞ pixels that reach the edges (a dead pixel inside a particle cuts nothing).
-    public var cut: BinaryMask? { BinaryMask.union(nonFinite?.componentsReachingEdge(), padding) }
+    /// the NaN and ±∞ pixels that reach the edges or lie beside a particle's edge (a block of
+    /// them within the specimen hides where the particle ends; a dead pixel wholly inside a
+    /// particle, or in the carbon away from any, cuts nothing).
+    public var cut: BinaryMask? { BinaryMask.union(nonFinite?.componentsNotEnclosed(by: mask), padding) }
 
     /// A result made elsewhere (a map from another tool), to write with `ImageOutputs`.
     public init(probability: FloatImage, mask: BinaryMask, threshold: Float, pixelSizeNm: Double?,

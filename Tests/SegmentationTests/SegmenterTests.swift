@@ -2,6 +2,7 @@ import Foundation
 import MicrographIO
 import NanoNet
 import Preprocessing
+import ParticleAnalysis
 import Segmentation
 import TestSupport
 import XCTest
@@ -146,6 +147,28 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(r.outside?.foregroundCount, 65 + 4 * 64)
         XCTAssertEqual(r.outsidePixels, 65 + 4 * 64)
         XCTAssertEqual(r.mask.foregroundCount, 64 * 64 - 65 - 4 * 64)
+    }
+
+    /// NaN pixels inside the image cut a particle when they lie beside its edge (a block of
+    /// them hides where it ends), not when a particle wholly encloses them (dead pixels); the
+    /// measurement then flags that particle as touching the border.
+    func testNaNBlockBesideAParticleCutsIt() throws {
+        let w = 48, h = 40
+        var mask = [UInt8](repeating: 0, count: w * h), nonFinite = [UInt8](repeating: 0, count: w * h)
+        for y in 10..<20 { for x in 10..<20 { mask[y * w + x] = 1 } }  // particle A, a 10² square
+        for y in 10..<20 { for x in 30..<40 { mask[y * w + x] = 1 } }  // particle B
+        for y in 12..<16 { for x in 20..<24 { nonFinite[y * w + x] = 1 } }  // a NaN block on A's right edge
+        mask[15 * w + 35] = 0; nonFinite[15 * w + 35] = 1  // a dead pixel inside B
+        nonFinite[30 * w + 5] = 1  // a dead pixel in the carbon
+        var r = SegmentedImage(probability: FloatImage(width: w, height: h, pixels: [Float](repeating: 0, count: w * h)),
+                               mask: BinaryMask(width: w, height: h, values: mask), threshold: 0.5, pixelSizeNm: nil,
+                               pixelSizeSource: .none)
+        r.nonFinite = BinaryMask(width: w, height: h, values: nonFinite)
+        let cut = try XCTUnwrap(r.cut)
+        XCTAssertEqual(cut.foregroundCount, 16 + 1)  // the block and the carbon's dead pixel
+        XCTAssertEqual(cut.values[15 * w + 35], 0)
+        let m = ParticleMeasurement(mask: r.mask, minimumAreaPx: 1, outside: cut)
+        XCTAssertEqual(m.particles.map(\.touchesBorder), [true, false])
     }
 
     /// Flat padding at the edges (an aligned sum's fill of one value) is filled like the rest,
