@@ -147,6 +147,9 @@ public struct Evaluation {
     public var open: (URL) throws -> [Micrograph] = MicrographReader.open
     /// Split touching particles before counting and sizing them (as `segment` does).
     public var splitTouching = true
+    /// The pixel size (nm) to measure every image at instead of its file's (`--pixel-size`), as
+    /// the prediction was made at: nil measures each image at its own calibration.
+    public var pixelSizeOverride: Double?
     public init(data: [URL]) { self.data = data }
 
     /// Scores of `predict` (labelled image → predicted mask) on every labelled image of the
@@ -161,11 +164,12 @@ public struct Evaluation {
         var results: [ImageEvaluation] = []
         for image in images {
             let mask = try predict(image)
+            let pixelSizeNm = pixelSizeOverride ?? image.pixelSizeNm
             // The prediction and the true mask measured alike (split, smallest particle), so that a
             // perfect prediction counts right.
             func measured(_ m: BinaryMask) -> ParticleMeasurement {
-                let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: image.pixelSizeNm)
-                return ParticleMeasurement(mask: m, pixelSizeNm: image.pixelSizeNm, minimumAreaNm2: smallest.nm2,
+                let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: pixelSizeNm)
+                return ParticleMeasurement(mask: m, pixelSizeNm: pixelSizeNm, minimumAreaNm2: smallest.nm2,
                                            minimumAreaPx: smallest.px, splitTouching: splitTouching)
             }
             let found = measured(mask)
@@ -173,12 +177,15 @@ public struct Evaluation {
             var pairs: [DiameterPair] = []
             let entry = truth[image.name]
             for p in (entry?["particles"] as? [[String: Any]]) ?? [] where (p["touches_border"] as? Bool) == false {
-                guard let d = p["eq_diameter_nm"] as? Double, let c = p["center_px"] as? [Double], c.count == 2 else { continue }
-                let x = min(max(Int(c[0]), 0), mask.width - 1), y = min(max(Int(c[1]), 0), mask.height - 1)
+                // A manifest is the user's file: a particle without a positive diameter or a finite
+                // centre cannot be compared, and is skipped (never trapped on, never an infinite error).
+                guard let d = p["eq_diameter_nm"] as? Double, d.isFinite, d > 0, let c = p["center_px"] as? [Double], c.count == 2,
+                      c.allSatisfy({ $0.isFinite }) else { continue }
+                let x = Int(min(max(c[0], 0), Double(mask.width - 1))), y = Int(min(max(c[1], 0), Double(mask.height - 1)))
                 let label = Int(found.labels.labels[y * mask.width + x])
                 pairs.append(DiameterPair(trueNm: d, foundNm: label > 0 ? found.particles[label - 1].equivalentDiameterNm : nil))
             }
-            results.append(ImageEvaluation(image: image.name, group: image.group, pixelSizeNm: image.pixelSizeNm,
+            results.append(ImageEvaluation(image: image.name, group: image.group, pixelSizeNm: pixelSizeNm,
                                            scores: EvaluationScores(ConfusionCounts(predicted: mask, truth: image.mask), images: 1),
                                            particlesFound: found.particles.count, particlesTrue: entry?["n_particles"] as? Int,
                                            componentsTrue: components, diameters: pairs))

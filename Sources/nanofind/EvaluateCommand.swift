@@ -35,6 +35,14 @@ struct Evaluate: ParsableCommand {
 
     func validate() throws {
         if let threshold, !(threshold.isFinite && (0...1).contains(threshold)) { throw ValidationError("--threshold must be in [0, 1]") }
+        if method == .bragg {
+            // The Bragg filter has no model: options that only a model uses would be dropped unseen.
+            let modelOnly = [(threshold != nil, "--threshold"), (tta, "--tta"), (modelOptions.model != nil, "--model"),
+                             (modelOptions.preprocess != .model, "--preprocess")].filter(\.0).map(\.1)
+            if !modelOnly.isEmpty {
+                throw ValidationError("\(modelOnly.joined(separator: ", ")) \(modelOnly.count == 1 ? "applies" : "apply") to the U-Net only (--method unet), not to --method bragg")
+            }
+        }
     }
 
     func run() throws {
@@ -43,6 +51,7 @@ struct Evaluate: ParsableCommand {
         var evaluation = Evaluation(data: data.map { URL(fileURLWithPath: $0) })
         evaluation.open = IsolatedReader.open
         evaluation.splitTouching = split.splitTouching
+        evaluation.pixelSizeOverride = pixelSize  // particles measured at the scale they were predicted at
         let report: EvaluationReport
         let name: String, shownThreshold: Float?
         do {

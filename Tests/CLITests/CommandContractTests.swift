@@ -151,6 +151,12 @@ final class CommandContractTests: XCTestCase {
         XCTAssertEqual(huge.status, 0, huge.stderr)
         XCTAssertEqual(huge.stdout.split(separator: "\n").count, 1, huge.stdout)
         try assertRefused(["measure", mask.path, "--pixel-size", "1e-300"], mentions: "--pixel-size")
+        // The Bragg filter has no model: options only a model uses are refused, not dropped unseen.
+        for option in [["--tta"], ["--threshold", "0.4"], ["--model", mask.path], ["--preprocess", "none"]] {
+            try assertRefused(["evaluate", data.path, "--method", "bragg", "-o", tmp.appendingPathComponent("bragg").path] + option,
+                              mentions: "\(option[0]) applies to the U-Net only")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("bragg").path))
         if DefaultModel.url != nil {
             // At 50 nm/px the image would be resampled to about 86,000 px a side: more than any memory.
             try assertRefused(["evaluate", data.path, "-o", tmp.appendingPathComponent("ev").path, "--pixel-size", "50"],
