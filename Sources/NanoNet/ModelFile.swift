@@ -37,6 +37,22 @@ public struct ModelMetadata: Codable, Equatable, Sendable {
         self.trainingPixelSizeNm = trainingPixelSizeNm; self.preprocessing = preprocessing; self.provenance = provenance
         self.trainingData = trainingData; self.trainingRecipe = trainingRecipe; self.metrics = metrics
     }
+
+    /// The training pixel sizes a model may record: those `--pixel-size` takes.
+    public static let plausibleTrainingPixelSizeNm: ClosedRange<Double> = 1e-6...1000
+
+    /// Why a model with this metadata cannot be used (its file is edited, damaged or from a
+    /// tool that wrote nonsense), or nil: checked when a model or a checkpoint is read, before
+    /// any image meets it.
+    public var problem: String? {
+        if let p = config.problem { return "metadata describes an impossible network: \(p)" }
+        guard threshold.isFinite, (0...1).contains(threshold) else { return "threshold \(threshold) is outside [0, 1]" }
+        if let p = preprocessing.problem { return "preprocessing cannot be applied: \(p)" }
+        if let p = trainingPixelSizeNm, !(p.isFinite && Self.plausibleTrainingPixelSizeNm.contains(p)) {
+            return "training pixel size \(p) nm is outside \(Self.plausibleTrainingPixelSizeNm.lowerBound)…\(Self.plausibleTrainingPixelSizeNm.upperBound) nm"
+        }
+        return nil
+    }
 }
 
 /// A U-Net with its metadata, loaded from or saved to a model file.

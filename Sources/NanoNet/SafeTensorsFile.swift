@@ -67,7 +67,16 @@ public enum SafeTensorsFile {
                   let offs = e["data_offsets"] as? [Int], offs.count == 2, shape.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else {
                 throw fail("tensor \(name) is not a float32 tensor with a shape and a byte range")
             }
-            let count = shape.reduce(1) { $0 * $1 }
+            // The element count, checked as it is formed: this target is built unchecked, where a
+            // wrapped product (a shape of 2³⁰ × 2³⁰ × 4) would pass the range check as 0 bytes.
+            var count = 1
+            for d in shape {
+                let (c, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow, c <= dataCount / 4 else {
+                    throw fail("tensor \(name) has shape \(shape): more values than the file's \(dataCount) bytes of data hold")
+                }
+                count = c
+            }
             guard offs[0] >= 0, offs[1] >= offs[0], offs[1] <= dataCount, offs[1] - offs[0] == count * 4 else {
                 throw fail("tensor \(name) has byte range \(offs) outside the data (\(dataCount) bytes)")
             }

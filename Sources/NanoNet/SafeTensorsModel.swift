@@ -50,10 +50,7 @@ public enum SafeTensorsModel {
               let metadata = try? JSONDecoder().decode(ModelMetadata.self, from: Data(metaText.utf8)) else {
             throw fail("safetensors file has no NanoFind metadata (__metadata__.\(metadataKey))")
         }
-        if let problem = metadata.config.problem { throw fail("metadata describes an impossible network: \(problem)") }
-        guard metadata.threshold.isFinite, (0...1).contains(metadata.threshold) else {
-            throw fail("threshold \(metadata.threshold) is outside [0, 1]")
-        }
+        if let problem = metadata.problem { throw fail(problem) }
         let dataStart = 8 + Int(n)
         let dataCount = bytes.count - dataStart
         let needed = (metadata.config.parameterCount ?? Int.max / 4) * 4

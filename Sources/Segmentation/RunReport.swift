@@ -42,28 +42,34 @@ public struct RunReport {
     }
 
     /// Writes the run's files into `dir`, reading the per-image particle tables from `sources`.
+    /// Every file is made before any is written: a table that cannot be drawn (a size edited to
+    /// `nan`, say) leaves the folder as it was, not half replaced.
     public func write(into dir: URL, sources: [URL]? = nil) throws {
         let summaries = self.summaries.sorted { naturalOrder($0.image, $1.image) }
         let (header, rows) = RunReport(summaries: summaries, settings: settings).particleRows(in: sources ?? [dir])
         let csv = ([header] + rows.map { ([csvField($0.image)] + $0.fields).joined(separator: ",") }).joined(separator: "\n") + "\n"
-        try writeAtomically(Array(csv.utf8), to: dir.appendingPathComponent("particles.csv"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(Array(try encoder.encode(SummaryFile(settings: settings, images: summaries))),
-                            to: dir.appendingPathComponent("summary.json"))
+        let summaryJSON = try encoder.encode(SummaryFile(settings: settings, images: summaries))
         let columns = header.split(separator: ",").map(String.init)
         let nmColumn = columns.firstIndex(of: "eq_diameter_nm"), pxColumn = columns.firstIndex(of: "eq_diameter_px")
         let inNm = rows.contains { r in nmColumn.map { $0 < r.fields.count + 1 && !r.fields[$0 - 1].isEmpty } ?? false }
         let column = (inNm ? nmColumn : pxColumn).map { $0 - 1 }
-        let diameters = rows.compactMap { r in column.flatMap { $0 < r.fields.count ? Double(r.fields[$0]) : nil } }
+        let sizes = rows.map { r in column.flatMap { $0 < r.fields.count ? r.fields[$0] : nil } ?? "" }
+        // Only finite sizes are drawn: a table edited by hand may hold "nan" or text.
+        let diameters = sizes.compactMap { Double($0) }.filter(\.isFinite)
         // In nm when any image is calibrated: then the uncalibrated images' particles are not in it, and the title says so.
-        let omitted = rows.count - diameters.count
+        let uncalibrated = sizes.filter(\.isEmpty).count, unreadable = rows.count - diameters.count - uncalibrated
+        let notes = [uncalibrated > 0 ? "\(uncalibrated) uncalibrated" : nil, unreadable > 0 ? "\(unreadable) unreadable" : nil].compactMap { $0 }
         let histogram = sizeHistogram(diameters, unit: inNm ? "nm" : "px",
-                                      note: omitted > 0 ? "\(omitted) of \(rows.count) particles not shown (uncalibrated images)" : nil)
-        try histogram.write(to: dir.appendingPathComponent("size_histogram.png"))
-        let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: try PNGWriter.encode(
-            Micrograph(width: histogram.width, height: histogram.height, channels: 3, pixelType: .uint8, data: histogram.pixels, format: "png")),
-            overlays: overlayThumbnails(summaries.map(\.image), in: sources ?? [dir], linkedFrom: dir)).html
+                                      note: notes.isEmpty ? nil : "\(rows.count - diameters.count) of \(rows.count) particles not shown (\(notes.joined(separator: ", ")))")
+        let histogramPNG = try PNGWriter.encode(
+            Micrograph(width: histogram.width, height: histogram.height, channels: 3, pixelType: .uint8, data: histogram.pixels, format: "png"))
+        let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: histogramPNG,
+                              overlays: overlayThumbnails(summaries.map(\.image), in: sources ?? [dir], linkedFrom: dir)).html
+        try writeAtomically(Array(csv.utf8), to: dir.appendingPathComponent("particles.csv"))
+        try writeAtomically(Array(summaryJSON), to: dir.appendingPathComponent("summary.json"))
+        try writeAtomically(histogramPNG, to: dir.appendingPathComponent("size_histogram.png"))
         try writeAtomically(Array(html.utf8), to: dir.appendingPathComponent("report.html"))
     }
 }
@@ -140,6 +146,7 @@ extension Overlay {
 
 /// A histogram of particle sizes with labelled axes.
 func sizeHistogram(_ values: [Double], unit: String, note: String? = nil, width: Int = 640, height: Int = 400) -> Canvas {
+    let values = values.filter(\.isFinite)  // a NaN or ±∞ has no bin
     var c = Canvas(width: width, height: height)
     let left = 60, right = width - 20, top = 40, bottom = height - 40
     c.text("equivalent diameter (\(unit)), \(values.count) particles", x: left, y: 12, scale: 2)

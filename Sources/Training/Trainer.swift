@@ -352,6 +352,8 @@ public final class Trainer {
         guard let text = meta["trainer"], let state = try? stateDecoder.decode(TrainerState.self, from: Data(text.utf8)) else {
             throw DatasetError(file: url.path, reason: "is not a NanoFind training checkpoint")
         }
+        // The network is built from the checkpoint's settings: checked first (then the rest, below).
+        if let p = state.settings.config.problem { throw DatasetError(file: url.path, reason: "describes an impossible network: \(p)") }
         let network = UNet(config: state.settings.config)
         for (name, t) in network.namedTensors {
             guard let e = entries["best/\(name)"], e.values.count == t.count else {
@@ -365,6 +367,7 @@ public final class Trainer {
                                      preprocessing: state.settings.recipe,
                                      provenance: "best epoch (\(state.bestEpoch)) of the training checkpoint \(url.lastPathComponent) at step \(state.stepsDone)",
                                      trainingRecipe: state.settings.asFlags, metrics: metrics)
+        if let problem = metadata.problem { throw DatasetError(file: url.path, reason: problem) }
         return Model(network: network, metadata: metadata)
     }
 }

@@ -58,7 +58,13 @@ struct Activations: ParsableCommand {
                 raw = resample(cut, width: rw, height: rh)
             }
             let prepared = (modelOptions.preprocess.recipe ?? model.metadata.preprocessing).apply(raw)
-            let w = min(1024, prepared.width / a * a), h = min(1024, prepared.height / a * a)
+            // At most 1024² (or one alignment, for a network deeper than that), cut to whole
+            // multiples of the alignment: an image smaller than one is refused, not run empty.
+            let cap = max(a, 1024 / a * a)
+            let w = min(cap, prepared.width / a * a), h = min(cap, prepared.height / a * a)
+            guard w >= a, h >= a else {
+                throw MicrographError(url: url, reason: "image is \(prepared.width)×\(prepared.height) pixels at the model's scale, smaller than the network's \(a) (its \(model.network.config.widths.count) levels need sides of at least \(a))")
+            }
             let x = Tensor(Shape(1, 1, h, w))
             for y in 0..<h { for xx in 0..<w { x[0, 0, y, xx] = prepared.pixels[y * prepared.width + xx] } }
             var index = 0

@@ -35,8 +35,9 @@ struct Bragg: ParsableCommand {
             let url = URL(fileURLWithPath: input)
             do {
                 let images = try IsolatedReader.open(url)
-                let stem = url.deletingPathExtension().lastPathComponent
-                let names = images.count == 1 ? [stem] : images.indices.map { "\(stem)_\($0)" }
+                // Every frame of a stack, named as segment and measure name them.
+                let frames = BatchSegmentation.images(of: images)
+                let names = BatchSegmentation.names(for: url, count: frames.count)
                 for name in names {
                     if let other = claimed[name] {
                         throw MicrographError(url: url, reason: "writes \(name)_mask.png, as \(other) does; rename one of them")
@@ -54,18 +55,30 @@ struct Bragg: ParsableCommand {
                 }
                 for name in names { claimed[name] = input }
                 try BatchSegmentation.checkMeasurable(images, file: url)  // before any file is written
-                for (k, m) in images.enumerated() {
+                // Every image's pixel size before the first is filtered: a file whose second
+                // image cannot be done leaves no output of its first.
+                let sizes = try frames.map { (m, _) in
                     guard let p = try pixelSize ?? m.squarePixelSizeNm(file: input) else {
                         throw MicrographError(url: url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
-                    let name = names[k]
-                    let r = BraggFilter().segment(try FloatImage(m), pixelSizeNm: p)
-                    try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height,
-                                             to: out.appendingPathComponent("\(name)_mask.png"))
-                    try TIFFWriter.writeFloat32(r.amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p,
-                                                to: out.appendingPathComponent("\(name)_amplitude.tif"))
-                    print(String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
-                                 100 * Double(r.mask.foregroundCount) / Double(m.width * m.height), name))
+                    return p
+                }
+                var written: [URL] = []
+                do {
+                    for ((m, frame), (name, p)) in zip(frames, zip(names, sizes)) {
+                        let r = BraggFilter().segment(try FloatImage(m, frame: frame), pixelSizeNm: p)
+                        let mask = out.appendingPathComponent("\(name)_mask.png"), amplitude = out.appendingPathComponent("\(name)_amplitude.tif")
+                        try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height, to: mask)
+                        written.append(mask)
+                        try TIFFWriter.writeFloat32(r.amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p, to: amplitude)
+                        written.append(amplitude)
+                        print(String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
+                                     100 * Double(r.mask.foregroundCount) / Double(m.width * m.height), name))
+                    }
+                } catch {
+                    // A file's outputs are all there or none (a write that failed halfway, say).
+                    for f in written { try? FileManager.default.removeItem(at: f) }
+                    throw error
                 }
             } catch {
                 failures += 1

@@ -32,6 +32,13 @@ struct ConvertModel: ParsableCommand {
             if out.resolvingSymlinksInPath().standardizedFileURL.path == url.resolvingSymlinksInPath().standardizedFileURL.path {
                 throw ModelFileError(file: output, reason: "is the input; convert-model writes a new file (-o another path)")
             }
+            // As train: a file that is there is replaced only when it is a NanoFind model (never a
+            // Keras weight file, a checkpoint, or notes given as -o by a slip).
+            // (A folder or a device is refused where the model is written.)
+            if (try? FileManager.default.attributesOfItem(atPath: out.path))?[.type] as? FileAttributeType == .typeRegular,
+               (try? SafeTensorsModel.load(out)) == nil {
+                throw ModelFileError(file: output, reason: "exists and is not a NanoFind model; convert-model will not replace it")
+            }
             if inChild { IsolatedReader.limitAddressSpace(for: url) }
             var model = inChild ? try Model.load(url) : try IsolatedReader.loadModel(url)
             if let threshold { model.metadata.threshold = threshold }

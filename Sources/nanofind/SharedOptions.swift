@@ -55,14 +55,25 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Input preparation: \(PreprocessChoice.allCases.map(\.rawValue).joined(separator: ", ")) ('model': what the model file records).")
     var preprocess: PreprocessChoice = .model
 
-    /// The model, or a one-line error (exit 2).
+    /// The model, or a one-line error (exit 2). Segmenting takes a one-channel micrograph to
+    /// two classes (carbon, particle): a valid model file of another network is refused here,
+    /// before any image meets it.
     func load() throws -> Model {
         do {
-            guard let model else { return try DefaultModel.load() }
-            let url = URL(fileURLWithPath: model)
-            // A training checkpoint: the best epoch so far of a run in progress or interrupted.
-            if url.pathExtension == "checkpoint" { return try Trainer.bestModel(fromCheckpoint: url) }
-            return try IsolatedReader.loadModel(url)
+            let loaded: Model
+            if let model {
+                let url = URL(fileURLWithPath: model)
+                // A training checkpoint: the best epoch so far of a run in progress or interrupted.
+                loaded = url.pathExtension == "checkpoint" ? try Trainer.bestModel(fromCheckpoint: url) : try IsolatedReader.loadModel(url)
+            } else {
+                loaded = try DefaultModel.load()
+            }
+            let config = loaded.network.config
+            guard config.inputChannels == 1, config.classes == 2 else {
+                throw ModelFileError(file: model ?? "the default model",
+                                     reason: "takes \(config.inputChannels) input channel(s) to \(config.classes) classes; NanoFind segments one-channel micrographs into 2 (carbon, particle)")
+            }
+            return loaded
         } catch {
             throw exitWithInputError(error)
         }

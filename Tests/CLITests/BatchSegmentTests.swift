@@ -149,6 +149,24 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertEqual(twice.status, 2, twice.stderr)
         XCTAssertEqual(twice.stderr.split(separator: "\n").count, 1, twice.stderr)
         XCTAssertTrue(twice.stderr.contains("merged folders must not share image names"), twice.stderr)
+        // A table edited by hand to hold a diameter of "nan" is merged, its particle left out of
+        // the histogram (a NaN has no bin: it stopped merge after its first files were written).
+        let table = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: shards[0])
+            .filter { $0.hasSuffix("_particles.csv") }.sorted()
+            .first { (try? String(contentsOfFile: shards[0] + "/" + $0, encoding: .utf8))?.split(separator: "\n").count ?? 0 > 1 })
+        let tableURL = URL(fileURLWithPath: shards[0] + "/" + table)
+        var lines = try String(contentsOf: tableURL, encoding: .utf8).split(separator: "\n").map(String.init)
+        let columns = lines[0].split(separator: ",").map(String.init)
+        var fields = lines[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        for name in ["eq_diameter_nm", "eq_diameter_px"] { fields[try XCTUnwrap(columns.firstIndex(of: name))] = "nan" }
+        lines[1] = fields.joined(separator: ",")
+        try (lines.joined(separator: "\n") + "\n").write(to: tableURL, atomically: true, encoding: .utf8)
+        let edited = tmp.appendingPathComponent("edited")
+        let e = try CLIRunner.run(["merge"] + shards + ["-o", edited.path])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        for name in ["particles.csv", "summary.json", "size_histogram.png", "report.html"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: edited.appendingPathComponent(name).path), name)
+        }
         let bad = try CLIRunner.run(["segment", data.path, "-o", merged.path, "--model", model.path, "--shard", "5/4"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)

@@ -1,6 +1,7 @@
 import Foundation
 import MicrographIO
 import NanoNet
+import Preprocessing
 import Segmentation
 import XCTest
 
@@ -182,6 +183,28 @@ final class CommandContractTests: XCTestCase {
                                    "-o", tmp.appendingPathComponent("bragg").path])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("as \(data.appendingPathComponent("img.mrc").path) does"), r.stderr)
+        // Every frame of a stack is filtered, each under its own name (only the first was).
+        // A lattice (0.21 nm fringes both ways) in a disc on the left of frame 0, on the right of frame 1.
+        let stack = tmp.appendingPathComponent("stack.mrc")
+        var pixels = [Float](), rng = SeededRandom(seed: 5)
+        for frame in 0..<2 { for y in 0..<128 { for x in 0..<128 {
+            let cx = frame == 0 ? 40 : 88, inside = (x - cx) * (x - cx) + (y - 64) * (y - 64) < 28 * 28
+            let lattice = cos(2 * Double.pi * Double(x) / 4.2) + cos(2 * Double.pi * Double(y) / 4.2)
+            pixels.append(100 + 5 * rng.nextGaussian() + (inside ? Float(30 * lattice) : 0))
+        } } }
+        try MRCWriter.write(Micrograph(width: 128, height: 128, frames: 2, pixelType: .float32, data: pixels.withUnsafeBytes { Array($0) },
+                                       pixelSize: PixelSize(isotropic: 0.05), format: "MRC"), to: stack)
+        let frames = tmp.appendingPathComponent("frames")
+        let f = try CLIRunner.run(["bragg", stack.path, "-o", frames.path])
+        XCTAssertEqual(f.status, 0, f.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: frames.path).sorted(),
+                       ["stack_0_amplitude.tif", "stack_0_mask.png", "stack_1_amplitude.tif", "stack_1_mask.png"])
+        for (frame, left) in [(0, true), (1, false)] {
+            let mask = try XCTUnwrap(MicrographReader.open(frames.appendingPathComponent("stack_\(frame)_mask.png")).first)
+            var leftCount = 0, rightCount = 0
+            for y in 0..<128 { for x in 0..<128 where mask.data[y * 128 + x] > 0 { if x < 64 { leftCount += 1 } else { rightCount += 1 } } }
+            XCTAssertGreaterThan(left ? leftCount : rightCount, 10 * max(1, left ? rightCount : leftCount), "frame \(frame)")
+        }
     }
 
     func testSimulateChecksEveryEndOfItsRanges() throws {
@@ -286,6 +309,62 @@ final class CommandContractTests: XCTestCase {
         XCTAssertEqual(particles.filter { Int($0[y1])! < scan && Int($0[y0])! > 0 }.map { $0[border] }, ["0"], "the other: \(table)")
     }
 
+    /// Model files that read but that segment cannot use (edited metadata, another network's
+    /// shape, a checkpoint whose tensor sizes overflow) are refused on one line, before any image
+    /// meets them: they stopped segment with a trap and left its partial outputs.
+    func testModelsThatCannotSegmentAreRefused() throws {
+        let data = try labelledFolder("data")
+        let image = data.appendingPathComponent("img.mrc").path
+        func model(_ name: String, _ config: UNetConfig = UNetConfig(widths: [2, 3], centreWidth: 4),
+                   _ edit: (inout ModelMetadata) -> Void = { _ in }) throws -> String {
+            let url = tmp.appendingPathComponent(name)
+            var meta = ModelMetadata(config: config, provenance: "test")
+            edit(&meta)
+            try SafeTensorsModel.save(Model(network: UNet(config: config), metadata: meta), to: url)
+            return url.path
+        }
+        let cases: [(String, String)] = [
+            (try model("recipe.safetensors") { $0.preprocessing = InputRecipe(medianFilter: false, scaling: .percentile, lowerPercentile: 60, upperPercentile: 40) },
+             "preprocessing cannot be applied"),
+            (try model("scale.safetensors") { $0.trainingPixelSizeNm = 1e-300 }, "training pixel size"),
+            (try model("two-channels.safetensors", UNetConfig(widths: [2, 3], centreWidth: 4, inputChannels: 2)), "takes 2 input channel(s) to 2 classes"),
+            (try model("three-classes.safetensors", UNetConfig(widths: [2, 3], centreWidth: 4, classes: 3)), "takes 1 input channel(s) to 3 classes"),
+        ]
+        // A checkpoint whose one tensor claims 2³⁰ × 2³⁰ × 4 floats in 0 bytes (the product wraps to 0).
+        let header = Array(#"{"x":{"dtype":"F32","shape":[1073741824,1073741824,4],"data_offsets":[0,0]}}"#.utf8)
+        let checkpoint = tmp.appendingPathComponent("wrap.checkpoint")
+        try Data((0..<8).map { UInt8((header.count >> (8 * $0)) & 0xff) } + header).write(to: checkpoint)
+        for (path, mentions) in cases + [(checkpoint.path, "more values than")] {
+            let out = tmp.appendingPathComponent("out-\(URL(fileURLWithPath: path).lastPathComponent)")
+            try assertRefused(["segment", image, "-o", out.path, "--model", path], mentions: mentions)
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
+            XCTAssertEqual(left, [], "\(path) left \(left)")
+        }
+    }
+
+    /// `activations` writes one picture per weighted layer, numbered in the network's order and
+    /// named after the layer, each showing something (not one flat value).
+    func testActivationsWritesEveryLayer() throws {
+        let data = try labelledFolder("data")
+        let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4), seed: 3)
+        let model = tmp.appendingPathComponent("tiny.safetensors")
+        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, trainingPixelSizeNm: 0.05, provenance: "test")),
+                                  to: model)
+        let out = tmp.appendingPathComponent("act")
+        let r = try CLIRunner.run(["activations", data.appendingPathComponent("img.mrc").path, "-o", out.path, "--model", model.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let names = net.plan.weightedLayerNames
+        XCTAssertTrue(r.stdout.contains("\(names.count) layers"), r.stdout)
+        let files = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+        XCTAssertEqual(files.count, names.count, "\(files)")
+        XCTAssertEqual(Set(files.map { String($0.dropFirst(3).dropLast(4)) }), Set(names))
+        XCTAssertEqual(files.map { String($0.prefix(2)) }, (1...names.count).map { String(format: "%02d", $0) })
+        for f in files {
+            let png = try XCTUnwrap(MicrographReader.open(out.appendingPathComponent(f)).first, f)
+            XCTAssertGreaterThan(Set(png.data).count, 2, "\(f) is flat")
+        }
+    }
+
     func testConvertModelAndBenchRefuseNonsense() throws {
         let model = tmp.appendingPathComponent("m.safetensors")
         let net = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4))
@@ -293,6 +372,15 @@ final class CommandContractTests: XCTestCase {
         let before = try Data(contentsOf: model)
         try assertRefused(["convert-model", model.path, "-o", model.path], mentions: "is the input")
         XCTAssertEqual(try Data(contentsOf: model), before)
+        // A file that is not a model is not replaced; another model is.
+        let notes = tmp.appendingPathComponent("notes.txt")
+        try Data("notes\n".utf8).write(to: notes)
+        try assertRefused(["convert-model", model.path, "-o", notes.path], mentions: "exists and is not a NanoFind model")
+        XCTAssertEqual(try Data(contentsOf: notes), Data("notes\n".utf8))
+        let other = tmp.appendingPathComponent("other.safetensors")
+        try FileManager.default.copyItem(at: model, to: other)
+        XCTAssertEqual(try CLIRunner.run(["convert-model", model.path, "-o", other.path, "--threshold", "0.25"]).status, 0)
+        XCTAssertEqual(try SafeTensorsModel.load(other).metadata.threshold, 0.25)
         try assertRefused(["bench", "--only", "zzz"], mentions: "names no bench row")
     }
 }
