@@ -71,6 +71,7 @@ public enum Beam {
     }
 
     /// h² / (2π m₀ e) = 2π a₀ e in V·Å²: converts a scattering factor (Å) into a projected
-    /// potential's Fourier coefficient.
-    public static let potentialPrefactor = 47.87801
+    /// potential's Fourier coefficient. From the exact SI h and e and CODATA 2018's m₀
+    /// (Kirkland's book rounds older constants to 47.878, 7 ppm more).
+    public static let potentialPrefactor = 47.87765
 }

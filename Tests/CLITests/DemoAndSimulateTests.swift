@@ -20,20 +20,21 @@ final class DemoAndSimulateTests: XCTestCase {
         let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("Au ") || $0.hasPrefix("CdSe ") || $0.hasPrefix("Pt ") || $0.hasPrefix("CdS ") }
         XCTAssertEqual(rows.count, 4, r.stdout)
         for row in rows {
-            // "material  in training  found / true  dice  diameter found / true": the materials the
-            // default model was trained on come out right (measured: every particle, dice 0.94–0.97,
-            // diameters within 2 %); the unseen ones at least found (measured: all, dice 0.92–0.94).
+            // "material  in training  found / true  dice  diameter found / true". Its seeds are
+            // fixed; docs/results.md records (AMD EPYC, 16 lanes) Au 2/2 0.978 3.98/4.00, CdSe 2/2
+            // 0.959 4.91/4.82, Pt (unseen) 2/2 0.892 4.29/4.79, CdS (unseen) 4/4 0.968 4.75/4.74.
+            // Other CPUs round the simulation a little differently: every count must hold, dice
+            // within about 0.02-0.04 of those, the trained materials' sizes within 5 %.
             let numbers = row.split(whereSeparator: { $0 == " " || $0 == "/" }).compactMap { Double($0) }
             guard numbers.count == 5 else { XCTFail("unexpected demo row: \(row)"); continue }
             let (found, truth, dice, diameter, trueDiameter) = (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4])
             XCTAssertGreaterThan(truth, 0, String(row))
+            XCTAssertEqual(found, truth, "particle count: \(row)")
             if row.hasPrefix("Au ") || row.hasPrefix("CdSe ") {
-                XCTAssertEqual(found, truth, accuracy: 1, "particle count: \(row)")
-                XCTAssertGreaterThan(dice, 0.85, "pixel dice: \(row)")
-                XCTAssertEqual(diameter, trueDiameter, accuracy: 0.1 * trueDiameter, "mean diameter: \(row)")
+                XCTAssertGreaterThan(dice, 0.94, "pixel dice: \(row)")
+                XCTAssertEqual(diameter, trueDiameter, accuracy: 0.05 * trueDiameter, "mean diameter: \(row)")
             } else {
-                XCTAssertGreaterThan(found, 0, "no particle found: \(row)")
-                XCTAssertGreaterThan(dice, 0.6, "pixel dice: \(row)")
+                XCTAssertGreaterThan(dice, row.hasPrefix("Pt ") ? 0.86 : 0.93, "pixel dice: \(row)")
             }
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: killed.deletingLastPathComponent().path).filter { $0.hasPrefix(".") }, [])

@@ -115,8 +115,11 @@ final class SegmentCommandTests: XCTestCase {
         let r = try CLIRunner.run(["segment", input.path, "-o", tmp.path, "--model", converted.path, "--preprocess", "none",
                                    "--prob-format", "npy"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let (p, _) = try floats(tmp.appendingPathComponent("input_rect_128x384_prob.npy"))
-        let (e, _) = try floats(fixtures.appendingPathComponent("out__\(modelStems[0])__input_rect_128x384.npy"))
+        let (p, ps) = try floats(tmp.appendingPathComponent("input_rect_128x384_prob.npy"))
+        let (e, es) = try floats(fixtures.appendingPathComponent("out__\(modelStems[0])__input_rect_128x384.npy"))
+        // The whole map, or the comparison below could pass on an empty or cut one.
+        XCTAssertEqual(ps, Array(es.prefix(2)))
+        XCTAssertEqual(p.count * 2, e.count)
         var d: Float = 0
         for k in 0..<p.count { d = worse(d, abs(p[k] - e[2 * k + 1])) }
         XCTAssertLessThanOrEqual(d, 1e-4)

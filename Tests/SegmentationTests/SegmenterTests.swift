@@ -115,6 +115,44 @@ final class SegmenterTests: XCTestCase {
                                                            provenance: "test"))
     }
 
+    /// The 8 symmetries of test-time augmentation: each undone by its inverse on a non-square
+    /// image, all 8 different, a quarter turn where its doc says; and the averaged map turns
+    /// with the image (the mean over the group does not depend on how the image was turned in),
+    /// while it differs from the plain map.
+    func testTestTimeAugmentationAveragesTheEightSymmetries() throws {
+        let w = 5, h = 3
+        let image = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { Float($0 * $0 % 17) + Float($0) / 10 })
+        var seen: [[Float]] = []
+        for k in 0..<8 {
+            let turned = Dihedral(k).apply(image)
+            XCTAssertEqual(Dihedral(k).inverse(turned).pixels, image.pixels, "k = \(k)")
+            XCTAssertEqual([turned.width, turned.height], k & 1 == 0 ? [w, h] : [h, w], "k = \(k)")
+            XCTAssertFalse(seen.contains(turned.pixels), "k = \(k) repeats another")
+            seen.append(turned.pixels)
+        }
+        let quarter = Dihedral(1).apply(image)
+        for y in 0..<h { for x in 0..<w { XCTAssertEqual(quarter.pixels[x * h + (h - 1 - y)], image.pixels[y * w + x]) } }
+
+        let model = Self.tinyModel()
+        var rng = SeededRandom(seed: 9)
+        let side = 64
+        let micrograph = FloatImage(width: side, height: side, pixels: (0..<(side * side)).map { i in
+            let x = Float(i % side), y = Float(i / side)
+            return 100 + 20 * sin(x * 0.9) * cos(y * 0.4) + 5 * rng.nextGaussian()
+        })
+        var options = SegmentationOptions(threshold: 0.5)
+        options.testTimeAugmentation = true
+        let tta = Segmenter(model: model, options: options)
+        let p = tta.segment(micrograph, pixelSizeNm: nil).probability
+        let plain = Segmenter(model: model, options: SegmentationOptions(threshold: 0.5)).segment(micrograph, pixelSizeNm: nil).probability
+        XCTAssertGreaterThan(zip(p.pixels, plain.pixels).map { abs($0 - $1) }.max() ?? 0, 1e-3, "TTA changed nothing")
+        for k in [1, 4, 5] {
+            let turned = tta.segment(Dihedral(k).apply(micrograph), pixelSizeNm: nil).probability
+            let back = Dihedral(k).inverse(turned)
+            XCTAssertLessThan(zip(back.pixels, p.pixels).map { abs($0 - $1) }.max() ?? 1, 1e-5, "k = \(k)")
+        }
+    }
+
     /// NaN and ±∞ are handled by the pipeline itself, for every caller (`evaluate` calls it
     /// directly): filled with pixels drawn from the others, never particle, marked and noted. A threshold below every
     /// probability makes every other pixel particle, so only that rule keeps them out.

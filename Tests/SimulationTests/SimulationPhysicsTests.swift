@@ -83,7 +83,12 @@ final class SimulationPhysicsTests: XCTestCase {
         let ms = Multislice(n: 128, sampling: 0.25)
         let v = ms.projectedPotential([(.Au, SIMD2(16.1, 15.9))])
         let total = v.reduce(0.0) { $0 + Double($1) } * 0.25 * 0.25
-        XCTAssertEqual(total, Beam.potentialPrefactor * Element.Au.scatteringFactor(g2: 0), accuracy: 0.01 * total)
+        // The prefactor from the constants, not from the code: h² / (2π m₀ e) in V·Å², with the
+        // exact SI h and e and CODATA 2018's electron mass.
+        let h = 6.62607015e-34, m0 = 9.1093837015e-31, e = 1.602176634e-19
+        let prefactor = h * h / (2 * Double.pi * m0 * e) * 1e20
+        XCTAssertEqual(Beam.potentialPrefactor, prefactor, accuracy: 1e-5)
+        XCTAssertEqual(total, prefactor * Element.Au.scatteringFactor(g2: 0), accuracy: 0.01 * total)
         let peak = v.indices.max { v[$0] < v[$1] }!
         XCTAssertEqual(Double(peak % 128) * 0.25, 16.1, accuracy: 0.3)
         XCTAssertEqual(Double(peak / 128) * 0.25, 15.9, accuracy: 0.3)
