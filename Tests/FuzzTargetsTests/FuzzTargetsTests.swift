@@ -35,6 +35,29 @@ final class FuzzTargetsTests: XCTestCase {
         }
     }
 
+    /// The targets without a writer here accept real files of their format (../shared's
+    /// reference corpus and the published Keras weights), so a harness that rejected everything
+    /// would fail; and reject those files cut to a third.
+    func testTheOtherTargetsAcceptRealFiles() throws {
+        let shared = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared")
+        let files: [(FuzzTarget, String)] = [
+            (.dm, "reference/formats/dm/dtype-uint16.dm4"), (.dm, "reference/formats/dm/test_STEM_image.dm3"),
+            (.ser, "reference/formats/ser/128x128_TEM_acquire-sum1_1.ser"), (.emi, "reference/formats/ser/128x128_TEM_acquire-sum1.emi"),
+            (.emd, "reference/formats/emd/Berkeley_example_image.emd"), (.emd, "reference/formats/emd/Velox_tem_stack.emd"),
+            (.h5model, "reference/pynanofind/models/unet481632_AuDots_07b_final.h5"),
+        ]
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: shared.appendingPathComponent(files[0].1).path),
+                          "../shared (the reference corpus) is not present: dm, ser, emi, emd and h5model seeds not checked")
+        for (target, path) in files {
+            let bytes = try readFileBytes(shared.appendingPathComponent(path))
+            XCTAssertTrue(target.run(bytes), "\(target) accepts \(path)")
+            if target != .emi {  // the companion's metadata is read as far as it goes
+                XCTAssertFalse(target.run(Array(bytes.prefix(bytes.count / 3))), "\(target) rejects \(path) cut to a third")
+            }
+        }
+    }
+
     /// Every saved finding comes back (accepted or rejected), under each target it was found for.
     /// The HDF5 targets' findings are faults inside libhdf5 itself (out-of-bounds reads, huge
     /// allocations on corrupt B-trees and object headers) that no Swift code can catch: `nanofind`

@@ -57,6 +57,15 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
             try Data(s).write(to: url)
             XCTAssertNoThrow(try MicrographReader.open(url), "\(format) seed \(k) does not open")
         }
+        // And the rejected ones are refused, naming the file (or the mutants made from them
+        // would test nothing the valid seeds' do not).
+        for (k, s) in rejectedSeeds.enumerated() {
+            let url = dir.appendingPathComponent("rejected\(k).\(ext)")
+            try Data(s).write(to: url)
+            XCTAssertThrowsError(try MicrographReader.open(url), "\(format) rejected seed \(k) opens") { error in
+                XCTAssertEqual((error as? MicrographError)?.file, url.path, "\(format) rejected seed \(k): \(error)")
+            }
+        }
         var rng = SeededRandom(seed: seed)
         var opened = 0, rejected = 0, slowest = 0.0
         let residentBefore = Self.startPeakMeasurement()
