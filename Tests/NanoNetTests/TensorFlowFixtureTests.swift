@@ -6,8 +6,9 @@ import TestSupport
 import XCTest
 
 /// The published pyNanoFind models through our engine against TensorFlow's outputs
-/// (../shared/reference/pynanofind/fixtures): 12 softmax outputs within 1e-4 and every stored
-/// intermediate activation within 1e-4 + 1e-5·|x|.
+/// (../shared/reference/pynanofind/fixtures): 12 softmax outputs within 1e-5, as the README
+/// states (issue 13 asks 1e-4 at every vector width; measured 6.9e-6 at 16, 8 and 4 lanes), and
+/// every stored intermediate activation within 1e-4 + 1e-5·|x|.
 final class TensorFlowFixtureTests: XCTestCase {
     func testTwelveSoftmaxOutputsMatchTensorFlow() throws {
         try SharedFixtures.require(SharedFixtures.pynanofind)
@@ -26,7 +27,7 @@ final class TensorFlowFixtureTests: XCTestCase {
                 XCTAssertEqual(p.shape, expected.shape)
                 let d = maxAbsDifference(p.array, expected.array)
                 worst = worse(worst, d)
-                XCTAssertLessThanOrEqual(d, 1e-4, "\(stem) on \(input): max |diff| \(d)")
+                XCTAssertLessThanOrEqual(d, 1e-5, "\(stem) on \(input): max |diff| \(d)")
             }
         }
         print("TensorFlowFixtureTests: 12 softmax outputs, worst max |diff| = \(worst)")
