@@ -20,6 +20,8 @@ public enum TIFFReader {
         var data: [UInt8]
         var compression: Int, predictor: Int, tiled: Bool
         var directoryIndex: Int
+        /// Stored WhiteIsZero (Photometric 0): `data` holds the values inverted.
+        var whiteIsZero = false
 
         func sameShape(_ o: Page) -> Bool {
             width == o.width && height == o.height && channels == o.channels && type == o.type
@@ -85,6 +87,9 @@ public enum TIFFReader {
                 "byteorder": byteOrder, "tiled": first.tiled ? "true" : "false", "pages": String(run.count),
                 "first_page": String(first.directoryIndex),
             ])
+            // Said where `inspect` shows it: Fiji keeps such values as stored and shows them through
+            // an inverting table; NanoFind reads what is shown.
+            if run.contains(where: \.whiteIsZero) { metadata.extra["photometric"] = "WhiteIsZero: read inverted (largest value minus each)" }
             var calibration = TIFFCalibration()
             if let dir = TIFFDirectory.directory(bytes, file: file, index: first.directoryIndex) {
                 calibration = TIFFCalibration.find(dir, width: first.width, height: first.height, metadata: &metadata)
@@ -231,6 +236,6 @@ public enum TIFFReader {
         // Every bit flipped is (2^bits − 1) − v for each unsigned sample, whatever its byte order.
         if whiteIsZero { for i in data.indices { data[i] = ~data[i] } }
         return Page(width: width, height: height, channels: channels, type: type, data: data,
-                    compression: compression, predictor: predictor, tiled: tiled, directoryIndex: directory)
+                    compression: compression, predictor: predictor, tiled: tiled, directoryIndex: directory, whiteIsZero: whiteIsZero)
     }
 }

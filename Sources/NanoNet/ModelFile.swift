@@ -38,8 +38,9 @@ public struct ModelMetadata: Codable, Equatable, Sendable {
         self.trainingData = trainingData; self.trainingRecipe = trainingRecipe; self.metrics = metrics
     }
 
-    /// The training pixel sizes a model may record: those `--pixel-size` takes.
-    public static let plausibleTrainingPixelSizeNm: ClosedRange<Double> = 1e-6...1000
+    /// The training pixel sizes a model may record: those the readers take as calibrations
+    /// (`MicrographReader.plausiblePixelSizeNm`), so that any model `train` writes loads again.
+    public static let plausibleTrainingPixelSizeNm: ClosedRange<Double> = 1e-6...1e7
 
     /// Why a model with this metadata cannot be used (its file is edited, damaged or from a
     /// tool that wrote nonsense), or nil: checked when a model or a checkpoint is read, before
@@ -59,6 +60,15 @@ public struct ModelMetadata: Codable, Equatable, Sendable {
 public struct Model: @unchecked Sendable {
     public var network: UNet
     public var metadata: ModelMetadata
+
+    /// Why `segment` (and `evaluate`, `bench`'s segment rows) cannot run this model, or nil:
+    /// they take a one-channel micrograph to two classes, carbon and particle. A valid file of
+    /// another network is refused with this before any image meets it.
+    public var segmentationProblem: String? {
+        let c = network.config
+        if c.inputChannels == 1 && c.classes == 2 { return nil }
+        return "takes \(c.inputChannels) input channel(s) to \(c.classes) classes; NanoFind segments one-channel micrographs into 2 (carbon, particle)"
+    }
 
     public init(network: UNet, metadata: ModelMetadata) { self.network = network; self.metadata = metadata }
 

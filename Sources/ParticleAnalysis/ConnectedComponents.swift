@@ -150,9 +150,10 @@ extension BinaryMask {
     }
 
     /// The set pixels whose 4-connected component is not wholly enclosed by `enclosing` (a
-    /// mask of the same size): those reaching the image's edge, and those with one of their 8
-    /// neighbours in neither mask. In `segment`, the NaN pixels that cut a particle: a NaN block
-    /// beside a particle hides where it ends, a dead pixel inside one hides nothing.
+    /// mask of the same size): those reaching the image's edge, and those with one of their 4
+    /// neighbours in neither mask (the neighbours `ParticleMeasurement` looks at for the border).
+    /// In `segment`, the NaN pixels that cut a particle: a NaN block beside a particle hides where
+    /// it ends, a dead pixel inside one (its 4 neighbours particle) hides nothing.
     public func componentsNotEnclosed(by enclosing: BinaryMask) -> BinaryMask {
         precondition(enclosing.width == width && enclosing.height == height,
                 "componentsNotEnclosed: a \(enclosing.width)x\(enclosing.height) mask around a \(width)x\(height) one")
@@ -164,12 +165,11 @@ extension BinaryMask {
                 // A component that does not reach the edge has every neighbour inside the image.
                 for r in 0..<runs.count where !open[Int(component[r])] {
                     let y = Int(runs.y[r])
-                    search: for x in Int(runs.x0[r])..<Int(runs.x1[r]) {
-                        for q in [(y - 1) * width + x, y * width + x, (y + 1) * width + x] {
-                            for k in q - 1...q + 1 where v[k] == 0 && e[k] == 0 {
-                                open[Int(component[r])] = true
-                                break search
-                            }
+                    for x in Int(runs.x0[r])..<Int(runs.x1[r]) {
+                        let p = y * width + x
+                        if [p - width, p - 1, p + 1, p + width].contains(where: { v[$0] == 0 && e[$0] == 0 }) {
+                            open[Int(component[r])] = true
+                            break
                         }
                     }
                 }

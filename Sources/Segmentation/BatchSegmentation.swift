@@ -386,7 +386,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                 if let shown = BinaryMask.union(result.nonFinite, result.padding) { raw.fill(shown, with: result.outsideValue) }
                 for note in result.notes { imageNote?(url, name, note) }
                 // The area fractions are of the pixels that show specimen; particles beside the
-                // padding (or NaN reaching the edges) or the bar are cut there.
+                // padding (or NaN pixels not enclosed by a particle) or the bar are cut there.
                 let cut = result.cut
                 let specimenPixels = raw.width * raw.height - result.outsidePixels
                 let t1 = DispatchTime.now().uptimeNanoseconds

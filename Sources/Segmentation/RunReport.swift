@@ -53,7 +53,9 @@ public struct RunReport {
         let summaryJSON = try encoder.encode(SummaryFile(settings: settings, images: summaries))
         let columns = header.split(separator: ",").map(String.init)
         let nmColumn = columns.firstIndex(of: "eq_diameter_nm"), pxColumn = columns.firstIndex(of: "eq_diameter_px")
-        let inNm = rows.contains { r in nmColumn.map { $0 < r.fields.count + 1 && !r.fields[$0 - 1].isEmpty } ?? false }
+        // (A size only counts as given when it reads as a finite number: one cell edited to "nan"
+        // in an uncalibrated run does not switch the histogram to nm.)
+        let inNm = rows.contains { r in nmColumn.map { $0 < r.fields.count + 1 && Double(r.fields[$0 - 1])?.isFinite == true } ?? false }
         let column = (inNm ? nmColumn : pxColumn).map { $0 - 1 }
         let sizes = rows.map { r in column.flatMap { $0 < r.fields.count ? r.fields[$0] : nil } ?? "" }
         // Only finite sizes are drawn: a table edited by hand may hold "nan" or text.
@@ -155,9 +157,10 @@ func sizeHistogram(_ values: [Double], unit: String, note: String? = nil, width:
     c.line(Double(left), Double(top), Double(left), Double(bottom), Canvas.black)
     guard let lo = values.min(), let hi = values.max() else { return c }
     let binCount = max(5, min(40, Int(Double(values.count).squareRoot() * 2)))
-    let span = max(hi - lo, 1e-9)
+    // In halves, so that no difference overflows (sizes of opposite sign near ±1e308 in an edited table).
+    let halfSpan = max(hi / 2 - lo / 2, 1e-9)
     var counts = [Int](repeating: 0, count: binCount)
-    for v in values { counts[min(binCount - 1, Int((v - lo) / span * Double(binCount)))] += 1 }
+    for v in values { counts[max(0, min(binCount - 1, Int((v / 2 - lo / 2) / halfSpan * Double(binCount))))] += 1 }
     let maxCount = max(1, counts.max() ?? 1)
     let bw = Double(right - left) / Double(binCount)
     for (i, n) in counts.enumerated() {

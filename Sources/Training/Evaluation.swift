@@ -176,7 +176,9 @@ public struct Evaluation {
             let components = measured(image.mask).particles.count
             var pairs: [DiameterPair] = []
             let entry = truth[image.name]
-            for p in (entry?["particles"] as? [[String: Any]]) ?? [] where (p["touches_border"] as? Bool) == false {
+            // Sizes are compared in nm: an image without a pixel size has none to compare (its
+            // particles are neither compared nor 'not found').
+            for p in (entry?["particles"] as? [[String: Any]]) ?? [] where pixelSizeNm != nil && (p["touches_border"] as? Bool) == false {
                 // A manifest is the user's file: a particle without a positive diameter or a finite
                 // centre cannot be compared, and is skipped (never trapped on, never an infinite error).
                 guard let d = p["eq_diameter_nm"] as? Double, d.isFinite, d > 0, let c = p["center_px"] as? [Double], c.count == 2,

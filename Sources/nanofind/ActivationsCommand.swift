@@ -28,7 +28,7 @@ struct Activations: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        let model = try modelOptions.load()
+        let model = try modelOptions.load(forSegmenting: false)  // any one-channel network can be shown
         let out = try output.prepare()
         let pixelSize = calibration.pixelSize
         do {

@@ -69,9 +69,8 @@ struct Bench: ParsableCommand {
         if let model {
             // As every command: a Keras .h5 is read in a child process (IsolatedReader).
             do { benchModel = try IsolatedReader.loadModel(URL(fileURLWithPath: model)); net = benchModel.network } catch { throw exitWithInputError(error) }
-            guard net.config.inputChannels == 1 else {
-                throw exitWithInputError(ModelFileError(file: model, reason: "bench times one-channel models; this one takes \(net.config.inputChannels) channels"))
-            }
+            // Its segment rows run the model as segment does.
+            if let problem = benchModel.segmentationProblem { throw exitWithInputError(ModelFileError(file: model, reason: problem)) }
         } else {
             net = UNet(config: .pyNanoFind, seed: 1)
         }

@@ -63,23 +63,33 @@ struct Bragg: ParsableCommand {
                     }
                     return p
                 }
-                var written: [URL] = []
+                // Written under hidden names first and given their own names once every frame is
+                // done: a file's outputs appear all together or not at all, and a failure leaves
+                // an earlier run's outputs (--overwrite) as they were.
+                var staged: [(URL, URL)] = []
+                var lines: [String] = []
                 do {
                     for ((m, frame), (name, p)) in zip(frames, zip(names, sizes)) {
                         let r = BraggFilter().segment(try FloatImage(m, frame: frame), pixelSizeNm: p)
-                        let mask = out.appendingPathComponent("\(name)_mask.png"), amplitude = out.appendingPathComponent("\(name)_amplitude.tif")
-                        try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height, to: mask)
-                        written.append(mask)
-                        try TIFFWriter.writeFloat32(r.amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p, to: amplitude)
-                        written.append(amplitude)
-                        print(String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
-                                     100 * Double(r.mask.foregroundCount) / Double(m.width * m.height), name))
+                        for (suffix, write) in [("_mask.png", { try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height, to: $0) }),
+                                                ("_amplitude.tif", { try TIFFWriter.writeFloat32(r.amplitude.pixels, width: m.width, height: m.height,
+                                                                                                   pixelSizeNM: p, to: $0) })] as [(String, (URL) throws -> Void)] {
+                            let target = out.appendingPathComponent(name + suffix)
+                            let hidden = out.appendingPathComponent(".\(name + suffix).partial-\(getpid())")
+                            staged.append((hidden, target))
+                            try write(hidden)
+                        }
+                        lines.append(String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
+                                            100 * Double(r.mask.foregroundCount) / Double(m.width * m.height), name))
+                    }
+                    for (hidden, target) in staged where rename(hidden.path, target.path) != 0 {
+                        throw MicrographError(url: target, reason: "cannot be written (\(String(cString: strerror(errno))))")
                     }
                 } catch {
-                    // A file's outputs are all there or none (a write that failed halfway, say).
-                    for f in written { try? FileManager.default.removeItem(at: f) }
+                    for (hidden, _) in staged { try? FileManager.default.removeItem(at: hidden) }
                     throw error
                 }
+                lines.forEach { print($0) }
             } catch {
                 failures += 1
                 printError(error)

@@ -57,8 +57,9 @@ struct ModelOptions: ParsableArguments {
 
     /// The model, or a one-line error (exit 2). Segmenting takes a one-channel micrograph to
     /// two classes (carbon, particle): a valid model file of another network is refused here,
-    /// before any image meets it.
-    func load() throws -> Model {
+    /// before any image meets it (`forSegmenting` false: any one-channel network, as
+    /// `activations` shows).
+    func load(forSegmenting: Bool = true) throws -> Model {
         do {
             let loaded: Model
             if let model {
@@ -68,10 +69,10 @@ struct ModelOptions: ParsableArguments {
             } else {
                 loaded = try DefaultModel.load()
             }
-            let config = loaded.network.config
-            guard config.inputChannels == 1, config.classes == 2 else {
-                throw ModelFileError(file: model ?? "the default model",
-                                     reason: "takes \(config.inputChannels) input channel(s) to \(config.classes) classes; NanoFind segments one-channel micrographs into 2 (carbon, particle)")
+            let file = model ?? DefaultModel.url?.path ?? "the default model"
+            if forSegmenting, let problem = loaded.segmentationProblem { throw ModelFileError(file: file, reason: problem) }
+            if loaded.network.config.inputChannels != 1 {
+                throw ModelFileError(file: file, reason: "takes \(loaded.network.config.inputChannels) input channels; micrographs have one")
             }
             return loaded
         } catch {

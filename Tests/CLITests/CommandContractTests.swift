@@ -382,5 +382,10 @@ final class CommandContractTests: XCTestCase {
         XCTAssertEqual(try CLIRunner.run(["convert-model", model.path, "-o", other.path, "--threshold", "0.25"]).status, 0)
         XCTAssertEqual(try SafeTensorsModel.load(other).metadata.threshold, 0.25)
         try assertRefused(["bench", "--only", "zzz"], mentions: "names no bench row")
+        // bench's segment rows run a model as segment does: a 3-class network is refused there too.
+        let three = UNet(config: UNetConfig(widths: [2, 3], centreWidth: 4, classes: 3))
+        let threeURL = tmp.appendingPathComponent("three.safetensors")
+        try SafeTensorsModel.save(Model(network: three, metadata: ModelMetadata(config: three.config, provenance: "test")), to: threeURL)
+        try assertRefused(["bench", "--quick", "--only", "infer_tile_512", "--model", threeURL.path], mentions: "to 3 classes")
     }
 }

@@ -56,8 +56,12 @@ final class ReaderEdgeCaseTests: XCTestCase {
     /// value minus each stored one; float samples, which have no largest value, are refused.
     func testWhiteIsZeroTIFFReadsAsIntensities() throws {
         let u8 = Micrograph(width: 4, height: 2, pixelType: .uint8, data: [0, 1, 2, 100, 200, 253, 254, 255], format: "TIFF")
-        XCTAssertEqual(try MicrographReader.open(tiff(u8, photometric: 0)).first?.data, [255, 254, 253, 155, 55, 2, 1, 0])
-        XCTAssertEqual(try MicrographReader.open(tiff(u8, photometric: 1)).first?.data, u8.data)
+        let inverted = try XCTUnwrap(MicrographReader.open(tiff(u8, photometric: 0)).first)
+        XCTAssertEqual(inverted.data, [255, 254, 253, 155, 55, 2, 1, 0])
+        XCTAssertEqual(inverted.metadata.extra["photometric"]?.hasPrefix("WhiteIsZero: read inverted"), true)
+        let plain = try XCTUnwrap(MicrographReader.open(tiff(u8, photometric: 1)).first)
+        XCTAssertEqual(plain.data, u8.data)
+        XCTAssertNil(plain.metadata.extra["photometric"])
         let values: [UInt16] = [0, 1, 300, 65535]
         let u16 = Micrograph(width: 2, height: 2, pixelType: .uint16, data: values.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }, format: "TIFF")
         let read = try XCTUnwrap(MicrographReader.open(tiff(u16, photometric: 0)).first)

@@ -197,6 +197,10 @@ final class SegmenterTests: XCTestCase {
         for y in 10..<20 { for x in 30..<40 { mask[y * w + x] = 1 } }  // particle B
         for y in 12..<16 { for x in 20..<24 { nonFinite[y * w + x] = 1 } }  // a NaN block on A's right edge
         mask[15 * w + 35] = 0; nonFinite[15 * w + 35] = 1  // a dead pixel inside B
+        // and one just inside B's corner, cut off: carbon only diagonally beside it (its 4
+        // neighbours, the ones the measurement looks at, are B's)
+        mask[10 * w + 30] = 0
+        mask[11 * w + 31] = 0; nonFinite[11 * w + 31] = 1
         nonFinite[30 * w + 5] = 1  // a dead pixel in the carbon
         var r = SegmentedImage(probability: FloatImage(width: w, height: h, pixels: [Float](repeating: 0, count: w * h)),
                                mask: BinaryMask(width: w, height: h, values: mask), threshold: 0.5, pixelSizeNm: nil,
@@ -205,6 +209,7 @@ final class SegmenterTests: XCTestCase {
         let cut = try XCTUnwrap(r.cut)
         XCTAssertEqual(cut.foregroundCount, 16 + 1)  // the block and the carbon's dead pixel
         XCTAssertEqual(cut.values[15 * w + 35], 0)
+        XCTAssertEqual(cut.values[11 * w + 31], 0)
         let m = ParticleMeasurement(mask: r.mask, minimumAreaPx: 1, outside: cut)
         XCTAssertEqual(m.particles.map(\.touchesBorder), [true, false])
     }

@@ -86,14 +86,15 @@ final class EvaluationParticleTests: XCTestCase {
         XCTAssertEqual(report.pooled.images, 2)
     }
 
-    /// Without a pixel size (these PNGs have none) nothing can be sized: every particle is left
-    /// uncompared rather than scored in pixels as if they were nanometres.
+    /// Without a pixel size (these PNGs have none) nothing can be sized: no particle is compared,
+    /// and none is counted as not found.
     func testUncalibratedImagesAreNotSized() throws {
         let (folder, predicted) = try writeData()
         let report = try Evaluation(data: [folder]).run(model: "drawn", method: "unet", threshold: 0.5) { try XCTUnwrap(predicted[$0.name]) }
         XCTAssertNil(report.particles.medianRelativeDiameterError)
         XCTAssertEqual(report.particles.particlesCompared, 0)
-        XCTAssertEqual(report.particles.particlesMissed, 6)
+        XCTAssertEqual(report.particles.particlesMissed, 0)
+        XCTAssertTrue(report.perImage.allSatisfy { $0.diameters.isEmpty })
         XCTAssertNil(report.perImage[0].pixelSizeNm)
         // Counting does not need the scale.
         XCTAssertEqual(try XCTUnwrap(report.particles.countsMatchManifest), 0.5)
