@@ -292,7 +292,8 @@ public final class BatchSegmentation: @unchecked Sendable {
                   s.input == url.path else { continue }
             // --pixel-size as before: the same value, or none both times.
             let byOption = s.pixelSizeSource == PixelSizeSource.option.rawValue
-            guard s.model == modelName, s.threshold == segmenter.threshold, s.segmentation == segmentationSettings,
+            // (A summary without `particles_cut` sized cut particles too: redone.)
+            guard s.model == modelName, s.threshold == segmenter.threshold, s.segmentation == segmentationSettings, s.particlesCut != nil,
                   segmenter.options.pixelSizeOverride.map({ byOption && s.pixelSizeNm == $0 }) ?? !byOption else { return nil }
             // A particle table with other columns (an older version's) is redone, so that the
             // run's particles.csv has one header for every row.

@@ -17,6 +17,11 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     /// Fraction of the specimen's pixels above the threshold (the mask files), before holes are
     /// filled and small objects dropped. Nil in summaries written before it was recorded.
     public var maskFraction: Double?
+    /// How many of `particles` touch the image's border or pixels that show no specimen
+    /// (`touches_border`): counted and in the area fractions, but left out of the sizes below,
+    /// since a cut particle's area is not its size. Nil in summaries written before.
+    public var particlesCut: Int?
+    /// Mean and median equivalent diameters of the particles not cut (nil when there are none).
     public var meanEqDiameterNm: Double?
     public var medianEqDiameterNm: Double?
     public var meanEqDiameterPx: Double?
@@ -41,7 +46,7 @@ public struct ImageSummary: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case image, input, width, height, particles, areaFraction = "area_fraction", maskFraction = "mask_fraction",
-             meanEqDiameterNm = "mean_eq_diameter_nm", medianEqDiameterNm = "median_eq_diameter_nm",
+             particlesCut = "particles_cut", meanEqDiameterNm = "mean_eq_diameter_nm", medianEqDiameterNm = "median_eq_diameter_nm",
              meanEqDiameterPx = "mean_eq_diameter_px", medianEqDiameterPx = "median_eq_diameter_px", model, threshold,
              pixelSizeNm = "pixel_size_nm", pixelSizeSource = "pixel_size_source", scale, seconds, timings, segmentation, notes
     }
@@ -53,6 +58,7 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         try c.encode(image, forKey: .image); try c.encode(input, forKey: .input)
         try c.encode(width, forKey: .width); try c.encode(height, forKey: .height); try c.encode(particles, forKey: .particles)
         try c.encode(areaFraction, forKey: .areaFraction); try c.encode(maskFraction, forKey: .maskFraction)
+        try c.encode(particlesCut, forKey: .particlesCut)
         try c.encode(meanEqDiameterNm, forKey: .meanEqDiameterNm); try c.encode(medianEqDiameterNm, forKey: .medianEqDiameterNm)
         try c.encode(meanEqDiameterPx, forKey: .meanEqDiameterPx); try c.encode(medianEqDiameterPx, forKey: .medianEqDiameterPx)
         try c.encode(model, forKey: .model); try c.encode(threshold, forKey: .threshold)
@@ -76,7 +82,9 @@ public struct ImageSummary: Codable, Sendable, Equatable {
         areaFraction = Double(particles.reduce(0) { $0 + $1.areaPx }) / specimen
         maskFraction = Double(maskPixels) / specimen
         func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : (v[(v.count - 1) / 2] + v[v.count / 2]) / 2 }
-        let nm = particles.compactMap(\.equivalentDiameterNm).sorted(), px = particles.map(\.equivalentDiameterPx).sorted()
+        let whole = particles.filter { !$0.touchesBorder }
+        particlesCut = particles.count - whole.count
+        let nm = whole.compactMap(\.equivalentDiameterNm).sorted(), px = whole.map(\.equivalentDiameterPx).sorted()
         meanEqDiameterNm = nm.isEmpty ? nil : nm.reduce(0, +) / Double(nm.count)
         medianEqDiameterNm = median(nm)
         meanEqDiameterPx = px.isEmpty ? nil : px.reduce(0, +) / Double(px.count)

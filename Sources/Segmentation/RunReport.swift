@@ -57,12 +57,17 @@ public struct RunReport {
         // in an uncalibrated run does not switch the histogram to nm.)
         let inNm = rows.contains { r in nmColumn.map { $0 < r.fields.count + 1 && Double(r.fields[$0 - 1])?.isFinite == true } ?? false }
         let column = (inNm ? nmColumn : pxColumn).map { $0 - 1 }
-        let sizes = rows.map { r in column.flatMap { $0 < r.fields.count ? r.fields[$0] : nil } ?? "" }
+        // The sizes of the particles not cut (touches_border 0), as each image's summary gives them.
+        let cutColumn = columns.firstIndex(of: "touches_border").map { $0 - 1 }
+        let whole = rows.filter { r in cutColumn.map { $0 < r.fields.count ? r.fields[$0] != "1" : true } ?? true }
+        let sizes = whole.map { r in column.flatMap { $0 < r.fields.count ? r.fields[$0] : nil } ?? "" }
         // Only finite sizes are drawn: a table edited by hand may hold "nan" or text.
         let diameters = sizes.compactMap { Double($0) }.filter(\.isFinite)
         // In nm when any image is calibrated: then the uncalibrated images' particles are not in it, and the title says so.
-        let uncalibrated = sizes.filter(\.isEmpty).count, unreadable = rows.count - diameters.count - uncalibrated
-        let notes = [uncalibrated > 0 ? "\(uncalibrated) uncalibrated" : nil, unreadable > 0 ? "\(unreadable) unreadable" : nil].compactMap { $0 }
+        let cut = rows.count - whole.count
+        let uncalibrated = sizes.filter(\.isEmpty).count, unreadable = whole.count - diameters.count - uncalibrated
+        let notes = [cut > 0 ? "\(cut) cut by the border" : nil, uncalibrated > 0 ? "\(uncalibrated) uncalibrated" : nil,
+                     unreadable > 0 ? "\(unreadable) unreadable" : nil].compactMap { $0 }
         let histogram = sizeHistogram(diameters, unit: inNm ? "nm" : "px",
                                       note: notes.isEmpty ? nil : "\(rows.count - diameters.count) of \(rows.count) particles not shown (\(notes.joined(separator: ", ")))")
         let histogramPNG = try PNGWriter.encode(
@@ -216,8 +221,8 @@ struct ReportPage {
                 "<a href=\"\(escape($0.link))\"><img alt=\"\(escape(s.image)) overlay\" src=\"data:image/png;base64,\(Data($0.png).base64EncodedString())\"></a>"
             } ?? ""
             page += """
-            <figure>\(img)<figcaption><b>\(escape(s.image))</b>: \(s.particles) particles, \(format(100 * s.areaFraction, 1)) % area,
-            mean ⌀ \(format(s.meanEqDiameterNm)) nm, median ⌀ \(format(s.medianEqDiameterNm)) nm,
+            <figure>\(img)<figcaption><b>\(escape(s.image))</b>: \(s.particles) particles\(s.particlesCut.map { $0 > 0 ? " (\($0) cut by the border)" : "" } ?? ""), \(format(100 * s.areaFraction, 1)) % area,
+            \(s.particlesCut.map { $0 > 0 ? "of the uncut, " : "" } ?? "")mean ⌀ \(format(s.meanEqDiameterNm)) nm, median ⌀ \(format(s.medianEqDiameterNm)) nm,
             \(s.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated") (\(escape(s.pixelSizeSource)))\((s.notes ?? []).map { "<br><i class=\"note\">\(escape($0))</i>" }.joined())</figcaption></figure>
 
             """

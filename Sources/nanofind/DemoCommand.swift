@@ -96,7 +96,7 @@ struct Demo: ParsableCommand {
         let batch = BatchSegmentation(segmenter: Segmenter(model: model), settings: BatchSettings(outputDir: results),
                                       modelName: "default")
         var summaries: [ImageSummary] = []
-        print("material  in training  particles found/true  pixel dice  mean diameter found/true (nm)")
+        print("material  in training  particles found/true  pixel dice  mean diameter of the uncut found/true (nm)")
         for s in simulated {
             let url = input.appendingPathComponent("\(s.name).mrc")
             let summary = try batch.process(url)
@@ -104,7 +104,9 @@ struct Demo: ParsableCommand {
             let mask = try BinaryMask(MicrographReader.open(results.appendingPathComponent("\(s.name)_mask.png"))[0])
             let truth = BinaryMask(width: s.image.parameters.size, height: s.image.parameters.size, values: s.image.mask.map { $0 == 0 ? 0 : 1 })
             let dice = ConfusionCounts(predicted: mask, truth: truth).dice
-            let trueMean = s.image.particles.isEmpty ? nil : s.image.particles.map(\.eqDiameterNm).reduce(0, +) / Double(s.image.particles.count)
+            // Both sides without the particles cut by the border, as the summary sizes them.
+            let uncut = s.image.particles.filter { !$0.touchesBorder }
+            let trueMean = uncut.isEmpty ? nil : uncut.map(\.eqDiameterNm).reduce(0, +) / Double(uncut.count)
             func pad(_ t: String, _ n: Int) -> String { t.padding(toLength: max(n, t.count), withPad: " ", startingAt: 0) }
             let found = summary[0].meanEqDiameterNm.map { String(format: "%.2f", $0) } ?? "–"
             print(pad(s.image.parameters.material.rawValue, 10) + pad(s.seen ? "yes" : "no (unseen)", 13)

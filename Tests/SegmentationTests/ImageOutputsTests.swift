@@ -47,6 +47,23 @@ final class ImageOutputsTests: XCTestCase {
         // Without a calibration the nm fields are there, as null.
         let json = String(decoding: try JSONEncoder().encode(s), as: UTF8.self)
         XCTAssertTrue(json.contains("\"mean_eq_diameter_nm\":null") && json.contains("\"pixel_size_nm\":null"), json)
+
+        // A whole disc and one cut in half by the border: both counted and in the area fraction,
+        // only the whole one sized (the cut one's area is not its size).
+        var two = BinaryMask(width: 60, height: 40)
+        for y in 0..<40 { for x in 0..<60 where (x - 20) * (x - 20) + (y - 20) * (y - 20) <= 100 || (x - 60) * (x - 60) + (y - 20) * (y - 20) <= 100 {
+            two.values[y * 60 + x] = 1
+        } }
+        let discs = ParticleMeasurement(mask: two, pixelSizeNm: 0.1, minimumAreaPx: 1).particles
+        XCTAssertEqual(discs.map(\.touchesBorder), [false, true])
+        let t = ImageSummary(image: "two", input: "two", width: 60, height: 40, particles: discs, maskPixels: two.foregroundCount, model: "test",
+                             threshold: 0.5, pixelSizeNm: 0.1, pixelSizeSource: "file", scale: 1, seconds: 0, timings: [:])
+        XCTAssertEqual(t.particles, 2)
+        XCTAssertEqual(t.particlesCut, 1)
+        XCTAssertEqual(t.areaFraction, Double(discs[0].areaPx + discs[1].areaPx) / (60 * 40), accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(t.meanEqDiameterPx), discs[0].equivalentDiameterPx, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(t.medianEqDiameterNm), discs[0].equivalentDiameterPx * 0.1, accuracy: 1e-12)
+        XCTAssertTrue(String(decoding: try JSONEncoder().encode(t), as: UTF8.self).contains("\"particles_cut\":1"))
     }
 
     /// The split of touching particles runs through the writers' queue (the other thread joins in
