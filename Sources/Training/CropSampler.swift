@@ -14,9 +14,11 @@ public enum AugmentationPreset: String, Codable, Sendable, CaseIterable {
 
 /// Where a training crop's centre is drawn.
 public enum CropPlacement: String, Codable, Sendable, CaseIterable {
-    /// Anywhere in the image, sampled with periodic wrap (as Keras' `fill_mode='wrap'`): every
-    /// pixel is as likely to be seen, but most crops of an image twice their size carry a seam
-    /// where the image's opposite edges meet.
+    /// Anywhere in the image, sampled with periodic wrap (Keras' `fill_mode='wrap'` for all that
+    /// lies outside): every pixel is as likely to be seen, but most crops of an image twice their
+    /// size carry a seam where the image's opposite edges meet. (The paper's generator shifts
+    /// nothing: it turns each 512² image about its centre, which is `inside` for a crop as large
+    /// as the image; docs/results.md measured `inside` no better.)
     case wrap
     /// Where the turned, zoomed window lies wholly inside the image (no seam; pixels near the
     /// edges are seen less often); a window too large to fit is centred and wraps where it
@@ -50,8 +52,9 @@ public struct CropSampler: Sendable {
         let c = cos(angle) / zoom, s = sin(angle) / zoom
         let w = image.width, h = image.height
         let e = Double(n - 1) / 2 * (abs(c) + abs(s))  // the turned window's half extent
-        let cx = placement == .wrap ? rng.nextDouble() * Double(w) : CropSampler.centre(rng.nextDouble(), length: w, halfExtent: e)
-        let cy = placement == .wrap ? rng.nextDouble() * Double(h) : CropSampler.centre(rng.nextDouble(), length: h, halfExtent: e)
+        var cx = placement == .wrap ? rng.nextDouble() * Double(w) : CropSampler.centre(rng.nextDouble(), length: w, halfExtent: e)
+        var cy = placement == .wrap ? rng.nextDouble() * Double(h) : CropSampler.centre(rng.nextDouble(), length: h, halfExtent: e)
+        if preset == .none { (cx, cy) = (CropSampler.onWholePixels(cx, size: n), CropSampler.onWholePixels(cy, size: n)) }
         // The source position of output pixel (u, v) is ((cx + c·du) − s·dv − 0.5, (cy + s·du) +
         // c·dv − 0.5): the products are taken once per column and once per row, the sums in that
         // order per pixel (the same values as the formula written inline; `referenceSample` in the
@@ -83,6 +86,15 @@ public struct CropSampler: Sendable {
             }
         }
         if preset == .robust { jitterIntensities(x, count: n * n, rng: &rng) }
+    }
+
+    /// Without a turn or a zoom, a centre moved down to where the window's samples fall on whole
+    /// pixels (an integer for an even `size`, a half for an odd one): crops as they are, not
+    /// shifted by a fraction of a pixel (a blur of the image that its nearest-pixel mask does not
+    /// share). Never below the `inside` centre's lowest value, which is itself such a place.
+    static func onWholePixels(_ c: Double, size: Int) -> Double {
+        let half = Double(size % 2) / 2
+        return (c - half).rounded(.down) + half
     }
 
     /// A crop centre (`inside`) along an axis of `length` pixels, from a uniform draw `u` in [0, 1): where

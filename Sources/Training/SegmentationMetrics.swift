@@ -38,7 +38,9 @@ public struct ConfusionCounts: Sendable, Equatable, Codable {
     /// F1 of the particle class: 2TP / (2TP + FP + FN); 1 when both masks are empty.
     public var dice: Double { ratio(2 * truePositive, 2 * truePositive + falsePositive + falseNegative, empty: 1) }
     public var iou: Double { ratio(truePositive, truePositive + falsePositive + falseNegative, empty: 1) }
-    public var precision: Double { ratio(truePositive, truePositive + falsePositive, empty: 1) }
+    /// TP / (TP + FP); with nothing predicted, 1 when there was nothing to find and 0 when
+    /// particles were missed (a model that finds nothing is not precise on an image of particles).
+    public var precision: Double { ratio(truePositive, truePositive + falsePositive, empty: falseNegative == 0 ? 1 : 0) }
     public var recall: Double { ratio(truePositive, truePositive + falseNegative, empty: 1) }
     /// Rows: true class (background, particle); columns: predicted class; each row sums to 1.
     public var normalisedConfusion: [[Double]] {

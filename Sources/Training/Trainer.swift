@@ -139,7 +139,8 @@ public final class Trainer {
             // Wall time counted into the epoch from here (endEpoch moves it past its own record).
             var counted = start
             var rng = Trainer.stream(settings.seed, step)
-            // Which image and which generator each crop gets are drawn in order; the crops are
+            // Which image (each equally often, whatever its size, as Keras' generator takes each
+            // image once an epoch) and which generator each crop gets are drawn in order; the crops are
             // then cut in parallel, each from its own generator, so the batch is the same for
             // any thread count.
             let picks = (0..<b).map { _ in (rng.nextInt(below: train.count), rng.fork()) }
@@ -351,6 +352,10 @@ public final class Trainer {
         let (entries, meta) = try SafeTensorsFile.decode(bytes, file: url.path)
         guard let text = meta["trainer"], let state = try? stateDecoder.decode(TrainerState.self, from: Data(text.utf8)) else {
             throw DatasetError(file: url.path, reason: "is not a NanoFind training checkpoint")
+        }
+        // Before its first epoch ends a run's best weights are the untrained ones: nothing to use.
+        guard state.bestEpoch > 0 else {
+            throw DatasetError(file: url.path, reason: "has no finished epoch yet (its best weights are still the untrained ones); use it once an epoch has ended")
         }
         // The network is built from the checkpoint's settings: checked first (then the rest, below).
         if let p = state.settings.config.problem { throw DatasetError(file: url.path, reason: "describes an impossible network: \(p)") }

@@ -33,10 +33,16 @@ public struct TrainingRun {
         let all = try LabelledDataset.load(data, open: open)
         var trainSet: [LabelledImage], validationSet: [LabelledImage]
         if let validationFolder {
+            // Validating on training images would make early stopping and the best epoch mean nothing.
+            let resolved = { (u: URL) in u.resolvingSymlinksInPath().standardizedFileURL.path }
+            if data.contains(where: { resolved($0) == resolved(validationFolder) }) {
+                throw DatasetError(file: validationFolder.path, reason: "is also a training folder; --validation names held-out images")
+            }
             trainSet = all
             validationSet = try LabelledDataset.load([validationFolder], open: open)
         } else {
-            // Split within each group (material), so both sides see every material.
+            // Split within each group (material), so both sides see every material that has two
+            // images or more (a material with one image trains only).
             trainSet = []; validationSet = []
             for group in Set(all.map(\.group)).sorted() {
                 let members = all.filter { $0.group == group }
@@ -65,6 +71,11 @@ public struct TrainingRun {
         }
         trainer.trainingPixelSizeNm = median  // in every checkpoint, so a model read from one has it
         try trainer.run()
+        // Every validation loss NaN or infinite (training diverged): the best weights would be
+        // the untrained ones, written as if trained.
+        guard trainer.bestEpoch > 0 else {
+            throw DatasetError(file: output.path, reason: "is not written: no epoch improved on the untrained network (every validation loss was NaN or infinite; the training diverged — try a lower --lr)")
+        }
         let (threshold, trainAccuracy) = trainer.chooseThreshold()
         report(.message(String(format: "threshold %.4f (pixel accuracy %.2f %% on the training images)", threshold, 100 * trainAccuracy)))
         var metrics: [String: Double] = ["train_pixel_accuracy": trainAccuracy, "best_epoch": Double(trainer.bestEpoch),

@@ -6,7 +6,9 @@ import NanoNet
 /// epochs, early stopping on validation loss (patience 2, min delta 0.001). Where they differ
 /// from it: the best epoch's weights are kept (the published files are the last epoch's), the
 /// validation images are 25 % of each material (Keras' validation_split takes the array's last
-/// 25 %) scored whole, and the dice loss is the particle channel's.
+/// 25 %) scored whole, the dice loss is the particle channel's, and crops are centred anywhere
+/// (wrapping at the edges) where the paper's generator only turns each 512² image about its
+/// centre (`--crops inside` is that, for a crop as large as the image).
 public struct TrainingSettings: Codable, Sendable, Equatable {
     public var epochs = 10
     public var stepsPerEpoch = 1000
@@ -18,7 +20,8 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     public var loss: Loss = .crossEntropy
     public var widths: [Int] = [4, 8, 16, 32]
     public var augment: AugmentationPreset = .paper
-    /// Where crops are centred: `wrap` (the paper's Keras generator) or `inside` (no seams).
+    /// Where crops are centred: `wrap` (anywhere, with Keras' wrap fill) or `inside` (no seams;
+    /// for a crop as large as the image, the paper's generator exactly).
     public var crops: CropPlacement = .wrap
     public var recipe: InputRecipe = .pyNanoFind
     public var seed: UInt64 = 0

@@ -40,8 +40,10 @@ struct Train: ParsableCommand {
             3×3 median + min-max, rotation 0–360° with wrap + flips, Adam 1e-4, cross-entropy, \
             batch 20 of 512² tiles, 1000 steps per epoch, at most 10 epochs, early stopping on \
             validation loss (patience 2, min delta 0.001, as Keras' EarlyStopping); unlike the \
-            published files (the last epoch's), the best epoch is kept. Then the threshold that \
-            maximises pixel accuracy on the training images.
+            published files (the last epoch's), the best epoch is kept, and crops are centred \
+            anywhere (--crops inside turns a crop as large as the image about its centre, as the \
+            paper's generator does). Then the threshold that maximises pixel accuracy on the \
+            training images.
 
             Writes MODEL (with everything needed to use it: architecture, threshold, training pixel \
             size, preprocessing, data, recipe, metrics), and train_log.csv and loss_curve.png beside \
@@ -64,7 +66,7 @@ struct Train: ParsableCommand {
     @Option(help: "Encoder widths, comma-separated (centre = the last).") var widths = "4,8,16,32"
     @Option(help: "Augmentation: paper (rotation + flips), robust (+ scale, contrast, gamma, blur, noise) or none.")
     var augment: AugmentationPreset = .paper
-    @Option(help: "Where crops are centred: wrap (anywhere, wrapping at the edges, as the paper's Keras generator) or inside (where the turned crop lies inside the image: no seams).")
+    @Option(help: "Where crops are centred: wrap (anywhere, wrapping at the edges, as Keras' wrap fill) or inside (where the turned crop lies inside the image: no seams; a crop as large as the image is turned about its centre, as the paper's generator does).")
     var crops: CropPlacement = .wrap
     @Option(help: "Input normalisation: \(NormaliseChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
     var normalise: NormaliseChoice = .paper

@@ -115,6 +115,9 @@ final class CommandContractTests: XCTestCase {
         let r = try CLIRunner.run(["train", clean.path, "-o", model.path] + tinyTraining)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: model.path))
+        // Validating on the training folder itself would make early stopping mean nothing.
+        try assertRefused(["train", clean.path, "--validation", clean.path + "/", "-o", tmp.appendingPathComponent("v.safetensors").path] + tinyTraining,
+                          mentions: "is also a training folder")
     }
 
     func testTrainNeverWritesIntoItsDataAndSavesWithoutValidationImages() throws {

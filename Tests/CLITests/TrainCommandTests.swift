@@ -78,7 +78,19 @@ final class TrainCommandTests: XCTestCase {
         try p.run()
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: checkpoint.path) && p.isRunning && Date() < deadline { usleep(2000) }
-        usleep(50_000)
+        // The first checkpoint (step 100 of the first epoch's 400) has no finished epoch: its best
+        // weights are the untrained ones, and using it as a model is refused, naming it.
+        let early = second.appendingPathComponent("early.checkpoint")
+        try FileManager.default.copyItem(at: checkpoint, to: early)
+        let earlyState = try XCTUnwrap(SafeTensorsFile.decode(try Data(contentsOf: early), file: early.path).metadata["trainer"])
+        let earlySteps = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(earlyState.utf8)) as? [String: Any])?["stepsDone"] as? Int)
+        if earlySteps < 400 {
+            let refused = try CLIRunner.run(["evaluate", data.path, "--model", early.path, "-o", second.appendingPathComponent("early-eval").path])
+            XCTAssertEqual(refused.status, 2, refused.stderr)
+            XCTAssertTrue(refused.stderr.contains("\(early.path): has no finished epoch yet"), refused.stderr)
+        }
+        // Killed once its first epoch has ended, part way through the second.
+        while (try? Trainer.bestModel(fromCheckpoint: checkpoint)) == nil && p.isRunning && Date() < deadline { usleep(2000) }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run ended before it could be killed; make it longer")

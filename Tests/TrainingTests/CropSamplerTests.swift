@@ -21,8 +21,14 @@ final class CropSamplerTests: XCTestCase {
         let e = Double(n - 1) / 2 * (abs(c) + abs(s))
         let ux = rng.nextDouble(), uy = rng.nextDouble()
         let lo = e + 0.5, hx = Double(w) - e - 0.5, hy = Double(h) - e - 0.5
-        let cx = placement == .wrap ? ux * Double(w) : hx >= lo ? lo + ux * (hx - lo) : Double(w) / 2
-        let cy = placement == .wrap ? uy * Double(h) : hy >= lo ? lo + uy * (hy - lo) : Double(h) / 2
+        var cx = placement == .wrap ? ux * Double(w) : hx >= lo ? lo + ux * (hx - lo) : Double(w) / 2
+        var cy = placement == .wrap ? uy * Double(h) : hy >= lo ? lo + uy * (hy - lo) : Double(h) / 2
+        // Without augmentation the window's samples fall on whole pixels: the centre is floored
+        // to an integer (even n) or to a half (odd n).
+        if preset == .none {
+            let half = Double(n % 2) / 2
+            cx = (cx - half).rounded(.down) + half; cy = (cy - half).rounded(.down) + half
+        }
         func wrap(_ i: Int, _ n: Int) -> Int { let m = i % n; return m < 0 ? m + n : m }
         var x = [Float](repeating: 0, count: n * n), t = x
         let src = image.pixels, m = mask.values
@@ -76,6 +82,36 @@ final class CropSamplerTests: XCTestCase {
     /// With `inside` placement, crops that fit inside the image show no seam: on a ramp (value =
     /// column + row · w) every step between neighbouring crop pixels stays small, turned, while
     /// with `wrap` most crops of an image twice their size cross an edge.
+    /// Without augmentation a crop is a window of the image as it is: every value a pixel's, and
+    /// the mask's window the same one (a fractional centre blurred the image by a sub-pixel
+    /// shift its nearest-pixel mask did not share).
+    func testCropsWithoutAugmentationAreWindowsOfWholePixels() {
+        let w = 40, h = 30
+        var data = SeededRandom(seed: 11)
+        let image = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { _ in data.nextFloat() })
+        let mask = BinaryMask(width: w, height: h, values: (0..<(w * h)).map { _ in data.nextBool(probability: 0.5) ? 1 : 0 })
+        for n in [16, 17] { for placement in CropPlacement.allCases {
+            var rng = SeededRandom(seed: UInt64(n))
+            for draw in 0..<20 {
+                var x = [Float](repeating: .nan, count: n * n), t = x
+                x.withUnsafeMutableBufferPointer { xb in
+                    t.withUnsafeMutableBufferPointer { tb in
+                        CropSampler(size: n, preset: .none, placement: placement).sample(image, mask, rng: &rng, x: xb.baseAddress!, t: tb.baseAddress!)
+                    }
+                }
+                // The window's corner: where the crop's first value sits in the image (values are distinct).
+                let first = try? XCTUnwrap(image.pixels.firstIndex(of: x[0]), "n \(n) \(placement) draw \(draw): not a pixel's value")
+                guard let at = first else { continue }
+                let x0 = at % w, y0 = at / w
+                for v in 0..<n { for u in 0..<n {
+                    let i = ((y0 + v) % h) * w + (x0 + u) % w
+                    XCTAssertEqual(x[v * n + u], image.pixels[i], "n \(n) \(placement) draw \(draw) at (\(u), \(v))")
+                    XCTAssertEqual(t[v * n + u], Float(mask.values[i]), "n \(n) \(placement) draw \(draw) mask at (\(u), \(v))")
+                } }
+            }
+        } }
+    }
+
     func testCropsPlacedInsideShowNoSeam() {
         let w = 512, h = 512, n = 256
         let image = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { Float($0 % w) + Float($0 / w) })

@@ -21,6 +21,11 @@ final class MetricsAndThresholdTests: XCTestCase {
         XCTAssertEqual(empty.dice, 0)
         XCTAssertEqual((c + empty).dice, 4.0 / 7, accuracy: 1e-12)
         XCTAssertEqual(ConfusionCounts(predicted: BinaryMask(width: 2, height: 1), truth: BinaryMask(width: 2, height: 1)).dice, 1)
+        // Nothing predicted: precise only where there was nothing to find.
+        XCTAssertEqual(ConfusionCounts(predicted: BinaryMask(width: 2, height: 1), truth: BinaryMask(width: 2, height: 1)).precision, 1)
+        let missedAll = ConfusionCounts(predicted: BinaryMask(width: 2, height: 1), truth: BinaryMask(width: 2, height: 1, values: [1, 0]))
+        XCTAssertEqual(missedAll.precision, 0)
+        XCTAssertEqual(missedAll.recall, 0)
     }
 
     func testThresholdSearchFindsTheKnownBest() {
