@@ -52,7 +52,30 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// Output names given out in this run (two inputs with one stem must not overwrite each other);
     /// files may be processed concurrently, so every use goes through `namesLock`.
     public private(set) var usedNames: [String: String] = [:]
+    /// The inputs that hold names in `usedNames` (a set, so that skipping done files stays linear).
+    private var claimedInputs: Set<String> = []
+    /// The output folder's names as the run found them, by the stem they may belong to (the
+    /// part before the first '.', '_' or the end), listed once: a re-run over thousands of done
+    /// files listed the whole folder for each (2000 files: 13.6 s, more than segmenting them).
+    private var listing: [Substring: [String]]?
     private let namesLock = NSLock()
+
+    /// The names in the output folder that may be outputs of inputs of stem `stem` (`stem.*`,
+    /// `stem_*`, and their hidden marks), from `listing`. Call with `namesLock` held.
+    private func outputNames(forStem stem: String) -> [String] {
+        if listing == nil {
+            var byKey: [Substring: [String]] = [:]
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: settings.outputDir.path)) ?? [] {
+                let visible = name.hasPrefix(".") ? name.dropFirst() : Substring(name)
+                // Every prefix ending before a '.' or '_' is a stem the name may belong to.
+                var keys: Set<Substring> = []
+                for i in visible.indices where visible[i] == "." || visible[i] == "_" { keys.insert(visible[..<i]) }
+                for k in keys { byKey[k, default: []].append(name) }
+            }
+            listing = byKey
+        }
+        return listing?[Substring(stem)] ?? []
+    }
 
     public init(segmenter: Segmenter, settings: BatchSettings, modelName: String) {
         self.segmenter = segmenter; self.settings = settings; self.modelName = modelName
@@ -92,8 +115,26 @@ public final class BatchSegmentation: @unchecked Sendable {
             }
             files += inFolder.sorted { $0.path < $1.path }
         }
+        // A file named twice (directly and through its folder, say) is one input, taken once.
+        var seen = Set<String>()
+        files = files.filter { seen.insert(BatchSegmentation.resolved($0)).inserted }
         let (k, n) = settings.shard
-        return (files.filter { BatchSegmentation.shard(of: $0.standardizedFileURL.path, count: n) == k - 1 }, problems)
+        guard n > 1 else { return (files, problems) }
+        // Two inputs with one stem: the later is refused, as without --shard, whichever shard
+        // it falls in (each shard alone would take both, and merge would then refuse them).
+        var firstWithStem: [String: URL] = [:]
+        var mine: [URL] = []
+        for url in files {
+            let stem = url.deletingPathExtension().lastPathComponent
+            let inShard = BatchSegmentation.shard(of: url.standardizedFileURL.path, count: n) == k - 1
+            if let earlier = firstWithStem[stem] {
+                if inShard { problems.append(BatchSegmentation.nameClash(url, name: stem, earlier: earlier.path)) }
+                continue
+            }
+            firstWithStem[stem] = url
+            if inShard { mine.append(url) }
+        }
+        return (mine, problems)
     }
 
     /// Which of `count` shards a path falls in: FNV-1a of its bytes, so the same path always
@@ -264,16 +305,26 @@ public final class BatchSegmentation: @unchecked Sendable {
         return (0..<count).map { count == 1 ? stem : "\(stem)_\($0)" }
     }
 
+    /// What identifies an input's content without reading it: its size and modification time
+    /// (to the nanosecond). A file replaced by another, even one dated earlier (`cp -p`,
+    /// `rsync -a`), has another; nil when the file cannot be looked at.
+    public static func inputSignature(_ url: URL) -> String? {
+        var st = stat()
+        guard stat(url.path, &st) == 0 else { return nil }
+        return "\(st.st_size) bytes, modified \(st.st_mtim.tv_sec).\(String(format: "%09ld", st.st_mtim.tv_nsec))"
+    }
+
     /// The summaries of a file processed before, when every output is there and newer than it,
+    /// the file is the one read then (`inputSignature`) and every image of it has its summary,
     /// no image of it is still marked as being written, and it was made with this run's model,
     /// threshold and (when given) --pixel-size: a re-run with other settings redoes the file
     /// rather than report old results under new settings.
     public func previousResults(for url: URL) -> [ImageSummary]? {
         namesLock.lock(); defer { namesLock.unlock() }
-        guard !settings.overwrite, usedNames.values.contains(url.path) == false,
+        guard !settings.overwrite, !claimedInputs.contains(url.path),
               let inputDate = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date else { return nil }
         let stem = url.deletingPathExtension().lastPathComponent
-        let candidates = (try? FileManager.default.contentsOfDirectory(atPath: settings.outputDir.path)) ?? []
+        let candidates = outputNames(forStem: stem)
         let summaries = candidates.filter {
             $0.hasSuffix(".summary.json") && ($0 == "\(stem).summary.json" || $0.hasPrefix("\(stem)_"))
         }.sorted()
@@ -292,8 +343,11 @@ public final class BatchSegmentation: @unchecked Sendable {
                   s.input == url.path else { continue }
             // --pixel-size as before: the same value, or none both times.
             let byOption = s.pixelSizeSource == PixelSizeSource.option.rawValue
-            // (A summary without `particles_cut` sized cut particles too: redone.)
-            guard s.model == modelName, s.threshold == segmenter.threshold, s.segmentation == segmentationSettings, s.particlesCut != nil,
+            // (A summary without `particles_cut` sized cut particles too: redone.) The same model
+            // by another name (`--model Models/default.safetensors` for the default) is the same
+            // when its weights' digest, in `segmentationSettings`, is.
+            guard s.model == modelName || modelDigest != nil, s.threshold == segmenter.threshold, s.segmentation == segmentationSettings,
+                  s.particlesCut != nil,
                   segmenter.options.pixelSizeOverride.map({ byOption && s.pixelSizeNm == $0 }) ?? !byOption else { return nil }
             // A particle table with other columns (an older version's) is redone, so that the
             // run's particles.csv has one header for every row.
@@ -308,8 +362,13 @@ public final class BatchSegmentation: @unchecked Sendable {
             guard fresh else { return nil }
             out.append(s)
         }
-        guard !out.isEmpty, out.allSatisfy({ usedNames[$0.image] == nil }) else { return nil }
+        // The same file (size and time), and a summary for each of its images, no more, no less.
+        guard let count = out.first?.imagesInInput, let signature = BatchSegmentation.inputSignature(url),
+              out.allSatisfy({ $0.inputSignature == signature && $0.imagesInInput == count }),
+              out.map(\.image).sorted() == BatchSegmentation.names(for: url, count: count).sorted() else { return nil }
+        guard out.allSatisfy({ usedNames[$0.image] == nil }) else { return nil }
         for s in out { usedNames[s.image] = url.path }
+        claimedInputs.insert(url.path)
         return out
     }
 
@@ -356,10 +415,13 @@ public final class BatchSegmentation: @unchecked Sendable {
             }
         }
         try checkOutputs(names, for: url)
-        if segmenter.options.pixelSizeOverride != nil, let m = micrographs.first, let own = try? m.squarePixelSizeNm(file: url.path),
-           let used = segmenter.options.pixelSizeOverride, abs(used / own - 1) > 0.02 {
-            calibrationReplaced?(url, own, used)
+        // Said when --pixel-size differs by more than 2 % from the file's own, along either axis
+        // (non-square pixels are the case it is most needed for).
+        if let used = segmenter.options.pixelSizeOverride, let own = micrographs.first?.pixelSize,
+           let farther = [own.x, own.y].max(by: { abs(used / $0 - 1) < abs(used / $1 - 1) }), abs(used / farther - 1) > 0.02 {
+            calibrationReplaced?(url, farther, used)
         }
+        let signature = BatchSegmentation.inputSignature(url)
         try claim(names, for: url)
         var summaries: [ImageSummary] = []
         var done: [String] = []
@@ -417,7 +479,8 @@ public final class BatchSegmentation: @unchecked Sendable {
                                             model: self.modelName,
                                             threshold: result.threshold, pixelSizeNm: size, pixelSizeSource: source.rawValue,
                                             scale: result.scale, seconds: Double(now - t0) / 1e9 + readSeconds / Double(frames.count),
-                                            timings: timings, segmentation: self.segmentationSettings, notes: result.notes)
+                                            timings: timings, segmentation: self.segmentationSettings, notes: result.notes,
+                                            inputSignature: signature, imagesInInput: frames.count)
                     })
                 summaries.append(summary)
                 ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name)))
@@ -431,7 +494,25 @@ public final class BatchSegmentation: @unchecked Sendable {
             for name in names { ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name))) }
             throw error
         }
+        removeStaleImages(of: url, keeping: Set(names))
         return summaries
+    }
+
+    /// Removes the outputs of images an earlier run made from this input that it no longer
+    /// holds (a stack of 3 frames replaced by one of 2: `x_2`'s files), found by their summaries
+    /// naming the input; they would otherwise make the file look unfinished to every re-run.
+    func removeStaleImages(of url: URL, keeping names: Set<String>) {
+        let stem = url.deletingPathExtension().lastPathComponent
+        let candidates = (try? FileManager.default.contentsOfDirectory(atPath: settings.outputDir.path)) ?? []
+        for file in candidates where file.hasSuffix(".summary.json") && (file == "\(stem).summary.json" || file.hasPrefix("\(stem)_")) {
+            let name = String(file.dropLast(".summary.json".count))
+            guard !names.contains(name),
+                  let data = try? Data(contentsOf: settings.outputDir.appendingPathComponent(file)),
+                  let s = try? JSONDecoder().decode(ImageSummary.self, from: data), s.input == url.path else { continue }
+            for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
+                ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(f))
+            }
+        }
     }
 
     /// A path with symbolic links resolved, as inputs and outputs are compared.
@@ -486,6 +567,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             }
         }
         for name in names { usedNames[name] = url.path }
+        claimedInputs.insert(url.path)
     }
 
     /// Removes temporary files a killed run left (`.NAME.partial-PID` whose process is gone).

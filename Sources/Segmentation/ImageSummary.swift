@@ -7,6 +7,12 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     /// Output name (`<stem>`, or `<stem>_<k>` for the k-th image of a multi-image file).
     public var image: String
     public var input: String
+    /// The input as it was read (`BatchSegmentation.inputSignature`: its size and modification
+    /// time) and how many images it held: a re-run redoes it when either differs (a file
+    /// replaced by an older-dated one, a stack whose frame's outputs were deleted). Nil in
+    /// summaries written before they were recorded.
+    public var inputSignature: String?
+    public var imagesInInput: Int?
     public var width: Int
     public var height: Int
     public var particles: Int
@@ -45,7 +51,7 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     public var notes: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case image, input, width, height, particles, areaFraction = "area_fraction", maskFraction = "mask_fraction",
+        case image, input, inputSignature = "input_signature", imagesInInput = "images_in_input", width, height, particles, areaFraction = "area_fraction", maskFraction = "mask_fraction",
              particlesCut = "particles_cut", meanEqDiameterNm = "mean_eq_diameter_nm", medianEqDiameterNm = "median_eq_diameter_nm",
              meanEqDiameterPx = "mean_eq_diameter_px", medianEqDiameterPx = "median_eq_diameter_px", model, threshold,
              pixelSizeNm = "pixel_size_nm", pixelSizeSource = "pixel_size_source", scale, seconds, timings, segmentation, notes
@@ -56,6 +62,7 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(image, forKey: .image); try c.encode(input, forKey: .input)
+        try c.encode(inputSignature, forKey: .inputSignature); try c.encode(imagesInInput, forKey: .imagesInInput)
         try c.encode(width, forKey: .width); try c.encode(height, forKey: .height); try c.encode(particles, forKey: .particles)
         try c.encode(areaFraction, forKey: .areaFraction); try c.encode(maskFraction, forKey: .maskFraction)
         try c.encode(particlesCut, forKey: .particlesCut)
@@ -74,8 +81,10 @@ public struct ImageSummary: Codable, Sendable, Equatable {
     public init(image: String, input: String, width: Int, height: Int, particles: [Particle],
                 maskPixels: Int, specimenPixels: Int? = nil, model: String,
                 threshold: Float, pixelSizeNm: Double?, pixelSizeSource: String, scale: Double, seconds: Double,
-                timings: [String: Double], segmentation: String? = nil, notes: [String] = []) {
+                timings: [String: Double], segmentation: String? = nil, notes: [String] = [],
+                inputSignature: String? = nil, imagesInInput: Int? = nil) {
         self.image = image; self.input = input; self.width = width; self.height = height; self.segmentation = segmentation
+        self.inputSignature = inputSignature; self.imagesInInput = imagesInInput
         self.notes = notes
         self.particles = particles.count
         let specimen = Double(max(1, specimenPixels ?? width * height))

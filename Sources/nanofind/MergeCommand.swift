@@ -22,9 +22,21 @@ struct Merge: ParsableCommand {
         var summaries: [ImageSummary] = []
         var settings: [String: String] = [:]
         var from: [String: String] = [:]  // image name → the folder it came from
+        // What shapes the results (model, threshold, preparation, smallest particle, splitting,
+        // --pixel-size): one run's shards share it; a table mixing two would be reported under one.
+        let notResultShaping: Set<String> = ["shard", "merged_from", "prob_format"]
+        var reference: (folder: String, settings: [String: String])?
         do {
             for (dir, folder) in zip(dirs, folders) {
                 let r = try RunReport.read(dir)
+                let shaping = r.settings.filter { !notResultShaping.contains($0.key) }
+                if let reference, reference.settings != shaping {
+                    let keys = Set(shaping.keys).union(reference.settings.keys).filter { shaping[$0] != reference.settings[$0] }.sorted()
+                    let differences = keys.prefix(3).map { "\($0) \(shaping[$0] ?? "(none)") against \(reference.settings[$0] ?? "(none)")" }
+                    throw MicrographError(url: dir.appendingPathComponent("summary.json"),
+                                          reason: "was made with other settings than \(reference.folder) (\(differences.joined(separator: "; "))); merge the shards of one run")
+                }
+                if reference == nil { reference = (folder, shaping) }
                 for s in r.summaries {
                     // Shards never share an image name; two folders that do would merge into a
                     // table with one image's rows twice and the other's lost.

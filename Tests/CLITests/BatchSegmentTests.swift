@@ -40,6 +40,89 @@ final class BatchSegmentTests: XCTestCase {
 
     func outputs(_ dir: URL) throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() }
 
+    /// What a re-run takes as done, found wrong by a review (each reproduced on the binary):
+    /// a stack whose one frame's outputs were deleted was skipped, the frame lost; a file replaced
+    /// by an older-dated one kept its old results; a stack with fewer frames was redone on every
+    /// run, the old frame's outputs left behind. And a file named twice failed against itself,
+    /// two same-named files in different shards both went through (merge then refused them), and
+    /// merge joined shards made with different thresholds.
+    func testReRunsRedoWhatChangedAndShardsAndMergesStayOneRun() throws {
+        let frames = { (n: Int, seed: Int) in
+            Micrograph(width: 96, height: 80, frames: n, pixelType: .float32,
+                       data: (0..<(96 * 80 * n)).map { Float(($0 * (seed + 3)) % 19) }.withUnsafeBytes { Array($0) }, format: "MRC")
+        }
+        let input = tmp.appendingPathComponent("stacks")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        let stack = input.appendingPathComponent("stack.mrc")
+        try MRCWriter.write(frames(3, 1), to: stack)
+        let out = tmp.appendingPathComponent("rerun")
+        func segment(_ extra: [String] = []) throws -> CLIRunner.Result {
+            try CLIRunner.run(["segment", stack.path, "-o", out.path, "--model", model.path, "--threads", "1"] + extra)
+        }
+        XCTAssertTrue(try segment().stdout.contains("1 processed, 0 already done"))
+        XCTAssertTrue(try segment().stdout.contains("0 processed, 1 already done"))
+        // One frame's outputs deleted: the file is redone.
+        for f in try outputs(out) where f.hasPrefix("stack_1") { try FileManager.default.removeItem(at: out.appendingPathComponent(f)) }
+        XCTAssertTrue(try segment().stdout.contains("1 processed, 0 already done"))
+        // Replaced by another file dated earlier (cp -p, rsync -a): redone.
+        let other = tmp.appendingPathComponent("other.mrc")
+        try MRCWriter.write(frames(3, 2), to: other)
+        try FileManager.default.removeItem(at: stack)
+        try FileManager.default.copyItem(at: other, to: stack)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSince1970: 1_577_836_800)], ofItemAtPath: stack.path)
+        XCTAssertTrue(try segment().stdout.contains("1 processed, 0 already done"))
+        // Two frames now: the third's outputs go, and the next run finds the file done.
+        try MRCWriter.write(frames(2, 3), to: stack)
+        XCTAssertTrue(try segment().stdout.contains("1 processed, 0 already done"))
+        XCTAssertEqual(try outputs(out).filter { $0.hasPrefix("stack_2") }, [])
+        XCTAssertTrue(try segment().stdout.contains("0 processed, 1 already done"))
+        // The same file twice (directly and through its folder) is one input.
+        let twice = try CLIRunner.run(["segment", stack.path, input.path, "-o", tmp.appendingPathComponent("twice").path,
+                                       "--model", model.path, "--threads", "1"])
+        XCTAssertEqual(twice.status, 0, twice.stderr)
+        XCTAssertTrue(twice.stdout.contains("1 processed, 0 already done"), twice.stdout)
+
+        // x.mrc in two folders: whichever shard gets the later one refuses it, as one run would.
+        let a = tmp.appendingPathComponent("same/A"), b = tmp.appendingPathComponent("same/B")
+        for d in [a, b] {
+            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            try MRCWriter.write(frames(1, 4), to: d.appendingPathComponent("x.mrc"))
+        }
+        var refused = 0
+        var shards: [String] = []
+        for k in 1...2 {
+            let dir = tmp.appendingPathComponent("sameshard\(k)")
+            let r = try CLIRunner.run(["segment", a.path, b.path, "-o", dir.path, "--model", model.path, "--threads", "1", "--shard", "\(k)/2"])
+            if r.stderr.contains("\(b.path)/x.mrc: its outputs would overwrite those of an earlier input named x") { refused += 1 }
+            shards.append(dir.path)
+        }
+        XCTAssertEqual(refused, 1)
+        XCTAssertEqual(try CLIRunner.run(["merge"] + shards + ["-o", tmp.appendingPathComponent("samemerged").path]).status, 0)
+        // Shards made with other thresholds are not merged under one.
+        let t1 = tmp.appendingPathComponent("t1"), t2 = tmp.appendingPathComponent("t2")
+        _ = try CLIRunner.run(["segment", data.path, "-o", t1.path, "--model", model.path, "--threads", "1", "--shard", "1/8", "--threshold", "0.9"])
+        _ = try CLIRunner.run(["segment", data.path, "-o", t2.path, "--model", model.path, "--threads", "1", "--shard", "2/8"])
+        let mixed = try CLIRunner.run(["merge", t1.path, t2.path, "-o", tmp.appendingPathComponent("mixed").path])
+        XCTAssertEqual(mixed.status, 2, mixed.stderr)
+        XCTAssertTrue(mixed.stderr.contains("was made with other settings than \(t1.path) (threshold"), mixed.stderr)
+        // --pixel-size over non-square pixels is said, whichever axis differs.
+        let aniso = tmp.appendingPathComponent("aniso.mrc")
+        var m = frames(1, 5)
+        m.pixelSize = PixelSize(x: 0.05, y: 0.0625)
+        try MRCWriter.write(m, to: aniso)
+        let warned = try CLIRunner.run(["segment", aniso.path, "-o", tmp.appendingPathComponent("aniso").path, "--model", model.path,
+                                        "--threads", "1", "--pixel-size", "0.05"])
+        XCTAssertEqual(warned.status, 0, warned.stderr)
+        XCTAssertTrue(warned.stderr.contains("warning: \(aniso.path) says 0.0625 nm/px; --pixel-size 0.05 replaced it"), warned.stderr)
+        // The default model named by its path is the default model: the digest decides, not the name.
+        if let defaultModel = DefaultModel.url {
+            let named = tmp.appendingPathComponent("named")
+            _ = try CLIRunner.run(["segment", aniso.path, "-o", named.path, "--threads", "1", "--pixel-size", "0.05"])
+            let again = try CLIRunner.run(["segment", aniso.path, "-o", named.path, "--threads", "1", "--pixel-size", "0.05", "--model", defaultModel.path])
+            XCTAssertTrue(again.stdout.contains("0 processed, 1 already done"), again.stdout + again.stderr)
+        }
+    }
+
     func testBadFilesAreNamedTheBatchGoesOnAndReRunsSkipFinishedInputs() throws {
         let out = tmp.appendingPathComponent("out")
         let r = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threads", "2"])

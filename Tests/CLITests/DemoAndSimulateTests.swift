@@ -98,8 +98,11 @@ final class DemoAndSimulateTests: XCTestCase {
         let elsewhere = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: elsewhere) }
         let model = elsewhere.appendingPathComponent("m.safetensors")
+        // (A copy as the validation folder: the training folder itself is refused as one.)
+        let validation = elsewhere.appendingPathComponent("validation")
+        try FileManager.default.copyItem(at: tmp, to: validation)
         let t = try CLIRunner.run(["train", tmp.path, "-o", model.path, "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "2",
-                                   "--tile", "64", "--widths", "2,4", "--validation", tmp.path])
+                                   "--tile", "64", "--widths", "2,4", "--validation", validation.path])
         XCTAssertEqual(t.status, 0, t.stderr)
         XCTAssertTrue(t.stderr.contains("2 training and 2 validation images"), t.stderr)
     }
