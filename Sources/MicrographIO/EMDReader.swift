@@ -100,6 +100,7 @@ public enum EMDReader {
 
     static func readVelox(_ images: HDF5Group, url: URL) throws -> [Micrograph] {
         var out: [Micrograph] = []
+        var unsupported: [String] = []
         let count = try images.childCount()
         guard count <= maxLinksListed else {
             throw MicrographError(url: url, reason: "Velox group \(images.path) claims \(count) images")
@@ -113,8 +114,10 @@ public enum EMDReader {
             guard info.shape.count == 3 || info.shape.count == 2 else {
                 throw MicrographError(url: url, reason: "\(what) has shape \(info.shape), expected (height, width, frames)")
             }
+            // A Velox FFT or DPC image (pairs of floats) is left out; the file's other images are read.
             guard let type = pixelType(info.valueClass) else {
-                throw MicrographError(url: url, reason: "\(what) has an unsupported pixel type \(info.valueClass)")
+                unsupported.append("\(what) (\(info.valueClass))")
+                continue
             }
             let height = info.shape[0], width = info.shape[1]
             let frames = info.shape.count == 3 ? info.shape[2] : 1
@@ -155,7 +158,13 @@ public enum EMDReader {
             m.metadata.extra["velox_uuid"] = name
             out.append(m)
         }
+        if out.isEmpty, let first = unsupported.first {
+            throw MicrographError(url: url, reason: "\(first) has an unsupported pixel type\(unsupported.count > 1 ? ", as have its \(unsupported.count - 1) other images" : "")")
+        }
         guard !out.isEmpty else { throw MicrographError(url: url, reason: "Velox EMD has no image under Data/Image") }
+        if !unsupported.isEmpty {
+            for k in out.indices { out[k].metadata.extra["velox_images_not_read"] = unsupported.joined(separator: "; ") }
+        }
         return out
     }
 

@@ -16,7 +16,8 @@ struct MRCHeader {
 
     static let size = 1024
 
-    /// Pixel type of an MRC mode (mode 0 is signed, as MRC2014 says; IMOD's unsigned flag honoured).
+    /// Pixel type of an MRC mode (mode 0 is signed, as MRC2014 says; unsigned where IMOD's flag
+    /// says so, or where a file without IMOD's stamp gives a maximum no signed byte reaches).
     static func pixelType(mode: Int, imodUnsignedBytes: Bool) -> PixelType? {
         switch mode {
         case 0: return imodUnsignedBytes ? .uint8 : .int8
@@ -74,7 +75,11 @@ struct MRCHeader {
         mapID = MRCHeader.text(bytes[208..<212])
         let imodStamp = try r.i32(at: 152, "imodStamp")
         let imodFlags = try r.i32(at: 156, "imodFlags")
-        imodUnsignedBytes = imodStamp == 1_146_047_817 && (imodFlags & 1) == 0
+        // Mode 0 bytes are signed in MRC2014; IMOD's stamp and flag bit 0 say which. Without the
+        // stamp, a header range of dmin >= 0 and dmax >= 128 can only be unsigned bytes (older
+        // programs wrote them so; IMOD reads such files as unsigned too).
+        let dmin = try r.f32(at: 76, "dmin"), dmax = try r.f32(at: 80, "dmax")
+        imodUnsignedBytes = imodStamp == 1_146_047_817 ? (imodFlags & 1) == 0 : (dmin >= 0 && dmax >= 128 && dmax <= 255)
 
         guard nx > 0 else { throw r.fail("nx = \(nx) is not a positive width (corrupt MRC header)") }
         guard ny > 0 else { throw r.fail("ny = \(ny) is not a positive height (corrupt MRC header)") }

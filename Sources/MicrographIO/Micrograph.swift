@@ -76,7 +76,10 @@ public struct MicrographMetadata: Sendable, Equatable, Codable {
 /// One image (or stack of frames) as a microscope file stores it.
 ///
 /// Pixels keep their native type: `data` holds `frames × height × width × channels` samples in
-/// the native type, little-endian, row-major (row 0 = top), converted from the file's byte order.
+/// the native type, little-endian, row-major, converted from the file's byte order. Row 0 is the
+/// top row as the format shows it (TIFF, PNG, DM, SER (flipped from its bottom-up storage),
+/// EMD); for MRC it is the file's first row, as mrcfile and Fiji take it (shown at the top),
+/// which IMOD's 3dmod shows at the bottom: a mirror image either way, no change to any size.
 public struct Micrograph: Sendable {
     public var width: Int
     public var height: Int

@@ -156,10 +156,14 @@ public enum TIFFReader {
         guard let type = pixelType(bitsPerSample: bps, sampleFormat: sampleFormat) else {
             throw fail("\(page): unsupported sample type: BitsPerSample \(bps), SampleFormat \(sampleFormat)")
         }
+        // Grey with alpha and RGBA (an extra sample per pixel) are read without the alpha, as the
+        // PNG reader reads them.
         let channels: Int
         switch (spp, photometric) {
         case (1, _): channels = 1
+        case (2, 0), (2, 1): channels = 1
         case (3, 2) where type == .uint8: channels = 3
+        case (4, 2) where type == .uint8: channels = 3
         default: throw fail("\(page): unsupported layout: SamplesPerPixel \(spp), Photometric \(photometric), BitsPerSample \(bps)")
         }
         // WhiteIsZero: 0 is shown white, the largest value black. Read as intensities (the image as
@@ -169,10 +173,10 @@ public enum TIFFReader {
         if whiteIsZero && ![.uint8, .uint16, .uint32, .uint64].contains(type) {
             throw fail("\(page): Photometric 0 (WhiteIsZero) with \(type.rawValue) samples is not supported (only unsigned ones can be turned into intensities)")
         }
-        if channels > 1 && planar != 1 {
-            throw fail("\(page): PlanarConfiguration \(planar) (separate planes) is not supported for RGB")
+        if spp > 1 && planar != 1 {
+            throw fail("\(page): PlanarConfiguration \(planar) (separate planes) is not supported for \(spp) samples per pixel")
         }
-        let pixelBytes = channels * type.byteCount
+        let pixelBytes = spp * type.byteCount  // as stored; the alpha is dropped after decoding
         let (rowBytes, o1) = width.multipliedReportingOverflow(by: pixelBytes)
         let (pageBytes, o2) = rowBytes.multipliedReportingOverflow(by: height)
         guard !o1, !o2 else { throw fail("\(page): \(width)×\(height) pixels overflow") }
@@ -232,6 +236,16 @@ public enum TIFFReader {
                     }
                 }
             }
+        }
+        if spp != channels {
+            let keep = channels * type.byteCount
+            var kept = [UInt8](repeating: 0, count: width * height * keep)
+            data.withUnsafeBytes { src in
+                kept.withUnsafeMutableBytes { dst in
+                    for p in 0..<(width * height) { memcpy(dst.baseAddress! + p * keep, src.baseAddress! + p * pixelBytes, keep) }
+                }
+            }
+            data = kept
         }
         // Every bit flipped is (2^bits − 1) − v for each unsigned sample, whatever its byte order.
         if whiteIsZero { for i in data.indices { data[i] = ~data[i] } }

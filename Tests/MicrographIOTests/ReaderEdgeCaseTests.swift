@@ -74,6 +74,61 @@ final class ReaderEdgeCaseTests: XCTestCase {
         }
     }
 
+    /// An uncompressed 8-bit TIFF of `spp` samples per pixel (Photometric `photometric`, the
+    /// samples after the first colour ones an unassociated alpha), built here tag by tag.
+    func tiff(width: Int, height: Int, spp: Int, photometric: UInt16, samples: [UInt8]) -> [UInt8] {
+        var b: [UInt8] = [0x49, 0x49, 42, 0]
+        func u16(_ v: Int) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8 & 0xff)] }
+        func u32(_ v: Int) -> [UInt8] { u16(v & 0xffff) + u16(v >> 16) }
+        let tags = 10, ifd = 8, bpsAt = ifd + 2 + 12 * tags + 4, dataAt = bpsAt + 2 * spp
+        b += u32(ifd)
+        var entries: [(Int, Int, Int, [UInt8])] = [  // tag, type, count, value (inline, padded) or offset
+            (256, 3, 1, u16(width) + [0, 0]), (257, 3, 1, u16(height) + [0, 0]),
+            (258, 3, spp, spp <= 2 ? Array((0..<spp).flatMap { _ in u16(8) } + [0, 0, 0, 0]).prefix(4).map { $0 } : u32(bpsAt)),
+            (259, 3, 1, u16(1) + [0, 0]), (262, 3, 1, u16(Int(photometric)) + [0, 0]), (273, 4, 1, u32(dataAt)),
+            (277, 3, 1, u16(spp) + [0, 0]), (278, 3, 1, u16(height) + [0, 0]), (279, 4, 1, u32(samples.count)),
+            (338, 3, 1, u16(2) + [0, 0]),
+        ]
+        entries.sort { $0.0 < $1.0 }
+        b += u16(tags)
+        for (tag, type, count, value) in entries { b += u16(tag) + u16(type) + u32(count) + value }
+        b += u32(0)
+        for _ in 0..<spp { b += u16(8) }
+        return b + samples
+    }
+
+    /// Grey + alpha and RGBA TIFFs (ExtraSamples) read without their alpha, as PNGs are.
+    func testTIFFAlphaIsDropped() throws {
+        let grey = dir.appendingPathComponent("grey-alpha.tif")
+        try Data(tiff(width: 3, height: 1, spp: 2, photometric: 1, samples: [10, 255, 20, 0, 30, 128])).write(to: grey)
+        let g = try XCTUnwrap(MicrographReader.open(grey).first)
+        XCTAssertEqual([g.width, g.height, g.channels], [3, 1, 1])
+        XCTAssertEqual(g.data, [10, 20, 30])
+        let rgba = dir.appendingPathComponent("rgba.tif")
+        try Data(tiff(width: 2, height: 1, spp: 4, photometric: 2, samples: [1, 2, 3, 255, 4, 5, 6, 0])).write(to: rgba)
+        let c = try XCTUnwrap(MicrographReader.open(rgba).first)
+        XCTAssertEqual([c.width, c.height, c.channels], [2, 1, 3])
+        XCTAssertEqual(c.data, [1, 2, 3, 4, 5, 6])
+    }
+
+    /// Mode 0 without IMOD's stamp: signed bytes (MRC2014), unless the header's range shows
+    /// unsigned ones (dmin >= 0, dmax >= 128: older programs wrote 0-255 so; IMOD reads them so).
+    func testMode0BytesUnsignedWhereTheHeaderRangeSaysSo() throws {
+        let image = Micrograph(width: 4, height: 1, pixelType: .int8, data: [0, 100, 200, 255], format: "MRC")
+        for (dmax, expected) in [(Float(255), PixelType.uint8), (Float(100), .int8)] {
+            let url = dir.appendingPathComponent("mode0-\(Int(dmax)).mrc")
+            try MRCWriter.write(image, to: url)
+            var b = [UInt8](try Data(contentsOf: url))
+            withUnsafeBytes(of: Float(0).bitPattern.littleEndian) { for k in 0..<4 { b[76 + k] = $0[k] } }
+            withUnsafeBytes(of: dmax.bitPattern.littleEndian) { for k in 0..<4 { b[80 + k] = $0[k] } }
+            for k in 152..<160 { b[k] = 0 }  // no IMOD stamp or flags
+            try Data(b).write(to: url)
+            let m = try XCTUnwrap(MicrographReader.open(url).first)
+            XCTAssertEqual(m.pixelType, expected, "dmax \(dmax)")
+            XCTAssertEqual(m.data, image.data)
+        }
+    }
+
     /// A calibration no micrograph can have (a SER step in metres without its EMI: 4e16 nm)
     /// reads as uncalibrated, not as a pixel size that would blow the image up.
     func testImplausiblePixelSizesReadAsUncalibrated() throws {
