@@ -60,6 +60,15 @@ static inline int nf_tiff_get_float(TIFF *tif, uint32_t tag, float *value) {
 static inline int nf_tiff_get_string(TIFF *tif, uint32_t tag, const char **value) {
     return TIFFGetField(tif, tag, value);
 }
+/* The first ExtraSamples value (0 unspecified, 1 associated alpha, 2 unassociated alpha): 1 when
+   the page has one, 0 when not. */
+static inline int nf_tiff_get_extrasample(TIFF *tif, uint16_t *value) {
+    uint16_t count = 0;
+    uint16_t *values = NULL;
+    if (TIFFGetField(tif, TIFFTAG_EXTRASAMPLES, &count, &values) != 1 || count < 1 || values == NULL) return 0;
+    *value = values[0];
+    return 1;
+}
 static inline int nf_tiff_set_u16(TIFF *tif, uint32_t tag, uint16_t value) {
     return TIFFSetField(tif, tag, (int)value);
 }

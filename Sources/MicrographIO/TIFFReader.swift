@@ -156,14 +156,17 @@ public enum TIFFReader {
         guard let type = pixelType(bitsPerSample: bps, sampleFormat: sampleFormat) else {
             throw fail("\(page): unsupported sample type: BitsPerSample \(bps), SampleFormat \(sampleFormat)")
         }
-        // Grey with alpha and RGBA (an extra sample per pixel) are read without the alpha, as the
-        // PNG reader reads them.
+        // Grey with alpha and RGBA (an extra sample per pixel that ExtraSamples calls associated or
+        // unassociated alpha) are read without the alpha, as the PNG reader reads them; an extra
+        // sample of unspecified meaning (an imaginary part, say) is not dropped unseen.
+        var extraSample: UInt16 = 0
+        let alpha = spp > 1 && nf_tiff_get_extrasample(tif, &extraSample) == 1 && (extraSample == 1 || extraSample == 2)
         let channels: Int
         switch (spp, photometric) {
         case (1, _): channels = 1
-        case (2, 0), (2, 1): channels = 1
+        case (2, 0) where alpha, (2, 1) where alpha: channels = 1
         case (3, 2) where type == .uint8: channels = 3
-        case (4, 2) where type == .uint8: channels = 3
+        case (4, 2) where type == .uint8 && alpha: channels = 3
         default: throw fail("\(page): unsupported layout: SamplesPerPixel \(spp), Photometric \(photometric), BitsPerSample \(bps)")
         }
         // WhiteIsZero: 0 is shown white, the largest value black. Read as intensities (the image as

@@ -66,10 +66,13 @@ public final class BatchSegmentation: @unchecked Sendable {
         if listing == nil {
             var byKey: [Substring: [String]] = [:]
             for name in (try? FileManager.default.contentsOfDirectory(atPath: settings.outputDir.path)) ?? [] {
-                let visible = name.hasPrefix(".") ? name.dropFirst() : Substring(name)
-                // Every prefix ending before a '.' or '_' is a stem the name may belong to.
+                // Every prefix ending before a '.' or '_' is a stem the name may belong to, of the
+                // name as it is (an input `.x.mrc`'s `.x.summary.json`) and without the dot that
+                // hides a mark (`.x_0.writing` belongs to `x`).
                 var keys: Set<Substring> = []
-                for i in visible.indices where visible[i] == "." || visible[i] == "_" { keys.insert(visible[..<i]) }
+                for form in [Substring(name), name.hasPrefix(".") ? name.dropFirst() : Substring(name)] {
+                    for i in form.indices where i > form.startIndex && (form[i] == "." || form[i] == "_") { keys.insert(form[..<i]) }
+                }
                 for k in keys { byKey[k, default: []].append(name) }
             }
             listing = byKey
@@ -115,23 +118,36 @@ public final class BatchSegmentation: @unchecked Sendable {
             }
             files += inFolder.sorted { $0.path < $1.path }
         }
-        // A file named twice (directly and through its folder, say) is one input, taken once.
+        // A file named twice (directly and through its folder, say) is one input, taken once. (A
+        // link to a file is another input, with outputs of its own name, as before.)
         var seen = Set<String>()
-        files = files.filter { seen.insert(BatchSegmentation.resolved($0)).inserted }
+        files = files.filter { seen.insert($0.standardizedFileURL.path).inserted }
         let (k, n) = settings.shard
         guard n > 1 else { return (files, problems) }
         // Two inputs with one stem: the later is refused, as without --shard, whichever shard
-        // it falls in (each shard alone would take both, and merge would then refuse them).
+        // it falls in (each shard alone would take both, and merge would then refuse them). An
+        // input whose names may be a stack's frames' (`x_1` beside `x`) goes to the stack's
+        // shard, where the run settles which gets them (`mayShareNames`).
         var firstWithStem: [String: URL] = [:]
+        for url in files where firstWithStem[url.deletingPathExtension().lastPathComponent] == nil {
+            firstWithStem[url.deletingPathExtension().lastPathComponent] = url
+        }
+        func shardKey(_ url: URL) -> String {
+            let stem = url.deletingPathExtension().lastPathComponent
+            if let cut = stem.lastIndex(of: "_"), case let frame = stem[stem.index(after: cut)...],
+               !frame.isEmpty, frame.allSatisfy({ $0.isASCII && $0.isNumber }), let stack = firstWithStem[String(stem[..<cut])] {
+                return stack.standardizedFileURL.path
+            }
+            return url.standardizedFileURL.path
+        }
         var mine: [URL] = []
         for url in files {
+            let inShard = BatchSegmentation.shard(of: shardKey(url), count: n) == k - 1
             let stem = url.deletingPathExtension().lastPathComponent
-            let inShard = BatchSegmentation.shard(of: url.standardizedFileURL.path, count: n) == k - 1
-            if let earlier = firstWithStem[stem] {
+            if let earlier = firstWithStem[stem], earlier != url {
                 if inShard { problems.append(BatchSegmentation.nameClash(url, name: stem, earlier: earlier.path)) }
                 continue
             }
-            firstWithStem[stem] = url
             if inShard { mine.append(url) }
         }
         return (mine, problems)
@@ -311,7 +327,12 @@ public final class BatchSegmentation: @unchecked Sendable {
     public static func inputSignature(_ url: URL) -> String? {
         var st = stat()
         guard stat(url.path, &st) == 0 else { return nil }
-        return "\(st.st_size) bytes, modified \(st.st_mtim.tv_sec).\(String(format: "%09ld", st.st_mtim.tv_nsec))"
+        #if canImport(Darwin)
+        let t = st.st_mtimespec
+        #else
+        let t = st.st_mtim
+        #endif
+        return "\(st.st_size) bytes, modified \(t.tv_sec).\(String(format: "%09ld", t.tv_nsec))"
     }
 
     /// The summaries of a file processed before, when every output is there and newer than it,
@@ -379,6 +400,9 @@ public final class BatchSegmentation: @unchecked Sendable {
         let segmenter = segmenter ?? self.segmenter
         let start = DispatchTime.now().uptimeNanoseconds
         let readStart = start
+        // Taken before the read: a file still being written then gets no signature (below), so a
+        // later run redoes it rather than take its partial results for the finished file's.
+        let signatureBefore = BatchSegmentation.inputSignature(url)
         let micrographs = try open(url)
         let frames = BatchSegmentation.images(of: micrographs)
         guard !frames.isEmpty else { throw MicrographError(url: url, reason: "holds no image") }
@@ -421,7 +445,7 @@ public final class BatchSegmentation: @unchecked Sendable {
            let farther = [own.x, own.y].max(by: { abs(used / $0 - 1) < abs(used / $1 - 1) }), abs(used / farther - 1) > 0.02 {
             calibrationReplaced?(url, farther, used)
         }
-        let signature = BatchSegmentation.inputSignature(url)
+        let signature = BatchSegmentation.inputSignature(url) == signatureBefore ? signatureBefore : nil
         try claim(names, for: url)
         var summaries: [ImageSummary] = []
         var done: [String] = []
@@ -503,13 +527,25 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// naming the input; they would otherwise make the file look unfinished to every re-run.
     func removeStaleImages(of url: URL, keeping names: Set<String>) {
         let stem = url.deletingPathExtension().lastPathComponent
-        let candidates = (try? FileManager.default.contentsOfDirectory(atPath: settings.outputDir.path)) ?? []
-        for file in candidates where file.hasSuffix(".summary.json") && (file == "\(stem).summary.json" || file.hasPrefix("\(stem)_")) {
+        let candidates: [String] = { namesLock.lock(); defer { namesLock.unlock() }; return outputNames(forStem: stem) }()
+        var stale: Set<String> = []
+        for file in candidates where file == "\(stem).summary.json" || (file.hasPrefix("\(stem)_") && file.hasSuffix(".summary.json")) {
             let name = String(file.dropLast(".summary.json".count))
             guard !names.contains(name),
                   let data = try? Data(contentsOf: settings.outputDir.appendingPathComponent(file)),
                   let s = try? JSONDecoder().decode(ImageSummary.self, from: data), s.input == url.path else { continue }
-            for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
+            stale.insert(name)
+        }
+        // And images a killed run left marked (the mark holds the input's path), summary or not.
+        for file in candidates where file.hasSuffix(".writing") && file.hasPrefix(".") {
+            let name = String(file.dropFirst().dropLast(".writing".count))
+            guard name == stem || name.hasPrefix("\(stem)_"), !names.contains(name),
+                  (try? Data(contentsOf: settings.outputDir.appendingPathComponent(file))) == Data(url.path.utf8) else { continue }
+            stale.insert(name)
+        }
+        for name in stale {
+            let maps = ImageOutputs.ProbabilityFormat.allCases.filter { $0 != .none }.map { "\(name)_prob.\($0.rawValue)" }
+            for f in Set(ImageOutputs.files(for: name, probability: .none) + maps + [BatchSegmentation.inProgressMarker(name)]) {
                 ImageOutputs.removeOutputFile(settings.outputDir.appendingPathComponent(f))
             }
         }

@@ -29,7 +29,9 @@ struct Merge: ParsableCommand {
         do {
             for (dir, folder) in zip(dirs, folders) {
                 let r = try RunReport.read(dir)
-                let shaping = r.settings.filter { !notResultShaping.contains($0.key) }
+                // The same weights under two names (the default, and its file named with --model)
+                // are one model: where the digest is recorded, it decides.
+                let shaping = r.settings.filter { !notResultShaping.contains($0.key) && !($0.key == "model" && r.settings["model_digest"] != nil) }
                 if let reference, reference.settings != shaping {
                     let keys = Set(shaping.keys).union(reference.settings.keys).filter { shaping[$0] != reference.settings[$0] }.sorted()
                     let differences = keys.prefix(3).map { "\($0) \(shaping[$0] ?? "(none)") against \(reference.settings[$0] ?? "(none)")" }

@@ -76,6 +76,19 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertTrue(try segment().stdout.contains("1 processed, 0 already done"))
         XCTAssertEqual(try outputs(out).filter { $0.hasPrefix("stack_2") }, [])
         XCTAssertTrue(try segment().stdout.contains("0 processed, 1 already done"))
+        // A killed run's mark on a frame the file no longer holds: redone once, the mark gone.
+        try Data(stack.path.utf8).write(to: out.appendingPathComponent(".stack_5.writing"))
+        XCTAssertTrue(try segment().stdout.contains("1 processed, 0 already done"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(".stack_5.writing").path))
+        XCTAssertTrue(try segment().stdout.contains("0 processed, 1 already done"))
+        // An input whose name starts with a dot is found done too.
+        let hidden = input.appendingPathComponent(".hid.mrc")
+        try MRCWriter.write(frames(1, 6), to: hidden)
+        let hiddenOut = tmp.appendingPathComponent("hidden")
+        for expected in ["1 processed, 0 already done", "0 processed, 1 already done"] {
+            let r = try CLIRunner.run(["segment", hidden.path, "-o", hiddenOut.path, "--model", model.path, "--threads", "1"])
+            XCTAssertTrue(r.stdout.contains(expected), r.stdout + r.stderr)
+        }
         // The same file twice (directly and through its folder) is one input.
         let twice = try CLIRunner.run(["segment", stack.path, input.path, "-o", tmp.appendingPathComponent("twice").path,
                                        "--model", model.path, "--threads", "1"])
@@ -98,6 +111,21 @@ final class BatchSegmentTests: XCTestCase {
         }
         XCTAssertEqual(refused, 1)
         XCTAssertEqual(try CLIRunner.run(["merge"] + shards + ["-o", tmp.appendingPathComponent("samemerged").path]).status, 0)
+        // A stack x (frames x_0, x_1) and a file x_1 go to one shard, which refuses x_1 as one run does.
+        let framesDir = tmp.appendingPathComponent("frames")
+        try FileManager.default.createDirectory(at: framesDir, withIntermediateDirectories: true)
+        try MRCWriter.write(frames(2, 7), to: framesDir.appendingPathComponent("x.mrc"))
+        try MRCWriter.write(frames(1, 8), to: framesDir.appendingPathComponent("x_1.mrc"))
+        var frameShards: [String] = [], frameRefusals = 0
+        for k in 1...5 {
+            let dir = tmp.appendingPathComponent("frameshard\(k)")
+            let r = try CLIRunner.run(["segment", framesDir.path, "-o", dir.path, "--model", model.path, "--threads", "1", "--shard", "\(k)/5"])
+            if r.stderr.contains("x_1.mrc: its outputs would overwrite those of an earlier input named x_1") { frameRefusals += 1 }
+            frameShards.append(dir.path)
+        }
+        XCTAssertEqual(frameRefusals, 1)
+        let framesMerged = try CLIRunner.run(["merge"] + frameShards + ["-o", tmp.appendingPathComponent("framesmerged").path])
+        XCTAssertEqual(framesMerged.status, 0, framesMerged.stderr)
         // Shards made with other thresholds are not merged under one.
         let t1 = tmp.appendingPathComponent("t1"), t2 = tmp.appendingPathComponent("t2")
         _ = try CLIRunner.run(["segment", data.path, "-o", t1.path, "--model", model.path, "--threads", "1", "--shard", "1/8", "--threshold", "0.9"])

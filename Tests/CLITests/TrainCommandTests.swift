@@ -84,11 +84,10 @@ final class TrainCommandTests: XCTestCase {
         try FileManager.default.copyItem(at: checkpoint, to: early)
         let earlyState = try XCTUnwrap(SafeTensorsFile.decode(try Data(contentsOf: early), file: early.path).metadata["trainer"])
         let earlySteps = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(earlyState.utf8)) as? [String: Any])?["stepsDone"] as? Int)
-        if earlySteps < 400 {
-            let refused = try CLIRunner.run(["evaluate", data.path, "--model", early.path, "-o", second.appendingPathComponent("early-eval").path])
-            XCTAssertEqual(refused.status, 2, refused.stderr)
-            XCTAssertTrue(refused.stderr.contains("\(early.path): has no finished epoch yet"), refused.stderr)
-        }
+        XCTAssertLessThan(earlySteps, 400, "the first epoch ended before its first checkpoint was copied; make the epoch longer")
+        let refused = try CLIRunner.run(["evaluate", data.path, "--model", early.path, "-o", second.appendingPathComponent("early-eval").path])
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("\(early.path): has no finished epoch yet"), refused.stderr)
         // Killed once its first epoch has ended, part way through the second.
         while (try? Trainer.bestModel(fromCheckpoint: checkpoint)) == nil && p.isRunning && Date() < deadline { usleep(2000) }
         kill(p.processIdentifier, SIGKILL)

@@ -76,7 +76,7 @@ final class ReaderEdgeCaseTests: XCTestCase {
 
     /// An uncompressed 8-bit TIFF of `spp` samples per pixel (Photometric `photometric`, the
     /// samples after the first colour ones an unassociated alpha), built here tag by tag.
-    func tiff(width: Int, height: Int, spp: Int, photometric: UInt16, samples: [UInt8]) -> [UInt8] {
+    func tiff(width: Int, height: Int, spp: Int, photometric: UInt16, samples: [UInt8], extraSample: Int = 2) -> [UInt8] {
         var b: [UInt8] = [0x49, 0x49, 42, 0]
         func u16(_ v: Int) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8 & 0xff)] }
         func u32(_ v: Int) -> [UInt8] { u16(v & 0xffff) + u16(v >> 16) }
@@ -87,7 +87,7 @@ final class ReaderEdgeCaseTests: XCTestCase {
             (258, 3, spp, spp <= 2 ? Array((0..<spp).flatMap { _ in u16(8) } + [0, 0, 0, 0]).prefix(4).map { $0 } : u32(bpsAt)),
             (259, 3, 1, u16(1) + [0, 0]), (262, 3, 1, u16(Int(photometric)) + [0, 0]), (273, 4, 1, u32(dataAt)),
             (277, 3, 1, u16(spp) + [0, 0]), (278, 3, 1, u16(height) + [0, 0]), (279, 4, 1, u32(samples.count)),
-            (338, 3, 1, u16(2) + [0, 0]),
+            (338, 3, 1, u16(extraSample) + [0, 0]),
         ]
         entries.sort { $0.0 < $1.0 }
         b += u16(tags)
@@ -109,6 +109,13 @@ final class ReaderEdgeCaseTests: XCTestCase {
         let c = try XCTUnwrap(MicrographReader.open(rgba).first)
         XCTAssertEqual([c.width, c.height, c.channels], [2, 1, 3])
         XCTAssertEqual(c.data, [1, 2, 3, 4, 5, 6])
+        // An extra sample of unspecified meaning (ExtraSamples 0: an imaginary part, say) is not
+        // dropped unseen: refused, naming the layout.
+        let unspecified = dir.appendingPathComponent("pairs.tif")
+        try Data(tiff(width: 3, height: 1, spp: 2, photometric: 1, samples: [10, 1, 20, 2, 30, 3], extraSample: 0)).write(to: unspecified)
+        XCTAssertThrowsError(try MicrographReader.open(unspecified)) { error in
+            XCTAssertTrue("\(error)".contains("unsupported layout: SamplesPerPixel 2"), "\(error)")
+        }
     }
 
     /// Mode 0 without IMOD's stamp: signed bytes (MRC2014), unless the header's range shows
