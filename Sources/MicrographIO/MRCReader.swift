@@ -26,11 +26,12 @@ struct MRCHeader {
         case 4: return .complex64
         case 6: return .uint16
         case 12: return .float16
+        case 16: return .uint8  // IMOD's RGB: three bytes a pixel
         default: return nil
         }
     }
 
-    static let knownModes: Set<Int> = [0, 1, 2, 3, 4, 6, 12, 101]
+    static let knownModes: Set<Int> = [0, 1, 2, 3, 4, 6, 12, 16, 101]
 
     /// True when the head of a file is plausibly an MRC header: the 'MAP ' ID at byte 208, or
     /// (older files) positive dimensions and a known mode in one of the two byte orders.
@@ -57,11 +58,20 @@ struct MRCHeader {
         } else if machst == 0x11 {
             bigEndian = true
         } else {
-            // No valid machine stamp (old writers): take the byte order in which mode is known.
-            let modeLE = Int(try r.i32(at: 12, "mode"))
-            r.bigEndian = true
-            let modeBE = Int(try r.i32(at: 12, "mode"))
-            bigEndian = !MRCHeader.knownModes.contains(modeLE) && MRCHeader.knownModes.contains(modeBE)
+            // No valid machine stamp (old writers): the byte order in which the mode is known;
+            // where it is known either way (mode 0 reads 0 both ways), the one with the smaller
+            // sizes (a 512 read in the wrong order is 131072), as IMOD decides.
+            func reading(_ be: Bool) throws -> (mode: Int, largest: Int) {
+                r.bigEndian = be
+                let sizes = [try r.i32(at: 0, "nx"), try r.i32(at: 4, "ny"), try r.i32(at: 8, "nz")].map { Int($0) }
+                return (Int(try r.i32(at: 12, "mode")), sizes.allSatisfy { $0 > 0 } ? sizes.max()! : Int.max)
+            }
+            let le = try reading(false), be = try reading(true)
+            switch (MRCHeader.knownModes.contains(le.mode), MRCHeader.knownModes.contains(be.mode)) {
+            case (false, true): bigEndian = true
+            case (true, true): bigEndian = be.largest < le.largest
+            default: bigEndian = false
+            }
         }
         r.bigEndian = bigEndian
         nx = Int(try r.i32(at: 0, "nx")); ny = Int(try r.i32(at: 4, "ny")); nz = Int(try r.i32(at: 8, "nz"))
@@ -128,8 +138,9 @@ public enum MRCReader {
             default: throw r.fail("mode \(h.mode) is not an MRC pixel mode")
             }
         }
+        let channels = h.mode == 16 ? 3 : 1
         var count = h.nx
-        for (d, name) in [(h.ny, "ny"), (h.nz, "nz"), (type.byteCount, "bytes per pixel")] {
+        for (d, name) in [(h.ny, "ny"), (h.nz, "nz"), (type.byteCount * channels, "bytes per pixel")] {
             let (m, o) = count.multipliedReportingOverflow(by: d)
             guard !o else { throw r.fail("nx × ny × nz overflows (\(name) = \(d))") }
             count = m
@@ -157,7 +168,7 @@ public enum MRCReader {
         if h.exttyp == "FEI1" || h.exttyp == "FEI2" {
             readFEIExtendedHeader(try bytes(MRCHeader.size..<min(dataStart, MRCHeader.size + feiFieldsEnd)), into: &metadata)
         }
-        return Micrograph(width: h.nx, height: h.ny, frames: h.nz, pixelType: type, data: data,
+        return Micrograph(width: h.nx, height: h.ny, frames: h.nz, channels: channels, pixelType: type, data: data,
                           pixelSize: pixelSize, storedCalibration: stored, format: "mrc",
                           metadata: metadata, source: url)
     }

@@ -136,6 +136,33 @@ final class ReaderEdgeCaseTests: XCTestCase {
         }
     }
 
+    /// Old writers' files without a machine stamp: a big-endian mode 0 (which reads as mode 0 in
+    /// either byte order) is told by its sizes; and IMOD's RGB mode 16 reads as 3 channels.
+    func testUnstampedBigEndianBytesAndRGBMode() throws {
+        let image = Micrograph(width: 512, height: 3, pixelType: .int8, data: (0..<1536).map { UInt8($0 % 100) },
+                               pixelSize: PixelSize(isotropic: 0.2), format: "MRC")
+        let url = dir.appendingPathComponent("bigendian.mrc")
+        try MRCWriter.write(image, to: url)
+        var b = [UInt8](try Data(contentsOf: url))
+        for word in stride(from: 0, to: 104, by: 4) { b[word..<(word + 4)].reverse() }  // the numeric fields, big-endian
+        for k in 212..<216 { b[k] = 0 }  // no machine stamp
+        try Data(b).write(to: url)
+        let m = try XCTUnwrap(MicrographReader.open(url).first)
+        XCTAssertEqual([m.width, m.height], [512, 3])
+        XCTAssertEqual(m.data, image.data)
+        XCTAssertEqual(m.pixelSize?.x ?? 0, 0.2, accuracy: 1e-6)
+
+        let rgb = dir.appendingPathComponent("rgb.mrc")
+        var h = [UInt8](try Data(contentsOf: url).prefix(1024))
+        for word in stride(from: 0, to: 104, by: 4) { h[word..<(word + 4)].reverse() }  // back to little-endian
+        h[212] = 0x44; h[213] = 0x44
+        h[0] = 2; h[1] = 0; h[4] = 1; h[5] = 0; h[8] = 1; h[9] = 0; h[12] = 16  // 2×1×1, mode 16
+        try Data(h + [10, 20, 30, 40, 50, 60]).write(to: rgb)
+        let c = try XCTUnwrap(MicrographReader.open(rgb).first)
+        XCTAssertEqual([c.width, c.height, c.channels], [2, 1, 3])
+        XCTAssertEqual(c.data, [10, 20, 30, 40, 50, 60])
+    }
+
     /// A calibration no micrograph can have (a SER step in metres without its EMI: 4e16 nm)
     /// reads as uncalibrated, not as a pixel size that would blow the image up.
     func testImplausiblePixelSizesReadAsUncalibrated() throws {
