@@ -91,6 +91,11 @@ struct MRCHeader {
         let dmin = try r.f32(at: 76, "dmin"), dmax = try r.f32(at: 80, "dmax")
         imodUnsignedBytes = imodStamp == 1_146_047_817 ? (imodFlags & 1) == 0 : (dmin >= 0 && dmax >= 128 && dmax <= 255)
 
+        // IMOD's flag 16: mode 0 holding 4-bit values two to a byte (nx is half the width).
+        // Read as bytes they would be a half-width image of pairs: refused rather than that.
+        if imodStamp == 1_146_047_817 && mode == 0 && (imodFlags & 16) != 0 {
+            throw r.fail("4-bit values packed two to a byte (mode 0 with IMOD flag 16) are not supported")
+        }
         guard nx > 0 else { throw r.fail("nx = \(nx) is not a positive width (corrupt MRC header)") }
         guard ny > 0 else { throw r.fail("ny = \(ny) is not a positive height (corrupt MRC header)") }
         guard nz > 0 else { throw r.fail("nz = \(nz) is not a positive number of sections (corrupt MRC header)") }

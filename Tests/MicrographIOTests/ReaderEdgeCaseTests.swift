@@ -161,6 +161,17 @@ final class ReaderEdgeCaseTests: XCTestCase {
         let c = try XCTUnwrap(MicrographReader.open(rgb).first)
         XCTAssertEqual([c.width, c.height, c.channels], [2, 1, 3])
         XCTAssertEqual(c.data, [10, 20, 30, 40, 50, 60])
+        // 4-bit values two to a byte (IMOD's stamp with flag 16): refused, not read as half an image.
+        let packed = dir.appendingPathComponent("packed.mrc")
+        var p = h
+        p[12] = 0
+        withUnsafeBytes(of: UInt32(1_146_047_817).littleEndian) { for k in 0..<4 { p[152 + k] = $0[k] } }
+        p[156] = 16 | 1
+        try Data(p + [0x21, 0x43]).write(to: packed)
+        XCTAssertThrowsError(try MicrographReader.open(packed)) { error in
+            XCTAssertEqual((error as? MicrographError)?.file, packed.path)
+            XCTAssertTrue("\(error)".contains("IMOD flag 16"), "\(error)")
+        }
     }
 
     /// A calibration no micrograph can have (a SER step in metres without its EMI: 4e16 nm)
