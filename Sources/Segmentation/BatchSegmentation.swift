@@ -54,8 +54,8 @@ public final class BatchSegmentation: @unchecked Sendable {
     public private(set) var usedNames: [String: String] = [:]
     /// The inputs that hold names in `usedNames` (a set, so that skipping done files stays linear).
     private var claimedInputs: Set<String> = []
-    /// The output folder's names as the run found them, by the stem they may belong to (the
-    /// part before the first '.', '_' or the end), listed once: a re-run over thousands of done
+    /// The output folder's names as the run first looked, under every stem they may belong to
+    /// (each part of the name before a '.' or '_'), listed once: a re-run over thousands of done
     /// files listed the whole folder for each (2000 files: 13.6 s, more than segmenting them).
     private var listing: [Substring: [String]]?
     private let namesLock = NSLock()
