@@ -29,6 +29,15 @@ public struct BraggFilter: Sendable {
         public var peaks: Int
     }
 
+    /// Why images of `pixelSizeNm` nm per pixel cannot be Bragg filtered, or nil: the finest
+    /// spacing an image holds is two pixels (Nyquist), and it must reach into `spacing` (a
+    /// coarser image would come out with no crystal at all, said as if it had none).
+    public func problem(pixelSizeNm: Double) -> String? {
+        guard 2 * pixelSizeNm > spacing.upperBound else { return nil }
+        return String(format: "at %.4g nm per pixel the finest lattice spacing an image shows is %.4g nm, above the %.2g–%.2g nm Bragg filtering looks for (it needs %.4g nm per pixel or finer)",
+                      pixelSizeNm, 2 * pixelSizeNm, spacing.lowerBound, spacing.upperBound, spacing.upperBound / 2)
+    }
+
     /// The mask of `image` (raw intensities) at `pixelSizeNm` nm per pixel.
     public func segment(_ image: FloatImage, pixelSizeNm: Double) -> Result {
         let w = image.width, h = image.height, n = w * h
@@ -78,7 +87,16 @@ public struct BraggFilter: Sendable {
         }
         let lattice = fft.inverseNormalised(filtered)
         var amplitude = [Float](repeating: 0, count: n)
-        for i in 0..<n { amplitude[i] = (lattice[2 * i] * lattice[2 * i] + lattice[2 * i + 1] * lattice[2 * i + 1]).squareRoot() }
+        // The taper scaled the lattice near the edges down with the rest: undone here (down to a
+        // quarter, so that the outermost pixels' noise is not blown up), or particles at the edge
+        // came out a quarter smaller and no longer touching it.
+        for y in 0..<h {
+            let ty = taper(y, h)
+            for x in 0..<w {
+                let i = y * w + x
+                amplitude[i] = (lattice[2 * i] * lattice[2 * i] + lattice[2 * i + 1] * lattice[2 * i + 1]).squareRoot() / max(0.25, ty * taper(x, w))
+            }
+        }
         let local = gaussianBlur(FloatImage(width: w, height: h, pixels: amplitude), sigma: amplitudeSigmaNm / pixelSizeNm)
         let t = otsuThreshold(local.pixels)
         let raw = BinaryMask(width: w, height: h, values: local.pixels.map { $0 > t ? 1 : 0 })

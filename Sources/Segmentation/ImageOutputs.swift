@@ -445,7 +445,9 @@ public enum Overlay {
 
     /// Each particle's id at its centroid.
     static func number(on c: inout IndexedCanvas, of raw: FloatImage, particles: [Particle]) {
-        let step = step(raw), scale = max(1, min(c.width, c.height) / 300)
+        // Twice the glyphs' size at most: the overlay of a large image is shrunk, its particles
+        // with it, and larger ids would cover them (a 4 × id hid most of a 36 px particle).
+        let step = step(raw), scale = max(1, min(2, min(c.width, c.height) / 300))
         for p in particles {
             let text = String(p.id)
             let x = Int(p.centroidX) / step - Canvas.textWidth(text, scale: scale) / 2, y = Int(p.centroidY) / step - 3 * scale

@@ -222,7 +222,9 @@ struct ReportPage {
             } ?? ""
             page += """
             <figure>\(img)<figcaption><b>\(escape(s.image))</b>: \(s.particles) particles\(s.particlesCut.map { $0 > 0 ? " (\($0) cut by the border)" : "" } ?? ""), \(format(100 * s.areaFraction, 1)) % area,
-            \(s.particlesCut.map { $0 > 0 ? "of the uncut, " : "" } ?? "")mean ⌀ \(format(s.meanEqDiameterNm)) nm, median ⌀ \(format(s.medianEqDiameterNm)) nm,
+            \(s.particlesCut.map { $0 > 0 ? "of the uncut, " : "" } ?? "")\(s.pixelSizeNm == nil
+                ? "mean ⌀ \(format(s.meanEqDiameterPx)) px, median ⌀ \(format(s.medianEqDiameterPx)) px"
+                : "mean ⌀ \(format(s.meanEqDiameterNm)) nm, median ⌀ \(format(s.medianEqDiameterNm)) nm"),
             \(s.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated") (\(escape(s.pixelSizeSource)))\((s.notes ?? []).map { "<br><i class=\"note\">\(escape($0))</i>" }.joined())</figcaption></figure>
 
             """

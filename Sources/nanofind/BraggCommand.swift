@@ -61,6 +61,7 @@ struct Bragg: ParsableCommand {
                     guard let p = try pixelSize ?? m.squarePixelSizeNm(file: input) else {
                         throw MicrographError(url: url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
+                    if let problem = BraggFilter().problem(pixelSizeNm: p) { throw MicrographError(url: url, reason: problem) }
                     return p
                 }
                 // Written under hidden names first and given their own names once every frame is

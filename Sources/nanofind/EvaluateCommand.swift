@@ -62,6 +62,7 @@ struct Evaluate: ParsableCommand {
                     guard let p = pixelSize ?? image.pixelSizeNm else {
                         throw MicrographError(url: image.url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
+                    if let problem = filter.problem(pixelSizeNm: p) { throw MicrographError(url: image.url, reason: problem) }
                     return filter.segment(image.image, pixelSizeNm: p).mask
                 }
             } else {

@@ -67,13 +67,15 @@ struct Inspect: ParsableCommand {
             "frames": m.frames, "dtype": m.pixelType.rawValue, "sha256": m.sha256(frame: 0),
             "min": jsonNumber(s.min), "max": jsonNumber(s.max), "mean": jsonNumber(s.mean),
         ]
-        if m.channels != 1 { o["channels"] = m.channels }
+        // The same keys for every image (null where there is no value), as a reader expects.
+        o["channels"] = m.channels
         o["pixel_size_nm"] = m.pixelSize.map { [$0.x, $0.y] } ?? NSNull()
         if let c = m.storedCalibration {
             o["unit"] = c.unitX == c.unitY ? c.unitX as Any : [c.unitX, c.unitY] as Any
             o["pixel_size"] = [c.x, c.y]
         } else {
             o["unit"] = NSNull()
+            o["pixel_size"] = NSNull()
         }
         var md: [String: Any] = m.metadata.extra.mapValues(MicrographMetadata.typedValue)
         if let v = m.metadata.voltageKV { md["voltage_kv"] = jsonNumber(v) }

@@ -60,6 +60,10 @@ final class BatchSegmentTests: XCTestCase {
             try CLIRunner.run(["segment", stack.path, "-o", out.path, "--model", model.path, "--threads", "1"] + extra)
         }
         XCTAssertTrue(try segment().stdout.contains("1 processed, 0 already done"))
+        // The stack is uncalibrated: its report gives sizes in px, not "– nm".
+        let report = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(report.contains(" px, median ⌀ "), report.prefix(2000).description)
+        XCTAssertFalse(report.contains("– nm"))
         XCTAssertTrue(try segment().stdout.contains("0 processed, 1 already done"))
         // One frame's outputs deleted: the file is redone.
         for f in try outputs(out) where f.hasPrefix("stack_1") { try FileManager.default.removeItem(at: out.appendingPathComponent(f)) }

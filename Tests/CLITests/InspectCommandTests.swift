@@ -18,6 +18,9 @@ final class InspectCommandTests: XCTestCase {
         XCTAssertEqual(obj?["format"] as? String, "npy")
         XCTAssertEqual(obj?["max"] as? Double, Double(32 * 48 - 1))
         XCTAssertEqual((obj?["sha256"] as? String)?.count, 64)
+        // Every key for every image, null where there is no value (an uncalibrated .npy).
+        XCTAssertEqual(obj?["channels"] as? Int, 1)
+        for key in ["pixel_size", "pixel_size_nm", "unit"] { XCTAssertTrue(obj?[key] is NSNull, "\(key): \(r.stdout)") }
     }
 
     /// Header values come out in their JSON types, as `expected.json` has them: numbers,

@@ -29,6 +29,26 @@ final class BraggFilterTests: XCTestCase {
         XCTAssertLessThan(Double(outsideFound) / Double(insideFound), 0.3, "false area outside the patch")
     }
 
+    /// A lattice cut by the image's left edge keeps its size there, and reaches the edge (the
+    /// taper against the transform's edge cross scaled it away: the half disc came out a quarter
+    /// smaller, no longer touching the edge); an image too coarse for any lattice spacing the
+    /// filter looks for is said to be, not filtered into nothing.
+    func testALatticeAtTheEdgeKeepsItsSizeAndCoarseImagesAreRefused() {
+        var image = noise(256, 256, seed: 4)
+        let p = 0.05, period = 0.2 / p, cx = 0.0, cy = 128.0, r = 60.0
+        var inside = 0
+        for y in 0..<256 { for x in 0..<256 where (Double(x) - cx) * (Double(x) - cx) + (Double(y) - cy) * (Double(y) - cy) < r * r {
+            let v = cos(2 * Double.pi * Double(x) / period) + cos(2 * Double.pi * (0.5 * Double(x) + 0.866 * Double(y)) / period)
+            image.pixels[y * 256 + x] += Float(6 * v)
+            inside += 1
+        } }
+        let result = BraggFilter().segment(image, pixelSizeNm: p)
+        XCTAssertEqual(Double(result.mask.foregroundCount) / Double(inside), 1, accuracy: 0.15, "area of the half disc")
+        XCTAssertEqual(result.mask.values[128 * 256], 1, "the half disc reaches the edge")
+        XCTAssertNil(BraggFilter().problem(pixelSizeNm: 0.2))
+        XCTAssertTrue(BraggFilter().problem(pixelSizeNm: 0.3)?.contains("finest lattice spacing an image shows is 0.6 nm") == true)
+    }
+
     func testFindsNothingOnPureNoise() {
         for seed in 1...3 as ClosedRange<UInt64> {
             let result = BraggFilter().segment(noise(256, 192, seed: seed), pixelSizeNm: 0.05)
