@@ -96,6 +96,15 @@ public struct EvaluationReport: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey { case model, method, threshold, pooled, groups, particles, perImage = "images" }
 
+    /// Every key, `threshold` as null for the Bragg filter (which has none), so that a reader
+    /// finds the keys `evaluate --help` lists whatever the method.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model); try c.encode(method, forKey: .method); try c.encode(threshold, forKey: .threshold)
+        try c.encode(pooled, forKey: .pooled); try c.encode(groups, forKey: .groups); try c.encode(particles, forKey: .particles)
+        try c.encode(perImage, forKey: .perImage)
+    }
+
     public init(model: String, method: String, threshold: Float?, images: [ImageEvaluation]) {
         self.model = model; self.method = method; self.threshold = threshold; perImage = images
         pooled = EvaluationScores(images.reduce(ConfusionCounts()) { $0 + $1.scores.counts }, images: images.count)

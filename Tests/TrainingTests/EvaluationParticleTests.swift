@@ -84,6 +84,12 @@ final class EvaluationParticleTests: XCTestCase {
         XCTAssertNil(b.diameters[2].foundNm)
         XCTAssertEqual(Set(report.groups.keys), ["Ma", "Mb"])
         XCTAssertEqual(report.pooled.images, 2)
+        // The JSON has every key, the threshold null where the method has none.
+        var bragg = report
+        bragg.threshold = nil
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(bragg)) as? [String: Any])
+        XCTAssertEqual(Set(json.keys), ["model", "method", "threshold", "pooled", "groups", "particles", "images"])
+        XCTAssertTrue(json["threshold"] is NSNull)
     }
 
     /// Without a pixel size (these PNGs have none) nothing can be sized: no particle is compared,
