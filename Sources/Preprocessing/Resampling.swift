@@ -2,7 +2,10 @@
 /// output sample is a weighted sum of the input samples under a Keys cubic kernel (a = −0.5)
 /// centred on it, stretched by the reduction factor when shrinking so that the filter removes
 /// what the new sampling cannot hold. Separable: rows first, then columns; weights are
-/// normalised per output sample, so a constant image stays constant. Edges replicate.
+/// normalised per output sample, so a constant image stays constant. Edges replicate: taps
+/// beyond the edge take the edge pixel, where Pillow drops them and renormalises, so the
+/// outermost pixel or two differ from Pillow's (a 512 → 256 ramp's first value 0.508 against
+/// 0.544).
 ///
 /// Both passes run in bands of rows through `parallel`; every output sample is summed in the
 /// same order however the bands fall, so the result does not depend on it. With `clamp`, the

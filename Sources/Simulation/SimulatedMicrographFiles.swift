@@ -25,6 +25,8 @@ extension SimulatedMicrograph {
             "oversampling": p.oversampling ?? 1, "shapes": (p.shapes ?? [.sphere]).map(\.rawValue),
             "touching_fraction": p.touchingFraction, "seed": p.seed,
             "n_particles": m.particles.count, "particle_fraction": Double(m.mask.filter { $0 != 0 }.count) / Double(m.mask.count),
+            "saturated_px": m.saturatedPixels,
+            "defocus_reference": "the exit face of the specimen (below the carbon film): a particle on the film sees defocus minus the film's thickness minus half its own height",
             "timing_s": m.timings,
             "simulator": "nanofind simulate (multislice, Lobato & Van Dyck 2014 scattering factors)",
         ]

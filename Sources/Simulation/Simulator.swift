@@ -45,10 +45,12 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
         if particles.lowerBound < 0 || particles.upperBound > 100 { return "--particles must be within 0...100" }
         if !(diameterNm.lowerBound > 0.5 && diameterNm.upperBound <= 50) { return "--diameter must be within 0.5...50 nm" }
         if diameterNm.lowerBound < 4 * pixelSizeNm { return "--diameter \(diameterNm.lowerBound) nm is under 4 pixels of \(pixelSizeNm) nm" }
-        if !(csUm >= 0 && csUm < 1e5) || !(abs(defocusNm) < 1e4) { return "--cs and --defocus are out of range" }
+        // (Negative Cs, with overfocus, is how aberration-corrected microscopes image light atoms.)
+        if !(abs(csUm) < 1e5) || !(abs(defocusNm) < 1e4) { return "--cs and --defocus are out of range" }
         if let o = oversampling, !(1...4).contains(o) { return "--oversampling must be 1, 2, 3 or 4" }
-        // int16 counts: the brightest pixels (about twice the mean, plus 5 σ of shot noise) must
-        // stay below 32767 at the camera's gain and offset, or they would clip silently.
+        // int16 counts: the brightest pixels (twice the mean, plus 5 σ of shot noise, for most of
+        // an image; heavy columns near focus reach about 3 ×, which `simulate` counts as
+        // `saturated_px` and reports) must stay below 32767 at the camera's gain and offset.
         let electrons = doseEPerA2 * pow(pixelSizeNm * 10, 2), bright = 2 * electrons + 5 * (2 * electrons).squareRoot()
         if cameraGain * bright + cameraOffset > 32767 {
             return String(format: "--dose %.0f e/Å² at %.3g nm/px is %.0f electrons a pixel: bright pixels would pass int16's 32767 at the camera's gain of %.3g ADU/e (lower --dose)",
@@ -95,6 +97,12 @@ public struct SimulatedMicrograph: Sendable {
     public var particles: [ParticleTruth]
     /// Seconds per stage: structure, potential, multislice, lens, noise.
     public var timings: [String: Double]
+
+    /// Pixels at int16's ends (32767 or −32768): clipped counts. The dose check
+    /// (`SimulationParameters.problem`) keeps most images clear, but heavy atom columns near focus
+    /// reach about 3 × the mean where it allows for 2 ×, so `simulate` counts them per image
+    /// (`saturated_px` in the manifest) and says so.
+    public var saturatedPixels: Int { counts.reduce(0) { $0 + ($1 == .max || $1 == .min ? 1 : 0) } }
 }
 
 /// HRTEM micrographs of crystalline particles on amorphous carbon: atoms from the crystal

@@ -121,6 +121,7 @@ struct Simulate: ParsableCommand {
             var sheet: [(String, SimulatedMicrograph)] = []
             var lines: [String?]
             var done = 0
+            var saturated: [(name: String, pixels: Int)] = []
             var failure: Error?
             init(_ n: Int) { lines = Array(repeating: nil, count: n) }
         }
@@ -135,6 +136,7 @@ struct Simulate: ParsableCommand {
                     let m = Simulator.simulate(p)
                     let line = try m.write(name: name, into: out)
                     results.lock.lock(); results.lines[index] = line; results.done += 1
+                    if m.saturatedPixels > 0 { results.saturated.append((name, m.saturatedPixels)) }
                     if index < 16 { results.sheet.append((name, m)) }
                     FileHandle.standardError.write(Data("\r\(results.done)/\(command.count) micrographs".utf8))
                     results.lock.unlock()
@@ -163,6 +165,10 @@ struct Simulate: ParsableCommand {
         } catch { throw exitWithInputError(error) }
         // Per micrograph: the wall time over the micrographs each worker ran (min(jobs, count) of
         // them side by side), contact sheet and manifest included.
+        // Clipped counts flatten the brightest columns' contrast: said, with the manifest's count.
+        if let worst = results.saturated.max(by: { $0.pixels < $1.pixels }) {
+            FileHandle.standardError.write(Data("warning: \(results.saturated.count) of \(count) micrographs have pixels clipped at int16's 32767 (at most \(worst.pixels), in \(worst.name); saturated_px in manifest.jsonl): lower --dose to keep every count\n".utf8))
+        }
         print(String(format: "%d micrographs of %@ -> %@ (%.1f s, %.2f s each on each of %d workers)", count,
                      material.values.map(\.rawValue).joined(separator: ", "), out.path,
                      Date().timeIntervalSince(start), Date().timeIntervalSince(start) * Double(min(jobs, count)) / Double(count),

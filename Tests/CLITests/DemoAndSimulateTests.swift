@@ -63,6 +63,26 @@ final class DemoAndSimulateTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// Counts clipped at int16's end (heavy columns near focus, at a dose the check lets through)
+    /// are counted per image and said; a negative Cs (negative-Cs imaging) is accepted.
+    func testSimulateCountsClippedPixelsAndTakesANegativeCs() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let hot = tmp.appendingPathComponent("hot")
+        let r = try CLIRunner.run(["simulate", "-o", hot.path, "--count", "2", "--size", "256", "--pixel-size", "0.07", "--dose", "4000",
+                                   "--material", "Au", "--seed", "3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("micrographs have pixels clipped at int16's 32767"), r.stderr)
+        let entries = try String(contentsOf: hot.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(entries.count, 2)
+        XCTAssertGreaterThan(entries.compactMap { $0["saturated_px"] as? Int }.reduce(0, +), 0)
+        for e in entries { XCTAssertNotNil(e["defocus_reference"] as? String) }
+        let cs = try CLIRunner.run(["simulate", "-o", tmp.appendingPathComponent("cs").path, "--count", "1", "--size", "128", "--cs=-15"])
+        XCTAssertEqual(cs.status, 0, cs.stderr)
+        XCTAssertFalse(cs.stderr.contains("clipped"), cs.stderr)
+    }
+
     func testSimulateWritesTheTrainingLayout() throws {
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
