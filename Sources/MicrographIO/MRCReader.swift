@@ -59,17 +59,22 @@ struct MRCHeader {
             bigEndian = true
         } else {
             // No valid machine stamp (old writers): the byte order in which the mode is known;
-            // where it is known either way (mode 0 reads 0 both ways), the one with the smaller
-            // sizes (a 512 read in the wrong order is 131072), as IMOD decides.
-            func reading(_ be: Bool) throws -> (mode: Int, largest: Int) {
+            // where it is known either way (mode 0 reads 0 both ways), the one whose sizes fit the
+            // file (a 512 read in the wrong order is 131072), then the smaller sizes.
+            func reading(_ be: Bool) throws -> (mode: Int, fits: Bool, largest: Int) {
                 r.bigEndian = be
                 let sizes = [try r.i32(at: 0, "nx"), try r.i32(at: 4, "ny"), try r.i32(at: 8, "nz")].map { Int($0) }
-                return (Int(try r.i32(at: 12, "mode")), sizes.allSatisfy { $0 > 0 } ? sizes.max()! : Int.max)
+                let extended = Int(try r.i32(at: 92, "nsymbt"))
+                let positive = sizes.allSatisfy { $0 > 0 }
+                var pixels = 1, overflow = !positive
+                for s in sizes where positive { let (m, o) = pixels.multipliedReportingOverflow(by: s); pixels = m; overflow = overflow || o }
+                return (Int(try r.i32(at: 12, "mode")), !overflow && extended >= 0 && pixels <= fileSize - MRCHeader.size - extended,
+                        positive ? sizes.max()! : Int.max)
             }
             let le = try reading(false), be = try reading(true)
             switch (MRCHeader.knownModes.contains(le.mode), MRCHeader.knownModes.contains(be.mode)) {
             case (false, true): bigEndian = true
-            case (true, true): bigEndian = be.largest < le.largest
+            case (true, true): bigEndian = be.fits != le.fits ? be.fits : be.largest < le.largest
             default: bigEndian = false
             }
         }
@@ -113,8 +118,9 @@ struct MRCHeader {
     }
 }
 
-/// MRC2014 (and older MRC) images, stacks and volumes: modes 0 (int8), 1 (int16), 2 (float32),
-/// 4 (complex64), 6 (uint16) and 12 (float16), either byte order. Every section is a frame.
+/// MRC2014 (and older MRC) images, stacks and volumes: modes 0 (int8; uint8 where IMOD's flag or
+/// the header's range says so), 1 (int16), 2 (float32), 4 (complex64), 6 (uint16), 12 (float16)
+/// and 16 (IMOD's RGB, 3 channels), either byte order. Every section is a frame.
 /// Pixel size = cella / mx in Å (uncalibrated when cella or mx ≤ 0). FEI1/FEI2 extended headers
 /// give the acquisition metadata.
 public enum MRCReader {

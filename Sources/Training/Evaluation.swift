@@ -46,12 +46,27 @@ public struct ImageEvaluation: Codable, Sendable {
         case image, group, pixelSizeNm = "pixel_size_nm", scores, particlesFound = "particles_found",
              particlesTrue = "particles_true", componentsTrue = "components_true", diameters
     }
+
+    /// Every key, null where there is no value (an uncalibrated image's pixel size).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(image, forKey: .image); try c.encode(group, forKey: .group); try c.encode(pixelSizeNm, forKey: .pixelSizeNm)
+        try c.encode(scores, forKey: .scores); try c.encode(particlesFound, forKey: .particlesFound)
+        try c.encode(particlesTrue, forKey: .particlesTrue); try c.encode(componentsTrue, forKey: .componentsTrue)
+        try c.encode(diameters, forKey: .diameters)
+    }
 }
 
 public struct DiameterPair: Codable, Sendable {
     public var trueNm: Double
     public var foundNm: Double?
     enum CodingKeys: String, CodingKey { case trueNm = "true_nm", foundNm = "found_nm" }
+
+    /// Both keys; `found_nm` null for a particle not found.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(trueNm, forKey: .trueNm); try c.encode(foundNm, forKey: .foundNm)
+    }
 }
 
 /// How well particle counts and sizes come out, over a set of images with a manifest.
@@ -69,6 +84,14 @@ public struct ParticleScores: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case medianRelativeDiameterError = "median_relative_diameter_error", particlesCompared = "particles_compared",
              particlesMissed = "particles_missed", countsMatchManifest = "counts_match_manifest", countsMatchMask = "counts_match_mask"
+    }
+
+    /// Every key, null where there is no value (no particle compared, no manifest).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(medianRelativeDiameterError, forKey: .medianRelativeDiameterError)
+        try c.encode(particlesCompared, forKey: .particlesCompared); try c.encode(particlesMissed, forKey: .particlesMissed)
+        try c.encode(countsMatchManifest, forKey: .countsMatchManifest); try c.encode(countsMatchMask, forKey: .countsMatchMask)
     }
 
     init(_ images: [ImageEvaluation]) {

@@ -59,7 +59,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "Image side in pixels.") var size = 512
     @Option(help: "nm per pixel (or MIN:MAX).") var pixelSize = Span(0.04...0.07)
     @Option(help: "Defocus in nm, positive = underfocus (or MIN:MAX).") var defocus = Span(-5...10)
-    @Option(help: "Spherical aberration Cs in µm.") var cs = 10.0
+    @Option(help: "Spherical aberration Cs in µm; negative for negative-Cs imaging (write --cs=-15).") var cs = 10.0
     @Option(help: "Dose in electrons per Å² (or MIN:MAX).") var dose = Span(200...3000)
     @Option(help: "Carbon film thickness in nm (or MIN:MAX).") var carbonThickness = Span(2...5)
     @Option(help: "Particles per image, MIN:MAX.") var particles = Span(0...5)
@@ -163,12 +163,12 @@ struct Simulate: ParsableCommand {
         do {
             try writeAtomically(Array(((kept + lines.compactMap { $0 }).joined(separator: "\n") + "\n").utf8), to: manifest)
         } catch { throw exitWithInputError(error) }
-        // Per micrograph: the wall time over the micrographs each worker ran (min(jobs, count) of
-        // them side by side), contact sheet and manifest included.
         // Clipped counts flatten the brightest columns' contrast: said, with the manifest's count.
         if let worst = results.saturated.max(by: { $0.pixels < $1.pixels }) {
-            FileHandle.standardError.write(Data("warning: \(results.saturated.count) of \(count) micrographs have pixels clipped at int16's 32767 (at most \(worst.pixels), in \(worst.name); saturated_px in manifest.jsonl): lower --dose to keep every count\n".utf8))
+            FileHandle.standardError.write(Data("warning: \(results.saturated.count) of \(count) micrographs have pixels clipped at int16's ends (at most \(worst.pixels), in \(worst.name); saturated_px in manifest.jsonl): lower --dose to keep every count\n".utf8))
         }
+        // Per micrograph: the wall time over the micrographs each worker ran (min(jobs, count) of
+        // them side by side), contact sheet and manifest included.
         print(String(format: "%d micrographs of %@ -> %@ (%.1f s, %.2f s each on each of %d workers)", count,
                      material.values.map(\.rawValue).joined(separator: ", "), out.path,
                      Date().timeIntervalSince(start), Date().timeIntervalSince(start) * Double(min(jobs, count)) / Double(count),

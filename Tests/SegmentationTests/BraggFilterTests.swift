@@ -46,7 +46,24 @@ final class BraggFilterTests: XCTestCase {
         XCTAssertEqual(Double(result.mask.foregroundCount) / Double(inside), 1, accuracy: 0.15, "area of the half disc")
         XCTAssertEqual(result.mask.values[128 * 256], 1, "the half disc reaches the edge")
         XCTAssertNil(BraggFilter().problem(pixelSizeNm: 0.2))
-        XCTAssertTrue(BraggFilter().problem(pixelSizeNm: 0.3)?.contains("finest lattice spacing an image shows is 0.6 nm") == true)
+        XCTAssertTrue(BraggFilter().problem(pixelSizeNm: 0.3)?.contains("finest lattice spacing resolved in every direction is 0.6 nm") == true)
+    }
+
+    /// Undoing the taper does not light the carbon along the edges: a patch in the middle leaves
+    /// the outer 16 px empty.
+    func testALatticeInTheMiddleLeavesTheEdgesEmpty() {
+        for seed in 5...7 as ClosedRange<UInt64> {
+            var image = noise(256, 256, seed: seed)
+            let p = 0.05, period = 0.2 / p
+            for y in 0..<256 { for x in 0..<256 where (x - 128) * (x - 128) + (y - 128) * (y - 128) < 50 * 50 {
+                let v = cos(2 * Double.pi * Double(x) / period) + cos(2 * Double.pi * (0.5 * Double(x) + 0.866 * Double(y)) / period)
+                image.pixels[y * 256 + x] += Float(6 * v)
+            } }
+            let mask = BraggFilter().segment(image, pixelSizeNm: p).mask
+            var edge = 0
+            for y in 0..<256 { for x in 0..<256 where min(x, y, 255 - x, 255 - y) < 16 && mask.values[y * 256 + x] != 0 { edge += 1 } }
+            XCTAssertEqual(edge, 0, "seed \(seed): mask pixels in the outer 16 px")
+        }
     }
 
     func testFindsNothingOnPureNoise() {

@@ -102,6 +102,12 @@ final class EvaluationParticleTests: XCTestCase {
         XCTAssertEqual(report.particles.particlesMissed, 0)
         XCTAssertTrue(report.perImage.allSatisfy { $0.diameters.isEmpty })
         XCTAssertNil(report.perImage[0].pixelSizeNm)
+        // Its JSON keeps every key, null where there is no value.
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any])
+        let particles = try XCTUnwrap(json["particles"] as? [String: Any])
+        XCTAssertTrue(particles["median_relative_diameter_error"] is NSNull)
+        let first = try XCTUnwrap((json["images"] as? [[String: Any]])?.first)
+        XCTAssertTrue(first["pixel_size_nm"] is NSNull)
         // Counting does not need the scale.
         XCTAssertEqual(try XCTUnwrap(report.particles.countsMatchManifest), 0.5)
     }
