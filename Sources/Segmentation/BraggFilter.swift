@@ -42,6 +42,12 @@ public struct BraggFilter: Sendable {
     /// The mask of `image` (raw intensities) at `pixelSizeNm` nm per pixel.
     public func segment(_ image: FloatImage, pixelSizeNm: Double) -> Result {
         let w = image.width, h = image.height, n = w * h
+        // What shows no specimen (an aligned sum's flat padding at the edges, NaN pixels) is
+        // filled with pixels drawn from the others before the transform, as segment fills it (the
+        // edge of a flat fill was taken for a crystal), and is never crystal.
+        var image = image
+        let outside = BinaryMask.union(image.edgePadding(), image.nonFinitePixels().mask)
+        if let outside { image.fillLikeOthers(outside) }
         let fft = FFT2D(width: w, height: h)
         // Zero mean, edges tapered (a Tukey window over 8 % of each side) against the edge cross.
         let normalised = percentileNormalise(image)
@@ -101,7 +107,7 @@ public struct BraggFilter: Sendable {
         }
         let local = gaussianBlur(FloatImage(width: w, height: h, pixels: amplitude), sigma: amplitudeSigmaNm / pixelSizeNm)
         let t = otsuThreshold(local.pixels)
-        let raw = BinaryMask(width: w, height: h, values: local.pixels.map { $0 > t ? 1 : 0 })
+        let raw = BinaryMask(width: w, height: h, values: (0..<n).map { local.pixels[$0] > t && outside?.values[$0] ?? 0 == 0 ? 1 : 0 })
         let cleaned = ParticleMeasurement(mask: raw, pixelSizeNm: pixelSizeNm, minimumAreaNm2: minimumAreaNm2)
         let mask = BinaryMask(width: w, height: h, values: cleaned.labels.labels.map { $0 == 0 ? 0 : 1 })
         return Result(mask: mask, amplitude: local, peaks: peaks)

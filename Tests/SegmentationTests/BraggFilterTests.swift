@@ -66,6 +66,25 @@ final class BraggFilterTests: XCTestCase {
         }
     }
 
+    /// Flat padding at the edge (an aligned sum's fill) is no crystal: its edge was taken for one
+    /// (a false object of 15,000 px beside a padded strip, the true disc shrunk by a third).
+    func testFlatPaddingIsNeverCrystal() {
+        var image = noise(256, 256, seed: 8)
+        let p = 0.05, period = 0.2 / p
+        var inside = 0
+        for y in 0..<256 { for x in 0..<256 where (x - 140) * (x - 140) + (y - 128) * (y - 128) < 50 * 50 {
+            let v = cos(2 * Double.pi * Double(x) / period) + cos(2 * Double.pi * (0.5 * Double(x) + 0.866 * Double(y)) / period)
+            image.pixels[y * 256 + x] += Float(6 * v)
+            inside += 1
+        } }
+        for y in 0..<256 { for x in 0..<40 { image.pixels[y * 256 + x] = 0 } }  // the fill
+        let mask = BraggFilter().segment(image, pixelSizeNm: p).mask
+        var inPadding = 0
+        for y in 0..<256 { for x in 0..<48 where mask.values[y * 256 + x] != 0 { inPadding += 1 } }
+        XCTAssertEqual(inPadding, 0, "mask pixels in or beside the padding")
+        XCTAssertEqual(Double(mask.foregroundCount) / Double(inside), 1, accuracy: 0.2, "area of the disc")
+    }
+
     func testFindsNothingOnPureNoise() {
         for seed in 1...3 as ClosedRange<UInt64> {
             let result = BraggFilter().segment(noise(256, 192, seed: seed), pixelSizeNm: 0.05)
