@@ -167,7 +167,8 @@ extension BinaryMask {
                     let y = Int(runs.y[r])
                     for x in Int(runs.x0[r])..<Int(runs.x1[r]) {
                         let p = y * width + x
-                        if [p - width, p - 1, p + 1, p + width].contains(where: { v[$0] == 0 && e[$0] == 0 }) {
+                        func outside(_ k: Int) -> Bool { v[k] == 0 && e[k] == 0 }
+                        if outside(p - width) || outside(p - 1) || outside(p + 1) || outside(p + width) {
                             open[Int(component[r])] = true
                             break
                         }

@@ -134,10 +134,7 @@ public final class BatchSegmentation: @unchecked Sendable {
         }
         func shardKey(_ url: URL) -> String {
             let stem = url.deletingPathExtension().lastPathComponent
-            if let cut = stem.lastIndex(of: "_"), case let frame = stem[stem.index(after: cut)...],
-               !frame.isEmpty, frame.allSatisfy({ $0.isASCII && $0.isNumber }), let stack = firstWithStem[String(stem[..<cut])] {
-                return stack.standardizedFileURL.path
-            }
+            if let base = BatchSegmentation.stackStem(ofFrameName: stem), let stack = firstWithStem[base] { return stack.standardizedFileURL.path }
             return url.standardizedFileURL.path
         }
         var mine: [URL] = []
@@ -249,12 +246,22 @@ public final class BatchSegmentation: @unchecked Sendable {
         for (i, stem) in stems.enumerated() { byStem[stem, default: []].append(i) }
         var out: Set<Int> = []
         for (i, stem) in stems.enumerated() {
-            guard let cut = stem.lastIndex(of: "_") else { continue }
-            let frame = stem[stem.index(after: cut)...]
-            guard !frame.isEmpty, frame.allSatisfy({ $0.isASCII && $0.isNumber }), let stack = byStem[String(stem[..<cut])] else { continue }
+            guard let base = stackStem(ofFrameName: stem), let stack = byStem[base] else { continue }
             out.insert(i); out.formUnion(stack)
         }
         return out
+    }
+
+    /// The image summaries among `names` that inputs of stem `stem` may have written (`x` or `x_…`).
+    static func summaryFiles(_ names: [String], stem: String) -> [String] {
+        names.filter { $0.hasSuffix(".summary.json") && ($0 == "\(stem).summary.json" || $0.hasPrefix("\(stem)_")) }
+    }
+
+    /// The stem `x` whose stack's frame `stem` may name (`x_1`: `x` and a run of digits), or nil.
+    static func stackStem(ofFrameName stem: String) -> String? {
+        guard let cut = stem.lastIndex(of: "_") else { return nil }
+        let frame = stem[stem.index(after: cut)...]
+        return !frame.isEmpty && frame.allSatisfy({ $0.isASCII && $0.isNumber }) ? String(stem[..<cut]) : nil
     }
 
     /// Threads each file gets by default. One image keeps two busy from end to end: the
@@ -346,9 +353,7 @@ public final class BatchSegmentation: @unchecked Sendable {
               let inputDate = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date else { return nil }
         let stem = url.deletingPathExtension().lastPathComponent
         let candidates = outputNames(forStem: stem)
-        let summaries = candidates.filter {
-            $0.hasSuffix(".summary.json") && ($0 == "\(stem).summary.json" || $0.hasPrefix("\(stem)_"))
-        }.sorted()
+        let summaries = BatchSegmentation.summaryFiles(candidates, stem: stem).sorted()
         // An image of the file still marked as being written (the mark holds the input's path):
         // a run was killed before finishing the file (a stack part-way, or between an image's
         // summary and its mark's removal).
@@ -529,7 +534,7 @@ public final class BatchSegmentation: @unchecked Sendable {
         let stem = url.deletingPathExtension().lastPathComponent
         let candidates: [String] = { namesLock.lock(); defer { namesLock.unlock() }; return outputNames(forStem: stem) }()
         var stale: Set<String> = []
-        for file in candidates where file == "\(stem).summary.json" || (file.hasPrefix("\(stem)_") && file.hasSuffix(".summary.json")) {
+        for file in BatchSegmentation.summaryFiles(candidates, stem: stem) {
             let name = String(file.dropLast(".summary.json".count))
             guard !names.contains(name),
                   let data = try? Data(contentsOf: settings.outputDir.appendingPathComponent(file)),

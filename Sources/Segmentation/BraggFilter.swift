@@ -107,7 +107,7 @@ public struct BraggFilter: Sendable {
         }
         let local = gaussianBlur(FloatImage(width: w, height: h, pixels: amplitude), sigma: amplitudeSigmaNm / pixelSizeNm)
         let t = otsuThreshold(local.pixels)
-        let raw = BinaryMask(width: w, height: h, values: (0..<n).map { local.pixels[$0] > t && outside?.values[$0] ?? 0 == 0 ? 1 : 0 })
+        let raw = BinaryMask(width: w, height: h, values: (0..<n).map { local.pixels[$0] > t && (outside?.values[$0] ?? 0) == 0 ? 1 : 0 })
         let cleaned = ParticleMeasurement(mask: raw, pixelSizeNm: pixelSizeNm, minimumAreaNm2: minimumAreaNm2)
         let mask = BinaryMask(width: w, height: h, values: cleaned.labels.labels.map { $0 == 0 ? 0 : 1 })
         return Result(mask: mask, amplitude: local, peaks: peaks)
