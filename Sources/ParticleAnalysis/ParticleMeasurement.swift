@@ -53,26 +53,15 @@ public struct ParticleMeasurement: Sendable {
         }
         let runs = mask.values.withUnsafeBufferPointer { Runs(holesFilledOf: $0, width: w, height: h) }
         let (component, count) = runs.components(connectivity8: true)
-        var minimum = max(1, minimumAreaPx)
-        if let p = pixelSizeNm, p > 0, minimumAreaNm2 > 0 {
-            // In pixels, capped where the quotient leaves Int's range (a huge area or a tiny pixel):
-            // then no object is large enough.
-            let pixels = (minimumAreaNm2 / (p * p)).rounded(.up)
-            minimum = pixels.isFinite && pixels < Double(w * h + 1) ? max(minimum, Int(pixels)) : w * h + 1
-        }
-        // Areas first, to drop the small ones and renumber the rest (in raster order still).
-        var area = [Int](repeating: 0, count: count)
-        for r in 0..<runs.count { area[Int(component[r])] += Int(runs.x1[r] - runs.x0[r]) }
-        var newId = [Int32](repeating: 0, count: count)
-        var kept: Int32 = 0
-        for c in 0..<count where area[c] >= minimum { kept += 1; newId[c] = kept }
-        let runLabels = component.map { newId[Int($0)] }
-        labels = ComponentLabels(runs: runs, runLabels: runLabels, count: Int(kept))
+        let minimum = ParticleMeasurement.minimumPixels(width: w, height: h, px: minimumAreaPx, nm2: minimumAreaNm2,
+                                                        pixelSizeNm: pixelSizeNm)
+        let (runLabels, kept) = ParticleMeasurement.keepingLarge(runs, component, count: count, minimum: minimum)
+        labels = ComponentLabels(runs: runs, runLabels: runLabels, count: kept.count)
         particles = []
         // The last row of specimen (a height outside 1 ... h is the image's).
         let lastRow = (specimenHeight.flatMap { $0 >= 1 && $0 <= h ? $0 : nil } ?? h) - 1
         // Split first (it needs only each particle's box and area), then measure once.
-        if splitTouching, let split = splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: Int(kept)),
+        if splitTouching, let split = splitTouchingParticles(ParticleMeasurement.boxes(runs, runLabels, count: kept.count),
                                                             minimumArea: minimum, parallel: parallel) {
             let (relabelled, splitLabels) = renumberAfterSplit(runs, runLabels, split: split)
             labelled(labels)
@@ -83,6 +72,72 @@ public struct ParticleMeasurement: Sendable {
             particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
                                                     lastRow: lastRow, outside: outside, parallel: parallel)
         }
+    }
+
+    /// The particles of a label image, each id one particle, measured as the image gives them:
+    /// no holes filled (a hole may hold another particle), no splitting, and an id's pixels
+    /// need not touch. Ids below the smallest area are dropped, as a mask's small objects.
+    /// `labels` numbers the particles kept 1, 2, … in raster order of their first pixels (as a
+    /// mask's); each particle's `id` is the image's own, so the table refers to the file.
+    public init(labelImage image: LabelImage, probability: [Float]? = nil, pixelSizeNm: Double? = nil,
+                minimumAreaNm2: Double = 0, minimumAreaPx: Int = 1, parallel: ParallelFor = serially) {
+        let w = image.width, h = image.height
+        if let problem = ParticleMeasurement.sizeProblem(width: w, height: h) { fatalError("ParticleMeasurement: \(problem)") }
+        if let probability, probability.count != w * h {
+            fatalError("ParticleMeasurement: \(probability.count) probabilities for a \(w)×\(h) label image")
+        }
+        // Runs of one id each, and the ids numbered 0, 1, … in raster order of their first run.
+        var runs = Runs(width: w, height: h)
+        var component: [Int32] = [], fileIds: [UInt32] = [], number: [UInt32: Int32] = [:]
+        image.values.withUnsafeBufferPointer { v in
+            for row in 0..<h {
+                runs.beginRow(row)
+                let line = v.baseAddress! + row * w
+                var x = 0
+                while x < w {
+                    let id = line[x]
+                    guard id != 0 else { x += 1; continue }
+                    let start = x
+                    while x < w && line[x] == id { x += 1 }
+                    runs.append(row: row, from: start, to: x)
+                    if let n = number[id] {
+                        component.append(n)
+                    } else {
+                        number[id] = Int32(fileIds.count); component.append(Int32(fileIds.count)); fileIds.append(id)
+                    }
+                }
+            }
+        }
+        runs.finish()
+        let minimum = ParticleMeasurement.minimumPixels(width: w, height: h, px: minimumAreaPx, nm2: minimumAreaNm2,
+                                                        pixelSizeNm: pixelSizeNm)
+        let (runLabels, kept) = ParticleMeasurement.keepingLarge(runs, component, count: fileIds.count, minimum: minimum)
+        labels = ComponentLabels(runs: runs, runLabels: runLabels, count: kept.count)
+        particles = ParticleMeasurement.measure(runs, runLabels, labels, probability: probability, pixelSizeNm: pixelSizeNm,
+                                                lastRow: h - 1, parallel: parallel)
+        for k in particles.indices { particles[k].id = Int(fileIds[kept[particles[k].id - 1]]) }
+    }
+
+    /// The smallest particle in pixels: `px`, or `nm2` at the pixel size where that is more,
+    /// capped where the quotient leaves Int's range (a huge area or a tiny pixel): then no object
+    /// of a `width` × `height` image is large enough.
+    static func minimumPixels(width w: Int, height h: Int, px: Int, nm2: Double, pixelSizeNm: Double?) -> Int {
+        let minimum = max(1, px)
+        guard let p = pixelSizeNm, p > 0, nm2 > 0 else { return minimum }
+        let pixels = (nm2 / (p * p)).rounded(.up)
+        return pixels.isFinite && pixels < Double(w * h + 1) ? max(minimum, Int(pixels)) : w * h + 1
+    }
+
+    /// The components (`component[r]`: run r's, 0 ..< count) of at least `minimum` pixels,
+    /// numbered 1, 2, … in their order: each run's label (0 for a dropped component), and the
+    /// component each label came from (`kept[label − 1]`).
+    static func keepingLarge(_ runs: Runs, _ component: [Int32], count: Int, minimum: Int) -> (runLabels: [Int32], kept: [Int]) {
+        var area = [Int](repeating: 0, count: count)
+        for r in 0..<runs.count { area[Int(component[r])] += Int(runs.x1[r] - runs.x0[r]) }
+        var newId = [Int32](repeating: 0, count: count)
+        var kept: [Int] = []
+        for c in 0..<count where area[c] >= minimum { kept.append(c); newId[c] = Int32(kept.count) }
+        return (component.map { newId[Int($0)] }, kept)
     }
 
     /// Segment's smallest particle, in the two forms the initialiser takes: `nm2` where the pixel

@@ -7,18 +7,30 @@ import Segmentation
 
 struct Measure: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the particles of binary masks (any non-zero pixel is particle).",
+        abstract: "Measure the particles of masks (any non-zero pixel is particle) or label images (one id a particle).",
         discussion: """
-            Holes are filled, 8-connected pixels form one particle, objects below --min-area are \
-            dropped. Every image of a file is measured (each frame of a stack). Prints one CSV row \
-            per particle: the mask's file, the image's name (as segment names it: the file's stem, \
-            or stem_K for image K of several), then the columns of segment's particles.csv. Sizes \
-            in nm need the mask's calibration or --pixel-size.
+            A mask's holes are filled, 8-connected pixels form one particle, and particles that \
+            touch are split (--no-split-touching keeps them whole). A label image (segment's \
+            _labels.tif, or Fiji's, scikit-image's…) is measured as it is: each id one particle, \
+            touching ones apart, no holes filled and nothing split, the id its table row's. \
+            --input auto (the default) takes a file of 16 bits or more whose pixels are whole \
+            numbers with more than one id besides 0 as labels, anything else (8-bit files, 0/255, \
+            probabilities) as a mask. Objects below --min-area are dropped either way. Every image \
+            of a file is measured (each frame of a stack). Prints one CSV row per particle: the \
+            file, the image's name (as segment names it: the file's stem, or stem_K for image K \
+            of several), then the columns of segment's particles.csv. Sizes in nm need the file's \
+            calibration or --pixel-size.
 
-            Example: nanofind measure results/*_mask.tif > particles.csv
+            Examples: nanofind measure results/*_mask.tif > particles.csv
+                      nanofind measure results/*_labels.tif > particles.csv
             """)
 
-    @Argument(help: "Mask files (PNG, TIFF, …).") var masks: [String]
+    enum Input: String, ExpressibleByArgument, CaseIterable {
+        case auto, mask, labels
+    }
+
+    @Argument(help: "Mask or label image files (PNG, TIFF, MRC, …).") var masks: [String]
+    @Option(help: "What the files hold: auto, mask or labels (see above).") var input: Input = .auto
     @OptionGroup var calibration: PixelSizeOption
     @Option(help: "Smallest particle in nm², with a pixel size (segment's default).") var minArea = ParticleMeasurement.smallestParticleNm2
     @Option(help: "Smallest particle in pixels (default: 20 without a pixel size, as segment; 1 with one).") var minAreaPx: Int?
@@ -38,12 +50,21 @@ struct Measure: ParsableCommand {
                 let frames = BatchSegmentation.images(of: images)
                 try BatchSegmentation.checkMeasurable(images, file: url)  // before any row of the file
                 for (name, (m, frame)) in zip(BatchSegmentation.names(for: url, count: frames.count), frames) {
-                    let mask = try BinaryMask(m, frame: frame)
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.
                     let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: size, nm2: minArea)
-                    let result = ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
-                                                     minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
+                    let labelImage: LabelImage? = switch input {
+                    case .auto: LabelImage.holdsLabels(m, frame: frame)
+                    case .labels: try LabelImage(m, frame: frame)
+                    case .mask: nil
+                    }
+                    let result = if let labelImage {
+                        ParticleMeasurement(labelImage: labelImage, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
+                                            minimumAreaPx: minAreaPx ?? smallest.px)
+                    } else {
+                        ParticleMeasurement(mask: try BinaryMask(m, frame: frame), pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
+                                            minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
+                    }
                     for p in result.particles { print(([csvField(path), csvField(name)] + p.csvFields).joined(separator: ",")) }
                 }
             } catch {

@@ -18,10 +18,13 @@ final class MeasureCommandTests: XCTestCase {
         let values = image.data.withUnsafeBytes { $0.bindMemory(to: Int16.self).map { Float(Int16(littleEndian: $0)) } }
         try NPYFile.write(values, shape: [image.height, image.width], to: plain)
         for (input, stem, mask, flags) in [(calibrated, "discs", "discs_mask.tif", []), (calibrated, "discs", "discs_mask.png", ["--pixel-size", "0.05"]),
-                                           (plain, "plain", "plain_mask.png", [])] as [(URL, String, String, [String])] {
+                                           (calibrated, "discs", "discs_labels.tif", []), (plain, "plain", "plain_mask.png", []),
+                                           (plain, "plain", "plain_labels.tif", [])] as [(URL, String, String, [String])] {
             let out = tmp.appendingPathComponent(stem)
-            let r = try CLIRunner.run(["segment", input.path, "-o", out.path])
-            XCTAssertEqual(r.status, 0, r.stderr)
+            if !FileManager.default.fileExists(atPath: out.path) {
+                let r = try CLIRunner.run(["segment", input.path, "-o", out.path])
+                XCTAssertEqual(r.status, 0, r.stderr)
+            }
             let table = try String(contentsOf: out.appendingPathComponent("\(stem)_particles.csv"), encoding: .utf8)
                 .split(separator: "\n").map(String.init)
             XCTAssertGreaterThan(table.count, 5, "segment found too few particles to compare: \(table)")
@@ -34,7 +37,7 @@ final class MeasureCommandTests: XCTestCase {
             func columns(_ row: String) -> [Substring] { Array(row.split(separator: ",", omittingEmptySubsequences: false).dropLast()) }
             for (a, b) in zip(measured.dropFirst(), table.dropFirst()) {
                 XCTAssertEqual(Array(columns(a).dropFirst(2)), columns(b), "\(mask) \(flags)")
-                XCTAssertEqual(columns(a)[1], Substring(mask.replacingOccurrences(of: ".tif", with: "").replacingOccurrences(of: ".png", with: "")))
+                XCTAssertEqual(columns(a)[1], Substring((mask as NSString).deletingPathExtension))
             }
         }
     }
@@ -88,5 +91,45 @@ final class MeasureCommandTests: XCTestCase {
         try MRCWriter.write(Micrograph(width: 40, height: 30, pixelType: .int8, data: bytes, format: "MRC"), to: signed)
         let s = try CLIRunner.run(["measure", signed.path])
         XCTAssertEqual(s.stdout.split(separator: "\n").count, 2, s.stdout)
+    }
+
+    /// A label image's touching particles stay apart, with the file's ids (`--input auto` takes
+    /// a 16-bit image of several ids as labels; `--input mask` merges them); a file that is not
+    /// a label image given as one is refused with one line naming it.
+    func testLabelImagesKeepTouchingParticlesApart() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        // Two 10×10 squares side by side, ids 12 and 4, in a 40×30 uint16 TIFF at 0.5 nm/px.
+        var ids = [UInt16](repeating: 0, count: 40 * 30)
+        for y in 10..<20 { for x in 5..<15 { ids[y * 40 + x] = 12 }; for x in 15..<25 { ids[y * 40 + x] = 4 } }
+        let labels = tmp.appendingPathComponent("touching_labels.tif")
+        try TIFFWriter.writeDeflatedUInt16(width: 40, height: 30, pixelSize: PixelSize(isotropic: 0.5), to: labels) { y0, y1, rows in
+            for y in y0..<y1 { for x in 0..<40 { rows[(y - y0) * 40 + x] = ids[y * 40 + x] } }
+        }
+        func rows(_ args: [String]) throws -> [[Substring]] {
+            let r = try CLIRunner.run(["measure"] + args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return r.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        }
+        let header = Particle.csvHeader, area = 2 + header.firstIndex(of: "area_px")!, areaNm2 = 2 + header.firstIndex(of: "area_nm2")!
+        for args in [[labels.path], ["--input", "labels", labels.path]] {
+            let measured = try rows(args)
+            XCTAssertEqual(measured.map { String($0[2]) }, ["12", "4"], "\(args)")
+            XCTAssertEqual(measured.map { String($0[area]) }, ["100", "100"], "\(args)")
+            XCTAssertEqual(measured.map { String($0[areaNm2]) }, ["25.0000", "25.0000"], "\(args)")
+        }
+        let merged = try rows(["--input", "mask", "--no-split-touching", labels.path])
+        XCTAssertEqual(merged.map { String($0[area]) }, ["200"])
+        // Probabilities are not labels: auto measures them as a mask, --input labels refuses them.
+        let probabilities = tmp.appendingPathComponent("prob.npy")
+        try NPYFile.write((0..<(40 * 30)).map { Float($0 % 40 >= 5 && $0 % 40 < 15 && $0 / 40 >= 5 && $0 / 40 < 15 ? 0.9 : 0.1) },
+                          shape: [30, 40], to: probabilities)
+        XCTAssertEqual(try rows([probabilities.path]).count, 1, "the whole image as one particle")
+        let r = try CLIRunner.run(["measure", "--input", "labels", probabilities.path])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stdout.split(separator: "\n").count, 1, "the header only: \(r.stdout)")
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, r.stderr)
+        XCTAssertTrue(lines.first?.contains("prob.npy") == true && lines.first?.contains("not a label") == true, r.stderr)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MicrographIO
 import ParticleAnalysis
 import Preprocessing
 import NanoTensor
@@ -506,4 +507,83 @@ final class ParticleMeasurementTests: XCTestCase {
         for i in 0..<(w * h) where m.values[i] == 0 && !reached[i] { out.values[i] = 1 }
         return out
     }
+
+    /// A label image's particles are its ids, each measured exactly as that id's pixels would be
+    /// as a mask of their own (neighbours of another id are outside it), touching ones apart,
+    /// with the file's ids; the same pixels as one mask make one particle.
+    func testLabelImageMeasuresEachIdAsItsOwnMask() {
+        let w = 90, h = 60
+        var values = [UInt32](repeating: 0, count: w * h)
+        // Two squares sharing a side (ids 7 and 3), a disc (id 40 000) wrapped round the second's
+        // corner, an id in two pieces (5), and a small one (9) the area limit drops.
+        for y in 10..<30 { for x in 10..<30 { values[y * w + x] = 7 }; for x in 30..<50 { values[y * w + x] = 3 } }
+        for y in 0..<h { for x in 0..<w where Double((x - 56) * (x - 56) + (y - 38) * (y - 38)) < 144 && values[y * w + x] == 0 { values[y * w + x] = 40_000 } }
+        for y in 45..<55 { for x in 5..<15 { values[y * w + x] = 5 }; for x in 25..<35 { values[y * w + x] = 5 } }
+        for y in 2..<4 { for x in 70..<72 { values[y * w + x] = 9 } }
+        let image = LabelImage(width: w, height: h, values: values)
+        let measured = ParticleMeasurement(labelImage: image, pixelSizeNm: 0.1, minimumAreaPx: 5)
+        XCTAssertEqual(measured.particles.map(\.id), [7, 3, 40_000, 5], "raster order of first pixels, the file's ids")
+        for p in measured.particles {
+            let alone = BinaryMask(width: w, height: h, values: values.map { Int($0) == p.id ? 1 : 0 })
+            // Alone it is one component (the two-piece id is measured with both pieces: compare moments).
+            var expected = ParticleMeasurement(mask: alone, pixelSizeNm: 0.1).particles
+            if p.id == 5 {
+                XCTAssertEqual(expected.count, 2)
+                XCTAssertEqual(p.areaPx, 200)
+                XCTAssertEqual(p.centroidX, 20, accuracy: 1e-9)
+                XCTAssertEqual(p.boundingBox.x0, 5); XCTAssertEqual(p.boundingBox.x1, 35)
+                continue
+            }
+            XCTAssertEqual(expected.count, 1, "id \(p.id)")
+            expected[0].id = p.id
+            XCTAssertEqual(p, expected[0], "id \(p.id)")
+        }
+        let asMask = BinaryMask(width: w, height: h, values: values.map { $0 == 0 ? 0 : 1 })
+        XCTAssertEqual(ParticleMeasurement(mask: asMask, minimumAreaPx: 5).particles.count, 3, "as one mask the three touching ids merge")
+        // The labels number the particles kept 1… in the same order.
+        XCTAssertEqual(measured.labels.count, 4)
+        XCTAssertEqual(measured.labels.labels[20 * w + 40], 2)
+        XCTAssertEqual(measured.labels.labels[2 * w + 70], 0, "the dropped id is background")
+    }
+
+    /// An id inside a hole of another stays its own particle, and the hole is not filled.
+    func testLabelImageKeepsHoles() {
+        let w = 40, h = 40
+        var values = [UInt32](repeating: 0, count: w * h)
+        for y in 5..<35 { for x in 5..<35 { values[y * w + x] = (10..<30).contains(y) && (10..<30).contains(x) ? 0 : 1 } }
+        for y in 15..<25 { for x in 15..<25 { values[y * w + x] = 2 } }
+        let p = ParticleMeasurement(labelImage: LabelImage(width: w, height: h, values: values)).particles
+        XCTAssertEqual(p.map(\.id), [1, 2])
+        XCTAssertEqual(p.map(\.areaPx), [900 - 400, 100])
+    }
+
+    /// Ids are read exactly from every integer and floating-point type; a fraction, a negative
+    /// value or an RGB image is refused naming the file; `holdsLabels` takes 16 bits and more
+    /// with several ids, never a mask (8-bit, or one id).
+    func testLabelImageFromMicrographs() throws {
+        func micrograph<T>(_ values: [T], _ type: PixelType, channels: Int = 1) -> Micrograph {
+            var m = Micrograph(width: values.count / channels, height: 1, channels: channels, pixelType: type,
+                               data: values.withUnsafeBytes { Array($0) }, format: "test")
+            m.source = URL(fileURLWithPath: "/data/labels.tif")
+            return m
+        }
+        XCTAssertEqual(try LabelImage(micrograph([0, 16_777_217, 4_000_000_000, 7] as [UInt32], .uint32)).values,
+                       [0, 16_777_217, 4_000_000_000, 7])
+        XCTAssertEqual(try LabelImage(micrograph([0, 65_535, 2] as [UInt16], .uint16)).values, [0, 65_535, 2])
+        XCTAssertEqual(try LabelImage(micrograph([0, 70_000, .nan, 3] as [Float], .float32)).values, [0, 70_000, 0, 3])
+        for (m, what) in [(micrograph([0, 2.5] as [Float], .float32), "2.5"), (micrograph([0, -1] as [Int16], .int16), "-1"),
+                          (micrograph([0, 1, 2, 3, 4, 5] as [UInt8], .uint8, channels: 3), "3 channels")] {
+            XCTAssertThrowsError(try LabelImage(m)) { error in
+                let text = "\(error)"
+                XCTAssertTrue(text.contains("/data/labels.tif"), text)
+                XCTAssertTrue(text.contains(what == "3 channels" ? "3" : what) && text.contains(what == "3 channels" ? "channel" : "column 1"), text)
+            }
+        }
+        XCTAssertNotNil(LabelImage.holdsLabels(micrograph([0, 1, 2] as [UInt16], .uint16)))
+        XCTAssertNotNil(LabelImage.holdsLabels(micrograph([0, 1, 2] as [Float], .float32)))
+        XCTAssertNil(LabelImage.holdsLabels(micrograph([0, 1, 2] as [UInt8], .uint8)), "8-bit files are masks")
+        XCTAssertNil(LabelImage.holdsLabels(micrograph([0, 65_535, 65_535] as [UInt16], .uint16)), "one id is a mask")
+        XCTAssertNil(LabelImage.holdsLabels(micrograph([0, 0.5, 1] as [Float], .float32)), "probabilities are not labels")
+    }
 }
+

@@ -1,0 +1,70 @@
+import MicrographIO
+
+/// A label image: one particle id per pixel, 0 for background, as `segment` writes
+/// `<name>_labels.tif` (uint16, or float32 past 65535 particles) and as Fiji, scikit-image or
+/// CellProfiler write theirs. Ids are read exactly (never through a rounding), so touching
+/// particles stay apart however the file numbers them.
+public struct LabelImage: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    /// `width * height` ids, row-major, row 0 at the top; 0 is background.
+    public var values: [UInt32]
+
+    public init(width: Int, height: Int, values: [UInt32]) {
+        require(width >= 0 && height >= 0 && values.count == width * height,
+                "LabelImage: \(values.count) values for a \(width)x\(height) image")
+        self.width = width; self.height = height; self.values = values
+    }
+
+    /// Frame `frame` of `m` as labels. Throws, naming the file, where a pixel is not a whole
+    /// number from 0 to 2³² − 1 (NaN counts as background, as in a mask) or the image has more
+    /// than one channel.
+    public init(_ m: Micrograph, frame: Int = 0) throws {
+        let name = m.source?.path ?? "micrograph"
+        guard m.channels == 1 else {
+            throw MicrographError(file: name, reason: "a label image has one channel; this one has \(m.channels)")
+        }
+        guard !m.pixelType.isComplex else {
+            throw MicrographError(file: name, reason: "complex pixels (\(m.pixelType.rawValue)) are not labels")
+        }
+        guard frame >= 0 && frame < m.frames else {
+            throw MicrographError(file: name, reason: "frame \(frame) out of range 0..<\(m.frames)")
+        }
+        var bad: Double? = nil, badIndex = 0
+        func label<T: BinaryFloatingPoint>(_ v: T, _ i: Int) -> UInt32 {
+            if v.isNaN { return 0 }
+            if v >= 0, v <= T(UInt32.max), v.rounded(.towardZero) == v { return UInt32(v) }
+            if bad == nil { bad = Double(v); badIndex = i }
+            return 0
+        }
+        let values: [UInt32]
+        switch m.pixelType {
+        case .int32, .uint32, .int64, .uint64, .float64:  // not all of them held exactly by a Float
+            values = m.doubleFrame(frame).enumerated().map { label($0.element, $0.offset) }
+        default:
+            values = m.floatFrame(frame).enumerated().map { label($0.element, $0.offset) }
+        }
+        if let bad {
+            let place = "at column \(badIndex % max(1, m.width)), row \(badIndex / max(1, m.width))"
+            throw MicrographError(file: name, reason: "pixel value \(bad) \(place) is not a label (a whole number from 0 to \(UInt32.max))")
+        }
+        self.init(width: m.width, height: m.height, values: values)
+    }
+
+    /// Whether frame `frame` of `m` reads as a label image rather than a mask, for inputs that
+    /// do not say: a type of 16 bits or more (integer or floating point; 8-bit files are masks,
+    /// whose edges a viewer or a resampling may have graded), one channel, every pixel a label,
+    /// and more than one id besides 0 (a mask's 0/255 or 0/65535 has one).
+    public static func holdsLabels(_ m: Micrograph, frame: Int = 0) -> LabelImage? {
+        switch m.pixelType {
+        case .int8, .uint8, .bool, .complex64, .complex128: return nil
+        default: break
+        }
+        guard m.channels == 1, let image = try? LabelImage(m, frame: frame) else { return nil }
+        var first: UInt32 = 0
+        for v in image.values where v != 0 {
+            if first == 0 { first = v } else if v != first { return image }
+        }
+        return nil
+    }
+}
