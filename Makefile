@@ -77,7 +77,7 @@ test-long: deps
 demo: build
 	$(BIN) demo -o out/demo
 
-# Reproduces Models/default.safetensors (and train_log.csv, loss_curve.png beside it) from
+# Reproduces Models/default.safetensors (and default_train_log.csv, default_loss_curve.png beside it) from
 # ../shared/data/sim-v1/train, then evaluates it on the test split.
 model: build
 	@test -d "$(SIM)/train" || { echo "make model: needs $(SIM)/train (../shared beside the checkout)"; exit 1; }

@@ -4,8 +4,8 @@ import NanoNet
 import Preprocessing
 import Segmentation
 
-/// `nanofind train` as a library call: data folders in, a model file (with `train_log.csv` and
-/// `loss_curve.png` beside it) out.
+/// `nanofind train` as a library call: data folders in, a model file (with `MODEL_train_log.csv`
+/// and `MODEL_loss_curve.png` beside it, MODEL its name without the extension) out.
 public struct TrainingRun {
     public var data: [URL]
     public var validationFolder: URL?
@@ -20,8 +20,12 @@ public struct TrainingRun {
 
     /// Beside the model: the checkpoint that `--resume` continues from.
     public var checkpointURL: URL { output.deletingLastPathComponent().appendingPathComponent(output.lastPathComponent + ".checkpoint") }
-    public var logURL: URL { output.deletingLastPathComponent().appendingPathComponent("train_log.csv") }
-    public var curveURL: URL { output.deletingLastPathComponent().appendingPathComponent("loss_curve.png") }
+    /// Beside the model and named after it, so models trained into one folder keep their own.
+    public var logURL: URL { beside("_train_log.csv") }
+    public var curveURL: URL { beside("_loss_curve.png") }
+    func beside(_ suffix: String) -> URL {
+        output.deletingLastPathComponent().appendingPathComponent(output.deletingPathExtension().lastPathComponent + suffix)
+    }
 
     /// Loads and splits the data (every problem reported before any training), trains, picks
     /// the threshold and writes the model.

@@ -46,8 +46,8 @@ struct Train: ParsableCommand {
             training images.
 
             Writes MODEL (with everything needed to use it: architecture, threshold, training pixel \
-            size, preprocessing, data, recipe, metrics), and train_log.csv and loss_curve.png beside \
-            it; MODEL.checkpoint while training, which --resume continues from (after any \
+            size, preprocessing, data, recipe, metrics), and beside it MODEL_train_log.csv (each \
+            epoch's losses) and MODEL_loss_curve.png, MODEL its name without the extension; MODEL.checkpoint while training, which --resume continues from (after any \
             interruption); the same seed and flags give the same model, bit for bit.
 
             Example: nanofind train ../shared/data/sim-v1/train -o model.safetensors --epochs 3
@@ -112,7 +112,7 @@ struct Train: ParsableCommand {
         guard FileManager.default.isWritableFile(atPath: folder.path) else {
             throw exitWithInputError(DatasetError(file: output, reason: "its folder cannot be written"))
         }
-        // The model, train_log.csv and loss_curve.png go beside -o: never into the data, where
+        // The model, its log and its loss curve go beside -o: never into the data, where
         // they would replace an image or a mask (or become one).
         // The folder resolved (it exists; a file that does not yet would not be), then the name.
         let resolved = folder.resolvingSymlinksInPath().standardizedFileURL.appendingPathComponent(outURL.lastPathComponent).path
@@ -154,6 +154,7 @@ struct Train: ParsableCommand {
         } catch {
             throw exitWithInputError(error)
         }
-        bar.finish(String(format: "wrote %@ (and train_log.csv, loss_curve.png) in %.0f s", output, Date().timeIntervalSince(started)))
+        bar.finish(String(format: "wrote %@ (and %@, %@) in %.0f s", output, run.logURL.lastPathComponent, run.curveURL.lastPathComponent,
+                          Date().timeIntervalSince(started)))
     }
 }

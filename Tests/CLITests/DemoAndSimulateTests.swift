@@ -114,7 +114,7 @@ final class DemoAndSimulateTests: XCTestCase {
         XCTAssertFalse(zones.isEmpty)
         XCTAssertTrue(zones.isSubset(of: ["[2-1-10]", "[01-10]", "[0001]"]), "\(zones)")
         // and train reads it as any data folder (the contact sheet is not taken for an image)
-        // (the model, train_log.csv and loss_curve.png go outside the data: train refuses to write into it)
+        // (the model, its log and loss curve go outside the data: train refuses to write into it)
         let elsewhere = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: elsewhere) }
         let model = elsewhere.appendingPathComponent("m.safetensors")

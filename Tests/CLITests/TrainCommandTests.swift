@@ -48,11 +48,13 @@ final class TrainCommandTests: XCTestCase {
         let whole = tmp.appendingPathComponent("whole.safetensors")
         let r = try CLIRunner.run(["train", data.path, "-o", whole.path] + tiny)
         XCTAssertEqual(r.status, 0, r.stderr)
-        for name in ["train_log.csv", "loss_curve.png"] {
+        // Named after the model, so another model trained into the folder keeps its own.
+        for name in ["whole_train_log.csv", "whole_loss_curve.png"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(name).path), name)
         }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("train_log.csv").path))
         // One row per epoch; the wall time covers the training steps and the validation after them.
-        let log = try String(contentsOf: tmp.appendingPathComponent("train_log.csv"), encoding: .utf8).split(separator: "\n")
+        let log = try String(contentsOf: tmp.appendingPathComponent("whole_train_log.csv"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(log.first, "epoch,step,train_loss,train_dice,val_loss,val_dice,samples_per_s,lr,train_s,wall_s")
         XCTAssertEqual(log.count, 4, log.joined(separator: "\n"))
         for row in log.dropFirst() {
