@@ -39,6 +39,19 @@ public struct BraggFilter: Sendable {
                       pixelSizeNm, 2 * pixelSizeNm, spacing.lowerBound, spacing.upperBound, spacing.upperBound / 2)
     }
 
+    /// The finest spacing of the densest planes of the common fcc metals (Au, Ag, Pt, Pd: {111}
+    /// at 0.22–0.24 nm, nm).
+    public static let metalSpacingNm = 0.22
+
+    /// What a user should know before filtering images of `pixelSizeNm` nm per pixel that it
+    /// can filter (`problem` nil), or nil: an image too coarse to resolve the densest planes of
+    /// the common metals in every direction shows their particles by other planes, if at all.
+    public func warning(pixelSizeNm: Double) -> String? {
+        guard problem(pixelSizeNm: pixelSizeNm) == nil, 2 * pixelSizeNm > BraggFilter.metalSpacingNm else { return nil }
+        return String(format: "at %.4g nm per pixel only lattice spacings of %.4g nm or more are resolved in every direction: the densest planes of Au, Ag, Pt and Pd (0.22–0.24 nm) are not, and such particles showing no other planes are missed (%.4g nm per pixel or finer resolves them)",
+                      pixelSizeNm, 2 * pixelSizeNm, BraggFilter.metalSpacingNm / 2)
+    }
+
     /// The mask of `image` (raw intensities) at `pixelSizeNm` nm per pixel.
     public func segment(_ image: FloatImage, pixelSizeNm: Double) -> Result {
         let w = image.width, h = image.height, n = w * h

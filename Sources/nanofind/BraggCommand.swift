@@ -64,6 +64,11 @@ struct Bragg: ParsableCommand {
                     if let problem = BraggFilter().problem(pixelSizeNm: p) { throw MicrographError(url: url, reason: problem) }
                     return p
                 }
+                for p in Set(sizes).sorted() {
+                    if let warning = BraggFilter().warning(pixelSizeNm: p) {
+                        FileHandle.standardError.write(Data("warning: \(oneLine(input)): \(warning)\n".utf8))
+                    }
+                }
                 // Written under hidden names first and given their own names once every frame is
                 // done: a file's outputs appear all together or not at all, and a failure leaves
                 // an earlier run's outputs (--overwrite) as they were.

@@ -58,11 +58,16 @@ struct Evaluate: ParsableCommand {
             if method == .bragg {
                 name = "Bragg filter"; shownThreshold = nil
                 let filter = BraggFilter()
+                var warned = false  // once, for the first image too coarse for the metals' planes
                 report = try evaluation.run(model: name, method: method.rawValue, threshold: nil) { image in
                     guard let p = pixelSize ?? image.pixelSizeNm else {
                         throw MicrographError(url: image.url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
                     if let problem = filter.problem(pixelSizeNm: p) { throw MicrographError(url: image.url, reason: problem) }
+                    if !warned, let warning = filter.warning(pixelSizeNm: p) {
+                        warned = true
+                        FileHandle.standardError.write(Data("warning: \(oneLine(image.url.path)) (and any image as coarse): \(warning)\n".utf8))
+                    }
                     return filter.segment(image.image, pixelSizeNm: p).mask
                 }
             } else {

@@ -208,6 +208,13 @@ final class CommandContractTests: XCTestCase {
             for y in 0..<128 { for x in 0..<128 where mask.data[y * 128 + x] > 0 { if x < 64 { leftCount += 1 } else { rightCount += 1 } } }
             XCTAssertGreaterThan(left ? leftCount : rightCount, 10 * max(1, left ? rightCount : leftCount), "frame \(frame)")
         }
+        XCTAssertFalse(f.stderr.contains("warning"), f.stderr)
+        // Too coarse for gold's densest planes: filtered, with one warning for the file.
+        let coarse = try CLIRunner.run(["bragg", stack.path, "--pixel-size", "0.2", "-o", tmp.appendingPathComponent("coarse").path])
+        XCTAssertEqual(coarse.status, 0, coarse.stderr)
+        let warnings = coarse.stderr.split(separator: "\n")
+        XCTAssertEqual(warnings.count, 1, coarse.stderr)
+        XCTAssertTrue(warnings.first?.hasPrefix("warning: \(stack.path): at 0.2 nm per pixel only lattice spacings of 0.4 nm") == true, coarse.stderr)
     }
 
     func testSimulateChecksEveryEndOfItsRanges() throws {

@@ -46,6 +46,11 @@ final class BraggFilterTests: XCTestCase {
         XCTAssertEqual(Double(result.mask.foregroundCount) / Double(inside), 1, accuracy: 0.15, "area of the half disc")
         XCTAssertEqual(result.mask.values[128 * 256], 1, "the half disc reaches the edge")
         XCTAssertNil(BraggFilter().problem(pixelSizeNm: 0.2))
+        // Filtered, but too coarse for gold's {111} planes in every direction: said, not silent.
+        XCTAssertTrue(BraggFilter().warning(pixelSizeNm: 0.2)?.contains("only lattice spacings of 0.4 nm or more") == true)
+        XCTAssertTrue(BraggFilter().warning(pixelSizeNm: 0.2)?.contains("0.11 nm per pixel or finer") == true)
+        XCTAssertNil(BraggFilter().warning(pixelSizeNm: 0.1))
+        XCTAssertNil(BraggFilter().warning(pixelSizeNm: 0.3), "refused instead")
         XCTAssertTrue(BraggFilter().problem(pixelSizeNm: 0.3)?.contains("finest lattice spacing resolved in every direction is 0.6 nm") == true)
     }
 
