@@ -30,11 +30,11 @@ public struct LabelImage: Sendable, Equatable {
         guard frame >= 0 && frame < m.frames else {
             throw MicrographError(file: name, reason: "frame \(frame) out of range 0..<\(m.frames)")
         }
-        var bad: Double? = nil, badIndex = 0
+        var bad: String? = nil, badIndex = 0
         func label<T: BinaryFloatingPoint>(_ v: T, _ i: Int) -> UInt32 {
             if v.isNaN { return 0 }
             if v >= 0, v <= T(UInt32.max), v.rounded(.towardZero) == v { return UInt32(v) }
-            if bad == nil { bad = Double(v); badIndex = i }
+            if bad == nil { bad = "\(v)"; badIndex = i }
             return 0
         }
         let values: [UInt32]

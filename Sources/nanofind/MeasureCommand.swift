@@ -17,9 +17,13 @@ struct Measure: ParsableCommand {
             numbers with more than one id besides 0 as labels, anything else (8-bit files, 0/255, \
             probabilities) as a mask. Objects below --min-area are dropped either way. Every image \
             of a file is measured (each frame of a stack). Prints one CSV row per particle: the \
-            file, the image's name (as segment names it: the file's stem, or stem_K for image K \
-            of several), then the columns of segment's particles.csv. Sizes in nm need the file's \
-            calibration or --pixel-size.
+            file, the image's name (as segment names it, so the rows join its particles.csv: the \
+            file's stem without _mask or _labels, or that with _K for image K of several), then \
+            the columns of segment's particles.csv. Sizes in nm need the file's calibration (as \
+            segment's TIFFs carry it) or --pixel-size (PNG masks carry none). A particle cut by \
+            pixels that showed no specimen (padding, NaN pixels, an SEM's information bar) is \
+            flagged touches_border by segment, which saw the micrograph; a mask does not record \
+            those pixels, so measure flags only particles at the image's edges.
 
             Examples: nanofind measure results/*_mask.tif > particles.csv
                       nanofind measure results/*_labels.tif > particles.csv
@@ -36,6 +40,16 @@ struct Measure: ParsableCommand {
     @Option(help: "Smallest particle in pixels (default: 20 without a pixel size, as segment; 1 with one).") var minAreaPx: Int?
     @OptionGroup var split: ParticleSplitOption
 
+    /// The image a mask or label file is of, as segment names it: `au_1000_mask.tif` and
+    /// `au_1000_labels.tif` are `au_1000`'s (the file's own URL where its stem has neither ending).
+    static func imageURL(of url: URL) -> URL {
+        let stem = url.deletingPathExtension().lastPathComponent
+        for suffix in ["_mask", "_labels"] where stem.hasSuffix(suffix) && stem.count > suffix.count {
+            return url.deletingLastPathComponent().appendingPathComponent(String(stem.dropLast(suffix.count)) + "." + url.pathExtension)
+        }
+        return url
+    }
+
     func validate() throws {
         if !(minArea >= 0 && minArea.isFinite) || (minAreaPx ?? 1) < 1 { throw ValidationError("--min-area must be 0 or more and --min-area-px at least 1") }
     }
@@ -49,7 +63,8 @@ struct Measure: ParsableCommand {
                 let images = try IsolatedReader.open(url)
                 let frames = BatchSegmentation.images(of: images)
                 try BatchSegmentation.checkMeasurable(images, file: url)  // before any row of the file
-                for (name, (m, frame)) in zip(BatchSegmentation.names(for: url, count: frames.count), frames) {
+                var warned = false
+                for (name, (m, frame)) in zip(BatchSegmentation.names(for: Measure.imageURL(of: url), count: frames.count), frames) {
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.
                     let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: size, nm2: minArea)
@@ -64,6 +79,10 @@ struct Measure: ParsableCommand {
                     } else {
                         ParticleMeasurement(mask: try BinaryMask(m, frame: frame), pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
                                             minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
+                    }
+                    if size == nil && !warned {  // once the file has read as a mask or labels
+                        warned = true
+                        writeStandardError("warning: \(oneLine(path)) has no pixel size; sizes are in pixels, the nm columns empty, objects under \(minAreaPx ?? ParticleMeasurement.smallestParticlePxUncalibrated) px dropped (give --pixel-size NM)\n")
                     }
                     for p in result.particles { print(([csvField(path), csvField(name)] + p.csvFields).joined(separator: ",")) }
                 }
