@@ -13,9 +13,66 @@ public func writeAtomically(_ head: [UInt8], _ body: UnsafeRawBufferPointer, _ t
     try head.withUnsafeBytes { h in try tail.withUnsafeBytes { t in try writeAtomically([h, body, t], to: url) } }
 }
 
+/// The hidden name a file is written under before it is renamed into place: `.NAME.partial-PID`
+/// beside it (`BatchSegmentation` removes those a killed run left).
+public func partialURL(_ url: URL) -> URL {
+    url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
+}
+
+/// Files written as one set (a report's table, summary, plot and page; a mask beside its
+/// amplitude map): each by its `write` to its hidden name (`partialURL`; a writer may also make
+/// what it writes there, one file after the other), then all renamed into
+/// place once every one is written. A write that fails (a full disk) leaves every file of the
+/// set as it was, and a folder at any of the paths is refused before anything is written, so a
+/// set is not left half old, half new. (Only an interruption between the renames, a few
+/// system calls, still could.)
+public func writeTogether(_ files: [(url: URL, write: (URL) throws -> Void)]) throws {
+    for (url, _) in files {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+            throw MicrographError(url: url, reason: "is a folder; it will not be replaced by a file")
+        }
+    }
+    var staged: [(hidden: URL, url: URL)] = []
+    func removeStaged() { for (hidden, _) in staged { try? FileManager.default.removeItem(at: hidden) } }
+    for (url, write) in files {
+        let hidden = partialURL(url)
+        staged.append((hidden, url))
+        do {
+            try write(hidden)
+        } catch {
+            removeStaged()
+            // Said of the file's own name, not its hidden one; an error about another file (an
+            // input a writer reads) as it is.
+            guard let e = error as? MicrographError else {
+                throw MicrographError(url: url, reason: "cannot be written (\(error.localizedDescription))")
+            }
+            throw e.file == hidden.path ? MicrographError(url: url, reason: e.reason) : e
+        }
+    }
+    for (k, (hidden, url)) in staged.enumerated() where rename(hidden.path, url.path) != 0 {
+        let reason = String(cString: strerror(errno))
+        for (later, _) in staged[k...] { try? FileManager.default.removeItem(at: later) }
+        throw MicrographError(url: url, reason: "cannot be written (\(reason))")
+    }
+}
+
+/// `writeTogether` for files whose bytes are made already.
+public func writeTogether(_ files: [(url: URL, bytes: [UInt8])]) throws {
+    try writeTogether(files.map { file in (file.url, { try writeFile(bytes: file.bytes, to: $0) }) })
+}
+
+/// The bytes written straight to `url` (no temporary name: for a caller that renames it).
+func writeFile(bytes: [UInt8], to url: URL) throws {
+    do {
+        try bytes.withUnsafeBytes { try writeFile([$0], to: url) }
+    } catch {
+        throw MicrographError(url: url, reason: "cannot be written (\(error.localizedDescription))")
+    }
+}
+
 func writeAtomically(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws {
-    let tmp = url.deletingLastPathComponent()
-        .appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
+    let tmp = partialURL(url)
     do {
         try writeFile(pieces, to: tmp)
         // rename(2) replaces an existing file atomically: readers see the old or the new one.

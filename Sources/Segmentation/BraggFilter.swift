@@ -94,7 +94,7 @@ public struct BraggFilter: Sendable {
         var peaks = 0
         for i in band where residual[i] > threshold { peakMask[i] = 1; peaks += 1 }
         if ProcessInfo.processInfo.environment["NANOFIND_DEBUG"] != nil {
-            FileHandle.standardError.write(Data("bragg: band \(values.count) median \(median) mad \(mad) threshold \(threshold) peaks \(peaks) max \(values.max() ?? 0)\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("bragg: band \(values.count) median \(median) mad \(mad) threshold \(threshold) peaks \(peaks) max \(values.max() ?? 0)\n".utf8))
         }
         guard peaks > 0 else { return Result(mask: BinaryMask(width: w, height: h), amplitude: FloatImage(width: w, height: h), peaks: 0) }
         // A smooth mask around the peaks (Gaussian, periodic), at most 1.

@@ -27,13 +27,17 @@ public struct RunReport {
         return RunReport(summaries: s.images, settings: s.settings)
     }
 
-    /// The particle rows of every image, read back from the per-image CSVs in `dirs`.
-    func particleRows(in dirs: [URL]) -> (header: String, rows: [(image: String, fields: [String])]) {
+    /// The particle rows of every image, read back from the per-image CSVs: each from its own
+    /// `folder`, where every table must be (`required`), or else an image without one is left out.
+    func particleRows(folder: (String) -> URL, required: Bool) throws -> (header: String, rows: [(image: String, fields: [String])]) {
         var header = "image," + Particle.csvHeader.joined(separator: ",")
         var rows: [(String, [String])] = []
         for s in summaries {
-            guard let dir = dirs.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent("\(s.image)_particles.csv").path) }),
-                  let text = try? String(contentsOf: dir.appendingPathComponent("\(s.image)_particles.csv"), encoding: .utf8) else { continue }
+            let url = folder(s.image).appendingPathComponent("\(s.image)_particles.csv")
+            guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+                if required { throw MicrographError(url: url, reason: "cannot be read, and its folder's summary.json lists image \(s.image)") }
+                continue
+            }
             let lines = text.split(separator: "\n")
             if let first = lines.first { header = "image," + first }
             for line in lines.dropFirst() { rows.append((s.image, line.split(separator: ",", omittingEmptySubsequences: false).map(String.init))) }
@@ -41,12 +45,15 @@ public struct RunReport {
         return (header, rows)
     }
 
-    /// Writes the run's files into `dir`, reading the per-image particle tables from `sources`.
-    /// Every file is made before any is written: a table that cannot be drawn (a size edited to
-    /// `nan`, say) leaves the folder as it was, not half replaced.
-    public func write(into dir: URL, sources: [URL]? = nil) throws {
+    /// Writes the run's files into `dir`, reading each image's particle table and overlay from
+    /// `dir`, or with `sources` from the folder it gives for the image (`merge`: the folder
+    /// whose summary.json lists it; there the table must be). Every file is made before any is
+    /// written, and they are written together (`writeTogether`): a table that cannot be drawn (a
+    /// size edited to `nan`, say) or a full disk leaves the folder as it was, not half replaced.
+    public func write(into dir: URL, sources: [String: URL]? = nil) throws {
         let summaries = self.summaries.sorted { naturalOrder($0.image, $1.image) }
-        let (header, rows) = RunReport(summaries: summaries, settings: settings).particleRows(in: sources ?? [dir])
+        let folder = { (image: String) in sources?[image] ?? dir }
+        let (header, rows) = try RunReport(summaries: summaries, settings: settings).particleRows(folder: folder, required: sources != nil)
         let csv = ([header] + rows.map { ([csvField($0.image)] + $0.fields).joined(separator: ",") }).joined(separator: "\n") + "\n"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -73,33 +80,33 @@ public struct RunReport {
         let histogramPNG = try PNGWriter.encode(
             Micrograph(width: histogram.width, height: histogram.height, channels: 3, pixelType: .uint8, data: histogram.pixels, format: "png"))
         let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: histogramPNG,
-                              overlays: overlayThumbnails(summaries.map(\.image), in: sources ?? [dir], linkedFrom: dir)).html
-        try writeAtomically(Array(csv.utf8), to: dir.appendingPathComponent("particles.csv"))
-        try writeAtomically(Array(summaryJSON), to: dir.appendingPathComponent("summary.json"))
-        try writeAtomically(histogramPNG, to: dir.appendingPathComponent("size_histogram.png"))
-        try writeAtomically(Array(html.utf8), to: dir.appendingPathComponent("report.html"))
+                              overlays: overlayThumbnails(summaries.map { ($0.image, folder($0.image).appendingPathComponent("\($0.image)_overlay.png")) },
+                                                        linkedFrom: dir)).html
+        try writeTogether([(dir.appendingPathComponent("particles.csv"), Array(csv.utf8)),
+                           (dir.appendingPathComponent("summary.json"), Array(summaryJSON)),
+                           (dir.appendingPathComponent("size_histogram.png"), histogramPNG),
+                           (dir.appendingPathComponent("report.html"), Array(html.utf8))])
     }
 }
 
-/// Each image's overlay as the report shows it: a thumbnail (`Overlay.thumbnail`) and the path of
-/// the full overlay relative to the report's folder; nil where no overlay can be read. Made side by
-/// side, one image per CPU.
-func overlayThumbnails(_ names: [String], in dirs: [URL], linkedFrom reportDir: URL) -> [String: (png: [UInt8], link: String)] {
+/// Each image's overlay (its name and file) as the report shows it: a thumbnail
+/// (`Overlay.thumbnail`) and the path of the full overlay relative to the report's folder; nil
+/// where no overlay can be read. Made side by side, one image per CPU.
+func overlayThumbnails(_ overlays: [(name: String, url: URL)], linkedFrom reportDir: URL) -> [String: (png: [UInt8], link: String)] {
     final class Results: @unchecked Sendable {
         var values: [(png: [UInt8], link: String)?]
         let lock = NSLock()
         init(_ n: Int) { values = Array(repeating: nil, count: n) }
     }
-    let results = Results(names.count)
-    ThreadPool.sideBySide(names.count) { k in  // Dispatch runs as many at once as there are CPUs
-        guard let url = dirs.map({ $0.appendingPathComponent("\(names[k])_overlay.png") })
-                .first(where: { FileManager.default.fileExists(atPath: $0.path) }),
-              let png = Overlay.thumbnail(of: url) else { return }
+    let results = Results(overlays.count), urls = overlays.map(\.url)
+    ThreadPool.sideBySide(urls.count) { k in  // Dispatch runs as many at once as there are CPUs
+        let url = urls[k]
+        guard let png = Overlay.thumbnail(of: url) else { return }
         let link = relativePath(of: url, from: reportDir)
         results.lock.lock(); results.values[k] = (png, link); results.lock.unlock()
     }
     var out: [String: (png: [UInt8], link: String)] = [:]
-    for (name, value) in zip(names, results.values) { if let value { out[name] = value } }
+    for ((name, _), value) in zip(overlays, results.values) { if let value { out[name] = value } }
     return out
 }
 

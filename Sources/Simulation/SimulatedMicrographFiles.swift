@@ -2,18 +2,23 @@ import Foundation
 import MicrographIO
 
 extension SimulatedMicrograph {
-    /// Writes one micrograph's files; returns its manifest line.
+    /// Writes one micrograph's files, together (`writeTogether`: an image is never left beside
+    /// another run's mask); returns its manifest line.
     public func write(name: String, into dir: URL) throws -> String {
         let m = self
         let p = m.parameters
         let counts = m.counts.withUnsafeBytes { Array($0) }
-        try MRCWriter.write(Micrograph(width: p.size, height: p.size, pixelType: .int16, data: counts,
-                                       pixelSize: PixelSize(isotropic: p.pixelSizeNm), format: "mrc"),
-                            to: dir.appendingPathComponent("\(name).mrc"))
-        try PNGWriter.writeGrey8(m.mask, width: p.size, height: p.size, to: dir.appendingPathComponent("\(name)_mask.png"))
         let labelBytes = m.labels.withUnsafeBytes { Array($0) }
-        try PNGWriter.write(Micrograph(width: p.size, height: p.size, pixelType: .uint16, data: labelBytes, format: "png"),
-                            to: dir.appendingPathComponent("\(name)_labels.png"))
+        try writeTogether([
+            (dir.appendingPathComponent("\(name).mrc"), {
+                try MRCWriter.write(Micrograph(width: p.size, height: p.size, pixelType: .int16, data: counts,
+                                               pixelSize: PixelSize(isotropic: p.pixelSizeNm), format: "mrc"), to: $0)
+            }),
+            (dir.appendingPathComponent("\(name)_mask.png"), { try PNGWriter.writeGrey8(m.mask, width: p.size, height: p.size, to: $0) }),
+            (dir.appendingPathComponent("\(name)_labels.png"), {
+                try PNGWriter.write(Micrograph(width: p.size, height: p.size, pixelType: .uint16, data: labelBytes, format: "png"), to: $0)
+            }),
+        ])
         var entry: [String: Any] = [
             "name": name, "material": p.material.rawValue, "files": ["\(name).mrc", "\(name)_mask.png", "\(name)_labels.png"],
             "width": p.size, "height": p.size, "dtype": "int16", "pixel_size_nm": p.pixelSizeNm, "voltage_kv": p.voltageKV,

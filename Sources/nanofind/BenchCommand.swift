@@ -217,7 +217,7 @@ struct Bench: ParsableCommand {
                 adam.update(trainNet.parameters)
                 step += 1
                 if ProcessInfo.processInfo.environment["NANOFIND_BENCH_DEBUG"] != nil {
-                    FileHandle.standardError.write(Data("step \(step): \(BufferPool.allocatedFromSystem >> 20) MiB from the system\n".utf8))
+                    writeStandardError("step \(step): \(BufferPool.allocatedFromSystem >> 20) MiB from the system\n")
                 }
             }
             emit([("name", "train_step_512"), ("batch", batch), ("threads", pool.threadCount),

@@ -66,35 +66,30 @@ struct Bragg: ParsableCommand {
                 }
                 for p in Set(sizes).sorted() {
                     if let warning = BraggFilter().warning(pixelSizeNm: p) {
-                        FileHandle.standardError.write(Data("warning: \(oneLine(input)): \(warning)\n".utf8))
+                        writeStandardError("warning: \(oneLine(input)): \(warning)\n")
                     }
                 }
-                // Written under hidden names first and given their own names once every frame is
-                // done: a file's outputs appear all together or not at all, and a failure leaves
-                // an earlier run's outputs (--overwrite) as they were.
-                var staged: [(URL, URL)] = []
+                // Written together (`writeTogether`), each frame filtered as its mask is written:
+                // a file's outputs appear all at once or not at all, and a failure leaves an
+                // earlier run's outputs (--overwrite) as they were.
                 var lines: [String] = []
-                do {
-                    for ((m, frame), (name, p)) in zip(frames, zip(names, sizes)) {
+                var current: BraggFilter.Result?  // the frame whose mask was written last
+                var files: [(url: URL, write: (URL) throws -> Void)] = []
+                for ((m, frame), (name, p)) in zip(frames, zip(names, sizes)) {
+                    files.append((out.appendingPathComponent(name + "_mask.png"), { hidden in
                         let r = BraggFilter().segment(try FloatImage(m, frame: frame), pixelSizeNm: p)
-                        for (suffix, write) in [("_mask.png", { try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height, to: $0) }),
-                                                ("_amplitude.tif", { try TIFFWriter.writeFloat32(r.amplitude.pixels, width: m.width, height: m.height,
-                                                                                                   pixelSizeNM: p, to: $0) })] as [(String, (URL) throws -> Void)] {
-                            let target = out.appendingPathComponent(name + suffix)
-                            let hidden = out.appendingPathComponent(".\(name + suffix).partial-\(getpid())")
-                            staged.append((hidden, target))
-                            try write(hidden)
-                        }
+                        current = r
                         lines.append(String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
                                             100 * Double(r.mask.foregroundCount) / Double(m.width * m.height), name))
-                    }
-                    for (hidden, target) in staged where rename(hidden.path, target.path) != 0 {
-                        throw MicrographError(url: target, reason: "cannot be written (\(String(cString: strerror(errno))))")
-                    }
-                } catch {
-                    for (hidden, _) in staged { try? FileManager.default.removeItem(at: hidden) }
-                    throw error
+                        try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height, to: hidden)
+                    }))
+                    files.append((out.appendingPathComponent(name + "_amplitude.tif"), { hidden in
+                        guard let r = current else { return }
+                        current = nil
+                        try TIFFWriter.writeFloat32(r.amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p, to: hidden)
+                    }))
                 }
+                try writeTogether(files)
                 lines.forEach { print($0) }
             } catch {
                 failures += 1

@@ -74,7 +74,7 @@ struct Demo: ParsableCommand {
         let cases = Demo.cases
         var simulated: [(name: String, image: SimulatedMicrograph, seen: Bool)] = []
         let pixel = model.metadata.trainingPixelSizeNm ?? 0.055
-        FileHandle.standardError.write(Data("simulating \(cases.count) micrographs (multislice, 512² at \(String(format: "%.3f", pixel)) nm/px)…\n".utf8))
+        writeStandardError("simulating \(cases.count) micrographs (multislice, 512² at \(String(format: "%.3f", pixel)) nm/px)…\n")
         final class Box: @unchecked Sendable { var items: [SimulatedMicrograph?]; init(_ n: Int) { items = Array(repeating: nil, count: n) } }
         let box = Box(cases.count)
         ThreadPool.sideBySide(cases.count) { i in

@@ -66,7 +66,7 @@ struct Evaluate: ParsableCommand {
                     if let problem = filter.problem(pixelSizeNm: p) { throw MicrographError(url: image.url, reason: problem) }
                     if !warned, let warning = filter.warning(pixelSizeNm: p) {
                         warned = true
-                        FileHandle.standardError.write(Data("warning: \(oneLine(image.url.path)) (and any image as coarse): \(warning)\n".utf8))
+                        writeStandardError("warning: \(oneLine(image.url.path)) (and any image as coarse): \(warning)\n")
                     }
                     return filter.segment(image.image, pixelSizeNm: p).mask
                 }
@@ -91,11 +91,13 @@ struct Evaluate: ParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let jsonData = try encoder.encode(report)
-            try writeAtomically(Array(report.csv.utf8), to: outURL.appendingPathComponent("evaluation.csv"))
-            try writeAtomically(Array(jsonData), to: outURL.appendingPathComponent("evaluation.json"))
-            try report.confusionChart().write(to: outURL.appendingPathComponent("confusion.png"))
+            // Together: a full disk leaves an earlier evaluation's three files as they were.
+            let chart = report.confusionChart()
+            try writeTogether([(outURL.appendingPathComponent("evaluation.csv"), { try writeAtomically(Array(report.csv.utf8), to: $0) }),
+                               (outURL.appendingPathComponent("evaluation.json"), { try writeAtomically(Array(jsonData), to: $0) }),
+                               (outURL.appendingPathComponent("confusion.png"), { try chart.write(to: $0) })])
             if json {
-                FileHandle.standardOutput.write(jsonData + Data("\n".utf8))
+                writeStandardOutput(String(decoding: jsonData, as: UTF8.self) + "\n")
                 return
             }
         } catch {

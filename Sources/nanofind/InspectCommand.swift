@@ -22,7 +22,7 @@ struct Inspect: ParsableCommand {
                 let images = try IsolatedReader.open(url)
                 for (index, image) in images.enumerated() {
                     let line = json ? jsonLine(image, file: path, index: index) : textBlock(image, file: path, index: index, of: images.count)
-                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                    writeStandardOutput(line + "\n")
                 }
             } catch let error as MicrographError {
                 failures += 1

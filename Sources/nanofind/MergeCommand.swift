@@ -22,6 +22,7 @@ struct Merge: ParsableCommand {
         var summaries: [ImageSummary] = []
         var settings: [String: String] = [:]
         var from: [String: String] = [:]  // image name → the folder it came from
+        var source: [String: URL] = [:]  // … as a URL, which its table and overlay are read from
         // What shapes the results (model, threshold, preparation, smallest particle, splitting,
         // --pixel-size): one run's shards share it; a table mixing two would be reported under one.
         let notResultShaping: Set<String> = ["shard", "merged_from", "prob_format"]
@@ -47,6 +48,7 @@ struct Merge: ParsableCommand {
                                               reason: "image \(s.image) is also in \(other); merged folders must not share image names")
                     }
                     from[s.image] = folder
+                    source[s.image] = dir
                 }
                 summaries += r.summaries
                 for (k, v) in r.settings where k != "shard" { settings[k] = v }
@@ -58,9 +60,9 @@ struct Merge: ParsableCommand {
         do {
             summaries.sort { naturalOrder($0.image, $1.image) }
             settings["merged_from"] = folders.joined(separator: ", ")
-            // The per-image tables and overlays are read where the summaries came from (not from
-            // leftovers of an earlier merge in -o).
-            try RunReport(summaries: summaries, settings: settings).write(into: out, sources: dirs)
+            // Each image's table and overlay are read from the folder whose summary lists it (not
+            // from an earlier run's leftovers in another folder, or an earlier merge's in -o).
+            try RunReport(summaries: summaries, settings: settings).write(into: out, sources: source)
         } catch {
             throw exitWithInputError(error)
         }

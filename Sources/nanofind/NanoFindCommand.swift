@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MicrographIO
+import CNanoSupport
 
 @main
 struct NanoFindCommand: ParsableCommand {
@@ -23,15 +24,38 @@ struct NanoFindCommand: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            // What a command printed must have been written (a table redirected to a full disk
+            // is an output lost), as coreutils' close_stdout checks.
+            if let problem = standardOutputProblem() {
+                writeStandardError("error: standard output: \(problem)\n")
+                Foundation.exit(2)
+            }
         } catch {
+            if let problem = standardOutputProblem() { writeStandardError("error: standard output: \(problem)\n") }
             if exitCode(for: error) == .validationFailure {
                 let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-                FileHandle.standardError.write(Data(("error: " + oneLine(message) + "\n").utf8))
+                writeStandardError("error: " + oneLine(message) + "\n")
                 Foundation.exit(2)
             }
             exit(withError: error)
         }
     }
+}
+
+/// Text on stderr (unbuffered), a failed write ignored: a full disk or a closed stream under a
+/// job's log must not crash the run (FileHandle's `write` traps on an error).
+func writeStandardError(_ text: String) { nf_write_stderr(text) }
+
+/// Text on stdout, through the buffer `print` writes to (so the two keep their order); whether
+/// it all got there is checked once the command ends (`standardOutputProblem`).
+func writeStandardOutput(_ text: String) { nf_write_stdout(text) }
+
+/// Why what was written to stdout did not all get there, or nil. A reader that stopped reading
+/// (`| head`) is no problem.
+func standardOutputProblem() -> String? {
+    let code = nf_stdout_error()
+    guard code != 0, code != EPIPE else { return nil }
+    return code > 0 ? String(cString: strerror(code)).lowercased() : "a write failed"
 }
 
 /// Bad input: print one line naming the file and the problem on stderr, exit with status 2.
@@ -44,7 +68,7 @@ func exitWithInputError(_ error: Error) -> ExitCode {
 /// One line `error: <file>: <reason>` on stderr, with control characters (a newline in a file
 /// name, bytes a reader took for a tag name) escaped so that the line stays one line.
 func printError(_ error: Error) {
-    FileHandle.standardError.write(Data(("error: " + oneLine(describe(error)) + "\n").utf8))
+    writeStandardError("error: " + oneLine(describe(error)) + "\n")
 }
 
 /// An error as `<file>: <reason>`: NanoFind's own errors as they describe themselves, and

@@ -15,18 +15,18 @@ final class ProgressBar: @unchecked Sendable {  // used under its callers' lock
             let now = Date().timeIntervalSince1970
             guard now - lastDraw > 0.1 || done == total else { return }
             lastDraw = now
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            writeStandardError("\r\u{1B}[K" + line)
         } else {
             let decile = Int(fraction * 10)
             guard decile != lastDecile else { return }
             lastDecile = decile
-            FileHandle.standardError.write(Data((line + "\n").utf8))
+            writeStandardError(line + "\n")
         }
     }
 
     /// Ends the bar's line with a message.
     func finish(_ message: String) {
-        FileHandle.standardError.write(Data(((isTerminal ? "\r\u{1B}[K" : "") + message + "\n").utf8))
+        writeStandardError((isTerminal ? "\r\u{1B}[K" : "") + message + "\n")
         lastDecile = -1
     }
 

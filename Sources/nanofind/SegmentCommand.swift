@@ -97,7 +97,7 @@ struct Segment: ParsableCommand {
         let notices = Notices()
         batch.imageNote = { url, name, note in
             notices.lock.lock(); defer { notices.lock.unlock() }
-            FileHandle.standardError.write(Data("warning: \(oneLine(url.path)) (\(name)): \(note)\n".utf8))
+            writeStandardError("warning: \(oneLine(url.path)) (\(name)): \(note)\n")
         }
         // Calibrations that --pixel-size replaced, told once at the end, in the order of the paths
         // (the jobs finish in any order).
@@ -128,7 +128,7 @@ struct Segment: ParsableCommand {
                 progress.particles += s.reduce(0) { $0 + $1.particles }
                 if !progress.warnedUncalibrated, s.contains(where: { $0.pixelSizeSource == "none" }) {
                     progress.warnedUncalibrated = true
-                    FileHandle.standardError.write(Data("warning: \(oneLine(url.path)) has no pixel size; sizes are in pixels, the nm columns empty (give --pixel-size NM)\n".utf8))
+                    writeStandardError("warning: \(oneLine(url.path)) has no pixel size; sizes are in pixels, the nm columns empty (give --pixel-size NM)\n")
                 }
                 for r in s {
                     print(String(format: "%@: %d×%d, %@, %d particles, %.1f %% area -> %@_*", r.input, r.width, r.height,
@@ -151,7 +151,7 @@ struct Segment: ParsableCommand {
         let processed = progress.processed, skipped = progress.skipped, particles = progress.particles, failures = progress.failures
         // A shard writes its run files even with no image done (none of the inputs fell to it, or
         // all failed), so that `merge` over every shard's folder finds each one's summary.json.
-        let wroteReport = !summaries.isEmpty || shard != nil
+        var wroteReport = !summaries.isEmpty || shard != nil, reportFailed = false
         if wroteReport {
             var runSettings: [String: String] = ["model": modelName, "threshold": String(format: "%.4f", segmenter.threshold),
                                                  "preprocessing": segmenter.recipe.description,
@@ -161,24 +161,32 @@ struct Segment: ParsableCommand {
             if let digest = batch.modelDigest { runSettings["model_digest"] = digest }
             if let pixelSize { runSettings["pixel_size_nm (--pixel-size)"] = "\(pixelSize)" }
             if let shard { runSettings["shard"] = "\(shard.k)/\(shard.n)" }
-            do { try RunReport(summaries: summaries, settings: runSettings).write(into: outURL) } catch { throw exitWithInputError(error) }
+            do {
+                try RunReport(summaries: summaries, settings: runSettings).write(into: outURL)
+            } catch {
+                // The images' own outputs are written; the run's files are as they were (a full
+                // disk, a folder in the way): said, and counted as the batch's failure.
+                printError(error)
+                wroteReport = false; reportFailed = true
+            }
         }
         if bar.isTerminal { bar.finish("") }
         if let pixelSize, let first = notices.replaced.min(by: { $0.path < $1.path }) {
             let n = notices.replaced.count
-            FileHandle.standardError.write(Data(String(format: "warning: %@ says %.4g nm/px; --pixel-size %.4g replaced it%@\n", oneLine(first.path),
+            writeStandardError(String(format: "warning: %@ says %.4g nm/px; --pixel-size %.4g replaced it%@\n", oneLine(first.path),
                                                        first.own, pixelSize,
                                                        n == 1 ? "" : n == 2 ? ", and the calibration of 1 more input that differs from it by over 2 %"
-                                                           : ", and the calibration of \(n - 1) more inputs that differ from it by over 2 %").utf8))
+                                                           : ", and the calibration of \(n - 1) more inputs that differ from it by over 2 %"))
         }
         print("\(processed) processed, \(skipped) already done, \(failures) failed; \(particles) particles"
-              + (wroteReport ? " -> \(outURL.path)/report.html" : " (no report: no image was segmented)"))
+              + (wroteReport ? " -> \(outURL.path)/report.html"
+                 : reportFailed ? " (the run's report could not be written)" : " (no report: no image was segmented)"))
         // Exit 2 when the one file named failed; 1 for a batch (a folder, several inputs, or a shard
         // of a cluster job, whose failed inputs must not read as a failed job).
         var isFolder: ObjCBool = false
         let single = inputs.count == 1 && shard == nil
             && !(FileManager.default.fileExists(atPath: inputs[0], isDirectory: &isFolder) && isFolder.boolValue)
-        if failures > 0 { throw ExitCode(single ? 2 : 1) }
+        if failures > 0 || reportFailed { throw ExitCode(single ? 2 : 1) }
     }
 }
 

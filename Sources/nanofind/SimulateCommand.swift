@@ -73,6 +73,9 @@ struct Simulate: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Images simulated at once (default: one per CPU).") var jobs: Int?
 
+    /// Image `index`'s name: its material, then the index (au_0000).
+    func imageName(_ material: Material, _ index: Int) -> String { "\(material.rawValue.lowercased())_\(String(format: "%04d", index))" }
+
     func parameters(_ index: Int) -> SimulationParameters {
         var rng = SeededRandom(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
         var p = SimulationParameters()
@@ -112,9 +115,26 @@ struct Simulate: ParsableCommand {
         }
     }
 
+    /// The manifest line's image name, or nil.
+    static func manifestName(_ line: Substring) -> String? {
+        (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["name"] as? String
+    }
+
     func run() throws {
         let out = try output.prepare()
         let start = Date()
+        // An earlier run's lines for the images this one replaces leave the manifest before any
+        // image is replaced: an interrupted run must not leave new images described by old lines.
+        let manifest = out.appendingPathComponent("manifest.jsonl")
+        let previous = (try? String(contentsOf: manifest, encoding: .utf8)) ?? ""
+        let replaced = Set((0..<count).map { imageName(material.values[$0 % material.values.count], $0) })
+        let kept = previous.split(separator: "\n").filter { Simulate.manifestName($0).map { !replaced.contains($0) } ?? false }.map(String.init)
+        if kept.count != previous.split(separator: "\n").count {
+            do {
+                if kept.isEmpty { try FileManager.default.removeItem(at: manifest) }
+                else { try writeAtomically(Array((kept.joined(separator: "\n") + "\n").utf8), to: manifest) }
+            } catch { throw exitWithInputError(error) }
+        }
         let jobs = self.jobs ?? ProcessInfo.processInfo.activeProcessorCount
         final class Results: @unchecked Sendable {
             let lock = NSLock()
@@ -131,14 +151,14 @@ struct Simulate: ParsableCommand {
             var index = worker
             while index < command.count {
                 let p = command.parameters(index)
-                let name = "\(p.material.rawValue.lowercased())_\(String(format: "%04d", index))"
+                let name = command.imageName(p.material, index)
                 do {
                     let m = Simulator.simulate(p)
                     let line = try m.write(name: name, into: out)
                     results.lock.lock(); results.lines[index] = line; results.done += 1
                     if m.saturatedPixels > 0 { results.saturated.append((name, m.saturatedPixels)) }
                     if index < 16 { results.sheet.append((name, m)) }
-                    FileHandle.standardError.write(Data("\r\(results.done)/\(command.count) micrographs".utf8))
+                    writeStandardError("\r\(results.done)/\(command.count) micrographs")
                     results.lock.unlock()
                 } catch {
                     results.lock.lock(); results.failure = results.failure ?? error; results.lock.unlock()
@@ -146,26 +166,18 @@ struct Simulate: ParsableCommand {
                 index += jobs
             }
         }
-        FileHandle.standardError.write(Data("\n".utf8))
+        writeStandardError("\n")
         if let failure = results.failure { throw exitWithInputError(failure) }
         let lines = results.lines
         do {
             try contactSheet(results.sheet.sorted { $0.0 < $1.0 }).write(to: out.appendingPathComponent("contact_sheet.png"))
         } catch { throw exitWithInputError(error) }
-        let manifest = out.appendingPathComponent("manifest.jsonl")
-        let previous = (try? String(contentsOf: manifest, encoding: .utf8)) ?? ""
-        let names = Set(lines.compactMap { $0 }.compactMap { line in
-            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["name"] as? String })
-        let kept = previous.split(separator: "\n").filter { old in
-            let n = (try? JSONSerialization.jsonObject(with: Data(old.utf8)) as? [String: Any])?["name"] as? String
-            return n.map { !names.contains($0) } ?? false
-        }.map(String.init)
         do {
             try writeAtomically(Array(((kept + lines.compactMap { $0 }).joined(separator: "\n") + "\n").utf8), to: manifest)
         } catch { throw exitWithInputError(error) }
         // Clipped counts flatten the brightest columns' contrast: said, with the manifest's count.
         if let worst = results.saturated.max(by: { $0.pixels < $1.pixels }) {
-            FileHandle.standardError.write(Data("warning: \(results.saturated.count) of \(count) micrographs have pixels clipped at int16's ends (at most \(worst.pixels), in \(worst.name); saturated_px in manifest.jsonl): lower --dose to keep every count\n".utf8))
+            writeStandardError("warning: \(results.saturated.count) of \(count) micrographs have pixels clipped at int16's ends (at most \(worst.pixels), in \(worst.name); saturated_px in manifest.jsonl): lower --dose to keep every count\n")
         }
         // Per micrograph: the wall time over the micrographs each worker ran (min(jobs, count) of
         // them side by side), contact sheet and manifest included.

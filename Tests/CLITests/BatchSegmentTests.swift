@@ -239,9 +239,20 @@ final class BatchSegmentTests: XCTestCase {
         let singleTable = try String(contentsOf: single.appendingPathComponent("particles.csv"), encoding: .utf8)
         let images = Set(singleTable.split(separator: "\n").dropFirst().map { $0.prefix { $0 != "," } })
         XCTAssertGreaterThan(images.count, good / 2, "the untrained test network finds particles in too few images to compare tables")
+        // An earlier run's leftovers in the first folder (a table and overlay of an image the
+        // second folder's summary lists) are not what is merged: each image's own folder is.
+        let second = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: shards[1])
+            .filter { $0.hasSuffix("_particles.csv") }.sorted()
+            .first { (try? String(contentsOfFile: shards[1] + "/" + $0, encoding: .utf8))?.split(separator: "\n").count ?? 0 > 1 })
+        let stem = String(second.dropLast("_particles.csv".count))
+        let header = try XCTUnwrap(try String(contentsOfFile: shards[1] + "/" + second, encoding: .utf8).split(separator: "\n").first)
+        try (header + "\n").write(toFile: shards[0] + "/" + second, atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: shards[1] + "/\(stem)_overlay.png", toPath: shards[0] + "/\(stem)_overlay.png")
         let merged = tmp.appendingPathComponent("merged")
         let m = try CLIRunner.run(["merge"] + shards + ["-o", merged.path])
         XCTAssertEqual(m.status, 0, m.stderr)
+        let mergedHTML = try String(contentsOf: merged.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(mergedHTML.contains("../shard2/\(stem)_overlay.png"), "the overlay linked from the image's own folder")
         XCTAssertEqual(try String(contentsOf: merged.appendingPathComponent("particles.csv"), encoding: .utf8),
                        try String(contentsOf: single.appendingPathComponent("particles.csv"), encoding: .utf8))
         // Each report links every image's full overlay where it lies: beside it, or in a shard.
@@ -259,6 +270,14 @@ final class BatchSegmentTests: XCTestCase {
         _ = try CLIRunner.run(["segment", data.path, "-o", parallel.path, "--model", model.path, "--jobs", "2"])
         XCTAssertEqual(try String(contentsOf: parallel.appendingPathComponent("particles.csv"), encoding: .utf8),
                        try String(contentsOf: single.appendingPathComponent("particles.csv"), encoding: .utf8))
+        // A table its folder's summary lists but that is gone: refused, naming it, nothing written.
+        let gone = tmp.appendingPathComponent("gone")
+        try FileManager.default.copyItem(atPath: shards[1], toPath: gone.path)
+        try FileManager.default.removeItem(at: gone.appendingPathComponent(second))
+        let noTable = try CLIRunner.run(["merge", shards[0], gone.path, shards[2], "-o", tmp.appendingPathComponent("notable").path])
+        XCTAssertEqual(noTable.status, 2, noTable.stderr)
+        XCTAssertEqual(noTable.stderr, "error: \(gone.path)/\(second): cannot be read, and its folder's summary.json lists image \(stem)\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("notable/particles.csv").path))
         // Folders that share an image (the same shard twice) are refused, not merged twice over.
         let twice = try CLIRunner.run(["merge", shards[0], shards[0], "-o", tmp.appendingPathComponent("twice").path])
         XCTAssertEqual(twice.status, 2, twice.stderr)
@@ -394,6 +413,22 @@ final class BatchSegmentTests: XCTestCase {
                                "img03_particles.csv"])
         let again = try CLIRunner.run(["segment", image, "-o", out.path, "--model", model.path, "--prob-format", "none"])
         XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
+        // A run's files that cannot be written (a folder in the way) are said on one line, the
+        // run's earlier files left as they were, and a folder's batch exits 1; the images' own
+        // outputs are written.
+        let summary = try String(contentsOf: out.appendingPathComponent("summary.json"), encoding: .utf8)
+        try FileManager.default.removeItem(at: out.appendingPathComponent("report.html"))
+        try FileManager.default.createDirectory(at: out.appendingPathComponent("report.html"), withIntermediateDirectories: true)
+        let folder = tmp.appendingPathComponent("one")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: data.appendingPathComponent("img04.npy"), to: folder.appendingPathComponent("img04.npy"))
+        let blocked = try CLIRunner.run(["segment", folder.path, "-o", out.path, "--model", model.path, "--prob-format", "none"])
+        XCTAssertEqual(blocked.status, 1, blocked.stderr)
+        XCTAssertEqual(blocked.stderr.split(separator: "\n").filter { $0.hasPrefix("error") },
+                       ["error: \(out.path)/report.html: is a folder; it will not be replaced by a file"], blocked.stderr)
+        XCTAssertTrue(blocked.stdout.contains("1 processed, 0 already done, 0 failed") && blocked.stdout.contains("could not be written"), blocked.stdout)
+        XCTAssertEqual(try String(contentsOf: out.appendingPathComponent("summary.json"), encoding: .utf8), summary)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("img04_mask.png").path))
     }
 
     func testBadFlagsAndOutputs() throws {

@@ -126,4 +126,28 @@ final class DemoAndSimulateTests: XCTestCase {
         XCTAssertEqual(t.status, 0, t.stderr)
         XCTAssertTrue(t.stderr.contains("2 training and 2 validation images"), t.stderr)
     }
+
+    /// A run over an earlier one's folder that stops part way (here at a folder in the way of
+    /// its second image's mask) leaves no manifest line of the earlier run describing an image
+    /// it replaced, and each image's files together: never a new image beside an old mask.
+    func testSimulateOverAnEarlierRunNeverLeavesStaleDescriptions() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let common = ["simulate", "-o", tmp.path, "--size", "128", "--particles", "1:2", "--diameter", "2:3", "--jobs", "1"]
+        XCTAssertEqual(try CLIRunner.run(common + ["--count", "3", "--seed", "1"]).status, 0)
+        func bytes(_ name: String) throws -> Data { try Data(contentsOf: tmp.appendingPathComponent(name)) }
+        let oldMask = try bytes("au_0001_mask.png"), oldImage = try bytes("au_0001.mrc")
+        try FileManager.default.removeItem(at: tmp.appendingPathComponent("au_0001_labels.png"))
+        try FileManager.default.createDirectory(at: tmp.appendingPathComponent("au_0001_labels.png"), withIntermediateDirectories: true)
+        let r = try CLIRunner.run(common + ["--count", "2", "--seed", "2"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("au_0001_labels.png: is a folder"), r.stderr)
+        let names = try String(contentsOf: tmp.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["name"] as? String
+        }
+        XCTAssertEqual(names, ["au_0002"], "only the earlier run's image this one did not replace")
+        XCTAssertEqual(try bytes("au_0001_mask.png"), oldMask)
+        XCTAssertEqual(try bytes("au_0001.mrc"), oldImage)
+    }
 }
+

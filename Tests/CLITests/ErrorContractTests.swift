@@ -191,3 +191,40 @@ final class IsolatedModelTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains(h5.path), r.stderr)
     }
 }
+
+/// A full disk under stdout or stderr (a job's log over its quota): a table that was not
+/// written is an error line and exit 2, never exit 0 with an empty file; a log that cannot be
+/// written is no crash (FileHandle's write trapped: exit 132 at the first warning).
+final class StandardStreamTests: XCTestCase {
+    func testFullStandardStreamsAreNoCrashAndNoSilentLoss() throws {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/dev/full"), "no /dev/full on this system")
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let mask = tmp.appendingPathComponent("m_mask.png")
+        try PNGWriter.writeGrey8((0..<(64 * 64)).map { ($0 % 64) / 16 == 1 && $0 / 64 > 20 && $0 / 64 < 40 ? 255 : 0 }, width: 64, height: 64, to: mask)
+        func shell(_ script: String) throws -> (status: Int32, stderr: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", script, CLIRunner.binary.path, mask.path, tmp.path]
+            let err = Pipe()
+            p.standardError = err; p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: e, as: UTF8.self))
+        }
+        for command in ["measure \"$1\"", "inspect --json \"$1\""] {
+            let r = try shell("\"$0\" \(command) > /dev/full")
+            XCTAssertEqual(r.status, 2, "\(command): \(r.stderr)")
+            XCTAssertEqual(r.stderr, "error: standard output: no space left on device\n", command)
+        }
+        // Errors and warnings into a full log: the batch goes on and ends as it would.
+        let missing = try shell("\"$0\" measure \"$2/missing.png\" \"$1\" 2>/dev/full > \"$2/table.csv\"")
+        XCTAssertEqual(missing.status, 1, "a batch with a failure")
+        XCTAssertEqual(try String(contentsOf: tmp.appendingPathComponent("table.csv"), encoding: .utf8).split(separator: "\n").count, 2)
+        let simulated = try shell("\"$0\" simulate -o \"$2/sim\" --count 1 --size 128 --jobs 1 2>/dev/full")
+        XCTAssertEqual(simulated.status, 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("sim/manifest.jsonl").path))
+    }
+}
+

@@ -109,6 +109,41 @@ final class WriterRoundTripTests: XCTestCase {
         }
     }
 
+    /// A set written together is all new or all as it was: a writer that fails (a full disk)
+    /// leaves every earlier file and no hidden one, said of the file's own name; a folder at a
+    /// path is refused before anything is written; otherwise every file is replaced.
+    func testFilesWrittenTogetherAreAllNewOrAllAsTheyWere() throws {
+        let names = ["a.csv", "b.json", "c.png"].map { dir.appendingPathComponent($0) }
+        try writeTogether(names.map { ($0, Array("old \($0.lastPathComponent)".utf8)) })
+        func contents() throws -> [String] { try names.map { try String(contentsOf: $0, encoding: .utf8) } }
+        let old = try contents()
+        struct DiskFull: Error, LocalizedError { var errorDescription: String? { "No space left on device" } }
+        for failing in 0..<3 {
+            XCTAssertThrowsError(try writeTogether(names.enumerated().map { k, url in
+                (url, { hidden in
+                    if k == failing { throw DiskFull() }
+                    try writeAtomically(Array("new".utf8), to: hidden)
+                })
+            })) { error in
+                XCTAssertEqual("\(error)", "\(names[failing].path): cannot be written (No space left on device)")
+            }
+            XCTAssertEqual(try contents(), old, "writer \(failing) failed")
+        }
+        // A writer's own error about its (hidden) file is said of the file's name.
+        XCTAssertThrowsError(try writeTogether([(names[0], { throw MicrographError(url: $0, reason: "cannot be written (EIO)") })])) { error in
+            XCTAssertEqual("\(error)", "\(names[0].path): cannot be written (EIO)")
+        }
+        let folder = dir.appendingPathComponent("d.html")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try writeTogether((names + [folder]).map { ($0, Array("new".utf8)) })) { error in
+            XCTAssertTrue("\(error)".hasPrefix("\(folder.path): is a folder"), "\(error)")
+        }
+        XCTAssertEqual(try contents(), old)
+        try writeTogether(names.map { ($0, Array("new".utf8)) })
+        XCTAssertEqual(try contents(), ["new", "new", "new"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") }, [])
+    }
+
     /// Files of a MiB and more go around the page cache (`O_DIRECT`, in whole 4 KiB blocks
     /// through a 4 MiB staging buffer, the last block padded and the file cut back): every
     /// length around those boundaries reads back exactly, head, body and tail in order.

@@ -63,4 +63,11 @@ static inline void nf_store_fence(void) {
 /// Software prefetch of the cache line holding p, for reading, into every cache level (a hint:
 /// never faults, whatever p is).
 static inline void nf_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
+/* Text on stderr (unbuffered) or stdout (through the buffer print uses), failures ignored. */
+void nf_write_stderr(const char *text);
+void nf_write_stdout(const char *text);
+/* 0 when everything written to stdout got there (flushed now), else the errno of the failure
+   (-1 when a write failed earlier and its errno is gone). */
+int nf_stdout_error(void);
 #endif
