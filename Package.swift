@@ -65,7 +65,7 @@ let package = Package(
 
         .target(name: "NanoTensor", dependencies: ["CNanoSupport"], swiftSettings: kernelFlags),
         .target(name: "NanoHDF5", dependencies: ["CHDF5"]),
-        .target(name: "NanoNet", dependencies: ["NanoTensor", "NanoHDF5"], swiftSettings: kernelFlags),
+        .target(name: "NanoNet", dependencies: ["CNanoSupport", "NanoTensor", "NanoHDF5"], swiftSettings: kernelFlags),
         .target(name: "MicrographIO",
                 dependencies: ["CNanoSupport", "CTIFF", "CPNG", "NanoHDF5", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: nativeFlags),

@@ -33,11 +33,13 @@ public func writeTogether(_ files: [(url: URL, write: (URL) throws -> Void)]) th
             throw MicrographError(url: url, reason: "is a folder; it will not be replaced by a file")
         }
     }
-    var staged: [(hidden: URL, url: URL)] = []
+    var staged: [(hidden: URL, url: URL)] = [], slots: [Int32] = []
+    defer { slots.forEach(nf_cleanup_unregister) }  // after the renames (or the removals)
     func removeStaged() { for (hidden, _) in staged { try? FileManager.default.removeItem(at: hidden) } }
     for (url, write) in files {
         let hidden = partialURL(url)
         staged.append((hidden, url))
+        slots.append(nf_cleanup_register(hidden.path, 0))
         do {
             try write(hidden)
         } catch {
@@ -50,6 +52,8 @@ public func writeTogether(_ files: [(url: URL, write: (URL) throws -> Void)]) th
             throw e.file == hidden.path ? MicrographError(url: url, reason: e.reason) : e
         }
     }
+    // (A test holds the set here, its files written, to stop the process at that point.)
+    if let pause = ProcessInfo.processInfo.environment["NANOFIND_TEST_PAUSE_BEFORE_RENAMES"].flatMap(Double.init) { usleep(UInt32(pause * 1e6)) }
     for (k, (hidden, url)) in staged.enumerated() where rename(hidden.path, url.path) != 0 {
         let reason = String(cString: strerror(errno))
         for (later, _) in staged[k...] { try? FileManager.default.removeItem(at: later) }
@@ -71,8 +75,21 @@ func writeFile(bytes: [UInt8], to url: URL) throws {
     }
 }
 
+/// `body`'s result, `url` removed if SIGINT, SIGTERM or SIGHUP stops the process meanwhile (once
+/// the CLI has installed the handler, `nf_cleanup_install`): a temporary name an output is
+/// written under, or (`folder`) a temporary folder of files.
+public func removedIfInterrupted<T>(_ url: URL, folder: Bool = false, _ body: () throws -> T) rethrows -> T {
+    let slot = nf_cleanup_register(url.path, folder ? 1 : 0)
+    defer { nf_cleanup_unregister(slot) }
+    return try body()
+}
+
 func writeAtomically(_ pieces: [UnsafeRawBufferPointer], to url: URL) throws {
     let tmp = partialURL(url)
+    try removedIfInterrupted(tmp) { try writeStaged(pieces, tmp, to: url) }
+}
+
+private func writeStaged(_ pieces: [UnsafeRawBufferPointer], _ tmp: URL, to url: URL) throws {
     do {
         try writeFile(pieces, to: tmp)
         // rename(2) replaces an existing file atomically: readers see the old or the new one.

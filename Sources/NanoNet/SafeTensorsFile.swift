@@ -1,3 +1,4 @@
+import CNanoSupport
 import Foundation
 
 /// The safetensors container: an 8-byte little-endian header length, a JSON header naming every
@@ -42,6 +43,8 @@ public enum SafeTensorsFile {
             throw ModelFileError(file: url.path, reason: "cannot be written: its folder does not exist")
         }
         let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
+        let slot = nf_cleanup_register(tmp.path, 0)  // removed if the run is interrupted meanwhile
+        defer { nf_cleanup_unregister(slot) }
         do {
             try data.write(to: tmp)
             guard rename(tmp.path, url.path) == 0 else { throw CocoaError(.fileWriteUnknown) }

@@ -31,6 +31,13 @@ public struct TrainingRun {
     /// the threshold and writes the model.
     public func run(report: @escaping (TrainingEvent) -> Void) throws -> Model {
         if let p = settings.problem { throw DatasetError(file: "nanofind train", reason: p) }
+        // What train writes beside the model, checked before an epoch is spent.
+        for url in [checkpointURL, logURL, curveURL] {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+                throw DatasetError(file: url.path, reason: "is a folder; train writes a file there")
+            }
+        }
         if resume && !FileManager.default.fileExists(atPath: checkpointURL.path) {
             throw DatasetError(file: checkpointURL.path, reason: "no checkpoint to resume from")
         }
@@ -96,8 +103,10 @@ public struct TrainingRun {
                                         + (validationSet.isEmpty ? [] : ["validation: \(validationSet.count) images"]),
                                      trainingRecipe: settings.asFlags, metrics: metrics)
         let model = Model(network: trainer.network, metadata: metadata)
-        try SafeTensorsModel.save(model, to: output)
+        // The log first: a failure writes no model (and keeps the checkpoint to resume from),
+        // never a model beside an error.
         try writeLog(trainer.records)
+        try SafeTensorsModel.save(model, to: output)
         try? FileManager.default.removeItem(at: checkpointURL)
         return model
     }

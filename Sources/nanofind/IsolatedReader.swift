@@ -21,8 +21,10 @@ enum IsolatedReader {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nanofind-read-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        guard try runChild(["read-isolated", url.path, dir.path], for: url) else { return try MicrographReader.open(url) }
-        return try ImageBundle.read(from: dir, source: url)
+        return try removedIfInterrupted(dir, folder: true) {
+            guard try runChild(["read-isolated", url.path, dir.path], for: url) else { return try MicrographReader.open(url) }
+            return try ImageBundle.read(from: dir, source: url)
+        }
     }
 
     /// Runs this program with `arguments` in a child process for `url`, within the timeout: a

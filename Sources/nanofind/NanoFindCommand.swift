@@ -21,6 +21,7 @@ struct NanoFindCommand: ParsableCommand {
     /// `error: <problem>` and exit status 2 (swift-argument-parser would print the usage too and
     /// exit 64); `--help` and errors that carry their own exit code are left as they are.
     static func main() {
+        nf_cleanup_install()  // temporary files removed if the run is interrupted (removedIfInterrupted)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -213,7 +213,7 @@ final class StandardStreamTests: XCTestCase {
             p.waitUntilExit()
             return (p.terminationStatus, String(decoding: e, as: UTF8.self))
         }
-        for command in ["measure \"$1\"", "inspect --json \"$1\""] {
+        for command in ["measure --pixel-size 0.05 \"$1\"", "inspect --json \"$1\""] {
             let r = try shell("\"$0\" \(command) > /dev/full")
             XCTAssertEqual(r.status, 2, "\(command): \(r.stderr)")
             XCTAssertEqual(r.stderr, "error: standard output: no space left on device\n", command)
@@ -225,6 +225,34 @@ final class StandardStreamTests: XCTestCase {
         let simulated = try shell("\"$0\" simulate -o \"$2/sim\" --count 1 --size 128 --jobs 1 2>/dev/full")
         XCTAssertEqual(simulated.status, 0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("sim/manifest.jsonl").path))
+    }
+
+    /// Stopped by SIGINT, SIGTERM or SIGHUP while its files are written, a command removes its
+    /// temporary files (a killed bragg left 4 MB hidden files that survived every later run), and
+    /// ends as the signal would have ended it.
+    func testAnInterruptedRunLeavesNoTemporaryFiles() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let image = tmp.appendingPathComponent("img.npy")
+        try NPYFile.write((0..<(128 * 128)).map { Float($0 % 7) }, shape: [128, 128], to: image)
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            let out = tmp.appendingPathComponent("out\(sig)")
+            let p = Process()
+            p.executableURL = CLIRunner.binary
+            p.arguments = ["bragg", image.path, "--pixel-size", "0.05", "-o", out.path]
+            p.environment = ProcessInfo.processInfo.environment.merging(["NANOFIND_TEST_PAUSE_BEFORE_RENAMES": "20"]) { $1 }
+            p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+            try p.run()
+            func hidden() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).filter { $0.hasPrefix(".") } }
+            let deadline = Date().addingTimeInterval(15)
+            while hidden().count < 2 && Date() < deadline { usleep(5000) }
+            XCTAssertEqual(hidden().count, 2, "both files staged before the signal (signal \(sig))")
+            kill(p.processIdentifier, sig)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationReason, .uncaughtSignal, "signal \(sig)")
+            XCTAssertEqual(p.terminationStatus, sig)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path), [], "signal \(sig)")
+        }
     }
 }
 

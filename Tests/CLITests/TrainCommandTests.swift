@@ -158,5 +158,15 @@ final class TrainCommandTests: XCTestCase {
         try assertRefused(["train", good.path, "--widths", "0,4"], mentions: "--widths 0,4 make no network")
         try assertRefused(["train", good.path, "--tile", "30", "--widths", "2,4"], mentions: "--tile 30")
         try assertRefused(["train", good.path, "--resume", "--tile", "32", "--widths", "2,4"], mentions: "no checkpoint")
+        // A folder where a file beside the model goes is refused before training, naming it
+        // (it was found at the first checkpoint, and named as if it were the model).
+        for name in ["m.safetensors.checkpoint", "m_train_log.csv", "m_loss_curve.png"] {
+            let out = tmp.appendingPathComponent("blocked-\(name)")
+            try FileManager.default.createDirectory(at: out.appendingPathComponent(name), withIntermediateDirectories: true)
+            let r = try CLIRunner.run(["train", good.path, "-o", out.appendingPathComponent("m.safetensors").path] + tiny)
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertEqual(r.stderr, "error: \(out.path)/\(name): is a folder; train writes a file there\n")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path), [name])
+        }
     }
 }

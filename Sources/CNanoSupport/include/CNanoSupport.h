@@ -70,4 +70,10 @@ void nf_write_stdout(const char *text);
 /* 0 when everything written to stdout got there (flushed now), else the errno of the failure
    (-1 when a write failed earlier and its errno is gone). */
 int nf_stdout_error(void);
+/* Temporary files (folder != 0: a folder of files) removed if SIGINT, SIGTERM or SIGHUP stops the
+   process once nf_cleanup_install has run: register returns the slot to unregister once the
+   path is renamed or removed (-1: not registered, the path too long or every slot taken). */
+int nf_cleanup_register(const char *path, int folder);
+void nf_cleanup_unregister(int slot);
+void nf_cleanup_install(void);
 #endif
