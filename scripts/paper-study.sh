@@ -2,7 +2,7 @@
 # The paper's study on ../shared/data/sim-v1: networks trained on Au only, CdSe only and both
 # (the default model's recipe, shortened to EPOCHS epochs), each evaluated on the Au and CdSe test
 # images, plus the automatic Bragg filter. Writes OUT/<name>/model.safetensors, OUT/<name>/eval/
-# and OUT/<name>/eval.json (<name>: au, cdse, both; the Bragg filter's in OUT/bragg/).
+# and OUT/<name>/eval.json (<name>: au, cdse, both; the Bragg filter's in OUT/bragg/eval/ and OUT/bragg-eval.json).
 # Usage: scripts/paper-study.sh [OUT] [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."

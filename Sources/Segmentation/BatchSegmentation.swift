@@ -92,9 +92,9 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// The files to process: files as given, folders searched recursively for micrographs (not
     /// NanoFind's own outputs or label images), in a stable order, then this shard's share. An
     /// output folder inside an input folder (or the same) is searched too: its outputs are left
-    /// out by their names.
-    public func expand(_ inputs: [String]) -> (files: [URL], problems: [MicrographError]) {
-        var files: [URL] = [], problems: [MicrographError] = []
+    /// out by their names. `empty`: the folders in which the search found nothing.
+    public func expand(_ inputs: [String]) -> (files: [URL], problems: [MicrographError], empty: [URL]) {
+        var files: [URL] = [], problems: [MicrographError] = [], empty: [URL] = []
         for input in inputs {
             let url = URL(fileURLWithPath: input)
             var isDir: ObjCBool = false
@@ -116,6 +116,7 @@ public final class BatchSegmentation: @unchecked Sendable {
                 }
                 inFolder.append(f)
             }
+            if inFolder.isEmpty { empty.append(url) }
             files += inFolder.sorted { $0.path < $1.path }
         }
         // A file named twice (directly and through its folder, say) is one input, taken once. (A
@@ -123,7 +124,7 @@ public final class BatchSegmentation: @unchecked Sendable {
         var seen = Set<String>()
         files = files.filter { seen.insert($0.standardizedFileURL.path).inserted }
         let (k, n) = settings.shard
-        guard n > 1 else { return (files, problems) }
+        guard n > 1 else { return (files, problems, empty) }
         // Two inputs with one stem: the later is refused, as without --shard, whichever shard
         // it falls in (each shard alone would take both, and merge would then refuse them). An
         // input whose names may be a stack's frames' (`x_1` beside `x`) goes to the stack's
@@ -147,7 +148,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             }
             if inShard { mine.append(url) }
         }
-        return (mine, problems)
+        return (mine, problems, empty)
     }
 
     /// Which of `count` shards a path falls in: FNV-1a of its bytes, so the same path always

@@ -29,6 +29,11 @@ public enum DefaultModel {
     public static var url: URL? { candidates.first { FileManager.default.fileExists(atPath: $0.path) } }
 
     public static func load() throws -> Model {
+        // A model named by the variable and not there is a mistake to say, not to fall back from.
+        if let env = ProcessInfo.processInfo.environment["NANOFIND_DEFAULT_MODEL"], !env.isEmpty,
+           !FileManager.default.fileExists(atPath: env) {
+            throw ModelFileError(file: env, reason: "no such file (named by NANOFIND_DEFAULT_MODEL)")
+        }
         guard let url else {
             throw ModelFileError(file: "Models/default.safetensors",
                                  reason: "no default model (make it with `make model`, or pass --model)")

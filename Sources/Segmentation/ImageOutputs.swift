@@ -46,6 +46,12 @@ public enum ImageOutputs {
                              summarise: (ParticleMeasurement, [String: Double], _ maskPixels: Int) -> ImageSummary) throws
         -> (ParticleMeasurement, ImageSummary) {
         @Sendable func url(_ suffix: String) -> URL { dir.appendingPathComponent(name + suffix) }
+        // An image redone (an earlier run's summary is there) in another map format, or with
+        // none: the earlier run's map goes, so no map of another model or setting stays beside
+        // the new mask.
+        if FileManager.default.fileExists(atPath: url(".summary.json").path) {
+            for other in ProbabilityFormat.allCases where other != .none && other != probability { removeOutputFile(url("_prob.\(other.rawValue)")) }
+        }
         let background = Shared { Overlay.background(raw) }, mask255 = Shared { result.mask.bytes255Counted }
         let maps = mapJobs(name: name, into: dir, result: result, mask255: mask255, overlayBackground: background)
         let probabilityMap = probabilityJob(name: name, into: dir, result: result, format: probability)

@@ -9,7 +9,9 @@ struct Merge: ParsableCommand {
         discussion: """
             Reads summary.json and the per-image particle tables of each folder and writes \
             particles.csv, summary.json, size_histogram.png and report.html of all of them into \
-            -o (which may be one of the folders).
+            -o. -o may be one of the folders, once: its summary.json then lists every image, so \
+            merging it again with the others is refused (their images are in it twice); merge \
+            into a folder of its own to merge again.
 
             Example: nanofind merge shard1 shard2 shard3 -o all
             """)

@@ -27,7 +27,12 @@ struct Segment: ParsableCommand {
             (.mrc .mrcs .map .st .ali .rec .preali .tif .tiff .dm3 .dm4 .ser .emd .png .npy). Every image (and every frame of a stack) from 64 px up that fits \
             --memory is segmented in exact tiles: the result equals one whole-image pass. When the \
             image's pixel size (from the file, or --pixel-size) differs from the one the model was \
-            trained at, it is resampled to the model's scale and the probabilities mapped back.
+            trained at, it is resampled to the model's scale and the probabilities mapped back; an \
+            image without one is segmented as it is, as if at the model's scale (a warning says so). \
+            A folder search skips hidden files and NanoFind's own outputs (NAME_mask, _labels, \
+            _prob, _overlay, contact_sheet). Two inputs with one name (x.dm4 beside its x.tif \
+            export) would write the same outputs: the first by path is segmented, the other \
+            reported as a failure; segment such a pair into separate folders.
 
             Per image in OUTDIR: NAME_mask.png (0/255), NAME_mask.tif, NAME_labels.tif (uint16 \
             particle ids; float32 past 65535 particles), NAME_prob.tif (float32; --prob-format npy for .npy, none for no map), the \
@@ -36,7 +41,7 @@ struct Segment: ParsableCommand {
             run: particles.csv, summary.json, size_histogram.png and report.html (self-contained).
 
             A re-run skips inputs whose outputs are newer and were made with the same model, \
-            threshold, --pixel-size, splitting, --min-area, --preprocess and --tta (--overwrite \
+            threshold, --pixel-size, splitting, --min-area, --preprocess, --tta and --prob-format (--overwrite \
             redoes them). A bad file is \
             reported on one line and skipped; exit status 1 if any failed (2 when the one \
             input named, a file, failed). --shard K/N processes a fixed 1/N of the inputs (for cluster job arrays; \
@@ -106,8 +111,11 @@ struct Segment: ParsableCommand {
             notices.replaced.append((url.path, own))
         }
         batch.removeStaleTemporaries()
-        let (files, missing) = batch.expand(inputs)
+        let (files, missing, empty) = batch.expand(inputs)
         for m in missing { printError(m) }
+        for folder in empty {
+            writeStandardError("warning: \(oneLine(folder.path)) holds no micrographs (files ending .\(BatchSegmentation.imageExtensions.sorted().joined(separator: " .")), not NanoFind's own outputs)\n")
+        }
         final class Progress: @unchecked Sendable {
             var summaries: [ImageSummary] = []
             var processed = 0, skipped = 0, particles = 0, failures = 0, done = 0, seconds = 0.0
@@ -128,7 +136,9 @@ struct Segment: ParsableCommand {
                 progress.particles += s.reduce(0) { $0 + $1.particles }
                 if !progress.warnedUncalibrated, s.contains(where: { $0.pixelSizeSource == "none" }) {
                     progress.warnedUncalibrated = true
-                    writeStandardError("warning: \(oneLine(url.path)) has no pixel size; sizes are in pixels, the nm columns empty (give --pixel-size NM)\n")
+                    // Segmented as it is, as if at the model's scale: said, so a wrong scale is not a surprise.
+                    let scale = model.metadata.trainingPixelSizeNm.map { String(format: " and segmented as if at the model's %.4g nm/px", $0) } ?? ""
+                    writeStandardError("warning: \(oneLine(url.path)) has no pixel size; sizes are in pixels, the nm columns empty\(scale) (give --pixel-size NM)\n")
                 }
                 for r in s {
                     print(String(format: "%@: %d×%d, %@, %d particles, %.1f %% area -> %@_*", r.input, r.width, r.height,

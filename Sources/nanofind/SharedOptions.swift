@@ -50,7 +50,7 @@ enum PreprocessChoice: String, ExpressibleByArgument, CaseIterable {
 
 /// `--model` and `--preprocess`, for every command that runs a model.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model file: a NanoFind .safetensors model, a Keras-2 .h5 weight file, or a training's .checkpoint (its best epoch so far, at a provisional threshold of 0.5: the threshold is chosen when training ends) (default: Models/default.safetensors).")
+    @Option(help: "Model file: a NanoFind .safetensors model, a Keras-2 .h5 weight file, or a training's .checkpoint (its best epoch so far, at a provisional threshold of 0.5: the threshold is chosen when training ends). Default: the file NANOFIND_DEFAULT_MODEL names, else Models/default.safetensors of the checkout this nanofind was built in (or one up to four folders above the binary).")
     var model: String?
     @Option(help: "Input preparation: \(PreprocessChoice.allCases.map(\.rawValue).joined(separator: ", ")) ('model': what the model file records).")
     var preprocess: PreprocessChoice = .model

@@ -46,7 +46,9 @@ struct Simulate: ParsableCommand {
             Writes OUTDIR/NAME.mrc (int16 counts, pixel size in the header), NAME_mask.png (0/255), \
             NAME_labels.png (uint16 particle ids) and manifest.jsonl (every parameter and each \
             particle's truth: centre, area, equivalent diameter, zone axis, border flag): the \
-            layout `nanofind train` reads. Ranges MIN:MAX are drawn per image. Materials: \
+            layout `nanofind train` reads, and contact_sheet.png (the first 16 images). Into a \
+            folder of an earlier run, images of the same names are replaced and the manifest keeps \
+            the other images' lines. Ranges MIN:MAX are drawn per image. Materials: \
             \(Material.allCases.map(\.rawValue).joined(separator: ", ")).
 
             Example: nanofind simulate -o sim --count 20 --material CdSe --pixel-size 0.04:0.07 --dose 200:3000

@@ -50,7 +50,9 @@ struct Train: ParsableCommand {
             epoch's losses) and MODEL_loss_curve.png, MODEL its name without the extension; MODEL.checkpoint while training, which --resume continues from (after any \
             interruption); the same seed and flags give the same model, bit for bit.
 
-            Example: nanofind train ../shared/data/sim-v1/train -o model.safetensors --epochs 3
+            Examples (times on 2 cores of an AMD EPYC Zen 5): the paper's recipe, about 8.5 minutes an epoch:
+                      nanofind train ../shared/data/sim-v1/train -o model.safetensors --epochs 3
+                      the default model's recipe (18 minutes; see Models/README.md): make model
             """)
 
     @Argument(help: "Folders of micrographs with NAME_mask.png beside each.") var data: [String]

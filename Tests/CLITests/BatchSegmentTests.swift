@@ -413,6 +413,14 @@ final class BatchSegmentTests: XCTestCase {
                                "img03_particles.csv"])
         let again = try CLIRunner.run(["segment", image, "-o", out.path, "--model", model.path, "--prob-format", "none"])
         XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
+        // Redone with a map, then without (another threshold): no map of the earlier run stays
+        // beside the new mask. (Without a map and nothing else changed, the image is done.)
+        for (format, flags, maps) in [("npy", [], ["img03_prob.npy"]), ("tif", [], ["img03_prob.tif"]), ("none", [], ["img03_prob.tif"]),
+                                      ("none", ["--threshold", "0.3"], [])] {
+            let r = try CLIRunner.run(["segment", image, "-o", out.path, "--model", model.path, "--prob-format", format] + flags)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try outputs(out).filter { $0.hasPrefix("img03_prob") }, maps, format)
+        }
         // A run's files that cannot be written (a folder in the way) are said on one line, the
         // run's earlier files left as they were, and a folder's batch exits 1; the images' own
         // outputs are written.
@@ -433,6 +441,13 @@ final class BatchSegmentTests: XCTestCase {
 
     func testBadFlagsAndOutputs() throws {
         let image = data.appendingPathComponent("img00.npy").path
+        // A folder holding no micrograph is said, not passed over in silence.
+        let emptyFolder = tmp.appendingPathComponent("nothing")
+        try FileManager.default.createDirectory(at: emptyFolder, withIntermediateDirectories: true)
+        try Data("notes".utf8).write(to: emptyFolder.appendingPathComponent("notes.txt"))
+        let none = try CLIRunner.run(["segment", emptyFolder.path, "-o", tmp.appendingPathComponent("none").path, "--model", model.path])
+        XCTAssertEqual(none.status, 0, none.stderr)
+        XCTAssertTrue(none.stderr.hasPrefix("warning: \(emptyFolder.path) holds no micrographs (files ending .ali .dm3"), none.stderr)
         for (args, mention) in [(["--pixel-size", "0"], "--pixel-size"), (["--shard", "0/2"], "--shard"), (["--threshold", "2"], "--threshold")] {
             let r = try CLIRunner.run(["segment", image, "-o", tmp.appendingPathComponent("o").path, "--model", model.path] + args)
             XCTAssertEqual(r.status, 2, r.stderr)

@@ -18,6 +18,18 @@ final class ErrorContractTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains(mentions), "\(r.stderr) should mention \(mentions)", file: file, line: line)
     }
 
+    /// A default model named by NANOFIND_DEFAULT_MODEL that is not there is said, not replaced
+    /// by the checkout's without a word.
+    func testAMissingModelNamedByTheEnvironmentIsAnError() throws {
+        let image = tmp.appendingPathComponent("img.npy")
+        try NPYFile.write([Float](repeating: 1, count: 64 * 64), shape: [64, 64], to: image)
+        let missing = tmp.appendingPathComponent("nowhere/model.safetensors").path
+        let r = try CLIRunner.run(["segment", image.path, "-o", tmp.appendingPathComponent("out").path],
+                                  environment: ["NANOFIND_DEFAULT_MODEL": missing])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr, "error: \(missing): no such file (named by NANOFIND_DEFAULT_MODEL)\n")
+    }
+
     func testAFIFOIsRefusedInsteadOfBlocking() throws {
         let fifo = tmp.appendingPathComponent("pipe.mrc")
         XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
