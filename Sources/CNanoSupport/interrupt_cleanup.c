@@ -1,16 +1,22 @@
 #include "CNanoSupport.h"
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 
 /* Files (and folders of files) to remove when the process is stopped by SIGINT, SIGTERM or SIGHUP:
    the temporary names outputs are written under before their rename. A slot is claimed with a
    compare-and-swap, filled, then published (state 2: a file, 3: a folder), so the handler only
-   ever reads whole paths; everything it calls (unlink, open, getdents through readdir on glibc,
-   rmdir, sigaction, raise) is what a handler may call in practice on Linux and macOS. */
-#define NF_CLEANUP_SLOTS 128
+   ever reads whole paths; everything it calls is async-signal-safe (unlink, open, unlinkat,
+   close, rmdir, sigaction, raise, and on Linux the getdents64 system call into a static buffer:
+   opendir would allocate, and a signal landing inside malloc would deadlock on its lock). Where
+   there is no getdents64 (macOS), a folder's files are left (segment's next run removes those
+   of its own folder). Slots: a few per file being written at once (simulate --jobs 256 holds
+   about a thousand). */
+#define NF_CLEANUP_SLOTS 2048
 #define NF_CLEANUP_PATH 4096
 static char cleanup_paths[NF_CLEANUP_SLOTS][NF_CLEANUP_PATH];
 static int cleanup_state[NF_CLEANUP_SLOTS];
@@ -33,15 +39,24 @@ void nf_cleanup_unregister(int slot) {
 }
 
 static void remove_folder(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        int fd = dirfd(d);
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) unlinkat(fd, e->d_name, 0);
+#if defined(__linux__) && defined(SYS_getdents64)
+    static char buffer[8192];
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        long n;
+        while ((n = syscall(SYS_getdents64, fd, buffer, sizeof buffer)) > 0) {
+            for (long at = 0; at < n;) {
+                /* struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name */
+                unsigned short length;
+                memcpy(&length, buffer + at + 16, sizeof length);
+                const char *name = buffer + at + 19;
+                if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0) unlinkat(fd, name, 0);
+                at += length;
+            }
         }
-        closedir(d);
+        close(fd);
     }
+#endif
     rmdir(path);
 }
 

@@ -24,8 +24,10 @@ public func partialURL(_ url: URL) -> URL {
 /// what it writes there, one file after the other), then all renamed into
 /// place once every one is written. A write that fails (a full disk) leaves every file of the
 /// set as it was, and a folder at any of the paths is refused before anything is written, so a
-/// set is not left half old, half new. (Only an interruption between the renames, a few
-/// system calls, still could.)
+/// set is not left half old, half new. (Only what stops the renames part way still could: an
+/// interruption between them, a few system calls, or a rename that fails, which renames within
+/// a folder do only for reasons checked before, a folder in the way or the folder's
+/// permissions.)
 public func writeTogether(_ files: [(url: URL, write: (URL) throws -> Void)]) throws {
     for (url, _) in files {
         var isFolder: ObjCBool = false
@@ -53,7 +55,9 @@ public func writeTogether(_ files: [(url: URL, write: (URL) throws -> Void)]) th
         }
     }
     // (A test holds the set here, its files written, to stop the process at that point.)
-    if let pause = ProcessInfo.processInfo.environment["NANOFIND_TEST_PAUSE_BEFORE_RENAMES"].flatMap(Double.init) { usleep(UInt32(pause * 1e6)) }
+    if let pause = ProcessInfo.processInfo.environment["NANOFIND_TEST_PAUSE_BEFORE_RENAMES"].flatMap(Double.init), pause > 0, pause < 600 {
+        usleep(UInt32(pause * 1e6))
+    }
     for (k, (hidden, url)) in staged.enumerated() where rename(hidden.path, url.path) != 0 {
         let reason = String(cString: strerror(errno))
         for (later, _) in staged[k...] { try? FileManager.default.removeItem(at: later) }
@@ -66,8 +70,9 @@ public func writeTogether(_ files: [(url: URL, bytes: [UInt8])]) throws {
     try writeTogether(files.map { file in (file.url, { try writeFile(bytes: file.bytes, to: $0) }) })
 }
 
-/// The bytes written straight to `url` (no temporary name: for a caller that renames it).
-func writeFile(bytes: [UInt8], to url: URL) throws {
+/// The bytes written straight to `url` (no temporary name: for a writer of `writeTogether`,
+/// which renames it).
+public func writeFile(bytes: [UInt8], to url: URL) throws {
     do {
         try bytes.withUnsafeBytes { try writeFile([$0], to: url) }
     } catch {

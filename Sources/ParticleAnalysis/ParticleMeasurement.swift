@@ -1,5 +1,6 @@
 import CNanoSupport
 import Foundation
+import MicrographIO
 import Preprocessing
 
 /// Particles of a segmentation mask: holes filled, 8-connected components, small objects
@@ -86,29 +87,7 @@ public struct ParticleMeasurement: Sendable {
         if let probability, probability.count != w * h {
             fatalError("ParticleMeasurement: \(probability.count) probabilities for a \(w)×\(h) label image")
         }
-        // Runs of one id each, and the ids numbered 0, 1, … in raster order of their first run.
-        var runs = Runs(width: w, height: h)
-        var component: [Int32] = [], fileIds: [UInt32] = [], number: [UInt32: Int32] = [:]
-        image.values.withUnsafeBufferPointer { v in
-            for row in 0..<h {
-                runs.beginRow(row)
-                let line = v.baseAddress! + row * w
-                var x = 0
-                while x < w {
-                    let id = line[x]
-                    guard id != 0 else { x += 1; continue }
-                    let start = x
-                    while x < w && line[x] == id { x += 1 }
-                    runs.append(row: row, from: start, to: x)
-                    if let n = number[id] {
-                        component.append(n)
-                    } else {
-                        number[id] = Int32(fileIds.count); component.append(Int32(fileIds.count)); fileIds.append(id)
-                    }
-                }
-            }
-        }
-        runs.finish()
+        let (runs, component, fileIds) = LabelImage.runs(of: image)
         let minimum = ParticleMeasurement.minimumPixels(width: w, height: h, px: minimumAreaPx, nm2: minimumAreaNm2,
                                                         pixelSizeNm: pixelSizeNm)
         let (runLabels, kept) = ParticleMeasurement.keepingLarge(runs, component, count: fileIds.count, minimum: minimum)
@@ -562,4 +541,61 @@ func hullPixelCount(_ hull: [(Int, Int)]) -> Int {
         y += 2
     }
     return count
+}
+
+extension LabelImage {
+    /// The image as runs of one id each, each run's id numbered 0, 1, … in raster order of
+    /// the ids' first runs, and the image's id of each number.
+    static func runs(of image: LabelImage) -> (runs: Runs, id: [Int32], fileIds: [UInt32]) {
+        let w = image.width, h = image.height
+        var runs = Runs(width: w, height: h)
+        var id: [Int32] = [], fileIds: [UInt32] = [], number: [UInt32: Int32] = [:]
+        image.values.withUnsafeBufferPointer { v in
+            for row in 0..<h {
+                runs.beginRow(row)
+                guard let line = v.baseAddress.map({ $0 + row * w }) else { continue }
+                var x = 0
+                while x < w {
+                    let value = line[x]
+                    guard value != 0 else { x += 1; continue }
+                    let start = x
+                    while x < w && line[x] == value { x += 1 }
+                    runs.append(row: row, from: start, to: x)
+                    if let n = number[value] {
+                        id.append(n)
+                    } else {
+                        number[value] = Int32(fileIds.count); id.append(Int32(fileIds.count)); fileIds.append(value)
+                    }
+                }
+            }
+        }
+        runs.finish()
+        return (runs, id, fileIds)
+    }
+
+    /// Every image of a file as labels, if it is a label image rather than a mask, for files
+    /// that do not say which (`measure --input auto`); nil for a mask. Labels: every pixel of
+    /// every image a label (a whole number from 0 to 2³² − 1; NaN counts as 0), each id one
+    /// 8-connected piece of its image, and more than one id besides 0 in some image. A mask's
+    /// 0/255 (or 0/1, 0/65535) has one id, so it is a mask; so are a mask whose edges a viewer or
+    /// a resampling graded and a map of classes or probability levels, whose values lie in many
+    /// pieces. (A label image of one particle is the same pixels as a mask of it, and read so.)
+    /// Decided once for a file's micrographs (`file`: each one's images, in order).
+    public static func labelsIfAny(_ file: [Micrograph]) -> [[LabelImage]]? {
+        var all: [[LabelImage]] = [], several = false
+        for m in file {
+            guard m.channels == 1, !m.pixelType.isComplex else { return nil }
+            var images: [LabelImage] = []
+            for frame in 0..<m.frames {
+                guard let image = try? LabelImage(m, frame: frame) else { return nil }
+                let (runs, id, fileIds) = LabelImage.runs(of: image)
+                if fileIds.count > 1 { several = true }
+                // One piece per id: as many 8-connected same-id components as ids.
+                guard runs.components(connectivity8: true, id: id).count == fileIds.count else { return nil }
+                images.append(image)
+            }
+            all.append(images)
+        }
+        return several ? all : nil
+    }
 }

@@ -73,7 +73,9 @@ struct Runs {
     /// Connected components of the runs, numbered 0, 1, … in raster order of their first run,
     /// with 8-connectivity (runs in neighbouring rows touching diagonally join) or 4. Returns
     /// each run's component and the number of components.
-    func components(connectivity8: Bool) -> (component: [Int32], count: Int) {
+    /// `id`, when given, is each run's id (a label image's runs): runs join only when they hold
+    /// the same id.
+    func components(connectivity8: Bool, id: [Int32]? = nil) -> (component: [Int32], count: Int) {
         var sets = UnionFind(count: count)
         let reach: Int32 = connectivity8 ? 1 : 0
         for row in 1..<max(1, height) {
@@ -81,7 +83,9 @@ struct Runs {
             var a = rowStart[row - 1], b = rowStart[row]
             let aEnd = rowStart[row], bEnd = rowStart[row + 1]
             while a < aEnd && b < bEnd {
-                if x0[a] < x1[b] + reach && x0[b] < x1[a] + reach { sets.union(Int32(a), Int32(b)) }
+                if x0[a] < x1[b] + reach && x0[b] < x1[a] + reach && (id.map { $0[a] == $0[b] } ?? true) {
+                    sets.union(Int32(a), Int32(b))
+                }
                 // Move on the run that ends first (it can meet nothing further right).
                 if x1[a] < x1[b] { a += 1 } else { b += 1 }
             }

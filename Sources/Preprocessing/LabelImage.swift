@@ -33,7 +33,7 @@ public struct LabelImage: Sendable, Equatable {
         var bad: String? = nil, badIndex = 0
         func label<T: BinaryFloatingPoint>(_ v: T, _ i: Int) -> UInt32 {
             if v.isNaN { return 0 }
-            if v >= 0, v <= T(UInt32.max), v.rounded(.towardZero) == v { return UInt32(v) }
+            if let label = UInt32(exactly: v) { return label }  // whole, 0 ... 2³² − 1 (not 2³², to which a Float rounds UInt32.max)
             if bad == nil { bad = "\(v)"; badIndex = i }
             return 0
         }
@@ -45,26 +45,9 @@ public struct LabelImage: Sendable, Equatable {
             values = m.floatFrame(frame).enumerated().map { label($0.element, $0.offset) }
         }
         if let bad {
-            let place = "at column \(badIndex % max(1, m.width)), row \(badIndex / max(1, m.width))"
+            let place = (m.frames > 1 ? "in image \(frame), " : "") + "at column \(badIndex % max(1, m.width)), row \(badIndex / max(1, m.width))"
             throw MicrographError(file: name, reason: "pixel value \(bad) \(place) is not a label (a whole number from 0 to \(UInt32.max))")
         }
         self.init(width: m.width, height: m.height, values: values)
-    }
-
-    /// Whether frame `frame` of `m` reads as a label image rather than a mask, for inputs that
-    /// do not say: a type of 16 bits or more (integer or floating point; 8-bit files are masks,
-    /// whose edges a viewer or a resampling may have graded), one channel, every pixel a label,
-    /// and more than one id besides 0 (a mask's 0/255 or 0/65535 has one).
-    public static func holdsLabels(_ m: Micrograph, frame: Int = 0) -> LabelImage? {
-        switch m.pixelType {
-        case .int8, .uint8, .bool, .complex64, .complex128: return nil
-        default: break
-        }
-        guard m.channels == 1, let image = try? LabelImage(m, frame: frame) else { return nil }
-        var first: UInt32 = 0
-        for v in image.values where v != 0 {
-            if first == 0 { first = v } else if v != first { return image }
-        }
-        return nil
     }
 }

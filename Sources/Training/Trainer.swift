@@ -17,7 +17,7 @@ public struct PreparedImage: Sendable {
     }
 }
 
-/// One line of `train_log.csv`.
+/// One line of the training log (`MODEL_train_log.csv`).
 public struct EpochRecord: Codable, Sendable, Equatable {
     public var epoch: Int
     public var step: Int

@@ -72,21 +72,25 @@ struct Bragg: ParsableCommand {
                 // Written together (`writeTogether`), each frame filtered as its mask is written:
                 // a file's outputs appear all at once or not at all, and a failure leaves an
                 // earlier run's outputs (--overwrite) as they were.
-                var lines: [String] = []
-                var current: BraggFilter.Result?  // the frame whose mask was written last
+                var lines = [String](repeating: "", count: frames.count)
+                // Each frame filtered when its first file is written, kept until its second is.
+                var filtered: [Int: BraggFilter.Result] = [:]
+                func result(_ k: Int) throws -> BraggFilter.Result {
+                    if let r = filtered[k] { filtered[k] = nil; return r }
+                    let (m, frame) = frames[k]
+                    let r = BraggFilter().segment(try FloatImage(m, frame: frame), pixelSizeNm: sizes[k])
+                    lines[k] = String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
+                                      100 * Double(r.mask.foregroundCount) / Double(m.width * m.height), names[k])
+                    filtered[k] = r
+                    return r
+                }
                 var files: [(url: URL, write: (URL) throws -> Void)] = []
-                for ((m, frame), (name, p)) in zip(frames, zip(names, sizes)) {
+                for (k, ((m, _), (name, p))) in zip(frames, zip(names, sizes)).enumerated() {
                     files.append((out.appendingPathComponent(name + "_mask.png"), { hidden in
-                        let r = BraggFilter().segment(try FloatImage(m, frame: frame), pixelSizeNm: p)
-                        current = r
-                        lines.append(String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
-                                            100 * Double(r.mask.foregroundCount) / Double(m.width * m.height), name))
-                        try PNGWriter.writeGrey8(r.mask.bytes255, width: m.width, height: m.height, to: hidden)
+                        try PNGWriter.writeGrey8(try result(k).mask.bytes255, width: m.width, height: m.height, to: hidden)
                     }))
                     files.append((out.appendingPathComponent(name + "_amplitude.tif"), { hidden in
-                        guard let r = current else { return }
-                        current = nil
-                        try TIFFWriter.writeFloat32(r.amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p, to: hidden)
+                        try TIFFWriter.writeFloat32(try result(k).amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p, to: hidden)
                     }))
                 }
                 try writeTogether(files)

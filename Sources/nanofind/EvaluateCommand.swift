@@ -93,8 +93,8 @@ struct Evaluate: ParsableCommand {
             let jsonData = try encoder.encode(report)
             // Together: a full disk leaves an earlier evaluation's three files as they were.
             let chart = report.confusionChart()
-            try writeTogether([(outURL.appendingPathComponent("evaluation.csv"), { try writeAtomically(Array(report.csv.utf8), to: $0) }),
-                               (outURL.appendingPathComponent("evaluation.json"), { try writeAtomically(Array(jsonData), to: $0) }),
+            try writeTogether([(outURL.appendingPathComponent("evaluation.csv"), { try writeFile(bytes: Array(report.csv.utf8), to: $0) }),
+                               (outURL.appendingPathComponent("evaluation.json"), { try writeFile(bytes: Array(jsonData), to: $0) }),
                                (outURL.appendingPathComponent("confusion.png"), { try chart.write(to: $0) })])
             if json {
                 writeStandardOutput(String(decoding: jsonData, as: UTF8.self) + "\n")

@@ -13,9 +13,10 @@ struct Measure: ParsableCommand {
             touch are split (--no-split-touching keeps them whole). A label image (segment's \
             _labels.tif, or Fiji's, scikit-image's…) is measured as it is: each id one particle, \
             touching ones apart, no holes filled and nothing split, the id its table row's. \
-            --input auto (the default) takes a file of 16 bits or more whose pixels are whole \
-            numbers with more than one id besides 0 as labels, anything else (8-bit files, 0/255, \
-            probabilities) as a mask. Objects below --min-area are dropped either way. Every image \
+            --input auto (the default) takes a file as labels when its pixels are whole numbers, \
+            with more than one id besides 0, each id one connected piece; anything else (a 0/255 \
+            or 0/1 mask, graded edges, classes, probabilities) as a mask, and a label image of one \
+            particle as the mask it equals. Objects below --min-area are dropped either way. Every image \
             of a file is measured (each frame of a stack). Prints one CSV row per particle: the \
             file, the image's name (as segment names it, so the rows join its particles.csv: the \
             file's stem without _mask or _labels, or that with _K for image K of several), then \
@@ -57,22 +58,26 @@ struct Measure: ParsableCommand {
     func run() throws {
         print((["file", "image"] + Particle.csvHeader).joined(separator: ","))
         var failures = 0
+        var uncalibrated: [String] = []
         for path in masks {
             do {
                 let url = URL(fileURLWithPath: path)
                 let images = try IsolatedReader.open(url)
                 let frames = BatchSegmentation.images(of: images)
                 try BatchSegmentation.checkMeasurable(images, file: url)  // before any row of the file
-                var warned = false
-                for (name, (m, frame)) in zip(BatchSegmentation.names(for: Measure.imageURL(of: url), count: frames.count), frames) {
+                // What the file holds, decided for all its images before any row is printed.
+                let labels: [LabelImage?]
+                switch input {
+                case .auto: labels = LabelImage.labelsIfAny(images)?.flatMap { $0 } ?? frames.map { _ in nil }
+                case .labels: labels = try frames.map { m, frame in try LabelImage(m, frame: frame) }
+                case .mask: labels = frames.map { _ in nil }
+                }
+                var rows: [String] = [], calibrated = true
+                for ((name, (m, frame)), labelImage) in zip(zip(BatchSegmentation.names(for: Measure.imageURL(of: url), count: frames.count), frames), labels) {
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
+                    if size == nil { calibrated = false }
                     // segment's rule: the nm² limit where the pixel size is known, else 20 px.
                     let smallest = ParticleMeasurement.minimumAreas(pixelSizeNm: size, nm2: minArea)
-                    let labelImage: LabelImage? = switch input {
-                    case .auto: LabelImage.holdsLabels(m, frame: frame)
-                    case .labels: try LabelImage(m, frame: frame)
-                    case .mask: nil
-                    }
                     let result = if let labelImage {
                         ParticleMeasurement(labelImage: labelImage, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
                                             minimumAreaPx: minAreaPx ?? smallest.px)
@@ -80,16 +85,19 @@ struct Measure: ParsableCommand {
                         ParticleMeasurement(mask: try BinaryMask(m, frame: frame), pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
                                             minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
                     }
-                    if size == nil && !warned {  // once the file has read as a mask or labels
-                        warned = true
-                        writeStandardError("warning: \(oneLine(path)) has no pixel size; sizes are in pixels, the nm columns empty, objects under \(minAreaPx ?? ParticleMeasurement.smallestParticlePxUncalibrated) px dropped (give --pixel-size NM)\n")
-                    }
-                    for p in result.particles { print(([csvField(path), csvField(name)] + p.csvFields).joined(separator: ",")) }
+                    rows += result.particles.map { ([csvField(path), csvField(name)] + $0.csvFields).joined(separator: ",") }
                 }
+                rows.forEach { print($0) }  // a file's rows all together, or none
+                if !calibrated { uncalibrated.append(path) }
             } catch {
                 failures += 1
                 printError(error)
             }
+        }
+        // Sizes in pixels said once, as segment says it: the first file, and a count.
+        if let first = uncalibrated.first {
+            let more = uncalibrated.count == 1 ? "" : " (and \(uncalibrated.count - 1) more \(uncalibrated.count == 2 ? "file" : "files"))"
+            writeStandardError("warning: \(oneLine(first))\(more) has no pixel size; sizes are in pixels, the nm columns empty, objects under \(minAreaPx ?? ParticleMeasurement.smallestParticlePxUncalibrated) px dropped (give --pixel-size NM)\n")
         }
         if failures > 0 { throw ExitCode(masks.count == 1 ? 2 : 1) }
     }

@@ -9,9 +9,8 @@ struct Merge: ParsableCommand {
         discussion: """
             Reads summary.json and the per-image particle tables of each folder and writes \
             particles.csv, summary.json, size_histogram.png and report.html of all of them into \
-            -o. -o may be one of the folders, once: its summary.json then lists every image, so \
-            merging it again with the others is refused (their images are in it twice); merge \
-            into a folder of its own to merge again.
+            -o. -o may be one of the folders, once: its summary.json is then a merge's, which a \
+            later merge refuses (merge the shards' folders again, into a folder of their own).
 
             Example: nanofind merge shard1 shard2 shard3 -o all
             """)
@@ -32,6 +31,11 @@ struct Merge: ParsableCommand {
         do {
             for (dir, folder) in zip(dirs, folders) {
                 let r = try RunReport.read(dir)
+                // A merge's summary lists images whose tables are in the folders it merged.
+                if let sources = r.settings["merged_from"] {
+                    throw MicrographError(url: dir.appendingPathComponent("summary.json"),
+                                          reason: "is a merge's summary (of \(sources)); merge the folders it was made from")
+                }
                 // The same weights under two names (the default, and its file named with --model)
                 // are one model: where the digest is recorded, it decides.
                 let shaping = r.settings.filter { !notResultShaping.contains($0.key) && !($0.key == "model" && r.settings["model_digest"] != nil) }

@@ -32,7 +32,11 @@ struct NanoFindCommand: ParsableCommand {
                 Foundation.exit(2)
             }
         } catch {
-            if let problem = standardOutputProblem() { writeStandardError("error: standard output: \(problem)\n") }
+            // A table lost is exit 2, whatever else failed (a batch's failures were said already).
+            if let problem = standardOutputProblem(), error is ExitCode {
+                writeStandardError("error: standard output: \(problem)\n")
+                Foundation.exit(2)
+            }
             if exitCode(for: error) == .validationFailure {
                 let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
                 writeStandardError("error: " + oneLine(message) + "\n")

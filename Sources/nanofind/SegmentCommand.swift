@@ -41,7 +41,8 @@ struct Segment: ParsableCommand {
             run: particles.csv, summary.json, size_histogram.png and report.html (self-contained).
 
             A re-run skips inputs whose outputs are newer and were made with the same model, \
-            threshold, --pixel-size, splitting, --min-area, --preprocess, --tta and --prob-format (--overwrite \
+            threshold, --pixel-size, splitting, --min-area, --preprocess and --tta, and whose map in \
+            --prob-format's format is there (--overwrite \
             redoes them). A bad file is \
             reported on one line and skipped; exit status 1 if any failed (2 when the one \
             input named, a file, failed). --shard K/N processes a fixed 1/N of the inputs (for cluster job arrays; \

@@ -127,11 +127,14 @@ struct Simulate: ParsableCommand {
         let start = Date()
         // An earlier run's lines for the images this one replaces leave the manifest before any
         // image is replaced: an interrupted run must not leave new images described by old lines.
+        // (If it is interrupted, the images it had not reached keep their files without their
+        // lines: no truth rather than a wrong one. A failure puts their lines back.)
         let manifest = out.appendingPathComponent("manifest.jsonl")
         let previous = (try? String(contentsOf: manifest, encoding: .utf8)) ?? ""
         let replaced = Set((0..<count).map { imageName(material.values[$0 % material.values.count], $0) })
-        let kept = previous.split(separator: "\n").filter { Simulate.manifestName($0).map { !replaced.contains($0) } ?? false }.map(String.init)
-        if kept.count != previous.split(separator: "\n").count {
+        let previousLines = previous.split(separator: "\n").map(String.init)
+        let kept = previousLines.filter { Simulate.manifestName(Substring($0)).map { !replaced.contains($0) } ?? false }
+        if kept.count != previousLines.count {
             do {
                 if kept.isEmpty { try FileManager.default.removeItem(at: manifest) }
                 else { try writeAtomically(Array((kept.joined(separator: "\n") + "\n").utf8), to: manifest) }
@@ -169,8 +172,16 @@ struct Simulate: ParsableCommand {
             }
         }
         writeStandardError("\n")
-        if let failure = results.failure { throw exitWithInputError(failure) }
         let lines = results.lines
+        if let failure = results.failure {
+            // The images written have their lines; those not (their files as they were, each
+            // image's written together) their earlier lines back.
+            let written = Set(lines.compactMap { $0 }.compactMap { Simulate.manifestName(Substring($0)) })
+            let untouched = previousLines.filter { line in Simulate.manifestName(Substring(line)).map { replaced.contains($0) && !written.contains($0) } ?? false }
+            let all = kept + untouched + lines.compactMap { $0 }
+            if !all.isEmpty { try? writeAtomically(Array((all.joined(separator: "\n") + "\n").utf8), to: manifest) }
+            throw exitWithInputError(failure)
+        }
         do {
             try contactSheet(results.sheet.sorted { $0.0 < $1.0 }).write(to: out.appendingPathComponent("contact_sheet.png"))
         } catch { throw exitWithInputError(error) }

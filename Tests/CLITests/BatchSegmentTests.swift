@@ -251,6 +251,10 @@ final class BatchSegmentTests: XCTestCase {
         let merged = tmp.appendingPathComponent("merged")
         let m = try CLIRunner.run(["merge"] + shards + ["-o", merged.path])
         XCTAssertEqual(m.status, 0, m.stderr)
+        // A merge's folder is no input of another merge: said, naming what to merge instead.
+        let again = try CLIRunner.run(["merge", merged.path, shards[2], "-o", tmp.appendingPathComponent("again").path])
+        XCTAssertEqual(again.status, 2, again.stderr)
+        XCTAssertTrue(again.stderr.contains("\(merged.path)/summary.json: is a merge's summary (of \(shards.joined(separator: ", ")))"), again.stderr)
         let mergedHTML = try String(contentsOf: merged.appendingPathComponent("report.html"), encoding: .utf8)
         XCTAssertTrue(mergedHTML.contains("../shard2/\(stem)_overlay.png"), "the overlay linked from the image's own folder")
         XCTAssertEqual(try String(contentsOf: merged.appendingPathComponent("particles.csv"), encoding: .utf8),

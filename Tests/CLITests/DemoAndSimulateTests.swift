@@ -128,8 +128,9 @@ final class DemoAndSimulateTests: XCTestCase {
     }
 
     /// A run over an earlier one's folder that stops part way (here at a folder in the way of
-    /// its second image's mask) leaves no manifest line of the earlier run describing an image
-    /// it replaced, and each image's files together: never a new image beside an old mask.
+    /// its second image's labels) leaves no manifest line of the earlier run describing an image
+    /// it replaced, and each image's files together: never a new image beside an old mask; the
+    /// image it could not write keeps its files and its line.
     func testSimulateOverAnEarlierRunNeverLeavesStaleDescriptions() throws {
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
@@ -137,6 +138,7 @@ final class DemoAndSimulateTests: XCTestCase {
         XCTAssertEqual(try CLIRunner.run(common + ["--count", "3", "--seed", "1"]).status, 0)
         func bytes(_ name: String) throws -> Data { try Data(contentsOf: tmp.appendingPathComponent(name)) }
         let oldMask = try bytes("au_0001_mask.png"), oldImage = try bytes("au_0001.mrc")
+        let oldLines = try String(contentsOf: tmp.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n").map(String.init)
         try FileManager.default.removeItem(at: tmp.appendingPathComponent("au_0001_labels.png"))
         try FileManager.default.createDirectory(at: tmp.appendingPathComponent("au_0001_labels.png"), withIntermediateDirectories: true)
         let r = try CLIRunner.run(common + ["--count", "2", "--seed", "2"])
@@ -145,7 +147,10 @@ final class DemoAndSimulateTests: XCTestCase {
         let names = try String(contentsOf: tmp.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n").map {
             (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["name"] as? String
         }
-        XCTAssertEqual(names, ["au_0002"], "only the earlier run's image this one did not replace")
+        XCTAssertEqual(names, ["au_0002", "au_0001", "au_0000"], "the untouched image's line, the unreplaced one's, the new one's")
+        let lines = try String(contentsOf: tmp.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines[1], oldLines[1], "the image not replaced keeps its own line")
+        XCTAssertNotEqual(lines[2], oldLines[0], "the replaced image is described by the new run")
         XCTAssertEqual(try bytes("au_0001_mask.png"), oldMask)
         XCTAssertEqual(try bytes("au_0001.mrc"), oldImage)
     }

@@ -266,5 +266,33 @@ final class StandardStreamTests: XCTestCase {
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path), [], "signal \(sig)")
         }
     }
+
+    /// The folder an EMD file is decoded into (in $TMPDIR, by a child process) goes too when the
+    /// run is interrupted: the files in it as well (the handler lists them without allocating).
+    func testAnInterruptedReadLeavesNoDecodedCopy() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let scratch = tmp.appendingPathComponent("scratch")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let emd = tmp.appendingPathComponent("hang.emd")  // HDF5's signature: read in a child
+        try Data([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a] + [UInt8](repeating: 0, count: 64)).write(to: emd)
+        let p = Process()
+        p.executableURL = CLIRunner.binary
+        p.arguments = ["inspect", emd.path]
+        p.environment = ProcessInfo.processInfo.environment.merging(["NANOFIND_TEST_READER_FAULT": "hang", "TMPDIR": scratch.path]) { $1 }
+        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-f", emd.path]).waitUntilExit() }  // the hung child
+        func folders() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: scratch.path)) ?? []).filter { $0.hasPrefix("nanofind-read-") } }
+        let deadline = Date().addingTimeInterval(15)
+        while folders().isEmpty && Date() < deadline { usleep(5000) }
+        let folder = try XCTUnwrap(folders().first, "the decoding folder was made")
+        // What the child would have written by then.
+        for name in ["0.json", "0.bin"] { try Data("x".utf8).write(to: scratch.appendingPathComponent("\(folder)/\(name)")) }
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(folders(), [], "the decoding folder and its files removed")
+    }
 }
 

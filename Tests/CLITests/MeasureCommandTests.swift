@@ -127,6 +127,15 @@ final class MeasureCommandTests: XCTestCase {
         try NPYFile.write((0..<(40 * 30)).map { Float($0 % 40 >= 5 && $0 % 40 < 15 && $0 / 40 >= 5 && $0 / 40 < 15 ? 0.9 : 0.1) },
                           shape: [30, 40], to: probabilities)
         XCTAssertEqual(try rows([probabilities.path]).count, 1, "the whole image as one particle")
+        // A stack whose second image is not labels: refused before any row of the file.
+        var frames = (0..<(2 * 40 * 30)).map { Float($0 < 1200 && ($0 % 40) < 10 && $0 / 40 < 10 ? 3 : 0) }
+        frames[1200 + 5] = 0.5
+        let stack = tmp.appendingPathComponent("stack.npy")
+        try NPYFile.write(frames, shape: [2, 30, 40], to: stack)
+        let partial = try CLIRunner.run(["measure", "--input", "labels", stack.path])
+        XCTAssertEqual(partial.status, 2, partial.stderr)
+        XCTAssertEqual(partial.stdout.split(separator: "\n").count, 1, "the header only: \(partial.stdout)")
+        XCTAssertTrue(partial.stderr.contains("pixel value 0.5 in image 1, at column 5, row 0"), partial.stderr)
         let r = try CLIRunner.run(["measure", "--input", "labels", probabilities.path])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertEqual(r.stdout.split(separator: "\n").count, 1, "the header only: \(r.stdout)")

@@ -579,11 +579,23 @@ final class ParticleMeasurementTests: XCTestCase {
                 XCTAssertTrue(text.contains(what == "3 channels" ? "3" : what) && text.contains(what == "3 channels" ? "channel" : "column 1"), text)
             }
         }
-        XCTAssertNotNil(LabelImage.holdsLabels(micrograph([0, 1, 2] as [UInt16], .uint16)))
-        XCTAssertNotNil(LabelImage.holdsLabels(micrograph([0, 1, 2] as [Float], .float32)))
-        XCTAssertNil(LabelImage.holdsLabels(micrograph([0, 1, 2] as [UInt8], .uint8)), "8-bit files are masks")
-        XCTAssertNil(LabelImage.holdsLabels(micrograph([0, 65_535, 65_535] as [UInt16], .uint16)), "one id is a mask")
-        XCTAssertNil(LabelImage.holdsLabels(micrograph([0, 0.5, 1] as [Float], .float32)), "probabilities are not labels")
+        // 2³² (a Float's nearest to UInt32.max) is no label, and no crash.
+        XCTAssertThrowsError(try LabelImage(micrograph([0, 4_294_967_296] as [Float], .float32)))
+        func auto<T>(_ values: [T], _ type: PixelType) -> Bool { LabelImage.labelsIfAny([micrograph(values, type)]) != nil }
+        XCTAssertTrue(auto([0, 1, 2, 2, 0, 3] as [UInt16], .uint16))
+        XCTAssertTrue(auto([0, 1, 2] as [Float], .float32))
+        XCTAssertTrue(auto([0, 1, 1, 0, 2] as [UInt8], .uint8), "an 8-bit label image")
+        XCTAssertTrue(auto([0, 70_000, 3] as [Int32], .int32))
+        XCTAssertFalse(auto([0, 65_535, 65_535] as [UInt16], .uint16), "one id is a mask")
+        XCTAssertFalse(auto([0, 255, 0, 255] as [UInt8], .uint8), "a 0/255 mask of two particles")
+        XCTAssertFalse(auto([0, 65_535, 32_768, 0, 65_535] as [UInt16], .uint16), "a mask with graded edges: 65535 in two pieces")
+        XCTAssertFalse(auto([0, 1, 0, 1, 2] as [UInt16], .uint16), "classes: 1 in two pieces")
+        XCTAssertFalse(auto([0, 0.5, 1] as [Float], .float32), "probabilities are not labels")
+        XCTAssertFalse(auto([0, 4_294_967_296, 1] as [Float], .float32))
+        // Decided for the whole file: a stack whose second image has one id is still labels.
+        var stack = micrograph([0, 1, 2, 0, 5, 5] as [UInt16], .uint16)
+        stack.width = 3; stack.frames = 2
+        XCTAssertEqual(LabelImage.labelsIfAny([stack])?.map { $0.map(\.values) }, [[[0, 1, 2], [0, 5, 5]]])
     }
 }
 
