@@ -2,7 +2,7 @@ import CTIFF
 import Foundation
 
 /// TIFF and BigTIFF through libtiff: 8/16/32/64-bit integer and 16/32/64-bit float samples,
-/// grey or 8-bit RGB, strips or tiles, either byte order, every compression libtiff was built
+/// grey or RGB (any of those sample types; an alpha sample dropped), strips or tiles, either byte order, every compression libtiff was built
 /// with. Pages of one shape and type form the frames of one image; pages of another shape
 /// start a new image. Calibration: see `TIFFCalibration`.
 ///
@@ -165,8 +165,8 @@ public enum TIFFReader {
         switch (spp, photometric) {
         case (1, _): channels = 1
         case (2, 0) where alpha, (2, 1) where alpha: channels = 1
-        case (3, 2) where type == .uint8: channels = 3
-        case (4, 2) where type == .uint8 && alpha: channels = 3
+        case (3, 2): channels = 3
+        case (4, 2) where alpha: channels = 3
         default: throw fail("\(page): unsupported layout: SamplesPerPixel \(spp), Photometric \(photometric), BitsPerSample \(bps)")
         }
         // WhiteIsZero: 0 is shown white, the largest value black. Read as intensities (the image as

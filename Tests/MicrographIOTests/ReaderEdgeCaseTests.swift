@@ -74,27 +74,46 @@ final class ReaderEdgeCaseTests: XCTestCase {
         }
     }
 
-    /// An uncompressed 8-bit TIFF of `spp` samples per pixel (Photometric `photometric`, the
-    /// samples after the first colour ones an unassociated alpha), built here tag by tag.
-    func tiff(width: Int, height: Int, spp: Int, photometric: UInt16, samples: [UInt8], extraSample: Int = 2) -> [UInt8] {
+    /// An uncompressed TIFF of `spp` samples of `bits` per pixel (Photometric `photometric`, the
+    /// samples after the first colour ones an unassociated alpha, or with `extraSample` nil no
+    /// ExtraSamples tag), built here tag by tag; `samples` are the bytes, little-endian.
+    func tiff(width: Int, height: Int, spp: Int, photometric: UInt16, samples: [UInt8], extraSample: Int? = 2, bits: Int = 8) -> [UInt8] {
         var b: [UInt8] = [0x49, 0x49, 42, 0]
         func u16(_ v: Int) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8 & 0xff)] }
         func u32(_ v: Int) -> [UInt8] { u16(v & 0xffff) + u16(v >> 16) }
-        let tags = 10, ifd = 8, bpsAt = ifd + 2 + 12 * tags + 4, dataAt = bpsAt + 2 * spp
+        let tags = extraSample == nil ? 9 : 10, ifd = 8, bpsAt = ifd + 2 + 12 * tags + 4, dataAt = bpsAt + 2 * spp
         b += u32(ifd)
         var entries: [(Int, Int, Int, [UInt8])] = [  // tag, type, count, value (inline, padded) or offset
             (256, 3, 1, u16(width) + [0, 0]), (257, 3, 1, u16(height) + [0, 0]),
-            (258, 3, spp, spp <= 2 ? Array((0..<spp).flatMap { _ in u16(8) } + [0, 0, 0, 0]).prefix(4).map { $0 } : u32(bpsAt)),
+            (258, 3, spp, spp <= 2 ? Array((0..<spp).flatMap { _ in u16(bits) } + [0, 0, 0, 0]).prefix(4).map { $0 } : u32(bpsAt)),
             (259, 3, 1, u16(1) + [0, 0]), (262, 3, 1, u16(Int(photometric)) + [0, 0]), (273, 4, 1, u32(dataAt)),
             (277, 3, 1, u16(spp) + [0, 0]), (278, 3, 1, u16(height) + [0, 0]), (279, 4, 1, u32(samples.count)),
-            (338, 3, 1, u16(extraSample) + [0, 0]),
         ]
+        if let extraSample { entries.append((338, 3, 1, u16(extraSample) + [0, 0])) }
         entries.sort { $0.0 < $1.0 }
         b += u16(tags)
         for (tag, type, count, value) in entries { b += u16(tag) + u16(type) + u32(count) + value }
         b += u32(0)
-        for _ in 0..<spp { b += u16(8) }
+        for _ in 0..<spp { b += u16(bits) }
         return b + samples
+    }
+
+    /// 16-bit RGB and RGBA TIFFs (a camera's colour export, a stitched overview) read as RGB of
+    /// 16-bit samples, made grey as 8-bit RGB is; they were refused.
+    func testSixteenBitRGBReads() throws {
+        func bytes(_ v: [UInt16]) -> [UInt8] { v.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] } }
+        let rgb = dir.appendingPathComponent("rgb16.tif")
+        try Data(tiff(width: 2, height: 1, spp: 3, photometric: 2, samples: bytes([1000, 2000, 3000, 60000, 5, 6]), extraSample: nil, bits: 16)).write(to: rgb)
+        let c = try XCTUnwrap(MicrographReader.open(rgb).first)
+        XCTAssertEqual([c.width, c.height, c.channels], [2, 1, 3])
+        XCTAssertEqual(c.pixelType, .uint16)
+        XCTAssertEqual(c.data, bytes([1000, 2000, 3000, 60000, 5, 6]))
+        XCTAssertEqual(c.floatFrame(0)[0], Float(0.299 * 1000 + 0.587 * 2000 + 0.114 * 3000), accuracy: 1e-3)
+        let rgba = dir.appendingPathComponent("rgba16.tif")
+        try Data(tiff(width: 2, height: 1, spp: 4, photometric: 2, samples: bytes([1, 2, 3, 65535, 4, 5, 6, 0]), bits: 16)).write(to: rgba)
+        let a = try XCTUnwrap(MicrographReader.open(rgba).first)
+        XCTAssertEqual([a.channels], [3])
+        XCTAssertEqual(a.data, bytes([1, 2, 3, 4, 5, 6]))
     }
 
     /// Grey + alpha and RGBA TIFFs (ExtraSamples) read without their alpha, as PNGs are.
