@@ -460,7 +460,11 @@ public final class BatchSegmentation: @unchecked Sendable {
             // a run killed meanwhile leaves the marks, and the next one then redoes the file
             // (`previousResults`) and knows the outputs it finds are segment's (`checkOutputs`).
             for name in names {
-                try writeAtomically(Array(url.path.utf8), to: settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name)))
+                do {
+                    try writeAtomically(Array(url.path.utf8), to: settings.outputDir.appendingPathComponent(BatchSegmentation.inProgressMarker(name)))
+                } catch let e as MicrographError {
+                    throw MicrographError(url: settings.outputDir, reason: e.reason)  // the folder, not the hidden mark's name
+                }
             }
             for (index, (name, (m, frame))) in zip(names, frames).enumerated() {
                 let t0 = DispatchTime.now().uptimeNanoseconds

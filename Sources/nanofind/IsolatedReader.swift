@@ -153,7 +153,13 @@ struct ReadIsolated: ParsableCommand {
         if ProcessInfo.processInfo.environment["NANOFIND_TEST_READER_FAULT"] == "hang" { while true { sleep(1) } }
         IsolatedReader.limitAddressSpace(for: URL(fileURLWithPath: file))
         do {
-            try ImageBundle.write(MicrographReader.open(URL(fileURLWithPath: file)), to: URL(fileURLWithPath: outputFolder))
+            let images = try MicrographReader.open(URL(fileURLWithPath: file))
+            do {
+                try ImageBundle.write(images, to: URL(fileURLWithPath: outputFolder))
+            } catch {
+                // Not the file's fault: the folder its decoded copy goes to ($TMPDIR) is full or unwritable.
+                throw MicrographError(file: file, reason: "its decoded copy cannot be written to \(outputFolder) (\(describe(error)))")
+            }
         } catch {
             throw exitWithInputError(error)
         }
