@@ -27,6 +27,7 @@ struct MRCHeader {
         case 6: return .uint16
         case 12: return .float16
         case 16: return .uint8  // IMOD's RGB: three bytes a pixel
+        case 101: return .uint8  // 4-bit counts two to a byte, unpacked to a byte each
         default: return nil
         }
     }
@@ -119,8 +120,9 @@ struct MRCHeader {
 }
 
 /// MRC2014 (and older MRC) images, stacks and volumes: modes 0 (int8; uint8 where IMOD's flag or
-/// the header's range says so), 1 (int16), 2 (float32), 4 (complex64), 6 (uint16), 12 (float16)
-/// and 16 (IMOD's RGB, 3 channels), either byte order. Every section is a frame.
+/// the header's range says so), 1 (int16), 2 (float32), 4 (complex64), 6 (uint16), 12 (float16),
+/// 16 (IMOD's RGB, 3 channels) and 101 (4-bit counts, unpacked to uint8), either byte order.
+/// Every section is a frame.
 /// Pixel size = cella / mx in Å (uncalibrated when cella or mx ≤ 0). FEI1/FEI2 extended headers
 /// give the acquisition metadata.
 public enum MRCReader {
@@ -145,12 +147,16 @@ public enum MRCReader {
         guard let type = MRCHeader.pixelType(mode: h.mode, imodUnsignedBytes: h.imodUnsignedBytes) else {
             switch h.mode {
             case 3: throw r.fail("mode 3 (complex int16) is not supported")
-            case 101: throw r.fail("mode 101 (4-bit packed) is not supported")
             default: throw r.fail("mode \(h.mode) is not an MRC pixel mode")
             }
         }
         let channels = h.mode == 16 ? 3 : 1
-        var count = h.nx
+        // Mode 101 (SerialEM's counting-mode frames): two 4-bit counts a byte, the left pixel in
+        // the low 4 bits. Rows of an odd width would end in half a byte, laid out as no document
+        // says for sure: refused rather than guessed.
+        let packed = h.mode == 101
+        if packed && h.nx % 2 != 0 { throw r.fail("mode 101 (4-bit) with an odd width nx = \(h.nx) is not supported") }
+        var count = packed ? h.nx / 2 : h.nx
         for (d, name) in [(h.ny, "ny"), (h.nz, "nz"), (type.byteCount * channels, "bytes per pixel")] {
             let (m, o) = count.multipliedReportingOverflow(by: d)
             guard !o else { throw r.fail("nx × ny × nz overflows (\(name) = \(d))") }
@@ -161,6 +167,12 @@ public enum MRCReader {
             throw r.fail("truncated: \(h.nx)×\(h.ny)×\(h.nz) mode \(h.mode) needs \(count) data bytes after the header, file has \(size - dataStart)")
         }
         var data = try bytes(dataStart..<(dataStart + count))
+        if packed {
+            data = [UInt8](unsafeUninitializedCapacity: 2 * data.count) { out, initialised in
+                for (k, byte) in data.enumerated() { out[2 * k] = byte & 0x0f; out[2 * k + 1] = byte >> 4 }
+                initialised = 2 * data.count
+            }
+        }
         if h.bigEndian { swapSampleBytes(&data, sampleSize: type.isComplex ? type.byteCount / 2 : type.byteCount) }
 
         var pixelSize: PixelSize?

@@ -191,6 +191,22 @@ final class ReaderEdgeCaseTests: XCTestCase {
             XCTAssertEqual((error as? MicrographError)?.file, packed.path)
             XCTAssertTrue("\(error)".contains("IMOD flag 16"), "\(error)")
         }
+        // Mode 101 (SerialEM's 4-bit counting frames): two counts a byte, the left pixel in the
+        // low 4 bits, read as bytes; 4×2 pixels in 4 bytes, 2 sections.
+        let four = dir.appendingPathComponent("mode101.mrc")
+        var f = h
+        f[0] = 4; f[4] = 2; f[8] = 2; f[12] = 101
+        try Data(f + [0x21, 0x43, 0x65, 0xf7, 0x00, 0x10, 0x0f, 0xff]).write(to: four)
+        let counts = try XCTUnwrap(MicrographReader.open(four).first)
+        XCTAssertEqual([counts.width, counts.height, counts.frames, counts.channels], [4, 2, 2, 1])
+        XCTAssertEqual(counts.pixelType, .uint8)
+        XCTAssertEqual(counts.data, [1, 2, 3, 4, 5, 6, 7, 15, 0, 0, 0, 1, 15, 0, 15, 15])
+        // An odd width would end each row in half a byte: refused, naming it.
+        f[0] = 3
+        try Data(f + [UInt8](repeating: 0, count: 8)).write(to: four)
+        XCTAssertThrowsError(try MicrographReader.open(four)) { error in
+            XCTAssertTrue("\(error)".contains("mode 101 (4-bit) with an odd width nx = 3"), "\(error)")
+        }
     }
 
     /// A calibration no micrograph can have (a SER step in metres without its EMI: 4e16 nm)
