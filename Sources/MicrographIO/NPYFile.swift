@@ -62,7 +62,9 @@ public enum NPYFile {
         return Array(dtype: dtype, shape: shape, data: data)
     }
 
-    /// Reads a .npy file as a `Micrograph`: 2-D (H, W) or N-D (..., H, W) with leading axes as frames.
+    /// Reads a .npy file as a `Micrograph`: 2-D (H, W) or N-D (..., H, W) with leading axes as
+    /// frames; a last axis of 3 or 4 after two of 8 or more, (..., H, W, 3|4), is colour, as
+    /// NumPy holds an RGB(A) picture (`np.asarray(PIL.Image.open(...))`), the alpha dropped.
     public static func readMicrograph(_ url: URL) throws -> Micrograph {
         try micrograph(from: parse(readFileBytes(url), file: url.path), url: url)
     }
@@ -71,7 +73,22 @@ public enum NPYFile {
         guard a.shape.count >= 2 else {
             throw MicrographError(url: url, reason: "array has shape \(a.shape); an image needs 2 dimensions (height, width)")
         }
-        let h = a.shape[a.shape.count - 2], w = a.shape[a.shape.count - 1]
+        let n = a.shape.count
+        if n >= 3, [3, 4].contains(a.shape[n - 1]), a.shape[n - 3] >= 8, a.shape[n - 2] >= 8, !a.dtype.isComplex {
+            let h = a.shape[n - 3], w = a.shape[n - 2], c = a.shape[n - 1], frames = a.shape.dropLast(3).reduce(1, *)
+            guard frames > 0 else { throw MicrographError(url: url, reason: "array of shape \(a.shape) is empty") }
+            var data = a.data
+            if c == 4 {  // RGBA: the alpha dropped, as the PNG and TIFF readers drop it
+                let e = a.dtype.byteCount, pixels = frames * h * w
+                data = [UInt8](repeating: 0, count: pixels * 3 * e)
+                a.data.withUnsafeBytes { src in data.withUnsafeMutableBytes { dst in
+                    for p in 0..<pixels { memcpy(dst.baseAddress! + p * 3 * e, src.baseAddress! + p * 4 * e, 3 * e) }
+                } }
+            }
+            return Micrograph(width: w, height: h, frames: frames, channels: 3, pixelType: a.dtype, data: data,
+                              format: "npy", source: url)
+        }
+        let h = a.shape[n - 2], w = a.shape[n - 1]
         let frames = a.shape.dropLast(2).reduce(1, *)
         guard w > 0, h > 0, frames > 0 else {
             throw MicrographError(url: url, reason: "array of shape \(a.shape) is empty")

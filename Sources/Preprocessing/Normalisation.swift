@@ -44,6 +44,9 @@ public enum Normalisation: Sendable, Equatable {
 public func minMaxNormalise(_ image: consuming FloatImage) -> FloatImage {
     let (lo, hi) = image.minMax()
     guard hi > lo else { return FloatImage(width: image.width, height: image.height, repeating: 0) }
+    // A range of denormals (below 2⁻¹²⁶) has no finite reciprocal: scaled up by a power of two
+    // first, which changes no value's place in it.
+    guard (1 / (hi - lo)).isFinite else { return minMaxNormalise(scale(consume image, by: 0x1p64)) }
     return affine(consume image, offset: lo, scale: 1 / (hi - lo), clip: false)
 }
 
@@ -57,6 +60,9 @@ public func percentileNormalise(_ image: consuming FloatImage, lower: Float = 0.
     guard image.count > 0 else { return image }
     let q = percentiles(image.pixels, [Double(lower), Double(upper)], parallel: parallel)
     guard q[1] > q[0] else { return minMaxNormalise(consume image) }
+    guard (1 / (q[1] - q[0])).isFinite else {  // denormals: see minMaxNormalise
+        return percentileNormalise(scale(consume image, by: 0x1p64), lower: lower, upper: upper, parallel: parallel)
+    }
     return affine(consume image, offset: q[0], scale: 1 / (q[1] - q[0]), clip: true, parallel: parallel)
 }
 
@@ -67,6 +73,7 @@ public func medianMADStandardise(_ image: consuming FloatImage) -> FloatImage {
     let deviations = image.pixels.map { abs($0 - median) }
     let mad = percentiles(deviations, [50])[0]
     let s: Float = mad > 0 ? 1 / (1.4826 * mad) : 1
+    guard s.isFinite else { return medianMADStandardise(scale(consume image, by: 0x1p64)) }  // denormals: see minMaxNormalise
     return affine(consume image, offset: median, scale: s, clip: false)
 }
 

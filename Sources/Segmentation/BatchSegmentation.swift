@@ -422,19 +422,10 @@ public final class BatchSegmentation: @unchecked Sendable {
         var tileSizes: [Int] = []
         let fileBytes = micrographs.reduce(0) { $0 + $1.data.count }
         for (m, _) in frames {
-            // At the model's scale too: a 64-px image at a tenth of the model's pixel size would
-            // reach the network as 6 px.
-            let (size, _) = try segmenter.pixelSize(of: m, file: url.path), scale = segmenter.scale(for: size)
-            let sides = (Double(m.width) * scale, Double(m.height) * scale)
-            guard sides.0.isFinite, sides.1.isFinite, sides.0 < 1e7, sides.1 < 1e7 else {
-                throw MicrographError(url: url, reason: String(format: "a pixel size of %.4g nm would make this image %.3g pixels wide at the model's scale (check the calibration, or give --pixel-size)",
-                                                               size ?? 0, sides.0))
-            }
-            let (netWidth, netHeight) = segmenter.networkSize(width: m.width, height: m.height, pixelSizeNm: size)
-            if netWidth < 64 || netHeight < 64 {
-                throw MicrographError(url: url, reason: String(
-                    format: "image is %d×%d pixels of %.4g nm, %d×%d at the model's %.4g nm; both sides must be at least 64 there",
-                    m.width, m.height, size ?? 0, netWidth, netHeight, segmenter.model.metadata.trainingPixelSizeNm ?? 0))
+            // At the model's scale too (`Segmenter.sizeProblem`).
+            let (size, _) = try segmenter.pixelSize(of: m, file: url.path)
+            if let problem = segmenter.sizeProblem(width: m.width, height: m.height, pixelSizeNm: size) {
+                throw MicrographError(url: url, reason: problem)
             }
             switch segmenter.memoryPlan(width: m.width, height: m.height, pixelSizeNm: size,
                                         fileBytes: fileBytes) {

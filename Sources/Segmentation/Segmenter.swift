@@ -121,6 +121,25 @@ public final class Segmenter: @unchecked Sendable {
         return (nil, .none)
     }
 
+    /// Why a `width` × `height` image of `pixelSizeNm` cannot be segmented, or nil: both sides
+    /// must be at least 64 pixels, as it is and at the model's scale (a 64-px image at a tenth of
+    /// the model's pixel size would reach the network as 6 px). `segment` and `evaluate` both ask.
+    public func sizeProblem(width: Int, height: Int, pixelSizeNm: Double?) -> String? {
+        if width < 64 || height < 64 { return "image is \(width)×\(height) pixels; both sides must be at least 64" }
+        let scale = self.scale(for: pixelSizeNm)
+        let sides = (Double(width) * scale, Double(height) * scale)
+        guard sides.0.isFinite, sides.1.isFinite, sides.0 < 1e7, sides.1 < 1e7 else {
+            return String(format: "a pixel size of %.4g nm would make this image %.3g pixels wide at the model's scale (check the calibration, or give --pixel-size)",
+                          pixelSizeNm ?? 0, sides.0)
+        }
+        let (netWidth, netHeight) = networkSize(width: width, height: height, pixelSizeNm: pixelSizeNm)
+        if netWidth < 64 || netHeight < 64 {
+            return String(format: "image is %d×%d pixels of %.4g nm, %d×%d at the model's %.4g nm; both sides must be at least 64 there",
+                          width, height, pixelSizeNm ?? 0, netWidth, netHeight, model.metadata.trainingPixelSizeNm ?? 0)
+        }
+        return nil
+    }
+
     /// An image's size at the model's scale, as the network sees it.
     public func networkSize(width: Int, height: Int, pixelSizeNm: Double?) -> (width: Int, height: Int) {
         let scale = self.scale(for: pixelSizeNm)
@@ -273,6 +292,10 @@ public final class Segmenter: @unchecked Sendable {
             padding = nil
         }
         var (nonFinite, lo, hi) = image.nonFinitePixels(parallel: pool.parallel)
+        if let nonFinite, nonFinite.foregroundCount == w * h {
+            return blank(width: w, height: h, pixelSizeNm: pixelSizeNm, source: source,
+                         note: "every pixel is NaN or infinite: nothing to segment, no particles")
+        }
         var notes: [String] = []
         if let nonFinite {
             notes.append("\(nonFinite.foregroundCount) pixels are NaN or infinite: filled with pixels drawn from the others, never particle")

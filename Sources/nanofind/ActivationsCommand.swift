@@ -38,6 +38,13 @@ struct Activations: ParsableCommand {
                 throw MicrographError(url: url, reason: "image is \(m.width)×\(m.height) pixels; both sides must be at least 64")
             }
             var raw = try FloatImage(m)
+            // NaN and infinite pixels filled as segment fills them (they would spread through every
+            // layer's map), and said.
+            if let nonFinite = raw.nonFinitePixels().mask {
+                guard nonFinite.foregroundCount < raw.count else { throw MicrographError(url: url, reason: "every pixel is NaN or infinite") }
+                _ = raw.fillLikeOthers(nonFinite)
+                writeStandardError("warning: \(oneLine(url.path)): \(nonFinite.foregroundCount) pixels are NaN or infinite: filled with pixels drawn from the others\n")
+            }
             let a = model.network.plan.alignment
             if let p = try pixelSize ?? m.squarePixelSizeNm(file: image), let t = model.metadata.trainingPixelSizeNm, abs(p / t - 1) > 0.02 {
                 // The part of the image that becomes at most 1024² at the model's scale, cut before

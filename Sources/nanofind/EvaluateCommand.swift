@@ -79,6 +79,10 @@ struct Evaluate: ParsableCommand {
                 shownThreshold = segmenter.threshold
                 report = try evaluation.run(model: name, method: method.rawValue, threshold: segmenter.threshold) { image in
                     let p = options.pixelSizeOverride ?? image.pixelSizeNm
+                    // As segment: an image too small for the network (as it is, or at the model's scale) is refused.
+                    if let problem = segmenter.sizeProblem(width: image.image.width, height: image.image.height, pixelSizeNm: p) {
+                        throw MicrographError(url: image.url, reason: problem)
+                    }
                     // As segment: an image that does not fit the memory (at the model's scale) is refused.
                     if case .failure(let shortfall) = segmenter.memoryPlan(width: image.image.width, height: image.image.height, pixelSizeNm: p) {
                         throw MicrographError(url: image.url, reason: segmenter.refusal(

@@ -24,7 +24,7 @@ struct Segment: ParsableCommand {
         discussion: """
             INPUT: micrograph files in any format `nanofind inspect` reads (by content, whatever \
             their name), or folders, searched recursively for files with those formats' extensions \
-            (.mrc .mrcs .map .st .ali .rec .preali .tif .tiff .dm3 .dm4 .ser .emd .png .npy). Every image (and every frame of a stack) from 64 px up that fits \
+            (.mrc .mrcs .map .st .ali .rec .preali .tif .tiff .dm3 .dm4 .ser .emd .png .npy). Every image (and every frame of a stack) from 64 px up (as it is and at the model's scale) that fits \
             --memory is segmented in exact tiles: the result equals one whole-image pass. When the \
             image's pixel size (from the file, or --pixel-size) differs from the one the model was \
             trained at, it is resampled to the model's scale and the probabilities mapped back; an \

@@ -165,6 +165,9 @@ final class CommandContractTests: XCTestCase {
             // At 50 nm/px the image would be resampled to about 86,000 px a side: more than any memory.
             try assertRefused(["evaluate", data.path, "-o", tmp.appendingPathComponent("ev").path, "--pixel-size", "50"],
                               mentions: "needs at least")
+            // Too small for the network at the model's scale: refused as segment refuses it (it was scored).
+            try assertRefused(["evaluate", data.path, "-o", tmp.appendingPathComponent("ev").path, "--pixel-size", "0.001"],
+                              mentions: "both sides must be at least 64 there")
             try assertRefused(["activations", data.appendingPathComponent("img.mrc").path, "-o", tmp.appendingPathComponent("act").path,
                                "--pixel-size", "0.001"], mentions: "smaller than the network's")
         }
@@ -373,6 +376,25 @@ final class CommandContractTests: XCTestCase {
             let png = try XCTUnwrap(MicrographReader.open(out.appendingPathComponent(f)).first, f)
             XCTAssertGreaterThan(Set(png.data).count, 2, "\(f) is flat")
         }
+        // NaN pixels (every other one) are filled and said, as segment does: every map still shows
+        // something (NaN spread through every layer, the last map black); all NaN is refused.
+        var pixels = [Float](repeating: 0, count: 128 * 128)
+        for i in pixels.indices { let x = i % 128, y = i / 128; pixels[i] = Float(x / 8 + (y / 8) % 3) }
+        for i in stride(from: 0, to: pixels.count, by: 2) { pixels[i] = .nan }
+        let holes = tmp.appendingPathComponent("holes.npy")
+        try NPYFile.write(pixels, shape: [128, 128], to: holes)
+        let filled = tmp.appendingPathComponent("filled")
+        let h = try CLIRunner.run(["activations", holes.path, "-o", filled.path, "--model", model.path])
+        XCTAssertEqual(h.status, 0, h.stderr)
+        XCTAssertTrue(h.stderr.contains("8192 pixels are NaN or infinite: filled"), h.stderr)
+        for f in try FileManager.default.contentsOfDirectory(atPath: filled.path) {
+            let png = try XCTUnwrap(MicrographReader.open(filled.appendingPathComponent(f)).first, f)
+            XCTAssertGreaterThan(Set(png.data).count, 2, "\(f) is flat")
+        }
+        let allNaN = tmp.appendingPathComponent("nan.npy")
+        try NPYFile.write([Float](repeating: .nan, count: 128 * 128), shape: [128, 128], to: allNaN)
+        try assertRefused(["activations", allNaN.path, "-o", tmp.appendingPathComponent("nan").path, "--model", model.path],
+                          mentions: "every pixel is NaN or infinite")
     }
 
     func testConvertModelAndBenchRefuseNonsense() throws {

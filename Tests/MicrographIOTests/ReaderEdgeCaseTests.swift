@@ -34,6 +34,27 @@ final class ReaderEdgeCaseTests: XCTestCase {
         XCTAssertEqual(try MicrographReader.open(p2).first?.width, w)
     }
 
+    /// NumPy's RGB and RGBA pictures (H, W, 3|4), as `np.asarray(PIL.Image.open(...))` holds
+    /// them, read as colour (the alpha dropped), not as H frames of W×3; a stack of 3 frames,
+    /// (3, H, W), stays frames.
+    func testNPYColourPictures() throws {
+        let h = 8, w = 9
+        let rgb = dir.appendingPathComponent("rgb.npy")
+        try Data(npy("{'descr': '|u1', 'fortran_order': False, 'shape': (\(h), \(w), 3), }", (0..<(h * w * 3)).map { UInt8($0 % 251) })).write(to: rgb)
+        let c = try XCTUnwrap(MicrographReader.open(rgb).first)
+        XCTAssertEqual([c.width, c.height, c.frames, c.channels], [w, h, 1, 3])
+        XCTAssertEqual(c.data, (0..<(h * w * 3)).map { UInt8($0 % 251) })
+        let rgba = dir.appendingPathComponent("rgba.npy")
+        try Data(npy("{'descr': '|u1', 'fortran_order': False, 'shape': (\(h), \(w), 4), }", (0..<(h * w * 4)).map { UInt8($0 % 4 == 3 ? 255 : $0 % 200) })).write(to: rgba)
+        let a = try XCTUnwrap(MicrographReader.open(rgba).first)
+        XCTAssertEqual([a.width, a.height, a.channels], [w, h, 3])
+        XCTAssertEqual(a.data, (0..<(h * w * 4)).filter { $0 % 4 != 3 }.map { UInt8($0 % 200) })
+        let stack = dir.appendingPathComponent("stack.npy")
+        try Data(npy("{'descr': '|u1', 'fortran_order': False, 'shape': (3, \(h), \(w)), }", [UInt8](repeating: 1, count: 3 * h * w))).write(to: stack)
+        let s = try XCTUnwrap(MicrographReader.open(stack).first)
+        XCTAssertEqual([s.width, s.height, s.frames, s.channels], [w, h, 3, 1])
+    }
+
     /// A TIFF of `image` with its Photometric tag (262) set to `photometric` (little-endian, the
     /// first page's directory as TIFFWriter lays it out).
     func tiff(_ image: Micrograph, photometric: UInt16) throws -> URL {

@@ -166,6 +166,11 @@ final class SegmenterTests: XCTestCase {
         XCTAssertTrue(r.probability.pixels.allSatisfy { $0.isFinite })
         XCTAssertEqual(r.mask.foregroundCount, 64 * 64 - 128)
         XCTAssertEqual(r.notes.first, "128 pixels are NaN or infinite: filled with pixels drawn from the others, never particle")
+        // Nothing but NaN and ±∞: said so (it was "every pixel is 0").
+        let none = s.segment(FloatImage(width: 64, height: 64, pixels: (0..<(64 * 64)).map { $0 % 3 == 0 ? .nan : $0 % 3 == 1 ? .infinity : -.infinity }),
+                             pixelSizeNm: nil)
+        XCTAssertEqual(none.notes, ["every pixel is NaN or infinite: nothing to segment, no particles"])
+        XCTAssertEqual(none.mask.foregroundCount, 0)
     }
 
     /// A particle is cut by the padding and by NaN pixels that reach the image's edges, not by
