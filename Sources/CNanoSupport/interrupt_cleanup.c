@@ -45,10 +45,11 @@ static void remove_folder(const char *path) {
     if (fd >= 0) {
         long n;
         while ((n = syscall(SYS_getdents64, fd, buffer, sizeof buffer)) > 0) {
-            for (long at = 0; at < n;) {
+            for (long at = 0; at + 19 < n;) {
                 /* struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name */
                 unsigned short length;
                 memcpy(&length, buffer + at + 16, sizeof length);
+                if (length < 20 || at + length > n) break;
                 const char *name = buffer + at + 19;
                 if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0) unlinkat(fd, name, 0);
                 at += length;
@@ -60,7 +61,12 @@ static void remove_folder(const char *path) {
     rmdir(path);
 }
 
+static int cleaning = 0;
+
 static void cleanup_on_signal(int sig) {
+    /* Once: a second signal on another thread meanwhile (SIGHUP and SIGTERM at a logout) waits
+       for the first handler's end, which ends the process. */
+    if (__atomic_exchange_n(&cleaning, 1, __ATOMIC_ACQ_REL)) { for (;;) pause(); }
     for (int i = 0; i < NF_CLEANUP_SLOTS; i++) {
         int state = __atomic_load_n(&cleanup_state[i], __ATOMIC_ACQUIRE);
         if (state == 2) unlink(cleanup_paths[i]);
@@ -84,6 +90,7 @@ void nf_cleanup_install(void) {
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = cleanup_on_signal;
         sigemptyset(&sa.sa_mask);
+        for (unsigned j = 0; j < sizeof signals / sizeof signals[0]; j++) sigaddset(&sa.sa_mask, signals[j]);
         sigaction(signals[k], &sa, NULL);
     }
 }

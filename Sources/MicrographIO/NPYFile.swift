@@ -63,8 +63,9 @@ public enum NPYFile {
     }
 
     /// Reads a .npy file as a `Micrograph`: 2-D (H, W) or N-D (..., H, W) with leading axes as
-    /// frames; a last axis of 3 or 4 after two of 8 or more, (..., H, W, 3|4), is colour, as
-    /// NumPy holds an RGB(A) picture (`np.asarray(PIL.Image.open(...))`), the alpha dropped.
+    /// frames; a last axis of 3 or 4 after two of 8 or more, (..., H, W, 3|4), of 8- or 16-bit
+    /// samples is colour, as NumPy holds an RGB(A) picture (`np.asarray(PIL.Image.open(...))`),
+    /// the alpha dropped.
     public static func readMicrograph(_ url: URL) throws -> Micrograph {
         try micrograph(from: parse(readFileBytes(url), file: url.path), url: url)
     }
@@ -74,7 +75,8 @@ public enum NPYFile {
             throw MicrographError(url: url, reason: "array has shape \(a.shape); an image needs 2 dimensions (height, width)")
         }
         let n = a.shape.count
-        if n >= 3, [3, 4].contains(a.shape[n - 1]), a.shape[n - 3] >= 8, a.shape[n - 2] >= 8, !a.dtype.isComplex {
+        // (Only 8- and 16-bit samples, a picture's: np.dstack of three float micrographs stays frames.)
+        if n >= 3, [3, 4].contains(a.shape[n - 1]), a.shape[n - 3] >= 8, a.shape[n - 2] >= 8, [.uint8, .uint16].contains(a.dtype) {
             let h = a.shape[n - 3], w = a.shape[n - 2], c = a.shape[n - 1], frames = a.shape.dropLast(3).reduce(1, *)
             guard frames > 0 else { throw MicrographError(url: url, reason: "array of shape \(a.shape) is empty") }
             var data = a.data

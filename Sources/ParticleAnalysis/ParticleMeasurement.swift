@@ -581,7 +581,9 @@ extension LabelImage {
     /// a resampling graded and a map of classes or probability levels, whose values lie in many
     /// pieces. (A label image of one particle is the same pixels as a mask of it, and read so.)
     /// Decided once for a file's micrographs (`file`: each one's images, in order).
-    public static func labelsIfAny(_ file: [Micrograph]) -> [[LabelImage]]? {
+    /// `pieces` hears why a file of whole numbers with several ids was not taken as labels (its
+    /// ids lie in more pieces than there are ids), so a caller can say it.
+    public static func labelsIfAny(_ file: [Micrograph], pieces: (_ ids: Int, _ pieces: Int) -> Void = { _, _ in }) -> [[LabelImage]]? {
         var all: [[LabelImage]] = [], several = false
         for m in file {
             guard m.channels == 1, !m.pixelType.isComplex else { return nil }
@@ -591,7 +593,11 @@ extension LabelImage {
                 let (runs, id, fileIds) = LabelImage.runs(of: image)
                 if fileIds.count > 1 { several = true }
                 // One piece per id: as many 8-connected same-id components as ids.
-                guard runs.components(connectivity8: true, id: id).count == fileIds.count else { return nil }
+                let count = runs.components(connectivity8: true, id: id).count
+                guard count == fileIds.count else {
+                    if fileIds.count > 1 { pieces(fileIds.count, count) }
+                    return nil
+                }
                 images.append(image)
             }
             all.append(images)

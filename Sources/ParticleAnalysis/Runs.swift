@@ -86,6 +86,12 @@ struct Runs {
                 if x0[a] < x1[b] + reach && x0[b] < x1[a] + reach && (id.map { $0[a] == $0[b] } ?? true) {
                     sets.union(Int32(a), Int32(b))
                 }
+                // Ending together, b moves on below: the run after a may touch b at a corner. (A
+                // mask's runs never do, a gap apart; a label image's runs of two ids abut.)
+                if x1[a] == x1[b], a + 1 < aEnd, x0[a + 1] < x1[b] + reach && x0[b] < x1[a + 1] + reach,
+                   id.map({ $0[a + 1] == $0[b] }) ?? true {
+                    sets.union(Int32(a + 1), Int32(b))
+                }
                 // Move on the run that ends first (it can meet nothing further right).
                 if x1[a] < x1[b] { a += 1 } else { b += 1 }
             }

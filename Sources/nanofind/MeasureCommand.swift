@@ -68,7 +68,10 @@ struct Measure: ParsableCommand {
                 // What the file holds, decided for all its images before any row is printed.
                 let labels: [LabelImage?]
                 switch input {
-                case .auto: labels = LabelImage.labelsIfAny(images)?.flatMap { $0 } ?? frames.map { _ in nil }
+                case .auto:
+                    labels = LabelImage.labelsIfAny(images) { ids, pieces in
+                        writeStandardError("warning: \(oneLine(path)): read as a mask: its \(ids) values lie in \(pieces) separate pieces (a label image's ids lie in one each; give --input labels if it is one)\n")
+                    }?.flatMap { $0 } ?? frames.map { _ in nil }
                 case .labels: labels = try frames.map { m, frame in try LabelImage(m, frame: frame) }
                 case .mask: labels = frames.map { _ in nil }
                 }

@@ -32,10 +32,10 @@ struct NanoFindCommand: ParsableCommand {
                 Foundation.exit(2)
             }
         } catch {
-            // A table lost is exit 2, whatever else failed (a batch's failures were said already).
-            if let problem = standardOutputProblem(), error is ExitCode {
+            // A table lost is said, and exit 2 after a batch's failures (said already).
+            if let problem = standardOutputProblem() {
                 writeStandardError("error: standard output: \(problem)\n")
-                Foundation.exit(2)
+                if error is ExitCode { Foundation.exit(2) }
             }
             if exitCode(for: error) == .validationFailure {
                 let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")

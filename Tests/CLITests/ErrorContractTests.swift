@@ -270,6 +270,9 @@ final class StandardStreamTests: XCTestCase {
     /// The folder an EMD file is decoded into (in $TMPDIR, by a child process) goes too when the
     /// run is interrupted: the files in it as well (the handler lists them without allocating).
     func testAnInterruptedReadLeavesNoDecodedCopy() throws {
+        #if !os(Linux)
+        throw XCTSkip("the folder's files are listed without allocating on Linux only (getdents64)")
+        #endif
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
         let scratch = tmp.appendingPathComponent("scratch")
@@ -282,7 +285,7 @@ final class StandardStreamTests: XCTestCase {
         p.environment = ProcessInfo.processInfo.environment.merging(["NANOFIND_TEST_READER_FAULT": "hang", "TMPDIR": scratch.path]) { $1 }
         p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
         try p.run()
-        defer { _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-f", emd.path]).waitUntilExit() }  // the hung child
+        defer { _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-f", "read-isolated \(emd.path)"]).waitUntilExit() }  // the hung child
         func folders() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: scratch.path)) ?? []).filter { $0.hasPrefix("nanofind-read-") } }
         let deadline = Date().addingTimeInterval(15)
         while folders().isEmpty && Date() < deadline { usleep(5000) }

@@ -53,6 +53,12 @@ final class ReaderEdgeCaseTests: XCTestCase {
         try Data(npy("{'descr': '|u1', 'fortran_order': False, 'shape': (3, \(h), \(w)), }", [UInt8](repeating: 1, count: 3 * h * w))).write(to: stack)
         let s = try XCTUnwrap(MicrographReader.open(stack).first)
         XCTAssertEqual([s.width, s.height, s.frames, s.channels], [w, h, 3, 1])
+        // Float samples are no picture's: np.dstack of three micrographs stays frames (blended into
+        // one grey image, three micrographs would be lost without a word).
+        let dstack = dir.appendingPathComponent("dstack.npy")
+        try Data(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (\(h), \(w), 3), }", [UInt8](repeating: 0, count: 4 * h * w * 3))).write(to: dstack)
+        let d = try XCTUnwrap(MicrographReader.open(dstack).first)
+        XCTAssertEqual([d.width, d.height, d.frames, d.channels], [3, w, h, 1])
     }
 
     /// A TIFF of `image` with its Photometric tag (262) set to `photometric` (little-endian, the

@@ -592,6 +592,14 @@ final class ParticleMeasurementTests: XCTestCase {
         XCTAssertFalse(auto([0, 1, 0, 1, 2] as [UInt16], .uint16), "classes: 1 in two pieces")
         XCTAssertFalse(auto([0, 0.5, 1] as [Float], .float32), "probabilities are not labels")
         XCTAssertFalse(auto([0, 4_294_967_296, 1] as [Float], .float32))
+        // Ids abutting in a row, each one piece that continues at a corner only: [[1,1,2,2],[2,2,1,1]].
+        var diagonal = micrograph([1, 1, 2, 2, 2, 2, 1, 1] as [UInt16], .uint16)
+        diagonal.width = 4; diagonal.height = 2
+        XCTAssertNotNil(LabelImage.labelsIfAny([diagonal]), "ids 1 and 2 each one 8-connected piece")
+        var told: (Int, Int)?
+        let split = micrograph([1, 0, 1, 2] as [UInt16], .uint16)
+        XCTAssertNil(LabelImage.labelsIfAny([split]) { told = ($0, $1) })
+        XCTAssertEqual(told.map { [$0.0, $0.1] }, [2, 3], "2 ids in 3 pieces")
         // Decided for the whole file: a stack whose second image has one id is still labels.
         var stack = micrograph([0, 1, 2, 0, 5, 5] as [UInt16], .uint16)
         stack.width = 3; stack.frames = 2
