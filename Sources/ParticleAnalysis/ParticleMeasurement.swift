@@ -581,8 +581,10 @@ extension LabelImage {
     /// a resampling graded and a map of classes or probability levels, whose values lie in many
     /// pieces. (A label image of one particle is the same pixels as a mask of it, and read so.)
     /// Decided once for a file's micrographs (`file`: each one's images, in order).
-    /// `pieces` hears why a file of whole numbers with several ids was not taken as labels (its
-    /// ids lie in more pieces than there are ids), so a caller can say it.
+    /// `pieces` hears why a file of whole numbers with several ids that looks nearly like labels
+    /// (its ids in more pieces than ids, but at most twice as many: a label image cropped or
+    /// resampled, not a micrograph's thousands of specks) was not taken as labels, so a caller can
+    /// say it.
     public static func labelsIfAny(_ file: [Micrograph], pieces: (_ ids: Int, _ pieces: Int) -> Void = { _, _ in }) -> [[LabelImage]]? {
         var all: [[LabelImage]] = [], several = false
         for m in file {
@@ -595,7 +597,7 @@ extension LabelImage {
                 // One piece per id: as many 8-connected same-id components as ids.
                 let count = runs.components(connectivity8: true, id: id).count
                 guard count == fileIds.count else {
-                    if fileIds.count > 1 { pieces(fileIds.count, count) }
+                    if fileIds.count > 1 && count <= 2 * fileIds.count { pieces(fileIds.count, count) }
                     return nil
                 }
                 images.append(image)
