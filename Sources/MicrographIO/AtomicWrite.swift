@@ -19,6 +19,19 @@ public func partialURL(_ url: URL) -> URL {
     url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
 }
 
+/// Removes from `dir` the temporary files a killed run left (`.NAME.partial-PID` of a process that
+/// is gone: SIGKILL, a power cut; an interrupted run removes its own). Every command that writes
+/// into a folder calls it first. Files of a process still running are left, whatever it is.
+public func removeStaleTemporaries(in dir: URL) {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+    for name in names where name.hasPrefix(".") && name.contains(".partial-") {
+        guard let pid = Int32(name.split(separator: "-").last ?? ""), pid > 0, pid != getpid() else { continue }
+        if kill(pid, 0) != 0 && errno == ESRCH {
+            try? FileManager.default.removeItem(at: dir.appendingPathComponent(name))
+        }
+    }
+}
+
 /// Files written as one set (a report's table, summary, plot and page; a mask beside its
 /// amplitude map): each by its `write` to its hidden name (`partialURL`; a writer may also make
 /// what it writes there, one file after the other), then all renamed into

@@ -608,13 +608,5 @@ public final class BatchSegmentation: @unchecked Sendable {
     }
 
     /// Removes temporary files a killed run left (`.NAME.partial-PID` whose process is gone).
-    public func removeStaleTemporaries() {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.outputDir.path)) ?? []
-        for name in names where name.hasPrefix(".") && name.contains(".partial-") {
-            guard let pid = Int32(name.split(separator: "-").last ?? ""), pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH {
-                try? FileManager.default.removeItem(at: settings.outputDir.appendingPathComponent(name))
-            }
-        }
-    }
+    public func removeStaleTemporaries() { MicrographIO.removeStaleTemporaries(in: settings.outputDir) }
 }

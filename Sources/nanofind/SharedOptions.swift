@@ -97,6 +97,7 @@ struct OutputFolderOption: ParsableArguments {
         do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
             throw exitWithInputError(MicrographError(url: url, reason: "cannot create the output folder"))
         }
+        removeStaleTemporaries(in: url)  // what a killed run of any command left there
         return url
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MicrographIO
 import NanoNet
 import Training
 
@@ -114,6 +115,7 @@ struct Train: ParsableCommand {
         guard FileManager.default.isWritableFile(atPath: folder.path) else {
             throw exitWithInputError(DatasetError(file: output, reason: "its folder cannot be written"))
         }
+        removeStaleTemporaries(in: folder)  // a killed run's `.MODEL.checkpoint.partial-PID`, say
         // The model, its log and its loss curve go beside -o: never into the data, where
         // they would replace an image or a mask (or become one).
         // The folder resolved (it exists; a file that does not yet would not be), then the name.

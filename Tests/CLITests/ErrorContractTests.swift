@@ -297,5 +297,27 @@ final class StandardStreamTests: XCTestCase {
         XCTAssertEqual(p.terminationReason, .uncaughtSignal)
         XCTAssertEqual(folders(), [], "the decoding folder and its files removed")
     }
+
+    /// What a killed run left (SIGKILL: no handler runs) is removed by the next command writing
+    /// into that folder, whichever it is; a running process's temporary file is left.
+    func testAKilledRunsTemporaryFilesAreRemovedByTheNextRun() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/sh")
+        gone.arguments = ["-c", "exit 0"]
+        try gone.run()
+        gone.waitUntilExit()
+        let out = tmp.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let stale = ".img_mask.png.partial-\(gone.processIdentifier)", live = ".other.png.partial-\(getpid())"
+        for name in [stale, live] { try Data("x".utf8).write(to: out.appendingPathComponent(name)) }
+        let image = tmp.appendingPathComponent("img.npy")
+        try NPYFile.write((0..<(128 * 128)).map { Float($0 % 7) }, shape: [128, 128], to: image)
+        let r = try CLIRunner.run(["bragg", image.path, "--pixel-size", "0.05", "-o", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let hidden = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasPrefix(".") }
+        XCTAssertEqual(hidden, [live], "the dead process's file removed, the running one's kept")
+    }
 }
 
