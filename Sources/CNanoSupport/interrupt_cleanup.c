@@ -13,8 +13,8 @@
    ever reads whole paths; everything it calls is async-signal-safe (unlink, open, unlinkat,
    close, rmdir, sigaction, raise, and on Linux the getdents64 system call into a static buffer:
    opendir would allocate, and a signal landing inside malloc would deadlock on its lock). Where
-   there is no getdents64 (macOS), a folder's files are left (segment's next run removes those
-   of its own folder). Slots: a few per file being written at once (simulate --jobs 256 holds
+   there is no getdents64 (macOS), a folder's files are left (a $TMPDIR folder by hand; an output
+   folder's by the next command writing there). Slots: a few per file being written at once (simulate --jobs 256 holds
    about a thousand). */
 #define NF_CLEANUP_SLOTS 2048
 #define NF_CLEANUP_PATH 4096
@@ -31,7 +31,7 @@ int nf_cleanup_register(const char *path, int folder) {
             return i;
         }
     }
-    return -1;  /* every slot taken: the file is left as before (segment's next run removes it) */
+    return -1;  /* every slot taken: the file is left as before (the next command writing into its folder removes it) */
 }
 
 void nf_cleanup_unregister(int slot) {

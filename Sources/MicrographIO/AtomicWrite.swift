@@ -14,7 +14,7 @@ public func writeAtomically(_ head: [UInt8], _ body: UnsafeRawBufferPointer, _ t
 }
 
 /// The hidden name a file is written under before it is renamed into place: `.NAME.partial-PID`
-/// beside it (`BatchSegmentation` removes those a killed run left).
+/// beside it (`removeStaleTemporaries` removes those a killed run left).
 public func partialURL(_ url: URL) -> URL {
     url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
 }

@@ -606,7 +606,4 @@ public final class BatchSegmentation: @unchecked Sendable {
         for name in names { usedNames[name] = url.path }
         claimedInputs.insert(url.path)
     }
-
-    /// Removes temporary files a killed run left (`.NAME.partial-PID` whose process is gone).
-    public func removeStaleTemporaries() { MicrographIO.removeStaleTemporaries(in: settings.outputDir) }
 }

@@ -111,7 +111,6 @@ struct Segment: ParsableCommand {
             notices.lock.lock(); defer { notices.lock.unlock() }
             notices.replaced.append((url.path, own))
         }
-        batch.removeStaleTemporaries()
         let (files, missing, empty) = batch.expand(inputs)
         for m in missing { printError(m) }
         for folder in empty {
