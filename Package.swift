@@ -93,6 +93,6 @@ let package = Package(
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Preprocessing", "MicrographIO", "Segmentation", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Segmentation", "NanoNet", "Preprocessing", "MicrographIO"]),
         .testTarget(name: "CLITests", dependencies: ["MicrographIO", "NanoNet", "Preprocessing", "Segmentation", "ParticleAnalysis", "Training", "TestSupport"]),
-        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MicrographIO", "NanoNet", "NanoTensor"]),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MicrographIO", "NanoNet", "NanoTensor", "TestSupport"]),
     ]
 )

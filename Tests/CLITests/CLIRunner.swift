@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 
 /// Runs the built `nanofind` executable and captures its output.
 struct CLIRunner {
@@ -7,15 +8,7 @@ struct CLIRunner {
     static let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
 
     /// The executable next to the test bundle (SwiftPM puts products in one folder).
-    static var binary: URL {
-        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var dir = testBinary.deletingLastPathComponent()
-        if dir.pathExtension == "xctest" || dir.lastPathComponent == "MacOS" {  // macOS bundle layout
-            while dir.pathExtension != "xctest" && dir.path != "/" { dir = dir.deletingLastPathComponent() }
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("nanofind")
-    }
+    static var binary: URL { BuiltProducts.nanofind }
 
     struct Result { var status: Int32; var stdout: String; var stderr: String }
 

@@ -3,6 +3,7 @@ import FuzzTargets
 import MicrographIO
 import NanoNet
 import NanoTensor
+import TestSupport
 import XCTest
 
 /// The fuzzing targets: each accepts a valid file of its format and rejects damaged ones with an
@@ -82,8 +83,7 @@ final class FuzzTargetsTests: XCTestCase {
     }
 
     func replayThroughTheCLI(_ file: URL, _ target: FuzzTarget) throws {
-        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let nanofind = testBinary.deletingLastPathComponent().appendingPathComponent("nanofind")
+        let nanofind = BuiltProducts.nanofind
         guard FileManager.default.isExecutableFile(atPath: nanofind.path) else {
             throw XCTSkip("nanofind is not built beside the tests; `make test` builds it first")
         }

@@ -33,8 +33,13 @@ final class ReaderRobustnessFuzzTests: XCTestCase {
     static func maxResidentBytes() -> Int {
         if let hwm = statusField("VmHWM:") { return hwm }
         var usage = rusage()
+        #if os(Linux)
         getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
-        return usage.ru_maxrss * 1024
+        return usage.ru_maxrss * 1024  // kilobytes
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        return usage.ru_maxrss  // bytes on macOS
+        #endif
     }
 
     /// A "… kB" field of /proc/self/status, in bytes.
