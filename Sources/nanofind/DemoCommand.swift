@@ -28,6 +28,8 @@ struct Demo: ParsableCommand {
     /// The run files demo writes beside its images' (micrographs/ and segmented/).
     static let runFiles: Set<String> = ["manifest.jsonl", "contact_sheet.png", "particles.csv", "summary.json", "size_histogram.png",
                                         "report.html"]
+    /// The files file browsers write into a folder they show, which demo may clear with its own.
+    static let browserFiles: Set<String> = [".DS_Store", "Thumbs.db", "desktop.ini"]
 
     func run() throws {
         threads.apply()
@@ -46,10 +48,13 @@ struct Demo: ParsableCommand {
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
         // Demo's files: the run files, NAME.ext and NAME_suffix.ext of its images, and the
         // temporary `.FILE.partial-PID` of any of them, or the `.NAME.writing` mark of an image,
-        // an interrupted run left; regular files only.
+        // an interrupted run left; regular files only. Also what a file browser leaves in a
+        // folder it has shown (macOS Finder's `.DS_Store`, the `._NAME` AppleDouble files macOS
+        // writes on FAT, exFAT and network drives, Windows' `Thumbs.db` and `desktop.ini`).
         func isDemo(_ name: String) -> Bool {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path, isDirectory: &isDir), !isDir.boolValue else { return false }
+            if Demo.browserFiles.contains(name) || name.hasPrefix("._") { return true }
             var file = name
             if file.hasPrefix("."), let r = file.range(of: ".partial-") { file = String(file[file.index(after: file.startIndex)..<r.lowerBound]) }
             if file.hasPrefix("."), file.hasSuffix(".writing") {  // an image's mark: `.IMAGE.writing`

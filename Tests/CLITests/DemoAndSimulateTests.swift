@@ -12,6 +12,9 @@ final class DemoAndSimulateTests: XCTestCase {
         let killed = tmp.appendingPathComponent("segmented/.au_demo.writing")
         try FileManager.default.createDirectory(at: killed.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data("micrographs/au_demo.mrc".utf8).write(to: killed)
+        // What a file browser leaves in folders it showed is no one's data: demo runs again over it.
+        try Data([0, 0, 0, 1]).write(to: tmp.appendingPathComponent("segmented/.DS_Store"))
+        try Data([0, 5, 22, 7]).write(to: tmp.appendingPathComponent("segmented/._report.html"))
         let start = Date()
         let r = try CLIRunner.run(["demo", "-o", tmp.path])
         let seconds = Date().timeIntervalSince(start)
