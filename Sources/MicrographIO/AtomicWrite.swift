@@ -140,11 +140,12 @@ private func posixError() -> CocoaError {
     CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
 }
 
-/// Writes `count` bytes, however many calls it takes.
+/// Writes `count` bytes, however many calls it takes: at most 1 GiB a call (macOS refuses a
+/// write of more than 2³¹ − 1 bytes with EINVAL, where Linux writes part of it).
 private func writeAll(_ fd: Int32, _ from: UnsafeRawPointer, _ count: Int) throws {
     var offset = 0
     while offset < count {
-        let n = write(fd, from + offset, count - offset)
+        let n = write(fd, from + offset, min(count - offset, 1 << 30))
         if n < 0 && errno == EINTR { continue }
         guard n > 0 else { throw n == 0 ? CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "nothing written"]) : posixError() }
         offset += n
