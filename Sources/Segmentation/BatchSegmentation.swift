@@ -17,6 +17,10 @@ public struct BatchSettings: Sendable {
     public var splitTouching = true
     /// Process only the inputs of shard `k` of `n` (1-based), chosen by a hash of the path.
     public var shard: (k: Int, n: Int) = (1, 1)
+    /// Whether output names differing only in letter case name one file in `outputDir` (macOS'
+    /// default volumes, FAT and exFAT drives): then two inputs whose stems differ only in case
+    /// clash as two of one stem do. Nil: found out in the output folder (`namesFoldCase(in:)`).
+    public var foldsNameCase: Bool?
 
     public init(outputDir: URL) { self.outputDir = outputDir }
 }
@@ -49,9 +53,16 @@ public final class BatchSegmentation: @unchecked Sendable {
     public var imageNote: (@Sendable (URL, String, String) -> Void)?
     /// Every input of the run (resolved paths): no output may be written over one.
     private var inputPaths: Set<String> = []
-    /// Output names given out in this run (two inputs with one stem must not overwrite each other);
-    /// files may be processed concurrently, so every use goes through `namesLock`.
+    /// Output names given out in this run (two inputs with one stem must not overwrite each other),
+    /// by `nameKey`; files may be processed concurrently, so every use goes through `namesLock`.
     public private(set) var usedNames: [String: String] = [:]
+    /// The inputs' identities (device and inode): an output is never written over one, however
+    /// its path is spelled (a link, another case on a case-insensitive volume, a hard link).
+    private var inputIdentities: Set<FileIdentity> = []
+    /// Whether the output folder's names fold case (`BatchSettings.foldsNameCase`).
+    private let foldsCase: Bool
+    /// An output name or stem as the output folder tells names apart.
+    func nameKey(_ name: String) -> String { foldsCase ? name.lowercased() : name }
     /// The inputs that hold names in `usedNames` (a set, so that skipping done files stays linear).
     private var claimedInputs: Set<String> = []
     /// The output folder's names as the run first looked, under every stem they may belong to
@@ -82,6 +93,7 @@ public final class BatchSegmentation: @unchecked Sendable {
 
     public init(segmenter: Segmenter, settings: BatchSettings, modelName: String) {
         self.segmenter = segmenter; self.settings = settings; self.modelName = modelName
+        foldsCase = settings.foldsNameCase ?? namesFoldCase(in: settings.outputDir)
     }
 
     /// What a folder is searched for (a file named on the command line is read by its content,
@@ -130,19 +142,19 @@ public final class BatchSegmentation: @unchecked Sendable {
         // input whose names may be a stack's frames' (`x_1` beside `x`) goes to the stack's
         // shard, where the run settles which gets them (`mayShareNames`).
         var firstWithStem: [String: URL] = [:]
-        for url in files where firstWithStem[url.deletingPathExtension().lastPathComponent] == nil {
-            firstWithStem[url.deletingPathExtension().lastPathComponent] = url
+        for url in files where firstWithStem[nameKey(url.deletingPathExtension().lastPathComponent)] == nil {
+            firstWithStem[nameKey(url.deletingPathExtension().lastPathComponent)] = url
         }
         func shardKey(_ url: URL) -> String {
             let stem = url.deletingPathExtension().lastPathComponent
-            if let base = BatchSegmentation.stackStem(ofFrameName: stem), let stack = firstWithStem[base] { return stack.standardizedFileURL.path }
+            if let base = BatchSegmentation.stackStem(ofFrameName: stem), let stack = firstWithStem[nameKey(base)] { return stack.standardizedFileURL.path }
             return url.standardizedFileURL.path
         }
         var mine: [URL] = []
         for url in files {
             let inShard = BatchSegmentation.shard(of: shardKey(url), count: n) == k - 1
             let stem = url.deletingPathExtension().lastPathComponent
-            if let earlier = firstWithStem[stem], earlier != url {
+            if let earlier = firstWithStem[nameKey(stem)], earlier != url {
                 if inShard { problems.append(BatchSegmentation.nameClash(url, name: stem, earlier: earlier.path)) }
                 continue
             }
@@ -180,6 +192,7 @@ public final class BatchSegmentation: @unchecked Sendable {
     public func run(_ files: [URL], jobs: Int? = nil, pool: ThreadPool = .shared,
                     report: @escaping @Sendable (URL, Outcome, Double) -> Void) {
         inputPaths = Set(files.map(BatchSegmentation.resolved))
+        inputIdentities = Set(files.compactMap(FileIdentity.init))
         let threads = pool.threadCount
         let jobs = BatchSegmentation.jobs(jobs, files: files.count, threads: threads, segmenter: segmenter)
         let pools = jobs == 1 ? [pool] : BatchSegmentation.threadShares(threads, jobs: jobs).map { ThreadPool(threads: $0, pin: false) }
@@ -190,14 +203,14 @@ public final class BatchSegmentation: @unchecked Sendable {
         // files are taken one at a time (jobs side by side would otherwise race for them).
         var firstWithStem: [String: URL] = [:], clashes: [Int: URL] = [:]
         for (index, url) in files.enumerated() {
-            let stem = url.deletingPathExtension().lastPathComponent
+            let stem = nameKey(url.deletingPathExtension().lastPathComponent)
             if let earlier = firstWithStem[stem] { clashes[index] = earlier } else { firstWithStem[stem] = url }
         }
         let earlierInput = clashes
         // An input whose names may be an earlier input's frames' (`x_1` beside a stack `x`, whose
         // frames are `x_0`, `x_1`, …; or the other way round) waits until the others are done,
         // so that the earlier one claims the names first whatever the timing.
-        let waits = jobs > 1 ? BatchSegmentation.mayShareNames(files).subtracting(earlierInput.keys) : []
+        let waits = jobs > 1 ? BatchSegmentation.mayShareNames(files, key: nameKey).subtracting(earlierInput.keys) : []
         final class State: @unchecked Sendable {
             let lock = NSLock()
             var afterwards: [Int] = []
@@ -241,8 +254,8 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// The inputs (indices) whose output names may be those of another input's frames: stem
     /// `x_<k>` beside an input of stem `x` (a stack's frames are named `x_0`, `x_1`, …), both
     /// of them.
-    package static func mayShareNames(_ files: [URL]) -> Set<Int> {
-        let stems = files.map { $0.deletingPathExtension().lastPathComponent }
+    package static func mayShareNames(_ files: [URL], key: (String) -> String = { $0 }) -> Set<Int> {
+        let stems = files.map { key($0.deletingPathExtension().lastPathComponent) }
         var byStem: [String: [Int]] = [:]
         for (i, stem) in stems.enumerated() { byStem[stem, default: []].append(i) }
         var out: Set<Int> = []
@@ -393,8 +406,8 @@ public final class BatchSegmentation: @unchecked Sendable {
         guard let count = out.first?.imagesInInput, let signature = BatchSegmentation.inputSignature(url),
               out.allSatisfy({ $0.inputSignature == signature && $0.imagesInInput == count }),
               out.map(\.image).sorted() == BatchSegmentation.names(for: url, count: count).sorted() else { return nil }
-        guard out.allSatisfy({ usedNames[$0.image] == nil }) else { return nil }
-        for s in out { usedNames[s.image] = url.path }
+        guard out.allSatisfy({ usedNames[nameKey($0.image)] == nil }) else { return nil }
+        for s in out { usedNames[nameKey(s.image)] = url.path }
         claimedInputs.insert(url.path)
         return out
     }
@@ -567,7 +580,7 @@ public final class BatchSegmentation: @unchecked Sendable {
         for name in names {
             for f in ImageOutputs.files(for: name, probability: settings.probabilityFormat) {
                 let out = settings.outputDir.appendingPathComponent(f)
-                if inputs.contains(BatchSegmentation.resolved(out)) {
+                if inputs.contains(BatchSegmentation.resolved(out)) || FileIdentity(out).map(inputIdentities.contains) == true {
                     throw MicrographError(url: url, reason: "its output \(f) would replace an input of this run (\(out.path)); segment it into another folder")
                 }
                 var isDir: ObjCBool = false
@@ -599,11 +612,11 @@ public final class BatchSegmentation: @unchecked Sendable {
     func claim(_ names: [String], for url: URL) throws {
         namesLock.lock(); defer { namesLock.unlock() }
         for name in names {
-            if let earlier = usedNames[name], earlier != url.path {
+            if let earlier = usedNames[nameKey(name)], earlier != url.path {
                 throw BatchSegmentation.nameClash(url, name: name, earlier: earlier)
             }
         }
-        for name in names { usedNames[name] = url.path }
+        for name in names { usedNames[nameKey(name)] = url.path }
         claimedInputs.insert(url.path)
     }
 }
