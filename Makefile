@@ -4,8 +4,17 @@ SHELL := /bin/bash
 SWIFT ?= swift
 # 16-lane vectors where the CPU has AVX-512, 8 lanes otherwise (see Package.swift); make test also runs the
 # kernel and network tests at the narrower widths this CPU can execute (8 and 4 lanes).
-SIMD_FLAG := $(shell grep -q avx512f /proc/cpuinfo 2>/dev/null && echo "-Xswiftc -DNF_SIMD16")
+# (Linux: /proc/cpuinfo's flags; an Intel Mac: sysctl's leaf-7 features; Apple silicon: NEON, 4 lanes.)
+SIMD_FLAG := $(shell (grep -q avx512f /proc/cpuinfo 2>/dev/null || sysctl -n machdep.cpu.leaf7_features 2>/dev/null | grep -q AVX512F) \
+	&& echo "-Xswiftc -DNF_SIMD16")
+# On arm64 the default build is the 4-lane one already.
+ARM64 := $(filter arm64 aarch64,$(shell uname -m))
 SWIFTFLAGS := -c release $(SIMD_FLAG)
+# Homebrew's pkg-config for the build on Apple silicon, where its installer put it even when
+# this shell's PATH does not name /opt/homebrew/bin yet (Intel Homebrew's /usr/local/bin is).
+ifneq ($(wildcard /opt/homebrew/bin/brew),)
+export PATH := /opt/homebrew/bin:$(PATH)
+endif
 BIN := .build/release/nanofind
 SIM := ../shared/data/sim-v1
 # The default model's recipe (Models/README.md): robust normalisation and augmentation, 256² crops,
@@ -32,9 +41,11 @@ ifneq ($(SIMD_FLAG),)
 	$(SWIFT) build -c release --build-path .build/simd8 --build-tests
 	$(SWIFT) test -c release --build-path .build/simd8 --skip-build --disable-swift-testing --filter "NanoTensorTests|NanoNetTests"
 endif
+ifeq ($(ARM64),)
 	@echo "kernels again with 4-lane vectors (the arm64 NEON code path), in .build/simd4"
 	$(SWIFT) build -c release --build-path .build/simd4 --build-tests -Xswiftc -DNF_SIMD4
 	$(SWIFT) test -c release --build-path .build/simd4 --skip-build --disable-swift-testing --filter "NanoTensorTests|NanoNetTests"
+endif
 
 # A single-node SLURM cluster (slurm-wlm, munge; installed if missing) runs a 4-task array of
 # `segment --shard K/4`; the merged result must equal a single-process run. Needs root.

@@ -20,6 +20,16 @@ static inline hid_t nf_h5s_all(void) { return H5S_ALL; }
 static inline hid_t nf_h5e_default(void) { return H5E_DEFAULT; }
 static inline hid_t nf_h5p_file_access(void) { return H5P_FILE_ACCESS; }
 static inline unsigned nf_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
+/// Whether `path` is an HDF5 file the library can open: positive yes, 0 no, negative on error.
+/// H5Fis_hdf5 is deprecated from 1.12 on (its successor, H5Fis_accessible, arrived there), and
+/// absent from a library built without deprecated symbols (as a package manager may build 2.x).
+static inline htri_t nf_h5_is_hdf5(const char *path) {
+#if H5_VERSION_GE(1, 12, 0)
+    return H5Fis_accessible(path, H5P_DEFAULT);
+#else
+    return H5Fis_hdf5(path);
+#endif
+}
 /// Number of attributes of an object, or -1 (the info call changed between HDF5 1.10 and 1.12).
 static inline long long nf_h5_num_attrs(hid_t oid) {
 #if H5_VERSION_GE(1, 12, 0)

@@ -11,6 +11,35 @@ int nf_limit_address_space(unsigned long long bytes) {
     return setrlimit(RLIMIT_AS, &limit);
 }
 
+#if defined(__APPLE__)
+#include <libproc.h>
+#include <sys/sysctl.h>
+
+long long nf_process_footprint(int pid) {
+    struct rusage_info_v4 info;
+    if (proc_pid_rusage(pid, RUSAGE_INFO_V4, (rusage_info_t *)&info) != 0) return -1;
+    return (long long)info.ri_phys_footprint;
+}
+
+int nf_cpu_brand(char *buffer, size_t size) {
+    size_t length = size;
+    if (size == 0 || sysctlbyname("machdep.cpu.brand_string", buffer, &length, NULL, 0) != 0) return -1;
+    buffer[size - 1] = 0;
+    return 0;
+}
+#else
+long long nf_process_footprint(int pid) {
+    (void)pid;
+    return -1;
+}
+
+int nf_cpu_brand(char *buffer, size_t size) {
+    (void)buffer;
+    (void)size;
+    return -1;
+}
+#endif
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

@@ -37,7 +37,7 @@ public final class HDF5File: @unchecked Sendable {
             throw HDF5Error(file: path, reason: "no such file")
         }
         fileSize = size.intValue
-        guard H5Fis_hdf5(path) > 0 else { throw HDF5Error(file: path, reason: "not an HDF5 file (no HDF5 signature)") }
+        guard nf_h5_is_hdf5(path) > 0 else { throw HDF5Error(file: path, reason: "not an HDF5 file (no HDF5 signature)") }
         let fid = H5Fopen(path, nf_h5f_acc_rdonly(), nf_h5p_default())
         guard fid >= 0 else { throw HDF5Error(file: path, reason: "HDF5 file is corrupt or truncated (cannot open)") }
         id = fid

@@ -1,3 +1,4 @@
+import CNanoSupport
 import Foundation
 
 /// The machine's ceiling for the kernels: independent chains of vector multiply-adds in the
@@ -43,6 +44,8 @@ public enum FMAPeak {
     /// The CPU's model name and the vector instruction set the kernels were built for.
     public static var cpu: (model: String, isa: String) {
         var model = "unknown CPU"
+        var brand = [CChar](repeating: 0, count: 256)
+        if nf_cpu_brand(&brand, brand.count) == 0 { model = String(cString: brand) }  // macOS
         if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
             let field = { (key: String) in
                 text.split(separator: "\n").first { $0.hasPrefix(key) }?.split(separator: ":", maxSplits: 1).last

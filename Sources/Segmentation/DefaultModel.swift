@@ -15,8 +15,11 @@ public enum DefaultModel {
         let source = URL(fileURLWithPath: #filePath)
         list.append(source.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Models/default.safetensors"))
-        // … and relative to the binary in a checkout (.build/<triple>/release/nanofind).
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+        // … and relative to the binary in a checkout (.build/<triple>/release/nanofind; Linux
+        // names it in /proc, macOS through the main bundle).
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? Bundle.main.executableURL?.resolvingSymlinksInPath().path
+        if let exe {
             var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
             for _ in 0..<4 {
                 list.append(dir.appendingPathComponent("Models/default.safetensors"))

@@ -42,7 +42,17 @@ enum IsolatedReader {
         child.standardOutput = FileHandle.nullDevice
         do { try child.run() } catch { return false }
         let deadline = Date().addingTimeInterval(timeout)
-        while child.isRunning && Date() < deadline { usleep(2000) }
+        // Where the child cannot bound its own address space (macOS), its memory is watched
+        // from here against the same bound (`nf_process_footprint` is -1 where it bounds it).
+        let bound = memoryBound(for: url)
+        while child.isRunning && Date() < deadline {
+            let footprint = nf_process_footprint(child.processIdentifier)
+            if footprint > 0 && UInt64(footprint) > bound {
+                child.terminate(); child.waitUntilExit()
+                throw MicrographError(url: url, reason: "reading it took more than \(bound >> 30) GiB of memory; the file is corrupt")
+            }
+            usleep(2000)
+        }
         if child.isRunning {
             child.terminate(); child.waitUntilExit()
             throw MicrographError(url: url, reason: "reading took longer than \(Int(timeout)) s (corrupt HDF5 structure?)")
@@ -83,9 +93,15 @@ enum IsolatedReader {
     /// stored), so that an allocation a corrupt header makes libhdf5 ask for (10 GB for a 30 kB
     /// file, found by fuzzing) fails at once and the file is refused.
     static func limitAddressSpace(for url: URL) {
+        _ = nf_limit_address_space(memoryBound(for: url))
+    }
+
+    /// The memory a child reading `url` may take: 2 GiB, or 1 GiB plus eight times the file's size.
+    static func memoryBound(for url: URL) -> UInt64 {
         let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.uint64Value ?? 0
-        let bytes = max(UInt64(2) << 30, (UInt64(1) << 30) &+ size.multipliedReportingOverflow(by: 8).partialValue)
-        _ = nf_limit_address_space(bytes)
+        let (eight, o1) = size.multipliedReportingOverflow(by: 8)
+        let (sum, o2) = (UInt64(1) << 30).addingReportingOverflow(eight)
+        return o1 || o2 ? .max : max(UInt64(2) << 30, sum)
     }
 
     /// This program's own executable (found whether it was started by path or through PATH).

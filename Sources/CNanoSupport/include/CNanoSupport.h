@@ -15,6 +15,15 @@ int nf_available_cpus(void);
 /// success. The child that reads an HDF5 file sets one, so that a corrupt file's absurd
 /// allocation inside libhdf5 fails at once instead of taking the machine's memory.
 int nf_limit_address_space(unsigned long long bytes);
+/// The memory another process of this user holds: on macOS its physical footprint
+/// (`proc_pid_rusage`), where no address-space limit can be set (setrlimit(RLIMIT_AS) fails
+/// there), so the parent of the HDF5 reading child watches it instead; -1 elsewhere (Linux
+/// bounds the child's address space) or when it cannot be read.
+long long nf_process_footprint(int pid);
+/// The CPU's model name where the system says it (macOS: `machdep.cpu.brand_string`, e.g.
+/// "Apple M2"), written into `buffer` with its terminating zero: 0 on success, -1 elsewhere
+/// (Linux: /proc/cpuinfo names it).
+int nf_cpu_brand(char *buffer, size_t size);
 /// glibc only: memory blocks up to `largest` bytes come from the heap, one for all threads, and
 /// freed memory stays with the process, so the next image of a batch reuses the last one's
 /// pages instead of faulting in (and zeroing) fresh ones. 0 on success, -1 where not available (macOS: its
