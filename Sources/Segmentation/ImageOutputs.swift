@@ -339,7 +339,8 @@ public enum ImageOutputs {
 }
 
 /// The micrograph, contrast-stretched (0.5–99.5 %), with particle outlines and ids; at most
-/// 2048 px on its longer side (larger images are shown shrunk). Drawn in 254 grey levels and two
+/// 2048² px (larger images are shown shrunk by a whole step, so a wide panorama, 9000 × 500 px
+/// say, is shown whole rather than 2048 px wide). Drawn in 254 grey levels and two
 /// colours on an `IndexedCanvas` (a palette PNG): a third of an RGB image's bytes to code and
 /// write (with zlib, once: 3.7 MB in 39 ms instead of 6.1 MB in 126 ms as RGB). Its rows are
 /// coded as literals in a code fitted to them (`RunDeflater.literals`): a simulated 4096²
@@ -361,8 +362,14 @@ public enum Overlay {
         return c
     }
 
-    /// Every `step`-th pixel of the image, at most `maxSide` a side.
-    static func step(_ raw: FloatImage) -> Int { max(1, (max(raw.width, raw.height) + maxSide - 1) / maxSide) }
+    /// Every `step`-th pixel of the image: the smallest step that shows at most `maxSide`² pixels.
+    static func step(_ raw: FloatImage) -> Int { step(width: raw.width, height: raw.height) }
+
+    public static func step(width w: Int, height h: Int) -> Int {
+        var step = max(1, Int((Double(w) * Double(h) / Double(maxSide * maxSide)).squareRoot()))
+        while ((w + step - 1) / step) * ((h + step - 1) / step) > maxSide * maxSide { step += 1 }
+        return step
+    }
 
     /// The contrast-stretched micrograph the outlines are drawn on (it needs no particles, so
     /// `segment` makes it while they are measured).

@@ -18,11 +18,12 @@ final class OverlayTests: XCTestCase {
     }
 
     /// The outlines (drawn from sampled rows) against the plain test of each shown pixel and its
-    /// four neighbours `step` away, on random blobs touching the edges, shown whole (step 1) and
-    /// shrunk (steps 2 and 3: images over 2048 and 4096 px wide), with the ids drawn the same.
+    /// four neighbours `step` away, on random blobs touching the edges, shown whole (step 1, a
+    /// wide panorama too) and shrunk (steps 2 and 3: images over 2048² and 2 · 2048² px), with
+    /// the ids drawn the same.
     func testOutlinesMatchThePlainNeighbourTest() {
         var rng = SplitMix64(seed: 5)
-        for (w, h) in [(300, 200), (2100, 37), (4100, 29), (5, 3)] {
+        for (w, h, expectedStep) in [(300, 200, 1), (9000, 37, 1), (4100, 1100, 2), (6200, 2900, 3), (5, 3, 1)] {
             var mask = BinaryMask(width: w, height: h)
             for _ in 0..<12 {
                 let cx = Int(rng.next() % UInt64(w)), cy = Int(rng.next() % UInt64(h)), r = 2 + Int(rng.next() % 20)
@@ -34,7 +35,12 @@ final class OverlayTests: XCTestCase {
             let m = ParticleMeasurement(mask: mask)
             let drawn = Overlay.render(raw, labels: m.labels, particles: [])
             var plain = Overlay.background(raw)
-            let step = max(1, (max(w, h) + Overlay.maxSide - 1) / Overlay.maxSide), L = m.labels.labels
+            // The smallest whole step that shows at most 2048² pixels.
+            let step = (1...).first { ((w + $0 - 1) / $0) * ((h + $0 - 1) / $0) <= Overlay.maxSide * Overlay.maxSide }!
+            XCTAssertEqual(step, expectedStep, "\(w)×\(h)")
+            XCTAssertEqual(Overlay.step(width: w, height: h), step, "\(w)×\(h)")
+            XCTAssertEqual(plain.width, (w + step - 1) / step, "\(w)×\(h)")
+            let L = m.labels.labels
             for oy in 0..<plain.height { for ox in 0..<plain.width {
                 let x = ox * step, y = oy * step, i = y * w + x, l = L[i]
                 if l != 0 && (x < step || y < step || x + step >= w || y + step >= h
