@@ -27,6 +27,9 @@ public struct BraggFilter: Sendable {
         public var amplitude: FloatImage
         /// Peak pixels kept in the spectrum (0 means no lattice found).
         public var peaks: Int
+        /// What a user should know about the image's pixels that show no specimen (as
+        /// `Segmenter`'s notes): NaN or infinite ones, flat padding, nothing to filter.
+        public var notes: [String] = []
     }
 
     /// Why images of `pixelSizeNm` nm per pixel cannot be Bragg filtered, or nil: the finest
@@ -59,7 +62,19 @@ public struct BraggFilter: Sendable {
         // filled with pixels drawn from the others before the transform, as segment fills it (the
         // edge of a flat fill was taken for a crystal), and is never crystal.
         var image = image
-        let outside = BinaryMask.union(image.edgePadding(), image.nonFinitePixels().mask)
+        let nonFinite = image.nonFinitePixels(), padding = image.edgePadding()
+        func nothing(_ note: String) -> Result {
+            Result(mask: BinaryMask(width: w, height: h), amplitude: FloatImage(width: w, height: h), peaks: 0, notes: [note])
+        }
+        if nonFinite.mask?.foregroundCount == n { return nothing(OutsideNotes.allNonFinite(nothingTo: "filter", no: "crystal")) }
+        if nonFinite.mask == nil && nonFinite.min == nonFinite.max {
+            return nothing(OutsideNotes.oneValue(nonFinite.min, nothingTo: "filter", no: "crystal"))
+        }
+        if padding?.foregroundCount == n { return nothing(OutsideNotes.allPadding(nothingTo: "filter", no: "crystal")) }
+        var notes: [String] = []
+        if let m = nonFinite.mask { notes.append(OutsideNotes.nonFinite(m.foregroundCount, never: "crystal")) }
+        if let m = padding { notes.append(OutsideNotes.padding(m.foregroundCount, never: "crystal")) }
+        let outside = BinaryMask.union(padding, nonFinite.mask)
         if let outside { image.fillLikeOthers(outside) }
         let fft = FFT2D(width: w, height: h)
         // Zero mean, edges tapered (a Tukey window over 8 % of each side) against the edge cross.
@@ -86,7 +101,7 @@ public struct BraggFilter: Sendable {
             if f > 0, spacing.contains(pixelSizeNm / f) { band.append(y * w + x) }
         } }
         let values = band.map { residual[$0] }
-        guard values.count > 16 else { return Result(mask: BinaryMask(width: w, height: h), amplitude: FloatImage(width: w, height: h), peaks: 0) }
+        guard values.count > 16 else { return Result(mask: BinaryMask(width: w, height: h), amplitude: FloatImage(width: w, height: h), peaks: 0, notes: notes) }
         let median = percentiles(values, [50])[0]
         let mad = percentiles(values.map { abs($0 - median) }, [50])[0]
         let threshold = median + Float(peakSigma * 1.4826) * mad
@@ -96,7 +111,7 @@ public struct BraggFilter: Sendable {
         if ProcessInfo.processInfo.environment["NANOFIND_DEBUG"] != nil {
             try? FileHandle.standardError.write(contentsOf: Data("bragg: band \(values.count) median \(median) mad \(mad) threshold \(threshold) peaks \(peaks) max \(values.max() ?? 0)\n".utf8))
         }
-        guard peaks > 0 else { return Result(mask: BinaryMask(width: w, height: h), amplitude: FloatImage(width: w, height: h), peaks: 0) }
+        guard peaks > 0 else { return Result(mask: BinaryMask(width: w, height: h), amplitude: FloatImage(width: w, height: h), peaks: 0, notes: notes) }
         // A smooth mask around the peaks (Gaussian, periodic), at most 1.
         let smooth = gaussianBlur(FloatImage(width: w, height: h, pixels: peakMask), sigma: 1.5, border: .wrap)
         let scale = 1 / max(1e-6, smooth.pixels.max() ?? 1)
@@ -123,7 +138,7 @@ public struct BraggFilter: Sendable {
         let raw = BinaryMask(width: w, height: h, values: (0..<n).map { local.pixels[$0] > t && (outside?.values[$0] ?? 0) == 0 ? 1 : 0 })
         let cleaned = ParticleMeasurement(mask: raw, pixelSizeNm: pixelSizeNm, minimumAreaNm2: minimumAreaNm2)
         let mask = BinaryMask(width: w, height: h, values: cleaned.labels.labels.map { $0 == 0 ? 0 : 1 })
-        return Result(mask: mask, amplitude: local, peaks: peaks)
+        return Result(mask: mask, amplitude: local, peaks: peaks, notes: notes)
     }
 }
 

@@ -287,21 +287,21 @@ public final class Segmenter: @unchecked Sendable {
             }
             guard lo == hi else {
                 return blank(width: w, height: h, pixelSizeNm: pixelSizeNm, source: source,
-                             note: "every pixel lies in flat blocks of one value (padding): nothing to segment, no particles")
+                             note: OutsideNotes.allPadding(nothingTo: "segment", no: "particles"))
             }
             padding = nil
         }
         var (nonFinite, lo, hi) = image.nonFinitePixels(parallel: pool.parallel)
         if let nonFinite, nonFinite.foregroundCount == w * h {
             return blank(width: w, height: h, pixelSizeNm: pixelSizeNm, source: source,
-                         note: "every pixel is NaN or infinite: nothing to segment, no particles")
+                         note: OutsideNotes.allNonFinite(nothingTo: "segment", no: "particles"))
         }
         var notes: [String] = []
         if let nonFinite {
-            notes.append("\(nonFinite.foregroundCount) pixels are NaN or infinite: filled with pixels drawn from the others, never particle")
+            notes.append(OutsideNotes.nonFinite(nonFinite.foregroundCount, never: "particle"))
         }
         if let padding {
-            notes.append("\(padding.foregroundCount) pixels are flat padding at the image's edges (one value, reaching the edges across and down): filled with pixels drawn from the others, never particle")
+            notes.append(OutsideNotes.padding(padding.foregroundCount, never: "particle"))
         }
         var fill: Float = 0
         let outside = BinaryMask.union(BinaryMask.union(nonFinite, padding), bar)
@@ -343,7 +343,7 @@ public final class Segmenter: @unchecked Sendable {
         // the network, trained on texture, may read as anything.
         if let lo = oneValue {
             return blank(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm, source: source,
-                         note: String(format: "every pixel is %g: nothing to segment, no particles", lo))
+                         note: OutsideNotes.oneValue(lo, nothingTo: "segment", no: "particles"))
         }
         var timings: [(String, Double)] = []
         func timed<T>(_ name: String, _ body: () -> T) -> T {

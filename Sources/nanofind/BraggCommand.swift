@@ -72,7 +72,7 @@ struct Bragg: ParsableCommand {
                 // Written together (`writeTogether`), each frame filtered as its mask is written:
                 // a file's outputs appear all at once or not at all, and a failure leaves an
                 // earlier run's outputs (--overwrite) as they were.
-                var lines = [String](repeating: "", count: frames.count)
+                var lines = [String](repeating: "", count: frames.count), notes = [[String]](repeating: [], count: frames.count)
                 // Each frame filtered when its first file is written, kept until its second is.
                 var filtered: [Int: BraggFilter.Result] = [:]
                 func result(_ k: Int) throws -> BraggFilter.Result {
@@ -81,6 +81,7 @@ struct Bragg: ParsableCommand {
                     let r = BraggFilter().segment(try FloatImage(m, frame: frame), pixelSizeNm: sizes[k])
                     lines[k] = String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
                                       100 * Double(r.mask.foregroundCount) / Double(m.width * m.height), names[k])
+                    notes[k] = r.notes
                     filtered[k] = r
                     return r
                 }
@@ -95,6 +96,10 @@ struct Bragg: ParsableCommand {
                 }
                 try writeTogether(files)
                 lines.forEach { print($0) }
+                // As segment tells them: pixels that show no specimen, or nothing to filter.
+                for (name, list) in zip(names, notes) {
+                    for note in list { writeStandardError("warning: \(oneLine(input)) (\(name)): \(note)\n") }
+                }
             } catch {
                 failures += 1
                 printError(error)

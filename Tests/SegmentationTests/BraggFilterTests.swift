@@ -83,7 +83,8 @@ final class BraggFilterTests: XCTestCase {
             inside += 1
         } }
         for y in 0..<256 { for x in 0..<40 { image.pixels[y * 256 + x] = 0 } }  // the fill
-        let mask = BraggFilter().segment(image, pixelSizeNm: p).mask
+        let result = BraggFilter().segment(image, pixelSizeNm: p), mask = result.mask
+        XCTAssertEqual(result.notes, ["10240 pixels are flat padding at the image's edges (one value, reaching the edges across and down): filled with pixels drawn from the others, never crystal"])
         var inPadding = 0
         for y in 0..<256 { for x in 0..<48 where mask.values[y * 256 + x] != 0 { inPadding += 1 } }
         XCTAssertEqual(inPadding, 0, "mask pixels in or beside the padding")
@@ -95,6 +96,27 @@ final class BraggFilterTests: XCTestCase {
             let result = BraggFilter().segment(noise(256, 192, seed: seed), pixelSizeNm: 0.05)
             XCTAssertEqual(result.peaks, 0, "seed \(seed)")
             XCTAssertEqual(result.mask.foregroundCount, 0, "seed \(seed)")
+            XCTAssertEqual(result.notes, [], "seed \(seed)")
+        }
+    }
+
+    /// Pixels that show no specimen are told of, as segment tells them; an image with nothing to
+    /// filter says so instead of reporting "0 peak pixels" as if it had been looked at.
+    func testNaNsAndImagesWithNothingToFilterAreNoted() {
+        var image = noise(128, 128, seed: 4)
+        for y in 10..<20 { for x in 10..<30 { image.pixels[y * 128 + x] = .nan } }
+        let some = BraggFilter().segment(image, pixelSizeNm: 0.05)
+        XCTAssertEqual(some.notes, ["200 pixels are NaN or infinite: filled with pixels drawn from the others, never crystal"])
+        XCTAssertEqual(some.mask.foregroundCount, 0)
+        let cases: [([Float], String)] = [
+            ([Float](repeating: .nan, count: 128 * 128), "every pixel is NaN or infinite: nothing to filter, no crystal"),
+            ([Float](repeating: 3, count: 128 * 128), "every pixel is 3: nothing to filter, no crystal"),
+            ((0..<(128 * 128)).map { $0 % 128 < 64 ? 1 : 2 }, "every pixel lies in flat blocks of one value (padding): nothing to filter, no crystal"),
+        ]
+        for (pixels, note) in cases {
+            let r = BraggFilter().segment(FloatImage(width: 128, height: 128, pixels: pixels), pixelSizeNm: 0.05)
+            XCTAssertEqual(r.notes, [note])
+            XCTAssertEqual(r.peaks, 0); XCTAssertEqual(r.mask.foregroundCount, 0)
         }
     }
 }
