@@ -339,7 +339,7 @@ public enum ImageOutputs {
 }
 
 /// The micrograph, contrast-stretched (0.5–99.5 %), with particle outlines and ids; at most
-/// 2048² px (larger images are shown shrunk by a whole step, so a wide panorama, 9000 × 500 px
+/// 2048² px (larger images are shown shrunk by a whole step, so a wide panorama, 9000 × 400 px
 /// say, is shown whole rather than 2048 px wide). Drawn in 254 grey levels and two
 /// colours on an `IndexedCanvas` (a palette PNG): a third of an RGB image's bytes to code and
 /// write (with zlib, once: 3.7 MB in 39 ms instead of 6.1 MB in 126 ms as RGB). Its rows are
