@@ -182,13 +182,18 @@ public struct Evaluation {
     /// The pixel size (nm) to measure every image at instead of its file's (`--pixel-size`), as
     /// the prediction was made at: nil measures each image at its own calibration.
     public var pixelSizeOverride: Double?
+    /// Gets a line (`file: what`) for files of the data folders that are not used and masks
+    /// that look inverted (`LabelledDataset.load`).
+    public var warn: (String) -> Void = { _ in }
     public init(data: [URL]) { self.data = data }
 
     /// Scores of `predict` (labelled image → predicted mask) on every labelled image of the
     /// data, and particle counts and sizes against the manifest where there is one.
     public func run(model: String, method: String, threshold: Float?,
                     predict: (LabelledImage) throws -> BinaryMask) throws -> EvaluationReport {
-        let images = try LabelledDataset.load(data, open: open)
+        // Warnings wait until every image is scored: a refused run prints its one error line alone.
+        var warnings: [String] = []
+        let images = try LabelledDataset.load(data, open: open) { warnings.append($0) }
         var truth: [String: [String: Any]] = [:]
         for folder in data {
             for e in LabelledDataset.manifestEntries(near: folder) { if let n = e["name"] as? String { truth[n] = e } }
@@ -224,6 +229,7 @@ public struct Evaluation {
                                            particlesFound: found.particles.count, particlesTrue: entry?["n_particles"] as? Int,
                                            componentsTrue: components, diameters: pairs))
         }
+        warnings.forEach(warn)
         return EvaluationReport(model: model, method: method, threshold: threshold, images: results)
     }
 }

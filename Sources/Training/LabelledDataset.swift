@@ -16,53 +16,124 @@ public struct LabelledImage: Sendable {
     public var pixelSizeNm: Double?
     /// Material from a `manifest.jsonl` (beside the images or one folder up), else the folder name.
     public var group: String
+
+    /// The image and its mask at `nm` per pixel, as segment resamples its inputs to the model's
+    /// scale: the image through the antialiasing filter, the mask as a 0/1 map through the same
+    /// filter, cut at ½. Itself when it has no pixel size or is already there.
+    public func resampled(toPixelSizeNm nm: Double) -> LabelledImage {
+        guard let p = pixelSizeNm, p != nm else { return self }
+        let w = max(1, Int((Double(image.width) * p / nm).rounded())), h = max(1, Int((Double(image.height) * p / nm).rounded()))
+        var out = self
+        out.image = resample(image, width: w, height: h)
+        let map = resample(FloatImage(width: mask.width, height: mask.height, pixels: mask.values.map(Float.init)), width: w, height: h)
+        out.mask = BinaryMask(width: w, height: h, values: map.pixels.map { $0 >= 0.5 ? 1 : 0 })
+        out.pixelSizeNm = nm
+        return out
+    }
 }
 
-/// Folders of micrographs with `NAME_mask.png` beside each image (the layout of
-/// `../shared/data/sim-v1`). A stem stored in several formats counts once (the first of
-/// `formatPreference`); `*_mask.png`, `*_labels.png`, `*_labels.tif` and `contact_sheet.png`
-/// are never images.
+/// Folders of micrographs with `NAME_mask.png` (or `NAME_mask.tif`, as ImageJ saves masks)
+/// beside each image (the layout of `../shared/data/sim-v1`). A stem stored in several formats
+/// counts once (the first of `formatPreference`); `*_mask.*`, `*_labels.*`, `*_prob.*` and
+/// `contact_sheet.png` are never images.
 public enum LabelledDataset {
     /// Extensions taken as images, in order of preference when a stem has several.
     public static let formatPreference = ["mrc", "tif", "tiff", "dm4", "dm3", "emd", "ser", "npy", "png"]
+    /// Extensions a mask may have, in order of preference (any case).
+    public static let maskExtensions = ["png", "tif", "tiff"]
+    /// Images in formats NanoFind does not read, which a user may have exported a micrograph as.
+    static let unreadImageExtensions: Set<String> = ["jpg", "jpeg", "bmp", "gif", "webp", "heic"]
+    /// A mask whose particle pixels are more than this fraction of it is likely inverted.
+    public static let invertedFraction = 0.5
+
+    /// What one folder holds: an image per stem, each with its mask file where there is one, and
+    /// what is there but will not be used, each with the reason (a file that looks like a mask
+    /// of no image, or an image in a format NanoFind does not read).
+    public struct FolderContents {
+        public var images: [(url: URL, mask: URL?)] = []
+        public var unused: [(url: URL, reason: String)] = []
+        /// Files named like a mask of an image but not as NanoFind reads masks (`NAME-mask.png`,
+        /// `NAME_mask.jpg`), by the image's name: what to point at when its mask is missing.
+        public var nearMisses: [String: URL] = [:]
+    }
 
     /// The image files of a folder (not recursive), one per stem, sorted by name.
-    public static func imageFiles(in folder: URL) throws -> [URL] {
+    public static func imageFiles(in folder: URL) throws -> [URL] { try contents(of: folder).images.map(\.url) }
+
+    /// Whether `stem` (a name without its extension) is a mask's: `NAME_mask`, or written like one
+    /// (`NAME-mask`, `NAME.mask`, `NAME_Mask`), which is never taken as an image.
+    static func maskBase(_ stem: String) -> String? {
+        for sep in ["_", "-", ".", " "] {
+            let suffix = sep + "mask"
+            if stem.count > suffix.count, stem.lowercased().hasSuffix(suffix) { return String(stem.dropLast(suffix.count)) }
+        }
+        return nil
+    }
+
+    public static func contents(of folder: URL) throws -> FolderContents {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir) else {
             throw DatasetError(file: folder.path, reason: "no such folder")
         }
         guard isDir.boolValue else { throw DatasetError(file: folder.path, reason: "is not a folder") }
-        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }.sorted()
         var byStem: [String: (rank: Int, url: URL)] = [:]
-        for name in names where !name.hasPrefix(".") {
+        var masks: [String: (rank: Int, url: URL)] = [:]  // exact `NAME_mask.ext` by NAME
+        var maskLike: [URL] = [], unreadable: [String: URL] = [:]
+        for name in names {
             let url = folder.appendingPathComponent(name)
-            let ext = url.pathExtension.lowercased()
+            let ext = url.pathExtension.lowercased(), stem = url.deletingPathExtension().lastPathComponent
+            if stem.hasSuffix("_mask"), let rank = maskExtensions.firstIndex(of: ext) {
+                let base = String(stem.dropLast(5))
+                if masks[base].map({ $0.rank > rank }) ?? true { masks[base] = (rank, url) }
+                continue
+            }
+            if maskBase(stem) != nil { maskLike.append(url); continue }
+            if unreadImageExtensions.contains(ext) { unreadable[stem] = url; continue }
             guard let rank = formatPreference.firstIndex(of: ext) else { continue }
-            let stem = url.deletingPathExtension().lastPathComponent
-            if stem.hasSuffix("_mask") || stem.hasSuffix("_labels") || stem.hasSuffix("_prob") { continue }
+            if stem.hasSuffix("_labels") || stem.hasSuffix("_prob") { continue }
             if stem == "contact_sheet" { continue }  // the overview `simulate` (and sim-v1) writes
             if let existing = byStem[stem], existing.rank <= rank { continue }
             byStem[stem] = (rank, url)
         }
-        return byStem.keys.sorted().compactMap { byStem[$0]?.url }
+        var out = FolderContents()
+        for stem in byStem.keys.sorted() { out.images.append((byStem[stem]!.url, masks[stem]?.url)) }
+        for (base, mask) in masks.sorted(by: { $0.key < $1.key }) where byStem[base] == nil {
+            if let image = unreadable[base] {
+                out.unused.append((image, "is a .\(image.pathExtension) file, which nanofind does not read (it reads MRC, TIFF, DM3/DM4, SER, EMD, PNG and NumPy .npy; save the micrograph as TIFF); it and \(mask.url.lastPathComponent) are not used"))
+            } else {
+                out.unused.append((mask.url, "is a mask without an image (no \(base).mrc, .tif, .dm4, … beside it); not used"))
+            }
+        }
+        for url in maskLike {
+            let base = maskBase(url.deletingPathExtension().lastPathComponent) ?? ""
+            if byStem[base] != nil && masks[base] == nil { out.nearMisses[base] = url; continue }  // said with the missing mask
+            out.unused.append((url, "looks like a mask but is not named NAME_mask.png or NAME_mask.tif; not used"))
+        }
+        return out
     }
 
-    /// Loads every labelled image of `folders`. Checks each mask (present, same size, binary)
-    /// before anything else is done with the data.
-    public static func load(_ folders: [URL], open: (URL) throws -> [Micrograph] = MicrographReader.open) throws -> [LabelledImage] {
-        var out: [LabelledImage] = []
-        for folder in folders {
-            let files = try imageFiles(in: folder)
-            guard !files.isEmpty else {
-                throw DatasetError(file: folder.path, reason: "holds no micrographs with masks (expected NAME.mrc/.tif/… and NAME_mask.png)")
+    /// Loads every labelled image of `folders` (a folder named twice, or through a link, once).
+    /// Checks each mask (present, same size, binary with 0 as background) before anything else
+    /// is done with the data; `warn` gets a line (`file: what`) for each file of the folders that
+    /// is not used and each mask that looks inverted, once all is loaded (a refused folder gets
+    /// its one error line alone).
+    public static func load(_ folders: [URL], open: (URL) throws -> [Micrograph] = MicrographReader.open,
+                            warn: (String) -> Void = { _ in }) throws -> [LabelledImage] {
+        var out: [LabelledImage] = [], warnings: [String] = []
+        var seen = Set<String>()
+        for folder in folders where seen.insert(folder.resolvingSymlinksInPath().standardizedFileURL.path).inserted {
+            let listing = try contents(of: folder)
+            for (url, reason) in listing.unused { warnings.append("\(url.path): \(reason)") }
+            guard !listing.images.isEmpty else {
+                throw DatasetError(file: folder.path, reason: "holds no micrographs with masks (expected NAME.mrc/.tif/… and NAME_mask.png or NAME_mask.tif)")
             }
             let groups = manifestGroups(near: folder)
-            for url in files {
+            for (url, maskFile) in listing.images {
                 let stem = url.deletingPathExtension().lastPathComponent
-                let maskURL = folder.appendingPathComponent(stem + "_mask.png")
-                guard FileManager.default.fileExists(atPath: maskURL.path) else {
-                    throw DatasetError(file: url.path, reason: "has no mask (expected \(maskURL.lastPathComponent) beside it)")
+                guard let maskURL = maskFile else {
+                    let near = listing.nearMisses[stem].map { "; \($0.lastPathComponent) is not read as one" } ?? ""
+                    throw DatasetError(file: url.path, reason: "has no mask (expected \(stem)_mask.png or \(stem)_mask.tif beside it\(near))")
                 }
                 let frames = try open(url)
                 guard let first = frames.first else { throw DatasetError(file: url.path, reason: "holds no image") }
@@ -78,9 +149,23 @@ public enum LabelledDataset {
                 let values = m.floatFrame(0)
                 let distinct = Set(values)
                 guard distinct.count <= 2, distinct.allSatisfy({ $0 == 0 || $0 == 1 || $0 == 255 || $0 == 65535 }) else {
-                    throw DatasetError(file: maskURL.path, reason: "is not a binary mask (values \(distinct.sorted().prefix(4).map { Int($0) })…; expected 0 and 255 or 0 and 1)")
+                    let shown = distinct.sorted().prefix(4).map { Int($0) }
+                    if m.channels > 1 {
+                        throw DatasetError(file: maskURL.path, reason: "is a colour image that is not black and white (grey levels \(shown)…; particles drawn in colour?): a mask is grey, 0 background and 255 (or 1) particle")
+                    }
+                    throw DatasetError(file: maskURL.path, reason: "is not a binary mask (values \(shown)…; expected 0 and 255 or 0 and 1)")
+                }
+                guard distinct.count < 2 || distinct.contains(0) else {
+                    throw DatasetError(file: maskURL.path, reason: "has no 0 background (values \(distinct.sorted().map { Int($0) })); a mask is 0 background and 255 (or 1) particle")
                 }
                 let mask = BinaryMask(width: m.width, height: m.height, values: values.map { $0 > 0 ? 1 : 0 })
+                let fraction = Double(mask.foregroundCount) / Double(max(1, values.count))
+                if fraction > invertedFraction {
+                    warnings.append("\(maskURL.path): \(String(format: "%.0f", 100 * fraction)) % of its pixels are particle; a mask marks particles (255 or 1) on a 0 background: is it inverted (ImageJ's inverting LUT)?")
+                }
+                if frames.count > 1 || first.frames > 1 {
+                    warnings.append("\(url.path): holds \(max(frames.count, first.frames)) images; only the first is used with \(maskURL.lastPathComponent)")
+                }
                 let image = try FloatImage(first, frame: 0)
                 // Training data must be clean: a NaN would turn every loss and weight into NaN.
                 let notFinite = image.pixels.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
@@ -90,6 +175,7 @@ public enum LabelledDataset {
                                          group: groups[stem] ?? folder.lastPathComponent))
             }
         }
+        warnings.forEach(warn)
         return out
     }
 

@@ -10,7 +10,7 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Score a model against labelled micrographs (pixel accuracy, dice, IoU, precision, recall).",
         discussion: """
-            DATA are folders laid out as for `nanofind train` (NAME.ext + NAME_mask.png). Scores are \
+            DATA are folders laid out as for `nanofind train` (NAME.ext + NAME_mask.png or NAME_mask.tif). Scores are \
             given per image, pooled over all images (from the summed pixel counts, so images with \
             empty masks do not break dice) and per material when a manifest.jsonl is beside or \
             above the folder. Writes evaluation.csv, evaluation.json and confusion.png into OUTDIR; \
@@ -20,7 +20,7 @@ struct Evaluate: ParsableCommand {
             Example: nanofind evaluate ../shared/data/sim-v1/test --json
             """)
 
-    @Argument(help: "Folders of micrographs with NAME_mask.png beside each.") var data: [String]
+    @Argument(help: "Folders of micrographs with NAME_mask.png (or .tif) beside each.") var data: [String]
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Method: unet (the model) or bragg (automatic Bragg filtering, no model).") var method: EvaluationMethod = .unet
     @Option(name: [.short, .customLong("output")], help: "Folder for evaluation.csv, evaluation.json, confusion.png.")
@@ -52,6 +52,7 @@ struct Evaluate: ParsableCommand {
         evaluation.open = IsolatedReader.open
         evaluation.splitTouching = split.splitTouching
         evaluation.pixelSizeOverride = pixelSize  // particles measured at the scale they were predicted at
+        evaluation.warn = { writeStandardError("warning: \(oneLine($0))\n") }
         let report: EvaluationReport
         let name: String, shownThreshold: Float?
         do {
@@ -77,8 +78,14 @@ struct Evaluate: ParsableCommand {
                 let segmenter = Segmenter(model: model, options: options)
                 name = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default"
                 shownThreshold = segmenter.threshold
+                var warnedUncalibrated = false
                 report = try evaluation.run(model: name, method: method.rawValue, threshold: segmenter.threshold) { image in
                     let p = options.pixelSizeOverride ?? image.pixelSizeNm
+                    if p == nil, !warnedUncalibrated, let m = model.metadata.trainingPixelSizeNm {
+                        // As segment says it: segmented as it is, so a wrong scale is not a surprise.
+                        warnedUncalibrated = true
+                        writeStandardError("warning: \(oneLine(image.url.path)) (and any other without one) has no pixel size; segmented as if at the model's \(String(format: "%.4g", m)) nm/px and sizes not compared (give --pixel-size NM)\n")
+                    }
                     // As segment: an image too small for the network (as it is, or at the model's scale) is refused.
                     if let problem = segmenter.sizeProblem(width: image.image.width, height: image.image.height, pixelSizeNm: p) {
                         throw MicrographError(url: image.url, reason: problem)
@@ -108,9 +115,12 @@ struct Evaluate: ParsableCommand {
             throw exitWithInputError(error)
         }
         print("\(method == .bragg ? "method" : "model") \(name)\(shownThreshold.map { String(format: ", threshold %.4f", $0) } ?? "")\(tta && method == .unet ? ", 8-fold TTA" : "")")
-        print("group        images  pixel acc.   dice    IoU   precision  recall")
-        for (g, s) in report.groups.sorted(by: { $0.key < $1.key }) + [("(all)", report.pooled)] {
-            print(g.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %6d   %7.2f %%  %6.4f  %6.4f   %6.4f   %6.4f", s.images, 100 * s.pixelAccuracy, s.dice, s.iou, s.precision, s.recall))
+        // The group column as wide as its longest name (two groups once printed alike, cut at 12).
+        let rows = report.groups.sorted(by: { $0.key < $1.key }) + [("(all)", report.pooled)]
+        let width = max(12, rows.map { $0.0.count }.max() ?? 0)
+        print("group".padding(toLength: width, withPad: " ", startingAt: 0) + " images  pixel acc.   dice    IoU   precision  recall")
+        for (g, s) in rows {
+            print(g.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: " %6d   %7.2f %%  %6.4f  %6.4f   %6.4f   %6.4f", s.images, 100 * s.pixelAccuracy, s.dice, s.iou, s.precision, s.recall))
         }
         let ps = report.particles
         if let e = ps.medianRelativeDiameterError {
