@@ -316,7 +316,10 @@ public final class Trainer {
             throw DatasetError(file: path, reason: "is not a NanoFind training checkpoint")
         }
         guard saved.settings == settings else {
-            throw DatasetError(file: path, reason: "was made with other settings; resume with the same flags, or start afresh without --resume")
+            let then = saved.settings.asFlags, now = settings.asFlags
+            let differing = Set(then.keys).union(now.keys).sorted().filter { then[$0] != now[$0] }
+                .map { "--\($0) \(then[$0] ?? "unset") there, \(now[$0] ?? "unset") now" }
+            throw DatasetError(file: path, reason: "was made with other settings (\(differing.isEmpty ? "the same flags, another model shape" : differing.joined(separator: "; "))); resume with the same flags, or start afresh without --resume")
         }
         // The same images in the same split and order, or the steps would draw other crops and
         // the best validation loss would compare different images.

@@ -13,10 +13,18 @@ public struct TrainingRun {
     public var output: URL
     public var resume = false
     public var open: (URL) throws -> [Micrograph] = MicrographReader.open
+    /// Gets a line (`file: what`) for what a user should know about the data before a run
+    /// spends its time: files not used, masks that look inverted, images resampled to the
+    /// training scale or without a pixel size, an earlier run's checkpoint started over.
+    public var warn: (String) -> Void = { _ in }
 
     public init(data: [URL], validationFolder: URL? = nil, settings: TrainingSettings, output: URL) {
         self.data = data; self.validationFolder = validationFolder; self.settings = settings; self.output = output
     }
+
+    /// Training images whose pixel size is within this factor of the median are used as they
+    /// are; those further off are resampled to it.
+    public static let scaleSpread = 1.5
 
     /// Beside the model: the checkpoint that `--resume` continues from.
     public var checkpointURL: URL { output.deletingLastPathComponent().appendingPathComponent(output.lastPathComponent + ".checkpoint") }
@@ -41,7 +49,9 @@ public struct TrainingRun {
         if resume && !FileManager.default.fileExists(atPath: checkpointURL.path) {
             throw DatasetError(file: checkpointURL.path, reason: "no checkpoint to resume from")
         }
-        let all = try LabelledDataset.load(data, open: open)
+        // Warnings wait until every check has passed: a refused run prints its one error line alone.
+        var warnings: [String] = []
+        let all = try LabelledDataset.load(data, open: open) { warnings.append($0) }
         var trainSet: [LabelledImage], validationSet: [LabelledImage]
         if let validationFolder {
             // Validating on training images would make early stopping and the best epoch mean nothing.
@@ -50,7 +60,7 @@ public struct TrainingRun {
                 throw DatasetError(file: validationFolder.path, reason: "is also a training folder; --validation names held-out images")
             }
             trainSet = all
-            validationSet = try LabelledDataset.load([validationFolder], open: open)
+            validationSet = try LabelledDataset.load([validationFolder], open: open) { warnings.append($0) }
         } else {
             // Split within each group (material), so both sides see every material that has two
             // images or more (a material with one image trains only).
@@ -62,11 +72,41 @@ public struct TrainingRun {
             }
         }
         guard !trainSet.isEmpty else { throw DatasetError(file: data.first?.path ?? "", reason: "no training images left after the split") }
+        // Masks with nothing to learn from: a network trained on them finds no particle anywhere,
+        // at "100 %" pixel accuracy. (A mask drawn on a transparent layer reads as all 0.)
+        guard trainSet.contains(where: { $0.mask.foregroundCount > 0 }) else {
+            throw DatasetError(file: data.first?.path ?? "", reason: "no training mask marks any particle (every mask is all 0); a mask is 255 (or 1) where a particle is, in its grey values (not its transparency)")
+        }
+        // One scale for the network: the training images' median pixel size, which the model
+        // records and segment resamples every input to. Images within a factor `scaleSpread` of
+        // it are used as they are (a spread the network learns across, as sim-v1's 0.73-1.28 of
+        // its median, and about the zoom the robust augmentation draws); those further off
+        // would show it their particles at scales segment never will, and are resampled to it.
+        let sizes = trainSet.compactMap(\.pixelSizeNm).sorted()
+        let median = sizes.isEmpty ? nil : (sizes[(sizes.count - 1) / 2] + sizes[sizes.count / 2]) / 2
+        if let median {
+            let everyImage = trainSet + validationSet
+            let spread = TrainingRun.scaleSpread
+            let off = everyImage.filter { $0.pixelSizeNm.map { max($0 / median, median / $0) > spread } ?? false }
+            if let first = off.first, let lo = everyImage.compactMap(\.pixelSizeNm).min(),
+               let hi = everyImage.compactMap(\.pixelSizeNm).max() {
+                warnings.append(String(format: "%@: %d of the %d images have pixel sizes more than %gx from the training images' median, %.4g nm (they span %.4g to %.4g nm): each is resampled to it, as segment resamples its inputs to the model's",
+                                       first.url.path, off.count, everyImage.count, spread, median, lo, hi))
+                let resample = { (image: LabelledImage) in
+                    image.pixelSizeNm.map { max($0 / median, median / $0) > spread } == true ? image.resampled(toPixelSizeNm: median) : image
+                }
+                trainSet = trainSet.map(resample)
+                validationSet = validationSet.map(resample)
+            }
+            let uncalibrated = everyImage.filter { $0.pixelSizeNm == nil }
+            if let first = uncalibrated.first {
+                warnings.append(String(format: "%@: %d of the %d images have no pixel size: taken to be at the others' median, %.4g nm", first.url.path,
+                            uncalibrated.count, everyImage.count, median))
+            }
+        }
         for image in trainSet + validationSet where image.image.width < settings.tile / 4 || image.image.height < settings.tile / 4 {
             throw DatasetError(file: image.url.path, reason: "is \(image.image.width)×\(image.image.height) pixels, too small for --tile \(settings.tile)")
         }
-        report(.message("\(trainSet.count) training and \(validationSet.count) validation images; "
-                        + "groups: \(Dictionary(grouping: trainSet, by: \.group).mapValues(\.count).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"))
         let recipe = settings.recipe
         let trainer = Trainer(settings: settings, train: trainSet.map { PreparedImage($0, recipe: recipe) },
                               validation: validationSet.map { PreparedImage($0, recipe: recipe) }, checkpointURL: checkpointURL)
@@ -74,12 +114,16 @@ public struct TrainingRun {
             if case .epochEnd = event { try? self.writeLog(trainer.records) }
             report(event)
         }
-        let sizes = trainSet.compactMap(\.pixelSizeNm).sorted()
-        let median = sizes.isEmpty ? nil : (sizes[(sizes.count - 1) / 2] + sizes[sizes.count / 2]) / 2
+        // Every check of the data and the checkpoint before the first line of the run.
         if resume {
             try trainer.resume()
-            report(.message("resumed at step \(trainer.stepsDone)"))
+        } else if FileManager.default.fileExists(atPath: checkpointURL.path) {
+            warnings.append("\(checkpointURL.path): an earlier run's checkpoint; this run starts afresh and replaces it (--resume continues it instead)")
         }
+        warnings.forEach(warn)
+        report(.message("\(trainSet.count) training and \(validationSet.count) validation images; "
+                        + "groups: \(Dictionary(grouping: trainSet, by: \.group).mapValues(\.count).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"))
+        if resume { report(.message("resumed at step \(trainer.stepsDone)")) }
         trainer.trainingPixelSizeNm = median  // in every checkpoint, so a model read from one has it
         try trainer.run()
         // Every validation loss NaN or infinite (training diverged): the best weights would be

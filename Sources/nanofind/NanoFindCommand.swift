@@ -65,6 +65,7 @@ func standardOutputProblem() -> String? {
 
 /// Bad input: print one line naming the file and the problem on stderr, exit with status 2.
 func exitWithInputError(_ error: Error) -> ExitCode {
+    CreatedFolders.removeEmpty()  // a refused run leaves no empty -o folder it made
     if let already = error as? ExitCode { return already }  // reported where it happened
     printError(error)
     return ExitCode(2)

@@ -94,11 +94,38 @@ struct OutputFolderOption: ParsableArguments {
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), !isDir.boolValue {
             throw exitWithInputError(MicrographError(url: url, reason: "is a file, not a folder; -o names the output folder"))
         }
-        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+        do { try CreatedFolders.create(url) } catch {
             throw exitWithInputError(MicrographError(url: url, reason: "cannot create the output folder"))
         }
         removeStaleTemporaries(in: url)  // what a killed run of any command left there
         return url
+    }
+}
+
+/// The output folders this run made: a run refused with an error (`exitWithInputError`)
+/// removes those still empty, so a refusal leaves no trace (not even the `-o` folder it made).
+enum CreatedFolders {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var made: [String] = []
+
+    /// Makes `url` and any missing folder above it, remembering which were made.
+    static func create(_ url: URL) throws {
+        var missing: [String] = []
+        var u = url.standardizedFileURL
+        while !FileManager.default.fileExists(atPath: u.path) && u.path != "/" {
+            missing.append(u.path)
+            u = u.deletingLastPathComponent()
+        }
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        lock.lock(); made += missing.reversed(); lock.unlock()
+    }
+
+    /// Removes the folders this run made that are empty, deepest first (`rmdir` leaves any
+    /// that holds something).
+    static func removeEmpty() {
+        lock.lock(); defer { lock.unlock() }
+        for path in made.reversed() { rmdir(path) }
+        made = []
     }
 }
 

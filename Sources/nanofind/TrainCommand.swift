@@ -34,8 +34,12 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a U-Net on folders of labelled micrographs.",
         discussion: """
-            DATA are folders of micrographs (any format NanoFind reads) with NAME_mask.png beside \
-            each image (0/255 or 0/1). A stem stored in several formats counts once. Without \
+            DATA are folders of micrographs (any format NanoFind reads) with NAME_mask.png or \
+            NAME_mask.tif (as ImageJ saves it) beside each image: grey, 0 background and 255 (or 1) \
+            particle. A stem stored in several formats counts once; files not used (a mask without \
+            an image, a JPEG) and masks that are mostly particle (inverted?) are named in warnings. \
+            Images whose pixel size is more than 1.5× from the training images' median are resampled \
+            to it (the scale the model records, to which segment resamples its inputs). Without \
             --validation, 25 % of each material (from a manifest.jsonl beside or above the folder, \
             else per folder) is held out for validation. The defaults follow the paper's recipe: \
             3×3 median + min-max, rotation 0–360° with wrap + flips, Adam 1e-4, cross-entropy, \
@@ -56,7 +60,7 @@ struct Train: ParsableCommand {
                       the default model's recipe (18 minutes; see Models/README.md): make model
             """)
 
-    @Argument(help: "Folders of micrographs with NAME_mask.png beside each.") var data: [String]
+    @Argument(help: "Folders of micrographs with NAME_mask.png (or .tif) beside each.") var data: [String]
     @Option(name: [.short, .customLong("output")], help: "The model file to write (.safetensors).") var output: String
     @Option(help: "A folder of validation images instead of a split of DATA.") var validation: String?
     @Option(help: "Most epochs.") var epochs = 10
@@ -104,7 +108,7 @@ struct Train: ParsableCommand {
         // The model's folder is made if missing, as segment and evaluate make their -o folders.
         let folder = outURL.deletingLastPathComponent()
         if !FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir) {
-            do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            do { try CreatedFolders.create(folder) } catch {
                 throw exitWithInputError(DatasetError(file: output, reason: "its folder cannot be created"))
             }
             isDir = true
@@ -134,6 +138,7 @@ struct Train: ParsableCommand {
                               settings: try settings(), output: outURL)
         run.resume = resume
         run.open = IsolatedReader.open
+        run.warn = { writeStandardError("warning: \(oneLine($0))\n") }
         let bar = ProgressBar()
         let started = Date()
         do {

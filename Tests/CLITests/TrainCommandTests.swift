@@ -112,6 +112,11 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertEqual(other.status, 2, other.stderr)
         XCTAssertTrue(other.stderr.contains("was made on other training or validation images"), other.stderr)
         for name in ["img4.mrc", "img4_mask.png"] { try FileManager.default.removeItem(at: data.appendingPathComponent(name)) }
+        // Resuming with another flag is refused, naming the flag and both values.
+        let changed = try CLIRunner.run(["train", data.path, "-o", killed.path, "--resume"] + tiny.map { $0 == "32" ? "64" : $0 })
+        XCTAssertEqual(changed.status, 2, changed.stderr)
+        XCTAssertTrue(changed.stderr.contains("was made with other settings (--tile 32 there, 64 now)"), changed.stderr)
+        XCTAssertEqual(changed.stderr.split(separator: "\n").count, 1, changed.stderr)
         let resumed = try CLIRunner.run(["train", data.path, "-o", killed.path, "--resume"] + tiny)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stderr.contains("resumed at step"), resumed.stderr)
@@ -168,5 +173,94 @@ final class TrainCommandTests: XCTestCase {
             XCTAssertEqual(r.stderr, "error: \(out.path)/\(name): is a folder; train writes a file there\n")
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path), [name])
         }
+    }
+    /// What a user who drew masks in ImageJ/Fiji has: TIFF masks (Fiji's default), a `.PNG`
+    /// extension in capitals, a micrograph exported as JPEG, a mask without an image, a mask
+    /// named `NAME-mask.png`. The readable ones train; each unused file is named on a warning
+    /// line; an image whose only mask is misnamed is refused, naming the file found.
+    func testMasksAsImageJSavesThemAndFilesNotUsed() throws {
+        let data = tmp.appendingPathComponent("fiji")
+        try makeData(data, count: 4)
+        let grey = try PNGReader.read(data.appendingPathComponent("img0_mask.png"))
+        try FileManager.default.removeItem(at: data.appendingPathComponent("img0_mask.png"))
+        try TIFFWriter.write(grey, to: data.appendingPathComponent("img0_mask.tif"))
+        try FileManager.default.moveItem(at: data.appendingPathComponent("img1_mask.png"), to: data.appendingPathComponent("img1_mask.PNG"))
+        try Data([0xFF, 0xD8, 0xFF, 0xE0]).write(to: data.appendingPathComponent("shot.jpg"))
+        try FileManager.default.copyItem(at: data.appendingPathComponent("img2_mask.png"), to: data.appendingPathComponent("shot_mask.png"))
+        try FileManager.default.copyItem(at: data.appendingPathComponent("img2_mask.png"), to: data.appendingPathComponent("gone_mask.png"))
+        let out = tmp.appendingPathComponent("fiji-out/m.safetensors")
+        let r = try CLIRunner.run(["train", data.path, "-o", out.path] + tiny.map { $0 == "400" ? "20" : $0 })
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let warnings = r.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
+        XCTAssertTrue(warnings.contains { $0.contains("shot.jpg: is a .jpg file, which nanofind does not read") && $0.contains("shot_mask.png are not used") }, r.stderr)
+        XCTAssertTrue(warnings.contains { $0.contains("gone_mask.png: is a mask without an image") }, r.stderr)
+        XCTAssertEqual(warnings.count, 2, r.stderr)
+        XCTAssertTrue(r.stdout.contains("3 training and 1 validation images") || r.stderr.contains("3 training and 1 validation images"), r.stdout + r.stderr)
+
+        // The only mask of an image misnamed: refused on one line, naming what was found.
+        try FileManager.default.moveItem(at: data.appendingPathComponent("img3_mask.png"), to: data.appendingPathComponent("img3-mask.png"))
+        try assertRefused(["train", data.path] + tiny, mentions: "img3.npy: has no mask (expected img3_mask.png or img3_mask.tif beside it; img3-mask.png is not read as one)")
+    }
+
+    /// Masks that cannot be what the user meant: refused (colour drawings, a background that is
+    /// not 0, no particle in any mask) or told of (a mask that is mostly particle, as an
+    /// inverted one is), each naming the file.
+    func testMasksThatCannotBeMeantAreRefusedOrToldOf() throws {
+        let red = tmp.appendingPathComponent("red")
+        try makeData(red, count: 2)
+        let m = try PNGReader.read(red.appendingPathComponent("img1_mask.png"))
+        try PNGWriter.writeRGB8(m.data.flatMap { [$0, 0, 0] }, width: 64, height: 64, to: red.appendingPathComponent("img1_mask.png"))
+        try assertRefused(["train", red.path] + tiny, mentions: "img1_mask.png: is a colour image that is not black and white")
+
+        let noZero = tmp.appendingPathComponent("nozero")
+        try makeData(noZero, count: 2)
+        try PNGWriter.writeGrey8(m.data.map { $0 == 0 ? 1 : 255 }, width: 64, height: 64, to: noZero.appendingPathComponent("img1_mask.png"))
+        try assertRefused(["train", noZero.path] + tiny, mentions: "img1_mask.png: has no 0 background (values [1, 255])")
+
+        let blank = tmp.appendingPathComponent("blank")
+        try makeData(blank, count: 2)
+        for i in 0..<2 { try PNGWriter.writeGrey8([UInt8](repeating: 0, count: 64 * 64), width: 64, height: 64, to: blank.appendingPathComponent("img\(i)_mask.png")) }
+        try assertRefused(["train", blank.path] + tiny, mentions: "no training mask marks any particle")
+
+        let inverted = tmp.appendingPathComponent("inverted")
+        try makeData(inverted, count: 4)
+        try PNGWriter.writeGrey8(m.data.map { 255 - $0 }, width: 64, height: 64, to: inverted.appendingPathComponent("img2_mask.png"))
+        let r = try CLIRunner.run(["train", inverted.path, "-o", tmp.appendingPathComponent("inv/m.safetensors").path] + tiny.map { $0 == "400" ? "20" : $0 })
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let particle = 100 * Double(m.data.filter { $0 == 0 }.count) / Double(64 * 64)
+        XCTAssertTrue(r.stderr.contains("warning: \(inverted.path)/img2_mask.png: \(String(format: "%.0f", particle)) % of its pixels are particle; a mask marks particles (255 or 1) on a 0 background: is it inverted (ImageJ's inverting LUT)?"), r.stderr)
+    }
+
+    /// Training images at different pixel sizes are brought to one, the median, which the model
+    /// records (segment resamples its inputs to it); images without one are said to be taken at
+    /// it; a folder named twice counts once; a refused run leaves no folder it made.
+    func testOneScaleOneCountNoTrace() throws {
+        let fine = tmp.appendingPathComponent("fine"), coarse = tmp.appendingPathComponent("coarse"), plain = tmp.appendingPathComponent("plain")
+        try makeData(fine, count: 3, pixelSizeNm: 0.05)
+        try makeData(coarse, count: 2, pixelSizeNm: 0.1)
+        try makeData(plain, count: 1)
+        let out = tmp.appendingPathComponent("scales/m.safetensors")
+        let r = try CLIRunner.run(["train", fine.path, coarse.path, plain.path, "-o", out.path]
+                                  + tiny.map { $0 == "400" ? "20" : $0 })
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("2 of the 6 images have pixel sizes more than 1.5x from the training images' median, 0.05 nm (they span 0.05 to 0.1 nm): each is resampled to it"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("1 of the 6 images have no pixel size: taken to be at the others' median, 0.05 nm"), r.stderr)
+        XCTAssertEqual(try Model.load(out).metadata.trainingPixelSizeNm, 0.05)
+
+        let twice = try CLIRunner.run(["train", fine.path, fine.path + "/", "-o", tmp.appendingPathComponent("twice/m.safetensors").path]
+                                      + tiny.map { $0 == "400" ? "20" : $0 })
+        XCTAssertEqual(twice.status, 0, twice.stderr)
+        XCTAssertTrue((twice.stdout + twice.stderr).contains("2 training and 1 validation images"), twice.stdout + twice.stderr)
+
+        // Refused after its -o folders were made: none is left.
+        let noMask = tmp.appendingPathComponent("nomask")
+        try makeData(noMask, count: 2)
+        try FileManager.default.removeItem(at: noMask.appendingPathComponent("img1_mask.png"))
+        let refused = try CLIRunner.run(["train", noMask.path, "-o", tmp.appendingPathComponent("made/deeper/m.safetensors").path] + tiny)
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("made").path))
+        let evaluated = try CLIRunner.run(["evaluate", noMask.path, "--model", out.path, "-o", tmp.appendingPathComponent("made2/deeper").path])
+        XCTAssertEqual(evaluated.status, 2, evaluated.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("made2").path))
     }
 }
