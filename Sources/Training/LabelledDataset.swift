@@ -46,6 +46,14 @@ public enum LabelledDataset {
     /// A mask whose particle pixels are more than this fraction of it is likely inverted.
     public static let invertedFraction = 0.5
 
+    /// What to tell of a mask that is mostly particle, as an inverted one is (ImageJ's inverting
+    /// LUT shows particles black on white); nil for the others.
+    public static func invertedNote(_ mask: BinaryMask) -> String? {
+        let fraction = Double(mask.foregroundCount) / Double(max(1, mask.values.count))
+        guard fraction > invertedFraction else { return nil }
+        return "\(String(format: "%.0f", 100 * fraction)) % of its pixels are particle; a mask marks particles (255 or 1) on a 0 background: is it inverted (ImageJ's inverting LUT)?"
+    }
+
     /// What one folder holds: an image per stem, each with its mask file where there is one, and
     /// what is there but will not be used, each with the reason (a file that looks like a mask
     /// of no image, or an image in a format NanoFind does not read).
@@ -159,10 +167,7 @@ public enum LabelledDataset {
                     throw DatasetError(file: maskURL.path, reason: "has no 0 background (values \(distinct.sorted().map { Int($0) })); a mask is 0 background and 255 (or 1) particle")
                 }
                 let mask = BinaryMask(width: m.width, height: m.height, values: values.map { $0 > 0 ? 1 : 0 })
-                let fraction = Double(mask.foregroundCount) / Double(max(1, values.count))
-                if fraction > invertedFraction {
-                    warnings.append("\(maskURL.path): \(String(format: "%.0f", 100 * fraction)) % of its pixels are particle; a mask marks particles (255 or 1) on a 0 background: is it inverted (ImageJ's inverting LUT)?")
-                }
+                if let note = invertedNote(mask) { warnings.append("\(maskURL.path): \(note)") }
                 if frames.count > 1 || first.frames > 1 {
                     warnings.append("\(url.path): holds \(max(frames.count, first.frames)) images; only the first is used with \(maskURL.lastPathComponent)")
                 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Training
 import MicrographIO
 import ParticleAnalysis
 import Preprocessing
@@ -55,6 +56,16 @@ struct Measure: ParsableCommand {
         if !(minArea >= 0 && minArea.isFinite) || (minAreaPx ?? 1) < 1 { throw ValidationError("--min-area must be 0 or more and --min-area-px at least 1") }
     }
 
+    /// A mask's measurement, with a warning where it is mostly particle: an inverted mask
+    /// (ImageJ's inverting LUT) measures as one particle covering the image's background.
+    func measuredMask(_ mask: BinaryMask, file: String, image: String, frames: Int,
+                      _ measure: (BinaryMask) -> ParticleMeasurement) -> ParticleMeasurement {
+        if let note = LabelledDataset.invertedNote(mask) {
+            writeStandardError("warning: \(oneLine(file))\(frames > 1 ? " (\(image))" : ""): \(note)\n")
+        }
+        return measure(mask)
+    }
+
     func run() throws {
         print((["file", "image"] + Particle.csvHeader).joined(separator: ","))
         var failures = 0
@@ -85,8 +96,10 @@ struct Measure: ParsableCommand {
                         ParticleMeasurement(labelImage: labelImage, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
                                             minimumAreaPx: minAreaPx ?? smallest.px)
                     } else {
-                        ParticleMeasurement(mask: try BinaryMask(m, frame: frame), pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
-                                            minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
+                        try measuredMask(BinaryMask(m, frame: frame), file: path, image: name, frames: frames.count) { mask in
+                            ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
+                                                minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
+                        }
                     }
                     rows += result.particles.map { ([csvField(path), csvField(name)] + $0.csvFields).joined(separator: ",") }
                 }

@@ -46,6 +46,23 @@ final class MeasureCommandTests: XCTestCase {
 
     /// A mask wider than the particle analysis takes (its row sums would overflow) is refused
     /// with one line naming the file, exit 2, before any measuring; so are segment and bragg.
+    /// An inverted mask (particles 0 on a 255 background, as ImageJ's inverting LUT leaves
+    /// them) is measured as it is, one particle covering the background, with a warning saying
+    /// so; a mask of a few particles gets none.
+    func testAMaskThatIsMostlyParticleIsToldOf() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let disc = (0..<(100 * 100)).map { i -> UInt8 in (i % 100 - 50) * (i % 100 - 50) + (i / 100 - 50) * (i / 100 - 50) < 400 ? 255 : 0 }
+        let plain = tmp.appendingPathComponent("plain_mask.png"), inverted = tmp.appendingPathComponent("inverted_mask.png")
+        try PNGWriter.writeGrey8(disc, width: 100, height: 100, to: plain)
+        try PNGWriter.writeGrey8(disc.map { 255 - $0 }, width: 100, height: 100, to: inverted)
+        let r = try CLIRunner.run(["measure", plain.path, inverted.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let warnings = r.stderr.split(separator: "\n").filter { !$0.contains("has no pixel size") }
+        let share = 100 * Double(disc.filter { $0 == 0 }.count) / 10_000
+        XCTAssertEqual(warnings, ["warning: \(inverted.path): \(String(format: "%.0f", share)) % of its pixels are particle; a mask marks particles (255 or 1) on a 0 background: is it inverted (ImageJ's inverting LUT)?"])
+    }
+
     func testAMaskTooWideIsRefusedWithOneLine() throws {
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
