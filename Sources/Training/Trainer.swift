@@ -351,6 +351,7 @@ public final class Trainer {
     /// model with threshold 0.5 (provisional: the threshold search runs at the end of training)
     /// and the training images' pixel size (when the checkpoint records it).
     public static func bestModel(fromCheckpoint url: URL) throws -> Model {
+        guard FileManager.default.fileExists(atPath: url.path) else { throw DatasetError(file: url.path, reason: "no such file") }
         guard let bytes = try? Data(contentsOf: url) else { throw DatasetError(file: url.path, reason: "cannot be read") }
         let (entries, meta) = try SafeTensorsFile.decode(bytes, file: url.path)
         guard let text = meta["trainer"], let state = try? stateDecoder.decode(TrainerState.self, from: Data(text.utf8)) else {

@@ -93,6 +93,11 @@ final class BadInputTests: XCTestCase {
 
         let missing = tmp.appendingPathComponent("missing.tif")
         try assertOneLineExit2(["segment", missing.path, "-o", out.path, "--model", model.path], mentions: "no such file")
+        // A model named that is not there, whichever kind its name says.
+        for name in ["gone.safetensors", "gone.safetensors.checkpoint"] {
+            let gone = tmp.appendingPathComponent(name).path
+            try assertOneLineExit2(["segment", big.path, "-o", out.path, "--model", gone], mentions: "\(gone): no such file")
+        }
     }
 
     func testTwoInputsWithTheSameNameDoNotOverwriteEachOther() throws {
