@@ -63,18 +63,20 @@ public struct BraggFilter: Sendable {
         // edge of a flat fill was taken for a crystal), and is never crystal.
         var image = image
         let nonFinite = image.nonFinitePixels(), padding = image.edgePadding()
-        func nothing(_ note: String) -> Result {
-            Result(mask: BinaryMask(width: w, height: h), amplitude: FloatImage(width: w, height: h), peaks: 0, notes: [note])
+        func nothing(_ note: String, after notes: [String] = []) -> Result {
+            Result(mask: BinaryMask(width: w, height: h), amplitude: FloatImage(width: w, height: h), peaks: 0, notes: notes + [note])
         }
         if nonFinite.mask?.foregroundCount == n { return nothing(OutsideNotes.allNonFinite(nothingTo: "filter", no: "crystal")) }
-        if nonFinite.mask == nil && nonFinite.min == nonFinite.max {
-            return nothing(OutsideNotes.oneValue(nonFinite.min, nothingTo: "filter", no: "crystal"))
-        }
-        if padding?.foregroundCount == n { return nothing(OutsideNotes.allPadding(nothingTo: "filter", no: "crystal")) }
         var notes: [String] = []
         if let m = nonFinite.mask { notes.append(OutsideNotes.nonFinite(m.foregroundCount, never: "crystal")) }
-        if let m = padding { notes.append(OutsideNotes.padding(m.foregroundCount, never: "crystal")) }
+        // One value besides any NaN (the extremes leave NaN out): nothing to filter.
+        if nonFinite.min == nonFinite.max {
+            return nothing(OutsideNotes.oneValue(nonFinite.min, nothingTo: "filter", no: "crystal"), after: notes)
+        }
         let outside = BinaryMask.union(padding, nonFinite.mask)
+        if padding?.foregroundCount == n { return nothing(OutsideNotes.allPadding(nothingTo: "filter", no: "crystal")) }
+        if outside?.foregroundCount == n { return nothing(OutsideNotes.allOutside(nothingTo: "filter", no: "crystal")) }
+        if let m = padding { notes.append(OutsideNotes.padding(m.foregroundCount, never: "crystal")) }
         if let outside { image.fillLikeOthers(outside) }
         let fft = FFT2D(width: w, height: h)
         // Zero mean, edges tapered (a Tukey window over 8 % of each side) against the edge cross.

@@ -348,7 +348,8 @@ public enum ImageOutputs {
 /// overlay written in 25.7–27.1 ms against 40.6–41.2 ms (Intel Xeon fam 6 mod 207,
 /// `segment_4096`'s breakdown).
 public enum Overlay {
-    public static let maxSide = 2048
+    /// The most pixels an overlay shows (2048²).
+    public static let maxPixels = 2048 * 2048
     /// Palette: grey levels 0 … 253 (index i shows 255 · i / 253), then the outline and the ids.
     public static let greyLevels = 254
     public static let outline: UInt8 = 254, label: UInt8 = 255
@@ -362,12 +363,12 @@ public enum Overlay {
         return c
     }
 
-    /// Every `step`-th pixel of the image: the smallest step that shows at most `maxSide`² pixels.
+    /// Every `step`-th pixel of the image: the smallest step that shows at most `maxPixels`.
     static func step(_ raw: FloatImage) -> Int { step(width: raw.width, height: raw.height) }
 
     public static func step(width w: Int, height h: Int) -> Int {
-        var step = max(1, Int((Double(w) * Double(h) / Double(maxSide * maxSide)).squareRoot()))
-        while ((w + step - 1) / step) * ((h + step - 1) / step) > maxSide * maxSide { step += 1 }
+        var step = max(1, Int((Double(w) * Double(h) / Double(maxPixels)).squareRoot()))
+        while ((w + step - 1) / step) * ((h + step - 1) / step) > maxPixels { step += 1 }
         return step
     }
 

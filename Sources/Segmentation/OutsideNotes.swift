@@ -14,6 +14,9 @@ enum OutsideNotes {
     static func allPadding(nothingTo action: String, no objects: String) -> String {
         "every pixel lies in flat blocks of one value (padding): nothing to \(action), no \(objects)"
     }
+    static func allOutside(nothingTo action: String, no objects: String) -> String {
+        "every pixel is NaN, infinite or flat padding: nothing to \(action), no \(objects)"
+    }
     static func oneValue(_ value: Float, nothingTo action: String, no objects: String) -> String {
         String(format: "every pixel is %g: nothing to %@, no %@", value, action, objects)
     }

@@ -296,6 +296,12 @@ public final class Segmenter: @unchecked Sendable {
             return blank(width: w, height: h, pixelSizeNm: pixelSizeNm, source: source,
                          note: OutsideNotes.allNonFinite(nothingTo: "segment", no: "particles"))
         }
+        // NaN and padding together leaving no pixel (a flat frame around a NaN block): nothing to
+        // draw a fill from.
+        if let all = BinaryMask.union(BinaryMask.union(nonFinite, padding), bar), all.foregroundCount == w * h {
+            return blank(width: w, height: h, pixelSizeNm: pixelSizeNm, source: source,
+                         note: OutsideNotes.allOutside(nothingTo: "segment", no: "particles"))
+        }
         var notes: [String] = []
         if let nonFinite {
             notes.append(OutsideNotes.nonFinite(nonFinite.foregroundCount, never: "particle"))

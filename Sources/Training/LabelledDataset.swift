@@ -17,12 +17,22 @@ public struct LabelledImage: Sendable {
     /// Material from a `manifest.jsonl` (beside the images or one folder up), else the folder name.
     public var group: String
 
+    public init(name: String, url: URL, image: FloatImage, mask: BinaryMask, pixelSizeNm: Double?, group: String) {
+        self.name = name; self.url = url; self.image = image; self.mask = mask; self.pixelSizeNm = pixelSizeNm; self.group = group
+    }
+
+    /// Its size at `nm` per pixel (as it is without a pixel size).
+    public func sizeResampled(toPixelSizeNm nm: Double) -> (width: Int, height: Int) {
+        guard let p = pixelSizeNm else { return (image.width, image.height) }
+        return (max(1, Int((Double(image.width) * p / nm).rounded())), max(1, Int((Double(image.height) * p / nm).rounded())))
+    }
+
     /// The image and its mask at `nm` per pixel, as segment resamples its inputs to the model's
     /// scale: the image through the antialiasing filter, the mask as a 0/1 map through the same
     /// filter, cut at ½. Itself when it has no pixel size or is already there.
     public func resampled(toPixelSizeNm nm: Double) -> LabelledImage {
         guard let p = pixelSizeNm, p != nm else { return self }
-        let w = max(1, Int((Double(image.width) * p / nm).rounded())), h = max(1, Int((Double(image.height) * p / nm).rounded()))
+        let (w, h) = sizeResampled(toPixelSizeNm: nm)
         var out = self
         out.image = resample(image, width: w, height: h)
         let map = resample(FloatImage(width: mask.width, height: mask.height, pixels: mask.values.map(Float.init)), width: w, height: h)
@@ -85,14 +95,18 @@ public enum LabelledDataset {
         }
         guard isDir.boolValue else { throw DatasetError(file: folder.path, reason: "is not a folder") }
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }.sorted()
+        // Where the folder's names fold case (macOS), `IMG_1_mask.png` is the mask of `img_1.tif`,
+        // as opening the one name opens the other there.
+        let folds = namesFoldCase(in: folder)
+        let key = { (stem: String) in folds ? stem.lowercased() : stem }
         var byStem: [String: (rank: Int, url: URL)] = [:]
-        var masks: [String: (rank: Int, url: URL)] = [:]  // exact `NAME_mask.ext` by NAME
+        var masks: [String: (rank: Int, url: URL)] = [:]  // `NAME_mask.ext` by `key(NAME)`
         var maskLike: [URL] = [], unreadable: [String: URL] = [:]
         for name in names {
             let url = folder.appendingPathComponent(name)
             let ext = url.pathExtension.lowercased(), stem = url.deletingPathExtension().lastPathComponent
-            if stem.hasSuffix("_mask"), let rank = maskExtensions.firstIndex(of: ext) {
-                let base = String(stem.dropLast(5))
+            if key(stem).hasSuffix("_mask"), let rank = maskExtensions.firstIndex(of: ext) {
+                let base = key(String(stem.dropLast(5)))
                 if masks[base].map({ $0.rank > rank }) ?? true { masks[base] = (rank, url) }
                 continue
             }
@@ -105,9 +119,10 @@ public enum LabelledDataset {
             byStem[stem] = (rank, url)
         }
         var out = FolderContents()
-        for stem in byStem.keys.sorted() { out.images.append((byStem[stem]!.url, masks[stem]?.url)) }
-        for (base, mask) in masks.sorted(by: { $0.key < $1.key }) where byStem[base] == nil {
-            if let image = unreadable[base] {
+        let imageKeys = Set(byStem.keys.map(key))
+        for stem in byStem.keys.sorted() { out.images.append((byStem[stem]!.url, masks[key(stem)]?.url)) }
+        for (base, mask) in masks.sorted(by: { $0.key < $1.key }) where !imageKeys.contains(base) {
+            if let image = unreadable.first(where: { key($0.key) == base })?.value {
                 out.unused.append((image, "is a .\(image.pathExtension) file, which nanofind does not read (it reads MRC, TIFF, DM3/DM4, SER, EMD, PNG and NumPy .npy; save the micrograph as TIFF); it and \(mask.url.lastPathComponent) are not used"))
             } else {
                 out.unused.append((mask.url, "is a mask without an image (no \(base).mrc, .tif, .dm4, … beside it); not used"))
@@ -115,7 +130,10 @@ public enum LabelledDataset {
         }
         for url in maskLike {
             let base = maskBase(url.deletingPathExtension().lastPathComponent) ?? ""
-            if byStem[base] != nil && masks[base] == nil { out.nearMisses[base] = url; continue }  // said with the missing mask
+            if let image = byStem.keys.first(where: { key($0) == key(base) }), masks[key(base)] == nil {
+                out.nearMisses[image] = url  // said with the missing mask
+                continue
+            }
             out.unused.append((url, "looks like a mask but is not named NAME_mask.png or NAME_mask.tif; not used"))
         }
         return out

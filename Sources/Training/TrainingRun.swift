@@ -25,6 +25,10 @@ public struct TrainingRun {
     /// Training images whose pixel size is within this factor of the median are used as they
     /// are; those further off are resampled to it.
     public static let scaleSpread = 1.5
+    /// A training image whose pixel size is more than this factor from the median is refused:
+    /// its calibration is more likely wrong (a unit mistaken) than right, and resampling it
+    /// would make it absurdly large or small.
+    public static let largestRescale = 8.0
 
     /// Beside the model: the checkpoint that `--resume` continues from.
     public var checkpointURL: URL { output.deletingLastPathComponent().appendingPathComponent(output.lastPathComponent + ".checkpoint") }
@@ -75,26 +79,40 @@ public struct TrainingRun {
         // Masks with nothing to learn from: a network trained on them finds no particle anywhere,
         // at "100 %" pixel accuracy. (A mask drawn on a transparent layer reads as all 0.)
         guard trainSet.contains(where: { $0.mask.foregroundCount > 0 }) else {
-            throw DatasetError(file: data.first?.path ?? "", reason: "no training mask marks any particle (every mask is all 0); a mask is 255 (or 1) where a particle is, in its grey values (not its transparency)")
+            let reason = validationSet.contains(where: { $0.mask.foregroundCount > 0 })
+                ? "no training image's mask marks a particle (only validation images have any): add images with particles, or give the held-out ones with --validation"
+                : "no mask marks any particle (every mask is all 0); a mask is 255 (or 1) where a particle is, in its grey values (not its transparency)"
+            throw DatasetError(file: data.first?.path ?? "", reason: reason)
         }
         // One scale for the network: the training images' median pixel size, which the model
         // records and segment resamples every input to. Images within a factor `scaleSpread` of
         // it are used as they are (a spread the network learns across, as sim-v1's 0.73-1.28 of
         // its median, and about the zoom the robust augmentation draws); those further off
-        // would show it their particles at scales segment never will, and are resampled to it.
+        // would show it their particles at scales segment never will, and are resampled to it,
+        // unless so far off (over `largestRescale`) that the calibration must be wrong.
         let sizes = trainSet.compactMap(\.pixelSizeNm).sorted()
         let median = sizes.isEmpty ? nil : (sizes[(sizes.count - 1) / 2] + sizes[sizes.count / 2]) / 2
+        let tooSmall = { (w: Int, h: Int) -> Bool in w < settings.tile / 4 || h < settings.tile / 4 }
         if let median {
             let everyImage = trainSet + validationSet
-            let spread = TrainingRun.scaleSpread
-            let off = everyImage.filter { $0.pixelSizeNm.map { max($0 / median, median / $0) > spread } ?? false }
+            let factor = { (image: LabelledImage) in image.pixelSizeNm.map { max($0 / median, median / $0) } ?? 1 }
+            let off = everyImage.filter { factor($0) > TrainingRun.scaleSpread }
+            for image in off {
+                let p = image.pixelSizeNm ?? median
+                if factor(image) > TrainingRun.largestRescale {
+                    throw DatasetError(file: image.url.path, reason: String(format: "has a pixel size of %.4g nm, %.3gx the training images' median %.4g nm: check its calibration (or train such images apart)", p, p / median, median))
+                }
+                let (w, h) = image.sizeResampled(toPixelSizeNm: median)
+                if tooSmall(w, h) {
+                    throw DatasetError(file: image.url.path, reason: String(format: "is %d×%d pixels at %.4g nm, %d×%d at the training images' median %.4g nm, too small for --tile %d",
+                                                                           image.image.width, image.image.height, p, w, h, median, settings.tile))
+                }
+            }
             if let first = off.first, let lo = everyImage.compactMap(\.pixelSizeNm).min(),
                let hi = everyImage.compactMap(\.pixelSizeNm).max() {
                 warnings.append(String(format: "%@: %d of the %d images have pixel sizes more than %gx from the training images' median, %.4g nm (they span %.4g to %.4g nm): each is resampled to it, as segment resamples its inputs to the model's",
-                                       first.url.path, off.count, everyImage.count, spread, median, lo, hi))
-                let resample = { (image: LabelledImage) in
-                    image.pixelSizeNm.map { max($0 / median, median / $0) > spread } == true ? image.resampled(toPixelSizeNm: median) : image
-                }
+                                       first.url.path, off.count, everyImage.count, TrainingRun.scaleSpread, median, lo, hi))
+                let resample = { (image: LabelledImage) in factor(image) > TrainingRun.scaleSpread ? image.resampled(toPixelSizeNm: median) : image }
                 trainSet = trainSet.map(resample)
                 validationSet = validationSet.map(resample)
             }
@@ -104,7 +122,7 @@ public struct TrainingRun {
                             uncalibrated.count, everyImage.count, median))
             }
         }
-        for image in trainSet + validationSet where image.image.width < settings.tile / 4 || image.image.height < settings.tile / 4 {
+        for image in trainSet + validationSet where tooSmall(image.image.width, image.image.height) {
             throw DatasetError(file: image.url.path, reason: "is \(image.image.width)×\(image.image.height) pixels, too small for --tile \(settings.tile)")
         }
         let recipe = settings.recipe

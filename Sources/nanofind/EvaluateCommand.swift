@@ -78,14 +78,12 @@ struct Evaluate: ParsableCommand {
                 let segmenter = Segmenter(model: model, options: options)
                 name = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default"
                 shownThreshold = segmenter.threshold
-                var warnedUncalibrated = false
+                // Said once the images are scored (a refusal stays one line), as segment says it:
+                // segmented as it is, so a wrong scale is not a surprise.
+                var uncalibrated: (first: String, count: Int)? = nil
                 report = try evaluation.run(model: name, method: method.rawValue, threshold: segmenter.threshold) { image in
                     let p = options.pixelSizeOverride ?? image.pixelSizeNm
-                    if p == nil, !warnedUncalibrated, let m = model.metadata.trainingPixelSizeNm {
-                        // As segment says it: segmented as it is, so a wrong scale is not a surprise.
-                        warnedUncalibrated = true
-                        writeStandardError("warning: \(oneLine(image.url.path)) (and any other without one) has no pixel size; segmented as if at the model's \(String(format: "%.4g", m)) nm/px and sizes not compared (give --pixel-size NM)\n")
-                    }
+                    if p == nil { uncalibrated = (uncalibrated?.first ?? image.url.path, (uncalibrated?.count ?? 0) + 1) }
                     // As segment: an image too small for the network (as it is, or at the model's scale) is refused.
                     if let problem = segmenter.sizeProblem(width: image.image.width, height: image.image.height, pixelSizeNm: p) {
                         throw MicrographError(url: image.url, reason: problem)
@@ -97,6 +95,9 @@ struct Evaluate: ParsableCommand {
                             budget: "the budget (a quarter of this machine's memory)"))
                     }
                     return segmenter.segment(image.image, pixelSizeNm: p, source: options.pixelSizeOverride != nil ? .option : .file).mask
+                }
+                if let (first, count) = uncalibrated, let m = model.metadata.trainingPixelSizeNm {
+                    writeStandardError("warning: \(oneLine(first))\(count > 1 ? " and \(count - 1) other images" : "") \(count > 1 ? "have" : "has") no pixel size; segmented as if at the model's \(String(format: "%.4g", m)) nm/px, particle sizes not compared (give --pixel-size NM)\n")
                 }
             }
             let encoder = JSONEncoder()

@@ -32,6 +32,8 @@ struct NanoFindCommand: ParsableCommand {
                 Foundation.exit(2)
             }
         } catch {
+            // A refused or failed run leaves no empty -o folder it made (one with outputs stays).
+            if exitCode(for: error) != .success { CreatedFolders.removeEmpty() }
             // A table lost is said, and exit 2 after a batch's failures (said already).
             if let problem = standardOutputProblem() {
                 writeStandardError("error: standard output: \(problem)\n")
@@ -65,7 +67,6 @@ func standardOutputProblem() -> String? {
 
 /// Bad input: print one line naming the file and the problem on stderr, exit with status 2.
 func exitWithInputError(_ error: Error) -> ExitCode {
-    CreatedFolders.removeEmpty()  // a refused run leaves no empty -o folder it made
     if let already = error as? ExitCode { return already }  // reported where it happened
     printError(error)
     return ExitCode(2)

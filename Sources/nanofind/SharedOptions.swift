@@ -102,7 +102,7 @@ struct OutputFolderOption: ParsableArguments {
     }
 }
 
-/// The output folders this run made: a run refused with an error (`exitWithInputError`)
+/// The output folders this run made: a run that ends with an error (`NanoFindCommand.main`)
 /// removes those still empty, so a refusal leaves no trace (not even the `-o` folder it made).
 enum CreatedFolders {
     private static let lock = NSLock()

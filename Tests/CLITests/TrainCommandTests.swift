@@ -220,7 +220,7 @@ final class TrainCommandTests: XCTestCase {
         let blank = tmp.appendingPathComponent("blank")
         try makeData(blank, count: 2)
         for i in 0..<2 { try PNGWriter.writeGrey8([UInt8](repeating: 0, count: 64 * 64), width: 64, height: 64, to: blank.appendingPathComponent("img\(i)_mask.png")) }
-        try assertRefused(["train", blank.path] + tiny, mentions: "no training mask marks any particle")
+        try assertRefused(["train", blank.path] + tiny, mentions: "no mask marks any particle (every mask is all 0)")
 
         let inverted = tmp.appendingPathComponent("inverted")
         try makeData(inverted, count: 4)
@@ -247,6 +247,16 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("1 of the 6 images have no pixel size: taken to be at the others' median, 0.05 nm"), r.stderr)
         XCTAssertEqual(try Model.load(out).metadata.trainingPixelSizeNm, 0.05)
 
+        // An image too small at the training scale is refused with both its sizes (it is 64×64
+        // as it is); one so far off the median that its calibration must be wrong, as such.
+        let odd = tmp.appendingPathComponent("odd"), wrong = tmp.appendingPathComponent("wrong")
+        try makeData(odd, count: 1, pixelSizeNm: 0.02)
+        try makeData(wrong, count: 1, pixelSizeNm: 1)
+        try assertRefused(["train", fine.path, odd.path] + tiny.map { $0 == "32" ? "128" : $0 },
+                          mentions: "\(odd.path)/img0.mrc: is 64×64 pixels at 0.02 nm, 26×26 at the training images' median 0.05 nm, too small for --tile 128")
+        try assertRefused(["train", fine.path, wrong.path] + tiny,
+                          mentions: "\(wrong.path)/img0.mrc: has a pixel size of 1 nm, 20x the training images' median 0.05 nm: check its calibration")
+
         let twice = try CLIRunner.run(["train", fine.path, fine.path + "/", "-o", tmp.appendingPathComponent("twice/m.safetensors").path]
                                       + tiny.map { $0 == "400" ? "20" : $0 })
         XCTAssertEqual(twice.status, 0, twice.stderr)
@@ -262,5 +272,11 @@ final class TrainCommandTests: XCTestCase {
         let evaluated = try CLIRunner.run(["evaluate", noMask.path, "--model", out.path, "-o", tmp.appendingPathComponent("made2/deeper").path])
         XCTAssertEqual(evaluated.status, 2, evaluated.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("made2").path))
+        for (command, extra) in [("segment", [String]()), ("bragg", ["--pixel-size", "0.05"])] {
+            let made = tmp.appendingPathComponent("made-\(command)")
+            let r = try CLIRunner.run([command, tmp.appendingPathComponent("nothere.tif").path, "-o", made.appendingPathComponent("deeper").path] + extra)
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: made.path), command)
+        }
     }
 }

@@ -113,6 +113,11 @@ final class BraggFilterTests: XCTestCase {
             ([Float](repeating: 3, count: 128 * 128), "every pixel is 3: nothing to filter, no crystal"),
             ((0..<(128 * 128)).map { $0 % 128 < 64 ? 1 : 2 }, "every pixel lies in flat blocks of one value (padding): nothing to filter, no crystal"),
         ]
+        var framed = [Float](repeating: 5, count: 128 * 128)
+        for y in 10..<20 { for x in 10..<30 { framed[y * 128 + x] = .nan } }
+        let f = BraggFilter().segment(FloatImage(width: 128, height: 128, pixels: framed), pixelSizeNm: 0.05)
+        XCTAssertEqual(f.notes, ["200 pixels are NaN or infinite: filled with pixels drawn from the others, never crystal",
+                                 "every pixel is 5: nothing to filter, no crystal"])
         for (pixels, note) in cases {
             let r = BraggFilter().segment(FloatImage(width: 128, height: 128, pixels: pixels), pixelSizeNm: 0.05)
             XCTAssertEqual(r.notes, [note])

@@ -36,7 +36,7 @@ final class OverlayTests: XCTestCase {
             let drawn = Overlay.render(raw, labels: m.labels, particles: [])
             var plain = Overlay.background(raw)
             // The smallest whole step that shows at most 2048² pixels.
-            let step = (1...).first { ((w + $0 - 1) / $0) * ((h + $0 - 1) / $0) <= Overlay.maxSide * Overlay.maxSide }!
+            let step = (1...).first { ((w + $0 - 1) / $0) * ((h + $0 - 1) / $0) <= Overlay.maxPixels }!
             XCTAssertEqual(step, expectedStep, "\(w)×\(h)")
             XCTAssertEqual(Overlay.step(width: w, height: h), step, "\(w)×\(h)")
             XCTAssertEqual(plain.width, (w + step - 1) / step, "\(w)×\(h)")

@@ -247,5 +247,11 @@ final class SegmenterTests: XCTestCase {
         XCTAssertEqual(b.notes, ["every pixel lies in flat blocks of one value (padding): nothing to segment, no particles"])
         let one = s.segment(FloatImage(width: 96, height: 80, pixels: [Float](repeating: 3, count: 96 * 80)), pixelSizeNm: nil)
         XCTAssertEqual(one.notes, ["every pixel is 3: nothing to segment, no particles"])
+        // One value around a NaN block: no pixel is left to draw a fill from (it said "every pixel is 0").
+        var framed = [Float](repeating: 5, count: 96 * 80)
+        for y in 30..<40 { for x in 40..<60 { framed[y * 96 + x] = .nan } }
+        let f = s.segment(FloatImage(width: 96, height: 80, pixels: framed), pixelSizeNm: nil)
+        XCTAssertEqual(f.notes, ["every pixel is NaN, infinite or flat padding: nothing to segment, no particles"])
+        XCTAssertEqual(f.mask.foregroundCount, 0)
     }
 }
