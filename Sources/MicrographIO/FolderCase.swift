@@ -18,12 +18,14 @@ public func namesFoldCase(in folder: URL) -> Bool {
         return access(folder.appendingPathComponent(other).path, F_OK) == 0
     }
     let name = ".nanofind-case-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let lower = folder.appendingPathComponent(name).path, upper = folder.appendingPathComponent(name.uppercased()).path
-    let fd = open(lower, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-    guard fd >= 0 else { return false }
-    close(fd)
-    defer { unlink(lower) }
-    return access(upper, F_OK) == 0
+    let lower = folder.appendingPathComponent(name), upper = folder.appendingPathComponent(name.uppercased()).path
+    return removedIfInterrupted(lower) {  // a run killed in between leaves no probe behind
+        let fd = open(lower.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else { return false }
+        close(fd)
+        defer { unlink(lower.path) }
+        return access(upper, F_OK) == 0
+    }
 }
 
 /// The identity of an existing file (device and inode), which names it however it is spelled:
