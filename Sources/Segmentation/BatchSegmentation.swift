@@ -98,15 +98,19 @@ public final class BatchSegmentation: @unchecked Sendable {
 
     /// What a folder is searched for (a file named on the command line is read by its content,
     /// whatever its name): every extension `MicrographReader` knows, the MRC family's included.
-    public static let imageExtensions: Set<String> = ["mrc", "mrcs", "map", "st", "ali", "rec", "preali", "tif", "tiff", "dm3", "dm4",
-                                                      "ser", "emd", "png", "npy"]
+    public static let imageExtensions: Set<String> = Set(formatPreference)
+    /// Which of two files of one name in a folder is segmented: the microscope's own formats
+    /// first (the original carries the full calibration and dynamic range), then MRC, then
+    /// the exports.
+    public static let formatPreference = ["dm4", "dm3", "emd", "ser", "mrc", "mrcs", "map", "st", "ali", "rec", "preali",
+                                          "tif", "tiff", "npy", "png"]
 
     /// The files to process: files as given, folders searched recursively for micrographs (not
     /// NanoFind's own outputs or label images), in a stable order, then this shard's share. An
     /// output folder inside an input folder (or the same) is searched too: its outputs are left
     /// out by their names. `empty`: the folders in which the search found nothing.
-    public func expand(_ inputs: [String]) -> (files: [URL], problems: [MicrographError], empty: [URL]) {
-        var files: [URL] = [], problems: [MicrographError] = [], empty: [URL] = []
+    public func expand(_ inputs: [String]) -> (files: [URL], problems: [MicrographError], empty: [URL], sameName: [(skipped: URL, taken: URL)]) {
+        var files: [URL] = [], problems: [MicrographError] = [], empty: [URL] = [], sameName: [(skipped: URL, taken: URL)] = []
         for input in inputs {
             let url = URL(fileURLWithPath: input)
             var isDir: ObjCBool = false
@@ -129,14 +133,25 @@ public final class BatchSegmentation: @unchecked Sendable {
                 inFolder.append(f)
             }
             if inFolder.isEmpty { empty.append(url) }
-            files += inFolder.sorted { $0.path < $1.path }
+            // One file per name in a folder (an image and its export, x.dm4 beside x.tif): the
+            // first of `formatPreference`, the others told of, not refused as name clashes.
+            func rank(_ u: URL) -> Int { BatchSegmentation.formatPreference.firstIndex(of: u.pathExtension.lowercased()) ?? Int.max }
+            let groups = Dictionary(grouping: inFolder) { $0.deletingLastPathComponent().path + "/" + nameKey($0.deletingPathExtension().lastPathComponent) }
+            var kept: [URL] = []
+            for group in groups.values {
+                let ordered = group.sorted { (rank($0), $0.path) < (rank($1), $1.path) }
+                kept.append(ordered[0])
+                sameName += ordered.dropFirst().map { ($0, ordered[0]) }
+            }
+            files += kept.sorted { $0.path < $1.path }
         }
         // A file named twice (directly and through its folder, say) is one input, taken once. (A
         // link to a file is another input, with outputs of its own name, as before.)
         var seen = Set<String>()
         files = files.filter { seen.insert($0.standardizedFileURL.path).inserted }
         let (k, n) = settings.shard
-        guard n > 1 else { return (files, problems, empty) }
+        sameName.sort { $0.skipped.path < $1.skipped.path }
+        guard n > 1 else { return (files, problems, empty, sameName) }
         // Two inputs with one stem: the later is refused, as without --shard, whichever shard
         // it falls in (each shard alone would take both, and merge would then refuse them). An
         // input whose names may be a stack's frames' (`x_1` beside `x`) goes to the stack's
@@ -160,7 +175,7 @@ public final class BatchSegmentation: @unchecked Sendable {
             }
             if inShard { mine.append(url) }
         }
-        return (mine, problems, empty)
+        return (mine, problems, empty, sameName)
     }
 
     /// Which of `count` shards a path falls in: FNV-1a of its bytes, so the same path always
@@ -511,13 +526,19 @@ public final class BatchSegmentation: @unchecked Sendable {
                         // Measuring and the writes run side by side (`ImageOutputs.write`): their
                         // wall time together, from the segmentation's end to this summary.
                         timings["measure_and_write"] = Double(now - t1) / 1e9
+                        var notes = result.notes
+                        let area = measurement.particles.reduce(0) { $0 + $1.areaPx }
+                        if let note = Segmenter.coverageNote(Double(area) / Double(max(1, specimenPixels))) {
+                            notes.append(note)
+                            self.imageNote?(url, name, note)
+                        }
                         return ImageSummary(image: name, input: url.path, width: m.width, height: m.height,
                                             particles: measurement.particles, maskPixels: maskPixels,
                                             specimenPixels: specimenPixels,
                                             model: self.modelName,
                                             threshold: result.threshold, pixelSizeNm: size, pixelSizeSource: source.rawValue,
                                             scale: result.scale, seconds: Double(now - t0) / 1e9 + readSeconds / Double(frames.count),
-                                            timings: timings, segmentation: self.segmentationSettings, notes: result.notes,
+                                            timings: timings, segmentation: self.segmentationSettings, notes: notes,
                                             inputSignature: signature, imagesInInput: frames.count)
                     })
                 summaries.append(summary)

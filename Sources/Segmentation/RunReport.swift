@@ -15,6 +15,35 @@ public struct RunReport {
     struct SummaryFile: Codable {
         var settings: [String: String]
         var images: [ImageSummary]
+        /// The run's size statistics (absent from files written before they were added).
+        var sizes: SizeStatistics?
+    }
+
+    /// The equivalent diameters of a whole run's particles not cut by the border, in nm where
+    /// any image is calibrated (the uncalibrated images' particles then left out), else in px.
+    public struct SizeStatistics: Codable, Equatable, Sendable {
+        public var unit: String
+        /// Particles of the run in all, those whose sizes these are, and those left out: cut by
+        /// the border, in images without a pixel size (when the unit is nm).
+        public var particles: Int, measured: Int, cutByBorder: Int, uncalibrated: Int
+        public var mean: Double?, sd: Double?, median: Double?
+        public var p10: Double?, p90: Double?, min: Double?, max: Double?
+
+        public init(_ diameters: [Double], unit: String, particles: Int, cutByBorder: Int = 0, uncalibrated: Int = 0) {
+            self.unit = unit; self.particles = particles; measured = diameters.count
+            self.cutByBorder = cutByBorder; self.uncalibrated = uncalibrated
+            let v = diameters.sorted()
+            guard !v.isEmpty else { return }
+            let m = v.reduce(0, +) / Double(v.count)
+            mean = m
+            sd = v.count > 1 ? (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot() : nil
+            // Linear between order statistics (numpy's default percentile).
+            func q(_ f: Double) -> Double {
+                let x = f * Double(v.count - 1), i = Int(x.rounded(.down)), t = x - Double(i)
+                return i + 1 < v.count ? v[i] + t * (v[i + 1] - v[i]) : v[i]
+            }
+            median = q(0.5); p10 = q(0.1); p90 = q(0.9); min = v.first; max = v.last
+        }
     }
 
     /// Reads the `summary.json` of an earlier run (for `merge`).
@@ -55,9 +84,6 @@ public struct RunReport {
         let folder = { (image: String) in sources?[image] ?? dir }
         let (header, rows) = try RunReport(summaries: summaries, settings: settings).particleRows(folder: folder, required: sources != nil)
         let csv = ([header] + rows.map { ([csvField($0.image)] + $0.fields).joined(separator: ",") }).joined(separator: "\n") + "\n"
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let summaryJSON = try encoder.encode(SummaryFile(settings: settings, images: summaries))
         let columns = header.split(separator: ",").map(String.init)
         let nmColumn = columns.firstIndex(of: "eq_diameter_nm"), pxColumn = columns.firstIndex(of: "eq_diameter_px")
         // (A size only counts as given when it reads as a finite number: one cell edited to "nan"
@@ -75,11 +101,15 @@ public struct RunReport {
         let uncalibrated = sizes.filter(\.isEmpty).count, unreadable = whole.count - diameters.count - uncalibrated
         let notes = [cut > 0 ? "\(cut) cut by the border" : nil, uncalibrated > 0 ? "\(uncalibrated) uncalibrated" : nil,
                      unreadable > 0 ? "\(unreadable) unreadable" : nil].compactMap { $0 }
+        let statistics = SizeStatistics(diameters, unit: inNm ? "nm" : "px", particles: rows.count, cutByBorder: cut, uncalibrated: uncalibrated)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let summaryJSON = try encoder.encode(SummaryFile(settings: settings, images: summaries, sizes: statistics))
         let histogram = sizeHistogram(diameters, unit: inNm ? "nm" : "px",
                                       note: notes.isEmpty ? nil : "\(rows.count - diameters.count) of \(rows.count) particles not shown (\(notes.joined(separator: ", ")))")
         let histogramPNG = try PNGWriter.encode(
             Micrograph(width: histogram.width, height: histogram.height, channels: 3, pixelType: .uint8, data: histogram.pixels, format: "png"))
-        let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: histogramPNG,
+        let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: histogramPNG, sizes: statistics,
                               overlays: overlayThumbnails(summaries.map { ($0.image, folder($0.image).appendingPathComponent("\($0.image)_overlay.png")) },
                                                         linkedFrom: dir)).html
         try writeTogether([(dir.appendingPathComponent("particles.csv"), Array(csv.utf8)),
@@ -195,6 +225,7 @@ struct ReportPage {
     var columns: [String]
     var rows: [(image: String, fields: [String])]
     var histogramPNG: [UInt8]
+    var sizes: RunReport.SizeStatistics
     /// Per image: the overlay's thumbnail and the full overlay's path from the report.
     var overlays: [String: (png: [UInt8], link: String)]
 
@@ -204,6 +235,16 @@ struct ReportPage {
     }
 
     func format(_ v: Double?, _ digits: Int = 2) -> String { v.map { Particle.fixed($0, digits: digits) } ?? "–" }
+
+    /// The run's sizes in one sentence: what a caption or a methods section quotes.
+    var sizesSentence: String {
+        guard let mean = sizes.mean, let median = sizes.median else { return "" }
+        let u = sizes.unit
+        let spread = sizes.sd.map { " ± \(format($0))" } ?? ""
+        let range = (sizes.p10 != nil && sizes.p90 != nil && sizes.measured >= 10) ? "; 10–90 %: \(format(sizes.p10))–\(format(sizes.p90)) \(u)" : ""
+        let which = (sizes.cutByBorder > 0 ? " not cut by the border" : "") + (sizes.uncalibrated > 0 ? " in calibrated images" : "")
+        return " Equivalent diameter of the \(sizes.measured) particles\(which): mean\(spread.isEmpty ? "" : " ± SD") \(format(mean))\(spread) \(u), median \(format(median)) \(u)\(range)."
+    }
 
     var html: String {
         let total = summaries.reduce(0) { $0 + $1.particles }
@@ -218,7 +259,7 @@ struct ReportPage {
         th{background:#f0f0f0;cursor:pointer;position:sticky;top:0} td:first-child{text-align:left}
         </style></head><body>
         <h1>NanoFind report</h1>
-        <p id="totals">\(summaries.count) images, \(total) particles.</p>
+        <p id="totals">\(summaries.count) images, \(total) particles.\(sizesSentence)</p>
         <h2>Settings</h2><table id="settings">
         """
         for (k, v) in settings.sorted(by: { $0.key < $1.key }) { page += "<tr><td>\(escape(k))</td><td>\(escape(v))</td></tr>" }

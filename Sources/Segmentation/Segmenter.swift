@@ -134,7 +134,7 @@ public final class Segmenter: @unchecked Sendable {
         }
         let (netWidth, netHeight) = networkSize(width: width, height: height, pixelSizeNm: pixelSizeNm)
         if netWidth < 64 || netHeight < 64 {
-            return String(format: "image is %d×%d pixels of %.4g nm, %d×%d at the model's %.4g nm; both sides must be at least 64 there",
+            return String(format: "image is %d×%d pixels of %.4g nm, %d×%d at the model's %.4g nm; both sides must be at least 64 there (check the calibration, or give --pixel-size)",
                           width, height, pixelSizeNm ?? 0, netWidth, netHeight, model.metadata.trainingPixelSizeNm ?? 0)
         }
         return nil
@@ -326,7 +326,31 @@ public final class Segmenter: @unchecked Sendable {
             }
         }
         result.notes.insert(contentsOf: notes, at: 0)
+        result.notes += plausibilityNotes(result)
         return result
+    }
+
+    /// A mask over this share of the specimen is told of: micrographs of separate particles on
+    /// carbon show far less (sim-v1's at most 0.32), while an illumination or thickness gradient,
+    /// inverted contrast or a wrong calibration can turn most of an image into "particle".
+    public static let implausibleCoverage = 0.6
+    /// An image resampled by more than this factor (either way) to the model's scale is told
+    /// of: its calibration is the first thing to check when its particles look wrong.
+    public static let largeRescale = 5.0
+
+    /// What a user should check about a particle area of `share` of the specimen (measured:
+    /// holes filled), or nil when it looks like separate particles on carbon.
+    public static func coverageNote(_ share: Double) -> String? {
+        guard share > implausibleCoverage else { return nil }
+        return String(format: "%.1f %% of the image is particle, far more than separate particles on carbon show: an illumination or thickness gradient, inverted contrast or a wrong pixel size can do this; check the overlay", 100 * share)
+    }
+
+    /// What a user should check about a result resampled far to the model's scale.
+    func plausibilityNotes(_ r: SegmentedImage) -> [String] {
+        guard let p = r.pixelSizeNm, let m = model.metadata.trainingPixelSizeNm,
+              r.scale > Segmenter.largeRescale || r.scale < 1 / Segmenter.largeRescale else { return [] }
+        return [String(format: "resampled %.3g× to the model's %.4g nm/px from %.4g nm/px (%@): if the particles look wrong, check the pixel size", r.scale, m, p,
+                       r.pixelSizeSource == .option ? "--pixel-size" : "the file's calibration")]
     }
 
     /// A result with nothing to segment: every probability 0, no mask, and why.

@@ -111,15 +111,18 @@ struct Segment: ParsableCommand {
             notices.lock.lock(); defer { notices.lock.unlock() }
             notices.replaced.append((url.path, own))
         }
-        let (files, missing, empty) = batch.expand(inputs)
+        let (files, missing, empty, sameName) = batch.expand(inputs)
         for m in missing { printError(m) }
+        for (skipped, taken) in sameName {
+            writeStandardError("warning: \(oneLine(skipped.path)): skipped: \(oneLine(taken.lastPathComponent)) beside it has the same name and is segmented instead (one file per name in a folder, the microscope's own format first)\n")
+        }
         for folder in empty {
             writeStandardError("warning: \(oneLine(folder.path)) holds no micrographs (files ending .\(BatchSegmentation.imageExtensions.sorted().joined(separator: " .")), not NanoFind's own outputs)\n")
         }
         final class Progress: @unchecked Sendable {
             var summaries: [ImageSummary] = []
             var processed = 0, skipped = 0, particles = 0, failures = 0, done = 0, seconds = 0.0
-            var warnedUncalibrated = false
+            var uncalibrated: [String] = []
         }
         let progress = Progress()
         progress.failures = missing.count
@@ -134,12 +137,7 @@ struct Segment: ParsableCommand {
             case .processed(let s):
                 progress.summaries += s; progress.processed += 1; progress.seconds += seconds
                 progress.particles += s.reduce(0) { $0 + $1.particles }
-                if !progress.warnedUncalibrated, s.contains(where: { $0.pixelSizeSource == "none" }) {
-                    progress.warnedUncalibrated = true
-                    // Segmented as it is, as if at the model's scale: said, so a wrong scale is not a surprise.
-                    let scale = model.metadata.trainingPixelSizeNm.map { String(format: " and segmented as if at the model's %.4g nm/px", $0) } ?? ""
-                    writeStandardError("warning: \(oneLine(url.path)) has no pixel size; sizes are in pixels, the nm columns empty\(scale) (give --pixel-size NM)\n")
-                }
+                if s.contains(where: { $0.pixelSizeSource == "none" }) { progress.uncalibrated.append(url.path) }
                 for r in s {
                     print(String(format: "%@: %d×%d, %@, %d particles, %.1f %% area -> %@_*", r.input, r.width, r.height,
                                  r.pixelSizeNm.map { String(format: "%.4g nm/px", $0) } ?? "uncalibrated", r.particles,
@@ -181,6 +179,13 @@ struct Segment: ParsableCommand {
             }
         }
         if bar.isTerminal { bar.finish("") }
+        // Segmented as they are, as if at the model's scale: said once, with a count, so a wrong
+        // scale is not a surprise.
+        if let first = progress.uncalibrated.min() {
+            let n = progress.uncalibrated.count
+            let scale = model.metadata.trainingPixelSizeNm.map { String(format: " and segmented as if at the model's %.4g nm/px", $0) } ?? ""
+            writeStandardError("warning: \(oneLine(first))\(n > 1 ? " and \(n - 1) more input\(n > 2 ? "s" : "")" : "") \(n > 1 ? "have" : "has") no pixel size; sizes are in pixels, the nm columns empty\(scale) (give --pixel-size NM)\n")
+        }
         if let pixelSize, let first = notices.replaced.min(by: { $0.path < $1.path }) {
             let n = notices.replaced.count
             writeStandardError(String(format: "warning: %@ says %.4g nm/px; --pixel-size %.4g replaced it%@\n", oneLine(first.path),

@@ -1,6 +1,7 @@
 import Foundation
 import MicrographIO
 import NanoNet
+import ParticleAnalysis
 import Segmentation
 import XCTest
 
@@ -480,5 +481,83 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertEqual(r.status, 2)
         XCTAssertTrue(r.stderr.contains("is a file, not a folder"), r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+    }
+    /// An image and its export in one folder (x.mrc beside x.tif and x.npy): one of them is
+    /// segmented, the microscope's own format first, and the others are named on warning lines,
+    /// not failed as name clashes; the run's summary carries its size statistics, which the
+    /// report states.
+    func testOneFilePerNameInAFolderAndTheRunsSizeStatistics() throws {
+        let folder = tmp.appendingPathComponent("exports")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let values = (0..<(192 * 160)).map { Float(($0 * 5) % 17) }
+        let bytes = values.withUnsafeBytes { Array($0) }
+        try MRCWriter.write(Micrograph(width: 192, height: 160, pixelType: .float32, data: bytes, pixelSize: PixelSize(isotropic: 0.1), format: "MRC"),
+                            to: folder.appendingPathComponent("x.mrc"))
+        try NPYFile.write(values, shape: [160, 192], to: folder.appendingPathComponent("x.npy"))
+        try TIFFWriter.writeFloat32(values, width: 192, height: 160, pixelSizeNM: 0.1, to: folder.appendingPathComponent("x.tif"))
+        for i in 0..<3 { try FileManager.default.copyItem(at: data.appendingPathComponent(String(format: "img%02d.npy", i)),
+                                                          to: folder.appendingPathComponent("y\(i).npy")) }
+        let out = tmp.appendingPathComponent("exports-out")
+        let r = try CLIRunner.run(["segment", folder.path, "-o", out.path, "--model", model.path, "--pixel-size", "0.1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("4 processed, 0 already done, 0 failed"), r.stdout)
+        let warnings = r.stderr.split(separator: "\n").filter { $0.contains("skipped:") }
+        XCTAssertEqual(warnings, ["x.npy", "x.tif"].map {
+            "warning: \(folder.path)/\($0): skipped: x.mrc beside it has the same name and is segmented instead (one file per name in a folder, the microscope's own format first)"
+        })
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("x.summary.json"))) as? [String: Any])
+        XCTAssertEqual(summary["input"] as? String, folder.appendingPathComponent("x.mrc").path)
+
+        // The statistics against the table: the uncut particles' diameters in nm.
+        let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
+        let sizes = try XCTUnwrap(run["sizes"] as? [String: Any])
+        let lines = try String(contentsOf: out.appendingPathComponent("particles.csv"), encoding: .utf8).split(separator: "\n")
+        let header = lines[0].split(separator: ",").map(String.init)
+        let d = try XCTUnwrap(header.firstIndex(of: "eq_diameter_nm")), cut = try XCTUnwrap(header.firstIndex(of: "touches_border"))
+        let rows = lines.dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let whole = rows.filter { $0[cut] == "0" }.compactMap { Double($0[d]) }.sorted()
+        XCTAssertGreaterThan(whole.count, 3, "the test needs particles")
+        XCTAssertEqual(sizes["unit"] as? String, "nm")
+        XCTAssertEqual(sizes["particles"] as? Int, rows.count)
+        XCTAssertEqual(sizes["measured"] as? Int, whole.count)
+        XCTAssertEqual(sizes["cutByBorder"] as? Int, rows.count - whole.count)
+        let mean = whole.reduce(0, +) / Double(whole.count)
+        let sd = (whole.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(whole.count - 1)).squareRoot()
+        func q(_ f: Double) -> Double {  // numpy.percentile's default (linear)
+            let x = f * Double(whole.count - 1), i = Int(x), t = x - Double(i)
+            return i + 1 < whole.count ? whole[i] + t * (whole[i + 1] - whole[i]) : whole[i]
+        }
+        for (key, value) in [("mean", mean), ("sd", sd), ("median", q(0.5)), ("p10", q(0.1)), ("p90", q(0.9)), ("min", whole[0]), ("max", whole.last!)] {
+            XCTAssertEqual(try XCTUnwrap(sizes[key] as? Double, key), value, accuracy: 1e-9 * max(1, abs(value)), key)
+        }
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        let sentence = String(format: "Equivalent diameter of the %d particles%@: mean ± SD %@ ± %@ nm, median %@ nm",
+                              whole.count, rows.count > whole.count ? " not cut by the border" : "",
+                              Particle.fixed(mean, digits: 2), Particle.fixed(sd, digits: 2), Particle.fixed(q(0.5), digits: 2))
+        XCTAssertTrue(html.contains(sentence), "report should say: \(sentence)")
+    }
+    /// A result that cannot be separate particles on carbon (here everything above a threshold
+    /// of 0) and an image resampled far to the model's scale are told of, on stderr and in the
+    /// image's summary and the report; an ordinary one gets no such note.
+    func testImplausibleResultsAndFarRescalingAreToldOf() throws {
+        let net = UNet(config: .pyNanoFind, seed: 4)
+        let everything = tmp.appendingPathComponent("everything.safetensors")
+        try SafeTensorsModel.save(Model(network: net, metadata: ModelMetadata(config: net.config, threshold: 0, trainingPixelSizeNm: 0.05,
+                                                                              preprocessing: .robust, provenance: "test")), to: everything)
+        let image = data.appendingPathComponent("img01.npy")
+        let out = tmp.appendingPathComponent("implausible")
+        let r = try CLIRunner.run(["segment", image.path, "-o", out.path, "--model", everything.path, "--pixel-size", "0.3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let coverage = "100.0 % of the image is particle, far more than separate particles on carbon show: an illumination or thickness gradient, inverted contrast or a wrong pixel size can do this; check the overlay"
+        let rescale = "resampled 6× to the model's 0.05 nm/px from 0.3 nm/px (--pixel-size): if the particles look wrong, check the pixel size"
+        let warnings = r.stderr.split(separator: "\n").filter { $0.hasPrefix("warning:") }.map(String.init)
+        XCTAssertEqual(Set(warnings), Set([rescale, coverage].map { "warning: \(image.path) (img01): \($0)" }), r.stderr)
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("img01.summary.json"))) as? [String: Any])
+        XCTAssertEqual(summary["notes"] as? [String], [rescale, coverage])
+        XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8).contains(coverage))
+        // The upper quartile at the model's own scale: neither note.
+        let plain = try CLIRunner.run(["segment", image.path, "-o", tmp.appendingPathComponent("plausible").path, "--model", model.path])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertFalse(plain.stderr.contains("of the image is particle") || plain.stderr.contains("resampled"), plain.stderr)
     }
 }
