@@ -20,6 +20,13 @@ public struct SegmentationOptions: Sendable {
     public var resampleToModelScale: Bool
     /// Average the probabilities over the 8 flips and 90° rotations (8× the time).
     public var testTimeAugmentation = false
+    /// Divide out the plane fitted to the image (an illumination or thickness gradient) before
+    /// the network sees it (`FloatImage.flattenedIllumination`), unless the recipe is `none`
+    /// (the network then sees the image as it is). On by default: on sim-v1's test set lit
+    /// with a ramp of ±5 % (±10 %), pooled dice 0.485 (0.270) without and 0.963 (0.963) with
+    /// it; on the evenly lit set 0.9629 without and 0.9625 with it.
+    public var flattenIllumination = SegmentationOptions.flattenByDefault
+    public static let flattenByDefault = true
 
     public init(threshold: Float? = nil, pixelSizeOverride: Double? = nil, recipe: InputRecipe? = nil,
                 memoryBytes: Int = SegmentationOptions.defaultMemory, resampleToModelScale: Bool = true) {
@@ -112,6 +119,8 @@ public final class Segmenter: @unchecked Sendable {
 
     public var threshold: Float { options.threshold ?? model.metadata.threshold }
     public var recipe: InputRecipe { options.recipe ?? model.metadata.preprocessing }
+    /// Whether an image's fitted plane is divided out first (`SegmentationOptions.flattenIllumination`).
+    public var flattens: Bool { options.flattenIllumination && recipe != .none }
 
     /// The pixel size to use for a micrograph and where it came from.
     /// Pixels that are not square are an error unless `--pixel-size` overrides (`squarePixelSizeNm`).
@@ -384,7 +393,8 @@ public final class Segmenter: @unchecked Sendable {
         }
         let scale = self.scale(for: pixelSizeNm)
         let (netWidth, netHeight) = networkSize(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm)
-        let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight, parallel: pool.parallel) }
+        let flat = flattens ? timed("flatten") { image.flattenedIllumination(parallel: pool.parallel) } : image
+        let scaled = timed("resample") { resample(flat, width: netWidth, height: netHeight, parallel: pool.parallel) }
         let prepared = timed("preprocess") { recipe.apply(scaled, pool: pool) }
         let t = threshold
         // At the image's own scale and without augmentation, the mask comes with the map, row by

@@ -31,6 +31,7 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Average over the 8 flips and rotations (test-time augmentation).") var tta = false
     @Flag(help: "Print the JSON report to stdout.") var json = false
     @OptionGroup var split: ParticleSplitOption
+    @OptionGroup var flatten: FlattenOption
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
@@ -75,6 +76,7 @@ struct Evaluate: ParsableCommand {
                 let model = try modelOptions.load()
                 var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
                 options.testTimeAugmentation = tta
+                options.flattenIllumination = flatten.flatten
                 let segmenter = Segmenter(model: model, options: options)
                 name = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default"
                 shownThreshold = segmenter.threshold

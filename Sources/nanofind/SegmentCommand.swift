@@ -62,6 +62,7 @@ struct Segment: ParsableCommand {
     @Option(help: "Memory in GB for the files segmented at once (each of --jobs N gets 1/N; an image that needs more is segmented alone afterwards with all of it): an image's full-size arrays (about 19 bytes per pixel, a 16384² int16 one 5.5 GB in all) and the network's pass, over the whole image where what remains holds it (1.5 GB for 4096²), else in tiles sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory).") var memory: Double?
     @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = ParticleMeasurement.smallestParticleNm2
     @OptionGroup var split: ParticleSplitOption
+    @OptionGroup var flatten: FlattenOption
     @Option(help: "Probability map format: tif, npy, or none (no map; a 4096² one is 64 MB).") var probFormat: ImageOutputs.ProbabilityFormat = .tif
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
@@ -89,6 +90,7 @@ struct Segment: ParsableCommand {
         var options = SegmentationOptions(threshold: threshold, pixelSizeOverride: pixelSize, recipe: modelOptions.preprocess.recipe)
         if let memory { options.memoryBytes = Int(memory * 1e9) }
         options.testTimeAugmentation = tta
+        options.flattenIllumination = flatten.flatten
         let segmenter = Segmenter(model: model, options: options)
         var settings = BatchSettings(outputDir: outURL)
         settings.overwrite = overwrite; settings.probabilityFormat = probFormat; settings.minimumAreaNm2 = minArea

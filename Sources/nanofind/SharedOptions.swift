@@ -129,6 +129,12 @@ enum CreatedFolders {
     }
 }
 
+/// Whether an illumination or thickness gradient is divided out first (segment, evaluate).
+struct FlattenOption: ParsableArguments {
+    @Flag(inversion: .prefixedNo, help: "Divide out the plane fitted to each image (an illumination or thickness gradient across it) before the network sees it.")
+    var flatten = SegmentationOptions.flattenByDefault
+}
+
 /// Whether touching particles are split into one each (segment, evaluate, measure).
 struct ParticleSplitOption: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Split particles that touch along the neck between them (a watershed on the distance to the background), one particle each.")
