@@ -402,9 +402,15 @@ public final class BatchSegmentation: @unchecked Sendable {
             // (A summary without `particles_cut` sized cut particles too: redone.) The same model
             // by another name (`--model Models/default.safetensors` for the default) is the same
             // when its weights' digest, in `segmentationSettings`, is.
+            // --default-pixel-size as before for an image without its own: the same value, or none.
+            let byFallback = s.pixelSizeSource == PixelSizeSource.fallback.rawValue
+            let uncalibrated = byFallback || s.pixelSizeSource == PixelSizeSource.none.rawValue
             guard s.model == modelName || modelDigest != nil, s.threshold == segmenter.threshold, s.segmentation == segmentationSettings,
                   s.particlesCut != nil,
-                  segmenter.options.pixelSizeOverride.map({ byOption && s.pixelSizeNm == $0 }) ?? !byOption else { return nil }
+                  segmenter.options.pixelSizeOverride.map({ byOption && s.pixelSizeNm == $0 }) ?? !byOption,
+                  !uncalibrated || segmenter.options.pixelSizeOverride != nil
+                    || (byFallback ? segmenter.options.fallbackPixelSize == s.pixelSizeNm : segmenter.options.fallbackPixelSize == nil)
+            else { return nil }
             // A particle table with other columns (an older version's) is redone, so that the
             // run's particles.csv has one header for every row.
             let table = settings.outputDir.appendingPathComponent("\(s.image)_particles.csv")

@@ -11,6 +11,9 @@ public struct SegmentationOptions: Sendable {
     public var threshold: Float?
     /// nm per pixel to use instead of the file's calibration (for uncalibrated exports).
     public var pixelSizeOverride: Double?
+    /// nm per pixel for images without a calibration, the others keeping their own
+    /// (`--default-pixel-size`: a folder of microscope files and their uncalibrated exports).
+    public var fallbackPixelSize: Double?
     /// Input preparation (nil: what the model records).
     public var recipe: InputRecipe?
     /// Memory one image may take: its full-size arrays (`Segmenter.memoryPlan`) plus the
@@ -42,6 +45,7 @@ public struct SegmentationOptions: Sendable {
 public enum PixelSizeSource: String, Sendable, Codable {
     case file
     case option = "--pixel-size"
+    case fallback = "--default-pixel-size"
     case none
 }
 
@@ -127,6 +131,7 @@ public final class Segmenter: @unchecked Sendable {
     public func pixelSize(of micrograph: Micrograph, file: String? = nil) throws -> (Double?, PixelSizeSource) {
         if let p = options.pixelSizeOverride { return (p, .option) }
         if let p = try micrograph.squarePixelSizeNm(file: file) { return (p, .file) }
+        if let p = options.fallbackPixelSize { return (p, .fallback) }
         return (nil, .none)
     }
 

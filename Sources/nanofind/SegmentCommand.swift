@@ -59,6 +59,7 @@ struct Segment: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
     @OptionGroup var calibration: PixelSizeOption
+    @Option(help: "nm per pixel for inputs without a calibration (PNG exports), the others keeping their own (unlike --pixel-size, which replaces every input's).") var defaultPixelSize: Double?
     @Option(help: "Memory in GB for the files segmented at once (each of --jobs N gets 1/N; an image that needs more is segmented alone afterwards with all of it): an image's full-size arrays (about 19 bytes per pixel, a 16384² int16 one 5.5 GB in all) and the network's pass, over the whole image where what remains holds it (1.5 GB for 4096²), else in tiles sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory).") var memory: Double?
     @Option(help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = ParticleMeasurement.smallestParticleNm2
     @OptionGroup var split: ParticleSplitOption
@@ -76,6 +77,10 @@ struct Segment: ParsableCommand {
         if let memory, !(memory.isFinite && memory >= 0.3 && memory <= 1e6) { throw ValidationError("--memory must be between 0.3 and 1000000 (GB)") }
         if !(minArea.isFinite && minArea >= 0) { throw ValidationError("--min-area must be 0 or more (nm²)") }
         if let jobs, !(1...64).contains(jobs) { throw ValidationError("--jobs must be between 1 and 64") }
+        if let p = defaultPixelSize {
+            if !(p.isFinite && p >= 1e-6 && p <= 1000) { throw ValidationError("--default-pixel-size must be between 1e-6 and 1000 nm per pixel, got \(p)") }
+            if calibration.pixelSize != nil { throw ValidationError("--default-pixel-size applies to inputs without a calibration; --pixel-size replaces every input's: give one of them") }
+        }
         if let shard, !(shard.n >= 1 && shard.k >= 1 && shard.k <= shard.n) {
             throw ValidationError("--shard \(shard.k)/\(shard.n): K must be between 1 and N")
         }
@@ -91,6 +96,7 @@ struct Segment: ParsableCommand {
         if let memory { options.memoryBytes = Int(memory * 1e9) }
         options.testTimeAugmentation = tta
         options.flattenIllumination = flatten.flatten
+        options.fallbackPixelSize = defaultPixelSize
         let segmenter = Segmenter(model: model, options: options)
         var settings = BatchSettings(outputDir: outURL)
         settings.overwrite = overwrite; settings.probabilityFormat = probFormat; settings.minimumAreaNm2 = minArea

@@ -560,4 +560,35 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertEqual(plain.status, 0, plain.stderr)
         XCTAssertFalse(plain.stderr.contains("of the image is particle") || plain.stderr.contains("resampled"), plain.stderr)
     }
+    /// --default-pixel-size: the uncalibrated inputs get it, the others keep their own; a re-run
+    /// with the same value finds both done, another value redoes the uncalibrated one only; it
+    /// cannot go with --pixel-size.
+    func testADefaultPixelSizeOnlyWhereTheFileHasNone() throws {
+        let folder = tmp.appendingPathComponent("mixed")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let values = (0..<(192 * 160)).map { Float(($0 * 7) % 17) }
+        try MRCWriter.write(Micrograph(width: 192, height: 160, pixelType: .float32, data: values.withUnsafeBytes { Array($0) },
+                                       pixelSize: PixelSize(isotropic: 0.1), format: "MRC"), to: folder.appendingPathComponent("own.mrc"))
+        try FileManager.default.copyItem(at: data.appendingPathComponent("img02.npy"), to: folder.appendingPathComponent("export.npy"))
+        let out = tmp.appendingPathComponent("mixed-out")
+        func run(_ extra: [String]) throws -> CLIRunner.Result {
+            try CLIRunner.run(["segment", folder.path, "-o", out.path, "--model", model.path] + extra)
+        }
+        let first = try run(["--default-pixel-size", "0.2"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertFalse(first.stderr.contains("no pixel size"), first.stderr)
+        func summary(_ name: String) throws -> [String: Any] {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("\(name).summary.json"))) as? [String: Any])
+        }
+        XCTAssertEqual(try summary("own")["pixel_size_nm"] as? Double ?? 0, 0.1, accuracy: 1e-6)
+        XCTAssertEqual(try summary("own")["pixel_size_source"] as? String, "file")
+        XCTAssertEqual(try summary("export")["pixel_size_nm"] as? Double, 0.2)
+        XCTAssertEqual(try summary("export")["pixel_size_source"] as? String, "--default-pixel-size")
+        XCTAssertTrue(try run(["--default-pixel-size", "0.2"]).stdout.contains("0 processed, 2 already done"))
+        XCTAssertTrue(try run(["--default-pixel-size", "0.3"]).stdout.contains("1 processed, 1 already done"))
+        XCTAssertTrue(try run([]).stdout.contains("1 processed, 1 already done"))
+        let both = try run(["--default-pixel-size", "0.2", "--pixel-size", "0.1"])
+        XCTAssertEqual(both.status, 2)
+        XCTAssertTrue(both.stderr.contains("--default-pixel-size applies to inputs without a calibration"), both.stderr)
+    }
 }
