@@ -1,50 +1,95 @@
 /// An illumination or thickness gradient across a micrograph, taken out before the network sees
 /// it. The network normalises the whole image at once (`InputRecipe`), so a ramp of ±5–10 %
 /// across a simulated test micrograph turned most of it into "particle"; divided by the plane
-/// fitted to it, the same micrographs segment as the evenly lit ones (au_1012, cdse_1009 of
-/// sim-v1 at ±5, ±10 and ±20 %: 5 and 4 particles each time, as unramped).
+/// fitted to it, the same micrographs segment as the evenly lit ones (sim-v1's test set lit by
+/// a ±5 % ramp: pooled dice 0.485 without, 0.963 with it).
+///
+/// The plane is fitted robustly, to the means of blocks of the image: blocks mostly outside the
+/// specimen (padding, NaN pixels filled from the rest) are left out, and so are blocks far from
+/// the plane (a hole in the carbon film, a large particle), found by their residuals' median
+/// absolute deviation over a few rounds. Fitted to every pixel, a bright vacuum region over a
+/// third of an image tilted the plane so that the flattened image had false particles.
 extension FloatImage {
-    /// The least-squares plane through the pixels, `a + b·x + c·y` with x and y the pixel
-    /// centres scaled to −½ … ½ across the image (`a` is then the mean). Sums in Double.
-    public func fittedPlane(parallel: ParallelFor = serially) -> (a: Double, b: Double, c: Double) {
+    /// Blocks a side: about 32 px each, at least 4 and at most 32 a side.
+    static func planeBlocks(_ n: Int) -> Int { Swift.max(1, Swift.min(n, Swift.max(4, Swift.min(32, n / 32)))) }
+
+    /// The plane `a + b·x + c·y` (x and y the pixel centres scaled to −½ … ½ across the image)
+    /// fitted robustly to the image's blocks, leaving out the pixels of `excluding` (nil: fit
+    /// to the blocks as they are). Nil when too few blocks remain for a plane.
+    public func fittedPlane(excluding outside: BinaryMask? = nil) -> (a: Double, b: Double, c: Double)? {
         let w = width, h = height
-        guard w > 0, h > 0 else { return (0, 0, 0) }
-        // On a full grid of centred coordinates the normal equations are diagonal.
-        let xs = (0..<w).map { (Double($0) + 0.5) / Double(w) - 0.5 }
-        let rows = pieces(h, minimum: max(1, (1 << 16) / w))
-        var parts = [(sum: Double, sx: Double, sy: Double)](repeating: (0, 0, 0), count: rows.count)
-        pixels.withUnsafeBufferPointer { p in
-            parts.withUnsafeMutableBufferPointer { out in
-                parallel(rows.count) { k in
-                    var sum = 0.0, sx = 0.0, sy = 0.0
-                    for y in rows.range(k) {
-                        let yc = (Double(y) + 0.5) / Double(h) - 0.5
-                        var row = 0.0, rowX = 0.0
-                        for x in 0..<w { let v = Double(p[y * w + x]); row += v; rowX += v * xs[x] }
-                        sum += row; sx += rowX; sy += row * yc
+        guard w > 0, h > 0 else { return nil }
+        let bx = FloatImage.planeBlocks(w), by = FloatImage.planeBlocks(h), mask = outside?.values
+        // Each block's mean over its specimen pixels, at its specimen pixels' mean position.
+        var blocks: [(x: Double, y: Double, v: Double)] = []
+        for j in 0..<by {
+            let y0 = j * h / by, y1 = (j + 1) * h / by
+            for i in 0..<bx {
+                let x0 = i * w / bx, x1 = (i + 1) * w / bx
+                var n = 0, sum = 0.0, sx = 0.0, sy = 0.0
+                for y in y0..<y1 {
+                    for x in x0..<x1 {
+                        if let mask, mask[y * w + x] != 0 { continue }
+                        n += 1; sum += Double(pixels[y * w + x]); sx += Double(x); sy += Double(y)
                     }
-                    out[k] = (sum, sx, sy)
                 }
+                // Blocks mostly outside the specimen say little about its lighting.
+                guard n > 0, 2 * n >= (x1 - x0) * (y1 - y0) else { continue }
+                let dn = Double(n)
+                blocks.append(((sx / dn + 0.5) / Double(w) - 0.5, (sy / dn + 0.5) / Double(h) - 0.5, sum / dn))
             }
         }
-        let sum = parts.reduce(0) { $0 + $1.sum }, sx = parts.reduce(0) { $0 + $1.sx }, sy = parts.reduce(0) { $0 + $1.sy }
-        let xx = xs.reduce(0) { $0 + $1 * $1 } * Double(h)
-        let ys = (0..<h).map { (Double($0) + 0.5) / Double(h) - 0.5 }
-        let yy = ys.reduce(0) { $0 + $1 * $1 } * Double(w)
-        return (sum / Double(w * h), xx > 0 ? sx / xx : 0, yy > 0 ? sy / yy : 0)
+        guard blocks.count >= 3 else { return nil }
+        // From the blocks' median level (a least-squares start would spread a bright region's
+        // pull over every block), each round keeps the blocks within 3 robust standard
+        // deviations of the last plane and fits them again.
+        let values = blocks.map(\.v).sorted()
+        var plane = (a: values[values.count / 2], b: 0.0, c: 0.0)
+        for _ in 0..<6 {
+            let residuals = blocks.map { abs($0.v - (plane.a + plane.b * $0.x + plane.c * $0.y)) }
+            let mad = Swift.max(residuals.sorted()[residuals.count / 2], 1e-9 * Swift.max(1, abs(plane.a)))
+            let kept = zip(blocks, residuals).filter { $0.1 <= 3 * 1.4826 * mad }.map(\.0)
+            guard let next = FloatImage.leastSquaresPlane(kept) else { break }
+            let settled = abs(next.a - plane.a) <= 1e-9 * abs(plane.a) && next.b == plane.b && next.c == plane.c
+            plane = next
+            if settled { break }
+        }
+        return plane
     }
 
-    /// The image with its fitted plane taken out, its mean kept: divided by the plane over its
-    /// mean where the plane stays well above 0 across the image (counts: an illumination
-    /// falloff scales them), else the plane's tilt subtracted (a zero-mean float image).
-    public func flattenedIllumination(parallel: ParallelFor = serially) -> FloatImage {
-        let (a, b, c) = fittedPlane(parallel: parallel)
-        guard b != 0 || c != 0, a.isFinite, b.isFinite, c.isFinite else { return self }
+    /// The least-squares plane through weighted-equally points; nil for fewer than 3 or a
+    /// degenerate set (all on a line).
+    static func leastSquaresPlane(_ points: [(x: Double, y: Double, v: Double)]) -> (a: Double, b: Double, c: Double)? {
+        guard points.count >= 3 else { return nil }
+        var s = [Double](repeating: 0, count: 9), r = [Double](repeating: 0, count: 3)
+        for p in points {
+            let f = [1, p.x, p.y]
+            for i in 0..<3 {
+                r[i] += f[i] * p.v
+                for j in 0..<3 { s[i * 3 + j] += f[i] * f[j] }
+            }
+        }
+        // Cramer's rule on the 3×3 normal equations.
+        func det(_ m: [Double]) -> Double {
+            m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6])
+        }
+        let d = det(s)
+        guard abs(d) > 1e-12 * Swift.max(1, s[0] * s[4] * s[8]) else { return nil }
+        func replaced(_ col: Int) -> [Double] { var m = s; for i in 0..<3 { m[i * 3 + col] = r[i] }; return m }
+        return (det(replaced(0)) / d, det(replaced(1)) / d, det(replaced(2)) / d)
+    }
+
+    /// The image with its fitted plane (`fittedPlane(excluding:)`) taken out, the plane's mean
+    /// level kept: divided by the plane over that level where the plane stays well above 0
+    /// across the image (counts: an illumination falloff scales them), else the plane's tilt
+    /// subtracted (a zero-mean float image). Itself where no plane can be fitted.
+    public func flattenedIllumination(excluding outside: BinaryMask? = nil, parallel: ParallelFor = serially) -> FloatImage {
+        guard let (a, b, c) = fittedPlane(excluding: outside), b != 0 || c != 0, a.isFinite, b.isFinite, c.isFinite else { return self }
         let lowest = a - 0.5 * abs(b) - 0.5 * abs(c)  // the plane's least value over the image
         let divide = a > 0 && lowest > 0.5 * a
         let w = width, h = height
         var out = self
-        let rows = pieces(h, minimum: max(1, (1 << 16) / w))
+        let rows = pieces(h, minimum: Swift.max(1, (1 << 16) / w))
         out.pixels.withUnsafeMutableBufferPointer { p in
             parallel(rows.count) { k in
                 for y in rows.range(k) {

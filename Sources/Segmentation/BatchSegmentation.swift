@@ -111,6 +111,12 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// out by their names. `empty`: the folders in which the search found nothing.
     public func expand(_ inputs: [String]) -> (files: [URL], problems: [MicrographError], empty: [URL], sameName: [(skipped: URL, taken: URL)]) {
         var files: [URL] = [], problems: [MicrographError] = [], empty: [URL] = [], sameName: [(skipped: URL, taken: URL)] = []
+        // Files named on the command line: of files of one name in a folder, the one named wins.
+        let named = Set(inputs.compactMap { input -> String? in
+            var isDir: ObjCBool = false
+            return FileManager.default.fileExists(atPath: input, isDirectory: &isDir) && !isDir.boolValue
+                ? URL(fileURLWithPath: input).standardizedFileURL.path : nil
+        })
         for input in inputs {
             let url = URL(fileURLWithPath: input)
             var isDir: ObjCBool = false
@@ -139,7 +145,8 @@ public final class BatchSegmentation: @unchecked Sendable {
             let groups = Dictionary(grouping: inFolder) { $0.deletingLastPathComponent().path + "/" + nameKey($0.deletingPathExtension().lastPathComponent) }
             var kept: [URL] = []
             for group in groups.values {
-                let ordered = group.sorted { (rank($0), $0.path) < (rank($1), $1.path) }
+                func key(_ u: URL) -> (Int, Int, String) { (named.contains(u.standardizedFileURL.path) ? 0 : 1, rank(u), u.path) }
+                let ordered = group.sorted { key($0) < key($1) }
                 kept.append(ordered[0])
                 sameName += ordered.dropFirst().map { ($0, ordered[0]) }
             }

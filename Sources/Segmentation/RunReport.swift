@@ -29,6 +29,10 @@ public struct RunReport {
         public var mean: Double?, sd: Double?, median: Double?
         public var p10: Double?, p90: Double?, min: Double?, max: Double?
 
+        enum CodingKeys: String, CodingKey {
+            case unit, particles, measured, cutByBorder = "cut_by_border", uncalibrated, mean, sd, median, p10, p90, min, max
+        }
+
         public init(_ diameters: [Double], unit: String, particles: Int, cutByBorder: Int = 0, uncalibrated: Int = 0) {
             self.unit = unit; self.particles = particles; measured = diameters.count
             self.cutByBorder = cutByBorder; self.uncalibrated = uncalibrated
@@ -238,7 +242,12 @@ struct ReportPage {
 
     /// The run's sizes in one sentence: what a caption or a methods section quotes.
     var sizesSentence: String {
-        guard let mean = sizes.mean, let median = sizes.median else { return "" }
+        guard let mean = sizes.mean, let median = sizes.median else {
+            guard sizes.particles > 0 else { return "" }
+            let why = [sizes.cutByBorder > 0 ? "\(sizes.cutByBorder) cut by the border" : nil,
+                       sizes.uncalibrated > 0 ? "\(sizes.uncalibrated) in images without a pixel size" : nil].compactMap { $0 }
+            return " No particle's size is measured\(why.isEmpty ? "" : " (\(why.joined(separator: ", ")))")."
+        }
         let u = sizes.unit
         let spread = sizes.sd.map { " ± \(format($0))" } ?? ""
         let range = (sizes.p10 != nil && sizes.p90 != nil && sizes.measured >= 10) ? "; 10–90 %: \(format(sizes.p10))–\(format(sizes.p90)) \(u)" : ""

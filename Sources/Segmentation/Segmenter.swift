@@ -27,7 +27,7 @@ public struct SegmentationOptions: Sendable {
     /// the network sees it (`FloatImage.flattenedIllumination`), unless the recipe is `none`
     /// (the network then sees the image as it is). On by default: on sim-v1's test set lit
     /// with a ramp of ±5 % (±10 %), pooled dice 0.485 (0.270) without and 0.963 (0.963) with
-    /// it; on the evenly lit set 0.9629 without and 0.9625 with it.
+    /// it; on the evenly lit set 0.9629 without and 0.9628 with it.
     public var flattenIllumination = SegmentationOptions.flattenByDefault
     public static let flattenByDefault = true
 
@@ -325,6 +325,10 @@ public final class Segmenter: @unchecked Sendable {
         }
         var fill: Float = 0
         let outside = BinaryMask.union(BinaryMask.union(nonFinite, padding), bar)
+        // Before the fill: the plane is fitted to the specimen's pixels, and the fill is drawn
+        // from the flattened ones (drawn first, it carried the gradient into the flattened image
+        // the wrong way round where the plane divides it).
+        if flattens { image = image.flattenedIllumination(excluding: outside, parallel: pool.parallel) }
         if let outside {
             fill = image.fillLikeOthers(outside, parallel: pool.parallel)
             (lo, hi) = image.extremes(parallel: pool.parallel)
@@ -364,7 +368,7 @@ public final class Segmenter: @unchecked Sendable {
         guard let p = r.pixelSizeNm, let m = model.metadata.trainingPixelSizeNm,
               r.scale > Segmenter.largeRescale || r.scale < 1 / Segmenter.largeRescale else { return [] }
         return [String(format: "resampled %.3g× to the model's %.4g nm/px from %.4g nm/px (%@): if the particles look wrong, check the pixel size", r.scale, m, p,
-                       r.pixelSizeSource == .option ? "--pixel-size" : "the file's calibration")]
+                       r.pixelSizeSource == .file ? "the file's calibration" : r.pixelSizeSource.rawValue)]
     }
 
     /// A result with nothing to segment: every probability 0, no mask, and why.
@@ -398,8 +402,7 @@ public final class Segmenter: @unchecked Sendable {
         }
         let scale = self.scale(for: pixelSizeNm)
         let (netWidth, netHeight) = networkSize(width: image.width, height: image.height, pixelSizeNm: pixelSizeNm)
-        let flat = flattens ? timed("flatten") { image.flattenedIllumination(parallel: pool.parallel) } : image
-        let scaled = timed("resample") { resample(flat, width: netWidth, height: netHeight, parallel: pool.parallel) }
+        let scaled = timed("resample") { resample(image, width: netWidth, height: netHeight, parallel: pool.parallel) }
         let prepared = timed("preprocess") { recipe.apply(scaled, pool: pool) }
         let t = threshold
         // At the image's own scale and without augmentation, the mask comes with the map, row by

@@ -39,6 +39,7 @@ struct Evaluate: ParsableCommand {
         if method == .bragg {
             // The Bragg filter has no model: options that only a model uses would be dropped unseen.
             let modelOnly = [(threshold != nil, "--threshold"), (tta, "--tta"), (modelOptions.model != nil, "--model"),
+                             (flatten.flatten != SegmentationOptions.flattenByDefault, flatten.flatten ? "--flatten" : "--no-flatten"),
                              (modelOptions.preprocess != .model, "--preprocess")].filter(\.0).map(\.1)
             if !modelOnly.isEmpty {
                 throw ValidationError("\(modelOnly.joined(separator: ", ")) \(modelOnly.count == 1 ? "applies" : "apply") to the U-Net only (--method unet), not to --method bragg")

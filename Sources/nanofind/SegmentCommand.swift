@@ -30,9 +30,13 @@ struct Segment: ParsableCommand {
             trained at, it is resampled to the model's scale and the probabilities mapped back; an \
             image without one is segmented as it is, as if at the model's scale (a warning says so). \
             A folder search skips hidden files and NanoFind's own outputs (NAME_mask, _labels, \
-            _prob, _overlay, contact_sheet). Two inputs with one name (x.dm4 beside its x.tif \
-            export) would write the same outputs: the first by path is segmented, the other \
-            reported as a failure; segment such a pair into separate folders.
+            _prob, _overlay, contact_sheet). Files of one name in a folder (x.dm4 beside its x.tif \
+            export) are one input: a file named on the command line, else the microscope's own \
+            format first (dm4, dm3, emd, ser, MRC, TIFF, npy, png), the others named in a warning. \
+            Two inputs of one name from different folders (or both named) would write the same \
+            outputs: the first by path is segmented, the other reported as a failure. Each image's \
+            fitted plane (an illumination or thickness gradient) is divided out before the network \
+            (--no-flatten keeps it, as --preprocess none does).
 
             Per image in OUTDIR: NAME_mask.png (0/255), NAME_mask.tif, NAME_labels.tif (uint16 \
             particle ids; float32 past 65535 particles), NAME_prob.tif (float32; --prob-format npy for .npy, none for no map), the \
@@ -41,7 +45,8 @@ struct Segment: ParsableCommand {
             run: particles.csv, summary.json, size_histogram.png and report.html (self-contained).
 
             A re-run skips inputs whose outputs are newer and were made with the same model, \
-            threshold, --pixel-size, splitting, --min-area, --preprocess and --tta, and whose map in \
+            threshold, --pixel-size, --default-pixel-size, splitting, --min-area, --preprocess, \
+            --tta and --flatten, and whose map in \
             --prob-format's format is there (--overwrite \
             redoes them). A bad file is \
             reported on one line and skipped; exit status 1 if any failed (2 when the one \
@@ -122,7 +127,7 @@ struct Segment: ParsableCommand {
         let (files, missing, empty, sameName) = batch.expand(inputs)
         for m in missing { printError(m) }
         for (skipped, taken) in sameName {
-            writeStandardError("warning: \(oneLine(skipped.path)): skipped: \(oneLine(taken.lastPathComponent)) beside it has the same name and is segmented instead (one file per name in a folder, the microscope's own format first)\n")
+            writeStandardError("warning: \(oneLine(skipped.path)): skipped: \(oneLine(taken.lastPathComponent)) beside it has the same name and is segmented instead (one file per name in a folder: one named on the command line, else the microscope's own format)\n")
         }
         for folder in empty {
             writeStandardError("warning: \(oneLine(folder.path)) holds no micrographs (files ending .\(BatchSegmentation.imageExtensions.sorted().joined(separator: " .")), not NanoFind's own outputs)\n")
@@ -176,6 +181,8 @@ struct Segment: ParsableCommand {
             if let p = model.metadata.trainingPixelSizeNm { runSettings["model_pixel_size_nm"] = String(format: "%.4g", p) }
             if let digest = batch.modelDigest { runSettings["model_digest"] = digest }
             if let pixelSize { runSettings["pixel_size_nm (--pixel-size)"] = "\(pixelSize)" }
+            if let defaultPixelSize { runSettings["pixel_size_nm where none (--default-pixel-size)"] = "\(defaultPixelSize)" }
+            runSettings["flatten"] = segmenter.flattens ? "plane" : "no"
             if let shard { runSettings["shard"] = "\(shard.k)/\(shard.n)" }
             do {
                 try RunReport(summaries: summaries, settings: runSettings).write(into: outURL)
@@ -192,7 +199,7 @@ struct Segment: ParsableCommand {
         if let first = progress.uncalibrated.min() {
             let n = progress.uncalibrated.count
             let scale = model.metadata.trainingPixelSizeNm.map { String(format: " and segmented as if at the model's %.4g nm/px", $0) } ?? ""
-            writeStandardError("warning: \(oneLine(first))\(n > 1 ? " and \(n - 1) more input\(n > 2 ? "s" : "")" : "") \(n > 1 ? "have" : "has") no pixel size; sizes are in pixels, the nm columns empty\(scale) (give --pixel-size NM)\n")
+            writeStandardError("warning: \(oneLine(first))\(n > 1 ? " and \(n - 1) more input\(n > 2 ? "s" : "")" : "") \(n > 1 ? "have" : "has") no pixel size; sizes are in pixels, the nm columns empty\(scale) (give --default-pixel-size NM for the inputs without one, or --pixel-size NM for all)\n")
         }
         if let pixelSize, let first = notices.replaced.min(by: { $0.path < $1.path }) {
             let n = notices.replaced.count

@@ -503,10 +503,16 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("4 processed, 0 already done, 0 failed"), r.stdout)
         let warnings = r.stderr.split(separator: "\n").filter { $0.contains("skipped:") }
         XCTAssertEqual(warnings, ["x.npy", "x.tif"].map {
-            "warning: \(folder.path)/\($0): skipped: x.mrc beside it has the same name and is segmented instead (one file per name in a folder, the microscope's own format first)"
+            "warning: \(folder.path)/\($0): skipped: x.mrc beside it has the same name and is segmented instead (one file per name in a folder: one named on the command line, else the microscope's own format)"
         })
         let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("x.summary.json"))) as? [String: Any])
         XCTAssertEqual(summary["input"] as? String, folder.appendingPathComponent("x.mrc").path)
+        // A file named on the command line beside its folder: that one is segmented.
+        let chosen = try CLIRunner.run(["segment", folder.appendingPathComponent("x.tif").path, folder.path, "-o", tmp.appendingPathComponent("chosen").path,
+                                        "--model", model.path, "--pixel-size", "0.1"])
+        XCTAssertEqual(chosen.status, 0, chosen.stderr)
+        XCTAssertTrue(chosen.stdout.contains("4 processed, 0 already done, 0 failed"), chosen.stdout)
+        XCTAssertEqual(chosen.stderr.split(separator: "\n").filter { $0.contains("skipped: x.tif beside it") }.count, 2, chosen.stderr)
 
         // The statistics against the table: the uncut particles' diameters in nm.
         let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
@@ -520,7 +526,7 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertEqual(sizes["unit"] as? String, "nm")
         XCTAssertEqual(sizes["particles"] as? Int, rows.count)
         XCTAssertEqual(sizes["measured"] as? Int, whole.count)
-        XCTAssertEqual(sizes["cutByBorder"] as? Int, rows.count - whole.count)
+        XCTAssertEqual(sizes["cut_by_border"] as? Int, rows.count - whole.count)
         let mean = whole.reduce(0, +) / Double(whole.count)
         let sd = (whole.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(whole.count - 1)).squareRoot()
         func q(_ f: Double) -> Double {  // numpy.percentile's default (linear)

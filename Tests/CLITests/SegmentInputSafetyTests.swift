@@ -254,7 +254,9 @@ final class SegmentUnusualPixelsTests: XCTestCase {
         try NPYFile.write([Float](repeating: 7, count: 96 * 80), shape: [80, 96], to: tmp.appendingPathComponent("blank.npy"))
         let out = tmp.appendingPathComponent("out")
         let r = try CLIRunner.run(["segment", tmp.appendingPathComponent("holes.npy").path, tmp.appendingPathComponent("filled.npy").path,
-                                   tmp.appendingPathComponent("blank.npy").path, "-o", out.path, "--model", model.path])
+                                   tmp.appendingPathComponent("blank.npy").path, "-o", out.path, "--model", model.path,
+                                   // (the fill as such: flattened, the NaN image's plane leaves its holes out, the filled one's not)
+                                   "--no-flatten"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("holes.npy (holes): 960 pixels are NaN or infinite: filled with pixels drawn from the others, never particle"), r.stderr)
         XCTAssertTrue(r.stderr.contains("blank.npy (blank): every pixel is 7: nothing to segment, no particles"), r.stderr)
