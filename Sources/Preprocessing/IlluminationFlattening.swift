@@ -16,29 +16,53 @@ extension FloatImage {
     /// The plane `a + b·x + c·y` (x and y the pixel centres scaled to −½ … ½ across the image)
     /// fitted robustly to the image's blocks, leaving out the pixels of `excluding` (nil: fit
     /// to the blocks as they are). Nil when too few blocks remain for a plane.
-    public func fittedPlane(excluding outside: BinaryMask? = nil) -> (a: Double, b: Double, c: Double)? {
+    public func fittedPlane(excluding outside: BinaryMask? = nil, parallel: ParallelFor = serially) -> (a: Double, b: Double, c: Double)? {
         let w = width, h = height
         guard w > 0, h > 0 else { return nil }
-        let bx = FloatImage.planeBlocks(w), by = FloatImage.planeBlocks(h), mask = outside?.values
-        // Each block's mean over its specimen pixels, at its specimen pixels' mean position.
-        var blocks: [(x: Double, y: Double, v: Double)] = []
-        for j in 0..<by {
-            let y0 = j * h / by, y1 = (j + 1) * h / by
-            for i in 0..<bx {
-                let x0 = i * w / bx, x1 = (i + 1) * w / bx
-                var n = 0, sum = 0.0, sx = 0.0, sy = 0.0
-                for y in y0..<y1 {
-                    for x in x0..<x1 {
-                        if let mask, mask[y * w + x] != 0 { continue }
-                        n += 1; sum += Double(pixels[y * w + x]); sx += Double(x); sy += Double(y)
+        let bx = FloatImage.planeBlocks(w), by = FloatImage.planeBlocks(h)
+        // Each block's mean over its specimen pixels, at its specimen pixels' mean position; a
+        // row of blocks per task, each row of pixels summed in Float (a block row is at most a
+        // few hundred pixels) and the rows in Double.
+        var found = [(x: Double, y: Double, v: Double)?](repeating: nil, count: bx * by)
+        pixels.withUnsafeBufferPointer { P in
+            let p = P.baseAddress!
+            func blockRow(_ j: Int, _ mask: UnsafePointer<UInt8>?, _ out: UnsafeMutablePointer<(x: Double, y: Double, v: Double)?>) {
+                let y0 = j * h / by, y1 = (j + 1) * h / by
+                for i in 0..<bx {
+                    let x0 = i * w / bx, x1 = (i + 1) * w / bx
+                    var n = 0, sum = 0.0, sx = 0.0, sy = 0.0
+                    for y in y0..<y1 {
+                        let row = p + y * w
+                        if let mask {
+                            let m = mask + y * w
+                            var rowSum: Float = 0, rowN = 0, rowX = 0
+                            for x in x0..<x1 where m[x] == 0 { rowSum += row[x]; rowN += 1; rowX += x }
+                            n += rowN; sum += Double(rowSum); sx += Double(rowX); sy += Double(rowN * y)
+                        } else {
+                            var rowSum: Float = 0
+                            for x in x0..<x1 { rowSum += row[x] }
+                            sum += Double(rowSum)
+                        }
                     }
+                    if mask == nil {
+                        n = (x1 - x0) * (y1 - y0)
+                        sx = Double(x0 + x1 - 1) / 2 * Double(n); sy = Double(y0 + y1 - 1) / 2 * Double(n)
+                    }
+                    // Blocks mostly outside the specimen say little about its lighting.
+                    guard n > 0, 2 * n >= (x1 - x0) * (y1 - y0) else { continue }
+                    let dn = Double(n)
+                    out[j * bx + i] = ((sx / dn + 0.5) / Double(w) - 0.5, (sy / dn + 0.5) / Double(h) - 0.5, sum / dn)
                 }
-                // Blocks mostly outside the specimen say little about its lighting.
-                guard n > 0, 2 * n >= (x1 - x0) * (y1 - y0) else { continue }
-                let dn = Double(n)
-                blocks.append(((sx / dn + 0.5) / Double(w) - 0.5, (sy / dn + 0.5) / Double(h) - 0.5, sum / dn))
+            }
+            found.withUnsafeMutableBufferPointer { out in
+                if let outside {
+                    outside.values.withUnsafeBufferPointer { m in parallel(by) { j in blockRow(j, m.baseAddress!, out.baseAddress!) } }
+                } else {
+                    parallel(by) { j in blockRow(j, nil, out.baseAddress!) }
+                }
             }
         }
+        let blocks = found.compactMap { $0 }
         guard blocks.count >= 3 else { return nil }
         // From the blocks' median level (a least-squares start would spread a bright region's
         // pull over every block), each round keeps the blocks within 3 robust standard
@@ -84,20 +108,25 @@ extension FloatImage {
     /// across the image (counts: an illumination falloff scales them), else the plane's tilt
     /// subtracted (a zero-mean float image). Itself where no plane can be fitted.
     public func flattenedIllumination(excluding outside: BinaryMask? = nil, parallel: ParallelFor = serially) -> FloatImage {
-        guard let (a, b, c) = fittedPlane(excluding: outside), b != 0 || c != 0, a.isFinite, b.isFinite, c.isFinite else { return self }
+        guard let (a, b, c) = fittedPlane(excluding: outside, parallel: parallel), b != 0 || c != 0, a.isFinite, b.isFinite, c.isFinite else { return self }
         let lowest = a - 0.5 * abs(b) - 0.5 * abs(c)  // the plane's least value over the image
         let divide = a > 0 && lowest > 0.5 * a
         let w = width, h = height
         var out = self
+        // In Float: the plane's terms per column and per row, then one multiply or subtract per pixel.
+        let columns = (0..<w).map { Float(b * ((Double($0) + 0.5) / Double(w) - 0.5)) }
         let rows = pieces(h, minimum: Swift.max(1, (1 << 16) / w))
-        out.pixels.withUnsafeMutableBufferPointer { p in
-            parallel(rows.count) { k in
-                for y in rows.range(k) {
-                    let yc = (Double(y) + 0.5) / Double(h) - 0.5
-                    for x in 0..<w {
-                        let xc = (Double(x) + 0.5) / Double(w) - 0.5
-                        let plane = a + b * xc + c * yc, i = y * w + x
-                        p[i] = divide ? Float(Double(p[i]) * a / plane) : Float(Double(p[i]) - (plane - a))
+        out.pixels.withUnsafeMutableBufferPointer { P in
+            columns.withUnsafeBufferPointer { C in
+                let p = P.baseAddress!, col = C.baseAddress!
+                parallel(rows.count) { k in
+                    for y in rows.range(k) {
+                        let base = Float(a + c * ((Double(y) + 0.5) / Double(h) - 0.5)), level = Float(a), line = p + y * w
+                        if divide {
+                            for x in 0..<w { line[x] = line[x] * (level / (base + col[x])) }
+                        } else {
+                            for x in 0..<w { line[x] = line[x] - (base + col[x] - level) }
+                        }
                     }
                 }
             }
