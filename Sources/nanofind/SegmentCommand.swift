@@ -82,9 +82,9 @@ struct Segment: ParsableCommand {
         if let memory, !(memory.isFinite && memory >= 0.3 && memory <= 1e6) { throw ValidationError("--memory must be between 0.3 and 1000000 (GB)") }
         if !(minArea.isFinite && minArea >= 0) { throw ValidationError("--min-area must be 0 or more (nm²)") }
         if let jobs, !(1...64).contains(jobs) { throw ValidationError("--jobs must be between 1 and 64") }
-        if let p = defaultPixelSize {
-            if !(p.isFinite && p >= 1e-6 && p <= 1000) { throw ValidationError("--default-pixel-size must be between 1e-6 and 1000 nm per pixel, got \(p)") }
-            if calibration.pixelSize != nil { throw ValidationError("--default-pixel-size applies to inputs without a calibration; --pixel-size replaces every input's: give one of them") }
+        try PixelSizeOption.check(defaultPixelSize, flag: "--default-pixel-size")
+        if defaultPixelSize != nil && calibration.pixelSize != nil {
+            throw ValidationError("--default-pixel-size applies to inputs without a calibration; --pixel-size replaces every input's: give one of them")
         }
         if let shard, !(shard.n >= 1 && shard.k >= 1 && shard.k <= shard.n) {
             throw ValidationError("--shard \(shard.k)/\(shard.n): K must be between 1 and N")

@@ -145,9 +145,12 @@ struct ParticleSplitOption: ParsableArguments {
 struct PixelSizeOption: ParsableArguments {
     @Option(help: "nm per pixel, for inputs without a calibration (PNG exports) or with a wrong one.") var pixelSize: Double?
 
-    func validate() throws {
-        if let pixelSize, !(pixelSize.isFinite && pixelSize >= 1e-6 && pixelSize <= 1000) {
-            throw ValidationError("--pixel-size must be between 1e-6 and 1000 nm per pixel, got \(pixelSize)")
+    func validate() throws { try PixelSizeOption.check(pixelSize, flag: "--pixel-size") }
+
+    /// A pixel size given by `flag` must be a plausible one.
+    static func check(_ value: Double?, flag: String) throws {
+        if let value, !(value.isFinite && value >= 1e-6 && value <= 1000) {
+            throw ValidationError("\(flag) must be between 1e-6 and 1000 nm per pixel, got \(value)")
         }
     }
 }
