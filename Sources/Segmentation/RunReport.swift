@@ -9,14 +9,29 @@ import ParticleAnalysis
 public struct RunReport {
     public var summaries: [ImageSummary]
     public var settings: [String: String]
+    /// The inputs the run could not segment, each with the line that said why: listed in
+    /// `summary.json` (`failed`) and at the top of `report.html`, so a report read later does
+    /// not pass for the whole batch.
+    public var failures: [Failure]
 
-    public init(summaries: [ImageSummary], settings: [String: String]) { self.summaries = summaries; self.settings = settings }
+    /// An input that failed and why (`<file>: <reason>`, as the run printed it).
+    public struct Failure: Codable, Equatable, Sendable {
+        public var input: String
+        public var error: String
+        public init(input: String, error: String) { self.input = input; self.error = error }
+    }
+
+    public init(summaries: [ImageSummary], settings: [String: String], failures: [Failure] = []) {
+        self.summaries = summaries; self.settings = settings; self.failures = failures
+    }
 
     struct SummaryFile: Codable {
         var settings: [String: String]
         var images: [ImageSummary]
         /// The run's size statistics (absent from files written before they were added).
         var sizes: SizeStatistics?
+        /// The inputs that failed (absent from files written before they were listed).
+        var failed: [Failure]?
     }
 
     /// The equivalent diameters of a whole run's particles not cut by the border, in nm where
@@ -57,7 +72,7 @@ public struct RunReport {
         guard let s = try? JSONDecoder().decode(SummaryFile.self, from: data) else {
             throw MicrographError(url: url, reason: "is not a NanoFind segment summary")
         }
-        return RunReport(summaries: s.images, settings: s.settings)
+        return RunReport(summaries: s.images, settings: s.settings, failures: s.failed ?? [])
     }
 
     /// The particle rows of every image, read back from the per-image CSVs: each from its own
@@ -86,6 +101,7 @@ public struct RunReport {
     public func write(into dir: URL, sources: [String: URL]? = nil) throws {
         let summaries = self.summaries.sorted { naturalOrder($0.image, $1.image) }
         let folder = { (image: String) in sources?[image] ?? dir }
+        let failures = self.failures.sorted { naturalOrder($0.input, $1.input) }
         let (header, rows) = try RunReport(summaries: summaries, settings: settings).particleRows(folder: folder, required: sources != nil)
         let csv = ([header] + rows.map { ([csvField($0.image)] + $0.fields).joined(separator: ",") }).joined(separator: "\n") + "\n"
         let columns = header.split(separator: ",").map(String.init)
@@ -108,12 +124,13 @@ public struct RunReport {
         let statistics = SizeStatistics(diameters, unit: inNm ? "nm" : "px", particles: rows.count, cutByBorder: cut, uncalibrated: uncalibrated)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let summaryJSON = try encoder.encode(SummaryFile(settings: settings, images: summaries, sizes: statistics))
+        let summaryJSON = try encoder.encode(SummaryFile(settings: settings, images: summaries, sizes: statistics, failed: failures))
         let histogram = sizeHistogram(diameters, unit: inNm ? "nm" : "px",
                                       note: notes.isEmpty ? nil : "\(rows.count - diameters.count) of \(rows.count) particles not shown (\(notes.joined(separator: ", ")))")
         let histogramPNG = try PNGWriter.encode(
             Micrograph(width: histogram.width, height: histogram.height, channels: 3, pixelType: .uint8, data: histogram.pixels, format: "png"))
-        let html = ReportPage(summaries: summaries, settings: settings, columns: columns, rows: rows, histogramPNG: histogramPNG, sizes: statistics,
+        let html = ReportPage(summaries: summaries, failures: failures, settings: settings, columns: columns, rows: rows,
+                              histogramPNG: histogramPNG, sizes: statistics,
                               overlays: overlayThumbnails(summaries.map { ($0.image, folder($0.image).appendingPathComponent("\($0.image)_overlay.png")) },
                                                         linkedFrom: dir)).html
         try writeTogether([(dir.appendingPathComponent("particles.csv"), Array(csv.utf8)),
@@ -225,6 +242,7 @@ func sizeHistogram(_ values: [Double], unit: String, note: String? = nil, width:
 /// `report.html`: one self-contained page (images inline as data URIs, no network access).
 struct ReportPage {
     var summaries: [ImageSummary]
+    var failures: [RunReport.Failure]
     var settings: [String: String]
     var columns: [String]
     var rows: [(image: String, fields: [String])]
@@ -269,8 +287,14 @@ struct ReportPage {
         </style></head><body>
         <h1>NanoFind report</h1>
         <p id="totals">\(summaries.count) images, \(total) particles.\(sizesSentence)</p>
-        <h2>Settings</h2><table id="settings">
         """
+        if !failures.isEmpty {
+            let n = failures.count
+            page += "<p id=\"failed\"><b>\(n) input\(n == 1 ? "" : "s") could not be segmented</b> and \(n == 1 ? "is" : "are") in none of the figures below:</p><ul>"
+            for f in failures { page += "<li>\(escape(f.error))</li>" }
+            page += "</ul>\n"
+        }
+        page += "<h2>Settings</h2><table id=\"settings\">"
         for (k, v) in settings.sorted(by: { $0.key < $1.key }) { page += "<tr><td>\(escape(k))</td><td>\(escape(v))</td></tr>" }
         page += "</table>\n<h2>Images</h2><div class=\"images\">\n"
         for s in summaries {

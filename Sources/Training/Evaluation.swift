@@ -116,8 +116,11 @@ public struct EvaluationReport: Codable, Sendable {
     public var groups: [String: EvaluationScores]
     public var particles: ParticleScores
     public var perImage: [ImageEvaluation]
+    /// How the masks were made beyond model and threshold (preparation, flattening, TTA,
+    /// splitting, a given pixel size), so that two evaluations can be told apart.
+    public var settings: [String: String] = [:]
 
-    enum CodingKeys: String, CodingKey { case model, method, threshold, pooled, groups, particles, perImage = "images" }
+    enum CodingKeys: String, CodingKey { case model, method, threshold, pooled, groups, particles, perImage = "images", settings }
 
     /// Every key, `threshold` as null for the Bragg filter (which has none), so that a reader
     /// finds the keys `evaluate --help` lists whatever the method.
@@ -125,7 +128,18 @@ public struct EvaluationReport: Codable, Sendable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model, forKey: .model); try c.encode(method, forKey: .method); try c.encode(threshold, forKey: .threshold)
         try c.encode(pooled, forKey: .pooled); try c.encode(groups, forKey: .groups); try c.encode(particles, forKey: .particles)
-        try c.encode(perImage, forKey: .perImage)
+        try c.encode(perImage, forKey: .perImage); try c.encode(settings, forKey: .settings)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decode(String.self, forKey: .model); method = try c.decode(String.self, forKey: .method)
+        threshold = try c.decodeIfPresent(Float.self, forKey: .threshold)
+        pooled = try c.decode(EvaluationScores.self, forKey: .pooled)
+        groups = try c.decode([String: EvaluationScores].self, forKey: .groups)
+        particles = try c.decode(ParticleScores.self, forKey: .particles)
+        perImage = try c.decode([ImageEvaluation].self, forKey: .perImage)
+        settings = try c.decodeIfPresent([String: String].self, forKey: .settings) ?? [:]  // absent before it was written
     }
 
     public init(model: String, method: String, threshold: Float?, images: [ImageEvaluation]) {

@@ -14,7 +14,8 @@ struct Evaluate: ParsableCommand {
             given per image, pooled over all images (from the summed pixel counts, so images with \
             empty masks do not break dice) and per material when a manifest.jsonl is beside or \
             above the folder. Writes evaluation.csv, evaluation.json and confusion.png into OUTDIR; \
-            --json prints the JSON (keys model, method, threshold, pooled, groups, particles, images) \
+            --json prints the JSON (keys model, method, threshold, pooled, groups, particles, images, \
+            settings: how the masks were made) \
             to stdout.
 
             Example: nanofind evaluate ../shared/data/sim-v1/test --json
@@ -55,7 +56,9 @@ struct Evaluate: ParsableCommand {
         evaluation.splitTouching = split.splitTouching
         evaluation.pixelSizeOverride = pixelSize  // particles measured at the scale they were predicted at
         evaluation.warn = { writeStandardError("warning: \(oneLine($0))\n") }
-        let report: EvaluationReport
+        var report: EvaluationReport
+        var settings: [String: String] = ["split_touching": split.splitTouching ? "yes" : "no"]
+        if let pixelSize { settings["pixel_size_nm (--pixel-size)"] = "\(pixelSize)" }
         let name: String, shownThreshold: Float?
         do {
             if method == .bragg {
@@ -79,6 +82,10 @@ struct Evaluate: ParsableCommand {
                 options.testTimeAugmentation = tta
                 options.flattenIllumination = flatten.flatten
                 let segmenter = Segmenter(model: model, options: options)
+                // As segment records them in its run settings.
+                settings["preprocessing"] = segmenter.recipe.description
+                settings["flatten"] = segmenter.flattens ? "plane" : "no"
+                settings["tta"] = tta ? "yes" : "no"
                 name = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default"
                 shownThreshold = segmenter.threshold
                 // Said once the images are scored (a refusal stays one line), as segment says it:
@@ -103,6 +110,7 @@ struct Evaluate: ParsableCommand {
                     writeStandardError("warning: \(oneLine(first))\(count > 1 ? " and \(count - 1) other images" : "") \(count > 1 ? "have" : "has") no pixel size; segmented as if at the model's \(String(format: "%.4g", m)) nm/px, particle sizes not compared (give --pixel-size NM)\n")
                 }
             }
+            report.settings = settings
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let jsonData = try encoder.encode(report)

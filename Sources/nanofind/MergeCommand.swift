@@ -21,6 +21,7 @@ struct Merge: ParsableCommand {
     func run() throws {
         let dirs = folders.map { URL(fileURLWithPath: $0) }
         var summaries: [ImageSummary] = []
+        var failures: [RunReport.Failure] = []  // each shard's failed inputs
         var settings: [String: String] = [:]
         var from: [String: String] = [:]  // image name → the folder it came from
         var source: [String: URL] = [:]  // … as a URL, which its table and overlay are read from
@@ -57,6 +58,7 @@ struct Merge: ParsableCommand {
                     source[s.image] = dir
                 }
                 summaries += r.summaries
+                failures += r.failures
                 for (k, v) in r.settings where k != "shard" { settings[k] = v }
             }
         } catch {
@@ -68,10 +70,11 @@ struct Merge: ParsableCommand {
             settings["merged_from"] = folders.joined(separator: ", ")
             // Each image's table and overlay are read from the folder whose summary lists it (not
             // from an earlier run's leftovers in another folder, or an earlier merge's in -o).
-            try RunReport(summaries: summaries, settings: settings).write(into: out, sources: source)
+            try RunReport(summaries: summaries, settings: settings, failures: failures).write(into: out, sources: source)
         } catch {
             throw exitWithInputError(error)
         }
-        print("\(summaries.count) images, \(summaries.reduce(0) { $0 + $1.particles }) particles -> \(outputDir)/report.html")
+        let failed = failures.isEmpty ? "" : "; \(failures.count) input\(failures.count == 1 ? "" : "s") failed in the runs merged (listed in the report)"
+        print("\(summaries.count) images, \(summaries.reduce(0) { $0 + $1.particles }) particles\(failed) -> \(outputDir)/report.html")
     }
 }

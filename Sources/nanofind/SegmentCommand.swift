@@ -136,9 +136,12 @@ struct Segment: ParsableCommand {
             var summaries: [ImageSummary] = []
             var processed = 0, skipped = 0, particles = 0, failures = 0, done = 0, seconds = 0.0
             var uncalibrated: [String] = []
+            /// Each failed input and the line that said why, for the run's report.
+            var failed: [RunReport.Failure] = []
         }
         let progress = Progress()
         progress.failures = missing.count
+        progress.failed = missing.map { RunReport.Failure(input: $0.file, error: oneLine(describe($0))) }
         let bar = ProgressBar()
         let jobs = BatchSegmentation.jobs(self.jobs, files: files.count, threads: ThreadPool.shared.threadCount, segmenter: segmenter)
         // One call at a time (BatchSegmentation.run).
@@ -158,6 +161,7 @@ struct Segment: ParsableCommand {
                 }
             case .failed(let error):
                 progress.failures += 1; progress.seconds += seconds
+                progress.failed.append(.init(input: url.path, error: oneLine(describe(error))))
                 printError(error)
             }
             progress.done += 1
@@ -185,7 +189,7 @@ struct Segment: ParsableCommand {
             runSettings["flatten"] = segmenter.flattens ? "plane" : "no"
             if let shard { runSettings["shard"] = "\(shard.k)/\(shard.n)" }
             do {
-                try RunReport(summaries: summaries, settings: runSettings).write(into: outURL)
+                try RunReport(summaries: summaries, settings: runSettings, failures: progress.failed).write(into: outURL)
             } catch {
                 // The images' own outputs are written; the run's files are as they were (a full
                 // disk, a folder in the way): said, and counted as the batch's failure.

@@ -169,6 +169,17 @@ final class BatchSegmentTests: XCTestCase {
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any]
         XCTAssertEqual((summary?["images"] as? [Any])?.count, good)
         XCTAssertEqual(try outputs(out).filter { $0.hasSuffix("_particles.csv") }.count, good)
+        // The run's report lists the inputs that failed, with the line that said why.
+        let failed = try XCTUnwrap(summary?["failed"] as? [[String: String]])
+        XCTAssertEqual(failed.map { URL(fileURLWithPath: $0["input"] ?? "").lastPathComponent }.sorted(),
+                       ["bad_empty.tif", "bad_garbage.mrc", "bad_truncated.npy"])
+        for f in failed {
+            let line = try XCTUnwrap(f["error"])
+            XCTAssertTrue(errors.contains { $0 == "error: " + line }, "\(line) is what stderr said: \(r.stderr)")
+        }
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("<p id=\"failed\"><b>3 inputs could not be segmented</b>"), html.prefix(3000).description)
+        for bad in ["bad_truncated.npy", "bad_garbage.mrc", "bad_empty.tif"] { XCTAssertTrue(html.contains(bad), bad) }
         let again = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path])
         XCTAssertEqual(again.status, 1)
         XCTAssertTrue(again.stdout.contains("0 processed, \(good) already done, 3 failed"), again.stdout)
@@ -252,6 +263,15 @@ final class BatchSegmentTests: XCTestCase {
         let merged = tmp.appendingPathComponent("merged")
         let m = try CLIRunner.run(["merge"] + shards + ["-o", merged.path])
         XCTAssertEqual(m.status, 0, m.stderr)
+        // The shards' failed inputs are the merged run's: each listed once.
+        let shardFailures = try shards.flatMap { dir in
+            try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("summary.json")))
+                as? [String: Any])?["failed"] as? [[String: String]]).compactMap { $0["input"] }
+        }
+        XCTAssertEqual(shardFailures.count, 3, "the three bad files fail in their shards")
+        let mergedSummary = try JSONSerialization.jsonObject(with: Data(contentsOf: merged.appendingPathComponent("summary.json"))) as? [String: Any]
+        XCTAssertEqual(((mergedSummary?["failed"] as? [[String: String]]) ?? []).compactMap { $0["input"] }.sorted(), shardFailures.sorted())
+        XCTAssertTrue(m.stdout.contains("; 3 inputs failed in the runs merged (listed in the report)"), m.stdout)
         // A merge's folder is no input of another merge: said, naming what to merge instead.
         let again = try CLIRunner.run(["merge", merged.path, shards[2], "-o", tmp.appendingPathComponent("again").path])
         XCTAssertEqual(again.status, 2, again.stderr)

@@ -100,6 +100,20 @@ final class TrainCommandTests: XCTestCase {
         let partial = try CLIRunner.run(["evaluate", data.path, "--model", checkpoint.path, "-o", second.appendingPathComponent("eval").path])
         XCTAssertEqual(partial.status, 0, partial.stderr)
         XCTAssertTrue(partial.stdout.contains("threshold 0.5000"), partial.stdout)
+        // evaluation.json says how its masks were made, as segment's run settings do.
+        func evaluationSettings(_ folder: String) throws -> [String: String] {
+            let url = second.appendingPathComponent(folder).appendingPathComponent("evaluation.json")
+            return try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])?["settings"] as? [String: String])
+        }
+        let made = try evaluationSettings("eval")
+        XCTAssertEqual(made["flatten"], "plane"); XCTAssertEqual(made["tta"], "no"); XCTAssertEqual(made["split_touching"], "yes")
+        XCTAssertEqual(made["preprocessing"], try Trainer.bestModel(fromCheckpoint: checkpoint).metadata.preprocessing.description)
+        let variant = try CLIRunner.run(["evaluate", data.path, "--model", checkpoint.path, "-o", second.appendingPathComponent("eval2").path,
+                                       "--no-flatten", "--tta", "--no-split-touching", "--pixel-size", "0.06"])
+        XCTAssertEqual(variant.status, 0, variant.stderr)
+        let otherSettings = try evaluationSettings("eval2")
+        XCTAssertEqual(otherSettings["flatten"], "no"); XCTAssertEqual(otherSettings["tta"], "yes")
+        XCTAssertEqual(otherSettings["split_touching"], "no"); XCTAssertEqual(otherSettings["pixel_size_nm (--pixel-size)"], "0.06")
         // and the checkpoint's model knows the training pixel size, so segment resamples to it.
         XCTAssertEqual(try Trainer.bestModel(fromCheckpoint: checkpoint).metadata.trainingPixelSizeNm ?? 0, 0.06, accuracy: 1e-6)  // MRC keeps float32
         // Resuming on other data (an image added) is refused: the split and the crops would change.
