@@ -48,6 +48,9 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// Called (from any job) when `--pixel-size` replaces a file's own calibration that differs
     /// from it by more than 2 %: the file, its own pixel size and the one used.
     public var calibrationReplaced: (@Sendable (URL, Double, Double) -> Void)?
+    /// Called when an input could not be segmented (the error) and another file of its name in
+    /// its folder (`run`'s `alternates`) was segmented in its place.
+    public var segmentedInstead: (@Sendable (URL, Error, URL) -> Void)?
     /// Called (from any job) with an image's notes (`SegmentedImage.notes`): the file, the
     /// image's name and the note.
     public var imageNote: (@Sendable (URL, String, String) -> Void)?
@@ -104,6 +107,15 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// the exports.
     public static let formatPreference = ["dm4", "dm3", "emd", "ser", "mrc", "mrcs", "map", "st", "ali", "rec", "preali",
                                           "tif", "tiff", "npy", "png"]
+
+    /// `expand`'s `sameName` as `run`'s `alternates`: for each file taken, the others of its
+    /// name in the order of `formatPreference`.
+    public static func alternates(_ sameName: [(skipped: URL, taken: URL)]) -> [URL: [URL]] {
+        func rank(_ u: URL) -> Int { formatPreference.firstIndex(of: u.pathExtension.lowercased()) ?? Int.max }
+        return Dictionary(grouping: sameName, by: \.taken).mapValues { pairs in
+            pairs.map(\.skipped).sorted { (rank($0), $0.path) < (rank($1), $1.path) }
+        }
+    }
 
     /// The files to process: files as given, folders searched recursively for micrographs (not
     /// NanoFind's own outputs or label images), in a stable order, then this shard's share. An
@@ -211,10 +223,15 @@ public final class BatchSegmentation: @unchecked Sendable {
     /// the memory and every thread once the others are done; so does a file whose names may be
     /// another's frames' (`mayShareNames`), so that the earlier input gets them. `report` is
     /// called once per file, one call at a time, with the seconds it took.
-    public func run(_ files: [URL], jobs: Int? = nil, pool: ThreadPool = .shared,
+    ///
+    /// `alternates`: for an input, the other files of its name in its folder (`expand`'s
+    /// `sameName`), in the order to try them when it cannot be segmented (an original the
+    /// readers refuse beside its export): the first that can is segmented in its place.
+    public func run(_ files: [URL], alternates: [URL: [URL]] = [:], jobs: Int? = nil, pool: ThreadPool = .shared,
                     report: @escaping @Sendable (URL, Outcome, Double) -> Void) {
-        inputPaths = Set(files.map(BatchSegmentation.resolved))
-        inputIdentities = Set(files.compactMap(FileIdentity.init))
+        let everyInput = files + alternates.values.joined()
+        inputPaths = Set(everyInput.map(BatchSegmentation.resolved))
+        inputIdentities = Set(everyInput.compactMap(FileIdentity.init))
         let threads = pool.threadCount
         let jobs = BatchSegmentation.jobs(jobs, files: files.count, threads: threads, segmenter: segmenter)
         let pools = jobs == 1 ? [pool] : BatchSegmentation.threadShares(threads, jobs: jobs).map { ThreadPool(threads: $0, pin: false) }
@@ -246,7 +263,21 @@ public final class BatchSegmentation: @unchecked Sendable {
                     return .failed(BatchSegmentation.nameClash(url, name: stem, earlier: earlier.path))
                 }
                 if let previous = previousResults(for: url) { return .skipped(previous) }
-                do { return .processed(try process(url, pool: pool, segmenter: segmenter)) } catch { return .failed(error) }
+                do { return .processed(try process(url, pool: pool, segmenter: segmenter)) } catch {
+                    // (An image too large for a job's share is the same image in the other file.)
+                    if error is ImageExceedsMemory { return .failed(error) }
+                    for other in alternates[url] ?? [] {
+                        if let previous = previousResults(for: other) {
+                            segmentedInstead?(url, error, other)
+                            return .skipped(previous)
+                        }
+                        if let done = try? process(other, pool: pool, segmenter: segmenter) {
+                            segmentedInstead?(url, error, other)
+                            return .processed(done)
+                        }
+                    }
+                    return .failed(error)
+                }
             }
         }
         ThreadPool.sideBySide(jobs) { job in

@@ -32,7 +32,8 @@ struct Segment: ParsableCommand {
             A folder search skips hidden files and NanoFind's own outputs (NAME_mask, _labels, \
             _prob, _overlay, contact_sheet). Files of one name in a folder (x.dm4 beside its x.tif \
             export) are one input: a file named on the command line, else the microscope's own \
-            format first (dm4, dm3, emd, ser, MRC, TIFF, npy, png), the others named in a warning. \
+            format first (dm4, dm3, emd, ser, MRC, TIFF, npy, png), the others named in a warning; \
+            when that one cannot be segmented, the next that can is, said in a warning. \
             Two inputs of one name from different folders (or both named) would write the same \
             outputs: the first by path is segmented, the other reported as a failure. Each image's \
             fitted plane (an illumination or thickness gradient) is divided out before the network \
@@ -145,7 +146,10 @@ struct Segment: ParsableCommand {
         let bar = ProgressBar()
         let jobs = BatchSegmentation.jobs(self.jobs, files: files.count, threads: ThreadPool.shared.threadCount, segmenter: segmenter)
         // One call at a time (BatchSegmentation.run).
-        batch.run(files, jobs: jobs) { url, outcome, seconds in
+        batch.segmentedInstead = { url, error, other in
+            writeStandardError("warning: \(oneLine(describe(error))); \(oneLine(other.lastPathComponent)) beside it, of the same name, is segmented instead\n")
+        }
+        batch.run(files, alternates: BatchSegmentation.alternates(sameName), jobs: jobs) { url, outcome, seconds in
             switch outcome {
             case .skipped(let previous):
                 progress.summaries += previous; progress.skipped += 1

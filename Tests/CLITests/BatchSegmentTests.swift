@@ -533,6 +533,26 @@ final class BatchSegmentTests: XCTestCase {
         XCTAssertEqual(chosen.status, 0, chosen.stderr)
         XCTAssertTrue(chosen.stdout.contains("4 processed, 0 already done, 0 failed"), chosen.stdout)
         XCTAssertEqual(chosen.stderr.split(separator: "\n").filter { $0.contains("skipped: x.tif beside it") }.count, 2, chosen.stderr)
+        // An original the readers refuse beside its export: the export is segmented in its place, said.
+        let broken = tmp.appendingPathComponent("broken")
+        try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
+        try Data(repeating: 0x41, count: 3000).write(to: broken.appendingPathComponent("z.mrc"))
+        try FileManager.default.copyItem(at: folder.appendingPathComponent("x.tif"), to: broken.appendingPathComponent("z.tif"))
+        try FileManager.default.copyItem(at: folder.appendingPathComponent("x.npy"), to: broken.appendingPathComponent("z.npy"))
+        let brokenOut = tmp.appendingPathComponent("broken-out")
+        let fellBack = try CLIRunner.run(["segment", broken.path, "-o", brokenOut.path, "--model", model.path, "--pixel-size", "0.1"])
+        XCTAssertEqual(fellBack.status, 0, fellBack.stderr)
+        XCTAssertTrue(fellBack.stdout.contains("1 processed, 0 already done, 0 failed"), fellBack.stdout)
+        let instead = fellBack.stderr.split(separator: "\n").filter { $0.contains("is segmented instead") && !$0.contains("skipped:") }
+        XCTAssertEqual(instead.count, 1, fellBack.stderr)
+        XCTAssertTrue(instead.first?.hasPrefix("warning: \(broken.path)/z.mrc: ") == true, fellBack.stderr)
+        XCTAssertTrue(instead.first?.hasSuffix("; z.tif beside it, of the same name, is segmented instead") == true, fellBack.stderr)
+        let zSummary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: brokenOut.appendingPathComponent("z.summary.json"))) as? [String: Any])
+        XCTAssertEqual(zSummary["input"] as? String, broken.appendingPathComponent("z.tif").path)
+        // A re-run finds the export's outputs done.
+        let again = try CLIRunner.run(["segment", broken.path, "-o", brokenOut.path, "--model", model.path, "--pixel-size", "0.1"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
 
         // The statistics against the table: the uncut particles' diameters in nm.
         let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
