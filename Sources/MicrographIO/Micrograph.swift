@@ -134,3 +134,21 @@ extension Micrograph {
         return p.x
     }
 }
+
+extension Micrograph {
+    /// Whether a reader turned the file's samples into intensities by inverting them (a TIFF
+    /// stored WhiteIsZero, Photometric 0: the largest value minus each).
+    public var readInverted: Bool { metadata.extra["photometric"]?.hasPrefix("WhiteIsZero") == true }
+
+    /// The samples as the file stores them: a WhiteIsZero TIFF's inversion undone. What a mask
+    /// or a label image means: Fiji saves a binary mask made with "Black background" off (an
+    /// inverting LUT) WhiteIsZero, 255 the particle shown black, and its ids as stored; read as
+    /// intensities, such a mask measured inside out.
+    public var storedValues: Micrograph {
+        guard readInverted, [.uint8, .uint16, .uint32, .uint64].contains(pixelType) else { return self }
+        var m = self
+        for i in m.data.indices { m.data[i] = ~m.data[i] }  // every bit flipped back, as the reader flipped it
+        m.metadata.extra["photometric"] = "WhiteIsZero: values as stored"
+        return m
+    }
+}

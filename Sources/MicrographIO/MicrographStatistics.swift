@@ -79,7 +79,7 @@ extension Micrograph {
     }
 
     /// Every sample of one frame (all channels interleaved) as Double; complex samples as |z|.
-    func sampleValues(frame: Int) -> [Double] {
+    public func sampleValues(frame: Int) -> [Double] {
         let bytes = frameBytes(frame)
         let n = samplesPerFrame
         var out = [Double](repeating: 0, count: n)

@@ -588,7 +588,7 @@ extension LabelImage {
     public static func labelsIfAny(_ file: [Micrograph], pieces: (_ ids: Int, _ pieces: Int) -> Void = { _, _ in }) -> [[LabelImage]]? {
         var all: [[LabelImage]] = [], several = false
         for m in file {
-            guard m.channels == 1, !m.pixelType.isComplex else { return nil }
+            guard m.channels == 1 || (m.channels == 3 && m.pixelType == .uint8), !m.pixelType.isComplex else { return nil }
             var images: [LabelImage] = []
             for frame in 0..<m.frames {
                 guard let image = try? LabelImage(m, frame: frame) else { return nil }

@@ -18,11 +18,22 @@ public struct LabelImage: Sendable, Equatable {
 
     /// Frame `frame` of `m` as labels. Throws, naming the file, where a pixel is not a whole
     /// number from 0 to 2³² − 1 (NaN counts as background, as in a mask) or the image has more
-    /// than one channel.
+    /// than one channel, except 8-bit colour: each colour an id (R·65536 + G·256 + B, black the
+    /// background), as MorphoLibJ's "Labels to RGB" and other viewers export labels.
     public init(_ m: Micrograph, frame: Int = 0) throws {
         let name = m.source?.path ?? "micrograph"
+        if m.channels == 3 && m.pixelType == .uint8 && frame >= 0 && frame < m.frames {
+            let samples = m.sampleValues(frame: frame)
+            var values = [UInt32](repeating: 0, count: m.width * m.height)
+            for p in values.indices {
+                let r = UInt32(samples[3 * p]), g = UInt32(samples[3 * p + 1]), b = UInt32(samples[3 * p + 2])
+                values[p] = r << 16 | g << 8 | b
+            }
+            self.init(width: m.width, height: m.height, values: values)
+            return
+        }
         guard m.channels == 1 else {
-            throw MicrographError(file: name, reason: "a label image has one channel; this one has \(m.channels)")
+            throw MicrographError(file: name, reason: "a label image has one channel (or 8-bit colours, one a particle); this one has \(m.channels) of \(m.pixelType.rawValue)")
         }
         guard !m.pixelType.isComplex else {
             throw MicrographError(file: name, reason: "complex pixels (\(m.pixelType.rawValue)) are not labels")

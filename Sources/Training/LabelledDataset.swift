@@ -163,7 +163,8 @@ public enum LabelledDataset {
                 }
                 let frames = try open(url)
                 guard let first = frames.first else { throw DatasetError(file: url.path, reason: "holds no image") }
-                let maskFrames = try MicrographReader.open(maskURL)
+                // As stored (`Micrograph.storedValues`): Fiji's mask with an inverting LUT is 255 the particle.
+                let maskFrames = try MicrographReader.open(maskURL).map(\.storedValues)
                 guard let m = maskFrames.first else { throw DatasetError(file: maskURL.path, reason: "holds no image") }
                 guard m.width == first.width, m.height == first.height else {
                     throw DatasetError(file: maskURL.path, reason: "is \(m.width)×\(m.height) pixels, the image is \(first.width)×\(first.height)")

@@ -8,13 +8,20 @@ import Segmentation
 
 struct Measure: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the particles of masks (any non-zero pixel is particle) or label images (one id a particle).",
+        abstract: "Measure the particles of masks (0 background, particle elsewhere) or label images (one id a particle).",
         discussion: """
-            A mask's holes are filled, 8-connected pixels form one particle, and particles that \
+            In a mask every non-zero pixel is particle; where the mask has graded edges \
+            (anti-aliased drawing, a resampling: more than one non-zero value, most at the \
+            largest), the pixels at least half the largest value, said in a warning. Values are read as the file stores \
+            them (a Fiji mask saved with an inverting LUT, 255 the particle shown black, is not \
+            inverted). A mask's holes are filled, 8-connected pixels form one particle, and particles that \
             touch are split (--no-split-touching keeps them whole). A label image (segment's \
-            _labels.tif, or Fiji's, scikit-image's…) is measured as it is: each id one particle, \
+            _labels.tif, or Fiji's, scikit-image's…; or 8-bit colours, each colour a particle, as \
+            MorphoLibJ's Labels to RGB exports them, the id R·65536 + G·256 + B) is measured as it \
+            is: each id one particle, \
             touching ones apart, no holes filled and nothing split, the id its table row's. \
-            --input auto (the default) takes a file as labels when its pixels are whole numbers, \
+            --input auto (the default) takes a file as labels when its pixels are whole numbers \
+            (or colours), \
             with more than one id besides 0, each id one connected piece; anything else (a 0/255 \
             or 0/1 mask, graded edges, classes, probabilities) as a mask, and a label image of one \
             particle as the mask it equals. Objects below --min-area are dropped either way. Every image \
@@ -73,7 +80,8 @@ struct Measure: ParsableCommand {
         for path in masks {
             do {
                 let url = URL(fileURLWithPath: path)
-                let images = try IsolatedReader.open(url)
+                // As stored: a mask's or a label image's values are what they mean (see above).
+                let images = try IsolatedReader.open(url).map(\.storedValues)
                 let frames = BatchSegmentation.images(of: images)
                 try BatchSegmentation.checkMeasurable(images, file: url)  // before any row of the file
                 // What the file holds, decided for all its images before any row is printed.
@@ -86,7 +94,7 @@ struct Measure: ParsableCommand {
                 case .labels: labels = try frames.map { m, frame in try LabelImage(m, frame: frame) }
                 case .mask: labels = frames.map { _ in nil }
                 }
-                var rows: [String] = [], calibrated = true
+                var rows: [String] = [], calibrated = true, graded = false
                 for ((name, (m, frame)), labelImage) in zip(zip(BatchSegmentation.names(for: Measure.imageURL(of: url), count: frames.count), frames), labels) {
                     let size = try calibration.pixelSize ?? m.squarePixelSizeNm(file: path)
                     if size == nil { calibrated = false }
@@ -96,12 +104,16 @@ struct Measure: ParsableCommand {
                         ParticleMeasurement(labelImage: labelImage, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
                                             minimumAreaPx: minAreaPx ?? smallest.px)
                     } else {
-                        try measuredMask(BinaryMask(m, frame: frame), file: path, image: name, frames: frames.count) { mask in
+                        try measuredMask({ let (mask, g) = try BinaryMask.read(m, frame: frame); graded = graded || g; return mask }(),
+                                         file: path, image: name, frames: frames.count) { mask in
                             ParticleMeasurement(mask: mask, pixelSizeNm: size, minimumAreaNm2: smallest.nm2,
                                                 minimumAreaPx: minAreaPx ?? smallest.px, splitTouching: split.splitTouching)
                         }
                     }
                     rows += result.particles.map { ([csvField(path), csvField(name)] + $0.csvFields).joined(separator: ",") }
+                }
+                if graded {
+                    writeStandardError("warning: \(oneLine(path)): a mask with graded edges (more than one non-zero value, most at the largest): particle where at least half the largest value\n")
                 }
                 rows.forEach { print($0) }  // a file's rows all together, or none
                 if !calibrated { uncalibrated.append(path) }

@@ -36,3 +36,19 @@ struct CLIRunner {
         return d
     }
 }
+
+extension CLIRunner {
+    /// Patches a little-endian TIFF written by `TIFFWriter` to say Photometric 0 (WhiteIsZero),
+    /// its samples unchanged: how Fiji saves a binary mask made with an inverting LUT.
+    static func markWhiteIsZero(_ url: URL) throws {
+        var b = [UInt8](try Data(contentsOf: url))
+        XCTAssertEqual(b[0], 0x49, "a little-endian TIFF")
+        let ifd = Int(b[4]) | Int(b[5]) << 8 | Int(b[6]) << 16 | Int(b[7]) << 24, n = Int(b[ifd]) | Int(b[ifd + 1]) << 8
+        var patched = false
+        for e in 0..<n where Int(b[ifd + 2 + 12 * e]) | Int(b[ifd + 3 + 12 * e]) << 8 == 262 {
+            b[ifd + 10 + 12 * e] = 0; b[ifd + 11 + 12 * e] = 0; patched = true
+        }
+        XCTAssertTrue(patched, "no Photometric tag to patch in \(url.path)")
+        try Data(b).write(to: url)
+    }
+}

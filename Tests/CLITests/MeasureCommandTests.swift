@@ -83,6 +83,67 @@ final class MeasureCommandTests: XCTestCase {
         }
     }
 
+    /// Masks as Fiji and drawing programs save them: a binary mask made with an inverting LUT
+    /// (stored WhiteIsZero, 255 the particle) is read as stored, not inside out; a disc drawn
+    /// with anti-aliased edges measures its area (pixels at least half covered), said in a
+    /// warning; label images exported in colours (MorphoLibJ's Labels to RGB) keep touching
+    /// particles apart, each colour one.
+    func testMasksAsFijiAndDrawingProgramsSaveThem() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        func rows(_ args: [String]) throws -> (rows: [[Substring]], stderr: String) {
+            let r = try CLIRunner.run(["measure", "--no-split-touching"] + args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return (r.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }, r.stderr)
+        }
+        let header = Particle.csvHeader, area = 2 + header.firstIndex(of: "area_px")!
+        // Two 10×10 squares (255) on 0 in a 60×40 8-bit TIFF, its Photometric patched to 0.
+        var squares = [UInt8](repeating: 0, count: 60 * 40)
+        for y in 5..<15 { for x in 5..<15 { squares[y * 60 + x] = 255 }; for x in 30..<40 { squares[(y + 20) * 60 + x] = 255 } }
+        let inverted = tmp.appendingPathComponent("fiji_mask.tif")
+        try TIFFWriter.write(Micrograph(width: 60, height: 40, pixelType: .uint8, data: squares, format: "TIFF"), to: inverted)
+        try CLIRunner.markWhiteIsZero(inverted)
+        XCTAssertEqual(try MicrographReader.open(inverted).first?.readInverted, true, "the reader shows it inverted, as an image")
+        let fiji = try rows([inverted.path])
+        XCTAssertEqual(fiji.rows.map { String($0[area]) }, ["100", "100"])
+        XCTAssertFalse(fiji.stderr.contains("inverted"), fiji.stderr)
+        // A disc of radius 12.3 px, each pixel its covered fraction (16 × 16 samples) of 255.
+        let side = 40, r = 12.3, c = 19.7
+        var disc = [Float](repeating: 0, count: side * side)
+        for y in 0..<side {
+            for x in 0..<side {
+                var inside = 0
+                for sy in 0..<16 { for sx in 0..<16 {
+                    let dx = Double(x) + (Double(sx) + 0.5) / 16 - c, dy = Double(y) + (Double(sy) + 0.5) / 16 - c
+                    if dx * dx + dy * dy <= r * r { inside += 1 }
+                } }
+                disc[y * side + x] = (255 * Float(inside) / 256).rounded()
+            }
+        }
+        XCTAssertGreaterThan(Set(disc).count, 10, "graded edges")
+        let drawn = tmp.appendingPathComponent("drawn.npy")
+        try NPYFile.write(disc, shape: [side, side], to: drawn)
+        let aa = try rows([drawn.path])
+        XCTAssertEqual(aa.rows.count, 1)
+        let measured = try XCTUnwrap(Double(String(aa.rows.first?[area] ?? "")))
+        XCTAssertEqual(measured, Double.pi * r * r, accuracy: 0.02 * Double.pi * r * r, "every non-zero pixel gave 11 % more")
+        XCTAssertTrue(aa.stderr.contains("\(drawn.path): a mask with graded edges (more than one non-zero value, most at the largest): particle where at least half the largest value"), aa.stderr)
+        // Labels in colours: red and green squares touching, a blue one apart.
+        var rgb = [UInt8](repeating: 0, count: 60 * 40 * 3)
+        func paint(_ x0: Int, _ y0: Int, _ colour: [UInt8]) {
+            for y in y0..<(y0 + 10) { for x in x0..<(x0 + 10) { for k in 0..<3 { rgb[(y * 60 + x) * 3 + k] = colour[k] } } }
+        }
+        paint(5, 5, [255, 0, 0]); paint(15, 5, [0, 255, 0]); paint(40, 25, [0, 0, 255])
+        let coloured = tmp.appendingPathComponent("labels_rgb.png")
+        try PNGWriter.writeRGB8(rgb, width: 60, height: 40, to: coloured)
+        for args in [[coloured.path], ["--input", "labels", coloured.path]] {
+            let labelled = try rows(args)
+            XCTAssertEqual(labelled.rows.map { String($0[2]) }, ["\(255 << 16)", "\(255 << 8)", "255"], "\(args)")
+            XCTAssertEqual(labelled.rows.map { String($0[area]) }, ["100", "100", "100"], "\(args)")
+        }
+        XCTAssertEqual(try rows(["--input", "mask", coloured.path]).rows.map { String($0[area]) }, ["200", "100"])
+    }
+
     /// Every frame of a stack is measured and named; a 0/255 mask stored as signed bytes (255
     /// reads as −1) and negative values are particle, NaN is not.
     func testEveryFrameAndEveryNonZeroValue() throws {
@@ -93,7 +154,7 @@ final class MeasureCommandTests: XCTestCase {
         func square(_ f: Int, _ x0: Int, _ y0: Int, _ side: Int, _ v: Float) {
             for y in y0..<(y0 + side) { for x in x0..<(x0 + side) { values[f * 1200 + y * 40 + x] = v } }
         }
-        square(0, 5, 5, 10, -1); square(2, 2, 2, 6, 255); square(2, 20, 10, 6, 0.5)
+        square(0, 5, 5, 10, -1); square(2, 2, 2, 6, 255); square(2, 20, 10, 6, 200)
         square(1, 3, 3, 6, .nan)  // 36 px: above the 20-px smallest particle, so only its NaN keeps it out
         let stack = tmp.appendingPathComponent("stack.npy")
         try NPYFile.write(values, shape: [3, 30, 40], to: stack)

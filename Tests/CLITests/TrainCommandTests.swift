@@ -198,6 +198,8 @@ final class TrainCommandTests: XCTestCase {
         let grey = try PNGReader.read(data.appendingPathComponent("img0_mask.png"))
         try FileManager.default.removeItem(at: data.appendingPathComponent("img0_mask.png"))
         try TIFFWriter.write(grey, to: data.appendingPathComponent("img0_mask.tif"))
+        // Saved as Fiji saves a mask made with an inverting LUT: 255 the particle, stored WhiteIsZero.
+        try CLIRunner.markWhiteIsZero(data.appendingPathComponent("img0_mask.tif"))
         try FileManager.default.moveItem(at: data.appendingPathComponent("img1_mask.png"), to: data.appendingPathComponent("img1_mask.PNG"))
         try Data([0xFF, 0xD8, 0xFF, 0xE0]).write(to: data.appendingPathComponent("shot.jpg"))
         try FileManager.default.copyItem(at: data.appendingPathComponent("img2_mask.png"), to: data.appendingPathComponent("shot_mask.png"))
