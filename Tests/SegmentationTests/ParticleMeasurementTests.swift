@@ -570,9 +570,11 @@ final class ParticleMeasurementTests: XCTestCase {
         XCTAssertEqual(try LabelImage(micrograph([0, 16_777_217, 4_000_000_000, 7] as [UInt32], .uint32)).values,
                        [0, 16_777_217, 4_000_000_000, 7])
         XCTAssertEqual(try LabelImage(micrograph([0, 65_535, 2] as [UInt16], .uint16)).values, [0, 65_535, 2])
+        // 8-bit colours: each colour an id, R·65536 + G·256 + B (MorphoLibJ's Labels to RGB).
+        XCTAssertEqual(try LabelImage(micrograph([0, 1, 2, 3, 4, 5] as [UInt8], .uint8, channels: 3)).values, [0x000102, 0x030405])
         XCTAssertEqual(try LabelImage(micrograph([0, 70_000, .nan, 3] as [Float], .float32)).values, [0, 70_000, 0, 3])
         for (m, what) in [(micrograph([0, 2.5] as [Float], .float32), "2.5"), (micrograph([0, -1] as [Int16], .int16), "-1"),
-                          (micrograph([0, 1, 2, 3, 4, 5] as [UInt8], .uint8, channels: 3), "3 channels")] {
+                          (micrograph([0, 1, 2, 3, 4, 5] as [UInt16], .uint16, channels: 3), "3 channels")] {
             XCTAssertThrowsError(try LabelImage(m)) { error in
                 let text = "\(error)"
                 XCTAssertTrue(text.contains("/data/labels.tif"), text)

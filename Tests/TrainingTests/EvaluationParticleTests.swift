@@ -88,7 +88,7 @@ final class EvaluationParticleTests: XCTestCase {
         var bragg = report
         bragg.threshold = nil
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(bragg)) as? [String: Any])
-        XCTAssertEqual(Set(json.keys), ["model", "method", "threshold", "pooled", "groups", "particles", "images"])
+        XCTAssertEqual(Set(json.keys), ["model", "method", "threshold", "pooled", "groups", "particles", "images", "settings"])
         XCTAssertTrue(json["threshold"] is NSNull)
     }
 
