@@ -371,7 +371,7 @@ public final class BatchSegmentation: @unchecked Sendable {
     public var segmentationSettings: String {
         String(format: "split_touching=%@ min_area_nm2=%g min_area_px=%d preprocessing=%@ tta=%@", settings.splitTouching ? "yes" : "no",
                settings.minimumAreaNm2, settings.minimumAreaPx, segmenter.recipe.description, segmenter.options.testTimeAugmentation ? "yes" : "no")
-            + (segmenter.flattens ? " flatten=plane" : "")
+            + (segmenter.flattens ? " flatten=quadratic" : "")
             + (modelDigest.map { " model_digest=\($0.prefix(16))" } ?? "")
     }
 

@@ -84,7 +84,7 @@ struct Evaluate: ParsableCommand {
                 let segmenter = Segmenter(model: model, options: options)
                 // As segment records them in its run settings.
                 settings["preprocessing"] = segmenter.recipe.description
-                settings["flatten"] = segmenter.flattens ? "plane" : "no"
+                settings["flatten"] = segmenter.flattens ? "quadratic" : "no"
                 settings["tta"] = tta ? "yes" : "no"
                 name = modelOptions.model.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "default"
                 shownThreshold = segmenter.threshold

@@ -36,7 +36,7 @@ struct Segment: ParsableCommand {
             when that one cannot be segmented, the next that can is, said in a warning. \
             Two inputs of one name from different folders (or both named) would write the same \
             outputs: the first by path is segmented, the other reported as a failure. Each image's \
-            fitted plane (an illumination or thickness gradient) is divided out before the network \
+            fitted illumination (a quadratic surface: a gradient, a bright centre) is divided out before the network \
             (--no-flatten keeps it, as --preprocess none does).
 
             Per image in OUTDIR: NAME_mask.png (0/255), NAME_mask.tif, NAME_labels.tif (uint16 \
@@ -190,7 +190,7 @@ struct Segment: ParsableCommand {
             if let digest = batch.modelDigest { runSettings["model_digest"] = digest }
             if let pixelSize { runSettings["pixel_size_nm (--pixel-size)"] = "\(pixelSize)" }
             if let defaultPixelSize { runSettings["pixel_size_nm where none (--default-pixel-size)"] = "\(defaultPixelSize)" }
-            runSettings["flatten"] = segmenter.flattens ? "plane" : "no"
+            runSettings["flatten"] = segmenter.flattens ? "quadratic" : "no"
             if let shard { runSettings["shard"] = "\(shard.k)/\(shard.n)" }
             do {
                 try RunReport(summaries: summaries, settings: runSettings, failures: progress.failed).write(into: outURL)

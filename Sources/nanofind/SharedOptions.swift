@@ -131,7 +131,7 @@ enum CreatedFolders {
 
 /// Whether an illumination or thickness gradient is divided out first (segment, evaluate).
 struct FlattenOption: ParsableArguments {
-    @Flag(inversion: .prefixedNo, help: "Divide out the plane fitted to each image (an illumination or thickness gradient across it) before the network sees it (not with --preprocess none).")
+    @Flag(inversion: .prefixedNo, help: "Divide out the smooth surface (quadratic) fitted to each image (an illumination gradient or a bright centre, a thickness gradient) before the network sees it (not with --preprocess none).")
     var flatten = SegmentationOptions.flattenByDefault
 }
 

@@ -106,7 +106,7 @@ final class TrainCommandTests: XCTestCase {
             return try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])?["settings"] as? [String: String])
         }
         let made = try evaluationSettings("eval")
-        XCTAssertEqual(made["flatten"], "plane"); XCTAssertEqual(made["tta"], "no"); XCTAssertEqual(made["split_touching"], "yes")
+        XCTAssertEqual(made["flatten"], "quadratic"); XCTAssertEqual(made["tta"], "no"); XCTAssertEqual(made["split_touching"], "yes")
         XCTAssertEqual(made["preprocessing"], try Trainer.bestModel(fromCheckpoint: checkpoint).metadata.preprocessing.description)
         let variant = try CLIRunner.run(["evaluate", data.path, "--model", checkpoint.path, "-o", second.appendingPathComponent("eval2").path,
                                        "--no-flatten", "--tta", "--no-split-touching", "--pixel-size", "0.06"])

@@ -2,8 +2,8 @@ import Foundation
 import Preprocessing
 import XCTest
 
-/// The plane fitted to an image and the image with it divided out (or, where the plane comes
-/// near 0, subtracted).
+/// The illumination surface fitted to an image and the image with it divided out (or, where the
+/// surface comes near 0, subtracted).
 final class IlluminationFlatteningTests: XCTestCase {
     func planeImage(_ w: Int, _ h: Int, _ value: (Double, Double) -> Double) -> FloatImage {
         FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { i -> Float in
@@ -11,16 +11,43 @@ final class IlluminationFlatteningTests: XCTestCase {
         })
     }
 
-    /// A plane is fitted exactly, whatever the image's shape; too small an image (fewer than
-    /// three blocks) has none.
-    func testAPlaneIsFittedExactly() throws {
+    /// A plane and a quadratic surface are fitted exactly, whatever the image's shape (an image
+    /// too low for three rows of blocks gets the plane); too small an image (fewer than three
+    /// blocks) has none.
+    func testAPlaneAndAQuadraticAreFittedExactly() throws {
         for (w, h) in [(64, 48), (7, 300), (513, 2), (2000, 1000)] {
-            let (a, b, c) = try XCTUnwrap(planeImage(w, h) { 100 + 8 * $0 - 5 * $1 }.fittedPlane(), "\(w)×\(h)")
-            XCTAssertEqual(a, 100, accuracy: 1e-3, "\(w)×\(h)")
-            XCTAssertEqual(b, 8, accuracy: 1e-3, "\(w)×\(h)")
-            if h > 2 { XCTAssertEqual(c, -5, accuracy: 1e-3, "\(w)×\(h)") }
+            let s = try XCTUnwrap(planeImage(w, h) { 100 + 8 * $0 - 5 * $1 }.fittedIllumination(), "\(w)×\(h)")
+            XCTAssertEqual(s.a, 100, accuracy: 1e-3, "\(w)×\(h)")
+            XCTAssertEqual(s.b, 8, accuracy: 1e-3, "\(w)×\(h)")
+            if h > 2 { XCTAssertEqual(s.c, -5, accuracy: 1e-3, "\(w)×\(h)") }
+            for k in [s.d, s.e, s.f] { XCTAssertEqual(k, 0, accuracy: 1e-3, "\(w)×\(h)") }
         }
-        XCTAssertNil(FloatImage(width: 1, height: 1, pixels: [3]).fittedPlane())
+        // A bright centre off the middle: 100 + 3x − 2y − 40x² + 6xy − 30y². Fitted to block
+        // means, the squares' terms carry a block's own spread (a constant, ≤ 0.4 here), so the
+        // surface's shape is compared, its mean level aside.
+        func truth(_ x: Double, _ y: Double) -> Double { 100 + 3 * x - 2 * y - 40 * x * x + 6 * x * y - 30 * y * y }
+        for (w, h) in [(64, 48), (2000, 1000), (300, 130)] {
+            let s = try XCTUnwrap(planeImage(w, h, truth).fittedIllumination(), "\(w)×\(h)")
+            XCTAssertEqual(s.a, 100, accuracy: 0.5, "\(w)×\(h): \(s)")
+            for (k, e) in zip([s.b, s.c, s.d, s.e, s.f], [3.0, -2, -40, 6, -30]) { XCTAssertEqual(k, e, accuracy: 0.05, "\(w)×\(h): \(s)") }
+        }
+        XCTAssertNil(FloatImage(width: 1, height: 1, pixels: [3]).fittedIllumination())
+    }
+
+    /// A texture lit brightest off its centre, falling off by 10 % towards the corners (a beam
+    /// not spread evenly), which a plane leaves in: divided by the fitted surface it is the
+    /// texture again.
+    func testABrightCentreIsDividedOut() throws {
+        let w = 256, h = 192
+        var rng = SeededRandom(seed: 3)
+        let texture = (0..<(w * h)).map { _ in Float(1000 + 50 * rng.nextFloat()) }
+        let lit = planeImage(w, h) { x, y in 1.1 - 0.4 * ((x - 0.1) * (x - 0.1) + (y + 0.05) * (y + 0.05)) }
+        let image = FloatImage(width: w, height: h, pixels: zip(texture, lit.pixels).map { $0 * $1 })
+        let flat = image.flattenedIllumination()
+        // The mean level kept: compare each pixel with the texture scaled to the image's mean light.
+        let scale = flat.pixels.reduce(0, +) / texture.reduce(0, +)
+        let worst = zip(flat.pixels, texture).map { (f: Float, t: Float) -> Float in abs(f - scale * t) / (scale * t) }.max() ?? 1
+        XCTAssertLessThan(worst, 0.005)
     }
 
     /// A texture lit by a ramp: divided by its plane, it is the texture again, with its mean
@@ -46,12 +73,12 @@ final class IlluminationFlatteningTests: XCTestCase {
             return 50 * rng.nextFloat() - 25 + Float(tilt)
         }
         let levelled = FloatImage(width: w, height: h, pixels: centred).flattenedIllumination()
-        let (_, b, c) = try XCTUnwrap(levelled.fittedPlane())
-        XCTAssertEqual(b, 0, accuracy: 0.5); XCTAssertEqual(c, 0, accuracy: 0.5)
+        let level = try XCTUnwrap(levelled.fittedIllumination())
+        XCTAssertEqual(level.b, 0, accuracy: 0.5); XCTAssertEqual(level.c, 0, accuracy: 0.5)
         XCTAssertTrue(levelled.pixels.allSatisfy(\.isFinite))
     }
 
-    /// What would tilt a plane fitted to every pixel is left out: a bright, featureless region
+    /// What would tilt a surface fitted to every pixel is left out: a bright, featureless region
     /// over a third of the image (a hole in the carbon film), and pixels outside the specimen
     /// (padding filled with values drawn from the rest, which carry no gradient).
     func testVacuumAndOutsidePixelsDoNotTiltThePlane() throws {
@@ -61,9 +88,10 @@ final class IlluminationFlatteningTests: XCTestCase {
         for i in 0..<hole.pixels.count {
             hole.pixels[i] = i % w < w * 3 / 10 ? 1250 + 5 * rng.nextFloat() : 1000 + 60 * rng.nextFloat()
         }
-        let (_, b, c) = try XCTUnwrap(hole.fittedPlane())
-        XCTAssertLessThan(abs(b), 10, "a plane fitted to every pixel tilts by about 180 here")
-        XCTAssertLessThan(abs(c), 10)
+        let tilt = try XCTUnwrap(hole.fittedIllumination())
+        XCTAssertLessThan(abs(tilt.b), 10, "a plane fitted to every pixel tilts by about 180 here")
+        XCTAssertLessThan(abs(tilt.c), 10)
+        for k in [tilt.d, tilt.e, tilt.f] { XCTAssertLessThan(abs(k), 20, "\(tilt)") }
 
         var padded = planeImage(w, h) { x, _ in 1000 * (1 + 0.2 * x) }
         var outside = BinaryMask(width: w, height: h)
@@ -71,7 +99,7 @@ final class IlluminationFlatteningTests: XCTestCase {
             outside.values[i] = 1
             padded.pixels[i] = 900 + 200 * rng.nextFloat()  // drawn from the rest: no gradient
         }
-        let fit = try XCTUnwrap(padded.fittedPlane(excluding: outside))
+        let fit = try XCTUnwrap(padded.fittedIllumination(excluding: outside))
         XCTAssertEqual(fit.b, 200, accuracy: 1)
         XCTAssertEqual(fit.a, 1000, accuracy: 1)
     }
