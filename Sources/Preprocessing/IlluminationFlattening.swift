@@ -2,7 +2,8 @@
 /// it. The network normalises the whole image at once (`InputRecipe`), so a ramp of ±5–10 %
 /// across a simulated test micrograph turned most of it into "particle"; and a bright centre
 /// falling off by as little as ±2 % towards the corners (a beam not spread evenly) took sim-v1's
-/// test dice from 0.963 to 0.716 (±5 %: 0.358). Divided by the quadratic surface fitted to it,
+/// test dice from 0.963 to 0.674 (±5 %: 0.365; with a plane divided out, 0.716 and 0.358).
+/// Divided by the quadratic surface fitted to it,
 /// the same micrographs segment as the evenly lit ones (ramps of ±5 % and ±10 %, centres of ±2,
 /// ±5 and ±10 %: pooled dice 0.9628–0.9629). A plane removed the ramps but not the centres; a
 /// surface of degree 4 followed crowded images' particles (16 simulated images 30–40 %

@@ -28,7 +28,8 @@ public struct SegmentationOptions: Sendable {
     /// unless the recipe is `none` (the network then sees the image as it is). On by default: on
     /// sim-v1's test set lit with a ramp of ±5 % (±10 %), pooled dice 0.485 (0.270) without and
     /// 0.963 (0.963) with it; lit brightest near the centre, ±2 % (±5 %, ±10 %) towards the
-    /// corners, 0.716 (0.358, 0.208) without and 0.963 with it; evenly lit, 0.9629 and 0.9628.
+    /// corners, 0.674 (0.365, 0.214) without, 0.716 (0.358, 0.208) with a plane divided out and
+    /// 0.963 with the quadratic; evenly lit, 0.9629 and 0.9628.
     public var flattenIllumination = SegmentationOptions.flattenByDefault
     public static let flattenByDefault = true
 
