@@ -36,6 +36,37 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
 
     public init() {}
 
+    /// The multislice grid the default oversampling keeps at or below: its 2/3 band limit then
+    /// passes 1/(3 · 0.045 nm) = 7.4 nm⁻¹, the fcc metals' {220} fringes (1.36–1.44 Å: Pt, Au,
+    /// Ag, Pd; Cu's 1.28 Å just beyond). At the output pixel alone, 0.15-nm images of Pt and
+    /// CeO₂ lost every fringe and the particles with them (their mean contrast −8 to +19 counts
+    /// against the noise's 300), and [111] Pt particles vanished at 0.05 nm/px, while their
+    /// masks still marked them.
+    public static let fringeGridNm = 0.045
+
+    /// Grid points per output pixel along each axis for `pixelSizeNm` when none is asked for:
+    /// the fewest that make the grid `fringeGridNm` or finer, at most 4 (1 to 0.045 nm/px, 2 to
+    /// 0.09, 3 to 0.135, 4 beyond). Each costs its square in time.
+    public static func automaticOversampling(pixelSizeNm: Double) -> Int {
+        guard pixelSizeNm.isFinite, pixelSizeNm > 0 else { return 1 }
+        return max(1, min(4, Int((pixelSizeNm / fringeGridNm - 1e-9).rounded(.up))))
+    }
+
+    /// The most electrons a pixel may get: its brightest pixels (twice the mean plus 5 σ of shot
+    /// noise, 2e + 5√(2e)) stay within int16's 32767 counts at the camera's gain and offset.
+    static func maximumElectronsPerPixel(gain: Double, offset: Double) -> Double {
+        // gain · (2e + 5√(2e)) + offset = 32767, a quadratic in √(2e).
+        let c = (32767 - offset) / gain
+        let root = (-5 + (25 + 4 * c).squareRoot()) / 2
+        return root * root / 2
+    }
+
+    /// The highest dose (e/Å²) whose counts stay within int16 at `pixelSizeNm`.
+    public static func maximumDose(pixelSizeNm: Double, gain: Double = SimulationParameters().cameraGain,
+                                   offset: Double = SimulationParameters().cameraOffset) -> Double {
+        maximumElectronsPerPixel(gain: gain, offset: offset) / pow(pixelSizeNm * 10, 2)
+    }
+
     /// Why these parameters make no micrograph, or nil.
     public var problem: String? {
         if !(64...8192).contains(size) { return "--size must be between 64 and 8192 pixels" }
@@ -51,10 +82,11 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
         // int16 counts: the brightest pixels (twice the mean, plus 5 σ of shot noise, for most of
         // an image; heavy columns near focus reach about 3 ×, which `simulate` counts as
         // `saturated_px` and reports) must stay below 32767 at the camera's gain and offset.
-        let electrons = doseEPerA2 * pow(pixelSizeNm * 10, 2), bright = 2 * electrons + 5 * (2 * electrons).squareRoot()
-        if cameraGain * bright + cameraOffset > 32767 {
-            return String(format: "--dose %.0f e/Å² at %.3g nm/px is %.0f electrons a pixel: bright pixels would pass int16's 32767 at the camera's gain of %.3g ADU/e (lower --dose)",
-                          doseEPerA2, pixelSizeNm, electrons, cameraGain)
+        let electrons = doseEPerA2 * pow(pixelSizeNm * 10, 2)
+        if electrons > SimulationParameters.maximumElectronsPerPixel(gain: cameraGain, offset: cameraOffset) {
+            return String(format: "--dose %.0f e/Å² at %.3g nm/px is %.0f electrons a pixel: bright pixels would pass int16's 32767 at the camera's gain of %.3g ADU/e (at %.3g nm/px the dose can be at most %.0f e/Å²)",
+                          doseEPerA2, pixelSizeNm, electrons, cameraGain, pixelSizeNm,
+                          SimulationParameters.maximumDose(pixelSizeNm: pixelSizeNm, gain: cameraGain, offset: cameraOffset).rounded(.down))
         }
         if let twinned = shapes?.first(where: \.isTwinned), !material.isFCCMetal {
             return "--shape \(twinned.rawValue) needs an fcc metal (\(Material.allCases.filter(\.isFCCMetal).map(\.rawValue).joined(separator: ", "))), not \(material.rawValue)"

@@ -18,7 +18,9 @@ struct Span: ExpressibleByArgument, CustomStringConvertible {
         range = a...b
     }
     init(_ r: ClosedRange<Double>) { range = r }
-    var description: String { range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound):\(range.upperBound)" }
+    var description: String {
+        range.lowerBound == range.upperBound ? String(format: "%g", range.lowerBound) : String(format: "%g:%g", range.lowerBound, range.upperBound)
+    }
     func draw(_ rng: inout SeededRandom) -> Double { range.lowerBound == range.upperBound ? range.lowerBound : rng.nextDouble(in: range) }
 }
 
@@ -62,12 +64,13 @@ struct Simulate: ParsableCommand {
     @Option(help: "nm per pixel (or MIN:MAX).") var pixelSize = Span(0.04...0.07)
     @Option(help: "Defocus in nm, positive = underfocus (or MIN:MAX).") var defocus = Span(-5...10)
     @Option(help: "Spherical aberration Cs in µm; negative for negative-Cs imaging (write --cs=-15).") var cs = 10.0
-    @Option(help: "Dose in electrons per Å² (or MIN:MAX).") var dose = Span(200...3000)
+    @Option(help: "Dose in electrons per Å² (or MIN:MAX).") var dose = Simulate.defaultDose
+    static let defaultDose = Span(200...3000)
     @Option(help: "Carbon film thickness in nm (or MIN:MAX).") var carbonThickness = Span(2...5)
     @Option(help: "Particles per image, MIN:MAX.") var particles = Span(0...5)
     @Option(help: "Particle diameter in nm (or MIN:MAX).") var diameter = Span(2.5...7)
-    @Option(help: "Grid points per output pixel along each axis, 1 to 4: 2 keeps the heavy atoms' high frequencies (particle contrast as abTEM's) at 4× the time.")
-    var oversampling = 1
+    @Option(help: "Grid points per output pixel along each axis, 1 to 4 (default: enough for a grid of 0.045 nm, which keeps the metals' 1.4-Å fringes and the heavy atoms' contrast as abTEM's: 1 up to 0.045 nm/px, 2 to 0.09, 3 to 0.135, 4 beyond; each costs its square in time).")
+    var oversampling: Int?
     @Option(help: "Particle shapes, one drawn per particle, separated by commas.")
     var shape = NameList<ParticleShape>([.sphere])
     @Option(help: "Share of particles (after an image's first) placed touching another, their nearest atoms about one bond apart, 0 to 1.")
@@ -87,7 +90,7 @@ struct Simulate: ParsableCommand {
         p.particles = Int(particles.range.lowerBound)...Int(particles.range.upperBound)
         p.diameterNm = diameter.range
         p.seed = rng.next()
-        p.oversampling = oversampling == 1 ? nil : oversampling
+        p.oversampling = oversampling ?? SimulationParameters.automaticOversampling(pixelSizeNm: p.pixelSizeNm)
         p.shapes = shape.values == [.sphere] ? nil : shape.values
         p.touchingFraction = touching
         return p
@@ -111,10 +114,27 @@ struct Simulate: ParsableCommand {
             for v in [defocus.range.lowerBound, defocus.range.upperBound] { var q = drawn; q.defocusNm = v; ends.append(q) }
             for v in [dose.range.lowerBound, dose.range.upperBound] { var q = drawn; q.doseEPerA2 = v; ends.append(q) }
             for v in [carbonThickness.range.lowerBound, carbonThickness.range.upperBound] { var q = drawn; q.carbonThicknessNm = v; ends.append(q) }
-            // The int16 limit depends on dose and pixel size together: their brightest corner.
-            var corner = drawn; corner.doseEPerA2 = dose.range.upperBound; corner.pixelSizeNm = pixelSize.range.upperBound; ends.append(corner)
-            for q in ends { if let problem = q.problem { throw ValidationError(problem) } }
+            // The int16 limit depends on dose and pixel size together: their brightest corner,
+            // checked first, so the refusal names the range's end rather than one image's draw.
+            var corner = drawn; corner.doseEPerA2 = dose.range.upperBound; corner.pixelSizeNm = pixelSize.range.upperBound
+            ends.insert(corner, at: 0)
+            for q in ends {
+                guard let problem = q.problem else { continue }
+                // The default range named as such: the user never typed it.
+                let given = dose.range == Simulate.defaultDose.range ? " (--dose's default range \(Simulate.defaultDose))" : ""
+                throw ValidationError(problem.hasPrefix("--dose") ? problem + given : problem)
+            }
         }
+    }
+
+    /// Appends one line to a manifest as it grows (best effort: the manifest is written whole,
+    /// and any write error reported, at the end of the run).
+    static func append(_ line: String, to url: URL) {
+        let fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// The manifest line's image name, or nil.
@@ -128,7 +148,9 @@ struct Simulate: ParsableCommand {
         // An earlier run's lines for the images this one replaces leave the manifest before any
         // image is replaced: an interrupted run must not leave new images described by old lines.
         // (If it is interrupted, the images it had not reached keep their files without their
-        // lines: no truth rather than a wrong one. A failure puts their lines back.)
+        // lines: no truth rather than a wrong one; each image written has its line appended as it
+        // is written, so an interrupted run's finished images keep theirs. A failure puts the
+        // others' lines back.)
         let manifest = out.appendingPathComponent("manifest.jsonl")
         let previous = (try? String(contentsOf: manifest, encoding: .utf8)) ?? ""
         let replaced = Set((0..<count).map { imageName(material.values[$0 % material.values.count], $0) })
@@ -161,6 +183,9 @@ struct Simulate: ParsableCommand {
                     let m = Simulator.simulate(p)
                     let line = try m.write(name: name, into: out)
                     results.lock.lock(); results.lines[index] = line; results.done += 1
+                    // Appended now (the whole manifest is written in order at the end): an
+                    // interrupted run's finished images keep their truth.
+                    Simulate.append(line, to: manifest)
                     if m.saturatedPixels > 0 { results.saturated.append((name, m.saturatedPixels)) }
                     if index < 16 { results.sheet.append((name, m)) }
                     writeStandardError("\r\(results.done)/\(command.count) micrographs")

@@ -57,7 +57,9 @@ final class DemoAndSimulateTests: XCTestCase {
                                 (["--shape", "pyramid"], "cuboctahedron"),
                                 (["--material", "Au,CdSe", "--shape", "sphere,decahedron"], "fcc metal (Au, Ag, Pt, Pd, Cu), not CdSe"),
                                 (["--touching", "1.5"], "--touching"),
-                                (["--dose", "20000", "--pixel-size", "0.2"], "int16")] {
+                                (["--dose", "20000", "--pixel-size", "0.2"], "int16"),
+                                // The default dose range at a coarse pixel: named as the default, with the dose that fits.
+                                (["--pixel-size", "0.15"], "--dose 3000 e/Å² at 0.15 nm/px is 6750 electrons a pixel: bright pixels would pass int16's 32767 at the camera's gain of 7 ADU/e (at 0.15 nm/px the dose can be at most 911 e/Å²) (--dose's default range 200:3000)")] {
             let r = try CLIRunner.run(["simulate", "-o", out] + args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
@@ -66,14 +68,47 @@ final class DemoAndSimulateTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// An interrupted run's finished images keep their manifest lines (appended as each is
+    /// written, the whole manifest rewritten in order at the end): killed after two, their truth
+    /// is there.
+    func testAnInterruptedSimulationKeepsItsFinishedImagesTruth() throws {
+        let tmp = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let out = tmp.appendingPathComponent("cut")
+        let manifest = out.appendingPathComponent("manifest.jsonl")
+        let p = Process()
+        p.executableURL = CLIRunner.binary
+        p.arguments = ["simulate", "-o", out.path, "--count", "400", "--size", "64", "--pixel-size", "0.04", "--particles", "1:1",
+                       "--diameter", "2", "--jobs", "1"]
+        p.standardError = FileHandle.nullDevice; p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        func lines() -> [String] { ((try? String(contentsOf: manifest, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        while lines().count < 2 && p.isRunning && Date() < deadline { usleep(2000) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run ended before it could be killed; make it longer")
+        let described = lines().compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["name"] as? String
+        }
+        XCTAssertGreaterThanOrEqual(described.count, 2)
+        for name in described {
+            for suffix in [".mrc", "_mask.png", "_labels.png"] {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(name + suffix).path), name + suffix)
+            }
+        }
+    }
+
     /// Counts clipped at int16's end (heavy columns near focus, at a dose the check lets through)
     /// are counted per image and said; a negative Cs (negative-Cs imaging) is accepted.
     func testSimulateCountsClippedPixelsAndTakesANegativeCs() throws {
         let tmp = try CLIRunner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
         let hot = tmp.appendingPathComponent("hot")
+        // (At the output pixel's grid: sampled finer, each pixel the mean of 2 × 2 points, the
+        // heaviest columns' peaks average below the limit.)
         let r = try CLIRunner.run(["simulate", "-o", hot.path, "--count", "2", "--size", "256", "--pixel-size", "0.07", "--dose", "4000",
-                                   "--material", "Au", "--seed", "3"])
+                                   "--material", "Au", "--seed", "3", "--oversampling", "1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("micrographs have pixels clipped at int16's ends"), r.stderr)
         let entries = try String(contentsOf: hot.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n")
