@@ -36,6 +36,17 @@ public struct BraggFilter: Sendable {
     /// spacing an image resolves in every direction is two pixels (Nyquist along the axes; only
     /// the diagonals reach √2 pixels), and it must reach into `spacing` (a coarser image would
     /// come out with no crystal at all, said as if it had none).
+    /// The smallest side an image can be filtered at: its spectrum's background is a median over
+    /// `backgroundWindow` frequency pixels, and a lattice peak must stand apart from it (images of
+    /// 8–32 px reported "0.0 % crystalline" for a particle that a 64-px crop of it shows).
+    public static let smallestSide = 64
+
+    /// Why an image of `width` × `height` pixels cannot be filtered, or nil.
+    public func sizeProblem(width: Int, height: Int) -> String? {
+        guard min(width, height) < BraggFilter.smallestSide else { return nil }
+        return "is \(width)×\(height) pixels; Bragg filtering needs at least \(BraggFilter.smallestSide) a side (a lattice peak must stand out of the spectrum's background)"
+    }
+
     public func problem(pixelSizeNm: Double) -> String? {
         guard 2 * pixelSizeNm > spacing.upperBound else { return nil }
         return String(format: "at %.4g nm per pixel the finest lattice spacing resolved in every direction is %.4g nm, above the %.2g–%.2g nm Bragg filtering looks for (it needs %.4g nm per pixel or finer)",

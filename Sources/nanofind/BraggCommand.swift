@@ -11,8 +11,8 @@ struct Bragg: ParsableCommand {
             Log power spectrum minus its 25×25 median (background and Thon rings), smoothed; peaks \
             above a robust threshold among lattice spacings of 0.1–0.45 nm; a smooth mask around \
             them; the inverse transform's local amplitude; Otsu's threshold; holes filled and \
-            objects under 1 nm² dropped. Writes OUTDIR/NAME_mask.png (0/255) and \
-            NAME_amplitude.tif. Needs the pixel size (from the file or --pixel-size). Files that \
+            objects under 1 nm² dropped. Writes OUTDIR/NAME_mask.png (0/255), NAME_mask.tif (the \
+            same, calibrated in nm for Fiji and `nanofind measure`) and NAME_amplitude.tif. Needs the pixel size (from the file or --pixel-size). Files that \
             are already there (a mask beside its image, an earlier run) are not replaced without \
             --overwrite, and never when they are inputs of this run; two inputs with the same name \
             are refused.
@@ -23,7 +23,7 @@ struct Bragg: ParsableCommand {
     @Argument(help: "Micrograph files.") var inputs: [String]
     @OptionGroup var output: OutputFolderOption
     @OptionGroup var calibration: PixelSizeOption
-    @Flag(help: "Replace NAME_mask.png and NAME_amplitude.tif when they exist (never an input of this run).") var overwrite = false
+    @Flag(help: "Replace NAME_mask.png, NAME_mask.tif and NAME_amplitude.tif when they exist (never an input of this run).") var overwrite = false
 
     func run() throws {
         let out = try output.prepare()
@@ -42,7 +42,7 @@ struct Bragg: ParsableCommand {
                     if let other = claimed[name] {
                         throw MicrographError(url: url, reason: "writes \(name)_mask.png, as \(other) does; rename one of them")
                     }
-                    for suffix in ["_mask.png", "_amplitude.tif"] {
+                    for suffix in ["_mask.png", "_mask.tif", "_amplitude.tif"] {
                         let target = out.appendingPathComponent(name + suffix)
                         let path = target.resolvingSymlinksInPath().standardizedFileURL.path
                         if inputPaths.contains(path) {
@@ -58,6 +58,7 @@ struct Bragg: ParsableCommand {
                 // Every image's pixel size before the first is filtered: a file whose second
                 // image cannot be done leaves no output of its first.
                 let sizes = try frames.map { (m, _) in
+                    if let problem = BraggFilter().sizeProblem(width: m.width, height: m.height) { throw MicrographError(url: url, reason: problem) }
                     guard let p = try pixelSize ?? m.squarePixelSizeNm(file: input) else {
                         throw MicrographError(url: url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
@@ -73,10 +74,10 @@ struct Bragg: ParsableCommand {
                 // a file's outputs appear all at once or not at all, and a failure leaves an
                 // earlier run's outputs (--overwrite) as they were.
                 var lines = [String](repeating: "", count: frames.count), notes = [[String]](repeating: [], count: frames.count)
-                // Each frame filtered when its first file is written, kept until its second is.
+                // Each frame filtered when its first file is written, kept until its last is.
                 var filtered: [Int: BraggFilter.Result] = [:]
-                func result(_ k: Int) throws -> BraggFilter.Result {
-                    if let r = filtered[k] { filtered[k] = nil; return r }
+                func result(_ k: Int, last: Bool = false) throws -> BraggFilter.Result {
+                    if let r = filtered[k] { if last { filtered[k] = nil }; return r }
                     let (m, frame) = frames[k]
                     let r = BraggFilter().segment(try FloatImage(m, frame: frame), pixelSizeNm: sizes[k])
                     lines[k] = String(format: "%@: %d peak pixels, %.1f %% crystalline -> %@_mask.png", input, r.peaks,
@@ -90,8 +91,14 @@ struct Bragg: ParsableCommand {
                     files.append((out.appendingPathComponent(name + "_mask.png"), { hidden in
                         try PNGWriter.writeGrey8(try result(k).mask.bytes255, width: m.width, height: m.height, to: hidden)
                     }))
+                    // The mask again as a calibrated TIFF, as segment writes it: `measure` then sizes
+                    // its particles in nm (the PNG carries no pixel size).
+                    files.append((out.appendingPathComponent(name + "_mask.tif"), { hidden in
+                        try TIFFWriter.write(Micrograph(width: m.width, height: m.height, pixelType: .uint8, data: try result(k).mask.bytes255,
+                                                        pixelSize: PixelSize(isotropic: p), format: "tiff"), to: hidden, deflated: true)
+                    }))
                     files.append((out.appendingPathComponent(name + "_amplitude.tif"), { hidden in
-                        try TIFFWriter.writeFloat32(try result(k).amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p, to: hidden)
+                        try TIFFWriter.writeFloat32(try result(k, last: true).amplitude.pixels, width: m.width, height: m.height, pixelSizeNM: p, to: hidden)
                     }))
                 }
                 try writeTogether(files)

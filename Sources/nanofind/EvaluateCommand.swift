@@ -69,7 +69,9 @@ struct Evaluate: ParsableCommand {
                     guard let p = pixelSize ?? image.pixelSizeNm else {
                         throw MicrographError(url: image.url, reason: "has no pixel size, which Bragg filtering needs (give --pixel-size NM)")
                     }
-                    if let problem = filter.problem(pixelSizeNm: p) { throw MicrographError(url: image.url, reason: problem) }
+                    if let problem = filter.problem(pixelSizeNm: p) ?? filter.sizeProblem(width: image.image.width, height: image.image.height) {
+                        throw MicrographError(url: image.url, reason: problem)
+                    }
                     if !warned, let warning = filter.warning(pixelSizeNm: p) {
                         warned = true
                         writeStandardError("warning: \(oneLine(image.url.path)) (and any image as coarse): \(warning)\n")

@@ -204,14 +204,30 @@ final class CommandContractTests: XCTestCase {
         let f = try CLIRunner.run(["bragg", stack.path, "-o", frames.path])
         XCTAssertEqual(f.status, 0, f.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: frames.path).sorted(),
-                       ["stack_0_amplitude.tif", "stack_0_mask.png", "stack_1_amplitude.tif", "stack_1_mask.png"])
+                       ["stack_0_amplitude.tif", "stack_0_mask.png", "stack_0_mask.tif", "stack_1_amplitude.tif", "stack_1_mask.png", "stack_1_mask.tif"])
         for (frame, left) in [(0, true), (1, false)] {
             let mask = try XCTUnwrap(MicrographReader.open(frames.appendingPathComponent("stack_\(frame)_mask.png")).first)
+            // The TIFF is the same mask, calibrated: measure sizes its particles in nm.
+            let tiff = try XCTUnwrap(MicrographReader.open(frames.appendingPathComponent("stack_\(frame)_mask.tif")).first)
+            XCTAssertEqual(tiff.data, mask.data)
+            XCTAssertEqual(tiff.pixelSize?.x ?? 0, 0.05, accuracy: 1e-6)
+            let measured = try CLIRunner.run(["measure", frames.appendingPathComponent("stack_\(frame)_mask.tif").path])
+            XCTAssertEqual(measured.status, 0, measured.stderr)
+            XCTAssertFalse(measured.stderr.contains("no pixel size"), measured.stderr)
             var leftCount = 0, rightCount = 0
             for y in 0..<128 { for x in 0..<128 where mask.data[y * 128 + x] > 0 { if x < 64 { leftCount += 1 } else { rightCount += 1 } } }
             XCTAssertGreaterThan(left ? leftCount : rightCount, 10 * max(1, left ? rightCount : leftCount), "frame \(frame)")
         }
         XCTAssertFalse(f.stderr.contains("warning"), f.stderr)
+        // Too small to tell a lattice peak from the spectrum's background: refused, not "0.0 % crystalline".
+        let crop = tmp.appendingPathComponent("crop32.mrc")
+        var cropped = [Float](repeating: 0, count: 32 * 32)
+        for y in 0..<32 { for x in 0..<32 { cropped[y * 32 + x] = pixels[(y + 48) * 128 + x + 24] } }
+        let croppedBytes: [UInt8] = cropped.withUnsafeBytes { Array($0) }
+        try MRCWriter.write(Micrograph(width: 32, height: 32, pixelType: .float32, data: croppedBytes,
+                                       pixelSize: PixelSize(isotropic: 0.05), format: "MRC"), to: crop)
+        try assertRefused(["bragg", crop.path, "-o", tmp.appendingPathComponent("crop-out").path],
+                          mentions: "\(crop.path): is 32×32 pixels; Bragg filtering needs at least 64 a side")
         // Too coarse for gold's densest planes: filtered, with one warning for the file.
         let coarse = try CLIRunner.run(["bragg", stack.path, "--pixel-size", "0.2", "-o", tmp.appendingPathComponent("coarse").path])
         XCTAssertEqual(coarse.status, 0, coarse.stderr)
