@@ -125,6 +125,14 @@ public struct TrainingRun {
         for image in trainSet + validationSet where tooSmall(image.image.width, image.image.height) {
             throw DatasetError(file: image.url.path, reason: "is \(image.image.width)×\(image.image.height) pixels, too small for --tile \(settings.tile)")
         }
+        // Crops larger than an image wrap it round itself, its opposite edges meeting in seams
+        // the network then learns: said, with the tile that would fit.
+        let smaller = trainSet.filter { $0.image.width < settings.tile || $0.image.height < settings.tile }
+        if let smallest = smaller.min(by: { min($0.image.width, $0.image.height) < min($1.image.width, $1.image.height) }) {
+            let multiple = settings.config.sizeMultiple
+            let side = min(smallest.image.width, smallest.image.height), fits = side / multiple * multiple
+            warnings.append("\(smallest.url.path): \(smaller.count) of the \(trainSet.count) training images are smaller than --tile \(settings.tile) (this one \(smallest.image.width)×\(smallest.image.height)): each crop of them wraps the image round itself, seams and all\(fits >= multiple ? "; --tile \(fits) fits them" : "")")
+        }
         let recipe = settings.recipe
         let trainer = Trainer(settings: settings, train: trainSet.map { PreparedImage($0, recipe: recipe) },
                               validation: validationSet.map { PreparedImage($0, recipe: recipe) }, checkpointURL: checkpointURL)

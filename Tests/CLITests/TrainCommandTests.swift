@@ -192,6 +192,19 @@ final class TrainCommandTests: XCTestCase {
     /// extension in capitals, a micrograph exported as JPEG, a mask without an image, a mask
     /// named `NAME-mask.png`. The readable ones train; each unused file is named on a warning
     /// line; an image whose only mask is misnamed is refused, naming the file found.
+    /// Crops larger than the training images wrap each image round itself: said, with the tile that fits.
+    func testATileLargerThanTheImagesIsToldOf() throws {
+        let data = tmp.appendingPathComponent("small")
+        try makeData(data, count: 4)
+        let out = tmp.appendingPathComponent("small-out/m.safetensors")
+        let r = try CLIRunner.run(["train", data.path, "-o", out.path, "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "1",
+                                   "--tile", "96", "--widths", "2,4", "--threads", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let warnings = r.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
+        XCTAssertEqual(warnings.count, 1, r.stderr)
+        XCTAssertTrue(warnings.first?.contains("training images are smaller than --tile 96 (this one 64×64): each crop of them wraps the image round itself, seams and all; --tile 64 fits them") == true, r.stderr)
+    }
+
     func testMasksAsImageJSavesThemAndFilesNotUsed() throws {
         let data = tmp.appendingPathComponent("fiji")
         try makeData(data, count: 4)
