@@ -268,8 +268,8 @@ final class StandardStreamTests: XCTestCase {
             try p.run()
             func hidden() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).filter { $0.hasPrefix(".") } }
             let deadline = Date().addingTimeInterval(15)
-            while hidden().count < 2 && Date() < deadline { usleep(5000) }
-            XCTAssertEqual(hidden().count, 2, "both files staged before the signal (signal \(sig))")
+            while hidden().count < 3 && Date() < deadline { usleep(5000) }
+            XCTAssertEqual(hidden().count, 3, "the three files staged before the signal (signal \(sig))")
             kill(p.processIdentifier, sig)
             p.waitUntilExit()
             XCTAssertEqual(p.terminationReason, .uncaughtSignal, "signal \(sig)")
