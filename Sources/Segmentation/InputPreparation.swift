@@ -18,6 +18,33 @@ extension InputRecipe {
     }
 }
 
+extension InputRecipe {
+    /// Where the raw image's zero lies in the prepared image's units: `o · s` for a scaling
+    /// x' = (x − o) · s (the percentiles', the minimum's or the median's offset; 0 for none), so
+    /// that light scaled by G on the raw image is x' → G · x' + (G − 1) · o · s on the prepared
+    /// one. What training's illumination augmentation needs to give a low-contrast image (whose
+    /// percentiles span a few % of its level) the large swing the same light gives it.
+    public func rawZeroOffset(_ image: FloatImage) -> Float {
+        let filtered = medianFilter ? medianFilter3x3(image) : image
+        guard filtered.count > 0 else { return 0 }
+        switch scaling {
+        case .none: return 0
+        case .minMax:
+            let (lo, hi) = filtered.minMax()
+            return hi > lo ? lo / (hi - lo) : 0
+        case .percentile:
+            let q = percentiles(filtered.pixels, [Double(lowerPercentile), Double(upperPercentile)])
+            if q[1] > q[0] { return q[0] / (q[1] - q[0]) }
+            let (lo, hi) = filtered.minMax()
+            return hi > lo ? lo / (hi - lo) : 0
+        case .medianMAD:
+            let median = percentiles(filtered.pixels, [50])[0]
+            let mad = percentiles(filtered.pixels.map { abs($0 - median) }, [50])[0]
+            return mad > 0 ? median / (1.4826 * mad) : median
+        }
+    }
+}
+
 extension ThreadPool {
     /// This pool as `Preprocessing`'s way of running pieces side by side.
     public var parallel: ParallelFor { { count, piece in self.parallelFor(count) { i, _ in piece(i) } } }

@@ -11,9 +11,13 @@ public struct PreparedImage: Sendable {
     public var mask: BinaryMask
     public var pixelSizeNm: Double?
     public var group: String
+    /// The raw image's zero in the prepared image's units (`InputRecipe.rawZeroOffset`), for
+    /// the illumination augmentation.
+    public var rawZero: Float
 
     public init(_ l: LabelledImage, recipe: InputRecipe) {
         name = l.name; image = recipe.apply(l.image); mask = l.mask; pixelSizeNm = l.pixelSizeNm; group = l.group
+        rawZero = recipe.rawZeroOffset(l.image)
     }
 }
 
@@ -147,7 +151,8 @@ public final class Trainer {
             let images = train
             pool.parallelFor(b) { i, _ in
                 var crop = picks[i].1
-                sampler.sample(images[picks[i].0].image, images[picks[i].0].mask, rng: &crop, x: x.plane(i, 0), t: labels.plane(i, 0))
+                let picked = images[picks[i].0]
+                sampler.sample(picked.image, picked.mask, rawZero: picked.rawZero, rng: &crop, x: x.plane(i, 0), t: labels.plane(i, 0))
             }
             let tape = Tape(pool: pool)
             let logits = network.forward(Variable(x), tape: tape, training: true, dropoutSeed: rng.next())

@@ -25,8 +25,8 @@ final class DemoAndSimulateTests: XCTestCase {
         for row in rows {
             // "material  in training  found / true  dice  diameter of the uncut found / true". Its
             // seeds are fixed; docs/results.md records (AMD EPYC, 16 lanes) Au 2/2 0.978
-            // 3.16/3.25, CdSe 2/2 0.959 –/– (both cut), Pt (unseen) 2/2 0.892 4.83/4.87, CdS (unseen)
-            // 4/4 0.968 4.80/4.80. Other CPUs round the simulation a little differently: every
+            // 3.21/3.25, CdSe 2/2 0.973 –/– (both cut), Pt (unseen) 2/2 0.981 4.84/4.87, CdS (unseen)
+            // 4/4 0.973 4.79/4.80. Other CPUs round the simulation a little differently: every
             // count must hold, dice within about 0.02-0.04 of those, sizes within 6 %.
             let numbers = row.split(whereSeparator: { $0 == " " || $0 == "/" }).compactMap { Double($0) }
             guard numbers.count == 5 || (row.hasPrefix("CdSe ") && numbers.count == 3 && row.hasSuffix("– / –")) else {

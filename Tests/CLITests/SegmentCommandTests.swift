@@ -125,8 +125,9 @@ final class SegmentCommandTests: XCTestCase {
         XCTAssertLessThanOrEqual(d, 1e-5)
     }
     /// A simulated test micrograph lit by a ramp of ±10 % across it: with the default model it
-    /// segments as the evenly lit one does (its fitted plane divided out), and without that
-    /// (--no-flatten) most of it becomes "particle", which segment then says.
+    /// segments as the evenly lit one does (its fitted illumination divided out), and without
+    /// that (--no-flatten) it does not (with the model trained on evenly lit crops only, most of
+    /// it became "particle"; the one trained with uneven light finds 3 of its 5 particles).
     func testAnIlluminationRampIsDividedOut() throws {
         let source = CLIRunner.shared.appendingPathComponent("data/sim-v1/test/au_1012.mrc")
         guard FileManager.default.fileExists(atPath: source.path) else { throw XCTSkip("../shared is not present; skipping the ramp test") }
@@ -152,7 +153,6 @@ final class SegmentCommandTests: XCTestCase {
         let raw = try count([image.path, "--no-flatten"], "raw")
         XCTAssertEqual(flattened.particles, even.particles)
         XCTAssertNotEqual(raw.particles, even.particles)
-        XCTAssertTrue(raw.stderr.contains("of the image is particle, far more than separate particles on carbon show"), raw.stderr)
         XCTAssertFalse(flattened.stderr.contains("of the image is particle"), flattened.stderr)
     }
 }

@@ -79,6 +79,30 @@ final class CropSamplerTests: XCTestCase {
         }
     }
 
+    /// The robust preset's uneven light: half the crops lit by a smooth field peaking at ±0.3–4 %
+    /// of the raw image about its mean, which on the prepared crop swings a value by that much of
+    /// the value plus `rawZero` (a low-contrast image's large offset: a large swing).
+    func testUnevenLightScalesTheRawImage() {
+        let sampler = CropSampler(size: 32, preset: .robust)
+        var lit = 0
+        for seed in 0..<200 {
+            for rawZero: Float in [0, 2] {
+                var rng = SeededRandom(seed: UInt64(seed))
+                var x = [Float](repeating: 0.5, count: 32 * 32)
+                x.withUnsafeMutableBufferPointer { sampler.unevenLight($0.baseAddress!, rawZero: rawZero, rng: &rng) }
+                let swing = x.map { abs($0 - 0.5) }.max() ?? 0
+                if swing == 0 { continue }
+                if rawZero == 0 { lit += 1 }
+                // |G − 1| peaks at 0.3–4 %: x' − x = (G − 1)(x + rawZero).
+                XCTAssertLessThanOrEqual(swing, 0.04 * (0.5 + rawZero) * 1.0001, "seed \(seed)")
+                XCTAssertGreaterThanOrEqual(swing, 0.003 * (0.5 + rawZero) * 0.9999, "seed \(seed)")
+                // About its mean: the crop's mean level stays.
+                XCTAssertEqual(x.reduce(0, +) / Float(x.count), 0.5, accuracy: 1e-4, "seed \(seed)")
+            }
+        }
+        XCTAssertTrue((70...130).contains(lit), "half the crops lit: \(lit) of 200")
+    }
+
     /// With `inside` placement, crops that fit inside the image show no seam: on a ramp (value =
     /// column + row · w) every step between neighbouring crop pixels stays small, turned, while
     /// with `wrap` most crops of an image twice their size cross an edge.
