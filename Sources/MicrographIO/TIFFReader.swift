@@ -23,8 +23,11 @@ public enum TIFFReader {
         /// Stored WhiteIsZero (Photometric 0): `data` holds the values inverted.
         var whiteIsZero = false
 
+        /// Pages that stack as frames of one micrograph: one size and sample type, and stored the
+        /// same way round (a WhiteIsZero page among others is a micrograph of its own, so that
+        /// `Micrograph.storedValues` undoes exactly the pages inverted).
         func sameShape(_ o: Page) -> Bool {
-            width == o.width && height == o.height && channels == o.channels && type == o.type
+            width == o.width && height == o.height && channels == o.channels && type == o.type && whiteIsZero == o.whiteIsZero
         }
     }
 

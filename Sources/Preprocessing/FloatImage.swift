@@ -158,10 +158,11 @@ public struct BinaryMask: Equatable, Sendable {
     }
 
     /// The same, and whether the mask has graded edges: more than one non-zero |value|, most
-    /// non-zero pixels at the largest (a shape drawn anti-aliased or resampled: a solid inside,
-    /// a rim of partial values). There the particle is where |value| is at least half the
-    /// largest: every non-zero pixel made such a disc's area 5–11 % too large. A label image's
-    /// ids or a map of classes, with no level over half its pixels, keep every non-zero pixel.
+    /// non-zero pixels at the largest, and nearly all the others (90 %) beside one at the
+    /// largest (a shape drawn anti-aliased or resampled: a solid inside, a rim of partial
+    /// values). There the particle is where |value| is at least half the largest: every non-zero
+    /// pixel made such a disc's area 5–11 % too large. A label image's ids or a map of classes
+    /// (regions of other values apart from the largest's) keep every non-zero pixel.
     public static func read(_ micrograph: Micrograph, frame: Int = 0) throws -> (mask: BinaryMask, graded: Bool) {
         let image = try FloatImage(micrograph, frame: frame)
         var largest: Float = 0, nonZero = 0, atLargest = 0, levels = Set<Float>()
@@ -171,7 +172,22 @@ public struct BinaryMask: Equatable, Sendable {
             if levels.count < 2 { levels.insert(a) }
             if a > largest { largest = a; atLargest = 1 } else if a == largest { atLargest += 1 }
         }
-        let graded = levels.count > 1 && 2 * atLargest > nonZero
+        var graded = levels.count > 1 && 2 * atLargest > nonZero
+        if graded {
+            // The partial values form a rim: each beside (8 neighbours) a pixel at the largest.
+            let w = image.width, h = image.height, p = image.pixels
+            var partial = 0, rim = 0
+            for y in 0..<h { for x in 0..<w {
+                let a = abs(p[y * w + x])
+                guard !a.isNaN, a != 0, a != largest else { continue }
+                partial += 1
+                search: for dy in -1...1 { for dx in -1...1 where (dx != 0 || dy != 0) {
+                    let yy = y + dy, xx = x + dx
+                    if yy >= 0, yy < h, xx >= 0, xx < w, abs(p[yy * w + xx]) == largest { rim += 1; break search }
+                } }
+            } }
+            graded = 10 * rim >= 9 * partial
+        }
         let floor = graded ? largest / 2 : 0
         let mask = BinaryMask(width: image.width, height: image.height,
                               values: image.pixels.map { v in !v.isNaN && v != 0 && abs(v) >= floor ? 1 : 0 })

@@ -32,11 +32,15 @@ public struct IlluminationSurface: Equatable, Sendable {
     /// Whether it is not level.
     public var varies: Bool { b != 0 || c != 0 || d != 0 || e != 0 || f != 0 }
     var isFinite: Bool { [a, b, c, d, e, f].allSatisfy(\.isFinite) }
-    /// Its least value over the image, from a 65 × 65 grid over it (close enough to decide
-    /// whether dividing by it is safe, which leaves a wide margin).
-    var lowest: Double {
+    /// Its least value over a span of x and y (the whole image: −½ … ½ each), from a 65 × 65
+    /// grid over it (close enough to decide whether dividing by it is safe, which leaves a wide
+    /// margin).
+    func lowest(over span: (x: ClosedRange<Double>, y: ClosedRange<Double>) = (-0.5...0.5, -0.5...0.5)) -> Double {
         var least = Double.infinity
-        for j in 0...64 { for i in 0...64 { least = Swift.min(least, value(x: Double(i) / 64 - 0.5, y: Double(j) / 64 - 0.5)) } }
+        for j in 0...64 {
+            let y = span.y.lowerBound + Double(j) / 64 * (span.y.upperBound - span.y.lowerBound)
+            for i in 0...64 { least = Swift.min(least, value(x: span.x.lowerBound + Double(i) / 64 * (span.x.upperBound - span.x.lowerBound), y: y)) }
+        }
         return least
     }
 }
@@ -96,9 +100,11 @@ extension FloatImage {
             }
         }
         let blocks = found.compactMap { $0 }
-        // The terms the blocks' positions can tell apart: x² and x·y need three and two
-        // positions along x, y² and x·y along y; else the plane's.
-        let xs = Set(blocks.map(\.x)).count, ys = Set(blocks.map(\.y)).count
+        // The terms the blocks can tell apart: x² and x·y need three and two columns of blocks,
+        // y² and x·y rows (counted by the blocks' places in the grid, not their mean positions,
+        // which a mask makes all different); else the plane's.
+        let xs = Set(found.indices.filter { found[$0] != nil }.map { $0 % bx }).count
+        let ys = Set(found.indices.filter { found[$0] != nil }.map { $0 / bx }).count
         let used = [true, true, true, xs >= 3, xs >= 2 && ys >= 2, ys >= 3]
         guard blocks.count >= used.filter({ $0 }).count else {
             return blocks.count >= 3 ? FloatImage.robustFit(blocks, terms: [true, true, true, false, false, false]) : nil
@@ -157,6 +163,19 @@ extension FloatImage {
         return IlluminationSurface(coefficients)
     }
 
+    /// The span of x and y (scaled as the surface's) holding the pixels not in `outside`: the
+    /// whole image without a mask.
+    func specimenSpan(excluding outside: BinaryMask?) -> (x: ClosedRange<Double>, y: ClosedRange<Double>) {
+        guard let outside, outside.width == width, outside.height == height else { return (-0.5...0.5, -0.5...0.5) }
+        var x0 = width, x1 = -1, y0 = height, y1 = -1
+        for y in 0..<height { for x in 0..<width where outside.values[y * width + x] == 0 {
+            x0 = Swift.min(x0, x); x1 = Swift.max(x1, x); y0 = Swift.min(y0, y); y1 = Swift.max(y1, y)
+        } }
+        guard x1 >= x0, y1 >= y0 else { return (-0.5...0.5, -0.5...0.5) }
+        func scaled(_ v: Int, _ n: Int) -> Double { (Double(v) + 0.5) / Double(n) - 0.5 }
+        return (scaled(x0, width)...scaled(x1, width), scaled(y0, height)...scaled(y1, height))
+    }
+
     /// The image with its fitted surface (`fittedIllumination(excluding:)`) taken out, the
     /// surface's mean level kept: divided by the surface over that level where the surface stays
     /// well above 0 across the image (counts: an illumination falloff scales them), else the
@@ -164,7 +183,9 @@ extension FloatImage {
     public func flattenedIllumination(excluding outside: BinaryMask? = nil, parallel: ParallelFor = serially) -> FloatImage {
         guard let s = fittedIllumination(excluding: outside, parallel: parallel), s.varies, s.isFinite else { return self }
         let level = s.mean
-        let divide = level > 0 && s.lowest > 0.5 * level
+        // Its least value where it was fitted (the specimen's share of the image): outside, in
+        // padding, a quadratic's extrapolation may dive, and the values there are filled later.
+        let divide = level > 0 && s.lowest(over: specimenSpan(excluding: outside)) > 0.5 * level
         let w = width, h = height
         var out = self
         // In Float: per column x and d·x², per row the rest, then a multiply-add and one divide

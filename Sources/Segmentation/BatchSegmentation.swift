@@ -264,16 +264,24 @@ public final class BatchSegmentation: @unchecked Sendable {
                 }
                 if let previous = previousResults(for: url) { return .skipped(previous) }
                 do { return .processed(try process(url, pool: pool, segmenter: segmenter)) } catch {
-                    // (An image too large for a job's share is the same image in the other file.)
-                    if error is ImageExceedsMemory { return .failed(error) }
-                    for other in alternates[url] ?? [] {
+                    // Only a file that cannot be read gives way: one read but refused (too small,
+                    // too large for a job's share) is refused as itself.
+                    guard let others = alternates[url], !others.isEmpty, !(error is ImageExceedsMemory), (try? open(url)) == nil else {
+                        return .failed(error)
+                    }
+                    for other in others {
                         if let previous = previousResults(for: other) {
                             segmentedInstead?(url, error, other)
                             return .skipped(previous)
                         }
-                        if let done = try? process(other, pool: pool, segmenter: segmenter) {
+                        do {
+                            let done = try process(other, pool: pool, segmenter: segmenter)
                             segmentedInstead?(url, error, other)
                             return .processed(done)
+                        } catch let tooLarge as ImageExceedsMemory {
+                            return .failed(tooLarge)  // retried alone with all the memory, as any input
+                        } catch {
+                            continue
                         }
                     }
                     return .failed(error)

@@ -46,10 +46,13 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
 
     /// Grid points per output pixel along each axis for `pixelSizeNm` when none is asked for:
     /// the fewest that make the grid `fringeGridNm` or finer, at most 4 (1 to 0.045 nm/px, 2 to
-    /// 0.09, 3 to 0.135, 4 beyond). Each costs its square in time.
-    public static func automaticOversampling(pixelSizeNm: Double) -> Int {
+    /// 0.09, 3 to 0.135, 4 beyond), and no more than keep the grid within 8192 points a side for
+    /// an image `size` pixels wide (the largest image's own; a 8192-px image at 0.15 nm/px would
+    /// have asked for 8.6 GB a complex array). Each costs its square in time.
+    public static func automaticOversampling(pixelSizeNm: Double, size: Int = 512) -> Int {
         guard pixelSizeNm.isFinite, pixelSizeNm > 0 else { return 1 }
-        return max(1, min(4, Int((pixelSizeNm / fringeGridNm - 1e-9).rounded(.up))))
+        let wanted = max(1, min(4, Int((pixelSizeNm / fringeGridNm - 1e-9).rounded(.up))))
+        return max(1, min(wanted, 8192 / max(1, size)))
     }
 
     /// The most electrons a pixel may get: its brightest pixels (twice the mean plus 5 σ of shot

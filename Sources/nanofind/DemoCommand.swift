@@ -86,7 +86,7 @@ struct Demo: ParsableCommand {
             var p = SimulationParameters()
             p.material = cases[i].0; p.seed = cases[i].1; p.pixelSizeNm = pixel; p.particles = 2...4; p.diameterNm = 3...6
             p.defocusNm = 4; p.doseEPerA2 = 1000; p.carbonThicknessNm = 3
-            p.oversampling = SimulationParameters.automaticOversampling(pixelSizeNm: pixel)  // as `simulate` samples it
+            p.oversampling = SimulationParameters.automaticOversampling(pixelSizeNm: pixel, size: p.size)  // as `simulate` samples it
             box.items[i] = Simulator.simulate(p)
         }
         var manifest: [String] = []

@@ -58,7 +58,8 @@ struct Merge: ParsableCommand {
                     source[s.image] = dir
                 }
                 summaries += r.summaries
-                failures += r.failures
+                // A missing input is every shard's failure: listed once.
+                failures += r.failures.filter { !failures.contains($0) }
                 for (k, v) in r.settings where k != "shard" { settings[k] = v }
             }
         } catch {

@@ -180,7 +180,11 @@ struct Segment: ParsableCommand {
         let processed = progress.processed, skipped = progress.skipped, particles = progress.particles, failures = progress.failures
         // A shard writes its run files even with no image done (none of the inputs fell to it, or
         // all failed), so that `merge` over every shard's folder finds each one's summary.json.
-        var wroteReport = !summaries.isEmpty || shard != nil, reportFailed = false
+        // So does a run whose every input failed into a folder holding an earlier run's report,
+        // which would otherwise stand, listing no failure (a fresh folder gets none: a bad input
+        // leaves no output).
+        let earlierReport = FileManager.default.fileExists(atPath: outURL.appendingPathComponent("summary.json").path)
+        var wroteReport = !summaries.isEmpty || shard != nil || (!progress.failed.isEmpty && earlierReport), reportFailed = false
         if wroteReport {
             var runSettings: [String: String] = ["model": modelName, "threshold": String(format: "%.4f", segmenter.threshold),
                                                  "preprocessing": segmenter.recipe.description,

@@ -90,7 +90,7 @@ struct Simulate: ParsableCommand {
         p.particles = Int(particles.range.lowerBound)...Int(particles.range.upperBound)
         p.diameterNm = diameter.range
         p.seed = rng.next()
-        p.oversampling = oversampling ?? SimulationParameters.automaticOversampling(pixelSizeNm: p.pixelSizeNm)
+        p.oversampling = oversampling ?? SimulationParameters.automaticOversampling(pixelSizeNm: p.pixelSizeNm, size: size)
         p.shapes = shape.values == [.sphere] ? nil : shape.values
         p.touchingFraction = touching
         return p

@@ -183,6 +183,14 @@ final class BatchSegmentTests: XCTestCase {
         let again = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path])
         XCTAssertEqual(again.status, 1)
         XCTAssertTrue(again.stdout.contains("0 processed, \(good) already done, 3 failed"), again.stdout)
+        // A run whose every input fails, into this folder: its report says so (the earlier one
+        // would otherwise stand, listing no failure).
+        let allBad = try CLIRunner.run(["segment", data.appendingPathComponent("bad_empty.tif").path, data.appendingPathComponent("bad_garbage.mrc").path,
+                                        "-o", out.path, "--model", model.path])
+        XCTAssertEqual(allBad.status, 1)
+        let rewritten = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any]
+        XCTAssertEqual((rewritten?["failed"] as? [[String: String]])?.count, 2)
+        XCTAssertEqual((rewritten?["images"] as? [Any])?.count, 0)
         // Other settings are not "already done": a new threshold redoes every file.
         let other = try CLIRunner.run(["segment", data.path, "-o", out.path, "--model", model.path, "--threshold", "0.9"])
         XCTAssertTrue(other.stdout.contains("\(good) processed, 0 already done, 3 failed"), other.stdout)
@@ -261,6 +269,11 @@ final class BatchSegmentTests: XCTestCase {
         try (header + "\n").write(toFile: shards[0] + "/" + second, atomically: true, encoding: .utf8)
         try FileManager.default.copyItem(atPath: shards[1] + "/\(stem)_overlay.png", toPath: shards[0] + "/\(stem)_overlay.png")
         let merged = tmp.appendingPathComponent("merged")
+        // Each shard again with an input that is not there: every shard lists it, the merge once.
+        for (k, dir) in shards.enumerated() {
+            _ = try CLIRunner.run(["segment", data.path, tmp.appendingPathComponent("gone.tif").path, "-o", dir, "--model", model.path,
+                                   "--shard", "\(k + 1)/3"])
+        }
         let m = try CLIRunner.run(["merge"] + shards + ["-o", merged.path])
         XCTAssertEqual(m.status, 0, m.stderr)
         // The shards' failed inputs are the merged run's: each listed once.
@@ -268,10 +281,11 @@ final class BatchSegmentTests: XCTestCase {
             try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("summary.json")))
                 as? [String: Any])?["failed"] as? [[String: String]]).compactMap { $0["input"] }
         }
-        XCTAssertEqual(shardFailures.count, 3, "the three bad files fail in their shards")
+        XCTAssertEqual(shardFailures.filter { !$0.hasSuffix("gone.tif") }.count, 3, "the three bad files fail in their shards")
+        XCTAssertEqual(shardFailures.filter { $0.hasSuffix("gone.tif") }.count, 3, "the missing input in every shard")
         let mergedSummary = try JSONSerialization.jsonObject(with: Data(contentsOf: merged.appendingPathComponent("summary.json"))) as? [String: Any]
-        XCTAssertEqual(((mergedSummary?["failed"] as? [[String: String]]) ?? []).compactMap { $0["input"] }.sorted(), shardFailures.sorted())
-        XCTAssertTrue(m.stdout.contains("; 3 inputs failed in the runs merged (listed in the report)"), m.stdout)
+        XCTAssertEqual(((mergedSummary?["failed"] as? [[String: String]]) ?? []).compactMap { $0["input"] }.sorted(), Set(shardFailures).sorted())
+        XCTAssertTrue(m.stdout.contains("; 4 inputs failed in the runs merged (listed in the report)"), m.stdout)
         // A merge's folder is no input of another merge: said, naming what to merge instead.
         let again = try CLIRunner.run(["merge", merged.path, shards[2], "-o", tmp.appendingPathComponent("again").path])
         XCTAssertEqual(again.status, 2, again.stderr)
@@ -553,6 +567,16 @@ final class BatchSegmentTests: XCTestCase {
         let again = try CLIRunner.run(["segment", broken.path, "-o", brokenOut.path, "--model", model.path, "--pixel-size", "0.1"])
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertTrue(again.stdout.contains("0 processed, 1 already done, 0 failed"), again.stdout)
+        // A file that reads but is refused (too small) is refused as itself, not replaced by another.
+        let small = tmp.appendingPathComponent("small")
+        try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
+        try NPYFile.write([Float](repeating: 1, count: 32 * 32), shape: [32, 32], to: small.appendingPathComponent("w.npy"))
+        try FileManager.default.copyItem(at: folder.appendingPathComponent("x.tif"), to: small.appendingPathComponent("w.tif"))
+        let refused = try CLIRunner.run(["segment", small.appendingPathComponent("w.npy").path, small.path, "-o", tmp.appendingPathComponent("small-out").path,
+                                         "--model", model.path, "--pixel-size", "0.1"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("w.npy: image is 32×32 pixels"), refused.stderr)
+        XCTAssertFalse(refused.stderr.contains("of the same name, is segmented instead"), refused.stderr)
 
         // The statistics against the table: the uncut particles' diameters in nm.
         let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])

@@ -40,10 +40,14 @@ struct CLIRunner {
 extension CLIRunner {
     /// Patches a little-endian TIFF written by `TIFFWriter` to say Photometric 0 (WhiteIsZero),
     /// its samples unchanged: how Fiji saves a binary mask made with an inverting LUT.
-    static func markWhiteIsZero(_ url: URL) throws {
+    /// `page`: which page (0 the first), following the directories' chain.
+    static func markWhiteIsZero(_ url: URL, page: Int = 0) throws {
         var b = [UInt8](try Data(contentsOf: url))
         XCTAssertEqual(b[0], 0x49, "a little-endian TIFF")
-        let ifd = Int(b[4]) | Int(b[5]) << 8 | Int(b[6]) << 16 | Int(b[7]) << 24, n = Int(b[ifd]) | Int(b[ifd + 1]) << 8
+        func u32(_ at: Int) -> Int { Int(b[at]) | Int(b[at + 1]) << 8 | Int(b[at + 2]) << 16 | Int(b[at + 3]) << 24 }
+        var ifd = u32(4)
+        for _ in 0..<page { ifd = u32(ifd + 2 + 12 * (Int(b[ifd]) | Int(b[ifd + 1]) << 8)) }
+        let n = Int(b[ifd]) | Int(b[ifd + 1]) << 8
         var patched = false
         for e in 0..<n where Int(b[ifd + 2 + 12 * e]) | Int(b[ifd + 3 + 12 * e]) << 8 == 262 {
             b[ifd + 10 + 12 * e] = 0; b[ifd + 11 + 12 * e] = 0; patched = true

@@ -142,6 +142,21 @@ final class MeasureCommandTests: XCTestCase {
             XCTAssertEqual(labelled.rows.map { String($0[area]) }, ["100", "100", "100"], "\(args)")
         }
         XCTAssertEqual(try rows(["--input", "mask", coloured.path]).rows.map { String($0[area]) }, ["200", "100"])
+        // Ids as a mask, the largest the most pixels: regions, not a rim, so every one stays.
+        var ids = [Float](repeating: 0, count: 60 * 60)
+        for y in 2..<8 { for x in 2..<8 { ids[y * 60 + x] = 1 } }
+        for y in 15..<55 { for x in 15..<55 { ids[y * 60 + x] = 3 } }
+        let idsFile = tmp.appendingPathComponent("ids.npy")
+        try NPYFile.write(ids, shape: [60, 60], to: idsFile)
+        let asMask = try rows(["--input", "mask", "--min-area-px", "1", idsFile.path])
+        XCTAssertEqual(asMask.rows.map { String($0[area]) }, ["36", "1600"])
+        XCTAssertFalse(asMask.stderr.contains("graded"), asMask.stderr)
+        // A stack whose second page alone is stored WhiteIsZero: only that page's values flipped back.
+        let pages = tmp.appendingPathComponent("pages.tif")
+        try TIFFWriter.write(Micrograph(width: 60, height: 40, frames: 2, pixelType: .uint8, data: squares + squares, format: "TIFF"), to: pages)
+        try CLIRunner.markWhiteIsZero(pages, page: 1)
+        let both = try rows([pages.path])
+        XCTAssertEqual(both.rows.map { String($0[1]) + " " + String($0[area]) }, ["pages_0 100", "pages_0 100", "pages_1 100", "pages_1 100"])
     }
 
     /// Every frame of a stack is measured and named; a 0/255 mask stored as signed bytes (255

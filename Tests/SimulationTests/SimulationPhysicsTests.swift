@@ -6,6 +6,18 @@ import XCTest
 
 /// Each physical step against a closed form or a conservation law.
 final class SimulationPhysicsTests: XCTestCase {
+    /// The default oversampling: a grid of 0.045 nm or finer, at most 4 points a pixel and
+    /// 8192 a side.
+    func testDefaultOversamplingKeepsTheFringesWithinTheLargestGrid() {
+        for (pixel, o) in [(0.03, 1), (0.045, 1), (0.05, 2), (0.055, 2), (0.09, 2), (0.1, 3), (0.135, 3), (0.15, 4), (0.5, 4)] {
+            XCTAssertEqual(SimulationParameters.automaticOversampling(pixelSizeNm: pixel), o, "\(pixel) nm/px")
+            XCTAssertLessThanOrEqual(pixel / Double(o), SimulationParameters.fringeGridNm + 1e-12 + (pixel > 0.18 ? 1 : 0), "\(pixel) nm/px")
+        }
+        XCTAssertEqual(SimulationParameters.automaticOversampling(pixelSizeNm: 0.15, size: 8192), 1)
+        XCTAssertEqual(SimulationParameters.automaticOversampling(pixelSizeNm: 0.15, size: 4096), 2)
+        XCTAssertEqual(SimulationParameters.automaticOversampling(pixelSizeNm: 0.15, size: 3000), 2)
+    }
+
     func testLatticeSpacingsOfEachStructure() {
         // d(hkl) from the lattice against the textbook formulas.
         let au = Material.Au.crystal
