@@ -74,6 +74,7 @@ public struct SimulationParameters: Codable, Sendable, Equatable {
     public var problem: String? {
         if !(64...8192).contains(size) { return "--size must be between 64 and 8192 pixels" }
         if !(pixelSizeNm > 0.005 && pixelSizeNm <= 0.5) { return "--pixel-size must be between 0.005 and 0.5 nm" }
+        if !(voltageKV >= 40 && voltageKV <= 1000) { return "--voltage must be between 40 and 1000 kV" }
         if !(carbonThicknessNm >= 0 && carbonThicknessNm <= 50) { return "--carbon-thickness must be between 0 and 50 nm" }
         if !(doseEPerA2 > 0 && doseEPerA2 <= 1e6) { return "--dose must be positive (electrons per Å²)" }
         if particles.lowerBound < 0 || particles.upperBound > 100 { return "--particles must be within 0...100" }

@@ -64,6 +64,8 @@ struct Simulate: ParsableCommand {
     @Option(help: "nm per pixel (or MIN:MAX).") var pixelSize = Span(0.04...0.07)
     @Option(help: "Defocus in nm, positive = underfocus (or MIN:MAX).") var defocus = Span(-5...10)
     @Option(help: "Spherical aberration Cs in µm; negative for negative-Cs imaging (write --cs=-15).") var cs = 10.0
+    @Option(help: "Accelerating voltage in kV (the electrons' wavelength and interaction with the specimen follow it; the 30-mrad objective aperture, 0.3-mrad illumination and 3-nm focal spread stay).")
+    var voltage = 300.0
     @Option(help: "Dose in electrons per Å² (or MIN:MAX).") var dose = Simulate.defaultDose
     static let defaultDose = Span(200...3000)
     @Option(help: "Carbon film thickness in nm (or MIN:MAX).") var carbonThickness = Span(2...5)
@@ -84,7 +86,7 @@ struct Simulate: ParsableCommand {
     func parameters(_ index: Int) -> SimulationParameters {
         var rng = SeededRandom(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
         var p = SimulationParameters()
-        p.material = material.values[index % material.values.count]; p.size = size; p.csUm = cs
+        p.material = material.values[index % material.values.count]; p.size = size; p.csUm = cs; p.voltageKV = voltage
         p.pixelSizeNm = pixelSize.draw(&rng); p.defocusNm = defocus.draw(&rng); p.doseEPerA2 = dose.draw(&rng)
         p.carbonThicknessNm = carbonThickness.draw(&rng)
         p.particles = Int(particles.range.lowerBound)...Int(particles.range.upperBound)

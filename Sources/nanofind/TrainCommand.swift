@@ -71,7 +71,7 @@ struct Train: ParsableCommand {
     @Option(help: "Learning-rate schedule: constant or cosine (to 1 % at the end).") var lrSchedule: TrainingSettings.LearningRateSchedule = .constant
     @Option(help: "Loss: cce, dice or bce-dice.") var loss: Loss = .crossEntropy
     @Option(help: "Encoder widths, comma-separated (centre = the last).") var widths = "4,8,16,32"
-    @Option(help: "Augmentation: paper (rotation + flips), robust (+ scale, contrast, gamma, blur, noise) or none.")
+    @Option(help: "Augmentation: paper (rotation + flips), robust (+ scale, uneven light, contrast, gamma, blur, noise) or none.")
     var augment: AugmentationPreset = .paper
     @Option(help: "Where crops are centred: wrap (anywhere, wrapping at the edges, as Keras' wrap fill) or inside (where the turned crop lies inside the image: no seams; a crop as large as the image is turned about its centre, as the paper's generator does).")
     var crops: CropPlacement = .wrap

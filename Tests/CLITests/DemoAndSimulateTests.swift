@@ -56,7 +56,7 @@ final class DemoAndSimulateTests: XCTestCase {
                                 (["--pixel-size", "2:1"], "--pixel-size"), (["--oversampling", "5"], "--oversampling"),
                                 (["--shape", "pyramid"], "cuboctahedron"),
                                 (["--material", "Au,CdSe", "--shape", "sphere,decahedron"], "fcc metal (Au, Ag, Pt, Pd, Cu), not CdSe"),
-                                (["--touching", "1.5"], "--touching"),
+                                (["--touching", "1.5"], "--touching"), (["--voltage", "20"], "--voltage"),
                                 (["--dose", "20000", "--pixel-size", "0.2"], "int16"),
                                 // The default dose range at a coarse pixel: named as the default, with the dose that fits.
                                 (["--pixel-size", "0.15"], "--dose 3000 e/Å² at 0.15 nm/px is 6750 electrons a pixel: bright pixels would pass int16's 32767 at the camera's gain of 7 ADU/e (at 0.15 nm/px the dose can be at most 911 e/Å²) (--dose's default range 200:3000)")] {
@@ -131,6 +131,18 @@ final class DemoAndSimulateTests: XCTestCase {
         XCTAssertEqual(manifest.count, 2)
         let entry = try JSONSerialization.jsonObject(with: Data(manifest[0].utf8)) as? [String: Any]
         XCTAssertEqual(entry?["material"] as? String, "CeO2")
+        XCTAssertEqual(entry?["voltage_kv"] as? Double, 300)
+        // Another voltage: recorded, and another image (another wavelength), the same specimen.
+        let kv200 = try CLIRunner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: kv200) }
+        let v = try CLIRunner.run(["simulate", "-o", kv200.path, "--count", "1", "--size", "128", "--material", "CeO2", "--particles", "1:2",
+                                   "--diameter", "2:3", "--carbon-thickness", "1", "--shape", "truncated-octahedron,cuboctahedron", "--voltage", "200"])
+        XCTAssertEqual(v.status, 0, v.stderr)
+        let line200 = try String(contentsOf: kv200.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n")[0]
+        let entry200 = try JSONSerialization.jsonObject(with: Data(line200.utf8)) as? [String: Any]
+        XCTAssertEqual(entry200?["voltage_kv"] as? Double, 200)
+        XCTAssertEqual((entry200?["particles"] as? [[String: Any]])?.count, (entry?["particles"] as? [[String: Any]])?.count, "the same draws")
+        XCTAssertNotEqual(try Data(contentsOf: kv200.appendingPathComponent("ceo2_0000.mrc")), try Data(contentsOf: tmp.appendingPathComponent("ceo2_0000.mrc")))
         let particles = try XCTUnwrap(entry?["particles"] as? [[String: Any]])
         for p in particles { XCTAssertTrue(["truncated-octahedron", "cuboctahedron"].contains(p["shape"] as? String ?? ""), "\(p)") }
         let inspect = try CLIRunner.run(["inspect", tmp.appendingPathComponent("ceo2_0000.mrc").path, "--json"])
