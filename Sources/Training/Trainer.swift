@@ -97,9 +97,16 @@ public final class Trainer {
     var state: TrainerState
     var bestWeights: [[Float]]
 
-    public init(settings: TrainingSettings, train: [PreparedImage], validation: [PreparedImage], checkpointURL: URL) {
+    /// `initial`: a network of the settings' shape whose weights and running statistics the
+    /// run starts from (fine-tuning), instead of the seed's random ones.
+    public init(settings: TrainingSettings, train: [PreparedImage], validation: [PreparedImage], checkpointURL: URL,
+                initial: UNet? = nil) {
         self.settings = settings; self.train = train; self.validation = validation; self.checkpointURL = checkpointURL
         network = UNet(config: settings.config, seed: settings.seed)
+        if let initial {
+            require(initial.config == settings.config, "Trainer: the initial network is \(initial.config), the settings' \(settings.config)")
+            for ((_, to), (_, from)) in zip(network.namedTensors, initial.namedTensors) { to.assign(from: from.array) }
+        }
         adam = Adam(learningRate: settings.learningRate)
         state = TrainerState(settings: settings)
         state.imageNames = Trainer.names(train: train, validation: validation)

@@ -12,6 +12,8 @@ public struct TrainingRun {
     public var settings: TrainingSettings
     public var output: URL
     public var resume = false
+    /// The network to start from (`train --from`), of the settings' shape; nil: random weights.
+    public var initial: UNet? = nil
     public var open: (URL) throws -> [Micrograph] = MicrographReader.open
     /// Gets a line (`file: what`) for what a user should know about the data before a run
     /// spends its time: files not used, masks that look inverted, images resampled to the
@@ -135,7 +137,8 @@ public struct TrainingRun {
         }
         let recipe = settings.recipe
         let trainer = Trainer(settings: settings, train: trainSet.map { PreparedImage($0, recipe: recipe) },
-                              validation: validationSet.map { PreparedImage($0, recipe: recipe) }, checkpointURL: checkpointURL)
+                              validation: validationSet.map { PreparedImage($0, recipe: recipe) }, checkpointURL: checkpointURL,
+                              initial: initial)
         trainer.report = { event in
             if case .epochEnd = event { try? self.writeLog(trainer.records) }
             report(event)

@@ -28,6 +28,9 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     public var validationFraction = 0.25
     public var patience = 2
     public var minDelta = 0.001
+    /// The model whose weights the run starts from (`train --from`: fine-tuning), as given; nil:
+    /// random weights drawn from the seed.
+    public var initialModel: String? = nil
 
     public init() {}
 
@@ -50,6 +53,7 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
         validationFraction = try c.decode(Double.self, forKey: .validationFraction)
         patience = try c.decode(Int.self, forKey: .patience)
         minDelta = try c.decode(Double.self, forKey: .minDelta)
+        initialModel = try c.decodeIfPresent(String.self, forKey: .initialModel)
     }
 
     public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable { case constant, cosine }
@@ -94,6 +98,7 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
          "normalise": recipe.description, "seed": "\(seed)", "validation-fraction": "\(validationFraction)",
          "patience": "\(patience)", "min-delta": "\(minDelta)"]
             .merging(crops == .wrap ? [:] : ["crops": crops.rawValue]) { $1 }  // (models made before the flag carry none)
+            .merging(initialModel.map { ["from": $0] } ?? [:]) { $1 }
     }
 }
 

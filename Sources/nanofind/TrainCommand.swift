@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MicrographIO
 import NanoNet
+import Segmentation
 import Training
 
 extension Loss: ExpressibleByArgument {
@@ -57,7 +58,9 @@ struct Train: ParsableCommand {
 
             Examples (times on 2 cores of an AMD EPYC Zen 5): the paper's recipe, about 8.5 minutes an epoch:
                       nanofind train ../shared/data/sim-v1/train -o model.safetensors --epochs 3
-                      the default model's recipe (18 minutes; see Models/README.md): make model
+                      the default model's recipe (8 minutes; see Models/README.md): make model
+                      the default model fine-tuned on your own labelled micrographs:
+                      nanofind train mine -o mine.safetensors --from default --augment robust --tile 256 --batch-size 8 --epochs 3
             """)
 
     @Argument(help: "Folders of micrographs with NAME_mask.png (or .tif) beside each.") var data: [String]
@@ -70,23 +73,28 @@ struct Train: ParsableCommand {
     @Option(help: "Adam learning rate.") var lr: Float = 1e-4
     @Option(help: "Learning-rate schedule: constant or cosine (to 1 % at the end).") var lrSchedule: TrainingSettings.LearningRateSchedule = .constant
     @Option(help: "Loss: cce, dice or bce-dice.") var loss: Loss = .crossEntropy
-    @Option(help: "Encoder widths, comma-separated (centre = the last).") var widths = "4,8,16,32"
+    @Option(help: "Encoder widths, comma-separated (centre = the last; default 4,8,16,32, or the --from model's).") var widths: String?
     @Option(help: "Augmentation: paper (rotation + flips), robust (+ scale, uneven light, contrast, gamma, blur, noise) or none.")
     var augment: AugmentationPreset = .paper
     @Option(help: "Where crops are centred: wrap (anywhere, wrapping at the edges, as Keras' wrap fill) or inside (where the turned crop lies inside the image: no seams; a crop as large as the image is turned about its centre, as the paper's generator does).")
     var crops: CropPlacement = .wrap
     @Option(help: "Input normalisation: \(NormaliseChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var normalise: NormaliseChoice = .paper
+    var normalise: NormaliseChoice?
+    @Option(help: "Start from this model's weights instead of random ones (fine-tuning, e.g. the default model on your own micrographs): a NanoFind .safetensors model, or 'default'. Its widths and input preparation are kept (--widths and --normalise, if given, must be its).")
+    var from: String?
     @Option(help: "Early stopping: epochs without improvement of the validation loss.") var patience = 2
     @Option(help: "Random seed (split, crops, initialisation, dropout).") var seed: UInt64 = 0
     @Flag(help: "Continue from MODEL.checkpoint.") var resume = false
     @OptionGroup var threads: ThreadOptions
 
-    func settings() throws -> TrainingSettings {
+    /// The settings; with `initial` (the --from model) its widths and input preparation where
+    /// the flags give none.
+    func settings(initial: Model? = nil) throws -> TrainingSettings {
         var s = TrainingSettings()
         s.epochs = epochs; s.stepsPerEpoch = stepsPerEpoch; s.batchSize = batchSize; s.tile = tile
         s.learningRate = lr; s.schedule = lrSchedule; s.loss = loss; s.augment = augment; s.crops = crops
-        s.recipe = normalise.recipe; s.seed = seed; s.patience = patience
+        s.recipe = normalise?.recipe ?? initial?.metadata.preprocessing ?? NormaliseChoice.paper.recipe; s.seed = seed; s.patience = patience
+        let widths = self.widths ?? initial.map { $0.network.config.widths.map(String.init).joined(separator: ",") } ?? "4,8,16,32"
         let parts = widths.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {
             throw ValidationError("--widths must be comma-separated whole numbers, e.g. 4,8,16,32")
@@ -134,8 +142,29 @@ struct Train: ParsableCommand {
         if FileManager.default.fileExists(atPath: outURL.path), !resume, (try? SafeTensorsModel.load(outURL)) == nil {
             throw exitWithInputError(DatasetError(file: output, reason: "exists and is not a NanoFind model; train will not replace it"))
         }
+        // The model to start from: its shape and preparation are the run's.
+        var initial: Model? = nil
+        if let from {
+            do {
+                let model = from == "default" ? try DefaultModel.load() : try IsolatedReader.loadModel(URL(fileURLWithPath: from))
+                let file = from == "default" ? DefaultModel.url?.path ?? "the default model" : from
+                let own = try settings(initial: model)
+                guard model.network.config == own.config else {
+                    throw ModelFileError(file: file, reason: "is a network of widths \(model.network.config.widths.map(String.init).joined(separator: ",")) (centre \(model.network.config.centreWidth), \(model.network.config.classes) classes), not the \(own.widths.map(String.init).joined(separator: ",")) one --widths asks for; leave --widths out to train its own")
+                }
+                if own.recipe != model.metadata.preprocessing {
+                    throw ModelFileError(file: file, reason: "was trained on inputs prepared as \(model.metadata.preprocessing), not as --normalise \(own.recipe); leave --normalise out to keep its")
+                }
+                initial = model
+            } catch {
+                throw exitWithInputError(error)
+            }
+        }
+        var settings = try settings(initial: initial)
+        settings.initialModel = from
         var run = TrainingRun(data: data.map { URL(fileURLWithPath: $0) }, validationFolder: validation.map { URL(fileURLWithPath: $0) },
-                              settings: try settings(), output: outURL)
+                              settings: settings, output: outURL)
+        run.initial = initial?.network
         run.resume = resume
         run.open = IsolatedReader.open
         run.warn = { writeStandardError("warning: \(oneLine($0))\n") }

@@ -192,6 +192,43 @@ final class TrainCommandTests: XCTestCase {
     /// extension in capitals, a micrograph exported as JPEG, a mask without an image, a mask
     /// named `NAME-mask.png`. The readable ones train; each unused file is named on a warning
     /// line; an image whose only mask is misnamed is refused, naming the file found.
+    /// Fine-tuning: `--from MODEL` starts from its weights (one step at a vanishing learning rate
+    /// leaves them as they were), keeps its widths and preparation, records where it started,
+    /// and refuses another shape or preparation, or a file that is no model, on one line.
+    func testFineTuningStartsFromAModel() throws {
+        let data = tmp.appendingPathComponent("ft")
+        try makeData(data, count: 4)
+        let first = tmp.appendingPathComponent("ft-out/a.safetensors"), second = tmp.appendingPathComponent("ft-out/b.safetensors")
+        let a = try CLIRunner.run(["train", data.path, "-o", first.path] + tiny.map { $0 == "400" ? "20" : $0 })
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let b = try CLIRunner.run(["train", data.path, "-o", second.path, "--from", first.path, "--epochs", "1", "--steps-per-epoch", "1",
+                                   "--batch-size", "1", "--tile", "32", "--lr", "1e-12", "--threads", "1"])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        let before = try Model.load(first), after = try Model.load(second)
+        XCTAssertEqual(after.network.config, before.network.config, "its widths kept")
+        XCTAssertEqual(after.metadata.preprocessing, before.metadata.preprocessing)
+        XCTAssertEqual(after.metadata.trainingRecipe?["from"], first.path)
+        var compared = 0
+        for ((name, t), (_, u)) in zip(before.network.namedTensors, after.network.namedTensors) where name.hasSuffix(".weight") {
+            let x = t.array, y = u.array
+            XCTAssertEqual(x.count, y.count, name)
+            for k in x.indices { XCTAssertEqual(x[k], y[k], accuracy: 1e-5 * max(1, abs(x[k])), name) }
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 5)
+        // Random weights differ from those by far more (the same short run without --from).
+        let fresh = tmp.appendingPathComponent("ft-out/c.safetensors")
+        _ = try CLIRunner.run(["train", data.path, "-o", fresh.path, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1",
+                               "--tile", "32", "--lr", "1e-12", "--threads", "1", "--widths", "2,4"])
+        let random = try Model.load(fresh).network.namedTensors.first { $0.0.hasSuffix(".weight") }?.1.array ?? []
+        XCTAssertNotEqual(random, before.network.namedTensors.first { $0.0.hasSuffix(".weight") }?.1.array ?? [])
+        try assertRefused(["train", data.path, "--from", first.path, "--widths", "4,8"] + ["--epochs", "1", "--steps-per-epoch", "1"],
+                          mentions: "\(first.path): is a network of widths 2,4")
+        try assertRefused(["train", data.path, "--from", first.path, "--normalise", "none", "--epochs", "1", "--steps-per-epoch", "1"],
+                          mentions: "\(first.path): was trained on inputs prepared as")
+        try assertRefused(["train", data.path, "--from", data.appendingPathComponent("img0.npy").path, "--epochs", "1"], mentions: "img0.npy")
+    }
+
     /// Crops larger than the training images wrap each image round itself: said, with the tile that fits.
     func testATileLargerThanTheImagesIsToldOf() throws {
         let data = tmp.appendingPathComponent("small")
