@@ -78,6 +78,28 @@ final class IlluminationFlatteningTests: XCTestCase {
         XCTAssertTrue(levelled.pixels.allSatisfy(\.isFinite))
     }
 
+    /// Light that falls off over the specimen and whose fitted quadratic would dive below 0 over
+    /// the padding beside it (not fitted, filled later): the image is still divided by it, the
+    /// texture coming back with its relative contrast, since the surface is judged where it was
+    /// fitted (judged over the whole image, its subtraction left the light in).
+    func testASurfaceDivingOverPaddingStillDivides() throws {
+        let w = 200, h = 150
+        var rng = SeededRandom(seed: 11)
+        let texture = (0..<(w * h)).map { _ in Float(1000 + 100 * rng.nextFloat()) }
+        var image = planeImage(w, h) { x, _ in 1 - 4 * (x + 0.2) * (x + 0.2) }
+        var outside = BinaryMask(width: w, height: h)
+        for i in 0..<(w * h) {
+            if i % w >= w * 6 / 10 { outside.values[i] = 1; image.pixels[i] = 600 + 100 * rng.nextFloat() }
+            else { image.pixels[i] *= texture[i] }
+        }
+        let surface = try XCTUnwrap(image.fittedIllumination(excluding: outside))
+        XCTAssertLessThan(surface.value(x: 0.5, y: 0), 0, "the surface dives over the padding: \(surface)")
+        let flat = image.flattenedIllumination(excluding: outside)
+        let ratios = (0..<(w * h)).filter { outside.values[$0] == 0 }.map { flat.pixels[$0] / texture[$0] }
+        let lo = ratios.min() ?? 0, hi = ratios.max() ?? 0
+        XCTAssertLessThan((hi - lo) / hi, 0.02, "divided: the texture up to one factor (\(lo)…\(hi))")
+    }
+
     /// What would tilt a surface fitted to every pixel is left out: a bright, featureless region
     /// over a third of the image (a hole in the carbon film), and pixels outside the specimen
     /// (padding filled with values drawn from the rest, which carry no gradient).
