@@ -25,6 +25,11 @@ extension InputRecipe {
     /// one. What training's illumination augmentation needs to give a low-contrast image (whose
     /// percentiles span a few % of its level) the large swing the same light gives it.
     public func rawZeroOffset(_ image: FloatImage) -> Float {
+        let offset = unguardedRawZeroOffset(image)
+        return offset.isFinite ? offset : 0  // (a range of denormals, which `apply` rescales first: no light swing, rather than NaN crops)
+    }
+
+    private func unguardedRawZeroOffset(_ image: FloatImage) -> Float {
         let filtered = medianFilter ? medianFilter3x3(image) : image
         guard filtered.count > 0 else { return 0 }
         switch scaling {

@@ -8,6 +8,40 @@ import TestSupport
 import XCTest
 
 final class SegmenterTests: XCTestCase {
+    /// `rawZeroOffset` is where the raw zero lies in the prepared image's units: with the
+    /// recipe's own scaling x' = (x − o)·s held as it is, light G(x, y) on the raw image gives
+    /// (G·x − o)·s = G·x' + (G − 1)·offset, which is how training lights a prepared crop. Checked
+    /// for every scaling against o and s found independently; a denormal range gets 0, not NaN.
+    func testRawZeroOffsetIsTheRecipesOwn() {
+        var rng = SeededRandom(seed: 5)
+        let w = 64, h = 48
+        let raw = FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { _ in 1000 + 80 * rng.nextFloat() })
+        let light = (0..<(w * h)).map { i -> Float in 1 + 0.03 * Float(i % w) / Float(w) - 0.02 * Float(i / w) / Float(h) }
+        for scaling in InputRecipe.Scaling.allCases {
+            let recipe = InputRecipe(medianFilter: false, scaling: scaling)
+            let v = raw.pixels
+            let (o, sc): (Float, Float)
+            switch scaling {
+            case .none: (o, sc) = (0, 1)
+            case .minMax: (o, sc) = (v.min()!, 1 / (v.max()! - v.min()!))
+            case .percentile:
+                let q = percentiles(v, [Double(recipe.lowerPercentile), Double(recipe.upperPercentile)]); (o, sc) = (q[0], 1 / (q[1] - q[0]))
+            case .medianMAD:
+                let m = percentiles(v, [50])[0]; (o, sc) = (m, 1 / (1.4826 * percentiles(v.map { abs($0 - m) }, [50])[0]))
+            }
+            let offset = recipe.rawZeroOffset(raw), prepared = recipe.apply(raw).pixels
+            XCTAssertEqual(offset, o * sc, accuracy: 1e-4 * max(1, abs(o * sc)), "\(scaling)")
+            var worst: Float = 0
+            for k in prepared.indices where scaling != .percentile || (prepared[k] > 0.001 && prepared[k] < 0.999) {
+                let lit = (light[k] * v[k] - o) * sc, predicted = light[k] * prepared[k] + (light[k] - 1) * offset
+                worst = max(worst, abs(lit - predicted) / max(1, abs(lit)))
+            }
+            XCTAssertLessThan(worst, 1e-3, "\(scaling)")
+        }
+        let tiny = FloatImage(width: 8, height: 8, pixels: (0..<64).map { Float($0) * 1e-44 })
+        XCTAssertTrue(InputRecipe.robust.rawZeroOffset(tiny).isFinite)
+    }
+
     func testResamplingKeepsConstantsAndRamps() {
         let flat = FloatImage(width: 40, height: 30, repeating: 3)
         for (w, h) in [(20, 15), (97, 61), (40, 30)] {
