@@ -167,6 +167,13 @@ public struct TrainingRun {
         if let best = trainer.records.first(where: { $0.epoch == trainer.bestEpoch }) {
             if !validationSet.isEmpty { metrics["val_loss"] = best.validationLoss; metrics["val_dice_at_0.5"] = best.validationDice }
             metrics["samples_per_s"] = best.samplesPerSecond
+            // The epoch of least validation loss can be one that finds (almost) no particle: on
+            // sparse masks "all carbon" scores a low loss early on (an audit's short runs kept
+            // epochs of validation dice 0.000). Said, so the model is not taken for a finished one.
+            if validationSet.contains(where: { $0.mask.foregroundCount > 0 }), best.validationDice < 0.05 {
+                warn(String(format: "%@: the epoch kept (%d, the least validation loss) finds almost no particle in the validation images (dice %.3f at 0.5): the network has not learned them yet; train longer (--epochs, --steps-per-epoch) or at a higher --lr",
+                            output.path, trainer.bestEpoch, best.validationDice))
+            }
         }
         let described = Dictionary(grouping: trainSet, by: \.group).map { "\($0.key): \($0.value.count) images" }.sorted()
         let metadata = ModelMetadata(config: settings.config, threshold: threshold, trainingPixelSizeNm: median,
