@@ -54,6 +54,13 @@ extension FloatImage {
     /// where the blocks do not span three positions along an axis (an image a block or two
     /// high). Nil when too few blocks remain for a plane.
     public func fittedIllumination(excluding outside: BinaryMask? = nil, parallel: ParallelFor = serially) -> IlluminationSurface? {
+        fitIllumination(excluding: outside, parallel: parallel)?.surface
+    }
+
+    /// The fitted surface and the span of x and y its blocks cover (where it was fitted: the
+    /// specimen's share of the image, without the padding a mask leaves out).
+    func fitIllumination(excluding outside: BinaryMask?, parallel: ParallelFor)
+        -> (surface: IlluminationSurface, span: (x: ClosedRange<Double>, y: ClosedRange<Double>))? {
         let w = width, h = height
         guard w > 0, h > 0 else { return nil }
         let bx = FloatImage.planeBlocks(w), by = FloatImage.planeBlocks(h)
@@ -106,10 +113,13 @@ extension FloatImage {
         let xs = Set(found.indices.filter { found[$0] != nil }.map { $0 % bx }).count
         let ys = Set(found.indices.filter { found[$0] != nil }.map { $0 / bx }).count
         let used = [true, true, true, xs >= 3, xs >= 2 && ys >= 2, ys >= 3]
-        guard blocks.count >= used.filter({ $0 }).count else {
-            return blocks.count >= 3 ? FloatImage.robustFit(blocks, terms: [true, true, true, false, false, false]) : nil
-        }
-        return FloatImage.robustFit(blocks, terms: used) ?? FloatImage.robustFit(blocks, terms: [true, true, true, false, false, false])
+        let plane = [true, true, true, false, false, false]
+        let fitted = blocks.count >= used.filter({ $0 }).count
+            ? FloatImage.robustFit(blocks, terms: used) ?? FloatImage.robustFit(blocks, terms: plane)
+            : blocks.count >= 3 ? FloatImage.robustFit(blocks, terms: plane) : nil
+        guard let surface = fitted else { return nil }
+        let bxs = blocks.map(\.x), bys = blocks.map(\.y)
+        return (surface, (bxs.min()!...bxs.max()!, bys.min()!...bys.max()!))
     }
 
     /// From the blocks' median level (a least-squares start would spread a bright region's
@@ -163,29 +173,17 @@ extension FloatImage {
         return IlluminationSurface(coefficients)
     }
 
-    /// The span of x and y (scaled as the surface's) holding the pixels not in `outside`: the
-    /// whole image without a mask.
-    func specimenSpan(excluding outside: BinaryMask?) -> (x: ClosedRange<Double>, y: ClosedRange<Double>) {
-        guard let outside, outside.width == width, outside.height == height else { return (-0.5...0.5, -0.5...0.5) }
-        var x0 = width, x1 = -1, y0 = height, y1 = -1
-        for y in 0..<height { for x in 0..<width where outside.values[y * width + x] == 0 {
-            x0 = Swift.min(x0, x); x1 = Swift.max(x1, x); y0 = Swift.min(y0, y); y1 = Swift.max(y1, y)
-        } }
-        guard x1 >= x0, y1 >= y0 else { return (-0.5...0.5, -0.5...0.5) }
-        func scaled(_ v: Int, _ n: Int) -> Double { (Double(v) + 0.5) / Double(n) - 0.5 }
-        return (scaled(x0, width)...scaled(x1, width), scaled(y0, height)...scaled(y1, height))
-    }
-
     /// The image with its fitted surface (`fittedIllumination(excluding:)`) taken out, the
     /// surface's mean level kept: divided by the surface over that level where the surface stays
     /// well above 0 across the image (counts: an illumination falloff scales them), else the
     /// surface's variation subtracted (a zero-mean float image). Itself where none can be fitted.
     public func flattenedIllumination(excluding outside: BinaryMask? = nil, parallel: ParallelFor = serially) -> FloatImage {
-        guard let s = fittedIllumination(excluding: outside, parallel: parallel), s.varies, s.isFinite else { return self }
+        guard let (s, span) = fitIllumination(excluding: outside, parallel: parallel), s.varies, s.isFinite else { return self }
         let level = s.mean
-        // Its least value where it was fitted (the specimen's share of the image): outside, in
-        // padding, a quadratic's extrapolation may dive, and the values there are filled later.
-        let divide = level > 0 && s.lowest(over: specimenSpan(excluding: outside)) > 0.5 * level
+        // Its least value where it was fitted (over its blocks: the specimen's share of the
+        // image): outside, in padding, a quadratic's extrapolation may dive, and the values
+        // there are filled later.
+        let divide = level > 0 && s.lowest(over: span) > 0.5 * level
         let w = width, h = height
         var out = self
         // In Float: per column x and d·x², per row the rest, then a multiply-add and one divide
