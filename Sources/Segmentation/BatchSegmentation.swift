@@ -108,12 +108,14 @@ public final class BatchSegmentation: @unchecked Sendable {
     public static let formatPreference = ["dm4", "dm3", "emd", "ser", "mrc", "mrcs", "map", "st", "ali", "rec", "preali",
                                           "tif", "tiff", "npy", "png"]
 
+    /// A file's place in `formatPreference` (unknown extensions last).
+    static func formatRank(_ u: URL) -> Int { formatPreference.firstIndex(of: u.pathExtension.lowercased()) ?? Int.max }
+
     /// `expand`'s `sameName` as `run`'s `alternates`: for each file taken, the others of its
     /// name in the order of `formatPreference`.
     public static func alternates(_ sameName: [(skipped: URL, taken: URL)]) -> [URL: [URL]] {
-        func rank(_ u: URL) -> Int { formatPreference.firstIndex(of: u.pathExtension.lowercased()) ?? Int.max }
         return Dictionary(grouping: sameName, by: \.taken).mapValues { pairs in
-            pairs.map(\.skipped).sorted { (rank($0), $0.path) < (rank($1), $1.path) }
+            pairs.map(\.skipped).sorted { (formatRank($0), $0.path) < (formatRank($1), $1.path) }
         }
     }
 
@@ -153,11 +155,10 @@ public final class BatchSegmentation: @unchecked Sendable {
             if inFolder.isEmpty { empty.append(url) }
             // One file per name in a folder (an image and its export, x.dm4 beside x.tif): the
             // first of `formatPreference`, the others told of, not refused as name clashes.
-            func rank(_ u: URL) -> Int { BatchSegmentation.formatPreference.firstIndex(of: u.pathExtension.lowercased()) ?? Int.max }
             let groups = Dictionary(grouping: inFolder) { $0.deletingLastPathComponent().path + "/" + nameKey($0.deletingPathExtension().lastPathComponent) }
             var kept: [URL] = []
             for group in groups.values {
-                func key(_ u: URL) -> (Int, Int, String) { (named.contains(u.standardizedFileURL.path) ? 0 : 1, rank(u), u.path) }
+                func key(_ u: URL) -> (Int, Int, String) { (named.contains(u.standardizedFileURL.path) ? 0 : 1, BatchSegmentation.formatRank(u), u.path) }
                 let ordered = group.sorted { key($0) < key($1) }
                 kept.append(ordered[0])
                 sameName += ordered.dropFirst().map { ($0, ordered[0]) }
