@@ -195,7 +195,16 @@ extension Tape {
             record { [unowned self] in  // steps run only inside this tape's backward()
                 guard skip.grad != nil || pooled.grad != nil else { return }
                 let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
-                if let fused = self.fusedConvolutionBackward(parts, input: input, z: z, weight: conv.weight, bias: conv.bias) {
+                if parts.count == 1, parts[0].1 == .copy, input.low == nil, !parts[0].0.requiresGrad {
+                    // The network's first stage: its input needs no gradient, so the weights'
+                    // gradient comes from sums gathered in the batch norm's own pass.
+                    let dW = Tensor(conv.weight.shape), dBias = Tensor(conv.bias.shape)
+                    BatchNormKernels.backwardToWeights(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, normalisation,
+                                                       input: input.direct, dGamma: dG.data, dBeta: dB.data, dW: dW.data,
+                                                       dB: dBias.data, pool: self.pool)
+                    if conv.weight.requiresGrad { conv.weight.accumulate(dW) }
+                    if conv.bias.requiresGrad { conv.bias.accumulate(dBias) }
+                } else if let fused = self.fusedConvolutionBackward(parts, input: input, z: z, weight: conv.weight, bias: conv.bias) {
                     BatchNormKernels.backward(x: z, rectifiedGradient: skip.grad, pooledGradient: pooled.grad, normalisation,
                                               dGamma: dG.data, dBeta: dB.data, throughConvolution: fused.kernel, pool: self.pool)
                     fused.finish()

@@ -10,6 +10,15 @@ final class FusedOpsAgreementTests: XCTestCase {
         checkAgreement(UNetConfig(widths: [2, 3], centreWidth: 4, dropout: 0.2), height: 8, width: 12)
     }
 
+    /// As training runs: the input needs no gradient, so the first stage's backward takes the
+    /// one-pass route to its weights (`BatchNormKernels.backwardToWeights`).
+    func testFusedAndSeparateOpsAgreeWhenTheInputNeedsNoGradient() {
+        checkAgreement(UNetConfig(widths: [2, 3], centreWidth: 4, dropout: 0.2), height: 8, width: 12, inputGradient: false)
+        checkAgreement(UNetConfig(widths: [4, 8, 16, 32], centreWidth: 32, dropout: 0.2), height: 32, width: 80, inputGradient: false)
+        checkAgreement(UNetConfig(widths: [3, 5], centreWidth: 4, inputChannels: 3, dropout: 0.2), height: 68, width: 20,
+                       inputGradient: false)
+    }
+
     /// The pyNanoFind widths at sizes where every level has partial vectors (down to a 2×3
     /// centre), so the fused kernels' edge paths are compared too. (A 16×16 input leaves a 1×1
     /// centre whose batch norm over 2 values amplifies round-off beyond any fixed tolerance.)
@@ -26,17 +35,19 @@ final class FusedOpsAgreementTests: XCTestCase {
         checkAgreement(UNetConfig(widths: [2, 3, 5, 7, 9], centreWidth: 11, dropout: 0.2), height: 64, width: 96)
     }
 
-    func checkAgreement(_ config: UNetConfig, height: Int, width: Int, file: StaticString = #filePath, line: UInt = #line) {
+    func checkAgreement(_ config: UNetConfig, height: Int, width: Int, inputGradient: Bool = true,
+                        file: StaticString = #filePath, line: UInt = #line) {
         func grads(fused: Bool) -> [[Float]]? {
             let net = UNet(config: config, seed: 5)
             var rng = SplitMix64(seed: 3)
-            let x = Variable(Tensor.randomNormal(Shape(2, 1, height, width), std: 3, rng: &rng), requiresGrad: true)
+            let x = Variable(Tensor.randomNormal(Shape(2, config.inputChannels, height, width), std: 3, rng: &rng),
+                             requiresGrad: inputGradient)
             let tape = Tape()
             // An observer makes the network run BN and ReLU as separate ops.
             let logits = net.forward(x, tape: tape, training: true, dropoutSeed: 3, observe: fused ? nil : { _, _ in })
             tape.backward(tape.weightedSum(logits, Tensor.randomNormal(logits.shape, rng: &rng)))
             // A parameter without a gradient is a failure, not an empty array that compares equal.
-            var all = [x.grad?.array]
+            var all = inputGradient ? [x.grad?.array] : []
             for p in net.parameters { all.append(p.grad?.array) }
             guard all.allSatisfy({ $0 != nil }) else {
                 XCTFail("a gradient is missing (\(fused ? "fused" : "separate") ops, \(height)x\(width))", file: file, line: line)

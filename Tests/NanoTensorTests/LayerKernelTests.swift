@@ -568,6 +568,42 @@ final class FusedConvolutionBackwardTests: XCTestCase {
         }
     }
 
+    /// The first stage's one-pass backward (`backwardToWeights`: an input that needs no
+    /// gradient) against the batch norm's gradient laid out and the plain weight-gradient kernel:
+    /// one and three input channels, heights over several flushes of the tap sums, widths with
+    /// partial vectors and under one vector, and either output gradient missing.
+    func testOnePassInputConvolutionBackwardMatchesTheSeparateKernels() {
+        var rng = SplitMix64(seed: 57)
+        for (n, cin, cout, h, w, sources) in [(2, 1, 4, 70, 37, 3), (1, 3, 4, 32, 16, 3), (2, 1, 5, 6, 20, 1), (1, 2, 2, 66, 3, 2),
+                                              (3, 1, 4, 64, 64, 3), (2, 1, 4, 8, 5, 3)] {
+            let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+            let z = Tensor.randomNormal(Shape(n, cout, h, w), std: 2, rng: &rng)
+            let scale = (0..<cout).map { Float($0) * 0.4 - 0.7 }, shift = (0..<cout).map { Float($0) * 0.1 }
+            let mean = (0..<cout).map { Float($0) * 0.05 }, invStd = (0..<cout).map { 1 + Float($0) * 0.2 }
+            let gamma = zip(scale, invStd).map { $0 / $1 }
+            let norm = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: gamma, scale: scale, shift: shift)
+            let input = PaddedPlanes.from(x)
+            // sources: 1 the skip's gradient alone, 2 the pooled map's alone, 3 both.
+            let rect = sources & 1 != 0 ? Tensor.randomNormal(z.shape, rng: &rng) : nil
+            let pooled = sources & 2 != 0 ? Tensor.randomNormal(Shape(n, cout, h / 2, w / 2), rng: &rng) : nil
+            let what = "\(n)x\(cin)->\(cout) \(h)x\(w) sources \(sources)"
+
+            var dG1 = [Float](repeating: 0, count: cout), dB1 = dG1, dG2 = dG1, dB2 = dG1
+            let dz = PaddedPlanes(n: n, channels: cout, height: h, width: w)
+            BatchNormKernels.backward(x: z, rectifiedGradient: rect, pooledGradient: pooled, norm, dGamma: &dG1, dBeta: &dB1, into: dz)
+            var dWRef = [Float](repeating: 0, count: cout * cin * 9), dBRef = [Float](repeating: 0, count: cout)
+            Conv3x3.backwardWeights(x: input, dY: dz, dW: &dWRef, dB: &dBRef)
+
+            var dW = [Float](repeating: 0, count: cout * cin * 9), dB = [Float](repeating: 0, count: cout)
+            BatchNormKernels.backwardToWeights(x: z, rectifiedGradient: rect, pooledGradient: pooled, norm, input: input,
+                                               dGamma: &dG2, dBeta: &dB2, dW: &dW, dB: &dB)
+            XCTAssertEqual(dG1, dG2, what); XCTAssertEqual(dB1, dB2, what)
+            XCTAssertGreaterThan(dWRef.map(abs).max()!, 0.1, what)  // a gradient to compare, not zeros
+            XCTAssertLessThan(maxAbsDiff(dW, dWRef), 1e-5 * max(1, dWRef.map(abs).max()!), "weight gradient \(what)")
+            XCTAssertLessThan(maxAbsDiff(dB, dBRef), 1e-5 * max(1, dBRef.map(abs).max()!), "bias gradient \(what)")
+        }
+    }
+
     /// A decoder convolution of [skip, upsample2x(map)]: the upsampled part's box sums, map
     /// gradient and weight gradient formed per band too.
     func testFusedDecoderBackwardMatchesTheSeparateKernels() {
