@@ -63,15 +63,15 @@ extension Tape {
     /// The backward of conv → BN (→ ReLU → dropout) from the gradient of its output.
     private func convBatchNormBackward(_ parts: [(Variable, PaddedPlanes.Transform)], input: ConvInput, conv: Conv2D,
                                        _ bn: BatchNorm, z: Tensor, dy: Tensor, _ normalisation: BatchNormKernels.Normalisation,
-                                       relu: Bool, dropout: DropoutMask?) {
+                                       relu: Bool, dropout: DropoutMask?, sums: BatchNormKernels.GradientSums? = nil) {
         let dG = Tensor(bn.gamma.shape), dB = Tensor(bn.beta.shape)
         if let fused = fusedConvolutionBackward(parts, input: input, z: z, weight: conv.weight, bias: conv.bias) {
-            BatchNormKernels.backward(x: z, dy: dy, normalisation, reluAfter: relu, dropout: dropout, dGamma: dG.data,
+            BatchNormKernels.backward(x: z, dy: dy, normalisation, reluAfter: relu, dropout: dropout, sums: sums, dGamma: dG.data,
                                       dBeta: dB.data, throughConvolution: fused.kernel, pool: pool)
             fused.finish()
         } else {
             let dz = PaddedPlanes(n: z.shape.n, channels: z.shape.c, height: z.shape.h, width: z.shape.w)
-            BatchNormKernels.backward(x: z, dy: dy, normalisation, reluAfter: relu, dropout: dropout, dGamma: dG.data,
+            BatchNormKernels.backward(x: z, dy: dy, normalisation, reluAfter: relu, dropout: dropout, sums: sums, dGamma: dG.data,
                                       dBeta: dB.data, into: dz, pool: pool)
             convBackward(parts, input: input, outputGradient: dz, weight: conv.weight, bias: conv.bias)
         }
@@ -151,19 +151,23 @@ extension Tape {
                                                                scale: scale, shift: shift)
             record { [unowned self] in  // steps run only inside this tape's backward()
                 let dW = Tensor(head.weight.shape), dB = Tensor(head.bias.shape)
-                let dy: Tensor  // the gradient of the block's output, the head's input
+                // The gradient of the block's output (the head's input), with the first pass of
+                // the block's batch-norm gradient gathered as it is formed.
+                let (dy, sums): (Tensor, BatchNormKernels.GradientSums?)
                 if let lg = out.lossGradientAlone {  // the logits' gradient is never laid out
-                    dy = ChannelKernels.conv1x1Backward(x: z, lossGradient: lg, weights: head.weight.value.data, dW: dW.data,
-                                                        dB: dB.data, inputTransform: transform, pool: self.pool)
+                    (dy, sums) = ChannelKernels.conv1x1Backward(x: z, lossGradient: lg, weights: head.weight.value.data, dW: dW.data,
+                                                                dB: dB.data, inputTransform: transform, gatheringSumsOf: normalisation,
+                                                                pool: self.pool)
                 } else {
                     guard let g = out.grad else { return }
-                    dy = ChannelKernels.conv1x1Backward(x: z, dy: g, weights: head.weight.value.data, dW: dW.data, dB: dB.data,
-                                                        inputTransform: transform, pool: self.pool)
+                    (dy, sums) = ChannelKernels.conv1x1Backward(x: z, dy: g, weights: head.weight.value.data, dW: dW.data, dB: dB.data,
+                                                                inputTransform: transform, gatheringSumsOf: normalisation,
+                                                                pool: self.pool)
                 }
                 if head.weight.requiresGrad { head.weight.accumulate(dW) }
                 if head.bias.requiresGrad { head.bias.accumulate(dB) }
                 self.convBatchNormBackward(parts, input: input, conv: conv, bn, z: z, dy: dy, normalisation, relu: true,
-                                           dropout: nil)
+                                           dropout: nil, sums: sums)
             }
         }
         return out

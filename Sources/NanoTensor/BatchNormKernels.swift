@@ -164,6 +164,14 @@ public enum BatchNormKernels {
         }
     }
 
+    /// The first pass of a batch norm's gradient: per channel Σg and Σg·x̂ of its output
+    /// gradient g (after its ReLU gate and dropout), gathered by whoever made g when it could
+    /// (`ChannelKernels.conv1x1Backward(…gatheringSumsOf:)`).
+    public struct GradientSums: Sendable {
+        public var sumDy: [Double], sumDyXhat: [Double]
+        public init(sumDy: [Double], sumDyXhat: [Double]) { self.sumDy = sumDy; self.sumDyXhat = sumDyXhat }
+    }
+
     /// Where a batch norm's output gradient comes from.
     enum GradientSource {
         case plain(Tensor)
@@ -196,10 +204,10 @@ public enum BatchNormKernels {
     /// The same, writing dx into the interior of padded planes: the input gradient of the
     /// convolution that produced x, ready for its backward kernels without another copy.
     public static func backward(x: Tensor, dy: Tensor, _ n: Normalisation, reluAfter: Bool = false, dropout: DropoutMask? = nil,
-                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                sums: GradientSums? = nil, dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 into dx: PaddedPlanes, pool: ThreadPool = .shared) {
         require(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
-        backward(x: x, source: .plain(dy), n, reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta,
+        backward(x: x, source: .plain(dy), n, reluAfter: reluAfter, dropout: dropout, sums: sums, dGamma: dGamma, dBeta: dBeta,
                  into: planes(dx, for: x.shape), pool: pool)
     }
 
@@ -219,11 +227,12 @@ public enum BatchNormKernels {
     /// The gradient of a convolution → batch norm (→ ReLU → dropout) with the convolution's
     /// backward fused into the second pass (`ConvolutionBackward`): the convolution's output
     /// gradient is never written out.
+    /// With `sums`, the first pass as whoever made dy gathered it, not read again here.
     public static func backward(x: Tensor, dy: Tensor, _ n: Normalisation, reluAfter: Bool = false, dropout: DropoutMask? = nil,
-                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                                sums: GradientSums? = nil, dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                                 throughConvolution convolution: ConvolutionBackward, pool: ThreadPool = .shared) {
         require(dy.shape == x.shape, "batch-norm output gradient \(dy.shape) for \(x.shape)")
-        backward(x: x, source: .plain(dy), n, reluAfter: reluAfter, dropout: dropout, dGamma: dGamma, dBeta: dBeta,
+        backward(x: x, source: .plain(dy), n, reluAfter: reluAfter, dropout: dropout, sums: sums, dGamma: dGamma, dBeta: dBeta,
                  into: .convolution(convolution), pool: pool)
     }
 
@@ -253,11 +262,12 @@ public enum BatchNormKernels {
     /// Both passes of the batch-norm gradient (the sums Σg and Σg·x̂ over the batch, then dx),
     /// reading the output gradient g two rows at a time from `source`.
     static func backward(x: Tensor, source: GradientSource, _ n: Normalisation, reluAfter: Bool, dropout: DropoutMask?,
-                         dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
+                         sums given: GradientSums? = nil, dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>,
                          into destination: GradientDestination, pool: ThreadPool) {
         let s = x.shape
         require(n.mean.count == s.c && n.invStd.count == s.c && n.gamma.count == s.c && n.scale.count == s.c
                     && n.shift.count == s.c, "batch-norm parameters for \(s.c) channels")
+        require(given.map { $0.sumDy.count == s.c && $0.sumDyXhat.count == s.c } ?? true, "gradient sums for \(s.c) channels")
         let mask = dropout ?? DropoutMask(rate: 0, seed: 0)
         let xd = x.data
         let scale = n.scale, shift = n.shift
@@ -283,7 +293,8 @@ public enum BatchNormKernels {
             return encoderGradientRows(item, y, s, x: xd, scale: scale[c], shift: shift[c], rectified: rectifiedGradient,
                                        pooled: pooledGradient, scratch: scratchBase! + thread * 4 * ws, rowStride: ws)
         }
-        let (sumDy, sumDyXhat) = gradientSums(s, x: xd, n, reluAfter: reluAfter, dropout: dropout, gradientRows, pool: pool)
+        let (sumDy, sumDyXhat) = given.map { ($0.sumDy, $0.sumDyXhat) }
+            ?? gradientSums(s, x: xd, n, reluAfter: reluAfter, dropout: dropout, gradientRows, pool: pool)
         for c in 0..<s.c { dGamma[c] += Float(sumDyXhat[c]); dBeta[c] += Float(sumDy[c]) }
         let coefficients = dxCoefficients(s, n, sumDy: sumDy, sumDyXhat: sumDyXhat)
         /// dx for row `row` of plane `item` from its output-gradient row `gr`, into `out`.

@@ -108,9 +108,21 @@ public enum ChannelKernels {
     public static func conv1x1Backward(x: Tensor, dy: Tensor, weights w: UnsafePointer<Float>,
                                        dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
                                        inputTransform: RectifiedAffine? = nil, pool: ThreadPool = .shared) -> Tensor {
+        conv1x1Backward(x: x, dy: dy, weights: w, dW: dW, dB: dB, inputTransform: inputTransform, gatheringSumsOf: nil, pool: pool).dx
+    }
+
+    /// The same, also gathering the first pass of the batch norm whose ReLU made the input
+    /// (`inputTransform`, a `Normalisation` with the same scale and shift): its sums Σg and Σg·x̂
+    /// of the input gradient g, gated by that ReLU, while g and the pre-BN map are at hand, so
+    /// the batch norm's backward need not read both again (`BatchNormKernels.backward(…sums:)`).
+    public static func conv1x1Backward(x: Tensor, dy: Tensor, weights w: UnsafePointer<Float>,
+                                       dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
+                                       inputTransform: RectifiedAffine?, gatheringSumsOf norm: BatchNormKernels.Normalisation?,
+                                       pool: ThreadPool = .shared) -> (dx: Tensor, sums: BatchNormKernels.GradientSums?) {
         let s = x.shape, cout = dy.shape.c
         require(dy.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(dy.shape) for input \(s)")
-        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform, pool: pool) { i, _, _, _ in
+        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform, gatheringSumsOf: norm,
+                               pool: pool) { i, _, _, _ in
             (UnsafePointer(dy.plane(i, 0)), s.plane)
         }
     }
@@ -120,13 +132,22 @@ public enum ChannelKernels {
     /// piece lo..<hi.
     static func conv1x1Backward(x: Tensor, cout: Int, weights w: UnsafePointer<Float>,
                                 dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
-                                inputTransform: RectifiedAffine? = nil, pool: ThreadPool,
-                                gradient: (Int, Int, Int, Int) -> (UnsafePointer<Float>, Int)) -> Tensor {
+                                inputTransform: RectifiedAffine? = nil, gatheringSumsOf norm: BatchNormKernels.Normalisation? = nil,
+                                pool: ThreadPool,
+                                gradient: (Int, Int, Int, Int) -> (UnsafePointer<Float>, Int))
+        -> (dx: Tensor, sums: BatchNormKernels.GradientSums?) {
         let s = x.shape
+        if let norm {
+            require(norm.mean.count == s.c && norm.scale.count == s.c && norm.shift.count == s.c && norm.invStd.count == s.c,
+                    "batch-norm parameters for \(s.c) channels")
+        }
         let dx = Tensor(s, zeroed: false)
         let (pieces, size) = pixelPieces(s.plane)
         let items = s.n * pieces, stride = cout * s.c + cout
         let partial = Tensor(Shape(items, 1, 1, stride))
+        // Per piece and input channel: Σg and Σg·(x − μ), g gated by the batch norm's ReLU.
+        let pieceSums = norm.map { _ in UnsafeMutablePointer<Double>.allocate(capacity: 2 * items * s.c) }
+        defer { pieceSums?.deallocate() }
         let stream = streams(dx.count, dx.data, rowStride: s.plane)
         let scratch = inputTransform.map { _ in Tensor(Shape(pool.threadCount, 1, s.c, size), zeroed: false) }
         pool.parallelFor(items) { item, thread in
@@ -139,6 +160,32 @@ public enum ChannelKernels {
             for c in 0..<s.c {
                 let d = dx.plane(i, c)
                 var k = lo
+                if let norm, let pieceSums {
+                    // As `BatchNormKernels.gradientSums` gates and sums (ReLU after, no dropout).
+                    let xp = x.plane(i, c), mu = norm.mean[c], a = norm.scale[c], b = norm.shift[c]
+                    let muV = FloatVector(repeating: mu), aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+                    var va = FloatVector.zero, vb = FloatVector.zero
+                    while k + vectorWidth <= hi {
+                        var v = FloatVector.zero
+                        for o in 0..<cout { v = v.addingProduct(loadVector(g + o * gs + k), FloatVector(repeating: w[o * s.c + c])) }
+                        storeVector(v, d + k, streaming: stream)
+                        let xv = loadVector(xp + k)
+                        v.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero)
+                        va += v; vb = vb.addingProduct(v, xv - muV)
+                        k += vectorWidth
+                    }
+                    var sa = Double(laneSum(va)), sb = Double(laneSum(vb))
+                    while k < hi {
+                        var v: Float = 0
+                        for o in 0..<cout { v += w[o * s.c + c] * g[o * gs + k] }
+                        d[k] = v
+                        if xp[k] * a + b <= 0 { v = 0 }
+                        sa += Double(v); sb += Double(v * (xp[k] - mu))
+                        k += 1
+                    }
+                    pieceSums[2 * (item * s.c + c)] = sa
+                    pieceSums[2 * (item * s.c + c) + 1] = sb
+                }
                 while k + vectorWidth <= hi {
                     var a = FloatVector.zero
                     for o in 0..<cout { a = a.addingProduct(loadVector(g + o * gs + k), FloatVector(repeating: w[o * s.c + c])) }
@@ -160,7 +207,15 @@ public enum ChannelKernels {
             for k in 0..<(cout * s.c) { dW[k] += acc[k] }
             for o in 0..<cout { dB[o] += acc[cout * s.c + o] }
         }
-        return dx
+        guard let norm, let pieceSums else { return (dx, nil) }
+        // Pieces added per channel in item order (independent of the thread count).
+        var sums = BatchNormKernels.GradientSums(sumDy: [Double](repeating: 0, count: s.c), sumDyXhat: [Double](repeating: 0, count: s.c))
+        for c in 0..<s.c {
+            var a = 0.0, b = 0.0
+            for t in 0..<items { a += pieceSums[2 * (t * s.c + c)]; b += pieceSums[2 * (t * s.c + c) + 1] }
+            sums.sumDy[c] = a; sums.sumDyXhat[c] = b * Double(norm.invStd[c])
+        }
+        return (dx, sums)
     }
 
     /// The same for an output gradient kept as a cross-entropy gradient: each piece of it is
@@ -169,11 +224,20 @@ public enum ChannelKernels {
     public static func conv1x1Backward(x: Tensor, lossGradient g: CrossEntropyGradient, weights w: UnsafePointer<Float>,
                                        dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
                                        inputTransform: RectifiedAffine? = nil, pool: ThreadPool = .shared) -> Tensor {
+        conv1x1Backward(x: x, lossGradient: g, weights: w, dW: dW, dB: dB, inputTransform: inputTransform, gatheringSumsOf: nil,
+                        pool: pool).dx
+    }
+
+    /// The same, also gathering the batch norm's sums (see `conv1x1Backward(x:dy:…gatheringSumsOf:)`).
+    public static func conv1x1Backward(x: Tensor, lossGradient g: CrossEntropyGradient, weights w: UnsafePointer<Float>,
+                                       dW: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
+                                       inputTransform: RectifiedAffine?, gatheringSumsOf norm: BatchNormKernels.Normalisation?,
+                                       pool: ThreadPool = .shared) -> (dx: Tensor, sums: BatchNormKernels.GradientSums?) {
         let s = x.shape, cout = g.shape.c
         require(g.shape == Shape(s.n, cout, s.h, s.w), "1×1 conv gradient \(g.shape) for input \(s)")
         let size = pixelPieces(s.plane).size
         let scratch = Tensor(Shape(pool.threadCount, 1, cout, size), zeroed: false)
-        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform,
+        return conv1x1Backward(x: x, cout: cout, weights: w, dW: dW, dB: dB, inputTransform: inputTransform, gatheringSumsOf: norm,
                                pool: pool) { i, lo, hi, thread in
             let dy = scratch.data + thread * cout * size
             for o in 0..<cout { g.evaluate(image: i, class: o, from: lo, count: hi - lo, into: dy + o * size) }

@@ -497,6 +497,33 @@ final class CrossEntropyGradientTests: XCTestCase {
             let dy2 = ChannelKernels.conv1x1Backward(x: z, lossGradient: g, weights: hw, dW: &dW4, dB: &dB4, inputTransform: transform)
             XCTAssertEqual(dW3, dW4, "head weights on the fly \(h)x\(w)"); XCTAssertEqual(dB3, dB4)
             XCTAssertEqual(dy1.array, dy2.array)
+
+            // The block's batch-norm sums gathered as the head's input gradient is formed: the
+            // same gradient, and the batch norm's backward given them gives what it gives alone.
+            let mean: [Float] = [0.2, -0.1, 0, 0.3], invStd: [Float] = [1.1, 0.8, 1.5, 0.6], gamma: [Float] = [1, -0.7, 0.4, 1.3]
+            let norm = BatchNormKernels.Normalisation(mean: mean, invStd: invStd, gamma: gamma, scale: transform.scale,
+                                                      shift: transform.shift)
+            for laidOut in [false, true] {
+                var dW5 = [Float](repeating: 0, count: 8), dB5: [Float] = [0, 0]
+                let (dy3, sums) = laidOut
+                    ? ChannelKernels.conv1x1Backward(x: z, dy: dLogits, weights: hw, dW: &dW5, dB: &dB5, inputTransform: transform,
+                                                     gatheringSumsOf: norm)
+                    : ChannelKernels.conv1x1Backward(x: z, lossGradient: g, weights: hw, dW: &dW5, dB: &dB5, inputTransform: transform,
+                                                     gatheringSumsOf: norm)
+                XCTAssertEqual(dy3.array, dy2.array, "head input with sums \(h)x\(w)"); XCTAssertEqual(dW5, dW4); XCTAssertEqual(dB5, dB4)
+                guard let sums else { XCTFail("no sums \(h)x\(w)"); continue }
+                var dG1 = [Float](repeating: 0, count: 4), dBeta1 = dG1, dG2 = dG1, dBeta2 = dG1
+                let dz1 = PaddedPlanes(n: 3, channels: 4, height: h, width: w), dz2 = PaddedPlanes(n: 3, channels: 4, height: h, width: w)
+                BatchNormKernels.backward(x: z, dy: dy3, norm, reluAfter: true, dGamma: &dG1, dBeta: &dBeta1, into: dz1)
+                BatchNormKernels.backward(x: z, dy: dy3, norm, reluAfter: true, sums: sums, dGamma: &dG2, dBeta: &dBeta2, into: dz2)
+                let what = "batch norm with gathered sums \(h)x\(w) laid out \(laidOut)"
+                let scale = max(1, dG1.map(abs).max()!, dBeta1.map(abs).max()!)
+                XCTAssertLessThan(maxAbsDifference(dG1, dG2), 1e-5 * scale, what)
+                XCTAssertLessThan(maxAbsDifference(dBeta1, dBeta2), 1e-5 * scale, what)
+                let dx1 = dz1.interior().array, dx2 = dz2.interior().array
+                XCTAssertLessThan(maxAbsDifference(dx1, dx2), 1e-5 * max(1, dx1.map(abs).max()!), what)
+                XCTAssertGreaterThan(dBeta1.map(abs).max()!, 0.01, what)  // sums to compare, not zeros
+            }
         }
     }
 }
