@@ -10,7 +10,7 @@ struct ConvertModel: ParsableCommand {
 
     @Argument(help: "Model to convert (.h5 or .safetensors).") var input: String
     @Option(name: [.short, .customLong("output")], help: "The .safetensors file to write.") var output: String
-    @Option(help: "Threshold to record (default: keep the model's).") var threshold: Float?
+    @Option(parsing: .unconditional, help: "Threshold to record (default: keep the model's).") var threshold: Float?
     /// Set by `IsolatedReader.loadModel` for the child that reads a Keras .h5 file: it loads in
     /// process. Run by a user, the command reads an .h5 in such a child too, so a fault inside
     /// libhdf5 on a hostile file ends as one error line.

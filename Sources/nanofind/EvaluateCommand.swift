@@ -26,7 +26,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Method: unet (the model) or bragg (automatic Bragg filtering, no model).") var method: EvaluationMethod = .unet
     @Option(name: [.short, .customLong("output")], help: "Folder for evaluation.csv, evaluation.json, confusion.png.")
     var outputDir = "evaluation"
-    @Option(help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
+    @Option(parsing: .unconditional, help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
     @OptionGroup var calibration: PixelSizeOption
     var pixelSize: Double? { calibration.pixelSize }
     @Flag(help: "Average over the 8 flips and rotations (test-time augmentation).") var tta = false

@@ -45,8 +45,8 @@ struct Measure: ParsableCommand {
     @Argument(help: "Mask or label image files (PNG, TIFF, MRC, …).") var masks: [String]
     @Option(help: "What the files hold: auto, mask or labels (see above).") var input: Input = .auto
     @OptionGroup var calibration: PixelSizeOption
-    @Option(help: "Smallest particle in nm², with a pixel size (segment's default).") var minArea = ParticleMeasurement.smallestParticleNm2
-    @Option(help: "Smallest particle in pixels (default: 20 without a pixel size, as segment; 1 with one).") var minAreaPx: Int?
+    @Option(parsing: .unconditional, help: "Smallest particle in nm², with a pixel size (segment's default).") var minArea = ParticleMeasurement.smallestParticleNm2
+    @Option(parsing: .unconditional, help: "Smallest particle in pixels (default: 20 without a pixel size, as segment; 1 with one).") var minAreaPx: Int?
     @OptionGroup var split: ParticleSplitOption
 
     /// The image a mask or label file is of, as segment names it: `au_1000_mask.tif` and

@@ -9,7 +9,7 @@ import Training
 
 /// `--threads`, for every command that computes.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Worker threads (default: one per available CPU).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Worker threads (default: one per available CPU).") var threads: Int?
 
     func validate() throws {
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256") }
@@ -143,7 +143,7 @@ struct ParticleSplitOption: ParsableArguments {
 
 /// `--pixel-size NM`, for inputs without a calibration or with a wrong one.
 struct PixelSizeOption: ParsableArguments {
-    @Option(help: "nm per pixel, for inputs without a calibration (PNG exports) or with a wrong one.") var pixelSize: Double?
+    @Option(parsing: .unconditional, help: "nm per pixel, for inputs without a calibration (PNG exports) or with a wrong one.") var pixelSize: Double?
 
     func validate() throws { try PixelSizeOption.check(pixelSize, flag: "--pixel-size") }
 

@@ -57,28 +57,28 @@ struct Simulate: ParsableCommand {
             """)
 
     @OptionGroup var output: OutputFolderOption
-    @Option(help: "Number of micrographs.") var count = 10
+    @Option(parsing: .unconditional, help: "Number of micrographs.") var count = 10
     @Option(help: "Material, or several separated by commas (taken in turn).")
     var material = NameList<Material>([.Au])
-    @Option(help: "Image side in pixels.") var size = 512
-    @Option(help: "nm per pixel (or MIN:MAX).") var pixelSize = Span(0.04...0.07)
-    @Option(help: "Defocus in nm, positive = underfocus (or MIN:MAX).") var defocus = Span(-5...10)
-    @Option(help: "Spherical aberration Cs in µm; negative for negative-Cs imaging (write --cs=-15).") var cs = 10.0
-    @Option(help: "Accelerating voltage in kV (the electrons' wavelength and interaction with the specimen follow it; the 30-mrad objective aperture, 0.3-mrad illumination and 3-nm focal spread stay).")
+    @Option(parsing: .unconditional, help: "Image side in pixels.") var size = 512
+    @Option(parsing: .unconditional, help: "nm per pixel (or MIN:MAX).") var pixelSize = Span(0.04...0.07)
+    @Option(parsing: .unconditional, help: "Defocus in nm, positive = underfocus (or MIN:MAX).") var defocus = Span(-5...10)
+    @Option(parsing: .unconditional, help: "Spherical aberration Cs in µm; negative for negative-Cs imaging (e.g. --cs -15).") var cs = 10.0
+    @Option(parsing: .unconditional, help: "Accelerating voltage in kV (the electrons' wavelength and interaction with the specimen follow it; the 30-mrad objective aperture, 0.3-mrad illumination and 3-nm focal spread stay).")
     var voltage = 300.0
-    @Option(help: "Dose in electrons per Å² (or MIN:MAX).") var dose = Simulate.defaultDose
+    @Option(parsing: .unconditional, help: "Dose in electrons per Å² (or MIN:MAX).") var dose = Simulate.defaultDose
     static let defaultDose = Span(200...3000)
-    @Option(help: "Carbon film thickness in nm (or MIN:MAX).") var carbonThickness = Span(2...5)
-    @Option(help: "Particles per image, MIN:MAX.") var particles = Span(0...5)
-    @Option(help: "Particle diameter in nm (or MIN:MAX).") var diameter = Span(2.5...7)
-    @Option(help: "Grid points per output pixel along each axis, 1 to 4 (default: enough for a grid of 0.045 nm, which keeps the metals' 1.4-Å fringes and the heavy atoms' contrast as abTEM's: 1 up to 0.045 nm/px, 2 to 0.09, 3 to 0.135, 4 beyond; each costs its square in time).")
+    @Option(parsing: .unconditional, help: "Carbon film thickness in nm (or MIN:MAX).") var carbonThickness = Span(2...5)
+    @Option(parsing: .unconditional, help: "Particles per image, MIN:MAX.") var particles = Span(0...5)
+    @Option(parsing: .unconditional, help: "Particle diameter in nm (or MIN:MAX).") var diameter = Span(2.5...7)
+    @Option(parsing: .unconditional, help: "Grid points per output pixel along each axis, 1 to 4 (default: enough for a grid of 0.045 nm, which keeps the metals' 1.4-Å fringes and the heavy atoms' contrast as abTEM's: 1 up to 0.045 nm/px, 2 to 0.09, 3 to 0.135, 4 beyond; each costs its square in time).")
     var oversampling: Int?
     @Option(help: "Particle shapes, one drawn per particle, separated by commas.")
     var shape = NameList<ParticleShape>([.sphere])
-    @Option(help: "Share of particles (after an image's first) placed touching another, their nearest atoms about one bond apart, 0 to 1.")
+    @Option(parsing: .unconditional, help: "Share of particles (after an image's first) placed touching another, their nearest atoms about one bond apart, 0 to 1.")
     var touching = 0.2
-    @Option(help: "Random seed.") var seed: UInt64 = 0
-    @Option(help: "Images simulated at once (default: one per CPU).") var jobs: Int?
+    @Option(parsing: .unconditional, help: "Random seed.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Images simulated at once (default: one per CPU).") var jobs: Int?
 
     /// Image `index`'s name: its material, then the index (au_0000).
     func imageName(_ material: Material, _ index: Int) -> String { "\(material.rawValue.lowercased())_\(String(format: "%04d", index))" }

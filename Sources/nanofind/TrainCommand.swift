@@ -66,11 +66,11 @@ struct Train: ParsableCommand {
     @Argument(help: "Folders of micrographs with NAME_mask.png (or .tif) beside each.") var data: [String]
     @Option(name: [.short, .customLong("output")], help: "The model file to write (.safetensors).") var output: String
     @Option(help: "A folder of validation images instead of a split of DATA.") var validation: String?
-    @Option(help: "Most epochs.") var epochs = 10
-    @Option(help: "Steps per epoch.") var stepsPerEpoch = 1000
-    @Option(help: "Crops per step.") var batchSize = 20
-    @Option(help: "Crop side in pixels (a multiple of 2^depth).") var tile = 512
-    @Option(help: "Adam learning rate.") var lr: Float = 1e-4
+    @Option(parsing: .unconditional, help: "Most epochs.") var epochs = 10
+    @Option(parsing: .unconditional, help: "Steps per epoch.") var stepsPerEpoch = 1000
+    @Option(parsing: .unconditional, help: "Crops per step.") var batchSize = 20
+    @Option(parsing: .unconditional, help: "Crop side in pixels (a multiple of 2^depth).") var tile = 512
+    @Option(parsing: .unconditional, help: "Adam learning rate.") var lr: Float = 1e-4
     @Option(help: "Learning-rate schedule: constant or cosine (to 1 % at the end).") var lrSchedule: TrainingSettings.LearningRateSchedule = .constant
     @Option(help: "Loss: cce, dice or bce-dice.") var loss: Loss = .crossEntropy
     @Option(help: "Encoder widths, comma-separated (centre = the last; default 4,8,16,32, or the --from model's).") var widths: String?
@@ -82,8 +82,8 @@ struct Train: ParsableCommand {
     var normalise: NormaliseChoice?
     @Option(help: "Start from this model's weights instead of random ones (fine-tuning, e.g. the default model on your own micrographs): a NanoFind .safetensors model, or 'default'. Its widths and input preparation are kept (--widths and --normalise, if given, must be its).")
     var from: String?
-    @Option(help: "Early stopping: epochs without improvement of the validation loss.") var patience = 2
-    @Option(help: "Random seed (split, crops, initialisation, dropout).") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Early stopping: epochs without improvement of the validation loss.") var patience = 2
+    @Option(parsing: .unconditional, help: "Random seed (split, crops, initialisation, dropout).") var seed: UInt64 = 0
     @Flag(help: "Continue from MODEL.checkpoint.") var resume = false
     @OptionGroup var threads: ThreadOptions
 
@@ -104,7 +104,15 @@ struct Train: ParsableCommand {
         return s
     }
 
-    func validate() throws { _ = try settings() }
+    func validate() throws {
+        _ = try settings()
+        // A name that says another format would be a safetensors file under a misleading name.
+        let ext = URL(fileURLWithPath: output).pathExtension.lowercased()
+        if ["h5", "hdf5", "keras", "pb", "onnx", "pt", "pth", "ckpt", "tflite"].contains(ext) {
+            let stem = URL(fileURLWithPath: output).deletingPathExtension().lastPathComponent
+            throw ValidationError("-o \(output): train writes NanoFind models (.safetensors), not .\(ext) files; name it e.g. \(stem).safetensors")
+        }
+    }
 
     func run() throws {
         threads.apply()

@@ -487,7 +487,8 @@ final class BatchSegmentTests: XCTestCase {
         let none = try CLIRunner.run(["segment", emptyFolder.path, "-o", tmp.appendingPathComponent("none").path, "--model", model.path])
         XCTAssertEqual(none.status, 0, none.stderr)
         XCTAssertTrue(none.stderr.hasPrefix("warning: \(emptyFolder.path) holds no micrographs (files ending .ali .dm3"), none.stderr)
-        for (args, mention) in [(["--pixel-size", "0"], "--pixel-size"), (["--shard", "0/2"], "--shard"), (["--threshold", "2"], "--threshold")] {
+        for (args, mention) in [(["--pixel-size", "0"], "--pixel-size"), (["--shard", "0/2"], "--shard"), (["--threshold", "2"], "--threshold"),
+                                (["--pixel-size", "-1"], "--pixel-size must be between"), (["--threshold", "-0.5"], "--threshold")] {
             let r = try CLIRunner.run(["segment", image, "-o", tmp.appendingPathComponent("o").path, "--model", model.path] + args)
             XCTAssertEqual(r.status, 2, r.stderr)
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)

@@ -115,6 +115,10 @@ final class CommandContractTests: XCTestCase {
         let r = try CLIRunner.run(["train", clean.path, "-o", model.path] + tinyTraining)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: model.path))
+        // A model named as another format is refused before anything is read or written.
+        try assertRefused(["train", clean.path, "-o", tmp.appendingPathComponent("keras.h5").path] + tinyTraining,
+                          mentions: "name it e.g. keras.safetensors")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("keras.h5").path))
         // Validating on the training folder itself would make early stopping mean nothing.
         try assertRefused(["train", clean.path, "--validation", clean.path + "/", "-o", tmp.appendingPathComponent("v.safetensors").path] + tinyTraining,
                           mentions: "is also a training folder")
@@ -243,7 +247,17 @@ final class CommandContractTests: XCTestCase {
         // Each end alone is fine; their brightest corner (most dose on the largest pixel) clips int16.
         try assertRefused(["simulate", "-o", out, "--count", "40", "--size", "64", "--dose", "1000:3000", "--pixel-size", "0.04:0.1",
                            "--diameter", "0.8:1"], mentions: "int16")
+        // A negative number after a space is the option's value, not a missing one: said as
+        // out of range where it is, and taken where it is allowed (an overfocus range).
+        for (flag, value) in [("--dose", "-3000:3000"), ("--pixel-size", "-0.05"), ("--count", "-1"), ("--size", "-64")] {
+            let r = try assertRefused(["simulate", "-o", out, "--count", "1", "--size", "64", flag, value], mentions: flag)
+            XCTAssertFalse(r.stderr.contains("Missing value"), r.stderr)
+        }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        let overfocus = try CLIRunner.run(["simulate", "-o", out, "--count", "1", "--size", "64", "--defocus", "-8:-2", "--jobs", "1"])
+        XCTAssertEqual(overfocus.status, 0, overfocus.stderr)
+        let manifest = try String(contentsOf: URL(fileURLWithPath: out).appendingPathComponent("manifest.jsonl"), encoding: .utf8)
+        XCTAssertTrue(manifest.contains("\"defocus_nm\":-"), manifest)
     }
 
     /// Pixels that are not square would make every size in nm wrong along one axis: refused on
