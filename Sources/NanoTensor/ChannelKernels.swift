@@ -146,7 +146,9 @@ public enum ChannelKernels {
         let items = s.n * pieces, stride = cout * s.c + cout
         let partial = Tensor(Shape(items, 1, 1, stride))
         // Per piece and input channel: Σg and Σg·(x − μ), g gated by the batch norm's ReLU.
+        // Zeroed: a piece past the plane's end (its size rounded up to whole vectors) adds nothing.
         let pieceSums = norm.map { _ in UnsafeMutablePointer<Double>.allocate(capacity: 2 * items * s.c) }
+        pieceSums?.initialize(repeating: 0, count: 2 * items * s.c)
         defer { pieceSums?.deallocate() }
         let stream = streams(dx.count, dx.data, rowStride: s.plane)
         let scratch = inputTransform.map { _ in Tensor(Shape(pool.threadCount, 1, s.c, size), zeroed: false) }

@@ -11,7 +11,10 @@ import Foundation
 ///
 /// x_t the input shifted by tap t. Every sum on the right is gathered in the pass that gathers
 /// the batch norm's own sums (Σg, Σg·(z − μ)), where g and z are in registers anyway, and the
-/// input's own tap sums in a small pass over the input alone. The two-pass form
+/// input's own tap sums in a small pass over the input alone. The input enters every sum less a
+/// constant c per channel (image 0's mean): Σdz·x_t = Σdz·(x_t − c) + c·Σdz, and Σdz is the
+/// bias gradient, so the result is the same, but an input far from zero (raw counts in the
+/// thousands) no longer makes the first two terms large numbers whose difference is the answer. The two-pass form
 /// (`backward(x:rectifiedGradient:pooledGradient:…throughConvolution:)`) reads z, both output
 /// gradients and the input a second time and forms g again (the pooling's routing included):
 /// at batch 20 on 512² tiles that pass moves about 200 MB at full resolution.
@@ -21,8 +24,9 @@ import Foundation
 /// in image order: independent of the thread count. Σg and Σg·(z − μ) are formed exactly as the
 /// two-pass gradient forms them, so dγ and dβ are the same bits.
 extension BatchNormKernels {
-    /// Rows per flush of the vector tap sums into a plane's sums.
-    static let tapSumBand = 32
+    /// Rows per flush of the vector tap sums into a plane's sums: the bands the two-pass
+    /// weight gradient sums over.
+    static let tapSumBand = fusedBand
 
     /// The gradient of `affine(_:scale:shift:rectifiedInto:pooledInto:)` taken through the
     /// convolution that made `x` from `input` to that convolution's weights and bias only (its
@@ -49,6 +53,7 @@ extension BatchNormKernels {
         defer { planeSums.deallocate() }
         let mean = n.mean, invStd = n.invStd, scale = n.scale, shift = n.shift
         let noMask = DropoutMask(rate: 0, seed: 0)
+        let centre = inputCentres(input)
         withExtendedLifetime((r, p)) {
             pool.parallelFor(s.n * cout) { item, thread in
                 let i = item / cout, c = item % cout
@@ -70,12 +75,13 @@ extension BatchNormKernels {
                         for ci in 0..<cin {
                             let top = UnsafePointer(input.origin(i, ci) + (row - 1) * rs)
                             let total = ci == 0 ? (acc + 2 * taps * vw, sums + 2 * taps) : nil
+                            let cV = FloatVector(repeating: centre[ci])
                             if RegisterBlocking.vectorRegisters >= 32 {
-                                pairedTapSums(gr, zr, muV, top, rs, s.w, acc + 9 * ci * vw, acc + (taps + 9 * ci) * vw, sums + 9 * ci,
-                                              sums + taps + 9 * ci, total: total)
+                                pairedTapSums(gr, zr, muV, top, cV, rs, s.w, acc + 9 * ci * vw, acc + (taps + 9 * ci) * vw,
+                                              sums + 9 * ci, sums + taps + 9 * ci, total: total)
                             } else {
-                                tapSums(gr, .zero, top, rs, s.w, acc + 9 * ci * vw, sums + 9 * ci, centred: false, total: nil)
-                                tapSums(zr, muV, top, rs, s.w, acc + (taps + 9 * ci) * vw, sums + taps + 9 * ci, centred: true,
+                                tapSums(gr, .zero, top, cV, rs, s.w, acc + 9 * ci * vw, sums + 9 * ci, centred: false, total: nil)
+                                tapSums(zr, muV, top, cV, rs, s.w, acc + (taps + 9 * ci) * vw, sums + taps + 9 * ci, centred: true,
                                         total: total)
                             }
                         }
@@ -95,7 +101,7 @@ extension BatchNormKernels {
             dGamma[c] += Float(b); dBeta[c] += Float(a)
         }
         // The input's tap sums Σx_t per input channel, over every image.
-        let inputSums = inputTapSums(input, pool: pool)
+        let inputSums = inputTapSums(input, centres: centre, pool: pool)
         // Each plane's sums added in image order, per channel.
         let totals = Tensor(Shape(1, 1, cout, 2 * taps + 1))
         for c in 0..<cout { for i in 0..<s.n { partial.add(item: i * cout + c, into: totals.data + c * (2 * taps + 1)) } }
@@ -105,20 +111,22 @@ extension BatchNormKernels {
             let t = totals.data + c * (2 * taps + 1)
             let a = coefficients[3 * c], b = coefficients[3 * c + 1]
             let d = -(n.gamma[c] * invStd[c] / m) * Float(sumDy[c])
-            for k in 0..<taps { dW[c * taps + k] += a * t[k] + b * t[taps + k] + d * inputSums[k] }
             // Σ dz = A·Σg + B·Σ(z − μ) + D·m, where A·Σg = −D·m exactly: the bias gradient is
             // B·Σ(z − μ), zero but for round-off, as for any convolution a batch norm follows.
-            dB?[c] += b * t[2 * taps]
+            let bias = b * t[2 * taps]
+            for k in 0..<taps { dW[c * taps + k] += a * t[k] + b * t[taps + k] + d * inputSums[k] + centre[k / 9] * bias }
+            dB?[c] += bias
         }
     }
 
-    /// acc[t] (9 vectors) += Σ over the row's whole vectors of v · X(row + ky − 1, x + kx − 1),
+    /// acc[t] (9 vectors) += Σ over the row's whole vectors of v · (X(row + ky − 1, x + kx − 1) − c),
     /// t = 3·ky + kx, where v is `values` (minus `mu` when `centred`) and `top` is pixel 0 of
     /// the input row above (rows `rs` apart, zero one column either side and above and below
     /// the image); the row's last columns, short of a vector, as floats into tail[t]. With
     /// `total`, also Σv into its vector and float.
     @inline(__always)
-    static func tapSums(_ values: UnsafePointer<Float>, _ mu: FloatVector, _ top: UnsafePointer<Float>, _ rs: Int, _ w: Int,
+    static func tapSums(_ values: UnsafePointer<Float>, _ mu: FloatVector, _ top: UnsafePointer<Float>, _ c: FloatVector, _ rs: Int,
+                        _ w: Int,
                         _ acc: UnsafeMutablePointer<Float>, _ tail: UnsafeMutablePointer<Float>, centred: Bool,
                         total: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?) {
         let vw = vectorWidth
@@ -132,25 +140,25 @@ extension BatchNormKernels {
             var v = loadVector(values + k)
             if centred { v -= mu }
             if total != nil { sum += v }
-            a0 = a0.addingProduct(v, loadVector(r0 + k - 1)); a1 = a1.addingProduct(v, loadVector(r0 + k))
-            a2 = a2.addingProduct(v, loadVector(r0 + k + 1))
-            a3 = a3.addingProduct(v, loadVector(r1 + k - 1)); a4 = a4.addingProduct(v, loadVector(r1 + k))
-            a5 = a5.addingProduct(v, loadVector(r1 + k + 1))
-            a6 = a6.addingProduct(v, loadVector(r2 + k - 1)); a7 = a7.addingProduct(v, loadVector(r2 + k))
-            a8 = a8.addingProduct(v, loadVector(r2 + k + 1))
+            a0 = a0.addingProduct(v, loadVector(r0 + k - 1) - c); a1 = a1.addingProduct(v, loadVector(r0 + k) - c)
+            a2 = a2.addingProduct(v, loadVector(r0 + k + 1) - c)
+            a3 = a3.addingProduct(v, loadVector(r1 + k - 1) - c); a4 = a4.addingProduct(v, loadVector(r1 + k) - c)
+            a5 = a5.addingProduct(v, loadVector(r1 + k + 1) - c)
+            a6 = a6.addingProduct(v, loadVector(r2 + k - 1) - c); a7 = a7.addingProduct(v, loadVector(r2 + k) - c)
+            a8 = a8.addingProduct(v, loadVector(r2 + k + 1) - c)
             k += vw
         }
         storeVector(a0, acc); storeVector(a1, acc + vw); storeVector(a2, acc + 2 * vw)
         storeVector(a3, acc + 3 * vw); storeVector(a4, acc + 4 * vw); storeVector(a5, acc + 5 * vw)
         storeVector(a6, acc + 6 * vw); storeVector(a7, acc + 7 * vw); storeVector(a8, acc + 8 * vw)
         if let total { storeVector(sum, total.0) }
-        let m = mu[0]
+        let m = mu[0], cs = c[0]
         while k < w {
             let v = centred ? values[k] - m : values[k]
             if let total { total.1[0] += v }
             for ky in 0..<3 {
                 let r = top + ky * rs + k - 1
-                tail[3 * ky] += v * r[0]; tail[3 * ky + 1] += v * r[1]; tail[3 * ky + 2] += v * r[2]
+                tail[3 * ky] += v * (r[0] - cs); tail[3 * ky + 1] += v * (r[1] - cs); tail[3 * ky + 2] += v * (r[2] - cs)
             }
             k += 1
         }
@@ -160,7 +168,7 @@ extension BatchNormKernels {
     /// input vector loaded once for both: 18 accumulators, for ISAs with 32 vector registers.
     @inline(__always)
     static func pairedTapSums(_ g: UnsafePointer<Float>, _ z: UnsafePointer<Float>, _ mu: FloatVector, _ top: UnsafePointer<Float>,
-                              _ rs: Int, _ w: Int, _ accG: UnsafeMutablePointer<Float>, _ accZ: UnsafeMutablePointer<Float>,
+                              _ c: FloatVector, _ rs: Int, _ w: Int, _ accG: UnsafeMutablePointer<Float>, _ accZ: UnsafeMutablePointer<Float>,
                               _ tailG: UnsafeMutablePointer<Float>, _ tailZ: UnsafeMutablePointer<Float>,
                               total: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?) {
         let vw = vectorWidth
@@ -176,15 +184,15 @@ extension BatchNormKernels {
         while k + vw <= w {
             let u = loadVector(g + k), v = loadVector(z + k) - mu
             if total != nil { sum += v }
-            var x = loadVector(r0 + k - 1); a0 = a0.addingProduct(u, x); b0 = b0.addingProduct(v, x)
-            x = loadVector(r0 + k); a1 = a1.addingProduct(u, x); b1 = b1.addingProduct(v, x)
-            x = loadVector(r0 + k + 1); a2 = a2.addingProduct(u, x); b2 = b2.addingProduct(v, x)
-            x = loadVector(r1 + k - 1); a3 = a3.addingProduct(u, x); b3 = b3.addingProduct(v, x)
-            x = loadVector(r1 + k); a4 = a4.addingProduct(u, x); b4 = b4.addingProduct(v, x)
-            x = loadVector(r1 + k + 1); a5 = a5.addingProduct(u, x); b5 = b5.addingProduct(v, x)
-            x = loadVector(r2 + k - 1); a6 = a6.addingProduct(u, x); b6 = b6.addingProduct(v, x)
-            x = loadVector(r2 + k); a7 = a7.addingProduct(u, x); b7 = b7.addingProduct(v, x)
-            x = loadVector(r2 + k + 1); a8 = a8.addingProduct(u, x); b8 = b8.addingProduct(v, x)
+            var x = loadVector(r0 + k - 1) - c; a0 = a0.addingProduct(u, x); b0 = b0.addingProduct(v, x)
+            x = loadVector(r0 + k) - c; a1 = a1.addingProduct(u, x); b1 = b1.addingProduct(v, x)
+            x = loadVector(r0 + k + 1) - c; a2 = a2.addingProduct(u, x); b2 = b2.addingProduct(v, x)
+            x = loadVector(r1 + k - 1) - c; a3 = a3.addingProduct(u, x); b3 = b3.addingProduct(v, x)
+            x = loadVector(r1 + k) - c; a4 = a4.addingProduct(u, x); b4 = b4.addingProduct(v, x)
+            x = loadVector(r1 + k + 1) - c; a5 = a5.addingProduct(u, x); b5 = b5.addingProduct(v, x)
+            x = loadVector(r2 + k - 1) - c; a6 = a6.addingProduct(u, x); b6 = b6.addingProduct(v, x)
+            x = loadVector(r2 + k) - c; a7 = a7.addingProduct(u, x); b7 = b7.addingProduct(v, x)
+            x = loadVector(r2 + k + 1) - c; a8 = a8.addingProduct(u, x); b8 = b8.addingProduct(v, x)
             k += vw
         }
         storeVector(a0, accG); storeVector(a1, accG + vw); storeVector(a2, accG + 2 * vw)
@@ -194,14 +202,15 @@ extension BatchNormKernels {
         storeVector(b3, accZ + 3 * vw); storeVector(b4, accZ + 4 * vw); storeVector(b5, accZ + 5 * vw)
         storeVector(b6, accZ + 6 * vw); storeVector(b7, accZ + 7 * vw); storeVector(b8, accZ + 8 * vw)
         if let total { storeVector(sum, total.0) }
-        let m = mu[0]
+        let m = mu[0], cs = c[0]
         while k < w {
             let u = g[k], v = z[k] - m
             if let total { total.1[0] += v }
             for ky in 0..<3 {
                 let r = top + ky * rs + k - 1
-                tailG[3 * ky] += u * r[0]; tailG[3 * ky + 1] += u * r[1]; tailG[3 * ky + 2] += u * r[2]
-                tailZ[3 * ky] += v * r[0]; tailZ[3 * ky + 1] += v * r[1]; tailZ[3 * ky + 2] += v * r[2]
+                let x0 = r[0] - cs, x1 = r[1] - cs, x2 = r[2] - cs
+                tailG[3 * ky] += u * x0; tailG[3 * ky + 1] += u * x1; tailG[3 * ky + 2] += u * x2
+                tailZ[3 * ky] += v * x0; tailZ[3 * ky + 1] += v * x1; tailZ[3 * ky + 2] += v * x2
             }
             k += 1
         }
@@ -216,10 +225,23 @@ extension BatchNormKernels {
         }
     }
 
-    /// Σ over every image and interior pixel of the input shifted by each tap, per input
-    /// channel (cin × 9 values), per (image, channel) plane in bands of `tapSumBand` rows, the
-    /// planes added in image order.
-    static func inputTapSums(_ input: PaddedPlanes, pool: ThreadPool) -> [Float] {
+    /// Each input channel's centre c: the mean of image 0's plane (any constant gives the same
+    /// gradient; one near the input's level keeps the sums small).
+    static func inputCentres(_ input: PaddedPlanes) -> [Float] {
+        guard input.n > 0 && input.height * input.width > 0 else { return [Float](repeating: 0, count: input.channels) }
+        return (0..<input.channels).map { ci in
+            var sum = 0.0
+            for row in 0..<input.height {
+                sum += Double(ChannelKernels.sum(input.origin(0, ci) + row * input.rowStride, input.width))
+            }
+            return Float(sum / Double(input.height * input.width))
+        }
+    }
+
+    /// Σ over every image and interior pixel of the input shifted by each tap, less `centres`,
+    /// per input channel (cin × 9 values), per (image, channel) plane in bands of `tapSumBand`
+    /// rows, the planes added in image order.
+    static func inputTapSums(_ input: PaddedPlanes, centres: [Float], pool: ThreadPool) -> [Float] {
         let vw = vectorWidth, cin = input.channels, h = input.height, w = input.width
         let ones = Tensor(Shape(1, 1, 1, roundUp(max(w, 1), vw)), zeroed: false)
         ones.data.initialize(repeating: 1, count: ones.count)
@@ -231,8 +253,8 @@ extension BatchNormKernels {
             acc.initialize(repeating: 0, count: 9 * vw)
             let sums = partial.take(item)
             for row in 0..<h {
-                tapSums(ones.data, .zero, input.origin(i, ci) + (row - 1) * input.rowStride, input.rowStride, w, acc, sums,
-                        centred: false, total: nil)
+                tapSums(ones.data, .zero, input.origin(i, ci) + (row - 1) * input.rowStride, FloatVector(repeating: centres[ci]),
+                        input.rowStride, w, acc, sums, centred: false, total: nil)
                 if (row + 1) % tapSumBand == 0 || row == h - 1 { flush(acc, count: 9, into: sums) }
             }
         }

@@ -526,6 +526,41 @@ final class CrossEntropyGradientTests: XCTestCase {
             }
         }
     }
+
+    /// The head's gathered batch-norm sums on planes whose last pieces lie past the plane's end
+    /// (pieces of whole vectors: 1136² at 16 lanes, 1520² at 8, 2160² at 4), on 1 and 3 threads.
+    func testGatheredSumsOnPlanesWithEmptyPieces() {
+        var rng = SplitMix64(seed: 92)
+        for side in [1136, 1520, 2160] {
+            let z = Tensor.randomNormal(Shape(1, 2, side, side), rng: &rng)
+            let dy = Tensor.randomNormal(Shape(1, 2, side, side), rng: &rng)
+            let hw: [Float] = [0.5, -1, 0.25, 2]
+            let transform = ChannelKernels.RectifiedAffine(scale: [1.5, -0.5], shift: [0.1, 0.2])
+            let norm = BatchNormKernels.Normalisation(mean: [0.2, -0.1], invStd: [1.1, 0.8], gamma: [1, -0.7], scale: transform.scale,
+                                                      shift: transform.shift)
+            var sums: [BatchNormKernels.GradientSums] = []
+            for threads in [1, 3] {
+                var dW = [Float](repeating: 0, count: 4), dB: [Float] = [0, 0]
+                let (dx, s) = ChannelKernels.conv1x1Backward(x: z, dy: dy, weights: hw, dW: &dW, dB: &dB, inputTransform: transform,
+                                                             gatheringSumsOf: norm, pool: ThreadPool(threads: threads))
+                guard let s else { XCTFail("no sums at \(side)²"); return }
+                sums.append(s)
+                if threads == 1 {  // against the batch norm's own first pass
+                    var dG1: [Float] = [0, 0], dBeta1 = dG1, dG2 = dG1, dBeta2 = dG1
+                    let planes = PaddedPlanes(n: 1, channels: 2, height: side, width: side)
+                    BatchNormKernels.backward(x: z, dy: dx, norm, reluAfter: true, dGamma: &dG1, dBeta: &dBeta1, into: planes)
+                    BatchNormKernels.backward(x: z, dy: dx, norm, reluAfter: true, sums: s, dGamma: &dG2, dBeta: &dBeta2, into: planes)
+                    // The batch norm's own pass sums a whole plane (up to 4.7 M pixels) in float
+                    // vectors before it turns to Double; the pieces' sums, 4096 pixels at a time,
+                    // are the closer of the two. 1e-4 of the largest sum covers the first's drift.
+                    let scale = max(1, dG1.map(abs).max()!, dBeta1.map(abs).max()!)
+                    XCTAssertLessThan(maxAbsDifference(dG1, dG2), 1e-4 * scale, "\(side)²")
+                    XCTAssertLessThan(maxAbsDifference(dBeta1, dBeta2), 1e-4 * scale, "\(side)²")
+                }
+            }
+            XCTAssertEqual(sums[0].sumDy, sums[1].sumDy, "\(side)²"); XCTAssertEqual(sums[0].sumDyXhat, sums[1].sumDyXhat, "\(side)²")
+        }
+    }
 }
 
 /// The batch-norm gradient's second pass fused with the convolution's backward (the output
@@ -601,9 +636,14 @@ final class FusedConvolutionBackwardTests: XCTestCase {
     /// partial vectors and under one vector, and either output gradient missing.
     func testOnePassInputConvolutionBackwardMatchesTheSeparateKernels() {
         var rng = SplitMix64(seed: 57)
-        for (n, cin, cout, h, w, sources) in [(2, 1, 4, 70, 37, 3), (1, 3, 4, 32, 16, 3), (2, 1, 5, 6, 20, 1), (1, 2, 2, 66, 3, 2),
-                                              (3, 1, 4, 64, 64, 3), (2, 1, 4, 8, 5, 3)] {
-            let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+        // (n, cin, cout, h, w, gradients given, the input's level): odd heights too, and an
+        // input of raw counts far from zero.
+        for (n, cin, cout, h, w, sources, level) in [(2, 1, 4, 70, 37, 3, 0), (1, 3, 4, 32, 16, 3, 0), (2, 1, 5, 6, 20, 1, 0),
+                                                     (1, 2, 2, 66, 3, 2, 0), (3, 1, 4, 64, 64, 3, 0), (2, 1, 4, 8, 5, 3, 0),
+                                                     (2, 1, 4, 9, 21, 3, 0), (1, 2, 3, 33, 18, 1, 0), (2, 1, 4, 70, 37, 3, 1000),
+                                                     (1, 2, 4, 40, 24, 3, -300)] as [(Int, Int, Int, Int, Int, Int, Float)] {
+            var x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+            if level != 0 { x = Tensor(x.shape, values: x.array.map { $0 + level }) }
             let z = Tensor.randomNormal(Shape(n, cout, h, w), std: 2, rng: &rng)
             let scale = (0..<cout).map { Float($0) * 0.4 - 0.7 }, shift = (0..<cout).map { Float($0) * 0.1 }
             let mean = (0..<cout).map { Float($0) * 0.05 }, invStd = (0..<cout).map { 1 + Float($0) * 0.2 }
@@ -613,13 +653,29 @@ final class FusedConvolutionBackwardTests: XCTestCase {
             // sources: 1 the skip's gradient alone, 2 the pooled map's alone, 3 both.
             let rect = sources & 1 != 0 ? Tensor.randomNormal(z.shape, rng: &rng) : nil
             let pooled = sources & 2 != 0 ? Tensor.randomNormal(Shape(n, cout, h / 2, w / 2), rng: &rng) : nil
-            let what = "\(n)x\(cin)->\(cout) \(h)x\(w) sources \(sources)"
+            let what = "\(n)x\(cin)->\(cout) \(h)x\(w) sources \(sources) level \(level)"
 
             var dG1 = [Float](repeating: 0, count: cout), dB1 = dG1, dG2 = dG1, dB2 = dG1
             let dz = PaddedPlanes(n: n, channels: cout, height: h, width: w)
             BatchNormKernels.backward(x: z, rectifiedGradient: rect, pooledGradient: pooled, norm, dGamma: &dG1, dBeta: &dB1, into: dz)
+            // Σ dz · x_t in Double from the laid-out gradient: the plain float kernel's own
+            // round-off grows with the input's level, as the sums of products of large numbers do.
+            let dzPlain = dz.interior()
             var dWRef = [Float](repeating: 0, count: cout * cin * 9), dBRef = [Float](repeating: 0, count: cout)
-            Conv3x3.backwardWeights(x: input, dY: dz, dW: &dWRef, dB: &dBRef)
+            for o in 0..<cout {
+                var bias = 0.0
+                for i in 0..<n { for y in 0..<h { for xx in 0..<w { bias += Double(dzPlain.data[((i * cout + o) * h + y) * w + xx]) } } }
+                dBRef[o] = Float(bias)
+                for ci in 0..<cin { for ky in 0..<3 { for kx in 0..<3 {
+                    var acc = 0.0
+                    for i in 0..<n { for y in 0..<h { for xx in 0..<w {
+                        let yy = y + ky - 1, xs = xx + kx - 1
+                        guard yy >= 0 && yy < h && xs >= 0 && xs < w else { continue }
+                        acc += Double(dzPlain.data[((i * cout + o) * h + y) * w + xx]) * Double(x.data[((i * cin + ci) * h + yy) * w + xs])
+                    } } }
+                    dWRef[(o * cin + ci) * 9 + ky * 3 + kx] = Float(acc)
+                } } }
+            }
 
             var dW = [Float](repeating: 0, count: cout * cin * 9), dB = [Float](repeating: 0, count: cout)
             BatchNormKernels.backwardToWeights(x: z, rectifiedGradient: rect, pooledGradient: pooled, norm, input: input,
@@ -628,6 +684,16 @@ final class FusedConvolutionBackwardTests: XCTestCase {
             XCTAssertGreaterThan(dWRef.map(abs).max()!, 0.1, what)  // a gradient to compare, not zeros
             XCTAssertLessThan(maxAbsDiff(dW, dWRef), 1e-5 * max(1, dWRef.map(abs).max()!), "weight gradient \(what)")
             XCTAssertLessThan(maxAbsDiff(dB, dBRef), 1e-5 * max(1, dBRef.map(abs).max()!), "bias gradient \(what)")
+
+            // The same bits on one thread and on three.
+            for threads in [1, 3] {
+                var dW3 = [Float](repeating: 0, count: cout * cin * 9), dB3 = [Float](repeating: 0, count: cout)
+                var dG3 = [Float](repeating: 0, count: cout), dBeta3 = dG3
+                BatchNormKernels.backwardToWeights(x: z, rectifiedGradient: rect, pooledGradient: pooled, norm, input: input,
+                                                   dGamma: &dG3, dBeta: &dBeta3, dW: &dW3, dB: &dB3, pool: ThreadPool(threads: threads))
+                XCTAssertEqual(dW3, dW, "\(what) on \(threads) threads"); XCTAssertEqual(dB3, dB, what)
+                XCTAssertEqual(dG3, dG2, what); XCTAssertEqual(dBeta3, dB2, what)
+            }
         }
     }
 
