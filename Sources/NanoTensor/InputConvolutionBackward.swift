@@ -126,40 +126,25 @@ extension BatchNormKernels {
     /// `total`, also Σv into its vector and float.
     @inline(__always)
     static func tapSums(_ values: UnsafePointer<Float>, _ mu: FloatVector, _ top: UnsafePointer<Float>, _ c: FloatVector, _ rs: Int,
-                        _ w: Int,
-                        _ acc: UnsafeMutablePointer<Float>, _ tail: UnsafeMutablePointer<Float>, centred: Bool,
+                        _ w: Int, _ acc: UnsafeMutablePointer<Float>, _ tail: UnsafeMutablePointer<Float>, centred: Bool,
                         total: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?) {
         let vw = vectorWidth
-        let r0 = top, r1 = top + rs, r2 = top + 2 * rs
-        var a0 = loadVector(acc), a1 = loadVector(acc + vw), a2 = loadVector(acc + 2 * vw)
-        var a3 = loadVector(acc + 3 * vw), a4 = loadVector(acc + 4 * vw), a5 = loadVector(acc + 5 * vw)
-        var a6 = loadVector(acc + 6 * vw), a7 = loadVector(acc + 7 * vw), a8 = loadVector(acc + 8 * vw)
+        var a = TapAccumulators(acc)
         var sum = total.map { loadVector($0.0) } ?? .zero
         var k = 0
         while k + vw <= w {
             var v = loadVector(values + k)
             if centred { v -= mu }
             if total != nil { sum += v }
-            a0 = a0.addingProduct(v, loadVector(r0 + k - 1) - c); a1 = a1.addingProduct(v, loadVector(r0 + k) - c)
-            a2 = a2.addingProduct(v, loadVector(r0 + k + 1) - c)
-            a3 = a3.addingProduct(v, loadVector(r1 + k - 1) - c); a4 = a4.addingProduct(v, loadVector(r1 + k) - c)
-            a5 = a5.addingProduct(v, loadVector(r1 + k + 1) - c)
-            a6 = a6.addingProduct(v, loadVector(r2 + k - 1) - c); a7 = a7.addingProduct(v, loadVector(r2 + k) - c)
-            a8 = a8.addingProduct(v, loadVector(r2 + k + 1) - c)
+            a.add(v, top, rs, k, c)
             k += vw
         }
-        storeVector(a0, acc); storeVector(a1, acc + vw); storeVector(a2, acc + 2 * vw)
-        storeVector(a3, acc + 3 * vw); storeVector(a4, acc + 4 * vw); storeVector(a5, acc + 5 * vw)
-        storeVector(a6, acc + 6 * vw); storeVector(a7, acc + 7 * vw); storeVector(a8, acc + 8 * vw)
+        a.store(acc)
         if let total { storeVector(sum, total.0) }
-        let m = mu[0], cs = c[0]
         while k < w {
-            let v = centred ? values[k] - m : values[k]
+            let v = centred ? values[k] - mu[0] : values[k]
             if let total { total.1[0] += v }
-            for ky in 0..<3 {
-                let r = top + ky * rs + k - 1
-                tail[3 * ky] += v * (r[0] - cs); tail[3 * ky + 1] += v * (r[1] - cs); tail[3 * ky + 2] += v * (r[2] - cs)
-            }
+            TapAccumulators.addTail(v, top, rs, k, c[0], tail)
             k += 1
         }
     }
@@ -168,50 +153,26 @@ extension BatchNormKernels {
     /// input vector loaded once for both: 18 accumulators, for ISAs with 32 vector registers.
     @inline(__always)
     static func pairedTapSums(_ g: UnsafePointer<Float>, _ z: UnsafePointer<Float>, _ mu: FloatVector, _ top: UnsafePointer<Float>,
-                              _ c: FloatVector, _ rs: Int, _ w: Int, _ accG: UnsafeMutablePointer<Float>, _ accZ: UnsafeMutablePointer<Float>,
-                              _ tailG: UnsafeMutablePointer<Float>, _ tailZ: UnsafeMutablePointer<Float>,
-                              total: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?) {
+                              _ c: FloatVector, _ rs: Int, _ w: Int, _ accG: UnsafeMutablePointer<Float>,
+                              _ accZ: UnsafeMutablePointer<Float>, _ tailG: UnsafeMutablePointer<Float>,
+                              _ tailZ: UnsafeMutablePointer<Float>, total: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?) {
         let vw = vectorWidth
-        let r0 = top, r1 = top + rs, r2 = top + 2 * rs
-        var a0 = loadVector(accG), a1 = loadVector(accG + vw), a2 = loadVector(accG + 2 * vw)
-        var a3 = loadVector(accG + 3 * vw), a4 = loadVector(accG + 4 * vw), a5 = loadVector(accG + 5 * vw)
-        var a6 = loadVector(accG + 6 * vw), a7 = loadVector(accG + 7 * vw), a8 = loadVector(accG + 8 * vw)
-        var b0 = loadVector(accZ), b1 = loadVector(accZ + vw), b2 = loadVector(accZ + 2 * vw)
-        var b3 = loadVector(accZ + 3 * vw), b4 = loadVector(accZ + 4 * vw), b5 = loadVector(accZ + 5 * vw)
-        var b6 = loadVector(accZ + 6 * vw), b7 = loadVector(accZ + 7 * vw), b8 = loadVector(accZ + 8 * vw)
+        var a = TapAccumulators(accG), b = TapAccumulators(accZ)
         var sum = total.map { loadVector($0.0) } ?? .zero
         var k = 0
         while k + vw <= w {
             let u = loadVector(g + k), v = loadVector(z + k) - mu
             if total != nil { sum += v }
-            var x = loadVector(r0 + k - 1) - c; a0 = a0.addingProduct(u, x); b0 = b0.addingProduct(v, x)
-            x = loadVector(r0 + k) - c; a1 = a1.addingProduct(u, x); b1 = b1.addingProduct(v, x)
-            x = loadVector(r0 + k + 1) - c; a2 = a2.addingProduct(u, x); b2 = b2.addingProduct(v, x)
-            x = loadVector(r1 + k - 1) - c; a3 = a3.addingProduct(u, x); b3 = b3.addingProduct(v, x)
-            x = loadVector(r1 + k) - c; a4 = a4.addingProduct(u, x); b4 = b4.addingProduct(v, x)
-            x = loadVector(r1 + k + 1) - c; a5 = a5.addingProduct(u, x); b5 = b5.addingProduct(v, x)
-            x = loadVector(r2 + k - 1) - c; a6 = a6.addingProduct(u, x); b6 = b6.addingProduct(v, x)
-            x = loadVector(r2 + k) - c; a7 = a7.addingProduct(u, x); b7 = b7.addingProduct(v, x)
-            x = loadVector(r2 + k + 1) - c; a8 = a8.addingProduct(u, x); b8 = b8.addingProduct(v, x)
+            a.add(u, and: v, into: &b, top, rs, k, c)
             k += vw
         }
-        storeVector(a0, accG); storeVector(a1, accG + vw); storeVector(a2, accG + 2 * vw)
-        storeVector(a3, accG + 3 * vw); storeVector(a4, accG + 4 * vw); storeVector(a5, accG + 5 * vw)
-        storeVector(a6, accG + 6 * vw); storeVector(a7, accG + 7 * vw); storeVector(a8, accG + 8 * vw)
-        storeVector(b0, accZ); storeVector(b1, accZ + vw); storeVector(b2, accZ + 2 * vw)
-        storeVector(b3, accZ + 3 * vw); storeVector(b4, accZ + 4 * vw); storeVector(b5, accZ + 5 * vw)
-        storeVector(b6, accZ + 6 * vw); storeVector(b7, accZ + 7 * vw); storeVector(b8, accZ + 8 * vw)
+        a.store(accG); b.store(accZ)
         if let total { storeVector(sum, total.0) }
-        let m = mu[0], cs = c[0]
         while k < w {
-            let u = g[k], v = z[k] - m
+            let v = z[k] - mu[0]
             if let total { total.1[0] += v }
-            for ky in 0..<3 {
-                let r = top + ky * rs + k - 1
-                let x0 = r[0] - cs, x1 = r[1] - cs, x2 = r[2] - cs
-                tailG[3 * ky] += u * x0; tailG[3 * ky + 1] += u * x1; tailG[3 * ky + 2] += u * x2
-                tailZ[3 * ky] += v * x0; tailZ[3 * ky + 1] += v * x1; tailZ[3 * ky + 2] += v * x2
-            }
+            TapAccumulators.addTail(g[k], top, rs, k, c[0], tailG)
+            TapAccumulators.addTail(v, top, rs, k, c[0], tailZ)
             k += 1
         }
     }
@@ -271,5 +232,61 @@ extension PartialSums {
     func add(item: Int, into out: UnsafeMutablePointer<Float>) {
         let acc = buffer.data + item * stride
         for k in 0..<stride { out[k] += acc[k] }
+    }
+}
+
+/// The 9 vector sums of one value row times the 3×3 taps of the input around it
+/// (`BatchNormKernels.tapSums`): loaded from and stored to memory once per row, in registers
+/// between. Written once for the single and the paired loops.
+struct TapAccumulators {
+    var a0, a1, a2, a3, a4, a5, a6, a7, a8: FloatVector
+
+    @inline(__always) init(_ p: UnsafePointer<Float>) {
+        let vw = vectorWidth
+        a0 = loadVector(p); a1 = loadVector(p + vw); a2 = loadVector(p + 2 * vw)
+        a3 = loadVector(p + 3 * vw); a4 = loadVector(p + 4 * vw); a5 = loadVector(p + 5 * vw)
+        a6 = loadVector(p + 6 * vw); a7 = loadVector(p + 7 * vw); a8 = loadVector(p + 8 * vw)
+    }
+
+    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
+        let vw = vectorWidth
+        storeVector(a0, p); storeVector(a1, p + vw); storeVector(a2, p + 2 * vw)
+        storeVector(a3, p + 3 * vw); storeVector(a4, p + 4 * vw); storeVector(a5, p + 5 * vw)
+        storeVector(a6, p + 6 * vw); storeVector(a7, p + 7 * vw); storeVector(a8, p + 8 * vw)
+    }
+
+    /// The input's tap t = 3·ky + kx at columns k … k + vw − 1, less c: row ky below `top`,
+    /// shifted by kx − 1.
+    @inline(__always) static func tap(_ top: UnsafePointer<Float>, _ rs: Int, _ k: Int, _ t: Int, _ c: FloatVector) -> FloatVector {
+        loadVector(top + (t / 3) * rs + k + t % 3 - 1) - c
+    }
+
+    /// a_t += v · (tap t − c).
+    @inline(__always) mutating func add(_ v: FloatVector, _ top: UnsafePointer<Float>, _ rs: Int, _ k: Int, _ c: FloatVector) {
+        a0 = a0.addingProduct(v, Self.tap(top, rs, k, 0, c)); a1 = a1.addingProduct(v, Self.tap(top, rs, k, 1, c))
+        a2 = a2.addingProduct(v, Self.tap(top, rs, k, 2, c)); a3 = a3.addingProduct(v, Self.tap(top, rs, k, 3, c))
+        a4 = a4.addingProduct(v, Self.tap(top, rs, k, 4, c)); a5 = a5.addingProduct(v, Self.tap(top, rs, k, 5, c))
+        a6 = a6.addingProduct(v, Self.tap(top, rs, k, 6, c)); a7 = a7.addingProduct(v, Self.tap(top, rs, k, 7, c))
+        a8 = a8.addingProduct(v, Self.tap(top, rs, k, 8, c))
+    }
+
+    /// a_t += u · (tap t − c) and b_t += v · (tap t − c), each tap loaded once.
+    @inline(__always) mutating func add(_ u: FloatVector, and v: FloatVector, into b: inout TapAccumulators,
+                                        _ top: UnsafePointer<Float>, _ rs: Int, _ k: Int, _ c: FloatVector) {
+        var x = Self.tap(top, rs, k, 0, c); a0 = a0.addingProduct(u, x); b.a0 = b.a0.addingProduct(v, x)
+        x = Self.tap(top, rs, k, 1, c); a1 = a1.addingProduct(u, x); b.a1 = b.a1.addingProduct(v, x)
+        x = Self.tap(top, rs, k, 2, c); a2 = a2.addingProduct(u, x); b.a2 = b.a2.addingProduct(v, x)
+        x = Self.tap(top, rs, k, 3, c); a3 = a3.addingProduct(u, x); b.a3 = b.a3.addingProduct(v, x)
+        x = Self.tap(top, rs, k, 4, c); a4 = a4.addingProduct(u, x); b.a4 = b.a4.addingProduct(v, x)
+        x = Self.tap(top, rs, k, 5, c); a5 = a5.addingProduct(u, x); b.a5 = b.a5.addingProduct(v, x)
+        x = Self.tap(top, rs, k, 6, c); a6 = a6.addingProduct(u, x); b.a6 = b.a6.addingProduct(v, x)
+        x = Self.tap(top, rs, k, 7, c); a7 = a7.addingProduct(u, x); b.a7 = b.a7.addingProduct(v, x)
+        x = Self.tap(top, rs, k, 8, c); a8 = a8.addingProduct(u, x); b.a8 = b.a8.addingProduct(v, x)
+    }
+
+    /// tail[t] += v · (tap t − c) at the single column k.
+    @inline(__always) static func addTail(_ v: Float, _ top: UnsafePointer<Float>, _ rs: Int, _ k: Int, _ c: Float,
+                                          _ tail: UnsafeMutablePointer<Float>) {
+        for t in 0..<9 { tail[t] += v * (top[(t / 3) * rs + k + t % 3 - 1] - c) }
     }
 }
