@@ -162,44 +162,35 @@ public enum ChannelKernels {
             for c in 0..<s.c {
                 let d = dx.plane(i, c)
                 var k = lo
-                if let norm, let pieceSums {
-                    // As `BatchNormKernels.gradientSums` gates and sums (ReLU after, no dropout).
-                    let xp = x.plane(i, c), mu = norm.mean[c], a = norm.scale[c], b = norm.shift[c]
-                    let muV = FloatVector(repeating: mu), aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
-                    var va = FloatVector.zero, vb = FloatVector.zero
-                    while k + vectorWidth <= hi {
-                        var v = FloatVector.zero
-                        for o in 0..<cout { v = v.addingProduct(loadVector(g + o * gs + k), FloatVector(repeating: w[o * s.c + c])) }
-                        storeVector(v, d + k, streaming: stream)
-                        let xv = loadVector(xp + k)
-                        v.replace(with: 0, where: xv * aV + bV .<= FloatVector.zero)
-                        va += v; vb = vb.addingProduct(v, xv - muV)
-                        k += vectorWidth
-                    }
-                    var sa = Double(laneSum(va)), sb = Double(laneSum(vb))
-                    while k < hi {
-                        var v: Float = 0
-                        for o in 0..<cout { v += w[o * s.c + c] * g[o * gs + k] }
-                        d[k] = v
-                        if xp[k] * a + b <= 0 { v = 0 }
-                        sa += Double(v); sb += Double(v * (xp[k] - mu))
-                        k += 1
-                    }
-                    pieceSums[2 * (item * s.c + c)] = sa
-                    pieceSums[2 * (item * s.c + c) + 1] = sb
-                }
+                // With `norm`, the batch norm's first pass too, as `BatchNormKernels.gradientSums`
+                // gates and sums (ReLU after, no dropout).
+                let gather = norm != nil
+                let zp = x.plane(i, c), mu = norm?.mean[c] ?? 0, a = norm?.scale[c] ?? 0, b = norm?.shift[c] ?? 0
+                let muV = FloatVector(repeating: mu), aV = FloatVector(repeating: a), bV = FloatVector(repeating: b)
+                var va = FloatVector.zero, vb = FloatVector.zero
                 while k + vectorWidth <= hi {
-                    var a = FloatVector.zero
-                    for o in 0..<cout { a = a.addingProduct(loadVector(g + o * gs + k), FloatVector(repeating: w[o * s.c + c])) }
-                    storeVector(a, d + k, streaming: stream)
+                    var v = FloatVector.zero
+                    for o in 0..<cout { v = v.addingProduct(loadVector(g + o * gs + k), FloatVector(repeating: w[o * s.c + c])) }
+                    storeVector(v, d + k, streaming: stream)
+                    if gather {
+                        let zv = loadVector(zp + k)
+                        v.replace(with: 0, where: zv * aV + bV .<= FloatVector.zero)
+                        va += v; vb = vb.addingProduct(v, zv - muV)
+                    }
                     k += vectorWidth
                 }
+                var sa = Double(laneSum(va)), sb = Double(laneSum(vb))
                 while k < hi {
-                    var a: Float = 0
-                    for o in 0..<cout { a += w[o * s.c + c] * g[o * gs + k] }
-                    d[k] = a
+                    var v: Float = 0
+                    for o in 0..<cout { v += w[o * s.c + c] * g[o * gs + k] }
+                    d[k] = v
+                    if gather {
+                        if zp[k] * a + b <= 0 { v = 0 }
+                        sa += Double(v); sb += Double(v * (zp[k] - mu))
+                    }
                     k += 1
                 }
+                if let pieceSums { pieceSums[2 * (item * s.c + c)] = sa; pieceSums[2 * (item * s.c + c) + 1] = sb }
                 for o in 0..<cout { acc[o * s.c + c] = dot(g + o * gs + lo, xp + c * xs + lo, hi - lo) }
             }
             for o in 0..<cout { acc[cout * s.c + o] = sum(g + o * gs + lo, hi - lo) }
