@@ -94,6 +94,13 @@ public struct CropSampler: Sendable {
         }
     }
 
+    /// The share of crops lit unevenly, and the range of the light's peak (its largest |G − 1|).
+    /// Measured on sim-v1 (12 epochs of the default recipe, AMD EPYC fam 26 mod 2): 0.5 and
+    /// 0.3–4 % gave test dice 0.952 evenly lit and 0.943 under a ±10 % Gaussian spot; 0.3 and
+    /// 0.2–2.5 % 0.952 and 0.933; none (the same draws otherwise) 0.964 and 0.333.
+    static let lightProbability = 0.5
+    static let lightAmplitude = 0.003...0.04
+
     /// Light that is not even across the crop, as a microscope's beam and a specimen's
     /// thickness give it (half the crops): the raw image scaled by G = 1 + a · shape, where the
     /// shape is a ramp, a dome or a bowl about a point, or a Gaussian spot (σ 0.15–0.6 of the
@@ -104,12 +111,6 @@ public struct CropSampler: Sendable {
     /// `segment` divides out the quadratic surface fitted to an image; what is left over (light
     /// of other shapes, 1–2 %) took sim-v1's test dice to 0.37 with a model trained on evenly
     /// lit images only.
-    /// The share of crops lit unevenly, and the range of the light's peak (its largest |G − 1|).
-    /// Measured on sim-v1 (12 epochs of the default recipe, AMD EPYC fam 26 mod 2): 0.5 and
-    /// 0.3–4 % gave test dice 0.952 evenly lit and 0.943 under a ±10 % Gaussian spot; 0.3 and
-    /// 0.2–2.5 % 0.952 and 0.933; none (the same draws otherwise) 0.964 and 0.333.
-    static let lightProbability = 0.5
-    static let lightAmplitude = 0.003...0.04
     public func unevenLight(_ x: UnsafeMutablePointer<Float>, rawZero: Float, rng: inout SeededRandom) {
         guard rng.nextBool(probability: CropSampler.lightProbability) else { return }
         let n = size
