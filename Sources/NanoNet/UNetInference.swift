@@ -3,7 +3,8 @@ import NanoTensor
 
 /// The fast inference path of a `UNet`: batch norms folded into the convolutions, ReLUs fused into
 /// the kernels, each encoder convolution writing its skip connection's ReLU (in the padded layout
-/// the decoder reads) beside its pre-ReLU output, and the upsampling and the concatenation fused
+/// the decoder reads) beside its pre-ReLU output (but the first, whose skip the last level
+/// recomputes where `UNetPlan.firstSkipRecomputed`), and the upsampling and the concatenation fused
 /// into the decoder's convolution. Build it once per set of weights; it reads them at init.
 public final class UNetInference: @unchecked Sendable {
     public let config: UNetConfig
@@ -31,6 +32,11 @@ public final class UNetInference: @unchecked Sendable {
     /// force each at every vector width.
     public enum LevelFusion: Sendable { case automatic, always, never }
     public var levelFusion: LevelFusion = .automatic
+
+    /// Whether the first level's skip is recomputed where the last level reads it, where the
+    /// plan allows (`UNetPlan.firstSkipRecomputed`), rather than laid out by the encoder. The
+    /// values are the same bit for bit either way; the tests run both.
+    public var recomputesFirstSkip = true
 
     public init(_ model: UNet) {
         self.model = model
@@ -141,7 +147,7 @@ public final class UNetInference: @unchecked Sendable {
         require(input.n == 1 && config.classes == 2 && rows.lowerBound >= 0 && rows.upperBound <= input.height
                     && columns.lowerBound >= 0 && columns.upperBound <= input.width && rowStride >= columns.count,
                 "particle window rows \(rows), columns \(columns) of \(shape) (\(config.classes) classes)")
-        let (skip, low) = levels(input, pool: pool)
+        let (skip, low) = levels(input, recomputingFirstSkip: lastLevelFuses, pool: pool)
         if lastLevelFuses {
             fusedLastLevel(skip: skip, low: low, into: .particleWindow(base: out, rowStride: rowStride, rows: rows, columns: columns, mask: mask),
                            pool: pool)
@@ -159,7 +165,8 @@ public final class UNetInference: @unchecked Sendable {
     /// one kernel; otherwise the head writes logits and, unless `logitsOnly`, a softmax follows.
     private func forward(_ x: Tensor, fusedHead: Bool, logitsOnly: Bool = false, pool: ThreadPool) -> Tensor {
         if let problem = model.validateInput(x.shape) { fatalError("UNetInference.forward: input \(x.shape): \(problem)") }
-        let (skip, low) = levels(stage("input") { PaddedPlanes.from(x, pool: pool) }, pool: pool)
+        let (skip, low) = levels(stage("input") { PaddedPlanes.from(x, pool: pool) }, recomputingFirstSkip: fusedHead && lastLevelFuses,
+                                 pool: pool)
         let (first, last) = plan.decoders[0]
         return stage("\(first.name)+\(last.name)+\(plan.head.name)") {
             lastLevel(skip: skip, low: low, shape: x.shape, fusedHead: fusedHead, logitsOnly: logitsOnly, pool: pool)
@@ -167,17 +174,21 @@ public final class UNetInference: @unchecked Sendable {
     }
 
     /// Every level but the last: the encoders, the centre and the decoders down to level 1.
-    /// Returns the last level's inputs: its skip connection and the map below it.
-    private func levels(_ x: PaddedPlanes, pool: ThreadPool) -> (skip: PaddedPlanes, low: PaddedPlanes) {
+    /// Returns the last level's inputs: its skip connection and the map below it. With
+    /// `recomputingFirstSkip` (where the plan's `firstSkipRecomputed` and the last level then runs
+    /// in bands), the first encoder writes its pooled output only, and the skip is its input
+    /// and weights, for `OutputLevel` to recompute.
+    private func levels(_ x: PaddedPlanes, recomputingFirstSkip: Bool, pool: ThreadPool) -> (skip: OutputLevel.Skip, low: PaddedPlanes) {
         // A skip is let go as soon as its decoder convolution has read it: the buffer pool then
         // hands its (cached) memory to the next map of its size, that level's second convolution
         // (where the level runs as two passes), instead of one last touched a pass ago.
         var skips: [PaddedPlanes?] = []
         var input = x
-        for c in plan.encoders {
+        let recompute = recomputingFirstSkip && recomputesFirstSkip && plan.firstSkipRecomputed
+        for (k, c) in plan.encoders.enumerated() {
             // BN folded; the main path pools the pre-ReLU output, the skip is its ReLU (one pass).
             let w = weights(c)
-            let skip = PaddedPlanes(n: input.n, channels: w.cout, height: input.height, width: input.width)
+            let skip = k == 0 && recompute ? nil : PaddedPlanes(n: input.n, channels: w.cout, height: input.height, width: input.width)
             let pooled = PaddedPlanes(n: input.n, channels: w.cout, height: input.height / 2, width: input.width / 2)
             stage(c.name) { Conv3x3.forward(input, w, reluCopy: skip, pooledInto: pooled, pool: pool) }
             skips.append(skip)
@@ -208,7 +219,7 @@ public final class UNetInference: @unchecked Sendable {
                 low = stage(second.name) { convPadded(second, t, pool: pool) }
             }
         }
-        return (skips[0]!, low)
+        return (skips[0].map { .planes($0) } ?? .recomputed(input: x, weights(plan.encoders[0])), low)
     }
 
     /// Whether the last level and the head can run as one pass (`fusedLastLevel`): a first width
@@ -217,7 +228,7 @@ public final class UNetInference: @unchecked Sendable {
 
     /// The last level in one pass (where `lastLevelFuses`): its first convolution's rows go
     /// straight to the last convolution and the head (`OutputLevel`), never to a full-resolution map.
-    private func fusedLastLevel(skip: PaddedPlanes, low: PaddedPlanes, into destination: OutputLevel.Destination, pool: ThreadPool) {
+    private func fusedLastLevel(skip: OutputLevel.Skip, low: PaddedPlanes, into destination: OutputLevel.Destination, pool: ThreadPool) {
         let (first, last) = plan.decoders[0]
         guard let pw = phase[first.index] else { fatalError("UNetInference: \(first.name) has no upsampled part to fuse") }
         OutputLevel.forward(skip: skip, weights(first), low: low, pw, last: weights(last), head: headJoined,
@@ -226,7 +237,7 @@ public final class UNetInference: @unchecked Sendable {
 
     /// The last level and the head, on the level's skip connection and the map below it, for
     /// images of `shape`.
-    private func lastLevel(skip: PaddedPlanes, low: PaddedPlanes, shape: Shape, fusedHead: Bool, logitsOnly: Bool,
+    private func lastLevel(skip: OutputLevel.Skip, low: PaddedPlanes, shape: Shape, fusedHead: Bool, logitsOnly: Bool,
                            pool: ThreadPool) -> Tensor {
         let (first, last) = plan.decoders[0]
         if fusedHead && lastLevelFuses {
@@ -234,7 +245,8 @@ public final class UNetInference: @unchecked Sendable {
             fusedLastLevel(skip: skip, low: low, into: .tensor(probs), pool: pool)
             return probs
         }
-        let t = decoderConv1(first, skip: skip, low: low, pool: pool)
+        guard case .planes(let skipPlanes) = skip else { fatalError("UNetInference: \(first.name) needs its skip laid out") }
+        let t = decoderConv1(first, skip: skipPlanes, low: low, pool: pool)
         if fusedHead {
             let probs = Tensor(Shape(shape.n, 2, shape.h, shape.w), zeroed: false)
             Conv3x3.forwardWithSoftmaxHead(t, weights(last), head: headJoined, into: probs, pool: pool)

@@ -143,11 +143,14 @@ public enum Conv3x3 {
     /// of two rows per output channel, pooled as soon as a pair is complete, so the pass saves
     /// the output's store, a pooling pass and its reload. Same values as `forward(_:_:into:reluCopy:)`
     /// followed by `PaddedPlanes.fillMaxPool2x2(of:)`.
-    public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, reluCopy: PaddedPlanes, pooledInto pooled: PaddedPlanes,
+    /// Without `reluCopy`, the pooled output only (a skip that `OutputLevel` recomputes).
+    public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, reluCopy: PaddedPlanes?, pooledInto pooled: PaddedPlanes,
                                pool: ThreadPool = .shared) {
         let h = input.height, width = input.width
-        require(reluCopy.n == input.n && reluCopy.channels == w.cout && reluCopy.height == h && reluCopy.width == width,
-                "ReLU copy planes \(reluCopy.n)x\(reluCopy.channels)x\(reluCopy.height)x\(reluCopy.width) for input \(input.n)x\(input.channels)x\(h)x\(width) and \(w.cout) output channels")
+        if let reluCopy {
+            require(reluCopy.n == input.n && reluCopy.channels == w.cout && reluCopy.height == h && reluCopy.width == width,
+                    "ReLU copy planes \(reluCopy.n)x\(reluCopy.channels)x\(reluCopy.height)x\(reluCopy.width) for input \(input.n)x\(input.channels)x\(h)x\(width) and \(w.cout) output channels")
+        }
         require(pooled.n == input.n && pooled.channels == w.cout && pooled.height == h / 2 && pooled.width == width / 2,
                 "pooled planes \(pooled.n)x\(pooled.channels)x\(pooled.height)x\(pooled.width) for input \(input.n)x\(input.channels)x\(h)x\(width) and \(w.cout) output channels")
         require(input.channels == w.cin, "conv input has \(input.channels) channels, weights \(w.cin)")
@@ -161,14 +164,14 @@ public enum Conv3x3 {
             let (i, ob, y0, y1) = bandItem(item, blocks: w.blocks, bands: bands, band: band, height: h)
             let o0 = ob * block
             let nValid = min(block, w.cout - o0)
-            let inView = input.view(image: i), copyView = reluCopy.view(image: i)
+            let inView = input.view(image: i), copyView = reluCopy?.view(image: i)
             // Row y of output channel o0 + oc lives at rows + oc · 2ws + (y mod 2) · ws.
             let rows = scratch.data + thread * 2 * block * ws
             if pooled.height == 0 && y0 == 0 {
                 for oc in 0..<nValid { pooled.zeroBorderRows(pooled.data + (i * w.cout + o0 + oc) * pooled.planeStride) }
             }
             for y in y0..<y1 {
-                for oc in 0..<nValid { reluCopy.zeroBorders(plane: i * w.cout + o0 + oc, row: y) }
+                if let reluCopy { for oc in 0..<nValid { reluCopy.zeroBorders(plane: i * w.cout + o0 + oc, row: y) } }
                 w.convolveRow(y, block: ob, input: inView, intoRow: rows + (y % 2) * ws, planeStride: 2 * ws, width: width,
                               reluCopy: copyView)
                 guard y % 2 == 1, y / 2 < pooled.height else { continue }

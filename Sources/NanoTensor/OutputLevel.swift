@@ -87,13 +87,43 @@ public enum OutputLevel {
         forward(skip: skip, direct, low: low, phase, last: second, head: [], into: .planes(out), pool: pool)
     }
 
+    /// Where the level's skip connection comes from.
+    public enum Skip {
+        /// A map laid out in full (what the encoder's convolution wrote beside its pooled output).
+        case planes(PaddedPlanes)
+        /// Recomputed row by row from the encoder's input: max(0, that convolution of `input`),
+        /// the same kernel and so the same values as the map the encoder would have written
+        /// (`Conv3x3.forward(_:_:reluCopy:pooledInto:)`). For the first level of a U-Net whose
+        /// input has one channel: its skip (4 channels at full resolution, 4.5 MB for a 512²
+        /// tile, 74 MB for a 2144² one) is written by the encoder and read back a whole pass later,
+        /// from memory, while recomputing it costs 9 multiply-adds per skip value, a 72nd of the
+        /// pass's work. Each work item computes its band's skip rows, and the two above and below
+        /// that the first convolution reads, into a per-thread scratch laid out as padded planes,
+        /// each row just before the first convolution's row that first reads it.
+        case recomputed(input: PaddedPlanes, Conv3x3.PackedWeights)
+
+        var n: Int { switch self { case .planes(let p): return p.n; case .recomputed(let x, _): return x.n } }
+        var channels: Int { switch self { case .planes(let p): return p.channels; case .recomputed(_, let w): return w.cout } }
+        var height: Int { switch self { case .planes(let p): return p.height; case .recomputed(let x, _): return x.height } }
+        var width: Int { switch self { case .planes(let p): return p.width; case .recomputed(let x, _): return x.width } }
+    }
+
     public static func forward(skip: PaddedPlanes, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes,
+                               _ phase: UpsampledConv3x3.PhaseWeights, last: Conv3x3.PackedWeights, head: [Float],
+                               into destination: Destination, pool: ThreadPool = .shared) {
+        forward(skip: .planes(skip), direct, low: low, phase, last: last, head: head, into: destination, pool: pool)
+    }
+
+    public static func forward(skip: Skip, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes,
                                _ phase: UpsampledConv3x3.PhaseWeights, last: Conv3x3.PackedWeights, head: [Float],
                                into destination: Destination, pool: ThreadPool = .shared) {
         let h = skip.height, width = skip.width, lw = low.width
         require(direct.cout == phase.cout && skip.n == low.n && h == 2 * low.height && width == 2 * lw,
                 "decoder convolution parts do not match")
         require(skip.channels == direct.cin && low.channels == phase.cin, "skip has \(skip.channels) channels, weights \(direct.cin); map \(low.channels), weights \(phase.cin)")
+        if case .recomputed(let input, let encoder) = skip {
+            require(input.channels == encoder.cin, "skip recomputed from \(input.channels) channels by weights for \(encoder.cin)")
+        }
         require(last.cin == direct.cout, "last convolution reads \(last.cin) channels, the level makes \(direct.cout)")
         let produced: Range<Int>
         switch destination {
@@ -121,14 +151,43 @@ public enum OutputLevel {
         // Scratch per thread: `features` planes of band + 2 padded rows (row r holds image row
         // y0 − 1 + r), one vector of zero columns on each side, as `PaddedPlanes` lays them out;
         // then one row of class 1 for a window to be cut from.
+        // With a recomputed skip, then its `skip.channels` planes of band + 4 padded rows (row r
+        // holds image row y0 − 2 + r).
         let rs = 2 * vectorWidth + roundUp(width, vectorWidth), sps = (band + 2) * rs
-        let perThread = features * sps + roundUp(width, vectorWidth)
+        let skipPlaneStride = (band + 4) * rs
+        var perThread = features * sps + roundUp(width, vectorWidth)
+        let skipScratchOffset = perThread
+        if case .recomputed = skip { perThread += skip.channels * skipPlaneStride }
         let scratch = Tensor(Shape(pool.threadCount, 1, 1, perThread), zeroed: false)
         pool.parallelFor(skip.n * bands) { item, thread in
             let i = item / bands, y0 = produced.lowerBound + (item % bands) * band, y1 = min(produced.upperBound, y0 + band)
             let rows = scratch.data + thread * perThread
             let lowView = low.view(image: i)
-            let skipView = skip.view(image: i)
+            // The skip's rows: from its planes, or recomputed into the scratch as they are
+            // first needed (`skipRow`), rows y0 − 2 … y1 + 1, zero outside the image.
+            let skipView: PlaneView
+            var nextSkipRow = y0 - 2
+            switch skip {
+            case .planes(let planes): skipView = planes.view(image: i)
+            case .recomputed:
+                skipView = PlaneView(rows + skipScratchOffset + vectorWidth + (2 - y0) * rs, planeStride: skipPlaneStride, rowStride: rs)
+            }
+            // Recomputes the skip's rows up to `y` (a no-op for a skip laid out in planes).
+            func skipRows(through y: Int) {
+                guard case .recomputed(let input, let encoder) = skip else { return }
+                while nextSkipRow <= y {
+                    let ys = nextSkipRow
+                    if ys >= 0 && ys < h {
+                        for c in 0..<encoder.cout { zeroSides(skipView.row(c, ys) - vectorWidth, width: width, rowStride: rs) }
+                        for ob in 0..<encoder.blocks {
+                            encoder.convolveRow(ys, block: ob, input: input.view(image: i), into: skipView, width: width, relu: true)
+                        }
+                    } else {
+                        for c in 0..<encoder.cout { zeroRow(skipView.row(c, ys) - vectorWidth, count: rs) }
+                    }
+                    nextSkipRow += 1
+                }
+            }
             // Row by row: the first convolution's row y (image rows y0 − 1 … y1, zero outside the
             // image), then the last convolution's row y − 1, which reads first-convolution rows
             // y − 2 … y. So only a few rows of each scratch are in use at a time, and they stay in
@@ -137,6 +196,7 @@ public enum OutputLevel {
             for y in (y0 - 1)...y1 {
                 let r = y - y0 + 1
                 if y >= 0 && y < h {
+                    skipRows(through: y + 1)
                     for c in 0..<features { zeroSides(rows + c * sps + r * rs, width: width, rowStride: rs) }
                     for ob in 0..<blocks {
                         let o = rows + ob * Conv3x3.block * sps + r * rs + vectorWidth

@@ -90,7 +90,7 @@ public struct ExactTiling: Sendable, Equatable {
     /// pooled output, the centre's two outputs, and each decoder level's two outputs (the last
     /// level's only where it is not run in bands of rows straight into the probabilities, i.e.
     /// a first width over 4), 4 bytes a value, and a third more for the planes' padding and the
-    /// buffers the pool keeps. 92 bytes for the pyNanoFind widths; measured: the peak resident
+    /// buffers the pool keeps. 70 bytes for the pyNanoFind widths (92 where the first skip was laid out, before `UNetPlan.firstSkipRecomputed`); measured then: the peak resident
     /// memory of whole passes grew by 70 bytes a pixel from 1024² to 4096², 12 of them the
     /// bench's input and output tensors (Intel Xeon fam 6 mod 207). The banded levels' per-thread
     /// scratch (`OutputLevel`: features × 66 rows of the level's width each) is inside the third:
@@ -101,7 +101,11 @@ public struct ExactTiling: Sendable, Equatable {
         for c in plan.convolutions {
             let area = 1.0 / Double(c.scaleDivisor * c.scaleDivisor)
             switch c.stage {
-            case .encoder: floats += 1.25 * Double(c.cout) * area  // the skip, and the pooled map a quarter its size
+            case .encoder:
+                // The skip, and the pooled map a quarter its size; the first level's skip only
+                // where the last level does not recompute it.
+                let skipHeld = !(plan.firstSkipRecomputed && c.index == plan.encoders.first?.index)
+                floats += (skipHeld ? 1.25 : 0.25) * Double(c.cout) * area
             case .centre: floats += Double(c.cout) * area
             case .decoderFirst(let level), .decoderSecond(let level):
                 if level > 0 || !lastLevelInBands { floats += Double(c.cout) * area }

@@ -14,7 +14,8 @@ struct Bench: ParsableCommand {
             (GB/s of reading, of non-temporal writing and of copying 256 MiB shared among the \
             threads: the ceiling of passes bound by memory, beside fma_peak), infer_tile_512 \
             (batch 1 and 8, ms_per_tile), infer_tile_stage (each stage of that pass at batch 1 \
-            timed in place, to set beside conv_layer: what the pass loses between kernels), \
+            timed in place, to set beside conv_layer: what the pass loses between kernels; the last \
+            level's stage also recomputes the first level's skip, not counted in its FLOPs), \
             infer_2048 (one 2048² pass), infer_stage_2048 (each stage of it, as for the tile), infer_4096_tiled (a 4096² \
             image through the network in exact tiles, as segment runs it where the memory does not \
             hold the whole image's pass), train_step_512 (batch 4 and \

@@ -124,6 +124,28 @@ final class FusedHeadTests: XCTestCase {
         }
     }
 
+    /// The first level's skip recomputed where the last level reads it (`UNetPlan
+    /// .firstSkipRecomputed`) or laid out by the encoder gives the same probabilities bit for
+    /// bit through the whole network; the plan recomputes it only for one input channel and a
+    /// last level in bands.
+    func testFirstSkipRecomputedOrLaidOutGivesTheSameBits() {
+        for (config, h, w) in [(UNetConfig.pyNanoFind, 256, 256), (UNetConfig(widths: [4, 8, 8], centreWidth: 16), 144, 208),
+                               (UNetConfig(widths: [2, 4], centreWidth: 8), 52, 36)] {
+            let net = UNet(config: config, seed: 13)
+            var rng = SplitMix64(seed: 14)
+            for (_, t) in net.namedTensors { for k in 0..<t.count { t.data[k] += 0.1 * rng.nextGaussian() } }
+            let engine = UNetInference(net)
+            XCTAssertTrue(engine.plan.firstSkipRecomputed, "\(config.widths)")
+            let x = Tensor.randomNormal(Shape(2, 1, h, w), rng: &rng)
+            engine.recomputesFirstSkip = false
+            let laidOut = engine.probabilities(x)
+            engine.recomputesFirstSkip = true
+            XCTAssertEqual(engine.probabilities(x).array.map(\.bitPattern), laidOut.array.map(\.bitPattern), "\(config.widths) \(h)x\(w)")
+        }
+        XCTAssertFalse(UNet(config: UNetConfig(widths: [8, 8], centreWidth: 8), seed: 1).plan.firstSkipRecomputed)
+        XCTAssertFalse(UNet(config: UNetConfig(widths: [4, 8], centreWidth: 8, inputChannels: 2), seed: 1).plan.firstSkipRecomputed)
+    }
+
     /// The stages a pass reports (`stageObserver`, which `bench` times) cover every
     /// convolution exactly once, in the order they run, and watching does not change the result.
     func testStagesCoverEveryConvolutionOnce() {
@@ -146,8 +168,8 @@ final class FusedHeadTests: XCTestCase {
     }
 
     /// A window of the particle probabilities (what a tile keeps) is channel 1 of the whole map
-    /// bit for bit, on the fused last level (first width ≤ 4) and on the plain one; rows beyond
-    /// the window's row stride are left as they were.
+    /// bit for bit, on the fused last level (first width ≤ 4, its first skip recomputed, the map's
+    /// laid out) and on the plain one; rows beyond the window's row stride are left as they were.
     func testParticleWindowIsTheMapsChannelOneBitForBit() {
         for widths in [[4, 8], [8, 8, 16]] {
             let net = UNet(config: UNetConfig(widths: widths, centreWidth: 8), seed: 7)
@@ -156,7 +178,10 @@ final class FusedHeadTests: XCTestCase {
             let engine = UNetInference(net)
             let (h, w) = (48, 80)
             let x = Tensor.randomNormal(Shape(1, 1, h, w), rng: &rng)
+            // The whole map with the first skip laid out; the windows recompute it where the plan allows.
+            engine.recomputesFirstSkip = false
             let map = engine.probabilities(x)
+            engine.recomputesFirstSkip = true
             let input = PaddedPlanes(n: 1, channels: 1, height: h, width: w)
             input.fill(plane: 0) { y, dst in dst.update(from: x.data + y * w, count: w) }
             for (rows, columns) in [(0..<h, 0..<w), (5..<31, 7..<70), (47..<48, 0..<1), (0..<1, 79..<80)] {

@@ -218,6 +218,51 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    /// The last level with its skip recomputed from the encoder's input (`OutputLevel.Skip
+    /// .recomputed`) gives what it gives with the skip the encoder lays out
+    /// (`Conv3x3.forward(_:_:reluCopy:pooledInto:)`), bit for bit: both classes of whole images,
+    /// and windows of rows that start and end inside the image (a band's rows above and below
+    /// then come from the image, not the padding), encoders of one and of several input channels
+    /// and more than one block of outputs, 1 to 3 threads.
+    func testLastLevelWithItsSkipRecomputedEqualsTheLaidOutSkip() {
+        var rng = SplitMix64(seed: 15)
+        // (n, encoder inputs, skip channels, map channels, features, low-resolution h, w)
+        for (n, cin, cs, cu, f, h, w) in [(1, 1, 4, 8, 4, 32, 40), (2, 2, 3, 5, 3, 7, 9), (1, 1, 4, 8, 4, 1, 1),
+                                          (1, 1, 6, 2, 2, 75, 3), (1, 3, 4, 8, 4, 70, 33)] {
+            let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: f, h: h, w: w, rng: &rng)
+            let head = Tensor.randomNormal(Shape(1, 1, 1, 2 * f + 2), rng: &rng).array
+            let x = Tensor.randomNormal(Shape(n, cin, 2 * h, 2 * w), rng: &rng)
+            let we = Tensor.randomNormal(Shape(cs, cin, 3, 3), rng: &rng), be = Tensor.randomNormal(Shape(1, 1, 1, cs), rng: &rng)
+            let encoder = Conv3x3.PackedWeights(oihw: we.data, bias: be.data, cout: cs, cin: cin)
+            for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
+                let input = PaddedPlanes.from(x, pool: pool), lp = PaddedPlanes.from(level.low, pool: pool)
+                let skip = PaddedPlanes(n: n, channels: cs, height: 2 * h, width: 2 * w)
+                let pooled = PaddedPlanes(n: n, channels: cs, height: h, width: w)
+                Conv3x3.forward(input, encoder, reluCopy: skip, pooledInto: pooled, pool: pool)
+                let label = "\(n) \(cin)->\(cs)+\(cu)->\(f) \(2 * h)x\(2 * w), \(pool.threadCount) threads"
+                let expected = Tensor(Shape(n, 2, 2 * h, 2 * w))
+                OutputLevel.forward(skip: skip, level.direct, low: lp, level.phase, last: level.second, head: head, into: expected, pool: pool)
+                let out = Tensor(Shape(n, 2, 2 * h, 2 * w), repeating: .nan)
+                OutputLevel.forward(skip: .recomputed(input: input, encoder), level.direct, low: lp, level.phase, last: level.second,
+                                    head: head, into: .tensor(out), pool: pool)
+                XCTAssertEqual(out.array.map(\.bitPattern), expected.array.map(\.bitPattern), label)
+                guard n == 1 else { continue }
+                for rows in [1..<(2 * h - 1), (h / 2)..<(h + 1), (2 * h - 1)..<(2 * h)] where !rows.isEmpty {
+                    let columns = 0..<(2 * w)
+                    var window = [Float](repeating: .nan, count: rows.count * columns.count)
+                    window.withUnsafeMutableBufferPointer { o in
+                        OutputLevel.forward(skip: .recomputed(input: input, encoder), level.direct, low: lp, level.phase,
+                                            last: level.second, head: head,
+                                            into: .particleWindow(base: o.baseAddress!, rowStride: columns.count, rows: rows,
+                                                                  columns: columns, mask: nil), pool: pool)
+                    }
+                    let kept = rows.flatMap { y in (0..<(2 * w)).map { expected.plane(0, 1)[y * 2 * w + $0] } }
+                    XCTAssertEqual(window.map(\.bitPattern), kept.map(\.bitPattern), "\(label), rows \(rows)")
+                }
+            }
+        }
+    }
+
     /// A decoder level above the last in one pass per band (`OutputLevel`, into padded planes)
     /// equals its two passes (the decoder convolution, then the second convolution with ReLU
     /// into padded planes) bit for bit, borders included: more output channels than one block,
