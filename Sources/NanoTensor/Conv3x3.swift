@@ -604,7 +604,10 @@ public enum Conv3x3 {
                     let e = loadVector(gr1 + x)
                     b0 = b0.addingProduct(e, x0); b3 = b3.addingProduct(e, x1); b6 = b6.addingProduct(e, x2)
                 }
-                d = loadVector(gr0 + x - 1)   // kx = 1: dY(x′)
+                // kx = 1: dY(x′), through an opaque pointer where one gradient vector is read (AVX2):
+                // there LLVM otherwise builds it from the two other loads with three shuffles,
+                // which contend with the multiply-adds for the same pipes.
+                d = loadVector(pair ? gr0 + x - 1 : nf_opaque(gr0 + x - 1))
                 if bias { s0 += d }
                 a1 = a1.addingProduct(d, x0); a4 = a4.addingProduct(d, x1); a7 = a7.addingProduct(d, x2)
                 if pair {

@@ -1,3 +1,4 @@
+import CNanoSupport
 import Foundation
 
 /// The backward of a U-Net's first stage, conv → encoder batch norm, in one pass over its maps.
@@ -256,9 +257,13 @@ struct TapAccumulators {
     }
 
     /// The input's tap t = 3·ky + kx at columns k … k + vw − 1, less c: row ky below `top`,
-    /// shifted by kx − 1.
+    /// shifted by kx − 1. The shifted loads go through an opaque pointer (`nf_opaque`): LLVM
+    /// otherwise builds them from the unshifted ones and their neighbours with masked loads and
+    /// permutes (4 of them per column vector in the 16-lane build), which contend with the
+    /// multiply-adds for the same pipes.
     @inline(__always) static func tap(_ top: UnsafePointer<Float>, _ rs: Int, _ k: Int, _ t: Int, _ c: FloatVector) -> FloatVector {
-        loadVector(top + (t / 3) * rs + k + t % 3 - 1) - c
+        let p = top + (t / 3) * rs + k + t % 3 - 1
+        return loadVector(t % 3 == 1 ? p : nf_opaque(p)) - c
     }
 
     /// a_t += v · (tap t − c).

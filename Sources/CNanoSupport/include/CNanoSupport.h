@@ -72,6 +72,10 @@ static inline void nf_store_fence(void) {
 /// Software prefetch of the cache line holding p, for reading, into every cache level (a hint:
 /// never faults, whatever p is).
 static inline void nf_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+/// p, as a value the optimiser cannot relate to any other address (an empty asm that "may
+/// change" it): loads through it stay separate loads instead of being merged with loads at
+/// neighbouring addresses into shuffles.
+static inline const float *nf_opaque(const float *p) { __asm__("" : "+r"(p)); return p; }
 
 /* Text on stderr (unbuffered) or stdout (through the buffer print uses), failures ignored. */
 void nf_write_stderr(const char *text);
