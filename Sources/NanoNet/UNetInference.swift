@@ -37,6 +37,8 @@ public final class UNetInference: @unchecked Sendable {
     /// plan allows (`UNetPlan.firstSkipRecomputed`), rather than laid out by the encoder. The
     /// values are the same bit for bit either way; the tests run both.
     public var recomputesFirstSkip = true
+    /// Passes so far that recomputed the first skip (the tests check that the path ran).
+    package private(set) var firstSkipRecomputations = 0
 
     public init(_ model: UNet) {
         self.model = model
@@ -219,6 +221,7 @@ public final class UNetInference: @unchecked Sendable {
                 low = stage(second.name) { convPadded(second, t, pool: pool) }
             }
         }
+        if recompute { firstSkipRecomputations += 1 }
         return (skips[0].map { .planes($0) } ?? .recomputed(input: x, weights(plan.encoders[0])), low)
     }
 

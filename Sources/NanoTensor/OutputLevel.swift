@@ -11,7 +11,8 @@
 /// padded planes, and the last convolution reads them there while they are in cache: row by row,
 /// the last convolution's row y − 1 right after the first one's row y, so that only three rows of
 /// the scratch are in use at any time (a band's whole scratch, 66 rows of 4 channels 2048 wide,
-/// is about 2 MB, more than a core's L2). The two rows around each band are computed twice (once
+/// is about 2 MB, more than a core's L2; a recomputed skip (`Skip.recomputed`) adds its own 68
+/// rows). The two rows around each band are computed twice (once
 /// by each neighbour), 2 in `band` rows. Values are those of the two separate passes, bit for bit
 /// (each row is made by the same kernels).
 public enum OutputLevel {
@@ -164,23 +165,26 @@ public enum OutputLevel {
             let rows = scratch.data + thread * perThread
             let lowView = low.view(image: i)
             // The skip's rows: from its planes, or recomputed into the scratch as they are
-            // first needed (`skipRow`), rows y0 − 2 … y1 + 1, zero outside the image.
+            // first needed (`skipRows`), rows y0 − 2 … y1 + 1, zero outside the image.
             let skipView: PlaneView
             var nextSkipRow = y0 - 2
+            var recompute: (input: PlaneView, encoder: Conv3x3.PackedWeights)? = nil
             switch skip {
             case .planes(let planes): skipView = planes.view(image: i)
-            case .recomputed:
+            case .recomputed(let input, let encoder):
                 skipView = PlaneView(rows + skipScratchOffset + vectorWidth + (2 - y0) * rs, planeStride: skipPlaneStride, rowStride: rs)
+                recompute = (input.view(image: i), encoder)
             }
             // Recomputes the skip's rows up to `y` (a no-op for a skip laid out in planes).
             func skipRows(through y: Int) {
-                guard case .recomputed(let input, let encoder) = skip else { return }
+                guard let recompute else { return }
+                let encoder = recompute.encoder
                 while nextSkipRow <= y {
                     let ys = nextSkipRow
                     if ys >= 0 && ys < h {
                         for c in 0..<encoder.cout { zeroSides(skipView.row(c, ys) - vectorWidth, width: width, rowStride: rs) }
                         for ob in 0..<encoder.blocks {
-                            encoder.convolveRow(ys, block: ob, input: input.view(image: i), into: skipView, width: width, relu: true)
+                            encoder.convolveRow(ys, block: ob, input: recompute.input, into: skipView, width: width, relu: true)
                         }
                     } else {
                         for c in 0..<encoder.cout { zeroRow(skipView.row(c, ys) - vectorWidth, count: rs) }

@@ -90,11 +90,14 @@ public struct ExactTiling: Sendable, Equatable {
     /// pooled output, the centre's two outputs, and each decoder level's two outputs (the last
     /// level's only where it is not run in bands of rows straight into the probabilities, i.e.
     /// a first width over 4), 4 bytes a value, and a third more for the planes' padding and the
-    /// buffers the pool keeps. 70 bytes for the pyNanoFind widths (92 where the first skip was laid out, before `UNetPlan.firstSkipRecomputed`); measured then: the peak resident
-    /// memory of whole passes grew by 70 bytes a pixel from 1024² to 4096², 12 of them the
-    /// bench's input and output tensors (Intel Xeon fam 6 mod 207). The banded levels' per-thread
-    /// scratch (`OutputLevel`: features × 66 rows of the level's width each) is inside the third:
-    /// for the largest tile on 16 threads about 71 MB, 4 % of the count.
+    /// buffers the pool keeps. 70 bytes for the pyNanoFind widths; 91 while the first level's
+    /// skip was laid out, when the peak resident memory of whole passes grew by 70 bytes a pixel
+    /// from 1024² to 4096², 12 of them the bench's input and output tensors (Intel Xeon fam 6 mod
+    /// 207); recomputing that skip (`UNetPlan.firstSkipRecomputed`) took the peak of a 2048² pass
+    /// (`bench --quick --only infer_2048`) from 342 to 280 MB (AMD EPYC fam 25 mod 17). The
+    /// banded level's per-thread scratch (`OutputLevel`: features × 66 rows of the level's width,
+    /// and the recomputed skip's channels × 68 rows) is inside the third: for the largest tile on
+    /// 16 threads about 150 MB, 12 % of the count.
     public static func bytesPerPixel(_ plan: UNetPlan) -> Int {
         let lastLevelInBands = plan.lastLevelRunsInBands
         var floats = Double(plan.config.inputChannels)

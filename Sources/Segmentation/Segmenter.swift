@@ -233,9 +233,9 @@ public final class Segmenter: @unchecked Sendable {
     }
 
     /// What one image of `side`² int16 pixels at the model's scale needs to be segmented in tiles
-    /// of the preferred size (`ExactTiling.preferredKeptSide` between margins): 1.2 GB for
-    /// 4096², the common camera size (the tile's activations are 0.42 GB of it, as
-    /// `ExactTiling.bytesPerPixel` reckons them; the whole image's pass would take 1.5 GB in
+    /// of the preferred size (`ExactTiling.preferredKeptSide` between margins): 1.1 GB for
+    /// 4096², the common camera size (the tile's activations are 0.32 GB of it, as
+    /// `ExactTiling.bytesPerPixel` reckons them; the whole image's pass would take 1.2 GB in
     /// their place).
     public func bytesForPreferredTiles(side: Int) -> Int {
         let plan = predictor.engine.plan

@@ -35,7 +35,8 @@ struct Bench: ParsableCommand {
             (1.307 GFLOP per 512² tile forward, 3× that per training image), "gflops_executed" the \
             multiply-adds actually run (decoder convolutions work on the map before upsampling and \
             need fewer; tiles count their margins; the rows a decoder level run in bands of rows \
-            computes twice, at the bands' edges, are not counted), and its fraction_of_peak \
+            computes twice, at the bands' edges, and the first level's skip the last level \
+            recomputes from the input, about 2 % of a pass, are not counted), and its fraction_of_peak \
             against peak_gflops, the highest FMA peak measured so far in the run (again after \
             each row, once for the stage rows of a pass). The segment rows use the default model when \
             there is one; the others time the pyNanoFind network with random weights (the work \

@@ -66,7 +66,7 @@ struct Segment: ParsableCommand {
     @Option(parsing: .unconditional, help: "Particle where probability > T (default: the model's threshold).") var threshold: Float?
     @OptionGroup var calibration: PixelSizeOption
     @Option(parsing: .unconditional, help: "nm per pixel for inputs without a calibration (PNG exports), the others keeping their own (unlike --pixel-size, which replaces every input's).") var defaultPixelSize: Double?
-    @Option(parsing: .unconditional, help: "Memory in GB for the files segmented at once (each of --jobs N gets 1/N; an image that needs more is segmented alone afterwards with all of it): an image's full-size arrays (about 19 bytes per pixel, a 16384² int16 one 5.5 GB in all) and the network's pass, over the whole image where what remains holds it (1.5 GB for 4096²), else in tiles sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory).") var memory: Double?
+    @Option(parsing: .unconditional, help: "Memory in GB for the files segmented at once (each of --jobs N gets 1/N; an image that needs more is segmented alone afterwards with all of it): an image's full-size arrays (about 19 bytes per pixel, a 16384² int16 one 5.5 GB in all) and the network's pass, over the whole image where what remains holds it (1.2 GB for 4096²), else in tiles sized from what remains; an image that cannot fit is refused (default: a quarter of this machine's memory).") var memory: Double?
     @Option(parsing: .unconditional, help: "Smallest particle in nm² (smaller objects are dropped; 20 px without a pixel size).") var minArea = ParticleMeasurement.smallestParticleNm2
     @OptionGroup var split: ParticleSplitOption
     @OptionGroup var flatten: FlattenOption
@@ -74,7 +74,7 @@ struct Segment: ParsableCommand {
     @Flag(help: "Redo inputs whose outputs are already there.") var overwrite = false
     @Option(help: "Process shard K of N of the inputs (e.g. 3/8).") var shard: Shard?
     @Flag(help: "Average the probabilities over the 8 flips and quarter turns (8× the network time).") var tta = false
-    @Option(parsing: .unconditional, help: "Files segmented at once, each with CPUs / N threads and --memory / N (default: one per two threads of --threads, at most one per input and one per 1.2 GB of --memory, what a 4096² image needs in 2144² tiles). An image that needs more than its share of --memory is segmented alone after the others. Where one particle fills most of each image, --jobs 2 on two threads is faster (its split runs on one thread).")
+    @Option(parsing: .unconditional, help: "Files segmented at once, each with CPUs / N threads and --memory / N (default: one per two threads of --threads, at most one per input and one per 1.1 GB of --memory, what a 4096² image needs in 2144² tiles). An image that needs more than its share of --memory is segmented alone after the others. Where one particle fills most of each image, --jobs 2 on two threads is faster (its split runs on one thread).")
     var jobs: Int?
     @OptionGroup var threads: ThreadOptions
 

@@ -139,11 +139,14 @@ final class FusedHeadTests: XCTestCase {
             let x = Tensor.randomNormal(Shape(2, 1, h, w), rng: &rng)
             engine.recomputesFirstSkip = false
             let laidOut = engine.probabilities(x)
+            XCTAssertEqual(engine.firstSkipRecomputations, 0)
             engine.recomputesFirstSkip = true
             XCTAssertEqual(engine.probabilities(x).array.map(\.bitPattern), laidOut.array.map(\.bitPattern), "\(config.widths) \(h)x\(w)")
+            XCTAssertEqual(engine.firstSkipRecomputations, 2, "one recomputing pass per image")
         }
         XCTAssertFalse(UNet(config: UNetConfig(widths: [8, 8], centreWidth: 8), seed: 1).plan.firstSkipRecomputed)
         XCTAssertFalse(UNet(config: UNetConfig(widths: [4, 8], centreWidth: 8, inputChannels: 2), seed: 1).plan.firstSkipRecomputed)
+        XCTAssertFalse(UNet(config: UNetConfig(widths: [4, 8], centreWidth: 8, classes: 3), seed: 1).plan.firstSkipRecomputed)
     }
 
     /// The stages a pass reports (`stageObserver`, which `bench` times) cover every
