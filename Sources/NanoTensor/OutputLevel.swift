@@ -47,8 +47,8 @@ public enum OutputLevel {
     /// ms, a 2048² image 111.9 against 106.3 ms. So 8- and 4-lane builds keep the two passes.
     /// On AMD EPYC fam 25 mod 17 (Zen 4, whose 512-bit multiply-adds run on 256-bit units), one
     /// process alternating pass by pass (`levelFusion`), AVX-512: a 2048² image fused took
-    /// 0.953 of the two passes' time (20 each, two runs), but a 512² tile 1.004-1.053 (190 each,
-    /// seven runs), and fusing the 64² level too 1.044-1.055; the AVX2 build fused 1.07-1.08.
+    /// 0.953 of the two passes' time (20 each, two runs), but a 512² tile 1.004-1.052 (190 each,
+    /// nine runs), and fusing the 64² level too 1.044-1.055; the AVX2 build fused 1.07-1.08.
     /// The rule stays as measured on the Xeon, where the tile gained most.
     public static func fuses(height: Int, threads: Int) -> Bool {
         vectorWidth >= 16 && bandRows(produced: height, threads: threads) >= 16
