@@ -37,8 +37,11 @@ public final class UNetInference: @unchecked Sendable {
     /// plan allows (`UNetPlan.firstSkipRecomputed`), rather than laid out by the encoder. The
     /// values are the same bit for bit either way; the tests run both.
     public var recomputesFirstSkip = true
-    /// Passes so far that recomputed the first skip (the tests check that the path ran).
-    package private(set) var firstSkipRecomputations = 0
+    /// Passes so far that recomputed the first skip (the tests check that the path ran). Counted
+    /// under a lock: a batch's jobs run passes of one engine side by side.
+    package var firstSkipRecomputations: Int { countLock.lock(); defer { countLock.unlock() }; return recomputations }
+    private var recomputations = 0
+    private let countLock = NSLock()
 
     public init(_ model: UNet) {
         self.model = model
@@ -221,7 +224,7 @@ public final class UNetInference: @unchecked Sendable {
                 low = stage(second.name) { convPadded(second, t, pool: pool) }
             }
         }
-        if recompute { firstSkipRecomputations += 1 }
+        if recompute { countLock.lock(); recomputations += 1; countLock.unlock() }
         return (skips[0].map { .planes($0) } ?? .recomputed(input: x, weights(plan.encoders[0])), low)
     }
 

@@ -102,8 +102,8 @@ public enum OutputLevel {
         /// (`Conv3x3.forward(_:_:reluCopy:pooledInto:)`). For the first level of a U-Net whose
         /// input has one channel: its skip (4 channels at full resolution, 4.5 MB for a 512²
         /// tile, 74 MB for a 2144² one) is written by the encoder and read back a whole pass later,
-        /// from memory, while recomputing it costs 9 multiply-adds per skip value, a 72nd of the
-        /// pass's work. Each work item computes its band's skip rows, and the two above and below
+        /// from memory, while recomputing it costs 9 multiply-adds per skip value, about a fiftieth
+        /// of the pass's work. Each work item computes its band's skip rows, and the two above and below
         /// that the first convolution reads, into a per-thread scratch laid out as padded planes,
         /// each row just before the first convolution's row that first reads it.
         case recomputed(input: PaddedPlanes, Conv3x3.PackedWeights)
