@@ -33,6 +33,12 @@ extension Tape {
     }
 
     /// −mean log softmax(z)[label]. Labels hold class indices as floats (0, 1, …).
+    ///
+    /// Tried and not kept: the softmax and the sum in one pass over the logits (the
+    /// probabilities written and their logs summed from registers, the same bits), to save reading
+    /// the probabilities back. At batch 20 on 512² tiles (AMD EPYC fam 25 mod 17, AVX-512, 2
+    /// threads, alternating in one process, 40 each) it took 3.69-4.03 ms against 3.35-3.59 ms
+    /// for the two passes.
     public func crossEntropy(logits: Variable, labels: Tensor) -> Variable {
         let s = logits.shape
         require(labels.shape == Shape(s.n, 1, s.h, s.w), "labels \(labels.shape) for logits \(s)")

@@ -366,6 +366,16 @@ public enum BatchNormKernels {
 
     /// Pass 1: per channel Σg and Σg·x̂ (g after the ReLU gate and dropout), per (image, channel)
     /// plane, the planes' sums added per channel in image order (independent of the thread count).
+    ///
+    /// At batch 20 on 512² tiles these passes take about 18 ms of a 420 ms step (AMD EPYC fam 25
+    /// mod 17, AVX-512, 2 threads): 13 for the batch norms after convolutions (4.7 for up1_conv1's),
+    /// 5 for the encoders'. Tried and not kept there: gathering a decoder's first batch norm's sums
+    /// in the fused backward of the convolution that reads its output, as that convolution forms
+    /// the gradient (each input-gradient row summed against the batch norm's input while in L1, in
+    /// bands matched so the sums were the same bits). up1_conv1's backward lost its pass (38.2 ->
+    /// 34.8 ms), but up1_conv2's, already busy with its own kernels, grew by more (31.7 -> 39.0 ms:
+    /// the batch norm's input read and the dropout mask hashed there), and the same at every level;
+    /// steps alternating in one process, 3 runs of 20: 0.997, 1.011, 1.018 of the time without.
     static func gradientSums(_ s: Shape, x xd: UnsafeMutablePointer<Float>, _ n: Normalisation, reluAfter: Bool,
                              dropout: DropoutMask?, _ gradientRows: (Int, Int, Int) -> (UnsafePointer<Float>, Int),
                              pool: ThreadPool) -> (sumDy: [Double], sumDyXhat: [Double]) {

@@ -49,7 +49,9 @@ public enum OutputLevel {
     /// process alternating pass by pass (`levelFusion`), AVX-512: a 2048² image fused took
     /// 0.953 of the two passes' time (20 each, two runs), but a 512² tile 1.004-1.052 (190 each,
     /// nine runs), and fusing the 64² level too 1.044-1.055; the AVX2 build fused 1.07-1.08.
-    /// The rule stays as measured on the Xeon, where the tile gained most.
+    /// The rule stays as measured on the Xeon, where the tile gained most. Again on that Zen 4,
+    /// the AVX2 build, one process alternating: a 2048² image fused 0.971-1.026 of two passes on
+    /// two threads (five runs of 20), 0.930-0.990 on one (two runs), a tile 1.070-1.090.
     public static func fuses(height: Int, threads: Int) -> Bool {
         vectorWidth >= 16 && bandRows(produced: height, threads: threads) >= 16
     }

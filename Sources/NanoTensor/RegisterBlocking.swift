@@ -30,7 +30,13 @@ public enum RegisterBlocking {
     /// 9 accumulators, the 3 input rows and the gradient vector.
     public static let gradientChannels = 1
     /// 2 vectors × 2 channels = 8 accumulators, 6 input vectors and a weight; the block's 4
-    /// channels in two passes.
+    /// channels in two passes. Tried and not kept (AMD EPYC fam 25 mod 17, this build): 3 vectors
+    /// × 2 channels, 12 accumulators with one shift's 3 input vectors and a weight, so that 12
+    /// chains rather than 8 cover the multiply-add latency (the same sums, bit for bit). Written
+    /// straight, LLVM hoisted the next shift's loads and spilled 6 accumulators to the stack
+    /// (decoder convolutions 0.92-1.05 ms against 0.70-0.93); as one loop over the 2 · cin rows,
+    /// no spills (by `objdump`), but 512² tiles alternating in one process took 1.013-1.022 of the
+    /// time (3 runs of 190), a 2048² image 0.955-1.058 (noise).
     public static let upsampledVectors = 2, upsampledChannels = 2
     public static let vectorRegisters = 16
     /// How many floats ahead of a chunk the direct and upsampled row kernels prefetch one input
