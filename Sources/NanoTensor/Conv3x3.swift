@@ -418,7 +418,7 @@ public enum Conv3x3 {
     /// instructions a vector), but a copy of the loop per common combination, the options fixed
     /// in each, ran the same (AMD EPYC fam 25 mod 17, AVX2 build, one thread: the 4 → 4
     /// convolution at 512² 0.740 against 0.741 ms, the 1 → 4 one within the runs' spread).
-    /// There, with one thread, the AVX2 build's convolutions take 1.00-1.09 of the AVX-512
+    /// There, with one thread, the AVX2 build's convolutions take 0.98-1.09 of the AVX-512
     /// build's time on the same FMA peak, but the 4 → 4 one at 512² 1.17 and the 1 → 4 one 1.28
     /// (`bench --threads 1 --only conv_layer`, the faster of two runs each); over a 2048² pass
     /// this kernel had 1.16 times the samples (`perf`), the upsampled part's kernel 0.97.
