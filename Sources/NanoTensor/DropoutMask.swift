@@ -28,7 +28,7 @@ public struct DropoutMask: Sendable, Equatable {
     /// A 32-bit integer hash with full avalanche (the "lowbias32" finaliser). Two of them per
     /// element, in every pass that applies the mask (the batch norm's forward and both passes of
     /// its backward): a batch-20 training step on 512² tiles with pyNanoFind's dropout took
-    /// 1.011-1.015 of the time of one without (the AVX2 build) and 1.001-1.012 (AVX-512), AMD
+    /// 1.012-1.015 of the time of one without (the AVX2 build) and 1.001-1.011 (AVX-512), AMD
     /// EPYC fam 25 mod 17, alternating in one process, 2 runs of 20 each: little to gain from a
     /// cheaper mask.
     @inline(__always) static func hash(_ v: UInt32) -> UInt32 {
