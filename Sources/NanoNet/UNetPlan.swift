@@ -99,8 +99,9 @@ public struct UNetPlan: Sendable, Equatable {
     /// it (`OutputLevel.Skip.recomputed`) instead of laying it out in full: where the last level
     /// runs in bands with the fused two-class head and the network's input has one channel, so
     /// the skip costs 9 multiply-adds a value to make again against 8 bytes to write and read
-    /// back from memory a pass later (a 512² tile's 4.5 MB). Measured on AMD EPYC fam 25 mod 17, 2 threads: the encoder's first
-    /// convolution without its skip copy took 0.22–0.28 ms of a tile against 0.57–0.71.
+    /// back from memory a pass later (a 512² tile's 4.5 MB). Measured on AMD EPYC fam 25 mod 17,
+    /// 2 threads: the encoder's first convolution without its skip copy took 0.22–0.28 ms of a
+    /// tile against 0.57–0.71.
     public var firstSkipRecomputed: Bool {
         lastLevelRunsInBands && config.classes == 2 && encoders.first?.cin == 1
     }

@@ -12,8 +12,8 @@
 /// the last convolution's row y − 1 right after the first one's row y, so that only three rows of
 /// the scratch are in use at any time (a band's whole scratch, 66 rows of 4 channels 2048 wide,
 /// is about 2 MB, more than a core's L2; a recomputed skip (`Skip.recomputed`) adds its own 68
-/// rows). The two rows around each band are computed twice (once
-/// by each neighbour), 2 in `band` rows. Values are those of the two separate passes, bit for bit
+/// rows). The two rows around each band are computed twice (once by each neighbour), 2 in
+/// `band` rows. Values are those of the two separate passes, bit for bit
 /// (each row is made by the same kernels).
 public enum OutputLevel {
     /// Rows per work item: enough that the rows computed twice cost little, and every thread gets
