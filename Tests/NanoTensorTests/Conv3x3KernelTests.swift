@@ -194,6 +194,37 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    /// A level's bands (`OutputLevel.bandCuts`) cover its rows once, in order, none taller than
+    /// `bandRows`; where each thread's share holds fewer than 8 bands, every share ends at a cut
+    /// and in bands of halving height (a 512² tile on 2 threads: 64, 64, 64, 32, 16, 8, 8 each);
+    /// on one thread, or with 8 bands a share, they are all of `bandRows` but the last.
+    func testOutputLevelBandsTaperAtTheEndOfEachThreadsShare() {
+        XCTAssertEqual(OutputLevel.bandCuts(produced: 512, threads: 2),
+                       [0, 64, 128, 192, 224, 240, 248, 256, 320, 384, 448, 480, 496, 504, 512])
+        XCTAssertEqual(OutputLevel.bandCuts(produced: 512, threads: 1), [0, 64, 128, 192, 256, 320, 384, 448, 512])
+        XCTAssertEqual(OutputLevel.bandCuts(produced: 2048, threads: 2), Array(stride(from: 0, through: 2048, by: 64)))
+        for produced in [1, 2, 7, 16, 33, 64, 100, 128, 255, 256, 300, 511, 1000, 1023, 1024, 4096] {
+            for threads in 1...4 {
+                let cuts = OutputLevel.bandCuts(produced: produced, threads: threads)
+                let band = OutputLevel.bandRows(produced: produced, threads: threads)
+                let label = "\(produced) rows, \(threads) threads: \(cuts)"
+                XCTAssertEqual(cuts.first, 0, label)
+                XCTAssertEqual(cuts.last, produced, label)
+                let heights = zip(cuts.dropFirst(), cuts).map { $0 - $1 }
+                XCTAssertTrue(heights.allSatisfy { $0 >= 1 && $0 <= band }, label)
+                guard threads > 1 && produced < 8 * band * threads else {
+                    XCTAssertTrue(heights.dropLast().allSatisfy { $0 == band }, label)
+                    continue
+                }
+                for t in 1..<threads { XCTAssertTrue(cuts.contains(t * produced / threads), "\(label): share \(t)") }
+                // Within a share, no band taller than the one before it.
+                for k in 1..<heights.count where !(1..<threads).contains(where: { cuts[k] == $0 * produced / threads }) {
+                    XCTAssertLessThanOrEqual(heights[k], heights[k - 1], "\(label): band \(k)")
+                }
+            }
+        }
+    }
+
     /// The last decoder level in one pass per band (`OutputLevel`) equals its two passes (the
     /// decoder convolution into padded planes, then the last convolution with the softmax head)
     /// bit for bit: bands with odd first rows, bands of one row, a partial block of features,
