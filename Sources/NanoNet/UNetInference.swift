@@ -183,6 +183,19 @@ public final class UNetInference: @unchecked Sendable {
     /// `recomputingFirstSkip` (where the plan's `firstSkipRecomputed` and the last level then runs
     /// in bands), the first encoder writes its pooled output only, and the skip is its input
     /// and weights, for `OutputLevel` to recompute.
+    ///
+    /// Where a pass loses against its kernels (AMD EPYC fam 25 mod 17, a 2-vCPU VM, AVX-512, one
+    /// thread, `bench --threads 1`): a convolution of a 512² tile's pass, timed in place (the
+    /// levels in two passes), takes about what it takes alone after the caches are flushed, not
+    /// what it takes run after run on the same maps: the 256² level's first convolution 1.78-1.79
+    /// ms in place, alone 1.30-1.51 hot and 1.59-1.89 flushed; its second 0.84-0.86, 0.66-0.79 and
+    /// 0.88-0.95. The VM's share of the 32 MB L3 is small: a pointer chase over 2 MB took 14-22 ns
+    /// a load, over 4 MB 17-63 ns, from 8 MB 125-209 ns (memory), so a tile's 12 MB of maps come
+    /// back from memory. Flushed, then the inputs read once, the convolutions took 0.98-1.13 of
+    /// the hot time; with one line per page of them read instead (the TLB warm, the data not)
+    /// 1.06-1.22; flushed 1.04-1.29: the cost is the inputs' data. Tried and not kept: every
+    /// other pass taking its bands in reverse order, so that a thread first reads what it wrote
+    /// last (tiles, 2 threads, alternating: medians of 190 pairs' ratios 0.999-1.010, 3 runs).
     private func levels(_ x: PaddedPlanes, recomputingFirstSkip: Bool, pool: ThreadPool) -> (skip: OutputLevel.Skip, low: PaddedPlanes) {
         // A skip is let go as soon as its decoder convolution has read it: the buffer pool then
         // hands its (cached) memory to the next map of its size, that level's second convolution

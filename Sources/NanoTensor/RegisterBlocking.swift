@@ -16,7 +16,13 @@ public enum RegisterBlocking {
     public static let upsampledVectors = 2, upsampledChannels = 4
     /// Vector registers of the ISA the blocking is made for.
     public static let vectorRegisters = 32
-    /// No software prefetch (see the AVX2 value): on AVX-512 it measured no gain.
+    /// No software prefetch (see the AVX2 value): on AVX-512 it measured no gain. Again on AMD
+    /// EPYC fam 25 mod 17 (Zen 4), 2 threads, a 512² tile alternating with and without in one
+    /// process (190 each, a line per 16 floats of the chunk): 64, 128 and 256 floats ahead
+    /// 0.98-1.04 of the time without; the next output row's new input row instead (one row
+    /// ahead) 0.92-1.05, and on one thread a convolution run after the caches were flushed
+    /// still took 1.10-1.42 of its time on warm maps (1.07-1.28 without: `UNetInference.levels`
+    /// says where a pass loses).
     public static let prefetchAhead = 0
 #else
     /// 4 × 3 = 12 accumulators: with the 3 inputs and a weight, all 16 registers. Swift 6.3's
@@ -47,7 +53,9 @@ public enum RegisterBlocking {
     /// hardware prefetchers follow. On an Intel Xeon fam 6 mod 207, a 512² tile alternating run
     /// by run in one process (60 runs each, 3 rounds): 7.28-7.48 ms against 7.45-7.70 ms without,
     /// the decoder stages gaining 5 %; prefetching the outputs for writing as well lost 1 %, and a
-    /// training step did not change. The AVX-512 build measured no gain and does without.
+    /// training step did not change. The AVX-512 build measured no gain and does without. On
+    /// AMD EPYC fam 25 mod 17 (Zen 4), this build, a 512² tile alternating in one process (190
+    /// each): without the prefetch 1.044-1.055 of the time with it; 256 ahead 1.009-1.011.
     public static let prefetchAhead = 128
 #endif
 }
