@@ -106,6 +106,9 @@ public enum OutputLevel {
     public enum Destination {
         /// Both classes of every row: out[n, 0] and out[n, 1].
         case tensor(Tensor)
+        /// Both classes of every row of a single image's pass, into image `index` of a batch:
+        /// out[index, 0] and out[index, 1].
+        case batchImage(Tensor, index: Int)
         /// Class 1 (the particles) only, of rows `rows` and columns `columns` of a single image:
         /// row y, column x at base + (y − rows.lowerBound) · rowStride + x − columns.lowerBound.
         /// Rows outside `rows` are not computed (a tile's margins); class 0 is not stored. With
@@ -176,6 +179,10 @@ public enum OutputLevel {
         switch destination {
         case .tensor(let out):
             require(out.shape == Shape(skip.n, 2, h, width), "probabilities \(out.shape) for \(skip.n)x\(h)x\(width)")
+            produced = 0..<h
+        case .batchImage(let out, let index):
+            require(skip.n == 1 && index >= 0 && index < out.shape.n && out.shape == Shape(out.shape.n, 2, h, width),
+                    "probabilities \(out.shape), image \(index), for \(skip.n)x\(h)x\(width)")
             produced = 0..<h
         case .particleWindow(_, _, let rows, let columns, _):
             require(skip.n == 1 && rows.lowerBound >= 0 && rows.upperBound <= h && columns.lowerBound >= 0 && columns.upperBound <= width,
@@ -266,6 +273,8 @@ public enum OutputLevel {
                 switch destination {
                 case .tensor(let out):
                     softmax!.row(input, sps, rs, out.plane(i, 0) + y * width, out.plane(i, 1) + y * width, width: width)
+                case .batchImage(let out, let index):
+                    softmax!.row(input, sps, rs, out.plane(index, 0) + y * width, out.plane(index, 1) + y * width, width: width)
                 case .particleWindow(let base, let rowStride, let kept, let columns, let mask):
                     let p1 = rows + features * sps
                     softmax!.row(input, sps, rs, nil, p1, width: width)

@@ -96,6 +96,28 @@ final class FusedHeadTests: XCTestCase {
         }
     }
 
+    /// A batch's probabilities are each image's own, bit for bit: where the last level and the
+    /// head run as one pass (each image read straight from the batch and written straight into
+    /// it: first widths of 3 and 4) and where they do not (6).
+    func testABatchGivesEachImagesOwnProbabilities() {
+        for widths in [[4, 8], [3, 5], [6, 8]] {
+            let net = UNet(config: UNetConfig(widths: widths, centreWidth: 6), seed: 4)
+            let engine = UNetInference(net)
+            var rng = SplitMix64(seed: 5)
+            let (n, h, w) = (3, 16, 40)
+            let x = Tensor.randomNormal(Shape(n, 1, h, w), rng: &rng)
+            let batch = engine.probabilities(x)
+            XCTAssertEqual(batch.shape, Shape(n, 2, h, w))
+            for i in 0..<n {
+                let one = Tensor(Shape(1, 1, h, w), zeroed: false)
+                one.data.update(from: x.plane(i, 0), count: h * w)
+                let own = engine.probabilities(one)
+                let inBatch = Array(UnsafeBufferPointer(start: batch.plane(i, 0), count: 2 * h * w))
+                XCTAssertEqual(inBatch.map(\.bitPattern), own.array.map(\.bitPattern), "widths \(widths), image \(i)")
+            }
+        }
+    }
+
     /// Decoder levels above the last, fused per band of rows (`OutputLevel`) or run as two passes,
     /// give the same probabilities bit for bit through the whole network at this build's vector
     /// width: `.automatic` fuses only in 16-lane builds, so
