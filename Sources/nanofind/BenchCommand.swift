@@ -12,7 +12,11 @@ struct Bench: ParsableCommand {
         discussion: """
             Prints a table per kind of row (--json: one JSON object per line): memory_bandwidth \
             (GB/s of reading, of non-temporal writing and of copying 256 MiB shared among the \
-            threads: the ceiling of passes bound by memory, beside fma_peak), infer_tile_512 \
+            threads: the ceiling of passes bound by memory, beside fma_peak), memory_latency \
+            (nanoseconds a load takes when its address comes from the load before, over working \
+            sets of 256 KiB to 64 MiB, and cache_mib: the largest of them whose load took at most \
+            half of the 64 MiB one's, the cache this run had: on a VM that shares its L3 with \
+            other tenants, less than the CPU's), infer_tile_512 \
             (batch 1 and 8, ms_per_tile), infer_tile_stage (each stage of that pass at batch 1 \
             timed in place, to set beside conv_layer: what the pass loses between kernels; the last \
             level's stage also recomputes the first level's skip, not counted in its FLOPs), \
@@ -52,7 +56,7 @@ struct Bench: ParsableCommand {
     var only: String?
 
     /// Every row name (`--only` must be a prefix of one).
-    static let rowNames = ["memory_bandwidth", "infer_tile_512", "infer_tile_stage", "infer_2048", "infer_stage_2048", "infer_4096_tiled", "train_step_512", "train_stage_512", "conv_layer", "conv_grad",
+    static let rowNames = ["memory_bandwidth", "memory_latency", "infer_tile_512", "infer_tile_stage", "infer_2048", "infer_stage_2048", "infer_4096_tiled", "train_step_512", "train_stage_512", "conv_layer", "conv_grad",
                            "segment_1024", "segment_2048", "segment_4096", "segment_8192", "segment_resampled_4096", "segment_batch_4096"]
 
     func validate() throws {
@@ -143,6 +147,15 @@ struct Bench: ParsableCommand {
             let bw = MemoryBandwidth.measure(pool: pool)
             emit([("name", "memory_bandwidth"), ("threads", pool.threadCount), ("read_gb_per_s", bw.read),
                   ("stream_write_gb_per_s", bw.write), ("copy_gb_per_s", bw.copy)])
+        }
+        if wanted("memory_latency") {
+            // Where the caches end for this run (a VM's share of a shared L3 is not the CPU
+            // model's L3): whether a pass's maps come back from cache or from memory.
+            let times = MemoryLatency.measure()
+            emit([("name", "memory_latency"), ("threads", 1)]
+                 + times.map { (t: (kilobytes: Int, nanoseconds: Double)) -> (String, Any) in
+                     (t.kilobytes >= 1024 ? "ns_\(t.kilobytes >> 10)mib" : "ns_\(t.kilobytes)kib", t.nanoseconds) }
+                 + [("cache_mib", Double(MemoryLatency.effectiveCache(times)) / 1024)])
         }
         for batch in [1, 8] where wanted("infer_tile_512") {
             let x = Tensor.randomUniform(Shape(batch, 1, 512, 512), in: 0...1, rng: &rng)

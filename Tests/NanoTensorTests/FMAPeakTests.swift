@@ -28,6 +28,27 @@ final class FMAPeakTests: XCTestCase {
         XCTAssertEqual(values.withUnsafeBufferPointer { ChannelKernels.sum($0.baseAddress!, n) }, Float(n * (n - 1) / 2))
     }
 
+    /// The chase behind `memory_latency` runs one cycle through every line of its working set
+    /// (so each load misses where the set is larger than the caches), its times are plausible
+    /// (above 0.05 ns, below 100 µs a load), and the cache it reports is the largest set whose
+    /// load took at most half of the largest set's.
+    func testMemoryLatencyChasesEveryLineAndReadsItsCache() {
+        for lines in [2, 3, 64, 1000] {
+            let chain = MemoryLatency.chain(lines: lines, seed: 7)
+            defer { chain.deallocate() }
+            var seen = Set<Int>(), at = 0
+            for _ in 0..<lines { seen.insert(at); at = chain[at * 8] }
+            XCTAssertEqual(seen.count, lines, "\(lines) lines")
+            XCTAssertEqual(at, 0, "\(lines) lines: back at the start after one lap")
+        }
+        let times = MemoryLatency.measure(kilobytes: [16, 4096], loads: 20_000)
+        XCTAssertEqual(times.map(\.kilobytes), [16, 4096])
+        for t in times { XCTAssertGreaterThan(t.nanoseconds, 0.05); XCTAssertLessThan(t.nanoseconds, 100_000) }
+        XCTAssertEqual(MemoryLatency.effectiveCache([(256, 4), (1024, 9), (4096, 40), (65536, 100)]), 4096)
+        XCTAssertEqual(MemoryLatency.effectiveCache([(256, 4), (1024, 9), (4096, 60), (65536, 100)]), 1024)
+        XCTAssertEqual(MemoryLatency.effectiveCache([(256, 60), (65536, 100)]), 0)
+    }
+
     /// The CPU named in bench rows is the one /proc/cpuinfo names (where there is one), and the
     /// ISA is the vector width this build was compiled for (-DNF_SIMD16, -DNF_SIMD4 or neither).
     func testTheCPUAndTheBuildsVectorWidthAreNamed() throws {
