@@ -121,7 +121,8 @@ public final class UNetInference: @unchecked Sendable {
     /// from the batch straight into the network's input planes and its probabilities straight
     /// into the batch's, with no copy of either in between (each image's copy in and out, on
     /// the calling thread while the others waited: batches of 8 512² tiles took 1.05 times as
-    /// long, AMD EPYC fam 25 mod 17, 2 threads, one process alternating, 3 runs of 40 pairs).
+    /// long with AVX-512 and 1.06-1.07 times with AVX2, AMD EPYC fam 25 mod 17, 2 threads, one
+    /// process alternating, 3 runs of 40 pairs each).
     public func probabilities(_ x: Tensor, pool: ThreadPool = .shared) -> Tensor {
         let s = x.shape
         let fusedHead = config.classes == 2 && config.widths[0] <= 4
