@@ -37,7 +37,8 @@ public enum MemoryLatency {
     }
 
     static let lineBytes = 64
-    static let intsPerLine = lineBytes / MemoryLayout<Int>.stride
+    /// Words per cache line: line k's link to the next is word k · intsPerLine of a `chain`.
+    package static let intsPerLine = lineBytes / MemoryLayout<Int>.stride
 
     /// `lines` cache lines in a random order, each holding in its first word the index of the
     /// line after it in that order, the last the first's: one cycle through every line, so a

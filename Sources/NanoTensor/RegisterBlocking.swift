@@ -40,9 +40,9 @@ public enum RegisterBlocking {
     /// × 2 channels, 12 accumulators with one shift's 3 input vectors and a weight, so that 12
     /// chains rather than 8 cover the multiply-add latency (the same sums, bit for bit). Written
     /// straight, LLVM hoisted the next shift's loads and spilled 6 accumulators to the stack
-    /// (the 128²-512² decoder convolutions 0.89-1.06 ms against 0.70-0.92); as one loop over the 2 · cin rows,
-    /// no spills (by `objdump`), but 512² tiles alternating in one process took 1.013-1.022 of the
-    /// time (3 runs of 190), a 2048² image 0.955-1.058 (noise).
+    /// (the 128²-512² decoder convolutions 0.89-1.06 ms against 0.70-0.92); as one loop over the
+    /// 2 · cin rows, no spills (by `objdump`), but 512² tiles alternating in one process took
+    /// 1.013-1.022 of the time (3 runs of 190), a 2048² image 0.955-1.058 (noise).
     public static let upsampledVectors = 2, upsampledChannels = 2
     public static let vectorRegisters = 16
     /// How many floats ahead of a chunk the direct and upsampled row kernels prefetch one input

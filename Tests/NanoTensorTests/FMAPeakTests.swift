@@ -37,7 +37,7 @@ final class FMAPeakTests: XCTestCase {
             let chain = MemoryLatency.chain(lines: lines, seed: 7)
             defer { chain.deallocate() }
             var seen = Set<Int>(), at = 0
-            for _ in 0..<lines { seen.insert(at); at = chain[at * 8] }
+            for _ in 0..<lines { seen.insert(at); at = chain[at * MemoryLatency.intsPerLine] }
             XCTAssertEqual(seen.count, lines, "\(lines) lines")
             XCTAssertEqual(at, 0, "\(lines) lines: back at the start after one lap")
         }
