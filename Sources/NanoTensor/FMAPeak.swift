@@ -45,7 +45,9 @@ public enum FMAPeak {
     public static var cpu: (model: String, isa: String) {
         var model = "unknown CPU"
         var brand = [CChar](repeating: 0, count: 256)
-        if nf_cpu_brand(&brand, brand.count) == 0 { model = String(cString: brand) }  // macOS
+        if nf_cpu_brand(&brand, brand.count) == 0 {  // macOS
+            model = String(decoding: brand.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
         if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
             let field = { (key: String) in
                 text.split(separator: "\n").first { $0.hasPrefix(key) }?.split(separator: ":", maxSplits: 1).last

@@ -12,9 +12,17 @@
 /// the last convolution's row y − 1 right after the first one's row y, so that only three rows of
 /// the scratch are in use at any time (a band's whole scratch, 66 rows of 4 channels 2048 wide,
 /// is about 2 MB, more than a core's L2; a recomputed skip (`Skip.recomputed`) adds its own 68
-/// rows). The two rows around each band are computed twice (once by each neighbour), 2 in
-/// `band` rows. Values are those of the two separate passes, bit for bit
-/// (each row is made by the same kernels).
+/// rows). A band needs the first convolution's row above it and below it: where a thread goes
+/// on from one band to the next (its own share, in order), the rows the two share (and a
+/// recomputed skip's four) move to the top of its scratch; only a thread's first band and a band
+/// taken from another thread's share compute them again. Values are those of the two separate
+/// passes, bit for bit (each row is made by the same kernels).
+///
+/// Measured on AMD EPYC fam 25 mod 17 (Zen 4), 2 threads, one process alternating tile by tile
+/// (190 pairs, medians of the pairs' ratios): a 512² tile took 0.977 and 0.981 of the time of
+/// computing every band's edge rows (AVX-512: its 128² level 0.93 of the time, the last 0.97,
+/// the 256² level the same), 0.995 and 0.993 with the AVX2 build (`-target-cpu haswell`, whose
+/// only fused level is the last: 0.975-0.98 of its time).
 public enum OutputLevel {
     /// Rows per work item: enough that the rows computed twice cost little, and every thread gets
     /// several bands. Measured on AMD EPYC fam 26 mod 2 (Zen 5), 2 threads, builds paired: with
@@ -37,8 +45,8 @@ public enum OutputLevel {
     /// (a 512² tile's levels: 4 each on 2 threads), the share ends in bands of halving height,
     /// down to `taperRows`: a pass ends when its slowest thread does, and a thread that finishes
     /// its share first can only take whole bands from the other's, so the last bands decide how
-    /// long it waits. Each band computes the rows above and below it once more, which the
-    /// smaller bands repeat; a share of 8 bands or more waits little and is not cut further.
+    /// long it waits. (The rows above and below a band are not computed again where the same
+    /// thread did the band before it.) A share of 8 bands or more waits little and is not cut further.
     ///
     /// Measured on AMD EPYC fam 25 mod 17 (Zen 4), 2 threads, a 512² tile: with bands of equal
     /// height, the two threads waited for each other 0.29-0.79 ms per tile (main thread and
@@ -73,9 +81,10 @@ public enum OutputLevel {
 
     /// Whether a decoder level of `height` rows runs as one pass per band (`Destination.planes`)
     /// rather than as its two convolutions: with 16-lane (AVX-512) kernels, where its bands have
-    /// at least 16 rows, so the rows of the first convolution computed twice add at most an
-    /// eighth to it. The first convolution's output, and the skip it reads, are then read while
-    /// in cache instead of after a whole map has gone through.
+    /// at least 16 rows, so the rows of the first convolution computed twice (at a thread's first
+    /// band and at bands taken from another's share) add at most an eighth to those bands. The
+    /// first convolution's output, and the skip it reads, are then read while in cache instead of
+    /// after a whole map has gone through.
     ///
     /// Measured on Intel Xeon fam 6 mod 207, 2 threads, `bench --only infer_`, the same build
     /// with and without, alternating (medians of 8 runs, 5 for 2048², 3 for 4096²): AVX-512, a
@@ -90,7 +99,10 @@ public enum OutputLevel {
     /// nine runs), and fusing the 64² level too 1.044-1.055; the AVX2 build fused 1.07-1.08.
     /// The rule stays as measured on the Xeon, where the tile gained most. Again on that Zen 4,
     /// the AVX2 build, one process alternating: a 2048² image fused 0.971-1.026 of two passes on
-    /// two threads (five runs of 20), 0.930-0.990 on one (two runs), a tile 1.070-1.090.
+    /// two threads (five runs of 20), 0.930-0.990 on one (two runs), a tile 1.070-1.090. With
+    /// the rows carried from band to band (above), again on that Zen 4, tiles alternating (190
+    /// pairs): AVX-512 with the upper levels in two passes 0.978 and 0.993 of the fused time;
+    /// the AVX2 build with every level fused 1.018 and 1.013 of its two passes' time.
     public static func fuses(height: Int, threads: Int) -> Bool {
         vectorWidth >= 16 && bandRows(produced: height, threads: threads) >= 16
     }
@@ -164,9 +176,13 @@ public enum OutputLevel {
         forward(skip: .planes(skip), direct, low: low, phase, last: last, head: head, into: destination, pool: pool)
     }
 
+    /// The level into `destination`. Returns how many bands took their first rows from the band
+    /// before (`carryingRows`, on unless a test compares the two ways; the values are the same
+    /// bit for bit).
+    @discardableResult
     public static func forward(skip: Skip, _ direct: Conv3x3.PackedWeights, low: PaddedPlanes,
                                _ phase: UpsampledConv3x3.PhaseWeights, last: Conv3x3.PackedWeights, head: [Float],
-                               into destination: Destination, pool: ThreadPool = .shared) {
+                               into destination: Destination, carryingRows: Bool = true, pool: ThreadPool = .shared) -> Int {
         let h = skip.height, width = skip.width, lw = low.width
         require(direct.cout == phase.cout && skip.n == low.n && h == 2 * low.height && width == 2 * lw,
                 "decoder convolution parts do not match")
@@ -214,9 +230,24 @@ public enum OutputLevel {
         let skipScratchOffset = perThread
         if case .recomputed = skip { perThread += skip.channels * skipPlaneStride }
         let scratch = Tensor(Shape(pool.threadCount, 1, 1, perThread), zeroed: false)
+        // Each thread's last band (its image, first and end row; −1: none yet) and how many of
+        // its bands carried rows, 128 bytes apart.
+        let lastBand = UnsafeMutablePointer<Int>.allocate(capacity: pool.threadCount * 16)
+        lastBand.initialize(repeating: -1, count: pool.threadCount * 16)
+        for t in 0..<pool.threadCount { lastBand[t * 16 + 3] = 0 }
+        defer { lastBand.deallocate() }
         pool.parallelFor(skip.n * bands) { item, thread in
             let i = item / bands, y0 = produced.lowerBound + cuts[item % bands], y1 = produced.lowerBound + cuts[item % bands + 1]
             let rows = scratch.data + thread * perThread
+            // Where this thread's last band ended at this band's first row (a thread takes its
+            // share of the bands in order), the rows both need are in its scratch already: the
+            // first convolution's rows y0 − 1 and y0, and a recomputed skip's rows y0 − 2 … y0 + 1.
+            // They move to the top of the scratch instead of being computed again.
+            let state = lastBand + thread * 16
+            let carried = carryingRows && state[0] == i && state[2] == y0
+            let previousFirst = state[1]
+            state[0] = i; state[1] = y0; state[2] = y1
+            if carried { state[3] += 1 }
             let lowView = low.view(image: i)
             // The skip's rows: from its planes, or recomputed into the scratch as they are
             // first needed (`skipRows`), rows y0 − 2 … y1 + 1, zero outside the image.
@@ -228,6 +259,14 @@ public enum OutputLevel {
             case .recomputed(let input, let encoder):
                 skipView = PlaneView(rows + skipScratchOffset + vectorWidth + (2 - y0) * rs, planeStride: skipPlaneStride, rowStride: rs)
                 recompute = (input.view(image: i), encoder)
+                if carried {
+                    // Rows y0 − 2 … y0 + 1 were at y − previousFirst + 2; each moves up by the last band's height.
+                    let base = rows + skipScratchOffset, shift = (y0 - previousFirst) * rs
+                    for c in 0..<encoder.cout {
+                        for r in 0..<4 { (base + c * skipPlaneStride + r * rs).update(from: base + c * skipPlaneStride + r * rs + shift, count: rs) }
+                    }
+                    nextSkipRow = y0 + 2
+                }
             }
             // Recomputes the skip's rows up to `y` (a no-op for a skip laid out in planes).
             func skipRows(through y: Int) {
@@ -251,7 +290,14 @@ public enum OutputLevel {
             // y − 2 … y. So only a few rows of each scratch are in use at a time, and they stay in
             // the core's caches however wide the image (a band's whole scratch of a 2048-wide
             // image is more than its L2).
-            for y in (y0 - 1)...y1 {
+            if carried {
+                // The first convolution's rows y0 − 1 and y0 were at r = y − previousFirst + 1.
+                let shift = (y0 - previousFirst) * rs
+                for c in 0..<features {
+                    for r in 0..<2 { (rows + c * sps + r * rs).update(from: rows + c * sps + r * rs + shift, count: rs) }
+                }
+            }
+            for y in (carried ? y0 + 1 : y0 - 1)...y1 {
                 let r = y - y0 + 1
                 if y >= 0 && y < h {
                     skipRows(through: y + 1)
@@ -292,6 +338,7 @@ public enum OutputLevel {
                 }
             }
         }
+        return (0..<pool.threadCount).reduce(0) { $0 + lastBand[$1 * 16 + 3] }
     }
 
     @inline(__always) static func zeroRow(_ row: UnsafeMutablePointer<Float>, count: Int) {

@@ -282,10 +282,10 @@ final class Conv3x3KernelTests: XCTestCase {
                     let columns = 0..<(2 * w)
                     var window = [Float](repeating: .nan, count: rows.count * columns.count)
                     window.withUnsafeMutableBufferPointer { o in
-                        OutputLevel.forward(skip: .recomputed(input: input, encoder), level.direct, low: lp, level.phase,
-                                            last: level.second, head: head,
-                                            into: .particleWindow(base: o.baseAddress!, rowStride: columns.count, rows: rows,
-                                                                  columns: columns, mask: nil), pool: pool)
+                        _ = OutputLevel.forward(skip: .recomputed(input: input, encoder), level.direct, low: lp, level.phase,
+                                                last: level.second, head: head,
+                                                into: .particleWindow(base: o.baseAddress!, rowStride: columns.count, rows: rows,
+                                                                      columns: columns, mask: nil), pool: pool)
                     }
                     let kept = rows.flatMap { y in (0..<(2 * w)).map { expected.plane(0, 1)[y * 2 * w + $0] } }
                     XCTAssertEqual(window.map(\.bitPattern), kept.map(\.bitPattern), "\(label), rows \(rows)")
@@ -315,6 +315,67 @@ final class Conv3x3KernelTests: XCTestCase {
                 XCTAssertEqual(UnsafeBufferPointer(start: out.data, count: count).map(\.bitPattern),
                                UnsafeBufferPointer(start: expected.data, count: count).map(\.bitPattern),
                                "\(n) \(cs)+\(cu)->\(f)->\(o) \(2 * h)x\(2 * w), \(pool.threadCount) threads")
+            }
+        }
+    }
+
+    /// A band whose thread did the band above it takes the rows the two share (the first
+    /// convolution's two, a recomputed skip's four) from its scratch instead of computing them
+    /// again: the same bits as computing every band's edge rows, for probabilities, a window of
+    /// rows, a recomputed skip and a level into padded planes, 1 to 3 threads; on one thread every
+    /// band but the first carries its rows, and with `carryingRows` off none does.
+    func testOutputLevelBandsCarryTheirEdgeRowsWithTheSameBits() {
+        var rng = SplitMix64(seed: 16)
+        // (n, encoder inputs, skip channels, map channels, features, outputs, low-resolution h, w)
+        for (n, cin, cs, cu, f, o, h, w) in [(1, 1, 4, 8, 4, 4, 160, 20), (2, 2, 3, 5, 3, 6, 45, 9), (1, 1, 4, 8, 4, 4, 7, 5)] {
+            let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: o, h: h, w: w, rng: &rng)
+            let head = Tensor.randomNormal(Shape(1, 1, 1, 2 * o + 2), rng: &rng).array
+            let x = Tensor.randomNormal(Shape(n, cin, 2 * h, 2 * w), rng: &rng)
+            let we = Tensor.randomNormal(Shape(cs, cin, 3, 3), rng: &rng), be = Tensor.randomNormal(Shape(1, 1, 1, cs), rng: &rng)
+            let encoder = Conv3x3.PackedWeights(oihw: we.data, bias: be.data, cout: cs, cin: cin)
+            for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
+                let input = PaddedPlanes.from(x, pool: pool), lp = PaddedPlanes.from(level.low, pool: pool)
+                let sp = PaddedPlanes.from(level.skip, pool: pool)
+                let bands = OutputLevel.bandCuts(produced: 2 * h, threads: pool.threadCount).count - 1
+                let label = "\(n) \(cin)->\(cs)+\(cu)->\(f)->\(o) \(2 * h)x\(2 * w), \(pool.threadCount) threads, \(bands) bands"
+                for skip in [OutputLevel.Skip.planes(sp), .recomputed(input: input, encoder)] where o == f {
+                    var outs: [[UInt32]] = [], carried: [Int] = []
+                    for carrying in [false, true] {
+                        let out = Tensor(Shape(n, 2, 2 * h, 2 * w), repeating: .nan)
+                        carried.append(OutputLevel.forward(skip: skip, level.direct, low: lp, level.phase, last: level.second, head: head,
+                                                           into: .tensor(out), carryingRows: carrying, pool: pool))
+                        outs.append(out.array.map(\.bitPattern))
+                    }
+                    XCTAssertEqual(outs[1], outs[0], "\(label), \(skip)")
+                    XCTAssertEqual(carried[0], 0, label)
+                    if pool.threadCount == 1 { XCTAssertEqual(carried[1], n * (bands - 1), label) }
+                    XCTAssertLessThanOrEqual(carried[1], n * (bands - 1), label)
+                    guard n == 1 else { continue }
+                    let rows = 3..<(2 * h - 2), columns = 1..<(2 * w)
+                    var windows: [[UInt32]] = []
+                    for carrying in [false, true] {
+                        var window = [Float](repeating: .nan, count: rows.count * columns.count)
+                        window.withUnsafeMutableBufferPointer { b in
+                            _ = OutputLevel.forward(skip: skip, level.direct, low: lp, level.phase, last: level.second, head: head,
+                                                    into: .particleWindow(base: b.baseAddress!, rowStride: columns.count, rows: rows,
+                                                                          columns: columns, mask: nil),
+                                                    carryingRows: carrying, pool: pool)
+                        }
+                        windows.append(window.map(\.bitPattern))
+                    }
+                    XCTAssertEqual(windows[1], windows[0], "\(label), \(skip), rows \(rows)")
+                }
+                var planes: [[UInt32]] = []
+                for carrying in [false, true] {
+                    let out = PaddedPlanes(n: n, channels: o, height: 2 * h, width: 2 * w)
+                    let count = n * o * out.planeStride
+                    for k in 0..<count { out.data[k] = .nan }
+                    let c = OutputLevel.forward(skip: .planes(sp), level.direct, low: lp, level.phase, last: level.second, head: [],
+                                                into: .planes(out), carryingRows: carrying, pool: pool)
+                    if pool.threadCount == 1 { XCTAssertEqual(c, carrying ? n * (bands - 1) : 0, label) }
+                    planes.append(UnsafeBufferPointer(start: out.data, count: count).map(\.bitPattern))
+                }
+                XCTAssertEqual(planes[1], planes[0], "\(label), into planes")
             }
         }
     }
