@@ -10,8 +10,8 @@
 /// above and below it that the last convolution also reads, into a per-thread scratch laid out as
 /// padded planes, and the last convolution reads them there while they are in cache: row by row,
 /// the last convolution's row y − 1 right after the first one's row y, so that only three rows of
-/// the scratch are in use at any time (a band's whole scratch, 66 rows of 4 channels 2048 wide,
-/// is about 2 MB, more than a core's L2; a recomputed skip (`Skip.recomputed`) adds its own 68
+/// the scratch are in use at any time (a band's whole scratch, 34 rows of 4 channels 2048 wide,
+/// is about 1.1 MB, as much as a Zen 4 core's L2; a recomputed skip (`Skip.recomputed`) adds its own 36
 /// rows). A band needs the first convolution's row above it and below it: where a thread goes
 /// on from one band to the next (its own share, in order), the rows the two share (and a
 /// recomputed skip's four) move to the top of its scratch; only a thread's first band and a band
@@ -32,7 +32,13 @@ public enum OutputLevel {
     /// of 8) and 0.983 for the tile (6 of 10: no loss); 128 the same as 64 (1.007). The AVX2 build
     /// (`-target-cpu haswell`, whose upper levels run as two passes) neither gained nor lost
     /// (1.013 for 2048², 1.010 for the tile, against the build before both).
-    public static let band = 64
+    /// Once a band took its edge rows from the band before it (a thread's first band is the only
+    /// one that computes them), 32 rows again: on AMD EPYC fam 25 mod 17 (Zen 4), 2 threads, one
+    /// process alternating bands of 32 and of 64 pass by pass, AVX-512 512² tiles 0.983, 0.997 and
+    /// 0.987 of the time (medians of 190 pairs' ratios; the last level 1.5-2.5 % faster), the
+    /// AVX2 build's 0.994 and 0.994 (its last level 3 %), a 2048² image 1.001 and 1.003 (AVX-512,
+    /// 30 pairs) and 1.001 (AVX2): no loss.
+    public static let band = 32
 
     /// The rows per work item for `produced` rows on `threads` threads: `band`, or fewer so that
     /// every thread gets several.
@@ -42,7 +48,7 @@ public enum OutputLevel {
 
     /// The work items' rows, as offsets from the first produced row: [0, …, produced]. Bands of
     /// `bandRows` rows, but where each thread's share of the rows holds fewer than 8 of them
-    /// (a 512² tile's levels: 4 each on 2 threads), the share ends in bands of halving height,
+    /// (a 512² tile's 256² and 128² levels: 4 each on 2 threads), the share ends in bands of halving height,
     /// down to `taperRows`: a pass ends when its slowest thread does, and a thread that finishes
     /// its share first can only take whole bands from the other's, so the last bands decide how
     /// long it waits. (The rows above and below a band are not computed again where the same

@@ -196,13 +196,16 @@ final class Conv3x3KernelTests: XCTestCase {
 
     /// A level's bands (`OutputLevel.bandCuts`) cover its rows once, in order, none taller than
     /// `bandRows`; where each thread's share holds fewer than 8 bands, every share ends at a cut
-    /// and in bands of halving height (a 512² tile on 2 threads: 64, 64, 64, 32, 16, 8, 8 each);
-    /// on one thread, or with 8 bands a share, they are all of `bandRows` but the last.
+    /// and in bands of halving height (a 512² tile's 256² level on 2 threads: 32, 32, 32, 16, 8, 8
+    /// each); on one thread, or with 8 bands a share, they are all of `bandRows` but the last.
     func testOutputLevelBandsTaperAtTheEndOfEachThreadsShare() {
-        XCTAssertEqual(OutputLevel.bandCuts(produced: 512, threads: 2),
-                       [0, 64, 128, 192, 224, 240, 248, 256, 320, 384, 448, 480, 496, 504, 512])
-        XCTAssertEqual(OutputLevel.bandCuts(produced: 512, threads: 1), [0, 64, 128, 192, 256, 320, 384, 448, 512])
-        XCTAssertEqual(OutputLevel.bandCuts(produced: 2048, threads: 2), Array(stride(from: 0, through: 2048, by: 64)))
+        XCTAssertEqual(OutputLevel.band, 32)
+        XCTAssertEqual(OutputLevel.bandCuts(produced: 256, threads: 2),
+                       [0, 32, 64, 96, 112, 120, 128, 160, 192, 224, 240, 248, 256])
+        XCTAssertEqual(OutputLevel.bandCuts(produced: 128, threads: 2), [0, 16, 32, 48, 56, 64, 80, 96, 112, 120, 128])
+        XCTAssertEqual(OutputLevel.bandCuts(produced: 512, threads: 2), Array(stride(from: 0, through: 512, by: 32)))
+        XCTAssertEqual(OutputLevel.bandCuts(produced: 512, threads: 1), Array(stride(from: 0, through: 512, by: 32)))
+        XCTAssertEqual(OutputLevel.bandCuts(produced: 2048, threads: 2), Array(stride(from: 0, through: 2048, by: 32)))
         for produced in [1, 2, 7, 16, 33, 64, 100, 128, 255, 256, 300, 511, 1000, 1023, 1024, 4096] {
             for threads in 1...4 {
                 let cuts = OutputLevel.bandCuts(produced: produced, threads: threads)
