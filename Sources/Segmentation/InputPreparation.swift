@@ -7,7 +7,20 @@ extension InputRecipe {
     /// median filter and the percentile scaling run on its threads (the same values).
     public func apply(_ image: FloatImage, pool: ThreadPool? = nil) -> FloatImage {
         let parallel = pool?.parallel ?? serially
+        return scaled(medianFilter ? medianFilter3x3(image, parallel: parallel) : image, parallel: parallel)
+    }
+
+    /// `apply`'s image and `rawZeroOffset`'s value from one median filter (what training keeps
+    /// of each image: a filter of a 4096² micrograph is its most expensive step).
+    public func prepare(_ image: FloatImage, pool: ThreadPool? = nil) -> (image: FloatImage, rawZero: Float) {
+        let parallel = pool?.parallel ?? serially
         let filtered = medianFilter ? medianFilter3x3(image, parallel: parallel) : image
+        let offset = rawZeroOffset(filtered: filtered, parallel: parallel)
+        return (scaled(filtered, parallel: parallel), offset)
+    }
+
+    /// The recipe's scaling of an image already median-filtered where the recipe says.
+    private func scaled(_ filtered: consuming FloatImage, parallel: ParallelFor) -> FloatImage {
         switch scaling {
         case .none: return filtered
         case .minMax: return minMaxNormalise(consume filtered)
@@ -25,12 +38,15 @@ extension InputRecipe {
     /// one. What training's illumination augmentation needs to give a low-contrast image (whose
     /// percentiles span a few % of its level) the large swing the same light gives it.
     public func rawZeroOffset(_ image: FloatImage) -> Float {
-        let offset = unguardedRawZeroOffset(image)
+        rawZeroOffset(filtered: medianFilter ? medianFilter3x3(image) : image, parallel: serially)
+    }
+
+    private func rawZeroOffset(filtered: FloatImage, parallel: ParallelFor) -> Float {
+        let offset = unguardedRawZeroOffset(filtered, parallel: parallel)
         return offset.isFinite ? offset : 0  // (a range of denormals, which `apply` rescales first: no light swing, rather than NaN crops)
     }
 
-    private func unguardedRawZeroOffset(_ image: FloatImage) -> Float {
-        let filtered = medianFilter ? medianFilter3x3(image) : image
+    private func unguardedRawZeroOffset(_ filtered: FloatImage, parallel: ParallelFor) -> Float {
         guard filtered.count > 0 else { return 0 }
         switch scaling {
         case .none: return 0
@@ -38,7 +54,7 @@ extension InputRecipe {
             let (lo, hi) = filtered.minMax()
             return hi > lo ? lo / (hi - lo) : 0
         case .percentile:
-            let q = percentiles(filtered.pixels, [Double(lowerPercentile), Double(upperPercentile)])
+            let q = percentiles(filtered.pixels, [Double(lowerPercentile), Double(upperPercentile)], parallel: parallel)
             if q[1] > q[0] { return q[0] / (q[1] - q[0]) }
             let (lo, hi) = filtered.minMax()
             return hi > lo ? lo / (hi - lo) : 0

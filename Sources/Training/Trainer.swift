@@ -16,8 +16,8 @@ public struct PreparedImage: Sendable {
     public var rawZero: Float
 
     public init(_ l: LabelledImage, recipe: InputRecipe) {
-        name = l.name; image = recipe.apply(l.image); mask = l.mask; pixelSizeNm = l.pixelSizeNm; group = l.group
-        rawZero = recipe.rawZeroOffset(l.image)
+        name = l.name; mask = l.mask; pixelSizeNm = l.pixelSizeNm; group = l.group
+        (image, rawZero) = recipe.prepare(l.image)
     }
 }
 
