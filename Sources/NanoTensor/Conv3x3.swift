@@ -144,6 +144,10 @@ public enum Conv3x3 {
     /// the output's store, a pooling pass and its reload. Same values as `forward(_:_:into:reluCopy:)`
     /// followed by `PaddedPlanes.fillMaxPool2x2(of:)`.
     /// Without `reluCopy`, the pooled output only (a skip that `OutputLevel` recomputes).
+    /// Tried and not kept (AMD EPYC fam 25 mod 17, AVX-512, 2 threads, 512² tiles alternating in
+    /// one process, 190 pairs): the skip written with non-temporal stores, as it is read back a
+    /// pass later: 0.989-1.008 of the time in four runs (the 256² encoder 5-9 % faster, the
+    /// decoder level reading its skip 2-8 % slower, with its rows prefetched or not).
     public static func forward(_ input: PaddedPlanes, _ w: PackedWeights, reluCopy: PaddedPlanes?, pooledInto pooled: PaddedPlanes,
                                pool: ThreadPool = .shared) {
         let h = input.height, width = input.width

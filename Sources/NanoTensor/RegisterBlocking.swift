@@ -13,6 +13,10 @@ public enum RegisterBlocking {
     public static let gradientChannels = 2
     /// Vectors of low-resolution columns per chunk of the upsampled (decoder) forward, and output
     /// channels per pass over its inputs (2 accumulators per vector and channel): 2 × 4 = 16.
+    /// Tried and not kept (AMD EPYC fam 25 mod 17, AVX-512, 2 threads, 512² tiles alternating in
+    /// one process, 190 pairs): 4 vectors × 2 channels in two passes, each row's 8 weights
+    /// broadcast once for 16 multiply-adds rather than 16 for 32 (the same sums): 1.000 and
+    /// 0.992 of the time (the 256² level 3-4 % faster, the 128² level 1-3 % slower).
     public static let upsampledVectors = 2, upsampledChannels = 4
     /// Vector registers of the ISA the blocking is made for.
     public static let vectorRegisters = 32
@@ -33,7 +37,10 @@ public enum RegisterBlocking {
     /// 0.68–0.84. (An earlier, differently written kernel with this blocking spilled on Zen 4 and
     /// ran 13 % slower.) A row of 4 vectors goes as two pairs (`forEachRowChunk`).
     public static let rowVectors = 3
-    /// 9 accumulators, the 3 input rows and the gradient vector.
+    /// 9 accumulators, the 3 input rows and the gradient vector. Tried and not kept (AMD EPYC fam
+    /// 25 mod 17, this build, 2 threads): two output channels a pass, as AVX-512 does (18
+    /// accumulators in 16 registers), batch-20 training steps 0.480-0.511 s against 0.442-0.483
+    /// s, the builds alternating (3 rounds).
     public static let gradientChannels = 1
     /// 2 vectors × 2 channels = 8 accumulators, 6 input vectors and a weight; the block's 4
     /// channels in two passes. Tried and not kept (AMD EPYC fam 25 mod 17, this build): 3 vectors
