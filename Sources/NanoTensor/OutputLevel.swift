@@ -7,18 +7,18 @@ import CNanoSupport
 /// the last runs the same way where its bands are tall enough (`fuses`), its second convolution
 /// writing the next level's map (`Destination.planes`).
 ///
-/// The first convolution's output (4 channels at full resolution: 4.5 MB for a 512² tile, 75 MB
-/// for a 2144² one) never exists as a map: each work item computes its band's rows, plus the row
-/// above and below it that the last convolution also reads, into a per-thread scratch laid out as
-/// padded planes, and the last convolution reads them there while they are in cache: row by row,
-/// the last convolution's row y − 1 right after the first one's row y, so that only three rows of
-/// the scratch are in use at any time (a band's whole scratch, 34 rows of 4 channels 2048 wide,
-/// is about 1.1 MB, as much as a Zen 4 core's L2; a recomputed skip (`Skip.recomputed`) adds its own 36
-/// rows). A band needs the first convolution's row above it and below it: where a thread goes
-/// on from one band to the next (its own share, in order), the rows the two share (and a
-/// recomputed skip's four) move to the top of its scratch; only a thread's first band and a band
-/// taken from another thread's share compute them again. Values are those of the two separate
-/// passes, bit for bit (each row is made by the same kernels).
+/// The first convolution's output (4 channels at full resolution: 4.5 MB for a 512² tile, 75 MB for
+/// a 2144² one) never exists as a map: each work item computes its band's rows, plus the row above
+/// and below it that the last convolution also reads, into a per-thread scratch laid out as padded
+/// planes, and the last convolution reads them there while they are in cache: row by row, the last
+/// convolution's row y − 1 right after the first one's row y, so that only three rows of the
+/// scratch are in use at any time (a band's whole scratch, 34 rows of 4 channels 2048 wide, is
+/// about 1.1 MB, as much as a Zen 4 core's L2; a recomputed skip (`Skip.recomputed`) adds its own
+/// 36 rows). A band needs the first convolution's row above it and below it: where a thread goes on
+/// from one band to the next (its own share, in order), the rows the two share (and a recomputed
+/// skip's four) move to the top of its scratch; only a thread's first band and a band taken from
+/// another thread's share compute them again. Values are those of the two separate passes, bit for
+/// bit (each row is made by the same kernels).
 ///
 /// Measured on AMD EPYC fam 25 mod 17 (Zen 4), 2 threads, one process alternating tile by tile
 /// (190 pairs, medians of the pairs' ratios): a 512² tile took 0.977 and 0.981 of the time of
@@ -26,18 +26,18 @@ import CNanoSupport
 /// the 256² level the same), 0.995 and 0.993 with the AVX2 build (`-target-cpu haswell`, whose
 /// only fused level is the last: 0.975-0.98 of its time).
 public enum OutputLevel {
-    /// Rows per work item: enough that the rows computed twice cost little, and every thread gets
-    /// several bands. Measured on AMD EPYC fam 26 mod 2 (Zen 5), 2 threads, builds paired: with
-    /// the rows interleaved (above) and bands of 32, a 2048² image took 0.903 of the time of all
-    /// the first convolution's rows of a band before the last one's (8 rounds, faster in 8), the
-    /// 512² tile the same (1.003, 12 rounds); then bands of 64 rather than 32, 0.977 for 2048² (8
-    /// of 8) and 0.983 for the tile (6 of 10: no loss); 128 the same as 64 (1.007). The AVX2 build
-    /// (`-target-cpu haswell`, whose upper levels run as two passes) neither gained nor lost
-    /// (1.013 for 2048², 1.010 for the tile, against the build before both).
-    /// Once a band took its edge rows from the band before it (a thread's first band is the only
-    /// one that computes them), 32 rows again: on AMD EPYC fam 25 mod 17 (Zen 4), 2 threads, one
-    /// process alternating bands of 32 and of 64 pass by pass, AVX-512 512² tiles 0.983, 0.997 and
-    /// 0.987 of the time (medians of 190 pairs' ratios; the last level 1.5-2.5 % faster), the
+    /// Rows per work item: enough that the rows a thread's first band computes twice cost little,
+    /// and every thread gets several bands. Measured on AMD EPYC fam 26 mod 2 (Zen 5), 2 threads,
+    /// builds paired: with the rows interleaved (above) and bands of 32, a 2048² image took 0.903
+    /// of the time of all the first convolution's rows of a band before the last one's (8 rounds,
+    /// faster in 8), the 512² tile the same (1.003, 12 rounds); then bands of 64 rather than 32,
+    /// 0.977 for 2048² (8 of 8) and 0.983 for the tile (6 of 10: no loss); 128 the same as 64
+    /// (1.007). The AVX2 build (`-target-cpu haswell`, whose upper levels run as two passes)
+    /// neither gained nor lost (1.013 for 2048², 1.010 for the tile, against the build before
+    /// both). Once a band took its edge rows from the band before it (a thread's first band is the
+    /// only one that computes them), 32 rows again: on AMD EPYC fam 25 mod 17 (Zen 4), 2 threads,
+    /// one process alternating bands of 32 and of 64 pass by pass, AVX-512 512² tiles 0.983, 0.997
+    /// and 0.987 of the time (medians of 190 pairs' ratios; the last level 1.5-2.5 % faster), the
     /// AVX2 build's 0.994 and 0.994 (its last level 3 %), a 2048² image 1.001 and 1.003 (AVX-512,
     /// 30 pairs) and 1.001 (AVX2): no loss.
     public static let band = 32
@@ -49,20 +49,22 @@ public enum OutputLevel {
     }
 
     /// The work items' rows, as offsets from the first produced row: [0, …, produced]. Bands of
-    /// `bandRows` rows, but where each thread's share of the rows holds fewer than 8 of them
-    /// (a 512² tile's 256² and 128² levels: 4 each on 2 threads), the share ends in bands of halving height,
-    /// down to `taperRows`: a pass ends when its slowest thread does, and a thread that finishes
-    /// its share first can only take whole bands from the other's, so the last bands decide how
-    /// long it waits. (The rows above and below a band are not computed again where the same
-    /// thread did the band before it.) A share of 8 bands or more waits little and is not cut further.
+    /// `bandRows` rows, but where each thread's share of the rows holds fewer than 8 of them (a
+    /// 512² tile's 256² and 128² levels: 4 each on 2 threads), the share ends in bands of
+    /// halving height, down to `taperRows`: a pass ends when its slowest thread does, and a
+    /// thread that finishes its share first can only take whole bands from the other's, so the
+    /// last bands decide how long it waits. (The rows above and below a band are not computed
+    /// again where the same thread did the band before it.) A share of 8 bands or more waits
+    /// little and is not cut further.
     ///
     /// Measured on AMD EPYC fam 25 mod 17 (Zen 4), 2 threads, a 512² tile: with bands of equal
     /// height, the two threads waited for each other 0.29-0.79 ms per tile (main thread and
     /// worker together, timed at each pass's end over 100 tiles), most of it at the ends of the
-    /// three passes of 8 bands (the 128² and 256² levels and the last); with the tapered bands,
-    /// 0.14 ms in those three. One process alternating tile by tile (190 pairs each, median of
-    /// the pairs' ratios): AVX-512 0.980, 0.986, 0.981, 0.987 of the time with equal bands; AVX2
-    /// (`-target-cpu haswell`, whose only fused level is the last) 0.995, 0.994.
+    /// three passes of 8 bands (the 128² and 256² levels and the last, in bands of 64 rows then);
+    /// with the tapered bands, 0.14 ms in those three. One process alternating tile by tile (190
+    /// pairs each, median of the pairs' ratios): AVX-512 0.980, 0.986, 0.981, 0.987 of the time
+    /// with equal bands; AVX2 (`-target-cpu haswell`, whose only fused level is the last) 0.995,
+    /// 0.994.
     package static func bandCuts(produced: Int, threads: Int) -> [Int] {
         let band = bandRows(produced: produced, threads: threads)
         var cuts = [0]
@@ -85,7 +87,8 @@ public enum OutputLevel {
     }
 
     /// The height the last bands of a share halve down to (`bandCuts`). Down to 4 rows instead
-    /// (AMD EPYC fam 25 mod 17, AVX-512, 2 threads, tiles alternating, 190 pairs): 0.999 of the time.
+    /// (AMD EPYC fam 25 mod 17, AVX-512, 2 threads, tiles alternating, 190 pairs): 0.999 of the
+    /// time.
     package static let taperRows = 8
 
     /// Whether a decoder level of `height` rows runs as one pass per band (`Destination.planes`)
@@ -168,8 +171,9 @@ public enum OutputLevel {
         /// input has one channel: its skip (4 channels at full resolution, 4.5 MB for a 512²
         /// tile, 74 MB for a 2144² one) is written by the encoder and read back a whole pass later,
         /// from memory, while recomputing it costs 9 multiply-adds per skip value, about a fiftieth
-        /// of the pass's work. Each work item computes its band's skip rows, and the two above and below
-        /// that the first convolution reads, into a per-thread scratch laid out as padded planes,
+        /// of the pass's work. Each work item computes its band's skip rows, and the two above
+        /// and below that the first convolution reads (those above taken from the band before
+        /// where the same thread did it), into a per-thread scratch laid out as padded planes,
         /// each row just before the first convolution's row that first reads it.
         case recomputed(input: PaddedPlanes, Conv3x3.PackedWeights)
 
@@ -269,7 +273,8 @@ public enum OutputLevel {
                 skipView = PlaneView(rows + skipScratchOffset + vectorWidth + (2 - y0) * rs, planeStride: skipPlaneStride, rowStride: rs)
                 recompute = (input.view(image: i), encoder)
                 if carried {
-                    // Rows y0 − 2 … y0 + 1 were at y − previousFirst + 2; each moves up by the last band's height.
+                    // Rows y0 − 2 … y0 + 1 were at y − previousFirst + 2: each moves up by the
+                    // last band's height.
                     let base = rows + skipScratchOffset, shift = (y0 - previousFirst) * rs
                     for c in 0..<encoder.cout {
                         for r in 0..<4 { (base + c * skipPlaneStride + r * rs).update(from: base + c * skipPlaneStride + r * rs + shift, count: rs) }
@@ -298,7 +303,7 @@ public enum OutputLevel {
             // image), then the last convolution's row y − 1, which reads first-convolution rows
             // y − 2 … y. So only a few rows of each scratch are in use at a time, and they stay in
             // the core's caches however wide the image (a band's whole scratch of a 2048-wide
-            // image is more than its L2).
+            // image is about as much as a core's L2).
             if carried {
                 // The first convolution's rows y0 − 1 and y0 were at r = y − previousFirst + 1.
                 let shift = (y0 - previousFirst) * rs

@@ -95,9 +95,9 @@ public struct ExactTiling: Sendable, Equatable {
     /// from 1024² to 4096², 12 of them the bench's input and output tensors (Intel Xeon fam 6 mod
     /// 207); recomputing that skip (`UNetPlan.firstSkipRecomputed`) took the peak of a 2048² pass
     /// (`bench --quick --only infer_2048`) from 342 to 280 MB (AMD EPYC fam 25 mod 17). The
-    /// banded level's per-thread scratch (`OutputLevel`: features × 66 rows of the level's width,
-    /// and the recomputed skip's channels × 68 rows) is inside the third: for the largest tile on
-    /// 16 threads about 150 MB, 12 % of the count.
+    /// banded level's per-thread scratch (`OutputLevel`: features × 34 rows of the level's width,
+    /// and the recomputed skip's channels × 36 rows) is inside the third: for the largest tile on
+    /// 16 threads about 78 MB, 6 % of the count (150 MB with the bands of 64 rows before).
     public static func bytesPerPixel(_ plan: UNetPlan) -> Int {
         let lastLevelInBands = plan.lastLevelRunsInBands
         var floats = Double(plan.config.inputChannels)

@@ -325,12 +325,14 @@ final class Conv3x3KernelTests: XCTestCase {
     /// A band whose thread did the band above it takes the rows the two share (the first
     /// convolution's two, a recomputed skip's four) from its scratch instead of computing them
     /// again: the same bits as computing every band's edge rows, for probabilities, a window of
-    /// rows, a recomputed skip and a level into padded planes, 1 to 3 threads; on one thread every
-    /// band but the first carries its rows, and with `carryingRows` off none does.
+    /// rows, a recomputed skip and a level into padded planes, one image and two, 1 to 3 threads;
+    /// on one thread every band but each image's first carries its rows, and with `carryingRows`
+    /// off none does.
     func testOutputLevelBandsCarryTheirEdgeRowsWithTheSameBits() {
         var rng = SplitMix64(seed: 16)
         // (n, encoder inputs, skip channels, map channels, features, outputs, low-resolution h, w)
-        for (n, cin, cs, cu, f, o, h, w) in [(1, 1, 4, 8, 4, 4, 160, 20), (2, 2, 3, 5, 3, 6, 45, 9), (1, 1, 4, 8, 4, 4, 7, 5)] {
+        for (n, cin, cs, cu, f, o, h, w) in [(1, 1, 4, 8, 4, 4, 160, 20), (2, 2, 3, 5, 3, 6, 45, 9), (2, 2, 3, 5, 3, 3, 45, 9),
+                                             (1, 1, 4, 8, 4, 4, 7, 5)] {
             let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: o, h: h, w: w, rng: &rng)
             let head = Tensor.randomNormal(Shape(1, 1, 1, 2 * o + 2), rng: &rng).array
             let x = Tensor.randomNormal(Shape(n, cin, 2 * h, 2 * w), rng: &rng)

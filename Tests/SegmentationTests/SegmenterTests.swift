@@ -45,10 +45,12 @@ final class SegmenterTests: XCTestCase {
 
     /// `prepare` (one median filter for both) gives `apply`'s image and `rawZeroOffset`'s value
     /// bit for bit, with and without a pool, for every scaling with and without the filter, a
-    /// denormal range and an empty image included.
+    /// denormal range and an empty image included (the large image is split among the pool's
+    /// threads by the median filter and the percentiles).
     func testPrepareGivesTheImageAndTheRawZeroOfTheirOwnFunctions() {
         var rng = SeededRandom(seed: 6)
-        let w = 67, h = 45
+        let w = 301, h = 2003
+        let pool = ThreadPool(threads: 2)
         let images = [FloatImage(width: w, height: h, pixels: (0..<(w * h)).map { _ in 1000 + 80 * rng.nextFloat() }),
                       FloatImage(width: 8, height: 8, pixels: (0..<64).map { Float($0) * 1e-44 }),
                       FloatImage(width: 0, height: 0, pixels: [])]
@@ -56,7 +58,7 @@ final class SegmenterTests: XCTestCase {
             for scaling in InputRecipe.Scaling.allCases {
                 for filter in [false, true] {
                     let recipe = InputRecipe(medianFilter: filter, scaling: scaling)
-                    for pool in [nil, ThreadPool(threads: 2)] {
+                    for pool in [nil, pool] {
                         let (prepared, rawZero) = recipe.prepare(image, pool: pool)
                         let label = "\(image.width)x\(image.height) \(scaling) filter \(filter) pool \(pool != nil)"
                         XCTAssertEqual(prepared.pixels.map { $0.bitPattern }, recipe.apply(image).pixels.map { $0.bitPattern }, label)
