@@ -194,6 +194,14 @@ final class Conv3x3KernelTests: XCTestCase {
         }
     }
 
+    /// An encoder's random input (n, cin, h, w) and its weights to `cs` channels, packed: what a
+    /// recomputed skip (`OutputLevel.Skip.recomputed`) is made from.
+    func randomEncoder(n: Int, cin: Int, cs: Int, h: Int, w: Int, rng: inout SplitMix64) -> (Tensor, Conv3x3.PackedWeights) {
+        let x = Tensor.randomNormal(Shape(n, cin, h, w), rng: &rng)
+        let we = Tensor.randomNormal(Shape(cs, cin, 3, 3), rng: &rng), be = Tensor.randomNormal(Shape(1, 1, 1, cs), rng: &rng)
+        return (x, Conv3x3.PackedWeights(oihw: we.data, bias: be.data, cout: cs, cin: cin))
+    }
+
     /// A level's bands (`OutputLevel.bandCuts`) cover its rows once, in order, none taller than
     /// `bandRows`; where each thread's share holds fewer than 8 bands, every share ends at a cut
     /// and in bands of halving height (a 512² tile's 256² level on 2 threads: 32, 32, 32, 16, 8, 8
@@ -265,9 +273,7 @@ final class Conv3x3KernelTests: XCTestCase {
                                           (1, 1, 6, 2, 2, 75, 3), (1, 3, 4, 8, 4, 70, 33)] {
             let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: f, h: h, w: w, rng: &rng)
             let head = Tensor.randomNormal(Shape(1, 1, 1, 2 * f + 2), rng: &rng).array
-            let x = Tensor.randomNormal(Shape(n, cin, 2 * h, 2 * w), rng: &rng)
-            let we = Tensor.randomNormal(Shape(cs, cin, 3, 3), rng: &rng), be = Tensor.randomNormal(Shape(1, 1, 1, cs), rng: &rng)
-            let encoder = Conv3x3.PackedWeights(oihw: we.data, bias: be.data, cout: cs, cin: cin)
+            let (x, encoder) = randomEncoder(n: n, cin: cin, cs: cs, h: 2 * h, w: 2 * w, rng: &rng)
             for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
                 let input = PaddedPlanes.from(x, pool: pool), lp = PaddedPlanes.from(level.low, pool: pool)
                 let skip = PaddedPlanes(n: n, channels: cs, height: 2 * h, width: 2 * w)
@@ -335,9 +341,7 @@ final class Conv3x3KernelTests: XCTestCase {
                                              (1, 1, 4, 8, 4, 4, 7, 5)] {
             let level = RandomDecoderLevel(n: n, cs: cs, cu: cu, f: f, o: o, h: h, w: w, rng: &rng)
             let head = Tensor.randomNormal(Shape(1, 1, 1, 2 * o + 2), rng: &rng).array
-            let x = Tensor.randomNormal(Shape(n, cin, 2 * h, 2 * w), rng: &rng)
-            let we = Tensor.randomNormal(Shape(cs, cin, 3, 3), rng: &rng), be = Tensor.randomNormal(Shape(1, 1, 1, cs), rng: &rng)
-            let encoder = Conv3x3.PackedWeights(oihw: we.data, bias: be.data, cout: cs, cin: cin)
+            let (x, encoder) = randomEncoder(n: n, cin: cin, cs: cs, h: 2 * h, w: 2 * w, rng: &rng)
             for pool in [ThreadPool(threads: 1), ThreadPool(threads: 2), ThreadPool(threads: 3)] {
                 let input = PaddedPlanes.from(x, pool: pool), lp = PaddedPlanes.from(level.low, pool: pool)
                 let sp = PaddedPlanes.from(level.skip, pool: pool)
