@@ -10,8 +10,8 @@ extension InputRecipe {
         return scaled(medianFilter ? medianFilter3x3(image, parallel: parallel) : image, parallel: parallel)
     }
 
-    /// `apply`'s image and `rawZeroOffset`'s value from one median filter (what training keeps
-    /// of each image: a filter of a 4096² micrograph is its most expensive step).
+    /// `apply`'s image and `rawZeroOffset`'s value from one median filter: what training keeps of
+    /// each image, where the two calls filtered it twice (`rawZeroOffset` on one thread).
     public func prepare(_ image: FloatImage, pool: ThreadPool? = nil) -> (image: FloatImage, rawZero: Float) {
         let parallel = pool?.parallel ?? serially
         let filtered = medianFilter ? medianFilter3x3(image, parallel: parallel) : image
