@@ -5,9 +5,10 @@ On a shared machine every row moves by tens of percent between minutes, so build
 comparable when their rows are taken in the same minutes: each round runs
 `nanofind bench --json --only memory_latency` once (the cache this round had), then, for each
 binary in turn, the rows `infer_tile_512`, `infer_2048` and `train_step_512`. After the rounds,
-per binary: the median and range of each row's fraction_of_peak and time, how many rounds met
-the targets (a 512² tile at 0.75 of the FMA peak, a batch-20 training step at 0.55, a 2048²
-image within 10 % of the tile's time per pixel), and the cache the rounds had.
+per binary (with the CPU model, vector ISA and thread count its rows name): the median and range
+of each row's fraction_of_peak and time, how many rounds met the targets (a 512² tile at 0.75 of
+the FMA peak, a batch-20 training step at 0.55, a 2048² image within 10 % of the tile's time per
+pixel), and the cache the rounds had.
 
 usage: scripts/bench-rounds.py [--rounds N] BINARY [BINARY ...]
 e.g.   scripts/bench-rounds.py --rounds 20 .build/release/nanofind .build/avx2/release/nanofind
@@ -40,7 +41,8 @@ def bench(binary, only):
 
 
 def round_of(binary):
-    """One round's figures for one binary: (ms, fraction_of_peak) per row and the peaks measured."""
+    """One round's figures for one binary: (ms, fraction_of_peak) per row, the peaks measured, and the CPU,
+    vector ISA and threads its rows name."""
     got = {"peaks": []}
     for only in ROWS:
         for row in bench(binary, only):
@@ -48,6 +50,7 @@ def round_of(binary):
                 got["peaks"].append(row["gflops"])
             elif row["name"] == "infer_tile_512" and row["batch"] == 1:
                 got["tile"] = (row["ms_per_tile"], row["fraction_of_peak"])
+                got["machine"] = "%s, %s, %d threads" % (row["cpu"], row["isa"], row["threads"])
             elif row["name"] == "infer_2048":
                 got["2048"] = (row["ms"], row["fraction_of_peak"])
             elif row["name"] == "train_step_512" and row["batch"] == 20:
@@ -84,7 +87,7 @@ def main():
     for b, rs in rounds.items():
         tile, step, big = [r["tile"] for r in rs], [r["step"] for r in rs], [r["2048"] for r in rs]
         ratios = [r["ratio"] for r in rs]
-        print(f"{b}:")
+        print(f"{b} ({rs[0]['machine']}):")
         print("  tile  fraction %s, %s ms, %d of %d at or over 0.75"
               % (summary([f for _, f in tile]), summary([t for t, _ in tile], "%.2f"), sum(f >= 0.75 for _, f in tile), len(rs)))
         print("  step  fraction %s, %s ms, %d of %d at or over 0.55"
